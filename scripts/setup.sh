@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything Skylab needs to build, test and run on Debian 12.
+# Idempotent: installs only what is missing. Run as root or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # build
+  build-essential cmake pkg-config ccache
+  libboost-dev libzmq3-dev nlohmann-json3-dev libssl-dev libsqlite3-dev libsodium-dev
+  libgtest-dev libgmock-dev
+  # runtimes
+  python3 python3-ipykernel python3-jupyter-client python3-nbformat
+  python3-matplotlib python3-numpy python3-zmq bubblewrap
+  # tests and benchmarks
+  python3-pytest python3-websocket python3-requests python3-jupyter-server
+)
+# Node.js: use the machine's if it has one (e.g. NodeSource, which bundles npm
+# and conflicts with Debian's npm package); else Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  APT_PACKAGES+=(nodejs npm)
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Node packages for the client-compatibility tests (@jupyterlab/services).
+if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
+  (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
+fi

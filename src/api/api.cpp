@@ -1,0 +1,138 @@
+#include "api/api.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "api/channels.hpp"
+#include "common/util.hpp"
+
+namespace skylab::api {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+using nlohmann::json;
+
+Result<json> parse_json_body(const std::string& body) {
+  if (body.empty()) return json::object();
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return Error::bad_request("Malformed JSON in request body");
+  if (!j.is_object()) return Error::bad_request("Request body must be a JSON object");
+  return j;
+}
+
+bool may_access(const auth::Identity& user, const std::string& owner) {
+  return user.admin || user.username == owner;
+}
+
+void close_all_channels(Context& ctx) {
+  if (ctx.channels) ctx.channels->close_all();
+}
+
+namespace {
+
+const char* kLandingPage = R"(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Skylab</title>
+<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:4em auto;color:#222}code{background:#f3f3f3;padding:2px 4px}</style>
+</head><body><h1>Skylab is running</h1>
+<p>This server speaks the Jupyter Server API. Connect JupyterLab, VS Code or any Jupyter client to
+this address with your token, or use the REST API under <code>/api</code>.</p>
+<p>The notebook app in the browser is not built yet.</p></body></html>
+)";
+
+json kernelspec_model(const kernel::KernelSpec& k) {
+  json resources = json::object();
+  if (!k.resource_dir.empty()) {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(k.resource_dir, ec)) {
+      std::string f = e.path().filename().string();
+      if (f.rfind("logo-", 0) == 0) resources[e.path().stem().string()] = "/kernelspecs/" + k.name + "/" + f;
+      else if (f == "kernel.js" || f == "kernel.css") resources[f] = "/kernelspecs/" + k.name + "/" + f;
+    }
+  }
+  return {{"name", k.name}, {"spec", k.spec}, {"resources", resources}};
+}
+
+std::string mime_for(const std::string& path) {
+  auto ends = [&](const char* s) {
+    std::string suf(s);
+    return path.size() >= suf.size() && path.compare(path.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  if (ends(".png")) return "image/png";
+  if (ends(".svg")) return "image/svg+xml";
+  if (ends(".js")) return "application/javascript";
+  if (ends(".css")) return "text/css";
+  if (ends(".json")) return "application/json";
+  return "application/octet-stream";
+}
+
+}  // namespace
+
+std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
+  ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels);
+  auto r = std::make_shared<http::Router>();
+  http::RouteOptions pub;
+  pub.public_route = true;
+
+  r->add("GET", "/", [](Request&, Responder done) {
+    Response res;
+    res.body = kLandingPage;
+    res.set_header("Content-Type", "text/html; charset=utf-8");
+    res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
+    done(std::move(res));
+  }, pub);
+
+  r->add("GET", "/api/?", [ctx](Request&, Responder done) {
+    done(Response::json(200, {{"version", "2.0.0"}, {"skylab_version", ctx->version}}));
+  }, pub);
+
+  r->add("GET", "/api/status", [ctx](Request&, Responder done) {
+    int connections = 0;
+    for (auto& k : ctx->kernels->list()) connections += k.connections;
+    done(Response::json(200, {{"started", util::iso_time(ctx->started)},
+                              {"last_activity", util::iso_time(ctx->kernels->last_activity())},
+                              {"connections", connections},
+                              {"kernels", ctx->kernels->count()}}));
+  });
+
+  r->add("GET", "/api/me", [](Request& req, Responder done) {
+    const auto& u = req.user.username;
+    done(Response::json(200, {{"identity",
+                               {{"username", u}, {"name", u}, {"display_name", u},
+                                {"initials", u.empty() ? "" : u.substr(0, 1)},
+                                {"avatar_url", nullptr}, {"color", nullptr}}},
+                              {"permissions", json::object()}}));
+  });
+
+  r->add("GET", "/api/kernelspecs/?", [ctx](Request&, Responder done) {
+    json specs = json::object();
+    for (auto& k : ctx->specs->list()) specs[k.name] = kernelspec_model(k);
+    done(Response::json(200, {{"default", ctx->specs->default_name()}, {"kernelspecs", specs}}));
+  });
+
+  r->add("GET", "/api/kernelspecs/([^/]+)/?", [ctx](Request& req, Responder done) {
+    auto k = ctx->specs->find(req.params[0]);
+    if (!k.ok()) return done(Response::from_error(k.error()));
+    done(Response::json(200, kernelspec_model(k.value())));
+  });
+
+  r->add("GET", "/kernelspecs/([^/]+)/([^/]+)", [ctx](Request& req, Responder done) {
+    auto path = ctx->specs->resource_path(req.params[0], req.params[1]);
+    if (!path.ok()) return done(Response::from_error(path.error()));
+    std::ifstream in(path.value(), std::ios::binary);
+    if (!in) return done(Response::error(404, "No such resource"));
+    Response res;
+    res.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    res.set_header("Content-Type", mime_for(path.value()));
+    res.set_header("Cache-Control", "max-age=3600");
+    done(std::move(res));
+  });
+
+  add_kernel_routes(*r, ctx);
+  add_channel_routes(*r, ctx);
+  return r;
+}
+
+}  // namespace skylab::api

@@ -1,0 +1,41 @@
+// The HTTP API: Jupyter Server-compatible routes and Skylab's own.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "http/router.hpp"
+#include "kernel/kernelspec.hpp"
+#include "kernel/manager.hpp"
+
+namespace skylab::api {
+
+class ChannelsRegistry;
+
+//! Everything handlers need. Shared by all requests; members are thread-safe.
+struct Context {
+  std::shared_ptr<kernel::KernelManager> kernels;
+  std::shared_ptr<const kernel::KernelSpecStore> specs;
+  std::shared_ptr<ChannelsRegistry> channels;
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  std::string version = "0.1.0";
+};
+
+//! Creates the context's channel registry and the full route table.
+std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx);
+
+//! Closes every open kernel WebSocket (server shutdown).
+void close_all_channels(Context& ctx);
+
+// Route groups, defined in their own files.
+void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+//! Parses a JSON object body; an empty body is an empty object.
+Result<nlohmann::json> parse_json_body(const std::string& body);
+
+//! Whether `user` may see a resource owned by `owner` (owners and admins).
+bool may_access(const auth::Identity& user, const std::string& owner);
+
+}  // namespace skylab::api

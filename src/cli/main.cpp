@@ -1,0 +1,43 @@
+// skylab: one binary, several commands.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace skylab::cli {
+int serve_main(const std::vector<std::string>& args);
+}
+
+namespace {
+void usage(std::FILE* out) {
+  std::fputs(
+      "usage: skylab <command> [options]\n"
+      "\n"
+      "commands:\n"
+      "  serve     run the Skylab server (Jupyter Server-compatible API)\n"
+      "\n"
+      "Run 'skylab <command> --help' for a command's options.\n",
+      out);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd == "serve") return skylab::cli::serve_main(args);
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    usage(stdout);
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::puts("skylab 0.1.0");
+    return 0;
+  }
+  std::fprintf(stderr, "skylab: unknown command '%s'\n", cmd.c_str());
+  usage(stderr);
+  return 2;
+}

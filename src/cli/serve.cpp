@@ -1,0 +1,170 @@
+// `skylab serve`: the platform server.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/api.hpp"
+#include "auth/auth.hpp"
+#include "common/log.hpp"
+#include "common/util.hpp"
+#include "http/server.hpp"
+#include "kernel/kernelspec.hpp"
+#include "kernel/manager.hpp"
+
+namespace skylab::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kServeHelp =
+    "usage: skylab serve [--host H] [--port P] [--data-dir D] [--python PATH]\n"
+    "\n"
+    "  --host H        address to listen on (default 127.0.0.1)\n"
+    "  --port P        port (default 8888; 0 picks a free one)\n"
+    "  --data-dir D    where Skylab keeps its state (default ./skylab-data)\n"
+    "  --python PATH   interpreter for the built-in python3 kernel (default /usr/bin/python3)\n"
+    "  --log-level L   debug, info, warn or error (default info)\n"
+    "\n"
+    "environment:\n"
+    "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
+
+struct ServeArgs {
+  std::string host = "127.0.0.1";
+  int port = 8888;
+  std::string data_dir = "./skylab-data";
+  std::string python = "/usr/bin/python3";
+  std::string log_level = "info";
+};
+
+bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& err) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string& dst) {
+      std::string name = a;
+      auto eq = a.find('=');
+      if (eq != std::string::npos) {
+        dst = a.substr(eq + 1);
+        return true;
+      }
+      if (i + 1 >= args.size()) {
+        err = name + " needs a value";
+        return false;
+      }
+      dst = args[++i];
+      return true;
+    };
+    auto is = [&](const char* flag) { return a == flag || a.rfind(std::string(flag) + "=", 0) == 0; };
+    std::string v;
+    if (is("--host")) {
+      if (!value(out.host)) return false;
+    } else if (is("--port")) {
+      if (!value(v)) return false;
+      char* end = nullptr;
+      long p = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || p < 0 || p > 65535) {
+        err = "--port must be a number from 0 to 65535";
+        return false;
+      }
+      out.port = static_cast<int>(p);
+    } else if (is("--data-dir")) {
+      if (!value(out.data_dir)) return false;
+    } else if (is("--python")) {
+      if (!value(out.python)) return false;
+    } else if (is("--log-level")) {
+      if (!value(out.log_level)) return false;
+    } else {
+      err = "unknown option '" + a + "'";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int serve_main(const std::vector<std::string>& args) {
+  for (auto& a : args)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kServeHelp, stdout);
+      return 0;
+    }
+  ServeArgs sa;
+  std::string err;
+  if (!parse(args, sa, err)) {
+    std::fprintf(stderr, "skylab serve: %s\n\n%s", err.c_str(), kServeHelp);
+    return 2;
+  }
+  if (sa.log_level == "debug") log::set_level(log::Level::kDebug);
+  else if (sa.log_level == "warn") log::set_level(log::Level::kWarn);
+  else if (sa.log_level == "error") log::set_level(log::Level::kError);
+
+  ::signal(SIGPIPE, SIG_IGN);
+  std::error_code ec;
+  fs::create_directories(sa.data_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "skylab serve: cannot create data directory %s: %s\n", sa.data_dir.c_str(),
+                 ec.message().c_str());
+    return 1;
+  }
+  fs::path data = fs::absolute(sa.data_dir);
+
+  std::string token;
+  bool generated = false;
+  if (const char* t = std::getenv("SKYLAB_ADMIN_TOKEN"); t && *t) {
+    token = t;
+  } else {
+    token = util::random_hex(24);
+    generated = true;
+  }
+
+  auto specs = std::make_shared<kernel::KernelSpecStore>(kernel::KernelSpecStore::default_dirs(), sa.python);
+  kernel::ManagerOptions mo;
+  mo.runtime_dir = (data / "runtime").string();
+  mo.working_dir = fs::current_path(ec).string();
+  auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
+
+  auto ctx = std::make_shared<api::Context>();
+  ctx->kernels = kernels;
+  ctx->specs = specs;
+  auto router = api::build_router(ctx);
+
+  http::ServerOptions so;
+  so.host = sa.host;
+  so.port = static_cast<std::uint16_t>(sa.port);
+  http::Server server(so, router, std::make_shared<auth::AdminTokenAuthenticator>(token));
+  auto port = server.listen();
+  if (!port.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", port.error().message.c_str());
+    return 1;
+  }
+  std::string shown_host = sa.host == "0.0.0.0" ? "127.0.0.1" : sa.host;
+  if (shown_host.find(':') != std::string::npos) shown_host = "[" + shown_host + "]";
+  std::string url = "http://" + shown_host + ":" + std::to_string(port.value()) + "/";
+  log::info("data directory " + data.string());
+  std::cout << "Skylab is listening on " << url << std::endl;
+  if (generated) std::cout << "Log in with this URL: " << url << "?token=" << token << std::endl;
+
+  std::thread stopper;
+  server.run([&](int signo) {
+    log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
+    stopper = std::thread([&] {
+      api::close_all_channels(*ctx);
+      kernels->shutdown_all();
+      server.stop();
+    });
+  });
+  if (stopper.joinable()) stopper.join();
+  kernels->shutdown_all();
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace skylab::cli

@@ -1,0 +1,63 @@
+#include "http/message.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace skylab::http {
+
+std::string_view Request::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (k == name) return v;
+  return {};
+}
+
+std::optional<std::string> Request::query_param(const std::string& name) const {
+  auto it = query.find(name);
+  if (it == query.end()) return std::nullopt;
+  return it->second;
+}
+
+Response Response::json(int status, const nlohmann::json& body) {
+  Response r;
+  r.status = status;
+  // Replace invalid UTF-8 rather than throw: data from kernels or users may carry it.
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.headers.emplace_back("Content-Type", "application/json");
+  return r;
+}
+
+Response Response::error(int status, std::string_view message) {
+  return json(status, {{"message", std::string(message)}, {"reason", nullptr}});
+}
+
+Response Response::from_error(const Error& e) { return error(status_for(e), e.message); }
+
+Response Response::empty(int status) {
+  Response r;
+  r.status = status;
+  return r;
+}
+
+void Response::set_header(std::string name, std::string value) {
+  for (auto& [k, v] : headers) {
+    if (k == name) {
+      v = std::move(value);
+      return;
+    }
+  }
+  headers.emplace_back(std::move(name), std::move(value));
+}
+
+int status_for(const Error& e) {
+  switch (e.code) {
+    case Error::Code::kBadRequest: return 400;
+    case Error::Code::kForbidden: return 403;
+    case Error::Code::kNotFound: return 404;
+    case Error::Code::kConflict: return 409;
+    case Error::Code::kTooLarge: return 413;
+    case Error::Code::kUnavailable: return 503;
+    case Error::Code::kInternal: return 500;
+  }
+  return 500;
+}
+
+}  // namespace skylab::http

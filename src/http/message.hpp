@@ -1,0 +1,58 @@
+// Transport-neutral HTTP request/response types. Handlers see only these;
+// Boost.Beast stays inside server.cpp.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "auth/auth.hpp"
+#include "common/result.hpp"
+
+namespace skylab::http {
+
+//! One parsed request. `path` is percent-decoded; `params` holds the route's
+//! captured groups (decoded). Header names are lower case.
+struct Request {
+  std::string method;
+  std::string target;  //!< raw target, including the query; never log it
+  std::string path;
+  std::map<std::string, std::string> query;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::vector<std::string> params;
+  auth::Identity user;
+
+  //! First header with this (lower-case) name, or empty.
+  std::string_view header(std::string_view name) const;
+  //! Query parameter, or nullopt.
+  std::optional<std::string> query_param(const std::string& name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  static Response json(int status, const nlohmann::json& body);
+  //! Jupyter-style error body `{"message": m, "reason": null}`.
+  static Response error(int status, std::string_view message);
+  static Response from_error(const Error& e);
+  static Response empty(int status);
+  void set_header(std::string name, std::string value);
+};
+
+//! Completes a request; may be called from any thread, exactly once.
+using Responder = std::function<void(Response)>;
+
+//! The HTTP status that an Error maps to.
+int status_for(const Error& e);
+
+}  // namespace skylab::http

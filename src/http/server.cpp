@@ -1,0 +1,456 @@
+#include "http/server.hpp"
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <thread>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+#include "common/util.hpp"
+
+namespace skylab::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace bws = beast::websocket;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kHeaderLimit = 16 * 1024;
+
+// Splits `target` into a decoded path and decoded query parameters.
+// Returns false when either part is malformed.
+bool parse_target(std::string_view target, Request& req) {
+  auto q = target.find('?');
+  auto raw_path = target.substr(0, q);
+  auto path = util::url_decode(raw_path);
+  if (!path || path->empty() || (*path)[0] != '/') return false;
+  req.path = std::move(*path);
+  if (q == std::string_view::npos) return true;
+  auto query = target.substr(q + 1);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    auto k = util::url_decode(pair.substr(0, eq), true);
+    auto v = util::url_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!k || !v) return false;
+    req.query.emplace(std::move(*k), std::move(*v));
+  }
+  return true;
+}
+
+}  // namespace
+
+class WsSession;
+
+struct Server::Impl {
+  ServerOptions opts;
+  std::shared_ptr<const Router> router;
+  std::shared_ptr<const auth::Authenticator> authenticator;
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  asio::steady_timer stop_timer{ioc};
+  std::atomic<bool> stopping{false};
+
+  std::mutex ws_mutex;
+  std::unordered_map<WsSession*, std::weak_ptr<WsSession>> ws_sessions;
+
+  Impl(ServerOptions o, std::shared_ptr<const Router> r, std::shared_ptr<const auth::Authenticator> a)
+      : opts(std::move(o)), router(std::move(r)), authenticator(std::move(a)) {}
+
+  void do_accept();
+  void close_all_websockets();
+};
+
+// ---------------------------------------------------------------------------
+// WebSocket session: one per connection, its own strand, a bounded send queue.
+
+class WsSession : public WebSocket, public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(Server::Impl& srv, beast::tcp_stream&& stream, std::shared_ptr<WebSocketHandler> h,
+            std::string subprotocol)
+      : srv_(srv), ws_(std::move(stream)), handler_(std::move(h)), subprotocol_(std::move(subprotocol)) {}
+
+  ~WsSession() override {
+    std::lock_guard lock(srv_.ws_mutex);
+    srv_.ws_sessions.erase(this);
+  }
+
+  void accept(bhttp::request<bhttp::string_body> req) {
+    {
+      std::lock_guard lock(srv_.ws_mutex);
+      srv_.ws_sessions[this] = weak_from_this();
+    }
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(bws::stream_base::timeout::suggested(beast::role_type::server));
+    std::string sub = subprotocol_;
+    ws_.set_option(bws::stream_base::decorator([sub](bws::response_type& res) {
+      res.set(bhttp::field::server, "skylab");
+      if (!sub.empty()) res.set(bhttp::field::sec_websocket_protocol, sub);
+    }));
+    ws_.read_message_max(srv_.opts.ws_message_limit);
+    ws_.auto_fragment(false);
+    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        log::debug("websocket handshake failed: " + ec.message());
+        return;
+      }
+      self->opened_ = true;
+      self->handler_->on_open(self);
+      self->do_read();
+    });
+  }
+
+  bool send(std::shared_ptr<const std::string> data, bool binary) override {
+    if (closed_.load()) return false;
+    std::size_t size = data->size();
+    if (queued_bytes_.fetch_add(size) + size > srv_.opts.ws_send_queue_limit) {
+      queued_bytes_.fetch_sub(size);
+      log::warn("websocket send queue full; closing slow client");
+      close(static_cast<std::uint16_t>(bws::close_code::policy_error), "send queue full");
+      return false;
+    }
+    asio::post(ws_.get_executor(), [self = shared_from_this(), data = std::move(data), binary]() {
+      self->queue_.emplace_back(std::move(data), binary);
+      if (self->queue_.size() == 1 && !self->writing_) self->do_write();
+    });
+    return true;
+  }
+
+  void close(std::uint16_t code, std::string reason) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)]() {
+      if (self->close_requested_ || self->finished_) return;
+      self->close_requested_ = true;
+      self->close_reason_ = bws::close_reason(static_cast<bws::close_code>(code), reason);
+      if (!self->writing_) self->do_close();
+    });
+  }
+
+  const std::string& subprotocol() const override { return subprotocol_; }
+
+ private:
+  void do_read() {
+    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec != bws::error::closed && ec != asio::error::operation_aborted)
+        log::debug("websocket read ended: " + ec.message());
+      finish();
+      return;
+    }
+    std::string data = beast::buffers_to_string(buf_.data());
+    buf_.consume(buf_.size());
+    bool binary = ws_.got_binary();
+    try {
+      handler_->on_message(std::move(data), binary);
+    } catch (const std::exception& e) {
+      log::error(std::string("websocket handler failed: ") + e.what());
+    }
+    do_read();
+  }
+
+  void do_write() {
+    if (queue_.empty()) {
+      writing_ = false;
+      if (close_requested_) do_close();
+      return;
+    }
+    writing_ = true;
+    auto& [data, binary] = queue_.front();
+    ws_.binary(binary);
+    ws_.async_write(asio::buffer(*data), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      auto size = self->queue_.front().first->size();
+      self->queued_bytes_.fetch_sub(size);
+      self->queue_.pop_front();
+      if (ec) {
+        self->writing_ = false;
+        self->queue_.clear();
+        self->finish();
+        return;
+      }
+      self->do_write();
+    });
+  }
+
+  void do_close() {
+    if (close_started_ || finished_) return;
+    close_started_ = true;
+    ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) { self->finish(); });
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    closed_ = true;
+    if (opened_) {
+      try {
+        handler_->on_close();
+      } catch (const std::exception& e) {
+        log::error(std::string("websocket close handler failed: ") + e.what());
+      }
+    }
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
+
+  Server::Impl& srv_;
+  bws::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buf_;
+  std::shared_ptr<WebSocketHandler> handler_;
+  std::string subprotocol_;
+  std::deque<std::pair<std::shared_ptr<const std::string>, bool>> queue_;
+  std::atomic<std::size_t> queued_bytes_{0};
+  std::atomic<bool> closed_{false};
+  bool opened_ = false, writing_ = false, close_requested_ = false, close_started_ = false,
+       finished_ = false;
+  bws::close_reason close_reason_;
+};
+
+// ---------------------------------------------------------------------------
+// HTTP session: reads the header first, so that the route decides the body limit.
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(Server::Impl& srv, tcp::socket&& socket) : srv_(srv), stream_(std::move(socket)) {}
+
+  void run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+ private:
+  void do_read() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(boost::none);
+    req_ = Request{};
+    route_ = nullptr;
+    stream_.expires_after(std::chrono::seconds(srv_.opts.idle_timeout_seconds));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               self->on_header(ec);
+                             });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == beast::error::timeout || ec == asio::error::connection_reset ||
+        ec == asio::error::eof) {
+      return close();
+    }
+    if (ec == bhttp::error::header_limit) return reply_and_close(Response::error(431, "Request header too large"));
+    if (ec) return reply_and_close(Response::error(400, "Malformed HTTP request"));
+
+    stream_.expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
+    auto& h = parser_->get();
+    req_.method = std::string(h.method_string());
+    req_.target = std::string(h.target());
+    for (const auto& f : h) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      req_.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
+    if (!parse_target(req_.target, req_)) return reply_and_close(Response::error(400, "Malformed request target"));
+
+    bool upgrade = bws::is_upgrade(h);
+    bool path_exists = false;
+    route_ = srv_.router->match(upgrade ? "WS" : req_.method, req_.path, req_.params, path_exists);
+    if (!route_ && upgrade) {
+      // Not a WebSocket route: treat as a plain request to the same path.
+      route_ = srv_.router->match(req_.method, req_.path, req_.params, path_exists);
+      upgrade = false;
+    }
+    if (!route_) {
+      if (path_exists) return reply_and_close(Response::error(405, "Method not allowed"));
+      return reply_and_close(Response::error(404, "Not found"));
+    }
+    if (!route_->options.public_route) {
+      auth::Credentials creds;
+      creds.authorization_header = req_.header("authorization");
+      auto it = req_.query.find("token");
+      if (it != req_.query.end()) creds.query_token = it->second;
+      auto who = srv_.authenticator->authenticate(creds);
+      if (!who) return reply_and_close(Response::error(403, "Forbidden: missing or invalid credentials"));
+      req_.user = *who;
+    }
+
+    if (upgrade) return do_upgrade();
+
+    auto cl = h.payload_size();
+    if (cl && *cl > route_->options.body_limit)
+      return reply_and_close(Response::error(413, "Request body too large"));
+    parser_->body_limit(route_->options.body_limit);
+    if (beast::iequals(h[bhttp::field::expect], "100-continue")) {
+      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
+      beast::error_code wec;
+      bhttp::write(stream_.socket(), cont, wec);
+    }
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+  }
+
+  void on_body(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) return reply_and_close(Response::error(413, "Request body too large"));
+    if (ec == beast::error::timeout || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
+        ec == asio::error::connection_reset || ec == bhttp::error::partial_message)
+      return close();
+    if (ec) return reply_and_close(Response::error(400, "Malformed HTTP request"));
+    req_.body = std::move(parser_->get().body());
+    keep_alive_ = parser_->get().keep_alive();
+    stream_.expires_never();
+    auto self = shared_from_this();
+    auto responded = std::make_shared<std::atomic<bool>>(false);
+    Responder respond = [self, responded](Response r) {
+      if (responded->exchange(true)) return;
+      asio::post(self->stream_.get_executor(),
+                 [self, r = std::move(r)]() mutable { self->write(std::move(r), self->keep_alive_); });
+    };
+    try {
+      route_->handler(req_, respond);
+    } catch (const std::exception& e) {
+      log::error(std::string("handler failed on ") + req_.method + " " + req_.path + ": " + e.what());
+      respond(Response::error(500, "Internal server error"));
+    }
+  }
+
+  void do_upgrade() {
+    Upgrade up;
+    try {
+      up = route_->upgrade(req_);
+    } catch (const std::exception& e) {
+      log::error(std::string("upgrade handler failed: ") + e.what());
+      return reply_and_close(Response::error(500, "Internal server error"));
+    }
+    if (up.refuse || !up.handler) return reply_and_close(up.refuse ? *up.refuse : Response::error(500, "refused"));
+    auto session = std::make_shared<WsSession>(srv_, std::move(stream_), std::move(up.handler),
+                                               std::move(up.subprotocol));
+    session->accept(parser_->release());
+  }
+
+  void reply_and_close(Response r) { write(std::move(r), false); }
+
+  void write(Response r, bool keep_alive) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->version(11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(bhttp::field::server, "skylab");
+    res->set("X-Content-Type-Options", "nosniff");
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep_alive && !srv_.stopping.load());
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+      if (ec || !res->keep_alive()) return self->close();
+      self->do_read();
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  Server::Impl& srv_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  Request req_;
+  const Route* route_ = nullptr;
+  bool keep_alive_ = true;
+};
+
+void Server::Impl::do_accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (!acceptor.is_open()) return;
+      log::warn("accept failed: " + ec.message());
+    } else {
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<HttpSession>(*this, std::move(socket))->run();
+    }
+    do_accept();
+  });
+}
+
+void Server::Impl::close_all_websockets() {
+  std::vector<std::shared_ptr<WsSession>> live;
+  {
+    std::lock_guard lock(ws_mutex);
+    for (auto& [_, w] : ws_sessions)
+      if (auto s = w.lock()) live.push_back(std::move(s));
+  }
+  for (auto& s : live) s->close(static_cast<std::uint16_t>(bws::close_code::going_away), "server shutting down");
+}
+
+Server::Server(ServerOptions options, std::shared_ptr<const Router> router,
+               std::shared_ptr<const auth::Authenticator> authenticator)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(router), std::move(authenticator))) {}
+
+Server::~Server() = default;
+
+Result<std::uint16_t> Server::listen() {
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(impl_->opts.host, ec);
+  if (ec) return Error::bad_request("invalid --host '" + impl_->opts.host + "': " + ec.message());
+  tcp::endpoint ep(addr, impl_->opts.port);
+  auto& a = impl_->acceptor;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Error::unavailable("cannot listen on " + impl_->opts.host + ":" +
+                                    std::to_string(impl_->opts.port) + ": " + ec.message());
+  ::fcntl(a.native_handle(), F_SETFD, FD_CLOEXEC);
+  return a.local_endpoint().port();
+}
+
+void Server::run(std::function<void(int)> on_signal) {
+  impl_->do_accept();
+  impl_->signals.async_wait([this, on_signal](beast::error_code ec, int signo) {
+    if (!ec && on_signal) on_signal(signo);
+  });
+  std::vector<std::thread> extra;
+  for (int i = 1; i < impl_->opts.threads; ++i) extra.emplace_back([this] { impl_->ioc.run(); });
+  impl_->ioc.run();
+  for (auto& t : extra) t.join();
+}
+
+void Server::stop() {
+  impl_->stopping = true;
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+    impl_->signals.cancel(ec);
+    impl_->close_all_websockets();
+    impl_->stop_timer.expires_after(std::chrono::milliseconds(300));
+    impl_->stop_timer.async_wait([this](beast::error_code) { impl_->ioc.stop(); });
+  });
+}
+
+}  // namespace skylab::http

@@ -1,0 +1,840 @@
+#include "kernel/manager.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <cstring>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+#include "common/util.hpp"
+
+extern char** environ;
+
+namespace skylab::kernel {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using SysClock = std::chrono::system_clock;
+
+namespace {
+
+enum class Phase { kRunning, kRestarting, kShuttingDown, kDead };
+
+// Sockets of one kernel; touched only on the I/O thread.
+struct Sockets {
+  void* shell = nullptr;
+  void* control = nullptr;
+  void* stdin_ = nullptr;
+  void* iopub = nullptr;
+  void* hb = nullptr;
+};
+
+struct Kernel {
+  // Immutable after creation.
+  std::string id;
+  std::string owner;
+  KernelSpec spec;
+  std::string key;
+  std::unique_ptr<Signer> signer;
+  std::string session;   // our session id for messages the server creates
+  std::string identity;  // routing id of shell and stdin sockets
+
+  // Guarded by Impl::mutex.
+  std::string state = "starting";
+  SysClock::time_point last_activity = SysClock::now();
+  int connections = 0;
+  std::shared_ptr<KernelObserver> observer;
+  bool ready = false;
+  std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
+  pid_t pid = -1;
+
+  // I/O thread only.
+  Phase phase = Phase::kRunning;
+  pid_t pid_io = -1;
+  int ports[5] = {0, 0, 0, 0, 0};  // shell, iopub, stdin, control, hb
+  std::string connection_file;
+  Sockets sock;
+  std::set<std::string> nudges;
+  bool got_info = false, got_iopub = false;
+  Clock::time_point next_nudge{}, ready_deadline{}, phase_deadline{};
+  Clock::time_point hb_sent{}, hb_last_reply{};
+  bool hb_outstanding = false;
+  std::vector<std::function<void(Status)>> shutdown_done;
+};
+
+KernelModel model_of(const Kernel& k) {
+  KernelModel m;
+  m.id = k.id;
+  m.name = k.spec.name;
+  m.owner = k.owner;
+  m.execution_state = k.state;
+  m.last_activity = k.last_activity;
+  m.connections = k.connections;
+  m.pid = k.pid;
+  return m;
+}
+
+// Picks `n` distinct free TCP ports on `ip` (held open together so they differ).
+bool pick_ports(const std::string& ip, int* out, int n) {
+  std::vector<int> fds;
+  bool ok = true;
+  for (int i = 0; i < n && ok; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      ok = false;
+      break;
+    }
+    fds.push_back(fd);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = 0;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (ip != "127.0.0.1") a.sin_addr.s_addr = htonl(INADDR_ANY);
+    socklen_t len = sizeof a;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ok = false;
+      break;
+    }
+    out[i] = ntohs(a.sin_port);
+  }
+  for (int fd : fds) ::close(fd);
+  return ok;
+}
+
+void close_socket(void*& s) {
+  if (s) zmq_close(s);
+  s = nullptr;
+}
+
+bool send_frames(void* sock, const std::vector<std::string_view>& frames) {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    int flags = ZMQ_DONTWAIT | (i + 1 < frames.size() ? ZMQ_SNDMORE : 0);
+    if (zmq_send(sock, frames[i].data(), frames[i].size(), flags) < 0) return false;
+  }
+  return true;
+}
+
+// Receives one multipart message; false when none is waiting.
+bool recv_frames(void* sock, std::vector<std::string>& frames) {
+  frames.clear();
+  while (true) {
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    int flags = frames.empty() ? ZMQ_DONTWAIT : 0;
+    if (zmq_msg_recv(&part, sock, flags) < 0) {
+      zmq_msg_close(&part);
+      return !frames.empty();
+    }
+    frames.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
+    bool more = zmq_msg_more(&part);
+    zmq_msg_close(&part);
+    if (!more) return true;
+  }
+}
+
+}  // namespace
+
+struct KernelManager::Impl {
+  ManagerOptions opts;
+  std::shared_ptr<const KernelSpecStore> specs;
+  void* zctx = nullptr;
+  int wake_fd = -1;
+  std::thread io;
+  std::atomic<bool> stopping{false};
+
+  mutable std::mutex mutex;
+  std::map<std::string, std::shared_ptr<Kernel>> kernels;  // guarded by mutex
+  SysClock::time_point last_activity = SysClock::now();    // guarded by mutex
+
+  std::mutex cmd_mutex;
+  std::vector<std::function<void()>> commands;  // guarded by cmd_mutex
+
+  // I/O thread only.
+  std::vector<std::shared_ptr<Kernel>> live;  // kernels with open sockets
+  std::vector<zmq_pollitem_t> items;
+  bool items_dirty = true;
+  Clock::time_point next_reap{};
+
+  Impl(ManagerOptions o, std::shared_ptr<const KernelSpecStore> s) : opts(std::move(o)), specs(std::move(s)) {
+    zctx = zmq_ctx_new();
+    zmq_ctx_set(zctx, ZMQ_BLOCKY, 0);
+    wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    std::error_code ec;
+    fs::create_directories(opts.runtime_dir, ec);
+    ::chmod(opts.runtime_dir.c_str(), 0700);
+    io = std::thread([this] { loop(); });
+  }
+
+  ~Impl() {
+    stopping = true;
+    wake();
+    if (io.joinable()) io.join();
+    for (auto& k : live) close_sockets(*k);
+    zmq_ctx_term(zctx);
+    ::close(wake_fd);
+  }
+
+  void post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(cmd_mutex);
+      commands.push_back(std::move(fn));
+    }
+    wake();
+  }
+
+  void wake() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(wake_fd, &one, sizeof one);
+  }
+
+  std::shared_ptr<Kernel> find(const std::string& id) const {
+    std::lock_guard lock(mutex);
+    auto it = kernels.find(id);
+    return it == kernels.end() ? nullptr : it->second;
+  }
+
+  // ---- process management (I/O thread, except spawn during start) ----
+
+  Status write_connection_file(Kernel& k) {
+    if (!pick_ports(opts.ip, k.ports, 5)) return Error::unavailable("no free ports for the kernel");
+    nlohmann::json c = {{"shell_port", k.ports[0]},   {"iopub_port", k.ports[1]},
+                        {"stdin_port", k.ports[2]},   {"control_port", k.ports[3]},
+                        {"hb_port", k.ports[4]},      {"ip", opts.ip},
+                        {"key", k.key},               {"transport", "tcp"},
+                        {"signature_scheme", "hmac-sha256"}, {"kernel_name", k.spec.name}};
+    k.connection_file = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".json")).string();
+    std::string tmp = k.connection_file + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Error::internal("cannot write connection file");
+    std::string text = c.dump(2);
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), k.connection_file.c_str()) != 0)
+      return Error::internal("cannot write connection file");
+    return ok_status();
+  }
+
+  Result<pid_t> spawn(Kernel& k) {
+    std::vector<std::string> args;
+    for (auto a : k.spec.argv) {
+      for (auto [pat, val] : {std::pair<std::string, std::string>{"{connection_file}", k.connection_file},
+                              {"{resource_dir}", k.spec.resource_dir}}) {
+        std::size_t pos;
+        while ((pos = a.find(pat)) != std::string::npos) a.replace(pos, pat.size(), val);
+      }
+      args.push_back(std::move(a));
+    }
+    std::map<std::string, std::string> env;
+    for (char** e = environ; *e; ++e) {
+      std::string kv(*e);
+      auto eq = kv.find('=');
+      if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
+    for (auto& [key, v] : k.spec.env) env[key] = v;
+    std::vector<std::string> env_strings;
+    for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT}) sigaddset(&defaults, s);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    if (!opts.working_dir.empty()) posix_spawn_file_actions_addchdir_np(&fa, opts.working_dir.c_str());
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) return Error::internal("cannot start kernel '" + args[0] + "': " + std::strerror(rc));
+    return pid;
+  }
+
+  // Opens and connects the five sockets (I/O thread).
+  void open_sockets(Kernel& k) {
+    auto endpoint = [&](int port) { return "tcp://" + opts.ip + ":" + std::to_string(port); };
+    auto make = [&](int type, int port) {
+      void* s = zmq_socket(zctx, type);
+      int zero = 0;
+      zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+      return std::make_pair(s, endpoint(port));
+    };
+    auto [shell, e_shell] = make(ZMQ_DEALER, k.ports[0]);
+    auto [iopub, e_iopub] = make(ZMQ_SUB, k.ports[1]);
+    auto [stdin_, e_stdin] = make(ZMQ_DEALER, k.ports[2]);
+    auto [control, e_control] = make(ZMQ_DEALER, k.ports[3]);
+    auto [hb, e_hb] = make(ZMQ_REQ, k.ports[4]);
+    zmq_setsockopt(shell, ZMQ_ROUTING_ID, k.identity.data(), k.identity.size());
+    zmq_setsockopt(stdin_, ZMQ_ROUTING_ID, k.identity.data(), k.identity.size());
+    zmq_setsockopt(iopub, ZMQ_SUBSCRIBE, "", 0);
+    int unlimited = 0;
+    zmq_setsockopt(iopub, ZMQ_RCVHWM, &unlimited, sizeof unlimited);
+    int one = 1;
+    zmq_setsockopt(hb, ZMQ_REQ_RELAXED, &one, sizeof one);
+    zmq_setsockopt(hb, ZMQ_REQ_CORRELATE, &one, sizeof one);
+    zmq_connect(shell, e_shell.c_str());
+    zmq_connect(iopub, e_iopub.c_str());
+    zmq_connect(stdin_, e_stdin.c_str());
+    zmq_connect(control, e_control.c_str());
+    zmq_connect(hb, e_hb.c_str());
+    k.sock = {shell, control, stdin_, iopub, hb};
+    k.got_info = k.got_iopub = false;
+    k.nudges.clear();
+    k.next_nudge = Clock::now();
+    k.ready_deadline = Clock::now() + opts.ready_timeout;
+    k.hb_outstanding = false;
+    k.hb_last_reply = Clock::now();
+    k.hb_sent = Clock::now();
+    bool present = false;
+    for (auto& p : live) present = present || p.get() == &k;
+    if (!present) {
+      std::lock_guard lock(mutex);
+      auto it = kernels.find(k.id);
+      if (it != kernels.end()) live.push_back(it->second);
+    }
+    items_dirty = true;
+  }
+
+  void close_sockets(Kernel& k) {
+    close_socket(k.sock.shell);
+    close_socket(k.sock.control);
+    close_socket(k.sock.stdin_);
+    close_socket(k.sock.iopub);
+    close_socket(k.sock.hb);
+    items_dirty = true;
+  }
+
+  void drop_live(Kernel& k) {
+    close_sockets(k);
+    live.erase(std::remove_if(live.begin(), live.end(), [&](auto& p) { return p.get() == &k; }), live.end());
+    items_dirty = true;
+  }
+
+  void send_on(Kernel& k, void* sock, const Message& m, const std::string& signature) {
+    if (!sock) return;
+    std::vector<std::string_view> frames = {kDelimiter, signature, m.header, m.parent_header, m.metadata, m.content};
+    for (const auto& b : m.buffers) frames.push_back(b);
+    if (!send_frames(sock, frames)) log::warn("kernel " + k.id + ": send failed (queue full or closed)");
+  }
+
+  void send_own(Kernel& k, void* sock, std::string_view type, const nlohmann::json& content) {
+    Message m = make_message(type, content, k.session);
+    send_on(k, sock, m, k.signer->sign(m));
+  }
+
+  // Delivers a message to the observer (I/O thread, no lock held while calling).
+  void deliver(Kernel& k, Channel ch, std::shared_ptr<const Message> m, const MessageInfo& info) {
+    std::shared_ptr<KernelObserver> obs;
+    {
+      std::lock_guard lock(mutex);
+      obs = k.observer;
+    }
+    if (obs) obs->on_kernel_message(ch, m, info);
+  }
+
+  void emit_status(Kernel& k, const std::string& state) {
+    auto m = std::make_shared<Message>(make_message("status", {{"execution_state", state}}, k.session));
+    auto info = inspect(*m);
+    if (info.ok()) deliver(k, Channel::kIopub, m, info.value());
+  }
+
+  void set_state(Kernel& k, const std::string& state) {
+    std::lock_guard lock(mutex);
+    k.state = state;
+  }
+
+  void finish_ready(Kernel& k, Result<KernelModel> result_if_error, bool success) {
+    std::vector<std::function<void(Result<KernelModel>)>> waiters;
+    KernelModel model;
+    {
+      std::lock_guard lock(mutex);
+      if (success) {
+        k.ready = true;
+        if (k.state == "starting" || k.state == "restarting") k.state = "idle";
+      }
+      waiters.swap(k.ready_waiters);
+      model = model_of(k);
+    }
+    for (auto& w : waiters) {
+      if (success) w(model);
+      else w(result_if_error);
+    }
+  }
+
+  void on_message(Kernel& k, Channel ch, std::vector<std::string>& frames) {
+    auto parsed = from_frames(frames, *k.signer);
+    if (!parsed.ok()) {
+      log::warn("kernel " + k.id + ": dropped message: " + parsed.error().message);
+      return;
+    }
+    auto msg = std::make_shared<Message>(std::move(parsed.value()));
+    auto info = inspect(*msg);
+    if (!info.ok()) {
+      log::warn("kernel " + k.id + ": dropped message: " + info.error().message);
+      return;
+    }
+    bool own = !info->parent_msg_id.empty() && k.nudges.count(info->parent_msg_id);
+    {
+      std::lock_guard lock(mutex);
+      k.last_activity = SysClock::now();
+      last_activity = k.last_activity;
+      if (ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
+        auto c = nlohmann::json::parse(msg->content, nullptr, false);
+        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string()) {
+          std::string st = c["execution_state"];
+          if (k.ready || st != "idle") k.state = st;
+        }
+      }
+    }
+    if (ch == Channel::kIopub) k.got_iopub = true;
+    if (own && ch == Channel::kShell) k.got_info = true;
+    if (k.phase == Phase::kRunning && k.got_info && k.got_iopub && !is_ready(k)) {
+      k.nudges.clear();
+      finish_ready(k, Error::internal(""), true);
+      own = true;  // the nudge's own reply is not for clients
+    }
+    if (own && ch != Channel::kIopub) return;
+    deliver(k, ch, std::move(msg), info.value());
+  }
+
+  bool is_ready(Kernel& k) {
+    std::lock_guard lock(mutex);
+    return k.ready;
+  }
+
+  // The kernel process is gone (reaped). Decides what that means.
+  void on_exit(Kernel& k, int status) {
+    std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                                        : "killed by signal " + std::to_string(WTERMSIG(status));
+    ::killpg(k.pid_io, SIGKILL);  // stray children of the kernel
+    {
+      std::lock_guard lock(mutex);
+      k.pid = -1;
+    }
+    k.pid_io = -1;
+    if (k.phase == Phase::kShuttingDown) return remove(k);
+    if (k.phase == Phase::kRestarting) return relaunch(k);
+    log::warn("kernel " + k.id + " died (" + how + ")");
+    k.phase = Phase::kDead;
+    close_sockets(k);
+    {
+      std::lock_guard lock(mutex);
+      k.state = "dead";
+      k.ready = false;
+    }
+    finish_ready(k, Error::unavailable("kernel died (" + how + ")"), false);
+    emit_status(k, "dead");
+  }
+
+  void relaunch(Kernel& k) {
+    close_sockets(k);
+    if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    auto st = write_connection_file(k);
+    Result<pid_t> pid = st.ok() ? spawn(k) : Result<pid_t>(st.error());
+    if (!pid.ok()) {
+      log::error("kernel " + k.id + ": restart failed: " + pid.error().message);
+      k.phase = Phase::kDead;
+      set_state(k, "dead");
+      finish_ready(k, pid.error(), false);
+      emit_status(k, "dead");
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      k.pid = pid.value();
+      k.ready = false;
+      k.state = "starting";
+    }
+    k.pid_io = pid.value();
+    k.phase = Phase::kRunning;
+    open_sockets(k);
+    emit_status(k, "starting");
+  }
+
+  void remove(Kernel& k) {
+    if (k.pid_io > 0) {
+      ::killpg(k.pid_io, SIGKILL);
+      int status = 0;
+      ::waitpid(k.pid_io, &status, 0);
+      k.pid_io = -1;
+    }
+    drop_live(k);
+    if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    std::shared_ptr<KernelObserver> obs;
+    std::shared_ptr<Kernel> keep;
+    {
+      std::lock_guard lock(mutex);
+      auto it = kernels.find(k.id);
+      if (it != kernels.end()) {
+        keep = it->second;
+        kernels.erase(it);
+      }
+      obs = std::move(k.observer);
+      k.state = "dead";
+    }
+    finish_ready(k, Error::not_found("kernel was shut down"), false);
+    if (obs) obs->on_kernel_removed();
+    auto done = std::move(k.shutdown_done);
+    for (auto& d : done) d(ok_status());
+  }
+
+  // Starts an orderly stop of the process: shutdown_request, then SIGKILL at the deadline.
+  void begin_stop(Kernel& k, bool restart) {
+    k.phase = restart ? Phase::kRestarting : Phase::kShuttingDown;
+    if (k.pid_io <= 0) {
+      if (restart) relaunch(k);
+      else remove(k);
+      return;
+    }
+    if (k.sock.control) send_own(k, k.sock.control, "shutdown_request", {{"restart", restart}});
+    k.phase_deadline = Clock::now() + opts.shutdown_wait;
+  }
+
+  void timers() {
+    auto now = Clock::now();
+    bool reap = now >= next_reap;
+    if (reap) next_reap = now + std::chrono::milliseconds(50);
+    auto snapshot = live;
+    for (auto& kp : snapshot) {
+      Kernel& k = *kp;
+      if (reap && k.pid_io > 0) {
+        int status = 0;
+        pid_t r = ::waitpid(k.pid_io, &status, WNOHANG);
+        if (r == k.pid_io) {
+          on_exit(k, status);
+          continue;
+        }
+      }
+      if ((k.phase == Phase::kShuttingDown || k.phase == Phase::kRestarting) && k.pid_io > 0 &&
+          now >= k.phase_deadline) {
+        ::killpg(k.pid_io, SIGKILL);
+        int status = 0;
+        ::waitpid(k.pid_io, &status, 0);
+        on_exit(k, status);
+        continue;
+      }
+      if (k.phase != Phase::kRunning || !k.sock.shell) continue;
+      bool ready = is_ready(k);
+      if (!ready && now >= k.next_nudge) {
+        Message m = make_message("kernel_info_request", nlohmann::json::object(), k.session);
+        auto info = inspect(m);
+        if (info.ok() && k.nudges.size() < 1000) k.nudges.insert(info->msg_id);
+        send_on(k, k.sock.shell, m, k.signer->sign(m));
+        k.next_nudge = now + std::chrono::milliseconds(k.got_info ? 100 : 250);
+      }
+      if (!ready && now >= k.ready_deadline) {
+        k.ready_deadline = now + opts.ready_timeout;
+        finish_ready(k, Error::unavailable("kernel did not become ready in time"), false);
+      }
+      if (ready && now - k.hb_sent >= opts.heartbeat_interval) {
+        if (k.hb_outstanding && now - k.hb_last_reply > 4 * opts.heartbeat_interval)
+          log::warn("kernel " + k.id + ": no heartbeat for " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - k.hb_last_reply).count()) + " s");
+        zmq_send(k.sock.hb, "ping", 4, ZMQ_DONTWAIT);
+        k.hb_sent = now;
+        k.hb_outstanding = true;
+      }
+    }
+  }
+
+  void rebuild_items() {
+    items.clear();
+    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    for (auto& k : live) {
+      for (void* s : {k->sock.shell, k->sock.control, k->sock.stdin_, k->sock.iopub, k->sock.hb})
+        if (s) items.push_back({s, 0, ZMQ_POLLIN, 0});
+    }
+    items_dirty = false;
+  }
+
+  void loop() {
+    std::vector<std::string> frames;
+    while (true) {
+      std::vector<std::function<void()>> todo;
+      {
+        std::lock_guard lock(cmd_mutex);
+        todo.swap(commands);
+      }
+      for (auto& fn : todo) {
+        try {
+          fn();
+        } catch (const std::exception& e) {
+          log::error(std::string("kernel manager command failed: ") + e.what());
+        }
+      }
+      if (stopping && todo.empty()) break;
+      if (items_dirty) rebuild_items();
+      int n = zmq_poll(items.data(), static_cast<int>(items.size()), 50);
+      if (n < 0 && zmq_errno() != EINTR) log::warn("zmq_poll failed");
+      if (n > 0) {
+        if (items[0].revents & ZMQ_POLLIN) {
+          std::uint64_t v;
+          [[maybe_unused]] auto r = ::read(wake_fd, &v, sizeof v);
+        }
+        // Map poll items back to kernels; items may be rebuilt while handling.
+        std::size_t idx = 1;
+        auto snapshot = live;
+        std::vector<std::pair<Kernel*, std::pair<Channel, void*>>> ready_socks;
+        for (auto& kp : snapshot) {
+          Kernel& k = *kp;
+          std::pair<Channel, void*> socks[] = {{Channel::kShell, k.sock.shell},
+                                               {Channel::kControl, k.sock.control},
+                                               {Channel::kStdin, k.sock.stdin_},
+                                               {Channel::kIopub, k.sock.iopub},
+                                               {Channel::kIopub, k.sock.hb}};
+          for (auto& [ch, s] : socks) {
+            if (!s) continue;
+            if (idx < items.size() && items[idx].socket == s && (items[idx].revents & ZMQ_POLLIN))
+              ready_socks.push_back({&k, {ch, s}});
+            ++idx;
+          }
+        }
+        for (auto& [kptr, cs] : ready_socks) {
+          Kernel& k = *kptr;
+          void* s = cs.second;
+          bool still = s == k.sock.shell || s == k.sock.control || s == k.sock.stdin_ || s == k.sock.iopub ||
+                       s == k.sock.hb;
+          if (!still) continue;
+          if (s == k.sock.hb) {
+            while (recv_frames(s, frames)) {
+              k.hb_outstanding = false;
+              k.hb_last_reply = Clock::now();
+            }
+            continue;
+          }
+          for (int i = 0; i < 256 && s && recv_frames(s, frames); ++i) {
+            on_message(k, cs.first, frames);
+            // on_message may close sockets (death handling happens in timers only).
+          }
+        }
+      }
+      timers();
+    }
+  }
+};
+
+KernelManager::KernelManager(ManagerOptions options, std::shared_ptr<const KernelSpecStore> specs)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(specs))) {}
+
+KernelManager::~KernelManager() {
+  shutdown_all();
+  impl_.reset();
+}
+
+Result<KernelModel> KernelManager::start(const std::string& spec_name, const std::string& owner) {
+  auto spec = impl_->specs->find(spec_name);
+  if (!spec.ok()) return spec.error();
+  auto k = std::make_shared<Kernel>();
+  k->id = util::uuid4();
+  k->owner = owner;
+  k->spec = std::move(spec.value());
+  k->key = util::uuid4();
+  k->signer = std::make_unique<Signer>(k->key);
+  k->session = util::uuid4();
+  k->identity = util::uuid4();
+  auto st = impl_->write_connection_file(*k);
+  if (!st.ok()) return st.error();
+  auto pid = impl_->spawn(*k);
+  if (!pid.ok()) {
+    ::unlink(k->connection_file.c_str());
+    return pid.error();
+  }
+  KernelModel model;
+  {
+    std::lock_guard lock(impl_->mutex);
+    k->pid = pid.value();
+    impl_->kernels[k->id] = k;
+    impl_->last_activity = SysClock::now();
+    model = model_of(*k);
+  }
+  log::info("kernel " + k->id + " started (" + k->spec.name + ", pid " + std::to_string(pid.value()) + ")");
+  impl_->post([this, k, p = pid.value()] {
+    k->pid_io = p;
+    impl_->open_sockets(*k);
+  });
+  return model;
+}
+
+std::vector<KernelModel> KernelManager::list() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<KernelModel> out;
+  for (auto& [_, k] : impl_->kernels) out.push_back(model_of(*k));
+  return out;
+}
+
+Result<KernelModel> KernelManager::get(const std::string& id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->kernels.find(id);
+  if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
+  return model_of(*it->second);
+}
+
+Status KernelManager::interrupt(const std::string& id) {
+  auto k = impl_->find(id);
+  if (!k) return Error::not_found("Kernel does not exist: " + id);
+  if (k->spec.interrupt_mode == "message") {
+    impl_->post([this, k] {
+      if (k->sock.control) impl_->send_own(*k, k->sock.control, "interrupt_request", nlohmann::json::object());
+    });
+    return ok_status();
+  }
+  pid_t pid;
+  {
+    std::lock_guard lock(impl_->mutex);
+    pid = k->pid;
+  }
+  if (pid > 0) ::killpg(pid, SIGINT);
+  return ok_status();
+}
+
+void KernelManager::restart(const std::string& id, std::function<void(Result<KernelModel>)> done) {
+  auto k = impl_->find(id);
+  if (!k) return done(Error::not_found("Kernel does not exist: " + id));
+  impl_->post([this, k, done = std::move(done)]() mutable {
+    if (k->phase == Phase::kShuttingDown) return done(Error::conflict("kernel is shutting down"));
+    {
+      std::lock_guard lock(impl_->mutex);
+      if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
+      k->ready = false;
+      k->state = "restarting";
+      k->ready_waiters.push_back(std::move(done));
+    }
+    if (k->phase == Phase::kRestarting) return;  // joins the restart in progress
+    impl_->emit_status(*k, "restarting");
+    impl_->begin_stop(*k, true);
+  });
+}
+
+void KernelManager::shutdown(const std::string& id, std::function<void(Status)> done) {
+  auto k = impl_->find(id);
+  if (!k) return done(Error::not_found("Kernel does not exist: " + id));
+  impl_->post([this, k, done = std::move(done)]() mutable {
+    {
+      std::lock_guard lock(impl_->mutex);
+      if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
+    }
+    k->shutdown_done.push_back(std::move(done));
+    if (k->phase == Phase::kShuttingDown) return;
+    if (k->phase == Phase::kDead) {
+      k->phase = Phase::kShuttingDown;
+      return impl_->remove(*k);
+    }
+    impl_->begin_stop(*k, false);
+  });
+}
+
+void KernelManager::shutdown_all() {
+  if (!impl_) return;
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& [id, _] : impl_->kernels) ids.push_back(id);
+  }
+  if (ids.empty()) return;
+  auto m = std::make_shared<std::mutex>();
+  auto cv = std::make_shared<std::condition_variable>();
+  auto left = std::make_shared<std::size_t>(ids.size());
+  for (auto& id : ids) {
+    shutdown(id, [m, cv, left](Status) {
+      std::lock_guard lock(*m);
+      if (--*left == 0) cv->notify_all();
+    });
+  }
+  std::unique_lock lock(*m);
+  cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5), [&] { return *left == 0; });
+}
+
+void KernelManager::when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) {
+  auto k = impl_->find(id);
+  if (!k) return done(Error::not_found("Kernel does not exist: " + id));
+  KernelModel model;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (!k->ready && k->state != "dead") {
+      k->ready_waiters.push_back(std::move(done));
+      return;
+    }
+    model = model_of(*k);
+  }
+  if (model.execution_state == "dead") return done(Error::unavailable("kernel is dead"));
+  done(model);
+}
+
+Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
+  if (ch == Channel::kIopub) return Error::bad_request("clients cannot send on iopub");
+  auto k = impl_->find(id);
+  if (!k) return Error::not_found("Kernel does not exist: " + id);
+  touch(id);
+  std::string sig = k->signer->sign(msg);
+  impl_->post([this, k, ch, msg = std::move(msg), sig = std::move(sig)] {
+    void* s = ch == Channel::kShell ? k->sock.shell : ch == Channel::kControl ? k->sock.control : k->sock.stdin_;
+    impl_->send_on(*k, s, msg, sig);
+  });
+  return ok_status();
+}
+
+Status KernelManager::set_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->kernels.find(id);
+  if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
+  it->second->observer = std::move(observer);
+  return ok_status();
+}
+
+void KernelManager::add_connections(const std::string& id, int delta) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->kernels.find(id);
+  if (it != impl_->kernels.end()) it->second->connections = std::max(0, it->second->connections + delta);
+}
+
+void KernelManager::touch(const std::string& id) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->kernels.find(id);
+  if (it == impl_->kernels.end()) return;
+  it->second->last_activity = SysClock::now();
+  impl_->last_activity = it->second->last_activity;
+}
+
+std::size_t KernelManager::count() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->kernels.size();
+}
+
+SysClock::time_point KernelManager::last_activity() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_activity;
+}
+
+}  // namespace skylab::kernel

@@ -1,0 +1,94 @@
+// Launches kernels from kernelspecs and talks to them over ZeroMQ.
+// ZeroMQ is confined to manager.cpp: one I/O thread polls every kernel's
+// shell, control, stdin, iopub and heartbeat sockets.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "kernel/kernelspec.hpp"
+#include "kernel/wire.hpp"
+
+namespace skylab::kernel {
+
+//! The REST view of a kernel (as Jupyter Server's kernel model).
+struct KernelModel {
+  std::string id;
+  std::string name;   //!< kernelspec name
+  std::string owner;  //!< username of the user who started it
+  std::string execution_state;  //!< starting, idle, busy, restarting, dead
+  std::chrono::system_clock::time_point last_activity;
+  int connections = 0;
+  pid_t pid = -1;
+};
+
+//! Receives one kernel's messages. Called on the manager's I/O thread, with
+//! no manager lock held: implementations must be quick and must not block.
+class KernelObserver {
+ public:
+  virtual ~KernelObserver() = default;
+  virtual void on_kernel_message(Channel ch, const std::shared_ptr<const Message>& msg,
+                                 const MessageInfo& info) = 0;
+  //! The kernel was shut down and removed; no further calls follow.
+  virtual void on_kernel_removed() {}
+};
+
+struct ManagerOptions {
+  std::string runtime_dir;  //!< connection files live here (created 0700)
+  std::string working_dir;  //!< kernels' current directory ("" = server's)
+  std::string ip = "127.0.0.1";
+  std::chrono::milliseconds shutdown_wait{3000};  //!< after shutdown_request, before SIGKILL
+  std::chrono::milliseconds ready_timeout{60000};
+  std::chrono::milliseconds heartbeat_interval{3000};
+};
+
+//! Thread-safe. Callbacks (`done`) run on the I/O thread unless noted.
+class KernelManager {
+ public:
+  KernelManager(ManagerOptions options, std::shared_ptr<const KernelSpecStore> specs);
+  //! Shuts every kernel down (as shutdown_all) and stops the I/O thread.
+  ~KernelManager();
+
+  //! Launches a kernel of spec `spec_name`; returns once the process runs
+  //! (state "starting"). NotFound for an unknown spec.
+  Result<KernelModel> start(const std::string& spec_name, const std::string& owner);
+  std::vector<KernelModel> list() const;
+  Result<KernelModel> get(const std::string& id) const;
+
+  //! SIGINT to the kernel's process group, or `interrupt_request` on control
+  //! when the spec's interrupt_mode is "message".
+  Status interrupt(const std::string& id);
+  //! Restarts in place (same id, same key); `done` when it is ready again.
+  void restart(const std::string& id, std::function<void(Result<KernelModel>)> done);
+  //! `shutdown_request`, then SIGKILL of the process group after
+  //! shutdown_wait; `done` once the process is gone and the kernel removed.
+  void shutdown(const std::string& id, std::function<void(Status)> done);
+  //! Shuts all kernels down in parallel and waits (bounded) for them.
+  void shutdown_all();
+  //! `done` once the kernel answered kernel_info (or it died / timed out).
+  void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done);
+
+  //! Signs and sends a client message to the kernel on `ch` (not iopub).
+  Status send(const std::string& id, Channel ch, Message msg);
+  //! Routes the kernel's messages to `observer` (replacing any previous one).
+  Status set_observer(const std::string& id, std::shared_ptr<KernelObserver> observer);
+  //! Adjusts the `connections` count in the kernel's model.
+  void add_connections(const std::string& id, int delta);
+  //! Marks activity (a client message) on the kernel.
+  void touch(const std::string& id);
+
+  std::size_t count() const;
+  std::chrono::system_clock::time_point last_activity() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace skylab::kernel

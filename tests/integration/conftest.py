@@ -1,0 +1,394 @@
+"""Fixtures for the kernel API integration tests.
+
+SKYLAB_TEST_SERVER=skylab (default): start SKYLAB_BIN (default
+<repo>/build/skylab) with `serve`.  SKYLAB_TEST_SERVER=jupyter: start Debian's
+Jupyter Server instead, the reference implementation of the same API.
+"""
+
+import ctypes
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import kclient  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SERVER_KIND = os.environ.get("SKYLAB_TEST_SERVER", "skylab")
+assert SERVER_KIND in ("skylab", "jupyter"), "SKYLAB_TEST_SERVER must be skylab or jupyter"
+IS_JUPYTER = SERVER_KIND == "jupyter"
+PYTHON = "/usr/bin/python3"
+TEST_TIMEOUT = int(os.environ.get("SKYLAB_TEST_TIMEOUT", "120"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "skylab_only: Skylab behaviour that Jupyter Server does not have")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not IS_JUPYTER:
+        return
+    skip = pytest.mark.skip(reason="Skylab-only behaviour (SKYLAB_TEST_SERVER=jupyter)")
+    for item in items:
+        if "skylab_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return "kernel API server under test: %s" % (
+        "Jupyter Server (reference)" if IS_JUPYTER else skylab_bin())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Hard per-test time limit so a hung server never hangs the suite."""
+    def on_alarm(signum, frame):
+        raise TimeoutError("test exceeded %ss" % TEST_TIMEOUT)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ---------------------------------------------------------------- helpers
+
+def skylab_bin():
+    return os.environ.get("SKYLAB_BIN", str(REPO / "build" / "skylab"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_alive(pid):
+    """True while process pid exists and is not a zombie (zombies are reaped if ours)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat[stat.rindex(")") + 2]
+    if state in "ZX":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def wait_gone(pids, timeout=10):
+    """Wait until none of pids is alive; return the ones still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in pids if proc_alive(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def proc_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def find_pid_by_comm(tag):
+    """Host pid of the process one of whose threads is named `tag`."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            tids = os.listdir("/proc/%s/task" % d)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%s/task/%s/comm" % (d, t)) as f:
+                    if f.read().strip() == tag:
+                        return int(d)
+            except OSError:
+                pass
+    return None
+
+
+def kernel_host_pid(client):
+    """The kernel process's pid as seen from this machine.
+
+    os.getpid() inside the kernel is not enough when the kernel runs in a PID
+    namespace (sandbox), so the kernel names its main thread with a unique tag
+    (prctl PR_SET_NAME, visible in /proc/PID/comm) and we look the tag up.
+    """
+    tag = "sk" + secrets.token_hex(6)
+    r = client.execute(
+        "import ctypes as _c, os as _o\n"
+        "_c.CDLL(None).prctl(15, %r, 0, 0, 0)\n"
+        "print(_o.getpid())" % tag.encode())
+    assert r.status == "ok", r
+    inner = int(r.stdout.strip())
+    pid = find_pid_by_comm(tag)
+    assert pid is not None, "kernel process (inner pid %d) not found on this machine" % inner
+    return pid
+
+
+class ChildSubreaper:
+    """Make this process the subreaper of its descendants so that processes
+    orphaned by a server are reparented here and can be found."""
+
+    PR_SET_CHILD_SUBREAPER = 36
+
+    @classmethod
+    def enable(cls):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(cls.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    @staticmethod
+    def children():
+        me = os.getpid()
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            rest = stat[stat.rindex(")") + 2:].split()
+            if int(rest[1]) == me and rest[0] not in "ZX":
+                out.append(int(d))
+        return out
+
+
+# ---------------------------------------------------------------- server
+
+class Server:
+    """A running server under test (Skylab or Jupyter Server)."""
+
+    def __init__(self, kind=SERVER_KIND, env_extra=None):
+        self.kind = kind
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.base_url = "http://%s:%d" % (self.host, self.port)
+        self.ws_base = "ws://%s:%d" % (self.host, self.port)
+        self.tmp = tempfile.mkdtemp(prefix="skylab-it-")
+        self.data_dir = os.path.join(self.tmp, "data")
+        os.makedirs(self.data_dir)
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = "token " + self.token
+        self.kernels = []
+        self.clients = []
+        env = dict(os.environ)
+        env.update(env_extra or {})
+        if kind == "jupyter":
+            for var, sub in (("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_CONFIG_DIR", "config"),
+                             ("JUPYTER_DATA_DIR", "jdata"), ("IPYTHONDIR", "ipython")):
+                env[var] = os.path.join(self.tmp, sub)
+            env.pop("JUPYTER_PATH", None)
+            argv = [PYTHON, "-m", "jupyter_server",
+                    "--ServerApp.token=" + self.token,
+                    "--ServerApp.port=%d" % self.port,
+                    "--ServerApp.port_retries=0",
+                    "--ServerApp.ip=127.0.0.1",
+                    "--ServerApp.open_browser=False",
+                    "--ServerApp.root_dir=" + self.data_dir,
+                    "--no-browser"]
+            if os.geteuid() == 0:
+                argv.append("--allow-root")
+        else:
+            binary = skylab_bin()
+            if not os.access(binary, os.X_OK):
+                pytest.fail("Skylab binary not found at %s (set SKYLAB_BIN, or "
+                            "SKYLAB_TEST_SERVER=jupyter to test the reference server)" % binary)
+            env["SKYLAB_ADMIN_TOKEN"] = self.token
+            argv = [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--data-dir", self.data_dir]
+        self.argv = argv
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
+        self.wait_ready()
+
+    # -- lifecycle
+    def log_text(self, tail=6000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-tail:]
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        banner = "http://127.0.0.1:%d/" % self.port
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited with %s during start-up:\n%s" % (
+                    self.proc.returncode, self.log_text()))
+            if banner in self.log_text(tail=10 ** 6):
+                try:
+                    if requests.get(self.url("/api"), timeout=2).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait()
+        raise RuntimeError("server not ready within %ss (banner %r seen: %s):\n%s" % (
+            timeout, banner, banner in self.log_text(10 ** 6), self.log_text()))
+
+    def terminate(self, timeout=30):
+        """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
+        for c in self.clients:
+            c.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.log.close()
+                return None
+        self.log.close()
+        return self.proc.returncode
+
+    def cleanup_tmp(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- HTTP
+    def url(self, path):
+        return self.base_url + path
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 30)
+        return self.http.get(self.url(path), **kw)
+
+    def post(self, path, **kw):
+        kw.setdefault("timeout", 60)
+        return self.http.post(self.url(path), **kw)
+
+    def delete(self, path, **kw):
+        kw.setdefault("timeout", 60)
+        return self.http.delete(self.url(path), **kw)
+
+    # -- kernels
+    def create_kernel(self, name="python3"):
+        r = self.post("/api/kernels", json={"name": name} if name else {})
+        assert r.status_code == 201, (r.status_code, r.text)
+        kid = r.json()["id"]
+        self.kernels.append(kid)
+        return kid
+
+    def delete_kernel(self, kid):
+        r = self.delete("/api/kernels/" + kid)
+        if kid in self.kernels:
+            self.kernels.remove(kid)
+        return r
+
+    def kernel_model(self, kid):
+        r = self.get("/api/kernels/" + kid)
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def connect(self, kid, framing="legacy", session_id=None, timeout=30):
+        c = kclient.KernelClient(self.ws_base, kid, self.token, framing=framing,
+                                 session_id=session_id, timeout=timeout)
+        self.clients.append(c)
+        return c
+
+
+def _stop_server(srv):
+    """Fixture teardown: delete remaining kernels, SIGTERM, assert clean exit."""
+    for c in srv.clients:
+        c.close()
+    for kid in list(srv.kernels):
+        try:
+            srv.delete_kernel(kid)
+        except requests.RequestException:
+            pass
+    code = srv.terminate()
+    log = srv.log_text()
+    srv.cleanup_tmp()
+    assert code == 0, "server exit status %r after SIGTERM; log tail:\n%s" % (code, log)
+
+
+@pytest.fixture(scope="session")
+def server():
+    srv = Server()
+    yield srv
+    _stop_server(srv)
+
+
+@pytest.fixture
+def fresh_server():
+    """A server of its own, for tests that stop or break it."""
+    srv = Server()
+    yield srv
+    if srv.proc.poll() is None:
+        _stop_server(srv)
+    else:
+        srv.cleanup_tmp()
+
+
+@pytest.fixture(scope="session")
+def shared_kernel(server):
+    """One kernel shared by the scenarios that do not restart or kill it."""
+    return server.create_kernel()
+
+
+@pytest.fixture(scope="session")
+def scratch_kernel(server):
+    """A kernel for the scenarios that interrupt, restart or kill it."""
+    return server.create_kernel()
+
+
+@pytest.fixture(params=kclient.FRAMINGS)
+def framing(request):
+    return request.param
+
+
+@pytest.fixture
+def connect(server):
+    """connect(kernel_id, framing=..., session_id=None) -> KernelClient, closed after the test."""
+    opened = []
+
+    def _connect(kid, framing="legacy", session_id=None, timeout=30):
+        c = server.connect(kid, framing=framing, session_id=session_id, timeout=timeout)
+        opened.append(c)
+        return c
+
+    yield _connect
+    for c in opened:
+        c.close()
+        if c in server.clients:
+            server.clients.remove(c)
+
+
+@pytest.fixture
+def kc(connect, shared_kernel, framing):
+    """A client on the shared kernel, in the parametrized framing."""
+    return connect(shared_kernel, framing=framing)
+
+
+def new_uuid():
+    return str(uuid.uuid4())

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test suite against the built binary; exits non-zero if any fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+export SKYLAB_BIN="$PWD/$BUILD/skylab"
+failed=()
+
+echo "== unit tests (ctest)"
+ctest --test-dir "$BUILD" --output-on-failure || failed+=(unit)
+
+echo "== integration tests (pytest, real ipykernel)"
+/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider || failed+=(integration)
+
+if [ -f tests/node/package.json ]; then
+  echo "== client library tests (@jupyterlab/services in Node)"
+  (cd tests/node && node --test) || failed+=(node)
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED suites: ${failed[*]}"
+  exit 1
+fi
+echo "all test suites passed"
