@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 
@@ -246,7 +247,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void do_read() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(boost::none);
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // the route sets the real limit
     req_ = Request{};
     route_ = nullptr;
     stream_.expires_after(std::chrono::seconds(srv_.opts.idle_timeout_seconds));
@@ -263,7 +264,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return close();
     }
     if (ec == bhttp::error::header_limit) return reply_and_close(Response::error(431, "Request header too large"));
-    if (ec) return reply_and_close(Response::error(400, "Malformed HTTP request"));
+    if (ec) {
+      log::debug("bad request header: " + ec.message());
+      return reply_and_close(Response::error(400, "Malformed HTTP request"));
+    }
 
     stream_.expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
     auto& h = parser_->get();
@@ -300,7 +304,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
     if (upgrade) return do_upgrade();
 
-    auto cl = h.payload_size();
+    auto cl = parser_->content_length();
     if (cl && *cl > route_->options.body_limit)
       return reply_and_close(Response::error(413, "Request body too large"));
     parser_->body_limit(route_->options.body_limit);
@@ -318,7 +322,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (ec == beast::error::timeout || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
         ec == asio::error::connection_reset || ec == bhttp::error::partial_message)
       return close();
-    if (ec) return reply_and_close(Response::error(400, "Malformed HTTP request"));
+    if (ec) {
+      log::debug("bad request body: " + ec.message());
+      return reply_and_close(Response::error(400, "Malformed HTTP request"));
+    }
     req_.body = std::move(parser_->get().body());
     keep_alive_ = parser_->get().keep_alive();
     stream_.expires_never();

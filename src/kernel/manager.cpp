@@ -251,6 +251,7 @@ struct KernelManager::Impl {
       if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
     for (auto& [key, v] : k.spec.env) env[key] = v;
     std::vector<std::string> env_strings;
     for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
@@ -272,6 +273,11 @@ struct KernelManager::Impl {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    // The kernel's own stdout/stderr (not its cells' output, which goes over
+    // iopub) is kept per kernel for operators.
+    std::string log_path = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).string();
+    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     if (!opts.working_dir.empty()) posix_spawn_file_actions_addchdir_np(&fa, opts.working_dir.c_str());
     pid_t pid = -1;
@@ -405,27 +411,23 @@ struct KernelManager::Impl {
       log::warn("kernel " + k.id + ": dropped message: " + info.error().message);
       return;
     }
+    // Replies and iopub traffic caused by our own kernel_info nudges are not for clients.
     bool own = !info->parent_msg_id.empty() && k.nudges.count(info->parent_msg_id);
     {
       std::lock_guard lock(mutex);
       k.last_activity = SysClock::now();
       last_activity = k.last_activity;
-      if (ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
+      if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
         auto c = nlohmann::json::parse(msg->content, nullptr, false);
-        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string()) {
-          std::string st = c["execution_state"];
-          if (k.ready || st != "idle") k.state = st;
-        }
+        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
+          k.state = c["execution_state"].get<std::string>();
       }
     }
     if (ch == Channel::kIopub) k.got_iopub = true;
     if (own && ch == Channel::kShell) k.got_info = true;
-    if (k.phase == Phase::kRunning && k.got_info && k.got_iopub && !is_ready(k)) {
-      k.nudges.clear();
+    if (k.phase == Phase::kRunning && k.got_info && k.got_iopub && !is_ready(k))
       finish_ready(k, Error::internal(""), true);
-      own = true;  // the nudge's own reply is not for clients
-    }
-    if (own && ch != Channel::kIopub) return;
+    if (own) return;
     deliver(k, ch, std::move(msg), info.value());
   }
 
@@ -492,6 +494,7 @@ struct KernelManager::Impl {
     }
     drop_live(k);
     if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    ::unlink((fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).c_str());
     std::shared_ptr<KernelObserver> obs;
     std::shared_ptr<Kernel> keep;
     {
