@@ -22,7 +22,7 @@ ChannelsConnection::ChannelsConnection(std::shared_ptr<ChannelsHub> hub,
       protocol_(protocol) {}
 
 void ChannelsConnection::on_open(std::shared_ptr<http::WebSocket> ws) {
-  ws_ = std::move(ws);
+  ws_ = ws;
   kernels_->add_connections(kernel_id_, 1);
   hub_->attach(shared_from_this());
 }
@@ -48,15 +48,14 @@ void ChannelsConnection::on_message(std::string data, bool binary) {
 void ChannelsConnection::on_close() {
   hub_->detach(this);
   kernels_->add_connections(kernel_id_, -1);
-  ws_.reset();
 }
 
 void ChannelsConnection::send(std::shared_ptr<const std::string> frame, bool binary) {
-  if (auto ws = ws_) ws->send(std::move(frame), binary);
+  if (auto ws = ws_.lock()) ws->send(std::move(frame), binary);
 }
 
 void ChannelsConnection::close(std::uint16_t code, const std::string& reason) {
-  if (auto ws = ws_) ws->close(code, reason);
+  if (auto ws = ws_.lock()) ws->close(code, reason);
 }
 
 // ---- hub ----

@@ -40,7 +40,9 @@ class ChannelsConnection : public http::WebSocketHandler,
   std::shared_ptr<kernel::KernelManager> kernels_;
   std::string kernel_id_, session_id_;
   kernel::WsProtocol protocol_;
-  std::shared_ptr<http::WebSocket> ws_;
+  // Weak: the WebSocket owns this handler; set once in on_open, before the
+  // hub can see this connection.
+  std::weak_ptr<http::WebSocket> ws_;
 };
 
 //! All connections of one kernel; the kernel manager's observer for it.
