@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,6 +39,7 @@ using SysClock = std::chrono::system_clock;
 namespace {
 
 enum class Phase { kRunning, kRestarting, kShuttingDown, kDead };
+constexpr std::size_t kMaxHeld = 1000;
 
 // Sockets of one kernel; touched only on the I/O thread.
 struct Sockets {
@@ -79,6 +81,14 @@ struct Kernel {
   Clock::time_point hb_sent{}, hb_last_reply{};
   bool hb_outstanding = false;
   std::vector<std::function<void(Status)>> shutdown_done;
+  // Client messages that arrived before the kernel was ready: the iopub
+  // subscription may not be live yet, so their output would be lost.
+  struct Held {
+    Channel ch;
+    Message msg;
+    std::string signature;
+  };
+  std::deque<Held> held;
 };
 
 KernelModel model_of(const Kernel& k) {
@@ -397,6 +407,18 @@ struct KernelManager::Impl {
       if (success) w(model);
       else w(result_if_error);
     }
+    if (success) flush_held(k);
+  }
+
+  void flush_held(Kernel& k) {
+    auto held = std::move(k.held);
+    k.held.clear();
+    for (auto& h : held) send_to(k, h.ch, h.msg, h.signature);
+  }
+
+  void send_to(Kernel& k, Channel ch, const Message& m, const std::string& sig) {
+    void* s = ch == Channel::kShell ? k.sock.shell : ch == Channel::kControl ? k.sock.control : k.sock.stdin_;
+    send_on(k, s, m, sig);
   }
 
   void on_message(Kernel& k, Channel ch, std::vector<std::string>& frames) {
@@ -450,6 +472,7 @@ struct KernelManager::Impl {
     if (k.phase == Phase::kRestarting) return relaunch(k);
     log::warn("kernel " + k.id + " died (" + how + ")");
     k.phase = Phase::kDead;
+    k.held.clear();
     close_sockets(k);
     {
       std::lock_guard lock(mutex);
@@ -560,6 +583,7 @@ struct KernelManager::Impl {
       if (!ready && now >= k.ready_deadline) {
         k.ready_deadline = now + opts.ready_timeout;
         finish_ready(k, Error::unavailable("kernel did not become ready in time"), false);
+        flush_held(k);  // best effort: the kernel may still answer
       }
       if (ready && now - k.hb_sent >= opts.heartbeat_interval) {
         if (k.hb_outstanding && now - k.hb_last_reply > 4 * opts.heartbeat_interval)
@@ -801,9 +825,13 @@ Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
   if (!k) return Error::not_found("Kernel does not exist: " + id);
   touch(id);
   std::string sig = k->signer->sign(msg);
-  impl_->post([this, k, ch, msg = std::move(msg), sig = std::move(sig)] {
-    void* s = ch == Channel::kShell ? k->sock.shell : ch == Channel::kControl ? k->sock.control : k->sock.stdin_;
-    impl_->send_on(*k, s, msg, sig);
+  impl_->post([this, k, ch, msg = std::move(msg), sig = std::move(sig)]() mutable {
+    if (k->phase != Phase::kDead && !impl_->is_ready(*k)) {
+      if (k->held.size() >= kMaxHeld) return log::warn("kernel " + k->id + ": dropped a message sent while starting");
+      k->held.push_back({ch, std::move(msg), std::move(sig)});
+      return;
+    }
+    impl_->send_to(*k, ch, msg, sig);
   });
   return ok_status();
 }

@@ -227,7 +227,15 @@ class Server:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+            self.cleanup_tmp()
+            raise
 
     # -- lifecycle
     def log_text(self, tail=6000):
@@ -251,8 +259,6 @@ class Server:
                 except requests.RequestException:
                     pass
             time.sleep(0.1)
-        self.proc.kill()
-        self.proc.wait()
         raise RuntimeError("server not ready within %ss (banner %r seen: %s):\n%s" % (
             timeout, banner, banner in self.log_text(10 ** 6), self.log_text()))
 

@@ -295,6 +295,30 @@ class KernelClient:
         msg = self.execute_request(code, allow_stdin=stdin is not None)
         return self.collect(msg["header"]["msg_id"], timeout=timeout, stdin=stdin)
 
+    def nudge(self, timeout=30):
+        """Wait until iopub flows: send kernel_info_request until its iopub
+        status arrives (what Jupyter Server does before opening a websocket).
+        Tests that are not about kernel start-up use it so that an iopub
+        message lost during start-up does not fail them too."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.send("shell", "kernel_info_request", {})
+            mid = m["header"]["msg_id"]
+            try:
+                self.wait_for(lambda x: x["parent_header"].get("msg_id") == mid
+                              and x.get("channel") == "iopub", timeout=1)
+                self.wait_for(lambda x: x["parent_header"].get("msg_id") == mid
+                              and x["header"]["msg_type"] == "kernel_info_reply",
+                              timeout=max(deadline - time.monotonic(), 0.1))
+                self.wait_for(lambda x: x["parent_header"].get("msg_id") == mid
+                              and x["header"]["msg_type"] == "status"
+                              and x["content"]["execution_state"] == "idle",
+                              timeout=max(deadline - time.monotonic(), 0.1))
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("kernel iopub not flowing within %ss" % timeout)
+
     def eval_ok(self, code, timeout=30):
         """Execute and assert success; returns the ExecResult."""
         r = self.execute(code, timeout=timeout)

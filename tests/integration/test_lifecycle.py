@@ -10,8 +10,9 @@ import pytest
 from conftest import ChildSubreaper, kernel_host_pid, proc_alive, proc_cmdline, wait_gone
 
 
-def test_create_default_and_delete_kills_kernel(server, connect):
-    # name is optional: the default kernelspec is used
+def test_new_kernel_first_execute_and_delete(server, connect, framing):
+    """Create (name optional), connect and execute at once: no iopub may be
+    lost while the kernel is still starting.  Then DELETE kills the process."""
     r = server.post("/api/kernels", json={})
     assert r.status_code == 201, r.text
     m = r.json()
@@ -23,7 +24,13 @@ def test_create_default_and_delete_kills_kernel(server, connect):
     assert r.headers["Location"].endswith("/api/kernels/" + kid)
     assert kid in [k["id"] for k in server.get("/api/kernels").json()]
 
-    c = connect(kid, framing="legacy")
+    c = connect(kid, framing=framing)
+    first = c.execute("print('first'); 40 + 2", timeout=20)
+    types = [x["header"]["msg_type"] for x in first.iopub]
+    assert types == ["status", "execute_input", "stream", "execute_result", "status"], (
+        "iopub of the first execute on a new kernel: %r" % types)
+    assert first.stdout == "first\n" and first.result_text == "42"
+
     pid = kernel_host_pid(c)
     assert proc_alive(pid)
     r = server.delete_kernel(kid)
@@ -43,6 +50,8 @@ def test_sigterm_stops_kernels(fresh_server):
     k2 = srv.create_kernel()
     c1 = srv.connect(k1, framing="legacy")
     c2 = srv.connect(k2, framing="v1")
+    c1.nudge()
+    c2.nudge()
     pids = [kernel_host_pid(c1), kernel_host_pid(c2)]
     c1.execute_request("import time; time.sleep(60)")  # one kernel busy
     time.sleep(0.3)

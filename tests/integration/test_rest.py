@@ -178,3 +178,22 @@ def test_oversized_body_413(server):
     assert isinstance(json.loads(data)["message"], str)
     assert server.get("/api").status_code == 200
     assert server.get("/api/kernels").status_code == 200
+
+
+def test_channels_token_header(server, shared_kernel):
+    """The websocket also accepts the Authorization header instead of ?token=."""
+    url = "%s/api/kernels/%s/channels?session_id=%s" % (server.ws_base, shared_kernel, new_uuid())
+    ws = websocket.create_connection(url, timeout=10, header=["Authorization: token " + server.token])
+    ws.close()
+
+
+@pytest.mark.skylab_only
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/api/no-such-endpoint", 404),
+    ("GET", "/api/kernels/not-a-kernel-id", 404),
+    ("POST", "/api/kernels/not-a-kernel-id/restart", 404),
+    ("PUT", "/api/kernels", 405),
+])
+def test_errors_are_json(server, method, path, status):
+    r = server.http.request(method, server.url(path), timeout=10)
+    _assert_error(r, status)

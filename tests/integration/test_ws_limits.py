@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 import kclient
-from conftest import new_uuid
 
 MiB = 1 << 20
 
