@@ -11,7 +11,10 @@ namespace skylab {
 
 //! Why an operation failed. `code` maps onto an HTTP status at the API edge.
 struct Error {
-  enum class Code { kBadRequest, kNotFound, kConflict, kTooLarge, kUnavailable, kInternal, kForbidden };
+  enum class Code {
+    kBadRequest, kNotFound, kConflict, kTooLarge, kUnavailable, kInternal, kForbidden,
+    kInsufficientStorage  //!< disk full or quota exceeded (HTTP 507)
+  };
   Code code = Code::kInternal;
   std::string message;
 
@@ -22,6 +25,7 @@ struct Error {
   static Error unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Error internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Error forbidden(std::string m) { return {Code::kForbidden, std::move(m)}; }
+  static Error insufficient_storage(std::string m) { return {Code::kInsufficientStorage, std::move(m)}; }
 };
 
 //! Either a T or an Error. Check ok() before value().

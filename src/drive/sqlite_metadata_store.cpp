@@ -1,0 +1,312 @@
+// MetadataStore on SQLite (WAL). One connection, guarded by a mutex.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+
+#include "drive/codec.hpp"
+#include "drive/metadata_store.hpp"
+
+namespace skylab::drive {
+
+std::string_view revision_kind_name(RevisionKind k) {
+  return k == RevisionKind::kCheckpoint ? "checkpoint" : "save";
+}
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs(
+  sha256 TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS revisions(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  owner TEXT NOT NULL,
+  path TEXT NOT NULL,
+  created_us INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+  kind TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS revisions_by_path ON revisions(owner, path, created_us);
+CREATE INDEX IF NOT EXISTS revisions_by_blob ON revisions(sha256);
+)sql";
+
+using Clock = std::chrono::system_clock;
+
+std::int64_t to_us(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+Clock::time_point from_us(std::int64_t us) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
+}
+
+//! A prepared statement, finalized on destruction.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind_blob(int i, std::string_view v) {
+    sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  //! SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(s_); }
+  std::int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+  std::string text(int c) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+  }
+  std::string blob(int c) const {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+  }
+  sqlite3_stmt* get() { return s_; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+  int rc_;
+};
+
+class SqliteMetadataStore final : public MetadataStore {
+ public:
+  explicit SqliteMetadataStore(sqlite3* db) : db_(db) {}
+  ~SqliteMetadataStore() override { sqlite3_close_v2(db_); }
+
+  Status init() {
+    std::lock_guard lock(mu_);
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
+                               "PRAGMA busy_timeout=10000"}) {
+      if (auto st = exec(pragma); !st.ok()) return st;
+    }
+    if (auto st = exec(kSchema); !st.ok()) return st;
+    Stmt get(db_, "SELECT value FROM meta WHERE key='schema_version'");
+    if (!get.ok()) return db_error("read schema version");
+    if (get.step() == SQLITE_ROW) {
+      if (std::stoi(get.text(0)) > kSchemaVersion)
+        return Error::internal("The Drive database was written by a newer Skylab (schema " + get.text(0) + ")");
+    } else {
+      Stmt put(db_, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)");
+      put.bind(1, std::to_string(kSchemaVersion));
+      if (put.step() != SQLITE_DONE) return db_error("write schema version");
+    }
+    return ok_status();
+  }
+
+  Result<RevisionInfo> add_revision(const std::string& owner, const std::string& path, Clock::time_point at,
+                                    RevisionKind kind, std::string_view bytes) override {
+    std::string hash = sha256_hex(bytes);  // outside the lock
+    std::lock_guard lock(mu_);
+    {
+      Stmt last(db_,
+                "SELECT id, created_us, size, sha256, kind FROM revisions WHERE owner=?1 AND path=?2 "
+                "ORDER BY created_us DESC, id DESC LIMIT 1");
+      last.bind(1, owner).bind(2, path);
+      if (last.step() == SQLITE_ROW && last.text(3) == hash) return row_info(last, path);
+    }
+    if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st.error();
+    auto rollback = [&](const char* what) {
+      Error e = db_error(what);
+      exec("ROLLBACK");
+      return e;
+    };
+    Stmt blob(db_, "INSERT OR IGNORE INTO blobs(sha256, size, data) VALUES(?1, ?2, ?3)");
+    blob.bind(1, hash).bind(2, static_cast<std::int64_t>(bytes.size())).bind_blob(3, bytes);
+    if (blob.step() != SQLITE_DONE) return rollback("store revision");
+    Stmt rev(db_,
+             "INSERT INTO revisions(owner, path, created_us, size, sha256, kind) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    rev.bind(1, owner).bind(2, path).bind(3, to_us(at)).bind(4, static_cast<std::int64_t>(bytes.size()));
+    rev.bind(5, hash).bind(6, revision_kind_name(kind));
+    if (rev.step() != SQLITE_DONE) return rollback("store revision");
+    std::int64_t id = sqlite3_last_insert_rowid(db_);
+    if (auto st = exec("COMMIT"); !st.ok()) {
+      exec("ROLLBACK");
+      return st.error();
+    }
+    RevisionInfo info;
+    info.id = id;
+    info.path = path;
+    info.created = from_us(to_us(at));
+    info.size = bytes.size();
+    info.sha256 = hash;
+    info.kind = kind;
+    return info;
+  }
+
+  Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner, const std::string& path) override {
+    std::lock_guard lock(mu_);
+    Stmt q(db_,
+           "SELECT id, created_us, size, sha256, kind FROM revisions WHERE owner=?1 AND path=?2 "
+           "ORDER BY created_us, id");
+    if (!q.ok()) return db_error("list revisions");
+    q.bind(1, owner).bind(2, path);
+    std::vector<RevisionInfo> out;
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) out.push_back(row_info(q, path));
+    if (rc != SQLITE_DONE) return db_error("list revisions");
+    return out;
+  }
+
+  Result<RevisionInfo> get_revision(const std::string& owner, const std::string& path, std::int64_t id) override {
+    std::lock_guard lock(mu_);
+    Stmt q(db_, "SELECT id, created_us, size, sha256, kind FROM revisions WHERE owner=?1 AND path=?2 AND id=?3");
+    q.bind(1, owner).bind(2, path).bind(3, id);
+    int rc = q.step();
+    if (rc == SQLITE_ROW) return row_info(q, path);
+    if (rc == SQLITE_DONE) return Error::not_found("Checkpoint does not exist: " + path + "@" + std::to_string(id));
+    return db_error("read revision");
+  }
+
+  Result<std::string> revision_bytes(const std::string& owner, const std::string& path, std::int64_t id) override {
+    std::lock_guard lock(mu_);
+    Stmt q(db_,
+           "SELECT b.data FROM revisions r JOIN blobs b ON b.sha256 = r.sha256 "
+           "WHERE r.owner=?1 AND r.path=?2 AND r.id=?3");
+    q.bind(1, owner).bind(2, path).bind(3, id);
+    int rc = q.step();
+    if (rc == SQLITE_ROW) return q.blob(0);
+    if (rc == SQLITE_DONE) return Error::not_found("Checkpoint does not exist: " + path + "@" + std::to_string(id));
+    return db_error("read revision");
+  }
+
+  Status delete_revisions(const std::string& owner, const std::vector<std::int64_t>& ids) override {
+    if (ids.empty()) return ok_status();
+    std::lock_guard lock(mu_);
+    if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
+    for (auto id : ids) {
+      Stmt q(db_, "DELETE FROM revisions WHERE owner=?1 AND id=?2");
+      q.bind(1, owner).bind(2, id);
+      if (q.step() != SQLITE_DONE) {
+        Error e = db_error("delete revision");
+        exec("ROLLBACK");
+        return e;
+      }
+    }
+    if (auto st = drop_orphans(); !st.ok()) {
+      exec("ROLLBACK");
+      return st;
+    }
+    return exec("COMMIT");
+  }
+
+  Status rename_path(const std::string& owner, const std::string& from, const std::string& to) override {
+    std::lock_guard lock(mu_);
+    // substr/length count characters for TEXT on both sides, consistently.
+    Stmt q(db_,
+           "UPDATE revisions SET path = ?3 || substr(path, length(?2) + 1) "
+           "WHERE owner=?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')");
+    q.bind(1, owner).bind(2, from).bind(3, to);
+    if (q.step() != SQLITE_DONE) return db_error("rename revisions");
+    return ok_status();
+  }
+
+  Status delete_path(const std::string& owner, const std::string& path) override {
+    std::lock_guard lock(mu_);
+    if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
+    Stmt q(db_,
+           "DELETE FROM revisions WHERE owner=?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')");
+    q.bind(1, owner).bind(2, path);
+    if (q.step() != SQLITE_DONE) {
+      Error e = db_error("delete revisions");
+      exec("ROLLBACK");
+      return e;
+    }
+    if (auto st = drop_orphans(); !st.ok()) {
+      exec("ROLLBACK");
+      return st;
+    }
+    return exec("COMMIT");
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> revised_paths() override {
+    std::lock_guard lock(mu_);
+    Stmt q(db_, "SELECT DISTINCT owner, path FROM revisions");
+    std::vector<std::pair<std::string, std::string>> out;
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW) out.emplace_back(q.text(0), q.text(1));
+    if (rc != SQLITE_DONE) return db_error("list revised paths");
+    return out;
+  }
+
+ private:
+  static RevisionInfo row_info(Stmt& q, const std::string& path) {
+    RevisionInfo r;
+    r.id = q.i64(0);
+    r.path = path;
+    r.created = from_us(q.i64(1));
+    r.size = static_cast<std::uint64_t>(q.i64(2));
+    r.sha256 = q.text(3);
+    r.kind = q.text(4) == "checkpoint" ? RevisionKind::kCheckpoint : RevisionKind::kSave;
+    return r;
+  }
+
+  Status drop_orphans() {
+    if (sqlite3_exec(db_, "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM revisions)", nullptr,
+                     nullptr, nullptr) != SQLITE_OK)
+      return db_error("delete unused revision data");
+    return ok_status();
+  }
+
+  Status exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string m = err ? err : "unknown error";
+      sqlite3_free(err);
+      return error_for(sqlite3_extended_errcode(db_), std::string("Drive database: ") + m);
+    }
+    return ok_status();
+  }
+
+  Error db_error(const char* what) {
+    return error_for(sqlite3_extended_errcode(db_), std::string("Drive database: cannot ") + what + ": " +
+                                                        sqlite3_errmsg(db_));
+  }
+
+  static Error error_for(int code, std::string message) {
+    if ((code & 0xff) == SQLITE_FULL) return Error::insufficient_storage(std::move(message));
+    if ((code & 0xff) == SQLITE_BUSY) return Error::unavailable(std::move(message));
+    return Error::internal(std::move(message));
+  }
+
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<MetadataStore>> open_sqlite_metadata_store(const std::string& file) {
+  // Revisions hold users' content: the database is private to the server's user.
+  int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+  ::chmod(file.c_str(), 0600);
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(file.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return Error::internal("Cannot open the Drive database " + file + ": " + m);
+  }
+  auto store = std::make_unique<SqliteMetadataStore>(db);
+  if (auto st = store->init(); !st.ok()) return st.error();
+  return std::unique_ptr<MetadataStore>(std::move(store));
+}
+
+}  // namespace skylab::drive
