@@ -1,8 +1,14 @@
 #include "http/message.hpp"
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 namespace skylab::http {
+
+FileBody::~FileBody() {
+  if (fd >= 0) ::close(fd);
+}
 
 std::string_view Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
@@ -56,6 +62,7 @@ int status_for(const Error& e) {
     case Error::Code::kTooLarge: return 413;
     case Error::Code::kUnavailable: return 503;
     case Error::Code::kInternal: return 500;
+    case Error::Code::kInsufficientStorage: return 507;
   }
   return 500;
 }

@@ -36,10 +36,23 @@ struct Request {
   std::optional<std::string> query_param(const std::string& name) const;
 };
 
+//! An open regular file sent as a response body, streamed from disk in
+//! bounded memory. Owns (and closes) the descriptor.
+struct FileBody {
+  explicit FileBody(int fd) : fd(fd) {}
+  ~FileBody();
+  FileBody(const FileBody&) = delete;
+  FileBody& operator=(const FileBody&) = delete;
+  int fd;
+};
+
 struct Response {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  //! When set, the body is this file's content (from its current offset to
+  //! its end) and `body` is ignored.
+  std::shared_ptr<FileBody> file;
 
   static Response json(int status, const nlohmann::json& body);
   //! Jupyter-style error body `{"message": m, "reason": null}`.

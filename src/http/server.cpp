@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -360,7 +361,33 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void reply_and_close(Response r) { write(std::move(r), false); }
 
+  // Streams an open file (Response::file) with Beast's file_body.
+  void write_file(Response r, bool keep_alive) {
+    beast::error_code ec;
+    beast::file f;
+    int fd = ::dup(r.file->fd);
+    if (fd >= 0) f.native_handle(fd);
+    auto res = std::make_shared<bhttp::response<bhttp::file_body>>();
+    if (fd < 0 || (res->body().reset(std::move(f), ec), ec)) {
+      log::warn("cannot stream a file response: " + (fd < 0 ? std::string("dup failed") : ec.message()));
+      return write(Response::error(500, "Cannot read the file"), false);
+    }
+    res->version(11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(bhttp::field::server, "skylab");
+    res->set("X-Content-Type-Options", "nosniff");
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    res->keep_alive(keep_alive && !srv_.stopping.load());
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::hours(6));  // whole download, however slow the client
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+      if (ec || !res->keep_alive()) return self->close();
+      self->do_read();
+    });
+  }
+
   void write(Response r, bool keep_alive) {
+    if (r.file) return write_file(std::move(r), keep_alive);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(11);
     res->result(static_cast<unsigned>(r.status));
