@@ -8,7 +8,7 @@ APT_PACKAGES=(
   # build
   build-essential cmake pkg-config ccache
   libboost-dev libzmq3-dev nlohmann-json3-dev libssl-dev libsqlite3-dev libsodium-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libtomlplusplus-dev
   # runtimes
   python3 python3-ipykernel python3-jupyter-client python3-nbformat
   python3-matplotlib python3-numpy python3-zmq bubblewrap

@@ -1,0 +1,244 @@
+#include "runtime/config.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace skylab::runtime {
+
+Result<Duration> parse_duration(std::string_view text) {
+  if (text.empty()) return Error::bad_request("empty duration");
+  long long total = 0;
+  std::size_t i = 0;
+  bool any = false;
+  while (i < text.size()) {
+    std::size_t start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    if (i == start || i - start > 9) return Error::bad_request("invalid duration '" + std::string(text) + "'");
+    long long n = std::stoll(std::string(text.substr(start, i - start)));
+    long long unit = 1;
+    if (i < text.size()) {
+      char u = text[i++];
+      if (u == 's') unit = 1;
+      else if (u == 'm') unit = 60;
+      else if (u == 'h') unit = 3600;
+      else if (u == 'd') unit = 86400;
+      else return Error::bad_request("invalid duration unit in '" + std::string(text) + "' (use s, m, h)");
+    } else if (any) {
+      return Error::bad_request("invalid duration '" + std::string(text) + "'");
+    }
+    total += n * unit;
+    any = true;
+  }
+  return Duration(total);
+}
+
+Result<std::uint64_t> parse_size(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0 || i > 20) return Error::bad_request("invalid size '" + std::string(text) + "'");
+  double n = std::strtod(std::string(text.substr(0, i)).c_str(), nullptr);
+  std::string unit(text.substr(i));
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b') && unit.size() > 1) unit.pop_back();
+  if (unit == "i" || (unit.size() == 2 && unit[1] == 'i')) unit = unit.substr(0, 1);
+  double mult = 1;
+  if (unit.empty() || unit == "B" || unit == "b") mult = 1;
+  else if (unit == "K" || unit == "k") mult = 1024.0;
+  else if (unit == "M" || unit == "m") mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "t") mult = 1024.0 * 1024 * 1024 * 1024;
+  else return Error::bad_request("invalid size unit in '" + std::string(text) + "' (use K, M, G, T)");
+  double v = n * mult;
+  if (!std::isfinite(v) || v < 0 || v > 1.8e19) return Error::bad_request("size out of range: " + std::string(text));
+  return static_cast<std::uint64_t>(v);
+}
+
+Config default_config() {
+  Config c;
+  RuntimeType cpu;
+  cpu.name = "cpu";
+  cpu.display_name = "CPU";
+  c.types["cpu"] = cpu;
+  return c;
+}
+
+namespace {
+
+struct Walker {
+  std::string error;
+
+  bool fail(const std::string& key, const std::string& what) {
+    if (error.empty()) error = "config: " + key + ": " + what;
+    return false;
+  }
+
+  bool check_keys(const toml::table& t, const std::string& prefix, const std::set<std::string>& allowed) {
+    for (auto& [k, v] : t) {
+      std::string key(k.str());
+      if (!allowed.count(key)) return fail(prefix + key, "unknown key");
+    }
+    return true;
+  }
+
+  bool duration(const toml::table& t, const std::string& prefix, const char* key, Duration& out) {
+    auto node = t.get(key);
+    if (!node) return true;
+    if (auto s = node->value<std::string>()) {
+      auto d = parse_duration(*s);
+      if (!d.ok()) return fail(prefix + key, d.error().message);
+      out = d.value();
+      return true;
+    }
+    if (auto n = node->value<std::int64_t>(); n && *n >= 0) {
+      out = Duration(*n);
+      return true;
+    }
+    return fail(prefix + key, "expected a duration such as \"90m\"");
+  }
+
+  bool size(const toml::table& t, const std::string& prefix, const char* key, std::uint64_t& out) {
+    auto node = t.get(key);
+    if (!node) return true;
+    if (auto s = node->value<std::string>()) {
+      auto v = parse_size(*s);
+      if (!v.ok()) return fail(prefix + key, v.error().message);
+      out = v.value();
+      return true;
+    }
+    if (auto n = node->value<std::int64_t>(); n && *n >= 0) {
+      out = static_cast<std::uint64_t>(*n);
+      return true;
+    }
+    return fail(prefix + key, "expected a size such as \"8G\"");
+  }
+
+  bool integer(const toml::table& t, const std::string& prefix, const char* key, int& out, int lo, int hi) {
+    auto node = t.get(key);
+    if (!node) return true;
+    auto n = node->value_exact<std::int64_t>();
+    if (!n || *n < lo || *n > hi)
+      return fail(prefix + key, "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+    out = static_cast<int>(*n);
+    return true;
+  }
+
+  bool string(const toml::table& t, const std::string& prefix, const char* key, std::string& out,
+              std::initializer_list<const char*> choices = {}) {
+    auto node = t.get(key);
+    if (!node) return true;
+    auto s = node->value_exact<std::string>();
+    if (!s) return fail(prefix + key, "expected a string");
+    if (choices.size()) {
+      bool ok = false;
+      std::string list;
+      for (auto c : choices) {
+        ok = ok || *s == c;
+        list += std::string(list.empty() ? "" : ", ") + c;
+      }
+      if (!ok) return fail(prefix + key, "expected one of " + list);
+    }
+    out = *s;
+    return true;
+  }
+};
+
+}  // namespace
+
+Result<Config> parse_config(std::string_view text) {
+  toml::table root;
+  try {
+    root = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream m;
+    m << "config: " << e.description() << " (line " << e.source().begin.line << ")";
+    return Error::bad_request(m.str());
+  }
+  Config c = default_config();
+  Walker w;
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus"})) return Error::bad_request(w.error);
+
+  if (auto* r = root.get_as<toml::table>("runtimes")) {
+    const std::string p = "runtimes.";
+    bool ok = w.check_keys(*r, p, {"idle_timeout", "max_lifetime", "warning", "grace", "sandbox", "default_type",
+                                   "pool_size", "max_per_user", "max_gpu_per_user"}) &&
+              w.duration(*r, p, "idle_timeout", c.runtimes.idle_timeout) &&
+              w.duration(*r, p, "max_lifetime", c.runtimes.max_lifetime) &&
+              w.duration(*r, p, "warning", c.runtimes.warning) && w.duration(*r, p, "grace", c.runtimes.grace) &&
+              w.string(*r, p, "sandbox", c.runtimes.sandbox, {"auto", "bwrap", "none"}) &&
+              w.string(*r, p, "default_type", c.runtimes.default_type) &&
+              w.integer(*r, p, "pool_size", c.runtimes.pool_size, 0, 64) &&
+              w.integer(*r, p, "max_per_user", c.runtimes.max_per_user, 0, 1000) &&
+              w.integer(*r, p, "max_gpu_per_user", c.runtimes.max_gpu_per_user, 0, 64);
+    if (!ok) return Error::bad_request(w.error);
+  } else if (root.contains("runtimes")) {
+    return Error::bad_request("config: runtimes: expected a table");
+  }
+
+  if (auto* types = root.get_as<toml::table>("runtime_types")) {
+    for (auto& [k, v] : *types) {
+      std::string name(k.str());
+      const std::string p = "runtime_types." + name + ".";
+      auto* t = v.as_table();
+      if (!t) return Error::bad_request("config: runtime_types." + name + ": expected a table");
+      bool valid_name = !name.empty() && name.size() <= 64;
+      for (char ch : name) valid_name = valid_name && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_');
+      if (!valid_name) return Error::bad_request("config: runtime_types." + name + ": invalid type name");
+      RuntimeType rt = c.types.count(name) ? c.types[name] : RuntimeType{};
+      rt.name = name;
+      if (rt.display_name.empty()) rt.display_name = name == "gpu" ? "GPU" : name;
+      Duration idle{}, life{};
+      bool has_idle = t->contains("idle_timeout"), has_life = t->contains("max_lifetime");
+      bool network = rt.network;
+      bool ok = w.check_keys(*t, p, {"display_name", "memory", "cpus", "gpus", "pids", "disk", "idle_timeout",
+                                     "max_lifetime", "network"}) &&
+                w.string(*t, p, "display_name", rt.display_name) && w.size(*t, p, "memory", rt.memory_bytes) &&
+                w.integer(*t, p, "gpus", rt.gpus, 0, 64) && w.integer(*t, p, "pids", rt.pids, 0, 1 << 22) &&
+                w.size(*t, p, "disk", rt.disk_bytes) && w.duration(*t, p, "idle_timeout", idle) &&
+                w.duration(*t, p, "max_lifetime", life);
+      if (!ok) return Error::bad_request(w.error);
+      if (auto cpus = t->get("cpus")) {
+        auto d = cpus->value<double>();
+        if (!d || *d < 0 || *d > 4096) return Error::bad_request("config: " + p + "cpus: expected a number of CPUs");
+        rt.cpus = *d;
+      }
+      if (auto n = t->get("network")) {
+        auto b = n->value_exact<bool>();
+        if (!b) return Error::bad_request("config: " + p + "network: expected true or false");
+        network = *b;
+      }
+      rt.network = network;
+      if (has_idle) rt.idle_timeout = idle;
+      if (has_life) rt.max_lifetime = life;
+      c.types[name] = rt;
+    }
+  } else if (root.contains("runtime_types")) {
+    return Error::bad_request("config: runtime_types: expected a table");
+  }
+
+  if (auto* g = root.get_as<toml::table>("gpus")) {
+    if (!w.check_keys(*g, "gpus.", {"fake"}) || !w.integer(*g, "gpus.", "fake", c.fake_gpus, 0, 64))
+      return Error::bad_request(w.error);
+  } else if (root.contains("gpus")) {
+    return Error::bad_request("config: gpus: expected a table");
+  }
+
+  if (!c.types.count(c.runtimes.default_type))
+    return Error::bad_request("config: runtimes.default_type: no runtime type named '" + c.runtimes.default_type + "'");
+  if (c.runtimes.warning >= c.runtimes.max_lifetime)
+    return Error::bad_request("config: runtimes.warning: must be shorter than runtimes.max_lifetime");
+  return c;
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error::not_found("config: cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str());
+}
+
+}  // namespace skylab::runtime

@@ -1,0 +1,67 @@
+// Runtime configuration (`skylab serve --config FILE`, TOML): deadlines,
+// runtime types and their limits, GPUs. Unknown keys are errors that name
+// the key, so a typo never silently falls back to a default.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace skylab::runtime {
+
+using Duration = std::chrono::seconds;
+
+//! "90m", "12h", "30s", "1h30m", "45" (seconds). Error for anything else.
+Result<Duration> parse_duration(std::string_view text);
+//! "8G", "512M", "100K", "1T", "1024" (bytes); binary units (G = 2^30).
+Result<std::uint64_t> parse_size(std::string_view text);
+
+//! One entry of [runtime_types.NAME]. Zero means "no limit" for limits.
+struct RuntimeType {
+  std::string name;
+  std::string display_name;
+  std::uint64_t memory_bytes = 0;
+  double cpus = 0;
+  int gpus = 0;
+  int pids = 4096;
+  std::uint64_t disk_bytes = 0;  //!< size limit of /content
+  std::optional<Duration> idle_timeout;   //!< overrides [runtimes]
+  std::optional<Duration> max_lifetime;   //!< overrides [runtimes]
+  bool network = true;
+};
+
+struct RuntimesSection {
+  Duration idle_timeout = std::chrono::minutes(90);
+  Duration max_lifetime = std::chrono::hours(12);
+  Duration warning = std::chrono::minutes(10);   //!< before either deadline
+  Duration grace = std::chrono::seconds(10);      //!< SIGTERM to SIGKILL
+  std::string sandbox = "auto";                   //!< "bwrap", "none" or "auto"
+  std::string default_type = "cpu";
+  int pool_size = 0;                              //!< warm runtimes per type
+  int max_per_user = 0;                           //!< 0: unlimited
+  int max_gpu_per_user = 1;
+};
+
+struct Config {
+  RuntimesSection runtimes;
+  std::map<std::string, RuntimeType> types;  //!< always contains runtimes.default_type
+  int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
+
+  //! The type's effective idle timeout and lifetime.
+  Duration idle_timeout(const RuntimeType& t) const { return t.idle_timeout.value_or(runtimes.idle_timeout); }
+  Duration max_lifetime(const RuntimeType& t) const { return t.max_lifetime.value_or(runtimes.max_lifetime); }
+};
+
+//! The embedded defaults: one `cpu` type, 90 min idle, 12 h lifetime.
+Config default_config();
+//! Parses TOML text; errors name the offending key.
+Result<Config> parse_config(std::string_view text);
+//! Reads and parses a file.
+Result<Config> load_config(const std::string& path);
+
+}  // namespace skylab::runtime

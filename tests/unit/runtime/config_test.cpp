@@ -1,0 +1,85 @@
+#include "runtime/config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace skylab::runtime {
+
+using namespace std::chrono_literals;
+
+TEST(RuntimeConfig, Durations) {
+  EXPECT_EQ(parse_duration("90m").value(), 90min);
+  EXPECT_EQ(parse_duration("12h").value(), 12h);
+  EXPECT_EQ(parse_duration("30s").value(), 30s);
+  EXPECT_EQ(parse_duration("1h30m").value(), 90min);
+  EXPECT_EQ(parse_duration("45").value(), 45s);
+  EXPECT_FALSE(parse_duration("").ok());
+  EXPECT_FALSE(parse_duration("m").ok());
+  EXPECT_FALSE(parse_duration("10x").ok());
+  EXPECT_FALSE(parse_duration("-5m").ok());
+  EXPECT_FALSE(parse_duration("1h30").ok());
+}
+
+TEST(RuntimeConfig, Sizes) {
+  EXPECT_EQ(parse_size("8G").value(), 8ull << 30);
+  EXPECT_EQ(parse_size("512M").value(), 512ull << 20);
+  EXPECT_EQ(parse_size("512MiB").value(), 512ull << 20);
+  EXPECT_EQ(parse_size("1.5G").value(), 3ull << 29);
+  EXPECT_EQ(parse_size("1024").value(), 1024u);
+  EXPECT_FALSE(parse_size("lots").ok());
+  EXPECT_FALSE(parse_size("8Q").ok());
+}
+
+TEST(RuntimeConfig, DesignExampleParses) {
+  auto c = parse_config(R"(
+[runtimes]
+idle_timeout = "90m"     # no execution and no client activity
+max_lifetime = "12h"
+warning = "10m"
+[runtime_types.cpu]
+memory = "8G"
+cpus = 2
+[runtime_types.gpu]
+gpus = 1
+[gpus]
+fake = 0
+)");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->runtimes.idle_timeout, 90min);
+  EXPECT_EQ(c->types.at("cpu").memory_bytes, 8ull << 30);
+  EXPECT_EQ(c->types.at("cpu").cpus, 2);
+  EXPECT_EQ(c->types.at("gpu").gpus, 1);
+  EXPECT_EQ(c->types.at("gpu").display_name, "GPU");
+  EXPECT_EQ(c->max_lifetime(c->types.at("gpu")), 12h);
+}
+
+TEST(RuntimeConfig, PerTypeDeadlinesOverride) {
+  auto c = parse_config("[runtimes]\nidle_timeout = \"1h\"\n[runtime_types.short]\nidle_timeout = \"5s\"\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->idle_timeout(c->types.at("short")), 5s);
+  EXPECT_EQ(c->idle_timeout(c->types.at("cpu")), 1h);
+}
+
+TEST(RuntimeConfig, UnknownKeysAreNamed) {
+  auto a = parse_config("[runtimes]\nidle_timeut = \"5m\"\n");
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.error().message.find("runtimes.idle_timeut"), std::string::npos) << a.error().message;
+  auto b = parse_config("[runtime_types.gpu]\ngpu = 1\n");
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("runtime_types.gpu.gpu"), std::string::npos) << b.error().message;
+  auto d = parse_config("[server]\nport = 1\n");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().message.find("server"), std::string::npos);
+}
+
+TEST(RuntimeConfig, BadValuesAreNamed) {
+  auto a = parse_config("[runtimes]\nmax_lifetime = \"soon\"\n");
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.error().message.find("runtimes.max_lifetime"), std::string::npos);
+  EXPECT_FALSE(parse_config("[runtime_types.cpu]\ncpus = \"two\"\n").ok());
+  EXPECT_FALSE(parse_config("[gpus]\nfake = -1\n").ok());
+  EXPECT_FALSE(parse_config("[runtimes]\ndefault_type = \"tpu\"\n").ok());
+  EXPECT_FALSE(parse_config("[runtimes]\nwarning = \"13h\"\n").ok());
+  EXPECT_FALSE(parse_config("not toml at all [").ok());
+}
+
+}  // namespace skylab::runtime
