@@ -1,0 +1,270 @@
+#include "exec/notebook.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/util.hpp"
+
+namespace skylab::exec {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+bool is_json_mime(const std::string& mime) {
+  return mime == "application/json" ||
+         (mime.rfind("application/", 0) == 0 && mime.size() >= 5 &&
+          mime.compare(mime.size() - 5, 5, "+json") == 0);
+}
+
+// A list of strings joined, or nullopt when `v` is not such a list.
+std::optional<std::string> joined(const json& v) {
+  if (!v.is_array()) return std::nullopt;
+  std::string out;
+  for (const auto& line : v) {
+    if (!line.is_string()) return std::nullopt;
+    out += line.get_ref<const std::string&>();
+  }
+  return out;
+}
+
+void rejoin_bundle(json& data) {
+  if (!data.is_object()) return;
+  for (auto& [key, value] : data.items()) {
+    if (is_json_mime(key)) continue;
+    if (auto s = joined(value)) value = std::move(*s);
+  }
+}
+
+void split_bundle(json& data) {
+  if (!data.is_object()) return;
+  for (auto& [key, value] : data.items()) {
+    if (!value.is_string()) continue;
+    if (key.rfind("text/", 0) == 0 || key == "application/javascript" || key == "image/svg+xml") {
+      auto lines = split_lines_keepends(value.get_ref<const std::string&>());
+      value = json(lines);
+    }
+  }
+}
+
+// 1-based line and column of byte `pos` in `text`.
+std::string where(std::string_view text, std::size_t pos) {
+  pos = std::min(pos, text.size());
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < pos; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(col);
+}
+
+}  // namespace
+
+std::vector<std::string> split_lines_keepends(std::string_view s) {
+  std::vector<std::string> out;
+  std::size_t start = 0, i = 0;
+  auto cut = [&](std::size_t end) {
+    out.emplace_back(s.substr(start, end - start));
+    start = end;
+  };
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '\r') {
+      i += (i + 1 < s.size() && s[i + 1] == '\n') ? 2 : 1;
+      cut(i);
+    } else if (c == '\n' || c == '\v' || c == '\f' || c == 0x1c || c == 0x1d || c == 0x1e) {
+      cut(++i);
+    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x85) {
+      i += 2;
+      cut(i);
+    } else if (c == 0xe2 && i + 2 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x80 &&
+               (static_cast<unsigned char>(s[i + 2]) == 0xa8 ||
+                static_cast<unsigned char>(s[i + 2]) == 0xa9)) {
+      i += 3;
+      cut(i);
+    } else {
+      ++i;
+    }
+  }
+  if (start < s.size()) cut(s.size());
+  return out;
+}
+
+std::string cell_source(const json& cell) {
+  auto it = cell.find("source");
+  if (it == cell.end()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (auto s = joined(*it)) return *s;
+  return {};
+}
+
+Result<json> parse_notebook(std::string_view text) {
+  json nb;
+  try {
+    nb = json::parse(text);
+  } catch (const json::parse_error& e) {  // local: becomes a value right here
+    return Error::bad_request("not valid JSON (" + where(text, e.byte ? e.byte - 1 : 0) + ")");
+  }
+  if (!nb.is_object() || !nb.contains("nbformat"))
+    return Error::bad_request("not a Jupyter notebook (no 'nbformat' field)");
+  const json& major = nb["nbformat"];
+  if (!major.is_number_integer()) return Error::bad_request("not a Jupyter notebook ('nbformat' is not a number)");
+  int version = major.get<int>();
+  if (version < 4)
+    return Error::bad_request(
+        "nbformat " + std::to_string(version) +
+        " notebooks are not supported; convert it first: "
+        "jupyter nbconvert --to notebook --nbformat 4 NOTEBOOK");
+  if (version > 4)
+    return Error::bad_request("nbformat " + std::to_string(version) + " is newer than this Skylab supports (4)");
+  if (!nb.contains("nbformat_minor")) nb["nbformat_minor"] = 0;
+  if (!nb["nbformat_minor"].is_number_integer())
+    return Error::bad_request("not a Jupyter notebook ('nbformat_minor' is not a number)");
+  if (!nb.contains("metadata")) nb["metadata"] = json::object();
+  if (!nb["metadata"].is_object()) return Error::bad_request("not a Jupyter notebook ('metadata' is not an object)");
+  auto cells = nb.find("cells");
+  if (cells == nb.end() || !cells->is_array())
+    return Error::bad_request("not a Jupyter notebook (no 'cells' list)");
+  std::size_t index = 0;
+  for (auto& cell : *cells) {
+    std::string at = "cell " + std::to_string(index++);
+    if (!cell.is_object() || !cell.contains("cell_type") || !cell["cell_type"].is_string())
+      return Error::bad_request("not a Jupyter notebook (" + at + " has no 'cell_type')");
+    auto src = cell.find("source");
+    if (src == cell.end()) {
+      cell["source"] = "";
+    } else if (!src->is_string()) {
+      auto s = joined(*src);
+      if (!s) return Error::bad_request("not a Jupyter notebook (" + at + "'s source is not text)");
+      *src = std::move(*s);
+    }
+    if (!cell.contains("metadata") || !cell["metadata"].is_object()) cell["metadata"] = json::object();
+    if (auto att = cell.find("attachments"); att != cell.end() && att->is_object())
+      for (auto& [_, bundle] : att->items()) rejoin_bundle(bundle);
+    if (cell["cell_type"] != "code") continue;
+    if (!cell.contains("execution_count")) cell["execution_count"] = nullptr;
+    if (!cell.contains("outputs") || !cell["outputs"].is_array()) cell["outputs"] = json::array();
+    for (auto& out : cell["outputs"]) {
+      if (!out.is_object()) continue;
+      auto type = out.value("output_type", "");
+      if (type == "execute_result" || type == "display_data") {
+        if (auto d = out.find("data"); d != out.end()) rejoin_bundle(*d);
+      } else if (auto t = out.find("text"); t != out.end()) {
+        if (auto s = joined(*t)) *t = std::move(*s);
+      }
+    }
+  }
+  return nb;
+}
+
+Result<json> read_notebook(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return Error::bad_request(path + ": is a directory, not a notebook");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error::not_found(path + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Error::bad_request(path + ": read error");
+  auto nb = parse_notebook(ss.str());
+  if (!nb.ok()) return Error::bad_request(path + ": " + nb.error().message);
+  return nb;
+}
+
+std::string serialize_notebook(const json& nb_in) {
+  json nb = nb_in;
+  if (auto m = nb.find("metadata"); m != nb.end() && m->is_object()) {
+    m->erase("orig_nbformat");
+    m->erase("orig_nbformat_minor");
+    m->erase("signature");
+  }
+  if (auto cells = nb.find("cells"); cells != nb.end() && cells->is_array()) {
+    for (auto& cell : *cells) {
+      if (!cell.is_object()) continue;
+      if (auto m = cell.find("metadata"); m != cell.end() && m->is_object()) m->erase("trusted");
+      if (auto s = cell.find("source"); s != cell.end() && s->is_string())
+        *s = json(split_lines_keepends(s->get_ref<const std::string&>()));
+      if (auto att = cell.find("attachments"); att != cell.end() && att->is_object())
+        for (auto& [_, bundle] : att->items()) split_bundle(bundle);
+      if (cell.value("cell_type", "") != "code") continue;
+      auto outs = cell.find("outputs");
+      if (outs == cell.end() || !outs->is_array()) continue;
+      for (auto& out : *outs) {
+        if (!out.is_object()) continue;
+        auto type = out.value("output_type", "");
+        if (type == "execute_result" || type == "display_data") {
+          if (auto d = out.find("data"); d != out.end()) split_bundle(*d);
+        } else if (type == "stream") {
+          if (auto t = out.find("text"); t != out.end() && t->is_string())
+            *t = json(split_lines_keepends(t->get_ref<const std::string&>()));
+        }
+      }
+    }
+  }
+  std::string text = nb.dump(1, ' ', false, json::error_handler_t::replace);
+  text += '\n';
+  return text;
+}
+
+Status write_notebook(const std::string& path, const json& nb) {
+  std::string text = serialize_notebook(nb);
+  fs::path target = fs::absolute(path);
+  fs::path dir = target.parent_path();
+  std::string tmp = (dir / ("." + target.filename().string() + ".tmp-" + util::random_hex(6))).string();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) return Error::internal("cannot write " + path + ": " + std::strerror(errno));
+  auto fail = [&](const char* what) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Error::internal("cannot write " + path + ": " + what + ": " + std::strerror(err));
+  };
+  std::size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("write");
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail("fsync");
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Error::internal("cannot write " + path + ": close: " + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Error::internal("cannot write " + path + ": rename: " + std::strerror(err));
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return ok_status();
+}
+
+std::string default_output_path(const std::string& input) {
+  static constexpr std::string_view kExt = ".ipynb";
+  if (input.size() > kExt.size() && input.compare(input.size() - kExt.size(), kExt.size(), kExt) == 0)
+    return input.substr(0, input.size() - kExt.size()) + ".out.ipynb";
+  return input + ".out.ipynb";
+}
+
+std::string new_cell_id() { return util::random_hex(4); }
+
+}  // namespace skylab::exec
