@@ -6,6 +6,7 @@
 
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
+int run_main(const std::vector<std::string>& args);
 }
 
 namespace {
@@ -15,6 +16,7 @@ void usage(std::FILE* out) {
       "\n"
       "commands:\n"
       "  serve     run the Skylab server (Jupyter Server-compatible API)\n"
+      "  run       execute a notebook headless and write the executed copy\n"
       "\n"
       "Run 'skylab <command> --help' for a command's options.\n",
       out);
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "serve") return skylab::cli::serve_main(args);
+  if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);
     return 0;

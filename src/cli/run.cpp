@@ -1,0 +1,505 @@
+// `skylab run`: executes a notebook headless and writes the executed copy.
+//
+// Exit status: 0 every cell ran; 1 a cell raised, timed out, the kernel died
+// or did not start, or the output could not be written; 2 bad usage, an
+// unreadable notebook, an unknown kernel; 130 interrupted by SIGINT (Ctrl+C),
+// 143 by SIGTERM. From status 1 on, the partial notebook is written.
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.hpp"
+#include "exec/executor.hpp"
+#include "exec/notebook.hpp"
+#include "exec/parameters.hpp"
+#include "kernel/kernelspec.hpp"
+#include "kernel/manager.hpp"
+
+namespace skylab::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const char* kRunHelp =
+    "usage: skylab run NOTEBOOK.ipynb [-o OUT.ipynb] [--kernel NAME] [--timeout SECONDS]\n"
+    "                  [--allow-errors] [-p NAME VALUE]... [--quiet]\n"
+    "\n"
+    "Executes every code cell of NOTEBOOK in order, as `jupyter nbconvert --execute`\n"
+    "does, and writes the executed notebook (outputs, execution counts, timings).\n"
+    "\n"
+    "  -o, --output OUT       where to write (default NOTEBOOK.out.ipynb; '-' = stdout)\n"
+    "  --kernel NAME          kernelspec to use (default: the notebook's, else python3)\n"
+    "  --timeout SECONDS      per-cell limit; the kernel is interrupted and the run fails\n"
+    "                         (0 or less: no limit, the default)\n"
+    "  --allow-errors         run on after a cell raises; exit 0\n"
+    "  -p, --parameter NAME VALUE\n"
+    "                         papermill-style parameter, injected in a cell tagged\n"
+    "                         'injected-parameters' after the cell tagged 'parameters'\n"
+    "                         (or at the top). VALUE is typed: True/False, None, int,\n"
+    "                         float, a JSON list or object, else a string\n"
+    "  -q, --quiet            no progress output (errors are still reported)\n"
+    "  --python PATH          interpreter of the built-in python3 kernel (default /usr/bin/python3)\n"
+    "  --runtime TYPE         run in a Skylab runtime (not supported yet)\n"
+    "\n"
+    "The kernel runs in the notebook's directory. Progress goes to stderr: a bar on a\n"
+    "terminal, one line per cell otherwise.\n"
+    "\n"
+    "exit status: 0 success; 1 a cell raised or timed out, or the kernel died (the\n"
+    "partial notebook is written); 2 bad usage, unreadable notebook or unknown kernel;\n"
+    "130 interrupted (Ctrl+C: the kernel is interrupted, the partial notebook written);\n"
+    "143 terminated (SIGTERM, likewise)\n";
+
+struct RunArgs {
+  std::string input;
+  std::string output;
+  std::string kernel;
+  std::string runtime;
+  std::string python = "/usr/bin/python3";
+  std::optional<double> timeout_s;
+  bool allow_errors = false;
+  bool quiet = false;
+  exec::Parameters params;
+};
+
+bool parse(const std::vector<std::string>& args, RunArgs& out, std::string& err) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    std::string flag = a, inline_value;
+    bool has_inline = false;
+    if (a.rfind("--", 0) == 0) {
+      if (auto eq = a.find('='); eq != std::string::npos) {
+        flag = a.substr(0, eq);
+        inline_value = a.substr(eq + 1);
+        has_inline = true;
+      }
+    }
+    auto value = [&](std::string& dst) {
+      if (has_inline) {
+        dst = inline_value;
+        return true;
+      }
+      if (i + 1 >= args.size()) {
+        err = flag + " needs a value";
+        return false;
+      }
+      dst = args[++i];
+      return true;
+    };
+    std::string v;
+    if (flag == "-o" || flag == "--output") {
+      if (!value(out.output)) return false;
+    } else if (flag == "--kernel") {
+      if (!value(out.kernel)) return false;
+    } else if (flag == "--runtime") {
+      if (!value(out.runtime)) return false;
+    } else if (flag == "--python") {
+      if (!value(out.python)) return false;
+    } else if (flag == "--timeout") {
+      if (!value(v)) return false;
+      char* end = nullptr;
+      double t = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || t != t) {
+        err = "--timeout must be a number of seconds";
+        return false;
+      }
+      if (t > 0) out.timeout_s = t;
+    } else if (flag == "--allow-errors") {
+      out.allow_errors = true;
+    } else if (flag == "-q" || flag == "--quiet") {
+      out.quiet = true;
+    } else if (flag == "-p" || flag == "--parameter" || flag == "--parameters") {
+      if (has_inline || i + 2 >= args.size()) {
+        err = flag + " needs a NAME and a VALUE";
+        return false;
+      }
+      std::string name = args[++i];
+      std::string raw = args[++i];
+      if (!exec::valid_parameter_name(name)) {
+        err = "parameter name '" + name + "' is not a Python identifier";
+        return false;
+      }
+      exec::set_parameter(out.params, name, exec::type_parameter(raw));
+    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
+      err = "unknown option '" + a + "'";
+      return false;
+    } else if (out.input.empty()) {
+      out.input = a;
+    } else {
+      err = "only one notebook can be run at a time (got '" + out.input + "' and '" + a + "')";
+      return false;
+    }
+  }
+  if (out.input.empty()) {
+    err = "no notebook given";
+    return false;
+  }
+  return true;
+}
+
+// Removes ANSI escape sequences (tracebacks are coloured by IPython).
+std::string strip_ansi(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\x1b' && i + 1 < s.size() && s[i + 1] == '[') {
+      i += 2;
+      while (i < s.size() && !(s[i] >= '@' && s[i] <= '~')) ++i;
+      continue;
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+std::string fmt_duration(double secs) {
+  long t = static_cast<long>(secs);
+  char buf[32];
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  return buf;
+}
+
+std::string fmt_secs(double secs) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, secs < 10 ? "%.2f s" : "%.1f s", secs);
+  return buf;
+}
+
+// Printable prefix of `s` at most `width` characters (UTF-8 aware, control characters dropped).
+std::string clip(const std::string& s, std::size_t width) {
+  std::string out;
+  std::size_t cols = 0;
+  for (std::size_t i = 0; i < s.size() && cols < width; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) continue;
+    if ((c & 0xc0) != 0x80) ++cols;
+    out += s[i];
+  }
+  while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xc0) == 0xc0) out.pop_back();
+  return out;
+}
+
+// Progress on stderr: a redrawn bar on a terminal, one line per cell otherwise.
+class Progress : public exec::ExecutionListener {
+ public:
+  enum class Mode { kQuiet, kLines, kBar };
+  explicit Progress(Mode mode) : mode_(mode), run_start_(Clock::now()) {}
+
+  void on_run_start(std::size_t total) override {
+    total_ = total;
+    run_start_ = Clock::now();
+  }
+  void on_cell_start(const exec::CellInfo& cell) override {
+    cell_ = cell;
+    done_ = cell.ordinal - 1;
+    draw();
+  }
+  void on_tick() override { draw(); }
+  void on_cell_end(const exec::CellInfo& cell, bool ok, std::chrono::milliseconds took) override {
+    done_ = cell.ordinal;
+    if (mode_ == Mode::kLines) {
+      std::fprintf(stderr, "[%zu/%zu] %s %s  %s\n", cell.ordinal, cell.total, ok ? "ok    " : "FAILED",
+                   fmt_secs(took.count() / 1000.0).c_str(), clip(cell.first_line, 60).c_str());
+      std::fflush(stderr);
+    } else {
+      draw();
+    }
+  }
+  //! Removes the bar (before other messages are printed).
+  void clear() {
+    if (mode_ == Mode::kBar && drawn_) {
+      std::fputs("\r\x1b[K", stderr);
+      std::fflush(stderr);
+      drawn_ = false;
+    }
+  }
+  double elapsed() const { return std::chrono::duration<double>(Clock::now() - run_start_).count(); }
+
+ private:
+  void draw() {
+    if (mode_ != Mode::kBar) return;
+    winsize ws{};
+    std::size_t width = 80;
+    if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) width = ws.ws_col;
+    constexpr std::size_t kBar = 20;
+    std::size_t filled = total_ ? done_ * kBar / total_ : kBar;
+    std::string line = "[" + std::string(filled, '#') + std::string(kBar - filled, '-') + "] ";
+    line += std::to_string(cell_.ordinal) + "/" + std::to_string(total_) + "  " + fmt_duration(elapsed()) + "  ";
+    std::string text = done_ < cell_.ordinal ? cell_.first_line : "";
+    if (line.size() + 1 < width) line += clip(text, width - line.size() - 1);
+    std::fprintf(stderr, "\r\x1b[K%s", line.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+
+  Mode mode_;
+  Clock::time_point run_start_;
+  std::size_t total_ = 0, done_ = 0;
+  exec::CellInfo cell_;
+  bool drawn_ = false;
+};
+
+// Waits for SIGINT/SIGTERM on its own thread (the signals are blocked in
+// every other thread) and turns them into cancellation.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // inherited by threads started later
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~SignalWatcher() {
+    stop_ = true;
+    thread_.join();
+  }
+  void attach(exec::NotebookExecutor* ex) {
+    std::lock_guard lock(mutex_);
+    executor_ = ex;
+    if (ex && count_ > 0) ex->cancel(count_ > 1);
+  }
+  int signal() const { return signo_; }
+  const std::atomic<bool>& cancelled() const { return cancelled_; }
+
+ private:
+  void loop() {
+    while (!stop_) {
+      timespec ts{0, 100 * 1000 * 1000};
+      int s = sigtimedwait(&set_, nullptr, &ts);
+      if (s != SIGINT && s != SIGTERM) continue;
+      std::lock_guard lock(mutex_);
+      if (signo_ == 0) signo_ = s;
+      ++count_;
+      cancelled_ = true;
+      if (count_ == 1)
+        std::fputs("\nskylab run: interrupting the kernel (press Ctrl+C again to stop at once)\n", stderr);
+      if (executor_) executor_->cancel(count_ > 1);
+    }
+  }
+
+  sigset_t set_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cancelled_{false};
+  std::mutex mutex_;
+  exec::NotebookExecutor* executor_ = nullptr;  // guarded by mutex_
+  int count_ = 0;                               // guarded by mutex_
+  std::atomic<int> signo_{0};
+};
+
+std::string kernel_language(const json& nb, const kernel::KernelSpec& spec) {
+  auto str = [](const json& j, const char* a, const char* b) -> std::string {
+    if (j.is_object() && j.contains(a) && j[a].is_object() && j[a].contains(b) && j[a][b].is_string())
+      return j[a][b].get<std::string>();
+    return {};
+  };
+  if (spec.spec.is_object() && spec.spec.contains("language") && spec.spec["language"].is_string())
+    return spec.spec["language"].get<std::string>();
+  std::string l = str(nb["metadata"], "kernelspec", "language");
+  if (l.empty()) l = str(nb["metadata"], "language_info", "name");
+  return l;
+}
+
+// The file from byte `from` on, at most its last `max_bytes`.
+std::string tail_of_file(const std::string& path, std::uintmax_t from, std::size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  in.seekg(static_cast<std::streamoff>(from));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  if (s.size() > max_bytes) s = "..." + s.substr(s.size() - max_bytes);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+int fail_usage(const std::string& msg) {
+  std::fprintf(stderr, "skylab run: %s\n", msg.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int run_main(const std::vector<std::string>& args) {
+  for (auto& a : args)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kRunHelp, stdout);
+      return 0;
+    }
+  RunArgs ra;
+  std::string err;
+  if (!parse(args, ra, err)) {
+    std::fprintf(stderr, "skylab run: %s\n\n%s", err.c_str(), kRunHelp);
+    return 2;
+  }
+  if (!ra.runtime.empty())
+    return fail_usage("--runtime is not supported yet (runtimes come with a later Skylab); "
+                      "leave it out to run on this machine");
+  log::set_level(log::Level::kError);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto nb_r = exec::read_notebook(ra.input);
+  if (!nb_r.ok()) return fail_usage(nb_r.error().message);
+  json nb = std::move(nb_r.value());
+
+  bool to_stdout = ra.output == "-";
+  std::string output = ra.output.empty() ? exec::default_output_path(ra.input) : ra.output;
+  std::error_code ec;
+  if (!to_stdout) {
+    fs::path parent = fs::absolute(output, ec).parent_path();
+    if (!fs::is_directory(parent, ec))
+      return fail_usage("cannot write " + output + ": directory " + parent.string() + " does not exist");
+    if (fs::is_directory(output, ec)) return fail_usage("cannot write " + output + ": is a directory");
+  }
+
+  auto specs = std::make_shared<kernel::KernelSpecStore>(kernel::KernelSpecStore::default_dirs(), ra.python);
+  std::string kernel_name = ra.kernel;
+  if (kernel_name.empty()) {
+    const json& ks = nb["metadata"].contains("kernelspec") ? nb["metadata"]["kernelspec"] : json();
+    if (ks.is_object() && ks.contains("name") && ks["name"].is_string()) kernel_name = ks["name"].get<std::string>();
+    if (kernel_name.empty()) kernel_name = specs->default_name();
+  }
+  auto spec = specs->find(kernel_name);
+  if (!spec.ok()) {
+    std::string names;
+    for (const auto& s : specs->list()) names += (names.empty() ? "" : ", ") + s.name;
+    return fail_usage("no kernel named '" + kernel_name + "'" + (ra.kernel.empty() ? " (from the notebook's metadata)" : "") +
+                      "; available: " + names + ". Choose one with --kernel NAME");
+  }
+  if (!ra.params.empty()) {
+    std::string lang = kernel_language(nb, spec.value());
+    if (!lang.empty() && lang != "python")
+      return fail_usage("parameters (-p) need a Python kernel; '" + kernel_name + "' runs " + lang);
+    exec::inject_parameters(nb, ra.params);
+  }
+
+  Progress::Mode mode = ra.quiet ? Progress::Mode::kQuiet
+                        : ::isatty(STDERR_FILENO) ? Progress::Mode::kBar
+                                                  : Progress::Mode::kLines;
+  Progress progress(mode);
+  SignalWatcher signals;
+
+  // Connection files and the kernel's log live in a private temporary directory.
+  const char* tmp_env = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp_env && *tmp_env ? tmp_env : "/tmp") + "/skylab-run-XXXXXX";
+  std::vector<char> tmpl_buf(tmpl.begin(), tmpl.end());
+  tmpl_buf.push_back('\0');
+  if (!::mkdtemp(tmpl_buf.data())) {
+    std::fprintf(stderr, "skylab run: cannot create a temporary directory: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::string runtime_dir = tmpl_buf.data();
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() {
+      std::error_code e;
+      fs::remove_all(path, e);
+    }
+  } remove_dir{runtime_dir};
+
+  kernel::ManagerOptions mo;
+  mo.runtime_dir = runtime_dir;
+  mo.working_dir = fs::absolute(ra.input, ec).parent_path().string();
+  auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
+  auto cancel_exit = [&] { return signals.signal() == SIGTERM ? 143 : 130; };
+
+  auto kid = exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled());
+  if (!kid.ok()) {
+    if (signals.cancelled()) {
+      std::fputs("skylab run: interrupted while the kernel was starting; no notebook written\n", stderr);
+      return cancel_exit();
+    }
+    std::fprintf(stderr, "skylab run: kernel '%s': %s\n", kernel_name.c_str(), kid.error().message.c_str());
+    return 1;
+  }
+
+  // What the kernel process prints after start-up (its banner is not news).
+  std::string kernel_log_path = runtime_dir + "/kernel-" + kid.value() + ".log";
+  std::uintmax_t kernel_log_start = fs::file_size(kernel_log_path, ec);
+  if (ec) kernel_log_start = 0;
+
+  exec::ExecuteOptions eo;
+  eo.allow_errors = ra.allow_errors;
+  if (ra.timeout_s)
+    eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*ra.timeout_s * 1000.0 + 0.5));
+  exec::NotebookExecutor executor(kernels, kid.value(), eo);
+  signals.attach(&executor);
+  exec::RunResult result = executor.run(nb, &progress);
+  signals.attach(nullptr);
+  progress.clear();
+
+  std::string kernel_log;
+  if (result.status == exec::RunStatus::kKernelDied)
+    kernel_log = tail_of_file(kernel_log_path, kernel_log_start, 2000);
+
+  // Write first: the notebook is what the user came for.
+  int code = 0;
+  std::string write_error;
+  if (to_stdout) {
+    std::string text = exec::serialize_notebook(nb);
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+      write_error = "cannot write the notebook to stdout";
+  } else if (auto st = exec::write_notebook(output, nb); !st.ok()) {
+    write_error = st.error().message;
+  }
+  exec::stop_kernel(*kernels, kid.value());
+
+  bool tty = ::isatty(STDERR_FILENO);
+  switch (result.status) {
+    case exec::RunStatus::kOk: break;
+    case exec::RunStatus::kCellError: {
+      std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
+      if (result.error.is_object() && result.error["traceback"].is_array()) {
+        for (const auto& line : result.error["traceback"]) {
+          if (!line.is_string()) continue;
+          std::string l = line.get<std::string>();
+          std::fprintf(stderr, "%s\n", (tty ? l : strip_ansi(l)).c_str());
+        }
+      }
+      code = 1;
+      break;
+    }
+    case exec::RunStatus::kTimeout:
+      std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
+      code = 1;
+      break;
+    case exec::RunStatus::kKernelDied:
+      std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
+      if (!kernel_log.empty()) std::fprintf(stderr, "kernel output:\n%s\n", kernel_log.c_str());
+      code = 1;
+      break;
+    case exec::RunStatus::kCancelled:
+      std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
+      code = cancel_exit();
+      break;
+  }
+  if (!write_error.empty()) {
+    std::fprintf(stderr, "skylab run: %s\n", write_error.c_str());
+    return code ? code : 1;
+  }
+  if (mode != Progress::Mode::kQuiet || code != 0) {
+    std::fprintf(stderr, "skylab run: %zu cell%s run in %s; %s %s\n", result.cells_run,
+                 result.cells_run == 1 ? "" : "s", fmt_secs(progress.elapsed()).c_str(),
+                 code == 0 ? "wrote" : "partial notebook written to", to_stdout ? "stdout" : output.c_str());
+  }
+  return code;
+}
+
+}  // namespace skylab::cli
