@@ -11,9 +11,10 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libtomlplusplus-dev
   # runtimes
   python3 python3-ipykernel python3-jupyter-client python3-nbformat
-  python3-matplotlib python3-numpy python3-zmq bubblewrap
+  python3-matplotlib python3-numpy python3-pandas python3-zmq bubblewrap
   # tests and benchmarks
   python3-pytest python3-websocket python3-requests python3-jupyter-server
+  python3-nbconvert  # the reference for skylab run (tests/integration/test_run.py, bench/run_bench.py)
 )
 # Node.js: use the machine's if it has one (e.g. NodeSource, which bundles npm
 # and conflicts with Debian's npm package); else Debian's.
