@@ -59,11 +59,13 @@ struct Kernel {
   std::unique_ptr<Signer> signer;
   std::string session;   // our session id for messages the server creates
   std::string identity;  // routing id of shell and stdin sockets
+  std::string runtime_type;
 
   // Guarded by Impl::mutex.
   std::string state = "starting";
   SysClock::time_point last_activity = SysClock::now();
   int connections = 0;
+  std::string reason;
   std::shared_ptr<KernelObserver> observer;
   bool ready = false;
   std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
@@ -74,6 +76,9 @@ struct Kernel {
   pid_t pid_io = -1;
   int ports[5] = {0, 0, 0, 0, 0};  // shell, iopub, stdin, control, hb
   std::string connection_file;
+  std::string conn_dir;  // ipc: per-kernel socket directory
+  std::string ipc_base;  // ipc: endpoint prefix, "<conn_dir>/k"
+
   Sockets sock;
   std::set<std::string> nudges;
   bool got_info = false, got_iopub = false;
@@ -100,6 +105,8 @@ KernelModel model_of(const Kernel& k) {
   m.last_activity = k.last_activity;
   m.connections = k.connections;
   m.pid = k.pid;
+  m.runtime_type = k.runtime_type;
+  m.reason = k.reason;
   return m;
 }
 
@@ -192,6 +199,14 @@ struct KernelManager::Impl {
     std::error_code ec;
     fs::create_directories(opts.runtime_dir, ec);
     ::chmod(opts.runtime_dir.c_str(), 0700);
+    if (opts.socket_dir.empty()) {
+      // Short: ipc socket paths must fit in sockaddr_un (108 bytes).
+      opts.socket_dir = ::geteuid() == 0 ? "/run/skylab" : "/tmp/skylab-" + std::to_string(::geteuid());
+    }
+    if (opts.launcher && opts.launcher->use_ipc()) {
+      fs::create_directories(opts.socket_dir, ec);
+      ::chmod(opts.socket_dir.c_str(), 0711);  // sandboxed kernels reach only their own directory
+    }
     io = std::thread([this] { loop(); });
   }
 
@@ -225,14 +240,34 @@ struct KernelManager::Impl {
 
   // ---- process management (I/O thread, except spawn during start) ----
 
+  bool ipc() const { return opts.launcher && opts.launcher->use_ipc(); }
+
   Status write_connection_file(Kernel& k) {
-    if (!pick_ports(opts.ip, k.ports, 5)) return Error::unavailable("no free ports for the kernel");
-    nlohmann::json c = {{"shell_port", k.ports[0]},   {"iopub_port", k.ports[1]},
-                        {"stdin_port", k.ports[2]},   {"control_port", k.ports[3]},
-                        {"hb_port", k.ports[4]},      {"ip", opts.ip},
-                        {"key", k.key},               {"transport", "tcp"},
-                        {"signature_scheme", "hmac-sha256"}, {"kernel_name", k.spec.name}};
-    k.connection_file = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".json")).string();
+    nlohmann::json c;
+    if (ipc()) {
+      // Sockets live in a per-kernel directory that the sandbox sees at the same path.
+      k.conn_dir = (fs::path(opts.socket_dir) / k.id).string();
+      std::error_code ec;
+      fs::create_directories(k.conn_dir, ec);
+      if (ec) return Error::internal("cannot create " + k.conn_dir + ": " + ec.message());
+      ::chmod(k.conn_dir.c_str(), 0700);
+      k.ipc_base = k.conn_dir + "/k";
+      for (int i = 0; i < 5; ++i) k.ports[i] = i + 1;
+      c = {{"ip", k.ipc_base}, {"transport", "ipc"}};
+      k.connection_file = (fs::path(k.conn_dir) / "connection.json").string();
+    } else {
+      if (!pick_ports(opts.ip, k.ports, 5)) return Error::unavailable("no free ports for the kernel");
+      c = {{"ip", opts.ip}, {"transport", "tcp"}};
+      k.connection_file = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".json")).string();
+    }
+    c["shell_port"] = k.ports[0];
+    c["iopub_port"] = k.ports[1];
+    c["stdin_port"] = k.ports[2];
+    c["control_port"] = k.ports[3];
+    c["hb_port"] = k.ports[4];
+    c["key"] = k.key;
+    c["signature_scheme"] = "hmac-sha256";
+    c["kernel_name"] = k.spec.name;
     std::string tmp = k.connection_file + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return Error::internal("cannot write connection file");
@@ -242,6 +277,20 @@ struct KernelManager::Impl {
     if (!ok || ::rename(tmp.c_str(), k.connection_file.c_str()) != 0)
       return Error::internal("cannot write connection file");
     return ok_status();
+  }
+
+  void remove_connection_files(Kernel& k) {
+    if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    if (!k.conn_dir.empty()) {
+      std::error_code ec;
+      fs::remove_all(k.conn_dir, ec);
+    }
+  }
+
+  // Kills the kernel's processes: its process group, and whatever the launcher knows of.
+  void kill_processes(Kernel& k, pid_t pid) {
+    if (pid > 0) ::killpg(pid, SIGKILL);
+    if (opts.launcher) opts.launcher->kill_all(k.id, pid);
   }
 
   Result<pid_t> spawn(Kernel& k) {
@@ -263,6 +312,15 @@ struct KernelManager::Impl {
     env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
     for (auto& [key, v] : k.spec.env) env[key] = v;
+    std::string cwd = opts.working_dir;
+    if (opts.launcher) {
+      LaunchSpec ls{k.id, k.owner, k.runtime_type, std::move(args), std::move(env), cwd, k.conn_dir};
+      auto st = opts.launcher->prepare(ls);
+      if (!st.ok()) return st.error();
+      args = std::move(ls.argv);
+      env = std::move(ls.env);
+      cwd = std::move(ls.cwd);
+    }
     std::vector<std::string> env_strings;
     for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
     std::vector<char*> argv, envp;
@@ -289,7 +347,7 @@ struct KernelManager::Impl {
     posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!opts.working_dir.empty()) posix_spawn_file_actions_addchdir_np(&fa, opts.working_dir.c_str());
+    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
     pid_t pid = -1;
     int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
@@ -300,7 +358,10 @@ struct KernelManager::Impl {
 
   // Opens and connects the five sockets (I/O thread).
   void open_sockets(Kernel& k) {
-    auto endpoint = [&](int port) { return "tcp://" + opts.ip + ":" + std::to_string(port); };
+    auto endpoint = [&](int port) {
+      if (!k.ipc_base.empty()) return "ipc://" + k.ipc_base + "-" + std::to_string(port);
+      return "tcp://" + opts.ip + ":" + std::to_string(port);
+    };
     auto make = [&](int type, int port) {
       void* s = zmq_socket(zctx, type);
       int zero = 0;
@@ -380,8 +441,10 @@ struct KernelManager::Impl {
     if (obs) obs->on_kernel_message(ch, m, info);
   }
 
-  void emit_status(Kernel& k, const std::string& state) {
-    auto m = std::make_shared<Message>(make_message("status", {{"execution_state", state}}, k.session));
+  void emit_status(Kernel& k, const std::string& state, const std::string& reason = "") {
+    nlohmann::json content = {{"execution_state", state}};
+    if (!reason.empty()) content["reason"] = reason;
+    auto m = std::make_shared<Message>(make_message("status", content, k.session));
     auto info = inspect(*m);
     if (info.ok()) deliver(k, Channel::kIopub, m, info.value());
   }
@@ -462,7 +525,8 @@ struct KernelManager::Impl {
   void on_exit(Kernel& k, int status) {
     std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
                                         : "killed by signal " + std::to_string(WTERMSIG(status));
-    ::killpg(k.pid_io, SIGKILL);  // stray children of the kernel
+    kill_processes(k, k.pid_io);  // stray children of the kernel
+    std::string reason = opts.launcher ? opts.launcher->death_reason(k.id) : "";
     {
       std::lock_guard lock(mutex);
       k.pid = -1;
@@ -470,7 +534,8 @@ struct KernelManager::Impl {
     k.pid_io = -1;
     if (k.phase == Phase::kShuttingDown) return remove(k);
     if (k.phase == Phase::kRestarting) return relaunch(k);
-    log::warn("kernel " + k.id + " died (" + how + ")");
+    if (reason.empty()) reason = "the kernel process " + how;
+    log::warn("kernel " + k.id + " died: " + reason);
     k.phase = Phase::kDead;
     k.held.clear();
     close_sockets(k);
@@ -478,14 +543,19 @@ struct KernelManager::Impl {
       std::lock_guard lock(mutex);
       k.state = "dead";
       k.ready = false;
+      k.reason = reason;
     }
-    finish_ready(k, Error::unavailable("kernel died (" + how + ")"), false);
-    emit_status(k, "dead");
+    finish_ready(k, Error::unavailable("kernel died: " + reason), false);
+    emit_status(k, "dead", reason);
   }
 
   void relaunch(Kernel& k) {
     close_sockets(k);
-    if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    remove_connection_files(k);
+    {
+      std::lock_guard lock(mutex);
+      k.reason.clear();
+    }
     auto st = write_connection_file(k);
     Result<pid_t> pid = st.ok() ? spawn(k) : Result<pid_t>(st.error());
     if (!pid.ok()) {
@@ -510,13 +580,15 @@ struct KernelManager::Impl {
 
   void remove(Kernel& k) {
     if (k.pid_io > 0) {
-      ::killpg(k.pid_io, SIGKILL);
+      kill_processes(k, k.pid_io);
       int status = 0;
       ::waitpid(k.pid_io, &status, 0);
       k.pid_io = -1;
     }
+    if (opts.launcher) opts.launcher->kill_all(k.id, -1);
     drop_live(k);
-    if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    remove_connection_files(k);
+    if (opts.launcher) opts.launcher->cleanup(k.id);
     ::unlink((fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).c_str());
     std::shared_ptr<KernelObserver> obs;
     std::shared_ptr<Kernel> keep;
@@ -565,7 +637,7 @@ struct KernelManager::Impl {
       }
       if ((k.phase == Phase::kShuttingDown || k.phase == Phase::kRestarting) && k.pid_io > 0 &&
           now >= k.phase_deadline) {
-        ::killpg(k.pid_io, SIGKILL);
+        kill_processes(k, k.pid_io);
         int status = 0;
         ::waitpid(k.pid_io, &status, 0);
         on_exit(k, status);
@@ -680,7 +752,8 @@ KernelManager::~KernelManager() {
   impl_.reset();
 }
 
-Result<KernelModel> KernelManager::start(const std::string& spec_name, const std::string& owner) {
+Result<KernelModel> KernelManager::start(const std::string& spec_name, const std::string& owner,
+                                         const StartOptions& options) {
   auto spec = impl_->specs->find(spec_name);
   if (!spec.ok()) return spec.error();
   auto k = std::make_shared<Kernel>();
@@ -691,11 +764,13 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->signer = std::make_unique<Signer>(k->key);
   k->session = util::uuid4();
   k->identity = util::uuid4();
+  k->runtime_type = options.runtime_type;
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
   auto pid = impl_->spawn(*k);
   if (!pid.ok()) {
-    ::unlink(k->connection_file.c_str());
+    impl_->remove_connection_files(*k);
+    if (impl_->opts.launcher) impl_->opts.launcher->cleanup(k->id);
     return pid.error();
   }
   KernelModel model;
@@ -731,7 +806,7 @@ Result<KernelModel> KernelManager::get(const std::string& id) const {
 Status KernelManager::interrupt(const std::string& id) {
   auto k = impl_->find(id);
   if (!k) return Error::not_found("Kernel does not exist: " + id);
-  if (k->spec.interrupt_mode == "message") {
+  if (k->spec.interrupt_mode == "message" || (impl_->opts.launcher && impl_->opts.launcher->interrupt_by_message())) {
     impl_->post([this, k] {
       if (k->sock.control) impl_->send_own(*k, k->sock.control, "interrupt_request", nlohmann::json::object());
     });

@@ -13,6 +13,7 @@
 
 #include "common/result.hpp"
 #include "kernel/kernelspec.hpp"
+#include "kernel/launcher.hpp"
 #include "kernel/wire.hpp"
 
 namespace skylab::kernel {
@@ -26,6 +27,12 @@ struct KernelModel {
   std::chrono::system_clock::time_point last_activity;
   int connections = 0;
   pid_t pid = -1;
+  std::string runtime_type;
+  std::string reason;  //!< why the kernel is dead, when known
+};
+
+struct StartOptions {
+  std::string runtime_type;  //!< passed to the Launcher
 };
 
 //! Receives one kernel's messages. Called on the manager's I/O thread, with
@@ -46,6 +53,10 @@ struct ManagerOptions {
   std::chrono::milliseconds shutdown_wait{3000};  //!< after shutdown_request, before SIGKILL
   std::chrono::milliseconds ready_timeout{60000};
   std::chrono::milliseconds heartbeat_interval{3000};
+  //! Wraps kernel start-up (sandbox, limits); null: plain child processes.
+  std::shared_ptr<Launcher> launcher;
+  //! Parent of per-kernel ipc socket directories (when the launcher uses ipc).
+  std::string socket_dir;
 };
 
 //! Thread-safe. Callbacks (`done`) run on the I/O thread unless noted.
@@ -57,7 +68,8 @@ class KernelManager {
 
   //! Launches a kernel of spec `spec_name`; returns once the process runs
   //! (state "starting"). NotFound for an unknown spec.
-  Result<KernelModel> start(const std::string& spec_name, const std::string& owner);
+  Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
+                            const StartOptions& options = {});
   std::vector<KernelModel> list() const;
   Result<KernelModel> get(const std::string& id) const;
 
