@@ -19,6 +19,19 @@ std::optional<std::string_view> token_from_authorization(std::string_view h) {
   return rest;
 }
 
+bool AdminTokenAuthenticator::matches(std::string_view presented) const {
+  return !presented.empty() && !token_.empty() && util::secure_equals(presented, token_);
+}
+
+Identity AdminTokenAuthenticator::admin_identity() {
+  Identity id;
+  id.username = "admin";
+  id.admin = true;
+  id.via = Via::kAdminToken;
+  id.credential_id = "admin-token";
+  return id;
+}
+
 std::optional<Identity> AdminTokenAuthenticator::authenticate(const Credentials& creds) const {
   std::string_view presented;
   if (!creds.authorization_header.empty()) {
@@ -28,8 +41,8 @@ std::optional<Identity> AdminTokenAuthenticator::authenticate(const Credentials&
   } else {
     presented = creds.query_token;
   }
-  if (presented.empty() || !util::secure_equals(presented, token_)) return std::nullopt;
-  return Identity{"admin", true};
+  if (!matches(presented)) return std::nullopt;
+  return admin_identity();
 }
 
 }  // namespace skylab::auth

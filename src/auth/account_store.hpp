@@ -1,0 +1,152 @@
+// Accounts, browser sessions and per-user API tokens, stored in SQLite
+// (`<data-dir>/skylab.db`, WAL), so that `skylab user ...` can administer
+// the same data directory while the server runs. Tables: `users`,
+// `auth_sessions`, `auth_tokens`, and `auth_schema` (version).
+//
+// Secrets are never stored: passwords as Argon2id hashes, session cookies
+// and API tokens as SHA-256 digests.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/auth.hpp"
+#include "auth/crypto.hpp"
+#include "common/result.hpp"
+
+struct sqlite3;
+
+namespace skylab::auth {
+
+//! 1 to 32 characters of [a-z0-9_-], starting with a letter or '_' (the
+//! shape of a POSIX user name: runtimes will run under per-user uids).
+bool valid_username(std::string_view name);
+//! Empty when `password` is acceptable (8 to 1024 bytes, no NUL); otherwise why not.
+std::string password_problem(std::string_view password);
+
+//! API tokens start with this, so that they are recognizable in leaks and
+//! told apart from the admin token cheaply.
+inline constexpr std::string_view kApiTokenPrefix = "skt_";
+
+struct UserRecord {
+  std::string username;
+  bool admin = false;
+  bool disabled = false;
+  std::int64_t created = 0;           //!< unix seconds
+  std::int64_t password_changed = 0;  //!< unix seconds
+};
+
+struct TokenRecord {
+  std::string id;  //!< public id, for listing and revoking
+  std::string username;
+  std::string name;  //!< the owner's label ("vscode", "cli")
+  std::int64_t created = 0;
+  std::optional<std::int64_t> expires;  //!< unix seconds; none: never
+};
+
+struct NewToken {
+  TokenRecord record;
+  std::string token;  //!< the secret; shown once, stored only as a digest
+};
+
+struct NewSession {
+  std::string secret;  //!< the session cookie's value
+  std::string xsrf;    //!< the XSRF token bound to it
+  std::int64_t expires = 0;
+  Identity identity;
+};
+
+struct AccountStoreOptions {
+  std::string path;  //!< the SQLite file; created (0600) when missing
+  PasswordHashParams hash = PasswordHashParams::interactive();
+  std::int64_t session_lifetime_seconds = 14 * 24 * 3600;
+  std::size_t max_sessions_per_user = 50;  //!< the oldest session ends beyond this
+  std::size_t max_tokens_per_user = 100;   //!< creating more fails
+  //! Unix seconds; the system clock when empty. Injected by tests.
+  std::function<std::int64_t()> now;
+};
+
+//! Thread-safe (one connection behind a mutex; password hashing runs
+//! outside it). Other processes may use the same file at the same time.
+class AccountStore {
+ public:
+  static Result<std::shared_ptr<AccountStore>> open(AccountStoreOptions options);
+  ~AccountStore();
+  AccountStore(const AccountStore&) = delete;
+  AccountStore& operator=(const AccountStore&) = delete;
+
+  // -- accounts
+  //! Creates an enabled account. Conflict when the name is taken.
+  Status add_user(std::string_view name, std::string_view password, bool admin);
+  Result<UserRecord> find_user(std::string_view name);
+  Result<std::vector<UserRecord>> list_users();
+  //! Sets a new password and ends every session of the user (tokens stay).
+  Status set_password(std::string_view name, std::string_view password);
+  //! Disabling ends every session; tokens are refused while disabled.
+  Status set_disabled(std::string_view name, bool disabled);
+  Status set_admin(std::string_view name, bool admin);
+  //! The account when `password` is right and the account is enabled; a
+  //! forbidden Error otherwise, with one message for every reason. Costs one
+  //! Argon2 verification whether or not the user exists.
+  Result<UserRecord> check_password(std::string_view name, std::string_view password);
+
+  // -- sessions (cookies)
+  Result<NewSession> create_session(const UserRecord& user);
+  //! The identity of a live session of an enabled account, or nullopt.
+  std::optional<Identity> session_identity(std::string_view secret);
+  //! Ends the session with this cookie value (nothing when unknown).
+  void end_session(std::string_view secret);
+
+  // -- API tokens
+  //! `lifetime_seconds` none: the token never expires.
+  Result<NewToken> create_token(std::string_view username, std::string_view name,
+                                std::optional<std::int64_t> lifetime_seconds);
+  //! The identity of a live token of an enabled account, or nullopt.
+  std::optional<Identity> token_identity(std::string_view token);
+  //! The user's tokens that have not expired, newest first.
+  Result<std::vector<TokenRecord>> list_tokens(std::string_view username);
+  //! NotFound when the user has no token with this id (another user's included).
+  Status revoke_token(std::string_view username, std::string_view id);
+
+  //! Whether the credential behind an identity returned earlier still holds.
+  bool still_valid(const Identity& who);
+  //! Changes when another connection (e.g. `skylab user` in another
+  //! process) commits to the database; see SQLite's PRAGMA data_version.
+  std::int64_t data_version();
+
+ private:
+  explicit AccountStore(AccountStoreOptions options);
+  Status migrate();
+  std::int64_t now() const;
+  std::optional<Identity> identity_for(const std::string& username, Via via, std::string credential);
+  Status exec(const char* sql);
+
+  AccountStoreOptions opts_;
+  std::mutex mutex_;
+  sqlite3* db_ = nullptr;  // GUARDED_BY(mutex_)
+  std::once_flag dummy_once_;
+  std::string dummy_hash_;  // equalizes the time of logins for unknown users
+};
+
+//! The server's Authenticator: the admin token, per-user API tokens
+//! (`Authorization: token T`, `Bearer T` or `?token=T`) and session cookies.
+class AccountAuthenticator : public Authenticator {
+ public:
+  AccountAuthenticator(std::shared_ptr<AccountStore> store, std::string admin_token);
+  std::optional<Identity> authenticate(const Credentials& creds) const override;
+  bool still_valid(const Identity& who) const override;
+
+ private:
+  std::optional<Identity> by_token(std::string_view token) const;
+
+  std::shared_ptr<AccountStore> store_;
+  AdminTokenAuthenticator admin_;
+};
+
+}  // namespace skylab::auth
