@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/util.hpp"
+
 namespace skylab::http {
 
 FileBody::~FileBody() {
@@ -41,6 +43,22 @@ Response Response::empty(int status) {
   Response r;
   r.status = status;
   return r;
+}
+
+std::optional<std::map<std::string, std::string>> parse_form(std::string_view body) {
+  std::map<std::string, std::string> out;
+  while (!body.empty()) {
+    auto amp = body.find('&');
+    auto pair = body.substr(0, amp);
+    body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    auto k = util::url_decode(pair.substr(0, eq), true);
+    auto v = util::url_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!k || !v) return std::nullopt;
+    out.emplace(std::move(*k), std::move(*v));
+  }
+  return out;
 }
 
 void Response::set_header(std::string name, std::string value) {

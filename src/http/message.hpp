@@ -29,6 +29,9 @@ struct Request {
   std::string body;
   std::vector<std::string> params;
   auth::Identity user;
+  std::string client_address;  //!< peer IP, or X-Forwarded-For's last hop from a trusted proxy
+  std::string host;            //!< Host, or X-Forwarded-Host from a trusted proxy
+  bool secure = false;         //!< arrived over TLS (--secure-cookies, or a trusted proxy said so)
 
   //! First header with this (lower-case) name, or empty.
   std::string_view header(std::string_view name) const;
@@ -61,6 +64,10 @@ struct Response {
   static Response empty(int status);
   void set_header(std::string name, std::string value);
 };
+
+//! Decodes an `application/x-www-form-urlencoded` body (or query string);
+//! the first value of a repeated name wins. Nullopt when malformed.
+std::optional<std::map<std::string, std::string>> parse_form(std::string_view body);
 
 //! Completes a request; may be called from any thread, exactly once.
 using Responder = std::function<void(Response)>;

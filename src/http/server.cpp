@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <deque>
@@ -22,6 +23,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "auth/web_policy.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 
@@ -83,6 +85,8 @@ struct Server::Impl {
 
   void do_accept();
   void close_all_websockets();
+  std::size_t close_websockets_if(const std::function<bool(const auth::Identity&)>& pred,
+                                  const std::string& reason);
 };
 
 // ---------------------------------------------------------------------------
@@ -91,8 +95,12 @@ struct Server::Impl {
 class WsSession : public WebSocket, public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(Server::Impl& srv, beast::tcp_stream&& stream, std::shared_ptr<WebSocketHandler> h,
-            std::string subprotocol)
-      : srv_(srv), ws_(std::move(stream)), handler_(std::move(h)), subprotocol_(std::move(subprotocol)) {}
+            std::string subprotocol, auth::Identity user)
+      : srv_(srv), ws_(std::move(stream)), handler_(std::move(h)), subprotocol_(std::move(subprotocol)),
+        user_(std::move(user)) {}
+
+  //! Who opened the connection, as authenticated at the upgrade. Immutable.
+  const auth::Identity& user() const { return user_; }
 
   ~WsSession() override {
     std::lock_guard lock(srv_.ws_mutex);
@@ -225,6 +233,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
   beast::flat_buffer buf_;
   std::shared_ptr<WebSocketHandler> handler_;
   std::string subprotocol_;
+  const auth::Identity user_;
   std::deque<std::pair<std::shared_ptr<const std::string>, bool>> queue_;
   std::atomic<std::size_t> queued_bytes_{0};
   std::atomic<bool> closed_{false};
@@ -251,6 +260,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // the route sets the real limit
     req_ = Request{};
     route_ = nullptr;
+    xsrf_from_form_ = false;
     stream_.expires_after(std::chrono::seconds(srv_.opts.idle_timeout_seconds));
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -280,6 +290,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       req_.headers.emplace_back(std::move(name), std::string(f.value()));
     }
     if (!parse_target(req_.target, req_)) return reply_and_close(Response::error(400, "Malformed request target"));
+    fill_peer_facts();
 
     bool upgrade = bws::is_upgrade(h);
     bool path_exists = false;
@@ -298,9 +309,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       creds.authorization_header = req_.header("authorization");
       auto it = req_.query.find("token");
       if (it != req_.query.end()) creds.query_token = it->second;
+      std::string cookies = joined_header("cookie", "; ");
+      creds.cookie_header = cookies;
+      creds.secure = req_.secure;
       auto who = srv_.authenticator->authenticate(creds);
       if (!who) return reply_and_close(Response::error(403, "Forbidden: missing or invalid credentials"));
       req_.user = *who;
+      // XSRF and Origin rules for cookie-authenticated requests. A form
+      // post may carry its token in the body: decided once it is read.
+      auto presented = presented_xsrf();
+      if (req_.user.by_cookie() && presented.empty() && !upgrade && !auth::is_safe_method(req_.method) &&
+          is_form_body()) {
+        xsrf_from_form_ = true;
+      } else if (auto v = cross_site(upgrade, presented); v != auth::CrossSite::kAllowed) {
+        return reply_and_close(Response::error(403, auth::describe(v)));
+      }
     }
 
     if (upgrade) return do_upgrade();
@@ -329,6 +352,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     req_.body = std::move(parser_->get().body());
     keep_alive_ = parser_->get().keep_alive();
+    if (xsrf_from_form_) {
+      auto form = parse_form(req_.body);
+      std::string presented;
+      if (form)
+        if (auto f = form->find("_xsrf"); f != form->end()) presented = f->second;
+      if (auto v = cross_site(false, presented); v != auth::CrossSite::kAllowed)
+        return reply_and_close(Response::error(403, auth::describe(v)));
+    }
     stream_.expires_never();
     auto self = shared_from_this();
     auto responded = std::make_shared<std::atomic<bool>>(false);
@@ -355,11 +386,81 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (up.refuse || !up.handler) return reply_and_close(up.refuse ? *up.refuse : Response::error(500, "refused"));
     auto session = std::make_shared<WsSession>(srv_, std::move(stream_), std::move(up.handler),
-                                               std::move(up.subprotocol));
+                                               std::move(up.subprotocol), req_.user);
     session->accept(parser_->release());
   }
 
   void reply_and_close(Response r) { write(std::move(r), false); }
+
+  // Every value of a header, joined (a client may split Cookie in several).
+  std::string joined_header(std::string_view name, std::string_view sep) const {
+    std::string out;
+    for (const auto& [k, v] : req_.headers) {
+      if (k != name) continue;
+      if (!out.empty()) out.append(sep);
+      out.append(v);
+    }
+    return out;
+  }
+
+  // Client address, TLS and host: from the socket and Host, or from the
+  // X-Forwarded-* headers when the peer is a trusted proxy.
+  void fill_peer_facts() {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    req_.client_address = ec ? std::string() : ep.address().to_string();
+    req_.host = std::string(req_.header("host"));
+    req_.secure = srv_.opts.secure_cookies;
+    const auto& trusted = srv_.opts.trusted_proxies;
+    if (req_.client_address.empty() ||
+        std::find(trusted.begin(), trusted.end(), req_.client_address) == trusted.end())
+      return;
+    std::string fwd = joined_header("x-forwarded-for", ",");
+    if (!fwd.empty()) {
+      auto last = fwd.substr(fwd.rfind(',') == std::string::npos ? 0 : fwd.rfind(',') + 1);
+      while (!last.empty() && last.front() == ' ') last.erase(0, 1);
+      while (!last.empty() && last.back() == ' ') last.pop_back();
+      if (!last.empty()) req_.client_address = last;
+    }
+    if (beast::iequals(req_.header("x-forwarded-proto"), "https")) req_.secure = true;
+    if (auto h = req_.header("x-forwarded-host"); !h.empty()) req_.host = std::string(h);
+  }
+
+  std::string presented_xsrf() const {
+    if (auto h = req_.header("x-xsrftoken"); !h.empty()) return std::string(h);
+    if (auto h = req_.header("x-csrftoken"); !h.empty()) return std::string(h);
+    if (auto q = req_.query.find("_xsrf"); q != req_.query.end()) return q->second;
+    return {};
+  }
+
+  bool is_form_body() const {
+    auto ct = req_.header("content-type");
+    auto semi = ct.find(';');
+    return beast::iequals(ct.substr(0, semi), "application/x-www-form-urlencoded");
+  }
+
+  auth::CrossSite cross_site(bool websocket, std::string_view presented) const {
+    auth::RequestFacts f;
+    f.method = req_.method;
+    f.websocket = websocket;
+    f.origin = req_.header("origin");
+    f.host = req_.host;
+    f.presented_xsrf = presented;
+    return auth::check_cross_site(req_.user, f);
+  }
+
+  // Security headers every response carries unless its handler chose its own.
+  void add_default_headers(Response& r) const {
+    auto has = [&](std::string_view n) {
+      for (const auto& [k, v] : r.headers)
+        if (beast::iequals(k, n)) return true;
+      return false;
+    };
+    if (!srv_.opts.default_csp.empty() && !has("Content-Security-Policy"))
+      r.headers.emplace_back("Content-Security-Policy", srv_.opts.default_csp);
+    if (!has("X-Frame-Options")) r.headers.emplace_back("X-Frame-Options", "DENY");
+    if (!has("Referrer-Policy")) r.headers.emplace_back("Referrer-Policy", "same-origin");
+  }
 
   // Streams an open file (Response::file) with Beast's file_body.
   void write_file(Response r, bool keep_alive) {
@@ -387,13 +488,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void write(Response r, bool keep_alive) {
+    add_default_headers(r);
     if (r.file) return write_file(std::move(r), keep_alive);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->version(11);
     res->result(static_cast<unsigned>(r.status));
     res->set(bhttp::field::server, "skylab");
     res->set("X-Content-Type-Options", "nosniff");
-    for (auto& [k, v] : r.headers) res->set(k, v);
+    for (auto& [k, v] : r.headers) {
+      if (beast::iequals(k, "set-cookie")) res->insert(k, v);
+      else res->set(k, v);
+    }
     res->body() = std::move(r.body);
     res->keep_alive(keep_alive && !srv_.stopping.load());
     res->prepare_payload();
@@ -416,6 +521,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Request req_;
   const Route* route_ = nullptr;
   bool keep_alive_ = true;
+  bool xsrf_from_form_ = false;  // the XSRF check waits for the form body
 };
 
 void Server::Impl::do_accept() {
@@ -440,6 +546,32 @@ void Server::Impl::close_all_websockets() {
       if (auto s = w.lock()) live.push_back(std::move(s));
   }
   for (auto& s : live) s->close(static_cast<std::uint16_t>(bws::close_code::going_away), "server shutting down");
+}
+
+std::size_t Server::Impl::close_websockets_if(const std::function<bool(const auth::Identity&)>& pred,
+                                              const std::string& reason) {
+  std::vector<std::shared_ptr<WsSession>> live;
+  {
+    std::lock_guard lock(ws_mutex);
+    for (auto& [_, w] : ws_sessions)
+      if (auto s = w.lock()) live.push_back(std::move(s));
+  }
+  std::size_t closed = 0;
+  for (auto& s : live) {
+    if (!pred(s->user())) continue;
+    s->close(static_cast<std::uint16_t>(bws::close_code::policy_error), reason);
+    ++closed;
+  }
+  return closed;
+}
+
+std::size_t Server::close_websockets_if(const std::function<bool(const auth::Identity&)>& should_close,
+                                        const std::string& reason) {
+  return impl_->close_websockets_if(should_close, reason);
+}
+
+std::size_t Server::close_websockets_of(const std::string& username, const std::string& reason) {
+  return impl_->close_websockets_if([&](const auth::Identity& u) { return u.username == username; }, reason);
 }
 
 Server::Server(ServerOptions options, std::shared_ptr<const Router> router,

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "auth/auth.hpp"
 #include "common/result.hpp"
@@ -20,6 +21,16 @@ struct ServerOptions {
   std::size_t ws_send_queue_limit = 256u << 20;    //!< bytes queued per WS before 1008
   int header_timeout_seconds = 30;
   int idle_timeout_seconds = 300;
+  //! Every request arrives over TLS (a TLS-terminating proxy in front):
+  //! cookies get `Secure` and the session cookie the `__Host-` prefix.
+  bool secure_cookies = false;
+  //! Peers (exact IP addresses) whose X-Forwarded-For, -Proto and -Host
+  //! headers are believed: the client address for throttling, TLS for
+  //! cookies, the host for Origin checks. Empty: believe no one.
+  std::vector<std::string> trusted_proxies;
+  //! Sent with every response that does not set its own
+  //! Content-Security-Policy: nothing may load, frame or run.
+  std::string default_csp = "default-src 'none'; frame-ancestors 'none'; sandbox";
 };
 
 //! Owns the io_context and the listening socket. Thread-safe: stop() may be
@@ -37,6 +48,14 @@ class Server {
   void run(std::function<void(int)> on_signal);
   //! Stops accepting, closes connections and returns from run().
   void stop();
+  //! Closes (1008, `reason`) every open WebSocket whose identity (as
+  //! authenticated at the upgrade) `should_close` accepts. Thread-safe;
+  //! `should_close` runs on the calling thread, outside the server's locks.
+  //! Returns how many were closed.
+  std::size_t close_websockets_if(const std::function<bool(const auth::Identity&)>& should_close,
+                                  const std::string& reason);
+  //! Closes every open WebSocket of `username`.
+  std::size_t close_websockets_of(const std::string& username, const std::string& reason);
 
   struct Impl;  // public so that session classes in server.cpp can name it
 
