@@ -1,13 +1,12 @@
 #include "api/api.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "api/channels.hpp"
-#include "api/sessions.hpp"
-#include "api/work_queue.hpp"
 #include "common/util.hpp"
 
 namespace skylab::api {
@@ -31,10 +30,6 @@ bool may_access(const auth::Identity& user, const std::string& owner) {
 
 void close_all_channels(Context& ctx) {
   if (ctx.channels) ctx.channels->close_all();
-}
-
-void stop_work(Context& ctx) {
-  if (ctx.work) ctx.work->stop();
 }
 
 namespace {
@@ -78,8 +73,6 @@ std::string mime_for(const std::string& path) {
 
 std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels);
-  if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
-  if (!ctx->work) ctx->work = std::make_shared<WorkQueue>(4, 1024);
   auto r = std::make_shared<http::Router>();
   http::RouteOptions pub;
   pub.public_route = true;
@@ -96,22 +89,35 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
     done(Response::json(200, {{"version", "2.0.0"}, {"skylab_version", ctx->version}}));
   }, pub);
 
-  r->add("GET", "/api/status", [ctx](Request&, Responder done) {
-    int connections = 0;
-    for (auto& k : ctx->kernels->list()) connections += k.connections;
+  r->add("GET", "/api/status", [ctx](Request& req, Responder done) {
+    // Counts only what the user may see: others' activity is not theirs to know.
+    int connections = 0, count = 0;
+    auto last = ctx->started;
+    for (auto& k : ctx->kernels->list()) {
+      if (!may_access(req.user, k.owner)) continue;
+      connections += k.connections;
+      ++count;
+      last = std::max(last, k.last_activity);
+    }
+    if (req.user.admin) last = ctx->kernels->last_activity();
     done(Response::json(200, {{"started", util::iso_time(ctx->started)},
-                              {"last_activity", util::iso_time(ctx->kernels->last_activity())},
+                              {"last_activity", util::iso_time(last)},
                               {"connections", connections},
-                              {"kernels", ctx->kernels->count()}}));
+                              {"kernels", count}}));
   });
 
-  r->add("GET", "/api/me", [](Request& req, Responder done) {
+  r->add("GET", "/api/me", [ctx](Request& req, Responder done) {
     const auto& u = req.user.username;
     done(Response::json(200, {{"identity",
                                {{"username", u}, {"name", u}, {"display_name", u},
                                 {"initials", u.empty() ? "" : u.substr(0, 1)},
                                 {"avatar_url", nullptr}, {"color", nullptr}}},
-                              {"permissions", json::object()}}));
+                              {"permissions", json::object()},
+                              {"skylab", {{"admin", req.user.admin},
+                                          {"auth", req.user.via == auth::Via::kSession    ? "session"
+                                                   : req.user.via == auth::Via::kApiToken ? "token"
+                                                                                          : "admin-token"},
+                                          {"output_origin", ctx->output_origin}}}}));
   });
 
   r->add("GET", "/api/kernelspecs/?", [ctx](Request&, Responder done) {
@@ -140,8 +146,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
 
   add_kernel_routes(*r, ctx);
   add_channel_routes(*r, ctx);
-  add_contents_routes(*r, ctx);
-  add_session_routes(*r, ctx);
+  add_account_routes(*r, ctx);
   return r;
 }
 

@@ -1,0 +1,502 @@
+// Sign-in and account routes: /login, /logout, /api/skylab/tokens,
+// /api/skylab/users (admins), /api/skylab/routes (admins).
+#include <cctype>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "api/api.hpp"
+#include "auth/account_store.hpp"
+#include "auth/throttle.hpp"
+#include "auth/web_policy.hpp"
+#include "common/log.hpp"
+#include "common/util.hpp"
+
+namespace skylab::api {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kLoginBodyLimit = 16 * 1024;
+constexpr std::int64_t kMaxTokenLifetime = 10LL * 366 * 24 * 3600;
+constexpr const char* kPageCsp =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+// Password checks cost tens of milliseconds and 64 MiB each: they run on a
+// few threads of their own, never on the Asio thread, and never more at once.
+class LoginWorkers {
+ public:
+  LoginWorkers(std::size_t threads, std::size_t max_pending) : max_pending_(max_pending) {
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~LoginWorkers() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  //! False when too many logins are waiting (the caller answers 503).
+  bool post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ || tasks_.size() >= max_pending_) return false;
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    return true;
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      try {
+        task();
+      } catch (const std::exception& e) {
+        log::error(std::string("login task failed: ") + e.what());
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::size_t max_pending_;
+  std::vector<std::thread> threads_;
+};
+
+struct LoginState {
+  std::shared_ptr<auth::AccountStore> store;
+  auth::LoginThrottle by_user;
+  auth::LoginThrottle by_address;
+  LoginWorkers workers{2, 64};
+
+  explicit LoginState(std::shared_ptr<auth::AccountStore> s)
+      : store(std::move(s)),
+        by_user(auth::ThrottleOptions{}),
+        by_address([] {
+          auth::ThrottleOptions o;
+          o.free_failures = 50;  // a classroom behind one NAT mistypes a lot
+          return o;
+        }()) {}
+};
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
+Response page(int status, const std::string& title, const std::string& body_html) {
+  Response res;
+  res.status = status;
+  res.body = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
+             "</title>\n<meta name=\"viewport\" content=\"width=device-width\">\n"
+             "<style>body{font:16px system-ui,sans-serif;max-width:22em;margin:4em auto;color:#222}"
+             "label,input,button{display:block;width:100%;box-sizing:border-box;margin:.3em 0}"
+             "input{padding:.4em}button{padding:.5em;margin-top:1em}.err{color:#b00}</style>\n"
+             "</head><body>\n" +
+             body_html + "\n</body></html>\n";
+  res.set_header("Content-Type", "text/html; charset=utf-8");
+  res.set_header("Content-Security-Policy", kPageCsp);
+  res.set_header("Cache-Control", "no-store");
+  return res;
+}
+
+// The pre-login XSRF value: the `_xsrf` cookie when it looks like one of
+// ours, else a fresh one (returned in `set` to be stored in the cookie).
+std::string login_xsrf(const Request& req, std::string& set) {
+  auto v = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
+  if (v && v->size() >= 32 && v->size() <= 128) {
+    bool hex = true;
+    for (char c : *v) hex = hex && std::isxdigit(static_cast<unsigned char>(c));
+    if (hex) return std::string(*v);
+  }
+  set = util::random_hex(32);
+  return set;
+}
+
+Response login_page(const Request& req, int status, const std::string& next, const std::string& error,
+                    const std::string& username = "") {
+  std::string set;
+  std::string xsrf = login_xsrf(req, set);
+  std::string html = "<h1>Sign in to Skylab</h1>\n";
+  if (!error.empty()) html += "<p class=\"err\" role=\"alert\">" + html_escape(error) + "</p>\n";
+  html += "<form method=\"post\" action=\"/login\">\n"
+          "<input type=\"hidden\" name=\"_xsrf\" value=\"" + html_escape(xsrf) + "\">\n"
+          "<input type=\"hidden\" name=\"next\" value=\"" + html_escape(next) + "\">\n"
+          "<label for=\"username\">User name</label>"
+          "<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required "
+          "maxlength=\"32\" value=\"" + html_escape(username) + "\">\n"
+          "<label for=\"password\">Password</label>"
+          "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n"
+          "<button type=\"submit\">Sign in</button>\n</form>";
+  auto res = page(status, "Sign in - Skylab", html);
+  if (!set.empty()) res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, set, false, req.secure, -1));
+  return res;
+}
+
+Response redirect(const std::string& to) {
+  Response res;
+  res.status = 303;
+  res.set_header("Location", to);
+  res.set_header("Cache-Control", "no-store");
+  return res;
+}
+
+bool origin_ok(const Request& req) {
+  auto origin = req.header("origin");
+  return origin.empty() || auth::origin_matches_host(origin, req.host);
+}
+
+std::optional<std::string> form_field(const std::map<std::string, std::string>& f, const char* name) {
+  auto it = f.find(name);
+  if (it == f.end()) return std::nullopt;
+  return it->second;
+}
+
+void clear_session_cookies(Response& res, bool secure) {
+  res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::session_cookie_name(secure), "", true, secure, 0));
+  res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, "", false, secure, 0));
+}
+
+void changed(const Context& ctx) {
+  if (ctx.accounts_changed) ctx.accounts_changed();
+}
+
+// ---------------------------------------------------------------- models
+
+json time_or_null(std::optional<std::int64_t> t) {
+  if (!t) return nullptr;
+  return util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(*t)));
+}
+
+json token_json(const auth::TokenRecord& t) {
+  return {{"id", t.id}, {"name", t.name}, {"created", time_or_null(t.created)}, {"expires", time_or_null(t.expires)}};
+}
+
+json user_json(const auth::UserRecord& u) {
+  return {{"username", u.username},
+          {"admin", u.admin},
+          {"disabled", u.disabled},
+          {"created", time_or_null(u.created)},
+          {"password_changed", time_or_null(u.password_changed)}};
+}
+
+json kernel_summary(const kernel::KernelModel& k) {
+  return {{"id", k.id},
+          {"name", k.name},
+          {"execution_state", k.execution_state},
+          {"last_activity", util::iso_time(k.last_activity)},
+          {"connections", k.connections}};
+}
+
+//! Refuses fields other than `allowed` (typos must not pass silently).
+std::optional<Response> unknown_fields(const json& body, std::initializer_list<const char*> allowed) {
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    bool known = false;
+    for (auto* a : allowed) known = known || it.key() == a;
+    if (!known) return Response::error(400, "Unknown field '" + it.key() + "'");
+  }
+  return std::nullopt;
+}
+
+std::optional<Response> admin_only(const Request& req) {
+  if (!req.user.admin) return Response::error(403, "Forbidden: administrators only");
+  return std::nullopt;
+}
+
+}  // namespace
+
+void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+  const http::Router* router = &r;  // outlives its handlers
+  r.add("GET", "/api/skylab/routes/?", [router](Request& req, Responder done) {
+    if (auto no = admin_only(req)) return done(*no);
+    json out = json::array();
+    for (const auto& route : router->routes())
+      out.push_back({{"method", route.method}, {"pattern", route.pattern}, {"public", route.options.public_route}});
+    done(Response::json(200, out));
+  });
+
+  if (!ctx->accounts) return;
+  auto store = ctx->accounts;
+  auto st = std::make_shared<LoginState>(store);
+  http::RouteOptions pub;
+  pub.public_route = true;
+  pub.body_limit = kLoginBodyLimit;
+
+  // ---- sign-in pages
+  r.add("GET", "/login", [st](Request& req, Responder done) {
+    std::string next = auth::safe_redirect_target(req.query_param("next").value_or("/"));
+    if (auto v = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure)))
+      if (st->store->session_identity(*v)) return done(redirect(next));
+    done(login_page(req, 200, next, ""));
+  }, pub);
+
+  r.add("POST", "/login", [st](Request& req, Responder done) {
+    auto ct = req.header("content-type");
+    if (ct.substr(0, ct.find(';')) != "application/x-www-form-urlencoded")
+      return done(Response::error(415, "Send the login form as application/x-www-form-urlencoded"));
+    auto form = http::parse_form(req.body);
+    if (!form) return done(Response::error(400, "Malformed form"));
+    std::string next = auth::safe_redirect_target(form_field(*form, "next").value_or("/"));
+    // Login XSRF: the form must echo the `_xsrf` cookie that GET /login set,
+    // so that another site cannot sign a browser into its own account.
+    auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
+    auto field = form_field(*form, "_xsrf");
+    if (!origin_ok(req) || !cookie || cookie->empty() || !field ||
+        !util::secure_equals(*cookie, *field))
+      return done(login_page(req, 403, next, "Your sign-in form expired. Please try again."));
+    auto username = form_field(*form, "username").value_or("");
+    auto password = form_field(*form, "password").value_or("");
+    if (!util::valid_utf8(username) || !util::valid_utf8(password))
+      return done(Response::error(400, "User name and password must be UTF-8"));
+    if (username.empty() || password.empty())
+      return done(login_page(req, 400, next, "Enter your user name and password."));
+    if (!auth::valid_username(username))
+      return done(login_page(req, 400, next, "Invalid user name or password."));
+
+    std::string user_key = "user:" + username, addr_key = "addr:" + req.client_address;
+    auto wait = std::max(st->by_user.retry_after(user_key), st->by_address.retry_after(addr_key));
+    if (wait.count() > 0) {
+      auto res = login_page(req, 429, next, "Too many failed sign-ins. Try again in " +
+                                                std::to_string(wait.count()) + " s.", username);
+      res.set_header("Retry-After", std::to_string(wait.count()));
+      return done(std::move(res));
+    }
+    Request copy;  // what the worker needs of the request (it outlives nothing)
+    copy.headers = req.headers;
+    copy.secure = req.secure;
+    bool queued = st->workers.post([st, copy = std::move(copy), done, username, password, next, user_key,
+                                    addr_key]() {
+      auto user = st->store->check_password(username, password);
+      if (!user.ok()) {
+        if (user.error().code != Error::Code::kForbidden) {
+          log::error("login failed: " + user.error().message);
+          return done(Response::error(500, "Internal server error"));
+        }
+        st->by_user.failure(user_key);
+        st->by_address.failure(addr_key);
+        log::info("failed sign-in for user '" + username + "'");
+        return done(login_page(copy, 403, next, "Invalid user name or password.", username));
+      }
+      st->by_user.success(user_key);
+      auto session = st->store->create_session(user.value());
+      if (!session.ok()) {
+        log::error("cannot create a session: " + session.error().message);
+        return done(Response::error(500, "Internal server error"));
+      }
+      log::info("user '" + username + "' signed in");
+      auto res = redirect(next);
+      auto max_age = session->expires - std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch()).count();
+      res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::session_cookie_name(copy.secure),
+                                                              session->secret, true, copy.secure, max_age));
+      res.headers.emplace_back("Set-Cookie",
+                               auth::set_cookie(auth::kXsrfCookie, session->xsrf, false, copy.secure, max_age));
+      done(std::move(res));
+    });
+    if (!queued) {
+      auto res = Response::error(503, "Too many sign-ins at once; try again");
+      res.set_header("Retry-After", "1");
+      done(std::move(res));
+    }
+  }, pub);
+
+  r.add("GET", "/logout", [st](Request& req, Responder done) {
+    std::string xsrf;
+    if (auto v = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure)))
+      if (auto who = st->store->session_identity(*v)) xsrf = who->xsrf;
+    if (xsrf.empty()) {
+      auto res = redirect("/login");
+      clear_session_cookies(res, req.secure);
+      return done(std::move(res));
+    }
+    done(page(200, "Sign out - Skylab",
+              "<h1>Sign out of Skylab?</h1>\n<form method=\"post\" action=\"/logout\">"
+              "<input type=\"hidden\" name=\"_xsrf\" value=\"" + html_escape(xsrf) + "\">"
+              "<button type=\"submit\">Sign out</button></form>"));
+  }, pub);
+
+  r.add("POST", "/logout", [st, ctx](Request& req, Responder done) {
+    auto secret = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure));
+    std::optional<auth::Identity> who;
+    if (secret) who = st->store->session_identity(*secret);
+    if (who) {
+      std::string presented(req.header("x-xsrftoken"));
+      if (presented.empty())
+        if (auto form = http::parse_form(req.body))
+          presented = form_field(*form, "_xsrf").value_or("");
+      auth::RequestFacts f;
+      f.method = req.method;
+      f.origin = req.header("origin");
+      f.host = req.host;
+      f.presented_xsrf = presented;
+      if (auto v = auth::check_cross_site(*who, f); v != auth::CrossSite::kAllowed)
+        return done(Response::error(403, auth::describe(v)));
+      st->store->end_session(*secret);
+      log::info("user '" + who->username + "' signed out");
+      changed(*ctx);
+    }
+    auto res = redirect("/login");
+    clear_session_cookies(res, req.secure);
+    done(std::move(res));
+  }, pub);
+
+  // ---- API tokens of the requesting user
+  r.add("GET", "/api/skylab/tokens/?", [store](Request& req, Responder done) {
+    auto tokens = store->list_tokens(req.user.username);
+    if (!tokens.ok()) return done(Response::from_error(tokens.error()));
+    json out = json::array();
+    for (auto& t : tokens.value()) out.push_back(token_json(t));
+    done(Response::json(200, out));
+  });
+
+  r.add("POST", "/api/skylab/tokens/?", [store](Request& req, Responder done) {
+    auto body = parse_json_body(req.body);
+    if (!body.ok()) return done(Response::from_error(body.error()));
+    if (auto bad = unknown_fields(body.value(), {"name", "expires_in"})) return done(*bad);
+    std::string name = "api";
+    if (auto n = body->find("name"); n != body->end() && !n->is_null()) {
+      if (!n->is_string()) return done(Response::error(400, "'name' must be a string"));
+      name = n->get<std::string>();
+      if (name.empty() || name.size() > 100)
+        return done(Response::error(400, "'name' must have 1 to 100 characters"));
+    }
+    std::optional<std::int64_t> lifetime;
+    if (auto e = body->find("expires_in"); e != body->end() && !e->is_null()) {
+      if (!e->is_number_integer()) return done(Response::error(400, "'expires_in' must be a number of seconds"));
+      auto v = e->get<std::int64_t>();
+      if (v < 60 || v > kMaxTokenLifetime)
+        return done(Response::error(400, "'expires_in' must be from 60 seconds to 10 years"));
+      lifetime = v;
+    }
+    if (!store->find_user(req.user.username).ok())
+      return done(Response::error(400, "'" + req.user.username +
+                                           "' has no account; create one with 'skylab user add' to get API tokens"));
+    auto t = store->create_token(req.user.username, name, lifetime);
+    if (!t.ok()) return done(Response::from_error(t.error()));
+    json out = token_json(t->record);
+    out["token"] = t->token;
+    auto res = Response::json(201, out);
+    res.set_header("Cache-Control", "no-store");
+    done(std::move(res));
+  });
+
+  r.add("DELETE", "/api/skylab/tokens/([0-9a-f]{1,64})", [store, ctx](Request& req, Responder done) {
+    auto st = store->revoke_token(req.user.username, req.params[0]);
+    if (!st.ok()) return done(Response::from_error(st.error()));
+    changed(*ctx);
+    done(Response::empty(204));
+  });
+
+  // ---- administration
+  r.add("GET", "/api/skylab/users/?", [store, ctx](Request& req, Responder done) {
+    if (auto no = admin_only(req)) return done(*no);
+    auto users = store->list_users();
+    if (!users.ok()) return done(Response::from_error(users.error()));
+    std::map<std::string, json> kernels;
+    for (auto& k : ctx->kernels->list()) {
+      auto& list = kernels[k.owner];
+      if (list.is_null()) list = json::array();
+      list.push_back(kernel_summary(k));
+    }
+    json out = json::array();
+    for (auto& u : users.value()) {
+      json j = user_json(u);
+      auto it = kernels.find(u.username);
+      j["kernels"] = it == kernels.end() ? json::array() : it->second;
+      if (it != kernels.end()) kernels.erase(it);
+      out.push_back(std::move(j));
+    }
+    // Owners without an account (the admin token's "admin").
+    for (auto& [owner, list] : kernels)
+      out.push_back({{"username", owner}, {"admin", owner == "admin"}, {"disabled", false}, {"created", nullptr},
+                     {"password_changed", nullptr}, {"account", false}, {"kernels", list}});
+    done(Response::json(200, out));
+  });
+
+  r.add("POST", "/api/skylab/users/?", [store](Request& req, Responder done) {
+    if (auto no = admin_only(req)) return done(*no);
+    auto body = parse_json_body(req.body);
+    if (!body.ok()) return done(Response::from_error(body.error()));
+    if (auto bad = unknown_fields(body.value(), {"username", "password", "admin"})) return done(*bad);
+    auto u = body->find("username");
+    auto p = body->find("password");
+    if (u == body->end() || !u->is_string() || p == body->end() || !p->is_string())
+      return done(Response::error(400, "'username' and 'password' (strings) are required"));
+    bool admin = false;
+    if (auto a = body->find("admin"); a != body->end()) {
+      if (!a->is_boolean()) return done(Response::error(400, "'admin' must be true or false"));
+      admin = a->get<bool>();
+    }
+    auto name = u->get<std::string>();
+    auto st = store->add_user(name, p->get<std::string>(), admin);
+    if (!st.ok()) return done(Response::from_error(st.error()));
+    auto rec = store->find_user(name);
+    if (!rec.ok()) return done(Response::from_error(rec.error()));
+    log::info("user '" + name + "' created by '" + req.user.username + "'");
+    done(Response::json(201, user_json(rec.value())));
+  });
+
+  r.add("PATCH", "/api/skylab/users/([a-z0-9_-]{1,32})", [store, ctx](Request& req, Responder done) {
+    if (auto no = admin_only(req)) return done(*no);
+    auto body = parse_json_body(req.body);
+    if (!body.ok()) return done(Response::from_error(body.error()));
+    if (auto bad = unknown_fields(body.value(), {"disabled", "admin", "password"})) return done(*bad);
+    const std::string& name = req.params[0];
+    if (!store->find_user(name).ok()) return done(Response::error(404, "No such user: " + name));
+    auto d = body->find("disabled");
+    auto a = body->find("admin");
+    auto p = body->find("password");
+    if ((d != body->end() && !d->is_boolean()) || (a != body->end() && !a->is_boolean()) ||
+        (p != body->end() && !p->is_string()))
+      return done(Response::error(400, "'disabled' and 'admin' must be booleans, 'password' a string"));
+    if (p != body->end()) {
+      auto st = store->set_password(name, p->get<std::string>());
+      if (!st.ok()) return done(Response::from_error(st.error()));
+    }
+    if (a != body->end()) {
+      auto st = store->set_admin(name, a->get<bool>());
+      if (!st.ok()) return done(Response::from_error(st.error()));
+    }
+    if (d != body->end()) {
+      auto st = store->set_disabled(name, d->get<bool>());
+      if (!st.ok()) return done(Response::from_error(st.error()));
+    }
+    changed(*ctx);
+    auto rec = store->find_user(name);
+    if (!rec.ok()) return done(Response::from_error(rec.error()));
+    done(Response::json(200, user_json(rec.value())));
+  });
+}
+
+}  // namespace skylab::api
