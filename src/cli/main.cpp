@@ -4,6 +4,9 @@
 #include <string>
 #include <vector>
 
+namespace skylab::runtime {
+int sandbox_exec_main(const std::vector<std::string>& args);
+}
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
 int run_main(const std::vector<std::string>& args);
@@ -31,6 +34,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "serve") return skylab::cli::serve_main(args);
+  if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);

@@ -14,6 +14,7 @@
 #include "auth/auth.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
+#include "drive/drive.hpp"
 #include "http/server.hpp"
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
@@ -131,9 +132,20 @@ int serve_main(const std::vector<std::string>& args) {
   mo.working_dir = fs::current_path(ec).string();
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
 
+  drive::DriveOptions drive_options;
+  drive_options.files_dir = (data / "drive").string();
+  drive_options.database = (data / "drive.db").string();
+  auto user_drive = drive::Drive::open(drive_options);
+  if (!user_drive.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", user_drive.error().message.c_str());
+    return 1;
+  }
+  user_drive.value()->start_maintenance();
+
   auto ctx = std::make_shared<api::Context>();
   ctx->kernels = kernels;
   ctx->specs = specs;
+  ctx->drive = user_drive.value();
   auto router = api::build_router(ctx);
 
   http::ServerOptions so;
@@ -157,6 +169,7 @@ int serve_main(const std::vector<std::string>& args) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
     stopper = std::thread([&] {
       api::close_all_channels(*ctx);
+      api::stop_work(*ctx);
       kernels->shutdown_all();
       server.stop();
     });

@@ -48,6 +48,15 @@ void append_utf8(std::string& s, std::uint32_t cp) {
   }
 }
 
+//! Bytes that can be copied from a JSON string as they are: printable ASCII
+//! other than '"' and '\\'.
+constexpr std::array<bool, 256> make_plain() {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
+  return t;
+}
+constexpr auto kPlain = make_plain();
+
 class Parser {
  public:
   Parser(std::string_view t)
@@ -191,8 +200,11 @@ class Parser {
     ++p_;  // opening quote
     const unsigned char* run = p_;
     while (true) {
-      // Plain printable ASCII: the common case, consumed in a tight loop.
-      while (p_ < end_ && *p_ >= 0x20 && *p_ < 0x80 && *p_ != '"' && *p_ != '\\') ++p_;
+      // Plain printable ASCII: the common case, consumed eight bytes at a time.
+      while (end_ - p_ >= 8 && kPlain[p_[0]] && kPlain[p_[1]] && kPlain[p_[2]] && kPlain[p_[3]] &&
+             kPlain[p_[4]] && kPlain[p_[5]] && kPlain[p_[6]] && kPlain[p_[7]])
+        p_ += 8;
+      while (p_ < end_ && kPlain[*p_]) ++p_;
       if (p_ >= end_) return fail("unterminated string");
       unsigned char c = *p_;
       if (c == '"') {

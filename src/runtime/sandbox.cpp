@@ -1,0 +1,452 @@
+#include "runtime/sandbox.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+
+namespace skylab::runtime {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool write_file(const std::string& path, const std::string& value) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  ::close(fd);
+  return ok;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The server's own cgroup path for a v1 controller, or for v2 ("").
+std::string own_cgroup(const std::string& controller) {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string ctrls = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    if (controller.empty() ? ctrls.empty() : ("," + ctrls + ",").find("," + controller + ",") != std::string::npos)
+      return path == "/" ? "" : path;
+  }
+  return "";
+}
+
+std::uint64_t counter(const std::string& text, const std::string& key) {
+  std::istringstream in(text);
+  std::string k;
+  std::uint64_t v;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+void chown_tree(const std::string& root, uid_t uid, gid_t gid) {
+  struct stat st{};
+  if (::lstat(root.c_str(), &st) == 0 && (st.st_uid != uid || st.st_gid != gid)) ::lchown(root.c_str(), uid, gid);
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) == 0 && (st.st_uid != uid || st.st_gid != gid))
+      ::lchown(it->path().c_str(), uid, gid);
+  }
+}
+
+std::string cgroup_name(const std::string& kernel_id) { return "skylab-" + kernel_id; }
+
+}  // namespace
+
+// ---------------------------------------------------------------- cgroups
+
+CgroupMode Cgroup::detect() {
+  std::error_code ec;
+  if (fs::exists("/sys/fs/cgroup/cgroup.controllers", ec)) return CgroupMode::kV2;
+  if (fs::is_directory("/sys/fs/cgroup/memory", ec) || fs::is_directory("/sys/fs/cgroup/pids", ec))
+    return CgroupMode::kV1;
+  return CgroupMode::kNone;
+}
+
+Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
+  Cgroup c;
+  c.mode_ = mode;
+  std::error_code ec;
+  if (mode == CgroupMode::kV1) {
+    for (const char* ctrl : {"memory", "pids", "cpu"}) {
+      std::string dir = "/sys/fs/cgroup/" + std::string(ctrl) + own_cgroup(ctrl) + "/" + name;
+      if (!fs::is_directory(dir, ec)) continue;
+      c.dirs_.push_back(dir);
+      if (std::string(ctrl) == "memory") c.memory_dir_ = dir;
+      if (std::string(ctrl) == "pids") c.pids_dir_ = dir;
+    }
+  } else if (mode == CgroupMode::kV2) {
+    std::string dir = "/sys/fs/cgroup" + own_cgroup("") + "/skylab/" + name;
+    if (fs::is_directory(dir, ec)) {
+      c.dirs_.push_back(dir);
+      c.memory_dir_ = c.pids_dir_ = dir;
+    }
+  }
+  return c;
+}
+
+Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const RuntimeType& type) {
+  Cgroup c;
+  c.mode_ = mode;
+  if (mode == CgroupMode::kV1) {
+    for (const char* ctrl : {"memory", "pids", "cpu"}) {
+      std::string base = "/sys/fs/cgroup/" + std::string(ctrl) + own_cgroup(ctrl);
+      std::string dir = base + "/" + name;
+      if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        log::warn("runtime: cannot create cgroup " + dir + ": " + std::strerror(errno));
+        continue;
+      }
+      std::string c_name(ctrl);
+      if (c_name == "memory") {
+        c.memory_dir_ = dir;
+        if (type.memory_bytes) {
+          write_file(dir + "/memory.limit_in_bytes", std::to_string(type.memory_bytes));
+          write_file(dir + "/memory.memsw.limit_in_bytes", std::to_string(type.memory_bytes));
+        }
+      } else if (c_name == "pids") {
+        c.pids_dir_ = dir;
+        if (type.pids) write_file(dir + "/pids.max", std::to_string(type.pids));
+      } else if (c_name == "cpu" && type.cpus > 0) {
+        write_file(dir + "/cpu.cfs_period_us", "100000");
+        write_file(dir + "/cpu.cfs_quota_us", std::to_string(static_cast<long>(type.cpus * 100000)));
+      }
+      c.dirs_.push_back(dir);
+    }
+  } else if (mode == CgroupMode::kV2) {
+    std::string base = "/sys/fs/cgroup" + own_cgroup("");
+    std::string parent = base + "/skylab";
+    ::mkdir(parent.c_str(), 0755);
+    // Delegation needs the controllers enabled on the way down; this fails
+    // harmlessly where the server's cgroup also holds processes.
+    write_file(base + "/cgroup.subtree_control", "+memory +pids +cpu");
+    write_file(parent + "/cgroup.subtree_control", "+memory +pids +cpu");
+    std::string dir = parent + "/" + name;
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      log::warn("runtime: cannot create cgroup " + dir + ": " + std::strerror(errno));
+    } else {
+      if (type.memory_bytes) {
+        write_file(dir + "/memory.max", std::to_string(type.memory_bytes));
+        write_file(dir + "/memory.swap.max", "0");
+      }
+      if (type.pids) write_file(dir + "/pids.max", std::to_string(type.pids));
+      if (type.cpus > 0) write_file(dir + "/cpu.max", std::to_string(static_cast<long>(type.cpus * 100000)) + " 100000");
+      c.dirs_.push_back(dir);
+      c.memory_dir_ = c.pids_dir_ = dir;
+    }
+  }
+  return c;
+}
+
+std::vector<pid_t> Cgroup::pids() const {
+  std::vector<pid_t> out;
+  std::string dir = !pids_dir_.empty() ? pids_dir_ : !memory_dir_.empty() ? memory_dir_ : dirs_.empty() ? "" : dirs_[0];
+  if (dir.empty()) return out;
+  std::istringstream in(read_file(dir + "/cgroup.procs"));
+  pid_t p;
+  while (in >> p) out.push_back(p);
+  return out;
+}
+
+void Cgroup::kill_all() const {
+  for (int round = 0; round < 100; ++round) {
+    auto ps = pids();
+    if (ps.empty()) return;
+    for (pid_t p : ps) ::kill(p, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  log::warn("runtime: processes survive SIGKILL in a cgroup");
+}
+
+bool Cgroup::oom_killed() const {
+  if (memory_dir_.empty()) return false;
+  if (mode_ == CgroupMode::kV2) return counter(read_file(memory_dir_ + "/memory.events"), "oom_kill") > 0;
+  return counter(read_file(memory_dir_ + "/memory.oom_control"), "oom_kill") > 0 ||
+         std::strtoull(read_file(memory_dir_ + "/memory.failcnt").c_str(), nullptr, 10) > 0;
+}
+
+std::uint64_t Cgroup::memory_current() const {
+  if (memory_dir_.empty()) return 0;
+  auto f = mode_ == CgroupMode::kV2 ? "/memory.current" : "/memory.usage_in_bytes";
+  return std::strtoull(read_file(memory_dir_ + f).c_str(), nullptr, 10);
+}
+
+void Cgroup::destroy() const {
+  for (auto& d : dirs_) ::rmdir(d.c_str());
+}
+
+// ---------------------------------------------------------------- bwrap
+
+std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
+                                    const std::vector<std::string>& command) {
+  std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"};
+  if (!p.network) a.push_back("--unshare-net");
+  for (const char* x : {"--new-session", "--hostname", "skylab", "--clearenv"}) a.push_back(x);
+  for (auto& [k, v] : p.env) {
+    a.insert(a.end(), {"--setenv", k, v});
+  }
+  // A read-only system: /usr and /etc, and the merged-/usr links beside them.
+  a.insert(a.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+  for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    std::string host = std::string("/") + top;
+    struct stat st{};
+    if (::lstat(host.c_str(), &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char target[256];
+      ssize_t n = ::readlink(host.c_str(), target, sizeof target - 1);
+      if (n > 0) a.insert(a.end(), {"--symlink", std::string(target, n), host});
+    } else if (S_ISDIR(st.st_mode)) {
+      a.insert(a.end(), {"--ro-bind", host, host});
+    }
+  }
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var", "--tmpfs", "/var/tmp",
+                     "--tmpfs", "/run"});
+  for (auto& d : p.gpu_devices) a.insert(a.end(), {"--dev-bind", d, d});
+  // bwrap creates missing parents of mount points as 0700 root: make the
+  // ones the user must traverse explicitly.
+  for (const char* d : {"/opt", "/opt/skylab", "/opt/skylab/bin"}) a.insert(a.end(), {"--perms", "0755", "--dir", d});
+  if (!p.conn_dir.empty()) {
+    std::string parent = fs::path(p.conn_dir).parent_path().string();
+    std::string walk;
+    std::istringstream parts(parent);
+    std::string part;
+    while (std::getline(parts, part, '/')) {
+      if (part.empty()) continue;
+      walk += "/" + part;
+      if (walk != "/run") a.insert(a.end(), {"--perms", "0755", "--dir", walk});
+    }
+    a.insert(a.end(), {"--bind", p.conn_dir, p.conn_dir});
+  }
+  a.insert(a.end(), {"--bind", p.content_dir, "/content", "--bind", p.drive_dir, "/content/drive"});
+  std::string home = p.content_dir + "/../home";
+  a.insert(a.end(), {"--bind", home, "/root", "--bind", p.cache_dir + "/cache", "/root/.cache", "--bind",
+                     p.cache_dir + "/keras", "/root/.keras", "--bind", p.cache_dir + "/local", "/root/.local"});
+  std::error_code ec;
+  if (!o.python_dir.empty() && fs::is_directory(o.python_dir, ec))
+    a.insert(a.end(), {"--ro-bind", o.python_dir, "/opt/skylab/python"});
+  if (!o.datasets_dir.empty() && fs::is_directory(o.datasets_dir, ec))
+    a.insert(a.end(), {"--ro-bind", o.datasets_dir, "/datasets"});
+  if (::geteuid() == 0) a.insert(a.end(), {"--ro-bind", o.skylab_binary, "/opt/skylab/bin/skylab"});
+  a.insert(a.end(), {"--chdir", "/content", "--"});
+  if (::geteuid() == 0) {
+    // bwrap runs privileged; our helper drops to the user's uid inside.
+    a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid), "--gid",
+                       std::to_string(p.gid), "--"});
+  }
+  a.insert(a.end(), command.begin(), command.end());
+  return a;
+}
+
+bool SandboxLauncher::available(const std::string& bwrap) {
+  if (::access(bwrap.c_str(), X_OK) != 0) return false;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execl(bwrap.c_str(), bwrap.c_str(), "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev",
+            "/bin/true", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+SandboxLauncher::SandboxLauncher(SandboxOptions options)
+    : opts_(std::move(options)), cgroup_mode_(Cgroup::detect()) {
+  log::info(std::string("runtime: bubblewrap sandboxes, cgroups ") +
+            (cgroup_mode_ == CgroupMode::kV2 ? "v2" : cgroup_mode_ == CgroupMode::kV1 ? "v1" : "unavailable"));
+}
+
+Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
+  if (::geteuid() != 0) return ::geteuid();
+  std::lock_guard lock(mutex_);
+  std::string path = opts_.data_dir + "/runtime/uids.json";
+  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  if (!j.is_object()) j = nlohmann::json::object();
+  if (auto it = j.find(username); it != j.end() && it->is_number_unsigned()) return it->get<uid_t>();
+  uid_t next = opts_.uid_base;
+  for (auto& [_, v] : j.items())
+    if (v.is_number_unsigned()) next = std::max<uid_t>(next, v.get<uid_t>() + 1);
+  j[username] = next;
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(1);
+    if (!out) return Error::internal("cannot record runtime uid allocation");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::internal("cannot record runtime uid allocation");
+  return next;
+}
+
+Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
+  std::string type_name = spec.runtime_type.empty() ? opts_.config.runtimes.default_type : spec.runtime_type;
+  auto t = opts_.config.types.find(type_name);
+  if (t == opts_.config.types.end()) return Error::bad_request("unknown runtime type '" + type_name + "'");
+  const RuntimeType& type = t->second;
+  if (spec.owner.empty() || spec.owner.find('/') != std::string::npos || spec.owner[0] == '.')
+    return Error::bad_request("invalid runtime owner");
+
+  auto uid = uid_for(spec.owner);
+  if (!uid.ok()) return uid.error();
+  SandboxPlan plan;
+  plan.uid = uid.value();
+  plan.gid = static_cast<gid_t>(uid.value());
+  plan.network = type.network;
+  fs::path data(opts_.data_dir);
+  fs::path runtime_root = data / "runtimes" / spec.kernel_id;
+  plan.content_dir = (runtime_root / "content").string();
+  plan.drive_dir = (data / "drive" / spec.owner).string();
+  plan.cache_dir = (data / "cache" / spec.owner).string();
+  plan.conn_dir = spec.connection_dir;
+  std::error_code ec;
+  for (auto d : {runtime_root / "content" / "drive", runtime_root / "home" / ".cache", runtime_root / "home" / ".keras",
+                 runtime_root / "home" / ".local", fs::path(plan.drive_dir),
+                 fs::path(plan.cache_dir) / "cache", fs::path(plan.cache_dir) / "keras",
+                 fs::path(plan.cache_dir) / "local"}) {
+    fs::create_directories(d, ec);
+    if (ec) return Error::internal("cannot create " + d.string() + ": " + ec.message());
+  }
+  if (::geteuid() == 0) {
+    ::chmod(runtime_root.c_str(), 0755);
+    chown_tree(runtime_root.string(), plan.uid, plan.gid);
+    chown_tree(plan.drive_dir, plan.uid, plan.gid);
+    chown_tree(plan.cache_dir, plan.uid, plan.gid);
+    if (!plan.conn_dir.empty()) chown_tree(plan.conn_dir, plan.uid, plan.gid);
+  }
+
+  plan.env = {{"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+              {"HOME", "/root"},
+              {"LANG", "C.UTF-8"},
+              {"TERM", "xterm-256color"},
+              {"PYTHONPATH", "/opt/skylab/python"},
+              {"PYTHONUSERBASE", "/root/.local"},
+              {"PIP_BREAK_SYSTEM_PACKAGES", "1"},
+              {"MPLCONFIGDIR", "/root/.cache/matplotlib"},
+              {"PYDEVD_DISABLE_FILE_VALIDATION", "1"},
+              {"SKYLAB_KERNEL_ID", spec.kernel_id},
+              {"SKYLAB_RUNTIME_TYPE", type_name},
+              {"SKYLAB_USER", spec.owner}};
+  for (auto& [k, v] : spec.env)
+    if (k.rfind("SKYLAB_", 0) == 0 && k != "SKYLAB_ADMIN_TOKEN") plan.env[k] = v;
+  if (type.gpus == 0) plan.env["CUDA_VISIBLE_DEVICES"] = "";
+
+  auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type);
+  if (!cg.ok()) return cg.error();
+  {
+    std::lock_guard lock(mutex_);
+    types_[spec.kernel_id] = type_name;
+  }
+
+  std::vector<std::string> argv = {opts_.skylab_binary, "sandbox-exec"};
+  for (auto& d : cg->dirs()) argv.insert(argv.end(), {"--cgroup", d});
+  argv.push_back("--");
+  auto inner = bwrap_args(opts_, plan, spec.argv);
+  argv.insert(argv.end(), inner.begin(), inner.end());
+  spec.argv = std::move(argv);
+  spec.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}, {"LANG", "C.UTF-8"}};
+  spec.cwd = "/";
+  return ok_status();
+}
+
+void SandboxLauncher::kill_all(const std::string& kernel_id, pid_t pid) {
+  Cgroup::open(cgroup_mode_, cgroup_name(kernel_id)).kill_all();
+}
+
+std::string SandboxLauncher::death_reason(const std::string& kernel_id) {
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  if (!cg.oom_killed()) return {};
+  std::string type_name;
+  {
+    std::lock_guard lock(mutex_);
+    type_name = types_.count(kernel_id) ? types_[kernel_id] : "";
+  }
+  auto t = opts_.config.types.find(type_name);
+  std::string limit = t != opts_.config.types.end() && t->second.memory_bytes
+                          ? " of " + std::to_string(t->second.memory_bytes >> 20) + " MiB"
+                          : "";
+  return "the runtime ran out of memory (limit" + limit + "); it was stopped";
+}
+
+void SandboxLauncher::cleanup(const std::string& kernel_id) {
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  cg.kill_all();
+  cg.destroy();
+  std::error_code ec;
+  fs::remove_all(fs::path(opts_.data_dir) / "runtimes" / kernel_id, ec);
+  std::lock_guard lock(mutex_);
+  types_.erase(kernel_id);
+}
+
+// ---------------------------------------------------------------- sandbox-exec
+
+int sandbox_exec_main(const std::vector<std::string>& args) {
+  long uid = -1, gid = -1;
+  std::vector<std::string> cgroups, command;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") {
+      command.assign(args.begin() + i + 1, args.end());
+      break;
+    }
+    if (i + 1 >= args.size()) break;
+    if (args[i] == "--uid") uid = std::stol(args[++i]);
+    else if (args[i] == "--gid") gid = std::stol(args[++i]);
+    else if (args[i] == "--cgroup") cgroups.push_back(args[++i]);
+    else {
+      std::fprintf(stderr, "skylab sandbox-exec: unknown option %s\n", args[i].c_str());
+      return 2;
+    }
+  }
+  if (command.empty()) {
+    std::fputs("usage: skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... -- PROGRAM ARGS...\n", stderr);
+    return 2;
+  }
+  for (auto& d : cgroups) {
+    if (!write_file(d + "/cgroup.procs", std::to_string(::getpid()))) {
+      std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(), std::strerror(errno));
+      return 126;
+    }
+  }
+  if (gid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0)) {
+    std::perror("skylab sandbox-exec: setgid");
+    return 126;
+  }
+  if (uid >= 0 && ::setresuid(uid, uid, uid) != 0) {
+    std::perror("skylab sandbox-exec: setuid");
+    return 126;
+  }
+  if (uid >= 0) ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  std::vector<char*> argv;
+  for (auto& c : command) argv.push_back(c.data());
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  std::fprintf(stderr, "skylab sandbox-exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
+  return 127;
+}
+
+}  // namespace skylab::runtime

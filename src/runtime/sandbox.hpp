@@ -1,0 +1,101 @@
+// Runtimes on the local machine: each kernel runs inside bubblewrap (own
+// PID, mount, IPC, UTS and optionally network namespaces, read-only system,
+// /content, the user's Drive at /content/drive, a persistent ~/.cache) under
+// the user's own uid, in cgroups that limit memory, CPU and processes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernel/launcher.hpp"
+#include "runtime/config.hpp"
+
+namespace skylab::runtime {
+
+//! Which cgroup hierarchy the machine offers for our limits.
+enum class CgroupMode { kNone, kV1, kV2 };
+
+//! One kernel's cgroup(s): a directory per v1 controller, or one v2 directory.
+class Cgroup {
+ public:
+  //! Detects the mode from /proc/self/cgroup and /sys/fs/cgroup.
+  static CgroupMode detect();
+  //! Creates (or reuses) the cgroup `name` below the server's own cgroup
+  //! and applies the type's limits. Dirs are empty when mode is kNone.
+  static Result<Cgroup> create(CgroupMode mode, const std::string& name, const RuntimeType& type);
+  //! Re-opens an existing cgroup by name (no limits applied).
+  static Cgroup open(CgroupMode mode, const std::string& name);
+
+  //! Directories a process must write its pid into (cgroup.procs).
+  const std::vector<std::string>& dirs() const { return dirs_; }
+  std::vector<pid_t> pids() const;
+  //! SIGKILLs every process until none is left (bounded wait).
+  void kill_all() const;
+  //! True when the memory limit killed a process.
+  bool oom_killed() const;
+  std::uint64_t memory_current() const;
+  void destroy() const;
+
+ private:
+  CgroupMode mode_ = CgroupMode::kNone;
+  std::vector<std::string> dirs_;
+  std::string memory_dir_, pids_dir_;
+};
+
+struct SandboxOptions {
+  std::string data_dir;         //!< drive/<user>, cache/<user>, runtimes/<kernel>/content
+  std::string skylab_binary;    //!< for `skylab sandbox-exec`
+  std::string bwrap = "/usr/bin/bwrap";
+  std::string python_dir;       //!< python/ helpers, read-only at /opt/skylab/python
+  std::string datasets_dir;     //!< read-only at /datasets ("" or missing: none)
+  Config config;
+  uid_t uid_base = 200000;      //!< first uid handed to Skylab users (server runs as root)
+};
+
+//! The bwrap command line for one kernel (pure; exposed for tests).
+struct SandboxPlan {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string content_dir, drive_dir, cache_dir, conn_dir;
+  std::vector<std::string> gpu_devices;  //!< /dev/nvidiaN nodes to expose
+  bool network = true;
+  std::map<std::string, std::string> env;
+};
+std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
+                                    const std::vector<std::string>& command);
+
+//! kernel::Launcher that runs kernels in bubblewrap. Thread-safe.
+class SandboxLauncher : public kernel::Launcher {
+ public:
+  explicit SandboxLauncher(SandboxOptions options);
+
+  //! True when bubblewrap can create a sandbox on this machine.
+  static bool available(const std::string& bwrap);
+
+  bool use_ipc() const override { return true; }
+  Status prepare(kernel::LaunchSpec& spec) override;
+  bool interrupt_by_message() const override { return true; }
+  void kill_all(const std::string& kernel_id, pid_t pid) override;
+  std::string death_reason(const std::string& kernel_id) override;
+  void cleanup(const std::string& kernel_id) override;
+
+  //! The uid that `username`'s runtimes run as (allocated on first use).
+  Result<uid_t> uid_for(const std::string& username);
+
+ private:
+  SandboxOptions opts_;
+  CgroupMode cgroup_mode_;
+  std::mutex mutex_;
+  std::map<std::string, std::string> types_;  // kernel id -> runtime type, guarded by mutex_
+};
+
+//! `skylab sandbox-exec --uid U --gid G [--cgroup DIR]... -- PROGRAM ARGS...`:
+//! joins the cgroups, drops to U:G and execs PROGRAM. Used by SandboxLauncher.
+int sandbox_exec_main(const std::vector<std::string>& args);
+
+}  // namespace skylab::runtime
