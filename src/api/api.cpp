@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api/channels.hpp"
+#include "api/sessions.hpp"
+#include "api/work_queue.hpp"
 #include "common/util.hpp"
 
 namespace skylab::api {
@@ -30,6 +32,10 @@ bool may_access(const auth::Identity& user, const std::string& owner) {
 
 void close_all_channels(Context& ctx) {
   if (ctx.channels) ctx.channels->close_all();
+}
+
+void stop_work(Context& ctx) {
+  if (ctx.work) ctx.work->stop();
 }
 
 namespace {
@@ -73,6 +79,8 @@ std::string mime_for(const std::string& path) {
 
 std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels);
+  if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
+  if (!ctx->work) ctx->work = std::make_shared<WorkQueue>(4, 1024);
   auto r = std::make_shared<http::Router>();
   http::RouteOptions pub;
   pub.public_route = true;
@@ -147,6 +155,8 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_kernel_routes(*r, ctx);
   add_channel_routes(*r, ctx);
   add_account_routes(*r, ctx);
+  add_contents_routes(*r, ctx);
+  add_session_routes(*r, ctx);
   return r;
 }
 

@@ -10,6 +10,10 @@
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
 
+namespace skylab::drive {
+class Drive;
+}
+
 namespace skylab::auth {
 class AccountStore;
 }
@@ -17,12 +21,17 @@ class AccountStore;
 namespace skylab::api {
 
 class ChannelsRegistry;
+class SessionStore;
+class WorkQueue;
 
 //! Everything handlers need. Shared by all requests; members are thread-safe.
 struct Context {
   std::shared_ptr<kernel::KernelManager> kernels;
   std::shared_ptr<const kernel::KernelSpecStore> specs;
   std::shared_ptr<ChannelsRegistry> channels;
+  std::shared_ptr<drive::Drive> drive;       //!< users' files; null: no Contents API
+  std::shared_ptr<SessionStore> sessions;    //!< created by build_router
+  std::shared_ptr<WorkQueue> work;           //!< blocking work (disk); created by build_router
   //! Accounts, sessions and API tokens; null: only the admin token (no sign-in).
   std::shared_ptr<auth::AccountStore> accounts;
   //! Called after this process changed accounts, sessions or tokens, so that
@@ -40,11 +49,17 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx);
 //! Closes every open kernel WebSocket (server shutdown).
 void close_all_channels(Context& ctx);
 
+//! Finishes queued background work (saves in progress) and stops its
+//! threads; call before the HTTP server stops.
+void stop_work(Context& ctx);
+
 // Route groups, defined in their own files.
 void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! /login, /logout, /api/skylab/tokens, /api/skylab/users, /api/skylab/routes.
 void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
 
 //! Parses a JSON object body; an empty body is an empty object.
 Result<nlohmann::json> parse_json_body(const std::string& body);

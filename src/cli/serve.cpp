@@ -18,6 +18,8 @@
 #include "http/server.hpp"
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
+#include "runtime/config.hpp"
+#include "runtime/sandbox.hpp"
 
 namespace skylab::cli {
 
@@ -33,6 +35,7 @@ const char* kServeHelp =
     "  --data-dir D    where Skylab keeps its state (default ./skylab-data)\n"
     "  --python PATH   interpreter for the built-in python3 kernel (default /usr/bin/python3)\n"
     "  --log-level L   debug, info, warn or error (default info)\n"
+    "  --config FILE   runtime configuration (TOML): deadlines, runtime types, GPUs\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -43,7 +46,32 @@ struct ServeArgs {
   std::string data_dir = "./skylab-data";
   std::string python = "/usr/bin/python3";
   std::string log_level = "info";
+  std::string config;
 };
+
+// The sandbox launcher the configuration asks for; null for plain processes.
+Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data) {
+  const std::string& mode = config.runtimes.sandbox;
+  if (mode == "none") return std::shared_ptr<kernel::Launcher>();
+  runtime::SandboxOptions so;
+  so.config = config;
+  so.data_dir = data.string();
+  if (!runtime::SandboxLauncher::available(so.bwrap)) {
+    if (mode == "bwrap") return Error::unavailable("runtimes.sandbox = \"bwrap\" but bubblewrap cannot create a sandbox here");
+    log::warn("bubblewrap is not usable here: kernels run unsandboxed (runtimes.sandbox = \"auto\")");
+    return std::shared_ptr<kernel::Launcher>();
+  }
+  so.skylab_binary = fs::read_symlink("/proc/self/exe").string();
+  fs::path exe_dir = fs::path(so.skylab_binary).parent_path();
+  std::error_code ec;
+  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
+    if (fs::is_directory(candidate, ec)) {
+      so.python_dir = fs::canonical(candidate, ec).string();
+      break;
+    }
+  so.datasets_dir = (data / "datasets").string();
+  return std::shared_ptr<kernel::Launcher>(std::make_shared<runtime::SandboxLauncher>(so));
+}
 
 bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& err) {
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -81,6 +109,8 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       if (!value(out.python)) return false;
     } else if (is("--log-level")) {
       if (!value(out.log_level)) return false;
+    } else if (is("--config")) {
+      if (!value(out.config)) return false;
     } else {
       err = "unknown option '" + a + "'";
       return false;
@@ -130,6 +160,17 @@ int serve_main(const std::vector<std::string>& args) {
   kernel::ManagerOptions mo;
   mo.runtime_dir = (data / "runtime").string();
   mo.working_dir = fs::current_path(ec).string();
+  auto runtime_config = sa.config.empty() ? runtime::default_config() : runtime::load_config(sa.config);
+  if (!runtime_config.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", runtime_config.error().message.c_str());
+    return 2;
+  }
+  if (auto launcher = make_launcher(runtime_config.value(), data); !launcher.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", launcher.error().message.c_str());
+    return 2;
+  } else {
+    mo.launcher = launcher.value();
+  }
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
 
   drive::DriveOptions drive_options;
