@@ -9,6 +9,7 @@ int sandbox_exec_main(const std::vector<std::string>& args);
 }
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
+int user_main(const std::vector<std::string>& args);
 int run_main(const std::vector<std::string>& args);
 }
 
@@ -19,6 +20,7 @@ void usage(std::FILE* out) {
       "\n"
       "commands:\n"
       "  serve     run the Skylab server (Jupyter Server-compatible API)\n"
+      "  user      manage accounts: add, passwd, disable, enable, token, list\n"
       "  run       execute a notebook headless and write the executed copy\n"
       "\n"
       "Run 'skylab <command> --help' for a command's options.\n",
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "serve") return skylab::cli::serve_main(args);
   if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
+  if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);

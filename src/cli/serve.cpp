@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "api/api.hpp"
+#include "auth/account_store.hpp"
+#include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
@@ -36,6 +38,10 @@ const char* kServeHelp =
     "  --python PATH   interpreter for the built-in python3 kernel (default /usr/bin/python3)\n"
     "  --log-level L   debug, info, warn or error (default info)\n"
     "  --config FILE   runtime configuration (TOML): deadlines, runtime types, GPUs\n"
+    "  --secure-cookies       clients reach the server over TLS (a proxy in front): Secure,\n"
+    "                         __Host- cookies\n"
+    "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer (repeatable)\n"
+    "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted outputs\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -47,7 +53,24 @@ struct ServeArgs {
   std::string python = "/usr/bin/python3";
   std::string log_level = "info";
   std::string config;
+  bool secure_cookies = false;
+  std::vector<std::string> trusted_proxies;
+  std::string output_origin;
 };
+
+// "scheme://host[:port]" with scheme http or https and nothing after.
+bool valid_origin(const std::string& o) {
+  auto sep = o.find("://");
+  if (sep == std::string::npos) return false;
+  auto scheme = o.substr(0, sep);
+  if (scheme != "http" && scheme != "https") return false;
+  auto rest = o.substr(sep + 3);
+  if (rest.empty()) return false;
+  for (char c : rest)
+    if (c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' || static_cast<unsigned char>(c) <= 0x20)
+      return false;
+  return true;
+}
 
 // The sandbox launcher the configuration asks for; null for plain processes.
 Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data) {
@@ -111,6 +134,21 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       if (!value(out.log_level)) return false;
     } else if (is("--config")) {
       if (!value(out.config)) return false;
+    } else if (a == "--secure-cookies") {
+      out.secure_cookies = true;
+    } else if (is("--trusted-proxy")) {
+      if (!value(v)) return false;
+      if (v.empty() || v.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos) {
+        err = "--trusted-proxy needs an IP address";
+        return false;
+      }
+      out.trusted_proxies.push_back(v);
+    } else if (is("--output-origin")) {
+      if (!value(out.output_origin)) return false;
+      if (!valid_origin(out.output_origin)) {
+        err = "--output-origin must be an origin such as https://outputs.example.org";
+        return false;
+      }
     } else {
       err = "unknown option '" + a + "'";
       return false;
@@ -183,7 +221,17 @@ int serve_main(const std::vector<std::string>& args) {
   }
   user_drive.value()->start_maintenance();
 
+  auth::AccountStoreOptions account_options;
+  account_options.path = (data / "skylab.db").string();
+  auto accounts = auth::AccountStore::open(account_options);
+  if (!accounts.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", accounts.error().message.c_str());
+    return 1;
+  }
+
   auto ctx = std::make_shared<api::Context>();
+  ctx->accounts = accounts.value();
+  ctx->output_origin = sa.output_origin;
   ctx->kernels = kernels;
   ctx->specs = specs;
   ctx->drive = user_drive.value();
@@ -192,7 +240,19 @@ int serve_main(const std::vector<std::string>& args) {
   http::ServerOptions so;
   so.host = sa.host;
   so.port = static_cast<std::uint16_t>(sa.port);
-  http::Server server(so, router, std::make_shared<auth::AdminTokenAuthenticator>(token));
+  so.secure_cookies = sa.secure_cookies;
+  so.trusted_proxies = sa.trusted_proxies;
+  auto authenticator = std::make_shared<auth::AccountAuthenticator>(accounts.value(), token);
+  http::Server server(so, router, authenticator);
+  // Sessions and tokens that go away (sign-out, password change, disable,
+  // revoke; also from `skylab user` in another process) take their open
+  // WebSockets with them.
+  auth::AccountWatcher watcher(accounts.value(), [&server, authenticator] {
+    auto n = server.close_websockets_if(
+        [&](const auth::Identity& who) { return !authenticator->still_valid(who); }, "credentials revoked");
+    if (n > 0) log::info("closed " + std::to_string(n) + " WebSocket(s) whose credentials were revoked");
+  });
+  ctx->accounts_changed = [&watcher] { watcher.poke(); };
   auto port = server.listen();
   if (!port.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", port.error().message.c_str());
@@ -204,6 +264,9 @@ int serve_main(const std::vector<std::string>& args) {
   log::info("data directory " + data.string());
   std::cout << "Skylab is listening on " << url << std::endl;
   if (generated) std::cout << "Log in with this URL: " << url << "?token=" << token << std::endl;
+  if (auto users = accounts.value()->list_users(); users.ok() && users->empty())
+    log::info("no user accounts yet; create one with: skylab user add NAME --admin --password-stdin --data-dir " +
+              data.string());
 
   std::thread stopper;
   server.run([&](int signo) {
@@ -216,6 +279,8 @@ int serve_main(const std::vector<std::string>& args) {
     });
   });
   if (stopper.joinable()) stopper.join();
+  ctx->accounts_changed = nullptr;
+  watcher.stop();
   kernels->shutdown_all();
   log::info("stopped");
   return 0;

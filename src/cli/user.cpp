@@ -1,0 +1,265 @@
+// `skylab user ...`: account administration on a data directory, also
+// while the server runs (both use <data-dir>/skylab.db through SQLite).
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "auth/account_store.hpp"
+#include "common/util.hpp"
+
+namespace skylab::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kUserHelp =
+    "usage: skylab user <command> [options]\n"
+    "\n"
+    "  add NAME [--admin] [--password-stdin]   create an account\n"
+    "  passwd NAME [--password-stdin]          set a new password (ends the user's sessions)\n"
+    "  disable NAME                            refuse sign-in and tokens, end sessions, close WebSockets\n"
+    "  enable NAME                             undo disable\n"
+    "  admin NAME on|off                       grant or revoke administration\n"
+    "  token NAME [--name LABEL] [--expires D] print a new API token for NAME on stdout\n"
+    "                                          (D: seconds or 30m, 12h, 90d; default never)\n"
+    "  list [--json]                           list accounts\n"
+    "\n"
+    "options for every command:\n"
+    "  --data-dir D      the server's data directory (default ./skylab-data)\n"
+    "  --password-stdin  read the password from standard input (first line); without it the\n"
+    "                    password is asked for on the terminal\n"
+    "\n"
+    "User names: 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter or '_'.\n"
+    "Passwords: 8 to 1024 bytes.\n";
+
+struct UserArgs {
+  std::string command;
+  std::vector<std::string> positional;
+  std::string data_dir = "./skylab-data";
+  bool admin = false;
+  bool password_stdin = false;
+  bool json = false;
+  std::string token_name = "cli";
+  std::optional<std::int64_t> expires;
+};
+
+std::optional<std::int64_t> parse_duration(const std::string& s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  std::int64_t unit = 1;
+  std::string digits = s;
+  switch (s.back()) {
+    case 's': unit = 1; digits.pop_back(); break;
+    case 'm': unit = 60; digits.pop_back(); break;
+    case 'h': unit = 3600; digits.pop_back(); break;
+    case 'd': unit = 86400; digits.pop_back(); break;
+    default: break;
+  }
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  auto v = std::stoll(digits);
+  if (v <= 0 || v > 3660LL * 86400 / unit) return std::nullopt;
+  return v * unit;
+}
+
+bool parse(const std::vector<std::string>& args, UserArgs& out, std::string& err) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string& dst) {
+      auto eq = a.find('=');
+      if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+        dst = a.substr(eq + 1);
+        return true;
+      }
+      if (i + 1 >= args.size()) {
+        err = a + " needs a value";
+        return false;
+      }
+      dst = args[++i];
+      return true;
+    };
+    auto is = [&](const char* flag) { return a == flag || a.rfind(std::string(flag) + "=", 0) == 0; };
+    std::string v;
+    if (is("--data-dir")) {
+      if (!value(out.data_dir)) return false;
+    } else if (a == "--admin") {
+      out.admin = true;
+    } else if (a == "--password-stdin") {
+      out.password_stdin = true;
+    } else if (a == "--json") {
+      out.json = true;
+    } else if (is("--name")) {
+      if (!value(out.token_name)) return false;
+    } else if (is("--expires")) {
+      if (!value(v)) return false;
+      out.expires = parse_duration(v);
+      if (!out.expires) {
+        err = "--expires must be a duration such as 3600, 30m, 12h or 90d (at most 10 years)";
+        return false;
+      }
+    } else if (a.rfind("--", 0) == 0) {
+      err = "unknown option '" + a + "'";
+      return false;
+    } else if (out.command.empty()) {
+      out.command = a;
+    } else {
+      out.positional.push_back(a);
+    }
+  }
+  return true;
+}
+
+// The password: the first line of stdin, or asked twice on the terminal.
+std::optional<std::string> read_password(bool from_stdin, std::string& err) {
+  std::string pw;
+  if (from_stdin) {
+    char buf[4096];
+    std::size_t n = 0;
+    int c;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n') {
+      if (n >= sizeof buf) {
+        err = "the password is longer than 4096 bytes";
+        return std::nullopt;
+      }
+      buf[n++] = static_cast<char>(c);
+    }
+    pw.assign(buf, n);
+    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+    return pw;
+  }
+  if (!::isatty(STDIN_FILENO)) {
+    err = "no terminal to ask for the password on; use --password-stdin";
+    return std::nullopt;
+  }
+  auto ask = [](const char* prompt) {
+    std::fputs(prompt, stderr);
+    std::fflush(stderr);
+    termios old{};
+    ::tcgetattr(STDIN_FILENO, &old);
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    std::string line;
+    std::getline(std::cin, line);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    std::fputs("\n", stderr);
+    return line;
+  };
+  pw = ask("Password: ");
+  if (ask("Again: ") != pw) {
+    err = "the passwords differ";
+    return std::nullopt;
+  }
+  return pw;
+}
+
+std::string when(std::optional<std::int64_t> t) {
+  if (!t) return "never";
+  return util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(*t))).substr(0, 19) + "Z";
+}
+
+int fail(const std::string& m) {
+  std::fprintf(stderr, "skylab user: %s\n", m.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int user_main(const std::vector<std::string>& args) {
+  for (auto& a : args)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUserHelp, stdout);
+      return 0;
+    }
+  UserArgs ua;
+  std::string err;
+  if (!parse(args, ua, err) || ua.command.empty()) {
+    std::fprintf(stderr, "skylab user: %s\n\n%s", err.empty() ? "which command?" : err.c_str(), kUserHelp);
+    return 2;
+  }
+  const std::string& cmd = ua.command;
+  std::size_t want = cmd == "list" ? 0 : cmd == "admin" ? 2 : 1;
+  bool known = cmd == "add" || cmd == "passwd" || cmd == "disable" || cmd == "enable" || cmd == "admin" ||
+               cmd == "token" || cmd == "list";
+  if (!known) {
+    std::fprintf(stderr, "skylab user: unknown command '%s'\n\n%s", cmd.c_str(), kUserHelp);
+    return 2;
+  }
+  if (ua.positional.size() != want) {
+    std::fprintf(stderr, "skylab user %s: expected %zu argument(s)\n\n%s", cmd.c_str(), want, kUserHelp);
+    return 2;
+  }
+  std::string name = want > 0 ? ua.positional[0] : "";
+  if (want > 0 && !auth::valid_username(name))
+    return fail("invalid user name: use 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter or '_'");
+
+  std::error_code ec;
+  fs::create_directories(ua.data_dir, ec);
+  if (ec) return fail("cannot create " + ua.data_dir + ": " + ec.message());
+  auth::AccountStoreOptions opts;
+  opts.path = (fs::path(ua.data_dir) / "skylab.db").string();
+  auto store = auth::AccountStore::open(opts);
+  if (!store.ok()) return fail(store.error().message);
+  auto& s = *store.value();
+
+  if (cmd == "add" || cmd == "passwd") {
+    if (cmd == "passwd" && !s.find_user(name).ok()) return fail("no such user: " + name);
+    if (cmd == "add" && s.find_user(name).ok()) return fail("user already exists: " + name);
+    auto pw = read_password(ua.password_stdin, err);
+    if (!pw) return fail(err);
+    auto st = cmd == "add" ? s.add_user(name, *pw, ua.admin) : s.set_password(name, *pw);
+    if (!st.ok()) return fail(st.error().message);
+    std::fprintf(stderr, cmd == "add" ? "created user %s\n" : "password of %s changed; its sessions ended\n",
+                 name.c_str());
+    return 0;
+  }
+  if (cmd == "disable" || cmd == "enable") {
+    auto st = s.set_disabled(name, cmd == "disable");
+    if (!st.ok()) return fail(st.error().message);
+    std::fprintf(stderr, "%s %s\n", name.c_str(), cmd == "disable" ? "disabled" : "enabled");
+    return 0;
+  }
+  if (cmd == "admin") {
+    const std::string& v = ua.positional[1];
+    if (v != "on" && v != "off") return fail("say 'on' or 'off'");
+    auto st = s.set_admin(name, v == "on");
+    if (!st.ok()) return fail(st.error().message);
+    return 0;
+  }
+  if (cmd == "token") {
+    if (ua.token_name.empty() || ua.token_name.size() > 100 || !util::valid_utf8(ua.token_name))
+      return fail("--name must have 1 to 100 characters");
+    auto u = s.find_user(name);
+    if (!u.ok()) return fail("no such user: " + name);
+    if (u->disabled) return fail(name + " is disabled");
+    auto t = s.create_token(name, ua.token_name, ua.expires);
+    if (!t.ok()) return fail(t.error().message);
+    std::cout << t->token << std::endl;
+    return 0;
+  }
+  // list
+  auto users = s.list_users();
+  if (!users.ok()) return fail(users.error().message);
+  if (ua.json) {
+    auto out = nlohmann::json::array();
+    for (auto& u : users.value())
+      out.push_back({{"username", u.username}, {"admin", u.admin}, {"disabled", u.disabled},
+                     {"created", when(u.created)}});
+    std::cout << out.dump(2) << std::endl;
+    return 0;
+  }
+  for (auto& u : users.value())
+    std::printf("%-32s %-5s %-8s created %s\n", u.username.c_str(), u.admin ? "admin" : "-",
+                u.disabled ? "disabled" : "enabled", when(u.created).c_str());
+  return 0;
+}
+
+}  // namespace skylab::cli
