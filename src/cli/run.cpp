@@ -4,8 +4,11 @@
 // or did not start, or the output could not be written; 2 bad usage, an
 // unreadable notebook, an unknown kernel; 130 interrupted by SIGINT (Ctrl+C),
 // 143 by SIGTERM. From status 1 on, the partial notebook is written.
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -256,7 +259,8 @@ class Progress : public exec::ExecutionListener {
 };
 
 // Waits for SIGINT/SIGTERM on its own thread (the signals are blocked in
-// every other thread) and turns them into cancellation.
+// every other thread and read from a signalfd) and turns them into
+// cancellation.
 class SignalWatcher {
  public:
   SignalWatcher() {
@@ -264,11 +268,16 @@ class SignalWatcher {
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // inherited by threads started later
+    sig_fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC);
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
     thread_ = std::thread([this] { loop(); });
   }
   ~SignalWatcher() {
-    stop_ = true;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(stop_fd_, &one, sizeof one);
     thread_.join();
+    ::close(sig_fd_);
+    ::close(stop_fd_);
   }
   void attach(exec::NotebookExecutor* ex) {
     std::lock_guard lock(mutex_);
@@ -280,10 +289,16 @@ class SignalWatcher {
 
  private:
   void loop() {
-    while (!stop_) {
-      timespec ts{0, 100 * 1000 * 1000};
-      int s = sigtimedwait(&set_, nullptr, &ts);
-      if (s != SIGINT && s != SIGTERM) continue;
+    while (true) {
+      pollfd fds[2] = {{sig_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (fds[1].revents) return;
+      signalfd_siginfo info{};
+      if (::read(sig_fd_, &info, sizeof info) != sizeof info) continue;
+      int s = static_cast<int>(info.ssi_signo);
       std::lock_guard lock(mutex_);
       if (signo_ == 0) signo_ = s;
       ++count_;
@@ -295,8 +310,9 @@ class SignalWatcher {
   }
 
   sigset_t set_;
+  int sig_fd_ = -1;
+  int stop_fd_ = -1;
   std::thread thread_;
-  std::atomic<bool> stop_{false};
   std::atomic<bool> cancelled_{false};
   std::mutex mutex_;
   exec::NotebookExecutor* executor_ = nullptr;  // guarded by mutex_
