@@ -196,6 +196,11 @@ class Server:
 # --------------------------------------------------------------------------- ws client
 
 QUICKACK = False  # --client-quickack
+MSG_TIMEOUT = 60  # seconds for every awaited reply
+
+
+class Lost(Exception):
+    """An awaited reply or iopub message did not arrive."""
 
 
 class KernelWS:
@@ -224,15 +229,25 @@ class KernelWS:
             "code": code, "silent": False, "store_history": True,
             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
 
-    def wait(self, mid, want_reply, want_idle=True, on_msg=None):
+    def wait(self, mid, want_reply, want_idle=True, on_msg=None, timeout=MSG_TIMEOUT):
         """Reads frames until the reply of type want_reply (and iopub idle) to mid.
-        Frames that do not mention mid (other clients' traffic) are not parsed."""
+        Frames that do not mention mid (other clients' traffic) are not parsed.
+        Raises Lost when they are not all there within timeout seconds."""
         reply = None
         idle = not want_idle
+        deadline = time.monotonic() + timeout
         while reply is None or not idle:
             if self.quickack:  # ACK at once: hides a server's Nagle delays
                 self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-            raw = self.ws.recv()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Lost(f"{want_reply} {'received' if reply else 'MISSING'}, iopub idle "
+                           f"{'received' if idle else 'MISSING'} after {timeout} s")
+            self.ws.settimeout(left)
+            try:
+                raw = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
             if isinstance(raw, bytes):
                 continue  # binary frames (buffers) are not used here
             if mid not in raw:
@@ -252,8 +267,21 @@ class KernelWS:
     def kernel_info(self):
         return self.wait(self.send("kernel_info_request", {}), "kernel_info_reply", want_idle=False)
 
-    def run(self, code, on_msg=None):
-        return self.wait(self.execute(code), "execute_reply", on_msg=on_msg)
+    def run(self, code, on_msg=None, timeout=MSG_TIMEOUT):
+        return self.wait(self.execute(code), "execute_reply", on_msg=on_msg, timeout=timeout)
+
+    def settle(self, tries=10):
+        """kernel_info, then `pass` until one execute gets both its reply and its
+        iopub idle. Returns how many executes lost their iopub messages first
+        (0 on a server that only opens the websocket once iopub is flowing)."""
+        self.kernel_info()
+        for lost in range(tries):
+            try:
+                self.run("pass", timeout=5)
+                return lost
+            except Lost as e:
+                log(f"  (execute on a fresh connection lost messages: {e})")
+        raise Lost(f"{tries} executes in a row lost their iopub messages")
 
     def close(self):
         try:
@@ -452,15 +480,17 @@ def _load_worker(ws_base, token, assignments, start_at, duration, q, quickack):
     for c in clients:
         c.close()
     q.put({"lats": [x for l in lats for x in l], "errors": errors, "cpu": cpu1 - cpu0,
+           "per_client": [len(l) for l in lats],
            "end": time.time()})
 
 
 def bench_concurrent(srv, n_clients, n_kernels, duration, n_procs):
     kids = [srv.start_kernel() for _ in range(n_kernels)]
     try:
+        lost = 0
         for kid in kids:  # warm each kernel
             c = KernelWS(srv.ws_base, srv.token, kid)
-            c.kernel_info()
+            lost += c.settle()
             for _ in range(5):
                 c.run("1+1")
             c.close()
@@ -502,6 +532,8 @@ def bench_concurrent(srv, n_clients, n_kernels, duration, n_procs):
     lats = [lat for _, lat in done]
     res = {"executes_per_s": in_window / duration, "executes": len(lats), "seconds": duration,
            "clients": n_clients, "kernels": n_kernels, "client_procs": len(procs),
+           "fresh_connection_lost_executes": lost,
+           "per_client_executes": sorted(n for o in outs for n in o["per_client"]),
            "errors": len(errors), "error_sample": errors[:3],
            "cpu_s": {"server": s1 - s0,
                      "kernels": sum(k1[p] - k0.get(p, k1[p]) for p in k1),
@@ -534,8 +566,14 @@ def print_table(results, servers):
     ]
     for srv in list(servers) + ["zmq"]:
         o = results.get(srv, {}).get("output")
-        if o:
+        if o and "bytes" in o:
             o["received_mb"] = o["bytes"] / (1 << 20)
+
+    def cell(who, test, key, spec):
+        d = results.get(who, {}).get(test, {})
+        if "error" in d:
+            return "ERR"
+        return fmt(d.get(key), spec)
     cols = [s for s in ("skylab", "jupyter") if s in servers]
     head = f"{'metric':36s}" + "".join(f"{c:>12s}" for c in cols)
     if len(cols) == 2:
@@ -546,16 +584,16 @@ def print_table(results, servers):
     print("-" * len(head))
     for label, test, key, spec in rows:
         vals = [results.get(c, {}).get(test, {}).get(key) for c in cols]
-        line = f"{label:36s}" + "".join(f"{fmt(v, spec):>12s}" for v in vals)
+        line = f"{label:36s}" + "".join(f"{cell(c, test, key, spec):>12s}" for c in cols)
         if len(cols) == 2:
             a, b = vals
             ratio = format(a / b, ".2f") if a is not None and b else "-"
             line += f"{ratio:>10s}"
-        line += f"{fmt(results.get('zmq', {}).get(test, {}).get(key), spec):>12s}"
+        line += f"{cell('zmq', test, key, spec):>12s}"
         print(line)
     print()
     for c in cols:
-        r = results.get(c, {})
+        r = {t: v for t, v in results.get(c, {}).items() if not (isinstance(v, dict) and "error" in v)}
         if "output" in r:
             o = r["output"]
             print(f"[{c}] output: {o['bytes']} of {o['sent_bytes']} stdout bytes arrived in "
@@ -567,11 +605,19 @@ def print_table(results, servers):
         if "concurrent" in r:
             cc = r["concurrent"]
             cpu = cc["cpu_s"]
+            pc = cc["per_client_executes"] or [0]
             print(f"[{c}] concurrent: {cc['clients']} clients/{cc['kernels']} kernels, "
-                  f"{cc['executes']} executes in {cc['seconds']:.1f} s, {cc['errors']} errors; "
+                  f"{cc['executes']} executes in {cc['seconds']:.1f} s, {cc['errors']} errors, "
+                  f"per client min/median/max {min(pc)}/{statistics.median(pc):.0f}/{max(pc)}; "
                   f"CPU s: server {cpu['server']:.1f}, kernels {cpu['kernels']:.1f}, "
                   f"load generator {cpu['load_generator']:.1f} of {cpu['available']:.0f} available")
-    if "zmq" in results and "output" in results["zmq"]:
+    for c in cols:
+        lost = results.get(c, {}).get("fresh_connection_lost_executes")
+        lost5 = results.get(c, {}).get("concurrent", {}).get("fresh_connection_lost_executes")
+        if lost or lost5:
+            print(f"[{c}] executes that lost their iopub messages on a fresh websocket "
+                  f"(before the first complete one): {lost or 0} (test 2/3), {lost5 or 0} (test 5)")
+    if "output" in results.get("zmq", {}) and "bytes" in results["zmq"]["output"]:
         o = results["zmq"]["output"]
         print(f"[zmq] output: {o['bytes']} of {o['sent_bytes']} bytes in {o['seconds']:.2f} s")
 
@@ -625,6 +671,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
 
     servers = {}
+    errors = []
     floor_dir = None
     results = {k: {} for k in kinds}
     results["zmq"] = {}
@@ -639,54 +686,72 @@ def main():
         floor_dir = tempfile.mkdtemp(prefix="skylab-bench-zmq-")
         os.environ["JUPYTER_RUNTIME_DIR"] = floor_dir
 
+        def attempt(who, test, fn):
+            """Runs one measurement; a failure is recorded, the run goes on."""
+            try:
+                results[who][test] = fn()
+            except (Exception, Lost) as e:  # noqa: BLE001
+                log(f"[{who}] test {test} FAILED: {e!r}")
+                results[who][test] = {"error": repr(e)[:500]}
+                errors.append(f"{who} {test}: {e!r}"[:500])
+
         if 1 in tests:
             for k in kinds:
                 log(f"[{k}] 1 kernel start x{n_start}")
-                results[k]["start"] = bench_start(servers[k], n_start)
+                attempt(k, "start", lambda: bench_start(servers[k], n_start))
             if not args.no_floor:
                 log("[zmq] 1 kernel start")
-                ts = [zmq_kernel_start_once() for _ in range(n_start)]
-                results["zmq"]["start"] = {"median_ms": statistics.median(ts) * 1e3,
-                                           "all_ms": [t * 1e3 for t in ts]}
+
+                def floor_start():
+                    ts = [zmq_kernel_start_once() for _ in range(n_start)]
+                    return {"median_ms": statistics.median(ts) * 1e3, "all_ms": [t * 1e3 for t in ts]}
+                attempt("zmq", "start", floor_start)
 
         if tests & {2, 3}:
             for k in kinds:
                 srv = servers[k]
-                kid = srv.start_kernel()
-                c = KernelWS(srv.ws_base, srv.token, kid)
-                c.kernel_info()
+                c = kid = None
                 try:
+                    kid = srv.start_kernel()
+                    c = KernelWS(srv.ws_base, srv.token, kid)
+                    results[k]["fresh_connection_lost_executes"] = c.settle()
+                except (Exception, Lost) as e:  # noqa: BLE001
+                    for t in ("execute", "output"):
+                        results[k][t] = {"error": f"kernel for tests 2/3: {e!r}"[:500]}
+                    errors.append(f"{k} tests 2/3 setup: {e!r}"[:500])
+                if c is not None and "execute" not in results[k]:
                     if 2 in tests:
                         log(f"[{k}] 2 execute 1+1 x{n_exec}")
-                        results[k]["execute"] = bench_execute(c.run, n_exec, warm)
+                        attempt(k, "execute", lambda: bench_execute(c.run, n_exec, warm))
                     if 3 in tests:
                         log(f"[{k}] 3 output {out_mb} MB x{out_reps}")
-                        results[k]["output"] = bench_output(c.run, out_mb, out_reps)
-                finally:
+                        attempt(k, "output", lambda: bench_output(c.run, out_mb, out_reps))
+                if c is not None:
                     c.close()
+                if kid:
                     srv.delete_kernel(kid)
             if not args.no_floor:
                 zk = ZmqKernel()
                 try:
                     if 2 in tests:
                         log(f"[zmq] 2 execute 1+1 x{n_exec}")
-                        results["zmq"]["execute"] = bench_execute(zk.run, n_exec, warm)
+                        attempt("zmq", "execute", lambda: bench_execute(zk.run, n_exec, warm))
                     if 3 in tests:
                         log(f"[zmq] 3 output {out_mb} MB x{out_reps}")
-                        results["zmq"]["output"] = bench_output(zk.run, out_mb, out_reps)
+                        attempt("zmq", "output", lambda: bench_output(zk.run, out_mb, out_reps))
                 finally:
                     zk.close()
 
         if 4 in tests:
             for k in kinds:
                 log(f"[{k}] 4 RSS with {idle_k} idle kernels")
-                results[k]["rss"] = bench_rss(servers[k], idle_k)
+                attempt(k, "rss", lambda: bench_rss(servers[k], idle_k))
 
         if 5 in tests:
             for k in kinds:
                 log(f"[{k}] 5 {args.clients} clients / {args.load_kernels} kernels for {load_s} s")
-                results[k]["concurrent"] = bench_concurrent(
-                    servers[k], args.clients, args.load_kernels, load_s, args.load_procs)
+                attempt(k, "concurrent", lambda: bench_concurrent(
+                    servers[k], args.clients, args.load_kernels, load_s, args.load_procs))
     finally:
         if floor_dir:
             shutil.rmtree(floor_dir, ignore_errors=True)
@@ -697,11 +762,14 @@ def main():
                 log(f"stopping {s.kind}: {e!r}")
 
     print_table(results, kinds)
+    for e in errors:
+        print(f"FAILED: {e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=2)
+            json.dump({"meta": meta, "results": results, "errors": errors}, f, indent=2)
         log(f"wrote {args.json}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

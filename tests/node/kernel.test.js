@@ -4,6 +4,7 @@
 // through KernelManager / KernelConnection over REST + WebSocket.
 //
 //   cd tests/node && npm ci && npm test                     # Skylab (build/skylab)
+//   node --test kernel.test.js                              # this file only
 //   SKYLAB_BIN=/path/to/skylab npm test
 //   SKYLAB_TEST_SERVER=jupyter npm test                     # the reference server
 //
@@ -230,12 +231,14 @@ describe(`@jupyterlab/services against ${process.env.SKYLAB_TEST_SERVER || 'skyl
     });
 
     test('restart resets state (new process, variables gone)', async () => {
+      // A marker on the sys module survives %reset but not a new interpreter
+      // (pids do not tell: a sandboxed kernel can be pid 2 every time).
       await value(kernel, 'x = 1234; x');
-      const pidBefore = await value(kernel, 'import os; os.getpid()');
+      await value(kernel, 'import sys; sys._skylab_restart_marker = "old"; sys._skylab_restart_marker');
       await withTimeout(kernel.restart(), 30000, 'restart');
       await waitForStatus(kernel, ['idle'], 30000);
-      const pidAfter = await value(kernel, 'import os; os.getpid()');
-      assert.notEqual(pidAfter, pidBefore, 'a new kernel process after restart');
+      assert.equal(await value(kernel, 'import sys; hasattr(sys, "_skylab_restart_marker")'),
+        'False', 'a new kernel process after restart');
       const r = await run(kernel, 'x');
       assert.equal(r.reply.status, 'error');
       assert.equal(r.reply.ename, 'NameError');
@@ -267,6 +270,34 @@ describe(`@jupyterlab/services against ${process.env.SKYLAB_TEST_SERVER || 'skyl
       });
       assert.equal(r.status, 404);
     });
+  });
+
+  test('fresh kernels, one after another: kernel_info answered, first execute complete', async () => {
+    // What a user does: open a notebook and press Run at once. The library
+    // sends kernel_info_request as soon as the websocket opens (often while
+    // the kernel is still starting), then the queued execute_request right
+    // after the reply. A server must neither lose that kernel_info_request
+    // nor let the execute through before the kernel's iopub reaches it
+    // (Jupyter Server "nudges" the kernel first). Start-up races show only
+    // sometimes, so this starts 6 kernels, two lanes of three.
+    const lane = async (laneNo) => {
+      for (let i = 0; i < 3; i++) {
+        const k = await withTimeout(manager.startNew({ name: 'python3' }), 30000, 'startNew');
+        const where = `lane ${laneNo} kernel ${i} (${k.id})`;
+        try {
+          await withTimeout(k.info, 10000, `${where}: kernel_info_reply on a fresh kernel`);
+          const r = await run(k, 'print("first")', { timeout: 10000 });
+          assert.equal(r.reply.status, 'ok', where);
+          assert.equal(r.stdout, 'first\n', `${where}: stdout of the first execute`);
+          assert.ok(r.states.includes('busy') && r.states.includes('idle'), `${where}: states ${r.states}`);
+        } finally {
+          await withTimeout(k.shutdown(), 15000, 'shutdown').catch(() => {});
+        }
+      }
+    };
+    const results = await Promise.allSettled([lane(0), lane(1)]);
+    const failed = results.filter(r => r.status === 'rejected').map(r => r.reason.message);
+    assert.deepEqual(failed, [], failed.join('; '));
   });
 
   test('kernel death (os._exit) is reported, restart brings a fresh kernel', async t => {
