@@ -21,6 +21,7 @@
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
+#include "runtime/lifecycle.hpp"
 #include "runtime/sandbox.hpp"
 
 namespace skylab::cli {
@@ -72,6 +73,15 @@ bool valid_origin(const std::string& o) {
   return true;
 }
 
+// The python/ helpers (skylab.runtime, skylab.files) beside the binary.
+std::string find_python_dir() {
+  std::error_code ec;
+  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
+    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
+  return "";
+}
+
 // The sandbox launcher the configuration asks for; null for plain processes.
 Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data) {
   const std::string& mode = config.runtimes.sandbox;
@@ -85,13 +95,7 @@ Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& c
     return std::shared_ptr<kernel::Launcher>();
   }
   so.skylab_binary = fs::read_symlink("/proc/self/exe").string();
-  fs::path exe_dir = fs::path(so.skylab_binary).parent_path();
-  std::error_code ec;
-  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
-    if (fs::is_directory(candidate, ec)) {
-      so.python_dir = fs::canonical(candidate, ec).string();
-      break;
-    }
+  so.python_dir = find_python_dir();
   so.datasets_dir = (data / "datasets").string();
   return std::shared_ptr<kernel::Launcher>(std::make_shared<runtime::SandboxLauncher>(so));
 }
@@ -209,7 +213,10 @@ int serve_main(const std::vector<std::string>& args) {
   } else {
     mo.launcher = launcher.value();
   }
+  mo.python_path = find_python_dir();
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
+  runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
+  lifecycle.start();
 
   drive::DriveOptions drive_options;
   drive_options.files_dir = (data / "drive").string();
@@ -272,6 +279,7 @@ int serve_main(const std::vector<std::string>& args) {
   server.run([&](int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
     stopper = std::thread([&] {
+      lifecycle.stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
       kernels->shutdown_all();

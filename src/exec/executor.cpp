@@ -263,8 +263,12 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     auto timeout_at = im.opts.cell_timeout ? started + *im.opts.cell_timeout : Clock::time_point::max();
     auto grace_until = Clock::time_point::max();
     auto next_tick = Clock::now() + im.opts.tick_interval;
+    // ipykernel ignores SIGINT between requests: an interrupt that lands
+    // before the cell started is sent again once execute_input shows it did.
+    bool cell_started = false, interrupted_early = false;
     auto interrupt = [&](Stop why) {
       stop = why;
+      interrupted_early = !cell_started;
       im.kernels->interrupt(im.kernel_id);
       grace_until = Clock::now() + im.opts.interrupt_grace;
     };
@@ -318,6 +322,13 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
       }
       auto content = json::parse(it.msg->content, nullptr, false);
       if (content.is_discarded()) continue;
+      if (it.msg_type == "execute_input") {
+        cell_started = true;
+        if (interrupted_early) {
+          interrupted_early = false;
+          im.kernels->interrupt(im.kernel_id);
+        }
+      }
       if (collector.on_iopub(it.msg_type, content, header_date(*it.msg))) got_idle = true;
     }
     collector.end_cell();

@@ -82,8 +82,9 @@ class ExecutionListener {
 //! thread; cancel() from any thread (e.g. a signal-handling thread).
 class NotebookExecutor {
  public:
-  //! `kernel_id` must name a ready kernel of `kernels`; the executor becomes
-  //! its observer for the length of run() and never shuts it down.
+  //! `kernel_id` must name a ready kernel of `kernels`. run() makes the
+  //! executor the kernel's observer (replacing any other) and leaves it with
+  //! none when it returns; the executor never shuts the kernel down.
   NotebookExecutor(std::shared_ptr<kernel::KernelManager> kernels, std::string kernel_id,
                    ExecuteOptions options = {});
   ~NotebookExecutor();
