@@ -66,6 +66,8 @@ struct Kernel {
   SysClock::time_point last_activity = SysClock::now();
   int connections = 0;
   std::string reason;
+  SysClock::time_point started = SysClock::now();
+  std::string state_file;  // immutable after start()
   std::shared_ptr<KernelObserver> observer;
   bool ready = false;
   std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
@@ -107,6 +109,8 @@ KernelModel model_of(const Kernel& k) {
   m.pid = k.pid;
   m.runtime_type = k.runtime_type;
   m.reason = k.reason;
+  m.started = k.started;
+  m.state_file = k.state_file;
   return m;
 }
 
@@ -281,6 +285,10 @@ struct KernelManager::Impl {
 
   void remove_connection_files(Kernel& k) {
     if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+    if (k.conn_dir.empty() && !k.state_file.empty()) {
+      ::unlink(k.state_file.c_str());
+      ::unlink((k.state_file + ".done").c_str());
+    }
     if (!k.conn_dir.empty()) {
       std::error_code ec;
       fs::remove_all(k.conn_dir, ec);
@@ -311,6 +319,9 @@ struct KernelManager::Impl {
     }
     env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
+    env["SKYLAB_RUNTIME_STATE"] = k.state_file;
+    if (!opts.python_path.empty())
+      env["PYTHONPATH"] = env.count("PYTHONPATH") ? opts.python_path + ":" + env["PYTHONPATH"] : opts.python_path;
     for (auto& [key, v] : k.spec.env) env[key] = v;
     std::string cwd = opts.working_dir;
     if (opts.launcher) {
@@ -767,6 +778,9 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->runtime_type = options.runtime_type;
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
+  k->state_file = k->conn_dir.empty()
+                      ? (fs::path(impl_->opts.runtime_dir) / ("kernel-" + k->id + ".state.json")).string()
+                      : (fs::path(k->conn_dir) / "state.json").string();
   auto pid = impl_->spawn(*k);
   if (!pid.ok()) {
     impl_->remove_connection_files(*k);
@@ -908,6 +922,16 @@ Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
     }
     impl_->send_to(*k, ch, msg, sig);
   });
+  return ok_status();
+}
+
+Status KernelManager::notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) {
+  auto k = impl_->find(id);
+  if (!k) return Error::not_found("Kernel does not exist: " + id);
+  auto m = std::make_shared<Message>(make_message(msg_type, content, k->session));
+  auto info = inspect(*m);
+  if (!info.ok()) return info.error();
+  impl_->post([this, k, m, info = std::move(info.value())] { impl_->deliver(*k, Channel::kIopub, m, info); });
   return ok_status();
 }
 

@@ -29,6 +29,8 @@ struct KernelModel {
   pid_t pid = -1;
   std::string runtime_type;
   std::string reason;  //!< why the kernel is dead, when known
+  std::chrono::system_clock::time_point started;  //!< first start (restarts keep it)
+  std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE)
 };
 
 struct StartOptions {
@@ -57,6 +59,8 @@ struct ManagerOptions {
   std::shared_ptr<Launcher> launcher;
   //! Parent of per-kernel ipc socket directories (when the launcher uses ipc).
   std::string socket_dir;
+  //! Added to PYTHONPATH of unsandboxed kernels (the python/skylab helpers).
+  std::string python_path;
 };
 
 //! Thread-safe. Callbacks (`done`) run on the I/O thread unless noted.
@@ -90,6 +94,9 @@ class KernelManager {
   Status send(const std::string& id, Channel ch, Message msg);
   //! Routes the kernel's messages to `observer` (replacing any previous one).
   Status set_observer(const std::string& id, std::shared_ptr<KernelObserver> observer);
+  //! Sends a server-made iopub message (e.g. a runtime warning) to the
+  //! kernel's clients.
+  Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content);
   //! Adjusts the `connections` count in the kernel's model.
   void add_connections(const std::string& id, int delta);
   //! Marks activity (a client message) on the kernel.

@@ -183,7 +183,7 @@ class ChildSubreaper:
 class Server:
     """A running server under test (Skylab or Jupyter Server)."""
 
-    def __init__(self, kind=SERVER_KIND, env_extra=None):
+    def __init__(self, kind=SERVER_KIND, env_extra=None, extra_args=()):
         self.kind = kind
         self.token = secrets.token_hex(16)
         self.port = free_port()
@@ -222,7 +222,7 @@ class Server:
                             "SKYLAB_TEST_SERVER=jupyter to test the reference server)" % binary)
             env["SKYLAB_ADMIN_TOKEN"] = self.token
             argv = [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--data-dir", self.data_dir]
+                    "--data-dir", self.data_dir, *extra_args]
         self.argv = argv
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,

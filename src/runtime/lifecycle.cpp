@@ -1,0 +1,152 @@
+#include "runtime/lifecycle.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+#include "common/util.hpp"
+
+namespace skylab::runtime {
+
+LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned) {
+  LifecycleDecision d;
+  d.lifetime_deadline = in.started + in.max_lifetime;
+  d.idle_deadline = in.busy ? TimePoint::max() : in.last_activity + in.idle_timeout;
+  if (now >= d.lifetime_deadline) {
+    d.action = LifecycleDecision::Action::kExpire;
+    d.reason = "lifetime";
+  } else if (now >= d.idle_deadline) {
+    d.action = LifecycleDecision::Action::kExpire;
+    d.reason = "idle";
+  } else if (!warned && d.deadline() != TimePoint::max() && now >= d.deadline() - in.warning) {
+    d.action = LifecycleDecision::Action::kWarn;
+    d.reason = d.lifetime_deadline <= d.idle_deadline ? "lifetime" : "idle";
+  }
+  return d;
+}
+
+LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+                                   std::function<TimePoint()> now)
+    : kernels_(std::move(kernels)), config_(std::move(config)), now_(std::move(now)) {}
+
+LifecycleMonitor::~LifecycleMonitor() { stop(); }
+
+void LifecycleMonitor::start() {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      try {
+        tick();
+      } catch (const std::exception& e) {
+        log::error(std::string("runtime lifecycle: ") + e.what());
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+    }
+  });
+}
+
+void LifecycleMonitor::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+double epoch(TimePoint t) {
+  if (t == TimePoint::max()) return 0;
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+std::string iso_or_null(TimePoint t) { return t == TimePoint::max() ? "" : util::iso_time(t); }
+}  // namespace
+
+void LifecycleMonitor::write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
+                                   const std::string& reason) {
+  if (k.state_file.empty()) return;
+  nlohmann::json s = {{"lifetime_deadline", epoch(d.lifetime_deadline)},
+                      {"idle_deadline", d.idle_deadline == TimePoint::max() ? nlohmann::json(nullptr)
+                                                                            : nlohmann::json(epoch(d.idle_deadline))},
+                      {"expire", expire},
+                      {"reason", reason}};
+  std::string tmp = k.state_file + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  std::string text = s.dump();
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (ok) ::rename(tmp.c_str(), k.state_file.c_str());
+  else ::unlink(tmp.c_str());
+}
+
+void LifecycleMonitor::send_event(const std::string& kernel_id, const std::string& event,
+                                  const LifecycleDecision& d) {
+  auto left = std::chrono::duration_cast<std::chrono::seconds>(d.deadline() - now_()).count();
+  kernels_->notify(kernel_id, "skylab_runtime_event",
+                   {{"event", event},
+                    {"reason", d.reason},
+                    {"deadline", iso_or_null(d.deadline())},
+                    {"seconds_left", std::max<long long>(0, left)}});
+}
+
+void LifecycleMonitor::tick() {
+  auto now = now_();
+  std::map<std::string, Tracked> next;
+  for (auto& k : kernels_->list()) {
+    Tracked t = tracked_.count(k.id) ? tracked_[k.id] : Tracked{};
+    auto type_it = config_.types.find(k.runtime_type.empty() ? config_.runtimes.default_type : k.runtime_type);
+    const RuntimeType& type = type_it != config_.types.end() ? type_it->second : config_.types.begin()->second;
+    LifecycleInput in{k.started, k.last_activity, k.execution_state == "busy", config_.idle_timeout(type),
+                      config_.max_lifetime(type), config_.runtimes.warning};
+
+    if (t.expiring) {
+      // Hooks asked to run: shut down once they are done or the grace period is over.
+      bool done = ::access((k.state_file + ".done").c_str(), F_OK) == 0;
+      if (done || now - t.expire_started >= config_.runtimes.grace) {
+        log::info("runtime " + k.id + ": stopping (" + (done ? "expiry hooks done" : "grace period over") + ")");
+        kernels_->shutdown(k.id, [](Status) {});
+      }
+      next[k.id] = t;
+      continue;
+    }
+    // A new deadline (activity moved it) re-arms the warning.
+    auto d = evaluate(in, now, false);
+    if (t.warned && d.deadline() > t.warned_deadline + std::chrono::seconds(1)) t.warned = false;
+    d = evaluate(in, now, t.warned);
+    if (k.execution_state == "dead" && d.action != LifecycleDecision::Action::kExpire) {
+      next[k.id] = t;
+      continue;
+    }
+    switch (d.action) {
+      case LifecycleDecision::Action::kExpire:
+        log::info("runtime " + k.id + ": " + (d.reason == "idle" ? "idle timeout" : "maximum lifetime") +
+                  " reached; running expiry hooks");
+        write_state(k, d, true, d.reason);
+        send_event(k.id, "expiring", d);
+        t.expiring = true;
+        t.expire_started = now;
+        if (k.execution_state == "dead") kernels_->shutdown(k.id, [](Status) {});
+        break;
+      case LifecycleDecision::Action::kWarn:
+        write_state(k, d, false, d.reason);
+        send_event(k.id, "warning", d);
+        t.warned = true;
+        t.warned_deadline = d.deadline();
+        break;
+      case LifecycleDecision::Action::kNone:
+        write_state(k, d, false, "");
+        break;
+    }
+    next[k.id] = t;
+  }
+  tracked_.swap(next);
+}
+
+}  // namespace skylab::runtime

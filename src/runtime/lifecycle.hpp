@@ -1,0 +1,77 @@
+// Idle timeout and maximum lifetime of runtimes: the pure policy (tested
+// with a fake clock) and the monitor thread that applies it to kernels.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "kernel/manager.hpp"
+#include "runtime/config.hpp"
+
+namespace skylab::runtime {
+
+using Clock = std::chrono::system_clock;
+using TimePoint = Clock::time_point;
+
+struct LifecycleInput {
+  TimePoint started;
+  TimePoint last_activity;
+  bool busy = false;  //!< a cell is running: never idle
+  Duration idle_timeout{};
+  Duration max_lifetime{};
+  Duration warning{};
+};
+
+struct LifecycleDecision {
+  enum class Action { kNone, kWarn, kExpire };
+  Action action = Action::kNone;
+  std::string reason;  //!< "idle" or "lifetime" for kWarn/kExpire
+  TimePoint idle_deadline;      //!< TimePoint::max() while busy
+  TimePoint lifetime_deadline;
+  TimePoint deadline() const { return std::min(idle_deadline, lifetime_deadline); }
+};
+
+//! What to do with a runtime at `now`. `warned` says a warning for the
+//! current deadline was already given.
+LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned);
+
+//! Applies the policy to every kernel once a second: writes each runtime's
+//! state file (deadlines, for skylab.runtime), sends warning events, asks the
+//! kernel to run its expiry hooks, then shuts it down. Thread-safe.
+class LifecycleMonitor {
+ public:
+  LifecycleMonitor(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+                   std::function<TimePoint()> now = [] { return Clock::now(); });
+  ~LifecycleMonitor();
+  void start();
+  void stop();
+  //! One pass over all kernels (the thread calls this; tests may too).
+  void tick();
+
+ private:
+  struct Tracked {
+    bool warned = false;
+    TimePoint warned_deadline{};
+    bool expiring = false;
+    TimePoint expire_started{};
+  };
+  void write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire, const std::string& reason);
+  void send_event(const std::string& kernel_id, const std::string& event, const LifecycleDecision& d);
+
+  std::shared_ptr<kernel::KernelManager> kernels_;
+  Config config_;
+  std::function<TimePoint()> now_;
+  std::map<std::string, Tracked> tracked_;  // touched only by tick()
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace skylab::runtime

@@ -1,0 +1,192 @@
+"""Runtimes: sandbox isolation, resource limits, idle timeout and maximum
+lifetime with expiry hooks (real bubblewrap, cgroups and ipykernel)."""
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import SERVER_KIND, Server, _stop_server
+
+pytestmark = pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes")
+
+
+def bwrap_works():
+    import subprocess
+    if not shutil.which("bwrap"):
+        return False
+    r = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev",
+                        "/bin/true"], capture_output=True)
+    return r.returncode == 0
+
+
+needs_sandbox = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-user uids and cgroups need root")
+
+
+def start(config_text):
+    tmp_cfg = os.path.join(os.environ.get("TMPDIR", "/tmp"), "skylab-rt-%d-%d.toml" % (os.getpid(), time.time_ns()))
+    with open(tmp_cfg, "w") as f:
+        f.write(config_text)
+    try:
+        return Server(extra_args=("--config", tmp_cfg))
+    finally:
+        os.unlink(tmp_cfg)
+
+
+@pytest.fixture
+def runtime_server(request):
+    srv = start(request.param)
+    yield srv
+    if srv.proc.poll() is None:
+        _stop_server(srv)
+    else:
+        srv.cleanup_tmp()
+
+
+def run(client, code, timeout=60):
+    r = client.execute(code, timeout=timeout)
+    return r
+
+
+SANDBOX = """
+[runtimes]
+sandbox = "bwrap"
+[runtime_types.cpu]
+memory = "300M"
+pids = 64
+"""
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("runtime_server", [SANDBOX], indirect=True)
+def test_sandbox_isolation_and_limits(runtime_server):
+    srv = runtime_server
+    kid = srv.create_kernel()
+    c = srv.connect(kid)
+    c.nudge()
+    # The user's own uid, not root.
+    out = run(c, "!id -u").stdout
+    assert out.strip().isdigit() and int(out.strip()) >= 200000, out
+    # /content is the working directory; the Drive is mounted inside it.
+    assert run(c, "import os; print(os.getcwd(), os.path.isdir('/content/drive'))").stdout.strip() == "/content True"
+    # Nothing of the server is reachable: its data directory, database, other processes.
+    r = run(c, "import os; print(os.path.exists(%r), os.path.exists(%r))" % (srv.data_dir, srv.tmp))
+    assert r.stdout.strip() == "False False", r.stdout
+    r = run(c, "import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))")
+    pids = eval(r.stdout.strip())
+    assert len(pids) < 10, pids  # only the sandbox's own processes
+    assert "Permission denied" in run(c, "!cat /etc/shadow 2>&1").stdout
+    assert "Read-only file system" in run(c, "!touch /usr/skylab-x 2>&1").stdout
+    assert not os.path.exists("/usr/skylab-x")
+    # Writing the Drive from inside lands in the user's Drive on the host.
+    run(c, "open('/content/drive/from-runtime.txt', 'w').write('hello')")
+    assert open(os.path.join(srv.data_dir, "drive", "admin", "from-runtime.txt")).read() == "hello"
+    # A fork bomb is contained by the pids limit.
+    r = run(c, """
+import os, time
+n = 0
+try:
+    for i in range(500):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print('blocked after', n)
+""")
+    assert "blocked after" in r.stdout, r.stdout
+    assert int(r.stdout.split()[-1]) < 64
+    # The server answers throughout.
+    assert srv.get("/api/status").status_code == 200
+    # A memory hog is killed and the reason is reported; the server is untouched.
+    c.send("shell", "execute_request", {"code": "x = bytearray(600 << 20); x[::4096] = b'1' * len(x[::4096])",
+                                        "silent": False, "store_history": False, "user_expressions": {},
+                                        "allow_stdin": False})
+    dead = c.wait_for(lambda m: m["msg_type"] == "status" and m["content"].get("execution_state") == "dead",
+                      timeout=60, what="dead status")
+    assert "memory" in dead["content"].get("reason", ""), dead["content"]
+    model = srv.kernel_model(kid)
+    assert model["execution_state"] == "dead"
+    assert srv.get("/api/status").status_code == 200
+    # Deleting the runtime leaves no process of it behind.
+    srv.delete_kernel(kid)
+    assert not any(d.startswith("skylab-" + kid) for d in os.listdir("/sys/fs/cgroup/pids") if os.path.isdir("/sys/fs/cgroup/pids"))
+
+
+LIFETIME = """
+[runtimes]
+max_lifetime = "8s"
+warning = "5s"
+grace = "10s"
+idle_timeout = "1h"
+"""
+
+
+@pytest.mark.parametrize("runtime_server", [LIFETIME], indirect=True)
+def test_lifetime_warning_and_expiry_hook(runtime_server):
+    srv = runtime_server
+    kid = srv.create_kernel()
+    c = srv.connect(kid)
+    c.nudge()
+    run(c, """
+import skylab.runtime
+left = skylab.runtime.time_left()
+print('left', left is not None and 0 < left <= 8)
+import os
+def save():
+    where = '/content/drive' if os.path.isdir('/content/drive') else '.'
+    with open(os.path.join(where, 'expiry-proof.txt'), 'w') as f:
+        f.write('checkpoint saved')
+skylab.runtime.on_expiry(save)
+""")
+    warning = c.wait_for(lambda m: m["msg_type"] == "skylab_runtime_event" and m["content"]["event"] == "warning",
+                         timeout=20, what="lifetime warning")
+    assert warning["content"]["reason"] == "lifetime"
+    assert 0 <= warning["content"]["seconds_left"] <= 5
+    c.wait_for(lambda m: m["msg_type"] == "skylab_runtime_event" and m["content"]["event"] == "expiring",
+               timeout=20, what="expiry event")
+    deadline = time.time() + 30
+    while time.time() < deadline and srv.get("/api/kernels/" + kid).status_code == 200:
+        time.sleep(0.2)
+    assert srv.get("/api/kernels/" + kid).status_code == 404, "runtime outlived its lifetime"
+    # The hook ran before the end and its file outlives the runtime: in the
+    # user's Drive (sandboxed), or the server's working directory (not).
+    found = [os.path.join(root, f) for root, _, files in os.walk(srv.tmp) for f in files if f == "expiry-proof.txt"]
+    assert found, "expiry hook did not run"
+    assert open(found[0]).read() == "checkpoint saved"
+
+
+IDLE = """
+[runtimes]
+idle_timeout = "3s"
+warning = "2s"
+grace = "5s"
+"""
+
+
+@pytest.mark.parametrize("runtime_server", [IDLE], indirect=True)
+def test_idle_cull_spares_busy_kernels(runtime_server):
+    srv = runtime_server
+    busy = srv.create_kernel()
+    idle = srv.create_kernel()
+    cb = srv.connect(busy)
+    cb.nudge()
+    ci = srv.connect(idle)
+    ci.nudge()
+    cb.execute_request("import time; time.sleep(7); print('survived')")
+    # The idle one goes after ~3 s; the busy one is still there while its cell runs.
+    deadline = time.time() + 20
+    while time.time() < deadline and srv.get("/api/kernels/" + idle).status_code == 200:
+        time.sleep(0.2)
+    assert srv.get("/api/kernels/" + idle).status_code == 404, "idle runtime was not culled"
+    assert srv.get("/api/kernels/" + busy).status_code == 200, "busy runtime was culled"
+    cb.wait_for(lambda m: m["msg_type"] == "stream" and "survived" in m["content"].get("text", ""), timeout=20,
+                what="busy cell output")
+    # Once idle, it goes too.
+    deadline = time.time() + 20
+    while time.time() < deadline and srv.get("/api/kernels/" + busy).status_code == 200:
+        time.sleep(0.2)
+    assert srv.get("/api/kernels/" + busy).status_code == 404
