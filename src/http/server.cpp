@@ -337,6 +337,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       beast::error_code wec;
       bhttp::write(stream_.socket(), cont, wec);
     }
+    // Beast reads at most the buffer's free capacity per call: without room,
+    // a large body arrives in ~512-byte reads (thousands of syscalls per MB).
+    if (cl && *cl > 16 * 1024) buffer_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*cl, 1 << 20)));
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
   }
@@ -352,6 +355,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     req_.body = std::move(parser_->get().body());
     keep_alive_ = parser_->get().keep_alive();
+    if (buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();  // idle connections stay small
     if (xsrf_from_form_) {
       auto form = parse_form(req_.body);
       std::string presented;
