@@ -39,8 +39,15 @@ std::string q(const DrivePath& p) { return "'" + p.str() + "'"; }
 
 }  // namespace
 
+namespace {
+//! Revision bytes queued beyond this are stored by the saving thread itself.
+constexpr std::size_t kMaxQueuedRevisionBytes = 256u << 20;
+}  // namespace
+
 Drive::Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> meta, DriveOptions options)
-    : files_(std::move(files)), meta_(std::move(meta)), options_(std::move(options)) {}
+    : files_(std::move(files)), meta_(std::move(meta)), options_(std::move(options)) {
+  rev_writer_ = std::thread([this] { revision_writer_loop(); });
+}
 
 Drive::~Drive() {
   {
@@ -49,6 +56,34 @@ Drive::~Drive() {
   }
   maint_cv_.notify_all();
   if (maint_.joinable()) maint_.join();
+  {
+    std::lock_guard lock(rev_mu_);
+    rev_stopping_ = true;  // the writer stores what is queued, then stops
+  }
+  rev_cv_.notify_all();
+  if (rev_writer_.joinable()) rev_writer_.join();
+}
+
+void Drive::revision_writer_loop() {
+  std::unique_lock lock(rev_mu_);
+  while (true) {
+    rev_cv_.wait(lock, [this] { return rev_stopping_ || !rev_queue_.empty(); });
+    if (rev_queue_.empty()) return;
+    PendingRevision r = std::move(rev_queue_.front());
+    rev_queue_.pop_front();
+    rev_busy_ = true;
+    lock.unlock();
+    store_revision(r.user, r.path, r.bytes, r.kind, r.at);
+    lock.lock();
+    rev_queued_bytes_ -= r.bytes.size();
+    rev_busy_ = false;
+    rev_cv_.notify_all();
+  }
+}
+
+void Drive::flush_revisions() {
+  std::unique_lock lock(rev_mu_);
+  rev_cv_.wait(lock, [this] { return rev_queue_.empty() && !rev_busy_; });
 }
 
 Result<std::shared_ptr<Drive>> Drive::open(DriveOptions options) {
@@ -194,14 +229,30 @@ Result<std::string> Drive::file_hash(const auth::Identity& user, std::string_vie
 
 // ------------------------------------------------------------------ writing
 
-void Drive::keep_revision(const std::string& user, const DrivePath& path, std::string_view bytes, RevisionKind kind) {
+void Drive::keep_revision(const std::string& user, const DrivePath& path, std::string bytes, RevisionKind kind) {
   if (bytes.size() > options_.max_read_bytes) return;
-  auto r = meta_->add_revision(user, path.str(), now(), kind, bytes);
+  TimePoint at = now();
+  {
+    std::lock_guard lock(rev_mu_);
+    if (!rev_stopping_ && rev_queued_bytes_ + bytes.size() <= kMaxQueuedRevisionBytes) {
+      rev_queued_bytes_ += bytes.size();
+      rev_queue_.push_back(PendingRevision{user, path.str(), std::move(bytes), kind, at});
+      rev_cv_.notify_all();
+      return;
+    }
+  }
+  flush_revisions();  // keep the order: what is queued goes first
+  store_revision(user, path.str(), bytes, kind, at);
+}
+
+void Drive::store_revision(const std::string& user, const std::string& path, std::string_view bytes,
+                           RevisionKind kind, TimePoint at) {
+  auto r = meta_->add_revision(user, path, at, kind, bytes);
   if (!r.ok()) {
     log::warn("drive: could not keep a revision of a saved file: " + r.error().message);
     return;
   }
-  auto all = meta_->list_revisions(user, path.str());
+  auto all = meta_->list_revisions(user, path);
   if (!all.ok()) return;
   auto drop = revisions_to_prune(all.value(), now(), options_.revisions);
   if (!drop.empty()) {
@@ -214,7 +265,7 @@ Result<Drive::Saved> Drive::write_file_locked(const std::string& user, const Dri
   auto existed = exists(user, path);
   if (!existed.ok()) return existed.error();
   if (auto st = files_->write_atomic(user, path, bytes); !st.ok()) return st.error();
-  if (is_notebook_name(path.name())) keep_revision(user, path, bytes, RevisionKind::kSave);
+  if (is_notebook_name(path.name())) keep_revision(user, path, std::string(bytes), RevisionKind::kSave);
   auto e = entry_for(user, path, std::nullopt);
   if (!e.ok()) return e.error();
   return Saved{std::move(e.value()), !existed.value()};
@@ -230,7 +281,7 @@ Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::strin
   auto existed = exists(t->user, t->path);
   if (!existed.ok()) return existed.error();
   if (auto st = files_->write_atomic(t->user, t->path, bytes); !st.ok()) return st.error();
-  keep_revision(t->user, t->path, bytes, RevisionKind::kSave);
+  keep_revision(t->user, t->path, std::move(bytes), RevisionKind::kSave);
   auto e = entry_for(t->user, t->path, EntryType::kNotebook);
   if (!e.ok()) return e.error();
   return Saved{std::move(e.value()), !existed.value()};
@@ -285,7 +336,7 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   if (r->committed) {
     if (is_notebook_name(t->path.name())) {
       auto content = files_->read(t->user, t->path, options_.max_read_bytes);
-      if (content.ok()) keep_revision(t->user, t->path, content.value(), RevisionKind::kSave);
+      if (content.ok()) keep_revision(t->user, t->path, std::move(content.value()), RevisionKind::kSave);
     }
     auto e = entry_for(t->user, t->path, EntryType::kFile);
     if (!e.ok()) return e.error();
@@ -359,7 +410,7 @@ Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view d
   }
   std::string bytes = kind == EntryType::kNotebook ? serialize_notebook(new_notebook()) : std::string();
   if (auto st = files_->write_atomic(t->user, path.value(), bytes); !st.ok()) return st.error();
-  if (kind == EntryType::kNotebook) keep_revision(t->user, path.value(), bytes, RevisionKind::kSave);
+  if (kind == EntryType::kNotebook) keep_revision(t->user, path.value(), std::move(bytes), RevisionKind::kSave);
   return entry_for(t->user, path.value(), kind == EntryType::kNotebook ? EntryType::kNotebook : EntryType::kFile);
 }
 
@@ -404,7 +455,7 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
     if (auto st = prepare_for_save(nb); !st.ok()) return Error::bad_request("Cannot copy: " + st.error().message);
     std::string out = serialize_notebook(std::move(nb));
     if (auto st = files_->write_atomic(dst->user, target, out); !st.ok()) return st.error();
-    keep_revision(dst->user, target, out, RevisionKind::kSave);
+    keep_revision(dst->user, target, std::move(out), RevisionKind::kSave);
   } else {
     if (auto st = files_->copy_file(src->user, src->path, target); !st.ok()) return st.error();
   }
@@ -426,6 +477,7 @@ Result<Entry> Drive::rename(const auth::Identity& user, std::string_view from, s
     }
     return st.error();
   }
+  flush_revisions();  // revisions queued under the old name move too
   if (auto st = meta_->rename_path(src->user, src->path.str(), dst->path.str()); !st.ok())
     log::warn("drive: revisions did not follow a rename: " + st.error().message);
   return entry_for(dst->user, dst->path, std::nullopt);
@@ -441,6 +493,7 @@ Status Drive::remove(const auth::Identity& user, std::string_view path) {
       return Error::not_found("file or directory does not exist: " + q(t->path));
     return st;
   }
+  flush_revisions();
   if (auto st = meta_->delete_path(t->user, t->path.str()); !st.ok())
     log::warn("drive: revisions of a deleted file were kept: " + st.error().message);
   return ok_status();
@@ -451,6 +504,7 @@ Status Drive::remove(const auth::Identity& user, std::string_view path) {
 Result<std::vector<RevisionInfo>> Drive::revisions(const auth::Identity& user, std::string_view path) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
+  flush_revisions();
   return meta_->list_revisions(t->user, t->path.str());
 }
 
@@ -464,6 +518,7 @@ Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::s
       return Error::not_found("file or directory does not exist: " + q(t->path));
     return bytes.error();
   }
+  flush_revisions();
   auto r = meta_->add_revision(t->user, t->path.str(), now(), RevisionKind::kCheckpoint, bytes.value());
   if (!r.ok()) return r.error();
   auto all = meta_->list_revisions(t->user, t->path.str());
@@ -478,19 +533,21 @@ Status Drive::restore_revision(const auth::Identity& user, std::string_view path
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
   std::lock_guard lock(user_lock(t->user));
+  flush_revisions();
   auto bytes = meta_->revision_bytes(t->user, t->path.str(), id);
   if (!bytes.ok()) return bytes.error();
   // Keep what is about to be replaced (a no-op when it is the newest revision already).
   auto current = files_->read(t->user, t->path, options_.max_read_bytes);
-  if (current.ok()) keep_revision(t->user, t->path, current.value(), RevisionKind::kSave);
+  if (current.ok()) store_revision(t->user, t->path.str(), current.value(), RevisionKind::kSave, now());
   if (auto st = files_->write_atomic(t->user, t->path, bytes.value()); !st.ok()) return st;
-  keep_revision(t->user, t->path, bytes.value(), RevisionKind::kSave);
+  store_revision(t->user, t->path.str(), bytes.value(), RevisionKind::kSave, now());
   return ok_status();
 }
 
 Status Drive::delete_revision(const auth::Identity& user, std::string_view path, std::int64_t id) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
+  flush_revisions();
   auto r = meta_->get_revision(t->user, t->path.str(), id);
   if (!r.ok()) return r.error();
   return meta_->delete_revisions(t->user, {id});
@@ -499,16 +556,19 @@ Status Drive::delete_revision(const auth::Identity& user, std::string_view path,
 Result<RevisionInfo> Drive::revision(const auth::Identity& user, std::string_view path, std::int64_t id) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
+  flush_revisions();
   return meta_->get_revision(t->user, t->path.str(), id);
 }
 
 Result<std::string> Drive::revision_bytes(const auth::Identity& user, std::string_view path, std::int64_t id) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
+  flush_revisions();
   return meta_->revision_bytes(t->user, t->path.str(), id);
 }
 
 Result<std::size_t> Drive::prune_all() {
+  flush_revisions();
   auto paths = meta_->revised_paths();
   if (!paths.ok()) return paths.error();
   std::size_t dropped = 0;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -61,6 +62,9 @@ struct DriveOptions {
 
 //! Thread-safe. Mutations of one user's Drive are serialized (one lock per
 //! user); reads take no lock (each file is always complete on disk).
+//! Revisions of saves are stored by a background writer right after the save
+//! has replied (a crash in that moment loses the revision, never the file);
+//! every call that reads or changes revisions waits for that writer first.
 class Drive {
  public:
   Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> meta, DriveOptions options);
@@ -153,7 +157,15 @@ class Drive {
   Result<Entry> entry_for(const std::string& user, const DrivePath& path, std::optional<EntryType> as);
   Result<bool> exists(const std::string& user, const DrivePath& path);
   Result<Saved> write_file_locked(const std::string& user, const DrivePath& path, std::string_view bytes);
-  void keep_revision(const std::string& user, const DrivePath& path, std::string_view bytes, RevisionKind kind);
+  //! Queues a revision for the revision writer (or stores it at once when
+  //! too much is queued). Revisions of one Drive are stored in queue order.
+  void keep_revision(const std::string& user, const DrivePath& path, std::string bytes, RevisionKind kind);
+  //! Stores a revision now and applies the policy to its file.
+  void store_revision(const std::string& user, const std::string& path, std::string_view bytes, RevisionKind kind,
+                      TimePoint at);
+  //! Returns once every queued revision is stored.
+  void flush_revisions();
+  void revision_writer_loop();
   Result<std::string> unique_name(const std::string& user, const DrivePath& dir, std::string_view filename,
                                   std::string_view insert);
   TimePoint now() const;
@@ -165,6 +177,19 @@ class Drive {
 
   std::mutex locks_mu_;
   std::map<std::string, std::unique_ptr<std::mutex>> locks_;  // GUARDED_BY(locks_mu_)
+
+  struct PendingRevision {
+    std::string user, path, bytes;
+    RevisionKind kind;
+    TimePoint at;
+  };
+  std::mutex rev_mu_;
+  std::condition_variable rev_cv_;
+  std::deque<PendingRevision> rev_queue_;  // GUARDED_BY(rev_mu_)
+  std::size_t rev_queued_bytes_ = 0;       // GUARDED_BY(rev_mu_)
+  bool rev_busy_ = false;                  // GUARDED_BY(rev_mu_)
+  bool rev_stopping_ = false;              // GUARDED_BY(rev_mu_)
+  std::thread rev_writer_;
 
   std::mutex maint_mu_;
   std::condition_variable maint_cv_;

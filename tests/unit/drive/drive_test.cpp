@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -44,7 +45,7 @@ class DriveTest : public ::testing::Test {
     DriveOptions o;
     o.files_dir = (base_ / "drive").string();
     o.database = (base_ / "drive.db").string();
-    o.clock = [this] { return now_; };
+    o.clock = [this] { return system_clock::time_point(microseconds(now_us_.load())); };
     auto d = Drive::open(o);
     ASSERT_TRUE(d.ok()) << d.error().message;
     drive_ = d.value();
@@ -56,7 +57,9 @@ class DriveTest : public ::testing::Test {
   }
 
   fs::path base_;
-  system_clock::time_point now_ = system_clock::time_point(seconds(1704844800));  // 2024-01-10 00:00 UTC
+  // The fake clock: read by the Drive's revision writer thread too.
+  std::atomic<std::int64_t> now_us_{1704844800LL * 1000000};  // 2024-01-10 00:00 UTC
+  void advance(system_clock::duration d) { now_us_ += duration_cast<microseconds>(d).count(); }
   std::shared_ptr<Drive> drive_;
   auth::Identity alice_ = user("alice");
   auth::Identity bob_ = user("bob");
@@ -111,11 +114,11 @@ TEST_F(DriveTest, NotebookSavesAreValidatedAndKeepRevisions) {
   ASSERT_TRUE(s1.ok()) << s1.error().message;
   EXPECT_TRUE(s1->created);
   EXPECT_EQ(s1->entry.type, EntryType::kNotebook);
-  now_ += minutes(1);
+  advance(minutes(1));
   auto s2 = drive_->save_notebook(alice_, "n.ipynb", notebook("v2"));
   ASSERT_TRUE(s2.ok());
   EXPECT_FALSE(s2->created);
-  now_ += minutes(1);
+  advance(minutes(1));
   ASSERT_TRUE(drive_->save_notebook(alice_, "n.ipynb", notebook("v2")).ok());  // same content: no new revision
   auto revs = drive_->revisions(alice_, "n.ipynb");
   ASSERT_TRUE(revs.ok());
@@ -141,7 +144,7 @@ TEST_F(DriveTest, RevisionsArePrunedByThePolicyWithTheInjectedClock) {
   // One save every 10 minutes for three days.
   for (int i = 0; i < 3 * 24 * 6; ++i) {
     ASSERT_TRUE(drive_->save_notebook(alice_, "n.ipynb", notebook("v" + std::to_string(i))).ok());
-    now_ += minutes(10);
+    advance(minutes(10));
   }
   auto revs = drive_->revisions(alice_, "n.ipynb");
   ASSERT_TRUE(revs.ok());
@@ -149,7 +152,7 @@ TEST_F(DriveTest, RevisionsArePrunedByThePolicyWithTheInjectedClock) {
   EXPECT_GE(revs->size(), 29u);
   EXPECT_LE(revs->size(), 33u);
   // A month later, pruning keeps only the newest one.
-  now_ += hours(24 * 40);
+  advance(hours(24 * 40));
   auto dropped = drive_->prune_all();
   ASSERT_TRUE(dropped.ok());
   EXPECT_EQ(drive_->revisions(alice_, "n.ipynb")->size(), 1u);
