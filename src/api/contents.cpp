@@ -2,6 +2,8 @@
 // checkpoints, raw downloads (/files/) and Skylab's revisions endpoint.
 // Handlers parse the request on the Asio thread and run the Drive call on
 // the context's WorkQueue, so disk I/O never blocks other connections.
+#include <malloc.h>
+
 #include <charconv>
 #include <exception>
 
@@ -32,6 +34,9 @@ namespace {
 //! notebook or small file is sent in one body.
 constexpr std::size_t kContentsBodyLimit = 96u << 20;
 
+//! Requests or responses at least this large trim the heap afterwards.
+constexpr std::size_t kTrimAfterBytes = 4u << 20;
+
 //! What a handler needs from its request, moved off the Asio thread.
 struct Call {
   auth::Identity user;
@@ -54,7 +59,8 @@ void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done,
   call->params = req.params;
   call->query = req.query;
   call->body = std::move(req.body);
-  bool queued = ctx->work->post([call, done, work = std::move(work)]() {
+  std::size_t request_bytes = call->body.size();
+  bool queued = ctx->work->post([call, done, work = std::move(work), request_bytes]() {
     Response res;
     try {
       res = work(*call);
@@ -62,7 +68,11 @@ void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done,
       log::error(std::string("contents handler failed: ") + e.what());
       res = Response::error(500, "Internal server error");
     }
+    bool large = request_bytes + res.body.size() >= kTrimAfterBytes;
     done(std::move(res));
+    // Multi-MB notebooks leave freed memory in this worker's malloc arena;
+    // give it back rather than let each worker hold its high-water mark.
+    if (large) ::malloc_trim(0);
   });
   if (!queued) done(Response::error(503, "The server is busy; try again"));
 }
