@@ -757,6 +757,7 @@ def test_1gib_chunked_upload_in_bounded_memory(fresh_server):
     size = os.path.getsize(os.path.join(drive_root(srv), "huge.bin"))
     os.unlink(os.path.join(drive_root(srv), "huge.bin"))
     assert size == total << 20
+    print("1 GiB upload: server VmHWM %d -> %d KiB (+%.1f MiB)" % (base, peak, (peak - base) / 1024))
     assert peak - base < 64 * 1024, "peak RSS grew by %d MiB" % ((peak - base) // 1024)
 
 
