@@ -153,6 +153,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   });
 
   add_kernel_routes(*r, ctx);
+  add_runtime_routes(*r, ctx);
   add_channel_routes(*r, ctx);
   add_account_routes(*r, ctx);
   add_contents_routes(*r, ctx);

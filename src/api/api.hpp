@@ -18,6 +18,11 @@ namespace skylab::auth {
 class AccountStore;
 }
 
+namespace skylab::runtime {
+struct Config;
+class GpuAllocator;
+}  // namespace skylab::runtime
+
 namespace skylab::api {
 
 class ChannelsRegistry;
@@ -39,6 +44,9 @@ struct Context {
   std::function<void()> accounts_changed;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
   std::string output_origin;
+  //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
+  std::shared_ptr<const runtime::Config> runtime_config;
+  std::shared_ptr<runtime::GpuAllocator> gpus;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -55,6 +63,7 @@ void stop_work(Context& ctx);
 
 // Route groups, defined in their own files.
 void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! /login, /logout, /api/skylab/tokens, /api/skylab/users, /api/skylab/routes.
 void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);

@@ -21,6 +21,7 @@
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
+#include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/sandbox.hpp"
 
@@ -214,6 +215,9 @@ int serve_main(const std::vector<std::string>& args) {
     mo.launcher = launcher.value();
   }
   mo.python_path = find_python_dir();
+  auto gpus = std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
+  if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
+  mo.on_removed = [gpus](const std::string& id) { gpus->release(id); };
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
   runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
   lifecycle.start();
@@ -240,6 +244,8 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->accounts = accounts.value();
   ctx->output_origin = sa.output_origin;
   ctx->kernels = kernels;
+  ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
+  ctx->gpus = gpus;
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   auto router = api::build_router(ctx);

@@ -23,6 +23,7 @@ struct LaunchSpec {
   std::map<std::string, std::string> env;
   std::string cwd;
   std::string connection_dir;  //!< holds the connection file and ipc sockets
+  std::vector<int> gpus;       //!< GPU indices granted to this kernel
 };
 
 //! Implementations must be thread-safe; calls for one kernel are serialized.

@@ -68,6 +68,7 @@ struct Kernel {
   std::string reason;
   SysClock::time_point started = SysClock::now();
   std::string state_file;  // immutable after start()
+  std::vector<int> gpus;   // immutable after start()
   std::shared_ptr<KernelObserver> observer;
   bool ready = false;
   std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
@@ -110,6 +111,7 @@ KernelModel model_of(const Kernel& k) {
   m.runtime_type = k.runtime_type;
   m.reason = k.reason;
   m.started = k.started;
+  m.gpus = k.gpus;
   m.state_file = k.state_file;
   return m;
 }
@@ -320,12 +322,17 @@ struct KernelManager::Impl {
     env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
     env["SKYLAB_RUNTIME_STATE"] = k.state_file;
+    if (!k.gpus.empty() || !k.runtime_type.empty()) {
+      std::string visible;
+      for (int g : k.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
+      env["CUDA_VISIBLE_DEVICES"] = visible;
+    }
     if (!opts.python_path.empty())
       env["PYTHONPATH"] = env.count("PYTHONPATH") ? opts.python_path + ":" + env["PYTHONPATH"] : opts.python_path;
     for (auto& [key, v] : k.spec.env) env[key] = v;
     std::string cwd = opts.working_dir;
     if (opts.launcher) {
-      LaunchSpec ls{k.id, k.owner, k.runtime_type, std::move(args), std::move(env), cwd, k.conn_dir};
+      LaunchSpec ls{k.id, k.owner, k.runtime_type, std::move(args), std::move(env), cwd, k.conn_dir, k.gpus};
       auto st = opts.launcher->prepare(ls);
       if (!st.ok()) return st.error();
       args = std::move(ls.argv);
@@ -615,6 +622,7 @@ struct KernelManager::Impl {
     }
     finish_ready(k, Error::not_found("kernel was shut down"), false);
     if (obs) obs->on_kernel_removed();
+    if (opts.on_removed) opts.on_removed(k.id);
     auto done = std::move(k.shutdown_done);
     for (auto& d : done) d(ok_status());
   }
@@ -768,7 +776,8 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   auto spec = impl_->specs->find(spec_name);
   if (!spec.ok()) return spec.error();
   auto k = std::make_shared<Kernel>();
-  k->id = util::uuid4();
+  k->id = options.kernel_id.empty() ? util::uuid4() : options.kernel_id;
+  if (impl_->find(k->id)) return Error::conflict("kernel id in use: " + k->id);
   k->owner = owner;
   k->spec = std::move(spec.value());
   k->key = util::uuid4();
@@ -776,6 +785,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->session = util::uuid4();
   k->identity = util::uuid4();
   k->runtime_type = options.runtime_type;
+  k->gpus = options.gpus;
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
   k->state_file = k->conn_dir.empty()

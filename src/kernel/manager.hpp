@@ -30,11 +30,14 @@ struct KernelModel {
   std::string runtime_type;
   std::string reason;  //!< why the kernel is dead, when known
   std::chrono::system_clock::time_point started;  //!< first start (restarts keep it)
+  std::vector<int> gpus;
   std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE)
 };
 
 struct StartOptions {
   std::string runtime_type;  //!< passed to the Launcher
+  std::string kernel_id;     //!< preset id (a queued runtime's); "" for a new one
+  std::vector<int> gpus;     //!< GPU indices granted to the kernel
 };
 
 //! Receives one kernel's messages. Called on the manager's I/O thread, with
@@ -61,6 +64,8 @@ struct ManagerOptions {
   std::string socket_dir;
   //! Added to PYTHONPATH of unsandboxed kernels (the python/skylab helpers).
   std::string python_path;
+  //! Called (on the I/O thread) after a kernel was shut down and removed.
+  std::function<void(const std::string& kernel_id)> on_removed;
 };
 
 //! Thread-safe. Callbacks (`done`) run on the I/O thread unless noted.

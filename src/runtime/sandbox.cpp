@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "runtime/gpu.hpp"
 
 namespace skylab::runtime {
 
@@ -354,7 +355,10 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
               {"SKYLAB_USER", spec.owner}};
   for (auto& [k, v] : spec.env)
     if (k.rfind("SKYLAB_", 0) == 0 && k != "SKYLAB_ADMIN_TOKEN") plan.env[k] = v;
-  if (type.gpus == 0) plan.env["CUDA_VISIBLE_DEVICES"] = "";
+  std::string visible;
+  for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
+  plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
+  plan.gpu_devices = gpu_device_nodes(spec.gpus);
 
   auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type);
   if (!cg.ok()) return cg.error();

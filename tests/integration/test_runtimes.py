@@ -190,3 +190,49 @@ def test_idle_cull_spares_busy_kernels(runtime_server):
     while time.time() < deadline and srv.get("/api/kernels/" + busy).status_code == 200:
         time.sleep(0.2)
     assert srv.get("/api/kernels/" + busy).status_code == 404
+
+
+GPUS = """
+[runtimes]
+max_gpu_per_user = 4
+[runtime_types.gpu]
+gpus = 1
+[gpus]
+fake = 2
+"""
+
+
+@pytest.mark.parametrize("runtime_server", [GPUS], indirect=True)
+def test_gpu_queue_with_fake_inventory(runtime_server):
+    srv = runtime_server
+    types = srv.get("/api/skylab/runtime_types").json()
+    assert types["gpus"]["total"] == 2
+    assert {t["name"] for t in types["types"]} >= {"cpu", "gpu"}
+    made = [srv.post("/api/skylab/runtimes", json={"type": "gpu"}) for _ in range(4)]
+    assert [r.status_code for r in made] == [201, 201, 202, 202], [r.text for r in made]
+    running, queued = [r.json() for r in made[:2]], [r.json() for r in made[2:]]
+    srv.kernels.extend(r["id"] for r in running)
+    assert sorted(g for r in running for g in r["gpus"]) == [0, 1]
+    assert [q["position"] for q in queued] == [1, 2]
+    assert all(q["state"] == "queued" for q in queued)
+    # The runtime sees only its own GPU.
+    c = srv.connect(running[0]["id"])
+    c.nudge()
+    assert c.execute("import os; print(os.environ['CUDA_VISIBLE_DEVICES'])").stdout.strip() == str(running[0]["gpus"][0])
+    # Releasing a GPU hands it to the head of the queue; positions advance.
+    assert srv.delete("/api/skylab/runtimes/" + running[0]["id"]).status_code == 204
+    srv.kernels.remove(running[0]["id"])
+    deadline = time.time() + 30
+    while time.time() < deadline and srv.get("/api/skylab/runtimes/" + queued[0]["id"]).json()["state"] == "queued":
+        time.sleep(0.2)
+    third = srv.get("/api/skylab/runtimes/" + queued[0]["id"]).json()
+    assert third["state"] != "queued" and third["gpus"] == running[0]["gpus"], third
+    srv.kernels.append(third["id"])
+    assert srv.get("/api/skylab/runtimes/" + queued[1]["id"]).json()["position"] == 1
+    # Cancel works.
+    assert srv.delete("/api/skylab/runtimes/" + queued[1]["id"]).status_code == 204
+    assert srv.get("/api/skylab/runtimes/" + queued[1]["id"]).status_code == 404
+    # Bad input: unknown type, unknown field, impossible request.
+    assert srv.post("/api/skylab/runtimes", json={"type": "tpu"}).status_code == 400
+    assert srv.post("/api/skylab/runtimes", json={"type": "gpu", "x": 1}).status_code == 400
+    assert srv.post("/api/skylab/runtimes", data="{nope").status_code == 400
