@@ -164,9 +164,11 @@ Status AccountStore::exec(const char* sql) {
 Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions options) {
   // Create the file ourselves so that it is 0600 from the start; SQLite
   // gives its -wal and -shm files the same mode.
-  int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::unavailable("cannot open " + options.path + ": " + std::strerror(errno));
-  ::close(fd);
+  // Only when it does not exist yet: closing any descriptor of a database
+  // file drops the POSIX locks SQLite holds on it in this process.
+  int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+  else if (errno != EEXIST) return Error::unavailable("cannot create " + options.path + ": " + std::strerror(errno));
   std::shared_ptr<AccountStore> s(new AccountStore(std::move(options)));
   int rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);

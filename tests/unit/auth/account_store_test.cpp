@@ -3,16 +3,38 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 
 #include <gtest/gtest.h>
 
+#include "auth/share_store.hpp"
 #include "auth/web_policy.hpp"
 
 namespace skylab::auth {
 
 namespace fs = std::filesystem;
+
+namespace {
+// When re-executed by AnotherProcesssChangesAreSeen: do to that database
+// what `skylab user add bob` or `skylab user passwd alice` does, then exit
+// before any test runs.
+const bool kUserCommandChild = [] {
+  const char* db = std::getenv("SKYLAB_AUTH_TEST_DB");
+  const char* what = std::getenv("SKYLAB_AUTH_TEST_DO");
+  if (!db || !what) return false;
+  AccountStoreOptions o;
+  o.path = db;
+  o.hash = PasswordHashParams::minimal();
+  auto s = AccountStore::open(o);
+  bool ok = s.ok() && (std::string(what) == "add"
+                           ? s.value()->add_user("bob", "bob-password", false).ok()
+                           : s.value()->set_password("alice", "another-password").ok());
+  std::exit(ok ? 0 : 1);
+}();
+}  // namespace
 
 class AccountStoreTest : public ::testing::Test {
  protected:
@@ -231,6 +253,38 @@ TEST_F(AccountStoreTest, AnotherConnectionsChangesAreSeen) {
   ASSERT_TRUE(other->set_disabled("alice", true).ok());
   EXPECT_NE(store_->data_version(), v0);
   EXPECT_FALSE(store_->still_valid(who));
+}
+
+// `skylab user passwd` runs in another process while the server (with its
+// account and share stores on the same file) keeps running. Opening the
+// second store must not drop the first one's SQLite locks, or the other
+// process checkpoints the WAL away and the server reads stale sessions.
+TEST_F(AccountStoreTest, AnotherProcesssChangesAreSeen) {
+  ASSERT_TRUE(store_->add_user("alice", "alice-password", false).ok());
+  auto shares = ShareStore::open((fs::path(dir_) / "skylab.db").string());
+  ASSERT_TRUE(shares.ok());
+  EXPECT_EQ(store_->list_users()->size(), 1u);
+  // A fresh process each time (a fork would share SQLite's lock records).
+  auto run = [&](const char* what) {
+    std::string db = (fs::path(dir_) / "skylab.db").string();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("SKYLAB_AUTH_TEST_DB", db.c_str(), 1);
+      ::setenv("SKYLAB_AUTH_TEST_DO", what, 1);
+      ::execl("/proc/self/exe", "skylab_unit_tests", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    int status = 0;
+    return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  };
+  ASSERT_TRUE(run("add"));  // `skylab user add` while the server runs
+  EXPECT_TRUE(store_->find_user("bob").ok());
+  auto session = store_->create_session(store_->find_user("alice").value());
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(run("passwd"));  // then `skylab user passwd alice`
+  EXPECT_FALSE(store_->session_identity(session->secret).has_value());
+  EXPECT_FALSE(store_->check_password("alice", "alice-password").ok());
+  EXPECT_TRUE(store_->check_password("alice", "another-password").ok());
 }
 
 TEST_F(AccountStoreTest, Authenticator) {

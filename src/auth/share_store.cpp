@@ -1,0 +1,257 @@
+#include "auth/share_store.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "common/util.hpp"
+
+namespace skylab::auth {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+constexpr const char* kComponent = "shares";
+
+const char* kSchemaV1 = R"sql(
+CREATE TABLE IF NOT EXISTS auth_shares(
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  path TEXT NOT NULL,
+  grantee TEXT,
+  role TEXT NOT NULL,
+  created INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS auth_shares_by_owner ON auth_shares(owner, path);
+CREATE INDEX IF NOT EXISTS auth_shares_by_grantee ON auth_shares(grantee);
+)sql";
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt& bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  int step() { return rc_ == SQLITE_OK ? sqlite3_step(s_) : rc_; }
+  std::int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+  std::string text(int c) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_ = SQLITE_OK;
+};
+
+Error db_error(sqlite3* db, const std::string& what) {
+  return Error::internal("share database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
+}
+
+constexpr const char* kColumns = "id, owner, path, grantee, role, created";
+
+Share share_from(Stmt& s) {
+  Share sh;
+  sh.id = s.text(0);
+  sh.owner = s.text(1);
+  sh.path = s.text(2);
+  if (!s.is_null(3)) sh.grantee = s.text(3);
+  sh.role = parse_share_role(s.text(4)).value_or(ShareRole::kViewer);
+  sh.created = s.i64(5);
+  return sh;
+}
+
+Result<std::vector<Share>> collect(sqlite3* db, Stmt& s) {
+  std::vector<Share> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(share_from(s));
+  if (rc != SQLITE_DONE) return db_error(db, "list shares");
+  return out;
+}
+
+}  // namespace
+
+std::string_view share_role_name(ShareRole r) { return r == ShareRole::kEditor ? "editor" : "viewer"; }
+
+std::optional<ShareRole> parse_share_role(std::string_view s) {
+  if (s == "viewer") return ShareRole::kViewer;
+  if (s == "editor") return ShareRole::kEditor;
+  return std::nullopt;
+}
+
+std::optional<ShareRole> share_access(const Share& share, std::string_view who) {
+  if (who.empty()) return std::nullopt;
+  if (who == share.owner) return ShareRole::kEditor;
+  if (share.is_link() || *share.grantee == who) return share.role;
+  return std::nullopt;
+}
+
+ShareStore::~ShareStore() {
+  if (db_) sqlite3_close_v2(db_);
+}
+
+std::int64_t ShareStore::now() const {
+  if (now_) return now_();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, std::function<std::int64_t()> now) {
+  // Only when it does not exist yet: closing any descriptor of a database
+  // file drops the POSIX locks SQLite holds on it in this process.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+  else if (errno != EEXIST) return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
+  std::shared_ptr<ShareStore> s(new ShareStore());
+  s->now_ = std::move(now);
+  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+    return db_error(s->db_, "open " + path);
+  sqlite3_busy_timeout(s->db_, 5000);
+  const char* setup =
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";
+  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(s->db_, "set up");
+  if (sqlite3_exec(s->db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(s->db_, "begin");
+  int version = 0;
+  {
+    Stmt q(s->db_, "SELECT version FROM auth_schema WHERE component = ?");
+    q.bind(1, std::string_view(kComponent));
+    if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
+  }
+  auto rollback = [&] { sqlite3_exec(s->db_, "ROLLBACK", nullptr, nullptr, nullptr); };
+  if (version > kSchemaVersion) {
+    rollback();
+    return Error::unavailable("the share tables were written by a newer Skylab (schema " + std::to_string(version) +
+                              ")");
+  }
+  if (version < kSchemaVersion) {
+    if (sqlite3_exec(s->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      auto e = db_error(s->db_, "create tables");
+      rollback();
+      return e;
+    }
+    Stmt u(s->db_, "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
+                   "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
+    u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
+    if (u.step() != SQLITE_DONE) {
+      auto e = db_error(s->db_, "record schema version");
+      rollback();
+      return e;
+    }
+  }
+  if (sqlite3_exec(s->db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(s->db_, "commit");
+  return s;
+}
+
+Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, std::optional<std::string> grantee,
+                                ShareRole role) {
+  if (!grantee) role = ShareRole::kViewer;
+  std::lock_guard lock(mutex_);
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "begin");
+  struct Rollback {
+    sqlite3* db;
+    bool done = false;
+    ~Rollback() {
+      if (!done) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  } rb{db_};
+  std::optional<Share> existing;
+  {
+    std::string sql = std::string("SELECT ") + kColumns +
+                      " FROM auth_shares WHERE owner = ? AND path = ? AND grantee IS ? LIMIT 1";
+    Stmt q(db_, sql.c_str());
+    q.bind(1, owner).bind(2, path);
+    if (grantee) q.bind(3, *grantee);
+    else q.bind_null(3);
+    int rc = q.step();
+    if (rc == SQLITE_ROW) existing = share_from(q);
+    else if (rc != SQLITE_DONE) return db_error(db_, "find share");
+  }
+  Share sh;
+  if (existing) {
+    sh = *existing;
+    sh.role = role;
+    Stmt u(db_, "UPDATE auth_shares SET role = ? WHERE id = ?");
+    u.bind(1, share_role_name(role)).bind(2, sh.id);
+    if (u.step() != SQLITE_DONE) return db_error(db_, "update share");
+  } else {
+    Stmt n(db_, "SELECT COUNT(*) FROM auth_shares WHERE owner = ?");
+    n.bind(1, owner);
+    if (n.step() != SQLITE_ROW) return db_error(db_, "count shares");
+    if (static_cast<std::size_t>(n.i64(0)) >= kMaxPerOwner)
+      return Error::conflict("Too many shares (" + std::to_string(kMaxPerOwner) + "); revoke some first");
+    sh.id = util::random_hex(grantee ? 12 : 24);  // a link's id is its secret: longer
+    sh.owner = std::string(owner);
+    sh.path = std::string(path);
+    sh.grantee = std::move(grantee);
+    sh.role = role;
+    sh.created = now();
+    Stmt ins(db_, "INSERT INTO auth_shares(id, owner, path, grantee, role, created) VALUES(?, ?, ?, ?, ?, ?)");
+    ins.bind(1, sh.id).bind(2, sh.owner).bind(3, sh.path);
+    if (sh.grantee) ins.bind(4, *sh.grantee);
+    else ins.bind_null(4);
+    ins.bind(5, share_role_name(sh.role)).bind(6, sh.created);
+    if (ins.step() != SQLITE_DONE) return db_error(db_, "create share");
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "commit");
+  rb.done = true;
+  return sh;
+}
+
+Result<Share> ShareStore::find(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  std::string sql = std::string("SELECT ") + kColumns + " FROM auth_shares WHERE id = ?";
+  Stmt q(db_, sql.c_str());
+  q.bind(1, id);
+  int rc = q.step();
+  if (rc == SQLITE_ROW) return share_from(q);
+  if (rc == SQLITE_DONE) return Error::not_found("No such share: " + std::string(id));
+  return db_error(db_, "find share");
+}
+
+Result<std::vector<Share>> ShareStore::by_owner(std::string_view owner, std::optional<std::string_view> path) {
+  std::lock_guard lock(mutex_);
+  std::string sql = std::string("SELECT ") + kColumns + " FROM auth_shares WHERE owner = ?" +
+                    (path ? " AND path = ?" : "") + " ORDER BY created DESC, rowid DESC";
+  Stmt q(db_, sql.c_str());
+  q.bind(1, owner);
+  if (path) q.bind(2, *path);
+  return collect(db_, q);
+}
+
+Result<std::vector<Share>> ShareStore::with_user(std::string_view grantee) {
+  std::lock_guard lock(mutex_);
+  std::string sql = std::string("SELECT ") + kColumns +
+                    " FROM auth_shares WHERE grantee = ? ORDER BY created DESC, rowid DESC";
+  Stmt q(db_, sql.c_str());
+  q.bind(1, grantee);
+  return collect(db_, q);
+}
+
+Status ShareStore::revoke(std::string_view owner, std::string_view id) {
+  std::lock_guard lock(mutex_);
+  Stmt d(db_, "DELETE FROM auth_shares WHERE id = ? AND owner = ?");
+  d.bind(1, id).bind(2, owner);
+  if (d.step() != SQLITE_DONE) return db_error(db_, "revoke share");
+  if (sqlite3_changes(db_) == 0) return Error::not_found("No such share: " + std::string(id));
+  return ok_status();
+}
+
+}  // namespace skylab::auth
