@@ -156,6 +156,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_runtime_routes(*r, ctx);
   add_channel_routes(*r, ctx);
   add_account_routes(*r, ctx);
+  add_share_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
   return r;

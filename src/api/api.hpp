@@ -16,6 +16,7 @@ class Drive;
 
 namespace skylab::auth {
 class AccountStore;
+class ShareStore;
 }
 
 namespace skylab::runtime {
@@ -42,6 +43,8 @@ struct Context {
   //! Called after this process changed accounts, sessions or tokens, so that
   //! open WebSockets are checked against the change. Set before serving.
   std::function<void()> accounts_changed;
+  //! Sharing grants; null: no sharing routes.
+  std::shared_ptr<auth::ShareStore> shares;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
   std::string output_origin;
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
@@ -67,6 +70,8 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! /login, /logout, /api/skylab/tokens, /api/skylab/users, /api/skylab/routes.
 void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! /api/skylab/shares (mine), /api/skylab/shared (with me, and access to it).
+void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
 

@@ -14,6 +14,7 @@
 #include "auth/account_store.hpp"
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
+#include "auth/share_store.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
@@ -241,7 +242,14 @@ int serve_main(const std::vector<std::string>& args) {
   }
 
   auto ctx = std::make_shared<api::Context>();
+  auto shares = auth::ShareStore::open(account_options.path);
+  if (!shares.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", shares.error().message.c_str());
+    return 1;
+  }
+
   ctx->accounts = accounts.value();
+  ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());

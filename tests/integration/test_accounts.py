@@ -552,6 +552,7 @@ def test_security_headers(server):
 KID = "/api/kernels/([0-9a-fA-F-]{1,64})"
 SID = "/api/sessions/([0-9a-fA-F-]{1,64})/?"
 CONTENTS = r"/api/contents(/[\s\S]*)?"
+SHARE = "([0-9a-f]{24,48})"
 RULES = {
     ("GET", "/"): ("public",),
     ("GET", "/api/?"): ("public",),
@@ -597,6 +598,23 @@ RULES = {
     ("GET", SID): ("item", ["{session}"]),
     ("PATCH", SID): ("item", ["{session}"], {"path": "stolen.ipynb"}),
     ("DELETE", SID): ("item", ["{session}"]),
+    # Runtimes are kernels with a type: B's runtime id is B's kernel id.
+    ("GET", "/api/skylab/runtime_types/?"): ("global",),
+    ("GET", "/api/skylab/runtimes/?"): ("list",),
+    ("POST", "/api/skylab/runtimes/?"): ("create",),
+    ("GET", "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?"): ("item", ["{kernel}"]),
+    ("DELETE", "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?"): ("item", ["{kernel}"]),
+    ("GET", "/api/skylab/resources/?"): ("global",),
+    # Sharing: B's share (to a third user) is not A's to see, use or revoke.
+    ("POST", "/api/skylab/shares/?"): ("attach", [], {"path": "{nb}", "user": "{user}"}),
+    ("GET", "/api/skylab/shares/?"): ("list",),
+    ("DELETE", "/api/skylab/shares/" + SHARE): ("item", ["{share}"]),
+    ("GET", "/api/skylab/shared/?"): ("list",),
+    ("GET", "/api/skylab/shared/" + SHARE + r"/contents(/[\s\S]*)?"): ("item", ["{share}", ""]),
+    ("PUT", "/api/skylab/shared/" + SHARE + r"/contents(/[\s\S]*)?"): (
+        "item", ["{share}", ""], {"type": "notebook", "format": "json", "content": NOTEBOOK}),
+    ("GET", "/api/skylab/shared/" + SHARE + r"/files(/[\s\S]*)?"): ("item", ["{share}", ""]),
+    ("POST", "/api/skylab/shared/" + SHARE + "/copy"): ("item", ["{share}"]),
 }
 
 
@@ -672,6 +690,13 @@ def two_users(server):
         r = bs.get(server.url("/api/skylab/revisions"), params={"path": things["nb"]}, timeout=30)
         assert r.status_code == 200, r.text
         things["revision"] = str(r.json()["revisions"][0]["id"])
+        if has_route(server, "POST", "/api/skylab/shares/?"):
+            c = uname("c")
+            add_user(server, c, "password-of-c")
+            r = bs.post(server.url("/api/skylab/shares"), json={"path": things["nb"], "user": c, "role": "editor"},
+                        timeout=30)
+            assert r.status_code == 201, r.text
+            things["share"] = r.json()["id"]
     if has_route(server, "POST", "/api/sessions/?"):
         r = bs.post(server.url("/api/sessions"), json={"path": things.get("nb", "x.ipynb"), "type": "notebook",
                                                        "kernel": {"id": things["kernel"]}}, timeout=60)
@@ -686,7 +711,7 @@ def test_isolation_route_walk(server, two_users):
     A, things, bs = two_users
     routes = server.get("/api/skylab/routes").json()
     assert len(routes) >= 20
-    secrets_of_b = [v for k, v in things.items() if k in ("kernel", "token", "session", "nb", "dir")]
+    secrets_of_b = [v for k, v in things.items() if k in ("kernel", "token", "session", "nb", "dir", "share")]
     a_browser = A["browser"]
     a_token = token_session(A["token"])
     unknown, failures, checked = [], [], 0
@@ -773,6 +798,8 @@ def test_isolation_route_walk(server, two_users):
         assert things["checkpoint"] in r.text
     if "session" in things:
         assert bs.get(server.url("/api/sessions/" + things["session"]), timeout=10).status_code == 200
+    if "share" in things:
+        assert things["share"] in bs.get(server.url("/api/skylab/shares"), timeout=10).text
     # A's own listings never show B's things, and B sees nothing of A's.
     kid_a = a_token.post(server.url("/api/kernels"), json={}, timeout=60).json()["id"]
     try:
