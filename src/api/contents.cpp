@@ -269,9 +269,19 @@ Response put_contents(drive::Drive& d, Call& c) {
   auto type_it = m.find("type");
   if (type_it == m.end() || !type_it->is_string()) return error(400, "No file type provided");
   std::string type = type_it->get<std::string>();
+  if (type != "directory" && (!m.contains("content") || m["content"].is_null())) {
+    // As Jupyter: a new path gets an empty notebook or file; an existing one needs content.
+    if (d.get(c.user, path).ok() || (m.contains("chunk") && !m["chunk"].is_null()))
+      return error(400, "No file content provided");
+    if (type == "notebook") {
+      m["content"] = drive::new_notebook();
+    } else {
+      type = "file";
+      m["content"] = "";
+      m["format"] = "text";
+    }
+  }
   auto content_it = m.find("content");
-  if (type != "directory" && (content_it == m.end() || content_it->is_null()))
-    return error(400, "No file content provided");
   const json* format = m.contains("format") ? &m["format"] : nullptr;
 
   if (auto ch = m.find("chunk"); ch != m.end() && !ch->is_null()) {

@@ -195,12 +195,16 @@ def test_text_and_binary_files(server, workdir):
     assert server.get(api(workdir + "/missing.txt")).status_code == 404
     # bad models
     assert server.http.put(server.url(api(workdir + "/x.txt")), json={"content": "x"}).status_code == 400
-    assert server.http.put(server.url(api(workdir + "/x.txt")), json={"type": "file"}).status_code == 400
-    assert server.http.put(server.url(api(workdir + "/x.txt")),
-                           json={"type": "file", "content": "x"}).status_code == 400
-    assert server.http.put(server.url(api(workdir + "/x.txt")),
-                           json={"type": "file", "format": "base64", "content": "!!!"}).status_code == 400
+    # no content: a new path gets an empty file, an existing one is refused
+    assert server.http.put(server.url(api(workdir + "/empty.txt")), json={"type": "file"}).status_code == 201
+    assert server.get(api(workdir + "/empty.txt")).json()["content"] == ""
+    assert server.http.put(server.url(api(workdir + "/hello.txt")), json={"type": "file"}).status_code == 400
     assert server.http.put(server.url(api(workdir + "/x.txt")), data=b"{nope").status_code == 400
+    if not IS_JUPYTER:  # Jupyter 1.23 answers 500, or decodes bad base64 leniently
+        assert server.http.put(server.url(api(workdir + "/x.txt")),
+                               json={"type": "file", "content": "x"}).status_code == 400
+        assert server.http.put(server.url(api(workdir + "/x.txt")),
+                               json={"type": "file", "format": "base64", "content": "!!!"}).status_code == 400
 
 
 def test_listing(server, workdir):
@@ -259,8 +263,9 @@ def test_rename_move_delete(server, workdir):
     r = server.http.patch(server.url(api(workdir + "/sub")), json={"path": workdir + "/sub2"})
     assert r.status_code == 200 and r.json()["type"] == "directory"
     assert server.get(api(workdir + "/sub2/c.txt")).json()["content"] == "A"
-    assert server.http.patch(server.url(api(workdir + "/missing")),
-                             json={"path": workdir + "/x"}).status_code == 404
+    if not IS_JUPYTER:  # Jupyter 1.23: 500
+        assert server.http.patch(server.url(api(workdir + "/missing")),
+                                 json={"path": workdir + "/x"}).status_code == 404
     # delete
     assert server.delete(api(workdir + "/b.txt")).status_code == 204
     assert server.get(api(workdir + "/b.txt")).status_code == 404
@@ -323,6 +328,7 @@ def test_notebook_save_and_load(server, workdir):
     assert f["type"] == "file" and json.loads(f["content"])["nbformat"] == 4
 
 
+@skylab_only
 def test_cell_ids_added_and_minor_upgraded(server, workdir):
     nb = notebook("old", minor=4, ids=False)
     assert put_notebook(server, workdir + "/old.ipynb", nb).status_code == 201
@@ -411,7 +417,8 @@ def test_checkpoints(server, workdir):
     assert_valid_on_disk(server, path)
     assert server.delete(base + "/checkpoints/" + cp["id"]).status_code == 204
     assert cp["id"] not in [c["id"] for c in server.get(base + "/checkpoints").json()]
-    assert server.post(base + "/checkpoints/999999999").status_code == 404
+    if not IS_JUPYTER:  # Jupyter 1.23: 500
+        assert server.post(base + "/checkpoints/999999999").status_code == 404
 
 
 @skylab_only
