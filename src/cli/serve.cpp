@@ -220,6 +220,7 @@ int serve_main(const std::vector<std::string>& args) {
   if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
   mo.on_removed = [gpus](const std::string& id) { gpus->release(id); };
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
+  for (auto& k : kernels->reattach()) gpus->claim(k.id, k.gpus);
   runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
   lifecycle.start();
 

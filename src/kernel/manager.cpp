@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <cstring>
 #include <thread>
 
@@ -77,6 +78,7 @@ struct Kernel {
   // I/O thread only.
   Phase phase = Phase::kRunning;
   pid_t pid_io = -1;
+  bool adopted = false;  // reattached after a server restart: not our child
   int ports[5] = {0, 0, 0, 0, 0};  // shell, iopub, stdin, control, hb
   std::string connection_file;
   std::string conn_dir;  // ipc: per-kernel socket directory
@@ -295,6 +297,52 @@ struct KernelManager::Impl {
       std::error_code ec;
       fs::remove_all(k.conn_dir, ec);
     }
+  }
+
+  // Whether the kernel's process has exited (reaping it when it is our child).
+  // `block`: wait for it (after SIGKILL).
+  bool reap(Kernel& k, bool block, int& status) {
+    status = 0;
+    if (!k.adopted) return ::waitpid(k.pid_io, &status, block ? 0 : WNOHANG) == k.pid_io;
+    for (int i = 0; i < (block ? 200 : 1); ++i) {
+      std::ifstream st("/proc/" + std::to_string(k.pid_io) + "/stat");
+      std::string pid, comm, state;
+      if (!(st >> pid >> comm >> state) || state == "Z" || state == "X") return true;
+      if (block) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  // Runtime records: what a restarted server needs to reattach to a kernel.
+  std::string record_path(const std::string& id) const {
+    return (fs::path(opts.runtime_dir) / "records" / (id + ".json")).string();
+  }
+
+  void save_record(Kernel& k) {
+    nlohmann::json r = {{"id", k.id},
+                        {"owner", k.owner},
+                        {"spec", k.spec.name},
+                        {"runtime_type", k.runtime_type},
+                        {"pid", k.pid_io},
+                        {"key", k.key},
+                        {"ports", {k.ports[0], k.ports[1], k.ports[2], k.ports[3], k.ports[4]}},
+                        {"ipc_base", k.ipc_base},
+                        {"conn_dir", k.conn_dir},
+                        {"connection_file", k.connection_file},
+                        {"state_file", k.state_file},
+                        {"started_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                           k.started.time_since_epoch()).count()},
+                        {"gpus", k.gpus}};
+    std::error_code ec;
+    fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
+    std::string path = record_path(k.id), tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return log::warn("kernel " + k.id + ": cannot save its runtime record");
+    std::string text = r.dump();
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (ok) ::rename(tmp.c_str(), path.c_str());
+    else ::unlink(tmp.c_str());
   }
 
   // Kills the kernel's processes: its process group, and whatever the launcher knows of.
@@ -591,8 +639,10 @@ struct KernelManager::Impl {
       k.state = "starting";
     }
     k.pid_io = pid.value();
+    k.adopted = false;
     k.phase = Phase::kRunning;
     open_sockets(k);
+    save_record(k);
     emit_status(k, "starting");
   }
 
@@ -600,10 +650,11 @@ struct KernelManager::Impl {
     if (k.pid_io > 0) {
       kill_processes(k, k.pid_io);
       int status = 0;
-      ::waitpid(k.pid_io, &status, 0);
+      reap(k, true, status);
       k.pid_io = -1;
     }
     if (opts.launcher) opts.launcher->kill_all(k.id, -1);
+    ::unlink(record_path(k.id).c_str());
     drop_live(k);
     remove_connection_files(k);
     if (opts.launcher) opts.launcher->cleanup(k.id);
@@ -648,8 +699,7 @@ struct KernelManager::Impl {
       Kernel& k = *kp;
       if (reap && k.pid_io > 0) {
         int status = 0;
-        pid_t r = ::waitpid(k.pid_io, &status, WNOHANG);
-        if (r == k.pid_io) {
+        if (this->reap(k, false, status)) {
           on_exit(k, status);
           continue;
         }
@@ -658,7 +708,7 @@ struct KernelManager::Impl {
           now >= k.phase_deadline) {
         kill_processes(k, k.pid_io);
         int status = 0;
-        ::waitpid(k.pid_io, &status, 0);
+        this->reap(k, true, status);
         on_exit(k, status);
         continue;
       }
@@ -809,6 +859,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   impl_->post([this, k, p = pid.value()] {
     k->pid_io = p;
     impl_->open_sockets(*k);
+    impl_->save_record(*k);
   });
   return model;
 }
@@ -933,6 +984,67 @@ Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
     impl_->send_to(*k, ch, msg, sig);
   });
   return ok_status();
+}
+
+std::vector<KernelModel> KernelManager::reattach() {
+  std::vector<KernelModel> adopted;
+  std::error_code ec;
+  fs::path dir = fs::path(impl_->opts.runtime_dir) / "records";
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() != ".json") continue;
+    std::ifstream in(it->path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto r = nlohmann::json::parse(ss.str(), nullptr, false);
+    auto k = std::make_shared<Kernel>();
+    try {
+      k->id = r.at("id").get<std::string>();
+      k->owner = r.at("owner").get<std::string>();
+      k->runtime_type = r.at("runtime_type").get<std::string>();
+      k->pid_io = r.at("pid").get<pid_t>();
+      k->key = r.at("key").get<std::string>();
+      for (int i = 0; i < 5; ++i) k->ports[i] = r.at("ports").at(i).get<int>();
+      k->ipc_base = r.at("ipc_base").get<std::string>();
+      k->conn_dir = r.at("conn_dir").get<std::string>();
+      k->connection_file = r.at("connection_file").get<std::string>();
+      k->state_file = r.at("state_file").get<std::string>();
+      k->started = SysClock::time_point(std::chrono::microseconds(r.at("started_us").get<long long>()));
+      k->gpus = r.at("gpus").get<std::vector<int>>();
+      auto spec = impl_->specs->find(r.at("spec").get<std::string>());
+      if (!spec.ok()) throw std::runtime_error("kernelspec is gone");
+      k->spec = std::move(spec.value());
+    } catch (const std::exception& e) {
+      log::warn("runtime record " + it->path().filename().string() + " unusable (" + e.what() + "); removed");
+      fs::remove(it->path(), ec);
+      continue;
+    }
+    k->signer = std::make_unique<Signer>(k->key);
+    k->session = util::uuid4();
+    k->identity = util::uuid4();
+    k->adopted = true;
+    int status = 0;
+    if (k->pid_io <= 0 || impl_->reap(*k, false, status) || ::kill(k->pid_io, 0) != 0) {
+      // Reap the dead: nothing of it may stay behind.
+      log::info("kernel " + k->id + " died while the server was away; cleaning up");
+      if (impl_->opts.launcher) {
+        impl_->opts.launcher->kill_all(k->id, -1);
+        impl_->opts.launcher->cleanup(k->id);
+      }
+      impl_->remove_connection_files(*k);
+      fs::remove(it->path(), ec);
+      continue;
+    }
+    {
+      std::lock_guard lock(impl_->mutex);
+      k->pid = k->pid_io;
+      k->state = "starting";
+      impl_->kernels[k->id] = k;
+      adopted.push_back(model_of(*k));
+    }
+    log::info("kernel " + k->id + " reattached (pid " + std::to_string(k->pid_io) + ")");
+    impl_->post([this, k] { impl_->open_sockets(*k); });
+  }
+  return adopted;
 }
 
 Status KernelManager::notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) {

@@ -80,6 +80,10 @@ class KernelManager {
   Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
                             const StartOptions& options = {});
   std::vector<KernelModel> list() const;
+  //! Adopts the kernels of a previous server process from their runtime
+  //! records (data-dir/runtime/records): live ones are reconnected and
+  //! checked with kernel_info, dead ones are cleaned up. Call once, at start.
+  std::vector<KernelModel> reattach();
   Result<KernelModel> get(const std::string& id) const;
 
   //! SIGINT to the kernel's process group, or `interrupt_request` on control

@@ -168,6 +168,12 @@ int GpuAllocator::request(const std::string& id, int count, Grant on_grant) {
   return pos;
 }
 
+void GpuAllocator::claim(const std::string& id, const std::vector<int>& gpus) {
+  std::lock_guard lock(mutex_);
+  for (int g : gpus)
+    if (g >= 0 && g < static_cast<int>(owner_.size())) owner_[g] = id;
+}
+
 int GpuAllocator::position(const std::string& id) const {
   std::lock_guard lock(mutex_);
   for (std::size_t i = 0; i < queue_.size(); ++i)

@@ -51,6 +51,9 @@ class GpuAllocator {
   //! and returns the 1-based queue position. -1 when `count` exceeds the
   //! machine's GPUs (can never be served).
   int request(const std::string& id, int count, Grant on_grant);
+  //! Records that `id` holds these GPUs (a runtime reattached after a
+  //! server restart). Indices out of range are ignored.
+  void claim(const std::string& id, const std::vector<int>& gpus);
   //! 1-based queue position of `id`, 0 when not queued.
   int position(const std::string& id) const;
   //! Removes `id` from the queue; false when it was not queued.

@@ -236,3 +236,49 @@ def test_gpu_queue_with_fake_inventory(runtime_server):
     assert srv.post("/api/skylab/runtimes", json={"type": "tpu"}).status_code == 400
     assert srv.post("/api/skylab/runtimes", json={"type": "gpu", "x": 1}).status_code == 400
     assert srv.post("/api/skylab/runtimes", data="{nope").status_code == 400
+
+
+def test_runtimes_survive_a_server_sigkill_and_are_reattached():
+    import signal
+    import subprocess
+
+    import requests
+
+    srv = Server()
+    try:
+        kids = [srv.create_kernel() for _ in range(5)]
+        for i, kid in enumerate(kids):
+            c = srv.connect(kid)
+            c.nudge(timeout=60)
+            c.eval_ok("x = %d" % (i * 11))
+            c.close()
+        srv.clients.clear()
+        # SIGKILL: no chance to shut anything down.
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        srv.log.close()
+        # A new server process on the same data directory and port.
+        srv.log = open(srv.log_path, "ab")
+        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
+        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=srv.tmp)
+        srv.wait_ready()
+        listed = {k["id"] for k in srv.get("/api/kernels").json()}
+        assert listed == set(kids), srv.log_text()
+        for i, kid in enumerate(kids):
+            c = srv.connect(kid)
+            c.nudge(timeout=60)
+            assert c.execute("print(x)").stdout.strip() == str(i * 11), "state lost in " + kid
+        # A runtime deleted after the restart leaves no process or cgroup.
+        victim = kids.pop()
+        assert srv.delete("/api/kernels/" + victim).status_code == 204
+        srv.kernels = kids
+        time.sleep(0.5)
+        assert not [d for d in os.listdir("/sys/fs/cgroup/pids") if victim in d] if os.path.isdir("/sys/fs/cgroup/pids") else True
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert victim not in ps
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
