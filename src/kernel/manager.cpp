@@ -719,7 +719,7 @@ struct KernelManager::Impl {
         auto info = inspect(m);
         if (info.ok() && k.nudges.size() < 1000) k.nudges.insert(info->msg_id);
         send_on(k, k.sock.shell, m, k.signer->sign(m));
-        k.next_nudge = now + std::chrono::milliseconds(k.got_info ? 100 : 250);
+        k.next_nudge = now + std::chrono::milliseconds(k.got_info ? 50 : 100);
       }
       if (!ready && now >= k.ready_deadline) {
         k.ready_deadline = now + opts.ready_timeout;
