@@ -671,6 +671,15 @@ def test_html_and_odd_names_are_returned_escaped(server, workdir):
     assert put_file(server, workdir + "/bad\rname.txt", "x").status_code == 400
 
 
+@skylab_only
+def test_overlong_and_odd_paths(server):
+    for target in ("/api/contents/" + "a" * 300, "/api/contents/" + "abc/" * 1100,
+                   "/api/contents/" + "a" * 15000, "/files/" + "b/" * 7000, "/api/contents/a%0Ab"):
+        status, data = raw_request(server, "GET", target)
+        assert status in (400, 404, 414, 431), (target[:40], status, data[:200])
+    assert server.get("/api/contents").status_code == 200  # still serving
+
+
 def test_hidden_files(server, workdir):
     with open(os.path.join(drive_root(server), workdir, ".secret"), "w") as f:
         f.write("hidden")

@@ -120,6 +120,22 @@ def test_console_sessions_and_bad_requests(server):
 
 
 @skylab_only
+def test_session_strings_are_returned_escaped(server):
+    path = "<img src=x onerror=alert(1)>-%s.ipynb" % uuid.uuid4().hex[:6]
+    r = new_session(server, path, name="<b>name</b>")
+    assert r.status_code == 201, r.text
+    try:
+        assert b"<img" not in r.content and b"<b>" not in r.content
+        assert r.json()["path"] == path and r.json()["name"] == "<b>name</b>"
+        listed = server.get("/api/sessions")
+        assert b"<img" not in listed.content and path in [s["path"] for s in listed.json()]
+    finally:
+        server.delete("/api/sessions/" + r.json()["id"])
+    r = new_session(server, "y.ipynb", kernel={"name": "<script>x</script>"})
+    assert r.status_code == 501 and b"<script>" not in r.content
+
+
+@skylab_only
 def test_renaming_the_notebook_keeps_its_session(server, session):
     new_path = "moved-" + session["path"]
     r = server.http.patch(server.url("/api/contents/" + urllib.parse.quote(session["path"])), json={"path": new_path})
