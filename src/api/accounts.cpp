@@ -37,13 +37,21 @@ class LoginWorkers {
   LoginWorkers(std::size_t threads, std::size_t max_pending) : max_pending_(max_pending) {
     for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
   }
-  ~LoginWorkers() {
+  ~LoginWorkers() { stop(); }
+  //! Drops the sign-ins still waiting, lets the running ones finish and joins
+  //! the threads; later posts are refused. Idempotent; call it before the
+  //! HTTP server goes away (a finished check answers through it).
+  void stop() {
+    std::deque<std::function<void()>> dropped;
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
+      dropped.swap(tasks_);
     }
     cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    std::lock_guard join(join_mu_);
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
   }
   //! False when too many logins are waiting (the caller answers 503).
   bool post(std::function<void()> task) {
@@ -76,9 +84,10 @@ class LoginWorkers {
   }
 
   std::mutex mu_;
+  std::mutex join_mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
+  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                    // GUARDED_BY(mu_)
   std::size_t max_pending_;
   std::vector<std::thread> threads_;
 };
@@ -249,6 +258,9 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->accounts) return;
   auto store = ctx->accounts;
   auto st = std::make_shared<LoginState>(store);
+  ctx->stop_logins = [weak = std::weak_ptr<LoginState>(st)] {
+    if (auto s = weak.lock()) s->workers.stop();
+  };
   http::RouteOptions pub;
   pub.public_route = true;
   pub.body_limit = kLoginBodyLimit;

@@ -35,6 +35,7 @@ void close_all_channels(Context& ctx) {
 }
 
 void stop_work(Context& ctx) {
+  if (ctx.stop_logins) ctx.stop_logins();
   if (ctx.work) ctx.work->stop();
 }
 

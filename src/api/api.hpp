@@ -43,6 +43,9 @@ struct Context {
   //! Called after this process changed accounts, sessions or tokens, so that
   //! open WebSockets are checked against the change. Set before serving.
   std::function<void()> accounts_changed;
+  //! Stops the sign-in threads (pending sign-ins are dropped); set by
+  //! add_account_routes, called by stop_work.
+  std::function<void()> stop_logins;
   //! Sharing grants; null: no sharing routes.
   std::shared_ptr<auth::ShareStore> shares;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
