@@ -45,8 +45,17 @@ def runtime_server(request):
 
 
 def run(client, code, timeout=60):
-    r = client.execute(code, timeout=timeout)
-    return r
+    return client.execute(code, timeout=timeout)
+
+
+def wait_gone(srv, kid, timeout=30):
+    """True once GET /api/kernels/{kid} answers 404 (the runtime ended)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if srv.get("/api/kernels/" + kid).status_code == 404:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 SANDBOX = """
@@ -148,10 +157,7 @@ skylab.runtime.on_expiry(save)
     assert 0 <= warning["content"]["seconds_left"] <= 5
     c.wait_for(lambda m: m["msg_type"] == "skylab_runtime_event" and m["content"]["event"] == "expiring",
                timeout=20, what="expiry event")
-    deadline = time.time() + 30
-    while time.time() < deadline and srv.get("/api/kernels/" + kid).status_code == 200:
-        time.sleep(0.2)
-    assert srv.get("/api/kernels/" + kid).status_code == 404, "runtime outlived its lifetime"
+    assert wait_gone(srv, kid), "runtime outlived its lifetime"
     # The hook ran before the end and its file outlives the runtime: in the
     # user's Drive (sandboxed), or the server's working directory (not).
     found = [os.path.join(root, f) for root, _, files in os.walk(srv.tmp) for f in files if f == "expiry-proof.txt"]
@@ -178,18 +184,12 @@ def test_idle_cull_spares_busy_kernels(runtime_server):
     ci.nudge()
     cb.execute_request("import time; time.sleep(7); print('survived')")
     # The idle one goes after ~3 s; the busy one is still there while its cell runs.
-    deadline = time.time() + 20
-    while time.time() < deadline and srv.get("/api/kernels/" + idle).status_code == 200:
-        time.sleep(0.2)
-    assert srv.get("/api/kernels/" + idle).status_code == 404, "idle runtime was not culled"
+    assert wait_gone(srv, idle, timeout=20), "idle runtime was not culled"
     assert srv.get("/api/kernels/" + busy).status_code == 200, "busy runtime was culled"
     cb.wait_for(lambda m: m["msg_type"] == "stream" and "survived" in m["content"].get("text", ""), timeout=20,
                 what="busy cell output")
     # Once idle, it goes too.
-    deadline = time.time() + 20
-    while time.time() < deadline and srv.get("/api/kernels/" + busy).status_code == 200:
-        time.sleep(0.2)
-    assert srv.get("/api/kernels/" + busy).status_code == 404
+    assert wait_gone(srv, busy, timeout=20), "runtime not culled once idle"
 
 
 GPUS = """
