@@ -12,6 +12,11 @@
 // Durability: every write goes to a temporary file `.~skylab-*` in the target
 // directory, is fsync'ed, renamed over the target, and the directory is
 // fsync'ed; a crash at any moment leaves the target old or new.
+//
+// Ownership: a replaced file keeps its mode and owner; a new file or
+// directory gets the owner of the directory it is created in (when the
+// server runs as root), so that a user's runtime, which owns that user's
+// Drive, can change what the API wrote.
 #pragma once
 
 #include <sys/types.h>

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "common/log.hpp"
 #include "common/util.hpp"
@@ -240,8 +241,8 @@ class LocalFileStore final : public FileStore {
     auto dir = open_dir(user, path.parent());
     if (!dir.ok()) return dir.error();
     std::string name(path.name());
-    auto mode = existing_file_mode(dir->get(), name, path);
-    if (!mode.ok()) return mode.error();
+    auto existing = existing_file(dir->get(), name, path);
+    if (!existing.ok()) return existing.error();
     std::string tmp = std::string(kTempPrefix) + "save-" + util::random_hex(8);
     Fd fd(::openat(dir->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
     if (fd.get() < 0) return errno_error(errno, "save", path);
@@ -251,7 +252,7 @@ class LocalFileStore final : public FileStore {
       return errno_error(err, "save", path);
     };
     if (int err = write_all(fd.get(), bytes)) return fail(err);
-    if (*mode >= 0) ::fchmod(fd.get(), static_cast<mode_t>(*mode));
+    adopt(fd.get(), dir->get(), existing.value());
     if (io_->fsync(fd.get()) != 0) return fail(errno);
     if (::close(fd.release()) != 0) {
       int err = errno;
@@ -277,8 +278,8 @@ class LocalFileStore final : public FileStore {
     std::string name(path.name());
     // The staging name depends only on the target name, so every chunk finds it.
     std::string staging = std::string(kTempPrefix) + "upload-" + sha256_hex(name).substr(0, 32);
-    auto mode = existing_file_mode(dir->get(), name, path);
-    if (!mode.ok()) return mode.error();
+    auto existing = existing_file(dir->get(), name, path);
+    if (!existing.ok()) return existing.error();
 
     Fd fd;
     if (chunk == 1) {
@@ -310,7 +311,7 @@ class LocalFileStore final : public FileStore {
     if (::fstat(fd.get(), &st) == 0) res.bytes_so_far = static_cast<std::uint64_t>(st.st_size);
     if (chunk != -1) return res;
 
-    if (*mode >= 0) ::fchmod(fd.get(), static_cast<mode_t>(*mode));
+    adopt(fd.get(), dir->get(), existing.value());
     if (io_->fsync(fd.get()) != 0) return discard(errno);
     if (::close(fd.release()) != 0) {
       int err = errno;
@@ -332,10 +333,13 @@ class LocalFileStore final : public FileStore {
     if (path.is_root()) return Error::conflict("The root directory exists");
     auto dir = open_dir(user, path.parent());
     if (!dir.ok()) return dir.error();
-    if (::mkdirat(dir->get(), std::string(path.name()).c_str(), 0777) != 0) {
+    std::string name(path.name());
+    if (::mkdirat(dir->get(), name.c_str(), 0777) != 0) {
       if (errno == EEXIST) return Error::conflict("File or directory exists: " + shown(path));
       return errno_error(errno, "create directory", path);
     }
+    Fd created(::openat(dir->get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (created.get() >= 0) adopt(created.get(), dir->get(), std::nullopt);
     sync_dir(dir->get());
     return ok_status();
   }
@@ -414,6 +418,7 @@ class LocalFileStore final : public FileStore {
       if (n == 0) break;
       if (int err = write_all(fd.get(), std::string_view(buf.data(), static_cast<std::size_t>(n)))) return fail(err);
     }
+    adopt(fd.get(), dir->get(), std::nullopt);
     if (io_->fsync(fd.get()) != 0) return fail(errno);
     if (::close(fd.release()) != 0) {
       int err = errno;
@@ -485,18 +490,35 @@ class LocalFileStore final : public FileStore {
     return fd;
   }
 
-  //! Mode bits of the regular file `name` in `dirfd`, -1 if it does not
-  //! exist, an error if something other than a regular file is there.
-  Result<int> existing_file_mode(int dirfd, const std::string& name, const DrivePath& path) {
+  //! The stat of the regular file `name` in `dirfd`, nullopt if nothing is
+  //! there, an error if something other than a regular file is.
+  Result<std::optional<struct stat>> existing_file(int dirfd, const std::string& name, const DrivePath& path) {
     struct stat st;
     if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return -1;
+      if (errno == ENOENT) return std::optional<struct stat>();
       return errno_error(errno, "save", path);
     }
     if (S_ISDIR(st.st_mode)) return Error::bad_request(shown(path) + " is a directory");
     if (!S_ISREG(st.st_mode))
       return Error::bad_request(shown(path) + " is not a regular file (a symbolic link or special file)");
-    return static_cast<int>(st.st_mode & 07777);
+    return std::optional<struct stat>(st);
+  }
+
+  //! Gives a file the server creates the right owner and mode: those of the
+  //! file it replaces, else the owner of its directory (a user's runtime owns
+  //! the user's Drive, and must be able to change what the API wrote).
+  //! Ownership changes only when the server runs as root.
+  void adopt(int fd, int dirfd, const std::optional<struct stat>& replaced) {
+    if (replaced) ::fchmod(fd, replaced->st_mode & 07777);
+    if (::geteuid() != 0) return;
+    struct stat owner;
+    if (replaced) {
+      owner = *replaced;
+    } else if (::fstat(dirfd, &owner) != 0) {
+      return;
+    }
+    if (::fchown(fd, owner.st_uid, owner.st_gid) != 0)
+      log::warn(std::string("drive: cannot set the owner of a new file: ") + std::strerror(errno));
   }
 
   //! Returns 0 or an errno.

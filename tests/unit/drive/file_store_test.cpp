@@ -268,3 +268,28 @@ TEST_F(FileStoreTest, SweepRemovesOldTemporariesOnly) {
 }
 
 }  // namespace skylab::drive
+
+namespace skylab::drive {
+
+TEST_F(FileStoreTest, NewFilesTakeTheDirectorysOwnerAndReplacedOnesKeepTheirs) {
+  if (::geteuid() != 0) GTEST_SKIP() << "changing owners needs root";
+  ASSERT_EQ(::chown(root_.c_str(), 4242, 4243), 0);
+  ASSERT_TRUE(store_->write_atomic("alice", P("new.txt"), "x").ok());
+  ASSERT_TRUE(store_->make_directory("alice", P("dir")).ok());
+  ASSERT_TRUE(store_->write_chunk("alice", P("up.bin"), -1, "y").ok());
+  ASSERT_TRUE(store_->copy_file("alice", P("new.txt"), P("copy.txt")).ok());
+  for (const char* n : {"new.txt", "dir", "up.bin", "copy.txt"}) {
+    struct stat st;
+    ASSERT_EQ(::stat((root_ / n).c_str(), &st), 0) << n;
+    EXPECT_EQ(st.st_uid, 4242u) << n;
+    EXPECT_EQ(st.st_gid, 4243u) << n;
+  }
+  ASSERT_EQ(::chown((root_ / "new.txt").c_str(), 5151, 5152), 0);
+  ASSERT_TRUE(store_->write_atomic("alice", P("new.txt"), "replaced").ok());
+  struct stat st;
+  ASSERT_EQ(::stat((root_ / "new.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 5151u);
+  EXPECT_EQ(st.st_gid, 5152u);
+}
+
+}  // namespace skylab::drive
