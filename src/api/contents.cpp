@@ -172,6 +172,7 @@ json revision_json(const drive::RevisionInfo& r) {
           {"timestamp", util::iso_time(r.created)},
           {"size", r.size},
           {"kind", std::string(drive::revision_kind_name(r.kind))},
+          {"author", r.author},
           {"hash", r.sha256},
           {"hash_algorithm", "sha256"}};
 }

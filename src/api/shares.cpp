@@ -45,9 +45,10 @@ json share_json(const auth::Share& s) {
 
 //! The identity the Drive sees when a share is used: the owner's, with no
 //! admin rights and no credential.
-auth::Identity owner_identity(const auth::Share& s) {
+auth::Identity owner_identity(const auth::Share& s, const auth::Identity& actor = {}) {
   auth::Identity id;
   id.username = s.owner;
+  id.acting_user = actor.username;
   return id;
 }
 
@@ -239,7 +240,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       const http::Route* route = router->match(method, target, params, exists);
       if (!route || !route->handler) return done(Response::error(404, "No such file in the share"));
       req.params = std::move(params);
-      req.user = owner_identity(share);
+      req.user = owner_identity(share, req.user);
       Responder respond = done;
       if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
         respond = [done](Response res) {

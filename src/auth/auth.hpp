@@ -33,6 +33,9 @@ struct Identity {
   std::string xsrf;
 
   bool by_cookie() const { return via == Via::kSession; }
+  //! Who really acts when a share lets a user work in `username`'s Drive
+  //! (recorded as the author of revisions); "" when it is `username`.
+  std::string acting_user;
 };
 
 //! Credentials found on a request. Filled by the HTTP layer.

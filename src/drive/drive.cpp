@@ -73,7 +73,7 @@ void Drive::revision_writer_loop() {
     rev_queue_.pop_front();
     rev_busy_ = true;
     lock.unlock();
-    store_revision(r.user, r.path, r.bytes, r.kind, r.at);
+    store_revision(r.user, r.author, r.path, r.bytes, r.kind, r.at);
     lock.lock();
     rev_queued_bytes_ -= r.bytes.size();
     rev_busy_ = false;
@@ -127,7 +127,7 @@ Result<Drive::Target> Drive::resolve(const auth::Identity& user, std::string_vie
     if (for_write) return Error::bad_request("Cannot create, change or delete hidden file or directory " + q(*p));
     return Error::not_found("file or directory does not exist: " + q(*p));
   }
-  return Target{user.username, std::move(p.value())};
+  return Target{user.username, std::move(p.value()), user.acting_user.empty() ? user.username : user.acting_user};
 }
 
 Result<Entry> Drive::entry_for(const std::string& user, const DrivePath& path, std::optional<EntryType> as) {
@@ -229,25 +229,26 @@ Result<std::string> Drive::file_hash(const auth::Identity& user, std::string_vie
 
 // ------------------------------------------------------------------ writing
 
-void Drive::keep_revision(const std::string& user, const DrivePath& path, std::string bytes, RevisionKind kind) {
+void Drive::keep_revision(const std::string& user, const std::string& author, const DrivePath& path, std::string bytes,
+                          RevisionKind kind) {
   if (bytes.size() > options_.max_read_bytes) return;
   TimePoint at = now();
   {
     std::lock_guard lock(rev_mu_);
     if (!rev_stopping_ && rev_queued_bytes_ + bytes.size() <= kMaxQueuedRevisionBytes) {
       rev_queued_bytes_ += bytes.size();
-      rev_queue_.push_back(PendingRevision{user, path.str(), std::move(bytes), kind, at});
+      rev_queue_.push_back(PendingRevision{user, author, path.str(), std::move(bytes), kind, at});
       rev_cv_.notify_all();
       return;
     }
   }
   flush_revisions();  // keep the order: what is queued goes first
-  store_revision(user, path.str(), bytes, kind, at);
+  store_revision(user, author, path.str(), bytes, kind, at);
 }
 
-void Drive::store_revision(const std::string& user, const std::string& path, std::string_view bytes,
+void Drive::store_revision(const std::string& user, const std::string& author, const std::string& path, std::string_view bytes,
                            RevisionKind kind, TimePoint at) {
-  auto r = meta_->add_revision(user, path, at, kind, bytes);
+  auto r = meta_->add_revision(user, author, path, at, kind, bytes);
   if (!r.ok()) {
     log::warn("drive: could not keep a revision of a saved file: " + r.error().message);
     return;
@@ -261,11 +262,12 @@ void Drive::store_revision(const std::string& user, const std::string& path, std
   }
 }
 
-Result<Drive::Saved> Drive::write_file_locked(const std::string& user, const DrivePath& path, std::string_view bytes) {
+Result<Drive::Saved> Drive::write_file_locked(const std::string& user, const std::string& author, const DrivePath& path,
+                                              std::string_view bytes) {
   auto existed = exists(user, path);
   if (!existed.ok()) return existed.error();
   if (auto st = files_->write_atomic(user, path, bytes); !st.ok()) return st.error();
-  if (is_notebook_name(path.name())) keep_revision(user, path, std::string(bytes), RevisionKind::kSave);
+  if (is_notebook_name(path.name())) keep_revision(user, author, path, std::string(bytes), RevisionKind::kSave);
   auto e = entry_for(user, path, std::nullopt);
   if (!e.ok()) return e.error();
   return Saved{std::move(e.value()), !existed.value()};
@@ -281,7 +283,7 @@ Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::strin
   auto existed = exists(t->user, t->path);
   if (!existed.ok()) return existed.error();
   if (auto st = files_->write_atomic(t->user, t->path, bytes); !st.ok()) return st.error();
-  keep_revision(t->user, t->path, std::move(bytes), RevisionKind::kSave);
+  keep_revision(t->user, t->author, t->path, std::move(bytes), RevisionKind::kSave);
   auto e = entry_for(t->user, t->path, EntryType::kNotebook);
   if (!e.ok()) return e.error();
   return Saved{std::move(e.value()), !existed.value()};
@@ -292,7 +294,7 @@ Result<Drive::Saved> Drive::save_file(const auth::Identity& user, std::string_vi
   if (!t.ok()) return t.error();
   if (t->path.is_root()) return Error::bad_request("Cannot save a file as the root directory");
   std::lock_guard lock(user_lock(t->user));
-  return write_file_locked(t->user, t->path, bytes);
+  return write_file_locked(t->user, t->author, t->path, bytes);
 }
 
 Result<Drive::Saved> Drive::save_directory(const auth::Identity& user, std::string_view path) {
@@ -336,7 +338,7 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   if (r->committed) {
     if (is_notebook_name(t->path.name())) {
       auto content = files_->read(t->user, t->path, options_.max_read_bytes);
-      if (content.ok()) keep_revision(t->user, t->path, std::move(content.value()), RevisionKind::kSave);
+      if (content.ok()) keep_revision(t->user, t->author, t->path, std::move(content.value()), RevisionKind::kSave);
     }
     auto e = entry_for(t->user, t->path, EntryType::kFile);
     if (!e.ok()) return e.error();
@@ -410,7 +412,7 @@ Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view d
   }
   std::string bytes = kind == EntryType::kNotebook ? serialize_notebook(new_notebook()) : std::string();
   if (auto st = files_->write_atomic(t->user, path.value(), bytes); !st.ok()) return st.error();
-  if (kind == EntryType::kNotebook) keep_revision(t->user, path.value(), std::move(bytes), RevisionKind::kSave);
+  if (kind == EntryType::kNotebook) keep_revision(t->user, t->author, path.value(), std::move(bytes), RevisionKind::kSave);
   return entry_for(t->user, path.value(), kind == EntryType::kNotebook ? EntryType::kNotebook : EntryType::kFile);
 }
 
@@ -455,7 +457,7 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
     if (auto st = prepare_for_save(nb); !st.ok()) return Error::bad_request("Cannot copy: " + st.error().message);
     std::string out = serialize_notebook(std::move(nb));
     if (auto st = files_->write_atomic(dst->user, target, out); !st.ok()) return st.error();
-    keep_revision(dst->user, target, std::move(out), RevisionKind::kSave);
+    keep_revision(dst->user, dst->author, target, std::move(out), RevisionKind::kSave);
   } else {
     if (auto st = files_->copy_file(src->user, src->path, target); !st.ok()) return st.error();
   }
@@ -519,7 +521,7 @@ Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::s
     return bytes.error();
   }
   flush_revisions();
-  auto r = meta_->add_revision(t->user, t->path.str(), now(), RevisionKind::kCheckpoint, bytes.value());
+  auto r = meta_->add_revision(t->user, t->author, t->path.str(), now(), RevisionKind::kCheckpoint, bytes.value());
   if (!r.ok()) return r.error();
   auto all = meta_->list_revisions(t->user, t->path.str());
   if (all.ok()) {
@@ -538,9 +540,9 @@ Status Drive::restore_revision(const auth::Identity& user, std::string_view path
   if (!bytes.ok()) return bytes.error();
   // Keep what is about to be replaced (a no-op when it is the newest revision already).
   auto current = files_->read(t->user, t->path, options_.max_read_bytes);
-  if (current.ok()) store_revision(t->user, t->path.str(), current.value(), RevisionKind::kSave, now());
+  if (current.ok()) store_revision(t->user, t->author, t->path.str(), current.value(), RevisionKind::kSave, now());
   if (auto st = files_->write_atomic(t->user, t->path, bytes.value()); !st.ok()) return st;
-  store_revision(t->user, t->path.str(), bytes.value(), RevisionKind::kSave, now());
+  store_revision(t->user, t->author, t->path.str(), bytes.value(), RevisionKind::kSave, now());
   return ok_status();
 }
 

@@ -149,6 +149,7 @@ class Drive {
   struct Target {
     std::string user;
     DrivePath path;
+    std::string author;  //!< who acts (differs from `user` through a share)
   };
   //! Checks user and path; hidden paths are NotFound (`for_write` false) or
   //! BadRequest (`for_write` true).
@@ -156,12 +157,14 @@ class Drive {
   std::mutex& user_lock(const std::string& user);
   Result<Entry> entry_for(const std::string& user, const DrivePath& path, std::optional<EntryType> as);
   Result<bool> exists(const std::string& user, const DrivePath& path);
-  Result<Saved> write_file_locked(const std::string& user, const DrivePath& path, std::string_view bytes);
+  Result<Saved> write_file_locked(const std::string& user, const std::string& author, const DrivePath& path,
+                                  std::string_view bytes);
   //! Queues a revision for the revision writer (or stores it at once when
   //! too much is queued). Revisions of one Drive are stored in queue order.
-  void keep_revision(const std::string& user, const DrivePath& path, std::string bytes, RevisionKind kind);
+  void keep_revision(const std::string& user, const std::string& author, const DrivePath& path, std::string bytes,
+                     RevisionKind kind);
   //! Stores a revision now and applies the policy to its file.
-  void store_revision(const std::string& user, const std::string& path, std::string_view bytes, RevisionKind kind,
+  void store_revision(const std::string& user, const std::string& author, const std::string& path, std::string_view bytes, RevisionKind kind,
                       TimePoint at);
   //! Returns once every queued revision is stored.
   void flush_revisions();
@@ -179,7 +182,7 @@ class Drive {
   std::map<std::string, std::unique_ptr<std::mutex>> locks_;  // GUARDED_BY(locks_mu_)
 
   struct PendingRevision {
-    std::string user, path, bytes;
+    std::string user, author, path, bytes;
     RevisionKind kind;
     TimePoint at;
   };

@@ -27,6 +27,7 @@ struct RevisionInfo {
   std::uint64_t size = 0;
   std::string sha256;  //!< hex digest of the bytes
   RevisionKind kind = RevisionKind::kSave;
+  std::string author;  //!< user who saved it ("" for revisions from before authors were kept)
 };
 
 std::string_view revision_kind_name(RevisionKind k);
@@ -38,7 +39,7 @@ class MetadataStore {
 
   //! Stores a revision of `path`. When the newest revision of that path has
   //! the same bytes, no row is added and that revision is returned.
-  virtual Result<RevisionInfo> add_revision(const std::string& owner, const std::string& path,
+  virtual Result<RevisionInfo> add_revision(const std::string& owner, const std::string& author, const std::string& path,
                                             std::chrono::system_clock::time_point at, RevisionKind kind,
                                             std::string_view bytes) = 0;
   //! Revisions of `path`, oldest first.

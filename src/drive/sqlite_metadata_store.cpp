@@ -17,7 +17,7 @@ std::string_view revision_kind_name(RevisionKind k) {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +97,11 @@ class SqliteMetadataStore final : public MetadataStore {
       if (auto st = exec(pragma); !st.ok()) return st;
     }
     if (auto st = exec(kSchema); !st.ok()) return st;
+    // Schema 2: revisions record who saved them.
+    if (Stmt probe(db_, "SELECT author FROM revisions LIMIT 0"); !probe.ok()) {
+      if (auto st = exec("ALTER TABLE revisions ADD COLUMN author TEXT NOT NULL DEFAULT ''"); !st.ok()) return st;
+      exec("UPDATE meta SET value='2' WHERE key='schema_version'");
+    }
     Stmt get(db_, "SELECT value FROM meta WHERE key='schema_version'");
     if (!get.ok()) return db_error("read schema version");
     if (get.step() == SQLITE_ROW) {
@@ -110,13 +115,14 @@ class SqliteMetadataStore final : public MetadataStore {
     return ok_status();
   }
 
-  Result<RevisionInfo> add_revision(const std::string& owner, const std::string& path, Clock::time_point at,
+  Result<RevisionInfo> add_revision(const std::string& owner, const std::string& author, const std::string& path,
+                                    Clock::time_point at,
                                     RevisionKind kind, std::string_view bytes) override {
     std::string hash = sha256_hex(bytes);  // outside the lock
     std::lock_guard lock(mu_);
     {
       Stmt last(db_,
-                "SELECT id, created_us, size, sha256, kind FROM revisions WHERE owner=?1 AND path=?2 "
+                "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND path=?2 "
                 "ORDER BY created_us DESC, id DESC LIMIT 1");
       last.bind(1, owner).bind(2, path);
       if (last.step() == SQLITE_ROW && last.text(3) == hash) return row_info(last, path);
@@ -131,9 +137,10 @@ class SqliteMetadataStore final : public MetadataStore {
     blob.bind(1, hash).bind(2, static_cast<std::int64_t>(bytes.size())).bind_blob(3, bytes);
     if (blob.step() != SQLITE_DONE) return rollback("store revision");
     Stmt rev(db_,
-             "INSERT INTO revisions(owner, path, created_us, size, sha256, kind) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+             "INSERT INTO revisions(owner, path, created_us, size, sha256, kind, author) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     rev.bind(1, owner).bind(2, path).bind(3, to_us(at)).bind(4, static_cast<std::int64_t>(bytes.size()));
-    rev.bind(5, hash).bind(6, revision_kind_name(kind));
+    rev.bind(5, hash).bind(6, revision_kind_name(kind)).bind(7, author);
     if (rev.step() != SQLITE_DONE) return rollback("store revision");
     std::int64_t id = sqlite3_last_insert_rowid(db_);
     if (auto st = exec("COMMIT"); !st.ok()) {
@@ -147,13 +154,14 @@ class SqliteMetadataStore final : public MetadataStore {
     info.size = bytes.size();
     info.sha256 = hash;
     info.kind = kind;
+    info.author = author;
     return info;
   }
 
   Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner, const std::string& path) override {
     std::lock_guard lock(mu_);
     Stmt q(db_,
-           "SELECT id, created_us, size, sha256, kind FROM revisions WHERE owner=?1 AND path=?2 "
+           "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND path=?2 "
            "ORDER BY created_us, id");
     if (!q.ok()) return db_error("list revisions");
     q.bind(1, owner).bind(2, path);
@@ -166,7 +174,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<RevisionInfo> get_revision(const std::string& owner, const std::string& path, std::int64_t id) override {
     std::lock_guard lock(mu_);
-    Stmt q(db_, "SELECT id, created_us, size, sha256, kind FROM revisions WHERE owner=?1 AND path=?2 AND id=?3");
+    Stmt q(db_, "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND path=?2 AND id=?3");
     q.bind(1, owner).bind(2, path).bind(3, id);
     int rc = q.step();
     if (rc == SQLITE_ROW) return row_info(q, path);
@@ -254,6 +262,7 @@ class SqliteMetadataStore final : public MetadataStore {
     r.size = static_cast<std::uint64_t>(q.i64(2));
     r.sha256 = q.text(3);
     r.kind = q.text(4) == "checkpoint" ? RevisionKind::kCheckpoint : RevisionKind::kSave;
+    r.author = q.text(5);
     return r;
   }
 

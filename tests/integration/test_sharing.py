@@ -114,6 +114,9 @@ def test_editor_saves_into_the_owners_file(server, people):
     # The owner keeps the revision history of their file.
     revs = o.req("GET", "/api/skylab/revisions", params={"path": path}).json()["revisions"]
     assert len(revs) >= 2
+    # ...and each revision says who saved it: newest the editor, oldest the owner.
+    assert revs[0]["author"] == e.name, revs[0]
+    assert revs[-1]["author"] == o.name, revs[-1]
     # Sharing again changes the role: now a viewer, the editor can no longer save.
     again = o.share(path, user=e.name, role="viewer").json()
     assert again["id"] == share["id"] and again["role"] == "viewer"
