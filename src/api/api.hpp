@@ -78,6 +78,9 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
 
+//! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
+nlohmann::json kernel_json(const kernel::KernelModel& k);
+
 //! Parses a JSON object body; an empty body is an empty object.
 Result<nlohmann::json> parse_json_body(const std::string& body);
 

@@ -60,6 +60,15 @@ void ChannelsConnection::close(std::uint16_t code, const std::string& reason) {
 
 // ---- hub ----
 
+namespace {
+// A shell or control *_reply is the last message a request gets.
+bool ends_request(Channel ch, const kernel::MessageInfo& info) {
+  const std::string& t = info.msg_type;
+  return (ch == Channel::kShell || ch == Channel::kControl) && t.size() > 6 &&
+         t.compare(t.size() - 6, 6, "_reply") == 0;
+}
+}  // namespace
+
 void ChannelsHub::attach(const std::shared_ptr<ChannelsConnection>& c) {
   std::deque<Buffered> replay;
   {
@@ -139,9 +148,7 @@ void ChannelsHub::on_kernel_message(Channel ch, const std::shared_ptr<const kern
         buffer_bytes_ -= buffer_.front().msg->byte_size();
         buffer_.pop_front();
       }
-      if (ch != Channel::kIopub && ch != Channel::kStdin && info.msg_type.size() > 6 &&
-          info.msg_type.compare(info.msg_type.size() - 6, 6, "_reply") == 0)
-        pending_.erase(info.parent_msg_id);
+      if (ends_request(ch, info)) pending_.erase(info.parent_msg_id);
       return;
     }
     if (ch == Channel::kIopub) {
@@ -158,9 +165,7 @@ void ChannelsHub::on_kernel_message(Channel ch, const std::shared_ptr<const kern
             if (!it->second.session.empty() && other->session_id() == it->second.session) c = other;
         }
         if (c) to.push_back(std::move(c));
-        bool is_reply = info.msg_type.size() > 6 &&
-                        info.msg_type.compare(info.msg_type.size() - 6, 6, "_reply") == 0;
-        if (is_reply && ch != Channel::kStdin) pending_.erase(it);
+        if (ends_request(ch, info)) pending_.erase(it);
       }
     }
   }

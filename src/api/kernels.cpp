@@ -11,8 +11,6 @@ using http::Responder;
 using http::Response;
 using nlohmann::json;
 
-namespace {
-
 json kernel_json(const kernel::KernelModel& k) {
   return {{"id", k.id},
           {"name", k.name},
@@ -20,6 +18,8 @@ json kernel_json(const kernel::KernelModel& k) {
           {"execution_state", k.execution_state},
           {"connections", k.connections}};
 }
+
+namespace {
 
 // The kernel if it exists and `user` may see it; another user's kernel is
 // reported exactly like a missing one.

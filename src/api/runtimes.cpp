@@ -75,8 +75,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
             {"started", util::iso_time(k.started)},
             {"last_activity", util::iso_time(k.last_activity)},
             {"gpus", k.gpus},
-            {"kernel", {{"id", k.id}, {"name", k.name}, {"execution_state", k.execution_state},
-                        {"connections", k.connections}, {"last_activity", util::iso_time(k.last_activity)}}}};
+            {"kernel", kernel_json(k)}};
   if (t != c.types.end()) {
     j["lifetime_deadline"] = util::iso_time(k.started + c.max_lifetime(t->second));
     j["idle_timeout_seconds"] = c.idle_timeout(t->second).count();
@@ -157,10 +156,9 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         ++mine;
         mine_gpu += !k.gpus.empty();
       }
-    for (auto& [id, q] : queue->of(req.user.username)) {
-      ++mine;
-      ++mine_gpu;
-    }
+    int queued = static_cast<int>(queue->of(req.user.username).size());  // only GPU runtimes queue
+    mine += queued;
+    mine_gpu += queued;
     if (c.runtimes.max_per_user && mine >= c.runtimes.max_per_user)
       return done(Response::error(409, "You have " + std::to_string(mine) + " runtimes, the most allowed; delete one first"));
     if (t->second.gpus > 0 && mine_gpu >= c.runtimes.max_gpu_per_user)

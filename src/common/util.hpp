@@ -26,6 +26,11 @@ std::optional<std::string> url_decode(std::string_view in, bool plus_as_space = 
 //! True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
 bool valid_utf8(std::string_view s);
 
+//! Writes `text` to `path` atomically: a temporary file beside it (mode
+//! `mode`), optionally fsync'ed, then renamed over `path`. Readers see the
+//! old or the new content, never a part. False on any failure (nothing left).
+bool write_file_atomic(const std::string& path, std::string_view text, unsigned mode, bool sync);
+
 //! Constant-time comparison for secrets.
 bool secure_equals(std::string_view a, std::string_view b);
 

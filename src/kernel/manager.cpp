@@ -276,13 +276,7 @@ struct KernelManager::Impl {
     c["key"] = k.key;
     c["signature_scheme"] = "hmac-sha256";
     c["kernel_name"] = k.spec.name;
-    std::string tmp = k.connection_file + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return Error::internal("cannot write connection file");
-    std::string text = c.dump(2);
-    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), k.connection_file.c_str()) != 0)
+    if (!util::write_file_atomic(k.connection_file, c.dump(2), 0600, false))
       return Error::internal("cannot write connection file");
     return ok_status();
   }
@@ -335,14 +329,8 @@ struct KernelManager::Impl {
                         {"gpus", k.gpus}};
     std::error_code ec;
     fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
-    std::string path = record_path(k.id), tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return log::warn("kernel " + k.id + ": cannot save its runtime record");
-    std::string text = r.dump();
-    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-    ::close(fd);
-    if (ok) ::rename(tmp.c_str(), path.c_str());
-    else ::unlink(tmp.c_str());
+    if (!util::write_file_atomic(record_path(k.id), r.dump(), 0600, true))
+      log::warn("kernel " + k.id + ": cannot save its runtime record");
   }
 
   // Kills the kernel's processes: its process group, and whatever the launcher knows of.

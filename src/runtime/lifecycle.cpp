@@ -1,6 +1,5 @@
 #include "runtime/lifecycle.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -76,14 +75,7 @@ void LifecycleMonitor::write_state(const kernel::KernelModel& k, const Lifecycle
                                                                             : nlohmann::json(epoch(d.idle_deadline))},
                       {"expire", expire},
                       {"reason", reason}};
-  std::string tmp = k.state_file + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
-  std::string text = s.dump();
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(fd);
-  if (ok) ::rename(tmp.c_str(), k.state_file.c_str());
-  else ::unlink(tmp.c_str());
+  util::write_file_atomic(k.state_file, s.dump(), 0644, false);
 }
 
 void LifecycleMonitor::send_event(const std::string& kernel_id, const std::string& event,

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/util.hpp"
 #include "runtime/gpu.hpp"
 
 namespace skylab::runtime {
@@ -295,13 +296,8 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   for (auto& [_, v] : j.items())
     if (v.is_number_unsigned()) next = std::max<uid_t>(next, v.get<uid_t>() + 1);
   j[username] = next;
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(1);
-    if (!out) return Error::internal("cannot record runtime uid allocation");
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::internal("cannot record runtime uid allocation");
+  if (!util::write_file_atomic(path, j.dump(1), 0600, true))
+    return Error::internal("cannot record runtime uid allocation");
   return next;
 }
 
