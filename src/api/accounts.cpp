@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -13,6 +14,7 @@
 #include "auth/account_store.hpp"
 #include "auth/throttle.hpp"
 #include "auth/web_policy.hpp"
+#include "runtime/config.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 
@@ -94,16 +96,27 @@ class LoginWorkers {
 
 struct LoginState {
   std::shared_ptr<auth::AccountStore> store;
+  runtime::AccountsSection accounts;  //!< self sign-up policy
   auth::LoginThrottle by_user;
   auth::LoginThrottle by_address;
+  //! Every sign-up attempt counts (a created account too): one address may
+  //! create a classroom's worth of accounts, then slows down.
+  auth::LoginThrottle signups_by_address;
   LoginWorkers workers{2, 64};
 
-  explicit LoginState(std::shared_ptr<auth::AccountStore> s)
+  LoginState(std::shared_ptr<auth::AccountStore> s, runtime::AccountsSection a)
       : store(std::move(s)),
+        accounts(std::move(a)),
         by_user(auth::ThrottleOptions{}),
         by_address([] {
           auth::ThrottleOptions o;
           o.free_failures = 50;  // a classroom behind one NAT mistypes a lot
+          return o;
+        }()),
+        signups_by_address([] {
+          auth::ThrottleOptions o;
+          o.free_failures = 100;
+          o.base_delay = std::chrono::seconds(5);
           return o;
         }()) {}
 };
@@ -153,8 +166,8 @@ std::string login_xsrf(const Request& req, std::string& set) {
   return set;
 }
 
-Response login_page(const Request& req, int status, const std::string& next, const std::string& error,
-                    const std::string& username = "") {
+Response login_page(const LoginState& st, const Request& req, int status, const std::string& next,
+                    const std::string& error, const std::string& username = "") {
   std::string set;
   std::string xsrf = login_xsrf(req, set);
   std::string html = "<h1>Sign in to Skylab</h1>\n";
@@ -168,8 +181,68 @@ Response login_page(const Request& req, int status, const std::string& next, con
           "<label for=\"password\">Password</label>"
           "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n"
           "<button type=\"submit\">Sign in</button>\n</form>";
+  if (st.accounts.signup)
+    html += "\n<p>New here? <a href=\"/signup?next=" + html_escape(util::url_encode(next)) + "\">Create an account</a></p>";
   auto res = page(status, "Sign in - Skylab", html);
   if (!set.empty()) res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, set, false, req.secure, -1));
+  return res;
+}
+
+Response signup_page(const LoginState& st, const Request& req, int status, const std::string& next,
+                     const std::string& error, const std::string& username = "", const std::string& email = "") {
+  std::string set;
+  std::string xsrf = login_xsrf(req, set);
+  std::string html = "<h1>Create a Skylab account</h1>\n";
+  if (!error.empty()) html += "<p class=\"err\" role=\"alert\">" + html_escape(error) + "</p>\n";
+  html += "<form method=\"post\" action=\"/signup\">\n"
+          "<input type=\"hidden\" name=\"_xsrf\" value=\"" + html_escape(xsrf) + "\">\n"
+          "<input type=\"hidden\" name=\"next\" value=\"" + html_escape(next) + "\">\n"
+          "<label for=\"username\">User name</label>"
+          "<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required "
+          "maxlength=\"32\" pattern=\"[a-z_][a-z0-9_\\-]{0,31}\" title=\"a-z, 0-9, _ and -, starting with a letter\" "
+          "value=\"" + html_escape(username) + "\">\n";
+  if (!st.accounts.email_domains.empty()) {
+    std::string domains;
+    for (auto& d : st.accounts.email_domains) domains += (domains.empty() ? "" : ", ") + d;
+    html += "<label for=\"email\">E-mail address (" + html_escape(domains) + ")</label>"
+            "<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required maxlength=\"254\" "
+            "value=\"" + html_escape(email) + "\">\n";
+  }
+  html += "<label for=\"password\">Password (at least 8 characters)</label>"
+          "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required "
+          "minlength=\"8\">\n"
+          "<label for=\"password2\">Repeat the password</label>"
+          "<input id=\"password2\" name=\"password2\" type=\"password\" autocomplete=\"new-password\" required>\n";
+  if (!st.accounts.invite_codes.empty())
+    html += "<label for=\"invite\">Invitation code</label>"
+            "<input id=\"invite\" name=\"invite\" autocomplete=\"off\" autocapitalize=\"none\" required>\n";
+  html += "<button type=\"submit\">Create account</button>\n</form>\n"
+          "<p>Have an account? <a href=\"/login?next=" + html_escape(util::url_encode(next)) + "\">Sign in</a></p>";
+  auto res = page(status, "Create an account - Skylab", html);
+  if (!set.empty()) res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, set, false, req.secure, -1));
+  return res;
+}
+
+//! Empty when `email` is an address in one of `domains`; otherwise why not.
+std::string email_problem(std::string_view email, const std::vector<std::string>& domains) {
+  auto at = email.rfind('@');
+  if (email.size() > 254 || at == std::string_view::npos || at == 0 || email.find('@') != at)
+    return "Enter a valid e-mail address.";
+  for (unsigned char c : email)
+    if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"') return "Enter a valid e-mail address.";
+  std::string domain(email.substr(at + 1));
+  for (auto& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& d : domains)
+    if (domain == d) return "";
+  return "Sign-up is limited to e-mail addresses of certain domains.";
+}
+
+Response set_session(Response res, const auth::NewSession& session, bool secure) {
+  auto max_age = session.expires - std::chrono::duration_cast<std::chrono::seconds>(
+                                       std::chrono::system_clock::now().time_since_epoch()).count();
+  res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::session_cookie_name(secure), session.secret, true,
+                                                          secure, max_age));
+  res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, session.xsrf, false, secure, max_age));
   return res;
 }
 
@@ -217,7 +290,8 @@ json user_json(const auth::UserRecord& u) {
           {"admin", u.admin},
           {"disabled", u.disabled},
           {"created", time_or_null(u.created)},
-          {"password_changed", time_or_null(u.password_changed)}};
+          {"password_changed", time_or_null(u.password_changed)},
+          {"email", u.email.empty() ? json(nullptr) : json(u.email)}};
 }
 
 json kernel_summary(const kernel::KernelModel& k) {
@@ -257,7 +331,8 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   if (!ctx->accounts) return;
   auto store = ctx->accounts;
-  auto st = std::make_shared<LoginState>(store);
+  auto st = std::make_shared<LoginState>(
+      store, ctx->runtime_config ? ctx->runtime_config->accounts : runtime::AccountsSection{});
   ctx->stop_logins = [weak = std::weak_ptr<LoginState>(st)] {
     if (auto s = weak.lock()) s->workers.stop();
   };
@@ -270,7 +345,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     std::string next = auth::safe_redirect_target(req.query_param("next").value_or("/"));
     if (auto v = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure)))
       if (st->store->session_identity(*v)) return done(redirect(next));
-    done(login_page(req, 200, next, ""));
+    done(login_page(*st, req, 200, next, ""));
   }, pub);
 
   r.add("POST", "/login", [st](Request& req, Responder done) {
@@ -286,20 +361,20 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto field = form_field(*form, "_xsrf");
     if (!origin_ok(req) || !cookie || cookie->empty() || !field ||
         !util::secure_equals(*cookie, *field))
-      return done(login_page(req, 403, next, "Your sign-in form expired. Please try again."));
+      return done(login_page(*st, req, 403, next, "Your sign-in form expired. Please try again."));
     auto username = form_field(*form, "username").value_or("");
     auto password = form_field(*form, "password").value_or("");
     if (!util::valid_utf8(username) || !util::valid_utf8(password))
       return done(Response::error(400, "User name and password must be UTF-8"));
     if (username.empty() || password.empty())
-      return done(login_page(req, 400, next, "Enter your user name and password."));
+      return done(login_page(*st, req, 400, next, "Enter your user name and password."));
     if (!auth::valid_username(username))
-      return done(login_page(req, 400, next, "Invalid user name or password."));
+      return done(login_page(*st, req, 400, next, "Invalid user name or password."));
 
     std::string user_key = "user:" + username, addr_key = "addr:" + req.client_address;
     auto wait = std::max(st->by_user.retry_after(user_key), st->by_address.retry_after(addr_key));
     if (wait.count() > 0) {
-      auto res = login_page(req, 429, next, "Too many failed sign-ins. Try again in " +
+      auto res = login_page(*st, req, 429, next, "Too many failed sign-ins. Try again in " +
                                                 std::to_string(wait.count()) + " s.", username);
       res.set_header("Retry-After", std::to_string(wait.count()));
       return done(std::move(res));
@@ -318,7 +393,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         st->by_user.failure(user_key);
         st->by_address.failure(addr_key);
         log::info("failed sign-in for user '" + username + "'");
-        return done(login_page(copy, 403, next, "Invalid user name or password.", username));
+        return done(login_page(*st, copy, 403, next, "Invalid user name or password.", username));
       }
       st->by_user.success(user_key);
       auto session = st->store->create_session(user.value());
@@ -327,17 +402,103 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         return done(Response::error(500, "Internal server error"));
       }
       log::info("user '" + username + "' signed in");
-      auto res = redirect(next);
-      auto max_age = session->expires - std::chrono::duration_cast<std::chrono::seconds>(
-                                            std::chrono::system_clock::now().time_since_epoch()).count();
-      res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::session_cookie_name(copy.secure),
-                                                              session->secret, true, copy.secure, max_age));
-      res.headers.emplace_back("Set-Cookie",
-                               auth::set_cookie(auth::kXsrfCookie, session->xsrf, false, copy.secure, max_age));
-      done(std::move(res));
+      done(set_session(redirect(next), session.value(), copy.secure));
     });
     if (!queued) {
       auto res = Response::error(503, "Too many sign-ins at once; try again");
+      res.set_header("Retry-After", "1");
+      done(std::move(res));
+    }
+  }, pub);
+
+  // ---- optional self sign-up ([accounts] signup = true)
+  r.add("GET", "/signup", [st](Request& req, Responder done) {
+    if (!st->accounts.signup) return done(Response::error(404, "Not found"));
+    std::string next = auth::safe_redirect_target(req.query_param("next").value_or("/"));
+    if (auto v = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure)))
+      if (st->store->session_identity(*v)) return done(redirect(next));
+    done(signup_page(*st, req, 200, next, ""));
+  }, pub);
+
+  r.add("POST", "/signup", [st, ctx](Request& req, Responder done) {
+    if (!st->accounts.signup) return done(Response::error(404, "Not found"));
+    auto ct = req.header("content-type");
+    if (ct.substr(0, ct.find(';')) != "application/x-www-form-urlencoded")
+      return done(Response::error(415, "Send the sign-up form as application/x-www-form-urlencoded"));
+    auto form = http::parse_form(req.body);
+    if (!form) return done(Response::error(400, "Malformed form"));
+    for (auto& [k, v] : *form) {
+      static const std::set<std::string> known = {"_xsrf", "next", "username", "email", "password", "password2",
+                                                   "invite"};
+      if (!known.count(k)) return done(Response::error(400, "Unknown field '" + k.substr(0, 64) + "'"));
+      if (!util::valid_utf8(v)) return done(Response::error(400, "Form fields must be UTF-8"));
+    }
+    std::string next = auth::safe_redirect_target(form_field(*form, "next").value_or("/"));
+    auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
+    auto field = form_field(*form, "_xsrf");
+    if (!origin_ok(req) || !cookie || cookie->empty() || !field || !util::secure_equals(*cookie, *field))
+      return done(signup_page(*st, req, 403, next, "Your sign-up form expired. Please try again."));
+    auto username = form_field(*form, "username").value_or("");
+    auto email = form_field(*form, "email").value_or("");
+    auto password = form_field(*form, "password").value_or("");
+    auto shown_name = username.size() <= 32 ? username : "";
+    auto shown_email = email.size() <= 254 ? email : "";
+    auto refuse = [&](int status, const std::string& why) {
+      done(signup_page(*st, req, status, next, why, shown_name, shown_email));
+    };
+
+    std::string addr_key = "signup:" + req.client_address;
+    if (auto wait = st->signups_by_address.retry_after(addr_key); wait.count() > 0) {
+      auto res = signup_page(*st, req, 429, next, "Too many sign-ups from your address. Try again in " +
+                                                      std::to_string(wait.count()) + " s.", shown_name, shown_email);
+      res.set_header("Retry-After", std::to_string(wait.count()));
+      return done(std::move(res));
+    }
+    st->signups_by_address.failure(addr_key);
+    if (!auth::valid_username(username))
+      return refuse(400, "User names are 1 to 32 characters of a-z, 0-9, '_' and '-', starting with a letter.");
+    if (auto p = auth::password_problem(password); !p.empty()) return refuse(400, p);
+    if (form_field(*form, "password2").value_or("") != password) return refuse(400, "The passwords differ.");
+    if (!st->accounts.email_domains.empty()) {
+      if (auto p = email_problem(email, st->accounts.email_domains); !p.empty()) return refuse(400, p);
+    } else {
+      email.clear();
+    }
+    if (!st->accounts.invite_codes.empty()) {
+      auto code = form_field(*form, "invite").value_or("");
+      bool match = false;
+      for (auto& c : st->accounts.invite_codes) match = util::secure_equals(code, c) || match;
+      if (!match) {
+        log::info("sign-up refused: wrong invitation code");
+        return refuse(403, "That invitation code is not valid.");
+      }
+    }
+
+    Request copy;
+    copy.headers = req.headers;
+    copy.secure = req.secure;
+    bool queued = st->workers.post([st, ctx, copy = std::move(copy), done, username, email, password, next]() {
+      auto added = st->store->add_user(username, password, false, email);
+      if (!added.ok()) {
+        if (added.error().code == Error::Code::kConflict)
+          return done(signup_page(*st, copy, 409, next, "That user name is taken. Choose another.", "", email));
+        if (added.error().code == Error::Code::kBadRequest)
+          return done(signup_page(*st, copy, 400, next, added.error().message, "", email));
+        log::error("sign-up failed: " + added.error().message);
+        return done(Response::error(500, "Internal server error"));
+      }
+      log::info("user '" + username + "' signed up" + (email.empty() ? "" : " as " + email));
+      changed(*ctx);
+      auto user = st->store->find_user(username);
+      auto session = user.ok() ? st->store->create_session(user.value()) : Result<auth::NewSession>(user.error());
+      if (!session.ok()) {
+        log::error("cannot create a session: " + session.error().message);
+        return done(redirect("/login"));
+      }
+      done(set_session(redirect(next), session.value(), copy.secure));
+    });
+    if (!queued) {
+      auto res = Response::error(503, "Too many sign-ups at once; try again");
       res.set_header("Retry-After", "1");
       done(std::move(res));
     }

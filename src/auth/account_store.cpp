@@ -17,7 +17,7 @@ namespace skylab::auth {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr const char* kComponent = "auth";
 
 const char* kSchemaV1 = R"sql(
@@ -53,7 +53,8 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
   bool ok() const { return rc_ == SQLITE_OK; }
   Stmt& bind(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    // A default-constructed view has no data: that is "", not SQL NULL.
+    sqlite3_bind_text(s_, i, v.data() ? v.data() : "", static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
   Stmt& bind(int i, std::int64_t v) {
@@ -89,6 +90,7 @@ UserRecord user_from(Stmt& s) {
   u.disabled = s.i64(2) != 0;
   u.created = s.i64(3);
   u.password_changed = s.i64(4);
+  u.email = s.text(5);
   return u;
 }
 
@@ -200,6 +202,10 @@ Status AccountStore::migrate() {
     st = exec(kSchemaV1);
     if (!st.ok()) return st;
   }
+  if (version < 2) {  // v2: the e-mail address given at self sign-up
+    st = exec("ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''");
+    if (!st.ok()) return st;
+  }
   if (version != kSchemaVersion) {
     Stmt u(db_, "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
                 "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
@@ -212,17 +218,17 @@ Status AccountStore::migrate() {
 
 // ---------------------------------------------------------------- accounts
 
-Status AccountStore::add_user(std::string_view name, std::string_view password, bool admin) {
+Status AccountStore::add_user(std::string_view name, std::string_view password, bool admin, std::string_view email) {
   if (!valid_username(name))
     return Error::bad_request("Invalid user name: use 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter");
   if (auto p = password_problem(password); !p.empty()) return Error::bad_request(p);
   auto hash = hash_password(password, opts_.hash);
   if (!hash.ok()) return hash.error();
   std::lock_guard lock(mutex_);
-  Stmt s(db_, "INSERT INTO users(username, password_hash, admin, disabled, created, password_changed) "
-              "VALUES(?, ?, ?, 0, ?, ?)");
+  Stmt s(db_, "INSERT INTO users(username, password_hash, admin, disabled, created, password_changed, email) "
+              "VALUES(?, ?, ?, 0, ?, ?, ?)");
   auto t = now();
-  s.bind(1, name).bind(2, hash.value()).bind(3, std::int64_t{admin ? 1 : 0}).bind(4, t).bind(5, t);
+  s.bind(1, name).bind(2, hash.value()).bind(3, std::int64_t{admin ? 1 : 0}).bind(4, t).bind(5, t).bind(6, email);
   int rc = s.step();
   if (rc == SQLITE_CONSTRAINT) return Error::conflict("User already exists: " + std::string(name));
   if (rc != SQLITE_DONE) return db_error(db_, "add user");
@@ -231,7 +237,7 @@ Status AccountStore::add_user(std::string_view name, std::string_view password, 
 
 Result<UserRecord> AccountStore::find_user(std::string_view name) {
   std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed FROM users WHERE username = ?");
+  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE username = ?");
   s.bind(1, name);
   int rc = s.step();
   if (rc == SQLITE_ROW) return user_from(s);
@@ -241,7 +247,7 @@ Result<UserRecord> AccountStore::find_user(std::string_view name) {
 
 Result<std::vector<UserRecord>> AccountStore::list_users() {
   std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed FROM users ORDER BY username");
+  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email FROM users ORDER BY username");
   std::vector<UserRecord> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) out.push_back(user_from(s));
@@ -299,13 +305,13 @@ Result<UserRecord> AccountStore::check_password(std::string_view name, std::stri
   std::string hash;
   if (valid_username(name) && password.size() <= 1024) {
     std::lock_guard lock(mutex_);
-    Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, password_hash "
+    Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email, password_hash "
                 "FROM users WHERE username = ?");
     s.bind(1, name);
     int rc = s.step();
     if (rc == SQLITE_ROW) {
       user = user_from(s);
-      hash = s.text(5);
+      hash = s.text(6);
     } else if (rc != SQLITE_DONE) {
       return db_error(db_, "find user");
     }

@@ -40,6 +40,7 @@ struct UserRecord {
   bool disabled = false;
   std::int64_t created = 0;           //!< unix seconds
   std::int64_t password_changed = 0;  //!< unix seconds
+  std::string email;                  //!< given at self sign-up; may be empty
 };
 
 struct TokenRecord {
@@ -83,7 +84,7 @@ class AccountStore {
 
   // -- accounts
   //! Creates an enabled account. Conflict when the name is taken.
-  Status add_user(std::string_view name, std::string_view password, bool admin);
+  Status add_user(std::string_view name, std::string_view password, bool admin, std::string_view email = {});
   Result<UserRecord> find_user(std::string_view name);
   Result<std::vector<UserRecord>> list_users();
   //! Sets a new password and ends every session of the user (tokens stay).

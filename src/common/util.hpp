@@ -22,6 +22,8 @@ inline std::string iso_now() { return iso_time(std::chrono::system_clock::now())
 //! Percent-decodes `in` (and '+' as space when `plus_as_space`). Returns
 //! nullopt for malformed escapes; the result may contain any byte.
 std::optional<std::string> url_decode(std::string_view in, bool plus_as_space = false);
+//! Percent-encodes everything but RFC 3986 unreserved characters and '/'.
+std::string url_encode(std::string_view in);
 
 //! True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
 bool valid_utf8(std::string_view s);

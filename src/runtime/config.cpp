@@ -159,7 +159,7 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus"})) return Error::bad_request(w.error);
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts"})) return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
     const std::string p = "runtimes.";
@@ -224,6 +224,48 @@ Result<Config> parse_config(std::string_view text) {
       return Error::bad_request(w.error);
   } else if (root.contains("gpus")) {
     return Error::bad_request("config: gpus: expected a table");
+  }
+
+  if (auto* a = root.get_as<toml::table>("accounts")) {
+    const std::string p = "accounts.";
+    if (!w.check_keys(*a, p, {"signup", "invite_codes", "email_domains"})) return Error::bad_request(w.error);
+    if (auto n = a->get("signup")) {
+      auto b = n->value_exact<bool>();
+      if (!b) return Error::bad_request("config: accounts.signup: expected true or false");
+      c.accounts.signup = *b;
+    }
+    auto strings = [&](const char* key, std::vector<std::string>& out, auto valid) -> Status {
+      auto* node = a->get(key);
+      if (!node) return ok_status();
+      auto* arr = node->as_array();
+      if (!arr) return Error::bad_request(std::string("config: accounts.") + key + ": expected a list of strings");
+      for (auto& item : *arr) {
+        auto v = item.value_exact<std::string>();
+        if (!v || !valid(*v)) return Error::bad_request(std::string("config: accounts.") + key + ": invalid entry");
+        out.push_back(*v);
+      }
+      return ok_status();
+    };
+    // Invitation codes are secrets people type: long enough not to guess, printable.
+    auto code_ok = [](const std::string& v) {
+      if (v.size() < 8 || v.size() > 128) return false;
+      for (unsigned char ch : v)
+        if (ch <= ' ' || ch >= 0x7f) return false;
+      return true;
+    };
+    auto domain_ok = [](std::string& v) {
+      if (v.empty() || v.size() > 253 || v.front() == '.' || v.back() == '.' || v.find('.') == std::string::npos)
+        return false;
+      for (auto& ch : v) {
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '.') return false;
+      }
+      return true;
+    };
+    if (auto st = strings("invite_codes", c.accounts.invite_codes, code_ok); !st.ok()) return st.error();
+    if (auto st = strings("email_domains", c.accounts.email_domains, domain_ok); !st.ok()) return st.error();
+  } else if (root.contains("accounts")) {
+    return Error::bad_request("config: accounts: expected a table");
   }
 
   if (!c.types.count(c.runtimes.default_type))

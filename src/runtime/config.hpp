@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -47,8 +48,16 @@ struct RuntimesSection {
   int max_gpu_per_user = 1;
 };
 
+//! [accounts]: optional self sign-up, off by default.
+struct AccountsSection {
+  bool signup = false;                      //!< offer /signup
+  std::vector<std::string> invite_codes;    //!< non-empty: sign-up needs one of these
+  std::vector<std::string> email_domains;   //!< non-empty: sign-up needs an e-mail address here (lower case)
+};
+
 struct Config {
   RuntimesSection runtimes;
+  AccountsSection accounts;
   std::map<std::string, RuntimeType> types;  //!< always contains runtimes.default_type
   int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
 
