@@ -36,6 +36,7 @@ void close_all_channels(Context& ctx) {
 
 void stop_work(Context& ctx) {
   if (ctx.stop_logins) ctx.stop_logins();
+  if (ctx.stop_jobs) ctx.stop_jobs();
   if (ctx.work) ctx.work->stop();
 }
 
@@ -160,6 +161,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_share_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
+  add_job_routes(*r, ctx);
   return r;
 }
 

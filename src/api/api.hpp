@@ -53,6 +53,12 @@ struct Context {
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
   std::shared_ptr<runtime::GpuAllocator> gpus;
+  //! Where /api/skylab/jobs keeps its records; "" no jobs routes.
+  std::string jobs_dir;
+  //! Set by add_job_routes: stops the job threads (called by stop_work), and
+  //! tells the kernels that run a job (no client may attach to them).
+  std::function<void()> stop_jobs;
+  std::function<bool(const std::string& kernel_id)> is_job_kernel;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -77,6 +83,8 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! /api/skylab/jobs: notebooks run headless in the user's runtimes.
+void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx);
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);

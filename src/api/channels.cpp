@@ -232,6 +232,10 @@ void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       up.refuse = http::Response::error(404, "Kernel does not exist: " + req.params[0]);
       return up;
     }
+    if (ctx->is_job_kernel && ctx->is_job_kernel(k->id)) {
+      up.refuse = http::Response::error(409, "This kernel runs a job; see /api/skylab/jobs");
+      return up;
+    }
     auto hub = ctx->channels->hub(k->id);
     if (!hub.ok()) {
       up.refuse = http::Response::from_error(hub.error());

@@ -257,6 +257,7 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->gpus = gpus;
   ctx->specs = specs;
   ctx->drive = user_drive.value();
+  ctx->jobs_dir = (data / "jobs").string();
   auto router = api::build_router(ctx);
 
   http::ServerOptions so;

@@ -558,6 +558,8 @@ RULES = {
     ("GET", "/api/?"): ("public",),
     ("GET", "/login"): ("public",),
     ("POST", "/login"): ("public",),
+    ("GET", "/signup"): ("public",),
+    ("POST", "/signup"): ("public",),
     ("GET", "/logout"): ("public",),
     ("POST", "/logout"): ("public",),
     ("GET", "/api/status"): ("global",),
@@ -600,6 +602,10 @@ RULES = {
     ("DELETE", SID): ("item", ["{session}"]),
     # Runtimes are kernels with a type: B's runtime id is B's kernel id.
     ("GET", "/api/skylab/runtime_types/?"): ("global",),
+    ("GET", "/api/skylab/jobs/?"): ("list",),
+    ("POST", "/api/skylab/jobs/?"): ("create",),
+    ("GET", "/api/skylab/jobs/([0-9a-f-]{36})/?"): ("item", ["{job}"]),
+    ("DELETE", "/api/skylab/jobs/([0-9a-f-]{36})/?"): ("item", ["{job}"]),
     ("GET", "/api/skylab/runtimes/?"): ("list",),
     ("POST", "/api/skylab/runtimes/?"): ("create",),
     ("GET", "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?"): ("item", ["{kernel}"]),
@@ -697,6 +703,10 @@ def two_users(server):
                         timeout=30)
             assert r.status_code == 201, r.text
             things["share"] = r.json()["id"]
+        if has_route(server, "POST", "/api/skylab/jobs/?"):
+            r = bs.post(server.url("/api/skylab/jobs"), json={"path": things["nb"]}, timeout=30)
+            assert r.status_code == 201, r.text
+            things["job"] = r.json()["id"]
     if has_route(server, "POST", "/api/sessions/?"):
         r = bs.post(server.url("/api/sessions"), json={"path": things.get("nb", "x.ipynb"), "type": "notebook",
                                                        "kernel": {"id": things["kernel"]}}, timeout=60)
@@ -711,7 +721,7 @@ def test_isolation_route_walk(server, two_users):
     A, things, bs = two_users
     routes = server.get("/api/skylab/routes").json()
     assert len(routes) >= 20
-    secrets_of_b = [v for k, v in things.items() if k in ("kernel", "token", "session", "nb", "dir", "share")]
+    secrets_of_b = [v for k, v in things.items() if k in ("kernel", "token", "session", "nb", "dir", "share", "job")]
     a_browser = A["browser"]
     a_token = token_session(A["token"])
     unknown, failures, checked = [], [], 0
@@ -800,6 +810,8 @@ def test_isolation_route_walk(server, two_users):
         assert bs.get(server.url("/api/sessions/" + things["session"]), timeout=10).status_code == 200
     if "share" in things:
         assert things["share"] in bs.get(server.url("/api/skylab/shares"), timeout=10).text
+    if "job" in things:
+        assert bs.get(server.url("/api/skylab/jobs/" + things["job"]), timeout=10).status_code == 200
     # A's own listings never show B's things, and B sees nothing of A's.
     kid_a = a_token.post(server.url("/api/kernels"), json={}, timeout=60).json()["id"]
     try:

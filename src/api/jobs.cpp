@@ -1,0 +1,650 @@
+// /api/skylab/jobs: runs a Drive notebook headless, the way `skylab run`
+// does, in a runtime of the requesting user (their sandbox, uid, limits and
+// GPUs), and saves the executed notebook next to the source. Job records
+// live in <data-dir>/jobs/<id>.json, so their status survives a restart (a
+// job that was running when the server stopped is reported failed).
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "api/api.hpp"
+#include "common/log.hpp"
+#include "common/util.hpp"
+#include "drive/drive.hpp"
+#include "exec/executor.hpp"
+#include "exec/notebook.hpp"
+#include "exec/parameters.hpp"
+#include "runtime/config.hpp"
+#include "runtime/gpu.hpp"
+
+namespace skylab::api {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t kMaxJobsPerUser = 200;    // records kept; the oldest finished ones go
+constexpr std::size_t kMaxActivePerUser = 20;   // queued or running
+constexpr auto kStartTimeout = std::chrono::seconds(120);
+
+enum class State { kQueued, kWaitingGpu, kStarting, kRunning, kSucceeded, kFailed, kCancelled };
+
+const char* state_name(State s) {
+  switch (s) {
+    case State::kQueued: return "queued";
+    case State::kWaitingGpu: return "waiting_gpu";
+    case State::kStarting: return "starting";
+    case State::kRunning: return "running";
+    case State::kSucceeded: return "succeeded";
+    case State::kFailed: return "failed";
+    case State::kCancelled: return "cancelled";
+  }
+  return "failed";
+}
+
+std::optional<State> state_from(const std::string& s) {
+  for (auto st : {State::kQueued, State::kWaitingGpu, State::kStarting, State::kRunning, State::kSucceeded,
+                  State::kFailed, State::kCancelled})
+    if (s == state_name(st)) return st;
+  return std::nullopt;
+}
+
+bool finished(State s) { return s == State::kSucceeded || s == State::kFailed || s == State::kCancelled; }
+
+struct Job {
+  std::string id, owner, path, output_path, runtime_type, kernel_name, kernel_id, message;
+  bool owner_admin = false;
+  State state = State::kQueued;
+  json parameters = json::object();
+  bool allow_errors = false;
+  std::optional<double> cell_timeout;  // seconds
+  std::string created, started, finished_at;
+  std::size_t cells_total = 0, cells_done = 0;
+  long current_cell = -1;
+  json error;  // ename, evalue of the failed cell
+  // Not persisted: how to stop it.
+  bool cancel_requested = false;
+  exec::NotebookExecutor* executor = nullptr;
+};
+
+json to_json(const Job& j, int gpu_position) {
+  json out = {{"id", j.id},
+              {"path", j.path},
+              {"output_path", j.output_path},
+              {"owner", j.owner},
+              {"state", state_name(j.state)},
+              {"runtime_type", j.runtime_type},
+              {"kernel_name", j.kernel_name},
+              {"kernel_id", j.kernel_id.empty() ? json(nullptr) : json(j.kernel_id)},
+              {"parameters", j.parameters},
+              {"allow_errors", j.allow_errors},
+              {"cell_timeout", j.cell_timeout ? json(*j.cell_timeout) : json(nullptr)},
+              {"created", j.created},
+              {"started", j.started.empty() ? json(nullptr) : json(j.started)},
+              {"finished", j.finished_at.empty() ? json(nullptr) : json(j.finished_at)},
+              {"cells_total", j.cells_total},
+              {"cells_done", j.cells_done},
+              {"current_cell", j.current_cell < 0 ? json(nullptr) : json(j.current_cell)},
+              {"message", j.message},
+              {"error", j.error}};
+  if (j.state == State::kWaitingGpu) out["queue_position"] = gpu_position;
+  return out;
+}
+
+std::optional<Job> from_json(const json& v) {
+  try {
+    Job j;
+    j.id = v.at("id").get<std::string>();
+    j.owner = v.at("owner").get<std::string>();
+    j.owner_admin = v.value("owner_admin", false);
+    j.path = v.at("path").get<std::string>();
+    j.output_path = v.at("output_path").get<std::string>();
+    j.runtime_type = v.at("runtime_type").get<std::string>();
+    j.kernel_name = v.at("kernel_name").get<std::string>();
+    if (v.at("kernel_id").is_string()) j.kernel_id = v["kernel_id"].get<std::string>();
+    auto st = state_from(v.at("state").get<std::string>());
+    if (!st) return std::nullopt;
+    j.state = *st;
+    j.parameters = v.at("parameters");
+    j.allow_errors = v.at("allow_errors").get<bool>();
+    if (v.at("cell_timeout").is_number()) j.cell_timeout = v["cell_timeout"].get<double>();
+    j.created = v.at("created").get<std::string>();
+    if (v.at("started").is_string()) j.started = v["started"].get<std::string>();
+    if (v.at("finished").is_string()) j.finished_at = v["finished"].get<std::string>();
+    j.cells_total = v.at("cells_total").get<std::size_t>();
+    j.cells_done = v.at("cells_done").get<std::size_t>();
+    if (v.at("current_cell").is_number()) j.current_cell = v["current_cell"].get<long>();
+    j.message = v.at("message").get<std::string>();
+    j.error = v.at("error");
+    return j;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+// Runs jobs on a few threads of its own (a job blocks a thread for its
+// whole run). Thread-safe.
+class JobRunner : public std::enable_shared_from_this<JobRunner> {
+ public:
+  //! Keeps the parts of `ctx` it uses, not the context (which owns it).
+  JobRunner(const Context& ctx, std::string dir, std::size_t threads)
+      : kernels_(ctx.kernels),
+        drive_(ctx.drive),
+        gpus_(ctx.gpus),
+        config_(ctx.runtime_config),
+        dir_(std::move(dir)),
+        threads_(threads) {}
+
+  ~JobRunner() { stop(); }
+
+  void start() {
+    load();
+    for (std::size_t i = 0; i < threads_; ++i) workers_.emplace_back([this] { work(); });
+  }
+
+  //! Cancels what runs, drops what waits, joins the threads. Idempotent.
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      for (auto& [id, j] : jobs_)
+        if (!finished(j.state)) {
+          j.cancel_requested = true;
+          if (j.executor) j.executor->cancel(true);
+          if (j.state == State::kWaitingGpu && gpus_) gpus_->cancel(j.kernel_id);
+        }
+    }
+    cv_.notify_all();
+    for (auto& t : workers_)
+      if (t.joinable()) t.join();
+    workers_.clear();
+  }
+
+  Result<json> submit(Job job) {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Error::unavailable("The server is stopping");
+    std::size_t active = 0, mine = 0;
+    for (auto& [id, j] : jobs_)
+      if (j.owner == job.owner) {
+        ++mine;
+        active += !finished(j.state);
+      }
+    if (active >= kMaxActivePerUser)
+      return Error::conflict("You have " + std::to_string(active) + " jobs queued or running, the most allowed");
+    if (mine >= kMaxJobsPerUser) forget_oldest_locked(job.owner);
+    job.created = util::iso_now();
+    jobs_[job.id] = job;
+    persist_locked(jobs_[job.id]);
+    queue_.push_back(job.id);
+    cv_.notify_one();
+    return to_json(job, 0);
+  }
+
+  std::vector<json> list(const auth::Identity& user) {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::string, json>> out;
+    for (auto& [id, j] : jobs_)
+      if (may_access(user, j.owner)) out.emplace_back(j.created + j.id, model_locked(j));
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    std::vector<json> models;
+    for (auto& [k, m] : out) models.push_back(std::move(m));
+    return models;
+  }
+
+  std::optional<json> get(const auth::Identity& user, const std::string& id) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || !may_access(user, it->second.owner)) return std::nullopt;
+    return model_locked(it->second);
+  }
+
+  //! Cancels an active job (true) or forgets a finished one (false);
+  //! nullopt when the user has no such job.
+  std::optional<bool> cancel_or_forget(const auth::Identity& user, const std::string& id) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || !may_access(user, it->second.owner)) return std::nullopt;
+    Job& j = it->second;
+    if (finished(j.state)) {
+      std::error_code ec;
+      fs::remove(record_path(id), ec);
+      jobs_.erase(it);
+      return false;
+    }
+    j.cancel_requested = true;
+    if (j.executor) j.executor->cancel();
+    if (j.state == State::kWaitingGpu && gpus_) gpus_->cancel(j.kernel_id);
+    if (j.state == State::kQueued) finish_locked(j, State::kCancelled, "Cancelled before it started");
+    cv_.notify_all();
+    return true;
+  }
+
+  bool is_job_kernel(const std::string& kernel_id) {
+    std::lock_guard lock(mu_);
+    return job_kernels_.count(kernel_id) > 0;
+  }
+
+ private:
+  std::string record_path(const std::string& id) const { return dir_ + "/" + id + ".json"; }
+
+  json model_locked(const Job& j) const {
+    int pos = j.state == State::kWaitingGpu && gpus_ ? gpus_->position(j.kernel_id) : 0;
+    return to_json(j, pos);
+  }
+
+  void persist_locked(const Job& j) {
+    json v = to_json(j, 0);
+    v["owner_admin"] = j.owner_admin;
+    if (!util::write_file_atomic(record_path(j.id), v.dump(), 0600, false))
+      log::warn("job " + j.id + ": cannot write its record in " + dir_);
+  }
+
+  void finish_locked(Job& j, State s, const std::string& message) {
+    j.state = s;
+    j.message = message;
+    j.finished_at = util::iso_now();
+    j.current_cell = -1;
+    j.executor = nullptr;
+    persist_locked(j);
+  }
+
+  void forget_oldest_locked(const std::string& owner) {
+    const Job* oldest = nullptr;
+    for (auto& [id, j] : jobs_)
+      if (j.owner == owner && finished(j.state) && (!oldest || j.created < oldest->created)) oldest = &j;
+    if (!oldest) return;
+    std::error_code ec;
+    fs::remove(record_path(oldest->id), ec);
+    jobs_.erase(oldest->id);
+  }
+
+  void load() {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    fs::permissions(dir_, fs::perms::owner_all, ec);
+    std::lock_guard lock(mu_);
+    for (auto& e : fs::directory_iterator(dir_, ec)) {
+      if (e.path().extension() != ".json") continue;
+      std::ifstream in(e.path());
+      std::stringstream ss;
+      ss << in.rdbuf();
+      auto v = json::parse(ss.str(), nullptr, false);
+      auto j = v.is_discarded() ? std::nullopt : from_json(v);
+      if (!j || j->id + ".json" != e.path().filename().string()) {
+        log::warn("jobs: ignoring unreadable record " + e.path().string());
+        continue;
+      }
+      if (!finished(j->state)) {
+        finish_locked(*j, State::kFailed, "The server restarted while the job ran");
+        // Its runtime was reattached as the user's: nobody drives it any more.
+        if (!j->kernel_id.empty() && kernels_->get(j->kernel_id).ok()) {
+          log::info("job " + j->id + ": shutting down its runtime " + j->kernel_id);
+          kernels_->shutdown(j->kernel_id, [](Status) {});
+        }
+      }
+      jobs_[j->id] = *j;
+    }
+  }
+
+  void work() {
+    for (;;) {
+      std::string id;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        id = queue_.front();
+        queue_.pop_front();
+        auto it = jobs_.find(id);
+        if (it == jobs_.end() || it->second.state != State::kQueued) continue;
+      }
+      run(id);
+    }
+  }
+
+  // Updates the job under the lock; false when it was cancelled meanwhile.
+  template <typename F>
+  bool update(const std::string& id, F f) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return false;
+    f(it->second);
+    return !it->second.cancel_requested;
+  }
+
+  void fail(const std::string& id, State s, const std::string& message) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it != jobs_.end()) finish_locked(it->second, s, message);
+  }
+
+  class Progress : public exec::ExecutionListener {
+   public:
+    Progress(JobRunner* r, std::string id) : r_(r), id_(std::move(id)) {}
+    void on_run_start(std::size_t total) override {
+      r_->update(id_, [&](Job& j) { j.cells_total = total; });
+    }
+    void on_cell_start(const exec::CellInfo& c) override {
+      r_->update(id_, [&](Job& j) { j.current_cell = static_cast<long>(c.index); });
+    }
+    void on_cell_end(const exec::CellInfo& c, bool, std::chrono::milliseconds) override {
+      r_->update(id_, [&](Job& j) { j.cells_done = c.ordinal; });
+    }
+
+   private:
+    JobRunner* r_;
+    std::string id_;
+  };
+
+  void run(const std::string& id) {
+    Job job;
+    {
+      std::lock_guard lock(mu_);
+      job = jobs_.at(id);
+    }
+    auth::Identity user;
+    user.username = job.owner;
+    user.admin = job.owner_admin;
+    const auto& config = *config_;
+
+    // The notebook as it is now (it may have changed since the request).
+    std::string why;
+    auto nb = drive_->read_notebook(user, job.path, &why);
+    if (!nb.ok()) return fail(id, State::kFailed, "Cannot read " + job.path + ": " + nb.error().message);
+    if (!job.parameters.empty()) {
+      exec::Parameters params;
+      for (auto& [k, v] : job.parameters.items()) {
+        nlohmann::ordered_json value = nlohmann::ordered_json::parse(v.dump());
+        exec::set_parameter(params, k, exec::TypedValue{value, exec::python_literal(value)});
+      }
+      exec::inject_parameters(nb.value(), params);
+    }
+
+    auto type = config.types.find(job.runtime_type);
+    if (type == config.types.end())
+      return fail(id, State::kFailed, "The runtime type '" + job.runtime_type + "' no longer exists");
+    if (config.runtimes.max_per_user) {
+      int mine = 0;
+      for (auto& k : kernels_->list()) mine += k.owner == job.owner;
+      if (mine >= config.runtimes.max_per_user)
+        return fail(id, State::kFailed, "You have " + std::to_string(mine) +
+                                            " runtimes, the most allowed; delete one and run the job again");
+    }
+
+    kernel::StartOptions so;
+    so.runtime_type = job.runtime_type;
+    so.kernel_id = util::uuid4();
+    {
+      std::lock_guard lock(mu_);
+      job_kernels_.insert(so.kernel_id);
+    }
+    struct Forget {
+      JobRunner* r;
+      std::string kid;
+      ~Forget() {
+        std::lock_guard lock(r->mu_);
+        r->job_kernels_.erase(kid);
+      }
+    } forget{this, so.kernel_id};
+
+    if (type->second.gpus > 0) {
+      if (!gpus_) return fail(id, State::kFailed, "This server has no GPUs");
+      auto granted = std::make_shared<std::optional<std::vector<int>>>();
+      auto kid = so.kernel_id;
+      if (!update(id, [&](Job& j) {
+            j.state = State::kWaitingGpu;
+            j.kernel_id = kid;
+          }))
+        return fail(id, State::kCancelled, "Cancelled");
+      int pos = gpus_->request(kid, type->second.gpus, [this, granted](std::vector<int> g) {
+        {
+          std::lock_guard lock(mu_);
+          *granted = std::move(g);
+        }
+        cv_.notify_all();
+      });
+      if (pos < 0) return fail(id, State::kFailed, "The runtime type needs more GPUs than this server has");
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return granted->has_value() || jobs_.at(id).cancel_requested || stopping_; });
+      if (!granted->has_value()) {
+        lock.unlock();
+        if (!gpus_->cancel(kid)) gpus_->release(kid);  // granted just now: give them back
+        return fail(id, State::kCancelled, "Cancelled while waiting for a GPU");
+      }
+      so.gpus = **granted;
+    }
+
+    if (!update(id, [&](Job& j) {
+          j.state = State::kStarting;
+          j.kernel_id = so.kernel_id;
+          j.started = util::iso_now();
+          persist_locked(j);
+        })) {
+      if (!so.gpus.empty()) gpus_->release(so.kernel_id);
+      return fail(id, State::kCancelled, "Cancelled");
+    }
+    auto k = kernels_->start(job.kernel_name, job.owner, so);
+    if (!k.ok()) {
+      if (!so.gpus.empty()) gpus_->release(so.kernel_id);
+      return fail(id, State::kFailed, "The runtime did not start: " + k.error().message);
+    }
+    const std::string kid = k->id;
+    struct Stop {
+      std::shared_ptr<kernel::KernelManager> kernels;
+      std::string kid;
+      bool stopped = false;
+      void now() {
+        if (!stopped) exec::stop_kernel(*kernels, kid);
+        stopped = true;
+      }
+      ~Stop() { now(); }
+    } stop_kernel{kernels_, kid};
+
+    auto ready = std::make_shared<std::optional<Result<kernel::KernelModel>>>();
+    kernels_->when_ready(kid, [this, ready](Result<kernel::KernelModel> r) {
+      {
+        std::lock_guard lock(mu_);
+        *ready = std::move(r);
+      }
+      cv_.notify_all();
+    });
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, kStartTimeout,
+                   [&] { return ready->has_value() || jobs_.at(id).cancel_requested || stopping_; });
+      if (jobs_.at(id).cancel_requested || stopping_) {
+        lock.unlock();
+        stop_kernel.now();
+        return fail(id, State::kCancelled, "Cancelled while the runtime started");
+      }
+      if (!ready->has_value() || !(*ready)->ok()) {
+        std::string m = ready->has_value() ? (*ready)->error().message : "it did not answer in time";
+        lock.unlock();
+        stop_kernel.now();
+        return fail(id, State::kFailed, "The runtime did not start: " + m);
+      }
+    }
+
+    exec::ExecuteOptions eo;
+    eo.allow_errors = job.allow_errors;
+    if (job.cell_timeout) eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*job.cell_timeout * 1000));
+    exec::NotebookExecutor executor(kernels_, kid, eo);
+    if (!update(id, [&](Job& j) {
+          j.state = State::kRunning;
+          j.executor = &executor;
+          persist_locked(j);
+        })) {
+      stop_kernel.now();
+      return fail(id, State::kCancelled, "Cancelled");
+    }
+    Progress progress(this, id);
+    exec::RunResult result = executor.run(nb.value(), &progress);
+    update(id, [](Job& j) { j.executor = nullptr; });
+
+    // Save first: the executed notebook is what the user came for.
+    std::string saved_note;
+    auto saved = drive_->save_notebook(user, job.output_path, nb.value());
+    if (!saved.ok()) saved_note = "; the result could not be saved: " + saved.error().message;
+
+    State end = State::kSucceeded;
+    std::string message = "Ran " + std::to_string(result.cells_run) + " cells";
+    switch (result.status) {
+      case exec::RunStatus::kOk: break;
+      case exec::RunStatus::kCancelled: end = State::kCancelled; message = "Cancelled"; break;
+      default: end = State::kFailed; message = result.message; break;
+    }
+    if (!saved.ok()) end = end == State::kCancelled ? end : State::kFailed;
+    stop_kernel.now();  // a finished job holds no runtime
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return;
+    if (result.error.is_object())
+      it->second.error = {{"ename", result.error.value("ename", "")}, {"evalue", result.error.value("evalue", "")}};
+    finish_locked(it->second, end, message + saved_note);
+    log::info("job " + id + " of '" + job.owner + "' " + state_name(end) + ": " + job.path);
+  }
+
+  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<drive::Drive> drive_;
+  std::shared_ptr<runtime::GpuAllocator> gpus_;
+  std::shared_ptr<const runtime::Config> config_;
+  std::string dir_;
+  std::size_t threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Job> jobs_;     // GUARDED_BY(mu_)
+  std::deque<std::string> queue_;       // GUARDED_BY(mu_)
+  std::set<std::string> job_kernels_;   // GUARDED_BY(mu_)
+  bool stopping_ = false;               // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;
+};
+
+Result<Job> parse_request(const Context& ctx, const Request& req) {
+  auto body = parse_json_body(req.body);
+  if (!body.ok()) return body.error();
+  static const std::set<std::string> known = {"path",         "output_path",  "parameters", "runtime_type",
+                                              "kernel_name",  "allow_errors", "cell_timeout"};
+  for (auto& [k, _] : body->items())
+    if (!known.count(k)) return Error::bad_request("Unknown field '" + k.substr(0, 64) + "'");
+  auto str = [&](const char* key) -> Result<std::optional<std::string>> {
+    auto it = body->find(key);
+    if (it == body->end() || it->is_null()) return std::optional<std::string>();
+    if (!it->is_string()) return Error::bad_request(std::string("'") + key + "' must be a string");
+    return std::optional<std::string>(it->get<std::string>());
+  };
+  Job j;
+  j.id = util::uuid4();
+  j.owner = req.user.username;
+  j.owner_admin = req.user.admin;
+  auto path = str("path");
+  if (!path.ok()) return path.error();
+  if (!path.value() || path.value()->empty()) return Error::bad_request("'path' names the notebook to run");
+  j.path = **path;
+  while (!j.path.empty() && j.path.front() == '/') j.path.erase(0, 1);
+  auto ends_ipynb = [](const std::string& p) { return p.size() > 6 && p.compare(p.size() - 6, 6, ".ipynb") == 0; };
+  if (!ends_ipynb(j.path)) return Error::bad_request("'path' must name a .ipynb notebook");
+  auto out = str("output_path");
+  if (!out.ok()) return out.error();
+  j.output_path = out.value() ? **out : exec::default_output_path(j.path);
+  while (!j.output_path.empty() && j.output_path.front() == '/') j.output_path.erase(0, 1);
+  if (!ends_ipynb(j.output_path)) return Error::bad_request("'output_path' must end in .ipynb");
+  if (j.output_path == j.path) return Error::bad_request("'output_path' must differ from 'path'");
+  const auto& c = *ctx.runtime_config;
+  auto type = str("runtime_type");
+  if (!type.ok()) return type.error();
+  j.runtime_type = type.value().value_or(c.runtimes.default_type);
+  if (!c.types.count(j.runtime_type)) return Error::bad_request("Unknown runtime type '" + j.runtime_type + "'");
+  auto kname = str("kernel_name");
+  if (!kname.ok()) return kname.error();
+  j.kernel_name = kname.value().value_or(ctx.specs->default_name());
+  if (!ctx.specs->find(j.kernel_name).ok()) return Error::not_found("No such kernel spec: " + j.kernel_name);
+  if (auto p = body->find("parameters"); p != body->end() && !p->is_null()) {
+    if (!p->is_object()) return Error::bad_request("'parameters' must be an object of name: value");
+    for (auto& [k, _] : p->items())
+      if (!exec::valid_parameter_name(k)) return Error::bad_request("Invalid parameter name '" + k.substr(0, 64) + "'");
+    j.parameters = *p;
+  }
+  if (auto a = body->find("allow_errors"); a != body->end() && !a->is_null()) {
+    if (!a->is_boolean()) return Error::bad_request("'allow_errors' must be true or false");
+    j.allow_errors = a->get<bool>();
+  }
+  if (auto t = body->find("cell_timeout"); t != body->end() && !t->is_null()) {
+    if (!t->is_number() || t->get<double>() <= 0 || t->get<double>() > 7 * 24 * 3600.0)
+      return Error::bad_request("'cell_timeout' must be a number of seconds (at most a week)");
+    j.cell_timeout = t->get<double>();
+  }
+  return j;
+}
+
+}  // namespace
+
+void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+  if (!ctx->drive || ctx->jobs_dir.empty()) return;
+  if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
+  if (!ctx->gpus) ctx->gpus = std::make_shared<runtime::GpuAllocator>(std::vector<runtime::Gpu>{});
+  auto runner = std::make_shared<JobRunner>(*ctx, ctx->jobs_dir, 2);
+  runner->start();
+  std::weak_ptr<JobRunner> weak = runner;
+  ctx->stop_jobs = [runner] { runner->stop(); };
+  ctx->is_job_kernel = [weak](const std::string& kid) {
+    auto r = weak.lock();
+    return r && r->is_job_kernel(kid);
+  };
+  const std::string id_re = "/api/skylab/jobs/([0-9a-f-]{36})/?";
+
+  r.add("POST", "/api/skylab/jobs/?", [ctx, weak](Request& req, Responder done) {
+    auto runner = weak.lock();
+    if (!runner) return done(Response::error(503, "The server is stopping"));
+    auto job = parse_request(*ctx, req);
+    if (!job.ok()) return done(Response::from_error(job.error()));
+    // The notebook must exist and be the user's now (it is read again when the job starts).
+    std::string why;
+    auto nb = ctx->drive->read_notebook(req.user, job->path, &why);
+    if (!nb.ok()) return done(Response::from_error(nb.error()));
+    auto model = runner->submit(std::move(job.value()));
+    if (!model.ok()) return done(Response::from_error(model.error()));
+    auto res = Response::json(201, model.value());
+    res.set_header("Location", "/api/skylab/jobs/" + model.value()["id"].get<std::string>());
+    done(std::move(res));
+  });
+
+  r.add("GET", "/api/skylab/jobs/?", [weak](Request& req, Responder done) {
+    auto runner = weak.lock();
+    if (!runner) return done(Response::error(503, "The server is stopping"));
+    done(Response::json(200, runner->list(req.user)));
+  });
+
+  r.add("GET", id_re, [weak](Request& req, Responder done) {
+    auto runner = weak.lock();
+    if (!runner) return done(Response::error(503, "The server is stopping"));
+    auto m = runner->get(req.user, req.params[0]);
+    if (!m) return done(Response::error(404, "No such job: " + req.params[0]));
+    done(Response::json(200, *m));
+  });
+
+  r.add("DELETE", id_re, [weak](Request& req, Responder done) {
+    auto runner = weak.lock();
+    if (!runner) return done(Response::error(503, "The server is stopping"));
+    auto r = runner->cancel_or_forget(req.user, req.params[0]);
+    if (!r) return done(Response::error(404, "No such job: " + req.params[0]));
+    if (!*r) return done(Response::empty(204));
+    auto m = runner->get(req.user, req.params[0]);
+    done(Response::json(202, m ? *m : json::object()));
+  });
+}
+
+}  // namespace skylab::api
