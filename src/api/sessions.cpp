@@ -1,11 +1,14 @@
 // /api/sessions: list, create, get, patch (rename, change kernel), delete.
 #include "api/sessions.hpp"
 
+#include <fstream>
+#include <sstream>
 #include <variant>
 
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/json_io.hpp"
 
@@ -28,12 +31,45 @@ std::string norm(std::string_view p) {
 
 // ------------------------------------------------------------------ store
 
+SessionStore::SessionStore(std::string file) : file_(std::move(file)) {
+  std::ifstream in(file_);
+  if (!in) return;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto v = json::parse(ss.str(), nullptr, false);
+  if (!v.is_array()) {
+    log::warn("sessions: ignoring " + file_ + " (not a JSON list)");
+    return;
+  }
+  for (auto& e : v) {
+    try {
+      SessionRecord r{e.at("id").get<std::string>(),   e.at("owner").get<std::string>(),
+                      e.at("path").get<std::string>(), e.at("name").get<std::string>(),
+                      e.at("type").get<std::string>(), e.at("kernel_id").get<std::string>()};
+      sessions_[r.id] = r;
+    } catch (const json::exception&) {
+      log::warn("sessions: skipping an unreadable entry of " + file_);
+    }
+  }
+}
+
+void SessionStore::save_locked() const {
+  if (file_.empty()) return;
+  json out = json::array();
+  for (auto& [_, r] : sessions_)
+    out.push_back({{"id", r.id}, {"owner", r.owner}, {"path", r.path}, {"name", r.name}, {"type", r.type},
+                   {"kernel_id", r.kernel_id}});
+  if (!util::write_file_atomic(file_, out.dump(), 0600, false))
+    log::warn("sessions: cannot write " + file_ + "; they will not survive a restart");
+}
+
 SessionRecord SessionStore::create(SessionRecord r) {
   std::lock_guard lock(mu_);
   do {
     r.id = util::uuid4();
   } while (sessions_.count(r.id));
   sessions_[r.id] = r;
+  save_locked();
   return r;
 }
 
@@ -64,12 +100,15 @@ bool SessionStore::update(const SessionRecord& r) {
   auto it = sessions_.find(r.id);
   if (it == sessions_.end()) return false;
   it->second = r;
+  save_locked();
   return true;
 }
 
 bool SessionStore::remove(const std::string& id) {
   std::lock_guard lock(mu_);
-  return sessions_.erase(id) > 0;
+  if (sessions_.erase(id) == 0) return false;
+  save_locked();
+  return true;
 }
 
 std::size_t SessionStore::rename_path(const std::string& owner, const std::string& from, const std::string& to) {
@@ -94,6 +133,7 @@ std::size_t SessionStore::rename_path(const std::string& owner, const std::strin
     }
     ++changed;
   }
+  if (changed) save_locked();
   return changed;
 }
 

@@ -1,6 +1,8 @@
 // Jupyter sessions: which kernel belongs to which notebook (or console,
-// file) path, per user. Kept in memory: kernels do not survive a server
-// restart yet, and neither do their sessions.
+// file) path, per user. Runtimes outlive a server restart, so their
+// sessions do too: with a file, the store writes itself there (atomically)
+// after every change and reads it back at start; a browser that reopens a
+// notebook after a restart finds its runtime again.
 #pragma once
 
 #include <map>
@@ -23,6 +25,12 @@ struct SessionRecord {
 //! Thread-safe.
 class SessionStore {
  public:
+  //! In memory only.
+  SessionStore() = default;
+  //! Loads `file` when it exists (unreadable entries are skipped, with a
+  //! warning) and keeps it up to date.
+  explicit SessionStore(std::string file);
+
   //! Adds a session with a new id and returns it.
   SessionRecord create(SessionRecord r);
   std::optional<SessionRecord> get(const std::string& id) const;
@@ -37,6 +45,9 @@ class SessionStore {
   std::size_t rename_path(const std::string& owner, const std::string& from, const std::string& to);
 
  private:
+  void save_locked() const;
+
+  std::string file_;
   mutable std::mutex mu_;
   std::map<std::string, SessionRecord> sessions_;  // GUARDED_BY(mu_)
 };

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/api.hpp"
+#include "api/sessions.hpp"
 #include "auth/account_store.hpp"
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
@@ -258,6 +259,7 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   ctx->jobs_dir = (data / "jobs").string();
+  ctx->sessions = std::make_shared<api::SessionStore>((data / "sessions.json").string());
   auto router = api::build_router(ctx);
 
   http::ServerOptions so;

@@ -282,6 +282,19 @@ class Server:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- HTTP
+    def kill_and_restart(self):
+        """SIGKILL the server (no chance to clean up), then start a new
+        process on the same data directory and port."""
+        assert self.kind == "skylab"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.log.close()
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=self.token)
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
+        self.wait_ready()
+
     def url(self, path):
         return self.base_url + path
 

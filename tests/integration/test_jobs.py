@@ -2,9 +2,6 @@
 a runtime of the user's, with its status visible and the executed notebook
 saved next to the source."""
 
-import os
-import signal
-import subprocess
 import time
 
 import nbformat
@@ -180,14 +177,7 @@ def test_jobs_survive_a_server_restart(tmp_path):
         quick = wait_job(srv, s, submit(srv, s, path="quick.ipynb")["id"])
         assert quick["state"] == "succeeded"
         slow = wait_job(srv, s, submit(srv, s, path="slow.ipynb")["id"], states=("running",), timeout=60)
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(timeout=10)
-        srv.log.close()
-        srv.log = open(srv.log_path, "ab")
-        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
-        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=srv.tmp)
-        srv.wait_ready()
+        srv.kill_and_restart()
         assert s.get(srv.url("/api/skylab/jobs/" + quick["id"]), timeout=10).json()["state"] == "succeeded"
         after = s.get(srv.url("/api/skylab/jobs/" + slow["id"]), timeout=10).json()
         assert after["state"] == "failed" and "restarted" in after["message"], after

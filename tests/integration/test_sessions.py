@@ -152,3 +152,40 @@ def test_renaming_the_notebook_keeps_its_session(server, session):
     assert server.get("/api/sessions/" + session["id"]).json()["path"] == d + "-2/nb.ipynb"
     server.http.patch(server.url("/api/contents/" + d + "-2/nb.ipynb"), json={"path": session["path"]})
     server.delete("/api/contents/" + d + "-2")
+
+
+@pytest.mark.skylab_only
+def test_sessions_survive_a_server_restart():
+    """Runtimes outlive a SIGKILL of the server; so does the notebook-to-runtime
+    mapping, so that reopening the notebook finds its runtime and its state."""
+    from conftest import Server
+    srv = Server()
+    try:
+        r = srv.post("/api/sessions", json={"path": "keep/me.ipynb", "type": "notebook", "name": "me.ipynb",
+                                            "kernel": {"name": "python3"}})
+        assert r.status_code == 201, r.text
+        sess = r.json()
+        kid = sess["kernel"]["id"]
+        srv.kernels.append(kid)
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        c.eval_ok("kept = 41 + 1")
+        c.close()
+        srv.clients.clear()
+        srv.kill_and_restart()
+        listed = srv.get("/api/sessions").json()
+        assert [(s["id"], s["path"], s["kernel"]["id"]) for s in listed] == [(sess["id"], "keep/me.ipynb", kid)]
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        assert c.execute("print(kept)").stdout.strip() == "42"
+        c.close()
+        srv.clients.clear()
+        # Deleting it after the restart is remembered across the next one.
+        assert srv.delete("/api/sessions/" + sess["id"]).status_code == 204
+        srv.kernels.remove(kid)
+        srv.kill_and_restart()
+        assert srv.get("/api/sessions").json() == []
+    finally:
+        if srv.proc.poll() is None:
+            srv.terminate()
+        srv.cleanup_tmp()
