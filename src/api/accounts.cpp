@@ -166,61 +166,65 @@ std::string login_xsrf(const Request& req, std::string& set) {
   return set;
 }
 
-Response login_page(const LoginState& st, const Request& req, int status, const std::string& next,
-                    const std::string& error, const std::string& username = "") {
+// A page with one form that posts to `action` and carries the pre-login
+// XSRF value and the `next` target; `fields` is the rest of the form and
+// `after` what follows it.
+Response form_page(const Request& req, int status, const std::string& title, const std::string& heading,
+                   const std::string& action,
+                   const std::string& next, const std::string& error, const std::string& fields,
+                   const std::string& after) {
   std::string set;
   std::string xsrf = login_xsrf(req, set);
-  std::string html = "<h1>Sign in to Skylab</h1>\n";
+  std::string html = "<h1>" + html_escape(heading) + "</h1>\n";
   if (!error.empty()) html += "<p class=\"err\" role=\"alert\">" + html_escape(error) + "</p>\n";
-  html += "<form method=\"post\" action=\"/login\">\n"
+  html += "<form method=\"post\" action=\"" + action + "\">\n"
           "<input type=\"hidden\" name=\"_xsrf\" value=\"" + html_escape(xsrf) + "\">\n"
-          "<input type=\"hidden\" name=\"next\" value=\"" + html_escape(next) + "\">\n"
-          "<label for=\"username\">User name</label>"
-          "<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required "
-          "maxlength=\"32\" value=\"" + html_escape(username) + "\">\n"
-          "<label for=\"password\">Password</label>"
-          "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n"
-          "<button type=\"submit\">Sign in</button>\n</form>";
-  if (st.accounts.signup)
-    html += "\n<p>New here? <a href=\"/signup?next=" + html_escape(util::url_encode(next)) + "\">Create an account</a></p>";
-  auto res = page(status, "Sign in - Skylab", html);
+          "<input type=\"hidden\" name=\"next\" value=\"" + html_escape(next) + "\">\n" + fields + "</form>\n" + after;
+  auto res = page(status, title, html);
   if (!set.empty()) res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, set, false, req.secure, -1));
   return res;
 }
 
+Response login_page(const LoginState& st, const Request& req, int status, const std::string& next,
+                    const std::string& error, const std::string& username = "") {
+  std::string fields =
+      "<label for=\"username\">User name</label>"
+      "<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required "
+      "maxlength=\"32\" value=\"" + html_escape(username) + "\">\n"
+      "<label for=\"password\">Password</label>"
+      "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n"
+      "<button type=\"submit\">Sign in</button>\n";
+  std::string after;
+  if (st.accounts.signup)
+    after = "<p>New here? <a href=\"/signup?next=" + html_escape(util::url_encode(next)) + "\">Create an account</a></p>";
+  return form_page(req, status, "Sign in - Skylab", "Sign in to Skylab", "/login", next, error, fields, after);
+}
+
 Response signup_page(const LoginState& st, const Request& req, int status, const std::string& next,
                      const std::string& error, const std::string& username = "", const std::string& email = "") {
-  std::string set;
-  std::string xsrf = login_xsrf(req, set);
-  std::string html = "<h1>Create a Skylab account</h1>\n";
-  if (!error.empty()) html += "<p class=\"err\" role=\"alert\">" + html_escape(error) + "</p>\n";
-  html += "<form method=\"post\" action=\"/signup\">\n"
-          "<input type=\"hidden\" name=\"_xsrf\" value=\"" + html_escape(xsrf) + "\">\n"
-          "<input type=\"hidden\" name=\"next\" value=\"" + html_escape(next) + "\">\n"
-          "<label for=\"username\">User name</label>"
-          "<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required "
-          "maxlength=\"32\" pattern=\"[a-z_][a-z0-9_\\-]{0,31}\" title=\"a-z, 0-9, _ and -, starting with a letter\" "
-          "value=\"" + html_escape(username) + "\">\n";
+  std::string fields =
+      "<label for=\"username\">User name</label>"
+      "<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" required "
+      "maxlength=\"32\" pattern=\"[a-z_][a-z0-9_\\-]{0,31}\" title=\"a-z, 0-9, _ and -, starting with a letter\" "
+      "value=\"" + html_escape(username) + "\">\n";
   if (!st.accounts.email_domains.empty()) {
     std::string domains;
     for (auto& d : st.accounts.email_domains) domains += (domains.empty() ? "" : ", ") + d;
-    html += "<label for=\"email\">E-mail address (" + html_escape(domains) + ")</label>"
-            "<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required maxlength=\"254\" "
-            "value=\"" + html_escape(email) + "\">\n";
+    fields += "<label for=\"email\">E-mail address (" + html_escape(domains) + ")</label>"
+              "<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required maxlength=\"254\" "
+              "value=\"" + html_escape(email) + "\">\n";
   }
-  html += "<label for=\"password\">Password (at least 8 characters)</label>"
-          "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required "
-          "minlength=\"8\">\n"
-          "<label for=\"password2\">Repeat the password</label>"
-          "<input id=\"password2\" name=\"password2\" type=\"password\" autocomplete=\"new-password\" required>\n";
+  fields += "<label for=\"password\">Password (at least 8 characters)</label>"
+            "<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required "
+            "minlength=\"8\">\n"
+            "<label for=\"password2\">Repeat the password</label>"
+            "<input id=\"password2\" name=\"password2\" type=\"password\" autocomplete=\"new-password\" required>\n";
   if (!st.accounts.invite_codes.empty())
-    html += "<label for=\"invite\">Invitation code</label>"
-            "<input id=\"invite\" name=\"invite\" autocomplete=\"off\" autocapitalize=\"none\" required>\n";
-  html += "<button type=\"submit\">Create account</button>\n</form>\n"
-          "<p>Have an account? <a href=\"/login?next=" + html_escape(util::url_encode(next)) + "\">Sign in</a></p>";
-  auto res = page(status, "Create an account - Skylab", html);
-  if (!set.empty()) res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, set, false, req.secure, -1));
-  return res;
+    fields += "<label for=\"invite\">Invitation code</label>"
+              "<input id=\"invite\" name=\"invite\" autocomplete=\"off\" autocapitalize=\"none\" required>\n";
+  fields += "<button type=\"submit\">Create account</button>\n";
+  std::string after = "<p>Have an account? <a href=\"/login?next=" + html_escape(util::url_encode(next)) + "\">Sign in</a></p>";
+  return form_page(req, status, "Create an account - Skylab", "Create a Skylab account", "/signup", next, error, fields, after);
 }
 
 //! Empty when `email` is an address in one of `domains`; otherwise why not.
