@@ -8,11 +8,14 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
 
 namespace skylab::auth {
 
 namespace {
+
+using sqlite::Stmt;
 
 constexpr int kSchemaVersion = 1;
 constexpr const char* kComponent = "shares";
@@ -28,37 +31,6 @@ CREATE TABLE IF NOT EXISTS auth_shares(
 CREATE INDEX IF NOT EXISTS auth_shares_by_owner ON auth_shares(owner, path);
 CREATE INDEX IF NOT EXISTS auth_shares_by_grantee ON auth_shares(grantee);
 )sql";
-
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  Stmt& bind(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  Stmt& bind_null(int i) {
-    sqlite3_bind_null(s_, i);
-    return *this;
-  }
-  int step() { return rc_ == SQLITE_OK ? sqlite3_step(s_) : rc_; }
-  std::int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
-  bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
-  std::string text(int c) const {
-    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
-  }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_ = SQLITE_OK;
-};
 
 Error db_error(sqlite3* db, const std::string& what) {
   return Error::internal("share database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));

@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "common/sqlite_stmt.hpp"
 #include "drive/codec.hpp"
 #include "drive/metadata_store.hpp"
 
@@ -16,6 +17,8 @@ std::string_view revision_kind_name(RevisionKind k) {
 }
 
 namespace {
+
+using sqlite::Stmt;
 
 constexpr int kSchemaVersion = 2;
 
@@ -45,45 +48,6 @@ std::int64_t to_us(Clock::time_point t) {
 Clock::time_point from_us(std::int64_t us) {
   return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
 }
-
-//! A prepared statement, finalized on destruction.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  Stmt& bind(int i, std::string_view v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind_blob(int i, std::string_view v) {
-    sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC);
-    return *this;
-  }
-  Stmt& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  //! SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return sqlite3_step(s_); }
-  std::int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
-  std::string text(int c) const {
-    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
-  }
-  std::string blob(int c) const {
-    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
-  }
-  sqlite3_stmt* get() { return s_; }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
 
 class SqliteMetadataStore final : public MetadataStore {
  public:

@@ -83,6 +83,27 @@ TEST(Passwords, Rules) {
   EXPECT_NE(password_problem(std::string("abcd\0efgh", 9)), "");
 }
 
+TEST_F(AccountStoreTest, SchemaOneGainsTheEmailColumn) {
+  // A database written by the first version (no users.email) opens, keeps
+  // its accounts, and stores e-mail addresses from then on.
+  ASSERT_TRUE(store_->add_user("alice", "alice-password", false).ok());
+  store_.reset();
+  sqlite3* db = nullptr;
+  auto path = (fs::path(dir_) / "skylab.db").string();
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE users DROP COLUMN email; UPDATE auth_schema SET version = 1",
+                         nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  AccountStoreOptions o;
+  o.path = path;
+  o.hash = PasswordHashParams::minimal();
+  auto s = AccountStore::open(o);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s.value()->find_user("alice")->email, "");
+  ASSERT_TRUE(s.value()->add_user("bob", "bob-password", false, "bob@example.edu").ok());
+  EXPECT_EQ(s.value()->find_user("bob")->email, "bob@example.edu");
+}
+
 TEST_F(AccountStoreTest, FileIsPrivateAndVersioned) {
   struct stat st {};
   ASSERT_EQ(::stat((fs::path(dir_) / "skylab.db").c_str(), &st), 0);
@@ -93,7 +114,7 @@ TEST_F(AccountStoreTest, FileIsPrivateAndVersioned) {
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM auth_schema WHERE component='auth'", -1, &s, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(s, 0), 1);
+  EXPECT_EQ(sqlite3_column_int(s, 0), 2);
   sqlite3_finalize(s);
   // A newer schema is refused rather than misread.
   ASSERT_EQ(sqlite3_exec(db, "UPDATE auth_schema SET version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
