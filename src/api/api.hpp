@@ -53,6 +53,9 @@ struct Context {
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
   std::shared_ptr<runtime::GpuAllocator> gpus;
+  //! <data-dir>/runtimes: sandboxed runtimes' /content lives in <id>/content
+  //! there; "" turns the runtime files API off.
+  std::string runtimes_dir;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -77,12 +80,17 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! /api/skylab/runtimes/{id}/files: a runtime's /content (runtime_files.cpp).
+void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx);
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);
 
 //! Parses a JSON object body; an empty body is an empty object.
 Result<nlohmann::json> parse_json_body(const std::string& body);
+
+//! `attachment; filename="…"; filename*=UTF-8''…` for a download named `name`.
+std::string content_disposition(std::string_view name);
 
 //! Whether `user` may see a resource owned by `owner` (owners and admins).
 bool may_access(const auth::Identity& user, const std::string& owner);

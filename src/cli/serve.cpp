@@ -30,6 +30,16 @@ namespace skylab::cli {
 
 namespace fs = std::filesystem;
 
+// The python/ helpers (skylab.runtime, skylab.files, google.colab) beside the
+// binary; "" when not found. Also used by `skylab run`.
+std::string find_python_dir() {
+  std::error_code ec;
+  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
+    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
+  return "";
+}
+
 namespace {
 
 const char* kServeHelp =
@@ -73,15 +83,6 @@ bool valid_origin(const std::string& o) {
     if (c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' || static_cast<unsigned char>(c) <= 0x20)
       return false;
   return true;
-}
-
-// The python/ helpers (skylab.runtime, skylab.files) beside the binary.
-std::string find_python_dir() {
-  std::error_code ec;
-  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
-    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
-  return "";
 }
 
 // The sandbox launcher the configuration asks for; null for plain processes.
@@ -255,6 +256,7 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->gpus = gpus;
+  ctx->runtimes_dir = (data / "runtimes").string();
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   auto router = api::build_router(ctx);
