@@ -50,6 +50,8 @@ struct Context {
   std::shared_ptr<auth::ShareStore> shares;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
   std::string output_origin;
+  //! The built web app (index.html, frame.html, static/); "" none.
+  std::string web_dir;
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
   std::shared_ptr<runtime::GpuAllocator> gpus;
@@ -82,6 +84,12 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! /api/skylab/runtimes/{id}/files: a runtime's /content (runtime_files.cpp).
 void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! The browser app: /, /drive, /notebooks/..., /static/..., /output-frame.
+void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+//! The Content-Security-Policy of the app's pages: scripts only from the
+//! server, frames only from itself (the output frame) and `output_origin`.
+std::string app_csp(const std::string& output_origin);
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);

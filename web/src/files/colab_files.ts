@@ -1,0 +1,2 @@
+// Placeholder: helper WEB-B registers the files.upload()/files.download() support here.
+export {};
