@@ -239,7 +239,7 @@ Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   return Response::json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
 }
 
-Response remove(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
+Response remove_path(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   if (rel(c).empty()) return Response::error(400, "Cannot delete /content itself");
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.remove(c.id, c.path);
@@ -277,7 +277,7 @@ void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     dispatch(ctx, rf, req, done, with_store(patch));
   });
   r.add("DELETE", files, [ctx, rf, with_store](Request& req, Responder done) {
-    dispatch(ctx, rf, req, done, with_store(remove));
+    dispatch(ctx, rf, req, done, with_store(remove_path));
   });
 }
 
