@@ -51,9 +51,9 @@ def fetch(owner, d):
 def test_download(owner, module):
     payload = os.urandom(5000)
     owner.run("open('/content/x.bin','wb').write(%r)\n"
-              "open('/tmp/outside.txt','w').write('outside /content')\n"
+              "open('/root/outside.txt','w').write('outside /content')\n"
               "open('/content/drive/d.txt','w').write('in the drive')" % payload)
-    r = owner.client.execute(module + "\nfiles.download('x.bin')\nfiles.download('/tmp/outside.txt')\n"
+    r = owner.client.execute(module + "\nfiles.download('x.bin')\nfiles.download('/root/outside.txt')\n"
                              "files.download('drive/d.txt')", timeout=60)
     assert r.status == "ok", (r.error, r.stderr)
     d = downloads_of(r)
@@ -100,10 +100,11 @@ class Page:
 
 @pytest.mark.parametrize("module", ["from skylab import files", "from google.colab import files"])
 def test_upload(owner, module):
+    work = "/content/w%d" % len(module)  # a folder of its own per parametrization
     big = os.urandom((10 << 20) + 123)
     page = Page(owner, {"a.txt": b"hello upload", "big.bin": big})
-    code = (module + "\nimport hashlib, os\nos.chdir('/content')\nup = files.upload()\n"
-            "print(sorted((k, len(v), hashlib.sha256(v).hexdigest()) for k, v in up.items()))")
+    code = (module + "\nimport hashlib, os\nos.makedirs(%r, exist_ok=True)\nos.chdir(%r)\nup = files.upload()\n"
+            "print(sorted((k, len(v), hashlib.sha256(v).hexdigest()) for k, v in up.items()))" % (work, work))
     r = owner.client.execute(code, timeout=120, stdin=page)
     assert r.status == "ok", (r.error, r.stdout, r.stderr)
     assert len(page.requests) == 1
@@ -112,17 +113,23 @@ def test_upload(owner, module):
     expected = sorted([("a.txt", 12, hashlib.sha256(b"hello upload").hexdigest()),
                        ("big.bin", len(big), hashlib.sha256(big).hexdigest())])
     assert lines[-1] == str(expected), r.stdout
-    # Saved in /content under their names (taken names get " (1)", as Colab), staging removed.
+    # Saved in the current folder under their names (taken names get " (1)", as Colab), staging removed.
     r = owner.client.execute(code, timeout=120, stdin=Page(owner, {"a.txt": b"second"}))
     assert r.status == "ok" and "Saving a.txt to a (1).txt" in r.stdout, r.stdout
-    out = owner.run("import os\nprint(open('/content/a.txt').read(), open('/content/a (1).txt').read(), "
-                    "os.path.getsize('/content/big.bin'), os.listdir('/content/.skylab/uploads'))")
-    assert out.split(None, 2) == ["hello", "upload", "second %d []" % len(big)], out
+    out = owner.run("import os\nprint(open('%s/a.txt').read(), open('%s/a (1).txt').read(), "
+                    "os.path.getsize('%s/big.bin'), os.listdir('/content/.skylab/uploads'))" % (work, work, work))
+    assert out.strip().split(None, 2) == ["hello", "upload", "second %d []" % len(big)], out
     # target_dir, relative to the current directory.
-    r = owner.client.execute(module + "\nimport os\nos.chdir('/content')\nup = files.upload('inbox/sub')\n"
-                             "print(open('/content/inbox/sub/t.txt').read())", timeout=60,
+    r = owner.client.execute(module + "\nimport os\nos.chdir(%r)\nup = files.upload('inbox/sub')\n"
+                             "print(open('%s/inbox/sub/t.txt').read())" % (work, work), timeout=60,
                              stdin=Page(owner, {"t.txt": b"targeted"}))
     assert r.status == "ok" and r.stdout.strip().endswith("targeted"), (r.stdout, r.error)
+    # Into the Drive: a move across mounts.
+    r = owner.client.execute(module + "\nup = files.upload('/content/drive/inbox')\nprint(len(up['d.txt']))",
+                             timeout=60, stdin=Page(owner, {"d.txt": b"to the drive"}))
+    assert r.status == "ok" and r.stdout.strip().endswith("12"), (r.stdout, r.error)
+    assert owner.s.get(owner.server.url("/files/inbox/d.txt"), timeout=30).content == b"to the drive"
+    owner.s.delete(owner.server.url("/api/contents/inbox"), timeout=30)
 
 
 def test_upload_cancelled_refused_and_without_browser(owner):
