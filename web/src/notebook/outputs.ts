@@ -49,8 +49,14 @@ class StreamView {
     if (nl >= 0) {
       const done = all.slice(0, nl + 1);
       this.pending = all.slice(nl + 1);
-      const lines = done.split('\n');
+      let lines = done.split('\n');
       lines.pop();
+      if (lines.length > MAX_LINES) {
+        // Only the last lines of a huge batch reach the page.
+        this.dropped += lines.length - MAX_LINES;
+        lines = lines.slice(lines.length - MAX_LINES);
+        this.ansi = new Ansi();
+      }
       const html = lines.map(l => this.ansi.toHtml(applyCarriageReturns(l))).join('\n') + '\n';
       const chunk = document.createElement('span');
       chunk.innerHTML = html;

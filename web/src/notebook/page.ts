@@ -157,7 +157,11 @@ export class NotebookPage implements NotebookPageContext {
     this.setSaveState(backup ? 'Unsaved changes' : 'All changes saved');
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
-    this.runtime.onChange(() => this.renderStatus());
+    this.runtime.onChange(() => {
+      this.renderStatus();
+      const s = this.runtime.state;
+      if (s === 'restarting' || s === 'dead' || s === 'disconnected') this.resetRuns();
+    });
     this.runtime.onKernel(k => this.kernelChanged(k));
     this.renderStatus();
     // Reattach to a runtime this notebook already has (outputs of cells that
@@ -177,6 +181,7 @@ export class NotebookPage implements NotebookPageContext {
       }
     });
     (document.body.dataset as any).ready = 'true';
+    performance.mark('skylab-ready');
   }
 
   private sessionPath(): string {
@@ -549,6 +554,7 @@ export class NotebookPage implements NotebookPageContext {
     future.onReply = reply => {
       const c = reply.content as any;
       if (c.execution_count != null) cell.executionCount = c.execution_count;
+      cell.updateGutter();
       if (c.status === 'aborted') {
         cell.setRunState('idle');
         cell.lastDuration = null;
@@ -697,16 +703,32 @@ export class NotebookPage implements NotebookPageContext {
       cell.ensureOutputs();
       cell.setRunState('running');
     }
-    // If the kernel finished long ago and nothing was replayed, stop waiting.
-    setTimeout(() => {
+    // Once the kernel is idle, whatever was running has finished: stop
+    // waiting for requests whose end the server could not replay.
+    const restored = new Set(Object.keys(p.runs));
+    let idleChecks = 0;
+    const timer = window.setInterval(() => {
       const k = this.kernel();
-      if (!k || k.status !== 'idle') return;
-      for (const [id, cell] of [...this.runs]) if (!this.queue.includes(cell) && Object.prototype.hasOwnProperty.call(p!.runs, id)) this.finish(id, cell);
-    }, 8000);
+      const left = [...this.runs].filter(([id]) => restored.has(id));
+      if (!k || !left.length) return clearInterval(timer);
+      idleChecks = k.status === 'idle' ? idleChecks + 1 : 0;
+      if (idleChecks >= 2) {
+        for (const [id, cell] of left) this.finish(id, cell);
+        clearInterval(timer);
+      }
+    }, 3000);
   }
 
   private clearPending() {
     localStorage.removeItem(this.pendingKey());
+  }
+
+  private resetRuns() {
+    for (const q of this.queue) q.setRunState('idle');
+    this.queue = [];
+    for (const [, cell] of this.runs) cell.setRunState('idle');
+    this.runs.clear();
+    this.savePending();
   }
 
   async runAll() {
@@ -838,15 +860,21 @@ export class NotebookPage implements NotebookPageContext {
   markDirty() {
     if (this.readOnly) return;
     this.changeSeq++;
+    const now = Date.now();
     if (!this.dirty) {
       this.dirty = true;
-      this.dirtySince = Date.now();
+      this.dirtySince = now;
       this.setSaveState('Unsaved changes');
     }
+    // Saves 1 s after the last change, and at least every 5 s while changes go on.
+    const due = Math.min(now + 1000, this.dirtySince + 5000);
     clearTimeout(this.saveTimer);
-    const wait = Date.now() - this.dirtySince > 5000 ? 0 : 1000;
-    this.saveTimer = window.setTimeout(() => void this.saveNow(), wait);
+    this.saveTimer = window.setTimeout(() => {
+      this.saveTimer = 0;
+      void this.saveNow();
+    }, Math.max(0, due - now));
   }
+
 
   private setSaveState(s: string) {
     this.saveState.textContent = s;
@@ -863,6 +891,7 @@ export class NotebookPage implements NotebookPageContext {
   async saveNow(): Promise<void> {
     if (this.readOnly) return;
     clearTimeout(this.saveTimer);
+    this.saveTimer = 0;
     if (this.saving) {
       await this.saving;
       if (this.dirty) return this.saveNow();
@@ -870,6 +899,7 @@ export class NotebookPage implements NotebookPageContext {
     }
     if (!this.dirty) return;
     const seq = this.changeSeq;
+    this.dirtySince = Date.now(); // changes from now on wait at most 5 s for the next save
     this.setSaveState('Saving…');
     this.saving = (async () => {
       try {
@@ -895,7 +925,10 @@ export class NotebookPage implements NotebookPageContext {
     })();
     await this.saving;
     this.saving = null;
-    if (this.dirty && seq !== this.changeSeq) this.markDirty();
+    if (this.dirty && seq !== this.changeSeq && !this.saveTimer) {
+      this.changeSeq--;
+      this.markDirty();
+    }
   }
 
   /** The page goes away: send what is unsaved (keepalive) and keep a local copy. */
