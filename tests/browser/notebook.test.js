@@ -120,7 +120,7 @@ describe('notebook app', { timeout: 240000 }, () => {
     await page.keyboard.press('Escape');
   });
 
-  it('keeps HTML output scripts away from the app cookies and API', async () => {
+  it('keeps HTML output scripts away from the app cookies and API', async t => {
     await page.evaluate(() => {
       window.__probe = new Promise(resolve => window.addEventListener('message', e => {
         if (e.data && e.data.skylabProbe) resolve(e.data.skylabProbe);
@@ -142,6 +142,7 @@ describe('notebook app', { timeout: 240000 }, () => {
     ].join('\n'));
     const r = await page.evaluate(() => Promise.race([window.__probe, new Promise(res => setTimeout(() => res(null), 30000))]));
     assert.ok(r, 'the output script ran and reported');
+    t.diagnostic(`output frame probe: ${JSON.stringify(r)}`);
     const appCookie = await page.evaluate(() => document.cookie);
     assert.ok(appCookie.includes('_xsrf='), 'the app itself sees its cookie');
     assert.ok(r.cookie.startsWith('error:') || r.cookie === 'read:', `cookie not readable: ${r.cookie}`);

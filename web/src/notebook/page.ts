@@ -12,6 +12,7 @@ import { openShareDialog } from '../share/dialog';
 import { confirmDialog, openDialog, promptDialog, showMessage, toast } from '../ui/dialog';
 import { clear, formatBytes, h } from '../ui/dom';
 import { closeMenus, menuBar, showMenu, type MenuItem } from '../ui/menu';
+import { icon } from '../ui/icons';
 import { logo, userButton } from '../ui/topbar';
 import { Cell, type CellJSON, type CellType } from './cell';
 import { DriveDoc, SharedDoc, type DocStore } from './document';
@@ -135,7 +136,7 @@ export class NotebookPage implements NotebookPageContext {
     this.nbMeta = nb.metadata ?? {};
     this.nbFormatMinor = Math.max(nb.nbformat_minor ?? 5, 5);
     let cells: CellJSON[] = nb.cells ?? [];
-    const backup = this.readBackup(file.lastModified);
+    const backup = this.readBackup(file.lastModified, cells);
     if (backup) {
       cells = backup;
       toast('Restored changes that had not reached the server yet');
@@ -229,9 +230,9 @@ export class NotebookPage implements NotebookPageContext {
     const addText = h('button.btn.tool', { text: '+ Text', 'data-cmd': 'insert-text' });
     addText.addEventListener('click', () => this.insert('markdown', 1, true));
     const toolbar = h('div.toolbar', { role: 'toolbar', 'aria-label': 'Notebook' }, addCode, addText, runAllBtn, h('div.spacer'), this.statusEl);
-    const tocBtn = h('button.side-icon', { 'aria-label': 'Table of contents', title: 'Table of contents', text: '☰', 'data-panel': 'toc' });
+    const tocBtn = h('button.side-icon', { 'aria-label': 'Table of contents', title: 'Table of contents', 'data-panel': 'toc' }, icon('toc'));
     tocBtn.addEventListener('click', () => this.togglePanel('toc'));
-    const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', text: '📁', 'data-panel': 'files' });
+    const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', 'data-panel': 'files' }, icon('files'));
     filesBtn.addEventListener('click', () => this.togglePanel('files'));
     const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn);
     this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl);
@@ -265,7 +266,7 @@ export class NotebookPage implements NotebookPageContext {
   private showReadOnlyBanner() {
     const copy = h('button.btn.primary', { text: 'Save a copy in Drive' });
     copy.addEventListener('click', () => void this.saveCopy());
-    const ro = h('div.readonly-banner', { role: 'status' }, h('span', { text: '👁 View only: this notebook was shared with you as a viewer. You can run it, but changes are not saved.' }), copy);
+    const ro = h('div.readonly-banner', { role: 'status' }, h('span', { text: 'View only: this notebook was shared with you as a viewer. You can run it, but changes are not saved.' }), copy);
     this.scroller.prepend(ro);
     document.body.classList.add('read-only');
   }
@@ -762,6 +763,7 @@ export class NotebookPage implements NotebookPageContext {
     const more = h('button.status-more', { 'aria-label': 'Runtime options', 'aria-haspopup': 'menu', text: '▾' });
     more.addEventListener('click', () => this.runtimeMenu(more));
     this.statusEl.append(main, more);
+    if (s === 'idle' || s === 'busy') this.renderMeter();
     if (rt.type && (s === 'idle' || s === 'busy')) main.title = `Runtime type: ${rt.type}`;
   }
 
@@ -780,12 +782,23 @@ export class NotebookPage implements NotebookPageContext {
     }).catch(() => (res.textContent = ''));
   }
 
+  private resources: any = null;
+
   private async pollResources() {
     if (!this.kernel() || document.visibilityState === 'hidden') return;
     try {
-      const r: any = await api('GET', '/api/skylab/resources');
-      const meter = this.statusEl.querySelector('.meter');
-      if (!meter) return;
+      this.resources = await api('GET', '/api/skylab/resources');
+      this.renderMeter();
+    } catch {
+      /* transient */
+    }
+  }
+
+  private renderMeter() {
+    const r = this.resources;
+    const meter = this.statusEl.querySelector('.meter');
+    if (!meter || !r || !this.kernel()) return;
+    {
       clear(meter);
       const host = r.host ?? {};
       const ram = host.memory_total ? 1 - host.memory_available / host.memory_total : 0;
@@ -795,8 +808,6 @@ export class NotebookPage implements NotebookPageContext {
       (this.statusEl.firstChild as HTMLElement).title =
         `RAM ${formatBytes(host.memory_total - host.memory_available)} / ${formatBytes(host.memory_total)} · Disk ${formatBytes(host.disk.total - host.disk.free)} / ${formatBytes(host.disk.total)}` +
         (this.runtime.type ? ` · ${this.runtime.type.toUpperCase()} runtime` : '');
-    } catch {
-      /* transient */
     }
   }
 
@@ -823,7 +834,7 @@ export class NotebookPage implements NotebookPageContext {
       this.banner.hidden = true;
       clearInterval(this.bannerTimer);
     });
-    this.banner.append(h('span.banner-icon', { text: '⏳', 'aria-hidden': 'true' }), msg, dismiss);
+    this.banner.append(h('span.banner-icon', { text: '!', 'aria-hidden': 'true' }), msg, dismiss);
   }
 
   private async changeRuntimeType() {
@@ -860,6 +871,7 @@ export class NotebookPage implements NotebookPageContext {
   markDirty() {
     if (this.readOnly) return;
     this.changeSeq++;
+    this.scheduleBackup();
     const now = Date.now();
     if (!this.dirty) {
       this.dirty = true;
@@ -947,34 +959,56 @@ export class NotebookPage implements NotebookPageContext {
     return 'skylab.backup.' + this.sessionPath();
   }
 
-  /** Sources only (outputs are the kernel's, not the user's keystrokes), in localStorage. */
+  /**
+   * Every keystroke also lands in localStorage (sources and cell order only,
+   * a moment after typing stops), so that a crash, a lost network or a
+   * closed tab loses nothing the server had not saved yet.
+   */
   private writeBackup() {
     try {
-      const cells = this.cells.map(c => {
-        const j = c.toJSON();
-        if (j.outputs && JSON.stringify(j.outputs).length > 20000) j.outputs = [];
-        return j;
-      });
+      const cells = this.cells.map(c => ({ id: c.id, cell_type: c.type, source: c.getSource() }));
       localStorage.setItem(this.backupKey(), JSON.stringify({ base: this.lastSaved || this.loadedAt, at: Date.now(), cells }));
     } catch {
       /* storage full: the server save is still retried */
     }
   }
 
+  private backupTimer = 0;
+
+  private scheduleBackup() {
+    clearTimeout(this.backupTimer);
+    this.backupTimer = window.setTimeout(() => {
+      if (this.dirty) this.writeBackup();
+    }, 400);
+  }
+
   private loadedAt = '';
 
-  private readBackup(lastModified: string): CellJSON[] | null {
+  /** The backup merged into the file's cells (outputs from the file), when it is newer. */
+  private readBackup(lastModified: string, fileCells: CellJSON[]): CellJSON[] | null {
     this.loadedAt = lastModified;
     try {
       const b = JSON.parse(localStorage.getItem(this.backupKey()) || 'null');
       if (!b) return null;
       // Only if the file did not change on the server since the backup's base.
-      if (b.base && new Date(b.base).getTime() >= new Date(lastModified).getTime() - 1) return b.cells;
-      localStorage.removeItem(this.backupKey());
+      if (!b.base || new Date(b.base).getTime() < new Date(lastModified).getTime() - 1) {
+        localStorage.removeItem(this.backupKey());
+        return null;
+      }
+      const byId = new Map(fileCells.map(c => [c.id, c]));
+      const merged: CellJSON[] = b.cells.map((c: CellJSON) => {
+        const f = byId.get(c.id);
+        return f && f.cell_type === c.cell_type ? { ...f, source: c.source } : { id: c.id, cell_type: c.cell_type, source: c.source };
+      });
+      const same = merged.length === fileCells.length && merged.every((c, i) => c.id === fileCells[i].id && text(c.source) === text(fileCells[i].source));
+      if (same) {
+        localStorage.removeItem(this.backupKey());
+        return null;
+      }
+      return merged;
     } catch {
-      /* ignore */
+      return null;
     }
-    return null;
   }
 
   private dropBackup() {
