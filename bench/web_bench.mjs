@@ -61,8 +61,11 @@ try {
     await page.goto(server.url('/notebooks/big.ipynb'));
     await page.waitForFunction(() => document.body.dataset.ready === 'true' && document.querySelector('.cell .cm-editor'));
     const t = await page.evaluate(() => {
-      const ready = performance.getEntriesByName('skylab-ready')[0].startTime;
-      return { ready, interactive: performance.now(), dcl: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd };
+      const mark = n => performance.getEntriesByName(n)[0]?.startTime ?? NaN;
+      const ready = mark('skylab-ready');
+      const firstEditor = Math.min(...[...document.querySelectorAll('.cell .cm-editor')].map(() => performance.now()));
+      return { ready, start: mark('skylab-start'), loaded: mark('skylab-loaded'), built: mark('skylab-built'), interactive: performance.now(),
+        dcl: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd, editors: document.querySelectorAll('.cell .cm-editor').length };
     });
     opens.push(t);
   }
@@ -73,14 +76,17 @@ try {
     nb.cells[i].el.scrollIntoView();
     nb.cells[i].focusEditor('end');
     window.__lat = [];
+    window.__typingLong = [];
+    new PerformanceObserver(l => window.__typingLong.push(...l.getEntries().map(e => Math.round(e.duration)))).observe({ type: 'longtask' });
     document.addEventListener('keydown', e => {
       const t0 = e.timeStamp;
       requestAnimationFrame(() => window.__lat.push(performance.now() - t0));
     }, true);
   }, mid);
-  await page.waitForTimeout(300);
+  await page.waitForTimeout(1000);
   await page.keyboard.type('\nresult = [value * 2 for value in range(100) if value % 3 == 0]  # typing benchmark', { delay: 25 });
   const lat = (await page.evaluate(() => window.__lat)).sort((a, b) => a - b);
+  const typingLong = await page.evaluate(() => window.__typingLong);
   const pct = p => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
 
   // 3. a cell printing LINES lines
@@ -108,10 +114,11 @@ try {
 
   const ms = x => `${x.toFixed(0)} ms`;
   console.log(`web bench (Chromium ${browser.version()}, ${CELLS}-cell notebook, ${(bytes / 1024).toFixed(0)} KiB JSON)`);
-  console.log(`  open → interactive (cold):        ${ms(opens[0].interactive)} (skylab-ready mark ${ms(opens[0].ready)}, DOMContentLoaded ${ms(opens[0].dcl)})`);
-  const warm = opens.slice(1).map(o => o.interactive).sort((a, b) => a - b);
-  console.log(`  open → interactive (warm, median): ${ms(warm[Math.floor(warm.length / 2)])}  [runs: ${opens.map(o => o.interactive.toFixed(0)).join(', ')} ms]`);
-  console.log(`  typing latency keydown→frame:      median ${pct(0.5).toFixed(1)} ms, p95 ${pct(0.95).toFixed(1)} ms, max ${lat[lat.length - 1].toFixed(1)} ms over ${lat.length} keys`);
+  const o = opens[0];
+  console.log(`  open → interactive, first (cold cache): ${ms(o.ready)} (script start ${ms(o.start)}, file loaded ${ms(o.loaded)}, cells built + visible editors ${ms(o.built)}; ${o.editors} editors live; seen by the test at ${ms(o.interactive)})`);
+  const warm = opens.slice(1).map(o => o.ready).sort((a, b) => a - b);
+  console.log(`  open → interactive (warm, median):      ${ms(warm[Math.floor(warm.length / 2)])}  [all runs: ${opens.map(o => o.ready.toFixed(0)).join(', ')} ms; 'skylab-ready' mark: cells built, editors on screen live, keys handled]`);
+  console.log(`  typing latency keydown→frame:      median ${pct(0.5).toFixed(1)} ms, p95 ${pct(0.95).toFixed(1)} ms, max ${lat[lat.length - 1].toFixed(1)} ms over ${lat.length} keys; long tasks while typing: ${JSON.stringify(typingLong)} ms`);
   console.log(`  ${LINES.toLocaleString()}-line cell:                 ${ms(streamMs)} to finish; long tasks: ${longs.length}, max ${longs.length ? ms(Math.max(...longs)) : '0 ms'}, over 200 ms: ${longs.filter(d => d > 200).length}; lines kept in page: ${shownLines}`);
 } finally {
   await browser?.close();

@@ -15,7 +15,7 @@ import { closeMenus, menuBar, showMenu, type MenuItem } from '../ui/menu';
 import { icon } from '../ui/icons';
 import { logo, userButton } from '../ui/topbar';
 import { Cell, type CellJSON, type CellType } from './cell';
-import { DriveDoc, SharedDoc, type DocStore } from './document';
+import { DriveDoc, SharedDoc, type DocStore, type NotebookFile } from './document';
 import { setOutputOrigin } from './frames';
 import { headings } from './markdown';
 import { text } from './outputs';
@@ -38,14 +38,21 @@ interface UndoStep {
 const isMac = /Mac/.test(navigator.platform);
 const MOD = isMac ? '⌘' : 'Ctrl';
 
-export async function openNotebookPage(app: HTMLElement, path: string, me: Me): Promise<void> {
+/** Starts loading a Drive notebook before the page is built. */
+export function prefetchNotebook(path: string): Promise<NotebookFile> {
+  const p = new DriveDoc(path).load();
+  p.catch(() => undefined);
+  return p;
+}
+
+export async function openNotebookPage(app: HTMLElement, path: string, me: Me, prefetch: Promise<NotebookFile> | null = null): Promise<void> {
   setOutputOrigin(me.outputOrigin);
   let doc: DocStore;
   const shared = /^\/shared\/([0-9a-f]{24,48})(?:\/(.*))?$/.exec(location.pathname);
   if (shared) doc = new SharedDoc(shared[1], (shared[2] ?? '').split('/').map(decodeURIComponent).join('/'), '');
   else doc = new DriveDoc(path);
   const nb = new NotebookPage(app, doc, me);
-  await nb.open();
+  await nb.open(shared ? null : prefetch);
   (window as any).skylab = nb; // for tests and benchmarks
 }
 
@@ -120,17 +127,18 @@ export class NotebookPage implements NotebookPageContext {
 
   // ---------------------------------------------------------------- open
 
-  async open() {
+  async open(prefetch: Promise<NotebookFile> | null = null) {
     this.buildLayout();
     let file;
     try {
-      file = await this.doc.load();
+      file = await (prefetch ?? this.doc.load());
     } catch (e) {
       clear(this.list);
       this.list.append(h('div.load-error', null, h('h2', { text: 'This notebook could not be opened' }), h('p', { text: errorText(e) }),
         h('a.btn', { href: '/drive', text: 'Back to Drive' })));
       return;
     }
+    performance.mark('skylab-loaded');
     this.readOnly = !file.writable;
     const nb = file.content ?? {};
     this.nbMeta = nb.metadata ?? {};
@@ -149,7 +157,14 @@ export class NotebookPage implements NotebookPageContext {
       frag.append(cell.el);
     }
     this.list.append(frag);
-    for (const c of this.cells) this.observer.observe(c.el);
+    // The cells on screen get their editors now; the rest when scrolled near.
+    const bottom = this.scroller.getBoundingClientRect().top + this.scroller.clientHeight + 200;
+    for (const c of this.cells) {
+      if (c.el.getBoundingClientRect().top > bottom) break;
+      c.materialize();
+    }
+    for (const c of this.cells) if (!c.materialized) this.observer.observe(c.el);
+    performance.mark('skylab-built');
     this.setTitle();
     if (!this.doc.shareId) noteRecent(this.doc.path);
     if (this.readOnly) this.showReadOnlyBanner();
