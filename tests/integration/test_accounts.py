@@ -557,6 +557,12 @@ RUNTIME_FILES = r"/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/files(/[\s\S]*)?"
 
 RULES = {
     ("GET", "/"): ("public",),
+    # The browser app's page (signed-in users, else a redirect to /login), its
+    # assets and the sandboxed output frame: nothing of anyone's in them.
+    ("GET", r"/(drive|recent|shared)(/[\s\S]*)?"): ("public",),
+    ("GET", r"/notebooks/([\s\S]+)"): ("public",),
+    ("GET", r"/static/([\s\S]+)"): ("public",),
+    ("GET", "/output-frame"): ("public",),
     ("GET", "/api/?"): ("public",),
     ("GET", "/login"): ("public",),
     ("POST", "/login"): ("public",),

@@ -4,18 +4,22 @@ import './style.css';
 import 'katex/dist/katex.min.css';
 import { signIn, whoami } from './api';
 import './files/colab_files';
+import { openDrivePage } from './drive/drive';
+import { openNotebookPage, prefetchNotebook } from './notebook/page';
 
 async function main(): Promise<void> {
+  performance.mark('skylab-start');
+  const p = location.pathname;
+  const isNotebook = p.startsWith('/notebooks/');
+  const path = isNotebook ? p.slice('/notebooks/'.length).split('/').map(decodeURIComponent).join('/') : '';
+  // The notebook's file is fetched while we learn who we are.
+  const prefetch = isNotebook ? prefetchNotebook(path) : null;
   const me = await whoami();
   if (!me) return signIn();
   const app = document.getElementById('app')!;
-  const p = location.pathname;
-  if (p.startsWith('/notebooks/') || /^\/shared\/[0-9a-f]{24,48}/.test(p)) {
-    const path = p.startsWith('/notebooks/') ? p.slice('/notebooks/'.length).split('/').map(decodeURIComponent).join('/') : '';
-    const { openNotebookPage } = await import('./notebook/page');
-    await openNotebookPage(app, path, me);
+  if (isNotebook || /^\/shared\/[0-9a-f]{24,48}/.test(p)) {
+    await openNotebookPage(app, path, me, prefetch);
   } else {
-    const { openDrivePage } = await import('./drive/drive');
     const view = p.startsWith('/shared') ? 'shared' : p.startsWith('/recent') ? 'recent' : 'mine';
     await openDrivePage(app, me, view);
   }

@@ -1,17 +1,17 @@
 // The Drive page: My Drive (folders), Shared with me, Recent, Trash;
 // new notebook / folder, upload (drag and drop, chunked, with progress),
-// rename, move, delete with undo (a trash folder), search by name, and the
+// rename, move, delete with undo (kept in the page), search by name, and the
 // examples gallery when the server offers one.
 import type { Contents } from '@jupyterlab/services';
 import { api, ApiError, contents, encodePath, forgetRecent, Me, notebookUrl, recentFiles } from '../api';
 import { confirmDialog, openDialog, promptDialog, showMessage, toast } from '../ui/dialog';
 import { clear, formatBytes, formatDate, h } from '../ui/dom';
+import { icon } from '../ui/icons';
 import { showMenu } from '../ui/menu';
 import { logo, userButton } from '../ui/topbar';
 import { uploadFiles } from './upload';
 
-type View = 'mine' | 'shared' | 'recent' | 'trash';
-export const TRASH = '.trash';
+type View = 'mine' | 'shared' | 'recent';
 
 interface Row {
   name: string;
@@ -34,12 +34,11 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   let rows: Row[] = [];
   const search = h('input.search', { type: 'search', placeholder: 'Search in Drive', 'aria-label': 'Search in Drive' });
   const top = h('header.topbar.drive-top', null, logo(), h('div.search-box', null, search), h('div.spacer'), userButton(me));
-  const newBtn = h('button.btn.new-btn', { 'aria-haspopup': 'menu' }, h('span.plus', { text: '+' }), 'New');
+  const newBtn = h('button.btn.new-btn', { 'aria-haspopup': 'menu' }, h('span.plus', null, icon('plus', 22)), 'New');
   const navItems: Record<View, HTMLElement> = {
-    mine: h('a.nav-item', { href: '/drive', 'data-view': 'mine' }, h('span.nav-icon', { text: '🗂' }), 'My Drive'),
-    shared: h('a.nav-item', { href: '/shared', 'data-view': 'shared' }, h('span.nav-icon', { text: '👥' }), 'Shared with me'),
-    recent: h('a.nav-item', { href: '/recent', 'data-view': 'recent' }, h('span.nav-icon', { text: '🕘' }), 'Recent'),
-    trash: h('a.nav-item', { href: '/drive/' + TRASH, 'data-view': 'trash' }, h('span.nav-icon', { text: '🗑' }), 'Trash'),
+    mine: h('a.nav-item', { href: '/drive', 'data-view': 'mine' }, h('span.nav-icon', null, icon('drive')), 'My Drive'),
+    shared: h('a.nav-item', { href: '/shared', 'data-view': 'shared' }, h('span.nav-icon', null, icon('shared')), 'Shared with me'),
+    recent: h('a.nav-item', { href: '/recent', 'data-view': 'recent' }, h('span.nav-icon', null, icon('recent')), 'Recent'),
   };
   const side = h('nav.drive-nav', { 'aria-label': 'Drive' }, newBtn, ...Object.values(navItems));
   const examples = h('section.examples', { hidden: true, 'aria-label': 'Examples' });
@@ -69,14 +68,12 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
     const p = location.pathname;
     view = p.startsWith('/shared') ? 'shared' : p.startsWith('/recent') ? 'recent' : 'mine';
     folder = view === 'mine' ? folderFromUrl() : '';
-    if (folder === TRASH) view = 'trash';
     void load();
   });
-  if (folder === TRASH) view = 'trash';
 
   function go(v: View, f: string) {
     view = v;
-    folder = v === 'trash' ? TRASH : f;
+    folder = f;
     query = '';
     search.value = '';
     const url = v === 'shared' ? '/shared' : v === 'recent' ? '/recent' : '/drive' + (folder ? '/' + encodePath(folder) : '');
@@ -156,7 +153,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
 
   async function load() {
     for (const [v, a] of Object.entries(navItems)) a.classList.toggle('active', v === view);
-    document.title = { mine: 'My Drive', shared: 'Shared with me', recent: 'Recent', trash: 'Trash' }[view] + ' - Skylab';
+    document.title = { mine: 'My Drive', shared: 'Shared with me', recent: 'Recent' }[view] + ' - Skylab';
     renderCrumbs();
     try {
       rows = await fetchRows();
@@ -182,7 +179,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
     }
     if (query && view === 'mine') return await searchAll(folder);
     const m = await contents.get(folder, { content: true });
-    return (m.content as Contents.IModel[]).filter(c => view === 'trash' || !c.name.startsWith('.')).map(toRow).sort(byFolderThenName);
+    return (m.content as Contents.IModel[]).filter(c => !c.name.startsWith('.')).map(toRow).sort(byFolderThenName);
   }
 
   function filter(r: Row[]): Row[] {
@@ -209,7 +206,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   function renderCrumbs() {
     clear(crumbs);
     if (view !== 'mine') {
-      crumbs.append(h('h1', { text: { shared: 'Shared with me', recent: 'Recent', trash: 'Trash', mine: '' }[view] }));
+      crumbs.append(h('h1', { text: { shared: 'Shared with me', recent: 'Recent', mine: '' }[view] }));
       return;
     }
     const parts = folder ? folder.split('/') : [];
@@ -230,7 +227,6 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
       empty.textContent = query ? `No files match “${query}”.`
         : view === 'shared' ? 'Nothing has been shared with you yet.'
         : view === 'recent' ? 'Notebooks you open appear here.'
-        : view === 'trash' ? 'The trash is empty.'
         : 'This folder is empty. Create a notebook with New, or drop files here.';
     }
     const frag = document.createDocumentFragment();
@@ -239,16 +235,15 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   }
 
   function rowEl(r: Row): HTMLElement {
-    const icon = r.type === 'directory' ? '📁' : r.type === 'notebook' ? '📓' : '📄';
-    const link = h('a.name', { href: r.href }, h('span.ficon', { text: icon, 'aria-hidden': 'true' }), h('span', { text: r.name }));
+    const kind = r.type === 'directory' ? 'folder' : r.type === 'notebook' ? 'notebook' : 'file';
+    const link = h('a.name', { href: r.href }, h('span.ficon', null, icon(kind)), h('span', { text: r.name }));
     if (r.type === 'directory') {
       link.addEventListener('click', e => {
         e.preventDefault();
-        if (view === 'trash') return;
         go('mine', r.path);
       });
     }
-    const more = h('button.btn.icon.more', { 'aria-label': `Actions for ${r.name}`, text: '⋮' });
+    const more = h('button.btn.icon.more', { 'aria-label': `Actions for ${r.name}` }, icon('more'));
     more.addEventListener('click', () => showMenu(actions(r), more));
     const row = h('div.row', { role: 'row', 'data-path': r.path },
       h('span.c-name', { role: 'cell' }, link, r.role ? h('span.badge', { text: r.role }) : null),
@@ -270,19 +265,13 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
         { label: 'Save a copy in My Drive', run: () => void copyShared(r) },
       ];
     }
-    if (view === 'trash') {
-      return [
-        { label: 'Restore', run: () => void restore(r) },
-        { label: 'Delete forever', run: () => void deleteForever(r) },
-      ];
-    }
     const items = [
       { label: 'Open', run: () => (r.type === 'directory' ? go('mine', r.path) : (location.href = r.href)) },
       { label: 'Rename', id: 'rename', run: () => void rename(r) },
       { label: 'Move', id: 'move', run: () => void move(r) },
     ];
     if (r.type !== 'directory') items.push({ label: 'Download', run: () => download(r) } as any);
-    items.push({ label: 'Move to trash', id: 'delete', run: () => void trash(r) } as any);
+    items.push({ label: 'Delete', id: 'delete', run: () => void trash(r) } as any);
     if (view === 'recent') items.push({ label: 'Remove from Recent', run: () => (forgetRecent(r.path), void load()) } as any);
     return items;
   }
@@ -317,36 +306,25 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   }
 
   async function trash(r: Row) {
+    // Delete with undo: what is deleted is kept in this page (up to 48 MB)
+    // and written back by Undo. Larger items ask first.
+    let snap: Snapshot | null = null;
     try {
-      await ensureDir(TRASH);
-      const to = join(TRASH, `${Date.now()}-${r.name}`);
-      await contents.rename(r.path, to);
-      forgetRecent(r.path);
-      toast(`“${r.name}” moved to trash`, {
-        label: 'Undo',
-        run: () => void contents.rename(to, r.path).then(load, e => toast(errorText(e))),
-      }, 10000);
-    } catch (e) {
-      toast(errorText(e));
+      snap = await snapshot(r.path, r.type, { bytes: 0 });
+    } catch {
+      snap = null;
     }
-    await load();
-  }
-
-  async function restore(r: Row) {
-    const original = r.name.replace(/^\d+-/, '');
-    try {
-      await contents.rename(r.path, original);
-      toast(`Restored “${original}” to My Drive`);
-    } catch (e) {
-      toast(errorText(e));
-    }
-    await load();
-  }
-
-  async function deleteForever(r: Row) {
-    if (!(await confirmDialog('Delete forever', `“${r.name.replace(/^\d+-/, '')}” will be deleted. This cannot be undone.`, 'Delete'))) return;
+    if (!snap && !(await confirmDialog('Delete', `“${r.name}” is too large to undo its deletion. Delete it anyway?`, 'Delete'))) return;
     try {
       await deleteRecursive(r.path, r.type);
+      forgetRecent(r.path);
+      if (snap) {
+        const s = snap;
+        toast(`“${r.name}” deleted`, {
+          label: 'Undo',
+          run: () => void restoreSnapshot(s).then(() => toast(`“${r.name}” restored`), e => toast(errorText(e))).then(load),
+        }, 12000);
+      }
     } catch (e) {
       toast(errorText(e));
     }
@@ -415,14 +393,14 @@ async function pickFolder(r: Row): Promise<string | null> {
     here.textContent = 'In: My Drive' + (cur ? ' / ' + cur : '');
     clear(listEl);
     if (cur) {
-      const up = h('button.pick', { text: '⬑ ..' });
+      const up = h('button.pick', { text: '.. (up)' });
       up.addEventListener('click', () => ((cur = parent(cur)), void show()));
       listEl.append(up);
     }
     const m = await contents.get(cur, { content: true });
     for (const c of m.content as Contents.IModel[]) {
       if (c.type !== 'directory' || c.name.startsWith('.') || c.path === r.path) continue;
-      const b = h('button.pick', { text: '📁 ' + c.name });
+      const b = h('button.pick', null, icon('folder', 16), ' ' + c.name);
       b.addEventListener('click', () => ((cur = c.path), void show()));
       listEl.append(b);
     }
@@ -431,11 +409,39 @@ async function pickFolder(r: Row): Promise<string | null> {
   return (await d.result) === 'ok' ? cur : null;
 }
 
-async function ensureDir(path: string): Promise<void> {
-  try {
-    await contents.get(path, { content: false });
-  } catch {
-    await contents.save(path, { type: 'directory' });
+type Snapshot =
+  | { path: string; type: 'directory'; children: Snapshot[] }
+  | { path: string; type: 'notebook'; content: unknown }
+  | { path: string; type: 'file'; content: string };
+
+const UNDO_LIMIT = 48 * 1024 * 1024;
+
+/** Reads an item (a folder with everything in it) into memory; null when over the undo limit. */
+async function snapshot(path: string, type: string, budget: { bytes: number }): Promise<Snapshot | null> {
+  if (type === 'directory') {
+    const m = await contents.get(path, { content: true });
+    const children: Snapshot[] = [];
+    for (const c of m.content as Contents.IModel[]) {
+      const s = await snapshot(c.path, c.type, budget);
+      if (!s) return null;
+      children.push(s);
+    }
+    return { path, type: 'directory', children };
+  }
+  const m = await contents.get(path, type === 'notebook' ? { type: 'notebook', content: true } : { type: 'file', format: 'base64', content: true });
+  budget.bytes += m.size ?? (typeof m.content === 'string' ? m.content.length : 0);
+  if (budget.bytes > UNDO_LIMIT) return null;
+  return type === 'notebook' ? { path, type: 'notebook', content: m.content } : { path, type: 'file', content: String(m.content) };
+}
+
+async function restoreSnapshot(s: Snapshot): Promise<void> {
+  if (s.type === 'directory') {
+    await contents.save(s.path, { type: 'directory' });
+    for (const c of s.children) await restoreSnapshot(c);
+  } else if (s.type === 'notebook') {
+    await contents.save(s.path, { type: 'notebook', format: 'json', content: s.content as any });
+  } else {
+    await contents.save(s.path, { type: 'file', format: 'base64', content: s.content });
   }
 }
 

@@ -112,8 +112,8 @@ export class Cell {
     this.materialized = true;
     this.el.classList.add('live');
     if (this.type === 'markdown') {
+      if (this.editing) this.showEditor();
       this.renderMd();
-      if (this.editing || !this.source.trim()) this.showEditor();
     } else {
       this.showEditor();
     }
@@ -136,7 +136,7 @@ export class Cell {
     }
     this.staticEl.hidden = true;
     this.editorHost.hidden = false;
-    if (this.type === 'markdown') this.mdEl.hidden = !!this.editing || false;
+    if (this.type === 'markdown') this.mdEl.hidden = this.editing;
   }
 
   private renderStatic() {

@@ -49,8 +49,14 @@ class StreamView {
     if (nl >= 0) {
       const done = all.slice(0, nl + 1);
       this.pending = all.slice(nl + 1);
-      const lines = done.split('\n');
+      let lines = done.split('\n');
       lines.pop();
+      if (lines.length > MAX_LINES) {
+        // Only the last lines of a huge batch reach the page.
+        this.dropped += lines.length - MAX_LINES;
+        lines = lines.slice(lines.length - MAX_LINES);
+        this.ansi = new Ansi();
+      }
       const html = lines.map(l => this.ansi.toHtml(applyCarriageReturns(l))).join('\n') + '\n';
       const chunk = document.createElement('span');
       chunk.innerHTML = html;
@@ -166,13 +172,16 @@ export class OutputArea {
   /** The outputs as nbformat stores them (stream texts as a terminal shows them). */
   toJSON(): Output[] {
     return this.outputs.map(o => {
-      if (o.output_type === 'stream') return { output_type: 'stream', name: o.name, text: terminalText(text(o.text)) };
-      const { transient, ...rest } = o;
-      if (rest.metadata?.__display_id) {
-        const { __display_id, ...md } = rest.metadata;
-        return { ...rest, metadata: md };
+      switch (o.output_type) {
+        case 'stream':
+          return { output_type: 'stream', name: o.name, text: terminalText(text(o.text)) };
+        case 'error':
+          return { output_type: 'error', ename: String(o.ename ?? ''), evalue: String(o.evalue ?? ''), traceback: o.traceback ?? [] };
+        case 'execute_result':
+          return { output_type: 'execute_result', execution_count: o.execution_count ?? null, data: o.data ?? {}, metadata: cleanMeta(o.metadata) };
+        default:
+          return { output_type: 'display_data', data: o.data ?? {}, metadata: cleanMeta(o.metadata) };
       }
-      return rest;
     });
   }
 
@@ -190,6 +199,12 @@ export class OutputArea {
     renderBundle(data, o.metadata ?? {}, el, this.ctx());
     return el;
   }
+}
+
+function cleanMeta(m: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!m || !('__display_id' in m)) return m ?? {};
+  const { __display_id, ...rest } = m;
+  return rest;
 }
 
 const IMAGE = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];

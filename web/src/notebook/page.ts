@@ -12,9 +12,10 @@ import { openShareDialog } from '../share/dialog';
 import { confirmDialog, openDialog, promptDialog, showMessage, toast } from '../ui/dialog';
 import { clear, formatBytes, h } from '../ui/dom';
 import { closeMenus, menuBar, showMenu, type MenuItem } from '../ui/menu';
+import { icon } from '../ui/icons';
 import { logo, userButton } from '../ui/topbar';
 import { Cell, type CellJSON, type CellType } from './cell';
-import { DriveDoc, SharedDoc, type DocStore } from './document';
+import { DriveDoc, SharedDoc, type DocStore, type NotebookFile } from './document';
 import { setOutputOrigin } from './frames';
 import { headings } from './markdown';
 import { text } from './outputs';
@@ -37,14 +38,21 @@ interface UndoStep {
 const isMac = /Mac/.test(navigator.platform);
 const MOD = isMac ? '⌘' : 'Ctrl';
 
-export async function openNotebookPage(app: HTMLElement, path: string, me: Me): Promise<void> {
+/** Starts loading a Drive notebook before the page is built. */
+export function prefetchNotebook(path: string): Promise<NotebookFile> {
+  const p = new DriveDoc(path).load();
+  p.catch(() => undefined);
+  return p;
+}
+
+export async function openNotebookPage(app: HTMLElement, path: string, me: Me, prefetch: Promise<NotebookFile> | null = null): Promise<void> {
   setOutputOrigin(me.outputOrigin);
   let doc: DocStore;
   const shared = /^\/shared\/([0-9a-f]{24,48})(?:\/(.*))?$/.exec(location.pathname);
   if (shared) doc = new SharedDoc(shared[1], (shared[2] ?? '').split('/').map(decodeURIComponent).join('/'), '');
   else doc = new DriveDoc(path);
   const nb = new NotebookPage(app, doc, me);
-  await nb.open();
+  await nb.open(shared ? null : prefetch);
   (window as any).skylab = nb; // for tests and benchmarks
 }
 
@@ -119,23 +127,24 @@ export class NotebookPage implements NotebookPageContext {
 
   // ---------------------------------------------------------------- open
 
-  async open() {
+  async open(prefetch: Promise<NotebookFile> | null = null) {
     this.buildLayout();
     let file;
     try {
-      file = await this.doc.load();
+      file = await (prefetch ?? this.doc.load());
     } catch (e) {
       clear(this.list);
       this.list.append(h('div.load-error', null, h('h2', { text: 'This notebook could not be opened' }), h('p', { text: errorText(e) }),
         h('a.btn', { href: '/drive', text: 'Back to Drive' })));
       return;
     }
+    performance.mark('skylab-loaded');
     this.readOnly = !file.writable;
     const nb = file.content ?? {};
     this.nbMeta = nb.metadata ?? {};
     this.nbFormatMinor = Math.max(nb.nbformat_minor ?? 5, 5);
     let cells: CellJSON[] = nb.cells ?? [];
-    const backup = this.readBackup(file.lastModified);
+    const backup = this.readBackup(file.lastModified, cells);
     if (backup) {
       cells = backup;
       toast('Restored changes that had not reached the server yet');
@@ -148,7 +157,14 @@ export class NotebookPage implements NotebookPageContext {
       frag.append(cell.el);
     }
     this.list.append(frag);
-    for (const c of this.cells) this.observer.observe(c.el);
+    // The cells on screen get their editors now; the rest when scrolled near.
+    const bottom = this.scroller.getBoundingClientRect().top + this.scroller.clientHeight + 200;
+    for (const c of this.cells) {
+      if (c.el.getBoundingClientRect().top > bottom) break;
+      c.materialize();
+    }
+    for (const c of this.cells) if (!c.materialized) this.observer.observe(c.el);
+    performance.mark('skylab-built');
     this.setTitle();
     if (!this.doc.shareId) noteRecent(this.doc.path);
     if (this.readOnly) this.showReadOnlyBanner();
@@ -157,7 +173,11 @@ export class NotebookPage implements NotebookPageContext {
     this.setSaveState(backup ? 'Unsaved changes' : 'All changes saved');
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
-    this.runtime.onChange(() => this.renderStatus());
+    this.runtime.onChange(() => {
+      this.renderStatus();
+      const s = this.runtime.state;
+      if (s === 'restarting' || s === 'dead' || s === 'disconnected') this.resetRuns();
+    });
     this.runtime.onKernel(k => this.kernelChanged(k));
     this.renderStatus();
     // Reattach to a runtime this notebook already has (outputs of cells that
@@ -177,6 +197,7 @@ export class NotebookPage implements NotebookPageContext {
       }
     });
     (document.body.dataset as any).ready = 'true';
+    performance.mark('skylab-ready');
   }
 
   private sessionPath(): string {
@@ -224,9 +245,9 @@ export class NotebookPage implements NotebookPageContext {
     const addText = h('button.btn.tool', { text: '+ Text', 'data-cmd': 'insert-text' });
     addText.addEventListener('click', () => this.insert('markdown', 1, true));
     const toolbar = h('div.toolbar', { role: 'toolbar', 'aria-label': 'Notebook' }, addCode, addText, runAllBtn, h('div.spacer'), this.statusEl);
-    const tocBtn = h('button.side-icon', { 'aria-label': 'Table of contents', title: 'Table of contents', text: '☰', 'data-panel': 'toc' });
+    const tocBtn = h('button.side-icon', { 'aria-label': 'Table of contents', title: 'Table of contents', 'data-panel': 'toc' }, icon('toc'));
     tocBtn.addEventListener('click', () => this.togglePanel('toc'));
-    const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', text: '📁', 'data-panel': 'files' });
+    const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', 'data-panel': 'files' }, icon('files'));
     filesBtn.addEventListener('click', () => this.togglePanel('files'));
     const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn);
     this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl);
@@ -260,7 +281,7 @@ export class NotebookPage implements NotebookPageContext {
   private showReadOnlyBanner() {
     const copy = h('button.btn.primary', { text: 'Save a copy in Drive' });
     copy.addEventListener('click', () => void this.saveCopy());
-    const ro = h('div.readonly-banner', { role: 'status' }, h('span', { text: '👁 View only: this notebook was shared with you as a viewer. You can run it, but changes are not saved.' }), copy);
+    const ro = h('div.readonly-banner', { role: 'status' }, h('span', { text: 'View only: this notebook was shared with you as a viewer. You can run it, but changes are not saved.' }), copy);
     this.scroller.prepend(ro);
     document.body.classList.add('read-only');
   }
@@ -549,6 +570,7 @@ export class NotebookPage implements NotebookPageContext {
     future.onReply = reply => {
       const c = reply.content as any;
       if (c.execution_count != null) cell.executionCount = c.execution_count;
+      cell.updateGutter();
       if (c.status === 'aborted') {
         cell.setRunState('idle');
         cell.lastDuration = null;
@@ -697,16 +719,32 @@ export class NotebookPage implements NotebookPageContext {
       cell.ensureOutputs();
       cell.setRunState('running');
     }
-    // If the kernel finished long ago and nothing was replayed, stop waiting.
-    setTimeout(() => {
+    // Once the kernel is idle, whatever was running has finished: stop
+    // waiting for requests whose end the server could not replay.
+    const restored = new Set(Object.keys(p.runs));
+    let idleChecks = 0;
+    const timer = window.setInterval(() => {
       const k = this.kernel();
-      if (!k || k.status !== 'idle') return;
-      for (const [id, cell] of [...this.runs]) if (!this.queue.includes(cell) && Object.prototype.hasOwnProperty.call(p!.runs, id)) this.finish(id, cell);
-    }, 8000);
+      const left = [...this.runs].filter(([id]) => restored.has(id));
+      if (!k || !left.length) return clearInterval(timer);
+      idleChecks = k.status === 'idle' ? idleChecks + 1 : 0;
+      if (idleChecks >= 2) {
+        for (const [id, cell] of left) this.finish(id, cell);
+        clearInterval(timer);
+      }
+    }, 3000);
   }
 
   private clearPending() {
     localStorage.removeItem(this.pendingKey());
+  }
+
+  private resetRuns() {
+    for (const q of this.queue) q.setRunState('idle');
+    this.queue = [];
+    for (const [, cell] of this.runs) cell.setRunState('idle');
+    this.runs.clear();
+    this.savePending();
   }
 
   async runAll() {
@@ -740,6 +778,7 @@ export class NotebookPage implements NotebookPageContext {
     const more = h('button.status-more', { 'aria-label': 'Runtime options', 'aria-haspopup': 'menu', text: '▾' });
     more.addEventListener('click', () => this.runtimeMenu(more));
     this.statusEl.append(main, more);
+    if (s === 'idle' || s === 'busy') this.renderMeter();
     if (rt.type && (s === 'idle' || s === 'busy')) main.title = `Runtime type: ${rt.type}`;
   }
 
@@ -758,12 +797,23 @@ export class NotebookPage implements NotebookPageContext {
     }).catch(() => (res.textContent = ''));
   }
 
+  private resources: any = null;
+
   private async pollResources() {
     if (!this.kernel() || document.visibilityState === 'hidden') return;
     try {
-      const r: any = await api('GET', '/api/skylab/resources');
-      const meter = this.statusEl.querySelector('.meter');
-      if (!meter) return;
+      this.resources = await api('GET', '/api/skylab/resources');
+      this.renderMeter();
+    } catch {
+      /* transient */
+    }
+  }
+
+  private renderMeter() {
+    const r = this.resources;
+    const meter = this.statusEl.querySelector('.meter');
+    if (!meter || !r || !this.kernel()) return;
+    {
       clear(meter);
       const host = r.host ?? {};
       const ram = host.memory_total ? 1 - host.memory_available / host.memory_total : 0;
@@ -773,8 +823,6 @@ export class NotebookPage implements NotebookPageContext {
       (this.statusEl.firstChild as HTMLElement).title =
         `RAM ${formatBytes(host.memory_total - host.memory_available)} / ${formatBytes(host.memory_total)} · Disk ${formatBytes(host.disk.total - host.disk.free)} / ${formatBytes(host.disk.total)}` +
         (this.runtime.type ? ` · ${this.runtime.type.toUpperCase()} runtime` : '');
-    } catch {
-      /* transient */
     }
   }
 
@@ -801,7 +849,7 @@ export class NotebookPage implements NotebookPageContext {
       this.banner.hidden = true;
       clearInterval(this.bannerTimer);
     });
-    this.banner.append(h('span.banner-icon', { text: '⏳', 'aria-hidden': 'true' }), msg, dismiss);
+    this.banner.append(h('span.banner-icon', { text: '!', 'aria-hidden': 'true' }), msg, dismiss);
   }
 
   private async changeRuntimeType() {
@@ -838,15 +886,22 @@ export class NotebookPage implements NotebookPageContext {
   markDirty() {
     if (this.readOnly) return;
     this.changeSeq++;
+    this.scheduleBackup();
+    const now = Date.now();
     if (!this.dirty) {
       this.dirty = true;
-      this.dirtySince = Date.now();
+      this.dirtySince = now;
       this.setSaveState('Unsaved changes');
     }
+    // Saves 1 s after the last change, and at least every 5 s while changes go on.
+    const due = Math.min(now + 1000, this.dirtySince + 5000);
     clearTimeout(this.saveTimer);
-    const wait = Date.now() - this.dirtySince > 5000 ? 0 : 1000;
-    this.saveTimer = window.setTimeout(() => void this.saveNow(), wait);
+    this.saveTimer = window.setTimeout(() => {
+      this.saveTimer = 0;
+      void this.saveNow();
+    }, Math.max(0, due - now));
   }
+
 
   private setSaveState(s: string) {
     this.saveState.textContent = s;
@@ -863,6 +918,7 @@ export class NotebookPage implements NotebookPageContext {
   async saveNow(): Promise<void> {
     if (this.readOnly) return;
     clearTimeout(this.saveTimer);
+    this.saveTimer = 0;
     if (this.saving) {
       await this.saving;
       if (this.dirty) return this.saveNow();
@@ -870,6 +926,7 @@ export class NotebookPage implements NotebookPageContext {
     }
     if (!this.dirty) return;
     const seq = this.changeSeq;
+    this.dirtySince = Date.now(); // changes from now on wait at most 5 s for the next save
     this.setSaveState('Saving…');
     this.saving = (async () => {
       try {
@@ -895,7 +952,10 @@ export class NotebookPage implements NotebookPageContext {
     })();
     await this.saving;
     this.saving = null;
-    if (this.dirty && seq !== this.changeSeq) this.markDirty();
+    if (this.dirty && seq !== this.changeSeq && !this.saveTimer) {
+      this.changeSeq--;
+      this.markDirty();
+    }
   }
 
   /** The page goes away: send what is unsaved (keepalive) and keep a local copy. */
@@ -914,34 +974,56 @@ export class NotebookPage implements NotebookPageContext {
     return 'skylab.backup.' + this.sessionPath();
   }
 
-  /** Sources only (outputs are the kernel's, not the user's keystrokes), in localStorage. */
+  /**
+   * Every keystroke also lands in localStorage (sources and cell order only,
+   * a moment after typing stops), so that a crash, a lost network or a
+   * closed tab loses nothing the server had not saved yet.
+   */
   private writeBackup() {
     try {
-      const cells = this.cells.map(c => {
-        const j = c.toJSON();
-        if (j.outputs && JSON.stringify(j.outputs).length > 20000) j.outputs = [];
-        return j;
-      });
+      const cells = this.cells.map(c => ({ id: c.id, cell_type: c.type, source: c.getSource() }));
       localStorage.setItem(this.backupKey(), JSON.stringify({ base: this.lastSaved || this.loadedAt, at: Date.now(), cells }));
     } catch {
       /* storage full: the server save is still retried */
     }
   }
 
+  private backupTimer = 0;
+
+  private scheduleBackup() {
+    clearTimeout(this.backupTimer);
+    this.backupTimer = window.setTimeout(() => {
+      if (this.dirty) this.writeBackup();
+    }, 400);
+  }
+
   private loadedAt = '';
 
-  private readBackup(lastModified: string): CellJSON[] | null {
+  /** The backup merged into the file's cells (outputs from the file), when it is newer. */
+  private readBackup(lastModified: string, fileCells: CellJSON[]): CellJSON[] | null {
     this.loadedAt = lastModified;
     try {
       const b = JSON.parse(localStorage.getItem(this.backupKey()) || 'null');
       if (!b) return null;
       // Only if the file did not change on the server since the backup's base.
-      if (b.base && new Date(b.base).getTime() >= new Date(lastModified).getTime() - 1) return b.cells;
-      localStorage.removeItem(this.backupKey());
+      if (!b.base || new Date(b.base).getTime() < new Date(lastModified).getTime() - 1) {
+        localStorage.removeItem(this.backupKey());
+        return null;
+      }
+      const byId = new Map(fileCells.map(c => [c.id, c]));
+      const merged: CellJSON[] = b.cells.map((c: CellJSON) => {
+        const f = byId.get(c.id);
+        return f && f.cell_type === c.cell_type ? { ...f, source: c.source } : { id: c.id, cell_type: c.cell_type, source: c.source };
+      });
+      const same = merged.length === fileCells.length && merged.every((c, i) => c.id === fileCells[i].id && text(c.source) === text(fileCells[i].source));
+      if (same) {
+        localStorage.removeItem(this.backupKey());
+        return null;
+      }
+      return merged;
     } catch {
-      /* ignore */
+      return null;
     }
-    return null;
   }
 
   private dropBackup() {

@@ -128,9 +128,12 @@ export class Runtime {
         for (const l of this.kernelListeners) l(null);
       }
     });
-    this.type = await this.lookupType(model.id);
-    this.setState(k.status as RuntimeState);
+    // Listeners first: the server replays what the kernel said while no tab
+    // was connected as soon as the WebSocket opens.
     for (const l of this.kernelListeners) l(k);
+    this.setState(k.status as RuntimeState);
+    this.type = await this.lookupType(model.id);
+    this.emit();
   }
 
   private async lookupType(id: string): Promise<string> {
