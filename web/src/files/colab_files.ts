@@ -9,6 +9,7 @@
 import { encodePath } from '../api';
 import { registerMimeRenderer, registerStdinHandler, type OutputContext, type StdinRequest } from '../extensions';
 import { formatBytes, h } from '../ui/dom';
+import { fileIcon } from './file_icons';
 import { filesUrl, saveUrl, uploadFile } from './runtime_files';
 import './files.css';
 
@@ -60,7 +61,7 @@ function renderDownload(data: unknown, _md: Record<string, unknown>, el: HTMLEle
   const url = downloadUrl(d, ctx);
   const status = h('span.download-status', { text: '' });
   const link = h('a.download-link', { href: url, download: d.name, text: d.name });
-  const box = h('div.skylab-download', null, h('span.download-icon', { text: '⤓', 'aria-hidden': 'true' }), status, link,
+  const box = h('div.skylab-download', null, h('span.download-icon', null, fileIcon('download', 16)), status, link,
     h('span.download-size', { text: ` (${formatBytes(d.size ?? 0)})` }));
   el.append(box);
   const fresh = typeof d.time === 'number' && Date.now() / 1000 - d.time < LIVE_SECONDS;
@@ -116,9 +117,9 @@ function uploadWidget(req: StdinRequest, u: UploadRequest): Promise<string> {
     let busy = false;
     const finish = (reply: object, note: string) => {
       abort.abort();
-      choose.disabled = true;
-      cancel.disabled = true;
       input.disabled = true;
+      choose.remove();
+      cancel.remove();
       hint.textContent = note;
       box.classList.add('finished');
       resolve(JSON.stringify(reply));

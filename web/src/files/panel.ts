@@ -6,6 +6,7 @@ import type { Kernel } from '@jupyterlab/services';
 import type { NotebookPageContext } from '../extensions';
 import { confirmDialog, promptDialog, toast } from '../ui/dialog';
 import { clear, formatBytes, h } from '../ui/dom';
+import { fileIcon } from './file_icons';
 import { filesUrl, listDir, makeDir, removePath, renamePath, saveUrl, uploadFile, type RuntimeEntry } from './runtime_files';
 import './files.css';
 
@@ -31,9 +32,9 @@ class FilesPanel {
     clear(el);
     el.classList.add('files-panel');
     const toolbar = h('div.files-toolbar', null,
-      h('button.btn.icon', { title: 'Upload to this folder', 'aria-label': 'Upload', text: '⤒', onclick: () => this.picker.click() }),
-      h('button.btn.icon', { title: 'New folder', 'aria-label': 'New folder', text: '＋', onclick: () => void this.newFolder() }),
-      h('button.btn.icon', { title: 'Refresh', 'aria-label': 'Refresh', text: '⟳', onclick: () => void this.refresh() }));
+      h('button.btn.icon', { title: 'Upload to this folder', 'aria-label': 'Upload', onclick: () => this.picker.click() }, fileIcon('upload')),
+      h('button.btn.icon', { title: 'New folder', 'aria-label': 'New folder', onclick: () => void this.newFolder() }, fileIcon('newfolder')),
+      h('button.btn.icon', { title: 'Refresh', 'aria-label': 'Refresh', onclick: () => void this.refresh() }, fileIcon('refresh')));
     el.append(h('div.files-head', null, h('span.files-where', { text: '/content' }), toolbar), this.body, this.picker);
     this.picker.addEventListener('change', () => {
       const files = [...(this.picker.files ?? [])];
@@ -107,11 +108,11 @@ class FilesPanel {
     clear(this.list);
     if (this.dir) {
       const up = this.dir.includes('/') ? this.dir.slice(0, this.dir.lastIndexOf('/')) : '';
-      this.list.append(h('li.files-item.dir', null,
+      this.list.append(h('li.files-item.dir.parent', null, h('span.files-icon', null, fileIcon('up')),
         h('button.files-name', { text: '..', title: 'Parent folder', onclick: () => this.go(up) })));
     } else {
       this.list.append(h('li.files-item.drive', { title: 'Your Drive is mounted at /content/drive' },
-        h('span.files-icon', { text: '☁', 'aria-hidden': 'true' }),
+        h('span.files-icon', null, fileIcon('drive')),
         h('a.files-name', { href: '/drive', target: '_blank', text: 'drive' }),
         h('span.files-size', { text: 'your Drive' })));
     }
@@ -144,11 +145,11 @@ class FilesPanel {
       ? h('button.files-name', { text: e.name, title: `Open ${e.name}`, onclick: () => this.go(e.path) })
       : h('button.files-name', { text: e.name, title: `Download ${e.name}`, onclick: () => void this.download(kernelId, e) });
     const actions = h('span.files-actions', null,
-      isDir ? null : h('button.btn.icon', { title: 'Download', 'aria-label': `Download ${e.name}`, text: '⤓', onclick: () => void this.download(kernelId, e) }),
-      h('button.btn.icon', { title: 'Rename', 'aria-label': `Rename ${e.name}`, text: '✎', onclick: () => void this.rename(kernelId, e) }),
-      h('button.btn.icon', { title: 'Delete', 'aria-label': `Delete ${e.name}`, text: '🗑', onclick: () => void this.remove(kernelId, e) }));
+      isDir ? null : h('button.btn.icon', { title: 'Download', 'aria-label': `Download ${e.name}`, onclick: () => void this.download(kernelId, e) }, fileIcon('download', 16)),
+      h('button.btn.icon', { title: 'Rename', 'aria-label': `Rename ${e.name}`, onclick: () => void this.rename(kernelId, e) }, fileIcon('rename', 16)),
+      h('button.btn.icon', { title: 'Delete', 'aria-label': `Delete ${e.name}`, onclick: () => void this.remove(kernelId, e) }, fileIcon('trash', 16)));
     return h('li.files-item', { class: 'files-item ' + (isDir ? 'dir' : 'file'), 'data-name': e.name },
-      h('span.files-icon', { text: isDir ? '📁' : '📄', 'aria-hidden': 'true' }), name,
+      h('span.files-icon', null, fileIcon(isDir ? 'folder' : 'file')), name,
       h('span.files-size', { text: isDir ? '' : formatBytes(e.size ?? 0) }), actions);
   }
 

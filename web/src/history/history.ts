@@ -115,13 +115,13 @@ function renderCompare(old: Side, cur: Side): HTMLElement {
     if (!p.cur) right.append(h('span.history-absent', { text: '(not in the current version)' }));
     table.append(left, right);
   }
-  const summary = h('p.history-summary', { text: changed ? `${changed} cell${changed === 1 ? '' : 's'} differ` : 'Same content as the current version' });
+  const summary = h('p.history-summary', { text: changed ? `${changed} cell${changed === 1 ? ' differs' : 's differ'} from the current version` : 'Same content as the current version' });
   return h('div', null, summary, table);
 }
 
 function when(iso: string): string {
   const d = new Date(iso);
-  return isNaN(d.getTime()) ? iso : d.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+  return isNaN(d.getTime()) ? iso : d.toLocaleString([], { dateStyle: 'medium', timeStyle: 'medium' });
 }
 
 export function openRevisionHistory(path: string, onRestored: () => void): void {
@@ -177,9 +177,9 @@ export function openRevisionHistory(path: string, onRestored: () => void): void 
     try {
       const r = await api<{ revisions: Revision[] }>('GET', '/api/skylab/revisions?path=' + encodeURIComponent(path));
       if (!r.revisions.length) list.append(h('li.history-none', { text: 'No revisions yet: they are kept as you save.' }));
-      for (const rev of r.revisions) {
+      r.revisions.forEach((rev, i) => {
         const item = h('li.history-item', { role: 'option', tabindex: '0', 'data-id': rev.id },
-          h('span.history-when', { text: when(rev.timestamp) }),
+          h('span.history-when', { text: when(rev.timestamp) + (i === 0 ? ' (latest)' : '') }),
           h('span.history-meta', { text: `${rev.author || 'unknown'} · ${rev.kind} · ${formatBytes(rev.size)}` }));
         item.addEventListener('click', () => void show(rev, item));
         item.addEventListener('keydown', e => {
@@ -190,7 +190,7 @@ export function openRevisionHistory(path: string, onRestored: () => void): void 
           }
         });
         list.append(item);
-      }
+      });
     } catch (e) {
       list.append(h('li.error', { text: message(e) }));
     }

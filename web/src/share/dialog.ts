@@ -39,14 +39,15 @@ export function openShareDialog(path: string): void {
   const linkToggle = h('input.share-link-toggle', { type: 'checkbox', id: 'share-link-toggle' });
   const linkBox = h('div.share-link-box');
   const body = h('div.share-dialog', null,
-    h('p.share-path', { text: path }),
+    path.includes('/') ? h('p.share-path', { text: 'My Drive / ' + path.split('/').join(' / ') }) : null,
     h('h3', { text: 'Share with people' }), form, error,
     h('h3', { text: 'People with access' }), people,
     h('h3', { text: 'Link' }),
     h('label.share-link-label', { for: 'share-link-toggle' }, linkToggle,
       h('span', { text: ' Anyone signed in to this server with the link can view' })),
     linkBox);
-  const dialog = openDialog(`Share “${name}”`, body, [{ label: 'Done', value: 'done', primary: true }], { initialFocus: user, wide: true });
+  const dialog = openDialog(`Share “${name}”`, body, [{ label: 'Done', value: 'done', primary: true }], { initialFocus: user });
+  dialog.root.classList.add('share');
   let shares: Share[] = [];
 
   const render = () => {
