@@ -27,6 +27,7 @@ class FilesPanel {
   private readonly body = h('div.files-body');
   private readonly picker = h('input', { type: 'file', multiple: true, hidden: true, 'aria-label': 'Upload files' });
   private loading = 0;
+  private idleTimer = 0;
 
   constructor(private readonly el: HTMLElement, private readonly ctx: NotebookPageContext) {
     clear(el);
@@ -61,9 +62,18 @@ class FilesPanel {
 
   private setKernel(k: Kernel.IKernelConnection | null) {
     const changed = (k?.id ?? null) !== (this.kernel?.id ?? null);
+    this.kernel?.statusChanged.disconnect(this.onStatus, this);
     this.kernel = k;
+    // Code that ran may have written files: refresh when the kernel is idle again.
+    k?.statusChanged.connect(this.onStatus, this);
     if (changed) this.dir = '';
     void this.refresh();
+  }
+
+  private onStatus(_k: Kernel.IKernelConnection, status: Kernel.Status) {
+    if (status !== 'idle' || this.el.hidden || this.el.closest('[hidden]')) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = window.setTimeout(() => void this.refresh(), 300);
   }
 
   private showConnect() {
