@@ -86,6 +86,25 @@ describe('files, sharing and history', { timeout: 300000 }, () => {
     });
   }
 
+  it('a download output seen again (reload) is a link and does not download by itself', async () => {
+    await page.waitForFunction(() => document.querySelector('.save-state')?.textContent === 'All changes saved', null, { timeout: 15000 });
+    let downloads = 0;
+    const count = () => downloads++;
+    page.on('download', count);
+    await page.reload();
+    await page.waitForSelector('body[data-ready=true]');
+    await cell(0).locator('.skylab-download').waitFor();
+    await page.waitForTimeout(1500);
+    page.off('download', count);
+    assert.equal(downloads, 0);
+    assert.match(await cell(0).locator('.skylab-download').innerText(), /^\s*Download\s+x0\.txt/);
+    const [download] = await Promise.all([page.waitForEvent('download'), cell(0).locator('.download-link').click()]);
+    assert.equal(download.suggestedFilename(), 'x0.txt');
+    assert.match(fs.readFileSync(await download.path(), 'utf8'), /^hello download 0\n/);
+    // The runtime stays connected across the reload (same kernel).
+    await page.waitForFunction(id => window.skylab.kernel()?.id === id, kernelId, { timeout: 30000 });
+  });
+
   it('uploads a large file in chunks through files.upload()', async () => {
     const big = Buffer.alloc((20 << 20) + 5, 7);
     big.write('start', 0);

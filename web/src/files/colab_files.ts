@@ -32,18 +32,18 @@ interface DownloadData {
 
 function seenIds(): string[] {
   try {
-    return JSON.parse(sessionStorage.getItem(SEEN_KEY) || '[]');
+    return JSON.parse(localStorage.getItem(SEEN_KEY) || '[]');
   } catch {
     return [];
   }
 }
 
-/** True the first time `id` is seen in this tab. */
+/** True the first time `id` is seen in this browser (any tab). */
 function firstSight(id: string): boolean {
   const seen = seenIds();
   if (seen.includes(id)) return false;
   seen.push(id);
-  sessionStorage.setItem(SEEN_KEY, JSON.stringify(seen.slice(-200)));
+  localStorage.setItem(SEEN_KEY, JSON.stringify(seen.slice(-200)));
   return true;
 }
 
