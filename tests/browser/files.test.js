@@ -172,7 +172,7 @@ describe('files, sharing and history', { timeout: 300000 }, () => {
     await dialog.locator('.share-link-toggle').check();
     await dialog.locator('.share-link-url').waitFor();
     assert.match(await dialog.locator('.share-link-url').inputValue(), /\/shared\/[0-9a-f]{48}$/);
-    await screenshot(page, 'share-dialog');
+    await screenshot(page, 'share-dialog-with-people');
     await dialog.locator('.dialog-buttons .btn.primary').click();
 
     const { page: bobPage, context: bobContext } = await signIn(browser, server, ...BOB, '/shared');
