@@ -66,6 +66,15 @@ def test_download(owner, module):
     assert d[2]["source"] == "drive" and d[2]["path"] == "d.txt" and fetch(owner, d[2]) == b"in the drive"
     texts = [m["content"]["data"]["text/plain"] for m in r.iopub if m["header"]["msg_type"] == "display_data"]
     assert texts[0] == "Download x.bin (5.0 KB)", texts
+    # Names with spaces and non-ASCII characters reach the page encoded and come back whole.
+    r = owner.client.execute(module + "\nimport os\nos.makedirs('/content/dir with space', exist_ok=True)\n"
+                             "open('/content/dir with space/r\u00e9sum\u00e9 1.txt','w').write('cv')\n"
+                             "files.download('/content/dir with space/r\u00e9sum\u00e9 1.txt')", timeout=60)
+    d = downloads_of(r)[0]
+    assert d["path"] == "dir with space/r\u00e9sum\u00e9 1.txt" and d["name"] == "r\u00e9sum\u00e9 1.txt", d
+    resp = owner.req("GET", "/dir with space/r\u00e9sum\u00e9 1.txt")
+    assert resp.content == b"cv"
+    assert "filename*=UTF-8''r%C3%A9sum%C3%A9%201.txt" in resp.headers["Content-Disposition"], resp.headers
     # Errors are Python's.
     r = owner.client.execute(module + "\nfiles.download('nope.txt')", timeout=60)
     assert r.status == "error" and r.error["ename"] == "FileNotFoundError"
