@@ -21,6 +21,7 @@
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 #include "drive/file_store.hpp"
+#include "drive/json_io.hpp"
 #include "drive/path.hpp"
 
 namespace skylab::api {
@@ -73,13 +74,21 @@ class RuntimeFiles {
 
 //! A request's parts, moved off the Asio thread.
 struct Call {
-  std::string id;        //!< runtime (kernel) id
-  std::string api_path;  //!< below /content, as the client sent it
+  std::string id;  //!< runtime (kernel) id
   std::map<std::string, std::string> query;
   std::string body;
-  DrivePath path;        //!< "content/<api_path>", validated
-  std::string shown;     //!< "/content/<api_path>" for messages
+  DrivePath path;  //!< "content/<path below /content>", validated
 };
+
+//! JSON with "<", ">" and "&" written as escapes, as the Contents API
+//! answers: file names with HTML in them are never rendered from a reply.
+Response safe_json(int status, const json& j) {
+  Response r;
+  r.status = status;
+  drive::write_json(r.body, j, drive::JsonStyle{-1, true});
+  r.headers.emplace_back("Content-Type", "application/json");
+  return r;
+}
 
 using Work = std::function<Response(Call&)>;
 
@@ -99,10 +108,9 @@ void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<Runtime
               Responder done, Work work) {
   auto call = std::make_shared<Call>();
   call->id = req.params[0];
-  call->api_path = req.params.size() > 1 ? req.params[1] : "";
   auto k = ctx->kernels->get(call->id);
   if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + call->id));
-  auto p = DrivePath::parse(call->api_path);
+  auto p = DrivePath::parse(req.params.size() > 1 ? req.params[1] : "");
   if (!p.ok()) return done(Response::from_error(p.error()));
   if (!p->is_root() && p->parts()[0] == "drive")
     return done(Response::error(404, "/content/drive is your Drive: use the Drive (/api/contents) for it"));
@@ -111,7 +119,6 @@ void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<Runtime
   auto full = DrivePath::parse(std::string(kContent) + (p->is_root() ? "" : "/" + p->str()));
   if (!full.ok()) return done(Response::from_error(full.error()));
   call->path = std::move(full.value());
-  call->shown = "/content" + (p->is_root() ? "" : "/" + p->str());
   call->query = req.query;
   call->body = std::move(req.body);
   bool queued = ctx->work->post([rf, call, done, work = std::move(work)]() {
@@ -132,10 +139,10 @@ void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<Runtime
 
 json entry_json(const drive::NodeInfo& n, const std::string& rel_path) {
   return {{"name", n.name},
-            {"path", rel_path},
-            {"type", n.directory ? "directory" : "file"},
-            {"last_modified", util::iso_time(n.modified)},
-            {"size", n.directory ? json(nullptr) : json(n.size)}};
+          {"path", rel_path},
+          {"type", n.directory ? "directory" : "file"},
+          {"last_modified", util::iso_time(n.modified)},
+          {"size", n.directory ? json(nullptr) : json(n.size)}};
 }
 
 //! Path below /content ("" for /content itself).
@@ -158,7 +165,7 @@ Response get(drive::FileStore& fs, Call& c) {
     }
     json m = {{"path", base}, {"type", "directory"}, {"last_modified", util::iso_time(info->modified)},
               {"content", std::move(items)}};
-    return Response::json(200, m);
+    return safe_json(200, m);
   }
   auto f = fs.open_read(c.id, c.path);
   if (!f.ok()) return error(f.error());
@@ -205,7 +212,7 @@ Response put(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
       m["last_modified"] = util::iso_time(info->modified);
     }
   }
-  return Response::json(r->committed && !existed ? 201 : 200, m);
+  return safe_json(r->committed && !existed ? 201 : 200, m);
 }
 
 Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
@@ -217,7 +224,7 @@ Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.make_directory(c.id, c.path);
   if (!st.ok()) return error(st.error());
-  return Response::json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
+  return safe_json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
 }
 
 Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
@@ -236,7 +243,7 @@ Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.rename(c.id, c.path, full.value());
   if (!st.ok()) return error(st.error());
-  return Response::json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
+  return safe_json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
 }
 
 Response remove_path(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {

@@ -79,6 +79,10 @@ def test_list_download_upload_and_ownership(people):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Content-Type"] == "application/octet-stream"
     assert "sandbox" in r.headers["Content-Security-Policy"]
+    a.run("open('/content/<b>bold.txt','w').write('x')")
+    r = a.req("GET", "")
+    assert "<b>" not in r.text and "\\u003cb\\u003ebold" in r.text, r.text
+    assert "<b>bold.txt" in [e["name"] for e in r.json()["content"]]
     html = "<script>alert(1)</script>"
     a.run("open('/content/page.html','w').write(%r)" % html)
     r = a.req("GET", "/page.html")
