@@ -176,3 +176,20 @@ def test_headless_skylab_run(tmp_path):
     assert p.returncode == 1  # the upload cell fails, with a clear message
     err = out.cells[1].outputs[-1]
     assert err["output_type"] == "error" and "needs the Skylab notebook page in a browser" in err["evalue"], err
+
+
+def test_colab_drive_and_patches(owner):
+    r = owner.client.execute("from google.colab import drive\ndrive.mount('/content/drive')\n"
+                             "from google.colab.patches import cv2_imshow\nimport numpy as np\n"
+                             "img = np.zeros((8, 16, 3), np.uint8)\nimg[..., 0] = 255\ncv2_imshow(img)", timeout=60)
+    assert r.status == "ok", r.error
+    assert r.stdout.strip() == "Mounted at /content/drive"
+    pngs = [m["content"]["data"]["image/png"] for m in r.iopub
+            if m["header"]["msg_type"] == "display_data" and "image/png" in m["content"]["data"]]
+    assert len(pngs) == 1
+    import base64
+    import io
+    from PIL import Image
+    im = Image.open(io.BytesIO(base64.b64decode(pngs[0])))
+    assert im.size == (16, 8) and im.getpixel((0, 0))[:3] == (0, 0, 255)  # BGR blue shows blue
+
