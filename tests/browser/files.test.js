@@ -194,6 +194,16 @@ describe('files, sharing and history', { timeout: 300000 }, () => {
     assert.deepEqual(left.map(s => s.user), [null]);
   });
 
+  it('a download link whose runtime is gone says so', async () => {
+    const status = await page.evaluate(id => fetch('/api/kernels/' + id, {
+      method: 'DELETE', headers: { 'X-XSRFToken': document.cookie.match(/_xsrf=([^;]+)/)[1] },
+    }).then(r => r.status), kernelId);
+    assert.equal(status, 204);
+    await cell(0).locator('.download-link').click();
+    await cell(0).locator('.skylab-download.failed').waitFor({ timeout: 10000 });
+    assert.match(await cell(0).locator('.skylab-download').innerText(), /Download failed \(No such runtime/);
+  });
+
   it('revision history compares a past version and restores it', async () => {
     // A notebook saved twice (as the app saves, through the Contents API), then opened.
     const path = 'history.ipynb';

@@ -64,22 +64,31 @@ function renderDownload(data: unknown, _md: Record<string, unknown>, el: HTMLEle
   const box = h('div.skylab-download', null, h('span.download-icon', null, fileIcon('download', 16)), status, link,
     h('span.download-size', { text: ` (${formatBytes(d.size ?? 0)})` }));
   el.append(box);
+  const save = () => {
+    status.textContent = 'Downloading ';
+    box.classList.remove('failed', 'done');
+    saveUrl(url, d.name, d.size).then(
+      () => {
+        status.textContent = 'Downloaded ';
+        box.classList.add('done');
+      },
+      e => {
+        // E.g. the runtime that made the file is gone (404).
+        status.textContent = `Download failed (${e instanceof Error ? e.message : e}): `;
+        box.classList.add('failed');
+      },
+    );
+  };
+  link.addEventListener('click', e => {
+    e.preventDefault();
+    save();
+  });
   const fresh = typeof d.time === 'number' && Date.now() / 1000 - d.time < LIVE_SECONDS;
   if (!fresh || !firstSight(d.id || url)) {
     status.textContent = 'Download ';
     return;
   }
-  status.textContent = 'Downloading ';
-  saveUrl(url, d.name, d.size).then(
-    () => {
-      status.textContent = 'Downloaded ';
-      box.classList.add('done');
-    },
-    e => {
-      status.textContent = `Download failed (${e instanceof Error ? e.message : e}): `;
-      box.classList.add('failed');
-    },
-  );
+  save();
 }
 
 interface UploadRequest {
