@@ -156,6 +156,18 @@ describe('files, sharing and history', { timeout: 300000 }, () => {
     await screenshot(page, 'files-panel');
   });
 
+  it('an upload picker whose cell is interrupted says the request ended', async () => {
+    await runCell(6, 'from skylab import files\nfiles.upload()');
+    await cell(6).locator('.skylab-upload input[type=file]').waitFor({ state: 'attached', timeout: 60000 });
+    await page.evaluate(id => fetch(`/api/kernels/${id}/interrupt`, {
+      method: 'POST', headers: { 'X-XSRFToken': document.cookie.match(/_xsrf=([^;]+)/)[1] },
+    }), kernelId);
+    await cell(6).locator('.skylab-upload.finished').waitFor({ timeout: 30000 });
+    assert.match(await cell(6).locator('.skylab-upload').innerText(), /The cell stopped before files were chosen/);
+    assert.equal(await cell(6).locator('.skylab-upload button').count(), 0);
+    await cell(6).locator('.output.error').filter({ hasText: 'KeyboardInterrupt' }).waitFor({ timeout: 30000 });
+  });
+
   it('shares the notebook with bob, who finds it in Shared with me', async () => {
     const path = await page.evaluate(() => window.skylab.doc.path);
     await page.click('.share-btn');

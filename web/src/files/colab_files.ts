@@ -124,16 +124,29 @@ function uploadWidget(req: StdinRequest, u: UploadRequest): Promise<string> {
     req.outputEl.classList.add('has-output');
     const abort = new AbortController();
     let busy = false;
-    const finish = (reply: object, note: string) => {
+    /** Ends the widget; `reply` null: the request is gone, nothing is sent. */
+    const finish = (reply: object | null, note: string) => {
       abort.abort();
       input.disabled = true;
       choose.remove();
       cancel.remove();
       hint.textContent = note;
       box.classList.add('finished');
-      resolve(JSON.stringify(reply));
+      if (reply) resolve(JSON.stringify(reply));
     };
     cancel.addEventListener('click', () => finish({ cancelled: true }, 'Upload cancelled.'));
+    // The cell was interrupted (or the kernel restarted) while the picker was
+    // open: the request is over, say so instead of offering a dead picker.
+    const kernel = req.context.kernel;
+    const onStatus = (_k: unknown, status: string) => {
+      if (status !== 'idle' && status !== 'restarting' && status !== 'dead') return;
+      setTimeout(() => {
+        if (box.classList.contains('finished') || busy) return;
+        if (kernel && kernel.status !== 'busy') finish(null, 'The cell stopped before files were chosen.');
+      }, 500);
+    };
+    kernel?.statusChanged.connect(onStatus);
+    abort.signal.addEventListener('abort', () => kernel?.statusChanged.disconnect(onStatus));
     const start = async (files: File[]) => {
       if (busy || !files.length) return;
       busy = true;
