@@ -53,6 +53,18 @@ describe('files, sharing and history', { timeout: 300000 }, () => {
     await page.waitForSelector('body[data-ready=true]');
   });
 
+  it('the Files panel offers to connect a runtime, then shows /content', async () => {
+    await page.click('.side-icon[data-panel=files]');
+    const panel = page.locator('.files-panel');
+    const connect = panel.getByRole('button', { name: 'Connect to a runtime' });
+    await connect.waitFor({ timeout: 10000 });
+    await screenshot(page, 'files-panel-connect');
+    await connect.click();
+    await panel.locator('.files-item.drive').waitFor({ timeout: 90000 });
+    assert.match(await panel.locator('.files-none').innerText(), /This folder is empty/);
+    await page.click('.side-icon[data-panel=files]'); // closed again
+  });
+
   for (const [i, mod] of [[0, 'from skylab import files'], [2, 'from google.colab import files']]) {
     it(`files.download() saves the file in the browser (${mod})`, async () => {
       const payload = `hello download ${i}\n` + 'a line of text\n'.repeat(64);

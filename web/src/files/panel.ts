@@ -28,14 +28,15 @@ class FilesPanel {
   private readonly picker = h('input', { type: 'file', multiple: true, hidden: true, 'aria-label': 'Upload files' });
   private loading = 0;
   private idleTimer = 0;
+  private toolbar!: HTMLElement;
 
   constructor(private readonly el: HTMLElement, private readonly ctx: NotebookPageContext) {
     clear(el);
     el.classList.add('files-panel');
-    const toolbar = h('div.files-toolbar', null,
+    const toolbar = (this.toolbar = h('div.files-toolbar', null,
       h('button.btn.icon', { title: 'Upload to this folder', 'aria-label': 'Upload', onclick: () => this.picker.click() }, fileIcon('upload')),
       h('button.btn.icon', { title: 'New folder', 'aria-label': 'New folder', onclick: () => void this.newFolder() }, fileIcon('newfolder')),
-      h('button.btn.icon', { title: 'Refresh', 'aria-label': 'Refresh', onclick: () => void this.refresh() }, fileIcon('refresh')));
+      h('button.btn.icon', { title: 'Refresh', 'aria-label': 'Refresh', onclick: () => void this.refresh() }, fileIcon('refresh'))));
     el.append(h('div.files-head', null, h('span.files-where', { text: '/content' }), toolbar), this.body, this.picker);
     this.picker.addEventListener('change', () => {
       const files = [...(this.picker.files ?? [])];
@@ -77,6 +78,7 @@ class FilesPanel {
   }
 
   private showConnect() {
+    this.toolbar.hidden = true;
     clear(this.body);
     const btn = h('button.btn.primary', {
       text: 'Connect to a runtime',
@@ -99,6 +101,7 @@ class FilesPanel {
   async refresh(): Promise<void> {
     const k = this.kernel;
     if (!k) return this.showConnect();
+    this.toolbar.hidden = false;
     const token = ++this.loading;
     let entries: RuntimeEntry[];
     try {
