@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build run test unit integration node bench clean
+.PHONY: all setup build web run test unit integration node browser bench clean
 
 all: build
 
@@ -14,6 +14,13 @@ setup:
 build: setup
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BUILD) -j$(JOBS)
+	$(MAKE) --no-print-directory web
+
+# The browser app (web/): npm ci when node_modules is missing or older than
+# the lock file, then one esbuild run into $(BUILD)/web (served by skylab serve).
+web:
+	@cd web && { [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
+	cd web && node build.mjs --out $(abspath $(BUILD))/web
 
 run: build
 	$(BUILD)/skylab serve
@@ -27,8 +34,12 @@ unit: build
 integration: build
 	/usr/bin/python3 -m pytest tests/integration -q
 
+browser: build
+	cd tests/browser && node --test
+
 bench: build
 	/usr/bin/python3 bench/kernel_bench.py
+	node bench/web_bench.mjs
 
 clean:
 	rm -rf $(BUILD)

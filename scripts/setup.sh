@@ -15,6 +15,8 @@ APT_PACKAGES=(
   # tests and benchmarks
   python3-pytest python3-websocket python3-requests python3-jupyter-server
   python3-nbconvert  # the reference for skylab run (tests/integration/test_run.py, bench/run_bench.py)
+  python3-tqdm       # progress bars in notebooks (tests/browser)
+  chromium fonts-dejavu-core fonts-liberation  # the browser tests (tests/browser, Playwright drives Debian's Chromium)
 )
 # Node.js: use the machine's if it has one (e.g. NodeSource, which bundles npm
 # and conflicts with Debian's npm package); else Debian's.
@@ -40,4 +42,12 @@ fi
 # Node packages for the client-compatibility tests (@jupyterlab/services).
 if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
   (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
+fi
+# The browser app's build tools and libraries (exact versions from the lock file).
+if [ -f web/package-lock.json ] && [ ! -d web/node_modules ]; then
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The browser tests' Playwright (playwright-core only: it drives /usr/bin/chromium, downloads nothing).
+if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

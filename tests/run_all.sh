@@ -17,6 +17,11 @@ if [ -f tests/node/package.json ]; then
   (cd tests/node && node --test) || failed+=(node)
 fi
 
+if [ -f tests/browser/package.json ]; then
+  echo "== browser tests (the app in Chromium, playwright-core)"
+  (cd tests/browser && node --test) || failed+=(browser)
+fi
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED suites: ${failed[*]}"
   exit 1

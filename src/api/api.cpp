@@ -42,15 +42,6 @@ void stop_work(Context& ctx) {
 
 namespace {
 
-const char* kLandingPage = R"(<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Skylab</title>
-<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:4em auto;color:#222}code{background:#f3f3f3;padding:2px 4px}</style>
-</head><body><h1>Skylab is running</h1>
-<p>This server speaks the Jupyter Server API. Connect JupyterLab, VS Code or any Jupyter client to
-this address with your token, or use the REST API under <code>/api</code>.</p>
-<p>The notebook app in the browser is not built yet.</p></body></html>
-)";
-
 json kernelspec_model(const kernel::KernelSpec& k) {
   json resources = json::object();
   if (!k.resource_dir.empty()) {
@@ -86,14 +77,6 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   auto r = std::make_shared<http::Router>();
   http::RouteOptions pub;
   pub.public_route = true;
-
-  r->add("GET", "/", [](Request&, Responder done) {
-    Response res;
-    res.body = kLandingPage;
-    res.set_header("Content-Type", "text/html; charset=utf-8");
-    res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
-    done(std::move(res));
-  }, pub);
 
   r->add("GET", "/api/?", [ctx](Request&, Responder done) {
     done(Response::json(200, {{"version", "2.0.0"}, {"skylab_version", ctx->version}}));
@@ -162,6 +145,8 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
   add_job_routes(*r, ctx);
+  add_web_routes(*r, ctx);
+  add_runtime_file_routes(*r, ctx);
   return r;
 }
 

@@ -50,6 +50,8 @@ struct Context {
   std::shared_ptr<auth::ShareStore> shares;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
   std::string output_origin;
+  //! The built web app (index.html, frame.html, static/); "" none.
+  std::string web_dir;
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
   std::shared_ptr<runtime::GpuAllocator> gpus;
@@ -59,6 +61,9 @@ struct Context {
   //! tells the kernels that run a job (no client may attach to them).
   std::function<void()> stop_jobs;
   std::function<bool(const std::string& kernel_id)> is_job_kernel;
+  //! <data-dir>/runtimes: sandboxed runtimes' /content lives in <id>/content
+  //! there; "" turns the runtime files API off.
+  std::string runtimes_dir;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -85,12 +90,23 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! /api/skylab/jobs: notebooks run headless in the user's runtimes.
 void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! /api/skylab/runtimes/{id}/files: a runtime's /content (runtime_files.cpp).
+void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! The browser app: /, /drive, /notebooks/..., /static/..., /output-frame.
+void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+//! The Content-Security-Policy of the app's pages: scripts only from the
+//! server, frames only from itself (the output frame) and `output_origin`.
+std::string app_csp(const std::string& output_origin);
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);
 
 //! Parses a JSON object body; an empty body is an empty object.
 Result<nlohmann::json> parse_json_body(const std::string& body);
+
+//! `attachment; filename="…"; filename*=UTF-8''…` for a download named `name`.
+std::string content_disposition(std::string_view name);
 
 //! Whether `user` may see a resource owned by `owner` (owners and admins).
 bool may_access(const auth::Identity& user, const std::string& owner);

@@ -371,27 +371,6 @@ Response delete_contents(drive::Drive& d, Call& c) {
   return Response::empty(204);
 }
 
-std::string content_disposition(std::string_view name) {
-  std::string ascii;
-  for (unsigned char ch : name) {
-    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' && ch != ';') ascii += static_cast<char>(ch);
-    else ascii += '_';
-  }
-  std::string encoded;
-  static const char* hex = "0123456789ABCDEF";
-  for (unsigned char ch : name) {
-    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
-        ch == '.' || ch == '~') {
-      encoded += static_cast<char>(ch);
-    } else {
-      encoded += '%';
-      encoded += hex[ch >> 4];
-      encoded += hex[ch & 15];
-    }
-  }
-  return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
-}
-
 Response get_file(drive::Drive& d, Call& c) {
   std::string path = path_param(c);
   auto f = d.open_file(c.user, path);
@@ -440,6 +419,27 @@ Response revision_model(drive::Drive& d, Call& c, const std::string& path, std::
 }
 
 }  // namespace
+
+std::string content_disposition(std::string_view name) {
+  std::string ascii;
+  for (unsigned char ch : name) {
+    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' && ch != ';') ascii += static_cast<char>(ch);
+    else ascii += '_';
+  }
+  std::string encoded;
+  static const char* hex = "0123456789ABCDEF";
+  for (unsigned char ch : name) {
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+        ch == '.' || ch == '~') {
+      encoded += static_cast<char>(ch);
+    } else {
+      encoded += '%';
+      encoded += hex[ch >> 4];
+      encoded += hex[ch & 15];
+    }
+  }
+  return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
+}
 
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->drive) return;

@@ -35,6 +35,8 @@
 namespace skylab::cli {
 
 namespace fs = std::filesystem;
+
+std::string find_python_dir();  // serve.cpp
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -433,6 +435,7 @@ int run_main(const std::vector<std::string>& args) {
   kernel::ManagerOptions mo;
   mo.runtime_dir = runtime_dir;
   mo.working_dir = fs::absolute(ra.input, ec).parent_path().string();
+  mo.python_path = find_python_dir();  // skylab.files, google.colab.files work headless too
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
   auto cancel_exit = [&] { return signals.signal() == SIGTERM ? 143 : 130; };
 

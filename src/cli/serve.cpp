@@ -31,6 +31,16 @@ namespace skylab::cli {
 
 namespace fs = std::filesystem;
 
+// The python/ helpers (skylab.runtime, skylab.files, google.colab) beside the
+// binary; "" when not found. Also used by `skylab run`.
+std::string find_python_dir() {
+  std::error_code ec;
+  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
+    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
+  return "";
+}
+
 namespace {
 
 const char* kServeHelp =
@@ -46,6 +56,7 @@ const char* kServeHelp =
     "                         __Host- cookies\n"
     "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer (repeatable)\n"
     "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted outputs\n"
+    "  --web-dir DIR          the built browser app (default: web/ beside the binary, as make builds it)\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -60,6 +71,7 @@ struct ServeArgs {
   bool secure_cookies = false;
   std::vector<std::string> trusted_proxies;
   std::string output_origin;
+  std::string web_dir;
 };
 
 // "scheme://host[:port]" with scheme http or https and nothing after.
@@ -76,12 +88,13 @@ bool valid_origin(const std::string& o) {
   return true;
 }
 
-// The python/ helpers (skylab.runtime, skylab.files) beside the binary.
-std::string find_python_dir() {
+// The built browser app: build/web when the binary is build/skylab, or an
+// installed share/skylab/web.
+std::string find_web_dir() {
   std::error_code ec;
   fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
-    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
+  for (auto candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
+    if (fs::is_regular_file(candidate / "index.html", ec)) return fs::canonical(candidate, ec).string();
   return "";
 }
 
@@ -150,6 +163,8 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
         return false;
       }
       out.trusted_proxies.push_back(v);
+    } else if (is("--web-dir")) {
+      if (!value(out.web_dir)) return false;
     } else if (is("--output-origin")) {
       if (!value(out.output_origin)) return false;
       if (!valid_origin(out.output_origin)) {
@@ -253,9 +268,12 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->accounts = accounts.value();
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
+  ctx->web_dir = sa.web_dir.empty() ? find_web_dir() : sa.web_dir;
+  if (ctx->web_dir.empty()) log::warn("the browser app is not built (no web/index.html beside the binary); run make");
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->gpus = gpus;
+  ctx->runtimes_dir = (data / "runtimes").string();
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   ctx->jobs_dir = (data / "jobs").string();

@@ -553,8 +553,16 @@ KID = "/api/kernels/([0-9a-fA-F-]{1,64})"
 SID = "/api/sessions/([0-9a-fA-F-]{1,64})/?"
 CONTENTS = r"/api/contents(/[\s\S]*)?"
 SHARE = "([0-9a-f]{24,48})"
+RUNTIME_FILES = r"/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/files(/[\s\S]*)?"
+
 RULES = {
     ("GET", "/"): ("public",),
+    # The browser app's page (signed-in users, else a redirect to /login), its
+    # assets and the sandboxed output frame: nothing of anyone's in them.
+    ("GET", r"/(drive|recent|shared)(/[\s\S]*)?"): ("public",),
+    ("GET", r"/notebooks/([\s\S]+)"): ("public",),
+    ("GET", r"/static/([\s\S]+)"): ("public",),
+    ("GET", "/output-frame"): ("public",),
     ("GET", "/api/?"): ("public",),
     ("GET", "/login"): ("public",),
     ("POST", "/login"): ("public",),
@@ -611,6 +619,12 @@ RULES = {
     ("GET", "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?"): ("item", ["{kernel}"]),
     ("DELETE", "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?"): ("item", ["{kernel}"]),
     ("GET", "/api/skylab/resources/?"): ("global",),
+    # A runtime's /content: B's runtime id names nothing of A's.
+    ("GET", RUNTIME_FILES): ("item", ["{kernel}", "/"]),
+    ("PUT", RUNTIME_FILES): ("item", ["{kernel}", "/stolen.txt"]),
+    ("POST", RUNTIME_FILES): ("item", ["{kernel}", "/stolen"], {"type": "directory"}),
+    ("PATCH", RUNTIME_FILES): ("item", ["{kernel}", "/b.txt"], {"path": "stolen.txt"}),
+    ("DELETE", RUNTIME_FILES): ("item", ["{kernel}", "/b.txt"]),
     # Sharing: B's share (to a third user) is not A's to see, use or revoke.
     ("POST", "/api/skylab/shares/?"): ("attach", [], {"path": "{nb}", "user": "{user}"}),
     ("GET", "/api/skylab/shares/?"): ("list",),

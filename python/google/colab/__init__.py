@@ -1,0 +1,2 @@
+"""Colab's module names in Skylab, so that notebooks written for Colab run
+unchanged: ``from google.colab import files`` is ``skylab.files``."""

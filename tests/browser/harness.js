@@ -1,0 +1,113 @@
+'use strict';
+// Starts a real `skylab serve` (free 127.0.0.1 port, temporary data dir, a
+// real user created with `skylab user add`) and Debian's Chromium through
+// playwright-core (never downloads a browser). Each test signs in through
+// the login page like a new user.
+
+const { spawn, spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const BIN = process.env.SKYLAB_BIN || path.join(REPO, 'build', 'skylab');
+const CHROMIUM = process.env.SKYLAB_CHROMIUM || '/usr/bin/chromium';
+const SHOTS = path.join(REPO, 'build', 'screenshots');
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer({ extraArgs = [] } = {}) {
+  if (!fs.existsSync(BIN)) throw new Error(`server binary not found: ${BIN} (run make)`);
+  const port = await freePort();
+  const token = crypto.randomBytes(16).toString('hex');
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'skylab-browser-test-'));
+  const logPath = path.join(dataDir, 'server.log');
+  const log = fs.openSync(logPath, 'a');
+  const child = spawn(BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, ...extraArgs],
+    { env: { ...process.env, SKYLAB_ADMIN_TOKEN: token }, cwd: dataDir, stdio: ['ignore', log, log], detached: true });
+  fs.closeSync(log);
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    if (exited) throw new Error(`server exited: ${fs.readFileSync(logPath, 'utf8').slice(-3000)}`);
+    try {
+      const r = await fetch(`${baseUrl}/api`);
+      if (r.status === 200) break;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error('server did not start');
+    await sleep(100);
+  }
+  const server = {
+    baseUrl, token, dataDir, logPath,
+    url: p => baseUrl + p,
+    addUser(name, password) {
+      const r = spawnSync(BIN, ['user', 'add', name, '--password-stdin', '--data-dir', dataDir], { input: password + '\n' });
+      if (r.status !== 0) throw new Error(`user add failed: ${r.stderr}`);
+    },
+    async api(method, p, body) {
+      const r = await fetch(baseUrl + p, {
+        method, headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: r.status, json: r.headers.get('content-type')?.includes('json') ? await r.json() : null };
+    },
+    async stop() {
+      try {
+        const r = await fetch(`${baseUrl}/api/kernels`, { headers: { Authorization: `token ${token}` } });
+        if (r.ok) for (const k of await r.json()) await fetch(`${baseUrl}/api/kernels/${k.id}`, { method: 'DELETE', headers: { Authorization: `token ${token}` } }).catch(() => {});
+      } catch { /* gone */ }
+      if (!exited) {
+        try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
+        for (let i = 0; i < 100 && !exited; i++) await sleep(100);
+        if (!exited) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      if (!process.env.SKYLAB_TEST_KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
+  });
+}
+
+/** A new browser context signed in through the login page as a new user would. */
+async function signIn(browser, server, user, password, next = '/') {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.on('pageerror', e => console.log('[pageerror]', e.message));
+  await page.goto(server.url(next));
+  await page.waitForURL(/\/login/);
+  await page.fill('#username', user);
+  await page.fill('#password', password);
+  await Promise.all([page.waitForURL(u => !u.pathname.startsWith('/login')), page.click('button[type=submit]')]);
+  return { context, page };
+}
+
+async function screenshot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, name + '.png');
+  await page.screenshot({ path: file });
+  return file;
+}
+
+module.exports = { startServer, launchBrowser, signIn, screenshot, sleep, REPO };

@@ -1,0 +1,192 @@
+// The notebook's runtime: a Jupyter session (path → kernel) through
+// @jupyterlab/services. Connect on demand, change type (a new runtime from
+// /api/skylab/runtimes, queued while no GPU is free), interrupt, restart,
+// disconnect and delete. The WebSocket client id is kept per notebook in
+// localStorage so that a reopened tab gets the server's replay of what the
+// kernel said while no tab was open.
+import { KernelManager, SessionAPI, type Kernel, type Session } from '@jupyterlab/services';
+import { api } from '../api';
+import { serverSettings } from '../api';
+
+export type RuntimeState = 'disconnected' | 'connecting' | 'queued' | 'idle' | 'busy' | 'starting' | 'restarting' | 'dead' | 'unknown';
+
+export interface RuntimeType {
+  name: string;
+  display_name: string;
+  memory: number;
+  cpus: number;
+  gpus: number;
+  default: boolean;
+}
+
+const kernels = new KernelManager({ serverSettings, standby: 'when-hidden' });
+
+export class Runtime {
+  kernel: Kernel.IKernelConnection | null = null;
+  session: Session.IModel | null = null;
+  state: RuntimeState = 'disconnected';
+  queuePosition: number | null = null;
+  type = '';
+  private listeners = new Set<() => void>();
+  private kernelListeners = new Set<(k: Kernel.IKernelConnection | null) => void>();
+  private connecting: Promise<Kernel.IKernelConnection> | null = null;
+
+  constructor(public path: string, public sessionPath: string) {}
+
+  onChange(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  onKernel(cb: (k: Kernel.IKernelConnection | null) => void): () => void {
+    this.kernelListeners.add(cb);
+    return () => this.kernelListeners.delete(cb);
+  }
+
+  private emit() {
+    for (const l of this.listeners) l();
+  }
+
+  private clientId(): string {
+    const key = 'skylab.client.' + this.sessionPath;
+    let id = localStorage.getItem(key);
+    if (!id) {
+      id = crypto.randomUUID();
+      localStorage.setItem(key, id);
+    }
+    return id;
+  }
+
+  /** Reattaches to this notebook's session if the server still has one. */
+  async reattach(): Promise<boolean> {
+    const list = await SessionAPI.listRunning(serverSettings);
+    const s = list.find(x => x.path === this.sessionPath);
+    if (!s || !s.kernel) return false;
+    this.session = s;
+    await this.attachKernel(s.kernel as Kernel.IModel);
+    return true;
+  }
+
+  ensure(): Promise<Kernel.IKernelConnection> {
+    if (this.kernel && !this.kernel.isDisposed && this.kernel.status !== 'dead') return Promise.resolve(this.kernel);
+    if (!this.connecting) {
+      this.connecting = this.connect().finally(() => (this.connecting = null));
+    }
+    return this.connecting;
+  }
+
+  private async connect(type?: string): Promise<Kernel.IKernelConnection> {
+    this.setState('connecting');
+    try {
+      if (!type && (await this.reattach().catch(() => false))) return this.kernel!;
+      let kernelModel: { id?: string; name: string } = { name: 'python3' };
+      if (type) kernelModel = { id: await this.newRuntime(type), name: 'python3' };
+      const name = this.path.split('/').pop() || this.path;
+      if (this.session) {
+        const body: any = { id: this.session.id, kernel: kernelModel };
+        this.session = await api('PATCH', `/api/sessions/${this.session.id}`, body);
+      } else {
+        this.session = await SessionAPI.startSession({ path: this.sessionPath, name, type: 'notebook', kernel: kernelModel } as any, serverSettings);
+      }
+      await this.attachKernel(this.session!.kernel as Kernel.IModel);
+      return this.kernel!;
+    } catch (e) {
+      this.setState('disconnected');
+      throw e;
+    }
+  }
+
+  /** POST /api/skylab/runtimes; waits in the GPU queue (showing the position). Returns the kernel id. */
+  private async newRuntime(type: string): Promise<string> {
+    let r: any = await api('POST', '/api/skylab/runtimes', { type, kernel_name: 'python3' });
+    while (r.state === 'queued') {
+      this.queuePosition = r.position ?? null;
+      this.setState('queued');
+      await new Promise(res => setTimeout(res, 2000));
+      r = await api('GET', `/api/skylab/runtimes/${r.id}`);
+    }
+    this.queuePosition = null;
+    return r.kernel?.id ?? r.id;
+  }
+
+  private async attachKernel(model: Kernel.IModel) {
+    this.kernel?.dispose();
+    const k = kernels.connectTo({ model, clientId: this.clientId(), username: '', handleComms: true });
+    this.kernel = k;
+    k.statusChanged.connect((_, s) => {
+      if (this.kernel === k) this.setState(s as RuntimeState);
+    });
+    k.connectionStatusChanged.connect((_, s) => {
+      if (this.kernel !== k) return;
+      if (s === 'connecting') this.setState('connecting');
+      else if (s === 'connected') this.setState(k.status as RuntimeState);
+    });
+    k.disposed.connect(() => {
+      if (this.kernel === k) {
+        this.kernel = null;
+        this.setState('disconnected');
+        for (const l of this.kernelListeners) l(null);
+      }
+    });
+    // Listeners first: the server replays what the kernel said while no tab
+    // was connected as soon as the WebSocket opens.
+    for (const l of this.kernelListeners) l(k);
+    this.setState(k.status as RuntimeState);
+    this.type = await this.lookupType(model.id);
+    this.emit();
+  }
+
+  private async lookupType(id: string): Promise<string> {
+    try {
+      const r: any = await api('GET', `/api/skylab/runtimes/${id}`);
+      return r.type ?? '';
+    } catch {
+      return '';
+    }
+  }
+
+  private setState(s: RuntimeState) {
+    this.state = s;
+    this.emit();
+  }
+
+  async interrupt() {
+    await this.kernel?.interrupt();
+  }
+
+  async restart() {
+    if (!this.kernel) return;
+    await this.kernel.restart();
+  }
+
+  /** A new runtime of `type` replaces the current one (which is shut down). */
+  async changeType(type: string) {
+    const old = this.kernel;
+    const oldId = old?.id;
+    await this.connecting?.catch(() => undefined);
+    this.connecting = this.connect(type).finally(() => (this.connecting = null));
+    await this.connecting;
+    if (oldId && oldId !== this.kernel?.id) await api('DELETE', `/api/skylab/runtimes/${oldId}`).catch(() => undefined);
+  }
+
+  /** Shuts the runtime down and forgets the session. */
+  async disconnectAndDelete() {
+    const k = this.kernel;
+    const s = this.session;
+    this.session = null;
+    this.kernel = null;
+    k?.dispose();
+    if (s) await SessionAPI.shutdownSession(s.id, serverSettings).catch(() => undefined);
+    if (k) await api('DELETE', `/api/skylab/runtimes/${k.id}`).catch(() => undefined);
+    this.setState('disconnected');
+    for (const l of this.kernelListeners) l(null);
+  }
+
+  dispose() {
+    this.kernel?.dispose();
+  }
+}
+
+export async function runtimeTypes(): Promise<{ types: RuntimeType[]; gpus: { total: number; free: number; queued: number } }> {
+  return api('GET', '/api/skylab/runtime_types');
+}
