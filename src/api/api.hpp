@@ -22,6 +22,7 @@ class ShareStore;
 namespace skylab::runtime {
 struct Config;
 class GpuAllocator;
+class WarmPool;
 }  // namespace skylab::runtime
 
 namespace skylab::api {
@@ -53,6 +54,10 @@ struct Context {
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
   std::shared_ptr<runtime::GpuAllocator> gpus;
+  //! Spare runtimes per user; null: every runtime starts cold.
+  std::shared_ptr<runtime::WarmPool> pool;
+  //! Where kernels run (for per-runtime usage in /resources); null: plain processes.
+  std::shared_ptr<kernel::Launcher> launcher;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -77,6 +82,12 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+//! Starts a runtime (kernel) of spec `spec` for `user`: claims a warm spare
+//! from ctx.pool when one fits (options without GPUs or preset id), else
+//! starts a new kernel. The model's `warm` says which.
+Result<kernel::KernelModel> start_runtime(Context& ctx, const std::string& spec, const std::string& user,
+                                          const kernel::StartOptions& options = {});
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);

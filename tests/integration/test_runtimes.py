@@ -1,5 +1,6 @@
 """Runtimes: sandbox isolation, resource limits, idle timeout and maximum
 lifetime with expiry hooks (real bubblewrap, cgroups and ipykernel)."""
+import json
 import os
 import shutil
 import time
@@ -140,10 +141,16 @@ def test_lifetime_warning_and_expiry_hook(runtime_server):
     kid = srv.create_kernel()
     c = srv.connect(kid)
     c.nudge()
+    # The deadline is known from the first instruction (the state file is
+    # written before the kernel starts, not at the monitor's first pass).
+    r = run(c, """
+import skylab.runtime, time
+print(skylab.runtime.time_left(), skylab.runtime.deadline() - time.time())
+""")
+    left, until = (float(v) for v in r.stdout.split())
+    assert 0 < left <= 8 and 0 < until <= 8, r.stdout
     run(c, """
 import skylab.runtime
-left = skylab.runtime.time_left()
-print('left', left is not None and 0 < left <= 8)
 import os
 def save():
     where = '/content/drive' if os.path.isdir('/content/drive') else '.'
@@ -282,3 +289,228 @@ def test_runtimes_survive_a_server_sigkill_and_are_reattached():
             _stop_server(srv)
         else:
             srv.cleanup_tmp()
+
+
+def test_runtime_state_exists_before_the_kernel_starts(tmp_path):
+    """skylab.runtime.deadline() is right from the kernel's first instant:
+    a kernelspec that reads SKYLAB_RUNTIME_STATE before ipykernel starts."""
+    spec = tmp_path / "kernels" / "statecheck"
+    spec.mkdir(parents=True)
+    boot = ("import json, os, runpy, sys\n"
+            "s = json.load(open(os.environ['SKYLAB_RUNTIME_STATE']))\n"
+            "os.environ['STATE_AT_START'] = repr(s['lifetime_deadline'])\n"
+            "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]\n"
+            "runpy.run_module('ipykernel_launcher', run_name='__main__')\n")
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": ["/usr/bin/python3", "-c", boot, "{connection_file}"],
+        "display_name": "state check", "language": "python"}))
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text('[runtimes]\nmax_lifetime = "1h"\n')
+    srv = Server(env_extra={"JUPYTER_PATH": str(tmp_path)}, extra_args=("--config", str(cfg)))
+    try:
+        t0 = time.time()
+        kid = srv.create_kernel("statecheck")
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        at_start = float(c.execute("import os; print(os.environ['STATE_AT_START'])").stdout)
+        assert t0 + 3600 - 5 <= at_start <= time.time() + 3600, at_start
+    finally:
+        _stop_server(srv)
+
+
+def mounts():
+    with open("/proc/self/mountinfo") as f:
+        return f.read()
+
+
+DISK = """
+[runtimes]
+sandbox = "bwrap"
+[runtime_types.cpu]
+memory = "1G"
+[runtime_types.small]
+memory = "1G"
+disk = "64M"
+"""
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("runtime_server", [DISK], indirect=True)
+def test_content_size_limit_and_runtime_usage(runtime_server):
+    srv = runtime_server
+    types = {t["name"]: t for t in srv.get("/api/skylab/runtime_types").json()["types"]}
+    assert types["small"]["disk"] == 64 << 20 and types["cpu"]["disk"] is None
+    r = srv.post("/api/skylab/runtimes", json={"type": "small"})
+    assert r.status_code == 201, r.text
+    small = r.json()["id"]
+    srv.kernels.append(small)
+    other = srv.create_kernel()
+    cs, co = srv.connect(small), srv.connect(other)
+    cs.nudge(timeout=60)
+    co.nudge(timeout=60)
+    root = os.path.join(srv.data_dir, "runtimes", small)
+    assert root in mounts(), "no /content image mounted"
+    # Writing beyond the limit: ENOSPC inside the runtime.
+    out = run(cs, "!dd if=/dev/zero of=/content/big bs=1M count=100 2>&1; echo rc=$?").stdout
+    assert "No space left on device" in out and "rc=0" not in out, out
+    # The home directory shares the limit.
+    out = run(cs, "!dd if=/dev/zero of=/root/more bs=1M count=10 2>&1; echo rc=$?").stdout
+    assert "No space left on device" in out, out
+    # Another runtime (no limit) and the server are fine.
+    out = run(co, "!dd if=/dev/zero of=/content/big bs=1M count=100 2>&1; echo rc=$?; rm /content/big").stdout
+    assert "rc=0" in out, out
+    assert srv.get("/api/status").status_code == 200
+    assert run(cs, "print(6 * 7)").stdout.strip() == "42"
+    # Per-runtime usage: memory from the cgroup, disk from the image.
+    res = srv.get("/api/skylab/resources").json()
+    assert res["host"]["memory_total"] > 0
+    by_id = {x["id"]: x for x in res["runtimes"]}
+    assert set(by_id) == {small, other}
+    u = by_id[small]
+    assert u["type"] == "small"
+    assert 60 << 20 <= u["disk"]["limit"] <= 64 << 20, u
+    assert u["disk"]["used"] >= 50 << 20, u
+    assert 10 << 20 < u["memory"]["used"] < u["memory"]["limit"] == 1 << 30, u
+    assert u["cpu"]["seconds"] > 0, u
+    assert by_id[other]["disk"]["limit"] is None and by_id[other]["disk"]["used"] < 10 << 20, by_id[other]
+    assert u["gpus"] == []
+    # A second read gives a CPU utilisation figure.
+    time.sleep(0.3)
+    again = {x["id"]: x for x in srv.get("/api/skylab/resources").json()["runtimes"]}
+    assert again[small]["cpu"]["percent"] is not None and again[small]["cpu"]["percent"] >= 0
+    # Deleting the runtime unmounts and removes the image.
+    assert srv.delete("/api/skylab/runtimes/" + small).status_code == 204
+    srv.kernels.remove(small)
+    assert root not in mounts()
+    assert not os.path.exists(root) and not os.path.exists(root + ".img")
+
+
+@needs_sandbox
+@needs_root
+def test_content_image_of_a_runtime_that_died_with_the_server_is_cleaned_up(tmp_path):
+    import signal
+    import subprocess
+
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text(DISK)
+    srv = Server(extra_args=("--config", str(cfg)))
+    try:
+        r = srv.post("/api/skylab/runtimes", json={"type": "small"})
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        c.close()
+        srv.clients.clear()
+        root = os.path.join(srv.data_dir, "runtimes", kid)
+        assert root in mounts()
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        # The runtime dies while no server is there.
+        procs = [p for p in ("/sys/fs/cgroup/pids/skylab-%s/cgroup.procs" % kid,
+                             "/sys/fs/cgroup/skylab/skylab-%s/cgroup.procs" % kid) if os.path.exists(p)]
+        assert procs
+        for pid in open(procs[0]).read().split():
+            os.kill(int(pid), signal.SIGKILL)
+        srv.log.close()
+        srv.log = open(srv.log_path, "ab")
+        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
+        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=srv.tmp)
+        srv.wait_ready()
+        assert srv.get("/api/kernels").json() == []
+        assert root not in mounts(), srv.log_text()
+        assert not os.path.exists(root + ".img")
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
+
+
+POOL = """
+[runtimes]
+warm_pool = 1
+max_per_user = 2
+"""
+
+
+def wait_warm(srv, n, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        types = {t["name"]: t for t in srv.get("/api/skylab/runtime_types").json()["types"]}
+        if types["cpu"]["warm_ready"] == n:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def server_processes(srv):
+    """Processes whose command line mentions the server's data directory."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if srv.data_dir.encode() in f.read() and int(d) != srv.proc.pid:
+                    out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("runtime_server", [POOL], indirect=True)
+def test_warm_pool_serves_fresh_runtimes_and_refills(runtime_server):
+    srv = runtime_server
+    first = srv.post("/api/skylab/runtimes", json={})
+    assert first.status_code == 201, first.text
+    first = first.json()
+    srv.kernels.append(first["id"])
+    assert first["warm"] is False
+    c = srv.connect(first["id"])
+    c.nudge(timeout=60)
+    c.eval_ok("x = 41")
+    # A spare is started for this user in the background; it is nobody's
+    # runtime yet: not listed, not counted.
+    assert wait_warm(srv, 1), srv.log_text()
+    assert [k["id"] for k in srv.get("/api/kernels").json()] == [first["id"]]
+    assert [k["id"] for k in srv.get("/api/skylab/runtimes").json()] == [first["id"]]
+    assert srv.get("/api/status").json()["kernels"] == 1
+    # The next runtime comes from the pool: fresh, its lifetime counted from now.
+    t0 = time.time()
+    second = srv.post("/api/skylab/runtimes", json={})
+    assert second.status_code == 201, second.text
+    second = second.json()
+    srv.kernels.append(second["id"])
+    assert second["warm"] is True and second["state"] == "idle", second
+    assert second["id"] != first["id"]
+    c2 = srv.connect(second["id"])
+    c2.nudge(timeout=30)
+    r = c2.execute("import skylab.runtime; print('x' in globals(), round(skylab.runtime.time_left()))")
+    fresh, left = r.stdout.split()
+    assert fresh == "False"
+    assert 12 * 3600 - 60 <= int(left) <= 12 * 3600, r.stdout
+    assert srv.get("/api/skylab/runtimes/" + second["id"]).json()["warm"] is True
+    # The first runtime still has its state.
+    assert c.execute("print(x + 1)").stdout.strip() == "42"
+    # The pool refills; the spare does not count against max_per_user = 2.
+    assert wait_warm(srv, 1), srv.log_text()
+    third = srv.post("/api/skylab/runtimes", json={})
+    assert third.status_code == 409, third.text
+    # A session (what a notebook's Connect does) is served from the pool too.
+    assert srv.delete("/api/skylab/runtimes/" + first["id"]).status_code == 204
+    srv.kernels.remove(first["id"])
+    s = srv.post("/api/sessions", json={"path": "a.ipynb", "type": "notebook", "kernel": {"name": "python3"}})
+    assert s.status_code == 201, s.text
+    kid = s.json()["kernel"]["id"]
+    srv.kernels.append(kid)
+    assert srv.get("/api/skylab/runtimes/" + kid).json()["warm"] is True
+    # Stopping the server releases the spares with the runtimes.
+    assert wait_warm(srv, 1), srv.log_text()
+    assert server_processes(srv)
+    srv.kernels.clear()
+    assert srv.terminate() == 0
+    time.sleep(0.5)
+    assert server_processes(srv) == [], "a spare outlived the server"
