@@ -160,7 +160,7 @@ Status mount_disk_image(const std::string& root, const std::string& image, std::
   std::string out;
   // No journal (/content is scratch that goes with the runtime), no blocks
   // reserved for root: the limit is what the user can write.
-  int rc = run_program({"mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E",
+  int rc = run_program({"mkfs.ext4", "-q", "-F", "-T", "default", "-m", "0", "-O", "^has_journal", "-E",
                         "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) + ",nodiscard", image},
                        out);
   if (rc != 0) {
@@ -437,6 +437,8 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   for (auto& [_, v] : j.items())
     if (v.is_number_unsigned()) next = std::max<uid_t>(next, v.get<uid_t>() + 1);
   j[username] = next;
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
   if (!util::write_file_atomic(path, j.dump(1), 0600, true))
     return Error::internal("cannot record runtime uid allocation");
   return next;

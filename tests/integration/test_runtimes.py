@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import time
+from datetime import timezone
 
 import pytest
 
@@ -437,6 +438,7 @@ max_per_user = 2
 
 
 def wait_warm(srv, n, timeout=90):
+    """True once the admin has n ready spares of the default type."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         types = {t["name"]: t for t in srv.get("/api/skylab/runtime_types").json()["types"]}
@@ -485,13 +487,18 @@ def test_warm_pool_serves_fresh_runtimes_and_refills(runtime_server):
     second = second.json()
     srv.kernels.append(second["id"])
     assert second["warm"] is True and second["state"] == "idle", second
+    from datetime import datetime
+    started = datetime.strptime(second["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    assert started >= t0 - 0.5, (started, t0)  # not when the spare was started
     assert second["id"] != first["id"]
     c2 = srv.connect(second["id"])
     c2.nudge(timeout=30)
-    r = c2.execute("import skylab.runtime; print('x' in globals(), round(skylab.runtime.time_left()))")
-    fresh, left = r.stdout.split()
+    r = c2.execute("import skylab.runtime, time; print('x' in globals(), round(skylab.runtime.time_left()), "
+                   "round(skylab.runtime._state()['lifetime_deadline'] - time.time()))")
+    fresh, left, lifetime_left = r.stdout.split()
     assert fresh == "False"
-    assert 12 * 3600 - 60 <= int(left) <= 12 * 3600, r.stdout
+    assert 90 * 60 - 60 <= int(left) <= 90 * 60, r.stdout  # the idle deadline, from the take
+    assert 12 * 3600 - 60 <= int(lifetime_left) <= 12 * 3600, r.stdout
     assert srv.get("/api/skylab/runtimes/" + second["id"]).json()["warm"] is True
     # The first runtime still has its state.
     assert c.execute("print(x + 1)").stdout.strip() == "42"
@@ -514,3 +521,38 @@ def test_warm_pool_serves_fresh_runtimes_and_refills(runtime_server):
     assert srv.terminate() == 0
     time.sleep(0.5)
     assert server_processes(srv) == [], "a spare outlived the server"
+
+
+@needs_sandbox
+@needs_root
+def test_runtime_exec_runs_a_command_in_a_fresh_sandbox(tmp_path):
+    import subprocess
+
+    from conftest import skylab_bin
+
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text('[runtime_types.cpu]\nmemory = "200M"\n[runtime_types.gpu]\ngpus = 1\ndisk = "32M"\n'
+                   '[gpus]\nfake = 2\n')
+    data = tmp_path / "data"
+    base = [skylab_bin(), "runtime", "exec", "--config", str(cfg), "--data-dir", str(data)]
+    r = subprocess.run(base + ["--user", "carol", "--", "sh", "-c",
+                               "id -u; pwd; ls /content; echo hi > /content/drive/x; exit 3"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    uid, cwd, listing = r.stdout.split()
+    assert int(uid) >= 200000 and cwd == "/content" and listing == "drive", r.stdout
+    assert (data / "drive" / "carol" / "x").read_text() == "hi\n"  # the user's Drive
+    # A GPU type: its GPU, its disk limit.
+    r = subprocess.run(base + ["--type", "gpu", "--", "sh", "-c",
+                               "echo gpu=$CUDA_VISIBLE_DEVICES; dd if=/dev/zero of=/content/x bs=1M count=40"],
+                       capture_output=True, text=True, timeout=120)
+    assert "gpu=0" in r.stdout and r.returncode != 0 and "No space left" in r.stderr, (r.stdout, r.stderr)
+    # The memory limit kills, and says so.
+    r = subprocess.run(base + ["--", "/usr/bin/python3", "-c",
+                               "x = bytearray(400 << 20); x[::4096] = b'1' * len(x[::4096])"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 137 and "out of memory" in r.stderr, (r.returncode, r.stderr)
+    # Nothing is left behind.
+    assert os.listdir(data / "runtimes") == []
+    assert str(data) not in mounts()
+    assert subprocess.run(base + ["--type", "tpu", "--", "true"], capture_output=True).returncode == 2
