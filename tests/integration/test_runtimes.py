@@ -556,3 +556,72 @@ def test_runtime_exec_runs_a_command_in_a_fresh_sandbox(tmp_path):
     assert os.listdir(data / "runtimes") == []
     assert str(data) not in mounts()
     assert subprocess.run(base + ["--type", "tpu", "--", "true"], capture_output=True).returncode == 2
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("runtime_server", [POOL], indirect=True)
+def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server):
+    import subprocess
+
+    import requests
+
+    from conftest import skylab_bin
+
+    srv = runtime_server
+
+    def cli(*args, stdin=None):
+        r = subprocess.run([skylab_bin(), "user", *args, "--data-dir", srv.data_dir], input=stdin,
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode().strip()
+
+    cli("add", "bob", "--password-stdin", stdin=b"bob-password-1\n")
+    bob = requests.Session()
+    bob.headers["Authorization"] = "token " + cli("token", "bob")
+    r = bob.post(srv.url("/api/skylab/runtimes"), json={}, timeout=60)
+    assert r.status_code == 201 and r.json()["warm"] is False, r.text
+    bob_runtime = r.json()["id"]
+
+    def bob_ready():
+        types = bob.get(srv.url("/api/skylab/runtime_types"), timeout=30).json()["types"]
+        return {t["name"]: t for t in types}["cpu"]["warm_ready"]
+
+    deadline = time.time() + 90
+    while bob_ready() != 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert bob_ready() == 1, srv.log_text()
+    # Bob's spare is bob's: the admin has none, and gets a cold runtime.
+    assert wait_warm(srv, 0, timeout=1)
+    r = srv.post("/api/skylab/runtimes", json={})
+    assert r.status_code == 201 and r.json()["warm"] is False, r.text
+    srv.kernels.append(r.json()["id"])
+    # Bob's sandboxes mount his Drive: they are his spare and his runtime.
+    bob_drive = os.path.join(srv.data_dir, "drive", "bob")
+
+    def bob_sandboxes():
+        n = 0
+        for pid in server_processes(srv):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if not (args[0].endswith(b"bwrap") and bob_drive.encode() in args):
+                continue
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%d/comm" % ppid) as f:
+                    n += f.read().strip() != "bwrap"  # bwrap forks once inside: count sandboxes
+            except (OSError, ValueError, IndexError):
+                continue
+        return n
+
+    assert bob_sandboxes() == 2
+    cli("disable", "bob")
+    deadline = time.time() + 30
+    while bob_sandboxes() > 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert bob_sandboxes() == 1, "a disabled user's spare was kept"
+    assert srv.delete("/api/skylab/runtimes/" + bob_runtime).status_code == 204
