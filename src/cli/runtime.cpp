@@ -28,7 +28,8 @@ namespace {
 
 void usage(std::FILE* out) {
   std::fputs(
-      "usage: skylab runtime exec [--type T] [--user U] [--gpus I,J] [--config FILE] [--data-dir D] -- CMD [ARGS...]\n"
+      "usage: skylab runtime exec [--type T] [--user U] [--gpus I,J] [--config FILE] [--data-dir "
+      "D] -- CMD [ARGS...]\n"
       "\n"
       "Runs CMD in a fresh sandbox of runtime type T (default: the configured\n"
       "default type), as a runtime of user U (default: admin) would run: the\n"
@@ -76,11 +77,16 @@ int exec_main(const std::vector<std::string>& args) {
       return true;
     };
     bool ok = false;
-    if (a == "--type") ok = value(type);
-    else if (a == "--user") ok = value(user);
-    else if (a == "--config") ok = value(config_path);
-    else if (a == "--data-dir") ok = value(data_dir);
-    else if (a == "--gpus") ok = gpus_given = value(gpu_list);
+    if (a == "--type")
+      ok = value(type);
+    else if (a == "--user")
+      ok = value(user);
+    else if (a == "--config")
+      ok = value(config_path);
+    else if (a == "--data-dir")
+      ok = value(data_dir);
+    else if (a == "--gpus")
+      ok = gpus_given = value(gpu_list);
     if (!ok) {
       std::fprintf(stderr, "skylab runtime exec: bad option '%s'\n", a.c_str());
       usage(stderr);
@@ -120,11 +126,12 @@ int exec_main(const std::vector<std::string>& args) {
   } else if (t->second.gpus > 0) {
     auto inventory = runtime::detect_gpus(config->fake_gpus);
     if (static_cast<int>(inventory.size()) < t->second.gpus) {
-      std::fprintf(stderr, "skylab runtime exec: type '%s' needs %d GPU(s); this machine has %zu\n", type.c_str(),
-                   t->second.gpus, inventory.size());
+      std::fprintf(stderr, "skylab runtime exec: type '%s' needs %d GPU(s); this machine has %zu\n",
+                   type.c_str(), t->second.gpus, inventory.size());
       return 125;
     }
-    for (int i = 0; i < t->second.gpus; ++i) gpus.push_back(inventory[static_cast<std::size_t>(i)].index);
+    for (int i = 0; i < t->second.gpus; ++i)
+      gpus.push_back(inventory[static_cast<std::size_t>(i)].index);
   }
 
   std::error_code ec;
@@ -149,7 +156,8 @@ int exec_main(const std::vector<std::string>& args) {
   for (char** e = environ; *e; ++e) {
     std::string kv(*e);
     auto eq = kv.find('=');
-    if (eq != std::string::npos && kv.rfind("SKYLAB_", 0) == 0 && kv.rfind("SKYLAB_ADMIN_TOKEN=", 0) != 0)
+    if (eq != std::string::npos && kv.rfind("SKYLAB_", 0) == 0 &&
+        kv.rfind("SKYLAB_ADMIN_TOKEN=", 0) != 0)
       spec.env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   auto st = launcher.prepare(spec);

@@ -16,7 +16,9 @@ WarmPool::WarmPool(std::shared_ptr<kernel::KernelManager> kernels, Config config
       user_enabled_(std::move(user_enabled)),
       size_(config_.runtimes.warm_pool) {}
 
-WarmPool::~WarmPool() { stop(); }
+WarmPool::~WarmPool() {
+  stop();
+}
 
 std::string WarmPool::type_name(const std::string& type) const {
   return type.empty() ? config_.runtimes.default_type : type;
@@ -94,7 +96,8 @@ int WarmPool::ready(const std::string& owner, const std::string& type) const {
   if (ids.empty()) return 0;
   std::set<std::string> mine(ids.begin(), ids.end());
   int n = 0;
-  for (auto& k : kernels_->list(true)) n += k.spare && mine.count(k.id) && k.execution_state == "idle";
+  for (auto& k : kernels_->list(true))
+    n += k.spare && mine.count(k.id) && k.execution_state == "idle";
   return n;
 }
 
@@ -111,7 +114,8 @@ void WarmPool::release_user(const std::string& owner) {
       }
     }
   }
-  if (!ids.empty()) log::info("warm pool: releasing " + std::to_string(ids.size()) + " spare(s) of " + owner);
+  if (!ids.empty())
+    log::info("warm pool: releasing " + std::to_string(ids.size()) + " spare(s) of " + owner);
   shutdown_ids(ids);
 }
 
@@ -140,12 +144,15 @@ void WarmPool::tick() {
       for (auto& id : e.spares) {
         auto k = all.find(id);
         if (k == all.end() || !k->second.spare) continue;
-        if (k->second.execution_state == "dead") drop.push_back(id);
-        else keep.push_back(id);
+        if (k->second.execution_state == "dead")
+          drop.push_back(id);
+        else
+          keep.push_back(id);
       }
       e.spares.swap(keep);
       auto t = config_.types.find(std::get<1>(key));
-      auto keep_for = t != config_.types.end() ? config_.idle_timeout(t->second) : config_.runtimes.idle_timeout;
+      auto keep_for = t != config_.types.end() ? config_.idle_timeout(t->second)
+                                               : config_.runtimes.idle_timeout;
       if (now - e.last_used > keep_for) {
         // Nobody started one of these for a while: give the memory back.
         drop.insert(drop.end(), e.spares.begin(), e.spares.end());
@@ -171,7 +178,8 @@ void WarmPool::tick() {
   so.spare = true;
   auto k = kernels_->start(spec, owner, so);
   if (!k.ok()) {
-    log::warn("warm pool: cannot start a spare for " + owner + " (" + type + "): " + k.error().message);
+    log::warn("warm pool: cannot start a spare for " + owner + " (" + type +
+              "): " + k.error().message);
     std::lock_guard lock(mutex_);
     entries_.erase(*fill);  // retried at the user's next start
     return;
@@ -180,8 +188,10 @@ void WarmPool::tick() {
   {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(*fill);
-    if (it == entries_.end() || stopping_) orphan = true;
-    else it->second.spares.push_back(k->id);
+    if (it == entries_.end() || stopping_)
+      orphan = true;
+    else
+      it->second.spares.push_back(k->id);
   }
   if (orphan) shutdown_ids({k->id});
 }
