@@ -448,16 +448,18 @@ def wait_warm(srv, n, timeout=90):
     return False
 
 
-def server_processes(srv):
-    """Processes whose command line mentions the server's data directory."""
+def server_processes(srv, also=""):
+    """Processes (not the server) whose command line mentions the server's
+    data directory (and `also`)."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open("/proc/%s/cmdline" % d, "rb") as f:
-                if srv.data_dir.encode() in f.read() and int(d) != srv.proc.pid:
-                    out.append(int(d))
+                cmdline = f.read()
+            if srv.data_dir.encode() in cmdline and also.encode() in cmdline and int(d) != srv.proc.pid:
+                out.append(int(d))
         except OSError:
             pass
     return out
@@ -625,3 +627,46 @@ def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server)
         time.sleep(0.2)
     assert bob_sandboxes() == 1, "a disabled user's spare was kept"
     assert srv.delete("/api/skylab/runtimes/" + bob_runtime).status_code == 204
+
+
+@needs_sandbox
+@needs_root
+def test_a_restarted_server_does_not_keep_the_previous_servers_spares(tmp_path):
+    import signal
+    import subprocess
+
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text(POOL)
+    srv = Server(extra_args=("--config", str(cfg)))
+    try:
+        kid = srv.create_kernel()
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        c.eval_ok("y = 7")
+        c.close()
+        srv.clients.clear()
+        assert wait_warm(srv, 1), srv.log_text()
+        runtimes = os.path.join(srv.data_dir, "runtimes")
+        spare = [d for d in os.listdir(runtimes) if d != kid]
+        assert len(spare) == 1, os.listdir(runtimes)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        srv.log.close()
+        srv.log = open(srv.log_path, "ab")
+        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
+        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=srv.tmp)
+        srv.wait_ready()
+        # The runtime is adopted; the spare is shut down, nothing of it left.
+        assert [k["id"] for k in srv.get("/api/kernels").json()] == [kid]
+        assert os.listdir(runtimes) == [kid], srv.log_text()
+        time.sleep(0.5)
+        assert not server_processes(srv, spare[0]), "the old spare still runs"
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        assert c.execute("print(y)").stdout.strip() == "7"
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
