@@ -567,7 +567,7 @@ struct KernelManager::Impl {
     {
       std::lock_guard lock(mutex);
       k.last_activity = SysClock::now();
-      last_activity = k.last_activity;
+      if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
         auto c = nlohmann::json::parse(msg->content, nullptr, false);
         if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
