@@ -22,6 +22,7 @@ class ShareStore;
 namespace skylab::runtime {
 struct Config;
 class GpuAllocator;
+class WarmPool;
 }  // namespace skylab::runtime
 
 namespace skylab::api {
@@ -64,6 +65,10 @@ struct Context {
   //! <data-dir>/runtimes: sandboxed runtimes' /content lives in <id>/content
   //! there; "" turns the runtime files API off.
   std::string runtimes_dir;
+  //! Spare runtimes per user; null: every runtime starts cold.
+  std::shared_ptr<runtime::WarmPool> pool;
+  //! Where kernels run (for per-runtime usage in /resources); null: plain processes.
+  std::shared_ptr<kernel::Launcher> launcher;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -98,6 +103,12 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! The Content-Security-Policy of the app's pages: scripts only from the
 //! server, frames only from itself (the output frame) and `output_origin`.
 std::string app_csp(const std::string& output_origin);
+
+//! Starts a runtime (kernel) of spec `spec` for `user`: claims a warm spare
+//! from ctx.pool when one fits (options without GPUs or preset id), else
+//! starts a new kernel. The model's `warm` says which.
+Result<kernel::KernelModel> start_runtime(Context& ctx, const std::string& spec, const std::string& user,
+                                          const kernel::StartOptions& options = {});
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);

@@ -25,6 +25,7 @@
 #include "exec/parameters.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/pool.hpp"
 
 namespace skylab::api {
 
@@ -144,6 +145,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       : kernels_(ctx.kernels),
         drive_(ctx.drive),
         gpus_(ctx.gpus),
+        pool_(ctx.pool),
         config_(ctx.runtime_config),
         dir_(std::move(dir)),
         threads_(threads) {}
@@ -394,12 +396,12 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     }
     struct Forget {
       JobRunner* r;
-      std::string kid;
+      std::vector<std::string> kids;
       ~Forget() {
         std::lock_guard lock(r->mu_);
-        r->job_kernels_.erase(kid);
+        for (auto& k : kids) r->job_kernels_.erase(k);
       }
-    } forget{this, so.kernel_id};
+    } forget{this, {so.kernel_id}};
 
     if (type->second.gpus > 0) {
       if (!gpus_) return fail(id, State::kFailed, "This server has no GPUs");
@@ -437,12 +439,23 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       if (!so.gpus.empty()) gpus_->release(so.kernel_id);
       return fail(id, State::kCancelled, "Cancelled");
     }
-    auto k = kernels_->start(job.kernel_name, job.owner, so);
+    // A CPU job takes the user's warm spare when there is one (a new id).
+    std::optional<kernel::KernelModel> spare;
+    if (pool_ && so.gpus.empty()) {
+      std::lock_guard lock(mu_);  // registered before anyone can learn the id
+      spare = pool_->take(job.owner, job.runtime_type, job.kernel_name);
+      if (spare) {
+        job_kernels_.insert(spare->id);
+        forget.kids.push_back(spare->id);
+      }
+    }
+    auto k = spare ? Result<kernel::KernelModel>(*spare) : kernels_->start(job.kernel_name, job.owner, so);
     if (!k.ok()) {
       if (!so.gpus.empty()) gpus_->release(so.kernel_id);
       return fail(id, State::kFailed, "The runtime did not start: " + k.error().message);
     }
     const std::string kid = k->id;
+    update(id, [&](Job& j) { j.kernel_id = kid; });
     struct Stop {
       std::shared_ptr<kernel::KernelManager> kernels;
       std::string kid;
@@ -521,6 +534,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::shared_ptr<kernel::KernelManager> kernels_;
   std::shared_ptr<drive::Drive> drive_;
   std::shared_ptr<runtime::GpuAllocator> gpus_;
+  std::shared_ptr<runtime::WarmPool> pool_;  // null: no warm pool
   std::shared_ptr<const runtime::Config> config_;
   std::string dir_;
   std::size_t threads_;

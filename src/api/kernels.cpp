@@ -50,7 +50,7 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       name = n->get<std::string>();
       if (name.empty()) name = ctx->specs->default_name();
     }
-    auto k = ctx->kernels->start(name, req.user.username);
+    auto k = start_runtime(*ctx, name, req.user.username);
     if (!k.ok()) return done(Response::from_error(k.error()));
     auto res = Response::json(201, kernel_json(k.value()));
     res.set_header("Location", "/api/kernels/" + k->id);

@@ -10,10 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/work_queue.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/pool.hpp"
 
 namespace skylab::api {
 
@@ -75,6 +77,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
             {"started", util::iso_time(k.started)},
             {"last_activity", util::iso_time(k.last_activity)},
             {"gpus", k.gpus},
+            {"warm", k.warm},
             {"kernel", kernel_json(k)}};
   if (t != c.types.end()) {
     j["lifetime_deadline"] = util::iso_time(k.started + c.max_lifetime(t->second));
@@ -101,7 +104,74 @@ std::uint64_t meminfo(const std::string& key) {
   return 0;
 }
 
+// CPU time samples per runtime, for a utilisation figure between two reads.
+class CpuSampler {
+ public:
+  //! Percent of one CPU used since the previous sample of `id` (within
+  //! 5 min), or a negative number when there is none yet.
+  double percent(const std::string& id, double cpu_seconds) {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    double pct = -1;
+    if (auto it = last_.find(id); it != last_.end()) {
+      double wall = std::chrono::duration<double>(now - it->second.first).count();
+      if (wall > 0.05 && wall < 300 && cpu_seconds >= it->second.second)
+        pct = 100.0 * (cpu_seconds - it->second.second) / wall;
+    }
+    if (last_.size() > 10000) last_.clear();
+    last_[id] = {now, cpu_seconds};
+    return pct;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> last_;
+};
+
+json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
+                const std::map<int, runtime::GpuUsage>& gpu_by_index) {
+  json j = {{"id", k.id}, {"type", type_of(k, *ctx.runtime_config)}, {"state", k.execution_state}};
+  kernel::Usage u;
+  if (ctx.launcher) u = ctx.launcher->usage(k.id);
+  auto t = ctx.runtime_config->types.find(type_of(k, *ctx.runtime_config));
+  auto or_null = [](std::uint64_t v) { return v ? json(v) : json(nullptr); };
+  if (u.known) {
+    j["memory"] = {{"used", u.memory_used}, {"limit", or_null(u.memory_limit)}};
+    double pct = u.cpu_seconds >= 0 ? cpu.percent(k.id, u.cpu_seconds) : -1;
+    j["cpu"] = {{"seconds", u.cpu_seconds >= 0 ? json(u.cpu_seconds) : json(nullptr)},
+                {"percent", pct >= 0 ? json(pct) : json(nullptr)},
+                {"limit", u.cpu_limit > 0 ? json(u.cpu_limit) : json(nullptr)}};
+    j["disk"] = {{"used", u.disk_used}, {"limit", or_null(u.disk_limit)}};
+  } else {
+    // Unsandboxed kernels: only what the configuration says.
+    std::uint64_t mem = t != ctx.runtime_config->types.end() ? t->second.memory_bytes : 0;
+    j["memory"] = {{"used", nullptr}, {"limit", or_null(mem)}};
+    j["cpu"] = {{"seconds", nullptr}, {"percent", nullptr}, {"limit", nullptr}};
+    j["disk"] = {{"used", nullptr}, {"limit", nullptr}};
+  }
+  json gpus = json::array();
+  for (int g : k.gpus) {
+    json one = {{"index", g}, {"memory_used", nullptr}, {"memory_total", nullptr}, {"utilization", nullptr}};
+    if (auto it = gpu_by_index.find(g); it != gpu_by_index.end()) {
+      one["memory_used"] = it->second.memory_used;
+      one["memory_total"] = it->second.memory_total;
+      one["utilization"] = it->second.utilization;
+    }
+    gpus.push_back(std::move(one));
+  }
+  j["gpus"] = std::move(gpus);
+  return j;
+}
+
 }  // namespace
+
+Result<kernel::KernelModel> start_runtime(Context& ctx, const std::string& spec, const std::string& user,
+                                          const kernel::StartOptions& options) {
+  if (ctx.pool && options.gpus.empty() && options.kernel_id.empty() && ctx.specs->find(spec).ok()) {
+    if (auto m = ctx.pool->take(user, options.runtime_type, spec)) return *m;
+  }
+  return ctx.kernels->start(spec, user, options);
+}
 
 void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
@@ -109,13 +179,15 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   auto queue = std::make_shared<RuntimeQueue>();
   const std::string id_re = "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?";
 
-  r.add("GET", "/api/skylab/runtime_types/?", [ctx](Request&, Responder done) {
+  r.add("GET", "/api/skylab/runtime_types/?", [ctx](Request& req, Responder done) {
     const auto& c = *ctx->runtime_config;
     json types = json::array();
     for (auto& [name, t] : c.types) {
       types.push_back({{"name", name}, {"display_name", t.display_name}, {"memory", t.memory_bytes},
-                       {"cpus", t.cpus}, {"gpus", t.gpus}, {"idle_timeout_seconds", c.idle_timeout(t).count()},
-                       {"max_lifetime_seconds", c.max_lifetime(t).count()}, {"default", name == c.runtimes.default_type}});
+                       {"cpus", t.cpus}, {"gpus", t.gpus}, {"disk", t.disk_bytes ? json(t.disk_bytes) : json(nullptr)},
+                       {"idle_timeout_seconds", c.idle_timeout(t).count()},
+                       {"max_lifetime_seconds", c.max_lifetime(t).count()}, {"default", name == c.runtimes.default_type},
+                       {"warm_ready", ctx->pool ? ctx->pool->ready(req.user.username, name) : 0}});
     }
     done(Response::json(200, {{"types", types},
                               {"gpus", {{"total", ctx->gpus->gpus().size()}, {"free", ctx->gpus->free_count()},
@@ -167,7 +239,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     kernel::StartOptions so;
     so.runtime_type = type;
     if (t->second.gpus == 0) {
-      auto k = ctx->kernels->start(kernel_name, req.user.username, so);
+      auto k = start_runtime(*ctx, kernel_name, req.user.username, so);
       if (!k.ok()) return done(Response::from_error(k.error()));
       return done(Response::json(201, runtime_json(k.value(), c)));
     }
@@ -229,22 +301,31 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     });
   });
 
-  r.add("GET", "/api/skylab/resources/?", [ctx](Request& req, Responder done) {
-    json gpus = json::array();
-    for (auto& u : runtime::gpu_usage())
-      gpus.push_back({{"index", u.index}, {"utilization", u.utilization}, {"memory_used", u.memory_used},
-                      {"memory_total", u.memory_total}});
-    struct statvfs vfs{};
-    json disk = json::object();
-    if (::statvfs(".", &vfs) == 0)
-      disk = {{"total", static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize},
-              {"free", static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize}};
-    json runtimes = json::array();
-    for (auto& k : ctx->kernels->list())
-      if (may_access(req.user, k.owner)) runtimes.push_back({{"id", k.id}, {"gpus", k.gpus}});
-    done(Response::json(200, {{"host", {{"memory_total", meminfo("MemTotal")}, {"memory_available", meminfo("MemAvailable")},
-                                        {"disk", disk}, {"gpus", gpus}, {"gpu_count", ctx->gpus->gpus().size()}}},
-                              {"runtimes", runtimes}}));
+  auto cpu = std::make_shared<CpuSampler>();
+  r.add("GET", "/api/skylab/resources/?", [ctx, cpu](Request& req, Responder done) {
+    // Reads cgroup files and may walk /content: off the network thread.
+    auto user = req.user;
+    auto work = [ctx, cpu, user, done]() mutable {
+      json gpus = json::array();
+      std::map<int, runtime::GpuUsage> by_index;
+      for (auto& u : runtime::gpu_usage()) {
+        by_index[u.index] = u;
+        gpus.push_back({{"index", u.index}, {"utilization", u.utilization}, {"memory_used", u.memory_used},
+                        {"memory_total", u.memory_total}});
+      }
+      struct statvfs vfs{};
+      json disk = json::object();
+      if (::statvfs(".", &vfs) == 0)
+        disk = {{"total", static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize},
+                {"free", static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize}};
+      json runtimes = json::array();
+      for (auto& k : ctx->kernels->list())
+        if (may_access(user, k.owner)) runtimes.push_back(usage_json(*ctx, k, *cpu, by_index));
+      done(Response::json(200, {{"host", {{"memory_total", meminfo("MemTotal")}, {"memory_available", meminfo("MemAvailable")},
+                                          {"disk", disk}, {"gpus", gpus}, {"gpu_count", ctx->gpus->gpus().size()}}},
+                                {"runtimes", runtimes}}));
+    };
+    if (!ctx->work || !ctx->work->post(work)) work();
   });
 }
 

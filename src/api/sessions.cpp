@@ -185,7 +185,7 @@ Result<SessionRecord> visible_session(Context& ctx, const auth::Identity& user, 
 std::variant<kernel::KernelModel, Response> start_kernel(Context& ctx, const auth::Identity& user,
                                                          std::string name) {
   if (name.empty()) name = ctx.specs->default_name();
-  auto k = ctx.kernels->start(name, user.username);
+  auto k = start_runtime(ctx, name, user.username);
   if (k.ok()) return k.value();
   if (k.error().code == Error::Code::kNotFound) {
     Response r = json_response(501, {{"message", "The '" + name +

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
+#include "runtime/pool.hpp"
 #include "runtime/sandbox.hpp"
 
 namespace skylab::cli {
@@ -235,8 +237,26 @@ int serve_main(const std::vector<std::string>& args) {
   auto gpus = std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
   if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
   mo.on_removed = [gpus](const std::string& id) { gpus->release(id); };
+  // The runtime state file exists before the kernel can read it.
+  mo.on_started = [cfg = runtime_config.value()](const kernel::KernelModel& k) {
+    runtime::write_initial_state(cfg, k, std::chrono::system_clock::now());
+  };
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
-  for (auto& k : kernels->reattach()) gpus->claim(k.id, k.gpus);
+  {
+    std::set<std::string> adopted;
+    for (auto& k : kernels->reattach()) {
+      gpus->claim(k.id, k.gpus);
+      adopted.insert(k.id);
+    }
+    // Leftovers without a usable record (a crash between start and record):
+    // directories, /content mounts, cgroups.
+    if (mo.launcher)
+      for (auto& id : mo.launcher->prepared_ids())
+        if (!adopted.count(id)) {
+          log::info("runtime " + id + ": left over from a previous server; cleaning up");
+          mo.launcher->cleanup(id);
+        }
+  }
   runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
   lifecycle.start();
 
@@ -274,6 +294,16 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->gpus = gpus;
   ctx->runtimes_dir = (data / "runtimes").string();
+  ctx->launcher = mo.launcher;
+  auto pool = std::make_shared<runtime::WarmPool>(kernels, runtime_config.value(), [accounts = accounts.value()](const std::string& user) {
+    auto u = accounts->find_user(user);
+    return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
+  });
+  if (pool->size() > 0) {
+    ctx->pool = pool;
+    pool->start();
+    log::info("warm pool: " + std::to_string(pool->size()) + " spare runtime(s) per user and type");
+  }
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   ctx->jobs_dir = (data / "jobs").string();
@@ -316,6 +346,7 @@ int serve_main(const std::vector<std::string>& args) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
     stopper = std::thread([&] {
       lifecycle.stop();
+      pool->stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
       kernels->shutdown_all();
@@ -325,6 +356,7 @@ int serve_main(const std::vector<std::string>& args) {
   if (stopper.joinable()) stopper.join();
   ctx->accounts_changed = nullptr;
   watcher.stop();
+  pool->stop();
   kernels->shutdown_all();
   log::info("stopped");
   return 0;

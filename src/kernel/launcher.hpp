@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,6 +27,17 @@ struct LaunchSpec {
   std::vector<int> gpus;       //!< GPU indices granted to this kernel
 };
 
+//! What one kernel uses now, as its launcher measures it. Zero limits: none.
+struct Usage {
+  bool known = false;                 //!< false: the launcher cannot tell
+  std::uint64_t memory_used = 0;      //!< bytes (cgroup memory, page cache included)
+  std::uint64_t memory_limit = 0;     //!< bytes
+  double cpu_seconds = -1;            //!< CPU time used since start; <0 unknown
+  double cpu_limit = 0;               //!< CPUs
+  std::uint64_t disk_used = 0;        //!< bytes under /content (and the runtime's home)
+  std::uint64_t disk_limit = 0;       //!< bytes, when a size limit is enforced
+};
+
 //! Implementations must be thread-safe; calls for one kernel are serialized.
 class Launcher {
  public:
@@ -44,7 +56,14 @@ class Launcher {
   //! Why the kernel's processes died, when known (e.g. a memory limit).
   virtual std::string death_reason(const std::string& kernel_id) { return {}; }
   //! Releases everything prepare() created. The kernel's processes are gone.
+  //! Also called for leftovers of a previous server process (any id).
   virtual void cleanup(const std::string& kernel_id) = 0;
+  //! Ids of kernels whose resources (directories, mounts, cgroups) exist,
+  //! live or not; a restarted server cleans up those it did not adopt.
+  virtual std::vector<std::string> prepared_ids() { return {}; }
+  //! The kernel's current resource use. May block briefly (reads cgroup
+  //! files, may walk /content); call off the I/O thread.
+  virtual Usage usage(const std::string& kernel_id) { return {}; }
 };
 
 }  // namespace skylab::kernel

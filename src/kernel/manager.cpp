@@ -70,6 +70,8 @@ struct Kernel {
   SysClock::time_point started = SysClock::now();
   std::string state_file;  // immutable after start()
   std::vector<int> gpus;   // immutable after start()
+  bool spare = false;
+  bool warm = false;
   std::shared_ptr<KernelObserver> observer;
   bool ready = false;
   std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
@@ -115,6 +117,8 @@ KernelModel model_of(const Kernel& k) {
   m.started = k.started;
   m.gpus = k.gpus;
   m.state_file = k.state_file;
+  m.spare = k.spare;
+  m.warm = k.warm;
   return m;
 }
 
@@ -313,6 +317,13 @@ struct KernelManager::Impl {
   }
 
   void save_record(Kernel& k) {
+    bool spare;
+    SysClock::time_point started;
+    {
+      std::lock_guard lock(mutex);
+      spare = k.spare;
+      started = k.started;
+    }
     nlohmann::json r = {{"id", k.id},
                         {"owner", k.owner},
                         {"spec", k.spec.name},
@@ -325,8 +336,9 @@ struct KernelManager::Impl {
                         {"connection_file", k.connection_file},
                         {"state_file", k.state_file},
                         {"started_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                                           k.started.time_since_epoch()).count()},
-                        {"gpus", k.gpus}};
+                                           started.time_since_epoch()).count()},
+                        {"gpus", k.gpus},
+                        {"spare", spare}};
     std::error_code ec;
     fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
     if (!util::write_file_atomic(record_path(k.id), r.dump(), 0600, true))
@@ -555,7 +567,7 @@ struct KernelManager::Impl {
     {
       std::lock_guard lock(mutex);
       k.last_activity = SysClock::now();
-      last_activity = k.last_activity;
+      if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
         auto c = nlohmann::json::parse(msg->content, nullptr, false);
         if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
@@ -568,6 +580,16 @@ struct KernelManager::Impl {
       finish_ready(k, Error::internal(""), true);
     if (own) return;
     deliver(k, ch, std::move(msg), info.value());
+  }
+
+  void started_hook(Kernel& k) {
+    if (!opts.on_started) return;
+    KernelModel m;
+    {
+      std::lock_guard lock(mutex);
+      m = model_of(k);
+    }
+    opts.on_started(m);
   }
 
   bool is_ready(Kernel& k) {
@@ -611,6 +633,7 @@ struct KernelManager::Impl {
       k.reason.clear();
     }
     auto st = write_connection_file(k);
+    if (st.ok()) started_hook(k);
     Result<pid_t> pid = st.ok() ? spawn(k) : Result<pid_t>(st.error());
     if (!pid.ok()) {
       log::error("kernel " + k.id + ": restart failed: " + pid.error().message);
@@ -824,11 +847,14 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->identity = util::uuid4();
   k->runtime_type = options.runtime_type;
   k->gpus = options.gpus;
+  k->spare = options.spare;
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
   k->state_file = k->conn_dir.empty()
                       ? (fs::path(impl_->opts.runtime_dir) / ("kernel-" + k->id + ".state.json")).string()
                       : (fs::path(k->conn_dir) / "state.json").string();
+  // Before the process exists, so that it never sees a missing state file.
+  if (!k->spare && impl_->opts.on_started) impl_->opts.on_started(model_of(*k));
   auto pid = impl_->spawn(*k);
   if (!pid.ok()) {
     impl_->remove_connection_files(*k);
@@ -843,7 +869,8 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
     impl_->last_activity = SysClock::now();
     model = model_of(*k);
   }
-  log::info("kernel " + k->id + " started (" + k->spec.name + ", pid " + std::to_string(pid.value()) + ")");
+  log::info("kernel " + k->id + (k->spare ? " started as a warm spare (" : " started (") + k->spec.name + ", pid " +
+            std::to_string(pid.value()) + ")");
   impl_->post([this, k, p = pid.value()] {
     k->pid_io = p;
     impl_->open_sockets(*k);
@@ -852,18 +879,40 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   return model;
 }
 
-std::vector<KernelModel> KernelManager::list() const {
+std::vector<KernelModel> KernelManager::list(bool include_spares) const {
   std::lock_guard lock(impl_->mutex);
   std::vector<KernelModel> out;
-  for (auto& [_, k] : impl_->kernels) out.push_back(model_of(*k));
+  for (auto& [_, k] : impl_->kernels)
+    if (include_spares || !k->spare) out.push_back(model_of(*k));
   return out;
 }
 
 Result<KernelModel> KernelManager::get(const std::string& id) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
-  if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
+  if (it == impl_->kernels.end() || it->second->spare) return Error::not_found("Kernel does not exist: " + id);
   return model_of(*it->second);
+}
+
+Result<KernelModel> KernelManager::claim(const std::string& id) {
+  auto k = impl_->find(id);
+  KernelModel model;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (!k || !k->spare) return Error::not_found("no such spare: " + id);
+    if (k->state == "dead" || k->state == "restarting") return Error::unavailable("spare is not usable: " + id);
+    k->spare = false;
+    k->warm = true;
+    k->started = k->last_activity = SysClock::now();
+    impl_->last_activity = k->started;
+    model = model_of(*k);
+  }
+  if (impl_->opts.on_started) impl_->opts.on_started(model);
+  impl_->post([this, k] {
+    if (k->phase == Phase::kRunning) impl_->save_record(*k);
+  });
+  log::info("kernel " + id + " claimed from the warm pool by " + model.owner);
+  return model;
 }
 
 Status KernelManager::interrupt(const std::string& id) {
@@ -998,6 +1047,7 @@ std::vector<KernelModel> KernelManager::reattach() {
       k->state_file = r.at("state_file").get<std::string>();
       k->started = SysClock::time_point(std::chrono::microseconds(r.at("started_us").get<long long>()));
       k->gpus = r.at("gpus").get<std::vector<int>>();
+      k->spare = r.value("spare", false);
       auto spec = impl_->specs->find(r.at("spec").get<std::string>());
       if (!spec.ok()) throw std::runtime_error("kernelspec is gone");
       k->spec = std::move(spec.value());
@@ -1011,9 +1061,12 @@ std::vector<KernelModel> KernelManager::reattach() {
     k->identity = util::uuid4();
     k->adopted = true;
     int status = 0;
-    if (k->pid_io <= 0 || impl_->reap(*k, false, status) || ::kill(k->pid_io, 0) != 0) {
-      // Reap the dead: nothing of it may stay behind.
-      log::info("kernel " + k->id + " died while the server was away; cleaning up");
+    bool dead = k->pid_io <= 0 || impl_->reap(*k, false, status) || ::kill(k->pid_io, 0) != 0;
+    if (dead || k->spare) {
+      // Reap the dead, and spares (the new server fills its own pool): nothing of it may stay behind.
+      log::info("kernel " + k->id + (dead ? " died while the server was away" : " was an unclaimed warm spare") +
+                "; cleaning up");
+      if (!dead) impl_->kill_processes(*k, k->pid_io);
       if (impl_->opts.launcher) {
         impl_->opts.launcher->kill_all(k->id, -1);
         impl_->opts.launcher->cleanup(k->id);
@@ -1069,7 +1122,9 @@ void KernelManager::touch(const std::string& id) {
 
 std::size_t KernelManager::count() const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->kernels.size();
+  std::size_t n = 0;
+  for (auto& [_, k] : impl_->kernels) n += !k->spare;
+  return n;
 }
 
 SysClock::time_point KernelManager::last_activity() const {

@@ -32,12 +32,17 @@ struct KernelModel {
   std::chrono::system_clock::time_point started;  //!< first start (restarts keep it)
   std::vector<int> gpus;
   std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE)
+  bool spare = false;  //!< a warm-pool spare nobody has claimed yet (hidden from list/get)
+  bool warm = false;   //!< claimed from the warm pool (not started for the request)
 };
 
 struct StartOptions {
   std::string runtime_type;  //!< passed to the Launcher
   std::string kernel_id;     //!< preset id (a queued runtime's); "" for a new one
   std::vector<int> gpus;     //!< GPU indices granted to the kernel
+  //! A warm-pool spare: hidden from list() and get(), not in count(), until
+  //! claim() hands it to its owner. A restarted server does not adopt spares.
+  bool spare = false;
 };
 
 //! Receives one kernel's messages. Called on the manager's I/O thread, with
@@ -66,6 +71,11 @@ struct ManagerOptions {
   std::string python_path;
   //! Called (on the I/O thread) after a kernel was shut down and removed.
   std::function<void(const std::string& kernel_id)> on_removed;
+  //! Called just before a kernel's process is spawned (start and restart)
+  //! and when a spare is claimed, with the kernel's model (state_file and
+  //! `started` set): writes what the kernel reads at start-up, such as the
+  //! runtime state file. Any thread, no manager lock held; must be quick.
+  std::function<void(const KernelModel&)> on_started;
 };
 
 //! Thread-safe. Callbacks (`done`) run on the I/O thread unless noted.
@@ -79,12 +89,19 @@ class KernelManager {
   //! (state "starting"). NotFound for an unknown spec.
   Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
                             const StartOptions& options = {});
-  std::vector<KernelModel> list() const;
+  //! Kernels users see; `include_spares` adds unclaimed warm-pool spares.
+  std::vector<KernelModel> list(bool include_spares = false) const;
   //! Adopts the kernels of a previous server process from their runtime
   //! records (data-dir/runtime/records): live ones are reconnected and
   //! checked with kernel_info, dead ones are cleaned up. Call once, at start.
   std::vector<KernelModel> reattach();
+  //! NotFound for unknown ids and for unclaimed spares.
   Result<KernelModel> get(const std::string& id) const;
+  //! Hands the spare `id` to its owner: it becomes an ordinary kernel whose
+  //! lifetime starts now (`started` and `last_activity` reset, `warm` set).
+  //! NotFound when it is no spare (any more); Unavailable when it is dead
+  //! or shutting down.
+  Result<KernelModel> claim(const std::string& id);
 
   //! SIGINT to the kernel's process group, or `interrupt_request` on control
   //! when the spec's interrupt_mode is "message".

@@ -164,13 +164,13 @@ Result<Config> parse_config(std::string_view text) {
   if (auto* r = root.get_as<toml::table>("runtimes")) {
     const std::string p = "runtimes.";
     bool ok = w.check_keys(*r, p, {"idle_timeout", "max_lifetime", "warning", "grace", "sandbox", "default_type",
-                                   "pool_size", "max_per_user", "max_gpu_per_user"}) &&
+                                   "warm_pool", "max_per_user", "max_gpu_per_user"}) &&
               w.duration(*r, p, "idle_timeout", c.runtimes.idle_timeout) &&
               w.duration(*r, p, "max_lifetime", c.runtimes.max_lifetime) &&
               w.duration(*r, p, "warning", c.runtimes.warning) && w.duration(*r, p, "grace", c.runtimes.grace) &&
               w.string(*r, p, "sandbox", c.runtimes.sandbox, {"auto", "bwrap", "none"}) &&
               w.string(*r, p, "default_type", c.runtimes.default_type) &&
-              w.integer(*r, p, "pool_size", c.runtimes.pool_size, 0, 64) &&
+              w.integer(*r, p, "warm_pool", c.runtimes.warm_pool, 0, 8) &&
               w.integer(*r, p, "max_per_user", c.runtimes.max_per_user, 0, 1000) &&
               w.integer(*r, p, "max_gpu_per_user", c.runtimes.max_gpu_per_user, 0, 64);
     if (!ok) return Error::bad_request(w.error);

@@ -43,7 +43,7 @@ struct RuntimesSection {
   Duration grace = std::chrono::seconds(10);      //!< SIGTERM to SIGKILL
   std::string sandbox = "auto";                   //!< "bwrap", "none" or "auto"
   std::string default_type = "cpu";
-  int pool_size = 0;                              //!< warm runtimes per type
+  int warm_pool = 0;                              //!< ready spare runtimes per user and type
   int max_per_user = 0;                           //!< 0: unlimited
   int max_gpu_per_user = 1;
 };

@@ -67,8 +67,13 @@ double epoch(TimePoint t) {
 std::string iso_or_null(TimePoint t) { return t == TimePoint::max() ? "" : util::iso_time(t); }
 }  // namespace
 
-void LifecycleMonitor::write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
-                                   const std::string& reason) {
+namespace {
+const RuntimeType& type_of(const Config& c, const kernel::KernelModel& k) {
+  auto it = c.types.find(k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type);
+  return it != c.types.end() ? it->second : c.types.begin()->second;
+}
+
+void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire, const std::string& reason) {
   if (k.state_file.empty()) return;
   nlohmann::json s = {{"lifetime_deadline", epoch(d.lifetime_deadline)},
                       {"idle_deadline", d.idle_deadline == TimePoint::max() ? nlohmann::json(nullptr)
@@ -76,6 +81,19 @@ void LifecycleMonitor::write_state(const kernel::KernelModel& k, const Lifecycle
                       {"expire", expire},
                       {"reason", reason}};
   util::write_file_atomic(k.state_file, s.dump(), 0644, false);
+}
+}  // namespace
+
+void write_initial_state(const Config& config, const kernel::KernelModel& k, TimePoint now) {
+  const RuntimeType& type = type_of(config, k);
+  LifecycleInput in{k.started, std::max(k.last_activity, now), false, config.idle_timeout(type),
+                    config.max_lifetime(type), config.runtimes.warning};
+  write_state_file(k, evaluate(in, now, true), false, "");
+}
+
+void LifecycleMonitor::write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
+                                   const std::string& reason) {
+  write_state_file(k, d, expire, reason);
 }
 
 void LifecycleMonitor::send_event(const std::string& kernel_id, const std::string& event,
@@ -93,8 +111,7 @@ void LifecycleMonitor::tick() {
   std::map<std::string, Tracked> next;
   for (auto& k : kernels_->list()) {
     Tracked t = tracked_.count(k.id) ? tracked_[k.id] : Tracked{};
-    auto type_it = config_.types.find(k.runtime_type.empty() ? config_.runtimes.default_type : k.runtime_type);
-    const RuntimeType& type = type_it != config_.types.end() ? type_it->second : config_.types.begin()->second;
+    const RuntimeType& type = type_of(config_, k);
     LifecycleInput in{k.started, k.last_activity, k.execution_state == "busy", config_.idle_timeout(type),
                       config_.max_lifetime(type), config_.runtimes.warning};
 

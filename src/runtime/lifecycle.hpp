@@ -41,6 +41,11 @@ struct LifecycleDecision {
 //! current deadline was already given.
 LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned);
 
+//! Writes `k`'s runtime state file (read by skylab.runtime in the kernel)
+//! as the policy sees it at `now`: its deadlines, no expiry requested. Used
+//! when a kernel starts or is claimed, before the monitor's first pass.
+void write_initial_state(const Config& config, const kernel::KernelModel& k, TimePoint now);
+
 //! Applies the policy to every kernel once a second: writes each runtime's
 //! state file (deadlines, for skylab.runtime), sends warning events, asks the
 //! kernel to run its expiry hooks, then shuts it down. Thread-safe.

@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -78,7 +81,114 @@ void chown_tree(const std::string& root, uid_t uid, gid_t gid) {
 
 std::string cgroup_name(const std::string& kernel_id) { return "skylab-" + kernel_id; }
 
+// Runs a program to completion; its stdout and stderr (first 4 KiB) in `out`.
+// Returns the exit status, or -1 when it could not run.
+int run_program(const std::vector<std::string>& args, std::string& out) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0)
+    if (out.size() < 4096) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  auto nl = s.rfind('\n');
+  return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+// Bytes of the files under `root` (allocated blocks), at most `max_entries` entries walked.
+std::uint64_t tree_bytes(const std::string& root, std::size_t max_entries) {
+  std::uint64_t total = 0;
+  std::size_t n = 0;
+  std::error_code ec;
+  struct stat st{};
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator() && n < max_entries; it.increment(ec), ++n) {
+    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
 }  // namespace
+
+bool is_mount_point(const std::string& path) {
+  struct stat a{}, b{};
+  if (::stat(path.c_str(), &a) != 0 || ::stat((path + "/..").c_str(), &b) != 0) return false;
+  return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
+}
+
+Status mount_disk_image(const std::string& root, const std::string& image, std::uint64_t bytes, uid_t uid,
+                        gid_t gid) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return Error::internal("cannot create " + root + ": " + ec.message());
+  if (is_mount_point(root)) return ok_status();
+  if (::geteuid() != 0) return Error::unavailable("the server does not run as root");
+  {
+    int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Error::internal("cannot create " + image + ": " + std::strerror(errno));
+    bool sized = ::ftruncate(fd, static_cast<off_t>(bytes)) == 0;
+    int err = errno;
+    ::close(fd);
+    if (!sized) return Error::internal("cannot size " + image + ": " + std::strerror(err));
+  }
+  std::string out;
+  // No journal (/content is scratch that goes with the runtime), no blocks
+  // reserved for root: the limit is what the user can write.
+  int rc = run_program({"mkfs.ext4", "-q", "-F", "-T", "default", "-m", "0", "-O", "^has_journal", "-E",
+                        "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) + ",nodiscard", image},
+                       out);
+  if (rc != 0) {
+    ::unlink(image.c_str());
+    return Error::unavailable(rc == 127 ? "mkfs.ext4 is not installed (e2fsprogs)" : "mkfs.ext4 failed: " + trim(out));
+  }
+  out.clear();
+  // noinit_itable: the sparse image reads as zeros; no background zeroing that would fill it.
+  rc = run_program({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", image, root}, out);
+  if (rc != 0) {
+    ::unlink(image.c_str());
+    return Error::unavailable("cannot loop-mount the /content image: " + trim(out));
+  }
+  return ok_status();
+}
+
+void unmount_disk_image(const std::string& root, const std::string& image) {
+  for (int i = 0; i < 50 && is_mount_point(root); ++i) {
+    if (::umount2(root.c_str(), 0) == 0) break;
+    if (errno != EBUSY || i == 49) {
+      // Still busy (a process we cannot see holds it): detach; the loop device goes when it lets go.
+      ::umount2(root.c_str(), MNT_DETACH);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::unlink(image.c_str());
+}
 
 // ---------------------------------------------------------------- cgroups
 
@@ -95,10 +205,12 @@ Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
   c.mode_ = mode;
   std::error_code ec;
   if (mode == CgroupMode::kV1) {
-    for (const char* ctrl : {"memory", "pids", "cpu"}) {
+    for (const char* ctrl : {"memory", "pids", "cpu", "cpuacct"}) {
       std::string dir = "/sys/fs/cgroup/" + std::string(ctrl) + own_cgroup(ctrl) + "/" + name;
       if (!fs::is_directory(dir, ec)) continue;
-      c.dirs_.push_back(dir);
+      if (std::string(ctrl) == "cpuacct") c.cpuacct_dir_ = dir;
+      if (std::find(c.dirs_.begin(), c.dirs_.end(), fs::canonical(dir, ec).string()) != c.dirs_.end()) continue;
+      c.dirs_.push_back(fs::canonical(dir, ec).string());
       if (std::string(ctrl) == "memory") c.memory_dir_ = dir;
       if (std::string(ctrl) == "pids") c.pids_dir_ = dir;
     }
@@ -116,14 +228,21 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
   Cgroup c;
   c.mode_ = mode;
   if (mode == CgroupMode::kV1) {
-    for (const char* ctrl : {"memory", "pids", "cpu"}) {
+    for (const char* ctrl : {"memory", "pids", "cpu", "cpuacct"}) {
       std::string base = "/sys/fs/cgroup/" + std::string(ctrl) + own_cgroup(ctrl);
       std::string dir = base + "/" + name;
+      std::error_code ec;
+      if (!fs::is_directory(base, ec)) continue;
       if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
         log::warn("runtime: cannot create cgroup " + dir + ": " + std::strerror(errno));
         continue;
       }
       std::string c_name(ctrl);
+      if (c_name == "cpuacct") c.cpuacct_dir_ = dir;
+      // cpu and cpuacct are often one hierarchy (cpu,cpuacct): join it once.
+      std::string real = fs::canonical(dir, ec).string();
+      if (ec) real = dir;
+      if (std::find(c.dirs_.begin(), c.dirs_.end(), real) != c.dirs_.end()) continue;
       if (c_name == "memory") {
         c.memory_dir_ = dir;
         if (type.memory_bytes) {
@@ -137,7 +256,7 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
         write_file(dir + "/cpu.cfs_period_us", "100000");
         write_file(dir + "/cpu.cfs_quota_us", std::to_string(static_cast<long>(type.cpus * 100000)));
       }
-      c.dirs_.push_back(dir);
+      c.dirs_.push_back(real);
     }
   } else if (mode == CgroupMode::kV2) {
     std::string base = "/sys/fs/cgroup" + own_cgroup("");
@@ -195,6 +314,28 @@ std::uint64_t Cgroup::memory_current() const {
   if (memory_dir_.empty()) return 0;
   auto f = mode_ == CgroupMode::kV2 ? "/memory.current" : "/memory.usage_in_bytes";
   return std::strtoull(read_file(memory_dir_ + f).c_str(), nullptr, 10);
+}
+
+std::uint64_t Cgroup::memory_limit() const {
+  if (memory_dir_.empty()) return 0;
+  std::string v = read_file(memory_dir_ + (mode_ == CgroupMode::kV2 ? "/memory.max" : "/memory.limit_in_bytes"));
+  if (v.empty() || v.rfind("max", 0) == 0) return 0;
+  auto n = std::strtoull(v.c_str(), nullptr, 10);
+  return n >= (1ULL << 62) ? 0 : n;  // v1 says "no limit" with a huge number
+}
+
+double Cgroup::cpu_seconds() const {
+  if (mode_ == CgroupMode::kV2 && !dirs_.empty()) {
+    std::string st = read_file(dirs_[0] + "/cpu.stat");
+    if (st.empty()) return -1;
+    return counter(st, "usage_usec") / 1e6;
+  }
+  if (mode_ == CgroupMode::kV1 && !cpuacct_dir_.empty()) {
+    std::string v = read_file(cpuacct_dir_ + "/cpuacct.usage");
+    if (v.empty()) return -1;
+    return std::strtoull(v.c_str(), nullptr, 10) / 1e9;
+  }
+  return -1;
 }
 
 void Cgroup::destroy() const {
@@ -296,6 +437,8 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   for (auto& [_, v] : j.items())
     if (v.is_number_unsigned()) next = std::max<uid_t>(next, v.get<uid_t>() + 1);
   j[username] = next;
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
   if (!util::write_file_atomic(path, j.dump(1), 0600, true))
     return Error::internal("cannot record runtime uid allocation");
   return next;
@@ -322,6 +465,19 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.cache_dir = (data / "cache" / spec.owner).string();
   plan.conn_dir = spec.connection_dir;
   std::error_code ec;
+  if (type.disk_bytes > 0) {
+    // /content and the runtime's home live in an image of the type's size.
+    auto st = mount_disk_image(runtime_root.string(), runtime_root.string() + ".img", type.disk_bytes, plan.uid,
+                               plan.gid);
+    if (!st.ok()) {
+      std::lock_guard lock(mutex_);
+      if (!disk_warned_[type_name]) {
+        disk_warned_[type_name] = true;
+        log::warn("runtime type " + type_name + ": /content size limit (disk = " +
+                  std::to_string(type.disk_bytes >> 20) + " MiB) not enforced: " + st.error().message);
+      }
+    }
+  }
   for (auto d : {runtime_root / "content" / "drive", runtime_root / "home" / ".cache", runtime_root / "home" / ".keras",
                  runtime_root / "home" / ".local", fs::path(plan.drive_dir),
                  fs::path(plan.cache_dir) / "cache", fs::path(plan.cache_dir) / "keras",
@@ -398,9 +554,57 @@ void SandboxLauncher::cleanup(const std::string& kernel_id) {
   cg.kill_all();
   cg.destroy();
   std::error_code ec;
-  fs::remove_all(fs::path(opts_.data_dir) / "runtimes" / kernel_id, ec);
+  fs::path root = fs::path(opts_.data_dir) / "runtimes" / kernel_id;
+  unmount_disk_image(root.string(), root.string() + ".img");
+  if (is_mount_point(root.string())) {
+    log::warn("runtime " + kernel_id + ": /content is still mounted; left in place");
+  } else {
+    fs::remove_all(root, ec);
+  }
   std::lock_guard lock(mutex_);
   types_.erase(kernel_id);
+}
+
+std::vector<std::string> SandboxLauncher::prepared_ids() {
+  std::vector<std::string> ids;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(fs::path(opts_.data_dir) / "runtimes", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (it->path().extension() == ".img") name = it->path().stem().string();
+    if (std::find(ids.begin(), ids.end(), name) == ids.end()) ids.push_back(name);
+  }
+  // (Not the cgroup tree: other servers on this machine keep theirs there.)
+  return ids;
+}
+
+kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
+  kernel::Usage u;
+  std::string type_name;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = types_.find(kernel_id); it != types_.end()) type_name = it->second;
+  }
+  if (type_name.empty()) type_name = opts_.config.runtimes.default_type;
+  auto t = opts_.config.types.find(type_name);
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  u.known = true;
+  u.memory_used = cg.memory_current();
+  u.cpu_seconds = cg.cpu_seconds();
+  u.memory_limit = cg.memory_limit();
+  if (t != opts_.config.types.end()) {
+    if (!u.memory_limit) u.memory_limit = t->second.memory_bytes;
+    u.cpu_limit = t->second.cpus;
+  }
+  std::string root = (fs::path(opts_.data_dir) / "runtimes" / kernel_id).string();
+  struct statvfs vfs{};
+  if (is_mount_point(root) && ::statvfs(root.c_str(), &vfs) == 0) {
+    u.disk_limit = static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+    u.disk_used = u.disk_limit - static_cast<std::uint64_t>(vfs.f_bfree) * vfs.f_frsize;
+  } else {
+    u.disk_used = tree_bytes(root, 20000);  // bounded: a runtime with millions of files is not walked whole
+  }
+  return u;
 }
 
 // ---------------------------------------------------------------- sandbox-exec

@@ -39,12 +39,16 @@ class Cgroup {
   //! True when the memory limit killed a process.
   bool oom_killed() const;
   std::uint64_t memory_current() const;
+  //! The memory limit in bytes; 0 when none or unknown.
+  std::uint64_t memory_limit() const;
+  //! CPU time used by the cgroup's processes, seconds; <0 unknown.
+  double cpu_seconds() const;
   void destroy() const;
 
  private:
   CgroupMode mode_ = CgroupMode::kNone;
   std::vector<std::string> dirs_;
-  std::string memory_dir_, pids_dir_;
+  std::string memory_dir_, pids_dir_, cpuacct_dir_;
 };
 
 struct SandboxOptions {
@@ -83,6 +87,8 @@ class SandboxLauncher : public kernel::Launcher {
   void kill_all(const std::string& kernel_id, pid_t pid) override;
   std::string death_reason(const std::string& kernel_id) override;
   void cleanup(const std::string& kernel_id) override;
+  std::vector<std::string> prepared_ids() override;
+  kernel::Usage usage(const std::string& kernel_id) override;
 
   //! The uid that `username`'s runtimes run as (allocated on first use).
   Result<uid_t> uid_for(const std::string& username);
@@ -92,7 +98,18 @@ class SandboxLauncher : public kernel::Launcher {
   CgroupMode cgroup_mode_;
   std::mutex mutex_;
   std::map<std::string, std::string> types_;  // kernel id -> runtime type, guarded by mutex_
+  std::map<std::string, bool> disk_warned_;   // runtime type -> limit-not-enforced logged, guarded by mutex_
 };
+
+//! The /content size limit: an ext4 image of `bytes` (sparse file `image`,
+//! no journal, no reserved blocks) loop-mounted nosuid,nodev on `root`,
+//! owned by uid:gid. Needs root, mkfs.ext4 and loop devices. Idempotent:
+//! nothing happens when `root` is already a mount point.
+Status mount_disk_image(const std::string& root, const std::string& image, std::uint64_t bytes, uid_t uid, gid_t gid);
+//! Unmounts `root` when it is a mount point (lazily when busy); removes `image`.
+void unmount_disk_image(const std::string& root, const std::string& image);
+//! Whether `path` is a mount point (its device differs from its parent's).
+bool is_mount_point(const std::string& path);
 
 //! `skylab sandbox-exec --uid U --gid G [--cgroup DIR]... -- PROGRAM ARGS...`:
 //! joins the cgroups, drops to U:G and execs PROGRAM. Used by SandboxLauncher.

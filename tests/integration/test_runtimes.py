@@ -1,8 +1,10 @@
 """Runtimes: sandbox isolation, resource limits, idle timeout and maximum
 lifetime with expiry hooks (real bubblewrap, cgroups and ipykernel)."""
+import json
 import os
 import shutil
 import time
+from datetime import timezone
 
 import pytest
 
@@ -140,10 +142,16 @@ def test_lifetime_warning_and_expiry_hook(runtime_server):
     kid = srv.create_kernel()
     c = srv.connect(kid)
     c.nudge()
+    # The deadline is known from the first instruction (the state file is
+    # written before the kernel starts, not at the monitor's first pass).
+    r = run(c, """
+import skylab.runtime, time
+print(skylab.runtime.time_left(), skylab.runtime.deadline() - time.time())
+""")
+    left, until = (float(v) for v in r.stdout.split())
+    assert 0 < left <= 8 and 0 < until <= 8, r.stdout
     run(c, """
 import skylab.runtime
-left = skylab.runtime.time_left()
-print('left', left is not None and 0 < left <= 8)
 import os
 def save():
     where = '/content/drive' if os.path.isdir('/content/drive') else '.'
@@ -277,6 +285,386 @@ def test_runtimes_survive_a_server_sigkill_and_are_reattached():
         assert not [d for d in os.listdir("/sys/fs/cgroup/pids") if victim in d] if os.path.isdir("/sys/fs/cgroup/pids") else True
         ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         assert victim not in ps
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
+
+
+def test_runtime_state_exists_before_the_kernel_starts(tmp_path):
+    """skylab.runtime.deadline() is right from the kernel's first instant:
+    a kernelspec that reads SKYLAB_RUNTIME_STATE before ipykernel starts."""
+    spec = tmp_path / "kernels" / "statecheck"
+    spec.mkdir(parents=True)
+    boot = ("import json, os, runpy, sys\n"
+            "s = json.load(open(os.environ['SKYLAB_RUNTIME_STATE']))\n"
+            "os.environ['STATE_AT_START'] = repr(s['lifetime_deadline'])\n"
+            "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]\n"
+            "runpy.run_module('ipykernel_launcher', run_name='__main__')\n")
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": ["/usr/bin/python3", "-c", boot, "{connection_file}"],
+        "display_name": "state check", "language": "python"}))
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text('[runtimes]\nmax_lifetime = "1h"\n')
+    srv = Server(env_extra={"JUPYTER_PATH": str(tmp_path)}, extra_args=("--config", str(cfg)))
+    try:
+        t0 = time.time()
+        kid = srv.create_kernel("statecheck")
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        at_start = float(c.execute("import os; print(os.environ['STATE_AT_START'])").stdout)
+        assert t0 + 3600 - 5 <= at_start <= time.time() + 3600, at_start
+    finally:
+        _stop_server(srv)
+
+
+def mounts():
+    with open("/proc/self/mountinfo") as f:
+        return f.read()
+
+
+DISK = """
+[runtimes]
+sandbox = "bwrap"
+[runtime_types.cpu]
+memory = "1G"
+[runtime_types.small]
+memory = "1G"
+disk = "64M"
+"""
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("runtime_server", [DISK], indirect=True)
+def test_content_size_limit_and_runtime_usage(runtime_server):
+    srv = runtime_server
+    types = {t["name"]: t for t in srv.get("/api/skylab/runtime_types").json()["types"]}
+    assert types["small"]["disk"] == 64 << 20 and types["cpu"]["disk"] is None
+    r = srv.post("/api/skylab/runtimes", json={"type": "small"})
+    assert r.status_code == 201, r.text
+    small = r.json()["id"]
+    srv.kernels.append(small)
+    other = srv.create_kernel()
+    cs, co = srv.connect(small), srv.connect(other)
+    cs.nudge(timeout=60)
+    co.nudge(timeout=60)
+    root = os.path.join(srv.data_dir, "runtimes", small)
+    assert root in mounts(), "no /content image mounted"
+    # Writing beyond the limit: ENOSPC inside the runtime.
+    out = run(cs, "!dd if=/dev/zero of=/content/big bs=1M count=100 2>&1; echo rc=$?").stdout
+    assert "No space left on device" in out and "rc=0" not in out, out
+    # The home directory shares the limit.
+    out = run(cs, "!dd if=/dev/zero of=/root/more bs=1M count=10 2>&1; echo rc=$?").stdout
+    assert "No space left on device" in out, out
+    # Another runtime (no limit) and the server are fine.
+    out = run(co, "!dd if=/dev/zero of=/content/big bs=1M count=100 2>&1; echo rc=$?; rm /content/big").stdout
+    assert "rc=0" in out, out
+    assert srv.get("/api/status").status_code == 200
+    assert run(cs, "print(6 * 7)").stdout.strip() == "42"
+    # Per-runtime usage: memory from the cgroup, disk from the image.
+    res = srv.get("/api/skylab/resources").json()
+    assert res["host"]["memory_total"] > 0
+    by_id = {x["id"]: x for x in res["runtimes"]}
+    assert set(by_id) == {small, other}
+    u = by_id[small]
+    assert u["type"] == "small"
+    assert 60 << 20 <= u["disk"]["limit"] <= 64 << 20, u
+    assert u["disk"]["used"] >= 50 << 20, u
+    assert 10 << 20 < u["memory"]["used"] < u["memory"]["limit"] == 1 << 30, u
+    assert u["cpu"]["seconds"] > 0, u
+    assert by_id[other]["disk"]["limit"] is None and by_id[other]["disk"]["used"] < 10 << 20, by_id[other]
+    assert u["gpus"] == []
+    # A second read gives a CPU utilisation figure.
+    time.sleep(0.3)
+    again = {x["id"]: x for x in srv.get("/api/skylab/resources").json()["runtimes"]}
+    assert again[small]["cpu"]["percent"] is not None and again[small]["cpu"]["percent"] >= 0
+    # Deleting the runtime unmounts and removes the image.
+    assert srv.delete("/api/skylab/runtimes/" + small).status_code == 204
+    srv.kernels.remove(small)
+    assert root not in mounts()
+    assert not os.path.exists(root) and not os.path.exists(root + ".img")
+
+
+@needs_sandbox
+@needs_root
+def test_content_image_of_a_runtime_that_died_with_the_server_is_cleaned_up(tmp_path):
+    import signal
+    import subprocess
+
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text(DISK)
+    srv = Server(extra_args=("--config", str(cfg)))
+    try:
+        r = srv.post("/api/skylab/runtimes", json={"type": "small"})
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        c.close()
+        srv.clients.clear()
+        root = os.path.join(srv.data_dir, "runtimes", kid)
+        assert root in mounts()
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        # The runtime dies while no server is there.
+        procs = [p for p in ("/sys/fs/cgroup/pids/skylab-%s/cgroup.procs" % kid,
+                             "/sys/fs/cgroup/skylab/skylab-%s/cgroup.procs" % kid) if os.path.exists(p)]
+        assert procs
+        for pid in open(procs[0]).read().split():
+            os.kill(int(pid), signal.SIGKILL)
+        srv.log.close()
+        srv.log = open(srv.log_path, "ab")
+        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
+        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=srv.tmp)
+        srv.wait_ready()
+        assert srv.get("/api/kernels").json() == []
+        assert root not in mounts(), srv.log_text()
+        assert not os.path.exists(root + ".img")
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
+
+
+POOL = """
+[runtimes]
+warm_pool = 1
+max_per_user = 2
+"""
+
+
+def wait_warm(srv, n, timeout=90):
+    """True once the admin has n ready spares of the default type."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        types = {t["name"]: t for t in srv.get("/api/skylab/runtime_types").json()["types"]}
+        if types["cpu"]["warm_ready"] == n:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def server_processes(srv, also=""):
+    """Processes (not the server) whose command line mentions the server's
+    data directory (and `also`)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmdline = f.read()
+            if srv.data_dir.encode() in cmdline and also.encode() in cmdline and int(d) != srv.proc.pid:
+                out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("runtime_server", [POOL], indirect=True)
+def test_warm_pool_serves_fresh_runtimes_and_refills(runtime_server):
+    srv = runtime_server
+    first = srv.post("/api/skylab/runtimes", json={})
+    assert first.status_code == 201, first.text
+    first = first.json()
+    srv.kernels.append(first["id"])
+    assert first["warm"] is False
+    c = srv.connect(first["id"])
+    c.nudge(timeout=60)
+    c.eval_ok("x = 41")
+    # A spare is started for this user in the background; it is nobody's
+    # runtime yet: not listed, not counted.
+    assert wait_warm(srv, 1), srv.log_text()
+    assert [k["id"] for k in srv.get("/api/kernels").json()] == [first["id"]]
+    assert [k["id"] for k in srv.get("/api/skylab/runtimes").json()] == [first["id"]]
+    assert srv.get("/api/status").json()["kernels"] == 1
+    # The next runtime comes from the pool: fresh, its lifetime counted from now.
+    t0 = time.time()
+    second = srv.post("/api/skylab/runtimes", json={})
+    assert second.status_code == 201, second.text
+    second = second.json()
+    srv.kernels.append(second["id"])
+    assert second["warm"] is True and second["state"] == "idle", second
+    from datetime import datetime
+    started = datetime.strptime(second["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    assert started >= t0 - 0.5, (started, t0)  # not when the spare was started
+    assert second["id"] != first["id"]
+    c2 = srv.connect(second["id"])
+    c2.nudge(timeout=30)
+    r = c2.execute("import skylab.runtime, time; print('x' in globals(), round(skylab.runtime.time_left()), "
+                   "round(skylab.runtime._state()['lifetime_deadline'] - time.time()))")
+    fresh, left, lifetime_left = r.stdout.split()
+    assert fresh == "False"
+    assert 90 * 60 - 60 <= int(left) <= 90 * 60, r.stdout  # the idle deadline, from the take
+    assert 12 * 3600 - 60 <= int(lifetime_left) <= 12 * 3600, r.stdout
+    assert srv.get("/api/skylab/runtimes/" + second["id"]).json()["warm"] is True
+    # The first runtime still has its state.
+    assert c.execute("print(x + 1)").stdout.strip() == "42"
+    # The pool refills; the spare does not count against max_per_user = 2.
+    assert wait_warm(srv, 1), srv.log_text()
+    third = srv.post("/api/skylab/runtimes", json={})
+    assert third.status_code == 409, third.text
+    # A session (what a notebook's Connect does) is served from the pool too.
+    assert srv.delete("/api/skylab/runtimes/" + first["id"]).status_code == 204
+    srv.kernels.remove(first["id"])
+    s = srv.post("/api/sessions", json={"path": "a.ipynb", "type": "notebook", "kernel": {"name": "python3"}})
+    assert s.status_code == 201, s.text
+    kid = s.json()["kernel"]["id"]
+    srv.kernels.append(kid)
+    assert srv.get("/api/skylab/runtimes/" + kid).json()["warm"] is True
+    # Stopping the server releases the spares with the runtimes.
+    assert wait_warm(srv, 1), srv.log_text()
+    assert server_processes(srv)
+    srv.kernels.clear()
+    assert srv.terminate() == 0
+    time.sleep(0.5)
+    assert server_processes(srv) == [], "a spare outlived the server"
+
+
+@needs_sandbox
+@needs_root
+def test_runtime_exec_runs_a_command_in_a_fresh_sandbox(tmp_path):
+    import subprocess
+
+    from conftest import skylab_bin
+
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text('[runtime_types.cpu]\nmemory = "200M"\n[runtime_types.gpu]\ngpus = 1\ndisk = "32M"\n'
+                   '[gpus]\nfake = 2\n')
+    data = tmp_path / "data"
+    base = [skylab_bin(), "runtime", "exec", "--config", str(cfg), "--data-dir", str(data)]
+    r = subprocess.run(base + ["--user", "carol", "--", "sh", "-c",
+                               "id -u; pwd; ls /content; echo hi > /content/drive/x; exit 3"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    uid, cwd, listing = r.stdout.split()
+    assert int(uid) >= 200000 and cwd == "/content" and listing == "drive", r.stdout
+    assert (data / "drive" / "carol" / "x").read_text() == "hi\n"  # the user's Drive
+    # A GPU type: its GPU, its disk limit.
+    r = subprocess.run(base + ["--type", "gpu", "--", "sh", "-c",
+                               "echo gpu=$CUDA_VISIBLE_DEVICES; dd if=/dev/zero of=/content/x bs=1M count=40"],
+                       capture_output=True, text=True, timeout=120)
+    assert "gpu=0" in r.stdout and r.returncode != 0 and "No space left" in r.stderr, (r.stdout, r.stderr)
+    # The memory limit kills, and says so.
+    r = subprocess.run(base + ["--", "/usr/bin/python3", "-c",
+                               "x = bytearray(400 << 20); x[::4096] = b'1' * len(x[::4096])"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 137 and "out of memory" in r.stderr, (r.returncode, r.stderr)
+    # Nothing is left behind.
+    assert os.listdir(data / "runtimes") == []
+    assert str(data) not in mounts()
+    assert subprocess.run(base + ["--type", "tpu", "--", "true"], capture_output=True).returncode == 2
+
+
+@needs_sandbox
+@needs_root
+@pytest.mark.parametrize("runtime_server", [POOL], indirect=True)
+def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server):
+    import subprocess
+
+    import requests
+
+    from conftest import skylab_bin
+
+    srv = runtime_server
+
+    def cli(*args, stdin=None):
+        r = subprocess.run([skylab_bin(), "user", *args, "--data-dir", srv.data_dir], input=stdin,
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode().strip()
+
+    cli("add", "bob", "--password-stdin", stdin=b"bob-password-1\n")
+    bob = requests.Session()
+    bob.headers["Authorization"] = "token " + cli("token", "bob")
+    r = bob.post(srv.url("/api/skylab/runtimes"), json={}, timeout=60)
+    assert r.status_code == 201 and r.json()["warm"] is False, r.text
+    bob_runtime = r.json()["id"]
+
+    def bob_ready():
+        types = bob.get(srv.url("/api/skylab/runtime_types"), timeout=30).json()["types"]
+        return {t["name"]: t for t in types}["cpu"]["warm_ready"]
+
+    deadline = time.time() + 90
+    while bob_ready() != 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert bob_ready() == 1, srv.log_text()
+    # Bob's spare is bob's: the admin has none, and gets a cold runtime.
+    assert wait_warm(srv, 0, timeout=1)
+    r = srv.post("/api/skylab/runtimes", json={})
+    assert r.status_code == 201 and r.json()["warm"] is False, r.text
+    srv.kernels.append(r.json()["id"])
+    # Bob's sandboxes mount his Drive: they are his spare and his runtime.
+    bob_drive = os.path.join(srv.data_dir, "drive", "bob")
+
+    def bob_sandboxes():
+        n = 0
+        for pid in server_processes(srv):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if not (args[0].endswith(b"bwrap") and bob_drive.encode() in args):
+                continue
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%d/comm" % ppid) as f:
+                    n += f.read().strip() != "bwrap"  # bwrap forks once inside: count sandboxes
+            except (OSError, ValueError, IndexError):
+                continue
+        return n
+
+    assert bob_sandboxes() == 2
+    cli("disable", "bob")
+    deadline = time.time() + 30
+    while bob_sandboxes() > 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert bob_sandboxes() == 1, "a disabled user's spare was kept"
+    assert srv.delete("/api/skylab/runtimes/" + bob_runtime).status_code == 204
+
+
+@needs_sandbox
+@needs_root
+def test_a_restarted_server_does_not_keep_the_previous_servers_spares(tmp_path):
+    import signal
+    import subprocess
+
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text(POOL)
+    srv = Server(extra_args=("--config", str(cfg)))
+    try:
+        kid = srv.create_kernel()
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        c.eval_ok("y = 7")
+        c.close()
+        srv.clients.clear()
+        assert wait_warm(srv, 1), srv.log_text()
+        runtimes = os.path.join(srv.data_dir, "runtimes")
+        spare = [d for d in os.listdir(runtimes) if d != kid]
+        assert len(spare) == 1, os.listdir(runtimes)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        srv.log.close()
+        srv.log = open(srv.log_path, "ab")
+        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
+        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=srv.tmp)
+        srv.wait_ready()
+        # The runtime is adopted; the spare is shut down, nothing of it left.
+        assert [k["id"] for k in srv.get("/api/kernels").json()] == [kid]
+        assert os.listdir(runtimes) == [kid], srv.log_text()
+        time.sleep(0.5)
+        assert not server_processes(srv, spare[0]), "the old spare still runs"
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        assert c.execute("print(y)").stdout.strip() == "7"
     finally:
         if srv.proc.poll() is None:
             _stop_server(srv)

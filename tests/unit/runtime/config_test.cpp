@@ -82,4 +82,24 @@ TEST(RuntimeConfig, BadValuesAreNamed) {
   EXPECT_FALSE(parse_config("not toml at all [").ok());
 }
 
+TEST(RuntimeConfig, WarmPoolAndDisk) {
+  auto c = parse_config(R"(
+[runtimes]
+warm_pool = 2
+[runtime_types.small]
+disk = "64M"
+)");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->runtimes.warm_pool, 2);
+  EXPECT_EQ(c->types.at("small").disk_bytes, 64ull << 20);
+  EXPECT_EQ(c->types.at("cpu").disk_bytes, 0u);  // no limit unless configured
+  EXPECT_EQ(default_config().runtimes.warm_pool, 0);
+  auto bad = parse_config("[runtimes]\nwarm_pool = 100\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("runtimes.warm_pool"), std::string::npos) << bad.error().message;
+  auto old = parse_config("[runtimes]\npool_size = 1\n");
+  ASSERT_FALSE(old.ok());
+  EXPECT_NE(old.error().message.find("unknown key"), std::string::npos);
+}
+
 }  // namespace skylab::runtime

@@ -1,6 +1,13 @@
 #include "runtime/lifecycle.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 namespace skylab::runtime {
 
@@ -76,6 +83,23 @@ TEST(Lifecycle, LifetimeWinsWhenBothAreDue) {
   auto in = input(t0);
   in.max_lifetime = 60min;
   EXPECT_EQ(evaluate(in, t0 + 95min, true).reason, "lifetime");
+}
+
+TEST(Lifecycle, InitialStateFileHasTheDeadlines) {
+  Config c = default_config();
+  c.runtimes.max_lifetime = 2h;
+  kernel::KernelModel k;
+  k.started = k.last_activity = TimePoint(std::chrono::seconds(1000000));
+  k.state_file = ::testing::TempDir() + "/state-" + std::to_string(::getpid()) + ".json";
+  write_initial_state(c, k, k.started);
+  std::ifstream in(k.state_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = nlohmann::json::parse(ss.str());
+  EXPECT_DOUBLE_EQ(j["lifetime_deadline"].get<double>(), 1000000 + 7200);
+  EXPECT_DOUBLE_EQ(j["idle_deadline"].get<double>(), 1000000 + 90 * 60);
+  EXPECT_FALSE(j["expire"].get<bool>());
+  std::remove(k.state_file.c_str());
 }
 
 }  // namespace skylab::runtime

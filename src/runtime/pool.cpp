@@ -1,0 +1,243 @@
+#include "runtime/pool.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "common/log.hpp"
+
+namespace skylab::runtime {
+
+using SteadyClock = std::chrono::steady_clock;
+
+WarmPool::WarmPool(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+                   std::function<bool(const std::string&)> user_enabled)
+    : kernels_(std::move(kernels)),
+      config_(std::move(config)),
+      user_enabled_(std::move(user_enabled)),
+      size_(config_.runtimes.warm_pool) {}
+
+WarmPool::~WarmPool() {
+  stop();
+}
+
+std::string WarmPool::type_name(const std::string& type) const {
+  return type.empty() ? config_.runtimes.default_type : type;
+}
+
+bool WarmPool::poolable(const std::string& type) const {
+  auto it = config_.types.find(type_name(type));
+  return size_ > 0 && it != config_.types.end() && it->second.gpus == 0;
+}
+
+std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, const std::string& type,
+                                                  const std::string& spec) {
+  if (!poolable(type)) return std::nullopt;
+  Key key{owner, type_name(type), spec};
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return std::nullopt;
+    auto& e = entries_[key];
+    e.last_used = SteadyClock::now();
+    ids = e.spares;
+  }
+  cv_.notify_all();  // refill (or start filling) in the background
+  if (ids.empty()) return std::nullopt;
+  std::map<std::string, std::string> state;
+  for (auto& k : kernels_->list(true))
+    if (k.spare) state[k.id] = k.execution_state;
+  // Ready spares first, then ones still starting (further along than a new kernel).
+  std::stable_partition(ids.begin(), ids.end(), [&](const std::string& id) {
+    auto it = state.find(id);
+    return it != state.end() && it->second == "idle";
+  });
+  std::vector<std::string> bad;
+  std::optional<kernel::KernelModel> got;
+  for (auto& id : ids) {
+    auto it = state.find(id);
+    if (it == state.end() || it->second == "dead") {
+      bad.push_back(id);
+      continue;
+    }
+    {
+      // Another request of the same user may be claiming it right now.
+      std::lock_guard lock(mutex_);
+      auto& sp = entries_[key].spares;
+      auto pos = std::find(sp.begin(), sp.end(), id);
+      if (pos == sp.end()) continue;
+      sp.erase(pos);
+    }
+    auto m = kernels_->claim(id);
+    if (m.ok()) {
+      got = m.value();
+      break;
+    }
+    bad.push_back(id);
+  }
+  if (!bad.empty()) {
+    {
+      std::lock_guard lock(mutex_);
+      auto& sp = entries_[key].spares;
+      for (auto& id : bad) sp.erase(std::remove(sp.begin(), sp.end(), id), sp.end());
+    }
+    shutdown_ids(bad);
+  }
+  return got;
+}
+
+int WarmPool::ready(const std::string& owner, const std::string& type) const {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [key, e] : entries_)
+      if (std::get<0>(key) == owner && std::get<1>(key) == type_name(type))
+        ids.insert(ids.end(), e.spares.begin(), e.spares.end());
+  }
+  if (ids.empty()) return 0;
+  std::set<std::string> mine(ids.begin(), ids.end());
+  int n = 0;
+  for (auto& k : kernels_->list(true))
+    n += k.spare && mine.count(k.id) && k.execution_state == "idle";
+  return n;
+}
+
+void WarmPool::release_user(const std::string& owner) {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (std::get<0>(it->first) == owner) {
+        ids.insert(ids.end(), it->second.spares.begin(), it->second.spares.end());
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!ids.empty())
+    log::info("warm pool: releasing " + std::to_string(ids.size()) + " spare(s) of " + owner);
+  shutdown_ids(ids);
+}
+
+void WarmPool::shutdown_ids(const std::vector<std::string>& ids) {
+  for (auto& id : ids) kernels_->shutdown(id, [](Status) {});
+}
+
+void WarmPool::tick() {
+  std::map<std::string, kernel::KernelModel> all;
+  bool user_starting = false, spare_starting = false;
+  for (auto& k : kernels_->list(true)) {
+    if (k.execution_state == "starting") (k.spare ? spare_starting : user_starting) = true;
+    all[k.id] = std::move(k);
+  }
+  auto now = SteadyClock::now();
+  std::vector<std::string> drop;
+  std::set<std::string> owners;
+  std::optional<Key> fill;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      auto& [key, e] = *it;
+      // Dead spares go; claimed ones are no longer ours.
+      std::vector<std::string> keep;
+      for (auto& id : e.spares) {
+        auto k = all.find(id);
+        if (k == all.end() || !k->second.spare) continue;
+        if (k->second.execution_state == "dead")
+          drop.push_back(id);
+        else
+          keep.push_back(id);
+      }
+      e.spares.swap(keep);
+      auto t = config_.types.find(std::get<1>(key));
+      auto keep_for = t != config_.types.end() ? config_.idle_timeout(t->second)
+                                               : config_.runtimes.idle_timeout;
+      if (now - e.last_used > keep_for) {
+        // Nobody started one of these for a while: give the memory back.
+        drop.insert(drop.end(), e.spares.begin(), e.spares.end());
+        it = entries_.erase(it);
+        continue;
+      }
+      owners.insert(std::get<0>(key));
+      if (!fill && static_cast<int>(e.spares.size()) < size_) fill = key;
+      ++it;
+    }
+  }
+  shutdown_ids(drop);
+  if (user_enabled_)
+    for (auto& o : owners)
+      if (!user_enabled_(o)) release_user(o);
+  // One spare at a time, and never while a user's own kernel is booting:
+  // a spare must not slow down the start it exists to avoid.
+  if (!fill || user_starting || spare_starting) return;
+  auto& [owner, type, spec] = *fill;
+  if (user_enabled_ && !user_enabled_(owner)) return;
+  kernel::StartOptions so;
+  so.runtime_type = type;
+  so.spare = true;
+  auto k = kernels_->start(spec, owner, so);
+  if (!k.ok()) {
+    log::warn("warm pool: cannot start a spare for " + owner + " (" + type +
+              "): " + k.error().message);
+    std::lock_guard lock(mutex_);
+    entries_.erase(*fill);  // retried at the user's next start
+    return;
+  }
+  bool orphan = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(*fill);
+    if (it == entries_.end() || stopping_)
+      orphan = true;
+    else
+      it->second.spares.push_back(k->id);
+  }
+  if (orphan) shutdown_ids({k->id});
+}
+
+void WarmPool::start() {
+  if (size_ <= 0) return;
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      try {
+        tick();
+      } catch (const std::exception& e) {
+        log::error(std::string("warm pool: ") + e.what());
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+    }
+  });
+}
+
+void WarmPool::stop() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    for (auto& [_, e] : entries_) ids.insert(ids.end(), e.spares.begin(), e.spares.end());
+    entries_.clear();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Spares started by a tick that raced with stop are caught by list(true).
+  for (auto& k : kernels_->list(true))
+    if (k.spare && std::find(ids.begin(), ids.end(), k.id) == ids.end()) ids.push_back(k.id);
+  if (ids.empty()) return;
+  auto m = std::make_shared<std::mutex>();
+  auto cv = std::make_shared<std::condition_variable>();
+  auto left = std::make_shared<std::size_t>(ids.size());
+  for (auto& id : ids)
+    kernels_->shutdown(id, [m, cv, left](Status) {
+      std::lock_guard l(*m);
+      if (--*left == 0) cv->notify_all();
+    });
+  std::unique_lock l(*m);
+  cv->wait_for(l, std::chrono::seconds(10), [&] { return *left == 0; });
+}
+
+}  // namespace skylab::runtime

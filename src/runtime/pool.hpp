@@ -1,0 +1,81 @@
+// The warm pool: spare runtimes, started ahead of time, so that "Connect"
+// is answered by a kernel that is already running.
+//
+// A runtime belongs to one user from its first instruction: bubblewrap
+// mounts that user's Drive and caches and drops to that user's uid when the
+// sandbox starts, and neither can change later. So spares are kept per user
+// (and per runtime type and kernelspec), for users who started a runtime of
+// that kind recently; a spare is never handed to anyone else. GPU types get
+// no spares (a spare would hold GPUs others wait for).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "kernel/manager.hpp"
+#include "runtime/config.hpp"
+
+namespace skylab::runtime {
+
+class WarmPool {
+ public:
+  //! `user_enabled(name)`: false for users whose spares must go (disabled).
+  WarmPool(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+           std::function<bool(const std::string& user)> user_enabled = {});
+  //! Stops the thread and shuts every spare down.
+  ~WarmPool();
+
+  //! Spares kept per (user, type, kernelspec); 0 = no pool.
+  int size() const { return size_; }
+
+  //! Claims a spare of `owner` for `type` ("" = default) and `spec`, ready
+  //! ones first; nullopt when there is none (the caller starts a kernel).
+  //! Either way records the use, so the pool (re)fills for this key in the
+  //! background. Thread-safe.
+  std::optional<kernel::KernelModel> take(const std::string& owner, const std::string& type,
+                                          const std::string& spec);
+  //! Spares of `owner` ready for `type` now.
+  int ready(const std::string& owner, const std::string& type) const;
+  //! Shuts down `owner`'s spares and forgets their keys (account disabled).
+  void release_user(const std::string& owner);
+
+  void start();
+  //! Stops refilling and shuts every spare down (bounded wait).
+  void stop();
+  //! One pass: drops dead spares and those of users who are gone or have
+  //! not started a runtime for the type's idle timeout; starts at most one
+  //! new spare where a key is short (tests may call it).
+  void tick();
+
+ private:
+  using Key = std::tuple<std::string, std::string, std::string>;  // owner, type, spec
+  struct Entry {
+    std::vector<std::string> spares;  // kernel ids, oldest first
+    std::chrono::steady_clock::time_point last_used;
+  };
+  std::string type_name(const std::string& type) const;
+  bool poolable(const std::string& type) const;
+  void shutdown_ids(const std::vector<std::string>& ids);
+
+  std::shared_ptr<kernel::KernelManager> kernels_;
+  Config config_;
+  std::function<bool(const std::string&)> user_enabled_;
+  int size_;
+
+  mutable std::mutex mutex_;
+  std::map<Key, Entry> entries_;  // guarded by mutex_
+  bool stopping_ = false;         // guarded by mutex_
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+}  // namespace skylab::runtime
