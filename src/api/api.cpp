@@ -160,6 +160,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_share_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
+  add_example_routes(*r, ctx);
   return r;
 }
 

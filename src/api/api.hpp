@@ -12,6 +12,7 @@
 
 namespace skylab::drive {
 class Drive;
+struct Entry;
 }
 
 namespace skylab::auth {
@@ -53,6 +54,8 @@ struct Context {
   //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
   std::shared_ptr<runtime::GpuAllocator> gpus;
+  //! The example notebooks of the gallery (examples/*.ipynb); "" none.
+  std::string examples_dir;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -77,6 +80,11 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! /api/skylab/examples: the gallery of example notebooks, copied into Drives.
+void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+//! The Contents API model of a Drive entry (no content).
+nlohmann::json contents_model(const drive::Entry& e);
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);

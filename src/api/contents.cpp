@@ -441,6 +441,8 @@ Response revision_model(drive::Drive& d, Call& c, const std::string& path, std::
 
 }  // namespace
 
+json contents_model(const Entry& e) { return model(e); }
+
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->drive) return;
   auto d = ctx->drive;

@@ -11,6 +11,7 @@ namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
 int user_main(const std::vector<std::string>& args);
 int run_main(const std::vector<std::string>& args);
+int dataset_main(const std::vector<std::string>& args);
 }
 
 namespace {
@@ -22,6 +23,7 @@ void usage(std::FILE* out) {
       "  serve     run the Skylab server (Jupyter Server-compatible API)\n"
       "  user      manage accounts: add, passwd, disable, enable, token, list\n"
       "  run       execute a notebook headless and write the executed copy\n"
+      "  dataset   provide datasets to every runtime (/datasets): add, list, remove\n"
       "\n"
       "Run 'skylab <command> --help' for a command's options.\n",
       out);
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
   if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
   if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
+  if (cmd == "dataset") return skylab::cli::dataset_main(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);
     return 0;

@@ -15,6 +15,7 @@
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
 #include "auth/share_store.hpp"
+#include "cli/runtime_setup.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
@@ -24,7 +25,6 @@
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
-#include "runtime/sandbox.hpp"
 
 namespace skylab::cli {
 
@@ -45,6 +45,8 @@ const char* kServeHelp =
     "                         __Host- cookies\n"
     "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer (repeatable)\n"
     "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted outputs\n"
+    "  --examples-dir DIR     the example notebooks of the gallery (default: the examples/\n"
+    "                         folder installed beside the binary)\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -59,6 +61,7 @@ struct ServeArgs {
   bool secure_cookies = false;
   std::vector<std::string> trusted_proxies;
   std::string output_origin;
+  std::string examples_dir;
 };
 
 // "scheme://host[:port]" with scheme http or https and nothing after.
@@ -73,33 +76,6 @@ bool valid_origin(const std::string& o) {
     if (c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' || static_cast<unsigned char>(c) <= 0x20)
       return false;
   return true;
-}
-
-// The python/ helpers (skylab.runtime, skylab.files) beside the binary.
-std::string find_python_dir() {
-  std::error_code ec;
-  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
-    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
-  return "";
-}
-
-// The sandbox launcher the configuration asks for; null for plain processes.
-Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data) {
-  const std::string& mode = config.runtimes.sandbox;
-  if (mode == "none") return std::shared_ptr<kernel::Launcher>();
-  runtime::SandboxOptions so;
-  so.config = config;
-  so.data_dir = data.string();
-  if (!runtime::SandboxLauncher::available(so.bwrap)) {
-    if (mode == "bwrap") return Error::unavailable("runtimes.sandbox = \"bwrap\" but bubblewrap cannot create a sandbox here");
-    log::warn("bubblewrap is not usable here: kernels run unsandboxed (runtimes.sandbox = \"auto\")");
-    return std::shared_ptr<kernel::Launcher>();
-  }
-  so.skylab_binary = fs::read_symlink("/proc/self/exe").string();
-  so.python_dir = find_python_dir();
-  so.datasets_dir = (data / "datasets").string();
-  return std::shared_ptr<kernel::Launcher>(std::make_shared<runtime::SandboxLauncher>(so));
 }
 
 bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& err) {
@@ -140,6 +116,8 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       if (!value(out.log_level)) return false;
     } else if (is("--config")) {
       if (!value(out.config)) return false;
+    } else if (is("--examples-dir")) {
+      if (!value(out.examples_dir)) return false;
     } else if (a == "--secure-cookies") {
       out.secure_cookies = true;
     } else if (is("--trusted-proxy")) {
@@ -215,7 +193,7 @@ int serve_main(const std::vector<std::string>& args) {
   } else {
     mo.launcher = launcher.value();
   }
-  mo.python_path = find_python_dir();
+  mo.python_path = find_installed_dir("python");
   auto gpus = std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
   if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
   mo.on_removed = [gpus](const std::string& id) { gpus->release(id); };
@@ -252,6 +230,7 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->accounts = accounts.value();
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
+  ctx->examples_dir = sa.examples_dir.empty() ? find_installed_dir("examples") : fs::absolute(sa.examples_dir).string();
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->gpus = gpus;
