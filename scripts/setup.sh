@@ -12,6 +12,7 @@ APT_PACKAGES=(
   # runtimes
   python3 python3-ipykernel python3-jupyter-client python3-nbformat
   python3-matplotlib python3-numpy python3-pandas python3-zmq bubblewrap
+  python3-torch python3-tqdm python3-pil  # the course notebooks (examples/, docs/course.md)
   # tests and benchmarks
   python3-pytest python3-websocket python3-requests python3-jupyter-server
   python3-nbconvert  # the reference for skylab run (tests/integration/test_run.py, bench/run_bench.py)
