@@ -228,7 +228,7 @@ std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
   }
   std::string data = ra.data_dir.empty() ? "./skylab-data" : ra.data_dir;
   std::error_code ec;
-  fs::create_directories(data, ec);
+  fs::create_directories(fs::path(data) / "runtime", ec);  // uids.json, shared with `skylab serve`
   if (ec) return "cannot create data directory " + data + ": " + ec.message();
   auto launcher = make_launcher(out.config, fs::absolute(data));
   if (!launcher.ok()) return launcher.error().message;
