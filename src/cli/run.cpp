@@ -527,6 +527,7 @@ int run_main(const std::vector<std::string>& args) {
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
   auto cancel_exit = [&] { return signals.signal() == SIGTERM ? 143 : 130; };
 
+  auto kernel_started = std::chrono::system_clock::now();
   auto kid = exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled(), owner,
                                 start_options);
   if (!kid.ok()) {
@@ -598,6 +599,14 @@ int run_main(const std::vector<std::string>& args) {
       break;
     case exec::RunStatus::kKernelDied:
       std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
+      if (rt) {
+        auto lifetime = rt->config.max_lifetime(rt->config.types.at(rt->type));
+        if (std::chrono::system_clock::now() >= kernel_started + lifetime)
+          std::fprintf(stderr,
+                       "skylab run: the runtime reached its maximum lifetime (%llds); its expiry hooks ran "
+                       "before it was stopped (run the notebook again to resume from a checkpoint)\n",
+                       static_cast<long long>(lifetime.count()));
+      }
       if (!kernel_log.empty()) std::fprintf(stderr, "kernel output:\n%s\n", kernel_log.c_str());
       code = 1;
       break;
