@@ -181,9 +181,10 @@ bool parse(const std::vector<std::string>& args, RunArgs& out, std::string& err)
   return true;
 }
 
-// A Skylab user name as accounts allow it (lower-case letters, digits, _ and -).
+// A Skylab user name as accounts allow it (1 to 32 of a-z, 0-9, _ and -,
+// starting with a letter or _).
 bool valid_user_name(const std::string& u) {
-  if (u.empty() || u.size() > 32) return false;
+  if (u.empty() || u.size() > 32 || !((u[0] >= 'a' && u[0] <= 'z') || u[0] == '_')) return false;
   for (char c : u)
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
   return true;
