@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3 python3-ipykernel python3-jupyter-client python3-nbformat
   python3-matplotlib python3-numpy python3-pandas python3-zmq bubblewrap
   e2fsprogs mount  # mkfs.ext4 and mount -o loop: the /content size limit (runtime type `disk`)
+  python3-torch python3-tqdm python3-pil  # the course notebooks (examples/, docs/course.md)
   # tests and benchmarks
   python3-pytest python3-websocket python3-requests python3-jupyter-server
   python3-nbconvert  # the reference for skylab run (tests/integration/test_run.py, bench/run_bench.py)

@@ -12,6 +12,7 @@
 
 namespace skylab::drive {
 class Drive;
+struct Entry;
 }
 
 namespace skylab::auth {
@@ -69,6 +70,8 @@ struct Context {
   std::shared_ptr<runtime::WarmPool> pool;
   //! Where kernels run (for per-runtime usage in /resources); null: plain processes.
   std::shared_ptr<kernel::Launcher> launcher;
+  //! The example notebooks of the gallery (examples/*.ipynb); "" none.
+  std::string examples_dir;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -109,6 +112,11 @@ std::string app_csp(const std::string& output_origin);
 //! starts a new kernel. The model's `warm` says which.
 Result<kernel::KernelModel> start_runtime(Context& ctx, const std::string& spec, const std::string& user,
                                           const kernel::StartOptions& options = {});
+//! /api/skylab/examples: the gallery of example notebooks, copied into Drives.
+void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+//! The Contents API model of a Drive entry (no content).
+nlohmann::json contents_model(const drive::Entry& e);
 
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);

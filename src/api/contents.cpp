@@ -440,6 +440,7 @@ std::string content_disposition(std::string_view name) {
   }
   return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
 }
+json contents_model(const Entry& e) { return model(e); }
 
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->drive) return;

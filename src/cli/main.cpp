@@ -12,6 +12,7 @@ int serve_main(const std::vector<std::string>& args);
 int user_main(const std::vector<std::string>& args);
 int run_main(const std::vector<std::string>& args);
 int runtime_main(const std::vector<std::string>& args);
+int dataset_main(const std::vector<std::string>& args);
 }
 
 namespace {
@@ -24,6 +25,7 @@ void usage(std::FILE* out) {
       "  user      manage accounts: add, passwd, disable, enable, token, list\n"
       "  run       execute a notebook headless and write the executed copy\n"
       "  runtime   runtime tools: exec CMD in a fresh sandbox of a runtime type\n"
+      "  dataset   provide datasets to every runtime (/datasets): add, list, remove\n"
       "\n"
       "Run 'skylab <command> --help' for a command's options.\n",
       out);
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
   if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "runtime") return skylab::cli::runtime_main(args);
+  if (cmd == "dataset") return skylab::cli::dataset_main(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);
     return 0;

@@ -5,6 +5,7 @@
 // unreadable notebook, an unknown kernel; 130 interrupted by SIGINT (Ctrl+C),
 // 143 by SIGTERM. From status 1 on, the partial notebook is written.
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -25,18 +26,21 @@
 #include <thread>
 #include <vector>
 
+#include "cli/runtime_setup.hpp"
 #include "common/log.hpp"
 #include "exec/executor.hpp"
 #include "exec/notebook.hpp"
 #include "exec/parameters.hpp"
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
+#include "runtime/config.hpp"
+#include "runtime/gpu.hpp"
+#include "runtime/lifecycle.hpp"
 
 namespace skylab::cli {
 
 namespace fs = std::filesystem;
 
-std::string find_python_dir();  // serve.cpp
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -61,10 +65,17 @@ const char* kRunHelp =
     "                         float, a JSON list or object, else a string\n"
     "  -q, --quiet            no progress output (errors are still reported)\n"
     "  --python PATH          interpreter of the built-in python3 kernel (default /usr/bin/python3)\n"
-    "  --runtime TYPE         run in a Skylab runtime (not supported yet)\n"
+    "  --runtime TYPE         run in a Skylab runtime of this type (e.g. cpu, gpu): the\n"
+    "                         sandbox, limits, deadlines and expiry hooks of `skylab serve`,\n"
+    "                         with the user's Drive at /content/drive, their ~/.cache and\n"
+    "                         /datasets; the kernel works in /content\n"
+    "  --data-dir D           (with --runtime) the Skylab data directory (default ./skylab-data)\n"
+    "  --user NAME            (with --runtime) whose Drive and caches (default $SKYLAB_USER,\n"
+    "                         else your login name)\n"
+    "  --config FILE          (with --runtime) runtime configuration, as `skylab serve --config`\n"
     "\n"
-    "The kernel runs in the notebook's directory. Progress goes to stderr: a bar on a\n"
-    "terminal, one line per cell otherwise.\n"
+    "Without --runtime the kernel runs in the notebook's directory as a plain process.\n"
+    "Progress goes to stderr: a bar on a terminal, one line per cell otherwise.\n"
     "\n"
     "exit status: 0 success; 1 a cell raised or timed out, or the kernel died (the\n"
     "partial notebook is written); 2 bad usage, unreadable notebook or unknown kernel;\n"
@@ -76,6 +87,9 @@ struct RunArgs {
   std::string output;
   std::string kernel;
   std::string runtime;
+  std::string data_dir;
+  std::string user;
+  std::string config;
   std::string python = "/usr/bin/python3";
   std::optional<double> timeout_s;
   bool allow_errors = false;
@@ -114,6 +128,12 @@ bool parse(const std::vector<std::string>& args, RunArgs& out, std::string& err)
       if (!value(out.kernel)) return false;
     } else if (flag == "--runtime") {
       if (!value(out.runtime)) return false;
+    } else if (flag == "--data-dir") {
+      if (!value(out.data_dir)) return false;
+    } else if (flag == "--user") {
+      if (!value(out.user)) return false;
+    } else if (flag == "--config") {
+      if (!value(out.config)) return false;
     } else if (flag == "--python") {
       if (!value(out.python)) return false;
     } else if (flag == "--timeout") {
@@ -155,7 +175,67 @@ bool parse(const std::vector<std::string>& args, RunArgs& out, std::string& err)
     err = "no notebook given";
     return false;
   }
+  if (out.runtime.empty() && (!out.data_dir.empty() || !out.user.empty() || !out.config.empty())) {
+    err = "--data-dir, --user and --config go with --runtime TYPE";
+    return false;
+  }
   return true;
+}
+
+// A Skylab user name as accounts allow it (1 to 32 of a-z, 0-9, _ and -,
+// starting with a letter or _).
+bool valid_user_name(const std::string& u) {
+  if (u.empty() || u.size() > 32 || !((u[0] >= 'a' && u[0] <= 'z') || u[0] == '_')) return false;
+  for (char c : u)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+  return true;
+}
+
+// The runtime of `--runtime TYPE`: configuration, launcher, GPUs.
+struct RuntimeSetup {
+  runtime::Config config;
+  std::shared_ptr<kernel::Launcher> launcher;
+  std::string user;
+  std::string type;
+  std::vector<int> gpus;
+};
+
+// Fills `out` from the arguments; on failure returns the message for exit status 2.
+std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
+  auto config = ra.config.empty() ? runtime::default_config() : runtime::load_config(ra.config);
+  if (!config.ok()) return config.error().message;
+  out.config = config.value();
+  out.type = ra.runtime;
+  auto t = out.config.types.find(out.type);
+  if (t == out.config.types.end()) {
+    std::string names;
+    for (auto& [n, _] : out.config.types) names += (names.empty() ? "" : ", ") + n;
+    return "no runtime type '" + out.type + "'; configured: " + names;
+  }
+  out.user = ra.user;
+  if (out.user.empty())
+    if (const char* u = std::getenv("SKYLAB_USER"); u && *u) out.user = u;
+  if (out.user.empty())
+    if (passwd* pw = ::getpwuid(::geteuid())) out.user = pw->pw_name;
+  if (!valid_user_name(out.user))
+    return "'" + out.user + "' is not a Skylab user name (lower-case letters, digits, _ and -); choose one with --user";
+  if (t->second.gpus > 0) {
+    // Whole GPUs from this machine's inventory; a server on the same machine
+    // does not know about them (run GPU batch work through the server's queue
+    // when both share GPUs).
+    runtime::GpuAllocator gpus(runtime::detect_gpus(out.config.fake_gpus));
+    int pos = gpus.request("skylab-run", t->second.gpus, [&out](std::vector<int> g) { out.gpus = std::move(g); });
+    if (pos != 0) return "runtime type '" + out.type + "' needs " + std::to_string(t->second.gpus) +
+                         " GPU(s); this machine has " + std::to_string(gpus.gpus().size());
+  }
+  std::string data = ra.data_dir.empty() ? "./skylab-data" : ra.data_dir;
+  std::error_code ec;
+  fs::create_directories(fs::path(data) / "runtime", ec);  // uids.json, shared with `skylab serve`
+  if (ec) return "cannot create data directory " + data + ": " + ec.message();
+  auto launcher = make_launcher(out.config, fs::absolute(data));
+  if (!launcher.ok()) return launcher.error().message;
+  out.launcher = launcher.value();
+  return {};
 }
 
 // Removes ANSI escape sequences (tracebacks are coloured by IPython).
@@ -367,10 +447,12 @@ int run_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab run: %s\n\n%s", err.c_str(), kRunHelp);
     return 2;
   }
-  if (!ra.runtime.empty())
-    return fail_usage("--runtime is not supported yet (runtimes come with a later Skylab); "
-                      "leave it out to run on this machine");
   log::set_level(log::Level::kError);
+  std::optional<RuntimeSetup> rt;
+  if (!ra.runtime.empty()) {
+    rt.emplace();
+    if (auto e = setup_runtime(ra, *rt); !e.empty()) return fail_usage(e);
+  }
   ::signal(SIGPIPE, SIG_IGN);
 
   auto nb_r = exec::read_notebook(ra.input);
@@ -435,11 +517,21 @@ int run_main(const std::vector<std::string>& args) {
   kernel::ManagerOptions mo;
   mo.runtime_dir = runtime_dir;
   mo.working_dir = fs::absolute(ra.input, ec).parent_path().string();
-  mo.python_path = find_python_dir();  // skylab.files, google.colab.files work headless too
+  kernel::StartOptions start_options;
+  std::string owner = "skylab-run";
+  mo.python_path = find_installed_dir("python");  // skylab.* helpers, also outside a runtime
+  if (rt) {
+    mo.launcher = rt->launcher;
+    start_options.runtime_type = rt->type;
+    start_options.gpus = rt->gpus;
+    owner = rt->user;
+  }
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
   auto cancel_exit = [&] { return signals.signal() == SIGTERM ? 143 : 130; };
 
-  auto kid = exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled());
+  auto kernel_started = std::chrono::system_clock::now();
+  auto kid = exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled(), owner,
+                                start_options);
   if (!kid.ok()) {
     if (signals.cancelled()) {
       std::fputs("skylab run: interrupted while the kernel was starting; no notebook written\n", stderr);
@@ -458,10 +550,18 @@ int run_main(const std::vector<std::string>& args) {
   eo.allow_errors = ra.allow_errors;
   if (ra.timeout_s)
     eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*ra.timeout_s * 1000.0 + 0.5));
+  // A runtime's deadlines: the idle timeout never hits a running cell, the
+  // maximum lifetime does (expiry hooks run, then the kernel is stopped).
+  std::optional<runtime::LifecycleMonitor> lifecycle;
+  if (rt) {
+    lifecycle.emplace(kernels, rt->config);
+    lifecycle->start();
+  }
   exec::NotebookExecutor executor(kernels, kid.value(), eo);
   signals.attach(&executor);
   exec::RunResult result = executor.run(nb, &progress);
   signals.attach(nullptr);
+  if (lifecycle) lifecycle->stop();
   progress.clear();
 
   std::string kernel_log;
@@ -501,6 +601,14 @@ int run_main(const std::vector<std::string>& args) {
       break;
     case exec::RunStatus::kKernelDied:
       std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
+      if (rt) {
+        auto lifetime = rt->config.max_lifetime(rt->config.types.at(rt->type));
+        if (std::chrono::system_clock::now() >= kernel_started + lifetime)
+          std::fprintf(stderr,
+                       "skylab run: the runtime reached its maximum lifetime (%llds); its expiry hooks ran "
+                       "before it was stopped (run the notebook again to resume from a checkpoint)\n",
+                       static_cast<long long>(lifetime.count()));
+      }
       if (!kernel_log.empty()) std::fprintf(stderr, "kernel output:\n%s\n", kernel_log.c_str());
       code = 1;
       break;

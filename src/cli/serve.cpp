@@ -17,6 +17,7 @@
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
 #include "auth/share_store.hpp"
+#include "cli/runtime_setup.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
@@ -32,16 +33,6 @@
 namespace skylab::cli {
 
 namespace fs = std::filesystem;
-
-// The python/ helpers (skylab.runtime, skylab.files, google.colab) beside the
-// binary; "" when not found. Also used by `skylab run`.
-std::string find_python_dir() {
-  std::error_code ec;
-  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "share" / "skylab" / "python"})
-    if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
-  return "";
-}
 
 namespace {
 
@@ -59,6 +50,8 @@ const char* kServeHelp =
     "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer (repeatable)\n"
     "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted outputs\n"
     "  --web-dir DIR          the built browser app (default: web/ beside the binary, as make builds it)\n"
+    "  --examples-dir DIR     the example notebooks of the gallery (default: the examples/\n"
+    "                         folder installed beside the binary)\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -74,6 +67,7 @@ struct ServeArgs {
   std::vector<std::string> trusted_proxies;
   std::string output_origin;
   std::string web_dir;
+  std::string examples_dir;
 };
 
 // "scheme://host[:port]" with scheme http or https and nothing after.
@@ -98,24 +92,6 @@ std::string find_web_dir() {
   for (auto candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
     if (fs::is_regular_file(candidate / "index.html", ec)) return fs::canonical(candidate, ec).string();
   return "";
-}
-
-// The sandbox launcher the configuration asks for; null for plain processes.
-Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data) {
-  const std::string& mode = config.runtimes.sandbox;
-  if (mode == "none") return std::shared_ptr<kernel::Launcher>();
-  runtime::SandboxOptions so;
-  so.config = config;
-  so.data_dir = data.string();
-  if (!runtime::SandboxLauncher::available(so.bwrap)) {
-    if (mode == "bwrap") return Error::unavailable("runtimes.sandbox = \"bwrap\" but bubblewrap cannot create a sandbox here");
-    log::warn("bubblewrap is not usable here: kernels run unsandboxed (runtimes.sandbox = \"auto\")");
-    return std::shared_ptr<kernel::Launcher>();
-  }
-  so.skylab_binary = fs::read_symlink("/proc/self/exe").string();
-  so.python_dir = find_python_dir();
-  so.datasets_dir = (data / "datasets").string();
-  return std::shared_ptr<kernel::Launcher>(std::make_shared<runtime::SandboxLauncher>(so));
 }
 
 bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& err) {
@@ -156,6 +132,8 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       if (!value(out.log_level)) return false;
     } else if (is("--config")) {
       if (!value(out.config)) return false;
+    } else if (is("--examples-dir")) {
+      if (!value(out.examples_dir)) return false;
     } else if (a == "--secure-cookies") {
       out.secure_cookies = true;
     } else if (is("--trusted-proxy")) {
@@ -233,7 +211,7 @@ int serve_main(const std::vector<std::string>& args) {
   } else {
     mo.launcher = launcher.value();
   }
-  mo.python_path = find_python_dir();
+  mo.python_path = find_installed_dir("python");
   auto gpus = std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
   if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
   mo.on_removed = [gpus](const std::string& id) { gpus->release(id); };
@@ -290,6 +268,7 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->output_origin = sa.output_origin;
   ctx->web_dir = sa.web_dir.empty() ? find_web_dir() : sa.web_dir;
   if (ctx->web_dir.empty()) log::warn("the browser app is not built (no web/index.html beside the binary); run make");
+  ctx->examples_dir = sa.examples_dir.empty() ? find_installed_dir("examples") : fs::absolute(sa.examples_dir).string();
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->gpus = gpus;

@@ -371,8 +371,9 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
 }
 
 Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& spec_name,
-                                 std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled) {
-  auto model = kernels.start(spec_name, "skylab-run");
+                                 std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled,
+                                 const std::string& owner, const k::StartOptions& options) {
+  auto model = kernels.start(spec_name, owner, options);
   if (!model.ok()) return model.error();
   std::string id = model->id;
   struct State {

@@ -111,10 +111,13 @@ class NotebookExecutor {
 
 //! Starts a kernel of spec `spec_name` and waits until it is ready (or
 //! `timeout`, or `cancelled` becomes true). Returns its id. NotFound when
-//! there is no such kernelspec; Unavailable when it did not start.
+//! there is no such kernelspec; Unavailable when it did not start. `owner`
+//! and `options` (runtime type) go to KernelManager::start.
 Result<std::string> start_kernel(kernel::KernelManager& kernels, const std::string& spec_name,
                                  std::chrono::milliseconds timeout,
-                                 const std::atomic<bool>* cancelled = nullptr);
+                                 const std::atomic<bool>* cancelled = nullptr,
+                                 const std::string& owner = "skylab-run",
+                                 const kernel::StartOptions& options = {});
 
 //! Shuts the kernel down and waits (bounded) until it is gone.
 void stop_kernel(kernel::KernelManager& kernels, const std::string& kernel_id);

@@ -635,6 +635,10 @@ RULES = {
         "item", ["{share}", ""], {"type": "notebook", "format": "json", "content": NOTEBOOK}),
     ("GET", "/api/skylab/shared/" + SHARE + r"/files(/[\s\S]*)?"): ("item", ["{share}", ""]),
     ("POST", "/api/skylab/shared/" + SHARE + "/copy"): ("item", ["{share}"]),
+    # The examples gallery is the same for everyone; copying one writes into the
+    # caller's own Drive (test_course.py checks that B's copy stays B's).
+    ("GET", "/api/skylab/examples/?"): ("global",),
+    ("POST", "/api/skylab/examples/([A-Za-z0-9_-]{1,64})"): ("create",),
 }
 
 

@@ -311,7 +311,10 @@ def test_missing_kernel_exit_2(work):
     (["raises.ipynb", "-p", "1x", "2"], "not a Python identifier"),
     (["raises.ipynb", "--timeout", "soon"], "--timeout must be a number"),
     (["raises.ipynb", "-o"], "-o needs a value"),
-    (["raises.ipynb", "--runtime", "gpu"], "--runtime is not supported yet"),
+    (["raises.ipynb", "--runtime", "gpu"], "no runtime type 'gpu'; configured: cpu"),
+    (["raises.ipynb", "--user", "alice"], "--data-dir, --user and --config go with --runtime TYPE"),
+    (["raises.ipynb", "--runtime", "cpu", "--user", "Not/A/User"], "is not a Skylab user name"),
+    (["raises.ipynb", "--runtime", "cpu", "--config", "no-such.toml"], "no-such.toml"),
     (["raises.ipynb", "-o", "no/such/dir/out.ipynb"], "does not exist"),
 ])
 def test_bad_usage_exit_2(work, args, message):
