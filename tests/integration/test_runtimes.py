@@ -91,6 +91,9 @@ def test_sandbox_isolation_and_limits(runtime_server):
     assert "Permission denied" in run(c, "!cat /etc/shadow 2>&1").stdout
     assert "Read-only file system" in run(c, "!touch /usr/skylab-x 2>&1").stdout
     assert not os.path.exists("/usr/skylab-x")
+    # /tmp and /var/tmp are the user's scratch space (tempfile, pip, matplotlib use them).
+    r = run(c, "import tempfile\nfor d in ('/tmp', '/var/tmp'):\n    print(tempfile.NamedTemporaryFile(dir=d).name[:len(d)])")
+    assert r.stdout.split() == ["/tmp", "/var/tmp"], r.stdout + str(r.error)
     # Writing the Drive from inside lands in the user's Drive on the host.
     run(c, "open('/content/drive/from-runtime.txt', 'w').write('hello')")
     assert open(os.path.join(srv.data_dir, "drive", "admin", "from-runtime.txt")).read() == "hello"
