@@ -101,6 +101,7 @@ describe('notebook app', { timeout: 240000 }, () => {
 
   it('keeps everything after a reload', async () => {
     await waitSaved();
+    await page.evaluate(() => document.querySelector('.cell[data-type=markdown]').scrollIntoView({ block: 'start' }));
     await screenshot(page, 'notebook-outputs');
     await page.reload();
     await page.waitForSelector('body[data-ready=true]');
