@@ -170,7 +170,8 @@ export class NotebookPage implements NotebookPageContext {
     if (this.readOnly) this.showReadOnlyBanner();
     this.select(0, false);
     this.updateToc();
-    this.setSaveState(backup ? 'Unsaved changes' : 'All changes saved');
+    this.setSaveState(this.readOnly ? 'View only' : backup ? 'Unsaved changes' : 'All changes saved');
+    if (this.doc.shareId) this.app.querySelector<HTMLElement>('.share-btn')!.hidden = true;
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
     this.runtime.onChange(() => {
