@@ -187,6 +187,16 @@ describe('editor', { timeout: 240000 }, () => {
     await b.page.locator('.toast', { hasText: 'Saved a copy' }).waitFor();
     const mine = await server.api('GET', '/api/contents', undefined, tokenB);
     assert.ok(mine.json.content.some(c => c.name === 'Copy of renamed lab.ipynb'), JSON.stringify(mine.json.content.map(c => c.name)));
+    // A shared folder is browsed through the share.
+    await server.api('PUT', '/api/contents/course', { type: 'directory' }, tokenA);
+    await server.api('PUT', '/api/contents/course/hw.ipynb', { type: 'notebook', format: 'json', content: { cells: [{ cell_type: 'markdown', metadata: {}, source: '# Homework' }], metadata: {}, nbformat: 4, nbformat_minor: 5 } }, tokenA);
+    assert.equal((await server.api('POST', '/api/skylab/shares', { path: 'course', user: 'bob', role: 'viewer' }, tokenA)).status, 201);
+    await b.page.goto(server.url('/shared'));
+    await b.page.locator('.rows .row .name', { hasText: /^course$/ }).click();
+    await b.page.locator('.crumbs', { hasText: 'course' }).waitFor();
+    await Promise.all([b.page.waitForURL(/\/shared\/[0-9a-f]+\/hw\.ipynb$/), b.page.locator('.rows .row .name', { hasText: 'hw.ipynb' }).click()]);
+    await b.page.locator('.markdown.rendered h1', { hasText: 'Homework' }).waitFor();
+    await b.page.locator('.readonly-banner').waitFor();
     await b.context.close();
   });
 });
