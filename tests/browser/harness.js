@@ -30,12 +30,16 @@ function freePort() {
   });
 }
 
-async function startServer({ extraArgs = [] } = {}) {
+async function startServer({ extraArgs = [], config = null } = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`server binary not found: ${BIN} (run make)`);
   const port = await freePort();
   const token = crypto.randomBytes(16).toString('hex');
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'skylab-browser-test-'));
   const logPath = path.join(dataDir, 'server.log');
+  if (config) {
+    fs.writeFileSync(path.join(dataDir, 'skylab.toml'), config);
+    extraArgs = ['--config', path.join(dataDir, 'skylab.toml'), ...extraArgs];
+  }
   const log = fs.openSync(logPath, 'a');
   const child = spawn(BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, ...extraArgs],
     { env: { ...process.env, SKYLAB_ADMIN_TOKEN: token }, cwd: dataDir, stdio: ['ignore', log, log], detached: true });
@@ -60,9 +64,15 @@ async function startServer({ extraArgs = [] } = {}) {
       const r = spawnSync(BIN, ['user', 'add', name, '--password-stdin', '--data-dir', dataDir], { input: password + '\n' });
       if (r.status !== 0) throw new Error(`user add failed: ${r.stderr}`);
     },
-    async api(method, p, body) {
+    userToken(name) {
+      const r = spawnSync(BIN, ['user', 'token', name, '--data-dir', dataDir]);
+      if (r.status !== 0) throw new Error(`user token failed: ${r.stderr}`);
+      return r.stdout.toString().trim();
+    },
+    /** A REST call with the admin token, or with `as` (a user's API token). */
+    async api(method, p, body, as = token) {
       const r = await fetch(baseUrl + p, {
-        method, headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
+        method, headers: { Authorization: `token ${as}`, 'Content-Type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       return { status: r.status, json: r.headers.get('content-type')?.includes('json') ? await r.json() : null };
@@ -93,8 +103,29 @@ async function launchBrowser() {
 /** A new browser context signed in through the login page as a new user would. */
 async function signIn(browser, server, user, password, next = '/') {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  if (process.env.SKYLAB_TEST_CONSOLE) {
+    await context.addInitScript(() => {
+      const W = window.WebSocket;
+      window.WebSocket = function (url, p) {
+        localStorage.setItem('skylab.debug', '1');
+        const ws = new W(url, p);
+        ws.addEventListener('close', e => console.log('ws closed', e.code, e.reason, e.wasClean, url.slice(-60)));
+        return ws;
+      };
+      window.WebSocket.prototype = W.prototype;
+      Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+    });
+  }
   const page = await context.newPage();
   page.on('pageerror', e => console.log('[pageerror]', e.message));
+  if (process.env.SKYLAB_TEST_CONSOLE) {
+    page.on('console', m => console.log('[console]', m.text()));
+    page.on('websocket', ws => {
+      console.log('[ws open]', ws.url());
+      ws.on('close', () => console.log('[ws close]', ws.url()));
+      ws.on('socketerror', e => console.log('[ws error]', ws.url(), e));
+    });
+  }
   await page.goto(server.url(next));
   await page.waitForURL(/\/login/);
   await page.fill('#username', user);

@@ -101,6 +101,7 @@ describe('notebook app', { timeout: 240000 }, () => {
 
   it('keeps everything after a reload', async () => {
     await waitSaved();
+    await page.evaluate(() => document.querySelector('.cell[data-type=markdown]').scrollIntoView({ block: 'start' }));
     await screenshot(page, 'notebook-outputs');
     await page.reload();
     await page.waitForSelector('body[data-ready=true]');
@@ -163,6 +164,21 @@ describe('notebook app', { timeout: 240000 }, () => {
     await box.fill('ada');
     await box.press('Enter');
     await cell(i).locator('.output.stream').filter({ hasText: 'hello ADA' }).waitFor({ timeout: 30000 });
+  });
+
+  it('keeps the last lines of a huge stream, with Show all', async () => {
+    const i = await page.evaluate(() => window.skylab.cells.length);
+    await runCell(i, 'for k in range(5000):\n    print("line", k)');
+    await waitIdle(i);
+    const out = cell(i).locator('.output.stream');
+    await out.locator('.truncated', { hasText: 'earlier lines hidden' }).waitFor();
+    const shown = (await out.locator('pre').innerText()).trim().split('\n');
+    assert.ok(shown.length <= 2100, `at most ~2000 lines in the page, got ${shown.length}`);
+    assert.equal(shown[shown.length - 1], 'line 4999');
+    await out.locator('.truncated .btn').click();
+    const all = (await out.locator('pre').innerText()).trim().split('\n');
+    assert.equal(all.length, 5000);
+    assert.equal(all[0], 'line 0');
   });
 
   it('shows the share dialog', async () => {

@@ -218,7 +218,7 @@ def test_cifar10_downloads_once_trains_saves_and_classifies(course):
     assert "Epoch 1/1" in stream_text(nb, "stderr")  # the tqdm bar
     assert re.search(r"Prediction: (airplane|automobile|bird|cat|deer|dog|frog|horse|ship|truck) \(", text)
     assert images(nb) >= 3  # samples, curves, the uploaded picture
-    assert "files.download" in text and "cifar10_cnn.pt" in text
+    assert "Download cifar10_cnn.pt" in text and "Download cifar10_cnn.json" in text  # files.download, headless
     # The model is on the Drive: architecture JSON (like Keras' to_json) + weights.
     desc, model, extra = check_model_files(drive(course, user, "course", "cifar10"), "cifar10_cnn")
     kinds = [layer["class_name"] for layer in desc["config"]["layers"]]

@@ -32,6 +32,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   let folder = initial === 'mine' ? folderFromUrl() : '';
   let query = '';
   let rows: Row[] = [];
+  let sharedIn: { id: string; sub: string; name: string; owner: string; role: string } | null = null; // browsing a shared folder
   const search = h('input.search', { type: 'search', placeholder: 'Search in Drive', 'aria-label': 'Search in Drive' });
   const top = h('header.topbar.drive-top', null, logo(), h('div.search-box', null, search), h('div.spacer'), userButton(me));
   const newBtn = h('button.btn.new-btn', { 'aria-haspopup': 'menu' }, h('span.plus', null, icon('plus', 22)), 'New');
@@ -74,6 +75,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   function go(v: View, f: string) {
     view = v;
     folder = f;
+    sharedIn = null;
     query = '';
     search.value = '';
     const url = v === 'shared' ? '/shared' : v === 'recent' ? '/recent' : '/drive' + (folder ? '/' + encodePath(folder) : '');
@@ -165,12 +167,32 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   }
 
   async function fetchRows(): Promise<Row[]> {
+    if (view === 'shared' && sharedIn) {
+      // Inside a folder someone shared: its listing through the share.
+      const { id, sub } = sharedIn;
+      const m: any = await api('GET', `/api/skylab/shared/${id}/contents${sub ? '/' + encodePath(sub) : ''}?content=1`);
+      return filter((m.content as any[]).filter(c => !c.name.startsWith('.')).map(c => {
+        const rel = sub ? `${sub}/${c.name}` : c.name;
+        return {
+          name: c.name, path: rel, type: c.type, modified: c.last_modified, size: c.size ?? null, owner: sharedIn!.owner, role: sharedIn!.role, shareId: id,
+          href: c.type === 'notebook' ? `/shared/${id}/${encodePath(rel)}` : `/api/skylab/shared/${id}/files/${encodePath(rel)}`,
+        } as Row;
+      }).sort(byFolderThenName));
+    }
     if (view === 'shared') {
       const shares: any[] = await api('GET', '/api/skylab/shared');
-      return filter(shares.map(s => ({
-        name: s.name, path: s.path, type: s.name.endsWith('.ipynb') ? 'notebook' : 'file', modified: s.created, size: null,
-        owner: s.owner, role: s.role, shareId: s.id, href: '/shared/' + s.id,
-      })));
+      const rows = await Promise.all(shares.map(async s => {
+        let type: Row['type'] = s.name.endsWith('.ipynb') ? 'notebook' : 'file';
+        if (type === 'file') {
+          const m: any = await api('GET', `/api/skylab/shared/${s.id}/contents?content=0`).catch(() => null);
+          if (m?.type === 'directory') type = 'directory';
+        }
+        return {
+          name: s.name, path: '', type, modified: s.created, size: null, owner: s.owner, role: s.role, shareId: s.id,
+          href: type === 'file' ? `/api/skylab/shared/${s.id}/files` : '/shared/' + s.id,
+        } as Row;
+      }));
+      return filter(rows);
     }
     if (view === 'recent') {
       return filter(recentFiles().map(r => ({
@@ -205,6 +227,21 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
 
   function renderCrumbs() {
     clear(crumbs);
+    if (view === 'shared' && sharedIn) {
+      const top = h('a.crumb', { href: '/shared', text: 'Shared with me' });
+      top.addEventListener('click', e => (e.preventDefault(), go('shared', '')));
+      const parts = [sharedIn.name, ...(sharedIn.sub ? sharedIn.sub.split('/') : [])];
+      crumbs.append(h('h1', null, top, ...parts.flatMap((p, i) => {
+        const a = h('a.crumb', { href: '#', text: p });
+        a.addEventListener('click', e => {
+          e.preventDefault();
+          sharedIn!.sub = parts.slice(1, i + 1).join('/');
+          void load();
+        });
+        return [h('span.sep', { text: '›', 'aria-hidden': 'true' }), a];
+      })));
+      return;
+    }
     if (view !== 'mine') {
       crumbs.append(h('h1', { text: { shared: 'Shared with me', recent: 'Recent', mine: '' }[view] }));
       return;
@@ -240,7 +277,10 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
     if (r.type === 'directory') {
       link.addEventListener('click', e => {
         e.preventDefault();
-        go('mine', r.path);
+        if (view === 'shared') {
+          sharedIn = { id: r.shareId!, sub: r.path, name: sharedIn?.name ?? r.name, owner: r.owner ?? '', role: r.role ?? '' };
+          void load();
+        } else go('mine', r.path);
       });
     }
     const more = h('button.btn.icon.more', { 'aria-label': `Actions for ${r.name}` }, icon('more'));
@@ -262,7 +302,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
     if (view === 'shared') {
       return [
         { label: 'Open', run: () => (location.href = r.href) },
-        { label: 'Save a copy in My Drive', run: () => void copyShared(r) },
+        { label: 'Save a copy in My Drive', run: () => void copyShared(r), disabled: r.type === 'directory' },
       ];
     }
     const items = [
@@ -333,7 +373,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
 
   async function copyShared(r: Row) {
     try {
-      const m: any = await api('POST', `/api/skylab/shared/${r.shareId}/copy`, {});
+      const m: any = await api('POST', `/api/skylab/shared/${r.shareId}/copy`, r.path ? { path: r.path } : {});
       toast(`Saved “${m.name}” in My Drive`, { label: 'Open', run: () => (location.href = notebookUrl(m.path)) });
     } catch (e) {
       toast(errorText(e));

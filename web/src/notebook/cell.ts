@@ -81,7 +81,7 @@ export class Cell {
     this.gutter = h('div.cell-gutter', null, this.runBtn, this.countEl, this.timeEl);
     this.staticEl = h('pre.static-code');
     this.editorHost = h('div.editor');
-    this.mdEl = h('div.markdown.rendered', { tabindex: '-1' });
+    this.mdEl = h('div.markdown.rendered', { tabindex: '-1', hidden: this.type !== 'markdown' });
     this.el = h('div.cell', { 'data-cell-id': this.id, 'data-type': this.type, role: 'group', 'aria-label': `${this.type} cell` },
       this.gutter, h('div.cell-main', null, this.editorHost, this.staticEl, this.mdEl, this.outputs.el));
     this.el.addEventListener('mousedown', () => host.selectCell(this));

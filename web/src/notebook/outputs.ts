@@ -4,7 +4,7 @@
 // the rest), rich outputs pick the best MIME type, HTML/JS go to sandboxed
 // frames, display ids can be updated in place.
 import { findMimeRenderer, type OutputContext } from '../extensions';
-import { Ansi, applyCarriageReturns, escapeHtml, terminalText } from './ansi';
+import { Ansi, applyCarriageReturns, terminalText } from './ansi';
 import { renderInFrame } from './frames';
 import { renderMarkdown, renderMath } from './markdown';
 
@@ -270,6 +270,26 @@ export function renderBundle(data: Record<string, any>, metadata: Record<string,
     return;
   }
   const pre = document.createElement('pre');
-  pre.innerHTML = 'text/plain' in data ? new Ansi().toHtml(text(data['text/plain'])) : escapeHtml(`[${Object.keys(data).join(', ')}]`);
+  if (!('text/plain' in data)) {
+    pre.textContent = `[${Object.keys(data).join(', ')}]`;
+    el.append(pre);
+    return;
+  }
+  const full = text(data['text/plain']);
+  const LIMIT = 100_000;
+  pre.innerHTML = new Ansi().toHtml(full.length > LIMIT ? full.slice(0, LIMIT) : full);
   el.append(pre);
+  if (full.length > LIMIT) {
+    const note = document.createElement('div');
+    note.className = 'truncated';
+    const b = document.createElement('button');
+    b.className = 'btn link';
+    b.textContent = 'Show all';
+    b.addEventListener('click', () => {
+      pre.innerHTML = new Ansi().toHtml(full);
+      note.remove();
+    });
+    note.append(`Output truncated: ${(full.length - LIMIT).toLocaleString()} more characters. `, b);
+    el.append(note);
+  }
 }

@@ -170,7 +170,8 @@ export class NotebookPage implements NotebookPageContext {
     if (this.readOnly) this.showReadOnlyBanner();
     this.select(0, false);
     this.updateToc();
-    this.setSaveState(backup ? 'Unsaved changes' : 'All changes saved');
+    this.setSaveState(this.readOnly ? 'View only' : backup ? 'Unsaved changes' : 'All changes saved');
+    if (this.doc.shareId) this.app.querySelector<HTMLElement>('.share-btn')!.hidden = true;
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
     this.runtime.onChange(() => {
@@ -547,7 +548,8 @@ export class NotebookPage implements NotebookPageContext {
           toast('Could not connect to a runtime: ' + errorText(e));
           return;
         }
-        const cell = this.queue.shift()!;
+        const cell = this.queue.shift();
+        if (!cell) break;
         if (cell.runState !== 'queued') continue;
         this.execute(k, cell);
       }
@@ -626,9 +628,11 @@ export class NotebookPage implements NotebookPageContext {
     this.kernelHandlers = [];
     clearInterval(this.resourceTimer);
     if (!k) {
-      for (const c of this.cells) if (c.runState !== 'idle') c.setRunState('idle');
+      // Requests sent to the old kernel are over; cells still waiting in the
+      // queue run on the next one.
+      for (const [, cell] of this.runs) cell.setRunState('idle');
       this.runs.clear();
-      this.queue = [];
+      this.savePending();
       return;
     }
     const onIopub = (_: unknown, msg: KernelMessage.IIOPubMessage) => this.onIopub(msg);
@@ -740,8 +744,6 @@ export class NotebookPage implements NotebookPageContext {
   }
 
   private resetRuns() {
-    for (const q of this.queue) q.setRunState('idle');
-    this.queue = [];
     for (const [, cell] of this.runs) cell.setRunState('idle');
     this.runs.clear();
     this.savePending();
@@ -760,7 +762,7 @@ export class NotebookPage implements NotebookPageContext {
     let label: string;
     let cls = s as string;
     if (s === 'disconnected') label = 'Connect';
-    else if (s === 'connecting' || s === 'starting') label = 'Connecting…';
+    else if (s === 'connecting' || s === 'starting' || s === 'unknown') label = 'Connecting…';
     else if (s === 'queued') label = `Waiting for a GPU — position ${rt.queuePosition ?? '?'} in queue`;
     else if (s === 'busy') label = 'Busy';
     else if (s === 'restarting') label = 'Restarting…';
@@ -1187,6 +1189,8 @@ export class NotebookPage implements NotebookPageContext {
     }, undefined, () => !connected());
     add('disconnect', 'Disconnect and delete runtime', async () => {
       if (await confirmDialog('Disconnect and delete runtime', 'The runtime is shut down; variables and files in /content are lost. Your Drive stays.', 'Delete runtime')) {
+        for (const q of this.queue) q.setRunState('idle');
+        this.queue = [];
         await this.runtime.disconnectAndDelete();
       }
     }, undefined, connected);

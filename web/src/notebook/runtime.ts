@@ -4,7 +4,7 @@
 // disconnect and delete. The WebSocket client id is kept per notebook in
 // localStorage so that a reopened tab gets the server's replay of what the
 // kernel said while no tab was open.
-import { KernelManager, SessionAPI, type Kernel, type Session } from '@jupyterlab/services';
+import { KernelConnection, SessionAPI, type Kernel, type Session } from '@jupyterlab/services';
 import { api } from '../api';
 import { serverSettings } from '../api';
 
@@ -18,8 +18,6 @@ export interface RuntimeType {
   gpus: number;
   default: boolean;
 }
-
-const kernels = new KernelManager({ serverSettings, standby: 'when-hidden' });
 
 export class Runtime {
   kernel: Kernel.IKernelConnection | null = null;
@@ -68,6 +66,8 @@ export class Runtime {
   }
 
   ensure(): Promise<Kernel.IKernelConnection> {
+    // While a runtime is being connected or replaced, requests wait for it.
+    if (this.connecting) return this.connecting;
     if (this.kernel && !this.kernel.isDisposed && this.kernel.status !== 'dead') return Promise.resolve(this.kernel);
     if (!this.connecting) {
       this.connecting = this.connect().finally(() => (this.connecting = null));
@@ -106,17 +106,31 @@ export class Runtime {
       r = await api('GET', `/api/skylab/runtimes/${r.id}`);
     }
     this.queuePosition = null;
+    // A runtime that left the GPU queue is still starting: connect once its
+    // kernel answers (requests sent to it earlier could go unanswered).
+    for (let i = 0; i < 120 && (r.state === 'starting' || r.kernel?.execution_state === 'starting'); i++) {
+      this.setState('starting');
+      await new Promise(res => setTimeout(res, 500));
+      r = await api('GET', `/api/skylab/runtimes/${r.id}`);
+    }
     return r.kernel?.id ?? r.id;
   }
 
   private async attachKernel(model: Kernel.IModel) {
     this.kernel?.dispose();
-    const k = kernels.connectTo({ model, clientId: this.clientId(), username: '', handleComms: true });
+    // A connection of our own (not KernelManager.connectTo: its poll of
+    // /api/kernels can race a runtime that just started and declare it dead).
+    // A runtime shut down on the server ends the WebSocket; the connection
+    // then finds the kernel gone and reports 'dead'.
+    const k: Kernel.IKernelConnection = new KernelConnection({ model, serverSettings, clientId: this.clientId(), username: '', handleComms: true });
     this.kernel = k;
+    const debug = localStorage.getItem('skylab.debug') === '1';
     k.statusChanged.connect((_, s) => {
+      if (debug) console.log('kernel status', k.id, s);
       if (this.kernel === k) this.setState(s as RuntimeState);
     });
     k.connectionStatusChanged.connect((_, s) => {
+      if (debug) console.log('kernel connection', k.id, s);
       if (this.kernel !== k) return;
       if (s === 'connecting') this.setState('connecting');
       else if (s === 'connected') this.setState(k.status as RuntimeState);
@@ -166,7 +180,8 @@ export class Runtime {
     await this.connecting?.catch(() => undefined);
     this.connecting = this.connect(type).finally(() => (this.connecting = null));
     await this.connecting;
-    if (oldId && oldId !== this.kernel?.id) await api('DELETE', `/api/skylab/runtimes/${oldId}`).catch(() => undefined);
+    // The session's PATCH shut the old kernel down; make sure of it.
+    if (oldId && oldId !== this.kernel?.id) await api('DELETE', `/api/kernels/${oldId}`).catch(() => undefined);
   }
 
   /** Shuts the runtime down and forgets the session. */
@@ -177,7 +192,7 @@ export class Runtime {
     this.kernel = null;
     k?.dispose();
     if (s) await SessionAPI.shutdownSession(s.id, serverSettings).catch(() => undefined);
-    if (k) await api('DELETE', `/api/skylab/runtimes/${k.id}`).catch(() => undefined);
+    if (k) await api('DELETE', `/api/kernels/${k.id}`).catch(() => undefined);
     this.setState('disconnected');
     for (const l of this.kernelListeners) l(null);
   }
