@@ -1,7 +1,6 @@
 'use strict';
 // The Drive page in Chromium: upload (a large file goes in chunks), new
-// folder, rename, move, trash with undo, search, and the examples section
-// staying hidden when the server has no examples.
+// folder, rename, move, trash with undo, search, and the examples gallery.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
@@ -48,7 +47,10 @@ describe('drive', { timeout: 120000 }, () => {
     });
     assert.equal(got[got.length - 1], big.length);
     assert.deepEqual(got.slice(0, 64), Array.from(big.subarray(0, 64)));
-    assert.equal(await page.locator('.examples').isHidden(), true, 'no examples endpoint: the section stays hidden');
+    // The gallery lists the course notebooks shipped beside the binary (course.test.js opens one).
+    await page.locator('.examples .example-card').first().waitFor();
+    const cards = await page.locator('.examples .example-card').evaluateAll(els => els.map(e => e.dataset.example));
+    assert.deepEqual(cards.sort(), ['cifar10_cnn', 'house_prices_regression', 'mnist_dense']);
   });
 
   it('creates a folder, renames and moves a file into it', async () => {

@@ -13,6 +13,7 @@ idle_timeout = "25s"
 warning = "20s"
 [runtime_types.cpu]
 display_name = "CPU"
+memory = "3G"
 [runtime_types.gpu]
 display_name = "GPU"
 gpus = 1
@@ -139,6 +140,15 @@ describe('editor', { timeout: 240000 }, () => {
     assert.equal(r.status, 200);
     assert.equal((await server.api('GET', '/api/contents/lab.ipynb?content=0', undefined, tokenA)).status, 404);
     await page.waitForFunction(() => document.title.startsWith('renamed lab.ipynb'));
+  });
+
+  it("meters this runtime's own RAM against its type's limit", async () => {
+    await runCell(1, 'import os\nx = 41');
+    await page.waitForFunction(() => /RAM .* \/ 3\.0 GB/.test(document.querySelector('.runtime-status')?.firstElementChild?.title ?? ''),
+      null, { timeout: 30000 });
+    const title = await page.evaluate(() => document.querySelector('.runtime-status').firstElementChild.title);
+    const used = /RAM ([\d.]+) (KB|MB|GB)/.exec(title);
+    assert.ok(used && used[2] !== 'GB', title);  // an idle kernel's cgroup, not the machine's memory
   });
 
   it('warns before the idle shutdown with a live countdown', async () => {

@@ -795,7 +795,7 @@ export class NotebookPage implements NotebookPageContext {
     menu.prepend(res);
     void api('GET', '/api/skylab/resources').then((r: any) => {
       res.textContent = '';
-      res.append(resourceSummary(r));
+      res.append(resourceSummary(r, this.kernel()?.id));
     }).catch(() => (res.textContent = ''));
   }
 
@@ -815,17 +815,15 @@ export class NotebookPage implements NotebookPageContext {
     const r = this.resources;
     const meter = this.statusEl.querySelector('.meter');
     if (!meter || !r || !this.kernel()) return;
-    {
-      clear(meter);
-      const host = r.host ?? {};
-      const ram = host.memory_total ? 1 - host.memory_available / host.memory_total : 0;
-      const disk = host.disk?.total ? 1 - host.disk.free / host.disk.total : 0;
-      meter.append(bar('RAM', ram), bar('Disk', disk));
-      if (host.gpus?.length) meter.append(bar('GPU', (host.gpus[0].utilization ?? 0) / 100));
-      (this.statusEl.firstChild as HTMLElement).title =
-        `RAM ${formatBytes(host.memory_total - host.memory_available)} / ${formatBytes(host.memory_total)} · Disk ${formatBytes(host.disk.total - host.disk.free)} / ${formatBytes(host.disk.total)}` +
-        (this.runtime.type ? ` · ${this.runtime.type.toUpperCase()} runtime` : '');
-    }
+    clear(meter);
+    const u = runtimeUsage(r, this.kernel()?.id);
+    const frac = (x: Amount) => (x.total ? Math.min(1, x.used / x.total) : 0);
+    meter.append(bar('RAM', frac(u.ram)), bar('Disk', frac(u.disk)));
+    if (u.gpu) meter.append(bar('GPU', u.gpu.total ? frac(u.gpu) : u.gpuUtilization / 100));
+    (this.statusEl.firstChild as HTMLElement).title =
+      `RAM ${formatBytes(u.ram.used)} / ${formatBytes(u.ram.total)} · Disk ${formatBytes(u.disk.used)} / ${formatBytes(u.disk.total)}` +
+      (u.gpu?.total ? ` · GPU ${formatBytes(u.gpu.used)} / ${formatBytes(u.gpu.total)}` : '') +
+      (this.runtime.type ? ` · ${this.runtime.type.toUpperCase()} runtime` : '');
   }
 
   private runtimeEvent(c: any) {
@@ -1327,12 +1325,35 @@ function bar(label: string, frac: number): HTMLElement {
   return h('span.bar', { title: `${label} ${pct}%` }, h('span.bar-label', { text: label }), h('span.bar-track', null, h('span.bar-fill', { style: { width: `${pct}%` }, class: pct > 85 ? 'bar-fill hot' : 'bar-fill' })));
 }
 
-function resourceSummary(r: any): HTMLElement {
+interface Amount {
+  used: number;
+  total: number;
+}
+
+// What the meter shows, from GET /api/skylab/resources: this runtime's own
+// figures (its cgroup, its /content, its GPU) where the server has them,
+// the machine's otherwise (e.g. unsandboxed kernels, no disk limit).
+function runtimeUsage(r: any, kernelId?: string) {
   const host = r.host ?? {};
+  const mine = (r.runtimes ?? []).find((x: any) => x.id === kernelId) ?? {};
+  const ram: Amount = mine.memory?.used != null
+    ? { used: mine.memory.used, total: mine.memory.limit ?? host.memory_total }
+    : { used: host.memory_total - host.memory_available, total: host.memory_total };
+  const disk: Amount = mine.disk?.used != null && mine.disk?.limit
+    ? { used: mine.disk.used, total: mine.disk.limit }
+    : { used: (host.disk?.total ?? 0) - (host.disk?.free ?? 0), total: host.disk?.total ?? 0 };
+  const g = mine.gpus?.[0]?.memory_total ? mine.gpus[0] : host.gpus?.[0];
+  const gpu: Amount | null = g ? { used: g.memory_used ?? 0, total: g.memory_total ?? 0 } : null;
+  return { ram, disk, gpu, gpuUtilization: g?.utilization ?? 0, own: mine.memory?.used != null };
+}
+
+function resourceSummary(r: any, kernelId?: string): HTMLElement {
+  const u = runtimeUsage(r, kernelId);
+  const whose = u.own ? 'this runtime' : 'the machine';
   const lines = [
-    `RAM: ${formatBytes(host.memory_total - host.memory_available)} of ${formatBytes(host.memory_total)} used`,
-    host.disk?.total ? `Disk: ${formatBytes(host.disk.total - host.disk.free)} of ${formatBytes(host.disk.total)} used` : '',
-    ...(host.gpus ?? []).map((g: any) => `GPU ${g.index}: ${g.utilization}% · ${formatBytes(g.memory_used)} of ${formatBytes(g.memory_total)}`),
+    `RAM (${whose}): ${formatBytes(u.ram.used)} of ${formatBytes(u.ram.total)} used`,
+    u.disk.total ? `Disk: ${formatBytes(u.disk.used)} of ${formatBytes(u.disk.total)} used` : '',
+    u.gpu ? `GPU: ${u.gpuUtilization}% · ${formatBytes(u.gpu.used)} of ${formatBytes(u.gpu.total)}` : '',
   ].filter(Boolean);
   return h('div', null, ...lines.map(l => h('div', { text: l })));
 }
