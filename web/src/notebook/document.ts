@@ -16,6 +16,8 @@ export interface DocStore {
   readonly shareId: string | null;
   load(): Promise<NotebookFile>;
   save(content: unknown, opts?: { keepalive?: boolean }): Promise<string>;
+  /** The file's last_modified on the server now (no content fetched). */
+  modified(): Promise<string>;
   rename(newName: string): Promise<DocStore>;
 }
 
@@ -43,6 +45,11 @@ export class DriveDoc implements DocStore {
     return m.last_modified;
   }
 
+  async modified(): Promise<string> {
+    const m = await contents.get(this.path, { content: false });
+    return m.last_modified;
+  }
+
   async rename(newName: string): Promise<DocStore> {
     const dir = this.path.includes('/') ? this.path.slice(0, this.path.lastIndexOf('/') + 1) : '';
     const m = await contents.rename(this.path, dir + newName);
@@ -65,6 +72,11 @@ export class SharedDoc implements DocStore {
 
   async save(content: unknown): Promise<string> {
     const m: any = await api('PUT', this.url(), { type: 'notebook', format: 'json', content });
+    return m.last_modified;
+  }
+
+  async modified(): Promise<string> {
+    const m: any = await api('GET', this.url() + '?content=0');
     return m.last_modified;
   }
 

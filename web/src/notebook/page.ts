@@ -80,6 +80,8 @@ export class NotebookPage implements NotebookPageContext {
   private saving: Promise<void> | null = null;
   private saveTimer = 0;
   private lastSaved = '';
+  /** Another tab or person saved the file since this page loaded or saved it: saves wait for the user's choice. */
+  private conflict = false;
   private undoStack: UndoStep[] = [];
   private redoStack: UndoStep[] = [];
   private clipboard: CellJSON[] = [];
@@ -930,6 +932,7 @@ export class NotebookPage implements NotebookPageContext {
     this.setSaveState('Saving…');
     this.saving = (async () => {
       try {
+        if (await this.changedElsewhere()) return;
         this.lastSaved = await this.doc.save(this.toJSON());
         if (seq === this.changeSeq) {
           this.dirty = false;
@@ -958,10 +961,80 @@ export class NotebookPage implements NotebookPageContext {
     }
   }
 
+  /**
+   * Whether the file on the server is newer than what this page loaded or
+   * last saved (another tab, a collaborator with edit rights, a restore):
+   * then nothing is overwritten silently. The user chooses: keep theirs
+   * (reload), overwrite with this page's version, or save this page's
+   * version as a copy. Autosave waits meanwhile; the local backup keeps
+   * every keystroke.
+   */
+  private async changedElsewhere(): Promise<boolean> {
+    if (this.conflict) {
+      this.setSaveState('Changed elsewhere — not saved');
+      return true;
+    }
+    const base = this.lastSaved || this.loadedAt;
+    if (!base) return false;
+    let now = '';
+    try {
+      now = await this.doc.modified();
+    } catch {
+      return false; // the save itself reports what is wrong
+    }
+    if (!now || new Date(now).getTime() <= new Date(base).getTime() + 1) return false;
+    this.conflict = true;
+    this.writeBackup();
+    this.setSaveState('Changed elsewhere — not saved');
+    void this.resolveConflict(now);
+    return true;
+  }
+
+  private async resolveConflict(theirs: string) {
+    const when = new Date(theirs).toLocaleTimeString();
+    const d = openDialog('This notebook changed elsewhere',
+      `“${this.doc.path}” was saved from another tab or by someone else at ${when}, after you opened it. ` +
+      'Your changes here are not saved yet.',
+      [{ label: 'Save mine as a copy', value: 'copy' }, { label: 'Reload theirs', value: 'reload' },
+        { label: 'Overwrite with mine', value: 'overwrite', primary: true }]);
+    const choice = await d.result;
+    if (choice === 'reload') {
+      this.dirty = false;
+      this.dropBackup();
+      location.reload();
+      return;
+    }
+    if (choice === 'copy') {
+      try {
+        const dir = this.doc.path.includes('/') ? this.doc.path.slice(0, this.doc.path.lastIndexOf('/') + 1) : '';
+        const stem = this.doc.path.slice(dir.length).replace(/\.ipynb$/, '');
+        const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-');
+        const m = await contents.save(`${dir}${stem} (my changes ${stamp}).ipynb`, { type: 'notebook', format: 'json', content: this.toJSON() as any });
+        toast(`Your version is saved as ${m.name}`, { label: 'Open', run: () => window.open(notebookUrl(m.path), '_blank') });
+        this.dirty = false;
+        this.dropBackup();
+        location.reload();
+      } catch (e) {
+        toast('Could not save a copy: ' + errorText(e));
+        this.conflict = false; // asks again at the next save
+      }
+      return;
+    }
+    if (choice === 'overwrite') {
+      this.lastSaved = theirs; // this page has now seen their version
+      this.conflict = false;
+      await this.saveNow();
+      return;
+    }
+    this.conflict = false; // dismissed: asks again at the next save
+    this.setSaveState('Unsaved changes');
+  }
+
   /** The page goes away: send what is unsaved (keepalive) and keep a local copy. */
   private flush(leaving: boolean) {
     if (!this.dirty || this.readOnly) return;
     this.writeBackup();
+    if (this.conflict) return; // the local copy only: never overwrite their version unasked
     if (leaving) {
       const content = this.toJSON();
       const size = JSON.stringify(content).length;
