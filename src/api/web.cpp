@@ -8,6 +8,7 @@
 #include "auth/account_store.hpp"
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
+#include "common/util.hpp"
 
 namespace skylab::api {
 
@@ -51,21 +52,6 @@ bool safe_asset_name(const std::string& name) {
   return name.find("..") == std::string::npos;
 }
 
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string app_csp(const std::string& output_origin) {
@@ -91,7 +77,7 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         std::string next = req.path;
         Response res;
         res.status = 303;
-        res.set_header("Location", "/login?next=" + url_encode(next));
+        res.set_header("Location", "/login?next=" + util::url_encode(next));
         res.set_header("Cache-Control", "no-store");
         return done(std::move(res));
       }
