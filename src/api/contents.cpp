@@ -28,6 +28,14 @@ using http::Responder;
 using http::Response;
 using nlohmann::json;
 
+Response safe_json(int status, const json& j) {
+  Response r;
+  r.status = status;
+  drive::write_json(r.body, j, drive::JsonStyle{-1, true});
+  r.headers.emplace_back("Content-Type", "application/json");
+  return r;
+}
+
 namespace {
 
 //! Largest contents PUT body: a 1 MiB chunk is ~1.4 MB of base64; a whole
@@ -75,16 +83,6 @@ void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done,
     if (large) ::malloc_trim(0);
   });
   if (!queued) done(Response::error(503, "The server is busy; try again"));
-}
-
-//! JSON with '<', '>' and '&' escaped as \u003c, \u003e, \u0026: file names
-//! and contents with HTML in them can never be rendered from a response.
-Response safe_json(int status, const json& j) {
-  Response r;
-  r.status = status;
-  drive::write_json(r.body, j, drive::JsonStyle{-1, true});
-  r.headers.emplace_back("Content-Type", "application/json");
-  return r;
 }
 
 Response error(int status, const std::string& message) {

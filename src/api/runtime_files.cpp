@@ -80,16 +80,6 @@ struct Call {
   DrivePath path;  //!< "content/<path below /content>", validated
 };
 
-//! JSON with "<", ">" and "&" written as escapes, as the Contents API
-//! answers: file names with HTML in them are never rendered from a reply.
-Response safe_json(int status, const json& j) {
-  Response r;
-  r.status = status;
-  drive::write_json(r.body, j, drive::JsonStyle{-1, true});
-  r.headers.emplace_back("Content-Type", "application/json");
-  return r;
-}
-
 using Work = std::function<Response(Call&)>;
 
 Response error(const Error& e) {

@@ -141,15 +141,6 @@ std::size_t SessionStore::rename_path(const std::string& owner, const std::strin
 
 namespace {
 
-//! Session paths and names are the client's strings: '<', '>' and '&' go out escaped.
-Response json_response(int status, const json& j) {
-  Response r;
-  r.status = status;
-  drive::write_json(r.body, j, drive::JsonStyle{-1, true});
-  r.headers.emplace_back("Content-Type", "application/json");
-  return r;
-}
-
 json kernel_json(const kernel::KernelModel& k) {
   return {{"id", k.id},
           {"name", k.name},
@@ -188,7 +179,7 @@ std::variant<kernel::KernelModel, Response> start_kernel(Context& ctx, const aut
   auto k = start_runtime(ctx, name, user.username);
   if (k.ok()) return k.value();
   if (k.error().code == Error::Code::kNotFound) {
-    Response r = json_response(501, {{"message", "The '" + name +
+    Response r = safe_json(501, {{"message", "The '" + name +
                                                       "' kernel is not available. Please pick another suitable "
                                                       "kernel instead, or install that kernel."},
                                       {"short_message", name + " not found"}});
@@ -218,7 +209,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!may_access(req.user, s.owner)) continue;
       if (auto m = session_model(*ctx, s)) out.push_back(std::move(*m));
     }
-    done(json_response(200, out));
+    done(safe_json(200, out));
   });
 
   r.add("POST", "/api/sessions/?", [ctx](Request& req, Responder done) {
@@ -248,7 +239,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     }
 
     auto respond = [done](json model) {
-      auto res = json_response(201, model);
+      auto res = safe_json(201, model);
       res.set_header("Location", "/api/sessions/" + model["id"].get<std::string>());
       done(std::move(res));
     };
@@ -281,7 +272,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!s.ok()) return done(Response::from_error(s.error()));
     auto model = session_model(*ctx, s.value());
     if (!model) return done(Response::error(404, "Session not found: session_id='" + req.params[0] + "'"));
-    done(json_response(200, *model));
+    done(safe_json(200, *model));
   });
 
   r.add("PATCH", id + "/?", [ctx](Request& req, Responder done) {
@@ -327,10 +318,10 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (after.kernel_id != before.kernel_id) {
       // The replaced kernel goes away before the reply, as in Jupyter Server.
       json reply = std::move(*model);
-      ctx->kernels->shutdown(before.kernel_id, [done, reply](Status) { done(json_response(200, reply)); });
+      ctx->kernels->shutdown(before.kernel_id, [done, reply](Status) { done(safe_json(200, reply)); });
       return;
     }
-    done(json_response(200, *model));
+    done(safe_json(200, *model));
   });
 
   r.add("DELETE", id + "/?", [ctx](Request& req, Responder done) {
