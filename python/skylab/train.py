@@ -174,19 +174,7 @@ class Checkpointer:
             if state is None or state["epoch"] <= self._written:
                 return None
             target = os.path.join(self.path, "epoch-%04d.pt" % state["epoch"])
-            fd, tmp = tempfile.mkstemp(prefix=".epoch-", suffix=".tmp", dir=self.path)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    torch.save(state, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            _atomic_write(target, lambda f: torch.save(state, f))
             self._written = state["epoch"]
             for old in self.files()[:-self.keep]:
                 try:
