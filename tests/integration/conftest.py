@@ -70,6 +70,18 @@ def skylab_bin():
     return os.environ.get("SKYLAB_BIN", str(REPO / "build" / "skylab"))
 
 
+def bwrap_works():
+    if not shutil.which("bwrap"):
+        return False
+    r = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev",
+                        "/bin/true"], capture_output=True)
+    return r.returncode == 0
+
+
+needs_sandbox = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-user uids and cgroups need root")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -281,13 +293,14 @@ class Server:
     def cleanup_tmp(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    # -- HTTP
-    def kill_and_restart(self):
-        """SIGKILL the server (no chance to clean up), then start a new
-        process on the same data directory and port."""
+    def kill(self):
+        """SIGKILL the server: no chance to clean anything up."""
         assert self.kind == "skylab"
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+    def restart(self):
+        """A new server process on the same data directory and port."""
         self.log.close()
         self.log = open(self.log_path, "ab")
         env = dict(os.environ, SKYLAB_ADMIN_TOKEN=self.token)
@@ -295,6 +308,11 @@ class Server:
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.tmp)
         self.wait_ready()
 
+    def kill_and_restart(self):
+        self.kill()
+        self.restart()
+
+    # -- HTTP
     def url(self, path):
         return self.base_url + path
 
@@ -334,6 +352,17 @@ class Server:
                                  session_id=session_id, timeout=timeout)
         self.clients.append(c)
         return c
+
+
+def server_with_config(config_text):
+    """A Skylab server started with `--config` holding this TOML text."""
+    fd, path = tempfile.mkstemp(prefix="skylab-test-", suffix=".toml")
+    with os.fdopen(fd, "w") as f:
+        f.write(config_text)
+    try:
+        return Server(extra_args=("--config", path))
+    finally:
+        os.unlink(path)
 
 
 def _stop_server(srv):

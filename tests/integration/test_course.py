@@ -10,7 +10,6 @@ Run with Debian's python: /usr/bin/python3 -m pytest tests/integration/test_cour
 import functools
 import http.server
 import json
-import math
 import os
 import pathlib
 import re
@@ -24,7 +23,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from conftest import SERVER_KIND, skylab_bin
+from conftest import SERVER_KIND, needs_sandbox, skylab_bin
 import course_data
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -34,15 +33,6 @@ NOTEBOOKS = ["cifar10_cnn", "mnist_dense", "house_prices_regression"]
 pytestmark = pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes and examples")
 
 
-def bwrap_works():
-    if not shutil.which("bwrap"):
-        return False
-    r = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev",
-                        "/bin/true"], capture_output=True)
-    return r.returncode == 0
-
-
-needs_sandbox = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
 
 
 # ---------------------------------------------------------------- a counting mirror

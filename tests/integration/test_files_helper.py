@@ -8,14 +8,12 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 
 import nbformat
 import pytest
 
-from conftest import SERVER_KIND, skylab_bin
+from conftest import SERVER_KIND, needs_root, needs_sandbox, skylab_bin
 from test_runtime_files import Owner
-from test_runtimes import needs_root, needs_sandbox
 
 pytestmark = pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes")
 

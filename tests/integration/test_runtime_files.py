@@ -11,9 +11,8 @@ import pytest
 import requests
 
 import kclient
-from conftest import SERVER_KIND, _stop_server
+from conftest import SERVER_KIND, _stop_server, needs_root, needs_sandbox, server_with_config
 from test_accounts import add_user, new_token, token_session, uname
-from test_runtimes import needs_root, needs_sandbox, start
 
 pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
 
@@ -262,7 +261,7 @@ def test_big_chunked_upload_in_bounded_memory(people):
 
 
 def test_unsandboxed_runtime_has_no_content():
-    srv = start('[runtimes]\nsandbox = "none"\n')
+    srv = server_with_config('[runtimes]\nsandbox = "none"\n')
     try:
         kid = srv.create_kernel()
         r = srv.get("/api/skylab/runtimes/%s/files/" % kid)

@@ -2,43 +2,19 @@
 lifetime with expiry hooks (real bubblewrap, cgroups and ipykernel)."""
 import json
 import os
-import shutil
 import time
 from datetime import timezone
 
 import pytest
 
-from conftest import SERVER_KIND, Server, _stop_server
+from conftest import SERVER_KIND, Server, _stop_server, needs_root, needs_sandbox, server_with_config
 
 pytestmark = pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes")
 
 
-def bwrap_works():
-    import subprocess
-    if not shutil.which("bwrap"):
-        return False
-    r = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev",
-                        "/bin/true"], capture_output=True)
-    return r.returncode == 0
-
-
-needs_sandbox = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-user uids and cgroups need root")
-
-
-def start(config_text):
-    tmp_cfg = os.path.join(os.environ.get("TMPDIR", "/tmp"), "skylab-rt-%d-%d.toml" % (os.getpid(), time.time_ns()))
-    with open(tmp_cfg, "w") as f:
-        f.write(config_text)
-    try:
-        return Server(extra_args=("--config", tmp_cfg))
-    finally:
-        os.unlink(tmp_cfg)
-
-
 @pytest.fixture
 def runtime_server(request):
-    srv = start(request.param)
+    srv = server_with_config(request.param)
     yield srv
     if srv.proc.poll() is None:
         _stop_server(srv)
@@ -250,10 +226,7 @@ def test_gpu_queue_with_fake_inventory(runtime_server):
 
 
 def test_runtimes_survive_a_server_sigkill_and_are_reattached():
-    import signal
     import subprocess
-
-    import requests
 
     srv = Server()
     try:
@@ -264,16 +237,8 @@ def test_runtimes_survive_a_server_sigkill_and_are_reattached():
             c.eval_ok("x = %d" % (i * 11))
             c.close()
         srv.clients.clear()
-        # SIGKILL: no chance to shut anything down.
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(timeout=10)
-        srv.log.close()
-        # A new server process on the same data directory and port.
-        srv.log = open(srv.log_path, "ab")
-        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
-        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=srv.tmp)
-        srv.wait_ready()
+        # SIGKILL: no chance to shut anything down; then a new server process.
+        srv.kill_and_restart()
         listed = {k["id"] for k in srv.get("/api/kernels").json()}
         assert listed == set(kids), srv.log_text()
         for i, kid in enumerate(kids):
@@ -394,7 +359,6 @@ def test_content_size_limit_and_runtime_usage(runtime_server):
 @needs_root
 def test_content_image_of_a_runtime_that_died_with_the_server_is_cleaned_up(tmp_path):
     import signal
-    import subprocess
 
     cfg = tmp_path / "rt.toml"
     cfg.write_text(DISK)
@@ -409,20 +373,14 @@ def test_content_image_of_a_runtime_that_died_with_the_server_is_cleaned_up(tmp_
         srv.clients.clear()
         root = os.path.join(srv.data_dir, "runtimes", kid)
         assert root in mounts()
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(timeout=10)
+        srv.kill()
         # The runtime dies while no server is there.
         procs = [p for p in ("/sys/fs/cgroup/pids/skylab-%s/cgroup.procs" % kid,
                              "/sys/fs/cgroup/skylab/skylab-%s/cgroup.procs" % kid) if os.path.exists(p)]
         assert procs
         for pid in open(procs[0]).read().split():
             os.kill(int(pid), signal.SIGKILL)
-        srv.log.close()
-        srv.log = open(srv.log_path, "ab")
-        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
-        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=srv.tmp)
-        srv.wait_ready()
+        srv.restart()
         assert srv.get("/api/kernels").json() == []
         assert root not in mounts(), srv.log_text()
         assert not os.path.exists(root + ".img")
@@ -635,8 +593,6 @@ def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server)
 @needs_sandbox
 @needs_root
 def test_a_restarted_server_does_not_keep_the_previous_servers_spares(tmp_path):
-    import signal
-    import subprocess
 
     cfg = tmp_path / "rt.toml"
     cfg.write_text(POOL)
@@ -652,14 +608,7 @@ def test_a_restarted_server_does_not_keep_the_previous_servers_spares(tmp_path):
         runtimes = os.path.join(srv.data_dir, "runtimes")
         spare = [d for d in os.listdir(runtimes) if d != kid]
         assert len(spare) == 1, os.listdir(runtimes)
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(timeout=10)
-        srv.log.close()
-        srv.log = open(srv.log_path, "ab")
-        env = dict(os.environ, SKYLAB_ADMIN_TOKEN=srv.token)
-        srv.proc = subprocess.Popen(srv.argv, stdout=srv.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=srv.tmp)
-        srv.wait_ready()
+        srv.kill_and_restart()
         # The runtime is adopted; the spare is shut down, nothing of it left.
         assert [k["id"] for k in srv.get("/api/kernels").json()] == [kid]
         assert os.listdir(runtimes) == [kid], srv.log_text()

@@ -1,14 +1,12 @@
 """Optional self sign-up (issue 4): off by default; open, by invitation code
 or limited to e-mail domains through `[accounts]` in the config file."""
 
-import os
 import re
-import tempfile
 
 import pytest
 import requests
 
-from conftest import Server, _stop_server
+from conftest import _stop_server, server_with_config
 from test_accounts import cli, uname
 
 pytestmark = pytest.mark.skylab_only
@@ -16,20 +14,10 @@ pytestmark = pytest.mark.skylab_only
 CODE = "join-skylab-2026"
 
 
-def server_with(config_text):
-    fd, path = tempfile.mkstemp(prefix="skylab-signup-", suffix=".toml")
-    with os.fdopen(fd, "w") as f:
-        f.write(config_text)
-    try:
-        return Server(extra_args=("--config", path))
-    finally:
-        os.unlink(path)
-
-
 @pytest.fixture(scope="module")
 def gated():
     """Sign-up needs the invitation code and an address at example.edu."""
-    srv = server_with('[accounts]\nsignup = true\ninvite_codes = ["%s"]\nemail_domains = ["Example.EDU"]\n' % CODE)
+    srv = server_with_config('[accounts]\nsignup = true\ninvite_codes = ["%s"]\nemail_domains = ["Example.EDU"]\n' % CODE)
     yield srv
     _stop_server(srv)
 
