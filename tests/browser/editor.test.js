@@ -5,7 +5,7 @@
 // and a notebook shared as viewer (read-only banner, Save a copy).
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, launchBrowser, signIn, screenshot, sleep } = require('./harness');
+const { startServer, launchBrowser, signIn, screenshot, sleep, cellAt, runCell: runCellIn, waitIdle: waitIdleIn } = require('./harness');
 
 const CONFIG = `
 [runtimes]
@@ -47,19 +47,10 @@ describe('editor', { timeout: 240000 }, () => {
     await server?.stop();
   });
 
-  const cell = i => page.locator('.cells > .cell').nth(i);
+  const cell = i => cellAt(page, i);
   const count = () => page.locator('.cells > .cell').count();
-  async function runCell(index, source) {
-    await page.evaluate(([i, src]) => {
-      const nb = window.skylab;
-      while (nb.cells.length <= i) nb.insertAt('code', nb.cells.length, false);
-      nb.cells[i].materialize();
-      nb.cells[i].setSource(src);
-      nb.select(i);
-      nb.run([nb.cells[i]]);
-    }, [index, source]);
-  }
-  const waitIdle = (i, timeout = 60000) => page.waitForFunction(j => window.skylab.cells[j].runState === 'idle' && window.skylab.cells[j].executionCount != null, i, { timeout });
+  const runCell = (index, source) => runCellIn(page, index, source);
+  const waitIdle = (i, timeout = 60000) => waitIdleIn(page, i, timeout);
 
   it('completes from the kernel (Tab) and shows documentation (Shift+Tab)', async () => {
     await cell(1).locator('.run-btn').click();

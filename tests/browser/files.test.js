@@ -9,7 +9,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { startServer, launchBrowser, signIn, screenshot } = require('./harness');
+const { startServer, launchBrowser, signIn, screenshot, cellAt, runCell: runCellIn, waitIdle: waitIdleIn } = require('./harness');
 
 const ADA = ['ada', 'correct horse battery'];
 const BOB = ['bob', 'battery staple horse'];
@@ -31,20 +31,9 @@ describe('files, sharing and history', { timeout: 300000 }, () => {
     await server?.stop();
   });
 
-  async function runCell(index, source) {
-    await page.evaluate(([i, src]) => {
-      const nb = window.skylab;
-      while (nb.cells.length <= i) nb.insert('code', 1, false);
-      nb.cells[i].materialize();
-      nb.cells[i].setSource(src);
-      nb.select(i);
-      nb.run([nb.cells[i]]);
-    }, [index, source]);
-  }
-  const cell = i => page.locator('.cells > .cell').nth(i);
-  async function waitIdle(i, timeout = 90000) {
-    await page.waitForFunction(j => window.skylab.cells[j].runState === 'idle' && window.skylab.cells[j].executionCount != null, i, { timeout });
-  }
+  const runCell = (index, source) => runCellIn(page, index, source);
+  const cell = i => cellAt(page, i);
+  const waitIdle = (i, timeout = 90000) => waitIdleIn(page, i, timeout);
 
   it('creates a notebook', async () => {
     await page.waitForSelector('.drive-page');

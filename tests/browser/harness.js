@@ -141,4 +141,28 @@ async function screenshot(page, name) {
   return file;
 }
 
-module.exports = { startServer, launchBrowser, signIn, screenshot, sleep, REPO };
+// The notebook page's cells, for tests that drive window.skylab (the page's
+// notebook object).
+const cellAt = (page, i) => page.locator('.cells > .cell').nth(i);
+
+// Sets cell `index`'s source the way a paste would (typing multi-line code
+// through auto-indent and bracket closing would change it), appending code
+// cells up to it, then runs it.
+async function runCell(page, index, source) {
+  await page.evaluate(([i, src]) => {
+    const nb = window.skylab;
+    while (nb.cells.length <= i) nb.insertAt('code', nb.cells.length, false);
+    nb.cells[i].materialize();
+    nb.cells[i].setSource(src);
+    nb.select(i);
+    nb.run([nb.cells[i]]);
+  }, [index, source]);
+}
+
+// Until cell `i` ran and is idle again.
+async function waitIdle(page, i, timeout = 60000) {
+  await page.waitForFunction(j => window.skylab.cells[j].runState === 'idle' && window.skylab.cells[j].executionCount != null,
+    i, { timeout });
+}
+
+module.exports = { startServer, launchBrowser, signIn, screenshot, sleep, REPO, cellAt, runCell, waitIdle };

@@ -5,7 +5,7 @@
 // input(); a tab closed while a cell runs gets the output when reopened.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, launchBrowser, signIn, screenshot, sleep } = require('./harness');
+const { startServer, launchBrowser, signIn, screenshot, sleep, cellAt, runCell: runCellIn, waitIdle: waitIdleIn } = require('./harness');
 
 const USER = 'ada';
 const PASSWORD = 'correct horse battery';
@@ -25,22 +25,9 @@ describe('notebook app', { timeout: 240000 }, () => {
     await server?.stop();
   });
 
-  // Sets a cell's source the way a paste would (typing multi-line code
-  // through auto-indent and bracket closing would change it), then runs it.
-  async function runCell(index, source) {
-    await page.evaluate(([i, src]) => {
-      const nb = window.skylab;
-      while (nb.cells.length <= i) nb.insert('code', 1, false);
-      nb.cells[i].materialize();
-      nb.cells[i].setSource(src);
-      nb.select(i);
-      nb.run([nb.cells[i]]);
-    }, [index, source]);
-  }
-  const cell = i => page.locator('.cells > .cell').nth(i);
-  async function waitIdle(i, timeout = 60000) {
-    await page.waitForFunction(j => window.skylab.cells[j].runState === 'idle' && window.skylab.cells[j].executionCount != null, i, { timeout });
-  }
+  const runCell = (index, source) => runCellIn(page, index, source);
+  const cell = i => cellAt(page, i);
+  const waitIdle = (i, timeout = 60000) => waitIdleIn(page, i, timeout);
   async function waitSaved() {
     await page.waitForFunction(() => document.querySelector('.save-state')?.textContent === 'All changes saved', null, { timeout: 15000 });
   }
