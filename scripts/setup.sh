@@ -8,10 +8,10 @@ APT_PACKAGES=(
   # build
   build-essential cmake pkg-config ccache
   libboost-dev libzmq3-dev nlohmann-json3-dev libssl-dev libsqlite3-dev libsodium-dev
-  libgtest-dev libgmock-dev libtomlplusplus-dev
+  libgtest-dev libgmock-dev libtomlplusplus-dev libseccomp-dev
   # runtimes
   python3 python3-ipykernel python3-jupyter-client python3-nbformat
-  python3-matplotlib python3-numpy python3-pandas python3-zmq bubblewrap
+  python3-matplotlib python3-numpy python3-pandas python3-zmq bubblewrap passt
   e2fsprogs mount  # mkfs.ext4 and mount -o loop: the /content size limit (runtime type `disk`)
   python3-torch python3-tqdm python3-pil  # the course notebooks (examples/, docs/course.md)
   # tests and benchmarks
