@@ -232,7 +232,7 @@ std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
   std::error_code ec;
   fs::create_directories(fs::path(data) / "runtime", ec);  // uids.json, shared with `skylab serve`
   if (ec) return "cannot create data directory " + data + ": " + ec.message();
-  auto launcher = make_launcher(out.config, fs::absolute(data));
+  auto launcher = make_launcher(out.config, fs::absolute(data), /*die_with_parent=*/true);
   if (!launcher.ok()) return launcher.error().message;
   out.launcher = launcher.value();
   return {};
@@ -520,6 +520,10 @@ int run_main(const std::vector<std::string>& args) {
   kernel::StartOptions start_options;
   std::string owner = "skylab-run";
   mo.python_path = find_installed_dir("python");  // skylab.* helpers, also outside a runtime
+  // A kernel never outlives `skylab run`, even when it is SIGKILLed: a
+  // sandbox's supervisor gets PR_SET_PDEATHSIG (the launcher), a plain
+  // kernel gets it from this small wrapper.
+  mo.command_prefix = {fs::read_symlink("/proc/self/exe", ec).string(), "sandbox-exec", "--die-with-parent", "--"};
   if (rt) {
     mo.launcher = rt->launcher;
     start_options.runtime_type = rt->type;
