@@ -581,8 +581,15 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   argv.insert(argv.end(), {"--deadline", std::to_string(started + lifetime + grace), "--grace", std::to_string(grace)});
   if (!spec.state_dir.empty()) argv.insert(argv.end(), {"--state", spec.state_dir + "/state.json"});
   if (opts_.die_with_parent) argv.push_back("--die-with-parent");
-  argv.insert(argv.end(), {"--args-fd", "--"});
   auto inner = bwrap_args(opts_, plan, spec.argv);
+  // bwrap's options (host paths) go through a memfd; its command stays in argv.
+  for (std::size_t i = 2; i < inner.size(); ++i) {
+    if (inner[i] == "--" && inner[i - 1] == "/content" && inner[i - 2] == "--chdir") {
+      argv.insert(argv.end(), {"--args-count", std::to_string(i - 1)});
+      break;
+    }
+  }
+  argv.push_back("--");
   argv.insert(argv.end(), inner.begin(), inner.end());
   spec.argv = std::move(argv);
   spec.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}, {"LANG", "C.UTF-8"}};
@@ -671,19 +678,25 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
 
 namespace {
 
-// Execs `command`; with `args_fd` its arguments after the first go through a
-// memfd (bwrap --args FD), so they do not show in the sandbox's /proc/1/cmdline.
-void exec_command(const std::vector<std::string>& command, bool args_fd) {
+// Execs `command`; its first `args_count` arguments after the program go
+// through a memfd (bwrap --args FD: options only, the command stays in argv),
+// so they do not show in the sandbox's /proc/1/cmdline.
+void exec_command(const std::vector<std::string>& command, std::size_t args_count) {
   std::vector<std::string> cmd = command;
-  if (args_fd && cmd.size() > 1) {
+  if (args_count > 0 && args_count < cmd.size()) {
     int fd = ::memfd_create("skylab-bwrap-args", 0);  // inherited by bwrap, which reads and closes it
     if (fd >= 0) {
       std::string blob;
-      for (std::size_t i = 1; i < cmd.size(); ++i) blob.append(cmd[i]).push_back('\0');
+      for (std::size_t i = 1; i <= args_count; ++i) blob.append(cmd[i]).push_back('\0');
       bool ok = ::write(fd, blob.data(), blob.size()) == static_cast<ssize_t>(blob.size()) &&
                 ::lseek(fd, 0, SEEK_SET) == 0;
-      if (ok) cmd = {cmd[0], "--args", std::to_string(fd)};
-      else ::close(fd);
+      if (ok) {
+        std::vector<std::string> short_cmd = {cmd[0], "--args", std::to_string(fd)};
+        short_cmd.insert(short_cmd.end(), cmd.begin() + 1 + static_cast<std::ptrdiff_t>(args_count), cmd.end());
+        cmd = std::move(short_cmd);
+      } else {
+        ::close(fd);
+      }
     }
   }
   std::vector<char*> argv;
@@ -727,7 +740,7 @@ struct SuperviseOptions {
 
 // Runs `command` as a child and waits for it: the runtime's lifetime enforced
 // by the machine, not by the server. Returns the exit status to pass on.
-int supervise(const std::vector<std::string>& command, bool args_fd, const SuperviseOptions& o) {
+int supervise(const std::vector<std::string>& command, std::size_t args_fd, const SuperviseOptions& o) {
   sigset_t set, old;
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
@@ -771,7 +784,8 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   long uid = -1, gid = -1;
   std::vector<std::string> cgroups, command;
   SuperviseOptions sup;
-  bool supervised = false, die_with_parent = false, args_fd = false;
+  bool supervised = false, die_with_parent = false;
+  std::size_t args_fd = 0;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--") {
       command.assign(args.begin() + i + 1, args.end());
@@ -781,11 +795,11 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       die_with_parent = true;
       continue;
     }
-    if (args[i] == "--args-fd") {
-      args_fd = true;
+    if (i + 1 >= args.size()) break;
+    if (args[i] == "--args-count") {
+      args_fd = std::strtoul(args[++i].c_str(), nullptr, 10);
       continue;
     }
-    if (i + 1 >= args.size()) break;
     if (args[i] == "--deadline" || args[i] == "--grace" || args[i] == "--state") {
       supervised = true;
       const std::string& v = args[++i];
@@ -803,7 +817,7 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   }
   if (command.empty()) {
     std::fputs("usage: skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--deadline EPOCH] [--state FILE]\n"
-               "       [--grace S] [--die-with-parent] [--args-fd] -- PROGRAM ARGS...\n", stderr);
+               "       [--grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...\n", stderr);
     return 2;
   }
   if (die_with_parent) {

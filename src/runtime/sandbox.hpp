@@ -126,7 +126,7 @@ void unmount_disk_image(const std::string& root, const std::string& image);
 bool is_mount_point(const std::string& path);
 
 //! `skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--deadline EPOCH]
-//! [--state FILE --grace S] [--die-with-parent] [--args-fd] -- PROGRAM ARGS...`:
+//! [--state FILE --grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...`:
 //! joins the cgroups, drops to U:G and execs PROGRAM. Used by SandboxLauncher.
 //! With --deadline or --state it stays as a small root supervisor instead:
 //! forks PROGRAM, forwards SIGINT/SIGTERM/SIGHUP to it, exits with its status,
@@ -134,8 +134,8 @@ bool is_mount_point(const std::string& path);
 //! root-owned state FILE when readable, plus S seconds of grace) passes it
 //! SIGKILLs every other process of its cgroups: a runtime ends at its
 //! maximum lifetime even when no server is left to end it.
-//! --args-fd: ARGS go to PROGRAM (bwrap) through a memfd (`--args FD`), so
-//! the sandbox's /proc/1/cmdline shows no host paths.
+//! --args-count N: the first N of ARGS (bwrap's options) go to PROGRAM through
+//! a memfd (`--args FD`), so the sandbox's /proc/1/cmdline shows no host paths.
 //! --die-with-parent: PR_SET_PDEATHSIG(SIGKILL) (for `skylab run`).
 int sandbox_exec_main(const std::vector<std::string>& args);
 
