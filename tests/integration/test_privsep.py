@@ -259,7 +259,6 @@ def test_skylab_run_sigterm_ends_its_kernel(tmp_path, runtime):
     assert p.returncode == 143, rest
     assert (tmp_path / "sleeps.out.ipynb").exists()
     assert not wait_gone([pid], timeout=15), "kernel %d outlived skylab run" % pid
-    assert find_pid_by_comm(tag) is None
 
 
 @pytest.mark.parametrize("runtime", [False, True], ids=["plain", "sandboxed"])
@@ -269,7 +268,6 @@ def test_skylab_run_sigkill_takes_its_kernel_along(tmp_path, runtime):
     p.kill()
     p.wait(timeout=10)
     assert not wait_gone([pid], timeout=15), "kernel %d outlived a SIGKILLed skylab run" % pid
-    assert find_pid_by_comm(tag) is None
 
 
 LIFETIME = """
