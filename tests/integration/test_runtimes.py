@@ -411,18 +411,30 @@ def wait_warm(srv, n, timeout=90):
 
 def server_processes(srv, also=""):
     """Processes (not the server) whose command line mentions the server's
-    data directory (and `also`)."""
-    out = []
+    data directory (and `also`), and their descendants (bwrap's command line
+    names no host paths; its supervisor's does)."""
+    out, parents = [], {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
+            with open("/proc/%s/stat" % d) as f:
+                parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
             with open("/proc/%s/cmdline" % d, "rb") as f:
                 cmdline = f.read()
             if srv.data_dir.encode() in cmdline and also.encode() in cmdline and int(d) != srv.proc.pid:
                 out.append(int(d))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
+    seen = set(out)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in seen and pid not in seen and pid != srv.proc.pid:
+                seen.add(pid)
+                out.append(pid)
+                changed = True
     return out
 
 
@@ -563,22 +575,24 @@ def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server)
     bob_drive = os.path.join(srv.data_dir, "drive", "bob")
 
     def bob_sandboxes():
+        # bwrap's command line names no host paths (its options come through a
+        # memfd): look at what each sandbox mounts at /content/drive instead.
         n = 0
         for pid in server_processes(srv):
             try:
-                with open("/proc/%d/cmdline" % pid, "rb") as f:
-                    args = f.read().split(b"\0")
-            except OSError:
-                continue
-            if not (args[0].endswith(b"bwrap") and bob_drive.encode() in args):
-                continue
-            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() != "bwrap":
+                        continue
                 with open("/proc/%d/stat" % pid) as f:
                     ppid = int(f.read().rsplit(")", 1)[1].split()[1])
                 with open("/proc/%d/comm" % ppid) as f:
-                    n += f.read().strip() != "bwrap"  # bwrap forks once inside: count sandboxes
+                    if f.read().strip() != "bwrap":
+                        continue  # the outer bwrap; its child (inside) counts the sandbox once
+                with open("/proc/%d/mountinfo" % pid) as f:
+                    mounts = [line.split() for line in f]
             except (OSError, ValueError, IndexError):
                 continue
+            n += any(len(m) > 4 and m[3] == bob_drive and m[4] == "/content/drive" for m in mounts)
         return n
 
     assert bob_sandboxes() == 2
