@@ -572,7 +572,12 @@ int run_main(const std::vector<std::string>& args) {
   if (result.status == exec::RunStatus::kKernelDied)
     kernel_log = tail_of_file(kernel_log_path, kernel_log_start, 2000);
 
-  // Write first: the notebook is what the user came for.
+  // Cancelled (SIGINT/SIGTERM): the kernel goes first (shutdown_request,
+  // then SIGKILL of it and its cgroup), so that whatever ends us next finds
+  // nothing left running. Otherwise write first: the notebook is what the
+  // user came for.
+  bool cancelled = result.status == exec::RunStatus::kCancelled;
+  if (cancelled) exec::stop_kernel(*kernels, kid.value());
   int code = 0;
   std::string write_error;
   if (to_stdout) {
@@ -582,7 +587,7 @@ int run_main(const std::vector<std::string>& args) {
   } else if (auto st = exec::write_notebook(output, nb); !st.ok()) {
     write_error = st.error().message;
   }
-  exec::stop_kernel(*kernels, kid.value());
+  if (!cancelled) exec::stop_kernel(*kernels, kid.value());
 
   bool tty = ::isatty(STDERR_FILENO);
   switch (result.status) {

@@ -177,8 +177,8 @@ def test_ownership_is_set_at_creation_and_a_start_walks_nothing(sandbox_server, 
 
 def test_swapping_drive_dirs_for_symlinks_during_starts_gives_nothing_away(sandbox_server, outside):
     srv = sandbox_server
-    for i in range(200):
-        with open(os.path.join(outside, "f%03d" % i), "w") as f:
+    for i in range(3000):
+        with open(os.path.join(outside, "f%04d" % i), "w") as f:
             f.write("x")
     kid, c = start(srv)
     # The attacker's runtime swaps a Drive folder full of files for a symlink
@@ -186,8 +186,8 @@ def test_swapping_drive_dirs_for_symlinks_during_starts_gives_nothing_away(sandb
     r = c.execute("""
 import os, threading
 os.makedirs('/content/drive/swap', exist_ok=True)
-for i in range(200):
-    open('/content/drive/swap/f%%03d' %% i, 'w').close()
+for i in range(3000):
+    open('/content/drive/swap/f%%04d' %% i, 'w').close()
 stop = False
 def loop():
     while not stop:
@@ -203,7 +203,7 @@ t.start()
 print('swapping')
 """ % outside)
     assert r.stdout.strip() == "swapping", r
-    for _ in range(3):
+    for _ in range(4):
         kid2, c2 = start(srv)
         srv.delete_kernel(kid2)
     c.execute("stop = True; t.join()")
