@@ -184,20 +184,18 @@ def test_swapping_drive_dirs_for_symlinks_during_starts_gives_nothing_away(sandb
     # The attacker's runtime swaps a Drive folder full of files for a symlink
     # to the root-owned target, over and over, while other runtimes start.
     r = c.execute("""
-import os, threading
+import ctypes, os, threading
 os.makedirs('/content/drive/swap', exist_ok=True)
 for i in range(3000):
     open('/content/drive/swap/f%%04d' %% i, 'w').close()
+if not os.path.lexists('/content/drive/swap.link'):
+    os.symlink(%r, '/content/drive/swap.link')
+libc = ctypes.CDLL(None, use_errno=True)
 stop = False
 def loop():
+    # renameat2(RENAME_EXCHANGE): 'swap' is the folder, then the symlink, then the folder...
     while not stop:
-        try:
-            os.rename('/content/drive/swap', '/content/drive/swap.real')
-            os.symlink(%r, '/content/drive/swap')
-            os.unlink('/content/drive/swap')
-            os.rename('/content/drive/swap.real', '/content/drive/swap')
-        except OSError:
-            pass
+        libc.renameat2(-100, b'/content/drive/swap', -100, b'/content/drive/swap.link', 2)
 t = threading.Thread(target=loop, daemon=True)
 t.start()
 print('swapping')
