@@ -370,9 +370,10 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
       a.insert(a.end(), {"--ro-bind", host, host});
     }
   }
-  // /tmp and /var/tmp are the user's scratch space (the runtime drops to
+  // /tmp, /var/tmp and /dev/shm (POSIX semaphores: multiprocessing) are the user's scratch space (the runtime drops to
   // the user's uid after bwrap made them): sticky and world-writable.
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+                     "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
                      "--perms", "1777", "--tmpfs", "/var/tmp", "--tmpfs", "/run"});
   for (auto& d : p.gpu_devices) a.insert(a.end(), {"--dev-bind", d, d});
   // bwrap creates missing parents of mount points as 0700 root: make the

@@ -212,3 +212,92 @@ def test_host_network_opt_in_sees_host_loopback(srv):
         assert out.strip() == "connected", out
     finally:
         lst.close()
+
+
+SYSCALLS = r"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"io_uring_setup": 425, "bpf": 321, "keyctl": 250, "userfaultfd": 323, "perf_event_open": 298}
+def sc(name, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(NR[name], *args)
+    return r, errno.errorcode.get(ctypes.get_errno(), "0")
+p = ctypes.create_string_buffer(256)
+res = {
+  "io_uring_setup": sc("io_uring_setup", 8, p),
+  "bpf": sc("bpf", 0, p, 64),
+  "keyctl": sc("keyctl", 0, -3, 0),
+  "userfaultfd": sc("userfaultfd", 0),
+  "perf_event_open": sc("perf_event_open", p, 0, -1, -1, 0),
+}
+try:
+    if hasattr(os, "unshare"):  # Python 3.12+
+        os.unshare(os.CLONE_NEWUSER)
+    elif libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER through libc
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    res["unshare"] = "ok"
+except PermissionError:
+    res["unshare"] = "PermissionError"
+except OSError as e:
+    res["unshare"] = errno.errorcode.get(e.errno, str(e))
+print(res)
+"""
+
+
+def test_seccomp_refuses_kernel_attack_surface(srv, rt):
+    import platform
+    if platform.machine() != "x86_64":
+        pytest.skip("syscall numbers in this test are x86_64's")
+    res = eval(cell(rt, SYSCALLS).strip())
+    assert res["unshare"] == "PermissionError", res
+    for name in ("io_uring_setup", "bpf", "keyctl", "userfaultfd", "perf_event_open"):
+        r, err = res[name]
+        assert r == -1 and err in ("EPERM", "ENOSYS"), (name, res)
+    out = cell(rt, "!unshare -Ur true; echo rc=$?")
+    assert "rc=0" not in out and "rc=" in out, out
+    out = cell(rt, "!unshare -m true; echo rc=$?")
+    assert "rc=0" not in out, out
+    out = cell(rt, "!mount -t tmpfs none /tmp 2>&1; echo rc=$?")
+    assert "rc=0" not in out, out
+    # The filter is the kernel's: what a process inside reports.
+    out = cell(rt, "print([l for l in open('/proc/self/status') if l.startswith('Seccomp:')])")
+    assert "2" in out, out
+
+
+def test_seccomp_unconfined_opt_out(srv):
+    c = start(srv, "unconfined")
+    out = cell(c, "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')])")
+    assert out.strip() == "['0']", out
+
+
+def test_ordinary_work_still_runs_under_the_filter(rt):
+    out = cell(rt, """
+import subprocess, threading, multiprocessing, numpy
+r = []
+t = threading.Thread(target=lambda: r.append(sum(range(10)))); t.start(); t.join()
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    sq = pool.map(abs, [-1, -2])
+print(r, sq, subprocess.run(["echo", "sub"], capture_output=True, text=True).stdout.strip(),
+      float(numpy.linalg.norm(numpy.ones(4))))
+""", timeout=120)
+    assert out.strip() == "[45] [1, 2] sub 2.0", out
+    out = cell(rt, "!pip --version; git --version; echo rc=$?", timeout=120)
+    assert "pip " in out and "git version" in out and "rc=0" in out, out
+    if shutil.which("gcc"):
+        out = cell(rt, "!cd /tmp && printf '#include <stdio.h>\\nint main(){puts(\"compiled\");}' > t.c && gcc t.c -o t && ./t",
+                   timeout=120)
+        assert "compiled" in out, out
+
+
+def test_torch_forward_backward_under_the_filter(rt):
+    r = subprocess.run([PYTHON, "-c", "import torch"], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("torch is not installed on this machine")
+    out = cell(rt, """
+import torch
+x = torch.randn(2, 3, 16, 16, requires_grad=True)
+conv = torch.nn.Conv2d(3, 4, 3)
+y = conv(x).relu().sum(); y.backward()
+print(tuple(conv.weight.grad.shape), bool(torch.isfinite(x.grad).all()))
+""", timeout=180)
+    assert out.strip() == "(4, 3, 3, 3) True", out
