@@ -301,3 +301,62 @@ y = conv(x).relu().sum(); y.backward()
 print(tuple(conv.weight.grad.shape), bool(torch.isfinite(x.grad).all()))
 """, timeout=180)
     assert out.strip() == "(4, 3, 3, 3) True", out
+
+
+@pytest.fixture
+def fake_internet():
+    """A network namespace with an HTTP server on 10.213.N.2, reached from the
+    host through a veth pair (10.213.N.1 on our side)."""
+    if not shutil.which("ip"):
+        pytest.skip("iproute2 is missing")
+    tag = uuid.uuid4().hex[:6]
+    ns, veth, peer = "skyinet-" + tag, "skyv" + tag, "skyp" + tag
+    n = int(tag[:2], 16)
+    host_ip, far_ip = "10.213.%d.1" % n, "10.213.%d.2" % n
+    steps = [["ip", "netns", "add", ns],
+             ["ip", "link", "add", veth, "type", "veth", "peer", "name", peer],
+             ["ip", "link", "set", peer, "netns", ns],
+             ["ip", "addr", "add", host_ip + "/30", "dev", veth],
+             ["ip", "link", "set", veth, "up"],
+             ["ip", "-n", ns, "addr", "add", far_ip + "/30", "dev", peer],
+             ["ip", "-n", ns, "link", "set", peer, "up"],
+             ["ip", "-n", ns, "link", "set", "lo", "up"]]
+    http = None
+    try:
+        for s in steps:
+            r = subprocess.run(s, capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip("cannot build the fake internet host: %s: %s" % (" ".join(s), r.stderr))
+        root = os.path.join("/tmp", ns)
+        os.makedirs(root)
+        with open(os.path.join(root, "hello.txt"), "w") as f:
+            f.write("hello from the internet\n")
+        http = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-m", "http.server", "--bind", far_ip,
+                                 "--directory", root, "8080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):  # until the server listens (from the host, through the veth)
+            try:
+                socket.create_connection((far_ip, 8080), timeout=1).close()
+                break
+            except OSError:
+                import time
+                time.sleep(0.1)
+        yield far_ip, host_ip
+    finally:
+        if http:
+            http.terminate()
+            http.wait()
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(os.path.join("/tmp", ns), ignore_errors=True)
+
+
+@needs_pasta
+def test_outbound_through_nat_but_not_the_host_side(srv, fake_internet):
+    far_ip, host_ip = fake_internet
+    c = start(srv)  # a fresh runtime: the veth address is one of the host's now
+    out = cell(c, "import urllib.request\nprint(urllib.request.urlopen('http://%s:8080/hello.txt', timeout=20).read().decode())"
+               % far_ip)
+    assert out.strip() == "hello from the internet", out
+    # The host's own end of the same link is a host address: prohibited.
+    out = cell(c, CONNECT + "print(probe(%r, 8080))" % host_ip)
+    assert out.strip() == "EACCES", out
