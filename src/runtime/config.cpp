@@ -192,9 +192,10 @@ Result<Config> parse_config(std::string_view text) {
       if (rt.display_name.empty()) rt.display_name = name == "gpu" ? "GPU" : name;
       Duration idle{}, life{};
       bool has_idle = t->contains("idle_timeout"), has_life = t->contains("max_lifetime");
-      bool network = rt.network;
+      NetworkMode network = rt.network;
+      SeccompMode seccomp = rt.seccomp;
       bool ok = w.check_keys(*t, p, {"display_name", "memory", "cpus", "gpus", "pids", "disk", "idle_timeout",
-                                     "max_lifetime", "network"}) &&
+                                     "max_lifetime", "network", "seccomp"}) &&
                 w.string(*t, p, "display_name", rt.display_name) && w.size(*t, p, "memory", rt.memory_bytes) &&
                 w.integer(*t, p, "gpus", rt.gpus, 0, 64) && w.integer(*t, p, "pids", rt.pids, 0, 1 << 22) &&
                 w.size(*t, p, "disk", rt.disk_bytes) && w.duration(*t, p, "idle_timeout", idle) &&
@@ -206,11 +207,25 @@ Result<Config> parse_config(std::string_view text) {
         rt.cpus = *d;
       }
       if (auto n = t->get("network")) {
+        // true keeps its old meaning "has a network", which is now the isolated NAT.
         auto b = n->value_exact<bool>();
-        if (!b) return Error::bad_request("config: " + p + "network: expected true or false");
-        network = *b;
+        auto s = n->value_exact<std::string>();
+        if (b) network = *b ? NetworkMode::kIsolated : NetworkMode::kNone;
+        else if (s && *s == "isolated") network = NetworkMode::kIsolated;
+        else if (s && *s == "host") network = NetworkMode::kHost;
+        else if (s && *s == "none") network = NetworkMode::kNone;
+        else
+          return Error::bad_request("config: " + p +
+                                    "network: expected true, false, \"isolated\", \"host\" or \"none\"");
       }
       rt.network = network;
+      if (auto n = t->get("seccomp")) {
+        auto s = n->value_exact<std::string>();
+        if (s && *s == "default") seccomp = SeccompMode::kDefault;
+        else if (s && *s == "unconfined") seccomp = SeccompMode::kUnconfined;
+        else return Error::bad_request("config: " + p + "seccomp: expected \"default\" or \"unconfined\"");
+      }
+      rt.seccomp = seccomp;
       if (has_idle) rt.idle_timeout = idle;
       if (has_life) rt.max_lifetime = life;
       c.types[name] = rt;

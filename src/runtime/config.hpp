@@ -22,6 +22,18 @@ Result<Duration> parse_duration(std::string_view text);
 //! "8G", "512M", "100K", "1T", "1024" (bytes); binary units (G = 2^30).
 Result<std::uint64_t> parse_size(std::string_view text);
 
+//! A runtime's network (`network` of a runtime type).
+enum class NetworkMode {
+  kIsolated,  //!< own netns, outbound NAT through pasta; no host loopback, host addresses, link-local (true, "isolated")
+  kHost,      //!< the host's network namespace, explicit opt-in for trusted set-ups ("host")
+  kNone,      //!< own empty netns: loopback only (false, "none")
+};
+//! The syscall filter of a runtime type (`seccomp`).
+enum class SeccompMode {
+  kDefault,     //!< the default filter (src/runtime/seccomp.hpp) ("default")
+  kUnconfined,  //!< no filter ("unconfined")
+};
+
 //! One entry of [runtime_types.NAME]. Zero means "no limit" for limits.
 struct RuntimeType {
   std::string name;
@@ -33,7 +45,8 @@ struct RuntimeType {
   std::uint64_t disk_bytes = 0;  //!< size limit of /content
   std::optional<Duration> idle_timeout;   //!< overrides [runtimes]
   std::optional<Duration> max_lifetime;   //!< overrides [runtimes]
-  bool network = true;
+  NetworkMode network = NetworkMode::kIsolated;
+  SeccompMode seccomp = SeccompMode::kDefault;
 };
 
 struct RuntimesSection {

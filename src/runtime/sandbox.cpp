@@ -23,6 +23,8 @@
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/netns.hpp"
+#include "runtime/seccomp.hpp"
 
 namespace skylab::runtime {
 
@@ -348,12 +350,14 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
                                     const std::vector<std::string>& command) {
   std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"};
   if (!p.network) a.push_back("--unshare-net");
+  if (p.seccomp) a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd)});
   for (const char* x : {"--new-session", "--hostname", "skylab", "--clearenv"}) a.push_back(x);
   for (auto& [k, v] : p.env) {
     a.insert(a.end(), {"--setenv", k, v});
   }
   // A read-only system: /usr and /etc, and the merged-/usr links beside them.
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+  if (!p.dns_forward.empty()) a.insert(a.end(), {"--ro-bind-data", std::to_string(kResolvConfFd), "/etc/resolv.conf"});
   for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
     std::string host = std::string("/") + top;
     struct stat st{};
@@ -366,9 +370,10 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
       a.insert(a.end(), {"--ro-bind", host, host});
     }
   }
-  // /tmp and /var/tmp are the user's scratch space (the runtime drops to
+  // /tmp, /var/tmp and /dev/shm (POSIX semaphores: multiprocessing) are the user's scratch space (the runtime drops to
   // the user's uid after bwrap made them): sticky and world-writable.
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+                     "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
                      "--perms", "1777", "--tmpfs", "/var/tmp", "--tmpfs", "/run"});
   for (auto& d : p.gpu_devices) a.insert(a.end(), {"--dev-bind", d, d});
   // bwrap creates missing parents of mount points as 0700 root: make the
@@ -459,7 +464,12 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   SandboxPlan plan;
   plan.uid = uid.value();
   plan.gid = static_cast<gid_t>(uid.value());
-  plan.network = type.network;
+  plan.network = type.network != NetworkMode::kNone;
+  // Only root can give a runtime its own namespace with NAT; a server run
+  // by an ordinary user (development) shares its network.
+  bool isolated_net = type.network == NetworkMode::kIsolated && ::geteuid() == 0;
+  if (isolated_net) plan.dns_forward = dns_forward_address(read_file("/etc/resolv.conf"), host_ipv4_gateway());
+  plan.seccomp = type.seccomp == SeccompMode::kDefault;
   fs::path data(opts_.data_dir);
   fs::path runtime_root = data / "runtimes" / spec.kernel_id;
   plan.content_dir = (runtime_root / "content").string();
@@ -523,6 +533,9 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
 
   std::vector<std::string> argv = {opts_.skylab_binary, "sandbox-exec"};
   for (auto& d : cg->dirs()) argv.insert(argv.end(), {"--cgroup", d});
+  if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
+  if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
+  if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
   argv.push_back("--");
   auto inner = bwrap_args(opts_, plan, spec.argv);
   argv.insert(argv.end(), inner.begin(), inner.end());
@@ -613,6 +626,7 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
 
 int sandbox_exec_main(const std::vector<std::string>& args) {
   long uid = -1, gid = -1;
+  std::string net, dns_forward, seccomp;
   std::vector<std::string> cgroups, command;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--") {
@@ -623,6 +637,9 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     if (args[i] == "--uid") uid = std::stol(args[++i]);
     else if (args[i] == "--gid") gid = std::stol(args[++i]);
     else if (args[i] == "--cgroup") cgroups.push_back(args[++i]);
+    else if (args[i] == "--net" && args[i + 1] == "isolated") net = args[++i];
+    else if (args[i] == "--dns-forward") dns_forward = args[++i];
+    else if (args[i] == "--seccomp" && args[i + 1] == "default") seccomp = args[++i];
     else {
       std::fprintf(stderr, "skylab sandbox-exec: unknown option %s\n", args[i].c_str());
       return 2;
@@ -637,6 +654,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(), std::strerror(errno));
       return 126;
     }
+  }
+  if (auto st = isolate_runtime(!net.empty(), dns_forward, !seccomp.empty()); !st.ok()) {
+    std::fprintf(stderr, "skylab sandbox-exec: %s\n", st.error().message.c_str());
+    return 126;
   }
   if (gid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0)) {
     std::perror("skylab sandbox-exec: setgid");

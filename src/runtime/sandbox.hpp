@@ -67,7 +67,9 @@ struct SandboxPlan {
   gid_t gid = 0;
   std::string content_dir, drive_dir, cache_dir, conn_dir;
   std::vector<std::string> gpu_devices;  //!< /dev/nvidiaN nodes to expose
-  bool network = true;
+  bool network = true;     //!< false: bwrap --unshare-net (an isolated netns is made before bwrap)
+  bool seccomp = false;    //!< bwrap --seccomp kSeccompFd (the outer sandbox-exec opens it)
+  std::string dns_forward; //!< non-empty: /etc/resolv.conf from kResolvConfFd ("nameserver <this>")
   std::map<std::string, std::string> env;
 };
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
@@ -111,8 +113,12 @@ void unmount_disk_image(const std::string& root, const std::string& image);
 //! Whether `path` is a mount point (its device differs from its parent's).
 bool is_mount_point(const std::string& path);
 
-//! `skylab sandbox-exec --uid U --gid G [--cgroup DIR]... -- PROGRAM ARGS...`:
-//! joins the cgroups, drops to U:G and execs PROGRAM. Used by SandboxLauncher.
+//! `skylab sandbox-exec --uid U --gid G [--cgroup DIR]... [--net isolated]
+//! [--dns-forward ADDR] [--seccomp default] -- PROGRAM ARGS...`: joins the
+//! cgroups; with --net, moves into a new network namespace with pasta NAT
+//! (runtime/netns.hpp); with --seccomp / --dns-forward, opens the filter and
+//! the resolv.conf on the fds bwrap_args names; drops to U:G and execs
+//! PROGRAM. Used by SandboxLauncher.
 int sandbox_exec_main(const std::vector<std::string>& args);
 
 }  // namespace skylab::runtime
