@@ -4,6 +4,7 @@
 
 #include "api/api.hpp"
 #include "common/log.hpp"
+#include "runtime/service.hpp"
 
 namespace skylab::api {
 
@@ -232,7 +233,7 @@ void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       up.refuse = http::Response::error(404, "Kernel does not exist: " + req.params[0]);
       return up;
     }
-    if (ctx->is_job_kernel && ctx->is_job_kernel(k->id)) {
+    if (!ctx->runtimes->lease_of(k->id).empty()) {
       up.refuse = http::Response::error(409, "This kernel runs a job; see /api/skylab/jobs");
       return up;
     }
