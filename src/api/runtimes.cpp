@@ -54,7 +54,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
 // "starting" (with the backend's reason, when it gave one).
 json pending_json(const runtime::PendingRuntime& p) {
   json j = {{"id", p.id}, {"type", p.type}, {"state", p.state}, {"position", p.position},
-            {"created", util::iso_time(p.created)}, {"gpus", json::array()}};
+            {"created", util::iso_time(p.created)}, {"gpus", p.gpus}};
   if (!p.reason.empty()) j["reason"] = p.reason;
   return j;
 }

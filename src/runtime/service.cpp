@@ -184,6 +184,7 @@ void RuntimeService::run_start(const std::string& id, std::vector<int> gpus) {
       leases_.erase(id);
     } else {
       e.queued = false;
+      e.gpus = gpus;
       spec = StartSpec{id, e.request.user, e.request.spec, e.type, gpus};
     }
   }
@@ -288,7 +289,7 @@ std::vector<PendingRuntime> RuntimeService::pending(const std::string& user) con
   for (auto& [id, e] : entries_) {
     if (e.cancelled || (!user.empty() && e.request.user != user)) continue;
     out.push_back(PendingRuntime{id, e.request.user, e.type, e.request.spec, e.queued ? "queued" : "starting",
-                                 e.queued ? gpus_->position(id) : 0, e.reason, e.created});
+                                 e.queued ? gpus_->position(id) : 0, e.reason, e.created, e.gpus});
   }
   return out;
 }
@@ -299,7 +300,7 @@ std::optional<PendingRuntime> RuntimeService::pending_one(const std::string& id)
   if (it == entries_.end() || it->second.cancelled) return std::nullopt;
   const Entry& e = it->second;
   return PendingRuntime{id, e.request.user, e.type, e.request.spec, e.queued ? "queued" : "starting",
-                        e.queued ? gpus_->position(id) : 0, e.reason, e.created};
+                        e.queued ? gpus_->position(id) : 0, e.reason, e.created, e.gpus};
 }
 
 void RuntimeService::stop() {

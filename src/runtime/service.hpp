@@ -114,6 +114,7 @@ struct PendingRuntime {
   int position = 0;    //!< GPU queue position when queued
   std::string reason;  //!< the backend's last progress message, if any
   std::chrono::system_clock::time_point created;
+  std::vector<int> gpus;  //!< granted GPUs (starting ones)
 };
 
 struct ServiceOptions {
@@ -183,6 +184,7 @@ class RuntimeService {
     int gpu_count = 0;
     bool queued = false;     // waiting for GPUs
     bool cancelled = false;  // released while queued or starting
+    std::vector<int> gpus;   // granted
     std::string reason;
     std::chrono::system_clock::time_point created;
     Started on_started;
