@@ -203,7 +203,7 @@ Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& ke
   auto h = std::make_shared<ChannelsHub>(kernel_id, [self, kernel_id] {
     if (auto reg = self.lock()) reg->forget(kernel_id);
   });
-  auto st = kernels_->set_observer(kernel_id, h);
+  auto st = kernels_->add_observer(kernel_id, h);
   if (!st.ok()) return st.error();
   hubs_[kernel_id] = h;
   return h;

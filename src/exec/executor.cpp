@@ -189,7 +189,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     result.status = status;
     result.message = std::move(message);
     result.failed_cell = cell;
-    im.kernels->set_observer(im.kernel_id, nullptr);
+    im.kernels->remove_observer(im.kernel_id, im.inbox.get());
     return result;
   };
 
@@ -203,7 +203,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
       return result;
     }
   }
-  if (auto st = im.kernels->set_observer(im.kernel_id, im.inbox); !st.ok()) {
+  if (auto st = im.kernels->add_observer(im.kernel_id, im.inbox); !st.ok()) {
     result.status = RunStatus::kKernelDied;
     result.message = "the kernel is gone: " + st.error().message;
     return result;
