@@ -66,8 +66,6 @@ struct Context {
   //! <data-dir>/runtimes: sandboxed runtimes' /content lives in <id>/content
   //! there; "" turns the runtime files API off.
   std::string runtimes_dir;
-  //! Where kernels run (for per-runtime usage in /resources); null: plain processes.
-  std::shared_ptr<kernel::Launcher> launcher;
   //! The example notebooks of the gallery (examples/*.ipynb); "" none.
   std::string examples_dir;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();

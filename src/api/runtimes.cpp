@@ -98,8 +98,7 @@ class CpuSampler {
 json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
                 const std::map<int, runtime::GpuUsage>& gpu_by_index) {
   json j = {{"id", k.id}, {"type", type_of(k, *ctx.runtime_config)}, {"state", k.execution_state}};
-  kernel::Usage u;
-  if (ctx.launcher) u = ctx.launcher->usage(k.id);
+  kernel::Usage u = ctx.runtimes->backend().usage(k.id);
   auto t = ctx.runtime_config->types.find(type_of(k, *ctx.runtime_config));
   auto or_null = [](std::uint64_t v) { return v ? json(v) : json(nullptr); };
   if (u.known) {

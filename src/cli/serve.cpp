@@ -273,7 +273,6 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->runtimes_dir = (data / "runtimes").string();
-  ctx->launcher = mo.launcher;
   auto pool = std::make_shared<runtime::WarmPool>(kernels, runtime_config.value(), [accounts = accounts.value()](const std::string& user) {
     auto u = accounts->find_user(user);
     return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
@@ -285,7 +284,7 @@ int serve_main(const std::vector<std::string>& args) {
     log::info("warm pool: " + std::to_string(pool->size()) + " spare runtime(s) per user and type");
   }
   // The one way to a kernel: every API route and the jobs go through it.
-  ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(kernels, specs, active_pool),
+  ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(kernels, specs, active_pool, mo.launcher),
                                                             ctx->runtime_config, gpus, active_pool);
   ctx->specs = specs;
   ctx->drive = user_drive.value();

@@ -14,8 +14,8 @@ namespace {
 class LocalBackend final : public RuntimeBackend {
  public:
   LocalBackend(std::shared_ptr<kernel::KernelManager> kernels, std::shared_ptr<const kernel::KernelSpecStore> specs,
-               std::shared_ptr<WarmPool> pool)
-      : kernels_(std::move(kernels)), specs_(std::move(specs)), pool_(std::move(pool)) {}
+               std::shared_ptr<WarmPool> pool, std::shared_ptr<kernel::Launcher> launcher)
+      : kernels_(std::move(kernels)), specs_(std::move(specs)), pool_(std::move(pool)), launcher_(std::move(launcher)) {}
 
   Result<kernel::KernelModel> start(const StartSpec& s, const std::function<void(std::string)>&) override {
     kernel::StartOptions so;
@@ -32,19 +32,22 @@ class LocalBackend final : public RuntimeBackend {
   void stop(const std::string& id, std::function<void(Status)> done) override { kernels_->shutdown(id, std::move(done)); }
   std::vector<kernel::KernelModel> list() const override { return kernels_->list(); }
   Result<kernel::KernelModel> get(const std::string& id) const override { return kernels_->get(id); }
+  kernel::Usage usage(const std::string& id) override { return launcher_ ? launcher_->usage(id) : kernel::Usage{}; }
 
  private:
   std::shared_ptr<kernel::KernelManager> kernels_;
   std::shared_ptr<const kernel::KernelSpecStore> specs_;
   std::shared_ptr<WarmPool> pool_;
+  std::shared_ptr<kernel::Launcher> launcher_;
 };
 
 }  // namespace
 
 std::shared_ptr<RuntimeBackend> make_local_backend(std::shared_ptr<kernel::KernelManager> kernels,
                                                    std::shared_ptr<const kernel::KernelSpecStore> specs,
-                                                   std::shared_ptr<WarmPool> pool) {
-  return std::make_shared<LocalBackend>(std::move(kernels), std::move(specs), std::move(pool));
+                                                   std::shared_ptr<WarmPool> pool,
+                                                   std::shared_ptr<kernel::Launcher> launcher) {
+  return std::make_shared<LocalBackend>(std::move(kernels), std::move(specs), std::move(pool), std::move(launcher));
 }
 
 RuntimeService::RuntimeService(std::shared_ptr<RuntimeBackend> backend, std::shared_ptr<const Config> config,

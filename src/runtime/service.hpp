@@ -75,14 +75,23 @@ class RuntimeBackend {
   virtual std::vector<kernel::KernelModel> list() const = 0;
   //! NotFound for unknown ids. Quick; any thread.
   virtual Result<kernel::KernelModel> get(const std::string& id) const = 0;
+  //! What kernel `id` uses now (memory, CPU time, /content disk); `known`
+  //! false when the backend cannot tell. May block (cgroup files, a walk of
+  //! /content, a round trip to an agent): never on the Asio thread.
+  virtual kernel::Usage usage(const std::string& id) {
+    (void)id;
+    return {};
+  }
 };
 
-//! The local backend: kernels of a KernelManager (sandboxed by its launcher),
-//! spares from a WarmPool (may be null).
-//! Spares are only claimed for kernelspecs `specs` knows.
+//! The local backend: kernels of a KernelManager (sandboxed by `launcher`,
+//! the one in its ManagerOptions; null: plain processes, usage unknown),
+//! spares from a WarmPool (may be null), claimed only for kernelspecs
+//! `specs` knows.
 std::shared_ptr<RuntimeBackend> make_local_backend(std::shared_ptr<kernel::KernelManager> kernels,
                                                    std::shared_ptr<const kernel::KernelSpecStore> specs,
-                                                   std::shared_ptr<WarmPool> pool);
+                                                   std::shared_ptr<WarmPool> pool,
+                                                   std::shared_ptr<kernel::Launcher> launcher = nullptr);
 
 enum class Purpose { kInteractive, kJob };
 
