@@ -13,11 +13,16 @@ namespace {
 
 class LocalBackend final : public RuntimeBackend {
  public:
-  LocalBackend(std::shared_ptr<kernel::KernelManager> kernels, std::shared_ptr<const kernel::KernelSpecStore> specs,
-               std::shared_ptr<WarmPool> pool, std::shared_ptr<kernel::Launcher> launcher)
-      : kernels_(std::move(kernels)), specs_(std::move(specs)), pool_(std::move(pool)), launcher_(std::move(launcher)) {}
+  LocalBackend(std::shared_ptr<kernel::KernelManager> kernels,
+               std::shared_ptr<const kernel::KernelSpecStore> specs, std::shared_ptr<WarmPool> pool,
+               std::shared_ptr<kernel::Launcher> launcher)
+      : kernels_(std::move(kernels)),
+        specs_(std::move(specs)),
+        pool_(std::move(pool)),
+        launcher_(std::move(launcher)) {}
 
-  Result<kernel::KernelModel> start(const StartSpec& s, const std::function<void(std::string)>&) override {
+  Result<kernel::KernelModel> start(const StartSpec& s,
+                                    const std::function<void(std::string)>&) override {
     kernel::StartOptions so;
     so.runtime_type = s.type;
     so.kernel_id = s.id;
@@ -29,10 +34,16 @@ class LocalBackend final : public RuntimeBackend {
     if (!pool_ || !specs_ || !specs_->find(spec).ok()) return std::nullopt;
     return pool_->take(owner, type, spec);
   }
-  void stop(const std::string& id, std::function<void(Status)> done) override { kernels_->shutdown(id, std::move(done)); }
+  void stop(const std::string& id, std::function<void(Status)> done) override {
+    kernels_->shutdown(id, std::move(done));
+  }
   std::vector<kernel::KernelModel> list() const override { return kernels_->list(); }
-  Result<kernel::KernelModel> get(const std::string& id) const override { return kernels_->get(id); }
-  kernel::Usage usage(const std::string& id) override { return launcher_ ? launcher_->usage(id) : kernel::Usage{}; }
+  Result<kernel::KernelModel> get(const std::string& id) const override {
+    return kernels_->get(id);
+  }
+  kernel::Usage usage(const std::string& id) override {
+    return launcher_ ? launcher_->usage(id) : kernel::Usage{};
+  }
 
  private:
   std::shared_ptr<kernel::KernelManager> kernels_;
@@ -43,14 +54,16 @@ class LocalBackend final : public RuntimeBackend {
 
 }  // namespace
 
-std::shared_ptr<RuntimeBackend> make_local_backend(std::shared_ptr<kernel::KernelManager> kernels,
-                                                   std::shared_ptr<const kernel::KernelSpecStore> specs,
-                                                   std::shared_ptr<WarmPool> pool,
-                                                   std::shared_ptr<kernel::Launcher> launcher) {
-  return std::make_shared<LocalBackend>(std::move(kernels), std::move(specs), std::move(pool), std::move(launcher));
+std::shared_ptr<RuntimeBackend> make_local_backend(
+    std::shared_ptr<kernel::KernelManager> kernels,
+    std::shared_ptr<const kernel::KernelSpecStore> specs, std::shared_ptr<WarmPool> pool,
+    std::shared_ptr<kernel::Launcher> launcher) {
+  return std::make_shared<LocalBackend>(std::move(kernels), std::move(specs), std::move(pool),
+                                        std::move(launcher));
 }
 
-RuntimeService::RuntimeService(std::shared_ptr<RuntimeBackend> backend, std::shared_ptr<const Config> config,
+RuntimeService::RuntimeService(std::shared_ptr<RuntimeBackend> backend,
+                               std::shared_ptr<const Config> config,
                                std::shared_ptr<GpuAllocator> gpus, std::shared_ptr<WarmPool> pool,
                                ServiceOptions options)
     : backend_(std::move(backend)),
@@ -63,7 +76,9 @@ RuntimeService::RuntimeService(std::shared_ptr<RuntimeBackend> backend, std::sha
   for (std::size_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { work(); });
 }
 
-RuntimeService::~RuntimeService() { stop(); }
+RuntimeService::~RuntimeService() {
+  stop();
+}
 
 void RuntimeService::post(std::function<void()> task) {
   {
@@ -123,9 +138,11 @@ Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_starte
   }
   const auto n = static_cast<int>(mine.size()), n_gpu = static_cast<int>(mine_gpu.size());
   if (c.runtimes.max_per_user && n >= c.runtimes.max_per_user)
-    return Error::conflict("You have " + std::to_string(n) + " runtimes, the most allowed; delete one first");
+    return Error::conflict("You have " + std::to_string(n) +
+                           " runtimes, the most allowed; delete one first");
   if (gpu_count > 0 && n_gpu >= c.runtimes.max_gpu_per_user)
-    return Error::conflict("You already have " + std::to_string(n_gpu) + " GPU runtime(s), the most allowed");
+    return Error::conflict("You already have " + std::to_string(n_gpu) +
+                           " GPU runtime(s), the most allowed");
   if (starting >= options_.max_starting)
     return Error::unavailable("Too many runtimes are starting; try again in a moment");
 
@@ -291,7 +308,8 @@ std::vector<PendingRuntime> RuntimeService::pending(const std::string& user) con
   std::vector<PendingRuntime> out;
   for (auto& [id, e] : entries_) {
     if (e.cancelled || (!user.empty() && e.request.user != user)) continue;
-    out.push_back(PendingRuntime{id, e.request.user, e.type, e.request.spec, e.queued ? "queued" : "starting",
+    out.push_back(PendingRuntime{id, e.request.user, e.type, e.request.spec,
+                                 e.queued ? "queued" : "starting",
                                  e.queued ? gpus_->position(id) : 0, e.reason, e.created, e.gpus});
   }
   return out;
@@ -302,8 +320,15 @@ std::optional<PendingRuntime> RuntimeService::pending_one(const std::string& id)
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second.cancelled) return std::nullopt;
   const Entry& e = it->second;
-  return PendingRuntime{id, e.request.user, e.type, e.request.spec, e.queued ? "queued" : "starting",
-                        e.queued ? gpus_->position(id) : 0, e.reason, e.created, e.gpus};
+  return PendingRuntime{id,
+                        e.request.user,
+                        e.type,
+                        e.request.spec,
+                        e.queued ? "queued" : "starting",
+                        e.queued ? gpus_->position(id) : 0,
+                        e.reason,
+                        e.created,
+                        e.gpus};
 }
 
 void RuntimeService::stop() {

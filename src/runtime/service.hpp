@@ -60,10 +60,12 @@ class RuntimeBackend {
   //! thread. `progress(reason)` may be called any number of times before it
   //! returns, to say why it waits ("waiting for a machine"). NotFound for an
   //! unknown kernelspec; other errors as the backend sees them.
-  virtual Result<kernel::KernelModel> start(const StartSpec& s, const std::function<void(std::string)>& progress) = 0;
+  virtual Result<kernel::KernelModel> start(const StartSpec& s,
+                                            const std::function<void(std::string)>& progress) = 0;
   //! A spare kernel of `owner` for (`type`, `spec`) that can be handed out
   //! now (warm pool), or nullopt. Called on a worker thread; may block briefly.
-  virtual std::optional<kernel::KernelModel> claim_spare(const std::string& owner, const std::string& type,
+  virtual std::optional<kernel::KernelModel> claim_spare(const std::string& owner,
+                                                         const std::string& type,
                                                          const std::string& spec) {
     (void)owner, (void)type, (void)spec;
     return std::nullopt;
@@ -88,10 +90,10 @@ class RuntimeBackend {
 //! the one in its ManagerOptions; null: plain processes, usage unknown),
 //! spares from a WarmPool (may be null), claimed only for kernelspecs
 //! `specs` knows.
-std::shared_ptr<RuntimeBackend> make_local_backend(std::shared_ptr<kernel::KernelManager> kernels,
-                                                   std::shared_ptr<const kernel::KernelSpecStore> specs,
-                                                   std::shared_ptr<WarmPool> pool,
-                                                   std::shared_ptr<kernel::Launcher> launcher = nullptr);
+std::shared_ptr<RuntimeBackend> make_local_backend(
+    std::shared_ptr<kernel::KernelManager> kernels,
+    std::shared_ptr<const kernel::KernelSpecStore> specs, std::shared_ptr<WarmPool> pool,
+    std::shared_ptr<kernel::Launcher> launcher = nullptr);
 
 enum class Purpose { kInteractive, kJob };
 
@@ -112,8 +114,8 @@ struct RuntimeRequest {
 
 //! What acquire decided at once.
 struct Ticket {
-  std::string id;     //!< the runtime's id (a warm spare may end up under another id: see on_started)
-  int position = 0;   //!< 1-based GPU queue position; 0 = starting now
+  std::string id;  //!< the runtime's id (a warm spare may end up under another id: see on_started)
+  int position = 0;  //!< 1-based GPU queue position; 0 = starting now
 };
 
 //! A runtime that is not running yet, as users see it.
@@ -127,8 +129,9 @@ struct PendingRuntime {
 };
 
 struct ServiceOptions {
-  std::size_t threads = 2;        //!< workers that run starts
-  std::size_t max_starting = 64;  //!< admitted, not yet started runtimes (all users) before Unavailable
+  std::size_t threads = 2;  //!< workers that run starts
+  std::size_t max_starting =
+      64;  //!< admitted, not yet started runtimes (all users) before Unavailable
 };
 
 //! Thread-safe. Lock order: the service's lock, then the backend's and the
@@ -209,9 +212,9 @@ class RuntimeService {
   ServiceOptions options_;
 
   mutable std::mutex mu_;
-  std::map<std::string, Entry> entries_;        // GUARDED_BY(mu_): admitted, not started
-  std::map<std::string, std::string> leases_;   // GUARDED_BY(mu_): kernel id -> holder
-  bool stopping_ = false;                       // GUARDED_BY(mu_)
+  std::map<std::string, Entry> entries_;       // GUARDED_BY(mu_): admitted, not started
+  std::map<std::string, std::string> leases_;  // GUARDED_BY(mu_): kernel id -> holder
+  bool stopping_ = false;                      // GUARDED_BY(mu_)
 
   std::mutex qmu_;  // the workers' task queue (taken after mu_, never before)
   std::condition_variable qcv_;

@@ -25,7 +25,8 @@ class FakeBackend : public RuntimeBackend {
  public:
   explicit FakeBackend(std::shared_ptr<GpuAllocator> gpus = nullptr) : gpus_(std::move(gpus)) {}
 
-  Result<KernelModel> start(const StartSpec& s, const std::function<void(std::string)>& progress) override {
+  Result<KernelModel> start(const StartSpec& s,
+                            const std::function<void(std::string)>& progress) override {
     progress("waiting for a machine");
     std::unique_lock lock(mu_);
     ++waiting_;
@@ -211,8 +212,10 @@ TEST(RuntimeService, ConcurrentAcquiresNeverExceedTheLimit) {
   for (int i = 0; i < 16; ++i)
     threads.emplace_back([&] {
       while (!go) std::this_thread::yield();
-      if (svc.acquire(req("ann"), results.cb()).ok()) ++admitted;
-      else ++refused;
+      if (svc.acquire(req("ann"), results.cb()).ok())
+        ++admitted;
+      else
+        ++refused;
     });
   go = true;
   for (auto& t : threads) t.join();
