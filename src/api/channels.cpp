@@ -4,6 +4,7 @@
 
 #include "api/api.hpp"
 #include "common/log.hpp"
+#include "runtime/service.hpp"
 
 namespace skylab::api {
 
@@ -202,7 +203,7 @@ Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& ke
   auto h = std::make_shared<ChannelsHub>(kernel_id, [self, kernel_id] {
     if (auto reg = self.lock()) reg->forget(kernel_id);
   });
-  auto st = kernels_->set_observer(kernel_id, h);
+  auto st = kernels_->add_observer(kernel_id, h);
   if (!st.ok()) return st.error();
   hubs_[kernel_id] = h;
   return h;
@@ -232,7 +233,7 @@ void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       up.refuse = http::Response::error(404, "Kernel does not exist: " + req.params[0]);
       return up;
     }
-    if (ctx->is_job_kernel && ctx->is_job_kernel(k->id)) {
+    if (!ctx->runtimes->lease_of(k->id).empty()) {
       up.refuse = http::Response::error(409, "This kernel runs a job; see /api/skylab/jobs");
       return up;
     }

@@ -28,6 +28,7 @@
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/pool.hpp"
+#include "runtime/service.hpp"
 #include "runtime/sandbox.hpp"
 
 namespace skylab::cli {
@@ -271,18 +272,20 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->examples_dir = sa.examples_dir.empty() ? find_installed_dir("examples") : fs::absolute(sa.examples_dir).string();
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
-  ctx->gpus = gpus;
   ctx->runtimes_dir = (data / "runtimes").string();
-  ctx->launcher = mo.launcher;
   auto pool = std::make_shared<runtime::WarmPool>(kernels, runtime_config.value(), [accounts = accounts.value()](const std::string& user) {
     auto u = accounts->find_user(user);
     return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
   });
+  std::shared_ptr<runtime::WarmPool> active_pool;
   if (pool->size() > 0) {
-    ctx->pool = pool;
+    active_pool = pool;
     pool->start();
     log::info("warm pool: " + std::to_string(pool->size()) + " spare runtime(s) per user and type");
   }
+  // The one way to a kernel: every API route and the jobs go through it.
+  ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(kernels, specs, active_pool, mo.launcher),
+                                                            ctx->runtime_config, gpus, active_pool);
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   ctx->jobs_dir = (data / "jobs").string();

@@ -189,7 +189,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     result.status = status;
     result.message = std::move(message);
     result.failed_cell = cell;
-    im.kernels->set_observer(im.kernel_id, nullptr);
+    im.kernels->remove_observer(im.kernel_id, im.inbox.get());
     return result;
   };
 
@@ -203,7 +203,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
       return result;
     }
   }
-  if (auto st = im.kernels->set_observer(im.kernel_id, im.inbox); !st.ok()) {
+  if (auto st = im.kernels->add_observer(im.kernel_id, im.inbox); !st.ok()) {
     result.status = RunStatus::kKernelDied;
     result.message = "the kernel is gone: " + st.error().message;
     return result;
@@ -375,7 +375,12 @@ Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& s
                                  const std::string& owner, const k::StartOptions& options) {
   auto model = kernels.start(spec_name, owner, options);
   if (!model.ok()) return model.error();
-  std::string id = model->id;
+  if (auto st = wait_ready(kernels, model->id, timeout, cancelled); !st.ok()) return st.error();
+  return model->id;
+}
+
+Status wait_ready(k::KernelManager& kernels, const std::string& id, std::chrono::milliseconds timeout,
+                  const std::atomic<bool>* cancelled) {
   struct State {
     std::mutex mutex;
     std::condition_variable cv;
@@ -408,7 +413,7 @@ Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& s
     stop_kernel(kernels, id);
     return Error::unavailable("the kernel did not start: " + e.message);
   }
-  return id;
+  return ok_status();
 }
 
 void stop_kernel(k::KernelManager& kernels, const std::string& kernel_id) {
