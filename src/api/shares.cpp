@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -87,7 +88,7 @@ bool safe_subpath(const std::string& sub) {
 //! For viewers: the models say read-only (top level and directory entries).
 void mark_read_only(Response& res) {
   if (res.status != 200 && res.status != 201) return;
-  auto j = json::parse(res.body, nullptr, false);
+  auto j = json_limits::parse_or_discarded(res.body);
   if (j.is_discarded() || !j.is_object() || !j.contains("writable")) return;
   j["writable"] = false;
   if (auto c = j.find("content"); c != j.end() && c->is_array())

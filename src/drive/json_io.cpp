@@ -1,4 +1,5 @@
 #include "drive/json_io.hpp"
+#include "common/json_limits.hpp"
 
 #include <array>
 #include <charconv>
@@ -11,7 +12,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kMaxDepth = 512;
+constexpr int kMaxDepth = static_cast<int>(json_limits::kStoredMaxDepth);
 
 //! Length (2-4) of the valid UTF-8 sequence starting at p (a byte >= 0x80),
 //! or 0 when it is malformed, overlong, a surrogate or beyond U+10FFFF.

@@ -23,6 +23,7 @@
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::runtime {
 
@@ -432,7 +433,7 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
   std::lock_guard lock(mutex_);
   std::string path = opts_.data_dir + "/runtime/uids.json";
-  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  auto j = json_limits::parse_or_discarded(read_file(path), json_limits::kStoredLimits);
   if (!j.is_object()) j = nlohmann::json::object();
   if (auto it = j.find(username); it != j.end() && it->is_number_unsigned()) return it->get<uid_t>();
   uid_t next = opts_.uid_base;
