@@ -207,8 +207,11 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   });
 
   r.add("DELETE", "/api/skylab/shares/" + kShareId, [ctx](Request& req, Responder done) {
-    auto st = ctx->shares->revoke(req.user.username, req.params[0]);
-    done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
+    // A write: waits for the share database's lock off the I/O thread.
+    on_work(*ctx, done, [ctx, user = req.user.username, id = req.params[0]]() -> Response {
+      auto st = ctx->shares->revoke(user, id);
+      return st.ok() ? Response::empty(204) : Response::from_error(st.error());
+    });
   });
 
   // ---- shared with me

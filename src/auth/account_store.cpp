@@ -210,13 +210,13 @@ Status AccountStore::add_user(std::string_view name, std::string_view password, 
 }
 
 Result<UserRecord> AccountStore::find_user(std::string_view name) {
-  std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE username = ?");
+  std::lock_guard lock(read_mutex_);  // a read: never behind a writer waiting for the lock
+  Stmt s(read_db_, "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE username = ?");
   s.bind(1, name);
   int rc = s.step();
   if (rc == SQLITE_ROW) return user_from(s);
   if (rc == SQLITE_DONE) return Error::not_found("No such user: " + std::string(name));
-  return db_error(db_, "find user");
+  return db_error(read_db_, "find user");
 }
 
 Result<std::vector<UserRecord>> AccountStore::list_users() {
