@@ -214,6 +214,9 @@ def test_a_locked_database_gives_503_and_stalls_nothing(fresh_server):
     add_user(srv, name, "password-" + name)
     user = token_session(new_token(srv, name))
     assert user.get(srv.url("/api/me"), timeout=10).status_code == 200
+    kid = srv.create_kernel()
+    kc = srv.connect(kid)
+    kc.nudge()
     locker = subprocess.Popen([sys.executable, "-c", LOCKER, os.path.join(srv.data_dir, "skylab.db")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -231,6 +234,9 @@ def test_a_locked_database_gives_503_and_stalls_nothing(fresh_server):
             assert srv.get("/api/status", timeout=60).status_code == 200
             me = user.get(srv.url("/api/me"), timeout=60)
             assert me.status_code == 200, me.text
+            assert kc.execute("40 + 2").result_text == "42"  # a kernel WebSocket echo
+            fresh = srv.connect(kid, framing="v1")  # and a new upgrade, authenticated
+            assert fresh.execute("1 + 1").result_text == "2"
             answered_while_writing.append(t.is_alive())
         t.join(60)
         assert answered_while_writing == [True], "nothing was answered while the write waited"
