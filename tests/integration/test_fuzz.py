@@ -68,6 +68,7 @@ WRONG_VALUES = [None, True, 0, -1, 2 ** 63, 1.5, -1e308, "", "x" * 20000, "../..
 ADMIN_ROUTES = [  # (method, path, fields); bodies go to the admin's own routes
     ("POST", "/api/kernels", ["name", "path", "env"]),
     ("POST", "/api/sessions", ["path", "name", "type", "kernel"]),
+    ("PATCH", "/api/sessions/00000000-0000-0000-0000-000000000000", ["path", "name", "kernel"]),
     ("POST", "/api/skylab/runtimes", ["type", "runtime_type", "name"]),
 ]
 USER_ROUTES = [
@@ -130,10 +131,12 @@ def fuzz_user(server):
     return s
 
 
-def test_rest_routes_survive_deep_huge_and_malformed_bodies(server, fuzz_user):
+def test_rest_routes_survive_deep_huge_and_malformed_bodies(server, fuzz_user, shared_kernel):
     f = Fuzzer(server, fuzz_user)
     before = contents(server, fuzz_user, "fuzz/canary.ipynb")
-    routes = [(server.http, m, p, fl) for m, p, fl in ADMIN_ROUTES] + [(fuzz_user, m, p, fl) for m, p, fl in USER_ROUTES]
+    files = "/api/skylab/runtimes/%s/files/fuzz" % shared_kernel  # the admin's runtime's /content
+    admin_routes = ADMIN_ROUTES + [("POST", files, ["type"]), ("PATCH", files, ["path"])]
+    routes = [(server.http, m, p, fl) for m, p, fl in admin_routes] + [(fuzz_user, m, p, fl) for m, p, fl in USER_ROUTES]
     for session, method, path, fields in routes:
         for what, body in WHOLE_BODIES:
             if path in ("/api/kernels", "/api/sessions", "/api/skylab/runtimes") and what in ("empty", "duplicate keys"):
