@@ -11,13 +11,18 @@ Shape check_shape(std::string_view text, const Limits& limits) {
   bool escaped = false;
   for (char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     switch (c) {
-      case '"': in_string = true; break;
+      case '"':
+        in_string = true;
+        break;
       case '[':
       case '{':
         if (++depth > limits.max_depth) return Shape::kTooDeep;
@@ -26,7 +31,8 @@ Shape check_shape(std::string_view text, const Limits& limits) {
       case '}':
         if (depth > 0) --depth;
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return Shape::kOk;
@@ -38,10 +44,13 @@ template <typename J>
 Result<J> parse_impl(std::string_view text, const Limits& limits) {
   switch (check_shape(text, limits)) {
     case Shape::kTooLarge:
-      return Error::too_large("JSON text longer than " + std::to_string(limits.max_bytes) + " bytes");
+      return Error::too_large("JSON text longer than " + std::to_string(limits.max_bytes) +
+                              " bytes");
     case Shape::kTooDeep:
-      return Error::bad_request("JSON nested deeper than " + std::to_string(limits.max_depth) + " levels");
-    case Shape::kOk: break;
+      return Error::bad_request("JSON nested deeper than " + std::to_string(limits.max_depth) +
+                                " levels");
+    case Shape::kOk:
+      break;
   }
   // allow_exceptions=false: invalid input becomes a discarded value. Invalid
   // UTF-8 inside strings is rejected by the lexer the same way.
@@ -82,7 +91,11 @@ nlohmann::ordered_json parse_ordered_or_discarded(std::string_view text, const L
   return std::move(j).value();
 }
 
-bool within_depth(const nlohmann::json& v, std::size_t max_depth) { return depth_ok(v, max_depth); }
-bool within_depth(const nlohmann::ordered_json& v, std::size_t max_depth) { return depth_ok(v, max_depth); }
+bool within_depth(const nlohmann::json& v, std::size_t max_depth) {
+  return depth_ok(v, max_depth);
+}
+bool within_depth(const nlohmann::ordered_json& v, std::size_t max_depth) {
+  return depth_ok(v, max_depth);
+}
 
 }  // namespace skylab::json_limits

@@ -1,10 +1,11 @@
 #include "drive/json_io.hpp"
-#include "common/json_limits.hpp"
 
 #include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+
+#include "common/json_limits.hpp"
 
 namespace skylab::drive {
 

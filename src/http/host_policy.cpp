@@ -41,13 +41,15 @@ std::optional<std::string> host_of(std::string_view v) {
     auto rest = v.substr(close + 1);
     if (!rest.empty() && (rest.front() != ':' || !valid_port(rest.substr(1)))) return std::nullopt;
     for (char c : host)
-      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return std::nullopt;
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+        return std::nullopt;
   } else {
     auto colon = v.find(':');
     host = v.substr(0, colon);
     if (colon != std::string_view::npos && !valid_port(v.substr(colon + 1))) return std::nullopt;
     for (char c : host)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return std::nullopt;
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
+        return std::nullopt;
   }
   if (host.empty()) return std::nullopt;
   return lower(host);
@@ -65,14 +67,17 @@ bool host_allowed(std::string_view header_value, const std::vector<std::string>&
   return false;
 }
 
-std::vector<std::string> default_allowed_hosts(const std::string& listen_host, const std::vector<std::string>& extra) {
+std::vector<std::string> default_allowed_hosts(const std::string& listen_host,
+                                               const std::vector<std::string>& extra) {
   std::vector<std::string> out = {"localhost", "127.0.0.1", "::1"};
   auto add = [&](std::string h) {
     h = normalize_entry(h);
-    if (!h.empty() && std::find(out.begin(), out.end(), h) == out.end()) out.push_back(std::move(h));
+    if (!h.empty() && std::find(out.begin(), out.end(), h) == out.end())
+      out.push_back(std::move(h));
   };
   add(listen_host);
-  if (listen_host.empty() || listen_host == "0.0.0.0" || listen_host == "::" || listen_host == "[::]") {
+  if (listen_host.empty() || listen_host == "0.0.0.0" || listen_host == "::" ||
+      listen_host == "[::]") {
     char name[256] = {};
     if (::gethostname(name, sizeof name - 1) == 0 && name[0]) add(name);
     ifaddrs* ifs = nullptr;
@@ -81,7 +86,8 @@ std::vector<std::string> default_allowed_hosts(const std::string& listen_host, c
         if (!i->ifa_addr) continue;
         char buf[INET6_ADDRSTRLEN] = {};
         if (i->ifa_addr->sa_family == AF_INET) {
-          ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+          ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf,
+                      sizeof buf);
         } else if (i->ifa_addr->sa_family == AF_INET6) {
           auto* a6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
           if (IN6_IS_ADDR_LINKLOCAL(&a6->sin6_addr)) continue;  // needs a zone id in a URL

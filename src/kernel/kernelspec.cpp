@@ -1,11 +1,12 @@
 #include "kernel/kernelspec.hpp"
-#include "common/json_limits.hpp"
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "common/json_limits.hpp"
 
 namespace skylab::kernel {
 
