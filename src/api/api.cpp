@@ -12,6 +12,7 @@
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/service.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -22,8 +23,12 @@ using nlohmann::json;
 
 Result<json> parse_json_body(const std::string& body) {
   if (body.empty()) return json::object();
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return Error::bad_request("Malformed JSON in request body");
+  auto parsed = json_limits::parse(body);
+  if (!parsed.ok()) {
+    if (parsed.error().code == Error::Code::kTooLarge) return parsed.error();
+    return Error::bad_request("Malformed JSON in request body: " + parsed.error().message);
+  }
+  json j = std::move(parsed).value();
   if (!j.is_object()) return Error::bad_request("Request body must be a JSON object");
   return j;
 }

@@ -29,8 +29,14 @@ void ChannelsConnection::on_open(std::shared_ptr<http::WebSocket> ws) {
 }
 
 void ChannelsConnection::on_message(std::string data, bool binary) {
-  auto decoded = kernel::decode_from_client(protocol_, data, binary);
+  std::uint16_t close_code = 0;
+  auto decoded = kernel::decode_from_client(protocol_, data, binary, &close_code);
   if (!decoded.ok()) {
+    if (close_code != 0) {  // a limit: nothing reaches the kernel, the client is told why
+      log::info("kernel " + kernel_id_ + ": refused client frame: " + decoded.error().message);
+      close(close_code, close_code == 1009 ? "message too big" : "JSON nested too deeply");
+      return;
+    }
     log::info("kernel " + kernel_id_ + ": ignored client frame: " + decoded.error().message);
     return;
   }

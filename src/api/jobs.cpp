@@ -28,6 +28,7 @@
 #include "runtime/gpu.hpp"
 #include "runtime/pool.hpp"
 #include "runtime/service.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -278,7 +279,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       std::ifstream in(e.path());
       std::stringstream ss;
       ss << in.rdbuf();
-      auto v = json::parse(ss.str(), nullptr, false);
+      auto v = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
       auto j = v.is_discarded() ? std::nullopt : from_json(v);
       if (!j || j->id + ".json" != e.path().filename().string()) {
         log::warn("jobs: ignoring unreadable record " + e.path().string());

@@ -12,6 +12,7 @@
 #include "common/util.hpp"
 #include "drive/json_io.hpp"
 #include "runtime/service.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -37,7 +38,7 @@ SessionStore::SessionStore(std::string file) : file_(std::move(file)) {
   if (!in) return;
   std::stringstream ss;
   ss << in.rdbuf();
-  auto v = json::parse(ss.str(), nullptr, false);
+  auto v = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
   if (!v.is_array()) {
     log::warn("sessions: ignoring " + file_ + " (not a JSON list)");
     return;

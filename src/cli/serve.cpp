@@ -25,6 +25,7 @@
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
+#include "http/host_policy.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/pool.hpp"
@@ -297,6 +298,12 @@ int serve_main(const std::vector<std::string>& args) {
   so.port = static_cast<std::uint16_t>(sa.port);
   so.secure_cookies = sa.secure_cookies;
   so.trusted_proxies = sa.trusted_proxies;
+  so.allowed_hosts = http::default_allowed_hosts(sa.host, runtime_config->server.allowed_hosts);
+  {
+    std::string names;
+    for (const auto& h : so.allowed_hosts) names += (names.empty() ? "" : ", ") + h;
+    log::info("answering requests for Host: " + names + " (add names with [server] allowed_hosts)");
+  }
   auto authenticator = std::make_shared<auth::AccountAuthenticator>(accounts.value(), token);
   http::Server server(so, router, authenticator);
   // Sessions and tokens that go away (sign-out, password change, disable,

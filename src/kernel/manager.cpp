@@ -28,6 +28,7 @@
 
 #include "common/log.hpp"
 #include "common/util.hpp"
+#include "common/json_limits.hpp"
 
 extern char** environ;
 
@@ -578,7 +579,7 @@ struct KernelManager::Impl {
       k.last_activity = SysClock::now();
       if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
-        auto c = nlohmann::json::parse(msg->content, nullptr, false);
+        auto c = json_limits::parse_or_discarded(msg->content);
         if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
           k.state = c["execution_state"].get<std::string>();
       }
@@ -1048,7 +1049,7 @@ std::vector<KernelModel> KernelManager::reattach() {
     std::ifstream in(it->path());
     std::stringstream ss;
     ss << in.rdbuf();
-    auto r = nlohmann::json::parse(ss.str(), nullptr, false);
+    auto r = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
     auto k = std::make_shared<Kernel>();
     try {
       k->id = r.at("id").get<std::string>();

@@ -159,7 +159,8 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts"})) return Error::bad_request(w.error);
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server"}))
+    return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
     const std::string p = "runtimes.";
@@ -281,6 +282,32 @@ Result<Config> parse_config(std::string_view text) {
     if (auto st = strings("email_domains", c.accounts.email_domains, domain_ok); !st.ok()) return st.error();
   } else if (root.contains("accounts")) {
     return Error::bad_request("config: accounts: expected a table");
+  }
+
+  if (auto* sv = root.get_as<toml::table>("server")) {
+    if (!w.check_keys(*sv, "server.", {"allowed_hosts"})) return Error::bad_request(w.error);
+    if (auto* node = sv->get("allowed_hosts")) {
+      auto* arr = node->as_array();
+      if (!arr) return Error::bad_request("config: server.allowed_hosts: expected a list of host names");
+      for (auto& item : *arr) {
+        auto v = item.value_exact<std::string>();
+        // A host name or address as it appears in a Host header, without port.
+        auto ok = [](const std::string& h) {
+          if (h == "*") return true;
+          if (h.empty() || h.size() > 253) return false;
+          for (unsigned char ch : h)
+            if (!std::isalnum(ch) && ch != '-' && ch != '.' && ch != ':' && ch != '[' && ch != ']' && ch != '_')
+              return false;
+          return true;
+        };
+        if (!v || !ok(*v))
+          return Error::bad_request("config: server.allowed_hosts: invalid entry (a host name or address, "
+                                    "without port, or \"*\")");
+        c.server.allowed_hosts.push_back(*v);
+      }
+    }
+  } else if (root.contains("server")) {
+    return Error::bad_request("config: server: expected a table");
   }
 
   if (!c.types.count(c.runtimes.default_type))

@@ -68,9 +68,17 @@ struct AccountsSection {
   std::vector<std::string> email_domains;   //!< non-empty: sign-up needs an e-mail address here (lower case)
 };
 
+//! [server]: what the HTTP server answers to.
+struct ServerSection {
+  //! Host names or addresses added to the built-in Host allow-list (the
+  //! listen address and loopback names); ["*"] turns the check off.
+  std::vector<std::string> allowed_hosts;
+};
+
 struct Config {
   RuntimesSection runtimes;
   AccountsSection accounts;
+  ServerSection server;
   std::map<std::string, RuntimeType> types;  //!< always contains runtimes.default_type
   int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
 

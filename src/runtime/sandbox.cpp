@@ -1,5 +1,6 @@
 #include "runtime/sandbox.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::runtime {
 
@@ -70,15 +72,40 @@ std::uint64_t counter(const std::string& text, const std::string& key) {
   return 0;
 }
 
-void chown_tree(const std::string& root, uid_t uid, gid_t gid) {
-  struct stat st{};
-  if (::lstat(root.c_str(), &st) == 0 && (st.st_uid != uid || st.st_gid != gid)) ::lchown(root.c_str(), uid, gid);
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (::lstat(it->path().c_str(), &st) == 0 && (st.st_uid != uid || st.st_gid != gid))
-      ::lchown(it->path().c_str(), uid, gid);
+// Gives `root` and everything below it to uid:gid. The tree is one a runtime
+// can write (Drive, caches, /content), possibly while another runtime of the
+// same user runs: so it is walked by directory fds (openat O_NOFOLLOW, fchownat
+// AT_SYMLINK_NOFOLLOW), never by path, so that a directory swapped for a
+// symlink mid-walk cannot redirect a chown outside the tree. Depth is bounded
+// (kMaxChownDepth; deeper entries were made by the runtime itself, under its
+// own uid) so that neither the stack nor the fd table grows with the tree.
+constexpr int kMaxChownDepth = 64;
+
+void chown_dir_fd(int dir, uid_t uid, gid_t gid, int depth) {
+  DIR* d = ::fdopendir(dir);  // owns `dir` from here
+  if (!d) {
+    ::close(dir);
+    return;
   }
+  while (dirent* e = ::readdir(d)) {
+    if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
+    struct stat st{};
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (st.st_uid != uid || st.st_gid != gid) ::fchownat(::dirfd(d), e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW);
+    if (S_ISDIR(st.st_mode) && depth < kMaxChownDepth) {
+      int sub = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+      if (sub >= 0) chown_dir_fd(sub, uid, gid, depth + 1);
+    }
+  }
+  ::closedir(d);
+}
+
+void chown_tree(const std::string& root, uid_t uid, gid_t gid) {
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return;
+  struct stat st{};
+  if (::fstat(fd, &st) == 0 && (st.st_uid != uid || st.st_gid != gid)) ::fchown(fd, uid, gid);
+  chown_dir_fd(fd, uid, gid, 1);
 }
 
 std::string cgroup_name(const std::string& kernel_id) { return "skylab-" + kernel_id; }
@@ -437,7 +464,7 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
   std::lock_guard lock(mutex_);
   std::string path = opts_.data_dir + "/runtime/uids.json";
-  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  auto j = json_limits::parse_or_discarded(read_file(path), json_limits::kStoredLimits);
   if (!j.is_object()) j = nlohmann::json::object();
   if (auto it = j.find(username); it != j.end() && it->is_number_unsigned()) return it->get<uid_t>();
   uid_t next = opts_.uid_base;
