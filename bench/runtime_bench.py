@@ -16,6 +16,10 @@ What is measured (see bench/README.md, "Runtime benchmark"):
   3. another user's API latency (GET /api/contents, /api/kernels) while a
      runtime with a 512 MiB limit allocates memory until it is killed,
      against the same requests with nothing running.
+  4. start storm: another user's API latency while 10 users, each with a
+     Drive of --drive-files files, connect a runtime at the same moment
+     (Skylab); Jupyter Server starting 10 kernels at once beside the same
+     requests is the reference.
 
 Uses bench/kernel_bench.py's server and websocket client; everything binds
 127.0.0.1 on free ports and is stopped at the end.
@@ -206,6 +210,89 @@ def bench_hog(srv, seconds):
             "runtime_killed": died}
 
 
+def sample_api(session, urls, stop, failures=None):
+    """Latencies (s) of GETs cycling through `urls` until stop() is true;
+    non-200 answers are appended to `failures` (raised when it is None)."""
+    lat, i = [], 0
+    while not stop():
+        t0 = time.perf_counter()
+        r = session.get(urls[i % len(urls)], timeout=60)
+        lat.append(time.perf_counter() - t0)
+        if r.status_code != 200:
+            if failures is None:
+                raise RuntimeError(f"request failed: {r.status_code} {r.text[:200]}")
+            failures.append(f"{urls[i % len(urls)]} -> {r.status_code}")
+        i += 1
+        time.sleep(0.005)
+    return lat
+
+
+def fill_drive(root, n):
+    """n small files in 100-file folders under root (created before the server uses them)."""
+    for d in range((n + 99) // 100):
+        sub = os.path.join(root, "data%04d" % d)
+        os.makedirs(sub, exist_ok=True)
+        for f in range(min(100, n - d * 100)):
+            with open(os.path.join(sub, "f%03d.txt" % f), "w") as fh:
+                fh.write("x")
+
+
+def bench_storm(srv, users, drive_files):
+    """Another user's API p50/p99 while `users` users connect a runtime at once."""
+    observer = requests.Session()
+    if srv.kind == "skylab":
+        observer.headers["Authorization"] = "token " + srv.user_token("observer")
+        urls = [srv.base + "/api/contents", srv.base + "/api/kernels", srv.base + "/api/status"]
+        starters = []
+        data = os.path.join(srv.dir, "data")
+        t0 = time.monotonic()
+        for u in range(users):
+            name = "student%02d" % u
+            tok = srv.user_token(name)
+            fill_drive(os.path.join(data, "drive", name), drive_files)
+            s = requests.Session()
+            s.headers["Authorization"] = "token " + tok
+            starters.append(s)
+        log(f"  {users} users with {drive_files} Drive files each made in {time.monotonic() - t0:.0f} s")
+    else:
+        observer.headers["Authorization"] = f"token {srv.token}"
+        urls = [srv.base + "/api/contents", srv.base + "/api/kernels", srv.base + "/api/status"]
+        starters = [srv.http] * users
+    idle = sample_api(observer, urls, (lambda end: (lambda: time.monotonic() > end))(time.monotonic() + 3))
+    done, kids, errors = [], [], []
+
+    def connect(s):
+        try:
+            t0 = time.perf_counter()
+            r = s.post(srv.base + "/api/kernels", json={"name": kb.KERNEL}, timeout=300)
+            if r.status_code != 201:
+                raise RuntimeError(f"POST /api/kernels -> {r.status_code} {r.text[:200]}")
+            kid = r.json()["id"]
+            kids.append((s, kid))
+            tok = s.headers["Authorization"].split()[1]
+            c = KernelWS(srv.ws_base, tok, kid)
+            c.kernel_info()
+            c.close()
+            done.append(time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=connect, args=(s,), daemon=True) for s in starters]
+    for t in threads:
+        t.start()
+    failures = []
+    during = sample_api(observer, urls, lambda: all(not t.is_alive() for t in threads), failures)
+    for t in threads:
+        t.join()
+    for s, kid in kids:
+        s.delete(f"{srv.base}/api/kernels/{kid}", timeout=60)
+    return {"users": users, "drive_files": drive_files if srv.kind == "skylab" else 0,
+            "idle": {"p50_ms": pct(idle, 50) * 1e3, "p99_ms": pct(idle, 99) * 1e3, "n": len(idle)},
+            "storm": {"p50_ms": pct(during, 50) * 1e3, "p99_ms": pct(during, 99) * 1e3, "n": len(during)},
+            "connect_p50_ms": pct(done, 50) * 1e3 if done else None, "errors": errors,
+            "observer_failures": failures}
+
+
 SANDBOX = """
 [runtimes]
 sandbox = "auto"
@@ -218,12 +305,14 @@ memory = "%s"
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--tests", default="1,2,3")
+    ap.add_argument("--tests", default="1,2,3,4")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--starts", type=int, default=20, help="connects per variant (test 1)")
     ap.add_argument("--runtimes", type=int, default=100, help="idle Skylab runtimes (test 2)")
     ap.add_argument("--jupyter-kernels", type=int, default=20, help="idle Jupyter kernels (test 2)")
     ap.add_argument("--hog-seconds", type=float, default=10.0)
+    ap.add_argument("--storm-users", type=int, default=10, help="users connecting at once (test 4)")
+    ap.add_argument("--drive-files", type=int, default=100000, help="files in each of their Drives (test 4)")
     ap.add_argument("--skylab-bin", default=os.environ.get("SKYLAB_BIN", os.path.join(kb.REPO, "build", "skylab")))
     ap.add_argument("--jupyter-python", default="/usr/bin/python3")
     ap.add_argument("--jupyter-arg", action="append", default=[])
@@ -231,6 +320,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.starts, args.runtimes, args.jupyter_kernels, args.hog_seconds = 6, 20, 5, 5.0
+        args.drive_files = 10000
     tests = {int(t) for t in args.tests.split(",") if t}
     res = {"machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg(), "root": os.geteuid() == 0}}
     servers = []
@@ -264,6 +354,14 @@ def main():
             s = started(Skylab(args, SANDBOX % (0, "512M")))
             res["hog"] = bench_hog(s, args.hog_seconds)
             s.stop()
+        if 4 in tests:
+            log("== 4. another user's API latency while %d runtimes start at once" % args.storm_users)
+            j = started(kb.Server("jupyter", args))
+            res["storm_jupyter"] = bench_storm(j, args.storm_users, 0)
+            j.stop()
+            s = started(Skylab(args, SANDBOX % (0, "2G")))
+            res["storm_skylab"] = bench_storm(s, args.storm_users, args.drive_files)
+            s.stop()
     finally:
         for s in servers:
             try:
@@ -296,6 +394,17 @@ def main():
               "(p99 ratio %.2f); runtime killed: %s" % (h["idle"]["p50_ms"], h["idle"]["p99_ms"], h["hog"]["p50_ms"],
                                                        h["hog"]["p99_ms"], h["hog"]["p99_ms"] / h["idle"]["p99_ms"],
                                                        h["runtime_killed"]))
+    for key, name in (("storm_jupyter", "Jupyter Server, kernels"), ("storm_skylab", "Skylab, runtimes")):
+        if key in res:
+            r = res[key]
+            print("start storm (%s: %d at once, %d Drive files each): another user's API idle p99 %.1f ms, "
+                  "during p50 %.1f / p99 %.1f ms; connect p50 %s ms; errors %d; another user's failed requests %d"
+                  % (name, r["users"], r["drive_files"], r["idle"]["p99_ms"], r["storm"]["p50_ms"],
+                     r["storm"]["p99_ms"], "%.0f" % r["connect_p50_ms"] if r["connect_p50_ms"] else "-",
+                     len(r["errors"]), len(r["observer_failures"])))
+    if "storm_skylab" in res and "storm_jupyter" in res:
+        print("  storm p99 ratio Skylab/Jupyter: %.2f" %
+              (res["storm_skylab"]["storm"]["p99_ms"] / max(1e-9, res["storm_jupyter"]["storm"]["p99_ms"])))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/work_queue.hpp"
 #include "auth/account_store.hpp"
 #include "auth/throttle.hpp"
 #include "auth/web_policy.hpp"
@@ -278,6 +279,17 @@ void changed(const Context& ctx) {
   if (ctx.accounts_changed) ctx.accounts_changed();
 }
 
+//! A handler that runs on the work queue: these routes write to (or wait on)
+//! the account database, which another process may hold locked for seconds.
+//! The request is copied; a full queue answers 503 with Retry-After.
+http::Handler on_work_queue(std::shared_ptr<Context> ctx, http::Handler h) {
+  return [ctx, h = std::move(h)](Request& req, Responder done) {
+    auto copy = std::make_shared<Request>(req);
+    bool queued = ctx->work && ctx->work->post([h, copy, done] { h(*copy, done); });
+    if (!queued) done(Response::from_error(Error::unavailable("Server busy; try again")));
+  };
+}
+
 // ---------------------------------------------------------------- models
 
 json time_or_null(std::optional<std::int64_t> t) {
@@ -390,6 +402,10 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                                     addr_key]() {
       auto user = st->store->check_password(username, password);
       if (!user.ok()) {
+        if (user.error().code == Error::Code::kUnavailable) {
+          log::warn("login deferred: " + user.error().message);
+          return done(Response::from_error(user.error()));
+        }
         if (user.error().code != Error::Code::kForbidden) {
           log::error("login failed: " + user.error().message);
           return done(Response::error(500, "Internal server error"));
@@ -403,6 +419,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       auto session = st->store->create_session(user.value());
       if (!session.ok()) {
         log::error("cannot create a session: " + session.error().message);
+        if (session.error().code == Error::Code::kUnavailable) return done(Response::from_error(session.error()));
         return done(Response::error(500, "Internal server error"));
       }
       log::info("user '" + username + "' signed in");
@@ -488,6 +505,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           return done(signup_page(*st, copy, 409, next, "That user name is taken. Choose another.", "", email));
         if (added.error().code == Error::Code::kBadRequest)
           return done(signup_page(*st, copy, 400, next, added.error().message, "", email));
+        if (added.error().code == Error::Code::kUnavailable) return done(Response::from_error(added.error()));
         log::error("sign-up failed: " + added.error().message);
         return done(Response::error(500, "Internal server error"));
       }
@@ -523,7 +541,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
               "<button type=\"submit\">Sign out</button></form>"));
   }, pub);
 
-  r.add("POST", "/logout", [st, ctx](Request& req, Responder done) {
+  r.add("POST", "/logout", on_work_queue(ctx, [st, ctx](Request& req, Responder done) {
     auto secret = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure));
     std::optional<auth::Identity> who;
     if (secret) who = st->store->session_identity(*secret);
@@ -546,18 +564,18 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto res = redirect("/login");
     clear_session_cookies(res, req.secure);
     done(std::move(res));
-  }, pub);
+  }), pub);
 
   // ---- API tokens of the requesting user
-  r.add("GET", "/api/skylab/tokens/?", [store](Request& req, Responder done) {
+  r.add("GET", "/api/skylab/tokens/?", on_work_queue(ctx, [store](Request& req, Responder done) {
     auto tokens = store->list_tokens(req.user.username);
     if (!tokens.ok()) return done(Response::from_error(tokens.error()));
     json out = json::array();
     for (auto& t : tokens.value()) out.push_back(token_json(t));
     done(Response::json(200, out));
-  });
+  }));
 
-  r.add("POST", "/api/skylab/tokens/?", [store](Request& req, Responder done) {
+  r.add("POST", "/api/skylab/tokens/?", on_work_queue(ctx, [store](Request& req, Responder done) {
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
     if (auto bad = unknown_fields(body.value(), {"name", "expires_in"})) return done(*bad);
@@ -586,17 +604,17 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto res = Response::json(201, out);
     res.set_header("Cache-Control", "no-store");
     done(std::move(res));
-  });
+  }));
 
-  r.add("DELETE", "/api/skylab/tokens/([0-9a-f]{1,64})", [store, ctx](Request& req, Responder done) {
+  r.add("DELETE", "/api/skylab/tokens/([0-9a-f]{1,64})", on_work_queue(ctx, [store, ctx](Request& req, Responder done) {
     auto st = store->revoke_token(req.user.username, req.params[0]);
     if (!st.ok()) return done(Response::from_error(st.error()));
     changed(*ctx);
     done(Response::empty(204));
-  });
+  }));
 
   // ---- administration
-  r.add("GET", "/api/skylab/users/?", [store, ctx](Request& req, Responder done) {
+  r.add("GET", "/api/skylab/users/?", on_work_queue(ctx, [store, ctx](Request& req, Responder done) {
     if (auto no = admin_only(req)) return done(*no);
     auto users = store->list_users();
     if (!users.ok()) return done(Response::from_error(users.error()));
@@ -619,9 +637,9 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       out.push_back({{"username", owner}, {"admin", owner == "admin"}, {"disabled", false}, {"created", nullptr},
                      {"password_changed", nullptr}, {"account", false}, {"kernels", list}});
     done(Response::json(200, out));
-  });
+  }));
 
-  r.add("POST", "/api/skylab/users/?", [store](Request& req, Responder done) {
+  r.add("POST", "/api/skylab/users/?", on_work_queue(ctx, [store](Request& req, Responder done) {
     if (auto no = admin_only(req)) return done(*no);
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
@@ -642,9 +660,9 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!rec.ok()) return done(Response::from_error(rec.error()));
     log::info("user '" + name + "' created by '" + req.user.username + "'");
     done(Response::json(201, user_json(rec.value())));
-  });
+  }));
 
-  r.add("PATCH", "/api/skylab/users/([a-z0-9_-]{1,32})", [store, ctx](Request& req, Responder done) {
+  r.add("PATCH", "/api/skylab/users/([a-z0-9_-]{1,32})", on_work_queue(ctx, [store, ctx](Request& req, Responder done) {
     if (auto no = admin_only(req)) return done(*no);
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
@@ -673,7 +691,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto rec = store->find_user(name);
     if (!rec.ok()) return done(Response::from_error(rec.error()));
     done(Response::json(200, user_json(rec.value())));
-  });
+  }));
 }
 
 }  // namespace skylab::api

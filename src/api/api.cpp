@@ -10,6 +10,9 @@
 #include "api/sessions.hpp"
 #include "api/work_queue.hpp"
 #include "common/util.hpp"
+#include "runtime/config.hpp"
+#include "runtime/service.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -20,8 +23,12 @@ using nlohmann::json;
 
 Result<json> parse_json_body(const std::string& body) {
   if (body.empty()) return json::object();
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return Error::bad_request("Malformed JSON in request body");
+  auto parsed = json_limits::parse(body);
+  if (!parsed.ok()) {
+    if (parsed.error().code == Error::Code::kTooLarge) return parsed.error();
+    return Error::bad_request("Malformed JSON in request body: " + parsed.error().message);
+  }
+  json j = std::move(parsed).value();
   if (!j.is_object()) return Error::bad_request("Request body must be a JSON object");
   return j;
 }
@@ -37,6 +44,7 @@ void close_all_channels(Context& ctx) {
 void stop_work(Context& ctx) {
   if (ctx.stop_logins) ctx.stop_logins();
   if (ctx.stop_jobs) ctx.stop_jobs();
+  if (ctx.runtimes) ctx.runtimes->stop();
   if (ctx.work) ctx.work->stop();
 }
 
@@ -74,6 +82,10 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels);
   if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
   if (!ctx->work) ctx->work = std::make_shared<WorkQueue>(4, 1024);
+  if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
+  if (!ctx->runtimes)
+    ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(ctx->kernels, ctx->specs, nullptr),
+                                                              ctx->runtime_config, nullptr);
   auto r = std::make_shared<http::Router>();
   http::RouteOptions pub;
   pub.public_route = true;

@@ -22,8 +22,7 @@ class ShareStore;
 
 namespace skylab::runtime {
 struct Config;
-class GpuAllocator;
-class WarmPool;
+class RuntimeService;
 }  // namespace skylab::runtime
 
 namespace skylab::api {
@@ -54,22 +53,19 @@ struct Context {
   std::string output_origin;
   //! The built web app (index.html, frame.html, static/); "" none.
   std::string web_dir;
-  //! Runtime types and deadlines; GPUs and their queue. Defaults when null.
+  //! Runtime types and deadlines. Defaults when null.
   std::shared_ptr<const runtime::Config> runtime_config;
-  std::shared_ptr<runtime::GpuAllocator> gpus;
+  //! THE way to obtain, lease and release a runtime (limits, GPUs and their
+  //! queue, warm pool, job leases). build_router makes a local one (no GPUs,
+  //! no pool) when null.
+  std::shared_ptr<runtime::RuntimeService> runtimes;
   //! Where /api/skylab/jobs keeps its records; "" no jobs routes.
   std::string jobs_dir;
-  //! Set by add_job_routes: stops the job threads (called by stop_work), and
-  //! tells the kernels that run a job (no client may attach to them).
+  //! Set by add_job_routes: stops the job threads (called by stop_work).
   std::function<void()> stop_jobs;
-  std::function<bool(const std::string& kernel_id)> is_job_kernel;
   //! <data-dir>/runtimes: sandboxed runtimes' /content lives in <id>/content
   //! there; "" turns the runtime files API off.
   std::string runtimes_dir;
-  //! Spare runtimes per user; null: every runtime starts cold.
-  std::shared_ptr<runtime::WarmPool> pool;
-  //! Where kernels run (for per-runtime usage in /resources); null: plain processes.
-  std::shared_ptr<kernel::Launcher> launcher;
   //! The example notebooks of the gallery (examples/*.ipynb); "" none.
   std::string examples_dir;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
@@ -107,11 +103,6 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! server, frames only from itself (the output frame) and `output_origin`.
 std::string app_csp(const std::string& output_origin);
 
-//! Starts a runtime (kernel) of spec `spec` for `user`: claims a warm spare
-//! from ctx.pool when one fits (options without GPUs or preset id), else
-//! starts a new kernel. The model's `warm` says which.
-Result<kernel::KernelModel> start_runtime(Context& ctx, const std::string& spec, const std::string& user,
-                                          const kernel::StartOptions& options = {});
 //! /api/skylab/examples: the gallery of example notebooks, copied into Drives.
 void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx);
 

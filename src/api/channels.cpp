@@ -4,6 +4,7 @@
 
 #include "api/api.hpp"
 #include "common/log.hpp"
+#include "runtime/service.hpp"
 
 namespace skylab::api {
 
@@ -28,8 +29,14 @@ void ChannelsConnection::on_open(std::shared_ptr<http::WebSocket> ws) {
 }
 
 void ChannelsConnection::on_message(std::string data, bool binary) {
-  auto decoded = kernel::decode_from_client(protocol_, data, binary);
+  std::uint16_t close_code = 0;
+  auto decoded = kernel::decode_from_client(protocol_, data, binary, &close_code);
   if (!decoded.ok()) {
+    if (close_code != 0) {  // a limit: nothing reaches the kernel, the client is told why
+      log::info("kernel " + kernel_id_ + ": refused client frame: " + decoded.error().message);
+      close(close_code, close_code == 1009 ? "message too big" : "JSON nested too deeply");
+      return;
+    }
     log::info("kernel " + kernel_id_ + ": ignored client frame: " + decoded.error().message);
     return;
   }
@@ -202,7 +209,7 @@ Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& ke
   auto h = std::make_shared<ChannelsHub>(kernel_id, [self, kernel_id] {
     if (auto reg = self.lock()) reg->forget(kernel_id);
   });
-  auto st = kernels_->set_observer(kernel_id, h);
+  auto st = kernels_->add_observer(kernel_id, h);
   if (!st.ok()) return st.error();
   hubs_[kernel_id] = h;
   return h;
@@ -232,7 +239,7 @@ void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       up.refuse = http::Response::error(404, "Kernel does not exist: " + req.params[0]);
       return up;
     }
-    if (ctx->is_job_kernel && ctx->is_job_kernel(k->id)) {
+    if (!ctx->runtimes->lease_of(k->id).empty()) {
       up.refuse = http::Response::error(409, "This kernel runs a job; see /api/skylab/jobs");
       return up;
     }

@@ -20,6 +20,7 @@
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
 #include "drive/drive.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -67,7 +68,7 @@ Result<json> read_example(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   std::ostringstream ss;
   ss << in.rdbuf();
-  auto nb = json::parse(ss.str(), nullptr, false);
+  auto nb = json_limits::parse_or_discarded(ss.str());
   if (nb.is_discarded() || !nb.is_object() || !nb.contains("cells") || !nb["cells"].is_array())
     return Error::internal("example " + file.filename().string() + " is not a notebook");
   return nb;

@@ -27,6 +27,8 @@
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/pool.hpp"
+#include "runtime/service.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -145,8 +147,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   JobRunner(const Context& ctx, std::string dir, std::size_t threads)
       : kernels_(ctx.kernels),
         drive_(ctx.drive),
-        gpus_(ctx.gpus),
-        pool_(ctx.pool),
+        service_(ctx.runtimes),
         config_(ctx.runtime_config),
         dir_(std::move(dir)),
         threads_(threads) {}
@@ -168,7 +169,6 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
         if (!finished(j.state)) {
           j.cancel_requested = true;
           if (j.executor) j.executor->cancel(true);
-          if (j.state == State::kWaitingGpu && gpus_) gpus_->cancel(j.kernel_id);
         }
     }
     cv_.notify_all();
@@ -230,22 +230,16 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     }
     j.cancel_requested = true;
     if (j.executor) j.executor->cancel();
-    if (j.state == State::kWaitingGpu && gpus_) gpus_->cancel(j.kernel_id);
     if (j.state == State::kQueued) finish_locked(j, State::kCancelled, "Cancelled before it started");
     cv_.notify_all();
     return true;
-  }
-
-  bool is_job_kernel(const std::string& kernel_id) {
-    std::lock_guard lock(mu_);
-    return job_kernels_.count(kernel_id) > 0;
   }
 
  private:
   std::string record_path(const std::string& id) const { return dir_ + "/" + id + ".json"; }
 
   json model_locked(const Job& j) const {
-    int pos = j.state == State::kWaitingGpu && gpus_ ? gpus_->position(j.kernel_id) : 0;
+    int pos = j.state == State::kWaitingGpu ? service_->gpus()->position(j.kernel_id) : 0;
     return to_json(j, pos);
   }
 
@@ -285,7 +279,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       std::ifstream in(e.path());
       std::stringstream ss;
       ss << in.rdbuf();
-      auto v = json::parse(ss.str(), nullptr, false);
+      auto v = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
       auto j = v.is_discarded() ? std::nullopt : from_json(v);
       if (!j || j->id + ".json" != e.path().filename().string()) {
         log::warn("jobs: ignoring unreadable record " + e.path().string());
@@ -296,7 +290,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
         // Its runtime was reattached as the user's: nobody drives it any more.
         if (!j->kernel_id.empty() && kernels_->get(j->kernel_id).ok()) {
           log::info("job " + j->id + ": shutting down its runtime " + j->kernel_id);
-          kernels_->shutdown(j->kernel_id, [](Status) {});
+          service_->release(j->kernel_id, [](Status) {});
         }
       }
       jobs_[j->id] = *j;
@@ -380,93 +374,78 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     auto type = config.types.find(job.runtime_type);
     if (type == config.types.end())
       return fail(id, State::kFailed, "The runtime type '" + job.runtime_type + "' no longer exists");
-    if (config.runtimes.max_per_user) {
-      int mine = 0;
-      for (auto& k : kernels_->list()) mine += k.owner == job.owner;
-      if (mine >= config.runtimes.max_per_user)
-        return fail(id, State::kFailed, "You have " + std::to_string(mine) +
-                                            " runtimes, the most allowed; delete one and run the job again");
-    }
-
-    kernel::StartOptions so;
-    so.runtime_type = job.runtime_type;
-    so.kernel_id = util::uuid4();
-    {
-      std::lock_guard lock(mu_);
-      job_kernels_.insert(so.kernel_id);
-    }
-    struct Forget {
-      JobRunner* r;
-      std::vector<std::string> kids;
-      ~Forget() {
-        std::lock_guard lock(r->mu_);
-        for (auto& k : kids) r->job_kernels_.erase(k);
+    (void)type;
+    // The runtime service admits it (max_per_user, GPU limits), queues it for
+    // GPUs, claims a warm spare or starts a kernel, and leases the kernel to
+    // this job from its first moment (no client may attach to it).
+    runtime::RuntimeRequest rr;
+    rr.user = job.owner;
+    rr.spec = job.kernel_name;
+    rr.type = job.runtime_type;
+    rr.purpose = runtime::Purpose::kJob;
+    rr.may_queue = true;
+    rr.lease_holder = "job " + id;
+    auto got = std::make_shared<std::optional<Result<kernel::KernelModel>>>();
+    auto ticket = service_->acquire(std::move(rr), [this, got](Result<kernel::KernelModel> k) {
+      {
+        std::lock_guard lock(mu_);
+        *got = std::move(k);
       }
-    } forget{this, {so.kernel_id}};
-
-    if (type->second.gpus > 0) {
-      if (!gpus_) return fail(id, State::kFailed, "This server has no GPUs");
-      auto granted = std::make_shared<std::optional<std::vector<int>>>();
-      auto kid = so.kernel_id;
-      if (!update(id, [&](Job& j) {
-            j.state = State::kWaitingGpu;
-            j.kernel_id = kid;
-          }))
-        return fail(id, State::kCancelled, "Cancelled");
-      int pos = gpus_->request(kid, type->second.gpus, [this, granted](std::vector<int> g) {
-        {
-          std::lock_guard lock(mu_);
-          *granted = std::move(g);
-        }
-        cv_.notify_all();
-      });
-      if (pos < 0) return fail(id, State::kFailed, "The runtime type needs more GPUs than this server has");
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return granted->has_value() || jobs_.at(id).cancel_requested || stopping_; });
-      if (!granted->has_value()) {
-        lock.unlock();
-        if (!gpus_->cancel(kid)) gpus_->release(kid);  // granted just now: give them back
-        return fail(id, State::kCancelled, "Cancelled while waiting for a GPU");
-      }
-      so.gpus = **granted;
-    }
-
+      cv_.notify_all();
+    });
+    if (!ticket.ok()) return fail(id, State::kFailed, "The runtime did not start: " + ticket.error().message);
+    const std::string ticket_id = ticket->id;
+    const bool waits_for_gpu = ticket->position > 0;
     if (!update(id, [&](Job& j) {
-          j.state = State::kStarting;
-          j.kernel_id = so.kernel_id;
-          j.started = util::iso_now();
+          j.state = waits_for_gpu ? State::kWaitingGpu : State::kStarting;
+          j.kernel_id = ticket_id;
+          if (!waits_for_gpu) j.started = util::iso_now();
           persist_locked(j);
         })) {
-      if (!so.gpus.empty()) gpus_->release(so.kernel_id);
+      service_->release(ticket_id, nullptr);
       return fail(id, State::kCancelled, "Cancelled");
     }
-    // A CPU job takes the user's warm spare when there is one (a new id).
-    std::optional<kernel::KernelModel> spare;
-    if (pool_ && so.gpus.empty()) {
-      std::lock_guard lock(mu_);  // registered before anyone can learn the id
-      spare = pool_->take(job.owner, job.runtime_type, job.kernel_name);
-      if (spare) {
-        job_kernels_.insert(spare->id);
-        forget.kids.push_back(spare->id);
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return got->has_value() || jobs_.at(id).cancel_requested || stopping_; });
+      if (!got->has_value()) {
+        lock.unlock();
+        service_->release(ticket_id, nullptr);
+        lock.lock();
+        // Started just now under another id (a warm spare): stop that one too.
+        if (got->has_value() && (*got)->ok() && (**got)->id != ticket_id) service_->release((**got)->id, nullptr);
+        lock.unlock();
+        return fail(id, State::kCancelled,
+                    waits_for_gpu ? "Cancelled while waiting for a GPU" : "Cancelled while the runtime started");
       }
     }
-    auto k = spare ? Result<kernel::KernelModel>(*spare) : kernels_->start(job.kernel_name, job.owner, so);
-    if (!k.ok()) {
-      if (!so.gpus.empty()) gpus_->release(so.kernel_id);
-      return fail(id, State::kFailed, "The runtime did not start: " + k.error().message);
-    }
+    auto k = std::move(**got);
+    if (!k.ok()) return fail(id, State::kFailed, "The runtime did not start: " + k.error().message);
     const std::string kid = k->id;
-    update(id, [&](Job& j) { j.kernel_id = kid; });
+    if (!update(id, [&](Job& j) {
+          j.state = State::kStarting;
+          j.kernel_id = kid;
+          if (j.started.empty()) j.started = util::iso_now();
+          persist_locked(j);
+        })) {
+      service_->unlease(kid);
+      exec::stop_kernel(*kernels_, kid);
+      return fail(id, State::kCancelled, "Cancelled");
+    }
     struct Stop {
       std::shared_ptr<kernel::KernelManager> kernels;
+      std::shared_ptr<runtime::RuntimeService> service;
       std::string kid;
       bool stopped = false;
       void now() {
-        if (!stopped) exec::stop_kernel(*kernels, kid);
+        if (!stopped) {
+          exec::stop_kernel(*kernels, kid);
+          service->unlease(kid);
+        }
         stopped = true;
       }
       ~Stop() { now(); }
-    } stop_kernel{kernels_, kid};
+    } stop_kernel{kernels_, service_, kid};
 
     auto ready = std::make_shared<std::optional<Result<kernel::KernelModel>>>();
     kernels_->when_ready(kid, [this, ready](Result<kernel::KernelModel> r) {
@@ -534,8 +513,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
 
   std::shared_ptr<kernel::KernelManager> kernels_;
   std::shared_ptr<drive::Drive> drive_;
-  std::shared_ptr<runtime::GpuAllocator> gpus_;
-  std::shared_ptr<runtime::WarmPool> pool_;  // null: no warm pool
+  std::shared_ptr<runtime::RuntimeService> service_;
   std::shared_ptr<const runtime::Config> config_;
   std::string dir_;
   std::size_t threads_;
@@ -543,7 +521,6 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::condition_variable cv_;
   std::map<std::string, Job> jobs_;     // GUARDED_BY(mu_)
   std::deque<std::string> queue_;       // GUARDED_BY(mu_)
-  std::set<std::string> job_kernels_;   // GUARDED_BY(mu_)
   bool stopping_ = false;               // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;
 };
@@ -610,15 +587,10 @@ Result<Job> parse_request(const Context& ctx, const Request& req) {
 void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->drive || ctx->jobs_dir.empty()) return;
   if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
-  if (!ctx->gpus) ctx->gpus = std::make_shared<runtime::GpuAllocator>(std::vector<runtime::Gpu>{});
   auto runner = std::make_shared<JobRunner>(*ctx, ctx->jobs_dir, 2);
   runner->start();
   std::weak_ptr<JobRunner> weak = runner;
   ctx->stop_jobs = [runner] { runner->stop(); };
-  ctx->is_job_kernel = [weak](const std::string& kid) {
-    auto r = weak.lock();
-    return r && r->is_job_kernel(kid);
-  };
   const std::string id_re = "/api/skylab/jobs/([0-9a-f-]{36})/?";
 
   r.add("POST", "/api/skylab/jobs/?", [ctx, weak](Request& req, Responder done) {

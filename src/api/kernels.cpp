@@ -3,6 +3,7 @@
 
 #include "api/api.hpp"
 #include "common/util.hpp"
+#include "runtime/service.hpp"
 
 namespace skylab::api {
 
@@ -50,11 +51,18 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       name = n->get<std::string>();
       if (name.empty()) name = ctx->specs->default_name();
     }
-    auto k = start_runtime(*ctx, name, req.user.username);
-    if (!k.ok()) return done(Response::from_error(k.error()));
-    auto res = Response::json(201, kernel_json(k.value()));
-    res.set_header("Location", "/api/kernels/" + k->id);
-    done(std::move(res));
+    // Admission now; the start on the runtime service's threads, the reply
+    // from there.
+    runtime::RuntimeRequest rr;
+    rr.user = req.user.username;
+    rr.spec = name;
+    auto ticket = ctx->runtimes->acquire(std::move(rr), [done](Result<kernel::KernelModel> k) {
+      if (!k.ok()) return done(Response::from_error(k.error()));
+      auto res = Response::json(201, kernel_json(k.value()));
+      res.set_header("Location", "/api/kernels/" + k->id);
+      done(std::move(res));
+    });
+    if (!ticket.ok()) done(Response::from_error(ticket.error()));
   });
 
   r.add("GET", id + "/?", [ctx](Request& req, Responder done) {
@@ -65,7 +73,7 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("DELETE", id + "/?", [ctx](Request& req, Responder done) {
     auto k = visible_kernel(*ctx, req.user, req.params[0]);
     if (!k.ok()) return done(Response::from_error(k.error()));
-    ctx->kernels->shutdown(k->id, [done](Status st) {
+    ctx->runtimes->release(k->id, [done](Status st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });
   });

@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 
 #include <fstream>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -16,6 +17,7 @@
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/pool.hpp"
+#include "runtime/service.hpp"
 
 namespace skylab::api {
 
@@ -25,45 +27,6 @@ using http::Response;
 using nlohmann::json;
 
 namespace {
-
-struct Queued {
-  std::string owner, type, kernel_name;
-  std::chrono::system_clock::time_point created;
-};
-
-// Runtimes waiting for GPUs. Thread-safe.
-class RuntimeQueue {
- public:
-  void add(const std::string& id, Queued q) {
-    std::lock_guard lock(mutex_);
-    queued_[id] = std::move(q);
-  }
-  std::optional<Queued> take(const std::string& id) {
-    std::lock_guard lock(mutex_);
-    auto it = queued_.find(id);
-    if (it == queued_.end()) return std::nullopt;
-    Queued q = std::move(it->second);
-    queued_.erase(it);
-    return q;
-  }
-  std::optional<Queued> get(const std::string& id) {
-    std::lock_guard lock(mutex_);
-    auto it = queued_.find(id);
-    if (it == queued_.end()) return std::nullopt;
-    return it->second;
-  }
-  std::vector<std::pair<std::string, Queued>> of(const std::string& owner) {
-    std::lock_guard lock(mutex_);
-    std::vector<std::pair<std::string, Queued>> out;
-    for (auto& [id, q] : queued_)
-      if (q.owner == owner) out.emplace_back(id, q);
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<std::string, Queued> queued_;
-};
 
 std::string type_of(const kernel::KernelModel& k, const runtime::Config& c) {
   return k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type;
@@ -87,9 +50,13 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
   return j;
 }
 
-json queued_json(const std::string& id, const Queued& q, int position) {
-  return {{"id", id}, {"type", q.type}, {"state", "queued"}, {"position", position},
-          {"created", util::iso_time(q.created)}, {"gpus", json::array()}};
+// A runtime not running yet: "queued" for GPUs (with its position) or
+// "starting" (with the backend's reason, when it gave one).
+json pending_json(const runtime::PendingRuntime& p) {
+  json j = {{"id", p.id}, {"type", p.type}, {"state", p.state}, {"position", p.position},
+            {"created", util::iso_time(p.created)}, {"gpus", p.gpus}};
+  if (!p.reason.empty()) j["reason"] = p.reason;
+  return j;
 }
 
 std::uint64_t meminfo(const std::string& key) {
@@ -131,8 +98,7 @@ class CpuSampler {
 json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
                 const std::map<int, runtime::GpuUsage>& gpu_by_index) {
   json j = {{"id", k.id}, {"type", type_of(k, *ctx.runtime_config)}, {"state", k.execution_state}};
-  kernel::Usage u;
-  if (ctx.launcher) u = ctx.launcher->usage(k.id);
+  kernel::Usage u = ctx.runtimes->backend().usage(k.id);
   auto t = ctx.runtime_config->types.find(type_of(k, *ctx.runtime_config));
   auto or_null = [](std::uint64_t v) { return v ? json(v) : json(nullptr); };
   if (u.known) {
@@ -165,21 +131,13 @@ json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
 
 }  // namespace
 
-Result<kernel::KernelModel> start_runtime(Context& ctx, const std::string& spec, const std::string& user,
-                                          const kernel::StartOptions& options) {
-  if (ctx.pool && options.gpus.empty() && options.kernel_id.empty() && ctx.specs->find(spec).ok()) {
-    if (auto m = ctx.pool->take(user, options.runtime_type, spec)) return *m;
-  }
-  return ctx.kernels->start(spec, user, options);
-}
-
 void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
-  if (!ctx->gpus) ctx->gpus = std::make_shared<runtime::GpuAllocator>(std::vector<runtime::Gpu>{});
-  auto queue = std::make_shared<RuntimeQueue>();
+  auto service = ctx->runtimes;
+  auto gpus = service->gpus();
   const std::string id_re = "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?";
 
-  r.add("GET", "/api/skylab/runtime_types/?", [ctx](Request& req, Responder done) {
+  r.add("GET", "/api/skylab/runtime_types/?", [ctx, service, gpus](Request& req, Responder done) {
     const auto& c = *ctx->runtime_config;
     json types = json::array();
     for (auto& [name, t] : c.types) {
@@ -187,22 +145,23 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                        {"cpus", t.cpus}, {"gpus", t.gpus}, {"disk", t.disk_bytes ? json(t.disk_bytes) : json(nullptr)},
                        {"idle_timeout_seconds", c.idle_timeout(t).count()},
                        {"max_lifetime_seconds", c.max_lifetime(t).count()}, {"default", name == c.runtimes.default_type},
-                       {"warm_ready", ctx->pool ? ctx->pool->ready(req.user.username, name) : 0}});
+                       {"warm_ready", service->pool() ? service->pool()->ready(req.user.username, name) : 0}});
     }
     done(Response::json(200, {{"types", types},
-                              {"gpus", {{"total", ctx->gpus->gpus().size()}, {"free", ctx->gpus->free_count()},
-                                        {"queued", ctx->gpus->queue().size()}}}}));
+                              {"gpus", {{"total", gpus->gpus().size()}, {"free", gpus->free_count()},
+                                        {"queued", gpus->queue().size()}}}}));
   });
 
-  r.add("GET", "/api/skylab/runtimes/?", [ctx, queue](Request& req, Responder done) {
+  r.add("GET", "/api/skylab/runtimes/?", [ctx, service](Request& req, Responder done) {
     json out = json::array();
     for (auto& k : ctx->kernels->list())
       if (may_access(req.user, k.owner)) out.push_back(runtime_json(k, *ctx->runtime_config));
-    for (auto& [id, q] : queue->of(req.user.username)) out.push_back(queued_json(id, q, ctx->gpus->position(id)));
+    for (auto& p : service->pending(req.user.username))
+      if (p.state == "queued") out.push_back(pending_json(p));
     done(Response::json(200, out));
   });
 
-  r.add("POST", "/api/skylab/runtimes/?", [ctx, queue](Request& req, Responder done) {
+  r.add("POST", "/api/skylab/runtimes/?", [ctx, service](Request& req, Responder done) {
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
     const auto& c = *ctx->runtime_config;
@@ -217,95 +176,61 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!n->is_string()) return done(Response::error(400, "'kernel_name' must be a string"));
       kernel_name = n->get<std::string>();
     }
-    auto t = c.types.find(type);
-    if (t == c.types.end()) return done(Response::error(400, "Unknown runtime type '" + type + "'"));
+    if (!c.types.count(type)) return done(Response::error(400, "Unknown runtime type '" + type + "'"));
     if (!ctx->specs->find(kernel_name).ok()) return done(Response::error(404, "No such kernel spec: " + kernel_name));
 
-    // Per-user limits count running and queued runtimes.
-    int mine = 0, mine_gpu = 0;
-    for (auto& k : ctx->kernels->list())
-      if (k.owner == req.user.username) {
-        ++mine;
-        mine_gpu += !k.gpus.empty();
-      }
-    int queued = static_cast<int>(queue->of(req.user.username).size());  // only GPU runtimes queue
-    mine += queued;
-    mine_gpu += queued;
-    if (c.runtimes.max_per_user && mine >= c.runtimes.max_per_user)
-      return done(Response::error(409, "You have " + std::to_string(mine) + " runtimes, the most allowed; delete one first"));
-    if (t->second.gpus > 0 && mine_gpu >= c.runtimes.max_gpu_per_user)
-      return done(Response::error(409, "You already have " + std::to_string(mine_gpu) + " GPU runtime(s), the most allowed"));
-
-    kernel::StartOptions so;
-    so.runtime_type = type;
-    if (t->second.gpus == 0) {
-      auto k = start_runtime(*ctx, kernel_name, req.user.username, so);
+    // The service admits (limits, GPU queue) now; a runtime that starts now
+    // answers 201 from the service's thread once started, a queued one 202
+    // at once (the start then happens when its GPUs are granted).
+    runtime::RuntimeRequest rr;
+    rr.user = req.user.username;
+    rr.spec = kernel_name;
+    rr.type = type;
+    rr.may_queue = true;
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto ticket = service->acquire(std::move(rr), [ctx, done, answered](Result<kernel::KernelModel> k) {
+      if (answered->exchange(true)) return;  // queued: the 202 was the answer
       if (!k.ok()) return done(Response::from_error(k.error()));
-      return done(Response::json(201, runtime_json(k.value(), c)));
-    }
-    so.kernel_id = util::uuid4();
-    std::string id = so.kernel_id;
-    queue->add(id, Queued{req.user.username, type, kernel_name, std::chrono::system_clock::now()});
-    std::string owner = req.user.username;
-    auto start_error = std::make_shared<std::optional<Error>>();
-    int pos = ctx->gpus->request(id, t->second.gpus, [ctx, queue, id, so, kernel_name, owner, start_error](std::vector<int> g) mutable {
-      if (!queue->take(id)) {  // cancelled meanwhile
-        ctx->gpus->release(id);
-        return;
-      }
-      so.gpus = std::move(g);
-      auto k = ctx->kernels->start(kernel_name, owner, so);
-      if (!k.ok()) {
-        log::warn("runtime " + id + ": could not start: " + k.error().message);
-        *start_error = k.error();
-        ctx->gpus->release(id);
-      }
+      done(Response::json(201, runtime_json(k.value(), *ctx->runtime_config)));
     });
-    if (pos < 0) {
-      queue->take(id);
-      return done(Response::error(400, "Runtime type '" + type + "' needs " + std::to_string(t->second.gpus) +
-                                           " GPUs; this server has " + std::to_string(ctx->gpus->gpus().size())));
-    }
-    if (pos == 0) {
-      if (*start_error) return done(Response::from_error(**start_error));
-      auto k = ctx->kernels->get(id);
-      if (!k.ok()) return done(Response::from_error(k.error()));
-      return done(Response::json(201, runtime_json(k.value(), c)));
-    }
-    auto q = queue->get(id);
-    auto res = Response::json(202, queued_json(id, q ? *q : Queued{owner, type, kernel_name, {}}, pos));
-    res.set_header("Location", "/api/skylab/runtimes/" + id);
+    if (!ticket.ok()) return done(Response::from_error(ticket.error()));
+    if (ticket->position == 0) return;
+    // Queued. (A grant racing with this reply: whichever comes first answers.)
+    if (answered->exchange(true)) return;
+    runtime::PendingRuntime p{ticket->id, req.user.username, type, kernel_name, "queued", ticket->position, "",
+                              std::chrono::system_clock::now()};
+    if (auto now = service->pending_one(ticket->id)) p = *now;
+    p.state = "queued";
+    auto res = Response::json(202, pending_json(p));
+    res.set_header("Location", "/api/skylab/runtimes/" + ticket->id);
     done(std::move(res));
   });
 
-  r.add("GET", id_re, [ctx, queue](Request& req, Responder done) {
+  r.add("GET", id_re, [ctx, service](Request& req, Responder done) {
     const std::string& id = req.params[0];
-    if (auto q = queue->get(id); q && may_access(req.user, q->owner))
-      return done(Response::json(200, queued_json(id, *q, ctx->gpus->position(id))));
+    if (auto p = service->pending_one(id); p && may_access(req.user, p->user))
+      return done(Response::json(200, pending_json(*p)));
     auto k = ctx->kernels->get(id);
     if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + id));
     done(Response::json(200, runtime_json(k.value(), *ctx->runtime_config)));
   });
 
-  r.add("DELETE", id_re, [ctx, queue](Request& req, Responder done) {
+  r.add("DELETE", id_re, [ctx, service](Request& req, Responder done) {
     const std::string& id = req.params[0];
-    if (auto q = queue->get(id); q && may_access(req.user, q->owner)) {
-      queue->take(id);
-      ctx->gpus->cancel(id);
-      return done(Response::empty(204));
-    }
+    auto p = service->pending_one(id);
     auto k = ctx->kernels->get(id);
-    if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + id));
-    ctx->kernels->shutdown(id, [done](Status st) {
+    bool mine = p ? may_access(req.user, p->user) : k.ok() && may_access(req.user, k->owner);
+    if (!mine) return done(Response::error(404, "No such runtime: " + id));
+    service->release(id, [done](Status st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });
   });
 
   auto cpu = std::make_shared<CpuSampler>();
-  r.add("GET", "/api/skylab/resources/?", [ctx, cpu](Request& req, Responder done) {
+  r.add("GET", "/api/skylab/resources/?", [ctx, cpu, allocator = gpus](Request& req, Responder done) {
     // Reads cgroup files and may walk /content: off the network thread.
     auto user = req.user;
-    auto work = [ctx, cpu, user, done]() mutable {
+    auto work = [ctx, cpu, allocator, user, done]() mutable {
       json gpus = json::array();
       std::map<int, runtime::GpuUsage> by_index;
       for (auto& u : runtime::gpu_usage()) {
@@ -322,7 +247,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       for (auto& k : ctx->kernels->list())
         if (may_access(user, k.owner)) runtimes.push_back(usage_json(*ctx, k, *cpu, by_index));
       done(Response::json(200, {{"host", {{"memory_total", meminfo("MemTotal")}, {"memory_available", meminfo("MemAvailable")},
-                                          {"disk", disk}, {"gpus", gpus}, {"gpu_count", ctx->gpus->gpus().size()}}},
+                                          {"disk", disk}, {"gpus", gpus}, {"gpu_count", allocator->gpus().size()}}},
                                 {"runtimes", runtimes}}));
     };
     if (!ctx->work || !ctx->work->post(work)) work();

@@ -11,6 +11,8 @@
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/json_io.hpp"
+#include "runtime/service.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -36,7 +38,7 @@ SessionStore::SessionStore(std::string file) : file_(std::move(file)) {
   if (!in) return;
   std::stringstream ss;
   ss << in.rdbuf();
-  auto v = json::parse(ss.str(), nullptr, false);
+  auto v = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
   if (!v.is_array()) {
     log::warn("sessions: ignoring " + file_ + " (not a JSON list)");
     return;
@@ -172,20 +174,30 @@ Result<SessionRecord> visible_session(Context& ctx, const auth::Identity& user, 
   return *s;
 }
 
-//! Starts a kernel of spec `name` (default if empty). Unknown spec: 501 as Jupyter.
-std::variant<kernel::KernelModel, Response> start_kernel(Context& ctx, const auth::Identity& user,
-                                                         std::string name) {
+using KernelOrResponse = std::variant<kernel::KernelModel, Response>;
+
+//! Starts a kernel of spec `name` (default if empty) through the runtime
+//! service; `then` runs exactly once, on the service's thread (refusals: on
+//! this one). Unknown spec: 501 as Jupyter.
+void start_kernel(Context& ctx, const auth::Identity& user, std::string name,
+                  std::function<void(KernelOrResponse)> then) {
   if (name.empty()) name = ctx.specs->default_name();
-  auto k = start_runtime(ctx, name, user.username);
-  if (k.ok()) return k.value();
-  if (k.error().code == Error::Code::kNotFound) {
-    Response r = safe_json(501, {{"message", "The '" + name +
-                                                      "' kernel is not available. Please pick another suitable "
-                                                      "kernel instead, or install that kernel."},
-                                      {"short_message", name + " not found"}});
-    return r;
-  }
-  return Response::from_error(k.error());
+  auto answer = [name](const Error& e) -> KernelOrResponse {
+    if (e.code == Error::Code::kNotFound)
+      return safe_json(501, {{"message", "The '" + name +
+                                             "' kernel is not available. Please pick another suitable "
+                                             "kernel instead, or install that kernel."},
+                             {"short_message", name + " not found"}});
+    return Response::from_error(e);
+  };
+  runtime::RuntimeRequest rr;
+  rr.user = user.username;
+  rr.spec = name;
+  auto ticket = ctx.runtimes->acquire(std::move(rr), [then, answer](Result<kernel::KernelModel> k) {
+    if (!k.ok()) return then(answer(k.error()));
+    then(std::move(k.value()));
+  });
+  if (!ticket.ok()) then(answer(ticket.error()));
 }
 
 Result<std::string> string_field(const json& m, const char* key, bool required) {
@@ -251,20 +263,31 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     rec.path = path.value();
     rec.name = name.value();
     rec.type = type.value();
+    auto create = [ctx, respond, done](SessionRecord rec) {
+      auto created = ctx->sessions->create(rec);
+      auto model = session_model(*ctx, created);
+      if (!model) return done(Response::error(500, "The session's kernel died while starting"));
+      respond(std::move(*model));
+    };
     if (!kernel_id.empty()) {
       auto k = ctx->kernels->get(kernel_id);
       if (!k.ok() || !may_access(req.user, k->owner))
         return done(Response::error(404, "Kernel does not exist: " + kernel_id));
       rec.kernel_id = k->id;
-    } else {
-      auto started = start_kernel(*ctx, req.user, kernel_name);
+      return create(std::move(rec));
+    }
+    start_kernel(*ctx, req.user, kernel_name, [ctx, rec, create, respond, done](KernelOrResponse started) mutable {
       if (auto* res = std::get_if<Response>(&started)) return done(std::move(*res));
       rec.kernel_id = std::get<kernel::KernelModel>(started).id;
-    }
-    auto created = ctx->sessions->create(rec);
-    auto model = session_model(*ctx, created);
-    if (!model) return done(Response::error(500, "The session's kernel died while starting"));
-    respond(std::move(*model));
+      // Another request for the same path won meanwhile: its session stands.
+      if (auto existing = ctx->sessions->find_by_path(rec.owner, rec.path)) {
+        if (auto model = session_model(*ctx, *existing)) {
+          ctx->runtimes->release(rec.kernel_id, [](Status) {});
+          return respond(std::move(*model));
+        }
+      }
+      create(std::move(rec));
+    });
   });
 
   r.add("GET", id + "/?", [ctx](Request& req, Responder done) {
@@ -294,6 +317,19 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       std::string& dst = std::string(key) == "path" ? after.path : std::string(key) == "name" ? after.name : after.type;
       dst = v.value();
     }
+    auto finish = [ctx, done, before, id = req.params[0]](SessionRecord after) {
+      if (!ctx->sessions->update(after))
+        return done(Response::error(404, "Session not found: session_id='" + id + "'"));
+      auto model = session_model(*ctx, after);
+      if (!model) return done(Response::error(404, "Session not found: session_id='" + id + "'"));
+      if (after.kernel_id != before.kernel_id) {
+        // The replaced kernel goes away before the reply, as in Jupyter Server.
+        json reply = std::move(*model);
+        ctx->runtimes->release(before.kernel_id, [done, reply](Status) { done(safe_json(200, reply)); });
+        return;
+      }
+      done(safe_json(200, *model));
+    };
     if (auto k = m.find("kernel"); k != m.end() && !k->is_null()) {
       if (!k->is_object()) return done(Response::error(400, "'kernel' must be an object"));
       auto ki = string_field(*k, "id", false);
@@ -306,22 +342,14 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           return done(Response::error(400, "No such kernel: " + ki.value()));
         after.kernel_id = kernel->id;
       } else if (k->contains("name")) {
-        auto started = start_kernel(*ctx, req.user, kn.value());
-        if (auto* res = std::get_if<Response>(&started)) return done(std::move(*res));
-        after.kernel_id = std::get<kernel::KernelModel>(started).id;
+        return start_kernel(*ctx, req.user, kn.value(), [after, finish, done](KernelOrResponse started) mutable {
+          if (auto* res = std::get_if<Response>(&started)) return done(std::move(*res));
+          after.kernel_id = std::get<kernel::KernelModel>(started).id;
+          finish(std::move(after));
+        });
       }
     }
-    if (!ctx->sessions->update(after))
-      return done(Response::error(404, "Session not found: session_id='" + req.params[0] + "'"));
-    auto model = session_model(*ctx, after);
-    if (!model) return done(Response::error(404, "Session not found: session_id='" + req.params[0] + "'"));
-    if (after.kernel_id != before.kernel_id) {
-      // The replaced kernel goes away before the reply, as in Jupyter Server.
-      json reply = std::move(*model);
-      ctx->kernels->shutdown(before.kernel_id, [done, reply](Status) { done(safe_json(200, reply)); });
-      return;
-    }
-    done(safe_json(200, *model));
+    finish(std::move(after));
   });
 
   r.add("DELETE", id + "/?", [ctx](Request& req, Responder done) {
@@ -329,7 +357,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!s.ok()) return done(Response::from_error(s.error()));
     ctx->sessions->remove(s->id);
     if (!ctx->kernels->get(s->kernel_id).ok()) return done(Response::empty(204));
-    ctx->kernels->shutdown(s->kernel_id, [done](Status) { done(Response::empty(204)); });
+    ctx->runtimes->release(s->kernel_id, [done](Status) { done(Response::empty(204)); });
   });
 }
 

@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -87,7 +88,7 @@ bool safe_subpath(const std::string& sub) {
 //! For viewers: the models say read-only (top level and directory entries).
 void mark_read_only(Response& res) {
   if (res.status != 200 && res.status != 201) return;
-  auto j = json::parse(res.body, nullptr, false);
+  auto j = json_limits::parse_or_discarded(res.body);
   if (j.is_discarded() || !j.is_object() || !j.contains("writable")) return;
   j["writable"] = false;
   if (auto c = j.find("content"); c != j.end() && c->is_array())
@@ -206,8 +207,11 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   });
 
   r.add("DELETE", "/api/skylab/shares/" + kShareId, [ctx](Request& req, Responder done) {
-    auto st = ctx->shares->revoke(req.user.username, req.params[0]);
-    done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
+    // A write: waits for the share database's lock off the I/O thread.
+    on_work(*ctx, done, [ctx, user = req.user.username, id = req.params[0]]() -> Response {
+      auto st = ctx->shares->revoke(user, id);
+      return st.ok() ? Response::empty(204) : Response::from_error(st.error());
+    });
   });
 
   // ---- shared with me

@@ -18,6 +18,13 @@ namespace skylab::auth {
 
 namespace {
 
+//! How long a write waits for another process's lock before the caller gets
+//! Unavailable (HTTP 503). Writes run on worker threads, never on the I/O thread.
+constexpr int kWriteBusyTimeoutMs = 2000;
+//! Reads on the I/O thread: WAL readers do not wait for writers, so this only
+//! covers a checkpoint or recovery in progress.
+constexpr int kReadBusyTimeoutMs = 100;
+
 using sqlite::Stmt;
 using sqlite::Tx;
 
@@ -49,6 +56,13 @@ CREATE INDEX IF NOT EXISTS auth_tokens_by_user ON auth_tokens(username, created)
 )sql";
 
 Error db_error(sqlite3* db, const std::string& what) {
+  // Another process (`skylab user`, a backup, sqlite3) holds the write lock
+  // longer than the busy timeout: a temporary condition, not a server fault.
+  if (db) {
+    int code = sqlite3_errcode(db) & 0xff;
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+      return Error::unavailable("account database is busy; try again: " + what);
+  }
   return Error::internal("account database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
 }
 
@@ -95,6 +109,7 @@ std::string password_problem(std::string_view password) {
 AccountStore::AccountStore(AccountStoreOptions options) : opts_(std::move(options)) {}
 
 AccountStore::~AccountStore() {
+  if (read_db_) sqlite3_close_v2(read_db_);
   if (db_) sqlite3_close_v2(db_);
 }
 
@@ -127,11 +142,18 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
   int rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) return db_error(s->db_, "open " + s->opts_.path);
-  sqlite3_busy_timeout(s->db_, 5000);
+  sqlite3_busy_timeout(s->db_, kWriteBusyTimeoutMs);
   auto st = s->exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
   if (!st.ok()) return st.error();
   st = s->migrate();
   if (!st.ok()) return st.error();
+  // The read connection: in WAL mode a reader never waits for a writer, so
+  // the checks every request makes (on the server's I/O thread) go on while
+  // another connection or process holds the write lock, and never queue
+  // behind a login that waits for it on mutex_.
+  rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->read_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) return db_error(s->read_db_, "open " + s->opts_.path);
+  sqlite3_busy_timeout(s->read_db_, kReadBusyTimeoutMs);
   return s;
 }
 
@@ -188,13 +210,13 @@ Status AccountStore::add_user(std::string_view name, std::string_view password, 
 }
 
 Result<UserRecord> AccountStore::find_user(std::string_view name) {
-  std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE username = ?");
+  std::lock_guard lock(read_mutex_);  // a read: never behind a writer waiting for the lock
+  Stmt s(read_db_, "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE username = ?");
   s.bind(1, name);
   int rc = s.step();
   if (rc == SQLITE_ROW) return user_from(s);
   if (rc == SQLITE_DONE) return Error::not_found("No such user: " + std::string(name));
-  return db_error(db_, "find user");
+  return db_error(read_db_, "find user");
 }
 
 Result<std::vector<UserRecord>> AccountStore::list_users() {
@@ -285,10 +307,10 @@ Result<UserRecord> AccountStore::check_password(std::string_view name, std::stri
 
 // ---------------------------------------------------------------- identities
 
-std::optional<Identity> AccountStore::identity_for(const std::string& username, Via via,
+std::optional<Identity> AccountStore::identity_for(sqlite3* db, const std::string& username, Via via,
                                                    std::string credential) {
-  // Caller holds mutex_.
-  Stmt s(db_, "SELECT admin, disabled FROM users WHERE username = ?");
+  // Caller holds the mutex of `db` (mutex_ for db_, read_mutex_ for read_db_).
+  Stmt s(db, "SELECT admin, disabled FROM users WHERE username = ?");
   s.bind(1, username);
   if (s.step() != SQLITE_ROW || s.i64(1) != 0) return std::nullopt;
   Identity id;
@@ -324,7 +346,7 @@ Result<NewSession> AccountStore::create_session(const UserRecord& user) {
     ins.bind(1, id).bind(2, user.username).bind(3, t).bind(4, ns.expires);
     if (ins.step() != SQLITE_DONE) return db_error(db_, "create session");
   }
-  auto who = identity_for(user.username, Via::kSession, "session:" + id);
+  auto who = identity_for(db_, user.username, Via::kSession, "session:" + id);
   if (!who) return Error::forbidden("Invalid user name or password");
   if (!tx.commit()) return db_error(db_, "commit");
   ns.identity = std::move(*who);
@@ -335,11 +357,11 @@ Result<NewSession> AccountStore::create_session(const UserRecord& user) {
 std::optional<Identity> AccountStore::session_identity(std::string_view secret) {
   if (secret.empty() || secret.size() > 128) return std::nullopt;
   std::string id = sha256_hex(secret);
-  std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
+  std::lock_guard lock(read_mutex_);
+  Stmt s(read_db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
   s.bind(1, id).bind(2, now());
   if (s.step() != SQLITE_ROW) return std::nullopt;
-  auto who = identity_for(s.text(0), Via::kSession, "session:" + id);
+  auto who = identity_for(read_db_, s.text(0), Via::kSession, "session:" + id);
   if (who) who->xsrf = xsrf_token_for_session(secret);
   return who;
 }
@@ -393,11 +415,11 @@ Result<NewToken> AccountStore::create_token(std::string_view username, std::stri
 
 std::optional<Identity> AccountStore::token_identity(std::string_view token) {
   if (token.size() > 256 || token.rfind(kApiTokenPrefix, 0) != 0) return std::nullopt;
-  std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT id, username FROM auth_tokens WHERE token_hash = ? AND (expires IS NULL OR expires > ?)");
+  std::lock_guard lock(read_mutex_);
+  Stmt s(read_db_, "SELECT id, username FROM auth_tokens WHERE token_hash = ? AND (expires IS NULL OR expires > ?)");
   s.bind(1, sha256_hex(token)).bind(2, now());
   if (s.step() != SQLITE_ROW) return std::nullopt;
-  return identity_for(s.text(1), Via::kApiToken, "token:" + s.text(0));
+  return identity_for(read_db_, s.text(1), Via::kApiToken, "token:" + s.text(0));
 }
 
 Result<std::vector<TokenRecord>> AccountStore::list_tokens(std::string_view username) {
@@ -430,21 +452,21 @@ bool AccountStore::still_valid(const Identity& who) {
       return true;
     case Via::kSession: {
       if (who.credential_id.rfind("session:", 0) != 0) return false;
-      std::lock_guard lock(mutex_);
-      Stmt s(db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
+      std::lock_guard lock(read_mutex_);
+      Stmt s(read_db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
       s.bind(1, std::string_view(who.credential_id).substr(8)).bind(2, now());
       int rc = s.step();
       if (rc != SQLITE_ROW) return rc != SQLITE_DONE;  // a database error is no proof of revocation
-      return s.text(0) == who.username && identity_for(who.username, Via::kSession, "").has_value();
+      return s.text(0) == who.username && identity_for(read_db_, who.username, Via::kSession, "").has_value();
     }
     case Via::kApiToken: {
       if (who.credential_id.rfind("token:", 0) != 0) return false;
-      std::lock_guard lock(mutex_);
-      Stmt s(db_, "SELECT username FROM auth_tokens WHERE id = ? AND (expires IS NULL OR expires > ?)");
+      std::lock_guard lock(read_mutex_);
+      Stmt s(read_db_, "SELECT username FROM auth_tokens WHERE id = ? AND (expires IS NULL OR expires > ?)");
       s.bind(1, std::string_view(who.credential_id).substr(6)).bind(2, now());
       int rc = s.step();
       if (rc != SQLITE_ROW) return rc != SQLITE_DONE;
-      return s.text(0) == who.username && identity_for(who.username, Via::kApiToken, "").has_value();
+      return s.text(0) == who.username && identity_for(read_db_, who.username, Via::kApiToken, "").has_value();
     }
   }
   return false;

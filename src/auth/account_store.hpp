@@ -73,8 +73,11 @@ struct AccountStoreOptions {
   std::function<std::int64_t()> now;
 };
 
-//! Thread-safe (one connection behind a mutex; password hashing runs
-//! outside it). Other processes may use the same file at the same time.
+//! Thread-safe (a write connection and a read connection, each behind its own
+//! mutex; password hashing runs outside them). Other processes may use the
+//! same file at the same time; while one holds the write lock, writes fail
+//! after a short wait with Unavailable, and the request checks
+//! (session_identity, token_identity, still_valid) still answer.
 class AccountStore {
  public:
   static Result<std::shared_ptr<AccountStore>> open(AccountStoreOptions options);
@@ -125,12 +128,16 @@ class AccountStore {
   explicit AccountStore(AccountStoreOptions options);
   Status migrate();
   std::int64_t now() const;
-  std::optional<Identity> identity_for(const std::string& username, Via via, std::string credential);
+  std::optional<Identity> identity_for(sqlite3* db, const std::string& username, Via via, std::string credential);
   Status exec(const char* sql);
 
   AccountStoreOptions opts_;
   std::mutex mutex_;
-  sqlite3* db_ = nullptr;  // GUARDED_BY(mutex_)
+  sqlite3* db_ = nullptr;  // GUARDED_BY(mutex_); writes and administration
+  //! Reads that authenticate requests (session_identity, token_identity,
+  //! still_valid): never waits behind db_'s writers.
+  std::mutex read_mutex_;
+  sqlite3* read_db_ = nullptr;  // GUARDED_BY(read_mutex_)
   std::once_flag dummy_once_;
   std::string dummy_hash_;  // equalizes the time of logins for unknown users
 };

@@ -33,6 +33,11 @@ CREATE INDEX IF NOT EXISTS auth_shares_by_grantee ON auth_shares(grantee);
 )sql";
 
 Error db_error(sqlite3* db, const std::string& what) {
+  // Another process holds the write lock: temporary (503 with Retry-After).
+  if (db) {
+    int code = sqlite3_errcode(db) & 0xff;
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Error::unavailable("share database is busy; try again");
+  }
   return Error::internal("share database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
 }
 
@@ -94,7 +99,7 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
   s->now_ = std::move(now);
   if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
     return db_error(s->db_, "open " + path);
-  sqlite3_busy_timeout(s->db_, 5000);
+  sqlite3_busy_timeout(s->db_, 2000);  // callers run on worker threads
   const char* setup =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";

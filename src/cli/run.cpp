@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -36,6 +37,7 @@
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
+#include "runtime/service.hpp"
 
 namespace skylab::cli {
 
@@ -197,8 +199,36 @@ struct RuntimeSetup {
   std::shared_ptr<kernel::Launcher> launcher;
   std::string user;
   std::string type;
-  std::vector<int> gpus;
 };
+
+// `--runtime`: the kernel comes from a runtime service, as the server's do
+// (the type's GPUs from this machine's inventory, the sandbox launcher);
+// then waits until it is ready.
+Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelManager>& kernels,
+                                    const std::shared_ptr<const kernel::KernelSpecStore>& specs,
+                                    const RuntimeSetup& rt, const std::string& spec, std::chrono::milliseconds timeout,
+                                    const std::atomic<bool>* cancelled) {
+  runtime::ServiceOptions so;
+  so.threads = 1;
+  runtime::RuntimeService service(runtime::make_local_backend(kernels, specs, nullptr),
+                                  std::make_shared<const runtime::Config>(rt.config),
+                                  std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(rt.config.fake_gpus)),
+                                  nullptr, so);
+  runtime::RuntimeRequest r;
+  r.user = rt.user;
+  r.spec = spec;
+  r.type = rt.type;
+  r.purpose = runtime::Purpose::kJob;
+  std::promise<Result<kernel::KernelModel>> started;
+  auto got = started.get_future();
+  auto ticket = service.acquire(std::move(r), [&started](Result<kernel::KernelModel> k) { started.set_value(std::move(k)); });
+  if (!ticket.ok()) return ticket.error();
+  auto k = got.get();
+  service.stop();
+  if (!k.ok()) return k.error();
+  if (auto st = exec::wait_ready(*kernels, k->id, timeout, cancelled); !st.ok()) return st.error();
+  return k->id;
+}
 
 // Fills `out` from the arguments; on failure returns the message for exit status 2.
 std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
@@ -220,13 +250,13 @@ std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
   if (!valid_user_name(out.user))
     return "'" + out.user + "' is not a Skylab user name (lower-case letters, digits, _ and -); choose one with --user";
   if (t->second.gpus > 0) {
-    // Whole GPUs from this machine's inventory; a server on the same machine
-    // does not know about them (run GPU batch work through the server's queue
-    // when both share GPUs).
-    runtime::GpuAllocator gpus(runtime::detect_gpus(out.config.fake_gpus));
-    int pos = gpus.request("skylab-run", t->second.gpus, [&out](std::vector<int> g) { out.gpus = std::move(g); });
-    if (pos != 0) return "runtime type '" + out.type + "' needs " + std::to_string(t->second.gpus) +
-                         " GPU(s); this machine has " + std::to_string(gpus.gpus().size());
+    // Whole GPUs from this machine's inventory (the runtime service picks
+    // them); a server on the same machine does not know about them (run GPU
+    // batch work through the server's queue when both share GPUs).
+    auto n = runtime::detect_gpus(out.config.fake_gpus).size();
+    if (static_cast<std::size_t>(t->second.gpus) > n)
+      return "runtime type '" + out.type + "' needs " + std::to_string(t->second.gpus) + " GPU(s); this machine has " +
+             std::to_string(n);
   }
   std::string data = ra.data_dir.empty() ? "./skylab-data" : ra.data_dir;
   std::error_code ec;
@@ -526,16 +556,15 @@ int run_main(const std::vector<std::string>& args) {
   mo.command_prefix = {fs::read_symlink("/proc/self/exe", ec).string(), "sandbox-exec", "--die-with-parent", "--"};
   if (rt) {
     mo.launcher = rt->launcher;
-    start_options.runtime_type = rt->type;
-    start_options.gpus = rt->gpus;
     owner = rt->user;
   }
   auto kernels = std::make_shared<kernel::KernelManager>(mo, specs);
   auto cancel_exit = [&] { return signals.signal() == SIGTERM ? 143 : 130; };
 
   auto kernel_started = std::chrono::system_clock::now();
-  auto kid = exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled(), owner,
-                                start_options);
+  auto kid = rt ? acquire_runtime(kernels, specs, *rt, kernel_name, std::chrono::seconds(60), &signals.cancelled())
+                : exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled(), owner,
+                                     start_options);
   if (!kid.ok()) {
     if (signals.cancelled()) {
       std::fputs("skylab run: interrupted while the kernel was starting; no notebook written\n", stderr);

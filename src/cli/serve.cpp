@@ -25,9 +25,11 @@
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
+#include "http/host_policy.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/pool.hpp"
+#include "runtime/service.hpp"
 #include "runtime/sandbox.hpp"
 
 namespace skylab::cli {
@@ -271,18 +273,20 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->examples_dir = sa.examples_dir.empty() ? find_installed_dir("examples") : fs::absolute(sa.examples_dir).string();
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
-  ctx->gpus = gpus;
   ctx->runtimes_dir = (data / "runtimes").string();
-  ctx->launcher = mo.launcher;
   auto pool = std::make_shared<runtime::WarmPool>(kernels, runtime_config.value(), [accounts = accounts.value()](const std::string& user) {
     auto u = accounts->find_user(user);
     return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
   });
+  std::shared_ptr<runtime::WarmPool> active_pool;
   if (pool->size() > 0) {
-    ctx->pool = pool;
+    active_pool = pool;
     pool->start();
     log::info("warm pool: " + std::to_string(pool->size()) + " spare runtime(s) per user and type");
   }
+  // The one way to a kernel: every API route and the jobs go through it.
+  ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(kernels, specs, active_pool, mo.launcher),
+                                                            ctx->runtime_config, gpus, active_pool);
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   ctx->jobs_dir = (data / "jobs").string();
@@ -294,6 +298,12 @@ int serve_main(const std::vector<std::string>& args) {
   so.port = static_cast<std::uint16_t>(sa.port);
   so.secure_cookies = sa.secure_cookies;
   so.trusted_proxies = sa.trusted_proxies;
+  so.allowed_hosts = http::default_allowed_hosts(sa.host, runtime_config->server.allowed_hosts);
+  {
+    std::string names;
+    for (const auto& h : so.allowed_hosts) names += (names.empty() ? "" : ", ") + h;
+    log::info("answering requests for Host: " + names + " (add names with [server] allowed_hosts)");
+  }
   auto authenticator = std::make_shared<auth::AccountAuthenticator>(accounts.value(), token);
   http::Server server(so, router, authenticator);
   // Sessions and tokens that go away (sign-out, password change, disable,

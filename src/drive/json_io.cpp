@@ -5,13 +5,15 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "common/json_limits.hpp"
+
 namespace skylab::drive {
 
 using nlohmann::json;
 
 namespace {
 
-constexpr int kMaxDepth = 512;
+constexpr int kMaxDepth = static_cast<int>(json_limits::kStoredMaxDepth);
 
 //! Length (2-4) of the valid UTF-8 sequence starting at p (a byte >= 0x80),
 //! or 0 when it is malformed, overlong, a surrogate or beyond U+10FFFF.

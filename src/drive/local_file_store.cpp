@@ -281,22 +281,30 @@ class LocalFileStore final : public FileStore {
     auto existing = existing_file(dir->get(), name, path);
     if (!existing.ok()) return existing.error();
 
+    // The staging file sits in a tree the user (or their runtime) can write:
+    // O_NONBLOCK so that a FIFO planted under its name fails at once (ENXIO
+    // without a reader) instead of blocking a worker thread, and fstat before
+    // any I/O.
+    constexpr int kFlags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
     Fd fd;
     if (chunk == 1) {
-      fd = Fd(::openat(dir->get(), staging.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666));
+      fd = Fd(::openat(dir->get(), staging.c_str(), kFlags | O_CREAT | O_TRUNC, 0666));
     } else {
-      fd = Fd(::openat(dir->get(), staging.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC));
+      fd = Fd(::openat(dir->get(), staging.c_str(), kFlags | O_APPEND));
       if (fd.get() < 0 && errno == ENOENT) {
         if (chunk != -1)
           return Error::bad_request("Chunk " + std::to_string(chunk) + " of " + shown(path) +
                                     " arrived before chunk 1 (no upload in progress)");
-        fd = Fd(::openat(dir->get(), staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
+        fd = Fd(::openat(dir->get(), staging.c_str(), kFlags | O_CREAT | O_EXCL, 0666));
       }
     }
+    if (fd.get() < 0 && (errno == ENXIO || errno == EWOULDBLOCK || errno == ENODEV || errno == ELOOP))
+      return Error::bad_request("Upload staging file for " + shown(path) + " is not a regular file");
     if (fd.get() < 0) return errno_error(errno, "upload", path);
     struct stat st;
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1)
       return Error::bad_request("Upload staging file for " + shown(path) + " is not a regular file");
+    if (int flags = ::fcntl(fd.get(), F_GETFL); flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
     auto discard = [&](int err) {
       fd.reset();
       ::unlinkat(dir->get(), staging.c_str(), 0);

@@ -6,6 +6,7 @@
 
 #include "common/util.hpp"
 #include "drive/json_io.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::drive {
 
@@ -377,7 +378,7 @@ json upgrade_output(json o) {
     }
     to_mime_keys(data);
     if (auto j = data.find("application/json"); j != data.end() && j->is_string()) {
-      auto parsed = json::parse(j->get<std::string>(), nullptr, false);
+      auto parsed = json_limits::parse_or_discarded(j->get<std::string>());
       if (!parsed.is_discarded()) *j = std::move(parsed);
     }
     out["data"] = std::move(data);

@@ -8,6 +8,7 @@
 #include "common/util.hpp"
 #include "exec/notebook.hpp"
 #include "exec/outputs.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::exec {
 
@@ -87,7 +88,7 @@ bool has_tag(const json& cell, std::string_view tag) {
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n\f\v") == std::string::npos; }
 
 std::string header_date(const k::Message& m) {
-  auto h = json::parse(m.header, nullptr, false);
+  auto h = json_limits::parse_or_discarded(m.header);
   if (h.is_object()) {
     auto d = h.find("date");
     if (d != h.end() && d->is_string()) return d->get<std::string>();
@@ -134,7 +135,7 @@ struct NotebookExecutor::Impl {
 
   static bool is_dead_status(const Inbox::Item& it) {
     if (it.channel != k::Channel::kIopub || it.msg_type != "status" || !it.parent_id.empty()) return false;
-    auto c = json::parse(it.msg->content, nullptr, false);
+    auto c = json_limits::parse_or_discarded(it.msg->content);
     return c.is_object() && c.value("execution_state", "") == "dead";
   }
 
@@ -189,7 +190,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     result.status = status;
     result.message = std::move(message);
     result.failed_cell = cell;
-    im.kernels->set_observer(im.kernel_id, nullptr);
+    im.kernels->remove_observer(im.kernel_id, im.inbox.get());
     return result;
   };
 
@@ -203,7 +204,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
       return result;
     }
   }
-  if (auto st = im.kernels->set_observer(im.kernel_id, im.inbox); !st.ok()) {
+  if (auto st = im.kernels->add_observer(im.kernel_id, im.inbox); !st.ok()) {
     result.status = RunStatus::kKernelDied;
     result.message = "the kernel is gone: " + st.error().message;
     return result;
@@ -225,7 +226,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
       if (w == Impl::Wait::kTick && Clock::now() >= deadline)
         return finish(RunStatus::kKernelDied, "the kernel did not answer kernel_info");
       if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell || it.parent_id != id.value()) continue;
-      auto c = json::parse(it.msg->content, nullptr, false);
+      auto c = json_limits::parse_or_discarded(it.msg->content);
       if (c.is_object() && c.contains("language_info") && c["language_info"].is_object())
         nb["metadata"]["language_info"] = c["language_info"];
       break;
@@ -316,11 +317,11 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
         if (it.msg_type != "execute_reply") continue;
         got_reply = true;
         reply_at = Clock::now();
-        reply = json::parse(it.msg->content, nullptr, false);
+        reply = json_limits::parse_or_discarded(it.msg->content);
         collector.on_execute_reply(header_date(*it.msg));
         continue;
       }
-      auto content = json::parse(it.msg->content, nullptr, false);
+      auto content = json_limits::parse_or_discarded(it.msg->content);
       if (content.is_discarded()) continue;
       if (it.msg_type == "execute_input") {
         cell_started = true;
@@ -375,7 +376,12 @@ Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& s
                                  const std::string& owner, const k::StartOptions& options) {
   auto model = kernels.start(spec_name, owner, options);
   if (!model.ok()) return model.error();
-  std::string id = model->id;
+  if (auto st = wait_ready(kernels, model->id, timeout, cancelled); !st.ok()) return st.error();
+  return model->id;
+}
+
+Status wait_ready(k::KernelManager& kernels, const std::string& id, std::chrono::milliseconds timeout,
+                  const std::atomic<bool>* cancelled) {
   struct State {
     std::mutex mutex;
     std::condition_variable cv;
@@ -408,7 +414,7 @@ Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& s
     stop_kernel(kernels, id);
     return Error::unavailable("the kernel did not start: " + e.message);
   }
-  return id;
+  return ok_status();
 }
 
 void stop_kernel(k::KernelManager& kernels, const std::string& kernel_id) {

@@ -119,6 +119,12 @@ Result<std::string> start_kernel(kernel::KernelManager& kernels, const std::stri
                                  const std::string& owner = "skylab-run",
                                  const kernel::StartOptions& options = {});
 
+//! Waits until kernel `kernel_id` is ready (or `timeout`, or `cancelled`
+//! becomes true); stops it when it is not. Unavailable when it did not
+//! become ready.
+Status wait_ready(kernel::KernelManager& kernels, const std::string& kernel_id, std::chrono::milliseconds timeout,
+                  const std::atomic<bool>* cancelled = nullptr);
+
 //! Shuts the kernel down and waits (bounded) until it is gone.
 void stop_kernel(kernel::KernelManager& kernels, const std::string& kernel_id);
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/util.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::exec {
 
@@ -111,6 +112,15 @@ std::string cell_source(const json& cell) {
 }
 
 Result<json> parse_notebook(std::string_view text) {
+  // Depth first: nlohmann's parser is iterative, but dump() and every walk
+  // over the cells recurse once per level.
+  // The size is the caller's to limit.
+  json_limits::Limits depth_only;
+  depth_only.max_bytes = text.size();
+  depth_only.max_depth = json_limits::kStoredMaxDepth;
+  if (json_limits::check_shape(text, depth_only) != json_limits::Shape::kOk)
+    return Error::bad_request("not a notebook we accept (nested deeper than " +
+                              std::to_string(json_limits::kStoredMaxDepth) + " levels)");
   json nb;
   try {
     nb = json::parse(text);

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "exec/notebook.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::exec {
 
@@ -218,7 +219,7 @@ TypedValue type_parameter(std::string_view raw) {
   if (raw == "False") return {false, "False"};
   if (raw == "None") return {nullptr, "None"};
   if (auto i = python_int(raw)) {
-    ordered_json value = ordered_json::parse(*i, nullptr, false);
+    ordered_json value = json_limits::parse_ordered_or_discarded(*i);
     if (value.is_discarded()) value = *i;
     return {value, *i};
   }
@@ -228,7 +229,7 @@ TypedValue type_parameter(std::string_view raw) {
   }
   std::string_view t = strip(raw);
   if (!t.empty() && (t.front() == '[' || t.front() == '{')) {
-    ordered_json value = ordered_json::parse(t, nullptr, false);
+    ordered_json value = json_limits::parse_ordered_or_discarded(t);
     if (!value.is_discarded()) return {value, python_literal(value)};
   }
   return {std::string(raw), python_string_literal(raw)};

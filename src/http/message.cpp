@@ -37,7 +37,12 @@ Response Response::error(int status, std::string_view message) {
   return json(status, {{"message", std::string(message)}, {"reason", nullptr}});
 }
 
-Response Response::from_error(const Error& e) { return error(status_for(e), e.message); }
+Response Response::from_error(const Error& e) {
+  Response r = error(status_for(e), e.message);
+  // Unavailable is temporary (a busy database, a full queue): say when to retry.
+  if (r.status == 503) r.set_header("Retry-After", "1");
+  return r;
+}
 
 Response Response::empty(int status) {
   Response r;

@@ -1,4 +1,5 @@
 #include "http/server.hpp"
+#include "http/host_policy.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -297,6 +298,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (!parse_target(req_.target, req_)) return reply_and_close(Response::error(400, "Malformed request target"));
     fill_peer_facts();
+    // Before routing, so that a rebound name reaches neither /login nor a
+    // WebSocket. req_.host is the X-Forwarded-Host of a trusted proxy.
+    if (!host_allowed(req_.host, srv_.opts.allowed_hosts))
+      return reply_and_close(Response::error(403, "Forbidden: this server does not answer to that Host name "
+                                                  "(an administrator can add it to [server] allowed_hosts)"));
 
     bool upgrade = bws::is_upgrade(h);
     bool path_exists = false;

@@ -28,6 +28,11 @@ struct ServerOptions {
   //! headers are believed: the client address for throttling, TLS for
   //! cookies, the host for Origin checks. Empty: believe no one.
   std::vector<std::string> trusted_proxies;
+  //! Host header values (host names or addresses, any port) the server
+  //! answers; anything else gets 403 before routing, WebSocket upgrades
+  //! included (DNS rebinding). Empty or containing "*": any host. See
+  //! host_policy.hpp; `skylab serve` fills it from default_allowed_hosts().
+  std::vector<std::string> allowed_hosts;
   //! Sent with every response that does not set its own
   //! Content-Security-Policy: nothing may load, frame or run.
   std::string default_csp = "default-src 'none'; frame-ancestors 'none'; sandbox";

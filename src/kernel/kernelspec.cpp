@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/json_limits.hpp"
+
 namespace skylab::kernel {
 
 namespace fs = std::filesystem;
@@ -46,7 +48,7 @@ Result<KernelSpec> KernelSpecStore::load(const std::string& dir, const std::stri
   if (!in) return Error::not_found("no kernel.json");
   std::stringstream ss;
   ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto j = json_limits::parse_or_discarded(ss.str());
   if (!j.is_object() || !j.contains("argv") || !j["argv"].is_array() || j["argv"].empty())
     return Error::bad_request("invalid kernel.json in " + dir);
   KernelSpec k;

@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
+#include "common/json_limits.hpp"
 
 extern char** environ;
 
@@ -74,7 +75,7 @@ struct Kernel {
   std::vector<int> gpus;   // immutable after start()
   bool spare = false;
   bool warm = false;
-  std::shared_ptr<KernelObserver> observer;
+  std::vector<std::shared_ptr<KernelObserver>> observers;  // guarded by the manager's mutex
   bool ready = false;
   std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
   pid_t pid = -1;
@@ -532,14 +533,23 @@ struct KernelManager::Impl {
     send_on(k, sock, m, k.signer->sign(m));
   }
 
-  // Delivers a message to the observer (I/O thread, no lock held while calling).
+  // Delivers a message to every observer (I/O thread, no lock held while
+  // calling); one that throws is logged and does not stop the others.
   void deliver(Kernel& k, Channel ch, std::shared_ptr<const Message> m, const MessageInfo& info) {
-    std::shared_ptr<KernelObserver> obs;
+    std::vector<std::shared_ptr<KernelObserver>> obs;
     {
       std::lock_guard lock(mutex);
-      obs = k.observer;
+      obs = k.observers;
     }
-    if (obs) obs->on_kernel_message(ch, m, info);
+    for (auto& o : obs) {
+      try {
+        o->on_kernel_message(ch, m, info);
+      } catch (const std::exception& e) {
+        log::warn("kernel " + k.id + ": an observer failed: " + e.what());
+      } catch (...) {
+        log::warn("kernel " + k.id + ": an observer failed");
+      }
+    }
   }
 
   void emit_status(Kernel& k, const std::string& state, const std::string& reason = "") {
@@ -604,7 +614,7 @@ struct KernelManager::Impl {
       k.last_activity = SysClock::now();
       if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
-        auto c = nlohmann::json::parse(msg->content, nullptr, false);
+        auto c = json_limits::parse_or_discarded(msg->content);
         if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
           k.state = c["execution_state"].get<std::string>();
       }
@@ -705,7 +715,7 @@ struct KernelManager::Impl {
     remove_connection_files(k);
     if (opts.launcher) opts.launcher->cleanup(k.id);
     ::unlink((fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).c_str());
-    std::shared_ptr<KernelObserver> obs;
+    std::vector<std::shared_ptr<KernelObserver>> obs;
     std::shared_ptr<Kernel> keep;
     {
       std::lock_guard lock(mutex);
@@ -714,11 +724,18 @@ struct KernelManager::Impl {
         keep = it->second;
         kernels.erase(it);
       }
-      obs = std::move(k.observer);
+      obs = std::move(k.observers);
+      k.observers.clear();
       k.state = "dead";
     }
     finish_ready(k, Error::not_found("kernel was shut down"), false);
-    if (obs) obs->on_kernel_removed();
+    for (auto& o : obs) {
+      try {
+        o->on_kernel_removed();
+      } catch (...) {
+        log::warn("kernel " + k.id + ": an observer failed on removal");
+      }
+    }
     if (opts.on_removed) opts.on_removed(k.id);
     auto done = std::move(k.shutdown_done);
     for (auto& d : done) d(ok_status());
@@ -1073,7 +1090,7 @@ std::vector<KernelModel> KernelManager::reattach() {
     std::ifstream in(it->path());
     std::stringstream ss;
     ss << in.rdbuf();
-    auto r = nlohmann::json::parse(ss.str(), nullptr, false);
+    auto r = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
     auto k = std::make_shared<Kernel>();
     try {
       k->id = r.at("id").get<std::string>();
@@ -1140,12 +1157,22 @@ Status KernelManager::notify(const std::string& id, const std::string& msg_type,
   return ok_status();
 }
 
-Status KernelManager::set_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) {
+Status KernelManager::add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) {
+  if (!observer) return Error::bad_request("no observer");
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
-  it->second->observer = std::move(observer);
+  auto& obs = it->second->observers;
+  if (std::find(obs.begin(), obs.end(), observer) == obs.end()) obs.push_back(std::move(observer));
   return ok_status();
+}
+
+void KernelManager::remove_observer(const std::string& id, const KernelObserver* observer) {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->kernels.find(id);
+  if (it == impl_->kernels.end()) return;
+  auto& obs = it->second->observers;
+  obs.erase(std::remove_if(obs.begin(), obs.end(), [&](auto& o) { return o.get() == observer; }), obs.end());
 }
 
 void KernelManager::add_connections(const std::string& id, int delta) {

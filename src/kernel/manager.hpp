@@ -48,8 +48,11 @@ struct StartOptions {
   bool spare = false;
 };
 
-//! Receives one kernel's messages. Called on the manager's I/O thread, with
-//! no manager lock held: implementations must be quick and must not block.
+//! Receives one kernel's messages. A kernel has any number of observers (the
+//! channels hub of its WebSockets, a job's executor, a recorder). Called on
+//! the manager's I/O thread, in the order they were added, with no manager
+//! lock held: implementations must be quick and must not block. An exception
+//! from one is logged and does not reach the others.
 class KernelObserver {
  public:
   virtual ~KernelObserver() = default;
@@ -125,8 +128,14 @@ class KernelManager {
 
   //! Signs and sends a client message to the kernel on `ch` (not iopub).
   Status send(const std::string& id, Channel ch, Message msg);
-  //! Routes the kernel's messages to `observer` (replacing any previous one).
-  Status set_observer(const std::string& id, std::shared_ptr<KernelObserver> observer);
+  //! Adds `observer` to the kernel's observers (once; adding it again does
+  //! nothing). It gets every later message and on_kernel_removed. NotFound
+  //! for unknown ids. Any thread; may be called from an observer.
+  Status add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer);
+  //! Removes `observer`; no further calls reach it once this returns, except
+  //! one already in progress on the I/O thread. Unknown ids and observers
+  //! are ignored. Any thread.
+  void remove_observer(const std::string& id, const KernelObserver* observer);
   //! Sends a server-made iopub message (e.g. a runtime warning) to the
   //! kernel's clients.
   Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content);

@@ -1,11 +1,14 @@
 #include "kernel/wire.hpp"
 
+#include <limits>
+
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/util.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::kernel {
 
@@ -34,7 +37,7 @@ std::size_t Message::byte_size() const {
 }
 
 Result<MessageInfo> inspect(const Message& m) {
-  auto h = nlohmann::json::parse(m.header, nullptr, false);
+  auto h = json_limits::parse_or_discarded(m.header);
   if (!h.is_object()) return Error::bad_request("message header is not a JSON object");
   auto id = h.find("msg_id");
   auto type = h.find("msg_type");
@@ -45,7 +48,7 @@ Result<MessageInfo> inspect(const Message& m) {
   info.msg_type = type->get<std::string>();
   if (auto s = h.find("session"); s != h.end() && s->is_string()) info.session = s->get<std::string>();
   if (m.parent_header.size() > 2) {
-    auto p = nlohmann::json::parse(m.parent_header, nullptr, false);
+    auto p = json_limits::parse_or_discarded(m.parent_header);
     if (!p.is_object()) return Error::bad_request("parent_header is not a JSON object");
     if (auto pid = p.find("msg_id"); pid != p.end() && pid->is_string()) info.parent_msg_id = pid->get<std::string>();
     if (auto ps = p.find("session"); ps != p.end() && ps->is_string()) info.parent_session = ps->get<std::string>();
@@ -108,6 +111,15 @@ Result<Message> from_frames(std::vector<std::string>& frames, const Signer& sign
   m.content = std::move(frames[i + 5]);
   for (std::size_t k = i + 6; k < frames.size(); ++k) m.buffers.push_back(std::move(frames[k]));
   if (!signer.verify(m, signature)) return Error::forbidden("invalid message signature");
+  // A kernel runs untrusted code: whatever parses these parts later (output
+  // recording, jobs, clients) must never see unbounded nesting. Size is not
+  // limited here: outputs may legitimately be large.
+  json_limits::Limits depth_only;
+  depth_only.max_bytes = std::numeric_limits<std::size_t>::max();
+  for (const std::string* part : {&m.header, &m.parent_header, &m.metadata, &m.content})
+    if (json_limits::check_shape(*part, depth_only) != json_limits::Shape::kOk)
+      return Error::bad_request("a message part is nested deeper than " +
+                                std::to_string(json_limits::kDefaultMaxDepth) + " levels");
   return m;
 }
 

@@ -62,7 +62,9 @@ class Signer {
 inline constexpr std::string_view kDelimiter = "<IDS|MSG>";
 
 //! Splits ZeroMQ frames (identities, delimiter, signature, 4 parts, buffers)
-//! into a Message, verifying the signature. Frames are moved from.
+//! into a Message, verifying the signature. Frames are moved from. Fails
+//! when header, parent_header, metadata or content nests deeper than
+//! json_limits::kDefaultMaxDepth (the message is to be dropped).
 Result<Message> from_frames(std::vector<std::string>& frames, const Signer& signer);
 
 //! Builds a new message with a fresh header (msg_id, date, version 5.3).

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.hpp"
+
 namespace skylab::kernel {
 
 namespace {
@@ -53,8 +55,19 @@ std::string legacy_json(Channel ch, const Message& m, const MessageInfo& info, b
   return out;
 }
 
-Result<std::pair<Channel, Message>> from_legacy_json(std::string_view text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
+// Sets *close_code when `text` breaks a JSON limit (1009 size, 1007 depth).
+bool within_limits(std::string_view text, std::uint16_t* close_code) {
+  auto shape = json_limits::check_shape(text);
+  if (shape == json_limits::Shape::kOk) return true;
+  if (close_code) *close_code = shape == json_limits::Shape::kTooLarge ? 1009 : 1007;
+  return false;
+}
+
+Result<std::pair<Channel, Message>> from_legacy_json(std::string_view text, std::uint16_t* close_code) {
+  if (!within_limits(text, close_code))
+    return Error::bad_request("frame nested deeper than " + std::to_string(json_limits::kDefaultMaxDepth) +
+                              " levels or too large");
+  auto j = json_limits::parse_or_discarded(text);
   if (!j.is_object()) return Error::bad_request("frame is not a JSON object");
   auto ch_it = j.find("channel");
   if (ch_it == j.end() || !ch_it->is_string()) return Error::bad_request("frame lacks a channel");
@@ -132,9 +145,11 @@ WsFrame encode_for_client(WsProtocol p, Channel ch, const Message& m, const Mess
   return f;
 }
 
-Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string_view data, bool binary) {
+Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string_view data, bool binary,
+                                                       std::uint16_t* close_code) {
+  if (close_code) *close_code = 0;
   if (p == WsProtocol::kV1) {
-    if (!binary) return from_legacy_json(data);  // tolerate JSON text on v1, as Jupyter Server does
+    if (!binary) return from_legacy_json(data, close_code);  // tolerate JSON text on v1, as Jupyter Server does
     if (data.size() < 8) return Error::bad_request("v1 frame too short");
     std::uint64_t n = get_le64(data, 0);
     if (n < 6 || n > 4096 || data.size() < 8 * (n + 1)) return Error::bad_request("v1 frame: bad offset count");
@@ -152,10 +167,16 @@ Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string
     m.parent_header = part(2);
     m.metadata = part(3);
     m.content = part(4);
+    // The parts pass through unparsed, but the kernel, other clients and
+    // the outputs recorded from the reply will parse them.
+    for (const std::string* s : {&m.header, &m.parent_header, &m.metadata, &m.content})
+      if (!within_limits(*s, close_code))
+        return Error::bad_request("v1 frame: a part is nested deeper than " +
+                                  std::to_string(json_limits::kDefaultMaxDepth) + " levels or too large");
     for (std::size_t i = 5; i + 1 < n; ++i) m.buffers.push_back(part(i));
     return std::make_pair(*ch, std::move(m));
   }
-  if (!binary) return from_legacy_json(data);
+  if (!binary) return from_legacy_json(data, close_code);
   if (data.size() < 8) return Error::bad_request("binary frame too short");
   std::uint32_t nbufs = get_be32(data, 0);
   if (nbufs < 1 || nbufs > 4096 || data.size() < 4ull * (nbufs + 1)) return Error::bad_request("binary frame: bad count");
@@ -166,7 +187,7 @@ Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string
       return Error::bad_request("binary frame: offsets out of range");
   }
   offs.push_back(data.size());
-  auto decoded = from_legacy_json(data.substr(offs[0], offs[1] - offs[0]));
+  auto decoded = from_legacy_json(data.substr(offs[0], offs[1] - offs[0]), close_code);
   if (!decoded.ok()) return decoded;
   for (std::uint32_t i = 1; i < nbufs; ++i)
     decoded->second.buffers.emplace_back(data.substr(offs[i], offs[i + 1] - offs[i]));

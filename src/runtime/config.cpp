@@ -159,7 +159,8 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts"})) return Error::bad_request(w.error);
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server"}))
+    return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
     const std::string p = "runtimes.";
@@ -192,9 +193,10 @@ Result<Config> parse_config(std::string_view text) {
       if (rt.display_name.empty()) rt.display_name = name == "gpu" ? "GPU" : name;
       Duration idle{}, life{};
       bool has_idle = t->contains("idle_timeout"), has_life = t->contains("max_lifetime");
-      bool network = rt.network;
+      NetworkMode network = rt.network;
+      SeccompMode seccomp = rt.seccomp;
       bool ok = w.check_keys(*t, p, {"display_name", "memory", "cpus", "gpus", "pids", "disk", "idle_timeout",
-                                     "max_lifetime", "network"}) &&
+                                     "max_lifetime", "network", "seccomp"}) &&
                 w.string(*t, p, "display_name", rt.display_name) && w.size(*t, p, "memory", rt.memory_bytes) &&
                 w.integer(*t, p, "gpus", rt.gpus, 0, 64) && w.integer(*t, p, "pids", rt.pids, 0, 1 << 22) &&
                 w.size(*t, p, "disk", rt.disk_bytes) && w.duration(*t, p, "idle_timeout", idle) &&
@@ -206,11 +208,25 @@ Result<Config> parse_config(std::string_view text) {
         rt.cpus = *d;
       }
       if (auto n = t->get("network")) {
+        // true keeps its old meaning "has a network", which is now the isolated NAT.
         auto b = n->value_exact<bool>();
-        if (!b) return Error::bad_request("config: " + p + "network: expected true or false");
-        network = *b;
+        auto s = n->value_exact<std::string>();
+        if (b) network = *b ? NetworkMode::kIsolated : NetworkMode::kNone;
+        else if (s && *s == "isolated") network = NetworkMode::kIsolated;
+        else if (s && *s == "host") network = NetworkMode::kHost;
+        else if (s && *s == "none") network = NetworkMode::kNone;
+        else
+          return Error::bad_request("config: " + p +
+                                    "network: expected true, false, \"isolated\", \"host\" or \"none\"");
       }
       rt.network = network;
+      if (auto n = t->get("seccomp")) {
+        auto s = n->value_exact<std::string>();
+        if (s && *s == "default") seccomp = SeccompMode::kDefault;
+        else if (s && *s == "unconfined") seccomp = SeccompMode::kUnconfined;
+        else return Error::bad_request("config: " + p + "seccomp: expected \"default\" or \"unconfined\"");
+      }
+      rt.seccomp = seccomp;
       if (has_idle) rt.idle_timeout = idle;
       if (has_life) rt.max_lifetime = life;
       c.types[name] = rt;
@@ -266,6 +282,32 @@ Result<Config> parse_config(std::string_view text) {
     if (auto st = strings("email_domains", c.accounts.email_domains, domain_ok); !st.ok()) return st.error();
   } else if (root.contains("accounts")) {
     return Error::bad_request("config: accounts: expected a table");
+  }
+
+  if (auto* sv = root.get_as<toml::table>("server")) {
+    if (!w.check_keys(*sv, "server.", {"allowed_hosts"})) return Error::bad_request(w.error);
+    if (auto* node = sv->get("allowed_hosts")) {
+      auto* arr = node->as_array();
+      if (!arr) return Error::bad_request("config: server.allowed_hosts: expected a list of host names");
+      for (auto& item : *arr) {
+        auto v = item.value_exact<std::string>();
+        // A host name or address as it appears in a Host header, without port.
+        auto ok = [](const std::string& h) {
+          if (h == "*") return true;
+          if (h.empty() || h.size() > 253) return false;
+          for (unsigned char ch : h)
+            if (!std::isalnum(ch) && ch != '-' && ch != '.' && ch != ':' && ch != '[' && ch != ']' && ch != '_')
+              return false;
+          return true;
+        };
+        if (!v || !ok(*v))
+          return Error::bad_request("config: server.allowed_hosts: invalid entry (a host name or address, "
+                                    "without port, or \"*\")");
+        c.server.allowed_hosts.push_back(*v);
+      }
+    }
+  } else if (root.contains("server")) {
+    return Error::bad_request("config: server: expected a table");
   }
 
   if (!c.types.count(c.runtimes.default_type))

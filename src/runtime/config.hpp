@@ -22,6 +22,18 @@ Result<Duration> parse_duration(std::string_view text);
 //! "8G", "512M", "100K", "1T", "1024" (bytes); binary units (G = 2^30).
 Result<std::uint64_t> parse_size(std::string_view text);
 
+//! A runtime's network (`network` of a runtime type).
+enum class NetworkMode {
+  kIsolated,  //!< own netns, outbound NAT through pasta; no host loopback, host addresses, link-local (true, "isolated")
+  kHost,      //!< the host's network namespace, explicit opt-in for trusted set-ups ("host")
+  kNone,      //!< own empty netns: loopback only (false, "none")
+};
+//! The syscall filter of a runtime type (`seccomp`).
+enum class SeccompMode {
+  kDefault,     //!< the default filter (src/runtime/seccomp.hpp) ("default")
+  kUnconfined,  //!< no filter ("unconfined")
+};
+
 //! One entry of [runtime_types.NAME]. Zero means "no limit" for limits.
 struct RuntimeType {
   std::string name;
@@ -33,7 +45,8 @@ struct RuntimeType {
   std::uint64_t disk_bytes = 0;  //!< size limit of /content
   std::optional<Duration> idle_timeout;   //!< overrides [runtimes]
   std::optional<Duration> max_lifetime;   //!< overrides [runtimes]
-  bool network = true;
+  NetworkMode network = NetworkMode::kIsolated;
+  SeccompMode seccomp = SeccompMode::kDefault;
 };
 
 struct RuntimesSection {
@@ -55,9 +68,17 @@ struct AccountsSection {
   std::vector<std::string> email_domains;   //!< non-empty: sign-up needs an e-mail address here (lower case)
 };
 
+//! [server]: what the HTTP server answers to.
+struct ServerSection {
+  //! Host names or addresses added to the built-in Host allow-list (the
+  //! listen address and loopback names); ["*"] turns the check off.
+  std::vector<std::string> allowed_hosts;
+};
+
 struct Config {
   RuntimesSection runtimes;
   AccountsSection accounts;
+  ServerSection server;
   std::map<std::string, RuntimeType> types;  //!< always contains runtimes.default_type
   int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
 

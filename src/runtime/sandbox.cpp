@@ -1,5 +1,6 @@
 #include "runtime/sandbox.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -26,6 +27,9 @@
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/netns.hpp"
+#include "runtime/seccomp.hpp"
+#include "common/json_limits.hpp"
 
 namespace skylab::runtime {
 
@@ -340,12 +344,14 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
                                     const std::vector<std::string>& command) {
   std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"};
   if (!p.network) a.push_back("--unshare-net");
+  if (p.seccomp) a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd)});
   for (const char* x : {"--new-session", "--hostname", "skylab", "--clearenv"}) a.push_back(x);
   for (auto& [k, v] : p.env) {
     a.insert(a.end(), {"--setenv", k, v});
   }
   // A read-only system: /usr and /etc, and the merged-/usr links beside them.
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+  if (!p.dns_forward.empty()) a.insert(a.end(), {"--ro-bind-data", std::to_string(kResolvConfFd), "/etc/resolv.conf"});
   for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
     std::string host = std::string("/") + top;
     struct stat st{};
@@ -358,9 +364,10 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
       a.insert(a.end(), {"--ro-bind", host, host});
     }
   }
-  // /tmp and /var/tmp are the user's scratch space (the runtime drops to
+  // /tmp, /var/tmp and /dev/shm (POSIX semaphores: multiprocessing) are the user's scratch space (the runtime drops to
   // the user's uid after bwrap made them): sticky and world-writable.
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+                     "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
                      "--perms", "1777", "--tmpfs", "/var/tmp", "--tmpfs", "/run"});
   for (auto& d : p.gpu_devices) a.insert(a.end(), {"--dev-bind", d, d});
   // bwrap creates missing parents of mount points as 0700 root: make the
@@ -427,7 +434,7 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
   std::lock_guard lock(mutex_);
   std::string path = opts_.data_dir + "/runtime/uids.json";
-  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  auto j = json_limits::parse_or_discarded(read_file(path), json_limits::kStoredLimits);
   if (!j.is_object()) j = nlohmann::json::object();
   if (auto it = j.find(username); it != j.end() && it->is_number_unsigned()) return it->get<uid_t>();
   uid_t next = opts_.uid_base;
@@ -521,7 +528,12 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   SandboxPlan plan;
   plan.uid = uid.value();
   plan.gid = static_cast<gid_t>(uid.value());
-  plan.network = type.network;
+  plan.network = type.network != NetworkMode::kNone;
+  // Only root can give a runtime its own namespace with NAT; a server run
+  // by an ordinary user (development) shares its network.
+  bool isolated_net = type.network == NetworkMode::kIsolated && ::geteuid() == 0;
+  if (isolated_net) plan.dns_forward = dns_forward_address(read_file("/etc/resolv.conf"), host_ipv4_gateway());
+  plan.seccomp = type.seccomp == SeccompMode::kDefault;
   fs::path data(opts_.data_dir);
   fs::path runtime_root = data / "runtimes" / spec.kernel_id;
   plan.content_dir = (runtime_root / "content").string();
@@ -581,6 +593,9 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   argv.insert(argv.end(), {"--deadline", std::to_string(started + lifetime + grace), "--grace", std::to_string(grace)});
   if (!spec.state_dir.empty()) argv.insert(argv.end(), {"--state", spec.state_dir + "/state.json"});
   if (opts_.die_with_parent) argv.push_back("--die-with-parent");
+  if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
+  if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
+  if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
   auto inner = bwrap_args(opts_, plan, spec.argv);
   // bwrap's options (host paths) go through a memfd; its command stays in argv.
   for (std::size_t i = 2; i < inner.size(); ++i) {
@@ -782,6 +797,7 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd, cons
 
 int sandbox_exec_main(const std::vector<std::string>& args) {
   long uid = -1, gid = -1;
+  std::string net, dns_forward, seccomp;
   std::vector<std::string> cgroups, command;
   SuperviseOptions sup;
   bool supervised = false, die_with_parent = false;
@@ -810,6 +826,9 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     if (args[i] == "--uid") uid = std::stol(args[++i]);
     else if (args[i] == "--gid") gid = std::stol(args[++i]);
     else if (args[i] == "--cgroup") cgroups.push_back(args[++i]);
+    else if (args[i] == "--net" && args[i + 1] == "isolated") net = args[++i];
+    else if (args[i] == "--dns-forward") dns_forward = args[++i];
+    else if (args[i] == "--seccomp" && args[i + 1] == "default") seccomp = args[++i];
     else {
       std::fprintf(stderr, "skylab sandbox-exec: unknown option %s\n", args[i].c_str());
       return 2;
@@ -830,6 +849,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(), std::strerror(errno));
       return 126;
     }
+  }
+  if (auto st = isolate_runtime(!net.empty(), dns_forward, !seccomp.empty()); !st.ok()) {
+    std::fprintf(stderr, "skylab sandbox-exec: %s\n", st.error().message.c_str());
+    return 126;
   }
   if (gid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0)) {
     std::perror("skylab sandbox-exec: setgid");

@@ -74,7 +74,9 @@ struct SandboxPlan {
   std::string content_dir, drive_dir, cache_dir, conn_dir;
   std::string state_dir;  //!< root-owned; read-only at kSandboxStateDir ("" none)
   std::vector<std::string> gpu_devices;  //!< /dev/nvidiaN nodes to expose
-  bool network = true;
+  bool network = true;     //!< false: bwrap --unshare-net (an isolated netns is made before bwrap)
+  bool seccomp = false;    //!< bwrap --seccomp kSeccompFd (the outer sandbox-exec opens it)
+  std::string dns_forward; //!< non-empty: /etc/resolv.conf from kResolvConfFd ("nameserver <this>")
   std::map<std::string, std::string> env;
 };
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
@@ -125,9 +127,13 @@ void unmount_disk_image(const std::string& root, const std::string& image);
 //! Whether `path` is a mount point (its device differs from its parent's).
 bool is_mount_point(const std::string& path);
 
-//! `skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--deadline EPOCH]
-//! [--state FILE --grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...`:
-//! joins the cgroups, drops to U:G and execs PROGRAM. Used by SandboxLauncher.
+//! `skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--net isolated]
+//! [--dns-forward ADDR] [--seccomp default] [--deadline EPOCH] [--state FILE
+//! --grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...`: joins
+//! the cgroups; with --net, moves into a new network namespace with pasta NAT
+//! (runtime/netns.hpp); with --seccomp / --dns-forward, opens the filter and
+//! the resolv.conf on the fds bwrap_args names; drops to U:G and execs
+//! PROGRAM. Used by SandboxLauncher.
 //! With --deadline or --state it stays as a small root supervisor instead:
 //! forks PROGRAM, forwards SIGINT/SIGTERM/SIGHUP to it, exits with its status,
 //! and once the deadline (--deadline, or the lifetime_deadline in the

@@ -108,3 +108,36 @@ TEST(WsFraming, RejectsMalformedFrames) {
 }
 
 }  // namespace skylab::kernel
+
+namespace skylab::kernel {
+namespace {
+
+TEST(WsFramingLimits, DeepContentIsRefusedWith1007InBothFramings) {
+  std::string deep = "{\"a\":" + std::string(50000, '[') + std::string(50000, ']') + "}";
+  std::string legacy = "{\"channel\":\"shell\",\"header\":{\"msg_id\":\"1\",\"msg_type\":\"execute_request\"},"
+                       "\"content\":" + deep + "}";
+  std::uint16_t code = 0;
+  EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, legacy, false, &code).ok());
+  EXPECT_EQ(code, 1007);
+
+  // v1: offsets then channel, header, parent_header, metadata, content.
+  std::vector<std::string> parts = {"shell", "{\"msg_id\":\"1\",\"msg_type\":\"execute_request\"}", "{}", "{}", deep};
+  std::string frame;
+  auto le64 = [&](std::uint64_t v) { for (int i = 0; i < 8; ++i) frame.push_back(static_cast<char>(v >> (8 * i))); };
+  std::uint64_t n = parts.size() + 1;
+  le64(n);
+  std::uint64_t off = 8 * (n + 1);
+  for (auto& p : parts) { le64(off); off += p.size(); }
+  le64(off);
+  for (auto& p : parts) frame += p;
+  code = 0;
+  EXPECT_FALSE(decode_from_client(WsProtocol::kV1, frame, true, &code).ok());
+  EXPECT_EQ(code, 1007);
+
+  code = 7;
+  EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, "{not json", false, &code).ok());
+  EXPECT_EQ(code, 0);  // merely malformed: ignored, not closed
+}
+
+}  // namespace
+}  // namespace skylab::kernel

@@ -102,4 +102,20 @@ disk = "64M"
   EXPECT_NE(old.error().message.find("unknown key"), std::string::npos);
 }
 
+TEST(RuntimeConfig, ServerAllowedHosts) {
+  auto a = parse_config("[server]\nallowed_hosts = [\"colab.example.org\", \"10.0.0.5\", \"[::1]\"]\n");
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->server.allowed_hosts, (std::vector<std::string>{"colab.example.org", "10.0.0.5", "[::1]"}));
+  EXPECT_TRUE(parse_config("[server]\nallowed_hosts = [\"*\"]\n").ok());
+  for (const char* bad : {"[server]\nallowed_hosts = \"x\"\n", "[server]\nallowed_hosts = [1]\n",
+                          "[server]\nallowed_hosts = [\"a b\"]\n", "[server]\nallowed_hosts = [\"\"]\n"}) {
+    auto r = parse_config(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find("server.allowed_hosts"), std::string::npos) << r.error().message;
+  }
+  auto u = parse_config("[server]\nallowed_host = [\"x\"]\n");
+  ASSERT_FALSE(u.ok());
+  EXPECT_NE(u.error().message.find("server.allowed_host"), std::string::npos) << u.error().message;
+}
+
 }  // namespace skylab::runtime
