@@ -52,6 +52,15 @@ auth::Identity owner_identity(const auth::Share& s, const auth::Identity& actor 
   return id;
 }
 
+//! Whether the item at the share's path is still the item that was shared
+//! (same id, see drive::Drive::item_id): a deleted, replaced or renamed-away
+//! item (also by a runtime, behind the server's back) ends the share.
+bool item_present(Context& ctx, const auth::Share& s) {
+  if (s.item.empty()) return false;
+  auto id = ctx.drive->item_id(owner_identity(s), s.path, false);
+  return id.ok() && id.value() == s.item;
+}
+
 //! The share `id` when `user` may use it (and its owner is enabled), with the
 //! access they have; NotFound otherwise, exactly as for a missing share.
 Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx, const auth::Identity& user,
@@ -65,6 +74,8 @@ Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx, const
     auto owner = ctx.accounts->find_user(s->owner);
     if (owner.ok() && owner->disabled) return missing;
   }
+  // A few system calls (a path walk and one getxattr), like the lookup above.
+  if (!item_present(ctx, s.value())) return missing;
   return std::make_pair(std::move(s.value()), *access);
 }
 
@@ -187,7 +198,9 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       auto e = ctx->drive->get(me, path);
       if (!e.ok()) return Response::from_error(e.error());
       if (e->path.empty()) return Response::error(400, "Share a notebook, file or folder, not the whole Drive");
-      auto s = ctx->shares->grant(me.username, e->path, grantee, role);
+      auto item = ctx->drive->item_id(me, e->path, true);
+      if (!item.ok()) return Response::from_error(item.error());
+      auto s = ctx->shares->grant(me.username, e->path, item.value(), grantee, role);
       if (!s.ok()) return Response::from_error(s.error());
       log::info("user '" + me.username + "' shared an item" +
                 (grantee ? " with '" + *grantee + "' as " + std::string(auth::share_role_name(role)) : " by link"));
@@ -212,15 +225,19 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   // ---- shared with me
   r.add("GET", "/api/skylab/shared/?", [ctx](Request& req, Responder done) {
-    auto shares = ctx->shares->with_user(req.user.username);
-    if (!shares.ok()) return done(Response::from_error(shares.error()));
-    json out = json::array();
-    for (auto& s : shares.value()) {
-      if (ctx->accounts)
-        if (auto o = ctx->accounts->find_user(s.owner); o.ok() && o->disabled) continue;
-      out.push_back(share_json(s));
-    }
-    done(Response::json(200, out));
+    auto me = req.user.username;
+    on_work(*ctx, done, [ctx, me]() -> Response {
+      auto shares = ctx->shares->with_user(me);
+      if (!shares.ok()) return Response::from_error(shares.error());
+      json out = json::array();
+      for (auto& s : shares.value()) {
+        if (ctx->accounts)
+          if (auto o = ctx->accounts->find_user(s.owner); o.ok() && o->disabled) continue;
+        if (!item_present(*ctx, s)) continue;  // deleted or replaced: the share is over
+        out.push_back(share_json(s));
+      }
+      return Response::json(200, out);
+    });
   });
 
   // Reading (viewers, editors, link holders) and saving (editors) go to the

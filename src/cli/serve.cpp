@@ -263,6 +263,21 @@ int serve_main(const std::vector<std::string>& args) {
     return 1;
   }
 
+  // Shares from before item ids: bound to the item at their path now, or
+  // dropped when nothing is there (once; later starts find none).
+  {
+    auto dropped = shares.value()->migrate_items(
+        [&](const std::string& owner, const std::string& path) -> std::optional<std::string> {
+          auth::Identity who;
+          who.username = owner;
+          auto id = user_drive.value()->item_id(who, path, true);
+          if (!id.ok()) return std::nullopt;
+          return id.value();
+        });
+    if (!dropped.ok()) log::warn("shares: migration to item ids failed: " + dropped.error().message);
+    else if (dropped.value() > 0)
+      log::info("shares: dropped " + std::to_string(dropped.value()) + " share(s) of items that no longer exist");
+  }
   ctx->accounts = accounts.value();
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;

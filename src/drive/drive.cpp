@@ -464,6 +464,14 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
   return entry_for(dst->user, target, std::nullopt);
 }
 
+Result<std::string> Drive::item_id(const auth::Identity& user, std::string_view path, bool assign) {
+  auto t = resolve(user, path, false);
+  if (!t.ok()) return t.error();
+  if (!assign) return files_->item_id(t->user, t->path, false);
+  std::lock_guard lock(user_lock(t->user));
+  return files_->item_id(t->user, t->path, true);
+}
+
 Result<Entry> Drive::rename(const auth::Identity& user, std::string_view from, std::string_view to) {
   auto src = resolve(user, from, true);
   if (!src.ok()) return src.error();

@@ -93,6 +93,11 @@ class Drive {
   //! Hex SHA-256 of a file's bytes (streamed).
   Result<std::string> file_hash(const auth::Identity& user, std::string_view path);
 
+  //! The stable identity of the item at `path` (see FileStore::item_id);
+  //! with `assign`, one is given to an item that has none. Shares name an
+  //! item by it, so a share ends when its file is deleted or replaced.
+  Result<std::string> item_id(const auth::Identity& user, std::string_view path, bool assign);
+
   // ------------------------------------------------------------ writing
   struct Saved {
     Entry entry;
