@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/work_queue.hpp"
+#include "drive/drive.hpp"
 #include "auth/account_store.hpp"
 #include "auth/throttle.hpp"
 #include "auth/web_policy.hpp"
@@ -618,7 +620,18 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     for (auto& [owner, list] : kernels)
       out.push_back({{"username", owner}, {"admin", owner == "admin"}, {"disabled", false}, {"created", nullptr},
                      {"password_changed", nullptr}, {"account", false}, {"kernels", list}});
-    done(Response::json(200, out));
+    if (!ctx->drive || !ctx->work) return done(Response::json(200, out));
+    // Each user's storage use and quota (filesystem queries or bounded walks).
+    bool queued = ctx->work->post([ctx, out = std::move(out), done]() mutable {
+      for (auto& j : out) {
+        auth::Identity who;
+        who.username = j["username"].get<std::string>();
+        auto st = ctx->drive->storage(who);
+        j["storage"] = st.ok() ? json{{"used", st->used}, {"quota", st->quota}} : json(nullptr);
+      }
+      done(Response::json(200, out));
+    });
+    if (!queued) done(Response::error(503, "The server is busy; try again"));
   });
 
   r.add("POST", "/api/skylab/users/?", [store](Request& req, Responder done) {

@@ -241,6 +241,8 @@ int serve_main(const std::vector<std::string>& args) {
   drive::DriveOptions drive_options;
   drive_options.files_dir = (data / "drive").string();
   drive_options.database = (data / "drive.db").string();
+  drive_options.cache_dir = (data / "cache").string();
+  drive_options.quota_bytes = runtime_config.value().drive.quota_bytes;
   auto user_drive = drive::Drive::open(drive_options);
   if (!user_drive.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", user_drive.error().message.c_str());

@@ -2,13 +2,15 @@
 rotated; the Drive has a per-user quota, enforced on the server's write
 paths and shown in /api/me."""
 
+import base64
 import os
 import time
 
 import pytest
 
-from conftest import needs_root, needs_sandbox
+from conftest import _stop_server, needs_root, needs_sandbox, server_with_config
 from test_runtime_files import Owner
+from test_sharing import User
 
 pytestmark = pytest.mark.skylab_only
 
@@ -49,3 +51,47 @@ def test_kernel_log_is_capped_and_rotated(server):
     assert b"THE-END" in tail[-(1 << 20):]
     # The kernel was never blocked and still answers.
     assert o.run("print(6 * 7)").strip() == "42"
+
+
+@pytest.fixture(scope="module")
+def small_quota():
+    srv = server_with_config('[drive]\nquota = "5M"\n')
+    yield srv
+    _stop_server(srv)
+
+
+def put_b64(user, path, data, chunk=None):
+    body = {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
+    if chunk is not None:
+        body["chunk"] = chunk
+    return user.req("PUT", "/api/contents/" + path, json=body)
+
+
+def test_server_side_writes_over_the_quota_are_refused(small_quota):
+    u = User(small_quota, "quota")
+    me = u.req("GET", "/api/me").json()
+    assert me["storage"]["quota"] == 5 << 20 and me["storage"]["used"] < 1 << 20, me
+    keep = os.urandom(1 << 20)
+    r = put_b64(u, "keep.bin", keep)
+    assert r.status_code == 201, r.text
+    # A whole-file PUT over the quota: 507, the old content is unchanged.
+    r = put_b64(u, "keep.bin", os.urandom(6 << 20))
+    assert r.status_code == 507, r.text
+    assert "quota" in r.json()["message"]
+    got = u.req("GET", "/api/contents/keep.bin?format=base64&type=file").json()
+    assert base64.b64decode(got["content"]) == keep
+    # Chunked: the chunk that passes the quota is refused and the staging is dropped.
+    assert put_b64(u, "big.bin", os.urandom(2 << 20), chunk=1).status_code in (200, 201)
+    r = put_b64(u, "big.bin", os.urandom(3 << 20), chunk=-1)
+    assert r.status_code == 507, r.text
+    assert u.req("GET", "/api/contents/big.bin").status_code == 404
+    # Copies count too.
+    assert put_b64(u, "two.bin", os.urandom(2 << 20)).status_code == 201
+    r = u.req("POST", "/api/contents", json={"copy_from": "two.bin"})
+    assert r.status_code == 507, r.text
+    used = u.req("GET", "/api/me").json()["storage"]["used"]
+    assert (3 << 20) <= used <= (5 << 20), used
+    # Operators see it too.
+    users = small_quota.get("/api/skylab/users").json()
+    mine = [x for x in users if x["username"] == u.name][0]
+    assert mine["storage"]["quota"] == 5 << 20 and mine["storage"]["used"] >= 3 << 20, mine
