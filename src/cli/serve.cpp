@@ -302,6 +302,12 @@ int serve_main(const std::vector<std::string>& args) {
   }
   ctx->specs = specs;
   ctx->drive = user_drive.value();
+  // Moving a Drive onto its quota volume waits for the Drive's writes to it.
+  auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(mo.launcher);
+  if (sandbox)
+    sandbox->set_drive_lock([d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
+      return d->exclusive(user, work);
+    });
   ctx->jobs_dir = (data / "jobs").string();
   ctx->sessions = std::make_shared<api::SessionStore>((data / "sessions.json").string());
   auto router = api::build_router(ctx);
@@ -338,6 +344,7 @@ int serve_main(const std::vector<std::string>& args) {
               data.string());
 
   std::thread stopper;
+  std::set<std::string> busy_owners;
   server.run([&](int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
     stopper = std::thread([&] {
@@ -345,11 +352,14 @@ int serve_main(const std::vector<std::string>& args) {
       pool->stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
+      for (auto& k : kernels->list()) busy_owners.insert(k.owner);  // runtimes outlive the server
       kernels->shutdown_all();
       server.stop();
     });
   });
   if (stopper.joinable()) stopper.join();
+  // Volumes no runtime holds are unmounted; the next server mounts them again.
+  if (sandbox) sandbox->volumes().release([&](const std::string& u) { return busy_owners.count(u) > 0; });
   ctx->accounts_changed = nullptr;
   watcher.stop();
   pool->stop();

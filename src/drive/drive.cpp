@@ -565,6 +565,13 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
   return entry_for(dst->user, target, std::nullopt);
 }
 
+Status Drive::exclusive(const std::string& user, const std::function<Status()>& work) {
+  if (!valid_username(user)) return Error::bad_request("invalid user name");
+  std::lock_guard lock(user_lock(user));
+  flush_revisions();
+  return work();
+}
+
 Result<std::string> Drive::item_id(const auth::Identity& user, std::string_view path, bool assign) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();

@@ -165,6 +165,10 @@ class Drive {
   //! Applies the revision policy to every file; returns how many were dropped.
   Result<std::size_t> prune_all();
 
+  //! Runs `work` holding `user`'s Drive lock: no write of the Drive to that
+  //! user's files runs meanwhile (moving the Drive onto a volume).
+  Status exclusive(const std::string& user, const std::function<Status()>& work);
+
   const DriveOptions& options() const { return options_; }
 
  private:

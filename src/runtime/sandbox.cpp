@@ -424,6 +424,7 @@ bool SandboxLauncher::available(const std::string& bwrap) {
 
 SandboxLauncher::SandboxLauncher(SandboxOptions options)
     : opts_(std::move(options)), cgroup_mode_(Cgroup::detect()) {
+  volumes_ = std::make_unique<UserVolumes>(opts_.data_dir, opts_.config.drive.quota_bytes);
   log::info(std::string("runtime: bubblewrap sandboxes, cgroups ") +
             (cgroup_mode_ == CgroupMode::kV2 ? "v2" : cgroup_mode_ == CgroupMode::kV1 ? "v1" : "unavailable"));
 }
@@ -466,6 +467,8 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.drive_dir = (data / "drive" / spec.owner).string();
   plan.cache_dir = (data / "cache" / spec.owner).string();
   plan.conn_dir = spec.connection_dir;
+  // The Drive and caches on the user's quota volume (logged when it cannot be).
+  (void)ensure_volume(spec.owner, plan.uid, plan.gid);
   std::error_code ec;
   if (type.disk_bytes > 0) {
     // /content and the runtime's home live in an image of the type's size.
@@ -653,6 +656,21 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   ::execvp(argv[0], argv.data());
   std::fprintf(stderr, "skylab sandbox-exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
   return 127;
+}
+
+void SandboxLauncher::set_drive_lock(DriveLock lock) {
+  std::lock_guard l(mutex_);
+  drive_lock_ = std::move(lock);
+}
+
+Status SandboxLauncher::ensure_volume(const std::string& owner, uid_t uid, gid_t gid) {
+  DriveLock lock;
+  {
+    std::lock_guard l(mutex_);
+    lock = drive_lock_;
+  }
+  auto work = [&]() -> Status { return volumes_->ensure(owner, uid, gid); };
+  return lock ? lock(owner, work) : work();
 }
 
 }  // namespace skylab::runtime

@@ -58,6 +58,10 @@ def small_quota():
     srv = server_with_config('[drive]\nquota = "5M"\n')
     yield srv
     _stop_server(srv)
+    # A clean stop with no runtime left unmounts the users' volumes.
+    with open("/proc/self/mounts") as f:
+        left = [line for line in f if srv.data_dir in line]
+    assert not left, left
 
 
 def put_b64(user, path, data, chunk=None):
@@ -95,3 +99,47 @@ def test_server_side_writes_over_the_quota_are_refused(small_quota):
     users = small_quota.get("/api/skylab/users").json()
     mine = [x for x in users if x["username"] == u.name][0]
     assert mine["storage"]["quota"] == 5 << 20 and mine["storage"]["used"] >= 3 << 20, mine
+
+
+@needs_sandbox
+@needs_root
+def test_runtime_writes_meet_the_quota_in_drive_and_caches(small_quota):
+    srv = small_quota
+    # Written by the server before the first runtime: moved onto the volume.
+    u = User(srv, "vol")
+    assert put_b64(u, "before.bin", b"from before the volume").status_code == 201
+    r = u.req("POST", "/api/kernels", json={})
+    assert r.status_code == 201, r.text
+    kid = r.json()["id"]
+    srv.kernels.append(kid)
+    c = srv.connect(kid)
+    c.nudge()
+    res = c.execute("import errno, os\n"
+                    "print(open('/content/drive/before.bin').read())\n"
+                    "def fill(path):\n"
+                    "    try:\n"
+                    "        with open(path, 'wb') as f:\n"
+                    "            for _ in range(10):\n"
+                    "                f.write(os.urandom(1 << 20)); f.flush(); os.fsync(f.fileno())\n"
+                    "        return 'WROTE'\n"
+                    "    except OSError as e:\n"
+                    "        return errno.errorcode[e.errno]\n"
+                    "    finally:\n"
+                    "        if os.path.exists(path): os.remove(path)\n"
+                    "os.makedirs('/root/.cache/x', exist_ok=True)\n"
+                    "print(fill('/content/drive/big.bin'), fill('/root/.cache/x/big.bin'))", timeout=120)
+    assert res.status == "ok", (res.error, res.stderr)
+    lines = res.stdout.split()
+    if "WROTE" in lines and "enforced by the server only" in srv.log_text(20000):
+        pytest.skip("no loop devices or mkfs.ext4 here: the quota is enforced by the server only")
+    assert lines[0] == "from" or "from before the volume" in res.stdout, res.stdout
+    assert lines[-2] in ("ENOSPC", "EDQUOT") and lines[-1] in ("ENOSPC", "EDQUOT"), res.stdout
+    me = u.req("GET", "/api/me").json()["storage"]
+    assert me["quota"] == 5 << 20 and me["used"] <= 5 << 20, me
+    # The server's own writes meet the same volume: refused whole, old file kept.
+    r = put_b64(u, "before.bin", os.urandom(6 << 20))
+    assert r.status_code == 507, r.text
+    got = u.req("GET", "/api/contents/before.bin?format=base64&type=file").json()
+    assert base64.b64decode(got["content"]) == b"from before the volume"
+    assert srv.delete("/api/kernels/" + kid).status_code == 204
+    srv.kernels.remove(kid)
