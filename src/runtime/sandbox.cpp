@@ -669,8 +669,11 @@ Status SandboxLauncher::ensure_volume(const std::string& owner, uid_t uid, gid_t
     std::lock_guard l(mutex_);
     lock = drive_lock_;
   }
-  auto work = [&]() -> Status { return volumes_->ensure(owner, uid, gid); };
-  return lock ? lock(owner, work) : work();
+  // Only the server makes volumes (it coordinates them with its Drive and
+  // unmounts them); one-shot commands (`skylab run`, `runtime exec`) use
+  // whatever is mounted.
+  if (!lock) return ok_status();
+  return lock(owner, [&]() -> Status { return volumes_->ensure(owner, uid, gid); });
 }
 
 }  // namespace skylab::runtime

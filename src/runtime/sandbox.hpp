@@ -97,8 +97,8 @@ class SandboxLauncher : public kernel::Launcher {
 
   //! The users' Drive + cache volumes (quota inside runtimes).
   UserVolumes& volumes() { return *volumes_; }
-  //! Runs `work` while the Drive writes nothing for `user` (set by the
-  //! server once its Drive is open; default: runs it as is).
+  //! Runs `work` while the Drive writes nothing for `user`. Set by the
+  //! server once its Drive is open; without it no volume is created.
   using DriveLock = std::function<Status(const std::string& user, const std::function<Status()>& work)>;
   void set_drive_lock(DriveLock lock);
   //! Puts `owner`'s Drive and caches on their volume (see UserVolumes::ensure).

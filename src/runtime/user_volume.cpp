@@ -143,17 +143,18 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid) 
 void UserVolumes::release(const std::function<bool(const std::string&)>& busy) {
   std::lock_guard lock(mutex_);
   fs::path data(data_dir_);
-  for (auto it = mounted_.begin(); it != mounted_.end();) {
-    const std::string& user = *it;
-    if (busy(user)) {
-      ++it;
-      continue;
-    }
-    bool all = true;
+  // Every volume there is (also those an earlier, killed server mounted).
+  std::set<std::string> users = mounted_;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(data / "volumes", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
+    if (it->is_directory(ec) && !it->is_symlink(ec)) users.insert(it->path().filename().string());
+  for (const auto& user : users) {
+    if (busy(user)) continue;
     for (auto p : {data / "drive" / user, data / "cache" / user, data / "volumes" / user})
-      if (is_mount_point(p.string()) && ::umount2(p.c_str(), 0) != 0) all = false;  // busy: stays mounted
+      if (is_mount_point(p.string())) ::umount2(p.c_str(), 0);  // busy: stays mounted, reused later
     ready_.erase(user);
-    it = all ? mounted_.erase(it) : std::next(it);
+    mounted_.erase(user);
   }
 }
 

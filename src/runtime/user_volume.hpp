@@ -35,9 +35,10 @@ class UserVolumes {
   //! not root or mkfs.ext4 / loop devices are missing (logged once).
   Status ensure(const std::string& user, uid_t uid, gid_t gid);
 
-  //! Unmounts the volumes this process mounted for users `busy` says have
+  //! Unmounts the volumes (under <data>/volumes) of users `busy` says have
   //! no runtime left (a clean stop); a busy mount is left mounted (and
-  //! reused by the next server) rather than detached.
+  //! reused by the next server), never detached: the image must never be
+  //! mounted twice.
   void release(const std::function<bool(const std::string& user)>& busy);
 
  private:
