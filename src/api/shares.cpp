@@ -52,13 +52,27 @@ auth::Identity owner_identity(const auth::Share& s, const auth::Identity& actor 
   return id;
 }
 
-//! Whether the item at the share's path is still the item that was shared
-//! (same id, see drive::Drive::item_id): a deleted, replaced or renamed-away
-//! item (also by a runtime, behind the server's back) ends the share.
-bool item_present(Context& ctx, const auth::Share& s) {
+//! Whether the share's item still exists, following it when it moved: the
+//! item at the share's path must carry the shared id (see
+//! drive::Drive::item_id); else the owner's Drive is searched for it (it was
+//! moved inside a runtime, behind the server's back) and the share's path
+//! follows; an item that is gone ends the share. Blocking (work queue).
+bool follow_item(Context& ctx, auth::Share& s) {
   if (s.item.empty()) return false;
-  auto id = ctx.drive->item_id(owner_identity(s), s.path, false);
-  return id.ok() && id.value() == s.item;
+  auto owner = owner_identity(s);
+  auto id = ctx.drive->item_id(owner, s.path, false);
+  if (id.ok() && id.value() == s.item) return true;
+  auto now = ctx.drive->find_item(owner, s.item);
+  if (now.ok()) {
+    if (auto st = ctx.shares->moved(s.owner, s.path, now.value()); !st.ok()) return false;
+    s.path = now.value();
+    return true;
+  }
+  if (now.error().code == Error::Code::kNotFound) {
+    auto st = ctx.shares->revoke(s.owner, s.id);  // deleted or replaced: the share is over
+    (void)st;
+  }
+  return false;
 }
 
 //! The share `id` when `user` may use it (and its owner is enabled), with the
@@ -74,8 +88,6 @@ Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx, const
     auto owner = ctx.accounts->find_user(s->owner);
     if (owner.ok() && owner->disabled) return missing;
   }
-  // A few system calls (a path walk and one getxattr), like the lookup above.
-  if (!item_present(ctx, s.value())) return missing;
   return std::make_pair(std::move(s.value()), *access);
 }
 
@@ -233,7 +245,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       for (auto& s : shares.value()) {
         if (ctx->accounts)
           if (auto o = ctx->accounts->find_user(s.owner); o.ok() && o->disabled) continue;
-        if (!item_present(*ctx, s)) continue;  // deleted or replaced: the share is over
+        if (!follow_item(*ctx, s)) continue;  // deleted or replaced: the share is over
         out.push_back(share_json(s));
       }
       return Response::json(200, out);
@@ -251,20 +263,33 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         return done(Response::error(403, "Read-only: this was shared with you as a viewer"));
       std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
       if (!safe_subpath(sub)) return done(Response::error(404, "No such file in the share"));
-      std::string target = api_prefix + "/" + share.path + sub;
-      std::vector<std::string> params;
-      bool exists = false;
-      const http::Route* route = router->match(method, target, params, exists);
-      if (!route || !route->handler) return done(Response::error(404, "No such file in the share"));
-      req.params = std::move(params);
-      req.user = owner_identity(share, req.user);
-      Responder respond = done;
-      if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
-        respond = [done](Response res) {
-          mark_read_only(res);
-          done(std::move(res));
-        };
-      route->handler(req, std::move(respond));
+      // The item check reads the disk: on the work queue, which then hands
+      // the request to the route (whose handlers post their own work).
+      auto held = std::make_shared<Request>(std::move(req));
+      bool queued = ctx->work->post([ctx, router, method, api_prefix, held, done, share = share, role = role,
+                                     sub]() mutable {
+        Responder respond = done;
+        try {
+          if (!follow_item(*ctx, share)) return done(Response::error(404, "No such share: " + share.id));
+          std::string target = api_prefix + "/" + share.path + sub;
+          std::vector<std::string> params;
+          bool exists = false;
+          const http::Route* route = router->match(method, target, params, exists);
+          if (!route || !route->handler) return done(Response::error(404, "No such file in the share"));
+          held->params = std::move(params);
+          held->user = owner_identity(share, held->user);
+          if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
+            respond = [done](Response res) {
+              mark_read_only(res);
+              done(std::move(res));
+            };
+          route->handler(*held, std::move(respond));
+        } catch (const std::exception& e) {
+          log::error(std::string("share handler failed: ") + e.what());
+          done(Response::error(500, "Internal server error"));
+        }
+      });
+      if (!queued) done(Response::error(503, "The server is busy; try again"));
     };
   };
   http::RouteOptions big;
@@ -292,7 +317,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!safe_subpath(sub)) return done(Response::error(404, "No such file in the share"));
     auto share = found->first;
     auto me = req.user;
-    on_work(*ctx, done, [ctx, share, me, sub, to]() -> Response {
+    on_work(*ctx, done, [ctx, share, me, sub, to]() mutable -> Response {
+      if (!follow_item(*ctx, share)) return Response::error(404, "No such share: " + share.id);
       auto owner = owner_identity(share);
       std::string from = share.path + sub;
       auto e = ctx->drive->get(owner, from);

@@ -565,6 +565,12 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
   return entry_for(dst->user, target, std::nullopt);
 }
 
+Result<std::string> Drive::find_item(const auth::Identity& user, const std::string& id) {
+  auto t = resolve(user, "", false);
+  if (!t.ok()) return t.error();
+  return files_->find_item(t->user, id, kMaxSearchedEntries);
+}
+
 Status Drive::exclusive(const std::string& user, const std::function<Status()>& work) {
   if (!valid_username(user)) return Error::bad_request("invalid user name");
   std::lock_guard lock(user_lock(user));

@@ -104,6 +104,10 @@ class Drive {
   //! with `assign`, one is given to an item that has none. Shares name an
   //! item by it, so a share ends when its file is deleted or replaced.
   Result<std::string> item_id(const auth::Identity& user, std::string_view path, bool assign);
+  //! Where the item with this id is now (see FileStore::find_item): it was
+  //! moved behind the server's back (inside a runtime). NotFound: gone.
+  Result<std::string> find_item(const auth::Identity& user, const std::string& id);
+  static constexpr std::size_t kMaxSearchedEntries = 100000;
 
   struct Storage {
     std::uint64_t used = 0;   //!< bytes (allocated blocks) of the Drive and caches

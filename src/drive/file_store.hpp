@@ -141,6 +141,13 @@ class FileStore {
   //! special file) is at `path`; Unavailable when the filesystem has no
   //! extended attributes.
   virtual Result<std::string> item_id(const std::string& user, const DrivePath& path, bool assign) = 0;
+  //! The path of the item (file or directory) whose id (see item_id) is
+  //! `id`, found by walking the user's tree (fd-relative, never following
+  //! symlinks, skipping hidden names) over at most `max_entries` entries.
+  //! NotFound when no item has it; Unavailable when the walk stopped at
+  //! `max_entries` first.
+  virtual Result<std::string> find_item(const std::string& user, const std::string& id,
+                                        std::size_t max_entries) = 0;
   //! Deletes leftover temporary files (interrupted saves and uploads) older
   //! than `age` in every user's tree. Returns how many were removed.
   virtual std::size_t sweep_temporaries(std::chrono::seconds age) = 0;

@@ -472,6 +472,19 @@ class LocalFileStore final : public FileStore {
     return fresh;
   }
 
+  Result<std::string> find_item(const std::string& user, const std::string& id, std::size_t max_entries) override {
+    if (id.empty()) return Error::not_found("no item id");
+    auto root = open_root(user);
+    if (!root.ok()) return root.error();
+    std::size_t seen = 0;
+    bool truncated = false;
+    std::string found;
+    find_in(root->get(), "", id, 0, seen, max_entries, truncated, found);
+    if (!found.empty()) return found;
+    if (truncated) return Error::unavailable("too many files to look for a shared item");
+    return Error::not_found("the shared item no longer exists");
+  }
+
   std::size_t sweep_temporaries(std::chrono::seconds age) override {
     std::size_t removed = 0;
     int dfd = ::dup(root_.get());
@@ -601,6 +614,45 @@ class LocalFileStore final : public FileStore {
 
   void sync_dir(int dirfd) {
     if (io_->fsync(dirfd) != 0) log::warn(std::string("fsync of a Drive directory failed: ") + std::strerror(errno));
+  }
+
+  //! Depth-first search of `dirfd` (Drive path `prefix`) for the item `id`.
+  void find_in(int dirfd, const std::string& prefix, const std::string& id, int depth, std::size_t& seen,
+               std::size_t max, bool& truncated, std::string& found) {
+    if (depth > kMaxDepth) return;
+    int dfd = ::dup(dirfd);
+    if (dfd < 0) return;
+    DIR* d = ::fdopendir(dfd);
+    if (!d) {
+      ::close(dfd);
+      return;
+    }
+    ::rewinddir(d);
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string n(e->d_name);
+      if (n.empty() || n[0] == '.') continue;  // ".", "..", hidden and temporaries
+      if (++seen > max) {
+        truncated = true;
+        break;
+      }
+      names.push_back(std::move(n));
+    }
+    ::closedir(d);
+    for (auto& n : names) {
+      if (!found.empty()) return;
+      struct stat st;
+      if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;
+      Fd fd(::openat(dirfd, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+      if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) continue;
+      std::string path = prefix.empty() ? n : prefix + "/" + n;
+      if (read_id(fd.get()) == id) {
+        if (DrivePath::parse(path).ok()) found = path;
+        return;
+      }
+      if (S_ISDIR(st.st_mode)) find_in(fd.get(), path, id, depth + 1, seen, max, truncated, found);
+    }
   }
 
   //! Removes directory `name` in `parent` and everything below; 0 or errno.

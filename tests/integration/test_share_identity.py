@@ -140,3 +140,15 @@ def test_in_runtime_delete_then_rename_does_not_leak(server, pair):
     assert "alice only" not in r.text
     assert b.req("GET", "/api/skylab/shared/%s/files" % sid).status_code == 404
     assert sid not in shared_with(b)
+
+
+    # A move inside the runtime keeps the share on the file (found by its id).
+    put_text(a, name + "-moving.txt", "follows the file")
+    mid = a.share(name + "-moving.txt", user=b.name).json()["id"]
+    res = c.execute("import os\nos.makedirs('/content/drive/%(n)s-dir', exist_ok=True)\n"
+                    "os.rename('/content/drive/%(n)s-moving.txt', '/content/drive/%(n)s-dir/moved.txt')"
+                    % {"n": name}, timeout=60)
+    assert res.status == "ok", (res.error, res.stderr)
+    r = read_shared(b, mid)
+    assert r.status_code == 200 and r.json()["content"] == "follows the file", r.text
+    assert shared_with(b)[mid]["path"] == name + "-dir/moved.txt"
