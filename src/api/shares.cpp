@@ -222,12 +222,19 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   r.add("GET", "/api/skylab/shares/?", [ctx](Request& req, Responder done) {
     std::optional<std::string> path = req.query_param("path");
-    auto shares = path ? ctx->shares->by_owner(req.user.username, std::string_view(*path))
-                       : ctx->shares->by_owner(req.user.username);
-    if (!shares.ok()) return done(Response::from_error(shares.error()));
-    json out = json::array();
-    for (auto& s : shares.value()) out.push_back(share_json(s));
-    done(Response::json(200, out));
+    auto me = req.user.username;
+    on_work(*ctx, done, [ctx, me, path]() -> Response {
+      auto shares = path ? ctx->shares->by_owner(me, std::string_view(*path)) : ctx->shares->by_owner(me);
+      if (!shares.ok()) return Response::from_error(shares.error());
+      json out = json::array();
+      for (auto& s : shares.value()) {
+        std::string was = s.path;
+        if (!follow_item(*ctx, s)) continue;  // gone: the share ended
+        if (path && s.path != was) continue;  // moved away from the path asked about
+        out.push_back(share_json(s));
+      }
+      return Response::json(200, out);
+    });
   });
 
   r.add("DELETE", "/api/skylab/shares/" + kShareId, [ctx](Request& req, Responder done) {
