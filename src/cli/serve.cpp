@@ -304,10 +304,16 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->drive = user_drive.value();
   // Moving a Drive onto its quota volume waits for the Drive's writes to it.
   auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(mo.launcher);
-  if (sandbox)
+  if (sandbox) {
     sandbox->set_drive_lock([d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
       return d->exclusive(user, work);
     });
+    sandbox->set_runtimes_running([kernels](const std::string& user, const std::string& except) {
+      for (auto& k : kernels->list(true))
+        if (k.owner == user && k.id != except) return true;
+      return false;
+    });
+  }
   ctx->jobs_dir = (data / "jobs").string();
   ctx->sessions = std::make_shared<api::SessionStore>((data / "sessions.json").string());
   auto router = api::build_router(ctx);

@@ -468,7 +468,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.cache_dir = (data / "cache" / spec.owner).string();
   plan.conn_dir = spec.connection_dir;
   // The Drive and caches on the user's quota volume (logged when it cannot be).
-  (void)ensure_volume(spec.owner, plan.uid, plan.gid);
+  (void)ensure_volume(spec.owner, spec.kernel_id, plan.uid, plan.gid);
   std::error_code ec;
   if (type.disk_bytes > 0) {
     // /content and the runtime's home live in an image of the type's size.
@@ -663,17 +663,25 @@ void SandboxLauncher::set_drive_lock(DriveLock lock) {
   drive_lock_ = std::move(lock);
 }
 
-Status SandboxLauncher::ensure_volume(const std::string& owner, uid_t uid, gid_t gid) {
+void SandboxLauncher::set_runtimes_running(RuntimesRunning f) {
+  std::lock_guard l(mutex_);
+  runtimes_running_ = std::move(f);
+}
+
+Status SandboxLauncher::ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid) {
   DriveLock lock;
+  RuntimesRunning running;
   {
     std::lock_guard l(mutex_);
     lock = drive_lock_;
+    running = runtimes_running_;
   }
   // Only the server makes volumes (it coordinates them with its Drive and
   // unmounts them); one-shot commands (`skylab run`, `runtime exec`) use
   // whatever is mounted.
   if (!lock) return ok_status();
-  return lock(owner, [&]() -> Status { return volumes_->ensure(owner, uid, gid); });
+  bool busy = !running || running(owner, kernel_id);
+  return lock(owner, [&]() -> Status { return volumes_->ensure(owner, uid, gid, busy); });
 }
 
 }  // namespace skylab::runtime

@@ -101,8 +101,12 @@ class SandboxLauncher : public kernel::Launcher {
   //! server once its Drive is open; without it no volume is created.
   using DriveLock = std::function<Status(const std::string& user, const std::function<Status()>& work)>;
   void set_drive_lock(DriveLock lock);
+  //! Whether `user` has a runtime running other than `kernel_id` (set by
+  //! the server; without it, assumed so: existing data is not moved).
+  using RuntimesRunning = std::function<bool(const std::string& user, const std::string& kernel_id)>;
+  void set_runtimes_running(RuntimesRunning f);
   //! Puts `owner`'s Drive and caches on their volume (see UserVolumes::ensure).
-  Status ensure_volume(const std::string& owner, uid_t uid, gid_t gid);
+  Status ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid);
 
  private:
   SandboxOptions opts_;
@@ -112,6 +116,7 @@ class SandboxLauncher : public kernel::Launcher {
   std::map<std::string, bool> disk_warned_;   // runtime type -> limit-not-enforced logged, guarded by mutex_
   std::unique_ptr<UserVolumes> volumes_;
   DriveLock drive_lock_;  // guarded by mutex_
+  RuntimesRunning runtimes_running_;  // guarded by mutex_
 };
 
 //! The /content size limit: an ext4 image of `bytes` (sparse file `image`,

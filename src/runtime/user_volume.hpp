@@ -28,12 +28,13 @@ class UserVolumes {
   //! Makes sure `user`'s Drive and caches are on their volume (owned by
   //! uid:gid), creating and mounting it on first use; idempotent (a mounted
   //! volume, also one left by an earlier server, is reused). Data already
-  //! in the Drive is copied in once when no runtime has ever seen it (no
-  //! cache folder yet: only the server wrote it, so it holds no symbolic
-  //! links); a Drive a runtime has seen stays where it is, unlimited inside
-  //! runtimes (Unavailable, logged once per user). Unavailable also when
-  //! not root or mkfs.ext4 / loop devices are missing (logged once).
-  Status ensure(const std::string& user, uid_t uid, gid_t gid);
+  //! there is copied in once (fd-relative, symbolic links copied as links,
+  //! never followed), but only when `runtimes_running` is false: a running
+  //! runtime keeps the old folders, and what it writes must not be lost
+  //! (Unavailable; a later start moves it). Unavailable also when not root,
+  //! mkfs.ext4 or loop devices are missing, or the data exceeds the quota
+  //! (logged once per user; the quota is then the server's only).
+  Status ensure(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running);
 
   //! Unmounts the volumes (under <data>/volumes) of users `busy` says have
   //! no runtime left (a clean stop); a busy mount is left mounted (and
@@ -42,7 +43,7 @@ class UserVolumes {
   void release(const std::function<bool(const std::string& user)>& busy);
 
  private:
-  Status mount_volume(const std::string& user, uid_t uid, gid_t gid);
+  Status mount_volume(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running);
 
   std::string data_dir_;
   std::uint64_t quota_;

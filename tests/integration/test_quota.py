@@ -4,6 +4,7 @@ paths and shown in /api/me."""
 
 import base64
 import os
+import tempfile
 import time
 
 import pytest
@@ -131,7 +132,7 @@ def test_runtime_writes_meet_the_quota_in_drive_and_caches(small_quota):
     assert res.status == "ok", (res.error, res.stderr)
     lines = res.stdout.split()
     if "WROTE" in lines and "enforced by the server only" in srv.log_text(20000):
-        pytest.skip("no loop devices or mkfs.ext4 here: the quota is enforced by the server only")
+        pytest.skip("no loop devices or mkfs.ext4 here: the quota is enforced by the server only: " + "".join(l for l in srv.log_text(20000).splitlines(True) if "server only" in l))
     assert lines[0] == "from" or "from before the volume" in res.stdout, res.stdout
     assert lines[-2] in ("ENOSPC", "EDQUOT") and lines[-1] in ("ENOSPC", "EDQUOT"), res.stdout
     me = u.req("GET", "/api/me").json()["storage"]
@@ -143,3 +144,53 @@ def test_runtime_writes_meet_the_quota_in_drive_and_caches(small_quota):
     assert base64.b64decode(got["content"]) == b"from before the volume"
     assert srv.delete("/api/kernels/" + kid).status_code == 204
     srv.kernels.remove(kid)
+
+
+@needs_sandbox
+@needs_root
+def test_data_from_before_the_quota_is_moved_onto_the_volume():
+    srv = server_with_config('[drive]\nquota = "0"\n')  # no quota yet
+    try:
+        u = User(srv, "pre")
+        kid = u.req("POST", "/api/kernels", json={}).json()["id"]
+        c = srv.connect(kid)
+        c.nudge()
+        res = c.execute("import os\nos.makedirs('/content/drive/sub', exist_ok=True)\n"
+                        "open('/content/drive/sub/old.txt','w').write('kept')\n"
+                        "os.symlink('/etc/shadow', '/content/drive/shadow-link')\n"
+                        "os.makedirs('/root/.cache/pip', exist_ok=True)\n"
+                        "open('/root/.cache/pip/c.txt','w').write('cached')", timeout=60)
+        assert res.status == "ok", (res.error, res.stderr)
+        c.close()
+        assert srv.delete("/api/kernels/" + kid).status_code == 204
+        assert srv.terminate() == 0
+        # The same data directory, now with a quota.
+        fd, path = tempfile.mkstemp(suffix=".toml")
+        with os.fdopen(fd, "w") as f:
+            f.write('[drive]\nquota = "5M"\n')
+        srv.argv = [a if not a.endswith(".toml") else path for a in srv.argv]
+        srv.restart()
+        os.unlink(path)
+        kid = u.req("POST", "/api/kernels", json={}).json()["id"]
+        srv.kernels.append(kid)
+        c = srv.connect(kid)
+        c.nudge()
+        res = c.execute("import os\n"
+                        "print(open('/content/drive/sub/old.txt').read(), open('/root/.cache/pip/c.txt').read())\n"
+                        "print(os.readlink('/content/drive/shadow-link'))\n"
+                        "try:\n    open('/content/drive/big','wb').write(os.urandom(10 << 20)); print('WROTE')\n"
+                        "except OSError as e:\n    print('refused', e.errno)\n", timeout=60)
+        assert res.status == "ok", (res.error, res.stderr)
+        lines = res.stdout.splitlines()
+        assert lines[0] == "kept cached" and lines[1] == "/etc/shadow", res.stdout
+        assert lines[2] in ("refused 28", "refused 122"), res.stdout
+        drive = os.path.join(srv.data_dir, "drive", u.name)
+        with open("/proc/self/mounts") as f:
+            assert any(line.split()[1] == drive for line in f), "the Drive is not on a volume"
+        # The link was copied as a link: the server never read /etc/shadow into the Drive.
+        assert os.readlink(os.path.join(drive, "shadow-link")) == "/etc/shadow"
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
