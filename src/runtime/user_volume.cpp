@@ -191,7 +191,9 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid, 
       // A journal for quotas of 1 GiB and more (it costs 4 MiB or more); no
       // blocks reserved for root: the quota is what the user can write.
       std::vector<std::string> mkfs = {"mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-                                       "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) + ",nodiscard"};
+                                       "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) +
+                                           // sparse: what is never written reads as zeros
+                                           ",nodiscard,lazy_itable_init=1,lazy_journal_init=1"};
       if (quota_ < (1ull << 30)) mkfs.insert(mkfs.end(), {"-O", "^has_journal"});
       mkfs.push_back(image.string());
       int rc = run(mkfs);
