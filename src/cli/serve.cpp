@@ -243,6 +243,10 @@ int serve_main(const std::vector<std::string>& args) {
   drive_options.database = (data / "drive.db").string();
   drive_options.cache_dir = (data / "cache").string();
   drive_options.quota_bytes = runtime_config.value().drive.quota_bytes;
+  if (drive_options.quota_bytes > 0 && (::geteuid() != 0 || !mo.launcher))
+    log::warn("drive quota (" + std::to_string(drive_options.quota_bytes >> 20) +
+              " MiB per user) is enforced on the server's writes only: runtimes can write past it "
+              "(per-user volumes need root and the bubblewrap sandbox)");
   auto user_drive = drive::Drive::open(drive_options);
   if (!user_drive.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", user_drive.error().message.c_str());
