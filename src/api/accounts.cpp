@@ -12,6 +12,7 @@
 
 #include "api/api.hpp"
 #include "api/work_queue.hpp"
+#include "drive/drive.hpp"
 #include "auth/account_store.hpp"
 #include "auth/throttle.hpp"
 #include "auth/web_policy.hpp"
@@ -636,6 +637,15 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     for (auto& [owner, list] : kernels)
       out.push_back({{"username", owner}, {"admin", owner == "admin"}, {"disabled", false}, {"created", nullptr},
                      {"password_changed", nullptr}, {"account", false}, {"kernels", list}});
+    // Each user's storage use and quota (filesystem queries or bounded walks; on the work queue).
+    if (ctx->drive) {
+      for (auto& j : out) {
+        auth::Identity who;
+        who.username = j["username"].get<std::string>();
+        auto st = ctx->drive->storage(who);
+        j["storage"] = st.ok() ? json{{"used", st->used}, {"quota", st->quota}} : json(nullptr);
+      }
+    }
     done(Response::json(200, out));
   }));
 

@@ -13,6 +13,7 @@
 #include "runtime/config.hpp"
 #include "runtime/service.hpp"
 #include "common/json_limits.hpp"
+#include "drive/drive.hpp"
 
 namespace skylab::api {
 
@@ -113,16 +114,25 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
 
   r->add("GET", "/api/me", [ctx](Request& req, Responder done) {
     const auto& u = req.user.username;
-    done(Response::json(200, {{"identity",
-                               {{"username", u}, {"name", u}, {"display_name", u},
-                                {"initials", u.empty() ? "" : u.substr(0, 1)},
-                                {"avatar_url", nullptr}, {"color", nullptr}}},
-                              {"permissions", json::object()},
-                              {"skylab", {{"admin", req.user.admin},
-                                          {"auth", req.user.via == auth::Via::kSession    ? "session"
-                                                   : req.user.via == auth::Via::kApiToken ? "token"
-                                                                                          : "admin-token"},
-                                          {"output_origin", ctx->output_origin}}}}));
+    json me = {{"identity",
+                {{"username", u}, {"name", u}, {"display_name", u},
+                 {"initials", u.empty() ? "" : u.substr(0, 1)},
+                 {"avatar_url", nullptr}, {"color", nullptr}}},
+               {"permissions", json::object()},
+               {"skylab", {{"admin", req.user.admin},
+                           {"auth", req.user.via == auth::Via::kSession    ? "session"
+                                    : req.user.via == auth::Via::kApiToken ? "token"
+                                                                           : "admin-token"},
+                           {"output_origin", ctx->output_origin}}}};
+    if (!ctx->drive || !ctx->work) return done(Response::json(200, me));
+    // Storage use: a filesystem query or a (bounded) walk, off the Asio thread.
+    auto user = req.user;
+    bool queued = ctx->work->post([ctx, user, me, done]() mutable {
+      auto st = ctx->drive->storage(user);
+      if (st.ok()) me["storage"] = {{"used", st->used}, {"quota", st->quota}};
+      done(Response::json(200, me));
+    });
+    if (!queued) done(Response::error(503, "The server is busy; try again"));
   });
 
   r->add("GET", "/api/kernelspecs/?", [ctx](Request&, Responder done) {

@@ -12,6 +12,7 @@
 #include "api/api.hpp"
 #include "api/sessions.hpp"
 #include "api/work_queue.hpp"
+#include "auth/share_store.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/codec.hpp"
@@ -360,12 +361,22 @@ Response patch_contents(Context& ctx, Call& c) {
   // Open notebooks keep their kernels: sessions follow the rename.
   auto from = drive::DrivePath::parse(path);
   if (from.ok() && ctx.sessions) ctx.sessions->rename_path(c.user.username, from->str(), e->path);
+  // Shares follow the item (they name it by id; the path is for listings).
+  if (from.ok() && ctx.shares && from->str() != e->path)
+    if (auto st = ctx.shares->moved(c.user.username, from->str(), e->path); !st.ok())
+      log::warn("contents: shares did not follow a rename: " + st.error().message);
   return model_response(200, e.value(), true);
 }
 
-Response delete_contents(drive::Drive& d, Call& c) {
-  auto st = d.remove(c.user, path_param(c));
+Response delete_contents(Context& ctx, Call& c) {
+  std::string path = path_param(c);
+  auto st = ctx.drive->remove(c.user, path);
   if (!st.ok()) return error(st.error());
+  // A deleted item's shares end (a later item at the path is not shared:
+  // its id differs, so they would not resolve anyway).
+  if (auto p = drive::DrivePath::parse(path); p.ok() && ctx.shares)
+    if (auto s = ctx.shares->removed(c.user.username, p->str()); !s.ok())
+      log::warn("contents: shares of a deleted item were kept: " + s.error().message);
   return Response::empty(204);
 }
 
@@ -502,7 +513,7 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     dispatch(ctx, req, done, [ctx](Call& c) { return patch_contents(*ctx, c); });
   });
   r.add("DELETE", contents, [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d](Call& c) { return delete_contents(*d, c); });
+    dispatch(ctx, req, done, [ctx](Call& c) { return delete_contents(*ctx, c); });
   });
 
   r.add("GET", "/files(/[\\s\\S]*)", [ctx, d](Request& req, Responder done) {

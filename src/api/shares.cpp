@@ -53,6 +53,29 @@ auth::Identity owner_identity(const auth::Share& s, const auth::Identity& actor 
   return id;
 }
 
+//! Whether the share's item still exists, following it when it moved: the
+//! item at the share's path must carry the shared id (see
+//! drive::Drive::item_id); else the owner's Drive is searched for it (it was
+//! moved inside a runtime, behind the server's back) and the share's path
+//! follows; an item that is gone ends the share. Blocking (work queue).
+bool follow_item(Context& ctx, auth::Share& s) {
+  if (s.item.empty()) return false;
+  auto owner = owner_identity(s);
+  auto id = ctx.drive->item_id(owner, s.path, false);
+  if (id.ok() && id.value() == s.item) return true;
+  auto now = ctx.drive->find_item(owner, s.item);
+  if (now.ok()) {
+    if (auto st = ctx.shares->moved(s.owner, s.path, now.value()); !st.ok()) return false;
+    s.path = now.value();
+    return true;
+  }
+  if (now.error().code == Error::Code::kNotFound) {
+    auto st = ctx.shares->revoke(s.owner, s.id);  // deleted or replaced: the share is over
+    (void)st;
+  }
+  return false;
+}
+
 //! The share `id` when `user` may use it (and its owner is enabled), with the
 //! access they have; NotFound otherwise, exactly as for a missing share.
 Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx, const auth::Identity& user,
@@ -188,7 +211,9 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       auto e = ctx->drive->get(me, path);
       if (!e.ok()) return Response::from_error(e.error());
       if (e->path.empty()) return Response::error(400, "Share a notebook, file or folder, not the whole Drive");
-      auto s = ctx->shares->grant(me.username, e->path, grantee, role);
+      auto item = ctx->drive->item_id(me, e->path, true);
+      if (!item.ok()) return Response::from_error(item.error());
+      auto s = ctx->shares->grant(me.username, e->path, item.value(), grantee, role);
       if (!s.ok()) return Response::from_error(s.error());
       log::info("user '" + me.username + "' shared an item" +
                 (grantee ? " with '" + *grantee + "' as " + std::string(auth::share_role_name(role)) : " by link"));
@@ -198,12 +223,19 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   r.add("GET", "/api/skylab/shares/?", [ctx](Request& req, Responder done) {
     std::optional<std::string> path = req.query_param("path");
-    auto shares = path ? ctx->shares->by_owner(req.user.username, std::string_view(*path))
-                       : ctx->shares->by_owner(req.user.username);
-    if (!shares.ok()) return done(Response::from_error(shares.error()));
-    json out = json::array();
-    for (auto& s : shares.value()) out.push_back(share_json(s));
-    done(Response::json(200, out));
+    auto me = req.user.username;
+    on_work(*ctx, done, [ctx, me, path]() -> Response {
+      auto shares = path ? ctx->shares->by_owner(me, std::string_view(*path)) : ctx->shares->by_owner(me);
+      if (!shares.ok()) return Response::from_error(shares.error());
+      json out = json::array();
+      for (auto& s : shares.value()) {
+        std::string was = s.path;
+        if (!follow_item(*ctx, s)) continue;  // gone: the share ended
+        if (path && s.path != was) continue;  // moved away from the path asked about
+        out.push_back(share_json(s));
+      }
+      return Response::json(200, out);
+    });
   });
 
   r.add("DELETE", "/api/skylab/shares/" + kShareId, [ctx](Request& req, Responder done) {
@@ -216,15 +248,19 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   // ---- shared with me
   r.add("GET", "/api/skylab/shared/?", [ctx](Request& req, Responder done) {
-    auto shares = ctx->shares->with_user(req.user.username);
-    if (!shares.ok()) return done(Response::from_error(shares.error()));
-    json out = json::array();
-    for (auto& s : shares.value()) {
-      if (ctx->accounts)
-        if (auto o = ctx->accounts->find_user(s.owner); o.ok() && o->disabled) continue;
-      out.push_back(share_json(s));
-    }
-    done(Response::json(200, out));
+    auto me = req.user.username;
+    on_work(*ctx, done, [ctx, me]() -> Response {
+      auto shares = ctx->shares->with_user(me);
+      if (!shares.ok()) return Response::from_error(shares.error());
+      json out = json::array();
+      for (auto& s : shares.value()) {
+        if (ctx->accounts)
+          if (auto o = ctx->accounts->find_user(s.owner); o.ok() && o->disabled) continue;
+        if (!follow_item(*ctx, s)) continue;  // deleted or replaced: the share is over
+        out.push_back(share_json(s));
+      }
+      return Response::json(200, out);
+    });
   });
 
   // Reading (viewers, editors, link holders) and saving (editors) go to the
@@ -238,20 +274,33 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         return done(Response::error(403, "Read-only: this was shared with you as a viewer"));
       std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
       if (!safe_subpath(sub)) return done(Response::error(404, "No such file in the share"));
-      std::string target = api_prefix + "/" + share.path + sub;
-      std::vector<std::string> params;
-      bool exists = false;
-      const http::Route* route = router->match(method, target, params, exists);
-      if (!route || !route->handler) return done(Response::error(404, "No such file in the share"));
-      req.params = std::move(params);
-      req.user = owner_identity(share, req.user);
-      Responder respond = done;
-      if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
-        respond = [done](Response res) {
-          mark_read_only(res);
-          done(std::move(res));
-        };
-      route->handler(req, std::move(respond));
+      // The item check reads the disk: on the work queue, which then hands
+      // the request to the route (whose handlers post their own work).
+      auto held = std::make_shared<Request>(std::move(req));
+      bool queued = ctx->work->post([ctx, router, method, api_prefix, held, done, share = share, role = role,
+                                     sub]() mutable {
+        Responder respond = done;
+        try {
+          if (!follow_item(*ctx, share)) return done(Response::error(404, "No such share: " + share.id));
+          std::string target = api_prefix + "/" + share.path + sub;
+          std::vector<std::string> params;
+          bool exists = false;
+          const http::Route* route = router->match(method, target, params, exists);
+          if (!route || !route->handler) return done(Response::error(404, "No such file in the share"));
+          held->params = std::move(params);
+          held->user = owner_identity(share, held->user);
+          if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
+            respond = [done](Response res) {
+              mark_read_only(res);
+              done(std::move(res));
+            };
+          route->handler(*held, std::move(respond));
+        } catch (const std::exception& e) {
+          log::error(std::string("share handler failed: ") + e.what());
+          done(Response::error(500, "Internal server error"));
+        }
+      });
+      if (!queued) done(Response::error(503, "The server is busy; try again"));
     };
   };
   http::RouteOptions big;
@@ -279,7 +328,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!safe_subpath(sub)) return done(Response::error(404, "No such file in the share"));
     auto share = found->first;
     auto me = req.user;
-    on_work(*ctx, done, [ctx, share, me, sub, to]() -> Response {
+    on_work(*ctx, done, [ctx, share, me, sub, to]() mutable -> Response {
+      if (!follow_item(*ctx, share)) return Response::error(404, "No such share: " + share.id);
       auto owner = owner_identity(share);
       std::string from = share.path + sub;
       auto e = ctx->drive->get(owner, from);

@@ -17,7 +17,7 @@ namespace {
 
 using sqlite::Stmt;
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr const char* kComponent = "shares";
 
 const char* kSchemaV1 = R"sql(
@@ -32,6 +32,10 @@ CREATE INDEX IF NOT EXISTS auth_shares_by_owner ON auth_shares(owner, path);
 CREATE INDEX IF NOT EXISTS auth_shares_by_grantee ON auth_shares(grantee);
 )sql";
 
+//! Version 2: a share names its item by id (FileStore::item_id), not only
+//! by path. Old rows get "" and are bound (or dropped) by migrate_items.
+const char* kSchemaV2 = "ALTER TABLE auth_shares ADD COLUMN item TEXT NOT NULL DEFAULT ''";
+
 Error db_error(sqlite3* db, const std::string& what) {
   // Another process holds the write lock: temporary (503 with Retry-After).
   if (db) {
@@ -41,7 +45,7 @@ Error db_error(sqlite3* db, const std::string& what) {
   return Error::internal("share database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
 }
 
-constexpr const char* kColumns = "id, owner, path, grantee, role, created";
+constexpr const char* kColumns = "id, owner, path, grantee, role, created, item";
 
 Share share_from(Stmt& s) {
   Share sh;
@@ -51,6 +55,7 @@ Share share_from(Stmt& s) {
   if (!s.is_null(3)) sh.grantee = s.text(3);
   sh.role = parse_share_role(s.text(4)).value_or(ShareRole::kViewer);
   sh.created = s.i64(5);
+  sh.item = s.text(6);
   return sh;
 }
 
@@ -124,6 +129,18 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
       rollback();
       return e;
     }
+    // A fresh database (version 0) gets the column too: kSchemaV1 created
+    // the table without it.
+    bool has_item = false;
+    {
+      Stmt c(s->db_, "SELECT COUNT(*) FROM pragma_table_info('auth_shares') WHERE name = 'item'");
+      has_item = c.step() == SQLITE_ROW && c.i64(0) > 0;
+    }
+    if (!has_item && sqlite3_exec(s->db_, kSchemaV2, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      auto e = db_error(s->db_, "add item ids");
+      rollback();
+      return e;
+    }
     Stmt u(s->db_, "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
                    "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
     u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
@@ -137,8 +154,9 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
   return s;
 }
 
-Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, std::optional<std::string> grantee,
-                                ShareRole role) {
+Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, std::string_view item,
+                                std::optional<std::string> grantee, ShareRole role) {
+  if (item.empty()) return Error::internal("share without an item id");
   if (!grantee) role = ShareRole::kViewer;
   std::lock_guard lock(mutex_);
   if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "begin");
@@ -149,6 +167,12 @@ Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, s
       if (!done) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     }
   } rb{db_};
+  {
+    // A share of another (deleted or replaced) item at this path is stale.
+    Stmt d(db_, "DELETE FROM auth_shares WHERE owner = ? AND path = ? AND item != ?");
+    d.bind(1, owner).bind(2, path).bind(3, item);
+    if (d.step() != SQLITE_DONE) return db_error(db_, "drop stale shares");
+  }
   std::optional<Share> existing;
   {
     std::string sql = std::string("SELECT ") + kColumns +
@@ -177,14 +201,16 @@ Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, s
     sh.id = util::random_hex(grantee ? 12 : 24);  // a link's id is its secret: longer
     sh.owner = std::string(owner);
     sh.path = std::string(path);
+    sh.item = std::string(item);
     sh.grantee = std::move(grantee);
     sh.role = role;
     sh.created = now();
-    Stmt ins(db_, "INSERT INTO auth_shares(id, owner, path, grantee, role, created) VALUES(?, ?, ?, ?, ?, ?)");
+    Stmt ins(db_,
+             "INSERT INTO auth_shares(id, owner, path, grantee, role, created, item) VALUES(?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, sh.id).bind(2, sh.owner).bind(3, sh.path);
     if (sh.grantee) ins.bind(4, *sh.grantee);
     else ins.bind_null(4);
-    ins.bind(5, share_role_name(sh.role)).bind(6, sh.created);
+    ins.bind(5, share_role_name(sh.role)).bind(6, sh.created).bind(7, sh.item);
     if (ins.step() != SQLITE_DONE) return db_error(db_, "create share");
   }
   if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "commit");
@@ -229,6 +255,59 @@ Status ShareStore::revoke(std::string_view owner, std::string_view id) {
   if (d.step() != SQLITE_DONE) return db_error(db_, "revoke share");
   if (sqlite3_changes(db_) == 0) return Error::not_found("No such share: " + std::string(id));
   return ok_status();
+}
+
+Status ShareStore::moved(std::string_view owner, std::string_view from, std::string_view to) {
+  std::lock_guard lock(mutex_);
+  std::string prefix = std::string(from) + "/";
+  // Byte offsets (SQLite's substr counts characters in TEXT).
+  Stmt u(db_,
+         "UPDATE auth_shares SET path = ? || CAST(substr(CAST(path AS BLOB), ?) AS TEXT) WHERE owner = ? AND "
+         "(path = ? OR substr(CAST(path AS BLOB), 1, ?) = CAST(? AS BLOB))");
+  u.bind(1, to).bind(2, static_cast<std::int64_t>(from.size() + 1)).bind(3, owner).bind(4, from);
+  u.bind(5, static_cast<std::int64_t>(prefix.size())).bind(6, prefix);
+  if (u.step() != SQLITE_DONE) return db_error(db_, "move shares");
+  return ok_status();
+}
+
+Status ShareStore::removed(std::string_view owner, std::string_view path) {
+  std::lock_guard lock(mutex_);
+  std::string prefix = std::string(path) + "/";
+  Stmt d(db_,
+         "DELETE FROM auth_shares WHERE owner = ? AND "
+         "(path = ? OR substr(CAST(path AS BLOB), 1, ?) = CAST(? AS BLOB))");
+  d.bind(1, owner).bind(2, path).bind(3, static_cast<std::int64_t>(prefix.size())).bind(4, prefix);
+  if (d.step() != SQLITE_DONE) return db_error(db_, "end shares");
+  return ok_status();
+}
+
+Result<std::size_t> ShareStore::migrate_items(
+    const std::function<std::optional<std::string>(const std::string&, const std::string&)>& resolve) {
+  std::vector<Share> unbound;
+  {
+    std::lock_guard lock(mutex_);
+    std::string sql = std::string("SELECT ") + kColumns + " FROM auth_shares WHERE item = ''";
+    Stmt q(db_, sql.c_str());
+    auto all = collect(db_, q);
+    if (!all.ok()) return all.error();
+    unbound = std::move(all.value());
+  }
+  std::size_t dropped = 0;
+  for (auto& sh : unbound) {
+    auto item = resolve(sh.owner, sh.path);
+    std::lock_guard lock(mutex_);
+    if (item && !item->empty()) {
+      Stmt u(db_, "UPDATE auth_shares SET item = ? WHERE id = ? AND item = ''");
+      u.bind(1, *item).bind(2, sh.id);
+      if (u.step() != SQLITE_DONE) return db_error(db_, "bind share");
+    } else {
+      Stmt d(db_, "DELETE FROM auth_shares WHERE id = ? AND item = ''");
+      d.bind(1, sh.id);
+      if (d.step() != SQLITE_DONE) return db_error(db_, "drop share");
+      ++dropped;
+    }
+  }
+  return dropped;
 }
 
 }  // namespace skylab::auth

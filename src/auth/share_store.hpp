@@ -28,6 +28,10 @@ struct Share {
   std::string id;     //!< random; for a link share the link's secret part
   std::string owner;  //!< user whose Drive holds the item
   std::string path;   //!< the item's Drive path ("proj/a.ipynb"), never ""
+  //! The item's stable id (drive::Drive::item_id): the share is usable only
+  //! while the item at `path` carries it. "" only for shares from before
+  //! ids, until migrate_items binds or drops them.
+  std::string item;
   std::optional<std::string> grantee;  //!< a user name; none: anyone signed in with the link
   ShareRole role = ShareRole::kViewer;
   std::int64_t created = 0;  //!< unix seconds
@@ -48,8 +52,10 @@ class ShareStore {
   //! Shares `path` of `owner` with `grantee` (or by link when none; links
   //! are viewer-only). Sharing the same item with the same user again
   //! changes the role and keeps the id; a second link returns the first.
-  Result<Share> grant(std::string_view owner, std::string_view path, std::optional<std::string> grantee,
-                      ShareRole role);
+  //! `item` is the id of the item now at `path`; an earlier share of a
+  //! different item at the same path (to the same grantee) is replaced.
+  Result<Share> grant(std::string_view owner, std::string_view path, std::string_view item,
+                      std::optional<std::string> grantee, ShareRole role);
   //! The share with this id, or NotFound.
   Result<Share> find(std::string_view id);
   //! Shares made by `owner` (of `path` only, when given), newest first.
@@ -58,6 +64,18 @@ class ShareStore {
   Result<std::vector<Share>> with_user(std::string_view grantee);
   //! Revokes; NotFound unless `owner` made it.
   Status revoke(std::string_view owner, std::string_view id);
+  //! After `owner` moved `from` to `to` through the server: shares of it
+  //! and of anything below it follow.
+  Status moved(std::string_view owner, std::string_view from, std::string_view to);
+  //! After `owner` deleted `path` through the server: shares of it and of
+  //! anything below it end.
+  Status removed(std::string_view owner, std::string_view path);
+  //! Migration from shares keyed by path: for every share without an item
+  //! id, `resolve(owner, path)` gives the id of the item there now (the
+  //! share is bound to it) or nullopt (nothing there: the share is
+  //! dropped). Returns how many were dropped.
+  Result<std::size_t> migrate_items(
+      const std::function<std::optional<std::string>(const std::string&, const std::string&)>& resolve);
   //! At most this many shares per owner (grant fails with Conflict beyond).
   static constexpr std::size_t kMaxPerOwner = 1000;
 

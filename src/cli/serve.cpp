@@ -243,6 +243,12 @@ int serve_main(const std::vector<std::string>& args) {
   drive::DriveOptions drive_options;
   drive_options.files_dir = (data / "drive").string();
   drive_options.database = (data / "drive.db").string();
+  drive_options.cache_dir = (data / "cache").string();
+  drive_options.quota_bytes = runtime_config.value().drive.quota_bytes;
+  if (drive_options.quota_bytes > 0 && (::geteuid() != 0 || !mo.launcher))
+    log::warn("drive quota (" + std::to_string(drive_options.quota_bytes >> 20) +
+              " MiB per user) is enforced on the server's writes only: runtimes can write past it "
+              "(per-user volumes need root and the bubblewrap sandbox)");
   auto user_drive = drive::Drive::open(drive_options);
   if (!user_drive.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", user_drive.error().message.c_str());
@@ -265,6 +271,21 @@ int serve_main(const std::vector<std::string>& args) {
     return 1;
   }
 
+  // Shares from before item ids: bound to the item at their path now, or
+  // dropped when nothing is there (once; later starts find none).
+  {
+    auto dropped = shares.value()->migrate_items(
+        [&](const std::string& owner, const std::string& path) -> std::optional<std::string> {
+          auth::Identity who;
+          who.username = owner;
+          auto id = user_drive.value()->item_id(who, path, true);
+          if (!id.ok()) return std::nullopt;
+          return id.value();
+        });
+    if (!dropped.ok()) log::warn("shares: migration to item ids failed: " + dropped.error().message);
+    else if (dropped.value() > 0)
+      log::info("shares: dropped " + std::to_string(dropped.value()) + " share(s) of items that no longer exist");
+  }
   ctx->accounts = accounts.value();
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
@@ -289,6 +310,18 @@ int serve_main(const std::vector<std::string>& args) {
                                                             ctx->runtime_config, gpus, active_pool);
   ctx->specs = specs;
   ctx->drive = user_drive.value();
+  // Moving a Drive onto its quota volume waits for the Drive's writes to it.
+  auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(mo.launcher);
+  if (sandbox) {
+    sandbox->set_drive_lock([d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
+      return d->exclusive(user, work);
+    });
+    sandbox->set_runtimes_running([kernels](const std::string& user, const std::string& except) {
+      for (auto& k : kernels->list(true))
+        if (k.owner == user && k.id != except) return true;
+      return false;
+    });
+  }
   ctx->jobs_dir = (data / "jobs").string();
   ctx->sessions = std::make_shared<api::SessionStore>((data / "sessions.json").string());
   auto router = api::build_router(ctx);
@@ -331,6 +364,7 @@ int serve_main(const std::vector<std::string>& args) {
               data.string());
 
   std::thread stopper;
+  std::set<std::string> busy_owners;
   server.run([&](int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
     stopper = std::thread([&] {
@@ -338,11 +372,14 @@ int serve_main(const std::vector<std::string>& args) {
       pool->stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
+      for (auto& k : kernels->list()) busy_owners.insert(k.owner);  // runtimes outlive the server
       kernels->shutdown_all();
       server.stop();
     });
   });
   if (stopper.joinable()) stopper.join();
+  // Volumes no runtime holds are unmounted; the next server mounts them again.
+  if (sandbox) sandbox->volumes().release([&](const std::string& u) { return busy_owners.count(u) > 0; });
   ctx->accounts_changed = nullptr;
   watcher.stop();
   pool->stop();

@@ -1,6 +1,10 @@
 #include "drive/drive.hpp"
 
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <regex>
 
@@ -262,11 +266,92 @@ void Drive::store_revision(const std::string& user, const std::string& author, c
   }
 }
 
+// ------------------------------------------------------------------ storage
+
+namespace {
+
+//! Allocated bytes under `root` (never following symlinks), at most `max` entries.
+std::uint64_t tree_bytes(const std::string& root, std::size_t max) {
+  namespace fs = std::filesystem;
+  std::uint64_t total = 0;
+  std::size_t n = 0;
+  std::error_code ec;
+  struct stat st{};
+  if (::lstat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator() && n < max; it.increment(ec), ++n)
+    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  return total;
+}
+
+//! Whether `path` is the root of a filesystem of its own (a user volume).
+bool own_volume(const std::string& path) {
+  struct stat a{}, b{};
+  if (::lstat(path.c_str(), &a) != 0 || ::lstat((path + "/..").c_str(), &b) != 0) return false;
+  return a.st_dev != b.st_dev;
+}
+
+}  // namespace
+
+std::uint64_t Drive::used_bytes(const std::string& user) {
+  std::string root = options_.files_dir + "/" + user;
+  if (own_volume(root)) {  // the Drive and caches share the user's volume
+    struct statvfs v{};
+    if (::statvfs(root.c_str(), &v) == 0)
+      return static_cast<std::uint64_t>(v.f_blocks - v.f_bfree) * v.f_frsize;
+  }
+  auto fresh = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(usage_mu_);
+    auto it = usage_.find(user);
+    if (it != usage_.end() && fresh - it->second.at < std::chrono::seconds(5)) return it->second.bytes;
+  }
+  std::uint64_t used = tree_bytes(root, kMaxCountedEntries);
+  if (!options_.cache_dir.empty()) used += tree_bytes(options_.cache_dir + "/" + user, kMaxCountedEntries);
+  std::lock_guard lock(usage_mu_);
+  if (usage_.size() > 10000) usage_.clear();
+  usage_[user] = UsageCount{used, fresh};
+  return used;
+}
+
+void Drive::count_written(const std::string& user, std::int64_t bytes) {
+  std::lock_guard lock(usage_mu_);
+  auto it = usage_.find(user);
+  if (it == usage_.end()) return;
+  auto& b = it->second.bytes;
+  b = bytes < 0 && static_cast<std::uint64_t>(-bytes) > b ? 0 : b + static_cast<std::uint64_t>(bytes);
+}
+
+Status Drive::within_quota(const std::string& user, const DrivePath& path, std::uint64_t incoming) {
+  if (options_.quota_bytes == 0) return ok_status();
+  std::uint64_t replaced = 0;
+  if (auto st = files_->stat(user, path); st.ok() && !st->directory) replaced = st->size;
+  std::uint64_t used = used_bytes(user);
+  std::uint64_t after = used - std::min(used, replaced) + incoming;
+  if (after <= options_.quota_bytes) return ok_status();
+  return quota_error(used, incoming);
+}
+
+Error Drive::quota_error(std::uint64_t used, std::uint64_t incoming) const {
+  auto mib = [](std::uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
+  return Error::insufficient_storage("Storage quota exceeded: " + mib(used) + " MiB used of " +
+                                     mib(options_.quota_bytes) + " MiB; this write needs " + mib(incoming) +
+                                     " MiB. Delete files (or clear ~/.cache) and try again; nothing was changed");
+}
+
+Result<Drive::Storage> Drive::storage(const auth::Identity& user) {
+  auto t = resolve(user, "", false);
+  if (!t.ok()) return t.error();
+  return Storage{used_bytes(t->user), options_.quota_bytes};
+}
+
 Result<Drive::Saved> Drive::write_file_locked(const std::string& user, const std::string& author, const DrivePath& path,
                                               std::string_view bytes) {
   auto existed = exists(user, path);
   if (!existed.ok()) return existed.error();
+  if (auto st = within_quota(user, path, bytes.size()); !st.ok()) return st.error();
   if (auto st = files_->write_atomic(user, path, bytes); !st.ok()) return st.error();
+  count_written(user, static_cast<std::int64_t>(bytes.size()));
   if (is_notebook_name(path.name())) keep_revision(user, author, path, std::string(bytes), RevisionKind::kSave);
   auto e = entry_for(user, path, std::nullopt);
   if (!e.ok()) return e.error();
@@ -282,7 +367,9 @@ Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::strin
   std::lock_guard lock(user_lock(t->user));
   auto existed = exists(t->user, t->path);
   if (!existed.ok()) return existed.error();
+  if (auto st = within_quota(t->user, t->path, bytes.size()); !st.ok()) return st.error();
   if (auto st = files_->write_atomic(t->user, t->path, bytes); !st.ok()) return st.error();
+  count_written(t->user, static_cast<std::int64_t>(bytes.size()));
   keep_revision(t->user, t->author, t->path, std::move(bytes), RevisionKind::kSave);
   auto e = entry_for(t->user, t->path, EntryType::kNotebook);
   if (!e.ok()) return e.error();
@@ -330,8 +417,18 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   std::lock_guard lock(user_lock(t->user));
   auto existed = exists(t->user, t->path);
   if (!existed.ok()) return existed.error();
+  // The staged chunks so far are in the count already (a hidden file in the
+  // Drive); the file being replaced is not subtracted until the end.
+  if (options_.quota_bytes > 0) {
+    std::uint64_t used = used_bytes(t->user);
+    if (used + bytes.size() > options_.quota_bytes) {
+      files_->write_chunk(t->user, t->path, 1, {});  // drops what was staged (an empty restart)
+      return quota_error(used, bytes.size());
+    }
+  }
   auto r = files_->write_chunk(t->user, t->path, chunk, bytes);
   if (!r.ok()) return r.error();
+  count_written(t->user, static_cast<std::int64_t>(bytes.size()));
   Chunk out;
   out.created = !existed.value();
   out.committed = r->committed;
@@ -456,12 +553,37 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
     json nb = std::move(parsed.value());
     if (auto st = prepare_for_save(nb); !st.ok()) return Error::bad_request("Cannot copy: " + st.error().message);
     std::string out = serialize_notebook(std::move(nb));
+    if (auto st = within_quota(dst->user, target, out.size()); !st.ok()) return st.error();
     if (auto st = files_->write_atomic(dst->user, target, out); !st.ok()) return st.error();
+    count_written(dst->user, static_cast<std::int64_t>(out.size()));
     keep_revision(dst->user, dst->author, target, std::move(out), RevisionKind::kSave);
   } else {
+    if (auto st = within_quota(dst->user, target, s->size); !st.ok()) return st.error();
     if (auto st = files_->copy_file(src->user, src->path, target); !st.ok()) return st.error();
+    count_written(dst->user, static_cast<std::int64_t>(s->size));
   }
   return entry_for(dst->user, target, std::nullopt);
+}
+
+Result<std::string> Drive::find_item(const auth::Identity& user, const std::string& id) {
+  auto t = resolve(user, "", false);
+  if (!t.ok()) return t.error();
+  return files_->find_item(t->user, id, kMaxSearchedEntries);
+}
+
+Status Drive::exclusive(const std::string& user, const std::function<Status()>& work) {
+  if (!valid_username(user)) return Error::bad_request("invalid user name");
+  std::lock_guard lock(user_lock(user));
+  flush_revisions();
+  return work();
+}
+
+Result<std::string> Drive::item_id(const auth::Identity& user, std::string_view path, bool assign) {
+  auto t = resolve(user, path, false);
+  if (!t.ok()) return t.error();
+  if (!assign) return files_->item_id(t->user, t->path, false);
+  std::lock_guard lock(user_lock(t->user));
+  return files_->item_id(t->user, t->path, true);
 }
 
 Result<Entry> Drive::rename(const auth::Identity& user, std::string_view from, std::string_view to) {
@@ -541,6 +663,7 @@ Status Drive::restore_revision(const auth::Identity& user, std::string_view path
   // Keep what is about to be replaced (a no-op when it is the newest revision already).
   auto current = files_->read(t->user, t->path, options_.max_read_bytes);
   if (current.ok()) store_revision(t->user, t->author, t->path.str(), current.value(), RevisionKind::kSave, now());
+  if (auto st = within_quota(t->user, t->path, bytes.value().size()); !st.ok()) return st;
   if (auto st = files_->write_atomic(t->user, t->path, bytes.value()); !st.ok()) return st;
   store_revision(t->user, t->author, t->path.str(), bytes.value(), RevisionKind::kSave, now());
   return ok_status();

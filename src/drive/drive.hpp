@@ -56,6 +56,13 @@ struct DriveOptions {
   //! Largest file whose content is returned by read_file/read_notebook, and
   //! whose revision is kept (larger ones: TooLarge / no revision).
   std::uint64_t max_read_bytes = 64ull << 20;
+  //! Per-user storage quota in bytes over the Drive and the user's caches
+  //! (`cache_dir`/<user>); 0: unlimited. Revisions (in `database`) are not
+  //! counted: the revision policy bounds them. Writes that would pass it
+  //! fail with InsufficientStorage and leave the old file unchanged.
+  std::uint64_t quota_bytes = 0;
+  //! Parent of users' cache folders counted with their Drive ("" = none).
+  std::string cache_dir;
   //! Clock for revision times and pruning (tests inject a fake one).
   std::function<TimePoint()> clock;
 };
@@ -92,6 +99,25 @@ class Drive {
   Result<OpenFile> open_file(const auth::Identity& user, std::string_view path);
   //! Hex SHA-256 of a file's bytes (streamed).
   Result<std::string> file_hash(const auth::Identity& user, std::string_view path);
+
+  //! The stable identity of the item at `path` (see FileStore::item_id);
+  //! with `assign`, one is given to an item that has none. Shares name an
+  //! item by it, so a share ends when its file is deleted or replaced.
+  Result<std::string> item_id(const auth::Identity& user, std::string_view path, bool assign);
+  //! Where the item with this id is now (see FileStore::find_item): it was
+  //! moved behind the server's back (inside a runtime). NotFound: gone.
+  Result<std::string> find_item(const auth::Identity& user, const std::string& id);
+  static constexpr std::size_t kMaxSearchedEntries = 100000;
+
+  struct Storage {
+    std::uint64_t used = 0;   //!< bytes (allocated blocks) of the Drive and caches
+    std::uint64_t quota = 0;  //!< 0: unlimited
+  };
+  //! The user's storage use; recounted at most every few seconds (a walk of
+  //! at most kMaxCountedEntries entries), or read from the filesystem in
+  //! O(1) when the user's Drive is a volume of its own.
+  Result<Storage> storage(const auth::Identity& user);
+  static constexpr std::size_t kMaxCountedEntries = 200000;
 
   // ------------------------------------------------------------ writing
   struct Saved {
@@ -143,6 +169,10 @@ class Drive {
   //! Applies the revision policy to every file; returns how many were dropped.
   Result<std::size_t> prune_all();
 
+  //! Runs `work` holding `user`'s Drive lock: no write of the Drive to that
+  //! user's files runs meanwhile (moving the Drive onto a volume).
+  Status exclusive(const std::string& user, const std::function<Status()>& work);
+
   const DriveOptions& options() const { return options_; }
 
  private:
@@ -173,6 +203,14 @@ class Drive {
                                   std::string_view insert);
   TimePoint now() const;
   void maintenance_loop();
+  //! Bytes in use by `user` (see storage()).
+  std::uint64_t used_bytes(const std::string& user);
+  //! InsufficientStorage when writing `incoming` bytes to `path` (replacing
+  //! what is there) would pass the quota. Call with the user's lock held.
+  Status within_quota(const std::string& user, const DrivePath& path, std::uint64_t incoming);
+  Error quota_error(std::uint64_t used, std::uint64_t incoming) const;
+  //! After a write of `bytes` by the server: the cached count grows.
+  void count_written(const std::string& user, std::int64_t bytes);
 
   std::unique_ptr<FileStore> files_;
   std::unique_ptr<MetadataStore> meta_;
@@ -193,6 +231,13 @@ class Drive {
   bool rev_busy_ = false;                  // GUARDED_BY(rev_mu_)
   bool rev_stopping_ = false;              // GUARDED_BY(rev_mu_)
   std::thread rev_writer_;
+
+  struct UsageCount {
+    std::uint64_t bytes = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::mutex usage_mu_;
+  std::map<std::string, UsageCount> usage_;  // GUARDED_BY(usage_mu_)
 
   std::mutex maint_mu_;
   std::condition_variable maint_cv_;

@@ -129,6 +129,25 @@ class FileStore {
   //! Copies regular file `from` to a new file `to` (Conflict if it exists),
   //! streaming, atomically.
   virtual Status copy_file(const std::string& user, const DrivePath& from, const DrivePath& to) = 0;
+  //! The item's stable identity, kept with the file itself so that it
+  //! follows renames and moves (by the server or inside a runtime) and ends
+  //! with the file: a random hex id in the extended attribute
+  //! `trusted.skylab.id`, which only a root server can read or set (a
+  //! runtime's user can neither read nor forge it). When the server is not
+  //! root, `user.skylab.id` is used instead (weaker: a same-uid process can
+  //! copy it). With `assign`, an item that has no id gets a new one;
+  //! without, such an item answers "". Files replaced by write_atomic and
+  //! write_chunk keep their id. NotFound when nothing (or a symlink or
+  //! special file) is at `path`; Unavailable when the filesystem has no
+  //! extended attributes.
+  virtual Result<std::string> item_id(const std::string& user, const DrivePath& path, bool assign) = 0;
+  //! The path of the item (file or directory) whose id (see item_id) is
+  //! `id`, found by walking the user's tree (fd-relative, never following
+  //! symlinks, skipping hidden names) over at most `max_entries` entries.
+  //! NotFound when no item has it; Unavailable when the walk stopped at
+  //! `max_entries` first.
+  virtual Result<std::string> find_item(const std::string& user, const std::string& id,
+                                        std::size_t max_entries) = 0;
   //! Deletes leftover temporary files (interrupted saves and uploads) older
   //! than `age` in every user's tree. Returns how many were removed.
   virtual std::size_t sweep_temporaries(std::chrono::seconds age) = 0;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -253,6 +254,7 @@ class LocalFileStore final : public FileStore {
     };
     if (int err = write_all(fd.get(), bytes)) return fail(err);
     adopt(fd.get(), dir->get(), existing.value());
+    if (existing.value()) keep_id(fd.get(), dir->get(), name);
     if (io_->fsync(fd.get()) != 0) return fail(errno);
     if (::close(fd.release()) != 0) {
       int err = errno;
@@ -320,6 +322,7 @@ class LocalFileStore final : public FileStore {
     if (chunk != -1) return res;
 
     adopt(fd.get(), dir->get(), existing.value());
+    if (existing.value()) keep_id(fd.get(), dir->get(), name);
     if (io_->fsync(fd.get()) != 0) return discard(errno);
     if (::close(fd.release()) != 0) {
       int err = errno;
@@ -445,6 +448,51 @@ class LocalFileStore final : public FileStore {
     return ok_status();
   }
 
+  Result<std::string> item_id(const std::string& user, const DrivePath& path, bool assign) override {
+    Fd fd;
+    if (path.is_root()) {
+      auto r = open_root(user);
+      if (!r.ok()) return r.error();
+      fd = std::move(r.value());
+    } else {
+      auto dir = open_dir(user, path.parent());
+      if (!dir.ok()) return dir.error();
+      std::string name(path.name());
+      struct stat st;
+      if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno_error(errno, "open", path);
+      if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return Error::not_found("No such file or directory: " + shown(path));
+      // O_NONBLOCK | O_NOCTTY: whatever was swapped in after the stat cannot
+      // hang or adopt us; fstat then checks it is still a file or directory.
+      fd = Fd(::openat(dir->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+      if (fd.get() < 0) return errno_error(errno, "open", path);
+      if (::fstat(fd.get(), &st) != 0) return errno_error(errno, "stat", path);
+      if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return Error::not_found("No such file or directory: " + shown(path));
+    }
+    auto id = read_id(fd.get());
+    if (!id.empty() || !assign) return id;
+    std::string fresh = util::random_hex(16);
+    if (::fsetxattr(fd.get(), id_attr(), fresh.data(), fresh.size(), XATTR_CREATE) != 0) {
+      if (errno == EEXIST) return read_id(fd.get());  // assigned concurrently
+      return Error::unavailable(std::string("cannot give ") + shown(path) + " an identity: " + std::strerror(errno));
+    }
+    return fresh;
+  }
+
+  Result<std::string> find_item(const std::string& user, const std::string& id, std::size_t max_entries) override {
+    if (id.empty()) return Error::not_found("no item id");
+    auto root = open_root(user);
+    if (!root.ok()) return root.error();
+    std::size_t seen = 0;
+    bool truncated = false;
+    std::string found;
+    find_in(root->get(), "", id, 0, seen, max_entries, truncated, found);
+    if (!found.empty()) return found;
+    if (truncated) return Error::unavailable("too many files to look for a shared item");
+    return Error::not_found("the shared item no longer exists");
+  }
+
   std::size_t sweep_temporaries(std::chrono::seconds age) override {
     std::size_t removed = 0;
     int dfd = ::dup(root_.get());
@@ -466,6 +514,32 @@ class LocalFileStore final : public FileStore {
   }
 
  private:
+  //! The attribute that holds an item's id (see FileStore::item_id).
+  static const char* id_attr() { return ::geteuid() == 0 ? "trusted.skylab.id" : "user.skylab.id"; }
+
+  //! The id of the open item, "" when it has none (or it is not a valid id).
+  static std::string read_id(int fd) {
+    char buf[64];
+    ssize_t n = ::fgetxattr(fd, id_attr(), buf, sizeof buf);
+    if (n <= 0) return {};
+    std::string id(buf, static_cast<std::size_t>(n));
+    for (char c : id)
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return {};
+    return id;
+  }
+
+  //! A file about to replace `replaced_name` in `dirfd` takes over its id,
+  //! so that shares of it survive saves and uploads.
+  static void keep_id(int fd, int dirfd, const std::string& replaced_name) {
+    Fd old(::openat(dirfd, replaced_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    if (old.get() < 0) return;
+    struct stat st;
+    if (::fstat(old.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    std::string id = read_id(old.get());
+    if (!id.empty() && ::fsetxattr(fd, id_attr(), id.data(), id.size(), 0) != 0)
+      log::warn(std::string("drive: a saved file lost its identity (its shares end): ") + std::strerror(errno));
+  }
+
   Result<Fd> open_root(const std::string& user) {
     if (!valid_username(user)) return Error::forbidden("No Drive for this user");
     Fd fd(::openat(root_.get(), user.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -548,6 +622,45 @@ class LocalFileStore final : public FileStore {
 
   void sync_dir(int dirfd) {
     if (io_->fsync(dirfd) != 0) log::warn(std::string("fsync of a Drive directory failed: ") + std::strerror(errno));
+  }
+
+  //! Depth-first search of `dirfd` (Drive path `prefix`) for the item `id`.
+  void find_in(int dirfd, const std::string& prefix, const std::string& id, int depth, std::size_t& seen,
+               std::size_t max, bool& truncated, std::string& found) {
+    if (depth > kMaxDepth) return;
+    int dfd = ::dup(dirfd);
+    if (dfd < 0) return;
+    DIR* d = ::fdopendir(dfd);
+    if (!d) {
+      ::close(dfd);
+      return;
+    }
+    ::rewinddir(d);
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string n(e->d_name);
+      if (n.empty() || n[0] == '.') continue;  // ".", "..", hidden and temporaries
+      if (++seen > max) {
+        truncated = true;
+        break;
+      }
+      names.push_back(std::move(n));
+    }
+    ::closedir(d);
+    for (auto& n : names) {
+      if (!found.empty()) return;
+      struct stat st;
+      if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;
+      Fd fd(::openat(dirfd, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+      if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0) continue;
+      std::string path = prefix.empty() ? n : prefix + "/" + n;
+      if (read_id(fd.get()) == id) {
+        if (DrivePath::parse(path).ok()) found = path;
+        return;
+      }
+      if (S_ISDIR(st.st_mode)) find_in(fd.get(), path, id, depth + 1, seen, max, truncated, found);
+    }
   }
 
   //! Removes directory `name` in `parent` and everything below; 0 or errno.

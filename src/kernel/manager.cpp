@@ -1,5 +1,7 @@
 #include "kernel/manager.hpp"
 
+#include "kernel/log_cap.hpp"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -207,6 +209,8 @@ struct KernelManager::Impl {
   std::vector<zmq_pollitem_t> items;
   bool items_dirty = true;
   Clock::time_point next_reap{};
+  Clock::time_point next_log_check{};
+  int runtime_dir_fd = -1;  // opened on first use, I/O thread only
 
   Impl(ManagerOptions o, std::shared_ptr<const KernelSpecStore> s) : opts(std::move(o)), specs(std::move(s)) {
     zctx = zmq_ctx_new();
@@ -233,6 +237,7 @@ struct KernelManager::Impl {
     for (auto& k : live) close_sockets(*k);
     zmq_ctx_term(zctx);
     ::close(wake_fd);
+    if (runtime_dir_fd >= 0) ::close(runtime_dir_fd);
   }
 
   void post(std::function<void()> fn) {
@@ -446,7 +451,8 @@ struct KernelManager::Impl {
     // The kernel's own stdout/stderr (not its cells' output, which goes over
     // iopub) is kept per kernel for operators.
     std::string log_path = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).string();
-    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    // O_APPEND: the I/O thread caps it by copy-and-truncate (cap_kernel_logs).
+    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
@@ -715,6 +721,7 @@ struct KernelManager::Impl {
     remove_connection_files(k);
     if (opts.launcher) opts.launcher->cleanup(k.id);
     ::unlink((fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).c_str());
+    ::unlink((fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log.1")).c_str());
     std::vector<std::shared_ptr<KernelObserver>> obs;
     std::shared_ptr<Kernel> keep;
     {
@@ -753,10 +760,27 @@ struct KernelManager::Impl {
     k.phase_deadline = Clock::now() + opts.shutdown_wait;
   }
 
+  //! Rotates every live kernel's log that grew past the cap (I/O thread).
+  void cap_kernel_logs() {
+    if (opts.kernel_log_cap == 0) return;
+    if (runtime_dir_fd < 0)
+      runtime_dir_fd = ::open(opts.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (runtime_dir_fd < 0) return;
+    for (auto& kp : live)
+      if (rotate_log_if_over(runtime_dir_fd, "kernel-" + kp->id + ".log", opts.kernel_log_cap))
+        log::info("kernel " + kp->id + ": its log passed " + std::to_string(opts.kernel_log_cap >> 20) +
+                  " MiB and was rotated");
+  }
+
   void timers() {
     auto now = Clock::now();
     bool reap = now >= next_reap;
     if (reap) next_reap = now + std::chrono::milliseconds(50);
+    if (now >= next_log_check) {
+      // Kernel logs: a size check each, a copy of at most the cap when over.
+      next_log_check = now + std::chrono::milliseconds(200);
+      cap_kernel_logs();
+    }
     auto snapshot = live;
     for (auto& kp : snapshot) {
       Kernel& k = *kp;

@@ -64,6 +64,9 @@ class KernelObserver {
 
 struct ManagerOptions {
   std::string runtime_dir;  //!< connection files live here (created 0700)
+  //! Cap on each kernel's own log (kernel-<id>.log, its stdout/stderr);
+  //! beyond it the log is rotated to kernel-<id>.log.1 (see log_cap.hpp).
+  std::uint64_t kernel_log_cap = 8ull << 20;
   std::string working_dir;  //!< kernels' current directory ("" = server's)
   std::string ip = "127.0.0.1";
   std::chrono::milliseconds shutdown_wait{3000};  //!< after shutdown_request, before SIGKILL

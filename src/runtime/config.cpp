@@ -159,7 +159,7 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server"}))
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive"}))
     return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
@@ -240,6 +240,13 @@ Result<Config> parse_config(std::string_view text) {
       return Error::bad_request(w.error);
   } else if (root.contains("gpus")) {
     return Error::bad_request("config: gpus: expected a table");
+  }
+
+  if (auto* d = root.get_as<toml::table>("drive")) {
+    if (!w.check_keys(*d, "drive.", {"quota"}) || !w.size(*d, "drive.", "quota", c.drive.quota_bytes))
+      return Error::bad_request(w.error);
+  } else if (root.contains("drive")) {
+    return Error::bad_request("config: drive: expected a table");
   }
 
   if (auto* a = root.get_as<toml::table>("accounts")) {

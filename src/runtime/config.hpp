@@ -79,6 +79,10 @@ struct Config {
   RuntimesSection runtimes;
   AccountsSection accounts;
   ServerSection server;
+  //! [drive]: quota = per-user bytes of Drive + caches (0: unlimited).
+  struct DriveSection {
+    std::uint64_t quota_bytes = 10ull << 30;
+  } drive;
   std::map<std::string, RuntimeType> types;  //!< always contains runtimes.default_type
   int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
 

@@ -426,6 +426,7 @@ bool SandboxLauncher::available(const std::string& bwrap) {
 
 SandboxLauncher::SandboxLauncher(SandboxOptions options)
     : opts_(std::move(options)), cgroup_mode_(Cgroup::detect()) {
+  volumes_ = std::make_unique<UserVolumes>(opts_.data_dir, opts_.config.drive.quota_bytes);
   log::info(std::string("runtime: bubblewrap sandboxes, cgroups ") +
             (cgroup_mode_ == CgroupMode::kV2 ? "v2" : cgroup_mode_ == CgroupMode::kV1 ? "v1" : "unavailable"));
 }
@@ -540,6 +541,8 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.drive_dir = (data / "drive" / spec.owner).string();
   plan.cache_dir = (data / "cache" / spec.owner).string();
   plan.conn_dir = spec.connection_dir;
+  // The Drive and caches on the user's quota volume (logged when it cannot be).
+  (void)ensure_volume(spec.owner, spec.kernel_id, plan.uid, plan.gid);
   std::error_code ec;
   if (type.disk_bytes > 0) {
     // /content and the runtime's home live in an image of the type's size.
@@ -867,6 +870,32 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   if (supervised) return supervise(command, args_fd, sup);
   exec_command(command, args_fd);
   return 127;
+}
+
+void SandboxLauncher::set_drive_lock(DriveLock lock) {
+  std::lock_guard l(mutex_);
+  drive_lock_ = std::move(lock);
+}
+
+void SandboxLauncher::set_runtimes_running(RuntimesRunning f) {
+  std::lock_guard l(mutex_);
+  runtimes_running_ = std::move(f);
+}
+
+Status SandboxLauncher::ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid) {
+  DriveLock lock;
+  RuntimesRunning running;
+  {
+    std::lock_guard l(mutex_);
+    lock = drive_lock_;
+    running = runtimes_running_;
+  }
+  // Only the server makes volumes (it coordinates them with its Drive and
+  // unmounts them); one-shot commands (`skylab run`, `runtime exec`) use
+  // whatever is mounted.
+  if (!lock) return ok_status();
+  bool busy = !running || running(owner, kernel_id);
+  return lock(owner, [&]() -> Status { return volumes_->ensure(owner, uid, gid, busy); });
 }
 
 }  // namespace skylab::runtime

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 
 #include "kernel/launcher.hpp"
 #include "runtime/config.hpp"
+#include "runtime/user_volume.hpp"
 
 namespace skylab::runtime {
 
@@ -102,6 +104,19 @@ class SandboxLauncher : public kernel::Launcher {
   //! The uid that `username`'s runtimes run as (allocated on first use).
   Result<uid_t> uid_for(const std::string& username);
 
+  //! The users' Drive + cache volumes (quota inside runtimes).
+  UserVolumes& volumes() { return *volumes_; }
+  //! Runs `work` while the Drive writes nothing for `user`. Set by the
+  //! server once its Drive is open; without it no volume is created.
+  using DriveLock = std::function<Status(const std::string& user, const std::function<Status()>& work)>;
+  void set_drive_lock(DriveLock lock);
+  //! Whether `user` has a runtime running other than `kernel_id` (set by
+  //! the server; without it, assumed so: existing data is not moved).
+  using RuntimesRunning = std::function<bool(const std::string& user, const std::string& kernel_id)>;
+  void set_runtimes_running(RuntimesRunning f);
+  //! Puts `owner`'s Drive and caches on their volume (see UserVolumes::ensure).
+  Status ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid);
+
  private:
   //! Creates (fd-relative, with their owner) the directories a runtime
   //! needs and hands it its socket folder; runs migrate_once for the owner.
@@ -115,6 +130,9 @@ class SandboxLauncher : public kernel::Launcher {
   std::mutex mutex_;
   std::map<std::string, std::string> types_;  // kernel id -> runtime type, guarded by mutex_
   std::map<std::string, bool> disk_warned_;   // runtime type -> limit-not-enforced logged, guarded by mutex_
+  std::unique_ptr<UserVolumes> volumes_;
+  DriveLock drive_lock_;  // guarded by mutex_
+  RuntimesRunning runtimes_running_;  // guarded by mutex_
 };
 
 //! The /content size limit: an ext4 image of `bytes` (sparse file `image`,

@@ -291,6 +291,14 @@ class Server:
         return self.proc.returncode
 
     def cleanup_tmp(self):
+        # A killed server leaves its mounts (users' volumes, /content images).
+        try:
+            with open("/proc/self/mounts") as f:
+                mounts = [line.split()[1] for line in f if line.split()[1].startswith(self.tmp + "/")]
+        except OSError:
+            mounts = []
+        for m in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def kill(self):

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 namespace skylab::auth {
 
@@ -30,7 +31,7 @@ class ShareStoreTest : public ::testing::Test {
 };
 
 TEST_F(ShareStoreTest, GrantFindListRevoke) {
-  auto s = store_->grant("olga", "proj/a.ipynb", std::string("vera"), ShareRole::kViewer);
+  auto s = store_->grant("olga", "proj/a.ipynb", "i1", std::string("vera"), ShareRole::kViewer);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->owner, "olga");
   EXPECT_EQ(s->grantee.value(), "vera");
@@ -42,7 +43,7 @@ TEST_F(ShareStoreTest, GrantFindListRevoke) {
   EXPECT_EQ(store_->by_owner("olga", std::string_view("proj/a.ipynb"))->size(), 1u);
   EXPECT_EQ(store_->by_owner("olga", std::string_view("other"))->size(), 0u);
   // Granting again changes the role, not the id.
-  auto again = store_->grant("olga", "proj/a.ipynb", std::string("vera"), ShareRole::kEditor);
+  auto again = store_->grant("olga", "proj/a.ipynb", "i1", std::string("vera"), ShareRole::kEditor);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->id, s->id);
   EXPECT_EQ(store_->find(s->id)->role, ShareRole::kEditor);
@@ -54,12 +55,12 @@ TEST_F(ShareStoreTest, GrantFindListRevoke) {
 }
 
 TEST_F(ShareStoreTest, LinksAreViewOnlyLongAndUnique) {
-  auto link = store_->grant("olga", "a.ipynb", std::nullopt, ShareRole::kEditor);
+  auto link = store_->grant("olga", "a.ipynb", "i1", std::nullopt, ShareRole::kEditor);
   ASSERT_TRUE(link.ok());
   EXPECT_TRUE(link->is_link());
   EXPECT_EQ(link->role, ShareRole::kViewer);
   EXPECT_GE(link->id.size(), 40u);
-  EXPECT_EQ(store_->grant("olga", "a.ipynb", std::nullopt, ShareRole::kViewer)->id, link->id);
+  EXPECT_EQ(store_->grant("olga", "a.ipynb", "i1", std::nullopt, ShareRole::kViewer)->id, link->id);
   EXPECT_EQ(store_->with_user("anyone")->size(), 0u);  // links are not "shared with me"
 }
 
@@ -77,6 +78,57 @@ TEST(ShareAccess, WhoMayUseAShare) {
   EXPECT_FALSE(share_access(s, "").has_value());
   EXPECT_EQ(parse_share_role("editor"), ShareRole::kEditor);
   EXPECT_FALSE(parse_share_role("owner").has_value());
+}
+
+TEST_F(ShareStoreTest, SharesFollowMovesAndEndWithDeletes) {
+  auto f = store_->grant("olga", "proj", "d1", std::string("vera"), ShareRole::kViewer);
+  auto g = store_->grant("olga", "proj/sub/é.txt", "f1", std::string("vera"), ShareRole::kViewer);
+  auto h = store_->grant("olga", "projX", "f2", std::string("vera"), ShareRole::kViewer);
+  ASSERT_TRUE(f.ok() && g.ok() && h.ok());
+  ASSERT_TRUE(store_->moved("olga", "proj", "archive/2024").ok());
+  EXPECT_EQ(store_->find(f->id)->path, "archive/2024");
+  EXPECT_EQ(store_->find(g->id)->path, "archive/2024/sub/é.txt");
+  EXPECT_EQ(store_->find(h->id)->path, "projX");  // a sibling with the same prefix stays
+  ASSERT_TRUE(store_->removed("olga", "archive/2024").ok());
+  EXPECT_FALSE(store_->find(f->id).ok());
+  EXPECT_FALSE(store_->find(g->id).ok());
+  EXPECT_TRUE(store_->find(h->id).ok());
+  // A new item at an old path is a new share, not the old one's.
+  auto again = store_->grant("olga", "projX", "f3", std::string("vera"), ShareRole::kViewer);
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->id, h->id);
+  EXPECT_FALSE(store_->find(h->id).ok());
+}
+
+TEST(ShareStoreMigration, PathSharesAreBoundOrDropped) {
+  char tmpl[] = "/tmp/skylab-share-mig-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string db = (fs::path(tmpl) / "skylab.db").string();
+  {  // a version-1 database, as Skylab wrote it before item ids
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    const char* v1 =
+        "CREATE TABLE auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);"
+        "INSERT INTO auth_schema VALUES('shares', 1);"
+        "CREATE TABLE auth_shares(id TEXT PRIMARY KEY, owner TEXT NOT NULL, path TEXT NOT NULL,"
+        " grantee TEXT, role TEXT NOT NULL, created INTEGER NOT NULL);"
+        "INSERT INTO auth_shares VALUES('aaaaaaaaaaaaaaaaaaaaaaaa', 'olga', 'kept.txt', 'vera', 'viewer', 1);"
+        "INSERT INTO auth_shares VALUES('bbbbbbbbbbbbbbbbbbbbbbbb', 'olga', 'gone.txt', 'vera', 'viewer', 2);";
+    ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto s = ShareStore::open(db);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s.value()->find("aaaaaaaaaaaaaaaaaaaaaaaa")->item, "");
+  auto dropped = s.value()->migrate_items([](const std::string&, const std::string& path) {
+    return path == "kept.txt" ? std::optional<std::string>("id1") : std::nullopt;
+  });
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(dropped.value(), 1u);
+  EXPECT_EQ(s.value()->find("aaaaaaaaaaaaaaaaaaaaaaaa")->item, "id1");
+  EXPECT_FALSE(s.value()->find("bbbbbbbbbbbbbbbbbbbbbbbb").ok());
+  s.value().reset();
+  fs::remove_all(tmpl);
 }
 
 }  // namespace skylab::auth

@@ -293,3 +293,36 @@ TEST_F(FileStoreTest, NewFilesTakeTheDirectorysOwnerAndReplacedOnesKeepTheirs) {
 }
 
 }  // namespace skylab::drive
+
+namespace skylab::drive {
+
+TEST_F(FileStoreTest, ItemIdsFollowTheFileNotThePath) {
+  ASSERT_TRUE(store_->make_directory("alice", P("d")).ok());
+  ASSERT_TRUE(store_->write_atomic("alice", P("d/doc.txt"), "v1").ok());
+  ASSERT_TRUE(store_->write_atomic("alice", P("d/private.txt"), "alice only").ok());
+  EXPECT_EQ(store_->item_id("alice", P("d/doc.txt"), false).value(), "");  // none until asked for
+  auto id = store_->item_id("alice", P("d/doc.txt"), true);
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  ASSERT_EQ(id->size(), 32u);
+  EXPECT_EQ(store_->item_id("alice", P("d/doc.txt"), true).value(), id.value());  // stable
+  // A save (atomic replace) and a chunked upload keep it.
+  ASSERT_TRUE(store_->write_atomic("alice", P("d/doc.txt"), "v2").ok());
+  ASSERT_TRUE(store_->write_chunk("alice", P("d/doc.txt"), -1, "v3").ok());
+  EXPECT_EQ(store_->item_id("alice", P("d/doc.txt"), false).value(), id.value());
+  // Moved behind the store's back: found by walking.
+  fs::rename(root_ / "d" / "doc.txt", root_ / "moved.txt");
+  EXPECT_EQ(store_->find_item("alice", id.value(), 1000).value(), "moved.txt");
+  // Another file renamed onto the old path is not the item.
+  fs::rename(root_ / "d" / "private.txt", root_ / "d" / "doc.txt");
+  EXPECT_EQ(store_->item_id("alice", P("d/doc.txt"), false).value(), "");
+  // Copies are new items; a deleted item is not found; a symlink is never followed.
+  ASSERT_TRUE(store_->copy_file("alice", P("moved.txt"), P("copy.txt")).ok());
+  EXPECT_EQ(store_->item_id("alice", P("copy.txt"), false).value(), "");
+  fs::create_symlink(root_ / "moved.txt", root_ / "link.txt");
+  EXPECT_FALSE(store_->item_id("alice", P("link.txt"), false).ok());
+  fs::remove(root_ / "moved.txt");
+  EXPECT_EQ(store_->find_item("alice", id.value(), 1000).error().code, Error::Code::kNotFound);
+  EXPECT_EQ(store_->find_item("alice", id.value(), 1).error().code, Error::Code::kUnavailable);  // walk cut short
+}
+
+}  // namespace skylab::drive

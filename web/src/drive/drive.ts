@@ -41,7 +41,10 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
     shared: h('a.nav-item', { href: '/shared', 'data-view': 'shared' }, h('span.nav-icon', null, icon('shared')), 'Shared with me'),
     recent: h('a.nav-item', { href: '/recent', 'data-view': 'recent' }, h('span.nav-icon', null, icon('recent')), 'Recent'),
   };
-  const side = h('nav.drive-nav', { 'aria-label': 'Drive' }, newBtn, ...Object.values(navItems));
+  const storageBar = h('span.storage-used');
+  const storageText = h('div.storage-text');
+  const storage = h('div.storage', { hidden: true }, h('div.storage-bar', { role: 'presentation' }, storageBar), storageText);
+  const side = h('nav.drive-nav', { 'aria-label': 'Drive' }, newBtn, ...Object.values(navItems), storage);
   const examples = h('section.examples', { hidden: true, 'aria-label': 'Examples' });
   const crumbs = h('div.crumbs');
   const listBody = h('div.rows', { role: 'rowgroup' });
@@ -164,6 +167,24 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
       toast(errorText(e));
     }
     renderRows();
+    void showStorage();
+  }
+
+  /** "1.2 MB of 10 GB used", with a bar (the server's /api/me storage). */
+  async function showStorage() {
+    try {
+      const j = await api<{ storage?: { used: number; quota: number } }>('GET', '/api/me');
+      const st = j.storage;
+      if (!st) return;
+      const share = st.quota > 0 ? Math.min(1, st.used / st.quota) : 0;
+      storageBar.style.width = `${(share * 100).toFixed(1)}%`;
+      storageBar.classList.toggle('full', share >= 0.9);
+      storageText.textContent = st.quota > 0 ? `${formatBytes(st.used)} of ${formatBytes(st.quota)} used`
+                                             : `${formatBytes(st.used)} used`;
+      storage.hidden = false;
+    } catch {
+      storage.hidden = true;
+    }
   }
 
   async function fetchRows(): Promise<Row[]> {
