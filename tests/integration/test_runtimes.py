@@ -576,9 +576,11 @@ def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server)
 
     def bob_sandboxes():
         # bwrap's command line names no host paths (its options come through a
-        # memfd): look at what each sandbox mounts at /content/drive instead.
+        # memfd), and the Drive may be a volume: count sandboxes (bwrap inside,
+        # whose parent is the outer bwrap) whose process runs as bob's runtime.
+        procs = server_processes(srv)
         n = 0
-        for pid in server_processes(srv):
+        for pid in procs:
             try:
                 with open("/proc/%d/comm" % pid) as f:
                     if f.read().strip() != "bwrap":
@@ -588,11 +590,19 @@ def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server)
                 with open("/proc/%d/comm" % ppid) as f:
                     if f.read().strip() != "bwrap":
                         continue  # the outer bwrap; its child (inside) counts the sandbox once
-                with open("/proc/%d/mountinfo" % pid) as f:
-                    mounts = [line.split() for line in f]
             except (OSError, ValueError, IndexError):
                 continue
-            n += any(len(m) > 4 and m[3] == bob_drive and m[4] == "/content/drive" for m in mounts)
+            for child in procs:
+                try:
+                    with open("/proc/%d/stat" % child) as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) != pid:
+                            continue
+                    with open("/proc/%d/environ" % child, "rb") as f:
+                        if b"SKYLAB_USER=bob" in f.read().split(b"\0"):
+                            n += 1
+                            break
+                except (OSError, ValueError, IndexError):
+                    continue
         return n
 
     assert bob_sandboxes() == 2
