@@ -69,10 +69,14 @@ def _run_hooks(reason):
             cb()
         except Exception as e:  # a failing hook must not stop the others
             print(f"skylab: expiry hook {cb!r} failed: {e}", flush=True)
-    ack = os.environ.get("SKYLAB_RUNTIME_STATE")
+    # The state file is read-only in a sandbox; the acknowledgement goes to
+    # SKYLAB_RUNTIME_ACK (older servers: beside the state file).
+    ack = os.environ.get("SKYLAB_RUNTIME_ACK")
+    if not ack and os.environ.get("SKYLAB_RUNTIME_STATE"):
+        ack = os.environ["SKYLAB_RUNTIME_STATE"] + ".done"
     if ack:
         try:
-            with open(ack + ".done", "w") as f:
+            with open(ack, "w") as f:
                 f.write(reason)
         except OSError:
             pass

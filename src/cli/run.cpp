@@ -262,7 +262,7 @@ std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
   std::error_code ec;
   fs::create_directories(fs::path(data) / "runtime", ec);  // uids.json, shared with `skylab serve`
   if (ec) return "cannot create data directory " + data + ": " + ec.message();
-  auto launcher = make_launcher(out.config, fs::absolute(data));
+  auto launcher = make_launcher(out.config, fs::absolute(data), /*die_with_parent=*/true);
   if (!launcher.ok()) return launcher.error().message;
   out.launcher = launcher.value();
   return {};
@@ -550,6 +550,10 @@ int run_main(const std::vector<std::string>& args) {
   kernel::StartOptions start_options;
   std::string owner = "skylab-run";
   mo.python_path = find_installed_dir("python");  // skylab.* helpers, also outside a runtime
+  // A kernel never outlives `skylab run`, even when it is SIGKILLed: a
+  // sandbox's supervisor gets PR_SET_PDEATHSIG (the launcher), a plain
+  // kernel gets it from this small wrapper.
+  mo.command_prefix = {fs::read_symlink("/proc/self/exe", ec).string(), "sandbox-exec", "--die-with-parent", "--"};
   if (rt) {
     mo.launcher = rt->launcher;
     owner = rt->user;
@@ -597,7 +601,12 @@ int run_main(const std::vector<std::string>& args) {
   if (result.status == exec::RunStatus::kKernelDied)
     kernel_log = tail_of_file(kernel_log_path, kernel_log_start, 2000);
 
-  // Write first: the notebook is what the user came for.
+  // Cancelled (SIGINT/SIGTERM): the kernel goes first (shutdown_request,
+  // then SIGKILL of it and its cgroup), so that whatever ends us next finds
+  // nothing left running. Otherwise write first: the notebook is what the
+  // user came for.
+  bool cancelled = result.status == exec::RunStatus::kCancelled;
+  if (cancelled) exec::stop_kernel(*kernels, kid.value());
   int code = 0;
   std::string write_error;
   if (to_stdout) {
@@ -607,7 +616,7 @@ int run_main(const std::vector<std::string>& args) {
   } else if (auto st = exec::write_notebook(output, nb); !st.ok()) {
     write_error = st.error().message;
   }
-  exec::stop_kernel(*kernels, kid.value());
+  if (!cancelled) exec::stop_kernel(*kernels, kid.value());
 
   bool tty = ::isatty(STDERR_FILENO);
   switch (result.status) {

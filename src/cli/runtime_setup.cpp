@@ -17,12 +17,14 @@ std::string find_installed_dir(const std::string& name) {
 
 fs::path datasets_dir(const fs::path& data) { return data / "datasets"; }
 
-Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data) {
+Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data,
+                                                       bool die_with_parent) {
   const std::string& mode = config.runtimes.sandbox;
   if (mode == "none") return std::shared_ptr<kernel::Launcher>();
   runtime::SandboxOptions so;
   so.config = config;
   so.data_dir = data.string();
+  so.die_with_parent = die_with_parent;
   if (!runtime::SandboxLauncher::available(so.bwrap)) {
     if (mode == "bwrap") return Error::unavailable("runtimes.sandbox = \"bwrap\" but bubblewrap cannot create a sandbox here");
     log::warn("bubblewrap is not usable here: kernels run unsandboxed (runtimes.sandbox = \"auto\")");

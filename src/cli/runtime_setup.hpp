@@ -20,9 +20,10 @@ std::string find_installed_dir(const std::string& name);
 //! The sandbox launcher `config.runtimes.sandbox` asks for, with the Drive,
 //! caches and datasets of data directory `data`; null for plain processes
 //! ("none", or "auto" where bubblewrap cannot run). Error when "bwrap" is
-//! required but unusable.
+//! required but unusable. `die_with_parent`: sandboxes end with this
+//! process (`skylab run`), not after a server restart.
 Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config,
-                                                        const std::filesystem::path& data);
+                                                        const std::filesystem::path& data, bool die_with_parent = false);
 
 //! The admin-provided datasets of data directory `data` (mounted read-only at
 //! /datasets in every runtime).

@@ -25,6 +25,10 @@ struct LaunchSpec {
   std::string cwd;
   std::string connection_dir;  //!< holds the connection file and ipc sockets
   std::vector<int> gpus;       //!< GPU indices granted to this kernel
+  //! Root-owned directory holding the runtime state file (SKYLAB_RUNTIME_STATE);
+  //! a sandbox shows it read-only. "" when the kernel is not sandboxed.
+  std::string state_dir;
+  std::int64_t started = 0;    //!< first start of the runtime, Unix seconds (restarts keep it)
 };
 
 //! What one kernel uses now, as its launcher measures it. Zero limits: none.

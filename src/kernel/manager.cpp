@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "common/json_limits.hpp"
 
@@ -72,6 +73,7 @@ struct Kernel {
   std::string reason;
   SysClock::time_point started = SysClock::now();
   std::string state_file;  // immutable after start()
+  std::string ack_file;    // immutable after start()
   std::vector<int> gpus;   // immutable after start()
   bool spare = false;
   bool warm = false;
@@ -120,6 +122,7 @@ KernelModel model_of(const Kernel& k) {
   m.started = k.started;
   m.gpus = k.gpus;
   m.state_file = k.state_file;
+  m.ack_file = k.ack_file;
   m.spare = k.spare;
   m.warm = k.warm;
   return m;
@@ -260,23 +263,44 @@ struct KernelManager::Impl {
 
   bool ipc() const { return opts.launcher && opts.launcher->use_ipc(); }
 
+  // The root-owned directory that holds a sandboxed kernel's state file
+  // (bound read-only into its sandbox): the kernel can read it, not write it.
+  std::string state_dir(const std::string& id) const {
+    return (fs::path(opts.runtime_dir) / "state" / id).string();
+  }
+
   Status write_connection_file(Kernel& k) {
     nlohmann::json c;
+    safe_fs::UniqueFd dir;
+    std::string name;
     if (ipc()) {
-      // Sockets live in a per-kernel directory that the sandbox sees at the same path.
+      // Sockets live in a per-kernel directory that the sandbox sees at the
+      // same path. The launcher gives it to the kernel's uid, so everything
+      // below is written fd-relative and never through a symlink.
       k.conn_dir = (fs::path(opts.socket_dir) / k.id).string();
       std::error_code ec;
-      fs::create_directories(k.conn_dir, ec);
-      if (ec) return Error::internal("cannot create " + k.conn_dir + ": " + ec.message());
-      ::chmod(k.conn_dir.c_str(), 0700);
+      fs::create_directories(opts.socket_dir, ec);
+      if (::mkdir(k.conn_dir.c_str(), 0700) != 0 && errno != EEXIST)
+        return Error::internal("cannot create " + k.conn_dir + ": " + std::strerror(errno));
+      auto d = safe_fs::open_dir(k.conn_dir);
+      if (!d.ok()) return d.error();
+      dir = std::move(d.value());
+      fs::create_directories(state_dir(k.id), ec);
+      if (ec) return Error::internal("cannot create " + state_dir(k.id) + ": " + ec.message());
+      ::chmod(state_dir(k.id).c_str(), 0755);
       k.ipc_base = k.conn_dir + "/k";
       for (int i = 0; i < 5; ++i) k.ports[i] = i + 1;
       c = {{"ip", k.ipc_base}, {"transport", "ipc"}};
       k.connection_file = (fs::path(k.conn_dir) / "connection.json").string();
+      name = "connection.json";
     } else {
       if (!pick_ports(opts.ip, k.ports, 5)) return Error::unavailable("no free ports for the kernel");
       c = {{"ip", opts.ip}, {"transport", "tcp"}};
       k.connection_file = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".json")).string();
+      auto d = safe_fs::open_dir(opts.runtime_dir);
+      if (!d.ok()) return d.error();
+      dir = std::move(d.value());
+      name = "kernel-" + k.id + ".json";
     }
     c["shell_port"] = k.ports[0];
     c["iopub_port"] = k.ports[1];
@@ -286,20 +310,22 @@ struct KernelManager::Impl {
     c["key"] = k.key;
     c["signature_scheme"] = "hmac-sha256";
     c["kernel_name"] = k.spec.name;
-    if (!util::write_file_atomic(k.connection_file, c.dump(2), 0600, false))
-      return Error::internal("cannot write connection file");
+    auto st = safe_fs::write_file_at(dir.get(), name, c.dump(2), 0600, false);
+    if (!st.ok()) return Error::internal("cannot write connection file: " + st.error().message);
     return ok_status();
   }
 
   void remove_connection_files(Kernel& k) {
-    if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
-    if (k.conn_dir.empty() && !k.state_file.empty()) {
-      ::unlink(k.state_file.c_str());
-      ::unlink((k.state_file + ".done").c_str());
+    if (k.conn_dir.empty()) {
+      if (!k.connection_file.empty()) ::unlink(k.connection_file.c_str());
+      if (!k.state_file.empty()) ::unlink(k.state_file.c_str());
+      if (!k.ack_file.empty()) ::unlink(k.ack_file.c_str());
+      return;
     }
-    if (!k.conn_dir.empty()) {
-      std::error_code ec;
-      fs::remove_all(k.conn_dir, ec);
+    // The kernel's uid owns conn_dir: removed fd-relative, no symlink followed.
+    safe_fs::remove_tree(k.conn_dir);
+    if (!k.state_file.empty()) {
+      safe_fs::remove_tree(fs::path(k.state_file).parent_path().string());
     }
   }
 
@@ -341,6 +367,7 @@ struct KernelManager::Impl {
                         {"conn_dir", k.conn_dir},
                         {"connection_file", k.connection_file},
                         {"state_file", k.state_file},
+                        {"ack_file", k.ack_file},
                         {"started_us", std::chrono::duration_cast<std::chrono::microseconds>(
                                            started.time_since_epoch()).count()},
                         {"gpus", k.gpus},
@@ -376,6 +403,7 @@ struct KernelManager::Impl {
     env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
     env["SKYLAB_RUNTIME_STATE"] = k.state_file;
+    env["SKYLAB_RUNTIME_ACK"] = k.ack_file;
     if (!k.gpus.empty() || !k.runtime_type.empty()) {
       std::string visible;
       for (int g : k.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
@@ -387,11 +415,18 @@ struct KernelManager::Impl {
     std::string cwd = opts.working_dir;
     if (opts.launcher) {
       LaunchSpec ls{k.id, k.owner, k.runtime_type, std::move(args), std::move(env), cwd, k.conn_dir, k.gpus};
+      if (!k.conn_dir.empty()) ls.state_dir = fs::path(k.state_file).parent_path().string();
+      {
+        std::lock_guard lock(mutex);
+        ls.started = std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
+      }
       auto st = opts.launcher->prepare(ls);
       if (!st.ok()) return st.error();
       args = std::move(ls.argv);
       env = std::move(ls.env);
       cwd = std::move(ls.cwd);
+    } else if (!opts.command_prefix.empty()) {
+      args.insert(args.begin(), opts.command_prefix.begin(), opts.command_prefix.end());
     }
     std::vector<std::string> env_strings;
     for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
@@ -891,9 +926,15 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->spare = options.spare;
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
-  k->state_file = k->conn_dir.empty()
-                      ? (fs::path(impl_->opts.runtime_dir) / ("kernel-" + k->id + ".state.json")).string()
-                      : (fs::path(k->conn_dir) / "state.json").string();
+  if (k->conn_dir.empty()) {
+    k->state_file = (fs::path(impl_->opts.runtime_dir) / ("kernel-" + k->id + ".state.json")).string();
+    k->ack_file = k->state_file + ".done";
+  } else {
+    // Sandboxed: the state file in a root-owned directory the sandbox sees
+    // read-only; the acknowledgement in the kernel's own (writable) folder.
+    k->state_file = (fs::path(impl_->state_dir(k->id)) / "state.json").string();
+    k->ack_file = (fs::path(k->conn_dir) / "state.json.done").string();
+  }
   // Before the process exists, so that it never sees a missing state file.
   if (!k->spare && impl_->opts.on_started) impl_->opts.on_started(model_of(*k));
   auto pid = impl_->spawn(*k);
@@ -1086,6 +1127,7 @@ std::vector<KernelModel> KernelManager::reattach() {
       k->conn_dir = r.at("conn_dir").get<std::string>();
       k->connection_file = r.at("connection_file").get<std::string>();
       k->state_file = r.at("state_file").get<std::string>();
+      k->ack_file = r.value("ack_file", k->state_file + ".done");
       k->started = SysClock::time_point(std::chrono::microseconds(r.at("started_us").get<long long>()));
       k->gpus = r.at("gpus").get<std::vector<int>>();
       k->spare = r.value("spare", false);

@@ -31,7 +31,10 @@ struct KernelModel {
   std::string reason;  //!< why the kernel is dead, when known
   std::chrono::system_clock::time_point started;  //!< first start (restarts keep it)
   std::vector<int> gpus;
-  std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE)
+  std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE); the kernel
+                           //!< can read but not write it (a root-owned directory when sandboxed)
+  std::string ack_file;    //!< where the kernel's expiry hooks say they are done (SKYLAB_RUNTIME_ACK);
+                           //!< kernel-writable: check with lstat only, never open it as root
   bool spare = false;  //!< a warm-pool spare nobody has claimed yet (hidden from list/get)
   bool warm = false;   //!< claimed from the warm pool (not started for the request)
 };
@@ -73,6 +76,10 @@ struct ManagerOptions {
   std::shared_ptr<Launcher> launcher;
   //! Parent of per-kernel ipc socket directories (when the launcher uses ipc).
   std::string socket_dir;
+  //! Prepended to the command of kernels without a launcher, e.g.
+  //! `skylab sandbox-exec --die-with-parent --` so that they die with this
+  //! process (`skylab run`). Empty for `skylab serve` (kernels outlive it).
+  std::vector<std::string> command_prefix;
   //! Added to PYTHONPATH of unsandboxed kernels (the python/skylab helpers).
   std::string python_path;
   //! Called (on the I/O thread) after a kernel was shut down and removed.

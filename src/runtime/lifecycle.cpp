@@ -1,5 +1,6 @@
 #include "runtime/lifecycle.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 
 namespace skylab::runtime {
@@ -80,7 +82,10 @@ void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, 
                                                                             : nlohmann::json(epoch(d.idle_deadline))},
                       {"expire", expire},
                       {"reason", reason}};
-  util::write_file_atomic(k.state_file, s.dump(), 0644, false);
+  // Fd-relative, random temporary name, never through a symlink (the file
+  // sits in a root-owned directory when sandboxed, but make no assumption).
+  auto st = safe_fs::write_file(k.state_file, s.dump(), 0644, false);
+  if (!st.ok()) log::warn("runtime " + k.id + ": cannot write its state file: " + st.error().message);
 }
 }  // namespace
 
@@ -117,7 +122,9 @@ void LifecycleMonitor::tick() {
 
     if (t.expiring) {
       // Hooks asked to run: shut down once they are done or the grace period is over.
-      bool done = ::access((k.state_file + ".done").c_str(), F_OK) == 0;
+      // The marker is the kernel's: looked at (lstat), never opened or followed.
+      struct stat ack{};
+      bool done = !k.ack_file.empty() && ::lstat(k.ack_file.c_str(), &ack) == 0;
       if (done || now - t.expire_started >= config_.runtimes.grace) {
         log::info("runtime " + k.id + ": stopping (" + (done ? "expiry hooks done" : "grace period over") + ")");
         kernels_->shutdown(k.id, [](Status) {});

@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
@@ -70,42 +73,6 @@ std::uint64_t counter(const std::string& text, const std::string& key) {
   while (in >> k >> v)
     if (k == key) return v;
   return 0;
-}
-
-// Gives `root` and everything below it to uid:gid. The tree is one a runtime
-// can write (Drive, caches, /content), possibly while another runtime of the
-// same user runs: so it is walked by directory fds (openat O_NOFOLLOW, fchownat
-// AT_SYMLINK_NOFOLLOW), never by path, so that a directory swapped for a
-// symlink mid-walk cannot redirect a chown outside the tree. Depth is bounded
-// (kMaxChownDepth; deeper entries were made by the runtime itself, under its
-// own uid) so that neither the stack nor the fd table grows with the tree.
-constexpr int kMaxChownDepth = 64;
-
-void chown_dir_fd(int dir, uid_t uid, gid_t gid, int depth) {
-  DIR* d = ::fdopendir(dir);  // owns `dir` from here
-  if (!d) {
-    ::close(dir);
-    return;
-  }
-  while (dirent* e = ::readdir(d)) {
-    if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
-    struct stat st{};
-    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    if (st.st_uid != uid || st.st_gid != gid) ::fchownat(::dirfd(d), e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW);
-    if (S_ISDIR(st.st_mode) && depth < kMaxChownDepth) {
-      int sub = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-      if (sub >= 0) chown_dir_fd(sub, uid, gid, depth + 1);
-    }
-  }
-  ::closedir(d);
-}
-
-void chown_tree(const std::string& root, uid_t uid, gid_t gid) {
-  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return;
-  struct stat st{};
-  if (::fstat(fd, &st) == 0 && (st.st_uid != uid || st.st_gid != gid)) ::fchown(fd, uid, gid);
-  chown_dir_fd(fd, uid, gid, 1);
 }
 
 std::string cgroup_name(const std::string& kernel_id) { return "skylab-" + kernel_id; }
@@ -427,7 +394,10 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
     a.insert(a.end(), {"--ro-bind", o.python_dir, "/opt/skylab/python"});
   if (!o.datasets_dir.empty() && fs::is_directory(o.datasets_dir, ec))
     a.insert(a.end(), {"--ro-bind", o.datasets_dir, "/datasets"});
+  if (!p.state_dir.empty()) a.insert(a.end(), {"--ro-bind", p.state_dir, kSandboxStateDir});
   if (::geteuid() == 0) a.insert(a.end(), {"--ro-bind", o.skylab_binary, "/opt/skylab/bin/skylab"});
+  // Its parent is the `skylab sandbox-exec` supervisor: when that goes, so does the sandbox.
+  a.push_back("--die-with-parent");
   a.insert(a.end(), {"--chdir", "/content", "--"});
   if (::geteuid() == 0) {
     // bwrap runs privileged; our helper drops to the user's uid inside.
@@ -474,9 +444,76 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   j[username] = next;
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
-  if (!util::write_file_atomic(path, j.dump(1), 0600, true))
+  if (!safe_fs::write_file(path, j.dump(1), 0600, true).ok())
     return Error::internal("cannot record runtime uid allocation");
   return next;
+}
+
+Status SandboxLauncher::prepare_dirs(const kernel::LaunchSpec& spec, const SandboxPlan& plan) {
+  // Everything below is fd-relative and never follows a symlink: the
+  // runtime (this one, or an earlier one of the same user) can write the
+  // Drive, caches, /content and its socket folder. Directories get their
+  // owner when created (or when still root's); nothing is walked except
+  // once per user, to migrate trees written by older versions.
+  bool root = ::geteuid() == 0;
+  uid_t uid = root ? plan.uid : static_cast<uid_t>(-1);
+  gid_t gid = root ? plan.gid : static_cast<gid_t>(-1);
+  auto data = safe_fs::open_dir(opts_.data_dir);
+  if (!data.ok()) return data.error();
+  auto runtimes = safe_fs::ensure_dir_at(data->get(), "runtimes", 0755);
+  if (!runtimes.ok()) return runtimes.error();
+  auto rt = safe_fs::ensure_dir_at(runtimes->get(), spec.kernel_id, 0755);
+  if (!rt.ok()) return rt.error();
+  for (const char* rel : {"content/drive", "home/.cache", "home/.keras", "home/.local"}) {
+    auto d = safe_fs::ensure_path_at(rt->get(), rel, 0755, uid, gid);
+    if (!d.ok()) return d.error();
+  }
+  auto drive_parent = safe_fs::ensure_dir_at(data->get(), "drive", 0755);
+  if (!drive_parent.ok()) return drive_parent.error();
+  auto drive = safe_fs::ensure_dir_at(drive_parent->get(), spec.owner, 0700, uid, gid);
+  if (!drive.ok()) return drive.error();
+  auto cache_parent = safe_fs::ensure_dir_at(data->get(), "cache", 0755);
+  if (!cache_parent.ok()) return cache_parent.error();
+  auto cache = safe_fs::ensure_dir_at(cache_parent->get(), spec.owner, 0700, uid, gid);
+  if (!cache.ok()) return cache.error();
+  for (const char* sub : {"cache", "keras", "local"}) {
+    auto d = safe_fs::ensure_dir_at(cache->get(), sub, 0755, uid, gid);
+    if (!d.ok()) return d.error();
+  }
+  if (root && !plan.conn_dir.empty()) {
+    // The manager made the socket folder and connection file (root's, fresh
+    // for every start); the kernel must create sockets there and read the file.
+    auto conn = safe_fs::open_dir(plan.conn_dir);
+    if (!conn.ok()) return conn.error();
+    if (::fchown(conn->get(), uid, gid) != 0)
+      return Error::internal("cannot give the socket folder to the runtime: " + std::string(std::strerror(errno)));
+    safe_fs::UniqueFd cf(::openat(conn->get(), "connection.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat st{};
+    if (cf.get() < 0 || ::fstat(cf.get(), &st) != 0 || !S_ISREG(st.st_mode) || ::fchown(cf.get(), uid, gid) != 0)
+      return Error::internal("cannot give the connection file to the runtime");
+  }
+  if (root) migrate_once(data->get(), spec.owner, drive->get(), cache->get(), uid, gid);
+  return ok_status();
+}
+
+void SandboxLauncher::migrate_once(int data_fd, const std::string& owner, int drive_fd, int cache_fd, uid_t uid,
+                                   gid_t gid) {
+  // Older versions left root-owned files in Drives (API writes) and chowned
+  // the whole tree at every start. One fd-relative walk per user, recorded
+  // in a root-owned marker; later starts do work independent of Drive size.
+  auto rdir = safe_fs::ensure_dir_at(data_fd, "runtime", 0755);
+  if (!rdir.ok()) return;
+  auto marks = safe_fs::ensure_dir_at(rdir->get(), "ownership-migrated", 0700);
+  if (!marks.ok()) return;
+  std::lock_guard lock(migrate_mutex_);
+  if (safe_fs::exists_at(marks->get(), owner)) return;
+  auto a = safe_fs::chown_root_owned_tree(drive_fd, uid, gid);
+  auto b = safe_fs::chown_root_owned_tree(cache_fd, uid, gid);
+  log::info("runtime: gave " + std::to_string(a.changed + b.changed) + " root-owned entries in " + owner +
+            "'s Drive and caches to uid " + std::to_string(uid) + " (once; " +
+            std::to_string(a.skipped + b.skipped) + " left as they were)");
+  auto st = safe_fs::write_file_at(marks->get(), owner, "1\n", 0600, true);
+  if (!st.ok()) log::warn("runtime: cannot record the ownership migration: " + st.error().message);
 }
 
 Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
@@ -520,20 +557,9 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
       }
     }
   }
-  for (auto d : {runtime_root / "content" / "drive", runtime_root / "home" / ".cache", runtime_root / "home" / ".keras",
-                 runtime_root / "home" / ".local", fs::path(plan.drive_dir),
-                 fs::path(plan.cache_dir) / "cache", fs::path(plan.cache_dir) / "keras",
-                 fs::path(plan.cache_dir) / "local"}) {
-    fs::create_directories(d, ec);
-    if (ec) return Error::internal("cannot create " + d.string() + ": " + ec.message());
-  }
-  if (::geteuid() == 0) {
-    ::chmod(runtime_root.c_str(), 0755);
-    chown_tree(runtime_root.string(), plan.uid, plan.gid);
-    chown_tree(plan.drive_dir, plan.uid, plan.gid);
-    chown_tree(plan.cache_dir, plan.uid, plan.gid);
-    if (!plan.conn_dir.empty()) chown_tree(plan.conn_dir, plan.uid, plan.gid);
-  }
+  auto dirs = prepare_dirs(spec, plan);
+  if (!dirs.ok()) return dirs;
+  plan.state_dir = spec.state_dir;
 
   plan.env = {{"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
               {"HOME", "/root"},
@@ -549,6 +575,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
               {"SKYLAB_USER", spec.owner}};
   for (auto& [k, v] : spec.env)
     if (k.rfind("SKYLAB_", 0) == 0 && k != "SKYLAB_ADMIN_TOKEN") plan.env[k] = v;
+  if (!plan.state_dir.empty()) plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
   std::string visible;
   for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
   plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
@@ -563,11 +590,24 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
 
   std::vector<std::string> argv = {opts_.skylab_binary, "sandbox-exec"};
   for (auto& d : cg->dirs()) argv.insert(argv.end(), {"--cgroup", d});
+  auto grace = std::chrono::duration_cast<std::chrono::seconds>(opts_.config.runtimes.grace).count();
+  auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(opts_.config.max_lifetime(type)).count();
+  std::int64_t started = spec.started > 0 ? spec.started : static_cast<std::int64_t>(::time(nullptr));
+  argv.insert(argv.end(), {"--deadline", std::to_string(started + lifetime + grace), "--grace", std::to_string(grace)});
+  if (!spec.state_dir.empty()) argv.insert(argv.end(), {"--state", spec.state_dir + "/state.json"});
+  if (opts_.die_with_parent) argv.push_back("--die-with-parent");
   if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
   if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
   if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
-  argv.push_back("--");
   auto inner = bwrap_args(opts_, plan, spec.argv);
+  // bwrap's options (host paths) go through a memfd; its command stays in argv.
+  for (std::size_t i = 2; i < inner.size(); ++i) {
+    if (inner[i] == "--" && inner[i - 1] == "/content" && inner[i - 2] == "--chdir") {
+      argv.insert(argv.end(), {"--args-count", std::to_string(i - 1)});
+      break;
+    }
+  }
+  argv.push_back("--");
   argv.insert(argv.end(), inner.begin(), inner.end());
   spec.argv = std::move(argv);
   spec.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}, {"LANG", "C.UTF-8"}};
@@ -604,7 +644,7 @@ void SandboxLauncher::cleanup(const std::string& kernel_id) {
   if (is_mount_point(root.string())) {
     log::warn("runtime " + kernel_id + ": /content is still mounted; left in place");
   } else {
-    fs::remove_all(root, ec);
+    safe_fs::remove_tree(root.string());  // the runtime wrote in there: fd-relative, no symlinks
   }
   std::lock_guard lock(mutex_);
   types_.erase(kernel_id);
@@ -654,16 +694,138 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
 
 // ---------------------------------------------------------------- sandbox-exec
 
+namespace {
+
+// Execs `command`; its first `args_count` arguments after the program go
+// through a memfd (bwrap --args FD: options only, the command stays in argv),
+// so they do not show in the sandbox's /proc/1/cmdline.
+void exec_command(const std::vector<std::string>& command, std::size_t args_count) {
+  std::vector<std::string> cmd = command;
+  if (args_count > 0 && args_count < cmd.size()) {
+    int fd = ::memfd_create("skylab-bwrap-args", 0);  // inherited by bwrap, which reads and closes it
+    if (fd >= 0) {
+      std::string blob;
+      for (std::size_t i = 1; i <= args_count; ++i) blob.append(cmd[i]).push_back('\0');
+      bool ok = ::write(fd, blob.data(), blob.size()) == static_cast<ssize_t>(blob.size()) &&
+                ::lseek(fd, 0, SEEK_SET) == 0;
+      if (ok) {
+        std::vector<std::string> short_cmd = {cmd[0], "--args", std::to_string(fd)};
+        short_cmd.insert(short_cmd.end(), cmd.begin() + 1 + static_cast<std::ptrdiff_t>(args_count), cmd.end());
+        cmd = std::move(short_cmd);
+      } else {
+        ::close(fd);
+      }
+    }
+  }
+  std::vector<char*> argv;
+  for (auto& c : cmd) argv.push_back(c.data());
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  std::fprintf(stderr, "skylab sandbox-exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
+}
+
+// The lifetime_deadline (Unix seconds) in the root-owned state file; 0 when
+// unreadable. Opened O_NOFOLLOW|O_NONBLOCK, fstat'ed, at most 64 KiB read.
+double state_deadline(const std::string& path) {
+  if (path.empty()) return 0;
+  safe_fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st{};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return 0;
+  char buf[65536];
+  ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  if (n <= 0) return 0;
+  auto j = nlohmann::json::parse(std::string(buf, static_cast<std::size_t>(n)), nullptr, false);
+  if (!j.is_object() || !j.contains("lifetime_deadline") || !j["lifetime_deadline"].is_number()) return 0;
+  return j["lifetime_deadline"].get<double>();
+}
+
+// SIGKILLs every process in `cgroups` but the caller.
+void kill_cgroups(const std::vector<std::string>& cgroups) {
+  for (auto& d : cgroups) {
+    std::istringstream in(read_file(d + "/cgroup.procs"));
+    pid_t p;
+    while (in >> p)
+      if (p != ::getpid()) ::kill(p, SIGKILL);
+  }
+}
+
+struct SuperviseOptions {
+  std::int64_t deadline = 0;  // Unix seconds; 0: none
+  std::string state_file;     // root-owned; its lifetime_deadline wins when readable
+  std::int64_t grace = 0;
+  std::vector<std::string> cgroups;
+};
+
+// Runs `command` as a child and waits for it: the runtime's lifetime enforced
+// by the machine, not by the server. Returns the exit status to pass on.
+int supervise(const std::vector<std::string>& command, std::size_t args_fd, const SuperviseOptions& o) {
+  sigset_t set, old;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  ::sigprocmask(SIG_BLOCK, &set, &old);
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("skylab sandbox-exec: fork");
+    return 126;
+  }
+  if (child == 0) {
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    exec_command(command, args_fd);
+    ::_exit(127);
+  }
+  bool expired = false;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(child, &status, WNOHANG);
+    if (r == child) {
+      if (expired) kill_cgroups(o.cgroups);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    double deadline = state_deadline(o.state_file);
+    deadline = deadline > 0 ? deadline + static_cast<double>(o.grace) : static_cast<double>(o.deadline);
+    if (deadline > 0 && static_cast<double>(::time(nullptr)) >= deadline + 5) {
+      if (!expired) std::fputs("skylab sandbox-exec: the runtime's maximum lifetime is over; stopping it\n", stderr);
+      expired = true;
+      ::kill(child, SIGKILL);
+      kill_cgroups(o.cgroups);
+    }
+    struct timespec ts{expired ? 0 : 1, expired ? 100000000 : 0};
+    siginfo_t info{};
+    int sig = ::sigtimedwait(&set, &info, &ts);
+    if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) ::kill(child, sig);
+  }
+}
+
+}  // namespace
+
 int sandbox_exec_main(const std::vector<std::string>& args) {
   long uid = -1, gid = -1;
   std::string net, dns_forward, seccomp;
   std::vector<std::string> cgroups, command;
+  SuperviseOptions sup;
+  bool supervised = false, die_with_parent = false;
+  std::size_t args_fd = 0;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--") {
       command.assign(args.begin() + i + 1, args.end());
       break;
     }
+    if (args[i] == "--die-with-parent") {
+      die_with_parent = true;
+      continue;
+    }
     if (i + 1 >= args.size()) break;
+    if (args[i] == "--args-count") {
+      args_fd = std::strtoul(args[++i].c_str(), nullptr, 10);
+      continue;
+    }
+    if (args[i] == "--deadline" || args[i] == "--grace" || args[i] == "--state") {
+      supervised = true;
+      const std::string& v = args[++i];
+      if (args[i - 1] == "--state") sup.state_file = v;
+      else (args[i - 1] == "--deadline" ? sup.deadline : sup.grace) = std::strtoll(v.c_str(), nullptr, 10);
+      continue;
+    }
     if (args[i] == "--uid") uid = std::stol(args[++i]);
     else if (args[i] == "--gid") gid = std::stol(args[++i]);
     else if (args[i] == "--cgroup") cgroups.push_back(args[++i]);
@@ -676,8 +838,14 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     }
   }
   if (command.empty()) {
-    std::fputs("usage: skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... -- PROGRAM ARGS...\n", stderr);
+    std::fputs("usage: skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--deadline EPOCH] [--state FILE]\n"
+               "       [--grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...\n", stderr);
     return 2;
+  }
+  if (die_with_parent) {
+    pid_t parent = ::getppid();
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (::getppid() != parent) return 137;  // the parent is already gone
   }
   for (auto& d : cgroups) {
     if (!write_file(d + "/cgroup.procs", std::to_string(::getpid()))) {
@@ -698,11 +866,9 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     return 126;
   }
   if (uid >= 0) ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-  std::vector<char*> argv;
-  for (auto& c : command) argv.push_back(c.data());
-  argv.push_back(nullptr);
-  ::execvp(argv[0], argv.data());
-  std::fprintf(stderr, "skylab sandbox-exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
+  sup.cgroups = cgroups;
+  if (supervised) return supervise(command, args_fd, sup);
+  exec_command(command, args_fd);
   return 127;
 }
 

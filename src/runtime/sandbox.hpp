@@ -61,13 +61,20 @@ struct SandboxOptions {
   std::string datasets_dir;     //!< read-only at /datasets ("" or missing: none)
   Config config;
   uid_t uid_base = 200000;      //!< first uid handed to Skylab users (server runs as root)
+  //! The sandbox dies with the process that launched it (`skylab run`);
+  //! false for `skylab serve`, whose runtimes survive a server restart.
+  bool die_with_parent = false;
 };
+
+//! Where a sandbox sees its (read-only) runtime state directory.
+inline constexpr const char* kSandboxStateDir = "/opt/skylab/state";
 
 //! The bwrap command line for one kernel (pure; exposed for tests).
 struct SandboxPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string content_dir, drive_dir, cache_dir, conn_dir;
+  std::string state_dir;  //!< root-owned; read-only at kSandboxStateDir ("" none)
   std::vector<std::string> gpu_devices;  //!< /dev/nvidiaN nodes to expose
   bool network = true;     //!< false: bwrap --unshare-net (an isolated netns is made before bwrap)
   bool seccomp = false;    //!< bwrap --seccomp kSeccompFd (the outer sandbox-exec opens it)
@@ -111,8 +118,15 @@ class SandboxLauncher : public kernel::Launcher {
   Status ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid);
 
  private:
+  //! Creates (fd-relative, with their owner) the directories a runtime
+  //! needs and hands it its socket folder; runs migrate_once for the owner.
+  Status prepare_dirs(const kernel::LaunchSpec& spec, const SandboxPlan& plan);
+  //! The one-time ownership migration of `owner`'s Drive and caches.
+  void migrate_once(int data_fd, const std::string& owner, int drive_fd, int cache_fd, uid_t uid, gid_t gid);
+
   SandboxOptions opts_;
   CgroupMode cgroup_mode_;
+  std::mutex migrate_mutex_;  // serializes migrate_once
   std::mutex mutex_;
   std::map<std::string, std::string> types_;  // kernel id -> runtime type, guarded by mutex_
   std::map<std::string, bool> disk_warned_;   // runtime type -> limit-not-enforced logged, guarded by mutex_
@@ -131,12 +145,22 @@ void unmount_disk_image(const std::string& root, const std::string& image);
 //! Whether `path` is a mount point (its device differs from its parent's).
 bool is_mount_point(const std::string& path);
 
-//! `skylab sandbox-exec --uid U --gid G [--cgroup DIR]... [--net isolated]
-//! [--dns-forward ADDR] [--seccomp default] -- PROGRAM ARGS...`: joins the
-//! cgroups; with --net, moves into a new network namespace with pasta NAT
+//! `skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--net isolated]
+//! [--dns-forward ADDR] [--seccomp default] [--deadline EPOCH] [--state FILE
+//! --grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...`: joins
+//! the cgroups; with --net, moves into a new network namespace with pasta NAT
 //! (runtime/netns.hpp); with --seccomp / --dns-forward, opens the filter and
 //! the resolv.conf on the fds bwrap_args names; drops to U:G and execs
 //! PROGRAM. Used by SandboxLauncher.
+//! With --deadline or --state it stays as a small root supervisor instead:
+//! forks PROGRAM, forwards SIGINT/SIGTERM/SIGHUP to it, exits with its status,
+//! and once the deadline (--deadline, or the lifetime_deadline in the
+//! root-owned state FILE when readable, plus S seconds of grace) passes it
+//! SIGKILLs every other process of its cgroups: a runtime ends at its
+//! maximum lifetime even when no server is left to end it.
+//! --args-count N: the first N of ARGS (bwrap's options) go to PROGRAM through
+//! a memfd (`--args FD`), so the sandbox's /proc/1/cmdline shows no host paths.
+//! --die-with-parent: PR_SET_PDEATHSIG(SIGKILL) (for `skylab run`).
 int sandbox_exec_main(const std::vector<std::string>& args);
 
 }  // namespace skylab::runtime

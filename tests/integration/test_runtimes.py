@@ -411,18 +411,30 @@ def wait_warm(srv, n, timeout=90):
 
 def server_processes(srv, also=""):
     """Processes (not the server) whose command line mentions the server's
-    data directory (and `also`)."""
-    out = []
+    data directory (and `also`), and their descendants (bwrap's command line
+    names no host paths; its supervisor's does)."""
+    out, parents = [], {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
+            with open("/proc/%s/stat" % d) as f:
+                parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
             with open("/proc/%s/cmdline" % d, "rb") as f:
                 cmdline = f.read()
             if srv.data_dir.encode() in cmdline and also.encode() in cmdline and int(d) != srv.proc.pid:
                 out.append(int(d))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
+    seen = set(out)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in seen and pid not in seen and pid != srv.proc.pid:
+                seen.add(pid)
+                out.append(pid)
+                changed = True
     return out
 
 
@@ -563,22 +575,34 @@ def test_warm_spares_are_per_user_and_go_with_a_disabled_account(runtime_server)
     bob_drive = os.path.join(srv.data_dir, "drive", "bob")
 
     def bob_sandboxes():
+        # bwrap's command line names no host paths (its options come through a
+        # memfd), and the Drive may be a volume: count sandboxes (bwrap inside,
+        # whose parent is the outer bwrap) whose process runs as bob's runtime.
+        procs = server_processes(srv)
         n = 0
-        for pid in server_processes(srv):
+        for pid in procs:
             try:
-                with open("/proc/%d/cmdline" % pid, "rb") as f:
-                    args = f.read().split(b"\0")
-            except OSError:
-                continue
-            if not (args[0].endswith(b"bwrap") and bob_drive.encode() in args):
-                continue
-            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() != "bwrap":
+                        continue
                 with open("/proc/%d/stat" % pid) as f:
                     ppid = int(f.read().rsplit(")", 1)[1].split()[1])
                 with open("/proc/%d/comm" % ppid) as f:
-                    n += f.read().strip() != "bwrap"  # bwrap forks once inside: count sandboxes
+                    if f.read().strip() != "bwrap":
+                        continue  # the outer bwrap; its child (inside) counts the sandbox once
             except (OSError, ValueError, IndexError):
                 continue
+            for child in procs:
+                try:
+                    with open("/proc/%d/stat" % child) as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) != pid:
+                            continue
+                    with open("/proc/%d/environ" % child, "rb") as f:
+                        if b"SKYLAB_USER=bob" in f.read().split(b"\0"):
+                            n += 1
+                            break
+                except (OSError, ValueError, IndexError):
+                    continue
         return n
 
     assert bob_sandboxes() == 2

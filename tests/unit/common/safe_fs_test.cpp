@@ -1,0 +1,108 @@
+#include "common/safe_fs.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace skylab::safe_fs {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SafeFs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) / ("safe_fs-" + std::to_string(::getpid()) + "-" +
+                                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "tree");
+    fs::create_directories(root_ / "outside");
+    write(root_ / "outside" / "victim", "untouched");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  static void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+  static std::string read(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  fs::path root_;
+};
+
+TEST_F(SafeFs, WriteFileAtReplacesASymlinkInsteadOfFollowingIt) {
+  fs::create_symlink(root_ / "outside" / "victim", root_ / "tree" / "state.json");
+  fs::create_symlink(root_ / "outside" / "victim", root_ / "tree" / "state.json.tmp");
+  auto dir = open_dir((root_ / "tree").string());
+  ASSERT_TRUE(dir.ok());
+  ASSERT_TRUE(write_file_at(dir->get(), "state.json", "{}", 0644, false).ok());
+  EXPECT_EQ(read(root_ / "outside" / "victim"), "untouched");
+  EXPECT_FALSE(fs::is_symlink(root_ / "tree" / "state.json"));
+  EXPECT_EQ(read(root_ / "tree" / "state.json"), "{}");
+  EXPECT_EQ(fs::status(root_ / "tree" / "state.json").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  EXPECT_FALSE(write_file_at(dir->get(), "../escape", "x", 0644, false).ok());
+}
+
+TEST_F(SafeFs, EnsureDirAtRefusesASymlinkedDirectory) {
+  fs::create_directory_symlink(root_ / "outside", root_ / "tree" / "sub");
+  auto dir = open_dir((root_ / "tree").string());
+  ASSERT_TRUE(dir.ok());
+  EXPECT_FALSE(ensure_dir_at(dir->get(), "sub", 0755).ok());
+  EXPECT_FALSE(ensure_path_at(dir->get(), "sub/deeper", 0755).ok());
+  EXPECT_FALSE(fs::exists(root_ / "outside" / "deeper"));
+  EXPECT_TRUE(ensure_path_at(dir->get(), "a/b/c", 0755).ok());
+  EXPECT_TRUE(fs::is_directory(root_ / "tree" / "a" / "b" / "c"));
+  EXPECT_FALSE(open_dir((root_ / "tree" / "sub").string()).ok());
+}
+
+TEST_F(SafeFs, RemoveTreeDoesNotFollowSymlinks) {
+  fs::create_directories(root_ / "tree" / "doomed" / "deep");
+  write(root_ / "tree" / "doomed" / "deep" / "f", "x");
+  fs::create_directory_symlink(root_ / "outside", root_ / "tree" / "doomed" / "link");
+  remove_tree((root_ / "tree" / "doomed").string());
+  EXPECT_FALSE(fs::exists(root_ / "tree" / "doomed"));
+  EXPECT_EQ(read(root_ / "outside" / "victim"), "untouched");
+}
+
+TEST_F(SafeFs, ExistsAtLooksWithoutFollowing) {
+  fs::create_symlink(root_ / "nowhere", root_ / "tree" / "dangling");
+  auto dir = open_dir((root_ / "tree").string());
+  ASSERT_TRUE(dir.ok());
+  EXPECT_TRUE(exists_at(dir->get(), "dangling"));
+  EXPECT_FALSE(exists_at(dir->get(), "missing"));
+}
+
+TEST_F(SafeFs, MigrationChownsRootFilesButNoLinksOrWhatTheyPointAt) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  fs::create_directories(root_ / "tree" / "d");
+  write(root_ / "tree" / "d" / "mine", "m");
+  fs::create_hard_link(root_ / "outside" / "victim", root_ / "tree" / "d" / "hardlink");
+  fs::create_directory_symlink(root_ / "outside", root_ / "tree" / "escape");
+  ::mkfifo((root_ / "tree" / "fifo").c_str(), 0600);
+  auto dir = open_dir((root_ / "tree").string());
+  ASSERT_TRUE(dir.ok());
+  auto st = chown_root_owned_tree(dir->get(), 4242, 4242);
+  struct stat s{};
+  ASSERT_EQ(::lstat((root_ / "tree" / "d" / "mine").c_str(), &s), 0);
+  EXPECT_EQ(s.st_uid, 4242u);
+  ASSERT_EQ(::lstat((root_ / "tree" / "d").c_str(), &s), 0);
+  EXPECT_EQ(s.st_uid, 4242u);
+  ASSERT_EQ(::lstat((root_ / "outside" / "victim").c_str(), &s), 0);
+  EXPECT_EQ(s.st_uid, 0u);
+  ASSERT_EQ(::lstat((root_ / "outside").c_str(), &s), 0);
+  EXPECT_EQ(s.st_uid, 0u);
+  ASSERT_EQ(::lstat((root_ / "tree" / "fifo").c_str(), &s), 0);
+  EXPECT_EQ(s.st_uid, 0u);
+  EXPECT_EQ(st.changed, 3u);  // tree, d, mine
+  EXPECT_GE(st.skipped, 3u);  // hardlink, escape, fifo
+}
+
+}  // namespace
+}  // namespace skylab::safe_fs
