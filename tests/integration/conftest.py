@@ -448,3 +448,75 @@ def kc(connect, shared_kernel, framing):
 
 def new_uuid():
     return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------- the internet, as a runtime sees it
+
+class FakeInternet:
+    """An HTTP server for the folder `root` on a host of our own: a network
+    namespace this process makes, joined to the host by a veth pair
+    (10.213.N.1 here, 10.213.N.2 there). Runtimes (own network namespace,
+    pasta NAT, host addresses prohibited) reach it as they reach the
+    internet; nothing else is ever addressed. Counts GET requests per path
+    from the server's access log. `available()` says whether it can be built
+    (root and iproute2); stop() removes everything it made."""
+
+    def __init__(self, root):
+        self.root = root
+        tag = uuid.uuid4().hex[:6]
+        self.ns, self.veth, peer = "skyinet-" + tag, "skyv" + tag, "skyp" + tag
+        n = int(tag[:2], 16)
+        self.host_ip, self.far_ip = "10.213.%d.1" % n, "10.213.%d.2" % n
+        self.url = "http://%s:8080" % self.far_ip
+        self.log = os.path.join(tempfile.mkdtemp(prefix="skylab-inet-"), "access.log")
+        self.http = None
+        steps = [["ip", "netns", "add", self.ns],
+                 ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer],
+                 ["ip", "link", "set", peer, "netns", self.ns],
+                 ["ip", "addr", "add", self.host_ip + "/30", "dev", self.veth],
+                 ["ip", "link", "set", self.veth, "up"],
+                 ["ip", "-n", self.ns, "addr", "add", self.far_ip + "/30", "dev", peer],
+                 ["ip", "-n", self.ns, "link", "set", peer, "up"],
+                 ["ip", "-n", self.ns, "link", "set", "lo", "up"]]
+        for s in steps:
+            r = subprocess.run(s, capture_output=True, text=True)
+            if r.returncode != 0:
+                self.stop()
+                raise RuntimeError("cannot build the fake internet host: %s: %s" % (" ".join(s), r.stderr))
+        with open(self.log, "wb") as logf:
+            self.http = subprocess.Popen(["ip", "netns", "exec", self.ns, PYTHON, "-u", "-m", "http.server",
+                                          "--bind", self.far_ip, "--directory", root, "8080"],
+                                         stdout=subprocess.DEVNULL, stderr=logf)
+        deadline = time.monotonic() + 15
+        while True:  # until it listens (from the host, through the veth)
+            try:
+                socket.create_connection((self.far_ip, 8080), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the fake internet host's HTTP server did not start")
+                time.sleep(0.1)
+
+    @staticmethod
+    def available():
+        return os.geteuid() == 0 and shutil.which("ip") is not None
+
+    def count(self, prefix):
+        """GET requests so far whose path starts with `prefix`."""
+        n = 0
+        with open(self.log, errors="replace") as f:
+            for line in f:
+                parts = line.split('"')
+                if len(parts) > 1 and parts[1].startswith("GET " + prefix):
+                    n += 1
+        return n
+
+    def stop(self):
+        if self.http:
+            self.http.terminate()
+            self.http.wait()
+            self.http = None
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        shutil.rmtree(os.path.dirname(self.log), ignore_errors=True)

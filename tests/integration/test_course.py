@@ -23,7 +23,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from conftest import SERVER_KIND, needs_sandbox, skylab_bin
+from conftest import SERVER_KIND, FakeInternet, needs_sandbox, skylab_bin
 import course_data
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -38,7 +38,8 @@ pytestmark = pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes
 # ---------------------------------------------------------------- a counting mirror
 
 class Mirror:
-    """A static HTTP server on 127.0.0.1 that counts GET requests per path."""
+    """A static HTTP server on 127.0.0.1 that counts GET requests per path
+    (for unsandboxed runtimes, which share the host's network)."""
 
     def __init__(self, root):
         self.root = root
@@ -79,7 +80,9 @@ def course():
     course_data.cifar10_tarball(os.path.join(root, "cifar10", "cifar-10-python.tar.gz"))
     course_data.mnist_files(os.path.join(root, "mnist"))
     course_data.housing_csv(os.path.join(root, "california_housing", "housing.csv"))
-    mirror = Mirror(root)
+    # Sandboxed runtimes have their own network (NAT, no host loopback): the
+    # mirror is then a host of its own, as the real internet would be.
+    mirror = FakeInternet(root) if FakeInternet.available() else Mirror(root)
     ns = type("Course", (), {})()
     ns.tmp, ns.mirror, ns.mirror_root = tmp, mirror, root
     ns.data_dir = os.path.join(tmp, "data")

@@ -12,12 +12,13 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import uuid
 
 import pytest
 
-from conftest import PYTHON, SERVER_KIND, _stop_server, needs_root, needs_sandbox, server_with_config
+from conftest import PYTHON, SERVER_KIND, FakeInternet, _stop_server, needs_root, needs_sandbox, server_with_config
 
 pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
 
@@ -305,49 +306,20 @@ print(tuple(conv.weight.grad.shape), bool(torch.isfinite(x.grad).all()))
 
 @pytest.fixture
 def fake_internet():
-    """A network namespace with an HTTP server on 10.213.N.2, reached from the
-    host through a veth pair (10.213.N.1 on our side)."""
-    if not shutil.which("ip"):
-        pytest.skip("iproute2 is missing")
-    tag = uuid.uuid4().hex[:6]
-    ns, veth, peer = "skyinet-" + tag, "skyv" + tag, "skyp" + tag
-    n = int(tag[:2], 16)
-    host_ip, far_ip = "10.213.%d.1" % n, "10.213.%d.2" % n
-    steps = [["ip", "netns", "add", ns],
-             ["ip", "link", "add", veth, "type", "veth", "peer", "name", peer],
-             ["ip", "link", "set", peer, "netns", ns],
-             ["ip", "addr", "add", host_ip + "/30", "dev", veth],
-             ["ip", "link", "set", veth, "up"],
-             ["ip", "-n", ns, "addr", "add", far_ip + "/30", "dev", peer],
-             ["ip", "-n", ns, "link", "set", peer, "up"],
-             ["ip", "-n", ns, "link", "set", "lo", "up"]]
-    http = None
+    """(far address, host-side address) of a fake internet host (conftest.FakeInternet)."""
+    if not FakeInternet.available():
+        pytest.skip("the fake internet host needs root and iproute2")
+    root = tempfile.mkdtemp(prefix="skylab-inet-root-")
+    with open(os.path.join(root, "hello.txt"), "w") as f:
+        f.write("hello from the internet\n")
     try:
-        for s in steps:
-            r = subprocess.run(s, capture_output=True, text=True)
-            if r.returncode != 0:
-                pytest.skip("cannot build the fake internet host: %s: %s" % (" ".join(s), r.stderr))
-        root = os.path.join("/tmp", ns)
-        os.makedirs(root)
-        with open(os.path.join(root, "hello.txt"), "w") as f:
-            f.write("hello from the internet\n")
-        http = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-m", "http.server", "--bind", far_ip,
-                                 "--directory", root, "8080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):  # until the server listens (from the host, through the veth)
-            try:
-                socket.create_connection((far_ip, 8080), timeout=1).close()
-                break
-            except OSError:
-                import time
-                time.sleep(0.1)
-        yield far_ip, host_ip
-    finally:
-        if http:
-            http.terminate()
-            http.wait()
-        subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        shutil.rmtree(os.path.join("/tmp", ns), ignore_errors=True)
+        inet = FakeInternet(root)
+    except RuntimeError as e:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(str(e))
+    yield inet.far_ip, inet.host_ip
+    inet.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @needs_pasta
