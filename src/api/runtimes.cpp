@@ -194,13 +194,16 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       done(Response::json(201, runtime_json(k.value(), *ctx->runtime_config)));
     });
     if (!ticket.ok()) return done(Response::from_error(ticket.error()));
-    if (ticket->position == 0) return;
+    // A cluster runtime may wait long for a machine: it answers 202 at once
+    // too, and GET shows why it waits ("Waiting for a machine ...").
+    bool remote = c.types.at(type).backend != runtime::Backend::kLocal;
+    if (ticket->position == 0 && !remote) return;
     // Queued. (A grant racing with this reply: whichever comes first answers.)
     if (answered->exchange(true)) return;
     runtime::PendingRuntime p{ticket->id, req.user.username, type, kernel_name, "queued", ticket->position, "",
                               std::chrono::system_clock::now()};
     if (auto now = service->pending_one(ticket->id)) p = *now;
-    p.state = "queued";
+    p.state = ticket->position > 0 ? "queued" : "starting";
     auto res = Response::json(202, pending_json(p));
     res.set_header("Location", "/api/skylab/runtimes/" + ticket->id);
     done(std::move(res));

@@ -73,6 +73,10 @@ class RuntimeBackend {
   //! Stops the kernel `id`; `done` once it is gone (any thread). Must not
   //! block the caller.
   virtual void stop(const std::string& id, std::function<void(Status)> done) = 0;
+  //! The runtime `id`, whose start() may still be running, was released:
+  //! a backend whose start waits (a queued cluster job) gives up and returns
+  //! soon. Must not block. Any thread.
+  virtual void cancel(const std::string& id) { (void)id; }
   //! Every kernel users see (no unclaimed spares). Quick; any thread.
   virtual std::vector<kernel::KernelModel> list() const = 0;
   //! NotFound for unknown ids. Quick; any thread.

@@ -1,0 +1,458 @@
+#include "runtime/slurm.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <future>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <sodium.h>
+
+#include "common/log.hpp"
+#include "common/safe_fs.hpp"
+#include "common/util.hpp"
+
+extern char** environ;
+
+namespace skylab::runtime {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_small(const fs::path& p, std::size_t cap = 1 << 16) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return {};
+  std::string s(cap, '\0');
+  in.read(s.data(), static_cast<std::streamsize>(cap));
+  s.resize(static_cast<std::size_t>(in.gcount()));
+  return s;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// Root-only file, written whole (tmp + rename).
+Status write_private(const fs::path& p, const std::string& data) {
+  auto tmp = p.string() + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::internal("cannot write " + tmp + ": " + std::strerror(errno));
+  std::size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n <= 0) {
+      ::close(fd);
+      return Error::internal("cannot write " + tmp);
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  ::fchmod(fd, 0600);
+  ::close(fd);
+  if (::rename(tmp.c_str(), p.c_str()) != 0) return Error::internal("cannot rename " + tmp);
+  return ok_status();
+}
+
+bool valid_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (unsigned char c : id)
+    if (!std::isalnum(c) && c != '-' && c != '_') return false;
+  return true;
+}
+
+const RuntimeType* type_of(const Config& c, const std::string& name) {
+  auto it = c.types.find(name.empty() ? c.runtimes.default_type : name);
+  return it == c.types.end() ? nullptr : &it->second;
+}
+
+}  // namespace
+
+bool uses_slurm(const Config& config) {
+  for (auto& [n, t] : config.types)
+    if (t.backend == Backend::kSlurm) return true;
+  return false;
+}
+
+Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> argv, int timeout_s) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return Error::internal("pipe failed");
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]), ::close(out[1]);
+    return Error::internal("pipe failed");
+  }
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    if (kv.rfind("SLURM_CONF=", 0) == 0 && !ctx.config->slurm.conf.empty()) continue;
+    env_strings.push_back(kv);
+  }
+  if (!ctx.config->slurm.conf.empty()) env_strings.push_back("SLURM_CONF=" + ctx.config->slurm.conf);
+  std::vector<char*> av, ev;
+  for (auto& a : argv) av.push_back(a.data());
+  av.push_back(nullptr);
+  for (auto& e : env_strings) ev.push_back(e.data());
+  ev.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, av[0], &fa, nullptr, av.data(), ev.data());
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]), ::close(err[1]);
+  if (rc != 0) {
+    ::close(out[0]), ::close(err[0]);
+    return Error::unavailable("cannot run " + argv[0] + ": " + std::strerror(rc));
+  }
+  std::string o, e;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  bool open_o = true, open_e = true;
+  while ((open_o || open_e) && std::chrono::steady_clock::now() < deadline) {
+    pollfd p[2] = {{open_o ? out[0] : -1, POLLIN, 0}, {open_e ? err[0] : -1, POLLIN, 0}};
+    if (::poll(p, 2, 200) < 0 && errno != EINTR) break;
+    char buf[4096];
+    for (int i = 0; i < 2; ++i) {
+      if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = ::read(p[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        (i == 0 ? open_o : open_e) = false;
+        continue;
+      }
+      auto& s = i == 0 ? o : e;
+      if (s.size() < (8u << 20)) s.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(out[0]), ::close(err[0]);
+  if (open_o || open_e) ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (open_o || open_e) return Error::unavailable(argv[0] + " timed out");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Error::unavailable(argv[0] + " failed: " + trim(e.substr(0, 1000)));
+  return o;
+}
+
+// ---- launcher ----
+
+SlurmLauncher::SlurmLauncher(std::shared_ptr<kernel::Launcher> inner, std::shared_ptr<const SlurmContext> ctx)
+    : inner_(std::move(inner)), ctx_(std::move(ctx)) {
+  std::error_code ec;
+  fs::create_directories(ctx_->jobs_dir, ec);
+  ::chmod(ctx_->jobs_dir.c_str(), 0700);
+}
+
+fs::path SlurmLauncher::dir(const std::string& id) const { return ctx_->jobs_dir / id; }
+
+bool SlurmLauncher::is_slurm(const std::string& id) const {
+  struct stat st{};
+  return valid_id(id) && ::lstat(dir(id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool SlurmLauncher::use_ipc() const { return inner_ ? inner_->use_ipc() : false; }
+bool SlurmLauncher::interrupt_by_message() const { return inner_ ? inner_->interrupt_by_message() : false; }
+
+Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
+  const RuntimeType* t = type_of(*ctx_->config, spec.runtime_type);
+  if (!t || t->backend != Backend::kSlurm) return inner_ ? inner_->prepare(spec) : ok_status();
+  if (!is_slurm(spec.kernel_id)) return Error::internal("no job directory for runtime " + spec.kernel_id);
+  // The connection file the manager wrote: the link binds what it names.
+  std::string cf;
+  for (auto& a : spec.argv)
+    if (a.size() > 5 && a.compare(a.size() - 5, 5, ".json") == 0 && a.find(spec.kernel_id) != std::string::npos)
+      cf = a;
+  if (cf.empty()) return Error::internal("runtime " + spec.kernel_id + ": no connection file in the kernel command");
+  std::string state;
+  if (auto it = spec.env.find("SKYLAB_RUNTIME_STATE"); it != spec.env.end()) state = it->second;
+  nlohmann::json launch = {{"id", spec.kernel_id},
+                           {"owner", spec.owner},
+                           {"type", t->name},
+                           {"argv", spec.argv},
+                           {"env", spec.env},
+                           {"cwd", spec.cwd},
+                           {"started", spec.started},
+                           {"state_dir", spec.state_dir},
+                           {"connection_file", cf},
+                           {"config", ctx_->config_text},
+                           {"data_dir", ctx_->data_dir},
+                           {"listen_host", ctx_->config->slurm.listen_host}};
+  if (auto st = write_private(dir(spec.kernel_id) / "launch.json", launch.dump()); !st.ok()) return st;
+  ::unlink((dir(spec.kernel_id) / "endpoint").c_str());
+  spec.argv = {ctx_->self_exe, "slurm-link", "--job-dir", dir(spec.kernel_id).string(), "--connection-file", cf};
+  std::map<std::string, std::string> env;
+  for (const char* k : {"PATH", "LANG"})
+    if (auto it = spec.env.find(k); it != spec.env.end()) env[k] = it->second;
+  spec.env = std::move(env);
+  spec.cwd = dir(spec.kernel_id).string();
+  return ok_status();
+}
+
+void SlurmLauncher::kill_all(const std::string& id, pid_t pid) {
+  if (!is_slurm(id)) {
+    if (inner_) inner_->kill_all(id, pid);
+    return;
+  }
+  auto job = trim(read_small(dir(id) / "jobid", 64));
+  if (!job.empty()) (void)run_slurm(*ctx_, {"scancel", job});
+}
+
+std::string SlurmLauncher::death_reason(const std::string& id) {
+  if (!is_slurm(id)) return inner_ ? inner_->death_reason(id) : "";
+  auto reason = trim(read_small(dir(id) / "exit_reason", 4096));
+  auto job = trim(read_small(dir(id) / "jobid", 64));
+  std::string state;
+  if (!job.empty()) {
+    auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-j", job, "-o", "%T %r"});
+    if (q.ok()) state = trim(q.value());
+  }
+  if (reason.empty() && state.empty()) return "the Slurm job " + job + " ended";
+  if (reason.empty()) return "the Slurm job " + job + " ended: " + state;
+  return state.empty() ? reason : reason + " (Slurm job " + job + ": " + state + ")";
+}
+
+void SlurmLauncher::cleanup(const std::string& id) {
+  if (!is_slurm(id)) {
+    if (inner_) inner_->cleanup(id);
+    return;
+  }
+  auto job = trim(read_small(dir(id) / "jobid", 64));
+  if (!job.empty()) (void)run_slurm(*ctx_, {"scancel", job});
+  std::error_code ec;
+  fs::remove_all(dir(id), ec);
+}
+
+std::vector<std::string> SlurmLauncher::prepared_ids() {
+  auto ids = inner_ ? inner_->prepared_ids() : std::vector<std::string>{};
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(ctx_->jobs_dir, ec))
+    if (valid_id(e.path().filename().string())) ids.push_back(e.path().filename().string());
+  return ids;
+}
+
+kernel::Usage SlurmLauncher::usage(const std::string& id) {
+  if (is_slurm(id)) return {};
+  return inner_ ? inner_->usage(id) : kernel::Usage{};
+}
+
+void SlurmLauncher::cancel_orphans(const std::set<std::string>& adopted) {
+  auto q = run_slurm(*ctx_, {"squeue", "-h", "-o", "%i %j"});
+  if (!q.ok()) {
+    log::warn("slurm: cannot list jobs: " + q.error().message);
+    return;
+  }
+  std::istringstream in(q.value());
+  std::string job, name;
+  while (in >> job >> name) {
+    if (name.rfind("skylab-", 0) != 0) continue;
+    auto id = name.substr(7);
+    if (adopted.count(id)) continue;
+    log::info("slurm: cancelling job " + job + " of runtime " + id + " (no record of it)");
+    (void)run_slurm(*ctx_, {"scancel", job});
+  }
+}
+
+// ---- backend ----
+
+namespace {
+
+class SlurmBackend : public RuntimeBackend {
+ public:
+  SlurmBackend(std::shared_ptr<RuntimeBackend> local, std::shared_ptr<kernel::KernelManager> kernels,
+               std::shared_ptr<const SlurmContext> ctx)
+      : local_(std::move(local)), kernels_(std::move(kernels)), ctx_(std::move(ctx)) {}
+
+  Result<kernel::KernelModel> start(const StartSpec& s, const std::function<void(std::string)>& progress) override {
+    const RuntimeType* t = type_of(*ctx_->config, s.type);
+    if (!t || t->backend != Backend::kSlurm) return local_->start(s, progress);
+    if (!valid_id(s.id)) return Error::bad_request("invalid runtime id");
+    auto d = ctx_->jobs_dir / s.id;
+    if (::mkdir(d.c_str(), 0700) != 0) return Error::internal("cannot create " + d.string() + ": " + std::strerror(errno));
+    unsigned char key[32];
+    randombytes_buf(key, sizeof key);
+    std::string secret(reinterpret_cast<char*>(key), sizeof key);
+    sodium_memzero(key, sizeof key);
+    if (auto st = write_private(d / "secret", secret); !st.ok()) return fail(s.id, st.error());
+    progress("Submitting to the cluster");
+    kernel::StartOptions so;
+    so.runtime_type = t->name;
+    so.kernel_id = s.id;
+    auto k = kernels_->start(s.spec, s.owner, so);
+    if (!k.ok()) return fail(s.id, k.error());
+    // The link writes its endpoint once it listens.
+    for (int i = 0; i < 200 && !fs::exists(d / "endpoint"); ++i) {
+      if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!fs::exists(d / "endpoint")) return stop_and_fail(s.id, Error::internal("the runtime's link did not start"));
+    auto job = submit(s, *t, d);
+    if (!job.ok()) return stop_and_fail(s.id, job.error());
+    log::info("runtime " + s.id + ": Slurm job " + job.value() + " submitted for " + s.owner);
+    std::string last;
+    for (int tick = 0;; ++tick) {
+      if (fs::exists(d / "connected")) break;
+      if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
+      auto m = kernels_->get(s.id);
+      if (!m.ok() || m->execution_state == "dead")
+        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
+      if (tick % 4 == 0) {
+        auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-j", job.value(), "-o", "%T|%r|%P"});
+        if (q.ok()) {
+          auto f = split(trim(q.value()), '|');
+          std::string state = f.size() > 0 ? f[0] : "", reason = f.size() > 1 ? f[1] : "";
+          std::string msg;
+          if (state == "PENDING") {
+            msg = "Waiting for a machine (" + reason + ", position " + std::to_string(position(job.value(), f.size() > 2 ? f[2] : "")) + " in the queue)";
+          } else if (state == "RUNNING" || state == "CONFIGURING") {
+            msg = "Starting on the cluster";
+          } else if (!state.empty()) {
+            return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job.value() + " ended: " + state + " " + reason));
+          }
+          if (!msg.empty() && msg != last) progress(last = msg);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    forget(s.id);
+    return kernels_->get(s.id);
+  }
+
+  void cancel(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    cancelled_.insert(id);
+  }
+
+  std::optional<kernel::KernelModel> claim_spare(const std::string& owner, const std::string& type,
+                                                 const std::string& spec) override {
+    const RuntimeType* t = type_of(*ctx_->config, type);
+    if (t && t->backend == Backend::kSlurm) return std::nullopt;
+    return local_->claim_spare(owner, type, spec);
+  }
+  void stop(const std::string& id, std::function<void(Status)> done) override { local_->stop(id, std::move(done)); }
+  std::vector<kernel::KernelModel> list() const override { return local_->list(); }
+  Result<kernel::KernelModel> get(const std::string& id) const override { return local_->get(id); }
+  kernel::Usage usage(const std::string& id) override { return local_->usage(id); }
+
+ private:
+  static std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : s) {
+      if (c == sep) out.push_back(std::move(cur)), cur.clear();
+      else cur += c;
+    }
+    out.push_back(cur);
+    return out;
+  }
+
+  int position(const std::string& job, const std::string& partition) {
+    std::vector<std::string> argv = {"squeue", "-h", "-t", "PD", "--sort=-p,i", "-o", "%i"};
+    if (!partition.empty()) argv.insert(argv.end(), {"-p", partition});
+    auto q = run_slurm(*ctx_, argv);
+    if (!q.ok()) return 0;
+    std::istringstream in(q.value());
+    std::string j;
+    for (int n = 1; in >> j; ++n)
+      if (j == job) return n;
+    return 0;
+  }
+
+  Result<std::string> submit(const StartSpec& s, const RuntimeType& t, const fs::path& d) {
+    const auto& sl = ctx_->config->slurm;
+    std::string bin = sl.bin.empty() ? ctx_->self_exe : sl.bin;
+    std::string account_user;  // cluster account to run the job as ("" = root)
+    if (sl.users == "same") account_user = s.owner;
+    if (sl.users == "table") {
+      auto it = sl.accounts.find(s.owner);
+      if (it == sl.accounts.end()) return Error::forbidden("no cluster account for user " + s.owner + " in [slurm] users");
+      account_user = it->second;
+    }
+    // As the user the job cannot read the root-only job directory: the agent
+    // is started through sudo (a rule on the compute nodes, docs/scale-out.md).
+    std::string script = "#!/bin/sh\n# Skylab runtime " + s.id + " of " + s.owner + "\nexec " +
+                         (account_user.empty() ? "" : "sudo -n ") + bin + " agent --job-dir " + d.string() + "\n";
+    if (auto st = write_private(d / "job.sh", script); !st.ok()) return st.error();
+    auto life = ctx_->config->max_lifetime(t) + sl.grace;
+    long minutes = std::max<long>(1, static_cast<long>((life.count() + 59) / 60));
+    std::vector<std::string> argv = {"sbatch", "--parsable", "--job-name=skylab-" + s.id,
+                                     "--comment=skylab runtime " + s.id + " of " + s.owner,
+                                     "--time=" + std::to_string(minutes), "--output=" + (d / "job.log").string(),
+                                     "--chdir=/", "--nodes=1", "--ntasks=1"};
+    if (!account_user.empty()) argv.push_back("--uid=" + account_user);
+    if (!t.slurm.partition.empty()) argv.push_back("--partition=" + t.slurm.partition);
+    if (t.cpus > 0) argv.push_back("--cpus-per-task=" + std::to_string(static_cast<int>(std::ceil(t.cpus))));
+    if (t.memory_bytes > 0) argv.push_back("--mem=" + std::to_string(std::max<std::uint64_t>(1, t.memory_bytes >> 20)) + "M");
+    if (t.slurm.gpus > 0) argv.push_back("--gres=gpu:" + std::to_string(t.slurm.gpus));
+    if (!t.slurm.account.empty()) argv.push_back("--account=" + t.slurm.account);
+    if (!t.slurm.qos.empty()) argv.push_back("--qos=" + t.slurm.qos);
+    if (!t.slurm.constraint.empty()) argv.push_back("--constraint=" + t.slurm.constraint);
+    for (auto& o : t.slurm.sbatch_options) argv.push_back(o);
+    argv.push_back((d / "job.sh").string());
+    auto out = run_slurm(*ctx_, argv);
+    if (!out.ok()) return out.error();
+    auto job = trim(out.value());
+    if (auto semi = job.find(';'); semi != std::string::npos) job = job.substr(0, semi);  // "id;cluster"
+    if (job.empty() || job.find_first_not_of("0123456789") != std::string::npos)
+      return Error::internal("sbatch printed no job id: " + job.substr(0, 200));
+    if (auto st = write_private(d / "jobid", job); !st.ok()) {
+      (void)run_slurm(*ctx_, {"scancel", job});
+      return st.error();
+    }
+    return job;
+  }
+
+  bool cancelled(const std::string& id) {
+    std::lock_guard lock(mu_);
+    return cancelled_.count(id) > 0;
+  }
+  void forget(const std::string& id) {
+    std::lock_guard lock(mu_);
+    cancelled_.erase(id);
+  }
+
+  Error fail(const std::string& id, Error e) {
+    std::error_code ec;
+    fs::remove_all(ctx_->jobs_dir / id, ec);
+    forget(id);
+    return e;
+  }
+
+  // Stops the kernel (the launcher scancels the job and removes its directory); waits for it.
+  Error stop_and_fail(const std::string& id, Error e) {
+    forget(id);
+    auto p = std::make_shared<std::promise<void>>();
+    auto f = p->get_future();
+    kernels_->shutdown(id, [p](Status) { p->set_value(); });
+    f.wait_for(std::chrono::seconds(30));
+    return e;
+  }
+
+  std::shared_ptr<RuntimeBackend> local_;
+  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<const SlurmContext> ctx_;
+  std::mutex mu_;
+  std::set<std::string> cancelled_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+std::shared_ptr<RuntimeBackend> make_slurm_backend(std::shared_ptr<RuntimeBackend> local,
+                                                   std::shared_ptr<kernel::KernelManager> kernels,
+                                                   std::shared_ptr<const SlurmContext> ctx) {
+  return std::make_shared<SlurmBackend>(std::move(local), std::move(kernels), std::move(ctx));
+}
+
+}  // namespace skylab::runtime
