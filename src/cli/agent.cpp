@@ -345,8 +345,21 @@ int agent_main(const std::vector<std::string>& args) {
     if (eq == std::string::npos) continue;
     std::string k = kv.substr(0, eq);
     if (k == "SLURM_JOB_ID" || k == "SLURM_JOB_NODELIST" || k == "SLURM_JOB_PARTITION" || k == "SLURM_CLUSTER_NAME" ||
-        k == "SLURM_JOB_GPUS" || k == "CUDA_VISIBLE_DEVICES" || k == "SLURM_CPUS_PER_TASK")
+        k == "SLURM_JOB_GPUS" || k == "SLURM_CPUS_PER_TASK")
       ls.env[k] = kv.substr(eq + 1);
+  }
+  // The GPUs Slurm allocated to the job (host indices): the sandbox shows exactly these.
+  if (auto g = ls.env.find("SLURM_JOB_GPUS"); g != ls.env.end()) {
+    std::string cur;
+    for (char ch : g->second + ",") {
+      if (ch == ',') {
+        if (!cur.empty() && cur.size() < 4 && cur.find_first_not_of("0123456789") == std::string::npos)
+          ls.gpus.push_back(std::stoi(cur));
+        cur.clear();
+      } else {
+        cur += ch;
+      }
+    }
   }
   ls.cwd = launch.value("cwd", "");
   ls.connection_dir = local.string();

@@ -315,7 +315,9 @@ class SlurmBackend : public RuntimeBackend {
           std::string state = f.size() > 0 ? f[0] : "", reason = f.size() > 1 ? f[1] : "";
           std::string msg;
           if (state == "PENDING") {
-            msg = "Waiting for a machine (" + reason + ", position " + std::to_string(position(job.value(), f.size() > 2 ? f[2] : "")) + " in the queue)";
+            int pos = position(job.value(), f.size() > 2 ? f[2] : "");
+            msg = "Waiting for a machine (" + (reason.empty() || reason == "None" ? "" : reason + ", ") + "position " +
+                  std::to_string(pos) + " in the queue)";
           } else if (state == "RUNNING" || state == "CONFIGURING") {
             msg = "Starting on the cluster";
           } else if (!state.empty()) {

@@ -1,0 +1,225 @@
+"""The Slurm backend against a real one-node cluster (slurm_cluster.py):
+runtime types with backend = "slurm" run as Slurm jobs whose `skylab agent`
+starts the usual sandbox and links back to the server."""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+import slurm_cluster
+from conftest import SERVER_KIND, Server, _stop_server, bwrap_works
+
+_missing = slurm_cluster.missing_reason()
+pytestmark = [
+    pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"),
+    pytest.mark.skipif(_missing is not None, reason=_missing or ""),
+    pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot run here"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = slurm_cluster.SlurmCluster()
+    try:
+        c.start()
+    except RuntimeError as e:
+        c.stop()
+        pytest.skip("the test cluster cannot start here: %s" % str(e)[:2000])
+    yield c
+    c.stop()
+
+
+def config(cluster, extra=""):
+    return """
+[runtimes]
+sandbox = "bwrap"
+[runtime_types.cluster]
+display_name = "CPU (cluster)"
+backend = "slurm"
+partition = "debug"
+cpus = 1
+memory = "1G"
+max_lifetime = "1h"
+[slurm]
+conf = "%s"
+listen_host = "127.0.0.1"
+%s""" % (cluster.conf, extra)
+
+
+@pytest.fixture
+def srv(cluster, tmp_path):
+    cfg = tmp_path / "skylab.toml"  # kept: a restarted server reads it again
+    cfg.write_text(config(cluster))
+    s = Server(extra_args=("--config", str(cfg)))
+    yield s
+    if s.proc.poll() is None:
+        _stop_server(s)
+    else:
+        s.cleanup_tmp()
+    cluster.run("scancel", "--full", "-u", "root", check=False)
+
+
+def create(srv):
+    r = srv.post("/api/skylab/runtimes", json={"type": "cluster"})
+    assert r.status_code == 202, (r.status_code, r.text)
+    assert r.json()["state"] == "starting", r.text
+    srv.kernels.append(r.json()["id"])
+    return r.json()["id"]
+
+
+def wait_state(srv, rid, pred, timeout=60, what="state"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        r = srv.get("/api/skylab/runtimes/" + rid)
+        last = (r.status_code, r.json() if r.status_code == 200 else r.text)
+        if pred(last):
+            return last
+        time.sleep(0.3)
+    raise AssertionError("runtime %s: no %s in %ss; last %r\n%s" % (rid, what, timeout, last, srv.log_text()))
+
+
+def running(srv, rid, timeout=60):
+    return wait_state(srv, rid, lambda l: l[0] == 200 and l[1].get("state") in ("idle", "busy"), timeout, "running")[1]
+
+
+def job_of(cluster, rid):
+    """(job id, state) of the runtime's job, from squeue's job names."""
+    r = cluster.run("squeue", "-h", "-t", "all", "-o", "%i %j %T")
+    for line in r.stdout.splitlines():
+        job, name, state = line.split()
+        if name == "skylab-" + rid:
+            return job, state
+    return None, None
+
+
+def cell(c, code, timeout=60):
+    return c.execute(code, timeout=timeout).stdout
+
+
+def test_notebook_runs_in_a_slurm_job_in_the_usual_sandbox(srv, cluster):
+    rid = create(srv)
+    running(srv, rid)
+    job, state = job_of(cluster, rid)
+    assert job and state == "RUNNING", cluster.jobs()
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    # The kernel runs inside the job, under the user's uid, with /content and the Drive.
+    out = cell(c, "import os; print(os.environ.get('SLURM_JOB_ID'), os.getuid(), os.getcwd(), os.path.isdir('/content/drive'))")
+    job_env, uid, cwd, drive = out.split()
+    assert job_env == job, (out, job)
+    assert int(uid) >= 200000 and cwd == "/content" and drive == "True", out
+    # The Drive is the user's Drive on the server's data directory.
+    cell(c, "open('/content/drive/from-slurm.txt', 'w').write('hello')")
+    drive_file = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(srv.data_dir)) for f in fs if f == "from-slurm.txt"]
+    assert drive_file, "the Drive write did not reach the server's data directory"
+    # The secret stays root-only, outside the sandbox.
+    out = cell(c, "import glob; print(glob.glob('/**/secret', recursive=False), os.path.exists(%r))"
+               % os.path.join(srv.data_dir, "slurm"))
+    assert out.strip() == "[] False", out
+    # Deleting the runtime ends the job.
+    assert srv.delete("/api/skylab/runtimes/" + rid).status_code == 204
+    srv.kernels.remove(rid)
+    deadline = time.time() + 30
+    while time.time() < deadline and job_of(cluster, rid)[1] in ("RUNNING", "COMPLETING"):
+        time.sleep(0.3)
+    assert job_of(cluster, rid)[1] not in ("RUNNING", "COMPLETING", "PENDING"), cluster.jobs()
+    assert not os.path.exists(os.path.join(srv.data_dir, "slurm", "jobs", rid))
+
+
+def test_scancel_from_outside_reaches_the_notebook_as_dead(srv, cluster):
+    rid = create(srv)
+    running(srv, rid)
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    job, _ = job_of(cluster, rid)
+    cluster.run("scancel", job)
+    st = c.wait_for(lambda m: m["header"]["msg_type"] == "status" and m["content"].get("execution_state") == "dead",
+                    timeout=30, what="status dead")
+    model = srv.kernel_model(rid)
+    assert model["execution_state"] == "dead", model
+    reason = model.get("reason", "") + str(st["content"])
+    assert "Slurm job" in reason and "scancel" in reason, (model, st)
+
+
+def test_a_full_cluster_leaves_the_runtime_waiting_then_it_starts(srv, cluster):
+    filler = cluster.run("sbatch", "--parsable", "-c", "2", "--wrap", "sleep 600").stdout.strip()
+    wait = time.time() + 30
+    while time.time() < wait and cluster.jobs().get(filler) != "RUNNING":
+        time.sleep(0.2)
+    assert cluster.jobs().get(filler) == "RUNNING"
+    rid = create(srv)
+    # Slurm's own reason (Resources) once its scheduler looked at the job.
+    pending = wait_state(srv, rid, lambda l: l[0] == 200 and "Resources" in l[1].get("reason", ""),
+                         30, "a waiting reason")[1]
+    assert pending["state"] == "starting" and "Resources" in pending["reason"] and "position 1" in pending["reason"], pending
+    assert job_of(cluster, rid)[1] == "PENDING"
+    cluster.run("scancel", filler)
+    running(srv, rid, timeout=90)
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    assert cell(c, "print(6 * 7)").strip() == "42"
+
+
+def test_deleting_a_waiting_runtime_cancels_its_job(srv, cluster):
+    filler = cluster.run("sbatch", "--parsable", "-c", "2", "--wrap", "sleep 600").stdout.strip()
+    rid = create(srv)
+    wait_state(srv, rid, lambda l: l[0] == 200 and "Waiting for a machine" in l[1].get("reason", ""), 30, "waiting")
+    job, state = job_of(cluster, rid)
+    assert state == "PENDING"
+    assert srv.delete("/api/skylab/runtimes/" + rid).status_code == 204
+    srv.kernels.remove(rid)
+    deadline = time.time() + 30
+    while time.time() < deadline and cluster.jobs().get(job) == "PENDING":
+        time.sleep(0.3)
+    assert cluster.jobs().get(job) == "CANCELLED", cluster.jobs()
+    wait_state(srv, rid, lambda l: l[0] == 404, 30, "404")
+    cluster.run("scancel", filler)
+
+
+def test_a_restarted_server_readopts_running_jobs_and_cancels_unknown_ones(srv, cluster):
+    rid = create(srv)
+    running(srv, rid)
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    c.eval_ok("x = 4711")
+    c.close()
+    srv.clients.clear()
+    job, _ = job_of(cluster, rid)
+    srv.kill()
+    # A job named like a Skylab runtime that this server has no record of.
+    stray = cluster.run("sbatch", "--parsable", "-c", "1", "--job-name=skylab-00000000-dead-beef-0000-000000000000",
+                        "--wrap", "sleep 600").stdout.strip()
+    srv.restart()
+    assert job_of(cluster, rid) == (job, "RUNNING")
+    assert cluster.jobs().get(stray) in ("CANCELLED", None), cluster.jobs()
+    assert rid in {k["id"] for k in srv.get("/api/kernels").json()}
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    assert cell(c, "print(x)").strip() == "4711"
+
+
+def test_slurm_runtime_cannot_reach_the_host_loopback_and_is_filtered(srv, cluster):
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(0.5)
+    port = lst.getsockname()[1]
+    try:
+        rid = create(srv)
+        running(srv, rid)
+        c = srv.connect(rid)
+        c.nudge(timeout=60)
+        out = cell(c, "import socket\ntry:\n  socket.create_connection(('127.0.0.1', %d), timeout=3); print('reached')\n"
+                      "except OSError as e:\n  print('refused', type(e).__name__)" % port)
+        assert out.startswith("refused"), out
+        with pytest.raises(socket.timeout):
+            lst.accept()
+        out = cell(c, "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')])")
+        assert out.strip() == "['2']", out
+        out = cell(c, "!unshare -Ur true; echo rc=$?")
+        assert "rc=0" not in out and "rc=" in out, out
+    finally:
+        lst.close()
