@@ -223,3 +223,38 @@ def test_slurm_runtime_cannot_reach_the_host_loopback_and_is_filtered(srv, clust
         assert "rc=0" not in out and "rc=" in out, out
     finally:
         lst.close()
+
+
+def test_lifetime_expiry_runs_the_hooks_and_ends_the_job(cluster, tmp_path):
+    cfg = tmp_path / "skylab.toml"
+    cfg.write_text(config(cluster).replace('max_lifetime = "1h"', 'max_lifetime = "14s"')
+                   .replace("[runtimes]\n", '[runtimes]\nwarning = "6s"\ngrace = "10s"\nidle_timeout = "1h"\n'))
+    srv = Server(extra_args=("--config", str(cfg)))
+    try:
+        rid = create(srv)
+        running(srv, rid)
+        job, _ = job_of(cluster, rid)
+        c = srv.connect(rid)
+        c.nudge(timeout=60)
+        cell(c, "import skylab.runtime\n"
+                "def save():\n"
+                "    open('/content/drive/expiry-proof.txt', 'w').write('checkpoint saved')\n"
+                "skylab.runtime.on_expiry(save)\n")
+        warning = c.wait_for(lambda m: m["msg_type"] == "skylab_runtime_event" and m["content"]["event"] == "warning",
+                             timeout=30, what="lifetime warning")
+        assert warning["content"]["reason"] == "lifetime"
+        c.wait_for(lambda m: m["msg_type"] == "skylab_runtime_event" and m["content"]["event"] == "expiring",
+                   timeout=30, what="expiry event")
+        wait_state(srv, rid, lambda l: l[0] == 404, 40, "the end of the runtime")
+        found = [os.path.join(d, f) for d, _, fs in os.walk(srv.data_dir) for f in fs if f == "expiry-proof.txt"]
+        assert found and open(found[0]).read() == "checkpoint saved", "the expiry hook did not run"
+        deadline = time.time() + 30
+        while time.time() < deadline and cluster.jobs().get(job) in ("RUNNING", "COMPLETING"):
+            time.sleep(0.3)
+        assert cluster.jobs().get(job) not in ("RUNNING", "COMPLETING", "PENDING"), cluster.jobs()
+        srv.kernels.clear()
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
