@@ -193,7 +193,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
       randombytes_buf(challenge, sizeof challenge);
       auto c = std::make_unique<SecureChannel>(fd, secret, false);
       bool ok = ::write(fd, challenge, sizeof challenge) == static_cast<ssize_t>(sizeof challenge);
-      auto hello = ok ? c->recv() : Result<std::string>(Error::unavailable("write failed"));
+      // Before authentication, nothing larger than the hello is read.
+      auto hello = ok ? c->recv(64) : Result<std::string>(Error::unavailable("write failed"));
       ok = hello.ok() && hello->size() == 33 && hello.value()[0] == static_cast<char>(FrameKind::kHello) &&
            sodium_memcmp(hello->data() + 1, challenge, 32) == 0;
       if (!ok) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include <sodium.h>
@@ -81,13 +82,13 @@ Status SecureChannel::send(const std::string& plaintext) {
   return ok_status();
 }
 
-Result<std::string> SecureChannel::recv() {
+Result<std::string> SecureChannel::recv(std::size_t max) {
   unsigned char hdr[4];
   int r = read_all(fd_, hdr, 4);
   if (r <= 0) return Error::unavailable("connection closed");
   std::uint32_t len = get_u32(hdr);
   if (len < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 8 ||
-      len > kMaxFrame + 8 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+      len > std::min(max, kMaxFrame) + 8 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
     return Error::forbidden("bad frame length");
   std::string buf(len, '\0');
   if (read_all(fd_, buf.data(), len) != 1) return Error::unavailable("connection closed");

@@ -34,9 +34,10 @@ class SecureChannel {
   SecureChannel(int fd, const std::string& secret, bool agent_side);
   //! Sends one frame.
   Status send(const std::string& plaintext);
-  //! Receives one frame; Unavailable at EOF, Forbidden for a forged,
-  //! replayed or oversized frame (the caller closes the connection).
-  Result<std::string> recv();
+  //! Receives one frame of at most `max` bytes; Unavailable at EOF,
+  //! Forbidden for a forged, replayed or oversized frame (refused before its
+  //! body is read; the caller closes the connection).
+  Result<std::string> recv(std::size_t max = kMaxFrame);
   int fd() const { return fd_; }
 
  private:
