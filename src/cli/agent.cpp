@@ -92,6 +92,16 @@ std::string endpoint(const nlohmann::json& c, const char* port_key) {
   return "tcp://" + ip + ":" + std::to_string(port);
 }
 
+// A peer that vanished without closing (a failed node, a cut network) is
+// noticed within about half a minute.
+void keepalive(int fd) {
+  int on = 1, idle = 10, intvl = 5, cnt = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 constexpr const char* kPortKeys[4] = {"shell_port", "iopub_port", "stdin_port", "control_port"};
 
 std::atomic<int> g_signal{0};
@@ -214,6 +224,7 @@ int slurm_link_main(const std::vector<std::string>& args) {
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      keepalive(fd);
       ::close(lfd);  // one agent per runtime
       lfd = -1;
       cfd = fd;
@@ -282,6 +293,7 @@ int agent_main(const std::vector<std::string>& args) {
   ::freeaddrinfo(ai);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  keepalive(fd);
   SecureChannel chan(fd, secret, true);
   sodium_memzero(secret.data(), secret.size());
   unsigned char challenge[32];

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <map>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -273,14 +275,31 @@ class SlurmBackend : public RuntimeBackend {
  public:
   SlurmBackend(std::shared_ptr<RuntimeBackend> local, std::shared_ptr<kernel::KernelManager> kernels,
                std::shared_ptr<const SlurmContext> ctx)
-      : local_(std::move(local)), kernels_(std::move(kernels)), ctx_(std::move(ctx)) {}
+      : local_(std::move(local)), kernels_(std::move(kernels)), ctx_(std::move(ctx)) {
+    watcher_ = std::thread([this] { watch(); });
+  }
+  ~SlurmBackend() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    watcher_.join();
+  }
 
   Result<kernel::KernelModel> start(const StartSpec& s, const std::function<void(std::string)>& progress) override {
     const RuntimeType* t = type_of(*ctx_->config, s.type);
     if (!t || t->backend != Backend::kSlurm) return local_->start(s, progress);
     if (!valid_id(s.id)) return Error::bad_request("invalid runtime id");
+    {
+      std::lock_guard lock(mu_);
+      starting_.insert(s.id);
+    }
     auto d = ctx_->jobs_dir / s.id;
-    if (::mkdir(d.c_str(), 0700) != 0) return Error::internal("cannot create " + d.string() + ": " + std::strerror(errno));
+    if (::mkdir(d.c_str(), 0700) != 0) {
+      forget(s.id);
+      return Error::internal("cannot create " + d.string() + ": " + std::strerror(errno));
+    }
     unsigned char key[32];
     randombytes_buf(key, sizeof key);
     std::string secret(reinterpret_cast<char*>(key), sizeof key);
@@ -423,6 +442,57 @@ class SlurmBackend : public RuntimeBackend {
   void forget(const std::string& id) {
     std::lock_guard lock(mu_);
     cancelled_.erase(id);
+    starting_.erase(id);
+  }
+
+  // Jobs that Slurm ended while their link still waits or believes the agent
+  // alive (a job cancelled while pending after a server restart, a node that
+  // failed without closing the connection): the link is ended with Slurm's
+  // reason, so the kernel shows `dead` within seconds. One squeue per pass.
+  void watch() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      cv_.wait_for(lock, std::chrono::seconds(3));
+      if (stopping_) break;
+      std::set<std::string> skip = starting_;
+      lock.unlock();
+      watch_once(skip);
+      lock.lock();
+    }
+  }
+
+  void watch_once(const std::set<std::string>& skip) {
+    std::map<std::string, std::pair<std::string, std::string>> jobs;  // runtime id -> (job, dir)
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(ctx_->jobs_dir, ec)) {
+      auto id = e.path().filename().string();
+      if (!valid_id(id) || skip.count(id)) continue;
+      auto job = trim(read_small(e.path() / "jobid", 64));
+      if (!job.empty()) jobs[id] = {job, e.path().string()};
+    }
+    if (jobs.empty()) return;
+    auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-o", "%i %T %r"});
+    if (!q.ok()) return;  // the controller may be down for a moment: no verdicts on no data
+    std::map<std::string, std::string> state;  // job -> "STATE reason"
+    std::istringstream in(q.value());
+    for (std::string line; std::getline(in, line);) {
+      auto sp = line.find(' ');
+      if (sp != std::string::npos) state[line.substr(0, sp)] = line.substr(sp + 1);
+    }
+    for (auto& [id, jd] : jobs) {
+      auto it = state.find(jd.first);
+      std::string st = it == state.end() ? "" : it->second;
+      bool alive = st.rfind("PENDING", 0) == 0 || st.rfind("RUNNING", 0) == 0 || st.rfind("CONFIGURING", 0) == 0 ||
+                   st.rfind("COMPLETING", 0) == 0 || st.rfind("SUSPENDED", 0) == 0 || st.rfind("REQUEUED", 0) == 0;
+      if (alive) continue;
+      auto k = kernels_->get(id);
+      if (!k.ok() || k->execution_state == "dead" || k->pid <= 0) continue;
+      auto reason_file = fs::path(jd.second) / "exit_reason";
+      if (!fs::exists(reason_file))
+        (void)write_private(reason_file, "the Slurm job " + jd.first + " ended: " + (st.empty() ? "no longer known to Slurm" : st));
+      log::warn("runtime " + id + ": Slurm job " + jd.first + " ended (" + (st.empty() ? "unknown" : st) + "); ending its link");
+      ::kill(k->pid, SIGTERM);
+    }
   }
 
   Error fail(const std::string& id, Error e) {
@@ -446,7 +516,11 @@ class SlurmBackend : public RuntimeBackend {
   std::shared_ptr<kernel::KernelManager> kernels_;
   std::shared_ptr<const SlurmContext> ctx_;
   std::mutex mu_;
+  std::condition_variable cv_;
   std::set<std::string> cancelled_;  // GUARDED_BY(mu_)
+  std::set<std::string> starting_;   // GUARDED_BY(mu_): start() watches these itself
+  bool stopping_ = false;            // GUARDED_BY(mu_)
+  std::thread watcher_;
 };
 
 }  // namespace

@@ -138,10 +138,10 @@ def test_scancel_from_outside_reaches_the_notebook_as_dead(srv, cluster):
     cluster.run("scancel", job)
     st = c.wait_for(lambda m: m["header"]["msg_type"] == "status" and m["content"].get("execution_state") == "dead",
                     timeout=30, what="status dead")
-    model = srv.kernel_model(rid)
-    assert model["execution_state"] == "dead", model
-    reason = model.get("reason", "") + str(st["content"])
-    assert "Slurm job" in reason and "scancel" in reason, (model, st)
+    model = srv.get("/api/skylab/runtimes/" + rid).json()
+    assert model["state"] == "dead", model
+    assert "Slurm job " + job in model["reason"] and "scancel" in model["reason"], model
+    assert "scancel" in str(st["content"]), st
 
 
 def test_a_full_cluster_leaves_the_runtime_waiting_then_it_starts(srv, cluster):
@@ -258,3 +258,21 @@ def test_lifetime_expiry_runs_the_hooks_and_ends_the_job(cluster, tmp_path):
             _stop_server(srv)
         else:
             srv.cleanup_tmp()
+
+
+def test_a_waiting_job_cancelled_after_a_server_restart_shows_dead(srv, cluster):
+    filler = cluster.run("sbatch", "--parsable", "-c", "2", "--wrap", "sleep 600").stdout.strip()
+    rid = create(srv)
+    wait_state(srv, rid, lambda l: l[0] == 200 and "Waiting for a machine" in l[1].get("reason", ""), 30, "waiting")
+    job, _ = job_of(cluster, rid)
+    srv.kill()
+    srv.restart()
+    assert srv.kernel_model(rid)["execution_state"] == "starting"
+    assert job_of(cluster, rid) == (job, "PENDING")
+    cluster.run("scancel", job)
+    deadline = time.time() + 30
+    while time.time() < deadline and srv.kernel_model(rid)["execution_state"] != "dead":
+        time.sleep(0.3)
+    model = srv.get("/api/skylab/runtimes/" + rid).json()
+    assert model["state"] == "dead" and "Slurm job " + job in model.get("reason", ""), model
+    cluster.run("scancel", filler)
