@@ -27,6 +27,7 @@
 
 #include "cli/runtime_setup.hpp"
 #include "runtime/config.hpp"
+#include "runtime/slurm.hpp"
 #include "runtime/slurm_link.hpp"
 
 extern char** environ;
@@ -165,7 +166,6 @@ int slurm_link_main(const std::vector<std::string>& args) {
   int port = sa.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port)
                                      : ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port);
   write_file(dir / "endpoint", host + " " + std::to_string(port) + "\n");
-  std::fprintf(stderr, "slurm-link: waiting for the agent on %s:%d\n", host.c_str(), port);
 
   std::unique_ptr<SecureChannel> chan;
   int cfd = -1;
@@ -175,6 +175,22 @@ int slurm_link_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "slurm-link: %s\n", reason.c_str());
     return rc;
   };
+  // Submit the job (again on every restart: a new link is a new job). The
+  // environment carries SLURM_CONF.
+  {
+    auto argv = nlohmann::json::parse(read_file(dir / "sbatch.json"), nullptr, false);
+    if (!argv.is_array() || argv.empty()) return finish("no job description in " + dir.string(), 1);
+    runtime::SlurmContext sc;
+    sc.config = std::make_shared<const runtime::Config>(runtime::default_config());
+    auto out = runtime::run_slurm(sc, argv.get<std::vector<std::string>>());
+    if (!out.ok()) return finish("the cluster refused the job: " + out.error().message, 1);
+    std::string job = out.value();
+    job = job.substr(0, job.find_first_of(";\n"));
+    if (job.empty() || job.find_first_not_of("0123456789") != std::string::npos)
+      return finish("sbatch printed no job id", 1);
+    write_file(dir / "jobid", job);
+    std::fprintf(stderr, "slurm-link: job %s submitted; waiting for its agent on %s:%d\n", job.c_str(), host.c_str(), port);
+  }
   for (;;) {
     zmq_pollitem_t items[6];
     for (int i = 0; i < 5; ++i) items[i] = {socks[i], 0, ZMQ_POLLIN, 0};

@@ -193,11 +193,13 @@ Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
                            {"data_dir", ctx_->data_dir},
                            {"listen_host", ctx_->config->slurm.listen_host}};
   if (auto st = write_private(dir(spec.kernel_id) / "launch.json", launch.dump()); !st.ok()) return st;
-  ::unlink((dir(spec.kernel_id) / "endpoint").c_str());
+  // What a previous incarnation (a restart) left: the new link writes them afresh.
+  for (const char* f : {"endpoint", "connected", "exit_reason", "jobid"}) ::unlink((dir(spec.kernel_id) / f).c_str());
   spec.argv = {ctx_->self_exe, "slurm-link", "--job-dir", dir(spec.kernel_id).string(), "--connection-file", cf};
   std::map<std::string, std::string> env;
-  for (const char* k : {"PATH", "LANG"})
+  for (const char* k : {"PATH", "LANG", "SLURM_CONF"})
     if (auto it = spec.env.find(k); it != spec.env.end()) env[k] = it->second;
+  if (!ctx_->config->slurm.conf.empty()) env["SLURM_CONF"] = ctx_->config->slurm.conf;
   spec.env = std::move(env);
   spec.cwd = dir(spec.kernel_id).string();
   return ok_status();
@@ -305,21 +307,25 @@ class SlurmBackend : public RuntimeBackend {
     std::string secret(reinterpret_cast<char*>(key), sizeof key);
     sodium_memzero(key, sizeof key);
     if (auto st = write_private(d / "secret", secret); !st.ok()) return fail(s.id, st.error());
+    if (auto st = write_job(s, *t, d); !st.ok()) return fail(s.id, st.error());
     progress("Submitting to the cluster");
     kernel::StartOptions so;
     so.runtime_type = t->name;
     so.kernel_id = s.id;
     auto k = kernels_->start(s.spec, s.owner, so);
     if (!k.ok()) return fail(s.id, k.error());
-    // The link writes its endpoint once it listens.
-    for (int i = 0; i < 200 && !fs::exists(d / "endpoint"); ++i) {
+    // The link listens, then submits the job (sbatch.json) and writes its id;
+    // it submits again on every restart of the kernel.
+    for (int i = 0; i < 1200 && !fs::exists(d / "jobid"); ++i) {
       if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto m = kernels_->get(s.id);
+      if (!m.ok() || m->execution_state == "dead")
+        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
-    if (!fs::exists(d / "endpoint")) return stop_and_fail(s.id, Error::internal("the runtime's link did not start"));
-    auto job = submit(s, *t, d);
-    if (!job.ok()) return stop_and_fail(s.id, job.error());
-    log::info("runtime " + s.id + ": Slurm job " + job.value() + " submitted for " + s.owner);
+    std::string job = trim(read_small(d / "jobid", 64));
+    if (job.empty()) return stop_and_fail(s.id, Error::unavailable("the runtime's link did not submit its job"));
+    log::info("runtime " + s.id + ": Slurm job " + job + " submitted for " + s.owner);
     std::string last;
     for (int tick = 0;; ++tick) {
       if (fs::exists(d / "connected")) break;
@@ -328,19 +334,19 @@ class SlurmBackend : public RuntimeBackend {
       if (!m.ok() || m->execution_state == "dead")
         return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
       if (tick % 4 == 0) {
-        auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-j", job.value(), "-o", "%T|%r|%P"});
+        auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-j", job, "-o", "%T|%r|%P"});
         if (q.ok()) {
           auto f = split(trim(q.value()), '|');
           std::string state = f.size() > 0 ? f[0] : "", reason = f.size() > 1 ? f[1] : "";
           std::string msg;
           if (state == "PENDING") {
-            int pos = position(job.value(), f.size() > 2 ? f[2] : "");
+            int pos = position(job, f.size() > 2 ? f[2] : "");
             msg = "Waiting for a machine (" + (reason.empty() || reason == "None" ? "" : reason + ", ") + "position " +
                   std::to_string(pos) + " in the queue)";
           } else if (state == "RUNNING" || state == "CONFIGURING") {
             msg = "Starting on the cluster";
           } else if (!state.empty()) {
-            return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job.value() + " ended: " + state + " " + reason));
+            return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " ended: " + state + " " + reason));
           }
           if (!msg.empty() && msg != last) progress(last = msg);
         }
@@ -391,7 +397,7 @@ class SlurmBackend : public RuntimeBackend {
     return 0;
   }
 
-  Result<std::string> submit(const StartSpec& s, const RuntimeType& t, const fs::path& d) {
+  Status write_job(const StartSpec& s, const RuntimeType& t, const fs::path& d) {
     const auto& sl = ctx_->config->slurm;
     std::string bin = sl.bin.empty() ? ctx_->self_exe : sl.bin;
     std::string account_user;  // cluster account to run the job as ("" = root)
@@ -405,7 +411,7 @@ class SlurmBackend : public RuntimeBackend {
     // is started through sudo (a rule on the compute nodes, docs/scale-out.md).
     std::string script = "#!/bin/sh\n# Skylab runtime " + s.id + " of " + s.owner + "\nexec " +
                          (account_user.empty() ? "" : "sudo -n ") + bin + " agent --job-dir " + d.string() + "\n";
-    if (auto st = write_private(d / "job.sh", script); !st.ok()) return st.error();
+    if (auto st = write_private(d / "job.sh", script); !st.ok()) return st;
     auto life = ctx_->config->max_lifetime(t) + sl.grace;
     long minutes = std::max<long>(1, static_cast<long>((life.count() + 59) / 60));
     std::vector<std::string> argv = {"sbatch", "--parsable", "--job-name=skylab-" + s.id,
@@ -422,17 +428,7 @@ class SlurmBackend : public RuntimeBackend {
     if (!t.slurm.constraint.empty()) argv.push_back("--constraint=" + t.slurm.constraint);
     for (auto& o : t.slurm.sbatch_options) argv.push_back(o);
     argv.push_back((d / "job.sh").string());
-    auto out = run_slurm(*ctx_, argv);
-    if (!out.ok()) return out.error();
-    auto job = trim(out.value());
-    if (auto semi = job.find(';'); semi != std::string::npos) job = job.substr(0, semi);  // "id;cluster"
-    if (job.empty() || job.find_first_not_of("0123456789") != std::string::npos)
-      return Error::internal("sbatch printed no job id: " + job.substr(0, 200));
-    if (auto st = write_private(d / "jobid", job); !st.ok()) {
-      (void)run_slurm(*ctx_, {"scancel", job});
-      return st.error();
-    }
-    return job;
+    return write_private(d / "sbatch.json", nlohmann::json(argv).dump());
   }
 
   bool cancelled(const std::string& id) {
@@ -487,6 +483,7 @@ class SlurmBackend : public RuntimeBackend {
       if (alive) continue;
       auto k = kernels_->get(id);
       if (!k.ok() || k->execution_state == "dead" || k->pid <= 0) continue;
+      if (trim(read_small(fs::path(jd.second) / "jobid", 64)) != jd.first) continue;  // resubmitted meanwhile
       auto reason_file = fs::path(jd.second) / "exit_reason";
       if (!fs::exists(reason_file))
         (void)write_private(reason_file, "the Slurm job " + jd.first + " ended: " + (st.empty() ? "no longer known to Slurm" : st));

@@ -276,3 +276,19 @@ def test_a_waiting_job_cancelled_after_a_server_restart_shows_dead(srv, cluster)
     model = srv.get("/api/skylab/runtimes/" + rid).json()
     assert model["state"] == "dead" and "Slurm job " + job in model.get("reason", ""), model
     cluster.run("scancel", filler)
+
+
+def test_restarting_the_kernel_runs_it_in_a_new_job(srv, cluster):
+    rid = create(srv)
+    running(srv, rid)
+    first, _ = job_of(cluster, rid)
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    c.eval_ok("x = 1")
+    r = srv.post("/api/kernels/%s/restart" % rid, timeout=120)
+    assert r.status_code == 200, (r.status_code, r.text)
+    c.nudge(timeout=60)
+    out = cell(c, "import os; print(os.environ['SLURM_JOB_ID'], 'x' in dir())")
+    job, has_x = out.split()
+    assert job != first and has_x == "False", out
+    assert cluster.jobs().get(job) == "RUNNING" and cluster.jobs().get(first) != "RUNNING", cluster.jobs()
