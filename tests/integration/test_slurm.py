@@ -292,3 +292,25 @@ def test_restarting_the_kernel_runs_it_in_a_new_job(srv, cluster):
     job, has_x = out.split()
     assert job != first and has_x == "False", out
     assert cluster.jobs().get(job) == "RUNNING" and cluster.jobs().get(first) != "RUNNING", cluster.jobs()
+
+
+def test_jobs_are_submitted_for_the_users_cluster_account(cluster, tmp_path):
+    cfg = tmp_path / "skylab.toml"
+    cfg.write_text(config(cluster, 'users = { admin = "nobody" }\n'))
+    srv = Server(extra_args=("--config", str(cfg)))
+    filler = cluster.run("sbatch", "--parsable", "-c", "2", "--wrap", "sleep 600").stdout.strip()
+    try:
+        rid = create(srv)
+        wait_state(srv, rid, lambda l: l[0] == 200 and "Waiting for a machine" in l[1].get("reason", ""), 30, "waiting")
+        job, _ = job_of(cluster, rid)
+        user = cluster.run("squeue", "-h", "-j", job, "-o", "%u").stdout.strip()
+        assert user == "nobody", user
+        # The job runs the agent through sudo (a rule on the compute nodes): only root reads the job directory.
+        script = open(os.path.join(srv.data_dir, "slurm", "jobs", rid, "job.sh")).read()
+        assert "sudo -n " in script and " agent --job-dir " in script, script
+    finally:
+        cluster.run("scancel", filler, check=False)
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
