@@ -27,6 +27,7 @@
 
 #include "cli/runtime_setup.hpp"
 #include "runtime/config.hpp"
+#include "runtime/sandbox.hpp"
 #include "runtime/slurm.hpp"
 #include "runtime/slurm_link.hpp"
 
@@ -341,6 +342,13 @@ int agent_main(const std::vector<std::string>& args) {
   auto launcher = make_launcher(config.value(), launch.value("data_dir", ""));
   if (!launcher.ok()) return exit_with("the agent cannot sandbox the runtime: " + launcher.error().message, 1);
   auto sandbox = launcher.value();
+  if (auto sb = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox)) {
+    long long want = launch.value("uid", -1LL);
+    auto uid = sb->uid_for(launch.value("owner", ""));
+    if (want < 0 || !uid.ok() || static_cast<long long>(uid.value()) != want)
+      return exit_with("the compute node's runtime uid for " + launch.value("owner", std::string()) +
+                           " differs from the server's (is the data directory's runtime/uids.json shared?)", 1);
+  }
 
   // The kernel's connection, local to this node: ipc in a per-runtime directory.
   fs::path local = fs::path("/run/skylab-agent") / id;

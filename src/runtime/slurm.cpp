@@ -26,6 +26,7 @@
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
+#include "runtime/sandbox.hpp"
 
 extern char** environ;
 
@@ -178,8 +179,15 @@ Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
     if (a.size() > 5 && a.compare(a.size() - 5, 5, ".json") == 0 && a.find(spec.kernel_id) != std::string::npos)
       cf = a;
   if (cf.empty()) return Error::internal("runtime " + spec.kernel_id + ": no connection file in the kernel command");
-  std::string state;
-  if (auto it = spec.env.find("SKYLAB_RUNTIME_STATE"); it != spec.env.end()) state = it->second;
+  // The user's runtime uid is allocated here, by the server, never by an
+  // agent: two agents (or an agent and the server) allocating at once could
+  // give two users one uid. The agent refuses a different one.
+  long long uid = -1;
+  if (auto sandbox = std::dynamic_pointer_cast<SandboxLauncher>(inner_)) {
+    auto u = sandbox->uid_for(spec.owner);
+    if (!u.ok()) return u.error();
+    uid = u.value();
+  }
   nlohmann::json launch = {{"id", spec.kernel_id},
                            {"owner", spec.owner},
                            {"type", t->name},
@@ -191,7 +199,8 @@ Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
                            {"connection_file", cf},
                            {"config", ctx_->config_text},
                            {"data_dir", ctx_->data_dir},
-                           {"listen_host", ctx_->config->slurm.listen_host}};
+                           {"listen_host", ctx_->config->slurm.listen_host},
+                           {"uid", uid}};
   if (auto st = write_private(dir(spec.kernel_id) / "launch.json", launch.dump()); !st.ok()) return st;
   // What a previous incarnation (a restart) left: the new link writes them afresh.
   for (const char* f : {"endpoint", "connected", "exit_reason", "jobid"}) ::unlink((dir(spec.kernel_id) / f).c_str());
