@@ -287,6 +287,25 @@ int agent_main(const std::vector<std::string>& args) {
   if (sodium_init() < 0) return 1;
   // Run as root (directly, or through the documented sudo rule): only root
   // reads the secret; the kernel, under the user's uid in its sandbox, never can.
+  std::string job_id = read_file(dir / "jobid", 64);
+  job_id = job_id.substr(0, job_id.find_first_of(" \n"));
+  if (const char* sudo_uid = std::getenv("SUDO_UID")) {
+    // Through sudo: only for the job of this runtime, running as the invoking
+    // account on this node (sudo's SUDO_UID is trustworthy; SLURM_* are not).
+    runtime::SlurmContext sc;
+    sc.config = std::make_shared<const runtime::Config>(runtime::default_config());
+    auto q = job_id.empty() ? Result<std::string>(Error::not_found("no job id"))
+                            : runtime::run_slurm(sc, {"squeue", "-h", "-j", job_id, "-o", "%U %T %N"});
+    char node[256] = {};
+    ::gethostname(node, sizeof node - 1);
+    std::string host(node);
+    host = host.substr(0, host.find('.'));
+    std::string expect = std::string(sudo_uid) + " RUNNING ";
+    if (!q.ok() || q->rfind(expect, 0) != 0 || q->find(host) == std::string::npos) {
+      std::fprintf(stderr, "skylab agent: %s is not a running job of uid %s on %s\n", dir.c_str(), sudo_uid, node);
+      return 1;
+    }
+  }
   std::string secret = read_file(dir / "secret", 64);
   std::string ep = read_file(dir / "endpoint", 512);
   auto sp = ep.find(' ');
@@ -385,6 +404,7 @@ int agent_main(const std::vector<std::string>& args) {
         k == "SLURM_JOB_GPUS" || k == "SLURM_CPUS_PER_TASK")
       ls.env[k] = kv.substr(eq + 1);
   }
+  if (!ls.env.count("SLURM_JOB_ID") && !job_id.empty()) ls.env["SLURM_JOB_ID"] = job_id;  // sudo dropped it
   // The GPUs Slurm allocated to the job (host indices): the sandbox shows exactly these.
   if (auto g = ls.env.find("SLURM_JOB_GPUS"); g != ls.env.end()) {
     std::string cur;

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import slurm_cluster
-from conftest import SERVER_KIND, Server, _stop_server, bwrap_works
+from conftest import SERVER_KIND, Server, _stop_server, bwrap_works, skylab_bin
 
 _missing = slurm_cluster.missing_reason()
 pytestmark = [
@@ -308,6 +308,14 @@ def test_jobs_are_submitted_for_the_users_cluster_account(cluster, tmp_path):
         # The job runs the agent through sudo (a rule on the compute nodes): only root reads the job directory.
         script = open(os.path.join(srv.data_dir, "slurm", "jobs", rid, "job.sh")).read()
         assert "sudo -n " in script and " agent --job-dir " in script, script
+        # Through sudo, the agent serves only the invoking account's running job on its node:
+        # another account, or this account's job before Slurm started it, is refused.
+        jobdir = os.path.join(srv.data_dir, "slurm", "jobs", rid)
+        for sudo_uid in ("1234", "65534"):
+            p = subprocess.run([skylab_bin(), "agent", "--job-dir", jobdir],
+                               env=dict(cluster.env, SUDO_UID=sudo_uid), capture_output=True, text=True, timeout=30)
+            assert p.returncode == 1 and "is not a running job of uid" in p.stderr, p.stderr
+        assert "Waiting for a machine" in srv.get("/api/skylab/runtimes/" + rid).json().get("reason", "")
     finally:
         cluster.run("scancel", filler, check=False)
         if srv.proc.poll() is None:
