@@ -341,7 +341,7 @@ int serve_main(const std::vector<std::string>& args) {
   if (slurm_ctx) {
     backend = runtime::make_slurm_backend(backend, kernels, slurm_ctx);
     // A queued Slurm job holds a worker while it waits for a machine.
-    service_options.threads = 32;
+    service_options.threads = 128;
     service_options.max_starting = 256;
   }
   ctx->runtimes = std::make_shared<runtime::RuntimeService>(backend, ctx->runtime_config, gpus, active_pool, service_options);

@@ -336,29 +336,29 @@ class SlurmBackend : public RuntimeBackend {
     if (job.empty()) return stop_and_fail(s.id, Error::unavailable("the runtime's link did not submit its job"));
     log::info("runtime " + s.id + ": Slurm job " + job + " submitted for " + s.owner);
     std::string last;
+    bool seen = false;
     for (int tick = 0;; ++tick) {
       if (fs::exists(d / "connected")) break;
       if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
       auto m = kernels_->get(s.id);
       if (!m.ok() || m->execution_state == "dead")
         return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
-      if (tick % 4 == 0) {
-        auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-j", job, "-o", "%T|%r|%P"});
-        if (q.ok()) {
-          auto f = split(trim(q.value()), '|');
-          std::string state = f.size() > 0 ? f[0] : "", reason = f.size() > 1 ? f[1] : "";
-          std::string msg;
-          if (state == "PENDING") {
-            int pos = position(job, f.size() > 2 ? f[2] : "");
-            msg = "Waiting for a machine (" + (reason.empty() || reason == "None" ? "" : reason + ", ") + "position " +
-                  std::to_string(pos) + " in the queue)";
-          } else if (state == "RUNNING" || state == "CONFIGURING") {
-            msg = "Starting on the cluster";
-          } else if (!state.empty()) {
-            return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " ended: " + state + " " + reason));
-          }
-          if (!msg.empty() && msg != last) progress(last = msg);
+      // The watcher's one squeue per second for all jobs (never one per runtime).
+      auto info = job_info(job, tick);
+      if (!info && seen)
+        return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " is no longer known to Slurm"));
+      if (info) {
+        seen = true;
+        std::string msg;
+        if (info->state == "PENDING") {
+          msg = "Waiting for a machine (" + (info->reason.empty() || info->reason == "None" ? "" : info->reason + ", ") +
+                "position " + std::to_string(info->position) + " in the queue)";
+        } else if (info->state == "RUNNING" || info->state == "CONFIGURING") {
+          msg = "Starting on the cluster";
+        } else if (!info->state.empty()) {
+          return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " ended: " + info->state + " " + info->reason));
         }
+        if (!msg.empty() && msg != last) progress(last = msg);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
@@ -394,16 +394,19 @@ class SlurmBackend : public RuntimeBackend {
     return out;
   }
 
-  int position(const std::string& job, const std::string& partition) {
-    std::vector<std::string> argv = {"squeue", "-h", "-t", "PD", "--sort=-p,i", "-o", "%i"};
-    if (!partition.empty()) argv.insert(argv.end(), {"-p", partition});
-    auto q = run_slurm(*ctx_, argv);
-    if (!q.ok()) return 0;
-    std::istringstream in(q.value());
-    std::string j;
-    for (int n = 1; in >> j; ++n)
-      if (j == job) return n;
-    return 0;
+  struct JobInfo {
+    std::string state, reason;
+    int position = 0;  // among PENDING jobs of its partition, in priority order
+  };
+
+  // The job's state as the last squeue pass saw it; nullopt until a pass
+  // after the job's submission saw it (`tick`s of 250 ms waited so far).
+  std::optional<JobInfo> job_info(const std::string& job, int tick) {
+    std::lock_guard lock(mu_);
+    if (tick == 0) cv_.notify_all();  // a new job: look now
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) return std::nullopt;
+    return it->second;
   }
 
   Status write_job(const StartSpec& s, const RuntimeType& t, const fs::path& d) {
@@ -456,33 +459,47 @@ class SlurmBackend : public RuntimeBackend {
   // reason, so the kernel shows `dead` within seconds. One squeue per pass.
   void watch() {
     std::unique_lock lock(mu_);
-    while (!stopping_) {
-      cv_.wait_for(lock, std::chrono::seconds(3));
+    for (int pass = 0; !stopping_; ++pass) {
+      cv_.wait_for(lock, std::chrono::seconds(1));
       if (stopping_) break;
       std::set<std::string> skip = starting_;
+      // Starting runtimes want their queue state every second; the others
+      // are checked for an ended job every third second.
+      if (skip.empty() && pass % 3 != 0) continue;
       lock.unlock();
-      watch_once(skip);
+      watch_once(skip, pass % 3 == 0);
       lock.lock();
     }
   }
 
-  void watch_once(const std::set<std::string>& skip) {
+  void watch_once(const std::set<std::string>& skip, bool check_ended) {
     std::map<std::string, std::pair<std::string, std::string>> jobs;  // runtime id -> (job, dir)
     std::error_code ec;
-    for (auto& e : fs::directory_iterator(ctx_->jobs_dir, ec)) {
+    if (check_ended)
+      for (auto& e : fs::directory_iterator(ctx_->jobs_dir, ec)) {
       auto id = e.path().filename().string();
       if (!valid_id(id) || skip.count(id)) continue;
       auto job = trim(read_small(e.path() / "jobid", 64));
       if (!job.empty()) jobs[id] = {job, e.path().string()};
     }
-    if (jobs.empty()) return;
-    auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "-o", "%i %T %r"});
+    if (jobs.empty() && skip.empty()) return;
+    auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "--sort=-p,i", "-o", "%i|%T|%P|%r"});
     if (!q.ok()) return;  // the controller may be down for a moment: no verdicts on no data
     std::map<std::string, std::string> state;  // job -> "STATE reason"
+    std::map<std::string, JobInfo> infos;
+    std::map<std::string, int> pending_in;  // partition -> pending jobs seen so far
     std::istringstream in(q.value());
     for (std::string line; std::getline(in, line);) {
-      auto sp = line.find(' ');
-      if (sp != std::string::npos) state[line.substr(0, sp)] = line.substr(sp + 1);
+      auto f = split(line, '|');
+      if (f.size() < 4) continue;
+      JobInfo ji{f[1], f[3], 0};
+      if (ji.state == "PENDING") ji.position = ++pending_in[f[2]];
+      state[f[0]] = f[1] + " " + f[3];
+      infos[f[0]] = std::move(ji);
+    }
+    {
+      std::lock_guard lock(mu_);
+      jobs_ = std::move(infos);
     }
     for (auto& [id, jd] : jobs) {
       auto it = state.find(jd.first);
@@ -525,6 +542,7 @@ class SlurmBackend : public RuntimeBackend {
   std::condition_variable cv_;
   std::set<std::string> cancelled_;  // GUARDED_BY(mu_)
   std::set<std::string> starting_;   // GUARDED_BY(mu_): start() watches these itself
+  std::map<std::string, JobInfo> jobs_;  // GUARDED_BY(mu_): job id -> the last squeue pass
   bool stopping_ = false;            // GUARDED_BY(mu_)
   std::thread watcher_;
 };
