@@ -154,8 +154,12 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   r.add("GET", "/api/skylab/runtimes/?", [ctx, service](Request& req, Responder done) {
     json out = json::array();
-    for (auto& k : ctx->kernels->list())
-      if (may_access(req.user, k.owner)) out.push_back(runtime_json(k, *ctx->runtime_config));
+    for (auto& k : ctx->kernels->list()) {
+      if (!may_access(req.user, k.owner)) continue;
+      // A cluster runtime waiting for its job: the pending view, with the reason.
+      if (auto p = service->pending_one(k.id)) out.push_back(pending_json(*p));
+      else out.push_back(runtime_json(k, *ctx->runtime_config));
+    }
     for (auto& p : service->pending(req.user.username))
       if (p.state == "queued") out.push_back(pending_json(p));
     done(Response::json(200, out));

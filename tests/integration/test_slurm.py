@@ -156,6 +156,9 @@ def test_a_full_cluster_leaves_the_runtime_waiting_then_it_starts(srv, cluster):
                          30, "a waiting reason")[1]
     assert pending["state"] == "starting" and "Resources" in pending["reason"] and "position 1" in pending["reason"], pending
     assert job_of(cluster, rid)[1] == "PENDING"
+    # The runtime list shows the same reason (the notebook's status button shows it).
+    listed = {r["id"]: r for r in srv.get("/api/skylab/runtimes").json()}
+    assert "Waiting for a machine" in listed[rid].get("reason", ""), listed
     cluster.run("scancel", filler)
     running(srv, rid, timeout=90)
     c = srv.connect(rid)
