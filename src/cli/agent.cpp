@@ -361,6 +361,11 @@ int agent_main(const std::vector<std::string>& args) {
   auto launcher = make_launcher(config.value(), launch.value("data_dir", ""));
   if (!launcher.ok()) return exit_with("the agent cannot sandbox the runtime: " + launcher.error().message, 1);
   auto sandbox = launcher.value();
+  // "auto" falls back to plain processes where bubblewrap cannot run: on a
+  // compute node that would be a kernel running as root. Only an explicit
+  // sandbox = "none" (the operator's choice) runs without one.
+  if (!sandbox && config->runtimes.sandbox != "none")
+    return exit_with("this compute node cannot sandbox runtimes (bubblewrap unusable); refusing to run the kernel", 1);
   if (auto sb = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox)) {
     long long want = launch.value("uid", -1LL);
     auto uid = sb->uid_for(launch.value("owner", ""));
@@ -376,12 +381,10 @@ int agent_main(const std::vector<std::string>& args) {
   ::chmod(local.parent_path().c_str(), 0711);
   fs::remove_all(local, ec);
   if (::mkdir(local.c_str(), 0700) != 0) return exit_with("the agent cannot create " + local.string(), 1);
-  bool ipc = !sandbox || sandbox->use_ipc();
   nlohmann::json conn = {{"transport", "ipc"}, {"ip", (local / "k").string()},
                          {"shell_port", 1}, {"iopub_port", 2}, {"stdin_port", 3}, {"control_port", 4}, {"hb_port", 5},
                          {"key", launch.value("key", "")}, {"signature_scheme", launch.value("signature_scheme", "hmac-sha256")},
                          {"kernel_name", launch.value("kernel_name", "")}};
-  (void)ipc;
   fs::path cf = local / "connection.json";
   write_file(cf, conn.dump());
   std::string server_cf = launch.value("connection_file", "");
