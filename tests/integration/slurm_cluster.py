@@ -49,7 +49,9 @@ class SlurmCluster:
         return e
 
     def run(self, *argv, check=True):
-        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, check=check, timeout=30)
+        # cwd: sbatch --wrap jobs write their slurm-<id>.out there, not into the checkout.
+        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, check=check, timeout=30,
+                              cwd=self.dir)
 
     def start(self, cpus=2):
         d = self.dir
