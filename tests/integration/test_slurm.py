@@ -224,6 +224,22 @@ def test_slurm_runtime_cannot_reach_the_host_loopback_and_is_filtered(srv, clust
         assert out.strip() == "['2']", out
         out = cell(c, "!unshare -Ur true; echo rc=$?")
         assert "rc=0" not in out and "rc=" in out, out
+        # A second runtime on the same node cannot reach a port the first one listens on.
+        other = create(srv)
+        running(srv, other)
+        c2 = srv.connect(other)
+        c2.nudge(timeout=60)
+        cell(c, "import socket\nsrv_sock = socket.socket(); srv_sock.bind(('0.0.0.0', 0)); srv_sock.listen(1)\n"
+                "print(srv_sock.getsockname()[1])")
+        port2 = int(cell(c, "print(srv_sock.getsockname()[1])").strip())
+        # The first runtime's own address (a UDP "connect" sends nothing).
+        addr = cell(c, "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect(('192.0.2.1', 9)); "
+                       "print(u.getsockname()[0])").strip()
+        assert addr and addr != "0.0.0.0", addr
+        for a in (addr, "127.0.0.1"):
+            out = cell(c2, "import socket\ntry:\n  socket.create_connection((%r, %d), timeout=3); print('reached')\n"
+                           "except OSError as e:\n  print('refused')" % (a, port2))
+            assert out.strip() == "refused", (a, out)
     finally:
         lst.close()
 
@@ -288,6 +304,12 @@ def test_restarting_the_kernel_runs_it_in_a_new_job(srv, cluster):
     c = srv.connect(rid)
     c.nudge(timeout=60)
     c.eval_ok("x = 1")
+    # Interrupt reaches the kernel on the node (interrupt_request through the link and the agent).
+    msg = c.execute_request("import time; time.sleep(60)")
+    c.wait_for(lambda m: m["msg_type"] == "status" and m["content"].get("execution_state") == "busy", timeout=30)
+    assert srv.post("/api/kernels/%s/interrupt" % rid).status_code == 204
+    reply = c.wait_for(lambda m: m["msg_type"] == "execute_reply" and m["parent_header"].get("msg_id") == msg["header"]["msg_id"], timeout=30)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
     r = srv.post("/api/kernels/%s/restart" % rid, timeout=120)
     assert r.status_code == 200, (r.status_code, r.text)
     c.nudge(timeout=60)
