@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -268,6 +269,9 @@ int slurm_link_main(const std::vector<std::string>& args) {
         }
         break;
       }
+      case FrameKind::kUsage:
+        if (body.size() < 4096) write_file(dir / "usage.json", body.substr(1));
+        break;
       case FrameKind::kExit:
         return finish(body.substr(1, 2000), 0);
       default:
@@ -482,7 +486,22 @@ int agent_main(const std::vector<std::string>& args) {
     return 1;
   }
   std::fprintf(stderr, "skylab agent: runtime %s runs on %s (job %s)\n", id.c_str(), node, job ? job : "?");
+  auto next_usage = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
+    // What the sandbox uses, for /api/skylab/resources (the server cannot read the node's cgroups).
+    if (sandbox && std::chrono::steady_clock::now() >= next_usage) {
+      next_usage = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      auto u = sandbox->usage(id);
+      if (u.known) {
+        nlohmann::json uj = {{"memory_used", u.memory_used}, {"memory_limit", u.memory_limit},
+                             {"cpu_seconds", u.cpu_seconds}, {"cpu_limit", u.cpu_limit},
+                             {"disk_used", u.disk_used}, {"disk_limit", u.disk_limit}};
+        if (!chan.send(std::string(1, static_cast<char>(FrameKind::kUsage)) + uj.dump()).ok()) {
+          end_kernel();
+          return 1;
+        }
+      }
+    }
     if (g_signal) {
       int sig = g_signal;
       end_kernel();

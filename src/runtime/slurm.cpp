@@ -203,7 +203,7 @@ Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
                            {"uid", uid}};
   if (auto st = write_private(dir(spec.kernel_id) / "launch.json", launch.dump()); !st.ok()) return st;
   // What a previous incarnation (a restart) left: the new link writes them afresh.
-  for (const char* f : {"endpoint", "connected", "exit_reason", "jobid"}) ::unlink((dir(spec.kernel_id) / f).c_str());
+  for (const char* f : {"endpoint", "connected", "exit_reason", "jobid", "usage.json"}) ::unlink((dir(spec.kernel_id) / f).c_str());
   spec.argv = {ctx_->self_exe, "slurm-link", "--job-dir", dir(spec.kernel_id).string(), "--connection-file", cf};
   std::map<std::string, std::string> env;
   for (const char* k : {"PATH", "LANG", "SLURM_CONF"})
@@ -257,7 +257,21 @@ std::vector<std::string> SlurmLauncher::prepared_ids() {
 }
 
 kernel::Usage SlurmLauncher::usage(const std::string& id) {
-  if (is_slurm(id)) return {};
+  if (is_slurm(id)) {
+    // As the agent last reported it (every 5 s).
+    auto j = nlohmann::json::parse(read_small(dir(id) / "usage.json", 4096), nullptr, false);
+    kernel::Usage u;
+    if (!j.is_object()) return u;
+    auto num = [&](const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0; };
+    u.known = true;
+    u.memory_used = static_cast<std::uint64_t>(std::max(0.0, num("memory_used")));
+    u.memory_limit = static_cast<std::uint64_t>(std::max(0.0, num("memory_limit")));
+    u.cpu_seconds = j.contains("cpu_seconds") && j["cpu_seconds"].is_number() ? num("cpu_seconds") : -1;
+    u.cpu_limit = num("cpu_limit");
+    u.disk_used = static_cast<std::uint64_t>(std::max(0.0, num("disk_used")));
+    u.disk_limit = static_cast<std::uint64_t>(std::max(0.0, num("disk_limit")));
+    return u;
+  }
   return inner_ ? inner_->usage(id) : kernel::Usage{};
 }
 

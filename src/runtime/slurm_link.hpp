@@ -53,6 +53,7 @@ enum class FrameKind : char {
   kStarted = 'S',    //!< agent -> link: the kernel runs (JSON: node, job)
   kZmq = 'Z',        //!< both: one ZeroMQ message (encode_zmq)
   kExit = 'X',       //!< agent -> link: the kernel ended; the reason
+  kUsage = 'U',      //!< agent -> link: the sandbox's resource use (JSON), every few seconds
 };
 
 //! A ZeroMQ multipart message on channel `ch` (0 shell, 1 iopub, 2 stdin,

@@ -119,6 +119,15 @@ def test_notebook_runs_in_a_slurm_job_in_the_usual_sandbox(srv, cluster):
     out = cell(c, "import glob; print(glob.glob('/**/secret', recursive=False), os.path.exists(%r))"
                % os.path.join(srv.data_dir, "slurm"))
     assert out.strip() == "[] False", out
+    # The node's cgroup figures reach /api/skylab/resources (reported by the agent).
+    deadline = time.time() + 30
+    mine = {}
+    while time.time() < deadline:
+        mine = {r["id"]: r for r in srv.get("/api/skylab/resources").json()["runtimes"]}.get(rid, {})
+        if mine.get("memory", {}).get("used"):
+            break
+        time.sleep(0.5)
+    assert mine["memory"]["used"] > 0 and mine["memory"]["limit"] == 1 << 30, mine
     # Deleting the runtime ends the job.
     assert srv.delete("/api/skylab/runtimes/" + rid).status_code == 204
     srv.kernels.remove(rid)
