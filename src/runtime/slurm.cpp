@@ -376,6 +376,21 @@ class SlurmBackend : public RuntimeBackend {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
+    // The agent runs the kernel: return once it answered kernel_info (the
+    // manager's own ready timeout counts from the link's start, long past
+    // for a job that waited in the queue).
+    auto where = nlohmann::json::parse(read_small(d / "connected", 512), nullptr, false);
+    std::string node = where.is_object() && where.contains("node") && where["node"].is_string()
+                           ? where["node"].get<std::string>().substr(0, 64) : "a compute node";
+    progress("Starting the kernel on " + node);
+    for (int i = 0; i < 2400; ++i) {
+      auto m = kernels_->get(s.id);
+      if (!m.ok() || m->execution_state == "dead")
+        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
+      if (m->execution_state != "starting") break;
+      if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
     forget(s.id);
     return kernels_->get(s.id);
   }
