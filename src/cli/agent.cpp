@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <sodium.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/runtime_setup.hpp"
 #include "runtime/config.hpp"
@@ -55,7 +55,8 @@ void write_file(const fs::path& p, const std::string& data) {
   auto tmp = p.string() + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return;
-  if (::write(fd, data.data(), data.size()) < 0) {}
+  if (::write(fd, data.data(), data.size()) < 0) {
+  }
   ::close(fd);
   ::rename(tmp.c_str(), p.c_str());
 }
@@ -85,7 +86,8 @@ std::vector<std::string> zrecv_multipart(void* sock) {
 
 void zsend_multipart(void* sock, const std::vector<std::string>& parts) {
   for (std::size_t i = 0; i < parts.size(); ++i)
-    zmq_send(sock, parts[i].data(), parts[i].size(), (i + 1 < parts.size() ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    zmq_send(sock, parts[i].data(), parts[i].size(),
+             (i + 1 < parts.size() ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
 }
 
 std::string endpoint(const nlohmann::json& c, const char* port_key) {
@@ -108,7 +110,9 @@ void keepalive(int fd) {
 constexpr const char* kPortKeys[4] = {"shell_port", "iopub_port", "stdin_port", "control_port"};
 
 std::atomic<int> g_signal{0};
-void on_signal(int sig) { g_signal = sig; }
+void on_signal(int sig) {
+  g_signal = sig;
+}
 
 }  // namespace
 
@@ -138,7 +142,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
     int linger = 0;
     zmq_setsockopt(socks[i], ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_bind(socks[i], endpoint(conn, keys[i]).c_str()) != 0) {
-      std::fprintf(stderr, "slurm-link: cannot bind %s: %s\n", endpoint(conn, keys[i]).c_str(), zmq_strerror(zmq_errno()));
+      std::fprintf(stderr, "slurm-link: cannot bind %s: %s\n", endpoint(conn, keys[i]).c_str(),
+                   zmq_strerror(zmq_errno()));
       return 1;
     }
   }
@@ -158,7 +163,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
   }
   int lfd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (lfd < 0 || ::bind(lfd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(lfd, 4) != 0) {
-    std::fprintf(stderr, "slurm-link: cannot listen on %s: %s\n", host.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "slurm-link: cannot listen on %s: %s\n", host.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   ::freeaddrinfo(ai);
@@ -191,7 +197,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
     if (job.empty() || job.find_first_not_of("0123456789") != std::string::npos)
       return finish("sbatch printed no job id", 1);
     write_file(dir / "jobid", job);
-    std::fprintf(stderr, "slurm-link: job %s submitted; waiting for its agent on %s:%d\n", job.c_str(), host.c_str(), port);
+    std::fprintf(stderr, "slurm-link: job %s submitted; waiting for its agent on %s:%d\n",
+                 job.c_str(), host.c_str(), port);
   }
   for (;;) {
     zmq_pollitem_t items[6];
@@ -209,7 +216,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
       if (parts.size() < 2) continue;
       ident[ch] = parts[0];
       parts.erase(parts.begin());
-      if (chan && !chan->send(runtime::encode_zmq(ch, parts)).ok()) return finish("lost the connection to the runtime's agent", 3);
+      if (chan && !chan->send(runtime::encode_zmq(ch, parts)).ok())
+        return finish("lost the connection to the runtime's agent", 3);
     }
     if (!(items[5].revents & ZMQ_POLLIN)) continue;
     if (!chan) {
@@ -223,7 +231,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
       bool ok = ::write(fd, challenge, sizeof challenge) == static_cast<ssize_t>(sizeof challenge);
       // Before authentication, nothing larger than the hello is read.
       auto hello = ok ? c->recv(64) : Result<std::string>(Error::unavailable("write failed"));
-      ok = hello.ok() && hello->size() == 33 && hello.value()[0] == static_cast<char>(FrameKind::kHello) &&
+      ok = hello.ok() && hello->size() == 33 &&
+           hello.value()[0] == static_cast<char>(FrameKind::kHello) &&
            sodium_memcmp(hello->data() + 1, challenge, 32) == 0;
       if (!ok) {
         std::fprintf(stderr, "slurm-link: refused a connection that failed authentication\n");
@@ -250,7 +259,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
       continue;
     }
     auto f = chan->recv();
-    if (!f.ok()) return finish("lost the connection to the runtime's agent (" + f.error().message + ")", 3);
+    if (!f.ok())
+      return finish("lost the connection to the runtime's agent (" + f.error().message + ")", 3);
     const std::string& body = f.value();
     if (body.empty()) continue;
     switch (static_cast<FrameKind>(body[0])) {
@@ -298,15 +308,17 @@ int agent_main(const std::vector<std::string>& args) {
     // account on this node (sudo's SUDO_UID is trustworthy; SLURM_* are not).
     runtime::SlurmContext sc;
     sc.config = std::make_shared<const runtime::Config>(runtime::default_config());
-    auto q = job_id.empty() ? Result<std::string>(Error::not_found("no job id"))
-                            : runtime::run_slurm(sc, {"squeue", "-h", "-j", job_id, "-o", "%U %T %N"});
+    auto q = job_id.empty()
+                 ? Result<std::string>(Error::not_found("no job id"))
+                 : runtime::run_slurm(sc, {"squeue", "-h", "-j", job_id, "-o", "%U %T %N"});
     char node[256] = {};
     ::gethostname(node, sizeof node - 1);
     std::string host(node);
     host = host.substr(0, host.find('.'));
     std::string expect = std::string(sudo_uid) + " RUNNING ";
     if (!q.ok() || q->rfind(expect, 0) != 0 || q->find(host) == std::string::npos) {
-      std::fprintf(stderr, "skylab agent: %s is not a running job of uid %s on %s\n", dir.c_str(), sudo_uid, node);
+      std::fprintf(stderr, "skylab agent: %s is not a running job of uid %s on %s\n", dir.c_str(),
+                   sudo_uid, node);
       return 1;
     }
   }
@@ -314,7 +326,8 @@ int agent_main(const std::vector<std::string>& args) {
   std::string ep = read_file(dir / "endpoint", 512);
   auto sp = ep.find(' ');
   if (secret.size() != 32 || sp == std::string::npos) {
-    std::fprintf(stderr, "skylab agent: cannot read the runtime's secret or endpoint in %s\n", dir.c_str());
+    std::fprintf(stderr, "skylab agent: cannot read the runtime's secret or endpoint in %s\n",
+                 dir.c_str());
     return 1;
   }
   std::string host = ep.substr(0, sp), port = ep.substr(sp + 1);
@@ -327,7 +340,8 @@ int agent_main(const std::vector<std::string>& args) {
   }
   int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || ::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-    std::fprintf(stderr, "skylab agent: cannot connect to %s:%s: %s\n", host.c_str(), port.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "skylab agent: cannot connect to %s:%s: %s\n", host.c_str(), port.c_str(),
+                 std::strerror(errno));
     return 1;
   }
   ::freeaddrinfo(ai);
@@ -344,7 +358,8 @@ int agent_main(const std::vector<std::string>& args) {
     got += static_cast<std::size_t>(r);
   }
   if (!chan.send(std::string(1, static_cast<char>(FrameKind::kHello)) +
-                 std::string(reinterpret_cast<char*>(challenge), sizeof challenge)).ok())
+                 std::string(reinterpret_cast<char*>(challenge), sizeof challenge))
+           .ok())
     return 1;
   auto lf = chan.recv();
   if (!lf.ok() || lf->empty() || lf.value()[0] != static_cast<char>(FrameKind::kLaunch)) {
@@ -360,22 +375,30 @@ int agent_main(const std::vector<std::string>& args) {
   };
   std::string id = launch.value("id", "");
   std::string config_text = launch.value("config", "");
-  auto config = config_text.empty() ? runtime::default_config() : runtime::parse_config(config_text);
-  if (!config.ok()) return exit_with("the agent cannot read the server's config: " + config.error().message, 1);
+  auto config =
+      config_text.empty() ? runtime::default_config() : runtime::parse_config(config_text);
+  if (!config.ok())
+    return exit_with("the agent cannot read the server's config: " + config.error().message, 1);
   auto launcher = make_launcher(config.value(), launch.value("data_dir", ""));
-  if (!launcher.ok()) return exit_with("the agent cannot sandbox the runtime: " + launcher.error().message, 1);
+  if (!launcher.ok())
+    return exit_with("the agent cannot sandbox the runtime: " + launcher.error().message, 1);
   auto sandbox = launcher.value();
   // "auto" falls back to plain processes where bubblewrap cannot run: on a
   // compute node that would be a kernel running as root. Only an explicit
   // sandbox = "none" (the operator's choice) runs without one.
   if (!sandbox && config->runtimes.sandbox != "none")
-    return exit_with("this compute node cannot sandbox runtimes (bubblewrap unusable); refusing to run the kernel", 1);
+    return exit_with(
+        "this compute node cannot sandbox runtimes (bubblewrap unusable); refusing to run the "
+        "kernel",
+        1);
   if (auto sb = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox)) {
     long long want = launch.value("uid", -1LL);
     auto uid = sb->uid_for(launch.value("owner", ""));
     if (want < 0 || !uid.ok() || static_cast<long long>(uid.value()) != want)
-      return exit_with("the compute node's runtime uid for " + launch.value("owner", std::string()) +
-                           " differs from the server's (is the data directory's runtime/uids.json shared?)", 1);
+      return exit_with(
+          "the compute node's runtime uid for " + launch.value("owner", std::string()) +
+              " differs from the server's (is the data directory's runtime/uids.json shared?)",
+          1);
   }
 
   // The kernel's connection, local to this node: ipc in a per-runtime directory.
@@ -384,10 +407,17 @@ int agent_main(const std::vector<std::string>& args) {
   fs::create_directories(local.parent_path(), ec);
   ::chmod(local.parent_path().c_str(), 0711);
   fs::remove_all(local, ec);
-  if (::mkdir(local.c_str(), 0700) != 0) return exit_with("the agent cannot create " + local.string(), 1);
-  nlohmann::json conn = {{"transport", "ipc"}, {"ip", (local / "k").string()},
-                         {"shell_port", 1}, {"iopub_port", 2}, {"stdin_port", 3}, {"control_port", 4}, {"hb_port", 5},
-                         {"key", launch.value("key", "")}, {"signature_scheme", launch.value("signature_scheme", "hmac-sha256")},
+  if (::mkdir(local.c_str(), 0700) != 0)
+    return exit_with("the agent cannot create " + local.string(), 1);
+  nlohmann::json conn = {{"transport", "ipc"},
+                         {"ip", (local / "k").string()},
+                         {"shell_port", 1},
+                         {"iopub_port", 2},
+                         {"stdin_port", 3},
+                         {"control_port", 4},
+                         {"hb_port", 5},
+                         {"key", launch.value("key", "")},
+                         {"signature_scheme", launch.value("signature_scheme", "hmac-sha256")},
                          {"kernel_name", launch.value("kernel_name", "")}};
   fs::path cf = local / "connection.json";
   write_file(cf, conn.dump());
@@ -398,7 +428,8 @@ int agent_main(const std::vector<std::string>& args) {
   ls.runtime_type = launch.value("type", "");
   for (auto a : launch.value("argv", std::vector<std::string>{})) {
     if (!server_cf.empty())
-      for (std::size_t pos; (pos = a.find(server_cf)) != std::string::npos;) a.replace(pos, server_cf.size(), cf.string());
+      for (std::size_t pos; (pos = a.find(server_cf)) != std::string::npos;)
+        a.replace(pos, server_cf.size(), cf.string());
     ls.argv.push_back(std::move(a));
   }
   ls.env = launch.value("env", std::map<std::string, std::string>{});
@@ -407,17 +438,19 @@ int agent_main(const std::vector<std::string>& args) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) continue;
     std::string k = kv.substr(0, eq);
-    if (k == "SLURM_JOB_ID" || k == "SLURM_JOB_NODELIST" || k == "SLURM_JOB_PARTITION" || k == "SLURM_CLUSTER_NAME" ||
-        k == "SLURM_JOB_GPUS" || k == "SLURM_CPUS_PER_TASK")
+    if (k == "SLURM_JOB_ID" || k == "SLURM_JOB_NODELIST" || k == "SLURM_JOB_PARTITION" ||
+        k == "SLURM_CLUSTER_NAME" || k == "SLURM_JOB_GPUS" || k == "SLURM_CPUS_PER_TASK")
       ls.env[k] = kv.substr(eq + 1);
   }
-  if (!ls.env.count("SLURM_JOB_ID") && !job_id.empty()) ls.env["SLURM_JOB_ID"] = job_id;  // sudo dropped it
+  if (!ls.env.count("SLURM_JOB_ID") && !job_id.empty())
+    ls.env["SLURM_JOB_ID"] = job_id;  // sudo dropped it
   // The GPUs Slurm allocated to the job (host indices): the sandbox shows exactly these.
   if (auto g = ls.env.find("SLURM_JOB_GPUS"); g != ls.env.end()) {
     std::string cur;
     for (char ch : g->second + ",") {
       if (ch == ',') {
-        if (!cur.empty() && cur.size() < 4 && cur.find_first_not_of("0123456789") == std::string::npos)
+        if (!cur.empty() && cur.size() < 4 &&
+            cur.find_first_not_of("0123456789") == std::string::npos)
           ls.gpus.push_back(std::stoi(cur));
         cur.clear();
       } else {
@@ -430,7 +463,8 @@ int agent_main(const std::vector<std::string>& args) {
   ls.state_dir = launch.value("state_dir", "");
   ls.started = launch.value("started", std::int64_t{0});
   if (sandbox) {
-    if (auto st = sandbox->prepare(ls); !st.ok()) return exit_with("cannot start the sandbox: " + st.error().message, 1);
+    if (auto st = sandbox->prepare(ls); !st.ok())
+      return exit_with("cannot start the sandbox: " + st.error().message, 1);
   }
   std::vector<std::string> env_strings;
   for (auto& [k, v] : ls.env) env_strings.push_back(k + "=" + v);
@@ -453,7 +487,7 @@ int agent_main(const std::vector<std::string>& args) {
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return exit_with(std::string("cannot start the kernel: ") + std::strerror(rc), 1);
 
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
@@ -485,7 +519,8 @@ int agent_main(const std::vector<std::string>& args) {
     end_kernel();
     return 1;
   }
-  std::fprintf(stderr, "skylab agent: runtime %s runs on %s (job %s)\n", id.c_str(), node, job ? job : "?");
+  std::fprintf(stderr, "skylab agent: runtime %s runs on %s (job %s)\n", id.c_str(), node,
+               job ? job : "?");
   auto next_usage = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
     // What the sandbox uses, for /api/skylab/resources (the server cannot read the node's cgroups).
@@ -495,7 +530,7 @@ int agent_main(const std::vector<std::string>& args) {
       if (u.known) {
         nlohmann::json uj = {{"memory_used", u.memory_used}, {"memory_limit", u.memory_limit},
                              {"cpu_seconds", u.cpu_seconds}, {"cpu_limit", u.cpu_limit},
-                             {"disk_used", u.disk_used}, {"disk_limit", u.disk_limit}};
+                             {"disk_used", u.disk_used},     {"disk_limit", u.disk_limit}};
         if (!chan.send(std::string(1, static_cast<char>(FrameKind::kUsage)) + uj.dump()).ok()) {
           end_kernel();
           return 1;
@@ -506,12 +541,14 @@ int agent_main(const std::vector<std::string>& args) {
       int sig = g_signal;
       end_kernel();
       return exit_with("the Slurm job was ended (signal " + std::to_string(sig) +
-                           ": scancel, preemption, node shutdown or its time limit)", 0);
+                           ": scancel, preemption, node shutdown or its time limit)",
+                       0);
     }
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                          : "killed by signal " + std::to_string(WTERMSIG(status));
+      std::string how = WIFEXITED(status)
+                            ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                            : "killed by signal " + std::to_string(WTERMSIG(status));
       std::string reason = sandbox ? sandbox->death_reason(id) : "";
       if (g_signal) reason = "the Slurm job was ended (scancel, preemption or its time limit)";
       ::killpg(pid, SIGKILL);

@@ -9,19 +9,19 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <map>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <map>
 #include <mutex>
 #include <sstream>
-#include <future>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <sodium.h>
+#include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
@@ -90,7 +90,8 @@ bool uses_slurm(const Config& config) {
   return false;
 }
 
-Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> argv, int timeout_s) {
+Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> argv,
+                              int timeout_s) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return Error::internal("pipe failed");
   if (::pipe2(err, O_CLOEXEC) != 0) {
@@ -103,7 +104,8 @@ Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> 
     if (kv.rfind("SLURM_CONF=", 0) == 0 && !ctx.config->slurm.conf.empty()) continue;
     env_strings.push_back(kv);
   }
-  if (!ctx.config->slurm.conf.empty()) env_strings.push_back("SLURM_CONF=" + ctx.config->slurm.conf);
+  if (!ctx.config->slurm.conf.empty())
+    env_strings.push_back("SLURM_CONF=" + ctx.config->slurm.conf);
   std::vector<char*> av, ev;
   for (auto& a : argv) av.push_back(a.data());
   av.push_back(nullptr);
@@ -152,33 +154,44 @@ Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> 
 
 // ---- launcher ----
 
-SlurmLauncher::SlurmLauncher(std::shared_ptr<kernel::Launcher> inner, std::shared_ptr<const SlurmContext> ctx)
+SlurmLauncher::SlurmLauncher(std::shared_ptr<kernel::Launcher> inner,
+                             std::shared_ptr<const SlurmContext> ctx)
     : inner_(std::move(inner)), ctx_(std::move(ctx)) {
   std::error_code ec;
   fs::create_directories(ctx_->jobs_dir, ec);
   ::chmod(ctx_->jobs_dir.c_str(), 0700);
 }
 
-fs::path SlurmLauncher::dir(const std::string& id) const { return ctx_->jobs_dir / id; }
+fs::path SlurmLauncher::dir(const std::string& id) const {
+  return ctx_->jobs_dir / id;
+}
 
 bool SlurmLauncher::is_slurm(const std::string& id) const {
-  struct stat st{};
+  struct stat st {};
   return valid_id(id) && ::lstat(dir(id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool SlurmLauncher::use_ipc() const { return inner_ ? inner_->use_ipc() : false; }
-bool SlurmLauncher::interrupt_by_message() const { return inner_ ? inner_->interrupt_by_message() : false; }
+bool SlurmLauncher::use_ipc() const {
+  return inner_ ? inner_->use_ipc() : false;
+}
+bool SlurmLauncher::interrupt_by_message() const {
+  return inner_ ? inner_->interrupt_by_message() : false;
+}
 
 Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
   const RuntimeType* t = type_of(*ctx_->config, spec.runtime_type);
   if (!t || t->backend != Backend::kSlurm) return inner_ ? inner_->prepare(spec) : ok_status();
-  if (!is_slurm(spec.kernel_id)) return Error::internal("no job directory for runtime " + spec.kernel_id);
+  if (!is_slurm(spec.kernel_id))
+    return Error::internal("no job directory for runtime " + spec.kernel_id);
   // The connection file the manager wrote: the link binds what it names.
   std::string cf;
   for (auto& a : spec.argv)
-    if (a.size() > 5 && a.compare(a.size() - 5, 5, ".json") == 0 && a.find(spec.kernel_id) != std::string::npos)
+    if (a.size() > 5 && a.compare(a.size() - 5, 5, ".json") == 0 &&
+        a.find(spec.kernel_id) != std::string::npos)
       cf = a;
-  if (cf.empty()) return Error::internal("runtime " + spec.kernel_id + ": no connection file in the kernel command");
+  if (cf.empty())
+    return Error::internal("runtime " + spec.kernel_id +
+                           ": no connection file in the kernel command");
   // The user's runtime uid is allocated here, by the server, never by an
   // agent: two agents (or an agent and the server) allocating at once could
   // give two users one uid. The agent refuses a different one.
@@ -201,10 +214,14 @@ Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
                            {"data_dir", ctx_->data_dir},
                            {"listen_host", ctx_->config->slurm.listen_host},
                            {"uid", uid}};
-  if (auto st = write_private(dir(spec.kernel_id) / "launch.json", launch.dump()); !st.ok()) return st;
+  if (auto st = write_private(dir(spec.kernel_id) / "launch.json", launch.dump()); !st.ok())
+    return st;
   // What a previous incarnation (a restart) left: the new link writes them afresh.
-  for (const char* f : {"endpoint", "connected", "exit_reason", "jobid", "usage.json"}) ::unlink((dir(spec.kernel_id) / f).c_str());
-  spec.argv = {ctx_->self_exe, "slurm-link", "--job-dir", dir(spec.kernel_id).string(), "--connection-file", cf};
+  for (const char* f : {"endpoint", "connected", "exit_reason", "jobid", "usage.json"})
+    ::unlink((dir(spec.kernel_id) / f).c_str());
+  spec.argv = {ctx_->self_exe,      "slurm-link",
+               "--job-dir",         dir(spec.kernel_id).string(),
+               "--connection-file", cf};
   std::map<std::string, std::string> env;
   for (const char* k : {"PATH", "LANG", "SLURM_CONF"})
     if (auto it = spec.env.find(k); it != spec.env.end()) env[k] = it->second;
@@ -262,11 +279,14 @@ kernel::Usage SlurmLauncher::usage(const std::string& id) {
     auto j = nlohmann::json::parse(read_small(dir(id) / "usage.json", 4096), nullptr, false);
     kernel::Usage u;
     if (!j.is_object()) return u;
-    auto num = [&](const char* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0; };
+    auto num = [&](const char* k) {
+      return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0;
+    };
     u.known = true;
     u.memory_used = static_cast<std::uint64_t>(std::max(0.0, num("memory_used")));
     u.memory_limit = static_cast<std::uint64_t>(std::max(0.0, num("memory_limit")));
-    u.cpu_seconds = j.contains("cpu_seconds") && j["cpu_seconds"].is_number() ? num("cpu_seconds") : -1;
+    u.cpu_seconds =
+        j.contains("cpu_seconds") && j["cpu_seconds"].is_number() ? num("cpu_seconds") : -1;
     u.cpu_limit = num("cpu_limit");
     u.disk_used = static_cast<std::uint64_t>(std::max(0.0, num("disk_used")));
     u.disk_limit = static_cast<std::uint64_t>(std::max(0.0, num("disk_limit")));
@@ -298,7 +318,8 @@ namespace {
 
 class SlurmBackend : public RuntimeBackend {
  public:
-  SlurmBackend(std::shared_ptr<RuntimeBackend> local, std::shared_ptr<kernel::KernelManager> kernels,
+  SlurmBackend(std::shared_ptr<RuntimeBackend> local,
+               std::shared_ptr<kernel::KernelManager> kernels,
                std::shared_ptr<const SlurmContext> ctx)
       : local_(std::move(local)), kernels_(std::move(kernels)), ctx_(std::move(ctx)) {
     watcher_ = std::thread([this] { watch(); });
@@ -312,7 +333,8 @@ class SlurmBackend : public RuntimeBackend {
     watcher_.join();
   }
 
-  Result<kernel::KernelModel> start(const StartSpec& s, const std::function<void(std::string)>& progress) override {
+  Result<kernel::KernelModel> start(const StartSpec& s,
+                                    const std::function<void(std::string)>& progress) override {
     const RuntimeType* t = type_of(*ctx_->config, s.type);
     if (!t || t->backend != Backend::kSlurm) return local_->start(s, progress);
     if (!valid_id(s.id)) return Error::bad_request("invalid runtime id");
@@ -340,37 +362,45 @@ class SlurmBackend : public RuntimeBackend {
     // The link listens, then submits the job (sbatch.json) and writes its id;
     // it submits again on every restart of the kernel.
     for (int i = 0; i < 1200 && !fs::exists(d / "jobid"); ++i) {
-      if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
+      if (cancelled(s.id))
+        return stop_and_fail(s.id, Error::unavailable("released before it started"));
       auto m = kernels_->get(s.id);
       if (!m.ok() || m->execution_state == "dead")
-        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
+        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason
+                                                             : "the runtime ended"));
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
     std::string job = trim(read_small(d / "jobid", 64));
-    if (job.empty()) return stop_and_fail(s.id, Error::unavailable("the runtime's link did not submit its job"));
+    if (job.empty())
+      return stop_and_fail(s.id, Error::unavailable("the runtime's link did not submit its job"));
     log::info("runtime " + s.id + ": Slurm job " + job + " submitted for " + s.owner);
     std::string last;
     bool seen = false;
     for (int tick = 0;; ++tick) {
       if (fs::exists(d / "connected")) break;
-      if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
+      if (cancelled(s.id))
+        return stop_and_fail(s.id, Error::unavailable("released before it started"));
       auto m = kernels_->get(s.id);
       if (!m.ok() || m->execution_state == "dead")
-        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
+        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason
+                                                             : "the runtime ended"));
       // The watcher's one squeue per second for all jobs (never one per runtime).
       auto info = job_info(job, tick);
       if (!info && seen)
-        return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " is no longer known to Slurm"));
+        return stop_and_fail(
+            s.id, Error::unavailable("the Slurm job " + job + " is no longer known to Slurm"));
       if (info) {
         seen = true;
         std::string msg;
         if (info->state == "PENDING") {
-          msg = "Waiting for a machine (" + (info->reason.empty() || info->reason == "None" ? "" : info->reason + ", ") +
+          msg = "Waiting for a machine (" +
+                (info->reason.empty() || info->reason == "None" ? "" : info->reason + ", ") +
                 "position " + std::to_string(info->position) + " in the queue)";
         } else if (info->state == "RUNNING" || info->state == "CONFIGURING") {
           msg = "Starting on the cluster";
         } else if (!info->state.empty()) {
-          return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " ended: " + info->state + " " + info->reason));
+          return stop_and_fail(s.id, Error::unavailable("the Slurm job " + job + " ended: " +
+                                                        info->state + " " + info->reason));
         }
         if (!msg.empty() && msg != last) progress(last = msg);
       }
@@ -381,14 +411,17 @@ class SlurmBackend : public RuntimeBackend {
     // for a job that waited in the queue).
     auto where = nlohmann::json::parse(read_small(d / "connected", 512), nullptr, false);
     std::string node = where.is_object() && where.contains("node") && where["node"].is_string()
-                           ? where["node"].get<std::string>().substr(0, 64) : "a compute node";
+                           ? where["node"].get<std::string>().substr(0, 64)
+                           : "a compute node";
     progress("Starting the kernel on " + node);
     for (int i = 0; i < 2400; ++i) {
       auto m = kernels_->get(s.id);
       if (!m.ok() || m->execution_state == "dead")
-        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason : "the runtime ended"));
+        return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason
+                                                             : "the runtime ended"));
       if (m->execution_state != "starting") break;
-      if (cancelled(s.id)) return stop_and_fail(s.id, Error::unavailable("released before it started"));
+      if (cancelled(s.id))
+        return stop_and_fail(s.id, Error::unavailable("released before it started"));
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
     forget(s.id);
@@ -406,7 +439,9 @@ class SlurmBackend : public RuntimeBackend {
     if (t && t->backend == Backend::kSlurm) return std::nullopt;
     return local_->claim_spare(owner, type, spec);
   }
-  void stop(const std::string& id, std::function<void(Status)> done) override { local_->stop(id, std::move(done)); }
+  void stop(const std::string& id, std::function<void(Status)> done) override {
+    local_->stop(id, std::move(done));
+  }
   std::vector<kernel::KernelModel> list() const override { return local_->list(); }
   Result<kernel::KernelModel> get(const std::string& id) const override { return local_->get(id); }
   kernel::Usage usage(const std::string& id) override { return local_->usage(id); }
@@ -416,8 +451,10 @@ class SlurmBackend : public RuntimeBackend {
     std::vector<std::string> out;
     std::string cur;
     for (char c : s) {
-      if (c == sep) out.push_back(std::move(cur)), cur.clear();
-      else cur += c;
+      if (c == sep)
+        out.push_back(std::move(cur)), cur.clear();
+      else
+        cur += c;
     }
     out.push_back(cur);
     return out;
@@ -445,24 +482,34 @@ class SlurmBackend : public RuntimeBackend {
     if (sl.users == "same") account_user = s.owner;
     if (sl.users == "table") {
       auto it = sl.accounts.find(s.owner);
-      if (it == sl.accounts.end()) return Error::forbidden("no cluster account for user " + s.owner + " in [slurm] users");
+      if (it == sl.accounts.end())
+        return Error::forbidden("no cluster account for user " + s.owner + " in [slurm] users");
       account_user = it->second;
     }
     // As the user the job cannot read the root-only job directory: the agent
     // is started through sudo (a rule on the compute nodes, docs/scale-out.md).
     std::string script = "#!/bin/sh\n# Skylab runtime " + s.id + " of " + s.owner + "\nexec " +
-                         (account_user.empty() ? "" : "sudo -n ") + bin + " agent --job-dir " + d.string() + "\n";
+                         (account_user.empty() ? "" : "sudo -n ") + bin + " agent --job-dir " +
+                         d.string() + "\n";
     if (auto st = write_private(d / "job.sh", script); !st.ok()) return st;
     auto life = ctx_->config->max_lifetime(t) + sl.grace;
     long minutes = std::max<long>(1, static_cast<long>((life.count() + 59) / 60));
-    std::vector<std::string> argv = {"sbatch", "--parsable", "--job-name=skylab-" + s.id,
+    std::vector<std::string> argv = {"sbatch",
+                                     "--parsable",
+                                     "--job-name=skylab-" + s.id,
                                      "--comment=skylab runtime " + s.id + " of " + s.owner,
-                                     "--time=" + std::to_string(minutes), "--output=" + (d / "job.log").string(),
-                                     "--chdir=/", "--nodes=1", "--ntasks=1"};
+                                     "--time=" + std::to_string(minutes),
+                                     "--output=" + (d / "job.log").string(),
+                                     "--chdir=/",
+                                     "--nodes=1",
+                                     "--ntasks=1"};
     if (!account_user.empty()) argv.push_back("--uid=" + account_user);
     if (!t.slurm.partition.empty()) argv.push_back("--partition=" + t.slurm.partition);
-    if (t.cpus > 0) argv.push_back("--cpus-per-task=" + std::to_string(static_cast<int>(std::ceil(t.cpus))));
-    if (t.memory_bytes > 0) argv.push_back("--mem=" + std::to_string(std::max<std::uint64_t>(1, t.memory_bytes >> 20)) + "M");
+    if (t.cpus > 0)
+      argv.push_back("--cpus-per-task=" + std::to_string(static_cast<int>(std::ceil(t.cpus))));
+    if (t.memory_bytes > 0)
+      argv.push_back("--mem=" + std::to_string(std::max<std::uint64_t>(1, t.memory_bytes >> 20)) +
+                     "M");
     if (t.slurm.gpus > 0) argv.push_back("--gres=gpu:" + std::to_string(t.slurm.gpus));
     if (!t.slurm.account.empty()) argv.push_back("--account=" + t.slurm.account);
     if (!t.slurm.qos.empty()) argv.push_back("--qos=" + t.slurm.qos);
@@ -506,11 +553,11 @@ class SlurmBackend : public RuntimeBackend {
     std::error_code ec;
     if (check_ended)
       for (auto& e : fs::directory_iterator(ctx_->jobs_dir, ec)) {
-      auto id = e.path().filename().string();
-      if (!valid_id(id) || skip.count(id)) continue;
-      auto job = trim(read_small(e.path() / "jobid", 64));
-      if (!job.empty()) jobs[id] = {job, e.path().string()};
-    }
+        auto id = e.path().filename().string();
+        if (!valid_id(id) || skip.count(id)) continue;
+        auto job = trim(read_small(e.path() / "jobid", 64));
+        if (!job.empty()) jobs[id] = {job, e.path().string()};
+      }
     if (jobs.empty() && skip.empty()) return;
     auto q = run_slurm(*ctx_, {"squeue", "-h", "-t", "all", "--sort=-p,i", "-o", "%i|%T|%P|%r"});
     if (!q.ok()) return;  // the controller may be down for a moment: no verdicts on no data
@@ -533,16 +580,20 @@ class SlurmBackend : public RuntimeBackend {
     for (auto& [id, jd] : jobs) {
       auto it = state.find(jd.first);
       std::string st = it == state.end() ? "" : it->second;
-      bool alive = st.rfind("PENDING", 0) == 0 || st.rfind("RUNNING", 0) == 0 || st.rfind("CONFIGURING", 0) == 0 ||
-                   st.rfind("COMPLETING", 0) == 0 || st.rfind("SUSPENDED", 0) == 0 || st.rfind("REQUEUED", 0) == 0;
+      bool alive = st.rfind("PENDING", 0) == 0 || st.rfind("RUNNING", 0) == 0 ||
+                   st.rfind("CONFIGURING", 0) == 0 || st.rfind("COMPLETING", 0) == 0 ||
+                   st.rfind("SUSPENDED", 0) == 0 || st.rfind("REQUEUED", 0) == 0;
       if (alive) continue;
       auto k = kernels_->get(id);
       if (!k.ok() || k->execution_state == "dead" || k->pid <= 0) continue;
-      if (trim(read_small(fs::path(jd.second) / "jobid", 64)) != jd.first) continue;  // resubmitted meanwhile
+      if (trim(read_small(fs::path(jd.second) / "jobid", 64)) != jd.first)
+        continue;  // resubmitted meanwhile
       auto reason_file = fs::path(jd.second) / "exit_reason";
       if (!fs::exists(reason_file))
-        (void)write_private(reason_file, "the Slurm job " + jd.first + " ended: " + (st.empty() ? "no longer known to Slurm" : st));
-      log::warn("runtime " + id + ": Slurm job " + jd.first + " ended (" + (st.empty() ? "unknown" : st) + "); ending its link");
+        (void)write_private(reason_file, "the Slurm job " + jd.first + " ended: " +
+                                             (st.empty() ? "no longer known to Slurm" : st));
+      log::warn("runtime " + id + ": Slurm job " + jd.first + " ended (" +
+                (st.empty() ? "unknown" : st) + "); ending its link");
       ::kill(k->pid, SIGTERM);
     }
   }
@@ -569,10 +620,10 @@ class SlurmBackend : public RuntimeBackend {
   std::shared_ptr<const SlurmContext> ctx_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::set<std::string> cancelled_;  // GUARDED_BY(mu_)
-  std::set<std::string> starting_;   // GUARDED_BY(mu_): start() watches these itself
+  std::set<std::string> cancelled_;      // GUARDED_BY(mu_)
+  std::set<std::string> starting_;       // GUARDED_BY(mu_): start() watches these itself
   std::map<std::string, JobInfo> jobs_;  // GUARDED_BY(mu_): job id -> the last squeue pass
-  bool stopping_ = false;            // GUARDED_BY(mu_)
+  bool stopping_ = false;                // GUARDED_BY(mu_)
   std::thread watcher_;
 };
 

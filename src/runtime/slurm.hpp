@@ -38,15 +38,17 @@ namespace skylab::runtime {
 struct SlurmContext {
   std::shared_ptr<const Config> config;
   std::filesystem::path jobs_dir;  //!< <data>/slurm/jobs (root-only, 0700)
-  std::string config_text;         //!< the server's --config file's text ("" = defaults), sent to the agent
-  std::string data_dir;            //!< the server's data directory (same path on the nodes)
-  std::string self_exe;            //!< this binary (the link); the agent's is [slurm] bin or this
+  std::string
+      config_text;       //!< the server's --config file's text ("" = defaults), sent to the agent
+  std::string data_dir;  //!< the server's data directory (same path on the nodes)
+  std::string self_exe;  //!< this binary (the link); the agent's is [slurm] bin or this
 };
 
 //! Runs a Slurm client (`sbatch`, `squeue`, `scancel`) with SLURM_CONF from
 //! [slurm] conf; never through a shell. Stdout, or an error with its stderr.
 //! Blocks (bounded by `timeout_s`): never on the Asio thread.
-Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> argv, int timeout_s = 30);
+Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> argv,
+                              int timeout_s = 30);
 
 //! The manager's launcher when Slurm types exist: Slurm kernels get the link
 //! command (above); everything else goes to `inner` (the sandbox launcher,

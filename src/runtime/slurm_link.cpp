@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include <sodium.h>
@@ -43,7 +43,8 @@ void put_u32(std::string& s, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
 }
 std::uint32_t get_u32(const unsigned char* p) {
-  return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 | std::uint32_t(p[3]) << 24;
+  return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
+         std::uint32_t(p[3]) << 24;
 }
 
 }  // namespace
@@ -70,13 +71,15 @@ Status SecureChannel::send(const std::string& plaintext) {
   for (int i = 0; i < 8; ++i) msg += static_cast<char>((c >> (8 * i)) & 0xff);
   msg += plaintext;
   std::string out;
-  put_u32(out, static_cast<std::uint32_t>(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + msg.size()));
+  put_u32(out, static_cast<std::uint32_t>(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES +
+                                          msg.size()));
   std::string nonce(crypto_secretbox_NONCEBYTES, '\0');
   randombytes_buf(nonce.data(), nonce.size());
   out += nonce;
   std::string box(crypto_secretbox_MACBYTES + msg.size(), '\0');
-  crypto_secretbox_easy(reinterpret_cast<unsigned char*>(box.data()), reinterpret_cast<const unsigned char*>(msg.data()),
-                        msg.size(), reinterpret_cast<const unsigned char*>(nonce.data()), tx_key_);
+  crypto_secretbox_easy(reinterpret_cast<unsigned char*>(box.data()),
+                        reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
+                        reinterpret_cast<const unsigned char*>(nonce.data()), tx_key_);
   out += box;
   if (!write_all(fd_, out.data(), out.size())) return Error::unavailable("connection lost");
   return ok_status();
@@ -95,8 +98,9 @@ Result<std::string> SecureChannel::recv(std::size_t max) {
   std::size_t mlen = len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
   std::string msg(mlen, '\0');
   auto* b = reinterpret_cast<const unsigned char*>(buf.data());
-  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(msg.data()), b + crypto_secretbox_NONCEBYTES,
-                                 len - crypto_secretbox_NONCEBYTES, b, rx_key_) != 0)
+  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(msg.data()),
+                                 b + crypto_secretbox_NONCEBYTES, len - crypto_secretbox_NONCEBYTES,
+                                 b, rx_key_) != 0)
     return Error::forbidden("frame failed authentication");
   std::uint64_t c = 0;
   for (int i = 0; i < 8; ++i) c |= std::uint64_t(static_cast<unsigned char>(msg[i])) << (8 * i);
@@ -118,7 +122,8 @@ std::string encode_zmq(int ch, const std::vector<std::string>& parts) {
 }
 
 Result<std::pair<int, std::vector<std::string>>> decode_zmq(const std::string& body) {
-  if (body.size() < 6 || body[0] != static_cast<char>(FrameKind::kZmq)) return Error::bad_request("not a zmq frame");
+  if (body.size() < 6 || body[0] != static_cast<char>(FrameKind::kZmq))
+    return Error::bad_request("not a zmq frame");
   int ch = body[1];
   if (ch < 0 || ch > 3) return Error::bad_request("bad channel");
   auto* b = reinterpret_cast<const unsigned char*>(body.data());

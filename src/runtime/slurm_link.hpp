@@ -48,12 +48,12 @@ class SecureChannel {
 
 //! Frame kinds (the byte after the counter).
 enum class FrameKind : char {
-  kHello = 'H',      //!< agent -> link: the challenge
-  kLaunch = 'L',     //!< link -> agent: the kernel's launch description (JSON, with its key)
-  kStarted = 'S',    //!< agent -> link: the kernel runs (JSON: node, job)
-  kZmq = 'Z',        //!< both: one ZeroMQ message (encode_zmq)
-  kExit = 'X',       //!< agent -> link: the kernel ended; the reason
-  kUsage = 'U',      //!< agent -> link: the sandbox's resource use (JSON), every few seconds
+  kHello = 'H',    //!< agent -> link: the challenge
+  kLaunch = 'L',   //!< link -> agent: the kernel's launch description (JSON, with its key)
+  kStarted = 'S',  //!< agent -> link: the kernel runs (JSON: node, job)
+  kZmq = 'Z',      //!< both: one ZeroMQ message (encode_zmq)
+  kExit = 'X',     //!< agent -> link: the kernel ended; the reason
+  kUsage = 'U',    //!< agent -> link: the sandbox's resource use (JSON), every few seconds
 };
 
 //! A ZeroMQ multipart message on channel `ch` (0 shell, 1 iopub, 2 stdin,
