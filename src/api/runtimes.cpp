@@ -32,7 +32,8 @@ std::string type_of(const kernel::KernelModel& k, const runtime::Config& c) {
   return k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type;
 }
 
-json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
+// `waiting`: why a started kernel is not ready yet (a cluster job in the queue), if known.
+json runtime_json(const kernel::KernelModel& k, const runtime::Config& c, const std::string& waiting = "") {
   auto t = c.types.find(type_of(k, c));
   json j = {{"id", k.id},
             {"type", type_of(k, c)},
@@ -47,6 +48,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
     j["idle_timeout_seconds"] = c.idle_timeout(t->second).count();
   }
   if (!k.reason.empty()) j["reason"] = k.reason;
+  if (!waiting.empty() && k.execution_state == "starting") j["reason"] = waiting;
   return j;
 }
 
@@ -158,7 +160,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!may_access(req.user, k.owner)) continue;
       // A cluster runtime waiting for its job: the pending view, with the reason.
       if (auto p = service->pending_one(k.id)) out.push_back(pending_json(*p));
-      else out.push_back(runtime_json(k, *ctx->runtime_config));
+      else out.push_back(runtime_json(k, *ctx->runtime_config, service->backend().waiting_reason(k.id)));
     }
     for (auto& p : service->pending(req.user.username))
       if (p.state == "queued") out.push_back(pending_json(p));
@@ -219,7 +221,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       return done(Response::json(200, pending_json(*p)));
     auto k = ctx->kernels->get(id);
     if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + id));
-    done(Response::json(200, runtime_json(k.value(), *ctx->runtime_config)));
+    done(Response::json(200, runtime_json(k.value(), *ctx->runtime_config, service->backend().waiting_reason(id))));
   });
 
   r.add("DELETE", id_re, [ctx, service](Request& req, Responder done) {

@@ -77,6 +77,12 @@ class RuntimeBackend {
   //! a backend whose start waits (a queued cluster job) gives up and returns
   //! soon. Must not block. Any thread.
   virtual void cancel(const std::string& id) { (void)id; }
+  //! Why the started-but-not-ready kernel `id` still waits, as the backend
+  //! last saw it (a cluster job's queue reason), or "". Quick; any thread.
+  virtual std::string waiting_reason(const std::string& id) const {
+    (void)id;
+    return {};
+  }
   //! Every kernel users see (no unclaimed spares). Quick; any thread.
   virtual std::vector<kernel::KernelModel> list() const = 0;
   //! NotFound for unknown ids. Quick; any thread.

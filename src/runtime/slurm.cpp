@@ -393,9 +393,7 @@ class SlurmBackend : public RuntimeBackend {
         seen = true;
         std::string msg;
         if (info->state == "PENDING") {
-          msg = "Waiting for a machine (" +
-                (info->reason.empty() || info->reason == "None" ? "" : info->reason + ", ") +
-                "position " + std::to_string(info->position) + " in the queue)";
+          msg = waiting_message(*info);
         } else if (info->state == "RUNNING" || info->state == "CONFIGURING") {
           msg = "Starting on the cluster";
         } else if (!info->state.empty()) {
@@ -443,6 +441,16 @@ class SlurmBackend : public RuntimeBackend {
     local_->stop(id, std::move(done));
   }
   std::vector<kernel::KernelModel> list() const override { return local_->list(); }
+  // For runtimes no start() watches (adopted after a server restart): the
+  // watcher's last squeue pass.
+  std::string waiting_reason(const std::string& id) const override {
+    std::lock_guard lock(mu_);  // memory only: called on the network thread
+    auto j = job_of_.find(id);
+    if (j == job_of_.end()) return {};
+    auto it = jobs_.find(j->second);
+    if (it == jobs_.end() || it->second.state != "PENDING") return {};
+    return waiting_message(it->second);
+  }
   Result<kernel::KernelModel> get(const std::string& id) const override { return local_->get(id); }
   kernel::Usage usage(const std::string& id) override { return local_->usage(id); }
 
@@ -464,6 +472,12 @@ class SlurmBackend : public RuntimeBackend {
     std::string state, reason;
     int position = 0;  // among PENDING jobs of its partition, in priority order
   };
+
+  static std::string waiting_message(const JobInfo& info) {
+    return "Waiting for a machine (" +
+           (info.reason.empty() || info.reason == "None" ? "" : info.reason + ", ") + "position " +
+           std::to_string(info.position) + " in the queue)";
+  }
 
   // The job's state as the last squeue pass saw it; nullopt until a pass
   // after the job's submission saw it (`tick`s of 250 ms waited so far).
@@ -576,6 +590,10 @@ class SlurmBackend : public RuntimeBackend {
     {
       std::lock_guard lock(mu_);
       jobs_ = std::move(infos);
+      if (check_ended) {
+        job_of_.clear();
+        for (auto& [id, jd] : jobs) job_of_[id] = jd.first;
+      }
     }
     for (auto& [id, jd] : jobs) {
       auto it = state.find(jd.first);
@@ -618,12 +636,14 @@ class SlurmBackend : public RuntimeBackend {
   std::shared_ptr<RuntimeBackend> local_;
   std::shared_ptr<kernel::KernelManager> kernels_;
   std::shared_ptr<const SlurmContext> ctx_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::set<std::string> cancelled_;      // GUARDED_BY(mu_)
   std::set<std::string> starting_;       // GUARDED_BY(mu_): start() watches these itself
   std::map<std::string, JobInfo> jobs_;  // GUARDED_BY(mu_): job id -> the last squeue pass
-  bool stopping_ = false;                // GUARDED_BY(mu_)
+  std::map<std::string, std::string>
+      job_of_;             // GUARDED_BY(mu_): runtime id -> job id (not starting ones)
+  bool stopping_ = false;  // GUARDED_BY(mu_)
   std::thread watcher_;
 };
 

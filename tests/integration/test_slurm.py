@@ -297,6 +297,9 @@ def test_a_waiting_job_cancelled_after_a_server_restart_shows_dead(srv, cluster)
     srv.restart()
     assert srv.kernel_model(rid)["execution_state"] == "starting"
     assert job_of(cluster, rid) == (job, "PENDING")
+    # The adopted runtime still shows why it waits.
+    wait_state(srv, rid, lambda l: l[0] == 200 and "Waiting for a machine (Resources" in l[1].get("reason", ""),
+               30, "a waiting reason after the restart")
     cluster.run("scancel", job)
     deadline = time.time() + 30
     while time.time() < deadline and srv.kernel_model(rid)["execution_state"] != "dead":
