@@ -45,20 +45,26 @@ int open_nofollow(int dirfd, const char* name, int extra) {
   return ::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | extra);
 }
 
-void remove_children(int dirfd, int depth_left) {
+// The names in the directory `dirfd` (not "." and ".."); empty when it cannot be read.
+std::vector<std::string> entry_names(int dirfd) {
+  std::vector<std::string> names;
   int dup = ::dup(dirfd);
-  if (dup < 0) return;
+  if (dup < 0) return names;
   DIR* d = ::fdopendir(dup);
   if (!d) {
     ::close(dup);
-    return;
+    return names;
   }
-  std::vector<std::string> names;
   while (struct dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
     if (n != "." && n != "..") names.push_back(std::move(n));
   }
   ::closedir(d);
+  return names;
+}
+
+void remove_children(int dirfd, int depth_left) {
+  std::vector<std::string> names = entry_names(dirfd);
   for (auto& n : names) {
     if (::unlinkat(dirfd, n.c_str(), 0) == 0) continue;
     if (errno != EISDIR && errno != EPERM) continue;
@@ -71,19 +77,7 @@ void remove_children(int dirfd, int depth_left) {
 }
 
 void chown_walk(int dirfd, uid_t uid, gid_t gid, int depth_left, ChownStats& stats) {
-  int dup = ::dup(dirfd);
-  if (dup < 0) return;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return;
-  }
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
+  std::vector<std::string> names = entry_names(dirfd);
   for (auto& n : names) {
     struct stat pre{};
     if (::fstatat(dirfd, n.c_str(), &pre, AT_SYMLINK_NOFOLLOW) != 0) continue;
