@@ -45,24 +45,6 @@ int open_nofollow(int dirfd, const char* name, int extra) {
   return ::openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | extra);
 }
 
-// The names in the directory `dirfd` (not "." and ".."); empty when it cannot be read.
-std::vector<std::string> entry_names(int dirfd) {
-  std::vector<std::string> names;
-  int dup = ::dup(dirfd);
-  if (dup < 0) return names;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return names;
-  }
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
-  return names;
-}
-
 void remove_children(int dirfd, int depth_left) {
   std::vector<std::string> names = entry_names(dirfd);
   for (auto& n : names) {
@@ -110,6 +92,24 @@ void chown_walk(int dirfd, uid_t uid, gid_t gid, int depth_left, ChownStats& sta
 }
 
 }  // namespace
+
+std::vector<std::string> entry_names(int dirfd) {
+  std::vector<std::string> names;
+  int dup = ::dup(dirfd);
+  if (dup < 0) return names;
+  DIR* d = ::fdopendir(dup);
+  if (!d) {
+    ::close(dup);
+    return names;
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  return names;
+}
+
 
 Result<UniqueFd> open_dir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
