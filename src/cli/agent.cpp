@@ -379,7 +379,8 @@ int agent_main(const std::vector<std::string>& args) {
       config_text.empty() ? runtime::default_config() : runtime::parse_config(config_text);
   if (!config.ok())
     return exit_with("the agent cannot read the server's config: " + config.error().message, 1);
-  auto launcher = make_launcher(config.value(), launch.value("data_dir", ""));
+  // die_with_parent: an agent that dies (SIGKILL, a crashed node daemon) takes its kernel along.
+  auto launcher = make_launcher(config.value(), launch.value("data_dir", ""), true);
   if (!launcher.ok())
     return exit_with("the agent cannot sandbox the runtime: " + launcher.error().message, 1);
   auto sandbox = launcher.value();

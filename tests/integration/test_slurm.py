@@ -95,6 +95,18 @@ def job_of(cluster, rid):
     return None, None
 
 
+def runtime_processes(rid):
+    """Pids whose command line names runtime `rid` (its sandbox, supervisor, kernel)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        try:
+            if rid.encode() in open("/proc/%s/cmdline" % p, "rb").read():
+                pids.append(int(p))
+        except OSError:
+            continue
+    return pids
+
+
 def cell(c, code, timeout=60):
     return c.execute(code, timeout=timeout).stdout
 
@@ -359,3 +371,30 @@ def test_jobs_are_submitted_for_the_users_cluster_account(cluster, tmp_path):
             _stop_server(srv)
         else:
             srv.cleanup_tmp()
+
+
+def test_an_agent_that_dies_without_a_word_shows_dead_with_a_reason(srv, cluster):
+    """A node that fails (here: its agent SIGKILLed): the link loses the connection, the notebook sees dead."""
+    rid = create(srv)
+    running(srv, rid)
+    c = srv.connect(rid)
+    c.nudge(timeout=60)
+    agents = []
+    for p in os.listdir("/proc"):
+        try:
+            cmd = open("/proc/%s/cmdline" % p, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in cmd and any(a.endswith(rid.encode()) for a in cmd):
+            agents.append(int(p))
+    assert len(agents) == 1, agents
+    os.kill(agents[0], 9)
+    c.wait_for(lambda m: m["header"]["msg_type"] == "status" and m["content"].get("execution_state") == "dead",
+               timeout=30, what="status dead")
+    model = srv.get("/api/skylab/runtimes/" + rid).json()
+    assert model["state"] == "dead" and "lost the connection to the runtime's agent" in model["reason"], model
+    # The kernel died with its agent (its supervisor dies with its parent), so nothing of it runs on.
+    deadline = time.time() + 30
+    while time.time() < deadline and runtime_processes(rid):
+        time.sleep(0.3)
+    assert not runtime_processes(rid)
