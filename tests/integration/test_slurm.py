@@ -329,8 +329,9 @@ def test_restarting_the_kernel_runs_it_in_a_new_job(srv, cluster):
     c.nudge(timeout=60)
     c.eval_ok("x = 1")
     # Interrupt reaches the kernel on the node (interrupt_request through the link and the agent).
-    msg = c.execute_request("import time; time.sleep(60)")
-    c.wait_for(lambda m: m["msg_type"] == "status" and m["content"].get("execution_state") == "busy", timeout=30)
+    msg = c.execute_request("import time; print('sleeping', flush=True); time.sleep(60)")
+    # Interrupt once the cell runs (an interrupt before it started could be lost in ipykernel itself).
+    c.wait_for(lambda m: m["msg_type"] == "stream" and "sleeping" in m["content"].get("text", ""), timeout=30)
     assert srv.post("/api/kernels/%s/interrupt" % rid).status_code == 204
     reply = c.wait_for(lambda m: m["msg_type"] == "execute_reply" and m["parent_header"].get("msg_id") == msg["header"]["msg_id"], timeout=30)
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
