@@ -23,6 +23,7 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -180,6 +181,7 @@ listen_host = "127.0.0.1"
         srv.kernels.clear()
         _stop_server(srv)
         cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res, indent=2))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(res, indent=2))
