@@ -19,6 +19,7 @@
 #include "drive/drive.hpp"
 #include "drive/json_io.hpp"
 #include "drive/notebook.hpp"
+#include "live/live.hpp"
 
 namespace skylab::api {
 
@@ -182,7 +183,7 @@ bool is_notebook_path(std::string_view p) {
 
 // ------------------------------------------------------------------ handlers
 
-Response get_contents(drive::Drive& d, Call& c) {
+Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
   std::string path = path_param(c);
   std::optional<EntryType> as;
   if (auto t = c.q("type")) {
@@ -230,6 +231,9 @@ Response get_contents(drive::Drive& d, Call& c) {
         m["content"] = std::move(nb.value());
         m["format"] = "json";
         if (!message.empty()) m["message"] = message;
+        // An open notebook is served as the server holds it (outputs recorded since its last save).
+        if (live)
+          if (auto held = live->content(c.user.username, e->path)) m["content"] = std::move(*held);
       } else {
         bool text = util::valid_utf8(bytes.value());
         if (format == "text" && !text) return error(400, e->path + " is not UTF-8 encoded");
@@ -254,7 +258,7 @@ Response get_contents(drive::Drive& d, Call& c) {
   return res;
 }
 
-Response put_contents(drive::Drive& d, Call& c) {
+Response put_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
   std::string path = path_param(c);
   auto body = body_object(c);
   if (!body.ok()) return error(body.error());
@@ -298,7 +302,8 @@ Response put_contents(drive::Drive& d, Call& c) {
   Result<drive::Drive::Saved> saved = Error::internal("unreachable");
   if (type == "notebook") {
     if (!content_it->is_object()) return error(400, "Notebook content must be a JSON object");
-    saved = d.save_notebook(c.user, path, std::move(*content_it));
+    saved = live ? live->save_from_client(c.user, path, std::move(*content_it))
+                 : d.save_notebook(c.user, path, std::move(*content_it));
   } else if (type == "file") {
     auto bytes = decode_content(*content_it, format, path);
     if (!bytes.ok()) return error(bytes.error());
@@ -501,10 +506,10 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   });
 
   r.add("GET", contents, [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d](Call& c) { return get_contents(*d, c); });
+    dispatch(ctx, req, done, [d, ctx](Call& c) { return get_contents(*d, ctx->live.get(), c); });
   });
   r.add("PUT", contents, [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d](Call& c) { return put_contents(*d, c); });
+    dispatch(ctx, req, done, [d, ctx](Call& c) { return put_contents(*d, ctx->live.get(), c); });
   }, big);
   r.add("POST", contents, [ctx, d](Request& req, Responder done) {
     dispatch(ctx, req, done, [d](Call& c) { return post_contents(*d, c); });

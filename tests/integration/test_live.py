@@ -1,0 +1,292 @@
+"""The live notebook (issue 14, part 1): the server holds the open notebook
+and records the outputs of cells run through a session's kernel, with no
+browser attached, across a server restart, merged with writes from outside.
+
+Every test talks to the real binary with a raw Jupyter client (kclient) and
+real ipykernel runtimes; "on disk" is read through /files/ (the file's bytes,
+never the live document)."""
+
+import json
+import secrets
+import time
+
+import pytest
+import requests
+
+from conftest import Server, _stop_server
+from test_accounts import add_user, new_token, token_session, uname
+
+pytestmark = pytest.mark.skylab_only
+
+WAIT = 60  # generous bound for polling; nothing asserts on time
+
+
+def wait_until(pred, what, timeout=WAIT, interval=0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def notebook(*cells):
+    return {"cells": [{"cell_type": "code", "id": cid, "source": src, "metadata": {},
+                       "outputs": [], "execution_count": None} for cid, src in cells],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+class Client:
+    """One account's HTTP view of a server (the admin token by default)."""
+
+    def __init__(self, srv, session=None):
+        self.srv = srv
+        self.s = session or srv.http
+
+    def req(self, method, path, **kw):
+        kw.setdefault("timeout", 60)
+        return self.s.request(method, self.srv.url(path), **kw)
+
+    def put_nb(self, path, nb):
+        r = self.req("PUT", "/api/contents/" + path, json={"type": "notebook", "format": "json", "content": nb})
+        assert r.status_code in (200, 201), r.text
+        return r
+
+    def disk(self, path):
+        """The notebook file as stored (raw bytes, not the live document)."""
+        r = self.req("GET", "/files/" + path)
+        assert r.status_code == 200, r.text
+        return json.loads(r.content)
+
+    def live(self, path):
+        r = self.req("GET", "/api/contents/" + path)
+        assert r.status_code == 200, r.text
+        return r.json()["content"]
+
+    def session(self, path, kernel_id=None):
+        body = {"path": path, "type": "notebook", "name": path, "kernel": {"name": "python3"}}
+        if kernel_id:
+            body["kernel"] = {"id": kernel_id}
+        return self.req("POST", "/api/sessions", json=body)
+
+
+def cell(nb, cid):
+    for c in nb["cells"]:
+        if c.get("id") == cid:
+            return c
+    raise AssertionError("no cell %s in %r" % (cid, [c.get("id") for c in nb["cells"]]))
+
+
+def text_of(c, name="stdout"):
+    return "".join("".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+                   for o in c["outputs"] if o["output_type"] == "stream" and o["name"] == name)
+
+
+def run_and_leave(srv, kid, cell_id, code):
+    """A raw Jupyter client sends the cell and disconnects at once."""
+    c = srv.connect(kid)
+    c.nudge()
+    msg = c.send("shell", "execute_request",
+                 {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                  "allow_stdin": False, "stop_on_error": True},
+                 metadata={"cellId": cell_id})
+    c.close()
+    return msg["header"]["msg_id"]
+
+
+def start(client, path, nb):
+    client.put_nb(path, nb)
+    r = client.session(path)
+    assert r.status_code == 201, r.text
+    kid = r.json()["kernel"]["id"]
+    client.srv.kernels.append(kid)
+    return kid
+
+
+def finished(c):
+    return c["execution_count"] is not None and \
+        c["metadata"].get("execution", {}).get("shell.execute_reply.status") is not None
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = Server()
+    yield s
+    _stop_server(s)
+
+
+def test_outputs_recorded_with_no_client_attached(srv):
+    cl = Client(srv)
+    path = "live-%s.ipynb" % secrets.token_hex(3)
+    code = "import time\nfor i in range(5):\n    print('line', i, flush=True)\n    time.sleep(0.4)\n"
+    kid = start(cl, path, notebook(("a1", code), ("b2", "1+1")))
+    run_and_leave(srv, kid, "a1", code)
+
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "a1")) else None)(cl.disk(path)),
+                    "the cell's outputs on disk")
+    a = cell(nb, "a1")
+    assert text_of(a) == "".join("line %d\n" % i for i in range(5))
+    assert isinstance(a["execution_count"], int) and a["execution_count"] >= 1
+    assert a["metadata"]["execution"]["shell.execute_reply.status"] == "ok"
+    assert cell(nb, "b2")["outputs"] == []
+    assert nb["nbformat"] == 4 and nb["nbformat_minor"] >= 5
+    try:
+        import nbformat
+    except ImportError:
+        nbformat = None
+    if nbformat is not None:
+        nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+    # The Contents API serves the same document.
+    assert text_of(cell(cl.live(path), "a1")) == text_of(a)
+
+
+def test_progress_clear_output_and_display_updates_collapse_as_in_the_browser(srv):
+    cl = Client(srv)
+    path = "collapse-%s.ipynb" % secrets.token_hex(3)
+    progress = ("import time, sys\n"
+                "for i in range(5):\n"
+                "    sys.stdout.write('\\r%d%%' % (i * 25)); sys.stdout.flush(); time.sleep(0.05)\n"
+                "print()\nprint('end')\n")
+    clearing = ("from IPython.display import clear_output\nimport time\n"
+                "for i in range(4):\n    clear_output(wait=True)\n    print('step', i, flush=True)\n"
+                "    time.sleep(0.05)\n")
+    updating = ("from IPython.display import display\n"
+                "h = display('first', display_id=True)\nh.update('second')\nprint('after')\n")
+    kid = start(cl, path, notebook(("p1", progress), ("c2", clearing), ("u3", updating)))
+    for cid, code in (("p1", progress), ("c2", clearing), ("u3", updating)):
+        run_and_leave(srv, kid, cid, code)
+    nb = wait_until(lambda: (lambda d: d if all(finished(cell(d, x)) for x in ("p1", "c2", "u3")) else None)(
+        cl.disk(path)), "three cells recorded")
+    assert text_of(cell(nb, "p1")) == "100%\nend\n"
+    c2 = cell(nb, "c2")
+    assert [o["output_type"] for o in c2["outputs"]] == ["stream"] and text_of(c2) == "step 3\n"
+    u3 = cell(nb, "u3")
+    shown = [o for o in u3["outputs"] if o["output_type"] == "display_data"]
+    assert len(shown) == 1 and "".join(shown[0]["data"]["text/plain"]) == "'second'"
+    assert text_of(u3) == "after\n"
+
+
+def test_huge_output_is_truncated_with_a_marker(srv):
+    cl = Client(srv)
+    path = "huge-%s.ipynb" % secrets.token_hex(3)
+    code = "import sys\nfor _ in range(12):\n    sys.stdout.write('x' * (1 << 20) + '\\n'); sys.stdout.flush()\n"
+    kid = start(cl, path, notebook(("h1", code)))
+    run_and_leave(srv, kid, "h1", code)
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "h1")) else None)(cl.disk(path)),
+                    "the huge cell recorded")
+    h = cell(nb, "h1")
+    assert "[output truncated by Skylab: 8 MB]" in text_of(h, "stderr")
+    assert len(text_of(h)) <= (8 << 20) + (1 << 20)
+    assert len(text_of(h)) >= 4 << 20  # what came before the limit is kept
+
+
+def test_deep_and_huge_kernel_messages_are_bounded(srv):
+    cl = Client(srv)
+    path = "deep-%s.ipynb" % secrets.token_hex(3)
+    code = ("from IPython.display import display\n"
+            "deep = []\ncur = deep\nfor _ in range(600):\n    nxt = []\n    cur.append(nxt)\n    cur = nxt\n"
+            "display({'application/json': {'x': deep}, 'text/plain': 'deep'}, raw=True)\n"
+            "print('still recorded', flush=True)\n")
+    kid = start(cl, path, notebook(("d1", code)))
+    run_and_leave(srv, kid, "d1", code)
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "d1")) else None)(cl.disk(path)),
+                    "the cell recorded")
+    d = cell(nb, "d1")
+    assert text_of(d) == "still recorded\n"
+    assert not any(o["output_type"] == "display_data" for o in d["outputs"])  # too deep: not recorded
+    assert srv.get("/api/status").status_code == 200
+
+
+def test_outside_put_during_recording_loses_neither(srv):
+    cl = Client(srv)
+    path = "merge-%s.ipynb" % secrets.token_hex(3)
+    code = "import time\nfor i in range(12):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\nprint('done')\n"
+    nb0 = notebook(("r1", code), ("s2", "x = 1"))
+    kid = start(cl, path, nb0)
+    run_and_leave(srv, kid, "r1", code)
+    wait_until(lambda: "tick 1" in text_of(cell(cl.live(path), "r1")), "recording under way")
+    # A stale client (it never saw the outputs) saves new sources and a new cell.
+    edited = notebook(("r1", code), ("s2", "x = 2"), ("n3", "print('new')"))
+    cl.put_nb(path, edited)
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "r1")) else None)(cl.disk(path)),
+                    "the run finished on disk")
+    assert [c["id"] for c in nb["cells"]] == ["r1", "s2", "n3"]
+    assert "".join(cell(nb, "s2")["source"]) == "x = 2"
+    assert text_of(cell(nb, "r1")) == "".join("tick %d\n" % i for i in range(12)) + "done\n"
+
+
+def test_other_users_cannot_record_into_a_notebook_not_theirs(srv):
+    alice = Client(srv, token_session(_user(srv, "alice")))
+    bob_name_token = _user(srv, "bob")
+    bob = Client(srv, token_session(bob_name_token))
+    path = "mine-%s.ipynb" % secrets.token_hex(3)
+    kid = start(alice, path, notebook(("m1", "print('alice')")))
+    before = alice.disk(path)
+    # Bob cannot bind a session to Alice's kernel...
+    r = bob.session(path, kernel_id=kid)
+    assert r.status_code == 404, r.text
+    # ...nor reach her file: his sessions name paths in his own Drive.
+    for p in (path, "../" + path):
+        r = bob.session(p)
+        if r.status_code == 201:
+            bkid = r.json()["kernel"]["id"]
+            srv.kernels.append(bkid)
+            run_and_leave(srv, bkid, "m1", "print('bob was here')")
+    # A viewer share gives no kernel and no save either.
+    viewer = _user(srv, "viewer")
+    vname = viewer_name[viewer]
+    r = alice.req("POST", "/api/skylab/shares", json={"path": path, "user": vname, "role": "viewer"})
+    assert r.status_code == 201, r.text
+    v = Client(srv, token_session(viewer))
+    assert v.session(path, kernel_id=kid).status_code == 404
+    assert v.req("PUT", "/api/skylab/shared/%s/contents" % r.json()["id"],
+                 json={"type": "notebook", "format": "json",
+                       "content": notebook(("m1", "print('viewer')"))}).status_code == 403
+    # Alice's own run is recorded, and nothing of Bob's is in her file.
+    run_and_leave(srv, kid, "m1", "print('alice')")
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "m1")) else None)(alice.disk(path)),
+                    "alice's run recorded")
+    assert text_of(cell(nb, "m1")) == "alice\n"
+    assert before["cells"][0]["source"] in ("print('alice')", ["print('alice')"])
+
+
+viewer_name = {}
+
+
+def _user(srv, prefix):
+    name = uname(prefix)
+    add_user(srv, name, "password-" + name)
+    tok = new_token(srv, name)
+    viewer_name[tok] = name
+    return tok
+
+
+def test_outputs_survive_a_server_restart_and_recording_continues_across_it(fresh_server):
+    srv = fresh_server
+    cl = Client(srv)
+    path = "restart-%s.ipynb" % secrets.token_hex(3)
+    done_code = "print('finished before', flush=True)\n"
+    code = ("import time\nprint('tick 0', flush=True)\n"
+            "for i in range(1, 40):\n    time.sleep(0.5)\n    print('tick', i, flush=True)\nprint('done')\n")
+    kid = start(cl, path, notebook(("f0", done_code), ("r1", code)))
+    run_and_leave(srv, kid, "f0", done_code)
+    wait_until(lambda: finished(cell(cl.disk(path), "f0")), "first cell on disk")
+    run_and_leave(srv, kid, "r1", code)
+    wait_until(lambda: "tick 2" in text_of(cell(cl.live(path), "r1")), "the long cell under way")
+
+    assert srv.terminate() == 0
+    on_disk = cl.disk(path) if False else None  # the server is down: read after restart
+    srv.restart()
+    on_disk = cl.disk(path)
+    assert text_of(cell(on_disk, "f0")) == "finished before\n"
+    assert "tick 0\n" in text_of(cell(on_disk, "r1"))
+    ticks_at_restart = text_of(cell(on_disk, "r1")).count("tick")
+    # The kernel outlived the server; what it prints now is still recorded.
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "r1")) else None)(cl.disk(path)),
+                    "the long cell finished on disk after the restart")
+    r1 = text_of(cell(nb, "r1"))
+    assert r1.startswith("tick 0\n") and r1.endswith("tick 39\ndone\n"), r1
+    assert r1.count("tick") > ticks_at_restart
