@@ -57,6 +57,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     Key key;
     std::string cell_id;
     bool idle = false, reply = false, overflowed = false;
+    //! Began before a server restart: its execute_reply went to the old
+    //! server's socket, so its iopub idle alone ends it.
+    bool resumed = false;
   };
   enum class Kind { kBegin, kMessage, kKernelGone };
   struct Event {
@@ -239,7 +242,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     } else {
       if (doc.on_iopub(ev.msg_id, ev.msg_type, content.value(), date, ev.msg->content.size())) {
         t->second.idle = true;
-        ended = t->second.reply;
+        ended = t->second.reply || t->second.resumed;
       }
     }
     if (ended) {
@@ -425,6 +428,7 @@ void LiveNotebooks::start() {
         if (ev.msg_id.empty() || ev.cell_id.empty() || ev.key.first.empty() || !i.kernels->get(ev.kernel_id).ok())
           continue;
         i.tracked[ev.msg_id] = Impl::Tracked{ev.kernel_id, ev.key, ev.cell_id};
+        i.tracked[ev.msg_id].resumed = true;
         i.watch_locked(ev.kernel_id);
         log::info("live: resuming the recording of cell " + ev.cell_id + " of " + ev.key.first + ":" + ev.key.second);
         i.queue.push_back(std::move(ev));

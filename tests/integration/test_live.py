@@ -107,8 +107,9 @@ def start(client, path, nb):
 
 
 def finished(c):
-    return c["execution_count"] is not None and \
-        c["metadata"].get("execution", {}).get("shell.execute_reply.status") is not None
+    ex = c["metadata"].get("execution", {})
+    return c["execution_count"] is not None and (
+        ex.get("shell.execute_reply.status") is not None or "iopub.status.idle" in ex)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,8 @@ def test_outputs_recorded_with_no_client_attached(srv):
     kid = start(cl, path, notebook(("a1", code), ("b2", "1+1")))
     run_and_leave(srv, kid, "a1", code)
 
-    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "a1")) else None)(cl.disk(path)),
+    nb = wait_until(lambda: (lambda d: d if "shell.execute_reply.status" in cell(d, "a1")["metadata"].get(
+        "execution", {}) and finished(cell(d, "a1")) else None)(cl.disk(path)),
                     "the cell's outputs on disk")
     a = cell(nb, "a1")
     assert text_of(a) == "".join("line %d\n" % i for i in range(5))
@@ -264,29 +266,45 @@ def _user(srv, prefix):
     return tok
 
 
-def test_outputs_survive_a_server_restart_and_recording_continues_across_it(fresh_server):
+def test_outputs_survive_a_server_sigterm_and_restart(fresh_server):
     srv = fresh_server
     cl = Client(srv)
-    path = "restart-%s.ipynb" % secrets.token_hex(3)
-    done_code = "print('finished before', flush=True)\n"
-    code = ("import time\nprint('tick 0', flush=True)\n"
-            "for i in range(1, 40):\n    time.sleep(0.5)\n    print('tick', i, flush=True)\nprint('done')\n")
-    kid = start(cl, path, notebook(("f0", done_code), ("r1", code)))
-    run_and_leave(srv, kid, "f0", done_code)
-    wait_until(lambda: finished(cell(cl.disk(path), "f0")), "first cell on disk")
-    run_and_leave(srv, kid, "r1", code)
-    wait_until(lambda: "tick 2" in text_of(cell(cl.live(path), "r1")), "the long cell under way")
-
+    path = "sigterm-%s.ipynb" % secrets.token_hex(3)
+    code = "print('kept across the restart', flush=True)\n"
+    kid = start(cl, path, notebook(("k1", code)))
+    run_and_leave(srv, kid, "k1", code)
+    # Stop the server as soon as the live document has it: the last save
+    # happens on the way down if the debounced one has not yet.
+    wait_until(lambda: finished(cell(cl.live(path), "k1")), "the run in the live document", interval=0.05)
     assert srv.terminate() == 0
-    on_disk = cl.disk(path) if False else None  # the server is down: read after restart
     srv.restart()
+    nb = cl.disk(path)
+    assert text_of(cell(nb, "k1")) == "kept across the restart\n"
+    assert finished(cell(nb, "k1"))
+
+
+def test_recording_continues_after_a_server_crash_in_the_middle_of_a_cell(fresh_server):
+    srv = fresh_server
+    cl = Client(srv)
+    path = "crash-%s.ipynb" % secrets.token_hex(3)
+    code = ("import time\nprint('tick 0', flush=True)\n"
+            "for i in range(1, 30):\n    time.sleep(0.5)\n    print('tick', i, flush=True)\nprint('done')\n")
+    kid = start(cl, path, notebook(("r1", code)))
+    run_and_leave(srv, kid, "r1", code)
+    # What was recorded before the crash is on disk (debounced saves while it streams).
+    wait_until(lambda: "tick 2" in text_of(cell(cl.disk(path), "r1")), "ticks on disk before the crash")
+    srv.kill_and_restart()  # the runtime outlives the server and is reattached
     on_disk = cl.disk(path)
-    assert text_of(cell(on_disk, "f0")) == "finished before\n"
-    assert "tick 0\n" in text_of(cell(on_disk, "r1"))
     ticks_at_restart = text_of(cell(on_disk, "r1")).count("tick")
-    # The kernel outlived the server; what it prints now is still recorded.
-    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "r1")) else None)(cl.disk(path)),
-                    "the long cell finished on disk after the restart")
+    assert text_of(cell(on_disk, "r1")).startswith("tick 0\ntick 1\ntick 2\n")
+    # What the kernel prints after the restart is still recorded into the cell.
+    try:
+        nb = wait_until(lambda: (lambda d: d if finished(cell(d, "r1")) else None)(cl.disk(path)),
+                        "the long cell finished on disk after the restart")
+    except AssertionError:
+        raise AssertionError("%r\n%s" % (cell(cl.disk(path), "r1"), srv.log_text(20000)))
     r1 = text_of(cell(nb, "r1"))
-    assert r1.startswith("tick 0\n") and r1.endswith("tick 39\ndone\n"), r1
+    assert r1.startswith("tick 0\n") and r1.endswith("tick 29\ndone\n"), r1
     assert r1.count("tick") > ticks_at_restart
+    # Its execute_reply went to the crashed server's socket: the iopub idle ended it.
+    assert "iopub.status.idle" in cell(nb, "r1")["metadata"]["execution"]
