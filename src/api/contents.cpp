@@ -249,12 +249,18 @@ Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
       }
     }
   }
+  auto modified = e->modified;
+  if (live && e->type == EntryType::kNotebook)
+    if (auto t = live->last_edit(c.user.username, e->path)) {
+      modified = *t;
+      m["last_modified"] = util::iso_time(modified);
+    }
   if (want_hash) {
     m["hash"] = hash ? json(*hash) : json(nullptr);
     m["hash_algorithm"] = hash ? json("sha256") : json(nullptr);
   }
   auto res = safe_json(200, m);
-  res.set_header("Last-Modified", util::iso_time(e->modified));
+  res.set_header("Last-Modified", util::iso_time(modified));
   return res;
 }
 

@@ -50,6 +50,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     explicit Doc(json nb, DocumentLimits l) : doc(std::move(nb), l) {}
     Document doc;
     Stamp stamp;  //!< the file as this document last read or wrote it
+    //! When a writer other than the recorder last changed the file (load,
+    //! client save, outside write): what clients see as last_modified.
+    drive::TimePoint edited{};
     Clock::time_point last_used{};
   };
   struct Tracked {
@@ -170,6 +173,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (!nb.ok()) return nb.error();
     auto d = std::make_unique<Doc>(std::move(nb.value()), opt.limits);
     d->stamp = Stamp{e->modified, e->size.value_or(0)};
+    d->edited = e->modified;
     d->last_used = now();
     return d;
   }
@@ -297,6 +301,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     d->second->doc.set_now(now());
     d->second->doc.merge_outside(std::move(disk.value()));
     d->second->stamp = now_stamp;
+    d->second->edited = now_stamp.modified;
     log::info("live: merged an outside change of " + key.first + ":" + key.second);
     cv.notify_one();
     return true;
@@ -535,9 +540,25 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
   std::lock_guard lock(i.mu);
   if (auto d = i.docs.find(key); d != i.docs.end()) {
     d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
+    d->second->edited = saved->entry.modified;
     d->second->doc.saved(version);
   }
   return saved;
+}
+
+std::optional<drive::TimePoint> LiveNotebooks::last_edit(const std::string& owner, std::string_view path) const {
+  auto& i = *impl_;
+  Impl::Key key{owner, norm(path)};
+  {
+    std::lock_guard lock(i.mu);
+    if (!i.docs.count(key)) return std::nullopt;
+  }
+  std::lock_guard save_lock(i.save_mu);
+  if (!i.sync_with_disk(key)) return std::nullopt;
+  std::lock_guard lock(i.mu);
+  auto it = i.docs.find(key);
+  if (it == i.docs.end()) return std::nullopt;
+  return it->second->edited;
 }
 
 std::size_t LiveNotebooks::open_documents() const {

@@ -80,6 +80,14 @@ class LiveNotebooks {
   //! (a stat, maybe a read): never on the Asio thread.
   std::optional<nlohmann::json> content(const std::string& owner, std::string_view path) const;
 
+  //! When a writer other than the recorder last changed `owner`'s open
+  //! notebook `path` (loaded, saved by a client, written from outside), or
+  //! nullopt when it is not open. The Contents API reports it as
+  //! last_modified, so the recorder's own saves never look like a
+  //! conflicting edit to an editor (the app's and JupyterLab's "changed
+  //! elsewhere" checks). Blocking (a stat): never on the Asio thread.
+  std::optional<drive::TimePoint> last_edit(const std::string& owner, std::string_view path) const;
+
   //! A notebook save from a client (Contents API PUT, also through an editor
   //! share). When the notebook is live the incoming notebook is merged into
   //! it (Document::merge_outside) and the result is saved; else it is

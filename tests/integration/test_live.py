@@ -220,6 +220,28 @@ def test_outside_put_during_recording_loses_neither(srv):
     assert text_of(cell(nb, "r1")) == "".join("tick %d\n" % i for i in range(12)) + "done\n"
 
 
+def test_recorder_saves_do_not_look_like_edits_to_an_editor(srv):
+    """The app and JupyterLab refuse to save over a file "changed elsewhere"
+    (last_modified newer than their own save): the recorder's saves must
+    not trigger that, a save by another client must."""
+    cl = Client(srv)
+    path = "conflict-%s.ipynb" % secrets.token_hex(3)
+    code = "print('recorded', flush=True)\n"
+    kid = start(cl, path, notebook(("e1", code)))
+    run_and_leave(srv, kid, "e1", code)
+    wait_until(lambda: finished(cell(cl.live(path), "e1")), "the run in the live document")
+    mine = cl.put_nb(path, notebook(("e1", code), ("e2", "# edited"))).json()["last_modified"]
+    run_and_leave(srv, kid, "e1", code)
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "e1")) and cell(d, "e1")["execution_count"] == 2
+                             else None)(cl.disk(path)), "the second run saved by the server")
+    assert [c["id"] for c in nb["cells"]] == ["e1", "e2"]
+    assert cl.req("GET", "/api/contents/" + path + "?content=0").json()["last_modified"] == mine
+    # Another client's save is a real edit.
+    theirs = cl.put_nb(path, notebook(("e1", code), ("e3", "# theirs"))).json()["last_modified"]
+    assert theirs != mine
+    assert cl.req("GET", "/api/contents/" + path + "?content=0").json()["last_modified"] == theirs
+
+
 def test_other_users_cannot_record_into_a_notebook_not_theirs(srv):
     alice = Client(srv, token_session(_user(srv, "alice")))
     bob_name_token = _user(srv, "bob")
