@@ -251,8 +251,8 @@ Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
   }
   auto modified = e->modified;
   if (live && e->type == EntryType::kNotebook)
-    if (auto t = live->last_edit(c.user.username, e->path)) {
-      modified = *t;
+    if (auto t = live->last_edit(c.user.username, e.value()); t != modified) {
+      modified = t;
       m["last_modified"] = util::iso_time(modified);
     }
   if (want_hash) {

@@ -106,6 +106,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   std::size_t queued_bytes = 0;                                  // GUARDED_BY(mu)
   bool stopping = false, started = false, stopped = false;       // GUARDED_BY(mu)
   bool state_dirty = false;                                      // GUARDED_BY(mu)
+  //! The file as the recorder last wrote it, and the edit time clients saw
+  //! then, for documents no longer held (see last_edit). Bounded.
+  std::map<Key, std::pair<Stamp, drive::TimePoint>> recorder_wrote;  // GUARDED_BY(mu)
+  static constexpr std::size_t kMaxRecorderWrote = 20000;
   std::thread worker;
   std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a newer one unmerged
 
@@ -338,6 +342,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     }
     d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
     d->second->doc.saved(version);
+    if (recorder_wrote.size() >= kMaxRecorderWrote) recorder_wrote.erase(recorder_wrote.begin());
+    recorder_wrote[key] = {d->second->stamp, d->second->edited};
   }
 
   void write_state(const json& state) {
@@ -546,18 +552,26 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
   return saved;
 }
 
-std::optional<drive::TimePoint> LiveNotebooks::last_edit(const std::string& owner, std::string_view path) const {
+drive::TimePoint LiveNotebooks::last_edit(const std::string& owner, const drive::Entry& entry) const {
   auto& i = *impl_;
-  Impl::Key key{owner, norm(path)};
+  Impl::Key key{owner, norm(entry.path)};
+  bool open = false;
   {
     std::lock_guard lock(i.mu);
-    if (!i.docs.count(key)) return std::nullopt;
+    open = i.docs.count(key) > 0;
+    if (!open) {
+      // Closed since: the recorder's last write is still not an edit.
+      auto it = i.recorder_wrote.find(key);
+      if (it != i.recorder_wrote.end() && it->second.first == Stamp{entry.modified, entry.size.value_or(0)})
+        return it->second.second;
+      return entry.modified;
+    }
   }
   std::lock_guard save_lock(i.save_mu);
-  if (!i.sync_with_disk(key)) return std::nullopt;
+  if (!i.sync_with_disk(key)) return entry.modified;
   std::lock_guard lock(i.mu);
   auto it = i.docs.find(key);
-  if (it == i.docs.end()) return std::nullopt;
+  if (it == i.docs.end()) return entry.modified;
   return it->second->edited;
 }
 

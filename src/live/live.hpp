@@ -80,13 +80,14 @@ class LiveNotebooks {
   //! (a stat, maybe a read): never on the Asio thread.
   std::optional<nlohmann::json> content(const std::string& owner, std::string_view path) const;
 
-  //! When a writer other than the recorder last changed `owner`'s open
-  //! notebook `path` (loaded, saved by a client, written from outside), or
-  //! nullopt when it is not open. The Contents API reports it as
-  //! last_modified, so the recorder's own saves never look like a
-  //! conflicting edit to an editor (the app's and JupyterLab's "changed
-  //! elsewhere" checks). Blocking (a stat): never on the Asio thread.
-  std::optional<drive::TimePoint> last_edit(const std::string& owner, std::string_view path) const;
+  //! What clients see as last_modified of `owner`'s notebook `entry` (as
+  //! the Drive just stat'ed it): when a writer other than the recorder last
+  //! changed the file (loaded, saved by a client, written from outside).
+  //! The recorder's own saves never look like a conflicting edit to an
+  //! editor (the app's and JupyterLab's "changed elsewhere" checks), also
+  //! after its document left memory. `entry.modified` for files the
+  //! recorder never wrote. Blocking (a stat): never on the Asio thread.
+  drive::TimePoint last_edit(const std::string& owner, const drive::Entry& entry) const;
 
   //! A notebook save from a client (Contents API PUT, also through an editor
   //! share). When the notebook is live the incoming notebook is merged into
