@@ -203,17 +203,20 @@ struct RuntimeSetup {
 
 // `--runtime`: the kernel comes from a runtime service, as the server's do
 // (the type's GPUs from this machine's inventory, the sandbox launcher);
-// then waits until it is ready.
+// then waits until it is ready. `service` must outlive the kernel: its
+// worker thread forked the sandbox's supervisor, which has
+// PR_SET_PDEATHSIG, and that signal fires when the forking *thread* ends.
 Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelManager>& kernels,
                                     const std::shared_ptr<const kernel::KernelSpecStore>& specs,
                                     const RuntimeSetup& rt, const std::string& spec, std::chrono::milliseconds timeout,
-                                    const std::atomic<bool>* cancelled) {
+                                    const std::atomic<bool>* cancelled,
+                                    std::unique_ptr<runtime::RuntimeService>& service_out) {
   runtime::ServiceOptions so;
   so.threads = 1;
-  runtime::RuntimeService service(runtime::make_local_backend(kernels, specs, nullptr),
-                                  std::make_shared<const runtime::Config>(rt.config),
-                                  std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(rt.config.fake_gpus)),
-                                  nullptr, so);
+  service_out = std::make_unique<runtime::RuntimeService>(
+      runtime::make_local_backend(kernels, specs, nullptr), std::make_shared<const runtime::Config>(rt.config),
+      std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(rt.config.fake_gpus)), nullptr, so);
+  runtime::RuntimeService& service = *service_out;
   runtime::RuntimeRequest r;
   r.user = rt.user;
   r.spec = spec;
@@ -224,7 +227,6 @@ Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelManager>
   auto ticket = service.acquire(std::move(r), [&started](Result<kernel::KernelModel> k) { started.set_value(std::move(k)); });
   if (!ticket.ok()) return ticket.error();
   auto k = got.get();
-  service.stop();
   if (!k.ok()) return k.error();
   if (auto st = exec::wait_ready(*kernels, k->id, timeout, cancelled); !st.ok()) return st.error();
   return k->id;
@@ -562,7 +564,10 @@ int run_main(const std::vector<std::string>& args) {
   auto cancel_exit = [&] { return signals.signal() == SIGTERM ? 143 : 130; };
 
   auto kernel_started = std::chrono::system_clock::now();
-  auto kid = rt ? acquire_runtime(kernels, specs, *rt, kernel_name, std::chrono::seconds(60), &signals.cancelled())
+  // Declared after `kernels`: destroyed (its worker joined) before the kernel manager.
+  std::unique_ptr<runtime::RuntimeService> service;
+  auto kid = rt ? acquire_runtime(kernels, specs, *rt, kernel_name, std::chrono::seconds(60), &signals.cancelled(),
+                                  service)
                 : exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled(), owner,
                                      start_options);
   if (!kid.ok()) {

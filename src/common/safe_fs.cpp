@@ -46,19 +46,7 @@ int open_nofollow(int dirfd, const char* name, int extra) {
 }
 
 void remove_children(int dirfd, int depth_left) {
-  int dup = ::dup(dirfd);
-  if (dup < 0) return;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return;
-  }
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
+  std::vector<std::string> names = entry_names(dirfd);
   for (auto& n : names) {
     if (::unlinkat(dirfd, n.c_str(), 0) == 0) continue;
     if (errno != EISDIR && errno != EPERM) continue;
@@ -71,19 +59,7 @@ void remove_children(int dirfd, int depth_left) {
 }
 
 void chown_walk(int dirfd, uid_t uid, gid_t gid, int depth_left, ChownStats& stats) {
-  int dup = ::dup(dirfd);
-  if (dup < 0) return;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return;
-  }
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
+  std::vector<std::string> names = entry_names(dirfd);
   for (auto& n : names) {
     struct stat pre{};
     if (::fstatat(dirfd, n.c_str(), &pre, AT_SYMLINK_NOFOLLOW) != 0) continue;
@@ -116,6 +92,24 @@ void chown_walk(int dirfd, uid_t uid, gid_t gid, int depth_left, ChownStats& sta
 }
 
 }  // namespace
+
+std::vector<std::string> entry_names(int dirfd) {
+  std::vector<std::string> names;
+  int dup = ::dup(dirfd);
+  if (dup < 0) return names;
+  DIR* d = ::fdopendir(dup);
+  if (!d) {
+    ::close(dup);
+    return names;
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  return names;
+}
+
 
 Result<UniqueFd> open_dir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "common/result.hpp"
@@ -65,6 +66,10 @@ Status write_file(const std::string& path, std::string_view text, mode_t mode, b
 
 //! Whether `name` exists in `dirfd` (fstatat AT_SYMLINK_NOFOLLOW; never opened).
 bool exists_at(int dirfd, const std::string& name);
+
+//! The names in the directory `dirfd` (not "." and ".."), read through a
+//! duplicate of the fd (its offset is untouched); empty when unreadable.
+std::vector<std::string> entry_names(int dirfd);
 
 //! Removes `name` in `parent` and, when it is a directory, everything below
 //! it, fd-relative and without following symlinks. At most `max_depth`

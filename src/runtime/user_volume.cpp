@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "common/safe_fs.hpp"
 #include "common/log.hpp"
 #include "runtime/sandbox.hpp"
 
@@ -69,26 +70,24 @@ struct Fd {
   }
 };
 
+//! What makes a copied item the same item to its users: the id that shares
+//! name it by (trusted.skylab.id) and its times (the app and Jupyter clients
+//! compare `last_modified` to detect saves made elsewhere).
+void copy_identity(int in, int out, const struct stat& st) {
+  char id[64];
+  ssize_t idn = ::fgetxattr(in, "trusted.skylab.id", id, sizeof id);
+  if (idn > 0) ::fsetxattr(out, "trusted.skylab.id", id, static_cast<std::size_t>(idn), 0);
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  ::futimens(out, times);
+}
+
 //! Copies the tree in `src` into the (empty) directory `dst`, fd-relative
 //! and never following a symbolic link (links are copied as links; special
 //! files are skipped); everything created is owned by uid:gid, without
 //! set-id bits. Returns 0 or an errno (ENOSPC when the volume is full).
 int copy_tree(int src, int dst, uid_t uid, gid_t gid, int depth) {
   if (depth > 256) return ELOOP;
-  int dup = ::dup(src);
-  if (dup < 0) return errno;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return errno;
-  }
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n(e->d_name);
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  ::closedir(d);
-  for (auto& n : names) {
+  for (auto& n : safe_fs::entry_names(src)) {
     struct stat st;
     if (::fstatat(src, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     mode_t mode = st.st_mode & 0777;
@@ -100,6 +99,7 @@ int copy_tree(int src, int dst, uid_t uid, gid_t gid, int depth) {
       if (out.fd < 0) return errno;
       if (::fchown(out.fd, uid, gid) != 0 || ::fchmod(out.fd, mode) != 0) return errno;
       if (int err = copy_tree(in.fd, out.fd, uid, gid, depth + 1)) return err;
+      copy_identity(in.fd, out.fd, st);
     } else if (S_ISREG(st.st_mode)) {
       Fd in(::openat(src, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
       if (in.fd < 0 || ::fstat(in.fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
@@ -119,11 +119,8 @@ int copy_tree(int src, int dst, uid_t uid, gid_t gid, int depth) {
           off += w;
         }
       }
-      // The id that shares name the file by (trusted.skylab.id) goes along.
-      char id[64];
-      ssize_t idn = ::fgetxattr(in.fd, "trusted.skylab.id", id, sizeof id);
-      if (idn > 0) ::fsetxattr(out.fd, "trusted.skylab.id", id, static_cast<std::size_t>(idn), 0);
       if (::fchown(out.fd, uid, gid) != 0 || ::fchmod(out.fd, mode) != 0) return errno;
+      copy_identity(in.fd, out.fd, st);
     } else if (S_ISLNK(st.st_mode)) {
       char target[4096];
       ssize_t len = ::readlinkat(src, n.c_str(), target, sizeof target - 1);
@@ -131,6 +128,8 @@ int copy_tree(int src, int dst, uid_t uid, gid_t gid, int depth) {
       target[len] = '\0';
       if (::symlinkat(target, dst, n.c_str()) != 0) return errno;
       ::fchownat(dst, n.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW);
+      struct timespec times[2] = {st.st_atim, st.st_mtim};
+      ::utimensat(dst, n.c_str(), times, AT_SYMLINK_NOFOLLOW);
     }
   }
   return 0;

@@ -163,6 +163,7 @@ def test_data_from_before_the_quota_is_moved_onto_the_volume():
         assert res.status == "ok", (res.error, res.stderr)
         c.close()
         assert srv.delete("/api/kernels/" + kid).status_code == 204
+        before = u.req("GET", "/api/contents/sub/old.txt?content=0").json()["last_modified"]
         assert srv.terminate() == 0
         # The same data directory, now with a quota.
         fd, path = tempfile.mkstemp(suffix=".toml")
@@ -187,6 +188,9 @@ def test_data_from_before_the_quota_is_moved_onto_the_volume():
         drive = os.path.join(srv.data_dir, "drive", u.name)
         with open("/proc/self/mounts") as f:
             assert any(line.split()[1] == drive for line in f), "the Drive is not on a volume"
+        # The move keeps what clients compare to detect saves made elsewhere
+        # (the app would otherwise ask "changed elsewhere?" for every notebook).
+        assert u.req("GET", "/api/contents/sub/old.txt?content=0").json()["last_modified"] == before
         # The link was copied as a link: the server never read /etc/shadow into the Drive.
         assert os.readlink(os.path.join(drive, "shadow-link")) == "/etc/shadow"
     finally:
