@@ -11,7 +11,7 @@
    is the recorder. The rate is measured inside the kernel (lines / seconds
    of the print loop) and end to end (execute_request -> iopub idle seen by
    the client). Goal: recorded >= 90% of unrecorded.
-2. Memory per open document: server RSS before and after --docs notebooks
+2. Memory per open document (measured first, on a fresh server): server RSS before and after --docs notebooks
    (--cells code cells each, with a small output) were opened by running one
    cell of each (the session's path is switched with PATCH, one kernel),
    divided by --docs; the notebook file size is printed beside it.
@@ -74,6 +74,29 @@ def main():
         srv.kernels.append(kid)
         c = srv.connect(kid)
         c.nudge()
+        # Memory per open document.
+        proc = psutil.Process(srv.proc.pid)
+        outs = [{"output_type": "stream", "name": "stdout", "text": "x" * 2000 + "\n"}]
+        for k in range(a.docs):
+            cells = [("c%d" % j, "print(%d)" % j, outs) for j in range(a.cells)]
+            http.put(srv.url("/api/contents/doc%d.ipynb" % k),
+                     json={"type": "notebook", "format": "json", "content": notebook(cells)}).raise_for_status()
+        size = os.path.getsize([os.path.join(d, f) for d, _, fs in os.walk(srv.data_dir) for f in fs
+                                if f == "doc0.ipynb"][0])
+        time.sleep(1)
+        before = proc.memory_info().rss
+        for k in range(a.docs):
+            http.patch(srv.url("/api/sessions/" + sid), json={"path": "doc%d.ipynb" % k}).raise_for_status()
+            run(c, "print('open')", "c0")
+        time.sleep(2)
+        after = proc.memory_info().rss
+        per_doc = (after - before) / a.docs
+        out["docs"] = a.docs
+        out["notebook_file_bytes"] = size
+        out["rss_per_open_document_bytes"] = per_doc
+        print("memory: %d open documents of %d cells (file %.0f KB each): %.0f KB RSS per document" % (
+            a.docs, a.cells, size / 1024, per_doc / 1024))
+        http.patch(srv.url("/api/sessions/" + sid), json={"path": "bench.ipynb"}).raise_for_status()
         code = ("import time, sys\nt0 = time.perf_counter()\n"
                 "for i in range(%d):\n    print('line', i)\n"
                 "sys.stdout.flush()\nsys.stderr.write('ELAPSED %%.6f\\n' %% (time.perf_counter() - t0))\n" % a.lines)
@@ -110,28 +133,6 @@ def main():
             med_e2e["unrecorded"], med_e2e["recorded"], out["ratio_end_to_end"]))
         print("  lines of the recorded cell on disk: %d" % out["recorded_lines_on_disk"])
 
-        # Memory per open document.
-        proc = psutil.Process(srv.proc.pid)
-        outs = [{"output_type": "stream", "name": "stdout", "text": "x" * 2000 + "\n"}]
-        for k in range(a.docs):
-            cells = [("c%d" % j, "print(%d)" % j, outs) for j in range(a.cells)]
-            http.put(srv.url("/api/contents/doc%d.ipynb" % k),
-                     json={"type": "notebook", "format": "json", "content": notebook(cells)}).raise_for_status()
-        size = os.path.getsize([os.path.join(d, f) for d, _, fs in os.walk(srv.data_dir) for f in fs
-                                if f == "doc0.ipynb"][0])
-        time.sleep(1)
-        before = proc.memory_info().rss
-        for k in range(a.docs):
-            http.patch(srv.url("/api/sessions/" + sid), json={"path": "doc%d.ipynb" % k}).raise_for_status()
-            run(c, "print('open')", "c0")
-        time.sleep(2)
-        after = proc.memory_info().rss
-        per_doc = (after - before) / a.docs
-        out["docs"] = a.docs
-        out["notebook_file_bytes"] = size
-        out["rss_per_open_document_bytes"] = per_doc
-        print("memory: %d open documents of %d cells (file %.0f KB each): %.0f KB RSS per document" % (
-            a.docs, a.cells, size / 1024, per_doc / 1024))
         c.close()
     finally:
         _stop_server(srv)

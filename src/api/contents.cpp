@@ -233,7 +233,12 @@ Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
         if (!message.empty()) m["message"] = message;
         // An open notebook is served as the server holds it (outputs recorded since its last save).
         if (live)
-          if (auto held = live->content(c.user.username, e->path)) m["content"] = std::move(*held);
+          if (auto held = live->content(c.user.username, e->path)) {
+            m["content"] = std::move(*held);
+            // Skylab's extension: cells still running (recorded by the server), so a
+            // client opening the notebook elsewhere can show them as running.
+            m["skylab"] = {{"running_cells", live->running_cells(c.user.username, e->path)}};
+          }
       } else {
         bool text = util::valid_utf8(bytes.value());
         if (format == "text" && !text) return error(400, e->path + " is not UTF-8 encoded");

@@ -60,6 +60,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     Key key;
     std::string cell_id;
     bool idle = false, reply = false, overflowed = false;
+    bool started = false;  //!< the kernel began it (busy or execute_input seen)
     //! Began before a server restart: its execute_reply went to the old
     //! server's socket, so its iopub idle alone ends it.
     bool resumed = false;
@@ -248,6 +249,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       t->second.reply = true;
       ended = t->second.idle;
     } else {
+      if (!t->second.started && (ev.msg_type == "execute_input" || ev.msg_type == "status")) {
+        t->second.started = true;
+        end_abandoned(t->second.kernel_id, ev.msg_id);
+      }
       if (doc.on_iopub(ev.msg_id, ev.msg_type, content.value(), date, ev.msg->content.size())) {
         t->second.idle = true;
         ended = t->second.reply || t->second.resumed;
@@ -256,6 +261,24 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (ended) {
       doc.end(ev.msg_id);
       tracked.erase(t);
+      state_dirty = true;
+    }
+  }
+
+  //! A kernel runs one execution at a time: when `current` starts, any
+  //! other execution of `kernel_id` that started and never ended (the kernel
+  //! was restarted or died mid-cell) is over. Keeps `current`'s entry.
+  void end_abandoned(const std::string& kernel_id, const std::string& current) {
+    for (auto it = tracked.begin(); it != tracked.end();) {
+      if (it->first == current || it->second.kernel_id != kernel_id || !it->second.started) {
+        ++it;
+        continue;
+      }
+      if (auto d = docs.find(it->second.key); d != docs.end()) {
+        d->second->doc.set_now(now());
+        d->second->doc.end(it->first);
+      }
+      it = tracked.erase(it);
       state_dirty = true;
     }
   }
@@ -440,6 +463,7 @@ void LiveNotebooks::start() {
           continue;
         i.tracked[ev.msg_id] = Impl::Tracked{ev.kernel_id, ev.key, ev.cell_id};
         i.tracked[ev.msg_id].resumed = true;
+        i.tracked[ev.msg_id].started = true;
         i.watch_locked(ev.kernel_id);
         log::info("live: resuming the recording of cell " + ev.cell_id + " of " + ev.key.first + ":" + ev.key.second);
         i.queue.push_back(std::move(ev));
@@ -573,6 +597,15 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner, const drive:
   auto it = i.docs.find(key);
   if (it == i.docs.end()) return entry.modified;
   return it->second->edited;
+}
+
+std::vector<std::string> LiveNotebooks::running_cells(const std::string& owner, std::string_view path) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<std::string> out;
+  auto it = impl_->docs.find({owner, norm(path)});
+  if (it == impl_->docs.end()) return out;
+  for (auto& [_, cell] : it->second->doc.running()) out.push_back(cell);
+  return out;
 }
 
 std::size_t LiveNotebooks::open_documents() const {

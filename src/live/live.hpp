@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -95,6 +96,10 @@ class LiveNotebooks {
   //! saved as is. Blocking (Drive I/O): never on the Asio thread.
   Result<drive::Drive::Saved> save_from_client(const auth::Identity& user, std::string_view path,
                                                nlohmann::json nb);
+
+  //! Ids of the cells of `owner`'s notebook `path` whose execution is being
+  //! recorded now (empty when none or not open). Any thread; no I/O.
+  std::vector<std::string> running_cells(const std::string& owner, std::string_view path) const;
 
   //! Documents held now (for tests and the bench).
   std::size_t open_documents() const;

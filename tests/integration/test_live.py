@@ -210,6 +210,8 @@ def test_outside_put_during_recording_loses_neither(srv):
     kid = start(cl, path, nb0)
     run_and_leave(srv, kid, "r1", code)
     wait_until(lambda: "tick 1" in text_of(cell(cl.live(path), "r1")), "recording under way")
+    # Opened elsewhere: the cell is still running.
+    assert cl.req("GET", "/api/contents/" + path).json()["skylab"]["running_cells"] == ["r1"]
     # A stale client (it never saw the outputs) saves new sources and a new cell.
     edited = notebook(("r1", code), ("s2", "x = 2"), ("n3", "print('new')"))
     cl.put_nb(path, edited)
@@ -218,6 +220,31 @@ def test_outside_put_during_recording_loses_neither(srv):
     assert [c["id"] for c in nb["cells"]] == ["r1", "s2", "n3"]
     assert "".join(cell(nb, "s2")["source"]) == "x = 2"
     assert text_of(cell(nb, "r1")) == "".join("tick %d\n" % i for i in range(12)) + "done\n"
+    wait_until(lambda: cl.req("GET", "/api/contents/" + path).json()["skylab"]["running_cells"] == [],
+               "the cell no longer running")
+
+
+def test_revision_restored_during_recording_loses_neither(srv):
+    """A write from outside that bypasses the Contents PUT (a revision
+    restore; skylab run writing the file is the same case) is merged into
+    the live document before its next save, never overwritten."""
+    cl = Client(srv)
+    path = "restore-%s.ipynb" % secrets.token_hex(3)
+    code = "import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\nprint('done')\n"
+    cl.put_nb(path, notebook(("r1", code), ("s2", "'version 1'")))
+    kid = start(cl, path, notebook(("r1", code), ("s2", "'version 2'")))
+    revs = cl.req("GET", "/api/skylab/revisions", params={"path": path}).json()["revisions"]
+    oldest = revs[-1]["id"]
+    run_and_leave(srv, kid, "r1", code)
+    wait_until(lambda: "tick 1" in text_of(cell(cl.disk(path), "r1")), "recorded ticks on disk")
+    assert not finished(cell(cl.live(path), "r1"))  # still running: the restore lands during the recording
+    r = cl.req("POST", "/api/skylab/revisions/%s/restore" % oldest, params={"path": path})
+    assert r.status_code == 200, r.text
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "r1")) else None)(cl.disk(path)),
+                    "the run finished on disk")
+    assert "".join(cell(nb, "s2")["source"]) == "'version 1'"
+    assert text_of(cell(nb, "r1")) == "".join("tick %d\n" % i for i in range(30)) + "done\n"
+    assert "".join(cell(cl.live(path), "s2")["source"]) == "'version 1'"
 
 
 def test_recorder_saves_do_not_look_like_edits_to_an_editor(srv):
@@ -240,6 +267,22 @@ def test_recorder_saves_do_not_look_like_edits_to_an_editor(srv):
     theirs = cl.put_nb(path, notebook(("e1", code), ("e3", "# theirs"))).json()["last_modified"]
     assert theirs != mine
     assert cl.req("GET", "/api/contents/" + path + "?content=0").json()["last_modified"] == theirs
+
+
+def test_a_cell_cut_short_by_a_kernel_restart_stops_running(srv):
+    cl = Client(srv)
+    path = "krestart-%s.ipynb" % secrets.token_hex(3)
+    long_code = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+    kid = start(cl, path, notebook(("l1", long_code), ("n2", "print('next')")))
+    run_and_leave(srv, kid, "l1", long_code)
+    wait_until(lambda: "started" in text_of(cell(cl.live(path), "l1")), "the long cell running")
+    r = cl.req("POST", "/api/kernels/%s/restart" % kid)
+    assert r.status_code == 200, r.text
+    run_and_leave(srv, kid, "n2", "print('next')")
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "n2")) else None)(cl.disk(path)), "the next cell")
+    assert text_of(cell(nb, "n2")) == "next\n"
+    assert text_of(cell(nb, "l1")) == "started\n"  # what it printed stays
+    assert cl.req("GET", "/api/contents/" + path).json()["skylab"]["running_cells"] == []
 
 
 def test_other_users_cannot_record_into_a_notebook_not_theirs(srv):
