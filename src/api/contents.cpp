@@ -372,7 +372,8 @@ Response patch_contents(Context& ctx, Call& c) {
     if (!p->is_string()) return error(400, "'path' must be a string");
     to = p->get<std::string>();
   }
-  auto e = ctx.drive->rename(c.user, path, to);
+  // Open notebooks and their recordings follow (LiveNotebooks::rename).
+  auto e = ctx.live ? ctx.live->rename(c.user, path, to) : ctx.drive->rename(c.user, path, to);
   if (!e.ok()) return error(e.error());
   // Open notebooks keep their kernels: sessions follow the rename.
   auto from = drive::DrivePath::parse(path);

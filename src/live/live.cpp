@@ -599,6 +599,44 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner, const drive:
   return it->second->edited;
 }
 
+Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::string_view from, std::string_view to) {
+  auto& i = *impl_;
+  std::lock_guard save_lock(i.save_mu);  // no save of the old path in flight
+  auto from_path = drive::DrivePath::parse(from);
+  auto e = i.drive->rename(user, from, to);
+  if (!e.ok() || !from_path.ok()) return e;
+  const std::string& owner = user.username;
+  std::string f = norm(from_path->str()), t = norm(e->path);
+  if (f.empty() || f == t) return e;
+  auto moved = [&](const std::string& p) -> std::optional<std::string> {
+    if (p == f) return t;
+    if (p.size() > f.size() && p.compare(0, f.size(), f) == 0 && p[f.size()] == '/') return t + p.substr(f.size());
+    return std::nullopt;
+  };
+  std::lock_guard lock(i.mu);
+  std::vector<std::pair<Impl::Key, Impl::Key>> keys;
+  for (auto& [k, _] : i.docs)
+    if (k.first == owner)
+      if (auto np = moved(k.second)) keys.push_back({k, {owner, *np}});
+  for (auto& [old_key, new_key] : keys) {
+    auto node = i.docs.extract(old_key);
+    node.key() = new_key;
+    i.docs.insert(std::move(node));
+    i.recorder_wrote.erase(old_key);
+  }
+  for (auto& [_, tr] : i.tracked)
+    if (tr.key.first == owner)
+      if (auto np = moved(tr.key.second)) {
+        tr.key.second = *np;
+        i.state_dirty = true;
+      }
+  for (auto& ev : i.queue)
+    if (ev.key.first == owner)
+      if (auto np = moved(ev.key.second)) ev.key.second = *np;
+  i.cv.notify_one();
+  return e;
+}
+
 std::vector<std::string> LiveNotebooks::running_cells(const std::string& owner, std::string_view path) const {
   std::lock_guard lock(impl_->mu);
   std::vector<std::string> out;

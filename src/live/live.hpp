@@ -97,6 +97,11 @@ class LiveNotebooks {
   Result<drive::Drive::Saved> save_from_client(const auth::Identity& user, std::string_view path,
                                                nlohmann::json nb);
 
+  //! Drive::rename for a client, with no save of the live documents in
+  //! between: open documents at or below `from` follow to the new path, and
+  //! so do their recordings. Blocking (Drive I/O): never on the Asio thread.
+  Result<drive::Entry> rename(const auth::Identity& user, std::string_view from, std::string_view to);
+
   //! Ids of the cells of `owner`'s notebook `path` whose execution is being
   //! recorded now (empty when none or not open). Any thread; no I/O.
   std::vector<std::string> running_cells(const std::string& owner, std::string_view path) const;

@@ -246,6 +246,22 @@ def test_revision_restored_during_recording_loses_neither(srv):
     assert "".join(cell(cl.live(path), "s2")["source"]) == "'version 1'"
 
 
+def test_recording_follows_a_rename_of_the_notebook(srv):
+    cl = Client(srv)
+    path = "before-%s.ipynb" % secrets.token_hex(3)
+    to = "after-%s.ipynb" % secrets.token_hex(3)
+    code = "import time\nfor i in range(16):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\nprint('done')\n"
+    kid = start(cl, path, notebook(("r1", code)))
+    run_and_leave(srv, kid, "r1", code)
+    wait_until(lambda: "tick 1" in text_of(cell(cl.live(path), "r1")), "recording under way")
+    r = cl.req("PATCH", "/api/contents/" + path, json={"path": to})
+    assert r.status_code == 200, r.text
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "r1")) else None)(cl.disk(to)),
+                    "the run finished in the renamed file")
+    assert text_of(cell(nb, "r1")) == "".join("tick %d\n" % i for i in range(16)) + "done\n"
+    assert cl.req("GET", "/api/contents/" + path).status_code == 404
+
+
 def test_recorder_saves_do_not_look_like_edits_to_an_editor(srv):
     """The app and JupyterLab refuse to save over a file "changed elsewhere"
     (last_modified newer than their own save): the recorder's saves must
