@@ -84,9 +84,9 @@ def text_of(c, name="stdout"):
                    for o in c["outputs"] if o["output_type"] == "stream" and o["name"] == name)
 
 
-def run_and_leave(srv, kid, cell_id, code):
+def run_and_leave(srv, kid, cell_id, code, framing="legacy"):
     """A raw Jupyter client sends the cell and disconnects at once."""
-    c = srv.connect(kid)
+    c = srv.connect(kid, framing=framing)
     c.nudge()
     msg = c.send("shell", "execute_request",
                  {"code": code, "silent": False, "store_history": True, "user_expressions": {},
@@ -142,6 +142,21 @@ def test_outputs_recorded_with_no_client_attached(srv):
         nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
     # The Contents API serves the same document.
     assert text_of(cell(cl.live(path), "a1")) == text_of(a)
+
+
+def test_a_jupyterlab_style_v1_client_is_recorded_too(srv):
+    """JupyterLab and VS Code speak the v1 WebSocket subprotocol."""
+    cl = Client(srv)
+    path = "v1-%s.ipynb" % secrets.token_hex(3)
+    code = "print('over v1')\n6 * 7\n"
+    kid = start(cl, path, notebook(("v1", code)))
+    run_and_leave(srv, kid, "v1", code, framing="v1")
+    nb = wait_until(lambda: (lambda d: d if finished(cell(d, "v1")) else None)(cl.disk(path)), "the v1 run")
+    c = cell(nb, "v1")
+    assert text_of(c) == "over v1\n"
+    results = [o for o in c["outputs"] if o["output_type"] == "execute_result"]
+    assert len(results) == 1 and "".join(results[0]["data"]["text/plain"]) == "42"
+    assert results[0]["execution_count"] == c["execution_count"]
 
 
 def test_progress_clear_output_and_display_updates_collapse_as_in_the_browser(srv):
