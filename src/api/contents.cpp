@@ -235,9 +235,15 @@ Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
         if (live)
           if (auto held = live->content(c.user.username, e->path)) {
             m["content"] = std::move(*held);
-            // Skylab's extension: cells still running (recorded by the server), so a
-            // client opening the notebook elsewhere can show them as running.
-            m["skylab"] = {{"running_cells", live->running_cells(c.user.username, e->path)}};
+            // Skylab's extension: executions still running (recorded by the server,
+            // msg_id -> cell id), so a client opening the notebook elsewhere shows
+            // them as running and renders their further output.
+            json running = json::object(), cells = json::array();
+            for (auto& [msg_id, cell_id] : live->running(c.user.username, e->path)) {
+              running[msg_id] = cell_id;
+              cells.push_back(cell_id);
+            }
+            m["skylab"] = {{"running", std::move(running)}, {"running_cells", std::move(cells)}};
           }
       } else {
         bool text = util::valid_utf8(bytes.value());

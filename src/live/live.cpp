@@ -637,13 +637,11 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
   return e;
 }
 
-std::vector<std::string> LiveNotebooks::running_cells(const std::string& owner, std::string_view path) const {
+std::map<std::string, std::string> LiveNotebooks::running(const std::string& owner, std::string_view path) const {
   std::lock_guard lock(impl_->mu);
-  std::vector<std::string> out;
   auto it = impl_->docs.find({owner, norm(path)});
-  if (it == impl_->docs.end()) return out;
-  for (auto& [_, cell] : it->second->doc.running()) out.push_back(cell);
-  return out;
+  if (it == impl_->docs.end()) return {};
+  return it->second->doc.running();
 }
 
 std::size_t LiveNotebooks::open_documents() const {

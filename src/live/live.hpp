@@ -16,7 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -102,9 +102,10 @@ class LiveNotebooks {
   //! so do their recordings. Blocking (Drive I/O): never on the Asio thread.
   Result<drive::Entry> rename(const auth::Identity& user, std::string_view from, std::string_view to);
 
-  //! Ids of the cells of `owner`'s notebook `path` whose execution is being
-  //! recorded now (empty when none or not open). Any thread; no I/O.
-  std::vector<std::string> running_cells(const std::string& owner, std::string_view path) const;
+  //! The executions being recorded into `owner`'s notebook `path` now, as
+  //! execute_request msg_id -> cell id (empty when none or not open). Any
+  //! thread; no I/O.
+  std::map<std::string, std::string> running(const std::string& owner, std::string_view path) const;
 
   //! Documents held now (for tests and the bench).
   std::size_t open_documents() const;
