@@ -21,6 +21,10 @@ using nlohmann::json;
 namespace {
 
 constexpr std::size_t kMaxCellIdBytes = 256;
+//! An execute_request's metadata is parsed on the caller's thread (the
+//! Asio thread): larger metadata is not recorded. Its content (the code,
+//! any size the WebSocket allowed) is parsed on the worker.
+constexpr std::size_t kMaxMetadataBytes = 64u << 10;
 constexpr std::size_t kMaxPathBytes = 4096;
 
 std::string norm(std::string_view p) {
@@ -68,7 +72,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   enum class Kind { kBegin, kMessage, kKernelGone };
   struct Event {
     Kind kind;
-    std::string kernel_id, msg_id, cell_id, code;
+    std::string kernel_id, msg_id, cell_id;
+    std::string code;  //!< kBegin: the execute_request's raw content (JSON)
     Key key;
     bool resume = false;
     kernel::Channel ch{};
@@ -186,6 +191,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! Applies one event; called with `lock` held (released while loading).
   void apply(Event& ev, std::unique_lock<std::mutex>& lock) {
     if (ev.kind == Kind::kBegin) {
+      queued_bytes -= std::min(queued_bytes, ev.bytes);
       if (!docs.count(ev.key)) {
         if (docs.size() >= opt.max_documents) {
           log::warn("live: too many open notebooks; not recording " + ev.key.second);
@@ -204,8 +210,12 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         if (!docs.count(ev.key)) docs[ev.key] = std::move(d.value());
       }
       Doc& d = *docs[ev.key];
+      std::string code;
+      if (!ev.resume)
+        if (auto content = json_limits::parse_or_discarded(ev.code); content.is_object())
+          if (auto c = content.find("code"); c != content.end() && c->is_string()) code = c->get<std::string>();
       d.doc.set_now(now());
-      d.doc.begin(ev.msg_id, ev.cell_id, ev.code, ev.resume);
+      d.doc.begin(ev.msg_id, ev.cell_id, code, ev.resume);
       d.last_used = now();
       if (!d.doc.tracks(ev.msg_id)) tracked.erase(ev.msg_id);
       state_dirty = true;
@@ -501,6 +511,7 @@ void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Chan
   if (msg.header.find("execute_request") == std::string::npos) return;
   auto info = kernel::inspect(msg);
   if (!info.ok() || info->msg_type != "execute_request") return;
+  if (msg.metadata.size() > kMaxMetadataBytes) return;
   auto meta = json_limits::parse_or_discarded(msg.metadata);
   if (!meta.is_object()) return;
   auto cid = meta.find("cellId");
@@ -511,14 +522,11 @@ void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Chan
   if (!binding || binding->path.size() > kMaxPathBytes || binding->owner.empty()) return;
   std::string path = norm(binding->path);
   if (path.size() < 6 || path.compare(path.size() - 6, 6, ".ipynb") != 0) return;
-  std::string code;
-  if (auto content = json_limits::parse_or_discarded(msg.content); content.is_object())
-    if (auto c = content.find("code"); c != content.end() && c->is_string()) code = c->get<std::string>();
   auto& i = *impl_;
   std::lock_guard lock(i.mu);
   if (i.stopping || !i.started) return;
-  if (i.tracked.size() >= i.opt.max_executions) {
-    log::warn("live: too many executions tracked; not recording " + info->msg_id);
+  if (i.tracked.size() >= i.opt.max_executions || i.queued_bytes + msg.content.size() > i.opt.max_queued_bytes) {
+    log::warn("live: too many executions or queued messages; not recording " + info->msg_id);
     return;
   }
   Impl::Key key{binding->owner, path};
@@ -528,7 +536,9 @@ void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Chan
   ev.kernel_id = kernel_id;
   ev.msg_id = info->msg_id;
   ev.cell_id = cell_id;
-  ev.code = std::move(code);
+  ev.code = msg.content;  // parsed by the worker (only needed for a cell not in the document)
+  ev.bytes = ev.code.size();
+  i.queued_bytes += ev.bytes;
   ev.key = std::move(key);
   i.queue.push_back(std::move(ev));
   i.cv.notify_one();
