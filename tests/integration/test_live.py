@@ -205,14 +205,17 @@ def test_deep_and_huge_kernel_messages_are_bounded(srv):
     code = ("from IPython.display import display\n"
             "deep = []\ncur = deep\nfor _ in range(600):\n    nxt = []\n    cur.append(nxt)\n    cur = nxt\n"
             "display({'application/json': {'x': deep}, 'text/plain': 'deep'}, raw=True)\n"
-            "print('still recorded', flush=True)\n")
+            "print('still recorded', flush=True)\n"
+            "display({'text/plain': 'y' * (10 << 20)}, raw=True)\n")
     kid = start(cl, path, notebook(("d1", code)))
     run_and_leave(srv, kid, "d1", code)
     nb = wait_until(lambda: (lambda d: d if finished(cell(d, "d1")) else None)(cl.disk(path)),
                     "the cell recorded")
     d = cell(nb, "d1")
     assert text_of(d) == "still recorded\n"
-    assert not any(o["output_type"] == "display_data" for o in d["outputs"])  # too deep: not recorded
+    # Too deep: not recorded; one message bigger than the cell's limit: the marker instead.
+    assert not any(o["output_type"] == "display_data" for o in d["outputs"])
+    assert "[output truncated by Skylab: 8 MB]" in text_of(d, "stderr")
     assert srv.get("/api/status").status_code == 200
 
 
