@@ -42,7 +42,8 @@ void Document::changed() {
   last_change_ = now_;
 }
 
-void Document::begin(const std::string& msg_id, const std::string& cell_id, const std::string& code, bool resume) {
+void Document::begin(const std::string& msg_id, const std::string& cell_id, const std::string& code,
+                     bool resume) {
   auto idx = index_of(cell_id);
   if (!idx) {
     cells_of(nb_).push_back({{"cell_type", "code"},
@@ -74,8 +75,8 @@ bool Document::on_iopub(const std::string& msg_id, std::string_view type, const 
   Exec& e = it->second;
   auto idx = index_of(e.cell_id);
   if (!idx) return false;
-  bool is_output = type == "stream" || type == "display_data" || type == "execute_result" || type == "error" ||
-                   type == "update_display_data";
+  bool is_output = type == "stream" || type == "display_data" || type == "execute_result" ||
+                   type == "error" || type == "update_display_data";
   if (is_output) {
     if (e.truncated) return false;
     e.bytes += content_bytes;
@@ -130,7 +131,8 @@ void Document::collapse_last_stream(std::size_t cell_index, std::size_t old_len)
   text.replace(from, std::string::npos, tail);
 }
 
-void Document::on_execute_reply(const std::string& msg_id, const json& content, std::string_view date) {
+void Document::on_execute_reply(const std::string& msg_id, const json& content,
+                                std::string_view date) {
   auto it = execs_.find(msg_id);
   if (it == execs_.end()) return;
   auto idx = index_of(it->second.cell_id);
@@ -139,12 +141,14 @@ void Document::on_execute_reply(const std::string& msg_id, const json& content, 
   collector_.on_execute_reply(date);
   json& cell = nb_["cells"][*idx];
   if (content.is_object()) {
-    if (auto c = content.find("execution_count"); c != content.end() && (c->is_number_integer() || c->is_null()))
+    if (auto c = content.find("execution_count");
+        c != content.end() && (c->is_number_integer() || c->is_null()))
       if (c->is_number_integer()) cell["execution_count"] = *c;
     if (auto s = content.find("status"); s != content.end() && s->is_string())
       cell["metadata"]["execution"]["shell.execute_reply.status"] = *s;
   }
-  if (cell.contains("execution_count")) recorded_counts_[it->second.cell_id] = cell["execution_count"];
+  if (cell.contains("execution_count"))
+    recorded_counts_[it->second.cell_id] = cell["execution_count"];
   changed();
 }
 
@@ -184,14 +188,17 @@ const json& Document::merge_outside(json incoming) {
     bool keep = is_running(id);
     if (!keep) {
       auto rc = recorded_counts_.find(id);
-      keep = rc != recorded_counts_.end() && !rc->second.is_null() && cell.contains("execution_count") &&
-             cell["execution_count"] == rc->second;
+      keep = rc != recorded_counts_.end() && !rc->second.is_null() &&
+             cell.contains("execution_count") && cell["execution_count"] == rc->second;
     }
     if (!keep) continue;
     cell["outputs"] = have.contains("outputs") ? have["outputs"] : json::array();
-    cell["execution_count"] = have.contains("execution_count") ? have["execution_count"] : json(nullptr);
-    if (have.contains("metadata") && have["metadata"].is_object() && have["metadata"].contains("execution")) {
-      if (!cell.contains("metadata") || !cell["metadata"].is_object()) cell["metadata"] = json::object();
+    cell["execution_count"] =
+        have.contains("execution_count") ? have["execution_count"] : json(nullptr);
+    if (have.contains("metadata") && have["metadata"].is_object() &&
+        have["metadata"].contains("execution")) {
+      if (!cell.contains("metadata") || !cell["metadata"].is_object())
+        cell["metadata"] = json::object();
       cell["metadata"]["execution"] = have["metadata"]["execution"];
     }
   }
@@ -199,8 +206,10 @@ const json& Document::merge_outside(json incoming) {
   collector_ = exec::OutputCollector(&cells_of(nb_), true);
   // Executions whose cell is gone are no longer recorded.
   for (auto it = execs_.begin(); it != execs_.end();) {
-    if (!index_of(it->second.cell_id)) it = execs_.erase(it);
-    else ++it;
+    if (!index_of(it->second.cell_id))
+      it = execs_.erase(it);
+    else
+      ++it;
   }
   changed();
   return nb_;

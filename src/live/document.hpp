@@ -48,7 +48,8 @@ class Document {
   //! is not in the document is appended as a code cell with `code`, so its
   //! outputs are not lost. `resume`: the execution began before (a server
   //! restart); the cell keeps what it has.
-  void begin(const std::string& msg_id, const std::string& cell_id, const std::string& code, bool resume = false);
+  void begin(const std::string& msg_id, const std::string& cell_id, const std::string& code,
+             bool resume = false);
   //! Whether `msg_id` is an execution this document records.
   bool tracks(const std::string& msg_id) const { return execs_.count(msg_id) > 0; }
   //! One iopub message whose parent is `msg_id`. `content_bytes` is the
@@ -58,7 +59,8 @@ class Document {
                 std::string_view date, std::size_t content_bytes);
   //! The execute_reply of `msg_id` (its status goes into the cell's
   //! metadata.execution["shell.execute_reply.status"]).
-  void on_execute_reply(const std::string& msg_id, const nlohmann::json& content, std::string_view date);
+  void on_execute_reply(const std::string& msg_id, const nlohmann::json& content,
+                        std::string_view date);
   //! Ends `msg_id` (idle and reply seen, or its kernel is gone).
   void end(const std::string& msg_id);
   //! Executions still running, by msg_id -> cell id.
@@ -101,8 +103,8 @@ class Document {
   std::uint64_t version_ = 1;
   std::uint64_t saved_version_ = 1;
   exec::OutputCollector collector_;
-  std::map<std::string, Exec> execs_;                         //!< by execute_request msg_id
-  std::map<std::string, nlohmann::json> recorded_counts_;     //!< cell id -> execution_count recorded
+  std::map<std::string, Exec> execs_;                      //!< by execute_request msg_id
+  std::map<std::string, nlohmann::json> recorded_counts_;  //!< cell id -> execution_count recorded
   std::optional<Clock::time_point> dirty_since_, last_change_;
   Clock::time_point now_{};
 };

@@ -84,7 +84,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 
   class Observer : public kernel::KernelObserver {
    public:
-    Observer(std::weak_ptr<Impl> impl, std::string kernel_id) : impl_(std::move(impl)), kernel_id_(std::move(kernel_id)) {}
+    Observer(std::weak_ptr<Impl> impl, std::string kernel_id)
+        : impl_(std::move(impl)), kernel_id_(std::move(kernel_id)) {}
     void on_kernel_message(kernel::Channel ch, const std::shared_ptr<const kernel::Message>& msg,
                            const kernel::MessageInfo& info) override {
       if (auto i = impl_.lock()) i->on_kernel_message(kernel_id_, ch, msg, info);
@@ -105,19 +106,20 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::map<Key, std::unique_ptr<Doc>> docs;                      // GUARDED_BY(mu)
-  std::map<std::string, Tracked> tracked;                        // GUARDED_BY(mu) by msg_id
-  std::map<std::string, std::shared_ptr<Observer>> observers;    // GUARDED_BY(mu) by kernel id
-  std::deque<Event> queue;                                       // GUARDED_BY(mu)
-  std::size_t queued_bytes = 0;                                  // GUARDED_BY(mu)
-  bool stopping = false, started = false, stopped = false;       // GUARDED_BY(mu)
-  bool state_dirty = false;                                      // GUARDED_BY(mu)
+  std::map<Key, std::unique_ptr<Doc>> docs;                    // GUARDED_BY(mu)
+  std::map<std::string, Tracked> tracked;                      // GUARDED_BY(mu) by msg_id
+  std::map<std::string, std::shared_ptr<Observer>> observers;  // GUARDED_BY(mu) by kernel id
+  std::deque<Event> queue;                                     // GUARDED_BY(mu)
+  std::size_t queued_bytes = 0;                                // GUARDED_BY(mu)
+  bool stopping = false, started = false, stopped = false;     // GUARDED_BY(mu)
+  bool state_dirty = false;                                    // GUARDED_BY(mu)
   //! The file as the recorder last wrote it, and the edit time clients saw
   //! then, for documents no longer held (see last_edit). Bounded.
   std::map<Key, std::pair<Stamp, drive::TimePoint>> recorder_wrote;  // GUARDED_BY(mu)
   static constexpr std::size_t kMaxRecorderWrote = 20000;
   std::thread worker;
-  std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a newer one unmerged
+  std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
+                       //!< newer one unmerged
 
   Clock::time_point now() const { return opt.clock ? opt.clock() : Clock::now(); }
 
@@ -129,7 +131,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   }
 
   void on_kernel_message(const std::string& kernel_id, kernel::Channel ch,
-                         const std::shared_ptr<const kernel::Message>& msg, const kernel::MessageInfo& info) {
+                         const std::shared_ptr<const kernel::Message>& msg,
+                         const kernel::MessageInfo& info) {
     if (ch != kernel::Channel::kIopub && ch != kernel::Channel::kShell) return;
     if (info.parent_msg_id.empty()) return;
     std::lock_guard lock(mu);
@@ -202,7 +205,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         auto d = load(ev.key);
         lock.lock();
         if (!d.ok()) {
-          log::info("live: not recording into " + ev.key.first + ":" + ev.key.second + ": " + d.error().message);
+          log::info("live: not recording into " + ev.key.first + ":" + ev.key.second + ": " +
+                    d.error().message);
           tracked.erase(ev.msg_id);
           state_dirty = true;
           return;
@@ -213,7 +217,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       std::string code;
       if (!ev.resume)
         if (auto content = json_limits::parse_or_discarded(ev.code); content.is_object())
-          if (auto c = content.find("code"); c != content.end() && c->is_string()) code = c->get<std::string>();
+          if (auto c = content.find("code"); c != content.end() && c->is_string())
+            code = c->get<std::string>();
       d.doc.set_now(now());
       d.doc.begin(ev.msg_id, ev.cell_id, code, ev.resume);
       d.last_used = now();
@@ -224,7 +229,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (ev.kind == Kind::kKernelGone) {
       observers.erase(ev.kernel_id);
       for (auto it = tracked.begin(); it != tracked.end();) {
-        if (it->second.kernel_id != ev.kernel_id) { ++it; continue; }
+        if (it->second.kernel_id != ev.kernel_id) {
+          ++it;
+          continue;
+        }
         if (auto d = docs.find(it->second.key); d != docs.end()) {
           d->second->doc.set_now(now());
           d->second->doc.end(it->first);
@@ -244,14 +252,16 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     doc.set_now(now());
     d->second->last_used = now();
     if (ev.msg_type == "skylab_overflow") {
-      doc.on_iopub(ev.msg_id, "stream", json{{"name", "stderr"}, {"text", ""}}, "", opt.limits.max_cell_output_bytes + 1);
+      doc.on_iopub(ev.msg_id, "stream", json{{"name", "stderr"}, {"text", ""}}, "",
+                   opt.limits.max_cell_output_bytes + 1);
       return;
     }
     auto content = json_limits::parse(ev.msg->content);
     if (!content.ok()) return;  // too deep or too big: not recorded (the clients still get it)
     std::string date;
     if (auto h = json_limits::parse(ev.msg->header); h.ok() && h->is_object())
-      if (auto it = h->find("date"); it != h->end() && it->is_string()) date = it->get<std::string>();
+      if (auto it = h->find("date"); it != h->end() && it->is_string())
+        date = it->get<std::string>();
     bool ended = false;
     if (ev.ch == kernel::Channel::kShell) {
       if (ev.msg_type != "execute_reply") return;
@@ -296,8 +306,11 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   json state_locked() const {
     json out = json::array();
     for (auto& [msg_id, t] : tracked)
-      out.push_back({{"msg_id", msg_id}, {"kernel_id", t.kernel_id}, {"owner", t.key.first},
-                     {"path", t.key.second}, {"cell_id", t.cell_id}});
+      out.push_back({{"msg_id", msg_id},
+                     {"kernel_id", t.kernel_id},
+                     {"owner", t.key.first},
+                     {"path", t.key.second},
+                     {"cell_id", t.cell_id}});
     return out;
   }
 
@@ -412,8 +425,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       for (auto it = docs.begin(); it != docs.end();) {
         Doc& d = *it->second;
         auto s = d.doc.save_due();
-        if (s && *s <= t) due.push_back(it->first);
-        else if (s) next = next ? std::min(*next, *s) : *s;
+        if (s && *s <= t)
+          due.push_back(it->first);
+        else if (s)
+          next = next ? std::min(*next, *s) : *s;
         if (!s && d.doc.running().empty() && t - d.last_used >= opt.idle_close) {
           it = docs.erase(it);
           continue;
@@ -428,13 +443,15 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       }
       if (stopping) break;
       if (!queue.empty()) continue;
-      auto wait = next ? std::min<Clock::duration>(*next - t, std::chrono::seconds(1)) : std::chrono::seconds(1);
+      auto wait = next ? std::min<Clock::duration>(*next - t, std::chrono::seconds(1))
+                       : std::chrono::seconds(1);
       cv.wait_for(lock, wait);
     }
   }
 };
 
-LiveNotebooks::LiveNotebooks(std::shared_ptr<drive::Drive> drive, std::shared_ptr<kernel::KernelManager> kernels,
+LiveNotebooks::LiveNotebooks(std::shared_ptr<drive::Drive> drive,
+                             std::shared_ptr<kernel::KernelManager> kernels,
                              std::function<std::optional<Binding>(const std::string&)> find_binding,
                              LiveOptions options)
     : impl_(std::make_shared<Impl>()) {
@@ -444,7 +461,9 @@ LiveNotebooks::LiveNotebooks(std::shared_ptr<drive::Drive> drive, std::shared_pt
   impl_->opt = std::move(options);
 }
 
-LiveNotebooks::~LiveNotebooks() { stop(); }
+LiveNotebooks::~LiveNotebooks() {
+  stop();
+}
 
 void LiveNotebooks::start() {
   auto& i = *impl_;
@@ -462,20 +481,24 @@ void LiveNotebooks::start() {
     if (v.is_array()) {
       for (auto& e : v) {
         if (!e.is_object() || i.tracked.size() >= i.opt.max_executions) continue;
-        auto s = [&](const char* k) { return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string(); };
+        auto s = [&](const char* k) {
+          return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string();
+        };
         Impl::Event ev{Impl::Kind::kBegin};
         ev.msg_id = s("msg_id");
         ev.kernel_id = s("kernel_id");
         ev.key = {s("owner"), norm(s("path"))};
         ev.cell_id = s("cell_id");
         ev.resume = true;
-        if (ev.msg_id.empty() || ev.cell_id.empty() || ev.key.first.empty() || !i.kernels->get(ev.kernel_id).ok())
+        if (ev.msg_id.empty() || ev.cell_id.empty() || ev.key.first.empty() ||
+            !i.kernels->get(ev.kernel_id).ok())
           continue;
         i.tracked[ev.msg_id] = Impl::Tracked{ev.kernel_id, ev.key, ev.cell_id};
         i.tracked[ev.msg_id].resumed = true;
         i.tracked[ev.msg_id].started = true;
         i.watch_locked(ev.kernel_id);
-        log::info("live: resuming the recording of cell " + ev.cell_id + " of " + ev.key.first + ":" + ev.key.second);
+        log::info("live: resuming the recording of cell " + ev.cell_id + " of " + ev.key.first +
+                  ":" + ev.key.second);
         i.queue.push_back(std::move(ev));
       }
     }
@@ -506,7 +529,8 @@ void LiveNotebooks::stop() {
   if (i.started) i.write_state(state);
 }
 
-void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg) {
+void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Channel ch,
+                                      const kernel::Message& msg) {
   if (ch != kernel::Channel::kShell) return;
   if (msg.header.find("execute_request") == std::string::npos) return;
   auto info = kernel::inspect(msg);
@@ -525,7 +549,8 @@ void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Chan
   auto& i = *impl_;
   std::lock_guard lock(i.mu);
   if (i.stopping || !i.started) return;
-  if (i.tracked.size() >= i.opt.max_executions || i.queued_bytes + msg.content.size() > i.opt.max_queued_bytes) {
+  if (i.tracked.size() >= i.opt.max_executions ||
+      i.queued_bytes + msg.content.size() > i.opt.max_queued_bytes) {
     log::warn("live: too many executions or queued messages; not recording " + info->msg_id);
     return;
   }
@@ -559,8 +584,8 @@ std::optional<json> LiveNotebooks::content(const std::string& owner, std::string
   return it->second->doc.notebook();
 }
 
-Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity& user, std::string_view path,
-                                                            json nb) {
+Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity& user,
+                                                            std::string_view path, json nb) {
   auto& i = *impl_;
   Impl::Key key{user.username, norm(path)};
   std::lock_guard save_lock(i.save_mu);
@@ -586,7 +611,8 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
   return saved;
 }
 
-drive::TimePoint LiveNotebooks::last_edit(const std::string& owner, const drive::Entry& entry) const {
+drive::TimePoint LiveNotebooks::last_edit(const std::string& owner,
+                                          const drive::Entry& entry) const {
   auto& i = *impl_;
   Impl::Key key{owner, norm(entry.path)};
   bool open = false;
@@ -596,7 +622,8 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner, const drive:
     if (!open) {
       // Closed since: the recorder's last write is still not an edit.
       auto it = i.recorder_wrote.find(key);
-      if (it != i.recorder_wrote.end() && it->second.first == Stamp{entry.modified, entry.size.value_or(0)})
+      if (it != i.recorder_wrote.end() &&
+          it->second.first == Stamp{entry.modified, entry.size.value_or(0)})
         return it->second.second;
       return entry.modified;
     }
@@ -609,7 +636,8 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner, const drive:
   return it->second->edited;
 }
 
-Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::string_view from, std::string_view to) {
+Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::string_view from,
+                                           std::string_view to) {
   auto& i = *impl_;
   std::lock_guard save_lock(i.save_mu);  // no save of the old path in flight
   auto from_path = drive::DrivePath::parse(from);
@@ -620,7 +648,8 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
   if (f.empty() || f == t) return e;
   auto moved = [&](const std::string& p) -> std::optional<std::string> {
     if (p == f) return t;
-    if (p.size() > f.size() && p.compare(0, f.size(), f) == 0 && p[f.size()] == '/') return t + p.substr(f.size());
+    if (p.size() > f.size() && p.compare(0, f.size(), f) == 0 && p[f.size()] == '/')
+      return t + p.substr(f.size());
     return std::nullopt;
   };
   std::lock_guard lock(i.mu);
@@ -647,7 +676,8 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
   return e;
 }
 
-std::map<std::string, std::string> LiveNotebooks::running(const std::string& owner, std::string_view path) const {
+std::map<std::string, std::string> LiveNotebooks::running(const std::string& owner,
+                                                          std::string_view path) const {
   std::lock_guard lock(impl_->mu);
   auto it = impl_->docs.find({owner, norm(path)});
   if (it == impl_->docs.end()) return {};

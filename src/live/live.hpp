@@ -12,11 +12,11 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -73,7 +73,8 @@ class LiveNotebooks {
   //! A client sent `msg` on `ch` to kernel `kernel_id`. An execute_request
   //! on shell with a string `metadata.cellId` on a kernel with a binding
   //! starts recording. Any thread; quick (no I/O).
-  void on_client_message(const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg);
+  void on_client_message(const std::string& kernel_id, kernel::Channel ch,
+                         const kernel::Message& msg);
 
   //! The live document of `owner`'s notebook `path` (a copy), or nullopt
   //! when it is not open. A write from outside since the document last read
@@ -100,7 +101,8 @@ class LiveNotebooks {
   //! Drive::rename for a client, with no save of the live documents in
   //! between: open documents at or below `from` follow to the new path, and
   //! so do their recordings. Blocking (Drive I/O): never on the Asio thread.
-  Result<drive::Entry> rename(const auth::Identity& user, std::string_view from, std::string_view to);
+  Result<drive::Entry> rename(const auth::Identity& user, std::string_view from,
+                              std::string_view to);
 
   //! The executions being recorded into `owner`'s notebook `path` now, as
   //! execute_request msg_id -> cell id (empty when none or not open). Any

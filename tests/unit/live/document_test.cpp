@@ -13,14 +13,23 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 json nb_with(std::initializer_list<std::pair<const char*, const char*>> cells) {
-  json nb = {{"nbformat", 4}, {"nbformat_minor", 5}, {"metadata", json::object()}, {"cells", json::array()}};
+  json nb = {{"nbformat", 4},
+             {"nbformat_minor", 5},
+             {"metadata", json::object()},
+             {"cells", json::array()}};
   for (auto& [id, src] : cells)
-    nb["cells"].push_back({{"cell_type", "code"}, {"id", id}, {"source", src}, {"metadata", json::object()},
-                           {"outputs", json::array()}, {"execution_count", nullptr}});
+    nb["cells"].push_back({{"cell_type", "code"},
+                           {"id", id},
+                           {"source", src},
+                           {"metadata", json::object()},
+                           {"outputs", json::array()},
+                           {"execution_count", nullptr}});
   return nb;
 }
 
-json stream(const std::string& text, const char* name = "stdout") { return {{"name", name}, {"text", text}}; }
+json stream(const std::string& text, const char* name = "stdout") {
+  return {{"name", name}, {"text", text}};
+}
 
 const json& cell(const Document& d, const std::string& id) {
   for (auto& c : d.notebook()["cells"])
@@ -39,7 +48,8 @@ struct LiveDocument : ::testing::Test {
 
 TEST_F(LiveDocument, BeginClearsTheCellAsTheBrowserDoes) {
   json nb = nb_with({{"a", "print(1)"}});
-  nb["cells"][0]["outputs"] = json::array({json{{"output_type", "stream"}, {"name", "stdout"}, {"text", "old"}}});
+  nb["cells"][0]["outputs"] =
+      json::array({json{{"output_type", "stream"}, {"name", "stdout"}, {"text", "old"}}});
   nb["cells"][0]["execution_count"] = 3;
   Document d(nb, {});
   auto v = d.version();
@@ -86,10 +96,12 @@ TEST_F(LiveDocument, ClearOutputWaitReplacesOnTheNextOutput) {
 
 TEST_F(LiveDocument, UpdateDisplayDataReplacesByDisplayId) {
   doc.begin("m1", "a", "");
-  feed("display_data", {{"data", {{"text/plain", "'first'"}}}, {"metadata", json::object()},
+  feed("display_data", {{"data", {{"text/plain", "'first'"}}},
+                        {"metadata", json::object()},
                         {"transient", {{"display_id", "d1"}}}});
   feed("stream", stream("after\n"));
-  feed("update_display_data", {{"data", {{"text/plain", "'second'"}}}, {"metadata", json::object()},
+  feed("update_display_data", {{"data", {{"text/plain", "'second'"}}},
+                               {"metadata", json::object()},
                                {"transient", {{"display_id", "d1"}}}});
   ASSERT_EQ(cell(doc, "a")["outputs"].size(), 2u);
   EXPECT_EQ(cell(doc, "a")["outputs"][0]["data"]["text/plain"], "'second'");
@@ -100,12 +112,14 @@ TEST_F(LiveDocument, OutputBeyondTheLimitIsTruncatedWithOneMarker) {
   l.max_cell_output_bytes = 100;
   Document d(nb_with({{"a", ""}}), l);
   d.begin("m1", "a", "");
-  for (int i = 0; i < 20; ++i) d.on_iopub("m1", "stream", stream(std::string(20, 'x') + "\n"), "", 21);
+  for (int i = 0; i < 20; ++i)
+    d.on_iopub("m1", "stream", stream(std::string(20, 'x') + "\n"), "", 21);
   d.on_iopub("m1", "execute_input", {{"execution_count", 7}}, "", 10);
   const json& outs = cell(d, "a")["outputs"];
   ASSERT_EQ(outs.size(), 2u);
   EXPECT_LE(outs[0]["text"].get<std::string>().size(), 100u);
-  EXPECT_NE(outs[1]["text"].get<std::string>().find("[output truncated by Skylab:"), std::string::npos);
+  EXPECT_NE(outs[1]["text"].get<std::string>().find("[output truncated by Skylab:"),
+            std::string::npos);
   EXPECT_EQ(cell(d, "a")["execution_count"], 7);  // counts and status still recorded
 }
 
