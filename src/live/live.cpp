@@ -73,13 +73,17 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   struct Event {
     Kind kind;
     std::string kernel_id, msg_id, cell_id;
-    std::string code;  //!< kBegin: the execute_request's raw content (JSON)
+    std::string raw;  //!< kBegin: the execute_request's raw content (JSON)
     Key key;
     bool resume = false;
     kernel::Channel ch{};
     std::shared_ptr<const kernel::Message> msg;
     std::string msg_type;
     std::size_t bytes = 0;
+    // Filled by parse() on the worker without the lock held.
+    json content;      //!< kMessage: the parsed content; discarded when too deep or too big
+    std::string date;  //!< kMessage: the header's date
+    std::string code;  //!< kBegin: the code of the request
   };
 
   class Observer : public kernel::KernelObserver {
@@ -191,6 +195,22 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     return d;
   }
 
+  //! Parses what an event carries; called without the lock, so the kernels'
+  //! I/O thread (which queues under it) never waits for a parse.
+  static void parse(Event& ev) {
+    if (ev.kind == Kind::kBegin && !ev.resume) {
+      if (auto content = json_limits::parse_or_discarded(ev.raw); content.is_object())
+        if (auto c = content.find("code"); c != content.end() && c->is_string())
+          ev.code = c->get<std::string>();
+      std::string().swap(ev.raw);
+    } else if (ev.kind == Kind::kMessage && ev.msg) {
+      ev.content = json_limits::parse_or_discarded(ev.msg->content);
+      if (auto h = json_limits::parse_or_discarded(ev.msg->header); h.is_object())
+        if (auto it = h.find("date"); it != h.end() && it->is_string())
+          ev.date = it->get<std::string>();
+    }
+  }
+
   //! Applies one event; called with `lock` held (released while loading).
   void apply(Event& ev, std::unique_lock<std::mutex>& lock) {
     if (ev.kind == Kind::kBegin) {
@@ -214,13 +234,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         if (!docs.count(ev.key)) docs[ev.key] = std::move(d.value());
       }
       Doc& d = *docs[ev.key];
-      std::string code;
-      if (!ev.resume)
-        if (auto content = json_limits::parse_or_discarded(ev.code); content.is_object())
-          if (auto c = content.find("code"); c != content.end() && c->is_string())
-            code = c->get<std::string>();
       d.doc.set_now(now());
-      d.doc.begin(ev.msg_id, ev.cell_id, code, ev.resume);
+      d.doc.begin(ev.msg_id, ev.cell_id, ev.code, ev.resume);
       d.last_used = now();
       if (!d.doc.tracks(ev.msg_id)) tracked.erase(ev.msg_id);
       state_dirty = true;
@@ -256,16 +271,14 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
                    opt.limits.max_cell_output_bytes + 1);
       return;
     }
-    auto content = json_limits::parse(ev.msg->content);
-    if (!content.ok()) return;  // too deep or too big: not recorded (the clients still get it)
-    std::string date;
-    if (auto h = json_limits::parse(ev.msg->header); h.ok() && h->is_object())
-      if (auto it = h->find("date"); it != h->end() && it->is_string())
-        date = it->get<std::string>();
+    // Too deep or too big: not recorded (the clients still get it).
+    if (ev.content.is_discarded()) return;
+    const json* content = &ev.content;
+    const std::string& date = ev.date;
     bool ended = false;
     if (ev.ch == kernel::Channel::kShell) {
       if (ev.msg_type != "execute_reply") return;
-      doc.on_execute_reply(ev.msg_id, content.value(), date);
+      doc.on_execute_reply(ev.msg_id, *content, date);
       t->second.reply = true;
       ended = t->second.idle;
     } else {
@@ -273,7 +286,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         t->second.started = true;
         end_abandoned(t->second.kernel_id, ev.msg_id);
       }
-      if (doc.on_iopub(ev.msg_id, ev.msg_type, content.value(), date, ev.msg->content.size())) {
+      if (doc.on_iopub(ev.msg_id, ev.msg_type, *content, date, ev.msg->content.size())) {
         t->second.idle = true;
         ended = t->second.reply || t->second.resumed;
       }
@@ -405,6 +418,14 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         Event ev = std::move(queue.front());
         queue.pop_front();
         try {
+          lock.unlock();
+          try {
+            parse(ev);
+          } catch (...) {
+            lock.lock();
+            throw;
+          }
+          lock.lock();
           apply(ev, lock);
         } catch (const std::exception& e) {
           log::warn(std::string("live: a kernel message was not recorded: ") + e.what());
@@ -561,8 +582,8 @@ void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Chan
   ev.kernel_id = kernel_id;
   ev.msg_id = info->msg_id;
   ev.cell_id = cell_id;
-  ev.code = msg.content;  // parsed by the worker (only needed for a cell not in the document)
-  ev.bytes = ev.code.size();
+  ev.raw = msg.content;  // parsed by the worker (only needed for a cell not in the document)
+  ev.bytes = ev.raw.size();
   i.queued_bytes += ev.bytes;
   ev.key = std::move(key);
   i.queue.push_back(std::move(ev));
