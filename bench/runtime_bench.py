@@ -277,20 +277,28 @@ def bench_storm(srv, users, drive_files):
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=connect, args=(s,), daemon=True) for s in starters]
-    for t in threads:
-        t.start()
-    failures = []
-    during = sample_api(observer, urls, lambda: all(not t.is_alive() for t in threads), failures)
-    for t in threads:
-        t.join()
-    for s, kid in kids:
-        s.delete(f"{srv.base}/api/kernels/{kid}", timeout=60)
+    def storm():
+        done.clear()
+        kids.clear()
+        threads = [threading.Thread(target=connect, args=(s,), daemon=True) for s in starters]
+        for t in threads:
+            t.start()
+        failures = []
+        during = sample_api(observer, urls, lambda: all(not t.is_alive() for t in threads), failures)
+        for t in threads:
+            t.join()
+        for s, kid in kids:
+            s.delete(f"{srv.base}/api/kernels/{kid}", timeout=60)
+        return {"p50_ms": pct(during, 50) * 1e3, "p99_ms": pct(during, 99) * 1e3, "n": len(during),
+                "connect_p50_ms": pct(done, 50) * 1e3 if done else None, "observer_failures": failures}
+
+    # The first start of a user whose files predate their volume moves them
+    # onto it (once); the second is every later day's start.
+    first = storm()
+    again = storm()
     return {"users": users, "drive_files": drive_files if srv.kind == "skylab" else 0,
             "idle": {"p50_ms": pct(idle, 50) * 1e3, "p99_ms": pct(idle, 99) * 1e3, "n": len(idle)},
-            "storm": {"p50_ms": pct(during, 50) * 1e3, "p99_ms": pct(during, 99) * 1e3, "n": len(during)},
-            "connect_p50_ms": pct(done, 50) * 1e3 if done else None, "errors": errors,
-            "observer_failures": failures}
+            "storm": first, "storm_again": again, "errors": errors}
 
 
 SANDBOX = """
@@ -397,11 +405,14 @@ def main():
     for key, name in (("storm_jupyter", "Jupyter Server, kernels"), ("storm_skylab", "Skylab, runtimes")):
         if key in res:
             r = res[key]
-            print("start storm (%s: %d at once, %d Drive files each): another user's API idle p99 %.1f ms, "
-                  "during p50 %.1f / p99 %.1f ms; connect p50 %s ms; errors %d; another user's failed requests %d"
-                  % (name, r["users"], r["drive_files"], r["idle"]["p99_ms"], r["storm"]["p50_ms"],
-                     r["storm"]["p99_ms"], "%.0f" % r["connect_p50_ms"] if r["connect_p50_ms"] else "-",
-                     len(r["errors"]), len(r["observer_failures"])))
+            for when in ("storm", "storm_again"):
+                w = r[when]
+                print("start storm (%s: %d at once, %d Drive files each, %s): another user's API idle p99 %.1f ms, "
+                      "during p50 %.1f / p99 %.1f ms; connect p50 %s ms; another user's failed requests %d"
+                      % (name, r["users"], r["drive_files"], "first start" if when == "storm" else "again",
+                         r["idle"]["p99_ms"], w["p50_ms"], w["p99_ms"],
+                         "%.0f" % w["connect_p50_ms"] if w["connect_p50_ms"] else "-", len(w["observer_failures"])))
+            print("  connect errors: %d" % len(r["errors"]))
     if "storm_skylab" in res and "storm_jupyter" in res:
         print("  storm p99 ratio Skylab/Jupyter: %.2f" %
               (res["storm_skylab"]["storm"]["p99_ms"] / max(1e-9, res["storm_jupyter"]["storm"]["p99_ms"])))

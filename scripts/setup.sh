@@ -12,6 +12,7 @@ APT_PACKAGES=(
   # runtimes
   python3 python3-ipykernel python3-jupyter-client python3-nbformat
   python3-matplotlib python3-numpy python3-pandas python3-zmq bubblewrap passt iproute2  # passt: runtimes' NAT (pasta); iproute2: routes in its namespace and the tests' fake internet host
+  slurm-wlm munge  # the Slurm backend (src/runtime/slurm.hpp) and its one-node test cluster
   e2fsprogs mount  # mkfs.ext4 and mount -o loop: the /content size limit (runtime type `disk`)
   python3-torch python3-tqdm python3-pil  # the course notebooks (examples/, docs/course.md)
   # tests and benchmarks

@@ -32,7 +32,8 @@ std::string type_of(const kernel::KernelModel& k, const runtime::Config& c) {
   return k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type;
 }
 
-json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
+// `waiting`: why a started kernel is not ready yet (a cluster job in the queue), if known.
+json runtime_json(const kernel::KernelModel& k, const runtime::Config& c, const std::string& waiting = "") {
   auto t = c.types.find(type_of(k, c));
   json j = {{"id", k.id},
             {"type", type_of(k, c)},
@@ -47,6 +48,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c) {
     j["idle_timeout_seconds"] = c.idle_timeout(t->second).count();
   }
   if (!k.reason.empty()) j["reason"] = k.reason;
+  if (!waiting.empty() && k.execution_state == "starting") j["reason"] = waiting;
   return j;
 }
 
@@ -154,8 +156,12 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   r.add("GET", "/api/skylab/runtimes/?", [ctx, service](Request& req, Responder done) {
     json out = json::array();
-    for (auto& k : ctx->kernels->list())
-      if (may_access(req.user, k.owner)) out.push_back(runtime_json(k, *ctx->runtime_config));
+    for (auto& k : ctx->kernels->list()) {
+      if (!may_access(req.user, k.owner)) continue;
+      // A cluster runtime waiting for its job: the pending view, with the reason.
+      if (auto p = service->pending_one(k.id)) out.push_back(pending_json(*p));
+      else out.push_back(runtime_json(k, *ctx->runtime_config, service->backend().waiting_reason(k.id)));
+    }
     for (auto& p : service->pending(req.user.username))
       if (p.state == "queued") out.push_back(pending_json(p));
     done(Response::json(200, out));
@@ -194,13 +200,16 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       done(Response::json(201, runtime_json(k.value(), *ctx->runtime_config)));
     });
     if (!ticket.ok()) return done(Response::from_error(ticket.error()));
-    if (ticket->position == 0) return;
+    // A cluster runtime may wait long for a machine: it answers 202 at once
+    // too, and GET shows why it waits ("Waiting for a machine ...").
+    bool remote = c.types.at(type).backend != runtime::Backend::kLocal;
+    if (ticket->position == 0 && !remote) return;
     // Queued. (A grant racing with this reply: whichever comes first answers.)
     if (answered->exchange(true)) return;
     runtime::PendingRuntime p{ticket->id, req.user.username, type, kernel_name, "queued", ticket->position, "",
                               std::chrono::system_clock::now()};
     if (auto now = service->pending_one(ticket->id)) p = *now;
-    p.state = "queued";
+    p.state = ticket->position > 0 ? "queued" : "starting";
     auto res = Response::json(202, pending_json(p));
     res.set_header("Location", "/api/skylab/runtimes/" + ticket->id);
     done(std::move(res));
@@ -212,7 +221,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       return done(Response::json(200, pending_json(*p)));
     auto k = ctx->kernels->get(id);
     if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + id));
-    done(Response::json(200, runtime_json(k.value(), *ctx->runtime_config)));
+    done(Response::json(200, runtime_json(k.value(), *ctx->runtime_config, service->backend().waiting_reason(id))));
   });
 
   r.add("DELETE", id_re, [ctx, service](Request& req, Responder done) {

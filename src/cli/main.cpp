@@ -13,6 +13,8 @@ int user_main(const std::vector<std::string>& args);
 int run_main(const std::vector<std::string>& args);
 int runtime_main(const std::vector<std::string>& args);
 int dataset_main(const std::vector<std::string>& args);
+int slurm_link_main(const std::vector<std::string>& args);
+int agent_main(const std::vector<std::string>& args);
 }
 
 namespace {
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "runtime") return skylab::cli::runtime_main(args);
   if (cmd == "dataset") return skylab::cli::dataset_main(args);
+  if (cmd == "slurm-link") return skylab::cli::slurm_link_main(args);  // internal (Slurm backend)
+  if (cmd == "agent") return skylab::cli::agent_main(args);            // internal: runs inside a Slurm job
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);
     return 0;

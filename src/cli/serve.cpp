@@ -18,7 +18,13 @@
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
 #include "auth/share_store.hpp"
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "cli/runtime_setup.hpp"
+#include "runtime/slurm.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
@@ -214,6 +220,28 @@ int serve_main(const std::vector<std::string>& args) {
   } else {
     mo.launcher = launcher.value();
   }
+  // Runtime types with backend = "slurm": their kernels are links to agents in Slurm jobs.
+  auto sandbox_launcher = mo.launcher;
+  std::shared_ptr<runtime::SlurmLauncher> slurm_launcher;
+  std::shared_ptr<runtime::SlurmContext> slurm_ctx;
+  if (runtime::uses_slurm(runtime_config.value())) {
+    slurm_ctx = std::make_shared<runtime::SlurmContext>();
+    slurm_ctx->config = std::make_shared<const runtime::Config>(runtime_config.value());
+    slurm_ctx->jobs_dir = data / "slurm" / "jobs";
+    if (!sa.config.empty()) {
+      std::ifstream in(sa.config);
+      std::stringstream text;
+      text << in.rdbuf();
+      slurm_ctx->config_text = text.str();
+    }
+    slurm_ctx->data_dir = fs::absolute(data, ec).string();
+    slurm_ctx->self_exe = fs::read_symlink("/proc/self/exe", ec).string();
+    std::error_code ec2;
+    fs::create_directories(data / "slurm", ec2);
+    ::chmod((data / "slurm").c_str(), 0700);
+    slurm_launcher = std::make_shared<runtime::SlurmLauncher>(mo.launcher, slurm_ctx);
+    mo.launcher = slurm_launcher;
+  }
   mo.python_path = find_installed_dir("python");
   auto gpus = std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
   if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
@@ -237,6 +265,8 @@ int serve_main(const std::vector<std::string>& args) {
           log::info("runtime " + id + ": left over from a previous server; cleaning up");
           mo.launcher->cleanup(id);
         }
+    // Jobs of runtimes this server has no record of (a crash between sbatch and the record).
+    if (slurm_launcher) slurm_launcher->cancel_orphans(adopted);
   }
   runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
   lifecycle.start();
@@ -307,12 +337,19 @@ int serve_main(const std::vector<std::string>& args) {
     log::info("warm pool: " + std::to_string(pool->size()) + " spare runtime(s) per user and type");
   }
   // The one way to a kernel: every API route and the jobs go through it.
-  ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(kernels, specs, active_pool, mo.launcher),
-                                                            ctx->runtime_config, gpus, active_pool);
+  auto backend = runtime::make_local_backend(kernels, specs, active_pool, mo.launcher);
+  runtime::ServiceOptions service_options;
+  if (slurm_ctx) {
+    backend = runtime::make_slurm_backend(backend, kernels, slurm_ctx);
+    // A queued Slurm job holds a worker while it waits for a machine.
+    service_options.threads = 128;
+    service_options.max_starting = 256;
+  }
+  ctx->runtimes = std::make_shared<runtime::RuntimeService>(backend, ctx->runtime_config, gpus, active_pool, service_options);
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   // Moving a Drive onto its quota volume waits for the Drive's writes to it.
-  auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(mo.launcher);
+  auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox_launcher);
   if (sandbox) {
     sandbox->set_drive_lock([d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
       return d->exclusive(user, work);

@@ -159,7 +159,7 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive"}))
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive", "slurm"}))
     return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
@@ -196,7 +196,8 @@ Result<Config> parse_config(std::string_view text) {
       NetworkMode network = rt.network;
       SeccompMode seccomp = rt.seccomp;
       bool ok = w.check_keys(*t, p, {"display_name", "memory", "cpus", "gpus", "pids", "disk", "idle_timeout",
-                                     "max_lifetime", "network", "seccomp"}) &&
+                                     "max_lifetime", "network", "seccomp", "backend", "partition", "account",
+                                     "qos", "constraint", "sbatch_options"}) &&
                 w.string(*t, p, "display_name", rt.display_name) && w.size(*t, p, "memory", rt.memory_bytes) &&
                 w.integer(*t, p, "gpus", rt.gpus, 0, 64) && w.integer(*t, p, "pids", rt.pids, 0, 1 << 22) &&
                 w.size(*t, p, "disk", rt.disk_bytes) && w.duration(*t, p, "idle_timeout", idle) &&
@@ -227,12 +228,66 @@ Result<Config> parse_config(std::string_view text) {
         else return Error::bad_request("config: " + p + "seccomp: expected \"default\" or \"unconfined\"");
       }
       rt.seccomp = seccomp;
+      std::string backend = rt.backend == Backend::kSlurm ? "slurm" : "local";
+      if (!w.string(*t, p, "backend", backend, {"local", "slurm"}) ||
+          !w.string(*t, p, "partition", rt.slurm.partition) || !w.string(*t, p, "account", rt.slurm.account) ||
+          !w.string(*t, p, "qos", rt.slurm.qos) || !w.string(*t, p, "constraint", rt.slurm.constraint))
+        return Error::bad_request(w.error);
+      rt.backend = backend == "slurm" ? Backend::kSlurm : Backend::kLocal;
+      if (auto* so = t->get("sbatch_options")) {
+        auto* arr = so->as_array();
+        if (!arr || arr->size() > 64) return Error::bad_request("config: " + p + "sbatch_options: expected a list of strings");
+        rt.slurm.sbatch_options.clear();
+        for (auto& item : *arr) {
+          auto v = item.value_exact<std::string>();
+          if (!v || v->empty() || v->size() > 1024) return Error::bad_request("config: " + p + "sbatch_options: invalid entry");
+          rt.slurm.sbatch_options.push_back(*v);
+        }
+      }
+      if (rt.backend == Backend::kSlurm) {
+        // Slurm allocates a Slurm type's GPUs on its node; the server's GPU queue is not involved.
+        if (rt.gpus > 0) rt.slurm.gpus = rt.gpus;
+        rt.gpus = 0;
+      } else if (t->contains("partition") || t->contains("account") || t->contains("qos") ||
+                 t->contains("constraint") || t->contains("sbatch_options")) {
+        return Error::bad_request("config: " + p + "partition, account, qos, constraint and sbatch_options need backend = \"slurm\"");
+      }
       if (has_idle) rt.idle_timeout = idle;
       if (has_life) rt.max_lifetime = life;
       c.types[name] = rt;
     }
   } else if (root.contains("runtime_types")) {
     return Error::bad_request("config: runtime_types: expected a table");
+  }
+
+  if (auto* sl = root.get_as<toml::table>("slurm")) {
+    const std::string p = "slurm.";
+    std::string users = c.slurm.users;
+    bool ok = w.check_keys(*sl, p, {"conf", "listen_host", "users", "bin", "grace"}) &&
+              w.string(*sl, p, "conf", c.slurm.conf) && w.string(*sl, p, "listen_host", c.slurm.listen_host) &&
+              w.string(*sl, p, "bin", c.slurm.bin) && w.duration(*sl, p, "grace", c.slurm.grace);
+    if (!ok) return Error::bad_request(w.error);
+    auto name_ok = [](const std::string& v) {
+      if (v.empty() || v.size() > 64) return false;
+      for (unsigned char ch : v)
+        if (!std::isalnum(ch) && ch != '-' && ch != '_' && ch != '.') return false;
+      return v[0] != '-';
+    };
+    if (auto* u = sl->get("users")) {
+      if (auto* tab = u->as_table()) {
+        c.slurm.users = "table";
+        for (auto& [uk, uv] : *tab) {
+          auto acct = uv.value_exact<std::string>();
+          if (!acct || !name_ok(*acct) || !name_ok(std::string(uk.str())))
+            return Error::bad_request("config: slurm.users." + std::string(uk.str()) + ": expected a cluster account name");
+          c.slurm.accounts[std::string(uk.str())] = *acct;
+        }
+      } else if (!w.string(*sl, p, "users", c.slurm.users, {"root", "same"})) {
+        return Error::bad_request("config: slurm.users: expected \"root\", \"same\" or a table of user = \"account\"");
+      }
+    }
+  } else if (root.contains("slurm")) {
+    return Error::bad_request("config: slurm: expected a table");
   }
 
   if (auto* g = root.get_as<toml::table>("gpus")) {

@@ -34,6 +34,21 @@ enum class SeccompMode {
   kUnconfined,  //!< no filter ("unconfined")
 };
 
+//! Where a runtime type's kernels run (`backend`).
+enum class Backend {
+  kLocal,  //!< on the server's machine ("local", the default)
+  kSlurm,  //!< as a Slurm job on a compute node, through `skylab agent` ("slurm")
+};
+
+//! The Slurm job of a `backend = "slurm"` runtime type. Strings are passed to
+//! sbatch as they are (one argument each; never through a shell).
+struct SlurmJobOptions {
+  std::string partition;   //!< --partition ("" = the cluster's default)
+  int gpus = 0;            //!< --gres=gpu:N (Slurm allocates them, not the server)
+  std::string account, qos, constraint;
+  std::vector<std::string> sbatch_options;  //!< extra arguments, e.g. "--exclusive"
+};
+
 //! One entry of [runtime_types.NAME]. Zero means "no limit" for limits.
 struct RuntimeType {
   std::string name;
@@ -47,6 +62,23 @@ struct RuntimeType {
   std::optional<Duration> max_lifetime;   //!< overrides [runtimes]
   NetworkMode network = NetworkMode::kIsolated;
   SeccompMode seccomp = SeccompMode::kDefault;
+  Backend backend = Backend::kLocal;
+  SlurmJobOptions slurm;  //!< backend == kSlurm only (`gpus` then stays 0: Slurm allocates GPUs)
+};
+
+//! [slurm]: the cluster that `backend = "slurm"` runtime types run on.
+struct SlurmSection {
+  std::string conf;  //!< path of slurm.conf for Slurm's clients ("" = SLURM_CONF / the system default)
+  //! The address this server's agent links listen on; compute nodes must reach
+  //! it ("" = the server's host name). Ports are chosen per runtime.
+  std::string listen_host;
+  //! Whose cluster account a job is submitted for: "root" (the server's own;
+  //! the Skylab user is named in the job's comment), "same" (sbatch --uid=<the
+  //! Skylab user name>) or, with `accounts`, a table Skylab user -> account.
+  std::string users = "root";
+  std::map<std::string, std::string> accounts;
+  std::string bin;  //!< the skylab binary on the compute nodes ("" = this server's path)
+  Duration grace = std::chrono::minutes(5);  //!< added to the lifetime for the job's --time
 };
 
 struct RuntimesSection {
@@ -85,6 +117,7 @@ struct Config {
   } drive;
   std::map<std::string, RuntimeType> types;  //!< always contains runtimes.default_type
   int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
+  SlurmSection slurm;
 
   //! The type's effective idle timeout and lifetime.
   Duration idle_timeout(const RuntimeType& t) const { return t.idle_timeout.value_or(runtimes.idle_timeout); }

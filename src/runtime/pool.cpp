@@ -26,7 +26,9 @@ std::string WarmPool::type_name(const std::string& type) const {
 
 bool WarmPool::poolable(const std::string& type) const {
   auto it = config_.types.find(type_name(type));
-  return size_ > 0 && it != config_.types.end() && it->second.gpus == 0;
+  // No spares of cluster types: a spare would hold a Slurm job (a node's
+  // CPUs, GPUs and the user's fair share) for nobody.
+  return size_ > 0 && it != config_.types.end() && it->second.gpus == 0 && it->second.backend == Backend::kLocal;
 }
 
 std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, const std::string& type,

@@ -575,6 +575,10 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
               {"SKYLAB_USER", spec.owner}};
   for (auto& [k, v] : spec.env)
     if (k.rfind("SKYLAB_", 0) == 0 && k != "SKYLAB_ADMIN_TOKEN") plan.env[k] = v;
+  // A Slurm runtime's job (set by `skylab agent` only; never secrets).
+  for (const char* k : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME",
+                        "SLURM_JOB_GPUS", "SLURM_CPUS_PER_TASK"})
+    if (auto it = spec.env.find(k); it != spec.env.end()) plan.env[k] = it->second;
   if (!plan.state_dir.empty()) plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
   std::string visible;
   for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);

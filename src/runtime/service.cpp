@@ -256,7 +256,7 @@ void RuntimeService::run_start(const std::string& id, std::vector<int> gpus) {
 
 void RuntimeService::release(const std::string& id, std::function<void(Status)> done) {
   Started cb;
-  bool running = false;
+  bool running = false, starting = false;
   {
     std::lock_guard lock(mu_);
     leases_.erase(id);
@@ -270,9 +270,12 @@ void RuntimeService::release(const std::string& id, std::function<void(Status)> 
       if (it->second.queued && gpus_->cancel(id)) {
         cb = std::move(it->second.on_started);
         entries_.erase(it);
+      } else if (!it->second.queued) {
+        starting = true;
       }
     }
   }
+  if (starting) backend_->cancel(id);
   if (!running) {
     if (cb) cb(Error::unavailable("The runtime was released before it started"));
     if (done) done(ok_status());

@@ -73,6 +73,16 @@ class RuntimeBackend {
   //! Stops the kernel `id`; `done` once it is gone (any thread). Must not
   //! block the caller.
   virtual void stop(const std::string& id, std::function<void(Status)> done) = 0;
+  //! The runtime `id`, whose start() may still be running, was released:
+  //! a backend whose start waits (a queued cluster job) gives up and returns
+  //! soon. Must not block. Any thread.
+  virtual void cancel(const std::string& id) { (void)id; }
+  //! Why the started-but-not-ready kernel `id` still waits, as the backend
+  //! last saw it (a cluster job's queue reason), or "". Quick; any thread.
+  virtual std::string waiting_reason(const std::string& id) const {
+    (void)id;
+    return {};
+  }
   //! Every kernel users see (no unclaimed spares). Quick; any thread.
   virtual std::vector<kernel::KernelModel> list() const = 0;
   //! NotFound for unknown ids. Quick; any thread.

@@ -774,6 +774,7 @@ export class NotebookPage implements NotebookPageContext {
     let label: string;
     let cls = s as string;
     if (s === 'disconnected') label = 'Connect';
+    else if (s === 'starting' && rt.waitReason) label = rt.waitReason;
     else if (s === 'connecting' || s === 'starting' || s === 'unknown') label = 'Connecting…';
     else if (s === 'queued') label = `Waiting for a GPU — position ${rt.queuePosition ?? '?'} in queue`;
     else if (s === 'busy') label = 'Busy';

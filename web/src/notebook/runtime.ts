@@ -24,6 +24,7 @@ export class Runtime {
   session: Session.IModel | null = null;
   state: RuntimeState = 'disconnected';
   queuePosition: number | null = null;
+  waitReason: string | null = null;
   type = '';
   private listeners = new Set<() => void>();
   private kernelListeners = new Set<(k: Kernel.IKernelConnection | null) => void>();
@@ -108,11 +109,16 @@ export class Runtime {
     this.queuePosition = null;
     // A runtime that left the GPU queue is still starting: connect once its
     // kernel answers (requests sent to it earlier could go unanswered).
-    for (let i = 0; i < 120 && (r.state === 'starting' || r.kernel?.execution_state === 'starting'); i++) {
+    // A cluster runtime (Slurm) may wait long for a machine: as long as the
+    // server gives a reason ("Waiting for a machine (Resources, position 3
+    // in the queue)"), it is shown and the wait goes on.
+    for (let i = 0; (i < 120 || r.reason) && (r.state === 'starting' || r.kernel?.execution_state === 'starting'); i++) {
+      this.waitReason = r.reason ?? null;
       this.setState('starting');
-      await new Promise(res => setTimeout(res, 500));
+      await new Promise(res => setTimeout(res, r.reason ? 1000 : 500));
       r = await api('GET', `/api/skylab/runtimes/${r.id}`);
     }
+    this.waitReason = null;
     return r.kernel?.id ?? r.id;
   }
 
