@@ -1,4 +1,5 @@
 #include "api/api.hpp"
+#include "live/live.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -45,6 +46,7 @@ void close_all_channels(Context& ctx) {
 void stop_work(Context& ctx) {
   if (ctx.stop_logins) ctx.stop_logins();
   if (ctx.stop_jobs) ctx.stop_jobs();
+  if (ctx.live) ctx.live->stop();  // last saves of open notebooks
   if (ctx.runtimes) ctx.runtimes->stop();
   if (ctx.work) ctx.work->stop();
 }
@@ -80,7 +82,12 @@ std::string mime_for(const std::string& path) {
 }  // namespace
 
 std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
-  ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels);
+  ClientMessageHook hook;
+  if (ctx->live)
+    hook = [live = ctx->live](const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg) {
+      live->on_client_message(kernel_id, ch, msg);
+    };
+  ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels, std::move(hook));
   if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
   if (!ctx->work) ctx->work = std::make_shared<WorkQueue>(4, 1024);
   if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());

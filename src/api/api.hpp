@@ -25,6 +25,10 @@ struct Config;
 class RuntimeService;
 }  // namespace skylab::runtime
 
+namespace skylab::live {
+class LiveNotebooks;
+}
+
 namespace skylab::api {
 
 class ChannelsRegistry;
@@ -59,6 +63,9 @@ struct Context {
   //! queue, warm pool, job leases). build_router makes a local one (no GPUs,
   //! no pool) when null.
   std::shared_ptr<runtime::RuntimeService> runtimes;
+  //! Open notebooks held by the server (outputs recorded, saves merged);
+  //! null: none (the Contents API reads and writes files as they are).
+  std::shared_ptr<live::LiveNotebooks> live;
   //! Where /api/skylab/jobs keeps its records; "" no jobs routes.
   std::string jobs_dir;
   //! Set by add_job_routes: stops the job threads (called by stop_work).

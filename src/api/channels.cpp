@@ -48,6 +48,7 @@ void ChannelsConnection::on_message(std::string data, bool binary) {
     return;
   }
   if (ch != Channel::kStdin) hub_->track_request(info->msg_id, shared_from_this());
+  hub_->client_sent(ch, msg);
   auto st = kernels_->send(kernel_id_, ch, std::move(msg));
   if (!st.ok()) close(1011, st.error().message);
 }
@@ -208,7 +209,7 @@ Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& ke
   std::weak_ptr<ChannelsRegistry> self = weak_from_this();
   auto h = std::make_shared<ChannelsHub>(kernel_id, [self, kernel_id] {
     if (auto reg = self.lock()) reg->forget(kernel_id);
-  });
+  }, client_hook_);
   auto st = kernels_->add_observer(kernel_id, h);
   if (!st.ok()) return st.error();
   hubs_[kernel_id] = h;

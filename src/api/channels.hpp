@@ -45,6 +45,11 @@ class ChannelsConnection : public http::WebSocketHandler,
   std::weak_ptr<http::WebSocket> ws_;
 };
 
+//! Sees every message a client sends to a kernel, before it is sent (the
+//! live notebook recorder). Called on the connection's thread; must be quick.
+using ClientMessageHook =
+    std::function<void(const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg)>;
+
 //! All connections of one kernel; the kernel manager's observer for it.
 class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_from_this<ChannelsHub> {
  public:
@@ -53,8 +58,13 @@ class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_fro
   static constexpr std::size_t kMaxBufferedBytes = 64u << 20;
 
   //! `on_removed` runs once when the kernel is removed (unregisters the hub).
-  ChannelsHub(std::string kernel_id, std::function<void()> on_removed)
-      : kernel_id_(std::move(kernel_id)), on_removed_(std::move(on_removed)) {}
+  ChannelsHub(std::string kernel_id, std::function<void()> on_removed, ClientMessageHook client_hook = {})
+      : kernel_id_(std::move(kernel_id)), on_removed_(std::move(on_removed)), client_hook_(std::move(client_hook)) {}
+
+  //! A client is about to send `msg` on `ch` (passes it to the hook, if any).
+  void client_sent(kernel::Channel ch, const kernel::Message& msg) {
+    if (client_hook_) client_hook_(kernel_id_, ch, msg);
+  }
 
   void attach(const std::shared_ptr<ChannelsConnection>& c);
   void detach(const ChannelsConnection* c);
@@ -81,6 +91,7 @@ class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_fro
 
   std::string kernel_id_;
   std::function<void()> on_removed_;
+  ClientMessageHook client_hook_;
   std::mutex mutex_;
   std::vector<std::shared_ptr<ChannelsConnection>> conns_;   // guarded by mutex_
   std::unordered_map<std::string, Pending> pending_;         // guarded by mutex_
@@ -95,7 +106,8 @@ class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_fro
 //! kernel id -> hub. Thread-safe.
 class ChannelsRegistry : public std::enable_shared_from_this<ChannelsRegistry> {
  public:
-  explicit ChannelsRegistry(std::shared_ptr<kernel::KernelManager> kernels) : kernels_(std::move(kernels)) {}
+  explicit ChannelsRegistry(std::shared_ptr<kernel::KernelManager> kernels, ClientMessageHook client_hook = {})
+      : kernels_(std::move(kernels)), client_hook_(std::move(client_hook)) {}
   //! The hub for a kernel, created and registered as its observer on first use.
   Result<std::shared_ptr<ChannelsHub>> hub(const std::string& kernel_id);
   void forget(const std::string& kernel_id);
@@ -103,6 +115,7 @@ class ChannelsRegistry : public std::enable_shared_from_this<ChannelsRegistry> {
 
  private:
   std::shared_ptr<kernel::KernelManager> kernels_;
+  ClientMessageHook client_hook_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<ChannelsHub>> hubs_;
 };

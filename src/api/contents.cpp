@@ -19,6 +19,7 @@
 #include "drive/drive.hpp"
 #include "drive/json_io.hpp"
 #include "drive/notebook.hpp"
+#include "live/live.hpp"
 
 namespace skylab::api {
 
@@ -182,7 +183,7 @@ bool is_notebook_path(std::string_view p) {
 
 // ------------------------------------------------------------------ handlers
 
-Response get_contents(drive::Drive& d, Call& c) {
+Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
   std::string path = path_param(c);
   std::optional<EntryType> as;
   if (auto t = c.q("type")) {
@@ -230,6 +231,20 @@ Response get_contents(drive::Drive& d, Call& c) {
         m["content"] = std::move(nb.value());
         m["format"] = "json";
         if (!message.empty()) m["message"] = message;
+        // An open notebook is served as the server holds it (outputs recorded since its last save).
+        if (live)
+          if (auto held = live->content(c.user.username, e->path)) {
+            m["content"] = std::move(*held);
+            // Skylab's extension: executions still running (recorded by the server,
+            // msg_id -> cell id), so a client opening the notebook elsewhere shows
+            // them as running and renders their further output.
+            json running = json::object(), cells = json::array();
+            for (auto& [msg_id, cell_id] : live->running(c.user.username, e->path)) {
+              running[msg_id] = cell_id;
+              cells.push_back(cell_id);
+            }
+            m["skylab"] = {{"running", std::move(running)}, {"running_cells", std::move(cells)}};
+          }
       } else {
         bool text = util::valid_utf8(bytes.value());
         if (format == "text" && !text) return error(400, e->path + " is not UTF-8 encoded");
@@ -245,16 +260,22 @@ Response get_contents(drive::Drive& d, Call& c) {
       }
     }
   }
+  auto modified = e->modified;
+  if (live && e->type == EntryType::kNotebook)
+    if (auto t = live->last_edit(c.user.username, e.value()); t != modified) {
+      modified = t;
+      m["last_modified"] = util::iso_time(modified);
+    }
   if (want_hash) {
     m["hash"] = hash ? json(*hash) : json(nullptr);
     m["hash_algorithm"] = hash ? json("sha256") : json(nullptr);
   }
   auto res = safe_json(200, m);
-  res.set_header("Last-Modified", util::iso_time(e->modified));
+  res.set_header("Last-Modified", util::iso_time(modified));
   return res;
 }
 
-Response put_contents(drive::Drive& d, Call& c) {
+Response put_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
   std::string path = path_param(c);
   auto body = body_object(c);
   if (!body.ok()) return error(body.error());
@@ -298,7 +319,8 @@ Response put_contents(drive::Drive& d, Call& c) {
   Result<drive::Drive::Saved> saved = Error::internal("unreachable");
   if (type == "notebook") {
     if (!content_it->is_object()) return error(400, "Notebook content must be a JSON object");
-    saved = d.save_notebook(c.user, path, std::move(*content_it));
+    saved = live ? live->save_from_client(c.user, path, std::move(*content_it))
+                 : d.save_notebook(c.user, path, std::move(*content_it));
   } else if (type == "file") {
     auto bytes = decode_content(*content_it, format, path);
     if (!bytes.ok()) return error(bytes.error());
@@ -356,7 +378,8 @@ Response patch_contents(Context& ctx, Call& c) {
     if (!p->is_string()) return error(400, "'path' must be a string");
     to = p->get<std::string>();
   }
-  auto e = ctx.drive->rename(c.user, path, to);
+  // Open notebooks and their recordings follow (LiveNotebooks::rename).
+  auto e = ctx.live ? ctx.live->rename(c.user, path, to) : ctx.drive->rename(c.user, path, to);
   if (!e.ok()) return error(e.error());
   // Open notebooks keep their kernels: sessions follow the rename.
   auto from = drive::DrivePath::parse(path);
@@ -501,10 +524,10 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   });
 
   r.add("GET", contents, [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d](Call& c) { return get_contents(*d, c); });
+    dispatch(ctx, req, done, [d, ctx](Call& c) { return get_contents(*d, ctx->live.get(), c); });
   });
   r.add("PUT", contents, [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d](Call& c) { return put_contents(*d, c); });
+    dispatch(ctx, req, done, [d, ctx](Call& c) { return put_contents(*d, ctx->live.get(), c); });
   }, big);
   r.add("POST", contents, [ctx, d](Request& req, Responder done) {
     dispatch(ctx, req, done, [d](Call& c) { return post_contents(*d, c); });

@@ -13,6 +13,7 @@
 
 #include "api/api.hpp"
 #include "api/sessions.hpp"
+#include "live/live.hpp"
 #include "auth/account_store.hpp"
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
@@ -361,7 +362,25 @@ int serve_main(const std::vector<std::string>& args) {
   }
   ctx->jobs_dir = (data / "jobs").string();
   ctx->sessions = std::make_shared<api::SessionStore>((data / "sessions.json").string());
+  {
+    // Notebooks a kernel works on are held by the server: outputs recorded
+    // into them, saved to the Drive (state of running cells in the data dir).
+    live::LiveOptions lo;
+    lo.state_file = (data / "live.json").string();
+    std::weak_ptr<api::SessionStore> sessions = ctx->sessions;
+    ctx->live = std::make_shared<live::LiveNotebooks>(
+        ctx->drive, kernels,
+        [sessions](const std::string& kernel_id) -> std::optional<live::Binding> {
+          auto store = sessions.lock();
+          if (!store) return std::nullopt;
+          for (auto& s : store->list())
+            if (s.kernel_id == kernel_id && s.type == "notebook") return live::Binding{s.owner, s.path};
+          return std::nullopt;
+        },
+        lo);
+  }
   auto router = api::build_router(ctx);
+  ctx->live->start();  // after reattach: recordings of running cells continue
 
   http::ServerOptions so;
   so.host = sa.host;

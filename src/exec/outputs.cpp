@@ -84,6 +84,16 @@ void OutputCollector::begin_cell(std::size_t index) {
   if (record_timing_) c["metadata"]["execution"] = json::object();
 }
 
+void OutputCollector::resume_cell(std::size_t index, bool clear_pending) {
+  current_ = index;
+  clear_before_next_output_ = clear_pending;
+  json& c = cell();
+  if (!c.contains("outputs") || !c["outputs"].is_array()) c["outputs"] = json::array();
+  if (!c.contains("metadata") || !c["metadata"].is_object()) c["metadata"] = json::object();
+  if (record_timing_ && (!c["metadata"].contains("execution") || !c["metadata"]["execution"].is_object()))
+    c["metadata"]["execution"] = json::object();
+}
+
 void OutputCollector::record(const char* key, std::string_view date) {
   if (!record_timing_) return;
   std::string ts = normalize_timestamp(date);

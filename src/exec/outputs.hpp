@@ -38,6 +38,16 @@ class OutputCollector {
   //! metadata.execution, and drops a pending clear_output(wait=True).
   void begin_cell(std::size_t index);
 
+  //! Makes cell `index` current again without clearing it (a recorder that
+  //! follows several cells, or one that resumes after a restart).
+  //! `clear_pending`: a clear_output(wait=True) of that cell still waits for
+  //! its next output.
+  void resume_cell(std::size_t index, bool clear_pending);
+  //! Whether the current cell has a clear_output(wait=True) pending.
+  bool clear_pending() const { return clear_before_next_output_; }
+  //! Forgets every display id (the cells array was replaced: indexes changed).
+  void forget_display_ids() { display_ids_.clear(); }
+
   //! One iopub message whose parent is the cell's execute_request.
   //! `content` is the parsed content, `date` the header's date. Returns true
   //! when it was the `status: idle` that ends the cell's output.

@@ -2,7 +2,8 @@
 // The notebook app as a new user meets it, in Debian's Chromium: sign in,
 // Drive, a notebook with text, plot, Markdown+LaTeX and tqdm outputs that
 // survive a reload; HTML outputs that cannot reach the app's cookies or API;
-// input(); a tab closed while a cell runs gets the output when reopened.
+// input(); a tab closed while a cell runs gets the output when reopened; a
+// cell running on another computer shows as running, with its output.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startServer, launchBrowser, signIn, screenshot, sleep, cellAt, runCell: runCellIn, waitIdle: waitIdleIn } = require('./harness');
@@ -195,5 +196,25 @@ describe('notebook app', { timeout: 240000 }, () => {
     await page.reload();
     await page.waitForSelector('body[data-ready=true]');
     await cell(i).locator('.output.stream').filter({ hasText: 'done' }).waitFor();
+  });
+
+  it('shows a cell still running on another computer, with its output so far and what follows', async () => {
+    const i = await page.evaluate(() => window.skylab.cells.length);
+    await runCell(i, "import time\nprint('from the first computer', flush=True)\ntime.sleep(10)\nprint('finished elsewhere')");
+    await cell(i).locator('.output.stream').filter({ hasText: 'from the first computer' }).waitFor({ timeout: 60000 });
+    // Another computer: a browser context of its own (no shared storage), same user.
+    const other = await signIn(browser, server, USER, PASSWORD, new URL(page.url()).pathname);
+    try {
+      await other.page.waitForSelector('body[data-ready=true]');
+      const there = cellAt(other.page, i);
+      await there.locator('.output.stream').filter({ hasText: 'from the first computer' }).waitFor();
+      await other.page.waitForFunction(n => document.querySelectorAll('.cell')[n]?.classList.contains('running'), i);
+      await there.locator('.output.stream').filter({ hasText: 'finished elsewhere' }).waitFor({ timeout: 45000 });
+      await other.page.waitForFunction(n => !document.querySelectorAll('.cell')[n]?.classList.contains('running'), i,
+        { timeout: 30000 });
+    } finally {
+      await other.context.close();
+    }
+    await waitIdle(i);
   });
 });

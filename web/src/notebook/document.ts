@@ -8,6 +8,8 @@ export interface NotebookFile {
   lastModified: string;
   name: string;
   path: string;
+  /** Requests the server is recording into this notebook (msg_id -> cell id). */
+  running?: Record<string, string>;
 }
 
 export interface DocStore {
@@ -27,7 +29,8 @@ export class DriveDoc implements DocStore {
 
   async load(): Promise<NotebookFile> {
     const m = await contents.get(this.path, { type: 'notebook', content: true });
-    return { content: m.content, writable: m.writable !== false, lastModified: m.last_modified, name: m.name, path: m.path };
+    return { content: m.content, writable: m.writable !== false, lastModified: m.last_modified, name: m.name, path: m.path,
+      running: (m as any).skylab?.running };
   }
 
   async save(content: unknown, opts: { keepalive?: boolean } = {}): Promise<string> {
@@ -67,7 +70,8 @@ export class SharedDoc implements DocStore {
   async load(): Promise<NotebookFile> {
     const m: any = await api('GET', this.url() + '?type=notebook&content=1');
     this.path = m.name;
-    return { content: m.content, writable: m.writable !== false, lastModified: m.last_modified, name: m.name, path: m.path };
+    return { content: m.content, writable: m.writable !== false, lastModified: m.last_modified, name: m.name, path: m.path,
+      running: (m as any).skylab?.running };
   }
 
   async save(content: unknown): Promise<string> {

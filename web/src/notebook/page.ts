@@ -141,6 +141,7 @@ export class NotebookPage implements NotebookPageContext {
       return;
     }
     performance.mark('skylab-loaded');
+    this.serverRuns = file.running ?? {};
     this.readOnly = !file.writable;
     const nb = file.content ?? {};
     this.nbMeta = nb.metadata ?? {};
@@ -710,12 +711,21 @@ export class NotebookPage implements NotebookPageContext {
     else localStorage.removeItem(this.pendingKey());
   }
 
+  /** Cells the server was still recording into when the notebook was loaded
+   * (run from another tab, computer or client): shown as running, and their
+   * further output rendered, like this tab's own pending requests. */
+  private serverRuns: Record<string, string> = {};
+
   private restorePending() {
     let p: { at: number; runs: Record<string, string> } | null = null;
     try {
       p = JSON.parse(localStorage.getItem(this.pendingKey()) || 'null');
     } catch {
       p = null;
+    }
+    if (Object.keys(this.serverRuns).length) {
+      p = { at: p?.at ?? Date.now(), runs: { ...this.serverRuns, ...(p?.runs ?? {}) } };
+      this.serverRuns = {};
     }
     if (!p) return;
     for (const [msgId, cellId] of Object.entries(p.runs)) {

@@ -1,0 +1,713 @@
+#include "live/live.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/json_limits.hpp"
+#include "common/log.hpp"
+#include "common/util.hpp"
+#include "drive/notebook.hpp"
+
+namespace skylab::live {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kMaxCellIdBytes = 256;
+//! An execute_request's metadata is parsed on the caller's thread (the
+//! Asio thread): larger metadata is not recorded. Its content (the code,
+//! any size the WebSocket allowed) is parsed on the worker.
+constexpr std::size_t kMaxMetadataBytes = 64u << 10;
+constexpr std::size_t kMaxPathBytes = 4096;
+
+std::string norm(std::string_view p) {
+  while (!p.empty() && p.front() == '/') p.remove_prefix(1);
+  while (!p.empty() && p.back() == '/') p.remove_suffix(1);
+  return std::string(p);
+}
+
+auth::Identity as_owner(const std::string& owner) {
+  auth::Identity id;
+  id.username = owner;
+  return id;
+}
+
+struct Stamp {
+  drive::TimePoint modified{};
+  std::uint64_t size = 0;
+  bool operator==(const Stamp& o) const { return modified == o.modified && size == o.size; }
+};
+
+}  // namespace
+
+struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
+  using Key = std::pair<std::string, std::string>;  // owner, normalized path
+
+  struct Doc {
+    explicit Doc(json nb, DocumentLimits l) : doc(std::move(nb), l) {}
+    Document doc;
+    Stamp stamp;  //!< the file as this document last read or wrote it
+    //! When a writer other than the recorder last changed the file (load,
+    //! client save, outside write): what clients see as last_modified.
+    drive::TimePoint edited{};
+    Clock::time_point last_used{};
+  };
+  struct Tracked {
+    std::string kernel_id;
+    Key key;
+    std::string cell_id;
+    bool idle = false, reply = false, overflowed = false;
+    bool started = false;  //!< the kernel began it (busy or execute_input seen)
+    //! Began before a server restart: its execute_reply went to the old
+    //! server's socket, so its iopub idle alone ends it.
+    bool resumed = false;
+  };
+  enum class Kind { kBegin, kMessage, kKernelGone };
+  struct Event {
+    Kind kind;
+    std::string kernel_id, msg_id, cell_id;
+    std::string raw;  //!< kBegin: the execute_request's raw content (JSON)
+    Key key;
+    bool resume = false;
+    kernel::Channel ch{};
+    std::shared_ptr<const kernel::Message> msg;
+    std::string msg_type;
+    std::size_t bytes = 0;
+    // Filled by parse() on the worker without the lock held.
+    json content;      //!< kMessage: the parsed content; discarded when too deep or too big
+    std::string date;  //!< kMessage: the header's date
+    std::string code;  //!< kBegin: the code of the request
+  };
+
+  class Observer : public kernel::KernelObserver {
+   public:
+    Observer(std::weak_ptr<Impl> impl, std::string kernel_id)
+        : impl_(std::move(impl)), kernel_id_(std::move(kernel_id)) {}
+    void on_kernel_message(kernel::Channel ch, const std::shared_ptr<const kernel::Message>& msg,
+                           const kernel::MessageInfo& info) override {
+      if (auto i = impl_.lock()) i->on_kernel_message(kernel_id_, ch, msg, info);
+    }
+    void on_kernel_removed() override {
+      if (auto i = impl_.lock()) i->on_kernel_gone(kernel_id_);
+    }
+
+   private:
+    std::weak_ptr<Impl> impl_;
+    std::string kernel_id_;
+  };
+
+  std::shared_ptr<drive::Drive> drive;
+  std::shared_ptr<kernel::KernelManager> kernels;
+  std::function<std::optional<Binding>(const std::string&)> find_binding;
+  LiveOptions opt;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::map<Key, std::unique_ptr<Doc>> docs;                    // GUARDED_BY(mu)
+  std::map<std::string, Tracked> tracked;                      // GUARDED_BY(mu) by msg_id
+  std::map<std::string, std::shared_ptr<Observer>> observers;  // GUARDED_BY(mu) by kernel id
+  std::deque<Event> queue;                                     // GUARDED_BY(mu)
+  std::size_t queued_bytes = 0;                                // GUARDED_BY(mu)
+  bool stopping = false, started = false, stopped = false;     // GUARDED_BY(mu)
+  bool state_dirty = false;                                    // GUARDED_BY(mu)
+  //! The file as the recorder last wrote it, and the edit time clients saw
+  //! then, for documents no longer held (see last_edit). Bounded.
+  std::map<Key, std::pair<Stamp, drive::TimePoint>> recorder_wrote;  // GUARDED_BY(mu)
+  static constexpr std::size_t kMaxRecorderWrote = 20000;
+  std::thread worker;
+  std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
+                       //!< newer one unmerged
+
+  Clock::time_point now() const { return opt.clock ? opt.clock() : Clock::now(); }
+
+  void watch_locked(const std::string& kernel_id) {
+    if (observers.count(kernel_id)) return;
+    auto o = std::make_shared<Observer>(weak_from_this(), kernel_id);
+    if (!kernels->add_observer(kernel_id, o).ok()) return;
+    observers[kernel_id] = std::move(o);
+  }
+
+  void on_kernel_message(const std::string& kernel_id, kernel::Channel ch,
+                         const std::shared_ptr<const kernel::Message>& msg,
+                         const kernel::MessageInfo& info) {
+    if (ch != kernel::Channel::kIopub && ch != kernel::Channel::kShell) return;
+    if (info.parent_msg_id.empty()) return;
+    std::lock_guard lock(mu);
+    if (stopping) return;
+    auto it = tracked.find(info.parent_msg_id);
+    if (it == tracked.end() || it->second.kernel_id != kernel_id) return;
+    std::size_t bytes = msg->content.size() + msg->header.size() + 256;
+    bool essential = info.msg_type == "status" || info.msg_type == "execute_input" ||
+                     info.msg_type == "execute_reply" || info.msg_type == "clear_output";
+    if (!essential && queued_bytes + bytes > opt.max_queued_bytes) {
+      // The worker is behind: this output is dropped and the cell says so.
+      if (it->second.overflowed) return;
+      it->second.overflowed = true;
+      Event e{Kind::kMessage};
+      e.kernel_id = kernel_id;
+      e.msg_id = info.parent_msg_id;
+      e.msg_type = "skylab_overflow";
+      queue.push_back(std::move(e));
+      cv.notify_one();
+      return;
+    }
+    Event e{Kind::kMessage};
+    e.kernel_id = kernel_id;
+    e.msg_id = info.parent_msg_id;
+    e.ch = ch;
+    e.msg = msg;
+    e.msg_type = info.msg_type;
+    e.bytes = bytes;
+    queued_bytes += bytes;
+    queue.push_back(std::move(e));
+    cv.notify_one();
+  }
+
+  void on_kernel_gone(const std::string& kernel_id) {
+    std::lock_guard lock(mu);
+    if (stopping) return;
+    Event e{Kind::kKernelGone};
+    e.kernel_id = kernel_id;
+    queue.push_back(std::move(e));
+    cv.notify_one();
+  }
+
+  // ------------------------------------------------------------ worker
+
+  Result<std::unique_ptr<Doc>> load(const Key& key) {
+    auto who = as_owner(key.first);
+    auto e = drive->get(who, key.second, drive::EntryType::kNotebook);
+    if (!e.ok()) return e.error();
+    std::string message;
+    auto nb = drive->read_notebook(who, key.second, &message);
+    if (!nb.ok()) return nb.error();
+    auto d = std::make_unique<Doc>(std::move(nb.value()), opt.limits);
+    d->stamp = Stamp{e->modified, e->size.value_or(0)};
+    d->edited = e->modified;
+    d->last_used = now();
+    return d;
+  }
+
+  //! Parses what an event carries; called without the lock, so the kernels'
+  //! I/O thread (which queues under it) never waits for a parse.
+  static void parse(Event& ev) {
+    if (ev.kind == Kind::kBegin && !ev.resume) {
+      if (auto content = json_limits::parse_or_discarded(ev.raw); content.is_object())
+        if (auto c = content.find("code"); c != content.end() && c->is_string())
+          ev.code = c->get<std::string>();
+      std::string().swap(ev.raw);
+    } else if (ev.kind == Kind::kMessage && ev.msg) {
+      ev.content = json_limits::parse_or_discarded(ev.msg->content);
+      if (auto h = json_limits::parse_or_discarded(ev.msg->header); h.is_object())
+        if (auto it = h.find("date"); it != h.end() && it->is_string())
+          ev.date = it->get<std::string>();
+    }
+  }
+
+  //! Applies one event; called with `lock` held (released while loading).
+  void apply(Event& ev, std::unique_lock<std::mutex>& lock) {
+    if (ev.kind == Kind::kBegin) {
+      queued_bytes -= std::min(queued_bytes, ev.bytes);
+      if (!docs.count(ev.key)) {
+        if (docs.size() >= opt.max_documents) {
+          log::warn("live: too many open notebooks; not recording " + ev.key.second);
+          tracked.erase(ev.msg_id);
+          return;
+        }
+        lock.unlock();
+        auto d = load(ev.key);
+        lock.lock();
+        if (!d.ok()) {
+          log::info("live: not recording into " + ev.key.first + ":" + ev.key.second + ": " +
+                    d.error().message);
+          tracked.erase(ev.msg_id);
+          state_dirty = true;
+          return;
+        }
+        if (!docs.count(ev.key)) docs[ev.key] = std::move(d.value());
+      }
+      Doc& d = *docs[ev.key];
+      d.doc.set_now(now());
+      d.doc.begin(ev.msg_id, ev.cell_id, ev.code, ev.resume);
+      d.last_used = now();
+      if (!d.doc.tracks(ev.msg_id)) tracked.erase(ev.msg_id);
+      state_dirty = true;
+      return;
+    }
+    if (ev.kind == Kind::kKernelGone) {
+      observers.erase(ev.kernel_id);
+      for (auto it = tracked.begin(); it != tracked.end();) {
+        if (it->second.kernel_id != ev.kernel_id) {
+          ++it;
+          continue;
+        }
+        if (auto d = docs.find(it->second.key); d != docs.end()) {
+          d->second->doc.set_now(now());
+          d->second->doc.end(it->first);
+        }
+        it = tracked.erase(it);
+        state_dirty = true;
+      }
+      return;
+    }
+    // A kernel message.
+    queued_bytes -= std::min(queued_bytes, ev.bytes);
+    auto t = tracked.find(ev.msg_id);
+    if (t == tracked.end()) return;
+    auto d = docs.find(t->second.key);
+    if (d == docs.end()) return;
+    Document& doc = d->second->doc;
+    doc.set_now(now());
+    d->second->last_used = now();
+    if (ev.msg_type == "skylab_overflow") {
+      doc.on_iopub(ev.msg_id, "stream", json{{"name", "stderr"}, {"text", ""}}, "",
+                   opt.limits.max_cell_output_bytes + 1);
+      return;
+    }
+    // Too deep or too big: not recorded (the clients still get it).
+    if (ev.content.is_discarded()) return;
+    const json* content = &ev.content;
+    const std::string& date = ev.date;
+    bool ended = false;
+    if (ev.ch == kernel::Channel::kShell) {
+      if (ev.msg_type != "execute_reply") return;
+      doc.on_execute_reply(ev.msg_id, *content, date);
+      t->second.reply = true;
+      ended = t->second.idle;
+    } else {
+      if (!t->second.started && (ev.msg_type == "execute_input" || ev.msg_type == "status")) {
+        t->second.started = true;
+        end_abandoned(t->second.kernel_id, ev.msg_id);
+      }
+      if (doc.on_iopub(ev.msg_id, ev.msg_type, *content, date, ev.msg->content.size())) {
+        t->second.idle = true;
+        ended = t->second.reply || t->second.resumed;
+      }
+    }
+    if (ended) {
+      doc.end(ev.msg_id);
+      tracked.erase(t);
+      state_dirty = true;
+    }
+  }
+
+  //! A kernel runs one execution at a time: when `current` starts, any
+  //! other execution of `kernel_id` that started and never ended (the kernel
+  //! was restarted or died mid-cell) is over. Keeps `current`'s entry.
+  void end_abandoned(const std::string& kernel_id, const std::string& current) {
+    for (auto it = tracked.begin(); it != tracked.end();) {
+      if (it->first == current || it->second.kernel_id != kernel_id || !it->second.started) {
+        ++it;
+        continue;
+      }
+      if (auto d = docs.find(it->second.key); d != docs.end()) {
+        d->second->doc.set_now(now());
+        d->second->doc.end(it->first);
+      }
+      it = tracked.erase(it);
+      state_dirty = true;
+    }
+  }
+
+  json state_locked() const {
+    json out = json::array();
+    for (auto& [msg_id, t] : tracked)
+      out.push_back({{"msg_id", msg_id},
+                     {"kernel_id", t.kernel_id},
+                     {"owner", t.key.first},
+                     {"path", t.key.second},
+                     {"cell_id", t.cell_id}});
+    return out;
+  }
+
+  //! Merges a write from outside (skylab run, a restored revision, a
+  //! runtime writing into /content/drive) made since the document last read
+  //! or wrote its file. Call with save_mu held and mu not held. False when
+  //! the file is gone (the document is closed then).
+  bool sync_with_disk(const Key& key) {
+    Stamp stamp;
+    {
+      std::lock_guard lock(mu);
+      auto d = docs.find(key);
+      if (d == docs.end()) return false;
+      stamp = d->second->stamp;
+    }
+    auto who = as_owner(key.first);
+    auto e = drive->get(who, key.second, drive::EntryType::kNotebook);
+    if (!e.ok()) {
+      if (e.error().code == Error::Code::kNotFound) {  // deleted or renamed: the document closes
+        std::lock_guard lock(mu);
+        docs.erase(key);
+        for (auto it = tracked.begin(); it != tracked.end();)
+          it = it->second.key == key ? tracked.erase(it) : std::next(it);
+        state_dirty = true;
+        cv.notify_one();
+        return false;
+      }
+      return true;
+    }
+    Stamp now_stamp{e->modified, e->size.value_or(0)};
+    if (now_stamp == stamp) return true;
+    std::string message;
+    auto disk = drive->read_notebook(who, key.second, &message);
+    if (!disk.ok()) return true;
+    std::lock_guard lock(mu);
+    auto d = docs.find(key);
+    if (d == docs.end()) return false;
+    d->second->doc.set_now(now());
+    d->second->doc.merge_outside(std::move(disk.value()));
+    d->second->stamp = now_stamp;
+    d->second->edited = now_stamp.modified;
+    log::info("live: merged an outside change of " + key.first + ":" + key.second);
+    cv.notify_one();
+    return true;
+  }
+
+  //! Saves `key`'s document when due (or `force`). Takes the locks itself.
+  void save(const Key& key, bool force) {
+    std::lock_guard save_lock(save_mu);
+    {
+      std::lock_guard lock(mu);
+      auto d = docs.find(key);
+      if (d == docs.end() || !d->second->doc.dirty()) return;
+      auto due = d->second->doc.save_due();
+      if (!force && (!due || *due > now())) return;
+    }
+    if (!sync_with_disk(key)) return;
+    json snapshot;
+    std::uint64_t version = 0;
+    {
+      std::lock_guard lock(mu);
+      auto d = docs.find(key);
+      if (d == docs.end()) return;
+      version = d->second->doc.version();
+      snapshot = d->second->doc.notebook();
+    }
+    auto saved = drive->save_notebook(as_owner(key.first), key.second, std::move(snapshot));
+    std::lock_guard lock(mu);
+    auto d = docs.find(key);
+    if (d == docs.end()) return;
+    if (!saved.ok()) {
+      log::warn("live: cannot save " + key.first + ":" + key.second + ": " + saved.error().message);
+      d->second->doc.saved(version);  // not retried in a loop; the next change saves again
+      return;
+    }
+    d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
+    d->second->doc.saved(version);
+    if (recorder_wrote.size() >= kMaxRecorderWrote) recorder_wrote.erase(recorder_wrote.begin());
+    recorder_wrote[key] = {d->second->stamp, d->second->edited};
+  }
+
+  void write_state(const json& state) {
+    if (opt.state_file.empty()) return;
+    if (!util::write_file_atomic(opt.state_file, state.dump(), 0600, false))
+      log::warn("live: cannot write " + opt.state_file + "; recordings will not survive a restart");
+  }
+
+  void run() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      while (!queue.empty()) {
+        Event ev = std::move(queue.front());
+        queue.pop_front();
+        try {
+          lock.unlock();
+          try {
+            parse(ev);
+          } catch (...) {
+            lock.lock();
+            throw;
+          }
+          lock.lock();
+          apply(ev, lock);
+        } catch (const std::exception& e) {
+          log::warn(std::string("live: a kernel message was not recorded: ") + e.what());
+        }
+      }
+      if (state_dirty) {
+        state_dirty = false;
+        json st = state_locked();
+        lock.unlock();
+        write_state(st);
+        lock.lock();
+        continue;
+      }
+      // Saves due, and documents that can leave memory.
+      std::optional<Clock::time_point> next;
+      std::vector<Key> due;
+      auto t = now();
+      for (auto it = docs.begin(); it != docs.end();) {
+        Doc& d = *it->second;
+        auto s = d.doc.save_due();
+        if (s && *s <= t)
+          due.push_back(it->first);
+        else if (s)
+          next = next ? std::min(*next, *s) : *s;
+        if (!s && d.doc.running().empty() && t - d.last_used >= opt.idle_close) {
+          it = docs.erase(it);
+          continue;
+        }
+        ++it;
+      }
+      if (!due.empty()) {
+        lock.unlock();
+        for (auto& k : due) save(k, false);
+        lock.lock();
+        continue;
+      }
+      if (stopping) break;
+      if (!queue.empty()) continue;
+      auto wait = next ? std::min<Clock::duration>(*next - t, std::chrono::seconds(1))
+                       : std::chrono::seconds(1);
+      cv.wait_for(lock, wait);
+    }
+  }
+};
+
+LiveNotebooks::LiveNotebooks(std::shared_ptr<drive::Drive> drive,
+                             std::shared_ptr<kernel::KernelManager> kernels,
+                             std::function<std::optional<Binding>(const std::string&)> find_binding,
+                             LiveOptions options)
+    : impl_(std::make_shared<Impl>()) {
+  impl_->drive = std::move(drive);
+  impl_->kernels = std::move(kernels);
+  impl_->find_binding = std::move(find_binding);
+  impl_->opt = std::move(options);
+}
+
+LiveNotebooks::~LiveNotebooks() {
+  stop();
+}
+
+void LiveNotebooks::start() {
+  auto& i = *impl_;
+  {
+    std::lock_guard lock(i.mu);
+    if (i.started) return;
+    i.started = true;
+  }
+  if (!i.opt.state_file.empty()) {
+    std::ifstream in(i.opt.state_file);
+    std::stringstream ss;
+    if (in) ss << in.rdbuf();
+    auto v = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
+    std::lock_guard lock(i.mu);
+    if (v.is_array()) {
+      for (auto& e : v) {
+        if (!e.is_object() || i.tracked.size() >= i.opt.max_executions) continue;
+        auto s = [&](const char* k) {
+          return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string();
+        };
+        Impl::Event ev{Impl::Kind::kBegin};
+        ev.msg_id = s("msg_id");
+        ev.kernel_id = s("kernel_id");
+        ev.key = {s("owner"), norm(s("path"))};
+        ev.cell_id = s("cell_id");
+        ev.resume = true;
+        if (ev.msg_id.empty() || ev.cell_id.empty() || ev.key.first.empty() ||
+            !i.kernels->get(ev.kernel_id).ok())
+          continue;
+        i.tracked[ev.msg_id] = Impl::Tracked{ev.kernel_id, ev.key, ev.cell_id};
+        i.tracked[ev.msg_id].resumed = true;
+        i.tracked[ev.msg_id].started = true;
+        i.watch_locked(ev.kernel_id);
+        log::info("live: resuming the recording of cell " + ev.cell_id + " of " + ev.key.first +
+                  ":" + ev.key.second);
+        i.queue.push_back(std::move(ev));
+      }
+    }
+    i.state_dirty = true;
+  }
+  i.worker = std::thread([impl = impl_] { impl->run(); });
+}
+
+void LiveNotebooks::stop() {
+  auto& i = *impl_;
+  {
+    std::lock_guard lock(i.mu);
+    if (i.stopped) return;
+    i.stopped = true;
+    i.stopping = true;
+  }
+  i.cv.notify_all();
+  if (i.worker.joinable()) i.worker.join();
+  std::vector<Impl::Key> keys;
+  json state;
+  {
+    std::lock_guard lock(i.mu);
+    for (auto& [k, _] : i.docs) keys.push_back(k);
+    state = i.state_locked();
+    for (auto& [id, o] : i.observers) i.kernels->remove_observer(id, o.get());
+  }
+  for (auto& k : keys) i.save(k, true);
+  if (i.started) i.write_state(state);
+}
+
+void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Channel ch,
+                                      const kernel::Message& msg) {
+  if (ch != kernel::Channel::kShell) return;
+  if (msg.header.find("execute_request") == std::string::npos) return;
+  auto info = kernel::inspect(msg);
+  if (!info.ok() || info->msg_type != "execute_request") return;
+  if (msg.metadata.size() > kMaxMetadataBytes) return;
+  auto meta = json_limits::parse_or_discarded(msg.metadata);
+  if (!meta.is_object()) return;
+  auto cid = meta.find("cellId");
+  if (cid == meta.end() || !cid->is_string()) return;
+  std::string cell_id = cid->get<std::string>();
+  if (cell_id.empty() || cell_id.size() > kMaxCellIdBytes) return;
+  auto binding = impl_->find_binding(kernel_id);
+  if (!binding || binding->path.size() > kMaxPathBytes || binding->owner.empty()) return;
+  std::string path = norm(binding->path);
+  if (path.size() < 6 || path.compare(path.size() - 6, 6, ".ipynb") != 0) return;
+  auto& i = *impl_;
+  std::lock_guard lock(i.mu);
+  if (i.stopping || !i.started) return;
+  if (i.tracked.size() >= i.opt.max_executions ||
+      i.queued_bytes + msg.content.size() > i.opt.max_queued_bytes) {
+    log::warn("live: too many executions or queued messages; not recording " + info->msg_id);
+    return;
+  }
+  Impl::Key key{binding->owner, path};
+  i.tracked[info->msg_id] = Impl::Tracked{kernel_id, key, cell_id};
+  i.watch_locked(kernel_id);
+  Impl::Event ev{Impl::Kind::kBegin};
+  ev.kernel_id = kernel_id;
+  ev.msg_id = info->msg_id;
+  ev.cell_id = cell_id;
+  ev.raw = msg.content;  // parsed by the worker (only needed for a cell not in the document)
+  ev.bytes = ev.raw.size();
+  i.queued_bytes += ev.bytes;
+  ev.key = std::move(key);
+  i.queue.push_back(std::move(ev));
+  i.cv.notify_one();
+}
+
+std::optional<json> LiveNotebooks::content(const std::string& owner, std::string_view path) const {
+  auto& i = *impl_;
+  Impl::Key key{owner, norm(path)};
+  {
+    std::lock_guard lock(i.mu);
+    if (!i.docs.count(key)) return std::nullopt;
+  }
+  std::lock_guard save_lock(i.save_mu);
+  if (!i.sync_with_disk(key)) return std::nullopt;
+  std::lock_guard lock(i.mu);
+  auto it = i.docs.find(key);
+  if (it == i.docs.end()) return std::nullopt;
+  return it->second->doc.notebook();
+}
+
+Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity& user,
+                                                            std::string_view path, json nb) {
+  auto& i = *impl_;
+  Impl::Key key{user.username, norm(path)};
+  std::lock_guard save_lock(i.save_mu);
+  std::uint64_t version = 0;
+  {
+    std::lock_guard lock(i.mu);
+    auto d = i.docs.find(key);
+    if (d != i.docs.end()) {
+      if (auto st = drive::prepare_for_save(nb); !st.ok()) return st.error();
+      d->second->doc.set_now(i.now());
+      nb = d->second->doc.merge_outside(std::move(nb));
+      version = d->second->doc.version();
+    }
+  }
+  auto saved = i.drive->save_notebook(user, path, std::move(nb));
+  if (version == 0 || !saved.ok()) return saved;
+  std::lock_guard lock(i.mu);
+  if (auto d = i.docs.find(key); d != i.docs.end()) {
+    d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
+    d->second->edited = saved->entry.modified;
+    d->second->doc.saved(version);
+  }
+  return saved;
+}
+
+drive::TimePoint LiveNotebooks::last_edit(const std::string& owner,
+                                          const drive::Entry& entry) const {
+  auto& i = *impl_;
+  Impl::Key key{owner, norm(entry.path)};
+  bool open = false;
+  {
+    std::lock_guard lock(i.mu);
+    open = i.docs.count(key) > 0;
+    if (!open) {
+      // Closed since: the recorder's last write is still not an edit.
+      auto it = i.recorder_wrote.find(key);
+      if (it != i.recorder_wrote.end() &&
+          it->second.first == Stamp{entry.modified, entry.size.value_or(0)})
+        return it->second.second;
+      return entry.modified;
+    }
+  }
+  std::lock_guard save_lock(i.save_mu);
+  if (!i.sync_with_disk(key)) return entry.modified;
+  std::lock_guard lock(i.mu);
+  auto it = i.docs.find(key);
+  if (it == i.docs.end()) return entry.modified;
+  return it->second->edited;
+}
+
+Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::string_view from,
+                                           std::string_view to) {
+  auto& i = *impl_;
+  std::lock_guard save_lock(i.save_mu);  // no save of the old path in flight
+  auto from_path = drive::DrivePath::parse(from);
+  auto e = i.drive->rename(user, from, to);
+  if (!e.ok() || !from_path.ok()) return e;
+  const std::string& owner = user.username;
+  std::string f = norm(from_path->str()), t = norm(e->path);
+  if (f.empty() || f == t) return e;
+  auto moved = [&](const std::string& p) -> std::optional<std::string> {
+    if (p == f) return t;
+    if (p.size() > f.size() && p.compare(0, f.size(), f) == 0 && p[f.size()] == '/')
+      return t + p.substr(f.size());
+    return std::nullopt;
+  };
+  std::lock_guard lock(i.mu);
+  std::vector<std::pair<Impl::Key, Impl::Key>> keys;
+  for (auto& [k, _] : i.docs)
+    if (k.first == owner)
+      if (auto np = moved(k.second)) keys.push_back({k, {owner, *np}});
+  for (auto& [old_key, new_key] : keys) {
+    auto node = i.docs.extract(old_key);
+    node.key() = new_key;
+    i.docs.insert(std::move(node));
+    i.recorder_wrote.erase(old_key);
+  }
+  for (auto& [_, tr] : i.tracked)
+    if (tr.key.first == owner)
+      if (auto np = moved(tr.key.second)) {
+        tr.key.second = *np;
+        i.state_dirty = true;
+      }
+  for (auto& ev : i.queue)
+    if (ev.key.first == owner)
+      if (auto np = moved(ev.key.second)) ev.key.second = *np;
+  i.cv.notify_one();
+  return e;
+}
+
+std::map<std::string, std::string> LiveNotebooks::running(const std::string& owner,
+                                                          std::string_view path) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->docs.find({owner, norm(path)});
+  if (it == impl_->docs.end()) return {};
+  return it->second->doc.running();
+}
+
+std::size_t LiveNotebooks::open_documents() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->docs.size();
+}
+
+}  // namespace skylab::live
