@@ -27,6 +27,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/runtime_setup.hpp"
+#include "common/json_limits.hpp"
+#include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/sandbox.hpp"
 #include "runtime/slurm.hpp"
@@ -42,14 +44,7 @@ using runtime::SecureChannel;
 
 namespace {
 
-std::string read_file(const fs::path& p, std::size_t cap = 1 << 20) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return {};
-  std::string s(cap, '\0');
-  in.read(s.data(), static_cast<std::streamsize>(cap));
-  s.resize(static_cast<std::size_t>(in.gcount()));
-  return s;
-}
+std::string read_file(const fs::path& p, std::size_t cap = 1 << 20) { return util::read_file_prefix(p.string(), cap); }
 
 void write_file(const fs::path& p, const std::string& data) {
   auto tmp = p.string() + ".tmp";
@@ -127,8 +122,8 @@ int slurm_link_main(const std::vector<std::string>& args) {
   }
   if (sodium_init() < 0) return 1;
   std::string secret = read_file(dir / "secret", 64);
-  auto conn = nlohmann::json::parse(read_file(cf), nullptr, false);
-  auto launch = nlohmann::json::parse(read_file(dir / "launch.json"), nullptr, false);
+  auto conn = json_limits::parse_or_discarded(read_file(cf));
+  auto launch = json_limits::parse_or_discarded(read_file(dir / "launch.json"));
   if (secret.size() != 32 || conn.is_discarded() || launch.is_discarded()) {
     std::fprintf(stderr, "slurm-link: unreadable job directory or connection file\n");
     return 1;
@@ -186,7 +181,7 @@ int slurm_link_main(const std::vector<std::string>& args) {
   // Submit the job (again on every restart: a new link is a new job). The
   // environment carries SLURM_CONF.
   {
-    auto argv = nlohmann::json::parse(read_file(dir / "sbatch.json"), nullptr, false);
+    auto argv = json_limits::parse_or_discarded(read_file(dir / "sbatch.json"));
     if (!argv.is_array() || argv.empty()) return finish("no job description in " + dir.string(), 1);
     runtime::SlurmContext sc;
     sc.config = std::make_shared<const runtime::Config>(runtime::default_config());
@@ -366,7 +361,7 @@ int agent_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab agent: the server refused this agent\n");
     return 1;
   }
-  auto launch = nlohmann::json::parse(lf->substr(1), nullptr, false);
+  auto launch = json_limits::parse_or_discarded(lf->substr(1));
   if (launch.is_discarded()) return 1;
   auto exit_with = [&](const std::string& reason, int rc) {
     (void)chan.send(std::string(1, static_cast<char>(FrameKind::kExit)) + reason);

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdint>
 #include <ctime>
+#include <fstream>
 #include <stdexcept>
 
 namespace skylab::util {
@@ -162,6 +163,15 @@ bool secure_equals(std::string_view a, std::string_view b) {
   unsigned char diff = 0;
   for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
+}
+
+std::string read_file_prefix(const std::string& path, std::size_t cap) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::string s(cap, '\0');
+  in.read(s.data(), static_cast<std::streamsize>(cap));
+  s.resize(static_cast<std::size_t>(in.gcount()));
+  return s;
 }
 
 }  // namespace skylab::util

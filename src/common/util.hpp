@@ -33,6 +33,11 @@ bool valid_utf8(std::string_view s);
 //! old or the new content, never a part. False on any failure (nothing left).
 bool write_file_atomic(const std::string& path, std::string_view text, unsigned mode, bool sync);
 
+//! The first `cap` bytes of the file at `path` (fewer when it is shorter);
+//! "" when it cannot be opened. For small control files the caller trusts
+//! the location of (not for trees a runtime can write: see safe_fs).
+std::string read_file_prefix(const std::string& path, std::size_t cap);
+
 //! Constant-time comparison for secrets.
 bool secure_equals(std::string_view a, std::string_view b);
 

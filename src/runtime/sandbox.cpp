@@ -738,7 +738,7 @@ double state_deadline(const std::string& path) {
   char buf[65536];
   ssize_t n = ::read(fd.get(), buf, sizeof buf);
   if (n <= 0) return 0;
-  auto j = nlohmann::json::parse(std::string(buf, static_cast<std::size_t>(n)), nullptr, false);
+  auto j = json_limits::parse_or_discarded(std::string_view(buf, static_cast<std::size_t>(n)));
   if (!j.is_object() || !j.contains("lifetime_deadline") || !j["lifetime_deadline"].is_number()) return 0;
   return j["lifetime_deadline"].get<double>();
 }

@@ -23,6 +23,7 @@
 #include <sodium.h>
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
@@ -36,14 +37,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_small(const fs::path& p, std::size_t cap = 1 << 16) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return {};
-  std::string s(cap, '\0');
-  in.read(s.data(), static_cast<std::streamsize>(cap));
-  s.resize(static_cast<std::size_t>(in.gcount()));
-  return s;
-}
+std::string read_small(const fs::path& p, std::size_t cap) { return util::read_file_prefix(p.string(), cap); }
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -276,7 +270,7 @@ std::vector<std::string> SlurmLauncher::prepared_ids() {
 kernel::Usage SlurmLauncher::usage(const std::string& id) {
   if (is_slurm(id)) {
     // As the agent last reported it (every 5 s).
-    auto j = nlohmann::json::parse(read_small(dir(id) / "usage.json", 4096), nullptr, false);
+    auto j = json_limits::parse_or_discarded(read_small(dir(id) / "usage.json", 4096));
     kernel::Usage u;
     if (!j.is_object()) return u;
     auto num = [&](const char* k) {
@@ -407,7 +401,7 @@ class SlurmBackend : public RuntimeBackend {
     // The agent runs the kernel: return once it answered kernel_info (the
     // manager's own ready timeout counts from the link's start, long past
     // for a job that waited in the queue).
-    auto where = nlohmann::json::parse(read_small(d / "connected", 512), nullptr, false);
+    auto where = json_limits::parse_or_discarded(read_small(d / "connected", 512));
     std::string node = where.is_object() && where.contains("node") && where["node"].is_string()
                            ? where["node"].get<std::string>().substr(0, 64)
                            : "a compute node";
