@@ -782,7 +782,10 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd, cons
     int status = 0;
     pid_t r = ::waitpid(child, &status, WNOHANG);
     if (r == child) {
-      if (expired) kill_cgroups(o.cgroups);
+      // The runtime is over however it ended: what is left in its cgroups
+      // (its pasta, processes a cell left behind) goes with it, also when no
+      // server is there to clean up.
+      kill_cgroups(o.cgroups);
       return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     double deadline = state_deadline(o.state_file);

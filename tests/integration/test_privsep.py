@@ -303,3 +303,35 @@ def test_a_runtime_ends_at_its_lifetime_without_a_server():
             _stop_server(srv)
         else:
             srv.cleanup_tmp()
+
+
+def test_a_runtime_that_ends_by_itself_leaves_nothing_behind():
+    """A kernel that exits on its own while no server is there to clean up:
+    its supervisor ends what is left in the runtime's cgroup (the runtime's
+    pasta, a process a cell started in a new session)."""
+    srv = server_with_config(LIFETIME.replace('max_lifetime = "12s"', 'max_lifetime = "1h"'))
+    try:
+        kid, c = start(srv)
+        pid = kernel_host_pid(c)
+        res = c.execute("import os, subprocess, threading\n"
+                        "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+                        "threading.Timer(3, lambda: os._exit(0)).start()", timeout=60)
+        assert res.status == "ok", (res.error, res.stderr)
+        c.close()
+        srv.clients.clear()
+        cg = [d for d in os.listdir("/sys/fs/cgroup/pids") if kid in d] if os.path.isdir("/sys/fs/cgroup/pids") else []
+        if not cg:
+            pytest.skip("no pids cgroup to look into")
+        procs = os.path.join("/sys/fs/cgroup/pids", cg[0], "cgroup.procs")
+        with open(procs) as f:
+            before = [int(p) for p in f.read().split()]
+        assert len(before) > 3, before  # supervisor, pasta (isolated network), bwrap, kernel, sleep
+        srv.kill()  # SIGKILL: nobody cleans up after the runtime
+        assert not wait_gone([pid], timeout=30), "the kernel did not exit"
+        assert not wait_gone(before, timeout=15), "left behind: %s" % [p for p in before if proc_alive(p)]
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
+
