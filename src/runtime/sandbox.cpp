@@ -754,6 +754,7 @@ void kill_cgroups(const std::vector<std::string>& cgroups) {
 }
 
 struct SuperviseOptions {
+  pid_t parent = 0;           // --die-with-parent: the runtime ends when this process is gone
   std::int64_t deadline = 0;  // Unix seconds; 0: none
   std::string state_file;     // root-owned; its lifetime_deadline wins when readable
   std::int64_t grace = 0;
@@ -799,6 +800,12 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd, cons
     struct timespec ts{expired ? 0 : 1, expired ? 100000000 : 0};
     siginfo_t info{};
     int sig = ::sigtimedwait(&set, &info, &ts);
+    if (o.parent > 0 && ::getppid() != o.parent) {
+      // `skylab run` is gone (PR_SET_PDEATHSIG): so is its runtime, all of it.
+      ::kill(child, SIGKILL);
+      kill_cgroups(o.cgroups);
+      continue;  // reap the child, then return
+    }
     if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) ::kill(child, sig);
   }
 }
@@ -851,8 +858,12 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   }
   if (die_with_parent) {
     pid_t parent = ::getppid();
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // A supervisor must outlive its runtime by a moment to end it (pasta is
+    // no child of bwrap): SIGTERM, which supervise() answers by killing the
+    // cgroups once the parent is gone. Unsupervised: SIGKILL, nothing to do.
+    ::prctl(PR_SET_PDEATHSIG, supervised ? SIGTERM : SIGKILL, 0, 0, 0);
     if (::getppid() != parent) return 137;  // the parent is already gone
+    sup.parent = parent;
   }
   for (auto& d : cgroups) {
     if (!write_file(d + "/cgroup.procs", std::to_string(::getpid()))) {

@@ -6,6 +6,7 @@ Jupyter Server instead, the reference implementation of the same API.
 """
 
 import ctypes
+import glob
 import os
 import pathlib
 import secrets
@@ -291,6 +292,27 @@ class Server:
         return self.proc.returncode
 
     def cleanup_tmp(self):
+        # A killed server leaves its runtimes (and their pasta) running: end
+        # everything in their cgroups, named after the kernel ids it recorded.
+        ids = []
+        for sub in ("data/runtime/state", "data/runtime/records", "runtime/state", "runtime/records"):
+            try:
+                ids += [n.split(".")[0] for n in os.listdir(os.path.join(self.tmp, sub))]
+            except OSError:
+                pass
+        for kid in set(ids):
+            for procs in glob.glob("/sys/fs/cgroup/*/skylab-%s/cgroup.procs" % kid) + \
+                    glob.glob("/sys/fs/cgroup/**/skylab/skylab-%s/cgroup.procs" % kid, recursive=True) + \
+                    glob.glob("/sys/fs/cgroup/memory/**/skylab-%s/cgroup.procs" % kid, recursive=True):
+                try:
+                    with open(procs) as f:
+                        for pid in f.read().split():
+                            try:
+                                os.kill(int(pid), signal.SIGKILL)
+                            except OSError:
+                                pass
+                except OSError:
+                    pass
         # A killed server leaves its mounts (users' volumes, /content images).
         try:
             with open("/proc/self/mounts") as f:
