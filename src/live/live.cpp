@@ -243,18 +243,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     }
     if (ev.kind == Kind::kKernelGone) {
       observers.erase(ev.kernel_id);
-      for (auto it = tracked.begin(); it != tracked.end();) {
-        if (it->second.kernel_id != ev.kernel_id) {
-          ++it;
-          continue;
-        }
-        if (auto d = docs.find(it->second.key); d != docs.end()) {
-          d->second->doc.set_now(now());
-          d->second->doc.end(it->first);
-        }
-        it = tracked.erase(it);
-        state_dirty = true;
-      }
+      end_executions(ev.kernel_id, [](const std::string&, const auto&) { return true; });
       return;
     }
     // A kernel message.
@@ -302,8 +291,15 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! other execution of `kernel_id` that started and never ended (the kernel
   //! was restarted or died mid-cell) is over. Keeps `current`'s entry.
   void end_abandoned(const std::string& kernel_id, const std::string& current) {
+    end_executions(kernel_id, [&](const std::string& msg_id, const auto& t) { return msg_id != current && t.started; });
+  }
+
+  //! Ends (in their documents) and forgets the tracked executions of
+  //! `kernel_id` for which `which(msg_id, entry)` is true.
+  template <typename Pred>
+  void end_executions(const std::string& kernel_id, Pred which) {
     for (auto it = tracked.begin(); it != tracked.end();) {
-      if (it->first == current || it->second.kernel_id != kernel_id || !it->second.started) {
+      if (it->second.kernel_id != kernel_id || !which(it->first, it->second)) {
         ++it;
         continue;
       }
