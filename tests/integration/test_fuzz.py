@@ -10,7 +10,6 @@ stored data are intact. Deterministic (fixed seed), bounded in count and time.
 import json
 import os
 import random
-import socket
 import sqlite3
 import time
 import uuid
@@ -171,21 +170,11 @@ def test_rest_routes_survive_deep_huge_and_malformed_bodies(server, fuzz_user, s
 
 def huge_body_status(server, session, method, path):
     """Announce 4 GiB of body; the server must answer 413 without reading it."""
-    auth = session.headers["Authorization"]
-    sock = socket.create_connection((server.host, server.port), timeout=30)
-    try:
-        sock.sendall(("%s %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: %s\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %d\r\n\r\n" % (method, path, server.host, server.port, auth, 4 << 30)).encode())
-        sock.sendall(b"{" * 65536)
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return int(buf.split(b" ", 2)[1])
-    finally:
-        sock.close()
+    status, _, _ = kclient.raw_http(server.host, server.port, method, path,
+                                    headers={"Authorization": session.headers["Authorization"],
+                                             "Content-Type": "application/json", "Content-Length": str(4 << 30)},
+                                    body=b"{" * 65536, timeout=30)
+    return status
 
 
 def _raw(server, kid, subprotocol=None):
