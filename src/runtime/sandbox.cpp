@@ -743,13 +743,22 @@ double state_deadline(const std::string& path) {
   return j["lifetime_deadline"].get<double>();
 }
 
-// SIGKILLs every process in `cgroups` but the caller.
+// SIGKILLs every process in `cgroups` but the caller, again until none is
+// left (a process may fork between the read and the kill), for up to a second.
 void kill_cgroups(const std::vector<std::string>& cgroups) {
-  for (auto& d : cgroups) {
-    std::istringstream in(read_file(d + "/cgroup.procs"));
-    pid_t p;
-    while (in >> p)
-      if (p != ::getpid()) ::kill(p, SIGKILL);
+  for (int round = 0; round < 50; ++round) {
+    bool any = false;
+    for (auto& d : cgroups) {
+      std::istringstream in(read_file(d + "/cgroup.procs"));
+      pid_t p;
+      while (in >> p)
+        if (p != ::getpid()) {
+          any = true;
+          ::kill(p, SIGKILL);
+        }
+    }
+    if (!any) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
