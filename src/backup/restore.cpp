@@ -232,7 +232,7 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
   for (;;) {
     TarEntry e;
     auto more = tar.next(e);
-    if (!more.ok()) return more.error();
+    if (!more.ok()) return more.error().code == Error::Code::kBadRequest ? refused(more.error().message) : more.error();
     if (!more.value()) break;
     if (have_manifest) return refused("entries after the manifest");
     if (e.path == kManifestName && e.kind == EntryKind::kFile) {
@@ -246,7 +246,9 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
       continue;
     }
     if (e.path.rfind("data/", 0) != 0) return refused("an entry outside data/: '" + e.path.substr(0, 200) + "'");
-    if (auto st = ex.entry(tar, e, e.path.substr(5)); !st.ok()) return st.error();
+    std::string rel = e.path.substr(5);
+    if (e.kind == EntryKind::kDirectory && !rel.empty() && rel.back() == '/') rel.pop_back();  // as tar writes folders
+    if (auto st = ex.entry(tar, e, rel); !st.ok()) return st.error();
     progress.done_bytes = tar.bytes_read();
     progress.done_files++;
     if (o.progress) o.progress(progress);
