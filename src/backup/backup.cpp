@@ -4,7 +4,11 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
+#include <sched.h>
+#include <spawn.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -244,6 +248,87 @@ struct Walker {
   std::vector<std::string> databases;  // top-level SQLite files found by walk()
 };
 
+// Runs a program (output discarded); its exit status, or -1.
+int run(const std::vector<std::string>& args) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool mount_point(const fs::path& p) {
+  struct stat a{}, b{};
+  if (::lstat(p.c_str(), &a) != 0 || ::stat((p / "..").c_str(), &b) != 0) return false;
+  return S_ISDIR(a.st_mode) && (a.st_dev != b.st_dev || a.st_ino == b.st_ino);
+}
+
+// Per-user volumes (runtime/user_volume.hpp): a user's Drive lives on
+// volumes/<user>.img, bound at drive/<user> while a server has it mounted.
+// Where it is not (the server is stopped, or has not mounted it since), the
+// image is mounted read-only (noload: no journal replay, nothing written)
+// in a mount namespace of this process alone and bound at drive/<user>
+// there, so the walk reads it as the server would serve it. The server's
+// own view is unchanged; everything goes when this process exits.
+Status expose_unmounted_volumes(const fs::path& data, const fs::path& work, std::vector<fs::path>& mounts) {
+  std::error_code ec;
+  fs::path volumes = data / "volumes";
+  if (!fs::is_directory(fs::symlink_status(volumes, ec))) return ok_status();
+  bool private_ns = false;
+  for (auto& e : fs::directory_iterator(volumes, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.size() <= 4 || name.compare(name.size() - 4, 4, ".img") != 0) continue;
+    if (!e.is_regular_file(ec) || e.is_symlink(ec)) continue;
+    std::string user = name.substr(0, name.size() - 4);
+    if (user.empty() || user.size() > 64 || user.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos || user[0] == '.')
+      continue;
+    fs::path drive = data / "drive" / user;
+    if (mount_point(drive)) continue;  // served from the volume now: read through the bind mount
+    if (::geteuid() != 0)
+      return Error::unavailable("the Drive of " + user + " is on " + e.path().string() +
+                                ", which is not mounted: run skylab backup as root");
+    if (!private_ns) {
+      if (::unshare(CLONE_NEWNS) != 0) return sys_error("create a mount namespace");
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return sys_error("make mounts private");
+      private_ns = true;
+    }
+    fs::path at = work / ("volume-" + user);
+    fs::path vol = data / "volumes" / user;
+    fs::path source;
+    if (mount_point(vol)) {
+      source = vol / "drive";
+    } else {
+      fs::create_directory(at, ec);
+      if (run({"mount", "-t", "ext4", "-o", "loop,ro,noload,nosuid,nodev,noexec", e.path().string(), at.string()}) != 0)
+        return Error::unavailable("cannot mount " + e.path().string() + " read-only to back up " + user + "'s Drive");
+      mounts.push_back(at);
+      source = at / "drive";
+    }
+    if (!fs::is_directory(fs::symlink_status(source, ec))) continue;  // a volume with no Drive yet
+    struct stat dst;
+    if (::lstat(drive.c_str(), &dst) != 0) {
+      if (::mkdir(drive.c_str(), 0700) != 0) return sys_error("create " + drive.string());
+    } else if (!S_ISDIR(dst.st_mode)) {
+      return Error::internal(drive.string() + " is not a folder");
+    }
+    if (::mount(source.c_str(), drive.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      return sys_error("bind " + user + "'s volume");
+    mounts.push_back(drive);
+  }
+  return ok_status();
+}
+
 // An online backup of database `src_path` into `dst_path` (a new file).
 Status backup_database(const std::string& src_path, const std::string& dst_path) {
   sqlite3* src = nullptr;
@@ -300,9 +385,6 @@ Result<Summary> create_backup(const BackupOptions& o) {
   if (od.rfind(dd, 0) == 0) return Error::bad_request("the archive must not be written inside the data directory");
   out = out_dir / out.filename();
 
-  auto data_fd = safe_fs::open_dir(data.string());
-  if (!data_fd.ok()) return data_fd.error();
-
   // A private folder beside the archive for spool files and database copies.
   std::string tmpl = (out_dir / (out.filename().string() + ".partial-XXXXXX")).string();
   std::vector<char> t(tmpl.begin(), tmpl.end());
@@ -321,6 +403,17 @@ Result<Summary> create_backup(const BackupOptions& o) {
   std::string partial = (work / "archive.tar").string();
   UniqueFd out_fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (out_fd.get() < 0) return sys_error("create " + partial);
+
+  struct Unmount {  // before the work folder goes (its volume-* are mount points here)
+    std::vector<fs::path> mounts;
+    ~Unmount() {
+      for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+    }
+  } unmount;
+  if (auto s = expose_unmounted_volumes(data, work, unmount.mounts); !s.ok()) return s.error();
+  // Opened after that: an fd from before a new mount namespace would see the old one's mounts.
+  auto data_fd = safe_fs::open_dir(data.string());
+  if (!data_fd.ok()) return data_fd.error();
 
   Summary summary;
   nlohmann::json entries = nlohmann::json::array();

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import tarfile
@@ -356,3 +357,35 @@ def test_backup_refuses_to_write_into_the_data_dir_and_skips_links(tmp_path):
     with tarfile.open(archive) as t:
         assert b"not for the backup" not in b"".join(
             t.extractfile(m).read() for m in t.getmembers() if m.isfile())
+
+
+@needs_root
+def test_backup_reads_a_drive_on_a_volume_no_server_has_mounted(tmp_path):
+    """With [drive] quota, a user's Drive lives on volumes/<user>.img and is
+    only bound at drive/<user> while a server runs; a backup of a stopped
+    server must still hold it (read-only, in a mount namespace of its own)."""
+    if not shutil.which("mkfs.ext4"):
+        pytest.skip("mkfs.ext4 is not installed")
+    data = tmp_path / "data"
+    seed = tmp_path / "seed"
+    (seed / "drive" / "course").mkdir(parents=True)
+    (seed / "drive" / "course" / "notes.txt").write_bytes(b"on the volume")
+    (seed / "cache").mkdir()
+    (data / "volumes").mkdir(parents=True)
+    (data / "drive" / "alice").mkdir(parents=True)  # the mount point, empty once the server has gone
+    image = data / "volumes" / "alice.img"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(seed), str(image)], check=True, capture_output=True)
+    before = open(image, "rb").read()
+    archive = str(tmp_path / "b.tar")
+    r = backup(str(data), archive)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(archive) as t:
+        assert t.extractfile("data/drive/alice/course/notes.txt").read() == b"on the volume"
+        assert not any(n.startswith("data/volumes") for n in t.getnames())
+    # Nothing stays mounted here, and the image was not written to.
+    with open("/proc/self/mounts") as f:
+        assert str(tmp_path) not in f.read()
+    assert open(image, "rb").read() == before
+    assert os.listdir(data / "drive" / "alice") == []
