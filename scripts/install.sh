@@ -76,5 +76,6 @@ fi
 
 # The data directory: root's; 0711 so that runtimes (each under its user's
 # uid) can reach the folders bound into their sandbox, but not list it.
-install -d -m 0711 "$D$STATEDIR"
+# An existing one (an upgrade, a reinstall) is left as it is.
+[ -d "$D$STATEDIR" ] || install -d -m 0711 "$D$STATEDIR"
 echo "install: skylab installed under ${D:-/}${D:+ }(prefix $PREFIX)"
