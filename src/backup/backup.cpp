@@ -133,6 +133,11 @@ struct Walker {
       return ok_status();
     }
     UniqueFd spool(::openat(spool_dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (spool.get() < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+      // A filesystem without O_TMPFILE (NFS): a named file, unlinked at once.
+      spool = UniqueFd(::openat(spool_dir, "spool", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (spool.get() >= 0) ::unlinkat(spool_dir, "spool", 0);
+    }
     if (spool.get() < 0) return sys_error("create a spool file");
     Sha256 sha;
     std::uint64_t size = 0;

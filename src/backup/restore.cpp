@@ -304,6 +304,7 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
   for (auto& n : existing) remove_at(data_fd.value().get(), n);
   for (auto& n : restored)
     if (::renameat(staging.get(), n.c_str(), data_fd.value().get(), n.c_str()) != 0) return sys_error("move " + n + " into place");
+  if (::syncfs(data_fd.value().get()) != 0) return sys_error("sync " + data.string());
   if (manifest.contains("root") && manifest["root"].is_object()) {
     auto& r = manifest["root"];
     ::fchmod(data_fd.value().get(), r.value("mode", 0711u) & 0777);

@@ -389,3 +389,32 @@ def test_backup_reads_a_drive_on_a_volume_no_server_has_mounted(tmp_path):
         assert str(tmp_path) not in f.read()
     assert open(image, "rb").read() == before
     assert os.listdir(data / "drive" / "alice") == []
+
+
+def test_backup_shows_a_progress_bar_on_a_terminal_only(tmp_path):
+    import pty
+    data = tmp_path / "data"
+    (data / "drive" / "u").mkdir(parents=True)
+    for i in range(20):
+        (data / "drive" / "u" / ("f%d" % i)).write_bytes(os.urandom(100_000))
+    master, slave = pty.openpty()
+    p = subprocess.Popen([skylab_bin(), "backup", "--data-dir", str(data), str(tmp_path / "a.tar")],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's other end closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.wait(60) == 0
+    text = out.decode(errors="replace")
+    assert "100%" in text and "[" + "#" * 30 + "]" in text, text
+    assert "20 files" in text, text
+    # Not on a pipe (logs, cron).
+    r = backup(str(data), str(tmp_path / "b.tar"))
+    assert r.returncode == 0 and "%" not in r.stderr and "\r" not in r.stderr, r.stderr
