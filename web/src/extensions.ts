@@ -15,6 +15,8 @@ export interface OutputContext {
   cellId: string;
   /** Settings for talking to this server with @jupyterlab/services. */
   serverSettings: ServerConnection.ISettings;
+  /** The whole MIME bundle being rendered (a renderer may offer another of its types). */
+  bundle?: Record<string, unknown>;
 }
 
 /**

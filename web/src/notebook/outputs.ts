@@ -213,7 +213,7 @@ export function renderBundle(data: Record<string, any>, metadata: Record<string,
   const ext = findMimeRenderer(data);
   if (ext) {
     try {
-      void Promise.resolve(ext.render(data[ext.mime], metadata[ext.mime] ?? {}, el, ctx)).catch(e => (el.textContent = String(e)));
+      void Promise.resolve(ext.render(data[ext.mime], metadata[ext.mime] ?? {}, el, { ...ctx, bundle: data })).catch(e => (el.textContent = String(e)));
     } catch (e) {
       el.textContent = String(e);
     }
