@@ -104,4 +104,32 @@ describe('interactive tables', { timeout: 240000 }, () => {
     assert.ok(out.data['text/html'].includes('<table'), 'HTML fallback saved');
     assert.equal(out.data['application/vnd.skylab.datatable+json'].total_rows, 1000000);
   });
+
+  it('renders a crafted saved table output as bounded text (no markup, capped rows and columns)', async () => {
+    const evil = '<img src=x onerror="window.__pwned=1">';
+    const columns = Array.from({ length: 300 }, (_, i) => (i === 0 ? evil : `c${i}`));
+    const rows = Array.from({ length: 2000 }, (_, i) => [evil, `r${i}`, { toString: 1 }]);
+    const outputs = [
+      { output_type: 'display_data', metadata: {}, data: { 'application/vnd.skylab.datatable+json': { id: 'nope', columns, dtypes: ['int64'], rows, index: rows.map(() => evil), offset: -5, total: 1e300 }, 'text/plain': 'x' } },
+      { output_type: 'display_data', metadata: {}, data: { 'application/vnd.skylab.datatable+json': { id: 7, columns: 'x' }, 'text/plain': 'x' } },
+    ];
+    const nb = { nbformat: 4, nbformat_minor: 5, metadata: {}, cells: [{ id: 'h1', cell_type: 'code', source: 'x', metadata: {}, outputs, execution_count: 1 }] };
+    const token = server.userToken(USER);
+    const r = await server.api('PUT', '/api/contents/hostile.ipynb', { type: 'notebook', format: 'json', content: nb }, token);
+    assert.ok(r.status === 201 || r.status === 200, JSON.stringify(r));
+    await page.goto(server.url('/notebooks/hostile.ipynb'));
+    await page.waitForSelector('body[data-ready=true]');
+    const t = cellAt(page, 0).locator('.datatable');
+    await t.waitFor();
+    assert.equal(await t.locator('tbody tr').count(), 500);
+    assert.equal(await t.locator('thead th').count(), 201);
+    assert.equal(await page.locator('.cells img').count(), 0);
+    assert.equal(await t.locator('thead th').nth(1).innerText(), evil);
+    assert.equal(await t.locator('.dt-status').innerText(), '1–500 of 500');
+    assert.match(await cellAt(page, 0).locator('.output').nth(1).innerText(), /Invalid table output/);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    // Paging a table the runtime does not have: a message, not an exception.
+    await t.locator('.dt-filter').fill('r1');
+    await t.locator('.dt-note').filter({ hasText: /no longer in the runtime|Connect to the runtime/ }).waitFor({ timeout: 60000 });
+  });
 });

@@ -17,6 +17,8 @@ export interface OutputContext {
   serverSettings: ServerConnection.ISettings;
   /** The whole MIME bundle being rendered (a renderer may offer another of its types). */
   bundle?: Record<string, unknown>;
+  /** The context as it is now (the runtime may have been connected since the output was rendered). */
+  current?: () => OutputContext;
 }
 
 /**

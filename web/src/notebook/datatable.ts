@@ -77,8 +77,10 @@ function channel(k: Kernel.IKernelConnection): PageChannel {
   return c;
 }
 
+/** A cell's text: strings, numbers and booleans as such, anything else (from a crafted file) empty. */
 function str(v: unknown, max = 1000): string {
-  return (typeof v === 'string' ? v : v == null ? '' : String(v)).slice(0, max);
+  const t = typeof v;
+  return (t === 'string' ? (v as string) : t === 'number' || t === 'boolean' ? String(v) : '').slice(0, max);
 }
 
 /** The output's data, checked and bounded (it comes from a kernel and from files). */
@@ -177,7 +179,7 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
   };
 
   const load = async (offset: number) => {
-    const k = ctx.kernel;
+    const k = ctx.current ? ctx.current().kernel : ctx.kernel;
     if (!k || k.isDisposed || k.status === 'dead') {
       note.hidden = false;
       note.textContent = 'Connect to the runtime and run the cell again to sort, filter and page through this table.';

@@ -196,7 +196,7 @@ export class OutputArea {
       return el;
     }
     const data = o.data ?? {};
-    renderBundle(data, o.metadata ?? {}, el, this.ctx());
+    renderBundle(data, o.metadata ?? {}, el, { ...this.ctx(), current: this.ctx });
     return el;
   }
 }
