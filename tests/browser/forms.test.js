@@ -58,6 +58,9 @@ describe('Colab forms', { timeout: 180000 }, () => {
     assert.equal(await form.locator('input[type=text]').inputValue(), 'first');
     assert.equal(await form.locator('select').inputValue(), 'adam');
     assert.equal(await form.locator('.form-toggle').innerText(), 'Show code');
+    // Enter/arrow keys into a cell whose code is hidden reach its form, never the invisible code.
+    await page.evaluate(() => window.skylab.cells[0].focusEditor());
+    assert.equal(await page.evaluate(() => document.activeElement?.type), 'range');
   });
 
   it('moving the slider and typing rewrite their lines; running uses the new values', async () => {
@@ -96,5 +99,19 @@ describe('Colab forms', { timeout: 180000 }, () => {
     assert.equal(c.metadata.cellView, 'code');
     assert.match(Array.isArray(c.source) ? c.source.join('') : c.source, /^epochs = 33 #@param/m);
     assert.match(Array.isArray(c.source) ? c.source.join('') : c.source, /^name = "it's \\"x\\" <\/script>" #@param/m);
+  });
+
+  it('a form with run: "auto" runs its cell when a field changes', async () => {
+    await page.evaluate(() => {
+      const nb = window.skylab;
+      nb.insertAt('code', 1, false);
+      nb.cells[1].materialize();
+      nb.cells[1].setSource('#@title Auto { run: "auto" }\nk = 2 #@param {type:"integer"}\nprint("K", k * 10)');
+    });
+    const field = cellAt(page, 1).locator('.cell-form input[type=number]');
+    await field.fill('7');
+    await field.press('Tab'); // commits (change event)
+    await cellAt(page, 1).locator('.output.stream').filter({ hasText: 'K 70' }).waitFor({ timeout: 60000 });
+    assert.equal(await page.evaluate(() => window.skylab.cells[1].getSource().split('\n')[1]), 'k = 7 #@param {type:"integer"}');
   });
 });

@@ -212,6 +212,11 @@ export class Cell {
 
   focusEditor(at: 'start' | 'end' | null = null) {
     this.materialize();
+    if (this.el.classList.contains('form-code-hidden')) {
+      // The code is hidden behind its form: the keyboard goes to the form, never to invisible code.
+      this.form.focus();
+      return;
+    }
     if (this.type === 'markdown' && !this.editing) {
       this.editing = true;
       this.el.classList.add('editing');

@@ -219,7 +219,6 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
       void load(0);
     }, 300);
   });
-  filterInput.addEventListener('keydown', e => e.stopPropagation());
   copy.addEventListener('click', () => {
     const tsv = toTsv([t.index_name ?? '', ...t.columns], cur.rows.map((r, j) => [cur.index[j] ?? '', ...r]));
     el.dataset.copied = String(cur.rows.length);

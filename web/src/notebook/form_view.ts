@@ -31,6 +31,22 @@ export class FormView {
 
   constructor(private host: FormHost) {
     this.el = h('div.cell-form', { hidden: true });
+    // As in Colab, a double-click on the form (not on a field) shows the code.
+    this.el.addEventListener('dblclick', e => {
+      if ((e.target as HTMLElement).closest('input, select, button, label, a') || !this.hidden()) return;
+      this.setHidden(false);
+    });
+  }
+
+  /** Focuses the first field (or the Show code button). */
+  focus() {
+    (this.el.querySelector<HTMLElement>('.form-field input, .form-field select') ?? this.el.querySelector<HTMLElement>('button'))?.focus();
+  }
+
+  private setHidden(hide: boolean) {
+    this.host.metadata().cellView = hide ? 'form' : 'code';
+    this.host.toggled(hide);
+    this.render(true);
   }
 
   /** Whether the code should be hidden now. */
@@ -67,10 +83,7 @@ export class FormView {
     const toggle = h('button.btn.link.form-toggle', { type: 'button', text: hidden ? 'Show code' : 'Hide code' });
     toggle.addEventListener('click', e => {
       e.stopPropagation();
-      const now = !this.hidden();
-      this.host.metadata().cellView = now ? 'form' : 'code';
-      this.host.toggled(now);
-      this.render(true);
+      this.setHidden(!this.hidden());
       this.el.querySelector<HTMLElement>('.form-toggle')?.focus();
     });
     this.el.append(h('div.form-head', null, m.title ? h('div.form-title', { text: m.title }) : h('div.form-title'), toggle));
@@ -164,7 +177,6 @@ export class FormView {
     };
     input.addEventListener('input', () => write(false));
     input.addEventListener('change', () => write(true));
-    input.addEventListener('keydown', e => e.stopPropagation());
     return h('div.form-field', { 'data-type': p.type }, label, input, extra);
   }
 }
