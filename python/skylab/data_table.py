@@ -260,3 +260,16 @@ def disable_dataframe_formatter():
     except KeyError:
         pass
     _enabled = False
+
+
+def _show_output(n):
+    """Shows ``Out[n]`` (a DataFrame this kernel returned as a cell's result)
+    as an interactive table: the page's "Interactive table" button on a
+    plain DataFrame output runs this (silently, not recorded)."""
+    from IPython.display import display
+    import pandas as pd
+    out = get_ipython().user_ns.get("Out", {})  # noqa: F821
+    obj = out.get(n) if isinstance(n, int) and hasattr(out, "get") else None
+    if not isinstance(obj, pd.DataFrame):
+        raise LookupError("This output is not in the runtime any more: run its cell again.")
+    display(DataTable(obj))

@@ -105,6 +105,21 @@ describe('interactive tables', { timeout: 240000 }, () => {
     assert.equal(out.data['application/vnd.skylab.datatable+json'].total_rows, 1000000);
   });
 
+  it('a plain DataFrame result switches to an interactive table (Colab\'s button)', async () => {
+    await runCell(page, 1, 'data_table.disable_dataframe_formatter()\ndf.head(100)');
+    await waitIdle(page, 1, 120000);
+    const c = cellAt(page, 1);
+    await c.locator('.output.execute_result iframe').waitFor();
+    assert.equal(await c.locator('.datatable').count(), 0, 'plain pandas HTML first');
+    await c.locator('.dt-convert').click();
+    await c.locator('.datatable .dt-status').filter({ hasText: '1–25 of 100' }).waitFor({ timeout: 60000 });
+    await c.locator('.datatable .dt-next').click();
+    await c.locator('.datatable .dt-status').filter({ hasText: '26–50 of 100' }).waitFor({ timeout: 60000 });
+    assert.equal(await c.locator('.datatable tbody th').first().innerText(), '25');
+    const saved = await page.evaluate(() => window.skylab.cells[1].toJSON().outputs);
+    assert.ok(!saved.some(o => 'application/vnd.skylab.datatable+json' in (o.data ?? {})), 'the stored output is left as it was');
+  });
+
   it('renders a crafted saved table output as bounded text (no markup, capped rows and columns)', async () => {
     const evil = '<img src=x onerror="window.__pwned=1">';
     const columns = Array.from({ length: 300 }, (_, i) => (i === 0 ? evil : `c${i}`));

@@ -9,7 +9,6 @@ import type { Kernel } from '@jupyterlab/services';
 import { registerMimeRenderer, type OutputContext } from '../extensions';
 import { h } from '../ui/dom';
 import { renderInFrame } from './frames';
-import { text } from './outputs';
 import './datatable.css';
 
 export const DATATABLE_MIME = 'application/vnd.skylab.datatable+json';
@@ -75,6 +74,11 @@ function channel(k: Kernel.IKernelConnection): PageChannel {
   let c = channels.get(k);
   if (!c) channels.set(k, (c = new PageChannel(k)));
   return c;
+}
+
+/** nbformat's multiline string joined. */
+function text(v: unknown): string {
+  return Array.isArray(v) ? v.filter(x => typeof x === 'string').join('') : typeof v === 'string' ? v : '';
 }
 
 /** A cell's text: strings, numbers and booleans as such, anything else (from a crafted file) empty. */
@@ -143,6 +147,8 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
   const htmlBox = h('div.dt-html', { hidden: true });
   const note = h('div.dt-note', { hidden: true });
   el.classList.add('datatable');
+  // Selecting the cell may scroll it: a click on the table's controls must land where it was aimed.
+  el.addEventListener('mousedown', e => e.stopPropagation());
   el.append(h('div.dt-bar', null, filterInput, h('span.dt-spacer'), status, sizeSel, prev, next, copy, plain), note, h('div.dt-scroll', null, table), htmlBox);
 
   const head = () => {
@@ -239,6 +245,46 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
   });
   head();
   body();
+}
+
+/**
+ * A plain pandas DataFrame result (`text/html` of class "dataframe", no
+ * table MIME type) gets an "Interactive table" button, as in Colab: it asks
+ * the kernel, silently, to show `Out[n]` as a table, and draws that in place
+ * (the stored output is left as it was).
+ */
+export function offerInteractive(o: Record<string, any>, el: HTMLElement, ctx: OutputContext): void {
+  const data = o.data ?? {};
+  const n = o.execution_count;
+  if (o.output_type !== 'execute_result' || !Number.isSafeInteger(n) || DATATABLE_MIME in data) return;
+  const html = text(data['text/html']);
+  if (!/<table[^>]*class="[^"]*\bdataframe\b/.test(html.slice(0, 2000))) return;
+  const btn = h('button.btn.link.dt-convert', { type: 'button', text: 'Interactive table', title: 'Sort, filter and page through this DataFrame' });
+  const note = h('span.dt-note');
+  const offer = h('div.dt-offer', null, btn, note);
+  offer.addEventListener('mousedown', e => e.stopPropagation());
+  el.prepend(offer); // above the frame, whose height changes as it loads
+  btn.addEventListener('click', () => {
+    const k = ctx.current ? ctx.current().kernel : ctx.kernel;
+    if (!k || k.isDisposed || k.status === 'dead') {
+      note.textContent = ' Connect to the runtime and run the cell again.';
+      return;
+    }
+    btn.disabled = true;
+    const future = k.requestExecute({ code: `import skylab.data_table as _skylab_dt; _skylab_dt._show_output(${n}); del _skylab_dt`, silent: true, store_history: false, allow_stdin: false, stop_on_error: false });
+    future.onIOPub = msg => {
+      const c = msg.content as any;
+      if (msg.header.msg_type === 'display_data' && c.data?.[DATATABLE_MIME]) {
+        const box = h('div.output.display_data');
+        for (const child of Array.from(el.children)) (child as HTMLElement).hidden = true;
+        el.append(box);
+        renderTable(c.data[DATATABLE_MIME], {}, box, ctx, data);
+      } else if (msg.header.msg_type === 'error') {
+        note.textContent = ' ' + str(c.evalue);
+        btn.disabled = false;
+      }
+    };
+  });
 }
 
 registerMimeRenderer(DATATABLE_MIME, (data, metadata, el, ctx) => renderTable(data, metadata, el, ctx, ctx.bundle));

@@ -6,6 +6,7 @@
 import { findMimeRenderer, type OutputContext } from '../extensions';
 import { Ansi, applyCarriageReturns, terminalText } from './ansi';
 import { renderInFrame } from './frames';
+import { offerInteractive } from './datatable';
 import { renderMarkdown, renderMath } from './markdown';
 
 export type Output = Record<string, any> & { output_type: string };
@@ -196,7 +197,9 @@ export class OutputArea {
       return el;
     }
     const data = o.data ?? {};
-    renderBundle(data, o.metadata ?? {}, el, { ...this.ctx(), current: this.ctx });
+    const ctx = { ...this.ctx(), current: this.ctx };
+    renderBundle(data, o.metadata ?? {}, el, ctx);
+    offerInteractive(o, el, ctx);
     return el;
   }
 }
