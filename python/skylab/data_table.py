@@ -5,7 +5,7 @@
     data_table.DataTable(df)                  # one frame, whatever the setting
     data_table.disable_dataframe_formatter()
 
-How it works (details in docs/data_tables.md):
+How it works (details in docs/forms-and-tables.md):
 
 * A frame is shown as an output with two MIME types: ``text/html`` (pandas'
   own table, so the notebook renders anywhere) and
