@@ -97,3 +97,25 @@ def test_registry_is_bounded(client):
     client.send("shell", "comm_open", {"comm_id": comm_id, "target_name": TARGET, "data": {}})
     assert "no longer" in ask(client, comm_id, {"seq": 1, "id": ids[0]})["error"]
     assert ask(client, comm_id, {"seq": 2, "id": ids[-1]})["rows"] == [["99"]]
+
+
+def test_hostile_cells_and_requests(client):
+    """Cells whose __str__ raises, mixed types, huge texts: the table and its
+    answers still come; a non-dict request gets an error answer."""
+    r = client.execute("from skylab import data_table as d\nimport pandas as pd\n"
+                       "class Bad:\n    def __str__(self): raise RuntimeError('boom')\n"
+                       "d.DataTable(pd.DataFrame({'o': [Bad(), 'abc', 1.5, 'y' * 100000]}))", timeout=60)
+    assert r.status == "ok", (r.error, r.stderr)
+    [data] = tables_of(r)
+    t = data[MIME]
+    assert t["rows"][:3] == [["<unprintable>"], ["abc"], ["1.5"]]
+    assert len(t["rows"][3][0]) == 1000
+    comm_id = uuid.uuid4().hex
+    client.send("shell", "comm_open", {"comm_id": comm_id, "target_name": TARGET, "data": {}})
+    assert ask(client, comm_id, {"seq": 1, "id": t["id"], "sort": 0})["rows"][0] == ["1.5"]
+    assert ask(client, comm_id, {"seq": 2, "id": t["id"], "filter": "UNPRINT"})["rows"] == [["<unprintable>"]]
+    msg = client.send("shell", "comm_msg", {"comm_id": comm_id, "data": {"nested": [[[[1]]]]}})
+    m = client.wait_for(lambda m: m.get("channel") == "iopub" and m["header"]["msg_type"] == "comm_msg"
+                        and m.get("parent_header", {}).get("msg_id") == msg["header"]["msg_id"], timeout=30, what="answer")
+    assert "error" in m["content"]["data"]
+    assert client.execute("print(1 + 1)").stdout.strip() == "2"
