@@ -93,6 +93,11 @@ describe('forms parser', () => {
     const src = 'import os\nepochs = 5 #@param {type:"slider", min:1, max:50}\nprint(epochs)';
     assert.equal(set(src, 0, 12), 'import os\nepochs = 12 #@param {type:"slider", min:1, max:50}\nprint(epochs)');
     assert.equal(set(src, 0, 99), 'import os\nepochs = 50 #@param {type:"slider", min:1, max:50}\nprint(epochs)', 'clamped to max');
+    const fl = 'p = 0.5 #@param {type:"slider", min:0, max:1, step:0.05}';
+    assert.equal(set(fl, 0, '0.35'), 'p = 0.35 #@param {type:"slider", min:0, max:1, step:0.05}', 'a float slider keeps its fraction');
+    assert.equal(set('a: int = 1 #@param {type:"integer"}', 0, 4), 'a: int = 4 #@param {type:"integer"}', 'annotated assignment');
+    assert.equal(set('cfg.lr = 1 # @param{type:"number"}', 0, 2), 'cfg.lr = 2 # @param{type:"number"}', 'attribute target, Colab spacing variants');
+    assert.equal(set('big = 1 #@param {type:"integer"}', 0, '1e21'), 'big = 1000000000000000000000 #@param {type:"integer"}');
     assert.equal(set('lr = 0.01 #@param {type:"number"}', 0, '1e-4'), 'lr = 0.0001 #@param {type:"number"}');
     assert.equal(set('lr = 0.01 #@param {type:"number"}', 0, 'abc'), null, 'invalid number is not written');
     assert.equal(set('n = 3 #@param {type:"integer"}', 0, '2.5'), null);
