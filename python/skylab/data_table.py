@@ -20,6 +20,7 @@ How it works (details in docs/forms-and-tables.md):
 import collections
 import itertools
 import json
+import secrets
 import threading
 
 __all__ = ["DataTable", "enable_dataframe_formatter", "disable_dataframe_formatter",
@@ -52,7 +53,9 @@ class _Entry(object):
 
 def _register(frame):
     """Keeps `frame` for paging; returns its id."""
-    table_id = "%d" % next(_ids)
+    # Random, not a counter: a table saved from another kernel (or before a
+    # restart) never names a different frame of this one.
+    table_id = "%d-%s" % (next(_ids), secrets.token_hex(6))
     with _lock:
         _tables[table_id] = _Entry(frame)
         while len(_tables) > MAX_TABLES:
