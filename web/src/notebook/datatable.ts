@@ -54,7 +54,7 @@ class PageChannel {
         }
       };
       this.comm.onClose = () => {
-        for (const cb of this.waiting.values()) cb({ error: 'The runtime closed the table.', offset: 0, rows: [], index: [], total: 0 });
+        for (const cb of this.waiting.values()) cb({ error: 'This table is no longer in the runtime: run the cell again.', offset: 0, rows: [], index: [], total: 0 });
         this.waiting.clear();
         this.comm = null;
       };
