@@ -29,6 +29,7 @@ __all__ = ["DataTable", "enable_dataframe_formatter", "disable_dataframe_formatt
 MIME = "application/vnd.skylab.datatable+json"
 COMM_TARGET = "skylab.datatable"
 MAX_TABLES = 32          # frames kept for paging (least recently shown let go)
+MAX_KEPT_BYTES = 1 << 30 # and at most this much of them (the newest is always kept)
 MAX_PAGE = 500           # rows in one answer
 MAX_COLUMNS = 200        # columns shown
 MAX_CELL = 1000          # characters of one cell's text
@@ -43,10 +44,14 @@ _comm_registered = False
 
 
 class _Entry(object):
-    __slots__ = ("frame", "view_key", "view")
+    __slots__ = ("frame", "view_key", "view", "nbytes")
 
     def __init__(self, frame):
         self.frame = frame
+        try:
+            self.nbytes = int(frame.memory_usage(index=True, deep=False).sum())
+        except Exception:
+            self.nbytes = 0
         self.view_key = None   # (sort column, ascending, filter) of the cached view
         self.view = None       # the sorted/filtered frame for view_key
 
@@ -60,6 +65,9 @@ def _register(frame):
         _tables[table_id] = _Entry(frame)
         while len(_tables) > MAX_TABLES:
             _tables.popitem(last=False)
+        kept = sum(e.nbytes for e in _tables.values())
+        while kept > MAX_KEPT_BYTES and len(_tables) > 1:
+            kept -= _tables.popitem(last=False)[1].nbytes
     return table_id
 
 

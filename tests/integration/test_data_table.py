@@ -97,6 +97,12 @@ def test_registry_is_bounded(client):
     client.send("shell", "comm_open", {"comm_id": comm_id, "target_name": TARGET, "data": {}})
     assert "no longer" in ask(client, comm_id, {"seq": 1, "id": ids[0]})["error"]
     assert ask(client, comm_id, {"seq": 2, "id": ids[-1]})["rows"] == [["99"]]
+    # A byte bound too: two frames over it keep only the newest.
+    r = client.execute("import numpy as np\nd.MAX_KEPT_BYTES = 10_000_000\n"
+                       "for i in range(2): display(d.DataTable(pd.DataFrame({'a': np.zeros(1_000_000)})))\n"
+                       "print(len(d._tables))\nd.MAX_KEPT_BYTES = 1 << 30", timeout=120)
+    assert r.status == "ok", (r.error, r.stderr)
+    assert r.stdout.split() == ["1"]
 
 
 def test_hostile_cells_and_requests(client):
