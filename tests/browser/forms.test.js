@@ -92,6 +92,7 @@ describe('Colab forms', { timeout: 180000 }, () => {
       c.setSource(c.getSource().replace('epochs = 12', 'epochs = 33'));
     });
     await page.waitForFunction(() => document.querySelector('.cell-form input[type=range]')?.value === '33');
+    await screenshot(page, 'forms-code-shown');
     await page.keyboard.press('Control+s');
     await page.waitForFunction(() => document.querySelector('.save-state')?.textContent === 'All changes saved', null, { timeout: 15000 });
     const r = await server.api('GET', '/api/contents/forms.ipynb?content=1', undefined, server.userToken(USER));
