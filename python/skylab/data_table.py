@@ -243,16 +243,19 @@ class DataTable(object):
     """A DataFrame shown as an interactive table (Colab's ``DataTable``).
     Colab's keyword arguments (``include_index``, ``num_rows_per_page``,
     ``max_rows``, ``max_columns``, ``min_width``) are accepted;
-    ``num_rows_per_page`` sets the first page's size."""
+    ``num_rows_per_page`` sets the page size, ``include_index=False`` hides
+    the index; the others are ignored (pages come from the kernel)."""
 
     def __init__(self, dataframe, include_index=True, num_rows_per_page=DEFAULT_PAGE,
                  max_rows=None, max_columns=None, min_width=None):
         self._frame = dataframe
         self._page = min(MAX_PAGE, max(1, int(num_rows_per_page or DEFAULT_PAGE)))
+        self._include_index = bool(include_index)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = _bundle(self._frame)
         bundle[MIME]["page_size"] = self._page
+        bundle[MIME]["include_index"] = self._include_index
         bundle[MIME].update(_page(self._frame, 0, self._page))
         return bundle
 

@@ -83,6 +83,10 @@ def test_formatter_output_and_pages(client, module):
     r = client.execute(module + "\ndata_table.DataTable(df.head(7), num_rows_per_page=10)")
     [data] = tables_of(r)
     assert data[MIME]["total_rows"] == 7 and len(data[MIME]["rows"]) == 7
+    assert data[MIME]["page_size"] == 10 and data[MIME]["include_index"] is True
+    r = client.execute(module + "\ndata_table.DataTable(df, include_index=False, num_rows_per_page=50)")
+    [data] = tables_of(r)
+    assert data[MIME]["include_index"] is False and len(data[MIME]["rows"]) == 50
 
 
 def test_registry_is_bounded(client):

@@ -31,6 +31,7 @@ interface TableData extends Page {
   columns: string[];
   dtypes: string[];
   index_name?: string;
+  include_index?: boolean;
   page_size?: number;
 }
 
@@ -97,7 +98,8 @@ function parse(data: unknown): TableData | null {
     columns,
     dtypes: Array.isArray(d.dtypes) ? d.dtypes.slice(0, MAX_COLS).map((c: unknown) => str(c, 50)) : [],
     index_name: str(d.index_name),
-    page_size: PAGE_SIZES.includes(d.page_size) ? d.page_size : 25,
+    include_index: d.include_index !== false,
+    page_size: Number.isSafeInteger(d.page_size) && d.page_size >= 1 && d.page_size <= MAX_ROWS ? d.page_size : 25,
     ...page(d, columns.length),
   };
 }
@@ -138,7 +140,7 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
   const filterInput = h('input.dt-filter', { type: 'search', placeholder: 'Filter', 'aria-label': 'Filter rows' });
   const prev = h('button.btn.dt-prev', { type: 'button', 'aria-label': 'Previous page', text: '‹' });
   const next = h('button.btn.dt-next', { type: 'button', 'aria-label': 'Next page', text: '›' });
-  const sizeSel = h('select.dt-size', { 'aria-label': 'Rows per page' }, ...PAGE_SIZES.map(n => h('option', { value: String(n), text: String(n), selected: n === pageSize })));
+  const sizeSel = h('select.dt-size', { 'aria-label': 'Rows per page' }, ...[...new Set([...PAGE_SIZES, pageSize])].sort((a, b) => a - b).map(n => h('option', { value: String(n), text: String(n), selected: n === pageSize })));
   const copy = h('button.btn.dt-copy', { type: 'button', text: 'Copy' });
   const plain = h('button.btn.link.dt-plain', { type: 'button', text: 'Show as HTML' });
   const thead = h('thead');
@@ -153,7 +155,7 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
 
   const head = () => {
     thead.textContent = '';
-    const tr = h('tr', null, h('th.dt-index', { text: t.index_name ?? '' }));
+    const tr = h('tr', null, t.include_index ? h('th.dt-index', { text: t.index_name ?? '' }) : null);
     t.columns.forEach((c, i) => {
       const arrow = sort === i ? (ascending ? ' ▲' : ' ▼') : '';
       const th = h(numeric[i] ? 'th.num' : 'th', { 'data-col': String(i), title: `${c} (${t.dtypes[i] ?? ''}): click to sort`, 'aria-sort': sort === i ? (ascending ? 'ascending' : 'descending') : 'none' },
@@ -171,7 +173,7 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
   const body = () => {
     tbody.textContent = '';
     cur.rows.forEach((r, j) => {
-      const tr = h('tr', null, h('th.dt-index', { text: cur.index[j] ?? '' }));
+      const tr = h('tr', null, t.include_index ? h('th.dt-index', { text: cur.index[j] ?? '' }) : null);
       r.forEach((v, i) => tr.append(h(numeric[i] ? 'td.num' : 'td', { text: v })));
       tbody.append(tr);
     });
@@ -226,7 +228,9 @@ function renderTable(data: unknown, metadata: Record<string, unknown>, el: HTMLE
     }, 300);
   });
   copy.addEventListener('click', () => {
-    const tsv = toTsv([t.index_name ?? '', ...t.columns], cur.rows.map((r, j) => [cur.index[j] ?? '', ...r]));
+    const tsv = t.include_index
+      ? toTsv([t.index_name ?? '', ...t.columns], cur.rows.map((r, j) => [cur.index[j] ?? '', ...r]))
+      : toTsv(t.columns, cur.rows);
     el.dataset.copied = String(cur.rows.length);
     void navigator.clipboard?.writeText(tsv).then(
       () => (copy.textContent = 'Copied'),
