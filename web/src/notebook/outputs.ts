@@ -6,6 +6,7 @@
 import { findMimeRenderer, type OutputContext } from '../extensions';
 import { Ansi, applyCarriageReturns, terminalText } from './ansi';
 import { renderInFrame } from './frames';
+import { offerInteractive } from './datatable';
 import { renderMarkdown, renderMath } from './markdown';
 
 export type Output = Record<string, any> & { output_type: string };
@@ -196,7 +197,9 @@ export class OutputArea {
       return el;
     }
     const data = o.data ?? {};
-    renderBundle(data, o.metadata ?? {}, el, this.ctx());
+    const ctx = { ...this.ctx(), current: this.ctx };
+    renderBundle(data, o.metadata ?? {}, el, ctx);
+    offerInteractive(o, el, ctx);
     return el;
   }
 }
@@ -213,7 +216,7 @@ export function renderBundle(data: Record<string, any>, metadata: Record<string,
   const ext = findMimeRenderer(data);
   if (ext) {
     try {
-      void Promise.resolve(ext.render(data[ext.mime], metadata[ext.mime] ?? {}, el, ctx)).catch(e => (el.textContent = String(e)));
+      void Promise.resolve(ext.render(data[ext.mime], metadata[ext.mime] ?? {}, el, { ...ctx, bundle: data })).catch(e => (el.textContent = String(e)));
     } catch (e) {
       el.textContent = String(e);
     }
