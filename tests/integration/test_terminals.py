@@ -1,0 +1,287 @@
+"""The Jupyter Server terminals API (issue 15): a shell inside the user's
+runtime sandbox, spoken over terminado's WebSocket messages.
+
+Real binary as root, real bubblewrap sandboxes and cgroups: the shell must be
+*in* the runtime (its uid, /content, its /tmp, its seccomp filter), see no
+more of the host than the kernel does, end with the runtime, and belong to
+its user only.
+"""
+
+import json
+import os
+import re
+import struct
+import time
+
+import pytest
+import requests
+import websocket
+
+from conftest import SERVER_KIND, needs_root, needs_sandbox
+from test_accounts import add_user, new_token, token_session, uname
+
+pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
+
+
+class Term:
+    """A terminado client: ["stdin", s] out, ["stdout", s] in."""
+
+    def __init__(self, server, name, token=None):
+        url = "%s/terminals/websocket/%s?token=%s" % (server.ws_base, name, token or server.token)
+        self.ws = websocket.create_connection(url, timeout=30)
+        self.out = ""
+        self.disconnected = False
+        first = json.loads(self.ws.recv())
+        assert first[0] == "setup", first
+
+    def send(self, text):
+        self.ws.send(json.dumps(["stdin", text]))
+
+    def read_until(self, pattern, timeout=30):
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern, re.S)
+        while not rx.search(self.out):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %r in terminal output: %r" % (pattern, self.out[-2000:]))
+            self.ws.settimeout(left)
+            try:
+                msg = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if not msg:
+                raise AssertionError("terminal closed; output %r" % self.out[-2000:])
+            m = json.loads(msg)
+            if m[0] == "stdout":
+                self.out += m[1]
+            elif m[0] == "disconnect":
+                self.disconnected = True
+                raise AssertionError("terminal disconnected; output %r" % self.out[-2000:])
+        return rx.search(self.out)
+
+    def run(self, cmd, timeout=30):
+        """Runs `cmd` in the shell; its output between two markers."""
+        tag = os.urandom(4).hex()
+        self.send("echo B%s; %s; echo E%s\r" % (tag, cmd, tag))
+        m = self.read_until(r"[\r\n]B%s\r?\n(.*?)E%s" % (tag, tag), timeout)
+        return m.group(1).replace("\r", "")
+
+    def wait_disconnect(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.ws.settimeout(max(deadline - time.monotonic(), 0.1))
+            try:
+                msg = self.ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                return
+            if not msg:
+                return
+            m = json.loads(msg)
+            if m[0] == "disconnect":
+                self.disconnected = True
+            if m[0] == "stdout":
+                self.out += m[1]
+        raise AssertionError("terminal did not end")
+
+    def close(self):
+        self.ws.close()
+
+
+def kernel_eval(server, kid, code):
+    c = server.connect(kid)
+    try:
+        r = c.execute(code)
+        return "".join(r.stdout) if isinstance(r.stdout, list) else r.stdout
+    finally:
+        c.close()
+        server.clients.remove(c)
+
+
+def open_terminal(server, body=None, session=None):
+    s = session or server.http
+    r = s.post(server.url("/api/terminals"), json=body, timeout=120) if body is not None else \
+        s.post(server.url("/api/terminals"), timeout=120)
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()["name"]
+
+
+def test_terminal_is_inside_the_runtime(server):
+    kid = server.create_kernel()
+    try:
+        uid = kernel_eval(server, kid, "import os; open('/tmp/from-kernel', 'w').write('k-%s' % os.getpid()); "
+                                       "print(os.getuid())").strip()
+        assert uid.isdigit() and uid != "0", uid
+        name = open_terminal(server, {"kernel_id": kid})
+        t = Term(server, name)
+        try:
+            assert t.run("id -u").strip() == uid
+            assert t.run("pwd").strip() == "/content"
+            # The kernel's own /tmp (a tmpfs of its sandbox): the same mount namespace, not a new sandbox.
+            assert t.run("cat /tmp/from-kernel").strip().startswith("k-")
+            assert t.run("echo $SKYLAB_KERNEL_ID").strip() == kid
+            assert t.run("hostname").strip() == "skylab"
+            status = t.run("grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status")
+            assert re.search(r"Seccomp:\s+2", status), status
+            assert re.search(r"NoNewPrivs:\s+1", status), status
+            # The kernel's pid namespace: its init is pid 1, the host's processes are not there.
+            assert str(server.proc.pid) not in t.run("ls /proc").split()
+            # Host files the kernel cannot see, the terminal cannot either.
+            for host_path in (server.data_dir, server.tmp, "/work", "/sys/fs/cgroup/skylab"):
+                seen_by_kernel = kernel_eval(server, kid, "import os; print(os.path.exists(%r))" % host_path).strip()
+                out = t.run("test -e %s && echo SEEN || echo ABSENT" % host_path).strip()
+                assert (out == "SEEN") == (seen_by_kernel == "True"), (host_path, out, seen_by_kernel)
+            assert t.run("test -e %s && echo SEEN || echo ABSENT" % server.data_dir).strip() == "ABSENT"
+            # In the runtime's cgroup: its memory limit applies.
+            assert t.run("cat /proc/self/cgroup").strip() != ""
+            # The terminal lists and answers as Jupyter's.
+            listed = server.get("/api/terminals").json()
+            assert name in [x["name"] for x in listed]
+            one = server.get("/api/terminals/" + name).json()
+            assert one["name"] == name and "last_activity" in one
+        finally:
+            t.close()
+    finally:
+        server.delete_kernel(kid)
+
+
+def test_terminal_ends_with_its_runtime(server):
+    kid = server.create_kernel()
+    name = open_terminal(server, {"kernel_id": kid})
+    t = Term(server, name)
+    try:
+        assert t.run("echo alive").strip() == "alive"
+        assert server.delete_kernel(kid).status_code == 204
+        t.wait_disconnect()
+        assert t.disconnected
+        deadline = time.monotonic() + 20
+        while name in [x["name"] for x in server.get("/api/terminals").json()]:
+            assert time.monotonic() < deadline, "terminal still listed after its runtime went"
+            time.sleep(0.2)
+        assert server.get("/api/terminals/" + name).status_code == 404
+    finally:
+        t.close()
+
+
+def test_delete_terminal(server):
+    kid = server.create_kernel()
+    try:
+        name = open_terminal(server, {"kernel_id": kid})
+        t = Term(server, name)
+        t.run("true")
+        r = server.delete("/api/terminals/" + name)
+        assert r.status_code == 204
+        t.wait_disconnect()
+        t.close()
+        deadline = time.monotonic() + 20
+        while server.get("/api/terminals/" + name).status_code != 404:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert server.delete("/api/terminals/" + name).status_code == 404
+        # The runtime is still there.
+        assert server.get("/api/kernels/" + kid).status_code == 200
+    finally:
+        server.delete_kernel(kid)
+
+
+def test_post_without_body_attaches_or_starts(server):
+    user = uname("term")
+    add_user(server, user, "pw-" + user)
+    tok = new_token(server, user)
+    s = token_session(tok)
+    # No runtime yet: one of the default type is started for the terminal.
+    r = s.post(server.url("/api/terminals"), timeout=120)
+    assert r.status_code == 200, r.text
+    name = r.json()["name"]
+    kernels = s.get(server.url("/api/kernels"), timeout=30).json()
+    assert len(kernels) == 1, kernels
+    started = kernels[0]["id"]
+    try:
+        t = Term(server, name, tok)
+        assert t.run("echo $SKYLAB_KERNEL_ID").strip() == started
+        assert t.run("echo $SKYLAB_USER").strip() == user
+        t.close()
+        # A second one attaches to that runtime (the most recently used) instead of starting another.
+        name2 = open_terminal(server, session=s)
+        assert name2 != name
+        assert len(s.get(server.url("/api/kernels"), timeout=30).json()) == 1
+        t2 = Term(server, name2, tok)
+        assert t2.run("echo $SKYLAB_KERNEL_ID").strip() == started
+        t2.close()
+    finally:
+        s.delete(server.url("/api/kernels/" + started), timeout=60)
+
+
+def test_another_user_cannot_see_or_use_a_terminal(server):
+    kid = server.create_kernel()
+    other = uname("intruder")
+    add_user(server, other, "pw-" + other)
+    tok = new_token(server, other)
+    s = token_session(tok)
+    try:
+        name = open_terminal(server, {"kernel_id": kid})
+        assert s.get(server.url("/api/terminals"), timeout=30).json() == []
+        assert s.get(server.url("/api/terminals/" + name), timeout=30).status_code == 404
+        assert s.delete(server.url("/api/terminals/" + name), timeout=30).status_code == 404
+        with pytest.raises(websocket.WebSocketBadStatusException) as e:
+            websocket.create_connection("%s/terminals/websocket/%s?token=%s" % (server.ws_base, name, tok),
+                                        timeout=10)
+        assert e.value.status_code == 404
+        # Nor open a terminal into the owner's runtime by its id.
+        r = s.post(server.url("/api/terminals"), json={"kernel_id": kid}, timeout=30)
+        assert r.status_code == 404, r.text
+        # Without credentials: refused.
+        assert requests.get(server.url("/api/terminals"), timeout=10).status_code == 403
+        # The owner's terminal is untouched.
+        assert server.get("/api/terminals/" + name).status_code == 200
+        server.delete("/api/terminals/" + name)
+    finally:
+        server.delete_kernel(kid)
+
+
+def test_bad_input(server):
+    kid = server.create_kernel()
+    try:
+        for bad in ("../x", "", "a" * 65, "x/y", 5):
+            r = server.post("/api/terminals", json={"kernel_id": kid, "name": bad})
+            assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert server.post("/api/terminals", json={"kernel_id": 7}).status_code == 400
+        assert server.post("/api/terminals", json={"kernel_id": "nope"}).status_code == 404
+        assert server.post("/api/terminals", data=b"[1,2", headers={"Content-Type": "application/json"}).status_code == 400
+        assert server.get("/api/terminals/no-such").status_code == 404
+        assert server.get("/api/terminals/..%2F..%2Fetc").status_code == 404
+        name = open_terminal(server, {"kernel_id": kid, "name": "mine"})
+        assert name == "mine"
+        assert server.post("/api/terminals", json={"kernel_id": kid, "name": "mine"}).status_code == 409
+        t = Term(server, name)
+        # Frames terminado does not know are ignored; the shell goes on.
+        for junk in ("[]", "{}", "[1]", '["stdin"]', '["set_size", "a", "b"]', '["set_size", 99999, -1]', "nope"):
+            t.ws.send(junk)
+        t.ws.send(json.dumps(["set_size", 33, 101, 0, 0]))
+        assert t.run("stty size").strip() == "33 101"
+        # A frame over the limit closes the connection (1009); the terminal stays.
+        t.ws.send(json.dumps(["stdin", "x" * (70 * 1024)]))
+        code = None
+        for _ in range(1000):
+            opcode, data = t.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = struct.unpack("!H", data[:2])[0]
+                break
+        assert code == 1009, code
+        t.close()
+        t = Term(server, name)  # a reconnect gets the recent output (history) and works
+        t.read_until("33 101")
+        assert t.run("echo again").strip() == "again"
+        t.close()
+        # A limit on terminals per user.
+        names = [name]
+        while True:
+            r = server.post("/api/terminals", json={"kernel_id": kid})
+            if r.status_code != 200:
+                break
+            names.append(r.json()["name"])
+            assert len(names) <= 8
+        assert r.status_code == 409 and len(names) == 8, (r.status_code, len(names))
+        for n in names:
+            server.delete("/api/terminals/" + n)
+    finally:
+        server.delete_kernel(kid)
