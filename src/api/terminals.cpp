@@ -100,6 +100,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
   void detach(const http::WebSocket* ws) {
     std::lock_guard lock(mu_);
     std::erase_if(clients_, [&](auto& w) { return w.get() == ws; });
+    lagging_.erase(ws);
   }
   //! Queues input for the shell; false (dropped) beyond kMaxTerminalPendingInput.
   bool input(const std::string& data) {
@@ -137,9 +138,27 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
       while (cut < history_.size() && (static_cast<unsigned char>(history_[cut]) & 0xC0) == 0x80) ++cut;
       history_.erase(0, cut);
     }
-    // A slow client is closed by its WebSocket's bounded queue (1008); the
-    // shell and the other clients never wait for it.
-    for (auto& c : clients_) c->send(f, false);
+    // The shell and the other clients never wait for the slowest client:
+    // beyond kMaxTerminalBacklog unsent bytes its output is dropped (it is told once).
+    for (auto& c : clients_) {
+      bool& lagging = lagging_[c.get()];
+      if (c->queued_bytes() > kMaxTerminalBacklog) {
+        if (!lagging) c->send(frame(json::array({"stdout", "\r\n[skylab: output dropped: the connection is too slow]\r\n"})), false);
+        lagging = true;
+        continue;
+      }
+      lagging = false;
+      c->send(f, false);
+    }
+  }
+
+  // Whether every client is behind (the pty is then not read for a while).
+  bool all_behind() {
+    std::lock_guard lock(mu_);
+    if (clients_.empty()) return false;
+    for (auto& c : clients_)
+      if (c->queued_bytes() <= kTerminalPauseBacklog) return false;
+    return true;
   }
 
   bool helper_exited() {
@@ -161,8 +180,11 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
         std::lock_guard lock(mu_);
         want_out = !pending_.empty();
       }
-      pollfd fds[2] = {{master_, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0}, {wake_, POLLIN, 0}};
-      int r = ::poll(fds, 2, 1000);
+      bool paused = all_behind();
+      short events = static_cast<short>((paused ? 0 : POLLIN) | (want_out ? POLLOUT : 0));
+      // Paused: the pty is left out of the poll (a hung-up pty would wake it at once).
+      pollfd fds[2] = {{paused ? -1 : master_, events, 0}, {wake_, POLLIN, 0}};
+      int r = ::poll(fds, 2, paused ? 20 : 1000);
       if (r < 0 && errno != EINTR) break;
       if (fds[1].revents & POLLIN) {
         std::uint64_t v;
@@ -173,7 +195,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
         ssize_t n = ::write(master_, pending_.data(), pending_.size());
         if (n > 0) pending_.erase(0, static_cast<std::size_t>(n));
       }
-      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (!paused && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t n = ::read(master_, buf, sizeof buf);
         if (n > 0) {
           carry.append(buf, static_cast<std::size_t>(n));
@@ -184,7 +206,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
         }
         if (n == 0 || (errno != EAGAIN && errno != EINTR)) break;  // EIO: every slave end is closed
       }
-      if (r == 0 && helper_exited()) break;  // the shell is gone (children may still hold the pty)
+      if (r == 0 && !paused && helper_exited()) break;  // the shell is gone (children may still hold the pty)
     }
     finish();
   }
@@ -219,6 +241,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
   mutable std::mutex mu_;
   std::chrono::system_clock::time_point last_activity_;   // guarded by mu_
   std::vector<std::shared_ptr<http::WebSocket>> clients_;  // guarded by mu_
+  std::map<const http::WebSocket*, bool> lagging_;         // guarded by mu_: output dropped for it
   std::string history_;                                    // guarded by mu_
   std::string pending_;                                    // guarded by mu_
   bool over_ = false;                                      // guarded by mu_
@@ -367,7 +390,8 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
 //! One client WebSocket of a terminal.
 class TerminalClient : public http::WebSocketHandler {
  public:
-  explicit TerminalClient(std::shared_ptr<Terminal> t) : term_(std::move(t)) {}
+  TerminalClient(std::shared_ptr<Terminal> t, std::shared_ptr<kernel::KernelManager> kernels)
+      : term_(std::move(t)), kernels_(std::move(kernels)) {}
   void on_open(std::shared_ptr<http::WebSocket> ws) override {
     ws_ = ws;
     if (!term_->attach(ws)) {
@@ -384,6 +408,7 @@ class TerminalClient : public http::WebSocketHandler {
     const std::string& type = j[0].get_ref<const std::string&>();
     if (type == "stdin" && j.size() >= 2 && j[1].is_string()) {
       term_->input(j[1].get<std::string>());
+      kernels_->touch(term_->kernel_id());  // typing in a terminal is activity: no idle disconnect
     } else if (type == "set_size" && j.size() >= 3 && j[1].is_number_integer() && j[2].is_number_integer()) {
       auto rows = j[1].get<long long>(), cols = j[2].get<long long>();
       if (rows >= 1 && rows <= 1000 && cols >= 1 && cols <= 1000) term_->resize(static_cast<int>(rows), static_cast<int>(cols));
@@ -395,6 +420,7 @@ class TerminalClient : public http::WebSocketHandler {
 
  private:
   std::shared_ptr<Terminal> term_;
+  std::shared_ptr<kernel::KernelManager> kernels_;
   std::weak_ptr<http::WebSocket> ws_;
 };
 
@@ -516,14 +542,14 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     }
   });
 
-  r.add_websocket("/terminals/websocket/([A-Za-z0-9_.-]{1,64})/?", [reg](Request& req) {
+  r.add_websocket("/terminals/websocket/([A-Za-z0-9_.-]{1,64})/?", [reg, ctx](Request& req) {
     http::Upgrade up;
     auto t = reg->find(req.user.username, req.params[0]);
     if (!t) {
       up.refuse = Response::error(404, "Terminal not found: " + req.params[0]);
       return up;
     }
-    up.handler = std::make_shared<TerminalClient>(t);
+    up.handler = std::make_shared<TerminalClient>(t, ctx->kernels);
     return up;
   });
 }

@@ -22,6 +22,12 @@ inline constexpr std::size_t kMaxTerminalsPerUser = 8;
 inline constexpr std::size_t kMaxTerminalFrame = 64 * 1024;
 //! Input waiting for the shell to read it; more is dropped.
 inline constexpr std::size_t kMaxTerminalPendingInput = 64 * 1024;
+//! Flow control: while every client has more than this unsent, the pty is
+//! not read (the shell waits, as on a real terminal).
+inline constexpr std::size_t kTerminalPauseBacklog = 1 << 20;
+//! A client that far behind the others gets no output (it is told once);
+//! the shell and the other clients go on without it.
+inline constexpr std::size_t kMaxTerminalBacklog = 8 << 20;
 //! Output kept for clients that (re)connect.
 inline constexpr std::size_t kTerminalHistory = 64 * 1024;
 

@@ -285,3 +285,40 @@ def test_bad_input(server):
             server.delete("/api/terminals/" + n)
     finally:
         server.delete_kernel(kid)
+
+
+def test_a_slow_client_does_not_hold_up_the_terminal(server):
+    kid = server.create_kernel()
+    try:
+        name = open_terminal(server, {"kernel_id": kid})
+        slow = Term(server, name)  # reads nothing from here on
+        fast = Term(server, name)
+        assert fast.run("echo ready").strip() == "ready"
+        fast.send("head -c 40000000 /dev/zero | tr '\\0' x; echo; echo DONE-$((20+22))\r")
+        got, tail = 0, ""
+        deadline = time.monotonic() + 120
+        while "DONE-42" not in tail:
+            assert time.monotonic() < deadline, "the reading client did not get all output"
+            m = json.loads(fast.ws.recv())
+            if m[0] == "stdout":
+                got += len(m[1])
+                tail = (tail + m[1])[-200:]
+        assert got >= 40000000
+        # The server still answers, and the slow client was told its output was dropped.
+        assert server.get("/api/terminals/" + name).status_code == 200
+        dropped = False
+        slow.ws.settimeout(30)
+        seen = 0
+        while seen < 45000000:
+            m = json.loads(slow.ws.recv())
+            if m[0] != "stdout":
+                continue
+            seen += len(m[1])
+            if "output dropped: the connection is too slow" in m[1]:
+                dropped = True
+                break
+        assert dropped
+        slow.close()
+        fast.close()
+    finally:
+        server.delete_kernel(kid)
