@@ -364,6 +364,7 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   for (int fd = 0; fd <= 2; ++fd) posix_spawn_file_actions_adddup2(&fa, slave.get(), fd);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // nothing of the server's reaches the shell
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

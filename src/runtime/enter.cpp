@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,6 +135,8 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(const std::strin
 }
 
 int sandbox_enter_main(const std::vector<std::string>& args) {
+  // Only the terminal (fds 0-2) goes into the sandbox, whatever the caller left open.
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
   std::vector<std::string> cgroups, command, env;
   std::string bwrap = "/usr/bin/bwrap";
   long uid = -1, gid = -1;

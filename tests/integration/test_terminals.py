@@ -120,6 +120,18 @@ def test_terminal_is_inside_the_runtime(server):
             assert t.run("cat /tmp/from-kernel").strip().startswith("k-")
             assert t.run("echo $SKYLAB_KERNEL_ID").strip() == kid
             assert t.run("hostname").strip() == "skylab"
+            # Nothing of the server's: no admin token in the environment, no inherited descriptors.
+            assert server.token not in t.run("env")
+            assert set(t.run("ls /proc/$$/fd").split()) <= {"0", "1", "2", "255"}
+            # The kernel's network namespace: the server's port on the host's loopback is as
+            # (un)reachable from the terminal as from the kernel.
+            probe = ("import socket\ns = socket.socket(); s.settimeout(3)\n"
+                     "print('OPEN' if s.connect_ex(('127.0.0.1', %d)) == 0 else 'CLOSED')" % server.port)
+            from_kernel = kernel_eval(server, kid, probe).strip()
+            from_term = t.run("timeout 5 bash -c 'echo > /dev/tcp/127.0.0.1/%d' 2>/dev/null && echo OPEN || echo CLOSED"
+                              % server.port).strip()
+            assert from_term == from_kernel, (from_term, from_kernel)
+            print("loopback from kernel and terminal:", from_kernel)
             status = t.run("grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status")
             assert re.search(r"Seccomp:\s+2", status), status
             assert re.search(r"NoNewPrivs:\s+1", status), status
@@ -322,3 +334,36 @@ def test_a_slow_client_does_not_hold_up_the_terminal(server):
         fast.close()
     finally:
         server.delete_kernel(kid)
+
+
+def test_restart_ends_the_terminal(server):
+    kid = server.create_kernel()
+    try:
+        name = open_terminal(server, {"kernel_id": kid})
+        t = Term(server, name)
+        assert t.run("echo before").strip() == "before"
+        assert server.post("/api/kernels/%s/restart" % kid).status_code == 200
+        t.wait_disconnect()
+        assert t.disconnected
+        t.close()
+        # A new terminal goes into the restarted runtime's sandbox.
+        t = Term(server, open_terminal(server, {"kernel_id": kid}))
+        assert t.run("echo after").strip() == "after"
+        t.close()
+    finally:
+        server.delete_kernel(kid)
+
+
+def test_server_stops_cleanly_with_a_terminal_open(fresh_server):
+    srv = fresh_server
+    kid = srv.create_kernel()
+    name = open_terminal(srv, {"kernel_id": kid})
+    t = Term(srv, name)
+    assert t.run("echo up").strip() == "up"
+    # The runtime outlives the server (as runtimes do); the fixture's teardown
+    # asserts exit status 0 after SIGTERM with the terminal and its client open,
+    # and ends what the runtime left.
+    srv.kernels.remove(kid)
+    code = srv.terminate()
+    assert code == 0, srv.log_text()
+    t.wait_disconnect()
