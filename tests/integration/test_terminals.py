@@ -18,7 +18,7 @@ import requests
 import websocket
 
 from conftest import SERVER_KIND, needs_root, needs_sandbox
-from test_accounts import add_user, new_token, token_session, uname
+from test_accounts import Browser, add_user, new_token, token_session, uname, ws_status
 
 pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
 
@@ -367,3 +367,27 @@ def test_server_stops_cleanly_with_a_terminal_open(fresh_server):
     code = srv.terminate()
     assert code == 0, srv.log_text()
     t.wait_disconnect()
+
+
+def test_browser_rules_for_terminals(server):
+    """A signed-in browser: XSRF on POST/DELETE, Origin on the WebSocket, as for kernels."""
+    user = uname("tb")
+    add_user(server, user, "pw-" + user)
+    b = Browser(server, user, "pw-" + user)
+    jar = {"Cookie": b.cookie_header()}
+    # Without the XSRF token a cookie cannot open a terminal (a cross-site form could otherwise).
+    r = requests.post(server.url("/api/terminals"), headers=jar, json={}, timeout=30)
+    assert r.status_code == 403, r.text
+    r = b.request("POST", "/api/terminals", json={}, headers={"Origin": server.base_url}, timeout=120)
+    assert r.status_code == 200, r.text
+    name = r.json()["name"]
+    kid = [k["id"] for k in b.request("GET", "/api/kernels").json()][0]
+    try:
+        url = "%s/terminals/websocket/%s" % (server.ws_base, name)
+        assert ws_status(lambda: websocket.create_connection(url, cookie=b.cookie_header(), timeout=10)) == 101
+        assert ws_status(lambda: websocket.create_connection(
+            url, cookie=b.cookie_header(), origin="http://evil.example", timeout=10)) == 403
+        assert requests.delete(server.url("/api/terminals/" + name), headers=jar, timeout=30).status_code == 403
+        assert b.request("DELETE", "/api/terminals/" + name).status_code == 204
+    finally:
+        b.request("DELETE", "/api/kernels/" + kid)
