@@ -1250,7 +1250,7 @@ export class NotebookPage implements NotebookPageContext {
     add('toggle-toc', 'Table of contents', () => this.togglePanel('toc'));
     add('toggle-files', 'Files', () => this.togglePanel('files'));
     add('toggle-variables', 'Variables', () => this.togglePanel('variables'));
-    add('terminal', 'Open terminal', () => openTerminal(this.runtime.kernel?.id ?? null).catch(e => toast(errorText(e))));
+    add('terminal', 'Open terminal', () => this.runtime.ensure().then(k => openTerminal(k.id)).catch(e => toast(errorText(e))));
     add('palette', 'Command palette', () => this.palette(), `${MOD}+Shift+P`);
     add('insert-code', 'Code cell', () => void this.insert('code', 1, true), `${MOD}+M B`);
     add('insert-text', 'Text cell', () => void this.insert('markdown', 1, true));

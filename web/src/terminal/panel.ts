@@ -11,7 +11,7 @@ import { h } from '../ui/dom';
 
 let current: TerminalPanel | null = null;
 
-/** Opens (or focuses) the terminal of the runtime `kernelId` (null: the server picks or starts one). */
+/** Opens (or focuses) a terminal in the runtime `kernelId` (null: the server picks or starts one). */
 export async function openTerminal(kernelId: string | null): Promise<void> {
   if (current && !current.closed) {
     current.focus();
@@ -41,6 +41,7 @@ class TerminalPanel {
       h('div.term-head', null, h('span.term-title', { text: 'Terminal' }), this.status, h('div.spacer'), close),
       this.body);
     document.body.append(this.el);
+    document.body.classList.add('has-terminal');
     this.xterm.loadAddon(this.fit);
     this.xterm.open(this.body);
     this.fitNow();
@@ -105,6 +106,7 @@ class TerminalPanel {
     }
     this.xterm.dispose();
     this.el.remove();
+    document.body.classList.remove('has-terminal');
     if (current === this) current = null;
   }
 }
