@@ -11,6 +11,7 @@ const nb = source => ({ cells: [{ cell_type: 'code', metadata: {}, source, outpu
 
 describe('terminal and variables panels', { timeout: 240000 }, () => {
   let server, browser, page, token;
+  let queries = 0;  // the Variables panel's requests seen on the kernel WebSocket
 
   before(async () => {
     server = await startServer();
@@ -21,6 +22,9 @@ describe('terminal and variables panels', { timeout: 240000 }, () => {
     browser = await launchBrowser();
     ({ page } = await signIn(browser, server, 'tess', 'password of tess', '/notebooks/t.ipynb'));
     await page.waitForSelector('body[data-ready=true]');
+    page.on('websocket', ws => ws.on('framesent', f => {
+      if (String(f.payload).includes('skylab.variables')) queries++;
+    }));
   });
 
   after(async () => {
@@ -31,6 +35,7 @@ describe('terminal and variables panels', { timeout: 240000 }, () => {
   it('lists the kernel variables with type and shape, refreshed after each run', async () => {
     await runCell(page, 0, 'import numpy\nx = numpy.zeros((3, 4))');
     await waitIdle(page, 0);
+    assert.equal(queries, 0, 'a closed panel asks the kernel nothing');
     await page.click('.side-icon[data-panel=variables]');
     const x = page.locator('tr.var[data-name=x]');
     await x.waitFor({ timeout: 30000 });
@@ -48,6 +53,14 @@ describe('terminal and variables panels', { timeout: 240000 }, () => {
     assert.deepEqual(counts, [1, 2]);
     const saved = await server.api('GET', '/api/contents/t.ipynb?content=1', undefined, token);
     assert.ok(!JSON.stringify(saved.json.content).includes('skylab.variables'));
+    // Closed again: runs cost nothing.
+    await page.click('.side-icon[data-panel=variables]');
+    const before = queries;
+    assert.ok(before >= 2);
+    await runCell(page, 2, 'z = 1');
+    await waitIdle(page, 2);
+    await new Promise(res => setTimeout(res, 500));
+    assert.equal(queries, before);
   });
 
   it('opens a terminal in the runtime and shows the output of a typed command', async () => {

@@ -391,3 +391,17 @@ def test_browser_rules_for_terminals(server):
         assert b.request("DELETE", "/api/terminals/" + name).status_code == 204
     finally:
         b.request("DELETE", "/api/kernels/" + kid)
+
+
+def test_multibyte_output_is_never_cut(server):
+    """Characters cut by a read of the pty are kept whole for the next frame (no U+FFFD)."""
+    kid = server.create_kernel()
+    try:
+        t = Term(server, open_terminal(server, {"kernel_id": kid}))
+        # 300,000 two- and three-byte characters in odd-sized writes: reads of the pty split some of them.
+        out = t.run("python3 -c \"import sys\nfor i in range(3000): sys.stdout.write('é€' * 50 + 'x' * (i % 7)); sys.stdout.flush()\"", timeout=120)
+        assert "\ufffd" not in out
+        assert out.count("é") == 150000 and out.count("€") == 150000
+        t.close()
+    finally:
+        server.delete_kernel(kid)
