@@ -184,7 +184,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
       short events = static_cast<short>((paused ? 0 : POLLIN) | (want_out ? POLLOUT : 0));
       // Paused: the pty is left out of the poll (a hung-up pty would wake it at once).
       pollfd fds[2] = {{paused ? -1 : master_, events, 0}, {wake_, POLLIN, 0}};
-      int r = ::poll(fds, 2, paused ? 20 : 1000);
+      int r = ::poll(fds, 2, paused ? 5 : 1000);
       if (r < 0 && errno != EINTR) break;
       if (fds[1].revents & POLLIN) {
         std::uint64_t v;
@@ -196,15 +196,22 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
         if (n > 0) pending_.erase(0, static_cast<std::size_t>(n));
       }
       if (!paused && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-        ssize_t n = ::read(master_, buf, sizeof buf);
-        if (n > 0) {
+        // A pty hands out a few KiB per read: what is there now goes out as
+        // one frame of up to 64 KiB (fewer, larger frames for fast output).
+        ssize_t n = 0;
+        bool over = false;
+        while (carry.size() < sizeof buf) {
+          n = ::read(master_, buf, sizeof buf - carry.size());
+          if (n <= 0) break;
           carry.append(buf, static_cast<std::size_t>(n));
-          std::size_t whole = utf8_complete(carry);
-          if (whole > 0) broadcast(carry.substr(0, whole));
-          carry.erase(0, whole);
-          continue;
         }
-        if (n == 0 || (errno != EAGAIN && errno != EINTR)) break;  // EIO: every slave end is closed
+        if (n < 0 && errno != EAGAIN && errno != EINTR) over = true;  // EIO: every slave end is closed
+        if (n == 0) over = true;
+        std::size_t whole = utf8_complete(carry);
+        if (whole > 0) broadcast(carry.substr(0, whole));
+        carry.erase(0, whole);
+        if (over) break;
+        continue;
       }
       if (r == 0 && !paused && helper_exited()) break;  // the shell is gone (children may still hold the pty)
     }
