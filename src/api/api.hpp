@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http/router.hpp"
 #include "kernel/kernelspec.hpp"
@@ -75,6 +76,9 @@ struct Context {
   std::string runtimes_dir;
   //! The example notebooks of the gallery (examples/*.ipynb); "" none.
   std::string examples_dir;
+  //! The argv that starts a shell inside kernel `k`'s sandbox (run as root
+  //! with a pty on fds 0-2; see runtime/enter.hpp); null: no terminals.
+  std::function<Result<std::vector<std::string>>(const kernel::KernelModel& k)> terminal_command;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };

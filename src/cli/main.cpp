@@ -6,6 +6,7 @@
 
 namespace skylab::runtime {
 int sandbox_exec_main(const std::vector<std::string>& args);
+int sandbox_enter_main(const std::vector<std::string>& args);
 }
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "serve") return skylab::cli::serve_main(args);
   if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
+  if (cmd == "sandbox-enter") return skylab::runtime::sandbox_enter_main(args);  // internal: terminals
   if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "runtime") return skylab::cli::runtime_main(args);

@@ -20,6 +20,8 @@ import { setOutputOrigin } from './frames';
 import { headings } from './markdown';
 import { text } from './outputs';
 import { Runtime, runtimeTypes } from './runtime';
+import { openTerminal } from '../terminal/panel';
+import { VariablesPanel } from '../variables/panel';
 
 interface Command {
   id: string;
@@ -72,6 +74,8 @@ export class NotebookPage implements NotebookPageContext {
   private sidebar = h('aside.sidebar', { hidden: true });
   private tocEl = h('nav.toc', { 'aria-label': 'Table of contents' });
   private filesEl = h('div.files-panel');
+  private varsEl = h('div.vars-panel');
+  private vars: VariablesPanel | null = null;
   private nbMeta: Record<string, unknown> = {};
   private nbFormatMinor = 5;
   private dirty = false;
@@ -95,7 +99,7 @@ export class NotebookPage implements NotebookPageContext {
   private resourceTimer = 0;
   private bannerTimer = 0;
   private kernelHandlers: (() => void)[] = [];
-  private panel: 'toc' | 'files' | null = null;
+  private panel: 'toc' | 'files' | 'variables' | null = null;
   private filesMounted = false;
 
   constructor(private app: HTMLElement, private doc: DocStore, private me: Me) {
@@ -219,9 +223,9 @@ export class NotebookPage implements NotebookPageContext {
     const menus = menuBar([
       { label: 'File', items: () => [c('new-notebook'), c('open-drive'), sep, c('rename'), c('save'), c('save-copy'), c('history'), sep, c('download'), c('share')] },
       { label: 'Edit', items: () => [c('undo'), c('redo'), sep, c('copy-cell'), c('cut-cell'), c('paste-cell'), c('delete-cell'), sep, c('clear-outputs'), c('clear-all-outputs')] },
-      { label: 'View', items: () => [c('toggle-toc'), c('toggle-files'), c('palette')] },
+      { label: 'View', items: () => [c('toggle-toc'), c('toggle-files'), c('toggle-variables'), c('palette')] },
       { label: 'Insert', items: () => [c('insert-code'), c('insert-text'), sep, c('to-code'), c('to-markdown')] },
-      { label: 'Runtime', items: () => [c('run-all'), c('run-before'), c('run-cell'), c('run-after'), sep, c('interrupt'), c('restart'), c('restart-run-all'), sep, c('change-type'), c('connect'), c('disconnect')] },
+      { label: 'Runtime', items: () => [c('run-all'), c('run-before'), c('run-cell'), c('run-after'), sep, c('interrupt'), c('restart'), c('restart-run-all'), sep, c('change-type'), c('connect'), c('disconnect'), sep, c('terminal')] },
       { label: 'Tools', items: () => [c('palette'), c('shortcuts')] },
       { label: 'Help', items: () => [c('shortcuts'), { label: 'About Skylab', run: () => void showMessage('Skylab', 'Skylab: notebooks and runtimes on your own machines.') }] },
     ]);
@@ -253,19 +257,24 @@ export class NotebookPage implements NotebookPageContext {
     tocBtn.addEventListener('click', () => this.togglePanel('toc'));
     const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', 'data-panel': 'files' }, icon('files'));
     filesBtn.addEventListener('click', () => this.togglePanel('files'));
-    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn);
-    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl);
+    const varsBtn = h('button.side-icon', { 'aria-label': 'Variables', title: 'Variables', 'data-panel': 'variables' }, icon('vars'));
+    varsBtn.addEventListener('click', () => this.togglePanel('variables'));
+    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn, varsBtn);
+    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl, this.varsEl);
     this.scroller.append(this.banner, this.list, h('div.add-row', null,
       h('button.btn.tool', { text: '+ Code', onclick: () => this.insertAt('code', this.cells.length, true) }),
       h('button.btn.tool', { text: '+ Text', onclick: () => this.insertAt('markdown', this.cells.length, true) })));
     this.app.append(h('div.nb-page', null, top, toolbar, h('div.nb-body', null, rail, this.sidebar, this.scroller)));
   }
 
-  private togglePanel(p: 'toc' | 'files') {
+  private togglePanel(p: 'toc' | 'files' | 'variables') {
     this.panel = this.panel === p ? null : p;
     this.sidebar.hidden = !this.panel;
     document.querySelectorAll('.side-icon').forEach(b => b.classList.toggle('active', (b as HTMLElement).dataset.panel === this.panel));
-    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : '';
+    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : this.panel === 'variables' ? 'Variables' : '';
+    this.varsEl.hidden = this.panel !== 'variables';
+    if (this.panel === 'variables' && !this.vars) this.vars = new VariablesPanel(this.varsEl, this.runtime);
+    this.vars?.setOpen(this.panel === 'variables');
     this.tocEl.hidden = this.panel !== 'toc';
     this.filesEl.hidden = this.panel !== 'files';
     if (this.panel === 'files' && !this.filesMounted) {
@@ -1240,6 +1249,8 @@ export class NotebookPage implements NotebookPageContext {
     });
     add('toggle-toc', 'Table of contents', () => this.togglePanel('toc'));
     add('toggle-files', 'Files', () => this.togglePanel('files'));
+    add('toggle-variables', 'Variables', () => this.togglePanel('variables'));
+    add('terminal', 'Open terminal', () => this.runtime.ensure().then(k => openTerminal(k.id)).catch(e => toast(errorText(e))));
     add('palette', 'Command palette', () => this.palette(), `${MOD}+Shift+P`);
     add('insert-code', 'Code cell', () => void this.insert('code', 1, true), `${MOD}+M B`);
     add('insert-text', 'Text cell', () => void this.insert('markdown', 1, true));
