@@ -391,7 +391,8 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                           req.query_param("token_refused") ? "That login URL is not valid (the server prints a new "
                                                              "one each time it starts). Sign in with your account."
                                                            : "");
-    res.set_header("Referrer-Policy", "no-referrer");
+    // Not no-referrer: browsers then send `Origin: null` with the form's POST.
+    res.set_header("Referrer-Policy", "same-origin");
     done(std::move(res));
   }, pub);
 
