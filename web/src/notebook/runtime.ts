@@ -62,6 +62,9 @@ export class Runtime {
     const s = list.find(x => x.path === this.sessionPath);
     if (!s || !s.kernel) return false;
     this.session = s;
+    // A runtime that died (out of memory, …) stays listed with its reason:
+    // the session gets a new one (connect's PATCH) instead.
+    if ((s.kernel as any).execution_state === 'dead') return false;
     await this.attachKernel(s.kernel as Kernel.IModel);
     return true;
   }
