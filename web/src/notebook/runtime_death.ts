@@ -66,8 +66,8 @@ export class RuntimeDeath {
   /** The runtime's state changed; `running` are the cells that were running. */
   stateChanged(state: string, kernelId: string | null, running: MarkableCell[]) {
     // A runtime shut down on the server (lifetime, idle, an operator) may end
-    // as `disconnected` rather than `dead`: its event came first.
-    const stopped = state === 'disconnected' && this.lastEvent !== null && this.el.hidden;
+    // as `disconnected` or `unknown` (its WebSocket closed) rather than `dead`: its event came first.
+    const stopped = (state === 'disconnected' || state === 'unknown') && this.lastEvent !== null && this.el.hidden;
     if (state === 'dead' || stopped) {
       if (kernelId && kernelId === this.deadKernel) return;
       this.deadKernel = kernelId;
