@@ -5,6 +5,7 @@
 import { api, ApiError, Me } from '../api';
 import { openDialog, toast } from '../ui/dialog';
 import { clear, h } from '../ui/dom';
+import { icon } from '../ui/icons';
 
 interface UserRow {
   username: string;
@@ -22,7 +23,7 @@ async function accounts(): Promise<UserRow[]> {
  * in `main` while the server has no account yet. Nothing for other users. */
 export function mountAccounts(me: Me, side: HTMLElement, main: HTMLElement): void {
   if (!me.admin) return;
-  const item = h('a.nav-item.accounts-nav', { href: '#', role: 'button' }, h('span.nav-icon', { text: '👤' }), 'Accounts');
+  const item = h('a.nav-item.accounts-nav', { href: '#', role: 'button' }, h('span.nav-icon', null, icon('shared')), 'Accounts');
   item.addEventListener('click', e => {
     e.preventDefault();
     void openAccountsDialog();
@@ -36,7 +37,7 @@ export function mountAccounts(me: Me, side: HTMLElement, main: HTMLElement): voi
       return;
     }
     if (list.length) return;
-    const add = h('button.btn.primary', { text: 'Add account' });
+    const add = h('button.btn.primary.nowrap', { text: 'Add account' });
     const banner = h('div.banner.first-account', { role: 'status' },
       h('span.banner-icon', { text: 'i' }),
       h('span', { text: `You are signed in with this server's login URL as "${me.username}". Create the first account ` +
