@@ -79,3 +79,35 @@ describe('a runtime that dies says why', { timeout: 240000 }, () => {
     await screenshot(page, 'runtime-death-operator');
   });
 });
+
+describe('a runtime that reaches its maximum lifetime says so', { timeout: 180000 }, () => {
+  let server, browser, page;
+
+  before(async () => {
+    server = await startServer({ config: '[runtimes]\nmax_lifetime = "20s"\nwarning = "5s"\ngrace = "2s"\n' });
+    server.addUser('lena', 'password of lena');
+    const token = server.userToken('lena');
+    const r = await server.api('PUT', '/api/contents/life.ipynb', { type: 'notebook', format: 'json',
+      content: { cells: [{ cell_type: 'code', metadata: {}, id: 'c', source: 'print(1)', outputs: [], execution_count: null }],
+        metadata: {}, nbformat: 4, nbformat_minor: 5 } }, token);
+    assert.ok(r.status === 201 || r.status === 200, JSON.stringify(r.json));
+    browser = await launchBrowser();
+    ({ page } = await signIn(browser, server, 'lena', 'password of lena', '/notebooks/life.ipynb'));
+    await page.waitForFunction(() => window.skylab && window.skylab.cells.length === 1);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  it('the notice names the lifetime and Reconnect is offered', async () => {
+    await runCellIn(page, 0, 'print(1)');
+    await waitIdleIn(page, 0, 90000);
+    const notice = page.locator('.runtime-death[data-kind=lifetime]');
+    await notice.waitFor({ state: 'visible', timeout: 120000 });
+    assert.match(await notice.innerText(), /maximum lifetime/);
+    assert.equal(await page.locator('.runtime-death .death-reconnect').count(), 1);
+    assert.equal(await page.locator('.runtime-death .death-bigger').count(), 0);
+  });
+});
