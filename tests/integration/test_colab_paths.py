@@ -120,3 +120,15 @@ def test_bad_cwd_is_refused(server, owner, cwd, message):
     put(server, owner.s, "cwd-bad.ipynb", notebook("1"))
     r = owner.s.post(server.url("/api/skylab/jobs"), json={"path": "cwd-bad.ipynb", "cwd": cwd}, timeout=30)
     assert r.status_code == 400 and message in r.json()["message"], r.text
+
+
+def test_cwd_is_a_path_never_code(server, owner):
+    # Quotes, a backslash and Python in the folder name stay a folder name.
+    s = owner.s
+    evil = "/content/x'\"\\); import os; os.mkdir('/content/drive/pwned') #"
+    put(server, s, "cwd-evil.ipynb", notebook("print('never')"))
+    job = wait_job(server, s, submit(server, s, path="cwd-evil.ipynb", cwd=evil)["id"])
+    assert job["state"] == "failed" and job["cwd"] == evil, job
+    assert "FileNotFoundError" in job["message"], job
+    names = [e["name"] for e in contents(server, s, "")]
+    assert "pwned" not in names
