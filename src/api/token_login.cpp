@@ -14,8 +14,8 @@ std::string encode_path(const std::string& path) {
   std::string out;
   out.reserve(path.size());
   for (unsigned char c : path) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~' || c == '/') {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~' || c == '/') {
       out.push_back(static_cast<char>(c));
     } else {
       out += '%';
@@ -26,7 +26,8 @@ std::string encode_path(const std::string& path) {
   return out;
 }
 
-std::optional<http::Response> token_login(const Context& ctx, const http::Request& req, const std::string& landing) {
+std::optional<http::Response> token_login(const Context& ctx, const http::Request& req,
+                                          const std::string& landing) {
   auto token = req.query_param("token");
   if (!token) return std::nullopt;
   std::string to = auth::safe_redirect_target(landing);
@@ -34,7 +35,8 @@ std::optional<http::Response> token_login(const Context& ctx, const http::Reques
   res.status = 303;
   res.set_header("Cache-Control", "no-store");
   res.set_header("Referrer-Policy", "no-referrer");
-  bool valid = !token->empty() && token->size() <= 256 && ctx.is_admin_token && ctx.is_admin_token(*token);
+  bool valid =
+      !token->empty() && token->size() <= 256 && ctx.is_admin_token && ctx.is_admin_token(*token);
   if (!valid || !ctx.accounts) {
     // Without accounts there is no sign-in: the page is open; only drop the token.
     if (!ctx.accounts) {
@@ -47,10 +49,13 @@ std::optional<http::Response> token_login(const Context& ctx, const http::Reques
   }
   auto session = ctx.accounts->create_admin_session();
   auto max_age = session.expires - std::chrono::duration_cast<std::chrono::seconds>(
-                                       std::chrono::system_clock::now().time_since_epoch()).count();
-  res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::session_cookie_name(req.secure), session.secret,
-                                                          true, req.secure, max_age));
-  res.headers.emplace_back("Set-Cookie", auth::set_cookie(auth::kXsrfCookie, session.xsrf, false, req.secure, max_age));
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
+  res.headers.emplace_back(
+      "Set-Cookie", auth::set_cookie(auth::session_cookie_name(req.secure), session.secret, true,
+                                     req.secure, max_age));
+  res.headers.emplace_back(
+      "Set-Cookie", auth::set_cookie(auth::kXsrfCookie, session.xsrf, false, req.secure, max_age));
   res.set_header("Location", to);
   log::info("signed in as 'admin' with the login URL (from " + req.client_address + ")");
   return res;

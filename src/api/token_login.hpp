@@ -21,7 +21,8 @@ namespace skylab::api {
 //! - any other token: no cookie, `/login?next=<landing>&token_refused=1`.
 //! The token is never logged. Cheap and non-blocking (no database write):
 //! callable on the Asio thread.
-std::optional<http::Response> token_login(const Context& ctx, const http::Request& req, const std::string& landing);
+std::optional<http::Response> token_login(const Context& ctx, const http::Request& req,
+                                          const std::string& landing);
 
 //! `path` (decoded) percent-encoded back for a Location header: every byte
 //! but A-Z a-z 0-9 - . _ ~ / is encoded.
