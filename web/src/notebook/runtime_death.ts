@@ -54,7 +54,7 @@ export class RuntimeDeath {
   private deadKernel: string | null = null;
 
   /** The notice goes right before `anchor` (the page's banner). */
-  constructor(anchor: HTMLElement, private hooks: DeathHooks) {
+  constructor(private anchor: HTMLElement, private hooks: DeathHooks) {
     anchor.before(this.el);
   }
 
@@ -113,6 +113,7 @@ export class RuntimeDeath {
       h('span.banner-icon', { text: '!', 'aria-hidden': 'true' }),
       h('span.banner-text.death-text', { text }));
     this.el.dataset.kind = kind;
+    this.anchor.hidden = true; // the deadline warning ("will be disconnected in …") is over
     const reconnect = h('button.btn.primary.death-reconnect', { text: 'Reconnect' });
     reconnect.addEventListener('click', () => {
       this.el.hidden = true;
