@@ -75,6 +75,11 @@ def test_login_url_to_a_notebook_lands_there(fresh):
     r = s.get(fresh.url("/notebooks/course/a b.ipynb?token=" + fresh.token + "&x=1"), allow_redirects=False,
               timeout=10)
     assert r.status_code == 303 and r.headers["Location"] == "/notebooks/course/a%20b.ipynb"
+    # Header injection and odd characters in the path stay encoded in Location.
+    r = requests.get(fresh.url("/notebooks/x%0d%0aSet-Cookie:%20evil=1/%C3%A9.ipynb?token=" + fresh.token),
+                     allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == "/notebooks/x%0D%0ASet-Cookie%3A%20evil%3D1/%C3%A9.ipynb"
+    assert "evil" not in r.headers.get("Set-Cookie", "")
     # Jupyter's /login?token=...&next=... too.
     s2 = requests.Session()
     r = s2.get(fresh.url("/login"), params={"token": fresh.token, "next": "/drive/course"}, allow_redirects=False,
