@@ -22,12 +22,13 @@ export interface MarkableCell {
   el: HTMLElement;
 }
 
-export type DeathKind = 'oom' | 'lifetime' | 'idle' | 'operator' | 'other';
+export type DeathKind = 'oom' | 'lifetime' | 'idle' | 'operator' | 'cluster' | 'other';
 
 /** Sorts a server's reason (KernelModel.reason, a runtime event) into a kind. */
 export function classify(reason: string, lastEvent: string | null): DeathKind {
   if (/out of memory|oom/i.test(reason)) return 'oom';
   if (lastEvent === 'lifetime' || lastEvent === 'idle' || lastEvent === 'operator') return lastEvent;
+  if (/slurm/i.test(reason)) return 'cluster';
   return 'other';
 }
 
@@ -42,6 +43,8 @@ export function describe(kind: DeathKind, reason: string): string {
       return 'This runtime was disconnected because it was idle.';
     case 'operator':
       return 'This runtime was stopped by an administrator.';
+    case 'cluster':
+      return `The cluster ended this runtime (${reason}). Files in /content are gone; the Drive keeps yours.`;
     default:
       return reason ? `The runtime stopped: ${reason}.` : 'The runtime stopped.';
   }
