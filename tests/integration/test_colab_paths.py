@@ -46,7 +46,7 @@ def test_mydrive_is_the_drive(server, owner):
     assert os.path.islink(link) and os.readlink(link) == "."
 
 
-def test_a_users_own_mydrive_folder_wins(server):
+def test_a_users_own_mydrive_folder_wins_until_moved(server):
     if needs_sandbox.args[0] or needs_root.args[0]:
         pytest.skip("needs bubblewrap and root")
     name = uname("cq")
@@ -66,6 +66,12 @@ def test_a_users_own_mydrive_folder_wins(server):
                     timeout=60)
     assert res.status == "ok", res.error
     assert res.stdout == "Mounted at /content/drive\nmine False\n"
+    # Moved away, the folder no longer hides the Drive: the next mount links it.
+    r = s.patch(server.url("/api/contents/MyDrive"), json={"path": "Old"}, timeout=30)
+    assert r.status_code == 200, r.text
+    res = c.execute("drive.mount('/content/drive')\nprint(open('/content/drive/MyDrive/Old/z.txt').read())", timeout=60)
+    assert res.status == "ok", res.error
+    assert res.stdout == "Mounted at /content/drive\nmine\n"
 
 
 CWD_PROBE = "import os\nprint(os.getcwd())\nprint(open('data/x.csv').read() if os.path.exists('data/x.csv') else '-')"
