@@ -112,7 +112,10 @@ def test_wrong_tokens_sign_nobody_in(fresh):
 
 
 def test_token_on_other_paths_sets_no_session(fresh):
-    # The API accepts ?token= (as Jupyter's) but never turns it into a cookie.
+    # Pages of the app do turn it into a session ...
+    r = requests.get(fresh.url("/drive"), params={"token": fresh.token}, allow_redirects=False, timeout=10)
+    assert "skylab_session=" in r.headers.get("Set-Cookie", "")
+    # ... the API accepts ?token= (as Jupyter's) but never turns it into a cookie, nor do other routes.
     for path in ("/api/contents", "/api/me", "/static/none.js", "/output-frame", "/signup"):
         r = requests.get(fresh.url(path), params={"token": fresh.token}, allow_redirects=False, timeout=10)
         assert "skylab_session" not in r.headers.get("Set-Cookie", ""), path
