@@ -10,6 +10,8 @@ const assert = require('node:assert/strict');
 const { startServer, launchBrowser, signIn, screenshot, cellAt, runCell: runCellIn, waitIdle: waitIdleIn } = require('./harness');
 
 const CONFIG = `
+[runtimes]
+max_per_user = 1         # Reconnect must not be refused because of the dead runtime
 [runtime_types.cpu]
 display_name = "CPU"
 memory = "300M"
