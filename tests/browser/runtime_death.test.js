@@ -71,6 +71,21 @@ describe('a runtime that dies says why', { timeout: 240000 }, () => {
     assert.equal(await cellAt(page, 0).locator('.cell-crash').count(), 0, 'marks stay until something runs');
   });
 
+  it('out of memory again: the offered type with more memory replaces the runtime', async () => {
+    await page.evaluate(() => {
+      const nb = window.skylab;
+      nb.select(0);
+      nb.run([nb.cells[0]]);
+    });
+    const bigger = page.locator('.runtime-death:not([hidden]) .death-bigger');
+    await bigger.waitFor({ timeout: 120000 });
+    await bigger.click();
+    await page.waitForFunction(() => window.skylab.runtime.type === 'highmem' &&
+      document.querySelector('.status-btn')?.dataset.state === 'idle', null, { timeout: 120000 });
+    await runCellIn(page, 1, 'print(6 * 7)');
+    await waitIdleIn(page, 1, 90000);
+  });
+
   it('an administrator stops the runtime: said so', async () => {
     const kid = await page.evaluate(() => window.skylab.kernel().id);
     const r = await fetch(server.url(`/api/kernels/${kid}`), { method: 'DELETE', headers: { Authorization: `token ${server.token}` } });

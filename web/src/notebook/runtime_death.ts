@@ -146,8 +146,11 @@ export class RuntimeDeath {
     if (!bigger) return;
     const label = `${bigger.display_name || bigger.name} (${bigger.memory ? formatBytes(bigger.memory) : 'no memory limit'})`;
     const btn = h('button.btn.death-bigger', { text: `Use ${label}` });
-    btn.addEventListener('click', () => {
+    const dead = this.deadKernel;
+    btn.addEventListener('click', async () => {
       this.el.hidden = true;
+      // The dead runtime still counts against the user's runtimes: it goes first.
+      if (dead) await api('DELETE', `/api/kernels/${dead}`).catch(() => undefined);
       void this.hooks.changeType(bigger.name);
     });
     this.el.querySelector('.death-reconnect')?.after(btn);
