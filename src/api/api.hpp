@@ -52,6 +52,9 @@ struct Context {
   //! Stops the sign-in threads (pending sign-ins are dropped); set by
   //! add_account_routes, called by stop_work.
   std::function<void()> stop_logins;
+  //! True for the admin token (constant time); the login URL (`/?token=`)
+  //! asks it. Null: no login URL.
+  std::function<bool(std::string_view)> is_admin_token;
   //! Sharing grants; null: no sharing routes.
   std::shared_ptr<auth::ShareStore> shares;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.

@@ -318,6 +318,7 @@ int serve_main(const std::vector<std::string>& args) {
       log::info("shares: dropped " + std::to_string(dropped.value()) + " share(s) of items that no longer exist");
   }
   ctx->accounts = accounts.value();
+  ctx->is_admin_token = [admin = auth::AdminTokenAuthenticator(token)](std::string_view t) { return admin.matches(t); };
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
   ctx->web_dir = sa.web_dir.empty() ? find_web_dir() : sa.web_dir;

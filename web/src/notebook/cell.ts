@@ -7,7 +7,7 @@ import { h } from '../ui/dom';
 import { createEditor } from './editor';
 import { FormView } from './form_view';
 import { applyEdit } from './forms';
-import { renderMarkdown } from './markdown';
+import { renderMarkdownFragment } from './markdown';
 import { OutputArea, text, type Output } from './outputs';
 
 export type CellType = 'code' | 'markdown' | 'raw';
@@ -184,7 +184,8 @@ export class Cell {
   renderMd() {
     if (this.type !== 'markdown') return;
     const src = this.getSource();
-    this.mdEl.innerHTML = src.trim() ? renderMarkdown(src) : '<p class="empty-md">Double-click (or Enter) to edit</p>';
+    if (src.trim()) this.mdEl.replaceChildren(renderMarkdownFragment(src));
+    else this.mdEl.innerHTML = '<p class="empty-md">Double-click (or Enter) to edit</p>';
     this.staticEl.hidden = true;
     this.mdEl.hidden = this.editing;
     this.editorHost.hidden = !this.editing;

@@ -6,7 +6,7 @@
 // values) or through the app's Markdown sanitizer, never as raw HTML.
 import { h } from '../ui/dom';
 import { codeHidden, paramEdit, parseForm, type FormModel, type FormParam, type SourceEdit } from './forms';
-import { renderMarkdown } from './markdown';
+import { renderMarkdownFragment } from './markdown';
 import './forms.css';
 
 export interface FormHost {
@@ -90,7 +90,7 @@ export class FormView {
     for (const item of m.items) {
       if (item.kind === 'markdown') {
         const d = h('div.markdown.form-md');
-        d.innerHTML = renderMarkdown(item.text);
+        d.append(renderMarkdownFragment(item.text));
         this.el.append(d);
       } else {
         this.el.append(this.field(item));

@@ -7,7 +7,7 @@ import { findMimeRenderer, type OutputContext } from '../extensions';
 import { Ansi, applyCarriageReturns, terminalText } from './ansi';
 import { renderInFrame } from './frames';
 import { offerInteractive } from './datatable';
-import { renderMarkdown, renderMath } from './markdown';
+import { renderMarkdownFragment, renderMathFragment } from './markdown';
 
 export type Output = Record<string, any> & { output_type: string };
 
@@ -254,14 +254,14 @@ export function renderBundle(data: Record<string, any>, metadata: Record<string,
   if ('text/markdown' in data) {
     const d = document.createElement('div');
     d.className = 'markdown';
-    d.innerHTML = renderMarkdown(text(data['text/markdown']));
+    d.append(renderMarkdownFragment(text(data['text/markdown'])));
     el.append(d);
     return;
   }
   if ('text/latex' in data) {
     const d = document.createElement('div');
     const tex = text(data['text/latex']).trim().replace(/^\$\$?|\$\$?$/g, '');
-    d.innerHTML = renderMath(tex, true);
+    d.append(renderMathFragment(tex, true));
     el.append(d);
     return;
   }

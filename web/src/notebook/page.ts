@@ -19,6 +19,7 @@ import { DriveDoc, SharedDoc, type DocStore, type NotebookFile } from './documen
 import { setOutputOrigin } from './frames';
 import { headings } from './markdown';
 import { text } from './outputs';
+import { RuntimeDeath } from './runtime_death';
 import { Runtime, runtimeTypes } from './runtime';
 import { openTerminal } from '../terminal/panel';
 import { VariablesPanel } from '../variables/panel';
@@ -98,6 +99,7 @@ export class NotebookPage implements NotebookPageContext {
   private dPressed = 0;
   private resourceTimer = 0;
   private bannerTimer = 0;
+  private death!: RuntimeDeath;
   private kernelHandlers: (() => void)[] = [];
   private panel: 'toc' | 'files' | 'variables' | null = null;
   private filesMounted = false;
@@ -181,9 +183,11 @@ export class NotebookPage implements NotebookPageContext {
     if (this.doc.shareId) this.app.querySelector<HTMLElement>('.share-btn')!.hidden = true;
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
+    this.death = new RuntimeDeath(this.banner, { reconnect: () => this.runtime.ensure(), changeType: t => this.runtime.changeType(t), currentType: () => this.runtime.type });
     this.runtime.onChange(() => {
       this.renderStatus();
       const s = this.runtime.state;
+      this.death.stateChanged(s, this.kernel()?.id ?? null, [...this.runs.values()]);
       if (s === 'restarting' || s === 'dead' || s === 'disconnected') this.resetRuns();
     });
     this.runtime.onKernel(k => this.kernelChanged(k));
@@ -670,7 +674,11 @@ export class NotebookPage implements NotebookPageContext {
   private onIopub(msg: KernelMessage.IIOPubMessage) {
     const type = msg.header.msg_type as string;
     const content = msg.content as any;
-    if (type === 'skylab_runtime_event') return this.runtimeEvent(content);
+    if (type === 'skylab_runtime_event') {
+      this.death.event(content);
+      if (content.event === 'stopped') return;
+      return this.runtimeEvent(content);
+    }
     if (type === 'update_display_data') {
       const id = content.transient?.display_id;
       if (id) for (const c of this.cells) if (c.outputs.updateDisplay(id, content.data, content.metadata ?? {})) this.changed(c, 'outputs');
