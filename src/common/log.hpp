@@ -1,15 +1,29 @@
-// Minimal thread-safe logging to stderr. Never pass secrets (tokens,
-// passwords, query strings) to these functions.
+// Minimal thread-safe logging to stderr, one line per record, as text or as
+// JSON lines (`[log] format = "json"`). Never pass secrets (tokens,
+// passwords, query strings, cookies) to these functions.
 #pragma once
 
+#include <initializer_list>
 #include <string_view>
+#include <utility>
 
 namespace skylab::log {
 
 enum class Level { kDebug, kInfo, kWarn, kError };
+enum class Format {
+  kText,  //!< `[I 2026-01-01T00:00:00Z skylab] message k=v k="v w"`
+  kJson,  //!< `{"ts":"…","level":"info","msg":"…","k":"v"}`
+};
 
 void set_level(Level level);
+void set_format(Format format);
 void write(Level level, std::string_view message);
+
+//! Named fields of a record (keys: plain identifiers; values: any text,
+//! escaped as the format needs).
+using Fields = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+//! One record with fields: a request, a runtime event.
+void record(Level level, std::string_view message, Fields fields);
 
 inline void debug(std::string_view m) { write(Level::kDebug, m); }
 inline void info(std::string_view m) { write(Level::kInfo, m); }
