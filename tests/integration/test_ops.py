@@ -461,6 +461,11 @@ def test_metrics_parse_and_follow_a_runtime():
         add_user(srv, "metricsuser", "metrics-password")
         m = scrape()
         assert sample(m, "skylab_drive_bytes", user="metricsuser") is not None
+        # A user's own API token is no key to everyone's numbers.
+        tok = subprocess.run([skylab_bin(), "user", "token", "metricsuser", "--data-dir", srv.data_dir],
+                             capture_output=True, timeout=60).stdout.decode().strip()
+        assert tok and requests.get(url, headers={"Authorization": "Bearer " + tok}, timeout=10).status_code == 401
+        assert requests.get(url, headers={"Authorization": "token " + tok}, timeout=10).status_code == 401
     finally:
         _stop_server(srv)
 
@@ -514,4 +519,127 @@ def test_json_log_lines_parse_and_carry_no_secrets():
         assert events["start"]["id"] == kid and events["start"]["user"] == "admin"
         assert events["stop"]["id"] == kid and events["stop"]["reason"]
     finally:
+        _stop_server(srv)
+
+
+# ---------------------------------------------------------------- real proxies (docs/proxy)
+
+DOCS_PROXY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "proxy")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(tmp, upstream, cert, key):
+    """nginx running docs/proxy/nginx.conf, pointed at our ports and certificate."""
+    port, redirect_port = free_port(), free_port()
+    with open(os.path.join(DOCS_PROXY, "nginx.conf")) as f:
+        site = f.read()
+    site = (site.replace("listen 443 ssl http2;", "listen 127.0.0.1:%d ssl http2;" % port)
+                .replace("listen 80;", "listen 127.0.0.1:%d;" % redirect_port)
+                .replace("/etc/letsencrypt/live/colab.example.edu/fullchain.pem", cert)
+                .replace("/etc/letsencrypt/live/colab.example.edu/privkey.pem", key)
+                .replace("127.0.0.1:8888", "127.0.0.1:%d" % upstream)
+                .replace("colab.example.edu", "127.0.0.1"))
+    with open(os.path.join(tmp, "skylab-site.conf"), "w") as f:
+        f.write(site)
+    temp = {k: os.path.join(tmp, k) for k in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log;\ndaemon off;\n"
+                "events {}\nhttp {\n access_log off;\n" % (tmp, tmp) +
+                "".join(" %s_temp_path %s;\n" % ("client_body" if k == "body" else k, v) for k, v in temp.items()) +
+                " include %s/skylab-site.conf;\n}\n" % tmp)
+    proc = subprocess.Popen(["nginx", "-p", tmp, "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(tmp, "nginx.stderr"), "wb"))
+    return proc, port
+
+
+def start_caddy(tmp, upstream, cert, key):
+    """Caddy running docs/proxy/Caddyfile, pointed at our ports and certificate."""
+    port = free_port()
+    with open(os.path.join(DOCS_PROXY, "Caddyfile")) as f:
+        site = f.read()
+    site = (site.replace("127.0.0.1:8888", "127.0.0.1:%d" % upstream)
+                .replace("colab.example.edu {", "https://127.0.0.1:%d {\n\ttls %s %s" % (port, cert, key)))
+    caddyfile = os.path.join(tmp, "Caddyfile")
+    with open(caddyfile, "w") as f:  # no admin endpoint, no redirect listener: nothing beyond our port
+        f.write("{\n\tadmin off\n\tauto_https disable_redirects\n}\n" + site)
+    env = dict(os.environ, HOME=tmp, XDG_DATA_HOME=tmp, XDG_CONFIG_HOME=tmp)
+    proc = subprocess.Popen(["caddy", "run", "--config", caddyfile, "--adapter", "caddyfile"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "caddy.stderr"), "wb"))
+    return proc, port
+
+
+def https_get_from(source_ip, port, path, cert, headers):
+    """GET over HTTPS from a chosen loopback source address (the client the proxy sees)."""
+    import http.client
+    ctx = ssl.create_default_context(cafile=cert)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, source_address=(source_ip, 0), timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+@needs_sandbox
+@pytest.mark.parametrize("proxy", ["nginx", "caddy"])
+def test_real_proxy_in_front(proxy, tmp_path):
+    import shutil
+    if not shutil.which(proxy):
+        pytest.skip("%s is not installed (scripts/setup.sh installs it)" % proxy)
+    cert, key = make_cert(str(tmp_path), 77)
+    srv = config_server('[server]\ntrusted_proxies = ["127.0.0.1"]\n')
+    proc, port = (start_nginx if proxy == "nginx" else start_caddy)(str(tmp_path), srv.port, cert, key)
+    base = "https://127.0.0.1:%d" % port
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = cert
+
+        def up():
+            try:
+                return s.get(base + "/api/health", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(up, what=proxy + " in front of skylab")
+
+        add_user(srv, "viaproxy", "via-proxy-password")
+        r = s.get(base + "/login", timeout=10)
+        xsrf = re.search(r'name="_xsrf" value="([0-9a-f]+)"', r.text).group(1)
+        r = s.post(base + "/login", data={"_xsrf": xsrf, "username": "viaproxy", "password": "via-proxy-password"},
+                   allow_redirects=False, timeout=30)
+        assert r.status_code == 303, r.text[:300]
+        cookies = set_cookies(r)
+        assert cookies and all("Secure" in c for c in cookies), cookies
+        assert any(c.startswith("__Host-") for c in cookies), cookies
+        assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+        assert s.get(base + "/api/me", timeout=10).json()["identity"]["username"] == "viaproxy"
+
+        # The client address in the log is the one the proxy saw (127.0.0.2),
+        # not one the client claims.
+        status, _, _ = https_get_from("127.0.0.2", port, "/api/status", cert,
+                                      {"Authorization": "token " + srv.token, "X-Forwarded-For": "198.51.100.7"})
+        assert status == 200
+        log = srv.log_text(10 ** 6)
+        assert re.search(r"path=/api/status status=200 .*client=127\.0\.0\.2", log), log[-2000:]
+        assert "198.51.100.7" not in log
+
+        # Kernel channels through the proxy (WSS).
+        kid = srv.create_kernel()
+        c = kclient.KernelClient("wss://127.0.0.1:%d" % port, kid, srv.token, sslopt={"ca_certs": cert})
+        srv.clients.append(c)
+        assert c.execute("print('through %s')" % proxy).stdout.strip() == "through " + proxy
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         _stop_server(srv)
