@@ -1,6 +1,7 @@
 #include "common/log.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -78,26 +79,33 @@ std::string render(Level level, std::string_view message, Fields fields) {
     json_string(line, long_name(level));
     line += ",\"msg\":";
     json_string(line, message);
-    for (const auto& [k, v] : fields) {
+    for (const auto& f : fields) {
       line.push_back(',');
-      json_string(line, k);
+      json_string(line, f.key);
       line.push_back(':');
-      json_string(line, v);
+      if (f.number) line.append(f.value);
+      else json_string(line, f.value);
     }
     line.push_back('}');
     return line;
   }
   line = "[" + std::string(name(level)) + " " + util::iso_now() + " skylab] ";
   for (char c : message) line.push_back(c == '\n' ? ' ' : c);  // one record, one line
-  for (const auto& [k, v] : fields) {
+  for (const auto& f : fields) {
     line.push_back(' ');
-    line.append(k);
+    line.append(f.key);
     line.push_back('=');
-    text_value(line, v);
+    text_value(line, f.value);
   }
   return line;
 }
 }  // namespace
+
+Field::Field(std::string_view k, double v) : key(k), number(true) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", std::isfinite(v) ? v : 0.0);
+  value = buf;
+}
 
 void set_level(Level level) { g_level = level; }
 void set_format(Format format) { g_format = format; }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -19,9 +20,19 @@ void set_level(Level level);
 void set_format(Format format);
 void write(Level level, std::string_view message);
 
-//! Named fields of a record (keys: plain identifiers; values: any text,
-//! escaped as the format needs).
-using Fields = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+//! One named field of a record (key: a plain identifier). Text values are
+//! escaped as the format needs; numbers are JSON numbers in JSON lines.
+struct Field {
+  Field(std::string_view k, std::string_view v) : key(k), value(v) {}
+  Field(std::string_view k, const char* v) : key(k), value(v) {}
+  Field(std::string_view k, const std::string& v) : key(k), value(v) {}
+  Field(std::string_view k, long long v) : key(k), value(std::to_string(v)), number(true) {}
+  Field(std::string_view k, double v);  //!< printed with 6 decimals
+  std::string_view key;
+  std::string value;
+  bool number = false;
+};
+using Fields = std::initializer_list<Field>;
 //! One record with fields: a request, a runtime event.
 void record(Level level, std::string_view message, Fields fields);
 

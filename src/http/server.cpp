@@ -632,15 +632,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void log_request(int status, std::uint64_t bytes) {
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     metrics::http_request(req_.method, status, seconds);
-    char dur[32];
-    std::snprintf(dur, sizeof dur, "%.6f", seconds);
-    std::string st = std::to_string(status), by = std::to_string(bytes);
     log::record(log::Level::kInfo, "request",
                 {{"method", req_.method.empty() ? "-" : std::string_view(req_.method)},
                  {"path", req_.path.empty() ? "-" : std::string_view(req_.path)},
-                 {"status", st},
-                 {"bytes", by},
-                 {"duration", dur},
+                 {"status", static_cast<long long>(status)},
+                 {"bytes", static_cast<long long>(bytes)},
+                 {"duration", seconds},
                  {"user", req_.user.username.empty() ? "-" : std::string_view(req_.user.username)},
                  {"client", req_.client_address.empty() ? "-" : std::string_view(req_.client_address)}});
   }
