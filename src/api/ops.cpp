@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -67,19 +68,21 @@ std::string check_database(const std::string& path) {
   return err;
 }
 
-// Answers pending health checks with 503 once their deadline passes
-// (a stuck worker or disk cannot hang the check). One thread, bounded list.
-class HealthWatchdog {
+// One health check at a time, its answer shared: callers that arrive while
+// it runs wait for it, callers within kFresh of the last answer get that
+// answer without work (an unauthenticated flood costs no worker time).
+// Callers still waiting at their deadline get 503 (a stuck worker or disk
+// cannot hang the probe). Bounded: kMaxWaiting callers, then 503.
+class HealthProbe {
  public:
-  struct Pending {
-    std::atomic<bool> answered{false};
-    Responder done;
-    std::chrono::steady_clock::time_point deadline;
-  };
-  static constexpr std::size_t kMaxPending = 64;
+  using Check = std::function<Response()>;
+  using Post = std::function<bool(std::function<void()>)>;
+  static constexpr std::size_t kMaxWaiting = 64;
+  static constexpr auto kFresh = std::chrono::seconds(1);
 
-  HealthWatchdog() : thread_([this] { run(); }) {}
-  ~HealthWatchdog() {
+  HealthProbe(Check check, Post post, std::chrono::milliseconds timeout)
+      : check_(std::move(check)), post_(std::move(post)), timeout_(timeout), thread_([this] { run(); }) {}
+  ~HealthProbe() {
     {
       std::lock_guard lock(mu_);
       stop_ = true;
@@ -87,43 +90,106 @@ class HealthWatchdog {
     cv_.notify_all();
     thread_.join();
   }
-  //! False when too many checks are pending.
-  bool watch(std::shared_ptr<Pending> p) {
-    std::lock_guard lock(mu_);
-    if (list_.size() >= kMaxPending) return false;
-    list_.push_back(std::move(p));
+
+  void request(Responder done) {
+    auto now = std::chrono::steady_clock::now();
+    bool start = false;
+    {
+      std::unique_lock lock(mu_);
+      if (cached_ && now - cached_at_ < kFresh) {
+        Response r = *cached_;
+        lock.unlock();
+        return done(std::move(r));
+      }
+      if (waiting_.size() >= kMaxWaiting) {
+        lock.unlock();
+        return done(unavailable("busy"));
+      }
+      waiting_.push_back(Waiter{std::move(done), now + timeout_});
+      if (!in_flight_) in_flight_ = start = true;
+    }
     cv_.notify_all();
-    return true;
+    if (!start) return;
+    if (!post_([this] { finish(check_()); })) finish(unavailable("busy"), false);
   }
 
  private:
+  struct Waiter {
+    Responder done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  static Response unavailable(const char* why) {
+    return Response::json(503, {{"status", "unavailable"}, {"checks", {{why, true}}}});
+  }
+
+  void finish(Response r, bool cache = true) {
+    std::deque<Waiter> answer;
+    {
+      std::lock_guard lock(mu_);
+      in_flight_ = false;
+      if (cache) {
+        cached_ = r;
+        cached_at_ = std::chrono::steady_clock::now();
+      }
+      answer.swap(waiting_);
+    }
+    for (auto& w : answer) w.done(r);
+  }
+
   void run() {
     std::unique_lock lock(mu_);
     while (!stop_) {
       auto now = std::chrono::steady_clock::now();
       auto next = now + std::chrono::hours(1);
-      for (auto it = list_.begin(); it != list_.end();) {
-        auto& p = *it;
-        if (p->answered.load()) {
-          it = list_.erase(it);
-        } else if (p->deadline <= now) {
-          if (!p->answered.exchange(true))
-            p->done(Response::json(503, {{"status", "unavailable"}, {"checks", {{"timeout", true}}}}));
-          it = list_.erase(it);
+      std::deque<Waiter> late;
+      for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if (it->deadline <= now) {
+          late.push_back(std::move(*it));
+          it = waiting_.erase(it);
         } else {
-          next = std::min(next, p->deadline);
+          next = std::min(next, it->deadline);
           ++it;
         }
+      }
+      if (!late.empty()) {
+        lock.unlock();
+        for (auto& w : late) w.done(unavailable("timeout"));
+        lock.lock();
+        continue;
       }
       cv_.wait_until(lock, next);
     }
   }
+
+  const Check check_;
+  const Post post_;
+  const std::chrono::milliseconds timeout_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<Pending>> list_;  // GUARDED_BY(mu_)
-  bool stop_ = false;                          // GUARDED_BY(mu_)
+  std::deque<Waiter> waiting_;                          // GUARDED_BY(mu_)
+  std::optional<Response> cached_;                      // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point cached_at_;     // GUARDED_BY(mu_)
+  bool in_flight_ = false;                              // GUARDED_BY(mu_)
+  bool stop_ = false;                                   // GUARDED_BY(mu_)
   std::thread thread_;
 };
+
+Response run_health_checks(const Context& ctx, const OpsOptions& opts) {
+  json checks = json::object();
+  std::string db_error = opts.database.empty() ? "" : check_database(opts.database);
+  checks["database"] = db_error.empty();
+  if (!db_error.empty()) log::warn("health: the database does not answer: " + db_error);
+  // The runtime backend answers: the kernel manager and the runtime service list.
+  bool runtimes_ok = ctx.kernels != nullptr && ctx.runtimes != nullptr;
+  if (runtimes_ok) {
+    (void)ctx.kernels->count();
+    (void)ctx.runtimes->pending("");
+  }
+  checks["runtimes"] = runtimes_ok;
+  bool ok = db_error.empty() && runtimes_ok;
+  return Response::json(ok ? 200 : 503, {{"status", ok ? "ok" : "unavailable"}, {"checks", checks}});
+}
 
 void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAllocator> gpus) {
   std::weak_ptr<Context> weak = ctx;
@@ -170,41 +236,23 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
 
 void add_ops_routes(http::Router& r, std::shared_ptr<Context> ctx, OpsOptions options) {
   auto opts = std::make_shared<const OpsOptions>(std::move(options));
-  auto watchdog = std::make_shared<HealthWatchdog>();
+  std::weak_ptr<Context> weak = ctx;
+  auto probe = std::make_shared<HealthProbe>(
+      [weak, opts] {
+        auto c = weak.lock();
+        return c ? run_health_checks(*c, *opts) : Response::json(503, {{"status", "unavailable"}});
+      },
+      [weak](std::function<void()> task) {
+        auto c = weak.lock();
+        return c && c->work && c->work->post(std::move(task));
+      },
+      opts->health_timeout);
   add_collectors(ctx, opts->gpus);
   http::RouteOptions pub;
   pub.public_route = true;
   pub.body_limit = 0;
 
-  r.add("GET", "/api/health", [ctx, opts, watchdog](Request&, Responder done) {
-    auto p = std::make_shared<HealthWatchdog::Pending>();
-    p->done = done;
-    p->deadline = std::chrono::steady_clock::now() + opts->health_timeout;
-    if (!watchdog->watch(p)) return done(Response::json(503, {{"status", "unavailable"}, {"checks", {{"busy", true}}}}));
-    auto answer = [p](Response r) {
-      if (!p->answered.exchange(true)) p->done(std::move(r));
-    };
-    bool posted = ctx->work->post([ctx, opts, answer] {
-      json checks = json::object();
-      bool ok = true;
-      std::string db_error = opts->database.empty() ? "" : check_database(opts->database);
-      checks["database"] = db_error.empty();
-      if (!db_error.empty()) {
-        ok = false;
-        log::warn("health: the database does not answer: " + db_error);
-      }
-      // The runtime backend answers: the kernel manager and the runtime service list.
-      bool runtimes_ok = ctx->kernels != nullptr && ctx->runtimes != nullptr;
-      if (runtimes_ok) {
-        (void)ctx->kernels->count();
-        (void)ctx->runtimes->pending("");
-      }
-      checks["runtimes"] = runtimes_ok;
-      ok = ok && runtimes_ok;
-      answer(Response::json(ok ? 200 : 503, {{"status", ok ? "ok" : "unavailable"}, {"checks", checks}}));
-    });
-    if (!posted) answer(Response::json(503, {{"status", "unavailable"}, {"checks", {{"busy", true}}}}));
-  }, pub);
+  r.add("GET", "/api/health", [probe](Request&, Responder done) { probe->request(std::move(done)); }, pub);
 
   r.add("GET", "/metrics", [ctx, opts](Request& req, Responder done) {
     if (!metrics_authorized(req, *opts)) {

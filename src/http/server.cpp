@@ -101,10 +101,11 @@ struct Server::Impl {
   std::unordered_map<WsBase*, std::weak_ptr<WsBase>> ws_sessions;
 
   std::unique_ptr<TlsCertificate> tls;  // null: plain HTTP
-  asio::signal_set hup{ioc};            // SIGHUP: reload the certificate (TLS only)
+  asio::signal_set hup{ioc};            // SIGHUP: reload the certificate
   asio::steady_timer tls_timer{ioc};    // polls the certificate files (TLS only)
   void reload_tls(const char* why);
   void watch_tls();
+  void watch_hup();
 
   Impl(ServerOptions o, std::shared_ptr<const Router> r, std::shared_ptr<const auth::Authenticator> a)
       : opts(std::move(o)), router(std::move(r)), authenticator(std::move(a)) {}
@@ -735,9 +736,14 @@ void Server::Impl::watch_tls() {
     }
     watch_tls();
   });
+}
+
+void Server::Impl::watch_hup() {
   hup.async_wait([this](beast::error_code ec, int) {
     if (ec || stopping.load()) return;
-    reload_tls("SIGHUP");
+    if (tls) reload_tls("SIGHUP");
+    else log::info("SIGHUP: nothing to reload (no TLS certificate configured)");
+    watch_hup();
   });
 }
 
@@ -767,12 +773,14 @@ Result<std::uint16_t> Server::listen() {
 
 void Server::run(std::function<void(int)> on_signal) {
   impl_->do_accept();
-  if (impl_->tls) {
+  {
+    // SIGHUP (systemctl reload) reloads the certificate; it never stops the server.
     beast::error_code ec;
     impl_->hup.add(SIGHUP, ec);
     if (ec) log::warn("cannot watch SIGHUP: " + ec.message());
-    impl_->watch_tls();
+    else impl_->watch_hup();
   }
+  if (impl_->tls) impl_->watch_tls();
   impl_->signals.async_wait([this, on_signal](beast::error_code ec, int signo) {
     if (!ec && on_signal) on_signal(signo);
   });

@@ -56,7 +56,8 @@ class Server {
   //! port (useful with port 0).
   Result<std::uint16_t> listen();
   //! Runs until stop(); `on_signal` is called (on an Asio thread) for
-  //! SIGINT/SIGTERM and should arrange an orderly stop.
+  //! SIGINT/SIGTERM and should arrange an orderly stop. SIGHUP reloads the
+  //! TLS certificate (without TLS it is logged and ignored).
   void run(std::function<void(int)> on_signal);
   //! Whether connections are TLS (after a successful listen()).
   bool tls() const;
