@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -217,18 +218,34 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
     metrics::write_header(out, "skylab_gpus_allocated", "gauge", "GPUs held by runtimes.");
     metrics::write_sample(out, "skylab_gpus_allocated", {}, total - free);
   });
-  metrics::add_collector([weak](std::string& out) {
-    auto c = weak.lock();
+  // Counting a Drive without a volume of its own walks it: each user's
+  // number is recounted at most once a minute, whatever the scrape interval.
+  struct DriveBytes {
+    std::mutex mu;
+    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> users;  // GUARDED_BY(mu)
+  };
+  auto cache = std::make_shared<DriveBytes>();
+  metrics::add_collector([weak, cache](std::string& out) {
     metrics::write_header(out, "skylab_drive_bytes", "gauge", "Bytes of each user's Drive and caches.");
+    auto c = weak.lock();
     if (!c || !c->drive || !c->accounts) return;
     auto users = c->accounts->list_users();
     if (!users.ok()) return;
+    std::lock_guard lock(cache->mu);  // one recount at a time
+    auto now = std::chrono::steady_clock::now();
+    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> next;  // gone users drop out
     for (auto& u : *users) {
+      auto it = cache->users.find(u.username);
+      if (it != cache->users.end() && now - it->second.first < std::chrono::minutes(1)) {
+        next.emplace(u.username, it->second);
+        continue;
+      }
       auth::Identity who;
       who.username = u.username;
-      auto st = c->drive->storage(who);
-      if (st.ok()) metrics::write_sample(out, "skylab_drive_bytes", {{"user", u.username}}, static_cast<double>(st->used));
+      if (auto st = c->drive->storage(who); st.ok()) next[u.username] = {now, static_cast<double>(st->used)};
     }
+    cache->users = std::move(next);
+    for (auto& [user, v] : cache->users) metrics::write_sample(out, "skylab_drive_bytes", {{"user", user}}, v.second);
   });
 }
 
