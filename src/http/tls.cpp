@@ -43,6 +43,8 @@ Status TlsCertificate::reload() {
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
                    ec);
+  // No renegotiation (a client-driven CPU cost), the server's cipher order.
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (!ec) ctx->use_certificate_chain_file(cert_, ec);
   if (ec) return Error::bad_request("TLS certificate " + cert_ + ": " + ec.message());
   ctx->use_private_key_file(key_, ssl::context::pem, ec);
