@@ -82,7 +82,10 @@ class HealthProbe {
   static constexpr auto kFresh = std::chrono::seconds(1);
 
   HealthProbe(Check check, Post post, std::chrono::milliseconds timeout)
-      : check_(std::move(check)), post_(std::move(post)), timeout_(timeout), thread_([this] { run(); }) {}
+      : check_(std::move(check)),
+        post_(std::move(post)),
+        timeout_(timeout),
+        thread_([this] { run(); }) {}
   ~HealthProbe() {
     {
       std::lock_guard lock(mu_);
@@ -168,11 +171,11 @@ class HealthProbe {
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Waiter> waiting_;                          // GUARDED_BY(mu_)
-  std::optional<Response> cached_;                      // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point cached_at_;     // GUARDED_BY(mu_)
-  bool in_flight_ = false;                              // GUARDED_BY(mu_)
-  bool stop_ = false;                                   // GUARDED_BY(mu_)
+  std::deque<Waiter> waiting_;                       // GUARDED_BY(mu_)
+  std::optional<Response> cached_;                   // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point cached_at_;  // GUARDED_BY(mu_)
+  bool in_flight_ = false;                           // GUARDED_BY(mu_)
+  bool stop_ = false;                                // GUARDED_BY(mu_)
   std::thread thread_;
 };
 
@@ -189,7 +192,8 @@ Response run_health_checks(const Context& ctx, const OpsOptions& opts) {
   }
   checks["runtimes"] = runtimes_ok;
   bool ok = db_error.empty() && runtimes_ok;
-  return Response::json(ok ? 200 : 503, {{"status", ok ? "ok" : "unavailable"}, {"checks", checks}});
+  return Response::json(ok ? 200 : 503,
+                        {{"status", ok ? "ok" : "unavailable"}, {"checks", checks}});
 }
 
 void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAllocator> gpus) {
@@ -202,9 +206,12 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
       for (auto& [name, _] : c->runtime_config->types) by_type[name] = 0;
     if (c->kernels)
       for (auto& k : c->kernels->list())
-        if (k.execution_state != "dead") ++by_type[k.runtime_type.empty() ? "default" : k.runtime_type];
-    metrics::write_header(out, "skylab_runtimes_running", "gauge", "Runtimes (kernels) alive, by runtime type.");
-    for (auto& [type, n] : by_type) metrics::write_sample(out, "skylab_runtimes_running", {{"type", type}}, n);
+        if (k.execution_state != "dead")
+          ++by_type[k.runtime_type.empty() ? "default" : k.runtime_type];
+    metrics::write_header(out, "skylab_runtimes_running", "gauge",
+                          "Runtimes (kernels) alive, by runtime type.");
+    for (auto& [type, n] : by_type)
+      metrics::write_sample(out, "skylab_runtimes_running", {{"type", type}}, n);
     metrics::write_header(out, "skylab_runtimes_pending", "gauge",
                           "Runtimes waiting for GPUs or still starting.");
     metrics::write_sample(out, "skylab_runtimes_pending", {},
@@ -222,18 +229,21 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
   // number is recounted at most once a minute, whatever the scrape interval.
   struct DriveBytes {
     std::mutex mu;
-    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> users;  // GUARDED_BY(mu)
+    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>>
+        users;  // GUARDED_BY(mu)
   };
   auto cache = std::make_shared<DriveBytes>();
   metrics::add_collector([weak, cache](std::string& out) {
-    metrics::write_header(out, "skylab_drive_bytes", "gauge", "Bytes of each user's Drive and caches.");
+    metrics::write_header(out, "skylab_drive_bytes", "gauge",
+                          "Bytes of each user's Drive and caches.");
     auto c = weak.lock();
     if (!c || !c->drive || !c->accounts) return;
     auto users = c->accounts->list_users();
     if (!users.ok()) return;
     std::lock_guard lock(cache->mu);  // one recount at a time
     auto now = std::chrono::steady_clock::now();
-    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> next;  // gone users drop out
+    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>>
+        next;  // gone users drop out
     for (auto& u : *users) {
       auto it = cache->users.find(u.username);
       if (it != cache->users.end() && now - it->second.first < std::chrono::minutes(1)) {
@@ -242,10 +252,12 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
       }
       auth::Identity who;
       who.username = u.username;
-      if (auto st = c->drive->storage(who); st.ok()) next[u.username] = {now, static_cast<double>(st->used)};
+      if (auto st = c->drive->storage(who); st.ok())
+        next[u.username] = {now, static_cast<double>(st->used)};
     }
     cache->users = std::move(next);
-    for (auto& [user, v] : cache->users) metrics::write_sample(out, "skylab_drive_bytes", {{"user", user}}, v.second);
+    for (auto& [user, v] : cache->users)
+      metrics::write_sample(out, "skylab_drive_bytes", {{"user", user}}, v.second);
   });
 }
 
@@ -269,24 +281,31 @@ void add_ops_routes(http::Router& r, std::shared_ptr<Context> ctx, OpsOptions op
   pub.public_route = true;
   pub.body_limit = 0;
 
-  r.add("GET", "/api/health", [probe](Request&, Responder done) { probe->request(std::move(done)); }, pub);
+  r.add(
+      "GET", "/api/health", [probe](Request&, Responder done) { probe->request(std::move(done)); },
+      pub);
 
-  r.add("GET", "/metrics", [ctx, opts](Request& req, Responder done) {
-    if (!metrics_authorized(req, *opts)) {
-      auto res = Response::error(401, "Unauthorized: /metrics needs the admin token or [metrics] token as a Bearer token");
-      res.set_header("WWW-Authenticate", "Bearer realm=\"skylab metrics\"");
-      return done(std::move(res));
-    }
-    bool posted = ctx->work->post([done] {
-      Response res;
-      res.status = 200;
-      res.body = metrics::render();
-      res.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-      res.set_header("Cache-Control", "no-store");
-      done(std::move(res));
-    });
-    if (!posted) done(Response::error(503, "Server busy"));
-  }, pub);
+  r.add(
+      "GET", "/metrics",
+      [ctx, opts](Request& req, Responder done) {
+        if (!metrics_authorized(req, *opts)) {
+          auto res = Response::error(
+              401,
+              "Unauthorized: /metrics needs the admin token or [metrics] token as a Bearer token");
+          res.set_header("WWW-Authenticate", "Bearer realm=\"skylab metrics\"");
+          return done(std::move(res));
+        }
+        bool posted = ctx->work->post([done] {
+          Response res;
+          res.status = 200;
+          res.body = metrics::render();
+          res.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+          res.set_header("Cache-Control", "no-store");
+          done(std::move(res));
+        });
+        if (!posted) done(Response::error(503, "Server busy"));
+      },
+      pub);
 }
 
 }  // namespace skylab::api

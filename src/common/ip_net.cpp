@@ -46,7 +46,8 @@ std::optional<Net> parse_entry(std::string_view e) {
   auto addr = parse_address(e.substr(0, slash));
   if (!addr || slash == std::string_view::npos) return addr;
   auto digits = e.substr(slash + 1);
-  if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string_view::npos)
+  if (digits.empty() || digits.size() > 3 ||
+      digits.find_first_not_of("0123456789") != std::string_view::npos)
     return std::nullopt;
   int bits = std::atoi(std::string(digits).c_str());
   if (bits > addr->len * 8) return std::nullopt;
@@ -57,15 +58,19 @@ std::optional<Net> parse_entry(std::string_view e) {
 bool contains(const Net& net, const Net& a) {
   if (net.len != a.len) return false;
   int full = net.bits / 8, rest = net.bits % 8;
-  if (std::memcmp(net.bytes.data(), a.bytes.data(), static_cast<std::size_t>(full)) != 0) return false;
+  if (std::memcmp(net.bytes.data(), a.bytes.data(), static_cast<std::size_t>(full)) != 0)
+    return false;
   if (rest == 0) return true;
   auto mask = static_cast<unsigned char>(0xff << (8 - rest));
-  return (net.bytes[static_cast<std::size_t>(full)] & mask) == (a.bytes[static_cast<std::size_t>(full)] & mask);
+  return (net.bytes[static_cast<std::size_t>(full)] & mask) ==
+         (a.bytes[static_cast<std::size_t>(full)] & mask);
 }
 
 }  // namespace
 
-bool valid_proxy_entry(std::string_view entry) { return parse_entry(entry).has_value(); }
+bool valid_proxy_entry(std::string_view entry) {
+  return parse_entry(entry).has_value();
+}
 
 bool address_trusted(std::string_view addr, const std::vector<std::string>& entries) {
   auto a = parse_address(addr);

@@ -2,9 +2,9 @@
 
 #include <sys/stat.h>
 
-#include <boost/asio/ssl/context.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <boost/asio/ssl/context.hpp>
 
 namespace skylab::http {
 
@@ -17,7 +17,7 @@ bool TlsCertificate::Stamp::operator==(const Stamp& o) const {
 
 TlsCertificate::Stamp TlsCertificate::stamp_of(const std::string& path) {
   Stamp s;
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     s.dev = st.st_dev;
     s.ino = st.st_ino;
@@ -27,7 +27,8 @@ TlsCertificate::Stamp TlsCertificate::stamp_of(const std::string& path) {
   return s;
 }
 
-TlsCertificate::TlsCertificate(std::string cert, std::string key) : cert_(std::move(cert)), key_(std::move(key)) {}
+TlsCertificate::TlsCertificate(std::string cert, std::string key)
+    : cert_(std::move(cert)), key_(std::move(key)) {}
 TlsCertificate::~TlsCertificate() = default;
 
 Status TlsCertificate::reload() {
@@ -40,11 +41,13 @@ Status TlsCertificate::reload() {
   }
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   boost::system::error_code ec;
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                       ssl::context::single_dh_use,
                    ec);
   // No renegotiation (a client-driven CPU cost), the server's cipher order.
-  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(ctx->native_handle(),
+                      SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (!ec) ctx->use_certificate_chain_file(cert_, ec);
   if (ec) return Error::bad_request("TLS certificate " + cert_ + ": " + ec.message());
   ctx->use_private_key_file(key_, ssl::context::pem, ec);

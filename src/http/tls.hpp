@@ -48,7 +48,7 @@ class TlsCertificate {
   const std::string cert_, key_;
   mutable std::mutex mu_;
   std::shared_ptr<boost::asio::ssl::context> ctx_;  // GUARDED_BY(mu_)
-  Stamp cert_stamp_, key_stamp_;                     // GUARDED_BY(mu_)
+  Stamp cert_stamp_, key_stamp_;                    // GUARDED_BY(mu_)
 };
 
 }  // namespace skylab::http

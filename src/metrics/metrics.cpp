@@ -11,9 +11,11 @@
 namespace skylab::metrics {
 namespace {
 
-constexpr std::array<std::string_view, 8> kMethods = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"};
+constexpr std::array<std::string_view, 8> kMethods = {"GET",   "HEAD",   "POST",    "PUT",
+                                                      "PATCH", "DELETE", "OPTIONS", "other"};
 constexpr int kCodes = 600;
-constexpr std::array<double, 11> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+constexpr std::array<double, 11> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                             0.5,   1,    2.5,   5,    10};
 constexpr std::array<std::string_view, 5> kChannels = {"shell", "iopub", "stdin", "control", "hb"};
 constexpr std::array<std::string_view, 2> kDirections = {"in", "out"};  // in: to the kernel
 
@@ -40,8 +42,10 @@ std::size_t method_index(std::string_view m) {
 
 void append_number(std::string& out, double v) {
   char buf[64];
-  if (std::isinf(v)) out += v > 0 ? "+Inf" : "-Inf";
-  else if (std::isnan(v)) out += "NaN";
+  if (std::isinf(v))
+    out += v > 0 ? "+Inf" : "-Inf";
+  else if (std::isnan(v))
+    out += "NaN";
   else if (v == std::floor(v) && std::fabs(v) < 1e15) {
     std::snprintf(buf, sizeof buf, "%.0f", v);
     out += buf;
@@ -56,7 +60,8 @@ void append_number(std::string& out, double v) {
 void http_request(std::string_view method, int status, double seconds) {
   auto& s = state();
   int code = status >= 100 && status < kCodes ? status : 0;
-  s.requests[method_index(method)][static_cast<std::size_t>(code)].fetch_add(1, std::memory_order_relaxed);
+  s.requests[method_index(method)][static_cast<std::size_t>(code)].fetch_add(
+      1, std::memory_order_relaxed);
   std::size_t b = 0;
   while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
   s.buckets[b].fetch_add(1, std::memory_order_relaxed);
@@ -70,9 +75,15 @@ void kernel_message(KernelChannel channel, Direction direction) {
   state().kernel[c][d].fetch_add(1, std::memory_order_relaxed);
 }
 
-void websocket_opened() { state().websockets.fetch_add(1, std::memory_order_relaxed); }
-void websocket_closed() { state().websockets.fetch_sub(1, std::memory_order_relaxed); }
-void sqlite_busy_wait() { state().busy_waits.fetch_add(1, std::memory_order_relaxed); }
+void websocket_opened() {
+  state().websockets.fetch_add(1, std::memory_order_relaxed);
+}
+void websocket_closed() {
+  state().websockets.fetch_sub(1, std::memory_order_relaxed);
+}
+void sqlite_busy_wait() {
+  state().busy_waits.fetch_add(1, std::memory_order_relaxed);
+}
 
 int counting_busy_handler(void* arg, int calls) {
   sqlite_busy_wait();
@@ -89,15 +100,19 @@ int counting_busy_handler(void* arg, int calls) {
   return 1;
 }
 
-void add_collector(Collector c) { state().collectors.push_back(std::move(c)); }
+void add_collector(Collector c) {
+  state().collectors.push_back(std::move(c));
+}
 
-void write_header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+void write_header(std::string& out, std::string_view name, std::string_view type,
+                  std::string_view help) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n");
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
 void write_sample(std::string& out, std::string_view name,
-                  std::initializer_list<std::pair<std::string_view, std::string_view>> labels, double value) {
+                  std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+                  double value) {
   out.append(name);
   if (labels.size() > 0) {
     out.push_back('{');
@@ -107,10 +122,14 @@ void write_sample(std::string& out, std::string_view name,
       first = false;
       out.append(k).append("=\"");
       for (char ch : v) {
-        if (ch == '\\') out += "\\\\";
-        else if (ch == '"') out += "\\\"";
-        else if (ch == '\n') out += "\\n";
-        else out.push_back(ch);
+        if (ch == '\\')
+          out += "\\\\";
+        else if (ch == '"')
+          out += "\\\"";
+        else if (ch == '\n')
+          out += "\\n";
+        else
+          out.push_back(ch);
       }
       out.push_back('"');
     }
@@ -125,10 +144,12 @@ std::string render() {
   auto& s = state();
   std::string out;
   out.reserve(8192);
-  write_header(out, "skylab_http_requests_total", "counter", "HTTP responses sent, by method and status code.");
+  write_header(out, "skylab_http_requests_total", "counter",
+               "HTTP responses sent, by method and status code.");
   for (std::size_t m = 0; m < kMethods.size(); ++m)
     for (int c = 0; c < kCodes; ++c)
-      if (auto n = s.requests[m][static_cast<std::size_t>(c)].load(std::memory_order_relaxed); n > 0) {
+      if (auto n = s.requests[m][static_cast<std::size_t>(c)].load(std::memory_order_relaxed);
+          n > 0) {
         std::string code = std::to_string(c);
         write_sample(out, "skylab_http_requests_total", {{"method", kMethods[m]}, {"code", code}},
                      static_cast<double>(n));
@@ -139,18 +160,23 @@ std::string render() {
   for (std::size_t b = 0; b <= kBuckets.size(); ++b) {
     cumulative += s.buckets[b].load(std::memory_order_relaxed);
     std::string le;
-    if (b == kBuckets.size()) le = "+Inf";
-    else append_number(le, kBuckets[b]);
-    write_sample(out, "skylab_http_request_duration_seconds_bucket", {{"le", le}}, static_cast<double>(cumulative));
+    if (b == kBuckets.size())
+      le = "+Inf";
+    else
+      append_number(le, kBuckets[b]);
+    write_sample(out, "skylab_http_request_duration_seconds_bucket", {{"le", le}},
+                 static_cast<double>(cumulative));
   }
   write_sample(out, "skylab_http_request_duration_seconds_sum", {},
                static_cast<double>(s.duration_us.load(std::memory_order_relaxed)) / 1e6);
-  write_sample(out, "skylab_http_request_duration_seconds_count", {}, static_cast<double>(cumulative));
+  write_sample(out, "skylab_http_request_duration_seconds_count", {},
+               static_cast<double>(cumulative));
   write_header(out, "skylab_kernel_messages_total", "counter",
                "Jupyter messages between the server and kernels (direction in: to the kernel).");
   for (std::size_t c = 0; c < kChannels.size(); ++c)
     for (std::size_t d = 0; d < kDirections.size(); ++d)
-      write_sample(out, "skylab_kernel_messages_total", {{"channel", kChannels[c]}, {"direction", kDirections[d]}},
+      write_sample(out, "skylab_kernel_messages_total",
+                   {{"channel", kChannels[c]}, {"direction", kDirections[d]}},
                    static_cast<double>(s.kernel[c][d].load(std::memory_order_relaxed)));
   write_header(out, "skylab_websocket_connections", "gauge", "Open WebSocket connections.");
   write_sample(out, "skylab_websocket_connections", {},

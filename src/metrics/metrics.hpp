@@ -46,8 +46,10 @@ std::string render();
 
 //! Helpers for collectors: a `# HELP`/`# TYPE` header, and one sample with
 //! labels (values escaped per the format: backslash, quote, newline).
-void write_header(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+void write_header(std::string& out, std::string_view name, std::string_view type,
+                  std::string_view help);
 void write_sample(std::string& out, std::string_view name,
-                  std::initializer_list<std::pair<std::string_view, std::string_view>> labels, double value);
+                  std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+                  double value);
 
 }  // namespace skylab::metrics

@@ -5,8 +5,8 @@
 namespace skylab::runtime {
 namespace {
 
-Status string_key(const toml::table& t, const std::string& prefix, const char* key, std::string& out,
-                  std::size_t max = 4096) {
+Status string_key(const toml::table& t, const std::string& prefix, const char* key,
+                  std::string& out, std::size_t max = 4096) {
   auto* n = t.get(key);
   if (!n) return ok_status();
   auto v = n->value_exact<std::string>();
@@ -27,20 +27,24 @@ Status parse_ops_config(const toml::table& root, Config& c) {
     if (auto* node = sv->get("trusted_proxies")) {
       auto* arr = node->as_array();
       if (!arr || arr->size() > 1024)
-        return Error::bad_request("config: server.trusted_proxies: expected a list of addresses or networks");
+        return Error::bad_request(
+            "config: server.trusted_proxies: expected a list of addresses or networks");
       for (auto& item : *arr) {
         auto v = item.value_exact<std::string>();
         if (!v || !net::valid_proxy_entry(*v))
-          return Error::bad_request("config: server.trusted_proxies: invalid entry (an IP address or a CIDR "
-                                    "network such as \"10.0.0.0/8\")");
+          return Error::bad_request(
+              "config: server.trusted_proxies: invalid entry (an IP address or a CIDR "
+              "network such as \"10.0.0.0/8\")");
         c.server.trusted_proxies.push_back(*v);
       }
     }
   }
   if (auto* m = root.get_as<toml::table>("metrics")) {
     for (auto& [k, _] : *m)
-      if (k.str() != "token") return Error::bad_request("config: metrics." + std::string(k.str()) + ": unknown key");
-    if (auto st = string_key(*m, "metrics.", "token", c.ops.metrics_token, 256); !st.ok()) return st;
+      if (k.str() != "token")
+        return Error::bad_request("config: metrics." + std::string(k.str()) + ": unknown key");
+    if (auto st = string_key(*m, "metrics.", "token", c.ops.metrics_token, 256); !st.ok())
+      return st;
     if (!c.ops.metrics_token.empty() && c.ops.metrics_token.size() < 16)
       return Error::bad_request("config: metrics.token: use at least 16 characters");
   } else if (root.contains("metrics")) {
@@ -48,7 +52,8 @@ Status parse_ops_config(const toml::table& root, Config& c) {
   }
   if (auto* l = root.get_as<toml::table>("log")) {
     for (auto& [k, _] : *l)
-      if (k.str() != "format") return Error::bad_request("config: log." + std::string(k.str()) + ": unknown key");
+      if (k.str() != "format")
+        return Error::bad_request("config: log." + std::string(k.str()) + ": unknown key");
     std::string format = "text";
     if (auto st = string_key(*l, "log.", "format", format, 16); !st.ok()) return st;
     if (format != "text" && format != "json")

@@ -29,7 +29,8 @@ TEST(Metrics, CountersAreExactUnderConcurrency) {
       for (int i = 0; i < 10000; ++i) http_request("PATCH", 418, 0.001);
     });
   for (auto& t : threads) t.join();
-  EXPECT_EQ(value_of(render(), "skylab_http_requests_total{method=\"PATCH\",code=\"418\"}"), before + 40000);
+  EXPECT_EQ(value_of(render(), "skylab_http_requests_total{method=\"PATCH\",code=\"418\"}"),
+            before + 40000);
 }
 
 TEST(Metrics, UnknownMethodsAndCodesHaveBoundedLabels) {
@@ -48,7 +49,8 @@ TEST(Metrics, HistogramIsCumulativeAndEveryLineIsWellFormed) {
   auto text = render();
   double last = 0;
   for (const char* le : {"0.005", "0.01", "0.1", "1", "10", "+Inf"}) {
-    double v = value_of(text, std::string("skylab_http_request_duration_seconds_bucket{le=\"") + le + "\"}");
+    double v = value_of(
+        text, std::string("skylab_http_request_duration_seconds_bucket{le=\"") + le + "\"}");
     EXPECT_GE(v, last) << le;
     last = v;
   }
