@@ -18,6 +18,7 @@ APT_PACKAGES=(
   python3-torch python3-tqdm python3-pil  # the course notebooks (examples/, docs/course.md)
   # tests and benchmarks
   python3-pytest python3-websocket python3-requests python3-jupyter-server
+  python3-prometheus-client python3-cryptography openssl nginx caddy  # tests/integration/test_ops.py: the /metrics parser, certificates, the proxies of docs/proxy
   python3-nbconvert  # the reference for skylab run (tests/integration/test_run.py, bench/run_bench.py)
   python3-tqdm       # progress bars in notebooks (tests/browser)
   chromium fonts-dejavu-core fonts-liberation  # the browser tests (tests/browser, Playwright drives Debian's Chromium)

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "auth/web_policy.hpp"
+#include "metrics/metrics.hpp"
 #include "common/log.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
@@ -22,10 +23,10 @@ namespace {
 
 //! How long a write waits for another process's lock before the caller gets
 //! Unavailable (HTTP 503). Writes run on worker threads, never on the I/O thread.
-constexpr int kWriteBusyTimeoutMs = 2000;
+int kWriteBusyTimeoutMs = 2000;  // not const: the busy handler takes its address
 //! Reads on the I/O thread: WAL readers do not wait for writers, so this only
 //! covers a checkpoint or recovery in progress.
-constexpr int kReadBusyTimeoutMs = 100;
+int kReadBusyTimeoutMs = 100;
 
 using sqlite::Stmt;
 using sqlite::Tx;
@@ -144,7 +145,7 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
   int rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) return db_error(s->db_, "open " + s->opts_.path);
-  sqlite3_busy_timeout(s->db_, kWriteBusyTimeoutMs);
+  sqlite3_busy_handler(s->db_, metrics::counting_busy_handler, &kWriteBusyTimeoutMs);
   auto st = s->exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
   if (!st.ok()) return st.error();
   st = s->migrate();
@@ -155,7 +156,7 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
   // behind a login that waits for it on mutex_.
   rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->read_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) return db_error(s->read_db_, "open " + s->opts_.path);
-  sqlite3_busy_timeout(s->read_db_, kReadBusyTimeoutMs);
+  sqlite3_busy_handler(s->read_db_, metrics::counting_busy_handler, &kReadBusyTimeoutMs);
   return s;
 }
 

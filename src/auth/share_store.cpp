@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "metrics/metrics.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
 
@@ -104,7 +105,8 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
   s->now_ = std::move(now);
   if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
     return db_error(s->db_, "open " + path);
-  sqlite3_busy_timeout(s->db_, 2000);  // callers run on worker threads
+  static int busy_ms = 2000;  // callers run on worker threads
+  sqlite3_busy_handler(s->db_, metrics::counting_busy_handler, &busy_ms);
   const char* setup =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "api/api.hpp"
+#include "api/ops.hpp"
+#include "common/ip_net.hpp"
 #include "api/sessions.hpp"
 #include "live/live.hpp"
 #include "auth/account_store.hpp"
@@ -56,7 +58,8 @@ const char* kServeHelp =
     "  --config FILE   runtime configuration (TOML): deadlines, runtime types, GPUs\n"
     "  --secure-cookies       clients reach the server over TLS (a proxy in front): Secure,\n"
     "                         __Host- cookies\n"
-    "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer (repeatable)\n"
+    "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer or network\n"
+    "                         (repeatable; also [server] trusted_proxies)\n"
     "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted outputs\n"
     "  --web-dir DIR          the built browser app (default: web/ beside the binary, as make builds it)\n"
     "  --examples-dir DIR     the example notebooks of the gallery (default: the examples/\n"
@@ -147,8 +150,8 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       out.secure_cookies = true;
     } else if (is("--trusted-proxy")) {
       if (!value(v)) return false;
-      if (v.empty() || v.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos) {
-        err = "--trusted-proxy needs an IP address";
+      if (!net::valid_proxy_entry(v)) {
+        err = "--trusted-proxy needs an IP address or a CIDR network";
         return false;
       }
       out.trusted_proxies.push_back(v);
@@ -214,6 +217,7 @@ int serve_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab serve: %s\n", runtime_config.error().message.c_str());
     return 2;
   }
+  if (runtime_config->ops.log_json) log::set_format(log::Format::kJson);
   if (auto launcher = make_launcher(runtime_config.value(), data); !launcher.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", launcher.error().message.c_str());
     return 2;
@@ -386,6 +390,8 @@ int serve_main(const std::vector<std::string>& args) {
         lo);
   }
   auto router = api::build_router(ctx);
+  api::add_ops_routes(*router, ctx, {token, runtime_config->ops.metrics_token, account_options.path,
+                                     std::chrono::milliseconds(3000), gpus});
   ctx->live->start();  // after reattach: recordings of running cells continue
 
   http::ServerOptions so;
@@ -393,6 +399,9 @@ int serve_main(const std::vector<std::string>& args) {
   so.port = static_cast<std::uint16_t>(sa.port);
   so.secure_cookies = sa.secure_cookies;
   so.trusted_proxies = sa.trusted_proxies;
+  for (const auto& p : runtime_config->server.trusted_proxies) so.trusted_proxies.push_back(p);
+  so.tls_cert = runtime_config->server.tls_cert;
+  so.tls_key = runtime_config->server.tls_key;
   so.allowed_hosts = http::default_allowed_hosts(sa.host, runtime_config->server.allowed_hosts);
   {
     std::string names;
@@ -417,7 +426,7 @@ int serve_main(const std::vector<std::string>& args) {
   }
   std::string shown_host = sa.host == "0.0.0.0" ? "127.0.0.1" : sa.host;
   if (shown_host.find(':') != std::string::npos) shown_host = "[" + shown_host + "]";
-  std::string url = "http://" + shown_host + ":" + std::to_string(port.value()) + "/";
+  std::string url = std::string(server.tls() ? "https://" : "http://") + shown_host + ":" + std::to_string(port.value()) + "/";
   log::info("data directory " + data.string());
   std::cout << "Skylab is listening on " << url << std::endl;
   if (generated) std::cout << "Log in with this URL: " << url << "?token=" << token << std::endl;

@@ -1,6 +1,7 @@
 #include "common/log.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -10,6 +11,7 @@
 namespace skylab::log {
 namespace {
 std::atomic<Level> g_level{Level::kInfo};
+std::atomic<Format> g_format{Format::kText};
 std::mutex g_mutex;
 const char* name(Level l) {
   switch (l) {
@@ -20,18 +22,104 @@ const char* name(Level l) {
   }
   return "?";
 }
-}  // namespace
+const char* long_name(Level l) {
+  switch (l) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarn: return "warn";
+    case Level::kError: return "error";
+  }
+  return "?";
+}
 
-void set_level(Level level) { g_level = level; }
+void json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));  // UTF-8 passes; invalid bytes are the caller's
+        }
+    }
+  }
+  out.push_back('"');
+}
 
-void write(Level level, std::string_view message) {
-  if (level < g_level.load()) return;
-  std::string line = "[" + std::string(name(level)) + " " + util::iso_now() + " skylab] ";
-  line.append(message);
+// Text values: bare when simple, else quoted with the JSON escapes (one line).
+void text_value(std::string& out, std::string_view s) {
+  bool plain = !s.empty();
+  for (unsigned char c : s)
+    if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f || c == '=') plain = false;
+  if (plain) out.append(s);
+  else json_string(out, s);
+}
+
+void emit(std::string& line) {
   line.push_back('\n');
   std::lock_guard lock(g_mutex);
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
+}
+
+std::string render(Level level, std::string_view message, Fields fields) {
+  std::string line;
+  if (g_format.load() == Format::kJson) {
+    line = "{\"ts\":";
+    json_string(line, util::iso_now());
+    line += ",\"level\":";
+    json_string(line, long_name(level));
+    line += ",\"msg\":";
+    json_string(line, message);
+    for (const auto& f : fields) {
+      line.push_back(',');
+      json_string(line, f.key);
+      line.push_back(':');
+      if (f.number) line.append(f.value);
+      else json_string(line, f.value);
+    }
+    line.push_back('}');
+    return line;
+  }
+  line = "[" + std::string(name(level)) + " " + util::iso_now() + " skylab] ";
+  for (char c : message) line.push_back(c == '\n' ? ' ' : c);  // one record, one line
+  for (const auto& f : fields) {
+    line.push_back(' ');
+    line.append(f.key);
+    line.push_back('=');
+    text_value(line, f.value);
+  }
+  return line;
+}
+}  // namespace
+
+Field::Field(std::string_view k, double v) : key(k), number(true) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", std::isfinite(v) ? v : 0.0);
+  value = buf;
+}
+
+void set_level(Level level) { g_level = level; }
+void set_format(Format format) { g_format = format; }
+
+void write(Level level, std::string_view message) {
+  if (level < g_level.load()) return;
+  auto line = render(level, message, {});
+  emit(line);
+}
+
+void record(Level level, std::string_view message, Fields fields) {
+  if (level < g_level.load()) return;
+  auto line = render(level, message, fields);
+  emit(line);
 }
 
 }  // namespace skylab::log

@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "metrics/metrics.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "drive/codec.hpp"
 #include "drive/metadata_store.hpp"
@@ -56,10 +57,11 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status init() {
     std::lock_guard lock(mu_);
-    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
-                               "PRAGMA busy_timeout=10000"}) {
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
       if (auto st = exec(pragma); !st.ok()) return st;
     }
+    static int busy_ms = 10000;
+    sqlite3_busy_handler(db_, metrics::counting_busy_handler, &busy_ms);
     if (auto st = exec(kSchema); !st.ok()) return st;
     // Schema 2: revisions record who saved them.
     if (Stmt probe(db_, "SELECT author FROM revisions LIMIT 0"); !probe.ok()) {

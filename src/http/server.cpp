@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 #include "http/host_policy.hpp"
+#include "common/ip_net.hpp"
+#include "http/tls.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -27,12 +29,15 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
+#include "metrics/metrics.hpp"
 
 namespace skylab::http {
 
@@ -41,6 +46,9 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 namespace bws = beast::websocket;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 namespace {
 
@@ -72,7 +80,12 @@ bool parse_target(std::string_view target, Request& req) {
 
 }  // namespace
 
-class WsSession;
+// What the server keeps of every open WebSocket, whatever its transport.
+class WsBase : public WebSocket {
+ public:
+  //! Who opened the connection, as authenticated at the upgrade. Immutable.
+  virtual const auth::Identity& user() const = 0;
+};
 
 struct Server::Impl {
   ServerOptions opts;
@@ -85,7 +98,14 @@ struct Server::Impl {
   std::atomic<bool> stopping{false};
 
   std::mutex ws_mutex;
-  std::unordered_map<WsSession*, std::weak_ptr<WsSession>> ws_sessions;
+  std::unordered_map<WsBase*, std::weak_ptr<WsBase>> ws_sessions;
+
+  std::unique_ptr<TlsCertificate> tls;  // null: plain HTTP
+  asio::signal_set hup{ioc};            // SIGHUP: reload the certificate
+  asio::steady_timer tls_timer{ioc};    // polls the certificate files (TLS only)
+  void reload_tls(const char* why);
+  void watch_tls();
+  void watch_hup();
 
   Impl(ServerOptions o, std::shared_ptr<const Router> r, std::shared_ptr<const auth::Authenticator> a)
       : opts(std::move(o)), router(std::move(r)), authenticator(std::move(a)) {}
@@ -99,15 +119,15 @@ struct Server::Impl {
 // ---------------------------------------------------------------------------
 // WebSocket session: one per connection, its own strand, a bounded send queue.
 
-class WsSession : public WebSocket, public std::enable_shared_from_this<WsSession> {
+template <class Stream>
+class WsSession : public WsBase, public std::enable_shared_from_this<WsSession<Stream>> {
  public:
-  WsSession(Server::Impl& srv, beast::tcp_stream&& stream, std::shared_ptr<WebSocketHandler> h,
+  WsSession(Server::Impl& srv, Stream&& stream, std::shared_ptr<WebSocketHandler> h,
             std::string subprotocol, auth::Identity user)
       : srv_(srv), ws_(std::move(stream)), handler_(std::move(h)), subprotocol_(std::move(subprotocol)),
         user_(std::move(user)) {}
 
-  //! Who opened the connection, as authenticated at the upgrade. Immutable.
-  const auth::Identity& user() const { return user_; }
+  const auth::Identity& user() const override { return user_; }
 
   ~WsSession() override {
     std::lock_guard lock(srv_.ws_mutex);
@@ -117,7 +137,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
   void accept(bhttp::request<bhttp::string_body> req) {
     {
       std::lock_guard lock(srv_.ws_mutex);
-      srv_.ws_sessions[this] = weak_from_this();
+      srv_.ws_sessions[this] = std::weak_ptr<WsBase>(this->shared_from_this());
     }
     beast::get_lowest_layer(ws_).expires_never();
     ws_.set_option(bws::stream_base::timeout::suggested(beast::role_type::server));
@@ -128,12 +148,13 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
     }));
     ws_.read_message_max(srv_.opts.ws_message_limit);
     ws_.auto_fragment(false);
-    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+    ws_.async_accept(req, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) {
         log::debug("websocket handshake failed: " + ec.message());
         return;
       }
       self->opened_ = true;
+      metrics::websocket_opened();
       self->handler_->on_open(self);
       self->do_read();
     });
@@ -148,7 +169,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
       close(static_cast<std::uint16_t>(bws::close_code::policy_error), "send queue full");
       return false;
     }
-    asio::post(ws_.get_executor(), [self = shared_from_this(), data = std::move(data), binary]() {
+    asio::post(ws_.get_executor(), [self = this->shared_from_this(), data = std::move(data), binary]() {
       self->queue_.emplace_back(std::move(data), binary);
       if (self->queue_.size() == 1 && !self->writing_) self->do_write();
     });
@@ -156,7 +177,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
   }
 
   void close(std::uint16_t code, std::string reason) override {
-    asio::post(ws_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)]() {
+    asio::post(ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
       if (self->close_requested_ || self->finished_) return;
       self->close_requested_ = true;
       self->close_reason_ = bws::close_reason(static_cast<bws::close_code>(code), reason);
@@ -169,7 +190,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
 
  private:
   void do_read() {
-    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_.async_read(buf_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_read(ec);
     });
   }
@@ -201,7 +222,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
     writing_ = true;
     auto& [data, binary] = queue_.front();
     ws_.binary(binary);
-    ws_.async_write(asio::buffer(*data), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_.async_write(asio::buffer(*data), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       auto size = self->queue_.front().first->size();
       self->queued_bytes_.fetch_sub(size);
       self->queue_.pop_front();
@@ -218,7 +239,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
   void do_close() {
     if (close_started_ || finished_) return;
     close_started_ = true;
-    ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) { self->finish(); });
+    ws_.async_close(close_reason_, [self = this->shared_from_this()](beast::error_code) { self->finish(); });
   }
 
   void finish() {
@@ -226,6 +247,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
     finished_ = true;
     closed_ = true;
     if (opened_) {
+      metrics::websocket_closed();
       try {
         handler_->on_close();
       } catch (const std::exception& e) {
@@ -237,7 +259,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
   }
 
   Server::Impl& srv_;
-  bws::stream<beast::tcp_stream> ws_;
+  bws::stream<Stream> ws_;
   beast::flat_buffer buf_;
   std::shared_ptr<WebSocketHandler> handler_;
   std::string subprotocol_;
@@ -253,12 +275,35 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
 // ---------------------------------------------------------------------------
 // HTTP session: reads the header first, so that the route decides the body limit.
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+template <class Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
   HttpSession(Server::Impl& srv, tcp::socket&& socket) : srv_(srv), stream_(std::move(socket)) {}
+  //! TLS: `ctx` is the certificate current at accept; the session keeps it.
+  HttpSession(Server::Impl& srv, tcp::socket&& socket, std::shared_ptr<ssl::context> ctx)
+      : srv_(srv), stream_(std::move(socket), *ctx), tls_ctx_(std::move(ctx)) {}
 
   void run() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        beast::get_lowest_layer(self->stream_).expires_after(
+            std::chrono::seconds(self->srv_.opts.header_timeout_seconds));
+        self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {
+            log::debug("TLS handshake failed: " + ec.message());
+            beast::error_code ignored;
+            beast::get_lowest_layer(self->stream_).socket().close(ignored);
+            return;
+          }
+          self->handshaken_ = true;
+          self->do_read();
+        });
+      } else {
+        self->do_read();
+      }
+    });
   }
 
  private:
@@ -269,14 +314,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     req_ = Request{};
     route_ = nullptr;
     xsrf_from_form_ = false;
-    stream_.expires_after(std::chrono::seconds(srv_.opts.idle_timeout_seconds));
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(srv_.opts.idle_timeout_seconds));
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                                self->on_header(ec);
                              });
   }
 
   void on_header(beast::error_code ec) {
+    started_ = std::chrono::steady_clock::now();
     if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
         ec == beast::error::timeout || ec == asio::error::connection_reset ||
         ec == asio::error::eof) {
@@ -288,7 +334,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return reply_and_close(Response::error(400, "Malformed HTTP request"));
     }
 
-    stream_.expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
     auto& h = parser_->get();
     req_.method = std::string(h.method_string());
     req_.target = std::string(h.target());
@@ -348,13 +394,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (beast::iequals(h[bhttp::field::expect], "100-continue")) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
       beast::error_code wec;
-      bhttp::write(stream_.socket(), cont, wec);
+      bhttp::write(stream_, cont, wec);
     }
     // Beast reads at most the buffer's free capacity per call: without room,
     // a large body arrives in ~512-byte reads (thousands of syscalls per MB).
     if (cl && *cl > 16 * 1024) buffer_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*cl, 1 << 20)));
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
   }
 
   void on_body(beast::error_code ec) {
@@ -377,8 +423,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (auto v = cross_site(false, presented); v != auth::CrossSite::kAllowed)
         return reply_and_close(Response::error(403, auth::describe(v)));
     }
-    stream_.expires_never();
-    auto self = shared_from_this();
+    beast::get_lowest_layer(stream_).expires_never();
+    auto self = this->shared_from_this();
     auto responded = std::make_shared<std::atomic<bool>>(false);
     Responder respond = [self, responded](Response r) {
       if (responded->exchange(true)) return;
@@ -402,8 +448,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return reply_and_close(Response::error(500, "Internal server error"));
     }
     if (up.refuse || !up.handler) return reply_and_close(up.refuse ? *up.refuse : Response::error(500, "refused"));
-    auto session = std::make_shared<WsSession>(srv_, std::move(stream_), std::move(up.handler),
-                                               std::move(up.subprotocol), req_.user);
+    log_request(101, 0);
+    auto session = std::make_shared<WsSession<Stream>>(srv_, std::move(stream_), std::move(up.handler),
+                                                       std::move(up.subprotocol), req_.user);
     session->accept(parser_->release());
   }
 
@@ -424,14 +471,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // X-Forwarded-* headers when the peer is a trusted proxy.
   void fill_peer_facts() {
     beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
     req_.client_address = ec ? std::string() : ep.address().to_string();
     req_.host = std::string(req_.header("host"));
-    req_.secure = srv_.opts.secure_cookies;
-    const auto& trusted = srv_.opts.trusted_proxies;
-    if (req_.client_address.empty() ||
-        std::find(trusted.begin(), trusted.end(), req_.client_address) == trusted.end())
-      return;
+    req_.secure = srv_.opts.secure_cookies || kTls;
+    if (req_.client_address.empty() || !net::address_trusted(req_.client_address, srv_.opts.trusted_proxies)) return;
     std::string fwd = joined_header("x-forwarded-for", ",");
     if (!fwd.empty()) {
       auto last = fwd.substr(fwd.rfind(',') == std::string::npos ? 0 : fwd.rfind(',') + 1);
@@ -477,6 +521,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       r.headers.emplace_back("Content-Security-Policy", srv_.opts.default_csp);
     if (!has("X-Frame-Options")) r.headers.emplace_back("X-Frame-Options", "DENY");
     if (!has("Referrer-Policy")) r.headers.emplace_back("Referrer-Policy", "same-origin");
+    // Clients reach us over TLS (ours or a trusted proxy's): only ever over TLS.
+    if ((kTls || req_.secure) && !has("Strict-Transport-Security"))
+      r.headers.emplace_back("Strict-Transport-Security", "max-age=31536000");
   }
 
   // Streams an open file (Response::file): the header, then the file in
@@ -505,6 +552,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     fs->offset = static_cast<std::uint64_t>(at);
     fs->left = static_cast<std::uint64_t>(st.st_size - at);
+    log_request(r.status, fs->left);
     fs->buf.resize(static_cast<std::size_t>(std::min<std::uint64_t>(fs->left, 256 * 1024)));
     auto& res = fs->res;
     res.version(11);
@@ -515,8 +563,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.keep_alive(keep_alive && !srv_.stopping.load());
     res.content_length(fs->left);
     fs->sr.emplace(res);
-    stream_.expires_after(std::chrono::hours(6));  // whole download, however slow the client
-    bhttp::async_write_header(stream_, *fs->sr, [self = shared_from_this(), fs](beast::error_code ec, std::size_t) {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::hours(6));  // whole download, however slow the client
+    bhttp::async_write_header(stream_, *fs->sr, [self = this->shared_from_this(), fs](beast::error_code ec, std::size_t) {
       if (ec) return self->close();
       self->write_file_piece(fs);
     });
@@ -536,7 +584,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     fs->offset += static_cast<std::uint64_t>(n);
     fs->left -= static_cast<std::uint64_t>(n);
     asio::async_write(stream_, asio::buffer(fs->buf.data(), static_cast<std::size_t>(n)),
-                      [self = shared_from_this(), fs](beast::error_code ec, std::size_t) {
+                      [self = this->shared_from_this(), fs](beast::error_code ec, std::size_t) {
                         if (ec) return self->close();
                         self->write_file_piece(fs);
                       });
@@ -555,22 +603,52 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       else res->set(k, v);
     }
     res->body() = std::move(r.body);
+    log_request(r.status, res->body().size());
     res->keep_alive(keep_alive && !srv_.stopping.load());
     res->prepare_payload();
-    stream_.expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
-    bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
+    bhttp::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
       if (ec || !res->keep_alive()) return self->close();
       self->do_read();
     });
   }
 
   void close() {
+    if constexpr (kTls) {
+      if (handshaken_ && !shutting_down_) {  // close_notify, then the socket
+        shutting_down_ = true;
+        beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
+        stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+          beast::error_code ec;
+          beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+        });
+        return;
+      }
+    }
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  // The access log line and the request metrics of one response. Never the
+  // query string (tokens), headers or cookies.
+  void log_request(int status, std::uint64_t bytes) {
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    metrics::http_request(req_.method, status, seconds);
+    log::record(log::Level::kInfo, "request",
+                {{"method", req_.method.empty() ? "-" : std::string_view(req_.method)},
+                 {"path", req_.path.empty() ? "-" : std::string_view(req_.path)},
+                 {"status", static_cast<long long>(status)},
+                 {"bytes", static_cast<long long>(bytes)},
+                 {"duration", seconds},
+                 {"user", req_.user.username.empty() ? "-" : std::string_view(req_.user.username)},
+                 {"client", req_.client_address.empty() ? "-" : std::string_view(req_.client_address)}});
   }
 
   Server::Impl& srv_;
-  beast::tcp_stream stream_;
+  Stream stream_;
+  std::shared_ptr<ssl::context> tls_ctx_;  // TLS: the certificate this connection was accepted with
+  bool handshaken_ = false, shutting_down_ = false;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Request req_;
@@ -587,14 +665,18 @@ void Server::Impl::do_accept() {
     } else {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<HttpSession>(*this, std::move(socket))->run();
+      if (tls) {
+        if (auto ctx = tls->current()) std::make_shared<HttpSession<TlsStream>>(*this, std::move(socket), ctx)->run();
+      } else {
+        std::make_shared<HttpSession<PlainStream>>(*this, std::move(socket))->run();
+      }
     }
     do_accept();
   });
 }
 
 void Server::Impl::close_all_websockets() {
-  std::vector<std::shared_ptr<WsSession>> live;
+  std::vector<std::shared_ptr<WsBase>> live;
   {
     std::lock_guard lock(ws_mutex);
     for (auto& [_, w] : ws_sessions)
@@ -605,7 +687,7 @@ void Server::Impl::close_all_websockets() {
 
 std::size_t Server::Impl::close_websockets_if(const std::function<bool(const auth::Identity&)>& pred,
                                               const std::string& reason) {
-  std::vector<std::shared_ptr<WsSession>> live;
+  std::vector<std::shared_ptr<WsBase>> live;
   {
     std::lock_guard lock(ws_mutex);
     for (auto& [_, w] : ws_sessions)
@@ -635,7 +717,46 @@ Server::Server(ServerOptions options, std::shared_ptr<const Router> router,
 
 Server::~Server() = default;
 
+void Server::Impl::reload_tls(const char* why) {
+  auto st = tls->reload();
+  if (st.ok()) log::info(std::string("TLS certificate reloaded (") + why + ")");
+  else log::warn(std::string("TLS certificate not reloaded (") + why + "); keeping the previous one: " + st.error().message);
+}
+
+void Server::Impl::watch_tls() {
+  tls_timer.expires_after(std::chrono::seconds(std::max(1, opts.tls_poll_seconds)));
+  tls_timer.async_wait([this](beast::error_code ec) {
+    if (ec || stopping.load()) return;
+    // A stat() of two files: cheap enough for the I/O thread; the reload
+    // itself (PEM parsing) is rare.
+    bool changed = false;
+    auto st = tls->reload_if_changed(changed);
+    if (changed) {
+      if (st.ok()) log::info("TLS certificate reloaded (the files changed)");
+      else log::warn("TLS certificate not reloaded (the files changed); keeping the previous one: " + st.error().message);
+    }
+    watch_tls();
+  });
+}
+
+void Server::Impl::watch_hup() {
+  hup.async_wait([this](beast::error_code ec, int) {
+    if (ec || stopping.load()) return;
+    if (tls) reload_tls("SIGHUP");
+    else log::info("SIGHUP: nothing to reload (no TLS certificate configured)");
+    watch_hup();
+  });
+}
+
+bool Server::tls() const { return impl_->tls != nullptr; }
+
 Result<std::uint16_t> Server::listen() {
+  if (!impl_->opts.tls_cert.empty() || !impl_->opts.tls_key.empty()) {
+    if (impl_->opts.tls_cert.empty() || impl_->opts.tls_key.empty())
+      return Error::bad_request("TLS needs both [server] tls_cert and tls_key");
+    impl_->tls = std::make_unique<TlsCertificate>(impl_->opts.tls_cert, impl_->opts.tls_key);
+    if (auto st = impl_->tls->reload(); !st.ok()) return st.error();
+  }
   beast::error_code ec;
   auto addr = asio::ip::make_address(impl_->opts.host, ec);
   if (ec) return Error::bad_request("invalid --host '" + impl_->opts.host + "': " + ec.message());
@@ -653,6 +774,14 @@ Result<std::uint16_t> Server::listen() {
 
 void Server::run(std::function<void(int)> on_signal) {
   impl_->do_accept();
+  {
+    // SIGHUP (systemctl reload) reloads the certificate; it never stops the server.
+    beast::error_code ec;
+    impl_->hup.add(SIGHUP, ec);
+    if (ec) log::warn("cannot watch SIGHUP: " + ec.message());
+    else impl_->watch_hup();
+  }
+  if (impl_->tls) impl_->watch_tls();
   impl_->signals.async_wait([this, on_signal](beast::error_code ec, int signo) {
     if (!ec && on_signal) on_signal(signo);
   });
@@ -668,6 +797,8 @@ void Server::stop() {
     beast::error_code ec;
     impl_->acceptor.close(ec);
     impl_->signals.cancel(ec);
+    impl_->hup.cancel(ec);
+    impl_->tls_timer.cancel();
     impl_->close_all_websockets();
     impl_->stop_timer.expires_after(std::chrono::milliseconds(300));
     impl_->stop_timer.async_wait([this](beast::error_code) { impl_->ioc.stop(); });

@@ -24,10 +24,16 @@ struct ServerOptions {
   //! Every request arrives over TLS (a TLS-terminating proxy in front):
   //! cookies get `Secure` and the session cookie the `__Host-` prefix.
   bool secure_cookies = false;
-  //! Peers (exact IP addresses) whose X-Forwarded-For, -Proto and -Host
+  //! Peers (IP addresses or CIDR networks) whose X-Forwarded-For, -Proto and -Host
   //! headers are believed: the client address for throttling, TLS for
   //! cookies, the host for Origin checks. Empty: believe no one.
   std::vector<std::string> trusted_proxies;
+  //! PEM certificate chain and key: serve HTTPS and WSS (cookies Secure,
+  //! Strict-Transport-Security). Reloaded on SIGHUP and when either file
+  //! changes (checked every `tls_poll_seconds`); open connections keep the
+  //! certificate they were accepted with. Both empty: plain HTTP.
+  std::string tls_cert, tls_key;
+  int tls_poll_seconds = 3;
   //! Host header values (host names or addresses, any port) the server
   //! answers; anything else gets 403 before routing, WebSocket upgrades
   //! included (DNS rebinding). Empty or containing "*": any host. See
@@ -46,11 +52,15 @@ class Server {
          std::shared_ptr<const auth::Authenticator> authenticator);
   ~Server();
 
-  //! Binds and listens. Returns the bound port (useful with port 0).
+  //! Loads the TLS certificate (if any), binds and listens. Returns the bound
+  //! port (useful with port 0).
   Result<std::uint16_t> listen();
   //! Runs until stop(); `on_signal` is called (on an Asio thread) for
-  //! SIGINT/SIGTERM and should arrange an orderly stop.
+  //! SIGINT/SIGTERM and should arrange an orderly stop. SIGHUP reloads the
+  //! TLS certificate (without TLS it is logged and ignored).
   void run(std::function<void(int)> on_signal);
+  //! Whether connections are TLS (after a successful listen()).
+  bool tls() const;
   //! Stops accepting, closes connections and returns from run().
   void stop();
   //! Closes (1008, `reason`) every open WebSocket whose identity (as

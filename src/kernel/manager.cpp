@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "metrics/metrics.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "common/json_limits.hpp"
@@ -596,12 +597,24 @@ struct KernelManager::Impl {
     for (auto& h : held) send_to(k, h.ch, h.msg, h.signature);
   }
 
+  static metrics::KernelChannel metric_channel(Channel ch) {
+    switch (ch) {
+      case Channel::kShell: return metrics::KernelChannel::kShell;
+      case Channel::kControl: return metrics::KernelChannel::kControl;
+      case Channel::kStdin: return metrics::KernelChannel::kStdin;
+      case Channel::kIopub: return metrics::KernelChannel::kIopub;
+    }
+    return metrics::KernelChannel::kShell;
+  }
+
   void send_to(Kernel& k, Channel ch, const Message& m, const std::string& sig) {
+    metrics::kernel_message(metric_channel(ch), metrics::Direction::kToKernel);
     void* s = ch == Channel::kShell ? k.sock.shell : ch == Channel::kControl ? k.sock.control : k.sock.stdin_;
     send_on(k, s, m, sig);
   }
 
   void on_message(Kernel& k, Channel ch, std::vector<std::string>& frames) {
+    metrics::kernel_message(metric_channel(ch), metrics::Direction::kFromKernel);
     auto parsed = from_frames(frames, *k.signer);
     if (!parsed.ok()) {
       log::warn("kernel " + k.id + ": dropped message: " + parsed.error().message);
@@ -663,6 +676,8 @@ struct KernelManager::Impl {
     if (k.phase == Phase::kRestarting) return relaunch(k);
     if (reason.empty()) reason = "the kernel process " + how;
     log::warn("kernel " + k.id + " died: " + reason);
+    log::record(log::Level::kInfo, "runtime",
+                {{"event", "dead"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type}, {"reason", reason}});
     k.phase = Phase::kDead;
     k.held.clear();
     close_sockets(k);
@@ -709,6 +724,9 @@ struct KernelManager::Impl {
   }
 
   void remove(Kernel& k) {
+    log::record(log::Level::kInfo, "runtime",
+                {{"event", "stop"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type},
+                 {"reason", k.phase == Phase::kDead ? "removed after its death" : "shut down"}});
     if (k.pid_io > 0) {
       kill_processes(k, k.pid_io);
       int status = 0;
@@ -953,6 +971,9 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   }
   log::info("kernel " + k->id + (k->spare ? " started as a warm spare (" : " started (") + k->spec.name + ", pid " +
             std::to_string(pid.value()) + ")");
+  log::record(log::Level::kInfo, "runtime",
+              {{"event", "start"}, {"id", k->id}, {"user", k->owner}, {"type", k->runtime_type},
+               {"kernel", k->spec.name}});
   impl_->post([this, k, p = pid.value()] {
     k->pid_io = p;
     impl_->open_sockets(*k);

@@ -8,6 +8,8 @@
 
 #include <toml++/toml.h>
 
+#include "runtime/config_ops.hpp"
+
 namespace skylab::runtime {
 
 Result<Duration> parse_duration(std::string_view text) {
@@ -159,7 +161,7 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive", "slurm"}))
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive", "slurm", "metrics", "log"}))
     return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
@@ -347,7 +349,8 @@ Result<Config> parse_config(std::string_view text) {
   }
 
   if (auto* sv = root.get_as<toml::table>("server")) {
-    if (!w.check_keys(*sv, "server.", {"allowed_hosts"})) return Error::bad_request(w.error);
+    if (!w.check_keys(*sv, "server.", {"allowed_hosts", "tls_cert", "tls_key", "trusted_proxies"}))
+      return Error::bad_request(w.error);
     if (auto* node = sv->get("allowed_hosts")) {
       auto* arr = node->as_array();
       if (!arr) return Error::bad_request("config: server.allowed_hosts: expected a list of host names");
@@ -371,6 +374,8 @@ Result<Config> parse_config(std::string_view text) {
   } else if (root.contains("server")) {
     return Error::bad_request("config: server: expected a table");
   }
+
+  if (auto st = parse_ops_config(root, c); !st.ok()) return st.error();
 
   if (!c.types.count(c.runtimes.default_type))
     return Error::bad_request("config: runtimes.default_type: no runtime type named '" + c.runtimes.default_type + "'");

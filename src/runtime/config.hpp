@@ -105,12 +105,23 @@ struct ServerSection {
   //! Host names or addresses added to the built-in Host allow-list (the
   //! listen address and loopback names); ["*"] turns the check off.
   std::vector<std::string> allowed_hosts;
+  //! PEM certificate chain and private key: HTTPS/WSS on the port ("" both: HTTP).
+  std::string tls_cert, tls_key;
+  //! Addresses or CIDR networks whose X-Forwarded-For/-Proto/-Host are believed.
+  std::vector<std::string> trusted_proxies;
+};
+
+//! [metrics] and [log]: what operators watch (config_ops.cpp).
+struct OpsSection {
+  std::string metrics_token;  //!< bearer token for GET /metrics besides the admin token ("" none)
+  bool log_json = false;      //!< [log] format = "json": one JSON object per line
 };
 
 struct Config {
   RuntimesSection runtimes;
   AccountsSection accounts;
   ServerSection server;
+  OpsSection ops;
   //! [drive]: quota = per-user bytes of Drive + caches (0: unlimited).
   struct DriveSection {
     std::uint64_t quota_bytes = 10ull << 30;

@@ -144,6 +144,9 @@ void LifecycleMonitor::tick() {
       case LifecycleDecision::Action::kExpire:
         log::info("runtime " + k.id + ": " + (d.reason == "idle" ? "idle timeout" : "maximum lifetime") +
                   " reached; running expiry hooks");
+        log::record(log::Level::kInfo, "runtime",
+                    {{"event", "expiring"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type},
+                     {"reason", d.reason == "idle" ? "idle timeout" : "maximum lifetime"}});
         write_state(k, d, true, d.reason);
         send_event(k.id, "expiring", d);
         t.expiring = true;

@@ -30,7 +30,8 @@ function freePort() {
   });
 }
 
-async function startServer({ extraArgs = [], config = null } = {}) {
+// `https`: the config serves TLS ([server] tls_cert); the harness then talks HTTPS.
+async function startServer({ extraArgs = [], config = null, https = false } = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`server binary not found: ${BIN} (run make)`);
   const port = await freePort();
   const token = crypto.randomBytes(16).toString('hex');
@@ -46,7 +47,7 @@ async function startServer({ extraArgs = [], config = null } = {}) {
   fs.closeSync(log);
   let exited = null;
   child.on('exit', (code, signal) => { exited = { code, signal }; });
-  const baseUrl = `http://127.0.0.1:${port}`;
+  const baseUrl = `${https ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 30000;
   for (;;) {
     if (exited) throw new Error(`server exited: ${fs.readFileSync(logPath, 'utf8').slice(-3000)}`);

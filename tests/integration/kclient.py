@@ -138,7 +138,7 @@ class KernelClient:
     """One websocket connection to a kernel's channels endpoint."""
 
     def __init__(self, ws_base, kernel_id, token, framing="legacy", session_id=None,
-                 timeout=30, username="skylab-test"):
+                 timeout=30, username="skylab-test", sslopt=None):
         assert framing in FRAMINGS, framing
         self.framing = framing
         self.kernel_id = kernel_id
@@ -149,6 +149,8 @@ class KernelClient:
         q = urlencode({"session_id": self.session_id, "token": token})
         self.url = "%s/api/kernels/%s/channels?%s" % (ws_base, kernel_id, q)
         kw = {}
+        if sslopt is not None:  # wss://: e.g. {"ca_certs": PEM} for a self-signed server
+            kw["sslopt"] = sslopt
         if framing == "v1":
             kw["subprotocols"] = [V1_PROTOCOL]
         self.ws = websocket.create_connection(self.url, timeout=timeout, **kw)

@@ -564,6 +564,10 @@ RULES = {
     ("GET", r"/notebooks/([\s\S]+)"): ("public",),
     ("GET", r"/static/([\s\S]+)"): ("public",),
     ("GET", "/output-frame"): ("public",),
+    # Ops (test_ops.py): health says nothing of anyone; /metrics checks the
+    # admin or [metrics] token itself (a user's token gets 401 there).
+    ("GET", "/api/health"): ("public",),
+    ("GET", "/metrics"): ("public",),
     ("GET", "/api/?"): ("public",),
     ("GET", "/login"): ("public",),
     ("POST", "/login"): ("public",),
