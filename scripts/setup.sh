@@ -42,6 +42,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # nginx and caddy are here only for the proxy tests, which start their own
+  # on free loopback ports: Debian starts the packaged services on :80; a
+  # service this script just installed is stopped and disabled again.
+  if [ -d /run/systemd/system ]; then
+    for svc in nginx caddy; do
+      if printf '%s\n' "${missing[@]}" | grep -qx "$svc"; then
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 # Node packages for the client-compatibility tests (@jupyterlab/services).
@@ -49,10 +59,11 @@ if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
   (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
 fi
 # The browser app's build tools and libraries (exact versions from the lock file).
-if [ -f web/package-lock.json ] && [ ! -d web/node_modules ]; then
+# (again when the lock file changed since: a pull that adds a package)
+if [ -f web/package-lock.json ] && { [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; }; then
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # The browser tests' Playwright (playwright-core only: it drives /usr/bin/chromium, downloads nothing).
-if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]; then
+if [ -f tests/browser/package-lock.json ] && { [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; }; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
