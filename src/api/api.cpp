@@ -177,6 +177,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_web_routes(*r, ctx);
   add_runtime_file_routes(*r, ctx);
   add_example_routes(*r, ctx);
+  add_usage_routes(*r, ctx);
   return r;
 }
 

@@ -639,6 +639,13 @@ RULES = {
     # caller's own Drive (test_course.py checks that B's copy stays B's).
     ("GET", "/api/skylab/examples/?"): ("global",),
     ("POST", "/api/skylab/examples/([A-Za-z0-9_-]{1,64})"): ("create",),
+    # Usage and administration (issue 16): the caller's own use; the rest admins only.
+    ("GET", "/(usage|admin)/?"): ("public",),
+    ("GET", "/api/skylab/usage/?"): ("list",),
+    ("GET", "/api/skylab/admin/runtimes/?"): ("admin",),
+    ("DELETE", "/api/skylab/admin/runtimes/([0-9a-fA-F-]{1,64})/?"): ("admin", ["{kernel}"]),
+    ("GET", "/api/skylab/admin/usage/?"): ("admin",),
+    ("GET", "/api/skylab/admin/audit/?"): ("admin",),
 }
 
 
