@@ -173,8 +173,10 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
     for (auto it = records_.begin(); it != records_.end();) {
       Record& r = it->second;
       if (r.end == 0 && !seen.count(it->first)) {
-        // Gone: ended at its last sighting (this server's, or the previous one's).
-        r.end = std::max(r.start, r.last_seen);
+        // Gone: one this server saw running a second ago ends now (what users
+        // were shown never shrinks); one of a previous server's ended at its
+        // last sighting then.
+        r.end = std::max(r.start, r.live ? now : r.last_seen);
         r.live = false;
         to_write.emplace_back(it->first, r);
       }
@@ -277,6 +279,9 @@ void UsageLedger::note_admin(const std::string& user, bool admin) {
 
 void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
                         std::function<int(const kernel::KernelModel&)> gpus_of) {
+  // The first look before anything is served: runtimes reattached after a
+  // restart count as running at once, those gone are closed.
+  sync(list(), gpus_of);
   thread_ = std::thread([this, list = std::move(list), gpus_of = std::move(gpus_of)] {
     std::unique_lock lock(tmu_);
     while (!tstop_) {

@@ -5,9 +5,10 @@
 // Weeks are calendar weeks in UTC: they start on Monday 00:00 UTC, and a
 // quota refills then. GPU hours are wall-clock hours times the GPUs a runtime
 // holds. A runtime is "seen" once a second (sync); its time runs from its
-// start to the last moment it was seen, so a runtime that outlives a server
-// restart (it is reattached) is counted through the gap, and one that ended
-// while the server was down is counted up to the server's last look at it.
+// start until the first look that misses it (at most a second late), so a
+// runtime that outlives a server restart (it is reattached) is counted
+// through the gap, and one that ended while the server was down is counted up
+// to the previous server's last look at it.
 #pragma once
 
 #include <chrono>
@@ -89,7 +90,8 @@ class UsageLedger {
   const QuotasSection& quotas() const { return quotas_; }
   TimePoint now() const { return now_(); }
 
-  //! A thread that calls sync(list(), gpus_of) every second until stop().
+  //! Calls sync(list(), gpus_of) once now, then on a thread every second
+  //! until stop().
   void start(std::function<std::vector<kernel::KernelModel>()> list,
              std::function<int(const kernel::KernelModel&)> gpus_of);
   void stop();
