@@ -190,21 +190,27 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
   if (!tx.commit()) log::warn(std::string("usage ledger: cannot commit: ") + sqlite3_errmsg(db_));
 }
 
+namespace {
+//! Adds what `r` used in [ws, now] to `t`.
+template <typename R>
+void add_use(UsageTotals& t, const R& r, double ws, double now) {
+  double end = r.end > 0 ? r.end : (r.live ? now : r.last_seen);
+  double s = std::max(0.0, std::min(end, now) - std::max(r.start, ws));
+  if (r.end == 0 && r.live) ++t.running;
+  if (s <= 0) return;
+  t.runtime_seconds += s;
+  t.runtime_seconds_by_type[r.type] += s;
+  if (r.gpus > 0) {
+    t.gpu_seconds += s * r.gpus;
+    t.gpu_seconds_by_type[r.type] += s * r.gpus;
+  }
+}
+}  // namespace
+
 UsageTotals UsageLedger::totals_locked(const std::string& user, double ws, double now) const {
   UsageTotals t;
-  for (auto& [id, r] : records_) {
-    if (r.user != user) continue;
-    double end = r.end > 0 ? r.end : (r.live ? now : r.last_seen);
-    double s = std::max(0.0, std::min(end, now) - std::max(r.start, ws));
-    if (r.end == 0 && r.live) ++t.running;
-    if (s <= 0) continue;
-    t.runtime_seconds += s;
-    t.runtime_seconds_by_type[r.type] += s;
-    if (r.gpus > 0) {
-      t.gpu_seconds += s * r.gpus;
-      t.gpu_seconds_by_type[r.type] += s * r.gpus;
-    }
-  }
+  for (auto& [id, r] : records_)
+    if (r.user == user) add_use(t, r, ws, now);
   return t;
 }
 
@@ -220,14 +226,11 @@ UsageTotals UsageLedger::week(const std::string& user) const {
 
 std::map<std::string, UsageTotals> UsageLedger::week_all() const {
   auto now = now_();
-  std::lock_guard lock(mu_);
-  std::set<std::string> users;
-  for (auto& [id, r] : records_) users.insert(r.user);
+  const double ws = secs(week_start(now)), n = secs(now);
   std::map<std::string, UsageTotals> out;
-  for (auto& u : users) {
-    auto t = totals_locked(u, secs(week_start(now)), secs(now));
-    if (t.runtime_seconds > 0 || t.running > 0) out[u] = std::move(t);
-  }
+  std::lock_guard lock(mu_);
+  for (auto& [id, r] : records_) add_use(out[r.user], r, ws, n);  // one pass over all records
+  std::erase_if(out, [](const auto& kv) { return kv.second.runtime_seconds <= 0 && kv.second.running == 0; });
   return out;
 }
 

@@ -103,6 +103,10 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
   EXPECT_DOUBLE_EQ(t.runtime_seconds_by_type["cpu"], 3 * 3600 + 15);
   EXPECT_EQ(t.running, 1);
   EXPECT_FALSE((*l)->gpu_deadline("alice"));  // no GPU held
+  auto all = (*l)->week_all();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_DOUBLE_EQ(all["alice"].gpu_seconds, t.gpu_seconds);
+  EXPECT_EQ(all["alice"].running, 1);
   // Next week: only what runs after Monday 00:00 counts; the quota refilled.
   now = week_start(now) + 7 * 24h + 1h;
   (*l)->sync({}, gpus);
