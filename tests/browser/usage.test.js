@@ -95,6 +95,11 @@ describe('usage and admin pages', { timeout: 240000 }, () => {
       (await server.api('GET', '/api/kernels/' + kid, undefined, stuToken)).status === 404);
     // The audit log on the page shows it.
     await page.locator('section[aria-label="Audit log"] td', { hasText: 'runtime.stop' }).first().waitFor({ timeout: 30000 });
+    // Accounts: disable stu from the page.
+    await page.locator('section[aria-label=Users] tr[data-user=stu]').getByRole('button', { name: 'Disable' }).click();
+    await page.locator('section[aria-label=Users] tr[data-user=stu] .admin-badge.off').waitFor({ timeout: 30000 });
+    assert.equal((await server.api('GET', '/api/kernels', undefined, stuToken)).status, 403);
+    await page.locator('section[aria-label="Audit log"] td', { hasText: 'user.disable' }).first().waitFor({ timeout: 30000 });
     await context.close();
   });
 });

@@ -25,6 +25,8 @@ fake = 2
 gpu_hours_per_week = 0
 [quotas.users.rich]
 gpu_hours_per_week = 100
+[quotas.users.rich2]
+gpu_hours_per_week = 100
 [quotas.users.short]
 gpu_hours_per_week = 0.005
 [quotas.groups.admins]
@@ -165,6 +167,30 @@ def test_gpu_quota_warns_then_ends_the_runtime(gpu_server):
     assert used["gpu_seconds"] >= 17, used
     r = u.req("POST", "/api/skylab/runtimes", json={"type": "gpu"})
     assert r.status_code == 409 and "refills at" in r.json()["message"], r.text
+
+
+def test_admin_sees_the_gpu_queue(gpu_server):
+    srv = gpu_server
+    boss = User(srv, "boss", admin=True)
+    holders = [User(srv, "rich"), boss]
+    ids = []
+    for u in holders:
+        r = u.req("POST", "/api/skylab/runtimes", json={"type": "gpu"})
+        assert r.status_code == 201, r.text
+        ids.append((u, r.json()["id"]))
+    waiter = User(srv, "rich2")
+    r = waiter.req("POST", "/api/skylab/runtimes", json={"type": "gpu"})
+    assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+    queued = r.json()["id"]
+    rt = boss.req("GET", "/api/skylab/admin/runtimes").json()
+    assert rt["gpus"]["total"] == 2
+    assert sorted(len(k["gpus"]) for k in rt["runtimes"]) == [1, 1], rt
+    assert [(q["id"], q["owner"], q["state"], q["position"]) for q in rt["queue"]] == [(queued, "rich2", "queued", 1)], rt
+    # The administrator takes the waiter out of the queue.
+    assert boss.req("DELETE", "/api/skylab/admin/runtimes/" + queued).status_code == 204
+    assert boss.req("GET", "/api/skylab/admin/runtimes").json()["queue"] == []
+    for u, kid in ids:
+        assert u.req("DELETE", "/api/skylab/runtimes/" + kid).status_code == 204
 
 
 ADMIN_ROUTES = [
