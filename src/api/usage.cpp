@@ -30,13 +30,16 @@ using http::Responder;
 using http::Response;
 using json = nlohmann::json;
 
-double hours(double seconds) { return std::round(seconds / 3600.0 * 10000.0) / 10000.0; }
+double hours(double seconds) {
+  return std::round(seconds / 3600.0 * 10000.0) / 10000.0;
+}
 
 json totals_json(const runtime::UsageTotals& t) {
   json by = json::object();
   for (auto& [type, s] : t.runtime_seconds_by_type) {
     auto g = t.gpu_seconds_by_type.find(type);
-    by[type] = {{"runtime_hours", hours(s)}, {"gpu_hours", hours(g == t.gpu_seconds_by_type.end() ? 0 : g->second)}};
+    by[type] = {{"runtime_hours", hours(s)},
+                {"gpu_hours", hours(g == t.gpu_seconds_by_type.end() ? 0 : g->second)}};
   }
   return {{"runtime_seconds", t.runtime_seconds},
           {"gpu_seconds", t.gpu_seconds},
@@ -46,7 +49,9 @@ json totals_json(const runtime::UsageTotals& t) {
           {"running", t.running}};
 }
 
-json limit_or_null(std::optional<double> v) { return v ? json(*v) : json(nullptr); }
+json limit_or_null(std::optional<double> v) {
+  return v ? json(*v) : json(nullptr);
+}
 
 //! Runs `work` on the work queue; one catch-all; 503 when the queue is full.
 void on_queue(Context& ctx, Responder done, std::function<Response()> work) {
@@ -70,8 +75,8 @@ std::optional<Response> admins_only(const Request& req) {
 
 }  // namespace
 
-void audit(Context& ctx, const std::string& actor, const std::string& action, const std::string& target,
-           const std::string& detail) {
+void audit(Context& ctx, const std::string& actor, const std::string& action,
+           const std::string& target, const std::string& detail) {
   if (ctx.audit) ctx.audit->record(actor, action, target, detail);
 }
 
@@ -87,8 +92,11 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       auto ws = runtime::week_start(now);
       json out = totals_json(ledger ? ledger->week(me.username) : runtime::UsageTotals{});
       out["user"] = me.username;
-      out["week"] = {{"start", util::iso_time(ws)}, {"end", util::iso_time(ws + std::chrono::days(7))}};
-      json storage = {{"used_bytes", nullptr}, {"quota_bytes", c.drive.quota_bytes ? json(c.drive.quota_bytes) : json(nullptr)}};
+      out["week"] = {{"start", util::iso_time(ws)},
+                     {"end", util::iso_time(ws + std::chrono::days(7))}};
+      json storage = {
+          {"used_bytes", nullptr},
+          {"quota_bytes", c.drive.quota_bytes ? json(c.drive.quota_bytes) : json(nullptr)}};
       if (ctx->drive) {
         if (auto s = ctx->drive->storage(me); s.ok()) {
           storage["used_bytes"] = s->used;
@@ -97,7 +105,8 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       }
       out["storage"] = storage;
       out["limits"] = {
-          {"gpu_hours_per_week", limit_or_null(runtime::gpu_hours_limit(c.quotas, me.username, me.admin))},
+          {"gpu_hours_per_week",
+           limit_or_null(runtime::gpu_hours_limit(c.quotas, me.username, me.admin))},
           {"max_runtimes", c.runtimes.max_per_user ? json(c.runtimes.max_per_user) : json(nullptr)},
           {"max_gpu_runtimes", c.runtimes.max_gpu_per_user},
           {"storage_bytes", storage["quota_bytes"]},
@@ -117,17 +126,21 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       json running = json::array();
       for (auto& k : service->backend().list()) {
         auto u = service->backend().usage(k.id);  // cgroup files: off the Asio thread
-        running.push_back({{"id", k.id},
-                           {"owner", k.owner},
-                           {"type", k.runtime_type.empty() ? service->config()->runtimes.default_type : k.runtime_type},
-                           {"kernel", k.name},
-                           {"state", k.execution_state},
-                           {"started", util::iso_time(k.started)},
-                           {"age_seconds", std::chrono::duration_cast<std::chrono::seconds>(now - k.started).count()},
-                           {"gpus", k.gpus},
-                           {"memory_bytes", u.known ? json(u.memory_used) : json(nullptr)},
-                           {"memory_limit_bytes", u.known && u.memory_limit ? json(u.memory_limit) : json(nullptr)},
-                           {"lease", service->lease_of(k.id)}});
+        running.push_back(
+            {{"id", k.id},
+             {"owner", k.owner},
+             {"type",
+              k.runtime_type.empty() ? service->config()->runtimes.default_type : k.runtime_type},
+             {"kernel", k.name},
+             {"state", k.execution_state},
+             {"started", util::iso_time(k.started)},
+             {"age_seconds",
+              std::chrono::duration_cast<std::chrono::seconds>(now - k.started).count()},
+             {"gpus", k.gpus},
+             {"memory_bytes", u.known ? json(u.memory_used) : json(nullptr)},
+             {"memory_limit_bytes",
+              u.known && u.memory_limit ? json(u.memory_limit) : json(nullptr)},
+             {"lease", service->lease_of(k.id)}});
       }
       json queue = json::array();
       for (auto& p : service->pending("")) {
@@ -141,29 +154,35 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                          {"gpus", p.gpus}});
       }
       int total = static_cast<int>(service->gpus()->gpus().size());
-      return safe_json(200, {{"runtimes", running}, {"queue", queue}, {"gpus", {{"total", total}}}});
+      return safe_json(200,
+                       {{"runtimes", running}, {"queue", queue}, {"gpus", {{"total", total}}}});
     });
   });
 
-  r.add("DELETE", "/api/skylab/admin/runtimes/([0-9a-fA-F-]{1,64})/?", [ctx, service](Request& req, Responder done) {
-    if (auto no = admins_only(req)) return done(*no);
-    const std::string id = req.params[0];
-    std::string owner;
-    if (auto p = service->pending_one(id)) owner = p->user;
-    else if (auto k = service->backend().get(id); k.ok()) owner = k->owner;
-    else return done(Response::error(404, "No such runtime: " + id));
-    const std::string actor = req.user.username;
-    service->release(id, [ctx, done, id, owner, actor](Status st) {
-      if (!st.ok()) return done(Response::from_error(st.error()));
-      log::info("administrator '" + actor + "' stopped runtime " + id + " of '" + owner + "'");
-      if (!ctx->audit) return done(Response::empty(204));
-      // The audit write blocks on SQLite: on the work queue, then the answer.
-      on_queue(*ctx, done, [ctx, id, owner, actor]() -> Response {
-        audit(*ctx, actor, "runtime.stop", owner, "runtime " + id);
-        return Response::empty(204);
+  r.add(
+      "DELETE", "/api/skylab/admin/runtimes/([0-9a-fA-F-]{1,64})/?",
+      [ctx, service](Request& req, Responder done) {
+        if (auto no = admins_only(req)) return done(*no);
+        const std::string id = req.params[0];
+        std::string owner;
+        if (auto p = service->pending_one(id))
+          owner = p->user;
+        else if (auto k = service->backend().get(id); k.ok())
+          owner = k->owner;
+        else
+          return done(Response::error(404, "No such runtime: " + id));
+        const std::string actor = req.user.username;
+        service->release(id, [ctx, done, id, owner, actor](Status st) {
+          if (!st.ok()) return done(Response::from_error(st.error()));
+          log::info("administrator '" + actor + "' stopped runtime " + id + " of '" + owner + "'");
+          if (!ctx->audit) return done(Response::empty(204));
+          // The audit write blocks on SQLite: on the work queue, then the answer.
+          on_queue(*ctx, done, [ctx, id, owner, actor]() -> Response {
+            audit(*ctx, actor, "runtime.stop", owner, "runtime " + id);
+            return Response::empty(204);
+          });
+        });
       });
-    });
-  });
 
   r.add("GET", "/api/skylab/admin/usage/?", [ctx, ledger, config](Request& req, Responder done) {
     if (auto no = admins_only(req)) return done(*no);
@@ -178,12 +197,16 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       for (auto& [user, t] : all) {
         json j = totals_json(t);
         j["user"] = user;
-        j["gpu_hours_per_week"] = limit_or_null(runtime::gpu_hours_limit(config->quotas, user, admins[user]));
+        j["gpu_hours_per_week"] =
+            limit_or_null(runtime::gpu_hours_limit(config->quotas, user, admins[user]));
         out.push_back(j);
       }
       auto ws = runtime::week_start(ledger ? ledger->now() : std::chrono::system_clock::now());
-      return safe_json(200, {{"week", {{"start", util::iso_time(ws)}, {"end", util::iso_time(ws + std::chrono::days(7))}}},
-                             {"users", out}});
+      return safe_json(
+          200,
+          {{"week",
+            {{"start", util::iso_time(ws)}, {"end", util::iso_time(ws + std::chrono::days(7))}}},
+           {"users", out}});
     });
   });
 
@@ -193,7 +216,8 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     std::size_t limit = 200;
     try {
       if (auto b = req.query_param("before")) before = std::stoll(b->substr(0, 20));
-      if (auto l = req.query_param("limit")) limit = static_cast<std::size_t>(std::stoul(l->substr(0, 6)));
+      if (auto l = req.query_param("limit"))
+        limit = static_cast<std::size_t>(std::stoul(l->substr(0, 6)));
     } catch (...) {
       return done(Response::error(400, "'before' and 'limit' must be numbers"));
     }
@@ -204,7 +228,8 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       json out = json::array();
       for (auto& e : entries.value())
         out.push_back({{"id", e.id},
-                       {"time", util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(e.time)))},
+                       {"time", util::iso_time(std::chrono::system_clock::time_point(
+                                    std::chrono::seconds(e.time)))},
                        {"actor", e.actor},
                        {"action", e.action},
                        {"target", e.target},

@@ -20,24 +20,33 @@ constexpr const char* kComponent = "audit";
 constexpr std::size_t kMaxField = 256;
 
 Error db_error(sqlite3* db, const std::string& what) {
-  return Error::unavailable("audit log: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  return Error::unavailable("audit log: " + what + ": " +
+                            (db ? sqlite3_errmsg(db) : "out of memory"));
 }
-std::string_view cut(std::string_view s) { return s.substr(0, kMaxField); }
+std::string_view cut(std::string_view s) {
+  return s.substr(0, kMaxField);
+}
 }  // namespace
 
-Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path, std::function<std::int64_t()> now) {
+Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path,
+                                                 std::function<std::int64_t()> now) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
-  else if (errno != EEXIST) return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
+  if (fd >= 0)
+    ::close(fd);
+  else if (errno != EEXIST)
+    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<AuditLog> a(new AuditLog());
   a->now_ = now ? std::move(now) : [] { return static_cast<std::int64_t>(std::time(nullptr)); };
-  if (sqlite3_open_v2(path.c_str(), &a->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+  if (sqlite3_open_v2(path.c_str(), &a->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK)
     return db_error(a->db_, "open " + path);
   sqlite3_busy_timeout(a->db_, 2000);
   const char* setup =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";
-  if (sqlite3_exec(a->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(a->db_, "set up");
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL);";
+  if (sqlite3_exec(a->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(a->db_, "set up");
   sqlite::Tx tx(a->db_);
   if (!tx.ok()) return db_error(a->db_, "begin");
   int version = 0;
@@ -47,12 +56,15 @@ Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path, std::f
     if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
   }
   if (version > kSchemaVersion)
-    return Error::unavailable("the audit log was written by a newer Skylab (schema " + std::to_string(version) + ")");
+    return Error::unavailable("the audit log was written by a newer Skylab (schema " +
+                              std::to_string(version) + ")");
   if (version < kSchemaVersion) {
     const char* v1 =
-        "CREATE TABLE IF NOT EXISTS audit_log(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS audit_log(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER "
+        "NOT NULL, "
         "actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);";
-    if (sqlite3_exec(a->db_, v1, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(a->db_, "create tables");
+    if (sqlite3_exec(a->db_, v1, nullptr, nullptr, nullptr) != SQLITE_OK)
+      return db_error(a->db_, "create tables");
     Stmt v(a->db_, "INSERT OR REPLACE INTO auth_schema(component, version) VALUES(?, ?)");
     v.bind(1, std::string_view(kComponent)).bind(2, std::int64_t{kSchemaVersion});
     if (v.step() != SQLITE_DONE) return db_error(a->db_, "record the schema version");
@@ -69,16 +81,22 @@ void AuditLog::record(std::string_view actor, std::string_view action, std::stri
                       std::string_view detail) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "INSERT INTO audit_log(time, actor, action, target, detail) VALUES(?,?,?,?,?)");
-  s.bind(1, now_()).bind(2, cut(actor)).bind(3, cut(action)).bind(4, cut(target)).bind(5, cut(detail));
+  s.bind(1, now_())
+      .bind(2, cut(actor))
+      .bind(3, cut(action))
+      .bind(4, cut(target))
+      .bind(5, cut(detail));
   if (s.step() != SQLITE_DONE)
-    log::warn("audit log: cannot record '" + std::string(cut(action)) + "': " + sqlite3_errmsg(db_));
+    log::warn("audit log: cannot record '" + std::string(cut(action)) +
+              "': " + sqlite3_errmsg(db_));
 }
 
 Result<std::vector<AuditEntry>> AuditLog::recent(std::size_t limit, std::int64_t before) {
   limit = std::clamp<std::size_t>(limit, 1, 1000);
   std::lock_guard lock(mu_);
-  Stmt q(db_, "SELECT id, time, actor, action, target, detail FROM audit_log WHERE (? <= 0 OR id < ?) "
-              "ORDER BY id DESC LIMIT ?");
+  Stmt q(db_,
+         "SELECT id, time, actor, action, target, detail FROM audit_log WHERE (? <= 0 OR id < ?) "
+         "ORDER BY id DESC LIMIT ?");
   q.bind(1, before).bind(2, before).bind(3, static_cast<std::int64_t>(limit));
   std::vector<AuditEntry> out;
   int rc;

@@ -25,7 +25,8 @@ std::function<std::optional<runtime::TimePoint>(const kernel::KernelModel&)> usa
   };
 }
 
-void start_usage(api::Context& ctx, std::shared_ptr<runtime::UsageLedger> ledger, const std::string& db_path) {
+void start_usage(api::Context& ctx, std::shared_ptr<runtime::UsageLedger> ledger,
+                 const std::string& db_path) {
   ctx.ledger = ledger;
   ctx.runtimes->set_ledger(ledger);
   std::weak_ptr<runtime::RuntimeService> service = ctx.runtimes;
@@ -37,8 +38,10 @@ void start_usage(api::Context& ctx, std::shared_ptr<runtime::UsageLedger> ledger
       },
       [config](const kernel::KernelModel& k) { return gpus_of(*config, k); });
   auto audit = auth::AuditLog::open(db_path);
-  if (audit.ok()) ctx.audit = audit.value();
-  else log::error("the audit log is off: " + audit.error().message);
+  if (audit.ok())
+    ctx.audit = audit.value();
+  else
+    log::error("the audit log is off: " + audit.error().message);
 }
 
 }  // namespace skylab::cli

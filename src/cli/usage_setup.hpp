@@ -27,6 +27,7 @@ std::function<std::optional<runtime::TimePoint>(const kernel::KernelModel&)> usa
 //! Hands `ledger` to the context and its runtime service (admission checks
 //! quotas), starts its thread over the service's runtimes, and opens the
 //! audit log in `db_path` (a failure is logged: the server runs without it).
-void start_usage(api::Context& ctx, std::shared_ptr<runtime::UsageLedger> ledger, const std::string& db_path);
+void start_usage(api::Context& ctx, std::shared_ptr<runtime::UsageLedger> ledger,
+                 const std::string& db_path);
 
 }  // namespace skylab::cli

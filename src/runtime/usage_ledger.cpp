@@ -42,11 +42,13 @@ double secs(std::chrono::system_clock::time_point t) {
 }
 std::chrono::system_clock::time_point from_secs(double s) {
   return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(s)));
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::duration<double>(s)));
 }
 
 Error db_error(sqlite3* db, const std::string& what) {
-  return Error::unavailable("usage ledger: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  return Error::unavailable("usage ledger: " + what + ": " +
+                            (db ? sqlite3_errmsg(db) : "out of memory"));
 }
 
 }  // namespace
@@ -64,21 +66,27 @@ std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string&
   return q.gpu_hours_per_week;
 }
 
-Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path, QuotasSection quotas,
+Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
+                                                       QuotasSection quotas,
                                                        std::function<TimePoint()> now) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
-  else if (errno != EEXIST) return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
+  if (fd >= 0)
+    ::close(fd);
+  else if (errno != EEXIST)
+    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<UsageLedger> l(new UsageLedger());
   l->quotas_ = std::move(quotas);
   l->now_ = std::move(now);
-  if (sqlite3_open_v2(path.c_str(), &l->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+  if (sqlite3_open_v2(path.c_str(), &l->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK)
     return db_error(l->db_, "open " + path);
   sqlite3_busy_timeout(l->db_, 2000);
   const char* setup =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";
-  if (sqlite3_exec(l->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(l->db_, "set up");
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL);";
+  if (sqlite3_exec(l->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(l->db_, "set up");
   {
     sqlite::Tx tx(l->db_);
     if (!tx.ok()) return db_error(l->db_, "begin");
@@ -89,9 +97,11 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path, 
       if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
     }
     if (version > kSchemaVersion)
-      return Error::unavailable("the usage ledger was written by a newer Skylab (schema " + std::to_string(version) + ")");
+      return Error::unavailable("the usage ledger was written by a newer Skylab (schema " +
+                                std::to_string(version) + ")");
     if (version < kSchemaVersion) {
-      if (sqlite3_exec(l->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(l->db_, "create tables");
+      if (sqlite3_exec(l->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK)
+        return db_error(l->db_, "create tables");
       Stmt v(l->db_, "INSERT OR REPLACE INTO auth_schema(component, version) VALUES(?, ?)");
       v.bind(1, std::string_view(kComponent)).bind(2, std::int64_t{kSchemaVersion});
       if (v.step() != SQLITE_DONE) return db_error(l->db_, "record the schema version");
@@ -99,8 +109,9 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path, 
     if (!tx.commit()) return db_error(l->db_, "commit");
   }
   // Open records and those that can still count this week (a week and a day back).
-  Stmt q(l->db_, "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
-                 "WHERE end_time IS NULL OR end_time >= ?");
+  Stmt q(l->db_,
+         "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
+         "WHERE end_time IS NULL OR end_time >= ?");
   if (!q.ok()) return db_error(l->db_, "read");
   q.bind(1, static_cast<std::int64_t>(secs(l->now_()) - kWeek - 86400));
   while (q.step() == SQLITE_ROW) {
@@ -123,16 +134,24 @@ UsageLedger::~UsageLedger() {
 }
 
 void UsageLedger::write(const std::string& id, const Record& r) {
-  Stmt s(db_, "INSERT INTO usage_runtimes(id, user, type, gpus, start, last_seen, end_time) VALUES(?,?,?,?,?,?,?) "
-              "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, end_time = excluded.end_time, "
-              "gpus = excluded.gpus");
-  s.bind(1, std::string_view(id)).bind(2, std::string_view(r.user)).bind(3, std::string_view(r.type));
+  Stmt s(
+      db_,
+      "INSERT INTO usage_runtimes(id, user, type, gpus, start, last_seen, end_time) "
+      "VALUES(?,?,?,?,?,?,?) "
+      "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, end_time = excluded.end_time, "
+      "gpus = excluded.gpus");
+  s.bind(1, std::string_view(id))
+      .bind(2, std::string_view(r.user))
+      .bind(3, std::string_view(r.type));
   s.bind(4, std::int64_t{r.gpus});
   sqlite3_bind_double(s.get(), 5, r.start);
   sqlite3_bind_double(s.get(), 6, r.last_seen);
-  if (r.end > 0) sqlite3_bind_double(s.get(), 7, r.end);
-  else s.bind_null(7);
-  if (s.step() != SQLITE_DONE) log::warn("usage ledger: cannot record runtime " + id + ": " + sqlite3_errmsg(db_));
+  if (r.end > 0)
+    sqlite3_bind_double(s.get(), 7, r.end);
+  else
+    s.bind_null(7);
+  if (s.step() != SQLITE_DONE)
+    log::warn("usage ledger: cannot record runtime " + id + ": " + sqlite3_errmsg(db_));
 }
 
 void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
@@ -180,8 +199,10 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
         r.live = false;
         to_write.emplace_back(it->first, r);
       }
-      if (r.end > 0 && r.end < now - kWeek - 86400) it = records_.erase(it);
-      else ++it;
+      if (r.end > 0 && r.end < now - kWeek - 86400)
+        it = records_.erase(it);
+      else
+        ++it;
     }
   }
   if (to_write.empty()) return;
@@ -230,7 +251,8 @@ std::map<std::string, UsageTotals> UsageLedger::week_all() const {
   std::map<std::string, UsageTotals> out;
   std::lock_guard lock(mu_);
   for (auto& [id, r] : records_) add_use(out[r.user], r, ws, n);  // one pass over all records
-  std::erase_if(out, [](const auto& kv) { return kv.second.runtime_seconds <= 0 && kv.second.running == 0; });
+  std::erase_if(
+      out, [](const auto& kv) { return kv.second.runtime_seconds <= 0 && kv.second.running == 0; });
   return out;
 }
 

@@ -57,8 +57,9 @@ class UsageLedger {
 
   //! Opens (creates, migrates forward) the ledger's table in the SQLite file
   //! `path`. `now` is the clock (tests may inject one).
-  static Result<std::shared_ptr<UsageLedger>> open(const std::string& path, QuotasSection quotas,
-                                                   std::function<TimePoint()> now = [] { return Clock::now(); });
+  static Result<std::shared_ptr<UsageLedger>> open(
+      const std::string& path, QuotasSection quotas,
+      std::function<TimePoint()> now = [] { return Clock::now(); });
   ~UsageLedger();
   UsageLedger(const UsageLedger&) = delete;
   UsageLedger& operator=(const UsageLedger&) = delete;
@@ -101,8 +102,8 @@ class UsageLedger {
     std::string user, type;
     int gpus = 0;
     double start = 0, last_seen = 0, end = 0;  // unix seconds; end 0: open
-    bool live = false;                          // seen by this server's last sync
-    double written = 0;                         // last_seen last written to SQLite
+    bool live = false;                         // seen by this server's last sync
+    double written = 0;                        // last_seen last written to SQLite
   };
   UsageLedger() = default;
   UsageTotals totals_locked(const std::string& user, double ws, double now) const;
@@ -114,8 +115,9 @@ class UsageLedger {
   sqlite3* db_ = nullptr;  // used by sync() only (one caller at a time: db_mu_)
   std::mutex db_mu_;
   mutable std::mutex mu_;
-  std::map<std::string, Record> records_;   // GUARDED_BY(mu_): open ones and those of the last 8 days
-  std::map<std::string, bool> admins_;      // GUARDED_BY(mu_)
+  std::map<std::string, Record>
+      records_;                         // GUARDED_BY(mu_): open ones and those of the last 8 days
+  std::map<std::string, bool> admins_;  // GUARDED_BY(mu_)
 
   std::mutex tmu_;
   std::condition_variable tcv_;
