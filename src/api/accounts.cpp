@@ -680,7 +680,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     done(Response::json(200, out));
   }));
 
-  r.add("POST", "/api/skylab/users/?", on_work_queue(ctx, [store](Request& req, Responder done) {
+  r.add("POST", "/api/skylab/users/?", on_work_queue(ctx, [store, ctx](Request& req, Responder done) {
     if (auto no = admin_only(req)) return done(*no);
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
@@ -700,6 +700,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto rec = store->find_user(name);
     if (!rec.ok()) return done(Response::from_error(rec.error()));
     log::info("user '" + name + "' created by '" + req.user.username + "'");
+    audit(*ctx, req.user.username, "user.add", name, admin ? "administrator" : "");
     done(Response::json(201, user_json(rec.value())));
   }));
 
@@ -729,6 +730,9 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!st.ok()) return done(Response::from_error(st.error()));
     }
     changed(*ctx);
+    if (p != body->end()) audit(*ctx, req.user.username, "user.password", name);
+    if (a != body->end()) audit(*ctx, req.user.username, a->get<bool>() ? "user.admin" : "user.unadmin", name);
+    if (d != body->end()) audit(*ctx, req.user.username, d->get<bool>() ? "user.disable" : "user.enable", name);
     auto rec = store->find_user(name);
     if (!rec.ok()) return done(Response::from_error(rec.error()));
     done(Response::json(200, user_json(rec.value())));

@@ -179,6 +179,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_runtime_file_routes(*r, ctx);
   add_example_routes(*r, ctx);
   add_terminal_routes(*r, ctx);
+  add_usage_routes(*r, ctx);
   return r;
 }
 

@@ -18,12 +18,14 @@ struct Entry;
 
 namespace skylab::auth {
 class AccountStore;
+class AuditLog;
 class ShareStore;
 }
 
 namespace skylab::runtime {
 struct Config;
 class RuntimeService;
+class UsageLedger;
 }  // namespace skylab::runtime
 
 namespace skylab::live {
@@ -82,6 +84,10 @@ struct Context {
   //! The argv that starts a shell inside kernel `k`'s sandbox (run as root
   //! with a pty on fds 0-2; see runtime/enter.hpp); null: no terminals.
   std::function<Result<std::vector<std::string>>(const kernel::KernelModel& k)> terminal_command;
+  //! Runtime and GPU hours per user and the GPU quotas; null: usage reads zero.
+  std::shared_ptr<runtime::UsageLedger> ledger;
+  //! Administrators' actions and shares; null: not recorded.
+  std::shared_ptr<auth::AuditLog> audit;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };
@@ -116,6 +122,14 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! The Content-Security-Policy of the app's pages: scripts only from the
 //! server, frames only from itself (the output frame) and `output_origin`.
 std::string app_csp(const std::string& output_origin);
+
+//! Appends to the audit log when there is one (blocks on SQLite: call on the
+//! work queue). No secrets in any field. (usage.cpp)
+void audit(Context& ctx, const std::string& actor, const std::string& action, const std::string& target,
+           const std::string& detail = "");
+
+//! /api/skylab/usage and /api/skylab/admin/... (usage.cpp).
+void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx);
 
 //! /api/skylab/examples: the gallery of example notebooks, copied into Drives.
 void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx);

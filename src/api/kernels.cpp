@@ -55,6 +55,7 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     // from there.
     runtime::RuntimeRequest rr;
     rr.user = req.user.username;
+    rr.admin = req.user.admin;
     rr.spec = name;
     auto ticket = ctx->runtimes->acquire(std::move(rr), [done](Result<kernel::KernelModel> k) {
       if (!k.ok()) return done(Response::from_error(k.error()));

@@ -190,6 +190,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     // at once (the start then happens when its GPUs are granted).
     runtime::RuntimeRequest rr;
     rr.user = req.user.username;
+    rr.admin = req.user.admin;
     rr.spec = kernel_name;
     rr.type = type;
     rr.may_queue = true;

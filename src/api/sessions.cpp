@@ -192,6 +192,7 @@ void start_kernel(Context& ctx, const auth::Identity& user, std::string name,
   };
   runtime::RuntimeRequest rr;
   rr.user = user.username;
+  rr.admin = user.admin;
   rr.spec = name;
   auto ticket = ctx.runtimes->acquire(std::move(rr), [then, answer](Result<kernel::KernelModel> k) {
     if (!k.ok()) return then(answer(k.error()));

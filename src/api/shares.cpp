@@ -217,6 +217,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!s.ok()) return Response::from_error(s.error());
       log::info("user '" + me.username + "' shared an item" +
                 (grantee ? " with '" + *grantee + "' as " + std::string(auth::share_role_name(role)) : " by link"));
+      audit(*ctx, me.username, "share.create", grantee ? *grantee : std::string("(link)"),
+            e->path + (grantee ? " as " + std::string(auth::share_role_name(role)) : std::string(" by link")));
       return Response::json(201, share_json(s.value()));
     });
   });
@@ -242,6 +244,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     // A write: waits for the share database's lock off the I/O thread.
     on_work(*ctx, done, [ctx, user = req.user.username, id = req.params[0]]() -> Response {
       auto st = ctx->shares->revoke(user, id);
+      if (st.ok()) audit(*ctx, user, "share.delete", "share " + id);
       return st.ok() ? Response::empty(204) : Response::from_error(st.error());
     });
   });

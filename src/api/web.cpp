@@ -100,6 +100,7 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("GET", "/", shell, pub);
   r.add("GET", "/(drive|recent|shared)(/[\\s\\S]*)?", shell, pub);
   r.add("GET", "/notebooks/([\\s\\S]+)", shell, pub);
+  r.add("GET", "/(usage|admin)/?", shell, pub);  // the Usage page, the admin page (web/src/usage)
 
   r.add("GET", "/static/([\\s\\S]+)", [dir](Request& req, Responder done) {
     const std::string& name = req.params[0];

@@ -26,6 +26,8 @@
 #include <sstream>
 
 #include "cli/runtime_setup.hpp"
+#include "cli/usage_setup.hpp"
+#include "runtime/usage_ledger.hpp"
 #include "runtime/slurm.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
@@ -273,6 +275,14 @@ int serve_main(const std::vector<std::string>& args) {
     if (slurm_launcher) slurm_launcher->cancel_orphans(adopted);
   }
   runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
+  // Runtime and GPU hours per user (survive restarts), GPU quotas: admission
+  // refuses past them, the lifecycle warns and ends GPU runtimes at them.
+  auto ledger = runtime::UsageLedger::open((data / "skylab.db").string(), runtime_config->quotas);
+  if (!ledger.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", ledger.error().message.c_str());
+    return 1;
+  }
+  lifecycle.set_deadline_cap(usage_deadline_cap(ledger.value(), runtime_config.value()));
   lifecycle.start();
 
   drive::DriveOptions drive_options;
@@ -351,6 +361,7 @@ int serve_main(const std::vector<std::string>& args) {
     service_options.max_starting = 256;
   }
   ctx->runtimes = std::make_shared<runtime::RuntimeService>(backend, ctx->runtime_config, gpus, active_pool, service_options);
+  start_usage(*ctx, ledger.value(), account_options.path);
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   // Moving a Drive onto its quota volume waits for the Drive's writes to it.
@@ -439,6 +450,7 @@ int serve_main(const std::vector<std::string>& args) {
   server.run([&](int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
     stopper = std::thread([&] {
+      ledger.value()->stop();  // before the runtimes are let go: they run on
       lifecycle.stop();
       pool->stop();
       api::close_all_channels(*ctx);

@@ -150,6 +150,48 @@ struct Walker {
 
 }  // namespace
 
+namespace {
+// [quotas] gpu_hours_per_week = N; [quotas.users.NAME] and [quotas.groups.NAME] the same key.
+bool quota_hours(Walker& w, const toml::table& t, const std::string& p, std::optional<double>& out) {
+  if (!w.check_keys(t, p, {"gpu_hours_per_week"})) return false;
+  if (auto* n = t.get("gpu_hours_per_week")) {
+    auto d = n->value<double>();
+    if (!d || !(*d >= 0) || *d > 1e6) return w.fail(p + "gpu_hours_per_week", "expected a number of hours (0 to 1000000)");
+    out = *d;
+  }
+  return true;
+}
+
+bool parse_quotas(const toml::table& root, QuotasSection& q, Walker& w) {
+  auto* node = root.get("quotas");
+  if (!node) return true;
+  auto* t = node->as_table();
+  if (!t) return w.fail("quotas", "expected a table");
+  if (!w.check_keys(*t, "quotas.", {"gpu_hours_per_week", "users", "groups"})) return false;
+  toml::table top;
+  if (auto* n = t->get("gpu_hours_per_week")) top.insert("gpu_hours_per_week", *n);
+  if (!quota_hours(w, top, "quotas.", q.gpu_hours_per_week)) return false;
+  for (const char* kind : {"users", "groups"}) {
+    auto* sub = t->get(kind);
+    if (!sub) continue;
+    auto* st = sub->as_table();
+    if (!st || st->size() > 10000) return w.fail(std::string("quotas.") + kind, "expected a table of names");
+    for (auto& [k, v] : *st) {
+      std::string name(k.str());
+      const std::string p = std::string("quotas.") + kind + "." + name + ".";
+      auto* vt = v.as_table();
+      if (!vt) return w.fail(p.substr(0, p.size() - 1), "expected a table");
+      if (std::string(kind) == "groups" && name != "admins" && name != "users")
+        return w.fail(p.substr(0, p.size() - 1), "unknown group (the groups are \"admins\" and \"users\")");
+      std::optional<double> hours;
+      if (!quota_hours(w, *vt, p, hours)) return false;
+      if (hours) (std::string(kind) == "users" ? q.users : q.groups)[name] = *hours;
+    }
+  }
+  return true;
+}
+}  // namespace
+
 Result<Config> parse_config(std::string_view text) {
   toml::table root;
   try {
@@ -161,7 +203,7 @@ Result<Config> parse_config(std::string_view text) {
   }
   Config c = default_config();
   Walker w;
-  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive", "slurm", "metrics", "log"}))
+  if (!w.check_keys(root, "", {"runtimes", "runtime_types", "gpus", "accounts", "server", "drive", "slurm", "metrics", "log", "quotas"}))
     return Error::bad_request(w.error);
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
@@ -291,6 +333,8 @@ Result<Config> parse_config(std::string_view text) {
   } else if (root.contains("slurm")) {
     return Error::bad_request("config: slurm: expected a table");
   }
+
+  if (!parse_quotas(root, c.quotas, w)) return Error::bad_request(w.error);
 
   if (auto* g = root.get_as<toml::table>("gpus")) {
     if (!w.check_keys(*g, "gpus.", {"fake"}) || !w.integer(*g, "gpus.", "fake", c.fake_gpus, 0, 64))

@@ -117,8 +117,18 @@ struct OpsSection {
   bool log_json = false;      //!< [log] format = "json": one JSON object per line
 };
 
+//! [quotas]: weekly GPU-hour limits (calendar weeks from Monday 00:00 UTC;
+//! GPU hours = hours x GPUs held). Absent everywhere: unlimited.
+struct QuotasSection {
+  std::optional<double> gpu_hours_per_week;  //!< the default
+  std::map<std::string, double> users;       //!< [quotas.users.NAME] gpu_hours_per_week
+  //! [quotas.groups.NAME]: "admins" (administrators) or "users" (everyone else).
+  std::map<std::string, double> groups;
+};
+
 struct Config {
   RuntimesSection runtimes;
+  QuotasSection quotas;
   AccountsSection accounts;
   ServerSection server;
   OpsSection ops;

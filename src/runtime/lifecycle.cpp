@@ -16,16 +16,19 @@ namespace skylab::runtime {
 LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned) {
   LifecycleDecision d;
   d.lifetime_deadline = in.started + in.max_lifetime;
+  const bool quota = in.quota_deadline < d.lifetime_deadline;
+  if (quota) d.lifetime_deadline = in.quota_deadline;
+  const char* lifetime = quota ? "quota" : "lifetime";
   d.idle_deadline = in.busy ? TimePoint::max() : in.last_activity + in.idle_timeout;
   if (now >= d.lifetime_deadline) {
     d.action = LifecycleDecision::Action::kExpire;
-    d.reason = "lifetime";
+    d.reason = lifetime;
   } else if (now >= d.idle_deadline) {
     d.action = LifecycleDecision::Action::kExpire;
     d.reason = "idle";
   } else if (!warned && d.deadline() != TimePoint::max() && now >= d.deadline() - in.warning) {
     d.action = LifecycleDecision::Action::kWarn;
-    d.reason = d.lifetime_deadline <= d.idle_deadline ? "lifetime" : "idle";
+    d.reason = d.lifetime_deadline <= d.idle_deadline ? lifetime : "idle";
   }
   return d;
 }
@@ -119,6 +122,8 @@ void LifecycleMonitor::tick() {
     const RuntimeType& type = type_of(config_, k);
     LifecycleInput in{k.started, k.last_activity, k.execution_state == "busy", config_.idle_timeout(type),
                       config_.max_lifetime(type), config_.runtimes.warning};
+    if (cap_)
+      if (auto cap = cap_(k)) in.quota_deadline = *cap;
 
     if (t.expiring) {
       // Hooks asked to run: shut down once they are done or the grace period is over.
@@ -142,7 +147,8 @@ void LifecycleMonitor::tick() {
     }
     switch (d.action) {
       case LifecycleDecision::Action::kExpire:
-        log::info("runtime " + k.id + ": " + (d.reason == "idle" ? "idle timeout" : "maximum lifetime") +
+        log::info("runtime " + k.id + ": " +
+                  (d.reason == "idle" ? "idle timeout" : d.reason == "quota" ? "weekly GPU quota" : "maximum lifetime") +
                   " reached; running expiry hooks");
         log::record(log::Level::kInfo, "runtime",
                     {{"event", "expiring"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type},

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,12 +27,14 @@ struct LifecycleInput {
   Duration idle_timeout{};
   Duration max_lifetime{};
   Duration warning{};
+  //! A deadline of its own (the owner's GPU quota runs out), or max().
+  TimePoint quota_deadline = TimePoint::max();
 };
 
 struct LifecycleDecision {
   enum class Action { kNone, kWarn, kExpire };
   Action action = Action::kNone;
-  std::string reason;  //!< "idle" or "lifetime" for kWarn/kExpire
+  std::string reason;  //!< "idle", "lifetime" or "quota" for kWarn/kExpire
   TimePoint idle_deadline;      //!< TimePoint::max() while busy
   TimePoint lifetime_deadline;
   TimePoint deadline() const { return std::min(idle_deadline, lifetime_deadline); }
@@ -56,6 +59,12 @@ class LifecycleMonitor {
   ~LifecycleMonitor();
   void start();
   void stop();
+  //! A deadline of a kernel's own beside its lifetime (the GPU quota), or
+  //! nullopt; warned about and enforced as the lifetime is (reason "quota").
+  //! Called on the monitor's thread; set before start().
+  void set_deadline_cap(std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap) {
+    cap_ = std::move(cap);
+  }
   //! One pass over all kernels (the thread calls this; tests may too).
   void tick();
 
@@ -72,6 +81,7 @@ class LifecycleMonitor {
   std::shared_ptr<kernel::KernelManager> kernels_;
   Config config_;
   std::function<TimePoint()> now_;
+  std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap_;
   std::map<std::string, Tracked> tracked_;  // touched only by tick()
   std::mutex mutex_;
   std::condition_variable cv_;

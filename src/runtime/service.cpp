@@ -6,6 +6,7 @@
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/pool.hpp"
+#include "runtime/usage_ledger.hpp"
 
 namespace skylab::runtime {
 
@@ -143,6 +144,13 @@ Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_starte
   if (gpu_count > 0 && n_gpu >= c.runtimes.max_gpu_per_user)
     return Error::conflict("You already have " + std::to_string(n_gpu) +
                            " GPU runtime(s), the most allowed");
+  if (ledger_) {
+    const int quota_gpus = gpu_count > 0 ? gpu_count : t->second.slurm.gpus;
+    // Interactive requests know whether their user is an administrator; jobs
+    // run on behalf of an owner whose last interactive request told.
+    if (request.purpose == Purpose::kInteractive) ledger_->note_admin(request.user, request.admin);
+    if (auto q = ledger_->admit(request.user, request.admin, quota_gpus); !q.ok()) return q.error();
+  }
   if (starting >= options_.max_starting)
     return Error::unavailable("Too many runtimes are starting; try again in a moment");
 
@@ -288,6 +296,11 @@ void RuntimeService::release(const std::string& id, std::function<void(Status)> 
   backend_->stop(id, [done = std::move(done)](Status st) {
     if (done) done(st);
   });
+}
+
+void RuntimeService::set_ledger(std::shared_ptr<UsageLedger> ledger) {
+  std::lock_guard lock(mu_);
+  ledger_ = std::move(ledger);
 }
 
 void RuntimeService::lease(const std::string& id, const std::string& holder) {

@@ -38,6 +38,7 @@
 namespace skylab::runtime {
 
 class GpuAllocator;
+class UsageLedger;
 class WarmPool;
 
 //! What a backend is asked to start. `id` is chosen by the service (a new
@@ -120,6 +121,8 @@ struct RuntimeRequest {
   //! Job leases: the kernel is leased to this holder from its first moment
   //! (no client may attach), until `unlease`. "" = no lease.
   std::string lease_holder;
+  //! The user is an administrator (the "admins" group of [quotas]).
+  bool admin = false;
 };
 
 //! What acquire decided at once.
@@ -162,7 +165,9 @@ class RuntimeService {
   //! Admits a request, or refuses it at once:
   //!  - BadRequest: unknown runtime type; the type needs more GPUs than exist.
   //!  - Conflict: the user has max_per_user runtimes (running, starting and
-  //!    queued count; all purposes), or max_gpu_per_user GPU runtimes.
+  //!    queued count; all purposes), or max_gpu_per_user GPU runtimes; or
+  //!    the type has GPUs and the user's weekly GPU hours are used up (the
+  //!    message says when they refill; see set_ledger).
   //!  - Unavailable: no free GPUs and !may_queue; max_starting runtimes are
   //!    starting; the service is stopping.
   //! The count and the admission happen under one lock: concurrent requests
@@ -189,6 +194,10 @@ class RuntimeService {
   //! Runtimes of `user` not running yet; all users' when `user` is "".
   std::vector<PendingRuntime> pending(const std::string& user) const;
   std::optional<PendingRuntime> pending_one(const std::string& id) const;
+
+  //! The usage ledger whose GPU-hour quotas admission checks (null: none).
+  //! Set before serving.
+  void set_ledger(std::shared_ptr<UsageLedger> ledger);
 
   std::shared_ptr<GpuAllocator> gpus() const { return gpus_; }
   std::shared_ptr<WarmPool> pool() const { return pool_; }
@@ -219,6 +228,7 @@ class RuntimeService {
   std::shared_ptr<const Config> config_;
   std::shared_ptr<GpuAllocator> gpus_;
   std::shared_ptr<WarmPool> pool_;
+  std::shared_ptr<UsageLedger> ledger_;  // GUARDED_BY(mu_)
   ServiceOptions options_;
 
   mutable std::mutex mu_;

@@ -650,6 +650,13 @@ RULES = {
     ("GET", TERMINAL): ("item", ["{terminal}"]),
     ("DELETE", TERMINAL): ("item", ["{terminal}"]),
     ("WS", "/terminals/websocket/([A-Za-z0-9_.-]{1,64})/?"): ("ws", ["{terminal}"]),
+    # Usage and administration (issue 16): the caller's own use; the rest admins only.
+    ("GET", "/(usage|admin)/?"): ("public",),
+    ("GET", "/api/skylab/usage/?"): ("list",),
+    ("GET", "/api/skylab/admin/runtimes/?"): ("admin",),
+    ("DELETE", "/api/skylab/admin/runtimes/([0-9a-fA-F-]{1,64})/?"): ("admin", ["{kernel}"]),
+    ("GET", "/api/skylab/admin/usage/?"): ("admin",),
+    ("GET", "/api/skylab/admin/audit/?"): ("admin",),
 }
 
 

@@ -7,6 +7,8 @@ import './files/colab_files';
 import './notebook/datatable';
 import { openDrivePage } from './drive/drive';
 import { openNotebookPage, prefetchNotebook } from './notebook/page';
+import { openAdminPage } from './usage/admin';
+import { openUsagePage } from './usage/usage';
 
 async function main(): Promise<void> {
   performance.mark('skylab-start');
@@ -18,6 +20,8 @@ async function main(): Promise<void> {
   const me = await whoami();
   if (!me) return signIn();
   const app = document.getElementById('app')!;
+  if (/^\/usage\/?$/.test(p)) return openUsagePage(app, me);
+  if (/^\/admin\/?$/.test(p)) return openAdminPage(app, me);
   if (isNotebook || /^\/shared\/[0-9a-f]{24,48}/.test(p)) {
     await openNotebookPage(app, path, me, prefetch);
   } else {

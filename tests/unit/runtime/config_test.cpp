@@ -119,3 +119,24 @@ TEST(RuntimeConfig, ServerAllowedHosts) {
 }
 
 }  // namespace skylab::runtime
+
+namespace skylab::runtime {
+TEST(RuntimeConfig, QuotasParseAndNameBadKeys) {
+  auto c = parse_config(
+      "[quotas]\ngpu_hours_per_week = 10\n[quotas.users.alice]\ngpu_hours_per_week = 20.5\n"
+      "[quotas.groups.admins]\ngpu_hours_per_week = 0\n");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(*c->quotas.gpu_hours_per_week, 10);
+  EXPECT_EQ(c->quotas.users.at("alice"), 20.5);
+  EXPECT_EQ(c->quotas.groups.at("admins"), 0);
+  EXPECT_FALSE(default_config().quotas.gpu_hours_per_week);
+  auto bad = parse_config("[quotas.users.bob]\ngpu_hours = 1\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("quotas.users.bob.gpu_hours"), std::string::npos) << bad.error().message;
+  auto group = parse_config("[quotas.groups.staff]\ngpu_hours_per_week = 1\n");
+  ASSERT_FALSE(group.ok());
+  EXPECT_NE(group.error().message.find("quotas.groups.staff"), std::string::npos);
+  EXPECT_FALSE(parse_config("[quotas]\ngpu_hours_per_week = -1\n").ok());
+  EXPECT_FALSE(parse_config("[quotas]\ngpu_hours_per_week = \"ten\"\n").ok());
+}
+}  // namespace skylab::runtime

@@ -863,7 +863,8 @@ export class NotebookPage implements NotebookPageContext {
     this.banner.hidden = false;
     this.banner.className = 'banner runtime-warning';
     const msg = h('span.banner-text');
-    const why = c.reason === 'idle' ? 'because it has been idle' : 'because it reached its maximum lifetime';
+    const why = c.reason === 'idle' ? 'because it has been idle'
+      : c.reason === 'quota' ? 'because your weekly GPU quota runs out (see Usage)' : 'because it reached its maximum lifetime';
     const tick = () => {
       const left = Math.max(0, Math.round((end - Date.now()) / 1000));
       const mm = Math.floor(left / 60);

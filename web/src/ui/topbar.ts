@@ -15,6 +15,8 @@ export function userButton(me: Me): HTMLElement {
       { label: `Signed in as ${me.username}`, disabled: true },
       { separator: true, label: '' },
       { label: 'My Drive', run: () => (location.href = '/drive') },
+      { label: 'Usage', id: 'usage', run: () => (location.href = '/usage') },
+      ...(me.admin ? [{ label: 'Admin', id: 'admin', run: () => (location.href = '/admin') }] : []),
       { label: 'Sign out', id: 'signout', run: () => signOut() },
     ], b));
   return b;

@@ -1,0 +1,346 @@
+#include "runtime/usage_ledger.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "common/log.hpp"
+#include "common/sqlite_stmt.hpp"
+#include "common/util.hpp"
+
+namespace skylab::runtime {
+
+namespace {
+
+using sqlite::Stmt;
+
+constexpr int kSchemaVersion = 1;
+constexpr const char* kComponent = "usage";
+constexpr double kWeek = 7 * 24 * 3600.0;
+constexpr double kWriteEvery = 10;  // seconds between writes of a running runtime's last sighting
+
+const char* kSchemaV1 = R"sql(
+CREATE TABLE IF NOT EXISTS usage_runtimes(
+  id TEXT PRIMARY KEY,
+  user TEXT NOT NULL,
+  type TEXT NOT NULL,
+  gpus INTEGER NOT NULL,
+  start REAL NOT NULL,
+  last_seen REAL NOT NULL,
+  end_time REAL
+);
+CREATE INDEX IF NOT EXISTS usage_runtimes_end ON usage_runtimes(end_time);
+)sql";
+
+double secs(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+std::chrono::system_clock::time_point from_secs(double s) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::duration<double>(s)));
+}
+
+Error db_error(sqlite3* db, const std::string& what) {
+  return Error::unavailable("usage ledger: " + what + ": " +
+                            (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+}  // namespace
+
+std::chrono::system_clock::time_point week_start(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  auto day = floor<days>(t);
+  weekday wd{day};
+  return day - days((wd.c_encoding() + 6) % 7);  // Monday = 0
+}
+
+std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string& user, bool admin) {
+  if (auto it = q.users.find(user); it != q.users.end()) return it->second;
+  if (auto it = q.groups.find(admin ? "admins" : "users"); it != q.groups.end()) return it->second;
+  return q.gpu_hours_per_week;
+}
+
+Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
+                                                       QuotasSection quotas,
+                                                       std::function<TimePoint()> now) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    ::close(fd);
+  else if (errno != EEXIST)
+    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
+  std::shared_ptr<UsageLedger> l(new UsageLedger());
+  l->quotas_ = std::move(quotas);
+  l->now_ = std::move(now);
+  if (sqlite3_open_v2(path.c_str(), &l->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK)
+    return db_error(l->db_, "open " + path);
+  sqlite3_busy_timeout(l->db_, 2000);
+  const char* setup =
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL);";
+  if (sqlite3_exec(l->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(l->db_, "set up");
+  {
+    sqlite::Tx tx(l->db_);
+    if (!tx.ok()) return db_error(l->db_, "begin");
+    int version = 0;
+    {
+      Stmt q(l->db_, "SELECT version FROM auth_schema WHERE component = ?");
+      q.bind(1, std::string_view(kComponent));
+      if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
+    }
+    if (version > kSchemaVersion)
+      return Error::unavailable("the usage ledger was written by a newer Skylab (schema " +
+                                std::to_string(version) + ")");
+    if (version < kSchemaVersion) {
+      if (sqlite3_exec(l->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK)
+        return db_error(l->db_, "create tables");
+      Stmt v(l->db_, "INSERT OR REPLACE INTO auth_schema(component, version) VALUES(?, ?)");
+      v.bind(1, std::string_view(kComponent)).bind(2, std::int64_t{kSchemaVersion});
+      if (v.step() != SQLITE_DONE) return db_error(l->db_, "record the schema version");
+    }
+    if (!tx.commit()) return db_error(l->db_, "commit");
+  }
+  // Open records and those that can still count this week (a week and a day back).
+  Stmt q(l->db_,
+         "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
+         "WHERE end_time IS NULL OR end_time >= ?");
+  if (!q.ok()) return db_error(l->db_, "read");
+  q.bind(1, static_cast<std::int64_t>(secs(l->now_()) - kWeek - 86400));
+  while (q.step() == SQLITE_ROW) {
+    Record r;
+    r.user = q.text(1);
+    r.type = q.text(2);
+    r.gpus = static_cast<int>(q.i64(3));
+    r.start = sqlite3_column_double(q.get(), 4);
+    r.last_seen = sqlite3_column_double(q.get(), 5);
+    r.end = q.is_null(6) ? 0 : sqlite3_column_double(q.get(), 6);
+    r.written = r.last_seen;
+    l->records_.emplace(q.text(0), std::move(r));
+  }
+  return l;
+}
+
+UsageLedger::~UsageLedger() {
+  stop();
+  if (db_) sqlite3_close(db_);
+}
+
+void UsageLedger::write(const std::string& id, const Record& r) {
+  Stmt s(
+      db_,
+      "INSERT INTO usage_runtimes(id, user, type, gpus, start, last_seen, end_time) "
+      "VALUES(?,?,?,?,?,?,?) "
+      "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, end_time = excluded.end_time, "
+      "gpus = excluded.gpus");
+  s.bind(1, std::string_view(id))
+      .bind(2, std::string_view(r.user))
+      .bind(3, std::string_view(r.type));
+  s.bind(4, std::int64_t{r.gpus});
+  sqlite3_bind_double(s.get(), 5, r.start);
+  sqlite3_bind_double(s.get(), 6, r.last_seen);
+  if (r.end > 0)
+    sqlite3_bind_double(s.get(), 7, r.end);
+  else
+    s.bind_null(7);
+  if (s.step() != SQLITE_DONE)
+    log::warn("usage ledger: cannot record runtime " + id + ": " + sqlite3_errmsg(db_));
+}
+
+void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
+                       const std::function<int(const kernel::KernelModel&)>& gpus_of) {
+  std::lock_guard db_lock(db_mu_);
+  const double now = secs(now_());
+  std::vector<std::pair<std::string, Record>> to_write;
+  {
+    std::lock_guard lock(mu_);
+    std::set<std::string> seen;
+    for (auto& k : running) {
+      if (k.owner.empty() || k.id.empty()) continue;
+      seen.insert(k.id);
+      auto it = records_.find(k.id);
+      if (it == records_.end() || it->second.end > 0) {
+        Record r;
+        r.user = k.owner;
+        r.type = k.runtime_type;
+        r.gpus = gpus_of ? gpus_of(k) : static_cast<int>(k.gpus.size());
+        // Its own start (a reattached runtime's, or a claimed spare's).
+        r.start = std::min(now, secs(k.started) > 0 ? secs(k.started) : now);
+        if (it != records_.end()) r.start = it->second.start;  // reopened (cannot normally happen)
+        r.last_seen = now;
+        r.live = true;
+        r.written = now;
+        records_[k.id] = r;
+        to_write.emplace_back(k.id, r);
+        continue;
+      }
+      Record& r = it->second;
+      r.live = true;
+      r.last_seen = now;
+      if (now - r.written >= kWriteEvery) {
+        r.written = now;
+        to_write.emplace_back(k.id, r);
+      }
+    }
+    for (auto it = records_.begin(); it != records_.end();) {
+      Record& r = it->second;
+      if (r.end == 0 && !seen.count(it->first)) {
+        // Gone: one this server saw running a second ago ends now (what users
+        // were shown never shrinks); one of a previous server's ended at its
+        // last sighting then.
+        r.end = std::max(r.start, r.live ? now : r.last_seen);
+        r.live = false;
+        to_write.emplace_back(it->first, r);
+      }
+      if (r.end > 0 && r.end < now - kWeek - 86400)
+        it = records_.erase(it);
+      else
+        ++it;
+    }
+  }
+  if (to_write.empty()) return;
+  sqlite::Tx tx(db_);
+  for (auto& [id, r] : to_write) write(id, r);
+  if (!tx.commit()) log::warn(std::string("usage ledger: cannot commit: ") + sqlite3_errmsg(db_));
+}
+
+namespace {
+//! Adds what `r` used in [ws, now] to `t`.
+template <typename R>
+void add_use(UsageTotals& t, const R& r, double ws, double now) {
+  double end = r.end > 0 ? r.end : (r.live ? now : r.last_seen);
+  double s = std::max(0.0, std::min(end, now) - std::max(r.start, ws));
+  if (r.end == 0 && r.live) ++t.running;
+  if (s <= 0) return;
+  t.runtime_seconds += s;
+  t.runtime_seconds_by_type[r.type] += s;
+  if (r.gpus > 0) {
+    t.gpu_seconds += s * r.gpus;
+    t.gpu_seconds_by_type[r.type] += s * r.gpus;
+  }
+}
+}  // namespace
+
+UsageTotals UsageLedger::totals_locked(const std::string& user, double ws, double now) const {
+  UsageTotals t;
+  for (auto& [id, r] : records_)
+    if (r.user == user) add_use(t, r, ws, now);
+  return t;
+}
+
+double UsageLedger::used_gpu_seconds_locked(const std::string& user, double ws, double now) const {
+  return totals_locked(user, ws, now).gpu_seconds;
+}
+
+UsageTotals UsageLedger::week(const std::string& user) const {
+  auto now = now_();
+  std::lock_guard lock(mu_);
+  return totals_locked(user, secs(week_start(now)), secs(now));
+}
+
+std::map<std::string, UsageTotals> UsageLedger::week_all() const {
+  auto now = now_();
+  const double ws = secs(week_start(now)), n = secs(now);
+  std::map<std::string, UsageTotals> out;
+  std::lock_guard lock(mu_);
+  for (auto& [id, r] : records_) add_use(out[r.user], r, ws, n);  // one pass over all records
+  std::erase_if(
+      out, [](const auto& kv) { return kv.second.runtime_seconds <= 0 && kv.second.running == 0; });
+  return out;
+}
+
+Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
+  if (gpus <= 0) return ok_status();
+  auto now = now_();
+  auto ws = week_start(now);
+  double used;
+  std::optional<double> limit;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = admins_.find(user); it != admins_.end()) admin = admin || it->second;
+    limit = gpu_hours_limit(quotas_, user, admin);
+    if (!limit) return ok_status();
+    used = used_gpu_seconds_locked(user, secs(ws), secs(now));
+  }
+  if (used < *limit * 3600) return ok_status();
+  char hours[64];
+  std::snprintf(hours, sizeof hours, "%g", *limit);
+  return Error::conflict("You have used your " + std::string(hours) +
+                         " GPU hours of this week; your GPU quota refills at " +
+                         util::iso_time(ws + std::chrono::days(7)) + " (Monday 00:00 UTC)");
+}
+
+std::optional<UsageLedger::TimePoint> UsageLedger::gpu_deadline(const std::string& user) const {
+  auto now = now_();
+  std::lock_guard lock(mu_);
+  bool admin = false;
+  if (auto it = admins_.find(user); it != admins_.end()) admin = it->second;
+  auto limit = gpu_hours_limit(quotas_, user, admin);
+  if (!limit) return std::nullopt;
+  int held = 0;
+  for (auto& [id, r] : records_)
+    if (r.user == user && r.end == 0 && r.live) held += r.gpus;
+  if (held <= 0) return std::nullopt;
+  const double n = secs(now);
+  const double ws = secs(week_start(now));
+  const double left = std::max(0.0, *limit * 3600 - used_gpu_seconds_locked(user, ws, n));
+  // The quota refills at the week's end: a runtime running across it goes on.
+  const double deadline = n + left / held;
+  if (deadline >= ws + kWeek) return std::nullopt;
+  return from_secs(std::floor(deadline));
+}
+
+void UsageLedger::note_admin(const std::string& user, bool admin) {
+  std::lock_guard lock(mu_);
+  admins_[user] = admin;
+}
+
+void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
+                        std::function<int(const kernel::KernelModel&)> gpus_of) {
+  // The first look before anything is served: runtimes reattached after a
+  // restart count as running at once, those gone are closed.
+  sync(list(), gpus_of);
+  thread_ = std::thread([this, list = std::move(list), gpus_of = std::move(gpus_of)] {
+    std::unique_lock lock(tmu_);
+    while (!tstop_) {
+      lock.unlock();
+      try {
+        sync(list(), gpus_of);
+      } catch (const std::exception& e) {
+        log::error(std::string("usage ledger: ") + e.what());
+      }
+      lock.lock();
+      tcv_.wait_for(lock, std::chrono::seconds(1), [this] { return tstop_; });
+    }
+  });
+}
+
+void UsageLedger::stop() {
+  {
+    std::lock_guard lock(tmu_);
+    tstop_ = true;
+  }
+  tcv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Runtimes outlive the server: their last sighting is now, to the second.
+  std::lock_guard db_lock(db_mu_);
+  std::vector<std::pair<std::string, Record>> open;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, r] : records_)
+      if (r.end == 0 && r.live && r.written < r.last_seen) open.emplace_back(id, r);
+  }
+  if (open.empty() || !db_) return;
+  sqlite::Tx tx(db_);
+  for (auto& [id, r] : open) write(id, r);
+  tx.commit();
+}
+
+}  // namespace skylab::runtime
