@@ -9,6 +9,8 @@ import { handleStdin, type NotebookPageContext, type OutputContext } from '../ex
 import { mountFilesPanel } from '../files/panel';
 import { openRevisionHistory } from '../history/history';
 import { openShareDialog } from '../share/dialog';
+import { cellFinished, openNotifySettings } from '../secrets/notify';
+import { keyIcon, mountSecretsPanel } from '../secrets/panel';
 import { confirmDialog, openDialog, promptDialog, showMessage, toast } from '../ui/dialog';
 import { clear, formatBytes, h } from '../ui/dom';
 import { closeMenus, menuBar, showMenu, type MenuItem } from '../ui/menu';
@@ -72,6 +74,7 @@ export class NotebookPage implements NotebookPageContext {
   private sidebar = h('aside.sidebar', { hidden: true });
   private tocEl = h('nav.toc', { 'aria-label': 'Table of contents' });
   private filesEl = h('div.files-panel');
+  private secretsEl = h('div.secrets-panel');
   private nbMeta: Record<string, unknown> = {};
   private nbFormatMinor = 5;
   private dirty = false;
@@ -95,8 +98,9 @@ export class NotebookPage implements NotebookPageContext {
   private resourceTimer = 0;
   private bannerTimer = 0;
   private kernelHandlers: (() => void)[] = [];
-  private panel: 'toc' | 'files' | null = null;
+  private panel: 'toc' | 'files' | 'secrets' | null = null;
   private filesMounted = false;
+  private secrets: { refresh(): void } | null = null;
 
   constructor(private app: HTMLElement, private doc: DocStore, private me: Me) {
     this.observer = new IntersectionObserver(entries => {
@@ -222,7 +226,7 @@ export class NotebookPage implements NotebookPageContext {
       { label: 'View', items: () => [c('toggle-toc'), c('toggle-files'), c('palette')] },
       { label: 'Insert', items: () => [c('insert-code'), c('insert-text'), sep, c('to-code'), c('to-markdown')] },
       { label: 'Runtime', items: () => [c('run-all'), c('run-before'), c('run-cell'), c('run-after'), sep, c('interrupt'), c('restart'), c('restart-run-all'), sep, c('change-type'), c('connect'), c('disconnect')] },
-      { label: 'Tools', items: () => [c('palette'), c('shortcuts')] },
+      { label: 'Tools', items: () => [c('palette'), c('shortcuts'), c('notifications')] },
       { label: 'Help', items: () => [c('shortcuts'), { label: 'About Skylab', run: () => void showMessage('Skylab', 'Skylab: notebooks and runtimes on your own machines.') }] },
     ]);
     this.titleInput.addEventListener('keydown', e => {
@@ -253,21 +257,28 @@ export class NotebookPage implements NotebookPageContext {
     tocBtn.addEventListener('click', () => this.togglePanel('toc'));
     const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', 'data-panel': 'files' }, icon('files'));
     filesBtn.addEventListener('click', () => this.togglePanel('files'));
-    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn);
-    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl);
+    const secretsBtn = h('button.side-icon', { 'aria-label': 'Secrets', title: 'Secrets', 'data-panel': 'secrets' }, keyIcon());
+    secretsBtn.addEventListener('click', () => this.togglePanel('secrets'));
+    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn, secretsBtn);
+    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl, this.secretsEl);
     this.scroller.append(this.banner, this.list, h('div.add-row', null,
       h('button.btn.tool', { text: '+ Code', onclick: () => this.insertAt('code', this.cells.length, true) }),
       h('button.btn.tool', { text: '+ Text', onclick: () => this.insertAt('markdown', this.cells.length, true) })));
     this.app.append(h('div.nb-page', null, top, toolbar, h('div.nb-body', null, rail, this.sidebar, this.scroller)));
   }
 
-  private togglePanel(p: 'toc' | 'files') {
+  private togglePanel(p: 'toc' | 'files' | 'secrets') {
     this.panel = this.panel === p ? null : p;
     this.sidebar.hidden = !this.panel;
     document.querySelectorAll('.side-icon').forEach(b => b.classList.toggle('active', (b as HTMLElement).dataset.panel === this.panel));
-    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : '';
+    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : this.panel === 'secrets' ? 'Secrets' : '';
     this.tocEl.hidden = this.panel !== 'toc';
     this.filesEl.hidden = this.panel !== 'files';
+    this.secretsEl.hidden = this.panel !== 'secrets';
+    if (this.panel === 'secrets') {
+      if (this.secrets) this.secrets.refresh();
+      else this.secrets = mountSecretsPanel(this.secretsEl, this);
+    }
     if (this.panel === 'files' && !this.filesMounted) {
       this.filesMounted = true;
       mountFilesPanel(this.filesEl, this);
@@ -597,7 +608,9 @@ export class NotebookPage implements NotebookPageContext {
   private finish(msgId: string, cell: Cell) {
     this.runs.delete(msgId);
     this.savePending();
+    const started = cell.runState === 'running' ? cell.startedAt : 0;
     if (cell.runState !== 'idle') cell.setRunState('idle');
+    if (started) cellFinished(Date.now() - started, `Cell ${cell.executionCount != null ? `[${cell.executionCount}]` : this.index(cell) + 1}`, this.doc.path.split('/').pop() || this.doc.path);
     cell.updateGutter();
     this.markDirty();
   }
@@ -1241,6 +1254,8 @@ export class NotebookPage implements NotebookPageContext {
     add('toggle-toc', 'Table of contents', () => this.togglePanel('toc'));
     add('toggle-files', 'Files', () => this.togglePanel('files'));
     add('palette', 'Command palette', () => this.palette(), `${MOD}+Shift+P`);
+    add('notifications', 'Notifications…', () => openNotifySettings());
+    add('toggle-secrets', 'Secrets', () => this.togglePanel('secrets'));
     add('insert-code', 'Code cell', () => void this.insert('code', 1, true), `${MOD}+M B`);
     add('insert-text', 'Text cell', () => void this.insert('markdown', 1, true));
     add('insert-above', 'Code cell above', () => void this.insert('code', 0, true), `${MOD}+M A`);
