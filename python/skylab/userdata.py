@@ -24,6 +24,7 @@ __all__ = ["get", "SecretNotFoundError", "NotebookAccessError", "TimeoutExceptio
 REQUEST = "skylab_secret_request"
 REPLY = "skylab_secret_reply"
 _TIMEOUT_SECONDS = 30.0
+_RESEND_SECONDS = 0.5
 
 
 class NotebookAccessError(Exception):
@@ -62,6 +63,22 @@ def _kernel():
     return getattr(ip, "kernel", None) if ip is not None else None
 
 
+def _drain_duplicates(sock, session, count, wait_seconds=0.5):
+    """Reads the answers to repeated requests, so that none is left on the
+    stdin socket for a later input() to take as its reply."""
+    deadline = time.monotonic() + wait_seconds
+    while count > 0:
+        left = deadline - time.monotonic()
+        if left <= 0 or not sock.poll(left * 1000):
+            return
+        try:
+            _, msg = session.recv(sock)
+        except Exception:  # noqa: BLE001
+            continue
+        if msg and msg.get("msg_type") == REPLY:
+            count -= 1
+
+
 def get(key):
     """The value of secret ``key`` (a str).
 
@@ -87,13 +104,23 @@ def get(key):
     request_id = uuid.uuid4().hex
     parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
     ident = kernel._parent_ident["shell"] if isinstance(kernel._parent_ident, dict) else kernel._parent_ident
-    session.send(sock, REQUEST, {"name": str(key), "request_id": request_id}, parent, ident=ident)
-    deadline = time.monotonic() + _TIMEOUT_SECONDS
+    request = {"name": str(key), "request_id": request_id}
+    sends = 0
+    now = time.monotonic()
+    deadline = now + _TIMEOUT_SECONDS
+    resend = now
     while True:
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             raise TimeoutException(key)
-        if not sock.poll(min(left, 0.05) * 1000):
+        if now >= resend:
+            # ZeroMQ drops a message to a peer whose connection is not up yet
+            # (a kernel that just started): ask again until answered.
+            session.send(sock, REQUEST, request, parent, ident=ident)
+            sends += 1
+            resend = now + _RESEND_SECONDS
+        if not sock.poll(min(left, resend - now, 0.05) * 1000):
             continue
         try:
             _, msg = session.recv(sock)
@@ -104,6 +131,7 @@ def get(key):
         content = msg.get("content") or {}
         if content.get("request_id") != request_id:
             continue
+        _drain_duplicates(sock, session, sends - 1)
         if content.get("status") == "ok":
             return content.get("value")
         ename = content.get("ename")

@@ -273,6 +273,67 @@ Status SecretStore::set_grant(std::string_view owner, std::string_view name, std
   return ok_status();
 }
 
+namespace {
+//! Whether `path` is `top` or below it; both normalized.
+bool at_or_below(std::string_view path, std::string_view top) {
+  return path == top || (path.size() > top.size() && path.compare(0, top.size(), top) == 0 && path[top.size()] == '/');
+}
+}  // namespace
+
+Status SecretStore::moved(std::string_view owner, std::string_view from, std::string_view to) {
+  auto f = normalize_path(from);
+  auto t = normalize_path(to);
+  if (!f.ok() || !t.ok() || f.value() == t.value()) return ok_status();
+  std::lock_guard lock(mutex_);
+  sqlite::Tx tx(db_);
+  if (!tx.ok()) return db_error(db_, "begin");
+  std::vector<std::pair<std::string, std::string>> rows;  // name, path
+  {
+    Stmt q(db_, "SELECT name, path FROM auth_secret_grants WHERE owner = ?");
+    q.bind(1, owner);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      if (at_or_below(q.text(1), f.value())) rows.emplace_back(q.text(0), q.text(1));
+    if (rc != SQLITE_DONE) return db_error(db_, "list grants");
+  }
+  for (auto& [name, path] : rows) {
+    std::string now = t.value() + path.substr(f->size());
+    Stmt d(db_, "DELETE FROM auth_secret_grants WHERE owner = ? AND name = ? AND path = ?");
+    d.bind(1, owner).bind(2, name).bind(3, path);
+    if (d.step() != SQLITE_DONE) return db_error(db_, "move grant");
+    if (now.size() > kMaxPathBytes) continue;
+    Stmt i(db_, "INSERT OR IGNORE INTO auth_secret_grants(owner, name, path) VALUES(?, ?, ?)");
+    i.bind(1, owner).bind(2, name).bind(3, now);
+    if (i.step() != SQLITE_DONE) return db_error(db_, "move grant");
+  }
+  if (!tx.commit()) return db_error(db_, "commit");
+  return ok_status();
+}
+
+Status SecretStore::removed(std::string_view owner, std::string_view path) {
+  auto p = normalize_path(path);
+  if (!p.ok()) return ok_status();
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, std::string>> rows;
+  {
+    Stmt q(db_, "SELECT name, path FROM auth_secret_grants WHERE owner = ?");
+    q.bind(1, owner);
+    int rc;
+    while ((rc = q.step()) == SQLITE_ROW)
+      if (at_or_below(q.text(1), p.value())) rows.emplace_back(q.text(0), q.text(1));
+    if (rc != SQLITE_DONE) return db_error(db_, "list grants");
+  }
+  sqlite::Tx tx(db_);
+  if (!tx.ok()) return db_error(db_, "begin");
+  for (auto& [name, gp] : rows) {
+    Stmt d(db_, "DELETE FROM auth_secret_grants WHERE owner = ? AND name = ? AND path = ?");
+    d.bind(1, owner).bind(2, name).bind(3, gp);
+    if (d.step() != SQLITE_DONE) return db_error(db_, "drop grant");
+  }
+  if (!tx.commit()) return db_error(db_, "commit");
+  return ok_status();
+}
+
 Result<SecretStore::Read> SecretStore::read(std::string_view owner, std::string_view name,
                                             const std::vector<std::string>& paths) {
   Read out;

@@ -64,6 +64,13 @@ class SecretStore {
   //! when the secret is absent. Granting twice is one grant.
   Status set_grant(std::string_view owner, std::string_view name, std::string_view path, bool granted);
 
+  //! After `owner` moved `from` to `to` through the server: grants of it and
+  //! of notebooks below it follow (open notebooks keep their access).
+  Status moved(std::string_view owner, std::string_view from, std::string_view to);
+  //! After `owner` deleted `path` through the server: grants of it and below
+  //! it end (a later notebook at that path does not inherit them).
+  Status removed(std::string_view owner, std::string_view path);
+
   enum class Access { kGranted, kNotFound, kNoAccess };
   struct Read {
     Access access = Access::kNotFound;

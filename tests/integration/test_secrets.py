@@ -120,6 +120,10 @@ def test_access_is_per_notebook_and_checked_at_each_read(world):
     r = a.run("from google.colab import userdata as g\nfrom skylab import userdata as s\n"
               "print(g.SecretNotFoundError is s.SecretNotFoundError, g.NotebookAccessError is s.NotebookAccessError)")
     assert r.stdout.strip() == "True True", (r.stdout, r.stderr)
+    # input() after a read gets the user's answer, not a leftover of the secret protocol.
+    r = a.client.execute("from google.colab import userdata\nuserdata.get(%r)\nprint('typed:', input('q? '))" % NAME,
+                         timeout=90, stdin="an answer")
+    assert r.status == "ok" and r.stdout.strip() == "typed: an answer", (r.stdout, r.stderr, r.error)
     # Taking access back works at once for the running kernel.
     r = alice.req("DELETE", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/a.ipynb"})
     assert r.status_code == 200, r.text
@@ -157,7 +161,7 @@ def test_another_users_kernel_cannot_read_it(world):
     assert bob.req("DELETE", "/api/skylab/secrets/" + NAME).status_code == 404
     # Bob's browser never sees the request on the kernel's stdin (the server keeps it).
     seen = [m["header"]["msg_type"] for m in nb.client.history + world["a"].client.history
-            if m.get("channel") == "stdin"]
+            if m.get("channel") == "stdin" and m["header"]["msg_type"] != "input_request"]
     assert seen == []
     # Alice's own kernel still reads it.
     assert world["a"].read() == sha(value)
@@ -189,6 +193,33 @@ def test_rest_limits_and_listing(world):
     assert carol.req("PUT", "/api/skylab/secrets/ONE_TOO_MANY", json={"value": "v"}).status_code == 409
     assert carol.req("PUT", "/api/skylab/secrets/S1", json={"value": "replaced"}).status_code == 200
     assert len(carol.req("GET", "/api/skylab/secrets").json()) == 100
+
+
+def test_access_follows_a_rename_and_ends_with_the_notebook(world):
+    alice, a, value = world["alice"], world["a"], world["value"]
+    alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/a.ipynb"})
+    r = alice.req("PATCH", "/api/contents/course/a.ipynb", json={"path": "course/renamed.ipynb"})
+    assert r.status_code == 200, r.text
+    grants = {s["name"]: s["grants"] for s in alice.req("GET", "/api/skylab/secrets").json()}
+    assert grants[NAME] == ["course/renamed.ipynb"]
+    assert a.read() == sha(value)  # its session followed the rename, and so did access
+    r = alice.req("PATCH", "/api/contents/course", json={"path": "course2"})
+    assert r.status_code == 200, r.text
+    grants = {s["name"]: s["grants"] for s in alice.req("GET", "/api/skylab/secrets").json()}
+    assert grants[NAME] == ["course2/renamed.ipynb"]
+    assert a.read() == sha(value)
+    assert alice.req("PATCH", "/api/contents/course2", json={"path": "course"}).status_code == 200
+    assert alice.req("PATCH", "/api/contents/course/renamed.ipynb", json={"path": "course/a.ipynb"}).status_code == 200
+    assert a.read() == sha(value)
+    # A deleted notebook's access ends: a new notebook at its path starts without it.
+    t = alice.notebook("course/t.ipynb")
+    alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/t.ipynb"})
+    assert t.read() == sha(value)
+    assert alice.req("DELETE", "/api/contents/course/t.ipynb").status_code == 204
+    grants = {s["name"]: s["grants"] for s in alice.req("GET", "/api/skylab/secrets").json()}
+    assert grants[NAME] == ["course/a.ipynb"]
+    t2 = alice.notebook("course/t.ipynb")
+    assert t2.read()[0] == "google.colab.userdata.NotebookAccessError"
 
 
 def test_value_is_nowhere_but_the_kernel_that_asked(world):

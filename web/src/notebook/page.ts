@@ -277,7 +277,7 @@ export class NotebookPage implements NotebookPageContext {
     this.secretsEl.hidden = this.panel !== 'secrets';
     if (this.panel === 'secrets') {
       if (this.secrets) this.secrets.refresh();
-      else this.secrets = mountSecretsPanel(this.secretsEl, this);
+      else this.secrets = mountSecretsPanel(this.secretsEl, () => this.sessionPath());
     }
     if (this.panel === 'files' && !this.filesMounted) {
       this.filesMounted = true;

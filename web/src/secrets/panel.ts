@@ -2,15 +2,19 @@
 // secrets by name, a "Notebook access" switch per secret for this notebook,
 // new secrets, new values, deletion. Values are written, never read back:
 // the server does not list them (docs/secrets.md).
-import type { NotebookPageContext } from '../extensions';
 import { confirmDialog, toast } from '../ui/dialog';
 import { clear, h } from '../ui/dom';
 import { icon } from '../ui/icons';
 import { deleteSecret, listSecrets, putSecret, SECRET_NAME, setAccess, type SecretInfo } from './api';
 import './secrets.css';
 
-export function mountSecretsPanel(el: HTMLElement, ctx: NotebookPageContext): { refresh(): void } {
-  return new SecretsPanel(el, ctx);
+/**
+ * Mounts the panel in `el`. `notebookPath` is the path the notebook's
+ * kernel session is bound to (what access is granted to: for a notebook
+ * shared with the user, the `.shared/<id>/<name>` path of their session).
+ */
+export function mountSecretsPanel(el: HTMLElement, notebookPath: () => string): { refresh(): void } {
+  return new SecretsPanel(el, notebookPath);
 }
 
 /** The key icon of the side rail. */
@@ -32,7 +36,7 @@ class SecretsPanel {
   private readonly list = h('ul.secrets-list', { role: 'list' });
   private readonly status = h('div.secrets-status', { role: 'status', 'aria-live': 'polite' });
 
-  constructor(private readonly el: HTMLElement, private readonly ctx: NotebookPageContext) {
+  constructor(private readonly el: HTMLElement, private readonly notebookPath: () => string) {
     clear(el);
     el.classList.add('secrets-panel');
     const add = h('button.btn.secrets-add', { text: '+ Add new secret', onclick: () => this.addRow() });
@@ -58,7 +62,7 @@ class SecretsPanel {
   }
 
   private access(s: SecretInfo): boolean {
-    const me = normalized(this.ctx.path);
+    const me = normalized(this.notebookPath());
     return s.grants.some(g => normalized(g) === me);
   }
 
@@ -69,7 +73,7 @@ class SecretsPanel {
       if (!saved()) return; // a new secret: access is given when it is saved
       const want = sw.checked;
       try {
-        await setAccess(name(), this.ctx.path, want);
+        await setAccess(name(), this.notebookPath(), want);
         toast(want ? `This notebook can read ${name()}` : `This notebook can no longer read ${name()}`);
       } catch (e) {
         sw.checked = !want;
@@ -134,7 +138,7 @@ class SecretsPanel {
       }
       try {
         await putSecret(n, value.value);
-        if (sw.checked) await setAccess(n, this.ctx.path, true);
+        if (sw.checked) await setAccess(n, this.notebookPath(), true);
         value.value = '';
         await this.refresh();
       } catch (e) {
