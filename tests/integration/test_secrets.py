@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 
 import pytest
 
@@ -269,3 +270,55 @@ def test_still_readable_after_a_server_restart(world):
     assert a.read() == sha(value)
     world["b"].connect()
     assert world["b"].read()[0] == "google.colab.userdata.NotebookAccessError"
+
+
+def test_a_slurm_runtime_reads_secrets_through_the_agent_link(tmp_path):
+    """A Slurm runtime's kernel talks to the server through `skylab agent`'s
+    encrypted link, stdin channel included: userdata works the same."""
+    import slurm_cluster
+    from conftest import bwrap_works
+    from test_slurm import config
+
+    missing = slurm_cluster.missing_reason()
+    if missing or not bwrap_works():
+        pytest.skip(missing or "bubblewrap cannot run here")
+    cluster = slurm_cluster.SlurmCluster()
+    try:
+        cluster.start()
+    except RuntimeError as e:
+        cluster.stop()
+        pytest.skip("the test cluster cannot start here: %s" % str(e)[:2000])
+    srv = None
+    try:
+        cfg = tmp_path / "skylab.toml"
+        cfg.write_text(config(cluster))
+        srv = Server(extra_args=("--config", str(cfg)))
+        value = "slurm-" + secrets.token_hex(16)
+        assert srv.http.put(srv.url("/api/skylab/secrets/" + NAME), json={"value": value}).status_code == 200
+        r = srv.post("/api/skylab/runtimes", json={"type": "cluster"})
+        assert r.status_code == 202, r.text
+        rid = r.json()["id"]
+        srv.kernels.append(rid)
+        deadline = time.time() + 120
+        while time.time() < deadline and srv.get("/api/skylab/runtimes/" + rid).json().get("state") not in ("idle", "busy"):
+            time.sleep(0.3)
+        r = srv.post("/api/sessions", json={"path": "s.ipynb", "type": "notebook", "name": "s.ipynb", "kernel": {"id": rid}})
+        assert r.status_code == 201, r.text
+        c = srv.connect(rid)
+        c.nudge(timeout=60)
+        code = ("import os, hashlib\nfrom google.colab import userdata\nprint(os.environ.get('SLURM_JOB_ID') is not None)\n"
+                "try:\n    print(hashlib.sha256(userdata.get(%r).encode()).hexdigest())\n"
+                "except Exception as e:\n    print(type(e).__name__)" % NAME)
+        r = c.execute(code, timeout=90)
+        assert r.stdout.split() == ["True", "NotebookAccessError"], (r.stdout, r.stderr)
+        assert srv.http.put(srv.url("/api/skylab/secrets/%s/grants" % NAME), json={"path": "s.ipynb"}).status_code == 200
+        r = c.execute(code, timeout=90)
+        assert r.stdout.split() == ["True", sha(value)], (r.stdout, r.stderr)
+        # The same path carries input(): the kernel speaks first on stdin.
+        r = c.execute("print('typed:', input('q? '))", timeout=90, stdin="over the link")
+        assert r.stdout.strip() == "typed: over the link", (r.stdout, r.stderr, r.error)
+    finally:
+        if srv is not None:
+            _stop_server(srv)
+        cluster.run("scancel", "--full", "-u", "root", check=False)
+        cluster.stop()
