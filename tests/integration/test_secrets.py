@@ -270,6 +270,11 @@ def test_still_readable_after_a_server_restart(world):
     assert a.read() == sha(value)
     world["b"].connect()
     assert world["b"].read()[0] == "google.colab.userdata.NotebookAccessError"
+    # A restarted kernel (same id, new process) still reads it.
+    r = alice.req("POST", "/api/kernels/%s/restart" % a.kid)
+    assert r.status_code == 200, r.text
+    a.client.nudge(timeout=60)
+    assert a.read() == sha(value)
 
 
 def test_a_slurm_runtime_reads_secrets_through_the_agent_link(tmp_path):
