@@ -24,7 +24,7 @@ __all__ = ["get", "SecretNotFoundError", "NotebookAccessError", "TimeoutExceptio
 REQUEST = "skylab_secret_request"
 REPLY = "skylab_secret_reply"
 _TIMEOUT_SECONDS = 30.0
-_RESEND_SECONDS = 0.5
+_RESEND_SECONDS = 0.1  # first resend; doubling to 1 s
 
 
 class NotebookAccessError(Exception):
@@ -119,7 +119,7 @@ def get(key):
             # (a kernel that just started): ask again until answered.
             session.send(sock, REQUEST, request, parent, ident=ident)
             sends += 1
-            resend = now + _RESEND_SECONDS
+            resend = now + min(_RESEND_SECONDS * 2 ** (sends - 1), 1.0)
         if not sock.poll(min(left, resend - now, 0.05) * 1000):
             continue
         try:
