@@ -83,10 +83,10 @@ describe('secrets and notifications', { timeout: 300000 }, () => {
       return s[0]?.grants?.length === 1;
     }, null, { timeout: 10000 });
     assert.equal(await row.locator('.secret-access').isChecked(), true);
-    await screenshot(page, 'secrets-panel');
     await runCell(0, "from google.colab import userdata\nprint(userdata.get('KAGGLE_KEY'))");
     await waitIdle(0);
     assert.equal((await cell(0).locator('.output').first().innerText()).trim(), VALUE);
+    await screenshot(page, 'secrets-panel');
 
     // Switched off again: refused again.
     await row.locator('.secret-access').click();
@@ -101,6 +101,7 @@ describe('secrets and notifications', { timeout: 300000 }, () => {
     await page.click('.menu-item[data-id=notifications]');
     await page.check('.notify-enabled');
     await page.fill('.notify-seconds', '2');
+    await screenshot(page, 'notifications-settings');
     await page.click('.dialog .btn.primary');
     assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('skylab.notify'))), { enabled: true, seconds: 2 });
 

@@ -4,6 +4,7 @@
 // which asks the browser's permission from that click.
 import { openDialog } from '../ui/dialog';
 import { h } from '../ui/dom';
+import './secrets.css';
 
 const KEY = 'skylab.notify';
 export const DEFAULT_SECONDS = 10;
@@ -87,7 +88,8 @@ export function openNotifySettings(): void {
   secs.addEventListener('change', store);
   secs.addEventListener('keydown', e => e.stopPropagation());
   const body = h('div.notify-settings', null,
-    h('label.field', null, on, h('span', { text: ' Notify me when a cell that ran at least ' }), secs, h('span', { text: ' seconds finishes' })),
+    h('label.notify-row', null, on, h('span', { text: 'Notify me when a cell finishes that ran at least' })),
+    h('label.notify-row.notify-threshold', null, secs, h('span', { text: 'seconds' })),
     note);
   const d = openDialog('Notifications', body, [{ label: 'Done', value: 'ok', primary: true }], { initialFocus: on });
   void d.result.then(store);
