@@ -179,11 +179,11 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_share_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
+  add_secret_routes(*r, ctx);  // before jobs: they hand their kernels' notebooks to the broker
   add_job_routes(*r, ctx);
   add_web_routes(*r, ctx);
   add_runtime_file_routes(*r, ctx);
   add_example_routes(*r, ctx);
-  add_secret_routes(*r, ctx);
   return r;
 }
 

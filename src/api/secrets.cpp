@@ -83,9 +83,18 @@ void SecretsBroker::watch(const std::string& kernel_id) {
   observers_[kernel_id] = std::move(o);
 }
 
+void SecretsBroker::bind_job(const std::string& kernel_id, const std::string& path) {
+  {
+    std::lock_guard lock(mu_);
+    job_paths_[kernel_id] = path;
+  }
+  watch(kernel_id);
+}
+
 void SecretsBroker::forget(const std::string& kernel_id) {
   std::lock_guard lock(mu_);
   observers_.erase(kernel_id);
+  job_paths_.erase(kernel_id);
 }
 
 void SecretsBroker::answer(const std::string& kernel_id, const std::string& name, const std::string& request_id,
@@ -102,6 +111,10 @@ void SecretsBroker::answer(const std::string& kernel_id, const std::string& name
   // one of them must have access: code of each can read what the kernel gets.
   std::vector<std::string> paths;
   bool foreign = false;
+  {
+    std::lock_guard lock(mu_);
+    if (auto j = job_paths_.find(kernel_id); j != job_paths_.end()) paths.push_back(j->second);
+  }
   for (auto& s : sessions_->list()) {
     if (s.kernel_id != kernel_id) continue;
     if (s.owner != k->owner) foreign = true;

@@ -40,6 +40,10 @@ class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
   //! Starts answering kernel `kernel_id`'s requests (once; later calls are
   //! cheap no-ops). Unknown kernels are ignored. Any thread.
   void watch(const std::string& kernel_id);
+  //! A job's kernel, which has no session: it works on notebook `path`
+  //! (the job's), and is answered as a session on that path would be.
+  //! Watches it. Any thread.
+  void bind_job(const std::string& kernel_id, const std::string& path);
 
  private:
   class Observer;
@@ -53,6 +57,7 @@ class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
   std::shared_ptr<WorkQueue> work_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Observer>> observers_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::string> job_paths_;                 // GUARDED_BY(mu_) by kernel id
 };
 
 }  // namespace skylab::api

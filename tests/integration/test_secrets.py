@@ -223,6 +223,39 @@ def test_access_follows_a_rename_and_ends_with_the_notebook(world):
     assert t2.read()[0] == "google.colab.userdata.NotebookAccessError"
 
 
+def test_a_job_reads_the_secrets_its_notebook_may_read(world):
+    """A headless job (/api/skylab/jobs) has no session: it works on the job's
+    notebook, and gets what that notebook was given access to."""
+    alice, value = world["alice"], world["value"]
+    code = ("import hashlib\nfrom google.colab import userdata\ntry:\n"
+            "    print(hashlib.sha256(userdata.get(%r).encode()).hexdigest())\n"
+            "except Exception as e:\n    print(type(e).__name__)" % NAME)
+    nb = {"nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "cells": [{"cell_type": "code", "id": "c1", "source": code, "metadata": {}, "outputs": [],
+                     "execution_count": None}]}
+    assert alice.req("PUT", "/api/contents/course/job.ipynb",
+                     json={"type": "notebook", "format": "json", "content": nb}).status_code in (200, 201)
+
+    def run_job():
+        r = alice.req("POST", "/api/skylab/jobs", json={"path": "course/job.ipynb"})
+        assert r.status_code == 201, r.text
+        jid = r.json()["id"]
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            j = alice.req("GET", "/api/skylab/jobs/" + jid).json()
+            if j["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        assert j["state"] == "succeeded", j
+        out = alice.req("GET", "/api/contents/" + j["output_path"]).json()["content"]
+        return "".join("".join(o.get("text", "")) for o in out["cells"][0]["outputs"]).strip()
+
+    assert run_job() == "NotebookAccessError"
+    alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/job.ipynb"})
+    assert run_job() == sha(value)
+
+
 def test_value_is_nowhere_but_the_kernel_that_asked(world):
     srv, alice, a, value = world["srv"], world["alice"], world["a"], world["value"]
     alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/a.ipynb"})
