@@ -24,7 +24,8 @@ using nlohmann::json;
 
 // ---- broker ----
 
-class SecretsBroker::Observer : public kernel::KernelObserver, public std::enable_shared_from_this<Observer> {
+class SecretsBroker::Observer : public kernel::KernelObserver,
+                                public std::enable_shared_from_this<Observer> {
  public:
   Observer(std::weak_ptr<SecretsBroker> broker, std::string kernel_id)
       : broker_(std::move(broker)), kernel_id_(std::move(kernel_id)) {}
@@ -46,15 +47,17 @@ class SecretsBroker::Observer : public kernel::KernelObserver, public std::enabl
     if (content.ok() && content->is_object()) {
       auto& c = content.value();
       if (c.contains("name") && c["name"].is_string()) name = c["name"].get<std::string>();
-      if (c.contains("request_id") && c["request_id"].is_string()) request_id = c["request_id"].get<std::string>();
+      if (c.contains("request_id") && c["request_id"].is_string())
+        request_id = c["request_id"].get<std::string>();
     }
     if (request_id.size() > 128) request_id.resize(128);
     log::debug("kernel " + kernel_id_ + " asks for secret '" + name.substr(0, 128) + "'");
     std::weak_ptr<Observer> self = weak_from_this();
-    bool queued = broker->work_->post([broker, self, id = kernel_id_, name, request_id, parent = msg->header] {
-      broker->answer(id, name, request_id, parent);
-      if (auto o = self.lock()) o->in_flight_.fetch_sub(1);
-    });
+    bool queued = broker->work_->post(
+        [broker, self, id = kernel_id_, name, request_id, parent = msg->header] {
+          broker->answer(id, name, request_id, parent);
+          if (auto o = self.lock()) o->in_flight_.fetch_sub(1);
+        });
     if (!queued) in_flight_.fetch_sub(1);
   }
 
@@ -62,18 +65,21 @@ class SecretsBroker::Observer : public kernel::KernelObserver, public std::enabl
     if (auto broker = broker_.lock()) broker->forget(kernel_id_);
   }
 
-
  private:
-
   static constexpr int kMaxInFlight = 4;
   std::weak_ptr<SecretsBroker> broker_;
   std::string kernel_id_;
   std::atomic<int> in_flight_{0};
 };
 
-SecretsBroker::SecretsBroker(std::shared_ptr<kernel::KernelManager> kernels, std::shared_ptr<auth::SecretStore> store,
-                             std::shared_ptr<SessionStore> sessions, std::shared_ptr<WorkQueue> work)
-    : kernels_(std::move(kernels)), store_(std::move(store)), sessions_(std::move(sessions)), work_(std::move(work)) {}
+SecretsBroker::SecretsBroker(std::shared_ptr<kernel::KernelManager> kernels,
+                             std::shared_ptr<auth::SecretStore> store,
+                             std::shared_ptr<SessionStore> sessions,
+                             std::shared_ptr<WorkQueue> work)
+    : kernels_(std::move(kernels)),
+      store_(std::move(store)),
+      sessions_(std::move(sessions)),
+      work_(std::move(work)) {}
 
 void SecretsBroker::watch(const std::string& kernel_id) {
   std::lock_guard lock(mu_);
@@ -97,8 +103,8 @@ void SecretsBroker::forget(const std::string& kernel_id) {
   job_paths_.erase(kernel_id);
 }
 
-void SecretsBroker::answer(const std::string& kernel_id, const std::string& name, const std::string& request_id,
-                           const std::string& parent_header) {
+void SecretsBroker::answer(const std::string& kernel_id, const std::string& name,
+                           const std::string& request_id, const std::string& parent_header) {
   json reply = {{"request_id", request_id}};
   auto fail = [&](const char* ename, const std::string& message) {
     reply["status"] = "error";
@@ -127,12 +133,14 @@ void SecretsBroker::answer(const std::string& kernel_id, const std::string& name
   } else {
     auto r = store_->read(k->owner, name, paths);
     if (!r.ok()) {
-      log::error("kernel " + kernel_id + ": secret '" + name + "' of '" + k->owner + "': " + r.error().message);
+      log::error("kernel " + kernel_id + ": secret '" + name + "' of '" + k->owner +
+                 "': " + r.error().message);
       fail("Error", "The server could not read secret " + shown);
     } else if (r->access == auth::SecretStore::Access::kNotFound) {
       fail("SecretNotFoundError", "Secret " + shown + " does not exist.");
     } else if (r->access == auth::SecretStore::Access::kNoAccess) {
-      log::info("kernel " + kernel_id + " of '" + k->owner + "': notebook has no access to secret '" + name + "'");
+      log::info("kernel " + kernel_id + " of '" + k->owner +
+                "': notebook has no access to secret '" + name + "'");
       fail("NotebookAccessError", "Notebook does not have access to secret " + shown);
     } else {
       reply["status"] = "ok";
@@ -169,7 +177,8 @@ void on_work(Context& ctx, Responder done, std::function<Response()> work) {
 json info_json(const auth::SecretInfo& s) {
   return {{"name", s.name},
           {"grants", s.grants},
-          {"updated", util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(s.updated)))}};
+          {"updated",
+           util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(s.updated)))}};
 }
 
 const std::string kName = "([A-Za-z_][A-Za-z0-9_]{0,127})";
@@ -178,7 +187,8 @@ const std::string kName = "([A-Za-z_][A-Za-z0-9_]{0,127})";
 
 void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->secrets) return;
-  ctx->secret_broker = std::make_shared<SecretsBroker>(ctx->kernels, ctx->secrets, ctx->sessions, ctx->work);
+  ctx->secret_broker =
+      std::make_shared<SecretsBroker>(ctx->kernels, ctx->secrets, ctx->sessions, ctx->work);
 
   r.add("GET", "/api/skylab/secrets/?", [ctx](Request& req, Responder done) {
     on_work(*ctx, done, [ctx, me = req.user.username]() -> Response {
@@ -191,22 +201,28 @@ void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   });
 
   http::RouteOptions put_opts;
-  put_opts.body_limit = auth::SecretStore::kMaxValueBytes * 6 + 4096;  // JSON escapes (\u00XX) of 64 KiB
-  r.add("PUT", "/api/skylab/secrets/" + kName + "/?", [ctx](Request& req, Responder done) {
-    auto body = parse_json_body(req.body);
-    if (!body.ok()) return done(Response::from_error(body.error()));
-    auto v = body->find("value");
-    if (v == body->end() || !v->is_string()) return done(Response::error(400, "Give the secret's \"value\" as a string"));
-    auto value = std::make_shared<std::string>(v->get<std::string>());
-    std::fill(req.body.begin(), req.body.end(), '\0');
-    on_work(*ctx, done, [ctx, me = req.user.username, name = req.params[0], value]() -> Response {
-      auto st = ctx->secrets->put(me, name, *value);
-      std::fill(value->begin(), value->end(), '\0');
-      if (!st.ok()) return Response::from_error(st.error());
-      log::info("user '" + me + "' stored secret '" + name + "'");
-      return safe_json(200, {{"name", name}});
-    });
-  }, put_opts);
+  put_opts.body_limit =
+      auth::SecretStore::kMaxValueBytes * 6 + 4096;  // JSON escapes (\u00XX) of 64 KiB
+  r.add(
+      "PUT", "/api/skylab/secrets/" + kName + "/?",
+      [ctx](Request& req, Responder done) {
+        auto body = parse_json_body(req.body);
+        if (!body.ok()) return done(Response::from_error(body.error()));
+        auto v = body->find("value");
+        if (v == body->end() || !v->is_string())
+          return done(Response::error(400, "Give the secret's \"value\" as a string"));
+        auto value = std::make_shared<std::string>(v->get<std::string>());
+        std::fill(req.body.begin(), req.body.end(), '\0');
+        on_work(*ctx, done,
+                [ctx, me = req.user.username, name = req.params[0], value]() -> Response {
+                  auto st = ctx->secrets->put(me, name, *value);
+                  std::fill(value->begin(), value->end(), '\0');
+                  if (!st.ok()) return Response::from_error(st.error());
+                  log::info("user '" + me + "' stored secret '" + name + "'");
+                  return safe_json(200, {{"name", name}});
+                });
+      },
+      put_opts);
 
   r.add("DELETE", "/api/skylab/secrets/" + kName + "/?", [ctx](Request& req, Responder done) {
     on_work(*ctx, done, [ctx, me = req.user.username, name = req.params[0]]() -> Response {
@@ -222,14 +238,17 @@ void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       auto body = parse_json_body(req.body);
       if (!body.ok()) return done(Response::from_error(body.error()));
       auto p = body->find("path");
-      if (p == body->end() || !p->is_string()) return done(Response::error(400, "Give the notebook's \"path\""));
+      if (p == body->end() || !p->is_string())
+        return done(Response::error(400, "Give the notebook's \"path\""));
       auto path = auth::SecretStore::normalize_path(p->get<std::string>());
       if (!path.ok()) return done(Response::from_error(path.error()));
-      on_work(*ctx, done, [ctx, granted, me = req.user.username, name = req.params[0], path = path.value()]() -> Response {
-        auto st = ctx->secrets->set_grant(me, name, path, granted);
-        if (!st.ok()) return Response::from_error(st.error());
-        return safe_json(200, {{"name", name}, {"path", path}, {"access", granted}});
-      });
+      on_work(*ctx, done,
+              [ctx, granted, me = req.user.username, name = req.params[0],
+               path = path.value()]() -> Response {
+                auto st = ctx->secrets->set_grant(me, name, path, granted);
+                if (!st.ok()) return Response::from_error(st.error());
+                return safe_json(200, {{"name", name}, {"path", path}, {"access", granted}});
+              });
     };
   };
   r.add("PUT", "/api/skylab/secrets/" + kName + "/grants/?", grant(true));

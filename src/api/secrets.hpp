@@ -35,8 +35,9 @@ inline constexpr const char* kSecretReply = "skylab_secret_reply";
 //! Answers kernels' secret requests. Thread-safe.
 class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
  public:
-  SecretsBroker(std::shared_ptr<kernel::KernelManager> kernels, std::shared_ptr<auth::SecretStore> store,
-                std::shared_ptr<SessionStore> sessions, std::shared_ptr<WorkQueue> work);
+  SecretsBroker(std::shared_ptr<kernel::KernelManager> kernels,
+                std::shared_ptr<auth::SecretStore> store, std::shared_ptr<SessionStore> sessions,
+                std::shared_ptr<WorkQueue> work);
   //! Starts answering kernel `kernel_id`'s requests (once; later calls are
   //! cheap no-ops). Unknown kernels are ignored. Any thread.
   void watch(const std::string& kernel_id);
@@ -57,7 +58,7 @@ class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
   std::shared_ptr<WorkQueue> work_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Observer>> observers_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::string> job_paths_;                 // GUARDED_BY(mu_) by kernel id
+  std::map<std::string, std::string> job_paths_;                // GUARDED_BY(mu_) by kernel id
 };
 
 }  // namespace skylab::api

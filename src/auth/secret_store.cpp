@@ -44,9 +44,11 @@ CREATE TABLE IF NOT EXISTS auth_secret_grants(
 Error db_error(sqlite3* db, const std::string& what) {
   if (db) {
     int code = sqlite3_errcode(db) & 0xff;
-    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Error::unavailable("secret database is busy; try again");
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+      return Error::unavailable("secret database is busy; try again");
   }
-  return Error::internal("secret database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
+  return Error::internal("secret database: " + what + ": " +
+                         (db ? sqlite3_errmsg(db) : "no connection"));
 }
 
 //! Associated data: a sealed value only opens for the owner and name it was sealed for.
@@ -64,10 +66,12 @@ Result<std::string> load_or_create_key(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0 && errno == ENOENT) {
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return Error::unavailable("cannot create secrets key " + path + ": " + std::strerror(errno));
+    if (fd < 0)
+      return Error::unavailable("cannot create secrets key " + path + ": " + std::strerror(errno));
     std::string key(kKeyBytes, '\0');
     randombytes_buf(key.data(), key.size());
-    bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+    bool ok =
+        ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
     ::close(fd);
     if (!ok) {
       ::unlink(path.c_str());
@@ -75,14 +79,18 @@ Result<std::string> load_or_create_key(const std::string& path) {
     }
     return key;
   }
-  if (fd < 0) return Error::unavailable("cannot open secrets key " + path + ": " + std::strerror(errno));
+  if (fd < 0)
+    return Error::unavailable("cannot open secrets key " + path + ": " + std::strerror(errno));
   struct stat st {};
   std::string key(kKeyBytes, '\0');
-  bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == static_cast<off_t>(kKeyBytes) &&
+  bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_size == static_cast<off_t>(kKeyBytes) &&
             ::read(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size());
   if (ok && (st.st_mode & 077) != 0) ::fchmod(fd, 0600);  // never readable by others
   ::close(fd);
-  if (!ok) return Error::unavailable("secrets key " + path + " is not a " + std::to_string(kKeyBytes) + "-byte file");
+  if (!ok)
+    return Error::unavailable("secrets key " + path + " is not a " + std::to_string(kKeyBytes) +
+                              "-byte file");
   return key;
 }
 
@@ -92,7 +100,8 @@ bool SecretStore::valid_name(std::string_view name) {
   if (name.empty() || name.size() > 128) return false;
   auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
   if (!alpha(name[0])) return false;
-  return std::all_of(name.begin(), name.end(), [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
 }
 
 Result<std::string> SecretStore::normalize_path(std::string_view path) {
@@ -104,7 +113,8 @@ Result<std::string> SecretStore::normalize_path(std::string_view path) {
   std::size_t pos = 0;
   while (pos <= path.size()) {
     auto slash = path.find('/', pos);
-    auto part = path.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
+    auto part =
+        path.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
     if (part.empty() || part == "." || part == "..") return Error::bad_request("Bad notebook path");
     if (slash == std::string_view::npos) break;
     pos = slash + 1;
@@ -119,28 +129,35 @@ SecretStore::~SecretStore() {
 
 std::int64_t SecretStore::now() const {
   if (now_) return now_();
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_path, const std::string& key_path,
+Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_path,
+                                                       const std::string& key_path,
                                                        std::function<std::int64_t()> now) {
   auto key = load_or_create_key(key_path);
   if (!key.ok()) return key.error();
   int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
-  else if (errno != EEXIST) return Error::unavailable("cannot create " + db_path + ": " + std::strerror(errno));
+  if (fd >= 0)
+    ::close(fd);
+  else if (errno != EEXIST)
+    return Error::unavailable("cannot create " + db_path + ": " + std::strerror(errno));
   std::shared_ptr<SecretStore> s(new SecretStore());
   s->now_ = std::move(now);
   s->key_ = std::move(key).value();
-  if (sqlite3_open_v2(db_path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+  if (sqlite3_open_v2(db_path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK)
     return db_error(s->db_, "open " + db_path);
   sqlite3_busy_timeout(s->db_, 2000);
   // secure_delete: a replaced or deleted value's old ciphertext is zeroed in the file.
   const char* setup =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";
-  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(s->db_, "set up");
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL);";
+  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(s->db_, "set up");
   sqlite::Tx tx(s->db_);
   if (!tx.ok()) return db_error(s->db_, "begin");
   int version = 0;
@@ -150,11 +167,14 @@ Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_pat
     if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
   }
   if (version > kSchemaVersion)
-    return Error::unavailable("the secret tables were written by a newer Skylab (schema " + std::to_string(version) + ")");
+    return Error::unavailable("the secret tables were written by a newer Skylab (schema " +
+                              std::to_string(version) + ")");
   if (version < kSchemaVersion) {
-    if (sqlite3_exec(s->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(s->db_, "create tables");
-    Stmt u(s->db_, "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
-                   "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
+    if (sqlite3_exec(s->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK)
+      return db_error(s->db_, "create tables");
+    Stmt u(s->db_,
+           "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
+           "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
     u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
     if (u.step() != SQLITE_DONE) return db_error(s->db_, "record schema version");
   }
@@ -189,18 +209,23 @@ Result<std::vector<SecretInfo>> SecretStore::list(std::string_view owner) {
 }
 
 Status SecretStore::put(std::string_view owner, std::string_view name, std::string_view value) {
-  if (!valid_name(name)) return Error::bad_request("A secret's name is a letter or '_' then up to 127 letters, digits or '_'");
+  if (!valid_name(name))
+    return Error::bad_request(
+        "A secret's name is a letter or '_' then up to 127 letters, digits or '_'");
   if (value.size() > kMaxValueBytes)
-    return Error::too_large("A secret's value is at most " + std::to_string(kMaxValueBytes / 1024) + " KiB");
+    return Error::too_large("A secret's value is at most " + std::to_string(kMaxValueBytes / 1024) +
+                            " KiB");
   std::string nonce(kNonceBytes, '\0');
   randombytes_buf(nonce.data(), nonce.size());
   std::string sealed(value.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
   unsigned long long sealed_len = 0;
   auto ad = associated(owner, name);
   crypto_aead_xchacha20poly1305_ietf_encrypt(
-      reinterpret_cast<unsigned char*>(sealed.data()), &sealed_len, reinterpret_cast<const unsigned char*>(value.data()),
-      value.size(), reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
-      reinterpret_cast<const unsigned char*>(nonce.data()), reinterpret_cast<const unsigned char*>(key_.data()));
+      reinterpret_cast<unsigned char*>(sealed.data()), &sealed_len,
+      reinterpret_cast<const unsigned char*>(value.data()), value.size(),
+      reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
+      reinterpret_cast<const unsigned char*>(nonce.data()),
+      reinterpret_cast<const unsigned char*>(key_.data()));
   sealed.resize(sealed_len);
   std::lock_guard lock(mutex_);
   sqlite::Tx tx(db_);
@@ -216,11 +241,13 @@ Status SecretStore::put(std::string_view owner, std::string_view name, std::stri
     n.bind(1, owner);
     if (n.step() != SQLITE_ROW) return db_error(db_, "count secrets");
     if (static_cast<std::size_t>(n.i64(0)) >= kMaxPerOwner)
-      return Error::conflict("Too many secrets (at most " + std::to_string(kMaxPerOwner) + "); delete some first");
+      return Error::conflict("Too many secrets (at most " + std::to_string(kMaxPerOwner) +
+                             "); delete some first");
   }
-  Stmt u(db_, "INSERT INTO auth_secrets(owner, name, nonce, sealed, updated) VALUES(?, ?, ?, ?, ?) "
-              "ON CONFLICT(owner, name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed, "
-              "updated = excluded.updated");
+  Stmt u(db_,
+         "INSERT INTO auth_secrets(owner, name, nonce, sealed, updated) VALUES(?, ?, ?, ?, ?) "
+         "ON CONFLICT(owner, name) DO UPDATE SET nonce = excluded.nonce, sealed = excluded.sealed, "
+         "updated = excluded.updated");
   u.bind(1, owner).bind(2, name).bind_blob(3, nonce).bind_blob(4, sealed).bind(5, now());
   if (u.step() != SQLITE_DONE) return db_error(db_, "store secret");
   if (!tx.commit()) return db_error(db_, "commit");
@@ -243,7 +270,8 @@ Status SecretStore::remove(std::string_view owner, std::string_view name) {
   return ok_status();
 }
 
-Status SecretStore::set_grant(std::string_view owner, std::string_view name, std::string_view path, bool granted) {
+Status SecretStore::set_grant(std::string_view owner, std::string_view name, std::string_view path,
+                              bool granted) {
   if (!valid_name(name)) return Error::not_found("No such secret");
   auto p = normalize_path(path);
   if (!p.ok()) return p.error();
@@ -276,7 +304,8 @@ Status SecretStore::set_grant(std::string_view owner, std::string_view name, std
 namespace {
 //! Whether `path` is `top` or below it; both normalized.
 bool at_or_below(std::string_view path, std::string_view top) {
-  return path == top || (path.size() > top.size() && path.compare(0, top.size(), top) == 0 && path[top.size()] == '/');
+  return path == top || (path.size() > top.size() && path.compare(0, top.size(), top) == 0 &&
+                         path[top.size()] == '/');
 }
 }  // namespace
 
@@ -369,8 +398,10 @@ Result<SecretStore::Read> SecretStore::read(std::string_view owner, std::string_
           reinterpret_cast<unsigned char*>(value.data()), &len, nullptr,
           reinterpret_cast<const unsigned char*>(sealed.data()), sealed.size(),
           reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
-          reinterpret_cast<const unsigned char*>(nonce.data()), reinterpret_cast<const unsigned char*>(key_.data())) != 0)
-    return Error::internal("secret " + std::string(name) + " does not decrypt (another server key?)");
+          reinterpret_cast<const unsigned char*>(nonce.data()),
+          reinterpret_cast<const unsigned char*>(key_.data())) != 0)
+    return Error::internal("secret " + std::string(name) +
+                           " does not decrypt (another server key?)");
   value.resize(len);
   out.access = Access::kGranted;
   out.value = std::move(value);

@@ -41,7 +41,8 @@ class SecretStore {
   //! server key, created (0600, O_EXCL) with a random key when absent.
   //! Unavailable when the key file is unreadable, of the wrong size or not
   //! a regular file.
-  static Result<std::shared_ptr<SecretStore>> open(const std::string& db_path, const std::string& key_path,
+  static Result<std::shared_ptr<SecretStore>> open(const std::string& db_path,
+                                                   const std::string& key_path,
                                                    std::function<std::int64_t()> now = nullptr);
   ~SecretStore();
   SecretStore(const SecretStore&) = delete;
@@ -62,7 +63,8 @@ class SecretStore {
   Status remove(std::string_view owner, std::string_view name);
   //! Gives (or takes back) notebook `path` access to the secret; NotFound
   //! when the secret is absent. Granting twice is one grant.
-  Status set_grant(std::string_view owner, std::string_view name, std::string_view path, bool granted);
+  Status set_grant(std::string_view owner, std::string_view name, std::string_view path,
+                   bool granted);
 
   //! After `owner` moved `from` to `to` through the server: grants of it and
   //! of notebooks below it follow (open notebooks keep their access).
@@ -79,7 +81,8 @@ class SecretStore {
   //! The value of `owner`'s secret `name` when every one of `paths` (the
   //! notebooks bound to the asking kernel; none means no access) has a
   //! grant. Internal when the value does not decrypt (tampered row, other key).
-  Result<Read> read(std::string_view owner, std::string_view name, const std::vector<std::string>& paths);
+  Result<Read> read(std::string_view owner, std::string_view name,
+                    const std::vector<std::string>& paths);
 
  private:
   SecretStore() = default;

@@ -80,19 +80,21 @@ TEST_F(SecretStoreTest, ReadNeedsEveryBoundNotebookGranted) {
   EXPECT_EQ(store_->read("olga", "K", {"a.ipynb"})->value, "v2");
   ASSERT_TRUE(store_->set_grant("olga", "K", "a.ipynb", false).ok());
   EXPECT_EQ(store_->read("olga", "K", {"a.ipynb"})->access, Access::kNoAccess);
-  EXPECT_EQ(store_->set_grant("olga", "NOPE", "a.ipynb", true).error().code, Error::Code::kNotFound);
+  EXPECT_EQ(store_->set_grant("olga", "NOPE", "a.ipynb", true).error().code,
+            Error::Code::kNotFound);
   EXPECT_EQ(store_->set_grant("vera", "K", "a.ipynb", true).error().code, Error::Code::kNotFound);
 }
 
 TEST_F(SecretStoreTest, LimitsAndListing) {
-  EXPECT_EQ(store_->put("olga", "K", std::string(SecretStore::kMaxValueBytes + 1, 'x')).error().code,
-            Error::Code::kTooLarge);
+  EXPECT_EQ(
+      store_->put("olga", "K", std::string(SecretStore::kMaxValueBytes + 1, 'x')).error().code,
+      Error::Code::kTooLarge);
   EXPECT_TRUE(store_->put("olga", "K", std::string(SecretStore::kMaxValueBytes, 'x')).ok());
   EXPECT_EQ(store_->put("olga", "1bad", "v").error().code, Error::Code::kBadRequest);
   for (std::size_t i = 1; i < SecretStore::kMaxPerOwner; ++i)
     ASSERT_TRUE(store_->put("olga", "S" + std::to_string(i), "v").ok());
   EXPECT_EQ(store_->put("olga", "ONE_MORE", "v").error().code, Error::Code::kConflict);
-  EXPECT_TRUE(store_->put("olga", "S1", "new").ok());  // replacing is no new secret
+  EXPECT_TRUE(store_->put("olga", "S1", "new").ok());      // replacing is no new secret
   EXPECT_TRUE(store_->put("vera", "ONE_MORE", "v").ok());  // per user
   ASSERT_TRUE(store_->set_grant("olga", "K", "b.ipynb", true).ok());
   ASSERT_TRUE(store_->set_grant("olga", "K", "a.ipynb", true).ok());
@@ -113,7 +115,8 @@ TEST_F(SecretStoreTest, GrantsFollowMovesAndEndWithTheNotebook) {
   ASSERT_TRUE(store_->set_grant("olga", "K", "proj/a.ipynb", true).ok());
   ASSERT_TRUE(store_->set_grant("olga", "K", "projx/b.ipynb", true).ok());
   ASSERT_TRUE(store_->moved("olga", "proj", "new").ok());
-  EXPECT_EQ(store_->list("olga")->front().grants, (std::vector<std::string>{"new/a.ipynb", "projx/b.ipynb"}));
+  EXPECT_EQ(store_->list("olga")->front().grants,
+            (std::vector<std::string>{"new/a.ipynb", "projx/b.ipynb"}));
   ASSERT_TRUE(store_->moved("vera", "new", "x").ok());  // another user's move changes nothing
   EXPECT_EQ(store_->read("olga", "K", {"new/a.ipynb"})->access, Access::kGranted);
   ASSERT_TRUE(store_->removed("olga", "new/a.ipynb").ok());
@@ -135,11 +138,13 @@ TEST_F(SecretStoreTest, EncryptedAtRestUnderARootOnlyKeyBoundToOwnerAndName) {
   // A row copied onto another user's does not open for them.
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db().c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw,
-                         "UPDATE auth_secrets SET nonce = (SELECT nonce FROM auth_secrets WHERE owner='olga'), "
-                         "sealed = (SELECT sealed FROM auth_secrets WHERE owner='olga') WHERE owner='vera'",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(
+          raw,
+          "UPDATE auth_secrets SET nonce = (SELECT nonce FROM auth_secrets WHERE owner='olga'), "
+          "sealed = (SELECT sealed FROM auth_secrets WHERE owner='olga') WHERE owner='vera'",
+          nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(raw);
   reopen();
   EXPECT_EQ(store_->read("olga", "K", {"a.ipynb"})->value, value);  // the same key after a restart
