@@ -16,6 +16,8 @@ session), never from anything in the request. Values are never put in the
 environment, in files or in outputs by Skylab.
 """
 import os
+import re
+import threading
 import time
 import uuid
 
@@ -24,6 +26,8 @@ __all__ = ["get", "SecretNotFoundError", "NotebookAccessError", "TimeoutExceptio
 REQUEST = "skylab_secret_request"
 REPLY = "skylab_secret_reply"
 _TIMEOUT_SECONDS = 30.0
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_lock = threading.Lock()  # one request at a time on the kernel's stdin socket
 _RESEND_SECONDS = 0.1  # first resend; doubling to 1 s
 
 
@@ -86,9 +90,16 @@ def get(key):
     NotebookAccessError when this notebook has not been given access to it,
     TimeoutException when the server does not answer.
     """
+    if not isinstance(key, str) or not _NAME.fullmatch(key):
+        raise SecretNotFoundError(key)  # no secret can have that name
     kernel = _kernel()
     if kernel is None or getattr(kernel, "stdin_socket", None) is None or not os.environ.get("SKYLAB_RUNTIME_STATE"):
         raise NotebookAccessError(key)
+    with _lock:
+        return _ask(kernel, key)
+
+
+def _ask(kernel, key):
     import zmq
 
     session = kernel.session
@@ -104,7 +115,7 @@ def get(key):
     request_id = uuid.uuid4().hex
     parent = kernel.get_parent("shell") if hasattr(kernel, "get_parent") else kernel._parent_header
     ident = kernel._parent_ident["shell"] if isinstance(kernel._parent_ident, dict) else kernel._parent_ident
-    request = {"name": str(key), "request_id": request_id}
+    request = {"name": key, "request_id": request_id}
     sends = 0
     now = time.monotonic()
     deadline = now + _TIMEOUT_SECONDS

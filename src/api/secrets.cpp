@@ -51,7 +51,8 @@ class SecretsBroker::Observer : public kernel::KernelObserver,
         request_id = c["request_id"].get<std::string>();
     }
     if (request_id.size() > 128) request_id.resize(128);
-    log::debug("kernel " + kernel_id_ + " asks for secret '" + name.substr(0, 128) + "'");
+    log::debug("kernel " + kernel_id_ + " asks for secret " +
+               (auth::SecretStore::valid_name(name) ? "'" + name + "'" : "(a malformed name)"));
     std::weak_ptr<Observer> self = weak_from_this();
     bool queued = broker->work_->post(
         [broker, self, id = kernel_id_, name, request_id, parent = msg->header] {
