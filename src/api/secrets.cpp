@@ -190,6 +190,9 @@ void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->secrets) return;
   ctx->secret_broker =
       std::make_shared<SecretsBroker>(ctx->kernels, ctx->secrets, ctx->sessions, ctx->work);
+  // Kernels reattached after a restart may be running a cell that asks
+  // before any client speaks to them again.
+  for (auto& s : ctx->sessions->list()) ctx->secret_broker->watch(s.kernel_id);
 
   r.add("GET", "/api/skylab/secrets/?", [ctx](Request& req, Responder done) {
     on_work(*ctx, done, [ctx, me = req.user.username]() -> Response {

@@ -298,7 +298,28 @@ def test_value_is_nowhere_but_the_kernel_that_asked(world):
 def test_still_readable_after_a_server_restart(world):
     srv, alice, a, value = world["srv"], world["alice"], world["a"], world["value"]
     alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/a.ipynb"})
+    # A cell that asks only after the restart, with no client there to speak
+    # to the kernel first: the restarted server answers it (and records it).
+    go = os.path.join(srv.data_dir, "runtimes", a.kid, "content", "go")
+    a.client.send("shell", "execute_request",
+                  {"code": "import os, time, hashlib\nwhile not os.path.exists('/content/go'): time.sleep(0.05)\n"
+                           "from google.colab import userdata\n"
+                           "print('late', hashlib.sha256(userdata.get(%r).encode()).hexdigest())" % NAME,
+                   "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False,
+                   "stop_on_error": False}, metadata={"cellId": "c1"})
+    a.client.wait_for(lambda m: m["header"]["msg_type"] == "execute_input", timeout=60)
+    a.client.close()
     srv.kill_and_restart()
+    assert os.path.isdir(os.path.dirname(go))
+    open(go, "w").close()
+    deadline = time.time() + 60
+    text = ""
+    while time.time() < deadline and "late " not in text:
+        nb = alice.req("GET", "/api/contents/course/a.ipynb").json()["content"]
+        text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        time.sleep(0.2)
+    assert "late " + sha(value) in text, text
+    os.unlink(go)
     a.connect()  # the runtime was reattached; the page reconnects
     assert a.read() == sha(value)
     world["b"].connect()
