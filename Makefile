@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build web run test unit integration node browser bench clean
+.PHONY: all setup build web run test unit integration node browser bench clean install deb
 
 all: build
 
@@ -40,6 +40,20 @@ browser: build
 bench: build
 	/usr/bin/python3 bench/kernel_bench.py
 	node bench/web_bench.mjs
+
+# Installs the binary, the web app, the Python helpers, the examples, the
+# systemd unit, /etc/skylab/skylab.toml and /var/lib/skylab (docs/operations.md).
+# Builds first when nothing is built. PREFIX, DESTDIR, SYSCONFDIR, LOCALSTATEDIR, UNITDIR.
+PREFIX ?= /usr/local
+install:
+	@[ -x $(BUILD)/skylab ] && [ -f $(BUILD)/web/index.html ] || $(MAKE) --no-print-directory build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" LOCALSTATEDIR="$(LOCALSTATEDIR)" \
+	  UNITDIR="$(UNITDIR)" bash scripts/install.sh $(BUILD)
+
+# $(BUILD)/skylab_<version>_<arch>.deb (Debian 12), from what is built.
+deb:
+	@[ -x $(BUILD)/skylab ] && [ -f $(BUILD)/web/index.html ] || $(MAKE) --no-print-directory build
+	bash scripts/make_deb.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

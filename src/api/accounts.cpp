@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/token_login.hpp"
 #include "api/work_queue.hpp"
 #include "drive/drive.hpp"
 #include "auth/account_store.hpp"
@@ -123,6 +124,30 @@ struct LoginState {
         }()) {}
 };
 
+// The sign-in pages' look: the app's (web/src/style.css: colours, type,
+// buttons, the logo), inline since these pages load no script or stylesheet.
+constexpr const char* kPageStyle =
+    ":root{--fg:#202124;--muted:#5f6368;--line:#dadce0;--soft:#f1f3f4;--accent:#1a73e8;--err:#c5221f;"
+    "--sans:'Google Sans',Roboto,'Segoe UI','DejaVu Sans',system-ui,sans-serif}"
+    "*{box-sizing:border-box}"
+    "html,body{margin:0;min-height:100%;background:var(--soft);color:var(--fg);font:14px/1.45 var(--sans)}"
+    "body{display:flex;align-items:flex-start;justify-content:center;padding:10vh 16px}"
+    ".card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:36px 40px 28px;width:100%;"
+    "max-width:420px;box-shadow:0 1px 2px rgba(60,64,67,.1)}"
+    ".logo{display:flex;align-items:center;gap:8px;font-size:20px;font-weight:500;margin-bottom:20px}"
+    ".logo-mark{width:30px;height:30px;border-radius:50%;display:inline-block;"
+    "background:radial-gradient(circle at 35% 35%,#fbbc04 0 45%,#e37400 46% 100%)}"
+    "h1{font-size:22px;font-weight:400;margin:0 0 20px}"
+    "label{display:block;font-size:13px;color:var(--muted);margin:14px 0 4px}"
+    "input{display:block;width:100%;padding:10px 12px;border:1px solid var(--line);border-radius:4px;font:inherit}"
+    "input:focus{outline:none;border-color:var(--accent);box-shadow:0 0 0 1px var(--accent)}"
+    "button{display:block;width:100%;margin-top:24px;padding:9px 12px;border:1px solid var(--accent);"
+    "border-radius:4px;background:var(--accent);color:#fff;font:inherit;font-weight:500;cursor:pointer}"
+    "button:hover{background:#1765cc}"
+    ":focus-visible{outline:2px solid var(--accent);outline-offset:1px}"
+    "a{color:var(--accent)}p{color:var(--muted);margin:18px 0 0}"
+    ".err{color:var(--err);background:#fce8e6;border-radius:4px;padding:8px 12px;margin:0 0 8px}";
+
 std::string html_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -144,11 +169,10 @@ Response page(int status, const std::string& title, const std::string& body_html
   res.status = status;
   res.body = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
              "</title>\n<meta name=\"viewport\" content=\"width=device-width\">\n"
-             "<style>body{font:16px system-ui,sans-serif;max-width:22em;margin:4em auto;color:#222}"
-             "label,input,button{display:block;width:100%;box-sizing:border-box;margin:.3em 0}"
-             "input{padding:.4em}button{padding:.5em;margin-top:1em}.err{color:#b00}</style>\n"
-             "</head><body>\n" +
-             body_html + "\n</body></html>\n";
+             "<style>" + std::string(kPageStyle) + "</style>\n"
+             "</head><body>\n<main class=\"card\">\n<div class=\"logo\"><span class=\"logo-mark\"></span>"
+             "<span>Skylab</span></div>\n" +
+             body_html + "\n</main>\n</body></html>\n";
   res.set_header("Content-Type", "text/html; charset=utf-8");
   res.set_header("Content-Security-Policy", kPageCsp);
   res.set_header("Cache-Control", "no-store");
@@ -358,11 +382,18 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   pub.body_limit = kLoginBodyLimit;
 
   // ---- sign-in pages
-  r.add("GET", "/login", [st](Request& req, Responder done) {
+  r.add("GET", "/login", [st, ctx](Request& req, Responder done) {
     std::string next = auth::safe_redirect_target(req.query_param("next").value_or("/"));
+    if (auto login = token_login(*ctx, req, next)) return done(std::move(*login));  // Jupyter's /login?token=
     if (auto v = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure)))
       if (st->store->session_identity(*v)) return done(redirect(next));
-    done(login_page(*st, req, 200, next, ""));
+    auto res = login_page(*st, req, 200, next,
+                          req.query_param("token_refused") ? "That login URL is not valid (the server prints a new "
+                                                             "one each time it starts). Sign in with your account."
+                                                           : "");
+    // Not no-referrer: browsers then send `Origin: null` with the form's POST.
+    res.set_header("Referrer-Policy", "same-origin");
+    done(std::move(res));
   }, pub);
 
   r.add("POST", "/login", [st](Request& req, Responder done) {

@@ -10,6 +10,7 @@
 #include "api/channels.hpp"
 #include "api/secrets.hpp"
 #include "api/sessions.hpp"
+#include "api/terminals.hpp"
 #include "api/work_queue.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
@@ -184,6 +185,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_web_routes(*r, ctx);
   add_runtime_file_routes(*r, ctx);
   add_example_routes(*r, ctx);
+  add_terminal_routes(*r, ctx);
   return r;
 }
 

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http/router.hpp"
 #include "kernel/kernelspec.hpp"
@@ -53,6 +54,9 @@ struct Context {
   //! Stops the sign-in threads (pending sign-ins are dropped); set by
   //! add_account_routes, called by stop_work.
   std::function<void()> stop_logins;
+  //! True for the admin token (constant time); the login URL (`/?token=`)
+  //! asks it. Null: no login URL.
+  std::function<bool(std::string_view)> is_admin_token;
   //! Sharing grants; null: no sharing routes.
   std::shared_ptr<auth::ShareStore> shares;
   //! Users' secrets (google.colab.userdata); null: no secrets routes.
@@ -81,6 +85,9 @@ struct Context {
   std::string runtimes_dir;
   //! The example notebooks of the gallery (examples/*.ipynb); "" none.
   std::string examples_dir;
+  //! The argv that starts a shell inside kernel `k`'s sandbox (run as root
+  //! with a pty on fds 0-2; see runtime/enter.hpp); null: no terminals.
+  std::function<Result<std::vector<std::string>>(const kernel::KernelModel& k)> terminal_command;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::string version = "0.1.0";
 };

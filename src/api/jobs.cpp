@@ -71,6 +71,9 @@ bool finished(State s) { return s == State::kSucceeded || s == State::kFailed ||
 
 struct Job {
   std::string id, owner, path, output_path, runtime_type, kernel_name, kernel_id, message;
+  //! The kernel's working directory for the run, a path inside the runtime
+  //! (papermill's --cwd); the notebook's folder in the Drive by default.
+  std::string cwd;
   bool owner_admin = false;
   State state = State::kQueued;
   json parameters = json::object();
@@ -89,6 +92,7 @@ json to_json(const Job& j, int gpu_position) {
   json out = {{"id", j.id},
               {"path", j.path},
               {"output_path", j.output_path},
+              {"cwd", j.cwd},
               {"owner", j.owner},
               {"state", state_name(j.state)},
               {"runtime_type", j.runtime_type},
@@ -117,6 +121,8 @@ std::optional<Job> from_json(const json& v) {
     j.owner_admin = v.value("owner_admin", false);
     j.path = v.at("path").get<std::string>();
     j.output_path = v.at("output_path").get<std::string>();
+    j.cwd = v.value("cwd", std::string());  // records of older versions ran in /content
+    if (j.cwd.empty()) j.cwd = "/content";
     j.runtime_type = v.at("runtime_type").get<std::string>();
     j.kernel_name = v.at("kernel_name").get<std::string>();
     if (v.at("kernel_id").is_string()) j.kernel_id = v["kernel_id"].get<std::string>();
@@ -478,6 +484,9 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     exec::ExecuteOptions eo;
     eo.allow_errors = job.allow_errors;
     if (job.cell_timeout) eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*job.cell_timeout * 1000));
+    eo.setup_code = "import os as _skylab_os\n_skylab_os.chdir(" +
+                    exec::python_literal(nlohmann::ordered_json(job.cwd)) + ")\ndel _skylab_os\n";
+    eo.setup_what = "change to the working directory " + job.cwd;
     exec::NotebookExecutor executor(kernels_, kid, eo);
     if (!update(id, [&](Job& j) {
           j.state = State::kRunning;
@@ -529,11 +538,32 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::vector<std::thread> workers_;
 };
 
+//! A job's working directory: the notebook's folder in the Drive when none
+//! is asked; a relative `requested` is a Drive folder, an absolute one a path
+//! in the runtime as it is ("/content"). The kernel changes to it as the
+//! user, inside the sandbox: a folder that is not there fails the run.
+Result<std::string> job_cwd(const std::string& notebook_path, const std::optional<std::string>& requested) {
+  constexpr const char* kDrive = "/content/drive";
+  if (!requested) {
+    auto slash = notebook_path.rfind('/');
+    return slash == std::string::npos ? std::string(kDrive) : std::string(kDrive) + "/" + notebook_path.substr(0, slash);
+  }
+  const std::string& d = *requested;
+  if (d.empty() || d.size() > 1024 || !util::valid_utf8(d))
+    return Error::bad_request("'cwd' must be a folder path of 1 to 1024 characters");
+  for (unsigned char ch : d)
+    if (ch < 0x20 || ch == 0x7f) return Error::bad_request("'cwd' must not contain control characters");
+  if (d.front() == '/') return d;
+  std::string rel = d;
+  while (rel.size() > 1 && rel.back() == '/') rel.pop_back();
+  return rel == "." ? std::string(kDrive) : std::string(kDrive) + "/" + rel;
+}
+
 Result<Job> parse_request(const Context& ctx, const Request& req) {
   auto body = parse_json_body(req.body);
   if (!body.ok()) return body.error();
   static const std::set<std::string> known = {"path",         "output_path",  "parameters", "runtime_type",
-                                              "kernel_name",  "allow_errors", "cell_timeout"};
+                                              "kernel_name",  "allow_errors", "cell_timeout", "cwd"};
   for (auto& [k, _] : body->items())
     if (!known.count(k)) return Error::bad_request("Unknown field '" + k.substr(0, 64) + "'");
   auto str = [&](const char* key) -> Result<std::optional<std::string>> {
@@ -559,6 +589,11 @@ Result<Job> parse_request(const Context& ctx, const Request& req) {
   while (!j.output_path.empty() && j.output_path.front() == '/') j.output_path.erase(0, 1);
   if (!ends_ipynb(j.output_path)) return Error::bad_request("'output_path' must end in .ipynb");
   if (j.output_path == j.path) return Error::bad_request("'output_path' must differ from 'path'");
+  auto cwd = str("cwd");
+  if (!cwd.ok()) return cwd.error();
+  auto dir = job_cwd(j.path, cwd.value());
+  if (!dir.ok()) return dir.error();
+  j.cwd = std::move(dir).value();
   const auto& c = *ctx.runtime_config;
   auto type = str("runtime_type");
   if (!type.ok()) return type.error();

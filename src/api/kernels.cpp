@@ -73,6 +73,9 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("DELETE", id + "/?", [ctx](Request& req, Responder done) {
     auto k = visible_kernel(*ctx, req.user, req.params[0]);
     if (!k.ok()) return done(Response::from_error(k.error()));
+    // Someone else's runtime (an administrator's stop): its notebook says so.
+    if (k->owner != req.user.username)
+      (void)ctx->kernels->notify(k->id, "skylab_runtime_event", {{"event", "stopped"}, {"reason", "operator"}});
     ctx->runtimes->release(k->id, [done](Status st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });

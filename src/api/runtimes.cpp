@@ -230,6 +230,9 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto k = ctx->kernels->get(id);
     bool mine = p ? may_access(req.user, p->user) : k.ok() && may_access(req.user, k->owner);
     if (!mine) return done(Response::error(404, "No such runtime: " + id));
+    // Someone else's runtime (an administrator's stop): its notebook says so.
+    if (k.ok() && k->owner != req.user.username)
+      (void)ctx->kernels->notify(id, "skylab_runtime_event", {{"event", "stopped"}, {"reason", "operator"}});
     service->release(id, [done](Status st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });

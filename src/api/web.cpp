@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "api/api.hpp"
+#include "api/token_login.hpp"
 #include "auth/account_store.hpp"
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
@@ -69,6 +70,7 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   // The app's pages: the same HTML shell; the script routes by path.
   auto shell = [ctx, dir](Request& req, Responder done) {
+    if (auto login = token_login(*ctx, req, encode_path(req.path))) return done(std::move(*login));
     if (ctx->accounts) {
       bool signed_in = false;
       if (auto v = auth::cookie_value(req.header("cookie"), auth::session_cookie_name(req.secure)))
@@ -92,6 +94,7 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     res.set_header("Content-Type", "text/html; charset=utf-8");
     res.set_header("Cache-Control", "no-store");
     res.set_header("Content-Security-Policy", app_csp(ctx->output_origin));
+    res.set_header("Referrer-Policy", "same-origin");
     done(std::move(res));
   };
   r.add("GET", "/", shell, pub);

@@ -1,5 +1,7 @@
 #include "auth/account_store.hpp"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -354,9 +356,47 @@ Result<NewSession> AccountStore::create_session(const UserRecord& user) {
   return ns;
 }
 
+NewSession AccountStore::create_admin_session() {
+  NewSession ns;
+  ns.secret = util::random_hex(32);
+  ns.xsrf = xsrf_token_for_session(ns.secret);
+  std::string id = sha256_hex(ns.secret);
+  auto t = now();
+  ns.expires = t + opts_.session_lifetime_seconds;
+  {
+    std::lock_guard lock(admin_mutex_);
+    std::erase_if(admin_sessions_, [t](const auto& kv) { return kv.second <= t; });
+    while (admin_sessions_.size() >= kMaxAdminSessions) {
+      auto oldest = std::min_element(admin_sessions_.begin(), admin_sessions_.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+      admin_sessions_.erase(oldest);
+    }
+    admin_sessions_[id] = ns.expires;
+  }
+  ns.identity = AdminTokenAuthenticator::admin_identity();
+  ns.identity.via = Via::kSession;
+  ns.identity.credential_id = "session:" + id;
+  ns.identity.xsrf = ns.xsrf;
+  return ns;
+}
+
+std::optional<Identity> AccountStore::admin_session(const std::string& id) {
+  std::lock_guard lock(admin_mutex_);
+  auto it = admin_sessions_.find(id);
+  if (it == admin_sessions_.end() || it->second <= now()) return std::nullopt;
+  Identity who = AdminTokenAuthenticator::admin_identity();
+  who.via = Via::kSession;
+  who.credential_id = "session:" + id;
+  return who;
+}
+
 std::optional<Identity> AccountStore::session_identity(std::string_view secret) {
   if (secret.empty() || secret.size() > 128) return std::nullopt;
   std::string id = sha256_hex(secret);
+  if (auto admin = admin_session(id)) {
+    admin->xsrf = xsrf_token_for_session(secret);
+    return admin;
+  }
   std::lock_guard lock(read_mutex_);
   Stmt s(read_db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
   s.bind(1, id).bind(2, now());
@@ -368,6 +408,10 @@ std::optional<Identity> AccountStore::session_identity(std::string_view secret) 
 
 void AccountStore::end_session(std::string_view secret) {
   if (secret.empty() || secret.size() > 128) return;
+  {
+    std::lock_guard admin(admin_mutex_);
+    if (admin_sessions_.erase(sha256_hex(secret)) > 0) return;
+  }
   std::lock_guard lock(mutex_);
   Stmt d(db_, "DELETE FROM auth_sessions WHERE id = ?");
   d.bind(1, sha256_hex(secret));
@@ -452,6 +496,7 @@ bool AccountStore::still_valid(const Identity& who) {
       return true;
     case Via::kSession: {
       if (who.credential_id.rfind("session:", 0) != 0) return false;
+      if (admin_session(who.credential_id.substr(8))) return who.username == "admin" && who.admin;
       std::lock_guard lock(read_mutex_);
       Stmt s(read_db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
       s.bind(1, std::string_view(who.credential_id).substr(8)).bind(2, now());

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -106,6 +107,15 @@ class AccountStore {
   std::optional<Identity> session_identity(std::string_view secret);
   //! Ends the session with this cookie value (nothing when unknown).
   void end_session(std::string_view secret);
+  //! A browser session for the admin token's identity (user "admin", an
+  //! administrator, with no account needed): what the login URL
+  //! (`/?token=…`) signs a browser in as. Held in this process only, never
+  //! written to the database: it ends with the server, as a generated admin
+  //! token does. At most kMaxAdminSessions at once (the oldest ends first);
+  //! the same lifetime as other sessions. session_identity, still_valid and
+  //! end_session know these sessions too.
+  NewSession create_admin_session();
+  static constexpr std::size_t kMaxAdminSessions = 64;
 
   // -- API tokens
   //! `lifetime_seconds` none: the token never expires.
@@ -138,6 +148,10 @@ class AccountStore {
   //! still_valid): never waits behind db_'s writers.
   std::mutex read_mutex_;
   sqlite3* read_db_ = nullptr;  // GUARDED_BY(read_mutex_)
+  std::optional<Identity> admin_session(const std::string& id);
+  std::mutex admin_mutex_;
+  //! Admin-token sessions: sha256 of the secret -> expiry (unix seconds).
+  std::map<std::string, std::int64_t> admin_sessions_;  // GUARDED_BY(admin_mutex_)
   std::once_flag dummy_once_;
   std::string dummy_hash_;  // equalizes the time of logins for unknown users
 };

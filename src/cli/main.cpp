@@ -6,6 +6,7 @@
 
 namespace skylab::runtime {
 int sandbox_exec_main(const std::vector<std::string>& args);
+int sandbox_enter_main(const std::vector<std::string>& args);
 }
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
@@ -15,6 +16,8 @@ int runtime_main(const std::vector<std::string>& args);
 int dataset_main(const std::vector<std::string>& args);
 int slurm_link_main(const std::vector<std::string>& args);
 int agent_main(const std::vector<std::string>& args);
+int backup_main(const std::vector<std::string>& args);
+int restore_main(const std::vector<std::string>& args);
 }
 
 namespace {
@@ -28,6 +31,8 @@ void usage(std::FILE* out) {
       "  run       execute a notebook headless and write the executed copy\n"
       "  runtime   runtime tools: exec CMD in a fresh sandbox of a runtime type\n"
       "  dataset   provide datasets to every runtime (/datasets): add, list, remove\n"
+      "  backup    write a consistent backup of a data directory (also while serving)\n"
+      "  restore   restore a backup into an empty data directory\n"
       "\n"
       "Run 'skylab <command> --help' for a command's options.\n",
       out);
@@ -43,10 +48,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "serve") return skylab::cli::serve_main(args);
   if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
+  if (cmd == "sandbox-enter") return skylab::runtime::sandbox_enter_main(args);  // internal: terminals
   if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "runtime") return skylab::cli::runtime_main(args);
   if (cmd == "dataset") return skylab::cli::dataset_main(args);
+  if (cmd == "backup") return skylab::cli::backup_main(args);
+  if (cmd == "restore") return skylab::cli::restore_main(args);
   if (cmd == "slurm-link") return skylab::cli::slurm_link_main(args);  // internal (Slurm backend)
   if (cmd == "agent") return skylab::cli::agent_main(args);            // internal: runs inside a Slurm job
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {

@@ -13,8 +13,9 @@
 namespace skylab::cli {
 
 //! The folder `name` (python, examples) shipped beside the binary: BIN/../NAME
-//! (a build tree or checkout) or BIN/../share/skylab/NAME (an install). "" if
-//! neither exists.
+//! (a build tree or checkout), BIN/../lib/skylab/NAME or BIN/../share/skylab/NAME
+//! (an install: `make install` puts python/ under lib/, examples/ under share/).
+//! "" if none exists.
 std::string find_installed_dir(const std::string& name);
 
 //! The sandbox launcher `config.runtimes.sandbox` asks for, with the Drive,

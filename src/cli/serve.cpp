@@ -326,6 +326,7 @@ int serve_main(const std::vector<std::string>& args) {
       log::info("shares: dropped " + std::to_string(dropped.value()) + " share(s) of items that no longer exist");
   }
   ctx->accounts = accounts.value();
+  ctx->is_admin_token = [admin = auth::AdminTokenAuthenticator(token)](std::string_view t) { return admin.matches(t); };
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
   ctx->web_dir = sa.web_dir.empty() ? find_web_dir() : sa.web_dir;
@@ -358,6 +359,11 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->drive = user_drive.value();
   // Moving a Drive onto its quota volume waits for the Drive's writes to it.
   auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox_launcher);
+  if (sandbox)  // terminals: a shell inside a runtime's sandbox (api/terminals.hpp)
+    ctx->terminal_command = [sandbox](const kernel::KernelModel& k) {
+      return sandbox->enter_command(k.id, k.owner, k.runtime_type, k.gpus,
+                                    {"/bin/bash", "--rcfile", "/opt/skylab/python/skylab/bashrc", "-i"});
+    };
   if (sandbox) {
     sandbox->set_drive_lock([d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
       return d->exclusive(user, work);

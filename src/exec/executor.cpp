@@ -233,6 +233,41 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     }
   }
 
+  if (!im.opts.setup_code.empty()) {
+    auto id = im.send("execute_request", {{"code", im.opts.setup_code},
+                                          {"silent", true},
+                                          {"store_history", false},
+                                          {"user_expressions", json::object()},
+                                          {"allow_stdin", false},
+                                          {"stop_on_error", true}});
+    if (!id.ok()) return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
+    auto deadline = Clock::now() + im.opts.kernel_info_timeout;
+    while (true) {
+      Inbox::Item it;
+      auto w = im.next(it, std::min(deadline, Clock::now() + im.opts.tick_interval), cancel_seen);
+      if (w == Impl::Wait::kCancel) return finish(RunStatus::kCancelled, "cancelled before the first cell");
+      if (w == Impl::Wait::kDead || (w == Impl::Wait::kMessage && Impl::is_dead_status(it)) ||
+          (w == Impl::Wait::kTick && im.kernel_dead()))
+        return finish(RunStatus::kKernelDied, "the kernel died before the first cell");
+      if (w == Impl::Wait::kTick && Clock::now() >= deadline)
+        return finish(RunStatus::kKernelDied, "the kernel did not answer in time (" + im.opts.setup_what + ")");
+      if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell || it.parent_id != id.value() ||
+          it.msg_type != "execute_reply")
+        continue;
+      auto c = json_limits::parse_or_discarded(it.msg->content);
+      auto text = [&](const char* key) {
+        auto v = c.find(key);
+        return v != c.end() && v->is_string() ? v->get<std::string>().substr(0, 1000) : std::string();
+      };
+      if (c.is_object() && text("status") == "error") {
+        result.error = {{"ename", text("ename")}, {"evalue", text("evalue")}};
+        return finish(RunStatus::kCellError,
+                      "cannot " + im.opts.setup_what + ": " + text("ename") + ": " + text("evalue"));
+      }
+      break;
+    }
+  }
+
   OutputCollector collector(&cells, im.opts.record_timing);
   ls.on_run_start(plan.size());
   for (std::size_t n = 0; n < plan.size(); ++n) {

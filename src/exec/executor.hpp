@@ -39,6 +39,13 @@ struct ExecuteOptions {
   std::chrono::milliseconds kernel_info_timeout{60000};
   //! How often ExecutionListener::on_tick is called while waiting.
   std::chrono::milliseconds tick_interval{200};
+  //! Code run once before the first cell, silently (no outputs, no history,
+  //! no execution count), e.g. to change the working directory. When it
+  //! raises, the run ends with kCellError (failed_cell -1) and a message
+  //! naming its error; empty: nothing runs.
+  std::string setup_code;
+  //! Says what setup_code does, for that message ("cannot <setup_what>: ...").
+  std::string setup_what = "prepare the kernel";
 };
 
 //! How a run ended.

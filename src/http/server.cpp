@@ -165,6 +165,7 @@ class WsSession : public WebSocket, public std::enable_shared_from_this<WsSessio
   }
 
   const std::string& subprotocol() const override { return subprotocol_; }
+  std::size_t queued_bytes() const override { return queued_bytes_.load(); }
 
  private:
   void do_read() {

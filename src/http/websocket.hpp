@@ -1,6 +1,7 @@
 // The WebSocket seam between the server (Beast) and protocol handlers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,6 +21,9 @@ class WebSocket {
   virtual void close(std::uint16_t code, std::string reason) = 0;
   //! The negotiated subprotocol ("" when none).
   virtual const std::string& subprotocol() const = 0;
+  //! Bytes queued by send() and not yet written to the socket (a slow
+  //! reader's backlog); 0 when the implementation does not tell.
+  virtual std::size_t queued_bytes() const { return 0; }
 };
 
 //! Receives a connection's events. Calls for one connection are serialized.

@@ -821,6 +821,19 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd, cons
 
 }  // namespace
 
+// Colab's layout: after drive.mount('/content/drive') notebooks read
+// /content/drive/MyDrive/...; Skylab's Drive is /content/drive itself. A
+// symlink `MyDrive -> .` at the Drive's top makes both paths name the same
+// files. Made here, as the user (after the uid drop), never by root; the
+// Drive's listings skip symlinks, and a real `MyDrive` of the user's stays.
+static void colab_drive_alias() {
+  int drive = ::open("/content/drive", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (drive < 0) return;
+  if (::symlinkat(".", drive, "MyDrive") != 0 && errno != EEXIST)
+    std::fprintf(stderr, "skylab sandbox-exec: cannot link /content/drive/MyDrive: %s\n", std::strerror(errno));
+  ::close(drive);
+}
+
 int sandbox_exec_main(const std::vector<std::string>& args) {
   long uid = -1, gid = -1;
   std::string net, dns_forward, seccomp;
@@ -893,6 +906,7 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     return 126;
   }
   if (uid >= 0) ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (uid >= 0) colab_drive_alias();
   sup.cgroups = cgroups;
   if (supervised) return supervise(command, args_fd, sup);
   exec_command(command, args_fd);

@@ -101,6 +101,14 @@ class SandboxLauncher : public kernel::Launcher {
   std::vector<std::string> prepared_ids() override;
   kernel::Usage usage(const std::string& kernel_id) override;
 
+  //! The argv (`skylab sandbox-enter ...`, see runtime/enter.hpp) that runs
+  //! `command` inside the running sandbox of kernel `kernel_id`, as its
+  //! owner's uid, with its limits, filter and environment. Unavailable
+  //! without cgroups; NotFound when that kernel has no cgroup here. Quick.
+  Result<std::vector<std::string>> enter_command(const std::string& kernel_id, const std::string& owner,
+                                                 const std::string& type, const std::vector<int>& gpus,
+                                                 const std::vector<std::string>& command);
+
   //! The uid that `username`'s runtimes run as (allocated on first use).
   Result<uid_t> uid_for(const std::string& username);
 

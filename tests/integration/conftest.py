@@ -233,7 +233,8 @@ class Server:
             if not os.access(binary, os.X_OK):
                 pytest.fail("Skylab binary not found at %s (set SKYLAB_BIN, or "
                             "SKYLAB_TEST_SERVER=jupyter to test the reference server)" % binary)
-            env["SKYLAB_ADMIN_TOKEN"] = self.token
+            if env.get("SKYLAB_ADMIN_TOKEN") != "" or "SKYLAB_ADMIN_TOKEN" not in (env_extra or {}):
+                env["SKYLAB_ADMIN_TOKEN"] = self.token  # env_extra {"SKYLAB_ADMIN_TOKEN": ""}: generated
             argv = [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                     "--data-dir", self.data_dir, *extra_args]
         self.argv = argv

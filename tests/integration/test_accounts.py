@@ -554,6 +554,7 @@ SID = "/api/sessions/([0-9a-fA-F-]{1,64})/?"
 CONTENTS = r"/api/contents(/[\s\S]*)?"
 SHARE = "([0-9a-f]{24,48})"
 RUNTIME_FILES = r"/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/files(/[\s\S]*)?"
+TERMINAL = "/api/terminals/([A-Za-z0-9_.-]{1,64})/?"
 
 RULES = {
     ("GET", "/"): ("public",),
@@ -639,6 +640,12 @@ RULES = {
     # caller's own Drive (test_course.py checks that B's copy stays B's).
     ("GET", "/api/skylab/examples/?"): ("global",),
     ("POST", "/api/skylab/examples/([A-Za-z0-9_-]{1,64})"): ("create",),
+    # Terminals (Jupyter's API): B's terminal is not A's to see, use or end, nor B's runtime to open one in.
+    ("GET", "/api/terminals/?"): ("list",),
+    ("POST", "/api/terminals/?"): ("attach", [], {"kernel_id": "{kernel}"}),
+    ("GET", TERMINAL): ("item", ["{terminal}"]),
+    ("DELETE", TERMINAL): ("item", ["{terminal}"]),
+    ("WS", "/terminals/websocket/([A-Za-z0-9_.-]{1,64})/?"): ("ws", ["{terminal}"]),
 }
 
 
@@ -730,6 +737,12 @@ def two_users(server):
                                                        "kernel": {"id": things["kernel"]}}, timeout=60)
         assert r.status_code == 201, r.text
         things["session"] = r.json()["id"]
+    things["terminal"] = "1"  # a name A's requests must not reach, also where terminals are not served
+    if has_route(server, "POST", "/api/terminals/?"):
+        r = bs.post(server.url("/api/terminals"), json={"kernel_id": things["kernel"]}, timeout=60)
+        if r.status_code == 200:
+            things["terminal"] = r.json()["name"]
+            things["terminal_open"] = True
     A = {"name": a, "browser": Browser(server, a, "password-of-a"), "token": new_token(server, a)}
     yield A, things, bs
     bs.delete(server.url("/api/kernels/" + things["kernel"]), timeout=30)
@@ -779,6 +792,13 @@ def test_isolation_route_walk(server, two_users):
         path = fill_pattern(route["pattern"], values)
         for via in ("token", "cookie"):
             checked += 1
+            if kind == "ws" and not route["pattern"].startswith(KID):
+                url = server.ws_base + path + ("?token=" + A["token"] if via == "token" else "")
+                st = ws_status(lambda: websocket.create_connection(
+                    url, cookie=a_browser.cookie_header() if via == "cookie" else None, timeout=10))
+                if st != 404:
+                    failures.append((key, via, path, st))
+                continue
             if kind == "ws":
                 if via == "token":
                     st = ws_status(lambda: websocket.create_connection(
@@ -830,6 +850,8 @@ def test_isolation_route_walk(server, two_users):
         assert things["share"] in bs.get(server.url("/api/skylab/shares"), timeout=10).text
     if "job" in things:
         assert bs.get(server.url("/api/skylab/jobs/" + things["job"]), timeout=10).status_code == 200
+    if things.get("terminal_open"):
+        assert bs.get(server.url("/api/terminals/" + things["terminal"]), timeout=10).status_code == 200
     # A's own listings never show B's things, and B sees nothing of A's.
     kid_a = a_token.post(server.url("/api/kernels"), json={}, timeout=60).json()["id"]
     try:

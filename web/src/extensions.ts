@@ -15,6 +15,10 @@ export interface OutputContext {
   cellId: string;
   /** Settings for talking to this server with @jupyterlab/services. */
   serverSettings: ServerConnection.ISettings;
+  /** The whole MIME bundle being rendered (a renderer may offer another of its types). */
+  bundle?: Record<string, unknown>;
+  /** The context as it is now (the runtime may have been connected since the output was rendered). */
+  current?: () => OutputContext;
 }
 
 /**

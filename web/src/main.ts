@@ -4,6 +4,7 @@ import './style.css';
 import 'katex/dist/katex.min.css';
 import { signIn, whoami } from './api';
 import './files/colab_files';
+import './notebook/datatable';
 import { openDrivePage } from './drive/drive';
 import { openNotebookPage, prefetchNotebook } from './notebook/page';
 

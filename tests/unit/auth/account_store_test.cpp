@@ -348,3 +348,42 @@ TEST_F(AccountStoreTest, Authenticator) {
 }
 
 }  // namespace skylab::auth
+
+namespace skylab::auth {
+
+// The login URL's sessions: the admin token's identity, in memory only,
+// known to session_identity/still_valid/end_session, bounded, expiring.
+TEST_F(AccountStoreTest, AdminSessionsLiveInMemoryOnly) {
+  auto s = store_->create_admin_session();
+  EXPECT_EQ(s.identity.username, "admin");
+  EXPECT_TRUE(s.identity.admin);
+  EXPECT_EQ(s.identity.via, Via::kSession);
+  auto who = store_->session_identity(s.secret);
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->username, "admin");
+  EXPECT_TRUE(who->admin);
+  EXPECT_EQ(who->xsrf, s.xsrf);
+  EXPECT_EQ(who->credential_id, s.identity.credential_id);
+  EXPECT_TRUE(store_->still_valid(*who));
+  // Another store on the same file (a restart, `skylab user`) does not know it.
+  auto other = open();
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->session_identity(s.secret));
+  // Sign-out ends it; its WebSockets are then refused.
+  store_->end_session(s.secret);
+  EXPECT_FALSE(store_->session_identity(s.secret));
+  EXPECT_FALSE(store_->still_valid(*who));
+  // Expiry.
+  auto t = store_->create_admin_session();
+  now_ += 3601;
+  EXPECT_FALSE(store_->session_identity(t.secret));
+  // At most kMaxAdminSessions: the oldest goes first.
+  auto first = store_->create_admin_session();
+  for (std::size_t i = 0; i < AccountStore::kMaxAdminSessions; ++i) {
+    now_ += 1;
+    store_->create_admin_session();
+  }
+  EXPECT_FALSE(store_->session_identity(first.secret));
+}
+
+}  // namespace skylab::auth

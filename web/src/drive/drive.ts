@@ -9,6 +9,7 @@ import { clear, formatBytes, formatDate, h } from '../ui/dom';
 import { icon } from '../ui/icons';
 import { showMenu } from '../ui/menu';
 import { logo, userButton } from '../ui/topbar';
+import { mountAccounts } from './accounts';
 import { uploadFiles } from './upload';
 
 type View = 'mine' | 'shared' | 'recent';
@@ -61,6 +62,7 @@ export async function openDrivePage(app: HTMLElement, me: Me, initial: 'mine' | 
   const fileInput = h('input', { type: 'file', multiple: true, hidden: true, 'aria-hidden': 'true' });
   const main = h('main.drive-main', null, examples, crumbs, list, empty, drop, fileInput);
   app.append(h('div.drive-page', null, top, h('div.drive-body', null, side, main)));
+  mountAccounts(me, side, main);
 
   for (const [v, a] of Object.entries(navItems)) {
     a.addEventListener('click', e => {

@@ -5,7 +5,9 @@ import type { Kernel } from '@jupyterlab/services';
 import type { OutputContext } from '../extensions';
 import { h } from '../ui/dom';
 import { createEditor } from './editor';
-import { renderMarkdown } from './markdown';
+import { FormView } from './form_view';
+import { applyEdit } from './forms';
+import { renderMarkdownFragment } from './markdown';
 import { OutputArea, text, type Output } from './outputs';
 
 export type CellType = 'code' | 'markdown' | 'raw';
@@ -44,6 +46,8 @@ export class Cell {
   executionCount: number | null;
   editor: EditorView | null = null;
   readonly outputs: OutputArea;
+  /** Colab form (`#@param` …) of a code cell; hidden when there is none. */
+  readonly form: FormView;
   materialized = false;
   editing = false; // markdown: source shown
   runState: 'idle' | 'queued' | 'running' = 'idle';
@@ -82,8 +86,19 @@ export class Cell {
     this.staticEl = h('pre.static-code');
     this.editorHost = h('div.editor');
     this.mdEl = h('div.markdown.rendered', { tabindex: '-1', hidden: this.type !== 'markdown' });
+    this.form = new FormView({
+      source: () => (this.type === 'code' ? this.getSource() : ''),
+      apply: e => this.applyEdit(e),
+      metadata: () => this.metadata,
+      toggled: () => {
+        this.showForm();
+        if (this.type === 'code' && !this.form.hidden()) this.materialize();
+        host.changed(this, 'meta');
+      },
+      run: () => host.runClicked(this),
+    });
     this.el = h('div.cell', { 'data-cell-id': this.id, 'data-type': this.type, role: 'group', 'aria-label': `${this.type} cell` },
-      this.gutter, h('div.cell-main', null, this.editorHost, this.staticEl, this.mdEl, this.outputs.el));
+      this.gutter, h('div.cell-main', null, h('div.code-row', null, this.editorHost, this.staticEl, this.form.el), this.mdEl, this.outputs.el));
     this.el.addEventListener('mousedown', () => host.selectCell(this));
     this.mdEl.addEventListener('dblclick', () => this.edit());
     this.staticEl.addEventListener('mousedown', e => {
@@ -93,6 +108,24 @@ export class Cell {
     });
     this.renderStatic();
     this.updateGutter();
+    this.showForm();
+  }
+
+  /** Re-reads the form from the source; hides the code when the form says so. */
+  showForm() {
+    this.form.update();
+    this.el.classList.toggle('form-code-hidden', this.type === 'code' && this.form.hidden());
+  }
+
+  /** A form field's edit: through the editor when there is one (undo keeps it). */
+  private applyEdit(e: { from: number; to: number; insert: string }) {
+    if (this.editor) {
+      this.editor.dispatch({ changes: e });
+    } else {
+      this.source = applyEdit(this.source, e);
+      this.renderStatic();
+      this.host.changed(this, 'source');
+    }
   }
 
   getSource(): string {
@@ -104,6 +137,7 @@ export class Cell {
     if (this.editor) this.editor.dispatch({ changes: { from: 0, to: this.editor.state.doc.length, insert: s } });
     else this.renderStatic();
     if (this.type === 'markdown' && !this.editing) this.renderMd();
+    this.showForm();
   }
 
   /** Creates the editor, renders Markdown and outputs (once; when near the viewport). */
@@ -127,7 +161,10 @@ export class Cell {
     if (!this.editor) {
       this.editor = createEditor(this.editorHost, this.source, this.type === 'markdown' ? 'markdown' : 'code', {
         kernel: () => this.host.kernel(),
-        onChange: () => this.host.changed(this, 'source'),
+        onChange: () => {
+          this.host.changed(this, 'source');
+          if (this.type === 'code') this.form.sourceChanged();
+        },
         onFocus: () => this.host.focused(this),
         onBlur: () => this.host.blurred(this),
         keys: this.host.keys(this),
@@ -147,7 +184,8 @@ export class Cell {
   renderMd() {
     if (this.type !== 'markdown') return;
     const src = this.getSource();
-    this.mdEl.innerHTML = src.trim() ? renderMarkdown(src) : '<p class="empty-md">Double-click (or Enter) to edit</p>';
+    if (src.trim()) this.mdEl.replaceChildren(renderMarkdownFragment(src));
+    else this.mdEl.innerHTML = '<p class="empty-md">Double-click (or Enter) to edit</p>';
     this.staticEl.hidden = true;
     this.mdEl.hidden = this.editing;
     this.editorHost.hidden = !this.editing;
@@ -175,6 +213,11 @@ export class Cell {
 
   focusEditor(at: 'start' | 'end' | null = null) {
     this.materialize();
+    if (this.el.classList.contains('form-code-hidden')) {
+      // The code is hidden behind its form: the keyboard goes to the form, never to invisible code.
+      this.form.focus();
+      return;
+    }
     if (this.type === 'markdown' && !this.editing) {
       this.editing = true;
       this.el.classList.add('editing');
@@ -210,6 +253,7 @@ export class Cell {
     this.mdEl.hidden = true;
     this.materialize();
     this.updateGutter();
+    this.showForm();
   }
 
   setRunState(s: 'idle' | 'queued' | 'running') {

@@ -6,7 +6,8 @@
 import { findMimeRenderer, type OutputContext } from '../extensions';
 import { Ansi, applyCarriageReturns, terminalText } from './ansi';
 import { renderInFrame } from './frames';
-import { renderMarkdown, renderMath } from './markdown';
+import { offerInteractive } from './datatable';
+import { renderMarkdownFragment, renderMathFragment } from './markdown';
 
 export type Output = Record<string, any> & { output_type: string };
 
@@ -196,7 +197,9 @@ export class OutputArea {
       return el;
     }
     const data = o.data ?? {};
-    renderBundle(data, o.metadata ?? {}, el, this.ctx());
+    const ctx = { ...this.ctx(), current: this.ctx };
+    renderBundle(data, o.metadata ?? {}, el, ctx);
+    offerInteractive(o, el, ctx);
     return el;
   }
 }
@@ -213,7 +216,7 @@ export function renderBundle(data: Record<string, any>, metadata: Record<string,
   const ext = findMimeRenderer(data);
   if (ext) {
     try {
-      void Promise.resolve(ext.render(data[ext.mime], metadata[ext.mime] ?? {}, el, ctx)).catch(e => (el.textContent = String(e)));
+      void Promise.resolve(ext.render(data[ext.mime], metadata[ext.mime] ?? {}, el, { ...ctx, bundle: data })).catch(e => (el.textContent = String(e)));
     } catch (e) {
       el.textContent = String(e);
     }
@@ -251,14 +254,14 @@ export function renderBundle(data: Record<string, any>, metadata: Record<string,
   if ('text/markdown' in data) {
     const d = document.createElement('div');
     d.className = 'markdown';
-    d.innerHTML = renderMarkdown(text(data['text/markdown']));
+    d.append(renderMarkdownFragment(text(data['text/markdown'])));
     el.append(d);
     return;
   }
   if ('text/latex' in data) {
     const d = document.createElement('div');
     const tex = text(data['text/latex']).trim().replace(/^\$\$?|\$\$?$/g, '');
-    d.innerHTML = renderMath(tex, true);
+    d.append(renderMathFragment(tex, true));
     el.append(d);
     return;
   }

@@ -21,7 +21,10 @@ import { DriveDoc, SharedDoc, type DocStore, type NotebookFile } from './documen
 import { setOutputOrigin } from './frames';
 import { headings } from './markdown';
 import { text } from './outputs';
+import { RuntimeDeath } from './runtime_death';
 import { Runtime, runtimeTypes } from './runtime';
+import { openTerminal } from '../terminal/panel';
+import { VariablesPanel } from '../variables/panel';
 
 interface Command {
   id: string;
@@ -75,6 +78,8 @@ export class NotebookPage implements NotebookPageContext {
   private tocEl = h('nav.toc', { 'aria-label': 'Table of contents' });
   private filesEl = h('div.files-panel');
   private secretsEl = h('div.secrets-panel');
+  private varsEl = h('div.vars-panel');
+  private vars: VariablesPanel | null = null;
   private nbMeta: Record<string, unknown> = {};
   private nbFormatMinor = 5;
   private dirty = false;
@@ -97,8 +102,9 @@ export class NotebookPage implements NotebookPageContext {
   private dPressed = 0;
   private resourceTimer = 0;
   private bannerTimer = 0;
+  private death!: RuntimeDeath;
   private kernelHandlers: (() => void)[] = [];
-  private panel: 'toc' | 'files' | 'secrets' | null = null;
+  private panel: 'toc' | 'files' | 'variables' | 'secrets' | null = null;
   private filesMounted = false;
   private secrets: { refresh(): void } | null = null;
 
@@ -181,9 +187,11 @@ export class NotebookPage implements NotebookPageContext {
     if (this.doc.shareId) this.app.querySelector<HTMLElement>('.share-btn')!.hidden = true;
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
+    this.death = new RuntimeDeath(this.banner, { reconnect: () => this.runtime.ensure(), changeType: t => this.runtime.changeType(t), currentType: () => this.runtime.type });
     this.runtime.onChange(() => {
       this.renderStatus();
       const s = this.runtime.state;
+      this.death.stateChanged(s, this.kernel()?.id ?? null, [...this.runs.values()]);
       if (s === 'restarting' || s === 'dead' || s === 'disconnected') this.resetRuns();
     });
     this.runtime.onKernel(k => this.kernelChanged(k));
@@ -223,9 +231,9 @@ export class NotebookPage implements NotebookPageContext {
     const menus = menuBar([
       { label: 'File', items: () => [c('new-notebook'), c('open-drive'), sep, c('rename'), c('save'), c('save-copy'), c('history'), sep, c('download'), c('share')] },
       { label: 'Edit', items: () => [c('undo'), c('redo'), sep, c('copy-cell'), c('cut-cell'), c('paste-cell'), c('delete-cell'), sep, c('clear-outputs'), c('clear-all-outputs')] },
-      { label: 'View', items: () => [c('toggle-toc'), c('toggle-files'), c('palette')] },
+      { label: 'View', items: () => [c('toggle-toc'), c('toggle-files'), c('toggle-variables'), c('palette')] },
       { label: 'Insert', items: () => [c('insert-code'), c('insert-text'), sep, c('to-code'), c('to-markdown')] },
-      { label: 'Runtime', items: () => [c('run-all'), c('run-before'), c('run-cell'), c('run-after'), sep, c('interrupt'), c('restart'), c('restart-run-all'), sep, c('change-type'), c('connect'), c('disconnect')] },
+      { label: 'Runtime', items: () => [c('run-all'), c('run-before'), c('run-cell'), c('run-after'), sep, c('interrupt'), c('restart'), c('restart-run-all'), sep, c('change-type'), c('connect'), c('disconnect'), sep, c('terminal')] },
       { label: 'Tools', items: () => [c('palette'), c('shortcuts'), c('notifications')] },
       { label: 'Help', items: () => [c('shortcuts'), { label: 'About Skylab', run: () => void showMessage('Skylab', 'Skylab: notebooks and runtimes on your own machines.') }] },
     ]);
@@ -257,21 +265,26 @@ export class NotebookPage implements NotebookPageContext {
     tocBtn.addEventListener('click', () => this.togglePanel('toc'));
     const filesBtn = h('button.side-icon', { 'aria-label': 'Files', title: 'Files', 'data-panel': 'files' }, icon('files'));
     filesBtn.addEventListener('click', () => this.togglePanel('files'));
+    const varsBtn = h('button.side-icon', { 'aria-label': 'Variables', title: 'Variables', 'data-panel': 'variables' }, icon('vars'));
+    varsBtn.addEventListener('click', () => this.togglePanel('variables'));
     const secretsBtn = h('button.side-icon', { 'aria-label': 'Secrets', title: 'Secrets', 'data-panel': 'secrets' }, keyIcon());
     secretsBtn.addEventListener('click', () => this.togglePanel('secrets'));
-    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn, secretsBtn);
-    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl, this.secretsEl);
+    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn, varsBtn, secretsBtn);
+    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl, this.varsEl, this.secretsEl);
     this.scroller.append(this.banner, this.list, h('div.add-row', null,
       h('button.btn.tool', { text: '+ Code', onclick: () => this.insertAt('code', this.cells.length, true) }),
       h('button.btn.tool', { text: '+ Text', onclick: () => this.insertAt('markdown', this.cells.length, true) })));
     this.app.append(h('div.nb-page', null, top, toolbar, h('div.nb-body', null, rail, this.sidebar, this.scroller)));
   }
 
-  private togglePanel(p: 'toc' | 'files' | 'secrets') {
+  private togglePanel(p: 'toc' | 'files' | 'variables' | 'secrets') {
     this.panel = this.panel === p ? null : p;
     this.sidebar.hidden = !this.panel;
     document.querySelectorAll('.side-icon').forEach(b => b.classList.toggle('active', (b as HTMLElement).dataset.panel === this.panel));
-    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : this.panel === 'secrets' ? 'Secrets' : '';
+    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : this.panel === 'variables' ? 'Variables' : this.panel === 'secrets' ? 'Secrets' : '';
+    this.varsEl.hidden = this.panel !== 'variables';
+    if (this.panel === 'variables' && !this.vars) this.vars = new VariablesPanel(this.varsEl, this.runtime);
+    this.vars?.setOpen(this.panel === 'variables');
     this.tocEl.hidden = this.panel !== 'toc';
     this.filesEl.hidden = this.panel !== 'files';
     this.secretsEl.hidden = this.panel !== 'secrets';
@@ -674,7 +687,11 @@ export class NotebookPage implements NotebookPageContext {
   private onIopub(msg: KernelMessage.IIOPubMessage) {
     const type = msg.header.msg_type as string;
     const content = msg.content as any;
-    if (type === 'skylab_runtime_event') return this.runtimeEvent(content);
+    if (type === 'skylab_runtime_event') {
+      this.death.event(content);
+      if (content.event === 'stopped') return;
+      return this.runtimeEvent(content);
+    }
     if (type === 'update_display_data') {
       const id = content.transient?.display_id;
       if (id) for (const c of this.cells) if (c.outputs.updateDisplay(id, content.data, content.metadata ?? {})) this.changed(c, 'outputs');
@@ -1253,6 +1270,8 @@ export class NotebookPage implements NotebookPageContext {
     });
     add('toggle-toc', 'Table of contents', () => this.togglePanel('toc'));
     add('toggle-files', 'Files', () => this.togglePanel('files'));
+    add('toggle-variables', 'Variables', () => this.togglePanel('variables'));
+    add('terminal', 'Open terminal', () => this.runtime.ensure().then(k => openTerminal(k.id)).catch(e => toast(errorText(e))));
     add('palette', 'Command palette', () => this.palette(), `${MOD}+Shift+P`);
     add('notifications', 'Notifications…', () => openNotifySettings());
     add('toggle-secrets', 'Secrets', () => this.togglePanel('secrets'));

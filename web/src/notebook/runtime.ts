@@ -62,6 +62,13 @@ export class Runtime {
     const s = list.find(x => x.path === this.sessionPath);
     if (!s || !s.kernel) return false;
     this.session = s;
+    // A runtime that died (out of memory, …) stays listed with its reason
+    // (and counts against the user's runtimes): it goes, and the session
+    // gets a new one (connect's PATCH).
+    if ((s.kernel as any).execution_state === 'dead') {
+      await api('DELETE', `/api/kernels/${s.kernel.id}`).catch(() => undefined);
+      return false;
+    }
     await this.attachKernel(s.kernel as Kernel.IModel);
     return true;
   }

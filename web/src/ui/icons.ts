@@ -7,6 +7,7 @@ const PATHS: Record<string, string> = {
   folder: '<path d="M3 6.5A1.5 1.5 0 0 1 4.5 5H9l2 2h8.5A1.5 1.5 0 0 1 21 8.5v9a1.5 1.5 0 0 1-1.5 1.5h-15A1.5 1.5 0 0 1 3 17.5z" fill="#5f6368" stroke="none"/>',
   file: '<path d="M6.5 3H14l4.5 4.5V20a1 1 0 0 1-1 1h-11a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1z"/><path d="M14 3v4.5h4.5"/>',
   notebook: '<rect x="4" y="3" width="16" height="18" rx="2" fill="#f9ab00" stroke="none"/><path d="M8 8h8M8 12h8M8 16h5" stroke="#fff" stroke-width="1.8"/>',
+  vars: '<path d="M8 4c-2 0-2 2-2 4s-1 4-3 4c2 0 3 2 3 4s0 4 2 4M16 4c2 0 2 2 2 4s1 4 3 4c-2 0-3 2-3 4s0 4-2 4"/>',
   toc: '<path d="M4 6h16M7 11h13M7 16h13M4 11h.01M4 16h.01"/>',
   files: '<path d="M3 6.5A1.5 1.5 0 0 1 4.5 5H9l2 2h8.5A1.5 1.5 0 0 1 21 8.5v9a1.5 1.5 0 0 1-1.5 1.5h-15A1.5 1.5 0 0 1 3 17.5z"/>',
   plus: '<path d="M12 5v14M5 12h14"/>',

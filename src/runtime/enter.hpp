@@ -1,0 +1,35 @@
+// A process inside a running runtime's sandbox (the terminal): `skylab
+// sandbox-enter` joins the namespaces, cgroups, uid, seccomp filter and
+// no_new_privs of a runtime that SandboxLauncher started, like nsenter.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace skylab::runtime {
+
+//! `skylab sandbox-enter --cgroup DIR... --uid U --gid G [--seccomp default]
+//! [--setenv K V]... [--bwrap PATH] [--wait S] -- PROGRAM ARGS...` (internal; run as root by
+//! the server with a pty slave on fds 0-2).
+//!
+//! Finds the runtime's sandbox by the only trustworthy process in its cgroups:
+//! bubblewrap's init (pid 1 of the sandbox's pid namespace, root, in a pid
+//! namespace other than ours, running PATH (/usr/bin/bwrap); runtimes cannot make root processes nor new
+//! namespaces: seccomp, no_new_privs), waiting up to S seconds (default 10)
+//! for it. Joins the cgroups, then the init's ipc, uts, net, cgroup, pid and
+//! mount namespaces and its root; forks (the child is in the pid namespace);
+//! the child makes fd 0 its controlling terminal, drops to U:G (no groups),
+//! sets PR_SET_PDEATHSIG, no_new_privs and the default seccomp filter,
+//! changes to /content and execs PROGRAM with exactly the --setenv
+//! environment. PROGRAM is resolved inside the sandbox, by the user's uid:
+//! nothing of the runtime's is ever executed as root. The parent waits and
+//! exits with the child's status (125: the sandbox could not be entered).
+int sandbox_enter_main(const std::vector<std::string>& args);
+
+//! The environment a runtime's processes get (as its kernel's; PATH, HOME,
+//! LANG, TERM, PYTHONPATH, SKYLAB_*, CUDA_VISIBLE_DEVICES).
+std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id, const std::string& owner,
+                                                    const std::string& type, const std::vector<int>& gpus);
+
+}  // namespace skylab::runtime
