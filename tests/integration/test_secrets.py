@@ -295,6 +295,33 @@ def test_value_is_nowhere_but_the_kernel_that_asked(world):
     assert os.stat(key).st_mode & 0o777 == 0o600 and os.stat(key).st_uid == 0
 
 
+def test_a_backup_restores_readable_secrets(world, tmp_path):
+    """`skylab backup` takes secrets.key along with skylab.db: the restored
+    server reads the secrets, grants included."""
+    import subprocess
+    from conftest import skylab_bin
+    srv, alice, value = world["srv"], world["alice"], world["value"]
+    alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/a.ipynb"})
+    archive, d2 = str(tmp_path / "b.tar"), str(tmp_path / "restored")
+    r = subprocess.run([skylab_bin(), "backup", "--data-dir", srv.data_dir, archive], capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    with open(archive, "rb") as f:
+        assert value.encode() not in f.read()  # sealed in the archive too
+    r = subprocess.run([skylab_bin(), "restore", archive, "--data-dir", d2], capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert os.stat(os.path.join(d2, "secrets.key")).st_mode & 0o777 == 0o600
+    restored = Server(extra_args=("--data-dir", d2))
+    try:
+        alice2 = User.__new__(User)
+        alice2.srv, alice2.name, alice2.token, alice2.s = restored, alice.name, alice.token, alice.s
+        before = {s["name"]: s["grants"] for s in alice.req("GET", "/api/skylab/secrets").json()}
+        assert {s["name"]: s["grants"] for s in alice2.req("GET", "/api/skylab/secrets").json()} == before
+        nb = alice2.notebook("course/a.ipynb")
+        assert nb.read() == sha(value)
+    finally:
+        _stop_server(restored)
+
+
 def test_still_readable_after_a_server_restart(world):
     srv, alice, a, value = world["srv"], world["alice"], world["a"], world["value"]
     alice.req("PUT", "/api/skylab/secrets/%s/grants" % NAME, json={"path": "course/a.ipynb"})
