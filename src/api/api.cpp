@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/channels.hpp"
+#include "api/secrets.hpp"
 #include "api/sessions.hpp"
 #include "api/terminals.hpp"
 #include "api/work_queue.hpp"
@@ -84,9 +85,14 @@ std::string mime_for(const std::string& path) {
 
 std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   ClientMessageHook hook;
-  if (ctx->live)
-    hook = [live = ctx->live](const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg) {
-      live->on_client_message(kernel_id, ch, msg);
+  std::weak_ptr<Context> weak_ctx = ctx;
+  if (ctx->live || ctx->secrets)
+    hook = [weak_ctx](const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg) {
+      auto c = weak_ctx.lock();
+      if (!c) return;
+      if (c->live) c->live->on_client_message(kernel_id, ch, msg);
+      // Code a client runs may ask for secrets: the kernel's stdin is heard from then on.
+      if (c->secret_broker && ch == kernel::Channel::kShell) c->secret_broker->watch(kernel_id);
     };
   ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels, std::move(hook));
   if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
@@ -174,6 +180,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_share_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
+  add_secret_routes(*r, ctx);  // before jobs: they hand their kernels' notebooks to the broker
   add_job_routes(*r, ctx);
   add_web_routes(*r, ctx);
   add_runtime_file_routes(*r, ctx);

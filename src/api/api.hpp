@@ -19,6 +19,7 @@ struct Entry;
 namespace skylab::auth {
 class AccountStore;
 class AuditLog;
+class SecretStore;
 class ShareStore;
 }
 
@@ -35,6 +36,7 @@ class LiveNotebooks;
 namespace skylab::api {
 
 class ChannelsRegistry;
+class SecretsBroker;
 class SessionStore;
 class WorkQueue;
 
@@ -59,6 +61,10 @@ struct Context {
   std::function<bool(std::string_view)> is_admin_token;
   //! Sharing grants; null: no sharing routes.
   std::shared_ptr<auth::ShareStore> shares;
+  //! Users' secrets (google.colab.userdata); null: no secrets routes.
+  std::shared_ptr<auth::SecretStore> secrets;
+  //! Answers kernels' secret requests; set by add_secret_routes.
+  std::shared_ptr<SecretsBroker> secret_broker;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
   std::string output_origin;
   //! The built web app (index.html, frame.html, static/); "" none.
@@ -116,6 +122,8 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
 void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! /api/skylab/runtimes/{id}/files: a runtime's /content (runtime_files.cpp).
 void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx);
+//! /api/skylab/secrets: names, values in, notebook grants (secrets.cpp).
+void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx);
 //! The browser app: /, /drive, /notebooks/..., /static/..., /output-frame.
 void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
 

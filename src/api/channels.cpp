@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/secrets.hpp"
 #include "common/log.hpp"
 #include "runtime/service.hpp"
 
@@ -145,6 +146,8 @@ void ChannelsHub::deliver(const std::vector<std::shared_ptr<ChannelsConnection>>
 
 void ChannelsHub::on_kernel_message(Channel ch, const std::shared_ptr<const kernel::Message>& msg,
                                     const kernel::MessageInfo& info) {
+  // The kernel→server secret protocol is the server's alone (api/secrets.hpp).
+  if (ch == Channel::kStdin && info.msg_type == kSecretRequest) return;
   std::vector<std::shared_ptr<ChannelsConnection>> to;
   {
     std::lock_guard lock(mutex_);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "auth/secret_store.hpp"
 #include "api/sessions.hpp"
 #include "api/work_queue.hpp"
 #include "auth/share_store.hpp"
@@ -388,6 +389,10 @@ Response patch_contents(Context& ctx, Call& c) {
   if (from.ok() && ctx.shares && from->str() != e->path)
     if (auto st = ctx.shares->moved(c.user.username, from->str(), e->path); !st.ok())
       log::warn("contents: shares did not follow a rename: " + st.error().message);
+  // So do secrets' notebook access grants.
+  if (from.ok() && ctx.secrets)
+    if (auto st = ctx.secrets->moved(c.user.username, from->str(), e->path); !st.ok())
+      log::warn("contents: secret access did not follow a rename: " + st.error().message);
   return model_response(200, e.value(), true);
 }
 
@@ -400,6 +405,9 @@ Response delete_contents(Context& ctx, Call& c) {
   if (auto p = drive::DrivePath::parse(path); p.ok() && ctx.shares)
     if (auto s = ctx.shares->removed(c.user.username, p->str()); !s.ok())
       log::warn("contents: shares of a deleted item were kept: " + s.error().message);
+  if (auto p = drive::DrivePath::parse(path); p.ok() && ctx.secrets)
+    if (auto s = ctx.secrets->removed(c.user.username, p->str()); !s.ok())
+      log::warn("contents: secret access of a deleted notebook was kept: " + s.error().message);
   return Response::empty(204);
 }
 

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/secrets.hpp"
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
@@ -155,6 +156,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
         drive_(ctx.drive),
         service_(ctx.runtimes),
         config_(ctx.runtime_config),
+        secrets_(ctx.secret_broker),
         dir_(std::move(dir)),
         threads_(threads) {}
 
@@ -428,6 +430,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     auto k = std::move(**got);
     if (!k.ok()) return fail(id, State::kFailed, "The runtime did not start: " + k.error().message);
     const std::string kid = k->id;
+    if (secrets_) secrets_->bind_job(kid, job.path);  // userdata: the notebook's secret access
     if (!update(id, [&](Job& j) {
           j.state = State::kStarting;
           j.kernel_id = kid;
@@ -524,6 +527,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::shared_ptr<drive::Drive> drive_;
   std::shared_ptr<runtime::RuntimeService> service_;
   std::shared_ptr<const runtime::Config> config_;
+  std::shared_ptr<SecretsBroker> secrets_;  //!< null: no secrets
   std::string dir_;
   std::size_t threads_;
   std::mutex mu_;

@@ -266,10 +266,14 @@ int slurm_link_main(const std::vector<std::string>& args) {
         auto m = runtime::decode_zmq(body);
         if (!m.ok()) return finish("bad frame from the agent", 3);
         auto [ch, parts] = std::move(m.value());
+        // The kernel may speak first on stdin (input_request, a secret
+        // request): the server's stdin socket has its shell socket's routing
+        // id (KernelManager sets both), so that one routes it.
+        const std::string& to = ch == 2 && ident[2].empty() ? ident[0] : ident[ch];
         if (ch == 1) {
           zsend_multipart(socks[1], parts);
-        } else if (!ident[ch].empty()) {
-          parts.insert(parts.begin(), ident[ch]);
+        } else if (!to.empty()) {
+          parts.insert(parts.begin(), to);
           zsend_multipart(socks[ch], parts);
         }
         break;
@@ -500,11 +504,17 @@ int agent_main(const std::vector<std::string>& args) {
   void* zctx = zmq_ctx_new();
   void* socks[4];
   int types[4] = {ZMQ_DEALER, ZMQ_SUB, ZMQ_DEALER, ZMQ_DEALER};
+  // Shell and stdin share a routing id, as Jupyter clients' do: the kernel
+  // sends stdin messages to the identity of the shell request's sender.
+  unsigned char rid[16];
+  randombytes_buf(rid, sizeof rid);
+  rid[0] |= 1;  // ids starting with a zero byte are ZeroMQ's own
   for (int i = 0; i < 4; ++i) {
     socks[i] = zmq_socket(zctx, types[i]);
     int linger = 0;
     zmq_setsockopt(socks[i], ZMQ_LINGER, &linger, sizeof linger);
     if (i == 1) zmq_setsockopt(socks[i], ZMQ_SUBSCRIBE, "", 0);
+    if (i == 0 || i == 2) zmq_setsockopt(socks[i], ZMQ_ROUTING_ID, rid, sizeof rid);
     zmq_connect(socks[i], endpoint(conn, kPortKeys[i]).c_str());
   }
   char node[256] = {};

@@ -20,6 +20,7 @@
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
 #include "auth/share_store.hpp"
+#include "auth/secret_store.hpp"
 #include <sys/stat.h>
 
 #include <fstream>
@@ -315,6 +316,13 @@ int serve_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab serve: %s\n", shares.error().message.c_str());
     return 1;
   }
+  // Users' secrets: sealed in skylab.db under a key only root reads.
+  auto secrets = auth::SecretStore::open(account_options.path, (data / "secrets.key").string());
+  if (!secrets.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", secrets.error().message.c_str());
+    return 1;
+  }
+  ctx->secrets = secrets.value();
 
   // Shares from before item ids: bound to the item at their path now, or
   // dropped when nothing is there (once; later starts find none).

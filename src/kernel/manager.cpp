@@ -43,6 +43,14 @@ using Clock = std::chrono::steady_clock;
 using SysClock = std::chrono::system_clock;
 
 namespace {
+//! The routing id of the server's shell and stdin sockets to kernel `id`:
+//! the same in every server process, so that a kernel's stdin messages
+//! (input_request, secret requests) of a cell that was running when the
+//! server restarted still reach the new one.
+std::string routing_id(const std::string& id) { return "skylab-" + id; }
+}  // namespace
+
+namespace {
 
 enum class Phase { kRunning, kRestarting, kShuttingDown, kDead };
 constexpr std::size_t kMaxHeld = 1000;
@@ -938,7 +946,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->key = util::uuid4();
   k->signer = std::make_unique<Signer>(k->key);
   k->session = util::uuid4();
-  k->identity = util::uuid4();
+  k->identity = routing_id(k->id);
   k->runtime_type = options.runtime_type;
   k->gpus = options.gpus;
   k->spare = options.spare;
@@ -1116,7 +1124,9 @@ Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
   touch(id);
   std::string sig = k->signer->sign(msg);
   impl_->post([this, k, ch, msg = std::move(msg), sig = std::move(sig)]() mutable {
-    if (k->phase != Phase::kDead && !impl_->is_ready(*k)) {
+    // Replies on stdin answer the kernel's own requests: it is up, even if a
+    // reattached kernel busy with a cell has not answered kernel_info yet.
+    if (ch != Channel::kStdin && k->phase != Phase::kDead && !impl_->is_ready(*k)) {
       if (k->held.size() >= kMaxHeld) return log::warn("kernel " + k->id + ": dropped a message sent while starting");
       k->held.push_back({ch, std::move(msg), std::move(sig)});
       return;
@@ -1162,7 +1172,7 @@ std::vector<KernelModel> KernelManager::reattach() {
     }
     k->signer = std::make_unique<Signer>(k->key);
     k->session = util::uuid4();
-    k->identity = util::uuid4();
+    k->identity = routing_id(k->id);  // what a cell running across the restart sends stdin to
     k->adopted = true;
     int status = 0;
     bool dead = k->pid_io <= 0 || impl_->reap(*k, false, status) || ::kill(k->pid_io, 0) != 0;

@@ -9,6 +9,8 @@ import { handleStdin, type NotebookPageContext, type OutputContext } from '../ex
 import { mountFilesPanel } from '../files/panel';
 import { openRevisionHistory } from '../history/history';
 import { openShareDialog } from '../share/dialog';
+import { cellFinished, openNotifySettings } from '../secrets/notify';
+import { keyIcon, mountSecretsPanel } from '../secrets/panel';
 import { confirmDialog, openDialog, promptDialog, showMessage, toast } from '../ui/dialog';
 import { clear, formatBytes, h } from '../ui/dom';
 import { closeMenus, menuBar, showMenu, type MenuItem } from '../ui/menu';
@@ -75,6 +77,7 @@ export class NotebookPage implements NotebookPageContext {
   private sidebar = h('aside.sidebar', { hidden: true });
   private tocEl = h('nav.toc', { 'aria-label': 'Table of contents' });
   private filesEl = h('div.files-panel');
+  private secretsEl = h('div.secrets-panel');
   private varsEl = h('div.vars-panel');
   private vars: VariablesPanel | null = null;
   private nbMeta: Record<string, unknown> = {};
@@ -101,8 +104,9 @@ export class NotebookPage implements NotebookPageContext {
   private bannerTimer = 0;
   private death!: RuntimeDeath;
   private kernelHandlers: (() => void)[] = [];
-  private panel: 'toc' | 'files' | 'variables' | null = null;
+  private panel: 'toc' | 'files' | 'variables' | 'secrets' | null = null;
   private filesMounted = false;
+  private secrets: { refresh(): void } | null = null;
 
   constructor(private app: HTMLElement, private doc: DocStore, private me: Me) {
     this.observer = new IntersectionObserver(entries => {
@@ -230,7 +234,7 @@ export class NotebookPage implements NotebookPageContext {
       { label: 'View', items: () => [c('toggle-toc'), c('toggle-files'), c('toggle-variables'), c('palette')] },
       { label: 'Insert', items: () => [c('insert-code'), c('insert-text'), sep, c('to-code'), c('to-markdown')] },
       { label: 'Runtime', items: () => [c('run-all'), c('run-before'), c('run-cell'), c('run-after'), sep, c('interrupt'), c('restart'), c('restart-run-all'), sep, c('change-type'), c('connect'), c('disconnect'), sep, c('terminal')] },
-      { label: 'Tools', items: () => [c('palette'), c('shortcuts')] },
+      { label: 'Tools', items: () => [c('palette'), c('shortcuts'), c('notifications')] },
       { label: 'Help', items: () => [c('shortcuts'), { label: 'About Skylab', run: () => void showMessage('Skylab', 'Skylab: notebooks and runtimes on your own machines.') }] },
     ]);
     this.titleInput.addEventListener('keydown', e => {
@@ -263,24 +267,31 @@ export class NotebookPage implements NotebookPageContext {
     filesBtn.addEventListener('click', () => this.togglePanel('files'));
     const varsBtn = h('button.side-icon', { 'aria-label': 'Variables', title: 'Variables', 'data-panel': 'variables' }, icon('vars'));
     varsBtn.addEventListener('click', () => this.togglePanel('variables'));
-    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn, varsBtn);
-    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl, this.varsEl);
+    const secretsBtn = h('button.side-icon', { 'aria-label': 'Secrets', title: 'Secrets', 'data-panel': 'secrets' }, keyIcon());
+    secretsBtn.addEventListener('click', () => this.togglePanel('secrets'));
+    const rail = h('nav.rail', { 'aria-label': 'Panels' }, tocBtn, filesBtn, varsBtn, secretsBtn);
+    this.sidebar.append(h('div.panel-head'), this.tocEl, this.filesEl, this.varsEl, this.secretsEl);
     this.scroller.append(this.banner, this.list, h('div.add-row', null,
       h('button.btn.tool', { text: '+ Code', onclick: () => this.insertAt('code', this.cells.length, true) }),
       h('button.btn.tool', { text: '+ Text', onclick: () => this.insertAt('markdown', this.cells.length, true) })));
     this.app.append(h('div.nb-page', null, top, toolbar, h('div.nb-body', null, rail, this.sidebar, this.scroller)));
   }
 
-  private togglePanel(p: 'toc' | 'files' | 'variables') {
+  private togglePanel(p: 'toc' | 'files' | 'variables' | 'secrets') {
     this.panel = this.panel === p ? null : p;
     this.sidebar.hidden = !this.panel;
     document.querySelectorAll('.side-icon').forEach(b => b.classList.toggle('active', (b as HTMLElement).dataset.panel === this.panel));
-    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : this.panel === 'variables' ? 'Variables' : '';
+    (this.sidebar.firstChild as HTMLElement).textContent = this.panel === 'toc' ? 'Table of contents' : this.panel === 'files' ? 'Files' : this.panel === 'variables' ? 'Variables' : this.panel === 'secrets' ? 'Secrets' : '';
     this.varsEl.hidden = this.panel !== 'variables';
     if (this.panel === 'variables' && !this.vars) this.vars = new VariablesPanel(this.varsEl, this.runtime);
     this.vars?.setOpen(this.panel === 'variables');
     this.tocEl.hidden = this.panel !== 'toc';
     this.filesEl.hidden = this.panel !== 'files';
+    this.secretsEl.hidden = this.panel !== 'secrets';
+    if (this.panel === 'secrets') {
+      if (this.secrets) this.secrets.refresh();
+      else this.secrets = mountSecretsPanel(this.secretsEl, () => this.sessionPath());
+    }
     if (this.panel === 'files' && !this.filesMounted) {
       this.filesMounted = true;
       mountFilesPanel(this.filesEl, this);
@@ -610,7 +621,9 @@ export class NotebookPage implements NotebookPageContext {
   private finish(msgId: string, cell: Cell) {
     this.runs.delete(msgId);
     this.savePending();
+    const started = cell.runState === 'running' ? cell.startedAt : 0;
     if (cell.runState !== 'idle') cell.setRunState('idle');
+    if (started) cellFinished(Date.now() - started, `Cell ${cell.executionCount != null ? `[${cell.executionCount}]` : this.index(cell) + 1}`, this.doc.path.split('/').pop() || this.doc.path);
     cell.updateGutter();
     this.markDirty();
   }
@@ -1261,6 +1274,8 @@ export class NotebookPage implements NotebookPageContext {
     add('toggle-variables', 'Variables', () => this.togglePanel('variables'));
     add('terminal', 'Open terminal', () => this.runtime.ensure().then(k => openTerminal(k.id)).catch(e => toast(errorText(e))));
     add('palette', 'Command palette', () => this.palette(), `${MOD}+Shift+P`);
+    add('notifications', 'Notifications…', () => openNotifySettings());
+    add('toggle-secrets', 'Secrets', () => this.togglePanel('secrets'));
     add('insert-code', 'Code cell', () => void this.insert('code', 1, true), `${MOD}+M B`);
     add('insert-text', 'Text cell', () => void this.insert('markdown', 1, true));
     add('insert-above', 'Code cell above', () => void this.insert('code', 0, true), `${MOD}+M A`);
