@@ -326,7 +326,8 @@ std::vector<CollabFrame> CollabState::outputs(Document& doc) {
                 {"cell", id},
                 {"outputs", c.contains("outputs") ? c["outputs"] : json::array()},
                 {"execution_count", c.contains("execution_count") ? c["execution_count"] : json(nullptr)},
-                {"running", doc.is_running(id)}};
+                {"running", doc.is_running(id)},
+                {"msg_id", doc.last_execution(id)}};
       out.push_back({CollabFrame::To::kAll, dump(f)});
       break;
     }

@@ -72,6 +72,7 @@ void Document::begin(const std::string& msg_id, const std::string& cell_id, cons
     cell["execution_count"] = nullptr;
   }
   execs_[msg_id] = e;
+  last_exec_[cell_id] = msg_id;
   output_changed(cell_id);
   changed();
 }
@@ -264,6 +265,7 @@ bool Document::delete_cell(const std::string& cell_id) {
   if (!i) return false;
   json& cells = nb_["cells"];
   cells.erase(cells.begin() + static_cast<std::ptrdiff_t>(*i));
+  last_exec_.erase(cell_id);
   for (auto it = execs_.begin(); it != execs_.end();)
     it = it->second.cell_id == cell_id ? execs_.erase(it) : std::next(it);
   collector_.forget_display_ids();
@@ -303,6 +305,11 @@ bool Document::set_cell_type(const std::string& cell_id, const std::string& type
   }
   changed();
   return true;
+}
+
+std::string Document::last_execution(const std::string& cell_id) const {
+  auto it = last_exec_.find(cell_id);
+  return it == last_exec_.end() ? std::string() : it->second;
 }
 
 std::vector<std::string> Document::take_output_changes() {

@@ -96,6 +96,9 @@ class Document {
   //! Cells (by id) whose outputs or execution count changed since the last
   //! call, and forgets them.
   std::vector<std::string> take_output_changes();
+  //! The execute_request msg_id of the last execution recorded into cell
+  //! `cell_id` ("" none): a client knows the outputs of its own runs.
+  std::string last_execution(const std::string& cell_id) const;
 
   //! Whether there are changes not yet saved.
   bool dirty() const { return dirty_since_.has_value(); }
@@ -128,6 +131,7 @@ class Document {
   std::map<std::string, nlohmann::json> recorded_counts_;  //!< cell id -> execution_count recorded
   std::optional<Clock::time_point> dirty_since_, last_change_;
   std::vector<std::string> output_changes_;  //!< bounded by the number of cells
+  std::map<std::string, std::string> last_exec_;  //!< cell id -> msg_id; erased with the cell
   Clock::time_point now_{};
 };
 

@@ -21,7 +21,8 @@ export interface CollabPage {
   collabRemove(cell: Cell): void;
   collabMove(cell: Cell, index: number): void;
   collabType(cell: Cell, type: CellType): void;
-  collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean): void;
+  /** `msgId`: the execute_request they come from (the page skips its own runs). */
+  collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean, msgId: string): void;
   collabReadOnly(readOnly: boolean): void;
   collabStatus(text: string): void;
 }
@@ -337,7 +338,7 @@ export class CollabSession {
         this.reconcile(m, true);
         break;
       case 'outputs':
-        if (cell) this.page.collabOutputs(cell, m.outputs ?? [], m.execution_count ?? null, !!m.running);
+        if (cell) this.page.collabOutputs(cell, m.outputs ?? [], m.execution_count ?? null, !!m.running, String(m.msg_id ?? ''));
         break;
       case 'presence': {
         const old = this.peers.get(m.client);

@@ -585,6 +585,8 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     const future = k.requestExecute({ code, allow_stdin: true, stop_on_error: true, store_history: true }, false, { cellId: cell.id });
     const msgId = future.msg.header.msg_id;
     this.runs.set(msgId, cell);
+    this.ownRuns.add(msgId);
+    if (this.ownRuns.size > 1000) this.ownRuns.delete(this.ownRuns.values().next().value!);
     this.savePending();
     cell.setRunState('queued');
     future.onStdin = msg => this.onStdin(k, cell, msg as KernelMessage.IInputRequestMsg);
@@ -958,8 +960,10 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     cell.setType(t);
     this.updateToc();
   }
-  collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean) {
-    if ([...this.runs.values()].includes(cell)) return; // this page runs it: its kernel messages show it
+  private ownRuns = new Set<string>(); // execute_request msg_ids this page sent (bounded)
+  collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean, msgId: string) {
+    // This page's own runs show what its kernel connection delivered (widgets, downloads).
+    if (this.ownRuns.has(msgId) || [...this.runs.values()].includes(cell)) return;
     cell.ensureOutputs();
     cell.outputs.set(outputs);
     cell.executionCount = count;
