@@ -1,5 +1,6 @@
 #include "api/collab.hpp"
 
+#include <chrono>
 #include <mutex>
 
 #include "api/work_queue.hpp"
@@ -47,6 +48,7 @@ class CollabConnection : public http::WebSocketHandler,
           R"({"t":"error","code":"not_joined","message":"wait for the init frame"})"));
       return;
     }
+    recheck();
     ctx_->live->collab_message(id, data);
   }
 
@@ -68,6 +70,36 @@ class CollabConnection : public http::WebSocketHandler,
   }
 
  private:
+  //! Access can change while the socket is open (a share revoked or turned
+  //! into a viewer's, an account disabled): at most every kRecheck, while
+  //! the client sends, the grant is checked again on the work queue; a
+  //! change closes the connection (a reconnect gets the new rights).
+  void recheck() {
+    auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mu_);
+      if (checking_ || now - checked_ < kRecheck) return;
+      checking_ = true;
+      checked_ = now;
+    }
+    auto self = shared_from_this();
+    bool queued = ctx_->work->post([self] {
+      auto t = self->resolve_();
+      bool was_editor = false;
+      {
+        std::lock_guard lock(self->mu_);
+        self->checking_ = false;
+        was_editor = self->editor_;
+      }
+      if (!t.ok()) self->close(4403, "access to this notebook ended");
+      else if (t->editor != was_editor) self->close(4001, "your access changed; reconnect");
+    });
+    if (!queued) {
+      std::lock_guard lock(mu_);
+      checking_ = false;
+    }
+  }
+
   void join() {
     auto target = resolve_();
     if (!target.ok()) {
@@ -85,6 +117,8 @@ class CollabConnection : public http::WebSocketHandler,
       std::lock_guard lock(mu_);
       id_ = id.value();
       leave = closed_;
+      editor_ = target->editor;
+      checked_ = std::chrono::steady_clock::now();
     }
     if (leave) ctx_->live->collab_leave(id.value());
   }
@@ -96,6 +130,10 @@ class CollabConnection : public http::WebSocketHandler,
   std::mutex mu_;
   std::uint64_t id_ = 0;  // GUARDED_BY(mu_) 0: not joined yet
   bool closed_ = false;   // GUARDED_BY(mu_)
+  bool editor_ = false;   // GUARDED_BY(mu_) the rights it joined with
+  bool checking_ = false; // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point checked_{};  // GUARDED_BY(mu_)
+  static constexpr std::chrono::seconds kRecheck{5};
 };
 
 }  // namespace

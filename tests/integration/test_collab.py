@@ -319,3 +319,34 @@ def test_presence_is_relayed_with_the_name(srv, shared):
     b.close()
     assert a.wait(lambda m: m["t"] == "leave")["client"] == p["client"]
     a.close()
+
+
+def test_a_revoked_editor_is_disconnected_and_cannot_come_back(srv):
+    owner, otok = user(srv, "rev")
+    ed, etok = user(srv, "reved")
+    a = Client(srv, token_session(otok))
+    path = "rev-%s.ipynb" % secrets.token_hex(3)
+    a.put_nb(path, notebook(("r1", "")))
+    r = a.req("POST", "/api/skylab/shares", json={"path": path, "user": ed, "role": "editor"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    e = Collab(srv, etok, share=sid)
+    v = e.init["versions"]["r1"]
+    e.send({"t": "push", "cell": "r1", "version": v, "updates": [{"clientID": "e", "changes": [[0, "a"]]}]})
+    e.wait(lambda m: m["t"] == "updates")
+    assert a.req("DELETE", "/api/skylab/shares/" + sid).status_code == 204
+    # The editor keeps typing; the server checks the grant again and closes.
+    deadline = time.monotonic() + 60
+    code = None
+    n = 1
+    while time.monotonic() < deadline and code is None:
+        try:
+            e.send({"t": "push", "cell": "r1", "version": v + n,
+                    "updates": [{"clientID": "e", "changes": [n, [0, "b"]]}]})
+            e.wait(lambda m: m["t"] in ("updates", "stale", "error"))
+            n += 1
+            time.sleep(0.5)
+        except (ConnectionError, websocket.WebSocketConnectionClosedException, BrokenPipeError) as ex:
+            code = str(ex)
+    assert code is not None and "4403" in code, code
+    assert closed_with(srv, "%s/api/skylab/shared/%s/collab?token=%s" % (srv.ws_base, sid, etok)) == 4404
