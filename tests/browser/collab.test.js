@@ -95,6 +95,28 @@ describe('co-editing', { timeout: 240000 }, () => {
     }, 'the file on disk to equal the pages');
   });
 
+  it('an editor whose connection drops keeps typing, and nothing is lost', async () => {
+    // Drop the editor's socket (the page reconnects by itself) and type at once.
+    await editor.evaluate(() => { window.skylab.collab.ws.close(); });
+    const cm = editor.locator('.cells > .cell').nth(1).locator('.cm-content');
+    await cm.click();
+    await editor.keyboard.press('Control+End');
+    await editor.keyboard.type(' # typed offline', { delay: 10 });
+    // Meanwhile the owner edits another cell.
+    await owner.locator('.cells > .cell').nth(0).locator('.cm-content').click();
+    await owner.keyboard.press('Control+Home');
+    await owner.keyboard.type('owner_meanwhile = 1;', { delay: 10 });
+    const agreed = await until(async () => {
+      const [a, b] = [await snapshot(owner), await snapshot(editor)];
+      return JSON.stringify(a) === JSON.stringify(b) && a[1].source.endsWith(' # typed offline') && a[0].source.startsWith('owner_meanwhile = 1;') ? a : null;
+    }, 'the reconnected editor and the owner to agree').catch(async e => {
+      console.log('owner', JSON.stringify(await snapshot(owner)), 'editor', JSON.stringify(await snapshot(editor)));
+      throw e;
+    });
+    const live = await server.api('GET', '/api/contents/co.ipynb?content=1', undefined, otoken);
+    assert.deepEqual(live.json.content.cells.map(c => c.source), agreed.map(c => c.source));
+  });
+
   it('a viewer sees the live notebook but cannot change anything', async () => {
     const before = await snapshot(owner);
     assert.equal(await viewer.evaluate(() => window.skylab.collab.writable), false);

@@ -87,6 +87,7 @@ export class CollabSession {
   private retry = 500;
   private presenceTimer = 0;
   private receiving = false;
+  private initialized = false; // the first init came (later ones are reconnects)
 
   constructor(private page: CollabPage, private url: string) {}
 
@@ -110,12 +111,11 @@ export class CollabSession {
         try { m = JSON.parse(String(ev.data)); } catch { return; }
         if (m.t === 'init') {
           this.retry = 500;
+          this.takeInit(m, !this.initialized);
+          this.initialized = true;
           if (first) {
             first = false;
-            this.takeInit(m, true);
             resolve(m);
-          } else {
-            this.takeInit(m, false);
           }
           return;
         }
@@ -284,13 +284,31 @@ export class CollabSession {
           // Catch up; what this page typed meanwhile is rebased and sent.
           this.send({ t: 'pull', cell: id, version: cell.editor ? getSyncedVersion(cell.editor.state) : this.shadows.get(id)!.version });
         } else {
-          this.shadows.set(id, { version, doc: Text.of(String(json.source).split('\n')) });
-          cell.rebuildEditor(String(json.source));
+          this.rebuild(cell, String(json.source), version);
         }
       });
     } finally {
       this.applying = false;
     }
+  }
+
+  /**
+   * The server's text replaces ours at a new version (another epoch: the
+   * server restarted or the document was reloaded; or we were too far
+   * behind). When the server's text is the one our unsent edits were made
+   * on (nobody else changed the cell meanwhile), they are applied again and
+   * sent: nothing typed offline is lost then.
+   */
+  private rebuild(cell: Cell, source: string, version: number) {
+    const old = this.shadows.get(cell.id);
+    let pending: ChangeSet | null = null;
+    if (cell.editor && old && old.doc.toString() === source) {
+      const ups = sendableUpdates(cell.editor.state);
+      if (ups.length) pending = ups.map(u => u.changes).reduce((a, b) => a.compose(b));
+    }
+    this.shadows.set(cell.id, { version, doc: Text.of(source.split('\n')) });
+    cell.rebuildEditor(source);
+    if (pending && cell.editor) cell.editor.dispatch({ changes: pending });
   }
 
   private onFrame(m: any) {
@@ -327,8 +345,7 @@ export class CollabSession {
         break;
       case 'reset':
         if (!cell) return;
-        this.shadows.set(cell.id, { version: m.version, doc: Text.of(String(m.source).split('\n')) });
-        cell.rebuildEditor(String(m.source));
+        this.rebuild(cell, String(m.source), m.version);
         break;
       case 'op':
         this.applyOp(m.op);
