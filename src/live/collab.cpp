@@ -58,26 +58,29 @@ std::uint64_t CollabState::version(const std::string& id) const {
 }
 
 void CollabState::prepare(Document& doc) {
+  // Sources as one string with "\n" only (a client's Contents PUT may send
+  // nbformat's list of lines, or "\r\n"). Callers broadcast what changed.
   std::vector<std::pair<std::string, std::string>> fix;
   for (const json& c : cells(doc)) {
     if (!c.is_object()) continue;
     auto s = c.find("source");
+    std::string src;
+    bool needs = false;
     if (s != c.end() && s->is_string()) {
-      const auto& src = s->get_ref<const std::string&>();
-      if (src.find('\r') != std::string::npos) fix.push_back({cell_id(c), normalize_newlines(src)});
+      src = s->get<std::string>();
     } else {
-      fix.push_back({cell_id(c), std::string()});
+      needs = true;
+      if (s != c.end() && s->is_array())
+        for (const json& line : *s)
+          if (line.is_string()) src += line.get_ref<const std::string&>();
     }
-  }
-  for (auto& [id, src] : fix) {
-    const std::string* old = doc.source(id);
-    if (old && logs_.count(id)) {
-      // A change under a client's feet: an update everybody applies.
-      json u = {{"clientID", "skylab"}, {"changes", diff_changes(*old, src)}};
-      append(logs_[id], dump(u));
+    if (src.find('\r') != std::string::npos) {
+      src = normalize_newlines(src);
+      needs = true;
     }
-    doc.set_source(id, src);
+    if (needs) fix.push_back({cell_id(c), std::move(src)});
   }
+  for (auto& [id, src] : fix) doc.set_source(id, std::move(src));
 }
 
 std::string CollabState::init(const Document& doc, const CollabPeer& me,

@@ -306,7 +306,21 @@ def test_an_outside_write_reaches_the_clients(srv):
     assert up["updates"][0]["clientID"] == "skylab"
     sync = x.wait(lambda m: m["t"] == "sync")
     assert [c["id"] for c in sync["nb"]["cells"]] == ["o1", "o2"]
+    # nbformat's list of lines and "\r\n" from a client: one string with "\n",
+    # and the clients get exactly one update that turns their text into it.
+    nb = notebook(("o1", "new text"), ("o2", "added"))
+    nb["cells"][1]["source"] = ["line 1\r\n", "line 2"]
+    cl.put_nb(path, nb)
+    up = x.wait(lambda m: m["t"] == "updates" and m["cell"] == "o2")
+    assert len(up["updates"]) == 1
+    assert cell(cl.live(path), "o2")["source"] == "line 1\nline 2"
+    y = Collab(srv, tok, path=path)
+    assert y.init["versions"]["o2"] == up["version"] + 1
+    x.send({"t": "pull", "cell": "o2", "version": 0})
+    replay = x.wait(lambda m: m["t"] == "updates" and m["cell"] == "o2" and m["version"] == 0)
+    assert len(replay["updates"]) == up["version"] + 1
     x.close()
+    y.close()
 
 
 def test_presence_is_relayed_with_the_name(srv, shared):
