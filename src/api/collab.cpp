@@ -91,8 +91,10 @@ class CollabConnection : public http::WebSocketHandler,
         self->checking_ = false;
         was_editor = self->editor_;
       }
-      if (!t.ok()) self->close(4403, "access to this notebook ended");
-      else if (t->editor != was_editor) self->close(4001, "your access changed; reconnect");
+      if (!t.ok())
+        self->close(4403, "access to this notebook ended");
+      else if (t->editor != was_editor)
+        self->close(4001, "your access changed; reconnect");
     });
     if (!queued) {
       std::lock_guard lock(mu_);
@@ -104,10 +106,12 @@ class CollabConnection : public http::WebSocketHandler,
     auto target = resolve_();
     if (!target.ok()) {
       // 4000 + the HTTP status, as a close code the client can read.
-      close(static_cast<std::uint16_t>(4000 + http::status_for(target.error())), target.error().message);
+      close(static_cast<std::uint16_t>(4000 + http::status_for(target.error())),
+            target.error().message);
       return;
     }
-    auto id = ctx_->live->collab_join(target->owner, target->path, shared_from_this(), user_, target->editor);
+    auto id = ctx_->live->collab_join(target->owner, target->path, shared_from_this(), user_,
+                                      target->editor);
     if (!id.ok()) {
       close(static_cast<std::uint16_t>(4000 + http::status_for(id.error())), id.error().message);
       return;
@@ -128,10 +132,10 @@ class CollabConnection : public http::WebSocketHandler,
   Resolve resolve_;
   std::weak_ptr<http::WebSocket> ws_;
   std::mutex mu_;
-  std::uint64_t id_ = 0;  // GUARDED_BY(mu_) 0: not joined yet
-  bool closed_ = false;   // GUARDED_BY(mu_)
-  bool editor_ = false;   // GUARDED_BY(mu_) the rights it joined with
-  bool checking_ = false; // GUARDED_BY(mu_)
+  std::uint64_t id_ = 0;                             // GUARDED_BY(mu_) 0: not joined yet
+  bool closed_ = false;                              // GUARDED_BY(mu_)
+  bool editor_ = false;                              // GUARDED_BY(mu_) the rights it joined with
+  bool checking_ = false;                            // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point checked_{};  // GUARDED_BY(mu_)
   static constexpr std::chrono::seconds kRecheck{5};
 };
@@ -144,25 +148,27 @@ void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     http::Upgrade up;
     std::string path = req.params[0];
     std::string owner = req.user.username;
-    up.handler = std::make_shared<CollabConnection>(ctx, owner, [ctx, owner, path]() -> Result<SharedTarget> {
-      auth::Identity me;
-      me.username = owner;
-      auto e = ctx->drive->get(me, path, drive::EntryType::kNotebook);
-      if (!e.ok()) return e.error();
-      return SharedTarget{owner, e->path, true};
-    });
+    up.handler = std::make_shared<CollabConnection>(
+        ctx, owner, [ctx, owner, path]() -> Result<SharedTarget> {
+          auth::Identity me;
+          me.username = owner;
+          auto e = ctx->drive->get(me, path, drive::EntryType::kNotebook);
+          if (!e.ok()) return e.error();
+          return SharedTarget{owner, e->path, true};
+        });
     return up;
   });
-  r.add_websocket("/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?", [ctx](http::Request& req) {
-    http::Upgrade up;
-    std::string id = req.params[0];
-    std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
-    auto user = req.user;
-    up.handler = std::make_shared<CollabConnection>(ctx, user.username, [ctx, user, id, sub]() {
-      return resolve_shared(*ctx, user, id, sub);
-    });
-    return up;
-  });
+  r.add_websocket(
+      "/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?", [ctx](http::Request& req) {
+        http::Upgrade up;
+        std::string id = req.params[0];
+        std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
+        auto user = req.user;
+        up.handler = std::make_shared<CollabConnection>(ctx, user.username, [ctx, user, id, sub]() {
+          return resolve_shared(*ctx, user, id, sub);
+        });
+        return up;
+      });
 }
 
 }  // namespace skylab::api

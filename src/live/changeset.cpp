@@ -70,15 +70,16 @@ std::string normalize_newlines(std::string_view s) {
   return out;
 }
 
-Result<std::string> apply_changes(std::string_view text, const json& changes, std::size_t max_sections,
-                                  std::size_t max_bytes) {
+Result<std::string> apply_changes(std::string_view text, const json& changes,
+                                  std::size_t max_sections, std::size_t max_bytes) {
   if (!changes.is_array()) return Error::bad_request("changes must be an array");
   if (changes.size() > max_sections) return Error::bad_request("too many sections in a change set");
   std::string out;
   out.reserve(text.size());
   std::size_t pos = 0;
   auto units = [](const json& v, std::size_t& n) {
-    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) return false;
+    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0))
+      return false;
     n = v.get<std::size_t>();
     return n <= (std::size_t(1) << 40);
   };
@@ -92,7 +93,8 @@ Result<std::string> apply_changes(std::string_view text, const json& changes, st
     } else if (part.is_array() && !part.empty()) {
       if (!units(part[0], n)) return Error::bad_request("bad length in a change set");
       if (!advance(text, pos, n)) return Error::bad_request("a change set does not fit the text");
-      if (part.size() > max_sections + 1) return Error::bad_request("too many lines in a change set");
+      if (part.size() > max_sections + 1)
+        return Error::bad_request("too many lines in a change set");
       for (std::size_t i = 1; i < part.size(); ++i) {
         if (!part[i].is_string()) return Error::bad_request("inserted lines must be strings");
         const auto& line = part[i].get_ref<const std::string&>();

@@ -15,7 +15,9 @@ constexpr std::size_t kMaxIdBytes = 64;
 constexpr std::size_t kMaxClientIdBytes = 64;
 constexpr std::int64_t kMaxPos = std::int64_t(1) << 31;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 bool valid_id(const json& v) {
   if (!v.is_string()) return false;
@@ -45,7 +47,9 @@ const json& cells(const Document& doc) {
   return it != doc.notebook().end() && it->is_array() ? *it : empty;
 }
 
-std::string cell_id(const json& c) { return c.is_object() ? c.value("id", "") : std::string(); }
+std::string cell_id(const json& c) {
+  return c.is_object() ? c.value("id", "") : std::string();
+}
 
 }  // namespace
 
@@ -106,7 +110,8 @@ std::string CollabState::init(const Document& doc, const CollabPeer& me,
 CollabFrame CollabState::error(const json& msg, std::string code, std::string message) const {
   json e = {{"t", "error"}, {"code", std::move(code)}, {"message", std::move(message)}};
   if (msg.is_object())
-    if (auto r = msg.find("rid"); r != msg.end() && (r->is_number_integer() || r->is_string())) e["rid"] = *r;
+    if (auto r = msg.find("rid"); r != msg.end() && (r->is_number_integer() || r->is_string()))
+      e["rid"] = *r;
   if (msg.is_object())
     if (auto c = msg.find("cell"); c != msg.end() && valid_id(*c)) e["cell"] = *c;
   return {CollabFrame::To::kSender, dump(e)};
@@ -123,7 +128,8 @@ void CollabState::append(Log& log, std::string update) {
   }
 }
 
-std::vector<CollabFrame> CollabState::handle(Document& doc, const CollabPeer& from, const json& msg) {
+std::vector<CollabFrame> CollabState::handle(Document& doc, const CollabPeer& from,
+                                             const json& msg) {
   if (!msg.is_object()) return {error(msg, "bad_request", "a message is a JSON object")};
   std::string t = str(msg, "t");
   if (t == "push") return push(doc, from, msg);
@@ -131,9 +137,11 @@ std::vector<CollabFrame> CollabState::handle(Document& doc, const CollabPeer& fr
   if (t == "op") return op(doc, from, msg);
   if (t == "presence") {
     json p = {{"t", "presence"}, {"client", from.id}, {"user", from.user}, {"cell", nullptr}};
-    if (auto c = msg.find("cell"); c != msg.end() && valid_id(*c) && doc.source(c->get<std::string>())) {
+    if (auto c = msg.find("cell");
+        c != msg.end() && valid_id(*c) && doc.source(c->get<std::string>())) {
       auto a = uint(msg, "anchor"), h = uint(msg, "head");
-      if (!a || !h || *a > kMaxPos || *h > kMaxPos) return {error(msg, "bad_request", "bad selection")};
+      if (!a || !h || *a > kMaxPos || *h > kMaxPos)
+        return {error(msg, "bad_request", "bad selection")};
       p["cell"] = *c;
       p["anchor"] = *a;
       p["head"] = *h;
@@ -145,7 +153,8 @@ std::vector<CollabFrame> CollabState::handle(Document& doc, const CollabPeer& fr
 }
 
 std::vector<CollabFrame> CollabState::push(Document& doc, const CollabPeer& from, const json& msg) {
-  if (!from.writable) return {error(msg, "read_only", "Read-only: this notebook was shared with you as a viewer")};
+  if (!from.writable)
+    return {error(msg, "read_only", "Read-only: this notebook was shared with you as a viewer")};
   auto c = msg.find("cell");
   if (c == msg.end() || !valid_id(*c)) return {error(msg, "bad_request", "no cell id")};
   std::string id = c->get<std::string>();
@@ -155,7 +164,8 @@ std::vector<CollabFrame> CollabState::push(Document& doc, const CollabPeer& from
   auto ups = msg.find("updates");
   if (!v || ups == msg.end() || !ups->is_array() || ups->empty())
     return {error(msg, "bad_request", "a push needs a version and updates")};
-  if (ups->size() > limits_.max_updates_per_push) return {error(msg, "too_large", "too many updates")};
+  if (ups->size() > limits_.max_updates_per_push)
+    return {error(msg, "too_large", "too many updates")};
   Log& log = logs_[id];
   if (*v != log.version()) {
     json s = {{"t", "stale"}, {"cell", id}, {"version", log.version()}};
@@ -167,8 +177,8 @@ std::vector<CollabFrame> CollabState::push(Document& doc, const CollabPeer& from
     if (!u.is_object()) return {error(msg, "bad_request", "an update is an object")};
     auto cid = u.find("clientID");
     auto ch = u.find("changes");
-    if (cid == u.end() || !cid->is_string() || cid->get_ref<const std::string&>().size() > kMaxClientIdBytes ||
-        ch == u.end())
+    if (cid == u.end() || !cid->is_string() ||
+        cid->get_ref<const std::string&>().size() > kMaxClientIdBytes || ch == u.end())
       return {error(msg, "bad_request", "an update needs clientID and changes")};
     auto next = apply_changes(text, *ch, limits_.max_sections, limits_.max_source_bytes);
     if (!next.ok()) return {error(msg, "bad_changes", next.error().message)};
@@ -210,7 +220,8 @@ std::vector<CollabFrame> CollabState::pull(const Document& doc, const json& msg)
 }
 
 std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, const json& msg) {
-  if (!from.writable) return {error(msg, "read_only", "Read-only: this notebook was shared with you as a viewer")};
+  if (!from.writable)
+    return {error(msg, "read_only", "Read-only: this notebook was shared with you as a viewer")};
   auto o = msg.find("op");
   if (o == msg.end() || !o->is_object()) return {error(msg, "bad_request", "no op")};
   std::string kind = str(*o, "kind");
@@ -227,13 +238,16 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
     if (c == o->end() || !c->is_object()) return {error(msg, "bad_request", "insert needs a cell")};
     if (cells(doc).size() >= limits_.max_cells) return {error(msg, "too_large", "too many cells")};
     auto idv = c->find("id");
-    if (idv == c->end() || !valid_id(*idv)) return {error(msg, "bad_request", "a cell id is 1-64 of [A-Za-z0-9_-]")};
+    if (idv == c->end() || !valid_id(*idv))
+      return {error(msg, "bad_request", "a cell id is 1-64 of [A-Za-z0-9_-]")};
     std::string id = idv->get<std::string>();
     if (doc.source(id)) return {error(msg, "exists", "a cell with this id exists: " + id)};
     std::string type = str(*c, "cell_type");
-    if (type != "code" && type != "markdown" && type != "raw") return {error(msg, "bad_request", "bad cell_type")};
+    if (type != "code" && type != "markdown" && type != "raw")
+      return {error(msg, "bad_request", "bad cell_type")};
     std::string source = normalize_newlines(str(*c, "source"));
-    if (source.size() > limits_.max_source_bytes) return {error(msg, "too_large", "the source is too large")};
+    if (source.size() > limits_.max_source_bytes)
+      return {error(msg, "too_large", "the source is too large")};
     std::string after;
     if (!after_of(*o, after)) return {error(msg, "bad_request", "bad after")};
     json cell = {{"cell_type", type}, {"id", id}, {"metadata", json::object()}, {"source", source}};
@@ -261,16 +275,20 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
   } else if (kind == "move") {
     auto id = o->find("id");
     std::string after;
-    if (id == o->end() || !valid_id(*id) || !after_of(*o, after)) return {error(msg, "bad_request", "bad move")};
-    if (!doc.move_cell(id->get<std::string>(), after)) return {error(msg, "no_cell", "no such cell")};
+    if (id == o->end() || !valid_id(*id) || !after_of(*o, after))
+      return {error(msg, "bad_request", "bad move")};
+    if (!doc.move_cell(id->get<std::string>(), after))
+      return {error(msg, "no_cell", "no such cell")};
     applied["id"] = *id;
     applied["after"] = after.empty() ? json(nullptr) : json(after);
   } else if (kind == "type") {
     auto id = o->find("id");
     std::string type = str(*o, "cell_type");
     if (id == o->end() || !valid_id(*id)) return {error(msg, "bad_request", "bad id")};
-    if (type != "code" && type != "markdown" && type != "raw") return {error(msg, "bad_request", "bad cell_type")};
-    if (!doc.set_cell_type(id->get<std::string>(), type)) return {error(msg, "no_cell", "no such cell")};
+    if (type != "code" && type != "markdown" && type != "raw")
+      return {error(msg, "bad_request", "bad cell_type")};
+    if (!doc.set_cell_type(id->get<std::string>(), type))
+      return {error(msg, "no_cell", "no such cell")};
     applied["id"] = *id;
     applied["cell_type"] = type;
   } else {
@@ -278,7 +296,8 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
   }
   ++structure_;
   json out = {{"t", "op"}, {"sv", structure_}, {"client", from.id}, {"op", std::move(applied)}};
-  if (auto r = msg.find("rid"); r != msg.end() && (r->is_number_integer() || r->is_string())) out["rid"] = *r;
+  if (auto r = msg.find("rid"); r != msg.end() && (r->is_number_integer() || r->is_string()))
+    out["rid"] = *r;
   return {{CollabFrame::To::kAll, dump(out)}};
 }
 
@@ -309,12 +328,16 @@ std::vector<CollabFrame> CollabState::after_outside(const json& before, Document
     json f = {{"t", "updates"}, {"cell", id}, {"version", v}, {"updates", json::array({u})}};
     out.push_back({CollabFrame::To::kAll, dump(f)});
   }
-  for (auto it = logs_.begin(); it != logs_.end();) it = present.count(it->first) ? std::next(it) : logs_.erase(it);
+  for (auto it = logs_.begin(); it != logs_.end();)
+    it = present.count(it->first) ? std::next(it) : logs_.erase(it);
   if (order != old_order) {
     ++structure_;
     json versions = json::object();
     for (const json& c : cells(doc)) versions[cell_id(c)] = version(cell_id(c));
-    json f = {{"t", "sync"}, {"sv", structure_}, {"versions", std::move(versions)}, {"nb", doc.notebook()}};
+    json f = {{"t", "sync"},
+              {"sv", structure_},
+              {"versions", std::move(versions)},
+              {"nb", doc.notebook()}};
     out.push_back({CollabFrame::To::kAll, dump(f)});
   }
   return out;
@@ -325,12 +348,13 @@ std::vector<CollabFrame> CollabState::outputs(Document& doc) {
   for (auto& id : doc.take_output_changes()) {
     for (const json& c : cells(doc)) {
       if (cell_id(c) != id) continue;
-      json f = {{"t", "outputs"},
-                {"cell", id},
-                {"outputs", c.contains("outputs") ? c["outputs"] : json::array()},
-                {"execution_count", c.contains("execution_count") ? c["execution_count"] : json(nullptr)},
-                {"running", doc.is_running(id)},
-                {"msg_id", doc.last_execution(id)}};
+      json f = {
+          {"t", "outputs"},
+          {"cell", id},
+          {"outputs", c.contains("outputs") ? c["outputs"] : json::array()},
+          {"execution_count", c.contains("execution_count") ? c["execution_count"] : json(nullptr)},
+          {"running", doc.is_running(id)},
+          {"msg_id", doc.last_execution(id)}};
       out.push_back({CollabFrame::To::kAll, dump(f)});
       break;
     }
@@ -339,7 +363,8 @@ std::vector<CollabFrame> CollabState::outputs(Document& doc) {
 }
 
 std::vector<CollabFrame> CollabState::left(const CollabPeer& who) {
-  return {{CollabFrame::To::kOthers, dump({{"t", "leave"}, {"client", who.id}, {"user", who.user}})}};
+  return {
+      {CollabFrame::To::kOthers, dump({{"t", "leave"}, {"client", who.id}, {"user", who.user}})}};
 }
 
 }  // namespace skylab::live

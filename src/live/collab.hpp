@@ -47,9 +47,9 @@ struct CollabLimits {
 
 //! One connected client as the protocol sees it.
 struct CollabPeer {
-  std::uint64_t id = 0;  //!< unique in this server
-  std::string user;      //!< shown to the others
-  bool writable = false; //!< owner or editor; viewers only read
+  std::uint64_t id = 0;   //!< unique in this server
+  std::string user;       //!< shown to the others
+  bool writable = false;  //!< owner or editor; viewers only read
 };
 
 //! A frame to send: to the sender only, to every peer, or to the others.
@@ -92,7 +92,7 @@ class CollabState {
 
  private:
   struct Log {
-    std::uint64_t base = 0;  //!< version of the oldest update kept
+    std::uint64_t base = 0;           //!< version of the oldest update kept
     std::deque<std::string> updates;  //!< serialized {"clientID","changes"}
     std::size_t bytes = 0;
     std::uint64_t version() const { return base + updates.size(); }

@@ -14,9 +14,9 @@ std::string run_cs(std::string_view text, const json& cs) {
 
 TEST(ChangeSet, CountsUtf16CodeUnits) {
   EXPECT_EQ(utf16_length("abc"), 3u);
-  EXPECT_EQ(utf16_length("é"), 1u);         // 2 bytes, 1 unit
-  EXPECT_EQ(utf16_length("€"), 1u);         // 3 bytes, 1 unit
-  EXPECT_EQ(utf16_length("😀"), 2u);        // 4 bytes, a surrogate pair
+  EXPECT_EQ(utf16_length("é"), 1u);  // 2 bytes, 1 unit
+  EXPECT_EQ(utf16_length("€"), 1u);  // 3 bytes, 1 unit
+  EXPECT_EQ(utf16_length("😀"), 2u);  // 4 bytes, a surrogate pair
   EXPECT_EQ(utf16_length("a\nb"), 3u);
 }
 
@@ -31,10 +31,11 @@ TEST(ChangeSet, AppliesCodeMirrorJson) {
 }
 
 TEST(ChangeSet, RefusesWhatDoesNotFit) {
-  EXPECT_EQ(run_cs("abc", json::parse("[2]")).rfind("ERR:", 0), 0u);          // too short
-  EXPECT_EQ(run_cs("abc", json::parse("[4]")).rfind("ERR:", 0), 0u);          // too long
+  EXPECT_EQ(run_cs("abc", json::parse("[2]")).rfind("ERR:", 0), 0u);             // too short
+  EXPECT_EQ(run_cs("abc", json::parse("[4]")).rfind("ERR:", 0), 0u);             // too long
   EXPECT_EQ(run_cs("😀", json::parse(R"([1,[0,"x"],1])")).rfind("ERR:", 0), 0u);  // splits a pair
-  EXPECT_EQ(run_cs("abc", json::parse(R"([[1,"a\nb"],2])")).rfind("ERR:", 0), 0u);  // a line break in a line
+  EXPECT_EQ(run_cs("abc", json::parse(R"([[1,"a\nb"],2])")).rfind("ERR:", 0),
+            0u);  // a line break in a line
   EXPECT_EQ(run_cs("abc", json::parse(R"([-1,4])")).rfind("ERR:", 0), 0u);
   EXPECT_EQ(run_cs("abc", json::parse(R"("abc")")).rfind("ERR:", 0), 0u);
   EXPECT_EQ(run_cs("abc", json::parse(R"([[1,2],2])")).rfind("ERR:", 0), 0u);
@@ -43,8 +44,12 @@ TEST(ChangeSet, RefusesWhatDoesNotFit) {
 }
 
 TEST(ChangeSet, DiffRoundTrips) {
-  for (auto [a, b] : std::vector<std::pair<std::string, std::string>>{
-           {"abc", "abXc"}, {"", "x\ny"}, {"é😀x", "é😀"}, {"😀", "😁"}, {"same", "same"}, {"a\nb\n", "a\nc\n"}}) {
+  for (auto [a, b] : std::vector<std::pair<std::string, std::string>>{{"abc", "abXc"},
+                                                                      {"", "x\ny"},
+                                                                      {"é😀x", "é😀"},
+                                                                      {"😀", "😁"},
+                                                                      {"same", "same"},
+                                                                      {"a\nb\n", "a\nc\n"}}) {
     auto r = apply_changes(a, diff_changes(a, b), 1000, 1 << 20);
     ASSERT_TRUE(r.ok()) << a << " -> " << b << ": " << r.error().message;
     EXPECT_EQ(r.value(), b);
