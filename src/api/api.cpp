@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/channels.hpp"
+#include "api/collab.hpp"
 #include "api/secrets.hpp"
 #include "api/sessions.hpp"
 #include "api/terminals.hpp"
@@ -178,6 +179,7 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_channel_routes(*r, ctx);
   add_account_routes(*r, ctx);
   add_share_routes(*r, ctx);
+  add_collab_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
   add_secret_routes(*r, ctx);  // before jobs: they hand their kernels' notebooks to the broker

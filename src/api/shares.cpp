@@ -374,3 +374,20 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 }
 
 }  // namespace skylab::api
+
+#include "api/collab.hpp"
+
+namespace skylab::api {
+
+Result<SharedTarget> resolve_shared(Context& ctx, const auth::Identity& user, const std::string& id,
+                                    const std::string& sub) {
+  if (!ctx.shares || !ctx.drive) return Error::not_found("No such share: " + id);
+  auto found = usable_share(ctx, user, id);
+  if (!found.ok()) return found.error();
+  auto& [share, role] = found.value();
+  if (!safe_subpath(sub)) return Error::not_found("No such file in the share");
+  if (!follow_item(ctx, share)) return Error::not_found("No such share: " + id);
+  return SharedTarget{share.owner, share.path + sub, role == auth::ShareRole::kEditor};
+}
+
+}  // namespace skylab::api

@@ -1,5 +1,7 @@
 #include "live/document.hpp"
 
+#include <algorithm>
+
 #include "exec/notebook.hpp"
 
 namespace skylab::live {
@@ -36,6 +38,11 @@ std::optional<std::size_t> Document::index_of(const std::string& cell_id) const 
   return std::nullopt;
 }
 
+void Document::output_changed(const std::string& cell_id) {
+  if (std::find(output_changes_.begin(), output_changes_.end(), cell_id) == output_changes_.end())
+    output_changes_.push_back(cell_id);
+}
+
 void Document::changed() {
   ++version_;
   if (!dirty_since_) dirty_since_ = now_;
@@ -65,6 +72,8 @@ void Document::begin(const std::string& msg_id, const std::string& cell_id, cons
     cell["execution_count"] = nullptr;
   }
   execs_[msg_id] = e;
+  last_exec_[cell_id] = msg_id;
+  output_changed(cell_id);
   changed();
 }
 
@@ -88,6 +97,7 @@ bool Document::on_iopub(const std::string& msg_id, std::string_view type, const 
       char buf[128];
       std::snprintf(buf, sizeof buf, "\n[output truncated by Skylab: %.0f MB]\n", mb);
       outs.push_back({{"output_type", "stream"}, {"name", "stderr"}, {"text", buf}});
+      output_changed(e.cell_id);
       changed();
       return false;
     }
@@ -109,6 +119,7 @@ bool Document::on_iopub(const std::string& msg_id, std::string_view type, const 
   }
   json& cell = nb_["cells"][*idx];
   if (cell.contains("execution_count")) recorded_counts_[e.cell_id] = cell["execution_count"];
+  output_changed(e.cell_id);
   changed();
   return idle;
 }
@@ -149,6 +160,7 @@ void Document::on_execute_reply(const std::string& msg_id, const json& content,
   }
   if (cell.contains("execution_count"))
     recorded_counts_[it->second.cell_id] = cell["execution_count"];
+  output_changed(it->second.cell_id);
   changed();
 }
 
@@ -158,6 +170,7 @@ void Document::end(const std::string& msg_id) {
   if (auto idx = index_of(it->second.cell_id)) {
     collector_.resume_cell(*idx, false);
     collector_.end_cell();
+    output_changed(it->second.cell_id);
   }
   execs_.erase(it);
   changed();
@@ -213,6 +226,96 @@ const json& Document::merge_outside(json incoming) {
   }
   changed();
   return nb_;
+}
+
+const std::string* Document::source(const std::string& cell_id) const {
+  auto i = index_of(cell_id);
+  if (!i) return nullptr;
+  const json& c = nb_["cells"][*i];
+  auto it = c.find("source");
+  if (it == c.end() || !it->is_string()) return nullptr;
+  return &it->get_ref<const std::string&>();
+}
+
+bool Document::set_source(const std::string& cell_id, std::string source) {
+  auto i = index_of(cell_id);
+  if (!i) return false;
+  nb_["cells"][*i]["source"] = std::move(source);
+  changed();
+  return true;
+}
+
+bool Document::insert_cell(json cell, const std::string& after) {
+  if (!cell.is_object() || !cell.contains("id") || !cell["id"].is_string()) return false;
+  if (index_of(cell["id"].get<std::string>())) return false;
+  json& cells = cells_of(nb_);
+  std::size_t at = 0;
+  if (!after.empty()) {
+    auto a = index_of(after);
+    at = a ? *a + 1 : cells.size();
+  }
+  cells.insert(cells.begin() + static_cast<std::ptrdiff_t>(at), std::move(cell));
+  collector_.forget_display_ids();
+  changed();
+  return true;
+}
+
+bool Document::delete_cell(const std::string& cell_id) {
+  auto i = index_of(cell_id);
+  if (!i) return false;
+  json& cells = nb_["cells"];
+  cells.erase(cells.begin() + static_cast<std::ptrdiff_t>(*i));
+  last_exec_.erase(cell_id);
+  for (auto it = execs_.begin(); it != execs_.end();)
+    it = it->second.cell_id == cell_id ? execs_.erase(it) : std::next(it);
+  collector_.forget_display_ids();
+  changed();
+  return true;
+}
+
+bool Document::move_cell(const std::string& cell_id, const std::string& after) {
+  auto i = index_of(cell_id);
+  if (!i || cell_id == after) return false;
+  if (!after.empty() && !index_of(after)) return false;
+  json& cells = nb_["cells"];
+  json cell = std::move(cells[*i]);
+  cells.erase(cells.begin() + static_cast<std::ptrdiff_t>(*i));
+  std::size_t at = after.empty() ? 0 : *index_of(after) + 1;
+  cells.insert(cells.begin() + static_cast<std::ptrdiff_t>(at), std::move(cell));
+  collector_.forget_display_ids();
+  changed();
+  return true;
+}
+
+bool Document::set_cell_type(const std::string& cell_id, const std::string& type) {
+  if (type != "code" && type != "markdown" && type != "raw") return false;
+  auto i = index_of(cell_id);
+  if (!i) return false;
+  json& c = nb_["cells"][*i];
+  if (c.value("cell_type", "") == type) return true;
+  c["cell_type"] = type;
+  if (type == "code") {
+    c["outputs"] = json::array();
+    c["execution_count"] = nullptr;
+  } else {
+    c.erase("outputs");
+    c.erase("execution_count");
+    for (auto it = execs_.begin(); it != execs_.end();)
+      it = it->second.cell_id == cell_id ? execs_.erase(it) : std::next(it);
+  }
+  changed();
+  return true;
+}
+
+std::string Document::last_execution(const std::string& cell_id) const {
+  auto it = last_exec_.find(cell_id);
+  return it == last_exec_.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> Document::take_output_changes() {
+  std::vector<std::string> out;
+  out.swap(output_changes_);
+  return out;
 }
 
 std::optional<Clock::time_point> Document::save_due() const {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -77,6 +78,28 @@ class Document {
   //! Returns the merged notebook (also now this document's).
   const nlohmann::json& merge_outside(nlohmann::json incoming);
 
+  // Co-editing (live/collab.hpp sequences these). Each returns false and
+  // changes nothing when a cell it names is not there. Structural changes
+  // keep the executions being recorded (they follow their cell by id).
+
+  //! The source of cell `cell_id` (a string) or nullptr.
+  const std::string* source(const std::string& cell_id) const;
+  bool set_source(const std::string& cell_id, std::string source);
+  //! Inserts `cell` (an object whose "id" is not in the document) after the
+  //! cell `after`; "" or a cell that is gone: first / at the end.
+  bool insert_cell(nlohmann::json cell, const std::string& after);
+  bool delete_cell(const std::string& cell_id);
+  //! Moves the cell after `after` ("": first). False when either is gone.
+  bool move_cell(const std::string& cell_id, const std::string& after);
+  //! "code", "markdown" or "raw"; a code cell loses its outputs.
+  bool set_cell_type(const std::string& cell_id, const std::string& type);
+  //! Cells (by id) whose outputs or execution count changed since the last
+  //! call, and forgets them.
+  std::vector<std::string> take_output_changes();
+  //! The execute_request msg_id of the last execution recorded into cell
+  //! `cell_id` ("" none): a client knows the outputs of its own runs.
+  std::string last_execution(const std::string& cell_id) const;
+
   //! Whether there are changes not yet saved.
   bool dirty() const { return dirty_since_.has_value(); }
   //! When the next save is due (nullopt: nothing to save).
@@ -96,6 +119,7 @@ class Document {
   };
   std::optional<std::size_t> index_of(const std::string& cell_id) const;
   void changed();
+  void output_changed(const std::string& cell_id);
   void collapse_last_stream(std::size_t cell_index, std::size_t old_len);
 
   nlohmann::json nb_;
@@ -106,6 +130,8 @@ class Document {
   std::map<std::string, Exec> execs_;                      //!< by execute_request msg_id
   std::map<std::string, nlohmann::json> recorded_counts_;  //!< cell id -> execution_count recorded
   std::optional<Clock::time_point> dirty_since_, last_change_;
+  std::vector<std::string> output_changes_;  //!< bounded by the number of cells
+  std::map<std::string, std::string> last_exec_;  //!< cell id -> msg_id; erased with the cell
   Clock::time_point now_{};
 };
 

@@ -58,7 +58,17 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     //! client save, outside write): what clients see as last_modified.
     drive::TimePoint edited{};
     Clock::time_point last_used{};
+    // Co-editing: the protocol state (made at the first join) and the
+    // clients joined now.
+    struct Client {
+      CollabPeer peer;
+      std::shared_ptr<CollabSink> sink;
+    };
+    std::unique_ptr<CollabState> collab;
+    std::map<std::uint64_t, Client> clients;
   };
+  //! Frames to send once the lock is released.
+  using Outbox = std::vector<std::pair<std::shared_ptr<CollabSink>, std::shared_ptr<const std::string>>>;
   struct Tracked {
     std::string kernel_id;
     Key key;
@@ -121,11 +131,43 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! then, for documents no longer held (see last_edit). Bounded.
   std::map<Key, std::pair<Stamp, drive::TimePoint>> recorder_wrote;  // GUARDED_BY(mu)
   static constexpr std::size_t kMaxRecorderWrote = 20000;
+  std::map<std::uint64_t, Key> collab_clients;  // GUARDED_BY(mu) which document a client edits
+  std::uint64_t next_client = 1;                // GUARDED_BY(mu)
   std::thread worker;
   std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
                        //!< newer one unmerged
 
   Clock::time_point now() const { return opt.clock ? opt.clock() : Clock::now(); }
+
+  //! Queues `frames` from client `from` (0: the server) of document `d`.
+  static void route(Doc& d, std::uint64_t from, std::vector<CollabFrame> frames, Outbox& out) {
+    for (auto& f : frames) {
+      auto data = std::make_shared<const std::string>(std::move(f.data));
+      for (auto& [id, c] : d.clients) {
+        if (f.to == CollabFrame::To::kSender && id != from) continue;
+        if (f.to == CollabFrame::To::kOthers && id == from) continue;
+        out.push_back({c.sink, data});
+      }
+    }
+  }
+  static void flush(Outbox& out) {
+    for (auto& [sink, data] : out) sink->deliver(std::move(data));
+    out.clear();
+  }
+  //! The document is gone (deleted, renamed away behind the server's back):
+  //! its clients are told and closed. Call with mu held.
+  void drop_clients_locked(Doc& d) {
+    for (auto& [id, c] : d.clients) {
+      c.sink->close(4404, "the notebook was deleted or moved");
+      collab_clients.erase(id);
+    }
+    d.clients.clear();
+  }
+  //! After d.doc.merge_outside: co-editing clients get what changed.
+  void merged_locked(Doc& d, const json& before, Outbox& out) {
+    if (!d.collab) return;
+    route(d, 0, d.collab->after_outside(before, d.doc), out);
+  }
 
   void watch_locked(const std::string& kernel_id) {
     if (observers.count(kernel_id)) return;
@@ -340,6 +382,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (!e.ok()) {
       if (e.error().code == Error::Code::kNotFound) {  // deleted or renamed: the document closes
         std::lock_guard lock(mu);
+        if (auto d = docs.find(key); d != docs.end()) drop_clients_locked(*d->second);
         docs.erase(key);
         for (auto it = tracked.begin(); it != tracked.end();)
           it = it->second.key == key ? tracked.erase(it) : std::next(it);
@@ -354,15 +397,21 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     std::string message;
     auto disk = drive->read_notebook(who, key.second, &message);
     if (!disk.ok()) return true;
-    std::lock_guard lock(mu);
-    auto d = docs.find(key);
-    if (d == docs.end()) return false;
-    d->second->doc.set_now(now());
-    d->second->doc.merge_outside(std::move(disk.value()));
-    d->second->stamp = now_stamp;
-    d->second->edited = now_stamp.modified;
-    log::info("live: merged an outside change of " + key.first + ":" + key.second);
-    cv.notify_one();
+    Outbox out;
+    {
+      std::lock_guard lock(mu);
+      auto d = docs.find(key);
+      if (d == docs.end()) return false;
+      d->second->doc.set_now(now());
+      json before = d->second->clients.empty() ? json() : d->second->doc.notebook();
+      d->second->doc.merge_outside(std::move(disk.value()));
+      if (!d->second->clients.empty()) merged_locked(*d->second, before, out);
+      d->second->stamp = now_stamp;
+      d->second->edited = now_stamp.modified;
+      log::info("live: merged an outside change of " + key.first + ":" + key.second);
+      cv.notify_one();
+    }
+    flush(out);
     return true;
   }
 
@@ -427,6 +476,20 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
           log::warn(std::string("live: a kernel message was not recorded: ") + e.what());
         }
       }
+      // Recorded outputs go to the co-editing clients, batched per drain.
+      Outbox out;
+      for (auto& [_, d] : docs) {
+        if (d->clients.empty() || !d->collab)
+          (void)d->doc.take_output_changes();
+        else
+          route(*d, 0, d->collab->outputs(d->doc), out);
+      }
+      if (!out.empty()) {
+        lock.unlock();
+        flush(out);
+        lock.lock();
+        continue;
+      }
       if (state_dirty) {
         state_dirty = false;
         json st = state_locked();
@@ -446,7 +509,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
           due.push_back(it->first);
         else if (s)
           next = next ? std::min(*next, *s) : *s;
-        if (!s && d.doc.running().empty() && t - d.last_used >= opt.idle_close) {
+        if (!s && d.doc.running().empty() && d.clients.empty() && t - d.last_used >= opt.idle_close) {
           it = docs.erase(it);
           continue;
         }
@@ -607,16 +670,23 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
   Impl::Key key{user.username, norm(path)};
   std::lock_guard save_lock(i.save_mu);
   std::uint64_t version = 0;
+  Impl::Outbox out;
   {
     std::lock_guard lock(i.mu);
     auto d = i.docs.find(key);
     if (d != i.docs.end()) {
       if (auto st = drive::prepare_for_save(nb); !st.ok()) return st.error();
       d->second->doc.set_now(i.now());
+      json before = d->second->clients.empty() ? json() : d->second->doc.notebook();
       nb = d->second->doc.merge_outside(std::move(nb));
+      if (!d->second->clients.empty()) {
+        i.merged_locked(*d->second, before, out);
+        nb = d->second->doc.notebook();
+      }
       version = d->second->doc.version();
     }
   }
+  Impl::flush(out);
   auto saved = i.drive->save_notebook(user, path, std::move(nb));
   if (version == 0 || !saved.ok()) return saved;
   std::lock_guard lock(i.mu);
@@ -680,6 +750,9 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
     i.docs.insert(std::move(node));
     i.recorder_wrote.erase(old_key);
   }
+  for (auto& [_, k] : i.collab_clients)
+    if (k.first == owner)
+      if (auto np = moved(k.second)) k.second = *np;
   for (auto& [_, tr] : i.tracked)
     if (tr.key.first == owner)
       if (auto np = moved(tr.key.second)) {
@@ -704,6 +777,112 @@ std::map<std::string, std::string> LiveNotebooks::running(const std::string& own
 std::size_t LiveNotebooks::open_documents() const {
   std::lock_guard lock(impl_->mu);
   return impl_->docs.size();
+}
+
+}  // namespace skylab::live
+
+namespace skylab::live {
+
+Result<std::uint64_t> LiveNotebooks::collab_join(const std::string& owner, std::string_view path,
+                                                 std::shared_ptr<CollabSink> sink, std::string user,
+                                                 bool writable) {
+  auto& i = *impl_;
+  Impl::Key key{owner, norm(path)};
+  if (key.second.size() > kMaxPathBytes || key.second.size() < 6 ||
+      key.second.compare(key.second.size() - 6, 6, ".ipynb") != 0)
+    return Error::bad_request("Only notebooks (.ipynb) are co-edited");
+  std::lock_guard save_lock(i.save_mu);  // no save or merge in between
+  bool open = false;
+  {
+    std::lock_guard lock(i.mu);
+    if (i.stopping || !i.started) return Error::unavailable("The server is stopping");
+    open = i.docs.count(key) > 0;
+    if (!open && i.docs.size() >= i.opt.max_documents)
+      return Error::unavailable("Too many open notebooks; try again later");
+  }
+  if (open) {
+    if (!i.sync_with_disk(key)) open = false;  // gone from disk: load says why
+  }
+  if (!open) {
+    auto d = i.load(key);
+    if (!d.ok()) return d.error();
+    std::lock_guard lock(i.mu);
+    if (!i.docs.count(key)) i.docs[key] = std::move(d.value());
+  }
+  Impl::Outbox out;
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(i.mu);
+    auto it = i.docs.find(key);
+    if (it == i.docs.end()) return Error::not_found("No such notebook");
+    auto& d = *it->second;
+    if (d.clients.size() >= i.opt.collab.max_clients)
+      return Error::conflict("Too many people have this notebook open");
+    d.doc.set_now(i.now());
+    if (!d.collab) {
+      d.collab = std::make_unique<CollabState>(i.opt.collab, util::random_hex(8));
+      d.collab->prepare(d.doc);
+    }
+    id = i.next_client++;
+    CollabPeer me{id, std::move(user), writable};
+    std::vector<CollabPeer> others;
+    for (auto& [_, c] : d.clients) others.push_back(c.peer);
+    out.push_back({sink, std::make_shared<const std::string>(d.collab->init(d.doc, me, others))});
+    json joined = {{"t", "join"}, {"client", id}, {"user", me.user}};
+    auto frame = std::make_shared<const std::string>(joined.dump(-1, ' ', false, json::error_handler_t::replace));
+    for (auto& [_, c] : d.clients) out.push_back({c.sink, frame});
+    d.clients[id] = Impl::Doc::Client{std::move(me), std::move(sink)};
+    d.last_used = i.now();
+    i.collab_clients[id] = key;
+    i.cv.notify_one();
+  }
+  Impl::flush(out);
+  return id;
+}
+
+void LiveNotebooks::collab_message(std::uint64_t id, std::string_view frame) {
+  auto& i = *impl_;
+  json msg = json_limits::parse_or_discarded(frame);
+  Impl::Outbox out;
+  {
+    std::lock_guard lock(i.mu);
+    auto k = i.collab_clients.find(id);
+    if (k == i.collab_clients.end()) return;
+    auto d = i.docs.find(k->second);
+    if (d == i.docs.end() || !d->second->collab) return;
+    auto c = d->second->clients.find(id);
+    if (c == d->second->clients.end()) return;
+    Document& doc = d->second->doc;
+    doc.set_now(i.now());
+    auto v = doc.version();
+    Impl::route(*d->second, id, d->second->collab->handle(doc, c->second.peer, msg), out);
+    d->second->last_used = i.now();
+    if (doc.version() != v) i.cv.notify_one();  // a save becomes due
+  }
+  Impl::flush(out);
+}
+
+const CollabLimits& LiveNotebooks::collab_limits() const { return impl_->opt.collab; }
+
+void LiveNotebooks::collab_leave(std::uint64_t id) {
+  auto& i = *impl_;
+  Impl::Outbox out;
+  {
+    std::lock_guard lock(i.mu);
+    auto k = i.collab_clients.find(id);
+    if (k == i.collab_clients.end()) return;
+    auto key = k->second;
+    i.collab_clients.erase(k);
+    auto d = i.docs.find(key);
+    if (d == i.docs.end()) return;
+    auto c = d->second->clients.find(id);
+    if (c == d->second->clients.end()) return;
+    CollabPeer who = c->second.peer;
+    d->second->clients.erase(c);
+    d->second->last_used = i.now();
+    if (d->second->collab) Impl::route(*d->second, id, d->second->collab->left(who), out);
+  }
+  Impl::flush(out);
 }
 
 }  // namespace skylab::live

@@ -23,6 +23,7 @@
 #include "common/result.hpp"
 #include "drive/drive.hpp"
 #include "kernel/manager.hpp"
+#include "live/collab.hpp"
 #include "live/document.hpp"
 
 namespace skylab::live {
@@ -33,8 +34,18 @@ struct Binding {
   std::string path;
 };
 
+//! Where a co-editing client's frames go (a WebSocket). Thread-safe, never
+//! blocks: frames are queued.
+class CollabSink {
+ public:
+  virtual ~CollabSink() = default;
+  virtual void deliver(std::shared_ptr<const std::string> frame) = 0;
+  virtual void close(std::uint16_t code, std::string reason) = 0;
+};
+
 struct LiveOptions {
   DocumentLimits limits;
+  CollabLimits collab;
   //! Executions being recorded, kept here (root-owned, atomically written)
   //! so that a restarted server continues recording them. "" none.
   std::string state_file;
@@ -108,6 +119,25 @@ class LiveNotebooks {
   //! execute_request msg_id -> cell id (empty when none or not open). Any
   //! thread; no I/O.
   std::map<std::string, std::string> running(const std::string& owner, std::string_view path) const;
+
+  // ---- Co-editing (live/collab.hpp). The caller checked who may read and
+  // who may write; a document stays open while clients are joined.
+
+  //! Joins `user` (writer or viewer) to `owner`'s notebook `path`, loading
+  //! it when needed, and sends the client its init frame through `sink`;
+  //! the others learn that it joined. Returns the client's id. Conflict
+  //! when the document has max_clients already. Blocking (Drive I/O): never
+  //! on the Asio thread.
+  Result<std::uint64_t> collab_join(const std::string& owner, std::string_view path,
+                                    std::shared_ptr<CollabSink> sink, std::string user,
+                                    bool writable);
+  //! A frame from client `id` (at most CollabLimits::max_message_bytes;
+  //! the caller closes bigger ones). Applied in order under the document's
+  //! lock; replies and broadcasts are queued to the sinks. Quick, no I/O.
+  void collab_message(std::uint64_t id, std::string_view frame);
+  //! Client `id` is gone (any reason). Idempotent.
+  void collab_leave(std::uint64_t id);
+  const CollabLimits& collab_limits() const;
 
   //! Documents held now (for tests and the bench).
   std::size_t open_documents() const;

@@ -20,7 +20,10 @@ describe('notebook changed elsewhere', { timeout: 180000 }, () => {
     const r = await server.api('PUT', '/api/contents/two.ipynb', { type: 'notebook', format: 'json', content: nb('a = 1') }, token);
     assert.equal(r.status, 201);
     browser = await launchBrowser();
+    // ?collab=0: the page that saves by PUT (no live co-editing session, as
+    // when the server has none); a live page gets outside writes merged in.
     ({ page } = await signIn(browser, server, 'kim', 'password of kim', '/notebooks/two.ipynb'));
+    await page.goto(server.url('/notebooks/two.ipynb?collab=0'));
     await page.waitForSelector('body[data-ready=true]');
   });
 

@@ -1,5 +1,6 @@
 // One cell: its source (in a CodeMirror view once materialized, a plain
 // <pre> before), its rendered Markdown, its outputs and run state.
+import type { Extension } from '@codemirror/state';
 import type { EditorView, KeyBinding } from '@codemirror/view';
 import type { Kernel } from '@jupyterlab/services';
 import type { OutputContext } from '../extensions';
@@ -32,6 +33,9 @@ export interface CellHost {
   edge(cell: Cell, dir: -1 | 1): boolean;
   runClicked(cell: Cell): void;
   selectCell(cell: Cell): void;
+  /** Co-editing: the editor's starting text and extensions, and type changes to send. */
+  collabEditor?(cell: Cell): { source: string; extensions: Extension[] } | null;
+  typeChanged?(cell: Cell): void;
 }
 
 export function newId(): string {
@@ -159,6 +163,8 @@ export class Cell {
 
   private showEditor() {
     if (!this.editor) {
+      const live = this.host.collabEditor?.(this) ?? null;
+      if (live) this.source = live.source;
       this.editor = createEditor(this.editorHost, this.source, this.type === 'markdown' ? 'markdown' : 'code', {
         kernel: () => this.host.kernel(),
         onChange: () => {
@@ -169,6 +175,7 @@ export class Cell {
         onBlur: () => this.host.blurred(this),
         keys: this.host.keys(this),
         onEdge: dir => this.host.edge(this, dir),
+        extra: live?.extensions,
       });
     }
     this.staticEl.hidden = true;
@@ -254,6 +261,24 @@ export class Cell {
     this.materialize();
     this.updateGutter();
     this.showForm();
+    this.host.typeChanged?.(this);
+  }
+
+  /** Co-editing: a new editor on `source` (the server's text replaced ours). */
+  rebuildEditor(source: string) {
+    this.source = source;
+    if (!this.editor) {
+      this.renderStatic();
+      if (this.type === 'markdown' && !this.editing) this.renderMd();
+      if (this.type === 'code') this.form.sourceChanged();
+      return;
+    }
+    this.editor.destroy();
+    this.editor = null;
+    this.editorHost.textContent = '';
+    this.showEditor();
+    if (this.type === 'markdown' && !this.editing) this.renderMd();
+    if (this.type === 'code') this.form.sourceChanged();
   }
 
   setRunState(s: 'idle' | 'queued' | 'running') {

@@ -21,6 +21,8 @@ export interface EditorHooks {
   keys: KeyBinding[];
   /** Cursor on the first/last line and ArrowUp/Down: move to the neighbour cell. */
   onEdge: (dir: -1 | 1) => boolean;
+  /** More extensions (co-editing: live/collab). */
+  extra?: Extension[];
 }
 
 const theme = EditorView.theme({
@@ -140,6 +142,7 @@ export function createEditor(parent: HTMLElement, doc: string, kind: 'code' | 'm
       if (u.focusChanged) (u.view.hasFocus ? hooks.onFocus : hooks.onBlur)();
     }),
   ];
+  if (hooks.extra) extensions.push(...hooks.extra);
   if (kind === 'code') {
     extensions.push(
       autocompletion({ override: [ctx => kernelComplete(hooks, ctx)], activateOnTyping: false, icons: true }),

@@ -17,6 +17,8 @@ import { closeMenus, menuBar, showMenu, type MenuItem } from '../ui/menu';
 import { icon } from '../ui/icons';
 import { logo, userButton } from '../ui/topbar';
 import { Cell, type CellJSON, type CellType } from './cell';
+import { CollabSession, type CollabPage } from './collab';
+import type { Output } from './outputs';
 import { DriveDoc, SharedDoc, type DocStore, type NotebookFile } from './document';
 import { setOutputOrigin } from './frames';
 import { headings } from './markdown';
@@ -62,7 +64,9 @@ export async function openNotebookPage(app: HTMLElement, path: string, me: Me, p
 }
 
 /** Routes /shared/<id>… here too. */
-export class NotebookPage implements NotebookPageContext {
+export class NotebookPage implements NotebookPageContext, CollabPage {
+  /** Co-editing with the server as the authority (null: off; the page saves by PUT). */
+  collab: CollabSession | null = null;
   cells: Cell[] = [];
   active = 0;
   mode: 'command' | 'edit' = 'command';
@@ -154,15 +158,18 @@ export class NotebookPage implements NotebookPageContext {
     this.serverRuns = file.running ?? {};
     this.readOnly = !file.writable;
     const nb = file.content ?? {};
+    const live = await this.startCollab();
+    if (live) nb.cells = live.nb.cells;
     this.nbMeta = nb.metadata ?? {};
     this.nbFormatMinor = Math.max(nb.nbformat_minor ?? 5, 5);
     let cells: CellJSON[] = nb.cells ?? [];
-    const backup = this.readBackup(file.lastModified, cells);
+    const backup = live ? null : this.readBackup(file.lastModified, cells);
     if (backup) {
       cells = backup;
       toast('Restored changes that had not reached the server yet');
     }
-    if (!cells.length) cells = [{ cell_type: 'code', source: '' }];
+    const empty = !cells.length;
+    if (empty) cells = [{ cell_type: 'code', source: '' }];
     const frag = document.createDocumentFragment();
     for (const c of cells) {
       const cell = new Cell(c, this);
@@ -170,6 +177,7 @@ export class NotebookPage implements NotebookPageContext {
       frag.append(cell.el);
     }
     this.list.append(frag);
+    if (empty) this.collab?.inserted(this.cells[0]); // the server's notebook had none
     // The cells on screen get their editors now; the rest when scrolled near.
     const bottom = this.scroller.getBoundingClientRect().top + this.scroller.clientHeight + 200;
     for (const c of this.cells) {
@@ -183,7 +191,8 @@ export class NotebookPage implements NotebookPageContext {
     if (this.readOnly) this.showReadOnlyBanner();
     this.select(0, false);
     this.updateToc();
-    this.setSaveState(this.readOnly ? 'View only' : backup ? 'Unsaved changes' : 'All changes saved');
+    if (live) this.collabStatus(this.readOnly ? 'View only' : 'All changes saved');
+    else this.setSaveState(this.readOnly ? 'View only' : backup ? 'Unsaved changes' : 'All changes saved');
     if (this.doc.shareId) this.app.querySelector<HTMLElement>('.share-btn')!.hidden = true;
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
@@ -345,6 +354,7 @@ export class NotebookPage implements NotebookPageContext {
   }
 
   private insertAt(type: CellType, at: number, focus: boolean, json?: CellJSON): Cell {
+    if (this.collab && !this.collab.writable) return this.cells[this.active]; // a viewer of a live notebook
     const cell = new Cell(json ? { ...json, id: undefined } : { cell_type: type, source: '' }, this);
     this.placeCell(cell, at);
     this.pushUndo({ label: 'insert cell', undo: () => this.removeCell(cell), redo: () => this.placeCell(cell, at) });
@@ -367,6 +377,7 @@ export class NotebookPage implements NotebookPageContext {
     this.list.insertBefore(cell.el, next ?? null);
     cell.materialize();
     this.updateToc();
+    this.collab?.inserted(cell);
   }
 
   private removeCell(cell: Cell) {
@@ -374,12 +385,14 @@ export class NotebookPage implements NotebookPageContext {
     if (i < 0) return;
     this.cells.splice(i, 1);
     cell.el.remove();
+    this.collab?.removed(cell);
     if (!this.cells.length) this.placeCell(new Cell({ cell_type: 'code', source: '' }, this), 0);
     this.select(Math.min(i, this.cells.length - 1), false);
     this.updateToc();
   }
 
   deleteCells(cells = [this.cells[this.active]]) {
+    if (this.collab && !this.collab.writable) return;
     const placed = cells.map(c => ({ c, i: this.index(c) })).filter(x => x.i >= 0);
     for (const { c } of placed) this.removeCell(c);
     const step = {
@@ -396,6 +409,7 @@ export class NotebookPage implements NotebookPageContext {
   }
 
   moveCell(dir: -1 | 1) {
+    if (this.collab && !this.collab.writable) return;
     const i = this.active;
     const j = i + dir;
     if (j < 0 || j >= this.cells.length) return;
@@ -407,6 +421,7 @@ export class NotebookPage implements NotebookPageContext {
       this.list.insertBefore(cell.el, this.list.children[b] ?? null);
       this.select(b);
       this.updateToc();
+      this.collab?.moved(cell);
     };
     swap(i, j);
     this.pushUndo({ label: 'move cell', undo: () => swap(j, i), redo: () => swap(i, j) });
@@ -414,6 +429,7 @@ export class NotebookPage implements NotebookPageContext {
   }
 
   changeType(t: CellType) {
+    if (this.collab && !this.collab.writable) return;
     const cell = this.cells[this.active];
     const old = cell.type;
     if (old === t) return;
@@ -593,6 +609,8 @@ export class NotebookPage implements NotebookPageContext {
     const future = k.requestExecute({ code, allow_stdin: true, stop_on_error: true, store_history: true }, false, { cellId: cell.id });
     const msgId = future.msg.header.msg_id;
     this.runs.set(msgId, cell);
+    this.ownRuns.add(msgId);
+    if (this.ownRuns.size > 1000) this.ownRuns.delete(this.ownRuns.values().next().value!);
     this.savePending();
     cell.setRunState('queued');
     future.onStdin = msg => this.onStdin(k, cell, msg as KernelMessage.IInputRequestMsg);
@@ -925,10 +943,76 @@ export class NotebookPage implements NotebookPageContext {
     }
   }
 
+  // ---------------------------------------------------------------- co-editing (./collab.ts)
+
+  private async startCollab(): Promise<any | null> {
+    if (new URLSearchParams(location.search).get('collab') === '0') return null;
+    const s = new CollabSession(this, CollabSession.urlFor(this.doc));
+    try {
+      const init = await s.start();
+      this.collab = s;
+      this.readOnly = !init.writable;
+      return init;
+    } catch {
+      return null; // no live service: the page loads and saves the file itself
+    }
+  }
+  collabEditor(cell: Cell) {
+    return this.collab ? { source: this.collab.source(cell), extensions: this.collab.extensions(cell) } : null;
+  }
+  typeChanged(cell: Cell) {
+    this.collab?.typed(cell);
+  }
+  collabCells() {
+    return this.cells;
+  }
+  collabInsert(json: CellJSON, index: number): Cell {
+    const cell = new Cell(json, this);
+    this.placeCell(cell, index);
+    return cell;
+  }
+  collabRemove(cell: Cell) {
+    this.removeCell(cell);
+    cell.destroy();
+  }
+  collabMove(cell: Cell, index: number) {
+    this.cells.splice(this.index(cell), 1);
+    this.cells.splice(index, 0, cell);
+    const focused = cell.hasFocus(), sel = cell.editor?.state.selection;
+    cell.el.remove();
+    this.list.insertBefore(cell.el, this.list.children[index] ?? null);
+    if (focused) {
+      cell.editor!.focus(); // moving the element blurred it; the user keeps typing
+      if (sel) cell.editor!.dispatch({ selection: sel });
+    }
+    this.updateToc();
+  }
+  collabType(cell: Cell, t: CellType) {
+    cell.setType(t);
+    this.updateToc();
+  }
+  private ownRuns = new Set<string>(); // execute_request msg_ids this page sent (bounded)
+  collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean, msgId: string) {
+    // This page's own runs show what its kernel connection delivered (widgets, downloads).
+    if (this.ownRuns.has(msgId) || [...this.runs.values()].includes(cell)) return;
+    cell.ensureOutputs();
+    cell.outputs.set(outputs);
+    cell.executionCount = count;
+    if ((cell.runState === 'running') !== running) cell.setRunState(running ? 'running' : 'idle');
+    cell.updateGutter();
+  }
+  collabReadOnly(readOnly: boolean) {
+    this.readOnly = readOnly;
+  }
+  collabStatus(t: string) {
+    this.saveState.textContent = t;
+    this.saveState.dataset.state = t === 'All changes saved' || t === 'View only' ? 'saved' : 'dirty';
+  }
+
   // ---------------------------------------------------------------- saving
 
   markDirty() {
-    if (this.readOnly) return;
+    if (this.readOnly || this.collab) return; // live: the server saves
     this.changeSeq++;
     this.scheduleBackup();
     const now = Date.now();

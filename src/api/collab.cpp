@@ -1,0 +1,174 @@
+#include "api/collab.hpp"
+
+#include <chrono>
+#include <mutex>
+
+#include "api/work_queue.hpp"
+#include "common/log.hpp"
+#include "drive/drive.hpp"
+#include "http/message.hpp"
+#include "http/websocket.hpp"
+#include "live/live.hpp"
+
+namespace skylab::api {
+
+namespace {
+
+//! One co-editing WebSocket. Access is checked and the document joined on
+//! the work queue (SQLite, disk); frames before that are refused.
+class CollabConnection : public http::WebSocketHandler,
+                         public live::CollabSink,
+                         public std::enable_shared_from_this<CollabConnection> {
+ public:
+  //! Resolves (owner, path, may write) for the user; blocking.
+  using Resolve = std::function<Result<SharedTarget>()>;
+
+  CollabConnection(std::shared_ptr<Context> ctx, std::string user, Resolve resolve)
+      : ctx_(std::move(ctx)), user_(std::move(user)), resolve_(std::move(resolve)) {}
+
+  void on_open(std::shared_ptr<http::WebSocket> ws) override {
+    ws_ = ws;
+    auto self = shared_from_this();
+    bool queued = ctx_->work->post([self] { self->join(); });
+    if (!queued) ws->close(1013, "The server is busy; try again");
+  }
+
+  void on_message(std::string data, bool binary) override {
+    std::uint64_t id = 0;
+    {
+      std::lock_guard lock(mu_);
+      id = id_;
+    }
+    if (binary || data.size() > ctx_->live->collab_limits().max_message_bytes) {
+      close(1009, "message too big");
+      return;
+    }
+    if (id == 0) {
+      deliver(std::make_shared<const std::string>(
+          R"({"t":"error","code":"not_joined","message":"wait for the init frame"})"));
+      return;
+    }
+    recheck();
+    ctx_->live->collab_message(id, data);
+  }
+
+  void on_close() override {
+    std::uint64_t id = 0;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      id = id_;
+    }
+    if (id) ctx_->live->collab_leave(id);
+  }
+
+  void deliver(std::shared_ptr<const std::string> frame) override {
+    if (auto ws = ws_.lock()) ws->send(std::move(frame), false);
+  }
+  void close(std::uint16_t code, std::string reason) override {
+    if (auto ws = ws_.lock()) ws->close(code, std::move(reason));
+  }
+
+ private:
+  //! Access can change while the socket is open (a share revoked or turned
+  //! into a viewer's, an account disabled): at most every kRecheck, while
+  //! the client sends, the grant is checked again on the work queue; a
+  //! change closes the connection (a reconnect gets the new rights).
+  void recheck() {
+    auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mu_);
+      if (checking_ || now - checked_ < kRecheck) return;
+      checking_ = true;
+      checked_ = now;
+    }
+    auto self = shared_from_this();
+    bool queued = ctx_->work->post([self] {
+      auto t = self->resolve_();
+      bool was_editor = false;
+      {
+        std::lock_guard lock(self->mu_);
+        self->checking_ = false;
+        was_editor = self->editor_;
+      }
+      if (!t.ok())
+        self->close(4403, "access to this notebook ended");
+      else if (t->editor != was_editor)
+        self->close(4001, "your access changed; reconnect");
+    });
+    if (!queued) {
+      std::lock_guard lock(mu_);
+      checking_ = false;
+    }
+  }
+
+  void join() {
+    auto target = resolve_();
+    if (!target.ok()) {
+      // 4000 + the HTTP status, as a close code the client can read.
+      close(static_cast<std::uint16_t>(4000 + http::status_for(target.error())),
+            target.error().message);
+      return;
+    }
+    auto id = ctx_->live->collab_join(target->owner, target->path, shared_from_this(), user_,
+                                      target->editor);
+    if (!id.ok()) {
+      close(static_cast<std::uint16_t>(4000 + http::status_for(id.error())), id.error().message);
+      return;
+    }
+    bool leave = false;
+    {
+      std::lock_guard lock(mu_);
+      id_ = id.value();
+      leave = closed_;
+      editor_ = target->editor;
+      checked_ = std::chrono::steady_clock::now();
+    }
+    if (leave) ctx_->live->collab_leave(id.value());
+  }
+
+  std::shared_ptr<Context> ctx_;
+  std::string user_;
+  Resolve resolve_;
+  std::weak_ptr<http::WebSocket> ws_;
+  std::mutex mu_;
+  std::uint64_t id_ = 0;                             // GUARDED_BY(mu_) 0: not joined yet
+  bool closed_ = false;                              // GUARDED_BY(mu_)
+  bool editor_ = false;                              // GUARDED_BY(mu_) the rights it joined with
+  bool checking_ = false;                            // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point checked_{};  // GUARDED_BY(mu_)
+  static constexpr std::chrono::seconds kRecheck{5};
+};
+
+}  // namespace
+
+void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+  if (!ctx->live || !ctx->drive) return;
+  r.add_websocket("/api/skylab/collab/([\\s\\S]+)", [ctx](http::Request& req) {
+    http::Upgrade up;
+    std::string path = req.params[0];
+    std::string owner = req.user.username;
+    up.handler = std::make_shared<CollabConnection>(
+        ctx, owner, [ctx, owner, path]() -> Result<SharedTarget> {
+          auth::Identity me;
+          me.username = owner;
+          auto e = ctx->drive->get(me, path, drive::EntryType::kNotebook);
+          if (!e.ok()) return e.error();
+          return SharedTarget{owner, e->path, true};
+        });
+    return up;
+  });
+  r.add_websocket(
+      "/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?", [ctx](http::Request& req) {
+        http::Upgrade up;
+        std::string id = req.params[0];
+        std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
+        auto user = req.user;
+        up.handler = std::make_shared<CollabConnection>(ctx, user.username, [ctx, user, id, sub]() {
+          return resolve_shared(*ctx, user, id, sub);
+        });
+        return up;
+      });
+}
+
+}  // namespace skylab::api

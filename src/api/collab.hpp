@@ -1,0 +1,32 @@
+// Real-time co-editing over a WebSocket (the protocol: live/collab.hpp and
+// docs/architecture.md): /api/skylab/collab/{path} for my own notebooks,
+// /api/skylab/shared/{share}/collab[/{sub}] for notebooks shared with me
+// (editors write, viewers only read; refused server-side).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/api.hpp"
+#include "common/result.hpp"
+
+namespace skylab::api {
+
+//! What a share gives `user` access to: the owner's notebook path and
+//! whether they may write.
+struct SharedTarget {
+  std::string owner;
+  std::string path;
+  bool editor = false;
+};
+
+//! Checks share `id` for `user` (as the shared Contents routes do: the
+//! grant, the owner enabled, the item still there, followed when moved)
+//! and resolves `sub` ("" or "/a/b") below it. NotFound exactly as for a
+//! missing share. Blocking (SQLite, disk): work queue only. (shares.cpp)
+Result<SharedTarget> resolve_shared(Context& ctx, const auth::Identity& user, const std::string& id,
+                                    const std::string& sub);
+
+void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx);
+
+}  // namespace skylab::api

@@ -1,0 +1,112 @@
+// Real-time co-editing of a live notebook: the server is the central
+// authority of @codemirror/collab. Every cell (addressed by its nbformat
+// id) has its own version and update log; an update is accepted only on
+// top of the cell's current version (else the client pulls, rebases with
+// receiveUpdates and pushes again) and its ChangeSet is applied to the
+// cell's source here (live/changeset.hpp). Structural operations (insert,
+// delete, move, cell type) are sequenced in arrival order with one
+// structure version per document; they name cells by id, so a client never
+// needs to rebase them. Presence (names, cursors) is relayed, never stored.
+//
+// Pure protocol logic over a Document: no sockets, no locks, no I/O. The
+// service (live.cpp) holds the document lock around every call and sends
+// the frames it returns. The wire protocol is in docs/architecture.md.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "live/document.hpp"
+
+namespace skylab::live {
+
+struct CollabLimits {
+  //! A client frame, in bytes (bigger: the connection closes with 1009).
+  std::size_t max_message_bytes = 1u << 20;
+  //! Updates in one push.
+  std::size_t max_updates_per_push = 200;
+  //! Sections of one change set (and lines of one insertion).
+  std::size_t max_sections = 20000;
+  //! Bytes of one cell's source.
+  std::size_t max_source_bytes = 1u << 20;
+  //! Updates kept per cell, and their bytes: older ones are compacted (their
+  //! effect is in the document; a client that is further behind gets the
+  //! cell's whole text and rebases what it has not sent by a diff).
+  std::size_t max_log_updates = 2000;
+  std::size_t max_log_bytes = 4u << 20;
+  //! Co-editing connections per document.
+  std::size_t max_clients = 32;
+  //! Cells per document (inserts beyond are refused).
+  std::size_t max_cells = 5000;
+};
+
+//! One connected client as the protocol sees it.
+struct CollabPeer {
+  std::uint64_t id = 0;   //!< unique in this server
+  std::string user;       //!< shown to the others
+  bool writable = false;  //!< owner or editor; viewers only read
+};
+
+//! A frame to send: to the sender only, to every peer, or to the others.
+struct CollabFrame {
+  enum class To { kSender, kAll, kOthers } to;
+  std::string data;
+};
+
+//! Not thread-safe: one per document, under the document's lock.
+class CollabState {
+ public:
+  //! `epoch`: names this incarnation of the logs (a reloaded document's
+  //! versions start again at 0; a client with another epoch resets).
+  CollabState(CollabLimits limits, std::string epoch);
+
+  //! Makes `doc` fit for co-editing: sources as strings with "\n" only.
+  void prepare(Document& doc);
+
+  //! The first frame a client gets: the notebook, every cell's version,
+  //! the structure version, who it is, whether it may write, who else is here.
+  std::string init(const Document& doc, const CollabPeer& me,
+                   const std::vector<CollabPeer>& others) const;
+
+  //! A client's frame (already parsed). Refusals are error frames to the
+  //! sender; nothing else changes then.
+  std::vector<CollabFrame> handle(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
+
+  //! After doc.merge_outside replaced the notebook (`before` is the old
+  //! one): changed sources go out as updates of a server client, the cell
+  //! list as a "sync" frame.
+  std::vector<CollabFrame> after_outside(const nlohmann::json& before, Document& doc);
+
+  //! Frames for the cells whose outputs changed (recorded by part 1).
+  std::vector<CollabFrame> outputs(Document& doc);
+
+  //! A peer left: the others drop its cursor.
+  std::vector<CollabFrame> left(const CollabPeer& who);
+
+  std::uint64_t version(const std::string& cell_id) const;
+
+ private:
+  struct Log {
+    std::uint64_t base = 0;           //!< version of the oldest update kept
+    std::deque<std::string> updates;  //!< serialized {"clientID","changes"}
+    std::size_t bytes = 0;
+    std::uint64_t version() const { return base + updates.size(); }
+  };
+  CollabFrame error(const nlohmann::json& msg, std::string code, std::string message) const;
+  std::vector<CollabFrame> push(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
+  std::vector<CollabFrame> pull(const Document& doc, const nlohmann::json& msg) const;
+  std::vector<CollabFrame> op(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
+  void append(Log& log, std::string update);
+
+  CollabLimits limits_;
+  std::string epoch_;
+  std::map<std::string, Log> logs_;  //!< by cell id; absent: version 0, empty
+  std::uint64_t structure_ = 0;
+};
+
+}  // namespace skylab::live

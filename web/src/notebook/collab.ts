@@ -1,0 +1,431 @@
+// Real-time co-editing in the app: one WebSocket per open notebook to the
+// server's authority (/api/skylab/collab/… or /api/skylab/shared/{id}/collab…;
+// protocol in docs/architecture.md). Cell text goes through @codemirror/collab
+// (local edits apply at once, the server sequences them, remote ones are
+// rebased with receiveUpdates); structural changes are sent as ops, applied
+// here at once and placed again where the server sequenced them; the
+// collaborators' cursors show as colored carets with names. The server saves
+// the notebook itself; the page does not PUT while a session is live.
+import { collab, getSyncedVersion, receiveUpdates, sendableUpdates } from '@codemirror/collab';
+import { ChangeSet, EditorState, StateEffect, StateField, Text, type Extension } from '@codemirror/state';
+import { Decoration, EditorView, WidgetType, type DecorationSet } from '@codemirror/view';
+import { encodePath } from '../api';
+import type { Cell, CellJSON, CellType } from './cell';
+import type { DocStore } from './document';
+import type { Output } from './outputs';
+
+/** What the page lets the session do to its cells (applied without echoing ops). */
+export interface CollabPage {
+  collabCells(): Cell[];
+  collabInsert(json: CellJSON, index: number): Cell;
+  collabRemove(cell: Cell): void;
+  collabMove(cell: Cell, index: number): void;
+  collabType(cell: Cell, type: CellType): void;
+  /** `msgId`: the execute_request they come from (the page skips its own runs). */
+  collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean, msgId: string): void;
+  collabReadOnly(readOnly: boolean): void;
+  collabStatus(text: string): void;
+}
+
+interface Shadow { version: number; doc: Text }
+interface Peer { client: number; user: string; cell: string | null; anchor: number; head: number }
+
+const setCarets = StateEffect.define<{ pos: number; user: string; color: string }[]>();
+
+class CaretWidget extends WidgetType {
+  constructor(readonly user: string, readonly color: string) { super(); }
+  eq(o: CaretWidget) { return o.user === this.user && o.color === this.color; }
+  toDOM() {
+    const el = document.createElement('span');
+    el.className = 'remote-caret';
+    el.style.borderLeftColor = this.color;
+    el.setAttribute('aria-label', `${this.user}'s cursor`);
+    const label = document.createElement('span');
+    label.className = 'remote-caret-label';
+    label.textContent = this.user;
+    label.style.backgroundColor = this.color;
+    el.append(label);
+    return el;
+  }
+  ignoreEvent() { return true; }
+}
+
+const caretField = StateField.define<DecorationSet>({
+  create: () => Decoration.none,
+  update(deco, tr) {
+    deco = deco.map(tr.changes);
+    for (const e of tr.effects) {
+      if (!e.is(setCarets)) continue;
+      const len = tr.state.doc.length;
+      deco = Decoration.set(e.value.map(c => Decoration.widget({ widget: new CaretWidget(c.user, c.color), side: 1 })
+        .range(Math.max(0, Math.min(c.pos, len)))), true);
+    }
+    return deco;
+  },
+  provide: f => EditorView.decorations.from(f),
+});
+
+function colorOf(name: string): string {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return `hsl(${h % 360} 70% 42%)`;
+}
+
+export class CollabSession {
+  writable = false;
+  private ws: WebSocket | null = null;
+  private epoch = '';
+  private client = 0;
+  private clientID = crypto.randomUUID();
+  private shadows = new Map<string, Shadow>();
+  private inflight = new Set<string>();
+  private peers = new Map<number, Peer>();
+  private rid = 0;
+  private pendingOps = new Map<number, unknown>();
+  private applying = false;
+  private closed = false;
+  private retry = 500;
+  private presenceTimer = 0;
+  private receiving = false;
+  private initialized = false; // the first init came (later ones are reconnects)
+
+  constructor(private page: CollabPage, private url: string) {}
+
+  static urlFor(doc: DocStore): string {
+    const base = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`;
+    if (doc.shareId) {
+      const sub = (doc as any).sub as string | undefined;
+      return `${base}/api/skylab/shared/${doc.shareId}/collab${sub ? '/' + encodePath(sub) : ''}`;
+    }
+    return `${base}/api/skylab/collab/${encodePath(doc.path)}`;
+  }
+
+  /** Connects; resolves with the first init (the notebook as the server holds it). */
+  start(): Promise<any> {
+    return new Promise((resolve, reject) => {
+      let first = true;
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      ws.onmessage = ev => {
+        let m: any;
+        try { m = JSON.parse(String(ev.data)); } catch { return; }
+        if (m.t === 'init') {
+          this.retry = 500;
+          this.takeInit(m, !this.initialized);
+          this.initialized = true;
+          if (first) {
+            first = false;
+            resolve(m);
+          }
+          return;
+        }
+        this.onFrame(m);
+      };
+      ws.onclose = ev => {
+        this.ws = null;
+        if (first) return reject(new Error(ev.reason || `collab closed (${ev.code})`));
+        if (this.closed) return;
+        if (ev.code >= 4400 && ev.code < 4500) {
+          this.page.collabStatus('Not connected: ' + (ev.reason || ev.code));
+          return;
+        }
+        this.page.collabStatus('Offline — changes are kept and sent on reconnect');
+        setTimeout(() => this.reconnect(), this.retry);
+        this.retry = Math.min(this.retry * 2, 10000);
+      };
+    });
+  }
+
+  private reconnect() {
+    if (this.closed) return;
+    void this.start().catch(() => {
+      setTimeout(() => this.reconnect(), this.retry);
+      this.retry = Math.min(this.retry * 2, 10000);
+    });
+  }
+
+  close() {
+    this.closed = true;
+    this.ws?.close();
+  }
+
+  private send(m: unknown) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
+  }
+
+  // ------------------------------------------------------------ editors
+
+  /** The CodeMirror extensions of cell `cell`'s editor (made lazily). */
+  extensions(cell: Cell): Extension[] {
+    const sh = this.shadow(cell);
+    const ext: Extension[] = [
+      collab({ startVersion: sh.version, clientID: this.clientID }),
+      caretField,
+      EditorView.updateListener.of(u => {
+        if (u.docChanged && !this.receiving) this.flush(cell);
+        if ((u.selectionSet || u.focusChanged) && u.view.hasFocus) this.presence(cell, u.state.selection.main.anchor, u.state.selection.main.head);
+      }),
+    ];
+    if (!this.writable) ext.push(EditorState.readOnly.of(true));
+    return ext;
+  }
+
+  /** The text an editor of `cell` starts with (the server's, at the version above). */
+  source(cell: Cell): string {
+    return this.shadow(cell).doc.toString();
+  }
+
+  private shadow(cell: Cell): Shadow {
+    let sh = this.shadows.get(cell.id);
+    if (!sh) {
+      sh = { version: 0, doc: Text.of(cell.getSource().split(/\r\n?|\n/)) };
+      this.shadows.set(cell.id, sh);
+    }
+    return sh;
+  }
+
+  private flush(cell: Cell) {
+    const ed = cell.editor;
+    if (!ed || this.inflight.has(cell.id) || !this.writable) return;
+    const ups = sendableUpdates(ed.state);
+    if (!ups.length) return;
+    if (this.ws?.readyState !== WebSocket.OPEN) return;
+    this.inflight.add(cell.id);
+    this.send({ t: 'push', cell: cell.id, version: getSyncedVersion(ed.state),
+      updates: ups.map(u => ({ clientID: u.clientID, changes: u.changes.toJSON() })) });
+  }
+
+  private presence(cell: Cell, anchor: number, head: number) {
+    clearTimeout(this.presenceTimer);
+    this.presenceTimer = window.setTimeout(() => this.send({ t: 'presence', cell: cell.id, anchor, head }), 30);
+  }
+
+  private showCarets(cellId: string | null) {
+    const cells = this.page.collabCells();
+    for (const c of cells) {
+      if (cellId && c.id !== cellId) continue;
+      if (!c.editor) continue;
+      const carets = [...this.peers.values()].filter(p => p.cell === c.id).map(p => ({ pos: p.head, user: p.user, color: colorOf(p.user) }));
+      c.editor.dispatch({ effects: setCarets.of(carets) });
+    }
+  }
+
+  // ------------------------------------------------------------ structure (from the page)
+
+  /** The page inserted `cell` at `index` (or put a deleted one back). */
+  inserted(cell: Cell) {
+    if (this.applying || !this.writable) return;
+    const cells = this.page.collabCells();
+    const i = cells.indexOf(cell);
+    const j = cell.toJSON();
+    this.shadows.set(cell.id, { version: 0, doc: Text.of(String(cell.getSource()).split(/\r\n?|\n/)) });
+    this.op({ kind: 'insert', after: i > 0 ? cells[i - 1].id : null, cell: { id: cell.id, cell_type: j.cell_type, source: cell.getSource() } });
+  }
+  removed(cell: Cell) {
+    if (this.applying || !this.writable) return;
+    this.op({ kind: 'delete', id: cell.id });
+  }
+  moved(cell: Cell) {
+    if (this.applying || !this.writable) return;
+    const cells = this.page.collabCells();
+    const i = cells.indexOf(cell);
+    this.op({ kind: 'move', id: cell.id, after: i > 0 ? cells[i - 1].id : null });
+  }
+  typed(cell: Cell) {
+    if (this.applying || !this.writable) return;
+    this.op({ kind: 'type', id: cell.id, cell_type: cell.type });
+  }
+  private op(op: unknown) {
+    const rid = ++this.rid;
+    this.pendingOps.set(rid, op);
+    this.send({ t: 'op', rid, op });
+  }
+
+  // ------------------------------------------------------------ from the server
+
+  private takeInit(m: any, first: boolean) {
+    const same = !first && m.epoch === this.epoch;
+    this.epoch = m.epoch;
+    this.client = m.client;
+    this.writable = !!m.writable;
+    this.page.collabReadOnly(!this.writable);
+    this.peers.clear();
+    for (const p of m.peers ?? []) this.peers.set(p.client, { client: p.client, user: p.user, cell: null, anchor: 0, head: 0 });
+    if (first) {
+      for (const c of m.nb.cells) this.shadows.set(c.id, { version: m.versions[c.id] ?? 0, doc: Text.of(String(c.source).split('\n')) });
+    } else {
+      this.reconcile(m, same);
+    }
+    this.inflight.clear();
+    // The server holds and saves every change from here on.
+    this.page.collabStatus(this.writable ? 'All changes saved' : 'View only');
+    if (!first) for (const [rid, op] of this.pendingOps) this.send({ t: 'op', rid, op });
+  }
+
+  /** A later init or a sync: the cell list as the server has it. */
+  private reconcile(m: any, sameEpoch: boolean) {
+    this.applying = true;
+    try {
+      const want = m.nb.cells as CellJSON[];
+      const ids = new Set(want.map(c => c.id));
+      for (const c of [...this.page.collabCells()]) if (!ids.has(c.id)) { this.page.collabRemove(c); this.shadows.delete(c.id); }
+      want.forEach((json, index) => {
+        const id = json.id!;
+        let cell = this.page.collabCells().find(c => c.id === id);
+        const version = m.versions[id] ?? 0;
+        if (!cell) {
+          this.shadows.set(id, { version, doc: Text.of(String(json.source).split('\n')) });
+          cell = this.page.collabInsert(json, index);
+          return;
+        }
+        if (this.page.collabCells().indexOf(cell) !== index) this.page.collabMove(cell, index);
+        if (cell.type !== json.cell_type) this.page.collabType(cell, json.cell_type);
+        if (sameEpoch && this.shadows.has(id)) {
+          // Catch up; what this page typed meanwhile is rebased and sent.
+          this.send({ t: 'pull', cell: id, version: cell.editor ? getSyncedVersion(cell.editor.state) : this.shadows.get(id)!.version });
+        } else {
+          this.rebuild(cell, String(json.source), version);
+        }
+      });
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  /**
+   * The server's text replaces ours at a new version (another epoch: the
+   * server restarted or the document was reloaded; or we were too far
+   * behind). When the server's text is the one our unsent edits were made
+   * on (nobody else changed the cell meanwhile), they are applied again and
+   * sent: nothing typed offline is lost then.
+   */
+  private rebuild(cell: Cell, source: string, version: number) {
+    const old = this.shadows.get(cell.id);
+    let pending: ChangeSet | null = null;
+    if (cell.editor && old && old.doc.toString() === source) {
+      const ups = sendableUpdates(cell.editor.state);
+      if (ups.length) pending = ups.map(u => u.changes).reduce((a, b) => a.compose(b));
+    }
+    this.shadows.set(cell.id, { version, doc: Text.of(source.split('\n')) });
+    cell.rebuildEditor(source);
+    if (pending && cell.editor) cell.editor.dispatch({ changes: pending });
+  }
+
+  private onFrame(m: any) {
+    const cell = typeof m.cell === 'string' ? this.page.collabCells().find(c => c.id === m.cell) : undefined;
+    switch (m.t) {
+      case 'updates': {
+        if (!cell) return;
+        const sh = this.shadow(cell);
+        const ups = (m.updates as any[]).map(u => ({ clientID: u.clientID as string, changes: ChangeSet.fromJSON(u.changes) }));
+        // The shadow: the server's text at its version.
+        if (m.version <= sh.version) {
+          for (const u of ups.slice(sh.version - m.version)) { sh.doc = u.changes.apply(sh.doc); sh.version++; }
+        }
+        if (cell.editor) {
+          const synced = getSyncedVersion(cell.editor.state);
+          if (m.version <= synced) {
+            const fresh = ups.slice(synced - m.version);
+            if (fresh.length) {
+              this.receiving = true;
+              try { cell.editor.dispatch(receiveUpdates(cell.editor.state, fresh)); } finally { this.receiving = false; }
+            }
+          }
+        } else {
+          cell.setSource(sh.doc.toString());
+        }
+        this.inflight.delete(cell.id);
+        this.flush(cell);
+        break;
+      }
+      case 'stale':
+        if (!cell) return;
+        this.inflight.delete(cell.id);
+        this.send({ t: 'pull', cell: cell.id, version: cell.editor ? getSyncedVersion(cell.editor.state) : this.shadow(cell).version });
+        break;
+      case 'reset':
+        if (!cell) return;
+        this.rebuild(cell, String(m.source), m.version);
+        break;
+      case 'op':
+        this.applyOp(m.op);
+        if (m.client === this.client) this.pendingOps.delete(m.rid);
+        break;
+      case 'sync':
+        this.reconcile(m, true);
+        break;
+      case 'outputs':
+        if (cell) this.page.collabOutputs(cell, m.outputs ?? [], m.execution_count ?? null, !!m.running, String(m.msg_id ?? ''));
+        break;
+      case 'presence': {
+        const old = this.peers.get(m.client);
+        this.peers.set(m.client, { client: m.client, user: m.user, cell: m.cell, anchor: m.anchor ?? 0, head: m.head ?? 0 });
+        if (old?.cell && old.cell !== m.cell) this.showCarets(old.cell);
+        if (m.cell) this.showCarets(m.cell);
+        break;
+      }
+      case 'join':
+        this.peers.set(m.client, { client: m.client, user: m.user, cell: null, anchor: 0, head: 0 });
+        break;
+      case 'leave': {
+        const old = this.peers.get(m.client);
+        this.peers.delete(m.client);
+        if (old?.cell) this.showCarets(old.cell);
+        break;
+      }
+      case 'error':
+        if (m.rid !== undefined) {
+          // An op the server could not apply (its cell is gone): take the server's list again.
+          this.pendingOps.delete(m.rid);
+          this.ws?.close();
+        } else if (cell) {
+          this.inflight.delete(cell.id);
+          if (m.code === 'bad_changes') this.send({ t: 'pull', cell: cell.id, version: -1 });
+        }
+        break;
+    }
+  }
+
+  private applyOp(op: any) {
+    this.applying = true;
+    try {
+      const cells = this.page.collabCells();
+      const find = (id: string) => cells.find(c => c.id === id);
+      const indexAfter = (after: string | null) => {
+        if (after == null) return 0;
+        const i = this.page.collabCells().findIndex(c => c.id === after);
+        return i < 0 ? this.page.collabCells().length : i + 1;
+      };
+      // Puts `c` right after `after` (null: first), as the server did.
+      const place = (c: Cell, after: string | null) => {
+        const rest = this.page.collabCells().filter(x => x !== c);
+        const i = after == null ? -1 : rest.findIndex(x => x.id === after);
+        const at = after == null ? 0 : i < 0 ? rest.length : i + 1;
+        if (this.page.collabCells().indexOf(c) !== at) this.page.collabMove(c, at);
+      };
+      if (op.kind === 'insert') {
+        const mine = find(op.cell.id);
+        if (mine) {
+          // Ours, applied before: where the server put it.
+          place(mine, op.after);
+          return;
+        }
+        this.shadows.set(op.cell.id, { version: 0, doc: Text.of(String(op.cell.source).split('\n')) });
+        this.page.collabInsert(op.cell, indexAfter(op.after));
+      } else if (op.kind === 'delete') {
+        const c = find(op.id);
+        if (c) this.page.collabRemove(c);
+        this.shadows.delete(op.id);
+      } else if (op.kind === 'move') {
+        const c = find(op.id);
+        if (!c) return;
+        place(c, op.after);
+      } else if (op.kind === 'type') {
+        const c = find(op.id);
+        if (c && c.type !== op.cell_type) this.page.collabType(c, op.cell_type);
+      }
+    } finally {
+      this.applying = false;
+    }
+  }
+}
