@@ -123,6 +123,9 @@ export class Cell {
 
   /** A form field's edit: through the editor when there is one (undo keeps it). */
   private applyEdit(e: { from: number; to: number; insert: string }) {
+    // Co-edited: every change goes through an editor, whose collab extension
+    // sends it to the server (which saves the notebook), hidden code or not.
+    if (!this.editor && this.type === 'code' && this.host.collabEditor?.(this)) this.materialize();
     if (this.editor) {
       this.editor.dispatch({ changes: e });
     } else {
