@@ -107,7 +107,19 @@ def ws_status(fn):
         ws = fn()
     except websocket.WebSocketBadStatusException as e:
         return e.status_code
-    ws.close()
+    # Some WebSockets (co-editing) check access after the upgrade and close
+    # with 4000 + the HTTP status: that is the refusal's status.
+    try:
+        ws.settimeout(5)
+        while True:
+            op, data = ws.recv_data(control_frame=True)
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                return code - 4000 if 4000 <= code < 5000 else 101
+    except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException, OSError):
+        pass
+    finally:
+        ws.close()
     return 101
 
 
@@ -657,6 +669,16 @@ RULES = {
     ("DELETE", "/api/skylab/admin/runtimes/([0-9a-fA-F-]{1,64})/?"): ("admin", ["{kernel}"]),
     ("GET", "/api/skylab/admin/usage/?"): ("admin",),
     ("GET", "/api/skylab/admin/audit/?"): ("admin",),
+    # Co-editing: A's path names A's own notebook (there is none: 4404); B's
+    # share id is not A's (4404).
+    ("WS", r"/api/skylab/collab/([\s\S]+)"): ("ws", ["{nb}"]),
+    ("WS", "/api/skylab/shared/" + SHARE + r"/collab(/[\s\S]*)?"): ("ws", ["{share}", ""]),
+    # Secrets: names are per user; A's requests name A's own (absent) secret.
+    ("GET", "/api/skylab/secrets/?"): ("list",),
+    ("PUT", "/api/skylab/secrets/([A-Za-z_][A-Za-z0-9_]{0,127})/?"): ("create",),
+    ("DELETE", "/api/skylab/secrets/([A-Za-z_][A-Za-z0-9_]{0,127})/?"): ("item", ["{secret}"]),
+    ("PUT", "/api/skylab/secrets/([A-Za-z_][A-Za-z0-9_]{0,127})/grants/?"): ("item", ["{secret}"], {"path": "{nb}"}),
+    ("DELETE", "/api/skylab/secrets/([A-Za-z_][A-Za-z0-9_]{0,127})/grants/?"): ("item", ["{secret}"], {"path": "{nb}"}),
 }
 
 
@@ -748,6 +770,10 @@ def two_users(server):
                                                        "kernel": {"id": things["kernel"]}}, timeout=60)
         assert r.status_code == 201, r.text
         things["session"] = r.json()["id"]
+    if has_route(server, "GET", "/api/skylab/secrets/?"):
+        things["secret"] = "B_SECRET_" + secrets.token_hex(4)
+        r = bs.put(server.url("/api/skylab/secrets/" + things["secret"]), json={"value": "b-value"}, timeout=30)
+        assert r.status_code in (200, 201, 204), r.text
     things["terminal"] = "1"  # a name A's requests must not reach, also where terminals are not served
     if has_route(server, "POST", "/api/terminals/?"):
         r = bs.post(server.url("/api/terminals"), json={"kernel_id": things["kernel"]}, timeout=60)
@@ -763,7 +789,7 @@ def test_isolation_route_walk(server, two_users):
     A, things, bs = two_users
     routes = server.get("/api/skylab/routes").json()
     assert len(routes) >= 20
-    secrets_of_b = [v for k, v in things.items() if k in ("kernel", "token", "session", "nb", "dir", "share", "job")]
+    secrets_of_b = [v for k, v in things.items() if k in ("kernel", "token", "session", "nb", "dir", "share", "job", "secret")]
     a_browser = A["browser"]
     a_token = token_session(A["token"])
     unknown, failures, checked = [], [], 0
@@ -857,6 +883,8 @@ def test_isolation_route_walk(server, two_users):
         assert things["checkpoint"] in r.text
     if "session" in things:
         assert bs.get(server.url("/api/sessions/" + things["session"]), timeout=10).status_code == 200
+    if "secret" in things:
+        assert things["secret"] in bs.get(server.url("/api/skylab/secrets"), timeout=10).text
     if "share" in things:
         assert things["share"] in bs.get(server.url("/api/skylab/shares"), timeout=10).text
     if "job" in things:
