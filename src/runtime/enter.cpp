@@ -86,6 +86,27 @@ std::string find_init(const std::vector<std::string>& cgroups, const struct stat
   return "";
 }
 
+// Whether bubblewrap's init `pid` has finished building the sandbox: its
+// mounts and root are set up before it starts the runtime's program, so a
+// process of its pid namespace that runs something other than bubblewrap
+// means the root seen through /proc/PID/root is the runtime's, not a
+// half-built one.
+bool sandbox_ready(const std::vector<std::string>& cgroups, const std::string& pid, const struct stat& init_exe) {
+  std::string pidns = ns_link(pid, "pid");
+  for (auto& d : cgroups) {
+    std::istringstream procs(slurp(d + "/cgroup.procs", 1 << 20));
+    std::string p;
+    while (procs >> p) {
+      if (p == pid || ns_link(p, "pid") != pidns) continue;
+      struct stat exe{};
+      if (::stat(("/proc/" + p + "/exe").c_str(), &exe) == 0 &&
+          (exe.st_dev != init_exe.st_dev || exe.st_ino != init_exe.st_ino))
+        return true;
+    }
+  }
+  return false;
+}
+
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "skylab sandbox-enter: %s: %s\r\n", what, std::strerror(errno));
   ::_exit(125);
@@ -197,8 +218,15 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
   if (::stat(bwrap.c_str(), &init_exe) != 0) fail("cannot find bubblewrap");
   std::string pid;
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
-  while ((pid = find_init(cgroups, init_exe)).empty() && std::chrono::steady_clock::now() < until)
+  for (;;) {
+    pid = find_init(cgroups, init_exe);
+    if (!pid.empty() && sandbox_ready(cgroups, pid, init_exe)) break;
+    if (std::chrono::steady_clock::now() >= until) {
+      pid.clear();
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   if (pid.empty()) {
     std::fputs("skylab sandbox-enter: the runtime's sandbox is not running\r\n", stderr);
     return 125;
