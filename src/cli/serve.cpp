@@ -276,15 +276,6 @@ int serve_main(const std::vector<std::string>& args) {
     if (slurm_launcher) slurm_launcher->cancel_orphans(adopted);
   }
   runtime::LifecycleMonitor lifecycle(kernels, runtime_config.value());
-  // Runtime and GPU hours per user (survive restarts), GPU quotas: admission
-  // refuses past them, the lifecycle warns and ends GPU runtimes at them.
-  auto ledger = runtime::UsageLedger::open((data / "skylab.db").string(), runtime_config->quotas);
-  if (!ledger.ok()) {
-    std::fprintf(stderr, "skylab serve: %s\n", ledger.error().message.c_str());
-    return 1;
-  }
-  lifecycle.set_deadline_cap(usage_deadline_cap(ledger.value(), runtime_config.value()));
-  lifecycle.start();
 
   drive::DriveOptions drive_options;
   drive_options.files_dir = (data / "drive").string();
@@ -300,6 +291,17 @@ int serve_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab serve: %s\n", user_drive.error().message.c_str());
     return 1;
   }
+  // After the Drive: a data directory of a newer Skylab is refused before
+  // anything here migrates skylab.db.
+  // Runtime and GPU hours per user (survive restarts), GPU quotas: admission
+  // refuses past them, the lifecycle warns and ends GPU runtimes at them.
+  auto ledger = runtime::UsageLedger::open((data / "skylab.db").string(), runtime_config->quotas);
+  if (!ledger.ok()) {
+    std::fprintf(stderr, "skylab serve: %s\n", ledger.error().message.c_str());
+    return 1;
+  }
+  lifecycle.set_deadline_cap(usage_deadline_cap(ledger.value(), runtime_config.value()));
+  lifecycle.start();
   user_drive.value()->start_maintenance();
 
   auth::AccountStoreOptions account_options;

