@@ -292,6 +292,7 @@ export class CollabSession {
     this.applying = true;
     try {
       const want = m.nb.cells as CellJSON[];
+      if (m.nb.metadata && typeof m.nb.metadata === 'object') this.page.collabNotebookMeta(m.nb.metadata);
       const ids = new Set(want.map(c => c.id));
       for (const c of [...this.page.collabCells()]) if (!ids.has(c.id)) { this.page.collabRemove(c); this.shadows.delete(c.id); }
       want.forEach((json, index) => {
@@ -305,6 +306,8 @@ export class CollabSession {
         }
         if (this.page.collabCells().indexOf(cell) !== index) this.page.collabMove(cell, index);
         if (cell.type !== json.cell_type) this.page.collabType(cell, json.cell_type);
+        const meta = json.metadata ?? {};
+        if (JSON.stringify(cell.metadata ?? {}) !== JSON.stringify(meta)) this.page.collabMeta(cell, meta);
         if (sameEpoch && this.shadows.has(id)) {
           // Catch up; what this page typed meanwhile is rebased and sent.
           this.send({ t: 'pull', cell: id, version: cell.editor ? getSyncedVersion(cell.editor.state) : this.shadows.get(id)!.version });
