@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "common/json_limits.hpp"
 #include "exec/notebook.hpp"
 #include "live/changeset.hpp"
 
@@ -49,6 +50,25 @@ const json& cells(const Document& doc) {
 
 std::string cell_id(const json& c) {
   return c.is_object() ? c.value("id", "") : std::string();
+}
+
+// A metadata object within the limits (replaced whole by an op).
+bool valid_metadata(const json& m, const CollabLimits& limits) {
+  return m.is_object() && json_limits::within_depth(m, limits.max_metadata_depth) &&
+         dump(m).size() <= limits.max_metadata_bytes;
+}
+
+// Outputs a client puts back with a cell (an undone delete): nbformat's
+// shape at the top (objects with an output_type); their size is bounded by
+// the frame and their nesting by the parse.
+bool valid_outputs(const json& o) {
+  if (!o.is_array()) return false;
+  for (const json& x : o) {
+    if (!x.is_object()) return false;
+    auto t = x.find("output_type");
+    if (t == x.end() || !t->is_string()) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -250,10 +270,25 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
       return {error(msg, "too_large", "the source is too large")};
     std::string after;
     if (!after_of(*o, after)) return {error(msg, "bad_request", "bad after")};
-    json cell = {{"cell_type", type}, {"id", id}, {"metadata", json::object()}, {"source", source}};
+    json meta = json::object();
+    if (auto m = c->find("metadata"); m != c->end() && !m->is_null()) {
+      if (!valid_metadata(*m, limits_)) return {error(msg, "bad_request", "bad metadata")};
+      meta = *m;
+    }
+    json cell = {{"cell_type", type}, {"id", id}, {"metadata", std::move(meta)}, {"source", source}};
     if (type == "code") {
+      // A cell put back (an undone delete) keeps its outputs.
       cell["outputs"] = json::array();
       cell["execution_count"] = nullptr;
+      if (auto out = c->find("outputs"); out != c->end() && !out->is_null()) {
+        if (!valid_outputs(*out)) return {error(msg, "bad_request", "bad outputs")};
+        cell["outputs"] = *out;
+      }
+      if (auto n = c->find("execution_count"); n != c->end() && !n->is_null()) {
+        if (!n->is_number_integer() || n->get<std::int64_t>() < 0)
+          return {error(msg, "bad_request", "bad execution_count")};
+        cell["execution_count"] = *n;
+      }
     }
     // A cell deleted earlier may come back with its id (an undo): its old log is gone.
     logs_.erase(id);
@@ -291,6 +326,24 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
       return {error(msg, "no_cell", "no such cell")};
     applied["id"] = *id;
     applied["cell_type"] = type;
+  } else if (kind == "meta") {
+    // A cell's metadata, replaced whole (Colab's cellView, tags, collapsed...).
+    auto id = o->find("id");
+    auto m = o->find("metadata");
+    if (id == o->end() || !valid_id(*id)) return {error(msg, "bad_request", "bad id")};
+    if (m == o->end() || !valid_metadata(*m, limits_))
+      return {error(msg, "bad_request", "metadata is an object within the limits")};
+    if (!doc.set_cell_metadata(id->get<std::string>(), *m))
+      return {error(msg, "no_cell", "no such cell")};
+    applied["id"] = *id;
+    applied["metadata"] = *m;
+  } else if (kind == "nbmeta") {
+    // The notebook's metadata (kernelspec, Colab's settings), replaced whole.
+    auto m = o->find("metadata");
+    if (m == o->end() || !valid_metadata(*m, limits_))
+      return {error(msg, "bad_request", "metadata is an object within the limits")};
+    doc.set_metadata(*m);
+    applied["metadata"] = *m;
   } else {
     return {error(msg, "bad_request", "unknown op")};
   }

@@ -4,7 +4,7 @@
 // top of the cell's current version (else the client pulls, rebases with
 // receiveUpdates and pushes again) and its ChangeSet is applied to the
 // cell's source here (live/changeset.hpp). Structural operations (insert,
-// delete, move, cell type) are sequenced in arrival order with one
+// delete, move, cell type, cell and notebook metadata) are sequenced in arrival order with one
 // structure version per document; they name cells by id, so a client never
 // needs to rebase them. Presence (names, cursors) is relayed, never stored.
 //
@@ -43,6 +43,10 @@ struct CollabLimits {
   std::size_t max_clients = 32;
   //! Cells per document (inserts beyond are refused).
   std::size_t max_cells = 5000;
+  //! A cell's or the notebook's metadata (an op replaces it whole): its
+  //! serialized bytes and its nesting.
+  std::size_t max_metadata_bytes = 256u << 10;
+  std::size_t max_metadata_depth = 32;
 };
 
 //! One connected client as the protocol sees it.

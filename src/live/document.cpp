@@ -307,6 +307,21 @@ bool Document::set_cell_type(const std::string& cell_id, const std::string& type
   return true;
 }
 
+bool Document::set_cell_metadata(const std::string& cell_id, json metadata) {
+  if (!metadata.is_object()) return false;
+  auto i = index_of(cell_id);
+  if (!i) return false;
+  nb_["cells"][*i]["metadata"] = std::move(metadata);
+  changed();
+  return true;
+}
+
+void Document::set_metadata(json metadata) {
+  if (!metadata.is_object()) return;
+  nb_["metadata"] = std::move(metadata);
+  changed();
+}
+
 std::string Document::last_execution(const std::string& cell_id) const {
   auto it = last_exec_.find(cell_id);
   return it == last_exec_.end() ? std::string() : it->second;

@@ -93,6 +93,10 @@ class Document {
   bool move_cell(const std::string& cell_id, const std::string& after);
   //! "code", "markdown" or "raw"; a code cell loses its outputs.
   bool set_cell_type(const std::string& cell_id, const std::string& type);
+  //! Replaces the cell's metadata as a whole (`metadata`: an object).
+  bool set_cell_metadata(const std::string& cell_id, nlohmann::json metadata);
+  //! Replaces the notebook's metadata as a whole (`metadata`: an object).
+  void set_metadata(nlohmann::json metadata);
   //! Cells (by id) whose outputs or execution count changed since the last
   //! call, and forgets them.
   std::vector<std::string> take_output_changes();

@@ -143,4 +143,43 @@ describe('co-editing', { timeout: 240000 }, () => {
     await owner.keyboard.type(' # seen by vera');
     await until(async () => (await snapshot(viewer))[1].source.endsWith(' # seen by vera'), 'the viewer to see the edit');
   });
+
+  it('an undone delete puts the cell back in place for everyone, with its outputs; metadata follows', async () => {
+    // The owner's cell 1 has outputs (as its page shows them) and metadata.
+    const id = await owner.evaluate(() => {
+      const c = window.skylab.cells[1];
+      c.ensureOutputs();
+      c.outputs.set([{ output_type: 'stream', name: 'stdout', text: 'kept output\n' }]);
+      c.executionCount = 7;
+      c.metadata = { tags: ['keep-me'] };
+      window.skylab.changed(c, 'meta');
+      return c.id;
+    });
+    // The editor gets the metadata (a meta op), cell 1 stays where it is.
+    await until(() => editor.evaluate(id => JSON.stringify(window.skylab.cells.find(c => c.id === id)?.metadata) === '{"tags":["keep-me"]}', id), 'the metadata at the editor');
+    const before = await snapshot(owner);
+    // Delete and undo at once (the delete's echo comes after the undo).
+    await owner.evaluate(() => { const s = window.skylab; s.deleteCells([s.cells[1]]); s.undo(); });
+    const cellAt1 = page => page.evaluate(() => {
+      const c = window.skylab.cells[1];
+      return { id: c.id, text: c.el.querySelector('.outputs')?.textContent ?? '', meta: c.metadata };
+    });
+    await sleep(500);
+    assert.deepEqual(await snapshot(owner), before);
+    await until(async () => JSON.stringify(await snapshot(editor)) === JSON.stringify(before), 'the editor to have the cell back in place');
+    for (const p of [owner, editor]) {
+      const c = await cellAt1(p);
+      assert.equal(c.id, id);
+      assert.match(c.text, /kept output/);
+      assert.deepEqual(c.meta, { tags: ['keep-me'] });
+    }
+    // The file has it back at its index, with its outputs and metadata.
+    await until(async () => {
+      const r = await fetch(server.url('/files/co.ipynb'), { headers: { Authorization: `token ${otoken}` } });
+      const disk = JSON.parse(await r.text());
+      const c = disk.cells[1];
+      const text = (c.outputs ?? []).map(o => [].concat(o.text ?? []).join('')).join('');
+      return c.id === id && text === 'kept output\n' && c.execution_count === 7 && JSON.stringify(c.metadata) === '{"tags":["keep-me"]}';
+    }, 'the file to have the cell back with its outputs');
+  });
 });

@@ -364,3 +364,89 @@ def test_a_revoked_editor_is_disconnected_and_cannot_come_back(srv):
             code = str(ex)
     assert code is not None and "4403" in code, code
     assert closed_with(srv, "%s/api/skylab/shared/%s/collab?token=%s" % (srv.ws_base, sid, etok)) == 4404
+
+
+def test_metadata_ops_are_sequenced_saved_and_refused_to_viewers(srv):
+    """Cell and notebook metadata (Colab's cellView, tags, kernelspec) go
+    through the protocol: the other clients get them, the save has them,
+    viewers and oversized or too deep metadata are refused."""
+    owner, otok = user(srv, "meta")
+    vname, vtok = user(srv, "metavi")
+    cl = Client(srv, token_session(otok))
+    path = "meta-%s.ipynb" % secrets.token_hex(3)
+    cl.put_nb(path, notebook(("m1", "x = 1"), ("m2", "y = 2")))
+    r = cl.req("POST", "/api/skylab/shares", json={"path": path, "user": vname, "role": "viewer"})
+    assert r.status_code == 201, r.text
+    x = Collab(srv, otok, path=path)
+    y = Collab(srv, otok, path=path)
+    v = Collab(srv, vtok, share=r.json()["id"])
+    meta = {"cellView": "code", "tags": ["keep", "é"], "collapsed": True}
+    x.send({"t": "op", "rid": 7, "op": {"kind": "meta", "id": "m1", "metadata": meta}})
+    for c in (x, y, v):
+        got = c.wait(lambda m: m["t"] == "op" and m["op"]["kind"] == "meta", "the meta op")
+        assert got["op"] == {"kind": "meta", "id": "m1", "metadata": meta}
+    assert cell(cl.live(path), "m1")["metadata"] == meta
+    nbmeta = {"kernelspec": {"name": "python3", "display_name": "Python 3"}, "colab": {"gpuType": "T4"}}
+    y.send({"t": "op", "rid": 8, "op": {"kind": "nbmeta", "metadata": nbmeta}})
+    assert x.wait(lambda m: m["t"] == "op" and m["op"]["kind"] == "nbmeta")["op"]["metadata"] == nbmeta
+    wait_until(lambda: cell(cl.disk(path), "m1")["metadata"] == meta
+               and cl.disk(path)["metadata"].get("colab") == {"gpuType": "T4"}, "the save with the metadata")
+    # A viewer cannot change either.
+    for rid, op in ((1, {"kind": "meta", "id": "m2", "metadata": {"cellView": "form"}}),
+                    (2, {"kind": "nbmeta", "metadata": {"evil": 1}})):
+        v.send({"t": "op", "rid": rid, "op": op})
+        assert v.wait(lambda f: f["t"] == "error")["code"] == "read_only"
+    # Not an object, too large, too deep, another cell's id: refused, nothing changed.
+    deep = {}
+    d = deep
+    for _ in range(40):
+        d["a"] = {}
+        d = d["a"]
+    bad = [{"kind": "meta", "id": "m2", "metadata": ["x"]},
+           {"kind": "meta", "id": "m2", "metadata": {"big": "z" * (300 << 10)}},
+           {"kind": "meta", "id": "m2", "metadata": deep},
+           {"kind": "meta", "id": "nope", "metadata": {}},
+           {"kind": "meta", "id": "../m2", "metadata": {}},
+           {"kind": "nbmeta", "metadata": "x"},
+           {"kind": "insert", "after": None, "cell": {"id": "m3", "cell_type": "code", "source": "",
+                                                       "metadata": deep}},
+           {"kind": "insert", "after": None, "cell": {"id": "m3", "cell_type": "code", "source": "",
+                                                       "outputs": [{"no_type": 1}]}}]
+    for i, op in enumerate(bad):
+        x.send({"t": "op", "rid": 100 + i, "op": op})
+        e = x.wait(lambda f: f["t"] in ("error", "op") and f.get("rid") == 100 + i, "a refusal")
+        assert e["t"] == "error", (op, e)
+    nb = cl.live(path)
+    assert cell(nb, "m2")["metadata"] == {} and [c["id"] for c in nb["cells"]] == ["m1", "m2"]
+    assert "evil" not in json.dumps(nb)
+    for c in (x, y, v):
+        c.close()
+
+
+def test_a_deleted_cell_comes_back_in_place_with_outputs_and_metadata(srv):
+    """Undo of a delete: the page inserts the cell again with its id, after
+    the cell before it, with its outputs and metadata; everyone (and the
+    file) gets it back where it was."""
+    owner, tok = user(srv, "undo")
+    cl = Client(srv, token_session(tok))
+    path = "undo-%s.ipynb" % secrets.token_hex(3)
+    cl.put_nb(path, notebook(("u1", "# a"), ("u2", "print(41)"), ("u3", "## b")))
+    x = Collab(srv, tok, path=path)
+    y = Collab(srv, tok, path=path)
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "41\n"}]
+    x.send({"t": "op", "rid": 1, "op": {"kind": "delete", "id": "u2"}})
+    x.send({"t": "op", "rid": 2, "op": {"kind": "insert", "after": "u1", "cell": {
+        "id": "u2", "cell_type": "code", "source": "print(41)", "metadata": {"tags": ["t"]},
+        "outputs": outputs, "execution_count": 3}}})
+    got = y.wait(lambda m: m["t"] == "op" and m["op"]["kind"] == "insert")
+    assert got["op"]["after"] == "u1"
+    assert got["op"]["cell"]["outputs"] == outputs and got["op"]["cell"]["execution_count"] == 3
+    nb = cl.live(path)
+    assert [c["id"] for c in nb["cells"]] == ["u1", "u2", "u3"]
+    assert cell(nb, "u2")["outputs"] == outputs and cell(nb, "u2")["metadata"] == {"tags": ["t"]}
+    # On disk nbformat splits the text into lines.
+    wait_until(lambda: [(o["output_type"], "".join(o["text"])) for o in cell(cl.disk(path), "u2")["outputs"]]
+               == [("stream", "41\n")] and [c["id"] for c in cl.disk(path)["cells"]] == ["u1", "u2", "u3"],
+               "the save with the outputs")
+    x.close()
+    y.close()

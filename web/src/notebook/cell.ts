@@ -116,6 +116,14 @@ export class Cell {
   }
 
   /** Re-reads the form from the source; hides the code when the form says so. */
+  /** The metadata as a collaborator set it (replaced whole): the form follows cellView. */
+  setMetadata(metadata: Record<string, unknown>) {
+    this.metadata = metadata;
+    this.form.refresh();
+    this.showForm();
+    if (this.type === 'code' && !this.form.hidden()) this.materialize();
+  }
+
   showForm() {
     this.form.update();
     this.el.classList.toggle('form-code-hidden', this.type === 'code' && this.form.hidden());

@@ -21,6 +21,10 @@ export interface CollabPage {
   collabRemove(cell: Cell): void;
   collabMove(cell: Cell, index: number): void;
   collabType(cell: Cell, type: CellType): void;
+  /** A collaborator replaced the cell's metadata. */
+  collabMeta(cell: Cell, metadata: Record<string, unknown>): void;
+  /** A collaborator replaced the notebook's metadata. */
+  collabNotebookMeta(metadata: Record<string, unknown>): void;
   /** `msgId`: the execute_request they come from (the page skips its own runs). */
   collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean, msgId: string): void;
   collabReadOnly(readOnly: boolean): void;
@@ -212,14 +216,35 @@ export class CollabSession {
 
   // ------------------------------------------------------------ structure (from the page)
 
-  /** The page inserted `cell` at `index` (or put a deleted one back). */
+  /**
+   * The page inserted `cell` at `index` (or put a deleted one back: an undo,
+   * with its id, metadata and outputs). The server starts the cell's text at
+   * version 0, so an editor left from before the delete starts again there.
+   */
   inserted(cell: Cell) {
     if (this.applying || !this.writable) return;
     const cells = this.page.collabCells();
     const i = cells.indexOf(cell);
     const j = cell.toJSON();
-    this.shadows.set(cell.id, { version: 0, doc: Text.of(String(cell.getSource()).split(/\r\n?|\n/)) });
-    this.op({ kind: 'insert', after: i > 0 ? cells[i - 1].id : null, cell: { id: cell.id, cell_type: j.cell_type, source: cell.getSource() } });
+    const source = cell.getSource();
+    this.shadows.set(cell.id, { version: 0, doc: Text.of(String(source).split(/\r\n?|\n/)) });
+    if (cell.editor && (getSyncedVersion(cell.editor.state) !== 0 || sendableUpdates(cell.editor.state).length)) cell.rebuildEditor(source);
+    const put: Partial<CellJSON> = { id: cell.id, cell_type: j.cell_type, source, metadata: j.metadata ?? {} };
+    if (j.cell_type === 'code') {
+      put.outputs = j.outputs ?? [];
+      put.execution_count = j.execution_count ?? null;
+    }
+    this.op({ kind: 'insert', after: i > 0 ? cells[i - 1].id : null, cell: put });
+  }
+  /** The page changed the cell's metadata (Colab's cellView...): sent whole. */
+  metaChanged(cell: Cell) {
+    if (this.applying || !this.writable) return;
+    this.op({ kind: 'meta', id: cell.id, metadata: cell.metadata ?? {} });
+  }
+  /** The page changed the notebook's metadata: sent whole. */
+  notebookMetaChanged(metadata: Record<string, unknown>) {
+    if (this.applying || !this.writable) return;
+    this.op({ kind: 'nbmeta', metadata });
   }
   removed(cell: Cell) {
     if (this.applying || !this.writable) return;
@@ -267,6 +292,7 @@ export class CollabSession {
     this.applying = true;
     try {
       const want = m.nb.cells as CellJSON[];
+      if (m.nb.metadata && typeof m.nb.metadata === 'object') this.page.collabNotebookMeta(m.nb.metadata);
       const ids = new Set(want.map(c => c.id));
       for (const c of [...this.page.collabCells()]) if (!ids.has(c.id)) { this.page.collabRemove(c); this.shadows.delete(c.id); }
       want.forEach((json, index) => {
@@ -280,6 +306,8 @@ export class CollabSession {
         }
         if (this.page.collabCells().indexOf(cell) !== index) this.page.collabMove(cell, index);
         if (cell.type !== json.cell_type) this.page.collabType(cell, json.cell_type);
+        const meta = json.metadata ?? {};
+        if (JSON.stringify(cell.metadata ?? {}) !== JSON.stringify(meta)) this.page.collabMeta(cell, meta);
         if (sameEpoch && this.shadows.has(id)) {
           // Catch up; what this page typed meanwhile is rebased and sent.
           this.send({ t: 'pull', cell: id, version: cell.editor ? getSyncedVersion(cell.editor.state) : this.shadows.get(id)!.version });
@@ -348,7 +376,11 @@ export class CollabSession {
         this.rebuild(cell, String(m.source), m.version);
         break;
       case 'op':
-        this.applyOp(m.op);
+        // Our own op was applied here already; its echo only places the cell
+        // again, and not when a later op of ours on that cell is still on its
+        // way (a delete undone at once: its echo must not remove the cell
+        // that is back).
+        if (m.client !== this.client || !this.supersededOwn(m.rid, m.op)) this.applyOp(m.op);
         if (m.client === this.client) this.pendingOps.delete(m.rid);
         break;
       case 'sync':
@@ -384,6 +416,14 @@ export class CollabSession {
         }
         break;
     }
+  }
+
+  /** Whether a later op of ours names the same cell (or, for notebook metadata, is one too). */
+  private supersededOwn(rid: number, op: any): boolean {
+    const key = (o: any) => (o?.kind === 'nbmeta' ? '\0nb' : o?.kind === 'insert' ? o.cell?.id : o?.id);
+    const k = key(op);
+    for (const [r, o] of this.pendingOps) if (r > rid && key(o) === k) return true;
+    return false;
   }
 
   private applyOp(op: any) {
@@ -423,6 +463,11 @@ export class CollabSession {
       } else if (op.kind === 'type') {
         const c = find(op.id);
         if (c && c.type !== op.cell_type) this.page.collabType(c, op.cell_type);
+      } else if (op.kind === 'meta') {
+        const c = find(op.id);
+        if (c && op.metadata && typeof op.metadata === 'object') this.page.collabMeta(c, op.metadata);
+      } else if (op.kind === 'nbmeta') {
+        if (op.metadata && typeof op.metadata === 'object') this.page.collabNotebookMeta(op.metadata);
       }
     } finally {
       this.applying = false;

@@ -49,6 +49,11 @@ export class FormView {
     this.render(true);
   }
 
+  /** The metadata changed from outside (a collaborator): re-render the toggle. */
+  refresh() {
+    if (this.model) this.render(true);
+  }
+
   /** Whether the code should be hidden now. */
   hidden(): boolean {
     return codeHidden(this.model, this.host.metadata());

@@ -477,6 +477,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
   }
 
   changed(cell: Cell, what: 'source' | 'outputs' | 'meta') {
+    if (what === 'meta') this.collab?.metaChanged(cell);
     this.markDirty();
     if (what === 'source' && cell.type === 'markdown') {
       clearTimeout(this.tocTimer);
@@ -990,6 +991,12 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
   collabType(cell: Cell, t: CellType) {
     cell.setType(t);
     this.updateToc();
+  }
+  collabMeta(cell: Cell, metadata: Record<string, unknown>) {
+    cell.setMetadata(metadata);
+  }
+  collabNotebookMeta(metadata: Record<string, unknown>) {
+    this.nbMeta = metadata;
   }
   private ownRuns = new Set<string>(); // execute_request msg_ids this page sent (bounded)
   collabOutputs(cell: Cell, outputs: Output[], count: number | null, running: boolean, msgId: string) {
