@@ -101,9 +101,14 @@ async function launchBrowser() {
   });
 }
 
-/** A new browser context signed in through the login page as a new user would. */
-async function signIn(browser, server, user, password, next = '/') {
+/**
+ * A new browser context signed in through the login page as a new user would.
+ * With hook (the default) the notebook page publishes its object as
+ * window.skylab for the test to drive; a user's page never does.
+ */
+async function signIn(browser, server, user, password, next = '/', { hook = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  if (hook) await context.addInitScript(() => { window.__skylabTestHook = true; }); // the page publishes window.skylab
   if (process.env.SKYLAB_TEST_CONSOLE) {
     await context.addInitScript(() => {
       const W = window.WebSocket;

@@ -56,7 +56,10 @@ export async function openNotebookPage(app: HTMLElement, path: string, me: Me, p
   else doc = new DriveDoc(path);
   const nb = new NotebookPage(app, doc, me);
   await nb.open(shared ? null : prefetch);
-  (window as any).skylab = nb; // for tests and benchmarks
+  // The page's object for the browser tests and benchmarks: only where the
+  // page was opened with the harness's init script (tests/browser/harness.js
+  // signIn sets window.__skylabTestHook), never on a user's page.
+  if ((window as any).__skylabTestHook === true) (window as any).skylab = nb;
 }
 
 /** Routes /shared/<id>… here too. */
