@@ -6,7 +6,7 @@
 //   status_view.ts  runtime status button, meter, warnings, runtime type
 //   commands.ts     command registry, palette, shortcuts dialog
 //   keymap.ts       document keys and cell editor keys
-//   undo.ts         undo history of cell operations
+//   model.ts        the cells, the selection, cell operations with undo (undo.ts)
 //   collab.ts       live co-editing (the server saves)
 import type { KeyBinding } from '@codemirror/view';
 import type { Kernel } from '@jupyterlab/services';
@@ -23,7 +23,7 @@ import { clear, h } from '../ui/dom';
 import { menuBar, type MenuItem } from '../ui/menu';
 import { icon } from '../ui/icons';
 import { logo, userButton } from '../ui/topbar';
-import { Cell, type CellJSON, type CellType } from './cell';
+import { Cell, type CellHost, type CellJSON, type CellType } from './cell';
 import { CollabSession, type CollabPage } from './collab';
 import { CommandRegistry, MOD, shortcutsHelp } from './commands';
 import { DriveDoc, SharedDoc, type DocStore, type NotebookFile } from './document';
@@ -35,9 +35,9 @@ import type { Output } from './outputs';
 import { text } from './outputs';
 import { RuntimeDeath } from './runtime_death';
 import { Runtime } from './runtime';
-import { liveStatus, SaveController } from './save';
+import { LiveSaver, liveStatus, PutSaver, type SaveController } from './save';
 import { RuntimeStatusView } from './status_view';
-import { UndoHistory } from './undo';
+import { NotebookModel } from './model';
 import { openTerminal } from '../terminal/panel';
 import { VariablesPanel } from '../variables/panel';
 
@@ -66,12 +66,11 @@ export async function openNotebookPage(app: HTMLElement, path: string, me: Me, p
 export class NotebookPage implements NotebookPageContext, CollabPage {
   /** Co-editing with the server as the authority (null: off; the page saves by PUT). */
   collab: CollabSession | null = null;
-  cells: Cell[] = [];
-  active = 0;
+  /** The cells, the selection and the cell operations with undo. */
+  readonly model = new NotebookModel(this);
   mode: 'command' | 'edit' = 'command';
   readOnly = false;
   runtime!: Runtime;
-  private list = h('div.cells', { role: 'list', 'aria-label': 'Notebook cells' });
   private scroller = h('main.nb-scroll');
   private saveState = h('span.save-state', { role: 'status', 'aria-live': 'polite' });
   private titleInput = h('input.title', { 'aria-label': 'File name', spellcheck: 'false' });
@@ -86,10 +85,8 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
   private vars: VariablesPanel | null = null;
   private nbMeta: Record<string, unknown> = {};
   private nbFormatMinor = 5;
-  /** Autosave, conflicts and the local backup of a page that saves by PUT (unused while co-edited live). */
-  private saver = new SaveController(this, this.saveState);
-  private history = new UndoHistory();
-  private clipboard: CellJSON[] = [];
+  /** How the page saves: by PUT (autosave, conflicts, local backup), or not at all while co-edited live. */
+  private saver: SaveController = new LiveSaver(this.saveState); // nothing to save until the notebook is loaded
   /** The execution queue and the routing of kernel messages to cells. */
   private exec = new ExecutionQueue(this);
   private status!: RuntimeStatusView;
@@ -115,6 +112,18 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     }, { root: this.scroller, rootMargin: '800px 0px' });
   }
 
+  get cells(): Cell[] {
+    return this.model.cells;
+  }
+  get active(): number {
+    return this.model.active;
+  }
+  get cellHost(): CellHost {
+    return this;
+  }
+  private get list(): HTMLElement {
+    return this.model.list;
+  }
   get path(): string {
     return this.doc.path;
   }
@@ -153,20 +162,16 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     this.nbMeta = nb.metadata ?? {};
     this.nbFormatMinor = Math.max(nb.nbformat_minor ?? 5, 5);
     let cells: CellJSON[] = nb.cells ?? [];
-    const backup = live ? null : this.saver.readBackup(file.lastModified, cells);
+    const put = live ? null : new PutSaver(this, this.saveState);
+    this.saver = put ?? new LiveSaver(this.saveState);
+    const backup = put?.readBackup(file.lastModified, cells) ?? null;
     if (backup) {
       cells = backup;
       toast('Restored changes that had not reached the server yet');
     }
     const empty = !cells.length;
     if (empty) cells = [{ cell_type: 'code', source: '' }];
-    const frag = document.createDocumentFragment();
-    for (const c of cells) {
-      const cell = new Cell(c, this);
-      this.cells.push(cell);
-      frag.append(cell.el);
-    }
-    this.list.append(frag);
+    this.model.load(cells);
     if (empty) this.collab?.inserted(this.cells[0]); // the server's notebook had none
     // The cells on screen get their editors now; the rest when scrolled near.
     const bottom = this.scroller.getBoundingClientRect().top + this.scroller.clientHeight + 200;
@@ -181,8 +186,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     if (this.readOnly) this.showReadOnlyBanner();
     this.select(0, false);
     this.updateToc();
-    if (live) this.collabStatus(this.readOnly ? 'View only' : 'All changes saved');
-    else this.saver.setState(this.readOnly ? 'View only' : backup ? 'Unsaved changes' : 'All changes saved');
+    this.saver.setState(this.readOnly ? 'View only' : backup ? 'Unsaved changes' : 'All changes saved');
     if (this.doc.shareId) this.app.querySelector<HTMLElement>('.share-btn')!.hidden = true;
     if (backup) this.markDirty();
     this.runtime = new Runtime(this.doc.path, this.sessionPath());
@@ -318,22 +322,15 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
   // ---------------------------------------------------------------- cells
 
   private cellByEl(el: HTMLElement): Cell | undefined {
-    const id = el.dataset.cellId;
-    return this.cells.find(c => c.id === id);
+    return this.model.byId(el.dataset.cellId);
   }
 
   index(cell: Cell): number {
-    return this.cells.indexOf(cell);
+    return this.model.index(cell);
   }
 
   select(i: number, scroll = true) {
-    if (!this.cells.length) return;
-    i = Math.max(0, Math.min(i, this.cells.length - 1));
-    this.cells[this.active]?.el.classList.remove('selected');
-    this.active = i;
-    const el = this.cells[i].el;
-    el.classList.add('selected');
-    if (scroll) el.scrollIntoView({ block: 'nearest' });
+    this.model.select(i, scroll);
   }
 
   commandMode() {
@@ -345,111 +342,36 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     cell?.el.focus({ preventScroll: true });
   }
 
-  private insertAt(type: CellType, at: number, focus: boolean, json?: CellJSON): Cell {
-    if (this.collab && !this.collab.writable) return this.cells[this.active]; // a viewer of a live notebook
-    const cell = new Cell(json ? { ...json, id: undefined } : { cell_type: type, source: '' }, this);
-    this.placeCell(cell, at);
-    this.history.push({ label: 'insert cell', undo: () => this.removeCell(cell), redo: () => this.placeCell(cell, at) });
-    this.markDirty();
-    if (focus) {
-      this.select(at);
-      cell.focusEditor();
-    }
-    return cell;
+  insertAt(type: CellType, at: number, focus: boolean, json?: CellJSON): Cell {
+    return this.model.insertAt(type, at, focus, json);
   }
 
   insert(type: CellType, offset: 0 | 1, focus: boolean): Cell {
     return this.insertAt(type, Math.min(this.active + offset, this.cells.length), focus);
   }
 
-  private placeCell(cell: Cell, at: number) {
-    at = Math.min(at, this.cells.length);
-    this.cells.splice(at, 0, cell);
-    const next = this.list.children[at];
-    this.list.insertBefore(cell.el, next ?? null);
-    cell.materialize();
-    this.updateToc();
-    this.collab?.inserted(cell);
-  }
-
-  private removeCell(cell: Cell) {
-    const i = this.index(cell);
-    if (i < 0) return;
-    this.cells.splice(i, 1);
-    cell.el.remove();
-    this.collab?.removed(cell);
-    if (!this.cells.length) this.placeCell(new Cell({ cell_type: 'code', source: '' }, this), 0);
-    this.select(Math.min(i, this.cells.length - 1), false);
-    this.updateToc();
-  }
-
-  deleteCells(cells = [this.cells[this.active]]) {
-    if (this.collab && !this.collab.writable) return;
-    const placed = cells.map(c => ({ c, i: this.index(c) })).filter(x => x.i >= 0);
-    for (const { c } of placed) this.removeCell(c);
-    const step = {
-      label: 'delete cell',
-      undo: () => {
-        for (const { c, i } of placed) this.placeCell(c, i);
-        this.select(placed[0].i);
-      },
-      redo: () => placed.forEach(({ c }) => this.removeCell(c)),
-    };
-    this.history.push(step);
-    this.markDirty();
-    toast(placed.length > 1 ? `${placed.length} cells deleted` : 'Cell deleted', { label: 'Undo', run: () => this.undo() });
+  deleteCells(cells?: Cell[]) {
+    this.model.deleteCells(cells);
   }
 
   moveCell(dir: -1 | 1) {
-    if (this.collab && !this.collab.writable) return;
-    const i = this.active;
-    const j = i + dir;
-    if (j < 0 || j >= this.cells.length) return;
-    const swap = (a: number, b: number) => {
-      const cell = this.cells[a];
-      this.cells.splice(a, 1);
-      this.cells.splice(b, 0, cell);
-      cell.el.remove();
-      this.list.insertBefore(cell.el, this.list.children[b] ?? null);
-      this.select(b);
-      this.updateToc();
-      this.collab?.moved(cell);
-    };
-    swap(i, j);
-    this.history.push({ label: 'move cell', undo: () => swap(j, i), redo: () => swap(i, j) });
-    this.markDirty();
+    this.model.moveCell(dir);
   }
 
   changeType(t: CellType) {
-    if (this.collab && !this.collab.writable) return;
-    const cell = this.cells[this.active];
-    const old = cell.type;
-    if (old === t) return;
-    const outputs = cell.toJSON().outputs;
-    cell.setType(t);
-    this.history.push({
-      label: 'change cell type',
-      undo: () => {
-        cell.setType(old);
-        if (outputs) cell.outputs.set(outputs);
-      },
-      redo: () => cell.setType(t),
-    });
-    this.markDirty();
-    this.updateToc();
+    this.model.changeType(t);
   }
 
   undo() {
-    if (!this.history.undo()) return void toast('Nothing to undo');
-    this.markDirty();
+    this.model.undo();
   }
 
   redo() {
-    if (this.history.redo()) this.markDirty();
+    this.model.redo();
   }
 
   copyCell(cell: Cell) {
-    this.clipboard = [cell.toJSON()];
+    this.model.copy(cell);
   }
 
   // ---------------------------------------------------------------- CellHost
@@ -584,19 +506,16 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
   }
   collabInsert(json: CellJSON, index: number): Cell {
     const cell = new Cell(json, this);
-    this.placeCell(cell, index);
+    this.model.place(cell, index);
     return cell;
   }
   collabRemove(cell: Cell) {
-    this.removeCell(cell);
+    this.model.remove(cell);
     cell.destroy();
   }
   collabMove(cell: Cell, index: number) {
-    this.cells.splice(this.index(cell), 1);
-    this.cells.splice(index, 0, cell);
     const focused = cell.hasFocus(), sel = cell.editor?.state.selection;
-    cell.el.remove();
-    this.list.insertBefore(cell.el, this.list.children[index] ?? null);
+    this.model.moveTo(cell, index);
     if (focused) {
       cell.editor!.focus(); // moving the element blurred it; the user keeps typing
       if (sel) cell.editor!.dispatch({ selection: sel });
@@ -626,7 +545,6 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
   // ---------------------------------------------------------------- saving
 
   markDirty() {
-    if (this.readOnly || this.collab) return; // live: the server saves
     this.saver.markDirty();
   }
 
@@ -692,7 +610,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
 
   // ---------------------------------------------------------------- TOC
 
-  private updateToc() {
+  updateToc() {
     if (this.panel !== 'toc') return;
     clear(this.tocEl);
     const list = h('ol.toc-list');
@@ -741,14 +659,8 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     add('undo', 'Undo cell operation', () => this.undo(), `${MOD}+M Z`);
     add('redo', 'Redo cell operation', () => this.redo());
     add('copy-cell', 'Copy cell', () => this.copyCell(cur()), 'C');
-    add('cut-cell', 'Cut cell', () => {
-      this.clipboard = [cur().toJSON()];
-      this.deleteCells();
-    }, 'X');
-    add('paste-cell', 'Paste cell below', () => {
-      for (const [n, j] of this.clipboard.entries()) this.insertAt(j.cell_type, this.active + 1 + n, false, j);
-      this.select(this.active + 1);
-    }, 'V', () => this.clipboard.length > 0);
+    add('cut-cell', 'Cut cell', () => this.model.cut(cur()), 'X');
+    add('paste-cell', 'Paste cell below', () => this.model.paste(), 'V', () => this.model.canPaste());
     add('delete-cell', 'Delete cell', () => this.deleteCells(), `${MOD}+M D`);
     add('clear-outputs', 'Clear cell output', () => {
       cur().outputs.clear();

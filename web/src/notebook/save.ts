@@ -1,8 +1,8 @@
-// The save controller of a page that saves by PUT (no live co-editing):
-// autosave after changes, the "changed elsewhere" conflict dialog, the
-// keepalive save when the tab goes away, and the localStorage backup of
-// every keystroke. A live co-edited page does not save (the server does):
-// it only shows the session's status (liveStatus).
+// The save controller: PutSaver for a page that saves by PUT (no live
+// co-editing): autosave after changes, the "changed elsewhere" conflict
+// dialog, the keepalive save when the tab goes away, and the localStorage
+// backup of every keystroke. LiveSaver for a live co-edited page: the server
+// saves, the page only shows the session's status.
 import { contents, notebookUrl } from '../api';
 import { errorText } from '../drive/drive';
 import { openDialog, toast } from '../ui/dialog';
@@ -22,14 +22,39 @@ export interface SaveHost {
   showReadOnlyBanner(): void;
 }
 
+/** How the page saves (or does not). */
+export interface SaveController {
+  /** Changes not saved yet. */
+  readonly dirty: boolean;
+  /** The notebook changed (cells, sources, outputs, metadata). */
+  markDirty(): void;
+  /** Saves now if there are unsaved changes (Ctrl+S, before rename or copy). */
+  saveNow(): Promise<void>;
+  /** The page is hidden or goes away: keep what is unsaved. */
+  flush(leaving: boolean): void;
+  /** Shows a state in the save-state label. */
+  setState(s: string): void;
+}
+
 /** The save-state label (span.save-state) of a live co-edited page: the session's status text. */
 export function liveStatus(el: HTMLElement, t: string) {
   el.textContent = t;
   el.dataset.state = t === 'All changes saved' || t === 'View only' ? 'saved' : 'dirty';
 }
 
-export class SaveController {
-  /** Changes not saved yet. */
+/** A live co-edited page (or one not loaded yet): the server saves, nothing here does. */
+export class LiveSaver implements SaveController {
+  readonly dirty = false;
+  constructor(private stateEl: HTMLElement) {}
+  markDirty() {}
+  async saveNow() {}
+  flush() {}
+  setState(t: string) {
+    liveStatus(this.stateEl, t);
+  }
+}
+
+export class PutSaver implements SaveController {
   dirty = false;
   private dirtySince = 0;
   private changeSeq = 0;
@@ -46,6 +71,7 @@ export class SaveController {
 
   /** A change: saves 1 s after the last change, and at least every 5 s while changes go on. */
   markDirty() {
+    if (this.host.readOnly) return;
     this.changeSeq++;
     this.scheduleBackup();
     const now = Date.now();
