@@ -101,9 +101,19 @@ async function launchBrowser() {
   });
 }
 
-/** A new browser context signed in through the login page as a new user would. */
-async function signIn(browser, server, user, password, next = '/') {
+/** Pages of this context publish the notebook page's object as window.skylab (a user's page never does). */
+async function testHook(context) {
+  await context.addInitScript(() => { window.__skylabTestHook = true; });
+}
+
+/**
+ * A new browser context signed in through the login page as a new user would.
+ * With hook (the default) the notebook page publishes its object as
+ * window.skylab for the test to drive; a user's page never does.
+ */
+async function signIn(browser, server, user, password, next = '/', { hook = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  if (hook) await testHook(context);
   if (process.env.SKYLAB_TEST_CONSOLE) {
     await context.addInitScript(() => {
       const W = window.WebSocket;
@@ -166,4 +176,4 @@ async function waitIdle(page, i, timeout = 60000) {
     i, { timeout });
 }
 
-module.exports = { startServer, launchBrowser, signIn, screenshot, sleep, REPO, cellAt, runCell, waitIdle };
+module.exports = { startServer, launchBrowser, signIn, testHook, screenshot, sleep, REPO, cellAt, runCell, waitIdle };

@@ -8,7 +8,7 @@
 // payload that survives sanitizing would really run and set window.__xss.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, launchBrowser, screenshot } = require('./harness');
+const { startServer, launchBrowser, screenshot, testHook } = require('./harness');
 
 const USER = ['mallory', 'sanitize me please'];
 
@@ -69,6 +69,7 @@ describe('Markdown sanitizing (DOMPurify)', { timeout: 180000 }, () => {
     browser = await launchBrowser();
     // No CSP: only the sanitizer stands between the corpus and a script.
     const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, bypassCSP: true });
+    await testHook(context);
     page = await context.newPage();
     page.on('pageerror', e => console.log('[pageerror]', e.message));
     page.on('dialog', d => { page.__dialogs = (page.__dialogs || 0) + 1; d.dismiss(); });

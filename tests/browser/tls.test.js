@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { startServer, launchBrowser, cellAt, runCell } = require('./harness');
+const { startServer, launchBrowser, cellAt, runCell, testHook } = require('./harness');
 
 // The harness's own requests (readiness, REST) to the self-signed server.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -26,6 +26,7 @@ describe('the app over HTTPS', { timeout: 180000 }, () => {
     server.addUser('tess', 'tls browser password');
     browser = await launchBrowser();
     context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
+    await testHook(context);
     page = await context.newPage();
     page.on('websocket', ws => wsUrls.push(ws.url()));
   });
