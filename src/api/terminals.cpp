@@ -514,7 +514,7 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     };
 
     auto usable = [&](const kernel::KernelModel& k) {
-      return k.owner == user && k.execution_state != "dead" && ctx->runtimes->lease_of(k.id).empty();
+      return k.owner == user && k.execution_state != kernel::KernelState::kDead && ctx->runtimes->lease_of(k.id).empty();
     };
     if (!kernel_id.empty()) {
       auto k = ctx->kernels->get(kernel_id);

@@ -130,7 +130,7 @@ struct NotebookExecutor::Impl {
 
   bool kernel_dead() const {
     auto m = kernels->get(kernel_id);
-    return !m.ok() || m->execution_state == "dead";
+    return !m.ok() || m->execution_state == kernel::KernelState::kDead;
   }
 
   static bool is_dead_status(const Inbox::Item& it) {

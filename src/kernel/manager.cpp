@@ -76,7 +76,7 @@ struct Kernel {
   std::string runtime_type;
 
   // Guarded by Impl::mutex.
-  std::string state = "starting";
+  KernelState state = KernelState::kStarting;
   SysClock::time_point last_activity = SysClock::now();
   int connections = 0;
   std::string reason;
@@ -567,15 +567,15 @@ struct KernelManager::Impl {
     }
   }
 
-  void emit_status(Kernel& k, const std::string& state, const std::string& reason = "") {
-    nlohmann::json content = {{"execution_state", state}};
+  void emit_status(Kernel& k, KernelState state, const std::string& reason = "") {
+    nlohmann::json content = {{"execution_state", to_string(state)}};
     if (!reason.empty()) content["reason"] = reason;
     auto m = std::make_shared<Message>(make_message("status", content, k.session));
     auto info = inspect(*m);
     if (info.ok()) deliver(k, Channel::kIopub, m, info.value());
   }
 
-  void set_state(Kernel& k, const std::string& state) {
+  void set_state(Kernel& k, KernelState state) {
     std::lock_guard lock(mutex);
     k.state = state;
   }
@@ -587,7 +587,7 @@ struct KernelManager::Impl {
       std::lock_guard lock(mutex);
       if (success) {
         k.ready = true;
-        if (k.state == "starting" || k.state == "restarting") k.state = "idle";
+        if (k.state == KernelState::kStarting || k.state == KernelState::kRestarting) k.state = KernelState::kIdle;
       }
       waiters.swap(k.ready_waiters);
       model = model_of(k);
@@ -642,8 +642,9 @@ struct KernelManager::Impl {
       if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
         auto c = json_limits::parse_or_discarded(msg->content);
-        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
-          k.state = c["execution_state"].get<std::string>();
+        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string()) {
+          if (auto st = kernel_state_from_string(c["execution_state"].get<std::string>())) k.state = *st;
+        }
       }
     }
     if (ch == Channel::kIopub) k.got_iopub = true;
@@ -691,12 +692,12 @@ struct KernelManager::Impl {
     close_sockets(k);
     {
       std::lock_guard lock(mutex);
-      k.state = "dead";
+      k.state = KernelState::kDead;
       k.ready = false;
       k.reason = reason;
     }
     finish_ready(k, Error::unavailable("kernel died: " + reason), false);
-    emit_status(k, "dead", reason);
+    emit_status(k, KernelState::kDead, reason);
   }
 
   void relaunch(Kernel& k) {
@@ -712,23 +713,23 @@ struct KernelManager::Impl {
     if (!pid.ok()) {
       log::error("kernel " + k.id + ": restart failed: " + pid.error().message);
       k.phase = Phase::kDead;
-      set_state(k, "dead");
+      set_state(k, KernelState::kDead);
       finish_ready(k, pid.error(), false);
-      emit_status(k, "dead");
+      emit_status(k, KernelState::kDead);
       return;
     }
     {
       std::lock_guard lock(mutex);
       k.pid = pid.value();
       k.ready = false;
-      k.state = "starting";
+      k.state = KernelState::kStarting;
     }
     k.pid_io = pid.value();
     k.adopted = false;
     k.phase = Phase::kRunning;
     open_sockets(k);
     save_record(k);
-    emit_status(k, "starting");
+    emit_status(k, KernelState::kStarting);
   }
 
   void remove(Kernel& k) {
@@ -759,7 +760,7 @@ struct KernelManager::Impl {
       }
       obs = std::move(k.observers);
       k.observers.clear();
-      k.state = "dead";
+      k.state = KernelState::kDead;
     }
     finish_ready(k, Error::not_found("kernel was shut down"), false);
     for (auto& o : obs) {
@@ -1011,7 +1012,7 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   {
     std::lock_guard lock(impl_->mutex);
     if (!k || !k->spare) return Error::not_found("no such spare: " + id);
-    if (k->state == "dead" || k->state == "restarting") return Error::unavailable("spare is not usable: " + id);
+    if (k->state == KernelState::kDead || k->state == KernelState::kRestarting) return Error::unavailable("spare is not usable: " + id);
     k->spare = false;
     k->warm = true;
     k->started = k->last_activity = SysClock::now();
@@ -1053,11 +1054,11 @@ void KernelManager::restart(const std::string& id, std::function<void(Result<Ker
       std::lock_guard lock(impl_->mutex);
       if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
       k->ready = false;
-      k->state = "restarting";
+      k->state = KernelState::kRestarting;
       k->ready_waiters.push_back(std::move(done));
     }
     if (k->phase == Phase::kRestarting) return;  // joins the restart in progress
-    impl_->emit_status(*k, "restarting");
+    impl_->emit_status(*k, KernelState::kRestarting);
     impl_->begin_stop(*k, true);
   });
 }
@@ -1107,13 +1108,13 @@ void KernelManager::when_ready(const std::string& id, std::function<void(Result<
   KernelModel model;
   {
     std::lock_guard lock(impl_->mutex);
-    if (!k->ready && k->state != "dead") {
+    if (!k->ready && k->state != KernelState::kDead) {
       k->ready_waiters.push_back(std::move(done));
       return;
     }
     model = model_of(*k);
   }
-  if (model.execution_state == "dead") return done(Error::unavailable("kernel is dead"));
+  if (model.execution_state == KernelState::kDead) return done(Error::unavailable("kernel is dead"));
   done(model);
 }
 
@@ -1192,7 +1193,7 @@ std::vector<KernelModel> KernelManager::reattach() {
     {
       std::lock_guard lock(impl_->mutex);
       k->pid = k->pid_io;
-      k->state = "starting";
+      k->state = KernelState::kStarting;
       impl_->kernels[k->id] = k;
       adopted.push_back(model_of(*k));
     }

@@ -14,6 +14,7 @@
 #include "common/result.hpp"
 #include "kernel/kernelspec.hpp"
 #include "kernel/launcher.hpp"
+#include "kernel/state.hpp"
 #include "kernel/wire.hpp"
 
 namespace skylab::kernel {
@@ -23,7 +24,7 @@ struct KernelModel {
   std::string id;
   std::string name;   //!< kernelspec name
   std::string owner;  //!< username of the user who started it
-  std::string execution_state;  //!< starting, idle, busy, restarting, dead
+  KernelState execution_state = KernelState::kStarting;  //!< JSON: to_string(execution_state)
   std::chrono::system_clock::time_point last_activity;
   int connections = 0;
   pid_t pid = -1;
