@@ -187,7 +187,7 @@ Response run_health_checks(const Context& ctx, const OpsOptions& opts) {
   // The runtime backend answers: the kernel manager and the runtime service list.
   bool runtimes_ok = ctx.kernels != nullptr && ctx.runtimes != nullptr;
   if (runtimes_ok) {
-    (void)ctx.kernels->count();
+    (void)ctx.kernels->last_activity();
     (void)ctx.runtimes->pending("");
   }
   checks["runtimes"] = runtimes_ok;

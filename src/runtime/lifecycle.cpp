@@ -33,7 +33,7 @@ LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned)
   return d;
 }
 
-LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernels, Config config,
                                    std::function<TimePoint()> now)
     : kernels_(std::move(kernels)), config_(std::move(config)), now_(std::move(now)) {}
 

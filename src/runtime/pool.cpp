@@ -9,7 +9,7 @@ namespace skylab::runtime {
 
 using SteadyClock = std::chrono::steady_clock;
 
-WarmPool::WarmPool(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+WarmPool::WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config,
                    std::function<bool(const std::string&)> user_enabled)
     : kernels_(std::move(kernels)),
       config_(std::move(config)),

@@ -313,7 +313,7 @@ namespace {
 class SlurmBackend : public RuntimeBackend {
  public:
   SlurmBackend(std::shared_ptr<RuntimeBackend> local,
-               std::shared_ptr<kernel::KernelManager> kernels,
+               std::shared_ptr<kernel::KernelService> kernels,
                std::shared_ptr<const SlurmContext> ctx)
       : local_(std::move(local)), kernels_(std::move(kernels)), ctx_(std::move(ctx)) {
     watcher_ = std::thread([this] { watch(); });
@@ -628,7 +628,7 @@ class SlurmBackend : public RuntimeBackend {
   }
 
   std::shared_ptr<RuntimeBackend> local_;
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::shared_ptr<const SlurmContext> ctx_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -644,7 +644,7 @@ class SlurmBackend : public RuntimeBackend {
 }  // namespace
 
 std::shared_ptr<RuntimeBackend> make_slurm_backend(std::shared_ptr<RuntimeBackend> local,
-                                                   std::shared_ptr<kernel::KernelManager> kernels,
+                                                   std::shared_ptr<kernel::KernelService> kernels,
                                                    std::shared_ptr<const SlurmContext> ctx) {
   return std::make_shared<SlurmBackend>(std::move(local), std::move(kernels), std::move(ctx));
 }
