@@ -1,5 +1,6 @@
 #include "kernel/manager.hpp"
 
+#include "kernel/connection.hpp"
 #include "kernel/log_cap.hpp"
 #include "kernel/process.hpp"
 #include "kernel/state_machine.hpp"
@@ -56,15 +57,6 @@ std::string routing_id(const std::string& id) { return "skylab-" + id; }
 namespace {
 
 constexpr std::size_t kMaxHeld = 1000;
-
-// Sockets of one kernel; touched only on the I/O thread.
-struct Sockets {
-  void* shell = nullptr;
-  void* control = nullptr;
-  void* stdin_ = nullptr;
-  void* iopub = nullptr;
-  void* hb = nullptr;
-};
 
 struct Kernel {
   // Immutable after creation.
@@ -133,37 +125,6 @@ KernelModel model_of(const Kernel& k) {
   m.spare = k.spare;
   m.warm = k.warm;
   return m;
-}
-
-void close_socket(void*& s) {
-  if (s) zmq_close(s);
-  s = nullptr;
-}
-
-bool send_frames(void* sock, const std::vector<std::string_view>& frames) {
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    int flags = ZMQ_DONTWAIT | (i + 1 < frames.size() ? ZMQ_SNDMORE : 0);
-    if (zmq_send(sock, frames[i].data(), frames[i].size(), flags) < 0) return false;
-  }
-  return true;
-}
-
-// Receives one multipart message; false when none is waiting.
-bool recv_frames(void* sock, std::vector<std::string>& frames) {
-  frames.clear();
-  while (true) {
-    zmq_msg_t part;
-    zmq_msg_init(&part);
-    int flags = frames.empty() ? ZMQ_DONTWAIT : 0;
-    if (zmq_msg_recv(&part, sock, flags) < 0) {
-      zmq_msg_close(&part);
-      return !frames.empty();
-    }
-    frames.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
-    bool more = zmq_msg_more(&part);
-    zmq_msg_close(&part);
-    if (!more) return true;
-  }
 }
 
 }  // namespace
@@ -392,35 +353,11 @@ struct KernelManager::Impl {
 
   // Opens and connects the five sockets (I/O thread).
   void open_sockets(Kernel& k) {
-    auto endpoint = [&](int port) {
-      if (!k.ipc_base.empty()) return "ipc://" + k.ipc_base + "-" + std::to_string(port);
-      return "tcp://" + opts.ip + ":" + std::to_string(port);
-    };
-    auto make = [&](int type, int port) {
-      void* s = zmq_socket(zctx, type);
-      int zero = 0;
-      zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-      return std::make_pair(s, endpoint(port));
-    };
-    auto [shell, e_shell] = make(ZMQ_DEALER, k.ports[0]);
-    auto [iopub, e_iopub] = make(ZMQ_SUB, k.ports[1]);
-    auto [stdin_, e_stdin] = make(ZMQ_DEALER, k.ports[2]);
-    auto [control, e_control] = make(ZMQ_DEALER, k.ports[3]);
-    auto [hb, e_hb] = make(ZMQ_REQ, k.ports[4]);
-    zmq_setsockopt(shell, ZMQ_ROUTING_ID, k.identity.data(), k.identity.size());
-    zmq_setsockopt(stdin_, ZMQ_ROUTING_ID, k.identity.data(), k.identity.size());
-    zmq_setsockopt(iopub, ZMQ_SUBSCRIBE, "", 0);
-    int unlimited = 0;
-    zmq_setsockopt(iopub, ZMQ_RCVHWM, &unlimited, sizeof unlimited);
-    int one = 1;
-    zmq_setsockopt(hb, ZMQ_REQ_RELAXED, &one, sizeof one);
-    zmq_setsockopt(hb, ZMQ_REQ_CORRELATE, &one, sizeof one);
-    zmq_connect(shell, e_shell.c_str());
-    zmq_connect(iopub, e_iopub.c_str());
-    zmq_connect(stdin_, e_stdin.c_str());
-    zmq_connect(control, e_control.c_str());
-    zmq_connect(hb, e_hb.c_str());
-    k.sock = {shell, control, stdin_, iopub, hb};
+    Endpoints at;
+    at.ip = opts.ip;
+    at.ipc_base = k.ipc_base;
+    for (int i = 0; i < 5; ++i) at.ports[i] = k.ports[i];
+    k.sock = kernel::open_sockets(zctx, k.identity, at);
     k.nudges.clear();
     k.fsm.connected(clock().now());
     bool present = false;
@@ -434,11 +371,7 @@ struct KernelManager::Impl {
   }
 
   void close_sockets(Kernel& k) {
-    close_socket(k.sock.shell);
-    close_socket(k.sock.control);
-    close_socket(k.sock.stdin_);
-    close_socket(k.sock.iopub);
-    close_socket(k.sock.hb);
+    kernel::close_sockets(k.sock);
     items_dirty = true;
   }
 
@@ -449,10 +382,7 @@ struct KernelManager::Impl {
   }
 
   void send_on(Kernel& k, void* sock, const Message& m, const std::string& signature) {
-    if (!sock) return;
-    std::vector<std::string_view> frames = {kDelimiter, signature, m.header, m.parent_header, m.metadata, m.content};
-    for (const auto& b : m.buffers) frames.push_back(b);
-    if (!send_frames(sock, frames)) log::warn("kernel " + k.id + ": send failed (queue full or closed)");
+    if (!send_message(sock, m, signature)) log::warn("kernel " + k.id + ": send failed (queue full or closed)");
   }
 
   void send_own(Kernel& k, void* sock, std::string_view type, const nlohmann::json& content) {
@@ -752,7 +682,7 @@ struct KernelManager::Impl {
         if (due.silent)
           log::warn("kernel " + k.id + ": no heartbeat for " +
                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*due.silent).count()) + " s");
-        zmq_send(k.sock.hb, "ping", 4, ZMQ_DONTWAIT);
+        send_ping(k.sock.hb);
       }
     }
   }
