@@ -338,7 +338,7 @@ json user_json(const auth::UserRecord& u) {
 json kernel_summary(const kernel::KernelModel& k) {
   return {{"id", k.id},
           {"name", k.name},
-          {"execution_state", k.execution_state},
+          {"execution_state", kernel::to_string(k.execution_state)},
           {"last_activity", util::iso_time(k.last_activity)},
           {"connections", k.connections}};
 }

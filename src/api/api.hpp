@@ -42,7 +42,7 @@ class WorkQueue;
 
 //! Everything handlers need. Shared by all requests; members are thread-safe.
 struct Context {
-  std::shared_ptr<kernel::KernelManager> kernels;
+  std::shared_ptr<kernel::KernelService> kernels;
   std::shared_ptr<const kernel::KernelSpecStore> specs;
   std::shared_ptr<ChannelsRegistry> channels;
   std::shared_ptr<drive::Drive> drive;       //!< users' files; null: no Contents API

@@ -15,7 +15,7 @@ using kernel::WsProtocol;
 // ---- connection ----
 
 ChannelsConnection::ChannelsConnection(std::shared_ptr<ChannelsHub> hub,
-                                       std::shared_ptr<kernel::KernelManager> kernels, std::string kernel_id,
+                                       std::shared_ptr<kernel::KernelService> kernels, std::string kernel_id,
                                        std::string session_id, WsProtocol protocol)
     : hub_(std::move(hub)),
       kernels_(std::move(kernels)),

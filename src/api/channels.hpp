@@ -24,7 +24,7 @@ class ChannelsHub;
 class ChannelsConnection : public http::WebSocketHandler,
                            public std::enable_shared_from_this<ChannelsConnection> {
  public:
-  ChannelsConnection(std::shared_ptr<ChannelsHub> hub, std::shared_ptr<kernel::KernelManager> kernels,
+  ChannelsConnection(std::shared_ptr<ChannelsHub> hub, std::shared_ptr<kernel::KernelService> kernels,
                      std::string kernel_id, std::string session_id, kernel::WsProtocol protocol);
   void on_open(std::shared_ptr<http::WebSocket> ws) override;
   void on_message(std::string data, bool binary) override;
@@ -37,7 +37,7 @@ class ChannelsConnection : public http::WebSocketHandler,
 
  private:
   std::shared_ptr<ChannelsHub> hub_;
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::string kernel_id_, session_id_;
   kernel::WsProtocol protocol_;
   // Weak: the WebSocket owns this handler; set once in on_open, before the
@@ -106,7 +106,7 @@ class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_fro
 //! kernel id -> hub. Thread-safe.
 class ChannelsRegistry : public std::enable_shared_from_this<ChannelsRegistry> {
  public:
-  explicit ChannelsRegistry(std::shared_ptr<kernel::KernelManager> kernels, ClientMessageHook client_hook = {})
+  explicit ChannelsRegistry(std::shared_ptr<kernel::KernelService> kernels, ClientMessageHook client_hook = {})
       : kernels_(std::move(kernels)), client_hook_(std::move(client_hook)) {}
   //! The hub for a kernel, created and registered as its observer on first use.
   Result<std::shared_ptr<ChannelsHub>> hub(const std::string& kernel_id);
@@ -114,7 +114,7 @@ class ChannelsRegistry : public std::enable_shared_from_this<ChannelsRegistry> {
   void close_all();
 
  private:
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   ClientMessageHook client_hook_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<ChannelsHub>> hubs_;

@@ -442,7 +442,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       return fail(id, State::kCancelled, "Cancelled");
     }
     struct Stop {
-      std::shared_ptr<kernel::KernelManager> kernels;
+      std::shared_ptr<kernel::KernelService> kernels;
       std::shared_ptr<runtime::RuntimeService> service;
       std::string kid;
       bool stopped = false;
@@ -523,7 +523,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     log::info("job " + id + " of '" + job.owner + "' " + state_name(end) + ": " + job.path);
   }
 
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::shared_ptr<drive::Drive> drive_;
   std::shared_ptr<runtime::RuntimeService> service_;
   std::shared_ptr<const runtime::Config> config_;

@@ -187,7 +187,7 @@ Response run_health_checks(const Context& ctx, const OpsOptions& opts) {
   // The runtime backend answers: the kernel manager and the runtime service list.
   bool runtimes_ok = ctx.kernels != nullptr && ctx.runtimes != nullptr;
   if (runtimes_ok) {
-    (void)ctx.kernels->count();
+    (void)ctx.kernels->last_activity();
     (void)ctx.runtimes->pending("");
   }
   checks["runtimes"] = runtimes_ok;
@@ -206,7 +206,7 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
       for (auto& [name, _] : c->runtime_config->types) by_type[name] = 0;
     if (c->kernels)
       for (auto& k : c->kernels->list())
-        if (k.execution_state != "dead")
+        if (k.execution_state != kernel::KernelState::kDead)
           ++by_type[k.runtime_type.empty() ? "default" : k.runtime_type];
     metrics::write_header(out, "skylab_runtimes_running", "gauge",
                           "Runtimes (kernels) alive, by runtime type.");

@@ -37,7 +37,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c, const 
   auto t = c.types.find(type_of(k, c));
   json j = {{"id", k.id},
             {"type", type_of(k, c)},
-            {"state", k.execution_state},
+            {"state", kernel::to_string(k.execution_state)},
             {"started", util::iso_time(k.started)},
             {"last_activity", util::iso_time(k.last_activity)},
             {"gpus", k.gpus},
@@ -48,7 +48,7 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c, const 
     j["idle_timeout_seconds"] = c.idle_timeout(t->second).count();
   }
   if (!k.reason.empty()) j["reason"] = k.reason;
-  if (!waiting.empty() && k.execution_state == "starting") j["reason"] = waiting;
+  if (!waiting.empty() && k.execution_state == kernel::KernelState::kStarting) j["reason"] = waiting;
   return j;
 }
 
@@ -99,7 +99,7 @@ class CpuSampler {
 
 json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
                 const std::map<int, runtime::GpuUsage>& gpu_by_index) {
-  json j = {{"id", k.id}, {"type", type_of(k, *ctx.runtime_config)}, {"state", k.execution_state}};
+  json j = {{"id", k.id}, {"type", type_of(k, *ctx.runtime_config)}, {"state", kernel::to_string(k.execution_state)}};
   kernel::Usage u = ctx.runtimes->backend().usage(k.id);
   auto t = ctx.runtime_config->types.find(type_of(k, *ctx.runtime_config));
   auto or_null = [](std::uint64_t v) { return v ? json(v) : json(nullptr); };

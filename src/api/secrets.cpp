@@ -73,7 +73,7 @@ class SecretsBroker::Observer : public kernel::KernelObserver,
   std::atomic<int> in_flight_{0};
 };
 
-SecretsBroker::SecretsBroker(std::shared_ptr<kernel::KernelManager> kernels,
+SecretsBroker::SecretsBroker(std::shared_ptr<kernel::KernelService> kernels,
                              std::shared_ptr<auth::SecretStore> store,
                              std::shared_ptr<SessionStore> sessions,
                              std::shared_ptr<WorkQueue> work)

@@ -17,7 +17,7 @@
 #include <string>
 
 namespace skylab::kernel {
-class KernelManager;
+class KernelService;
 }
 namespace skylab::auth {
 class SecretStore;
@@ -35,7 +35,7 @@ inline constexpr const char* kSecretReply = "skylab_secret_reply";
 //! Answers kernels' secret requests. Thread-safe.
 class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
  public:
-  SecretsBroker(std::shared_ptr<kernel::KernelManager> kernels,
+  SecretsBroker(std::shared_ptr<kernel::KernelService> kernels,
                 std::shared_ptr<auth::SecretStore> store, std::shared_ptr<SessionStore> sessions,
                 std::shared_ptr<WorkQueue> work);
   //! Starts answering kernel `kernel_id`'s requests (once; later calls are
@@ -52,7 +52,7 @@ class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
   void answer(const std::string& kernel_id, const std::string& name, const std::string& request_id,
               const std::string& parent_header);
 
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::shared_ptr<auth::SecretStore> store_;
   std::shared_ptr<SessionStore> sessions_;
   std::shared_ptr<WorkQueue> work_;

@@ -147,7 +147,7 @@ json kernel_json(const kernel::KernelModel& k) {
   return {{"id", k.id},
           {"name", k.name},
           {"last_activity", util::iso_time(k.last_activity)},
-          {"execution_state", k.execution_state},
+          {"execution_state", kernel::to_string(k.execution_state)},
           {"connections", k.connections}};
 }
 

@@ -271,7 +271,7 @@ class KernelGone : public kernel::KernelObserver {
 //! (owner, name) -> terminal. Thread-safe.
 class Registry : public std::enable_shared_from_this<Registry> {
  public:
-  explicit Registry(std::shared_ptr<kernel::KernelManager> kernels) : kernels_(std::move(kernels)) {}
+  explicit Registry(std::shared_ptr<kernel::KernelService> kernels) : kernels_(std::move(kernels)) {}
   ~Registry() {
     for (auto& [_, t] : terms_) t.term->stop();
   }
@@ -346,7 +346,7 @@ class Registry : public std::enable_shared_from_this<Registry> {
     kernels_->remove_observer(e.term->kernel_id(), e.observer.get());
   }
 
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::mutex mu_;
   std::map<std::string, Entry> terms_;  // guarded by mu_
   std::set<std::string> reserved_;      // guarded by mu_: names of terminals being started
@@ -398,7 +398,7 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
 //! One client WebSocket of a terminal.
 class TerminalClient : public http::WebSocketHandler {
  public:
-  TerminalClient(std::shared_ptr<Terminal> t, std::shared_ptr<kernel::KernelManager> kernels)
+  TerminalClient(std::shared_ptr<Terminal> t, std::shared_ptr<kernel::KernelService> kernels)
       : term_(std::move(t)), kernels_(std::move(kernels)) {}
   void on_open(std::shared_ptr<http::WebSocket> ws) override {
     ws_ = ws;
@@ -428,7 +428,7 @@ class TerminalClient : public http::WebSocketHandler {
 
  private:
   std::shared_ptr<Terminal> term_;
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::weak_ptr<http::WebSocket> ws_;
 };
 
@@ -514,7 +514,7 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     };
 
     auto usable = [&](const kernel::KernelModel& k) {
-      return k.owner == user && k.execution_state != "dead" && ctx->runtimes->lease_of(k.id).empty();
+      return k.owner == user && k.execution_state != kernel::KernelState::kDead && ctx->runtimes->lease_of(k.id).empty();
     };
     if (!kernel_id.empty()) {
       auto k = ctx->kernels->get(kernel_id);

@@ -132,7 +132,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
              {"type",
               k.runtime_type.empty() ? service->config()->runtimes.default_type : k.runtime_type},
              {"kernel", k.name},
-             {"state", k.execution_state},
+             {"state", kernel::to_string(k.execution_state)},
              {"started", util::iso_time(k.started)},
              {"age_seconds",
               std::chrono::duration_cast<std::chrono::seconds>(now - k.started).count()},

@@ -206,7 +206,7 @@ struct RuntimeSetup {
 // then waits until it is ready. `service` must outlive the kernel: its
 // worker thread forked the sandbox's supervisor, which has
 // PR_SET_PDEATHSIG, and that signal fires when the forking *thread* ends.
-Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelManager>& kernels,
+Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelService>& kernels,
                                     const std::shared_ptr<const kernel::KernelSpecStore>& specs,
                                     const RuntimeSetup& rt, const std::string& spec, std::chrono::milliseconds timeout,
                                     const std::atomic<bool>* cancelled,

@@ -99,7 +99,7 @@ std::string header_date(const k::Message& m) {
 }  // namespace
 
 struct NotebookExecutor::Impl {
-  std::shared_ptr<k::KernelManager> kernels;
+  std::shared_ptr<k::KernelService> kernels;
   std::string kernel_id;
   ExecuteOptions opts;
   std::shared_ptr<Inbox> inbox = std::make_shared<Inbox>();
@@ -130,7 +130,7 @@ struct NotebookExecutor::Impl {
 
   bool kernel_dead() const {
     auto m = kernels->get(kernel_id);
-    return !m.ok() || m->execution_state == "dead";
+    return !m.ok() || m->execution_state == kernel::KernelState::kDead;
   }
 
   static bool is_dead_status(const Inbox::Item& it) {
@@ -150,7 +150,7 @@ struct NotebookExecutor::Impl {
   }
 };
 
-NotebookExecutor::NotebookExecutor(std::shared_ptr<k::KernelManager> kernels, std::string kernel_id,
+NotebookExecutor::NotebookExecutor(std::shared_ptr<k::KernelService> kernels, std::string kernel_id,
                                    ExecuteOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->kernels = std::move(kernels);
@@ -406,7 +406,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
   return finish(RunStatus::kOk, "");
 }
 
-Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& spec_name,
+Result<std::string> start_kernel(k::KernelService& kernels, const std::string& spec_name,
                                  std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled,
                                  const std::string& owner, const k::StartOptions& options) {
   auto model = kernels.start(spec_name, owner, options);
@@ -415,7 +415,7 @@ Result<std::string> start_kernel(k::KernelManager& kernels, const std::string& s
   return model->id;
 }
 
-Status wait_ready(k::KernelManager& kernels, const std::string& id, std::chrono::milliseconds timeout,
+Status wait_ready(k::KernelService& kernels, const std::string& id, std::chrono::milliseconds timeout,
                   const std::atomic<bool>* cancelled) {
   struct State {
     std::mutex mutex;
@@ -452,7 +452,7 @@ Status wait_ready(k::KernelManager& kernels, const std::string& id, std::chrono:
   return ok_status();
 }
 
-void stop_kernel(k::KernelManager& kernels, const std::string& kernel_id) {
+void stop_kernel(k::KernelService& kernels, const std::string& kernel_id) {
   struct State {
     std::mutex mutex;
     std::condition_variable cv;

@@ -92,7 +92,7 @@ class NotebookExecutor {
   //! `kernel_id` must name a ready kernel of `kernels`. run() makes the
   //! executor the kernel's observer (replacing any other) and leaves it with
   //! none when it returns; the executor never shuts the kernel down.
-  NotebookExecutor(std::shared_ptr<kernel::KernelManager> kernels, std::string kernel_id,
+  NotebookExecutor(std::shared_ptr<kernel::KernelService> kernels, std::string kernel_id,
                    ExecuteOptions options = {});
   ~NotebookExecutor();
   NotebookExecutor(const NotebookExecutor&) = delete;
@@ -120,7 +120,7 @@ class NotebookExecutor {
 //! `timeout`, or `cancelled` becomes true). Returns its id. NotFound when
 //! there is no such kernelspec; Unavailable when it did not start. `owner`
 //! and `options` (runtime type) go to KernelManager::start.
-Result<std::string> start_kernel(kernel::KernelManager& kernels, const std::string& spec_name,
+Result<std::string> start_kernel(kernel::KernelService& kernels, const std::string& spec_name,
                                  std::chrono::milliseconds timeout,
                                  const std::atomic<bool>* cancelled = nullptr,
                                  const std::string& owner = "skylab-run",
@@ -129,10 +129,10 @@ Result<std::string> start_kernel(kernel::KernelManager& kernels, const std::stri
 //! Waits until kernel `kernel_id` is ready (or `timeout`, or `cancelled`
 //! becomes true); stops it when it is not. Unavailable when it did not
 //! become ready.
-Status wait_ready(kernel::KernelManager& kernels, const std::string& kernel_id, std::chrono::milliseconds timeout,
+Status wait_ready(kernel::KernelService& kernels, const std::string& kernel_id, std::chrono::milliseconds timeout,
                   const std::atomic<bool>* cancelled = nullptr);
 
 //! Shuts the kernel down and waits (bounded) until it is gone.
-void stop_kernel(kernel::KernelManager& kernels, const std::string& kernel_id);
+void stop_kernel(kernel::KernelService& kernels, const std::string& kernel_id);
 
 }  // namespace skylab::exec

@@ -1,6 +1,9 @@
 #include "kernel/manager.hpp"
 
+#include "kernel/connection.hpp"
 #include "kernel/log_cap.hpp"
+#include "kernel/process.hpp"
+#include "kernel/state_machine.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -28,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.hpp"
 #include "common/log.hpp"
 #include "metrics/metrics.hpp"
 #include "common/safe_fs.hpp"
@@ -39,7 +43,7 @@ extern char** environ;
 namespace skylab::kernel {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using SteadyPoint = std::chrono::steady_clock::time_point;
 using SysClock = std::chrono::system_clock;
 
 namespace {
@@ -52,17 +56,7 @@ std::string routing_id(const std::string& id) { return "skylab-" + id; }
 
 namespace {
 
-enum class Phase { kRunning, kRestarting, kShuttingDown, kDead };
 constexpr std::size_t kMaxHeld = 1000;
-
-// Sockets of one kernel; touched only on the I/O thread.
-struct Sockets {
-  void* shell = nullptr;
-  void* control = nullptr;
-  void* stdin_ = nullptr;
-  void* iopub = nullptr;
-  void* hb = nullptr;
-};
 
 struct Kernel {
   // Immutable after creation.
@@ -76,11 +70,11 @@ struct Kernel {
   std::string runtime_type;
 
   // Guarded by Impl::mutex.
-  std::string state = "starting";
-  SysClock::time_point last_activity = SysClock::now();
+  KernelState state = KernelState::kStarting;
+  SysClock::time_point last_activity;  // set on creation from the manager's clock
   int connections = 0;
   std::string reason;
-  SysClock::time_point started = SysClock::now();
+  SysClock::time_point started;
   std::string state_file;  // immutable after start()
   std::string ack_file;    // immutable after start()
   std::vector<int> gpus;   // immutable after start()
@@ -92,7 +86,7 @@ struct Kernel {
   pid_t pid = -1;
 
   // I/O thread only.
-  Phase phase = Phase::kRunning;
+  KernelStateMachine fsm{LifecycleTiming{}};  // replaced with the manager's timing on creation
   pid_t pid_io = -1;
   bool adopted = false;  // reattached after a server restart: not our child
   int ports[5] = {0, 0, 0, 0, 0};  // shell, iopub, stdin, control, hb
@@ -102,10 +96,6 @@ struct Kernel {
 
   Sockets sock;
   std::set<std::string> nudges;
-  bool got_info = false, got_iopub = false;
-  Clock::time_point next_nudge{}, ready_deadline{}, phase_deadline{};
-  Clock::time_point hb_sent{}, hb_last_reply{};
-  bool hb_outstanding = false;
   std::vector<std::function<void(Status)>> shutdown_done;
   // Client messages that arrived before the kernel was ready: the iopub
   // subscription may not be live yet, so their output would be lost.
@@ -137,65 +127,6 @@ KernelModel model_of(const Kernel& k) {
   return m;
 }
 
-// Picks `n` distinct free TCP ports on `ip` (held open together so they differ).
-bool pick_ports(const std::string& ip, int* out, int n) {
-  std::vector<int> fds;
-  bool ok = true;
-  for (int i = 0; i < n && ok; ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      ok = false;
-      break;
-    }
-    fds.push_back(fd);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = 0;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (ip != "127.0.0.1") a.sin_addr.s_addr = htonl(INADDR_ANY);
-    socklen_t len = sizeof a;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ok = false;
-      break;
-    }
-    out[i] = ntohs(a.sin_port);
-  }
-  for (int fd : fds) ::close(fd);
-  return ok;
-}
-
-void close_socket(void*& s) {
-  if (s) zmq_close(s);
-  s = nullptr;
-}
-
-bool send_frames(void* sock, const std::vector<std::string_view>& frames) {
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    int flags = ZMQ_DONTWAIT | (i + 1 < frames.size() ? ZMQ_SNDMORE : 0);
-    if (zmq_send(sock, frames[i].data(), frames[i].size(), flags) < 0) return false;
-  }
-  return true;
-}
-
-// Receives one multipart message; false when none is waiting.
-bool recv_frames(void* sock, std::vector<std::string>& frames) {
-  frames.clear();
-  while (true) {
-    zmq_msg_t part;
-    zmq_msg_init(&part);
-    int flags = frames.empty() ? ZMQ_DONTWAIT : 0;
-    if (zmq_msg_recv(&part, sock, flags) < 0) {
-      zmq_msg_close(&part);
-      return !frames.empty();
-    }
-    frames.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
-    bool more = zmq_msg_more(&part);
-    zmq_msg_close(&part);
-    if (!more) return true;
-  }
-}
-
 }  // namespace
 
 struct KernelManager::Impl {
@@ -208,7 +139,7 @@ struct KernelManager::Impl {
 
   mutable std::mutex mutex;
   std::map<std::string, std::shared_ptr<Kernel>> kernels;  // guarded by mutex
-  SysClock::time_point last_activity = SysClock::now();    // guarded by mutex
+  SysClock::time_point last_activity;                       // guarded by mutex
 
   std::mutex cmd_mutex;
   std::vector<std::function<void()>> commands;  // guarded by cmd_mutex
@@ -217,11 +148,12 @@ struct KernelManager::Impl {
   std::vector<std::shared_ptr<Kernel>> live;  // kernels with open sockets
   std::vector<zmq_pollitem_t> items;
   bool items_dirty = true;
-  Clock::time_point next_reap{};
-  Clock::time_point next_log_check{};
+  SteadyPoint next_reap{};
+  SteadyPoint next_log_check{};
   int runtime_dir_fd = -1;  // opened on first use, I/O thread only
 
   Impl(ManagerOptions o, std::shared_ptr<const KernelSpecStore> s) : opts(std::move(o)), specs(std::move(s)) {
+    last_activity = clock().wall();
     zctx = zmq_ctx_new();
     zmq_ctx_set(zctx, ZMQ_BLOCKY, 0);
     wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -260,6 +192,16 @@ struct KernelManager::Impl {
   void wake() {
     std::uint64_t one = 1;
     [[maybe_unused]] auto r = ::write(wake_fd, &one, sizeof one);
+  }
+
+  const Clock& clock() const { return opts.clock ? *opts.clock : real_clock(); }
+
+  LifecycleTiming timing() const {
+    LifecycleTiming t;
+    t.ready_timeout = opts.ready_timeout;
+    t.shutdown_wait = opts.shutdown_wait;
+    t.heartbeat_interval = opts.heartbeat_interval;
+    return t;
   }
 
   std::shared_ptr<Kernel> find(const std::string& id) const {
@@ -340,17 +282,7 @@ struct KernelManager::Impl {
 
   // Whether the kernel's process has exited (reaping it when it is our child).
   // `block`: wait for it (after SIGKILL).
-  bool reap(Kernel& k, bool block, int& status) {
-    status = 0;
-    if (!k.adopted) return ::waitpid(k.pid_io, &status, block ? 0 : WNOHANG) == k.pid_io;
-    for (int i = 0; i < (block ? 200 : 1); ++i) {
-      std::ifstream st("/proc/" + std::to_string(k.pid_io) + "/stat");
-      std::string pid, comm, state;
-      if (!(st >> pid >> comm >> state) || state == "Z" || state == "X") return true;
-      if (block) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }
+  bool reap(Kernel& k, bool block, int& status) { return process_exited(k.pid_io, k.adopted, block, status); }
 
   // Runtime records: what a restarted server needs to reattach to a kernel.
   std::string record_path(const std::string& id) const {
@@ -394,33 +326,9 @@ struct KernelManager::Impl {
   }
 
   Result<pid_t> spawn(Kernel& k) {
-    std::vector<std::string> args;
-    for (auto a : k.spec.argv) {
-      for (auto [pat, val] : {std::pair<std::string, std::string>{"{connection_file}", k.connection_file},
-                              {"{resource_dir}", k.spec.resource_dir}}) {
-        std::size_t pos;
-        while ((pos = a.find(pat)) != std::string::npos) a.replace(pos, pat.size(), val);
-      }
-      args.push_back(std::move(a));
-    }
-    std::map<std::string, std::string> env;
-    for (char** e = environ; *e; ++e) {
-      std::string kv(*e);
-      auto eq = kv.find('=');
-      if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
-    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
-    env["SKYLAB_RUNTIME_STATE"] = k.state_file;
-    env["SKYLAB_RUNTIME_ACK"] = k.ack_file;
-    if (!k.gpus.empty() || !k.runtime_type.empty()) {
-      std::string visible;
-      for (int g : k.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
-      env["CUDA_VISIBLE_DEVICES"] = visible;
-    }
-    if (!opts.python_path.empty())
-      env["PYTHONPATH"] = env.count("PYTHONPATH") ? opts.python_path + ":" + env["PYTHONPATH"] : opts.python_path;
-    for (auto& [key, v] : k.spec.env) env[key] = v;
+    std::vector<std::string> args = kernel_argv(k.spec, k.connection_file);
+    std::map<std::string, std::string> env = kernel_environment(
+        environ, KernelEnvInput{k.state_file, k.ack_file, k.gpus, k.runtime_type, opts.python_path, k.spec.env});
     std::string cwd = opts.working_dir;
     if (opts.launcher) {
       LaunchSpec ls{k.id, k.owner, k.runtime_type, std::move(args), std::move(env), cwd, k.conn_dir, k.gpus};
@@ -437,80 +345,21 @@ struct KernelManager::Impl {
     } else if (!opts.command_prefix.empty()) {
       args.insert(args.begin(), opts.command_prefix.begin(), opts.command_prefix.end());
     }
-    std::vector<std::string> env_strings;
-    for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     // The kernel's own stdout/stderr (not its cells' output, which goes over
     // iopub) is kept per kernel for operators.
     std::string log_path = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).string();
-    // O_APPEND: the I/O thread caps it by copy-and-truncate (cap_kernel_logs).
-    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-    pid_t pid = -1;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) return Error::internal("cannot start kernel '" + args[0] + "': " + std::strerror(rc));
-    return pid;
+    return spawn_process(std::move(args), env, cwd, log_path);
   }
 
   // Opens and connects the five sockets (I/O thread).
   void open_sockets(Kernel& k) {
-    auto endpoint = [&](int port) {
-      if (!k.ipc_base.empty()) return "ipc://" + k.ipc_base + "-" + std::to_string(port);
-      return "tcp://" + opts.ip + ":" + std::to_string(port);
-    };
-    auto make = [&](int type, int port) {
-      void* s = zmq_socket(zctx, type);
-      int zero = 0;
-      zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-      return std::make_pair(s, endpoint(port));
-    };
-    auto [shell, e_shell] = make(ZMQ_DEALER, k.ports[0]);
-    auto [iopub, e_iopub] = make(ZMQ_SUB, k.ports[1]);
-    auto [stdin_, e_stdin] = make(ZMQ_DEALER, k.ports[2]);
-    auto [control, e_control] = make(ZMQ_DEALER, k.ports[3]);
-    auto [hb, e_hb] = make(ZMQ_REQ, k.ports[4]);
-    zmq_setsockopt(shell, ZMQ_ROUTING_ID, k.identity.data(), k.identity.size());
-    zmq_setsockopt(stdin_, ZMQ_ROUTING_ID, k.identity.data(), k.identity.size());
-    zmq_setsockopt(iopub, ZMQ_SUBSCRIBE, "", 0);
-    int unlimited = 0;
-    zmq_setsockopt(iopub, ZMQ_RCVHWM, &unlimited, sizeof unlimited);
-    int one = 1;
-    zmq_setsockopt(hb, ZMQ_REQ_RELAXED, &one, sizeof one);
-    zmq_setsockopt(hb, ZMQ_REQ_CORRELATE, &one, sizeof one);
-    zmq_connect(shell, e_shell.c_str());
-    zmq_connect(iopub, e_iopub.c_str());
-    zmq_connect(stdin_, e_stdin.c_str());
-    zmq_connect(control, e_control.c_str());
-    zmq_connect(hb, e_hb.c_str());
-    k.sock = {shell, control, stdin_, iopub, hb};
-    k.got_info = k.got_iopub = false;
+    Endpoints at;
+    at.ip = opts.ip;
+    at.ipc_base = k.ipc_base;
+    for (int i = 0; i < 5; ++i) at.ports[i] = k.ports[i];
+    k.sock = kernel::open_sockets(zctx, k.identity, at);
     k.nudges.clear();
-    k.next_nudge = Clock::now();
-    k.ready_deadline = Clock::now() + opts.ready_timeout;
-    k.hb_outstanding = false;
-    k.hb_last_reply = Clock::now();
-    k.hb_sent = Clock::now();
+    k.fsm.connected(clock().now());
     bool present = false;
     for (auto& p : live) present = present || p.get() == &k;
     if (!present) {
@@ -522,11 +371,7 @@ struct KernelManager::Impl {
   }
 
   void close_sockets(Kernel& k) {
-    close_socket(k.sock.shell);
-    close_socket(k.sock.control);
-    close_socket(k.sock.stdin_);
-    close_socket(k.sock.iopub);
-    close_socket(k.sock.hb);
+    kernel::close_sockets(k.sock);
     items_dirty = true;
   }
 
@@ -537,10 +382,7 @@ struct KernelManager::Impl {
   }
 
   void send_on(Kernel& k, void* sock, const Message& m, const std::string& signature) {
-    if (!sock) return;
-    std::vector<std::string_view> frames = {kDelimiter, signature, m.header, m.parent_header, m.metadata, m.content};
-    for (const auto& b : m.buffers) frames.push_back(b);
-    if (!send_frames(sock, frames)) log::warn("kernel " + k.id + ": send failed (queue full or closed)");
+    if (!send_message(sock, m, signature)) log::warn("kernel " + k.id + ": send failed (queue full or closed)");
   }
 
   void send_own(Kernel& k, void* sock, std::string_view type, const nlohmann::json& content) {
@@ -567,15 +409,15 @@ struct KernelManager::Impl {
     }
   }
 
-  void emit_status(Kernel& k, const std::string& state, const std::string& reason = "") {
-    nlohmann::json content = {{"execution_state", state}};
+  void emit_status(Kernel& k, KernelState state, const std::string& reason = "") {
+    nlohmann::json content = {{"execution_state", to_string(state)}};
     if (!reason.empty()) content["reason"] = reason;
     auto m = std::make_shared<Message>(make_message("status", content, k.session));
     auto info = inspect(*m);
     if (info.ok()) deliver(k, Channel::kIopub, m, info.value());
   }
 
-  void set_state(Kernel& k, const std::string& state) {
+  void set_state(Kernel& k, KernelState state) {
     std::lock_guard lock(mutex);
     k.state = state;
   }
@@ -587,7 +429,7 @@ struct KernelManager::Impl {
       std::lock_guard lock(mutex);
       if (success) {
         k.ready = true;
-        if (k.state == "starting" || k.state == "restarting") k.state = "idle";
+        if (k.state == KernelState::kStarting || k.state == KernelState::kRestarting) k.state = KernelState::kIdle;
       }
       waiters.swap(k.ready_waiters);
       model = model_of(k);
@@ -638,17 +480,16 @@ struct KernelManager::Impl {
     bool own = !info->parent_msg_id.empty() && k.nudges.count(info->parent_msg_id);
     {
       std::lock_guard lock(mutex);
-      k.last_activity = SysClock::now();
+      k.last_activity = clock().wall();
       if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
-      if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.phase == Phase::kRunning) {
+      if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.fsm.phase() == Phase::kRunning) {
         auto c = json_limits::parse_or_discarded(msg->content);
-        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string())
-          k.state = c["execution_state"].get<std::string>();
+        if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string()) {
+          if (auto st = kernel_state_from_string(c["execution_state"].get<std::string>())) k.state = *st;
+        }
       }
     }
-    if (ch == Channel::kIopub) k.got_iopub = true;
-    if (own && ch == Channel::kShell) k.got_info = true;
-    if (k.phase == Phase::kRunning && k.got_info && k.got_iopub && !is_ready(k))
+    if (k.fsm.on_message(ch == Channel::kIopub, own && ch == Channel::kShell) && !is_ready(k))
       finish_ready(k, Error::internal(""), true);
     if (own) return;
     deliver(k, ch, std::move(msg), info.value());
@@ -680,23 +521,25 @@ struct KernelManager::Impl {
       k.pid = -1;
     }
     k.pid_io = -1;
-    if (k.phase == Phase::kShuttingDown) return remove(k);
-    if (k.phase == Phase::kRestarting) return relaunch(k);
+    switch (k.fsm.on_exit()) {
+      case KernelStateMachine::AfterExit::kRemove: return remove(k);
+      case KernelStateMachine::AfterExit::kRelaunch: return relaunch(k);
+      case KernelStateMachine::AfterExit::kDead: break;
+    }
     if (reason.empty()) reason = "the kernel process " + how;
     log::warn("kernel " + k.id + " died: " + reason);
     log::record(log::Level::kInfo, "runtime",
                 {{"event", "dead"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type}, {"reason", reason}});
-    k.phase = Phase::kDead;
     k.held.clear();
     close_sockets(k);
     {
       std::lock_guard lock(mutex);
-      k.state = "dead";
+      k.state = KernelState::kDead;
       k.ready = false;
       k.reason = reason;
     }
     finish_ready(k, Error::unavailable("kernel died: " + reason), false);
-    emit_status(k, "dead", reason);
+    emit_status(k, KernelState::kDead, reason);
   }
 
   void relaunch(Kernel& k) {
@@ -711,30 +554,30 @@ struct KernelManager::Impl {
     Result<pid_t> pid = st.ok() ? spawn(k) : Result<pid_t>(st.error());
     if (!pid.ok()) {
       log::error("kernel " + k.id + ": restart failed: " + pid.error().message);
-      k.phase = Phase::kDead;
-      set_state(k, "dead");
+      k.fsm.failed();
+      set_state(k, KernelState::kDead);
       finish_ready(k, pid.error(), false);
-      emit_status(k, "dead");
+      emit_status(k, KernelState::kDead);
       return;
     }
     {
       std::lock_guard lock(mutex);
       k.pid = pid.value();
       k.ready = false;
-      k.state = "starting";
+      k.state = KernelState::kStarting;
     }
     k.pid_io = pid.value();
     k.adopted = false;
-    k.phase = Phase::kRunning;
+    k.fsm.relaunched();
     open_sockets(k);
     save_record(k);
-    emit_status(k, "starting");
+    emit_status(k, KernelState::kStarting);
   }
 
   void remove(Kernel& k) {
     log::record(log::Level::kInfo, "runtime",
                 {{"event", "stop"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type},
-                 {"reason", k.phase == Phase::kDead ? "removed after its death" : "shut down"}});
+                 {"reason", k.fsm.phase() == Phase::kDead ? "removed after its death" : "shut down"}});
     if (k.pid_io > 0) {
       kill_processes(k, k.pid_io);
       int status = 0;
@@ -759,7 +602,7 @@ struct KernelManager::Impl {
       }
       obs = std::move(k.observers);
       k.observers.clear();
-      k.state = "dead";
+      k.state = KernelState::kDead;
     }
     finish_ready(k, Error::not_found("kernel was shut down"), false);
     for (auto& o : obs) {
@@ -776,14 +619,13 @@ struct KernelManager::Impl {
 
   // Starts an orderly stop of the process: shutdown_request, then SIGKILL at the deadline.
   void begin_stop(Kernel& k, bool restart) {
-    k.phase = restart ? Phase::kRestarting : Phase::kShuttingDown;
+    k.fsm.begin_stop(restart, clock().now());
     if (k.pid_io <= 0) {
       if (restart) relaunch(k);
       else remove(k);
       return;
     }
     if (k.sock.control) send_own(k, k.sock.control, "shutdown_request", {{"restart", restart}});
-    k.phase_deadline = Clock::now() + opts.shutdown_wait;
   }
 
   //! Rotates every live kernel's log that grew past the cap (I/O thread).
@@ -799,7 +641,7 @@ struct KernelManager::Impl {
   }
 
   void timers() {
-    auto now = Clock::now();
+    auto now = clock().now();
     bool reap = now >= next_reap;
     if (reap) next_reap = now + std::chrono::milliseconds(50);
     if (now >= next_log_check) {
@@ -817,35 +659,30 @@ struct KernelManager::Impl {
           continue;
         }
       }
-      if ((k.phase == Phase::kShuttingDown || k.phase == Phase::kRestarting) && k.pid_io > 0 &&
-          now >= k.phase_deadline) {
+      bool ready = is_ready(k);
+      LifecycleDue due = k.fsm.tick(now, k.pid_io > 0, k.sock.shell != nullptr, ready);
+      if (due.kill) {
         kill_processes(k, k.pid_io);
         int status = 0;
         this->reap(k, true, status);
         on_exit(k, status);
         continue;
       }
-      if (k.phase != Phase::kRunning || !k.sock.shell) continue;
-      bool ready = is_ready(k);
-      if (!ready && now >= k.next_nudge) {
+      if (due.nudge) {
         Message m = make_message("kernel_info_request", nlohmann::json::object(), k.session);
         auto info = inspect(m);
         if (info.ok() && k.nudges.size() < 1000) k.nudges.insert(info->msg_id);
         send_on(k, k.sock.shell, m, k.signer->sign(m));
-        k.next_nudge = now + std::chrono::milliseconds(k.got_info ? 50 : 100);
       }
-      if (!ready && now >= k.ready_deadline) {
-        k.ready_deadline = now + opts.ready_timeout;
+      if (due.ready_timeout) {
         finish_ready(k, Error::unavailable("kernel did not become ready in time"), false);
         flush_held(k);  // best effort: the kernel may still answer
       }
-      if (ready && now - k.hb_sent >= opts.heartbeat_interval) {
-        if (k.hb_outstanding && now - k.hb_last_reply > 4 * opts.heartbeat_interval)
+      if (due.ping) {
+        if (due.silent)
           log::warn("kernel " + k.id + ": no heartbeat for " +
-                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - k.hb_last_reply).count()) + " s");
-        zmq_send(k.sock.hb, "ping", 4, ZMQ_DONTWAIT);
-        k.hb_sent = now;
-        k.hb_outstanding = true;
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*due.silent).count()) + " s");
+        send_ping(k.sock.hb);
       }
     }
   }
@@ -909,10 +746,7 @@ struct KernelManager::Impl {
                        s == k.sock.hb;
           if (!still) continue;
           if (s == k.sock.hb) {
-            while (recv_frames(s, frames)) {
-              k.hb_outstanding = false;
-              k.hb_last_reply = Clock::now();
-            }
+            while (recv_frames(s, frames)) k.fsm.on_heartbeat_reply(clock().now());
             continue;
           }
           for (int i = 0; i < 256 && s && recv_frames(s, frames); ++i) {
@@ -950,6 +784,8 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->runtime_type = options.runtime_type;
   k->gpus = options.gpus;
   k->spare = options.spare;
+  k->fsm = KernelStateMachine(impl_->timing());
+  k->started = k->last_activity = impl_->clock().wall();
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
   if (k->conn_dir.empty()) {
@@ -974,7 +810,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
     std::lock_guard lock(impl_->mutex);
     k->pid = pid.value();
     impl_->kernels[k->id] = k;
-    impl_->last_activity = SysClock::now();
+    impl_->last_activity = impl_->clock().wall();
     model = model_of(*k);
   }
   log::info("kernel " + k->id + (k->spare ? " started as a warm spare (" : " started (") + k->spec.name + ", pid " +
@@ -1011,16 +847,16 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   {
     std::lock_guard lock(impl_->mutex);
     if (!k || !k->spare) return Error::not_found("no such spare: " + id);
-    if (k->state == "dead" || k->state == "restarting") return Error::unavailable("spare is not usable: " + id);
+    if (k->state == KernelState::kDead || k->state == KernelState::kRestarting) return Error::unavailable("spare is not usable: " + id);
     k->spare = false;
     k->warm = true;
-    k->started = k->last_activity = SysClock::now();
+    k->started = k->last_activity = impl_->clock().wall();
     impl_->last_activity = k->started;
     model = model_of(*k);
   }
   if (impl_->opts.on_started) impl_->opts.on_started(model);
   impl_->post([this, k] {
-    if (k->phase == Phase::kRunning) impl_->save_record(*k);
+    if (k->fsm.phase() == Phase::kRunning) impl_->save_record(*k);
   });
   log::info("kernel " + id + " claimed from the warm pool by " + model.owner);
   return model;
@@ -1048,16 +884,16 @@ void KernelManager::restart(const std::string& id, std::function<void(Result<Ker
   auto k = impl_->find(id);
   if (!k) return done(Error::not_found("Kernel does not exist: " + id));
   impl_->post([this, k, done = std::move(done)]() mutable {
-    if (k->phase == Phase::kShuttingDown) return done(Error::conflict("kernel is shutting down"));
+    if (k->fsm.phase() == Phase::kShuttingDown) return done(Error::conflict("kernel is shutting down"));
     {
       std::lock_guard lock(impl_->mutex);
       if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
       k->ready = false;
-      k->state = "restarting";
+      k->state = KernelState::kRestarting;
       k->ready_waiters.push_back(std::move(done));
     }
-    if (k->phase == Phase::kRestarting) return;  // joins the restart in progress
-    impl_->emit_status(*k, "restarting");
+    if (k->fsm.phase() == Phase::kRestarting) return;  // joins the restart in progress
+    impl_->emit_status(*k, KernelState::kRestarting);
     impl_->begin_stop(*k, true);
   });
 }
@@ -1071,9 +907,9 @@ void KernelManager::shutdown(const std::string& id, std::function<void(Status)> 
       if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
     }
     k->shutdown_done.push_back(std::move(done));
-    if (k->phase == Phase::kShuttingDown) return;
-    if (k->phase == Phase::kDead) {
-      k->phase = Phase::kShuttingDown;
+    if (k->fsm.phase() == Phase::kShuttingDown) return;
+    if (k->fsm.phase() == Phase::kDead) {
+      k->fsm.removing();
       return impl_->remove(*k);
     }
     impl_->begin_stop(*k, false);
@@ -1107,13 +943,13 @@ void KernelManager::when_ready(const std::string& id, std::function<void(Result<
   KernelModel model;
   {
     std::lock_guard lock(impl_->mutex);
-    if (!k->ready && k->state != "dead") {
+    if (!k->ready && k->state != KernelState::kDead) {
       k->ready_waiters.push_back(std::move(done));
       return;
     }
     model = model_of(*k);
   }
-  if (model.execution_state == "dead") return done(Error::unavailable("kernel is dead"));
+  if (model.execution_state == KernelState::kDead) return done(Error::unavailable("kernel is dead"));
   done(model);
 }
 
@@ -1126,7 +962,7 @@ Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
   impl_->post([this, k, ch, msg = std::move(msg), sig = std::move(sig)]() mutable {
     // Replies on stdin answer the kernel's own requests: it is up, even if a
     // reattached kernel busy with a cell has not answered kernel_info yet.
-    if (ch != Channel::kStdin && k->phase != Phase::kDead && !impl_->is_ready(*k)) {
+    if (ch != Channel::kStdin && k->fsm.phase() != Phase::kDead && !impl_->is_ready(*k)) {
       if (k->held.size() >= kMaxHeld) return log::warn("kernel " + k->id + ": dropped a message sent while starting");
       k->held.push_back({ch, std::move(msg), std::move(sig)});
       return;
@@ -1147,6 +983,8 @@ std::vector<KernelModel> KernelManager::reattach() {
     ss << in.rdbuf();
     auto r = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
     auto k = std::make_shared<Kernel>();
+    k->fsm = KernelStateMachine(impl_->timing());
+    k->last_activity = impl_->clock().wall();
     try {
       k->id = r.at("id").get<std::string>();
       k->owner = r.at("owner").get<std::string>();
@@ -1192,7 +1030,7 @@ std::vector<KernelModel> KernelManager::reattach() {
     {
       std::lock_guard lock(impl_->mutex);
       k->pid = k->pid_io;
-      k->state = "starting";
+      k->state = KernelState::kStarting;
       impl_->kernels[k->id] = k;
       adopted.push_back(model_of(*k));
     }
@@ -1240,7 +1078,7 @@ void KernelManager::touch(const std::string& id) {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return;
-  it->second->last_activity = SysClock::now();
+  it->second->last_activity = impl_->clock().wall();
   impl_->last_activity = it->second->last_activity;
 }
 

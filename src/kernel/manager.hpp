@@ -11,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/result.hpp"
 #include "kernel/kernelspec.hpp"
 #include "kernel/launcher.hpp"
+#include "kernel/state.hpp"
 #include "kernel/wire.hpp"
 
 namespace skylab::kernel {
@@ -23,7 +25,7 @@ struct KernelModel {
   std::string id;
   std::string name;   //!< kernelspec name
   std::string owner;  //!< username of the user who started it
-  std::string execution_state;  //!< starting, idle, busy, restarting, dead
+  KernelState execution_state = KernelState::kStarting;  //!< JSON: to_string(execution_state)
   std::chrono::system_clock::time_point last_activity;
   int connections = 0;
   pid_t pid = -1;
@@ -89,66 +91,94 @@ struct ManagerOptions {
   //! `started` set): writes what the kernel reads at start-up, such as the
   //! runtime state file. Any thread, no manager lock held; must be quick.
   std::function<void(const KernelModel&)> on_started;
+  //! Time for deadlines, heartbeats and activity stamps; null: real_clock().
+  std::shared_ptr<const Clock> clock;
+};
+
+//! What api/, runtime/ and exec/ need of the kernels: the contract of
+//! KernelManager (see there), abstract so that their tests can fake it.
+class KernelService {
+ public:
+  virtual ~KernelService() = default;
+  virtual Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
+                                    const StartOptions& options = {}) = 0;
+  virtual std::vector<KernelModel> list(bool include_spares = false) const = 0;
+  virtual Result<KernelModel> get(const std::string& id) const = 0;
+  virtual Result<KernelModel> claim(const std::string& id) = 0;
+  virtual Status interrupt(const std::string& id) = 0;
+  virtual void restart(const std::string& id, std::function<void(Result<KernelModel>)> done) = 0;
+  virtual void shutdown(const std::string& id, std::function<void(Status)> done) = 0;
+  virtual void shutdown_all() = 0;
+  virtual void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) = 0;
+  virtual Status send(const std::string& id, Channel ch, Message msg) = 0;
+  virtual Status add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) = 0;
+  virtual void remove_observer(const std::string& id, const KernelObserver* observer) = 0;
+  virtual Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) = 0;
+  virtual void add_connections(const std::string& id, int delta) = 0;
+  virtual void touch(const std::string& id) = 0;
+  virtual std::chrono::system_clock::time_point last_activity() const = 0;
 };
 
 //! Thread-safe. Callbacks (`done`) run on the I/O thread unless noted.
-class KernelManager {
+//! The per-kernel phases, readiness nudges, stop deadline and heartbeat are
+//! decided by KernelStateMachine (state_machine.hpp) on the injected clock.
+class KernelManager final : public KernelService {
  public:
   KernelManager(ManagerOptions options, std::shared_ptr<const KernelSpecStore> specs);
   //! Shuts every kernel down (as shutdown_all) and stops the I/O thread.
-  ~KernelManager();
+  ~KernelManager() override;
 
   //! Launches a kernel of spec `spec_name`; returns once the process runs
   //! (state "starting"). NotFound for an unknown spec.
   Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
-                            const StartOptions& options = {});
+                            const StartOptions& options = {}) override;
   //! Kernels users see; `include_spares` adds unclaimed warm-pool spares.
-  std::vector<KernelModel> list(bool include_spares = false) const;
+  std::vector<KernelModel> list(bool include_spares = false) const override;
   //! Adopts the kernels of a previous server process from their runtime
   //! records (data-dir/runtime/records): live ones are reconnected and
   //! checked with kernel_info, dead ones are cleaned up. Call once, at start.
   std::vector<KernelModel> reattach();
   //! NotFound for unknown ids and for unclaimed spares.
-  Result<KernelModel> get(const std::string& id) const;
+  Result<KernelModel> get(const std::string& id) const override;
   //! Hands the spare `id` to its owner: it becomes an ordinary kernel whose
   //! lifetime starts now (`started` and `last_activity` reset, `warm` set).
   //! NotFound when it is no spare (any more); Unavailable when it is dead
   //! or shutting down.
-  Result<KernelModel> claim(const std::string& id);
+  Result<KernelModel> claim(const std::string& id) override;
 
   //! SIGINT to the kernel's process group, or `interrupt_request` on control
   //! when the spec's interrupt_mode is "message".
-  Status interrupt(const std::string& id);
+  Status interrupt(const std::string& id) override;
   //! Restarts in place (same id, same key); `done` when it is ready again.
-  void restart(const std::string& id, std::function<void(Result<KernelModel>)> done);
+  void restart(const std::string& id, std::function<void(Result<KernelModel>)> done) override;
   //! `shutdown_request`, then SIGKILL of the process group after
   //! shutdown_wait; `done` once the process is gone and the kernel removed.
-  void shutdown(const std::string& id, std::function<void(Status)> done);
+  void shutdown(const std::string& id, std::function<void(Status)> done) override;
   //! Shuts all kernels down in parallel and waits (bounded) for them.
-  void shutdown_all();
+  void shutdown_all() override;
   //! `done` once the kernel answered kernel_info (or it died / timed out).
-  void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done);
+  void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) override;
 
   //! Signs and sends a client message to the kernel on `ch` (not iopub).
-  Status send(const std::string& id, Channel ch, Message msg);
+  Status send(const std::string& id, Channel ch, Message msg) override;
   //! Adds `observer` to the kernel's observers (once; adding it again does
   //! nothing). It gets every later message and on_kernel_removed. NotFound
   //! for unknown ids. Any thread; may be called from an observer.
-  Status add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer);
+  Status add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) override;
   //! Removes `observer`; no further calls reach it once this returns, except
   //! one already in progress on the I/O thread. Unknown ids and observers
   //! are ignored. Any thread.
-  void remove_observer(const std::string& id, const KernelObserver* observer);
+  void remove_observer(const std::string& id, const KernelObserver* observer) override;
   //! Sends a server-made iopub message (e.g. a runtime warning) to the
   //! kernel's clients.
-  Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content);
+  Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) override;
   //! Adjusts the `connections` count in the kernel's model.
-  void add_connections(const std::string& id, int delta);
+  void add_connections(const std::string& id, int delta) override;
   //! Marks activity (a client message) on the kernel.
-  void touch(const std::string& id);
+  void touch(const std::string& id) override;
 
   std::size_t count() const;
-  std::chrono::system_clock::time_point last_activity() const;
+  std::chrono::system_clock::time_point last_activity() const override;
 
  private:
   struct Impl;

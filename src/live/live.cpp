@@ -114,7 +114,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   };
 
   std::shared_ptr<drive::Drive> drive;
-  std::shared_ptr<kernel::KernelManager> kernels;
+  std::shared_ptr<kernel::KernelService> kernels;
   std::function<std::optional<Binding>(const std::string&)> find_binding;
   LiveOptions opt;
 
@@ -531,7 +531,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 };
 
 LiveNotebooks::LiveNotebooks(std::shared_ptr<drive::Drive> drive,
-                             std::shared_ptr<kernel::KernelManager> kernels,
+                             std::shared_ptr<kernel::KernelService> kernels,
                              std::function<std::optional<Binding>(const std::string&)> find_binding,
                              LiveOptions options)
     : impl_(std::make_shared<Impl>()) {

@@ -68,7 +68,7 @@ class LiveNotebooks {
  public:
   //! `find_binding` says which notebook a kernel's session is bound to
   //! (nullopt: none; its executions are not recorded); any thread, quick.
-  LiveNotebooks(std::shared_ptr<drive::Drive> drive, std::shared_ptr<kernel::KernelManager> kernels,
+  LiveNotebooks(std::shared_ptr<drive::Drive> drive, std::shared_ptr<kernel::KernelService> kernels,
                 std::function<std::optional<Binding>(const std::string& kernel_id)> find_binding,
                 LiveOptions options);
   //! Stops (as stop()).

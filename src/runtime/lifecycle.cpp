@@ -33,7 +33,7 @@ LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned)
   return d;
 }
 
-LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernels, Config config,
                                    std::function<TimePoint()> now)
     : kernels_(std::move(kernels)), config_(std::move(config)), now_(std::move(now)) {}
 
@@ -120,7 +120,7 @@ void LifecycleMonitor::tick() {
   for (auto& k : kernels_->list()) {
     Tracked t = tracked_.count(k.id) ? tracked_[k.id] : Tracked{};
     const RuntimeType& type = type_of(config_, k);
-    LifecycleInput in{k.started, k.last_activity, k.execution_state == "busy", config_.idle_timeout(type),
+    LifecycleInput in{k.started, k.last_activity, k.execution_state == kernel::KernelState::kBusy, config_.idle_timeout(type),
                       config_.max_lifetime(type), config_.runtimes.warning};
     if (cap_)
       if (auto cap = cap_(k)) in.quota_deadline = *cap;
@@ -141,7 +141,7 @@ void LifecycleMonitor::tick() {
     auto d = evaluate(in, now, false);
     if (t.warned && d.deadline() > t.warned_deadline + std::chrono::seconds(1)) t.warned = false;
     d = evaluate(in, now, t.warned);
-    if (k.execution_state == "dead" && d.action != LifecycleDecision::Action::kExpire) {
+    if (k.execution_state == kernel::KernelState::kDead && d.action != LifecycleDecision::Action::kExpire) {
       next[k.id] = t;
       continue;
     }
@@ -157,7 +157,7 @@ void LifecycleMonitor::tick() {
         send_event(k.id, "expiring", d);
         t.expiring = true;
         t.expire_started = now;
-        if (k.execution_state == "dead") kernels_->shutdown(k.id, [](Status) {});
+        if (k.execution_state == kernel::KernelState::kDead) kernels_->shutdown(k.id, [](Status) {});
         break;
       case LifecycleDecision::Action::kWarn:
         write_state(k, d, false, d.reason);

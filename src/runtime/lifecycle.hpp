@@ -54,7 +54,7 @@ void write_initial_state(const Config& config, const kernel::KernelModel& k, Tim
 //! kernel to run its expiry hooks, then shuts it down. Thread-safe.
 class LifecycleMonitor {
  public:
-  LifecycleMonitor(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+  LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernels, Config config,
                    std::function<TimePoint()> now = [] { return Clock::now(); });
   ~LifecycleMonitor();
   void start();
@@ -78,7 +78,7 @@ class LifecycleMonitor {
   void write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire, const std::string& reason);
   void send_event(const std::string& kernel_id, const std::string& event, const LifecycleDecision& d);
 
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   Config config_;
   std::function<TimePoint()> now_;
   std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap_;

@@ -9,7 +9,7 @@ namespace skylab::runtime {
 
 using SteadyClock = std::chrono::steady_clock;
 
-WarmPool::WarmPool(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+WarmPool::WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config,
                    std::function<bool(const std::string&)> user_enabled)
     : kernels_(std::move(kernels)),
       config_(std::move(config)),
@@ -45,19 +45,19 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
   }
   cv_.notify_all();  // refill (or start filling) in the background
   if (ids.empty()) return std::nullopt;
-  std::map<std::string, std::string> state;
+  std::map<std::string, kernel::KernelState> state;
   for (auto& k : kernels_->list(true))
     if (k.spare) state[k.id] = k.execution_state;
   // Ready spares first, then ones still starting (further along than a new kernel).
   std::stable_partition(ids.begin(), ids.end(), [&](const std::string& id) {
     auto it = state.find(id);
-    return it != state.end() && it->second == "idle";
+    return it != state.end() && it->second == kernel::KernelState::kIdle;
   });
   std::vector<std::string> bad;
   std::optional<kernel::KernelModel> got;
   for (auto& id : ids) {
     auto it = state.find(id);
-    if (it == state.end() || it->second == "dead") {
+    if (it == state.end() || it->second == kernel::KernelState::kDead) {
       bad.push_back(id);
       continue;
     }
@@ -99,7 +99,7 @@ int WarmPool::ready(const std::string& owner, const std::string& type) const {
   std::set<std::string> mine(ids.begin(), ids.end());
   int n = 0;
   for (auto& k : kernels_->list(true))
-    n += k.spare && mine.count(k.id) && k.execution_state == "idle";
+    n += k.spare && mine.count(k.id) && k.execution_state == kernel::KernelState::kIdle;
   return n;
 }
 
@@ -129,7 +129,7 @@ void WarmPool::tick() {
   std::map<std::string, kernel::KernelModel> all;
   bool user_starting = false, spare_starting = false;
   for (auto& k : kernels_->list(true)) {
-    if (k.execution_state == "starting") (k.spare ? spare_starting : user_starting) = true;
+    if (k.execution_state == kernel::KernelState::kStarting) (k.spare ? spare_starting : user_starting) = true;
     all[k.id] = std::move(k);
   }
   auto now = SteadyClock::now();
@@ -146,7 +146,7 @@ void WarmPool::tick() {
       for (auto& id : e.spares) {
         auto k = all.find(id);
         if (k == all.end() || !k->second.spare) continue;
-        if (k->second.execution_state == "dead")
+        if (k->second.execution_state == kernel::KernelState::kDead)
           drop.push_back(id);
         else
           keep.push_back(id);

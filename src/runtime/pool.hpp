@@ -29,7 +29,7 @@ namespace skylab::runtime {
 class WarmPool {
  public:
   //! `user_enabled(name)`: false for users whose spares must go (disabled).
-  WarmPool(std::shared_ptr<kernel::KernelManager> kernels, Config config,
+  WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config,
            std::function<bool(const std::string& user)> user_enabled = {});
   //! Stops the thread and shuts every spare down.
   ~WarmPool();
@@ -66,7 +66,7 @@ class WarmPool {
   bool poolable(const std::string& type) const;
   void shutdown_ids(const std::vector<std::string>& ids);
 
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   Config config_;
   std::function<bool(const std::string&)> user_enabled_;
   int size_;

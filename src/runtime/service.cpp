@@ -14,7 +14,7 @@ namespace {
 
 class LocalBackend final : public RuntimeBackend {
  public:
-  LocalBackend(std::shared_ptr<kernel::KernelManager> kernels,
+  LocalBackend(std::shared_ptr<kernel::KernelService> kernels,
                std::shared_ptr<const kernel::KernelSpecStore> specs, std::shared_ptr<WarmPool> pool,
                std::shared_ptr<kernel::Launcher> launcher)
       : kernels_(std::move(kernels)),
@@ -47,7 +47,7 @@ class LocalBackend final : public RuntimeBackend {
   }
 
  private:
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::shared_ptr<const kernel::KernelSpecStore> specs_;
   std::shared_ptr<WarmPool> pool_;
   std::shared_ptr<kernel::Launcher> launcher_;
@@ -56,7 +56,7 @@ class LocalBackend final : public RuntimeBackend {
 }  // namespace
 
 std::shared_ptr<RuntimeBackend> make_local_backend(
-    std::shared_ptr<kernel::KernelManager> kernels,
+    std::shared_ptr<kernel::KernelService> kernels,
     std::shared_ptr<const kernel::KernelSpecStore> specs, std::shared_ptr<WarmPool> pool,
     std::shared_ptr<kernel::Launcher> launcher) {
   return std::make_shared<LocalBackend>(std::move(kernels), std::move(specs), std::move(pool),

@@ -102,7 +102,7 @@ class RuntimeBackend {
 //! spares from a WarmPool (may be null), claimed only for kernelspecs
 //! `specs` knows.
 std::shared_ptr<RuntimeBackend> make_local_backend(
-    std::shared_ptr<kernel::KernelManager> kernels,
+    std::shared_ptr<kernel::KernelService> kernels,
     std::shared_ptr<const kernel::KernelSpecStore> specs, std::shared_ptr<WarmPool> pool,
     std::shared_ptr<kernel::Launcher> launcher = nullptr);
 

@@ -313,7 +313,7 @@ namespace {
 class SlurmBackend : public RuntimeBackend {
  public:
   SlurmBackend(std::shared_ptr<RuntimeBackend> local,
-               std::shared_ptr<kernel::KernelManager> kernels,
+               std::shared_ptr<kernel::KernelService> kernels,
                std::shared_ptr<const SlurmContext> ctx)
       : local_(std::move(local)), kernels_(std::move(kernels)), ctx_(std::move(ctx)) {
     watcher_ = std::thread([this] { watch(); });
@@ -359,7 +359,7 @@ class SlurmBackend : public RuntimeBackend {
       if (cancelled(s.id))
         return stop_and_fail(s.id, Error::unavailable("released before it started"));
       auto m = kernels_->get(s.id);
-      if (!m.ok() || m->execution_state == "dead")
+      if (!m.ok() || m->execution_state == kernel::KernelState::kDead)
         return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason
                                                              : "the runtime ended"));
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -375,7 +375,7 @@ class SlurmBackend : public RuntimeBackend {
       if (cancelled(s.id))
         return stop_and_fail(s.id, Error::unavailable("released before it started"));
       auto m = kernels_->get(s.id);
-      if (!m.ok() || m->execution_state == "dead")
+      if (!m.ok() || m->execution_state == kernel::KernelState::kDead)
         return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason
                                                              : "the runtime ended"));
       // The watcher's one squeue per second for all jobs (never one per runtime).
@@ -408,10 +408,10 @@ class SlurmBackend : public RuntimeBackend {
     progress("Starting the kernel on " + node);
     for (int i = 0; i < 2400; ++i) {
       auto m = kernels_->get(s.id);
-      if (!m.ok() || m->execution_state == "dead")
+      if (!m.ok() || m->execution_state == kernel::KernelState::kDead)
         return stop_and_fail(s.id, Error::unavailable(m.ok() ? "the runtime ended: " + m->reason
                                                              : "the runtime ended"));
-      if (m->execution_state != "starting") break;
+      if (m->execution_state != kernel::KernelState::kStarting) break;
       if (cancelled(s.id))
         return stop_and_fail(s.id, Error::unavailable("released before it started"));
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -597,7 +597,7 @@ class SlurmBackend : public RuntimeBackend {
                    st.rfind("SUSPENDED", 0) == 0 || st.rfind("REQUEUED", 0) == 0;
       if (alive) continue;
       auto k = kernels_->get(id);
-      if (!k.ok() || k->execution_state == "dead" || k->pid <= 0) continue;
+      if (!k.ok() || k->execution_state == kernel::KernelState::kDead || k->pid <= 0) continue;
       if (trim(read_small(fs::path(jd.second) / "jobid", 64)) != jd.first)
         continue;  // resubmitted meanwhile
       auto reason_file = fs::path(jd.second) / "exit_reason";
@@ -628,7 +628,7 @@ class SlurmBackend : public RuntimeBackend {
   }
 
   std::shared_ptr<RuntimeBackend> local_;
-  std::shared_ptr<kernel::KernelManager> kernels_;
+  std::shared_ptr<kernel::KernelService> kernels_;
   std::shared_ptr<const SlurmContext> ctx_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -644,7 +644,7 @@ class SlurmBackend : public RuntimeBackend {
 }  // namespace
 
 std::shared_ptr<RuntimeBackend> make_slurm_backend(std::shared_ptr<RuntimeBackend> local,
-                                                   std::shared_ptr<kernel::KernelManager> kernels,
+                                                   std::shared_ptr<kernel::KernelService> kernels,
                                                    std::shared_ptr<const SlurmContext> ctx) {
   return std::make_shared<SlurmBackend>(std::move(local), std::move(kernels), std::move(ctx));
 }

@@ -81,7 +81,7 @@ class SlurmLauncher : public kernel::Launcher {
 
 //! The backend: Slurm types as above, all others through `local`.
 std::shared_ptr<RuntimeBackend> make_slurm_backend(std::shared_ptr<RuntimeBackend> local,
-                                                   std::shared_ptr<kernel::KernelManager> kernels,
+                                                   std::shared_ptr<kernel::KernelService> kernels,
                                                    std::shared_ptr<const SlurmContext> ctx);
 
 //! True when some runtime type of `config` has backend = "slurm".

@@ -40,7 +40,7 @@ class FakeBackend : public RuntimeBackend {
     k.name = s.spec;
     k.runtime_type = s.type;
     k.gpus = s.gpus;
-    k.execution_state = "starting";
+    k.execution_state = kernel::KernelState::kStarting;
     kernels_[k.id] = k;
     ++starts_;
     return k;

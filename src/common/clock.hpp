@@ -1,0 +1,55 @@
+// One clock seam: code that decides by time takes a `const Clock&` (or a
+// shared_ptr to one) so that tests drive time by hand with ManualClock.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+
+namespace skylab {
+
+//! Thread-safe. `now()` is monotonic (deadlines, intervals); `wall()` is the
+//! calendar time shown to users and stored (last_activity, started).
+class Clock {
+ public:
+  using SteadyPoint = std::chrono::steady_clock::time_point;
+  using WallPoint = std::chrono::system_clock::time_point;
+  virtual ~Clock() = default;
+  virtual SteadyPoint now() const = 0;
+  virtual WallPoint wall() const = 0;
+};
+
+//! The process's real clocks. A static object: never destroyed early.
+inline const Clock& real_clock() {
+  struct Real final : Clock {
+    SteadyPoint now() const override { return std::chrono::steady_clock::now(); }
+    WallPoint wall() const override { return std::chrono::system_clock::now(); }
+  };
+  static const Real clock;
+  return clock;
+}
+
+//! A clock that moves only when told (tests). Both readings advance together.
+class ManualClock final : public Clock {
+ public:
+  SteadyPoint now() const override {
+    std::lock_guard lock(mutex_);
+    return steady_;
+  }
+  WallPoint wall() const override {
+    std::lock_guard lock(mutex_);
+    return wall_;
+  }
+  //! Moves both readings forward by `d` (d >= 0).
+  void advance(std::chrono::nanoseconds d) {
+    std::lock_guard lock(mutex_);
+    steady_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
+    wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  SteadyPoint steady_{std::chrono::hours(1000)};
+  WallPoint wall_{std::chrono::hours(24 * 365 * 50)};
+};
+
+}  // namespace skylab

@@ -1,0 +1,91 @@
+#include "kernel/process.hpp"
+
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+namespace skylab::kernel {
+namespace {
+
+std::map<std::string, std::string> env_of(std::vector<std::string> base, const KernelEnvInput& in) {
+  std::vector<char*> ptrs;
+  for (auto& s : base) ptrs.push_back(s.data());
+  ptrs.push_back(nullptr);
+  return kernel_environment(ptrs.data(), in);
+}
+
+TEST(KernelEnvironment, DropsTheAdminTokenAndSetsTheRuntimeFiles) {
+  KernelEnvInput in;
+  in.state_file = "/s/state.json";
+  in.ack_file = "/s/state.json.done";
+  auto env = env_of({"SKYLAB_ADMIN_TOKEN=secret", "HOME=/root", "noequals", "SKYLAB_OTHER=x"}, in);
+  EXPECT_EQ(env.count("SKYLAB_ADMIN_TOKEN"), 0u);
+  EXPECT_EQ(env["HOME"], "/root");
+  EXPECT_EQ(env["SKYLAB_OTHER"], "x");
+  EXPECT_EQ(env.count("noequals"), 0u);
+  EXPECT_EQ(env["SKYLAB_RUNTIME_STATE"], "/s/state.json");
+  EXPECT_EQ(env["SKYLAB_RUNTIME_ACK"], "/s/state.json.done");
+  EXPECT_EQ(env.count("CUDA_VISIBLE_DEVICES"), 0u);  // a plain kernel keeps the server's (none here)
+}
+
+TEST(KernelEnvironment, SpecEnvIsAppliedLast) {
+  KernelEnvInput in;
+  in.spec_env = {{"HOME", "/home/x"}};
+  auto env = env_of({"HOME=/root"}, in);
+  EXPECT_EQ(env["HOME"], "/home/x");
+}
+
+TEST(KernelEnvironment, CudaVisibleDevicesListsTheGrantedGpusOnly) {
+  KernelEnvInput in;
+  in.gpus = {2, 0};
+  EXPECT_EQ(env_of({"CUDA_VISIBLE_DEVICES=0,1,2,3"}, in)["CUDA_VISIBLE_DEVICES"], "2,0");
+  in.gpus.clear();
+  in.runtime_type = "cpu";
+  auto env = env_of({"CUDA_VISIBLE_DEVICES=0,1,2,3"}, in);
+  ASSERT_EQ(env.count("CUDA_VISIBLE_DEVICES"), 1u);
+  EXPECT_EQ(env["CUDA_VISIBLE_DEVICES"], "");  // a runtime without GPUs sees none
+}
+
+TEST(KernelEnvironment, PythonPathIsPrepended) {
+  KernelEnvInput in;
+  in.python_path = "/opt/skylab/python";
+  EXPECT_EQ(env_of({"PYTHONPATH=/a"}, in)["PYTHONPATH"], "/opt/skylab/python:/a");
+  EXPECT_EQ(env_of({}, in)["PYTHONPATH"], "/opt/skylab/python");
+}
+
+TEST(KernelArgv, SubstitutesConnectionFileAndResourceDirOnce) {
+  KernelSpec spec;
+  spec.argv = {"python3", "-f", "{connection_file}", "--dir={resource_dir}/x"};
+  spec.resource_dir = "/k";
+  auto argv = kernel_argv(spec, "/run/{connection_file}.json");
+  ASSERT_EQ(argv.size(), 4u);
+  EXPECT_EQ(argv[2], "/run/{connection_file}.json");  // not expanded again (no endless loop)
+  EXPECT_EQ(argv[3], "--dir=/k/x");
+}
+
+TEST(SpawnProcess, RunsAndReapsAChild) {
+  char tmpl[] = "/tmp/skylab-spawn-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string log = std::string(tmpl) + "/log";
+  auto pid = spawn_process({"sh", "-c", "echo hi; exit 3"}, {{"PATH", "/usr/bin:/bin"}}, "", log);
+  ASSERT_TRUE(pid.ok()) << pid.error().message;
+  int status = 0;
+  EXPECT_TRUE(process_exited(pid.value(), false, true, status));
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_FALSE(spawn_process({}, {}, "", log).ok());
+  ::unlink(log.c_str());
+  ::rmdir(tmpl);
+}
+
+TEST(PickPorts, GivesDistinctPorts) {
+  int ports[5] = {};
+  ASSERT_TRUE(pick_ports("127.0.0.1", ports, 5));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_GT(ports[i], 0);
+    for (int j = 0; j < i; ++j) EXPECT_NE(ports[i], ports[j]);
+  }
+}
+
+}  // namespace
+}  // namespace skylab::kernel
