@@ -71,21 +71,14 @@ void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done,
   call->query = req.query;
   call->body = std::move(req.body);
   std::size_t request_bytes = call->body.size();
-  bool queued = ctx->work->post([call, done, work = std::move(work), request_bytes]() {
-    Response res;
-    try {
-      res = work(*call);
-    } catch (const std::exception& e) {
-      log::error(std::string("contents handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
+  post_or_busy(ctx->work.get(), [call, done, work = std::move(work), request_bytes]() {
+    Response res = run_guarded([&] { return work(*call); }, "contents handler");
     bool large = request_bytes + res.body.size() >= kTrimAfterBytes;
     done(std::move(res));
     // Multi-MB notebooks leave freed memory in this worker's malloc arena;
     // give it back rather than let each worker hold its high-water mark.
     if (large) ::malloc_trim(0);
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  }, done);
 }
 
 Response error(int status, const std::string& message) {

@@ -111,20 +111,11 @@ void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<Runtime
   call->path = std::move(full.value());
   call->query = req.query;
   call->body = std::move(req.body);
-  bool queued = ctx->work->post([rf, call, done, work = std::move(work)]() {
-    Response res;
-    try {
-      if (!rf->has_content(call->id))
-        res = Response::error(409, "This runtime has no /content on the server (it runs without a sandbox)");
-      else
-        res = work(*call);
-    } catch (const std::exception& e) {
-      log::error(std::string("runtime files handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx->work.get(), done, [rf, call, work = std::move(work)]() {
+    if (!rf->has_content(call->id))
+      return Response::error(409, "This runtime has no /content on the server (it runs without a sandbox)");
+    return work(*call);
+  }, "runtime files handler");
 }
 
 json entry_json(const drive::NodeInfo& n, const std::string& rel_path) {

@@ -162,17 +162,7 @@ void SecretsBroker::answer(const std::string& kernel_id, const std::string& name
 namespace {
 
 void on_work(Context& ctx, Responder done, std::function<Response()> work) {
-  bool queued = ctx.work->post([done, work = std::move(work)] {
-    Response res;
-    try {
-      res = work();
-    } catch (const std::exception& e) {
-      log::error(std::string("secrets handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "secrets handler");
 }
 
 json info_json(const auth::SecretInfo& s) {

@@ -55,17 +55,7 @@ json limit_or_null(std::optional<double> v) {
 
 //! Runs `work` on the work queue; one catch-all; 503 when the queue is full.
 void on_queue(Context& ctx, Responder done, std::function<Response()> work) {
-  bool queued = ctx.work && ctx.work->post([done, work = std::move(work)] {
-    Response res;
-    try {
-      res = work();
-    } catch (const std::exception& e) {
-      log::error(std::string("usage handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "usage handler");
 }
 
 std::optional<Response> admins_only(const Request& req) {
