@@ -21,7 +21,6 @@
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 #include "drive/file_store.hpp"
-#include "drive/json_io.hpp"
 #include "drive/path.hpp"
 
 namespace skylab::api {
@@ -146,7 +145,7 @@ Response get(drive::FileStore& fs, Call& c) {
     }
     json m = {{"path", base}, {"type", "directory"}, {"last_modified", util::iso_time(info->modified)},
               {"content", std::move(items)}};
-    return safe_json(200, m);
+    return Response::json(200, m);
   }
   auto f = fs.open_read(c.id, c.path);
   if (!f.ok()) return error(f.error());
@@ -193,7 +192,7 @@ Response put(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
       m["last_modified"] = util::iso_time(info->modified);
     }
   }
-  return safe_json(r->committed && !existed ? 201 : 200, m);
+  return Response::json(r->committed && !existed ? 201 : 200, m);
 }
 
 Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
@@ -205,7 +204,7 @@ Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.make_directory(c.id, c.path);
   if (!st.ok()) return error(st.error());
-  return safe_json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
+  return Response::json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
 }
 
 Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
@@ -224,7 +223,7 @@ Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.rename(c.id, c.path, full.value());
   if (!st.ok()) return error(st.error());
-  return safe_json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
+  return Response::json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
 }
 
 Response remove_path(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {

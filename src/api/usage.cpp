@@ -144,7 +144,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                          {"gpus", p.gpus}});
       }
       int total = static_cast<int>(service->gpus()->gpus().size());
-      return safe_json(200,
+      return Response::json(200,
                        {{"runtimes", running}, {"queue", queue}, {"gpus", {{"total", total}}}});
     });
   });
@@ -192,7 +192,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         out.push_back(j);
       }
       auto ws = runtime::week_start(ledger ? ledger->now() : std::chrono::system_clock::now());
-      return safe_json(
+      return Response::json(
           200,
           {{"week",
             {{"start", util::iso_time(ws)}, {"end", util::iso_time(ws + std::chrono::days(7))}}},
@@ -224,7 +224,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                        {"action", e.action},
                        {"target", e.target},
                        {"detail", e.detail}});
-      return safe_json(200, out);
+      return Response::json(200, out);
     });
   });
 }

@@ -10,7 +10,7 @@
 
 #include "common/log.hpp"
 #include "drive/codec.hpp"
-#include "drive/json_io.hpp"
+#include "common/json_io.hpp"
 #include "drive/notebook.hpp"
 
 namespace skylab::drive {
@@ -548,7 +548,7 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
     // Through the notebook save path, so that every stored notebook is valid.
     auto bytes = files_->read(src->user, src->path, options_.max_read_bytes);
     if (!bytes.ok()) return bytes.error();
-    auto parsed = parse_json(bytes.value());
+    auto parsed = json_io::parse_json(bytes.value());
     if (!parsed.ok()) return Error::bad_request("Cannot copy " + q(src->path) + ": not a readable notebook");
     json nb = std::move(parsed.value());
     if (auto st = prepare_for_save(nb); !st.ok()) return Error::bad_request("Cannot copy: " + st.error().message);
