@@ -422,7 +422,7 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   if (options_.quota_bytes > 0) {
     std::uint64_t used = used_bytes(t->user);
     if (used + bytes.size() > options_.quota_bytes) {
-      files_->write_chunk(t->user, t->path, 1, {});  // drops what was staged (an empty restart)
+      (void)files_->write_chunk(t->user, t->path, 1, {});  // drops what was staged (an empty restart)
       return quota_error(used, bytes.size());
     }
   }
@@ -648,7 +648,7 @@ Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::s
   auto all = meta_->list_revisions(t->user, t->path.str());
   if (all.ok()) {
     auto drop = revisions_to_prune(all.value(), now(), options_.revisions);
-    if (!drop.empty()) meta_->delete_revisions(t->user, drop);
+    if (!drop.empty()) (void)meta_->delete_revisions(t->user, drop);  // pruning is best effort
   }
   return r;
 }
