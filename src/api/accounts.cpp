@@ -310,8 +310,7 @@ void changed(const Context& ctx) {
 http::Handler on_work_queue(std::shared_ptr<Context> ctx, http::Handler h) {
   return [ctx, h = std::move(h)](Request& req, Responder done) {
     auto copy = std::make_shared<Request>(req);
-    bool queued = ctx->work && ctx->work->post([h, copy, done] { h(*copy, done); });
-    if (!queued) done(Response::from_error(Error::unavailable("Server busy; try again")));
+    post_or_busy(ctx->work.get(), [h, copy, done] { h(*copy, done); }, done);
   };
 }
 

@@ -142,12 +142,11 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
     if (!ctx->drive || !ctx->work) return done(Response::json(200, me));
     // Storage use: a filesystem query or a (bounded) walk, off the Asio thread.
     auto user = req.user;
-    bool queued = ctx->work->post([ctx, user, me, done]() mutable {
+    respond_on_queue(ctx->work.get(), done, [ctx, user, me]() mutable {
       auto st = ctx->drive->storage(user);
       if (st.ok()) me["storage"] = {{"used", st->used}, {"quota", st->quota}};
-      done(Response::json(200, me));
-    });
-    if (!queued) done(Response::error(503, "The server is busy; try again"));
+      return Response::json(200, me);
+    }, "me");
   });
 
   r->add("GET", "/api/kernelspecs/?", [ctx](Request&, Responder done) {

@@ -148,11 +148,6 @@ nlohmann::json contents_model(const drive::Entry& e);
 //! Jupyter Server's kernel model: id, name, last_activity, execution_state, connections.
 nlohmann::json kernel_json(const kernel::KernelModel& k);
 
-//! JSON with '<', '>' and '&' escaped as \u003c, \u003e, \u0026, for replies
-//! that carry users' strings (file names, paths): HTML in them can never be
-//! rendered from a response. (contents.cpp)
-http::Response safe_json(int status, const nlohmann::json& j);
-
 //! Parses a JSON object body; an empty body is an empty object.
 Result<nlohmann::json> parse_json_body(const std::string& body);
 

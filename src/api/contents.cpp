@@ -18,7 +18,7 @@
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 #include "drive/drive.hpp"
-#include "drive/json_io.hpp"
+#include "common/json_io.hpp"
 #include "drive/notebook.hpp"
 #include "live/live.hpp"
 
@@ -30,14 +30,6 @@ using http::Request;
 using http::Responder;
 using http::Response;
 using nlohmann::json;
-
-Response safe_json(int status, const json& j) {
-  Response r;
-  r.status = status;
-  drive::write_json(r.body, j, drive::JsonStyle{-1, true});
-  r.headers.emplace_back("Content-Type", "application/json");
-  return r;
-}
 
 namespace {
 
@@ -71,25 +63,18 @@ void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done,
   call->query = req.query;
   call->body = std::move(req.body);
   std::size_t request_bytes = call->body.size();
-  bool queued = ctx->work->post([call, done, work = std::move(work), request_bytes]() {
-    Response res;
-    try {
-      res = work(*call);
-    } catch (const std::exception& e) {
-      log::error(std::string("contents handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
+  post_or_busy(ctx->work.get(), [call, done, work = std::move(work), request_bytes]() {
+    Response res = run_guarded([&] { return work(*call); }, "contents handler");
     bool large = request_bytes + res.body.size() >= kTrimAfterBytes;
     done(std::move(res));
     // Multi-MB notebooks leave freed memory in this worker's malloc arena;
     // give it back rather than let each worker hold its high-water mark.
     if (large) ::malloc_trim(0);
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  }, done);
 }
 
 Response error(int status, const std::string& message) {
-  return safe_json(status, {{"message", message}, {"reason", nullptr}});
+  return Response::json(status, {{"message", message}, {"reason", nullptr}});
 }
 Response error(const Error& e) { return error(http::status_for(e), e.message); }
 
@@ -128,7 +113,7 @@ json model(const Entry& e) {
 }
 
 Response model_response(int status, const Entry& e, bool location) {
-  auto res = safe_json(status, model(e));
+  auto res = Response::json(status, model(e));
   if (location) res.set_header("Location", "/api/contents/" + url_escape_path(e.path));
   res.set_header("Last-Modified", util::iso_time(e.modified));
   return res;
@@ -138,7 +123,7 @@ std::string path_param(const Call& c) { return c.params.empty() ? std::string() 
 
 Result<json> body_object(Call& c) {
   if (c.body.empty()) return json::object();
-  auto j = drive::parse_json(c.body);
+  auto j = json_io::parse_json(c.body);
   std::string().swap(c.body);  // free the raw body before the work that follows
   if (!j.ok()) return Error::bad_request(j.error().message + " in the request body");
   if (!j->is_object()) return Error::bad_request("Request body must be a JSON object");
@@ -271,7 +256,7 @@ Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
     m["hash"] = hash ? json(*hash) : json(nullptr);
     m["hash_algorithm"] = hash ? json("sha256") : json(nullptr);
   }
-  auto res = safe_json(200, m);
+  auto res = Response::json(200, m);
   res.set_header("Last-Modified", util::iso_time(modified));
   return res;
 }
@@ -444,7 +429,7 @@ Response revision_model(drive::Drive& d, Call& c, const std::string& path, std::
       m["type"] = "notebook";
       m["format"] = "json";
       m["content"] = std::move(nb.value());
-      return safe_json(200, m);
+      return Response::json(200, m);
     }
   }
   m["type"] = "file";
@@ -455,7 +440,7 @@ Response revision_model(drive::Drive& d, Call& c, const std::string& path, std::
     m["format"] = "base64";
     m["content"] = drive::base64_encode(bytes.value());
   }
-  return safe_json(200, m);
+  return Response::json(200, m);
 }
 
 }  // namespace
@@ -497,14 +482,14 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!revs.ok()) return error(revs.error());
       json out = json::array();
       for (auto& rev : revs.value()) out.push_back(checkpoint_json(rev));
-      return safe_json(200, out);
+      return Response::json(200, out);
     });
   });
   r.add("POST", contents + "/checkpoints", [ctx, d](Request& req, Responder done) {
     dispatch(ctx, req, done, [d](Call& c) {
       auto rev = d->create_checkpoint(c.user, path_param(c));
       if (!rev.ok()) return error(rev.error());
-      auto res = safe_json(201, checkpoint_json(rev.value()));
+      auto res = Response::json(201, checkpoint_json(rev.value()));
       auto p = drive::DrivePath::parse(path_param(c));
       res.set_header("Location", "/api/contents/" + url_escape_path(p.ok() ? p->str() : "") + "/checkpoints/" +
                                      std::to_string(rev->id));
@@ -562,7 +547,7 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       json list = json::array();
       for (auto it = revs->rbegin(); it != revs->rend(); ++it) list.push_back(revision_json(*it));
       auto p = drive::DrivePath::parse(*path);
-      return safe_json(200, {{"path", p.ok() ? p->str() : *path}, {"revisions", std::move(list)}});
+      return Response::json(200, {{"path", p.ok() ? p->str() : *path}, {"revisions", std::move(list)}});
     });
   });
   r.add("GET", "/api/skylab/revisions/([0-9]{1,18})", [ctx, d](Request& req, Responder done) {

@@ -160,33 +160,13 @@ Response copy_example(Context& ctx, const auth::Identity& user, const std::strin
 
 void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("GET", "/api/skylab/examples/?", [ctx](Request&, Responder done) {
-    bool queued = ctx->work->post([ctx, done] {
-      Response res;
-      try {
-        res = list_examples(ctx->examples_dir);
-      } catch (const std::exception& e) {
-        log::error(std::string("examples: ") + e.what());
-        res = Response::error(500, "Internal server error");
-      }
-      done(std::move(res));
-    });
-    if (!queued) done(Response::error(503, "The server is busy; try again"));
+    respond_on_queue(ctx->work.get(), done, [ctx] { return list_examples(ctx->examples_dir); }, "examples");
   });
   if (!ctx->drive) return;
   r.add("POST", "/api/skylab/examples/([A-Za-z0-9_-]{1,64})", [ctx](Request& req, Responder done) {
     auto user = req.user;
     std::string name = req.params[0];
-    bool queued = ctx->work->post([ctx, done, user, name] {
-      Response res;
-      try {
-        res = copy_example(*ctx, user, name);
-      } catch (const std::exception& e) {
-        log::error(std::string("examples: ") + e.what());
-        res = Response::error(500, "Internal server error");
-      }
-      done(std::move(res));
-    });
-    if (!queued) done(Response::error(503, "The server is busy; try again"));
+    respond_on_queue(ctx->work.get(), done, [ctx, user, name] { return copy_example(*ctx, user, name); }, "examples");
   });
 }
 

@@ -639,19 +639,18 @@ void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!job.ok()) return done(Response::from_error(job.error()));
     // Disk work (reading the notebook, writing the record) on the work
     // queue, never on the Asio thread.
-    bool queued = ctx->work->post([ctx, runner, done, user = req.user, job = std::move(job.value())]() mutable {
+    respond_on_queue(ctx->work.get(), done, [ctx, runner, user = req.user, job = std::move(job.value())]() mutable {
       // The notebook must exist, be the user's and be a notebook now (it is
       // read again when the job starts).
       std::string why;
       auto nb = ctx->drive->read_notebook(user, job.path, &why);
-      if (!nb.ok()) return done(Response::from_error(nb.error()));
+      if (!nb.ok()) return Response::from_error(nb.error());
       auto model = runner->submit(std::move(job));
-      if (!model.ok()) return done(Response::from_error(model.error()));
+      if (!model.ok()) return Response::from_error(model.error());
       auto res = Response::json(201, model.value());
       res.set_header("Location", "/api/skylab/jobs/" + model.value()["id"].get<std::string>());
-      done(std::move(res));
-    });
-    if (!queued) done(Response::error(503, "The server is busy; try again"));
+      return res;
+    }, "job submit");
   });
 
   r.add("GET", "/api/skylab/jobs/?", [weak](Request& req, Responder done) {

@@ -295,15 +295,14 @@ void add_ops_routes(http::Router& r, std::shared_ptr<Context> ctx, OpsOptions op
           res.set_header("WWW-Authenticate", "Bearer realm=\"skylab metrics\"");
           return done(std::move(res));
         }
-        bool posted = ctx->work->post([done] {
+        respond_on_queue(ctx->work.get(), done, [] {
           Response res;
           res.status = 200;
           res.body = metrics::render();
           res.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
           res.set_header("Cache-Control", "no-store");
-          done(std::move(res));
-        });
-        if (!posted) done(Response::error(503, "Server busy"));
+          return res;
+        }, "metrics");
       },
       pub);
 }

@@ -21,7 +21,6 @@
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 #include "drive/file_store.hpp"
-#include "drive/json_io.hpp"
 #include "drive/path.hpp"
 
 namespace skylab::api {
@@ -111,20 +110,11 @@ void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<Runtime
   call->path = std::move(full.value());
   call->query = req.query;
   call->body = std::move(req.body);
-  bool queued = ctx->work->post([rf, call, done, work = std::move(work)]() {
-    Response res;
-    try {
-      if (!rf->has_content(call->id))
-        res = Response::error(409, "This runtime has no /content on the server (it runs without a sandbox)");
-      else
-        res = work(*call);
-    } catch (const std::exception& e) {
-      log::error(std::string("runtime files handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx->work.get(), done, [rf, call, work = std::move(work)]() {
+    if (!rf->has_content(call->id))
+      return Response::error(409, "This runtime has no /content on the server (it runs without a sandbox)");
+    return work(*call);
+  }, "runtime files handler");
 }
 
 json entry_json(const drive::NodeInfo& n, const std::string& rel_path) {
@@ -155,7 +145,7 @@ Response get(drive::FileStore& fs, Call& c) {
     }
     json m = {{"path", base}, {"type", "directory"}, {"last_modified", util::iso_time(info->modified)},
               {"content", std::move(items)}};
-    return safe_json(200, m);
+    return Response::json(200, m);
   }
   auto f = fs.open_read(c.id, c.path);
   if (!f.ok()) return error(f.error());
@@ -202,7 +192,7 @@ Response put(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
       m["last_modified"] = util::iso_time(info->modified);
     }
   }
-  return safe_json(r->committed && !existed ? 201 : 200, m);
+  return Response::json(r->committed && !existed ? 201 : 200, m);
 }
 
 Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
@@ -214,7 +204,7 @@ Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.make_directory(c.id, c.path);
   if (!st.ok()) return error(st.error());
-  return safe_json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
+  return Response::json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
 }
 
 Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
@@ -233,7 +223,7 @@ Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.rename(c.id, c.path, full.value());
   if (!st.ok()) return error(st.error());
-  return safe_json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
+  return Response::json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
 }
 
 Response remove_path(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {

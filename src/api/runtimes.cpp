@@ -243,7 +243,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("GET", "/api/skylab/resources/?", [ctx, cpu, allocator = gpus](Request& req, Responder done) {
     // Reads cgroup files and may walk /content: off the network thread.
     auto user = req.user;
-    auto work = [ctx, cpu, allocator, user, done]() mutable {
+    respond_on_queue(ctx->work.get(), done, [ctx, cpu, allocator, user]() {
       json gpus = json::array();
       std::map<int, runtime::GpuUsage> by_index;
       for (auto& u : runtime::gpu_usage()) {
@@ -259,11 +259,10 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       json runtimes = json::array();
       for (auto& k : ctx->kernels->list())
         if (may_access(user, k.owner)) runtimes.push_back(usage_json(*ctx, k, *cpu, by_index));
-      done(Response::json(200, {{"host", {{"memory_total", meminfo("MemTotal")}, {"memory_available", meminfo("MemAvailable")},
-                                          {"disk", disk}, {"gpus", gpus}, {"gpu_count", allocator->gpus().size()}}},
-                                {"runtimes", runtimes}}));
-    };
-    if (!ctx->work || !ctx->work->post(work)) work();
+      return Response::json(200, {{"host", {{"memory_total", meminfo("MemTotal")}, {"memory_available", meminfo("MemAvailable")},
+                                            {"disk", disk}, {"gpus", gpus}, {"gpu_count", allocator->gpus().size()}}},
+                                  {"runtimes", runtimes}});
+    }, "resources");
   });
 }
 

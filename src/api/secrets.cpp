@@ -162,17 +162,7 @@ void SecretsBroker::answer(const std::string& kernel_id, const std::string& name
 namespace {
 
 void on_work(Context& ctx, Responder done, std::function<Response()> work) {
-  bool queued = ctx.work->post([done, work = std::move(work)] {
-    Response res;
-    try {
-      res = work();
-    } catch (const std::exception& e) {
-      log::error(std::string("secrets handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "secrets handler");
 }
 
 json info_json(const auth::SecretInfo& s) {
@@ -200,7 +190,7 @@ void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!list.ok()) return Response::from_error(list.error());
       json out = json::array();
       for (auto& s : list.value()) out.push_back(info_json(s));
-      return safe_json(200, out);
+      return Response::json(200, out);
     });
   });
 
@@ -223,7 +213,7 @@ void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                   std::fill(value->begin(), value->end(), '\0');
                   if (!st.ok()) return Response::from_error(st.error());
                   log::info("user '" + me + "' stored secret '" + name + "'");
-                  return safe_json(200, {{"name", name}});
+                  return Response::json(200, {{"name", name}});
                 });
       },
       put_opts);
@@ -251,7 +241,7 @@ void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                path = path.value()]() -> Response {
                 auto st = ctx->secrets->set_grant(me, name, path, granted);
                 if (!st.ok()) return Response::from_error(st.error());
-                return safe_json(200, {{"name", name}, {"path", path}, {"access", granted}});
+                return Response::json(200, {{"name", name}, {"path", path}, {"access", granted}});
               });
     };
   };

@@ -10,7 +10,6 @@
 #include "api/api.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
-#include "drive/json_io.hpp"
 #include "runtime/service.hpp"
 #include "common/json_limits.hpp"
 
@@ -143,14 +142,6 @@ std::size_t SessionStore::rename_path(const std::string& owner, const std::strin
 
 namespace {
 
-json kernel_json(const kernel::KernelModel& k) {
-  return {{"id", k.id},
-          {"name", k.name},
-          {"last_activity", util::iso_time(k.last_activity)},
-          {"execution_state", kernel::to_string(k.execution_state)},
-          {"connections", k.connections}};
-}
-
 //! The session's model, or nullopt when its kernel is gone (the session is
 //! then dropped, as Jupyter Server does).
 std::optional<json> session_model(Context& ctx, const SessionRecord& s) {
@@ -184,7 +175,7 @@ void start_kernel(Context& ctx, const auth::Identity& user, std::string name,
   if (name.empty()) name = ctx.specs->default_name();
   auto answer = [name](const Error& e) -> KernelOrResponse {
     if (e.code == Error::Code::kNotFound)
-      return safe_json(501, {{"message", "The '" + name +
+      return Response::json(501, {{"message", "The '" + name +
                                              "' kernel is not available. Please pick another suitable "
                                              "kernel instead, or install that kernel."},
                              {"short_message", name + " not found"}});
@@ -222,7 +213,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!may_access(req.user, s.owner)) continue;
       if (auto m = session_model(*ctx, s)) out.push_back(std::move(*m));
     }
-    done(safe_json(200, out));
+    done(Response::json(200, out));
   });
 
   r.add("POST", "/api/sessions/?", [ctx](Request& req, Responder done) {
@@ -252,7 +243,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     }
 
     auto respond = [done](json model) {
-      auto res = safe_json(201, model);
+      auto res = Response::json(201, model);
       res.set_header("Location", "/api/sessions/" + model["id"].get<std::string>());
       done(std::move(res));
     };
@@ -296,7 +287,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!s.ok()) return done(Response::from_error(s.error()));
     auto model = session_model(*ctx, s.value());
     if (!model) return done(Response::error(404, "Session not found: session_id='" + req.params[0] + "'"));
-    done(safe_json(200, *model));
+    done(Response::json(200, *model));
   });
 
   r.add("PATCH", id + "/?", [ctx](Request& req, Responder done) {
@@ -326,10 +317,10 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (after.kernel_id != before.kernel_id) {
         // The replaced kernel goes away before the reply, as in Jupyter Server.
         json reply = std::move(*model);
-        ctx->runtimes->release(before.kernel_id, [done, reply](Status) { done(safe_json(200, reply)); });
+        ctx->runtimes->release(before.kernel_id, [done, reply](Status) { done(Response::json(200, reply)); });
         return;
       }
-      done(safe_json(200, *model));
+      done(Response::json(200, *model));
     };
     if (auto k = m.find("kernel"); k != m.end() && !k->is_null()) {
       if (!k->is_object()) return done(Response::error(400, "'kernel' must be an object"));

@@ -140,17 +140,7 @@ std::optional<Response> unknown_fields(const json& body, std::initializer_list<c
 
 //! Runs `work` on the context's work queue (the Drive touches the disk).
 void on_work(Context& ctx, Responder done, std::function<Response()> work) {
-  bool queued = ctx.work->post([done, work = std::move(work)] {
-    Response res;
-    try {
-      res = work();
-    } catch (const std::exception& e) {
-      log::error(std::string("share handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "share handler");
 }
 
 json entry_json(const drive::Entry& e) {
@@ -280,7 +270,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       // The item check reads the disk: on the work queue, which then hands
       // the request to the route (whose handlers post their own work).
       auto held = std::make_shared<Request>(std::move(req));
-      bool queued = ctx->work->post([ctx, router, method, api_prefix, held, done, share = share, role = role,
+      post_or_busy(ctx->work.get(), [ctx, router, method, api_prefix, held, done, share = share, role = role,
                                      sub]() mutable {
         Responder respond = done;
         try {
@@ -302,8 +292,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           log::error(std::string("share handler failed: ") + e.what());
           done(Response::error(500, "Internal server error"));
         }
-      });
-      if (!queued) done(Response::error(503, "The server is busy; try again"));
+      }, done);
     };
   };
   http::RouteOptions big;

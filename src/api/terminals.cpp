@@ -488,7 +488,11 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         reg->unreserve(user, name);
         return done(Response::error(409, "No terminal for this runtime: " + argv.error().message));
       }
-      bool queued = ctx->work->post([ctx, reg, user, name, done, argv = argv.value(), kid = k.id] {
+      Responder refused = [reg, user, name, done](Response res) {
+        reg->unreserve(user, name);
+        done(std::move(res));
+      };
+      post_or_busy(ctx->work.get(), [ctx, reg, user, name, done, argv = argv.value(), kid = k.id] {
         auto spawned = spawn_on_pty(argv);
         if (!spawned.ok()) {
           reg->unreserve(user, name);
@@ -506,11 +510,7 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         if (!st.ok()) return done(Response::error(404, "The runtime is gone"));
         log::info("terminal " + name + " of " + user + " opened in runtime " + kid);
         done(Response::json(200, t->model()));
-      });
-      if (!queued) {
-        reg->unreserve(user, name);
-        done(Response::error(503, "The server is busy; try again"));
-      }
+      }, refused);
     };
 
     auto usable = [&](const kernel::KernelModel& k) {

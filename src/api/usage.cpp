@@ -55,17 +55,7 @@ json limit_or_null(std::optional<double> v) {
 
 //! Runs `work` on the work queue; one catch-all; 503 when the queue is full.
 void on_queue(Context& ctx, Responder done, std::function<Response()> work) {
-  bool queued = ctx.work && ctx.work->post([done, work = std::move(work)] {
-    Response res;
-    try {
-      res = work();
-    } catch (const std::exception& e) {
-      log::error(std::string("usage handler failed: ") + e.what());
-      res = Response::error(500, "Internal server error");
-    }
-    done(std::move(res));
-  });
-  if (!queued) done(Response::error(503, "The server is busy; try again"));
+  respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "usage handler");
 }
 
 std::optional<Response> admins_only(const Request& req) {
@@ -154,7 +144,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                          {"gpus", p.gpus}});
       }
       int total = static_cast<int>(service->gpus()->gpus().size());
-      return safe_json(200,
+      return Response::json(200,
                        {{"runtimes", running}, {"queue", queue}, {"gpus", {{"total", total}}}});
     });
   });
@@ -202,7 +192,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         out.push_back(j);
       }
       auto ws = runtime::week_start(ledger ? ledger->now() : std::chrono::system_clock::now());
-      return safe_json(
+      return Response::json(
           200,
           {{"week",
             {{"start", util::iso_time(ws)}, {"end", util::iso_time(ws + std::chrono::days(7))}}},
@@ -234,7 +224,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                        {"action", e.action},
                        {"target", e.target},
                        {"detail", e.detail}});
-      return safe_json(200, out);
+      return Response::json(200, out);
     });
   });
 }

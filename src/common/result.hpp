@@ -28,9 +28,10 @@ struct Error {
   static Error insufficient_storage(std::string m) { return {Code::kInsufficientStorage, std::move(m)}; }
 };
 
-//! Either a T or an Error. Check ok() before value().
+//! Either a T or an Error. Check ok() before value(). [[nodiscard]]: a dropped
+//! Result is a dropped error; say `(void)` where ignoring one is right.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(implicit)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(implicit)

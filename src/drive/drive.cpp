@@ -10,7 +10,7 @@
 
 #include "common/log.hpp"
 #include "drive/codec.hpp"
-#include "drive/json_io.hpp"
+#include "common/json_io.hpp"
 #include "drive/notebook.hpp"
 
 namespace skylab::drive {
@@ -422,7 +422,7 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   if (options_.quota_bytes > 0) {
     std::uint64_t used = used_bytes(t->user);
     if (used + bytes.size() > options_.quota_bytes) {
-      files_->write_chunk(t->user, t->path, 1, {});  // drops what was staged (an empty restart)
+      (void)files_->write_chunk(t->user, t->path, 1, {});  // drops what was staged (an empty restart)
       return quota_error(used, bytes.size());
     }
   }
@@ -548,7 +548,7 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
     // Through the notebook save path, so that every stored notebook is valid.
     auto bytes = files_->read(src->user, src->path, options_.max_read_bytes);
     if (!bytes.ok()) return bytes.error();
-    auto parsed = parse_json(bytes.value());
+    auto parsed = json_io::parse_json(bytes.value());
     if (!parsed.ok()) return Error::bad_request("Cannot copy " + q(src->path) + ": not a readable notebook");
     json nb = std::move(parsed.value());
     if (auto st = prepare_for_save(nb); !st.ok()) return Error::bad_request("Cannot copy: " + st.error().message);
@@ -648,7 +648,7 @@ Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::s
   auto all = meta_->list_revisions(t->user, t->path.str());
   if (all.ok()) {
     auto drop = revisions_to_prune(all.value(), now(), options_.revisions);
-    if (!drop.empty()) meta_->delete_revisions(t->user, drop);
+    if (!drop.empty()) (void)meta_->delete_revisions(t->user, drop);  // pruning is best effort
   }
   return r;
 }

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "common/util.hpp"
-#include "drive/json_io.hpp"
+#include "common/json_io.hpp"
 #include "common/json_limits.hpp"
 
 namespace skylab::drive {
@@ -576,14 +576,14 @@ std::string serialize_notebook(json nb) {
   });
   std::string out;
   out.reserve(1 << 16);
-  write_json(out, nb, JsonStyle{1, false});
+  json_io::write_json(out, nb, json_io::JsonStyle{1, false});
   out += '\n';
   return out;
 }
 
 Result<json> parse_stored_notebook(std::string_view bytes, std::string* validation_message) {
   if (validation_message) validation_message->clear();
-  auto parsed = parse_json(bytes);
+  auto parsed = json_io::parse_json(bytes);
   if (!parsed.ok()) return Error::bad_request("Unreadable Notebook: " + parsed.error().message);
   json nb = std::move(parsed.value());
   int major = 0, minor = 0;

@@ -66,7 +66,7 @@ class SqliteMetadataStore final : public MetadataStore {
     // Schema 2: revisions record who saved them.
     if (Stmt probe(db_, "SELECT author FROM revisions LIMIT 0"); !probe.ok()) {
       if (auto st = exec("ALTER TABLE revisions ADD COLUMN author TEXT NOT NULL DEFAULT ''"); !st.ok()) return st;
-      exec("UPDATE meta SET value='2' WHERE key='schema_version'");
+      if (auto st = exec("UPDATE meta SET value='2' WHERE key='schema_version'"); !st.ok()) return st;
     }
     Stmt get(db_, "SELECT value FROM meta WHERE key='schema_version'");
     if (!get.ok()) return db_error("read schema version");
@@ -96,7 +96,7 @@ class SqliteMetadataStore final : public MetadataStore {
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st.error();
     auto rollback = [&](const char* what) {
       Error e = db_error(what);
-      exec("ROLLBACK");
+      (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return e;
     };
     Stmt blob(db_, "INSERT OR IGNORE INTO blobs(sha256, size, data) VALUES(?1, ?2, ?3)");
@@ -110,7 +110,7 @@ class SqliteMetadataStore final : public MetadataStore {
     if (rev.step() != SQLITE_DONE) return rollback("store revision");
     std::int64_t id = sqlite3_last_insert_rowid(db_);
     if (auto st = exec("COMMIT"); !st.ok()) {
-      exec("ROLLBACK");
+      (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return st.error();
     }
     RevisionInfo info;
@@ -169,12 +169,12 @@ class SqliteMetadataStore final : public MetadataStore {
       q.bind(1, owner).bind(2, id);
       if (q.step() != SQLITE_DONE) {
         Error e = db_error("delete revision");
-        exec("ROLLBACK");
+        (void)exec("ROLLBACK");  // the error that got us here is the one to report
         return e;
       }
     }
     if (auto st = drop_orphans(); !st.ok()) {
-      exec("ROLLBACK");
+      (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return st;
     }
     return exec("COMMIT");
@@ -199,11 +199,11 @@ class SqliteMetadataStore final : public MetadataStore {
     q.bind(1, owner).bind(2, path);
     if (q.step() != SQLITE_DONE) {
       Error e = db_error("delete revisions");
-      exec("ROLLBACK");
+      (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return e;
     }
     if (auto st = drop_orphans(); !st.ok()) {
-      exec("ROLLBACK");
+      (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return st;
     }
     return exec("COMMIT");

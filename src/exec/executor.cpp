@@ -9,6 +9,7 @@
 #include "exec/notebook.hpp"
 #include "exec/outputs.hpp"
 #include "common/json_limits.hpp"
+#include "common/log.hpp"
 
 namespace skylab::exec {
 
@@ -305,7 +306,9 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     auto interrupt = [&](Stop why) {
       stop = why;
       interrupted_early = !cell_started;
-      im.kernels->interrupt(im.kernel_id);
+      // A failed interrupt (the kernel is gone) ends in the grace deadline below.
+      if (auto st = im.kernels->interrupt(im.kernel_id); !st.ok())
+        log::warn("cannot interrupt kernel " + im.kernel_id + ": " + st.error().message);
       grace_until = Clock::now() + im.opts.interrupt_grace;
     };
 
@@ -362,7 +365,8 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
         cell_started = true;
         if (interrupted_early) {
           interrupted_early = false;
-          im.kernels->interrupt(im.kernel_id);
+          if (auto st = im.kernels->interrupt(im.kernel_id); !st.ok())
+            log::warn("cannot interrupt kernel " + im.kernel_id + ": " + st.error().message);
         }
       }
       if (collector.on_iopub(it.msg_type, content, header_date(*it.msg))) got_idle = true;

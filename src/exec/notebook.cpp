@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/util.hpp"
@@ -111,6 +113,46 @@ std::string cell_source(const json& cell) {
   return {};
 }
 
+namespace {
+
+bool valid_cell_id(const json& id) {
+  if (!id.is_string()) return false;
+  const auto& s = id.get_ref<const std::string&>();
+  if (s.empty() || s.size() > 64) return false;
+  for (unsigned char c : s)
+    if (!std::isalnum(c) && c != '-' && c != '_') return false;
+  return true;
+}
+
+//! Cell ids as nbformat 4.5 requires them. A 4.0-4.4 notebook whose cells
+//! carry ids (written by a newer Jupyter but labelled older) is invalid as
+//! it stands; it becomes 4.5, as nbformat's upgrade makes it. In 4.5 every
+//! cell gets a valid id, unique in the notebook (nbformat's
+//! repair_duplicate_cell_ids): missing, malformed or repeated ones are
+//! replaced by fresh ones.
+void normalize_cell_ids(json& nb) {
+  if (nb["nbformat"].get<long long>() != 4) return;
+  auto& cells = nb["cells"];
+  auto minor = nb["nbformat_minor"].get<long long>();
+  if (minor < 5) {
+    bool any = false;
+    for (auto& cell : cells) any = any || cell.contains("id");
+    if (!any) return;
+    nb["nbformat_minor"] = 5;
+  }
+  std::set<std::string> seen;
+  for (auto& cell : cells) {
+    auto id = cell.find("id");
+    if (id != cell.end() && valid_cell_id(*id) && seen.insert(id->get<std::string>()).second) continue;
+    std::string fresh;
+    do fresh = new_cell_id();
+    while (!seen.insert(fresh).second);
+    cell["id"] = fresh;
+  }
+}
+
+}  // namespace
+
 Result<json> parse_notebook(std::string_view text) {
   // Depth first: nlohmann's parser is iterative, but dump() and every walk
   // over the cells recurse once per level.
@@ -176,6 +218,7 @@ Result<json> parse_notebook(std::string_view text) {
       }
     }
   }
+  normalize_cell_ids(nb);
   return nb;
 }
 

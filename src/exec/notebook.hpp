@@ -19,7 +19,8 @@ namespace skylab::exec {
 //! (sources, stream texts, text mime data) are joined into single strings,
 //! as nbformat.reads does, and missing per-cell fields that nbformat 4
 //! requires (`metadata`, a code cell's `outputs` and `execution_count`) are
-//! added.
+//! added. Cell ids are normalised as nbformat does: a 4.0-4.4 notebook whose
+//! cells carry ids becomes 4.5, and in 4.5 every cell gets a valid, unique id.
 Result<nlohmann::json> parse_notebook(std::string_view text);
 
 //! Reads the file at `path` (whole) and parses it as parse_notebook does.

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_io.hpp"
 #include "common/util.hpp"
 
 namespace skylab::http {
@@ -27,8 +28,9 @@ std::optional<std::string> Request::query_param(const std::string& name) const {
 Response Response::json(int status, const nlohmann::json& body) {
   Response r;
   r.status = status;
-  // Replace invalid UTF-8 rather than throw: data from kernels or users may carry it.
-  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // Invalid UTF-8 (data from kernels or users may carry it) is replaced, not
+  // thrown; '<', '>' and '&' are escaped, so no reply can be rendered as HTML.
+  json_io::write_json(r.body, body, json_io::JsonStyle{-1, true});
   r.headers.emplace_back("Content-Type", "application/json");
   return r;
 }

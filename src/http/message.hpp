@@ -57,6 +57,9 @@ struct Response {
   //! its end) and `body` is ignored.
   std::shared_ptr<FileBody> file;
 
+  //! `body` as compact JSON with '<', '>' and '&' written as \u003c, \u003e,
+  //! \u0026 (replies carry users' strings: none can be rendered as HTML) and
+  //! invalid UTF-8 replaced by U+FFFD.
   static Response json(int status, const nlohmann::json& body);
   //! Jupyter-style error body `{"message": m, "reason": null}`.
   static Response error(int status, std::string_view message);

@@ -707,10 +707,6 @@ std::size_t Server::close_websockets_if(const std::function<bool(const auth::Ide
   return impl_->close_websockets_if(should_close, reason);
 }
 
-std::size_t Server::close_websockets_of(const std::string& username, const std::string& reason) {
-  return impl_->close_websockets_if([&](const auth::Identity& u) { return u.username == username; }, reason);
-}
-
 Server::Server(ServerOptions options, std::shared_ptr<const Router> router,
                std::shared_ptr<const auth::Authenticator> authenticator)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(router), std::move(authenticator))) {}

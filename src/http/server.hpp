@@ -69,8 +69,6 @@ class Server {
   //! Returns how many were closed.
   std::size_t close_websockets_if(const std::function<bool(const auth::Identity&)>& should_close,
                                   const std::string& reason);
-  //! Closes every open WebSocket of `username`.
-  std::size_t close_websockets_of(const std::string& username, const std::string& reason);
 
   struct Impl;  // public so that session classes in server.cpp can name it
 

@@ -107,7 +107,8 @@ void LifecycleMonitor::write_state(const kernel::KernelModel& k, const Lifecycle
 void LifecycleMonitor::send_event(const std::string& kernel_id, const std::string& event,
                                   const LifecycleDecision& d) {
   auto left = std::chrono::duration_cast<std::chrono::seconds>(d.deadline() - now_()).count();
-  kernels_->notify(kernel_id, "skylab_runtime_event",
+  // A kernel that has just gone has nobody to tell.
+  (void)kernels_->notify(kernel_id, "skylab_runtime_event",
                    {{"event", event},
                     {"reason", d.reason},
                     {"deadline", iso_or_null(d.deadline())},

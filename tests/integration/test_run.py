@@ -162,6 +162,31 @@ def test_written_like_nbformat(work):
     assert not list(work.glob(".*tmp*"))  # the atomic write left no temporary
 
 
+def test_v44_notebook_with_cell_ids_comes_out_valid_45(work):
+    """A notebook labelled 4.4 whose cells carry ids (a newer Jupyter wrote
+    them) is invalid as it stands; skylab run writes it as a valid 4.5, ids
+    kept and missing ones added (nbformat's upgrade to 4.5)."""
+    nb = {"nbformat": 4, "nbformat_minor": 4, "metadata": {},
+          "cells": [{"cell_type": "markdown", "id": "intro", "metadata": {}, "source": "# T"},
+                    {"cell_type": "code", "id": "calc", "metadata": {}, "execution_count": None,
+                     "outputs": [], "source": "print(6 * 7)"},
+                    {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": "1 + 1"}]}
+    src = work / "v44ids.ipynb"
+    src.write_text(json.dumps(nb), encoding="utf-8")
+    with pytest.raises(nbformat.ValidationError):
+        nbformat.validate(json.loads(src.read_text(encoding="utf-8")))  # invalid as saved
+    r = skylab(src, "-o", "mine.ipynb", cwd=work)
+    assert r.returncode == 0, r.stderr
+    raw = load(work / "mine.ipynb")
+    nbformat.validate(raw)  # the file as written, not a repaired copy
+    assert (raw["nbformat"], raw["nbformat_minor"]) == (4, 5)
+    ids = [c.get("id") for c in raw["cells"]]
+    assert ids[:2] == ["intro", "calc"] and re.fullmatch(r"[0-9a-f]{8}", ids[2] or ""), ids
+    assert text(raw["cells"][1]["outputs"][0]["text"]) == "42\n"
+    validate(work / "mine.ipynb")
+
+
 def test_error_allowed_matches_nbconvert(work):
     src = work / "raises.ipynb"
     r = skylab(src, "--allow-errors", "-o", "mine.ipynb", cwd=work)

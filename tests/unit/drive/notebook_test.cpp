@@ -2,11 +2,14 @@
 
 #include <gtest/gtest.h>
 
-#include "drive/json_io.hpp"
+#include "common/json_io.hpp"
 
 namespace skylab::drive {
 
 using nlohmann::json;
+using json_io::JsonStyle;
+using json_io::parse_json;
+using json_io::to_json;
 
 namespace {
 

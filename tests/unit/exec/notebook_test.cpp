@@ -1,5 +1,7 @@
 #include "exec/notebook.hpp"
 
+#include <set>
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,6 +12,27 @@
 namespace skylab::exec {
 
 using nlohmann::json;
+
+TEST(ExecNotebook, CellIdsNormalisedAsNbformatDoes) {
+  // 4.4 with ids: becomes 4.5; every cell then has a valid, unique id.
+  auto nb = parse_notebook(R"({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [
+      {"cell_type": "code", "id": "keep-me_1", "source": ""}, {"cell_type": "code", "source": ""},
+      {"cell_type": "code", "id": "keep-me_1", "source": ""}, {"cell_type": "code", "id": "bad id!", "source": ""}]})");
+  ASSERT_TRUE(nb.ok()) << nb.error().message;
+  EXPECT_EQ(nb->at("nbformat_minor"), 5);
+  const json& cells = nb->at("cells");
+  EXPECT_EQ(cells[0]["id"], "keep-me_1");
+  std::set<std::string> ids;
+  for (auto& c : cells) ids.insert(c.at("id").get<std::string>());
+  EXPECT_EQ(ids.size(), 4u);  // the missing, repeated and malformed ids were replaced
+  EXPECT_FALSE(ids.count("bad id!"));
+  // 4.4 without ids stays 4.4, untouched.
+  auto old = parse_notebook(R"({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [
+      {"cell_type": "code", "source": ""}]})");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->at("nbformat_minor"), 4);
+  EXPECT_FALSE(old->at("cells")[0].contains("id"));
+}
 
 TEST(ExecNotebook, ParsesAndRejoinsLines) {
   auto nb = parse_notebook(R"({

@@ -1,4 +1,4 @@
-#include "drive/json_io.hpp"
+#include "common/json_io.hpp"
 
 #include <array>
 #include <charconv>
@@ -7,7 +7,7 @@
 
 #include "common/json_limits.hpp"
 
-namespace skylab::drive {
+namespace skylab::json_io {
 
 using nlohmann::json;
 
@@ -472,4 +472,4 @@ std::string to_json(const json& j, JsonStyle style) {
   return out;
 }
 
-}  // namespace skylab::drive
+}  // namespace skylab::json_io

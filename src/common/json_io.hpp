@@ -11,7 +11,7 @@
 
 #include "common/result.hpp"
 
-namespace skylab::drive {
+namespace skylab::json_io {
 
 //! Parses one JSON text (RFC 8259: UTF-8, no comments, no NaN; leading and
 //! trailing whitespace allowed). Duplicate keys: the last one wins.
@@ -34,4 +34,4 @@ struct JsonStyle {
 void write_json(std::string& out, const nlohmann::json& j, JsonStyle style = {});
 std::string to_json(const nlohmann::json& j, JsonStyle style = {});
 
-}  // namespace skylab::drive
+}  // namespace skylab::json_io
