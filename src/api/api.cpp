@@ -13,11 +13,11 @@
 #include "api/sessions.hpp"
 #include "api/terminals.hpp"
 #include "api/work_queue.hpp"
+#include "common/json_limits.hpp"
 #include "common/util.hpp"
+#include "drive/drive.hpp"
 #include "runtime/config.hpp"
 #include "runtime/service.hpp"
-#include "common/json_limits.hpp"
-#include "drive/drive.hpp"
 
 namespace skylab::api {
 
@@ -62,8 +62,10 @@ json kernelspec_model(const kernel::KernelSpec& k) {
     std::error_code ec;
     for (auto& e : std::filesystem::directory_iterator(k.resource_dir, ec)) {
       std::string f = e.path().filename().string();
-      if (f.rfind("logo-", 0) == 0) resources[e.path().stem().string()] = "/kernelspecs/" + k.name + "/" + f;
-      else if (f == "kernel.js" || f == "kernel.css") resources[f] = "/kernelspecs/" + k.name + "/" + f;
+      if (f.rfind("logo-", 0) == 0)
+        resources[e.path().stem().string()] = "/kernelspecs/" + k.name + "/" + f;
+      else if (f == "kernel.js" || f == "kernel.css")
+        resources[f] = "/kernelspecs/" + k.name + "/" + f;
     }
   }
   return {{"name", k.name}, {"spec", k.spec}, {"resources", resources}};
@@ -72,7 +74,8 @@ json kernelspec_model(const kernel::KernelSpec& k) {
 std::string mime_for(const std::string& path) {
   auto ends = [&](const char* s) {
     std::string suf(s);
-    return path.size() >= suf.size() && path.compare(path.size() - suf.size(), suf.size(), suf) == 0;
+    return path.size() >= suf.size() &&
+           path.compare(path.size() - suf.size(), suf.size(), suf) == 0;
   };
   if (ends(".png")) return "image/png";
   if (ends(".svg")) return "image/svg+xml";
@@ -88,7 +91,8 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   ClientMessageHook hook;
   std::weak_ptr<Context> weak_ctx = ctx;
   if (ctx->live || ctx->secrets)
-    hook = [weak_ctx](const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg) {
+    hook = [weak_ctx](const std::string& kernel_id, kernel::Channel ch,
+                      const kernel::Message& msg) {
       auto c = weak_ctx.lock();
       if (!c) return;
       if (c->live) c->live->on_client_message(kernel_id, ch, msg);
@@ -98,17 +102,22 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels, std::move(hook));
   if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
   if (!ctx->work) ctx->work = std::make_shared<WorkQueue>(4, 1024);
-  if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
+  if (!ctx->runtime_config)
+    ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
   if (!ctx->runtimes)
-    ctx->runtimes = std::make_shared<runtime::RuntimeService>(runtime::make_local_backend(ctx->kernels, ctx->specs, nullptr),
-                                                              ctx->runtime_config, nullptr);
+    ctx->runtimes = std::make_shared<runtime::RuntimeService>(
+        runtime::make_local_backend(ctx->kernels, ctx->specs, nullptr), ctx->runtime_config,
+        nullptr);
   auto r = std::make_shared<http::Router>();
   http::RouteOptions pub;
   pub.public_route = true;
 
-  r->add("GET", "/api/?", [ctx](Request&, Responder done) {
-    done(Response::json(200, {{"version", "2.0.0"}, {"skylab_version", ctx->version}}));
-  }, pub);
+  r->add(
+      "GET", "/api/?",
+      [ctx](Request&, Responder done) {
+        done(Response::json(200, {{"version", "2.0.0"}, {"skylab_version", ctx->version}}));
+      },
+      pub);
 
   r->add("GET", "/api/status", [ctx](Request& req, Responder done) {
     // Counts only what the user may see: others' activity is not theirs to know.
@@ -130,23 +139,30 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   r->add("GET", "/api/me", [ctx](Request& req, Responder done) {
     const auto& u = req.user.username;
     json me = {{"identity",
-                {{"username", u}, {"name", u}, {"display_name", u},
+                {{"username", u},
+                 {"name", u},
+                 {"display_name", u},
                  {"initials", u.empty() ? "" : u.substr(0, 1)},
-                 {"avatar_url", nullptr}, {"color", nullptr}}},
+                 {"avatar_url", nullptr},
+                 {"color", nullptr}}},
                {"permissions", json::object()},
-               {"skylab", {{"admin", req.user.admin},
-                           {"auth", req.user.via == auth::Via::kSession    ? "session"
-                                    : req.user.via == auth::Via::kApiToken ? "token"
-                                                                           : "admin-token"},
-                           {"output_origin", ctx->output_origin}}}};
+               {"skylab",
+                {{"admin", req.user.admin},
+                 {"auth", req.user.via == auth::Via::kSession    ? "session"
+                          : req.user.via == auth::Via::kApiToken ? "token"
+                                                                 : "admin-token"},
+                 {"output_origin", ctx->output_origin}}}};
     if (!ctx->drive || !ctx->work) return done(Response::json(200, me));
     // Storage use: a filesystem query or a (bounded) walk, off the Asio thread.
     auto user = req.user;
-    respond_on_queue(ctx->work.get(), done, [ctx, user, me]() mutable {
-      auto st = ctx->drive->storage(user);
-      if (st.ok()) me["storage"] = {{"used", st->used}, {"quota", st->quota}};
-      return Response::json(200, me);
-    }, "me");
+    respond_on_queue(
+        ctx->work.get(), done,
+        [ctx, user, me]() mutable {
+          auto st = ctx->drive->storage(user);
+          if (st.ok()) me["storage"] = {{"used", st->used}, {"quota", st->quota}};
+          return Response::json(200, me);
+        },
+        "me");
   });
 
   r->add("GET", "/api/kernelspecs/?", [ctx](Request&, Responder done) {

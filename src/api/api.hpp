@@ -14,14 +14,14 @@
 namespace skylab::drive {
 class Drive;
 struct Entry;
-}
+}  // namespace skylab::drive
 
 namespace skylab::auth {
 class AccountStore;
 class AuditLog;
 class SecretStore;
 class ShareStore;
-}
+}  // namespace skylab::auth
 
 namespace skylab::runtime {
 struct Config;
@@ -45,9 +45,9 @@ struct Context {
   std::shared_ptr<kernel::KernelService> kernels;
   std::shared_ptr<const kernel::KernelSpecStore> specs;
   std::shared_ptr<ChannelsRegistry> channels;
-  std::shared_ptr<drive::Drive> drive;       //!< users' files; null: no Contents API
-  std::shared_ptr<SessionStore> sessions;    //!< created by build_router
-  std::shared_ptr<WorkQueue> work;           //!< blocking work (disk); created by build_router
+  std::shared_ptr<drive::Drive> drive;     //!< users' files; null: no Contents API
+  std::shared_ptr<SessionStore> sessions;  //!< created by build_router
+  std::shared_ptr<WorkQueue> work;         //!< blocking work (disk); created by build_router
   //! Accounts, sessions and API tokens; null: only the admin token (no sign-in).
   std::shared_ptr<auth::AccountStore> accounts;
   //! Called after this process changed accounts, sessions or tokens, so that
@@ -133,8 +133,8 @@ std::string app_csp(const std::string& output_origin);
 
 //! Appends to the audit log when there is one (blocks on SQLite: call on the
 //! work queue). No secrets in any field. (usage.cpp)
-void audit(Context& ctx, const std::string& actor, const std::string& action, const std::string& target,
-           const std::string& detail = "");
+void audit(Context& ctx, const std::string& actor, const std::string& action,
+           const std::string& target, const std::string& detail = "");
 
 //! /api/skylab/usage and /api/skylab/admin/... (usage.cpp).
 void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx);

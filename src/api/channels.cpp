@@ -15,8 +15,9 @@ using kernel::WsProtocol;
 // ---- connection ----
 
 ChannelsConnection::ChannelsConnection(std::shared_ptr<ChannelsHub> hub,
-                                       std::shared_ptr<kernel::KernelService> kernels, std::string kernel_id,
-                                       std::string session_id, WsProtocol protocol)
+                                       std::shared_ptr<kernel::KernelService> kernels,
+                                       std::string kernel_id, std::string session_id,
+                                       WsProtocol protocol)
     : hub_(std::move(hub)),
       kernels_(std::move(kernels)),
       kernel_id_(std::move(kernel_id)),
@@ -111,7 +112,8 @@ void ChannelsHub::detach(const ChannelsConnection* c) {
   }
 }
 
-void ChannelsHub::track_request(const std::string& msg_id, const std::shared_ptr<ChannelsConnection>& c) {
+void ChannelsHub::track_request(const std::string& msg_id,
+                                const std::shared_ptr<ChannelsConnection>& c) {
   std::lock_guard lock(mutex_);
   if (pending_.size() >= kMaxPending) {
     while (!pending_order_.empty() && pending_.size() >= kMaxPending) {
@@ -155,7 +157,8 @@ void ChannelsHub::on_kernel_message(Channel ch, const std::shared_ptr<const kern
       if (!buffering_) return;
       buffer_.push_back({ch, msg, info});
       buffer_bytes_ += msg->byte_size();
-      while (!buffer_.empty() && (buffer_.size() > kMaxBufferedMessages || buffer_bytes_ > kMaxBufferedBytes)) {
+      while (!buffer_.empty() &&
+             (buffer_.size() > kMaxBufferedMessages || buffer_bytes_ > kMaxBufferedBytes)) {
         buffer_bytes_ -= buffer_.front().msg->byte_size();
         buffer_.pop_front();
       }
@@ -210,9 +213,12 @@ Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& ke
   auto it = hubs_.find(kernel_id);
   if (it != hubs_.end()) return it->second;
   std::weak_ptr<ChannelsRegistry> self = weak_from_this();
-  auto h = std::make_shared<ChannelsHub>(kernel_id, [self, kernel_id] {
-    if (auto reg = self.lock()) reg->forget(kernel_id);
-  }, client_hook_);
+  auto h = std::make_shared<ChannelsHub>(
+      kernel_id,
+      [self, kernel_id] {
+        if (auto reg = self.lock()) reg->forget(kernel_id);
+      },
+      client_hook_);
   auto st = kernels_->add_observer(kernel_id, h);
   if (!st.ok()) return st.error();
   hubs_[kernel_id] = h;
@@ -257,7 +263,8 @@ void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     std::size_t pos = 0;
     while (pos <= offered.size()) {
       auto comma = offered.find(',', pos);
-      std::string item = offered.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      std::string item =
+          offered.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       while (!item.empty() && item.front() == ' ') item.erase(0, 1);
       while (!item.empty() && item.back() == ' ') item.pop_back();
       if (item == kernel::kV1Subprotocol) protocol = WsProtocol::kV1;
@@ -267,7 +274,8 @@ void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (protocol == WsProtocol::kV1) up.subprotocol = std::string(kernel::kV1Subprotocol);
     std::string session = req.query_param("session_id").value_or("");
     if (session.size() > 256) session.resize(256);
-    up.handler = std::make_shared<ChannelsConnection>(hub.value(), ctx->kernels, k->id, session, protocol);
+    up.handler =
+        std::make_shared<ChannelsConnection>(hub.value(), ctx->kernels, k->id, session, protocol);
     return up;
   });
 }

@@ -24,8 +24,9 @@ class ChannelsHub;
 class ChannelsConnection : public http::WebSocketHandler,
                            public std::enable_shared_from_this<ChannelsConnection> {
  public:
-  ChannelsConnection(std::shared_ptr<ChannelsHub> hub, std::shared_ptr<kernel::KernelService> kernels,
-                     std::string kernel_id, std::string session_id, kernel::WsProtocol protocol);
+  ChannelsConnection(std::shared_ptr<ChannelsHub> hub,
+                     std::shared_ptr<kernel::KernelService> kernels, std::string kernel_id,
+                     std::string session_id, kernel::WsProtocol protocol);
   void on_open(std::shared_ptr<http::WebSocket> ws) override;
   void on_message(std::string data, bool binary) override;
   void on_close() override;
@@ -47,19 +48,23 @@ class ChannelsConnection : public http::WebSocketHandler,
 
 //! Sees every message a client sends to a kernel, before it is sent (the
 //! live notebook recorder). Called on the connection's thread; must be quick.
-using ClientMessageHook =
-    std::function<void(const std::string& kernel_id, kernel::Channel ch, const kernel::Message& msg)>;
+using ClientMessageHook = std::function<void(const std::string& kernel_id, kernel::Channel ch,
+                                             const kernel::Message& msg)>;
 
 //! All connections of one kernel; the kernel manager's observer for it.
-class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_from_this<ChannelsHub> {
+class ChannelsHub : public kernel::KernelObserver,
+                    public std::enable_shared_from_this<ChannelsHub> {
  public:
   static constexpr std::size_t kMaxPending = 10000;
   static constexpr std::size_t kMaxBufferedMessages = 10000;
   static constexpr std::size_t kMaxBufferedBytes = 64u << 20;
 
   //! `on_removed` runs once when the kernel is removed (unregisters the hub).
-  ChannelsHub(std::string kernel_id, std::function<void()> on_removed, ClientMessageHook client_hook = {})
-      : kernel_id_(std::move(kernel_id)), on_removed_(std::move(on_removed)), client_hook_(std::move(client_hook)) {}
+  ChannelsHub(std::string kernel_id, std::function<void()> on_removed,
+              ClientMessageHook client_hook = {})
+      : kernel_id_(std::move(kernel_id)),
+        on_removed_(std::move(on_removed)),
+        client_hook_(std::move(client_hook)) {}
 
   //! A client is about to send `msg` on `ch` (passes it to the hook, if any).
   void client_sent(kernel::Channel ch, const kernel::Message& msg) {
@@ -86,27 +91,29 @@ class ChannelsHub : public kernel::KernelObserver, public std::enable_shared_fro
     std::shared_ptr<const kernel::Message> msg;
     kernel::MessageInfo info;
   };
-  static void deliver(const std::vector<std::shared_ptr<ChannelsConnection>>& to, kernel::Channel ch,
-                      const kernel::Message& msg, const kernel::MessageInfo& info);
+  static void deliver(const std::vector<std::shared_ptr<ChannelsConnection>>& to,
+                      kernel::Channel ch, const kernel::Message& msg,
+                      const kernel::MessageInfo& info);
 
   std::string kernel_id_;
   std::function<void()> on_removed_;
   ClientMessageHook client_hook_;
   std::mutex mutex_;
-  std::vector<std::shared_ptr<ChannelsConnection>> conns_;   // guarded by mutex_
-  std::unordered_map<std::string, Pending> pending_;         // guarded by mutex_
-  std::deque<std::string> pending_order_;                    // guarded by mutex_
-  bool buffering_ = false;                                   // guarded by mutex_
-  std::string buffer_session_;                               // guarded by mutex_
-  std::deque<Buffered> buffer_;                              // guarded by mutex_
-  std::size_t buffer_bytes_ = 0;                             // guarded by mutex_
-  bool removed_ = false;                                     // guarded by mutex_
+  std::vector<std::shared_ptr<ChannelsConnection>> conns_;  // guarded by mutex_
+  std::unordered_map<std::string, Pending> pending_;        // guarded by mutex_
+  std::deque<std::string> pending_order_;                   // guarded by mutex_
+  bool buffering_ = false;                                  // guarded by mutex_
+  std::string buffer_session_;                              // guarded by mutex_
+  std::deque<Buffered> buffer_;                             // guarded by mutex_
+  std::size_t buffer_bytes_ = 0;                            // guarded by mutex_
+  bool removed_ = false;                                    // guarded by mutex_
 };
 
 //! kernel id -> hub. Thread-safe.
 class ChannelsRegistry : public std::enable_shared_from_this<ChannelsRegistry> {
  public:
-  explicit ChannelsRegistry(std::shared_ptr<kernel::KernelService> kernels, ClientMessageHook client_hook = {})
+  explicit ChannelsRegistry(std::shared_ptr<kernel::KernelService> kernels,
+                            ClientMessageHook client_hook = {})
       : kernels_(std::move(kernels)), client_hook_(std::move(client_hook)) {}
   //! The hub for a kernel, created and registered as its observer on first use.
   Result<std::shared_ptr<ChannelsHub>> hub(const std::string& kernel_id);

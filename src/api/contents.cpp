@@ -10,15 +10,15 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
-#include "auth/secret_store.hpp"
 #include "api/sessions.hpp"
 #include "api/work_queue.hpp"
+#include "auth/secret_store.hpp"
 #include "auth/share_store.hpp"
+#include "common/json_io.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 #include "drive/drive.hpp"
-#include "common/json_io.hpp"
 #include "drive/notebook.hpp"
 #include "live/live.hpp"
 
@@ -63,28 +63,33 @@ void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done,
   call->query = req.query;
   call->body = std::move(req.body);
   std::size_t request_bytes = call->body.size();
-  post_or_busy(ctx->work.get(), [call, done, work = std::move(work), request_bytes]() {
-    Response res = run_guarded([&] { return work(*call); }, "contents handler");
-    bool large = request_bytes + res.body.size() >= kTrimAfterBytes;
-    done(std::move(res));
-    // Multi-MB notebooks leave freed memory in this worker's malloc arena;
-    // give it back rather than let each worker hold its high-water mark.
-    if (large) ::malloc_trim(0);
-  }, done);
+  post_or_busy(
+      ctx->work.get(),
+      [call, done, work = std::move(work), request_bytes]() {
+        Response res = run_guarded([&] { return work(*call); }, "contents handler");
+        bool large = request_bytes + res.body.size() >= kTrimAfterBytes;
+        done(std::move(res));
+        // Multi-MB notebooks leave freed memory in this worker's malloc arena;
+        // give it back rather than let each worker hold its high-water mark.
+        if (large) ::malloc_trim(0);
+      },
+      done);
 }
 
 Response error(int status, const std::string& message) {
   return Response::json(status, {{"message", message}, {"reason", nullptr}});
 }
-Response error(const Error& e) { return error(http::status_for(e), e.message); }
+Response error(const Error& e) {
+  return error(http::status_for(e), e.message);
+}
 
 //! Percent-encodes a Drive path for a URL, keeping '/'.
 std::string url_escape_path(std::string_view p) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : p) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~' || c == '/') {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~' || c == '/') {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -119,7 +124,9 @@ Response model_response(int status, const Entry& e, bool location) {
   return res;
 }
 
-std::string path_param(const Call& c) { return c.params.empty() ? std::string() : c.params[0]; }
+std::string path_param(const Call& c) {
+  return c.params.empty() ? std::string() : c.params[0];
+}
 
 Result<json> body_object(Call& c) {
   if (c.body.empty()) return json::object();
@@ -131,14 +138,16 @@ Result<json> body_object(Call& c) {
 }
 
 //! Bytes of a "file" model's content in `format` (text or base64).
-Result<std::string> decode_content(const json& content, const json* format, const std::string& path) {
+Result<std::string> decode_content(const json& content, const json* format,
+                                   const std::string& path) {
   if (!format || !format->is_string() || (*format != "text" && *format != "base64"))
     return Error::bad_request("Must specify format of file contents as 'text' or 'base64'");
   if (!content.is_string()) return Error::bad_request("File content must be a string");
   const auto& s = content.get_ref<const std::string&>();
   if (*format == "text") return s;
   auto bytes = drive::base64_decode(s);
-  if (!bytes) return Error::bad_request("Encoding error saving " + path + ": invalid base64 content");
+  if (!bytes)
+    return Error::bad_request("Encoding error saving " + path + ": invalid base64 content");
   return std::move(*bytes);
 }
 
@@ -177,9 +186,11 @@ Response get_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
     if (!as) return error(400, "Type '" + *t + "' is invalid");
   }
   auto format = c.q("format");
-  if (format && *format != "text" && *format != "base64") return error(400, "Format '" + *format + "' is invalid");
+  if (format && *format != "text" && *format != "base64")
+    return error(400, "Format '" + *format + "' is invalid");
   std::string content_str = c.q("content").value_or("1");
-  if (content_str != "0" && content_str != "1") return error(400, "Content '" + content_str + "' is invalid");
+  if (content_str != "0" && content_str != "1")
+    return error(400, "Content '" + content_str + "' is invalid");
   bool content = content_str == "1";
   std::string hash_str = c.q("hash").value_or("0");
   if (hash_str != "0" && hash_str != "1" && hash_str != "true" && hash_str != "false")
@@ -272,7 +283,8 @@ Response put_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
     if (!e.ok()) return error(e.error());
     return model_response(201, e.value(), true);
   }
-  if (m.contains("copy_from") && !m["copy_from"].is_null()) return error(400, "Cannot copy with PUT, only POST");
+  if (m.contains("copy_from") && !m["copy_from"].is_null())
+    return error(400, "Cannot copy with PUT, only POST");
   auto type_it = m.find("type");
   if (type_it == m.end() || !type_it->is_string()) return error(400, "No file type provided");
   std::string type = type_it->get<std::string>();
@@ -293,7 +305,8 @@ Response put_contents(drive::Drive& d, live::LiveNotebooks* live, Call& c) {
 
   if (auto ch = m.find("chunk"); ch != m.end() && !ch->is_null()) {
     if (!ch->is_number_integer()) return error(400, "'chunk' must be an integer");
-    if (type != "file") return error(400, "File type \"" + type + "\" is not supported for large file transfer");
+    if (type != "file")
+      return error(400, "File type \"" + type + "\" is not supported for large file transfer");
     auto bytes = decode_content(*content_it, format, path);
     if (!bytes.ok()) return error(bytes.error());
     *content_it = nullptr;  // free the encoded copy
@@ -448,14 +461,16 @@ Response revision_model(drive::Drive& d, Call& c, const std::string& path, std::
 std::string content_disposition(std::string_view name) {
   std::string ascii;
   for (unsigned char ch : name) {
-    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' && ch != ';') ascii += static_cast<char>(ch);
-    else ascii += '_';
+    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' && ch != ';')
+      ascii += static_cast<char>(ch);
+    else
+      ascii += '_';
   }
   std::string encoded;
   static const char* hex = "0123456789ABCDEF";
   for (unsigned char ch : name) {
-    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
-        ch == '.' || ch == '~') {
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+        ch == '-' || ch == '_' || ch == '.' || ch == '~') {
       encoded += static_cast<char>(ch);
     } else {
       encoded += '%';
@@ -465,7 +480,9 @@ std::string content_disposition(std::string_view name) {
   }
   return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
 }
-json contents_model(const Entry& e) { return model(e); }
+json contents_model(const Entry& e) {
+  return model(e);
+}
 
 void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->drive) return;
@@ -491,8 +508,8 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!rev.ok()) return error(rev.error());
       auto res = Response::json(201, checkpoint_json(rev.value()));
       auto p = drive::DrivePath::parse(path_param(c));
-      res.set_header("Location", "/api/contents/" + url_escape_path(p.ok() ? p->str() : "") + "/checkpoints/" +
-                                     std::to_string(rev->id));
+      res.set_header("Location", "/api/contents/" + url_escape_path(p.ok() ? p->str() : "") +
+                                     "/checkpoints/" + std::to_string(rev->id));
       return res;
     });
   });
@@ -519,9 +536,13 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("GET", contents, [ctx, d](Request& req, Responder done) {
     dispatch(ctx, req, done, [d, ctx](Call& c) { return get_contents(*d, ctx->live.get(), c); });
   });
-  r.add("PUT", contents, [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d, ctx](Call& c) { return put_contents(*d, ctx->live.get(), c); });
-  }, big);
+  r.add(
+      "PUT", contents,
+      [ctx, d](Request& req, Responder done) {
+        dispatch(ctx, req, done,
+                 [d, ctx](Call& c) { return put_contents(*d, ctx->live.get(), c); });
+      },
+      big);
   r.add("POST", contents, [ctx, d](Request& req, Responder done) {
     dispatch(ctx, req, done, [d](Call& c) { return post_contents(*d, c); });
   });
@@ -547,7 +568,8 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       json list = json::array();
       for (auto it = revs->rbegin(); it != revs->rend(); ++it) list.push_back(revision_json(*it));
       auto p = drive::DrivePath::parse(*path);
-      return Response::json(200, {{"path", p.ok() ? p->str() : *path}, {"revisions", std::move(list)}});
+      return Response::json(200,
+                            {{"path", p.ok() ? p->str() : *path}, {"revisions", std::move(list)}});
     });
   });
   r.add("GET", "/api/skylab/revisions/([0-9]{1,18})", [ctx, d](Request& req, Responder done) {
@@ -559,19 +581,20 @@ void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       return revision_model(*d, c, *path, *id);
     });
   });
-  r.add("POST", "/api/skylab/revisions/([0-9]{1,18})/restore", [ctx, d](Request& req, Responder done) {
-    dispatch(ctx, req, done, [d](Call& c) {
-      auto path = c.q("path");
-      if (!path) return error(400, "The 'path' query parameter is required");
-      auto id = parse_id(c.params[0]);
-      if (!id) return error(404, "No such revision");
-      auto st = d->restore_revision(c.user, *path, *id);
-      if (!st.ok()) return error(st.error());
-      auto e = d->get(c.user, *path);
-      if (!e.ok()) return error(e.error());
-      return model_response(200, e.value(), false);
-    });
-  });
+  r.add("POST", "/api/skylab/revisions/([0-9]{1,18})/restore",
+        [ctx, d](Request& req, Responder done) {
+          dispatch(ctx, req, done, [d](Call& c) {
+            auto path = c.q("path");
+            if (!path) return error(400, "The 'path' query parameter is required");
+            auto id = parse_id(c.params[0]);
+            if (!id) return error(404, "No such revision");
+            auto st = d->restore_revision(c.user, *path, *id);
+            if (!st.ok()) return error(st.error());
+            auto e = d->get(c.user, *path);
+            if (!e.ok()) return error(e.error());
+            return model_response(200, e.value(), false);
+          });
+        });
 }
 
 }  // namespace skylab::api

@@ -18,9 +18,9 @@
 
 #include "api/api.hpp"
 #include "api/work_queue.hpp"
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "drive/drive.hpp"
-#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -38,7 +38,8 @@ const char* kExamplesFolder = "Examples";
 bool valid_example_name(const std::string& n) {
   if (n.empty() || n.size() > 64) return false;
   for (char c : n)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-'))
       return false;
   return true;
 }
@@ -54,7 +55,9 @@ std::string cell_text(const json& cell) {
 }
 
 std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) s.pop_back();
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+    s.pop_back();
   std::size_t i = 0;
   while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t')) ++i;
   return s.substr(i);
@@ -64,7 +67,8 @@ Result<json> read_example(const fs::path& file) {
   std::error_code ec;
   auto size = fs::file_size(file, ec);
   if (ec) return Error::not_found("No such example");
-  if (size > kMaxExampleBytes) return Error::internal("example " + file.filename().string() + " is too large");
+  if (size > kMaxExampleBytes)
+    return Error::internal("example " + file.filename().string() + " is too large");
   std::ifstream in(file, std::ios::binary);
   std::ostringstream ss;
   ss << in.rdbuf();
@@ -84,7 +88,8 @@ json summary(const std::string& name, const json& nb) {
     if (m.contains("skylab") && m["skylab"].is_object()) {
       const json& s = m["skylab"];
       if (s.contains("title") && s["title"].is_string()) title = s["title"].get<std::string>();
-      if (s.contains("description") && s["description"].is_string()) description = s["description"].get<std::string>();
+      if (s.contains("description") && s["description"].is_string())
+        description = s["description"].get<std::string>();
       if (s.contains("order") && s["order"].is_number_integer()) order = s["order"].get<int>();
     }
   }
@@ -141,14 +146,17 @@ Response list_examples(const std::string& dir) {
 
 Response copy_example(Context& ctx, const auth::Identity& user, const std::string& name) {
   static std::mutex mutex;  // check-then-save per server: two clicks make one copy
-  if (!valid_example_name(name) || ctx.examples_dir.empty()) return Response::error(404, "No such example");
+  if (!valid_example_name(name) || ctx.examples_dir.empty())
+    return Response::error(404, "No such example");
   fs::path file = fs::path(ctx.examples_dir) / (name + ".ipynb");
   auto nb = read_example(file);
   if (!nb.ok()) return Response::from_error(nb.error());
   std::string path = std::string(kExamplesFolder) + "/" + name + ".ipynb";
   std::lock_guard lock(mutex);
-  if (auto existing = ctx.drive->get(user, path); existing.ok()) return Response::json(200, contents_model(*existing));
-  if (auto d = ctx.drive->save_directory(user, kExamplesFolder); !d.ok()) return Response::from_error(d.error());
+  if (auto existing = ctx.drive->get(user, path); existing.ok())
+    return Response::json(200, contents_model(*existing));
+  if (auto d = ctx.drive->save_directory(user, kExamplesFolder); !d.ok())
+    return Response::from_error(d.error());
   auto saved = ctx.drive->save_notebook(user, path, std::move(nb.value()));
   if (!saved.ok()) return Response::from_error(saved.error());
   auto res = Response::json(201, contents_model(saved->entry));
@@ -160,13 +168,16 @@ Response copy_example(Context& ctx, const auth::Identity& user, const std::strin
 
 void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("GET", "/api/skylab/examples/?", [ctx](Request&, Responder done) {
-    respond_on_queue(ctx->work.get(), done, [ctx] { return list_examples(ctx->examples_dir); }, "examples");
+    respond_on_queue(
+        ctx->work.get(), done, [ctx] { return list_examples(ctx->examples_dir); }, "examples");
   });
   if (!ctx->drive) return;
   r.add("POST", "/api/skylab/examples/([A-Za-z0-9_-]{1,64})", [ctx](Request& req, Responder done) {
     auto user = req.user;
     std::string name = req.params[0];
-    respond_on_queue(ctx->work.get(), done, [ctx, user, name] { return copy_example(*ctx, user, name); }, "examples");
+    respond_on_queue(
+        ctx->work.get(), done, [ctx, user, name] { return copy_example(*ctx, user, name); },
+        "examples");
   });
 }
 

@@ -19,6 +19,7 @@
 #include "api/api.hpp"
 #include "api/secrets.hpp"
 #include "api/work_queue.hpp"
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
@@ -29,7 +30,6 @@
 #include "runtime/gpu.hpp"
 #include "runtime/pool.hpp"
 #include "runtime/service.hpp"
-#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -41,33 +41,42 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t kMaxJobsPerUser = 200;    // records kept; the oldest finished ones go
-constexpr std::size_t kMaxActivePerUser = 20;   // queued or running
+constexpr std::size_t kMaxJobsPerUser = 200;   // records kept; the oldest finished ones go
+constexpr std::size_t kMaxActivePerUser = 20;  // queued or running
 constexpr auto kStartTimeout = std::chrono::seconds(120);
 
 enum class State { kQueued, kWaitingGpu, kStarting, kRunning, kSucceeded, kFailed, kCancelled };
 
 const char* state_name(State s) {
   switch (s) {
-    case State::kQueued: return "queued";
-    case State::kWaitingGpu: return "waiting_gpu";
-    case State::kStarting: return "starting";
-    case State::kRunning: return "running";
-    case State::kSucceeded: return "succeeded";
-    case State::kFailed: return "failed";
-    case State::kCancelled: return "cancelled";
+    case State::kQueued:
+      return "queued";
+    case State::kWaitingGpu:
+      return "waiting_gpu";
+    case State::kStarting:
+      return "starting";
+    case State::kRunning:
+      return "running";
+    case State::kSucceeded:
+      return "succeeded";
+    case State::kFailed:
+      return "failed";
+    case State::kCancelled:
+      return "cancelled";
   }
   return "failed";
 }
 
 std::optional<State> state_from(const std::string& s) {
-  for (auto st : {State::kQueued, State::kWaitingGpu, State::kStarting, State::kRunning, State::kSucceeded,
-                  State::kFailed, State::kCancelled})
+  for (auto st : {State::kQueued, State::kWaitingGpu, State::kStarting, State::kRunning,
+                  State::kSucceeded, State::kFailed, State::kCancelled})
     if (s == state_name(st)) return st;
   return std::nullopt;
 }
 
-bool finished(State s) { return s == State::kSucceeded || s == State::kFailed || s == State::kCancelled; }
+bool finished(State s) {
+  return s == State::kSucceeded || s == State::kFailed || s == State::kCancelled;
+}
 
 struct Job {
   std::string id, owner, path, output_path, runtime_type, kernel_name, kernel_id, message;
@@ -195,7 +204,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
         active += !finished(j.state);
       }
     if (active >= kMaxActivePerUser)
-      return Error::conflict("You have " + std::to_string(active) + " jobs queued or running, the most allowed");
+      return Error::conflict("You have " + std::to_string(active) +
+                             " jobs queued or running, the most allowed");
     if (mine >= kMaxJobsPerUser) forget_oldest_locked(job.owner);
     job.created = util::iso_now();
     jobs_[job.id] = job;
@@ -238,7 +248,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     }
     j.cancel_requested = true;
     if (j.executor) j.executor->cancel();
-    if (j.state == State::kQueued) finish_locked(j, State::kCancelled, "Cancelled before it started");
+    if (j.state == State::kQueued)
+      finish_locked(j, State::kCancelled, "Cancelled before it started");
     cv_.notify_all();
     return true;
   }
@@ -270,7 +281,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void forget_oldest_locked(const std::string& owner) {
     const Job* oldest = nullptr;
     for (auto& [id, j] : jobs_)
-      if (j.owner == owner && finished(j.state) && (!oldest || j.created < oldest->created)) oldest = &j;
+      if (j.owner == owner && finished(j.state) && (!oldest || j.created < oldest->created))
+        oldest = &j;
     if (!oldest) return;
     std::error_code ec;
     fs::remove(record_path(oldest->id), ec);
@@ -369,7 +381,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     // The notebook as it is now (it may have changed since the request).
     std::string why;
     auto nb = drive_->read_notebook(user, job.path, &why);
-    if (!nb.ok()) return fail(id, State::kFailed, "Cannot read " + job.path + ": " + nb.error().message);
+    if (!nb.ok())
+      return fail(id, State::kFailed, "Cannot read " + job.path + ": " + nb.error().message);
     if (!job.parameters.empty()) {
       exec::Parameters params;
       for (auto& [k, v] : job.parameters.items()) {
@@ -381,7 +394,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
 
     auto type = config.types.find(job.runtime_type);
     if (type == config.types.end())
-      return fail(id, State::kFailed, "The runtime type '" + job.runtime_type + "' no longer exists");
+      return fail(id, State::kFailed,
+                  "The runtime type '" + job.runtime_type + "' no longer exists");
     (void)type;
     // The runtime service admits it (max_per_user, GPU limits), queues it for
     // GPUs, claims a warm spare or starts a kernel, and leases the kernel to
@@ -401,7 +415,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       }
       cv_.notify_all();
     });
-    if (!ticket.ok()) return fail(id, State::kFailed, "The runtime did not start: " + ticket.error().message);
+    if (!ticket.ok())
+      return fail(id, State::kFailed, "The runtime did not start: " + ticket.error().message);
     const std::string ticket_id = ticket->id;
     const bool waits_for_gpu = ticket->position > 0;
     if (!update(id, [&](Job& j) {
@@ -415,16 +430,19 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     }
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return got->has_value() || jobs_.at(id).cancel_requested || stopping_; });
+      cv_.wait(lock,
+               [&] { return got->has_value() || jobs_.at(id).cancel_requested || stopping_; });
       if (!got->has_value()) {
         lock.unlock();
         service_->release(ticket_id, nullptr);
         lock.lock();
         // Started just now under another id (a warm spare): stop that one too.
-        if (got->has_value() && (*got)->ok() && (**got)->id != ticket_id) service_->release((**got)->id, nullptr);
+        if (got->has_value() && (*got)->ok() && (**got)->id != ticket_id)
+          service_->release((**got)->id, nullptr);
         lock.unlock();
         return fail(id, State::kCancelled,
-                    waits_for_gpu ? "Cancelled while waiting for a GPU" : "Cancelled while the runtime started");
+                    waits_for_gpu ? "Cancelled while waiting for a GPU"
+                                  : "Cancelled while the runtime started");
       }
     }
     auto k = std::move(**got);
@@ -466,15 +484,17 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     });
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, kStartTimeout,
-                   [&] { return ready->has_value() || jobs_.at(id).cancel_requested || stopping_; });
+      cv_.wait_for(lock, kStartTimeout, [&] {
+        return ready->has_value() || jobs_.at(id).cancel_requested || stopping_;
+      });
       if (jobs_.at(id).cancel_requested || stopping_) {
         lock.unlock();
         stop_kernel.now();
         return fail(id, State::kCancelled, "Cancelled while the runtime started");
       }
       if (!ready->has_value() || !(*ready)->ok()) {
-        std::string m = ready->has_value() ? (*ready)->error().message : "it did not answer in time";
+        std::string m =
+            ready->has_value() ? (*ready)->error().message : "it did not answer in time";
         lock.unlock();
         stop_kernel.now();
         return fail(id, State::kFailed, "The runtime did not start: " + m);
@@ -483,7 +503,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
 
     exec::ExecuteOptions eo;
     eo.allow_errors = job.allow_errors;
-    if (job.cell_timeout) eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*job.cell_timeout * 1000));
+    if (job.cell_timeout)
+      eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*job.cell_timeout * 1000));
     eo.setup_code = "import os as _skylab_os\n_skylab_os.chdir(" +
                     exec::python_literal(nlohmann::ordered_json(job.cwd)) + ")\ndel _skylab_os\n";
     eo.setup_what = "change to the working directory " + job.cwd;
@@ -508,9 +529,16 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     State end = State::kSucceeded;
     std::string message = "Ran " + std::to_string(result.cells_run) + " cells";
     switch (result.status) {
-      case exec::RunStatus::kOk: break;
-      case exec::RunStatus::kCancelled: end = State::kCancelled; message = "Cancelled"; break;
-      default: end = State::kFailed; message = result.message; break;
+      case exec::RunStatus::kOk:
+        break;
+      case exec::RunStatus::kCancelled:
+        end = State::kCancelled;
+        message = "Cancelled";
+        break;
+      default:
+        end = State::kFailed;
+        message = result.message;
+        break;
     }
     if (!saved.ok()) end = end == State::kCancelled ? end : State::kFailed;
     stop_kernel.now();  // a finished job holds no runtime
@@ -518,7 +546,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return;
     if (result.error.is_object())
-      it->second.error = {{"ename", result.error.value("ename", "")}, {"evalue", result.error.value("evalue", "")}};
+      it->second.error = {{"ename", result.error.value("ename", "")},
+                          {"evalue", result.error.value("evalue", "")}};
     finish_locked(it->second, end, message + saved_note);
     log::info("job " + id + " of '" + job.owner + "' " + state_name(end) + ": " + job.path);
   }
@@ -532,9 +561,9 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::size_t threads_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, Job> jobs_;     // GUARDED_BY(mu_)
-  std::deque<std::string> queue_;       // GUARDED_BY(mu_)
-  bool stopping_ = false;               // GUARDED_BY(mu_)
+  std::map<std::string, Job> jobs_;  // GUARDED_BY(mu_)
+  std::deque<std::string> queue_;    // GUARDED_BY(mu_)
+  bool stopping_ = false;            // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;
 };
 
@@ -542,17 +571,20 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
 //! is asked; a relative `requested` is a Drive folder, an absolute one a path
 //! in the runtime as it is ("/content"). The kernel changes to it as the
 //! user, inside the sandbox: a folder that is not there fails the run.
-Result<std::string> job_cwd(const std::string& notebook_path, const std::optional<std::string>& requested) {
+Result<std::string> job_cwd(const std::string& notebook_path,
+                            const std::optional<std::string>& requested) {
   constexpr const char* kDrive = "/content/drive";
   if (!requested) {
     auto slash = notebook_path.rfind('/');
-    return slash == std::string::npos ? std::string(kDrive) : std::string(kDrive) + "/" + notebook_path.substr(0, slash);
+    return slash == std::string::npos ? std::string(kDrive)
+                                      : std::string(kDrive) + "/" + notebook_path.substr(0, slash);
   }
   const std::string& d = *requested;
   if (d.empty() || d.size() > 1024 || !util::valid_utf8(d))
     return Error::bad_request("'cwd' must be a folder path of 1 to 1024 characters");
   for (unsigned char ch : d)
-    if (ch < 0x20 || ch == 0x7f) return Error::bad_request("'cwd' must not contain control characters");
+    if (ch < 0x20 || ch == 0x7f)
+      return Error::bad_request("'cwd' must not contain control characters");
   if (d.front() == '/') return d;
   std::string rel = d;
   while (rel.size() > 1 && rel.back() == '/') rel.pop_back();
@@ -562,8 +594,9 @@ Result<std::string> job_cwd(const std::string& notebook_path, const std::optiona
 Result<Job> parse_request(const Context& ctx, const Request& req) {
   auto body = parse_json_body(req.body);
   if (!body.ok()) return body.error();
-  static const std::set<std::string> known = {"path",         "output_path",  "parameters", "runtime_type",
-                                              "kernel_name",  "allow_errors", "cell_timeout", "cwd"};
+  static const std::set<std::string> known = {"path",         "output_path", "parameters",
+                                              "runtime_type", "kernel_name", "allow_errors",
+                                              "cell_timeout", "cwd"};
   for (auto& [k, _] : body->items())
     if (!known.count(k)) return Error::bad_request("Unknown field '" + k.substr(0, 64) + "'");
   auto str = [&](const char* key) -> Result<std::optional<std::string>> {
@@ -578,10 +611,13 @@ Result<Job> parse_request(const Context& ctx, const Request& req) {
   j.owner_admin = req.user.admin;
   auto path = str("path");
   if (!path.ok()) return path.error();
-  if (!path.value() || path.value()->empty()) return Error::bad_request("'path' names the notebook to run");
+  if (!path.value() || path.value()->empty())
+    return Error::bad_request("'path' names the notebook to run");
   j.path = **path;
   while (!j.path.empty() && j.path.front() == '/') j.path.erase(0, 1);
-  auto ends_ipynb = [](const std::string& p) { return p.size() > 6 && p.compare(p.size() - 6, 6, ".ipynb") == 0; };
+  auto ends_ipynb = [](const std::string& p) {
+    return p.size() > 6 && p.compare(p.size() - 6, 6, ".ipynb") == 0;
+  };
   if (!ends_ipynb(j.path)) return Error::bad_request("'path' must name a .ipynb notebook");
   auto out = str("output_path");
   if (!out.ok()) return out.error();
@@ -598,15 +634,18 @@ Result<Job> parse_request(const Context& ctx, const Request& req) {
   auto type = str("runtime_type");
   if (!type.ok()) return type.error();
   j.runtime_type = type.value().value_or(c.runtimes.default_type);
-  if (!c.types.count(j.runtime_type)) return Error::bad_request("Unknown runtime type '" + j.runtime_type + "'");
+  if (!c.types.count(j.runtime_type))
+    return Error::bad_request("Unknown runtime type '" + j.runtime_type + "'");
   auto kname = str("kernel_name");
   if (!kname.ok()) return kname.error();
   j.kernel_name = kname.value().value_or(ctx.specs->default_name());
-  if (!ctx.specs->find(j.kernel_name).ok()) return Error::not_found("No such kernel spec: " + j.kernel_name);
+  if (!ctx.specs->find(j.kernel_name).ok())
+    return Error::not_found("No such kernel spec: " + j.kernel_name);
   if (auto p = body->find("parameters"); p != body->end() && !p->is_null()) {
     if (!p->is_object()) return Error::bad_request("'parameters' must be an object of name: value");
     for (auto& [k, _] : p->items())
-      if (!exec::valid_parameter_name(k)) return Error::bad_request("Invalid parameter name '" + k.substr(0, 64) + "'");
+      if (!exec::valid_parameter_name(k))
+        return Error::bad_request("Invalid parameter name '" + k.substr(0, 64) + "'");
     j.parameters = *p;
   }
   if (auto a = body->find("allow_errors"); a != body->end() && !a->is_null()) {
@@ -625,7 +664,8 @@ Result<Job> parse_request(const Context& ctx, const Request& req) {
 
 void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->drive || ctx->jobs_dir.empty()) return;
-  if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
+  if (!ctx->runtime_config)
+    ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
   auto runner = std::make_shared<JobRunner>(*ctx, ctx->jobs_dir, 2);
   runner->start();
   std::weak_ptr<JobRunner> weak = runner;
@@ -639,18 +679,21 @@ void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!job.ok()) return done(Response::from_error(job.error()));
     // Disk work (reading the notebook, writing the record) on the work
     // queue, never on the Asio thread.
-    respond_on_queue(ctx->work.get(), done, [ctx, runner, user = req.user, job = std::move(job.value())]() mutable {
-      // The notebook must exist, be the user's and be a notebook now (it is
-      // read again when the job starts).
-      std::string why;
-      auto nb = ctx->drive->read_notebook(user, job.path, &why);
-      if (!nb.ok()) return Response::from_error(nb.error());
-      auto model = runner->submit(std::move(job));
-      if (!model.ok()) return Response::from_error(model.error());
-      auto res = Response::json(201, model.value());
-      res.set_header("Location", "/api/skylab/jobs/" + model.value()["id"].get<std::string>());
-      return res;
-    }, "job submit");
+    respond_on_queue(
+        ctx->work.get(), done,
+        [ctx, runner, user = req.user, job = std::move(job.value())]() mutable {
+          // The notebook must exist, be the user's and be a notebook now (it is
+          // read again when the job starts).
+          std::string why;
+          auto nb = ctx->drive->read_notebook(user, job.path, &why);
+          if (!nb.ok()) return Response::from_error(nb.error());
+          auto model = runner->submit(std::move(job));
+          if (!model.ok()) return Response::from_error(model.error());
+          auto res = Response::json(201, model.value());
+          res.set_header("Location", "/api/skylab/jobs/" + model.value()["id"].get<std::string>());
+          return res;
+        },
+        "job submit");
   });
 
   r.add("GET", "/api/skylab/jobs/?", [weak](Request& req, Responder done) {

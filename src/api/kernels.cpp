@@ -24,9 +24,11 @@ namespace {
 
 // The kernel if it exists and `user` may see it; another user's kernel is
 // reported exactly like a missing one.
-Result<kernel::KernelModel> visible_kernel(Context& ctx, const auth::Identity& user, const std::string& id) {
+Result<kernel::KernelModel> visible_kernel(Context& ctx, const auth::Identity& user,
+                                           const std::string& id) {
   auto k = ctx.kernels->get(id);
-  if (!k.ok() || !may_access(user, k->owner)) return Error::not_found("Kernel does not exist: " + id);
+  if (!k.ok() || !may_access(user, k->owner))
+    return Error::not_found("Kernel does not exist: " + id);
   return k;
 }
 
@@ -76,7 +78,8 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!k.ok()) return done(Response::from_error(k.error()));
     // Someone else's runtime (an administrator's stop): its notebook says so.
     if (k->owner != req.user.username)
-      (void)ctx->kernels->notify(k->id, "skylab_runtime_event", {{"event", "stopped"}, {"reason", "operator"}});
+      (void)ctx->kernels->notify(k->id, "skylab_runtime_event",
+                                 {{"event", "stopped"}, {"reason", "operator"}});
     ctx->runtimes->release(k->id, [done](Status st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });

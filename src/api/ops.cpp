@@ -295,14 +295,17 @@ void add_ops_routes(http::Router& r, std::shared_ptr<Context> ctx, OpsOptions op
           res.set_header("WWW-Authenticate", "Bearer realm=\"skylab metrics\"");
           return done(std::move(res));
         }
-        respond_on_queue(ctx->work.get(), done, [] {
-          Response res;
-          res.status = 200;
-          res.body = metrics::render();
-          res.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-          res.set_header("Cache-Control", "no-store");
-          return res;
-        }, "metrics");
+        respond_on_queue(
+            ctx->work.get(), done,
+            [] {
+              Response res;
+              res.status = 200;
+              res.body = metrics::render();
+              res.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+              res.set_header("Cache-Control", "no-store");
+              return res;
+            },
+            "metrics");
       },
       pub);
 }

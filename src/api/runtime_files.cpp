@@ -62,7 +62,9 @@ class RuntimeFiles {
   }
 
   //! FileStore callers serialize mutations of one "user" (here: runtime).
-  std::mutex& lock_for(const std::string& id) { return locks_[std::hash<std::string>{}(id) % locks_.size()]; }
+  std::mutex& lock_for(const std::string& id) {
+    return locks_[std::hash<std::string>{}(id) % locks_.size()];
+  }
 
  private:
   std::string dir_;
@@ -93,28 +95,35 @@ Response error(const Error& e) {
 }
 
 //! Validates the runtime and the path, then runs `work` on the work queue.
-void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<RuntimeFiles>& rf, Request& req,
-              Responder done, Work work) {
+void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<RuntimeFiles>& rf,
+              Request& req, Responder done, Work work) {
   auto call = std::make_shared<Call>();
   call->id = req.params[0];
   auto k = ctx->kernels->get(call->id);
-  if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + call->id));
+  if (!k.ok() || !may_access(req.user, k->owner))
+    return done(Response::error(404, "No such runtime: " + call->id));
   auto p = DrivePath::parse(req.params.size() > 1 ? req.params[1] : "");
   if (!p.ok()) return done(Response::from_error(p.error()));
   if (!p->is_root() && p->parts()[0] == "drive")
-    return done(Response::error(404, "/content/drive is your Drive: use the Drive (/api/contents) for it"));
+    return done(
+        Response::error(404, "/content/drive is your Drive: use the Drive (/api/contents) for it"));
   for (auto& part : p->parts())
-    if (part.rfind(".~skylab-", 0) == 0) return done(Response::error(404, "No such file or directory"));
+    if (part.rfind(".~skylab-", 0) == 0)
+      return done(Response::error(404, "No such file or directory"));
   auto full = DrivePath::parse(std::string(kContent) + (p->is_root() ? "" : "/" + p->str()));
   if (!full.ok()) return done(Response::from_error(full.error()));
   call->path = std::move(full.value());
   call->query = req.query;
   call->body = std::move(req.body);
-  respond_on_queue(ctx->work.get(), done, [rf, call, work = std::move(work)]() {
-    if (!rf->has_content(call->id))
-      return Response::error(409, "This runtime has no /content on the server (it runs without a sandbox)");
-    return work(*call);
-  }, "runtime files handler");
+  respond_on_queue(
+      ctx->work.get(), done,
+      [rf, call, work = std::move(work)]() {
+        if (!rf->has_content(call->id))
+          return Response::error(
+              409, "This runtime has no /content on the server (it runs without a sandbox)");
+        return work(*call);
+      },
+      "runtime files handler");
 }
 
 json entry_json(const drive::NodeInfo& n, const std::string& rel_path) {
@@ -143,7 +152,9 @@ Response get(drive::FileStore& fs, Call& c) {
       if (base.empty() && e.name == "drive") continue;  // the Drive's mount point
       items.push_back(entry_json(e, base.empty() ? e.name : base + "/" + e.name));
     }
-    json m = {{"path", base}, {"type", "directory"}, {"last_modified", util::iso_time(info->modified)},
+    json m = {{"path", base},
+              {"type", "directory"},
+              {"last_modified", util::iso_time(info->modified)},
               {"content", std::move(items)}};
     return Response::json(200, m);
   }
@@ -184,8 +195,11 @@ Response put(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   }
   std::string().swap(c.body);
   if (!r.ok()) return error(r.error());
-  json m = {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "file"},
-            {"bytes_so_far", r->bytes_so_far}, {"committed", r->committed}};
+  json m = {{"path", rel(c)},
+            {"name", std::string(c.path.name())},
+            {"type", "file"},
+            {"bytes_so_far", r->bytes_so_far},
+            {"committed", r->committed}};
   if (r->committed) {
     if (auto info = fs.stat(c.id, c.path); info.ok()) {
       m["size"] = info->size;
@@ -199,23 +213,27 @@ Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   auto body = parse_json_body(c.body);
   if (!body.ok()) return Response::from_error(body.error());
   auto t = body->find("type");
-  if (t == body->end() || *t != "directory") return Response::error(400, "POST creates folders: send {\"type\": \"directory\"}");
+  if (t == body->end() || *t != "directory")
+    return Response::error(400, "POST creates folders: send {\"type\": \"directory\"}");
   if (rel(c).empty()) return Response::error(409, "/content exists");
   std::lock_guard lock(rf.lock_for(c.id));
   auto st = fs.make_directory(c.id, c.path);
   if (!st.ok()) return error(st.error());
-  return Response::json(201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
+  return Response::json(
+      201, {{"path", rel(c)}, {"name", std::string(c.path.name())}, {"type", "directory"}});
 }
 
 Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   auto body = parse_json_body(c.body);
   if (!body.ok()) return Response::from_error(body.error());
   auto to_it = body->find("path");
-  if (to_it == body->end() || !to_it->is_string()) return Response::error(400, "'path' (the new path) is required");
+  if (to_it == body->end() || !to_it->is_string())
+    return Response::error(400, "'path' (the new path) is required");
   auto to = DrivePath::parse(to_it->get<std::string>());
   if (!to.ok()) return Response::from_error(to.error());
   if (to->is_root() || to->parts()[0] == "drive" || rel(c).empty())
-    return Response::error(400, "Cannot rename /content, /content/drive or move something onto them");
+    return Response::error(400,
+                           "Cannot rename /content, /content/drive or move something onto them");
   for (auto& part : to->parts())
     if (part.rfind(".~skylab-", 0) == 0) return Response::error(400, "Reserved name");
   auto full = DrivePath::parse(std::string(kContent) + "/" + to->str());
@@ -252,11 +270,15 @@ void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   };
 
   r.add("GET", files, [ctx, rf, with_store](Request& req, Responder done) {
-    dispatch(ctx, rf, req, done, with_store([](RuntimeFiles&, drive::FileStore& fs, Call& c) { return get(fs, c); }));
+    dispatch(ctx, rf, req, done,
+             with_store([](RuntimeFiles&, drive::FileStore& fs, Call& c) { return get(fs, c); }));
   });
-  r.add("PUT", files, [ctx, rf, with_store](Request& req, Responder done) {
-    dispatch(ctx, rf, req, done, with_store(put));
-  }, big);
+  r.add(
+      "PUT", files,
+      [ctx, rf, with_store](Request& req, Responder done) {
+        dispatch(ctx, rf, req, done, with_store(put));
+      },
+      big);
   r.add("POST", files, [ctx, rf, with_store](Request& req, Responder done) {
     dispatch(ctx, rf, req, done, with_store(post));
   });

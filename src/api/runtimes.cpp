@@ -2,8 +2,8 @@
 // type, GPU queue positions, per-user limits; /api/skylab/resources.
 #include <sys/statvfs.h>
 
-#include <fstream>
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -33,7 +33,8 @@ std::string type_of(const kernel::KernelModel& k, const runtime::Config& c) {
 }
 
 // `waiting`: why a started kernel is not ready yet (a cluster job in the queue), if known.
-json runtime_json(const kernel::KernelModel& k, const runtime::Config& c, const std::string& waiting = "") {
+json runtime_json(const kernel::KernelModel& k, const runtime::Config& c,
+                  const std::string& waiting = "") {
   auto t = c.types.find(type_of(k, c));
   json j = {{"id", k.id},
             {"type", type_of(k, c)},
@@ -48,15 +49,20 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c, const 
     j["idle_timeout_seconds"] = c.idle_timeout(t->second).count();
   }
   if (!k.reason.empty()) j["reason"] = k.reason;
-  if (!waiting.empty() && k.execution_state == kernel::KernelState::kStarting) j["reason"] = waiting;
+  if (!waiting.empty() && k.execution_state == kernel::KernelState::kStarting)
+    j["reason"] = waiting;
   return j;
 }
 
 // A runtime not running yet: "queued" for GPUs (with its position) or
 // "starting" (with the backend's reason, when it gave one).
 json pending_json(const runtime::PendingRuntime& p) {
-  json j = {{"id", p.id}, {"type", p.type}, {"state", p.state}, {"position", p.position},
-            {"created", util::iso_time(p.created)}, {"gpus", p.gpus}};
+  json j = {{"id", p.id},
+            {"type", p.type},
+            {"state", p.state},
+            {"position", p.position},
+            {"created", util::iso_time(p.created)},
+            {"gpus", p.gpus}};
   if (!p.reason.empty()) j["reason"] = p.reason;
   return j;
 }
@@ -99,7 +105,9 @@ class CpuSampler {
 
 json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
                 const std::map<int, runtime::GpuUsage>& gpu_by_index) {
-  json j = {{"id", k.id}, {"type", type_of(k, *ctx.runtime_config)}, {"state", kernel::to_string(k.execution_state)}};
+  json j = {{"id", k.id},
+            {"type", type_of(k, *ctx.runtime_config)},
+            {"state", kernel::to_string(k.execution_state)}};
   kernel::Usage u = ctx.runtimes->backend().usage(k.id);
   auto t = ctx.runtime_config->types.find(type_of(k, *ctx.runtime_config));
   auto or_null = [](std::uint64_t v) { return v ? json(v) : json(nullptr); };
@@ -119,7 +127,10 @@ json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
   }
   json gpus = json::array();
   for (int g : k.gpus) {
-    json one = {{"index", g}, {"memory_used", nullptr}, {"memory_total", nullptr}, {"utilization", nullptr}};
+    json one = {{"index", g},
+                {"memory_used", nullptr},
+                {"memory_total", nullptr},
+                {"utilization", nullptr}};
     if (auto it = gpu_by_index.find(g); it != gpu_by_index.end()) {
       one["memory_used"] = it->second.memory_used;
       one["memory_total"] = it->second.memory_total;
@@ -134,7 +145,8 @@ json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
 }  // namespace
 
 void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
-  if (!ctx->runtime_config) ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
+  if (!ctx->runtime_config)
+    ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
   auto service = ctx->runtimes;
   auto gpus = service->gpus();
   const std::string id_re = "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?";
@@ -143,15 +155,23 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     const auto& c = *ctx->runtime_config;
     json types = json::array();
     for (auto& [name, t] : c.types) {
-      types.push_back({{"name", name}, {"display_name", t.display_name}, {"memory", t.memory_bytes},
-                       {"cpus", t.cpus}, {"gpus", t.gpus}, {"disk", t.disk_bytes ? json(t.disk_bytes) : json(nullptr)},
-                       {"idle_timeout_seconds", c.idle_timeout(t).count()},
-                       {"max_lifetime_seconds", c.max_lifetime(t).count()}, {"default", name == c.runtimes.default_type},
-                       {"warm_ready", service->pool() ? service->pool()->ready(req.user.username, name) : 0}});
+      types.push_back(
+          {{"name", name},
+           {"display_name", t.display_name},
+           {"memory", t.memory_bytes},
+           {"cpus", t.cpus},
+           {"gpus", t.gpus},
+           {"disk", t.disk_bytes ? json(t.disk_bytes) : json(nullptr)},
+           {"idle_timeout_seconds", c.idle_timeout(t).count()},
+           {"max_lifetime_seconds", c.max_lifetime(t).count()},
+           {"default", name == c.runtimes.default_type},
+           {"warm_ready", service->pool() ? service->pool()->ready(req.user.username, name) : 0}});
     }
     done(Response::json(200, {{"types", types},
-                              {"gpus", {{"total", gpus->gpus().size()}, {"free", gpus->free_count()},
-                                        {"queued", gpus->queue().size()}}}}));
+                              {"gpus",
+                               {{"total", gpus->gpus().size()},
+                                {"free", gpus->free_count()},
+                                {"queued", gpus->queue().size()}}}}));
   });
 
   r.add("GET", "/api/skylab/runtimes/?", [ctx, service](Request& req, Responder done) {
@@ -159,8 +179,11 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     for (auto& k : ctx->kernels->list()) {
       if (!may_access(req.user, k.owner)) continue;
       // A cluster runtime waiting for its job: the pending view, with the reason.
-      if (auto p = service->pending_one(k.id)) out.push_back(pending_json(*p));
-      else out.push_back(runtime_json(k, *ctx->runtime_config, service->backend().waiting_reason(k.id)));
+      if (auto p = service->pending_one(k.id))
+        out.push_back(pending_json(*p));
+      else
+        out.push_back(
+            runtime_json(k, *ctx->runtime_config, service->backend().waiting_reason(k.id)));
     }
     for (auto& p : service->pending(req.user.username))
       if (p.state == "queued") out.push_back(pending_json(p));
@@ -172,7 +195,8 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!body.ok()) return done(Response::from_error(body.error()));
     const auto& c = *ctx->runtime_config;
     for (auto& [k, _] : body->items())
-      if (k != "type" && k != "kernel_name") return done(Response::error(400, "Unknown field '" + k + "'"));
+      if (k != "type" && k != "kernel_name")
+        return done(Response::error(400, "Unknown field '" + k + "'"));
     std::string type = c.runtimes.default_type, kernel_name = ctx->specs->default_name();
     if (auto t = body->find("type"); t != body->end()) {
       if (!t->is_string()) return done(Response::error(400, "'type' must be a string"));
@@ -182,8 +206,10 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!n->is_string()) return done(Response::error(400, "'kernel_name' must be a string"));
       kernel_name = n->get<std::string>();
     }
-    if (!c.types.count(type)) return done(Response::error(400, "Unknown runtime type '" + type + "'"));
-    if (!ctx->specs->find(kernel_name).ok()) return done(Response::error(404, "No such kernel spec: " + kernel_name));
+    if (!c.types.count(type))
+      return done(Response::error(400, "Unknown runtime type '" + type + "'"));
+    if (!ctx->specs->find(kernel_name).ok())
+      return done(Response::error(404, "No such kernel spec: " + kernel_name));
 
     // The service admits (limits, GPU queue) now; a runtime that starts now
     // answers 201 from the service's thread once started, a queued one 202
@@ -195,11 +221,12 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     rr.type = type;
     rr.may_queue = true;
     auto answered = std::make_shared<std::atomic<bool>>(false);
-    auto ticket = service->acquire(std::move(rr), [ctx, done, answered](Result<kernel::KernelModel> k) {
-      if (answered->exchange(true)) return;  // queued: the 202 was the answer
-      if (!k.ok()) return done(Response::from_error(k.error()));
-      done(Response::json(201, runtime_json(k.value(), *ctx->runtime_config)));
-    });
+    auto ticket =
+        service->acquire(std::move(rr), [ctx, done, answered](Result<kernel::KernelModel> k) {
+          if (answered->exchange(true)) return;  // queued: the 202 was the answer
+          if (!k.ok()) return done(Response::from_error(k.error()));
+          done(Response::json(201, runtime_json(k.value(), *ctx->runtime_config)));
+        });
     if (!ticket.ok()) return done(Response::from_error(ticket.error()));
     // A cluster runtime may wait long for a machine: it answers 202 at once
     // too, and GET shows why it waits ("Waiting for a machine ...").
@@ -207,8 +234,9 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (ticket->position == 0 && !remote) return;
     // Queued. (A grant racing with this reply: whichever comes first answers.)
     if (answered->exchange(true)) return;
-    runtime::PendingRuntime p{ticket->id, req.user.username, type, kernel_name, "queued", ticket->position, "",
-                              std::chrono::system_clock::now()};
+    runtime::PendingRuntime p{
+        ticket->id, req.user.username, type, kernel_name,
+        "queued",   ticket->position,  "",   std::chrono::system_clock::now()};
     if (auto now = service->pending_one(ticket->id)) p = *now;
     p.state = ticket->position > 0 ? "queued" : "starting";
     auto res = Response::json(202, pending_json(p));
@@ -221,8 +249,10 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (auto p = service->pending_one(id); p && may_access(req.user, p->user))
       return done(Response::json(200, pending_json(*p)));
     auto k = ctx->kernels->get(id);
-    if (!k.ok() || !may_access(req.user, k->owner)) return done(Response::error(404, "No such runtime: " + id));
-    done(Response::json(200, runtime_json(k.value(), *ctx->runtime_config, service->backend().waiting_reason(id))));
+    if (!k.ok() || !may_access(req.user, k->owner))
+      return done(Response::error(404, "No such runtime: " + id));
+    done(Response::json(
+        200, runtime_json(k.value(), *ctx->runtime_config, service->backend().waiting_reason(id))));
   });
 
   r.add("DELETE", id_re, [ctx, service](Request& req, Responder done) {
@@ -233,37 +263,49 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!mine) return done(Response::error(404, "No such runtime: " + id));
     // Someone else's runtime (an administrator's stop): its notebook says so.
     if (k.ok() && k->owner != req.user.username)
-      (void)ctx->kernels->notify(id, "skylab_runtime_event", {{"event", "stopped"}, {"reason", "operator"}});
+      (void)ctx->kernels->notify(id, "skylab_runtime_event",
+                                 {{"event", "stopped"}, {"reason", "operator"}});
     service->release(id, [done](Status st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });
   });
 
   auto cpu = std::make_shared<CpuSampler>();
-  r.add("GET", "/api/skylab/resources/?", [ctx, cpu, allocator = gpus](Request& req, Responder done) {
-    // Reads cgroup files and may walk /content: off the network thread.
-    auto user = req.user;
-    respond_on_queue(ctx->work.get(), done, [ctx, cpu, allocator, user]() {
-      json gpus = json::array();
-      std::map<int, runtime::GpuUsage> by_index;
-      for (auto& u : runtime::gpu_usage()) {
-        by_index[u.index] = u;
-        gpus.push_back({{"index", u.index}, {"utilization", u.utilization}, {"memory_used", u.memory_used},
-                        {"memory_total", u.memory_total}});
-      }
-      struct statvfs vfs{};
-      json disk = json::object();
-      if (::statvfs(".", &vfs) == 0)
-        disk = {{"total", static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize},
-                {"free", static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize}};
-      json runtimes = json::array();
-      for (auto& k : ctx->kernels->list())
-        if (may_access(user, k.owner)) runtimes.push_back(usage_json(*ctx, k, *cpu, by_index));
-      return Response::json(200, {{"host", {{"memory_total", meminfo("MemTotal")}, {"memory_available", meminfo("MemAvailable")},
-                                            {"disk", disk}, {"gpus", gpus}, {"gpu_count", allocator->gpus().size()}}},
-                                  {"runtimes", runtimes}});
-    }, "resources");
-  });
+  r.add("GET", "/api/skylab/resources/?",
+        [ctx, cpu, allocator = gpus](Request& req, Responder done) {
+          // Reads cgroup files and may walk /content: off the network thread.
+          auto user = req.user;
+          respond_on_queue(
+              ctx->work.get(), done,
+              [ctx, cpu, allocator, user]() {
+                json gpus = json::array();
+                std::map<int, runtime::GpuUsage> by_index;
+                for (auto& u : runtime::gpu_usage()) {
+                  by_index[u.index] = u;
+                  gpus.push_back({{"index", u.index},
+                                  {"utilization", u.utilization},
+                                  {"memory_used", u.memory_used},
+                                  {"memory_total", u.memory_total}});
+                }
+                struct statvfs vfs {};
+                json disk = json::object();
+                if (::statvfs(".", &vfs) == 0)
+                  disk = {{"total", static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize},
+                          {"free", static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize}};
+                json runtimes = json::array();
+                for (auto& k : ctx->kernels->list())
+                  if (may_access(user, k.owner))
+                    runtimes.push_back(usage_json(*ctx, k, *cpu, by_index));
+                return Response::json(200, {{"host",
+                                             {{"memory_total", meminfo("MemTotal")},
+                                              {"memory_available", meminfo("MemAvailable")},
+                                              {"disk", disk},
+                                              {"gpus", gpus},
+                                              {"gpu_count", allocator->gpus().size()}}},
+                                            {"runtimes", runtimes}});
+              },
+              "resources");
+        });
 }
 
 }  // namespace skylab::api

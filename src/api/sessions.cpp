@@ -8,10 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "runtime/service.hpp"
-#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -58,7 +58,11 @@ void SessionStore::save_locked() const {
   if (file_.empty()) return;
   json out = json::array();
   for (auto& [_, r] : sessions_)
-    out.push_back({{"id", r.id}, {"owner", r.owner}, {"path", r.path}, {"name", r.name}, {"type", r.type},
+    out.push_back({{"id", r.id},
+                   {"owner", r.owner},
+                   {"path", r.path},
+                   {"name", r.name},
+                   {"type", r.type},
                    {"kernel_id", r.kernel_id}});
   if (!util::write_file_atomic(file_, out.dump(), 0600, false))
     log::warn("sessions: cannot write " + file_ + "; they will not survive a restart");
@@ -81,7 +85,8 @@ std::optional<SessionRecord> SessionStore::get(const std::string& id) const {
   return it->second;
 }
 
-std::optional<SessionRecord> SessionStore::find_by_path(const std::string& owner, const std::string& path) const {
+std::optional<SessionRecord> SessionStore::find_by_path(const std::string& owner,
+                                                        const std::string& path) const {
   std::lock_guard lock(mu_);
   std::string want = norm(path);
   for (auto& [_, s] : sessions_)
@@ -112,7 +117,8 @@ bool SessionStore::remove(const std::string& id) {
   return true;
 }
 
-std::size_t SessionStore::rename_path(const std::string& owner, const std::string& from, const std::string& to) {
+std::size_t SessionStore::rename_path(const std::string& owner, const std::string& from,
+                                      const std::string& to) {
   std::lock_guard lock(mu_);
   std::string f = norm(from), t = norm(to);
   std::size_t changed = 0;
@@ -159,9 +165,11 @@ std::optional<json> session_model(Context& ctx, const SessionRecord& s) {
   return m;
 }
 
-Result<SessionRecord> visible_session(Context& ctx, const auth::Identity& user, const std::string& id) {
+Result<SessionRecord> visible_session(Context& ctx, const auth::Identity& user,
+                                      const std::string& id) {
   auto s = ctx.sessions->get(id);
-  if (!s || !may_access(user, s->owner)) return Error::not_found("Session not found: session_id='" + id + "'");
+  if (!s || !may_access(user, s->owner))
+    return Error::not_found("Session not found: session_id='" + id + "'");
   return *s;
 }
 
@@ -175,10 +183,11 @@ void start_kernel(Context& ctx, const auth::Identity& user, std::string name,
   if (name.empty()) name = ctx.specs->default_name();
   auto answer = [name](const Error& e) -> KernelOrResponse {
     if (e.code == Error::Code::kNotFound)
-      return Response::json(501, {{"message", "The '" + name +
-                                             "' kernel is not available. Please pick another suitable "
-                                             "kernel instead, or install that kernel."},
-                             {"short_message", name + " not found"}});
+      return Response::json(
+          501, {{"message", "The '" + name +
+                                "' kernel is not available. Please pick another suitable "
+                                "kernel instead, or install that kernel."},
+                {"short_message", name + " not found"}});
     return Response::from_error(e);
   };
   runtime::RuntimeRequest rr;
@@ -268,25 +277,27 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       rec.kernel_id = k->id;
       return create(std::move(rec));
     }
-    start_kernel(*ctx, req.user, kernel_name, [ctx, rec, create, respond, done](KernelOrResponse started) mutable {
-      if (auto* res = std::get_if<Response>(&started)) return done(std::move(*res));
-      rec.kernel_id = std::get<kernel::KernelModel>(started).id;
-      // Another request for the same path won meanwhile: its session stands.
-      if (auto existing = ctx->sessions->find_by_path(rec.owner, rec.path)) {
-        if (auto model = session_model(*ctx, *existing)) {
-          ctx->runtimes->release(rec.kernel_id, [](Status) {});
-          return respond(std::move(*model));
-        }
-      }
-      create(std::move(rec));
-    });
+    start_kernel(*ctx, req.user, kernel_name,
+                 [ctx, rec, create, respond, done](KernelOrResponse started) mutable {
+                   if (auto* res = std::get_if<Response>(&started)) return done(std::move(*res));
+                   rec.kernel_id = std::get<kernel::KernelModel>(started).id;
+                   // Another request for the same path won meanwhile: its session stands.
+                   if (auto existing = ctx->sessions->find_by_path(rec.owner, rec.path)) {
+                     if (auto model = session_model(*ctx, *existing)) {
+                       ctx->runtimes->release(rec.kernel_id, [](Status) {});
+                       return respond(std::move(*model));
+                     }
+                   }
+                   create(std::move(rec));
+                 });
   });
 
   r.add("GET", id + "/?", [ctx](Request& req, Responder done) {
     auto s = visible_session(*ctx, req.user, req.params[0]);
     if (!s.ok()) return done(Response::from_error(s.error()));
     auto model = session_model(*ctx, s.value());
-    if (!model) return done(Response::error(404, "Session not found: session_id='" + req.params[0] + "'"));
+    if (!model)
+      return done(Response::error(404, "Session not found: session_id='" + req.params[0] + "'"));
     done(Response::json(200, *model));
   });
 
@@ -306,7 +317,9 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!m.contains(key)) continue;
       auto v = string_field(m, key, false);
       if (!v.ok()) return done(Response::from_error(v.error()));
-      std::string& dst = std::string(key) == "path" ? after.path : std::string(key) == "name" ? after.name : after.type;
+      std::string& dst = std::string(key) == "path"   ? after.path
+                         : std::string(key) == "name" ? after.name
+                                                      : after.type;
       dst = v.value();
     }
     auto finish = [ctx, done, before, id = req.params[0]](SessionRecord after) {
@@ -317,7 +330,8 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (after.kernel_id != before.kernel_id) {
         // The replaced kernel goes away before the reply, as in Jupyter Server.
         json reply = std::move(*model);
-        ctx->runtimes->release(before.kernel_id, [done, reply](Status) { done(Response::json(200, reply)); });
+        ctx->runtimes->release(before.kernel_id,
+                               [done, reply](Status) { done(Response::json(200, reply)); });
         return;
       }
       done(Response::json(200, *model));
@@ -334,11 +348,13 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           return done(Response::error(400, "No such kernel: " + ki.value()));
         after.kernel_id = kernel->id;
       } else if (k->contains("name")) {
-        return start_kernel(*ctx, req.user, kn.value(), [after, finish, done](KernelOrResponse started) mutable {
-          if (auto* res = std::get_if<Response>(&started)) return done(std::move(*res));
-          after.kernel_id = std::get<kernel::KernelModel>(started).id;
-          finish(std::move(after));
-        });
+        return start_kernel(*ctx, req.user, kn.value(),
+                            [after, finish, done](KernelOrResponse started) mutable {
+                              if (auto* res = std::get_if<Response>(&started))
+                                return done(std::move(*res));
+                              after.kernel_id = std::get<kernel::KernelModel>(started).id;
+                              finish(std::move(after));
+                            });
       }
     }
     finish(std::move(after));

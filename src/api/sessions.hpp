@@ -35,7 +35,8 @@ class SessionStore {
   SessionRecord create(SessionRecord r);
   std::optional<SessionRecord> get(const std::string& id) const;
   //! The owner's session for `path` (paths compared without leading/trailing '/').
-  std::optional<SessionRecord> find_by_path(const std::string& owner, const std::string& path) const;
+  std::optional<SessionRecord> find_by_path(const std::string& owner,
+                                            const std::string& path) const;
   std::vector<SessionRecord> list() const;
   //! Replaces the record with r.id; false if it is gone.
   bool update(const SessionRecord& r);

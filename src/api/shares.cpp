@@ -8,10 +8,10 @@
 #include "api/work_queue.hpp"
 #include "auth/account_store.hpp"
 #include "auth/share_store.hpp"
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
-#include "common/json_limits.hpp"
 
 namespace skylab::api {
 
@@ -78,7 +78,8 @@ bool follow_item(Context& ctx, auth::Share& s) {
 
 //! The share `id` when `user` may use it (and its owner is enabled), with the
 //! access they have; NotFound otherwise, exactly as for a missing share.
-Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx, const auth::Identity& user,
+Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx,
+                                                             const auth::Identity& user,
                                                              const std::string& id) {
   Error missing = Error::not_found("No such share: " + id);
   auto s = ctx.shares->find(id);
@@ -122,14 +123,19 @@ void mark_read_only(Response& res) {
   // JSON strings, where their \u escapes mean the same.
   res.body.clear();
   for (char c : out) {
-    if (c == '<') res.body += "\\u003c";
-    else if (c == '>') res.body += "\\u003e";
-    else if (c == '&') res.body += "\\u0026";
-    else res.body += c;
+    if (c == '<')
+      res.body += "\\u003c";
+    else if (c == '>')
+      res.body += "\\u003e";
+    else if (c == '&')
+      res.body += "\\u0026";
+    else
+      res.body += c;
   }
 }
 
-std::optional<Response> unknown_fields(const json& body, std::initializer_list<const char*> allowed) {
+std::optional<Response> unknown_fields(const json& body,
+                                       std::initializer_list<const char*> allowed) {
   for (auto it = body.begin(); it != body.end(); ++it) {
     bool known = false;
     for (auto* a : allowed) known = known || it.key() == a;
@@ -166,10 +172,12 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("POST", "/api/skylab/shares/?", [ctx](Request& req, Responder done) {
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
-    if (auto bad = unknown_fields(body.value(), {"path", "user", "link", "role"})) return done(*bad);
+    if (auto bad = unknown_fields(body.value(), {"path", "user", "link", "role"}))
+      return done(*bad);
     auto p = body->find("path");
     if (p == body->end() || !p->is_string() || p->get<std::string>().empty())
-      return done(Response::error(400, "'path' (the notebook, file or folder to share) is required"));
+      return done(
+          Response::error(400, "'path' (the notebook, file or folder to share) is required"));
     std::optional<std::string> grantee;
     bool link = false;
     if (auto l = body->find("link"); l != body->end() && !l->is_null()) {
@@ -189,26 +197,32 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       role = *parsed;
     }
     if (link && role != auth::ShareRole::kViewer)
-      return done(Response::error(400, "Links give view access only; share with a user to let them edit"));
+      return done(
+          Response::error(400, "Links give view access only; share with a user to let them edit"));
     if (grantee) {
-      if (!auth::valid_username(*grantee) || !ctx->accounts || !ctx->accounts->find_user(*grantee).ok())
+      if (!auth::valid_username(*grantee) || !ctx->accounts ||
+          !ctx->accounts->find_user(*grantee).ok())
         return done(Response::error(400, "No such user: " + grantee->substr(0, 64)));
-      if (*grantee == req.user.username) return done(Response::error(400, "You cannot share with yourself"));
+      if (*grantee == req.user.username)
+        return done(Response::error(400, "You cannot share with yourself"));
     }
     auto me = req.user;
     auto path = p->get<std::string>();
     on_work(*ctx, done, [ctx, me, path, grantee, role]() -> Response {
       auto e = ctx->drive->get(me, path);
       if (!e.ok()) return Response::from_error(e.error());
-      if (e->path.empty()) return Response::error(400, "Share a notebook, file or folder, not the whole Drive");
+      if (e->path.empty())
+        return Response::error(400, "Share a notebook, file or folder, not the whole Drive");
       auto item = ctx->drive->item_id(me, e->path, true);
       if (!item.ok()) return Response::from_error(item.error());
       auto s = ctx->shares->grant(me.username, e->path, item.value(), grantee, role);
       if (!s.ok()) return Response::from_error(s.error());
       log::info("user '" + me.username + "' shared an item" +
-                (grantee ? " with '" + *grantee + "' as " + std::string(auth::share_role_name(role)) : " by link"));
+                (grantee ? " with '" + *grantee + "' as " + std::string(auth::share_role_name(role))
+                         : " by link"));
       audit(*ctx, me.username, "share.create", grantee ? *grantee : std::string("(link)"),
-            e->path + (grantee ? " as " + std::string(auth::share_role_name(role)) : std::string(" by link")));
+            e->path + (grantee ? " as " + std::string(auth::share_role_name(role))
+                               : std::string(" by link")));
       return Response::json(201, share_json(s.value()));
     });
   });
@@ -217,7 +231,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     std::optional<std::string> path = req.query_param("path");
     auto me = req.user.username;
     on_work(*ctx, done, [ctx, me, path]() -> Response {
-      auto shares = path ? ctx->shares->by_owner(me, std::string_view(*path)) : ctx->shares->by_owner(me);
+      auto shares =
+          path ? ctx->shares->by_owner(me, std::string_view(*path)) : ctx->shares->by_owner(me);
       if (!shares.ok()) return Response::from_error(shares.error());
       json out = json::array();
       for (auto& s : shares.value()) {
@@ -258,7 +273,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
   // Reading (viewers, editors, link holders) and saving (editors) go to the
   // Contents API and /files, as the owner, on the shared path only.
-  auto delegate = [ctx, router](const std::string& method, const std::string& api_prefix, bool needs_editor) {
+  auto delegate = [ctx, router](const std::string& method, const std::string& api_prefix,
+                                bool needs_editor) {
     return [ctx, router, method, api_prefix, needs_editor](Request& req, Responder done) {
       auto found = usable_share(*ctx, req.user, req.params[0]);
       if (!found.ok()) return done(Response::from_error(found.error()));
@@ -270,29 +286,33 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       // The item check reads the disk: on the work queue, which then hands
       // the request to the route (whose handlers post their own work).
       auto held = std::make_shared<Request>(std::move(req));
-      post_or_busy(ctx->work.get(), [ctx, router, method, api_prefix, held, done, share = share, role = role,
-                                     sub]() mutable {
-        Responder respond = done;
-        try {
-          if (!follow_item(*ctx, share)) return done(Response::error(404, "No such share: " + share.id));
-          std::string target = api_prefix + "/" + share.path + sub;
-          std::vector<std::string> params;
-          bool exists = false;
-          const http::Route* route = router->match(method, target, params, exists);
-          if (!route || !route->handler) return done(Response::error(404, "No such file in the share"));
-          held->params = std::move(params);
-          held->user = owner_identity(share, held->user);
-          if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
-            respond = [done](Response res) {
-              mark_read_only(res);
-              done(std::move(res));
-            };
-          route->handler(*held, std::move(respond));
-        } catch (const std::exception& e) {
-          log::error(std::string("share handler failed: ") + e.what());
-          done(Response::error(500, "Internal server error"));
-        }
-      }, done);
+      post_or_busy(
+          ctx->work.get(),
+          [ctx, router, method, api_prefix, held, done, share = share, role = role, sub]() mutable {
+            Responder respond = done;
+            try {
+              if (!follow_item(*ctx, share))
+                return done(Response::error(404, "No such share: " + share.id));
+              std::string target = api_prefix + "/" + share.path + sub;
+              std::vector<std::string> params;
+              bool exists = false;
+              const http::Route* route = router->match(method, target, params, exists);
+              if (!route || !route->handler)
+                return done(Response::error(404, "No such file in the share"));
+              held->params = std::move(params);
+              held->user = owner_identity(share, held->user);
+              if (role == auth::ShareRole::kViewer && api_prefix == "/api/contents")
+                respond = [done](Response res) {
+                  mark_read_only(res);
+                  done(std::move(res));
+                };
+              route->handler(*held, std::move(respond));
+            } catch (const std::exception& e) {
+              log::error(std::string("share handler failed: ") + e.what());
+              done(Response::error(500, "Internal server error"));
+            }
+          },
+          done);
     };
   };
   http::RouteOptions big;
@@ -313,7 +333,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     for (auto [key, dst] : {std::pair<const char*, std::string*>{"path", &sub}, {"to", &to}}) {
       auto f = body->find(key);
       if (f == body->end() || f->is_null()) continue;
-      if (!f->is_string()) return done(Response::error(400, std::string("'") + key + "' must be a string"));
+      if (!f->is_string())
+        return done(Response::error(400, std::string("'") + key + "' must be a string"));
       *dst = f->get<std::string>();
     }
     if (!sub.empty() && sub.front() != '/') sub = "/" + sub;
@@ -326,14 +347,16 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       std::string from = share.path + sub;
       auto e = ctx->drive->get(owner, from);
       if (!e.ok()) return Response::error(404, "No such file in the share");
-      if (e->type == drive::EntryType::kDirectory) return Response::error(400, "Folders cannot be copied");
+      if (e->type == drive::EntryType::kDirectory)
+        return Response::error(400, "Folders cannot be copied");
       std::string dest = to;
       if (dest.empty()) {
         for (int n = 1; n <= 100 && dest.empty(); ++n) {
           std::string candidate = "Copy of " + e->name;
           if (n > 1) {
             auto dot = e->name.rfind('.');
-            std::string stem = dot == std::string::npos || dot == 0 ? e->name : e->name.substr(0, dot);
+            std::string stem =
+                dot == std::string::npos || dot == 0 ? e->name : e->name.substr(0, dot);
             std::string ext = dot == std::string::npos || dot == 0 ? "" : e->name.substr(dot);
             candidate = "Copy of " + stem + " (" + std::to_string(n) + ")" + ext;
           }

@@ -53,7 +53,8 @@ std::size_t utf8_complete(const std::string& s) {
 }
 
 std::shared_ptr<const std::string> frame(const json& j) {
-  return std::make_shared<const std::string>(j.dump(-1, ' ', false, json::error_handler_t::replace));
+  return std::make_shared<const std::string>(
+      j.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 class Registry;
@@ -61,9 +62,15 @@ class Registry;
 //! One pty and the shell on it. Its reader thread owns the pty's end.
 class Terminal : public std::enable_shared_from_this<Terminal> {
  public:
-  Terminal(std::string owner, std::string name, std::string kernel_id, int master, pid_t helper, int wake)
-      : owner_(std::move(owner)), name_(std::move(name)), kernel_id_(std::move(kernel_id)),
-        master_(master), wake_(wake), helper_(helper), last_activity_(std::chrono::system_clock::now()) {}
+  Terminal(std::string owner, std::string name, std::string kernel_id, int master, pid_t helper,
+           int wake)
+      : owner_(std::move(owner)),
+        name_(std::move(name)),
+        kernel_id_(std::move(kernel_id)),
+        master_(master),
+        wake_(wake),
+        helper_(helper),
+        last_activity_(std::chrono::system_clock::now()) {}
   ~Terminal() {
     if (master_ >= 0) ::close(master_);
     if (wake_ >= 0) ::close(wake_);
@@ -121,7 +128,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
     return true;
   }
   void resize(int rows, int cols) {
-    struct winsize ws{};
+    struct winsize ws {};
     ws.ws_row = static_cast<unsigned short>(rows);
     ws.ws_col = static_cast<unsigned short>(cols);
     ::ioctl(master_, TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH to the shell
@@ -135,7 +142,8 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
     history_ += data;
     if (history_.size() > kTerminalHistory) {
       std::size_t cut = history_.size() - kTerminalHistory;
-      while (cut < history_.size() && (static_cast<unsigned char>(history_[cut]) & 0xC0) == 0x80) ++cut;
+      while (cut < history_.size() && (static_cast<unsigned char>(history_[cut]) & 0xC0) == 0x80)
+        ++cut;
       history_.erase(0, cut);
     }
     // The shell and the other clients never wait for the slowest client:
@@ -143,7 +151,10 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
     for (auto& c : clients_) {
       bool& lagging = lagging_[c.get()];
       if (c->queued_bytes() > kMaxTerminalBacklog) {
-        if (!lagging) c->send(frame(json::array({"stdout", "\r\n[skylab: output dropped: the connection is too slow]\r\n"})), false);
+        if (!lagging)
+          c->send(frame(json::array(
+                      {"stdout", "\r\n[skylab: output dropped: the connection is too slow]\r\n"})),
+                  false);
         lagging = true;
         continue;
       }
@@ -205,7 +216,8 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
           if (n <= 0) break;
           carry.append(buf, static_cast<std::size_t>(n));
         }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) over = true;  // EIO: every slave end is closed
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+          over = true;  // EIO: every slave end is closed
         if (n == 0) over = true;
         std::size_t whole = utf8_complete(carry);
         if (whole > 0) broadcast(carry.substr(0, whole));
@@ -213,7 +225,8 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
         if (over) break;
         continue;
       }
-      if (r == 0 && !paused && helper_exited()) break;  // the shell is gone (children may still hold the pty)
+      if (r == 0 && !paused && helper_exited())
+        break;  // the shell is gone (children may still hold the pty)
     }
     finish();
   }
@@ -246,7 +259,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
   std::function<void()> ended_;
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;
-  std::chrono::system_clock::time_point last_activity_;   // guarded by mu_
+  std::chrono::system_clock::time_point last_activity_;    // guarded by mu_
   std::vector<std::shared_ptr<http::WebSocket>> clients_;  // guarded by mu_
   std::map<const http::WebSocket*, bool> lagging_;         // guarded by mu_: output dropped for it
   std::string history_;                                    // guarded by mu_
@@ -271,7 +284,8 @@ class KernelGone : public kernel::KernelObserver {
 //! (owner, name) -> terminal. Thread-safe.
 class Registry : public std::enable_shared_from_this<Registry> {
  public:
-  explicit Registry(std::shared_ptr<kernel::KernelService> kernels) : kernels_(std::move(kernels)) {}
+  explicit Registry(std::shared_ptr<kernel::KernelService> kernels)
+      : kernels_(std::move(kernels)) {}
   ~Registry() {
     for (auto& [_, t] : terms_) t.term->stop();
   }
@@ -296,7 +310,8 @@ class Registry : public std::enable_shared_from_this<Registry> {
     for (auto& [_, e] : terms_) mine += e.term->owner() == owner;
     for (auto& r : reserved_) mine += r.rfind(owner + '\n', 0) == 0;
     if (mine >= kMaxTerminalsPerUser)
-      return Error::conflict("You have " + std::to_string(mine) + " terminals open; close one first");
+      return Error::conflict("You have " + std::to_string(mine) +
+                             " terminals open; close one first");
     std::string name = wanted;
     if (name.empty()) {
       do name = std::to_string(++counter_);
@@ -333,7 +348,9 @@ class Registry : public std::enable_shared_from_this<Registry> {
     std::shared_ptr<Terminal> term;
     std::shared_ptr<KernelGone> observer;
   };
-  static std::string key(const std::string& owner, const std::string& name) { return owner + '\n' + name; }
+  static std::string key(const std::string& owner, const std::string& name) {
+    return owner + '\n' + name;
+  }
   void remove(const std::string& owner, const std::string& name) {
     Entry e;
     {
@@ -360,11 +377,13 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
   if (master < 0) return Error::internal(std::string("posix_openpt: ") + std::strerror(errno));
   safe_fs::UniqueFd m(master);
   char name[128];
-  if (::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname_r(master, name, sizeof name) != 0)
+  if (::grantpt(master) != 0 || ::unlockpt(master) != 0 ||
+      ::ptsname_r(master, name, sizeof name) != 0)
     return Error::internal("cannot set up a pty");
   safe_fs::UniqueFd slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (slave.get() < 0) return Error::internal(std::string("cannot open the pty: ") + std::strerror(errno));
-  struct winsize ws{};
+  if (slave.get() < 0)
+    return Error::internal(std::string("cannot open the pty: ") + std::strerror(errno));
+  struct winsize ws {};
   ws.ws_row = 24;
   ws.ws_col = 80;
   ::ioctl(master, TIOCSWINSZ, &ws);
@@ -379,7 +398,8 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> av;
   for (auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
   av.push_back(nullptr);
@@ -389,7 +409,8 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
   int rc = ::posix_spawn(&pid, av[0], &fa, &attr, av.data(), envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return Error::internal(std::string("cannot start the terminal: ") + std::strerror(rc));
+  if (rc != 0)
+    return Error::internal(std::string("cannot start the terminal: ") + std::strerror(rc));
   int flags = ::fcntl(master, F_GETFL);
   ::fcntl(master, F_SETFL, flags | O_NONBLOCK);
   return std::make_pair(m.release(), pid);
@@ -412,14 +433,17 @@ class TerminalClient : public http::WebSocketHandler {
     if (!ws) return;
     if (data.size() > kMaxTerminalFrame) return ws->close(1009, "message too big");
     auto j = json_limits::parse_or_discarded(data, json_limits::Limits{8, kMaxTerminalFrame});
-    if (!j.is_array() || j.empty() || !j[0].is_string()) return;  // terminado ignores what it does not know
+    if (!j.is_array() || j.empty() || !j[0].is_string())
+      return;  // terminado ignores what it does not know
     const std::string& type = j[0].get_ref<const std::string&>();
     if (type == "stdin" && j.size() >= 2 && j[1].is_string()) {
       term_->input(j[1].get<std::string>());
       kernels_->touch(term_->kernel_id());  // typing in a terminal is activity: no idle disconnect
-    } else if (type == "set_size" && j.size() >= 3 && j[1].is_number_integer() && j[2].is_number_integer()) {
+    } else if (type == "set_size" && j.size() >= 3 && j[1].is_number_integer() &&
+               j[2].is_number_integer()) {
       auto rows = j[1].get<long long>(), cols = j[2].get<long long>();
-      if (rows >= 1 && rows <= 1000 && cols >= 1 && cols <= 1000) term_->resize(static_cast<int>(rows), static_cast<int>(cols));
+      if (rows >= 1 && rows <= 1000 && cols >= 1 && cols <= 1000)
+        term_->resize(static_cast<int>(rows), static_cast<int>(cols));
     }
   }
   void on_close() override {
@@ -463,7 +487,8 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   });
 
   r.add("POST", "/api/terminals/?", [ctx, reg](Request& req, Responder done) {
-    if (!ctx->terminal_command) return done(Response::error(404, "Terminals are not available on this server"));
+    if (!ctx->terminal_command)
+      return done(Response::error(404, "Terminals are not available on this server"));
     auto body = parse_json_body(req.body);
     if (!body.ok()) return done(Response::from_error(body.error()));
     std::string wanted, kernel_id;
@@ -492,29 +517,34 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         reg->unreserve(user, name);
         done(std::move(res));
       };
-      post_or_busy(ctx->work.get(), [ctx, reg, user, name, done, argv = argv.value(), kid = k.id] {
-        auto spawned = spawn_on_pty(argv);
-        if (!spawned.ok()) {
-          reg->unreserve(user, name);
-          return done(Response::from_error(spawned.error()));
-        }
-        int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        auto t = std::make_shared<Terminal>(user, name, kid, spawned->first, spawned->second, wake);
-        if (wake < 0) {
-          reg->unreserve(user, name);
-          ::kill(spawned->second, SIGKILL);
-          ::waitpid(spawned->second, nullptr, 0);
-          return done(Response::error(500, "cannot make an eventfd"));
-        }
-        auto st = reg->add(t);
-        if (!st.ok()) return done(Response::error(404, "The runtime is gone"));
-        log::info("terminal " + name + " of " + user + " opened in runtime " + kid);
-        done(Response::json(200, t->model()));
-      }, refused);
+      post_or_busy(
+          ctx->work.get(),
+          [ctx, reg, user, name, done, argv = argv.value(), kid = k.id] {
+            auto spawned = spawn_on_pty(argv);
+            if (!spawned.ok()) {
+              reg->unreserve(user, name);
+              return done(Response::from_error(spawned.error()));
+            }
+            int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            auto t =
+                std::make_shared<Terminal>(user, name, kid, spawned->first, spawned->second, wake);
+            if (wake < 0) {
+              reg->unreserve(user, name);
+              ::kill(spawned->second, SIGKILL);
+              ::waitpid(spawned->second, nullptr, 0);
+              return done(Response::error(500, "cannot make an eventfd"));
+            }
+            auto st = reg->add(t);
+            if (!st.ok()) return done(Response::error(404, "The runtime is gone"));
+            log::info("terminal " + name + " of " + user + " opened in runtime " + kid);
+            done(Response::json(200, t->model()));
+          },
+          refused);
     };
 
     auto usable = [&](const kernel::KernelModel& k) {
-      return k.owner == user && k.execution_state != kernel::KernelState::kDead && ctx->runtimes->lease_of(k.id).empty();
+      return k.owner == user && k.execution_state != kernel::KernelState::kDead &&
+             ctx->runtimes->lease_of(k.id).empty();
     };
     if (!kernel_id.empty()) {
       auto k = ctx->kernels->get(kernel_id);
@@ -536,14 +566,14 @@ void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     runtime::RuntimeRequest rr;
     rr.user = user;
     rr.spec = ctx->specs->default_name();
-    auto ticket = ctx->runtimes->acquire(std::move(rr), [open_on, reg, user, n = name.value(), done](
-                                                            Result<kernel::KernelModel> k) {
-      if (!k.ok()) {
-        reg->unreserve(user, n);
-        return done(Response::from_error(k.error()));
-      }
-      open_on(k.value());
-    });
+    auto ticket = ctx->runtimes->acquire(
+        std::move(rr), [open_on, reg, user, n = name.value(), done](Result<kernel::KernelModel> k) {
+          if (!k.ok()) {
+            reg->unreserve(user, n);
+            return done(Response::from_error(k.error()));
+          }
+          open_on(k.value());
+        });
     if (!ticket.ok()) {
       reg->unreserve(user, name.value());
       done(Response::from_error(ticket.error()));

@@ -144,8 +144,8 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                          {"gpus", p.gpus}});
       }
       int total = static_cast<int>(service->gpus()->gpus().size());
-      return Response::json(200,
-                       {{"runtimes", running}, {"queue", queue}, {"gpus", {{"total", total}}}});
+      return Response::json(
+          200, {{"runtimes", running}, {"queue", queue}, {"gpus", {{"total", total}}}});
     });
   });
 

@@ -48,7 +48,8 @@ std::optional<std::string> read_file(const fs::path& p) {
 
 // A static asset name: segments of [A-Za-z0-9._-], none of them "." or "..".
 bool safe_asset_name(const std::string& name) {
-  static const std::regex ok("([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){0,4}");
+  static const std::regex ok(
+      "([A-Za-z0-9_-][A-Za-z0-9._-]{0,127})(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){0,4}");
   if (name.size() > 512 || !std::regex_match(name, ok)) return false;
   return name.find("..") == std::string::npos;
 }
@@ -58,9 +59,12 @@ bool safe_asset_name(const std::string& name) {
 std::string app_csp(const std::string& output_origin) {
   std::string frames = "'self'";
   if (!output_origin.empty()) frames += " " + output_origin;
-  return "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-         "font-src 'self' data:; connect-src 'self' ws: wss:; frame-src " + frames +
-         "; worker-src 'self' blob:; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+  return "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+         "data: blob:; "
+         "font-src 'self' data:; connect-src 'self' ws: wss:; frame-src " +
+         frames +
+         "; worker-src 'self' blob:; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+         "frame-ancestors 'none'";
 }
 
 void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
@@ -87,7 +91,8 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     auto html = dir.empty() ? std::nullopt : read_file(dir / "index.html");
     if (!html) {
       log::warn("the web app is not built (no index.html in '" + dir.string() + "'); run make");
-      return done(Response::error(503, "The web app is not built on this server (run make, or pass --web-dir)"));
+      return done(Response::error(
+          503, "The web app is not built on this server (run make, or pass --web-dir)"));
     }
     Response res;
     res.body = std::move(*html);
@@ -102,35 +107,43 @@ void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   r.add("GET", "/notebooks/([\\s\\S]+)", shell, pub);
   r.add("GET", "/(usage|admin)/?", shell, pub);  // the Usage page, the admin page (web/src/usage)
 
-  r.add("GET", "/static/([\\s\\S]+)", [dir](Request& req, Responder done) {
-    const std::string& name = req.params[0];
-    if (dir.empty() || !safe_asset_name(name)) return done(Response::error(404, "Not found"));
-    auto body = read_file(dir / "static" / name);
-    if (!body) return done(Response::error(404, "Not found"));
-    Response res;
-    res.body = std::move(*body);
-    res.set_header("Content-Type", content_type_for(name));
-    res.set_header("Cache-Control", "public, max-age=31536000, immutable");
-    res.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
-    done(std::move(res));
-  }, pub);
+  r.add(
+      "GET", "/static/([\\s\\S]+)",
+      [dir](Request& req, Responder done) {
+        const std::string& name = req.params[0];
+        if (dir.empty() || !safe_asset_name(name)) return done(Response::error(404, "Not found"));
+        auto body = read_file(dir / "static" / name);
+        if (!body) return done(Response::error(404, "Not found"));
+        Response res;
+        res.body = std::move(*body);
+        res.set_header("Content-Type", content_type_for(name));
+        res.set_header("Cache-Control", "public, max-age=31536000, immutable");
+        res.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+        done(std::move(res));
+      },
+      pub);
 
   // The page that renders text/html and JavaScript outputs. It always runs
   // sandboxed (an opaque origin, whatever the embedding iframe says): it
   // can neither read the app's cookies nor call its API with them.
-  r.add("GET", "/output-frame", [dir](Request&, Responder done) {
-    auto body = dir.empty() ? std::nullopt : read_file(dir / "frame.html");
-    if (!body) return done(Response::error(404, "Not found"));
-    Response res;
-    res.body = std::move(*body);
-    res.set_header("Content-Type", "text/html; charset=utf-8");
-    res.set_header("Cache-Control", "public, max-age=3600");
-    res.set_header("Content-Security-Policy",
-                   "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox allow-forms allow-modals "
-                   "allow-downloads; default-src * data: blob: 'unsafe-inline' 'unsafe-eval'; frame-ancestors *");
-    res.set_header("X-Frame-Options", "SAMEORIGIN");
-    done(std::move(res));
-  }, pub);
+  r.add(
+      "GET", "/output-frame",
+      [dir](Request&, Responder done) {
+        auto body = dir.empty() ? std::nullopt : read_file(dir / "frame.html");
+        if (!body) return done(Response::error(404, "Not found"));
+        Response res;
+        res.body = std::move(*body);
+        res.set_header("Content-Type", "text/html; charset=utf-8");
+        res.set_header("Cache-Control", "public, max-age=3600");
+        res.set_header("Content-Security-Policy",
+                       "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox "
+                       "allow-forms allow-modals "
+                       "allow-downloads; default-src * data: blob: 'unsafe-inline' 'unsafe-eval'; "
+                       "frame-ancestors *");
+        res.set_header("X-Frame-Options", "SAMEORIGIN");
+        done(std::move(res));
+      },
+      pub);
 }
 
 }  // namespace skylab::api

@@ -11,7 +11,9 @@ WorkQueue::WorkQueue(std::size_t threads, std::size_t max_pending) : max_pending
   for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
 }
 
-WorkQueue::~WorkQueue() { stop(); }
+WorkQueue::~WorkQueue() {
+  stop();
+}
 
 bool WorkQueue::post(std::function<void()> task) {
   {

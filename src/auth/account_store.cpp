@@ -12,10 +12,10 @@
 #include <cstring>
 
 #include "auth/web_policy.hpp"
-#include "metrics/metrics.hpp"
 #include "common/log.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
+#include "metrics/metrics.hpp"
 
 namespace skylab::auth {
 
@@ -66,7 +66,8 @@ Error db_error(sqlite3* db, const std::string& what) {
     if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
       return Error::unavailable("account database is busy; try again: " + what);
   }
-  return Error::internal("account database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
+  return Error::internal("account database: " + what + ": " +
+                         (db ? sqlite3_errmsg(db) : "no connection"));
 }
 
 UserRecord user_from(Stmt& s) {
@@ -139,8 +140,10 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
   // Only when it does not exist yet: closing any descriptor of a database
   // file drops the POSIX locks SQLite holds on it in this process.
   int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
-  else if (errno != EEXIST) return Error::unavailable("cannot create " + options.path + ": " + std::strerror(errno));
+  if (fd >= 0)
+    ::close(fd);
+  else if (errno != EEXIST)
+    return Error::unavailable("cannot create " + options.path + ": " + std::strerror(errno));
   std::shared_ptr<AccountStore> s(new AccountStore(std::move(options)));
   int rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
@@ -154,7 +157,8 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
   // the checks every request makes (on the server's I/O thread) go on while
   // another connection or process holds the write lock, and never queue
   // behind a login that waits for it on mutex_.
-  rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->read_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->read_db_,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) return db_error(s->read_db_, "open " + s->opts_.path);
   sqlite3_busy_handler(s->read_db_, metrics::counting_busy_handler, &kReadBusyTimeoutMs);
   return s;
@@ -162,7 +166,9 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
 
 Status AccountStore::migrate() {
   std::lock_guard lock(mutex_);
-  auto st = exec("CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+  auto st = exec(
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL)");
   if (!st.ok()) return st;
   Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
@@ -184,8 +190,9 @@ Status AccountStore::migrate() {
     if (!st.ok()) return st;
   }
   if (version != kSchemaVersion) {
-    Stmt u(db_, "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
-                "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
+    Stmt u(db_,
+           "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
+           "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
     u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
     if (u.step() != SQLITE_DONE) return db_error(db_, "record schema version");
   }
@@ -195,17 +202,26 @@ Status AccountStore::migrate() {
 
 // ---------------------------------------------------------------- accounts
 
-Status AccountStore::add_user(std::string_view name, std::string_view password, bool admin, std::string_view email) {
+Status AccountStore::add_user(std::string_view name, std::string_view password, bool admin,
+                              std::string_view email) {
   if (!valid_username(name))
-    return Error::bad_request("Invalid user name: use 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter");
+    return Error::bad_request(
+        "Invalid user name: use 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter");
   if (auto p = password_problem(password); !p.empty()) return Error::bad_request(p);
   auto hash = hash_password(password, opts_.hash);
   if (!hash.ok()) return hash.error();
   std::lock_guard lock(mutex_);
-  Stmt s(db_, "INSERT INTO users(username, password_hash, admin, disabled, created, password_changed, email) "
-              "VALUES(?, ?, ?, 0, ?, ?, ?)");
+  Stmt s(db_,
+         "INSERT INTO users(username, password_hash, admin, disabled, created, password_changed, "
+         "email) "
+         "VALUES(?, ?, ?, 0, ?, ?, ?)");
   auto t = now();
-  s.bind(1, name).bind(2, hash.value()).bind(3, std::int64_t{admin ? 1 : 0}).bind(4, t).bind(5, t).bind(6, email);
+  s.bind(1, name)
+      .bind(2, hash.value())
+      .bind(3, std::int64_t{admin ? 1 : 0})
+      .bind(4, t)
+      .bind(5, t)
+      .bind(6, email);
   int rc = s.step();
   if (rc == SQLITE_CONSTRAINT) return Error::conflict("User already exists: " + std::string(name));
   if (rc != SQLITE_DONE) return db_error(db_, "add user");
@@ -214,7 +230,9 @@ Status AccountStore::add_user(std::string_view name, std::string_view password, 
 
 Result<UserRecord> AccountStore::find_user(std::string_view name) {
   std::lock_guard lock(read_mutex_);  // a read: never behind a writer waiting for the lock
-  Stmt s(read_db_, "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE username = ?");
+  Stmt s(read_db_,
+         "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE "
+         "username = ?");
   s.bind(1, name);
   int rc = s.step();
   if (rc == SQLITE_ROW) return user_from(s);
@@ -224,7 +242,9 @@ Result<UserRecord> AccountStore::find_user(std::string_view name) {
 
 Result<std::vector<UserRecord>> AccountStore::list_users() {
   std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email FROM users ORDER BY username");
+  Stmt s(db_,
+         "SELECT username, admin, disabled, created, password_changed, email FROM users ORDER BY "
+         "username");
   std::vector<UserRecord> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) out.push_back(user_from(s));
@@ -282,8 +302,9 @@ Result<UserRecord> AccountStore::check_password(std::string_view name, std::stri
   std::string hash;
   if (valid_username(name) && password.size() <= 1024) {
     std::lock_guard lock(mutex_);
-    Stmt s(db_, "SELECT username, admin, disabled, created, password_changed, email, password_hash "
-                "FROM users WHERE username = ?");
+    Stmt s(db_,
+           "SELECT username, admin, disabled, created, password_changed, email, password_hash "
+           "FROM users WHERE username = ?");
     s.bind(1, name);
     int rc = s.step();
     if (rc == SQLITE_ROW) {
@@ -310,8 +331,8 @@ Result<UserRecord> AccountStore::check_password(std::string_view name, std::stri
 
 // ---------------------------------------------------------------- identities
 
-std::optional<Identity> AccountStore::identity_for(sqlite3* db, const std::string& username, Via via,
-                                                   std::string credential) {
+std::optional<Identity> AccountStore::identity_for(sqlite3* db, const std::string& username,
+                                                   Via via, std::string credential) {
   // Caller holds the mutex of `db` (mutex_ for db_, read_mutex_ for read_db_).
   Stmt s(db, "SELECT admin, disabled FROM users WHERE username = ?");
   s.bind(1, username);
@@ -341,8 +362,10 @@ Result<NewSession> AccountStore::create_session(const UserRecord& user) {
     purge.bind(1, t);
     if (purge.step() != SQLITE_DONE) return db_error(db_, "purge sessions");
     // Keep at most max_sessions_per_user - 1 older sessions.
-    Stmt trim(db_, "DELETE FROM auth_sessions WHERE id IN (SELECT id FROM auth_sessions WHERE username = ? "
-                   "ORDER BY created DESC, rowid DESC LIMIT -1 OFFSET ?)");
+    Stmt trim(
+        db_,
+        "DELETE FROM auth_sessions WHERE id IN (SELECT id FROM auth_sessions WHERE username = ? "
+        "ORDER BY created DESC, rowid DESC LIMIT -1 OFFSET ?)");
     trim.bind(1, user.username).bind(2, static_cast<std::int64_t>(opts_.max_sessions_per_user) - 1);
     if (trim.step() != SQLITE_DONE) return db_error(db_, "trim sessions");
     Stmt ins(db_, "INSERT INTO auth_sessions(id, username, created, expires) VALUES(?, ?, ?, ?)");
@@ -368,8 +391,9 @@ NewSession AccountStore::create_admin_session() {
     std::lock_guard lock(admin_mutex_);
     std::erase_if(admin_sessions_, [t](const auto& kv) { return kv.second <= t; });
     while (admin_sessions_.size() >= kMaxAdminSessions) {
-      auto oldest = std::min_element(admin_sessions_.begin(), admin_sessions_.end(),
-                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+      auto oldest =
+          std::min_element(admin_sessions_.begin(), admin_sessions_.end(),
+                           [](const auto& a, const auto& b) { return a.second < b.second; });
       admin_sessions_.erase(oldest);
     }
     admin_sessions_[id] = ns.expires;
@@ -416,7 +440,8 @@ void AccountStore::end_session(std::string_view secret) {
   std::lock_guard lock(mutex_);
   Stmt d(db_, "DELETE FROM auth_sessions WHERE id = ?");
   d.bind(1, sha256_hex(secret));
-  if (d.step() != SQLITE_DONE) log::warn("account database: cannot end a session: " + std::string(sqlite3_errmsg(db_)));
+  if (d.step() != SQLITE_DONE)
+    log::warn("account database: cannot end a session: " + std::string(sqlite3_errmsg(db_)));
 }
 
 // ---------------------------------------------------------------- tokens
@@ -446,12 +471,15 @@ Result<NewToken> AccountStore::create_token(std::string_view username, std::stri
     if (static_cast<std::size_t>(n.i64(0)) >= opts_.max_tokens_per_user)
       return Error::conflict("Too many API tokens (" + std::to_string(opts_.max_tokens_per_user) +
                              "); revoke some first");
-    Stmt ins(db_, "INSERT INTO auth_tokens(id, token_hash, username, name, created, expires) "
-                  "VALUES(?, ?, ?, ?, ?, ?)");
+    Stmt ins(db_,
+             "INSERT INTO auth_tokens(id, token_hash, username, name, created, expires) "
+             "VALUES(?, ?, ?, ?, ?, ?)");
     ins.bind(1, nt.record.id).bind(2, sha256_hex(nt.token)).bind(3, username).bind(4, name);
     ins.bind(5, nt.record.created);
-    if (nt.record.expires) ins.bind(6, *nt.record.expires);
-    else ins.bind_null(6);
+    if (nt.record.expires)
+      ins.bind(6, *nt.record.expires);
+    else
+      ins.bind_null(6);
     if (ins.step() != SQLITE_DONE) return db_error(db_, "create token");
   }
   if (!tx.commit()) return db_error(db_, "commit");
@@ -461,7 +489,9 @@ Result<NewToken> AccountStore::create_token(std::string_view username, std::stri
 std::optional<Identity> AccountStore::token_identity(std::string_view token) {
   if (token.size() > 256 || token.rfind(kApiTokenPrefix, 0) != 0) return std::nullopt;
   std::lock_guard lock(read_mutex_);
-  Stmt s(read_db_, "SELECT id, username FROM auth_tokens WHERE token_hash = ? AND (expires IS NULL OR expires > ?)");
+  Stmt s(read_db_,
+         "SELECT id, username FROM auth_tokens WHERE token_hash = ? AND (expires IS NULL OR "
+         "expires > ?)");
   s.bind(1, sha256_hex(token)).bind(2, now());
   if (s.step() != SQLITE_ROW) return std::nullopt;
   return identity_for(read_db_, s.text(1), Via::kApiToken, "token:" + s.text(0));
@@ -469,8 +499,10 @@ std::optional<Identity> AccountStore::token_identity(std::string_view token) {
 
 Result<std::vector<TokenRecord>> AccountStore::list_tokens(std::string_view username) {
   std::lock_guard lock(mutex_);
-  Stmt s(db_, "SELECT id, username, name, created, expires FROM auth_tokens "
-              "WHERE username = ? AND (expires IS NULL OR expires > ?) ORDER BY created DESC, rowid DESC");
+  Stmt s(
+      db_,
+      "SELECT id, username, name, created, expires FROM auth_tokens "
+      "WHERE username = ? AND (expires IS NULL OR expires > ?) ORDER BY created DESC, rowid DESC");
   s.bind(1, username).bind(2, now());
   std::vector<TokenRecord> out;
   int rc;
@@ -503,16 +535,19 @@ bool AccountStore::still_valid(const Identity& who) {
       s.bind(1, std::string_view(who.credential_id).substr(8)).bind(2, now());
       int rc = s.step();
       if (rc != SQLITE_ROW) return rc != SQLITE_DONE;  // a database error is no proof of revocation
-      return s.text(0) == who.username && identity_for(read_db_, who.username, Via::kSession, "").has_value();
+      return s.text(0) == who.username &&
+             identity_for(read_db_, who.username, Via::kSession, "").has_value();
     }
     case Via::kApiToken: {
       if (who.credential_id.rfind("token:", 0) != 0) return false;
       std::lock_guard lock(read_mutex_);
-      Stmt s(read_db_, "SELECT username FROM auth_tokens WHERE id = ? AND (expires IS NULL OR expires > ?)");
+      Stmt s(read_db_,
+             "SELECT username FROM auth_tokens WHERE id = ? AND (expires IS NULL OR expires > ?)");
       s.bind(1, std::string_view(who.credential_id).substr(6)).bind(2, now());
       int rc = s.step();
       if (rc != SQLITE_ROW) return rc != SQLITE_DONE;
-      return s.text(0) == who.username && identity_for(read_db_, who.username, Via::kApiToken, "").has_value();
+      return s.text(0) == who.username &&
+             identity_for(read_db_, who.username, Via::kApiToken, "").has_value();
     }
   }
   return false;
@@ -527,7 +562,8 @@ std::int64_t AccountStore::data_version() {
 
 // ---------------------------------------------------------------- authenticator
 
-AccountAuthenticator::AccountAuthenticator(std::shared_ptr<AccountStore> store, std::string admin_token)
+AccountAuthenticator::AccountAuthenticator(std::shared_ptr<AccountStore> store,
+                                           std::string admin_token)
     : store_(std::move(store)), admin_(std::move(admin_token)) {}
 
 std::optional<Identity> AccountAuthenticator::by_token(std::string_view token) const {
@@ -549,6 +585,8 @@ std::optional<Identity> AccountAuthenticator::authenticate(const Credentials& cr
   return std::nullopt;
 }
 
-bool AccountAuthenticator::still_valid(const Identity& who) const { return store_->still_valid(who); }
+bool AccountAuthenticator::still_valid(const Identity& who) const {
+  return store_->still_valid(who);
+}
 
 }  // namespace skylab::auth

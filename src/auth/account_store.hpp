@@ -9,8 +9,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -88,7 +88,8 @@ class AccountStore {
 
   // -- accounts
   //! Creates an enabled account. Conflict when the name is taken.
-  Status add_user(std::string_view name, std::string_view password, bool admin, std::string_view email = {});
+  Status add_user(std::string_view name, std::string_view password, bool admin,
+                  std::string_view email = {});
   Result<UserRecord> find_user(std::string_view name);
   Result<std::vector<UserRecord>> list_users();
   //! Sets a new password and ends every session of the user (tokens stay).
@@ -138,7 +139,8 @@ class AccountStore {
   explicit AccountStore(AccountStoreOptions options);
   Status migrate();
   std::int64_t now() const;
-  std::optional<Identity> identity_for(sqlite3* db, const std::string& username, Via via, std::string credential);
+  std::optional<Identity> identity_for(sqlite3* db, const std::string& username, Via via,
+                                       std::string credential);
   Status exec(const char* sql);
 
   AccountStoreOptions opts_;

@@ -13,7 +13,9 @@ AccountWatcher::AccountWatcher(std::shared_ptr<AccountStore> store, std::functio
   thread_ = std::thread([this] { run(); });
 }
 
-AccountWatcher::~AccountWatcher() { stop(); }
+AccountWatcher::~AccountWatcher() {
+  stop();
+}
 
 void AccountWatcher::poke() {
   {

@@ -8,9 +8,9 @@
 #include <chrono>
 #include <cstring>
 
-#include "metrics/metrics.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
+#include "metrics/metrics.hpp"
 
 namespace skylab::auth {
 
@@ -41,9 +41,11 @@ Error db_error(sqlite3* db, const std::string& what) {
   // Another process holds the write lock: temporary (503 with Retry-After).
   if (db) {
     int code = sqlite3_errcode(db) & 0xff;
-    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return Error::unavailable("share database is busy; try again");
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+      return Error::unavailable("share database is busy; try again");
   }
-  return Error::internal("share database: " + what + ": " + (db ? sqlite3_errmsg(db) : "no connection"));
+  return Error::internal("share database: " + what + ": " +
+                         (db ? sqlite3_errmsg(db) : "no connection"));
 }
 
 constexpr const char* kColumns = "id, owner, path, grantee, role, created, item";
@@ -70,7 +72,9 @@ Result<std::vector<Share>> collect(sqlite3* db, Stmt& s) {
 
 }  // namespace
 
-std::string_view share_role_name(ShareRole r) { return r == ShareRole::kEditor ? "editor" : "viewer"; }
+std::string_view share_role_name(ShareRole r) {
+  return r == ShareRole::kEditor ? "editor" : "viewer";
+}
 
 std::optional<ShareRole> parse_share_role(std::string_view s) {
   if (s == "viewer") return ShareRole::kViewer;
@@ -91,26 +95,33 @@ ShareStore::~ShareStore() {
 
 std::int64_t ShareStore::now() const {
   if (now_) return now_();
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, std::function<std::int64_t()> now) {
+Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path,
+                                                     std::function<std::int64_t()> now) {
   // Only when it does not exist yet: closing any descriptor of a database
   // file drops the POSIX locks SQLite holds on it in this process.
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
-  else if (errno != EEXIST) return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
+  if (fd >= 0)
+    ::close(fd);
+  else if (errno != EEXIST)
+    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<ShareStore> s(new ShareStore());
   s->now_ = std::move(now);
-  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK)
     return db_error(s->db_, "open " + path);
   static int busy_ms = 2000;  // callers run on worker threads
   sqlite3_busy_handler(s->db_, metrics::counting_busy_handler, &busy_ms);
   const char* setup =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT NULL);";
-  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(s->db_, "set up");
+      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
+      "NULL);";
+  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(s->db_, "set up");
   if (sqlite3_exec(s->db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
     return db_error(s->db_, "begin");
   int version = 0;
@@ -122,8 +133,8 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
   auto rollback = [&] { sqlite3_exec(s->db_, "ROLLBACK", nullptr, nullptr, nullptr); };
   if (version > kSchemaVersion) {
     rollback();
-    return Error::unavailable("the share tables were written by a newer Skylab (schema " + std::to_string(version) +
-                              ")");
+    return Error::unavailable("the share tables were written by a newer Skylab (schema " +
+                              std::to_string(version) + ")");
   }
   if (version < kSchemaVersion) {
     if (sqlite3_exec(s->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -143,8 +154,9 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
       rollback();
       return e;
     }
-    Stmt u(s->db_, "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
-                   "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
+    Stmt u(s->db_,
+           "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
+           "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
     u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
     if (u.step() != SQLITE_DONE) {
       auto e = db_error(s->db_, "record schema version");
@@ -152,16 +164,19 @@ Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, st
       return e;
     }
   }
-  if (sqlite3_exec(s->db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(s->db_, "commit");
+  if (sqlite3_exec(s->db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(s->db_, "commit");
   return s;
 }
 
-Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, std::string_view item,
-                                std::optional<std::string> grantee, ShareRole role) {
+Result<Share> ShareStore::grant(std::string_view owner, std::string_view path,
+                                std::string_view item, std::optional<std::string> grantee,
+                                ShareRole role) {
   if (item.empty()) return Error::internal("share without an item id");
   if (!grantee) role = ShareRole::kViewer;
   std::lock_guard lock(mutex_);
-  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "begin");
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(db_, "begin");
   struct Rollback {
     sqlite3* db;
     bool done = false;
@@ -181,11 +196,15 @@ Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, s
                       " FROM auth_shares WHERE owner = ? AND path = ? AND grantee IS ? LIMIT 1";
     Stmt q(db_, sql.c_str());
     q.bind(1, owner).bind(2, path);
-    if (grantee) q.bind(3, *grantee);
-    else q.bind_null(3);
+    if (grantee)
+      q.bind(3, *grantee);
+    else
+      q.bind_null(3);
     int rc = q.step();
-    if (rc == SQLITE_ROW) existing = share_from(q);
-    else if (rc != SQLITE_DONE) return db_error(db_, "find share");
+    if (rc == SQLITE_ROW)
+      existing = share_from(q);
+    else if (rc != SQLITE_DONE)
+      return db_error(db_, "find share");
   }
   Share sh;
   if (existing) {
@@ -199,7 +218,8 @@ Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, s
     n.bind(1, owner);
     if (n.step() != SQLITE_ROW) return db_error(db_, "count shares");
     if (static_cast<std::size_t>(n.i64(0)) >= kMaxPerOwner)
-      return Error::conflict("Too many shares (" + std::to_string(kMaxPerOwner) + "); revoke some first");
+      return Error::conflict("Too many shares (" + std::to_string(kMaxPerOwner) +
+                             "); revoke some first");
     sh.id = util::random_hex(grantee ? 12 : 24);  // a link's id is its secret: longer
     sh.owner = std::string(owner);
     sh.path = std::string(path);
@@ -208,14 +228,18 @@ Result<Share> ShareStore::grant(std::string_view owner, std::string_view path, s
     sh.role = role;
     sh.created = now();
     Stmt ins(db_,
-             "INSERT INTO auth_shares(id, owner, path, grantee, role, created, item) VALUES(?, ?, ?, ?, ?, ?, ?)");
+             "INSERT INTO auth_shares(id, owner, path, grantee, role, created, item) VALUES(?, ?, "
+             "?, ?, ?, ?, ?)");
     ins.bind(1, sh.id).bind(2, sh.owner).bind(3, sh.path);
-    if (sh.grantee) ins.bind(4, *sh.grantee);
-    else ins.bind_null(4);
+    if (sh.grantee)
+      ins.bind(4, *sh.grantee);
+    else
+      ins.bind_null(4);
     ins.bind(5, share_role_name(sh.role)).bind(6, sh.created).bind(7, sh.item);
     if (ins.step() != SQLITE_DONE) return db_error(db_, "create share");
   }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db_, "commit");
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(db_, "commit");
   rb.done = true;
   return sh;
 }
@@ -231,7 +255,8 @@ Result<Share> ShareStore::find(std::string_view id) {
   return db_error(db_, "find share");
 }
 
-Result<std::vector<Share>> ShareStore::by_owner(std::string_view owner, std::optional<std::string_view> path) {
+Result<std::vector<Share>> ShareStore::by_owner(std::string_view owner,
+                                                std::optional<std::string_view> path) {
   std::lock_guard lock(mutex_);
   std::string sql = std::string("SELECT ") + kColumns + " FROM auth_shares WHERE owner = ?" +
                     (path ? " AND path = ?" : "") + " ORDER BY created DESC, rowid DESC";
@@ -264,7 +289,8 @@ Status ShareStore::moved(std::string_view owner, std::string_view from, std::str
   std::string prefix = std::string(from) + "/";
   // Byte offsets (SQLite's substr counts characters in TEXT).
   Stmt u(db_,
-         "UPDATE auth_shares SET path = ? || CAST(substr(CAST(path AS BLOB), ?) AS TEXT) WHERE owner = ? AND "
+         "UPDATE auth_shares SET path = ? || CAST(substr(CAST(path AS BLOB), ?) AS TEXT) WHERE "
+         "owner = ? AND "
          "(path = ? OR substr(CAST(path AS BLOB), 1, ?) = CAST(? AS BLOB))");
   u.bind(1, to).bind(2, static_cast<std::int64_t>(from.size() + 1)).bind(3, owner).bind(4, from);
   u.bind(5, static_cast<std::int64_t>(prefix.size())).bind(6, prefix);
@@ -284,7 +310,8 @@ Status ShareStore::removed(std::string_view owner, std::string_view path) {
 }
 
 Result<std::size_t> ShareStore::migrate_items(
-    const std::function<std::optional<std::string>(const std::string&, const std::string&)>& resolve) {
+    const std::function<std::optional<std::string>(const std::string&, const std::string&)>&
+        resolve) {
   std::vector<Share> unbound;
   {
     std::lock_guard lock(mutex_);

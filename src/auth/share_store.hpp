@@ -59,7 +59,8 @@ class ShareStore {
   //! The share with this id, or NotFound.
   Result<Share> find(std::string_view id);
   //! Shares made by `owner` (of `path` only, when given), newest first.
-  Result<std::vector<Share>> by_owner(std::string_view owner, std::optional<std::string_view> path = {});
+  Result<std::vector<Share>> by_owner(std::string_view owner,
+                                      std::optional<std::string_view> path = {});
   //! Shares made to `grantee` by name ("Shared with me"), newest first.
   Result<std::vector<Share>> with_user(std::string_view grantee);
   //! Revokes; NotFound unless `owner` made it.
@@ -75,7 +76,8 @@ class ShareStore {
   //! share is bound to it) or nullopt (nothing there: the share is
   //! dropped). Returns how many were dropped.
   Result<std::size_t> migrate_items(
-      const std::function<std::optional<std::string>(const std::string&, const std::string&)>& resolve);
+      const std::function<std::optional<std::string>(const std::string&, const std::string&)>&
+          resolve);
   //! At most this many shares per owner (grant fails with Conflict beyond).
   static constexpr std::size_t kMaxPerOwner = 1000;
 

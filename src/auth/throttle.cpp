@@ -56,8 +56,10 @@ std::size_t LoginThrottle::size() const {
 
 void LoginThrottle::prune_locked(steady_clock::time_point now) {
   for (auto it = entries_.begin(); it != entries_.end();) {
-    if (now - it->second.last >= opts_.forget_after) it = entries_.erase(it);
-    else ++it;
+    if (now - it->second.last >= opts_.forget_after)
+      it = entries_.erase(it);
+    else
+      ++it;
   }
   if (entries_.size() < opts_.max_keys) return;
   // Still full: drop the stalest half.
@@ -68,8 +70,10 @@ void LoginThrottle::prune_locked(steady_clock::time_point now) {
   std::nth_element(times.begin(), mid, times.end());
   auto cutoff = *mid;
   for (auto it = entries_.begin(); it != entries_.end();) {
-    if (it->second.last <= cutoff) it = entries_.erase(it);
-    else ++it;
+    if (it->second.last <= cutoff)
+      it = entries_.erase(it);
+    else
+      ++it;
   }
 }
 

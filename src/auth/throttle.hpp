@@ -12,11 +12,11 @@
 namespace skylab::auth {
 
 struct ThrottleOptions {
-  int free_failures = 5;                         //!< failures that cost no delay
-  std::chrono::seconds base_delay{1};            //!< delay after the first counted failure
-  std::chrono::seconds max_delay{15 * 60};       //!< cap of the doubling delay
-  std::chrono::seconds forget_after{60 * 60};    //!< a key with no failure this long starts over
-  std::size_t max_keys = 100000;                 //!< memory bound; the stalest keys go first
+  int free_failures = 5;                       //!< failures that cost no delay
+  std::chrono::seconds base_delay{1};          //!< delay after the first counted failure
+  std::chrono::seconds max_delay{15 * 60};     //!< cap of the doubling delay
+  std::chrono::seconds forget_after{60 * 60};  //!< a key with no failure this long starts over
+  std::size_t max_keys = 100000;               //!< memory bound; the stalest keys go first
 };
 
 //! Counts failures per key. Once a key has `free_failures` failures, the

@@ -27,7 +27,8 @@ bool split_authority(std::string_view auth, std::string_view default_port, std::
                      std::string& port) {
   if (auth.empty()) return false;
   for (char c : auth)
-    if (static_cast<unsigned char>(c) <= 0x20 || c == '/' || c == '@' || c == '\\' || c == '?' || c == '#')
+    if (static_cast<unsigned char>(c) <= 0x20 || c == '/' || c == '@' || c == '\\' || c == '?' ||
+        c == '#')
       return false;
   std::string_view h = auth, p;
   if (auth.front() == '[') {
@@ -113,16 +114,21 @@ std::string safe_redirect_target(std::string_view next) {
   return is_safe_redirect(next) ? std::string(next) : std::string("/");
 }
 
-bool is_safe_method(std::string_view m) { return m == "GET" || m == "HEAD" || m == "OPTIONS"; }
+bool is_safe_method(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS";
+}
 
 bool origin_matches_host(std::string_view origin, std::string_view host) {
   auto sep = origin.find("://");
   if (sep == std::string_view::npos) return false;
   auto scheme = lower(origin.substr(0, sep));
   std::string_view def;
-  if (scheme == "http" || scheme == "ws") def = "80";
-  else if (scheme == "https" || scheme == "wss") def = "443";
-  else return false;
+  if (scheme == "http" || scheme == "ws")
+    def = "80";
+  else if (scheme == "https" || scheme == "wss")
+    def = "443";
+  else
+    return false;
   std::string oh, op, hh, hp;
   if (!split_authority(origin.substr(sep + 3), def, oh, op)) return false;
   if (!split_authority(trim(host), def, hh, hp)) return false;
@@ -132,22 +138,28 @@ bool origin_matches_host(std::string_view origin, std::string_view host) {
 CrossSite check_cross_site(const Identity& who, const RequestFacts& f) {
   if (!who.by_cookie()) return CrossSite::kAllowed;
   if (f.websocket) {
-    if (f.origin.empty() || !origin_matches_host(f.origin, f.host)) return CrossSite::kForeignOrigin;
+    if (f.origin.empty() || !origin_matches_host(f.origin, f.host))
+      return CrossSite::kForeignOrigin;
     return CrossSite::kAllowed;
   }
   if (is_safe_method(f.method)) return CrossSite::kAllowed;
   if (!f.origin.empty() && !origin_matches_host(f.origin, f.host)) return CrossSite::kForeignOrigin;
   if (f.presented_xsrf.empty()) return CrossSite::kMissingXsrf;
-  if (who.xsrf.empty() || !util::secure_equals(f.presented_xsrf, who.xsrf)) return CrossSite::kBadXsrf;
+  if (who.xsrf.empty() || !util::secure_equals(f.presented_xsrf, who.xsrf))
+    return CrossSite::kBadXsrf;
   return CrossSite::kAllowed;
 }
 
 const char* describe(CrossSite v) {
   switch (v) {
-    case CrossSite::kAllowed: return "allowed";
-    case CrossSite::kMissingXsrf: return "Forbidden: '_xsrf' argument missing (send the X-XSRFToken header)";
-    case CrossSite::kBadXsrf: return "Forbidden: XSRF cookie does not match";
-    case CrossSite::kForeignOrigin: return "Forbidden: cross-origin request refused";
+    case CrossSite::kAllowed:
+      return "allowed";
+    case CrossSite::kMissingXsrf:
+      return "Forbidden: '_xsrf' argument missing (send the X-XSRFToken header)";
+    case CrossSite::kBadXsrf:
+      return "Forbidden: XSRF cookie does not match";
+    case CrossSite::kForeignOrigin:
+      return "Forbidden: cross-origin request refused";
   }
   return "Forbidden";
 }

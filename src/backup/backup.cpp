@@ -3,9 +3,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <sqlite3.h>
 #include <sched.h>
 #include <spawn.h>
+#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -34,9 +34,15 @@ using safe_fs::UniqueFd;
 
 // ---------------------------------------------------------------- shared helpers (internal.hpp)
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr); }
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
-void Sha256::update(const void* p, std::size_t n) { EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), p, n); }
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
+}
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+}
+void Sha256::update(const void* p, std::size_t n) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), p, n);
+}
 std::string Sha256::hex() {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned len = 0;
@@ -54,21 +60,26 @@ bool skylab_xattr(const std::string& name) {
   return name.rfind("trusted.skylab.", 0) == 0 || name.rfind("user.skylab.", 0) == 0;
 }
 
-bool is_sqlite_header(const char* p, std::size_t n) { return n >= 16 && std::memcmp(p, "SQLite format 3\0", 16) == 0; }
+bool is_sqlite_header(const char* p, std::size_t n) {
+  return n >= 16 && std::memcmp(p, "SQLite format 3\0", 16) == 0;
+}
 
 namespace {
 
 constexpr int kMaxDepth = 128;
 constexpr std::size_t kMaxPath = 4096;
 
-Error sys_error(const std::string& what) { return Error::internal(what + ": " + std::strerror(errno)); }
+Error sys_error(const std::string& what) {
+  return Error::internal(what + ": " + std::strerror(errno));
+}
 
 // Top-level names that are not backed up (see backup.hpp).
 bool excluded_top(const std::string& name) {
   static const std::set<std::string> names = {"cache", "volumes", "runtimes", "slurm"};
   if (names.count(name)) return true;
   for (const char* suffix : {"-wal", "-shm", "-journal"})
-    if (name.size() > std::strlen(suffix) && name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+    if (name.size() > std::strlen(suffix) &&
+        name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
       return true;
   return false;
 }
@@ -119,7 +130,8 @@ struct Walker {
     e.xattrs = read_xattrs(fd);
     if (auto s = tar->add(e); !s.ok()) return s;
     summary->directories++;
-    entries->push_back({{"path", rel}, {"type", "directory"}, {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}});
+    entries->push_back(
+        {{"path", rel}, {"type", "directory"}, {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}});
     return ok_status();
   }
 
@@ -135,7 +147,8 @@ struct Walker {
     UniqueFd spool(::openat(spool_dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (spool.get() < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
       // A filesystem without O_TMPFILE (NFS): a named file, unlinked at once.
-      spool = UniqueFd(::openat(spool_dir, "spool", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      spool = UniqueFd(
+          ::openat(spool_dir, "spool", O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (spool.get() >= 0) ::unlinkat(spool_dir, "spool", 0);
     }
     if (spool.get() < 0) return sys_error("create a spool file");
@@ -173,8 +186,8 @@ struct Walker {
     summary->bytes += size;
     progress.done_files++;
     report();
-    nlohmann::json j = {{"path", rel}, {"type", "file"}, {"size", size}, {"sha256", hash},
-                        {"mode", e.mode}, {"uid", e.uid}, {"gid", e.gid}};
+    nlohmann::json j = {{"path", rel},    {"type", "file"}, {"size", size}, {"sha256", hash},
+                        {"mode", e.mode}, {"uid", e.uid},   {"gid", e.gid}};
     if (database) j["sqlite"] = true;
     entries->push_back(std::move(j));
     return ok_status();
@@ -215,7 +228,8 @@ struct Walker {
         if (rd.get() < 0) continue;
         if (auto s = add_dir(child, st, rd.get()); !s.ok()) return s;
         struct stat ust;
-        UniqueFd uf(::openat(rd.get(), "uids.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        UniqueFd uf(
+            ::openat(rd.get(), "uids.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
         if (uf.get() >= 0 && ::fstat(uf.get(), &ust) == 0 && S_ISREG(ust.st_mode))
           if (auto s = add_file(child + "/uids.json", uf.get(), ust); !s.ok()) return s;
         continue;
@@ -274,7 +288,8 @@ int run(const std::vector<std::string>& args) {
 }
 
 bool mount_point(const fs::path& p) {
-  struct stat a{}, b{};
+  struct stat a {
+  }, b{};
   if (::lstat(p.c_str(), &a) != 0 || ::stat((p / "..").c_str(), &b) != 0) return false;
   return S_ISDIR(a.st_mode) && (a.st_dev != b.st_dev || a.st_ino == b.st_ino);
 }
@@ -286,7 +301,8 @@ bool mount_point(const fs::path& p) {
 // in a mount namespace of this process alone and bound at drive/<user>
 // there, so the walk reads it as the server would serve it. The server's
 // own view is unchanged; everything goes when this process exits.
-Status expose_unmounted_volumes(const fs::path& data, const fs::path& work, std::vector<fs::path>& mounts) {
+Status expose_unmounted_volumes(const fs::path& data, const fs::path& work,
+                                std::vector<fs::path>& mounts) {
   std::error_code ec;
   fs::path volumes = data / "volumes";
   if (!fs::is_directory(fs::symlink_status(volumes, ec))) return ok_status();
@@ -296,7 +312,11 @@ Status expose_unmounted_volumes(const fs::path& data, const fs::path& work, std:
     if (name.size() <= 4 || name.compare(name.size() - 4, 4, ".img") != 0) continue;
     if (!e.is_regular_file(ec) || e.is_symlink(ec)) continue;
     std::string user = name.substr(0, name.size() - 4);
-    if (user.empty() || user.size() > 64 || user.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos || user[0] == '.')
+    if (user.empty() || user.size() > 64 ||
+        user.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+            std::string::npos ||
+        user[0] == '.')
       continue;
     fs::path drive = data / "drive" / user;
     if (mount_point(drive)) continue;  // served from the volume now: read through the bind mount
@@ -305,7 +325,8 @@ Status expose_unmounted_volumes(const fs::path& data, const fs::path& work, std:
                                 ", which is not mounted: run skylab backup as root");
     if (!private_ns) {
       if (::unshare(CLONE_NEWNS) != 0) return sys_error("create a mount namespace");
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return sys_error("make mounts private");
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        return sys_error("make mounts private");
       private_ns = true;
     }
     fs::path at = work / ("volume-" + user);
@@ -315,8 +336,10 @@ Status expose_unmounted_volumes(const fs::path& data, const fs::path& work, std:
       source = vol / "drive";
     } else {
       fs::create_directory(at, ec);
-      if (run({"mount", "-t", "ext4", "-o", "loop,ro,noload,nosuid,nodev,noexec", e.path().string(), at.string()}) != 0)
-        return Error::unavailable("cannot mount " + e.path().string() + " read-only to back up " + user + "'s Drive");
+      if (run({"mount", "-t", "ext4", "-o", "loop,ro,noload,nosuid,nodev,noexec", e.path().string(),
+               at.string()}) != 0)
+        return Error::unavailable("cannot mount " + e.path().string() + " read-only to back up " +
+                                  user + "'s Drive");
       mounts.push_back(at);
       source = at / "drive";
     }
@@ -342,13 +365,15 @@ Status backup_database(const std::string& src_path, const std::string& dst_path)
     if (src) sqlite3_close_v2(src);
     if (dst) sqlite3_close_v2(dst);
   };
-  if (sqlite3_open_v2(src_path.c_str(), &src, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(src_path.c_str(), &src, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
+                      nullptr) != SQLITE_OK) {
     Error e = Error::internal("open " + src_path + ": " + sqlite3_errmsg(src));
     close();
     return e;
   }
   sqlite3_busy_timeout(src, 10000);
-  if (sqlite3_open_v2(dst_path.c_str(), &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(dst_path.c_str(), &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      nullptr) != SQLITE_OK) {
     Error e = Error::internal("create " + dst_path);
     close();
     return e;
@@ -381,13 +406,15 @@ Status backup_database(const std::string& src_path, const std::string& dst_path)
 
 Result<Summary> create_backup(const BackupOptions& o) {
   std::error_code ec;
-  if (!fs::is_directory(o.data_dir, ec)) return Error::not_found("no data directory at " + o.data_dir);
+  if (!fs::is_directory(o.data_dir, ec))
+    return Error::not_found("no data directory at " + o.data_dir);
   fs::path data = fs::canonical(o.data_dir, ec);
   fs::path out = fs::absolute(o.output, ec);
   fs::path out_dir = fs::canonical(out.parent_path(), ec);
   if (ec) return Error::not_found("no folder for the archive at " + out.parent_path().string());
   std::string od = out_dir.string() + "/", dd = data.string() + "/";
-  if (od.rfind(dd, 0) == 0) return Error::bad_request("the archive must not be written inside the data directory");
+  if (od.rfind(dd, 0) == 0)
+    return Error::bad_request("the archive must not be written inside the data directory");
   out = out_dir / out.filename();
 
   // A private folder beside the archive for spool files and database copies.
@@ -444,7 +471,8 @@ Result<Summary> create_backup(const BackupOptions& o) {
     std::string copy = (work / ("db-" + name)).string();
     if (auto s = backup_database((data / name).string(), copy); !s.ok()) return s.error();
     struct stat src_st;
-    if (::fstatat(data_fd.value().get(), name.c_str(), &src_st, AT_SYMLINK_NOFOLLOW) != 0) return sys_error("stat " + name);
+    if (::fstatat(data_fd.value().get(), name.c_str(), &src_st, AT_SYMLINK_NOFOLLOW) != 0)
+      return sys_error("stat " + name);
     UniqueFd f(::open(copy.c_str(), O_RDONLY | O_CLOEXEC));
     if (f.get() < 0) return sys_error("open " + copy);
     struct stat st = src_st;  // owner and mode of the original
@@ -457,12 +485,14 @@ Result<Summary> create_backup(const BackupOptions& o) {
       {"format", "skylab-backup"},
       {"version", 1},
       {"created", std::chrono::duration_cast<std::chrono::seconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count()},
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count()},
       {"entries", std::move(entries)},
   };
   struct stat root_st;
   if (::fstat(data_fd.value().get(), &root_st) == 0)
-    manifest["root"] = {{"mode", root_st.st_mode & 07777}, {"uid", root_st.st_uid}, {"gid", root_st.st_gid}};
+    manifest["root"] = {
+        {"mode", root_st.st_mode & 07777}, {"uid", root_st.st_uid}, {"gid", root_st.st_gid}};
   TarEntry m;
   m.path = kManifestName;
   m.mode = 0600;

@@ -35,8 +35,8 @@ using ProgressFn = std::function<void(const Progress&)>;
 
 struct BackupOptions {
   std::string data_dir;
-  std::string output;     //!< the archive; written as OUTPUT.partial-XXXX, then renamed (mode 0600)
-  ProgressFn progress;    //!< called from the calling thread, often
+  std::string output;   //!< the archive; written as OUTPUT.partial-XXXX, then renamed (mode 0600)
+  ProgressFn progress;  //!< called from the calling thread, often
 };
 
 struct Summary {
@@ -53,7 +53,8 @@ Result<Summary> create_backup(const BackupOptions& o);
 struct RestoreOptions {
   std::string archive;
   std::string data_dir;  //!< created if missing; must be empty unless `force`
-  bool force = false;    //!< replace what is in data_dir (refused where something is mounted below it)
+  bool force =
+      false;  //!< replace what is in data_dir (refused where something is mounted below it)
   ProgressFn progress;
 };
 

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <memory>
+#include <sstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -33,13 +33,19 @@ constexpr std::size_t kMaxEntries = 20'000'000;
 constexpr std::size_t kMaxPath = 4096;
 constexpr int kMaxDepth = 128;
 
-Error sys_error(const std::string& what) { return Error::internal(what + ": " + std::strerror(errno)); }
-Error refused(const std::string& why) { return Error::bad_request("refused: " + why); }
+Error sys_error(const std::string& what) {
+  return Error::internal(what + ": " + std::strerror(errno));
+}
+Error refused(const std::string& why) {
+  return Error::bad_request("refused: " + why);
+}
 
 //! The components of an archive path below data/, or empty when it is unsafe.
 std::vector<std::string> safe_components(const std::string& rel) {
   std::vector<std::string> parts;
-  if (rel.empty() || rel.size() > kMaxPath || rel.front() == '/' || rel.find('\0') != std::string::npos) return {};
+  if (rel.empty() || rel.size() > kMaxPath || rel.front() == '/' ||
+      rel.find('\0') != std::string::npos)
+    return {};
   std::size_t pos = 0;
   while (pos <= rel.size()) {
     std::size_t slash = rel.find('/', pos);
@@ -104,8 +110,10 @@ class Extractor {
   Result<UniqueFd> open_dir(const std::vector<std::string>& parts, std::size_t n) {
     UniqueFd cur(::dup(staging_));
     for (std::size_t i = 0; i < n; ++i) {
-      if (::mkdirat(cur.get(), parts[i].c_str(), 0700) != 0 && errno != EEXIST) return sys_error("create a folder");
-      UniqueFd next(::openat(cur.get(), parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (::mkdirat(cur.get(), parts[i].c_str(), 0700) != 0 && errno != EEXIST)
+        return sys_error("create a folder");
+      UniqueFd next(
+          ::openat(cur.get(), parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (next.get() < 0) return refused("a path goes through something that is not a folder");
       cur = std::move(next);
     }
@@ -114,32 +122,38 @@ class Extractor {
 
   Status apply_meta(int fd, const TarEntry& e) {
     if (root_ && ::fchown(fd, e.uid, e.gid) != 0) return sys_error("set the owner of " + e.path);
-    if (::fchmod(fd, e.mode & 01777) != 0) return sys_error("set the mode of " + e.path);  // never setuid/setgid
+    if (::fchmod(fd, e.mode & 01777) != 0)
+      return sys_error("set the mode of " + e.path);  // never setuid/setgid
     for (auto& [k, v] : e.xattrs) {
       if (!skylab_xattr(k) || v.size() > 1024) continue;
       if (k.rfind("trusted.", 0) == 0 && !root_) continue;
-      ::fsetxattr(fd, k.c_str(), v.data(), v.size(), 0);  // best effort: the filesystem may lack them
+      ::fsetxattr(fd, k.c_str(), v.data(), v.size(),
+                  0);  // best effort: the filesystem may lack them
     }
     return ok_status();
   }
 
   Status entry(TarReader& tar, const TarEntry& e, const std::string& rel) {
     auto parts = safe_components(rel);
-    if (parts.empty()) return refused("an unsafe path in the archive: '" + e.path.substr(0, 200) + "'");
+    if (parts.empty())
+      return refused("an unsafe path in the archive: '" + e.path.substr(0, 200) + "'");
     if (seen_.size() >= kMaxEntries) return refused("too many entries");
     if (seen_.count(rel)) return refused("a duplicate entry: " + rel);
     auto parent = open_dir(parts, parts.size() - 1);
     if (!parent.ok()) return parent.error();
     const std::string& name = parts.back();
     if (e.kind == EntryKind::kDirectory) {
-      if (::mkdirat(parent.value().get(), name.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("create " + rel);
-      UniqueFd d(::openat(parent.value().get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (::mkdirat(parent.value().get(), name.c_str(), 0700) != 0 && errno != EEXIST)
+        return sys_error("create " + rel);
+      UniqueFd d(::openat(parent.value().get(), name.c_str(),
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (d.get() < 0) return refused("a folder entry where a file is: " + rel);
       if (auto s = apply_meta(d.get(), e); !s.ok()) return s;
       seen_[rel] = {EntryKind::kDirectory, 0, ""};
       return ok_status();
     }
-    UniqueFd f(::openat(parent.value().get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    UniqueFd f(::openat(parent.value().get(), name.c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (f.get() < 0) {
       if (errno == EEXIST) return refused("a file entry where something already is: " + rel);
       return sys_error("create " + rel);
@@ -175,17 +189,20 @@ class Extractor {
 
 Status check_database(const std::string& path) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, nullptr) !=
+      SQLITE_OK) {
     sqlite3_close_v2(db);
     return refused("a database in the archive cannot be opened: " + path);
   }
   sqlite3_stmt* st = nullptr;
   std::string result;
-  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+  if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
     result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
   sqlite3_finalize(st);
   sqlite3_close_v2(db);
-  if (result != "ok") return refused("a database in the archive fails its integrity check: " + path + ": " + result);
+  if (result != "ok")
+    return refused("a database in the archive fails its integrity check: " + path + ": " + result);
   return ok_status();
 }
 
@@ -193,7 +210,8 @@ Status check_database(const std::string& path) {
 
 Result<Summary> restore_backup(const RestoreOptions& o) {
   UniqueFd in(::open(o.archive.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.get() < 0) return Error::not_found("cannot open " + o.archive + ": " + std::strerror(errno));
+  if (in.get() < 0)
+    return Error::not_found("cannot open " + o.archive + ": " + std::strerror(errno));
   struct stat ast;
   ::fstat(in.get(), &ast);
 
@@ -205,13 +223,17 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
   if (!data_fd.ok()) return data_fd.error();
   bool empty = fs::is_empty(data, ec);
   if (!empty && !o.force)
-    return Error::conflict(data.string() + " is not empty (restore into an empty folder, or pass --force to replace it)");
+    return Error::conflict(
+        data.string() +
+        " is not empty (restore into an empty folder, or pass --force to replace it)");
   if (!empty && has_mounts_below(data.string()))
-    return Error::conflict("something is mounted below " + data.string() + " (a running server's volumes?): stop it first");
+    return Error::conflict("something is mounted below " + data.string() +
+                           " (a running server's volumes?): stop it first");
 
   std::string staging_name = ".skylab-restore-" + std::to_string(::getpid());
   remove_at(data_fd.value().get(), staging_name);
-  if (::mkdirat(data_fd.value().get(), staging_name.c_str(), 0700) != 0) return sys_error("create a staging folder");
+  if (::mkdirat(data_fd.value().get(), staging_name.c_str(), 0700) != 0)
+    return sys_error("create a staging folder");
   struct Cleanup {
     int dir;
     std::string name;
@@ -220,7 +242,8 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
       if (armed) remove_at(dir, name);
     }
   } cleanup{data_fd.value().get(), staging_name};
-  UniqueFd staging(::openat(data_fd.value().get(), staging_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd staging(::openat(data_fd.value().get(), staging_name.c_str(),
+                            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (staging.get() < 0) return sys_error("open the staging folder");
 
   Extractor ex(staging.get(), ::geteuid() == 0);
@@ -232,7 +255,9 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
   for (;;) {
     TarEntry e;
     auto more = tar.next(e);
-    if (!more.ok()) return more.error().code == Error::Code::kBadRequest ? refused(more.error().message) : more.error();
+    if (!more.ok())
+      return more.error().code == Error::Code::kBadRequest ? refused(more.error().message)
+                                                           : more.error();
     if (!more.value()) break;
     if (have_manifest) return refused("entries after the manifest");
     if (e.path == kManifestName && e.kind == EntryKind::kFile) {
@@ -245,22 +270,27 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
       have_manifest = true;
       continue;
     }
-    if (e.path.rfind("data/", 0) != 0) return refused("an entry outside data/: '" + e.path.substr(0, 200) + "'");
+    if (e.path.rfind("data/", 0) != 0)
+      return refused("an entry outside data/: '" + e.path.substr(0, 200) + "'");
     std::string rel = e.path.substr(5);
-    if (e.kind == EntryKind::kDirectory && !rel.empty() && rel.back() == '/') rel.pop_back();  // as tar writes folders
+    if (e.kind == EntryKind::kDirectory && !rel.empty() && rel.back() == '/')
+      rel.pop_back();  // as tar writes folders
     if (auto st = ex.entry(tar, e, rel); !st.ok()) return st.error();
     progress.done_bytes = tar.bytes_read();
     progress.done_files++;
     if (o.progress) o.progress(progress);
   }
-  if (!have_manifest) return refused("the archive has no manifest (not a Skylab backup, or cut short)");
+  if (!have_manifest)
+    return refused("the archive has no manifest (not a Skylab backup, or cut short)");
 
   nlohmann::json manifest = nlohmann::json::parse(manifest_text, nullptr, false);
-  if (manifest.is_discarded() || !manifest.is_object() || manifest.value("format", "") != "skylab-backup" ||
-      !manifest.contains("entries") || !manifest["entries"].is_array())
+  if (manifest.is_discarded() || !manifest.is_object() ||
+      manifest.value("format", "") != "skylab-backup" || !manifest.contains("entries") ||
+      !manifest["entries"].is_array())
     return refused("the manifest is not a Skylab backup manifest");
-  if (manifest.value("version", 0) != 1) return refused("a backup format this Skylab does not know (version " +
-                                                        manifest["version"].dump() + ")");
+  if (manifest.value("version", 0) != 1)
+    return refused("a backup format this Skylab does not know (version " +
+                   manifest["version"].dump() + ")");
   Summary summary;
   std::map<std::string, bool> listed;
   std::vector<std::string> databases;
@@ -269,19 +299,23 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
       std::string path = m.at("path").get<std::string>();
       std::string type = m.at("type").get<std::string>();
       auto it = ex.seen().find(path);
-      if (it == ex.seen().end()) return refused("the manifest lists " + path + ", the archive does not hold it");
+      if (it == ex.seen().end())
+        return refused("the manifest lists " + path + ", the archive does not hold it");
       if (listed.count(path)) return refused("the manifest lists " + path + " twice");
       listed[path] = true;
       if (type == "directory") {
-        if (it->second.kind != EntryKind::kDirectory) return refused(path + " differs from the manifest");
+        if (it->second.kind != EntryKind::kDirectory)
+          return refused(path + " differs from the manifest");
         summary.directories++;
       } else if (type == "file") {
-        if (it->second.kind != EntryKind::kFile || it->second.size != m.at("size").get<std::uint64_t>() ||
+        if (it->second.kind != EntryKind::kFile ||
+            it->second.size != m.at("size").get<std::uint64_t>() ||
             it->second.sha256 != m.at("sha256").get<std::string>())
           return refused(path + " differs from the manifest (size or checksum)");
         summary.files++;
         summary.bytes += it->second.size;
-        if (m.value("sqlite", false) && path.find('/') == std::string::npos) databases.push_back(path);
+        if (m.value("sqlite", false) && path.find('/') == std::string::npos)
+          databases.push_back(path);
       } else {
         return refused("the manifest lists an entry of unknown type");
       }
@@ -300,10 +334,12 @@ Result<Summary> restore_backup(const RestoreOptions& o) {
   std::vector<std::string> existing, restored;
   for (auto& e : fs::directory_iterator(data, ec))
     if (e.path().filename() != staging_name) existing.push_back(e.path().filename().string());
-  for (auto& e : fs::directory_iterator(data / staging_name, ec)) restored.push_back(e.path().filename().string());
+  for (auto& e : fs::directory_iterator(data / staging_name, ec))
+    restored.push_back(e.path().filename().string());
   for (auto& n : existing) remove_at(data_fd.value().get(), n);
   for (auto& n : restored)
-    if (::renameat(staging.get(), n.c_str(), data_fd.value().get(), n.c_str()) != 0) return sys_error("move " + n + " into place");
+    if (::renameat(staging.get(), n.c_str(), data_fd.value().get(), n.c_str()) != 0)
+      return sys_error("move " + n + " into place");
   if (::syncfs(data_fd.value().get()) != 0) return sys_error("sync " + data.string());
   if (manifest.contains("root") && manifest["root"].is_object()) {
     auto& r = manifest["root"];

@@ -24,7 +24,8 @@ std::string pax_record(const std::string& key, const std::string& value) {
 void octal(char* field, std::size_t width, std::uint64_t v) {
   // width-1 octal digits and a NUL; values that do not fit are carried by pax records.
   std::uint64_t max = (width - 1) >= 22 ? ~0ull : ((1ull << (3 * (width - 1))) - 1);
-  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1), static_cast<unsigned long long>(std::min(v, max)));
+  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1),
+                static_cast<unsigned long long>(std::min(v, max)));
 }
 
 std::uint64_t parse_octal(const char* field, std::size_t width, bool& ok) {
@@ -52,7 +53,9 @@ unsigned header_checksum(const unsigned char* h) {
   return sum;
 }
 
-Error io_error(const char* what) { return Error::internal(std::string(what) + ": " + std::strerror(errno)); }
+Error io_error(const char* what) {
+  return Error::internal(std::string(what) + ": " + std::strerror(errno));
+}
 
 }  // namespace
 
@@ -73,7 +76,8 @@ Status TarWriter::write_all(const void* data, std::size_t n) {
 
 Status TarWriter::header(const TarEntry& e) {
   std::string pax = pax_record("path", e.path) + pax_record("size", std::to_string(e.size)) +
-                    pax_record("uid", std::to_string(e.uid)) + pax_record("gid", std::to_string(e.gid)) +
+                    pax_record("uid", std::to_string(e.uid)) +
+                    pax_record("gid", std::to_string(e.gid)) +
                     pax_record("mtime", std::to_string(e.mtime));
   for (auto& [k, v] : e.xattrs) pax += pax_record("SCHILY.xattr." + k, v);
   auto block = [&](char type, const std::string& name, std::uint64_t size) -> Status {
@@ -95,7 +99,8 @@ Status TarWriter::header(const TarEntry& e) {
   if (auto st = block('x', "PaxHeaders/" + e.path.substr(0, 80), pax.size()); !st.ok()) return st;
   pax.resize((pax.size() + kBlock - 1) / kBlock * kBlock, '\0');
   if (auto st = write_all(pax.data(), pax.size()); !st.ok()) return st;
-  return block(e.kind == EntryKind::kDirectory ? '5' : '0', e.path, e.kind == EntryKind::kDirectory ? 0 : e.size);
+  return block(e.kind == EntryKind::kDirectory ? '5' : '0', e.path,
+               e.kind == EntryKind::kDirectory ? 0 : e.size);
 }
 
 Status TarWriter::add(const TarEntry& e, int content_fd) {
@@ -104,7 +109,8 @@ Status TarWriter::add(const TarEntry& e, int content_fd) {
   std::vector<char> buf(1 << 20);
   std::uint64_t left = e.size;
   while (left > 0) {
-    ssize_t r = ::read(content_fd, buf.data(), static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size())));
+    ssize_t r = ::read(content_fd, buf.data(),
+                       static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size())));
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return io_error("read a file");
     if (r == 0) return Error::internal("read " + e.path + ": shorter than announced");
@@ -173,7 +179,8 @@ Result<bool> TarReader::next(TarEntry& out) {
     auto* c = reinterpret_cast<const char*>(h);
     bool ok = true;
     unsigned sum = static_cast<unsigned>(parse_octal(c + 148, 8, ok));
-    if (!ok || sum != header_checksum(h)) return Error::bad_request("the archive has a damaged header (checksum)");
+    if (!ok || sum != header_checksum(h))
+      return Error::bad_request("the archive has a damaged header (checksum)");
     std::uint64_t size = parse_octal(c + 124, 12, ok);
     if (!ok) return Error::bad_request("the archive has a damaged header (size)");
     char type = c[156];
@@ -186,17 +193,20 @@ Result<bool> TarReader::next(TarEntry& out) {
       std::size_t pos = 0;
       while (pos < text.size()) {
         std::size_t sp = text.find(' ', pos);
-        if (sp == std::string::npos || sp == pos || sp - pos > 12) return Error::bad_request("a malformed extended header");
+        if (sp == std::string::npos || sp == pos || sp - pos > 12)
+          return Error::bad_request("a malformed extended header");
         std::size_t len = 0;
         for (std::size_t i = pos; i < sp; ++i) {
-          if (text[i] < '0' || text[i] > '9') return Error::bad_request("a malformed extended header");
+          if (text[i] < '0' || text[i] > '9')
+            return Error::bad_request("a malformed extended header");
           len = len * 10 + static_cast<std::size_t>(text[i] - '0');
         }
         if (len < sp - pos + 3 || pos + len > text.size() || text[pos + len - 1] != '\n')
           return Error::bad_request("a malformed extended header");
         std::string rec = text.substr(sp + 1, pos + len - sp - 2);
         std::size_t eq = rec.find('=');
-        if (eq == std::string::npos || eq == 0) return Error::bad_request("a malformed extended header");
+        if (eq == std::string::npos || eq == 0)
+          return Error::bad_request("a malformed extended header");
         pax[rec.substr(0, eq)] = rec.substr(eq + 1);
         pos += len;
       }
@@ -204,8 +214,9 @@ Result<bool> TarReader::next(TarEntry& out) {
       continue;
     }
     if (type != '0' && type != '\0' && type != '5')
-      return Error::bad_request(std::string("the archive holds an entry that is not a file or a directory (type '") +
-                                (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type) : "?") + "')");
+      return Error::bad_request(
+          std::string("the archive holds an entry that is not a file or a directory (type '") +
+          (std::isprint(static_cast<unsigned char>(type)) ? std::string(1, type) : "?") + "')");
     out = TarEntry{};
     out.kind = type == '5' ? EntryKind::kDirectory : EntryKind::kFile;
     std::string name(c, strnlen(c, 100));
@@ -223,13 +234,15 @@ Result<bool> TarReader::next(TarEntry& out) {
       const std::string& v = it->second;
       std::size_t dot = v.find('.');  // mtime may carry a fraction
       std::string whole = key == "mtime" && dot != std::string::npos ? v.substr(0, dot) : v;
-      if (whole.empty() || whole.size() > 19 || whole.find_first_not_of("0123456789") != std::string::npos) return false;
+      if (whole.empty() || whole.size() > 19 ||
+          whole.find_first_not_of("0123456789") != std::string::npos)
+        return false;
       dst = std::stoull(whole);
       return dst <= max;
     };
     std::uint64_t uid = out.uid, gid = out.gid, mt = static_cast<std::uint64_t>(out.mtime);
-    if (!number("size", out.size, 1ull << 50) || !number("uid", uid, 0xfffffffe) || !number("gid", gid, 0xfffffffe) ||
-        !number("mtime", mt, 1ull << 40))
+    if (!number("size", out.size, 1ull << 50) || !number("uid", uid, 0xfffffffe) ||
+        !number("gid", gid, 0xfffffffe) || !number("mtime", mt, 1ull << 40))
       return Error::bad_request("a malformed extended header value");
     out.uid = static_cast<std::uint32_t>(uid);
     out.gid = static_cast<std::uint32_t>(gid);
@@ -237,7 +250,8 @@ Result<bool> TarReader::next(TarEntry& out) {
     if (auto it = pax.find("path"); it != pax.end()) out.path = it->second;
     for (auto& [k, v] : pax)
       if (k.rfind("SCHILY.xattr.", 0) == 0) out.xattrs[k.substr(13)] = v;
-    if (out.kind == EntryKind::kDirectory && out.size != 0) return Error::bad_request("a directory entry with content");
+    if (out.kind == EntryKind::kDirectory && out.size != 0)
+      return Error::bad_request("a directory entry with content");
     remaining_ = out.size;
     padding_ = (kBlock - out.size % kBlock) % kBlock;
     return true;

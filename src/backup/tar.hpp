@@ -27,7 +27,7 @@ struct TarEntry {
   std::uint64_t size = 0;  //!< bytes of content (files)
   unsigned mode = 0;       //!< permission bits (07777)
   std::uint32_t uid = 0, gid = 0;
-  std::int64_t mtime = 0;  //!< seconds since the epoch
+  std::int64_t mtime = 0;                     //!< seconds since the epoch
   std::map<std::string, std::string> xattrs;  //!< name -> value
 };
 
@@ -55,7 +55,8 @@ class TarWriter {
 class TarReader {
  public:
   //! `max_header_bytes` bounds each pax extended header.
-  explicit TarReader(int fd, std::size_t max_header_bytes = 1 << 20) : fd_(fd), max_header_(max_header_bytes) {}
+  explicit TarReader(int fd, std::size_t max_header_bytes = 1 << 20)
+      : fd_(fd), max_header_(max_header_bytes) {}
   //! The next entry into `out`; false at the end of the archive. Error for
   //! a malformed archive or an entry that is neither a regular file nor a
   //! directory. The previous entry's unread content is skipped.

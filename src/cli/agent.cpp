@@ -44,7 +44,9 @@ using runtime::SecureChannel;
 
 namespace {
 
-std::string read_file(const fs::path& p, std::size_t cap = 1 << 20) { return util::read_file_prefix(p.string(), cap); }
+std::string read_file(const fs::path& p, std::size_t cap = 1 << 20) {
+  return util::read_file_prefix(p.string(), cap);
+}
 
 void write_file(const fs::path& p, const std::string& data) {
   auto tmp = p.string() + ".tmp";

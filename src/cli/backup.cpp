@@ -30,9 +30,12 @@ const char* kRestoreHelp =
 
 std::string human(std::uint64_t b) {
   char buf[32];
-  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.1f GiB", b / 1073741824.0);
-  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
-  else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.1f GiB", b / 1073741824.0);
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
   return buf;
 }
 
@@ -40,13 +43,15 @@ std::string human(std::uint64_t b) {
 backup::ProgressFn progress_bar(bool quiet) {
   if (quiet || !::isatty(STDERR_FILENO)) return nullptr;
   return [](const backup::Progress& p) {
-    double f = p.total_bytes ? static_cast<double>(p.done_bytes) / static_cast<double>(p.total_bytes) : 0;
+    double f =
+        p.total_bytes ? static_cast<double>(p.done_bytes) / static_cast<double>(p.total_bytes) : 0;
     if (f > 1) f = 1;
     int filled = static_cast<int>(f * 30);
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.resize(30, ' ');
-    std::fprintf(stderr, "\r[%s] %3d%%  %s / %s  %llu files ", bar.c_str(), static_cast<int>(f * 100),
-                 human(p.done_bytes).c_str(), human(p.total_bytes).c_str(), static_cast<unsigned long long>(p.done_files));
+    std::fprintf(stderr, "\r[%s] %3d%%  %s / %s  %llu files ", bar.c_str(),
+                 static_cast<int>(f * 100), human(p.done_bytes).c_str(),
+                 human(p.total_bytes).c_str(), static_cast<unsigned long long>(p.done_files));
     std::fflush(stderr);
   };
 }
@@ -89,10 +94,13 @@ int backup_main(const std::vector<std::string>& args) {
     return 1;
   }
   if (!quiet)
-    std::fprintf(stderr, "skylab backup: %s: %llu files (%s), %llu folders, %llu databases%s\n", file.c_str(),
-                 static_cast<unsigned long long>(r->files), human(r->bytes).c_str(),
-                 static_cast<unsigned long long>(r->directories), static_cast<unsigned long long>(r->databases),
-                 r->skipped ? (", " + std::to_string(r->skipped) + " links or special files skipped").c_str() : "");
+    std::fprintf(
+        stderr, "skylab backup: %s: %llu files (%s), %llu folders, %llu databases%s\n",
+        file.c_str(), static_cast<unsigned long long>(r->files), human(r->bytes).c_str(),
+        static_cast<unsigned long long>(r->directories),
+        static_cast<unsigned long long>(r->databases),
+        r->skipped ? (", " + std::to_string(r->skipped) + " links or special files skipped").c_str()
+                   : "");
   return 0;
 }
 
@@ -120,7 +128,8 @@ int restore_main(const std::vector<std::string>& args) {
     }
   }
   if (file.empty() || data_dir.empty()) {
-    std::fprintf(stderr, "skylab restore: name the archive FILE and --data-dir D\n\n%s", kRestoreHelp);
+    std::fprintf(stderr, "skylab restore: name the archive FILE and --data-dir D\n\n%s",
+                 kRestoreHelp);
     return 2;
   }
   backup::RestoreOptions o;
@@ -135,9 +144,10 @@ int restore_main(const std::vector<std::string>& args) {
     return 1;
   }
   if (!quiet)
-    std::fprintf(stderr, "skylab restore: %s: %llu files (%s), %llu folders, %llu databases\n", data_dir.c_str(),
-                 static_cast<unsigned long long>(r->files), human(r->bytes).c_str(),
-                 static_cast<unsigned long long>(r->directories), static_cast<unsigned long long>(r->databases));
+    std::fprintf(stderr, "skylab restore: %s: %llu files (%s), %llu folders, %llu databases\n",
+                 data_dir.c_str(), static_cast<unsigned long long>(r->files),
+                 human(r->bytes).c_str(), static_cast<unsigned long long>(r->directories),
+                 static_cast<unsigned long long>(r->databases));
   return 0;
 }
 

@@ -97,14 +97,14 @@ bool parse(const std::vector<std::string>& args, DatasetArgs& out, std::string& 
 void make_world_readable(const fs::path& root) {
   std::error_code ec;
   auto fix = [](const fs::path& p) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(p.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) return;
     ::chmod(p.c_str(), S_ISDIR(st.st_mode) ? 0755 : (st.st_mode & 0111 ? 0755 : 0644));
   };
   fix(root);
   if (fs::is_directory(root, ec))
-    for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec))
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
       fix(it->path());
 }
 
@@ -117,8 +117,8 @@ Usage usage_of(const fs::path& p) {
   Usage u;
   std::error_code ec;
   if (fs::is_regular_file(p, ec)) return {fs::file_size(p, ec), 1};
-  for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(p, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->is_regular_file(ec)) {
       u.bytes += it->file_size(ec);
       ++u.files;
@@ -146,9 +146,11 @@ int fail(const std::string& msg, int code = 1) {
 }
 
 int add(const DatasetArgs& da, const fs::path& root) {
-  if (da.positional.size() != 2) return fail("usage: skylab dataset add NAME PATH [--replace] [--link]", 2);
+  if (da.positional.size() != 2)
+    return fail("usage: skylab dataset add NAME PATH [--replace] [--link]", 2);
   const std::string& name = da.positional[0];
-  if (!valid_name(name)) return fail("'" + name + "' is not a dataset name (a-z, 0-9, '_', '-', '.'; up to 64)", 2);
+  if (!valid_name(name))
+    return fail("'" + name + "' is not a dataset name (a-z, 0-9, '_', '-', '.'; up to 64)", 2);
   std::error_code ec;
   fs::path src = fs::absolute(da.positional[1], ec);
   if (!fs::exists(src, ec)) return fail(da.positional[1] + ": no such file or folder", 2);
@@ -168,14 +170,17 @@ int add(const DatasetArgs& da, const fs::path& root) {
       if (!p.empty()) fs::remove_all(p, e);
     }
   } cleanup{tmp};
-  auto opts = fs::copy_options::recursive | (da.link ? fs::copy_options::create_hard_links : fs::copy_options::none);
+  auto opts = fs::copy_options::recursive |
+              (da.link ? fs::copy_options::create_hard_links : fs::copy_options::none);
   if (fs::is_directory(src, ec)) {
     fs::copy(src, tmp, opts, ec);
   } else {
     fs::create_directory(tmp, ec);
     if (!ec) fs::copy(src, tmp / src.filename(), opts, ec);
   }
-  if (ec) return fail("cannot " + std::string(da.link ? "link" : "copy") + " " + src.string() + ": " + ec.message());
+  if (ec)
+    return fail("cannot " + std::string(da.link ? "link" : "copy") + " " + src.string() + ": " +
+                ec.message());
   make_world_readable(tmp);
   fs::path old;
   if (fs::exists(dst, ec)) {
@@ -191,8 +196,9 @@ int add(const DatasetArgs& da, const fs::path& root) {
   cleanup.p.clear();
   if (!old.empty()) fs::remove_all(old, ec);
   Usage u = usage_of(dst);
-  std::printf("dataset %s: %ju file%s, %s in %s (runtimes see /datasets/%s)\n", name.c_str(), u.files,
-              u.files == 1 ? "" : "s", human(u.bytes).c_str(), dst.string().c_str(), name.c_str());
+  std::printf("dataset %s: %ju file%s, %s in %s (runtimes see /datasets/%s)\n", name.c_str(),
+              u.files, u.files == 1 ? "" : "s", human(u.bytes).c_str(), dst.string().c_str(),
+              name.c_str());
   return 0;
 }
 
@@ -207,19 +213,24 @@ int list(const DatasetArgs& da, const fs::path& root) {
   std::sort(entries.begin(), entries.end());
   for (auto& p : entries) {
     Usage u = usage_of(p);
-    out.push_back({{"name", p.filename().string()}, {"files", u.files}, {"bytes", u.bytes}, {"path", p.string()}});
+    out.push_back({{"name", p.filename().string()},
+                   {"files", u.files},
+                   {"bytes", u.bytes},
+                   {"path", p.string()}});
   }
   if (da.json) {
     std::cout << out.dump(1) << std::endl;
     return 0;
   }
   if (out.empty()) {
-    std::printf("no datasets in %s (add one with: skylab dataset add NAME PATH)\n", root.string().c_str());
+    std::printf("no datasets in %s (add one with: skylab dataset add NAME PATH)\n",
+                root.string().c_str());
     return 0;
   }
   for (auto& d : out)
-    std::printf("%-24s %8ju file%s  %10s\n", d["name"].get<std::string>().c_str(), d["files"].get<std::uintmax_t>(),
-                d["files"].get<std::uintmax_t>() == 1 ? " " : "s", human(d["bytes"].get<std::uintmax_t>()).c_str());
+    std::printf("%-24s %8ju file%s  %10s\n", d["name"].get<std::string>().c_str(),
+                d["files"].get<std::uintmax_t>(), d["files"].get<std::uintmax_t>() == 1 ? " " : "s",
+                human(d["bytes"].get<std::uintmax_t>()).c_str());
   return 0;
 }
 
@@ -257,7 +268,8 @@ int dataset_main(const std::vector<std::string>& args) {
   if (da.command == "add") return add(da, root);
   if (da.command == "list") return list(da, root);
   if (da.command == "remove") return remove(da, root);
-  std::fprintf(stderr, "skylab dataset: unknown command '%s'\n\n%s", da.command.c_str(), kDatasetHelp);
+  std::fprintf(stderr, "skylab dataset: unknown command '%s'\n\n%s", da.command.c_str(),
+               kDatasetHelp);
   return 2;
 }
 

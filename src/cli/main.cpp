@@ -7,7 +7,7 @@
 namespace skylab::runtime {
 int sandbox_exec_main(const std::vector<std::string>& args);
 int sandbox_enter_main(const std::vector<std::string>& args);
-}
+}  // namespace skylab::runtime
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
 int user_main(const std::vector<std::string>& args);
@@ -18,7 +18,7 @@ int slurm_link_main(const std::vector<std::string>& args);
 int agent_main(const std::vector<std::string>& args);
 int backup_main(const std::vector<std::string>& args);
 int restore_main(const std::vector<std::string>& args);
-}
+}  // namespace skylab::cli
 
 namespace {
 void usage(std::FILE* out) {
@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "serve") return skylab::cli::serve_main(args);
   if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
-  if (cmd == "sandbox-enter") return skylab::runtime::sandbox_enter_main(args);  // internal: terminals
+  if (cmd == "sandbox-enter")
+    return skylab::runtime::sandbox_enter_main(args);  // internal: terminals
   if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "runtime") return skylab::cli::runtime_main(args);
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
   if (cmd == "backup") return skylab::cli::backup_main(args);
   if (cmd == "restore") return skylab::cli::restore_main(args);
   if (cmd == "slurm-link") return skylab::cli::slurm_link_main(args);  // internal (Slurm backend)
-  if (cmd == "agent") return skylab::cli::agent_main(args);            // internal: runs inside a Slurm job
+  if (cmd == "agent") return skylab::cli::agent_main(args);  // internal: runs inside a Slurm job
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);
     return 0;

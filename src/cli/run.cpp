@@ -66,7 +66,8 @@ const char* kRunHelp =
     "                         (or at the top). VALUE is typed: True/False, None, int,\n"
     "                         float, a JSON list or object, else a string\n"
     "  -q, --quiet            no progress output (errors are still reported)\n"
-    "  --python PATH          interpreter of the built-in python3 kernel (default /usr/bin/python3)\n"
+    "  --python PATH          interpreter of the built-in python3 kernel (default "
+    "/usr/bin/python3)\n"
     "  --runtime TYPE         run in a Skylab runtime of this type (e.g. cpu, gpu): the\n"
     "                         sandbox, limits, deadlines and expiry hooks of `skylab serve`,\n"
     "                         with the user's Drive at /content/drive, their ~/.cache and\n"
@@ -208,14 +209,17 @@ struct RuntimeSetup {
 // PR_SET_PDEATHSIG, and that signal fires when the forking *thread* ends.
 Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelService>& kernels,
                                     const std::shared_ptr<const kernel::KernelSpecStore>& specs,
-                                    const RuntimeSetup& rt, const std::string& spec, std::chrono::milliseconds timeout,
+                                    const RuntimeSetup& rt, const std::string& spec,
+                                    std::chrono::milliseconds timeout,
                                     const std::atomic<bool>* cancelled,
                                     std::unique_ptr<runtime::RuntimeService>& service_out) {
   runtime::ServiceOptions so;
   so.threads = 1;
   service_out = std::make_unique<runtime::RuntimeService>(
-      runtime::make_local_backend(kernels, specs, nullptr), std::make_shared<const runtime::Config>(rt.config),
-      std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(rt.config.fake_gpus)), nullptr, so);
+      runtime::make_local_backend(kernels, specs, nullptr),
+      std::make_shared<const runtime::Config>(rt.config),
+      std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(rt.config.fake_gpus)), nullptr,
+      so);
   runtime::RuntimeService& service = *service_out;
   runtime::RuntimeRequest r;
   r.user = rt.user;
@@ -224,7 +228,8 @@ Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelService>
   r.purpose = runtime::Purpose::kJob;
   std::promise<Result<kernel::KernelModel>> started;
   auto got = started.get_future();
-  auto ticket = service.acquire(std::move(r), [&started](Result<kernel::KernelModel> k) { started.set_value(std::move(k)); });
+  auto ticket = service.acquire(
+      std::move(r), [&started](Result<kernel::KernelModel> k) { started.set_value(std::move(k)); });
   if (!ticket.ok()) return ticket.error();
   auto k = got.get();
   if (!k.ok()) return k.error();
@@ -250,15 +255,17 @@ std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
   if (out.user.empty())
     if (passwd* pw = ::getpwuid(::geteuid())) out.user = pw->pw_name;
   if (!valid_user_name(out.user))
-    return "'" + out.user + "' is not a Skylab user name (lower-case letters, digits, _ and -); choose one with --user";
+    return "'" + out.user +
+           "' is not a Skylab user name (lower-case letters, digits, _ and -); choose one with "
+           "--user";
   if (t->second.gpus > 0) {
     // Whole GPUs from this machine's inventory (the runtime service picks
     // them); a server on the same machine does not know about them (run GPU
     // batch work through the server's queue when both share GPUs).
     auto n = runtime::detect_gpus(out.config.fake_gpus).size();
     if (static_cast<std::size_t>(t->second.gpus) > n)
-      return "runtime type '" + out.type + "' needs " + std::to_string(t->second.gpus) + " GPU(s); this machine has " +
-             std::to_string(n);
+      return "runtime type '" + out.type + "' needs " + std::to_string(t->second.gpus) +
+             " GPU(s); this machine has " + std::to_string(n);
   }
   std::string data = ra.data_dir.empty() ? "./skylab-data" : ra.data_dir;
   std::error_code ec;
@@ -287,8 +294,10 @@ std::string strip_ansi(const std::string& s) {
 std::string fmt_duration(double secs) {
   long t = static_cast<long>(secs);
   char buf[32];
-  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-  else std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
   return buf;
 }
 
@@ -331,8 +340,9 @@ class Progress : public exec::ExecutionListener {
   void on_cell_end(const exec::CellInfo& cell, bool ok, std::chrono::milliseconds took) override {
     done_ = cell.ordinal;
     if (mode_ == Mode::kLines) {
-      std::fprintf(stderr, "[%zu/%zu] %s %s  %s\n", cell.ordinal, cell.total, ok ? "ok    " : "FAILED",
-                   fmt_secs(took.count() / 1000.0).c_str(), clip(cell.first_line, 60).c_str());
+      std::fprintf(stderr, "[%zu/%zu] %s %s  %s\n", cell.ordinal, cell.total,
+                   ok ? "ok    " : "FAILED", fmt_secs(took.count() / 1000.0).c_str(),
+                   clip(cell.first_line, 60).c_str());
       std::fflush(stderr);
     } else {
       draw();
@@ -346,7 +356,9 @@ class Progress : public exec::ExecutionListener {
       drawn_ = false;
     }
   }
-  double elapsed() const { return std::chrono::duration<double>(Clock::now() - run_start_).count(); }
+  double elapsed() const {
+    return std::chrono::duration<double>(Clock::now() - run_start_).count();
+  }
 
  private:
   void draw() {
@@ -357,7 +369,8 @@ class Progress : public exec::ExecutionListener {
     constexpr std::size_t kBar = 20;
     std::size_t filled = total_ ? done_ * kBar / total_ : kBar;
     std::string line = "[" + std::string(filled, '#') + std::string(kBar - filled, '-') + "] ";
-    line += std::to_string(cell_.ordinal) + "/" + std::to_string(total_) + "  " + fmt_duration(elapsed()) + "  ";
+    line += std::to_string(cell_.ordinal) + "/" + std::to_string(total_) + "  " +
+            fmt_duration(elapsed()) + "  ";
     std::string text = done_ < cell_.ordinal ? cell_.first_line : "";
     if (line.size() + 1 < width) line += clip(text, width - line.size() - 1);
     std::fprintf(stderr, "\r\x1b[K%s", line.c_str());
@@ -418,7 +431,8 @@ class SignalWatcher {
       ++count_;
       cancelled_ = true;
       if (count_ == 1)
-        std::fputs("\nskylab run: interrupting the kernel (press Ctrl+C again to stop at once)\n", stderr);
+        std::fputs("\nskylab run: interrupting the kernel (press Ctrl+C again to stop at once)\n",
+                   stderr);
       if (executor_) executor_->cancel(count_ > 1);
     }
   }
@@ -436,7 +450,8 @@ class SignalWatcher {
 
 std::string kernel_language(const json& nb, const kernel::KernelSpec& spec) {
   auto str = [](const json& j, const char* a, const char* b) -> std::string {
-    if (j.is_object() && j.contains(a) && j[a].is_object() && j[a].contains(b) && j[a][b].is_string())
+    if (j.is_object() && j.contains(a) && j[a].is_object() && j[a].contains(b) &&
+        j[a][b].is_string())
       return j[a][b].get<std::string>();
     return {};
   };
@@ -497,22 +512,27 @@ int run_main(const std::vector<std::string>& args) {
   if (!to_stdout) {
     fs::path parent = fs::absolute(output, ec).parent_path();
     if (!fs::is_directory(parent, ec))
-      return fail_usage("cannot write " + output + ": directory " + parent.string() + " does not exist");
-    if (fs::is_directory(output, ec)) return fail_usage("cannot write " + output + ": is a directory");
+      return fail_usage("cannot write " + output + ": directory " + parent.string() +
+                        " does not exist");
+    if (fs::is_directory(output, ec))
+      return fail_usage("cannot write " + output + ": is a directory");
   }
 
-  auto specs = std::make_shared<kernel::KernelSpecStore>(kernel::KernelSpecStore::default_dirs(), ra.python);
+  auto specs =
+      std::make_shared<kernel::KernelSpecStore>(kernel::KernelSpecStore::default_dirs(), ra.python);
   std::string kernel_name = ra.kernel;
   if (kernel_name.empty()) {
     const json& ks = nb["metadata"].contains("kernelspec") ? nb["metadata"]["kernelspec"] : json();
-    if (ks.is_object() && ks.contains("name") && ks["name"].is_string()) kernel_name = ks["name"].get<std::string>();
+    if (ks.is_object() && ks.contains("name") && ks["name"].is_string())
+      kernel_name = ks["name"].get<std::string>();
     if (kernel_name.empty()) kernel_name = specs->default_name();
   }
   auto spec = specs->find(kernel_name);
   if (!spec.ok()) {
     std::string names;
     for (const auto& s : specs->list()) names += (names.empty() ? "" : ", ") + s.name;
-    return fail_usage("no kernel named '" + kernel_name + "'" + (ra.kernel.empty() ? " (from the notebook's metadata)" : "") +
+    return fail_usage("no kernel named '" + kernel_name + "'" +
+                      (ra.kernel.empty() ? " (from the notebook's metadata)" : "") +
                       "; available: " + names + ". Choose one with --kernel NAME");
   }
   if (!ra.params.empty()) {
@@ -522,7 +542,7 @@ int run_main(const std::vector<std::string>& args) {
     exec::inject_parameters(nb, ra.params);
   }
 
-  Progress::Mode mode = ra.quiet ? Progress::Mode::kQuiet
+  Progress::Mode mode = ra.quiet                  ? Progress::Mode::kQuiet
                         : ::isatty(STDERR_FILENO) ? Progress::Mode::kBar
                                                   : Progress::Mode::kLines;
   Progress progress(mode);
@@ -534,7 +554,8 @@ int run_main(const std::vector<std::string>& args) {
   std::vector<char> tmpl_buf(tmpl.begin(), tmpl.end());
   tmpl_buf.push_back('\0');
   if (!::mkdtemp(tmpl_buf.data())) {
-    std::fprintf(stderr, "skylab run: cannot create a temporary directory: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "skylab run: cannot create a temporary directory: %s\n",
+                 std::strerror(errno));
     return 1;
   }
   std::string runtime_dir = tmpl_buf.data();
@@ -555,7 +576,8 @@ int run_main(const std::vector<std::string>& args) {
   // A kernel never outlives `skylab run`, even when it is SIGKILLed: a
   // sandbox's supervisor gets PR_SET_PDEATHSIG (the launcher), a plain
   // kernel gets it from this small wrapper.
-  mo.command_prefix = {fs::read_symlink("/proc/self/exe", ec).string(), "sandbox-exec", "--die-with-parent", "--"};
+  mo.command_prefix = {fs::read_symlink("/proc/self/exe", ec).string(), "sandbox-exec",
+                       "--die-with-parent", "--"};
   if (rt) {
     mo.launcher = rt->launcher;
     owner = rt->user;
@@ -566,16 +588,18 @@ int run_main(const std::vector<std::string>& args) {
   auto kernel_started = std::chrono::system_clock::now();
   // Declared after `kernels`: destroyed (its worker joined) before the kernel manager.
   std::unique_ptr<runtime::RuntimeService> service;
-  auto kid = rt ? acquire_runtime(kernels, specs, *rt, kernel_name, std::chrono::seconds(60), &signals.cancelled(),
-                                  service)
-                : exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60), &signals.cancelled(), owner,
-                                     start_options);
+  auto kid = rt ? acquire_runtime(kernels, specs, *rt, kernel_name, std::chrono::seconds(60),
+                                  &signals.cancelled(), service)
+                : exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60),
+                                     &signals.cancelled(), owner, start_options);
   if (!kid.ok()) {
     if (signals.cancelled()) {
-      std::fputs("skylab run: interrupted while the kernel was starting; no notebook written\n", stderr);
+      std::fputs("skylab run: interrupted while the kernel was starting; no notebook written\n",
+                 stderr);
       return cancel_exit();
     }
-    std::fprintf(stderr, "skylab run: kernel '%s': %s\n", kernel_name.c_str(), kid.error().message.c_str());
+    std::fprintf(stderr, "skylab run: kernel '%s': %s\n", kernel_name.c_str(),
+                 kid.error().message.c_str());
     return 1;
   }
 
@@ -587,7 +611,8 @@ int run_main(const std::vector<std::string>& args) {
   exec::ExecuteOptions eo;
   eo.allow_errors = ra.allow_errors;
   if (ra.timeout_s)
-    eo.cell_timeout = std::chrono::milliseconds(static_cast<long long>(*ra.timeout_s * 1000.0 + 0.5));
+    eo.cell_timeout =
+        std::chrono::milliseconds(static_cast<long long>(*ra.timeout_s * 1000.0 + 0.5));
   // A runtime's deadlines: the idle timeout never hits a running cell, the
   // maximum lifetime does (expiry hooks run, then the kernel is stopped).
   std::optional<runtime::LifecycleMonitor> lifecycle;
@@ -625,7 +650,8 @@ int run_main(const std::vector<std::string>& args) {
 
   bool tty = ::isatty(STDERR_FILENO);
   switch (result.status) {
-    case exec::RunStatus::kOk: break;
+    case exec::RunStatus::kOk:
+      break;
     case exec::RunStatus::kCellError: {
       std::fprintf(stderr, "skylab run: %s\n", result.message.c_str());
       if (result.error.is_object() && result.error["traceback"].is_array()) {
@@ -647,10 +673,11 @@ int run_main(const std::vector<std::string>& args) {
       if (rt) {
         auto lifetime = rt->config.max_lifetime(rt->config.types.at(rt->type));
         if (std::chrono::system_clock::now() >= kernel_started + lifetime)
-          std::fprintf(stderr,
-                       "skylab run: the runtime reached its maximum lifetime (%llds); its expiry hooks ran "
-                       "before it was stopped (run the notebook again to resume from a checkpoint)\n",
-                       static_cast<long long>(lifetime.count()));
+          std::fprintf(
+              stderr,
+              "skylab run: the runtime reached its maximum lifetime (%llds); its expiry hooks ran "
+              "before it was stopped (run the notebook again to resume from a checkpoint)\n",
+              static_cast<long long>(lifetime.count()));
       }
       if (!kernel_log.empty()) std::fprintf(stderr, "kernel output:\n%s\n", kernel_log.c_str());
       code = 1;
@@ -667,7 +694,8 @@ int run_main(const std::vector<std::string>& args) {
   if (mode != Progress::Mode::kQuiet || code != 0) {
     std::fprintf(stderr, "skylab run: %zu cell%s run in %s; %s %s\n", result.cells_run,
                  result.cells_run == 1 ? "" : "s", fmt_secs(progress.elapsed()).c_str(),
-                 code == 0 ? "wrote" : "partial notebook written to", to_stdout ? "stdout" : output.c_str());
+                 code == 0 ? "wrote" : "partial notebook written to",
+                 to_stdout ? "stdout" : output.c_str());
   }
   return code;
 }

@@ -16,10 +16,13 @@ std::string find_installed_dir(const std::string& name) {
   return "";
 }
 
-fs::path datasets_dir(const fs::path& data) { return data / "datasets"; }
+fs::path datasets_dir(const fs::path& data) {
+  return data / "datasets";
+}
 
-Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config, const fs::path& data,
-                                                       bool die_with_parent) {
+Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config,
+                                                        const fs::path& data,
+                                                        bool die_with_parent) {
   const std::string& mode = config.runtimes.sandbox;
   if (mode == "none") return std::shared_ptr<kernel::Launcher>();
   runtime::SandboxOptions so;
@@ -27,8 +30,11 @@ Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& c
   so.data_dir = data.string();
   so.die_with_parent = die_with_parent;
   if (!runtime::SandboxLauncher::available(so.bwrap)) {
-    if (mode == "bwrap") return Error::unavailable("runtimes.sandbox = \"bwrap\" but bubblewrap cannot create a sandbox here");
-    log::warn("bubblewrap is not usable here: kernels run unsandboxed (runtimes.sandbox = \"auto\")");
+    if (mode == "bwrap")
+      return Error::unavailable(
+          "runtimes.sandbox = \"bwrap\" but bubblewrap cannot create a sandbox here");
+    log::warn(
+        "bubblewrap is not usable here: kernels run unsandboxed (runtimes.sandbox = \"auto\")");
     return std::shared_ptr<kernel::Launcher>();
   }
   so.skylab_binary = fs::read_symlink("/proc/self/exe").string();

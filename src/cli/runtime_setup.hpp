@@ -24,7 +24,8 @@ std::string find_installed_dir(const std::string& name);
 //! required but unusable. `die_with_parent`: sandboxes end with this
 //! process (`skylab run`), not after a server restart.
 Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& config,
-                                                        const std::filesystem::path& data, bool die_with_parent = false);
+                                                        const std::filesystem::path& data,
+                                                        bool die_with_parent = false);
 
 //! The admin-provided datasets of data directory `data` (mounted read-only at
 //! /datasets in every runtime).

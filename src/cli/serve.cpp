@@ -11,38 +11,38 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
 #include "api/api.hpp"
 #include "api/ops.hpp"
-#include "common/ip_net.hpp"
 #include "api/sessions.hpp"
-#include "live/live.hpp"
 #include "auth/account_store.hpp"
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
-#include "auth/share_store.hpp"
 #include "auth/secret_store.hpp"
-#include <sys/stat.h>
+#include "auth/share_store.hpp"
+#include "common/ip_net.hpp"
+#include "live/live.hpp"
 
 #include <fstream>
 #include <sstream>
 
 #include "cli/runtime_setup.hpp"
 #include "cli/usage_setup.hpp"
-#include "runtime/usage_ledger.hpp"
-#include "runtime/slurm.hpp"
 #include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
+#include "http/host_policy.hpp"
 #include "http/server.hpp"
 #include "kernel/kernelspec.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
-#include "http/host_policy.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/pool.hpp"
-#include "runtime/service.hpp"
 #include "runtime/sandbox.hpp"
+#include "runtime/service.hpp"
+#include "runtime/slurm.hpp"
+#include "runtime/usage_ledger.hpp"
 
 namespace skylab::cli {
 
@@ -63,8 +63,10 @@ const char* kServeHelp =
     "                         __Host- cookies\n"
     "  --trusted-proxy IP     believe X-Forwarded-For/-Proto/-Host from this peer or network\n"
     "                         (repeatable; also [server] trusted_proxies)\n"
-    "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted outputs\n"
-    "  --web-dir DIR          the built browser app (default: web/ beside the binary, as make builds it)\n"
+    "  --output-origin URL    origin (scheme://host[:port]) where the UI renders untrusted "
+    "outputs\n"
+    "  --web-dir DIR          the built browser app (default: web/ beside the binary, as make "
+    "builds it)\n"
     "  --examples-dir DIR     the example notebooks of the gallery (default: the examples/\n"
     "                         folder installed beside the binary)\n"
     "\n"
@@ -94,7 +96,8 @@ bool valid_origin(const std::string& o) {
   auto rest = o.substr(sep + 3);
   if (rest.empty()) return false;
   for (char c : rest)
-    if (c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' || static_cast<unsigned char>(c) <= 0x20)
+    if (c == '/' || c == '?' || c == '#' || c == '@' || c == '\\' ||
+        static_cast<unsigned char>(c) <= 0x20)
       return false;
   return true;
 }
@@ -105,7 +108,8 @@ std::string find_web_dir() {
   std::error_code ec;
   fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
   for (auto candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
-    if (fs::is_regular_file(candidate / "index.html", ec)) return fs::canonical(candidate, ec).string();
+    if (fs::is_regular_file(candidate / "index.html", ec))
+      return fs::canonical(candidate, ec).string();
   return "";
 }
 
@@ -126,7 +130,9 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       dst = args[++i];
       return true;
     };
-    auto is = [&](const char* flag) { return a == flag || a.rfind(std::string(flag) + "=", 0) == 0; };
+    auto is = [&](const char* flag) {
+      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
+    };
     std::string v;
     if (is("--host")) {
       if (!value(out.host)) return false;
@@ -188,9 +194,12 @@ int serve_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab serve: %s\n\n%s", err.c_str(), kServeHelp);
     return 2;
   }
-  if (sa.log_level == "debug") log::set_level(log::Level::kDebug);
-  else if (sa.log_level == "warn") log::set_level(log::Level::kWarn);
-  else if (sa.log_level == "error") log::set_level(log::Level::kError);
+  if (sa.log_level == "debug")
+    log::set_level(log::Level::kDebug);
+  else if (sa.log_level == "warn")
+    log::set_level(log::Level::kWarn);
+  else if (sa.log_level == "error")
+    log::set_level(log::Level::kError);
 
   ::signal(SIGPIPE, SIG_IGN);
   std::error_code ec;
@@ -211,11 +220,13 @@ int serve_main(const std::vector<std::string>& args) {
     generated = true;
   }
 
-  auto specs = std::make_shared<kernel::KernelSpecStore>(kernel::KernelSpecStore::default_dirs(), sa.python);
+  auto specs =
+      std::make_shared<kernel::KernelSpecStore>(kernel::KernelSpecStore::default_dirs(), sa.python);
   kernel::ManagerOptions mo;
   mo.runtime_dir = (data / "runtime").string();
   mo.working_dir = fs::current_path(ec).string();
-  auto runtime_config = sa.config.empty() ? runtime::default_config() : runtime::load_config(sa.config);
+  auto runtime_config =
+      sa.config.empty() ? runtime::default_config() : runtime::load_config(sa.config);
   if (!runtime_config.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", runtime_config.error().message.c_str());
     return 2;
@@ -250,8 +261,10 @@ int serve_main(const std::vector<std::string>& args) {
     mo.launcher = slurm_launcher;
   }
   mo.python_path = find_installed_dir("python");
-  auto gpus = std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
-  if (!gpus->gpus().empty()) log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
+  auto gpus =
+      std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(runtime_config->fake_gpus));
+  if (!gpus->gpus().empty())
+    log::info(std::to_string(gpus->gpus().size()) + " GPU(s) available for runtimes");
   mo.on_removed = [gpus](const std::string& id) { gpus->release(id); };
   // The runtime state file exists before the kernel can read it.
   mo.on_started = [cfg = runtime_config.value()](const kernel::KernelModel& k) {
@@ -337,24 +350,31 @@ int serve_main(const std::vector<std::string>& args) {
           if (!id.ok()) return std::nullopt;
           return id.value();
         });
-    if (!dropped.ok()) log::warn("shares: migration to item ids failed: " + dropped.error().message);
+    if (!dropped.ok())
+      log::warn("shares: migration to item ids failed: " + dropped.error().message);
     else if (dropped.value() > 0)
-      log::info("shares: dropped " + std::to_string(dropped.value()) + " share(s) of items that no longer exist");
+      log::info("shares: dropped " + std::to_string(dropped.value()) +
+                " share(s) of items that no longer exist");
   }
   ctx->accounts = accounts.value();
-  ctx->is_admin_token = [admin = auth::AdminTokenAuthenticator(token)](std::string_view t) { return admin.matches(t); };
+  ctx->is_admin_token = [admin = auth::AdminTokenAuthenticator(token)](std::string_view t) {
+    return admin.matches(t);
+  };
   ctx->shares = shares.value();
   ctx->output_origin = sa.output_origin;
   ctx->web_dir = sa.web_dir.empty() ? find_web_dir() : sa.web_dir;
-  if (ctx->web_dir.empty()) log::warn("the browser app is not built (no web/index.html beside the binary); run make");
-  ctx->examples_dir = sa.examples_dir.empty() ? find_installed_dir("examples") : fs::absolute(sa.examples_dir).string();
+  if (ctx->web_dir.empty())
+    log::warn("the browser app is not built (no web/index.html beside the binary); run make");
+  ctx->examples_dir = sa.examples_dir.empty() ? find_installed_dir("examples")
+                                              : fs::absolute(sa.examples_dir).string();
   ctx->kernels = kernels;
   ctx->runtime_config = std::make_shared<runtime::Config>(runtime_config.value());
   ctx->runtimes_dir = (data / "runtimes").string();
-  auto pool = std::make_shared<runtime::WarmPool>(kernels, runtime_config.value(), [accounts = accounts.value()](const std::string& user) {
-    auto u = accounts->find_user(user);
-    return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
-  });
+  auto pool = std::make_shared<runtime::WarmPool>(
+      kernels, runtime_config.value(), [accounts = accounts.value()](const std::string& user) {
+        auto u = accounts->find_user(user);
+        return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
+      });
   std::shared_ptr<runtime::WarmPool> active_pool;
   if (pool->size() > 0) {
     active_pool = pool;
@@ -370,7 +390,8 @@ int serve_main(const std::vector<std::string>& args) {
     service_options.threads = 128;
     service_options.max_starting = 256;
   }
-  ctx->runtimes = std::make_shared<runtime::RuntimeService>(backend, ctx->runtime_config, gpus, active_pool, service_options);
+  ctx->runtimes = std::make_shared<runtime::RuntimeService>(backend, ctx->runtime_config, gpus,
+                                                            active_pool, service_options);
   start_usage(*ctx, ledger.value(), account_options.path);
   ctx->specs = specs;
   ctx->drive = user_drive.value();
@@ -378,13 +399,15 @@ int serve_main(const std::vector<std::string>& args) {
   auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox_launcher);
   if (sandbox)  // terminals: a shell inside a runtime's sandbox (api/terminals.hpp)
     ctx->terminal_command = [sandbox](const kernel::KernelModel& k) {
-      return sandbox->enter_command(k.id, k.owner, k.runtime_type, k.gpus,
-                                    {"/bin/bash", "--rcfile", "/opt/skylab/python/skylab/bashrc", "-i"});
+      return sandbox->enter_command(
+          k.id, k.owner, k.runtime_type, k.gpus,
+          {"/bin/bash", "--rcfile", "/opt/skylab/python/skylab/bashrc", "-i"});
     };
   if (sandbox) {
-    sandbox->set_drive_lock([d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
-      return d->exclusive(user, work);
-    });
+    sandbox->set_drive_lock(
+        [d = user_drive.value()](const std::string& user, const std::function<Status()>& work) {
+          return d->exclusive(user, work);
+        });
     sandbox->set_runtimes_running([kernels](const std::string& user, const std::string& except) {
       for (auto& k : kernels->list(true))
         if (k.owner == user && k.id != except) return true;
@@ -405,14 +428,16 @@ int serve_main(const std::vector<std::string>& args) {
           auto store = sessions.lock();
           if (!store) return std::nullopt;
           for (auto& s : store->list())
-            if (s.kernel_id == kernel_id && s.type == "notebook") return live::Binding{s.owner, s.path};
+            if (s.kernel_id == kernel_id && s.type == "notebook")
+              return live::Binding{s.owner, s.path};
           return std::nullopt;
         },
         lo);
   }
   auto router = api::build_router(ctx);
-  api::add_ops_routes(*router, ctx, {token, runtime_config->ops.metrics_token, account_options.path,
-                                     std::chrono::milliseconds(3000), gpus});
+  api::add_ops_routes(*router, ctx,
+                      {token, runtime_config->ops.metrics_token, account_options.path,
+                       std::chrono::milliseconds(3000), gpus});
   ctx->live->start();  // after reattach: recordings of running cells continue
 
   http::ServerOptions so;
@@ -436,8 +461,10 @@ int serve_main(const std::vector<std::string>& args) {
   // WebSockets with them.
   auth::AccountWatcher watcher(accounts.value(), [&server, authenticator] {
     auto n = server.close_websockets_if(
-        [&](const auth::Identity& who) { return !authenticator->still_valid(who); }, "credentials revoked");
-    if (n > 0) log::info("closed " + std::to_string(n) + " WebSocket(s) whose credentials were revoked");
+        [&](const auth::Identity& who) { return !authenticator->still_valid(who); },
+        "credentials revoked");
+    if (n > 0)
+      log::info("closed " + std::to_string(n) + " WebSocket(s) whose credentials were revoked");
   });
   ctx->accounts_changed = [&watcher] { watcher.poke(); };
   auto port = server.listen();
@@ -447,18 +474,22 @@ int serve_main(const std::vector<std::string>& args) {
   }
   std::string shown_host = sa.host == "0.0.0.0" ? "127.0.0.1" : sa.host;
   if (shown_host.find(':') != std::string::npos) shown_host = "[" + shown_host + "]";
-  std::string url = std::string(server.tls() ? "https://" : "http://") + shown_host + ":" + std::to_string(port.value()) + "/";
+  std::string url = std::string(server.tls() ? "https://" : "http://") + shown_host + ":" +
+                    std::to_string(port.value()) + "/";
   log::info("data directory " + data.string());
   std::cout << "Skylab is listening on " << url << std::endl;
   if (generated) std::cout << "Log in with this URL: " << url << "?token=" << token << std::endl;
   if (auto users = accounts.value()->list_users(); users.ok() && users->empty())
-    log::info("no user accounts yet; create one with: skylab user add NAME --admin --password-stdin --data-dir " +
-              data.string());
+    log::info(
+        "no user accounts yet; create one with: skylab user add NAME --admin --password-stdin "
+        "--data-dir " +
+        data.string());
 
   std::thread stopper;
   std::set<std::string> busy_owners;
   server.run([&](int signo) {
-    log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
+    log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
+              ", shutting down");
     stopper = std::thread([&] {
       ledger.value()->stop();  // before the runtimes are let go: they run on
       lifecycle.stop();
@@ -472,7 +503,8 @@ int serve_main(const std::vector<std::string>& args) {
   });
   if (stopper.joinable()) stopper.join();
   // Volumes no runtime holds are unmounted; the next server mounts them again.
-  if (sandbox) sandbox->volumes().release([&](const std::string& u) { return busy_owners.count(u) > 0; });
+  if (sandbox)
+    sandbox->volumes().release([&](const std::string& u) { return busy_owners.count(u) > 0; });
   ctx->accounts_changed = nullptr;
   watcher.stop();
   pool->stop();

@@ -27,7 +27,8 @@ const char* kUserHelp =
     "\n"
     "  add NAME [--admin] [--password-stdin]   create an account\n"
     "  passwd NAME [--password-stdin]          set a new password (ends the user's sessions)\n"
-    "  disable NAME                            refuse sign-in and tokens, end sessions, close WebSockets\n"
+    "  disable NAME                            refuse sign-in and tokens, end sessions, close "
+    "WebSockets\n"
     "  enable NAME                             undo disable\n"
     "  admin NAME on|off                       grant or revoke administration\n"
     "  token NAME [--name LABEL] [--expires D] print a new API token for NAME on stdout\n"
@@ -58,13 +59,27 @@ std::optional<std::int64_t> parse_duration(const std::string& s) {
   std::int64_t unit = 1;
   std::string digits = s;
   switch (s.back()) {
-    case 's': unit = 1; digits.pop_back(); break;
-    case 'm': unit = 60; digits.pop_back(); break;
-    case 'h': unit = 3600; digits.pop_back(); break;
-    case 'd': unit = 86400; digits.pop_back(); break;
-    default: break;
+    case 's':
+      unit = 1;
+      digits.pop_back();
+      break;
+    case 'm':
+      unit = 60;
+      digits.pop_back();
+      break;
+    case 'h':
+      unit = 3600;
+      digits.pop_back();
+      break;
+    case 'd':
+      unit = 86400;
+      digits.pop_back();
+      break;
+    default:
+      break;
   }
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
   auto v = std::stoll(digits);
   if (v <= 0 || v > 3660LL * 86400 / unit) return std::nullopt;
   return v * unit;
@@ -86,7 +101,9 @@ bool parse(const std::vector<std::string>& args, UserArgs& out, std::string& err
       dst = args[++i];
       return true;
     };
-    auto is = [&](const char* flag) { return a == flag || a.rfind(std::string(flag) + "=", 0) == 0; };
+    auto is = [&](const char* flag) {
+      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
+    };
     std::string v;
     if (is("--data-dir")) {
       if (!value(out.data_dir)) return false;
@@ -163,7 +180,9 @@ std::optional<std::string> read_password(bool from_stdin, std::string& err) {
 
 std::string when(std::optional<std::int64_t> t) {
   if (!t) return "never";
-  return util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(*t))).substr(0, 19) + "Z";
+  return util::iso_time(std::chrono::system_clock::time_point(std::chrono::seconds(*t)))
+             .substr(0, 19) +
+         "Z";
 }
 
 int fail(const std::string& m) {
@@ -182,24 +201,27 @@ int user_main(const std::vector<std::string>& args) {
   UserArgs ua;
   std::string err;
   if (!parse(args, ua, err) || ua.command.empty()) {
-    std::fprintf(stderr, "skylab user: %s\n\n%s", err.empty() ? "which command?" : err.c_str(), kUserHelp);
+    std::fprintf(stderr, "skylab user: %s\n\n%s", err.empty() ? "which command?" : err.c_str(),
+                 kUserHelp);
     return 2;
   }
   const std::string& cmd = ua.command;
   std::size_t want = cmd == "list" ? 0 : cmd == "admin" ? 2 : 1;
-  bool known = cmd == "add" || cmd == "passwd" || cmd == "disable" || cmd == "enable" || cmd == "admin" ||
-               cmd == "token" || cmd == "list";
+  bool known = cmd == "add" || cmd == "passwd" || cmd == "disable" || cmd == "enable" ||
+               cmd == "admin" || cmd == "token" || cmd == "list";
   if (!known) {
     std::fprintf(stderr, "skylab user: unknown command '%s'\n\n%s", cmd.c_str(), kUserHelp);
     return 2;
   }
   if (ua.positional.size() != want) {
-    std::fprintf(stderr, "skylab user %s: expected %zu argument(s)\n\n%s", cmd.c_str(), want, kUserHelp);
+    std::fprintf(stderr, "skylab user %s: expected %zu argument(s)\n\n%s", cmd.c_str(), want,
+                 kUserHelp);
     return 2;
   }
   std::string name = want > 0 ? ua.positional[0] : "";
   if (want > 0 && !auth::valid_username(name))
-    return fail("invalid user name: use 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter or '_'");
+    return fail(
+        "invalid user name: use 1 to 32 of a-z, 0-9, '_' and '-', starting with a letter or '_'");
 
   std::error_code ec;
   fs::create_directories(ua.data_dir, ec);
@@ -217,8 +239,9 @@ int user_main(const std::vector<std::string>& args) {
     if (!pw) return fail(err);
     auto st = cmd == "add" ? s.add_user(name, *pw, ua.admin) : s.set_password(name, *pw);
     if (!st.ok()) return fail(st.error().message);
-    std::fprintf(stderr, cmd == "add" ? "created user %s\n" : "password of %s changed; its sessions ended\n",
-                 name.c_str());
+    std::fprintf(
+        stderr, cmd == "add" ? "created user %s\n" : "password of %s changed; its sessions ended\n",
+        name.c_str());
     return 0;
   }
   if (cmd == "disable" || cmd == "enable") {
@@ -251,7 +274,9 @@ int user_main(const std::vector<std::string>& args) {
   if (ua.json) {
     auto out = nlohmann::json::array();
     for (auto& u : users.value())
-      out.push_back({{"username", u.username}, {"admin", u.admin}, {"disabled", u.disabled},
+      out.push_back({{"username", u.username},
+                     {"admin", u.admin},
+                     {"disabled", u.disabled},
                      {"created", when(u.created)}});
     std::cout << out.dump(2) << std::endl;
     return 0;

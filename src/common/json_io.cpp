@@ -62,7 +62,9 @@ constexpr auto kPlain = make_plain();
 class Parser {
  public:
   Parser(std::string_view t)
-      : begin_(reinterpret_cast<const unsigned char*>(t.data())), p_(begin_), end_(begin_ + t.size()) {}
+      : begin_(reinterpret_cast<const unsigned char*>(t.data())),
+        p_(begin_),
+        end_(begin_ + t.size()) {}
 
   Result<json> parse() {
     json out;
@@ -89,7 +91,8 @@ class Parser {
 
   bool literal(const char* word, json&& v, json& out) {
     std::size_t n = std::char_traits<char>::length(word);
-    if (static_cast<std::size_t>(end_ - p_) < n || std::char_traits<char>::compare(reinterpret_cast<const char*>(p_), word, n) != 0)
+    if (static_cast<std::size_t>(end_ - p_) < n ||
+        std::char_traits<char>::compare(reinterpret_cast<const char*>(p_), word, n) != 0)
       return fail("invalid literal");
     p_ += n;
     out = std::move(v);
@@ -99,15 +102,20 @@ class Parser {
   bool value(json& out, int depth) {
     if (p_ >= end_) return fail("unexpected end of input");
     switch (*p_) {
-      case '{': return object(out, depth + 1);
-      case '[': return array(out, depth + 1);
+      case '{':
+        return object(out, depth + 1);
+      case '[':
+        return array(out, depth + 1);
       case '"': {
         out = std::string();
         return string(out.get_ref<std::string&>());
       }
-      case 't': return literal("true", json(true), out);
-      case 'f': return literal("false", json(false), out);
-      case 'n': return literal("null", json(nullptr), out);
+      case 't':
+        return literal("true", json(true), out);
+      case 'f':
+        return literal("false", json(false), out);
+      case 'n':
+        return literal("null", json(nullptr), out);
       default:
         if (*p_ == '-' || (*p_ >= '0' && *p_ <= '9')) return number(out);
         return fail("unexpected character");
@@ -190,10 +198,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       unsigned char c = *p_++;
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else return fail("invalid \\u escape");
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        return fail("invalid \\u escape");
     }
     return true;
   }
@@ -220,20 +232,37 @@ class Parser {
         if (p_ >= end_) return fail("unterminated string");
         unsigned char e = *p_++;
         switch (e) {
-          case '"': s += '"'; break;
-          case '\\': s += '\\'; break;
-          case '/': s += '/'; break;
-          case 'b': s += '\b'; break;
-          case 'f': s += '\f'; break;
-          case 'n': s += '\n'; break;
-          case 'r': s += '\r'; break;
-          case 't': s += '\t'; break;
+          case '"':
+            s += '"';
+            break;
+          case '\\':
+            s += '\\';
+            break;
+          case '/':
+            s += '/';
+            break;
+          case 'b':
+            s += '\b';
+            break;
+          case 'f':
+            s += '\f';
+            break;
+          case 'n':
+            s += '\n';
+            break;
+          case 'r':
+            s += '\r';
+            break;
+          case 't':
+            s += '\t';
+            break;
           case 'u': {
             std::uint32_t cp = 0;
             if (!hex4(cp)) return false;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
               std::uint32_t lo = 0;
-              if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return fail("unpaired surrogate in \\u escape");
+              if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
+                return fail("unpaired surrogate in \\u escape");
               p_ += 2;
               if (!hex4(lo)) return false;
               if (lo < 0xDC00 || lo > 0xDFFF) return fail("unpaired surrogate in \\u escape");
@@ -304,8 +333,10 @@ class Parser {
     }
     double d;
     auto r = std::from_chars(b, e, d);
-    if (r.ec == std::errc::result_out_of_range) d = std::strtod(std::string(b, e).c_str(), nullptr);
-    else if (r.ec != std::errc() || r.ptr != e) return fail("invalid number");
+    if (r.ec == std::errc::result_out_of_range)
+      d = std::strtod(std::string(b, e).c_str(), nullptr);
+    else if (r.ec != std::errc() || r.ptr != e)
+      return fail("invalid number");
     out = d;
     return true;
   }
@@ -336,12 +367,24 @@ class Writer {
 
   void value(const json& j, int level) {
     switch (j.type()) {
-      case json::value_t::null: out_ += "null"; break;
-      case json::value_t::boolean: out_ += j.get<bool>() ? "true" : "false"; break;
-      case json::value_t::number_integer: integer(j.get<std::int64_t>()); break;
-      case json::value_t::number_unsigned: integer(j.get<std::uint64_t>()); break;
-      case json::value_t::number_float: floating(j.get<double>()); break;
-      case json::value_t::string: string(j.get_ref<const std::string&>()); break;
+      case json::value_t::null:
+        out_ += "null";
+        break;
+      case json::value_t::boolean:
+        out_ += j.get<bool>() ? "true" : "false";
+        break;
+      case json::value_t::number_integer:
+        integer(j.get<std::int64_t>());
+        break;
+      case json::value_t::number_unsigned:
+        integer(j.get<std::uint64_t>());
+        break;
+      case json::value_t::number_float:
+        floating(j.get<double>());
+        break;
+      case json::value_t::string:
+        string(j.get_ref<const std::string&>());
+        break;
       case json::value_t::array: {
         const auto& a = j.get_ref<const json::array_t&>();
         if (a.empty()) {
@@ -380,7 +423,9 @@ class Writer {
         out_ += '}';
         break;
       }
-      default: out_ += "null"; break;  // binary, discarded: never produced by the parser
+      default:
+        out_ += "null";
+        break;  // binary, discarded: never produced by the parser
     }
   }
 
@@ -433,13 +478,27 @@ class Writer {
       out_.append(reinterpret_cast<const char*>(run), p - run);
       unsigned char c = *p;
       switch (c) {
-        case '"': out_ += "\\\""; break;
-        case '\\': out_ += "\\\\"; break;
-        case '\n': out_ += "\\n"; break;
-        case '\r': out_ += "\\r"; break;
-        case '\t': out_ += "\\t"; break;
-        case '\b': out_ += "\\b"; break;
-        case '\f': out_ += "\\f"; break;
+        case '"':
+          out_ += "\\\"";
+          break;
+        case '\\':
+          out_ += "\\\\";
+          break;
+        case '\n':
+          out_ += "\\n";
+          break;
+        case '\r':
+          out_ += "\\r";
+          break;
+        case '\t':
+          out_ += "\\t";
+          break;
+        case '\b':
+          out_ += "\\b";
+          break;
+        case '\f':
+          out_ += "\\f";
+          break;
         default:
           if (k == 3) {
             out_ += "\\ufffd";  // malformed UTF-8
@@ -462,9 +521,13 @@ class Writer {
 
 }  // namespace
 
-Result<json> parse_json(std::string_view text) { return Parser(text).parse(); }
+Result<json> parse_json(std::string_view text) {
+  return Parser(text).parse();
+}
 
-void write_json(std::string& out, const json& j, JsonStyle style) { Writer(out, style).value(j, 0); }
+void write_json(std::string& out, const json& j, JsonStyle style) {
+  Writer(out, style).value(j, 0);
+}
 
 std::string to_json(const json& j, JsonStyle style) {
   std::string out;

@@ -15,19 +15,27 @@ std::atomic<Format> g_format{Format::kText};
 std::mutex g_mutex;
 const char* name(Level l) {
   switch (l) {
-    case Level::kDebug: return "D";
-    case Level::kInfo: return "I";
-    case Level::kWarn: return "W";
-    case Level::kError: return "E";
+    case Level::kDebug:
+      return "D";
+    case Level::kInfo:
+      return "I";
+    case Level::kWarn:
+      return "W";
+    case Level::kError:
+      return "E";
   }
   return "?";
 }
 const char* long_name(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "?";
 }
@@ -36,11 +44,21 @@ void json_string(std::string& out, std::string_view s) {
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -59,8 +77,10 @@ void text_value(std::string& out, std::string_view s) {
   bool plain = !s.empty();
   for (unsigned char c : s)
     if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f || c == '=') plain = false;
-  if (plain) out.append(s);
-  else json_string(out, s);
+  if (plain)
+    out.append(s);
+  else
+    json_string(out, s);
 }
 
 void emit(std::string& line) {
@@ -83,8 +103,10 @@ std::string render(Level level, std::string_view message, Fields fields) {
       line.push_back(',');
       json_string(line, f.key);
       line.push_back(':');
-      if (f.number) line.append(f.value);
-      else json_string(line, f.value);
+      if (f.number)
+        line.append(f.value);
+      else
+        json_string(line, f.value);
     }
     line.push_back('}');
     return line;
@@ -107,8 +129,12 @@ Field::Field(std::string_view k, double v) : key(k), number(true) {
   value = buf;
 }
 
-void set_level(Level level) { g_level = level; }
-void set_format(Format format) { g_format = format; }
+void set_level(Level level) {
+  g_level = level;
+}
+void set_format(Format format) {
+  g_format = format;
+}
 
 void write(Level level, std::string_view message) {
   if (level < g_level.load()) return;

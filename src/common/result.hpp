@@ -12,7 +12,13 @@ namespace skylab {
 //! Why an operation failed. `code` maps onto an HTTP status at the API edge.
 struct Error {
   enum class Code {
-    kBadRequest, kNotFound, kConflict, kTooLarge, kUnavailable, kInternal, kForbidden,
+    kBadRequest,
+    kNotFound,
+    kConflict,
+    kTooLarge,
+    kUnavailable,
+    kInternal,
+    kForbidden,
     kInsufficientStorage  //!< disk full or quota exceeded (HTTP 507)
   };
   Code code = Code::kInternal;
@@ -25,7 +31,9 @@ struct Error {
   static Error unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Error internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Error forbidden(std::string m) { return {Code::kForbidden, std::move(m)}; }
-  static Error insufficient_storage(std::string m) { return {Code::kInsufficientStorage, std::move(m)}; }
+  static Error insufficient_storage(std::string m) {
+    return {Code::kInsufficientStorage, std::move(m)};
+  }
 };
 
 //! Either a T or an Error. Check ok() before value(). [[nodiscard]]: a dropped
@@ -33,7 +41,7 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(implicit)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(implicit)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(implicit)
 
   bool ok() const { return v_.index() == 0; }
@@ -52,6 +60,8 @@ class [[nodiscard]] Result {
 
 struct Unit {};
 using Status = Result<Unit>;
-inline Status ok_status() { return Unit{}; }
+inline Status ok_status() {
+  return Unit{};
+}
 
 }  // namespace skylab

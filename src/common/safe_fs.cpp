@@ -61,7 +61,7 @@ void remove_children(int dirfd, int depth_left) {
 void chown_walk(int dirfd, uid_t uid, gid_t gid, int depth_left, ChownStats& stats) {
   std::vector<std::string> names = entry_names(dirfd);
   for (auto& n : names) {
-    struct stat pre{};
+    struct stat pre {};
     if (::fstatat(dirfd, n.c_str(), &pre, AT_SYMLINK_NOFOLLOW) != 0) continue;
     bool dir = S_ISDIR(pre.st_mode);
     if (!dir && !S_ISREG(pre.st_mode)) {
@@ -74,7 +74,7 @@ void chown_walk(int dirfd, uid_t uid, gid_t gid, int depth_left, ChownStats& sta
     }
     UniqueFd fd(open_nofollow(dirfd, n.c_str(), dir ? O_DIRECTORY : 0));
     if (fd.get() < 0) continue;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       if (st.st_uid == 0) {
@@ -110,22 +110,27 @@ std::vector<std::string> entry_names(int dirfd) {
   return names;
 }
 
-
 Result<UniqueFd> open_dir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.get() < 0) return Error::internal("cannot open directory " + path + ": " + std::strerror(errno));
+  if (fd.get() < 0)
+    return Error::internal("cannot open directory " + path + ": " + std::strerror(errno));
   return fd;
 }
 
-Result<UniqueFd> ensure_dir_at(int parent, const std::string& name, mode_t mode, uid_t uid, gid_t gid) {
+Result<UniqueFd> ensure_dir_at(int parent, const std::string& name, mode_t mode, uid_t uid,
+                               gid_t gid) {
   if (!one_component(name)) return Error::bad_request("invalid directory name: " + name);
   bool created = ::mkdirat(parent, name.c_str(), mode) == 0;
-  if (!created && errno != EEXIST) return Error::internal("cannot create " + name + ": " + std::strerror(errno));
+  if (!created && errno != EEXIST)
+    return Error::internal("cannot create " + name + ": " + std::strerror(errno));
   UniqueFd fd(open_nofollow(parent, name.c_str(), O_DIRECTORY));
-  if (fd.get() < 0) return Error::internal("cannot open directory " + name + ": " + std::strerror(errno));
-  struct stat st{};
-  if (::fstat(fd.get(), &st) != 0) return Error::internal("cannot stat " + name + ": " + std::strerror(errno));
-  if (uid != static_cast<uid_t>(-1) && (created || st.st_uid == 0) && (st.st_uid != uid || st.st_gid != gid)) {
+  if (fd.get() < 0)
+    return Error::internal("cannot open directory " + name + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    return Error::internal("cannot stat " + name + ": " + std::strerror(errno));
+  if (uid != static_cast<uid_t>(-1) && (created || st.st_uid == 0) &&
+      (st.st_uid != uid || st.st_gid != gid)) {
     if (::fchown(fd.get(), uid, gid) != 0)
       return Error::internal("cannot set the owner of " + name + ": " + std::strerror(errno));
   }
@@ -133,13 +138,15 @@ Result<UniqueFd> ensure_dir_at(int parent, const std::string& name, mode_t mode,
   return fd;
 }
 
-Result<UniqueFd> ensure_path_at(int parent, const std::string& rel, mode_t mode, uid_t uid, gid_t gid) {
+Result<UniqueFd> ensure_path_at(int parent, const std::string& rel, mode_t mode, uid_t uid,
+                                gid_t gid) {
   UniqueFd cur(::dup(parent));
   if (cur.get() < 0) return Error::internal(std::string("dup: ") + std::strerror(errno));
   std::size_t start = 0;
   while (start <= rel.size()) {
     auto slash = rel.find('/', start);
-    std::string part = rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    std::string part =
+        rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (!part.empty()) {
       auto next = ensure_dir_at(cur.get(), part, mode, uid, gid);
       if (!next.ok()) return next.error();
@@ -151,8 +158,8 @@ Result<UniqueFd> ensure_path_at(int parent, const std::string& rel, mode_t mode,
   return cur;
 }
 
-Status write_file_at(int dirfd, const std::string& name, std::string_view text, mode_t mode, bool sync, uid_t uid,
-                     gid_t gid) {
+Status write_file_at(int dirfd, const std::string& name, std::string_view text, mode_t mode,
+                     bool sync, uid_t uid, gid_t gid) {
   if (!one_component(name)) return Error::bad_request("invalid file name: " + name);
   std::string tmp;
   int fd = -1;
@@ -161,7 +168,8 @@ Status write_file_at(int dirfd, const std::string& name, std::string_view text, 
     fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 && errno != EEXIST) break;
   }
-  if (fd < 0) return Error::internal("cannot create a file beside " + name + ": " + std::strerror(errno));
+  if (fd < 0)
+    return Error::internal("cannot create a file beside " + name + ": " + std::strerror(errno));
   bool ok = ::fchmod(fd, mode) == 0;
   if (ok && uid != static_cast<uid_t>(-1)) ok = ::fchown(fd, uid, gid) == 0;
   const char* p = text.data();
@@ -169,7 +177,8 @@ Status write_file_at(int dirfd, const std::string& name, std::string_view text, 
   while (ok && left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) ok = false;
+    if (n <= 0)
+      ok = false;
     else {
       p += n;
       left -= static_cast<std::size_t>(n);
@@ -192,11 +201,12 @@ Status write_file(const std::string& path, std::string_view text, mode_t mode, b
   std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   auto fd = open_dir(dir);
   if (!fd.ok()) return fd.error();
-  return write_file_at(fd->get(), path.substr(slash == std::string::npos ? 0 : slash + 1), text, mode, sync);
+  return write_file_at(fd->get(), path.substr(slash == std::string::npos ? 0 : slash + 1), text,
+                       mode, sync);
 }
 
 bool exists_at(int dirfd, const std::string& name) {
-  struct stat st{};
+  struct stat st {};
   return ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
@@ -219,7 +229,7 @@ void remove_tree(const std::string& path, int max_depth) {
 
 ChownStats chown_root_owned_tree(int dirfd, uid_t uid, gid_t gid, int max_depth) {
   ChownStats stats;
-  struct stat st{};
+  struct stat st {};
   if (::fstat(dirfd, &st) != 0 || !S_ISDIR(st.st_mode)) return stats;
   if (st.st_uid == 0 && ::fchown(dirfd, uid, gid) == 0) ++stats.changed;
   chown_walk(dirfd, uid, gid, max_depth, stats);

@@ -9,8 +9,8 @@
 
 #include <cstddef>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -46,20 +46,23 @@ Result<UniqueFd> open_dir(const std::string& path);
 //! in `parent`, never following a symlink. When `uid` is not -1 and the
 //! directory was just created or is owned by root, it is fchown'ed on its
 //! fd to uid:gid. `name` must be one component (no '/', not "." or "..").
-Result<UniqueFd> ensure_dir_at(int parent, const std::string& name, mode_t mode, uid_t uid = static_cast<uid_t>(-1),
+Result<UniqueFd> ensure_dir_at(int parent, const std::string& name, mode_t mode,
+                               uid_t uid = static_cast<uid_t>(-1),
                                gid_t gid = static_cast<gid_t>(-1));
 
 //! Like ensure_dir_at for each component of the relative path `rel`,
 //! starting at `parent`.
-Result<UniqueFd> ensure_path_at(int parent, const std::string& rel, mode_t mode, uid_t uid = static_cast<uid_t>(-1),
+Result<UniqueFd> ensure_path_at(int parent, const std::string& rel, mode_t mode,
+                                uid_t uid = static_cast<uid_t>(-1),
                                 gid_t gid = static_cast<gid_t>(-1));
 
 //! Writes `text` as `name` in the directory `dirfd` atomically: a new file
 //! under a random name (O_CREAT|O_EXCL|O_NOFOLLOW), fchmod `mode`, optional
 //! fchown, write, optional fsync, renameat over `name`. Readers see the old
 //! or the new content. Nothing is left behind on failure.
-Status write_file_at(int dirfd, const std::string& name, std::string_view text, mode_t mode, bool sync,
-                     uid_t uid = static_cast<uid_t>(-1), gid_t gid = static_cast<gid_t>(-1));
+Status write_file_at(int dirfd, const std::string& name, std::string_view text, mode_t mode,
+                     bool sync, uid_t uid = static_cast<uid_t>(-1),
+                     gid_t gid = static_cast<gid_t>(-1));
 
 //! write_file_at for `path`, whose directory is opened with open_dir.
 Status write_file(const std::string& path, std::string_view text, mode_t mode, bool sync);

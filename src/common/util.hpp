@@ -17,7 +17,9 @@ std::string uuid4();
 
 //! UTC time as ISO 8601 with microseconds and a `Z` suffix, as Jupyter writes it.
 std::string iso_time(std::chrono::system_clock::time_point t);
-inline std::string iso_now() { return iso_time(std::chrono::system_clock::now()); }
+inline std::string iso_now() {
+  return iso_time(std::chrono::system_clock::now());
+}
 
 //! Percent-decodes `in` (and '+' as space when `plus_as_space`). Returns
 //! nullopt for malformed escapes; the result may contain any byte.

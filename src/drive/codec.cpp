@@ -16,7 +16,8 @@ constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 constexpr std::array<signed char, 256> make_table() {
   std::array<signed char, 256> t{};
   for (auto& v : t) v = -1;
-  for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kAlphabet[i])] = static_cast<signed char>(i);
+  for (int i = 0; i < 64; ++i)
+    t[static_cast<unsigned char>(kAlphabet[i])] = static_cast<signed char>(i);
   t[static_cast<unsigned char>('=')] = -2;
   for (char c : {' ', '\n', '\r', '\t', '\f', '\v'}) t[static_cast<unsigned char>(c)] = -3;
   return t;
@@ -100,7 +101,9 @@ Sha256::~Sha256() {
   if (impl_->ctx) EVP_MD_CTX_free(impl_->ctx);
 }
 
-void Sha256::update(std::string_view bytes) { EVP_DigestUpdate(impl_->ctx, bytes.data(), bytes.size()); }
+void Sha256::update(std::string_view bytes) {
+  EVP_DigestUpdate(impl_->ctx, bytes.data(), bytes.size());
+}
 
 std::string Sha256::hex() {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -124,21 +127,48 @@ std::string sha256_hex(std::string_view bytes) {
 
 std::optional<std::string> guess_mimetype(std::string_view name) {
   static const std::pair<const char*, const char*> kTypes[] = {
-      {"txt", "text/plain"}, {"py", "text/x-python"}, {"md", "text/markdown"},
-      {"json", "application/json"}, {"csv", "text/csv"}, {"tsv", "text/tab-separated-values"},
-      {"html", "text/html"}, {"htm", "text/html"}, {"css", "text/css"},
-      {"js", "text/javascript"}, {"mjs", "text/javascript"}, {"png", "image/png"},
-      {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"}, {"gif", "image/gif"},
-      {"svg", "image/svg+xml"}, {"webp", "image/webp"}, {"bmp", "image/bmp"},
-      {"tif", "image/tiff"}, {"tiff", "image/tiff"}, {"ico", "image/vnd.microsoft.icon"},
-      {"pdf", "application/pdf"}, {"zip", "application/zip"}, {"tar", "application/x-tar"},
-      {"7z", "application/x-7z-compressed"}, {"xml", "application/xml"},
-      {"sh", "text/x-sh"}, {"c", "text/x-csrc"}, {"cpp", "text/x-c++src"},
-      {"h", "text/x-chdr"}, {"java", "text/x-java"}, {"tex", "text/x-tex"},
-      {"mp3", "audio/mpeg"}, {"wav", "audio/x-wav"}, {"ogg", "audio/ogg"},
-      {"mp4", "video/mp4"}, {"webm", "video/webm"}, {"sql", "application/sql"},
-      {"wasm", "application/wasm"}, {"h5", "application/x-hdf5"},
-      {"bin", "application/octet-stream"}, {"doc", "application/msword"},
+      {"txt", "text/plain"},
+      {"py", "text/x-python"},
+      {"md", "text/markdown"},
+      {"json", "application/json"},
+      {"csv", "text/csv"},
+      {"tsv", "text/tab-separated-values"},
+      {"html", "text/html"},
+      {"htm", "text/html"},
+      {"css", "text/css"},
+      {"js", "text/javascript"},
+      {"mjs", "text/javascript"},
+      {"png", "image/png"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},
+      {"svg", "image/svg+xml"},
+      {"webp", "image/webp"},
+      {"bmp", "image/bmp"},
+      {"tif", "image/tiff"},
+      {"tiff", "image/tiff"},
+      {"ico", "image/vnd.microsoft.icon"},
+      {"pdf", "application/pdf"},
+      {"zip", "application/zip"},
+      {"tar", "application/x-tar"},
+      {"7z", "application/x-7z-compressed"},
+      {"xml", "application/xml"},
+      {"sh", "text/x-sh"},
+      {"c", "text/x-csrc"},
+      {"cpp", "text/x-c++src"},
+      {"h", "text/x-chdr"},
+      {"java", "text/x-java"},
+      {"tex", "text/x-tex"},
+      {"mp3", "audio/mpeg"},
+      {"wav", "audio/x-wav"},
+      {"ogg", "audio/ogg"},
+      {"mp4", "video/mp4"},
+      {"webm", "video/webm"},
+      {"sql", "application/sql"},
+      {"wasm", "application/wasm"},
+      {"h5", "application/x-hdf5"},
+      {"bin", "application/octet-stream"},
+      {"doc", "application/msword"},
       {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
       {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
       {"pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"},

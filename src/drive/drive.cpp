@@ -8,9 +8,9 @@
 
 #include <regex>
 
+#include "common/json_io.hpp"
 #include "common/log.hpp"
 #include "drive/codec.hpp"
-#include "common/json_io.hpp"
 #include "drive/notebook.hpp"
 
 namespace skylab::drive {
@@ -19,9 +19,12 @@ using nlohmann::json;
 
 std::string_view entry_type_name(EntryType t) {
   switch (t) {
-    case EntryType::kDirectory: return "directory";
-    case EntryType::kNotebook: return "notebook";
-    case EntryType::kFile: return "file";
+    case EntryType::kDirectory:
+      return "directory";
+    case EntryType::kNotebook:
+      return "notebook";
+    case EntryType::kFile:
+      return "file";
   }
   return "file";
 }
@@ -39,7 +42,9 @@ bool is_notebook_name(std::string_view name) {
   return name.size() >= 6 && name.compare(name.size() - 6, 6, ".ipynb") == 0;
 }
 
-std::string q(const DrivePath& p) { return "'" + p.str() + "'"; }
+std::string q(const DrivePath& p) {
+  return "'" + p.str() + "'";
+}
 
 }  // namespace
 
@@ -48,7 +53,8 @@ namespace {
 constexpr std::size_t kMaxQueuedRevisionBytes = 256u << 20;
 }  // namespace
 
-Drive::Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> meta, DriveOptions options)
+Drive::Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> meta,
+             DriveOptions options)
     : files_(std::move(files)), meta_(std::move(meta)), options_(std::move(options)) {
   rev_writer_ = std::thread([this] { revision_writer_loop(); });
 }
@@ -95,7 +101,8 @@ Result<std::shared_ptr<Drive>> Drive::open(DriveOptions options) {
   if (!files.ok()) return files.error();
   auto meta = open_sqlite_metadata_store(options.database);
   if (!meta.ok()) return meta.error();
-  return std::make_shared<Drive>(std::move(files.value()), std::move(meta.value()), std::move(options));
+  return std::make_shared<Drive>(std::move(files.value()), std::move(meta.value()),
+                                 std::move(options));
 }
 
 void Drive::start_maintenance() {
@@ -106,7 +113,8 @@ void Drive::start_maintenance() {
 void Drive::maintenance_loop() {
   while (true) {
     std::size_t swept = files_->sweep_temporaries(std::chrono::hours(24));
-    if (swept) log::info("drive: removed " + std::to_string(swept) + " interrupted save/upload files");
+    if (swept)
+      log::info("drive: removed " + std::to_string(swept) + " interrupted save/upload files");
     auto pruned = prune_all();
     if (!pruned.ok()) log::warn("drive: pruning revisions failed: " + pruned.error().message);
     std::unique_lock lock(maint_mu_);
@@ -114,7 +122,9 @@ void Drive::maintenance_loop() {
   }
 }
 
-TimePoint Drive::now() const { return options_.clock ? options_.clock() : std::chrono::system_clock::now(); }
+TimePoint Drive::now() const {
+  return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+}
 
 std::mutex& Drive::user_lock(const std::string& user) {
   std::lock_guard lock(locks_mu_);
@@ -123,18 +133,24 @@ std::mutex& Drive::user_lock(const std::string& user) {
   return *m;
 }
 
-Result<Drive::Target> Drive::resolve(const auth::Identity& user, std::string_view path, bool for_write) {
-  if (!valid_username(user.username)) return Error::forbidden("No Drive for user '" + user.username + "'");
+Result<Drive::Target> Drive::resolve(const auth::Identity& user, std::string_view path,
+                                     bool for_write) {
+  if (!valid_username(user.username))
+    return Error::forbidden("No Drive for user '" + user.username + "'");
   auto p = DrivePath::parse(path);
   if (!p.ok()) return p.error();
   if (p->is_hidden()) {
-    if (for_write) return Error::bad_request("Cannot create, change or delete hidden file or directory " + q(*p));
+    if (for_write)
+      return Error::bad_request("Cannot create, change or delete hidden file or directory " +
+                                q(*p));
     return Error::not_found("file or directory does not exist: " + q(*p));
   }
-  return Target{user.username, std::move(p.value()), user.acting_user.empty() ? user.username : user.acting_user};
+  return Target{user.username, std::move(p.value()),
+                user.acting_user.empty() ? user.username : user.acting_user};
 }
 
-Result<Entry> Drive::entry_for(const std::string& user, const DrivePath& path, std::optional<EntryType> as) {
+Result<Entry> Drive::entry_for(const std::string& user, const DrivePath& path,
+                               std::optional<EntryType> as) {
   auto st = files_->stat(user, path);
   if (!st.ok()) {
     if (st.error().code == Error::Code::kNotFound)
@@ -149,22 +165,28 @@ Result<Entry> Drive::entry_for(const std::string& user, const DrivePath& path, s
   e.modified = st->modified;
   if (st->directory) {
     if (as && *as != EntryType::kDirectory)
-      return Error::bad_request(path.str() + " is a directory, not a " + std::string(entry_type_name(*as)));
+      return Error::bad_request(path.str() + " is a directory, not a " +
+                                std::string(entry_type_name(*as)));
     e.type = EntryType::kDirectory;
   } else {
-    if (as && *as == EntryType::kDirectory) return Error::bad_request(path.str() + " is not a directory");
-    e.type = (as == EntryType::kNotebook || (!as && is_notebook_name(path.name()))) ? EntryType::kNotebook
-                                                                                    : EntryType::kFile;
+    if (as && *as == EntryType::kDirectory)
+      return Error::bad_request(path.str() + " is not a directory");
+    e.type = (as == EntryType::kNotebook || (!as && is_notebook_name(path.name())))
+                 ? EntryType::kNotebook
+                 : EntryType::kFile;
     e.size = st->size;
   }
   return e;
 }
 
-Result<bool> Drive::exists(const std::string& user, const DrivePath& path) { return files_->exists(user, path); }
+Result<bool> Drive::exists(const std::string& user, const DrivePath& path) {
+  return files_->exists(user, path);
+}
 
 // ------------------------------------------------------------------ reading
 
-Result<Entry> Drive::get(const auth::Identity& user, std::string_view path, std::optional<EntryType> as) {
+Result<Entry> Drive::get(const auth::Identity& user, std::string_view path,
+                         std::optional<EntryType> as) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
   return entry_for(t->user, t->path, as);
@@ -185,7 +207,9 @@ Result<std::vector<Entry>> Drive::list(const auth::Identity& user, std::string_v
   for (auto& n : *nodes) {
     Entry e;
     e.path = prefix + n.name;
-    e.type = n.directory ? EntryType::kDirectory : is_notebook_name(n.name) ? EntryType::kNotebook : EntryType::kFile;
+    e.type = n.directory                ? EntryType::kDirectory
+             : is_notebook_name(n.name) ? EntryType::kNotebook
+                                        : EntryType::kFile;
     e.name = std::move(n.name);
     e.writable = n.writable;
     e.created = n.created;
@@ -202,7 +226,8 @@ Result<std::string> Drive::read_file(const auth::Identity& user, std::string_vie
   return files_->read(t->user, t->path, options_.max_read_bytes);
 }
 
-Result<json> Drive::read_notebook(const auth::Identity& user, std::string_view path, std::string* message) {
+Result<json> Drive::read_notebook(const auth::Identity& user, std::string_view path,
+                                  std::string* message) {
   auto bytes = read_file(user, path);
   if (!bytes.ok()) return bytes.error();
   return parse_stored_notebook(bytes.value(), message);
@@ -233,8 +258,8 @@ Result<std::string> Drive::file_hash(const auth::Identity& user, std::string_vie
 
 // ------------------------------------------------------------------ writing
 
-void Drive::keep_revision(const std::string& user, const std::string& author, const DrivePath& path, std::string bytes,
-                          RevisionKind kind) {
+void Drive::keep_revision(const std::string& user, const std::string& author, const DrivePath& path,
+                          std::string bytes, RevisionKind kind) {
   if (bytes.size() > options_.max_read_bytes) return;
   TimePoint at = now();
   {
@@ -250,8 +275,9 @@ void Drive::keep_revision(const std::string& user, const std::string& author, co
   store_revision(user, author, path.str(), bytes, kind, at);
 }
 
-void Drive::store_revision(const std::string& user, const std::string& author, const std::string& path, std::string_view bytes,
-                           RevisionKind kind, TimePoint at) {
+void Drive::store_revision(const std::string& user, const std::string& author,
+                           const std::string& path, std::string_view bytes, RevisionKind kind,
+                           TimePoint at) {
   auto r = meta_->add_revision(user, author, path, at, kind, bytes);
   if (!r.ok()) {
     log::warn("drive: could not keep a revision of a saved file: " + r.error().message);
@@ -276,17 +302,20 @@ std::uint64_t tree_bytes(const std::string& root, std::size_t max) {
   std::uint64_t total = 0;
   std::size_t n = 0;
   std::error_code ec;
-  struct stat st{};
+  struct stat st {};
   if (::lstat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
-  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+  for (auto it = fs::recursive_directory_iterator(
+           root, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator() && n < max; it.increment(ec), ++n)
-    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) == 0)
+      total += static_cast<std::uint64_t>(st.st_blocks) * 512;
   return total;
 }
 
 //! Whether `path` is the root of a filesystem of its own (a user volume).
 bool own_volume(const std::string& path) {
-  struct stat a{}, b{};
+  struct stat a {
+  }, b{};
   if (::lstat(path.c_str(), &a) != 0 || ::lstat((path + "/..").c_str(), &b) != 0) return false;
   return a.st_dev != b.st_dev;
 }
@@ -296,7 +325,7 @@ bool own_volume(const std::string& path) {
 std::uint64_t Drive::used_bytes(const std::string& user) {
   std::string root = options_.files_dir + "/" + user;
   if (own_volume(root)) {  // the Drive and caches share the user's volume
-    struct statvfs v{};
+    struct statvfs v {};
     if (::statvfs(root.c_str(), &v) == 0)
       return static_cast<std::uint64_t>(v.f_blocks - v.f_bfree) * v.f_frsize;
   }
@@ -304,10 +333,12 @@ std::uint64_t Drive::used_bytes(const std::string& user) {
   {
     std::lock_guard lock(usage_mu_);
     auto it = usage_.find(user);
-    if (it != usage_.end() && fresh - it->second.at < std::chrono::seconds(5)) return it->second.bytes;
+    if (it != usage_.end() && fresh - it->second.at < std::chrono::seconds(5))
+      return it->second.bytes;
   }
   std::uint64_t used = tree_bytes(root, kMaxCountedEntries);
-  if (!options_.cache_dir.empty()) used += tree_bytes(options_.cache_dir + "/" + user, kMaxCountedEntries);
+  if (!options_.cache_dir.empty())
+    used += tree_bytes(options_.cache_dir + "/" + user, kMaxCountedEntries);
   std::lock_guard lock(usage_mu_);
   if (usage_.size() > 10000) usage_.clear();
   usage_[user] = UsageCount{used, fresh};
@@ -319,7 +350,8 @@ void Drive::count_written(const std::string& user, std::int64_t bytes) {
   auto it = usage_.find(user);
   if (it == usage_.end()) return;
   auto& b = it->second.bytes;
-  b = bytes < 0 && static_cast<std::uint64_t>(-bytes) > b ? 0 : b + static_cast<std::uint64_t>(bytes);
+  b = bytes < 0 && static_cast<std::uint64_t>(-bytes) > b ? 0
+                                                          : b + static_cast<std::uint64_t>(bytes);
 }
 
 Status Drive::within_quota(const std::string& user, const DrivePath& path, std::uint64_t incoming) {
@@ -334,9 +366,10 @@ Status Drive::within_quota(const std::string& user, const DrivePath& path, std::
 
 Error Drive::quota_error(std::uint64_t used, std::uint64_t incoming) const {
   auto mib = [](std::uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
-  return Error::insufficient_storage("Storage quota exceeded: " + mib(used) + " MiB used of " +
-                                     mib(options_.quota_bytes) + " MiB; this write needs " + mib(incoming) +
-                                     " MiB. Delete files (or clear ~/.cache) and try again; nothing was changed");
+  return Error::insufficient_storage(
+      "Storage quota exceeded: " + mib(used) + " MiB used of " + mib(options_.quota_bytes) +
+      " MiB; this write needs " + mib(incoming) +
+      " MiB. Delete files (or clear ~/.cache) and try again; nothing was changed");
 }
 
 Result<Drive::Storage> Drive::storage(const auth::Identity& user) {
@@ -345,20 +378,22 @@ Result<Drive::Storage> Drive::storage(const auth::Identity& user) {
   return Storage{used_bytes(t->user), options_.quota_bytes};
 }
 
-Result<Drive::Saved> Drive::write_file_locked(const std::string& user, const std::string& author, const DrivePath& path,
-                                              std::string_view bytes) {
+Result<Drive::Saved> Drive::write_file_locked(const std::string& user, const std::string& author,
+                                              const DrivePath& path, std::string_view bytes) {
   auto existed = exists(user, path);
   if (!existed.ok()) return existed.error();
   if (auto st = within_quota(user, path, bytes.size()); !st.ok()) return st.error();
   if (auto st = files_->write_atomic(user, path, bytes); !st.ok()) return st.error();
   count_written(user, static_cast<std::int64_t>(bytes.size()));
-  if (is_notebook_name(path.name())) keep_revision(user, author, path, std::string(bytes), RevisionKind::kSave);
+  if (is_notebook_name(path.name()))
+    keep_revision(user, author, path, std::string(bytes), RevisionKind::kSave);
   auto e = entry_for(user, path, std::nullopt);
   if (!e.ok()) return e.error();
   return Saved{std::move(e.value()), !existed.value()};
 }
 
-Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::string_view path, json nb) {
+Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::string_view path,
+                                          json nb) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
   if (t->path.is_root()) return Error::bad_request("Cannot save a notebook as the root directory");
@@ -376,7 +411,8 @@ Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::strin
   return Saved{std::move(e.value()), !existed.value()};
 }
 
-Result<Drive::Saved> Drive::save_file(const auth::Identity& user, std::string_view path, std::string_view bytes) {
+Result<Drive::Saved> Drive::save_file(const auth::Identity& user, std::string_view path,
+                                      std::string_view bytes) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
   if (t->path.is_root()) return Error::bad_request("Cannot save a file as the root directory");
@@ -422,7 +458,8 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   if (options_.quota_bytes > 0) {
     std::uint64_t used = used_bytes(t->user);
     if (used + bytes.size() > options_.quota_bytes) {
-      (void)files_->write_chunk(t->user, t->path, 1, {});  // drops what was staged (an empty restart)
+      (void)files_->write_chunk(t->user, t->path, 1,
+                                {});  // drops what was staged (an empty restart)
       return quota_error(used, bytes.size());
     }
   }
@@ -435,7 +472,8 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   if (r->committed) {
     if (is_notebook_name(t->path.name())) {
       auto content = files_->read(t->user, t->path, options_.max_read_bytes);
-      if (content.ok()) keep_revision(t->user, t->author, t->path, std::move(content.value()), RevisionKind::kSave);
+      if (content.ok())
+        keep_revision(t->user, t->author, t->path, std::move(content.value()), RevisionKind::kSave);
     }
     auto e = entry_for(t->user, t->path, EntryType::kFile);
     if (!e.ok()) return e.error();
@@ -451,8 +489,8 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   return out;
 }
 
-Result<std::string> Drive::unique_name(const std::string& user, const DrivePath& dir, std::string_view filename,
-                                       std::string_view insert) {
+Result<std::string> Drive::unique_name(const std::string& user, const DrivePath& dir,
+                                       std::string_view filename, std::string_view insert) {
   // Jupyter's increment_filename: the number goes before the extension
   // (".ipynb", else everything from the first dot: "a.tar.gz" -> "a1.tar.gz").
   std::string name(filename);
@@ -477,8 +515,8 @@ Result<std::string> Drive::unique_name(const std::string& user, const DrivePath&
   return Error::conflict("No free name for " + name);
 }
 
-Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view dir, std::optional<EntryType> type,
-                                  std::string_view ext) {
+Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view dir,
+                                  std::optional<EntryType> type, std::string_view ext) {
   auto t = resolve(user, dir, true);
   if (!t.ok()) return t.error();
   auto d = files_->stat(t->user, t->path);
@@ -497,7 +535,8 @@ Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view d
       filename = "untitled" + std::string(ext);
       break;
   }
-  if (auto st = DrivePath::check_name(filename); !st.ok()) return Error::bad_request("Invalid extension: " + st.error().message);
+  if (auto st = DrivePath::check_name(filename); !st.ok())
+    return Error::bad_request("Invalid extension: " + st.error().message);
   std::lock_guard lock(user_lock(t->user));
   auto name = unique_name(t->user, t->path, filename, insert);
   if (!name.ok()) return name.error();
@@ -507,10 +546,13 @@ Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view d
     if (auto st = files_->make_directory(t->user, path.value()); !st.ok()) return st.error();
     return entry_for(t->user, path.value(), EntryType::kDirectory);
   }
-  std::string bytes = kind == EntryType::kNotebook ? serialize_notebook(new_notebook()) : std::string();
+  std::string bytes =
+      kind == EntryType::kNotebook ? serialize_notebook(new_notebook()) : std::string();
   if (auto st = files_->write_atomic(t->user, path.value(), bytes); !st.ok()) return st.error();
-  if (kind == EntryType::kNotebook) keep_revision(t->user, t->author, path.value(), std::move(bytes), RevisionKind::kSave);
-  return entry_for(t->user, path.value(), kind == EntryType::kNotebook ? EntryType::kNotebook : EntryType::kFile);
+  if (kind == EntryType::kNotebook)
+    keep_revision(t->user, t->author, path.value(), std::move(bytes), RevisionKind::kSave);
+  return entry_for(t->user, path.value(),
+                   kind == EntryType::kNotebook ? EntryType::kNotebook : EntryType::kFile);
 }
 
 Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std::string_view to) {
@@ -538,7 +580,8 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
   } else {
     auto parent = files_->stat(dst->user, dst->path.parent());
     if (!parent.ok() || !parent->directory)
-      return Error::not_found("No such parent directory: " + q(dst->path.parent()) + " to copy file in");
+      return Error::not_found("No such parent directory: " + q(dst->path.parent()) +
+                              " to copy file in");
     auto ex = exists(dst->user, dst->path);
     if (!ex.ok()) return ex.error();
     if (ex.value()) return Error::conflict("File already exists: " + q(dst->path));
@@ -549,9 +592,11 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
     auto bytes = files_->read(src->user, src->path, options_.max_read_bytes);
     if (!bytes.ok()) return bytes.error();
     auto parsed = json_io::parse_json(bytes.value());
-    if (!parsed.ok()) return Error::bad_request("Cannot copy " + q(src->path) + ": not a readable notebook");
+    if (!parsed.ok())
+      return Error::bad_request("Cannot copy " + q(src->path) + ": not a readable notebook");
     json nb = std::move(parsed.value());
-    if (auto st = prepare_for_save(nb); !st.ok()) return Error::bad_request("Cannot copy: " + st.error().message);
+    if (auto st = prepare_for_save(nb); !st.ok())
+      return Error::bad_request("Cannot copy: " + st.error().message);
     std::string out = serialize_notebook(std::move(nb));
     if (auto st = within_quota(dst->user, target, out.size()); !st.ok()) return st.error();
     if (auto st = files_->write_atomic(dst->user, target, out); !st.ok()) return st.error();
@@ -586,7 +631,8 @@ Result<std::string> Drive::item_id(const auth::Identity& user, std::string_view 
   return files_->item_id(t->user, t->path, true);
 }
 
-Result<Entry> Drive::rename(const auth::Identity& user, std::string_view from, std::string_view to) {
+Result<Entry> Drive::rename(const auth::Identity& user, std::string_view from,
+                            std::string_view to) {
   auto src = resolve(user, from, true);
   if (!src.ok()) return src.error();
   auto dst = resolve(user, to, true);
@@ -625,7 +671,8 @@ Status Drive::remove(const auth::Identity& user, std::string_view path) {
 
 // ------------------------------------------------------------------ revisions
 
-Result<std::vector<RevisionInfo>> Drive::revisions(const auth::Identity& user, std::string_view path) {
+Result<std::vector<RevisionInfo>> Drive::revisions(const auth::Identity& user,
+                                                   std::string_view path) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
   flush_revisions();
@@ -643,7 +690,8 @@ Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::s
     return bytes.error();
   }
   flush_revisions();
-  auto r = meta_->add_revision(t->user, t->author, t->path.str(), now(), RevisionKind::kCheckpoint, bytes.value());
+  auto r = meta_->add_revision(t->user, t->author, t->path.str(), now(), RevisionKind::kCheckpoint,
+                               bytes.value());
   if (!r.ok()) return r.error();
   auto all = meta_->list_revisions(t->user, t->path.str());
   if (all.ok()) {
@@ -662,7 +710,8 @@ Status Drive::restore_revision(const auth::Identity& user, std::string_view path
   if (!bytes.ok()) return bytes.error();
   // Keep what is about to be replaced (a no-op when it is the newest revision already).
   auto current = files_->read(t->user, t->path, options_.max_read_bytes);
-  if (current.ok()) store_revision(t->user, t->author, t->path.str(), current.value(), RevisionKind::kSave, now());
+  if (current.ok())
+    store_revision(t->user, t->author, t->path.str(), current.value(), RevisionKind::kSave, now());
   if (auto st = within_quota(t->user, t->path, bytes.value().size()); !st.ok()) return st;
   if (auto st = files_->write_atomic(t->user, t->path, bytes.value()); !st.ok()) return st;
   store_revision(t->user, t->author, t->path.str(), bytes.value(), RevisionKind::kSave, now());
@@ -678,14 +727,16 @@ Status Drive::delete_revision(const auth::Identity& user, std::string_view path,
   return meta_->delete_revisions(t->user, {id});
 }
 
-Result<RevisionInfo> Drive::revision(const auth::Identity& user, std::string_view path, std::int64_t id) {
+Result<RevisionInfo> Drive::revision(const auth::Identity& user, std::string_view path,
+                                     std::int64_t id) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
   flush_revisions();
   return meta_->get_revision(t->user, t->path.str(), id);
 }
 
-Result<std::string> Drive::revision_bytes(const auth::Identity& user, std::string_view path, std::int64_t id) {
+Result<std::string> Drive::revision_bytes(const auth::Identity& user, std::string_view path,
+                                          std::int64_t id) {
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
   flush_revisions();

@@ -10,8 +10,8 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -74,7 +74,8 @@ struct DriveOptions {
 //! every call that reads or changes revisions waits for that writer first.
 class Drive {
  public:
-  Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> meta, DriveOptions options);
+  Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> meta,
+        DriveOptions options);
   ~Drive();
 
   //! The embedded default: LocalFileStore under files_dir, SQLite database.
@@ -87,14 +88,16 @@ class Drive {
   // ------------------------------------------------------------ reading
   //! The entry at `path`. `as` forces the type as Jupyter's `type=` does:
   //! BadRequest if a directory is asked as a file or the other way round.
-  Result<Entry> get(const auth::Identity& user, std::string_view path, std::optional<EntryType> as = {});
+  Result<Entry> get(const auth::Identity& user, std::string_view path,
+                    std::optional<EntryType> as = {});
   //! The directory's entries (hidden ones, symlinks and special files skipped), sorted by name.
   Result<std::vector<Entry>> list(const auth::Identity& user, std::string_view dir);
   //! A file's bytes; TooLarge beyond max_read_bytes.
   Result<std::string> read_file(const auth::Identity& user, std::string_view path);
   //! A notebook for serving (see parse_stored_notebook); `message` gets a
   //! validation problem, if any.
-  Result<nlohmann::json> read_notebook(const auth::Identity& user, std::string_view path, std::string* message);
+  Result<nlohmann::json> read_notebook(const auth::Identity& user, std::string_view path,
+                                       std::string* message);
   //! An open file for streaming downloads.
   Result<OpenFile> open_file(const auth::Identity& user, std::string_view path);
   //! Hex SHA-256 of a file's bytes (streamed).
@@ -128,7 +131,8 @@ class Drive {
   //! notebook; keeps a revision. BadRequest naming the problem if invalid.
   Result<Saved> save_notebook(const auth::Identity& user, std::string_view path, nlohmann::json nb);
   //! Atomically saves a file (a revision is kept for ".ipynb" paths).
-  Result<Saved> save_file(const auth::Identity& user, std::string_view path, std::string_view bytes);
+  Result<Saved> save_file(const auth::Identity& user, std::string_view path,
+                          std::string_view bytes);
   //! Creates a directory (nothing happens if it exists).
   Result<Saved> save_directory(const auth::Identity& user, std::string_view path);
 
@@ -138,13 +142,14 @@ class Drive {
     bool committed = false;
   };
   //! One chunk of a chunked upload (1, 2, ..., -1 for the last); see FileStore::write_chunk.
-  Result<Chunk> save_chunk(const auth::Identity& user, std::string_view path, int chunk, std::string_view bytes);
+  Result<Chunk> save_chunk(const auth::Identity& user, std::string_view path, int chunk,
+                           std::string_view bytes);
 
   //! A new "Untitled.ipynb" / "untitled<ext>" / "Untitled Folder" (numbered
   //! when taken) in directory `dir`. `type` nullopt: notebook if ext is
   //! ".ipynb", else file.
-  Result<Entry> new_untitled(const auth::Identity& user, std::string_view dir, std::optional<EntryType> type,
-                             std::string_view ext);
+  Result<Entry> new_untitled(const auth::Identity& user, std::string_view dir,
+                             std::optional<EntryType> type, std::string_view ext);
   //! Copies file `from` into directory `to` (named "name-Copy1.ext" etc.
   //! when needed) or, if `to` is not a directory, to the new path `to`.
   //! Directories cannot be copied. Notebooks are validated on the way.
@@ -165,7 +170,8 @@ class Drive {
   Status restore_revision(const auth::Identity& user, std::string_view path, std::int64_t id);
   Status delete_revision(const auth::Identity& user, std::string_view path, std::int64_t id);
   Result<RevisionInfo> revision(const auth::Identity& user, std::string_view path, std::int64_t id);
-  Result<std::string> revision_bytes(const auth::Identity& user, std::string_view path, std::int64_t id);
+  Result<std::string> revision_bytes(const auth::Identity& user, std::string_view path,
+                                     std::int64_t id);
   //! Applies the revision policy to every file; returns how many were dropped.
   Result<std::size_t> prune_all();
 
@@ -185,22 +191,23 @@ class Drive {
   //! BadRequest (`for_write` true).
   Result<Target> resolve(const auth::Identity& user, std::string_view path, bool for_write);
   std::mutex& user_lock(const std::string& user);
-  Result<Entry> entry_for(const std::string& user, const DrivePath& path, std::optional<EntryType> as);
+  Result<Entry> entry_for(const std::string& user, const DrivePath& path,
+                          std::optional<EntryType> as);
   Result<bool> exists(const std::string& user, const DrivePath& path);
-  Result<Saved> write_file_locked(const std::string& user, const std::string& author, const DrivePath& path,
-                                  std::string_view bytes);
+  Result<Saved> write_file_locked(const std::string& user, const std::string& author,
+                                  const DrivePath& path, std::string_view bytes);
   //! Queues a revision for the revision writer (or stores it at once when
   //! too much is queued). Revisions of one Drive are stored in queue order.
-  void keep_revision(const std::string& user, const std::string& author, const DrivePath& path, std::string bytes,
-                     RevisionKind kind);
+  void keep_revision(const std::string& user, const std::string& author, const DrivePath& path,
+                     std::string bytes, RevisionKind kind);
   //! Stores a revision now and applies the policy to its file.
-  void store_revision(const std::string& user, const std::string& author, const std::string& path, std::string_view bytes, RevisionKind kind,
-                      TimePoint at);
+  void store_revision(const std::string& user, const std::string& author, const std::string& path,
+                      std::string_view bytes, RevisionKind kind, TimePoint at);
   //! Returns once every queued revision is stored.
   void flush_revisions();
   void revision_writer_loop();
-  Result<std::string> unique_name(const std::string& user, const DrivePath& dir, std::string_view filename,
-                                  std::string_view insert);
+  Result<std::string> unique_name(const std::string& user, const DrivePath& dir,
+                                  std::string_view filename, std::string_view insert);
   TimePoint now() const;
   void maintenance_loop();
   //! Bytes in use by `user` (see storage()).

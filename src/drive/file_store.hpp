@@ -111,7 +111,8 @@ class FileStore {
   //! Atomically replaces (or creates) the regular file `path` with `bytes`.
   //! The parent directory must exist. An existing directory, symlink or
   //! special file at `path` is an error and is left alone.
-  virtual Status write_atomic(const std::string& user, const DrivePath& path, std::string_view bytes) = 0;
+  virtual Status write_atomic(const std::string& user, const DrivePath& path,
+                              std::string_view bytes) = 0;
   //! Chunked upload to `path`: chunk 1 starts (or restarts) a hidden staging
   //! file next to the target, chunks 2..n append, chunk -1 appends, fsyncs
   //! and renames it over the target. Until then `path` keeps its old
@@ -140,7 +141,8 @@ class FileStore {
   //! write_chunk keep their id. NotFound when nothing (or a symlink or
   //! special file) is at `path`; Unavailable when the filesystem has no
   //! extended attributes.
-  virtual Result<std::string> item_id(const std::string& user, const DrivePath& path, bool assign) = 0;
+  virtual Result<std::string> item_id(const std::string& user, const DrivePath& path,
+                                      bool assign) = 0;
   //! The path of the item (file or directory) whose id (see item_id) is
   //! `id`, found by walking the user's tree (fd-relative, never following
   //! symlinks, skipping hidden names) over at most `max_entries` entries.
@@ -156,7 +158,7 @@ class FileStore {
 //! Opens (creating it 0700 if needed) `root`, the directory that holds one
 //! directory per user. `io` defaults to the real system calls.
 Result<std::unique_ptr<FileStore>> open_local_file_store(const std::string& root,
-                                                        std::shared_ptr<FileIo> io = nullptr);
+                                                         std::shared_ptr<FileIo> io = nullptr);
 
 //! Whether `name` is a valid user name for a Drive root: 1-64 of
 //! [A-Za-z0-9._-], not starting with '.' or '-'.

@@ -34,14 +34,18 @@ OpenFile::~OpenFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-ssize_t FileIo::write(int fd, const void* buf, std::size_t n) { return ::write(fd, buf, n); }
-int FileIo::fsync(int fd) { return ::fsync(fd); }
+ssize_t FileIo::write(int fd, const void* buf, std::size_t n) {
+  return ::write(fd, buf, n);
+}
+int FileIo::fsync(int fd) {
+  return ::fsync(fd);
+}
 
 bool valid_username(std::string_view name) {
   if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -86,7 +90,8 @@ class Fd {
 
 TimePoint to_time(const struct timespec& ts) {
   using namespace std::chrono;
-  return TimePoint(duration_cast<system_clock::duration>(seconds(ts.tv_sec) + nanoseconds(ts.tv_nsec)));
+  return TimePoint(
+      duration_cast<system_clock::duration>(seconds(ts.tv_sec) + nanoseconds(ts.tv_nsec)));
 }
 
 bool writable_by_us(const struct stat& st) {
@@ -108,7 +113,9 @@ NodeInfo info_from(std::string name, const struct stat& st) {
   return n;
 }
 
-std::string shown(const DrivePath& p) { return "'" + p.str() + "'"; }
+std::string shown(const DrivePath& p) {
+  return "'" + p.str() + "'";
+}
 
 //! Maps an errno from an operation on `p` onto an Error.
 Error errno_error(int err, const std::string& what, const DrivePath& p) {
@@ -136,7 +143,8 @@ Error errno_error(int err, const std::string& what, const DrivePath& p) {
 
 class LocalFileStore final : public FileStore {
  public:
-  LocalFileStore(Fd root, std::shared_ptr<FileIo> io) : root_(std::move(root)), io_(std::move(io)) {}
+  LocalFileStore(Fd root, std::shared_ptr<FileIo> io)
+      : root_(std::move(root)), io_(std::move(io)) {}
 
   Result<NodeInfo> stat(const std::string& user, const DrivePath& path) override {
     if (path.is_root()) {
@@ -164,7 +172,8 @@ class LocalFileStore final : public FileStore {
       return dir.error();
     }
     struct stat st;
-    if (::fstatat(dir->get(), std::string(path.name()).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return true;
+    if (::fstatat(dir->get(), std::string(path.name()).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      return true;
     if (errno == ENOENT || errno == ENOTDIR) return false;
     return errno_error(errno, "stat", path);
   }
@@ -184,8 +193,8 @@ class LocalFileStore final : public FileStore {
     while (struct dirent* e = ::readdir(d)) {
       std::string_view name(e->d_name);
       if (name.empty() || name[0] == '.') continue;  // ".", "..", hidden, our temporaries
-      if (e->d_type == DT_LNK || e->d_type == DT_FIFO || e->d_type == DT_SOCK || e->d_type == DT_CHR ||
-          e->d_type == DT_BLK)
+      if (e->d_type == DT_LNK || e->d_type == DT_FIFO || e->d_type == DT_SOCK ||
+          e->d_type == DT_CHR || e->d_type == DT_BLK)
         continue;
       if (!DrivePath::check_name(name).ok()) continue;  // not addressable through the API
       struct stat st;
@@ -194,15 +203,18 @@ class LocalFileStore final : public FileStore {
       out.push_back(info_from(std::string(name), st));
     }
     ::closedir(d);
-    std::sort(out.begin(), out.end(), [](const NodeInfo& a, const NodeInfo& b) { return a.name < b.name; });
+    std::sort(out.begin(), out.end(),
+              [](const NodeInfo& a, const NodeInfo& b) { return a.name < b.name; });
     return out;
   }
 
-  Result<std::string> read(const std::string& user, const DrivePath& path, std::uint64_t max_bytes) override {
+  Result<std::string> read(const std::string& user, const DrivePath& path,
+                           std::uint64_t max_bytes) override {
     auto f = open_read(user, path);
     if (!f.ok()) return f.error();
     if (f->size() > max_bytes)
-      return Error::too_large("File " + shown(path) + " is larger than " + std::to_string(max_bytes >> 20) +
+      return Error::too_large("File " + shown(path) + " is larger than " +
+                              std::to_string(max_bytes >> 20) +
                               " MiB; download it from /files/ instead");
     std::string out;
     out.resize(f->size());
@@ -237,7 +249,8 @@ class LocalFileStore final : public FileStore {
     return OpenFile(fd.release(), static_cast<std::uint64_t>(st.st_size));
   }
 
-  Status write_atomic(const std::string& user, const DrivePath& path, std::string_view bytes) override {
+  Status write_atomic(const std::string& user, const DrivePath& path,
+                      std::string_view bytes) override {
     if (path.is_root()) return Error::bad_request("Cannot write to the root directory");
     auto dir = open_dir(user, path.parent());
     if (!dir.ok()) return dir.error();
@@ -245,7 +258,8 @@ class LocalFileStore final : public FileStore {
     auto existing = existing_file(dir->get(), name, path);
     if (!existing.ok()) return existing.error();
     std::string tmp = std::string(kTempPrefix) + "save-" + util::random_hex(8);
-    Fd fd(::openat(dir->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
+    Fd fd(::openat(dir->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   0666));
     if (fd.get() < 0) return errno_error(errno, "save", path);
     auto fail = [&](int err) {
       fd.reset();
@@ -264,7 +278,8 @@ class LocalFileStore final : public FileStore {
     if (::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str()) != 0) {
       int err = errno;
       ::unlinkat(dir->get(), tmp.c_str(), 0);
-      if (err == EISDIR || err == ENOTEMPTY) return Error::bad_request(shown(path) + " is a directory");
+      if (err == EISDIR || err == ENOTEMPTY)
+        return Error::bad_request(shown(path) + " is a directory");
       return errno_error(err, "save", path);
     }
     sync_dir(dir->get());
@@ -274,7 +289,8 @@ class LocalFileStore final : public FileStore {
   Result<ChunkResult> write_chunk(const std::string& user, const DrivePath& path, int chunk,
                                   std::string_view bytes) override {
     if (path.is_root()) return Error::bad_request("Cannot write to the root directory");
-    if (chunk != -1 && chunk < 1) return Error::bad_request("'chunk' must be 1, 2, ... or -1 for the last");
+    if (chunk != -1 && chunk < 1)
+      return Error::bad_request("'chunk' must be 1, 2, ... or -1 for the last");
     auto dir = open_dir(user, path.parent());
     if (!dir.ok()) return dir.error();
     std::string name(path.name());
@@ -300,13 +316,17 @@ class LocalFileStore final : public FileStore {
         fd = Fd(::openat(dir->get(), staging.c_str(), kFlags | O_CREAT | O_EXCL, 0666));
       }
     }
-    if (fd.get() < 0 && (errno == ENXIO || errno == EWOULDBLOCK || errno == ENODEV || errno == ELOOP))
-      return Error::bad_request("Upload staging file for " + shown(path) + " is not a regular file");
+    if (fd.get() < 0 &&
+        (errno == ENXIO || errno == EWOULDBLOCK || errno == ENODEV || errno == ELOOP))
+      return Error::bad_request("Upload staging file for " + shown(path) +
+                                " is not a regular file");
     if (fd.get() < 0) return errno_error(errno, "upload", path);
     struct stat st;
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1)
-      return Error::bad_request("Upload staging file for " + shown(path) + " is not a regular file");
-    if (int flags = ::fcntl(fd.get(), F_GETFL); flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+      return Error::bad_request("Upload staging file for " + shown(path) +
+                                " is not a regular file");
+    if (int flags = ::fcntl(fd.get(), F_GETFL); flags >= 0)
+      ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
     auto discard = [&](int err) {
       fd.reset();
       ::unlinkat(dir->get(), staging.c_str(), 0);
@@ -332,7 +352,8 @@ class LocalFileStore final : public FileStore {
     if (::renameat(dir->get(), staging.c_str(), dir->get(), name.c_str()) != 0) {
       int err = errno;
       ::unlinkat(dir->get(), staging.c_str(), 0);
-      if (err == EISDIR || err == ENOTEMPTY) return Error::bad_request(shown(path) + " is a directory");
+      if (err == EISDIR || err == ENOTEMPTY)
+        return Error::bad_request(shown(path) + " is a directory");
       return errno_error(err, "upload", path);
     }
     sync_dir(dir->get());
@@ -356,7 +377,8 @@ class LocalFileStore final : public FileStore {
   }
 
   Status rename(const std::string& user, const DrivePath& from, const DrivePath& to) override {
-    if (from.is_root() || to.is_root()) return Error::bad_request("Cannot rename the root directory");
+    if (from.is_root() || to.is_root())
+      return Error::bad_request("Cannot rename the root directory");
     if (to.is_within(from) && !(to == from))
       return Error::bad_request("Cannot move " + shown(from) + " into itself");
     auto src = stat(user, from);  // refuses symlinks and special files
@@ -375,7 +397,8 @@ class LocalFileStore final : public FileStore {
       rc = ::renameat(sdir->get(), sname.c_str(), ddir->get(), dname.c_str());
     }
     if (rc != 0) {
-      if (errno == EEXIST || errno == ENOTEMPTY) return Error::conflict("File already exists: " + shown(to));
+      if (errno == EEXIST || errno == ENOTEMPTY)
+        return Error::conflict("File already exists: " + shown(to));
       return errno_error(errno, "rename", from);
     }
     sync_dir(ddir->get());
@@ -389,7 +412,8 @@ class LocalFileStore final : public FileStore {
     if (!dir.ok()) return dir.error();
     std::string name(path.name());
     struct stat st;
-    if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno_error(errno, "delete", path);
+    if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return errno_error(errno, "delete", path);
     if (S_ISDIR(st.st_mode)) {
       if (int err = remove_tree(dir->get(), name, 0)) return errno_error(err, "delete", path);
     } else if (S_ISREG(st.st_mode)) {
@@ -412,7 +436,8 @@ class LocalFileStore final : public FileStore {
     if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
       return Error::conflict("File already exists: " + shown(to));
     std::string tmp = std::string(kTempPrefix) + "copy-" + util::random_hex(8);
-    Fd fd(::openat(dir->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
+    Fd fd(::openat(dir->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   0666));
     if (fd.get() < 0) return errno_error(errno, "copy to", to);
     auto fail = [&](int err) {
       fd.reset();
@@ -427,7 +452,8 @@ class LocalFileStore final : public FileStore {
         return fail(errno);
       }
       if (n == 0) break;
-      if (int err = write_all(fd.get(), std::string_view(buf.data(), static_cast<std::size_t>(n)))) return fail(err);
+      if (int err = write_all(fd.get(), std::string_view(buf.data(), static_cast<std::size_t>(n))))
+        return fail(err);
     }
     adopt(fd.get(), dir->get(), std::nullopt);
     if (io_->fsync(fd.get()) != 0) return fail(errno);
@@ -437,7 +463,8 @@ class LocalFileStore final : public FileStore {
       return errno_error(err, "copy to", to);
     }
     int rc = ::renameat2(dir->get(), tmp.c_str(), dir->get(), name.c_str(), RENAME_NOREPLACE);
-    if (rc != 0 && errno == EINVAL) rc = ::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str());
+    if (rc != 0 && errno == EINVAL)
+      rc = ::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str());
     if (rc != 0) {
       int err = errno;
       ::unlinkat(dir->get(), tmp.c_str(), 0);
@@ -448,7 +475,8 @@ class LocalFileStore final : public FileStore {
     return ok_status();
   }
 
-  Result<std::string> item_id(const std::string& user, const DrivePath& path, bool assign) override {
+  Result<std::string> item_id(const std::string& user, const DrivePath& path,
+                              bool assign) override {
     Fd fd;
     if (path.is_root()) {
       auto r = open_root(user);
@@ -459,12 +487,14 @@ class LocalFileStore final : public FileStore {
       if (!dir.ok()) return dir.error();
       std::string name(path.name());
       struct stat st;
-      if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno_error(errno, "open", path);
+      if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno_error(errno, "open", path);
       if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return Error::not_found("No such file or directory: " + shown(path));
       // O_NONBLOCK | O_NOCTTY: whatever was swapped in after the stat cannot
       // hang or adopt us; fstat then checks it is still a file or directory.
-      fd = Fd(::openat(dir->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+      fd = Fd(::openat(dir->get(), name.c_str(),
+                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
       if (fd.get() < 0) return errno_error(errno, "open", path);
       if (::fstat(fd.get(), &st) != 0) return errno_error(errno, "stat", path);
       if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
@@ -475,12 +505,14 @@ class LocalFileStore final : public FileStore {
     std::string fresh = util::random_hex(16);
     if (::fsetxattr(fd.get(), id_attr(), fresh.data(), fresh.size(), XATTR_CREATE) != 0) {
       if (errno == EEXIST) return read_id(fd.get());  // assigned concurrently
-      return Error::unavailable(std::string("cannot give ") + shown(path) + " an identity: " + std::strerror(errno));
+      return Error::unavailable(std::string("cannot give ") + shown(path) +
+                                " an identity: " + std::strerror(errno));
     }
     return fresh;
   }
 
-  Result<std::string> find_item(const std::string& user, const std::string& id, std::size_t max_entries) override {
+  Result<std::string> find_item(const std::string& user, const std::string& id,
+                                std::size_t max_entries) override {
     if (id.empty()) return Error::not_found("no item id");
     auto root = open_root(user);
     if (!root.ok()) return root.error();
@@ -531,13 +563,15 @@ class LocalFileStore final : public FileStore {
   //! A file about to replace `replaced_name` in `dirfd` takes over its id,
   //! so that shares of it survive saves and uploads.
   static void keep_id(int fd, int dirfd, const std::string& replaced_name) {
-    Fd old(::openat(dirfd, replaced_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    Fd old(::openat(dirfd, replaced_name.c_str(),
+                    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     if (old.get() < 0) return;
     struct stat st;
     if (::fstat(old.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;
     std::string id = read_id(old.get());
     if (!id.empty() && ::fsetxattr(fd, id_attr(), id.data(), id.size(), 0) != 0)
-      log::warn(std::string("drive: a saved file lost its identity (its shares end): ") + std::strerror(errno));
+      log::warn(std::string("drive: a saved file lost its identity (its shares end): ") +
+                std::strerror(errno));
   }
 
   Result<Fd> open_root(const std::string& user) {
@@ -545,11 +579,13 @@ class LocalFileStore final : public FileStore {
     Fd fd(::openat(root_.get(), user.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (fd.get() < 0 && errno == ENOENT) {
       if (::mkdirat(root_.get(), user.c_str(), 0700) != 0 && errno != EEXIST)
-        return Error::internal(std::string("Cannot create the user's Drive: ") + std::strerror(errno));
+        return Error::internal(std::string("Cannot create the user's Drive: ") +
+                               std::strerror(errno));
       sync_dir(root_.get());
       fd = Fd(::openat(root_.get(), user.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     }
-    if (fd.get() < 0) return Error::internal(std::string("Cannot open the user's Drive: ") + std::strerror(errno));
+    if (fd.get() < 0)
+      return Error::internal(std::string("Cannot open the user's Drive: ") + std::strerror(errno));
     return fd;
   }
 
@@ -574,7 +610,8 @@ class LocalFileStore final : public FileStore {
 
   //! The stat of the regular file `name` in `dirfd`, nullopt if nothing is
   //! there, an error if something other than a regular file is.
-  Result<std::optional<struct stat>> existing_file(int dirfd, const std::string& name, const DrivePath& path) {
+  Result<std::optional<struct stat>> existing_file(int dirfd, const std::string& name,
+                                                   const DrivePath& path) {
     struct stat st;
     if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return std::optional<struct stat>();
@@ -582,7 +619,8 @@ class LocalFileStore final : public FileStore {
     }
     if (S_ISDIR(st.st_mode)) return Error::bad_request(shown(path) + " is a directory");
     if (!S_ISREG(st.st_mode))
-      return Error::bad_request(shown(path) + " is not a regular file (a symbolic link or special file)");
+      return Error::bad_request(shown(path) +
+                                " is not a regular file (a symbolic link or special file)");
     return std::optional<struct stat>(st);
   }
 
@@ -621,12 +659,13 @@ class LocalFileStore final : public FileStore {
   }
 
   void sync_dir(int dirfd) {
-    if (io_->fsync(dirfd) != 0) log::warn(std::string("fsync of a Drive directory failed: ") + std::strerror(errno));
+    if (io_->fsync(dirfd) != 0)
+      log::warn(std::string("fsync of a Drive directory failed: ") + std::strerror(errno));
   }
 
   //! Depth-first search of `dirfd` (Drive path `prefix`) for the item `id`.
-  void find_in(int dirfd, const std::string& prefix, const std::string& id, int depth, std::size_t& seen,
-               std::size_t max, bool& truncated, std::string& found) {
+  void find_in(int dirfd, const std::string& prefix, const std::string& id, int depth,
+               std::size_t& seen, std::size_t max, bool& truncated, std::string& found) {
     if (depth > kMaxDepth) return;
     int dfd = ::dup(dirfd);
     if (dfd < 0) return;
@@ -715,7 +754,8 @@ class LocalFileStore final : public FileStore {
       if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
       if (S_ISDIR(st.st_mode)) {
         subdirs.push_back(std::move(n));
-      } else if (S_ISREG(st.st_mode) && n.rfind(kTempPrefix, 0) == 0 && to_time(st.st_mtim) < cutoff) {
+      } else if (S_ISREG(st.st_mode) && n.rfind(kTempPrefix, 0) == 0 &&
+                 to_time(st.st_mtim) < cutoff) {
         if (::unlinkat(dirfd, n.c_str(), 0) == 0) ++removed;
       }
     }
@@ -733,13 +773,15 @@ class LocalFileStore final : public FileStore {
 
 }  // namespace
 
-Result<std::unique_ptr<FileStore>> open_local_file_store(const std::string& root, std::shared_ptr<FileIo> io) {
+Result<std::unique_ptr<FileStore>> open_local_file_store(const std::string& root,
+                                                         std::shared_ptr<FileIo> io) {
   std::error_code ec;
   std::filesystem::create_directories(root, ec);
   if (ec) return Error::internal("Cannot create Drive directory " + root + ": " + ec.message());
   ::chmod(root.c_str(), 0700);
   Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return Error::internal("Cannot open Drive directory " + root + ": " + std::strerror(errno));
+  if (fd.get() < 0)
+    return Error::internal("Cannot open Drive directory " + root + ": " + std::strerror(errno));
   if (!io) io = std::make_shared<FileIo>();
   return std::unique_ptr<FileStore>(std::make_unique<LocalFileStore>(std::move(fd), std::move(io)));
 }

@@ -39,9 +39,10 @@ class MetadataStore {
 
   //! Stores a revision of `path`. When the newest revision of that path has
   //! the same bytes, no row is added and that revision is returned.
-  virtual Result<RevisionInfo> add_revision(const std::string& owner, const std::string& author, const std::string& path,
-                                            std::chrono::system_clock::time_point at, RevisionKind kind,
-                                            std::string_view bytes) = 0;
+  virtual Result<RevisionInfo> add_revision(const std::string& owner, const std::string& author,
+                                            const std::string& path,
+                                            std::chrono::system_clock::time_point at,
+                                            RevisionKind kind, std::string_view bytes) = 0;
   //! Revisions of `path`, oldest first.
   virtual Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner,
                                                            const std::string& path) = 0;
@@ -52,9 +53,11 @@ class MetadataStore {
   virtual Result<std::string> revision_bytes(const std::string& owner, const std::string& path,
                                              std::int64_t id) = 0;
   //! Deletes revisions (and blobs no revision uses any more).
-  virtual Status delete_revisions(const std::string& owner, const std::vector<std::int64_t>& ids) = 0;
+  virtual Status delete_revisions(const std::string& owner,
+                                  const std::vector<std::int64_t>& ids) = 0;
   //! Moves the revisions of `from` and of everything below it to `to`.
-  virtual Status rename_path(const std::string& owner, const std::string& from, const std::string& to) = 0;
+  virtual Status rename_path(const std::string& owner, const std::string& from,
+                             const std::string& to) = 0;
   //! Deletes the revisions of `path` and of everything below it.
   virtual Status delete_path(const std::string& owner, const std::string& path) = 0;
   //! Every (owner, path) that has revisions.

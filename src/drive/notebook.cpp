@@ -4,9 +4,9 @@
 #include <set>
 #include <vector>
 
-#include "common/util.hpp"
 #include "common/json_io.hpp"
 #include "common/json_limits.hpp"
+#include "common/util.hpp"
 
 namespace skylab::drive {
 
@@ -30,7 +30,9 @@ class Checker {
   static std::string at(const std::string& where, const std::string& key) {
     return where.empty() ? key : where + "." + key;
   }
-  static std::string at(const std::string& where, std::size_t i) { return where + "[" + std::to_string(i) + "]"; }
+  static std::string at(const std::string& where, std::size_t i) {
+    return where + "[" + std::to_string(i) + "]";
+  }
 
   bool is_int_min(const json& v, long long min) {
     if (v.is_number_unsigned()) return true;
@@ -54,7 +56,8 @@ class Checker {
     return true;
   }
 
-  bool only_keys(const json& obj, std::initializer_list<const char*> allowed, const std::string& where) {
+  bool only_keys(const json& obj, std::initializer_list<const char*> allowed,
+                 const std::string& where) {
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       bool ok = false;
       for (const char* a : allowed)
@@ -66,7 +69,8 @@ class Checker {
 
   static bool is_json_mime(const std::string& k) {
     if (k == "application/json") return true;
-    return k.rfind("application/", 0) == 0 && k.size() >= 5 && k.compare(k.size() - 5, 5, "+json") == 0;
+    return k.rfind("application/", 0) == 0 && k.size() >= 5 &&
+           k.compare(k.size() - 5, 5, "+json") == 0;
   }
 
   bool mimebundle(const json& v, const std::string& where) {
@@ -82,7 +86,8 @@ class Checker {
     for (std::size_t i = 0; i < v.size(); ++i) {
       if (!v[i].is_string()) return fail(at(where, i), "must be a string");
       const auto& s = v[i].get_ref<const std::string&>();
-      if (s.empty() || s.find(',') != std::string::npos) return fail(at(where, i), "tags must be non-empty and without commas");
+      if (s.empty() || s.find(',') != std::string::npos)
+        return fail(at(where, i), "tags must be non-empty and without commas");
       if (!seen.insert(s).second) return fail(where, "duplicate tag '" + s + "'");
     }
     return true;
@@ -95,12 +100,15 @@ class Checker {
         return fail(at(where, "name"), "must be a non-empty string");
       const auto& s = it->get_ref<const std::string&>();
       auto nl = s.find('\n');
-      if (nl != std::string::npos && nl + 1 != s.size()) return fail(at(where, "name"), "must be a single line");
+      if (nl != std::string::npos && nl + 1 != s.size())
+        return fail(at(where, "name"), "must be a single line");
     }
     if (auto it = md.find("tags"); it != md.end() && !tags(*it, at(where, "tags"))) return false;
-    if (auto it = md.find("jupyter"); it != md.end() && !it->is_object()) return fail(at(where, "jupyter"), "must be an object");
+    if (auto it = md.find("jupyter"); it != md.end() && !it->is_object())
+      return fail(at(where, "jupyter"), "must be an object");
     if (cell_type == "raw") {
-      if (auto it = md.find("format"); it != md.end() && !it->is_string()) return fail(at(where, "format"), "must be a string");
+      if (auto it = md.find("format"); it != md.end() && !it->is_string())
+        return fail(at(where, "format"), "must be a string");
     }
     if (cell_type == "code") {
       if (auto it = md.find("execution"); it != md.end()) {
@@ -110,7 +118,8 @@ class Checker {
       }
       if (auto it = md.find("collapsed"); it != md.end() && !it->is_boolean())
         return fail(at(where, "collapsed"), "must be true or false");
-      if (auto it = md.find("scrolled"); it != md.end() && !it->is_boolean() && !(it->is_string() && *it == "auto"))
+      if (auto it = md.find("scrolled");
+          it != md.end() && !it->is_boolean() && !(it->is_string() && *it == "auto"))
         return fail(at(where, "scrolled"), "must be true, false or \"auto\"");
     }
     return true;
@@ -150,7 +159,8 @@ class Checker {
     }
     if (type == "error") {
       if (!only_keys(o, {"output_type", "ename", "evalue", "traceback"}, where)) return false;
-      if (!string_field(o, "ename", where, true) || !string_field(o, "evalue", where, true)) return false;
+      if (!string_field(o, "ename", where, true) || !string_field(o, "evalue", where, true))
+        return false;
       auto tb = o.find("traceback");
       if (tb == o.end()) return fail(where, "missing 'traceback'");
       if (!tb->is_array()) return fail(at(where, "traceback"), "must be a list of strings");
@@ -159,7 +169,8 @@ class Checker {
       return true;
     }
     return fail(at(where, "output_type"),
-                "unknown output_type '" + type + "' (expected execute_result, display_data, stream or error)");
+                "unknown output_type '" + type +
+                    "' (expected execute_result, display_data, stream or error)");
   }
 
   static bool valid_cell_id(const json& id) {
@@ -167,7 +178,8 @@ class Checker {
     const auto& s = id.get_ref<const std::string&>();
     if (s.empty() || s.size() > 64) return false;
     for (char c : s)
-      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_'))
         return false;
     return true;
   }
@@ -180,17 +192,21 @@ class Checker {
     const auto& type = t->get_ref<const std::string&>();
     bool ids = minor_ >= 5;
     if (type == "code") {
-      if (!only_keys(c, {"id", "cell_type", "metadata", "source", "outputs", "execution_count"}, where))
+      if (!only_keys(c, {"id", "cell_type", "metadata", "source", "outputs", "execution_count"},
+                     where))
         return false;
     } else if (type == "markdown" || type == "raw") {
-      if (!only_keys(c, {"id", "cell_type", "metadata", "source", "attachments"}, where)) return false;
+      if (!only_keys(c, {"id", "cell_type", "metadata", "source", "attachments"}, where))
+        return false;
     } else {
-      return fail(at(where, "cell_type"), "unknown cell_type '" + type + "' (expected code, markdown or raw)");
+      return fail(at(where, "cell_type"),
+                  "unknown cell_type '" + type + "' (expected code, markdown or raw)");
     }
     if (ids) {
       auto id = c.find("id");
       if (id == c.end()) return fail(where, "missing 'id' (required since nbformat 4.5)");
-      if (!valid_cell_id(*id)) return fail(at(where, "id"), "must be 1-64 characters of [a-zA-Z0-9-_]");
+      if (!valid_cell_id(*id))
+        return fail(at(where, "id"), "must be 1-64 characters of [a-zA-Z0-9-_]");
     }
     auto md = c.find("metadata");
     if (md == c.end()) return fail(where, "missing 'metadata'");
@@ -230,7 +246,8 @@ class Checker {
       const std::string w = "metadata.language_info";
       if (!l->is_object()) return fail(w, "must be an object");
       if (!string_field(*l, "name", w, true)) return false;
-      if (auto cm = l->find("codemirror_mode"); cm != l->end() && !cm->is_string() && !cm->is_object())
+      if (auto cm = l->find("codemirror_mode");
+          cm != l->end() && !cm->is_string() && !cm->is_object())
         return fail(at(w, "codemirror_mode"), "must be a string or an object");
       for (const char* key : {"file_extension", "mimetype", "pygments_lexer"})
         if (!string_field(*l, key, w, false)) return false;
@@ -238,7 +255,8 @@ class Checker {
     if (auto o = md.find("orig_nbformat"); o != md.end() && !is_int_min(*o, 1))
       return fail("metadata.orig_nbformat", "must be a positive integer");
     if (!string_field(md, "title", where, false)) return false;
-    if (auto a = md.find("authors"); a != md.end() && !a->is_array()) return fail("metadata.authors", "must be a list");
+    if (auto a = md.find("authors"); a != md.end() && !a->is_array())
+      return fail("metadata.authors", "must be a list");
     return true;
   }
 
@@ -255,7 +273,8 @@ class Checker {
     for (std::size_t i = 0; i < cells->size(); ++i) {
       if (!cell((*cells)[i], at("cells", i))) return false;
       if (minor_ >= 5 && !ids.insert((*cells)[i]["id"].get<std::string>()).second)
-        return fail(at(at("cells", i), "id"), "duplicate cell id '" + (*cells)[i]["id"].get<std::string>() + "'");
+        return fail(at(at("cells", i), "id"),
+                    "duplicate cell id '" + (*cells)[i]["id"].get<std::string>() + "'");
     }
     return true;
   }
@@ -269,7 +288,8 @@ Status check_versions(const json& nb, int& major, int& minor) {
   if (!nb.is_object()) return Error::bad_request("Invalid notebook: must be a JSON object");
   auto mj = nb.find("nbformat");
   if (mj == nb.end()) return Error::bad_request("Invalid notebook: missing 'nbformat'");
-  if (!mj->is_number_integer()) return Error::bad_request("Invalid notebook: 'nbformat' must be an integer");
+  if (!mj->is_number_integer())
+    return Error::bad_request("Invalid notebook: 'nbformat' must be an integer");
   major = mj->get<int>();
   auto mn = nb.find("nbformat_minor");
   if (mn == nb.end()) return Error::bad_request("Invalid notebook: missing 'nbformat_minor'");
@@ -315,13 +335,16 @@ void join_lines(json& v) {
   v = std::move(s);
 }
 
-bool is_json_mime(const std::string& k) { return Checker::is_json_mime(k); }
+bool is_json_mime(const std::string& k) {
+  return Checker::is_json_mime(k);
+}
 
 void split_mimebundle(json& data) {
   if (!data.is_object()) return;
   for (auto it = data.begin(); it != data.end(); ++it) {
     const auto& k = it.key();
-    if (k.rfind("text/", 0) == 0 || k == "application/javascript" || k == "image/svg+xml") split_string(*it);
+    if (k.rfind("text/", 0) == 0 || k == "application/javascript" || k == "image/svg+xml")
+      split_string(*it);
   }
 }
 
@@ -341,9 +364,10 @@ void for_each_cell(json& nb, const std::function<void(json&)>& f) {
 // ---------------------------------------------------------------- v3
 
 const std::pair<const char*, const char*> kV3Mime[] = {
-    {"text", "text/plain"}, {"html", "text/html"}, {"svg", "image/svg+xml"}, {"png", "image/png"},
-    {"jpeg", "image/jpeg"}, {"latex", "text/latex"}, {"json", "application/json"},
-    {"javascript", "application/javascript"},
+    {"text", "text/plain"},       {"html", "text/html"},
+    {"svg", "image/svg+xml"},     {"png", "image/png"},
+    {"jpeg", "image/jpeg"},       {"latex", "text/latex"},
+    {"json", "application/json"}, {"javascript", "application/javascript"},
 };
 
 void to_mime_keys(json& d) {
@@ -373,7 +397,8 @@ json upgrade_output(json o) {
     }
     json data = json::object();
     for (auto it = o.begin(); it != o.end(); ++it) {
-      if (it.key() == "output_type" || it.key() == "metadata" || it.key() == "execution_count") continue;
+      if (it.key() == "output_type" || it.key() == "metadata" || it.key() == "execution_count")
+        continue;
       data[it.key()] = *it;
     }
     to_mime_keys(data);
@@ -430,7 +455,8 @@ json upgrade_cell(json c, std::set<std::string>& ids) {
     std::size_t start = 0;
     while (start < text.size()) {
       auto nl = text.find('\n', start);
-      std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      std::string line =
+          text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       lines.push_back(std::move(line));
       if (nl == std::string::npos) break;
@@ -450,7 +476,10 @@ json upgrade_cell(json c, std::set<std::string>& ids) {
 // ---------------------------------------------------------------- public
 
 json new_notebook() {
-  return {{"cells", json::array()}, {"metadata", json::object()}, {"nbformat", 4}, {"nbformat_minor", 5}};
+  return {{"cells", json::array()},
+          {"metadata", json::object()},
+          {"nbformat", 4},
+          {"nbformat_minor", 5}};
 }
 
 Status upgrade_v3(json& nb) {
@@ -464,14 +493,19 @@ Status upgrade_v3(json& nb) {
   json cells = json::array();
   std::set<std::string> ids;
   if (auto ws = nb.find("worksheets"); ws != nb.end()) {
-    if (!ws->is_array()) return Error::bad_request("Invalid v3 notebook: 'worksheets' must be a list");
+    if (!ws->is_array())
+      return Error::bad_request("Invalid v3 notebook: 'worksheets' must be a list");
     for (auto& w : *ws) {
       if (!w.is_object() || !w.contains("cells")) continue;
-      if (!w["cells"].is_array()) return Error::bad_request("Invalid v3 notebook: worksheet 'cells' must be a list");
+      if (!w["cells"].is_array())
+        return Error::bad_request("Invalid v3 notebook: worksheet 'cells' must be a list");
       for (auto& c : w["cells"]) cells.push_back(upgrade_cell(std::move(c), ids));
     }
   }
-  nb = {{"cells", std::move(cells)}, {"metadata", std::move(md)}, {"nbformat", 4}, {"nbformat_minor", 5}};
+  nb = {{"cells", std::move(cells)},
+        {"metadata", std::move(md)},
+        {"nbformat", 4},
+        {"nbformat_minor", 5}};
   return ok_status();
 }
 
@@ -502,7 +536,8 @@ std::optional<std::string> validation_problem(const json& nb) {
     if (mn != nb.end() && mn->is_number_integer()) minor = mn->get<int>();
     auto mj = nb.find("nbformat");
     if (mj == nb.end()) return std::string("notebook: missing 'nbformat'");
-    if (!mj->is_number_integer() || mj->get<long long>() != 4) return std::string("nbformat: must be 4");
+    if (!mj->is_number_integer() || mj->get<long long>() != 4)
+      return std::string("nbformat: must be 4");
     if (mn == nb.end()) return std::string("notebook: missing 'nbformat_minor'");
     if (!mn->is_number_integer() || mn->get<long long>() < 0)
       return std::string("nbformat_minor: must be a non-negative integer");
@@ -536,7 +571,8 @@ Status prepare_for_save(json& nb) {
   if (auto cells = nb.find("cells"); cells != nb.end() && cells->is_array()) {
     for (auto& c : *cells)
       if (c.is_object())
-        if (auto id = c.find("id"); id != c.end() && Checker::valid_cell_id(*id)) taken.insert(id->get<std::string>());
+        if (auto id = c.find("id"); id != c.end() && Checker::valid_cell_id(*id))
+          taken.insert(id->get<std::string>());
     std::set<std::string> seen;
     for (auto& c : *cells) {
       if (!c.is_object()) continue;
@@ -591,11 +627,13 @@ Result<json> parse_stored_notebook(std::string_view bytes, std::string* validati
     return Error::bad_request("Unreadable Notebook: " + st.error().message);
   if (major == 3) {
     // v3 text fields may be lists of lines: join them first, as nbformat's v3 reader does.
-    if (auto st = upgrade_v3(nb); !st.ok()) return Error::bad_request("Unreadable Notebook: " + st.error().message);
+    if (auto st = upgrade_v3(nb); !st.ok())
+      return Error::bad_request("Unreadable Notebook: " + st.error().message);
   }
   rejoin_lines(nb);
   if (validation_message) {
-    if (auto problem = validation_problem(nb)) *validation_message = "Notebook validation failed: " + *problem;
+    if (auto problem = validation_problem(nb))
+      *validation_message = "Notebook validation failed: " + *problem;
   }
   return nb;
 }

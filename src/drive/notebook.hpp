@@ -40,7 +40,8 @@ std::string serialize_notebook(nlohmann::json nb);
 //! the bytes are not JSON or not a v3/v4 notebook. `validation_message` gets
 //! a description of schema problems (served as the model's "message", as
 //! Jupyter Server does), or is cleared.
-Result<nlohmann::json> parse_stored_notebook(std::string_view bytes, std::string* validation_message);
+Result<nlohmann::json> parse_stored_notebook(std::string_view bytes,
+                                             std::string* validation_message);
 
 //! A new empty notebook (nbformat 4.5), as nbformat.v4.new_notebook().
 nlohmann::json new_notebook();

@@ -48,7 +48,8 @@ Status DrivePath::check_name(std::string_view name) {
   if (name.empty()) return Error::bad_request("Invalid path: empty name");
   if (name == "." || name == "..")
     return Error::bad_request("Invalid path: " + quoted(name) + " is not allowed");
-  if (name.size() > kMaxName) return Error::bad_request("Invalid path: a name is longer than 255 bytes");
+  if (name.size() > kMaxName)
+    return Error::bad_request("Invalid path: a name is longer than 255 bytes");
   for (char c : name) {
     unsigned char u = static_cast<unsigned char>(c);
     if (c == '\0') return Error::bad_request("Invalid path: NUL byte in name");
@@ -59,7 +60,8 @@ Status DrivePath::check_name(std::string_view name) {
   }
   if (!util::valid_utf8(name)) return Error::bad_request("Invalid path: name is not valid UTF-8");
   if (dangerous_when_decoded(name))
-    return Error::bad_request("Invalid path: " + quoted(name) + " decodes to a path separator or '..'");
+    return Error::bad_request("Invalid path: " + quoted(name) +
+                              " decodes to a path separator or '..'");
   return ok_status();
 }
 
@@ -78,7 +80,8 @@ Result<DrivePath> DrivePath::parse(std::string_view p) {
   std::size_t start = 0;
   while (true) {
     auto slash = rest.find('/', start);
-    auto comp = rest.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    auto comp = rest.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (comp.empty()) return Error::bad_request("Invalid path " + quoted(p) + ": empty component");
     auto st = check_name(comp);
     if (!st.ok()) return Error::bad_request(st.error().message + " (in " + quoted(p) + ")");

@@ -11,9 +11,10 @@ std::vector<std::int64_t> revisions_to_prune(const std::vector<RevisionInfo>& re
   using namespace std::chrono;
   std::vector<const RevisionInfo*> newest_first;
   for (auto& r : revisions) newest_first.push_back(&r);
-  std::sort(newest_first.begin(), newest_first.end(), [](const RevisionInfo* a, const RevisionInfo* b) {
-    return a->created != b->created ? a->created > b->created : a->id > b->id;
-  });
+  std::sort(newest_first.begin(), newest_first.end(),
+            [](const RevisionInfo* a, const RevisionInfo* b) {
+              return a->created != b->created ? a->created > b->created : a->id > b->id;
+            });
 
   std::vector<std::int64_t> drop;
   std::size_t recent_kept = 0;

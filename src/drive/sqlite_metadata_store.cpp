@@ -6,10 +6,10 @@
 
 #include <mutex>
 
-#include "metrics/metrics.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "drive/codec.hpp"
 #include "drive/metadata_store.hpp"
+#include "metrics/metrics.hpp"
 
 namespace skylab::drive {
 
@@ -47,7 +47,8 @@ std::int64_t to_us(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 Clock::time_point from_us(std::int64_t us) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
 }
 
 class SqliteMetadataStore final : public MetadataStore {
@@ -57,7 +58,8 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status init() {
     std::lock_guard lock(mu_);
-    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+    for (const char* pragma :
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
       if (auto st = exec(pragma); !st.ok()) return st;
     }
     static int busy_ms = 10000;
@@ -65,14 +67,18 @@ class SqliteMetadataStore final : public MetadataStore {
     if (auto st = exec(kSchema); !st.ok()) return st;
     // Schema 2: revisions record who saved them.
     if (Stmt probe(db_, "SELECT author FROM revisions LIMIT 0"); !probe.ok()) {
-      if (auto st = exec("ALTER TABLE revisions ADD COLUMN author TEXT NOT NULL DEFAULT ''"); !st.ok()) return st;
-      if (auto st = exec("UPDATE meta SET value='2' WHERE key='schema_version'"); !st.ok()) return st;
+      if (auto st = exec("ALTER TABLE revisions ADD COLUMN author TEXT NOT NULL DEFAULT ''");
+          !st.ok())
+        return st;
+      if (auto st = exec("UPDATE meta SET value='2' WHERE key='schema_version'"); !st.ok())
+        return st;
     }
     Stmt get(db_, "SELECT value FROM meta WHERE key='schema_version'");
     if (!get.ok()) return db_error("read schema version");
     if (get.step() == SQLITE_ROW) {
       if (std::stoi(get.text(0)) > kSchemaVersion)
-        return Error::internal("The Drive database was written by a newer Skylab (schema " + get.text(0) + ")");
+        return Error::internal("The Drive database was written by a newer Skylab (schema " +
+                               get.text(0) + ")");
     } else {
       Stmt put(db_, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)");
       put.bind(1, std::to_string(kSchemaVersion));
@@ -81,14 +87,15 @@ class SqliteMetadataStore final : public MetadataStore {
     return ok_status();
   }
 
-  Result<RevisionInfo> add_revision(const std::string& owner, const std::string& author, const std::string& path,
-                                    Clock::time_point at,
+  Result<RevisionInfo> add_revision(const std::string& owner, const std::string& author,
+                                    const std::string& path, Clock::time_point at,
                                     RevisionKind kind, std::string_view bytes) override {
     std::string hash = sha256_hex(bytes);  // outside the lock
     std::lock_guard lock(mu_);
     {
       Stmt last(db_,
-                "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND path=?2 "
+                "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 "
+                "AND path=?2 "
                 "ORDER BY created_us DESC, id DESC LIMIT 1");
       last.bind(1, owner).bind(2, path);
       if (last.step() == SQLITE_ROW && last.text(3) == hash) return row_info(last, path);
@@ -105,7 +112,10 @@ class SqliteMetadataStore final : public MetadataStore {
     Stmt rev(db_,
              "INSERT INTO revisions(owner, path, created_us, size, sha256, kind, author) "
              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    rev.bind(1, owner).bind(2, path).bind(3, to_us(at)).bind(4, static_cast<std::int64_t>(bytes.size()));
+    rev.bind(1, owner)
+        .bind(2, path)
+        .bind(3, to_us(at))
+        .bind(4, static_cast<std::int64_t>(bytes.size()));
     rev.bind(5, hash).bind(6, revision_kind_name(kind)).bind(7, author);
     if (rev.step() != SQLITE_DONE) return rollback("store revision");
     std::int64_t id = sqlite3_last_insert_rowid(db_);
@@ -124,10 +134,12 @@ class SqliteMetadataStore final : public MetadataStore {
     return info;
   }
 
-  Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner, const std::string& path) override {
+  Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner,
+                                                   const std::string& path) override {
     std::lock_guard lock(mu_);
     Stmt q(db_,
-           "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND path=?2 "
+           "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND "
+           "path=?2 "
            "ORDER BY created_us, id");
     if (!q.ok()) return db_error("list revisions");
     q.bind(1, owner).bind(2, path);
@@ -138,17 +150,22 @@ class SqliteMetadataStore final : public MetadataStore {
     return out;
   }
 
-  Result<RevisionInfo> get_revision(const std::string& owner, const std::string& path, std::int64_t id) override {
+  Result<RevisionInfo> get_revision(const std::string& owner, const std::string& path,
+                                    std::int64_t id) override {
     std::lock_guard lock(mu_);
-    Stmt q(db_, "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND path=?2 AND id=?3");
+    Stmt q(db_,
+           "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND "
+           "path=?2 AND id=?3");
     q.bind(1, owner).bind(2, path).bind(3, id);
     int rc = q.step();
     if (rc == SQLITE_ROW) return row_info(q, path);
-    if (rc == SQLITE_DONE) return Error::not_found("Checkpoint does not exist: " + path + "@" + std::to_string(id));
+    if (rc == SQLITE_DONE)
+      return Error::not_found("Checkpoint does not exist: " + path + "@" + std::to_string(id));
     return db_error("read revision");
   }
 
-  Result<std::string> revision_bytes(const std::string& owner, const std::string& path, std::int64_t id) override {
+  Result<std::string> revision_bytes(const std::string& owner, const std::string& path,
+                                     std::int64_t id) override {
     std::lock_guard lock(mu_);
     Stmt q(db_,
            "SELECT b.data FROM revisions r JOIN blobs b ON b.sha256 = r.sha256 "
@@ -156,7 +173,8 @@ class SqliteMetadataStore final : public MetadataStore {
     q.bind(1, owner).bind(2, path).bind(3, id);
     int rc = q.step();
     if (rc == SQLITE_ROW) return q.blob(0);
-    if (rc == SQLITE_DONE) return Error::not_found("Checkpoint does not exist: " + path + "@" + std::to_string(id));
+    if (rc == SQLITE_DONE)
+      return Error::not_found("Checkpoint does not exist: " + path + "@" + std::to_string(id));
     return db_error("read revision");
   }
 
@@ -180,7 +198,8 @@ class SqliteMetadataStore final : public MetadataStore {
     return exec("COMMIT");
   }
 
-  Status rename_path(const std::string& owner, const std::string& from, const std::string& to) override {
+  Status rename_path(const std::string& owner, const std::string& from,
+                     const std::string& to) override {
     std::lock_guard lock(mu_);
     // substr/length count characters for TEXT on both sides, consistently.
     Stmt q(db_,
@@ -195,7 +214,8 @@ class SqliteMetadataStore final : public MetadataStore {
     std::lock_guard lock(mu_);
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
     Stmt q(db_,
-           "DELETE FROM revisions WHERE owner=?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')");
+           "DELETE FROM revisions WHERE owner=?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) "
+           "= ?2 || '/')");
     q.bind(1, owner).bind(2, path);
     if (q.step() != SQLITE_DONE) {
       Error e = db_error("delete revisions");
@@ -233,8 +253,8 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
   Status drop_orphans() {
-    if (sqlite3_exec(db_, "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM revisions)", nullptr,
-                     nullptr, nullptr) != SQLITE_OK)
+    if (sqlite3_exec(db_, "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM revisions)",
+                     nullptr, nullptr, nullptr) != SQLITE_OK)
       return db_error("delete unused revision data");
     return ok_status();
   }
@@ -250,8 +270,8 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
   Error db_error(const char* what) {
-    return error_for(sqlite3_extended_errcode(db_), std::string("Drive database: cannot ") + what + ": " +
-                                                        sqlite3_errmsg(db_));
+    return error_for(sqlite3_extended_errcode(db_),
+                     std::string("Drive database: cannot ") + what + ": " + sqlite3_errmsg(db_));
   }
 
   static Error error_for(int code, std::string message) {
@@ -272,8 +292,8 @@ Result<std::unique_ptr<MetadataStore>> open_sqlite_metadata_store(const std::str
   if (fd >= 0) ::close(fd);
   ::chmod(file.c_str(), 0600);
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(file.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(
+      file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string m = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);

@@ -5,11 +5,11 @@
 #include <mutex>
 #include <vector>
 
+#include "common/json_limits.hpp"
+#include "common/log.hpp"
 #include "common/util.hpp"
 #include "exec/notebook.hpp"
 #include "exec/outputs.hpp"
-#include "common/json_limits.hpp"
-#include "common/log.hpp"
 
 namespace skylab::exec {
 
@@ -64,7 +64,8 @@ std::string first_line(const std::string& source) {
   std::size_t start = 0;
   while (start < source.size()) {
     std::size_t nl = source.find('\n', start);
-    std::string line = source.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    std::string line =
+        source.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
     auto b = line.find_first_not_of(" \t\r");
     if (b != std::string::npos) {
       auto e = line.find_last_not_of(" \t\r");
@@ -86,7 +87,9 @@ bool has_tag(const json& cell, std::string_view tag) {
   return false;
 }
 
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n\f\v") == std::string::npos; }
+bool blank(const std::string& s) {
+  return s.find_first_not_of(" \t\r\n\f\v") == std::string::npos;
+}
 
 std::string header_date(const k::Message& m) {
   auto h = json_limits::parse_or_discarded(m.header);
@@ -135,7 +138,8 @@ struct NotebookExecutor::Impl {
   }
 
   static bool is_dead_status(const Inbox::Item& it) {
-    if (it.channel != k::Channel::kIopub || it.msg_type != "status" || !it.parent_id.empty()) return false;
+    if (it.channel != k::Channel::kIopub || it.msg_type != "status" || !it.parent_id.empty())
+      return false;
     auto c = json_limits::parse_or_discarded(it.msg->content);
     return c.is_object() && c.value("execution_state", "") == "dead";
   }
@@ -180,7 +184,8 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
   std::vector<std::size_t> plan;
   for (std::size_t i = 0; i < cells.size(); ++i) {
     json& c = cells[i];
-    if (c.value("cell_type", "") != "code" || blank(cell_source(c)) || has_tag(c, im.opts.skip_tag)) continue;
+    if (c.value("cell_type", "") != "code" || blank(cell_source(c)) || has_tag(c, im.opts.skip_tag))
+      continue;
     plan.push_back(i);
     c["outputs"] = json::array();
     c["execution_count"] = nullptr;
@@ -210,23 +215,28 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     result.message = "the kernel is gone: " + st.error().message;
     return result;
   }
-  if (im.kernel_dead()) return finish(RunStatus::kKernelDied, "the kernel died before the run started");
+  if (im.kernel_dead())
+    return finish(RunStatus::kKernelDied, "the kernel died before the run started");
 
   // kernel_info: the notebook's language_info comes from the kernel (as nbclient).
   {
     auto id = im.send("kernel_info_request", json::object());
-    if (!id.ok()) return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
+    if (!id.ok())
+      return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
     auto deadline = Clock::now() + im.opts.kernel_info_timeout;
     while (true) {
       Inbox::Item it;
       auto w = im.next(it, std::min(deadline, Clock::now() + im.opts.tick_interval), cancel_seen);
-      if (w == Impl::Wait::kCancel) return finish(RunStatus::kCancelled, "cancelled before the first cell");
+      if (w == Impl::Wait::kCancel)
+        return finish(RunStatus::kCancelled, "cancelled before the first cell");
       if (w == Impl::Wait::kDead || (w == Impl::Wait::kMessage && Impl::is_dead_status(it)) ||
           (w == Impl::Wait::kTick && im.kernel_dead()))
         return finish(RunStatus::kKernelDied, "the kernel died before the first cell");
       if (w == Impl::Wait::kTick && Clock::now() >= deadline)
         return finish(RunStatus::kKernelDied, "the kernel did not answer kernel_info");
-      if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell || it.parent_id != id.value()) continue;
+      if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell ||
+          it.parent_id != id.value())
+        continue;
       auto c = json_limits::parse_or_discarded(it.msg->content);
       if (c.is_object() && c.contains("language_info") && c["language_info"].is_object())
         nb["metadata"]["language_info"] = c["language_info"];
@@ -241,29 +251,33 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
                                           {"user_expressions", json::object()},
                                           {"allow_stdin", false},
                                           {"stop_on_error", true}});
-    if (!id.ok()) return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
+    if (!id.ok())
+      return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
     auto deadline = Clock::now() + im.opts.kernel_info_timeout;
     while (true) {
       Inbox::Item it;
       auto w = im.next(it, std::min(deadline, Clock::now() + im.opts.tick_interval), cancel_seen);
-      if (w == Impl::Wait::kCancel) return finish(RunStatus::kCancelled, "cancelled before the first cell");
+      if (w == Impl::Wait::kCancel)
+        return finish(RunStatus::kCancelled, "cancelled before the first cell");
       if (w == Impl::Wait::kDead || (w == Impl::Wait::kMessage && Impl::is_dead_status(it)) ||
           (w == Impl::Wait::kTick && im.kernel_dead()))
         return finish(RunStatus::kKernelDied, "the kernel died before the first cell");
       if (w == Impl::Wait::kTick && Clock::now() >= deadline)
-        return finish(RunStatus::kKernelDied, "the kernel did not answer in time (" + im.opts.setup_what + ")");
-      if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell || it.parent_id != id.value() ||
-          it.msg_type != "execute_reply")
+        return finish(RunStatus::kKernelDied,
+                      "the kernel did not answer in time (" + im.opts.setup_what + ")");
+      if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell ||
+          it.parent_id != id.value() || it.msg_type != "execute_reply")
         continue;
       auto c = json_limits::parse_or_discarded(it.msg->content);
       auto text = [&](const char* key) {
         auto v = c.find(key);
-        return v != c.end() && v->is_string() ? v->get<std::string>().substr(0, 1000) : std::string();
+        return v != c.end() && v->is_string() ? v->get<std::string>().substr(0, 1000)
+                                              : std::string();
       };
       if (c.is_object() && text("status") == "error") {
         result.error = {{"ename", text("ename")}, {"evalue", text("evalue")}};
-        return finish(RunStatus::kCellError,
-                      "cannot " + im.opts.setup_what + ": " + text("ename") + ": " + text("evalue"));
+        return finish(RunStatus::kCellError, "cannot " + im.opts.setup_what + ": " + text("ename") +
+                                                 ": " + text("evalue"));
       }
       break;
     }
@@ -297,7 +311,8 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     bool got_reply = false, got_idle = false;
     json reply;
     auto reply_at = Clock::time_point::max();
-    auto timeout_at = im.opts.cell_timeout ? started + *im.opts.cell_timeout : Clock::time_point::max();
+    auto timeout_at =
+        im.opts.cell_timeout ? started + *im.opts.cell_timeout : Clock::time_point::max();
     auto grace_until = Clock::time_point::max();
     auto next_tick = Clock::now() + im.opts.tick_interval;
     // ipykernel ignores SIGINT between requests: an interrupt that lands
@@ -314,7 +329,8 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
 
     while (!(got_reply && got_idle)) {
       auto now = Clock::now();
-      if (got_reply && now >= reply_at + im.opts.iopub_grace) break;  // as nbclient: idle never came
+      if (got_reply && now >= reply_at + im.opts.iopub_grace)
+        break;  // as nbclient: idle never came
       if (stop != Stop::kNone && now >= grace_until) break;
       if (stop == Stop::kNone && now >= timeout_at) {
         interrupt(Stop::kTimeout);
@@ -328,8 +344,9 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
           break;
         }
       }
-      auto until = std::min({next_tick, timeout_at, grace_until,
-                             got_reply ? reply_at + im.opts.iopub_grace : Clock::time_point::max()});
+      auto until =
+          std::min({next_tick, timeout_at, grace_until,
+                    got_reply ? reply_at + im.opts.iopub_grace : Clock::time_point::max()});
       Inbox::Item it;
       auto w = im.next(it, until, cancel_seen);
       if (w == Impl::Wait::kTick) continue;
@@ -342,8 +359,10 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
           stop = Stop::kCancel;
           break;
         }
-        if (stop == Stop::kNone) interrupt(Stop::kCancel);
-        else stop = Stop::kCancel;
+        if (stop == Stop::kNone)
+          interrupt(Stop::kCancel);
+        else
+          stop = Stop::kCancel;
         continue;
       }
       if (Impl::is_dead_status(it)) {
@@ -379,15 +398,18 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
 
     if (stop == Stop::kDead) {
       ls.on_cell_end(info, false, took);
-      return finish(RunStatus::kKernelDied, "the kernel died while running cell " + std::to_string(n + 1),
+      return finish(RunStatus::kKernelDied,
+                    "the kernel died while running cell " + std::to_string(n + 1),
                     static_cast<long>(index));
     }
     if (stop == Stop::kTimeout) {
       ls.on_cell_end(info, false, took);
       char secs[32];
-      std::snprintf(secs, sizeof secs, "%g", std::chrono::duration<double>(*im.opts.cell_timeout).count());
+      std::snprintf(secs, sizeof secs, "%g",
+                    std::chrono::duration<double>(*im.opts.cell_timeout).count());
       return finish(RunStatus::kTimeout,
-                    "cell " + std::to_string(n + 1) + " timed out after " + secs + " s; the kernel was interrupted",
+                    "cell " + std::to_string(n + 1) + " timed out after " + secs +
+                        " s; the kernel was interrupted",
                     static_cast<long>(index));
     }
     if (stop == Stop::kCancel) {
@@ -397,30 +419,33 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     }
     ls.on_cell_end(info, !errored, took);
     if (errored && !allow_error) {
-      result.error = {{"ename", reply.value("ename", "")},
-                      {"evalue", reply.value("evalue", "")},
-                      {"traceback", reply.contains("traceback") ? reply["traceback"] : json::array()}};
+      result.error = {
+          {"ename", reply.value("ename", "")},
+          {"evalue", reply.value("evalue", "")},
+          {"traceback", reply.contains("traceback") ? reply["traceback"] : json::array()}};
       std::string what = reply.value("ename", "error");
       std::string value = reply.value("evalue", "");
-      return finish(RunStatus::kCellError,
-                    "cell " + std::to_string(n + 1) + " raised " + what + (value.empty() ? "" : ": " + value),
-                    static_cast<long>(index));
+      return finish(
+          RunStatus::kCellError,
+          "cell " + std::to_string(n + 1) + " raised " + what + (value.empty() ? "" : ": " + value),
+          static_cast<long>(index));
     }
   }
   return finish(RunStatus::kOk, "");
 }
 
 Result<std::string> start_kernel(k::KernelService& kernels, const std::string& spec_name,
-                                 std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled,
-                                 const std::string& owner, const k::StartOptions& options) {
+                                 std::chrono::milliseconds timeout,
+                                 const std::atomic<bool>* cancelled, const std::string& owner,
+                                 const k::StartOptions& options) {
   auto model = kernels.start(spec_name, owner, options);
   if (!model.ok()) return model.error();
   if (auto st = wait_ready(kernels, model->id, timeout, cancelled); !st.ok()) return st.error();
   return model->id;
 }
 
-Status wait_ready(k::KernelService& kernels, const std::string& id, std::chrono::milliseconds timeout,
-                  const std::atomic<bool>* cancelled) {
+Status wait_ready(k::KernelService& kernels, const std::string& id,
+                  std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled) {
   struct State {
     std::mutex mutex;
     std::condition_variable cv;

@@ -59,18 +59,18 @@ enum class RunStatus {
 
 struct RunResult {
   RunStatus status = RunStatus::kOk;
-  std::string message;     //!< one line for a user when status != kOk
-  long failed_cell = -1;   //!< notebook index of the cell that ended the run
+  std::string message;    //!< one line for a user when status != kOk
+  long failed_cell = -1;  //!< notebook index of the cell that ended the run
   std::size_t cells_run = 0;
-  nlohmann::json error;    //!< ename, evalue, traceback of a failed cell (or null)
+  nlohmann::json error;  //!< ename, evalue, traceback of a failed cell (or null)
 };
 
 //! A cell as the listener sees it.
 struct CellInfo {
-  std::size_t index = 0;     //!< position in the notebook's cells
-  std::size_t ordinal = 0;   //!< 1-based among the cells this run executes
-  std::size_t total = 0;     //!< how many cells this run executes
-  std::string first_line;    //!< first non-blank line of the source
+  std::size_t index = 0;    //!< position in the notebook's cells
+  std::size_t ordinal = 0;  //!< 1-based among the cells this run executes
+  std::size_t total = 0;    //!< how many cells this run executes
+  std::string first_line;   //!< first non-blank line of the source
 };
 
 //! Progress callbacks, all on the thread that called run().
@@ -129,8 +129,8 @@ Result<std::string> start_kernel(kernel::KernelService& kernels, const std::stri
 //! Waits until kernel `kernel_id` is ready (or `timeout`, or `cancelled`
 //! becomes true); stops it when it is not. Unavailable when it did not
 //! become ready.
-Status wait_ready(kernel::KernelService& kernels, const std::string& kernel_id, std::chrono::milliseconds timeout,
-                  const std::atomic<bool>* cancelled = nullptr);
+Status wait_ready(kernel::KernelService& kernels, const std::string& kernel_id,
+                  std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled = nullptr);
 
 //! Shuts the kernel down and waits (bounded) until it is gone.
 void stop_kernel(kernel::KernelService& kernels, const std::string& kernel_id);

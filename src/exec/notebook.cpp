@@ -12,8 +12,8 @@
 #include <set>
 #include <sstream>
 
-#include "common/util.hpp"
 #include "common/json_limits.hpp"
+#include "common/util.hpp"
 
 namespace skylab::exec {
 
@@ -23,9 +23,8 @@ using nlohmann::json;
 namespace {
 
 bool is_json_mime(const std::string& mime) {
-  return mime == "application/json" ||
-         (mime.rfind("application/", 0) == 0 && mime.size() >= 5 &&
-          mime.compare(mime.size() - 5, 5, "+json") == 0);
+  return mime == "application/json" || (mime.rfind("application/", 0) == 0 && mime.size() >= 5 &&
+                                        mime.compare(mime.size() - 5, 5, "+json") == 0);
 }
 
 // A list of strings joined, or nullopt when `v` is not such a list.
@@ -143,7 +142,8 @@ void normalize_cell_ids(json& nb) {
   std::set<std::string> seen;
   for (auto& cell : cells) {
     auto id = cell.find("id");
-    if (id != cell.end() && valid_cell_id(*id) && seen.insert(id->get<std::string>()).second) continue;
+    if (id != cell.end() && valid_cell_id(*id) && seen.insert(id->get<std::string>()).second)
+      continue;
     std::string fresh;
     do fresh = new_cell_id();
     while (!seen.insert(fresh).second);
@@ -172,20 +172,22 @@ Result<json> parse_notebook(std::string_view text) {
   if (!nb.is_object() || !nb.contains("nbformat"))
     return Error::bad_request("not a Jupyter notebook (no 'nbformat' field)");
   const json& major = nb["nbformat"];
-  if (!major.is_number_integer()) return Error::bad_request("not a Jupyter notebook ('nbformat' is not a number)");
+  if (!major.is_number_integer())
+    return Error::bad_request("not a Jupyter notebook ('nbformat' is not a number)");
   int version = major.get<int>();
   if (version < 4)
-    return Error::bad_request(
-        "nbformat " + std::to_string(version) +
-        " notebooks are not supported; convert it first: "
-        "jupyter nbconvert --to notebook --nbformat 4 NOTEBOOK");
+    return Error::bad_request("nbformat " + std::to_string(version) +
+                              " notebooks are not supported; convert it first: "
+                              "jupyter nbconvert --to notebook --nbformat 4 NOTEBOOK");
   if (version > 4)
-    return Error::bad_request("nbformat " + std::to_string(version) + " is newer than this Skylab supports (4)");
+    return Error::bad_request("nbformat " + std::to_string(version) +
+                              " is newer than this Skylab supports (4)");
   if (!nb.contains("nbformat_minor")) nb["nbformat_minor"] = 0;
   if (!nb["nbformat_minor"].is_number_integer())
     return Error::bad_request("not a Jupyter notebook ('nbformat_minor' is not a number)");
   if (!nb.contains("metadata")) nb["metadata"] = json::object();
-  if (!nb["metadata"].is_object()) return Error::bad_request("not a Jupyter notebook ('metadata' is not an object)");
+  if (!nb["metadata"].is_object())
+    return Error::bad_request("not a Jupyter notebook ('metadata' is not an object)");
   auto cells = nb.find("cells");
   if (cells == nb.end() || !cells->is_array())
     return Error::bad_request("not a Jupyter notebook (no 'cells' list)");
@@ -202,7 +204,8 @@ Result<json> parse_notebook(std::string_view text) {
       if (!s) return Error::bad_request("not a Jupyter notebook (" + at + "'s source is not text)");
       *src = std::move(*s);
     }
-    if (!cell.contains("metadata") || !cell["metadata"].is_object()) cell["metadata"] = json::object();
+    if (!cell.contains("metadata") || !cell["metadata"].is_object())
+      cell["metadata"] = json::object();
     if (auto att = cell.find("attachments"); att != cell.end() && att->is_object())
       for (auto& [_, bundle] : att->items()) rejoin_bundle(bundle);
     if (cell["cell_type"] != "code") continue;
@@ -224,7 +227,8 @@ Result<json> parse_notebook(std::string_view text) {
 
 Result<json> read_notebook(const std::string& path) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) return Error::bad_request(path + ": is a directory, not a notebook");
+  if (fs::is_directory(path, ec))
+    return Error::bad_request(path + ": is a directory, not a notebook");
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error::not_found(path + ": " + std::strerror(errno));
   std::ostringstream ss;
@@ -274,7 +278,8 @@ Status write_notebook(const std::string& path, const json& nb) {
   std::string text = serialize_notebook(nb);
   fs::path target = fs::absolute(path);
   fs::path dir = target.parent_path();
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp-" + util::random_hex(6))).string();
+  std::string tmp =
+      (dir / ("." + target.filename().string() + ".tmp-" + util::random_hex(6))).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) return Error::internal("cannot write " + path + ": " + std::strerror(errno));
   auto fail = [&](const char* what) {
@@ -313,11 +318,14 @@ Status write_notebook(const std::string& path, const json& nb) {
 
 std::string default_output_path(const std::string& input) {
   static constexpr std::string_view kExt = ".ipynb";
-  if (input.size() > kExt.size() && input.compare(input.size() - kExt.size(), kExt.size(), kExt) == 0)
+  if (input.size() > kExt.size() &&
+      input.compare(input.size() - kExt.size(), kExt.size(), kExt) == 0)
     return input.substr(0, input.size() - kExt.size()) + ".out.ipynb";
   return input + ".out.ipynb";
 }
 
-std::string new_cell_id() { return util::random_hex(4); }
+std::string new_cell_id() {
+  return util::random_hex(4);
+}
 
 }  // namespace skylab::exec

@@ -24,7 +24,9 @@ const json& member(const json& obj, const char* key) {
   return it == obj.end() ? kNull : *it;
 }
 
-json object_or_empty(const json& v) { return v.is_object() ? v : json::object(); }
+json object_or_empty(const json& v) {
+  return v.is_object() ? v : json::object();
+}
 
 }  // namespace
 
@@ -90,7 +92,8 @@ void OutputCollector::resume_cell(std::size_t index, bool clear_pending) {
   json& c = cell();
   if (!c.contains("outputs") || !c["outputs"].is_array()) c["outputs"] = json::array();
   if (!c.contains("metadata") || !c["metadata"].is_object()) c["metadata"] = json::object();
-  if (record_timing_ && (!c["metadata"].contains("execution") || !c["metadata"]["execution"].is_object()))
+  if (record_timing_ &&
+      (!c["metadata"].contains("execution") || !c["metadata"]["execution"].is_object()))
     c["metadata"]["execution"] = json::object();
 }
 
@@ -175,7 +178,8 @@ void OutputCollector::append(json out, const std::string& display_id) {
   // coalesce_streams: consecutive stream outputs of the same name merge.
   if (out["output_type"] == "stream" && !outs.empty()) {
     json& last = outs.back();
-    if (last.value("output_type", "") == "stream" && last["name"] == out["name"] && last["text"].is_string()) {
+    if (last.value("output_type", "") == "stream" && last["name"] == out["name"] &&
+        last["text"].is_string()) {
       last["text"].get_ref<std::string&>() += out["text"].get_ref<const std::string&>();
       return;
     }
@@ -206,7 +210,9 @@ void OutputCollector::clear_display_ids_of_current() {
   }
 }
 
-void OutputCollector::on_execute_reply(std::string_view date) { record("shell.execute_reply", date); }
+void OutputCollector::on_execute_reply(std::string_view date) {
+  record("shell.execute_reply", date);
+}
 
 void OutputCollector::end_cell() {
   json& outs = cell()["outputs"];

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "exec/notebook.hpp"
 #include "common/json_limits.hpp"
+#include "exec/notebook.hpp"
 
 namespace skylab::exec {
 
@@ -15,10 +15,14 @@ using nlohmann::ordered_json;
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 std::string_view strip(std::string_view s) {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; };
+  auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+  };
   while (!s.empty() && space(s.front())) s.remove_prefix(1);
   while (!s.empty() && space(s.back())) s.remove_suffix(1);
   return s;
@@ -33,7 +37,8 @@ std::optional<std::string> drop_underscores(std::string_view s) {
       out += s[i];
       continue;
     }
-    if (i == 0 || i + 1 >= s.size() || !is_digit(s[i - 1]) || !is_digit(s[i + 1])) return std::nullopt;
+    if (i == 0 || i + 1 >= s.size() || !is_digit(s[i - 1]) || !is_digit(s[i + 1]))
+      return std::nullopt;
   }
   return out;
 }
@@ -60,7 +65,8 @@ std::optional<std::string> python_int(std::string_view raw) {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
       return false;
   return true;
 }
@@ -142,7 +148,8 @@ std::string python_float_repr(double v) {
   } else if (decpt >= n) {
     out = digits + std::string(static_cast<std::size_t>(decpt - n), '0') + ".0";
   } else {
-    out = digits.substr(0, static_cast<std::size_t>(decpt)) + "." + digits.substr(static_cast<std::size_t>(decpt));
+    out = digits.substr(0, static_cast<std::size_t>(decpt)) + "." +
+          digits.substr(static_cast<std::size_t>(decpt));
   }
   return sign + out;
 }
@@ -154,7 +161,10 @@ std::string python_string_literal(std::string_view s) {
     unsigned long cp = c;
     std::size_t len = 1;
     if (c >= 0x80) {  // decode UTF-8; a byte that starts no valid sequence counts as Latin-1
-      std::size_t extra = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 0;
+      std::size_t extra = (c & 0xe0) == 0xc0   ? 1
+                          : (c & 0xf0) == 0xe0 ? 2
+                          : (c & 0xf8) == 0xf0 ? 3
+                                               : 0;
       bool ok = extra > 0 && i + extra < s.size();
       unsigned long decoded = c & (0x3fu >> extra);
       for (std::size_t k = 1; ok && k <= extra; ++k) {
@@ -168,15 +178,24 @@ std::string python_string_literal(std::string_view s) {
       }
     }
     i += len;
-    if (cp == '\\') out += "\\\\";
-    else if (cp == '\t') out += "\\t";
-    else if (cp == '\n') out += "\\n";
-    else if (cp == '\r') out += "\\r";
-    else if (cp == '"') out += "\\\"";
-    else if (cp < 0x20 || (cp >= 0x7f && cp < 0x100)) append_hex(out, 'x', cp, 2);
-    else if (cp >= 0x100 && cp < 0x10000) append_hex(out, 'u', cp, 4);
-    else if (cp >= 0x10000) append_hex(out, 'U', cp, 8);
-    else out += static_cast<char>(cp);
+    if (cp == '\\')
+      out += "\\\\";
+    else if (cp == '\t')
+      out += "\\t";
+    else if (cp == '\n')
+      out += "\\n";
+    else if (cp == '\r')
+      out += "\\r";
+    else if (cp == '"')
+      out += "\\\"";
+    else if (cp < 0x20 || (cp >= 0x7f && cp < 0x100))
+      append_hex(out, 'x', cp, 2);
+    else if (cp >= 0x100 && cp < 0x10000)
+      append_hex(out, 'u', cp, 4);
+    else if (cp >= 0x10000)
+      append_hex(out, 'U', cp, 8);
+    else
+      out += static_cast<char>(cp);
   }
   out += '"';
   return out;
@@ -184,12 +203,18 @@ std::string python_string_literal(std::string_view s) {
 
 std::string python_literal(const ordered_json& v) {
   switch (v.type()) {
-    case ordered_json::value_t::null: return "None";
-    case ordered_json::value_t::boolean: return v.get<bool>() ? "True" : "False";
-    case ordered_json::value_t::number_integer: return std::to_string(v.get<std::int64_t>());
-    case ordered_json::value_t::number_unsigned: return std::to_string(v.get<std::uint64_t>());
-    case ordered_json::value_t::number_float: return float_literal(v.get<double>());
-    case ordered_json::value_t::string: return python_string_literal(v.get_ref<const std::string&>());
+    case ordered_json::value_t::null:
+      return "None";
+    case ordered_json::value_t::boolean:
+      return v.get<bool>() ? "True" : "False";
+    case ordered_json::value_t::number_integer:
+      return std::to_string(v.get<std::int64_t>());
+    case ordered_json::value_t::number_unsigned:
+      return std::to_string(v.get<std::uint64_t>());
+    case ordered_json::value_t::number_float:
+      return float_literal(v.get<double>());
+    case ordered_json::value_t::string:
+      return python_string_literal(v.get_ref<const std::string&>());
     case ordered_json::value_t::array: {
       std::string out = "[";
       bool first = true;
@@ -210,7 +235,8 @@ std::string python_literal(const ordered_json& v) {
       }
       return out + "}";
     }
-    default: return python_string_literal(v.dump());
+    default:
+      return python_string_literal(v.dump());
   }
 }
 
@@ -238,7 +264,8 @@ TypedValue type_parameter(std::string_view raw) {
 bool valid_parameter_name(std::string_view name) {
   if (name.empty() || is_digit(name.front())) return false;
   for (char c : name)
-    if (!(is_digit(c) || c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return false;
+    if (!(is_digit(c) || c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+      return false;
   return true;
 }
 
@@ -277,7 +304,8 @@ std::size_t inject_parameters(json& nb, const Parameters& params) {
                {"metadata", {{"tags", {"injected-parameters"}}}},
                {"outputs", json::array()},
                {"source", parameters_source(params)}};
-  if (nb.value("nbformat", 4) > 4 || (nb.value("nbformat", 4) == 4 && nb.value("nbformat_minor", 0) >= 5))
+  if (nb.value("nbformat", 4) > 4 ||
+      (nb.value("nbformat", 4) == 4 && nb.value("nbformat_minor", 0) >= 5))
     cell["id"] = new_cell_id();
   json& cells = nb["cells"];
   long injected = find_tagged_cell(nb, "injected-parameters");

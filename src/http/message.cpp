@@ -80,14 +80,22 @@ void Response::set_header(std::string name, std::string value) {
 
 int status_for(const Error& e) {
   switch (e.code) {
-    case Error::Code::kBadRequest: return 400;
-    case Error::Code::kForbidden: return 403;
-    case Error::Code::kNotFound: return 404;
-    case Error::Code::kConflict: return 409;
-    case Error::Code::kTooLarge: return 413;
-    case Error::Code::kUnavailable: return 503;
-    case Error::Code::kInternal: return 500;
-    case Error::Code::kInsufficientStorage: return 507;
+    case Error::Code::kBadRequest:
+      return 400;
+    case Error::Code::kForbidden:
+      return 403;
+    case Error::Code::kNotFound:
+      return 404;
+    case Error::Code::kConflict:
+      return 409;
+    case Error::Code::kTooLarge:
+      return 413;
+    case Error::Code::kUnavailable:
+      return 503;
+    case Error::Code::kInternal:
+      return 500;
+    case Error::Code::kInsufficientStorage:
+      return 507;
   }
   return 500;
 }

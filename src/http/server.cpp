@@ -1,6 +1,6 @@
 #include "http/server.hpp"
-#include "http/host_policy.hpp"
 #include "common/ip_net.hpp"
+#include "http/host_policy.hpp"
 #include "http/tls.hpp"
 
 #include <fcntl.h>
@@ -11,11 +11,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 #include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -107,7 +107,8 @@ struct Server::Impl {
   void watch_tls();
   void watch_hup();
 
-  Impl(ServerOptions o, std::shared_ptr<const Router> r, std::shared_ptr<const auth::Authenticator> a)
+  Impl(ServerOptions o, std::shared_ptr<const Router> r,
+       std::shared_ptr<const auth::Authenticator> a)
       : opts(std::move(o)), router(std::move(r)), authenticator(std::move(a)) {}
 
   void do_accept();
@@ -124,7 +125,10 @@ class WsSession : public WsBase, public std::enable_shared_from_this<WsSession<S
  public:
   WsSession(Server::Impl& srv, Stream&& stream, std::shared_ptr<WebSocketHandler> h,
             std::string subprotocol, auth::Identity user)
-      : srv_(srv), ws_(std::move(stream)), handler_(std::move(h)), subprotocol_(std::move(subprotocol)),
+      : srv_(srv),
+        ws_(std::move(stream)),
+        handler_(std::move(h)),
+        subprotocol_(std::move(subprotocol)),
         user_(std::move(user)) {}
 
   const auth::Identity& user() const override { return user_; }
@@ -169,20 +173,22 @@ class WsSession : public WsBase, public std::enable_shared_from_this<WsSession<S
       close(static_cast<std::uint16_t>(bws::close_code::policy_error), "send queue full");
       return false;
     }
-    asio::post(ws_.get_executor(), [self = this->shared_from_this(), data = std::move(data), binary]() {
-      self->queue_.emplace_back(std::move(data), binary);
-      if (self->queue_.size() == 1 && !self->writing_) self->do_write();
-    });
+    asio::post(ws_.get_executor(),
+               [self = this->shared_from_this(), data = std::move(data), binary]() {
+                 self->queue_.emplace_back(std::move(data), binary);
+                 if (self->queue_.size() == 1 && !self->writing_) self->do_write();
+               });
     return true;
   }
 
   void close(std::uint16_t code, std::string reason) override {
-    asio::post(ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
-      if (self->close_requested_ || self->finished_) return;
-      self->close_requested_ = true;
-      self->close_reason_ = bws::close_reason(static_cast<bws::close_code>(code), reason);
-      if (!self->writing_) self->do_close();
-    });
+    asio::post(
+        ws_.get_executor(), [self = this->shared_from_this(), code, reason = std::move(reason)]() {
+          if (self->close_requested_ || self->finished_) return;
+          self->close_requested_ = true;
+          self->close_reason_ = bws::close_reason(static_cast<bws::close_code>(code), reason);
+          if (!self->writing_) self->do_close();
+        });
   }
 
   const std::string& subprotocol() const override { return subprotocol_; }
@@ -222,24 +228,26 @@ class WsSession : public WsBase, public std::enable_shared_from_this<WsSession<S
     writing_ = true;
     auto& [data, binary] = queue_.front();
     ws_.binary(binary);
-    ws_.async_write(asio::buffer(*data), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      auto size = self->queue_.front().first->size();
-      self->queued_bytes_.fetch_sub(size);
-      self->queue_.pop_front();
-      if (ec) {
-        self->writing_ = false;
-        self->queue_.clear();
-        self->finish();
-        return;
-      }
-      self->do_write();
-    });
+    ws_.async_write(asio::buffer(*data),
+                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                      auto size = self->queue_.front().first->size();
+                      self->queued_bytes_.fetch_sub(size);
+                      self->queue_.pop_front();
+                      if (ec) {
+                        self->writing_ = false;
+                        self->queue_.clear();
+                        self->finish();
+                        return;
+                      }
+                      self->do_write();
+                    });
   }
 
   void do_close() {
     if (close_started_ || finished_) return;
     close_started_ = true;
-    ws_.async_close(close_reason_, [self = this->shared_from_this()](beast::error_code) { self->finish(); });
+    ws_.async_close(close_reason_,
+                    [self = this->shared_from_this()](beast::error_code) { self->finish(); });
   }
 
   void finish() {
@@ -288,8 +296,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void run() {
     asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if constexpr (kTls) {
-        beast::get_lowest_layer(self->stream_).expires_after(
-            std::chrono::seconds(self->srv_.opts.header_timeout_seconds));
+        beast::get_lowest_layer(self->stream_)
+            .expires_after(std::chrono::seconds(self->srv_.opts.header_timeout_seconds));
         self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
           if (ec) {
             log::debug("TLS handshake failed: " + ec.message());
@@ -310,11 +318,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void do_read() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // the route sets the real limit
+    parser_->body_limit(
+        std::numeric_limits<std::uint64_t>::max());  // the route sets the real limit
     req_ = Request{};
     route_ = nullptr;
     xsrf_from_form_ = false;
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(srv_.opts.idle_timeout_seconds));
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::seconds(srv_.opts.idle_timeout_seconds));
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                                self->on_header(ec);
@@ -328,13 +338,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         ec == asio::error::eof) {
       return close();
     }
-    if (ec == bhttp::error::header_limit) return reply_and_close(Response::error(431, "Request header too large"));
+    if (ec == bhttp::error::header_limit)
+      return reply_and_close(Response::error(431, "Request header too large"));
     if (ec) {
       log::debug("bad request header: " + ec.message());
       return reply_and_close(Response::error(400, "Malformed HTTP request"));
     }
 
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::seconds(srv_.opts.header_timeout_seconds));
     auto& h = parser_->get();
     req_.method = std::string(h.method_string());
     req_.target = std::string(h.target());
@@ -343,13 +355,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       req_.headers.emplace_back(std::move(name), std::string(f.value()));
     }
-    if (!parse_target(req_.target, req_)) return reply_and_close(Response::error(400, "Malformed request target"));
+    if (!parse_target(req_.target, req_))
+      return reply_and_close(Response::error(400, "Malformed request target"));
     fill_peer_facts();
     // Before routing, so that a rebound name reaches neither /login nor a
     // WebSocket. req_.host is the X-Forwarded-Host of a trusted proxy.
     if (!host_allowed(req_.host, srv_.opts.allowed_hosts))
-      return reply_and_close(Response::error(403, "Forbidden: this server does not answer to that Host name "
-                                                  "(an administrator can add it to [server] allowed_hosts)"));
+      return reply_and_close(
+          Response::error(403,
+                          "Forbidden: this server does not answer to that Host name "
+                          "(an administrator can add it to [server] allowed_hosts)"));
 
     bool upgrade = bws::is_upgrade(h);
     bool path_exists = false;
@@ -372,13 +387,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       creds.cookie_header = cookies;
       creds.secure = req_.secure;
       auto who = srv_.authenticator->authenticate(creds);
-      if (!who) return reply_and_close(Response::error(403, "Forbidden: missing or invalid credentials"));
+      if (!who)
+        return reply_and_close(Response::error(403, "Forbidden: missing or invalid credentials"));
       req_.user = *who;
       // XSRF and Origin rules for cookie-authenticated requests. A form
       // post may carry its token in the body: decided once it is read.
       auto presented = presented_xsrf();
-      if (req_.user.by_cookie() && presented.empty() && !upgrade && !auth::is_safe_method(req_.method) &&
-          is_form_body()) {
+      if (req_.user.by_cookie() && presented.empty() && !upgrade &&
+          !auth::is_safe_method(req_.method) && is_form_body()) {
         xsrf_from_form_ = true;
       } else if (auto v = cross_site(upgrade, presented); v != auth::CrossSite::kAllowed) {
         return reply_and_close(Response::error(403, auth::describe(v)));
@@ -398,15 +414,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     // Beast reads at most the buffer's free capacity per call: without room,
     // a large body arrives in ~512-byte reads (thousands of syscalls per MB).
-    if (cl && *cl > 16 * 1024) buffer_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*cl, 1 << 20)));
+    if (cl && *cl > 16 * 1024)
+      buffer_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*cl, 1 << 20)));
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->on_body(ec);
+                      });
   }
 
   void on_body(beast::error_code ec) {
-    if (ec == bhttp::error::body_limit) return reply_and_close(Response::error(413, "Request body too large"));
-    if (ec == beast::error::timeout || ec == asio::error::eof || ec == bhttp::error::end_of_stream ||
-        ec == asio::error::connection_reset || ec == bhttp::error::partial_message)
+    if (ec == bhttp::error::body_limit)
+      return reply_and_close(Response::error(413, "Request body too large"));
+    if (ec == beast::error::timeout || ec == asio::error::eof ||
+        ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
+        ec == bhttp::error::partial_message)
       return close();
     if (ec) {
       log::debug("bad request body: " + ec.message());
@@ -428,13 +449,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     auto responded = std::make_shared<std::atomic<bool>>(false);
     Responder respond = [self, responded](Response r) {
       if (responded->exchange(true)) return;
-      asio::post(self->stream_.get_executor(),
-                 [self, r = std::move(r)]() mutable { self->write(std::move(r), self->keep_alive_); });
+      asio::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+        self->write(std::move(r), self->keep_alive_);
+      });
     };
     try {
       route_->handler(req_, respond);
     } catch (const std::exception& e) {
-      log::error(std::string("handler failed on ") + req_.method + " " + req_.path + ": " + e.what());
+      log::error(std::string("handler failed on ") + req_.method + " " + req_.path + ": " +
+                 e.what());
       respond(Response::error(500, "Internal server error"));
     }
   }
@@ -447,10 +470,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       log::error(std::string("upgrade handler failed: ") + e.what());
       return reply_and_close(Response::error(500, "Internal server error"));
     }
-    if (up.refuse || !up.handler) return reply_and_close(up.refuse ? *up.refuse : Response::error(500, "refused"));
+    if (up.refuse || !up.handler)
+      return reply_and_close(up.refuse ? *up.refuse : Response::error(500, "refused"));
     log_request(101, 0);
-    auto session = std::make_shared<WsSession<Stream>>(srv_, std::move(stream_), std::move(up.handler),
-                                                       std::move(up.subprotocol), req_.user);
+    auto session = std::make_shared<WsSession<Stream>>(
+        srv_, std::move(stream_), std::move(up.handler), std::move(up.subprotocol), req_.user);
     session->accept(parser_->release());
   }
 
@@ -475,7 +499,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     req_.client_address = ec ? std::string() : ep.address().to_string();
     req_.host = std::string(req_.header("host"));
     req_.secure = srv_.opts.secure_cookies || kTls;
-    if (req_.client_address.empty() || !net::address_trusted(req_.client_address, srv_.opts.trusted_proxies)) return;
+    if (req_.client_address.empty() ||
+        !net::address_trusted(req_.client_address, srv_.opts.trusted_proxies))
+      return;
     std::string fwd = joined_header("x-forwarded-for", ",");
     if (!fwd.empty()) {
       auto last = fwd.substr(fwd.rfind(',') == std::string::npos ? 0 : fwd.rfind(',') + 1);
@@ -544,7 +570,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void write_file(Response r, bool keep_alive) {
     auto fs = std::make_shared<FileStream>();
     fs->fd = ::dup(r.file->fd);
-    struct stat st{};
+    struct stat st {};
     off_t at = fs->fd >= 0 ? ::lseek(fs->fd, 0, SEEK_CUR) : -1;
     if (fs->fd < 0 || at < 0 || ::fstat(fs->fd, &st) != 0 || st.st_size < at) {
       log::warn(std::string("cannot stream a file response: ") + std::strerror(errno));
@@ -563,11 +589,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     res.keep_alive(keep_alive && !srv_.stopping.load());
     res.content_length(fs->left);
     fs->sr.emplace(res);
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::hours(6));  // whole download, however slow the client
-    bhttp::async_write_header(stream_, *fs->sr, [self = this->shared_from_this(), fs](beast::error_code ec, std::size_t) {
-      if (ec) return self->close();
-      self->write_file_piece(fs);
-    });
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::hours(6));  // whole download, however slow the client
+    bhttp::async_write_header(
+        stream_, *fs->sr, [self = this->shared_from_this(), fs](beast::error_code ec, std::size_t) {
+          if (ec) return self->close();
+          self->write_file_piece(fs);
+        });
   }
 
   void write_file_piece(std::shared_ptr<FileStream> fs) {
@@ -577,8 +605,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     auto want = static_cast<std::size_t>(std::min<std::uint64_t>(fs->left, fs->buf.size()));
     ssize_t n = ::pread(fs->fd, fs->buf.data(), want, static_cast<off_t>(fs->offset));
-    if (n <= 0) {  // the file shrank or failed: the length sent cannot be kept, so the connection ends
-      log::warn("a file response ended early: " + std::string(n < 0 ? std::strerror(errno) : "file shrank"));
+    if (n <=
+        0) {  // the file shrank or failed: the length sent cannot be kept, so the connection ends
+      log::warn("a file response ended early: " +
+                std::string(n < 0 ? std::strerror(errno) : "file shrank"));
       return close();
     }
     fs->offset += static_cast<std::uint64_t>(n);
@@ -599,18 +629,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     res->set(bhttp::field::server, "skylab");
     res->set("X-Content-Type-Options", "nosniff");
     for (auto& [k, v] : r.headers) {
-      if (beast::iequals(k, "set-cookie")) res->insert(k, v);
-      else res->set(k, v);
+      if (beast::iequals(k, "set-cookie"))
+        res->insert(k, v);
+      else
+        res->set(k, v);
     }
     res->body() = std::move(r.body);
     log_request(r.status, res->body().size());
     res->keep_alive(keep_alive && !srv_.stopping.load());
     res->prepare_payload();
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(srv_.opts.header_timeout_seconds));
-    bhttp::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
-      if (ec || !res->keep_alive()) return self->close();
-      self->do_read();
-    });
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::seconds(srv_.opts.header_timeout_seconds));
+    bhttp::async_write(stream_, *res,
+                       [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
+                         if (ec || !res->keep_alive()) return self->close();
+                         self->do_read();
+                       });
   }
 
   void close() {
@@ -632,16 +666,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   // The access log line and the request metrics of one response. Never the
   // query string (tokens), headers or cookies.
   void log_request(int status, std::uint64_t bytes) {
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     metrics::http_request(req_.method, status, seconds);
-    log::record(log::Level::kInfo, "request",
-                {{"method", req_.method.empty() ? "-" : std::string_view(req_.method)},
-                 {"path", req_.path.empty() ? "-" : std::string_view(req_.path)},
-                 {"status", static_cast<long long>(status)},
-                 {"bytes", static_cast<long long>(bytes)},
-                 {"duration", seconds},
-                 {"user", req_.user.username.empty() ? "-" : std::string_view(req_.user.username)},
-                 {"client", req_.client_address.empty() ? "-" : std::string_view(req_.client_address)}});
+    log::record(
+        log::Level::kInfo, "request",
+        {{"method", req_.method.empty() ? "-" : std::string_view(req_.method)},
+         {"path", req_.path.empty() ? "-" : std::string_view(req_.path)},
+         {"status", static_cast<long long>(status)},
+         {"bytes", static_cast<long long>(bytes)},
+         {"duration", seconds},
+         {"user", req_.user.username.empty() ? "-" : std::string_view(req_.user.username)},
+         {"client", req_.client_address.empty() ? "-" : std::string_view(req_.client_address)}});
   }
 
   Server::Impl& srv_;
@@ -666,7 +702,8 @@ void Server::Impl::do_accept() {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       if (tls) {
-        if (auto ctx = tls->current()) std::make_shared<HttpSession<TlsStream>>(*this, std::move(socket), ctx)->run();
+        if (auto ctx = tls->current())
+          std::make_shared<HttpSession<TlsStream>>(*this, std::move(socket), ctx)->run();
       } else {
         std::make_shared<HttpSession<PlainStream>>(*this, std::move(socket))->run();
       }
@@ -682,11 +719,12 @@ void Server::Impl::close_all_websockets() {
     for (auto& [_, w] : ws_sessions)
       if (auto s = w.lock()) live.push_back(std::move(s));
   }
-  for (auto& s : live) s->close(static_cast<std::uint16_t>(bws::close_code::going_away), "server shutting down");
+  for (auto& s : live)
+    s->close(static_cast<std::uint16_t>(bws::close_code::going_away), "server shutting down");
 }
 
-std::size_t Server::Impl::close_websockets_if(const std::function<bool(const auth::Identity&)>& pred,
-                                              const std::string& reason) {
+std::size_t Server::Impl::close_websockets_if(
+    const std::function<bool(const auth::Identity&)>& pred, const std::string& reason) {
   std::vector<std::shared_ptr<WsBase>> live;
   {
     std::lock_guard lock(ws_mutex);
@@ -702,21 +740,25 @@ std::size_t Server::Impl::close_websockets_if(const std::function<bool(const aut
   return closed;
 }
 
-std::size_t Server::close_websockets_if(const std::function<bool(const auth::Identity&)>& should_close,
-                                        const std::string& reason) {
+std::size_t Server::close_websockets_if(
+    const std::function<bool(const auth::Identity&)>& should_close, const std::string& reason) {
   return impl_->close_websockets_if(should_close, reason);
 }
 
 Server::Server(ServerOptions options, std::shared_ptr<const Router> router,
                std::shared_ptr<const auth::Authenticator> authenticator)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(router), std::move(authenticator))) {}
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(router),
+                                   std::move(authenticator))) {}
 
 Server::~Server() = default;
 
 void Server::Impl::reload_tls(const char* why) {
   auto st = tls->reload();
-  if (st.ok()) log::info(std::string("TLS certificate reloaded (") + why + ")");
-  else log::warn(std::string("TLS certificate not reloaded (") + why + "); keeping the previous one: " + st.error().message);
+  if (st.ok())
+    log::info(std::string("TLS certificate reloaded (") + why + ")");
+  else
+    log::warn(std::string("TLS certificate not reloaded (") + why +
+              "); keeping the previous one: " + st.error().message);
 }
 
 void Server::Impl::watch_tls() {
@@ -728,8 +770,11 @@ void Server::Impl::watch_tls() {
     bool changed = false;
     auto st = tls->reload_if_changed(changed);
     if (changed) {
-      if (st.ok()) log::info("TLS certificate reloaded (the files changed)");
-      else log::warn("TLS certificate not reloaded (the files changed); keeping the previous one: " + st.error().message);
+      if (st.ok())
+        log::info("TLS certificate reloaded (the files changed)");
+      else
+        log::warn("TLS certificate not reloaded (the files changed); keeping the previous one: " +
+                  st.error().message);
     }
     watch_tls();
   });
@@ -738,13 +783,17 @@ void Server::Impl::watch_tls() {
 void Server::Impl::watch_hup() {
   hup.async_wait([this](beast::error_code ec, int) {
     if (ec || stopping.load()) return;
-    if (tls) reload_tls("SIGHUP");
-    else log::info("SIGHUP: nothing to reload (no TLS certificate configured)");
+    if (tls)
+      reload_tls("SIGHUP");
+    else
+      log::info("SIGHUP: nothing to reload (no TLS certificate configured)");
     watch_hup();
   });
 }
 
-bool Server::tls() const { return impl_->tls != nullptr; }
+bool Server::tls() const {
+  return impl_->tls != nullptr;
+}
 
 Result<std::uint16_t> Server::listen() {
   if (!impl_->opts.tls_cert.empty() || !impl_->opts.tls_key.empty()) {
@@ -762,8 +811,9 @@ Result<std::uint16_t> Server::listen() {
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Error::unavailable("cannot listen on " + impl_->opts.host + ":" +
-                                    std::to_string(impl_->opts.port) + ": " + ec.message());
+  if (ec)
+    return Error::unavailable("cannot listen on " + impl_->opts.host + ":" +
+                              std::to_string(impl_->opts.port) + ": " + ec.message());
   ::fcntl(a.native_handle(), F_SETFD, FD_CLOEXEC);
   return a.local_endpoint().port();
 }
@@ -774,8 +824,10 @@ void Server::run(std::function<void(int)> on_signal) {
     // SIGHUP (systemctl reload) reloads the certificate; it never stops the server.
     beast::error_code ec;
     impl_->hup.add(SIGHUP, ec);
-    if (ec) log::warn("cannot watch SIGHUP: " + ec.message());
-    else impl_->watch_hup();
+    if (ec)
+      log::warn("cannot watch SIGHUP: " + ec.message());
+    else
+      impl_->watch_hup();
   }
   if (impl_->tls) impl_->watch_tls();
   impl_->signals.async_wait([this, on_signal](beast::error_code ec, int signo) {

@@ -16,9 +16,9 @@ namespace skylab::http {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8888;
-  int threads = 1;                                 //!< Asio worker threads
-  std::size_t ws_message_limit = 32u << 20;        //!< bytes per incoming WS message
-  std::size_t ws_send_queue_limit = 256u << 20;    //!< bytes queued per WS before 1008
+  int threads = 1;                               //!< Asio worker threads
+  std::size_t ws_message_limit = 32u << 20;      //!< bytes per incoming WS message
+  std::size_t ws_send_queue_limit = 256u << 20;  //!< bytes queued per WS before 1008
   int header_timeout_seconds = 30;
   int idle_timeout_seconds = 300;
   //! Every request arrives over TLS (a TLS-terminating proxy in front):

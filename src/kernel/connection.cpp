@@ -64,7 +64,8 @@ void close_sockets(Sockets& s) {
 
 bool send_message(void* sock, const Message& m, const std::string& signature) {
   if (!sock) return true;
-  std::vector<std::string_view> frames = {kDelimiter, signature, m.header, m.parent_header, m.metadata, m.content};
+  std::vector<std::string_view> frames = {kDelimiter,      signature,  m.header,
+                                          m.parent_header, m.metadata, m.content};
   for (const auto& b : m.buffers) frames.push_back(b);
   return send_frames(sock, frames);
 }
@@ -86,6 +87,8 @@ bool recv_frames(void* sock, std::vector<std::string>& frames) {
   }
 }
 
-void send_ping(void* hb) { zmq_send(hb, "ping", 4, ZMQ_DONTWAIT); }
+void send_ping(void* hb) {
+  zmq_send(hb, "ping", 4, ZMQ_DONTWAIT);
+}
 
 }  // namespace skylab::kernel

@@ -15,8 +15,8 @@ namespace fs = std::filesystem;
 bool valid_kernel_name(const std::string& name) {
   if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -61,7 +61,8 @@ Result<KernelSpec> KernelSpecStore::load(const std::string& dir, const std::stri
   if (auto e = j.find("env"); e != j.end() && e->is_object())
     for (auto& [key, v] : e->items())
       if (v.is_string()) k.env[key] = v.get<std::string>();
-  if (auto im = j.find("interrupt_mode"); im != j.end() && im->is_string()) k.interrupt_mode = im->get<std::string>();
+  if (auto im = j.find("interrupt_mode"); im != j.end() && im->is_string())
+    k.interrupt_mode = im->get<std::string>();
   if (!j.contains("display_name")) j["display_name"] = name;
   if (!j.contains("language")) j["language"] = "";
   if (!j.contains("interrupt_mode")) j["interrupt_mode"] = "signal";
@@ -124,7 +125,8 @@ Result<KernelSpec> KernelSpecStore::find(const std::string& name) const {
   return Error::not_found("No such kernel spec: " + name);
 }
 
-Result<std::string> KernelSpecStore::resource_path(const std::string& name, const std::string& resource) const {
+Result<std::string> KernelSpecStore::resource_path(const std::string& name,
+                                                   const std::string& resource) const {
   auto k = find(name);
   if (!k.ok()) return k.error();
   if (k->resource_dir.empty() || resource.empty() || resource.find('/') != std::string::npos ||

@@ -28,18 +28,18 @@ struct LaunchSpec {
   //! Root-owned directory holding the runtime state file (SKYLAB_RUNTIME_STATE);
   //! a sandbox shows it read-only. "" when the kernel is not sandboxed.
   std::string state_dir;
-  std::int64_t started = 0;    //!< first start of the runtime, Unix seconds (restarts keep it)
+  std::int64_t started = 0;  //!< first start of the runtime, Unix seconds (restarts keep it)
 };
 
 //! What one kernel uses now, as its launcher measures it. Zero limits: none.
 struct Usage {
-  bool known = false;                 //!< false: the launcher cannot tell
-  std::uint64_t memory_used = 0;      //!< bytes (cgroup memory, page cache included)
-  std::uint64_t memory_limit = 0;     //!< bytes
-  double cpu_seconds = -1;            //!< CPU time used since start; <0 unknown
-  double cpu_limit = 0;               //!< CPUs
-  std::uint64_t disk_used = 0;        //!< bytes under /content (and the runtime's home)
-  std::uint64_t disk_limit = 0;       //!< bytes, when a size limit is enforced
+  bool known = false;              //!< false: the launcher cannot tell
+  std::uint64_t memory_used = 0;   //!< bytes (cgroup memory, page cache included)
+  std::uint64_t memory_limit = 0;  //!< bytes
+  double cpu_seconds = -1;         //!< CPU time used since start; <0 unknown
+  double cpu_limit = 0;            //!< CPUs
+  std::uint64_t disk_used = 0;     //!< bytes under /content (and the runtime's home)
+  std::uint64_t disk_limit = 0;    //!< bytes, when a size limit is enforced
 };
 
 //! Implementations must be thread-safe; calls for one kernel are serialized.

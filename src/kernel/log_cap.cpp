@@ -23,7 +23,8 @@ struct Fd {
 
 bool rotate_log_if_over(int dirfd, const std::string& name, std::uint64_t cap) {
   struct stat st;
-  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+    return false;
   if (static_cast<std::uint64_t>(st.st_size) <= cap) return false;
   Fd log{::openat(dirfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)};
   if (log.fd < 0 || ::fstat(log.fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
@@ -31,7 +32,8 @@ bool rotate_log_if_over(int dirfd, const std::string& name, std::uint64_t cap) {
   std::string tmp = name + ".1.tmp-" + util::random_hex(6);
   std::string rotated = name + ".1";
   {
-    Fd out{::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
+    Fd out{
+        ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
     if (out.fd < 0) return false;
     off_t from = static_cast<off_t>(size > cap ? size - cap : 0);
     std::uint64_t left = size - static_cast<std::uint64_t>(from);

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -26,17 +27,16 @@
 #include <mutex>
 #include <set>
 #include <sstream>
-#include <cstring>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "common/clock.hpp"
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
-#include "metrics/metrics.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
-#include "common/json_limits.hpp"
+#include "metrics/metrics.hpp"
 
 extern char** environ;
 
@@ -51,7 +51,9 @@ namespace {
 //! the same in every server process, so that a kernel's stdin messages
 //! (input_request, secret requests) of a cell that was running when the
 //! server restarted still reach the new one.
-std::string routing_id(const std::string& id) { return "skylab-" + id; }
+std::string routing_id(const std::string& id) {
+  return "skylab-" + id;
+}
 }  // namespace
 
 namespace {
@@ -88,7 +90,7 @@ struct Kernel {
   // I/O thread only.
   KernelStateMachine fsm{LifecycleTiming{}};  // replaced with the manager's timing on creation
   pid_t pid_io = -1;
-  bool adopted = false;  // reattached after a server restart: not our child
+  bool adopted = false;            // reattached after a server restart: not our child
   int ports[5] = {0, 0, 0, 0, 0};  // shell, iopub, stdin, control, hb
   std::string connection_file;
   std::string conn_dir;  // ipc: per-kernel socket directory
@@ -139,7 +141,7 @@ struct KernelManager::Impl {
 
   mutable std::mutex mutex;
   std::map<std::string, std::shared_ptr<Kernel>> kernels;  // guarded by mutex
-  SysClock::time_point last_activity;                       // guarded by mutex
+  SysClock::time_point last_activity;                      // guarded by mutex
 
   std::mutex cmd_mutex;
   std::vector<std::function<void()>> commands;  // guarded by cmd_mutex
@@ -152,7 +154,8 @@ struct KernelManager::Impl {
   SteadyPoint next_log_check{};
   int runtime_dir_fd = -1;  // opened on first use, I/O thread only
 
-  Impl(ManagerOptions o, std::shared_ptr<const KernelSpecStore> s) : opts(std::move(o)), specs(std::move(s)) {
+  Impl(ManagerOptions o, std::shared_ptr<const KernelSpecStore> s)
+      : opts(std::move(o)), specs(std::move(s)) {
     last_activity = clock().wall();
     zctx = zmq_ctx_new();
     zmq_ctx_set(zctx, ZMQ_BLOCKY, 0);
@@ -162,7 +165,8 @@ struct KernelManager::Impl {
     ::chmod(opts.runtime_dir.c_str(), 0700);
     if (opts.socket_dir.empty()) {
       // Short: ipc socket paths must fit in sockaddr_un (108 bytes).
-      opts.socket_dir = ::geteuid() == 0 ? "/run/skylab" : "/tmp/skylab-" + std::to_string(::geteuid());
+      opts.socket_dir =
+          ::geteuid() == 0 ? "/run/skylab" : "/tmp/skylab-" + std::to_string(::geteuid());
     }
     if (opts.launcher && opts.launcher->use_ipc()) {
       fs::create_directories(opts.socket_dir, ec);
@@ -245,7 +249,8 @@ struct KernelManager::Impl {
       k.connection_file = (fs::path(k.conn_dir) / "connection.json").string();
       name = "connection.json";
     } else {
-      if (!pick_ports(opts.ip, k.ports, 5)) return Error::unavailable("no free ports for the kernel");
+      if (!pick_ports(opts.ip, k.ports, 5))
+        return Error::unavailable("no free ports for the kernel");
       c = {{"ip", opts.ip}, {"transport", "tcp"}};
       k.connection_file = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".json")).string();
       auto d = safe_fs::open_dir(opts.runtime_dir);
@@ -282,7 +287,9 @@ struct KernelManager::Impl {
 
   // Whether the kernel's process has exited (reaping it when it is our child).
   // `block`: wait for it (after SIGKILL).
-  bool reap(Kernel& k, bool block, int& status) { return process_exited(k.pid_io, k.adopted, block, status); }
+  bool reap(Kernel& k, bool block, int& status) {
+    return process_exited(k.pid_io, k.adopted, block, status);
+  }
 
   // Runtime records: what a restarted server needs to reattach to a kernel.
   std::string record_path(const std::string& id) const {
@@ -297,22 +304,23 @@ struct KernelManager::Impl {
       spare = k.spare;
       started = k.started;
     }
-    nlohmann::json r = {{"id", k.id},
-                        {"owner", k.owner},
-                        {"spec", k.spec.name},
-                        {"runtime_type", k.runtime_type},
-                        {"pid", k.pid_io},
-                        {"key", k.key},
-                        {"ports", {k.ports[0], k.ports[1], k.ports[2], k.ports[3], k.ports[4]}},
-                        {"ipc_base", k.ipc_base},
-                        {"conn_dir", k.conn_dir},
-                        {"connection_file", k.connection_file},
-                        {"state_file", k.state_file},
-                        {"ack_file", k.ack_file},
-                        {"started_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                                           started.time_since_epoch()).count()},
-                        {"gpus", k.gpus},
-                        {"spare", spare}};
+    nlohmann::json r = {
+        {"id", k.id},
+        {"owner", k.owner},
+        {"spec", k.spec.name},
+        {"runtime_type", k.runtime_type},
+        {"pid", k.pid_io},
+        {"key", k.key},
+        {"ports", {k.ports[0], k.ports[1], k.ports[2], k.ports[3], k.ports[4]}},
+        {"ipc_base", k.ipc_base},
+        {"conn_dir", k.conn_dir},
+        {"connection_file", k.connection_file},
+        {"state_file", k.state_file},
+        {"ack_file", k.ack_file},
+        {"started_us",
+         std::chrono::duration_cast<std::chrono::microseconds>(started.time_since_epoch()).count()},
+        {"gpus", k.gpus},
+        {"spare", spare}};
     std::error_code ec;
     fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
     if (!util::write_file_atomic(record_path(k.id), r.dump(), 0600, true))
@@ -327,15 +335,18 @@ struct KernelManager::Impl {
 
   Result<pid_t> spawn(Kernel& k) {
     std::vector<std::string> args = kernel_argv(k.spec, k.connection_file);
-    std::map<std::string, std::string> env = kernel_environment(
-        environ, KernelEnvInput{k.state_file, k.ack_file, k.gpus, k.runtime_type, opts.python_path, k.spec.env});
+    std::map<std::string, std::string> env =
+        kernel_environment(environ, KernelEnvInput{k.state_file, k.ack_file, k.gpus, k.runtime_type,
+                                                   opts.python_path, k.spec.env});
     std::string cwd = opts.working_dir;
     if (opts.launcher) {
-      LaunchSpec ls{k.id, k.owner, k.runtime_type, std::move(args), std::move(env), cwd, k.conn_dir, k.gpus};
+      LaunchSpec ls{k.id,           k.owner, k.runtime_type, std::move(args),
+                    std::move(env), cwd,     k.conn_dir,     k.gpus};
       if (!k.conn_dir.empty()) ls.state_dir = fs::path(k.state_file).parent_path().string();
       {
         std::lock_guard lock(mutex);
-        ls.started = std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
+        ls.started =
+            std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
       }
       auto st = opts.launcher->prepare(ls);
       if (!st.ok()) return st.error();
@@ -377,12 +388,14 @@ struct KernelManager::Impl {
 
   void drop_live(Kernel& k) {
     close_sockets(k);
-    live.erase(std::remove_if(live.begin(), live.end(), [&](auto& p) { return p.get() == &k; }), live.end());
+    live.erase(std::remove_if(live.begin(), live.end(), [&](auto& p) { return p.get() == &k; }),
+               live.end());
     items_dirty = true;
   }
 
   void send_on(Kernel& k, void* sock, const Message& m, const std::string& signature) {
-    if (!send_message(sock, m, signature)) log::warn("kernel " + k.id + ": send failed (queue full or closed)");
+    if (!send_message(sock, m, signature))
+      log::warn("kernel " + k.id + ": send failed (queue full or closed)");
   }
 
   void send_own(Kernel& k, void* sock, std::string_view type, const nlohmann::json& content) {
@@ -429,14 +442,17 @@ struct KernelManager::Impl {
       std::lock_guard lock(mutex);
       if (success) {
         k.ready = true;
-        if (k.state == KernelState::kStarting || k.state == KernelState::kRestarting) k.state = KernelState::kIdle;
+        if (k.state == KernelState::kStarting || k.state == KernelState::kRestarting)
+          k.state = KernelState::kIdle;
       }
       waiters.swap(k.ready_waiters);
       model = model_of(k);
     }
     for (auto& w : waiters) {
-      if (success) w(model);
-      else w(result_if_error);
+      if (success)
+        w(model);
+      else
+        w(result_if_error);
     }
     if (success) flush_held(k);
   }
@@ -449,17 +465,23 @@ struct KernelManager::Impl {
 
   static metrics::KernelChannel metric_channel(Channel ch) {
     switch (ch) {
-      case Channel::kShell: return metrics::KernelChannel::kShell;
-      case Channel::kControl: return metrics::KernelChannel::kControl;
-      case Channel::kStdin: return metrics::KernelChannel::kStdin;
-      case Channel::kIopub: return metrics::KernelChannel::kIopub;
+      case Channel::kShell:
+        return metrics::KernelChannel::kShell;
+      case Channel::kControl:
+        return metrics::KernelChannel::kControl;
+      case Channel::kStdin:
+        return metrics::KernelChannel::kStdin;
+      case Channel::kIopub:
+        return metrics::KernelChannel::kIopub;
     }
     return metrics::KernelChannel::kShell;
   }
 
   void send_to(Kernel& k, Channel ch, const Message& m, const std::string& sig) {
     metrics::kernel_message(metric_channel(ch), metrics::Direction::kToKernel);
-    void* s = ch == Channel::kShell ? k.sock.shell : ch == Channel::kControl ? k.sock.control : k.sock.stdin_;
+    void* s = ch == Channel::kShell     ? k.sock.shell
+              : ch == Channel::kControl ? k.sock.control
+                                        : k.sock.stdin_;
     send_on(k, s, m, sig);
   }
 
@@ -482,10 +504,12 @@ struct KernelManager::Impl {
       std::lock_guard lock(mutex);
       k.last_activity = clock().wall();
       if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
-      if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" && k.fsm.phase() == Phase::kRunning) {
+      if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" &&
+          k.fsm.phase() == Phase::kRunning) {
         auto c = json_limits::parse_or_discarded(msg->content);
         if (c.is_object() && c.contains("execution_state") && c["execution_state"].is_string()) {
-          if (auto st = kernel_state_from_string(c["execution_state"].get<std::string>())) k.state = *st;
+          if (auto st = kernel_state_from_string(c["execution_state"].get<std::string>()))
+            k.state = *st;
         }
       }
     }
@@ -512,8 +536,9 @@ struct KernelManager::Impl {
 
   // The kernel process is gone (reaped). Decides what that means.
   void on_exit(Kernel& k, int status) {
-    std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                        : "killed by signal " + std::to_string(WTERMSIG(status));
+    std::string how = WIFEXITED(status)
+                          ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                          : "killed by signal " + std::to_string(WTERMSIG(status));
     kill_processes(k, k.pid_io);  // stray children of the kernel
     std::string reason = opts.launcher ? opts.launcher->death_reason(k.id) : "";
     {
@@ -522,14 +547,21 @@ struct KernelManager::Impl {
     }
     k.pid_io = -1;
     switch (k.fsm.on_exit()) {
-      case KernelStateMachine::AfterExit::kRemove: return remove(k);
-      case KernelStateMachine::AfterExit::kRelaunch: return relaunch(k);
-      case KernelStateMachine::AfterExit::kDead: break;
+      case KernelStateMachine::AfterExit::kRemove:
+        return remove(k);
+      case KernelStateMachine::AfterExit::kRelaunch:
+        return relaunch(k);
+      case KernelStateMachine::AfterExit::kDead:
+        break;
     }
     if (reason.empty()) reason = "the kernel process " + how;
     log::warn("kernel " + k.id + " died: " + reason);
     log::record(log::Level::kInfo, "runtime",
-                {{"event", "dead"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type}, {"reason", reason}});
+                {{"event", "dead"},
+                 {"id", k.id},
+                 {"user", k.owner},
+                 {"type", k.runtime_type},
+                 {"reason", reason}});
     k.held.clear();
     close_sockets(k);
     {
@@ -575,9 +607,13 @@ struct KernelManager::Impl {
   }
 
   void remove(Kernel& k) {
-    log::record(log::Level::kInfo, "runtime",
-                {{"event", "stop"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type},
-                 {"reason", k.fsm.phase() == Phase::kDead ? "removed after its death" : "shut down"}});
+    log::record(
+        log::Level::kInfo, "runtime",
+        {{"event", "stop"},
+         {"id", k.id},
+         {"user", k.owner},
+         {"type", k.runtime_type},
+         {"reason", k.fsm.phase() == Phase::kDead ? "removed after its death" : "shut down"}});
     if (k.pid_io > 0) {
       kill_processes(k, k.pid_io);
       int status = 0;
@@ -621,8 +657,10 @@ struct KernelManager::Impl {
   void begin_stop(Kernel& k, bool restart) {
     k.fsm.begin_stop(restart, clock().now());
     if (k.pid_io <= 0) {
-      if (restart) relaunch(k);
-      else remove(k);
+      if (restart)
+        relaunch(k);
+      else
+        remove(k);
       return;
     }
     if (k.sock.control) send_own(k, k.sock.control, "shutdown_request", {{"restart", restart}});
@@ -632,12 +670,13 @@ struct KernelManager::Impl {
   void cap_kernel_logs() {
     if (opts.kernel_log_cap == 0) return;
     if (runtime_dir_fd < 0)
-      runtime_dir_fd = ::open(opts.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      runtime_dir_fd =
+          ::open(opts.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (runtime_dir_fd < 0) return;
     for (auto& kp : live)
       if (rotate_log_if_over(runtime_dir_fd, "kernel-" + kp->id + ".log", opts.kernel_log_cap))
-        log::info("kernel " + kp->id + ": its log passed " + std::to_string(opts.kernel_log_cap >> 20) +
-                  " MiB and was rotated");
+        log::info("kernel " + kp->id + ": its log passed " +
+                  std::to_string(opts.kernel_log_cap >> 20) + " MiB and was rotated");
   }
 
   void timers() {
@@ -681,7 +720,9 @@ struct KernelManager::Impl {
       if (due.ping) {
         if (due.silent)
           log::warn("kernel " + k.id + ": no heartbeat for " +
-                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*due.silent).count()) + " s");
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::seconds>(*due.silent).count()) +
+                    " s");
         send_ping(k.sock.hb);
       }
     }
@@ -742,8 +783,8 @@ struct KernelManager::Impl {
         for (auto& [kptr, cs] : ready_socks) {
           Kernel& k = *kptr;
           void* s = cs.second;
-          bool still = s == k.sock.shell || s == k.sock.control || s == k.sock.stdin_ || s == k.sock.iopub ||
-                       s == k.sock.hb;
+          bool still = s == k.sock.shell || s == k.sock.control || s == k.sock.stdin_ ||
+                       s == k.sock.iopub || s == k.sock.hb;
           if (!still) continue;
           if (s == k.sock.hb) {
             while (recv_frames(s, frames)) k.fsm.on_heartbeat_reply(clock().now());
@@ -789,7 +830,8 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
   if (k->conn_dir.empty()) {
-    k->state_file = (fs::path(impl_->opts.runtime_dir) / ("kernel-" + k->id + ".state.json")).string();
+    k->state_file =
+        (fs::path(impl_->opts.runtime_dir) / ("kernel-" + k->id + ".state.json")).string();
     k->ack_file = k->state_file + ".done";
   } else {
     // Sandboxed: the state file in a root-owned directory the sandbox sees
@@ -813,10 +855,13 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
     impl_->last_activity = impl_->clock().wall();
     model = model_of(*k);
   }
-  log::info("kernel " + k->id + (k->spare ? " started as a warm spare (" : " started (") + k->spec.name + ", pid " +
-            std::to_string(pid.value()) + ")");
+  log::info("kernel " + k->id + (k->spare ? " started as a warm spare (" : " started (") +
+            k->spec.name + ", pid " + std::to_string(pid.value()) + ")");
   log::record(log::Level::kInfo, "runtime",
-              {{"event", "start"}, {"id", k->id}, {"user", k->owner}, {"type", k->runtime_type},
+              {{"event", "start"},
+               {"id", k->id},
+               {"user", k->owner},
+               {"type", k->runtime_type},
                {"kernel", k->spec.name}});
   impl_->post([this, k, p = pid.value()] {
     k->pid_io = p;
@@ -837,7 +882,8 @@ std::vector<KernelModel> KernelManager::list(bool include_spares) const {
 Result<KernelModel> KernelManager::get(const std::string& id) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
-  if (it == impl_->kernels.end() || it->second->spare) return Error::not_found("Kernel does not exist: " + id);
+  if (it == impl_->kernels.end() || it->second->spare)
+    return Error::not_found("Kernel does not exist: " + id);
   return model_of(*it->second);
 }
 
@@ -847,7 +893,8 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   {
     std::lock_guard lock(impl_->mutex);
     if (!k || !k->spare) return Error::not_found("no such spare: " + id);
-    if (k->state == KernelState::kDead || k->state == KernelState::kRestarting) return Error::unavailable("spare is not usable: " + id);
+    if (k->state == KernelState::kDead || k->state == KernelState::kRestarting)
+      return Error::unavailable("spare is not usable: " + id);
     k->spare = false;
     k->warm = true;
     k->started = k->last_activity = impl_->clock().wall();
@@ -865,9 +912,11 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
 Status KernelManager::interrupt(const std::string& id) {
   auto k = impl_->find(id);
   if (!k) return Error::not_found("Kernel does not exist: " + id);
-  if (k->spec.interrupt_mode == "message" || (impl_->opts.launcher && impl_->opts.launcher->interrupt_by_message())) {
+  if (k->spec.interrupt_mode == "message" ||
+      (impl_->opts.launcher && impl_->opts.launcher->interrupt_by_message())) {
     impl_->post([this, k] {
-      if (k->sock.control) impl_->send_own(*k, k->sock.control, "interrupt_request", nlohmann::json::object());
+      if (k->sock.control)
+        impl_->send_own(*k, k->sock.control, "interrupt_request", nlohmann::json::object());
     });
     return ok_status();
   }
@@ -884,10 +933,12 @@ void KernelManager::restart(const std::string& id, std::function<void(Result<Ker
   auto k = impl_->find(id);
   if (!k) return done(Error::not_found("Kernel does not exist: " + id));
   impl_->post([this, k, done = std::move(done)]() mutable {
-    if (k->fsm.phase() == Phase::kShuttingDown) return done(Error::conflict("kernel is shutting down"));
+    if (k->fsm.phase() == Phase::kShuttingDown)
+      return done(Error::conflict("kernel is shutting down"));
     {
       std::lock_guard lock(impl_->mutex);
-      if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
+      if (!impl_->kernels.count(k->id))
+        return done(Error::not_found("Kernel does not exist: " + k->id));
       k->ready = false;
       k->state = KernelState::kRestarting;
       k->ready_waiters.push_back(std::move(done));
@@ -904,7 +955,8 @@ void KernelManager::shutdown(const std::string& id, std::function<void(Status)> 
   impl_->post([this, k, done = std::move(done)]() mutable {
     {
       std::lock_guard lock(impl_->mutex);
-      if (!impl_->kernels.count(k->id)) return done(Error::not_found("Kernel does not exist: " + k->id));
+      if (!impl_->kernels.count(k->id))
+        return done(Error::not_found("Kernel does not exist: " + k->id));
     }
     k->shutdown_done.push_back(std::move(done));
     if (k->fsm.phase() == Phase::kShuttingDown) return;
@@ -934,10 +986,12 @@ void KernelManager::shutdown_all() {
     });
   }
   std::unique_lock lock(*m);
-  cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5), [&] { return *left == 0; });
+  cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
+               [&] { return *left == 0; });
 }
 
-void KernelManager::when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) {
+void KernelManager::when_ready(const std::string& id,
+                               std::function<void(Result<KernelModel>)> done) {
   auto k = impl_->find(id);
   if (!k) return done(Error::not_found("Kernel does not exist: " + id));
   KernelModel model;
@@ -949,7 +1003,8 @@ void KernelManager::when_ready(const std::string& id, std::function<void(Result<
     }
     model = model_of(*k);
   }
-  if (model.execution_state == KernelState::kDead) return done(Error::unavailable("kernel is dead"));
+  if (model.execution_state == KernelState::kDead)
+    return done(Error::unavailable("kernel is dead"));
   done(model);
 }
 
@@ -963,7 +1018,8 @@ Status KernelManager::send(const std::string& id, Channel ch, Message msg) {
     // Replies on stdin answer the kernel's own requests: it is up, even if a
     // reattached kernel busy with a cell has not answered kernel_info yet.
     if (ch != Channel::kStdin && k->fsm.phase() != Phase::kDead && !impl_->is_ready(*k)) {
-      if (k->held.size() >= kMaxHeld) return log::warn("kernel " + k->id + ": dropped a message sent while starting");
+      if (k->held.size() >= kMaxHeld)
+        return log::warn("kernel " + k->id + ": dropped a message sent while starting");
       k->held.push_back({ch, std::move(msg), std::move(sig)});
       return;
     }
@@ -976,7 +1032,8 @@ std::vector<KernelModel> KernelManager::reattach() {
   std::vector<KernelModel> adopted;
   std::error_code ec;
   fs::path dir = fs::path(impl_->opts.runtime_dir) / "records";
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
     if (it->path().extension() != ".json") continue;
     std::ifstream in(it->path());
     std::stringstream ss;
@@ -997,14 +1054,16 @@ std::vector<KernelModel> KernelManager::reattach() {
       k->connection_file = r.at("connection_file").get<std::string>();
       k->state_file = r.at("state_file").get<std::string>();
       k->ack_file = r.value("ack_file", k->state_file + ".done");
-      k->started = SysClock::time_point(std::chrono::microseconds(r.at("started_us").get<long long>()));
+      k->started =
+          SysClock::time_point(std::chrono::microseconds(r.at("started_us").get<long long>()));
       k->gpus = r.at("gpus").get<std::vector<int>>();
       k->spare = r.value("spare", false);
       auto spec = impl_->specs->find(r.at("spec").get<std::string>());
       if (!spec.ok()) throw std::runtime_error("kernelspec is gone");
       k->spec = std::move(spec.value());
     } catch (const std::exception& e) {
-      log::warn("runtime record " + it->path().filename().string() + " unusable (" + e.what() + "); removed");
+      log::warn("runtime record " + it->path().filename().string() + " unusable (" + e.what() +
+                "); removed");
       fs::remove(it->path(), ec);
       continue;
     }
@@ -1015,8 +1074,10 @@ std::vector<KernelModel> KernelManager::reattach() {
     int status = 0;
     bool dead = k->pid_io <= 0 || impl_->reap(*k, false, status) || ::kill(k->pid_io, 0) != 0;
     if (dead || k->spare) {
-      // Reap the dead, and spares (the new server fills its own pool): nothing of it may stay behind.
-      log::info("kernel " + k->id + (dead ? " died while the server was away" : " was an unclaimed warm spare") +
+      // Reap the dead, and spares (the new server fills its own pool): nothing of it may stay
+      // behind.
+      log::info("kernel " + k->id +
+                (dead ? " died while the server was away" : " was an unclaimed warm spare") +
                 "; cleaning up");
       if (!dead) impl_->kill_processes(*k, k->pid_io);
       if (impl_->opts.launcher) {
@@ -1040,17 +1101,21 @@ std::vector<KernelModel> KernelManager::reattach() {
   return adopted;
 }
 
-Status KernelManager::notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) {
+Status KernelManager::notify(const std::string& id, const std::string& msg_type,
+                             const nlohmann::json& content) {
   auto k = impl_->find(id);
   if (!k) return Error::not_found("Kernel does not exist: " + id);
   auto m = std::make_shared<Message>(make_message(msg_type, content, k->session));
   auto info = inspect(*m);
   if (!info.ok()) return info.error();
-  impl_->post([this, k, m, info = std::move(info.value())] { impl_->deliver(*k, Channel::kIopub, m, info); });
+  impl_->post([this, k, m, info = std::move(info.value())] {
+    impl_->deliver(*k, Channel::kIopub, m, info);
+  });
   return ok_status();
 }
 
-Status KernelManager::add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) {
+Status KernelManager::add_observer(const std::string& id,
+                                   std::shared_ptr<KernelObserver> observer) {
   if (!observer) return Error::bad_request("no observer");
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
@@ -1065,13 +1130,15 @@ void KernelManager::remove_observer(const std::string& id, const KernelObserver*
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return;
   auto& obs = it->second->observers;
-  obs.erase(std::remove_if(obs.begin(), obs.end(), [&](auto& o) { return o.get() == observer; }), obs.end());
+  obs.erase(std::remove_if(obs.begin(), obs.end(), [&](auto& o) { return o.get() == observer; }),
+            obs.end());
 }
 
 void KernelManager::add_connections(const std::string& id, int delta) {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
-  if (it != impl_->kernels.end()) it->second->connections = std::max(0, it->second->connections + delta);
+  if (it != impl_->kernels.end())
+    it->second->connections = std::max(0, it->second->connections + delta);
 }
 
 void KernelManager::touch(const std::string& id) {
@@ -1080,13 +1147,6 @@ void KernelManager::touch(const std::string& id) {
   if (it == impl_->kernels.end()) return;
   it->second->last_activity = impl_->clock().wall();
   impl_->last_activity = it->second->last_activity;
-}
-
-std::size_t KernelManager::count() const {
-  std::lock_guard lock(impl_->mutex);
-  std::size_t n = 0;
-  for (auto& [_, k] : impl_->kernels) n += !k->spare;
-  return n;
 }
 
 SysClock::time_point KernelManager::last_activity() const {

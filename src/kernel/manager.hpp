@@ -23,20 +23,21 @@ namespace skylab::kernel {
 //! The REST view of a kernel (as Jupyter Server's kernel model).
 struct KernelModel {
   std::string id;
-  std::string name;   //!< kernelspec name
-  std::string owner;  //!< username of the user who started it
+  std::string name;                                      //!< kernelspec name
+  std::string owner;                                     //!< username of the user who started it
   KernelState execution_state = KernelState::kStarting;  //!< JSON: to_string(execution_state)
   std::chrono::system_clock::time_point last_activity;
   int connections = 0;
   pid_t pid = -1;
   std::string runtime_type;
-  std::string reason;  //!< why the kernel is dead, when known
+  std::string reason;                             //!< why the kernel is dead, when known
   std::chrono::system_clock::time_point started;  //!< first start (restarts keep it)
   std::vector<int> gpus;
   std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE); the kernel
                            //!< can read but not write it (a root-owned directory when sandboxed)
-  std::string ack_file;    //!< where the kernel's expiry hooks say they are done (SKYLAB_RUNTIME_ACK);
-                           //!< kernel-writable: check with lstat only, never open it as root
+  std::string
+      ack_file;        //!< where the kernel's expiry hooks say they are done (SKYLAB_RUNTIME_ACK);
+                       //!< kernel-writable: check with lstat only, never open it as root
   bool spare = false;  //!< a warm-pool spare nobody has claimed yet (hidden from list/get)
   bool warm = false;   //!< claimed from the warm pool (not started for the request)
 };
@@ -45,7 +46,7 @@ struct StartOptions {
   std::string runtime_type;  //!< passed to the Launcher
   std::string kernel_id;     //!< preset id (a queued runtime's); "" for a new one
   std::vector<int> gpus;     //!< GPU indices granted to the kernel
-  //! A warm-pool spare: hidden from list() and get(), not in count(), until
+  //! A warm-pool spare: hidden from list() and get() until
   //! claim() hands it to its owner. A restarted server does not adopt spares.
   bool spare = false;
 };
@@ -113,7 +114,8 @@ class KernelService {
   virtual Status send(const std::string& id, Channel ch, Message msg) = 0;
   virtual Status add_observer(const std::string& id, std::shared_ptr<KernelObserver> observer) = 0;
   virtual void remove_observer(const std::string& id, const KernelObserver* observer) = 0;
-  virtual Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) = 0;
+  virtual Status notify(const std::string& id, const std::string& msg_type,
+                        const nlohmann::json& content) = 0;
   virtual void add_connections(const std::string& id, int delta) = 0;
   virtual void touch(const std::string& id) = 0;
   virtual std::chrono::system_clock::time_point last_activity() const = 0;
@@ -171,13 +173,13 @@ class KernelManager final : public KernelService {
   void remove_observer(const std::string& id, const KernelObserver* observer) override;
   //! Sends a server-made iopub message (e.g. a runtime warning) to the
   //! kernel's clients.
-  Status notify(const std::string& id, const std::string& msg_type, const nlohmann::json& content) override;
+  Status notify(const std::string& id, const std::string& msg_type,
+                const nlohmann::json& content) override;
   //! Adjusts the `connections` count in the kernel's model.
   void add_connections(const std::string& id, int delta) override;
   //! Marks activity (a client message) on the kernel.
   void touch(const std::string& id) override;
 
-  std::size_t count() const;
   std::chrono::system_clock::time_point last_activity() const override;
 
  private:

@@ -22,7 +22,7 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
     auto eq = kv.find('=');
     if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  env.erase("SKYLAB_ADMIN_TOKEN");  // never hand server secrets to user code
+  env.erase("SKYLAB_ADMIN_TOKEN");              // never hand server secrets to user code
   env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
   env["SKYLAB_RUNTIME_STATE"] = in.state_file;
   env["SKYLAB_RUNTIME_ACK"] = in.ack_file;
@@ -32,7 +32,8 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
     env["CUDA_VISIBLE_DEVICES"] = visible;
   }
   if (!in.python_path.empty())
-    env["PYTHONPATH"] = env.count("PYTHONPATH") ? in.python_path + ":" + env["PYTHONPATH"] : in.python_path;
+    env["PYTHONPATH"] =
+        env.count("PYTHONPATH") ? in.python_path + ":" + env["PYTHONPATH"] : in.python_path;
   for (auto& [key, v] : in.spec_env) env[key] = v;
   return env;
 }
@@ -40,8 +41,9 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
 std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& connection_file) {
   std::vector<std::string> args;
   for (auto a : spec.argv) {
-    for (auto [pat, val] : {std::pair<std::string, std::string>{"{connection_file}", connection_file},
-                            {"{resource_dir}", spec.resource_dir}}) {
+    for (auto [pat, val] :
+         {std::pair<std::string, std::string>{"{connection_file}", connection_file},
+          {"{resource_dir}", spec.resource_dir}}) {
       std::size_t pos = 0;
       // Advances past each replacement: a value that contains the pattern is not expanded again.
       while ((pos = a.find(pat, pos)) != std::string::npos) {
@@ -54,8 +56,9 @@ std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& 
   return args;
 }
 
-Result<pid_t> spawn_process(std::vector<std::string> args, const std::map<std::string, std::string>& env,
-                            const std::string& cwd, const std::string& log_path) {
+Result<pid_t> spawn_process(std::vector<std::string> args,
+                            const std::map<std::string, std::string>& env, const std::string& cwd,
+                            const std::string& log_path) {
   if (args.empty()) return Error::bad_request("empty kernel command");
   std::vector<std::string> env_strings;
   for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
@@ -73,12 +76,14 @@ Result<pid_t> spawn_process(std::vector<std::string> args, const std::map<std::s
   for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT}) sigaddset(&defaults, s);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   // O_APPEND: the manager caps the log by copy-and-truncate (log_cap.hpp).
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
@@ -86,7 +91,8 @@ Result<pid_t> spawn_process(std::vector<std::string> args, const std::map<std::s
   int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return Error::internal("cannot start kernel '" + args[0] + "': " + std::strerror(rc));
+  if (rc != 0)
+    return Error::internal("cannot start kernel '" + args[0] + "': " + std::strerror(rc));
   return pid;
 }
 

@@ -15,11 +15,11 @@ namespace skylab::kernel {
 
 //! What a kernel's environment adds to the server's.
 struct KernelEnvInput {
-  std::string state_file;    //!< SKYLAB_RUNTIME_STATE
-  std::string ack_file;      //!< SKYLAB_RUNTIME_ACK
-  std::vector<int> gpus;     //!< CUDA_VISIBLE_DEVICES (see kernel_environment)
-  std::string runtime_type;  //!< "" for a plain kernel
-  std::string python_path;   //!< prepended to PYTHONPATH when not empty
+  std::string state_file;                       //!< SKYLAB_RUNTIME_STATE
+  std::string ack_file;                         //!< SKYLAB_RUNTIME_ACK
+  std::vector<int> gpus;                        //!< CUDA_VISIBLE_DEVICES (see kernel_environment)
+  std::string runtime_type;                     //!< "" for a plain kernel
+  std::string python_path;                      //!< prepended to PYTHONPATH when not empty
   std::map<std::string, std::string> spec_env;  //!< the kernelspec's env: applied last, wins
 };
 
@@ -38,8 +38,9 @@ std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& 
 //! signal handling, stdin from /dev/null, stdout and stderr appended to
 //! `log_path` (created 0600, never through a symlink), descriptors above 2
 //! closed, in `cwd` unless empty. `argv` must not be empty.
-Result<pid_t> spawn_process(std::vector<std::string> argv, const std::map<std::string, std::string>& env,
-                            const std::string& cwd, const std::string& log_path);
+Result<pid_t> spawn_process(std::vector<std::string> argv,
+                            const std::map<std::string, std::string>& env, const std::string& cwd,
+                            const std::string& log_path);
 
 //! Whether process `pid` has exited, reaping it when it is our child.
 //! `adopted`: not our child (a previous server's), checked in /proc. `block`:

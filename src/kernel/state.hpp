@@ -14,11 +14,16 @@ enum class KernelState { kStarting, kIdle, kBusy, kRestarting, kDead };
 //! The wire/JSON spelling: "starting", "idle", "busy", "restarting", "dead".
 constexpr std::string_view to_string(KernelState s) {
   switch (s) {
-    case KernelState::kStarting: return "starting";
-    case KernelState::kIdle: return "idle";
-    case KernelState::kBusy: return "busy";
-    case KernelState::kRestarting: return "restarting";
-    case KernelState::kDead: return "dead";
+    case KernelState::kStarting:
+      return "starting";
+    case KernelState::kIdle:
+      return "idle";
+    case KernelState::kBusy:
+      return "busy";
+    case KernelState::kRestarting:
+      return "restarting";
+    case KernelState::kDead:
+      return "dead";
   }
   return "dead";
 }
@@ -26,8 +31,8 @@ constexpr std::string_view to_string(KernelState s) {
 //! The state spelled `s` (exactly as to_string writes it); nullopt for any
 //! other string (a kernel may report states the server does not track).
 constexpr std::optional<KernelState> kernel_state_from_string(std::string_view s) {
-  for (auto k : {KernelState::kStarting, KernelState::kIdle, KernelState::kBusy, KernelState::kRestarting,
-                 KernelState::kDead})
+  for (auto k : {KernelState::kStarting, KernelState::kIdle, KernelState::kBusy,
+                 KernelState::kRestarting, KernelState::kDead})
     if (to_string(k) == s) return k;
   return std::nullopt;
 }

@@ -36,7 +36,8 @@ KernelStateMachine::AfterExit KernelStateMachine::on_exit() {
 
 LifecycleDue KernelStateMachine::tick(TimePoint now, bool alive, bool connected, bool ready) {
   LifecycleDue due;
-  if ((phase_ == Phase::kShuttingDown || phase_ == Phase::kRestarting) && alive && now >= phase_deadline_) {
+  if ((phase_ == Phase::kShuttingDown || phase_ == Phase::kRestarting) && alive &&
+      now >= phase_deadline_) {
     due.kill = true;
     return due;
   }
@@ -50,7 +51,8 @@ LifecycleDue KernelStateMachine::tick(TimePoint now, bool alive, bool connected,
     due.ready_timeout = true;
   }
   if (ready && now - hb_sent_ >= t_.heartbeat_interval) {
-    if (hb_outstanding_ && now - hb_last_reply_ > 4 * t_.heartbeat_interval) due.silent = now - hb_last_reply_;
+    if (hb_outstanding_ && now - hb_last_reply_ > 4 * t_.heartbeat_interval)
+      due.silent = now - hb_last_reply_;
     due.ping = true;
     hb_sent_ = now;
     hb_outstanding_ = true;

@@ -14,11 +14,11 @@ namespace skylab::kernel {
 enum class Phase { kRunning, kRestarting, kShuttingDown, kDead };
 
 struct LifecycleTiming {
-  std::chrono::milliseconds ready_timeout{60000};       //!< from connecting to a failed when_ready
-  std::chrono::milliseconds shutdown_wait{3000};        //!< shutdown_request to SIGKILL
-  std::chrono::milliseconds heartbeat_interval{3000};   //!< between pings once ready
-  std::chrono::milliseconds nudge_interval{100};        //!< kernel_info_request until it answers
-  std::chrono::milliseconds nudge_after_info{50};       //!< then until iopub is live
+  std::chrono::milliseconds ready_timeout{60000};      //!< from connecting to a failed when_ready
+  std::chrono::milliseconds shutdown_wait{3000};       //!< shutdown_request to SIGKILL
+  std::chrono::milliseconds heartbeat_interval{3000};  //!< between pings once ready
+  std::chrono::milliseconds nudge_interval{100};       //!< kernel_info_request until it answers
+  std::chrono::milliseconds nudge_after_info{50};      //!< then until iopub is live
 };
 
 //! What tick() found due; the caller performs it.

@@ -7,17 +7,21 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/util.hpp"
 #include "common/json_limits.hpp"
+#include "common/util.hpp"
 
 namespace skylab::kernel {
 
 std::string_view channel_name(Channel c) {
   switch (c) {
-    case Channel::kShell: return "shell";
-    case Channel::kControl: return "control";
-    case Channel::kStdin: return "stdin";
-    case Channel::kIopub: return "iopub";
+    case Channel::kShell:
+      return "shell";
+    case Channel::kControl:
+      return "control";
+    case Channel::kStdin:
+      return "stdin";
+    case Channel::kIopub:
+      return "iopub";
   }
   return "shell";
 }
@@ -46,12 +50,15 @@ Result<MessageInfo> inspect(const Message& m) {
   MessageInfo info;
   info.msg_id = id->get<std::string>();
   info.msg_type = type->get<std::string>();
-  if (auto s = h.find("session"); s != h.end() && s->is_string()) info.session = s->get<std::string>();
+  if (auto s = h.find("session"); s != h.end() && s->is_string())
+    info.session = s->get<std::string>();
   if (m.parent_header.size() > 2) {
     auto p = json_limits::parse_or_discarded(m.parent_header);
     if (!p.is_object()) return Error::bad_request("parent_header is not a JSON object");
-    if (auto pid = p.find("msg_id"); pid != p.end() && pid->is_string()) info.parent_msg_id = pid->get<std::string>();
-    if (auto ps = p.find("session"); ps != p.end() && ps->is_string()) info.parent_session = ps->get<std::string>();
+    if (auto pid = p.find("msg_id"); pid != p.end() && pid->is_string())
+      info.parent_msg_id = pid->get<std::string>();
+    if (auto ps = p.find("session"); ps != p.end() && ps->is_string())
+      info.parent_session = ps->get<std::string>();
   } else if (m.parent_header != "{}" && !m.parent_header.empty()) {
     return Error::bad_request("parent_header is not a JSON object");
   }
@@ -74,9 +81,11 @@ std::string Signer::sign(const Message& m) const {
                          OSSL_PARAM_construct_end()};
   unsigned char out[EVP_MAX_MD_SIZE];
   size_t out_len = 0;
-  bool ok = EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key_.data()), key_.size(), params) == 1;
+  bool ok = EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key_.data()), key_.size(),
+                         params) == 1;
   for (const std::string* part : {&m.header, &m.parent_header, &m.metadata, &m.content}) {
-    ok = ok && EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(part->data()), part->size()) == 1;
+    ok = ok && EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(part->data()),
+                              part->size()) == 1;
   }
   ok = ok && EVP_MAC_final(ctx, out, &out_len, sizeof out) == 1;
   EVP_MAC_CTX_free(ctx);
@@ -103,7 +112,8 @@ Result<Message> from_frames(std::vector<std::string>& frames, const Signer& sign
   if (i == frames.size()) return Error::bad_request("no <IDS|MSG> delimiter");
   if (frames.size() < i + 6) return Error::bad_request("too few message parts");
   Message m;
-  m.identities.assign(std::make_move_iterator(frames.begin()), std::make_move_iterator(frames.begin() + i));
+  m.identities.assign(std::make_move_iterator(frames.begin()),
+                      std::make_move_iterator(frames.begin() + i));
   const std::string& signature = frames[i + 1];
   m.header = std::move(frames[i + 2]);
   m.parent_header = std::move(frames[i + 3]);
@@ -123,15 +133,13 @@ Result<Message> from_frames(std::vector<std::string>& frames, const Signer& sign
   return m;
 }
 
-Message make_message(std::string_view msg_type, const nlohmann::json& content, std::string_view session,
-                     std::string_view username, std::string_view parent_header) {
+Message make_message(std::string_view msg_type, const nlohmann::json& content,
+                     std::string_view session, std::string_view username,
+                     std::string_view parent_header) {
   Message m;
-  nlohmann::json h = {{"msg_id", util::uuid4()},
-                      {"msg_type", std::string(msg_type)},
-                      {"session", std::string(session)},
-                      {"username", std::string(username)},
-                      {"date", util::iso_now()},
-                      {"version", "5.3"}};
+  nlohmann::json h = {{"msg_id", util::uuid4()},         {"msg_type", std::string(msg_type)},
+                      {"session", std::string(session)}, {"username", std::string(username)},
+                      {"date", util::iso_now()},         {"version", "5.3"}};
   m.header = h.dump();
   m.parent_header = std::string(parent_header);
   m.metadata = "{}";

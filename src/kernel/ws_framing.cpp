@@ -29,11 +29,13 @@ std::uint32_t get_be32(std::string_view s, std::size_t at) {
 }
 
 std::string json_string(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return nlohmann::json(std::string(s))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // The legacy JSON envelope, assembled from the raw parts without re-encoding.
-std::string legacy_json(Channel ch, const Message& m, const MessageInfo& info, bool with_buffers_key) {
+std::string legacy_json(Channel ch, const Message& m, const MessageInfo& info,
+                        bool with_buffers_key) {
   std::string out;
   out.reserve(m.byte_size() + 256);
   out += "{\"header\":";
@@ -63,9 +65,11 @@ bool within_limits(std::string_view text, std::uint16_t* close_code) {
   return false;
 }
 
-Result<std::pair<Channel, Message>> from_legacy_json(std::string_view text, std::uint16_t* close_code) {
+Result<std::pair<Channel, Message>> from_legacy_json(std::string_view text,
+                                                     std::uint16_t* close_code) {
   if (!within_limits(text, close_code))
-    return Error::bad_request("frame nested deeper than " + std::to_string(json_limits::kDefaultMaxDepth) +
+    return Error::bad_request("frame nested deeper than " +
+                              std::to_string(json_limits::kDefaultMaxDepth) +
                               " levels or too large");
   auto j = json_limits::parse_or_discarded(text);
   if (!j.is_object()) return Error::bad_request("frame is not a JSON object");
@@ -145,21 +149,26 @@ WsFrame encode_for_client(WsProtocol p, Channel ch, const Message& m, const Mess
   return f;
 }
 
-Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string_view data, bool binary,
-                                                       std::uint16_t* close_code) {
+Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string_view data,
+                                                       bool binary, std::uint16_t* close_code) {
   if (close_code) *close_code = 0;
   if (p == WsProtocol::kV1) {
-    if (!binary) return from_legacy_json(data, close_code);  // tolerate JSON text on v1, as Jupyter Server does
+    if (!binary)
+      return from_legacy_json(data,
+                              close_code);  // tolerate JSON text on v1, as Jupyter Server does
     if (data.size() < 8) return Error::bad_request("v1 frame too short");
     std::uint64_t n = get_le64(data, 0);
-    if (n < 6 || n > 4096 || data.size() < 8 * (n + 1)) return Error::bad_request("v1 frame: bad offset count");
+    if (n < 6 || n > 4096 || data.size() < 8 * (n + 1))
+      return Error::bad_request("v1 frame: bad offset count");
     std::vector<std::uint64_t> offs(n);
     for (std::uint64_t i = 0; i < n; ++i) {
       offs[i] = get_le64(data, 8 * (i + 1));
       if (offs[i] > data.size() || (i > 0 && offs[i] < offs[i - 1]) || offs[i] < 8 * (n + 1))
         return Error::bad_request("v1 frame: offsets out of range");
     }
-    auto part = [&](std::size_t i) { return std::string(data.substr(offs[i], offs[i + 1] - offs[i])); };
+    auto part = [&](std::size_t i) {
+      return std::string(data.substr(offs[i], offs[i + 1] - offs[i]));
+    };
     auto ch = channel_from_name(part(0));
     if (!ch) return Error::bad_request("v1 frame: unknown channel");
     Message m;
@@ -172,14 +181,16 @@ Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string
     for (const std::string* s : {&m.header, &m.parent_header, &m.metadata, &m.content})
       if (!within_limits(*s, close_code))
         return Error::bad_request("v1 frame: a part is nested deeper than " +
-                                  std::to_string(json_limits::kDefaultMaxDepth) + " levels or too large");
+                                  std::to_string(json_limits::kDefaultMaxDepth) +
+                                  " levels or too large");
     for (std::size_t i = 5; i + 1 < n; ++i) m.buffers.push_back(part(i));
     return std::make_pair(*ch, std::move(m));
   }
   if (!binary) return from_legacy_json(data, close_code);
   if (data.size() < 8) return Error::bad_request("binary frame too short");
   std::uint32_t nbufs = get_be32(data, 0);
-  if (nbufs < 1 || nbufs > 4096 || data.size() < 4ull * (nbufs + 1)) return Error::bad_request("binary frame: bad count");
+  if (nbufs < 1 || nbufs > 4096 || data.size() < 4ull * (nbufs + 1))
+    return Error::bad_request("binary frame: bad count");
   std::vector<std::size_t> offs(nbufs);
   for (std::uint32_t i = 0; i < nbufs; ++i) {
     offs[i] = get_be32(data, 4 * (i + 1));

@@ -30,7 +30,8 @@ WsFrame encode_for_client(WsProtocol p, Channel ch, const Message& msg, const Me
 //! json_limits::kDefaultMaxDepth, or larger than its size limit) it also sets
 //! *close_code to 1007 (depth) or 1009 (size): the connection should close.
 //! Otherwise *close_code is 0 and a failed frame may simply be ignored.
-Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string_view data, bool binary,
+Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string_view data,
+                                                       bool binary,
                                                        std::uint16_t* close_code = nullptr);
 
 }  // namespace skylab::kernel

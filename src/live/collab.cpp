@@ -275,7 +275,8 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
       if (!valid_metadata(*m, limits_)) return {error(msg, "bad_request", "bad metadata")};
       meta = *m;
     }
-    json cell = {{"cell_type", type}, {"id", id}, {"metadata", std::move(meta)}, {"source", source}};
+    json cell = {
+        {"cell_type", type}, {"id", id}, {"metadata", std::move(meta)}, {"source", source}};
     if (type == "code") {
       // A cell put back (an undone delete) keeps its outputs.
       cell["outputs"] = json::array();

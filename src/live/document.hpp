@@ -134,7 +134,7 @@ class Document {
   std::map<std::string, Exec> execs_;                      //!< by execute_request msg_id
   std::map<std::string, nlohmann::json> recorded_counts_;  //!< cell id -> execution_count recorded
   std::optional<Clock::time_point> dirty_since_, last_change_;
-  std::vector<std::string> output_changes_;  //!< bounded by the number of cells
+  std::vector<std::string> output_changes_;       //!< bounded by the number of cells
   std::map<std::string, std::string> last_exec_;  //!< cell id -> msg_id; erased with the cell
   Clock::time_point now_{};
 };

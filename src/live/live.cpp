@@ -68,7 +68,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     std::map<std::uint64_t, Client> clients;
   };
   //! Frames to send once the lock is released.
-  using Outbox = std::vector<std::pair<std::shared_ptr<CollabSink>, std::shared_ptr<const std::string>>>;
+  using Outbox =
+      std::vector<std::pair<std::shared_ptr<CollabSink>, std::shared_ptr<const std::string>>>;
   struct Tracked {
     std::string kernel_id;
     Key key;
@@ -333,7 +334,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! other execution of `kernel_id` that started and never ended (the kernel
   //! was restarted or died mid-cell) is over. Keeps `current`'s entry.
   void end_abandoned(const std::string& kernel_id, const std::string& current) {
-    end_executions(kernel_id, [&](const std::string& msg_id, const auto& t) { return msg_id != current && t.started; });
+    end_executions(kernel_id, [&](const std::string& msg_id, const auto& t) {
+      return msg_id != current && t.started;
+    });
   }
 
   //! Ends (in their documents) and forgets the tracked executions of
@@ -509,7 +512,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
           due.push_back(it->first);
         else if (s)
           next = next ? std::min(*next, *s) : *s;
-        if (!s && d.doc.running().empty() && d.clients.empty() && t - d.last_used >= opt.idle_close) {
+        if (!s && d.doc.running().empty() && d.clients.empty() &&
+            t - d.last_used >= opt.idle_close) {
           it = docs.erase(it);
           continue;
         }
@@ -829,7 +833,8 @@ Result<std::uint64_t> LiveNotebooks::collab_join(const std::string& owner, std::
     for (auto& [_, c] : d.clients) others.push_back(c.peer);
     out.push_back({sink, std::make_shared<const std::string>(d.collab->init(d.doc, me, others))});
     json joined = {{"t", "join"}, {"client", id}, {"user", me.user}};
-    auto frame = std::make_shared<const std::string>(joined.dump(-1, ' ', false, json::error_handler_t::replace));
+    auto frame = std::make_shared<const std::string>(
+        joined.dump(-1, ' ', false, json::error_handler_t::replace));
     for (auto& [_, c] : d.clients) out.push_back({c.sink, frame});
     d.clients[id] = Impl::Doc::Client{std::move(me), std::move(sink)};
     d.last_used = i.now();
@@ -862,7 +867,9 @@ void LiveNotebooks::collab_message(std::uint64_t id, std::string_view frame) {
   Impl::flush(out);
 }
 
-const CollabLimits& LiveNotebooks::collab_limits() const { return impl_->opt.collab; }
+const CollabLimits& LiveNotebooks::collab_limits() const {
+  return impl_->opt.collab;
+}
 
 void LiveNotebooks::collab_leave(std::uint64_t id) {
   auto& i = *impl_;

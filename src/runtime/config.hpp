@@ -24,7 +24,8 @@ Result<std::uint64_t> parse_size(std::string_view text);
 
 //! A runtime's network (`network` of a runtime type).
 enum class NetworkMode {
-  kIsolated,  //!< own netns, outbound NAT through pasta; no host loopback, host addresses, link-local (true, "isolated")
+  kIsolated,  //!< own netns, outbound NAT through pasta; no host loopback, host addresses,
+              //!< link-local (true, "isolated")
   kHost,      //!< the host's network namespace, explicit opt-in for trusted set-ups ("host")
   kNone,      //!< own empty netns: loopback only (false, "none")
 };
@@ -43,8 +44,8 @@ enum class Backend {
 //! The Slurm job of a `backend = "slurm"` runtime type. Strings are passed to
 //! sbatch as they are (one argument each; never through a shell).
 struct SlurmJobOptions {
-  std::string partition;   //!< --partition ("" = the cluster's default)
-  int gpus = 0;            //!< --gres=gpu:N (Slurm allocates them, not the server)
+  std::string partition;  //!< --partition ("" = the cluster's default)
+  int gpus = 0;           //!< --gres=gpu:N (Slurm allocates them, not the server)
   std::string account, qos, constraint;
   std::vector<std::string> sbatch_options;  //!< extra arguments, e.g. "--exclusive"
 };
@@ -57,9 +58,9 @@ struct RuntimeType {
   double cpus = 0;
   int gpus = 0;
   int pids = 4096;
-  std::uint64_t disk_bytes = 0;  //!< size limit of /content
-  std::optional<Duration> idle_timeout;   //!< overrides [runtimes]
-  std::optional<Duration> max_lifetime;   //!< overrides [runtimes]
+  std::uint64_t disk_bytes = 0;          //!< size limit of /content
+  std::optional<Duration> idle_timeout;  //!< overrides [runtimes]
+  std::optional<Duration> max_lifetime;  //!< overrides [runtimes]
   NetworkMode network = NetworkMode::kIsolated;
   SeccompMode seccomp = SeccompMode::kDefault;
   Backend backend = Backend::kLocal;
@@ -68,7 +69,8 @@ struct RuntimeType {
 
 //! [slurm]: the cluster that `backend = "slurm"` runtime types run on.
 struct SlurmSection {
-  std::string conf;  //!< path of slurm.conf for Slurm's clients ("" = SLURM_CONF / the system default)
+  std::string
+      conf;  //!< path of slurm.conf for Slurm's clients ("" = SLURM_CONF / the system default)
   //! The address this server's agent links listen on; compute nodes must reach
   //! it ("" = the server's host name). Ports are chosen per runtime.
   std::string listen_host;
@@ -84,20 +86,21 @@ struct SlurmSection {
 struct RuntimesSection {
   Duration idle_timeout = std::chrono::minutes(90);
   Duration max_lifetime = std::chrono::hours(12);
-  Duration warning = std::chrono::minutes(10);   //!< before either deadline
-  Duration grace = std::chrono::seconds(10);      //!< SIGTERM to SIGKILL
-  std::string sandbox = "auto";                   //!< "bwrap", "none" or "auto"
+  Duration warning = std::chrono::minutes(10);  //!< before either deadline
+  Duration grace = std::chrono::seconds(10);    //!< SIGTERM to SIGKILL
+  std::string sandbox = "auto";                 //!< "bwrap", "none" or "auto"
   std::string default_type = "cpu";
-  int warm_pool = 0;                              //!< ready spare runtimes per user and type
-  int max_per_user = 0;                           //!< 0: unlimited
+  int warm_pool = 0;     //!< ready spare runtimes per user and type
+  int max_per_user = 0;  //!< 0: unlimited
   int max_gpu_per_user = 1;
 };
 
 //! [accounts]: optional self sign-up, off by default.
 struct AccountsSection {
-  bool signup = false;                      //!< offer /signup
-  std::vector<std::string> invite_codes;    //!< non-empty: sign-up needs one of these
-  std::vector<std::string> email_domains;   //!< non-empty: sign-up needs an e-mail address here (lower case)
+  bool signup = false;                    //!< offer /signup
+  std::vector<std::string> invite_codes;  //!< non-empty: sign-up needs one of these
+  std::vector<std::string>
+      email_domains;  //!< non-empty: sign-up needs an e-mail address here (lower case)
 };
 
 //! [server]: what the HTTP server answers to.
@@ -141,8 +144,12 @@ struct Config {
   SlurmSection slurm;
 
   //! The type's effective idle timeout and lifetime.
-  Duration idle_timeout(const RuntimeType& t) const { return t.idle_timeout.value_or(runtimes.idle_timeout); }
-  Duration max_lifetime(const RuntimeType& t) const { return t.max_lifetime.value_or(runtimes.max_lifetime); }
+  Duration idle_timeout(const RuntimeType& t) const {
+    return t.idle_timeout.value_or(runtimes.idle_timeout);
+  }
+  Duration max_lifetime(const RuntimeType& t) const {
+    return t.max_lifetime.value_or(runtimes.max_lifetime);
+  }
 };
 
 //! The embedded defaults: one `cpu` type, 90 min idle, 12 h lifetime.

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/filter.h>
-#include <poll.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -76,7 +76,7 @@ std::string find_init(const std::vector<std::string>& cgroups, const struct stat
       if (!root) continue;
       std::string pidns = ns_link(pid, "pid");
       if (pidns.empty() || pidns == own_pidns) continue;
-      struct stat exe{};
+      struct stat exe {};
       if (::stat(("/proc/" + pid + "/exe").c_str(), &exe) != 0 || exe.st_dev != init_exe.st_dev ||
           exe.st_ino != init_exe.st_ino)
         continue;
@@ -91,14 +91,15 @@ std::string find_init(const std::vector<std::string>& cgroups, const struct stat
 // process of its pid namespace that runs something other than bubblewrap
 // means the root seen through /proc/PID/root is the runtime's, not a
 // half-built one.
-bool sandbox_ready(const std::vector<std::string>& cgroups, const std::string& pid, const struct stat& init_exe) {
+bool sandbox_ready(const std::vector<std::string>& cgroups, const std::string& pid,
+                   const struct stat& init_exe) {
   std::string pidns = ns_link(pid, "pid");
   for (auto& d : cgroups) {
     std::istringstream procs(slurp(d + "/cgroup.procs", 1 << 20));
     std::string p;
     while (procs >> p) {
       if (p == pid || ns_link(p, "pid") != pidns) continue;
-      struct stat exe{};
+      struct stat exe {};
       if (::stat(("/proc/" + p + "/exe").c_str(), &exe) == 0 &&
           (exe.st_dev != init_exe.st_dev || exe.st_ino != init_exe.st_ino))
         return true;
@@ -114,8 +115,10 @@ bool sandbox_ready(const std::vector<std::string>& cgroups, const std::string& p
 
 }  // namespace
 
-std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id, const std::string& owner,
-                                                    const std::string& type, const std::vector<int>& gpus) {
+std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id,
+                                                    const std::string& owner,
+                                                    const std::string& type,
+                                                    const std::vector<int>& gpus) {
   std::string visible;
   for (int g : gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
   return {{"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -132,11 +135,11 @@ std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id
           {"CUDA_VISIBLE_DEVICES", visible}};
 }
 
-Result<std::vector<std::string>> SandboxLauncher::enter_command(const std::string& kernel_id,
-                                                                const std::string& owner, const std::string& type,
-                                                                const std::vector<int>& gpus,
-                                                                const std::vector<std::string>& command) {
-  if (cgroup_mode_ == CgroupMode::kNone) return Error::unavailable("terminals need cgroups on this machine");
+Result<std::vector<std::string>> SandboxLauncher::enter_command(
+    const std::string& kernel_id, const std::string& owner, const std::string& type,
+    const std::vector<int>& gpus, const std::vector<std::string>& command) {
+  if (cgroup_mode_ == CgroupMode::kNone)
+    return Error::unavailable("terminals need cgroups on this machine");
   auto cg = Cgroup::open(cgroup_mode_, "skylab-" + kernel_id);
   if (cg.dirs().empty()) return Error::not_found("this runtime has no sandbox on this machine");
   auto uid = uid_for(owner);
@@ -146,10 +149,12 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(const std::strin
   std::vector<std::string> argv = {opts_.skylab_binary, "sandbox-enter"};
   for (auto& d : cg.dirs()) argv.insert(argv.end(), {"--cgroup", d});
   argv.insert(argv.end(), {"--bwrap", opts_.bwrap});
-  argv.insert(argv.end(), {"--uid", std::to_string(uid.value()), "--gid", std::to_string(uid.value())});
+  argv.insert(argv.end(),
+              {"--uid", std::to_string(uid.value()), "--gid", std::to_string(uid.value())});
   if (t != opts_.config.types.end() && t->second.seccomp == SeccompMode::kDefault)
     argv.insert(argv.end(), {"--seccomp", "default"});
-  for (auto& [k, v] : sandbox_base_env(kernel_id, owner, type_name, gpus)) argv.insert(argv.end(), {"--setenv", k, v});
+  for (auto& [k, v] : sandbox_base_env(kernel_id, owner, type_name, gpus))
+    argv.insert(argv.end(), {"--setenv", k, v});
   argv.push_back("--");
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;
@@ -175,12 +180,18 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
       continue;
     }
     if (i + 1 >= args.size()) break;
-    if (a == "--cgroup") cgroups.push_back(args[++i]);
-    else if (a == "--uid") uid = std::strtol(args[++i].c_str(), nullptr, 10);
-    else if (a == "--gid") gid = std::strtol(args[++i].c_str(), nullptr, 10);
-    else if (a == "--bwrap") bwrap = args[++i];
-    else if (a == "--wait") wait_s = std::strtod(args[++i].c_str(), nullptr);
-    else if (a == "--seccomp" && args[i + 1] == "default") seccomp = (++i, true);
+    if (a == "--cgroup")
+      cgroups.push_back(args[++i]);
+    else if (a == "--uid")
+      uid = std::strtol(args[++i].c_str(), nullptr, 10);
+    else if (a == "--gid")
+      gid = std::strtol(args[++i].c_str(), nullptr, 10);
+    else if (a == "--bwrap")
+      bwrap = args[++i];
+    else if (a == "--wait")
+      wait_s = std::strtod(args[++i].c_str(), nullptr);
+    else if (a == "--seccomp" && args[i + 1] == "default")
+      seccomp = (++i, true);
     else {
       std::fprintf(stderr, "skylab sandbox-enter: unknown option %s\n", a.c_str());
       return 2;
@@ -188,8 +199,11 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
   }
   // Never root inside: a uid and a gid are required, and not 0.
   if (command.empty() || cgroups.empty() || uid <= 0 || gid <= 0) {
-    std::fputs("usage: skylab sandbox-enter --cgroup DIR... --uid U --gid G [--seccomp default] [--setenv K V]...\n"
-               "       [--wait S] -- PROGRAM ARGS...\n", stderr);
+    std::fputs(
+        "usage: skylab sandbox-enter --cgroup DIR... --uid U --gid G [--seccomp default] [--setenv "
+        "K V]...\n"
+        "       [--wait S] -- PROGRAM ARGS...\n",
+        stderr);
     return 2;
   }
   // The filter is built before entering (libseccomp needs nothing of the sandbox).
@@ -205,7 +219,8 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
     char buf[4096];
     ssize_t n;
     ::lseek(bpf.get(), 0, SEEK_SET);
-    while ((n = ::read(bpf.get(), buf, sizeof buf)) > 0 && prog.size() < (1u << 20)) prog.append(buf, n);
+    while ((n = ::read(bpf.get(), buf, sizeof buf)) > 0 && prog.size() < (1u << 20))
+      prog.append(buf, n);
     filter.resize(prog.size() / sizeof(sock_filter));
     std::memcpy(filter.data(), prog.data(), filter.size() * sizeof(sock_filter));
     if (filter.empty()) {
@@ -214,10 +229,11 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
     }
   }
 
-  struct stat init_exe{};
+  struct stat init_exe {};
   if (::stat(bwrap.c_str(), &init_exe) != 0) fail("cannot find bubblewrap");
   std::string pid;
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
   for (;;) {
     pid = find_init(cgroups, init_exe);
     if (!pid.empty() && sandbox_ready(cgroups, pid, init_exe)) break;
@@ -240,7 +256,8 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
     if (fd.get() < 0) fail("cannot open the runtime's namespaces");
     ns.push_back(std::move(fd));
   }
-  safe_fs::UniqueFd root(::open(("/proc/" + pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  safe_fs::UniqueFd root(
+      ::open(("/proc/" + pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (root.get() < 0) fail("cannot open the runtime's root");
   // The pid could have been reused between finding and opening: it must still be that init.
   if (find_init(cgroups, init_exe) != pid) {
@@ -250,12 +267,14 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
   for (auto& d : cgroups) {
     safe_fs::UniqueFd f(::open((d + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
     std::string self = std::to_string(::getpid());
-    if (f.get() < 0 || ::write(f.get(), self.data(), self.size()) != static_cast<ssize_t>(self.size()))
+    if (f.get() < 0 ||
+        ::write(f.get(), self.data(), self.size()) != static_cast<ssize_t>(self.size()))
       fail("cannot join the runtime's cgroup");
   }
   for (auto& fd : ns)
     if (::setns(fd.get(), 0) != 0) fail("cannot enter the runtime's namespaces");
-  if (::fchdir(root.get()) != 0 || ::chroot(".") != 0 || ::chdir("/") != 0) fail("cannot enter the runtime's root");
+  if (::fchdir(root.get()) != 0 || ::chroot(".") != 0 || ::chdir("/") != 0)
+    fail("cannot enter the runtime's root");
 
   // The child learns of the parent's death by the pipe's other end closing
   // (the parent is outside its pid namespace: getppid() says 0).
@@ -267,7 +286,8 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
     if (::setsid() < 0) fail("setsid");
     if (::isatty(0)) {
       // Not fatal: without job control the shell still works through fds 0-2.
-      if (::ioctl(0, TIOCSCTTY, 0) != 0) std::fputs("skylab sandbox-enter: no job control in this shell\r\n", stderr);
+      if (::ioctl(0, TIOCSCTTY, 0) != 0)
+        std::fputs("skylab sandbox-enter: no job control in this shell\r\n", stderr);
       (void)!::fchown(0, static_cast<uid_t>(uid), static_cast<gid_t>(gid));
     }
     if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0) fail("setgid");
@@ -296,8 +316,10 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
   // The parent keeps nothing of the terminal: it only waits.
   int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int fd = 0; fd <= 2; ++fd) {
-    if (devnull >= 0) ::dup2(devnull, fd);
-    else ::close(fd);
+    if (devnull >= 0)
+      ::dup2(devnull, fd);
+    else
+      ::close(fd);
   }
   for (int s : {SIGHUP, SIGINT, SIGQUIT}) ::signal(s, SIG_IGN);
   int status = 0;

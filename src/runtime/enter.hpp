@@ -15,21 +15,21 @@ namespace skylab::runtime {
 //!
 //! Finds the runtime's sandbox by the only trustworthy process in its cgroups:
 //! bubblewrap's init (pid 1 of the sandbox's pid namespace, root, in a pid
-//! namespace other than ours, running PATH (/usr/bin/bwrap); runtimes cannot make root processes nor new
-//! namespaces: seccomp, no_new_privs), waiting up to S seconds (default 10)
-//! for it. Joins the cgroups, then the init's ipc, uts, net, cgroup, pid and
-//! mount namespaces and its root; forks (the child is in the pid namespace);
-//! the child makes fd 0 its controlling terminal, drops to U:G (no groups),
-//! sets PR_SET_PDEATHSIG, no_new_privs and the default seccomp filter,
-//! changes to /content and execs PROGRAM with exactly the --setenv
-//! environment. PROGRAM is resolved inside the sandbox, by the user's uid:
-//! nothing of the runtime's is ever executed as root. The parent waits and
-//! exits with the child's status (125: the sandbox could not be entered).
+//! namespace other than ours, running PATH (/usr/bin/bwrap); runtimes cannot make root processes
+//! nor new namespaces: seccomp, no_new_privs), waiting up to S seconds (default 10) for it. Joins
+//! the cgroups, then the init's ipc, uts, net, cgroup, pid and mount namespaces and its root; forks
+//! (the child is in the pid namespace); the child makes fd 0 its controlling terminal, drops to U:G
+//! (no groups), sets PR_SET_PDEATHSIG, no_new_privs and the default seccomp filter, changes to
+//! /content and execs PROGRAM with exactly the --setenv environment. PROGRAM is resolved inside the
+//! sandbox, by the user's uid: nothing of the runtime's is ever executed as root. The parent waits
+//! and exits with the child's status (125: the sandbox could not be entered).
 int sandbox_enter_main(const std::vector<std::string>& args);
 
 //! The environment a runtime's processes get (as its kernel's; PATH, HOME,
 //! LANG, TERM, PYTHONPATH, SKYLAB_*, CUDA_VISIBLE_DEVICES).
-std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id, const std::string& owner,
-                                                    const std::string& type, const std::vector<int>& gpus);
+std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id,
+                                                    const std::string& owner,
+                                                    const std::string& type,
+                                                    const std::vector<int>& gpus);
 
 }  // namespace skylab::runtime

@@ -78,7 +78,9 @@ std::vector<Gpu> nvml_gpus() {
 
 std::vector<Gpu> smi_gpus() {
   std::vector<Gpu> out;
-  std::string text = capture("nvidia-smi --query-gpu=index,name,uuid,memory.total --format=csv,noheader,nounits 2>/dev/null");
+  std::string text = capture(
+      "nvidia-smi --query-gpu=index,name,uuid,memory.total --format=csv,noheader,nounits "
+      "2>/dev/null");
   std::stringstream ss(text);
   std::string line;
   while (std::getline(ss, line)) {
@@ -99,7 +101,8 @@ std::vector<Gpu> smi_gpus() {
 std::vector<Gpu> detect_gpus(int fake) {
   if (fake > 0) {
     std::vector<Gpu> out;
-    for (int i = 0; i < fake; ++i) out.push_back(Gpu{i, "Fake GPU", "GPU-fake-" + std::to_string(i), 0, true});
+    for (int i = 0; i < fake; ++i)
+      out.push_back(Gpu{i, "Fake GPU", "GPU-fake-" + std::to_string(i), 0, true});
     return out;
   }
   auto g = nvml_gpus();
@@ -115,7 +118,8 @@ std::vector<std::string> gpu_device_nodes(const std::vector<int>& indices) {
     if (std::filesystem::exists(d, ec)) out.push_back(d);
   }
   if (out.empty()) return out;
-  for (const char* d : {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"})
+  for (const char* d :
+       {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"})
     if (std::filesystem::exists(d, ec)) out.push_back(d);
   return out;
 }
@@ -123,13 +127,15 @@ std::vector<std::string> gpu_device_nodes(const std::vector<int>& indices) {
 std::vector<GpuUsage> gpu_usage() {
   std::vector<GpuUsage> out;
   std::string text = capture(
-      "nvidia-smi --query-gpu=index,utilization.gpu,memory.used,memory.total --format=csv,noheader,nounits 2>/dev/null");
+      "nvidia-smi --query-gpu=index,utilization.gpu,memory.used,memory.total "
+      "--format=csv,noheader,nounits 2>/dev/null");
   std::stringstream ss(text);
   std::string line;
   while (std::getline(ss, line)) {
     auto f = split_csv(line);
     if (f.size() < 4) continue;
-    out.push_back({std::atoi(f[0].c_str()), std::atof(f[1].c_str()), std::strtoull(f[2].c_str(), nullptr, 10) << 20,
+    out.push_back({std::atoi(f[0].c_str()), std::atof(f[1].c_str()),
+                   std::strtoull(f[2].c_str(), nullptr, 10) << 20,
                    std::strtoull(f[3].c_str(), nullptr, 10) << 20});
   }
   return out;

@@ -76,8 +76,8 @@ class GpuAllocator {
 
   std::vector<Gpu> gpus_;
   mutable std::mutex mutex_;
-  std::vector<std::string> owner_;   // per GPU index: holder id or ""; guarded by mutex_
-  std::deque<Waiter> queue_;         // guarded by mutex_
+  std::vector<std::string> owner_;  // per GPU index: holder id or ""; guarded by mutex_
+  std::deque<Waiter> queue_;        // guarded by mutex_
 };
 
 }  // namespace skylab::runtime

@@ -37,7 +37,9 @@ LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernel
                                    std::function<TimePoint()> now)
     : kernels_(std::move(kernels)), config_(std::move(config)), now_(std::move(now)) {}
 
-LifecycleMonitor::~LifecycleMonitor() { stop(); }
+LifecycleMonitor::~LifecycleMonitor() {
+  stop();
+}
 
 void LifecycleMonitor::start() {
   thread_ = std::thread([this] {
@@ -69,7 +71,9 @@ double epoch(TimePoint t) {
   if (t == TimePoint::max()) return 0;
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
-std::string iso_or_null(TimePoint t) { return t == TimePoint::max() ? "" : util::iso_time(t); }
+std::string iso_or_null(TimePoint t) {
+  return t == TimePoint::max() ? "" : util::iso_time(t);
+}
 }  // namespace
 
 namespace {
@@ -78,29 +82,36 @@ const RuntimeType& type_of(const Config& c, const kernel::KernelModel& k) {
   return it != c.types.end() ? it->second : c.types.begin()->second;
 }
 
-void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire, const std::string& reason) {
+void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
+                      const std::string& reason) {
   if (k.state_file.empty()) return;
   nlohmann::json s = {{"lifetime_deadline", epoch(d.lifetime_deadline)},
-                      {"idle_deadline", d.idle_deadline == TimePoint::max() ? nlohmann::json(nullptr)
-                                                                            : nlohmann::json(epoch(d.idle_deadline))},
+                      {"idle_deadline", d.idle_deadline == TimePoint::max()
+                                            ? nlohmann::json(nullptr)
+                                            : nlohmann::json(epoch(d.idle_deadline))},
                       {"expire", expire},
                       {"reason", reason}};
   // Fd-relative, random temporary name, never through a symlink (the file
   // sits in a root-owned directory when sandboxed, but make no assumption).
   auto st = safe_fs::write_file(k.state_file, s.dump(), 0644, false);
-  if (!st.ok()) log::warn("runtime " + k.id + ": cannot write its state file: " + st.error().message);
+  if (!st.ok())
+    log::warn("runtime " + k.id + ": cannot write its state file: " + st.error().message);
 }
 }  // namespace
 
 void write_initial_state(const Config& config, const kernel::KernelModel& k, TimePoint now) {
   const RuntimeType& type = type_of(config, k);
-  LifecycleInput in{k.started, std::max(k.last_activity, now), false, config.idle_timeout(type),
-                    config.max_lifetime(type), config.runtimes.warning};
+  LifecycleInput in{k.started,
+                    std::max(k.last_activity, now),
+                    false,
+                    config.idle_timeout(type),
+                    config.max_lifetime(type),
+                    config.runtimes.warning};
   write_state_file(k, evaluate(in, now, true), false, "");
 }
 
-void LifecycleMonitor::write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
-                                   const std::string& reason) {
+void LifecycleMonitor::write_state(const kernel::KernelModel& k, const LifecycleDecision& d,
+                                   bool expire, const std::string& reason) {
   write_state_file(k, d, expire, reason);
 }
 
@@ -109,10 +120,10 @@ void LifecycleMonitor::send_event(const std::string& kernel_id, const std::strin
   auto left = std::chrono::duration_cast<std::chrono::seconds>(d.deadline() - now_()).count();
   // A kernel that has just gone has nobody to tell.
   (void)kernels_->notify(kernel_id, "skylab_runtime_event",
-                   {{"event", event},
-                    {"reason", d.reason},
-                    {"deadline", iso_or_null(d.deadline())},
-                    {"seconds_left", std::max<long long>(0, left)}});
+                         {{"event", event},
+                          {"reason", d.reason},
+                          {"deadline", iso_or_null(d.deadline())},
+                          {"seconds_left", std::max<long long>(0, left)}});
 }
 
 void LifecycleMonitor::tick() {
@@ -121,18 +132,23 @@ void LifecycleMonitor::tick() {
   for (auto& k : kernels_->list()) {
     Tracked t = tracked_.count(k.id) ? tracked_[k.id] : Tracked{};
     const RuntimeType& type = type_of(config_, k);
-    LifecycleInput in{k.started, k.last_activity, k.execution_state == kernel::KernelState::kBusy, config_.idle_timeout(type),
-                      config_.max_lifetime(type), config_.runtimes.warning};
+    LifecycleInput in{k.started,
+                      k.last_activity,
+                      k.execution_state == kernel::KernelState::kBusy,
+                      config_.idle_timeout(type),
+                      config_.max_lifetime(type),
+                      config_.runtimes.warning};
     if (cap_)
       if (auto cap = cap_(k)) in.quota_deadline = *cap;
 
     if (t.expiring) {
       // Hooks asked to run: shut down once they are done or the grace period is over.
       // The marker is the kernel's: looked at (lstat), never opened or followed.
-      struct stat ack{};
+      struct stat ack {};
       bool done = !k.ack_file.empty() && ::lstat(k.ack_file.c_str(), &ack) == 0;
       if (done || now - t.expire_started >= config_.runtimes.grace) {
-        log::info("runtime " + k.id + ": stopping (" + (done ? "expiry hooks done" : "grace period over") + ")");
+        log::info("runtime " + k.id + ": stopping (" +
+                  (done ? "expiry hooks done" : "grace period over") + ")");
         kernels_->shutdown(k.id, [](Status) {});
       }
       next[k.id] = t;
@@ -142,23 +158,30 @@ void LifecycleMonitor::tick() {
     auto d = evaluate(in, now, false);
     if (t.warned && d.deadline() > t.warned_deadline + std::chrono::seconds(1)) t.warned = false;
     d = evaluate(in, now, t.warned);
-    if (k.execution_state == kernel::KernelState::kDead && d.action != LifecycleDecision::Action::kExpire) {
+    if (k.execution_state == kernel::KernelState::kDead &&
+        d.action != LifecycleDecision::Action::kExpire) {
       next[k.id] = t;
       continue;
     }
     switch (d.action) {
       case LifecycleDecision::Action::kExpire:
         log::info("runtime " + k.id + ": " +
-                  (d.reason == "idle" ? "idle timeout" : d.reason == "quota" ? "weekly GPU quota" : "maximum lifetime") +
+                  (d.reason == "idle"    ? "idle timeout"
+                   : d.reason == "quota" ? "weekly GPU quota"
+                                         : "maximum lifetime") +
                   " reached; running expiry hooks");
         log::record(log::Level::kInfo, "runtime",
-                    {{"event", "expiring"}, {"id", k.id}, {"user", k.owner}, {"type", k.runtime_type},
+                    {{"event", "expiring"},
+                     {"id", k.id},
+                     {"user", k.owner},
+                     {"type", k.runtime_type},
                      {"reason", d.reason == "idle" ? "idle timeout" : "maximum lifetime"}});
         write_state(k, d, true, d.reason);
         send_event(k.id, "expiring", d);
         t.expiring = true;
         t.expire_started = now;
-        if (k.execution_state == kernel::KernelState::kDead) kernels_->shutdown(k.id, [](Status) {});
+        if (k.execution_state == kernel::KernelState::kDead)
+          kernels_->shutdown(k.id, [](Status) {});
         break;
       case LifecycleDecision::Action::kWarn:
         write_state(k, d, false, d.reason);

@@ -6,9 +6,9 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -34,8 +34,8 @@ struct LifecycleInput {
 struct LifecycleDecision {
   enum class Action { kNone, kWarn, kExpire };
   Action action = Action::kNone;
-  std::string reason;  //!< "idle", "lifetime" or "quota" for kWarn/kExpire
-  TimePoint idle_deadline;      //!< TimePoint::max() while busy
+  std::string reason;       //!< "idle", "lifetime" or "quota" for kWarn/kExpire
+  TimePoint idle_deadline;  //!< TimePoint::max() while busy
   TimePoint lifetime_deadline;
   TimePoint deadline() const { return std::min(idle_deadline, lifetime_deadline); }
 };
@@ -54,8 +54,9 @@ void write_initial_state(const Config& config, const kernel::KernelModel& k, Tim
 //! kernel to run its expiry hooks, then shuts it down. Thread-safe.
 class LifecycleMonitor {
  public:
-  LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernels, Config config,
-                   std::function<TimePoint()> now = [] { return Clock::now(); });
+  LifecycleMonitor(
+      std::shared_ptr<kernel::KernelService> kernels, Config config,
+      std::function<TimePoint()> now = [] { return Clock::now(); });
   ~LifecycleMonitor();
   void start();
   void stop();
@@ -75,8 +76,10 @@ class LifecycleMonitor {
     bool expiring = false;
     TimePoint expire_started{};
   };
-  void write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire, const std::string& reason);
-  void send_event(const std::string& kernel_id, const std::string& event, const LifecycleDecision& d);
+  void write_state(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
+                   const std::string& reason);
+  void send_event(const std::string& kernel_id, const std::string& event,
+                  const LifecycleDecision& d);
 
   std::shared_ptr<kernel::KernelService> kernels_;
   Config config_;

@@ -7,8 +7,8 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,7 +24,9 @@ namespace skylab::runtime {
 
 namespace {
 
-Error sys_error(const std::string& what) { return Error::internal("network: " + what + ": " + std::strerror(errno)); }
+Error sys_error(const std::string& what) {
+  return Error::internal("network: " + what + ": " + std::strerror(errno));
+}
 
 bool is_loopback_address(const std::string& a) {
   in_addr v4{};
@@ -49,11 +51,13 @@ Status add_prohibit_route(int sock, const std::string& prefix) {
   int family = AF_INET;
   std::size_t alen = 4;
   if (::inet_pton(AF_INET, addr.c_str(), bytes) != 1) {
-    if (::inet_pton(AF_INET6, addr.c_str(), bytes) != 1) return Error::internal("network: bad prefix " + prefix);
+    if (::inet_pton(AF_INET6, addr.c_str(), bytes) != 1)
+      return Error::internal("network: bad prefix " + prefix);
     family = AF_INET6;
     alen = 16;
   }
-  if (len < 0 || len > static_cast<int>(alen * 8)) return Error::internal("network: bad prefix " + prefix);
+  if (len < 0 || len > static_cast<int>(alen * 8))
+    return Error::internal("network: bad prefix " + prefix);
   req.n.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
   req.n.nlmsg_type = RTM_NEWROUTE;
   req.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK;
@@ -63,7 +67,8 @@ Status add_prohibit_route(int sock, const std::string& prefix) {
   req.r.rtm_protocol = RTPROT_STATIC;
   req.r.rtm_scope = RT_SCOPE_UNIVERSE;
   req.r.rtm_type = RTN_PROHIBIT;
-  auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.n.nlmsg_len));
+  auto* rta =
+      reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.n.nlmsg_len));
   rta->rta_type = RTA_DST;
   rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(alen));
   std::memcpy(RTA_DATA(rta), bytes, alen);
@@ -114,7 +119,8 @@ std::string host_ipv4_gateway() {
     std::string iface, dest, gw;
     if (!(f >> iface >> dest >> gw) || dest != "00000000") continue;
     in_addr a{};
-    a.s_addr = static_cast<in_addr_t>(std::stoul(gw, nullptr, 16));  // /proc writes network byte order as hex
+    a.s_addr = static_cast<in_addr_t>(
+        std::stoul(gw, nullptr, 16));  // /proc writes network byte order as hex
     char text[INET_ADDRSTRLEN];
     if (a.s_addr != 0 && ::inet_ntop(AF_INET, &a, text, sizeof text)) return text;
   }
@@ -145,7 +151,8 @@ std::vector<std::string> prohibited_prefixes() {
 
 Status isolate_network(const std::vector<std::string>& prohibit, const std::string& dns_forward) {
   if (::access(kPastaPath, X_OK) != 0)
-    return Error::unavailable(std::string("network: ") + kPastaPath + " is missing (install Debian's passt)");
+    return Error::unavailable(std::string("network: ") + kPastaPath +
+                              " is missing (install Debian's passt)");
   int host = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (host < 0) return sys_error("open /proc/self/ns/net");
   if (::unshare(CLONE_NEWNET) != 0) {
@@ -163,15 +170,14 @@ Status isolate_network(const std::vector<std::string>& prohibit, const std::stri
   // own seccomp filter and moves into an empty mount namespace. It reaches
   // the namespace through its own /proc/self/fd/3 (opening /proc/PID/ns/net
   // of a fully privileged process needs CAP_SYS_PTRACE it no longer has).
-  std::vector<std::string> args = {kPastaPath, "--config-net", "--quiet",
-                                   "--runas", "0:0",
-                                   // no inbound forwarding, nothing from the namespace to the host's loopback
-                                   "--tcp-ports", "none", "--udp-ports", "none", "--tcp-ns", "none", "--udp-ns",
-                                   "none",
-                                   // the gateway is the real gateway, not an alias of the host's loopback
-                                   "--no-map-gw",
-                                   // the namespace is an fd, not a file; it lives as long as the runtime's cgroup
-                                   "--no-netns-quit", "--netns", "/proc/self/fd/3"};
+  std::vector<std::string> args = {
+      kPastaPath, "--config-net", "--quiet", "--runas", "0:0",
+      // no inbound forwarding, nothing from the namespace to the host's loopback
+      "--tcp-ports", "none", "--udp-ports", "none", "--tcp-ns", "none", "--udp-ns", "none",
+      // the gateway is the real gateway, not an alias of the host's loopback
+      "--no-map-gw",
+      // the namespace is an fd, not a file; it lives as long as the runtime's cgroup
+      "--no-netns-quit", "--netns", "/proc/self/fd/3"};
   if (!dns_forward.empty()) args.insert(args.end(), {"--dns-forward", dns_forward});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -186,7 +192,8 @@ Status isolate_network(const std::vector<std::string>& prohibit, const std::stri
     // pasta starts in the host's namespace (its sockets are the NAT).
     if (::setns(host, CLONE_NEWNET) != 0) ::_exit(125);
     int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(devnull, 1) < 0 || ::dup2(ns, 3) != 3) ::_exit(125);
+    if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(devnull, 1) < 0 || ::dup2(ns, 3) != 3)
+      ::_exit(125);
     ::syscall(SYS_close_range, 4U, ~0U, 0U);
     ::execv(kPastaPath, argv.data());
     ::_exit(127);
@@ -234,8 +241,11 @@ Status isolate_runtime(bool isolated_net, const std::string& dns_forward, bool s
       return Error::bad_request("network: bad --dns-forward address");
     int fd = ::memfd_create("skylab-resolv.conf", MFD_CLOEXEC);
     if (fd < 0) return sys_error("memfd_create");
-    std::string text = "# Skylab: DNS through the runtime's NAT (pasta --dns-forward)\nnameserver " + dns_forward + "\n";
-    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::lseek(fd, 0, SEEK_SET) != 0) {
+    std::string text =
+        "# Skylab: DNS through the runtime's NAT (pasta --dns-forward)\nnameserver " + dns_forward +
+        "\n";
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+        ::lseek(fd, 0, SEEK_SET) != 0) {
       ::close(fd);
       return sys_error("write resolv.conf");
     }

@@ -28,7 +28,8 @@ bool WarmPool::poolable(const std::string& type) const {
   auto it = config_.types.find(type_name(type));
   // No spares of cluster types: a spare would hold a Slurm job (a node's
   // CPUs, GPUs and the user's fair share) for nobody.
-  return size_ > 0 && it != config_.types.end() && it->second.gpus == 0 && it->second.backend == Backend::kLocal;
+  return size_ > 0 && it != config_.types.end() && it->second.gpus == 0 &&
+         it->second.backend == Backend::kLocal;
 }
 
 std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, const std::string& type,
@@ -129,7 +130,8 @@ void WarmPool::tick() {
   std::map<std::string, kernel::KernelModel> all;
   bool user_starting = false, spare_starting = false;
   for (auto& k : kernels_->list(true)) {
-    if (k.execution_state == kernel::KernelState::kStarting) (k.spare ? spare_starting : user_starting) = true;
+    if (k.execution_state == kernel::KernelState::kStarting)
+      (k.spare ? spare_starting : user_starting) = true;
     all[k.id] = std::move(k);
   }
   auto now = SteadyClock::now();

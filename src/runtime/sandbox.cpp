@@ -23,13 +23,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
-#include "common/json_limits.hpp"
 
 namespace skylab::runtime {
 
@@ -60,7 +60,8 @@ std::string own_cgroup(const std::string& controller) {
     auto a = line.find(':'), b = line.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos) continue;
     std::string ctrls = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    if (controller.empty() ? ctrls.empty() : ("," + ctrls + ",").find("," + controller + ",") != std::string::npos)
+    if (controller.empty() ? ctrls.empty()
+                           : ("," + ctrls + ",").find("," + controller + ",") != std::string::npos)
       return path == "/" ? "" : path;
   }
   return "";
@@ -75,7 +76,9 @@ std::uint64_t counter(const std::string& text, const std::string& key) {
   return 0;
 }
 
-std::string cgroup_name(const std::string& kernel_id) { return "skylab-" + kernel_id; }
+std::string cgroup_name(const std::string& kernel_id) {
+  return "skylab-" + kernel_id;
+}
 
 // Runs a program to completion; its stdout and stderr (first 4 KiB) in `out`.
 // Returns the exit status, or -1 when it could not run.
@@ -122,10 +125,12 @@ std::uint64_t tree_bytes(const std::string& root, std::size_t max_entries) {
   std::uint64_t total = 0;
   std::size_t n = 0;
   std::error_code ec;
-  struct stat st{};
-  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+  struct stat st {};
+  for (auto it = fs::recursive_directory_iterator(
+           root, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator() && n < max_entries; it.increment(ec), ++n) {
-    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) == 0)
+      total += static_cast<std::uint64_t>(st.st_blocks) * 512;
   }
   return total;
 }
@@ -133,13 +138,14 @@ std::uint64_t tree_bytes(const std::string& root, std::size_t max_entries) {
 }  // namespace
 
 bool is_mount_point(const std::string& path) {
-  struct stat a{}, b{};
+  struct stat a {
+  }, b{};
   if (::stat(path.c_str(), &a) != 0 || ::stat((path + "/..").c_str(), &b) != 0) return false;
   return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
 }
 
-Status mount_disk_image(const std::string& root, const std::string& image, std::uint64_t bytes, uid_t uid,
-                        gid_t gid) {
+Status mount_disk_image(const std::string& root, const std::string& image, std::uint64_t bytes,
+                        uid_t uid, gid_t gid) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return Error::internal("cannot create " + root + ": " + ec.message());
@@ -156,16 +162,19 @@ Status mount_disk_image(const std::string& root, const std::string& image, std::
   std::string out;
   // No journal (/content is scratch that goes with the runtime), no blocks
   // reserved for root: the limit is what the user can write.
-  int rc = run_program({"mkfs.ext4", "-q", "-F", "-T", "default", "-m", "0", "-O", "^has_journal", "-E",
-                        "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) + ",nodiscard", image},
-                       out);
+  int rc = run_program(
+      {"mkfs.ext4", "-q", "-F", "-T", "default", "-m", "0", "-O", "^has_journal", "-E",
+       "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) + ",nodiscard", image},
+      out);
   if (rc != 0) {
     ::unlink(image.c_str());
-    return Error::unavailable(rc == 127 ? "mkfs.ext4 is not installed (e2fsprogs)" : "mkfs.ext4 failed: " + trim(out));
+    return Error::unavailable(rc == 127 ? "mkfs.ext4 is not installed (e2fsprogs)"
+                                        : "mkfs.ext4 failed: " + trim(out));
   }
   out.clear();
   // noinit_itable: the sparse image reads as zeros; no background zeroing that would fill it.
-  rc = run_program({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", image, root}, out);
+  rc = run_program({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", image, root},
+                   out);
   if (rc != 0) {
     ::unlink(image.c_str());
     return Error::unavailable("cannot loop-mount the /content image: " + trim(out));
@@ -177,7 +186,8 @@ void unmount_disk_image(const std::string& root, const std::string& image) {
   for (int i = 0; i < 50 && is_mount_point(root); ++i) {
     if (::umount2(root.c_str(), 0) == 0) break;
     if (errno != EBUSY || i == 49) {
-      // Still busy (a process we cannot see holds it): detach; the loop device goes when it lets go.
+      // Still busy (a process we cannot see holds it): detach; the loop device goes when it lets
+      // go.
       ::umount2(root.c_str(), MNT_DETACH);
       break;
     }
@@ -205,7 +215,9 @@ Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
       std::string dir = "/sys/fs/cgroup/" + std::string(ctrl) + own_cgroup(ctrl) + "/" + name;
       if (!fs::is_directory(dir, ec)) continue;
       if (std::string(ctrl) == "cpuacct") c.cpuacct_dir_ = dir;
-      if (std::find(c.dirs_.begin(), c.dirs_.end(), fs::canonical(dir, ec).string()) != c.dirs_.end()) continue;
+      if (std::find(c.dirs_.begin(), c.dirs_.end(), fs::canonical(dir, ec).string()) !=
+          c.dirs_.end())
+        continue;
       c.dirs_.push_back(fs::canonical(dir, ec).string());
       if (std::string(ctrl) == "memory") c.memory_dir_ = dir;
       if (std::string(ctrl) == "pids") c.pids_dir_ = dir;
@@ -250,7 +262,8 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
         if (type.pids) write_file(dir + "/pids.max", std::to_string(type.pids));
       } else if (c_name == "cpu" && type.cpus > 0) {
         write_file(dir + "/cpu.cfs_period_us", "100000");
-        write_file(dir + "/cpu.cfs_quota_us", std::to_string(static_cast<long>(type.cpus * 100000)));
+        write_file(dir + "/cpu.cfs_quota_us",
+                   std::to_string(static_cast<long>(type.cpus * 100000)));
       }
       c.dirs_.push_back(real);
     }
@@ -271,7 +284,9 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
         write_file(dir + "/memory.swap.max", "0");
       }
       if (type.pids) write_file(dir + "/pids.max", std::to_string(type.pids));
-      if (type.cpus > 0) write_file(dir + "/cpu.max", std::to_string(static_cast<long>(type.cpus * 100000)) + " 100000");
+      if (type.cpus > 0)
+        write_file(dir + "/cpu.max",
+                   std::to_string(static_cast<long>(type.cpus * 100000)) + " 100000");
       c.dirs_.push_back(dir);
       c.memory_dir_ = c.pids_dir_ = dir;
     }
@@ -281,7 +296,10 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
 
 std::vector<pid_t> Cgroup::pids() const {
   std::vector<pid_t> out;
-  std::string dir = !pids_dir_.empty() ? pids_dir_ : !memory_dir_.empty() ? memory_dir_ : dirs_.empty() ? "" : dirs_[0];
+  std::string dir = !pids_dir_.empty()     ? pids_dir_
+                    : !memory_dir_.empty() ? memory_dir_
+                    : dirs_.empty()        ? ""
+                                           : dirs_[0];
   if (dir.empty()) return out;
   std::istringstream in(read_file(dir + "/cgroup.procs"));
   pid_t p;
@@ -301,7 +319,8 @@ void Cgroup::kill_all() const {
 
 bool Cgroup::oom_killed() const {
   if (memory_dir_.empty()) return false;
-  if (mode_ == CgroupMode::kV2) return counter(read_file(memory_dir_ + "/memory.events"), "oom_kill") > 0;
+  if (mode_ == CgroupMode::kV2)
+    return counter(read_file(memory_dir_ + "/memory.events"), "oom_kill") > 0;
   return counter(read_file(memory_dir_ + "/memory.oom_control"), "oom_kill") > 0 ||
          std::strtoull(read_file(memory_dir_ + "/memory.failcnt").c_str(), nullptr, 10) > 0;
 }
@@ -314,7 +333,8 @@ std::uint64_t Cgroup::memory_current() const {
 
 std::uint64_t Cgroup::memory_limit() const {
   if (memory_dir_.empty()) return 0;
-  std::string v = read_file(memory_dir_ + (mode_ == CgroupMode::kV2 ? "/memory.max" : "/memory.limit_in_bytes"));
+  std::string v = read_file(memory_dir_ +
+                            (mode_ == CgroupMode::kV2 ? "/memory.max" : "/memory.limit_in_bytes"));
   if (v.empty() || v.rfind("max", 0) == 0) return 0;
   auto n = std::strtoull(v.c_str(), nullptr, 10);
   return n >= (1ULL << 62) ? 0 : n;  // v1 says "no limit" with a huge number
@@ -342,7 +362,8 @@ void Cgroup::destroy() const {
 
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
                                     const std::vector<std::string>& command) {
-  std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"};
+  std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                                "--unshare-cgroup-try"};
   if (!p.network) a.push_back("--unshare-net");
   if (p.seccomp) a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd)});
   for (const char* x : {"--new-session", "--hostname", "skylab", "--clearenv"}) a.push_back(x);
@@ -351,10 +372,11 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   }
   // A read-only system: /usr and /etc, and the merged-/usr links beside them.
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
-  if (!p.dns_forward.empty()) a.insert(a.end(), {"--ro-bind-data", std::to_string(kResolvConfFd), "/etc/resolv.conf"});
+  if (!p.dns_forward.empty())
+    a.insert(a.end(), {"--ro-bind-data", std::to_string(kResolvConfFd), "/etc/resolv.conf"});
   for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
     std::string host = std::string("/") + top;
-    struct stat st{};
+    struct stat st {};
     if (::lstat(host.c_str(), &st) != 0) continue;
     if (S_ISLNK(st.st_mode)) {
       char target[256];
@@ -364,15 +386,16 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
       a.insert(a.end(), {"--ro-bind", host, host});
     }
   }
-  // /tmp, /var/tmp and /dev/shm (POSIX semaphores: multiprocessing) are the user's scratch space (the runtime drops to
-  // the user's uid after bwrap made them): sticky and world-writable.
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
-                     "--perms", "1777", "--tmpfs", "/tmp", "--dir", "/var",
-                     "--perms", "1777", "--tmpfs", "/var/tmp", "--tmpfs", "/run"});
+  // /tmp, /var/tmp and /dev/shm (POSIX semaphores: multiprocessing) are the user's scratch space
+  // (the runtime drops to the user's uid after bwrap made them): sticky and world-writable.
+  a.insert(a.end(), {"--proc",   "/proc",   "--dev",   "/dev",     "--perms", "1777",  "--tmpfs",
+                     "/dev/shm", "--perms", "1777",    "--tmpfs",  "/tmp",    "--dir", "/var",
+                     "--perms",  "1777",    "--tmpfs", "/var/tmp", "--tmpfs", "/run"});
   for (auto& d : p.gpu_devices) a.insert(a.end(), {"--dev-bind", d, d});
   // bwrap creates missing parents of mount points as 0700 root: make the
   // ones the user must traverse explicitly.
-  for (const char* d : {"/opt", "/opt/skylab", "/opt/skylab/bin"}) a.insert(a.end(), {"--perms", "0755", "--dir", d});
+  for (const char* d : {"/opt", "/opt/skylab", "/opt/skylab/bin"})
+    a.insert(a.end(), {"--perms", "0755", "--dir", d});
   if (!p.conn_dir.empty()) {
     std::string parent = fs::path(p.conn_dir).parent_path().string();
     std::string walk;
@@ -387,8 +410,9 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   }
   a.insert(a.end(), {"--bind", p.content_dir, "/content", "--bind", p.drive_dir, "/content/drive"});
   std::string home = p.content_dir + "/../home";
-  a.insert(a.end(), {"--bind", home, "/root", "--bind", p.cache_dir + "/cache", "/root/.cache", "--bind",
-                     p.cache_dir + "/keras", "/root/.keras", "--bind", p.cache_dir + "/local", "/root/.local"});
+  a.insert(a.end(), {"--bind", home, "/root", "--bind", p.cache_dir + "/cache", "/root/.cache",
+                     "--bind", p.cache_dir + "/keras", "/root/.keras", "--bind",
+                     p.cache_dir + "/local", "/root/.local"});
   std::error_code ec;
   if (!o.python_dir.empty() && fs::is_directory(o.python_dir, ec))
     a.insert(a.end(), {"--ro-bind", o.python_dir, "/opt/skylab/python"});
@@ -401,8 +425,8 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   a.insert(a.end(), {"--chdir", "/content", "--"});
   if (::geteuid() == 0) {
     // bwrap runs privileged; our helper drops to the user's uid inside.
-    a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid), "--gid",
-                       std::to_string(p.gid), "--"});
+    a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid),
+                       "--gid", std::to_string(p.gid), "--"});
   }
   a.insert(a.end(), command.begin(), command.end());
   return a;
@@ -415,8 +439,8 @@ bool SandboxLauncher::available(const std::string& bwrap) {
     int devnull = ::open("/dev/null", O_WRONLY);
     ::dup2(devnull, 1);
     ::dup2(devnull, 2);
-    ::execl(bwrap.c_str(), bwrap.c_str(), "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev",
-            "/bin/true", static_cast<char*>(nullptr));
+    ::execl(bwrap.c_str(), bwrap.c_str(), "--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc",
+            "--dev", "/dev", "/bin/true", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   int status = 0;
@@ -428,7 +452,9 @@ SandboxLauncher::SandboxLauncher(SandboxOptions options)
     : opts_(std::move(options)), cgroup_mode_(Cgroup::detect()) {
   volumes_ = std::make_unique<UserVolumes>(opts_.data_dir, opts_.config.drive.quota_bytes);
   log::info(std::string("runtime: bubblewrap sandboxes, cgroups ") +
-            (cgroup_mode_ == CgroupMode::kV2 ? "v2" : cgroup_mode_ == CgroupMode::kV1 ? "v1" : "unavailable"));
+            (cgroup_mode_ == CgroupMode::kV2   ? "v2"
+             : cgroup_mode_ == CgroupMode::kV1 ? "v1"
+                                               : "unavailable"));
 }
 
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
@@ -437,7 +463,8 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   std::string path = opts_.data_dir + "/runtime/uids.json";
   auto j = json_limits::parse_or_discarded(read_file(path), json_limits::kStoredLimits);
   if (!j.is_object()) j = nlohmann::json::object();
-  if (auto it = j.find(username); it != j.end() && it->is_number_unsigned()) return it->get<uid_t>();
+  if (auto it = j.find(username); it != j.end() && it->is_number_unsigned())
+    return it->get<uid_t>();
   uid_t next = opts_.uid_base;
   for (auto& [_, v] : j.items())
     if (v.is_number_unsigned()) next = std::max<uid_t>(next, v.get<uid_t>() + 1);
@@ -486,18 +513,21 @@ Status SandboxLauncher::prepare_dirs(const kernel::LaunchSpec& spec, const Sandb
     auto conn = safe_fs::open_dir(plan.conn_dir);
     if (!conn.ok()) return conn.error();
     if (::fchown(conn->get(), uid, gid) != 0)
-      return Error::internal("cannot give the socket folder to the runtime: " + std::string(std::strerror(errno)));
-    safe_fs::UniqueFd cf(::openat(conn->get(), "connection.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    struct stat st{};
-    if (cf.get() < 0 || ::fstat(cf.get(), &st) != 0 || !S_ISREG(st.st_mode) || ::fchown(cf.get(), uid, gid) != 0)
+      return Error::internal("cannot give the socket folder to the runtime: " +
+                             std::string(std::strerror(errno)));
+    safe_fs::UniqueFd cf(
+        ::openat(conn->get(), "connection.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat st {};
+    if (cf.get() < 0 || ::fstat(cf.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        ::fchown(cf.get(), uid, gid) != 0)
       return Error::internal("cannot give the connection file to the runtime");
   }
   if (root) migrate_once(data->get(), spec.owner, drive->get(), cache->get(), uid, gid);
   return ok_status();
 }
 
-void SandboxLauncher::migrate_once(int data_fd, const std::string& owner, int drive_fd, int cache_fd, uid_t uid,
-                                   gid_t gid) {
+void SandboxLauncher::migrate_once(int data_fd, const std::string& owner, int drive_fd,
+                                   int cache_fd, uid_t uid, gid_t gid) {
   // Older versions left root-owned files in Drives (API writes) and chowned
   // the whole tree at every start. One fd-relative walk per user, recorded
   // in a root-owned marker; later starts do work independent of Drive size.
@@ -509,17 +539,19 @@ void SandboxLauncher::migrate_once(int data_fd, const std::string& owner, int dr
   if (safe_fs::exists_at(marks->get(), owner)) return;
   auto a = safe_fs::chown_root_owned_tree(drive_fd, uid, gid);
   auto b = safe_fs::chown_root_owned_tree(cache_fd, uid, gid);
-  log::info("runtime: gave " + std::to_string(a.changed + b.changed) + " root-owned entries in " + owner +
-            "'s Drive and caches to uid " + std::to_string(uid) + " (once; " +
+  log::info("runtime: gave " + std::to_string(a.changed + b.changed) + " root-owned entries in " +
+            owner + "'s Drive and caches to uid " + std::to_string(uid) + " (once; " +
             std::to_string(a.skipped + b.skipped) + " left as they were)");
   auto st = safe_fs::write_file_at(marks->get(), owner, "1\n", 0600, true);
   if (!st.ok()) log::warn("runtime: cannot record the ownership migration: " + st.error().message);
 }
 
 Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
-  std::string type_name = spec.runtime_type.empty() ? opts_.config.runtimes.default_type : spec.runtime_type;
+  std::string type_name =
+      spec.runtime_type.empty() ? opts_.config.runtimes.default_type : spec.runtime_type;
   auto t = opts_.config.types.find(type_name);
-  if (t == opts_.config.types.end()) return Error::bad_request("unknown runtime type '" + type_name + "'");
+  if (t == opts_.config.types.end())
+    return Error::bad_request("unknown runtime type '" + type_name + "'");
   const RuntimeType& type = t->second;
   if (spec.owner.empty() || spec.owner.find('/') != std::string::npos || spec.owner[0] == '.')
     return Error::bad_request("invalid runtime owner");
@@ -533,7 +565,8 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   // Only root can give a runtime its own namespace with NAT; a server run
   // by an ordinary user (development) shares its network.
   bool isolated_net = type.network == NetworkMode::kIsolated && ::geteuid() == 0;
-  if (isolated_net) plan.dns_forward = dns_forward_address(read_file("/etc/resolv.conf"), host_ipv4_gateway());
+  if (isolated_net)
+    plan.dns_forward = dns_forward_address(read_file("/etc/resolv.conf"), host_ipv4_gateway());
   plan.seccomp = type.seccomp == SeccompMode::kDefault;
   fs::path data(opts_.data_dir);
   fs::path runtime_root = data / "runtimes" / spec.kernel_id;
@@ -546,14 +579,15 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   std::error_code ec;
   if (type.disk_bytes > 0) {
     // /content and the runtime's home live in an image of the type's size.
-    auto st = mount_disk_image(runtime_root.string(), runtime_root.string() + ".img", type.disk_bytes, plan.uid,
-                               plan.gid);
+    auto st = mount_disk_image(runtime_root.string(), runtime_root.string() + ".img",
+                               type.disk_bytes, plan.uid, plan.gid);
     if (!st.ok()) {
       std::lock_guard lock(mutex_);
       if (!disk_warned_[type_name]) {
         disk_warned_[type_name] = true;
-        log::warn("runtime type " + type_name + ": /content size limit (disk = " +
-                  std::to_string(type.disk_bytes >> 20) + " MiB) not enforced: " + st.error().message);
+        log::warn("runtime type " + type_name +
+                  ": /content size limit (disk = " + std::to_string(type.disk_bytes >> 20) +
+                  " MiB) not enforced: " + st.error().message);
       }
     }
   }
@@ -561,25 +595,27 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   if (!dirs.ok()) return dirs;
   plan.state_dir = spec.state_dir;
 
-  plan.env = {{"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-              {"HOME", "/root"},
-              {"LANG", "C.UTF-8"},
-              {"TERM", "xterm-256color"},
-              {"PYTHONPATH", "/opt/skylab/python"},
-              {"PYTHONUSERBASE", "/root/.local"},
-              {"PIP_BREAK_SYSTEM_PACKAGES", "1"},
-              {"MPLCONFIGDIR", "/root/.cache/matplotlib"},
-              {"PYDEVD_DISABLE_FILE_VALIDATION", "1"},
-              {"SKYLAB_KERNEL_ID", spec.kernel_id},
-              {"SKYLAB_RUNTIME_TYPE", type_name},
-              {"SKYLAB_USER", spec.owner}};
+  plan.env = {
+      {"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+      {"HOME", "/root"},
+      {"LANG", "C.UTF-8"},
+      {"TERM", "xterm-256color"},
+      {"PYTHONPATH", "/opt/skylab/python"},
+      {"PYTHONUSERBASE", "/root/.local"},
+      {"PIP_BREAK_SYSTEM_PACKAGES", "1"},
+      {"MPLCONFIGDIR", "/root/.cache/matplotlib"},
+      {"PYDEVD_DISABLE_FILE_VALIDATION", "1"},
+      {"SKYLAB_KERNEL_ID", spec.kernel_id},
+      {"SKYLAB_RUNTIME_TYPE", type_name},
+      {"SKYLAB_USER", spec.owner}};
   for (auto& [k, v] : spec.env)
     if (k.rfind("SKYLAB_", 0) == 0 && k != "SKYLAB_ADMIN_TOKEN") plan.env[k] = v;
   // A Slurm runtime's job (set by `skylab agent` only; never secrets).
-  for (const char* k : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME",
-                        "SLURM_JOB_GPUS", "SLURM_CPUS_PER_TASK"})
+  for (const char* k : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION",
+                        "SLURM_CLUSTER_NAME", "SLURM_JOB_GPUS", "SLURM_CPUS_PER_TASK"})
     if (auto it = spec.env.find(k); it != spec.env.end()) plan.env[k] = it->second;
-  if (!plan.state_dir.empty()) plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
+  if (!plan.state_dir.empty())
+    plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
   std::string visible;
   for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
   plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
@@ -594,10 +630,14 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
 
   std::vector<std::string> argv = {opts_.skylab_binary, "sandbox-exec"};
   for (auto& d : cg->dirs()) argv.insert(argv.end(), {"--cgroup", d});
-  auto grace = std::chrono::duration_cast<std::chrono::seconds>(opts_.config.runtimes.grace).count();
-  auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(opts_.config.max_lifetime(type)).count();
-  std::int64_t started = spec.started > 0 ? spec.started : static_cast<std::int64_t>(::time(nullptr));
-  argv.insert(argv.end(), {"--deadline", std::to_string(started + lifetime + grace), "--grace", std::to_string(grace)});
+  auto grace =
+      std::chrono::duration_cast<std::chrono::seconds>(opts_.config.runtimes.grace).count();
+  auto lifetime =
+      std::chrono::duration_cast<std::chrono::seconds>(opts_.config.max_lifetime(type)).count();
+  std::int64_t started =
+      spec.started > 0 ? spec.started : static_cast<std::int64_t>(::time(nullptr));
+  argv.insert(argv.end(), {"--deadline", std::to_string(started + lifetime + grace), "--grace",
+                           std::to_string(grace)});
   if (!spec.state_dir.empty()) argv.insert(argv.end(), {"--state", spec.state_dir + "/state.json"});
   if (opts_.die_with_parent) argv.push_back("--die-with-parent");
   if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
@@ -686,12 +726,13 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
     u.cpu_limit = t->second.cpus;
   }
   std::string root = (fs::path(opts_.data_dir) / "runtimes" / kernel_id).string();
-  struct statvfs vfs{};
+  struct statvfs vfs {};
   if (is_mount_point(root) && ::statvfs(root.c_str(), &vfs) == 0) {
     u.disk_limit = static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize;
     u.disk_used = u.disk_limit - static_cast<std::uint64_t>(vfs.f_bfree) * vfs.f_frsize;
   } else {
-    u.disk_used = tree_bytes(root, 20000);  // bounded: a runtime with millions of files is not walked whole
+    u.disk_used =
+        tree_bytes(root, 20000);  // bounded: a runtime with millions of files is not walked whole
   }
   return u;
 }
@@ -706,7 +747,8 @@ namespace {
 void exec_command(const std::vector<std::string>& command, std::size_t args_count) {
   std::vector<std::string> cmd = command;
   if (args_count > 0 && args_count < cmd.size()) {
-    int fd = ::memfd_create("skylab-bwrap-args", 0);  // inherited by bwrap, which reads and closes it
+    int fd =
+        ::memfd_create("skylab-bwrap-args", 0);  // inherited by bwrap, which reads and closes it
     if (fd >= 0) {
       std::string blob;
       for (std::size_t i = 1; i <= args_count; ++i) blob.append(cmd[i]).push_back('\0');
@@ -714,7 +756,8 @@ void exec_command(const std::vector<std::string>& command, std::size_t args_coun
                 ::lseek(fd, 0, SEEK_SET) == 0;
       if (ok) {
         std::vector<std::string> short_cmd = {cmd[0], "--args", std::to_string(fd)};
-        short_cmd.insert(short_cmd.end(), cmd.begin() + 1 + static_cast<std::ptrdiff_t>(args_count), cmd.end());
+        short_cmd.insert(short_cmd.end(), cmd.begin() + 1 + static_cast<std::ptrdiff_t>(args_count),
+                         cmd.end());
         cmd = std::move(short_cmd);
       } else {
         ::close(fd);
@@ -733,13 +776,16 @@ void exec_command(const std::vector<std::string>& command, std::size_t args_coun
 double state_deadline(const std::string& path) {
   if (path.empty()) return 0;
   safe_fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  struct stat st{};
-  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return 0;
+  struct stat st {};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_uid != ::geteuid())
+    return 0;
   char buf[65536];
   ssize_t n = ::read(fd.get(), buf, sizeof buf);
   if (n <= 0) return 0;
   auto j = json_limits::parse_or_discarded(std::string_view(buf, static_cast<std::size_t>(n)));
-  if (!j.is_object() || !j.contains("lifetime_deadline") || !j["lifetime_deadline"].is_number()) return 0;
+  if (!j.is_object() || !j.contains("lifetime_deadline") || !j["lifetime_deadline"].is_number())
+    return 0;
   return j["lifetime_deadline"].get<double>();
 }
 
@@ -772,7 +818,8 @@ struct SuperviseOptions {
 
 // Runs `command` as a child and waits for it: the runtime's lifetime enforced
 // by the machine, not by the server. Returns the exit status to pass on.
-int supervise(const std::vector<std::string>& command, std::size_t args_fd, const SuperviseOptions& o) {
+int supervise(const std::vector<std::string>& command, std::size_t args_fd,
+              const SuperviseOptions& o) {
   sigset_t set, old;
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
@@ -799,14 +846,19 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd, cons
       return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     double deadline = state_deadline(o.state_file);
-    deadline = deadline > 0 ? deadline + static_cast<double>(o.grace) : static_cast<double>(o.deadline);
+    deadline =
+        deadline > 0 ? deadline + static_cast<double>(o.grace) : static_cast<double>(o.deadline);
     if (deadline > 0 && static_cast<double>(::time(nullptr)) >= deadline + 5) {
-      if (!expired) std::fputs("skylab sandbox-exec: the runtime's maximum lifetime is over; stopping it\n", stderr);
+      if (!expired)
+        std::fputs("skylab sandbox-exec: the runtime's maximum lifetime is over; stopping it\n",
+                   stderr);
       expired = true;
       ::kill(child, SIGKILL);
       kill_cgroups(o.cgroups);
     }
-    struct timespec ts{expired ? 0 : 1, expired ? 100000000 : 0};
+    struct timespec ts {
+      expired ? 0 : 1, expired ? 100000000 : 0
+    };
     siginfo_t info{};
     int sig = ::sigtimedwait(&set, &info, &ts);
     if (o.parent > 0 && ::getppid() != o.parent) {
@@ -830,7 +882,8 @@ static void colab_drive_alias() {
   int drive = ::open("/content/drive", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (drive < 0) return;
   if (::symlinkat(".", drive, "MyDrive") != 0 && errno != EEXIST)
-    std::fprintf(stderr, "skylab sandbox-exec: cannot link /content/drive/MyDrive: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "skylab sandbox-exec: cannot link /content/drive/MyDrive: %s\n",
+                 std::strerror(errno));
   ::close(drive);
 }
 
@@ -858,24 +911,36 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     if (args[i] == "--deadline" || args[i] == "--grace" || args[i] == "--state") {
       supervised = true;
       const std::string& v = args[++i];
-      if (args[i - 1] == "--state") sup.state_file = v;
-      else (args[i - 1] == "--deadline" ? sup.deadline : sup.grace) = std::strtoll(v.c_str(), nullptr, 10);
+      if (args[i - 1] == "--state")
+        sup.state_file = v;
+      else
+        (args[i - 1] == "--deadline" ? sup.deadline : sup.grace) =
+            std::strtoll(v.c_str(), nullptr, 10);
       continue;
     }
-    if (args[i] == "--uid") uid = std::stol(args[++i]);
-    else if (args[i] == "--gid") gid = std::stol(args[++i]);
-    else if (args[i] == "--cgroup") cgroups.push_back(args[++i]);
-    else if (args[i] == "--net" && args[i + 1] == "isolated") net = args[++i];
-    else if (args[i] == "--dns-forward") dns_forward = args[++i];
-    else if (args[i] == "--seccomp" && args[i + 1] == "default") seccomp = args[++i];
+    if (args[i] == "--uid")
+      uid = std::stol(args[++i]);
+    else if (args[i] == "--gid")
+      gid = std::stol(args[++i]);
+    else if (args[i] == "--cgroup")
+      cgroups.push_back(args[++i]);
+    else if (args[i] == "--net" && args[i + 1] == "isolated")
+      net = args[++i];
+    else if (args[i] == "--dns-forward")
+      dns_forward = args[++i];
+    else if (args[i] == "--seccomp" && args[i + 1] == "default")
+      seccomp = args[++i];
     else {
       std::fprintf(stderr, "skylab sandbox-exec: unknown option %s\n", args[i].c_str());
       return 2;
     }
   }
   if (command.empty()) {
-    std::fputs("usage: skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--deadline EPOCH] [--state FILE]\n"
-               "       [--grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...\n", stderr);
+    std::fputs(
+        "usage: skylab sandbox-exec [--uid U --gid G] [--cgroup DIR]... [--deadline EPOCH] "
+        "[--state FILE]\n"
+        "       [--grace S] [--die-with-parent] [--args-count N] -- PROGRAM ARGS...\n",
+        stderr);
     return 2;
   }
   if (die_with_parent) {
@@ -889,7 +954,8 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   }
   for (auto& d : cgroups) {
     if (!write_file(d + "/cgroup.procs", std::to_string(::getpid()))) {
-      std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(), std::strerror(errno));
+      std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(),
+                   std::strerror(errno));
       return 126;
     }
   }
@@ -923,7 +989,8 @@ void SandboxLauncher::set_runtimes_running(RuntimesRunning f) {
   runtimes_running_ = std::move(f);
 }
 
-Status SandboxLauncher::ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid) {
+Status SandboxLauncher::ensure_volume(const std::string& owner, const std::string& kernel_id,
+                                      uid_t uid, gid_t gid) {
   DriveLock lock;
   RuntimesRunning running;
   {

@@ -54,13 +54,13 @@ class Cgroup {
 };
 
 struct SandboxOptions {
-  std::string data_dir;         //!< drive/<user>, cache/<user>, runtimes/<kernel>/content
-  std::string skylab_binary;    //!< for `skylab sandbox-exec`
+  std::string data_dir;       //!< drive/<user>, cache/<user>, runtimes/<kernel>/content
+  std::string skylab_binary;  //!< for `skylab sandbox-exec`
   std::string bwrap = "/usr/bin/bwrap";
-  std::string python_dir;       //!< python/ helpers, read-only at /opt/skylab/python
-  std::string datasets_dir;     //!< read-only at /datasets ("" or missing: none)
+  std::string python_dir;    //!< python/ helpers, read-only at /opt/skylab/python
+  std::string datasets_dir;  //!< read-only at /datasets ("" or missing: none)
   Config config;
-  uid_t uid_base = 200000;      //!< first uid handed to Skylab users (server runs as root)
+  uid_t uid_base = 200000;  //!< first uid handed to Skylab users (server runs as root)
   //! The sandbox dies with the process that launched it (`skylab run`);
   //! false for `skylab serve`, whose runtimes survive a server restart.
   bool die_with_parent = false;
@@ -74,11 +74,12 @@ struct SandboxPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string content_dir, drive_dir, cache_dir, conn_dir;
-  std::string state_dir;  //!< root-owned; read-only at kSandboxStateDir ("" none)
+  std::string state_dir;                 //!< root-owned; read-only at kSandboxStateDir ("" none)
   std::vector<std::string> gpu_devices;  //!< /dev/nvidiaN nodes to expose
-  bool network = true;     //!< false: bwrap --unshare-net (an isolated netns is made before bwrap)
-  bool seccomp = false;    //!< bwrap --seccomp kSeccompFd (the outer sandbox-exec opens it)
-  std::string dns_forward; //!< non-empty: /etc/resolv.conf from kResolvConfFd ("nameserver <this>")
+  bool network = true;   //!< false: bwrap --unshare-net (an isolated netns is made before bwrap)
+  bool seccomp = false;  //!< bwrap --seccomp kSeccompFd (the outer sandbox-exec opens it)
+  std::string
+      dns_forward;  //!< non-empty: /etc/resolv.conf from kResolvConfFd ("nameserver <this>")
   std::map<std::string, std::string> env;
 };
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
@@ -105,8 +106,9 @@ class SandboxLauncher : public kernel::Launcher {
   //! `command` inside the running sandbox of kernel `kernel_id`, as its
   //! owner's uid, with its limits, filter and environment. Unavailable
   //! without cgroups; NotFound when that kernel has no cgroup here. Quick.
-  Result<std::vector<std::string>> enter_command(const std::string& kernel_id, const std::string& owner,
-                                                 const std::string& type, const std::vector<int>& gpus,
+  Result<std::vector<std::string>> enter_command(const std::string& kernel_id,
+                                                 const std::string& owner, const std::string& type,
+                                                 const std::vector<int>& gpus,
                                                  const std::vector<std::string>& command);
 
   //! The uid that `username`'s runtimes run as (allocated on first use).
@@ -116,30 +118,35 @@ class SandboxLauncher : public kernel::Launcher {
   UserVolumes& volumes() { return *volumes_; }
   //! Runs `work` while the Drive writes nothing for `user`. Set by the
   //! server once its Drive is open; without it no volume is created.
-  using DriveLock = std::function<Status(const std::string& user, const std::function<Status()>& work)>;
+  using DriveLock =
+      std::function<Status(const std::string& user, const std::function<Status()>& work)>;
   void set_drive_lock(DriveLock lock);
   //! Whether `user` has a runtime running other than `kernel_id` (set by
   //! the server; without it, assumed so: existing data is not moved).
-  using RuntimesRunning = std::function<bool(const std::string& user, const std::string& kernel_id)>;
+  using RuntimesRunning =
+      std::function<bool(const std::string& user, const std::string& kernel_id)>;
   void set_runtimes_running(RuntimesRunning f);
   //! Puts `owner`'s Drive and caches on their volume (see UserVolumes::ensure).
-  Status ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid, gid_t gid);
+  Status ensure_volume(const std::string& owner, const std::string& kernel_id, uid_t uid,
+                       gid_t gid);
 
  private:
   //! Creates (fd-relative, with their owner) the directories a runtime
   //! needs and hands it its socket folder; runs migrate_once for the owner.
   Status prepare_dirs(const kernel::LaunchSpec& spec, const SandboxPlan& plan);
   //! The one-time ownership migration of `owner`'s Drive and caches.
-  void migrate_once(int data_fd, const std::string& owner, int drive_fd, int cache_fd, uid_t uid, gid_t gid);
+  void migrate_once(int data_fd, const std::string& owner, int drive_fd, int cache_fd, uid_t uid,
+                    gid_t gid);
 
   SandboxOptions opts_;
   CgroupMode cgroup_mode_;
   std::mutex migrate_mutex_;  // serializes migrate_once
   std::mutex mutex_;
   std::map<std::string, std::string> types_;  // kernel id -> runtime type, guarded by mutex_
-  std::map<std::string, bool> disk_warned_;   // runtime type -> limit-not-enforced logged, guarded by mutex_
+  std::map<std::string, bool>
+      disk_warned_;  // runtime type -> limit-not-enforced logged, guarded by mutex_
   std::unique_ptr<UserVolumes> volumes_;
-  DriveLock drive_lock_;  // guarded by mutex_
+  DriveLock drive_lock_;              // guarded by mutex_
   RuntimesRunning runtimes_running_;  // guarded by mutex_
 };
 
@@ -147,7 +154,8 @@ class SandboxLauncher : public kernel::Launcher {
 //! no journal, no reserved blocks) loop-mounted nosuid,nodev on `root`,
 //! owned by uid:gid. Needs root, mkfs.ext4 and loop devices. Idempotent:
 //! nothing happens when `root` is already a mount point.
-Status mount_disk_image(const std::string& root, const std::string& image, std::uint64_t bytes, uid_t uid, gid_t gid);
+Status mount_disk_image(const std::string& root, const std::string& image, std::uint64_t bytes,
+                        uid_t uid, gid_t gid);
 //! Unmounts `root` when it is a mount point (lazily when busy); removes `image`.
 void unmount_disk_image(const std::string& root, const std::string& image);
 //! Whether `path` is a mount point (its device differs from its parent's).

@@ -16,15 +16,15 @@ namespace {
 
 // Namespace flags refused for unshare(2) and clone(2). CLONE_NEWTIME
 // (0x80) lies inside clone(2)'s exit-signal byte, so only unshare checks it.
-constexpr std::uint64_t kNsFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
-                                   CLONE_NEWNET | CLONE_NEWCGROUP;
+constexpr std::uint64_t kNsFlags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+                                   CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
 // personality(2) flags Docker refuses: they weaken ASLR or executable-memory checks.
-constexpr std::uint64_t kUnsafePersonality = ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC | ADDR_COMPAT_LAYOUT |
-                                             MMAP_PAGE_ZERO | ADDR_LIMIT_3GB | SHORT_INODE | WHOLE_SECONDS |
-                                             STICKY_TIMEOUTS | ADDR_LIMIT_32BIT;
+constexpr std::uint64_t kUnsafePersonality =
+    ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC | ADDR_COMPAT_LAYOUT | MMAP_PAGE_ZERO | ADDR_LIMIT_3GB |
+    SHORT_INODE | WHOLE_SECONDS | STICKY_TIMEOUTS | ADDR_LIMIT_32BIT;
 
 }  // namespace
 
@@ -37,19 +37,20 @@ const std::vector<SeccompRule>& default_seccomp_rules() {
     r.push_back({"clone", EPERM, kNsFlags});
     r.push_back({"unshare", EPERM, kNsFlags | CLONE_NEWTIME});
     r.push_back({"personality", EPERM, kUnsafePersonality});
-    for (const char* s : {
-             // namespaces and mounts
-             "setns", "mount", "umount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
-             "fsconfig", "fsmount", "fspick", "mount_setattr",
-             // kernel attack surface that notebooks do not need
-             "bpf", "perf_event_open", "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd",
-             "keyctl", "add_key", "request_key", "open_by_handle_at", "name_to_handle_at", "lookup_dcookie",
-             "fanotify_init", "kcmp",
-             // the machine's administration
-             "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "create_module",
-             "get_kernel_syms", "query_module", "swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd",
-             "nfsservctl", "syslog", "vhangup", "iopl", "ioperm", "uselib", "ustat", "sysfs", "_sysctl",
-             "settimeofday", "clock_settime", "clock_adjtime", "stime", "vm86", "vm86old"}) {
+    for (const char* s :
+         {// namespaces and mounts
+          "setns", "mount", "umount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree",
+          "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+          // kernel attack surface that notebooks do not need
+          "bpf", "perf_event_open", "io_uring_setup", "io_uring_enter", "io_uring_register",
+          "userfaultfd", "keyctl", "add_key", "request_key", "open_by_handle_at",
+          "name_to_handle_at", "lookup_dcookie", "fanotify_init", "kcmp",
+          // the machine's administration
+          "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+          "create_module", "get_kernel_syms", "query_module", "swapon", "swapoff", "reboot", "acct",
+          "quotactl", "quotactl_fd", "nfsservctl", "syslog", "vhangup", "iopl", "ioperm", "uselib",
+          "ustat", "sysfs", "_sysctl", "settimeofday", "clock_settime", "clock_adjtime", "stime",
+          "vm86", "vm86old"}) {
       r.push_back({s, EPERM});
     }
     return r;
@@ -79,10 +80,13 @@ Result<int> default_seccomp_bpf_fd() {
       for (int bit = 0; bit < 64 && rc == 0; ++bit) {
         std::uint64_t b = std::uint64_t{1} << bit;
         if (!(rule.arg0_mask & b)) continue;
-        rc = ::seccomp_rule_add(ctx, SCMP_ACT_ERRNO(rule.err), nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, b, b));
+        rc = ::seccomp_rule_add(ctx, SCMP_ACT_ERRNO(rule.err), nr, 1,
+                                SCMP_A0(SCMP_CMP_MASKED_EQ, b, b));
       }
     }
-    if (rc != 0) return Error::internal(std::string("seccomp: rule for ") + rule.syscall + ": " + std::strerror(-rc));
+    if (rc != 0)
+      return Error::internal(std::string("seccomp: rule for ") + rule.syscall + ": " +
+                             std::strerror(-rc));
   }
   int fd = ::memfd_create("skylab-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return Error::internal(std::string("seccomp: memfd_create: ") + std::strerror(errno));

@@ -37,7 +37,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_small(const fs::path& p, std::size_t cap) { return util::read_file_prefix(p.string(), cap); }
+std::string read_small(const fs::path& p, std::size_t cap) {
+  return util::read_file_prefix(p.string(), cap);
+}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();

@@ -2,11 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/xattr.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <vector>
 
-#include "common/safe_fs.hpp"
 #include "common/log.hpp"
+#include "common/safe_fs.hpp"
 #include "runtime/sandbox.hpp"
 
 extern char** environ;
@@ -154,33 +154,38 @@ Status UserVolumes::ensure(const std::string& user, uid_t uid, gid_t gid, bool r
   std::lock_guard lock(mutex_);
   if (ready_.count(user)) return ok_status();
   auto st = mount_volume(user, uid, gid, runtimes_running);
-  if (st.ok()) ready_.insert(user);
+  if (st.ok())
+    ready_.insert(user);
   else if (warned_.insert(user).second)
-    log::warn("drive quota for '" + user + "' is enforced by the server only (not inside runtimes): " +
-              st.error().message);
+    log::warn("drive quota for '" + user +
+              "' is enforced by the server only (not inside runtimes): " + st.error().message);
   return st;
 }
 
-Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running) {
+Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid,
+                                 bool runtimes_running) {
   fs::path data(data_dir_);
   fs::path drive = data / "drive" / user, cache = data / "cache" / user;
   fs::path vol = data / "volumes" / user, image = data / "volumes" / (user + ".img");
   std::error_code ec;
-  if (is_mount_point(drive.string()) && is_mount_point(cache.string())) return ok_status();  // an earlier server's
+  if (is_mount_point(drive.string()) && is_mount_point(cache.string()))
+    return ok_status();  // an earlier server's
   if (::geteuid() != 0) return Error::unavailable("the server does not run as root");
   // A runtime still running sees the old folders: their data is moved when
   // none is left (a later start), so that nothing it writes is lost.
   bool has_data = (!empty_or_missing(drive) && !is_mount_point(drive.string())) ||
                   (!empty_or_missing(cache) && !is_mount_point(cache.string()));
   if (has_data && runtimes_running)
-    return Error::unavailable("the user's data predates the quota and a runtime is using it; moved at a later start");
+    return Error::unavailable(
+        "the user's data predates the quota and a runtime is using it; moved at a later start");
   fs::create_directories(vol, ec);
   if (ec) return Error::internal("cannot create " + vol.string() + ": " + ec.message());
   ::chmod((data / "volumes").c_str(), 0700);
   if (!is_mount_point(vol.string())) {
     if (!fs::exists(image, ec)) {
       int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (fd < 0) return Error::internal("cannot create " + image.string() + ": " + std::strerror(errno));
+      if (fd < 0)
+        return Error::internal("cannot create " + image.string() + ": " + std::strerror(errno));
       bool sized = ::ftruncate(fd, static_cast<off_t>(quota_)) == 0;
       ::close(fd);
       if (!sized) {
@@ -189,8 +194,14 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid, 
       }
       // A journal for quotas of 1 GiB and more (it costs 4 MiB or more); no
       // blocks reserved for root: the quota is what the user can write.
-      std::vector<std::string> mkfs = {"mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-                                       "root_owner=" + std::to_string(uid) + ":" + std::to_string(gid) +
+      std::vector<std::string> mkfs = {"mkfs.ext4",
+                                       "-q",
+                                       "-F",
+                                       "-m",
+                                       "0",
+                                       "-E",
+                                       "root_owner=" + std::to_string(uid) + ":" +
+                                           std::to_string(gid) +
                                            // sparse: what is never written reads as zeros
                                            ",nodiscard,lazy_itable_init=1,lazy_journal_init=1"};
       if (quota_ < (1ull << 30)) mkfs.insert(mkfs.end(), {"-O", "^has_journal"});
@@ -198,10 +209,12 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid, 
       int rc = run(mkfs);
       if (rc != 0) {
         ::unlink(image.c_str());
-        return Error::unavailable(rc == 127 ? "mkfs.ext4 is not installed (e2fsprogs)" : "mkfs.ext4 failed");
+        return Error::unavailable(rc == 127 ? "mkfs.ext4 is not installed (e2fsprogs)"
+                                            : "mkfs.ext4 failed");
       }
     }
-    if (run({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", image.string(), vol.string()}) != 0)
+    if (run({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", image.string(),
+             vol.string()}) != 0)
       return Error::unavailable("cannot loop-mount " + image.string() + " (no loop devices?)");
     mounted_.insert(user);
   }
@@ -221,13 +234,15 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid, 
     }
     if (int err = copy_dir(at, into, uid, gid)) {
       for (auto& e : fs::directory_iterator(into, ec)) fs::remove_all(e.path(), ec);
-      return Error::unavailable(std::string("the user's ") + sub + " could not be moved onto the volume (" +
-                                std::strerror(err) + (err == ENOSPC ? ": larger than the quota" : "") + ")");
+      return Error::unavailable(std::string("the user's ") + sub +
+                                " could not be moved onto the volume (" + std::strerror(err) +
+                                (err == ENOSPC ? ": larger than the quota" : "") + ")");
     }
     fs::path aside = at.parent_path() / ("." + user + ".pre-quota");
     fs::remove_all(aside, ec);
     if (::rename(at.c_str(), aside.c_str()) != 0)
-      return Error::internal("cannot move the old " + std::string(sub) + " aside: " + std::strerror(errno));
+      return Error::internal("cannot move the old " + std::string(sub) +
+                             " aside: " + std::strerror(errno));
     fs::remove_all(aside, ec);  // never follows symbolic links; no runtime uses it
   }
   for (auto [sub, at] : {std::pair<const char*, fs::path>{"drive", drive}, {"cache", cache}}) {
@@ -244,8 +259,8 @@ void UserVolumes::release(const std::function<bool(const std::string&)>& busy) {
   // Every volume there is (also those an earlier, killed server mounted).
   std::set<std::string> users = mounted_;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(data / "volumes", ec); !ec && it != fs::directory_iterator();
-       it.increment(ec))
+  for (auto it = fs::directory_iterator(data / "volumes", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec))
     if (it->is_directory(ec) && !it->is_symlink(ec)) users.insert(it->path().filename().string());
   for (const auto& user : users) {
     if (busy(user)) continue;

@@ -21,10 +21,13 @@ TEST(WorkQueueTest, FullQueueAnswers503WithRetryAfterAndNeverRunsTheWork) {
   WorkQueue full(0, 0);  // no room at all: every post is refused
   bool ran = false;
   std::optional<http::Response> got;
-  respond_on_queue(&full, [&](http::Response r) { got = std::move(r); }, [&] {
-    ran = true;
-    return http::Response::empty(204);
-  }, "test");
+  respond_on_queue(
+      &full, [&](http::Response r) { got = std::move(r); },
+      [&] {
+        ran = true;
+        return http::Response::empty(204);
+      },
+      "test");
   ASSERT_TRUE(got);
   EXPECT_EQ(got->status, 503);
   EXPECT_EQ(header(*got, "Retry-After"), "1");
@@ -38,8 +41,8 @@ TEST(WorkQueueTest, NullOrStoppedQueueIsRefusedLikeAFullOne) {
     if (stopped) q.stop();
     std::optional<http::Response> got;
     bool ran = false;
-    bool queued = post_or_busy(stopped ? &q : nullptr, [&] { ran = true; },
-                               [&](http::Response r) { got = std::move(r); });
+    bool queued = post_or_busy(
+        stopped ? &q : nullptr, [&] { ran = true; }, [&](http::Response r) { got = std::move(r); });
     EXPECT_FALSE(queued);
     ASSERT_TRUE(got);
     EXPECT_EQ(got->status, 503);
@@ -53,10 +56,16 @@ TEST(WorkQueueTest, WorkRunsOnAWorkerAndItsResponseIsSent) {
   std::promise<std::pair<http::Response, std::thread::id>> p;
   auto caller = std::this_thread::get_id();
   std::thread::id worker;
-  respond_on_queue(&q, [&](http::Response r) { p.set_value({std::move(r), std::this_thread::get_id()}); }, [&] {
-    worker = std::this_thread::get_id();
-    return http::Response::json(201, {{"ok", true}});
-  }, "test");
+  respond_on_queue(
+      &q,
+      [&](http::Response r) {
+        p.set_value({std::move(r), std::this_thread::get_id()});
+      },
+      [&] {
+        worker = std::this_thread::get_id();
+        return http::Response::json(201, {{"ok", true}});
+      },
+      "test");
   auto [res, answered_on] = p.get_future().get();
   EXPECT_EQ(res.status, 201);
   EXPECT_EQ(res.body, R"({"ok":true})");
@@ -67,8 +76,9 @@ TEST(WorkQueueTest, WorkRunsOnAWorkerAndItsResponseIsSent) {
 TEST(WorkQueueTest, ThrowingWorkAnswers500) {
   WorkQueue q(1, 8);
   std::promise<http::Response> p;
-  respond_on_queue(&q, [&](http::Response r) { p.set_value(std::move(r)); },
-                   []() -> http::Response { throw std::runtime_error("disk on fire"); }, "test");
+  respond_on_queue(
+      &q, [&](http::Response r) { p.set_value(std::move(r)); },
+      []() -> http::Response { throw std::runtime_error("disk on fire"); }, "test");
   auto res = p.get_future().get();
   EXPECT_EQ(res.status, 500);
   EXPECT_EQ(res.body.find("disk on fire"), std::string::npos);  // no internals in the reply

@@ -70,7 +70,8 @@ class AccountStoreTest : public ::testing::Test {
 TEST(Usernames, Shape) {
   for (const char* ok : {"alice", "a", "_svc", "bob-2", "x_y", "abcdefghijklmnopqrstuvwxyz012345"})
     EXPECT_TRUE(valid_username(ok)) << ok;
-  for (const char* bad : {"", "Alice", "1abc", "-x", "a b", "a/b", "..", "a.b", "é", "abcdefghijklmnopqrstuvwxyz0123456"})
+  for (const char* bad : {"", "Alice", "1abc", "-x", "a b", "a/b", "..", "a.b", "é",
+                          "abcdefghijklmnopqrstuvwxyz0123456"})
     EXPECT_FALSE(valid_username(bad)) << bad;
   EXPECT_FALSE(valid_username(std::string(10 << 20, 'a')));
   EXPECT_FALSE(valid_username(std::string("a\0b", 3)));
@@ -91,8 +92,10 @@ TEST_F(AccountStoreTest, SchemaOneGainsTheEmailColumn) {
   sqlite3* db = nullptr;
   auto path = (fs::path(dir_) / "skylab.db").string();
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE users DROP COLUMN email; UPDATE auth_schema SET version = 1",
-                         nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "ALTER TABLE users DROP COLUMN email; UPDATE auth_schema SET version = 1",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(db);
   AccountStoreOptions o;
   o.path = path;
@@ -111,13 +114,15 @@ TEST_F(AccountStoreTest, FileIsPrivateAndVersioned) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((fs::path(dir_) / "skylab.db").c_str(), &db), SQLITE_OK);
   sqlite3_stmt* s = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM auth_schema WHERE component='auth'", -1, &s, nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT version FROM auth_schema WHERE component='auth'", -1, &s,
+                               nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
   EXPECT_EQ(sqlite3_column_int(s, 0), 2);
   sqlite3_finalize(s);
   // A newer schema is refused rather than misread.
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE auth_schema SET version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE auth_schema SET version = 99", nullptr, nullptr, nullptr),
+            SQLITE_OK);
   sqlite3_close(db);
   AccountStoreOptions o;
   o.path = (fs::path(dir_) / "skylab.db").string();
@@ -126,8 +131,10 @@ TEST_F(AccountStoreTest, FileIsPrivateAndVersioned) {
 
 TEST_F(AccountStoreTest, AddAndCheckPassword) {
   ASSERT_TRUE(store_->add_user("alice", "alice-password", false).ok());
-  EXPECT_EQ(store_->add_user("alice", "another-password", false).error().code, Error::Code::kConflict);
-  EXPECT_EQ(store_->add_user("Bad Name", "alice-password", false).error().code, Error::Code::kBadRequest);
+  EXPECT_EQ(store_->add_user("alice", "another-password", false).error().code,
+            Error::Code::kConflict);
+  EXPECT_EQ(store_->add_user("Bad Name", "alice-password", false).error().code,
+            Error::Code::kBadRequest);
   EXPECT_EQ(store_->add_user(std::string(10 << 20, 'a'), "alice-password", false).error().code,
             Error::Code::kBadRequest);
   EXPECT_EQ(store_->add_user("bob", "short", false).error().code, Error::Code::kBadRequest);
@@ -225,7 +232,8 @@ TEST_F(AccountStoreTest, TokensParseExpireAndRevoke) {
   EXPECT_EQ(who->username, "alice");
   EXPECT_EQ(who->via, Via::kApiToken);
   EXPECT_EQ(who->credential_id, "token:" + forever->record.id);
-  EXPECT_FALSE(store_->token_identity(forever->token.substr(0, forever->token.size() - 1)).has_value());
+  EXPECT_FALSE(
+      store_->token_identity(forever->token.substr(0, forever->token.size() - 1)).has_value());
   EXPECT_FALSE(store_->token_identity("skt_").has_value());
   EXPECT_FALSE(store_->token_identity(forever->token.substr(4)).has_value());  // prefix required
 
@@ -296,7 +304,8 @@ TEST_F(AccountStoreTest, AnotherProcesssChangesAreSeen) {
       ::_exit(127);
     }
     int status = 0;
-    return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
   };
   ASSERT_TRUE(run("add"));  // `skylab user add` while the server runs
   EXPECT_TRUE(store_->find_user("bob").ok());

@@ -112,8 +112,10 @@ TEST(ShareStoreMigration, PathSharesAreBoundOrDropped) {
         "INSERT INTO auth_schema VALUES('shares', 1);"
         "CREATE TABLE auth_shares(id TEXT PRIMARY KEY, owner TEXT NOT NULL, path TEXT NOT NULL,"
         " grantee TEXT, role TEXT NOT NULL, created INTEGER NOT NULL);"
-        "INSERT INTO auth_shares VALUES('aaaaaaaaaaaaaaaaaaaaaaaa', 'olga', 'kept.txt', 'vera', 'viewer', 1);"
-        "INSERT INTO auth_shares VALUES('bbbbbbbbbbbbbbbbbbbbbbbb', 'olga', 'gone.txt', 'vera', 'viewer', 2);";
+        "INSERT INTO auth_shares VALUES('aaaaaaaaaaaaaaaaaaaaaaaa', 'olga', 'kept.txt', 'vera', "
+        "'viewer', 1);"
+        "INSERT INTO auth_shares VALUES('bbbbbbbbbbbbbbbbbbbbbbbb', 'olga', 'gone.txt', 'vera', "
+        "'viewer', 2);";
     ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(raw);
   }

@@ -11,10 +11,27 @@ TEST(Redirect, LocalPathsAreSafe) {
 }
 
 TEST(Redirect, OtherHostsAreRefused) {
-  for (const char* bad :
-       {"", "//evil", "//evil.com/x", "\\\\evil", "\\evil", "/\\evil", "/\\/evil", "https:///x", "https://evil",
-        "http:evil", "javascript:alert(1)", "evil.com", "/\t/evil", "/\n/evil", " /x", "/%2F/evil", "/%2fevil",
-        "/%5Cevil", "/x y", "/\x7f", "/caf\xc3\xa9"})
+  for (const char* bad : {"",
+                          "//evil",
+                          "//evil.com/x",
+                          "\\\\evil",
+                          "\\evil",
+                          "/\\evil",
+                          "/\\/evil",
+                          "https:///x",
+                          "https://evil",
+                          "http:evil",
+                          "javascript:alert(1)",
+                          "evil.com",
+                          "/\t/evil",
+                          "/\n/evil",
+                          " /x",
+                          "/%2F/evil",
+                          "/%2fevil",
+                          "/%5Cevil",
+                          "/x y",
+                          "/\x7f",
+                          "/caf\xc3\xa9"})
     EXPECT_FALSE(is_safe_redirect(bad)) << bad;
   EXPECT_EQ(safe_redirect_target("//evil"), "/");
   EXPECT_EQ(safe_redirect_target("https:///x"), "/");

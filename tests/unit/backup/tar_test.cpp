@@ -89,7 +89,8 @@ Result<bool> first_entry(const std::string& bytes) {
 // Re-computes the ustar checksum of the header at `off` after an edit.
 void fix_checksum(std::string& b, std::size_t off) {
   unsigned sum = 0;
-  for (std::size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(b[off + i]);
+  for (std::size_t i = 0; i < 512; ++i)
+    sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(b[off + i]);
   char field[8];
   std::snprintf(field, sizeof field, "%06o", sum);
   std::memcpy(&b[off + 148], field, 7);

@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 class SafeFs : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::path(::testing::TempDir()) / ("safe_fs-" + std::to_string(::getpid()) + "-" +
-                                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::path(::testing::TempDir()) /
+            ("safe_fs-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     fs::create_directories(root_ / "tree");
     fs::create_directories(root_ / "outside");
@@ -46,7 +47,8 @@ TEST_F(SafeFs, WriteFileAtReplacesASymlinkInsteadOfFollowingIt) {
   EXPECT_FALSE(fs::is_symlink(root_ / "tree" / "state.json"));
   EXPECT_EQ(read(root_ / "tree" / "state.json"), "{}");
   EXPECT_EQ(fs::status(root_ / "tree" / "state.json").permissions() & fs::perms::all,
-            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                fs::perms::others_read);
   EXPECT_FALSE(write_file_at(dir->get(), "../escape", "x", 0644, false).ok());
 }
 
@@ -89,7 +91,7 @@ TEST_F(SafeFs, MigrationChownsRootFilesButNoLinksOrWhatTheyPointAt) {
   auto dir = open_dir((root_ / "tree").string());
   ASSERT_TRUE(dir.ok());
   auto st = chown_root_owned_tree(dir->get(), 4242, 4242);
-  struct stat s{};
+  struct stat s {};
   ASSERT_EQ(::lstat((root_ / "tree" / "d" / "mine").c_str(), &s), 0);
   EXPECT_EQ(s.st_uid, 4242u);
   ASSERT_EQ(::lstat((root_ / "tree" / "d").c_str(), &s), 0);

@@ -31,8 +31,9 @@ std::string slurp(const fs::path& p) {
 class DriveTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::temp_directory_path() / ("skylab-drive-test-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    base_ = fs::temp_directory_path() /
+            ("skylab-drive-test-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(base_);
     fs::create_directories(base_);
     open();
@@ -52,7 +53,10 @@ class DriveTest : public ::testing::Test {
   }
   json notebook(const std::string& marker) {
     json nb = new_notebook();
-    nb["cells"].push_back({{"id", "cell1"}, {"cell_type", "markdown"}, {"metadata", json::object()}, {"source", marker}});
+    nb["cells"].push_back({{"id", "cell1"},
+                           {"cell_type", "markdown"},
+                           {"metadata", json::object()},
+                           {"source", marker}});
     return nb;
   }
 
@@ -92,14 +96,17 @@ TEST_F(DriveTest, UntitledNamesAndCopiesFollowJupyter) {
   EXPECT_EQ(drive_->new_untitled(alice_, "", EntryType::kFile, ".txt")->name, "untitled1.txt");
   EXPECT_EQ(drive_->new_untitled(alice_, "", EntryType::kDirectory, "")->name, "Untitled Folder");
   EXPECT_EQ(drive_->new_untitled(alice_, "", EntryType::kDirectory, "")->name, "Untitled Folder 1");
-  EXPECT_EQ(drive_->new_untitled(alice_, "nope", EntryType::kFile, "").error().code, Error::Code::kNotFound);
+  EXPECT_EQ(drive_->new_untitled(alice_, "nope", EntryType::kFile, "").error().code,
+            Error::Code::kNotFound);
   ASSERT_TRUE(drive_->save_file(alice_, "data.tar.gz", "x").ok());
   EXPECT_EQ(drive_->copy(alice_, "data.tar.gz", "")->name, "data-Copy1.tar.gz");
   EXPECT_EQ(drive_->copy(alice_, "data-Copy1.tar.gz", "")->name, "data-Copy2.tar.gz");
   EXPECT_EQ(drive_->copy(alice_, "Untitled.ipynb", "")->name, "Untitled-Copy1.ipynb");
-  EXPECT_EQ(drive_->copy(alice_, "Untitled.ipynb", "Untitled Folder")->path, "Untitled Folder/Untitled.ipynb");
+  EXPECT_EQ(drive_->copy(alice_, "Untitled.ipynb", "Untitled Folder")->path,
+            "Untitled Folder/Untitled.ipynb");
   EXPECT_EQ(drive_->copy(alice_, "Untitled.ipynb", "exact.ipynb")->path, "exact.ipynb");
-  EXPECT_EQ(drive_->copy(alice_, "Untitled Folder", "").error().code, Error::Code::kBadRequest);  // no directories
+  EXPECT_EQ(drive_->copy(alice_, "Untitled Folder", "").error().code,
+            Error::Code::kBadRequest);  // no directories
 }
 
 TEST_F(DriveTest, NotebookSavesAreValidatedAndKeepRevisions) {
@@ -119,7 +126,8 @@ TEST_F(DriveTest, NotebookSavesAreValidatedAndKeepRevisions) {
   ASSERT_TRUE(s2.ok());
   EXPECT_FALSE(s2->created);
   advance(minutes(1));
-  ASSERT_TRUE(drive_->save_notebook(alice_, "n.ipynb", notebook("v2")).ok());  // same content: no new revision
+  ASSERT_TRUE(drive_->save_notebook(alice_, "n.ipynb", notebook("v2"))
+                  .ok());  // same content: no new revision
   auto revs = drive_->revisions(alice_, "n.ipynb");
   ASSERT_TRUE(revs.ok());
   ASSERT_EQ(revs->size(), 2u);
@@ -133,11 +141,13 @@ TEST_F(DriveTest, NotebookSavesAreValidatedAndKeepRevisions) {
   EXPECT_NE(slurp(base_ / "drive" / "alice" / "n.ipynb").find("v1"), std::string::npos);
   revs = drive_->revisions(alice_, "n.ipynb");
   ASSERT_EQ(revs->size(), 3u);
-  EXPECT_NE(drive_->revision_bytes(alice_, "n.ipynb", (*revs)[1].id)->find("v2"), std::string::npos);
+  EXPECT_NE(drive_->revision_bytes(alice_, "n.ipynb", (*revs)[1].id)->find("v2"),
+            std::string::npos);
 
   // Another user cannot see or restore them.
   EXPECT_TRUE(drive_->revisions(bob_, "n.ipynb")->empty());
-  EXPECT_EQ(drive_->restore_revision(bob_, "n.ipynb", (*revs)[0].id).error().code, Error::Code::kNotFound);
+  EXPECT_EQ(drive_->restore_revision(bob_, "n.ipynb", (*revs)[0].id).error().code,
+            Error::Code::kNotFound);
 }
 
 TEST_F(DriveTest, RevisionsArePrunedByThePolicyWithTheInjectedClock) {
@@ -173,7 +183,8 @@ TEST_F(DriveTest, RevisionsFollowRenamesAndGoWithDeletes) {
 
 TEST_F(DriveTest, CheckpointsOfFiles) {
   ASSERT_TRUE(drive_->save_file(alice_, "t.txt", "one").ok());
-  EXPECT_TRUE(drive_->revisions(alice_, "t.txt")->empty());  // plain files: checkpoints only on request
+  EXPECT_TRUE(
+      drive_->revisions(alice_, "t.txt")->empty());  // plain files: checkpoints only on request
   auto cp = drive_->create_checkpoint(alice_, "t.txt");
   ASSERT_TRUE(cp.ok());
   ASSERT_TRUE(drive_->save_file(alice_, "t.txt", "two").ok());

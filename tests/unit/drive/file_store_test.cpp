@@ -15,7 +15,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-DrivePath P(std::string_view s) { return DrivePath::parse(s).value(); }
+DrivePath P(std::string_view s) {
+  return DrivePath::parse(s).value();
+}
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -46,8 +48,9 @@ class FailingIo : public FileIo {
 class FileStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::temp_directory_path() / ("skylab-fs-test-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    base_ = fs::temp_directory_path() /
+            ("skylab-fs-test-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(base_);
     fs::create_directories(base_ / "outside");
     spit(base_ / "outside" / "secret.txt", "secret");
@@ -99,7 +102,8 @@ TEST_F(FileStoreTest, WriteReadListStat) {
   EXPECT_EQ(st->size, 5u);
   EXPECT_FALSE(st->directory);
   EXPECT_TRUE(store_->stat("alice", P("d"))->directory);
-  EXPECT_EQ(store_->write_atomic("alice", P("missing/x.txt"), "x").error().code, Error::Code::kNotFound);
+  EXPECT_EQ(store_->write_atomic("alice", P("missing/x.txt"), "x").error().code,
+            Error::Code::kNotFound);
   EXPECT_EQ(store_->write_atomic("alice", P("d"), "x").error().code, Error::Code::kBadRequest);
   EXPECT_EQ(store_->make_directory("alice", P("d")).error().code, Error::Code::kConflict);
   spit(root_ / ".hidden", "h");
@@ -149,7 +153,8 @@ TEST_F(FileStoreTest, SymlinksAreNeverFollowed) {
   EXPECT_FALSE(store_->remove("alice", P("link.txt")).ok());
   auto l = store_->list("alice", DrivePath());
   ASSERT_TRUE(l.ok());
-  for (auto& n : *l) EXPECT_TRUE(n.name != "link.txt" && n.name != "linkdir" && n.name != "self") << n.name;
+  for (auto& n : *l)
+    EXPECT_TRUE(n.name != "link.txt" && n.name != "linkdir" && n.name != "self") << n.name;
   // nothing outside was touched
   EXPECT_EQ(slurp(base_ / "outside" / "secret.txt"), "secret");
   EXPECT_EQ(names(base_ / "outside"), std::vector<std::string>{"secret.txt"});
@@ -218,9 +223,12 @@ TEST_F(FileStoreTest, ChunkedUploadIsInvisibleUntilTheLastChunk) {
   EXPECT_EQ(slurp(root_ / "big.bin"), "aaabbbc");
   EXPECT_EQ(names(root_), std::vector<std::string>{"big.bin"});
   // chunk 1 again restarts; a chunk without a start is refused
-  EXPECT_EQ(store_->write_chunk("alice", P("other.bin"), 3, "x").error().code, Error::Code::kBadRequest);
-  EXPECT_EQ(store_->write_chunk("alice", P("other.bin"), 0, "x").error().code, Error::Code::kBadRequest);
-  EXPECT_EQ(store_->write_chunk("alice", P("other.bin"), -2, "x").error().code, Error::Code::kBadRequest);
+  EXPECT_EQ(store_->write_chunk("alice", P("other.bin"), 3, "x").error().code,
+            Error::Code::kBadRequest);
+  EXPECT_EQ(store_->write_chunk("alice", P("other.bin"), 0, "x").error().code,
+            Error::Code::kBadRequest);
+  EXPECT_EQ(store_->write_chunk("alice", P("other.bin"), -2, "x").error().code,
+            Error::Code::kBadRequest);
   ASSERT_TRUE(store_->write_chunk("alice", P("one.bin"), -1, "single").ok());
   EXPECT_EQ(slurp(root_ / "one.bin"), "single");
 }
@@ -249,7 +257,8 @@ TEST_F(FileStoreTest, RenameCopyRemove) {
   EXPECT_EQ(store_->rename("alice", P("d"), P("d/sub")).error().code, Error::Code::kBadRequest);
   ASSERT_TRUE(store_->copy_file("alice", P("d/a.txt"), P("c.txt")).ok());
   EXPECT_EQ(slurp(root_ / "c.txt"), "A");
-  EXPECT_EQ(store_->copy_file("alice", P("d/a.txt"), P("b.txt")).error().code, Error::Code::kConflict);
+  EXPECT_EQ(store_->copy_file("alice", P("d/a.txt"), P("b.txt")).error().code,
+            Error::Code::kConflict);
   ASSERT_TRUE(store_->remove("alice", P("d")).ok());
   EXPECT_FALSE(fs::exists(root_ / "d"));
   EXPECT_EQ(store_->remove("alice", P("d")).error().code, Error::Code::kNotFound);
@@ -322,7 +331,8 @@ TEST_F(FileStoreTest, ItemIdsFollowTheFileNotThePath) {
   EXPECT_FALSE(store_->item_id("alice", P("link.txt"), false).ok());
   fs::remove(root_ / "moved.txt");
   EXPECT_EQ(store_->find_item("alice", id.value(), 1000).error().code, Error::Code::kNotFound);
-  EXPECT_EQ(store_->find_item("alice", id.value(), 1).error().code, Error::Code::kUnavailable);  // walk cut short
+  EXPECT_EQ(store_->find_item("alice", id.value(), 1).error().code,
+            Error::Code::kUnavailable);  // walk cut short
 }
 
 }  // namespace skylab::drive

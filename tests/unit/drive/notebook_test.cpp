@@ -6,10 +6,10 @@
 
 namespace skylab::drive {
 
-using nlohmann::json;
 using json_io::JsonStyle;
 using json_io::parse_json;
 using json_io::to_json;
+using nlohmann::json;
 
 namespace {
 
@@ -56,24 +56,38 @@ TEST(Notebook, InvalidNotebooksAreRejectedWithTheProblemNamed) {
       {[](json& nb) { nb["cells"] = json::object(); }, "cells: must be a list"},
       {[](json& nb) { nb["cells"][1]["cell_type"] = "python"; }, "unknown cell_type 'python'"},
       {[](json& nb) { nb["cells"][0]["source"] = 5; }, "cells[0].source"},
-      {[](json& nb) { nb["cells"][0]["source"] = json::array({"a", 1}); }, "cells[0].source[1]"},
+      {[](json& nb) {
+         nb["cells"][0]["source"] = json::array({"a", 1});
+       },
+       "cells[0].source[1]"},
       {[](json& nb) { nb["cells"][1].erase("outputs"); }, "cells[1]: missing 'outputs'"},
-      {[](json& nb) { nb["cells"][1]["outputs"][0]["output_type"] = "pyout"; }, "unknown output_type 'pyout'"},
-      {[](json& nb) { nb["cells"][1]["outputs"][0].erase("name"); }, "cells[1].outputs[0]: missing 'name'"},
+      {[](json& nb) { nb["cells"][1]["outputs"][0]["output_type"] = "pyout"; },
+       "unknown output_type 'pyout'"},
+      {[](json& nb) { nb["cells"][1]["outputs"][0].erase("name"); },
+       "cells[1].outputs[0]: missing 'name'"},
       {[](json& nb) { nb["cells"][1]["outputs"][1]["data"]["text/plain"] = 3; }, "'text/plain'"},
       {[](json& nb) { nb["cells"][1]["outputs"][3]["traceback"] = "t"; }, "traceback"},
-      {[](json& nb) { nb["cells"][1]["metadata"] = json::array(); }, "cells[1].metadata: must be an object"},
+      {[](json& nb) { nb["cells"][1]["metadata"] = json::array(); },
+       "cells[1].metadata: must be an object"},
       {[](json& nb) { nb["metadata"] = "x"; }, "metadata: must be an object"},
-      {[](json& nb) { nb["metadata"]["kernelspec"] = {{"name", "p"}}; }, "display_name"},
+      {[](json& nb) {
+         nb["metadata"]["kernelspec"] = {{"name", "p"}};
+       },
+       "display_name"},
       {[](json& nb) { nb["nbformat"] = "4"; }, "'nbformat' must be an integer"},
-      {[](json& nb) { nb["nbformat_minor"] = 4.5; }, "'nbformat_minor' must be a non-negative integer"},
+      {[](json& nb) { nb["nbformat_minor"] = 4.5; },
+       "'nbformat_minor' must be a non-negative integer"},
       {[](json& nb) { nb["nbformat"] = 5; }, "Unsupported notebook format"},
       {[](json& nb) { nb["extra"] = 1; }, "unexpected property 'extra'"},
-      {[](json& nb) { nb["cells"][1]["attachments"] = json::object(); }, "unexpected property 'attachments'"},
+      {[](json& nb) { nb["cells"][1]["attachments"] = json::object(); },
+       "unexpected property 'attachments'"},
       {[](json& nb) { nb["cells"][1]["execution_count"] = -1; }, "execution_count"},
       {[](json& nb) { nb["cells"][1]["execution_count"] = 1.0; }, "execution_count"},
       {[](json& nb) { nb["cells"][0]["id"] = "bad id!"; }, "cells[0].id"},
-      {[](json& nb) { nb["cells"][1]["metadata"]["tags"] = json::array({"a", "a"}); }, "duplicate tag"},
+      {[](json& nb) {
+         nb["cells"][1]["metadata"]["tags"] = json::array({"a", "a"});
+       },
+       "duplicate tag"},
       {[](json& nb) { nb["cells"][1]["metadata"]["scrolled"] = "yes"; }, "scrolled"},
       {[](json& nb) { nb["cells"] = json::array({"not a cell"}); }, "cells[0]: must be an object"},
   };
@@ -81,8 +95,10 @@ TEST(Notebook, InvalidNotebooksAreRejectedWithTheProblemNamed) {
     json nb = valid_nb();
     c.break_it(nb);
     std::string err = save_error(nb);
-    EXPECT_NE(err.find(c.expect), std::string::npos) << "expected '" << c.expect << "' in '" << err << "'";
-    EXPECT_EQ(err.rfind("Invalid notebook", 0) == 0 || err.rfind("Unsupported", 0) == 0, true) << err;
+    EXPECT_NE(err.find(c.expect), std::string::npos)
+        << "expected '" << c.expect << "' in '" << err << "'";
+    EXPECT_EQ(err.rfind("Invalid notebook", 0) == 0 || err.rfind("Unsupported", 0) == 0, true)
+        << err;
   }
 }
 
@@ -220,12 +236,14 @@ TEST(JsonIo, ParsesAndWrites) {
   EXPECT_EQ((*r)["b"][1], -2);
   EXPECT_DOUBLE_EQ((*r)["b"][2].get<double>(), 3.5);
   EXPECT_TRUE((*r)["b"][4].is_number_unsigned());
-  EXPECT_EQ(to_json(*r), R"J({"a":"last","b":[1,-2,3.5,1000.0,18446744073709551615,true,false,null]})J");
+  EXPECT_EQ(to_json(*r),
+            R"J({"a":"last","b":[1,-2,3.5,1000.0,18446744073709551615,true,false,null]})J");
   auto s = parse_json(R"J("x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00<")J");
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->get<std::string>(), "x\"\\/\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80<");
   EXPECT_EQ(to_json(*s), "\"x\\\"\\\\/\\b\\f\\n\\r\\t\xc3\xa9\xf0\x9f\x98\x80<\"");
-  EXPECT_EQ(to_json(*s, JsonStyle{-1, true}), "\"x\\\"\\\\/\\b\\f\\n\\r\\t\xc3\xa9\xf0\x9f\x98\x80\\u003c\"");
+  EXPECT_EQ(to_json(*s, JsonStyle{-1, true}),
+            "\"x\\\"\\\\/\\b\\f\\n\\r\\t\xc3\xa9\xf0\x9f\x98\x80\\u003c\"");
   EXPECT_EQ(to_json(json::parse(R"J({"a":[1,{}],"b":[]})J"), JsonStyle{1, false}),
             "{\n \"a\": [\n  1,\n  {}\n ],\n \"b\": []\n}");
   EXPECT_EQ(to_json(json(std::string("\xff"))), "\"\\ufffd\"");
@@ -233,8 +251,9 @@ TEST(JsonIo, ParsesAndWrites) {
 }
 
 TEST(JsonIo, RejectsMalformedInput) {
-  for (const char* bad : {"", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "\"\\x\"", "\"\\ud800\"", "\"\\udc00x\"",
-                          "\"a\x01\"", "\"\xff\"", "\"\xc0\xaf\"", "tru", "nul", "NaN", "{}x", "[1 2]", "'a'"}) {
+  for (const char* bad :
+       {"", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "\"\\x\"", "\"\\ud800\"", "\"\\udc00x\"",
+        "\"a\x01\"", "\"\xff\"", "\"\xc0\xaf\"", "tru", "nul", "NaN", "{}x", "[1 2]", "'a'"}) {
     EXPECT_FALSE(parse_json(bad).ok()) << bad;
   }
   std::string deep(600, '[');

@@ -23,7 +23,8 @@ TEST(DrivePath, NormalizesJupyterPaths) {
   EXPECT_EQ(norm("/a/b.ipynb"), "a/b.ipynb");
   EXPECT_EQ(norm("a/b/"), "a/b");
   EXPECT_EQ(norm("Untitled Folder/x y.txt"), "Untitled Folder/x y.txt");
-  EXPECT_EQ(norm("d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac.ipynb"), "d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac.ipynb");
+  EXPECT_EQ(norm("d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac.ipynb"),
+            "d\xc3\xa9j\xc3\xa0/\xe6\x97\xa5\xe6\x9c\xac.ipynb");
   EXPECT_EQ(norm("<img src=x onerror=alert(1)>.txt"), "<img src=x onerror=alert(1)>.txt");
   EXPECT_EQ(norm("100%.txt"), "100%.txt");
   EXPECT_EQ(norm("a%20b"), "a%20b");  // a literal name; only traversal encodings are refused
@@ -36,7 +37,7 @@ TEST(DrivePath, RejectsTraversal) {
   EXPECT_TRUE(rejected("a/.."));
   EXPECT_TRUE(rejected("./a"));
   EXPECT_TRUE(rejected("a/./b"));
-  EXPECT_TRUE(rejected("%2e%2e/etc"));      // double-encoded: arrives decoded once
+  EXPECT_TRUE(rejected("%2e%2e/etc"));  // double-encoded: arrives decoded once
   EXPECT_TRUE(rejected("%2E%2e"));
   EXPECT_TRUE(rejected("%252e%252e/etc"));  // triple-encoded
   EXPECT_TRUE(rejected("a%2f..%2fb"));
@@ -54,8 +55,8 @@ TEST(DrivePath, RejectsAbsoluteNulBackslashAndControl) {
   EXPECT_TRUE(rejected("a\nb"));
   EXPECT_TRUE(rejected("a\rb"));
   EXPECT_TRUE(rejected("a\x7f"));
-  EXPECT_TRUE(rejected("\xff\xfe.txt"));       // not UTF-8
-  EXPECT_TRUE(rejected("\xc0\xaf"));           // overlong '/'
+  EXPECT_TRUE(rejected("\xff\xfe.txt"));         // not UTF-8
+  EXPECT_TRUE(rejected("\xc0\xaf"));             // overlong '/'
   EXPECT_TRUE(rejected(std::string(256, 'a')));  // NAME_MAX
   EXPECT_FALSE(rejected(std::string(255, 'a')));
   std::string deep;

@@ -27,7 +27,8 @@ std::vector<RevisionInfo> revs(const std::vector<TP>& times) {
   return out;
 }
 
-std::set<std::int64_t> kept(const std::vector<RevisionInfo>& all, TP now, const RevisionPolicy& p = {}) {
+std::set<std::int64_t> kept(const std::vector<RevisionInfo>& all, TP now,
+                            const RevisionPolicy& p = {}) {
   auto drop = revisions_to_prune(all, now, p);
   std::set<std::int64_t> out;
   for (auto& r : all)
@@ -71,13 +72,16 @@ TEST(RevisionPolicy, HourlyForADayThenDailyForAMonth) {
   for (auto& r : all) {
     if (!k.count(r.id)) continue;
     auto age = now - r.created;
-    if (age < hours(1)) ++last_hour;
+    if (age < hours(1))
+      ++last_hour;
     else if (age < hours(24)) {
       ++hourly;
-      EXPECT_TRUE(hours_seen.insert(duration_cast<hours>(r.created.time_since_epoch()).count()).second);
+      EXPECT_TRUE(
+          hours_seen.insert(duration_cast<hours>(r.created.time_since_epoch()).count()).second);
     } else if (age < hours(24 * 30)) {
       ++daily;
-      EXPECT_TRUE(days_seen.insert(duration_cast<hours>(r.created.time_since_epoch()).count() / 24).second);
+      EXPECT_TRUE(
+          days_seen.insert(duration_cast<hours>(r.created.time_since_epoch()).count() / 24).second);
     } else {
       ++older;
     }

@@ -52,7 +52,8 @@ TEST(ExecNotebook, ParsesAndRejoinsLines) {
   EXPECT_EQ(cells[1]["source"], "print(1)\n2");
   EXPECT_EQ(cells[1]["outputs"][0]["text"], "1\n2\n");
   EXPECT_EQ(cells[1]["outputs"][1]["data"]["text/plain"], "2");
-  EXPECT_EQ(cells[1]["outputs"][1]["data"]["application/json"], json({"a", "b"}));  // JSON mime left alone
+  EXPECT_EQ(cells[1]["outputs"][1]["data"]["application/json"],
+            json({"a", "b"}));                    // JSON mime left alone
   EXPECT_EQ(cells[2]["outputs"], json::array());  // filled in
   EXPECT_TRUE(cells[2]["execution_count"].is_null());
   EXPECT_EQ(cells[2]["metadata"], json::object());
@@ -62,17 +63,21 @@ TEST(ExecNotebook, ParsesAndRejoinsLines) {
 TEST(ExecNotebook, RejectsWhatIsNotANotebook) {
   auto bad_json = parse_notebook("{\n  \"nbformat\": 4,\n  oops\n}");
   ASSERT_FALSE(bad_json.ok());
-  EXPECT_NE(bad_json.error().message.find("not valid JSON (line 3"), std::string::npos) << bad_json.error().message;
+  EXPECT_NE(bad_json.error().message.find("not valid JSON (line 3"), std::string::npos)
+      << bad_json.error().message;
 
-  EXPECT_NE(parse_notebook("[1, 2]").error().message.find("not a Jupyter notebook"), std::string::npos);
-  EXPECT_NE(parse_notebook(R"({"cells": []})").error().message.find("not a Jupyter notebook"), std::string::npos);
+  EXPECT_NE(parse_notebook("[1, 2]").error().message.find("not a Jupyter notebook"),
+            std::string::npos);
+  EXPECT_NE(parse_notebook(R"({"cells": []})").error().message.find("not a Jupyter notebook"),
+            std::string::npos);
   EXPECT_NE(parse_notebook(R"({"nbformat": 4, "metadata": {}})").error().message.find("no 'cells'"),
             std::string::npos);
   EXPECT_NE(parse_notebook(R"({"nbformat": 4, "metadata": {}, "cells": [{"source": "x"}]})")
                 .error()
                 .message.find("cell 0"),
             std::string::npos);
-  auto v3 = parse_notebook(R"({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []})");
+  auto v3 =
+      parse_notebook(R"({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []})");
   ASSERT_FALSE(v3.ok());
   EXPECT_NE(v3.error().message.find("nbformat 3"), std::string::npos);
   EXPECT_NE(v3.error().message.find("nbconvert --to notebook --nbformat 4"), std::string::npos);
@@ -86,7 +91,10 @@ TEST(ExecNotebook, SplitLinesAsPython) {
   EXPECT_EQ(split_lines_keepends("a"), V{"a"});
   EXPECT_EQ(split_lines_keepends("a\nb\n"), (V{"a\n", "b\n"}));
   EXPECT_EQ(split_lines_keepends("a\r\nb\rc"), (V{"a\r\n", "b\r", "c"}));
-  EXPECT_EQ(split_lines_keepends("a\x0b" "b\x0c" "c"), (V{"a\x0b", "b\x0c", "c"}));
+  EXPECT_EQ(split_lines_keepends("a\x0b"
+                                 "b\x0c"
+                                 "c"),
+            (V{"a\x0b", "b\x0c", "c"}));
   EXPECT_EQ(split_lines_keepends("a\xe2\x80\xa8z"), (V{"a\xe2\x80\xa8", "z"}));
   EXPECT_EQ(split_lines_keepends("\n\n"), (V{"\n", "\n"}));
 }
@@ -105,10 +113,14 @@ TEST(ExecNotebook, SerializesAsNbformat) {
                  {{{"output_type", "stream"}, {"name", "stdout"}, {"text", "é\n"}},
                   {{"output_type", "display_data"},
                    {"metadata", json::object()},
-                   {"data", {{"text/plain", "x\ny"}, {"image/png", "AAAA\nBBBB"}, {"image/svg+xml", "<s>\n</s>"}}}}}}}}}};
+                   {"data",
+                    {{"text/plain", "x\ny"},
+                     {"image/png", "AAAA\nBBBB"},
+                     {"image/svg+xml", "<s>\n</s>"}}}}}}}}}};
   std::string text = serialize_notebook(nb);
   EXPECT_EQ(text.back(), '\n');
-  EXPECT_NE(text.find("\n \"cells\": [\n  {\n   \"cell_type\": \"code\",\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n \"cells\": [\n  {\n   \"cell_type\": \"code\",\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("\"é\\n\""), std::string::npos);  // no ASCII escaping
   json back = json::parse(text);
   EXPECT_EQ(back["cells"][0]["source"], json({"a\n", "b"}));
@@ -129,10 +141,11 @@ TEST(ExecNotebook, WritesAtomically) {
   fs::path dir = fs::temp_directory_path() / ("skylab-nb-test-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::string path = (dir / "out.ipynb").string();
-  {
-    std::ofstream(path) << "old";
-  }
-  json nb = {{"nbformat", 4}, {"nbformat_minor", 5}, {"metadata", json::object()}, {"cells", json::array()}};
+  { std::ofstream(path) << "old"; }
+  json nb = {{"nbformat", 4},
+             {"nbformat_minor", 5},
+             {"metadata", json::object()},
+             {"cells", json::array()}};
   ASSERT_TRUE(write_notebook(path, nb).ok());
   std::ifstream in(path);
   std::stringstream ss;

@@ -13,15 +13,19 @@ using nlohmann::json;
 namespace {
 
 json code_cell() {
-  return {{"cell_type", "code"}, {"execution_count", nullptr}, {"metadata", json::object()},
-          {"outputs", json::array()}, {"source", "x"}};
+  return {{"cell_type", "code"},
+          {"execution_count", nullptr},
+          {"metadata", json::object()},
+          {"outputs", json::array()},
+          {"source", "x"}};
 }
 
 constexpr const char* kDate = "2024-05-01T10:00:00.123456Z";
 
 // Feeds iopub messages (type, content) to cell `index`, framed by busy/idle
 // as a kernel sends them. Returns whether idle ended the cell.
-bool feed(OutputCollector& c, std::size_t index, const std::vector<std::pair<std::string, json>>& msgs) {
+bool feed(OutputCollector& c, std::size_t index,
+          const std::vector<std::pair<std::string, json>>& msgs) {
   c.begin_cell(index);
   c.on_iopub("status", {{"execution_state", "busy"}}, kDate);
   c.on_iopub("execute_input", {{"code", "x"}, {"execution_count", 7}}, kDate);
@@ -32,7 +36,9 @@ bool feed(OutputCollector& c, std::size_t index, const std::vector<std::pair<std
   return idle;
 }
 
-json stream(const std::string& name, const std::string& text) { return {{"name", name}, {"text", text}}; }
+json stream(const std::string& name, const std::string& text) {
+  return {{"name", name}, {"text", text}};
+}
 
 json display(const std::string& text, const std::string& id = "") {
   json c = {{"data", {{"text/plain", text}}}, {"metadata", json::object()}};
@@ -63,11 +69,14 @@ TEST(OutputCollector, ExecuteResultDisplayDataAndError) {
   json cells = json::array({code_cell()});
   OutputCollector c(&cells);
   feed(c, 0,
-       {{"display_data", {{"data", {{"image/png", "iVBOR"}, {"text/plain", "<Figure>"}}},
-                          {"metadata", {{"image/png", {{"width", 10}}}}},
-                          {"transient", json::object()}}},
-        {"execute_result", {{"data", {{"text/plain", "42"}}}, {"metadata", json::object()}, {"execution_count", 7}}},
-        {"error", {{"ename", "ValueError"}, {"evalue", "bad"}, {"traceback", {"line 1", "line 2"}}}}});
+       {{"display_data",
+         {{"data", {{"image/png", "iVBOR"}, {"text/plain", "<Figure>"}}},
+          {"metadata", {{"image/png", {{"width", 10}}}}},
+          {"transient", json::object()}}},
+        {"execute_result",
+         {{"data", {{"text/plain", "42"}}}, {"metadata", json::object()}, {"execution_count", 7}}},
+        {"error",
+         {{"ename", "ValueError"}, {"evalue", "bad"}, {"traceback", {"line 1", "line 2"}}}}});
   const json& outs = cells[0]["outputs"];
   ASSERT_EQ(outs.size(), 3u);
   EXPECT_EQ(outs[0], json({{"output_type", "display_data"},
@@ -175,7 +184,8 @@ TEST(OutputCollector, TimingMetadataAsNbclient) {
   OutputCollector c(&cells);
   c.begin_cell(0);
   c.on_iopub("status", {{"execution_state", "busy"}}, "2024-05-01T10:00:00.1Z");
-  c.on_iopub("execute_input", {{"code", "x"}, {"execution_count", 1}}, "2024-05-01T10:00:00.200000+00:00");
+  c.on_iopub("execute_input", {{"code", "x"}, {"execution_count", 1}},
+             "2024-05-01T10:00:00.200000+00:00");
   c.on_execute_reply("2024-05-01T10:00:01Z");
   EXPECT_TRUE(c.on_iopub("status", {{"execution_state", "idle"}}, "2024-05-01T10:00:01.5Z"));
   c.end_cell();
@@ -218,7 +228,7 @@ TEST(CarriageReturns, AsCoalesceStreams) {
   EXPECT_EQ(apply_carriage_returns("a\rb"), "b");
   EXPECT_EQ(apply_carriage_returns("a\rb\r\n"), "b\r\n");  // the last \r precedes \n: kept
   EXPECT_EQ(apply_carriage_returns("x\ra\rb\nc\rd"), "b\nd");
-  EXPECT_EQ(apply_carriage_returns("end\r"), "end\r");     // nothing after it
+  EXPECT_EQ(apply_carriage_returns("end\r"), "end\r");  // nothing after it
   EXPECT_EQ(apply_carriage_returns("\r\rz"), "z");
   EXPECT_EQ(apply_carriage_returns("\n\n"), "\n\n");
 }

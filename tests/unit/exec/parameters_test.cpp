@@ -27,8 +27,9 @@ TEST(Parameters, TypesLikePapermill) {
   EXPECT_EQ(py("-Infinity"), "float('-inf')");
   EXPECT_EQ(py("nan"), "float('nan')");
   EXPECT_EQ(py("[1, 2.5, \"a\", true, null]"), "[1, 2.5, \"a\", True, None]");
-  EXPECT_EQ(py("{\"b\": 1, \"a\": {\"x\": [false]}}"), "{\"b\": 1, \"a\": {\"x\": [False]}}");  // order kept
-  EXPECT_EQ(py("[1, 2"), "\"[1, 2\"");  // not JSON: a string
+  EXPECT_EQ(py("{\"b\": 1, \"a\": {\"x\": [false]}}"),
+            "{\"b\": 1, \"a\": {\"x\": [False]}}");  // order kept
+  EXPECT_EQ(py("[1, 2"), "\"[1, 2\"");               // not JSON: a string
   EXPECT_EQ(py("hello"), "\"hello\"");
   EXPECT_EQ(py(""), "\"\"");
   EXPECT_EQ(py("1_"), "\"1_\"");
@@ -82,13 +83,17 @@ TEST(Parameters, NamesAndOrder) {
 
 namespace {
 json cell(const char* source, std::vector<std::string> tags = {}) {
-  json c = {{"cell_type", "code"}, {"execution_count", nullptr}, {"metadata", json::object()},
-            {"outputs", json::array()}, {"source", source}};
+  json c = {{"cell_type", "code"},
+            {"execution_count", nullptr},
+            {"metadata", json::object()},
+            {"outputs", json::array()},
+            {"source", source}};
   if (!tags.empty()) c["metadata"]["tags"] = tags;
   return c;
 }
 json notebook(json cells, int minor = 5) {
-  return {{"nbformat", 4}, {"nbformat_minor", minor}, {"metadata", json::object()}, {"cells", cells}};
+  return {
+      {"nbformat", 4}, {"nbformat_minor", minor}, {"metadata", json::object()}, {"cells", cells}};
 }
 }  // namespace
 
@@ -116,7 +121,8 @@ TEST(Parameters, InjectsAtTheTopWithoutAParametersCell) {
 }
 
 TEST(Parameters, ReplacesAPreviouslyInjectedCell) {
-  json nb = notebook({cell("a = 1", {"parameters"}), cell("a = 2", {"injected-parameters"}), cell("print(a)")});
+  json nb = notebook(
+      {cell("a = 1", {"parameters"}), cell("a = 2", {"injected-parameters"}), cell("print(a)")});
   Parameters p;
   set_parameter(p, "a", type_parameter("3"));
   EXPECT_EQ(inject_parameters(nb, p), 1u);

@@ -3,9 +3,9 @@
 #pragma once
 
 #include <map>
-#include <tuple>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -30,7 +30,8 @@ class FakeKernelService final : public KernelService {
     return notes_;
   }
 
-  Result<KernelModel> start(const std::string& spec, const std::string& owner, const StartOptions& o) override {
+  Result<KernelModel> start(const std::string& spec, const std::string& owner,
+                            const StartOptions& o) override {
     std::lock_guard lock(mu_);
     KernelModel k;
     k.id = o.kernel_id.empty() ? "k" + std::to_string(kernels_.size() + 1) : o.kernel_id;
@@ -52,7 +53,8 @@ class FakeKernelService final : public KernelService {
   Result<KernelModel> get(const std::string& id) const override {
     std::lock_guard lock(mu_);
     auto it = kernels_.find(id);
-    if (it == kernels_.end() || it->second.spare) return Error::not_found("Kernel does not exist: " + id);
+    if (it == kernels_.end() || it->second.spare)
+      return Error::not_found("Kernel does not exist: " + id);
     return it->second;
   }
   Result<KernelModel> claim(const std::string& id) override {
@@ -64,7 +66,9 @@ class FakeKernelService final : public KernelService {
     return it->second;
   }
   Status interrupt(const std::string& id) override { return exists(id); }
-  void restart(const std::string& id, std::function<void(Result<KernelModel>)> done) override { done(get(id)); }
+  void restart(const std::string& id, std::function<void(Result<KernelModel>)> done) override {
+    done(get(id));
+  }
   void shutdown(const std::string& id, std::function<void(Status)> done) override {
     {
       std::lock_guard lock(mu_);
@@ -77,11 +81,16 @@ class FakeKernelService final : public KernelService {
     std::lock_guard lock(mu_);
     kernels_.clear();
   }
-  void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) override { done(get(id)); }
+  void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) override {
+    done(get(id));
+  }
   Status send(const std::string& id, Channel, Message) override { return exists(id); }
-  Status add_observer(const std::string& id, std::shared_ptr<KernelObserver>) override { return exists(id); }
+  Status add_observer(const std::string& id, std::shared_ptr<KernelObserver>) override {
+    return exists(id);
+  }
   void remove_observer(const std::string&, const KernelObserver*) override {}
-  Status notify(const std::string& id, const std::string& type, const nlohmann::json& content) override {
+  Status notify(const std::string& id, const std::string& type,
+                const nlohmann::json& content) override {
     std::lock_guard lock(mu_);
     if (!kernels_.count(id)) return Error::not_found("Kernel does not exist: " + id);
     notes_.emplace_back(id, type, content);
@@ -94,7 +103,8 @@ class FakeKernelService final : public KernelService {
  private:
   Status exists(const std::string& id) const {
     std::lock_guard lock(mu_);
-    return kernels_.count(id) ? ok_status() : Status(Error::not_found("Kernel does not exist: " + id));
+    return kernels_.count(id) ? ok_status()
+                              : Status(Error::not_found("Kernel does not exist: " + id));
   }
   mutable std::mutex mu_;
   std::map<std::string, KernelModel> kernels_;

@@ -12,8 +12,9 @@ namespace fs = std::filesystem;
 class KernelSpecTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("skylab-ks-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() /
+            ("skylab-ks-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(root_ / "a" / "echo");
     fs::create_directories(root_ / "b" / "echo");
     fs::create_directories(root_ / "b" / "broken");
@@ -21,7 +22,8 @@ class KernelSpecTest : public ::testing::Test {
           R"({"argv":["/bin/echo","{connection_file}"],"display_name":"Echo A","language":"text",
               "interrupt_mode":"message","env":{"X":"1"}})");
     write(root_ / "a" / "echo" / "logo-64x64.png", "PNG");
-    write(root_ / "b" / "echo" / "kernel.json", R"({"argv":["/bin/false"],"display_name":"Echo B"})");
+    write(root_ / "b" / "echo" / "kernel.json",
+          R"({"argv":["/bin/false"],"display_name":"Echo B"})");
     write(root_ / "b" / "broken" / "kernel.json", "{not json");
   }
   void TearDown() override { fs::remove_all(root_); }

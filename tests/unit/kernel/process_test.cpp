@@ -25,7 +25,8 @@ TEST(KernelEnvironment, DropsTheAdminTokenAndSetsTheRuntimeFiles) {
   EXPECT_EQ(env.count("noequals"), 0u);
   EXPECT_EQ(env["SKYLAB_RUNTIME_STATE"], "/s/state.json");
   EXPECT_EQ(env["SKYLAB_RUNTIME_ACK"], "/s/state.json.done");
-  EXPECT_EQ(env.count("CUDA_VISIBLE_DEVICES"), 0u);  // a plain kernel keeps the server's (none here)
+  EXPECT_EQ(env.count("CUDA_VISIBLE_DEVICES"),
+            0u);  // a plain kernel keeps the server's (none here)
 }
 
 TEST(KernelEnvironment, SpecEnvIsAppliedLast) {

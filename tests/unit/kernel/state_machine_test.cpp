@@ -38,7 +38,7 @@ TEST_F(Fsm, NudgesUntilKernelInfoThenFasterUntilIopub) {
   clock.advance(100ms);
   EXPECT_TRUE(tick().nudge);
   clock.advance(50ms);
-  EXPECT_TRUE(tick().nudge);  // every 50 ms now
+  EXPECT_TRUE(tick().nudge);                 // every 50 ms now
   EXPECT_TRUE(fsm.on_message(true, false));  // iopub: ready
   clock.advance(1h);
   EXPECT_FALSE(tick(true, true, true).nudge);  // no nudges once ready

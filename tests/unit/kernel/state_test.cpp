@@ -5,8 +5,8 @@
 namespace skylab::kernel {
 
 TEST(KernelState, RoundTripsThroughTheWireStrings) {
-  for (auto s : {KernelState::kStarting, KernelState::kIdle, KernelState::kBusy, KernelState::kRestarting,
-                 KernelState::kDead})
+  for (auto s : {KernelState::kStarting, KernelState::kIdle, KernelState::kBusy,
+                 KernelState::kRestarting, KernelState::kDead})
     EXPECT_EQ(kernel_state_from_string(to_string(s)), s);
   EXPECT_EQ(to_string(KernelState::kBusy), "busy");
   EXPECT_EQ(to_string(KernelState::kRestarting), "restarting");

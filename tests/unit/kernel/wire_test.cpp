@@ -9,7 +9,8 @@ namespace skylab::kernel {
 namespace {
 Message sample() {
   Message m;
-  m.header = R"({"msg_id":"abc","msg_type":"execute_request","session":"s1","username":"u","date":"2020-01-01T00:00:00Z","version":"5.3"})";
+  m.header =
+      R"({"msg_id":"abc","msg_type":"execute_request","session":"s1","username":"u","date":"2020-01-01T00:00:00Z","version":"5.3"})";
   m.parent_header = "{}";
   m.metadata = "{}";
   m.content = R"({"code":"1+1"})";
@@ -24,7 +25,8 @@ TEST(Wire, SignMatchesKnownHmac) {
   m.parent_header = "brown fox ";
   m.metadata = "jumps over ";
   m.content = "the lazy dog";
-  EXPECT_EQ(Signer("key").sign(m), "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+  EXPECT_EQ(Signer("key").sign(m),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
 }
 
 TEST(Wire, EmptyKeyDisablesSigning) {
@@ -35,8 +37,9 @@ TEST(Wire, EmptyKeyDisablesSigning) {
 TEST(Wire, FromFramesVerifiesSignature) {
   Signer s("secret");
   Message m = sample();
-  std::vector<std::string> frames = {"ident", std::string(kDelimiter), s.sign(m), m.header, m.parent_header,
-                                     m.metadata, m.content, "buf"};
+  std::vector<std::string> frames = {
+      "ident", std::string(kDelimiter), s.sign(m), m.header, m.parent_header, m.metadata, m.content,
+      "buf"};
   auto ok = from_frames(frames, s);
   ASSERT_TRUE(ok.ok()) << ok.error().message;
   EXPECT_EQ(ok->identities, std::vector<std::string>{"ident"});
@@ -44,11 +47,11 @@ TEST(Wire, FromFramesVerifiesSignature) {
   ASSERT_EQ(ok->buffers.size(), 1u);
   EXPECT_EQ(ok->buffers[0], "buf");
 
-  std::vector<std::string> bad = {std::string(kDelimiter), "0000", m.header, m.parent_header, m.metadata,
-                                  m.content};
+  std::vector<std::string> bad = {std::string(kDelimiter), "0000",     m.header,
+                                  m.parent_header,         m.metadata, m.content};
   EXPECT_FALSE(from_frames(bad, s).ok());
-  std::vector<std::string> tampered = {std::string(kDelimiter), s.sign(m), m.header, m.parent_header,
-                                       m.metadata, R"({"code":"2+2"})"};
+  std::vector<std::string> tampered = {std::string(kDelimiter), s.sign(m),  m.header,
+                                       m.parent_header,         m.metadata, R"({"code":"2+2"})"};
   EXPECT_FALSE(from_frames(tampered, s).ok());
 }
 

@@ -86,16 +86,21 @@ TEST(WsFraming, V1LayoutMatchesJupyterServer) {
 TEST(WsFraming, RejectsMalformedFrames) {
   EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, "{not json", false).ok());
   EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, "[]", false).ok());
-  EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, R"({"header":{}})", false).ok());  // no channel
-  EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, R"({"channel":"nope","header":{}})", false).ok());
-  EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, R"({"channel":"shell","header":[]})", false).ok());
+  EXPECT_FALSE(
+      decode_from_client(WsProtocol::kLegacy, R"({"header":{}})", false).ok());  // no channel
+  EXPECT_FALSE(
+      decode_from_client(WsProtocol::kLegacy, R"({"channel":"nope","header":{}})", false).ok());
+  EXPECT_FALSE(
+      decode_from_client(WsProtocol::kLegacy, R"({"channel":"shell","header":[]})", false).ok());
   EXPECT_FALSE(decode_from_client(WsProtocol::kV1, "short", true).ok());
   std::string huge_count(8, '\xff');
   huge_count += std::string(64, 'x');
   EXPECT_FALSE(decode_from_client(WsProtocol::kV1, huge_count, true).ok());
   // offsets past the end
   std::string bad;
-  auto put = [&](std::uint64_t v) { for (int i = 0; i < 8; ++i) bad.push_back(char((v >> (8 * i)) & 0xff)); };
+  auto put = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) bad.push_back(char((v >> (8 * i)) & 0xff));
+  };
   put(6);
   put(56);
   put(1000);
@@ -104,7 +109,9 @@ TEST(WsFraming, RejectsMalformedFrames) {
   put(1000);
   put(1000);
   EXPECT_FALSE(decode_from_client(WsProtocol::kV1, bad, true).ok());
-  EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, std::string("\x00\x00\x00\x09", 4) + "xxxx", true).ok());
+  EXPECT_FALSE(
+      decode_from_client(WsProtocol::kLegacy, std::string("\x00\x00\x00\x09", 4) + "xxxx", true)
+          .ok());
 }
 
 }  // namespace skylab::kernel
@@ -114,20 +121,28 @@ namespace {
 
 TEST(WsFramingLimits, DeepContentIsRefusedWith1007InBothFramings) {
   std::string deep = "{\"a\":" + std::string(50000, '[') + std::string(50000, ']') + "}";
-  std::string legacy = "{\"channel\":\"shell\",\"header\":{\"msg_id\":\"1\",\"msg_type\":\"execute_request\"},"
-                       "\"content\":" + deep + "}";
+  std::string legacy =
+      "{\"channel\":\"shell\",\"header\":{\"msg_id\":\"1\",\"msg_type\":\"execute_request\"},"
+      "\"content\":" +
+      deep + "}";
   std::uint16_t code = 0;
   EXPECT_FALSE(decode_from_client(WsProtocol::kLegacy, legacy, false, &code).ok());
   EXPECT_EQ(code, 1007);
 
   // v1: offsets then channel, header, parent_header, metadata, content.
-  std::vector<std::string> parts = {"shell", "{\"msg_id\":\"1\",\"msg_type\":\"execute_request\"}", "{}", "{}", deep};
+  std::vector<std::string> parts = {"shell", "{\"msg_id\":\"1\",\"msg_type\":\"execute_request\"}",
+                                    "{}", "{}", deep};
   std::string frame;
-  auto le64 = [&](std::uint64_t v) { for (int i = 0; i < 8; ++i) frame.push_back(static_cast<char>(v >> (8 * i))); };
+  auto le64 = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) frame.push_back(static_cast<char>(v >> (8 * i)));
+  };
   std::uint64_t n = parts.size() + 1;
   le64(n);
   std::uint64_t off = 8 * (n + 1);
-  for (auto& p : parts) { le64(off); off += p.size(); }
+  for (auto& p : parts) {
+    le64(off);
+    off += p.size();
+  }
   le64(off);
   for (auto& p : parts) frame += p;
   code = 0;

@@ -53,7 +53,8 @@ fake = 0
 }
 
 TEST(RuntimeConfig, PerTypeDeadlinesOverride) {
-  auto c = parse_config("[runtimes]\nidle_timeout = \"1h\"\n[runtime_types.short]\nidle_timeout = \"5s\"\n");
+  auto c = parse_config(
+      "[runtimes]\nidle_timeout = \"1h\"\n[runtime_types.short]\nidle_timeout = \"5s\"\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->idle_timeout(c->types.at("short")), 5s);
   EXPECT_EQ(c->idle_timeout(c->types.at("cpu")), 1h);
@@ -65,7 +66,8 @@ TEST(RuntimeConfig, UnknownKeysAreNamed) {
   EXPECT_NE(a.error().message.find("runtimes.idle_timeut"), std::string::npos) << a.error().message;
   auto b = parse_config("[runtime_types.gpu]\ngpu = 1\n");
   ASSERT_FALSE(b.ok());
-  EXPECT_NE(b.error().message.find("runtime_types.gpu.gpu"), std::string::npos) << b.error().message;
+  EXPECT_NE(b.error().message.find("runtime_types.gpu.gpu"), std::string::npos)
+      << b.error().message;
   auto d = parse_config("[server]\nport = 1\n");
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.error().message.find("server"), std::string::npos);
@@ -96,22 +98,27 @@ disk = "64M"
   EXPECT_EQ(default_config().runtimes.warm_pool, 0);
   auto bad = parse_config("[runtimes]\nwarm_pool = 100\n");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.error().message.find("runtimes.warm_pool"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("runtimes.warm_pool"), std::string::npos)
+      << bad.error().message;
   auto old = parse_config("[runtimes]\npool_size = 1\n");
   ASSERT_FALSE(old.ok());
   EXPECT_NE(old.error().message.find("unknown key"), std::string::npos);
 }
 
 TEST(RuntimeConfig, ServerAllowedHosts) {
-  auto a = parse_config("[server]\nallowed_hosts = [\"colab.example.org\", \"10.0.0.5\", \"[::1]\"]\n");
+  auto a =
+      parse_config("[server]\nallowed_hosts = [\"colab.example.org\", \"10.0.0.5\", \"[::1]\"]\n");
   ASSERT_TRUE(a.ok()) << a.error().message;
-  EXPECT_EQ(a->server.allowed_hosts, (std::vector<std::string>{"colab.example.org", "10.0.0.5", "[::1]"}));
+  EXPECT_EQ(a->server.allowed_hosts,
+            (std::vector<std::string>{"colab.example.org", "10.0.0.5", "[::1]"}));
   EXPECT_TRUE(parse_config("[server]\nallowed_hosts = [\"*\"]\n").ok());
-  for (const char* bad : {"[server]\nallowed_hosts = \"x\"\n", "[server]\nallowed_hosts = [1]\n",
-                          "[server]\nallowed_hosts = [\"a b\"]\n", "[server]\nallowed_hosts = [\"\"]\n"}) {
+  for (const char* bad :
+       {"[server]\nallowed_hosts = \"x\"\n", "[server]\nallowed_hosts = [1]\n",
+        "[server]\nallowed_hosts = [\"a b\"]\n", "[server]\nallowed_hosts = [\"\"]\n"}) {
     auto r = parse_config(bad);
     ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_NE(r.error().message.find("server.allowed_hosts"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("server.allowed_hosts"), std::string::npos)
+        << r.error().message;
   }
   auto u = parse_config("[server]\nallowed_host = [\"x\"]\n");
   ASSERT_FALSE(u.ok());
@@ -132,7 +139,8 @@ TEST(RuntimeConfig, QuotasParseAndNameBadKeys) {
   EXPECT_FALSE(default_config().quotas.gpu_hours_per_week);
   auto bad = parse_config("[quotas.users.bob]\ngpu_hours = 1\n");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.error().message.find("quotas.users.bob.gpu_hours"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("quotas.users.bob.gpu_hours"), std::string::npos)
+      << bad.error().message;
   auto group = parse_config("[quotas.groups.staff]\ngpu_hours_per_week = 1\n");
   ASSERT_FALSE(group.ok());
   EXPECT_NE(group.error().message.find("quotas.groups.staff"), std::string::npos);

@@ -40,9 +40,11 @@ TEST(Gpu, TwoRunFourQueueInOrder) {
 TEST(Gpu, NoOvertakingAndImpossibleRequests) {
   GpuAllocator a(detect_gpus(2));
   std::vector<std::string> order;
-  auto grant = [&](std::string id) { return [&order, id](std::vector<int>) { order.push_back(id); }; };
+  auto grant = [&](std::string id) {
+    return [&order, id](std::vector<int>) { order.push_back(id); };
+  };
   EXPECT_EQ(a.request("one", 1, grant("one")), 0);
-  EXPECT_EQ(a.request("both", 2, grant("both")), 1);  // waits for two
+  EXPECT_EQ(a.request("both", 2, grant("both")), 1);    // waits for two
   EXPECT_EQ(a.request("small", 1, grant("small")), 2);  // a GPU is free, but it may not overtake
   a.release("one");
   EXPECT_EQ(order, (std::vector<std::string>{"one", "both"}));

@@ -16,10 +16,13 @@ namespace {
 
 TEST(RuntimeIsolationConfig, NetworkModesAndOldBooleans) {
   auto c = parse_config(
-      "[runtime_types.a]\nnetwork = true\n[runtime_types.b]\nnetwork = false\n[runtime_types.c]\nnetwork = \"host\"\n"
-      "[runtime_types.d]\nnetwork = \"none\"\n[runtime_types.e]\nnetwork = \"isolated\"\n[runtime_types.f]\n");
+      "[runtime_types.a]\nnetwork = true\n[runtime_types.b]\nnetwork = "
+      "false\n[runtime_types.c]\nnetwork = \"host\"\n"
+      "[runtime_types.d]\nnetwork = \"none\"\n[runtime_types.e]\nnetwork = "
+      "\"isolated\"\n[runtime_types.f]\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
-  EXPECT_EQ(c->types.at("a").network, NetworkMode::kIsolated);  // true: "has a network", now the isolated NAT
+  EXPECT_EQ(c->types.at("a").network,
+            NetworkMode::kIsolated);  // true: "has a network", now the isolated NAT
   EXPECT_EQ(c->types.at("b").network, NetworkMode::kNone);
   EXPECT_EQ(c->types.at("c").network, NetworkMode::kHost);
   EXPECT_EQ(c->types.at("d").network, NetworkMode::kNone);
@@ -32,7 +35,8 @@ TEST(RuntimeIsolationConfig, NetworkModesAndOldBooleans) {
 }
 
 TEST(RuntimeIsolationConfig, SeccompModes) {
-  auto c = parse_config("[runtime_types.a]\nseccomp = \"unconfined\"\n[runtime_types.b]\nseccomp = \"default\"\n");
+  auto c = parse_config(
+      "[runtime_types.a]\nseccomp = \"unconfined\"\n[runtime_types.b]\nseccomp = \"default\"\n");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->types.at("a").seccomp, SeccompMode::kUnconfined);
   EXPECT_EQ(c->types.at("b").seccomp, SeccompMode::kDefault);
@@ -44,19 +48,43 @@ TEST(Seccomp, RuleTableCoversTheIssue) {
   std::set<std::string> always;
   for (auto& r : default_seccomp_rules())
     if (r.arg0_mask == 0) always.insert(r.syscall);
-  for (const char* s : {"mount", "umount2", "pivot_root", "move_mount", "fsopen", "setns", "bpf", "perf_event_open",
-                        "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl", "add_key", "request_key",
-                        "kexec_load", "kexec_file_load", "open_by_handle_at", "userfaultfd", "init_module",
-                        "finit_module", "delete_module", "swapon", "reboot", "acct", "quotactl"})
+  for (const char* s : {"mount",
+                        "umount2",
+                        "pivot_root",
+                        "move_mount",
+                        "fsopen",
+                        "setns",
+                        "bpf",
+                        "perf_event_open",
+                        "io_uring_setup",
+                        "io_uring_enter",
+                        "io_uring_register",
+                        "keyctl",
+                        "add_key",
+                        "request_key",
+                        "kexec_load",
+                        "kexec_file_load",
+                        "open_by_handle_at",
+                        "userfaultfd",
+                        "init_module",
+                        "finit_module",
+                        "delete_module",
+                        "swapon",
+                        "reboot",
+                        "acct",
+                        "quotactl"})
     EXPECT_TRUE(always.count(s)) << s;
   // What the sandbox itself and ordinary programs need is not in the table.
-  for (const char* s : {"setresuid", "setresgid", "setgroups", "prctl", "execve", "ptrace", "clone", "unshare"})
+  for (const char* s :
+       {"setresuid", "setresgid", "setgroups", "prctl", "execve", "ptrace", "clone", "unshare"})
     EXPECT_FALSE(always.count(s)) << s;
   bool clone3_enosys = false, clone_checks_user = false, unshare_checks_ns = false;
   for (auto& r : default_seccomp_rules()) {
     if (std::string(r.syscall) == "clone3") clone3_enosys = r.err == ENOSYS && r.arg0_mask == 0;
-    if (std::string(r.syscall) == "clone") clone_checks_user = (r.arg0_mask & CLONE_NEWUSER) && !(r.arg0_mask & 0xff);
-    if (std::string(r.syscall) == "unshare") unshare_checks_ns = (r.arg0_mask & CLONE_NEWUSER) && (r.arg0_mask & CLONE_NEWNS);
+    if (std::string(r.syscall) == "clone")
+      clone_checks_user = (r.arg0_mask & CLONE_NEWUSER) && !(r.arg0_mask & 0xff);
+    if (std::string(r.syscall) == "unshare")
+      unshare_checks_ns = (r.arg0_mask & CLONE_NEWUSER) && (r.arg0_mask & CLONE_NEWNS);
   }
   EXPECT_TRUE(clone3_enosys);      // glibc then falls back to clone(2), whose flags are visible
   EXPECT_TRUE(clone_checks_user);  // and never the exit-signal byte
@@ -73,7 +101,8 @@ TEST(Seccomp, FilterBuildsAsBpf) {
 
 TEST(NetIsolation, DnsForwardOnlyForLoopbackResolvers) {
   EXPECT_EQ(dns_forward_address("nameserver 10.0.0.53\n", "192.0.2.1"), "");
-  EXPECT_EQ(dns_forward_address("# stub\nnameserver 127.0.0.53\noptions edns0\n", "192.0.2.1"), "192.0.2.1");
+  EXPECT_EQ(dns_forward_address("# stub\nnameserver 127.0.0.53\noptions edns0\n", "192.0.2.1"),
+            "192.0.2.1");
   EXPECT_EQ(dns_forward_address("nameserver ::1\n", "192.0.2.1"), "192.0.2.1");
   EXPECT_EQ(dns_forward_address("nameserver 127.0.0.53\nnameserver 9.9.9.9\n", "192.0.2.1"), "");
   EXPECT_EQ(resolv_nameservers("search x\nnameserver a\n nameserver b\n").size(), 2u);

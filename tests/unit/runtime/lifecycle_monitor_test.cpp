@@ -12,7 +12,8 @@ using namespace std::chrono_literals;
 using kernel::KernelState;
 
 struct MonitorTest : ::testing::Test {
-  std::shared_ptr<kernel::FakeKernelService> kernels = std::make_shared<kernel::FakeKernelService>();
+  std::shared_ptr<kernel::FakeKernelService> kernels =
+      std::make_shared<kernel::FakeKernelService>();
   TimePoint t0 = TimePoint(std::chrono::seconds(1700000000));
   TimePoint now = t0;
   std::unique_ptr<LifecycleMonitor> monitor;

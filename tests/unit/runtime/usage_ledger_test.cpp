@@ -22,8 +22,8 @@ struct TempDb {
   }
   ~TempDb() { std::filesystem::remove_all(std::filesystem::path(path).parent_path()); }
 };
-kernel::KernelModel kernel_of(const std::string& id, const std::string& owner, const std::string& type, TP started,
-                              std::vector<int> gpus = {}) {
+kernel::KernelModel kernel_of(const std::string& id, const std::string& owner,
+                              const std::string& type, TP started, std::vector<int> gpus = {}) {
   kernel::KernelModel k;
   k.id = id;
   k.owner = owner;
@@ -33,7 +33,9 @@ kernel::KernelModel kernel_of(const std::string& id, const std::string& owner, c
   return k;
 }
 // Wednesday 2026-12-02 12:00:00 UTC.
-TP wednesday_noon() { return TP(std::chrono::seconds(1796212800)); }
+TP wednesday_noon() {
+  return TP(std::chrono::seconds(1796212800));
+}
 }  // namespace
 
 TEST(UsageLedger, WeekStartsMondayUtc) {
@@ -82,7 +84,8 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
     (*l)->sync({cpu, gpu}, gpus);
     auto refused = (*l)->admit("alice", false, 1);
     ASSERT_FALSE(refused.ok());
-    EXPECT_NE(refused.error().message.find("2026-12-07T00:00:00"), std::string::npos) << refused.error().message;
+    EXPECT_NE(refused.error().message.find("2026-12-07T00:00:00"), std::string::npos)
+        << refused.error().message;
     EXPECT_TRUE((*l)->admit("alice", false, 0).ok());  // CPU runtimes are not limited
     EXPECT_TRUE((*l)->admit("bob", false, 1).ok());
     // The GPU runtime ends; the CPU one runs on while the server stops.
