@@ -6,6 +6,9 @@ BUILD=${1:-build}
 export SKYLAB_BIN="$PWD/$BUILD/skylab"
 failed=()
 
+echo "== C++ formatting (clang-format, .clang-format)"
+scripts/check_format.sh || failed+=(format)
+
 echo "== unit tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure || failed+=(unit)
 
