@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "common/json_limits.hpp"
@@ -218,68 +219,66 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
   if (im.kernel_dead())
     return finish(RunStatus::kKernelDied, "the kernel died before the run started");
 
-  // kernel_info: the notebook's language_info comes from the kernel (as nbclient).
-  {
-    auto id = im.send("kernel_info_request", json::object());
+  // A shell request before the first cell and its reply (`reply_type`, ""
+  // for any): the reply's content, or the run's end when cancelled, when the
+  // kernel dies, or with `late` once the kernel_info timeout has passed.
+  struct EarlyReply {
+    json content;
+    std::optional<RunResult> ended;
+  };
+  auto request_before_cells = [&](const char* type, json content, const char* reply_type,
+                                  const std::string& late) -> EarlyReply {
+    auto id = im.send(type, std::move(content));
     if (!id.ok())
-      return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
+      return {{}, finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message)};
     auto deadline = Clock::now() + im.opts.kernel_info_timeout;
     while (true) {
       Inbox::Item it;
       auto w = im.next(it, std::min(deadline, Clock::now() + im.opts.tick_interval), cancel_seen);
       if (w == Impl::Wait::kCancel)
-        return finish(RunStatus::kCancelled, "cancelled before the first cell");
+        return {{}, finish(RunStatus::kCancelled, "cancelled before the first cell")};
       if (w == Impl::Wait::kDead || (w == Impl::Wait::kMessage && Impl::is_dead_status(it)) ||
           (w == Impl::Wait::kTick && im.kernel_dead()))
-        return finish(RunStatus::kKernelDied, "the kernel died before the first cell");
+        return {{}, finish(RunStatus::kKernelDied, "the kernel died before the first cell")};
       if (w == Impl::Wait::kTick && Clock::now() >= deadline)
-        return finish(RunStatus::kKernelDied, "the kernel did not answer kernel_info");
+        return {{}, finish(RunStatus::kKernelDied, late)};
       if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell ||
-          it.parent_id != id.value())
+          it.parent_id != id.value() || (*reply_type && it.msg_type != reply_type))
         continue;
-      auto c = json_limits::parse_or_discarded(it.msg->content);
-      if (c.is_object() && c.contains("language_info") && c["language_info"].is_object())
-        nb["metadata"]["language_info"] = c["language_info"];
-      break;
+      return {json_limits::parse_or_discarded(it.msg->content), std::nullopt};
     }
+  };
+
+  // kernel_info: the notebook's language_info comes from the kernel (as nbclient).
+  {
+    auto r = request_before_cells("kernel_info_request", json::object(), "",
+                                  "the kernel did not answer kernel_info");
+    if (r.ended) return *r.ended;
+    auto& c = r.content;
+    if (c.is_object() && c.contains("language_info") && c["language_info"].is_object())
+      nb["metadata"]["language_info"] = c["language_info"];
   }
 
   if (!im.opts.setup_code.empty()) {
-    auto id = im.send("execute_request", {{"code", im.opts.setup_code},
-                                          {"silent", true},
-                                          {"store_history", false},
-                                          {"user_expressions", json::object()},
-                                          {"allow_stdin", false},
-                                          {"stop_on_error", true}});
-    if (!id.ok())
-      return finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message);
-    auto deadline = Clock::now() + im.opts.kernel_info_timeout;
-    while (true) {
-      Inbox::Item it;
-      auto w = im.next(it, std::min(deadline, Clock::now() + im.opts.tick_interval), cancel_seen);
-      if (w == Impl::Wait::kCancel)
-        return finish(RunStatus::kCancelled, "cancelled before the first cell");
-      if (w == Impl::Wait::kDead || (w == Impl::Wait::kMessage && Impl::is_dead_status(it)) ||
-          (w == Impl::Wait::kTick && im.kernel_dead()))
-        return finish(RunStatus::kKernelDied, "the kernel died before the first cell");
-      if (w == Impl::Wait::kTick && Clock::now() >= deadline)
-        return finish(RunStatus::kKernelDied,
-                      "the kernel did not answer in time (" + im.opts.setup_what + ")");
-      if (w != Impl::Wait::kMessage || it.channel != k::Channel::kShell ||
-          it.parent_id != id.value() || it.msg_type != "execute_reply")
-        continue;
-      auto c = json_limits::parse_or_discarded(it.msg->content);
-      auto text = [&](const char* key) {
-        auto v = c.find(key);
-        return v != c.end() && v->is_string() ? v->get<std::string>().substr(0, 1000)
-                                              : std::string();
-      };
-      if (c.is_object() && text("status") == "error") {
-        result.error = {{"ename", text("ename")}, {"evalue", text("evalue")}};
-        return finish(RunStatus::kCellError, "cannot " + im.opts.setup_what + ": " + text("ename") +
-                                                 ": " + text("evalue"));
-      }
-      break;
+    auto r = request_before_cells("execute_request",
+                                  {{"code", im.opts.setup_code},
+                                   {"silent", true},
+                                   {"store_history", false},
+                                   {"user_expressions", json::object()},
+                                   {"allow_stdin", false},
+                                   {"stop_on_error", true}},
+                                  "execute_reply",
+                                  "the kernel did not answer in time (" + im.opts.setup_what + ")");
+    if (r.ended) return *r.ended;
+    auto& c = r.content;
+    auto text = [&](const char* key) {
+      auto v = c.find(key);
+      return v != c.end() && v->is_string() ? v->get<std::string>().substr(0, 1000) : std::string();
+    };
+    if (c.is_object() && text("status") == "error") {
+      result.error = {{"ename", text("ename")}, {"evalue", text("evalue")}};
+      return finish(RunStatus::kCellError,
+                    "cannot " + im.opts.setup_what + ": " + text("ename") + ": " + text("evalue"));
     }
   }
 
