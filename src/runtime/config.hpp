@@ -93,6 +93,11 @@ struct RuntimesSection {
   int warm_pool = 0;     //!< ready spare runtimes per user and type
   int max_per_user = 0;  //!< 0: unlimited
   int max_gpu_per_user = 1;
+  //! cgroup v2: the cgroup (path from the hierarchy's root, e.g.
+  //! "/system.slice/skylab-runtimes.service") under which runtimes' cgroups
+  //! are made, instead of below the server's own; its controllers must be
+  //! enabled for children (`skylab cgroup-hold`, docs/operations.md). "": own.
+  std::string cgroup_parent;
 };
 
 //! [accounts]: optional self sign-up, off by default.

@@ -27,6 +27,7 @@
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
+#include "runtime/cgroup_v2.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
@@ -206,7 +207,14 @@ CgroupMode Cgroup::detect() {
   return CgroupMode::kNone;
 }
 
-Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
+namespace {
+// Where runtimes' v2 cgroups go: /sys/fs/cgroup + (cgroup_parent or the server's own) + /skylab.
+std::string v2_runtimes_dir(const std::string& v2_parent) {
+  return "/sys/fs/cgroup" + (v2_parent.empty() ? own_cgroup("") : v2_parent) + "/skylab";
+}
+}  // namespace
+
+Cgroup Cgroup::open(CgroupMode mode, const std::string& name, const std::string& v2_parent) {
   Cgroup c;
   c.mode_ = mode;
   std::error_code ec;
@@ -223,7 +231,9 @@ Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
       if (std::string(ctrl) == "pids") c.pids_dir_ = dir;
     }
   } else if (mode == CgroupMode::kV2) {
-    std::string dir = "/sys/fs/cgroup" + own_cgroup("") + "/skylab/" + name;
+    std::string dir = v2_runtimes_dir(v2_parent) + "/" + name;
+    // A runtime started before cgroup_parent was set lives below the server's own cgroup.
+    if (!v2_parent.empty() && !fs::is_directory(dir, ec)) dir = v2_runtimes_dir("") + "/" + name;
     if (fs::is_directory(dir, ec)) {
       c.dirs_.push_back(dir);
       c.memory_dir_ = c.pids_dir_ = dir;
@@ -232,7 +242,8 @@ Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
   return c;
 }
 
-Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const RuntimeType& type) {
+Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const RuntimeType& type,
+                              const std::string& v2_parent) {
   Cgroup c;
   c.mode_ = mode;
   if (mode == CgroupMode::kV1) {
@@ -268,13 +279,19 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
       c.dirs_.push_back(real);
     }
   } else if (mode == CgroupMode::kV2) {
-    std::string base = "/sys/fs/cgroup" + own_cgroup("");
-    std::string parent = base + "/skylab";
+    std::string parent = v2_runtimes_dir(v2_parent);
+    std::string base = parent.substr(0, parent.size() - std::string("/skylab").size());
+    std::error_code ec;
+    if (!v2_parent.empty() && !fs::is_directory(base, ec))
+      return Error::unavailable("the runtimes' cgroup " + v2_parent +
+                                " ([runtimes] cgroup_parent) does not exist; is "
+                                "skylab-runtimes.service running?");
     ::mkdir(parent.c_str(), 0755);
-    // Delegation needs the controllers enabled on the way down; this fails
-    // harmlessly where the server's cgroup also holds processes.
-    write_file(base + "/cgroup.subtree_control", "+memory +pids +cpu");
-    write_file(parent + "/cgroup.subtree_control", "+memory +pids +cpu");
+    // Delegation needs the controllers enabled on the way down. The kernel
+    // refuses that below a cgroup that holds processes: the server's own one
+    // under systemd (hence cgroup_parent and `skylab cgroup-hold`).
+    enable_controllers(base);
+    enable_controllers(parent);
     std::string dir = parent + "/" + name;
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
       log::warn("runtime: cannot create cgroup " + dir + ": " + std::strerror(errno));
@@ -455,6 +472,22 @@ SandboxLauncher::SandboxLauncher(SandboxOptions options)
             (cgroup_mode_ == CgroupMode::kV2   ? "v2"
              : cgroup_mode_ == CgroupMode::kV1 ? "v1"
                                                : "unavailable"));
+  if (cgroup_mode_ == CgroupMode::kV2) {
+    // Say at start whether runtimes' memory limits can apply (they cannot below
+    // a cgroup that holds the server itself: systemd without cgroup_parent).
+    const std::string& parent = opts_.config.runtimes.cgroup_parent;
+    std::string base = parent.empty() ? own_cgroup("") : parent;
+    auto offered = offered_controllers("/sys/fs/cgroup" + base);
+    auto enabled = enable_controllers("/sys/fs/cgroup" + base);
+    std::string where = base.empty() ? "/" : base;
+    if (enabled.size() < offered.size())
+      log::warn("runtime: cgroup v2 controllers cannot be enabled below " + where +
+                " (it holds processes): runtimes' memory, cpus and pids limits will not apply; "
+                "under systemd set [runtimes] cgroup_parent (docs/operations.md)");
+    else if (std::find(enabled.begin(), enabled.end(), "memory") == enabled.end())
+      log::warn("runtime: the memory controller is not delegated to " + where +
+                ": runtimes' memory limits will not apply");
+  }
 }
 
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
@@ -621,7 +654,8 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
   plan.gpu_devices = gpu_device_nodes(spec.gpus);
 
-  auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type);
+  auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type,
+                           opts_.config.runtimes.cgroup_parent);
   if (!cg.ok()) return cg.error();
   {
     std::lock_guard lock(mutex_);
@@ -660,11 +694,12 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
 }
 
 void SandboxLauncher::kill_all(const std::string& kernel_id, pid_t pid) {
-  Cgroup::open(cgroup_mode_, cgroup_name(kernel_id)).kill_all();
+  Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent)
+      .kill_all();
 }
 
 std::string SandboxLauncher::death_reason(const std::string& kernel_id) {
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   if (!cg.oom_killed()) return {};
   std::string type_name;
   {
@@ -679,7 +714,7 @@ std::string SandboxLauncher::death_reason(const std::string& kernel_id) {
 }
 
 void SandboxLauncher::cleanup(const std::string& kernel_id) {
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   cg.kill_all();
   cg.destroy();
   std::error_code ec;
@@ -716,7 +751,7 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
   }
   if (type_name.empty()) type_name = opts_.config.runtimes.default_type;
   auto t = opts_.config.types.find(type_name);
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   u.known = true;
   u.memory_used = cg.memory_current();
   u.cpu_seconds = cg.cpu_seconds();

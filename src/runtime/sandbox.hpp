@@ -28,10 +28,13 @@ class Cgroup {
   //! Detects the mode from /proc/self/cgroup and /sys/fs/cgroup.
   static CgroupMode detect();
   //! Creates (or reuses) the cgroup `name` below the server's own cgroup
-  //! and applies the type's limits. Dirs are empty when mode is kNone.
-  static Result<Cgroup> create(CgroupMode mode, const std::string& name, const RuntimeType& type);
+  //! (v2 with `v2_parent` "/a/b": below /sys/fs/cgroup/a/b instead, see
+  //! RuntimesSection::cgroup_parent) and applies the type's limits. Dirs are
+  //! empty when mode is kNone.
+  static Result<Cgroup> create(CgroupMode mode, const std::string& name, const RuntimeType& type,
+                               const std::string& v2_parent = "");
   //! Re-opens an existing cgroup by name (no limits applied).
-  static Cgroup open(CgroupMode mode, const std::string& name);
+  static Cgroup open(CgroupMode mode, const std::string& name, const std::string& v2_parent = "");
 
   //! Directories a process must write its pid into (cgroup.procs).
   const std::vector<std::string>& dirs() const { return dirs_; }
