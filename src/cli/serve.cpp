@@ -69,6 +69,8 @@ const char* kServeHelp =
     "builds it)\n"
     "  --examples-dir DIR     the example notebooks of the gallery (default: the examples/\n"
     "                         folder installed beside the binary)\n"
+    "  --keep-runtimes        on SIGTERM leave the runtimes running for the next server to\n"
+    "                         reattach (systemctl restart); SIGINT still stops them\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -81,6 +83,7 @@ struct ServeArgs {
   std::string log_level = "info";
   std::string config;
   bool secure_cookies = false;
+  bool keep_runtimes = false;
   std::vector<std::string> trusted_proxies;
   std::string output_origin;
   std::string web_dir;
@@ -157,6 +160,8 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
       if (!value(out.examples_dir)) return false;
     } else if (a == "--secure-cookies") {
       out.secure_cookies = true;
+    } else if (a == "--keep-runtimes") {
+      out.keep_runtimes = true;
     } else if (is("--trusted-proxy")) {
       if (!value(v)) return false;
       if (!net::valid_proxy_entry(v)) {
@@ -490,14 +495,23 @@ int serve_main(const std::vector<std::string>& args) {
   server.run([&](int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
               ", shutting down");
-    stopper = std::thread([&] {
+    stopper = std::thread([&, signo] {
       ledger.value()->stop();  // before the runtimes are let go: they run on
       lifecycle.stop();
       pool->stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
-      for (auto& k : kernels->list()) busy_owners.insert(k.owner);  // runtimes outlive the server
-      kernels->shutdown_all();
+      if (sa.keep_runtimes && signo == SIGTERM) {
+        // A restart (systemctl restart, an upgrade): runtimes run on, their
+        // volumes stay mounted, and the next server reattaches them.
+        auto running = kernels->list();
+        for (auto& k : running) busy_owners.insert(k.owner);
+        log::info("leaving " + std::to_string(running.size()) +
+                  " runtime(s) running for the next server");
+        kernels->detach_all();
+      } else {
+        kernels->shutdown_all();
+      }
       server.stop();
     });
   });

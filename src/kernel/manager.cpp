@@ -138,6 +138,7 @@ struct KernelManager::Impl {
   int wake_fd = -1;
   std::thread io;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> detached{false};  // detach_all(): kernels outlive this manager
 
   mutable std::mutex mutex;
   std::map<std::string, std::shared_ptr<Kernel>> kernels;  // guarded by mutex
@@ -968,8 +969,32 @@ void KernelManager::shutdown(const std::string& id, std::function<void(Status)> 
   });
 }
 
-void KernelManager::shutdown_all() {
+void KernelManager::detach_all() {
   if (!impl_) return;
+  std::vector<std::string> spares;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& [id, k] : impl_->kernels)
+      if (k->spare) spares.push_back(id);
+  }
+  auto m = std::make_shared<std::mutex>();
+  auto cv = std::make_shared<std::condition_variable>();
+  auto left = std::make_shared<std::size_t>(spares.size());
+  for (auto& id : spares)
+    shutdown(id, [m, cv, left](Status) {
+      std::lock_guard lock(*m);
+      if (--*left == 0) cv->notify_all();
+    });
+  {
+    std::unique_lock lock(*m);
+    cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
+                 [&] { return *left == 0; });
+  }
+  impl_->detached = true;
+}
+
+void KernelManager::shutdown_all() {
+  if (!impl_ || impl_->detached) return;
   std::vector<std::string> ids;
   {
     std::lock_guard lock(impl_->mutex);

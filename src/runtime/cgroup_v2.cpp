@@ -87,7 +87,7 @@ int cgroup_hold_main(const std::vector<std::string>& args) {
   sigaddset(&wait_for, SIGINT);
   sigprocmask(SIG_BLOCK, &wait_for, nullptr);
 
-  struct stat st{};
+  struct stat st {};
   if (::stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0) {
     // Our cgroup: the line "0::/path" of /proc/self/cgroup.
     std::string own;

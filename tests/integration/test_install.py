@@ -57,7 +57,8 @@ def test_make_install_lays_out_the_files(destdir):
     assert not list((pre / "lib/skylab/python").rglob("__pycache__"))
     assert (pre / "share/doc/skylab/configuration.md").is_file()
     unit = (pre / "lib/systemd/system/skylab.service").read_text()
-    assert "ExecStart=%s/bin/skylab serve --config /etc/skylab/skylab.toml --data-dir /var/lib/skylab" % PREFIX in unit
+    assert ("ExecStart=%s/bin/skylab serve --keep-runtimes --config /etc/skylab/skylab.toml "
+            "--data-dir /var/lib/skylab" % PREFIX) in unit
     assert "@" not in unit.replace("@localhost", ""), "an unfilled @PLACEHOLDER@ in the unit"
     assert "Wants=network-online.target skylab-runtimes.service" in unit
     runtimes_unit = (pre / "lib/systemd/system/skylab-runtimes.service").read_text()
