@@ -33,6 +33,7 @@ R=%(root)s
 mount -t overlay overlay -o lowerdir=/,upperdir=$R/upper,workdir=$R/work $R/merged
 mount -t proc proc $R/merged/proc
 mount --bind /sys $R/merged/sys
+mount -o remount,bind,ro $R/merged/sys
 mount --rbind /dev $R/merged/dev
 cd $R/merged
 mkdir -p .oldroot
@@ -102,7 +103,8 @@ class BootedSystemd:
         masks = self.root / "upper" / "etc" / "systemd" / "system"
         masks.mkdir(parents=True)
         for unit in ("nginx", "caddy", "postgresql", "munge", "slurmd", "slurmctld",
-                     "console-getty", "getty@tty1", "ssh", "cron"):
+                     "console-getty", "getty@tty1", "ssh", "cron", "systemd-udevd",
+                     "systemd-udev-trigger", "systemd-udev-settle"):
             (masks / (unit + ".service")).symlink_to("/dev/null")
         self.log = open(self.root / "boot.log", "wb")
         self.proc = subprocess.Popen([str(outer), self.tag, str(inner)], stdout=self.log,
