@@ -512,7 +512,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     return cell;
   }
   collabRemove(cell: Cell) {
-    this.model.remove(cell);
+    this.model.remove(cell, false); // the server keeps a cell (its blank one follows an emptying delete)
     cell.destroy();
   }
   collabMove(cell: Cell, index: number) {
