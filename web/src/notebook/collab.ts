@@ -296,6 +296,8 @@ export class CollabSession {
         // The local copy of what is unsent: kept fresh while open, marked as left when the page goes.
         window.addEventListener('pagehide', () => this.writeBackup(true));
         window.setInterval(() => this.writeBackup(false), 20000);
+        // Held while this tab lives: another tab knows whose copy is still being sent.
+        void navigator.locks?.request(this.lockName(this.clientID), () => new Promise(() => {})).catch(() => {});
       }
       for (const c of m.nb.cells) this.shadows.set(c.id, { version: m.versions[c.id] ?? 0, doc: Text.of(String(c.source).split('\n')) });
     } else {
@@ -376,6 +378,10 @@ export class CollabSession {
 
   // ------------------------------------------------------------ local copy of unsent changes
 
+  private lockName(clientID: string) {
+    return `skylab.live.${clientID}`;
+  }
+
   private ownBackupKey() {
     return this.backupKey ? `${this.backupKey}#live.${this.clientID}` : '';
   }
@@ -416,23 +422,33 @@ export class CollabSession {
 
   /**
    * After the first init, with the cells on the page: takes over the local
-   * copies of tabs of this notebook that were closed (or silent for a
-   * minute) before their changes reached the server. Their ops are applied
+   * copies of tabs of this notebook that were closed before their changes
+   * reached the server (a tab holds a Web Lock while it lives; where there
+   * are none, plain http on a LAN name, a copy marked as left at pagehide
+   * or silent for a minute). Their ops are applied
    * and sent again (inserted cells come back, deleted ones go), their text
    * is rebased onto the server's like a reconnect's, then the copy is
    * dropped. Returns whether anything was restored.
    */
-  restoreBackups(): boolean {
+  async restoreBackups(): Promise<boolean> {
     if (!this.backupKey || !this.writable) return false;
     const prefix = `${this.backupKey}#live.`;
     const found: any[] = [];
+    let held: Set<string> | null = null;
+    try {
+      if (navigator.locks) held = new Set(((await navigator.locks.query()).held ?? []).map(l => l.name ?? ''));
+    } catch {
+      held = null;
+    }
     try {
       for (let i = localStorage.length - 1; i >= 0; i--) {
         const key = localStorage.key(i);
         if (!key || !key.startsWith(prefix) || key === this.ownBackupKey()) continue;
         let b: any = null;
         try { b = JSON.parse(localStorage.getItem(key) || 'null'); } catch { /* dropped below */ }
-        if (b && !b.closed && Date.now() - Number(b.at) < 60000) continue; // a tab still open sends its own
+        // A tab still open sends its own.
+        const id = key.slice(prefix.length);
+        if (held ? held.has(this.lockName(id)) : b && !b.closed && Date.now() - Number(b.at) < 60000) continue;
         localStorage.removeItem(key);
         if (b?.live === 1) found.push(b);
       }

@@ -180,7 +180,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
       c.materialize();
     }
     for (const c of this.cells) if (!c.materialized) this.observer.observe(c.el);
-    if (this.collab?.restoreBackups()) toast('Restored changes that had not reached the server yet');
+    void this.collab?.restoreBackups().then(r => r && toast('Restored changes that had not reached the server yet'));
     performance.mark('skylab-built');
     this.setTitle();
     if (!this.doc.shareId) noteRecent(this.doc.path);
