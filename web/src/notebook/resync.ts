@@ -107,9 +107,13 @@ function compose(list: readonly ChangeSet[]): ChangeSet | null {
  * apply to `server` (null: nothing to apply).
  *
  * Whether the sent ones reached the server cannot be known once the log that
- * would confirm them is gone (another epoch); the diff says: if the server's
- * text is closer to the base with them applied than without, they are taken
- * as applied (they are not sent twice), else they are rebased with the rest.
+ * would confirm them is gone (another epoch); the diff says: they are taken
+ * as applied (not sent twice) when the server's text lies on a shortest edit
+ * path from the base through them (edit distances add up: base → base+sent
+ * → server), else they are rebased with the rest. Text that merely looks
+ * alike (another token typed at the same spot) does not add up, so it is
+ * never dropped; the price is a rare double when a collaborator already
+ * changed the very text that was in flight.
  */
 export function rebaseUnsent(base: string, server: string, sent: readonly ChangeSet[], unsent: readonly ChangeSet[]): ChangeSet | null {
   const all = compose([...sent, ...unsent]);
@@ -118,7 +122,7 @@ export function rebaseUnsent(base: string, server: string, sent: readonly Change
   if (sent.length) {
     const applied = compose(sent)!.apply(Text.of(base.split('\n'))).toString();
     const d2 = diffChanges(applied, server);
-    if (cost(d2) < cost(d)) {
+    if (cost(diffChanges(base, applied)) + cost(d2) === cost(d)) {
       const rest = compose(unsent);
       return rest ? rest.map(d2) : null;
     }
