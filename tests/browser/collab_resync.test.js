@@ -147,4 +147,33 @@ describe('co-editing keeps offline work', { timeout: 240000 }, () => {
     await until(() => again.evaluate(() => Object.keys(localStorage).filter(k => k.includes('#live.')).length === 0), 'the local copy to be dropped');
     await context.close();
   });
+
+  it('deleting the last cells at once: every page and the file keep the same one cell', async () => {
+    let r = await server.api('PUT', '/api/contents/last.ipynb', { type: 'notebook', format: 'json', content: nb(['l1', 'one'], ['l2', 'two']) }, token);
+    assert.equal(r.status, 201);
+    const a = await open('last.ipynb');
+    const b = await open('last.ipynb');
+    await Promise.all([
+      a.evaluate(() => { const s = window.skylab; s.deleteCells([s.cells.find(c => c.id === 'l1')]); }),
+      b.evaluate(() => { const s = window.skylab; s.deleteCells([s.cells.find(c => c.id === 'l2')]); }),
+    ]);
+    const server1 = async () => (await server.api('GET', '/api/contents/last.ipynb?content=1', undefined, token)).json.content.cells.map(c => ({ id: c.id, source: c.source }));
+    const agreed = await until(async () => {
+      const [x, y, s] = [await snapshot(a), await snapshot(b), await server1()];
+      return JSON.stringify(x) === JSON.stringify(y) && JSON.stringify(x) === JSON.stringify(s) && x.length === 1 ? x : null;
+    }, 'both pages and the server to have one and the same cell').catch(async e => {
+      console.log('a', JSON.stringify(await snapshot(a)), 'b', JSON.stringify(await snapshot(b)), 'server', JSON.stringify(await server1()));
+      throw e;
+    });
+    assert.equal(agreed[0].source, '');
+    // The one left deleted again (a page's own last cell): still one cell, the same everywhere.
+    await a.evaluate(() => { const s = window.skylab; s.deleteCells([s.cells[0]]); });
+    await until(async () => {
+      const [x, y, s] = [await snapshot(a), await snapshot(b), await server1()];
+      return JSON.stringify(x) === JSON.stringify(y) && JSON.stringify(x) === JSON.stringify(s) && x.length === 1 && x[0].id !== agreed[0].id;
+    }, 'a new blank cell everywhere');
+    await until(async () => (await fileSources(server, 'last.ipynb', token)).length === 1, 'the file to have one cell');
+    await a.context().close();
+    await b.context().close();
+  });
 });
