@@ -148,6 +148,26 @@ describe('co-editing keeps offline work', { timeout: 240000 }, () => {
     await context.close();
   });
 
+  it('text typed offline survives a change of the cell type', async () => {
+    let r = await server.api('PUT', '/api/contents/type.ipynb', { type: 'notebook', format: 'json', content: nb(['t1', 'Title']) }, token);
+    assert.equal(r.status, 201);
+    const page = await open('type.ipynb');
+    const net = await switchable(page);
+    await page.evaluate(() => window.skylab.collab.ws?.close());
+    await until(async () => (await page.evaluate(() => window.skylab.collab.ws?.readyState)) === 1, 'the page to reconnect through the route');
+    await goOffline(page, net);
+    await typeAt(page, 0, 'Control+End', ' typed offline');
+    // The editor is made again for the new type; what was not sent yet goes with it.
+    await page.evaluate(() => { window.skylab.select(0); window.skylab.changeType('markdown'); });
+    net.online = true;
+    await until(async () => {
+      const l = await server.api('GET', '/api/contents/type.ipynb?content=1', undefined, token);
+      const c = l.json.content.cells[0];
+      return c.cell_type === 'markdown' && c.source === 'Title typed offline';
+    }, 'the server to have the text and the type').catch(async e => { console.log(JSON.stringify(await snapshot(page))); throw e; });
+    await page.context().close();
+  });
+
   it('deleting the last cells at once: every page and the file keep the same one cell', async () => {
     let r = await server.api('PUT', '/api/contents/last.ipynb', { type: 'notebook', format: 'json', content: nb(['l1', 'one'], ['l2', 'two']) }, token);
     assert.equal(r.status, 201);

@@ -95,6 +95,8 @@ export class CollabSession {
   private initialized = false; // the first init came (later ones are reconnects)
   /** Per cell: how many of its unconfirmed updates went out in the push in flight. */
   private sent = new Map<string, number>();
+  /** Per cell: its editor's latest state (what is unsent when the editor is made again). */
+  private lastStates = new Map<string, EditorState>();
   private backupTimer = 0;
 
   /**
@@ -175,6 +177,7 @@ export class CollabSession {
       collab({ startVersion: sh.version, clientID: this.clientID }),
       caretField,
       EditorView.updateListener.of(u => {
+        this.lastStates.set(cell.id, u.state);
         if (u.docChanged && !this.receiving) {
           this.flush(cell);
           this.scheduleBackup();
@@ -271,9 +274,31 @@ export class CollabSession {
     this.op({ kind: 'move', id: cell.id, after: i > 0 ? cells[i - 1].id : null });
   }
   typed(cell: Cell) {
+    this.carryOver(cell);
     if (this.applying || !this.writable) return;
     this.op({ kind: 'type', id: cell.id, cell_type: cell.type });
   }
+  /**
+   * A cell's editor was made again (a type change, ours or a collaborator's):
+   * the new one starts from the server's text, so what the old one had not
+   * had confirmed is applied to it again (same base: same synced version).
+   */
+  private carryOver(cell: Cell) {
+    const last = this.lastStates.get(cell.id);
+    this.lastStates.delete(cell.id);
+    if (!last) return;
+    const ups = sendableUpdates(last);
+    if (!ups.length) return;
+    cell.ensureEditor();
+    const ed = cell.editor;
+    if (!ed || ed.state === last || getSyncedVersion(ed.state) !== getSyncedVersion(last) || sendableUpdates(ed.state).length) return;
+    const k = Math.min(this.sent.get(cell.id) ?? 0, ups.length);
+    // One transaction each: the server confirms ours one by one (by client id).
+    for (const u of ups) ed.dispatch({ changes: u.changes });
+    // Those of a push in flight stay counted: its confirmation, or a stale, settles them.
+    if (k) this.sent.set(cell.id, k);
+  }
+
   private op(op: unknown) {
     const rid = ++this.rid;
     this.pendingOps.set(rid, op);
@@ -371,6 +396,7 @@ export class CollabSession {
       if (ups.length) merged = rebaseUnsent(old.doc.toString(), source, ups.slice(0, k), ups.slice(k));
     }
     this.sent.delete(cell.id);
+    this.lastStates.delete(cell.id);
     this.shadows.set(cell.id, { version, doc: Text.of(source.split('\n')) });
     cell.rebuildEditor(source);
     if (merged && !merged.empty && cell.editor) cell.editor.dispatch({ changes: merged });
