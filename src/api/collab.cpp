@@ -25,17 +25,19 @@ class CollabConnection : public http::WebSocketHandler,
   //! Resolves (owner, path, may write) for the user; blocking.
   using Resolve = std::function<Result<SharedTarget>()>;
 
-  //! `shared`: joined through a share (its grant can end while it is open).
-  CollabConnection(std::shared_ptr<Context> ctx, std::string user, Resolve resolve, bool shared)
+  //! `share`: the share it joined through ("" the owner's own route); its
+  //! grant can end while it is open.
+  CollabConnection(std::shared_ptr<Context> ctx, std::string user, Resolve resolve,
+                   std::string share)
       : ctx_(std::move(ctx)),
         user_(std::move(user)),
         resolve_(std::move(resolve)),
-        shared_(shared) {}
+        share_(std::move(share)) {}
 
   void on_open(std::shared_ptr<http::WebSocket> ws) override {
     ws_ = ws;
     auto self = shared_from_this();
-    if (shared_) remember(self);
+    if (!share_.empty()) remember(self);
     bool queued = ctx_->work->post([self] { self->join(); });
     if (!queued) ws->close(1013, "The server is busy; try again");
   }
@@ -87,12 +89,12 @@ class CollabConnection : public http::WebSocketHandler,
     recheck();
   }
 
-  //! The connections joined through a share, for recheck_collab_access.
-  static std::vector<std::shared_ptr<CollabConnection>> open_shared() {
+  //! The connections joined through share `id` ("": through any share).
+  static std::vector<std::shared_ptr<CollabConnection>> open_shared(const std::string& id) {
     std::lock_guard lock(registry_mu_);
     std::vector<std::shared_ptr<CollabConnection>> out;
     for (auto& w : registry_)
-      if (auto c = w.lock()) out.push_back(std::move(c));
+      if (auto c = w.lock(); c && (id.empty() || c->share_ == id)) out.push_back(std::move(c));
     return out;
   }
 
@@ -178,7 +180,7 @@ class CollabConnection : public http::WebSocketHandler,
   bool checking_ = false;                            // GUARDED_BY(mu_)
   bool again_ = false;                               // GUARDED_BY(mu_) recheck_now() while checking
   std::chrono::steady_clock::time_point checked_{};  // GUARDED_BY(mu_)
-  bool shared_ = false;
+  const std::string share_;
   static constexpr std::chrono::seconds kRecheck{5};
   static inline std::mutex registry_mu_;
   static inline std::vector<std::weak_ptr<CollabConnection>> registry_;  // GUARDED_BY(registry_mu_)
@@ -186,8 +188,8 @@ class CollabConnection : public http::WebSocketHandler,
 
 }  // namespace
 
-void recheck_collab_access() {
-  for (auto& c : CollabConnection::open_shared()) c->recheck_now();
+void recheck_collab_access(const std::string& share_id) {
+  for (auto& c : CollabConnection::open_shared(share_id)) c->recheck_now();
 }
 
 void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
@@ -205,20 +207,20 @@ void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           if (!e.ok()) return e.error();
           return SharedTarget{owner, e->path, true};
         },
-        false);
+        std::string());
     return up;
   });
-  r.add_websocket(
-      "/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?", [ctx](http::Request& req) {
-        http::Upgrade up;
-        std::string id = req.params[0];
-        std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
-        auto user = req.user;
-        up.handler = std::make_shared<CollabConnection>(
-            ctx, user.username,
-            [ctx, user, id, sub]() { return resolve_shared(*ctx, user, id, sub); }, true);
-        return up;
-      });
+  r.add_websocket("/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?",
+                  [ctx](http::Request& req) {
+                    http::Upgrade up;
+                    std::string id = req.params[0];
+                    std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
+                    auto user = req.user;
+                    up.handler = std::make_shared<CollabConnection>(
+                        ctx, user.username,
+                        [ctx, user, id, sub]() { return resolve_shared(*ctx, user, id, sub); }, id);
+                    return up;
+                  });
 }
 
 }  // namespace skylab::api
