@@ -168,6 +168,26 @@ describe('co-editing keeps offline work', { timeout: 240000 }, () => {
     await page.context().close();
   });
 
+  it('an editor made a viewer is disconnected at once and its page turns read-only', async () => {
+    server.addUser('walt', 'password of walt');
+    let r = await server.api('PUT', '/api/contents/roles.ipynb', { type: 'notebook', format: 'json', content: nb(['w1', 'shared = 1']) }, token);
+    assert.equal(r.status, 201);
+    r = await server.api('POST', '/api/skylab/shares', { path: 'roles.ipynb', user: 'walt', role: 'editor' }, token);
+    const { page } = await signIn(browser, server, 'walt', 'password of walt', `/shared/${r.json.id}`);
+    await page.waitForSelector('body[data-ready=true]');
+    await page.waitForFunction(() => window.skylab.collab?.writable === true);
+    r = await server.api('POST', '/api/skylab/shares', { path: 'roles.ipynb', user: 'walt', role: 'viewer' }, token);
+    assert.equal(r.status, 201);
+    // Without sending anything, the page learns it at once and reconnects as a viewer.
+    await page.waitForFunction(() => window.skylab.collab?.writable === false, null, { timeout: 20000 });
+    await typeAt(page, 0, 'Control+End', ' # walt typed');
+    await sleep(1000);
+    assert.deepEqual((await snapshot(page)).map(c => c.source), ['shared = 1']);
+    const live = await server.api('GET', '/api/contents/roles.ipynb?content=1', undefined, token);
+    assert.equal(live.json.content.cells[0].source, 'shared = 1');
+    await page.context().close();
+  });
+
   it('deleting the last cells at once: every page and the file keep the same one cell', async () => {
     let r = await server.api('PUT', '/api/contents/last.ipynb', { type: 'notebook', format: 'json', content: nb(['l1', 'one'], ['l2', 'two']) }, token);
     assert.equal(r.status, 201);

@@ -312,8 +312,25 @@ export class CollabSession {
     const same = !first && m.epoch === this.epoch;
     this.epoch = m.epoch;
     this.client = m.client;
+    const wasWritable = this.writable;
     this.writable = !!m.writable;
     this.page.collabReadOnly(!this.writable);
+    if (!first && wasWritable !== this.writable) {
+      // Rights changed (an editor made a viewer, or back): editors are made
+      // again, read-only or not, from the server's text (a viewer's unsent
+      // edits could never be accepted).
+      this.applying = true;
+      try {
+        for (const c of this.page.collabCells()) {
+          if (!c.editor) continue;
+          this.lastStates.delete(c.id);
+          this.sent.delete(c.id);
+          c.rebuildEditor(this.shadow(c).doc.toString());
+        }
+      } finally {
+        this.applying = false;
+      }
+    }
     this.peers.clear();
     for (const p of m.peers ?? []) this.peers.set(p.client, { client: p.client, user: p.user, cell: null, anchor: 0, head: 0 });
     if (first) {
