@@ -85,6 +85,9 @@ describe('co-editing keeps offline work', { timeout: 240000 }, () => {
     await until(async () => (await a.evaluate(() => window.skylab.collab.ws?.readyState)) === 1, 'a to reconnect through the route');
     await goOffline(a, net);
     await typeAt(a, 0, 'Control+End', ' # typed by a offline');
+    // And a cell added offline, typed into.
+    await a.evaluate(() => { const s = window.skylab; s.insertAt('code', s.cells.length, true); });
+    await a.keyboard.type('added_offline = 2', { delay: 10 });
     // b edits the same cell meanwhile; the server has it, then restarts (a new epoch).
     await typeAt(b, 0, 'Control+Home', 'b_first = 0; ');
     await until(async () => {
@@ -96,13 +99,13 @@ describe('co-editing keeps offline work', { timeout: 240000 }, () => {
     const want = 'b_first = 0; value = 1 # typed by a offline';
     const agreed = await until(async () => {
       const [x, y] = [await snapshot(a), await snapshot(b)];
-      return JSON.stringify(x) === JSON.stringify(y) && x[0].source === want ? x : null;
+      return JSON.stringify(x) === JSON.stringify(y) && x[0].source === want && x[1]?.source === 'added_offline = 2' ? x : null;
     }, 'both pages to have both edits', 60000).catch(async e => {
       console.log('a', JSON.stringify(await snapshot(a)), 'b', JSON.stringify(await snapshot(b)));
       throw e;
     });
-    assert.equal(agreed.length, 1);
-    await until(async () => (await fileSources(server, 'restart.ipynb', token))[0] === want, 'the file to have both edits');
+    assert.equal(agreed.length, 2);
+    await until(async () => JSON.stringify(await fileSources(server, 'restart.ipynb', token)) === JSON.stringify([want, 'added_offline = 2']), 'the file to have both edits and the cell');
     await a.context().close();
     await b.context().close();
   });
