@@ -16,9 +16,20 @@ const isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
  * The changes that turn `a` into `b` (positions in `a`, UTF-16 units, in
  * order, not overlapping): common prefix and suffix, then Myers' O(ND) diff
  * of the middle. When the middle differs by more than the work budget
- * allows, the middle is replaced as a whole (still exact, only coarser).
+ * allows, lines are diffed first and the changed runs of lines by character
+ * (diff-match-patch's line mode); a run still beyond the budget is replaced
+ * as a whole (exact, only coarser).
  */
 export function diffText(a: string, b: string): Change[] {
+  return diff(a, b, true);
+}
+
+function budget(n: number, m: number): number {
+  // Work is about (n + m) * D; bound it (1 MiB sources stay fast).
+  return Math.min(n + m, 2000, Math.floor(2e7 / (n + m)));
+}
+
+function diff(a: string, b: string, lineMode: boolean): Change[] {
   let p = 0;
   const pmax = Math.min(a.length, b.length);
   while (p < pmax && a.charCodeAt(p) === b.charCodeAt(p)) p++;
@@ -30,11 +41,45 @@ export function diffText(a: string, b: string): Change[] {
   const A = a.slice(p, a.length - s), B = b.slice(p, b.length - s);
   if (!A.length && !B.length) return [];
   if (!A.length || !B.length) return [{ from: p, to: p + A.length, insert: B }];
-  // Work is about (n + m) * D; bound it (1 MiB sources stay fast).
-  const maxD = Math.min(A.length + B.length, 2000, Math.floor(2e7 / (A.length + B.length)));
+  const maxD = budget(A.length, B.length);
   const regions = maxD > 0 ? myers(A, B, maxD) : null;
-  if (!regions) return [{ from: p, to: p + A.length, insert: B }];
-  return regions.map(([x0, x1, y0, y1]) => ({ from: p + x0, to: p + x1, insert: B.slice(y0, y1) }));
+  if (regions) return regions.map(([x0, x1, y0, y1]) => ({ from: p + x0, to: p + x1, insert: B.slice(y0, y1) }));
+  const byLine = lineMode ? diffLines(A, B) : null;
+  if (!byLine) return [{ from: p, to: p + A.length, insert: B }];
+  return byLine.map(c => ({ from: p + c.from, to: p + c.to, insert: c.insert }));
+}
+
+/** Lines as one character each, diffed; changed runs of lines then by character. Null: too many lines. */
+function diffLines(A: string, B: string): Change[] | null {
+  const codes = new Map<string, number>();
+  const lines = (s: string) => s.match(/[^\n]*\n|[^\n]+$/g) ?? [];
+  const la = lines(A), lb = lines(B);
+  const encode = (ls: string[]) => {
+    let out = '';
+    for (const l of ls) {
+      let c = codes.get(l);
+      if (c === undefined) {
+        c = codes.size;
+        codes.set(l, c);
+      }
+      out += String.fromCharCode(c);
+    }
+    return out;
+  };
+  const ea = encode(la), eb = encode(lb);
+  if (codes.size >= 0xd800) return null; // beyond the BMP's plain characters
+  const maxD = budget(ea.length, eb.length);
+  const regions = maxD > 0 ? myers(ea, eb, maxD) : null;
+  if (!regions) return null;
+  const offA = [0], offB = [0];
+  for (const l of la) offA.push(offA[offA.length - 1] + l.length);
+  for (const l of lb) offB.push(offB[offB.length - 1] + l.length);
+  const out: Change[] = [];
+  for (const [x0, x1, y0, y1] of regions) {
+    const from = offA[x0], to = offA[x1], ins = B.slice(offB[y0], offB[y1]);
+    for (const c of diff(A.slice(from, to), ins, false)) out.push({ from: from + c.from, to: from + c.to, insert: c.insert });
+  }
+  return out;
 }
 
 /** Changed regions [aFrom, aTo, bFrom, bTo] of the shortest edit script, or null beyond maxD. */
