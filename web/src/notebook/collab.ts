@@ -445,7 +445,12 @@ export class CollabSession {
    */
   writeBackup(closing: boolean) {
     const key = this.ownBackupKey();
-    if (!key || !this.writable) return;
+    if (!key) return;
+    if (!this.writable) {
+      // A viewer (also an editor made one) has nothing it could send.
+      try { localStorage.removeItem(key); } catch { /* unavailable */ }
+      return;
+    }
     const cells: Record<string, unknown> = {};
     for (const c of this.page.collabCells()) {
       if (!c.editor) continue;
