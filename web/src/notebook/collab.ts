@@ -343,9 +343,10 @@ export class CollabSession {
       }
       for (const c of m.nb.cells) this.shadows.set(c.id, { version: m.versions[c.id] ?? 0, doc: Text.of(String(c.source).split('\n')) });
     } else {
+      // Pushes of the old connection are answered never; what reconcile sends is on this one.
+      this.inflight.clear();
       this.reconcile(m, same);
     }
-    this.inflight.clear();
     // The server holds and saves every change from here on.
     this.page.collabStatus(this.writable ? 'All changes saved' : 'View only');
     if (!first) {
