@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 #include "api/api.hpp"
+#include "api/collab.hpp"
 #include "api/ops.hpp"
 #include "api/sessions.hpp"
 #include "auth/account_store.hpp"
@@ -470,6 +471,7 @@ int serve_main(const std::vector<std::string>& args) {
         "credentials revoked");
     if (n > 0)
       log::info("closed " + std::to_string(n) + " WebSocket(s) whose credentials were revoked");
+    api::recheck_collab_access();  // an owner disabled ends the shares of their notebooks
   });
   ctx->accounts_changed = [&watcher] { watcher.poke(); };
   auto port = server.listen();

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "common/json_limits.hpp"
+#include "common/util.hpp"
 #include "exec/notebook.hpp"
 #include "live/changeset.hpp"
 
@@ -308,6 +309,23 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
     if (!doc.delete_cell(id->get<std::string>())) return {error(msg, "no_cell", "no such cell")};
     logs_.erase(id->get<std::string>());
     applied["id"] = *id;
+    if (cells(doc).empty()) {
+      // A notebook keeps at least one cell: the last one deleted (concurrent
+      // deletes of the last two, or a client that did not put its blank
+      // first) is replaced by a blank code cell here, sequenced right after
+      // the delete, so every client and the file get the same one.
+      json blank = {{"cell_type", "code"},        {"id", util::random_hex(8)},
+                    {"metadata", json::object()}, {"source", ""},
+                    {"outputs", json::array()},   {"execution_count", nullptr}};
+      if (doc.insert_cell(blank, "")) {
+        std::vector<CollabFrame> frames = {sequenced(msg, from, std::move(applied))};
+        ++structure_;
+        json ins = {{"kind", "insert"}, {"cell", std::move(blank)}, {"after", nullptr}};
+        json f = {{"t", "op"}, {"sv", structure_}, {"client", 0}, {"op", std::move(ins)}};
+        frames.push_back({CollabFrame::To::kAll, dump(f)});
+        return frames;
+      }
+    }
   } else if (kind == "move") {
     auto id = o->find("id");
     std::string after;
@@ -348,11 +366,15 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
   } else {
     return {error(msg, "bad_request", "unknown op")};
   }
+  return {sequenced(msg, from, std::move(applied))};
+}
+
+CollabFrame CollabState::sequenced(const json& msg, const CollabPeer& from, json applied) {
   ++structure_;
   json out = {{"t", "op"}, {"sv", structure_}, {"client", from.id}, {"op", std::move(applied)}};
   if (auto r = msg.find("rid"); r != msg.end() && (r->is_number_integer() || r->is_string()))
     out["rid"] = *r;
-  return {{CollabFrame::To::kAll, dump(out)}};
+  return {CollabFrame::To::kAll, dump(out)};
 }
 
 std::vector<CollabFrame> CollabState::after_outside(const json& before, Document& doc) {

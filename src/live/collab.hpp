@@ -6,7 +6,9 @@
 // cell's source here (live/changeset.hpp). Structural operations (insert,
 // delete, move, cell type, cell and notebook metadata) are sequenced in arrival order with one
 // structure version per document; they name cells by id, so a client never
-// needs to rebase them. Presence (names, cursors) is relayed, never stored.
+// needs to rebase them. A document always has a cell: deleting the last one
+// sequences a blank code cell's insert (client 0, the server) right after. Presence (names,
+// cursors) is relayed, never stored.
 //
 // Pure protocol logic over a Document: no sockets, no locks, no I/O. The
 // service (live.cpp) holds the document lock around every call and sends
@@ -105,6 +107,8 @@ class CollabState {
   std::vector<CollabFrame> push(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
   std::vector<CollabFrame> pull(const Document& doc, const nlohmann::json& msg) const;
   std::vector<CollabFrame> op(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
+  //! The broadcast of an applied op (the next structure version, the sender's rid).
+  CollabFrame sequenced(const nlohmann::json& msg, const CollabPeer& from, nlohmann::json applied);
   void append(Log& log, std::string update);
 
   CollabLimits limits_;
