@@ -503,11 +503,13 @@ int serve_main(const std::vector<std::string>& args) {
       pool->stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
+      // Their owners' volumes stay mounted: runtimes may run on, and the live
+      // documents are saved into them on the way down.
+      auto running = kernels->list();
+      for (auto& k : running) busy_owners.insert(k.owner);
       if (sa.keep_runtimes && signo == SIGTERM) {
-        // A restart (systemctl restart, an upgrade): runtimes run on, their
-        // volumes stay mounted, and the next server reattaches them.
-        auto running = kernels->list();
-        for (auto& k : running) busy_owners.insert(k.owner);
+        // A restart (systemctl restart, an upgrade): runtimes run on and the
+        // next server reattaches them.
         log::info("leaving " + std::to_string(running.size()) +
                   " runtime(s) running for the next server");
         kernels->detach_all();

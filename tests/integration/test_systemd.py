@@ -127,7 +127,13 @@ class BootedSystemd:
         if self.pid is None:
             self.close()
             pytest.fail("systemd did not start:\n" + self.boot_log())
-        r = self.sh("systemctl is-system-running --wait", timeout=120, check=False)
+        # systemctl answers only once systemd has set up /run: ask until then.
+        deadline = time.time() + 120
+        while True:
+            r = self.sh("systemctl is-system-running --wait", timeout=120, check=False)
+            if r.stdout.strip() in ("running", "degraded") or time.time() > deadline:
+                break
+            time.sleep(0.5)
         if r.stdout.strip() not in ("running", "degraded"):
             log = self.boot_log()
             self.close()
