@@ -188,6 +188,8 @@ JournalWriter::JournalWriter(std::shared_ptr<JournalDir> dir, std::string name)
 
 Status JournalWriter::append(const json& header, const json& record, std::uint64_t version) {
   std::string line = encode_journal_line(record);
+  if (bytes_ + line.size() > dir_->limits().max_hard_bytes)
+    return Error::too_large("journal " + name_ + " is full (saves keep failing)");
   if (fd_.get() < 0) {
     // A new journal: any file left under this name was replayed when the
     // document was loaded, or belongs to no live document; start over.

@@ -38,6 +38,10 @@ struct JournalLimits {
   //! A document's journal beyond this many bytes forces a save (which
   //! empties it).
   std::size_t max_bytes = 16u << 20;
+  //! A journal is never written beyond this many bytes (a save that keeps
+  //! failing, e.g. over quota, must not fill the data directory): later
+  //! changes are still applied and confirmed, but not journaled (logged).
+  std::size_t max_hard_bytes = 64u << 20;
   //! A journal read back at all (larger: kept aside, not replayed).
   std::size_t max_read_bytes = 256u << 20;
   //! One record's payload (a frame is at most 1 MiB; a record carries no

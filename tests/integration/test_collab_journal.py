@@ -200,3 +200,56 @@ def test_the_journal_is_emptied_by_the_save_and_a_clean_stop(srv):
     wait_until(lambda: sources(on_disk(srv, user, p)) == {"c1": "x = 1!"}, "the debounced save")
     wait_until(lambda: journals(srv) == [], "the journal emptied by the save")
     a.close()
+
+
+def test_edits_after_a_save_replay_onto_the_saved_file(srv):
+    user, tok = account(srv)
+    p = "after-%s.ipynb" % secrets.token_hex(3)
+    Client(srv, token_session(tok)).put_nb(p, notebook(("c1", "x = 1"), ("c2", "y = 2")))
+    a = Collab(srv, tok, path=p)
+    a.send({"t": "push", "cell": "c1", "version": a.init["versions"]["c1"],
+            "updates": [{"clientID": "a", "changes": insert("0", 5, 5)}]})
+    a.wait(lambda m: m["t"] == "updates", "the confirmation")
+    wait_until(lambda: sources(on_disk(srv, user, p))["c1"] == "x = 10", "the debounced save")
+    wait_until(lambda: journals(srv) == [], "the journal emptied by the save")
+    # Edits on top of the server's own save, then a kill before the next one.
+    a.send({"t": "op", "rid": 7, "op": {"kind": "delete", "id": "c2"}})
+    a.send({"t": "push", "cell": "c1", "version": a.init["versions"]["c1"] + 1,
+            "updates": [{"clientID": "a", "changes": insert("0", 6, 6)}]})
+    a.wait(lambda m: m["t"] == "updates" and m["version"] == a.init["versions"]["c1"] + 1, "the confirmation")
+    srv.kill()
+    a.close()
+    if sources(on_disk(srv, user, p)) != {"c1": "x = 10", "c2": "y = 2"}:
+        pytest.skip("the debounced save won the race")  # nothing to prove this time
+    srv.restart()
+    assert sources(on_disk(srv, user, p)) == {"c1": "x = 100"}
+    # The header named the server's own save: everything applied, nothing kept aside.
+    assert journals(srv) == []
+
+
+def test_a_journal_over_its_bound_forces_a_save(srv):
+    user, tok = account(srv)
+    p = "big-%s.ipynb" % secrets.token_hex(3)
+    Client(srv, token_session(tok)).put_nb(p, notebook(("c1", "")))
+    a = Collab(srv, tok, path=p)
+    v = a.init["versions"]["c1"]
+    length = 0
+    biggest = 0
+    # 48 MiB of confirmed changes, far faster than the 5 s saves: the 16 MiB
+    # bound saves (and empties the journal) on the way.
+    for i in range(48):
+        text = ("%02d" % i) * (500 * 1024)
+        a.send({"t": "push", "cell": "c1", "version": v,
+                "updates": [{"clientID": "a", "changes": [[0, text]]}]})
+        a.wait(lambda m: m["t"] == "updates" and m["version"] == v, "confirmation %d" % i)
+        v += 1
+        length += len(text)
+        biggest = max([biggest] + [os.path.getsize(j) for j in journals(srv, "*.jsonl")])
+        # Keep the cell small: delete what was typed.
+        a.send({"t": "push", "cell": "c1", "version": v,
+                "updates": [{"clientID": "a", "changes": [[length]]}]})
+        a.wait(lambda m: m["t"] == "updates" and m["version"] == v, "confirmation %d'" % i)
+        v += 1
+        length = 0
+    assert 0 < biggest < 24 << 20, biggest
+    a.close()
