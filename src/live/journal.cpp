@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/json_limits.hpp"
+#include "common/log.hpp"
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 
@@ -191,12 +192,19 @@ Status JournalWriter::append(const json& header, const json& record, std::uint64
   if (bytes_ + line.size() > dir_->limits().max_hard_bytes)
     return Error::too_large("journal " + name_ + " is full (saves keep failing)");
   if (fd_.get() < 0) {
-    // A new journal: any file left under this name was replayed when the
-    // document was loaded, or belongs to no live document; start over.
+    // A new journal. A file left under this name was replayed when the
+    // document was loaded, unless that could not be done (the Drive was
+    // unavailable): it is kept aside then, never overwritten.
     std::string head = encode_journal_line(header);
-    safe_fs::UniqueFd f(::openat(dir_->fd(), name_.c_str(),
-                                 O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-                                 0600));
+    int flags = O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC;
+    safe_fs::UniqueFd f(::openat(dir_->fd(), name_.c_str(), flags, 0600));
+    if (f.get() < 0 && errno == EEXIST) {
+      auto kept = dir_->set_aside(name_);
+      if (kept.ok())
+        log::warn("live: a journal that was not replayed is kept as " + dir_->path() + "/" +
+                  kept.value());
+      f = safe_fs::UniqueFd(::openat(dir_->fd(), name_.c_str(), flags, 0600));
+    }
     if (f.get() < 0) return Error::internal(errno_text(("create journal " + name_).c_str()));
     if (!write_all(f.get(), head)) {
       ::unlinkat(dir_->fd(), name_.c_str(), 0);

@@ -247,10 +247,19 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       return keep("names no notebook of its own");
     if (expect && *expect != key) return keep("names another notebook");
     auto who = as_owner(key.first);
+    // A notebook that is gone: kept aside. The Drive unavailable now (a
+    // volume, a disk error): left in place for the next open to retry.
+    auto later = [&](const Error& err) {
+      log::warn("live: the journal of " + what + " was not replayed yet: " + err.message);
+    };
     auto e = drive->get(who, key.second, drive::EntryType::kNotebook);
+    if (!e.ok() && e.error().code != Error::Code::kNotFound) return later(e.error());
     if (!e.ok()) return keep("was not replayed: " + e.error().message);
     std::string message;
     auto nb = drive->read_notebook(who, key.second, &message);
+    if (!nb.ok() && nb.error().code != Error::Code::kNotFound &&
+        nb.error().code != Error::Code::kBadRequest && nb.error().code != Error::Code::kTooLarge)
+      return later(nb.error());
     if (!nb.ok()) return keep("was not replayed: " + nb.error().message);
     auto m = head.find("mtime_ns");
     auto sz = head.find("size");

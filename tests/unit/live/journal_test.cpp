@@ -138,13 +138,20 @@ TEST_F(JournalFiles, SymlinksAndSpecialFilesAreNeverFollowed) {
   { std::ofstream(target) << "precious"; }
   ASSERT_EQ(::symlink(target.c_str(), (base_ + "/live/journal/" + name).c_str()), 0);
   EXPECT_FALSE(dir_->read(name).ok());
+  // A file (here a link) already under the name is kept aside, never
+  // written through or truncated; the journal starts in a new file.
   JournalWriter w(dir_, name);
-  EXPECT_FALSE(w.append({{"t", "head"}}, {{"r", 1}}, 1).ok());
+  EXPECT_TRUE(w.append({{"t", "head"}}, {{"r", 1}}, 1).ok());
   std::ifstream in(target);
   std::string s;
   in >> s;
   EXPECT_EQ(s, "precious");
-  ::unlink((base_ + "/live/journal/" + name).c_str());
+  struct stat st {};
+  ASSERT_EQ(::lstat((base_ + "/live/journal/" + name).c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(decode_journal(file(name), {}).records.size(), 2u);
+  w.drop();
+  EXPECT_FALSE(dir_->exists(name));
   ASSERT_EQ(::mkfifo((base_ + "/live/journal/" + name).c_str(), 0600), 0);
   EXPECT_FALSE(dir_->read(name).ok());  // O_NONBLOCK + fstat: never hangs
   auto kept = dir_->set_aside(name);
