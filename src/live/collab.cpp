@@ -471,10 +471,8 @@ bool CollabState::replay(Document& doc, const json& record, bool additive) {
       replaying_ = false;
       return false;
     }
-    json msg = {{"t", "push"},
-                {"cell", *c},
-                {"version", version(c->get<std::string>())},
-                {"updates", *u}};
+    json msg = {
+        {"t", "push"}, {"cell", *c}, {"version", version(c->get<std::string>())}, {"updates", *u}};
     frames = push(doc, server, msg);
   } else if (t == "op") {
     auto o = record.find("op");

@@ -23,7 +23,8 @@ constexpr char kSuffix[] = ".jsonl";
 constexpr std::size_t kSuffixLen = sizeof(kSuffix) - 1;
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string errno_text(const char* what) {
@@ -239,8 +240,8 @@ Status JournalWriter::rewrite(std::size_t first, const std::string& name, const 
   text.resize(head_len + n);
   std::size_t got = 0;
   while (got < n) {
-    ssize_t r = ::pread(fd_.get(), text.data() + head_len + got, n - got,
-                        static_cast<off_t>(from + got));
+    ssize_t r =
+        ::pread(fd_.get(), text.data() + head_len + got, n - got, static_cast<off_t>(from + got));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return Error::internal(errno_text(("read journal " + name_).c_str()));
     got += static_cast<std::size_t>(r);

@@ -140,7 +140,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   std::uint64_t next_client = 1;                // GUARDED_BY(mu)
   std::thread worker;
   std::shared_ptr<JournalDir> jdir;  //!< set in start(), then constant; null: no journal
-  std::mutex recover_mu;              //!< one journal replay at a time
+  std::mutex recover_mu;             //!< one journal replay at a time
   std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
                        //!< newer one unmerged
 
@@ -195,7 +195,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (!d.collab) return;
     auto records = d.collab->take_journal();
     if (!jdir || records.empty()) return;
-    if (!d.journal) d.journal = std::make_unique<JournalWriter>(jdir, JournalDir::name_for(key.first, key.second));
+    if (!d.journal)
+      d.journal =
+          std::make_unique<JournalWriter>(jdir, JournalDir::name_for(key.first, key.second));
     json head = journal_header(key, d.stamp);
     for (auto& r : records) {
       auto st = d.journal->append(head, r, d.doc.version());
@@ -211,7 +213,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   void journal_covered_locked(const Key& key, Doc& d, std::uint64_t v) {
     if (!d.journal) return;
     auto st = d.journal->covered(v, journal_header(key, d.stamp));
-    if (!st.ok()) log::warn("live: cannot rotate the journal of " + key.first + ":" + key.second + ": " + st.error().message);
+    if (!st.ok())
+      log::warn("live: cannot rotate the journal of " + key.first + ":" + key.second + ": " +
+                st.error().message);
   }
 
   //! Replays the journal `name` that a server left behind (killed before
@@ -263,9 +267,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (!nb.ok()) return keep("was not replayed: " + nb.error().message);
     auto m = head.find("mtime_ns");
     auto sz = head.find("size");
-    bool base = m != head.end() && m->is_number_integer() && m->get<std::int64_t>() == ns(e->modified) &&
-                sz != head.end() && sz->is_number_unsigned() &&
-                sz->get<std::uint64_t>() == e->size.value_or(0);
+    bool base = m != head.end() && m->is_number_integer() &&
+                m->get<std::int64_t>() == ns(e->modified) && sz != head.end() &&
+                sz->is_number_unsigned() && sz->get<std::uint64_t>() == e->size.value_or(0);
     std::size_t applied = 0, skipped = 0;
     try {
       Document doc(std::move(nb.value()), opt.limits);
@@ -905,7 +909,8 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
     if (auto& j = node.mapped()->journal) {
       auto st = j->moved(JournalDir::name_for(new_key.first, new_key.second),
                          Impl::journal_header(new_key, node.mapped()->stamp));
-      if (!st.ok()) log::warn("live: cannot move the journal of " + new_key.second + ": " + st.error().message);
+      if (!st.ok())
+        log::warn("live: cannot move the journal of " + new_key.second + ": " + st.error().message);
     }
     node.key() = new_key;
     i.docs.insert(std::move(node));

@@ -24,7 +24,10 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 json nb_with(std::initializer_list<std::pair<const char*, const char*>> cells) {
-  json nb = {{"nbformat", 4}, {"nbformat_minor", 5}, {"metadata", json::object()}, {"cells", json::array()}};
+  json nb = {{"nbformat", 4},
+             {"nbformat_minor", 5},
+             {"metadata", json::object()},
+             {"cells", json::array()}};
   for (auto& [id, src] : cells)
     nb["cells"].push_back({{"cell_type", "code"},
                            {"id", id},
@@ -36,7 +39,8 @@ json nb_with(std::initializer_list<std::pair<const char*, const char*>> cells) {
 }
 
 TEST(JournalFormat, RecordsRoundTripAndATornLastLineIsIgnored) {
-  std::string text = encode_journal_line({{"t", "head"}}) + encode_journal_line({{"t", "op"}, {"n", 1}});
+  std::string text =
+      encode_journal_line({{"t", "head"}}) + encode_journal_line({{"t", "op"}, {"n", 1}});
   auto d = decode_journal(text, {});
   ASSERT_EQ(d.records.size(), 2u);
   EXPECT_EQ(d.records[1]["n"], 1);
@@ -59,7 +63,8 @@ TEST(JournalFormat, DamagedAndCraftedLinesStopTheReplay) {
   flipped[flipped.size() - 3] ^= 1;  // payload changed: checksum fails
   for (const std::string& bad :
        {flipped, std::string("5 0000000000000000 {}{}{\n"), std::string("x\n"), std::string("\n"),
-        std::string("99999999999 0123456789abcdef {}\n"), std::string("-1 0123456789abcdef {}\n")}) {
+        std::string("99999999999 0123456789abcdef {}\n"),
+        std::string("-1 0123456789abcdef {}\n")}) {
     auto d = decode_journal(good + bad + next, {});
     EXPECT_EQ(d.records.size(), 1u) << bad;
     EXPECT_TRUE(d.corrupt) << bad;
@@ -167,12 +172,18 @@ TEST(JournalReplay, RecordsReplayOntoTheSavedFileAndOnlyThere) {
   CollabPeer me{1, "me", true};
   auto push = [&](const char* cell, json changes) {
     return cs.handle(live, me,
-                     {{"t", "push"}, {"cell", cell}, {"version", cs.version(cell)},
+                     {{"t", "push"},
+                      {"cell", cell},
+                      {"version", cs.version(cell)},
                       {"updates", json::array({{{"clientID", "c"}, {"changes", changes}}})}});
   };
   push("a", json::array({1, json::array({0, "1"})}));  // "x1"
-  cs.handle(live, me, {{"t", "op"}, {"op", {{"kind", "insert"}, {"after", "a"},
-                                           {"cell", {{"id", "n"}, {"cell_type", "raw"}, {"source", "new"}}}}}});
+  cs.handle(live, me,
+            {{"t", "op"},
+             {"op",
+              {{"kind", "insert"},
+               {"after", "a"},
+               {"cell", {{"id", "n"}, {"cell_type", "raw"}, {"source", "new"}}}}}});
   push("a", json::array({2, json::array({0, "2"})}));  // "x12"
   cs.handle(live, me, {{"t", "op"}, {"op", {{"kind", "delete"}, {"id", "b"}}}});
   cs.handle(live, me, {{"t", "pull"}, {"cell", "a"}, {"version", 0}});  // not a change
