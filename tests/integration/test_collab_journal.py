@@ -253,3 +253,32 @@ def test_a_journal_over_its_bound_forces_a_save(srv):
         length = 0
     assert 0 < biggest < 24 << 20, biggest
     a.close()
+
+
+def test_the_journal_follows_a_rename(srv):
+    user, tok = account(srv)
+    cl = Client(srv, token_session(tok))
+    for attempt in range(3):
+        p = "mv-%s.ipynb" % secrets.token_hex(3)
+        q = "moved-" + p
+        cl.put_nb(p, notebook(("c1", "x = 1")))
+        a = Collab(srv, tok, path=p)
+        a.send({"t": "op", "rid": 1, "op": {"kind": "insert", "after": "c1",
+                                            "cell": {"id": "n1", "cell_type": "code", "source": "before"}}})
+        a.wait(lambda m: m["t"] == "op" and m.get("rid") == 1, "the insert's confirmation")
+        r = cl.req("PATCH", "/api/contents/" + p, json={"path": q})
+        assert r.status_code == 200, r.text
+        a.send({"t": "op", "rid": 2, "op": {"kind": "insert", "after": "n1",
+                                            "cell": {"id": "n2", "cell_type": "code", "source": "after"}}})
+        a.wait(lambda m: m["t"] == "op" and m.get("rid") == 2, "the second insert's confirmation")
+        srv.kill()
+        a.close()
+        if "n2" not in sources(on_disk(srv, user, q)):
+            break
+        srv.restart()
+    else:
+        pytest.fail("the debounced save won the race three times")
+    srv.restart()
+    assert sources(on_disk(srv, user, q)) == {"c1": "x = 1", "n1": "before", "n2": "after"}
+    assert not os.path.exists(os.path.join(srv.data_dir, "drive", user, p))
+    assert journals(srv) == []
