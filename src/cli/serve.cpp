@@ -427,6 +427,7 @@ int serve_main(const std::vector<std::string>& args) {
     // into them, saved to the Drive (state of running cells in the data dir).
     live::LiveOptions lo;
     lo.state_file = (data / "live.json").string();
+    lo.journal_base = data.string();  // live/journal: the co-editing write-ahead journal
     std::weak_ptr<api::SessionStore> sessions = ctx->sessions;
     ctx->live = std::make_shared<live::LiveNotebooks>(
         ctx->drive, kernels,

@@ -102,6 +102,9 @@ std::vector<std::string> entry_names(int dirfd) {
     ::close(dup);
     return names;
   }
+  // A dup shares the file offset: a second listing through the same fd
+  // would start where the last one ended (and find nothing) without this.
+  ::rewinddir(d);
   while (struct dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
     if (n != "." && n != "..") names.push_back(std::move(n));

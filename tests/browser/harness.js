@@ -97,6 +97,13 @@ async function startServer({ extraArgs = [], config = null, https = false } = {}
       await halt();
       await launch();
     },
+    /** SIGKILLs the server: no save, no cleanup (restart() starts it again). */
+    async kill() {
+      if (!exited) {
+        try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+        for (let i = 0; i < 100 && !exited; i++) await sleep(50);
+      }
+    },
     async stop() {
       try {
         const r = await fetch(`${baseUrl}/api/kernels`, { headers: { Authorization: `token ${token}` } });
