@@ -2,7 +2,6 @@
 // a type (limits, /content, the user's Drive, GPUs), for operators: checks
 // of a GPU node, of limits, of what user code sees.
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/subprocess.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
@@ -167,39 +167,24 @@ int exec_main(const std::vector<std::string>& args) {
     launcher.cleanup(spec.kernel_id);
     return 125;
   }
-  std::vector<std::string> env_strings;
-  for (auto& [k, v] : spec.env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : spec.argv) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  subprocess::Spec child;
+  child.argv = spec.argv;
+  child.env.emplace();
+  for (auto& [k, v] : spec.env) child.env->push_back(k + "=" + v);
+  child.cwd = spec.cwd;
+  child.in = child.out = child.err = subprocess::Stdio::kInherit;
   // Ctrl-C goes to the sandboxed process (same process group); we wait and clean up.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_IGN);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGTERM);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  child.default_signals = {SIGINT, SIGTERM};
+  auto started = subprocess::spawn(child);
+  pid_t pid = started.ok() ? started->pid() : -1;
   int code = 125;
-  if (rc != 0) {
-    std::fprintf(stderr, "skylab runtime exec: cannot start the sandbox: %s\n", std::strerror(rc));
+  if (!started.ok()) {
+    std::fprintf(stderr, "skylab runtime exec: cannot start the sandbox: %s\n",
+                 started.error().message.c_str());
   } else {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    code = subprocess::exit_code(started->wait());
     std::string why = launcher.death_reason(spec.kernel_id);
     if (!why.empty()) std::fprintf(stderr, "skylab runtime exec: %s\n", why.c_str());
   }
