@@ -50,8 +50,7 @@ int add_stream(Attrs& a, Stdio how, int fd, Pipe& p) {
                                               0);
     case Stdio::kInherit:
       return 0;
-    case Stdio::kPipe:
-    {
+    case Stdio::kPipe: {
       int fds[2];
       if (::pipe2(fds, O_CLOEXEC) != 0) return errno;
       p.r = fds[0], p.w = fds[1];

@@ -45,8 +45,9 @@ struct Spec {
   //! >= 0: every child fd from this one up is closed (after `fds`). Fds opened
   //! without O_CLOEXEC elsewhere in the process do not leak into the child.
   int close_from = -1;
-  bool new_session = false;    //!< setsid() in the child
-  bool reset_signals = false;  //!< the child starts with an empty signal mask, all dispositions default
+  bool new_session = false;  //!< setsid() in the child
+  bool reset_signals =
+      false;  //!< the child starts with an empty signal mask, all dispositions default
   //! Signals whose disposition goes back to default in the child (e.g. ones this process ignores).
   std::vector<int> default_signals;
 };
@@ -91,9 +92,10 @@ Result<Child> spawn(const Spec& spec);
 
 //! What a finished run() saw.
 struct Output {
-  int status = -1;          //!< the raw wait status
-  std::string out, err;     //!< what the child wrote, each cut at max_bytes (the rest is read and dropped)
-  bool timed_out = false;   //!< the child was killed (SIGKILL) at the deadline
+  int status = -1;  //!< the raw wait status
+  std::string out,
+      err;  //!< what the child wrote, each cut at max_bytes (the rest is read and dropped)
+  bool timed_out = false;  //!< the child was killed (SIGKILL) at the deadline
 };
 
 //! Runs spec to its end, reading its output: spec.out and spec.err are
