@@ -51,8 +51,8 @@ class Periodic {
   const std::chrono::nanoseconds max_sleep_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mutex_
-  bool woken_ = false;     // guarded by mutex_
+  bool stopping_ = false;   // guarded by mutex_
+  bool woken_ = false;      // guarded by mutex_
   std::uint64_t runs_ = 0;  // guarded by mutex_
   std::thread thread_;      // last: started when everything above is set
 };

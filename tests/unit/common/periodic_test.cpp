@@ -46,7 +46,8 @@ TEST(Periodic, RunsAtOnceThenEveryIntervalOfItsClock) {
   ManualClock clock;
   Counter c;
   // An hour of the manual clock; the thread re-reads the clock every millisecond.
-  Periodic p("test", 1h, [&] { c.hit(); }, clock, 1ms);
+  Periodic p(
+      "test", 1h, [&] { c.hit(); }, clock, 1ms);
   ASSERT_TRUE(finished(p, 1));
   clock.advance(59min);
   std::this_thread::sleep_for(20ms);  // time enough to run early, if it were wrong
@@ -61,7 +62,8 @@ TEST(Periodic, RunsAtOnceThenEveryIntervalOfItsClock) {
 TEST(Periodic, WakeRunsEarlyWithoutTheClockMoving) {
   ManualClock clock;
   Counter c;
-  Periodic p("test", 1h, [&] { c.hit(); }, clock);  // max_sleep 1h: only wake() can do it
+  Periodic p(
+      "test", 1h, [&] { c.hit(); }, clock);  // max_sleep 1h: only wake() can do it
   ASSERT_TRUE(c.reaches(1));
   p.wake();
   ASSERT_TRUE(c.reaches(2));
@@ -72,7 +74,8 @@ TEST(Periodic, WakeRunsEarlyWithoutTheClockMoving) {
 TEST(Periodic, StopIsPromptAndFinal) {
   ManualClock clock;
   Counter c;
-  auto p = std::make_unique<Periodic>("test", 1h, [&] { c.hit(); }, clock);
+  auto p = std::make_unique<Periodic>(
+      "test", 1h, [&] { c.hit(); }, clock);
   ASSERT_TRUE(finished(*p, 1));
   // A thread sleeping for an hour of its clock (and of real time) ends now.
   p->stop();
