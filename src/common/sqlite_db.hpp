@@ -82,7 +82,7 @@ inline Status open(const std::string& path, const OpenOptions& o, sqlite3** db, 
 //! One step of a schema: what brings version `version - 1` to `version`.
 struct Migration {
   int version;
-  const char* sql = nullptr;  //!< run with sqlite3_exec, or
+  const char* sql = nullptr;                      //!< run with sqlite3_exec, or
   std::function<Status(sqlite3*)> run = nullptr;  //!< ... this (when sql is null)
 };
 

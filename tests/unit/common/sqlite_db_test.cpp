@@ -70,16 +70,15 @@ TEST_F(SqliteDbTest, MigrationsRunInOrderOnceAndANewerSchemaIsRefused) {
   ASSERT_TRUE(migrate(db, "comp", "the test tables", v1, err).ok());  // nothing to do
   EXPECT_EQ(one("SELECT version FROM auth_schema WHERE component='comp'"), 1);
   int ran = 0;
-  std::vector<Migration> v3 = {
-      {1, "CREATE TABLE t(a INTEGER)"},  // would fail if run again
-      {2, "ALTER TABLE t ADD COLUMN b TEXT NOT NULL DEFAULT ''"},
-      {3, nullptr, [&](sqlite3* h) {
-         ++ran;
-         return sqlite3_exec(h, "INSERT INTO t(a) VALUES(7)", nullptr, nullptr, nullptr) ==
-                        SQLITE_OK
-                    ? ok_status()
-                    : Status(err(h, "insert"));
-       }}};
+  std::vector<Migration> v3 = {{1, "CREATE TABLE t(a INTEGER)"},  // would fail if run again
+                               {2, "ALTER TABLE t ADD COLUMN b TEXT NOT NULL DEFAULT ''"},
+                               {3, nullptr, [&](sqlite3* h) {
+                                  ++ran;
+                                  return sqlite3_exec(h, "INSERT INTO t(a) VALUES(7)", nullptr,
+                                                      nullptr, nullptr) == SQLITE_OK
+                                             ? ok_status()
+                                             : Status(err(h, "insert"));
+                                }}};
   ASSERT_TRUE(migrate(db, "comp", "the test tables", v3, err).ok());
   EXPECT_EQ(ran, 1);
   EXPECT_EQ(one("SELECT version FROM auth_schema WHERE component='comp'"), 3);
