@@ -27,6 +27,7 @@
 
 #include "cli/runtime_setup.hpp"
 #include "common/json_limits.hpp"
+#include "common/safe_fs.hpp"
 #include "common/subprocess.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
@@ -48,14 +49,9 @@ std::string read_file(const fs::path& p, std::size_t cap = 1 << 20) {
   return util::read_file_prefix(p.string(), cap);
 }
 
+// Best effort: the server notices a missing file (and times out).
 void write_file(const fs::path& p, const std::string& data) {
-  auto tmp = p.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;
-  if (::write(fd, data.data(), data.size()) < 0) {
-  }
-  ::close(fd);
-  ::rename(tmp.c_str(), p.c_str());
+  (void)safe_fs::write_file(p.string(), data, 0600, false);
 }
 
 std::string arg(const std::vector<std::string>& args, const std::string& name) {

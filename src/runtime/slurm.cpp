@@ -47,23 +47,9 @@ std::string trim(std::string s) {
 }
 
 // Root-only file, written whole (tmp + rename).
+//! Job files are the server's own (root, 0600) in its jobs directory.
 Status write_private(const fs::path& p, const std::string& data) {
-  auto tmp = p.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::internal("cannot write " + tmp + ": " + std::strerror(errno));
-  std::size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n <= 0) {
-      ::close(fd);
-      return Error::internal("cannot write " + tmp);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  ::fchmod(fd, 0600);
-  ::close(fd);
-  if (::rename(tmp.c_str(), p.c_str()) != 0) return Error::internal("cannot rename " + tmp);
-  return ok_status();
+  return safe_fs::write_file(p.string(), data, 0600, false);
 }
 
 bool valid_id(const std::string& id) {

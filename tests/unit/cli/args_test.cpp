@@ -65,8 +65,8 @@ ArgParser make(Opts& o, bool with_rest = false) {
 TEST(ArgParser, ValuesInBothFormsFlagsAndPositionalsInOrder) {
   Opts o;
   auto p = make(o);
-  auto r = parse(p, {"a", "--data-dir=/d", "-q", "b", "--name", "x y", "-p", "k", "v", "-",
-                     "--port", "80"});
+  auto r = parse(
+      p, {"a", "--data-dir=/d", "-q", "b", "--name", "x y", "-p", "k", "v", "-", "--port", "80"});
   EXPECT_EQ(r.outcome, ArgParser::Outcome::kRun);
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(o.dir, "/d");
