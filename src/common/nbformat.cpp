@@ -34,8 +34,7 @@ void split(json& v) {
 }
 
 bool text_like(const std::string& mime) {
-  return mime.rfind("text/", 0) == 0 || mime == "application/javascript" ||
-         mime == "image/svg+xml";
+  return mime.rfind("text/", 0) == 0 || mime == "application/javascript" || mime == "image/svg+xml";
 }
 
 //! Applies `field` to each multi-line field of `c`; `bundle` to each mime bundle.
@@ -134,8 +133,8 @@ bool valid_cell_id(const json& id) {
   const auto& s = id.get_ref<const std::string&>();
   if (s.empty() || s.size() > 64) return false;
   for (char c : s)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '-' || c == '_'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_'))
       return false;
   return true;
 }

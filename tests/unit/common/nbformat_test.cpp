@@ -42,7 +42,7 @@ TEST(Nbformat, BothWritersWriteTheSameBytes) {
   auto& data = back["cells"][0]["outputs"][1]["data"];
   EXPECT_EQ(data["text/plain"], json({"p\n", "q"}));
   EXPECT_EQ(data["application/json"], json({{"k", "v\nw"}}));  // JSON stays a value
-  EXPECT_EQ(data["image/png"], "AAAA\nBBBB");                   // base64 is not text
+  EXPECT_EQ(data["image/png"], "AAAA\nBBBB");                  // base64 is not text
   EXPECT_EQ(bytes.back(), '\n');
   // And back: joined as nbformat's rejoin_lines.
   join_lines(back);
