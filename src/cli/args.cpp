@@ -9,7 +9,9 @@ bool is_option(const std::string& a) {
 }  // namespace
 
 ArgParser& ArgParser::flag(std::initializer_list<const char*> names, bool* dst) {
-  Spec s{{names.begin(), names.end()}, Spec::Kind::kFlag};
+  Spec s;
+  s.names.assign(names.begin(), names.end());
+  s.kind = Spec::Kind::kFlag;
   s.flag = dst;
   specs_.push_back(std::move(s));
   return *this;
@@ -23,7 +25,9 @@ ArgParser& ArgParser::option(std::initializer_list<const char*> names, std::stri
 }
 
 ArgParser& ArgParser::option(std::initializer_list<const char*> names, Take take) {
-  Spec s{{names.begin(), names.end()}, Spec::Kind::kValue};
+  Spec s;
+  s.names.assign(names.begin(), names.end());
+  s.kind = Spec::Kind::kValue;
   s.take = std::move(take);
   specs_.push_back(std::move(s));
   return *this;
@@ -31,7 +35,9 @@ ArgParser& ArgParser::option(std::initializer_list<const char*> names, Take take
 
 ArgParser& ArgParser::option_n(std::initializer_list<const char*> names, int n, const char* what,
                                std::function<std::string(const std::vector<std::string>&)> take) {
-  Spec s{{names.begin(), names.end()}, Spec::Kind::kValues};
+  Spec s;
+  s.names.assign(names.begin(), names.end());
+  s.kind = Spec::Kind::kValues;
   s.n = n;
   s.what = what;
   s.take_n = std::move(take);
@@ -42,6 +48,13 @@ ArgParser& ArgParser::option_n(std::initializer_list<const char*> names, int n, 
 ArgParser& ArgParser::positional(Take take) {
   positional_ = std::move(take);
   return *this;
+}
+
+ArgParser& ArgParser::command(std::string* command, std::vector<std::string>* args) {
+  return positional([command, args](const std::string& a) {
+    (command->empty() ? *command : args->emplace_back()) = a;
+    return std::string();
+  });
 }
 
 ArgParser& ArgParser::rest_after_dashdash(std::vector<std::string>* dst) {

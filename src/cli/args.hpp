@@ -37,6 +37,9 @@ class ArgParser {
   //! Each argument that is not an option ("-" is not one), in order.
   //! Without this, any is an error ("unexpected argument 'x'").
   ArgParser& positional(Take take);
+  //! positional() for "COMMAND ARGS...": the first argument goes to *command,
+  //! the others to *args.
+  ArgParser& command(std::string* command, std::vector<std::string>* args);
   //! "--" ends the options; everything after it goes to *dst (the command
   //! to run). Without this, "--" is an unknown option.
   ArgParser& rest_after_dashdash(std::vector<std::string>* dst);
@@ -57,7 +60,8 @@ class ArgParser {
  private:
   struct Spec {
     std::vector<std::string> names;
-    enum class Kind { kFlag, kValue, kValues } kind;
+    enum class Kind { kFlag, kValue, kValues };
+    Kind kind = Kind::kFlag;
     bool* flag = nullptr;
     Take take;
     int n = 1;

@@ -66,10 +66,7 @@ ArgParser::Outcome parse(const std::vector<std::string>& args, DatasetArgs& out)
       .flag({"--replace"}, &out.replace)
       .flag({"--link"}, &out.link)
       .flag({"--json"}, &out.json)
-      .positional([&](const std::string& a) {
-        (out.command.empty() ? out.command : out.positional.emplace_back()) = a;
-        return std::string();
-      });
+      .command(&out.command, &out.positional);
   auto outcome = p.parse(args);
   if (outcome == ArgParser::Outcome::kRun && out.command.empty()) {
     p.usage_error("no command given");

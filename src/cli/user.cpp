@@ -101,10 +101,7 @@ ArgParser::Outcome parse(const std::vector<std::string>& args, UserArgs& out) {
                          "years)";
                 return "";
               })
-      .positional([&](const std::string& a) {
-        (out.command.empty() ? out.command : out.positional.emplace_back()) = a;
-        return std::string();
-      });
+      .command(&out.command, &out.positional);
   auto outcome = p.parse(args);
   if (outcome == ArgParser::Outcome::kRun && out.command.empty()) {
     p.usage_error("which command?");
