@@ -359,6 +359,16 @@ std::optional<std::string> form_field(const std::map<std::string, std::string>& 
   return it->second;
 }
 
+//! Login XSRF for the sign-in and sign-up forms: the request comes from our
+//! origin (or names none) and the form echoes the `_xsrf` cookie that the
+//! form's GET set, so that another site cannot sign a browser into its own account.
+bool form_xsrf_ok(const Request& req, const std::map<std::string, std::string>& form) {
+  auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
+  auto field = form_field(form, "_xsrf");
+  return origin_ok(req) && cookie && !cookie->empty() && field &&
+         util::secure_equals(*cookie, *field);
+}
+
 void clear_session_cookies(Response& res, bool secure) {
   res.headers.emplace_back(
       "Set-Cookie", auth::set_cookie(auth::session_cookie_name(secure), "", true, secure, 0));
@@ -483,12 +493,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         auto form = http::parse_form(req.body);
         if (!form) return done(Response::error(400, "Malformed form"));
         std::string next = auth::safe_redirect_target(form_field(*form, "next").value_or("/"));
-        // Login XSRF: the form must echo the `_xsrf` cookie that GET /login set,
-        // so that another site cannot sign a browser into its own account.
-        auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
-        auto field = form_field(*form, "_xsrf");
-        if (!origin_ok(req) || !cookie || cookie->empty() || !field ||
-            !util::secure_equals(*cookie, *field))
+        if (!form_xsrf_ok(req, *form))
           return done(
               login_page(*st, req, 403, next, "Your sign-in form expired. Please try again."));
         auto username = form_field(*form, "username").value_or("");
@@ -579,10 +584,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           if (!util::valid_utf8(v)) return done(Response::error(400, "Form fields must be UTF-8"));
         }
         std::string next = auth::safe_redirect_target(form_field(*form, "next").value_or("/"));
-        auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
-        auto field = form_field(*form, "_xsrf");
-        if (!origin_ok(req) || !cookie || cookie->empty() || !field ||
-            !util::secure_equals(*cookie, *field))
+        if (!form_xsrf_ok(req, *form))
           return done(
               signup_page(*st, req, 403, next, "Your sign-up form expired. Please try again."));
         auto username = form_field(*form, "username").value_or("");
