@@ -275,28 +275,13 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
   // The first look before anything is served: runtimes reattached after a
   // restart count as running at once, those gone are closed.
   sync(list(), gpus_of);
-  thread_ = std::thread([this, list = std::move(list), gpus_of = std::move(gpus_of)] {
-    std::unique_lock lock(tmu_);
-    while (!tstop_) {
-      lock.unlock();
-      try {
-        sync(list(), gpus_of);
-      } catch (const std::exception& e) {
-        log::error(std::string("usage ledger: ") + e.what());
-      }
-      lock.lock();
-      tcv_.wait_for(lock, std::chrono::seconds(1), [this] { return tstop_; });
-    }
-  });
+  ticker_ = std::make_unique<Periodic>(
+      "usage ledger", std::chrono::seconds(1),
+      [this, list = std::move(list), gpus_of = std::move(gpus_of)] { sync(list(), gpus_of); });
 }
 
 void UsageLedger::stop() {
-  {
-    std::lock_guard lock(tmu_);
-    tstop_ = true;
-  }
-  tcv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (ticker_) ticker_->stop();
   // Runtimes outlive the server: their last sighting is now, to the second.
   std::lock_guard db_lock(db_mu_);
   std::vector<std::pair<std::string, Record>> open;
