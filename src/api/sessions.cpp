@@ -10,6 +10,7 @@
 #include "api/api.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/service.hpp"
 
@@ -64,7 +65,7 @@ void SessionStore::save_locked() const {
                    {"name", r.name},
                    {"type", r.type},
                    {"kernel_id", r.kernel_id}});
-  if (!util::write_file_atomic(file_, out.dump(), 0600, false))
+  if (!safe_fs::write_file(file_, out.dump(), 0600, false).ok())
     log::warn("sessions: cannot write " + file_ + "; they will not survive a restart");
 }
 

@@ -21,6 +21,7 @@
 #include "auth/auth.hpp"
 #include "auth/secret_store.hpp"
 #include "auth/share_store.hpp"
+#include "cli/args.hpp"
 #include "common/ip_net.hpp"
 #include "live/live.hpp"
 
@@ -117,89 +118,47 @@ std::string find_web_dir() {
   return "";
 }
 
-bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& err) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string& dst) {
-      std::string name = a;
-      auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        dst = a.substr(eq + 1);
-        return true;
-      }
-      if (i + 1 >= args.size()) {
-        err = name + " needs a value";
-        return false;
-      }
-      dst = args[++i];
-      return true;
-    };
-    auto is = [&](const char* flag) {
-      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
-    };
-    std::string v;
-    if (is("--host")) {
-      if (!value(out.host)) return false;
-    } else if (is("--port")) {
-      if (!value(v)) return false;
-      char* end = nullptr;
-      long p = std::strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end || p < 0 || p > 65535) {
-        err = "--port must be a number from 0 to 65535";
-        return false;
-      }
-      out.port = static_cast<int>(p);
-    } else if (is("--data-dir")) {
-      if (!value(out.data_dir)) return false;
-    } else if (is("--python")) {
-      if (!value(out.python)) return false;
-    } else if (is("--log-level")) {
-      if (!value(out.log_level)) return false;
-    } else if (is("--config")) {
-      if (!value(out.config)) return false;
-    } else if (is("--examples-dir")) {
-      if (!value(out.examples_dir)) return false;
-    } else if (a == "--secure-cookies") {
-      out.secure_cookies = true;
-    } else if (a == "--keep-runtimes") {
-      out.keep_runtimes = true;
-    } else if (is("--trusted-proxy")) {
-      if (!value(v)) return false;
-      if (!net::valid_proxy_entry(v)) {
-        err = "--trusted-proxy needs an IP address or a CIDR network";
-        return false;
-      }
-      out.trusted_proxies.push_back(v);
-    } else if (is("--web-dir")) {
-      if (!value(out.web_dir)) return false;
-    } else if (is("--output-origin")) {
-      if (!value(out.output_origin)) return false;
-      if (!valid_origin(out.output_origin)) {
-        err = "--output-origin must be an origin such as https://outputs.example.org";
-        return false;
-      }
-    } else {
-      err = "unknown option '" + a + "'";
-      return false;
-    }
-  }
-  return true;
+ArgParser::Outcome parse(const std::vector<std::string>& args, ServeArgs& out) {
+  ArgParser p("skylab serve", kServeHelp);
+  p.option({"--host"}, &out.host)
+      .option({"--port"},
+              [&](const std::string& v) -> std::string {
+                char* end = nullptr;
+                long port = std::strtol(v.c_str(), &end, 10);
+                if (v.empty() || *end || port < 0 || port > 65535)
+                  return "--port must be a number from 0 to 65535";
+                out.port = static_cast<int>(port);
+                return "";
+              })
+      .option({"--data-dir"}, &out.data_dir)
+      .option({"--python"}, &out.python)
+      .option({"--log-level"}, &out.log_level)
+      .option({"--config"}, &out.config)
+      .option({"--examples-dir"}, &out.examples_dir)
+      .flag({"--secure-cookies"}, &out.secure_cookies)
+      .flag({"--keep-runtimes"}, &out.keep_runtimes)
+      .option({"--trusted-proxy"},
+              [&](const std::string& v) -> std::string {
+                if (!net::valid_proxy_entry(v))
+                  return "--trusted-proxy needs an IP address or a CIDR network";
+                out.trusted_proxies.push_back(v);
+                return "";
+              })
+      .option({"--web-dir"}, &out.web_dir)
+      .option({"--output-origin"}, [&](const std::string& v) -> std::string {
+        if (!valid_origin(v))
+          return "--output-origin must be an origin such as https://outputs.example.org";
+        out.output_origin = v;
+        return "";
+      });
+  return p.parse(args);
 }
 
 }  // namespace
 
 int serve_main(const std::vector<std::string>& args) {
-  for (auto& a : args)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kServeHelp, stdout);
-      return 0;
-    }
   ServeArgs sa;
-  std::string err;
-  if (!parse(args, sa, err)) {
-    std::fprintf(stderr, "skylab serve: %s\n\n%s", err.c_str(), kServeHelp);
-    return 2;
-  }
+  if (auto o = parse(args, sa); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
   if (sa.log_level == "debug")
     log::set_level(log::Level::kDebug);
   else if (sa.log_level == "warn")

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/auth.hpp"
+#include "common/periodic.hpp"
 #include "common/result.hpp"
 #include "drive/file_store.hpp"
 #include "drive/metadata_store.hpp"
@@ -209,7 +210,7 @@ class Drive {
   Result<std::string> unique_name(const std::string& user, const DrivePath& dir,
                                   std::string_view filename, std::string_view insert);
   TimePoint now() const;
-  void maintenance_loop();
+  void maintenance_pass();
   //! Bytes in use by `user` (see storage()).
   std::uint64_t used_bytes(const std::string& user);
   //! InsufficientStorage when writing `incoming` bytes to `path` (replacing
@@ -246,10 +247,7 @@ class Drive {
   std::mutex usage_mu_;
   std::map<std::string, UsageCount> usage_;  // GUARDED_BY(usage_mu_)
 
-  std::mutex maint_mu_;
-  std::condition_variable maint_cv_;
-  bool stopping_ = false;  // GUARDED_BY(maint_mu_)
-  std::thread maint_;
+  std::unique_ptr<Periodic> maint_;  // hourly maintenance_pass(); set by start_maintenance()
 };
 
 }  // namespace skylab::drive

@@ -324,7 +324,7 @@ struct KernelManager::Impl {
         {"spare", spare}};
     std::error_code ec;
     fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
-    if (!util::write_file_atomic(record_path(k.id), r.dump(), 0600, true))
+    if (!safe_fs::write_file(record_path(k.id), r.dump(), 0600, true).ok())
       log::warn("kernel " + k.id + ": cannot save its runtime record");
   }
 

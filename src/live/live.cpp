@@ -11,6 +11,7 @@
 
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "drive/notebook.hpp"
 
@@ -594,7 +595,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 
   void write_state(const json& state) {
     if (opt.state_file.empty()) return;
-    if (!util::write_file_atomic(opt.state_file, state.dump(), 0600, false))
+    if (!safe_fs::write_file(opt.state_file, state.dump(), 0600, false).ok())
       log::warn("live: cannot write " + opt.state_file + "; recordings will not survive a restart");
   }
 

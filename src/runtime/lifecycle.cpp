@@ -42,28 +42,12 @@ LifecycleMonitor::~LifecycleMonitor() {
 }
 
 void LifecycleMonitor::start() {
-  thread_ = std::thread([this] {
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      try {
-        tick();
-      } catch (const std::exception& e) {
-        log::error(std::string("runtime lifecycle: ") + e.what());
-      }
-      lock.lock();
-      cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
-    }
-  });
+  worker_ =
+      std::make_unique<Periodic>("runtime lifecycle", std::chrono::seconds(1), [this] { tick(); });
 }
 
 void LifecycleMonitor::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (worker_) worker_->stop();
 }
 
 namespace {

@@ -3,15 +3,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
+#include "common/periodic.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
@@ -86,10 +84,7 @@ class LifecycleMonitor {
   std::function<TimePoint()> now_;
   std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap_;
   std::map<std::string, Tracked> tracked_;  // touched only by tick()
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::thread thread_;
+  std::unique_ptr<Periodic> worker_;        // calls tick(); set by start()
 };
 
 }  // namespace skylab::runtime

@@ -12,7 +12,6 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,9 +19,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "common/periodic.hpp"
 #include "common/result.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
@@ -119,10 +118,7 @@ class UsageLedger {
       records_;                         // GUARDED_BY(mu_): open ones and those of the last 8 days
   std::map<std::string, bool> admins_;  // GUARDED_BY(mu_)
 
-  std::mutex tmu_;
-  std::condition_variable tcv_;
-  bool tstop_ = false;  // GUARDED_BY(tmu_)
-  std::thread thread_;
+  std::unique_ptr<Periodic> ticker_;  // sync() once a second; set by start()
 };
 
 }  // namespace skylab::runtime
