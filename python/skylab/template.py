@@ -145,6 +145,22 @@ def _user_shadows_preload(user_site):
     return None
 
 
+def _user_matplotlibrc():
+    mpl = sys.modules.get("matplotlib")
+    if mpl is None:
+        return False
+    for f in ("get_configdir", "get_cachedir"):
+        clear = getattr(getattr(mpl, f, None), "cache_clear", None)
+        if clear:
+            clear()  # the template's answers (its own MPLCONFIGDIR) are not the kernel's
+    cands = [os.path.join(os.environ.get("MPLCONFIGDIR", ""), "matplotlibrc"),
+             os.path.join(os.environ.get("HOME", "/"), ".config", "matplotlib", "matplotlibrc"),
+             os.path.join(os.getcwd(), "matplotlibrc")]
+    if os.environ.get("MATPLOTLIBRC"):
+        cands.append(os.environ["MATPLOTLIBRC"])
+    return any(os.path.exists(c) for c in cands)
+
+
 def _reseed():
     import random
     random.seed()
@@ -156,6 +172,24 @@ def _reseed():
         torch.manual_seed(torch.initial_seed())  # a fresh process's start state
 
 
+def _show_as(argv, env):
+    """/proc/self/cmdline and /proc/self/environ as exec'ing `argv` with `env`
+    would show them, not the template's (host paths): both are rewritten in
+    place, in the regions the template was started with (the server pads
+    them, SKYLAB_TEMPLATE_PAD); NULs fill the rest. False when they do not fit."""
+    with open("/proc/self/stat") as f:
+        st = f.read()
+    rest = st[st.rindex(")") + 2:].split()
+    arg_start, arg_end, env_start, env_end = (int(x) for x in rest[45:49])
+    args = b"".join(a.encode() + b"\0" for a in argv)
+    envs = b"".join(("%s=%s" % kv).encode() + b"\0" for kv in env.items())
+    if len(args) > arg_end - arg_start or len(envs) > env_end - env_start:
+        return False
+    ctypes.memmove(arg_start, args.ljust(arg_end - arg_start, b"\0"), arg_end - arg_start)
+    ctypes.memmove(env_start, envs.ljust(env_end - env_start, b"\0"), env_end - env_start)
+    return True
+
+
 def _run_kernel(req, bpf, verdict_w):
     """In K: becomes the runtime's kernel. Never returns."""
     code = 1
@@ -163,6 +197,9 @@ def _run_kernel(req, bpf, verdict_w):
         uid, gid = int(req["uid"]), int(req["gid"])
         if uid <= 0 or gid <= 0:
             raise ValueError("refusing uid/gid 0")
+        env = {str(k): str(v) for k, v in req["env"].items()}
+        shown = _show_as(req["argv"], dict(env, PWD="/content"))
+        sys.orig_argv = list(req["argv"])
         os.setsid()
         os.setgroups([])
         os.setresgid(gid, gid, gid)
@@ -183,26 +220,32 @@ def _run_kernel(req, bpf, verdict_w):
                 pass
         os.closerange(3, verdict_w)
         os.closerange(verdict_w + 1, 1 << 16)
-        env = {str(k): str(v) for k, v in req["env"].items()}
-        os.environ.clear()
-        os.environ.update(env)
         cwd = "/content"
         try:
             os.chdir(cwd)
         except OSError:
             cwd = "/"
             os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        os.environ.setdefault("PWD", cwd)  # as bubblewrap's --chdir sets it
+        for k, v in _IMPORT_ENV.items():
+            os.environ.setdefault(k, v)
         user_site = _kernel_sys_path(env, cwd)
         # The sandbox would exec `python3` from PATH: when that is not this
         # interpreter (a venv, ~/.local/bin), or the user installed their own
         # copy of a preloaded package, today's path runs instead.
         import shutil
         which = shutil.which(req["argv"][0], path=env.get("PATH"))
-        reason = None
-        if not which or os.path.realpath(which) != os.path.realpath(sys.executable):
+        reason = None if shown else "the kernel's command line or environment is too long"
+        if reason:
+            pass
+        elif not which or os.path.realpath(which) != os.path.realpath(sys.executable):
             reason = "python3 in the sandbox is %s" % which
         elif _user_shadows_preload(user_site):
             reason = "user site shadows %s" % _user_shadows_preload(user_site)
+        elif _user_matplotlibrc():
+            reason = "the user has a matplotlibrc (read when matplotlib is imported)"
         os.write(verdict_w, (reason or "ok").encode()[:200])
         os.close(verdict_w)
         if reason:
@@ -354,6 +397,7 @@ def _reap(*_):
 
 _SOCKETS = []
 _BASE_PATH = []
+_IMPORT_ENV = {}
 
 
 def main(argv):
@@ -362,6 +406,8 @@ def main(argv):
     while i < len(argv):
         if argv[i] == "--socket" and i + 1 < len(argv):
             sock_path = argv[i + 1]
+            i += 2
+        elif argv[i] == "--pad" and i + 1 < len(argv):
             i += 2
         elif argv[i] == "--preload" and i + 1 < len(argv):
             names = [n for n in argv[i + 1].split(",") if n]
@@ -378,8 +424,14 @@ def main(argv):
         return 1
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # (Set here, not by the server: a kernel's /proc/self/environ must show no host path.)
+    os.environ["MPLCONFIGDIR"] = os.path.join(os.path.dirname(sock_path), "matplotlib")
     t0 = time.monotonic()
+    before = dict(os.environ)
     failed = preload(names)
+    # What the imports put into the environment (e.g. debugpy's
+    # PYDEVD_USE_FRAME_EVAL): a kernel that imports them itself has it too.
+    _IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
     problems = fork_safety_problems()
     if problems:
         _log("cannot serve: " + ", ".join(problems))

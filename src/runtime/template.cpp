@@ -270,16 +270,17 @@ void RuntimeTemplates::run(Slot* slot) {
       sleep_for(std::chrono::seconds(backoff));
       continue;
     }
-    // A clean environment: no secrets of the server's, no user site of root's.
+    // A clean environment: no secrets of the server's, no user site of root's,
+    // no host paths (the template sets its MPLCONFIGDIR itself).
     std::vector<std::string> env = {
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG=C.UTF-8",
-        "HOME=" + opts_.run_dir,
-        "PYTHONUSERBASE=" + opts_.run_dir + "/no-user-site",
-        "MPLCONFIGDIR=" + opts_.run_dir + "/matplotlib",
-        "PYDEVD_DISABLE_FILE_VALIDATION=1"};
-    std::vector<std::string> args = {opts_.python, opts_.script, "--socket",
-                                     slot->socket, "--preload",  slot->key};
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+        "HOME=/nonexistent", "PYTHONUSERBASE=/nonexistent", "PYDEVD_DISABLE_FILE_VALIDATION=1",
+        // Room for a kernel's environment and command line, which a forked
+        // kernel writes over the template's (/proc/self/environ, cmdline).
+        "SKYLAB_TEMPLATE_PAD=" + std::string(32768, 'x')};
+    std::vector<std::string> args = {opts_.python, opts_.script,          "--socket",
+                                     slot->socket, "--preload",           slot->key,
+                                     "--pad",      std::string(4096, 'x')};
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
