@@ -281,6 +281,8 @@ void RuntimeTemplates::run(Slot* slot) {
     std::vector<std::string> args = {opts_.python, opts_.script,          "--socket",
                                      slot->socket, "--preload",           slot->key,
                                      "--pad",      std::string(4096, 'x')};
+    if (const char* t = std::getenv("SKYLAB_TEMPLATE_TRACE"); t && *t && std::string(t) != "0")
+      args.push_back("--trace");  // each start's steps with times, in the kernel's log
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
