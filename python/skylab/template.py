@@ -362,8 +362,8 @@ def _trace(what):
     """--trace: how long each step of a start took, in the kernel's log."""
     if _T0:
         # fd 2, not sys.stderr: ipykernel sends that to the notebook once it started.
-        os.write(2, ("skylab template: %+.1f ms %s\n" % ((time.monotonic() - _T0[0]) * 1e3,
-                                                          what)).encode())
+        os.write(2, ("skylab template: %+.1f ms %s (at %.3f)\n" % (
+            (time.monotonic() - _T0[0]) * 1e3, what, time.time())).encode())
 
 
 def _serve_one(conn):
@@ -390,6 +390,7 @@ def _serve_one(conn):
         return
     if _T0:
         _T0[0] = time.monotonic()
+        _trace("request")
     pid = os.fork()
     if pid == 0:
         try:

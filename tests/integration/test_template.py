@@ -240,3 +240,24 @@ def test_a_crashed_template_falls_back_then_comes_back(tsrv):
     assert new != old and proc_alive(new)
     _, c2, p2 = start(tsrv)
     assert p2["preloaded"] and ppid(kernel_host_pid(c2)) == new
+
+
+def test_a_package_change_restarts_the_template(tsrv):
+    """pip or apt changed what `import` finds: new kernels must not get the old modules."""
+    old = template_pids(tsrv)[-1]
+    site = "/usr/local/lib/python3.11/dist-packages"
+    if not os.path.isdir(site):
+        site = "/usr/lib/python3/dist-packages"
+    st = os.stat(site)
+    try:
+        os.utime(site, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        deadline = time.monotonic() + 120
+        while template_pids(tsrv)[-1] == old and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.utime(site, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert "the Python packages changed" in tsrv.log_text(10 ** 7)
+    new = template_pids(tsrv)[-1]
+    assert new != old and not proc_alive(old)
+    _, c, p = start(tsrv)
+    assert p["preloaded"] and ppid(kernel_host_pid(c)) == new
