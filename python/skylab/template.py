@@ -169,7 +169,7 @@ def _reseed():
         np.random.seed()  # a fresh process seeds the global RandomState from the OS
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.manual_seed(torch.initial_seed())  # a fresh process's start state
+        torch.seed()  # as a fresh process: a non-deterministic seed (each kernel its own)
 
 
 def _show_as(argv, env):

@@ -155,7 +155,8 @@ def test_two_forked_kernels_do_not_share_randomness_or_processes(tsrv):
     _, b, pb = start(tsrv, token=tok)
     assert pa["preloaded"] and pb["preloaded"]
     assert pa["uid"] != pb["uid"]
-    code = "import numpy, random, uuid\nprint(numpy.random.rand(), random.random(), uuid.uuid4())"
+    code = ("import numpy, random, uuid, torch\n"
+            "print(numpy.random.rand(), random.random(), uuid.uuid4(), torch.rand(1).item(), torch.initial_seed())")
     ra, rb = a.eval_ok(code).stdout.split(), b.eval_ok(code).stdout.split()
     assert all(x != y for x, y in zip(ra, rb)), (ra, rb)
     # Neither sees the other's processes (own pid namespaces): same small pid numbers, each its own.
@@ -261,3 +262,28 @@ def test_a_package_change_restarts_the_template(tsrv):
     assert new != old and not proc_alive(old)
     _, c, p = start(tsrv)
     assert p["preloaded"] and ppid(kernel_host_pid(c)) == new
+
+
+SEEDED = r"""
+import torch, numpy, random
+torch.manual_seed(0); numpy.random.seed(0); random.seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+opt = torch.optim.SGD(m.parameters(), lr=0.1)
+x, y = torch.randn(32, 8), torch.randn(32, 2)
+for _ in range(5):
+    opt.zero_grad(); loss = torch.nn.functional.mse_loss(m(x), y); loss.backward(); opt.step()
+print(repr([[p.sum().item() for p in m.parameters()], loss.item(), numpy.random.rand(), random.random()]))
+"""
+
+
+def test_same_seeds_give_the_same_weights_as_a_fresh_python(tsrv):
+    """What a course notebook computes from its seeds does not depend on being forked."""
+    import subprocess
+    _, c, p = start(tsrv)
+    assert p["preloaded"]
+    forked = c.eval_ok(SEEDED, timeout=120).stdout.strip().splitlines()[-1]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "CUDA_VISIBLE_DEVICES": ""}
+    fresh = subprocess.run(["/usr/bin/python3", "-c", SEEDED], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert forked == fresh.stdout.strip().splitlines()[-1]
