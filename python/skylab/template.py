@@ -377,6 +377,13 @@ def _serve_one(conn):
         msg, fds, flags, _ = socket.recv_fds(conn, MAX_REQUEST, MAX_FDS)
         if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
             raise ValueError("request truncated")
+        while msg:  # the rest, up to the client's end of writing (no more fds come)
+            more = conn.recv(65536)
+            if not more:
+                break
+            msg += more
+            if len(msg) > MAX_REQUEST:
+                raise ValueError("request too large")
         req = json.loads(msg)
         if not _valid(req):
             raise ValueError("invalid request")

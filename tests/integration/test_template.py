@@ -287,3 +287,66 @@ def test_same_seeds_give_the_same_weights_as_a_fresh_python(tsrv):
                            env=env, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
     assert forked == fresh.stdout.strip().splitlines()[-1]
+
+
+def test_the_template_socket_refuses_everyone_but_root_and_bad_requests(tsrv):
+    """Attacks on the template itself: another uid, uid 0 asked for, missing fds, junk."""
+    import json
+    import socket
+    import subprocess
+    tpid = template_pids(tsrv)[-1]
+    sock = os.path.join(tsrv.data_dir, "run", "template-0.sock")
+    st = os.stat(sock)
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0
+    assert os.stat(os.path.dirname(sock)).st_mode & 0o077 == 0
+    # Not even connectable by another uid (a runtime's uid is not root either).
+    probe = ("import os, socket; os.setgid(65534); os.setuid(65534)\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(%r); print('connected')\nexcept OSError as e:\n    print('refused', e.errno)" % sock)
+    r = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("refused"), (r.stdout, r.stderr)
+
+    def ask(payload, fds=()):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(sock)
+        try:
+            if fds:
+                socket.send_fds(s, [payload], list(fds))
+            else:
+                s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):  # refused before it read it all
+            pass
+        out = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        except ConnectionResetError:  # it hung up on the rest of an oversized request
+            return {"ok": False, "reset": True}
+        finally:
+            s.close()
+        return json.loads(out)
+
+    good = {"uid": 200123, "gid": 200123, "seccomp": False, "cgroups": ["/sys/fs/cgroup/x"],
+            "env": {}, "argv": ["python3", "-m", "ipykernel_launcher", "-f", "/run/c.json"]}
+    null = os.open("/dev/null", os.O_RDONLY)
+    try:
+        for bad in (dict(good, uid=0), dict(good, gid=0), dict(good, argv=["/bin/sh", "-c", "id"]),
+                    dict(good, cgroups=["/etc"]), dict(good, env={"A": 1})):
+            r = ask(json.dumps(bad).encode(), [null] * 10)
+            assert r["ok"] is False, (bad, r)
+        assert ask(json.dumps(good).encode())["ok"] is False            # no fds
+        assert ask(json.dumps(good).encode(), [null] * 3)["ok"] is False  # too few
+        assert ask(b"{" * 100000)["ok"] is False                          # junk
+        assert ask(b"x" * (2 << 20))["ok"] is False                       # oversized
+        big = dict(good, env={"K%d" % i: "v" * 100 for i in range(900)})  # large but valid
+        assert ask(json.dumps(big).encode(), [null] * 10)["ok"] is False  # (not namespaces)
+    finally:
+        os.close(null)
+    assert proc_alive(tpid) and template_pids(tsrv)[-1] == tpid
+    _, c, p = start(tsrv)
+    assert p["preloaded"]
