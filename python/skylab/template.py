@@ -134,14 +134,15 @@ def _kernel_sys_path(env, cwd):
 
 def _user_shadows_preload(user_site):
     """A preloaded package the user installed their own copy of (pip install --user)."""
-    if not os.path.isdir(user_site):
+    try:
+        names = os.listdir(user_site)
+    except OSError:
         return None
-    for name in list(sys.modules):
-        if "." in name:
-            continue
-        for cand in (name, name + ".py"):
-            if os.path.exists(os.path.join(user_site, cand)):
-                return name
+    loaded = {n for n in sys.modules if "." not in n}
+    for entry in names:
+        name = entry[:-3] if entry.endswith(".py") else entry.split(".")[0]
+        if name in loaded:
+            return name
     return None
 
 
