@@ -194,6 +194,7 @@ def _show_as(argv, env):
 def _run_kernel(req, bpf, verdict_w):
     """In K: becomes the runtime's kernel. Never returns."""
     code = 1
+    dropped = False
     try:
         uid, gid = int(req["uid"]), int(req["gid"])
         if uid <= 0 or gid <= 0:
@@ -207,12 +208,12 @@ def _run_kernel(req, bpf, verdict_w):
         os.setresuid(uid, uid, uid)
         if os.getuid() == 0 or os.geteuid() == 0 or os.getgid() == 0:
             os._exit(125)
+        dropped = True
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         if bpf:
             buf = ctypes.create_string_buffer(bpf, len(bpf))
             prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
             _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
-        _prctl(PR_SET_DUMPABLE, 1)  # as after execve: the user may inspect their own process
         # Only fds 0-2 (the kernel's log) and the verdict pipe stay.
         for s in _SOCKETS:
             try:
@@ -221,6 +222,7 @@ def _run_kernel(req, bpf, verdict_w):
                 pass
         os.closerange(3, verdict_w)
         os.closerange(verdict_w + 1, 1 << 16)
+        _prctl(PR_SET_DUMPABLE, 1)  # as after execve: the user may inspect their own process
         cwd = "/content"
         try:
             os.chdir(cwd)
@@ -275,6 +277,8 @@ def _run_kernel(req, bpf, verdict_w):
             _log("kernel: %s: %s" % (e.__class__.__name__, e))
         except BaseException:
             pass
+    if not dropped:
+        os._exit(code)  # nothing of the template's runs as root in the sandbox
     try:
         import atexit
         atexit._run_exitfuncs()
