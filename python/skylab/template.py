@@ -162,6 +162,16 @@ def _user_matplotlibrc():
     return any(os.path.exists(c) for c in cands)
 
 
+def _forget_gpu_answers():
+    """What torch cached about GPUs in the template (none visible there)."""
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    for name in ("device_count", "_device_count_nvml", "_raw_device_count_nvml",
+                 "_device_count_amdsmi"):
+        clear = getattr(getattr(cuda, name, None), "cache_clear", None)
+        if clear:
+            clear()
+
+
 def _reseed():
     import random
     random.seed()
@@ -257,6 +267,7 @@ def _run_kernel(req, bpf, verdict_w):
         import importlib
         importlib.invalidate_caches()
         _reseed()
+        _forget_gpu_answers()
         sys.argv[:] = [sys.modules["ipykernel"].__path__[0].rsplit("/", 1)[0] +
                        "/ipykernel_launcher.py"] + list(req["argv"][3:])
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -457,6 +468,10 @@ def main(argv):
         return 1
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # No GPU for the template: an import that asks CUDA anything sees none and
+    # touches no device (a CUDA context does not survive fork). Kernels get
+    # their runtime's CUDA_VISIBLE_DEVICES and initialise CUDA themselves.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
     # (Set here, not by the server: a kernel's /proc/self/environ must show no host path.)
     os.environ["MPLCONFIGDIR"] = os.path.join(os.path.dirname(sock_path), "matplotlib")
     t0 = time.monotonic()

@@ -35,6 +35,10 @@ template = true
 memory = "1G"
 [runtime_types.small]
 memory = "300M"
+[runtime_types.gpu]
+gpus = 1
+[gpus]
+fake = 1
 """
 
 # What the kernel reports about itself, printed as one line of key=value.
@@ -350,3 +354,13 @@ def test_the_template_socket_refuses_everyone_but_root_and_bad_requests(tsrv):
     assert proc_alive(tpid) and template_pids(tsrv)[-1] == tpid
     _, c, p = start(tsrv)
     assert p["preloaded"]
+
+
+def test_a_gpu_runtime_gets_its_own_devices_not_the_templates(tsrv):
+    """The template sees no GPU (CUDA never touched before the fork); a GPU
+    runtime's forked kernel has its grant and initialises CUDA itself."""
+    _, c, p = start(tsrv, type_="gpu")
+    assert p["preloaded"]
+    assert p["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    r = c.eval_ok("import os, torch\nprint(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.is_initialized())")
+    assert r.stdout.split() == ["0", "False"], r.stdout
