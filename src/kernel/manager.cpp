@@ -151,6 +151,8 @@ struct KernelManager::Impl {
   std::vector<std::shared_ptr<Kernel>> live;  // kernels with open sockets
   std::vector<zmq_pollitem_t> items;
   bool items_dirty = true;
+  bool settling =
+      false;  // some kernel answered kernel_info, its iopub is not live yet (I/O thread)
   SteadyPoint next_reap{};
   SteadyPoint next_log_check{};
   int runtime_dir_fd = -1;  // opened on first use, I/O thread only
@@ -682,6 +684,7 @@ struct KernelManager::Impl {
 
   void timers() {
     auto now = clock().now();
+    settling = false;
     bool reap = now >= next_reap;
     if (reap) next_reap = now + std::chrono::milliseconds(50);
     if (now >= next_log_check) {
@@ -700,6 +703,9 @@ struct KernelManager::Impl {
         }
       }
       bool ready = is_ready(k);
+      // A kernel that answered but whose iopub is not live yet is ready
+      // within milliseconds: poll briefly until it is (connect latency).
+      if (!ready && k.fsm.got_info()) settling = true;
       LifecycleDue due = k.fsm.tick(now, k.pid_io > 0, k.sock.shell != nullptr, ready);
       if (due.kill) {
         kill_processes(k, k.pid_io);
@@ -756,7 +762,7 @@ struct KernelManager::Impl {
       }
       if (stopping && todo.empty()) break;
       if (items_dirty) rebuild_items();
-      int n = zmq_poll(items.data(), static_cast<int>(items.size()), 50);
+      int n = zmq_poll(items.data(), static_cast<int>(items.size()), settling ? 5 : 50);
       if (n < 0 && zmq_errno() != EINTR) log::warn("zmq_poll failed");
       if (n > 0) {
         if (items[0].revents & ZMQ_POLLIN) {

@@ -65,6 +65,9 @@ struct RuntimeType {
   SeccompMode seccomp = SeccompMode::kDefault;
   Backend backend = Backend::kLocal;
   SlurmJobOptions slurm;  //!< backend == kSlurm only (`gpus` then stays 0: Slurm allocates GPUs)
+  //! Modules the runtime template imports before forking this type's kernels
+  //! (`preload`; ipykernel's own stack is always imported). Local backend only.
+  std::vector<std::string> preload = {"numpy", "pandas", "matplotlib", "torch"};
 };
 
 //! [slurm]: the cluster that `backend = "slurm"` runtime types run on.
@@ -98,6 +101,9 @@ struct RuntimesSection {
   //! are made, instead of below the server's own; its controllers must be
   //! enabled for children (`skylab cgroup-hold`, docs/operations.md). "": own.
   std::string cgroup_parent;
+  //! `template`: start kernels of the default python3 kernelspec by forking a
+  //! pre-imported template into their sandbox (runtime/template.hpp).
+  bool template_on = false;
 };
 
 //! [accounts]: optional self sign-up, off by default.

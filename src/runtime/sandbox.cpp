@@ -3,10 +3,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -31,6 +33,7 @@
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
+#include "runtime/template.hpp"
 
 namespace skylab::runtime {
 
@@ -443,7 +446,9 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   if (::geteuid() == 0) {
     // bwrap runs privileged; our helper drops to the user's uid inside.
     a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid),
-                       "--gid", std::to_string(p.gid), "--"});
+                       "--gid", std::to_string(p.gid)});
+    if (p.hold) a.push_back("--hold");
+    a.push_back("--");
   }
   a.insert(a.end(), command.begin(), command.end());
   return a;
@@ -468,6 +473,24 @@ bool SandboxLauncher::available(const std::string& bwrap) {
 SandboxLauncher::SandboxLauncher(SandboxOptions options)
     : opts_(std::move(options)), cgroup_mode_(Cgroup::detect()) {
   volumes_ = std::make_unique<UserVolumes>(opts_.data_dir, opts_.config.drive.quota_bytes);
+  bool template_on = opts_.template_on;
+  if (const char* e = std::getenv("SKYLAB_RUNTIME_TEMPLATE"); e && *e && !opts_.die_with_parent)
+    template_on = std::string(e) != "0";  // operators and tests: overrides [runtimes] template
+  std::string script = opts_.python_dir + "/skylab/template.py";
+  if (template_on && ::geteuid() == 0 && cgroup_mode_ != CgroupMode::kNone &&
+      ::access(script.c_str(), R_OK) == 0) {
+    RuntimeTemplates::Options to;
+    to.python = opts_.template_python;
+    to.script = script;
+    to.run_dir = opts_.data_dir + "/run";
+    for (auto& [name, type] : opts_.config.types)
+      if (type.backend == Backend::kLocal) to.preload[name] = type.preload;
+    templates_ = std::make_unique<RuntimeTemplates>(std::move(to));
+    templates_->start();
+  } else {
+    log::info(std::string("runtime template: off") +
+              (template_on ? " (needs root, cgroups and python/skylab/template.py)" : ""));
+  }
   log::info(std::string("runtime: bubblewrap sandboxes, cgroups ") +
             (cgroup_mode_ == CgroupMode::kV2   ? "v2"
              : cgroup_mode_ == CgroupMode::kV1 ? "v1"
@@ -489,6 +512,8 @@ SandboxLauncher::SandboxLauncher(SandboxOptions options)
                 ": runtimes' memory limits will not apply");
   }
 }
+
+SandboxLauncher::~SandboxLauncher() = default;
 
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
@@ -653,6 +678,12 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
   plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
   plan.gpu_devices = gpu_device_nodes(spec.gpus);
+  // The template serves the default python3 kernelspec only; anything else
+  // (another kernelspec, no template ready yet) starts as it always did.
+  std::string template_socket;
+  if (templates_ && ::geteuid() == 0 && template_can_serve(spec.argv, templates_->python()))
+    template_socket = templates_->socket_for(type_name);
+  plan.hold = !template_socket.empty();
 
   auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type,
                            opts_.config.runtimes.cgroup_parent);
@@ -677,6 +708,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
   if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
   if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
+  if (plan.hold) argv.insert(argv.end(), {"--template", template_socket});
   auto inner = bwrap_args(opts_, plan, spec.argv);
   // bwrap's options (host paths) go through a memfd; its command stays in argv.
   for (std::size_t i = 2; i < inner.size(); ++i) {
@@ -849,7 +881,49 @@ struct SuperviseOptions {
   std::string state_file;     // root-owned; its lifetime_deadline wins when readable
   std::int64_t grace = 0;
   std::vector<std::string> cgroups;
+  std::string template_socket;  // --template: fork the kernel from this template
 };
+
+// The supervisor's side of a held sandbox: waits for the holder ('r'),
+// opens the sandbox, asks the template to fork the kernel into it, and
+// tells the holder 'k' (then keeps `hold` open until the kernel exits) or
+// 'f' (fall back: the holder runs Python itself). Never fails the runtime.
+void start_from_template(const std::vector<std::string>& command, const SuperviseOptions& o,
+                         int hold) {
+  auto fallback = [hold](const std::string& why) {
+    std::fprintf(stderr, "skylab sandbox-exec: starting the kernel without the template: %s\n",
+                 why.c_str());
+    (void)!::write(hold, "f", 1);
+    ::close(hold);
+  };
+  pollfd pf{hold, POLLIN, 0};
+  char c = 0;
+  if (::poll(&pf, 1, 30000) != 1 || ::read(hold, &c, 1) != 1 || c != 'r') {
+    ::close(hold);  // the holder is gone (or stuck): nothing to start
+    return;
+  }
+  auto req = parse_bwrap_command(command);
+  if (!req.ok()) return fallback(req.error().message);
+  req->cgroups = o.cgroups;
+  auto sandbox = open_sandbox(o.cgroups, command[0], 5, 1);
+  if (!sandbox.ok()) return fallback(sandbox.error().message);
+  auto pidfd = fork_from_template(o.template_socket, req.value(), sandbox.value(), kSeccompFd, 30);
+  if (!pidfd.ok()) return fallback(pidfd.error().message);
+  if (::write(hold, "k", 1) != 1) {
+    ::close(pidfd.value());
+    ::close(hold);
+    return;
+  }
+  // The holder (the sandbox's program, as bubblewrap and the server see it)
+  // lives as long as the forked kernel.
+  std::thread([fd = pidfd.value(), hold] {
+    pollfd p{fd, POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    ::close(fd);
+    ::close(hold);
+  }).detach();
+}
 
 // Runs `command` as a child and waits for it: the runtime's lifetime enforced
 // by the machine, not by the server. Returns the exit status to pass on.
@@ -859,6 +933,12 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd,
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
   ::sigprocmask(SIG_BLOCK, &set, &old);
+  int pair[2] = {-1, -1};
+  if (!o.template_socket.empty() &&
+      ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    std::perror("skylab sandbox-exec: socketpair");
+    return 126;
+  }
   pid_t child = ::fork();
   if (child < 0) {
     std::perror("skylab sandbox-exec: fork");
@@ -866,8 +946,14 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd,
   }
   if (child == 0) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    // The holder's end, inherited through bubblewrap (dup2 clears O_CLOEXEC).
+    if (pair[1] >= 0 && ::dup2(pair[1], kHoldFd) != kHoldFd) ::_exit(126);
     exec_command(command, args_fd);
     ::_exit(127);
+  }
+  if (pair[0] >= 0) {
+    ::close(pair[1]);
+    start_from_template(command, o, pair[0]);
   }
   bool expired = false;
   for (;;) {
@@ -927,7 +1013,7 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   std::string net, dns_forward, seccomp;
   std::vector<std::string> cgroups, command;
   SuperviseOptions sup;
-  bool supervised = false, die_with_parent = false;
+  bool supervised = false, die_with_parent = false, hold = false;
   std::size_t args_fd = 0;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--") {
@@ -936,6 +1022,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     }
     if (args[i] == "--die-with-parent") {
       die_with_parent = true;
+      continue;
+    }
+    if (args[i] == "--hold") {
+      hold = true;
       continue;
     }
     if (i + 1 >= args.size()) break;
@@ -951,6 +1041,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       else
         (args[i - 1] == "--deadline" ? sup.deadline : sup.grace) =
             std::strtoll(v.c_str(), nullptr, 10);
+      continue;
+    }
+    if (args[i] == "--template") {
+      sup.template_socket = args[++i];
       continue;
     }
     if (args[i] == "--uid")
@@ -1009,6 +1103,28 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   if (uid >= 0) ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   if (uid >= 0) colab_drive_alias();
   sup.cgroups = cgroups;
+  if (!sup.template_socket.empty() && !supervised) {
+    std::fputs("skylab sandbox-exec: --template needs --deadline or --state\n", stderr);
+    return 2;
+  }
+  if (hold) {
+    // Never root inside: the holder has dropped to the user's uid above.
+    if (uid <= 0 || ::getuid() == 0 || ::geteuid() == 0) return 126;
+    if (::write(kHoldFd, "r", 1) != 1) return 125;
+    char c = 0;
+    ssize_t n;
+    while ((n = ::read(kHoldFd, &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (n == 1 && c == 'k') {
+      // A forked kernel runs in this sandbox: live until the supervisor says it exited.
+      ::signal(SIGTERM, SIG_DFL);
+      while ((n = ::read(kHoldFd, &c, 1)) != 0 && (n > 0 || errno == EINTR)) {
+      }
+      return 0;
+    }
+    if (n != 1 || c != 'f') return 125;
+    ::close(kHoldFd);
+  }
   if (supervised) return supervise(command, args_fd, sup);
   exec_command(command, args_fd);
   return 127;
