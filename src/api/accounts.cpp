@@ -36,68 +36,6 @@ constexpr const char* kPageCsp =
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'";
 
-// Password checks cost tens of milliseconds and 64 MiB each: they run on a
-// few threads of their own, never on the Asio thread, and never more at once.
-class LoginWorkers {
- public:
-  LoginWorkers(std::size_t threads, std::size_t max_pending) : max_pending_(max_pending) {
-    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
-  }
-  ~LoginWorkers() { stop(); }
-  //! Drops the sign-ins still waiting, lets the running ones finish and joins
-  //! the threads; later posts are refused. Idempotent; call it before the
-  //! HTTP server goes away (a finished check answers through it).
-  void stop() {
-    std::deque<std::function<void()>> dropped;
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-      dropped.swap(tasks_);
-    }
-    cv_.notify_all();
-    std::lock_guard join(join_mu_);
-    for (auto& t : threads_)
-      if (t.joinable()) t.join();
-  }
-  //! False when too many logins are waiting (the caller answers 503).
-  bool post(std::function<void()> task) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_ || tasks_.size() >= max_pending_) return false;
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-    return true;
-  }
-
- private:
-  void run() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-        if (tasks_.empty()) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      try {
-        task();
-      } catch (const std::exception& e) {
-        log::error(std::string("login task failed: ") + e.what());
-      }
-    }
-  }
-
-  std::mutex mu_;
-  std::mutex join_mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
-  std::size_t max_pending_;
-  std::vector<std::thread> threads_;
-};
-
 struct LoginState {
   std::shared_ptr<auth::AccountStore> store;
   runtime::AccountsSection accounts;  //!< self sign-up policy
@@ -106,7 +44,9 @@ struct LoginState {
   //! Every sign-up attempt counts (a created account too): one address may
   //! create a classroom's worth of accounts, then slows down.
   auth::LoginThrottle signups_by_address;
-  LoginWorkers workers{2, 64};
+  //! Password checks cost tens of milliseconds and 64 MiB each: they run on
+  //! two threads of their own, never on the Asio thread, never more at once.
+  WorkQueue workers{2, 64};
 
   LoginState(std::shared_ptr<auth::AccountStore> s, runtime::AccountsSection a)
       : store(std::move(s)),
@@ -456,7 +396,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   auto st = std::make_shared<LoginState>(
       store, ctx->runtime_config ? ctx->runtime_config->accounts : runtime::AccountsSection{});
   ctx->stop_logins = [weak = std::weak_ptr<LoginState>(st)] {
-    if (auto s = weak.lock()) s->workers.stop();
+    if (auto s = weak.lock()) s->workers.stop(WorkQueue::Pending::kDrop);
   };
   http::RouteOptions pub;
   pub.public_route = true;

@@ -25,12 +25,15 @@ bool WorkQueue::post(std::function<void()> task) {
   return true;
 }
 
-void WorkQueue::stop() {
+void WorkQueue::stop(Pending pending) {
+  std::deque<std::function<void()>> dropped;  // destroyed outside mu_
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    if (pending == Pending::kDrop) dropped.swap(tasks_);
   }
   cv_.notify_all();
+  std::lock_guard join(join_mu_);
   for (auto& t : threads_)
     if (t.joinable()) t.join();
 }

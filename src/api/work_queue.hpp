@@ -28,14 +28,21 @@ class WorkQueue {
   //! Queues `task`; false (task not run) when the queue is full or stopped.
   //! A task must not throw; exceptions are caught and logged.
   bool post(std::function<void()> task);
-  //! Runs what is queued, then joins the workers. Later posts are refused.
-  //! Idempotent; must not be called from a task.
-  void stop();
+  //! What stop() does with tasks still waiting.
+  enum class Pending {
+    kRun,   //!< runs them (file writes the client was promised)
+    kDrop,  //!< drops them unrun (sign-ins nobody waits for any more)
+  };
+  //! Lets running tasks finish, handles the waiting ones as `pending` says,
+  //! then joins the workers. Later posts are refused. Idempotent and
+  //! thread-safe; must not be called from a task.
+  void stop(Pending pending = Pending::kRun);
 
  private:
   void run();
 
   std::mutex mu_;
+  std::mutex join_mu_;  // one stop() joins at a time
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                    // GUARDED_BY(mu_)
