@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +11,8 @@
 #include <cstring>
 #include <fstream>
 #include <thread>
+
+#include "common/subprocess.hpp"
 
 namespace skylab::kernel {
 
@@ -60,40 +61,25 @@ Result<pid_t> spawn_process(std::vector<std::string> args,
                             const std::map<std::string, std::string>& env, const std::string& cwd,
                             const std::string& log_path) {
   if (args.empty()) return Error::bad_request("empty kernel command");
-  std::vector<std::string> env_strings;
-  for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT}) sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   // O_APPEND: the manager caps the log by copy-and-truncate (log_cap.hpp).
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return Error::internal("cannot start kernel '" + args[0] + "': " + std::strerror(rc));
-  return pid;
+  int log_fd =
+      ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (log_fd < 0)
+    return Error::internal("cannot open the kernel log " + log_path + ": " + std::strerror(errno));
+  subprocess::Spec spec;
+  spec.argv = std::move(args);
+  spec.env.emplace();
+  for (auto& [key, v] : env) spec.env->push_back(key + "=" + v);
+  spec.cwd = cwd;
+  spec.fds = {{log_fd, 1}, {log_fd, 2}};
+  spec.close_from = 3;
+  spec.new_session = true;
+  spec.reset_signals = true;
+  auto child = subprocess::spawn(spec);
+  ::close(log_fd);
+  if (!child.ok())
+    return Error::internal("cannot start kernel '" + spec.argv[0] + "': " + child.error().message);
+  return child->release();  // the manager reaps it (process_exited)
 }
 
 bool process_exited(pid_t pid, bool adopted, bool block, int& status) {
