@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +17,7 @@
 
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/subprocess.hpp"
 
 namespace skylab::runtime {
 
@@ -265,11 +265,6 @@ void RuntimeTemplates::run(Slot* slot) {
   };
   while (!stop_) {
     std::string sig = packages_signature();
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) {
-      sleep_for(std::chrono::seconds(backoff));
-      continue;
-    }
     // A clean environment: no secrets of the server's, no user site of root's,
     // no host paths (the template sets its MPLCONFIGDIR itself).
     std::vector<std::string> env = {
@@ -283,57 +278,44 @@ void RuntimeTemplates::run(Slot* slot) {
                                      "--pad",      std::string(4096, 'x')};
     if (const char* t = std::getenv("SKYLAB_TEMPLATE_TRACE"); t && *t && std::string(t) != "0")
       args.push_back("--trace");  // each start's steps with times, in the kernel's log
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, slot->log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    posix_spawn_file_actions_addchdir_np(&fa, opts_.run_dir.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    for (int s : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    ::close(out[1]);
+    int log_fd =
+        ::open(slot->log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    subprocess::Spec spec;
+    spec.argv = args;
+    spec.search_path = false;
+    spec.env = env;
+    spec.cwd = opts_.run_dir;
+    spec.out = subprocess::Stdio::kPipe;  // "ready …" once the imports are done
+    if (log_fd >= 0) spec.fds = {{log_fd, 2}};
+    spec.close_from = 3;
+    spec.new_session = true;
+    spec.reset_signals = true;
+    auto spawned = subprocess::spawn(spec);
+    if (log_fd >= 0) ::close(log_fd);
     auto started = std::chrono::steady_clock::now();
-    if (rc != 0) {
-      ::close(out[0]);
-      log::warn("runtime template: failed: cannot start " + opts_.python + ": " +
-                std::strerror(rc));
+    if (!spawned.ok()) {
+      log::warn("runtime template: failed: " + spawned.error().message);
       sleep_for(std::chrono::seconds(backoff));
       backoff = std::min(backoff * 2, 60);
       continue;
     }
+    subprocess::Child proc = std::move(*spawned);
+    int out0 = proc.out_fd();
+    pid_t pid = proc.release();  // reaped below (waitpid), killed at stop
     slot->pid = pid;
     // Up to 10 minutes for the imports (a cold disk, a busy machine).
     std::string line;
     while (!stop_ && line.find('\n') == std::string::npos &&
            std::chrono::steady_clock::now() - started < std::chrono::minutes(10)) {
-      pollfd pf{out[0], POLLIN, 0};
+      pollfd pf{out0, POLLIN, 0};
       if (::poll(&pf, 1, 200) <= 0) continue;
       char buf[512];
-      ssize_t n = ::read(out[0], buf, sizeof buf);
+      ssize_t n = ::read(out0, buf, sizeof buf);
       if (n <= 0) break;
       line.append(buf, static_cast<std::size_t>(n));
       if (line.size() > 4096) break;
     }
-    ::close(out[0]);
+    proc = subprocess::Child();  // closes the pipe (the pid was released above)
     if (!stop_ && line.rfind("ready", 0) == 0) {
       slot->ready = true;
       log::info("runtime template: ready [" + slot->key + "] pid " + std::to_string(pid) + ", " +
