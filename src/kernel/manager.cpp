@@ -983,29 +983,11 @@ void KernelManager::detach_all() {
     for (auto& [id, k] : impl_->kernels)
       if (k->spare) spares.push_back(id);
   }
-  auto m = std::make_shared<std::mutex>();
-  auto cv = std::make_shared<std::condition_variable>();
-  auto left = std::make_shared<std::size_t>(spares.size());
-  for (auto& id : spares)
-    shutdown(id, [m, cv, left](Status) {
-      std::lock_guard lock(*m);
-      if (--*left == 0) cv->notify_all();
-    });
-  {
-    std::unique_lock lock(*m);
-    cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
-                 [&] { return *left == 0; });
-  }
+  shutdown_and_wait(spares);
   impl_->detached = true;
 }
 
-void KernelManager::shutdown_all() {
-  if (!impl_ || impl_->detached) return;
-  std::vector<std::string> ids;
-  {
-    std::lock_guard lock(impl_->mutex);
-    for (auto& [id, _] : impl_->kernels) ids.push_back(id);
-  }
+void KernelManager::shutdown_and_wait(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   auto m = std::make_shared<std::mutex>();
   auto cv = std::make_shared<std::condition_variable>();
@@ -1019,6 +1001,16 @@ void KernelManager::shutdown_all() {
   std::unique_lock lock(*m);
   cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
                [&] { return *left == 0; });
+}
+
+void KernelManager::shutdown_all() {
+  if (!impl_ || impl_->detached) return;
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& [id, _] : impl_->kernels) ids.push_back(id);
+  }
+  shutdown_and_wait(ids);
 }
 
 void KernelManager::when_ready(const std::string& id,

@@ -189,6 +189,8 @@ class KernelManager final : public KernelService {
   std::chrono::system_clock::time_point last_activity() const override;
 
  private:
+  //! Shuts `ids` down in parallel; returns once all are gone (bounded wait).
+  void shutdown_and_wait(const std::vector<std::string>& ids);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
