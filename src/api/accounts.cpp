@@ -1,10 +1,8 @@
 // Sign-in and account routes: /login, /logout, /api/skylab/tokens,
 // /api/skylab/users (admins), /api/skylab/routes (admins).
 #include <cctype>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -17,6 +15,7 @@
 #include "auth/throttle.hpp"
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
 #include "runtime/config.hpp"
@@ -30,7 +29,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kLoginBodyLimit = 16 * 1024;
+constexpr std::size_t kLoginBodyLimit = std::size_t{16} * 1024;
 constexpr std::int64_t kMaxTokenLifetime = 10LL * 366 * 24 * 3600;
 constexpr const char* kPageCsp =
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
@@ -50,19 +49,19 @@ class LoginWorkers {
   void stop() {
     std::deque<std::function<void()>> dropped;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
       dropped.swap(tasks_);
     }
     cv_.notify_all();
-    std::lock_guard join(join_mu_);
+    MutexLock join(join_mu_);
     for (auto& t : threads_)
       if (t.joinable()) t.join();
   }
   //! False when too many logins are waiting (the caller answers 503).
   bool post(std::function<void()> task) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_ || tasks_.size() >= max_pending_) return false;
       tasks_.push_back(std::move(task));
     }
@@ -75,8 +74,8 @@ class LoginWorkers {
     for (;;) {
       std::function<void()> task;
       {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        MutexLock lock(mu_);
+        cv_.wait(lock, [this]() REQUIRES(mu_) { return stopping_ || !tasks_.empty(); });
         if (tasks_.empty()) return;
         task = std::move(tasks_.front());
         tasks_.pop_front();
@@ -89,11 +88,11 @@ class LoginWorkers {
     }
   }
 
-  std::mutex mu_;
-  std::mutex join_mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  Mutex mu_;
+  Mutex join_mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::size_t max_pending_;
   std::vector<std::thread> threads_;
 };

@@ -1,10 +1,10 @@
 #include "api/collab.hpp"
 
 #include <chrono>
-#include <mutex>
 
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "drive/drive.hpp"
 #include "http/message.hpp"
 #include "http/websocket.hpp"
@@ -36,7 +36,7 @@ class CollabConnection : public http::WebSocketHandler,
   void on_message(std::string data, bool binary) override {
     std::uint64_t id = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       id = id_;
     }
     if (binary || data.size() > ctx_->live->collab_limits().max_message_bytes) {
@@ -55,7 +55,7 @@ class CollabConnection : public http::WebSocketHandler,
   void on_close() override {
     std::uint64_t id = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       closed_ = true;
       id = id_;
     }
@@ -77,7 +77,7 @@ class CollabConnection : public http::WebSocketHandler,
   void recheck() {
     auto now = std::chrono::steady_clock::now();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (checking_ || now - checked_ < kRecheck) return;
       checking_ = true;
       checked_ = now;
@@ -87,7 +87,7 @@ class CollabConnection : public http::WebSocketHandler,
       auto t = self->resolve_();
       bool was_editor = false;
       {
-        std::lock_guard lock(self->mu_);
+        MutexLock lock(self->mu_);
         self->checking_ = false;
         was_editor = self->editor_;
       }
@@ -97,7 +97,7 @@ class CollabConnection : public http::WebSocketHandler,
         self->close(4001, "your access changed; reconnect");
     });
     if (!queued) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       checking_ = false;
     }
   }
@@ -118,7 +118,7 @@ class CollabConnection : public http::WebSocketHandler,
     }
     bool leave = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       id_ = id.value();
       leave = closed_;
       editor_ = target->editor;
@@ -131,12 +131,12 @@ class CollabConnection : public http::WebSocketHandler,
   std::string user_;
   Resolve resolve_;
   std::weak_ptr<http::WebSocket> ws_;
-  std::mutex mu_;
-  std::uint64_t id_ = 0;                             // GUARDED_BY(mu_) 0: not joined yet
-  bool closed_ = false;                              // GUARDED_BY(mu_)
-  bool editor_ = false;                              // GUARDED_BY(mu_) the rights it joined with
-  bool checking_ = false;                            // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point checked_{};  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::uint64_t id_ GUARDED_BY(mu_) = 0;  // 0: not joined yet
+  bool closed_ GUARDED_BY(mu_) = false;
+  bool editor_ GUARDED_BY(mu_) = false;  // the rights it joined with
+  bool checking_ GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point checked_ GUARDED_BY(mu_){};
   static constexpr std::chrono::seconds kRecheck{5};
 };
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 
 namespace skylab::auth {
 
@@ -19,7 +20,7 @@ AccountWatcher::~AccountWatcher() {
 
 void AccountWatcher::poke() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     poked_ = true;
   }
   cv_.notify_one();
@@ -27,7 +28,7 @@ void AccountWatcher::poke() {
 
 void AccountWatcher::stop() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
   }
   cv_.notify_one();
@@ -40,8 +41,8 @@ void AccountWatcher::run() {
   for (;;) {
     bool poked;
     {
-      std::unique_lock lock(mutex_);
-      cv_.wait_for(lock, poll_, [this] { return poked_ || stopping_; });
+      MutexLock lock(mutex_);
+      cv_.wait_for(lock, poll_, [this]() REQUIRES(mutex_) { return poked_ || stopping_; });
       if (stopping_) return;
       poked = poked_;
       poked_ = false;

@@ -3,13 +3,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "auth/account_store.hpp"
+#include "common/mutex.hpp"
 
 namespace skylab::auth {
 
@@ -38,9 +37,10 @@ class AccountWatcher {
   std::shared_ptr<AccountStore> store_;
   std::function<void()> on_change_;
   std::chrono::milliseconds poll_, sweep_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool poked_ = false, stopping_ = false;  // GUARDED_BY(mutex_)
+  Mutex mutex_;
+  CondVar cv_;
+  bool poked_ GUARDED_BY(mutex_) = false;
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 

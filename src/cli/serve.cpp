@@ -107,7 +107,7 @@ bool valid_origin(const std::string& o) {
 std::string find_web_dir() {
   std::error_code ec;
   fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
+  for (const auto& candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
     if (fs::is_regular_file(candidate / "index.html", ec))
       return fs::canonical(candidate, ec).string();
   return "";
@@ -117,14 +117,13 @@ bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& er
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&](std::string& dst) {
-      std::string name = a;
       auto eq = a.find('=');
       if (eq != std::string::npos) {
         dst = a.substr(eq + 1);
         return true;
       }
       if (i + 1 >= args.size()) {
-        err = name + " needs a value";
+        err = a + " needs a value";
         return false;
       }
       dst = args[++i];

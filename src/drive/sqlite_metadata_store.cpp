@@ -4,8 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <mutex>
-
+#include "common/mutex.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "drive/codec.hpp"
 #include "drive/metadata_store.hpp"
@@ -57,7 +56,7 @@ class SqliteMetadataStore final : public MetadataStore {
   ~SqliteMetadataStore() override { sqlite3_close_v2(db_); }
 
   Status init() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const char* pragma :
          {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
       if (auto st = exec(pragma); !st.ok()) return st;
@@ -91,7 +90,7 @@ class SqliteMetadataStore final : public MetadataStore {
                                     const std::string& path, Clock::time_point at,
                                     RevisionKind kind, std::string_view bytes) override {
     std::string hash = sha256_hex(bytes);  // outside the lock
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     {
       Stmt last(db_,
                 "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 "
@@ -101,7 +100,7 @@ class SqliteMetadataStore final : public MetadataStore {
       if (last.step() == SQLITE_ROW && last.text(3) == hash) return row_info(last, path);
     }
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st.error();
-    auto rollback = [&](const char* what) {
+    auto rollback = [&](const char* what) REQUIRES(mu_) {
       Error e = db_error(what);
       (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return e;
@@ -136,7 +135,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner,
                                                    const std::string& path) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_,
            "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND "
            "path=?2 "
@@ -152,7 +151,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<RevisionInfo> get_revision(const std::string& owner, const std::string& path,
                                     std::int64_t id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_,
            "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND "
            "path=?2 AND id=?3");
@@ -166,7 +165,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<std::string> revision_bytes(const std::string& owner, const std::string& path,
                                      std::int64_t id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_,
            "SELECT b.data FROM revisions r JOIN blobs b ON b.sha256 = r.sha256 "
            "WHERE r.owner=?1 AND r.path=?2 AND r.id=?3");
@@ -180,7 +179,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status delete_revisions(const std::string& owner, const std::vector<std::int64_t>& ids) override {
     if (ids.empty()) return ok_status();
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
     for (auto id : ids) {
       Stmt q(db_, "DELETE FROM revisions WHERE owner=?1 AND id=?2");
@@ -200,7 +199,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status rename_path(const std::string& owner, const std::string& from,
                      const std::string& to) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // substr/length count characters for TEXT on both sides, consistently.
     Stmt q(db_,
            "UPDATE revisions SET path = ?3 || substr(path, length(?2) + 1) "
@@ -211,7 +210,7 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
   Status delete_path(const std::string& owner, const std::string& path) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
     Stmt q(db_,
            "DELETE FROM revisions WHERE owner=?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) "
@@ -230,7 +229,7 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> revised_paths() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_, "SELECT DISTINCT owner, path FROM revisions");
     std::vector<std::pair<std::string, std::string>> out;
     int rc;
@@ -252,14 +251,14 @@ class SqliteMetadataStore final : public MetadataStore {
     return r;
   }
 
-  Status drop_orphans() {
+  Status drop_orphans() REQUIRES(mu_) {
     if (sqlite3_exec(db_, "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM revisions)",
                      nullptr, nullptr, nullptr) != SQLITE_OK)
       return db_error("delete unused revision data");
     return ok_status();
   }
 
-  Status exec(const char* sql) {
+  Status exec(const char* sql) REQUIRES(mu_) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
       std::string m = err ? err : "unknown error";
@@ -269,7 +268,7 @@ class SqliteMetadataStore final : public MetadataStore {
     return ok_status();
   }
 
-  Error db_error(const char* what) {
+  Error db_error(const char* what) REQUIRES(mu_) {
     return error_for(sqlite3_extended_errcode(db_),
                      std::string("Drive database: cannot ") + what + ": " + sqlite3_errmsg(db_));
   }
@@ -280,8 +279,8 @@ class SqliteMetadataStore final : public MetadataStore {
     return Error::internal(std::move(message));
   }
 
-  std::mutex mu_;
-  sqlite3* db_;
+  Mutex mu_;
+  sqlite3* db_ GUARDED_BY(mu_);
 };
 
 }  // namespace

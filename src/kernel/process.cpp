@@ -61,6 +61,7 @@ Result<pid_t> spawn_process(std::vector<std::string> args,
                             const std::string& log_path) {
   if (args.empty()) return Error::bad_request("empty kernel command");
   std::vector<std::string> env_strings;
+  env_strings.reserve(env.size());
   for (auto& [key, v] : env) env_strings.push_back(key + "=" + v);
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 
@@ -43,7 +44,7 @@ LifecycleMonitor::~LifecycleMonitor() {
 
 void LifecycleMonitor::start() {
   thread_ = std::thread([this] {
-    std::unique_lock lock(mutex_);
+    MutexLock lock(mutex_);
     while (!stopping_) {
       lock.unlock();
       try {
@@ -52,14 +53,14 @@ void LifecycleMonitor::start() {
         log::error(std::string("runtime lifecycle: ") + e.what());
       }
       lock.lock();
-      cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
+      cv_.wait_for(lock, std::chrono::seconds(1), [this]() REQUIRES(mutex_) { return stopping_; });
     }
   });
 }
 
 void LifecycleMonitor::stop() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -149,7 +150,7 @@ void LifecycleMonitor::tick() {
       if (done || now - t.expire_started >= config_.runtimes.grace) {
         log::info("runtime " + k.id + ": stopping (" +
                   (done ? "expiry hooks done" : "grace period over") + ")");
-        kernels_->shutdown(k.id, [](Status) {});
+        kernels_->shutdown(k.id, [](const Status&) {});
       }
       next[k.id] = t;
       continue;
@@ -181,7 +182,7 @@ void LifecycleMonitor::tick() {
         t.expiring = true;
         t.expire_started = now;
         if (k.execution_state == kernel::KernelState::kDead)
-          kernels_->shutdown(k.id, [](Status) {});
+          kernels_->shutdown(k.id, [](const Status&) {});
         break;
       case LifecycleDecision::Action::kWarn:
         write_state(k, d, false, d.reason);

@@ -3,15 +3,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "common/mutex.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
@@ -86,9 +85,9 @@ class LifecycleMonitor {
   std::function<TimePoint()> now_;
   std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap_;
   std::map<std::string, Tracked> tracked_;  // touched only by tick()
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  Mutex mutex_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 

@@ -10,17 +10,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
@@ -71,10 +70,10 @@ class WarmPool {
   std::function<bool(const std::string&)> user_enabled_;
   int size_;
 
-  mutable std::mutex mutex_;
-  std::map<Key, Entry> entries_;  // guarded by mutex_
-  bool stopping_ = false;         // guarded by mutex_
-  std::condition_variable cv_;
+  mutable Mutex mutex_;
+  std::map<Key, Entry> entries_ GUARDED_BY(mutex_);
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  CondVar cv_;
   std::thread thread_;
 };
 

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
 
@@ -75,6 +76,9 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
   else if (errno != EEXIST)
     return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<UsageLedger> l(new UsageLedger());
+  // Uncontended (not shared yet); held so that the analysis sees every access locked.
+  MutexLock db_lock(l->db_mu_);
+  MutexLock setup_lock(l->mu_);
   l->quotas_ = std::move(quotas);
   l->now_ = std::move(now);
   if (sqlite3_open_v2(path.c_str(), &l->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
@@ -156,11 +160,11 @@ void UsageLedger::write(const std::string& id, const Record& r) {
 
 void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
                        const std::function<int(const kernel::KernelModel&)>& gpus_of) {
-  std::lock_guard db_lock(db_mu_);
+  MutexLock db_lock(db_mu_);
   const double now = secs(now_());
   std::vector<std::pair<std::string, Record>> to_write;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::set<std::string> seen;
     for (auto& k : running) {
       if (k.owner.empty() || k.id.empty()) continue;
@@ -241,7 +245,7 @@ double UsageLedger::used_gpu_seconds_locked(const std::string& user, double ws, 
 
 UsageTotals UsageLedger::week(const std::string& user) const {
   auto now = now_();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return totals_locked(user, secs(week_start(now)), secs(now));
 }
 
@@ -249,7 +253,7 @@ std::map<std::string, UsageTotals> UsageLedger::week_all() const {
   auto now = now_();
   const double ws = secs(week_start(now)), n = secs(now);
   std::map<std::string, UsageTotals> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [id, r] : records_) add_use(out[r.user], r, ws, n);  // one pass over all records
   std::erase_if(
       out, [](const auto& kv) { return kv.second.runtime_seconds <= 0 && kv.second.running == 0; });
@@ -263,7 +267,7 @@ Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
   double used;
   std::optional<double> limit;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = admins_.find(user); it != admins_.end()) admin = admin || it->second;
     limit = gpu_hours_limit(quotas_, user, admin);
     if (!limit) return ok_status();
@@ -279,7 +283,7 @@ Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
 
 std::optional<UsageLedger::TimePoint> UsageLedger::gpu_deadline(const std::string& user) const {
   auto now = now_();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   bool admin = false;
   if (auto it = admins_.find(user); it != admins_.end()) admin = it->second;
   auto limit = gpu_hours_limit(quotas_, user, admin);
@@ -298,7 +302,7 @@ std::optional<UsageLedger::TimePoint> UsageLedger::gpu_deadline(const std::strin
 }
 
 void UsageLedger::note_admin(const std::string& user, bool admin) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   admins_[user] = admin;
 }
 
@@ -308,7 +312,7 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
   // restart count as running at once, those gone are closed.
   sync(list(), gpus_of);
   thread_ = std::thread([this, list = std::move(list), gpus_of = std::move(gpus_of)] {
-    std::unique_lock lock(tmu_);
+    MutexLock lock(tmu_);
     while (!tstop_) {
       lock.unlock();
       try {
@@ -317,23 +321,23 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
         log::error(std::string("usage ledger: ") + e.what());
       }
       lock.lock();
-      tcv_.wait_for(lock, std::chrono::seconds(1), [this] { return tstop_; });
+      tcv_.wait_for(lock, std::chrono::seconds(1), [this]() REQUIRES(tmu_) { return tstop_; });
     }
   });
 }
 
 void UsageLedger::stop() {
   {
-    std::lock_guard lock(tmu_);
+    MutexLock lock(tmu_);
     tstop_ = true;
   }
   tcv_.notify_all();
   if (thread_.joinable()) thread_.join();
   // Runtimes outlive the server: their last sighting is now, to the second.
-  std::lock_guard db_lock(db_mu_);
+  MutexLock db_lock(db_mu_);
   std::vector<std::pair<std::string, Record>> open;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [id, r] : records_)
       if (r.end == 0 && r.live && r.written < r.last_seen) open.emplace_back(id, r);
   }

@@ -12,17 +12,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
@@ -106,22 +105,22 @@ class UsageLedger {
     double written = 0;                        // last_seen last written to SQLite
   };
   UsageLedger() = default;
-  UsageTotals totals_locked(const std::string& user, double ws, double now) const;
-  double used_gpu_seconds_locked(const std::string& user, double ws, double now) const;
-  void write(const std::string& id, const Record& r);
+  UsageTotals totals_locked(const std::string& user, double ws, double now) const REQUIRES(mu_);
+  double used_gpu_seconds_locked(const std::string& user, double ws, double now) const
+      REQUIRES(mu_);
+  void write(const std::string& id, const Record& r) REQUIRES(db_mu_);
 
   QuotasSection quotas_;
   std::function<TimePoint()> now_;
-  sqlite3* db_ = nullptr;  // used by sync() only (one caller at a time: db_mu_)
-  std::mutex db_mu_;
-  mutable std::mutex mu_;
-  std::map<std::string, Record>
-      records_;                         // GUARDED_BY(mu_): open ones and those of the last 8 days
-  std::map<std::string, bool> admins_;  // GUARDED_BY(mu_)
+  sqlite3* db_ GUARDED_BY(db_mu_) = nullptr;  // used by sync() only
+  Mutex db_mu_;
+  mutable Mutex mu_;
+  std::map<std::string, Record> records_ GUARDED_BY(mu_);  // open ones and those of the last 8 days
+  std::map<std::string, bool> admins_ GUARDED_BY(mu_);
 
-  std::mutex tmu_;
-  std::condition_variable tcv_;
-  bool tstop_ = false;  // GUARDED_BY(tmu_)
+  Mutex tmu_;
+  CondVar tcv_;
+  bool tstop_ GUARDED_BY(tmu_) = false;
   std::thread thread_;
 };
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "runtime/sandbox.hpp"
 
@@ -34,6 +35,7 @@ int run(const std::vector<std::string>& args) {
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = -1;
@@ -151,7 +153,7 @@ UserVolumes::UserVolumes(std::string data_dir, std::uint64_t quota_bytes)
 
 Status UserVolumes::ensure(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running) {
   if (quota_ == 0) return ok_status();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (ready_.count(user)) return ok_status();
   auto st = mount_volume(user, uid, gid, runtimes_running);
   if (st.ok())
@@ -254,7 +256,7 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid,
 }
 
 void UserVolumes::release(const std::function<bool(const std::string&)>& busy) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   fs::path data(data_dir_);
   // Every volume there is (also those an earlier, killed server mounted).
   std::set<std::string> users = mounted_;
@@ -264,7 +266,7 @@ void UserVolumes::release(const std::function<bool(const std::string&)>& busy) {
     if (it->is_directory(ec) && !it->is_symlink(ec)) users.insert(it->path().filename().string());
   for (const auto& user : users) {
     if (busy(user)) continue;
-    for (auto p : {data / "drive" / user, data / "cache" / user, data / "volumes" / user})
+    for (const auto& p : {data / "drive" / user, data / "cache" / user, data / "volumes" / user})
       if (is_mount_point(p.string())) ::umount2(p.c_str(), 0);  // busy: stays mounted, reused later
     ready_.erase(user);
     mounted_.erase(user);
