@@ -9,7 +9,7 @@ A TU that passed is remembered in ~/.cache/skylab-tidy/<check>/ under a hash
 of its preprocessed source with comments (`clang++ -E -C`, so headers and
 NOLINT comments count), its flags, the tool's version and, for tidy, the
 .clang-tidy file: an unchanged tree checks in seconds. Findings are never
-cached. Options: --build DIR (default build), -j N (default nproc),
+cached; entries unused for 30 days are removed. Options: --build DIR (default build), -j N (default nproc),
 --no-cache, and file names to check only those TUs.
 """
 import argparse
@@ -104,6 +104,7 @@ def main():
             h.update(pre.stdout)
             key = os.path.join(cache, h.hexdigest())
             if not a.no_cache and os.path.exists(key):
+                os.utime(key)  # recently used: kept by the pruning below
                 return rel, True, True, ""
         if a.check == "thread-safety":
             cmd = [clangxx, *flags, "-fsyntax-only", path]
@@ -130,6 +131,14 @@ def main():
             if out and (not ok or a.check == "thread-safety"):
                 print(out, flush=True)
     secs = time.monotonic() - start
+    # Entries not used for 30 days belong to trees long gone.
+    for name in os.listdir(cache):
+        path = os.path.join(cache, name)
+        try:
+            if time.time() - os.path.getmtime(path) > 30 * 86400:
+                os.remove(path)
+        except OSError:
+            pass
     name = "check_tidy" if a.check == "tidy" else "check_thread_safety"
     print(f"{name}: {len(units)} TUs ({cached} unchanged since a clean check), "
           f"{len(failed)} with findings, {secs:.0f}s")
