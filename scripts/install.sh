@@ -11,7 +11,7 @@
 #   $PREFIX/share/skylab/examples   the example gallery
 #   $PREFIX/lib/skylab/python       the runtime helpers (mounted at /opt/skylab/python)
 #   $PREFIX/share/doc/skylab        docs/*.md
-#   $UNITDIR/skylab.service
+#   $UNITDIR/skylab.service, $UNITDIR/skylab-runtimes.service
 #   $SYSCONFDIR/skylab/skylab.toml  never overwritten (skylab.toml.dist beside it then)
 #   $SYSCONFDIR/default/skylab      root-only: may hold SKYLAB_ADMIN_TOKEN
 #   $LOCALSTATEDIR/lib/skylab       the data directory
@@ -61,9 +61,11 @@ install -d -m 0755 "$D$DOCDIR"
 install -m 0644 README.md docs/*.md "$D$DOCDIR/"
 
 install -d -m 0755 "$D$UNITDIR"
-sed -e "s|@BINDIR@|$PREFIX/bin|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" -e "s|@STATEDIR@|$STATEDIR|g" \
-    -e "s|@DOCDIR@|$DOCDIR|g" packaging/skylab.service.in > "$D$UNITDIR/skylab.service"
-chmod 0644 "$D$UNITDIR/skylab.service"
+for unit in skylab skylab-runtimes; do
+  sed -e "s|@BINDIR@|$PREFIX/bin|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" -e "s|@STATEDIR@|$STATEDIR|g" \
+      -e "s|@DOCDIR@|$DOCDIR|g" "packaging/$unit.service.in" > "$D$UNITDIR/$unit.service"
+  chmod 0644 "$D$UNITDIR/$unit.service"
+done
 
 install -d -m 0755 "$D$SYSCONFDIR/skylab" "$D$SYSCONFDIR/default"
 if [ -e "$D$SYSCONFDIR/skylab/skylab.toml" ]; then

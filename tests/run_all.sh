@@ -21,6 +21,11 @@ ctest --test-dir "$BUILD" --output-on-failure || failed+=(unit)
 echo "== integration tests (pytest, real ipykernel)"
 /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider || failed+=(integration)
 
+echo "== the runtime isolation suites again, kernels forked from the runtime template (issue 17)"
+SKYLAB_RUNTIME_TEMPLATE=1 /usr/bin/python3 -m pytest tests/integration/test_isolation.py \
+  tests/integration/test_privsep.py tests/integration/test_limits.py tests/integration/test_terminals.py \
+  -q -p no:cacheprovider || failed+=(integration-template)
+
 if [ -f tests/node/package.json ]; then
   echo "== client library tests (@jupyterlab/services in Node)"
   (cd tests/node && node --test) || failed+=(node)

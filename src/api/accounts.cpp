@@ -124,6 +124,17 @@ struct LoginState {
         }()) {}
 };
 
+//! Runs `job` on the login workers. When too many wait already, `job` is
+//! dropped and `done` gets 503 "Too many <what> at once; try again" with
+//! Retry-After: 1 (the sign-in and sign-up forms' one answer to a crowd).
+void post_login_work(LoginState& st, const char* what, std::function<void()> job,
+                     const Responder& done) {
+  if (st.workers.post(std::move(job))) return;
+  auto res = Response::error(503, std::string("Too many ") + what + " at once; try again");
+  res.set_header("Retry-After", "1");
+  done(std::move(res));
+}
+
 // The sign-in pages' look: the app's (web/src/style.css: colours, type,
 // buttons, the logo), inline since these pages load no script or stylesheet.
 constexpr const char* kPageStyle =
@@ -347,6 +358,16 @@ std::optional<std::string> form_field(const std::map<std::string, std::string>& 
   return it->second;
 }
 
+//! Login XSRF for the sign-in and sign-up forms: the request comes from our
+//! origin (or names none) and the form echoes the `_xsrf` cookie that the
+//! form's GET set, so that another site cannot sign a browser into its own account.
+bool form_xsrf_ok(const Request& req, const std::map<std::string, std::string>& form) {
+  auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
+  auto field = form_field(form, "_xsrf");
+  return origin_ok(req) && cookie && !cookie->empty() && field &&
+         util::secure_equals(*cookie, *field);
+}
+
 void clear_session_cookies(Response& res, bool secure) {
   res.headers.emplace_back(
       "Set-Cookie", auth::set_cookie(auth::session_cookie_name(secure), "", true, secure, 0));
@@ -471,12 +492,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         auto form = http::parse_form(req.body);
         if (!form) return done(Response::error(400, "Malformed form"));
         std::string next = auth::safe_redirect_target(form_field(*form, "next").value_or("/"));
-        // Login XSRF: the form must echo the `_xsrf` cookie that GET /login set,
-        // so that another site cannot sign a browser into its own account.
-        auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
-        auto field = form_field(*form, "_xsrf");
-        if (!origin_ok(req) || !cookie || cookie->empty() || !field ||
-            !util::secure_equals(*cookie, *field))
+        if (!form_xsrf_ok(req, *form))
           return done(
               login_page(*st, req, 403, next, "Your sign-in form expired. Please try again."));
         auto username = form_field(*form, "username").value_or("");
@@ -502,7 +518,8 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         Request copy;  // what the worker needs of the request (it outlives nothing)
         copy.headers = req.headers;
         copy.secure = req.secure;
-        bool queued = st->workers.post(
+        post_login_work(
+            *st, "sign-ins",
             [st, copy = std::move(copy), done, username, password, next, user_key, addr_key]() {
               auto user = st->store->check_password(username, password);
               if (!user.ok()) {
@@ -530,12 +547,8 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
               }
               log::info("user '" + username + "' signed in");
               done(set_session(redirect(next), session.value(), copy.secure));
-            });
-        if (!queued) {
-          auto res = Response::error(503, "Too many sign-ins at once; try again");
-          res.set_header("Retry-After", "1");
-          done(std::move(res));
-        }
+            },
+            done);
       },
       pub);
 
@@ -570,10 +583,7 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
           if (!util::valid_utf8(v)) return done(Response::error(400, "Form fields must be UTF-8"));
         }
         std::string next = auth::safe_redirect_target(form_field(*form, "next").value_or("/"));
-        auto cookie = auth::cookie_value(req.header("cookie"), auth::kXsrfCookie);
-        auto field = form_field(*form, "_xsrf");
-        if (!origin_ok(req) || !cookie || cookie->empty() || !field ||
-            !util::secure_equals(*cookie, *field))
+        if (!form_xsrf_ok(req, *form))
           return done(
               signup_page(*st, req, 403, next, "Your sign-up form expired. Please try again."));
         auto username = form_field(*form, "username").value_or("");
@@ -621,36 +631,34 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         Request copy;
         copy.headers = req.headers;
         copy.secure = req.secure;
-        bool queued = st->workers.post([st, ctx, copy = std::move(copy), done, username, email,
-                                        password, next]() {
-          auto added = st->store->add_user(username, password, false, email);
-          if (!added.ok()) {
-            if (added.error().code == Error::Code::kConflict)
-              return done(signup_page(*st, copy, 409, next,
-                                      "That user name is taken. Choose another.", "", email));
-            if (added.error().code == Error::Code::kBadRequest)
-              return done(signup_page(*st, copy, 400, next, added.error().message, "", email));
-            if (added.error().code == Error::Code::kUnavailable)
-              return done(Response::from_error(added.error()));
-            log::error("sign-up failed: " + added.error().message);
-            return done(Response::error(500, "Internal server error"));
-          }
-          log::info("user '" + username + "' signed up" + (email.empty() ? "" : " as " + email));
-          changed(*ctx);
-          auto user = st->store->find_user(username);
-          auto session = user.ok() ? st->store->create_session(user.value())
-                                   : Result<auth::NewSession>(user.error());
-          if (!session.ok()) {
-            log::error("cannot create a session: " + session.error().message);
-            return done(redirect("/login"));
-          }
-          done(set_session(redirect(next), session.value(), copy.secure));
-        });
-        if (!queued) {
-          auto res = Response::error(503, "Too many sign-ups at once; try again");
-          res.set_header("Retry-After", "1");
-          done(std::move(res));
-        }
+        post_login_work(
+            *st, "sign-ups",
+            [st, ctx, copy = std::move(copy), done, username, email, password, next]() {
+              auto added = st->store->add_user(username, password, false, email);
+              if (!added.ok()) {
+                if (added.error().code == Error::Code::kConflict)
+                  return done(signup_page(*st, copy, 409, next,
+                                          "That user name is taken. Choose another.", "", email));
+                if (added.error().code == Error::Code::kBadRequest)
+                  return done(signup_page(*st, copy, 400, next, added.error().message, "", email));
+                if (added.error().code == Error::Code::kUnavailable)
+                  return done(Response::from_error(added.error()));
+                log::error("sign-up failed: " + added.error().message);
+                return done(Response::error(500, "Internal server error"));
+              }
+              log::info("user '" + username + "' signed up" +
+                        (email.empty() ? "" : " as " + email));
+              changed(*ctx);
+              auto user = st->store->find_user(username);
+              auto session = user.ok() ? st->store->create_session(user.value())
+                                       : Result<auth::NewSession>(user.error());
+              if (!session.ok()) {
+                log::error("cannot create a session: " + session.error().message);
+                return done(redirect("/login"));
+              }
+              done(set_session(redirect(next), session.value(), copy.secure));
+            },
+            done);
       },
       pub);
 

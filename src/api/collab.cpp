@@ -1,6 +1,8 @@
 #include "api/collab.hpp"
 
 #include <chrono>
+#include <utility>
+#include <vector>
 
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
@@ -23,12 +25,19 @@ class CollabConnection : public http::WebSocketHandler,
   //! Resolves (owner, path, may write) for the user; blocking.
   using Resolve = std::function<Result<SharedTarget>()>;
 
-  CollabConnection(std::shared_ptr<Context> ctx, std::string user, Resolve resolve)
-      : ctx_(std::move(ctx)), user_(std::move(user)), resolve_(std::move(resolve)) {}
+  //! `share`: the share it joined through ("" the owner's own route); its
+  //! grant can end while it is open.
+  CollabConnection(std::shared_ptr<Context> ctx, std::string user, Resolve resolve,
+                   std::string share)
+      : ctx_(std::move(ctx)),
+        user_(std::move(user)),
+        resolve_(std::move(resolve)),
+        share_(std::move(share)) {}
 
   void on_open(std::shared_ptr<http::WebSocket> ws) override {
     ws_ = ws;
     auto self = shared_from_this();
+    if (!share_.empty()) remember(self);
     bool queued = ctx_->work->post([self] { self->join(); });
     if (!queued) ws->close(1013, "The server is busy; try again");
   }
@@ -69,7 +78,32 @@ class CollabConnection : public http::WebSocketHandler,
     if (auto ws = ws_.lock()) ws->close(code, std::move(reason));
   }
 
+  //! Checks the grant again now (a share or an account changed), also when
+  //! this client never sends. Any thread; never blocks.
+  void recheck_now() {
+    {
+      MutexLock lock(mu_);
+      if (id_ == 0 || closed_) return;  // join() checks it anyway
+      checked_ = {};
+    }
+    recheck();
+  }
+
+  //! The connections joined through share `id` ("": through any share).
+  static std::vector<std::shared_ptr<CollabConnection>> open_shared(const std::string& id) {
+    MutexLock lock(registry_mu_);
+    std::vector<std::shared_ptr<CollabConnection>> out;
+    for (auto& w : registry_)
+      if (auto c = w.lock(); c && (id.empty() || c->share_ == id)) out.push_back(std::move(c));
+    return out;
+  }
+
  private:
+  static void remember(const std::shared_ptr<CollabConnection>& c) {
+    MutexLock lock(registry_mu_);
+    std::erase_if(registry_, [](const auto& w) { return w.expired(); });
+    registry_.push_back(c);
+  }
   //! Access can change while the socket is open (a share revoked or turned
   //! into a viewer's, an account disabled): at most every kRecheck, while
   //! the client sends, the grant is checked again on the work queue; a
@@ -78,7 +112,11 @@ class CollabConnection : public http::WebSocketHandler,
     auto now = std::chrono::steady_clock::now();
     {
       MutexLock lock(mu_);
-      if (checking_ || now - checked_ < kRecheck) return;
+      if (checking_) {
+        if (checked_ == std::chrono::steady_clock::time_point{}) again_ = true;
+        return;
+      }
+      if (now - checked_ < kRecheck) return;
       checking_ = true;
       checked_ = now;
     }
@@ -86,15 +124,19 @@ class CollabConnection : public http::WebSocketHandler,
     bool queued = ctx_->work->post([self] {
       auto t = self->resolve_();
       bool was_editor = false;
+      bool again = false;
       {
         MutexLock lock(self->mu_);
         self->checking_ = false;
         was_editor = self->editor_;
+        again = std::exchange(self->again_, false);
       }
       if (!t.ok())
         self->close(4403, "access to this notebook ended");
       else if (t->editor != was_editor)
         self->close(4001, "your access changed; reconnect");
+      else if (again)
+        self->recheck_now();  // a change came while this check ran
     });
     if (!queued) {
       MutexLock lock(mu_);
@@ -136,11 +178,19 @@ class CollabConnection : public http::WebSocketHandler,
   bool closed_ GUARDED_BY(mu_) = false;
   bool editor_ GUARDED_BY(mu_) = false;  // the rights it joined with
   bool checking_ GUARDED_BY(mu_) = false;
+  bool again_ GUARDED_BY(mu_) = false;  // recheck_now() while checking
   std::chrono::steady_clock::time_point checked_ GUARDED_BY(mu_){};
+  const std::string share_;
   static constexpr std::chrono::seconds kRecheck{5};
+  static inline Mutex registry_mu_;
+  static inline std::vector<std::weak_ptr<CollabConnection>> registry_ GUARDED_BY(registry_mu_);
 };
 
 }  // namespace
+
+void recheck_collab_access(const std::string& share_id) {
+  for (auto& c : CollabConnection::open_shared(share_id)) c->recheck_now();
+}
 
 void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->live || !ctx->drive) return;
@@ -149,26 +199,28 @@ void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     std::string path = req.params[0];
     std::string owner = req.user.username;
     up.handler = std::make_shared<CollabConnection>(
-        ctx, owner, [ctx, owner, path]() -> Result<SharedTarget> {
+        ctx, owner,
+        [ctx, owner, path]() -> Result<SharedTarget> {
           auth::Identity me;
           me.username = owner;
           auto e = ctx->drive->get(me, path, drive::EntryType::kNotebook);
           if (!e.ok()) return e.error();
           return SharedTarget{owner, e->path, true};
-        });
+        },
+        std::string());
     return up;
   });
-  r.add_websocket(
-      "/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?", [ctx](http::Request& req) {
-        http::Upgrade up;
-        std::string id = req.params[0];
-        std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
-        auto user = req.user;
-        up.handler = std::make_shared<CollabConnection>(ctx, user.username, [ctx, user, id, sub]() {
-          return resolve_shared(*ctx, user, id, sub);
-        });
-        return up;
-      });
+  r.add_websocket("/api/skylab/shared/([0-9a-f]{24,48})/collab(/[\\s\\S]*)?",
+                  [ctx](http::Request& req) {
+                    http::Upgrade up;
+                    std::string id = req.params[0];
+                    std::string sub = req.params.size() > 1 ? req.params[1] : std::string();
+                    auto user = req.user;
+                    up.handler = std::make_shared<CollabConnection>(
+                        ctx, user.username,
+                        [ctx, user, id, sub]() { return resolve_shared(*ctx, user, id, sub); }, id);
+                    return up;
+                  });
 }
 
 }  // namespace skylab::api

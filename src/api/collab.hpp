@@ -29,4 +29,12 @@ Result<SharedTarget> resolve_shared(Context& ctx, const auth::Identity& user, co
 
 void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx);
 
+//! Access may have changed: share `share_id` revoked or its role changed, or
+//! ("" all shares) an account disabled. Every open co-editing connection
+//! joined through that share checks its grant again at once on the work
+//! queue, also one that never sends, and closes with 4403 when the grant
+//! ended (4001 when the role changed: the client reconnects with its new
+//! rights). Checks already under way coalesce. Any thread; never blocks.
+void recheck_collab_access(const std::string& share_id = {});
+
 }  // namespace skylab::api

@@ -20,6 +20,7 @@
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
 #include "exec/executor.hpp"
@@ -265,7 +266,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void persist_locked(const Job& j) REQUIRES(mu_) {
     json v = to_json(j, 0);
     v["owner_admin"] = j.owner_admin;
-    if (!util::write_file_atomic(record_path(j.id), v.dump(), 0600, false))
+    if (!safe_fs::write_file(record_path(j.id), v.dump(), 0600, false).ok())
       log::warn("job " + j.id + ": cannot write its record in " + dir_);
   }
 

@@ -11,6 +11,7 @@
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/service.hpp"
 
@@ -65,7 +66,7 @@ void SessionStore::save_locked() const {
                    {"name", r.name},
                    {"type", r.type},
                    {"kernel_id", r.kernel_id}});
-  if (!util::write_file_atomic(file_, out.dump(), 0600, false))
+  if (!safe_fs::write_file(file_, out.dump(), 0600, false).ok())
     log::warn("sessions: cannot write " + file_ + "; they will not survive a restart");
 }
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
+#include "api/collab.hpp"
 #include "api/work_queue.hpp"
 #include "auth/account_store.hpp"
 #include "auth/share_store.hpp"
@@ -217,6 +218,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
       if (!item.ok()) return Response::from_error(item.error());
       auto s = ctx->shares->grant(me.username, e->path, item.value(), grantee, role);
       if (!s.ok()) return Response::from_error(s.error());
+      recheck_collab_access(s->id);  // a grant given again may change a role
       log::info("user '" + me.username + "' shared an item" +
                 (grantee ? " with '" + *grantee + "' as " + std::string(auth::share_role_name(role))
                          : " by link"));
@@ -250,6 +252,7 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     on_work(*ctx, done, [ctx, user = req.user.username, id = req.params[0]]() -> Response {
       auto st = ctx->shares->revoke(user, id);
       if (st.ok()) audit(*ctx, user, "share.delete", "share " + id);
+      if (st.ok()) recheck_collab_access(id);  // its open co-editing sockets close now
       return st.ok() ? Response::empty(204) : Response::from_error(st.error());
     });
   });

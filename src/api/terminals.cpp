@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
@@ -26,6 +25,7 @@
 #include "common/log.hpp"
 #include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
+#include "common/subprocess.hpp"
 #include "common/util.hpp"
 #include "runtime/service.hpp"
 
@@ -386,31 +386,18 @@ Result<std::pair<int, pid_t>> spawn_on_pty(const std::vector<std::string>& argv)
   ws.ws_row = 24;
   ws.ws_col = 80;
   ::ioctl(master, TIOCSWINSZ, &ws);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  for (int fd = 0; fd <= 2; ++fd) posix_spawn_file_actions_adddup2(&fa, slave.get(), fd);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // nothing of the server's reaches the shell
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> av;
-  av.reserve(argv.size() + 1);
-  for (auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
-  av.push_back(nullptr);
-  char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-  char* envp[] = {path_env, nullptr};
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, av[0], &fa, &attr, av.data(), envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    return Error::internal(std::string("cannot start the terminal: ") + std::strerror(rc));
+  subprocess::Spec spec;
+  spec.argv = argv;
+  spec.search_path = false;
+  spec.env = std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  spec.in = spec.out = spec.err = subprocess::Stdio::kInherit;  // replaced by the pty below
+  spec.fds = {{slave.get(), 0}, {slave.get(), 1}, {slave.get(), 2}};
+  spec.close_from = 3;  // nothing of the server's reaches the shell
+  spec.new_session = true;
+  spec.reset_signals = true;
+  auto child = subprocess::spawn(spec);
+  if (!child.ok()) return Error::internal("cannot start the terminal: " + child.error().message);
+  pid_t pid = child->release();  // the Terminal reaps it
   int flags = ::fcntl(master, F_GETFL);
   ::fcntl(master, F_SETFL, flags | O_NONBLOCK);
   return std::make_pair(m.release(), pid);

@@ -14,6 +14,7 @@
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
 #include "metrics/metrics.hpp"
@@ -32,7 +33,6 @@ int kReadBusyTimeoutMs = 100;
 using sqlite::Stmt;
 using sqlite::Tx;
 
-constexpr int kSchemaVersion = 2;
 constexpr const char* kComponent = "auth";
 
 const char* kSchemaV1 = R"sql(
@@ -136,29 +136,17 @@ Status AccountStore::exec(const char* sql) {
 }
 
 Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions options) {
-  // Create the file ourselves so that it is 0600 from the start; SQLite
-  // gives its -wal and -shm files the same mode.
-  // Only when it does not exist yet: closing any descriptor of a database
-  // file drops the POSIX locks SQLite holds on it in this process.
-  int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0)
-    ::close(fd);
-  else if (errno != EEXIST)
-    return Error::unavailable("cannot create " + options.path + ": " + std::strerror(errno));
   std::shared_ptr<AccountStore> s(new AccountStore(std::move(options)));
   {
     // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
     MutexLock setup_lock(s->mutex_);
-    int rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
-    if (rc != SQLITE_OK) return db_error(s->db_, "open " + s->opts_.path);
-    sqlite3_busy_handler(s->db_, metrics::counting_busy_handler, &kWriteBusyTimeoutMs);
-    auto st =
-        s->exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
-    if (!st.ok()) return st.error();
+    sqlite::OpenOptions o;
+    o.busy_handler = metrics::counting_busy_handler;
+    o.busy_arg = &kWriteBusyTimeoutMs;
+    o.foreign_keys = true;
+    if (auto st = sqlite::open(s->opts_.path, o, &s->db_, db_error); !st.ok()) return st.error();
   }
-  auto st = s->migrate();
-  if (!st.ok()) return st.error();
+  if (auto st = s->migrate(); !st.ok()) return st.error();
   // The read connection: in WAL mode a reader never waits for a writer, so
   // the checks every request makes (on the server's I/O thread) go on while
   // another connection or process holds the write lock, and never queue
@@ -173,38 +161,11 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
 
 Status AccountStore::migrate() {
   MutexLock lock(mutex_);
-  auto st = exec(
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
-      "NULL)");
-  if (!st.ok()) return st;
-  Tx tx(db_);
-  if (!tx.ok()) return db_error(db_, "begin");
-  int version = 0;
-  {
-    Stmt q(db_, "SELECT version FROM auth_schema WHERE component = ?");
-    q.bind(1, std::string_view(kComponent));
-    if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
-  }
-  if (version > kSchemaVersion)
-    return Error::unavailable("the account database was written by a newer Skylab (schema " +
-                              std::to_string(version) + ")");
-  if (version < 1) {
-    st = exec(kSchemaV1);
-    if (!st.ok()) return st;
-  }
-  if (version < 2) {  // v2: the e-mail address given at self sign-up
-    st = exec("ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''");
-    if (!st.ok()) return st;
-  }
-  if (version != kSchemaVersion) {
-    Stmt u(db_,
-           "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
-           "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
-    u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
-    if (u.step() != SQLITE_DONE) return db_error(db_, "record schema version");
-  }
-  if (!tx.commit()) return db_error(db_, "commit");
-  return ok_status();
+  return sqlite::migrate(db_, kComponent, "the account database",
+                         {{1, kSchemaV1},
+                          // v2: the e-mail address given at self sign-up
+                          {2, "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''"}},
+                         db_error);
 }
 
 // ---------------------------------------------------------------- accounts

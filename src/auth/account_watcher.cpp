@@ -4,59 +4,42 @@
 #include <string>
 
 #include "common/log.hpp"
-#include "common/mutex.hpp"
 
 namespace skylab::auth {
 
 AccountWatcher::AccountWatcher(std::shared_ptr<AccountStore> store, std::function<void()> on_change,
                                std::chrono::milliseconds poll, std::chrono::milliseconds sweep)
-    : store_(std::move(store)), on_change_(std::move(on_change)), poll_(poll), sweep_(sweep) {
-  thread_ = std::thread([this] { run(); });
-}
+    : store_(std::move(store)),
+      on_change_(std::move(on_change)),
+      sweep_(sweep),
+      last_version_(store_->data_version()),
+      last_sweep_(std::chrono::steady_clock::now()),
+      worker_(std::make_unique<Periodic>("account watcher", poll, [this] { check(); })) {}
 
 AccountWatcher::~AccountWatcher() {
   stop();
 }
 
 void AccountWatcher::poke() {
-  {
-    MutexLock lock(mutex_);
-    poked_ = true;
-  }
-  cv_.notify_one();
+  poked_ = true;
+  worker_->wake();
 }
 
 void AccountWatcher::stop() {
-  {
-    MutexLock lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  worker_->stop();
 }
 
-void AccountWatcher::run() {
-  auto last_version = store_->data_version();
-  auto last_sweep = std::chrono::steady_clock::now();
-  for (;;) {
-    bool poked;
-    {
-      MutexLock lock(mutex_);
-      cv_.wait_for(lock, poll_, [this]() REQUIRES(mutex_) { return poked_ || stopping_; });
-      if (stopping_) return;
-      poked = poked_;
-      poked_ = false;
-    }
-    auto version = store_->data_version();
-    auto now = std::chrono::steady_clock::now();
-    if (!poked && version == last_version && now - last_sweep < sweep_) continue;
-    last_version = version;
-    last_sweep = now;
-    try {
-      on_change_();
-    } catch (const std::exception& e) {
-      log::error(std::string("account change handler failed: ") + e.what());
-    }
+void AccountWatcher::check() {
+  bool poked = poked_.exchange(false);
+  auto version = store_->data_version();
+  auto now = std::chrono::steady_clock::now();
+  if (!poked && version == last_version_ && now - last_sweep_ < sweep_) return;
+  last_version_ = version;
+  last_sweep_ = now;
+  try {
+    on_change_();
+  } catch (const std::exception& e) {
+    log::error(std::string("account change handler failed: ") + e.what());
   }
 }
 

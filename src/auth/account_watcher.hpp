@@ -2,17 +2,17 @@
 // another) and lets the server re-check open connections against them.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <thread>
 
 #include "auth/account_store.hpp"
-#include "common/mutex.hpp"
+#include "common/periodic.hpp"
 
 namespace skylab::auth {
 
-//! One background thread. Every `poll` it asks SQLite whether another
+//! One background thread (a Periodic). Every `poll` it asks SQLite whether another
 //! connection committed (PRAGMA data_version); when one did, when poke() was
 //! called, or at least every `sweep` (expiries), it calls `on_change`.
 class AccountWatcher {
@@ -32,16 +32,15 @@ class AccountWatcher {
   void stop();
 
  private:
-  void run();
+  void check();  // on the worker's thread
 
   std::shared_ptr<AccountStore> store_;
   std::function<void()> on_change_;
-  std::chrono::milliseconds poll_, sweep_;
-  Mutex mutex_;
-  CondVar cv_;
-  bool poked_ GUARDED_BY(mutex_) = false;
-  bool stopping_ GUARDED_BY(mutex_) = false;
-  std::thread thread_;
+  std::chrono::milliseconds sweep_;
+  std::atomic<bool> poked_{false};
+  std::int64_t last_version_;                         // touched by check() only
+  std::chrono::steady_clock::time_point last_sweep_;  // touched by check() only
+  std::unique_ptr<Periodic> worker_;                  // last: started when the rest is set
 };
 
 }  // namespace skylab::auth

@@ -10,14 +10,18 @@
 
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 
 namespace skylab::auth {
 
 namespace {
 using sqlite::Stmt;
-constexpr int kSchemaVersion = 1;
 constexpr const char* kComponent = "audit";
+constexpr const char* kSchemaV1 =
+    "CREATE TABLE IF NOT EXISTS audit_log(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER "
+    "NOT NULL, "
+    "actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);";
 constexpr std::size_t kMaxField = 256;
 
 Error db_error(sqlite3* db, const std::string& what) {
@@ -31,48 +35,14 @@ std::string_view cut(std::string_view s) {
 
 Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path,
                                                  std::function<std::int64_t()> now) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0)
-    ::close(fd);
-  else if (errno != EEXIST)
-    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<AuditLog> a(new AuditLog());
   // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
   MutexLock setup_lock(a->mu_);
   a->now_ = now ? std::move(now) : [] { return static_cast<std::int64_t>(std::time(nullptr)); };
-  if (sqlite3_open_v2(path.c_str(), &a->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK)
-    return db_error(a->db_, "open " + path);
-  sqlite3_busy_timeout(a->db_, 2000);
-  const char* setup =
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
-      "NULL);";
-  if (sqlite3_exec(a->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(a->db_, "set up");
-  sqlite::Tx tx(a->db_);
-  if (!tx.ok()) return db_error(a->db_, "begin");
-  int version = 0;
-  {
-    Stmt q(a->db_, "SELECT version FROM auth_schema WHERE component = ?");
-    q.bind(1, std::string_view(kComponent));
-    if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
-  }
-  if (version > kSchemaVersion)
-    return Error::unavailable("the audit log was written by a newer Skylab (schema " +
-                              std::to_string(version) + ")");
-  if (version < kSchemaVersion) {
-    const char* v1 =
-        "CREATE TABLE IF NOT EXISTS audit_log(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER "
-        "NOT NULL, "
-        "actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);";
-    if (sqlite3_exec(a->db_, v1, nullptr, nullptr, nullptr) != SQLITE_OK)
-      return db_error(a->db_, "create tables");
-    Stmt v(a->db_, "INSERT OR REPLACE INTO auth_schema(component, version) VALUES(?, ?)");
-    v.bind(1, std::string_view(kComponent)).bind(2, std::int64_t{kSchemaVersion});
-    if (v.step() != SQLITE_DONE) return db_error(a->db_, "record the schema version");
-  }
-  if (!tx.commit()) return db_error(a->db_, "commit");
+  if (auto st = sqlite::open(path, {}, &a->db_, db_error); !st.ok()) return st.error();
+  if (auto st = sqlite::migrate(a->db_, kComponent, "the audit log", {{1, kSchemaV1}}, db_error);
+      !st.ok())
+    return st.error();
   return a;
 }
 

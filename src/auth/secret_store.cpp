@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "common/mutex.hpp"
+#include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 
 namespace skylab::auth {
@@ -22,7 +23,6 @@ namespace {
 
 using sqlite::Stmt;
 
-constexpr int kSchemaVersion = 1;
 constexpr const char* kComponent = "secrets";
 constexpr std::size_t kKeyBytes = crypto_aead_xchacha20poly1305_ietf_KEYBYTES;
 constexpr std::size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
@@ -140,48 +140,18 @@ Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_pat
                                                        std::function<std::int64_t()> now) {
   auto key = load_or_create_key(key_path);
   if (!key.ok()) return key.error();
-  int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0)
-    ::close(fd);
-  else if (errno != EEXIST)
-    return Error::unavailable("cannot create " + db_path + ": " + std::strerror(errno));
   std::shared_ptr<SecretStore> s(new SecretStore());
   // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
   MutexLock setup_lock(s->mutex_);
   s->now_ = std::move(now);
   s->key_ = std::move(key).value();
-  if (sqlite3_open_v2(db_path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK)
-    return db_error(s->db_, "open " + db_path);
-  sqlite3_busy_timeout(s->db_, 2000);
-  // secure_delete: a replaced or deleted value's old ciphertext is zeroed in the file.
-  const char* setup =
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
-      "NULL);";
-  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(s->db_, "set up");
-  sqlite::Tx tx(s->db_);
-  if (!tx.ok()) return db_error(s->db_, "begin");
-  int version = 0;
-  {
-    Stmt q(s->db_, "SELECT version FROM auth_schema WHERE component = ?");
-    q.bind(1, std::string_view(kComponent));
-    if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
-  }
-  if (version > kSchemaVersion)
-    return Error::unavailable("the secret tables were written by a newer Skylab (schema " +
-                              std::to_string(version) + ")");
-  if (version < kSchemaVersion) {
-    if (sqlite3_exec(s->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK)
-      return db_error(s->db_, "create tables");
-    Stmt u(s->db_,
-           "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
-           "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
-    u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
-    if (u.step() != SQLITE_DONE) return db_error(s->db_, "record schema version");
-  }
-  if (!tx.commit()) return db_error(s->db_, "commit");
+  sqlite::OpenOptions o;
+  o.secure_delete = true;  // a replaced or deleted value's old ciphertext is zeroed in the file
+  if (auto st = sqlite::open(db_path, o, &s->db_, db_error); !st.ok()) return st.error();
+  if (auto st =
+          sqlite::migrate(s->db_, kComponent, "the secret tables", {{1, kSchemaV1}}, db_error);
+      !st.ok())
+    return st.error();
   return s;
 }
 

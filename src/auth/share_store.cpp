@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/mutex.hpp"
+#include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
 #include "metrics/metrics.hpp"
@@ -19,7 +20,6 @@ namespace {
 
 using sqlite::Stmt;
 
-constexpr int kSchemaVersion = 2;
 constexpr const char* kComponent = "shares";
 
 const char* kSchemaV1 = R"sql(
@@ -103,74 +103,30 @@ std::int64_t ShareStore::now() const {
 
 Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path,
                                                      std::function<std::int64_t()> now) {
-  // Only when it does not exist yet: closing any descriptor of a database
-  // file drops the POSIX locks SQLite holds on it in this process.
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0)
-    ::close(fd);
-  else if (errno != EEXIST)
-    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<ShareStore> s(new ShareStore());
   // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
   MutexLock setup_lock(s->mutex_);
   s->now_ = std::move(now);
-  if (sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK)
-    return db_error(s->db_, "open " + path);
   static int busy_ms = 2000;  // callers run on worker threads
-  sqlite3_busy_handler(s->db_, metrics::counting_busy_handler, &busy_ms);
-  const char* setup =
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
-      "NULL);";
-  if (sqlite3_exec(s->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(s->db_, "set up");
-  if (sqlite3_exec(s->db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(s->db_, "begin");
-  int version = 0;
-  {
-    Stmt q(s->db_, "SELECT version FROM auth_schema WHERE component = ?");
-    q.bind(1, std::string_view(kComponent));
-    if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
-  }
-  auto rollback = [&]() REQUIRES(s->mutex_) {
-    sqlite3_exec(s->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite::OpenOptions o;
+  o.busy_handler = metrics::counting_busy_handler;
+  o.busy_arg = &busy_ms;
+  if (auto st = sqlite::open(path, o, &s->db_, db_error); !st.ok()) return st.error();
+  // Version 2 runs kSchemaV1 again (all IF NOT EXISTS) and adds the column
+  // only where it is missing, as it always has.
+  auto v2 = [](sqlite3* db) -> Status {
+    if (sqlite3_exec(db, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK)
+      return db_error(db, "create tables");
+    Stmt c(db, "SELECT COUNT(*) FROM pragma_table_info('auth_shares') WHERE name = 'item'");
+    bool has_item = c.step() == SQLITE_ROW && c.i64(0) > 0;
+    if (!has_item && sqlite3_exec(db, kSchemaV2, nullptr, nullptr, nullptr) != SQLITE_OK)
+      return db_error(db, "add item ids");
+    return ok_status();
   };
-  if (version > kSchemaVersion) {
-    rollback();
-    return Error::unavailable("the share tables were written by a newer Skylab (schema " +
-                              std::to_string(version) + ")");
-  }
-  if (version < kSchemaVersion) {
-    if (sqlite3_exec(s->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK) {
-      auto e = db_error(s->db_, "create tables");
-      rollback();
-      return e;
-    }
-    // A fresh database (version 0) gets the column too: kSchemaV1 created
-    // the table without it.
-    bool has_item = false;
-    {
-      Stmt c(s->db_, "SELECT COUNT(*) FROM pragma_table_info('auth_shares') WHERE name = 'item'");
-      has_item = c.step() == SQLITE_ROW && c.i64(0) > 0;
-    }
-    if (!has_item && sqlite3_exec(s->db_, kSchemaV2, nullptr, nullptr, nullptr) != SQLITE_OK) {
-      auto e = db_error(s->db_, "add item ids");
-      rollback();
-      return e;
-    }
-    Stmt u(s->db_,
-           "INSERT INTO auth_schema(component, version) VALUES(?, ?) "
-           "ON CONFLICT(component) DO UPDATE SET version = excluded.version");
-    u.bind(1, std::string_view(kComponent)).bind(2, static_cast<std::int64_t>(kSchemaVersion));
-    if (u.step() != SQLITE_DONE) {
-      auto e = db_error(s->db_, "record schema version");
-      rollback();
-      return e;
-    }
-  }
-  if (sqlite3_exec(s->db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(s->db_, "commit");
+  if (auto st = sqlite::migrate(s->db_, kComponent, "the share tables",
+                                {{1, kSchemaV1}, {2, nullptr, v2}}, db_error);
+      !st.ok())
+    return st.error();
   return s;
 }
 

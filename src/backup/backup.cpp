@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sched.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 #include "backup/internal.hpp"
 #include "backup/tar.hpp"
 #include "common/safe_fs.hpp"
+#include "common/subprocess.hpp"
 
 namespace skylab::backup {
 
@@ -267,27 +267,6 @@ struct Walker {
   std::vector<std::string> databases;  // top-level SQLite files found by walk()
 };
 
-// Runs a program (output discarded); its exit status, or -1.
-int run(const std::vector<std::string>& args) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return -1;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 bool mount_point(const fs::path& p) {
   struct stat a {
   }, b{};
@@ -337,8 +316,8 @@ Status expose_unmounted_volumes(const fs::path& data, const fs::path& work,
       source = vol / "drive";
     } else {
       fs::create_directory(at, ec);
-      if (run({"mount", "-t", "ext4", "-o", "loop,ro,noload,nosuid,nodev,noexec", e.path().string(),
-               at.string()}) != 0)
+      if (subprocess::run_quiet({"mount", "-t", "ext4", "-o", "loop,ro,noload,nosuid,nodev,noexec",
+                                 e.path().string(), at.string()}) != 0)
         return Error::unavailable("cannot mount " + e.path().string() + " read-only to back up " +
                                   user + "'s Drive");
       mounts.push_back(at);

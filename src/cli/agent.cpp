@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +27,8 @@
 
 #include "cli/runtime_setup.hpp"
 #include "common/json_limits.hpp"
+#include "common/safe_fs.hpp"
+#include "common/subprocess.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/sandbox.hpp"
@@ -48,14 +49,9 @@ std::string read_file(const fs::path& p, std::size_t cap = 1 << 20) {
   return util::read_file_prefix(p.string(), cap);
 }
 
+// Best effort: the server notices a missing file (and times out).
 void write_file(const fs::path& p, const std::string& data) {
-  auto tmp = p.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;
-  if (::write(fd, data.data(), data.size()) < 0) {
-  }
-  ::close(fd);
-  ::rename(tmp.c_str(), p.c_str());
+  (void)safe_fs::write_file(p.string(), data, 0600, false);
 }
 
 std::string arg(const std::vector<std::string>& args, const std::string& name) {
@@ -468,26 +464,17 @@ int agent_main(const std::vector<std::string>& args) {
     if (auto st = sandbox->prepare(ls); !st.ok())
       return exit_with("cannot start the sandbox: " + st.error().message, 1);
   }
-  std::vector<std::string> env_strings;
-  for (auto& [k, v] : ls.env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> av, ev;
-  for (auto& a : ls.argv) av.push_back(a.data());
-  av.push_back(nullptr);
-  for (auto& e : env_strings) ev.push_back(e.data());
-  ev.push_back(nullptr);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  if (!ls.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, ls.cwd.c_str());
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, av[0], &fa, &attr, av.data(), ev.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return exit_with(std::string("cannot start the kernel: ") + std::strerror(rc), 1);
+  subprocess::Spec kernel;
+  kernel.argv = ls.argv;
+  kernel.env.emplace();
+  for (auto& [k, v] : ls.env) kernel.env->push_back(k + "=" + v);
+  kernel.cwd = ls.cwd;
+  kernel.out = kernel.err = subprocess::Stdio::kInherit;
+  kernel.close_from = 3;
+  kernel.new_session = true;
+  auto spawned = subprocess::spawn(kernel);
+  if (!spawned.ok()) return exit_with("cannot start the kernel: " + spawned.error().message, 1);
+  pid_t pid = spawned->release();  // reaped below (end_kernel, the exit check)
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;

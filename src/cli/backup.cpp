@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backup/backup.hpp"
+#include "cli/args.hpp"
 
 namespace skylab::cli {
 
@@ -56,33 +57,24 @@ backup::ProgressFn progress_bar(bool quiet) {
   };
 }
 
+//! The one archive FILE argument.
+ArgParser::Take one_file(std::string* file) {
+  return [file](const std::string& a) -> std::string {
+    if (!file->empty()) return "unexpected argument '" + a + "' (one archive FILE)";
+    *file = a;
+    return "";
+  };
+}
+
 }  // namespace
 
 int backup_main(const std::vector<std::string>& args) {
   std::string data_dir = "skylab-data", file;
   bool quiet = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::fputs(kBackupHelp, stdout);
-      return 0;
-    } else if (a == "--data-dir" && i + 1 < args.size()) {
-      data_dir = args[++i];
-    } else if (a.rfind("--data-dir=", 0) == 0) {
-      data_dir = a.substr(11);
-    } else if (a == "--quiet" || a == "-q") {
-      quiet = true;
-    } else if (!a.empty() && a[0] != '-' && file.empty()) {
-      file = a;
-    } else {
-      std::fprintf(stderr, "skylab backup: unexpected '%s'\n\n%s", a.c_str(), kBackupHelp);
-      return 2;
-    }
-  }
-  if (file.empty()) {
-    std::fprintf(stderr, "skylab backup: name the archive FILE\n\n%s", kBackupHelp);
-    return 2;
-  }
+  ArgParser p("skylab backup", kBackupHelp);
+  p.option({"--data-dir"}, &data_dir).flag({"-q", "--quiet"}, &quiet).positional(one_file(&file));
+  if (auto o = p.parse(args); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
+  if (file.empty()) return p.usage_error("name the archive FILE");
   backup::BackupOptions o;
   o.data_dir = data_dir;
   o.output = file;
@@ -107,31 +99,14 @@ int backup_main(const std::vector<std::string>& args) {
 int restore_main(const std::vector<std::string>& args) {
   std::string data_dir, file;
   bool quiet = false, force = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::fputs(kRestoreHelp, stdout);
-      return 0;
-    } else if (a == "--data-dir" && i + 1 < args.size()) {
-      data_dir = args[++i];
-    } else if (a.rfind("--data-dir=", 0) == 0) {
-      data_dir = a.substr(11);
-    } else if (a == "--force") {
-      force = true;
-    } else if (a == "--quiet" || a == "-q") {
-      quiet = true;
-    } else if (!a.empty() && a[0] != '-' && file.empty()) {
-      file = a;
-    } else {
-      std::fprintf(stderr, "skylab restore: unexpected '%s'\n\n%s", a.c_str(), kRestoreHelp);
-      return 2;
-    }
-  }
-  if (file.empty() || data_dir.empty()) {
-    std::fprintf(stderr, "skylab restore: name the archive FILE and --data-dir D\n\n%s",
-                 kRestoreHelp);
-    return 2;
-  }
+  ArgParser p("skylab restore", kRestoreHelp);
+  p.option({"--data-dir"}, &data_dir)
+      .flag({"--force"}, &force)
+      .flag({"-q", "--quiet"}, &quiet)
+      .positional(one_file(&file));
+  if (auto o = p.parse(args); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
+  if (file.empty() || data_dir.empty())
+    return p.usage_error("name the archive FILE and --data-dir D");
   backup::RestoreOptions o;
   o.archive = file;
   o.data_dir = data_dir;

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/args.hpp"
 #include "cli/runtime_setup.hpp"
 #include "common/util.hpp"
 
@@ -59,38 +60,19 @@ bool valid_name(const std::string& n) {
   return true;
 }
 
-bool parse(const std::vector<std::string>& args, DatasetArgs& out, std::string& err) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--data-dir" || a.rfind("--data-dir=", 0) == 0) {
-      if (a.size() > 10) {
-        out.data_dir = a.substr(11);
-      } else if (i + 1 < args.size()) {
-        out.data_dir = args[++i];
-      } else {
-        err = "--data-dir needs a value";
-        return false;
-      }
-    } else if (a == "--replace") {
-      out.replace = true;
-    } else if (a == "--link") {
-      out.link = true;
-    } else if (a == "--json") {
-      out.json = true;
-    } else if (a.size() > 1 && a[0] == '-') {
-      err = "unknown option '" + a + "'";
-      return false;
-    } else if (out.command.empty()) {
-      out.command = a;
-    } else {
-      out.positional.push_back(a);
-    }
+ArgParser::Outcome parse(const std::vector<std::string>& args, DatasetArgs& out) {
+  ArgParser p("skylab dataset", kDatasetHelp);
+  p.option({"--data-dir"}, &out.data_dir)
+      .flag({"--replace"}, &out.replace)
+      .flag({"--link"}, &out.link)
+      .flag({"--json"}, &out.json)
+      .command(&out.command, &out.positional);
+  auto outcome = p.parse(args);
+  if (outcome == ArgParser::Outcome::kRun && out.command.empty()) {
+    p.usage_error("no command given");
+    return ArgParser::Outcome::kError;
   }
-  if (out.command.empty()) {
-    err = "no command given";
-    return false;
-  }
-  return true;
+  return outcome;
 }
 
 // Runtimes run as other uids: everything must be readable (and folders enterable) by all.
@@ -253,24 +235,13 @@ int remove(const DatasetArgs& da, const fs::path& root) {
 }  // namespace
 
 int dataset_main(const std::vector<std::string>& args) {
-  for (auto& a : args)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kDatasetHelp, stdout);
-      return 0;
-    }
   DatasetArgs da;
-  std::string err;
-  if (!parse(args, da, err)) {
-    std::fprintf(stderr, "skylab dataset: %s\n\n%s", err.c_str(), kDatasetHelp);
-    return 2;
-  }
+  if (auto o = parse(args, da); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
   fs::path root = datasets_dir(fs::absolute(da.data_dir));
   if (da.command == "add") return add(da, root);
   if (da.command == "list") return list(da, root);
   if (da.command == "remove") return remove(da, root);
-  std::fprintf(stderr, "skylab dataset: unknown command '%s'\n\n%s", da.command.c_str(),
-               kDatasetHelp);
-  return 2;
+  return usage_error("skylab dataset", "unknown command '" + da.command + "'");
 }
 
 }  // namespace skylab::cli

@@ -7,6 +7,7 @@
 namespace skylab::runtime {
 int sandbox_exec_main(const std::vector<std::string>& args);
 int sandbox_enter_main(const std::vector<std::string>& args);
+int cgroup_hold_main(const std::vector<std::string>& args);
 }  // namespace skylab::runtime
 namespace skylab::cli {
 int serve_main(const std::vector<std::string>& args);
@@ -50,6 +51,8 @@ int main(int argc, char** argv) {
   if (cmd == "sandbox-exec") return skylab::runtime::sandbox_exec_main(args);  // internal
   if (cmd == "sandbox-enter")
     return skylab::runtime::sandbox_enter_main(args);  // internal: terminals
+  if (cmd == "cgroup-hold")
+    return skylab::runtime::cgroup_hold_main(args);  // skylab-runtimes.service
   if (cmd == "user") return skylab::cli::user_main(args);
   if (cmd == "run") return skylab::cli::run_main(args);
   if (cmd == "runtime") return skylab::cli::runtime_main(args);

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/args.hpp"
 #include "cli/runtime_setup.hpp"
 #include "common/log.hpp"
 #include "common/mutex.hpp"
@@ -101,89 +102,50 @@ struct RunArgs {
   exec::Parameters params;
 };
 
-bool parse(const std::vector<std::string>& args, RunArgs& out, std::string& err) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    std::string flag = a, inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0) {
-      if (auto eq = a.find('='); eq != std::string::npos) {
-        flag = a.substr(0, eq);
-        inline_value = a.substr(eq + 1);
-        has_inline = true;
-      }
-    }
-    auto value = [&](std::string& dst) {
-      if (has_inline) {
-        dst = inline_value;
-        return true;
-      }
-      if (i + 1 >= args.size()) {
-        err = flag + " needs a value";
-        return false;
-      }
-      dst = args[++i];
-      return true;
-    };
-    std::string v;
-    if (flag == "-o" || flag == "--output") {
-      if (!value(out.output)) return false;
-    } else if (flag == "--kernel") {
-      if (!value(out.kernel)) return false;
-    } else if (flag == "--runtime") {
-      if (!value(out.runtime)) return false;
-    } else if (flag == "--data-dir") {
-      if (!value(out.data_dir)) return false;
-    } else if (flag == "--user") {
-      if (!value(out.user)) return false;
-    } else if (flag == "--config") {
-      if (!value(out.config)) return false;
-    } else if (flag == "--python") {
-      if (!value(out.python)) return false;
-    } else if (flag == "--timeout") {
-      if (!value(v)) return false;
-      char* end = nullptr;
-      double t = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || t != t) {
-        err = "--timeout must be a number of seconds";
-        return false;
-      }
-      if (t > 0) out.timeout_s = t;
-    } else if (flag == "--allow-errors") {
-      out.allow_errors = true;
-    } else if (flag == "-q" || flag == "--quiet") {
-      out.quiet = true;
-    } else if (flag == "-p" || flag == "--parameter" || flag == "--parameters") {
-      if (has_inline || i + 2 >= args.size()) {
-        err = flag + " needs a NAME and a VALUE";
-        return false;
-      }
-      const std::string& name = args[++i];
-      const std::string& raw = args[++i];
-      if (!exec::valid_parameter_name(name)) {
-        err = "parameter name '" + name + "' is not a Python identifier";
-        return false;
-      }
-      exec::set_parameter(out.params, name, exec::type_parameter(raw));
-    } else if (a.size() > 1 && a[0] == '-' && a != "-") {
-      err = "unknown option '" + a + "'";
-      return false;
-    } else if (out.input.empty()) {
-      out.input = a;
-    } else {
-      err = "only one notebook can be run at a time (got '" + out.input + "' and '" + a + "')";
-      return false;
-    }
-  }
-  if (out.input.empty()) {
+//! Fills `out`; kError and kHelp are printed already.
+ArgParser::Outcome parse(const std::vector<std::string>& args, RunArgs& out) {
+  ArgParser p("skylab run", kRunHelp);
+  p.option({"-o", "--output"}, &out.output)
+      .option({"--kernel"}, &out.kernel)
+      .option({"--runtime"}, &out.runtime)
+      .option({"--data-dir"}, &out.data_dir)
+      .option({"--user"}, &out.user)
+      .option({"--config"}, &out.config)
+      .option({"--python"}, &out.python)
+      .option({"--timeout"},
+              [&](const std::string& v) -> std::string {
+                char* end = nullptr;
+                double t = std::strtod(v.c_str(), &end);
+                if (v.empty() || *end || t != t) return "--timeout must be a number of seconds";
+                if (t > 0) out.timeout_s = t;
+                return "";
+              })
+      .flag({"--allow-errors"}, &out.allow_errors)
+      .flag({"-q", "--quiet"}, &out.quiet)
+      .option_n({"-p", "--parameter", "--parameters"}, 2, "a NAME and a VALUE",
+                [&](const std::vector<std::string>& nv) -> std::string {
+                  if (!exec::valid_parameter_name(nv[0]))
+                    return "parameter name '" + nv[0] + "' is not a Python identifier";
+                  exec::set_parameter(out.params, nv[0], exec::type_parameter(nv[1]));
+                  return "";
+                })
+      .positional([&](const std::string& a) -> std::string {
+        if (!out.input.empty())
+          return "only one notebook can be run at a time (got '" + out.input + "' and '" + a + "')";
+        out.input = a;
+        return "";
+      });
+  auto outcome = p.parse(args);
+  if (outcome != ArgParser::Outcome::kRun) return outcome;
+  std::string err;
+  if (out.input.empty())
     err = "no notebook given";
-    return false;
-  }
-  if (out.runtime.empty() && (!out.data_dir.empty() || !out.user.empty() || !out.config.empty())) {
+  else if (out.runtime.empty() &&
+           (!out.data_dir.empty() || !out.user.empty() || !out.config.empty()))
     err = "--data-dir, --user and --config go with --runtime TYPE";
-    return false;
-  }
-  return true;
+  if (err.empty()) return outcome;
+  p.usage_error(err);
+  return ArgParser::Outcome::kError;
 }
 
 // A Skylab user name as accounts allow it (1 to 32 of a-z, 0-9, _ and -,
@@ -484,17 +446,8 @@ int fail_usage(const std::string& msg) {
 }  // namespace
 
 int run_main(const std::vector<std::string>& args) {
-  for (auto& a : args)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kRunHelp, stdout);
-      return 0;
-    }
   RunArgs ra;
-  std::string err;
-  if (!parse(args, ra, err)) {
-    std::fprintf(stderr, "skylab run: %s\n\n%s", err.c_str(), kRunHelp);
-    return 2;
-  }
+  if (auto o = parse(args, ra); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
   log::set_level(log::Level::kError);
   std::optional<RuntimeSetup> rt;
   if (!ra.runtime.empty()) {

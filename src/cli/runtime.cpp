@@ -2,7 +2,6 @@
 // a type (limits, /content, the user's Drive, GPUs), for operators: checks
 // of a GPU node, of limits, of what user code sees.
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.hpp"
 #include "common/log.hpp"
+#include "common/subprocess.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
@@ -26,27 +27,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void usage(std::FILE* out) {
-  std::fputs(
-      "usage: skylab runtime exec [--type T] [--user U] [--gpus I,J] [--config FILE] [--data-dir "
-      "D] -- CMD [ARGS...]\n"
-      "\n"
-      "Runs CMD in a fresh sandbox of runtime type T (default: the configured\n"
-      "default type), as a runtime of user U (default: admin) would run: the\n"
-      "type's memory/CPU/pids/disk limits, /content as working directory, U's\n"
-      "Drive at /content/drive, U's uid (as root), GPUs with CUDA_VISIBLE_DEVICES\n"
-      "and only their /dev/nvidia* nodes. Output is streamed; the exit status is\n"
-      "CMD's (125: the sandbox could not be made). The sandbox and its /content\n"
-      "are removed afterwards.\n"
-      "\n"
-      "  --type T        runtime type from the configuration\n"
-      "  --user U        whose Drive, cache and uid (default admin)\n"
-      "  --gpus I,J      GPU indices to use (default: the first `gpus` of the type);\n"
-      "                  not coordinated with a running server's GPU queue\n"
-      "  --config FILE   runtime configuration (TOML), as for `skylab serve`\n"
-      "  --data-dir D    data directory (default ./skylab-data)\n",
-      out);
-}
+const char* kExecHelp =
+    "usage: skylab runtime exec [--type T] [--user U] [--gpus I,J] [--config FILE] [--data-dir "
+    "D] -- CMD [ARGS...]\n"
+    "\n"
+    "Runs CMD in a fresh sandbox of runtime type T (default: the configured\n"
+    "default type), as a runtime of user U (default: admin) would run: the\n"
+    "type's memory/CPU/pids/disk limits, /content as working directory, U's\n"
+    "Drive at /content/drive, U's uid (as root), GPUs with CUDA_VISIBLE_DEVICES\n"
+    "and only their /dev/nvidia* nodes. Output is streamed; the exit status is\n"
+    "CMD's (125: the sandbox could not be made). The sandbox and its /content\n"
+    "are removed afterwards.\n"
+    "\n"
+    "  --type T        runtime type from the configuration\n"
+    "  --user U        whose Drive, cache and uid (default admin)\n"
+    "  --gpus I,J      GPU indices to use (default: the first `gpus` of the type);\n"
+    "                  not coordinated with a running server's GPU queue\n"
+    "  --config FILE   runtime configuration (TOML), as for `skylab serve`\n"
+    "  --data-dir D    data directory (default ./skylab-data)\n";
 
 std::string python_dir() {
   std::error_code ec;
@@ -63,42 +61,20 @@ int exec_main(const std::vector<std::string>& args) {
   std::string type, user = "admin", config_path, data_dir = "skylab-data", gpu_list;
   bool gpus_given = false;
   std::vector<std::string> command;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--") {
-      command.assign(args.begin() + static_cast<long>(i) + 1, args.end());
-      break;
-    }
-    if (a == "-h" || a == "--help") {
-      usage(stdout);
-      return 0;
-    }
-    auto value = [&](std::string& dst) {
-      if (i + 1 >= args.size()) return false;
-      dst = args[++i];
-      return true;
-    };
-    bool ok = false;
-    if (a == "--type")
-      ok = value(type);
-    else if (a == "--user")
-      ok = value(user);
-    else if (a == "--config")
-      ok = value(config_path);
-    else if (a == "--data-dir")
-      ok = value(data_dir);
-    else if (a == "--gpus")
-      ok = gpus_given = value(gpu_list);
-    if (!ok) {
-      std::fprintf(stderr, "skylab runtime exec: bad option '%s'\n", a.c_str());
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (command.empty()) {
-    usage(stderr);
-    return 2;
-  }
+  ArgParser p("skylab runtime exec", kExecHelp);
+  p.option({"--type"}, &type)
+      .option({"--user"}, &user)
+      .option({"--config"}, &config_path)
+      .option({"--data-dir"}, &data_dir)
+      .option({"--gpus"},
+              [&](const std::string& v) {
+                gpu_list = v;
+                gpus_given = true;
+                return std::string();
+              })
+      .rest_after_dashdash(&command);
+  if (auto o = p.parse(args); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
+  if (command.empty()) return p.usage_error("name the command to run after --");
   auto config = config_path.empty() ? runtime::default_config() : runtime::load_config(config_path);
   if (!config.ok()) {
     std::fprintf(stderr, "skylab runtime exec: %s\n", config.error().message.c_str());
@@ -168,39 +144,24 @@ int exec_main(const std::vector<std::string>& args) {
     launcher.cleanup(spec.kernel_id);
     return 125;
   }
-  std::vector<std::string> env_strings;
-  for (auto& [k, v] : spec.env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : spec.argv) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  subprocess::Spec child;
+  child.argv = spec.argv;
+  child.env.emplace();
+  for (auto& [k, v] : spec.env) child.env->push_back(k + "=" + v);
+  child.cwd = spec.cwd;
+  child.in = child.out = child.err = subprocess::Stdio::kInherit;
   // Ctrl-C goes to the sandboxed process (same process group); we wait and clean up.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_IGN);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGTERM);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  child.default_signals = {SIGINT, SIGTERM};
+  auto started = subprocess::spawn(child);
+  pid_t pid = started.ok() ? started->pid() : -1;
   int code = 125;
-  if (rc != 0) {
-    std::fprintf(stderr, "skylab runtime exec: cannot start the sandbox: %s\n", std::strerror(rc));
+  if (!started.ok()) {
+    std::fprintf(stderr, "skylab runtime exec: cannot start the sandbox: %s\n",
+                 started.error().message.c_str());
   } else {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    code = subprocess::exit_code(started->wait());
     std::string why = launcher.death_reason(spec.kernel_id);
     if (!why.empty()) std::fprintf(stderr, "skylab runtime exec: %s\n", why.c_str());
   }
@@ -212,14 +173,13 @@ int exec_main(const std::vector<std::string>& args) {
 }  // namespace
 
 int runtime_main(const std::vector<std::string>& args) {
-  if (args.empty() || args[0] == "-h" || args[0] == "--help") {
-    usage(args.empty() ? stderr : stdout);
-    return args.empty() ? 2 : 0;
+  if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) {
+    std::fputs(kExecHelp, stdout);
+    return 0;
   }
+  if (args.empty()) return usage_error("skylab runtime", "which subcommand? (exec)");
   if (args[0] == "exec") return exec_main(std::vector<std::string>(args.begin() + 1, args.end()));
-  std::fprintf(stderr, "skylab runtime: unknown subcommand '%s'\n", args[0].c_str());
-  usage(stderr);
-  return 2;
+  return usage_error("skylab runtime", "unknown subcommand '" + args[0] + "'");
 }
 
 }  // namespace skylab::cli

@@ -29,6 +29,7 @@ Result<std::shared_ptr<kernel::Launcher>> make_launcher(const runtime::Config& c
   so.config = config;
   so.data_dir = data.string();
   so.die_with_parent = die_with_parent;
+  so.template_on = config.runtimes.template_on && !die_with_parent;  // `skylab run`: today's path
   if (!runtime::SandboxLauncher::available(so.bwrap)) {
     if (mode == "bwrap")
       return Error::unavailable(

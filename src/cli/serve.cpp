@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 #include "api/api.hpp"
+#include "api/collab.hpp"
 #include "api/ops.hpp"
 #include "api/sessions.hpp"
 #include "auth/account_store.hpp"
@@ -20,6 +21,7 @@
 #include "auth/auth.hpp"
 #include "auth/secret_store.hpp"
 #include "auth/share_store.hpp"
+#include "cli/args.hpp"
 #include "common/ip_net.hpp"
 #include "live/live.hpp"
 
@@ -69,6 +71,8 @@ const char* kServeHelp =
     "builds it)\n"
     "  --examples-dir DIR     the example notebooks of the gallery (default: the examples/\n"
     "                         folder installed beside the binary)\n"
+    "  --keep-runtimes        on SIGTERM leave the runtimes running for the next server to\n"
+    "                         reattach (systemctl restart); SIGINT still stops them\n"
     "\n"
     "environment:\n"
     "  SKYLAB_ADMIN_TOKEN  the admin API token; without it one is generated and printed\n";
@@ -81,6 +85,7 @@ struct ServeArgs {
   std::string log_level = "info";
   std::string config;
   bool secure_cookies = false;
+  bool keep_runtimes = false;
   std::vector<std::string> trusted_proxies;
   std::string output_origin;
   std::string web_dir;
@@ -113,86 +118,47 @@ std::string find_web_dir() {
   return "";
 }
 
-bool parse(const std::vector<std::string>& args, ServeArgs& out, std::string& err) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string& dst) {
-      auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        dst = a.substr(eq + 1);
-        return true;
-      }
-      if (i + 1 >= args.size()) {
-        err = a + " needs a value";
-        return false;
-      }
-      dst = args[++i];
-      return true;
-    };
-    auto is = [&](const char* flag) {
-      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
-    };
-    std::string v;
-    if (is("--host")) {
-      if (!value(out.host)) return false;
-    } else if (is("--port")) {
-      if (!value(v)) return false;
-      char* end = nullptr;
-      long p = std::strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end || p < 0 || p > 65535) {
-        err = "--port must be a number from 0 to 65535";
-        return false;
-      }
-      out.port = static_cast<int>(p);
-    } else if (is("--data-dir")) {
-      if (!value(out.data_dir)) return false;
-    } else if (is("--python")) {
-      if (!value(out.python)) return false;
-    } else if (is("--log-level")) {
-      if (!value(out.log_level)) return false;
-    } else if (is("--config")) {
-      if (!value(out.config)) return false;
-    } else if (is("--examples-dir")) {
-      if (!value(out.examples_dir)) return false;
-    } else if (a == "--secure-cookies") {
-      out.secure_cookies = true;
-    } else if (is("--trusted-proxy")) {
-      if (!value(v)) return false;
-      if (!net::valid_proxy_entry(v)) {
-        err = "--trusted-proxy needs an IP address or a CIDR network";
-        return false;
-      }
-      out.trusted_proxies.push_back(v);
-    } else if (is("--web-dir")) {
-      if (!value(out.web_dir)) return false;
-    } else if (is("--output-origin")) {
-      if (!value(out.output_origin)) return false;
-      if (!valid_origin(out.output_origin)) {
-        err = "--output-origin must be an origin such as https://outputs.example.org";
-        return false;
-      }
-    } else {
-      err = "unknown option '" + a + "'";
-      return false;
-    }
-  }
-  return true;
+ArgParser::Outcome parse(const std::vector<std::string>& args, ServeArgs& out) {
+  ArgParser p("skylab serve", kServeHelp);
+  p.option({"--host"}, &out.host)
+      .option({"--port"},
+              [&](const std::string& v) -> std::string {
+                char* end = nullptr;
+                long port = std::strtol(v.c_str(), &end, 10);
+                if (v.empty() || *end || port < 0 || port > 65535)
+                  return "--port must be a number from 0 to 65535";
+                out.port = static_cast<int>(port);
+                return "";
+              })
+      .option({"--data-dir"}, &out.data_dir)
+      .option({"--python"}, &out.python)
+      .option({"--log-level"}, &out.log_level)
+      .option({"--config"}, &out.config)
+      .option({"--examples-dir"}, &out.examples_dir)
+      .flag({"--secure-cookies"}, &out.secure_cookies)
+      .flag({"--keep-runtimes"}, &out.keep_runtimes)
+      .option({"--trusted-proxy"},
+              [&](const std::string& v) -> std::string {
+                if (!net::valid_proxy_entry(v))
+                  return "--trusted-proxy needs an IP address or a CIDR network";
+                out.trusted_proxies.push_back(v);
+                return "";
+              })
+      .option({"--web-dir"}, &out.web_dir)
+      .option({"--output-origin"}, [&](const std::string& v) -> std::string {
+        if (!valid_origin(v))
+          return "--output-origin must be an origin such as https://outputs.example.org";
+        out.output_origin = v;
+        return "";
+      });
+  return p.parse(args);
 }
 
 }  // namespace
 
 int serve_main(const std::vector<std::string>& args) {
-  for (auto& a : args)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kServeHelp, stdout);
-      return 0;
-    }
   ServeArgs sa;
-  std::string err;
-  if (!parse(args, sa, err)) {
-    std::fprintf(stderr, "skylab serve: %s\n\n%s", err.c_str(), kServeHelp);
-    return 2;
-  }
+  if (auto o = parse(args, sa); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
   if (sa.log_level == "debug")
     log::set_level(log::Level::kDebug);
   else if (sa.log_level == "warn")
@@ -420,6 +386,7 @@ int serve_main(const std::vector<std::string>& args) {
     // into them, saved to the Drive (state of running cells in the data dir).
     live::LiveOptions lo;
     lo.state_file = (data / "live.json").string();
+    lo.journal_base = data.string();  // live/journal: the co-editing write-ahead journal
     std::weak_ptr<api::SessionStore> sessions = ctx->sessions;
     ctx->live = std::make_shared<live::LiveNotebooks>(
         ctx->drive, kernels,
@@ -464,6 +431,7 @@ int serve_main(const std::vector<std::string>& args) {
         "credentials revoked");
     if (n > 0)
       log::info("closed " + std::to_string(n) + " WebSocket(s) whose credentials were revoked");
+    api::recheck_collab_access();  // an owner disabled ends the shares of their notebooks
   });
   ctx->accounts_changed = [&watcher] { watcher.poke(); };
   auto port = server.listen();
@@ -489,14 +457,25 @@ int serve_main(const std::vector<std::string>& args) {
   server.run([&](int signo) {
     log::info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
               ", shutting down");
-    stopper = std::thread([&] {
+    stopper = std::thread([&, signo] {
       ledger.value()->stop();  // before the runtimes are let go: they run on
       lifecycle.stop();
       pool->stop();
       api::close_all_channels(*ctx);
       api::stop_work(*ctx);
-      for (auto& k : kernels->list()) busy_owners.insert(k.owner);  // runtimes outlive the server
-      kernels->shutdown_all();
+      // Their owners' volumes stay mounted: runtimes may run on, and the live
+      // documents are saved into them on the way down.
+      auto running = kernels->list();
+      for (auto& k : running) busy_owners.insert(k.owner);
+      if (sa.keep_runtimes && signo == SIGTERM) {
+        // A restart (systemctl restart, an upgrade): runtimes run on and the
+        // next server reattaches them.
+        log::info("leaving " + std::to_string(running.size()) +
+                  " runtime(s) running for the next server");
+        kernels->detach_all();
+      } else {
+        kernels->shutdown_all();
+      }
       server.stop();
     });
   });

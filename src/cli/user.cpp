@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/account_store.hpp"
+#include "cli/args.hpp"
 #include "common/util.hpp"
 
 namespace skylab::cli {
@@ -85,53 +86,28 @@ std::optional<std::int64_t> parse_duration(const std::string& s) {
   return v * unit;
 }
 
-bool parse(const std::vector<std::string>& args, UserArgs& out, std::string& err) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](std::string& dst) {
-      auto eq = a.find('=');
-      if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
-        dst = a.substr(eq + 1);
-        return true;
-      }
-      if (i + 1 >= args.size()) {
-        err = a + " needs a value";
-        return false;
-      }
-      dst = args[++i];
-      return true;
-    };
-    auto is = [&](const char* flag) {
-      return a == flag || a.rfind(std::string(flag) + "=", 0) == 0;
-    };
-    std::string v;
-    if (is("--data-dir")) {
-      if (!value(out.data_dir)) return false;
-    } else if (a == "--admin") {
-      out.admin = true;
-    } else if (a == "--password-stdin") {
-      out.password_stdin = true;
-    } else if (a == "--json") {
-      out.json = true;
-    } else if (is("--name")) {
-      if (!value(out.token_name)) return false;
-    } else if (is("--expires")) {
-      if (!value(v)) return false;
-      out.expires = parse_duration(v);
-      if (!out.expires) {
-        err = "--expires must be a duration such as 3600, 30m, 12h or 90d (at most 10 years)";
-        return false;
-      }
-    } else if (a.rfind("--", 0) == 0) {
-      err = "unknown option '" + a + "'";
-      return false;
-    } else if (out.command.empty()) {
-      out.command = a;
-    } else {
-      out.positional.push_back(a);
-    }
+ArgParser::Outcome parse(const std::vector<std::string>& args, UserArgs& out) {
+  ArgParser p("skylab user", kUserHelp);
+  p.option({"--data-dir"}, &out.data_dir)
+      .flag({"--admin"}, &out.admin)
+      .flag({"--password-stdin"}, &out.password_stdin)
+      .flag({"--json"}, &out.json)
+      .option({"--name"}, &out.token_name)
+      .option({"--expires"},
+              [&](const std::string& v) -> std::string {
+                out.expires = parse_duration(v);
+                if (!out.expires)
+                  return "--expires must be a duration such as 3600, 30m, 12h or 90d (at most 10 "
+                         "years)";
+                return "";
+              })
+      .command(&out.command, &out.positional);
+  auto outcome = p.parse(args);
+  if (outcome == ArgParser::Outcome::kRun && out.command.empty()) {
+    p.usage_error("which command?");
+    return ArgParser::Outcome::kError;
   }
-  return true;
+  return outcome;
 }
 
 // The password: the first line of stdin, or asked twice on the terminal.
@@ -193,31 +169,15 @@ int fail(const std::string& m) {
 }  // namespace
 
 int user_main(const std::vector<std::string>& args) {
-  for (auto& a : args)
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUserHelp, stdout);
-      return 0;
-    }
   UserArgs ua;
-  std::string err;
-  if (!parse(args, ua, err) || ua.command.empty()) {
-    std::fprintf(stderr, "skylab user: %s\n\n%s", err.empty() ? "which command?" : err.c_str(),
-                 kUserHelp);
-    return 2;
-  }
+  if (auto o = parse(args, ua); o != ArgParser::Outcome::kRun) return ArgParser::exit_code(o);
   const std::string& cmd = ua.command;
   std::size_t want = cmd == "list" ? 0 : cmd == "admin" ? 2 : 1;
   bool known = cmd == "add" || cmd == "passwd" || cmd == "disable" || cmd == "enable" ||
                cmd == "admin" || cmd == "token" || cmd == "list";
-  if (!known) {
-    std::fprintf(stderr, "skylab user: unknown command '%s'\n\n%s", cmd.c_str(), kUserHelp);
-    return 2;
-  }
-  if (ua.positional.size() != want) {
-    std::fprintf(stderr, "skylab user %s: expected %zu argument(s)\n\n%s", cmd.c_str(), want,
-                 kUserHelp);
-    return 2;
-  }
+  if (!known) return usage_error("skylab user", "unknown command '" + cmd + "'");
+  if (ua.positional.size() != want)
+    return usage_error("skylab user", cmd + " expects " + std::to_string(want) + " argument(s)");
   std::string name = want > 0 ? ua.positional[0] : "";
   if (want > 0 && !auth::valid_username(name))
     return fail(
@@ -235,6 +195,7 @@ int user_main(const std::vector<std::string>& args) {
   if (cmd == "add" || cmd == "passwd") {
     if (cmd == "passwd" && !s.find_user(name).ok()) return fail("no such user: " + name);
     if (cmd == "add" && s.find_user(name).ok()) return fail("user already exists: " + name);
+    std::string err;
     auto pw = read_password(ua.password_stdin, err);
     if (!pw) return fail(err);
     auto st = cmd == "add" ? s.add_user(name, *pw, ua.admin) : s.set_password(name, *pw);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace skylab::safe_fs {
@@ -102,6 +103,9 @@ std::vector<std::string> entry_names(int dirfd) {
     ::close(dup);
     return names;
   }
+  // A dup shares the file offset: a second listing through the same fd
+  // would start where the last one ended (and find nothing) without this.
+  ::rewinddir(d);
   while (struct dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
     if (n != "." && n != "..") names.push_back(std::move(n));
@@ -158,19 +162,24 @@ Result<UniqueFd> ensure_path_at(int parent, const std::string& rel, mode_t mode,
   return cur;
 }
 
-Status write_file_at(int dirfd, const std::string& name, std::string_view text, mode_t mode,
-                     bool sync, uid_t uid, gid_t gid) {
-  if (!one_component(name)) return Error::bad_request("invalid file name: " + name);
+namespace {
+//! write_file_at's body. `exact_mode`: fchmod to `mode` (the umask does not
+//! narrow it); else the file is created with `mode` as open(2) does.
+Status write_atomic_at(int dirfd, const std::string& name, const std::string& shown,
+                       std::string_view text, mode_t mode, bool exact_mode, bool sync, uid_t uid,
+                       gid_t gid) {
+  if (!one_component(name)) return Error::bad_request("invalid file name: " + shown);
   std::string tmp;
   int fd = -1;
   for (int i = 0; i < 8 && fd < 0; ++i) {
     tmp = "." + name + "." + random_suffix() + ".tmp";
-    fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  exact_mode ? 0600 : mode);
     if (fd < 0 && errno != EEXIST) break;
   }
   if (fd < 0)
-    return Error::internal("cannot create a file beside " + name + ": " + std::strerror(errno));
-  bool ok = ::fchmod(fd, mode) == 0;
+    return Error::internal("cannot create a file beside " + shown + ": " + std::strerror(errno));
+  bool ok = !exact_mode || ::fchmod(fd, mode) == 0;
   if (ok && uid != static_cast<uid_t>(-1)) ok = ::fchown(fd, uid, gid) == 0;
   const char* p = text.data();
   std::size_t left = text.size();
@@ -193,16 +202,36 @@ Status write_file_at(int dirfd, const std::string& name, std::string_view text, 
   }
   if (ok) err = errno;
   ::unlinkat(dirfd, tmp.c_str(), 0);
-  return Error::internal("cannot write " + name + ": " + std::strerror(err));
+  return Error::internal("cannot write " + shown + ": " + std::strerror(err));
+}
+
+//! `path`'s directory ("." or "/" where it has none) and last component.
+std::pair<std::string, std::string> split_path(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  return {dir, path.substr(slash == std::string::npos ? 0 : slash + 1)};
+}
+}  // namespace
+
+Status write_file_at(int dirfd, const std::string& name, std::string_view text, mode_t mode,
+                     bool sync, uid_t uid, gid_t gid) {
+  return write_atomic_at(dirfd, name, name, text, mode, true, sync, uid, gid);
 }
 
 Status write_file(const std::string& path, std::string_view text, mode_t mode, bool sync) {
-  auto slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  auto [dir, name] = split_path(path);
   auto fd = open_dir(dir);
   if (!fd.ok()) return fd.error();
-  return write_file_at(fd->get(), path.substr(slash == std::string::npos ? 0 : slash + 1), text,
-                       mode, sync);
+  return write_file_at(fd->get(), name, text, mode, sync);
+}
+
+Status write_user_file(const std::string& path, std::string_view text) {
+  auto [dir, name] = split_path(path);
+  UniqueFd fd(
+      ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // followed: the user's path
+  if (fd.get() < 0) return Error::internal("cannot write " + path + ": " + std::strerror(errno));
+  return write_atomic_at(fd.get(), name, path, text, 0666, false, true, static_cast<uid_t>(-1),
+                         static_cast<gid_t>(-1));
 }
 
 bool exists_at(int dirfd, const std::string& name) {

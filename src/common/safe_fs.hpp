@@ -65,7 +65,17 @@ Status write_file_at(int dirfd, const std::string& name, std::string_view text, 
                      gid_t gid = static_cast<gid_t>(-1));
 
 //! write_file_at for `path`, whose directory is opened with open_dir.
+//! The one atomic writer for the server's own files and for root writes
+//! into user-writable trees (docs/architecture.md, "Writing files").
 Status write_file(const std::string& path, std::string_view text, mode_t mode, bool sync);
+
+//! The other mode, for a process writing its own user's file as that user
+//! (`skylab run -o`), never for root writing into someone else's tree: the
+//! path is followed as the user gave it (symlinks included), the new file
+//! gets 0666 less the umask as any editor's would, and it is fsync'ed with
+//! its directory. Atomic as write_file_at (a temporary beside it, renamed over
+//! it; nothing left behind on failure). Errors name `path`.
+Status write_user_file(const std::string& path, std::string_view text);
 
 //! Whether `name` exists in `dirfd` (fstatat AT_SYMLINK_NOFOLLOW; never opened).
 bool exists_at(int dirfd, const std::string& name);

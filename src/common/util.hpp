@@ -30,11 +30,6 @@ std::string url_encode(std::string_view in);
 //! True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
 bool valid_utf8(std::string_view s);
 
-//! Writes `text` to `path` atomically: a temporary file beside it (mode
-//! `mode`), optionally fsync'ed, then renamed over `path`. Readers see the
-//! old or the new content, never a part. False on any failure (nothing left).
-bool write_file_atomic(const std::string& path, std::string_view text, unsigned mode, bool sync);
-
 //! The first `cap` bytes of the file at `path` (fewer when it is shorter);
 //! "" when it cannot be opened. For small control files the caller trusts
 //! the location of (not for trees a runtime can write: see safe_fs).

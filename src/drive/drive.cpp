@@ -61,12 +61,7 @@ Drive::Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> me
 }
 
 Drive::~Drive() {
-  {
-    MutexLock lock(maint_mu_);
-    stopping_ = true;
-  }
-  maint_cv_.notify_all();
-  if (maint_.joinable()) maint_.join();
+  if (maint_) maint_->stop();
   {
     MutexLock lock(rev_mu_);
     rev_stopping_ = true;  // the writer stores what is queued, then stops
@@ -107,22 +102,17 @@ Result<std::shared_ptr<Drive>> Drive::open(DriveOptions options) {
 }
 
 void Drive::start_maintenance() {
-  if (maint_.joinable()) return;
-  maint_ = std::thread([this] { maintenance_loop(); });
+  if (maint_) return;
+  maint_ = std::make_unique<Periodic>("drive maintenance", std::chrono::hours(1),
+                                      [this] { maintenance_pass(); });
 }
 
-void Drive::maintenance_loop() {
-  while (true) {
-    std::size_t swept = files_->sweep_temporaries(std::chrono::hours(24));
-    if (swept)
-      log::info("drive: removed " + std::to_string(swept) + " interrupted save/upload files");
-    auto pruned = prune_all();
-    if (!pruned.ok()) log::warn("drive: pruning revisions failed: " + pruned.error().message);
-    MutexLock lock(maint_mu_);
-    if (maint_cv_.wait_for(lock, std::chrono::hours(1),
-                           [this]() REQUIRES(maint_mu_) { return stopping_; }))
-      return;
-  }
+void Drive::maintenance_pass() {
+  std::size_t swept = files_->sweep_temporaries(std::chrono::hours(24));
+  if (swept)
+    log::info("drive: removed " + std::to_string(swept) + " interrupted save/upload files");
+  auto pruned = prune_all();
+  if (!pruned.ok()) log::warn("drive: pruning revisions failed: " + pruned.error().message);
 }
 
 TimePoint Drive::now() const {

@@ -24,6 +24,7 @@
 
 #include "auth/auth.hpp"
 #include "common/mutex.hpp"
+#include "common/periodic.hpp"
 #include "common/result.hpp"
 #include "drive/file_store.hpp"
 #include "drive/metadata_store.hpp"
@@ -208,7 +209,7 @@ class Drive {
   Result<std::string> unique_name(const std::string& user, const DrivePath& dir,
                                   std::string_view filename, std::string_view insert);
   TimePoint now() const;
-  void maintenance_loop();
+  void maintenance_pass();
   //! Bytes in use by `user` (see storage()).
   std::uint64_t used_bytes(const std::string& user);
   //! InsufficientStorage when writing `incoming` bytes to `path` (replacing
@@ -245,10 +246,7 @@ class Drive {
   Mutex usage_mu_;
   std::map<std::string, UsageCount> usage_ GUARDED_BY(usage_mu_);
 
-  Mutex maint_mu_;
-  CondVar maint_cv_;
-  bool stopping_ GUARDED_BY(maint_mu_) = false;
-  std::thread maint_;
+  std::unique_ptr<Periodic> maint_;  // hourly maintenance_pass(); set by start_maintenance()
 };
 
 }  // namespace skylab::drive

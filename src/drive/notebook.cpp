@@ -6,6 +6,7 @@
 
 #include "common/json_io.hpp"
 #include "common/json_limits.hpp"
+#include "common/nbformat.hpp"
 #include "common/util.hpp"
 
 namespace skylab::drive {
@@ -67,16 +68,11 @@ class Checker {
     return true;
   }
 
-  static bool is_json_mime(const std::string& k) {
-    if (k == "application/json") return true;
-    return k.rfind("application/", 0) == 0 && k.size() >= 5 &&
-           k.compare(k.size() - 5, 5, "+json") == 0;
-  }
-
   bool mimebundle(const json& v, const std::string& where) {
     if (!v.is_object()) return fail(where, "must be an object (a mimebundle)");
     for (auto it = v.begin(); it != v.end(); ++it)
-      if (!is_json_mime(it.key()) && !multiline(*it, at(where, "'" + it.key() + "'"))) return false;
+      if (!nbformat::is_json_mime(it.key()) && !multiline(*it, at(where, "'" + it.key() + "'")))
+        return false;
     return true;
   }
 
@@ -302,64 +298,7 @@ Status check_versions(const json& nb, int& major, int& minor) {
   return ok_status();
 }
 
-std::string new_cell_id(const std::set<std::string>& taken) {
-  while (true) {
-    std::string id = util::random_hex(4);  // 8 hex digits, as nbformat's random_cell_id()
-    if (!taken.count(id)) return id;
-  }
-}
-
-// ---------------------------------------------------------------- lines
-
-void split_string(json& v) {
-  if (!v.is_string()) return;
-  const auto& s = v.get_ref<const std::string&>();
-  json lines = json::array();
-  std::size_t start = 0;
-  while (start < s.size()) {
-    auto nl = s.find('\n', start);
-    std::size_t end = nl == std::string::npos ? s.size() : nl + 1;
-    lines.push_back(s.substr(start, end - start));
-    start = end;
-  }
-  v = std::move(lines);
-}
-
-void join_lines(json& v) {
-  if (!v.is_array()) return;
-  std::string s;
-  for (auto& line : v) {
-    if (!line.is_string()) return;  // not a list of lines: leave alone
-  }
-  for (auto& line : v) s += line.get_ref<const std::string&>();
-  v = std::move(s);
-}
-
-bool is_json_mime(const std::string& k) {
-  return Checker::is_json_mime(k);
-}
-
-void split_mimebundle(json& data) {
-  if (!data.is_object()) return;
-  for (auto it = data.begin(); it != data.end(); ++it) {
-    const auto& k = it.key();
-    if (k.rfind("text/", 0) == 0 || k == "application/javascript" || k == "image/svg+xml")
-      split_string(*it);
-  }
-}
-
-void join_mimebundle(json& data) {
-  if (!data.is_object()) return;
-  for (auto it = data.begin(); it != data.end(); ++it)
-    if (!is_json_mime(it.key())) join_lines(*it);
-}
-
-void for_each_cell(json& nb, const std::function<void(json&)>& f) {
-  auto cells = nb.find("cells");
-  if (cells == nb.end() || !cells->is_array()) return;
-  for (auto& c : *cells)
-    if (c.is_object()) f(c);
-}
+// ---------------------------------------------------------------- lines (common/nbformat)
 
 // ---------------------------------------------------------------- v3
 
@@ -423,7 +362,9 @@ json upgrade_output(json o) {
 json upgrade_cell(json c, std::set<std::string>& ids) {
   if (!c.is_object()) return c;
   if (!c.contains("metadata") || !c["metadata"].is_object()) c["metadata"] = json::object();
-  std::string id = new_cell_id(ids);
+  std::string id;
+  do id = nbformat::new_cell_id();
+  while (ids.count(id));
   ids.insert(id);
   c["id"] = id;
   std::string type = c.value("cell_type", "");
@@ -434,7 +375,7 @@ json upgrade_cell(json c, std::set<std::string>& ids) {
       c.erase("collapsed");
     }
     json input = c.contains("input") ? c["input"] : json("");
-    join_lines(input);
+    nbformat::join_field(input);
     c.erase("input");
     c["source"] = std::move(input);
     c["execution_count"] = c.contains("prompt_number") ? c["prompt_number"] : json(nullptr);
@@ -448,7 +389,7 @@ json upgrade_cell(json c, std::set<std::string>& ids) {
     int level = c.contains("level") && c["level"].is_number_integer() ? c["level"].get<int>() : 1;
     c.erase("level");
     json src = c.contains("source") ? c["source"] : json("");
-    join_lines(src);
+    nbformat::join_field(src);
     std::string text = src.is_string() ? src.get<std::string>() : "";
     // " ".join(source.splitlines())
     std::vector<std::string> lines;
@@ -510,23 +451,7 @@ Status upgrade_v3(json& nb) {
 }
 
 void rejoin_lines(json& nb) {
-  for_each_cell(nb, [](json& c) {
-    if (auto s = c.find("source"); s != c.end()) join_lines(*s);
-    if (auto a = c.find("attachments"); a != c.end() && a->is_object())
-      for (auto& bundle : *a) join_mimebundle(bundle);
-    if (c.value("cell_type", "") != "code") return;
-    auto outs = c.find("outputs");
-    if (outs == c.end() || !outs->is_array()) return;
-    for (auto& o : *outs) {
-      if (!o.is_object()) continue;
-      std::string t = o.value("output_type", "");
-      if (t == "execute_result" || t == "display_data") {
-        if (auto d = o.find("data"); d != o.end()) join_mimebundle(*d);
-      } else if (!t.empty()) {
-        if (auto x = o.find("text"); x != o.end()) join_lines(*x);
-      }
-    }
-  });
+  nbformat::join_lines(nb);
 }
 
 std::optional<std::string> validation_problem(const json& nb) {
@@ -555,66 +480,19 @@ Status prepare_for_save(json& nb) {
     minor = 5;
   }
   // Transient fields (nbformat's strip_transient).
-  if (auto md = nb.find("metadata"); md != nb.end() && md->is_object()) {
-    md->erase("orig_nbformat");
-    md->erase("orig_nbformat_minor");
-    md->erase("signature");
-  }
-  for_each_cell(nb, [](json& c) {
-    if (auto md = c.find("metadata"); md != c.end() && md->is_object()) md->erase("trusted");
-  });
+  nbformat::strip_transient(nb);
   // v4.0-4.4 -> v4.5; ids added where missing or (below 4.5, where ids were
   // not part of the format) malformed; duplicates replaced.
   bool upgrading = minor < 5;
   if (upgrading) nb["nbformat_minor"] = 5;
-  std::set<std::string> taken;
-  if (auto cells = nb.find("cells"); cells != nb.end() && cells->is_array()) {
-    for (auto& c : *cells)
-      if (c.is_object())
-        if (auto id = c.find("id"); id != c.end() && Checker::valid_cell_id(*id))
-          taken.insert(id->get<std::string>());
-    std::set<std::string> seen;
-    for (auto& c : *cells) {
-      if (!c.is_object()) continue;
-      auto id = c.find("id");
-      bool missing = id == c.end() || (upgrading && !Checker::valid_cell_id(*id));
-      bool duplicate = !missing && id->is_string() && !seen.insert(id->get<std::string>()).second;
-      if (missing || duplicate) {
-        std::string fresh = new_cell_id(taken);
-        taken.insert(fresh);
-        seen.insert(fresh);
-        c["id"] = fresh;
-      }
-    }
-  }
+  nbformat::assign_cell_ids(nb, upgrading);
   Checker ch(5);
   if (!ch.notebook(nb)) return Error::bad_request("Invalid notebook: " + *ch.problem());
   return ok_status();
 }
 
 std::string serialize_notebook(json nb) {
-  for_each_cell(nb, [](json& c) {
-    if (auto s = c.find("source"); s != c.end()) split_string(*s);
-    if (auto a = c.find("attachments"); a != c.end() && a->is_object())
-      for (auto& bundle : *a) split_mimebundle(bundle);
-    if (c.value("cell_type", "") != "code") return;
-    auto outs = c.find("outputs");
-    if (outs == c.end() || !outs->is_array()) return;
-    for (auto& o : *outs) {
-      if (!o.is_object()) continue;
-      std::string t = o.value("output_type", "");
-      if (t == "execute_result" || t == "display_data") {
-        if (auto d = o.find("data"); d != o.end()) split_mimebundle(*d);
-      } else if (t == "stream") {
-        if (auto x = o.find("text"); x != o.end()) split_string(*x);
-      }
-    }
-  });
-  std::string out;
-  out.reserve(1 << 16);
-  json_io::write_json(out, nb, json_io::JsonStyle{1, false});
-  out += '\n';
-  return out;
+  return nbformat::serialize(std::move(nb));
 }
 
 Result<json> parse_stored_notebook(std::string_view bytes, std::string* validation_message) {

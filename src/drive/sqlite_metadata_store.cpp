@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/mutex.hpp"
+#include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "drive/codec.hpp"
 #include "drive/metadata_store.hpp"
@@ -57,12 +58,6 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status init() {
     MutexLock lock(mu_);
-    for (const char* pragma :
-         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
-      if (auto st = exec(pragma); !st.ok()) return st;
-    }
-    static int busy_ms = 10000;
-    sqlite3_busy_handler(db_, metrics::counting_busy_handler, &busy_ms);
     if (auto st = exec(kSchema); !st.ok()) return st;
     // Schema 2: revisions record who saved them.
     if (Stmt probe(db_, "SELECT author FROM revisions LIMIT 0"); !probe.ok()) {
@@ -290,14 +285,21 @@ Result<std::unique_ptr<MetadataStore>> open_sqlite_metadata_store(const std::str
   int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0) ::close(fd);
   ::chmod(file.c_str(), 0600);
+  // Its own versioning (meta.schema_version), older than auth_schema: kept as it is on disk.
+  sqlite::OpenOptions o;
+  o.create_private = false;  // done above, and chmod'ed if it already existed
+  o.create = true;
+  o.full_mutex = false;  // the store serialises on its own mutex
+  o.busy_handler = metrics::counting_busy_handler;
+  static int busy_ms = 10000;
+  o.busy_arg = &busy_ms;
+  o.foreign_keys = true;
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(
-      file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close_v2(db);
-    return Error::internal("Cannot open the Drive database " + file + ": " + m);
-  }
+  auto err = [](sqlite3* h, const std::string& what) {
+    return Error::internal("Drive database: " + what + ": " +
+                           (h ? sqlite3_errmsg(h) : "out of memory"));
+  };
+  if (auto st = sqlite::open(file, o, &db, err); !st.ok()) return st.error();
   auto store = std::make_unique<SqliteMetadataStore>(db);
   if (auto st = store->init(); !st.ok()) return st.error();
   return std::unique_ptr<MetadataStore>(std::move(store));

@@ -13,6 +13,8 @@
 #include <sstream>
 
 #include "common/json_limits.hpp"
+#include "common/nbformat.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 
 namespace skylab::exec {
@@ -21,11 +23,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-bool is_json_mime(const std::string& mime) {
-  return mime == "application/json" || (mime.rfind("application/", 0) == 0 && mime.size() >= 5 &&
-                                        mime.compare(mime.size() - 5, 5, "+json") == 0);
-}
 
 // A list of strings joined, or nullopt when `v` is not such a list.
 std::optional<std::string> joined(const json& v) {
@@ -41,19 +38,8 @@ std::optional<std::string> joined(const json& v) {
 void rejoin_bundle(json& data) {
   if (!data.is_object()) return;
   for (auto& [key, value] : data.items()) {
-    if (is_json_mime(key)) continue;
+    if (nbformat::is_json_mime(key)) continue;
     if (auto s = joined(value)) value = std::move(*s);
-  }
-}
-
-void split_bundle(json& data) {
-  if (!data.is_object()) return;
-  for (auto& [key, value] : data.items()) {
-    if (!value.is_string()) continue;
-    if (key.rfind("text/", 0) == 0 || key == "application/javascript" || key == "image/svg+xml") {
-      auto lines = split_lines_keepends(value.get_ref<const std::string&>());
-      value = json(lines);
-    }
   }
 }
 
@@ -75,33 +61,7 @@ std::string where(std::string_view text, std::size_t pos) {
 }  // namespace
 
 std::vector<std::string> split_lines_keepends(std::string_view s) {
-  std::vector<std::string> out;
-  std::size_t start = 0, i = 0;
-  auto cut = [&](std::size_t end) {
-    out.emplace_back(s.substr(start, end - start));
-    start = end;
-  };
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\r') {
-      i += (i + 1 < s.size() && s[i + 1] == '\n') ? 2 : 1;
-      cut(i);
-    } else if (c == '\n' || c == '\v' || c == '\f' || c == 0x1c || c == 0x1d || c == 0x1e) {
-      cut(++i);
-    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x85) {
-      i += 2;
-      cut(i);
-    } else if (c == 0xe2 && i + 2 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x80 &&
-               (static_cast<unsigned char>(s[i + 2]) == 0xa8 ||
-                static_cast<unsigned char>(s[i + 2]) == 0xa9)) {
-      i += 3;
-      cut(i);
-    } else {
-      ++i;
-    }
-  }
-  if (start < s.size()) cut(s.size());
-  return out;
+  return nbformat::split_lines_keepends(s);
 }
 
 std::string cell_source(const json& cell) {
@@ -114,15 +74,6 @@ std::string cell_source(const json& cell) {
 
 namespace {
 
-bool valid_cell_id(const json& id) {
-  if (!id.is_string()) return false;
-  const auto& s = id.get_ref<const std::string&>();
-  if (s.empty() || s.size() > 64) return false;
-  for (unsigned char c : s)
-    if (!std::isalnum(c) && c != '-' && c != '_') return false;
-  return true;
-}
-
 //! Cell ids as nbformat 4.5 requires them. A 4.0-4.4 notebook whose cells
 //! carry ids (written by a newer Jupyter but labelled older) is invalid as
 //! it stands; it becomes 4.5, as nbformat's upgrade makes it. In 4.5 every
@@ -131,24 +82,14 @@ bool valid_cell_id(const json& id) {
 //! replaced by fresh ones.
 void normalize_cell_ids(json& nb) {
   if (nb["nbformat"].get<long long>() != 4) return;
-  auto& cells = nb["cells"];
   auto minor = nb["nbformat_minor"].get<long long>();
   if (minor < 5) {
     bool any = false;
-    for (auto& cell : cells) any = any || cell.contains("id");
+    for (auto& cell : nb["cells"]) any = any || cell.contains("id");
     if (!any) return;
     nb["nbformat_minor"] = 5;
   }
-  std::set<std::string> seen;
-  for (auto& cell : cells) {
-    auto id = cell.find("id");
-    if (id != cell.end() && valid_cell_id(*id) && seen.insert(id->get<std::string>()).second)
-      continue;
-    std::string fresh;
-    do fresh = new_cell_id();
-    while (!seen.insert(fresh).second);
-    cell["id"] = fresh;
-  }
+  nbformat::assign_cell_ids(nb, true);
 }
 
 }  // namespace
@@ -239,81 +180,13 @@ Result<json> read_notebook(const std::string& path) {
   return nb;
 }
 
-std::string serialize_notebook(const json& nb_in) {
-  json nb = nb_in;
-  if (auto m = nb.find("metadata"); m != nb.end() && m->is_object()) {
-    m->erase("orig_nbformat");
-    m->erase("orig_nbformat_minor");
-    m->erase("signature");
-  }
-  if (auto cells = nb.find("cells"); cells != nb.end() && cells->is_array()) {
-    for (auto& cell : *cells) {
-      if (!cell.is_object()) continue;
-      if (auto m = cell.find("metadata"); m != cell.end() && m->is_object()) m->erase("trusted");
-      if (auto s = cell.find("source"); s != cell.end() && s->is_string())
-        *s = json(split_lines_keepends(s->get_ref<const std::string&>()));
-      if (auto att = cell.find("attachments"); att != cell.end() && att->is_object())
-        for (auto& [_, bundle] : att->items()) split_bundle(bundle);
-      if (cell.value("cell_type", "") != "code") continue;
-      auto outs = cell.find("outputs");
-      if (outs == cell.end() || !outs->is_array()) continue;
-      for (auto& out : *outs) {
-        if (!out.is_object()) continue;
-        auto type = out.value("output_type", "");
-        if (type == "execute_result" || type == "display_data") {
-          if (auto d = out.find("data"); d != out.end()) split_bundle(*d);
-        } else if (type == "stream") {
-          if (auto t = out.find("text"); t != out.end() && t->is_string())
-            *t = json(split_lines_keepends(t->get_ref<const std::string&>()));
-        }
-      }
-    }
-  }
-  std::string text = nb.dump(1, ' ', false, json::error_handler_t::replace);
-  text += '\n';
-  return text;
+std::string serialize_notebook(const json& nb) {
+  return nbformat::serialize(nb);
 }
 
 Status write_notebook(const std::string& path, const json& nb) {
-  std::string text = serialize_notebook(nb);
-  fs::path target = fs::absolute(path);
-  fs::path dir = target.parent_path();
-  std::string tmp =
-      (dir / ("." + target.filename().string() + ".tmp-" + util::random_hex(6))).string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) return Error::internal("cannot write " + path + ": " + std::strerror(errno));
-  auto fail = [&](const char* what) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Error::internal("cannot write " + path + ": " + what + ": " + std::strerror(err));
-  };
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write");
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) return fail("fsync");
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Error::internal("cannot write " + path + ": close: " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Error::internal("cannot write " + path + ": rename: " + std::strerror(err));
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return ok_status();
+  // The user's own file, written as the user: safe_fs's user mode.
+  return safe_fs::write_user_file(fs::absolute(path).string(), serialize_notebook(nb));
 }
 
 std::string default_output_path(const std::string& input) {
@@ -325,7 +198,7 @@ std::string default_output_path(const std::string& input) {
 }
 
 std::string new_cell_id() {
-  return util::random_hex(4);
+  return nbformat::new_cell_id();
 }
 
 }  // namespace skylab::exec

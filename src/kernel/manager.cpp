@@ -138,6 +138,7 @@ struct KernelManager::Impl {
   int wake_fd = -1;
   std::thread io;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> detached{false};  // detach_all(): kernels outlive this manager
 
   mutable Mutex mutex;
   std::map<std::string, std::shared_ptr<Kernel>> kernels GUARDED_BY(mutex);
@@ -150,6 +151,8 @@ struct KernelManager::Impl {
   std::vector<std::shared_ptr<Kernel>> live;  // kernels with open sockets
   std::vector<zmq_pollitem_t> items;
   bool items_dirty = true;
+  bool settling =
+      false;  // some kernel answered kernel_info, its iopub is not live yet (I/O thread)
   SteadyPoint next_reap{};
   SteadyPoint next_log_check{};
   int runtime_dir_fd = -1;  // opened on first use, I/O thread only
@@ -323,7 +326,7 @@ struct KernelManager::Impl {
         {"spare", spare}};
     std::error_code ec;
     fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
-    if (!util::write_file_atomic(record_path(k.id), r.dump(), 0600, true))
+    if (!safe_fs::write_file(record_path(k.id), r.dump(), 0600, true).ok())
       log::warn("kernel " + k.id + ": cannot save its runtime record");
   }
 
@@ -682,6 +685,7 @@ struct KernelManager::Impl {
 
   void timers() {
     auto now = clock().now();
+    settling = false;
     bool reap = now >= next_reap;
     if (reap) next_reap = now + std::chrono::milliseconds(50);
     if (now >= next_log_check) {
@@ -700,6 +704,9 @@ struct KernelManager::Impl {
         }
       }
       bool ready = is_ready(k);
+      // A kernel that answered but whose iopub is not live yet is ready
+      // within milliseconds: poll briefly until it is (connect latency).
+      if (!ready && k.fsm.got_info()) settling = true;
       LifecycleDue due = k.fsm.tick(now, k.pid_io > 0, k.sock.shell != nullptr, ready);
       if (due.kill) {
         kill_processes(k, k.pid_io);
@@ -756,7 +763,7 @@ struct KernelManager::Impl {
       }
       if (stopping && todo.empty()) break;
       if (items_dirty) rebuild_items();
-      int n = zmq_poll(items.data(), static_cast<int>(items.size()), 50);
+      int n = zmq_poll(items.data(), static_cast<int>(items.size()), settling ? 5 : 50);
       if (n < 0 && zmq_errno() != EINTR) log::warn("zmq_poll failed");
       if (n > 0) {
         if (items[0].revents & ZMQ_POLLIN) {
@@ -969,8 +976,32 @@ void KernelManager::shutdown(const std::string& id, std::function<void(Status)> 
   });
 }
 
-void KernelManager::shutdown_all() {
+void KernelManager::detach_all() {
   if (!impl_) return;
+  std::vector<std::string> spares;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& [id, k] : impl_->kernels)
+      if (k->spare) spares.push_back(id);
+  }
+  auto m = std::make_shared<std::mutex>();
+  auto cv = std::make_shared<std::condition_variable>();
+  auto left = std::make_shared<std::size_t>(spares.size());
+  for (auto& id : spares)
+    shutdown(id, [m, cv, left](Status) {
+      std::lock_guard lock(*m);
+      if (--*left == 0) cv->notify_all();
+    });
+  {
+    std::unique_lock lock(*m);
+    cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
+                 [&] { return *left == 0; });
+  }
+  impl_->detached = true;
+}
+
+void KernelManager::shutdown_all() {
+  if (!impl_ || impl_->detached) return;
   std::vector<std::string> ids;
   {
     MutexLock lock(impl_->mutex);

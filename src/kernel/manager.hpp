@@ -157,7 +157,13 @@ class KernelManager final : public KernelService {
   //! shutdown_wait; `done` once the process is gone and the kernel removed.
   void shutdown(const std::string& id, std::function<void(Status)> done) override;
   //! Shuts all kernels down in parallel and waits (bounded) for them.
+  //! Does nothing after detach_all().
   void shutdown_all() override;
+  //! For a server that stops while its runtimes run on (a restart): shuts
+  //! the unclaimed spares down, then leaves every other kernel's process and
+  //! runtime record alone, for the next server's reattach(); from then on
+  //! shutdown_all() and the destructor touch no kernel.
+  void detach_all();
   //! `done` once the kernel answered kernel_info (or it died / timed out).
   void when_ready(const std::string& id, std::function<void(Result<KernelModel>)> done) override;
 

@@ -18,7 +18,7 @@ struct LifecycleTiming {
   std::chrono::milliseconds shutdown_wait{3000};       //!< shutdown_request to SIGKILL
   std::chrono::milliseconds heartbeat_interval{3000};  //!< between pings once ready
   std::chrono::milliseconds nudge_interval{100};       //!< kernel_info_request until it answers
-  std::chrono::milliseconds nudge_after_info{50};      //!< then until iopub is live
+  std::chrono::milliseconds nudge_after_info{10};      //!< then until iopub is live
 };
 
 //! What tick() found due; the caller performs it.

@@ -3,8 +3,10 @@
 #include <set>
 
 #include "common/json_limits.hpp"
+#include "common/util.hpp"
 #include "exec/notebook.hpp"
 #include "live/changeset.hpp"
+#include "live/journal.hpp"
 
 namespace skylab::live {
 
@@ -206,6 +208,11 @@ std::vector<CollabFrame> CollabState::push(Document& doc, const CollabPeer& from
     accepted.push_back({{"clientID", *cid}, {"changes", *ch}});
   }
   for (const json& u : accepted) append(log, dump(u));
+  journal_.push_back({{"t", "text"},
+                      {"cell", id},
+                      {"len", src->size()},
+                      {"h", fnv1a64_hex(*src)},
+                      {"updates", accepted}});
   doc.set_source(id, std::move(text));
   json out = {{"t", "updates"}, {"cell", id}, {"version", *v}, {"updates", std::move(accepted)}};
   return {{CollabFrame::To::kAll, dump(out)}};
@@ -308,6 +315,24 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
     if (!doc.delete_cell(id->get<std::string>())) return {error(msg, "no_cell", "no such cell")};
     logs_.erase(id->get<std::string>());
     applied["id"] = *id;
+    if (cells(doc).empty()) {
+      // A notebook keeps at least one cell: the last one deleted (concurrent
+      // deletes of the last two, or a client that did not put its blank
+      // first) is replaced by a blank code cell here, sequenced right after
+      // the delete, so every client and the file get the same one.
+      json blank = {{"cell_type", "code"},        {"id", util::random_hex(8)},
+                    {"metadata", json::object()}, {"source", ""},
+                    {"outputs", json::array()},   {"execution_count", nullptr}};
+      if (!replaying_ && doc.insert_cell(blank, "")) {
+        std::vector<CollabFrame> frames = {sequenced(msg, from, std::move(applied))};
+        ++structure_;
+        json ins = {{"kind", "insert"}, {"cell", std::move(blank)}, {"after", nullptr}};
+        journal_.push_back({{"t", "op"}, {"op", ins}});
+        json f = {{"t", "op"}, {"sv", structure_}, {"client", 0}, {"op", std::move(ins)}};
+        frames.push_back({CollabFrame::To::kAll, dump(f)});
+        return frames;
+      }
+    }
   } else if (kind == "move") {
     auto id = o->find("id");
     std::string after;
@@ -348,11 +373,16 @@ std::vector<CollabFrame> CollabState::op(Document& doc, const CollabPeer& from, 
   } else {
     return {error(msg, "bad_request", "unknown op")};
   }
+  return {sequenced(msg, from, std::move(applied))};
+}
+
+CollabFrame CollabState::sequenced(const json& msg, const CollabPeer& from, json applied) {
   ++structure_;
+  journal_.push_back({{"t", "op"}, {"op", applied}});
   json out = {{"t", "op"}, {"sv", structure_}, {"client", from.id}, {"op", std::move(applied)}};
   if (auto r = msg.find("rid"); r != msg.end() && (r->is_number_integer() || r->is_string()))
     out["rid"] = *r;
-  return {{CollabFrame::To::kAll, dump(out)}};
+  return {CollabFrame::To::kAll, dump(out)};
 }
 
 std::vector<CollabFrame> CollabState::after_outside(const json& before, Document& doc) {
@@ -414,6 +444,48 @@ std::vector<CollabFrame> CollabState::outputs(Document& doc) {
     }
   }
   return out;
+}
+
+std::vector<json> CollabState::take_journal() {
+  std::vector<json> out;
+  out.swap(journal_);
+  return out;
+}
+
+bool CollabState::replay(Document& doc, const json& record, bool additive) {
+  if (!record.is_object()) return false;
+  CollabPeer server{0, "skylab", true};
+  std::string t = str(record, "t");
+  std::vector<CollabFrame> frames;
+  replaying_ = true;
+  if (t == "text") {
+    auto c = record.find("cell");
+    auto len = uint(record, "len");
+    auto u = record.find("updates");
+    if (c == record.end() || !valid_id(*c) || !len || u == record.end()) {
+      replaying_ = false;
+      return false;
+    }
+    const std::string* src = doc.source(c->get<std::string>());
+    if (!src || src->size() != *len || fnv1a64_hex(*src) != str(record, "h")) {
+      replaying_ = false;
+      return false;
+    }
+    json msg = {
+        {"t", "push"}, {"cell", *c}, {"version", version(c->get<std::string>())}, {"updates", *u}};
+    frames = push(doc, server, msg);
+  } else if (t == "op") {
+    auto o = record.find("op");
+    if (o == record.end() || !o->is_object() || (additive && str(*o, "kind") != "insert")) {
+      replaying_ = false;
+      return false;
+    }
+    frames = op(doc, server, json{{"t", "op"}, {"op", *o}});
+  }
+  replaying_ = false;
+  journal_.clear();
+  // Accepted changes are broadcast to all; a refusal goes to the sender.
+  return !frames.empty() && frames.front().to == CollabFrame::To::kAll;
 }
 
 std::vector<CollabFrame> CollabState::left(const CollabPeer& who) {

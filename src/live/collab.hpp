@@ -6,7 +6,9 @@
 // cell's source here (live/changeset.hpp). Structural operations (insert,
 // delete, move, cell type, cell and notebook metadata) are sequenced in arrival order with one
 // structure version per document; they name cells by id, so a client never
-// needs to rebase them. Presence (names, cursors) is relayed, never stored.
+// needs to rebase them. A document always has a cell: deleting the last one
+// sequences a blank code cell's insert (client 0, the server) right after. Presence (names,
+// cursors) is relayed, never stored.
 //
 // Pure protocol logic over a Document: no sockets, no locks, no I/O. The
 // service (live.cpp) holds the document lock around every call and sends
@@ -94,6 +96,26 @@ class CollabState {
 
   std::uint64_t version(const std::string& cell_id) const;
 
+  // ---- The write-ahead journal (live/journal.hpp). Every accepted change
+  // is also kept as a record, which the service appends to the document's
+  // journal before it sends the confirmation.
+
+  //! The records of the changes accepted since the last call, in order:
+  //! {"t":"text","cell","len","h","updates"} (len and h: bytes and FNV-1a of
+  //! the cell's text before) and {"t":"op","op": the op as applied}.
+  std::vector<nlohmann::json> take_journal();
+  //! Applies one journal record to `doc` through the same checks and code
+  //! as a client's push or op (a server peer), as a crashed server's
+  //! journal is replayed onto its saved file. A text record applies only
+  //! onto the very text it was made on (len and h). `additive`: the file
+  //! changed from outside since the journal began, so only inserts of
+  //! cells that are not there and text records apply (never a delete, move,
+  //! type or metadata change over what the outside writer put there).
+  //! Returns whether it applied; nothing changes when it did not. The
+  //! record is untrusted input (a damaged file): anything malformed is
+  //! refused as a client's frame would be.
+  bool replay(Document& doc, const nlohmann::json& record, bool additive);
+
  private:
   struct Log {
     std::uint64_t base = 0;           //!< version of the oldest update kept
@@ -105,12 +127,16 @@ class CollabState {
   std::vector<CollabFrame> push(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
   std::vector<CollabFrame> pull(const Document& doc, const nlohmann::json& msg) const;
   std::vector<CollabFrame> op(Document& doc, const CollabPeer& from, const nlohmann::json& msg);
+  //! The broadcast of an applied op (the next structure version, the sender's rid).
+  CollabFrame sequenced(const nlohmann::json& msg, const CollabPeer& from, nlohmann::json applied);
   void append(Log& log, std::string update);
 
   CollabLimits limits_;
   std::string epoch_;
   std::map<std::string, Log> logs_;  //!< by cell id; absent: version 0, empty
   std::uint64_t structure_ = 0;
+  std::vector<nlohmann::json> journal_;  //!< accepted since take_journal
+  bool replaying_ = false;  //!< a deleted last cell's blank insert is a record of its own
 };
 
 }  // namespace skylab::live

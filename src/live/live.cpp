@@ -10,6 +10,7 @@
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "drive/notebook.hpp"
 
@@ -65,6 +66,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     };
     std::unique_ptr<CollabState> collab;
     std::map<std::uint64_t, Client> clients;
+    //! The write-ahead journal of the co-editing changes not yet saved
+    //! (made at the first one; none without a journal folder).
+    std::unique_ptr<JournalWriter> journal;
+    bool journal_warned = false;
   };
   //! Frames to send once the lock is released.
   using Outbox =
@@ -136,6 +141,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   std::map<std::uint64_t, Key> collab_clients GUARDED_BY(mu);  // which document a client edits
   std::uint64_t next_client GUARDED_BY(mu) = 1;
   std::thread worker;
+  std::shared_ptr<JournalDir> jdir;  //!< set in start(), then constant; null: no journal
+  Mutex recover_mu;                  //!< one journal replay at a time
   Mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
                   //!< newer one unmerged
 
@@ -169,6 +176,128 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   void merged_locked(Doc& d, const json& before, Outbox& out) REQUIRES(mu) {
     if (!d.collab) return;
     route(d, 0, d.collab->after_outside(before, d.doc), out);
+  }
+
+  static std::int64_t ns(drive::TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
+  //! The first record of a journal: which notebook, and the file (as
+  //! stat'ed) its records apply on top of.
+  static json journal_header(const Key& key, const Stamp& stamp) {
+    return {{"t", "head"},
+            {"owner", key.first},
+            {"path", key.second},
+            {"mtime_ns", ns(stamp.modified)},
+            {"size", stamp.size}};
+  }
+  //! Appends the changes `d`'s collab state accepted to its journal, before
+  //! their frames are sent. Call with mu held. A journal that cannot be
+  //! written is logged (the change is still applied and saved as before).
+  void journal_locked(const Key& key, Doc& d) REQUIRES(mu) {
+    if (!d.collab) return;
+    auto records = d.collab->take_journal();
+    if (!jdir || records.empty()) return;
+    if (!d.journal)
+      d.journal =
+          std::make_unique<JournalWriter>(jdir, JournalDir::name_for(key.first, key.second));
+    json head = journal_header(key, d.stamp);
+    for (auto& r : records) {
+      auto st = d.journal->append(head, r, d.doc.version());
+      if (!st.ok() && !d.journal_warned) {
+        d.journal_warned = true;
+        log::warn("live: cannot journal a change of " + key.first + ":" + key.second + ": " +
+                  st.error().message + " (it is saved within 5 s, but not kept across a crash)");
+      }
+    }
+    if (d.journal->bytes() > jdir->limits().max_bytes) cv.notify_one();  // a save is forced
+  }
+  //! A save (or a merge from disk) put version `v` of `d` on disk as `d.stamp`.
+  void journal_covered_locked(const Key& key, Doc& d, std::uint64_t v) REQUIRES(mu) {
+    if (!d.journal) return;
+    auto st = d.journal->covered(v, journal_header(key, d.stamp));
+    if (!st.ok())
+      log::warn("live: cannot rotate the journal of " + key.first + ":" + key.second + ": " +
+                st.error().message);
+  }
+
+  //! Replays the journal `name` that a server left behind (killed before
+  //! its save) onto the notebook its header names, through the co-editing
+  //! code, saves the result and removes the journal. A journal that does not
+  //! apply entirely (the file was changed from outside in between, a
+  //! damaged line, the notebook is gone, the save fails) is kept aside
+  //! (`<name>.kept-...`) and logged, never lost; what applies is applied.
+  //! `expect`: the notebook the caller is about to load (another one named
+  //! in the header: kept aside). Blocking (Drive I/O); takes recover_mu only.
+  void recover(const std::string& name, const Key* expect) {
+    MutexLock rl(recover_mu);
+    auto bytes = jdir->read(name);
+    if (!bytes.ok() && bytes.error().code == Error::Code::kNotFound) return;
+    std::string what = name;
+    auto keep = [&](const std::string& why) {
+      auto k = jdir->set_aside(name);
+      log::warn("live: the journal of " + what + " " + why + "; " +
+                (k.ok() ? "kept as " + jdir->path() + "/" + k.value()
+                        : "cannot keep it aside: " + k.error().message));
+    };
+    if (!bytes.ok()) return keep("cannot be read: " + bytes.error().message);
+    if (bytes->empty()) return jdir->remove(name);
+    auto dec = decode_journal(bytes.value(), jdir->limits());
+    if (dec.records.empty() || str_of(dec.records[0], "t") != "head")
+      return keep("has no valid header");
+    const json& head = dec.records[0];
+    Key key{str_of(head, "owner"), norm(str_of(head, "path"))};
+    what = key.first + ":" + key.second + " (" + name + ")";
+    if (key.first.empty() || key.second.size() < 6 || key.second.size() > kMaxPathBytes ||
+        key.second.compare(key.second.size() - 6, 6, ".ipynb") != 0 ||
+        JournalDir::name_for(key.first, key.second) != name)
+      return keep("names no notebook of its own");
+    if (expect && *expect != key) return keep("names another notebook");
+    auto who = as_owner(key.first);
+    // A notebook that is gone: kept aside. The Drive unavailable now (a
+    // volume, a disk error): left in place for the next open to retry.
+    auto later = [&](const Error& err) {
+      log::warn("live: the journal of " + what + " was not replayed yet: " + err.message);
+    };
+    auto e = drive->get(who, key.second, drive::EntryType::kNotebook);
+    if (!e.ok() && e.error().code != Error::Code::kNotFound) return later(e.error());
+    if (!e.ok()) return keep("was not replayed: " + e.error().message);
+    std::string message;
+    auto nb = drive->read_notebook(who, key.second, &message);
+    if (!nb.ok() && nb.error().code != Error::Code::kNotFound &&
+        nb.error().code != Error::Code::kBadRequest && nb.error().code != Error::Code::kTooLarge)
+      return later(nb.error());
+    if (!nb.ok()) return keep("was not replayed: " + nb.error().message);
+    auto m = head.find("mtime_ns");
+    auto sz = head.find("size");
+    bool base = m != head.end() && m->is_number_integer() &&
+                m->get<std::int64_t>() == ns(e->modified) && sz != head.end() &&
+                sz->is_number_unsigned() && sz->get<std::uint64_t>() == e->size.value_or(0);
+    std::size_t applied = 0, skipped = 0;
+    try {
+      Document doc(std::move(nb.value()), opt.limits);
+      CollabState cs(opt.collab, "replay");
+      cs.prepare(doc);
+      for (std::size_t r = 1; r < dec.records.size(); ++r)
+        (cs.replay(doc, dec.records[r], !base) ? applied : skipped) += 1;
+      if (applied) {
+        auto saved = drive->save_notebook(who, key.second, doc.notebook());
+        if (!saved.ok()) return keep("was replayed but cannot be saved: " + saved.error().message);
+      }
+    } catch (const std::exception& ex) {
+      return keep(std::string("was not replayed: ") + ex.what());
+    }
+    log::info("live: replayed " + std::to_string(applied) + " change(s) of " + what +
+              " from its journal" + (dec.torn_tail ? " (a torn last line ignored)" : ""));
+    if (skipped || !base || dec.corrupt)
+      return keep(std::string(!base ? "applies to a file changed since (only additions applied)"
+                              : dec.corrupt ? "has a damaged line (the records before it applied)"
+                                            : "") +
+                  (skipped ? "; " + std::to_string(skipped) + " change(s) did not apply" : ""));
+    jdir->remove(name);
+  }
+  static std::string str_of(const json& j, const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   }
 
   void watch_locked(const std::string& kernel_id) REQUIRES(mu) {
@@ -226,6 +355,11 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   // ------------------------------------------------------------ worker
 
   Result<std::unique_ptr<Doc>> load(const Key& key) {
+    if (jdir) {
+      // A server killed before its save left the confirmed changes here.
+      std::string name = JournalDir::name_for(key.first, key.second);
+      if (jdir->exists(name)) recover(name, &key);
+    }
     auto who = as_owner(key.first);
     auto e = drive->get(who, key.second, drive::EntryType::kNotebook);
     if (!e.ok()) return e.error();
@@ -387,7 +521,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (!e.ok()) {
       if (e.error().code == Error::Code::kNotFound) {  // deleted or renamed: the document closes
         MutexLock lock(mu);
-        if (auto d = docs.find(key); d != docs.end()) drop_clients_locked(*d->second);
+        if (auto d = docs.find(key); d != docs.end()) {
+          drop_clients_locked(*d->second);
+          if (d->second->journal) d->second->journal->drop();
+        }
         docs.erase(key);
         for (auto it = tracked.begin(); it != tracked.end();)
           it = it->second.key == key ? tracked.erase(it) : std::next(it);
@@ -413,6 +550,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       if (!d->second->clients.empty()) merged_locked(*d->second, before, out);
       d->second->stamp = now_stamp;
       d->second->edited = now_stamp.modified;
+      // The outside write won for sources and cells: the journal starts over on it.
+      journal_covered_locked(key, *d->second, d->second->doc.version());
       log::info("live: merged an outside change of " + key.first + ":" + key.second);
       cv.notify_one();
     }
@@ -451,13 +590,14 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     }
     d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
     d->second->doc.saved(version);
+    journal_covered_locked(key, *d->second, version);
     if (recorder_wrote.size() >= kMaxRecorderWrote) recorder_wrote.erase(recorder_wrote.begin());
     recorder_wrote[key] = {d->second->stamp, d->second->edited};
   }
 
   void write_state(const json& state) {
     if (opt.state_file.empty()) return;
-    if (!util::write_file_atomic(opt.state_file, state.dump(), 0600, false))
+    if (!safe_fs::write_file(opt.state_file, state.dump(), 0600, false).ok())
       log::warn("live: cannot write " + opt.state_file + "; recordings will not survive a restart");
   }
 
@@ -505,13 +645,14 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       }
       // Saves due, and documents that can leave memory.
       std::optional<Clock::time_point> next;
-      std::vector<Key> due;
+      std::vector<std::pair<Key, bool>> due;  // and whether forced
       auto t = now();
       for (auto it = docs.begin(); it != docs.end();) {
         Doc& d = *it->second;
         auto s = d.doc.save_due();
-        if (s && *s <= t)
-          due.push_back(it->first);
+        bool big = d.journal && jdir && d.journal->bytes() > jdir->limits().max_bytes;
+        if (s && (*s <= t || big))
+          due.push_back({it->first, big});
         else if (s)
           next = next ? std::min(*next, *s) : *s;
         if (!s && d.doc.running().empty() && d.clients.empty() &&
@@ -523,7 +664,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       }
       if (!due.empty()) {
         lock.unlock();
-        for (auto& k : due) save(k, false);
+        for (auto& [k, force] : due) save(k, force);
         lock.lock();
         continue;
       }
@@ -553,6 +694,21 @@ LiveNotebooks::~LiveNotebooks() {
 
 void LiveNotebooks::start() {
   auto& i = *impl_;
+  {
+    MutexLock lock(i.mu);
+    if (i.started) return;
+  }
+  if (!i.opt.journal_base.empty()) {
+    auto d = JournalDir::open(i.opt.journal_base, "live/journal", i.opt.journal);
+    if (!d.ok()) {
+      log::warn("live: no journal (" + d.error().message +
+                "): co-editing changes confirmed less than 5 s before a crash can be lost");
+    } else {
+      i.jdir = d.value();
+      // Journals a killed server left behind: replayed before anyone joins.
+      for (auto& name : i.jdir->list()) i.recover(name, nullptr);
+    }
+  }
   {
     MutexLock lock(i.mu);
     if (i.started) return;
@@ -702,6 +858,7 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
     d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
     d->second->edited = saved->entry.modified;
     d->second->doc.saved(version);
+    i.journal_covered_locked(key, *d->second, version);
   }
   return saved;
 }
@@ -754,6 +911,12 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
       if (auto np = moved(k.second)) keys.push_back({k, {owner, *np}});
   for (auto& [old_key, new_key] : keys) {
     auto node = i.docs.extract(old_key);
+    if (auto& j = node.mapped()->journal) {
+      auto st = j->moved(JournalDir::name_for(new_key.first, new_key.second),
+                         Impl::journal_header(new_key, node.mapped()->stamp));
+      if (!st.ok())
+        log::warn("live: cannot move the journal of " + new_key.second + ": " + st.error().message);
+    }
     node.key() = new_key;
     i.docs.insert(std::move(node));
     i.recorder_wrote.erase(old_key);
@@ -865,6 +1028,8 @@ void LiveNotebooks::collab_message(std::uint64_t id, std::string_view frame) {
     doc.set_now(i.now());
     auto v = doc.version();
     Impl::route(*d->second, id, d->second->collab->handle(doc, c->second.peer, msg), out);
+    // On disk (the page cache) before anyone hears of it.
+    i.journal_locked(k->second, *d->second);
     d->second->last_used = i.now();
     if (doc.version() != v) i.cv.notify_one();  // a save becomes due
   }

@@ -25,6 +25,7 @@
 #include "kernel/manager.hpp"
 #include "live/collab.hpp"
 #include "live/document.hpp"
+#include "live/journal.hpp"
 
 namespace skylab::live {
 
@@ -49,6 +50,11 @@ struct LiveOptions {
   //! Executions being recorded, kept here (root-owned, atomically written)
   //! so that a restarted server continues recording them. "" none.
   std::string state_file;
+  //! The write-ahead journal of co-editing changes (live/journal.hpp) lives
+  //! in `<journal_base>/live/journal` (the data directory; root's). ""
+  //! none: a server killed between a confirmation and the save loses it.
+  std::string journal_base;
+  JournalLimits journal;
   //! Kernel messages waiting for the worker, in bytes; beyond it the
   //! execution's output is marked truncated (the kernel never waits).
   std::size_t max_queued_bytes = 64u << 20;
@@ -74,8 +80,10 @@ class LiveNotebooks {
   //! Stops (as stop()).
   ~LiveNotebooks();
 
-  //! Starts the worker and resumes the recordings in the state file whose
-  //! kernels are alive (call after the kernels were reattached).
+  //! Replays the journals a killed server left behind onto their notebooks
+  //! (blocking, Drive I/O), then starts the worker and resumes the
+  //! recordings in the state file whose kernels are alive (call after the
+  //! kernels were reattached).
   void start();
   //! Saves every document with changes and stops the worker; the state file
   //! keeps running executions for the next server. Later calls do nothing.

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -170,6 +171,25 @@ struct Walker {
 }  // namespace
 
 namespace {
+// "" or "/a/b": absolute, no empty, "." or ".." part, systemd's unit-name characters only.
+bool valid_cgroup_path(const std::string& p) {
+  if (p.empty()) return true;
+  if (p.size() > 512 || p[0] != '/' || p.back() == '/') return false;
+  std::size_t start = 1;
+  while (start <= p.size()) {
+    auto end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    std::string part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    for (char ch : part)
+      if (ch == '\0' ||
+          (!std::isalnum(static_cast<unsigned char>(ch)) && !std::strchr("._-@:\\", ch)))
+        return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 // [quotas] gpu_hours_per_week = N; [quotas.users.NAME] and [quotas.groups.NAME] the same key.
 bool quota_hours(Walker& w, const toml::table& t, const std::string& p,
                  std::optional<double>& out) {
@@ -233,9 +253,10 @@ Result<Config> parse_config(std::string_view text) {
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
     const std::string p = "runtimes.";
-    bool ok = w.check_keys(*r, p,
-                           {"idle_timeout", "max_lifetime", "warning", "grace", "sandbox",
-                            "default_type", "warm_pool", "max_per_user", "max_gpu_per_user"}) &&
+    bool ok = w.check_keys(
+                  *r, p,
+                  {"idle_timeout", "max_lifetime", "warning", "grace", "sandbox", "default_type",
+                   "warm_pool", "max_per_user", "max_gpu_per_user", "cgroup_parent", "template"}) &&
               w.duration(*r, p, "idle_timeout", c.runtimes.idle_timeout) &&
               w.duration(*r, p, "max_lifetime", c.runtimes.max_lifetime) &&
               w.duration(*r, p, "warning", c.runtimes.warning) &&
@@ -244,8 +265,19 @@ Result<Config> parse_config(std::string_view text) {
               w.string(*r, p, "default_type", c.runtimes.default_type) &&
               w.integer(*r, p, "warm_pool", c.runtimes.warm_pool, 0, 8) &&
               w.integer(*r, p, "max_per_user", c.runtimes.max_per_user, 0, 1000) &&
-              w.integer(*r, p, "max_gpu_per_user", c.runtimes.max_gpu_per_user, 0, 64);
+              w.integer(*r, p, "max_gpu_per_user", c.runtimes.max_gpu_per_user, 0, 64) &&
+              w.string(*r, p, "cgroup_parent", c.runtimes.cgroup_parent);
     if (!ok) return Error::bad_request(w.error);
+    if (!valid_cgroup_path(c.runtimes.cgroup_parent))
+      return Error::bad_request(
+          "config: runtimes.cgroup_parent: expected an absolute cgroup path such as "
+          "\"/system.slice/skylab-runtimes.service\" (letters, digits, . _ - @ : \\x; no . or "
+          ".. parts)");
+    if (auto n = r->get("template")) {
+      auto b = n->value_exact<bool>();
+      if (!b) return Error::bad_request("config: runtimes.template: expected true or false");
+      c.runtimes.template_on = *b;
+    }
   } else if (root.contains("runtimes")) {
     return Error::bad_request("config: runtimes: expected a table");
   }
@@ -273,7 +305,7 @@ Result<Config> parse_config(std::string_view text) {
           w.check_keys(*t, p,
                        {"display_name", "memory", "cpus", "gpus", "pids", "disk", "idle_timeout",
                         "max_lifetime", "network", "seccomp", "backend", "partition", "account",
-                        "qos", "constraint", "sbatch_options"}) &&
+                        "qos", "constraint", "sbatch_options", "preload"}) &&
           w.string(*t, p, "display_name", rt.display_name) &&
           w.size(*t, p, "memory", rt.memory_bytes) && w.integer(*t, p, "gpus", rt.gpus, 0, 64) &&
           w.integer(*t, p, "pids", rt.pids, 0, 1 << 22) && w.size(*t, p, "disk", rt.disk_bytes) &&
@@ -330,6 +362,21 @@ Result<Config> parse_config(std::string_view text) {
           if (!v || v->empty() || v->size() > 1024)
             return Error::bad_request("config: " + p + "sbatch_options: invalid entry");
           rt.slurm.sbatch_options.push_back(*v);
+        }
+      }
+      if (auto* pl = t->get("preload")) {
+        auto* arr = pl->as_array();
+        if (!arr || arr->size() > 64)
+          return Error::bad_request("config: " + p + "preload: expected a list of module names");
+        rt.preload.clear();
+        for (auto& item : *arr) {
+          auto v = item.value_exact<std::string>();
+          bool valid = v && !v->empty() && v->size() <= 128 && (*v)[0] != '.';
+          for (char ch : v ? *v : std::string())
+            valid =
+                valid && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.');
+          if (!valid) return Error::bad_request("config: " + p + "preload: invalid module name");
+          rt.preload.push_back(*v);
         }
       }
       if (rt.backend == Backend::kSlurm) {

@@ -65,6 +65,9 @@ struct RuntimeType {
   SeccompMode seccomp = SeccompMode::kDefault;
   Backend backend = Backend::kLocal;
   SlurmJobOptions slurm;  //!< backend == kSlurm only (`gpus` then stays 0: Slurm allocates GPUs)
+  //! Modules the runtime template imports before forking this type's kernels
+  //! (`preload`; ipykernel's own stack is always imported). Local backend only.
+  std::vector<std::string> preload = {"numpy", "pandas", "matplotlib", "torch"};
 };
 
 //! [slurm]: the cluster that `backend = "slurm"` runtime types run on.
@@ -93,6 +96,14 @@ struct RuntimesSection {
   int warm_pool = 0;     //!< ready spare runtimes per user and type
   int max_per_user = 0;  //!< 0: unlimited
   int max_gpu_per_user = 1;
+  //! cgroup v2: the cgroup (path from the hierarchy's root, e.g.
+  //! "/system.slice/skylab-runtimes.service") under which runtimes' cgroups
+  //! are made, instead of below the server's own; its controllers must be
+  //! enabled for children (`skylab cgroup-hold`, docs/operations.md). "": own.
+  std::string cgroup_parent;
+  //! `template`: start kernels of the default python3 kernelspec by forking a
+  //! pre-imported template into their sandbox (runtime/template.hpp).
+  bool template_on = false;
 };
 
 //! [accounts]: optional self sign-up, off by default.

@@ -140,7 +140,7 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(
     const std::vector<int>& gpus, const std::vector<std::string>& command) {
   if (cgroup_mode_ == CgroupMode::kNone)
     return Error::unavailable("terminals need cgroups on this machine");
-  auto cg = Cgroup::open(cgroup_mode_, "skylab-" + kernel_id);
+  auto cg = Cgroup::open(cgroup_mode_, "skylab-" + kernel_id, opts_.config.runtimes.cgroup_parent);
   if (cg.dirs().empty()) return Error::not_found("this runtime has no sandbox on this machine");
   auto uid = uid_for(owner);
   if (!uid.ok()) return uid.error();
@@ -158,6 +158,39 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(
   argv.emplace_back("--");
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;
+}
+
+Result<SandboxHandle> open_sandbox(const std::vector<std::string>& cgroups,
+                                   const std::string& bwrap, double wait_s, int poll_ms) {
+  struct stat init_exe {};
+  if (::stat(bwrap.c_str(), &init_exe) != 0)
+    return Error::internal("cannot find bubblewrap: " + std::string(std::strerror(errno)));
+  std::string pid;
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
+  for (;;) {
+    pid = find_init(cgroups, init_exe);
+    if (!pid.empty() && sandbox_ready(cgroups, pid, init_exe)) break;
+    if (std::chrono::steady_clock::now() >= until) {
+      pid.clear();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+  if (pid.empty()) return Error::unavailable("the runtime's sandbox is not running");
+  SandboxHandle h;
+  for (const char* k : kSandboxNamespaces) {
+    safe_fs::UniqueFd fd(::open(("/proc/" + pid + "/ns/" + k).c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return Error::internal("cannot open the runtime's namespaces");
+    h.ns.push_back(std::move(fd));
+  }
+  h.root = safe_fs::UniqueFd(
+      ::open(("/proc/" + pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (h.root.get() < 0) return Error::internal("cannot open the runtime's root");
+  // The pid could have been reused between finding and opening: it must still be that init.
+  if (find_init(cgroups, init_exe) != pid)
+    return Error::unavailable("the runtime's sandbox went away");
+  return h;
 }
 
 int sandbox_enter_main(const std::vector<std::string>& args) {
@@ -229,41 +262,13 @@ int sandbox_enter_main(const std::vector<std::string>& args) {
     }
   }
 
-  struct stat init_exe {};
-  if (::stat(bwrap.c_str(), &init_exe) != 0) fail("cannot find bubblewrap");
-  std::string pid;
-  auto until = std::chrono::steady_clock::now() +
-               std::chrono::milliseconds(static_cast<long>(wait_s * 1000));
-  for (;;) {
-    pid = find_init(cgroups, init_exe);
-    if (!pid.empty() && sandbox_ready(cgroups, pid, init_exe)) break;
-    if (std::chrono::steady_clock::now() >= until) {
-      pid.clear();
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (pid.empty()) {
-    std::fputs("skylab sandbox-enter: the runtime's sandbox is not running\r\n", stderr);
+  auto sandbox = open_sandbox(cgroups, bwrap, wait_s, 50);
+  if (!sandbox.ok()) {
+    std::fprintf(stderr, "skylab sandbox-enter: %s\r\n", sandbox.error().message.c_str());
     return 125;
   }
-  // Namespaces in the order that needs the most privilege last: the mount
-  // namespace (and root) after everything read from the host.
-  const char* kinds[] = {"ipc", "uts", "net", "cgroup", "pid", "mnt"};
-  std::vector<safe_fs::UniqueFd> ns;
-  for (const char* k : kinds) {
-    safe_fs::UniqueFd fd(::open(("/proc/" + pid + "/ns/" + k).c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) fail("cannot open the runtime's namespaces");
-    ns.push_back(std::move(fd));
-  }
-  safe_fs::UniqueFd root(
-      ::open(("/proc/" + pid + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (root.get() < 0) fail("cannot open the runtime's root");
-  // The pid could have been reused between finding and opening: it must still be that init.
-  if (find_init(cgroups, init_exe) != pid) {
-    std::fputs("skylab sandbox-enter: the runtime's sandbox went away\r\n", stderr);
-    return 125;
-  }
+  auto& ns = sandbox->ns;
+  auto& root = sandbox->root;
   for (auto& d : cgroups) {
     safe_fs::UniqueFd f(::open((d + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
     std::string self = std::to_string(::getpid());

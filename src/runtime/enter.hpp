@@ -7,7 +7,30 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
+#include "common/safe_fs.hpp"
+
 namespace skylab::runtime {
+
+//! The namespaces setns() joins, in the order it must join them (the mount
+//! namespace, which needs the most privilege, last).
+inline constexpr const char* kSandboxNamespaces[] = {"ipc", "uts", "net", "cgroup", "pid", "mnt"};
+
+//! A running sandbox opened from outside: its init's namespaces (in
+//! kSandboxNamespaces order) and its root directory (O_PATH), O_CLOEXEC.
+struct SandboxHandle {
+  std::vector<safe_fs::UniqueFd> ns;
+  safe_fs::UniqueFd root;
+};
+
+//! Finds the sandbox in `cgroups` by the only trustworthy process there,
+//! bubblewrap's init (see sandbox_enter_main), waits until it has started
+//! its program (the mounts are done), checking every `poll_ms`, for at most
+//! `wait_s` seconds, and opens its namespaces and root. Unavailable when
+//! there is no such sandbox (in time); Internal when it cannot be opened.
+//! Root only. Does not join anything.
+Result<SandboxHandle> open_sandbox(const std::vector<std::string>& cgroups,
+                                   const std::string& bwrap, double wait_s, int poll_ms);
 
 //! `skylab sandbox-enter --cgroup DIR... --uid U --gid G [--seccomp default]
 //! [--setenv K V]... [--bwrap PATH] [--wait S] -- PROGRAM ARGS...` (internal; run as root by

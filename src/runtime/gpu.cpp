@@ -4,27 +4,27 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
 
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/subprocess.hpp"
 
 namespace skylab::runtime {
 
 namespace {
 
-// Runs a command and returns its stdout ("" on failure).
-std::string capture(const char* cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd, "r");
-  if (!p) return out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  if (::pclose(p) != 0) return "";
-  return out;
+// Runs nvidia-smi with `args` and returns its stdout ("" on failure).
+std::string smi(std::vector<std::string> args) {
+  subprocess::Spec spec;
+  spec.argv = {"nvidia-smi"};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  auto r = subprocess::run(spec, std::chrono::seconds(30), std::size_t{1} << 20);
+  if (!r.ok() || r->timed_out || subprocess::exit_code(r->status) != 0) return "";
+  return std::move(r->out);
 }
 
 std::vector<std::string> split_csv(const std::string& line) {
@@ -79,9 +79,8 @@ std::vector<Gpu> nvml_gpus() {
 
 std::vector<Gpu> smi_gpus() {
   std::vector<Gpu> out;
-  std::string text = capture(
-      "nvidia-smi --query-gpu=index,name,uuid,memory.total --format=csv,noheader,nounits "
-      "2>/dev/null");
+  std::string text =
+      smi({"--query-gpu=index,name,uuid,memory.total", "--format=csv,noheader,nounits"});
   std::stringstream ss(text);
   std::string line;
   while (std::getline(ss, line)) {
@@ -128,9 +127,8 @@ std::vector<std::string> gpu_device_nodes(const std::vector<int>& indices) {
 
 std::vector<GpuUsage> gpu_usage() {
   std::vector<GpuUsage> out;
-  std::string text = capture(
-      "nvidia-smi --query-gpu=index,utilization.gpu,memory.used,memory.total "
-      "--format=csv,noheader,nounits 2>/dev/null");
+  std::string text = smi({"--query-gpu=index,utilization.gpu,memory.used,memory.total",
+                          "--format=csv,noheader,nounits"});
   std::stringstream ss(text);
   std::string line;
   while (std::getline(ss, line)) {

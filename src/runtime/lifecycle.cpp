@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
-#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 
@@ -43,28 +42,12 @@ LifecycleMonitor::~LifecycleMonitor() {
 }
 
 void LifecycleMonitor::start() {
-  thread_ = std::thread([this] {
-    MutexLock lock(mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      try {
-        tick();
-      } catch (const std::exception& e) {
-        log::error(std::string("runtime lifecycle: ") + e.what());
-      }
-      lock.lock();
-      cv_.wait_for(lock, std::chrono::seconds(1), [this]() REQUIRES(mutex_) { return stopping_; });
-    }
-  });
+  worker_ =
+      std::make_unique<Periodic>("runtime lifecycle", std::chrono::seconds(1), [this] { tick(); });
 }
 
 void LifecycleMonitor::stop() {
-  {
-    MutexLock lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (worker_) worker_->stop();
 }
 
 namespace {

@@ -8,9 +8,8 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
-#include "common/mutex.hpp"
+#include "common/periodic.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
@@ -85,10 +84,7 @@ class LifecycleMonitor {
   std::function<TimePoint()> now_;
   std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap_;
   std::map<std::string, Tracked> tracked_;  // touched only by tick()
-  Mutex mutex_;
-  CondVar cv_;
-  bool stopping_ GUARDED_BY(mutex_) = false;
-  std::thread thread_;
+  std::unique_ptr<Periodic> worker_;        // calls tick(); set by start()
 };
 
 }  // namespace skylab::runtime

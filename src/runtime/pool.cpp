@@ -8,14 +8,13 @@
 
 namespace skylab::runtime {
 
-using SteadyClock = std::chrono::steady_clock;
-
 WarmPool::WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config,
-                   std::function<bool(const std::string&)> user_enabled)
+                   std::function<bool(const std::string&)> user_enabled, const skylab::Clock& clock)
     : kernels_(std::move(kernels)),
       config_(std::move(config)),
       user_enabled_(std::move(user_enabled)),
-      size_(config_.runtimes.warm_pool) {}
+      size_(config_.runtimes.warm_pool),
+      clock_(clock) {}
 
 WarmPool::~WarmPool() {
   stop();
@@ -42,10 +41,10 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
     MutexLock lock(mutex_);
     if (stopping_) return std::nullopt;
     auto& e = entries_[key];
-    e.last_used = SteadyClock::now();
+    e.last_used = clock_.now();
     ids = e.spares;
+    if (worker_) worker_->wake();  // refill (or start filling) in the background
   }
-  cv_.notify_all();  // refill (or start filling) in the background
   if (ids.empty()) return std::nullopt;
   std::map<std::string, kernel::KernelState> state;
   for (auto& k : kernels_->list(true))
@@ -135,7 +134,7 @@ void WarmPool::tick() {
       (k.spare ? spare_starting : user_starting) = true;
     all[k.id] = std::move(k);
   }
-  auto now = SteadyClock::now();
+  auto now = clock_.now();
   std::vector<std::string> drop;
   std::set<std::string> owners;
   std::optional<Key> fill;
@@ -203,33 +202,23 @@ void WarmPool::tick() {
 
 void WarmPool::start() {
   if (size_ <= 0) return;
-  thread_ = std::thread([this] {
-    MutexLock lock(mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      try {
-        tick();
-      } catch (const std::exception& e) {
-        log::error(std::string("warm pool: ") + e.what());
-      }
-      lock.lock();
-      cv_.wait_for(lock, std::chrono::milliseconds(500),
-                   [this]() REQUIRES(mutex_) { return stopping_; });
-    }
-  });
+  MutexLock lock(mutex_);
+  if (stopping_ || worker_) return;
+  worker_ = std::make_unique<Periodic>(
+      "warm pool", std::chrono::milliseconds(500), [this] { tick(); }, clock_);
 }
 
 void WarmPool::stop() {
   std::vector<std::string> ids;
   {
     MutexLock lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
-    stopping_ = true;
+    if (stopped_) return;
+    stopping_ = stopped_ = true;
     for (auto& [_, e] : entries_) ids.insert(ids.end(), e.spares.begin(), e.spares.end());
     entries_.clear();
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  // worker_ is set only under mutex_ and only before stopping_; from here on it does not change.
+  if (worker_) worker_->stop();
   // Spares started by a tick that raced with stop are caught by list(true).
   for (auto& k : kernels_->list(true))
     if (k.spare && std::find(ids.begin(), ids.end(), k.id) == ids.end()) ids.push_back(k.id);

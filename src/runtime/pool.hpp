@@ -15,11 +15,12 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
+#include "common/periodic.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
@@ -28,8 +29,10 @@ namespace skylab::runtime {
 class WarmPool {
  public:
   //! `user_enabled(name)`: false for users whose spares must go (disabled).
+  //! `clock` (outlives the pool) times the ticks and the keys' last use.
   WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config,
-           std::function<bool(const std::string& user)> user_enabled = {});
+           std::function<bool(const std::string& user)> user_enabled = {},
+           const skylab::Clock& clock = real_clock());
   //! Stops the thread and shuts every spare down.
   ~WarmPool();
 
@@ -39,7 +42,7 @@ class WarmPool {
   //! Claims a spare of `owner` for `type` ("" = default) and `spec`, ready
   //! ones first; nullopt when there is none (the caller starts a kernel).
   //! Either way records the use, so the pool (re)fills for this key in the
-  //! background. Thread-safe.
+  //! background: the pool's next tick runs at once. Thread-safe.
   std::optional<kernel::KernelModel> take(const std::string& owner, const std::string& type,
                                           const std::string& spec);
   //! Spares of `owner` ready for `type` now.
@@ -47,6 +50,7 @@ class WarmPool {
   //! Shuts down `owner`'s spares and forgets their keys (account disabled).
   void release_user(const std::string& owner);
 
+  //! Starts ticking (every 500 ms, and early after a take()); no-op for size 0.
   void start();
   //! Stops refilling and shuts every spare down (bounded wait).
   void stop();
@@ -54,12 +58,14 @@ class WarmPool {
   //! not started a runtime for the type's idle timeout; starts at most one
   //! new spare where a key is short (tests may call it).
   void tick();
+  //! Ticks the started worker has finished (tests; call after start()).
+  std::uint64_t worker_ticks() const { return worker_ ? worker_->runs() : 0; }
 
  private:
   using Key = std::tuple<std::string, std::string, std::string>;  // owner, type, spec
   struct Entry {
     std::vector<std::string> spares;  // kernel ids, oldest first
-    std::chrono::steady_clock::time_point last_used;
+    skylab::Clock::SteadyPoint last_used;
   };
   std::string type_name(const std::string& type) const;
   bool poolable(const std::string& type) const;
@@ -69,12 +75,13 @@ class WarmPool {
   Config config_;
   std::function<bool(const std::string&)> user_enabled_;
   int size_;
+  const skylab::Clock& clock_;
 
   mutable Mutex mutex_;
   std::map<Key, Entry> entries_ GUARDED_BY(mutex_);
   bool stopping_ GUARDED_BY(mutex_) = false;
-  CondVar cv_;
-  std::thread thread_;
+  bool stopped_ GUARDED_BY(mutex_) = false;  // stop() has run
+  std::unique_ptr<Periodic> worker_;         // calls tick(); set by start(), kept until destruction
 };
 
 }  // namespace skylab::runtime

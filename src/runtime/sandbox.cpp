@@ -3,10 +3,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -28,9 +30,11 @@
 #include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
+#include "runtime/cgroup_v2.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
+#include "runtime/template.hpp"
 
 namespace skylab::runtime {
 
@@ -208,7 +212,14 @@ CgroupMode Cgroup::detect() {
   return CgroupMode::kNone;
 }
 
-Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
+namespace {
+// Where runtimes' v2 cgroups go: /sys/fs/cgroup + (cgroup_parent or the server's own) + /skylab.
+std::string v2_runtimes_dir(const std::string& v2_parent) {
+  return "/sys/fs/cgroup" + (v2_parent.empty() ? own_cgroup("") : v2_parent) + "/skylab";
+}
+}  // namespace
+
+Cgroup Cgroup::open(CgroupMode mode, const std::string& name, const std::string& v2_parent) {
   Cgroup c;
   c.mode_ = mode;
   std::error_code ec;
@@ -225,7 +236,9 @@ Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
       if (std::string(ctrl) == "pids") c.pids_dir_ = dir;
     }
   } else if (mode == CgroupMode::kV2) {
-    std::string dir = "/sys/fs/cgroup" + own_cgroup("") + "/skylab/" + name;
+    std::string dir = v2_runtimes_dir(v2_parent) + "/" + name;
+    // A runtime started before cgroup_parent was set lives below the server's own cgroup.
+    if (!v2_parent.empty() && !fs::is_directory(dir, ec)) dir = v2_runtimes_dir("") + "/" + name;
     if (fs::is_directory(dir, ec)) {
       c.dirs_.push_back(dir);
       c.memory_dir_ = c.pids_dir_ = dir;
@@ -234,7 +247,8 @@ Cgroup Cgroup::open(CgroupMode mode, const std::string& name) {
   return c;
 }
 
-Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const RuntimeType& type) {
+Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const RuntimeType& type,
+                              const std::string& v2_parent) {
   Cgroup c;
   c.mode_ = mode;
   if (mode == CgroupMode::kV1) {
@@ -270,13 +284,19 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
       c.dirs_.push_back(real);
     }
   } else if (mode == CgroupMode::kV2) {
-    std::string base = "/sys/fs/cgroup" + own_cgroup("");
-    std::string parent = base + "/skylab";
+    std::string parent = v2_runtimes_dir(v2_parent);
+    std::string base = parent.substr(0, parent.size() - std::string("/skylab").size());
+    std::error_code ec;
+    if (!v2_parent.empty() && !fs::is_directory(base, ec))
+      return Error::unavailable("the runtimes' cgroup " + v2_parent +
+                                " ([runtimes] cgroup_parent) does not exist; is "
+                                "skylab-runtimes.service running?");
     ::mkdir(parent.c_str(), 0755);
-    // Delegation needs the controllers enabled on the way down; this fails
-    // harmlessly where the server's cgroup also holds processes.
-    write_file(base + "/cgroup.subtree_control", "+memory +pids +cpu");
-    write_file(parent + "/cgroup.subtree_control", "+memory +pids +cpu");
+    // Delegation needs the controllers enabled on the way down. The kernel
+    // refuses that below a cgroup that holds processes: the server's own one
+    // under systemd (hence cgroup_parent and `skylab cgroup-hold`).
+    enable_controllers(base);
+    enable_controllers(parent);
     std::string dir = parent + "/" + name;
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
       log::warn("runtime: cannot create cgroup " + dir + ": " + std::strerror(errno));
@@ -428,7 +448,9 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   if (::geteuid() == 0) {
     // bwrap runs privileged; our helper drops to the user's uid inside.
     a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid),
-                       "--gid", std::to_string(p.gid), "--"});
+                       "--gid", std::to_string(p.gid)});
+    if (p.hold) a.push_back("--hold");
+    a.push_back("--");
   }
   a.insert(a.end(), command.begin(), command.end());
   return a;
@@ -453,11 +475,47 @@ bool SandboxLauncher::available(const std::string& bwrap) {
 SandboxLauncher::SandboxLauncher(SandboxOptions options)
     : opts_(std::move(options)), cgroup_mode_(Cgroup::detect()) {
   volumes_ = std::make_unique<UserVolumes>(opts_.data_dir, opts_.config.drive.quota_bytes);
+  bool template_on = opts_.template_on;
+  if (const char* e = std::getenv("SKYLAB_RUNTIME_TEMPLATE"); e && *e && !opts_.die_with_parent)
+    template_on = std::string(e) != "0";  // operators and tests: overrides [runtimes] template
+  std::string script = opts_.python_dir + "/skylab/template.py";
+  if (template_on && ::geteuid() == 0 && cgroup_mode_ != CgroupMode::kNone &&
+      ::access(script.c_str(), R_OK) == 0) {
+    RuntimeTemplates::Options to;
+    to.python = opts_.template_python;
+    to.script = script;
+    to.run_dir = opts_.data_dir + "/run";
+    for (auto& [name, type] : opts_.config.types)
+      if (type.backend == Backend::kLocal) to.preload[name] = type.preload;
+    templates_ = std::make_unique<RuntimeTemplates>(std::move(to));
+    templates_->start();
+  } else {
+    log::info(std::string("runtime template: off") +
+              (template_on ? " (needs root, cgroups and python/skylab/template.py)" : ""));
+  }
   log::info(std::string("runtime: bubblewrap sandboxes, cgroups ") +
             (cgroup_mode_ == CgroupMode::kV2   ? "v2"
              : cgroup_mode_ == CgroupMode::kV1 ? "v1"
                                                : "unavailable"));
+  if (cgroup_mode_ == CgroupMode::kV2) {
+    // Say at start whether runtimes' memory limits can apply (they cannot below
+    // a cgroup that holds the server itself: systemd without cgroup_parent).
+    const std::string& parent = opts_.config.runtimes.cgroup_parent;
+    std::string base = parent.empty() ? own_cgroup("") : parent;
+    auto offered = offered_controllers("/sys/fs/cgroup" + base);
+    auto enabled = enable_controllers("/sys/fs/cgroup" + base);
+    std::string where = base.empty() ? "/" : base;
+    if (enabled.size() < offered.size())
+      log::warn("runtime: cgroup v2 controllers cannot be enabled below " + where +
+                " (it holds processes): runtimes' memory, cpus and pids limits will not apply; "
+                "under systemd set [runtimes] cgroup_parent (docs/operations.md)");
+    else if (std::find(enabled.begin(), enabled.end(), "memory") == enabled.end())
+      log::warn("runtime: the memory controller is not delegated to " + where +
+                ": runtimes' memory limits will not apply");
+  }
 }
+
+SandboxLauncher::~SandboxLauncher() = default;
 
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
@@ -622,8 +680,15 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
   plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
   plan.gpu_devices = gpu_device_nodes(spec.gpus);
+  // The template serves the default python3 kernelspec only; anything else
+  // (another kernelspec, no template ready yet) starts as it always did.
+  std::string template_socket;
+  if (templates_ && ::geteuid() == 0 && template_can_serve(spec.argv, templates_->python()))
+    template_socket = templates_->socket_for(type_name);
+  plan.hold = !template_socket.empty();
 
-  auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type);
+  auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type,
+                           opts_.config.runtimes.cgroup_parent);
   if (!cg.ok()) return cg.error();
   {
     MutexLock lock(mutex_);
@@ -645,6 +710,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
   if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
   if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
+  if (plan.hold) argv.insert(argv.end(), {"--template", template_socket});
   auto inner = bwrap_args(opts_, plan, spec.argv);
   // bwrap's options (host paths) go through a memfd; its command stays in argv.
   for (std::size_t i = 2; i < inner.size(); ++i) {
@@ -662,11 +728,12 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
 }
 
 void SandboxLauncher::kill_all(const std::string& kernel_id, pid_t pid) {
-  Cgroup::open(cgroup_mode_, cgroup_name(kernel_id)).kill_all();
+  Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent)
+      .kill_all();
 }
 
 std::string SandboxLauncher::death_reason(const std::string& kernel_id) {
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   if (!cg.oom_killed()) return {};
   std::string type_name;
   {
@@ -681,7 +748,7 @@ std::string SandboxLauncher::death_reason(const std::string& kernel_id) {
 }
 
 void SandboxLauncher::cleanup(const std::string& kernel_id) {
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   cg.kill_all();
   cg.destroy();
   std::error_code ec;
@@ -718,7 +785,7 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
   }
   if (type_name.empty()) type_name = opts_.config.runtimes.default_type;
   auto t = opts_.config.types.find(type_name);
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id));
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   u.known = true;
   u.memory_used = cg.memory_current();
   u.cpu_seconds = cg.cpu_seconds();
@@ -817,7 +884,49 @@ struct SuperviseOptions {
   std::string state_file;     // root-owned; its lifetime_deadline wins when readable
   std::int64_t grace = 0;
   std::vector<std::string> cgroups;
+  std::string template_socket;  // --template: fork the kernel from this template
 };
+
+// The supervisor's side of a held sandbox: waits for the holder ('r'),
+// opens the sandbox, asks the template to fork the kernel into it, and
+// tells the holder 'k' (then keeps `hold` open until the kernel exits) or
+// 'f' (fall back: the holder runs Python itself). Never fails the runtime.
+void start_from_template(const std::vector<std::string>& command, const SuperviseOptions& o,
+                         int hold) {
+  auto fallback = [hold](const std::string& why) {
+    std::fprintf(stderr, "skylab sandbox-exec: starting the kernel without the template: %s\n",
+                 why.c_str());
+    (void)!::write(hold, "f", 1);
+    ::close(hold);
+  };
+  pollfd pf{hold, POLLIN, 0};
+  char c = 0;
+  if (::poll(&pf, 1, 30000) != 1 || ::read(hold, &c, 1) != 1 || c != 'r') {
+    ::close(hold);  // the holder is gone (or stuck): nothing to start
+    return;
+  }
+  auto req = parse_bwrap_command(command);
+  if (!req.ok()) return fallback(req.error().message);
+  req->cgroups = o.cgroups;
+  auto sandbox = open_sandbox(o.cgroups, command[0], 5, 1);
+  if (!sandbox.ok()) return fallback(sandbox.error().message);
+  auto pidfd = fork_from_template(o.template_socket, req.value(), sandbox.value(), kSeccompFd, 30);
+  if (!pidfd.ok()) return fallback(pidfd.error().message);
+  if (::write(hold, "k", 1) != 1) {
+    ::close(pidfd.value());
+    ::close(hold);
+    return;
+  }
+  // The holder (the sandbox's program, as bubblewrap and the server see it)
+  // lives as long as the forked kernel.
+  std::thread([fd = pidfd.value(), hold] {
+    pollfd p{fd, POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    ::close(fd);
+    ::close(hold);
+  }).detach();
+}
 
 // Runs `command` as a child and waits for it: the runtime's lifetime enforced
 // by the machine, not by the server. Returns the exit status to pass on.
@@ -827,6 +936,12 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd,
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
   ::sigprocmask(SIG_BLOCK, &set, &old);
+  int pair[2] = {-1, -1};
+  if (!o.template_socket.empty() &&
+      ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    std::perror("skylab sandbox-exec: socketpair");
+    return 126;
+  }
   pid_t child = ::fork();
   if (child < 0) {
     std::perror("skylab sandbox-exec: fork");
@@ -834,8 +949,14 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd,
   }
   if (child == 0) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    // The holder's end, inherited through bubblewrap (dup2 clears O_CLOEXEC).
+    if (pair[1] >= 0 && ::dup2(pair[1], kHoldFd) != kHoldFd) ::_exit(126);
     exec_command(command, args_fd);
     ::_exit(127);
+  }
+  if (pair[0] >= 0) {
+    ::close(pair[1]);
+    start_from_template(command, o, pair[0]);
   }
   bool expired = false;
   for (;;) {
@@ -895,7 +1016,7 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   std::string net, dns_forward, seccomp;
   std::vector<std::string> cgroups, command;
   SuperviseOptions sup;
-  bool supervised = false, die_with_parent = false;
+  bool supervised = false, die_with_parent = false, hold = false;
   std::size_t args_fd = 0;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--") {
@@ -904,6 +1025,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     }
     if (args[i] == "--die-with-parent") {
       die_with_parent = true;
+      continue;
+    }
+    if (args[i] == "--hold") {
+      hold = true;
       continue;
     }
     if (i + 1 >= args.size()) break;
@@ -919,6 +1044,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       else
         (args[i - 1] == "--deadline" ? sup.deadline : sup.grace) =
             std::strtoll(v.c_str(), nullptr, 10);
+      continue;
+    }
+    if (args[i] == "--template") {
+      sup.template_socket = args[++i];
       continue;
     }
     if (args[i] == "--uid")
@@ -977,6 +1106,28 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   if (uid >= 0) ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   if (uid >= 0) colab_drive_alias();
   sup.cgroups = cgroups;
+  if (!sup.template_socket.empty() && !supervised) {
+    std::fputs("skylab sandbox-exec: --template needs --deadline or --state\n", stderr);
+    return 2;
+  }
+  if (hold) {
+    // Never root inside: the holder has dropped to the user's uid above.
+    if (uid <= 0 || ::getuid() == 0 || ::geteuid() == 0) return 126;
+    if (::write(kHoldFd, "r", 1) != 1) return 125;
+    char c = 0;
+    ssize_t n;
+    while ((n = ::read(kHoldFd, &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (n == 1 && c == 'k') {
+      // A forked kernel runs in this sandbox: live until the supervisor says it exited.
+      ::signal(SIGTERM, SIG_DFL);
+      while ((n = ::read(kHoldFd, &c, 1)) != 0 && (n > 0 || errno == EINTR)) {
+      }
+      return 0;
+    }
+    if (n != 1 || c != 'f') return 125;
+    ::close(kHoldFd);
+  }
   if (supervised) return supervise(command, args_fd, sup);
   exec_command(command, args_fd);
   return 127;

@@ -28,10 +28,13 @@ class Cgroup {
   //! Detects the mode from /proc/self/cgroup and /sys/fs/cgroup.
   static CgroupMode detect();
   //! Creates (or reuses) the cgroup `name` below the server's own cgroup
-  //! and applies the type's limits. Dirs are empty when mode is kNone.
-  static Result<Cgroup> create(CgroupMode mode, const std::string& name, const RuntimeType& type);
+  //! (v2 with `v2_parent` "/a/b": below /sys/fs/cgroup/a/b instead, see
+  //! RuntimesSection::cgroup_parent) and applies the type's limits. Dirs are
+  //! empty when mode is kNone.
+  static Result<Cgroup> create(CgroupMode mode, const std::string& name, const RuntimeType& type,
+                               const std::string& v2_parent = "");
   //! Re-opens an existing cgroup by name (no limits applied).
-  static Cgroup open(CgroupMode mode, const std::string& name);
+  static Cgroup open(CgroupMode mode, const std::string& name, const std::string& v2_parent = "");
 
   //! Directories a process must write its pid into (cgroup.procs).
   const std::vector<std::string>& dirs() const { return dirs_; }
@@ -64,6 +67,11 @@ struct SandboxOptions {
   //! The sandbox dies with the process that launched it (`skylab run`);
   //! false for `skylab serve`, whose runtimes survive a server restart.
   bool die_with_parent = false;
+  //! Start kernels of the default python3 kernelspec by forking the runtime
+  //! template (runtime/template.hpp) when it is ready; false: always today's
+  //! path. ([runtimes] template; `skylab run` keeps today's path.)
+  bool template_on = false;
+  std::string template_python = "/usr/bin/python3";
 };
 
 //! Where a sandbox sees its (read-only) runtime state directory.
@@ -81,14 +89,23 @@ struct SandboxPlan {
   std::string
       dns_forward;  //!< non-empty: /etc/resolv.conf from kResolvConfFd ("nameserver <this>")
   std::map<std::string, std::string> env;
+  //! The inner sandbox-exec holds (`--hold`, fd kHoldFd) instead of running
+  //! the command: the supervisor forks a kernel from the template into the sandbox.
+  bool hold = false;
 };
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
                                     const std::vector<std::string>& command);
+
+class RuntimeTemplates;
 
 //! kernel::Launcher that runs kernels in bubblewrap. Thread-safe.
 class SandboxLauncher : public kernel::Launcher {
  public:
   explicit SandboxLauncher(SandboxOptions options);
+  ~SandboxLauncher() override;
+
+  //! The runtime templates (null when template_on is false or they cannot run here).
+  RuntimeTemplates* templates() { return templates_.get(); }
 
   //! True when bubblewrap can create a sandbox on this machine.
   static bool available(const std::string& bwrap);
@@ -146,6 +163,7 @@ class SandboxLauncher : public kernel::Launcher {
   std::map<std::string, bool> disk_warned_
       GUARDED_BY(mutex_);  // runtime type -> limit-not-enforced logged
   std::unique_ptr<UserVolumes> volumes_;
+  std::unique_ptr<RuntimeTemplates> templates_;
   DriveLock drive_lock_ GUARDED_BY(mutex_);
   RuntimesRunning runtimes_running_ GUARDED_BY(mutex_);
 };
@@ -177,6 +195,13 @@ bool is_mount_point(const std::string& path);
 //! --args-count N: the first N of ARGS (bwrap's options) go to PROGRAM through
 //! a memfd (`--args FD`), so the sandbox's /proc/1/cmdline shows no host paths.
 //! --die-with-parent: PR_SET_PDEATHSIG(SIGKILL) (for `skylab run`).
+//! --template SOCK (supervised only; PROGRAM is bwrap with an inner `--hold`):
+//! once the holder in the sandbox has started, opens the sandbox (as
+//! sandbox-enter does) and asks the template at SOCK to fork the kernel into
+//! it; the holder then lives as long as that kernel. When the template
+//! cannot, the holder runs the command itself (today's path).
+//! --hold (the inner sandbox-exec, after dropping to U:G): talks to the
+//! supervisor on kHoldFd (runtime/template.hpp) instead of exec'ing at once.
 int sandbox_exec_main(const std::vector<std::string>& args);
 
 }  // namespace skylab::runtime

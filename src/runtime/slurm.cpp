@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include "common/log.hpp"
 #include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
+#include "common/subprocess.hpp"
 #include "common/util.hpp"
 #include "runtime/sandbox.hpp"
 
@@ -46,23 +46,9 @@ std::string trim(std::string s) {
 }
 
 // Root-only file, written whole (tmp + rename).
+//! Job files are the server's own (root, 0600) in its jobs directory.
 Status write_private(const fs::path& p, const std::string& data) {
-  auto tmp = p.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::internal("cannot write " + tmp + ": " + std::strerror(errno));
-  std::size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n <= 0) {
-      ::close(fd);
-      return Error::internal("cannot write " + tmp);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  ::fchmod(fd, 0600);
-  ::close(fd);
-  if (::rename(tmp.c_str(), p.c_str()) != 0) return Error::internal("cannot rename " + tmp);
-  return ok_status();
+  return safe_fs::write_file(p.string(), data, 0600, false);
 }
 
 bool valid_id(const std::string& id) {
@@ -87,64 +73,21 @@ bool uses_slurm(const Config& config) {
 
 Result<std::string> run_slurm(const SlurmContext& ctx, std::vector<std::string> argv,
                               int timeout_s) {
-  int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return Error::internal("pipe failed");
-  if (::pipe2(err, O_CLOEXEC) != 0) {
-    ::close(out[0]), ::close(out[1]);
-    return Error::internal("pipe failed");
-  }
-  std::vector<std::string> env_strings;
+  subprocess::Spec spec;
+  spec.env.emplace();
   for (char** e = environ; *e; ++e) {
     std::string kv(*e);
     if (kv.rfind("SLURM_CONF=", 0) == 0 && !ctx.config->slurm.conf.empty()) continue;
-    env_strings.push_back(kv);
+    spec.env->push_back(kv);
   }
-  if (!ctx.config->slurm.conf.empty())
-    env_strings.push_back("SLURM_CONF=" + ctx.config->slurm.conf);
-  std::vector<char*> av, ev;
-  for (auto& a : argv) av.push_back(a.data());
-  av.push_back(nullptr);
-  for (auto& e : env_strings) ev.push_back(e.data());
-  ev.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, av[0], &fa, nullptr, av.data(), ev.data());
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(out[1]), ::close(err[1]);
-  if (rc != 0) {
-    ::close(out[0]), ::close(err[0]);
-    return Error::unavailable("cannot run " + argv[0] + ": " + std::strerror(rc));
-  }
-  std::string o, e;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  bool open_o = true, open_e = true;
-  while ((open_o || open_e) && std::chrono::steady_clock::now() < deadline) {
-    pollfd p[2] = {{open_o ? out[0] : -1, POLLIN, 0}, {open_e ? err[0] : -1, POLLIN, 0}};
-    if (::poll(p, 2, 200) < 0 && errno != EINTR) break;
-    char buf[4096];
-    for (int i = 0; i < 2; ++i) {
-      if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = ::read(p[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        (i == 0 ? open_o : open_e) = false;
-        continue;
-      }
-      auto& s = i == 0 ? o : e;
-      if (s.size() < (8u << 20)) s.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  ::close(out[0]), ::close(err[0]);
-  if (open_o || open_e) ::kill(pid, SIGKILL);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (open_o || open_e) return Error::unavailable(argv[0] + " timed out");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return Error::unavailable(argv[0] + " failed: " + trim(e.substr(0, 1000)));
-  return o;
+  if (!ctx.config->slurm.conf.empty()) spec.env->push_back("SLURM_CONF=" + ctx.config->slurm.conf);
+  spec.argv = std::move(argv);
+  auto r = subprocess::run(spec, std::chrono::seconds(timeout_s));
+  if (!r.ok()) return Error::unavailable(r.error().message);
+  if (r->timed_out) return Error::unavailable(spec.argv[0] + " timed out");
+  if (!WIFEXITED(r->status) || WEXITSTATUS(r->status) != 0)
+    return Error::unavailable(spec.argv[0] + " failed: " + trim(r->err.substr(0, 1000)));
+  return std::move(r->out);
 }
 
 // ---- launcher ----

@@ -11,6 +11,7 @@
 
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
 
@@ -20,7 +21,6 @@ namespace {
 
 using sqlite::Stmt;
 
-constexpr int kSchemaVersion = 1;
 constexpr const char* kComponent = "usage";
 constexpr double kWeek = 7 * 24 * 3600.0;
 constexpr double kWriteEvery = 10;  // seconds between writes of a running runtime's last sighting
@@ -70,48 +70,16 @@ std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string&
 Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
                                                        QuotasSection quotas,
                                                        std::function<TimePoint()> now) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0)
-    ::close(fd);
-  else if (errno != EEXIST)
-    return Error::unavailable("cannot create " + path + ": " + std::strerror(errno));
   std::shared_ptr<UsageLedger> l(new UsageLedger());
   // Uncontended (not shared yet); held so that the analysis sees every access locked.
   MutexLock db_lock(l->db_mu_);
   MutexLock setup_lock(l->mu_);
   l->quotas_ = std::move(quotas);
   l->now_ = std::move(now);
-  if (sqlite3_open_v2(path.c_str(), &l->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK)
-    return db_error(l->db_, "open " + path);
-  sqlite3_busy_timeout(l->db_, 2000);
-  const char* setup =
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS auth_schema(component TEXT PRIMARY KEY, version INTEGER NOT "
-      "NULL);";
-  if (sqlite3_exec(l->db_, setup, nullptr, nullptr, nullptr) != SQLITE_OK)
-    return db_error(l->db_, "set up");
-  {
-    sqlite::Tx tx(l->db_);
-    if (!tx.ok()) return db_error(l->db_, "begin");
-    int version = 0;
-    {
-      Stmt q(l->db_, "SELECT version FROM auth_schema WHERE component = ?");
-      q.bind(1, std::string_view(kComponent));
-      if (q.step() == SQLITE_ROW) version = static_cast<int>(q.i64(0));
-    }
-    if (version > kSchemaVersion)
-      return Error::unavailable("the usage ledger was written by a newer Skylab (schema " +
-                                std::to_string(version) + ")");
-    if (version < kSchemaVersion) {
-      if (sqlite3_exec(l->db_, kSchemaV1, nullptr, nullptr, nullptr) != SQLITE_OK)
-        return db_error(l->db_, "create tables");
-      Stmt v(l->db_, "INSERT OR REPLACE INTO auth_schema(component, version) VALUES(?, ?)");
-      v.bind(1, std::string_view(kComponent)).bind(2, std::int64_t{kSchemaVersion});
-      if (v.step() != SQLITE_DONE) return db_error(l->db_, "record the schema version");
-    }
-    if (!tx.commit()) return db_error(l->db_, "commit");
-  }
+  if (auto st = sqlite::open(path, {}, &l->db_, db_error); !st.ok()) return st.error();
+  if (auto st = sqlite::migrate(l->db_, kComponent, "the usage ledger", {{1, kSchemaV1}}, db_error);
+      !st.ok())
+    return st.error();
   // Open records and those that can still count this week (a week and a day back).
   Stmt q(l->db_,
          "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
@@ -311,28 +279,13 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
   // The first look before anything is served: runtimes reattached after a
   // restart count as running at once, those gone are closed.
   sync(list(), gpus_of);
-  thread_ = std::thread([this, list = std::move(list), gpus_of = std::move(gpus_of)] {
-    MutexLock lock(tmu_);
-    while (!tstop_) {
-      lock.unlock();
-      try {
-        sync(list(), gpus_of);
-      } catch (const std::exception& e) {
-        log::error(std::string("usage ledger: ") + e.what());
-      }
-      lock.lock();
-      tcv_.wait_for(lock, std::chrono::seconds(1), [this]() REQUIRES(tmu_) { return tstop_; });
-    }
-  });
+  ticker_ = std::make_unique<Periodic>(
+      "usage ledger", std::chrono::seconds(1),
+      [this, list = std::move(list), gpus_of = std::move(gpus_of)] { sync(list(), gpus_of); });
 }
 
 void UsageLedger::stop() {
-  {
-    MutexLock lock(tmu_);
-    tstop_ = true;
-  }
-  tcv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (ticker_) ticker_->stop();
   // Runtimes outlive the server: their last sighting is now, to the second.
   MutexLock db_lock(db_mu_);
   std::vector<std::pair<std::string, Record>> open;

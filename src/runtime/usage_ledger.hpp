@@ -18,10 +18,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/mutex.hpp"
+#include "common/periodic.hpp"
 #include "common/result.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
@@ -118,10 +118,7 @@ class UsageLedger {
   std::map<std::string, Record> records_ GUARDED_BY(mu_);  // open ones and those of the last 8 days
   std::map<std::string, bool> admins_ GUARDED_BY(mu_);
 
-  Mutex tmu_;
-  CondVar tcv_;
-  bool tstop_ GUARDED_BY(tmu_) = false;
-  std::thread thread_;
+  std::unique_ptr<Periodic> ticker_;  // sync() once a second; set by start()
 };
 
 }  // namespace skylab::runtime

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -17,36 +16,14 @@
 #include "common/log.hpp"
 #include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
+#include "common/subprocess.hpp"
 #include "runtime/sandbox.hpp"
-
-extern char** environ;
 
 namespace skylab::runtime {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-//! Runs a program (stdout/stderr to /dev/null); its exit status, or -1.
-int run(const std::vector<std::string>& args) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return rc == ENOENT ? 127 : -1;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 bool empty_or_missing(const fs::path& dir) {
   std::error_code ec;
@@ -208,15 +185,15 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid,
                                            ",nodiscard,lazy_itable_init=1,lazy_journal_init=1"};
       if (quota_ < (1ull << 30)) mkfs.insert(mkfs.end(), {"-O", "^has_journal"});
       mkfs.push_back(image.string());
-      int rc = run(mkfs);
+      int rc = subprocess::run_quiet(mkfs);
       if (rc != 0) {
         ::unlink(image.c_str());
         return Error::unavailable(rc == 127 ? "mkfs.ext4 is not installed (e2fsprogs)"
                                             : "mkfs.ext4 failed");
       }
     }
-    if (run({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", image.string(),
-             vol.string()}) != 0)
+    if (subprocess::run_quiet({"mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable",
+                               image.string(), vol.string()}) != 0)
       return Error::unavailable("cannot loop-mount " + image.string() + " (no loop devices?)");
     mounted_.insert(user);
   }

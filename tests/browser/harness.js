@@ -41,23 +41,37 @@ async function startServer({ extraArgs = [], config = null, https = false } = {}
     fs.writeFileSync(path.join(dataDir, 'skylab.toml'), config);
     extraArgs = ['--config', path.join(dataDir, 'skylab.toml'), ...extraArgs];
   }
-  const log = fs.openSync(logPath, 'a');
-  const child = spawn(BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, ...extraArgs],
-    { env: { ...process.env, SKYLAB_ADMIN_TOKEN: token }, cwd: dataDir, stdio: ['ignore', log, log], detached: true });
-  fs.closeSync(log);
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
   const baseUrl = `${https ? 'https' : 'http'}://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    if (exited) throw new Error(`server exited: ${fs.readFileSync(logPath, 'utf8').slice(-3000)}`);
-    try {
-      const r = await fetch(`${baseUrl}/api`);
-      if (r.status === 200) break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error('server did not start');
-    await sleep(100);
-  }
+  let child = null;
+  let exited = null;
+  // Starts the server (again: same port, same data) and waits until it answers.
+  const launch = async () => {
+    const log = fs.openSync(logPath, 'a');
+    const c = spawn(BIN, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, ...extraArgs],
+      { env: { ...process.env, SKYLAB_ADMIN_TOKEN: token }, cwd: dataDir, stdio: ['ignore', log, log], detached: true });
+    fs.closeSync(log);
+    child = c;
+    exited = null;
+    c.on('exit', (code, signal) => { if (child === c) exited = { code, signal }; });
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      if (exited) throw new Error(`server exited: ${fs.readFileSync(logPath, 'utf8').slice(-3000)}`);
+      try {
+        const r = await fetch(`${baseUrl}/api`);
+        if (r.status === 200) break;
+      } catch { /* not yet */ }
+      if (Date.now() > deadline) throw new Error('server did not start');
+      await sleep(100);
+    }
+  };
+  const halt = async () => {
+    if (!exited) {
+      try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
+      for (let i = 0; i < 100 && !exited; i++) await sleep(100);
+      if (!exited) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  };
+  await launch();
   const server = {
     baseUrl, token, dataDir, logPath,
     url: p => baseUrl + p,
@@ -78,16 +92,24 @@ async function startServer({ extraArgs = [], config = null, https = false } = {}
       });
       return { status: r.status, json: r.headers.get('content-type')?.includes('json') ? await r.json() : null };
     },
+    /** Stops the server (SIGTERM: it saves what it holds) and starts it again on the same port and data. */
+    async restart() {
+      await halt();
+      await launch();
+    },
+    /** SIGKILLs the server: no save, no cleanup (restart() starts it again). */
+    async kill() {
+      if (!exited) {
+        try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+        for (let i = 0; i < 100 && !exited; i++) await sleep(50);
+      }
+    },
     async stop() {
       try {
         const r = await fetch(`${baseUrl}/api/kernels`, { headers: { Authorization: `token ${token}` } });
         if (r.ok) for (const k of await r.json()) await fetch(`${baseUrl}/api/kernels/${k.id}`, { method: 'DELETE', headers: { Authorization: `token ${token}` } }).catch(() => {});
       } catch { /* gone */ }
-      if (!exited) {
-        try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
-        for (let i = 0; i < 100 && !exited; i++) await sleep(100);
-        if (!exited) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-      }
+      await halt();
       if (!process.env.SKYLAB_TEST_KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -450,3 +450,88 @@ def test_a_deleted_cell_comes_back_in_place_with_outputs_and_metadata(srv):
                "the save with the outputs")
     x.close()
     y.close()
+
+
+def close_code(c):
+    """Reads frames until the server closes `c`; the close code (the socket's timeout: 30 s)."""
+    while True:
+        try:
+            c.recv()
+        except ConnectionError as e:
+            return int(str(e).split()[1])
+
+
+def test_silent_clients_are_closed_at_once_when_a_share_ends_or_changes(srv):
+    """A viewer that never sends keeps no live view after a revoke: the server
+    closes its socket at once (4403); an editor turned viewer is closed with
+    4001 (it reconnects read-only); an owner disabled ends every share."""
+    owner, otok = user(srv, "silent")
+    names = {}
+    for role in ("viewer", "editor", "other"):
+        names[role] = user(srv, "s" + role)
+    a = Client(srv, token_session(otok))
+    path = "silent-%s.ipynb" % secrets.token_hex(3)
+    a.put_nb(path, notebook(("s1", "x")))
+    sid = {}
+    for role, (name, _) in names.items():
+        r = a.req("POST", "/api/skylab/shares",
+                  json={"path": path, "user": name, "role": "editor" if role == "editor" else "viewer"})
+        assert r.status_code == 201, r.text
+        sid[role] = r.json()["id"]
+    conns = {role: Collab(srv, names[role][1], share=sid[role]) for role in names}
+    assert conns["editor"].init["writable"] and not conns["viewer"].init["writable"]
+
+    assert a.req("DELETE", "/api/skylab/shares/" + sid["viewer"]).status_code == 204
+    assert close_code(conns["viewer"]) == 4403
+    # Sharing again with another role changes the role: the editor is closed and comes back as a viewer.
+    r = a.req("POST", "/api/skylab/shares", json={"path": path, "user": names["editor"][0], "role": "viewer"})
+    assert r.status_code == 201 and r.json()["id"] == sid["editor"], r.text
+    assert close_code(conns["editor"]) == 4001
+    again = Collab(srv, names["editor"][1], share=sid["editor"])
+    assert again.init["writable"] is False
+    # The owner's account disabled (by an administrator): every share of theirs ends.
+    r = srv.http.patch(srv.url("/api/skylab/users/" + owner), json={"disabled": True}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert close_code(conns["other"]) == 4403
+    assert close_code(again) == 4403
+    srv.http.patch(srv.url("/api/skylab/users/" + owner), json={"disabled": False}, timeout=30)
+
+
+def test_deleting_the_last_cell_gives_everyone_the_same_blank_cell(srv):
+    """A notebook always has a cell: when deletes empty it (here two clients
+    each delete one of the last two cells at once), the server sequences a
+    blank code cell's insert right after, which every client and the file get."""
+    _, tok = user(srv, "last")
+    c = Client(srv, token_session(tok))
+    path = "last-%s.ipynb" % secrets.token_hex(3)
+    c.put_nb(path, notebook(("l1", "one"), ("l2", "two")))
+    p = Collab(srv, tok, path=path)
+    q = Collab(srv, tok, path=path)
+    p.send({"t": "op", "rid": 1, "op": {"kind": "delete", "id": "l1"}})
+    q.send({"t": "op", "rid": 1, "op": {"kind": "delete", "id": "l2"}})
+    seen = []
+    for x in (p, q):
+        ops = []
+        while len(ops) < 3:
+            m = x.wait(lambda m: m["t"] == "op", "an op")
+            ops.append(m)
+        assert sorted(o["op"].get("id", "") for o in ops[:2]) == ["l1", "l2"]
+        ins = ops[2]
+        assert ins["client"] == 0 and ins["op"]["kind"] == "insert" and ins["op"]["after"] is None
+        assert ins["op"]["cell"]["cell_type"] == "code" and ins["op"]["cell"]["source"] == ""
+        assert [o["sv"] for o in ops] == sorted(o["sv"] for o in ops)
+        seen.append(ins["op"]["cell"]["id"])
+    assert seen[0] == seen[1]
+    live = c.live(path)
+    assert [x["id"] for x in live["cells"]] == [seen[0]] and "".join(live["cells"][0]["source"]) == ""
+    wait_until(lambda: [x["id"] for x in c.disk(path)["cells"]] == [seen[0]], "the save")
+    # A later joiner gets the same notebook; deleting the blank one again gives another.
+    r = Collab(srv, tok, path=path)
+    assert [x["id"] for x in r.init["nb"]["cells"]] == [seen[0]]
+    r.send({"t": "op", "rid": 7, "op": {"kind": "delete", "id": seen[0]}})
+    r.wait(lambda m: m["t"] == "op" and m.get("rid") == 7)
+    fresh = r.wait(lambda m: m["t"] == "op" and m["op"]["kind"] == "insert")
+    assert fresh["op"]["cell"]["id"] != seen[0]
+    assert [x["id"] for x in c.live(path)["cells"]] == [fresh["op"]["cell"]["id"]]
+    for x in (p, q, r):
+        x.close()

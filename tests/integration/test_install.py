@@ -57,8 +57,16 @@ def test_make_install_lays_out_the_files(destdir):
     assert not list((pre / "lib/skylab/python").rglob("__pycache__"))
     assert (pre / "share/doc/skylab/configuration.md").is_file()
     unit = (pre / "lib/systemd/system/skylab.service").read_text()
-    assert "ExecStart=%s/bin/skylab serve --config /etc/skylab/skylab.toml --data-dir /var/lib/skylab" % PREFIX in unit
+    assert ("ExecStart=%s/bin/skylab serve --keep-runtimes --config /etc/skylab/skylab.toml "
+            "--data-dir /var/lib/skylab" % PREFIX) in unit
     assert "@" not in unit.replace("@localhost", ""), "an unfilled @PLACEHOLDER@ in the unit"
+    assert "Wants=network-online.target skylab-runtimes.service" in unit
+    runtimes_unit = (pre / "lib/systemd/system/skylab-runtimes.service").read_text()
+    assert "ExecStart=%s/bin/skylab cgroup-hold" % PREFIX in runtimes_unit
+    assert "@" not in runtimes_unit, "an unfilled @PLACEHOLDER@ in skylab-runtimes.service"
+    # The packaged config puts runtimes' cgroups below that unit's (cgroup v2).
+    assert 'cgroup_parent = "/system.slice/skylab-runtimes.service"' in (
+        destdir / "etc/skylab/skylab.toml").read_text()
     conf = destdir / "etc/skylab/skylab.toml"
     assert conf.is_file() and _mode(conf) == 0o644
     default = destdir / "etc/default/skylab"
@@ -136,15 +144,19 @@ def _systemd_analyze():
 def test_systemd_analyze_verify_passes_on_the_unit(destdir, tmp_path):
     exe = _systemd_analyze()
     pre = destdir / PREFIX.lstrip("/")
-    unit = (pre / "lib/systemd/system/skylab.service").read_text()
-    # verify checks that ExecStart's binary exists: point it at the installed
-    # one (the host's /usr/local/bin has none); the rest is the unit as installed.
-    unit = unit.replace("ExecStart=%s/bin/skylab" % PREFIX, "ExecStart=%s/bin/skylab" % pre)
-    path = tmp_path / "skylab.service"
-    path.write_text(unit)
-    r = subprocess.run([exe, "verify", "--man=no", str(path)], capture_output=True, text=True, timeout=120)
+    paths = []
+    for name in ("skylab.service", "skylab-runtimes.service"):
+        text = (pre / "lib/systemd/system" / name).read_text()
+        # verify checks that ExecStart's binary exists: point it at the installed
+        # one (the host's /usr/local/bin has none); the rest is the unit as installed.
+        text = text.replace("ExecStart=%s/bin/skylab" % PREFIX, "ExecStart=%s/bin/skylab" % pre)
+        (tmp_path / name).write_text(text)
+        paths.append(str(tmp_path / name))
+        if name == "skylab.service":
+            unit = text
+    r = subprocess.run([exe, "verify", "--man=no", *paths], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "skylab.service" not in r.stdout + r.stderr, r.stdout + r.stderr  # no warning about it
+    assert "skylab" not in r.stdout + r.stderr, r.stdout + r.stderr  # no warning about either
     # And verify does catch a broken unit (the check is real).
     broken = tmp_path / "broken" / "skylab.service"
     broken.parent.mkdir()
@@ -197,6 +209,7 @@ def test_make_deb_builds_a_package(deb):
         entries[parts[5].split(" -> ")[0]] = (parts[0], parts[1])
     for path in ("./usr/bin/skylab", "./usr/share/skylab/web/index.html", "./usr/share/skylab/examples/mnist_dense.ipynb",
                  "./usr/lib/skylab/python/skylab/__init__.py", "./lib/systemd/system/skylab.service",
+                 "./lib/systemd/system/skylab-runtimes.service",
                  "./etc/skylab/skylab.toml", "./etc/default/skylab", "./var/lib/skylab/",
                  "./usr/share/doc/skylab/operations.md"):
         assert path in entries, path

@@ -1,6 +1,7 @@
 """Runtimes: sandbox isolation, resource limits, idle timeout and maximum
 lifetime with expiry hooks (real bubblewrap, cgroups and ipykernel)."""
 import json
+import signal
 import os
 import time
 from datetime import timezone
@@ -641,6 +642,50 @@ def test_a_restarted_server_does_not_keep_the_previous_servers_spares(tmp_path):
         c = srv.connect(kid)
         c.nudge(timeout=60)
         assert c.execute("print(y)").stdout.strip() == "7"
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
+
+
+@needs_sandbox
+@needs_root
+def test_keep_runtimes_sigterm_leaves_runtimes_for_the_next_server(tmp_path):
+    """`skylab serve --keep-runtimes` (the systemd unit): SIGTERM (systemctl
+    restart, an upgrade) lets runtimes run on and the next server reattaches
+    them with their state; unclaimed spares go; SIGINT still stops them all."""
+    cfg = tmp_path / "rt.toml"
+    cfg.write_text(POOL)
+    srv = Server(extra_args=("--config", str(cfg), "--keep-runtimes"))
+    try:
+        kid = srv.create_kernel()
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        c.eval_ok("z = 99")
+        c.close()
+        srv.clients.clear()
+        assert wait_warm(srv, 1), srv.log_text()
+        runtimes = os.path.join(srv.data_dir, "runtimes")
+        spare = [d for d in os.listdir(runtimes) if d != kid]
+        assert len(spare) == 1, os.listdir(runtimes)
+        assert srv.terminate() == 0, srv.log_text()
+        assert "leaving 1 runtime(s) running for the next server" in srv.log_text()
+        assert server_processes(srv, kid), "the runtime did not outlive the server"
+        time.sleep(0.5)
+        assert not server_processes(srv, spare[0]), "the spare outlived the server"
+        srv.restart()
+        assert [k["id"] for k in srv.get("/api/kernels").json()] == [kid], srv.log_text()
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        assert c.execute("print(z)").stdout.strip() == "99"
+        c.close()
+        srv.clients.clear()
+        # SIGINT (an operator's Ctrl-C) stops the runtimes, as without the flag.
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(timeout=60) == 0
+        time.sleep(0.5)
+        assert not server_processes(srv, kid), "SIGINT left the runtime running"
     finally:
         if srv.proc.poll() is None:
             _stop_server(srv)

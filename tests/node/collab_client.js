@@ -5,14 +5,30 @@
 // collab.test.js and bench/collab_bench.mjs. Structural ops are applied
 // when the server sequences them (their echo); text edits apply locally at
 // once and are rebased by receiveUpdates. Offline: edits and ops queue and
-// go out after the next init (pull, rebase, push).
+// go out after the next init (pull, rebase, push). When the server sends a
+// cell's whole text (another epoch after a restart, or too far behind),
+// unsent edits are rebased with the app's own module (web/src/notebook/
+// resync.ts, bundled here by esbuild): the code under test is the app's.
 
 const path = require('node:path');
 const WebSocket = require('ws');
 
 const WEB = path.resolve(__dirname, '..', '..', 'web', 'node_modules');
-const { EditorState, ChangeSet } = require(path.join(WEB, '@codemirror/state'));
+const state = require(path.join(WEB, '@codemirror/state'));
+const { EditorState, ChangeSet, Text } = state;
 const { collab, receiveUpdates, sendableUpdates, getSyncedVersion } = require(path.join(WEB, '@codemirror/collab'));
+
+// The app's resync.ts, bundled with @codemirror/state left to this process's copy.
+const resync = (() => {
+  const esbuild = require(path.join(WEB, 'esbuild'));
+  const out = esbuild.buildSync({
+    entryPoints: [path.resolve(__dirname, '..', '..', 'web', 'src', 'notebook', 'resync.ts')],
+    bundle: true, format: 'cjs', platform: 'node', write: false, external: ['@codemirror/state'], logLevel: 'error',
+  });
+  const mod = { exports: {} };
+  new Function('require', 'module', 'exports', out.outputFiles[0].text)(id => (id === '@codemirror/state' ? state : require(id)), mod, mod.exports);
+  return mod.exports;
+})();
 
 class CollabClient {
   constructor(url, token, name) {
@@ -39,6 +55,7 @@ class CollabClient {
       this.ws = ws;
       let opened = false;
       ws.on('message', data => {
+        if (this.ws !== ws) return; // dropped by disconnect(): frames still in flight are lost
         const m = JSON.parse(data.toString());
         this.received++;
         if (m.t === 'init') {
@@ -76,9 +93,24 @@ class CollabClient {
     });
   }
 
+  // base: the server's text at the synced version (what unsent edits were made on);
+  // sent: how many unconfirmed updates went out in a push (maybe applied).
   newCell(id, source, type, version) {
     const state = EditorState.create({ doc: source, extensions: [collab({ startVersion: version, clientID: this.clientID })] });
-    this.cells.set(id, { state, type, inflight: false });
+    this.cells.set(id, { state, type, inflight: false, base: state.doc, sent: 0 });
+  }
+
+  // The server's text replaces ours: unsent edits rebased onto it (the app's resync.ts).
+  resetCell(id, source, type, version) {
+    const old = this.cells.get(id);
+    let merged = null;
+    if (old) {
+      const ups = sendableUpdates(old.state).map(u => u.changes);
+      const k = Math.min(old.sent, ups.length);
+      if (ups.length) merged = resync.rebaseUnsent(old.base.toString(), source, ups.slice(0, k), ups.slice(k));
+    }
+    this.newCell(id, source, type, version);
+    if (merged && !merged.empty) { const c = this.cells.get(id); c.state = c.state.update({ changes: merged }).state; }
   }
 
   onInit(m) {
@@ -86,24 +118,37 @@ class CollabClient {
     this.epoch = m.epoch;
     this.writable = m.writable;
     this.client = m.client;
+    // Cells we inserted or deleted that the server has not sequenced yet stay so.
+    const inserting = new Set(), deleting = new Set();
+    for (const o of this.pendingOps.values()) {
+      if (o.kind === 'insert') { inserting.add(o.cell.id); deleting.delete(o.cell.id); }
+      if (o.kind === 'delete') { deleting.add(o.id); inserting.delete(o.id); }
+    }
     const seen = new Set();
+    const order = [];
     for (const c of m.nb.cells) {
+      if (deleting.has(c.id) && !this.cells.has(c.id)) continue;
       seen.add(c.id);
+      order.push(c.id);
       const mine = this.cells.get(c.id);
       if (mine && sameEpoch) {
         mine.type = c.cell_type;
         mine.inflight = false;
       } else {
-        this.newCell(c.id, c.source, c.cell_type, m.versions[c.id]);
+        this.resetCell(c.id, c.source, c.cell_type, m.versions[c.id]);
       }
       if (c.outputs) this.outputs.set(c.id, { outputs: c.outputs, execution_count: c.execution_count });
     }
-    for (const id of [...this.cells.keys()]) if (!seen.has(id)) this.cells.delete(id);
-    this.order = m.nb.cells.map(c => c.id);
+    for (const id of [...this.cells.keys()]) {
+      if (seen.has(id)) continue;
+      if (inserting.has(id)) { order.push(id); this.cells.get(id).inflight = false; } else this.cells.delete(id);
+    }
+    this.order = order;
     this.online = true;
-    // Catch up on every cell we had (rebases what we did offline), then our queued ops.
-    if (sameEpoch) for (const [id, c] of this.cells) this.send({ t: 'pull', cell: id, version: getSyncedVersion(c.state) });
+    // Catch up on every cell we had (rebases what we did offline), then our queued ops, then text.
+    if (sameEpoch) for (const [id, c] of this.cells) if (!inserting.has(id)) this.send({ t: 'pull', cell: id, version: getSyncedVersion(c.state) });
     for (const [rid, op] of this.pendingOps) this.send({ t: 'op', rid, op });
+    for (const id of this.cells.keys()) this.flush(id);
   }
 
   onFrame(m) {
@@ -112,9 +157,12 @@ class CollabClient {
       if (!c) return;
       const synced = getSyncedVersion(c.state);
       if (m.version > synced) return; // a gap: the pull we sent covers it
-      const ups = m.updates.slice(synced - m.version);
+      const ups = m.updates.slice(synced - m.version).map(u => ({ clientID: u.clientID, changes: ChangeSet.fromJSON(u.changes) }));
       if (ups.length) {
-        c.state = receiveUpdates(c.state, ups.map(u => ({ clientID: u.clientID, changes: ChangeSet.fromJSON(u.changes) }))).state;
+        const before = sendableUpdates(c.state).length;
+        c.state = receiveUpdates(c.state, ups).state;
+        for (const u of ups) c.base = u.changes.apply(c.base);
+        c.sent = Math.max(0, c.sent - (before - sendableUpdates(c.state).length));
       }
       c.inflight = false;
       this.flush(m.cell);
@@ -126,10 +174,20 @@ class CollabClient {
     } else if (m.t === 'reset') {
       const c = this.cells.get(m.cell);
       if (!c) return;
-      this.newCell(m.cell, m.source, c.type, m.version);
+      this.resetCell(m.cell, m.source, c.type, m.version);
+      this.flush(m.cell);
     } else if (m.t === 'op') {
-      this.applyOp(m.op);
+      const own = m.client === this.client && m.rid !== undefined && this.pendingOps.has(m.rid);
+      if (own && m.op.kind === 'insert' && this.cells.has(m.op.cell.id)) {
+        // Ours (inserted offline and typed into): keep the cell, place it where the server did.
+        this.order = this.order.filter(x => x !== m.op.cell.id);
+        const i = m.op.after == null ? 0 : (this.order.includes(m.op.after) ? this.order.indexOf(m.op.after) + 1 : this.order.length);
+        this.order.splice(i, 0, m.op.cell.id);
+      } else {
+        this.applyOp(m.op);
+      }
       if (m.client === this.client && m.rid !== undefined) this.pendingOps.delete(m.rid);
+      if (own && m.op.kind === 'insert') this.flush(m.op.cell.id);
     } else if (m.t === 'outputs') {
       this.outputs.set(m.cell, { outputs: m.outputs, execution_count: m.execution_count, running: m.running });
     } else if (m.t === 'error') {
@@ -175,9 +233,10 @@ class CollabClient {
   flush(id) {
     const c = this.cells.get(id);
     if (!c || c.inflight || !this.online) return;
-    const ups = sendableUpdates(c.state);
+    const ups = sendableUpdates(c.state).slice(0, 200); // the server's limit per push
     if (!ups.length) return;
     c.inflight = true;
+    c.sent = Math.max(c.sent, ups.length);
     this.send({
       t: 'push', cell: id, version: getSyncedVersion(c.state),
       updates: ups.map(u => ({ clientID: u.clientID, changes: u.changes.toJSON() })),

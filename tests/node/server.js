@@ -69,35 +69,41 @@ async function startServer() {
   }
 
   const logPath = path.join(dataDir, 'server.log');
-  const log = fs.openSync(logPath, 'a');
-  // detached: own process group, so stop() can also reach kernels the
-  // server started should the server itself fail to stop them.
-  const child = spawn(cmd, args, { env, cwd: dataDir, stdio: ['ignore', log, log], detached: true });
-  fs.closeSync(log);
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
-
   const baseUrl = `http://127.0.0.1:${port}`;
+  let child = null;
+  let exited = null;
   const fail = msg => {
     const tail = fs.readFileSync(logPath, 'utf8').slice(-4000);
     if (!process.env.SKYLAB_TEST_KEEP) fs.rmSync(dataDir, { recursive: true, force: true });
     return new Error(`${msg}:\n${tail}`);
   };
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    if (exited) {
-      throw fail(`${kind} server exited during start-up (${JSON.stringify(exited)})`);
+  // Starts the server (again: same port, same data) and waits until it answers.
+  async function launch() {
+    const log = fs.openSync(logPath, 'a');
+    // detached: own process group, so stop() can also reach kernels the
+    // server started should the server itself fail to stop them.
+    const c = spawn(cmd, args, { env, cwd: dataDir, stdio: ['ignore', log, log], detached: true });
+    fs.closeSync(log);
+    child = c;
+    exited = null;
+    c.on('exit', (code, signal) => { if (child === c) exited = { code, signal }; });
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      if (exited) {
+        throw fail(`${kind} server exited during start-up (${JSON.stringify(exited)})`);
+      }
+      try {
+        const r = await fetch(`${baseUrl}/api`, { headers: { Authorization: `token ${token}` } });
+        if (r.status === 200) break;
+      } catch (e) { /* not listening yet */ }
+      if (Date.now() > deadline) {
+        await stopProcess(child, () => exited);
+        throw fail(`${kind} server did not answer GET /api within 30 s`);
+      }
+      await sleep(100);
     }
-    try {
-      const r = await fetch(`${baseUrl}/api`, { headers: { Authorization: `token ${token}` } });
-      if (r.status === 200) break;
-    } catch (e) { /* not listening yet */ }
-    if (Date.now() > deadline) {
-      await stopProcess(child, () => exited);
-      throw fail(`${kind} server did not answer GET /api within 30 s`);
-    }
-    await sleep(100);
   }
+  await launch();
 
   return {
     kind,
@@ -107,6 +113,12 @@ async function startServer() {
     dataDir,
     logPath,
     log: () => fs.readFileSync(logPath, 'utf8'),
+    // Stops the server (SIGTERM: it saves what it holds) and starts it again
+    // on the same port and data directory.
+    async restart() {
+      await stopProcess(child, () => exited);
+      await launch();
+    },
     async stop() {
       // Politely shut down kernels first, then the server, then sweep the group.
       try {

@@ -52,6 +52,35 @@ TEST_F(SafeFs, WriteFileAtReplacesASymlinkInsteadOfFollowingIt) {
   EXPECT_FALSE(write_file_at(dir->get(), "../escape", "x", 0644, false).ok());
 }
 
+TEST_F(SafeFs, TheTwoWriteModes) {
+  // Root's mode: a symlinked directory is refused, the mode is exact.
+  fs::create_directory_symlink(root_ / "outside", root_ / "tree" / "link");
+  auto refused = write_file((root_ / "tree" / "link" / "victim").string(), "evil", 0640, false);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(read(root_ / "outside" / "victim"), "untouched");
+  mode_t old = ::umask(077);
+  ASSERT_TRUE(write_file((root_ / "tree" / "f").string(), "root", 0644, false).ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ / "tree" / "f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);  // not narrowed by the umask
+  // The user's mode: the path is followed as given, the umask applies, and
+  // nothing but the file itself is left in the directory.
+  ::umask(027);
+  auto mine = write_user_file((root_ / "tree" / "link" / "out.ipynb").string(), "{}\n");
+  ::umask(old);
+  ASSERT_TRUE(mine.ok()) << mine.error().message;
+  EXPECT_EQ(read(root_ / "outside" / "out.ipynb"), "{}\n");
+  ASSERT_EQ(::stat((root_ / "outside" / "out.ipynb").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  int entries = 0;
+  for (auto& e : fs::directory_iterator(root_ / "outside")) entries += e.is_regular_file();
+  EXPECT_EQ(entries, 2);  // victim and out.ipynb
+  auto missing = write_user_file((root_ / "no" / "such" / "x").string(), "x");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find((root_ / "no" / "such" / "x").string()),
+            std::string::npos);
+}
+
 TEST_F(SafeFs, EnsureDirAtRefusesASymlinkedDirectory) {
   fs::create_directory_symlink(root_ / "outside", root_ / "tree" / "sub");
   auto dir = open_dir((root_ / "tree").string());

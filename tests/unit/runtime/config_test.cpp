@@ -148,3 +148,22 @@ TEST(RuntimeConfig, QuotasParseAndNameBadKeys) {
   EXPECT_FALSE(parse_config("[quotas]\ngpu_hours_per_week = \"ten\"\n").ok());
 }
 }  // namespace skylab::runtime
+
+namespace skylab::runtime {
+
+TEST(RuntimeConfig, CgroupParent) {
+  EXPECT_EQ(parse_config("").value().runtimes.cgroup_parent, "");
+  EXPECT_EQ(parse_config("[runtimes]\ncgroup_parent = \"/system.slice/skylab-runtimes.service\"\n")
+                .value()
+                .runtimes.cgroup_parent,
+            "/system.slice/skylab-runtimes.service");
+  for (const char* bad : {"a/b", "/", "/a/", "/a//b", "/a/../b", "/./a", "/a b", "/a$b"}) {
+    auto c = parse_config(std::string("[runtimes]\ncgroup_parent = \"") + bad + "\"\n");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.error().message.find("runtimes.cgroup_parent"), std::string::npos) << bad;
+  }
+  auto nul = parse_config("[runtimes]\ncgroup_parent = \"/a\\u0000b\"\n");
+  EXPECT_FALSE(nul.ok());
+}
+
+}  // namespace skylab::runtime

@@ -275,6 +275,14 @@ export class Cell {
     this.host.typeChanged?.(this);
   }
 
+  /** An editor exists (created hidden for a rendered Markdown cell). */
+  ensureEditor() {
+    this.materialize();
+    if (this.editor) return;
+    this.showEditor();
+    if (this.type === 'markdown' && !this.editing) this.renderMd();
+  }
+
   /** Co-editing: a new editor on `source` (the server's text replaced ours). */
   rebuildEditor(source: string) {
     this.source = source;

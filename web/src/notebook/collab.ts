@@ -13,6 +13,7 @@ import { encodePath } from '../api';
 import type { Cell, CellJSON, CellType } from './cell';
 import type { DocStore } from './document';
 import type { Output } from './outputs';
+import { rebaseUnsent } from './resync';
 
 /** What the page lets the session do to its cells (applied without echoing ops). */
 export interface CollabPage {
@@ -92,8 +93,18 @@ export class CollabSession {
   private presenceTimer = 0;
   private receiving = false;
   private initialized = false; // the first init came (later ones are reconnects)
+  /** Per cell: how many of its unconfirmed updates went out in the push in flight. */
+  private sent = new Map<string, number>();
+  /** Per cell: its editor's latest state (what is unsent when the editor is made again). */
+  private lastStates = new Map<string, EditorState>();
+  private backupTimer = 0;
 
-  constructor(private page: CollabPage, private url: string) {}
+  /**
+   * @param backupKey where this notebook's local copies live ("skylab.backup." +
+   *   its session path, as the non-live page's); this tab's unsent changes go
+   *   to backupKey + "#live." + its client id.
+   */
+  constructor(private page: CollabPage, private url: string, private backupKey = '') {}
 
   static urlFor(doc: DocStore): string {
     const base = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`;
@@ -166,7 +177,11 @@ export class CollabSession {
       collab({ startVersion: sh.version, clientID: this.clientID }),
       caretField,
       EditorView.updateListener.of(u => {
-        if (u.docChanged && !this.receiving) this.flush(cell);
+        this.lastStates.set(cell.id, u.state);
+        if (u.docChanged && !this.receiving) {
+          this.flush(cell);
+          this.scheduleBackup();
+        }
         if ((u.selectionSet || u.focusChanged) && u.view.hasFocus) this.presence(cell, u.state.selection.main.anchor, u.state.selection.main.head);
       }),
     ];
@@ -191,10 +206,12 @@ export class CollabSession {
   private flush(cell: Cell) {
     const ed = cell.editor;
     if (!ed || this.inflight.has(cell.id) || !this.writable) return;
-    const ups = sendableUpdates(ed.state);
+    // At most what one push may carry (the server's limit); the rest follows its confirmation.
+    const ups = sendableUpdates(ed.state).slice(0, 200);
     if (!ups.length) return;
     if (this.ws?.readyState !== WebSocket.OPEN) return;
     this.inflight.add(cell.id);
+    this.sent.set(cell.id, Math.max(this.sent.get(cell.id) ?? 0, ups.length));
     this.send({ t: 'push', cell: cell.id, version: getSyncedVersion(ed.state),
       updates: ups.map(u => ({ clientID: u.clientID, changes: u.changes.toJSON() })) });
   }
@@ -257,13 +274,36 @@ export class CollabSession {
     this.op({ kind: 'move', id: cell.id, after: i > 0 ? cells[i - 1].id : null });
   }
   typed(cell: Cell) {
+    this.carryOver(cell);
     if (this.applying || !this.writable) return;
     this.op({ kind: 'type', id: cell.id, cell_type: cell.type });
   }
+  /**
+   * A cell's editor was made again (a type change, ours or a collaborator's):
+   * the new one starts from the server's text, so what the old one had not
+   * had confirmed is applied to it again (same base: same synced version).
+   */
+  private carryOver(cell: Cell) {
+    const last = this.lastStates.get(cell.id);
+    this.lastStates.delete(cell.id);
+    if (!last) return;
+    const ups = sendableUpdates(last);
+    if (!ups.length) return;
+    cell.ensureEditor();
+    const ed = cell.editor;
+    if (!ed || ed.state === last || getSyncedVersion(ed.state) !== getSyncedVersion(last) || sendableUpdates(ed.state).length) return;
+    const k = Math.min(this.sent.get(cell.id) ?? 0, ups.length);
+    // One transaction each: the server confirms ours one by one (by client id).
+    for (const u of ups) ed.dispatch({ changes: u.changes });
+    // Those of a push in flight stay counted: its confirmation, or a stale, settles them.
+    if (k) this.sent.set(cell.id, k);
+  }
+
   private op(op: unknown) {
     const rid = ++this.rid;
     this.pendingOps.set(rid, op);
     this.send({ t: 'op', rid, op });
+    this.scheduleBackup();
   }
 
   // ------------------------------------------------------------ from the server
@@ -272,29 +312,67 @@ export class CollabSession {
     const same = !first && m.epoch === this.epoch;
     this.epoch = m.epoch;
     this.client = m.client;
+    const wasWritable = this.writable;
     this.writable = !!m.writable;
     this.page.collabReadOnly(!this.writable);
+    if (!first && wasWritable !== this.writable) {
+      // Rights changed (an editor made a viewer, or back): editors are made
+      // again, read-only or not, from the server's text (a viewer's unsent
+      // edits could never be accepted).
+      this.applying = true;
+      try {
+        for (const c of this.page.collabCells()) {
+          if (!c.editor) continue;
+          this.lastStates.delete(c.id);
+          this.sent.delete(c.id);
+          c.rebuildEditor(this.shadow(c).doc.toString());
+        }
+      } finally {
+        this.applying = false;
+      }
+    }
     this.peers.clear();
     for (const p of m.peers ?? []) this.peers.set(p.client, { client: p.client, user: p.user, cell: null, anchor: 0, head: 0 });
     if (first) {
+      if (this.backupKey) {
+        // The local copy of what is unsent: kept fresh while open, marked as left when the page goes.
+        window.addEventListener('pagehide', () => this.writeBackup(true));
+        window.setInterval(() => this.writeBackup(false), 20000);
+        // Held while this tab lives: another tab knows whose copy is still being sent.
+        void navigator.locks?.request(this.lockName(this.clientID), () => new Promise(() => {})).catch(() => {});
+      }
       for (const c of m.nb.cells) this.shadows.set(c.id, { version: m.versions[c.id] ?? 0, doc: Text.of(String(c.source).split('\n')) });
     } else {
+      // Pushes of the old connection are answered never; what reconcile sends is on this one.
+      this.inflight.clear();
       this.reconcile(m, same);
     }
-    this.inflight.clear();
     // The server holds and saves every change from here on.
     this.page.collabStatus(this.writable ? 'All changes saved' : 'View only');
-    if (!first) for (const [rid, op] of this.pendingOps) this.send({ t: 'op', rid, op });
+    if (!first) {
+      for (const [rid, op] of this.pendingOps) this.send({ t: 'op', rid, op });
+      // Text typed offline (rebased above, or in cells inserted offline) goes out after the ops.
+      for (const c of this.page.collabCells()) this.flush(c);
+    }
   }
 
   /** A later init or a sync: the cell list as the server has it. */
   private reconcile(m: any, sameEpoch: boolean) {
     this.applying = true;
     try {
-      const want = m.nb.cells as CellJSON[];
+      // Cells this page inserted or deleted and the server has not sequenced
+      // yet (offline, or in flight) stay inserted or deleted: the ops are
+      // sent (again) after this and their echoes place the cells.
+      const inserting = new Set<string>(), deleting = new Set<string>();
+      for (const o of this.pendingOps.values() as Iterable<any>) {
+        if (o?.kind === 'insert') { inserting.add(o.cell?.id); deleting.delete(o.cell?.id); }
+        if (o?.kind === 'delete') { deleting.add(o.id); inserting.delete(o.id); }
+      }
+      const here = new Set(this.page.collabCells().map(c => c.id));
+      const want = (m.nb.cells as CellJSON[]).filter(c => !(deleting.has(c.id!) && !here.has(c.id!)));
       if (m.nb.metadata && typeof m.nb.metadata === 'object') this.page.collabNotebookMeta(m.nb.metadata);
       const ids = new Set(want.map(c => c.id));
-      for (const c of [...this.page.collabCells()]) if (!ids.has(c.id)) { this.page.collabRemove(c); this.shadows.delete(c.id); }
+      for (const c of [...this.page.collabCells()]) if (!ids.has(c.id) && !inserting.has(c.id)) { this.page.collabRemove(c); this.shadows.delete(c.id); }
       want.forEach((json, index) => {
         const id = json.id!;
         let cell = this.page.collabCells().find(c => c.id === id);
@@ -323,20 +401,141 @@ export class CollabSession {
   /**
    * The server's text replaces ours at a new version (another epoch: the
    * server restarted or the document was reloaded; or we were too far
-   * behind). When the server's text is the one our unsent edits were made
-   * on (nobody else changed the cell meanwhile), they are applied again and
-   * sent: nothing typed offline is lost then.
+   * behind). Our unsent edits are rebased over what changed on the server
+   * since their base (the shadow: the server's text they were made on) and
+   * sent: nothing typed offline is lost (./resync.ts).
    */
   private rebuild(cell: Cell, source: string, version: number) {
     const old = this.shadows.get(cell.id);
-    let pending: ChangeSet | null = null;
-    if (cell.editor && old && old.doc.toString() === source) {
-      const ups = sendableUpdates(cell.editor.state);
-      if (ups.length) pending = ups.map(u => u.changes).reduce((a, b) => a.compose(b));
+    let merged: ChangeSet | null = null;
+    if (cell.editor && old) {
+      const ups = sendableUpdates(cell.editor.state).map(u => u.changes);
+      const k = Math.min(this.sent.get(cell.id) ?? 0, ups.length);
+      if (ups.length) merged = rebaseUnsent(old.doc.toString(), source, ups.slice(0, k), ups.slice(k));
     }
+    this.sent.delete(cell.id);
+    this.lastStates.delete(cell.id);
     this.shadows.set(cell.id, { version, doc: Text.of(source.split('\n')) });
     cell.rebuildEditor(source);
-    if (pending && cell.editor) cell.editor.dispatch({ changes: pending });
+    if (merged && !merged.empty && cell.editor) cell.editor.dispatch({ changes: merged });
+  }
+
+  // ------------------------------------------------------------ local copy of unsent changes
+
+  private lockName(clientID: string) {
+    return `skylab.live.${clientID}`;
+  }
+
+  private ownBackupKey() {
+    return this.backupKey ? `${this.backupKey}#live.${this.clientID}` : '';
+  }
+
+  private scheduleBackup() {
+    if (!this.backupKey || this.backupTimer) return;
+    this.backupTimer = window.setTimeout(() => {
+      this.backupTimer = 0;
+      this.writeBackup(false);
+    }, 150);
+  }
+
+  /**
+   * Keeps this tab's unconfirmed changes in localStorage: per cell its base
+   * text and its updates (ChangeSet JSON), and the structural ops not
+   * sequenced yet. Removed when nothing is pending. `closing`: the page goes
+   * away (another tab may then take the changes over at once).
+   */
+  writeBackup(closing: boolean) {
+    const key = this.ownBackupKey();
+    if (!key) return;
+    if (!this.writable) {
+      // A viewer (also an editor made one) has nothing it could send.
+      try { localStorage.removeItem(key); } catch { /* unavailable */ }
+      return;
+    }
+    const cells: Record<string, unknown> = {};
+    for (const c of this.page.collabCells()) {
+      if (!c.editor) continue;
+      const ups = sendableUpdates(c.editor.state);
+      const sh = this.shadows.get(c.id);
+      if (!ups.length || !sh) continue;
+      cells[c.id] = { base: sh.doc.toString(), sent: Math.min(this.sent.get(c.id) ?? 0, ups.length), changes: ups.map(u => u.changes.toJSON()) };
+    }
+    const ops = [...this.pendingOps.values()];
+    try {
+      if (!Object.keys(cells).length && !ops.length) localStorage.removeItem(key);
+      else localStorage.setItem(key, JSON.stringify({ live: 1, at: Date.now(), closed: closing, cells, ops }));
+    } catch {
+      /* storage full or unavailable: the session still sends them when online */
+    }
+  }
+
+  /**
+   * After the first init, with the cells on the page: takes over the local
+   * copies of tabs of this notebook that were closed before their changes
+   * reached the server (a tab holds a Web Lock while it lives; where there
+   * are none, plain http on a LAN name, a copy marked as left at pagehide
+   * or silent for a minute). Their ops are applied
+   * and sent again (inserted cells come back, deleted ones go), their text
+   * is rebased onto the server's like a reconnect's, then the copy is
+   * dropped. Returns whether anything was restored.
+   */
+  async restoreBackups(): Promise<boolean> {
+    if (!this.backupKey || !this.writable) return false;
+    const prefix = `${this.backupKey}#live.`;
+    const found: any[] = [];
+    let held: Set<string> | null = null;
+    try {
+      if (navigator.locks) held = new Set(((await navigator.locks.query()).held ?? []).map(l => l.name ?? ''));
+    } catch {
+      held = null;
+    }
+    try {
+      for (let i = localStorage.length - 1; i >= 0; i--) {
+        const key = localStorage.key(i);
+        if (!key || !key.startsWith(prefix) || key === this.ownBackupKey()) continue;
+        let b: any = null;
+        try { b = JSON.parse(localStorage.getItem(key) || 'null'); } catch { /* dropped below */ }
+        // A tab still open sends its own.
+        const id = key.slice(prefix.length);
+        if (held ? held.has(this.lockName(id)) : b && !b.closed && Date.now() - Number(b.at) < 60000) continue;
+        localStorage.removeItem(key);
+        if (b?.live === 1) found.push(b);
+      }
+    } catch {
+      return false;
+    }
+    found.sort((a, b) => Number(a.at) - Number(b.at));
+    let restored = false;
+    for (const b of found) {
+      for (const op of Array.isArray(b.ops) ? b.ops : []) {
+        const id = op?.kind === 'insert' ? op.cell?.id : op?.id;
+        const exists = this.page.collabCells().some(c => c.id === id);
+        if (op?.kind === 'insert' ? exists : op?.kind !== 'nbmeta' && !exists) continue;
+        this.applyOp(op);
+        this.op(op);
+        restored = true;
+      }
+      for (const [id, c] of Object.entries<any>(b.cells && typeof b.cells === 'object' ? b.cells : {})) {
+        const cell = this.page.collabCells().find(x => x.id === id);
+        if (!cell || typeof c?.base !== 'string' || !Array.isArray(c.changes)) continue;
+        try {
+          const changes = c.changes.map((j: unknown) => ChangeSet.fromJSON(j));
+          const k = Math.max(0, Math.min(Number(c.sent) || 0, changes.length));
+          cell.ensureEditor();
+          const ed = cell.editor;
+          if (!ed) continue;
+          const merged = rebaseUnsent(c.base, ed.state.doc.toString(), changes.slice(0, k), changes.slice(k));
+          if (merged && !merged.empty) {
+            ed.dispatch({ changes: merged });
+            restored = true;
+          }
+        } catch {
+          /* a copy that does not fit (another app version): skipped */
+        }
+      }
+    }
+    if (restored) this.writeBackup(false);
+    return restored;
   }
 
   private onFrame(m: any) {
@@ -355,8 +554,12 @@ export class CollabSession {
           if (m.version <= synced) {
             const fresh = ups.slice(synced - m.version);
             if (fresh.length) {
+              const before = sendableUpdates(cell.editor.state).length;
               this.receiving = true;
               try { cell.editor.dispatch(receiveUpdates(cell.editor.state, fresh)); } finally { this.receiving = false; }
+              // Ours confirmed are no longer "sent, maybe applied" (a refused push stays counted: harmless).
+              const confirmed = before - sendableUpdates(cell.editor.state).length;
+              if (confirmed > 0) this.sent.set(cell.id, Math.max(0, (this.sent.get(cell.id) ?? 0) - confirmed));
             }
           }
         } else {
@@ -364,6 +567,7 @@ export class CollabSession {
         }
         this.inflight.delete(cell.id);
         this.flush(cell);
+        this.scheduleBackup();
         break;
       }
       case 'stale':
@@ -381,7 +585,15 @@ export class CollabSession {
         // way (a delete undone at once: its echo must not remove the cell
         // that is back).
         if (m.client !== this.client || !this.supersededOwn(m.rid, m.op)) this.applyOp(m.op);
-        if (m.client === this.client) this.pendingOps.delete(m.rid);
+        if (m.client === this.client) {
+          this.pendingOps.delete(m.rid);
+          // A cell inserted offline: the text typed into it since goes out now.
+          if (m.op?.kind === 'insert') {
+            const mine = this.page.collabCells().find(c => c.id === m.op.cell?.id);
+            if (mine) this.flush(mine);
+          }
+          this.scheduleBackup();
+        }
         break;
       case 'sync':
         this.reconcile(m, true);

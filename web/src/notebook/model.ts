@@ -92,14 +92,21 @@ export class NotebookModel {
     this.host.collab?.inserted(cell);
   }
 
-  /** Takes a cell out (a notebook keeps at least one cell); the live session hears of it. */
-  remove(cell: Cell) {
+  /**
+   * Takes a cell out; the live session hears of it. A notebook keeps at least
+   * one cell: the last one is replaced by a blank one, placed before the
+   * removal so that a live session sends its insert before the delete (the
+   * server never sees an empty notebook from one client). `keepOne` false: a
+   * collaborator's delete, applied as sequenced (when it empties the
+   * notebook, the server's blank cell follows).
+   */
+  remove(cell: Cell, keepOne = true) {
     const i = this.index(cell);
     if (i < 0) return;
+    if (keepOne && this.cells.length === 1) this.place(new Cell({ cell_type: 'code', source: '' }, this.host.cellHost), 1);
     this.cells.splice(i, 1);
     cell.el.remove();
     this.host.collab?.removed(cell);
-    if (!this.cells.length) this.place(new Cell({ cell_type: 'code', source: '' }, this.host.cellHost), 0);
     this.select(Math.min(i, this.cells.length - 1), false);
     this.host.updateToc();
   }

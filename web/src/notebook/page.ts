@@ -180,6 +180,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
       c.materialize();
     }
     for (const c of this.cells) if (!c.materialized) this.observer.observe(c.el);
+    void this.collab?.restoreBackups().then(r => r && toast('Restored changes that had not reached the server yet'));
     performance.mark('skylab-built');
     this.setTitle();
     if (!this.doc.shareId) noteRecent(this.doc.path);
@@ -486,7 +487,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
 
   private async startCollab(): Promise<any | null> {
     if (new URLSearchParams(location.search).get('collab') === '0') return null;
-    const s = new CollabSession(this, CollabSession.urlFor(this.doc));
+    const s = new CollabSession(this, CollabSession.urlFor(this.doc), 'skylab.backup.' + this.sessionPath());
     try {
       const init = await s.start();
       this.collab = s;
@@ -511,7 +512,7 @@ export class NotebookPage implements NotebookPageContext, CollabPage {
     return cell;
   }
   collabRemove(cell: Cell) {
-    this.model.remove(cell);
+    this.model.remove(cell, false); // the server keeps a cell (its blank one follows an emptying delete)
     cell.destroy();
   }
   collabMove(cell: Cell, index: number) {

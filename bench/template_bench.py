@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""Instant runtimes benchmark (issue 17): Skylab with the runtime template
+(kernels forked into their sandbox from a pre-imported interpreter), Skylab
+without it (today's path: Python exec'd in the sandbox), and Jupyter Server,
+side by side in one run.
+
+    /usr/bin/python3 bench/template_bench.py              # as root (~5 min)
+    /usr/bin/python3 bench/template_bench.py --quick      # fewer samples, 10 runtimes
+    /usr/bin/python3 bench/template_bench.py --json out.json
+
+What is measured (see bench/README.md, "Template benchmark"):
+  1. connect: POST /api/kernels -> websocket -> first kernel_info_reply, p50
+     and p99 (no warm spare: warm_pool = 0).
+  2. N runtimes of N different users, all connecting at the same moment: wall
+     time until every one answered kernel_info (Jupyter Server: N kernels of
+     its one user).
+  3. the first cell `import torch, numpy, pandas, matplotlib.pyplot` in a new
+     runtime: execute_request -> execute_reply, p50 (and the time the kernel
+     itself measured for the imports).
+  4. memory: the PSS (/proc/PID/smaps_rollup) summed over every process of
+     the N idle runtimes of test 2 (kernels, sandbox helpers) plus the
+     template, idle and after each ran the import cell of test 3.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernel_bench as kb  # noqa: E402
+from kernel_bench import KernelWS, log, pct  # noqa: E402
+from runtime_bench import Skylab, stats  # noqa: E402
+
+CONFIG = """
+[runtimes]
+sandbox = "auto"
+warm_pool = 0
+template = %s
+[runtime_types.cpu]
+memory = "4G"
+"""
+
+IMPORTS = ("import time as _t; _t0 = _t.perf_counter()\n"
+           "import torch, numpy, pandas, matplotlib.pyplot\n"
+           "print('IMPORT_S', _t.perf_counter() - _t0)")
+
+
+def wait_template(srv, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = open(os.path.join(srv.dir, "server.log"), "rb").read().decode(errors="replace")
+        if "runtime template: ready" in text:
+            m = re.search(r"runtime template: ready \[[^\]]*\] pid (\d+), ([0-9.]+)s", text)
+            return {"pid": int(m.group(1)), "import_s": float(m.group(2))} if m else {}
+        if "runtime template: failed" in text or "runtime template: off" in text:
+            raise RuntimeError("the template did not start:\n" + srv.log_tail())
+        time.sleep(0.1)
+    raise RuntimeError("no template within %d s" % timeout)
+
+
+def connect(srv, token=None):
+    """Seconds from POST /api/kernels to the first kernel_info_reply; (seconds, id, client)."""
+    http = srv.http
+    if token:
+        http = requests.Session()
+        http.headers["Authorization"] = "token " + token
+    t0 = time.perf_counter()
+    r = http.post(srv.base + "/api/kernels", json={"name": "python3"}, timeout=300)
+    if r.status_code != 201:
+        raise RuntimeError(f"POST /api/kernels -> {r.status_code} {r.text[:300]}")
+    kid = r.json()["id"]
+    c = KernelWS(srv.ws_base, token or srv.token, kid, timeout=300)
+    c.kernel_info()
+    return time.perf_counter() - t0, kid, c
+
+
+def bench_connect(srv, n):
+    times = []
+    for _ in range(n):
+        dt, kid, c = connect(srv)
+        times.append(dt)
+        c.close()
+        srv.delete_kernel(kid)
+    return stats(times)
+
+
+def bench_first_cell(srv, n):
+    wall, inner = [], []
+    for _ in range(n):
+        _, kid, c = connect(srv)
+        out = []
+        t0 = time.perf_counter()
+        c.run(IMPORTS, on_msg=lambda m: out.append(m), timeout=300)
+        wall.append(time.perf_counter() - t0)
+        text = "".join(m["content"].get("text", "") for m in out if m.get("msg_type", m.get("header", {}).get("msg_type")) == "stream")
+        mm = re.search(r"IMPORT_S ([0-9.e-]+)", text)
+        if mm:
+            inner.append(float(mm.group(1)))
+        c.close()
+        srv.delete_kernel(kid)
+    res = stats(wall)
+    if inner:
+        res["in_kernel_p50_ms"] = pct(inner, 50) * 1e3
+    return res
+
+
+def pss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def bench_many(srv, n, template_pid=0):
+    """n users connect at once; wall until all answered; PSS idle and after imports."""
+    tokens = [None] * n
+    if srv.kind == "skylab":
+        tokens = [srv.user_token("bench%02d" % i) for i in range(n)]
+    results = [None] * n
+    errors = []
+
+    def one(i):
+        try:
+            results[i] = connect(srv, tokens[i])
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    before = {p.pid for p in srv.descendants()}
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError("; ".join(errors[:3]))
+    time.sleep(3)
+    # Every process of the runtimes (kernels, sandbox helpers, pasta), plus the template.
+    procs = [p.pid for p in srv.descendants() if p.pid not in before or p.pid == template_pid]
+    if template_pid and template_pid not in procs:
+        procs.append(template_pid)
+    idle = pss_kb(procs)
+    for _, _, c in results:
+        c.run(IMPORTS, timeout=600)
+    time.sleep(2)
+    procs = [p.pid for p in srv.descendants() if p.pid not in before or p.pid == template_pid]
+    if template_pid and template_pid not in procs:
+        procs.append(template_pid)
+    after = pss_kb(procs)
+    for _, kid, c in results:
+        c.close()
+        srv.delete_kernel(kid)
+    return {"runtimes": n, "wall_s": wall, "each_p50_s": pct([r[0] for r in results], 50),
+            "pss_idle_mib": idle / 1024, "pss_after_imports_mib": after / 1024, "processes": len(procs)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--starts", type=int, default=20, help="connects per variant (test 1)")
+    ap.add_argument("--cells", type=int, default=5, help="first cells per variant (test 3)")
+    ap.add_argument("--users", type=int, default=20, help="runtimes started at once (tests 2, 4)")
+    ap.add_argument("--variants", default="jupyter,bare,template")
+    ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--skylab-bin", default=os.environ.get("SKYLAB_BIN", os.path.join(kb.REPO, "build", "skylab")))
+    ap.add_argument("--jupyter-python", default="/usr/bin/python3")
+    ap.add_argument("--jupyter-arg", action="append", default=[])
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.starts, args.cells, args.users = 8, 3, 10
+    res = {"machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg(), "root": os.geteuid() == 0}}
+    for variant in args.variants.split(","):
+        log(f"== {variant}")
+        if variant == "jupyter":
+            srv = kb.Server("jupyter", args)
+        else:
+            srv = Skylab(args, CONFIG % ("true" if variant == "template" else "false"))
+        try:
+            srv.start()
+            tpl = wait_template(srv) if variant == "template" else {}
+            r = {"template": tpl}
+            r["connect"] = bench_connect(srv, args.starts)
+            log(f"  connect p50 {r['connect']['p50_ms']:.0f} ms")
+            r["first_cell"] = bench_first_cell(srv, args.cells)
+            log(f"  first cell p50 {r['first_cell']['p50_ms']:.0f} ms")
+            r["many"] = bench_many(srv, args.users, tpl.get("pid", 0))
+            log(f"  {args.users} at once {r['many']['wall_s']:.2f} s, PSS {r['many']['pss_idle_mib']:.0f} MiB")
+            res[variant] = r
+        finally:
+            srv.stop()
+    print()
+    print("%-28s %12s %12s %14s %16s %14s %16s" % ("", "connect p50", "connect p99", "first cell p50",
+                                                 "(in kernel)", "N at once", "PSS idle/after"))
+    names = {"jupyter": "Jupyter Server", "bare": "Skylab, template off", "template": "Skylab, template on"}
+    for v in args.variants.split(","):
+        if v not in res:
+            continue
+        r = res[v]
+        print("%-28s %10.0f ms %10.0f ms %12.0f ms %13.0f ms %12.2f s %8.0f/%.0f MiB" % (
+            names.get(v, v), r["connect"]["p50_ms"], r["connect"]["p99_ms"], r["first_cell"]["p50_ms"],
+            r["first_cell"].get("in_kernel_p50_ms", float("nan")), r["many"]["wall_s"],
+            r["many"]["pss_idle_mib"], r["many"]["pss_after_imports_mib"]))
+    print("(N = %d runtimes of %d users; PSS summed over their processes and the template)" % (
+        args.users, args.users))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,533 @@
+"""The runtime template: a pre-imported kernel interpreter, forked into each sandbox.
+
+Run by `skylab serve` as root, outside every sandbox, with a clean environment
+(no secrets, no user data):
+
+    /usr/bin/python3 PYTHON_DIR/skylab/template.py --socket PATH --preload numpy,pandas,...
+
+It imports ipykernel and the preload list once, then listens on a root-only
+unix socket (0600 in a 0700 directory; peers must be uid 0: SO_PEERCRED). The
+only client is the runtime's root supervisor (`skylab sandbox-exec
+--template`, outside the sandbox), which has already built the sandbox with
+bubblewrap and found its init by the trustworthy checks of `skylab
+sandbox-enter`. One request per connection: a JSON object and, by SCM_RIGHTS,
+the fds [stdin, stdout, stderr, ipc, uts, net, cgroup, pid, mnt ns, root,
+(seccomp BPF)].
+
+For each request the template forks C (root). C joins the runtime's cgroups,
+setns()es into its namespaces and root, and forks K, the kernel, which is in
+the sandbox's pid namespace. K drops to the user's uid/gid (no groups),
+sets no_new_privs and the seccomp filter, makes itself dumpable (as execve
+would), keeps only fds 0-2, takes exactly the runtime's environment, checks
+as the user that the sandbox would run this same interpreter (else it asks
+for today's path), reseeds, and runs ipykernel's app in-process. C answers
+the supervisor {"ok": true, "pid": K} with a pidfd of K, or {"ok": false,
+"error": ...} (the supervisor then falls back to starting Python in the
+sandbox), and exits. The template is a child subreaper: K is reparented to
+it and reaped here; no child's death affects it.
+
+The template never initialises CUDA and runs no thread: both are checked
+after the imports, and it refuses to serve otherwise.
+"""
+
+import ctypes
+import ctypes.util
+import gc
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+SECCOMP_MODE_FILTER = 2
+NS_ORDER = ("ipc", "uts", "net", "cgroup", "pid", "mnt")
+MAX_REQUEST = 1 << 20
+MAX_FDS = 16
+ALWAYS = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "IPython",
+          "zmq", "matplotlib_inline.backend_inline", "jupyter_client.session"]
+# The interpreter path K checks the sandbox would run (bubblewrap's path execs `python3`).
+PYTHON_NAMES = ("python3", "/usr/bin/python3")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _prctl(op, a=0, b=0, c=0, d=0):
+    if _libc.prctl(op, a, b, c, d) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "prctl(%d): %s" % (op, os.strerror(e)))
+
+
+def _setns(fd):
+    if _libc.setns(fd, 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "setns: %s" % os.strerror(e))
+
+
+def _log(msg):
+    sys.stderr.write("skylab template: %s\n" % msg)
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ preload
+
+def preload(names):
+    """Imports ipykernel's stack and `names`; returns the names that failed."""
+    failed = []
+    for name in ALWAYS + list(names):
+        try:
+            __import__(name)
+            if name == "matplotlib":
+                __import__("matplotlib.pyplot")
+        except Exception as e:  # a missing optional package is not fatal
+            failed.append("%s (%s)" % (name, e.__class__.__name__))
+    return failed
+
+
+def fork_safety_problems():
+    """What makes this process unsafe to fork: threads, an initialised CUDA."""
+    problems = []
+    try:
+        tasks = len(os.listdir("/proc/self/task"))
+    except OSError:
+        tasks = 1
+    import threading
+    if threading.active_count() != 1 or tasks != 1:
+        problems.append("%d threads" % tasks)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        problems.append("CUDA is initialised")
+    return problems
+
+
+# ------------------------------------------------------------------ the kernel (K)
+
+def _kernel_sys_path(env, cwd):
+    """sys.path as `python3 -m ipykernel_launcher` in the sandbox would have it."""
+    import site
+    base = [p for p in _BASE_PATH if "-packages" not in p]
+    sites = [p for p in _BASE_PATH if "-packages" in p]
+    pp = [p for p in env.get("PYTHONPATH", "").split(":") if p]
+    sys.path[:] = [cwd] + pp + base
+    site.USER_BASE = None
+    site.USER_SITE = None
+    site.ENABLE_USER_SITE = True
+    user_site = site.getusersitepackages()
+    if os.path.isdir(user_site):
+        site.addsitedir(user_site)
+    sys.path.extend(p for p in sites if p not in sys.path)
+    return user_site
+
+
+def _user_shadows_preload(user_site):
+    """A preloaded package the user installed their own copy of (pip install --user)."""
+    try:
+        names = os.listdir(user_site)
+    except OSError:
+        return None
+    loaded = {n for n in sys.modules if "." not in n}
+    for entry in names:
+        name = entry[:-3] if entry.endswith(".py") else entry.split(".")[0]
+        if name in loaded:
+            return name
+    return None
+
+
+def _user_matplotlibrc():
+    mpl = sys.modules.get("matplotlib")
+    if mpl is None:
+        return False
+    for f in ("get_configdir", "get_cachedir"):
+        clear = getattr(getattr(mpl, f, None), "cache_clear", None)
+        if clear:
+            clear()  # the template's answers (its own MPLCONFIGDIR) are not the kernel's
+    cands = [os.path.join(os.environ.get("MPLCONFIGDIR", ""), "matplotlibrc"),
+             os.path.join(os.environ.get("HOME", "/"), ".config", "matplotlib", "matplotlibrc"),
+             os.path.join(os.getcwd(), "matplotlibrc")]
+    if os.environ.get("MATPLOTLIBRC"):
+        cands.append(os.environ["MATPLOTLIBRC"])
+    return any(os.path.exists(c) for c in cands)
+
+
+def _forget_gpu_answers():
+    """What torch cached about GPUs in the template (none visible there)."""
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    for name in ("device_count", "_device_count_nvml", "_raw_device_count_nvml",
+                 "_device_count_amdsmi"):
+        clear = getattr(getattr(cuda, name, None), "cache_clear", None)
+        if clear:
+            clear()
+
+
+def _reseed():
+    import random
+    random.seed()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()  # a fresh process seeds the global RandomState from the OS
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.seed()  # as a fresh process: a non-deterministic seed (each kernel its own)
+
+
+def _show_as(argv, env):
+    """/proc/self/cmdline and /proc/self/environ as exec'ing `argv` with `env`
+    would show them, not the template's (host paths): both are rewritten in
+    place, in the regions the template was started with (the server pads
+    them, SKYLAB_TEMPLATE_PAD); NULs fill the rest. False when they do not fit."""
+    with open("/proc/self/stat") as f:
+        st = f.read()
+    rest = st[st.rindex(")") + 2:].split()
+    arg_start, arg_end, env_start, env_end = (int(x) for x in rest[45:49])
+    args = b"".join(a.encode() + b"\0" for a in argv)
+    envs = b"".join(("%s=%s" % kv).encode() + b"\0" for kv in env.items())
+    if len(args) > arg_end - arg_start or len(envs) > env_end - env_start:
+        return False
+    ctypes.memmove(arg_start, args.ljust(arg_end - arg_start, b"\0"), arg_end - arg_start)
+    ctypes.memmove(env_start, envs.ljust(env_end - env_start, b"\0"), env_end - env_start)
+    return True
+
+
+def _run_kernel(req, bpf, verdict_w):
+    """In K: becomes the runtime's kernel. Never returns."""
+    code = 1
+    dropped = False
+    try:
+        uid, gid = int(req["uid"]), int(req["gid"])
+        if uid <= 0 or gid <= 0:
+            raise ValueError("refusing uid/gid 0")
+        env = {str(k): str(v) for k, v in req["env"].items()}
+        shown = _show_as(req["argv"], dict(env, PWD="/content"))
+        sys.orig_argv = list(req["argv"])
+        os.setsid()
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        if os.getuid() == 0 or os.geteuid() == 0 or os.getgid() == 0:
+            os._exit(125)
+        dropped = True
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        if bpf:
+            buf = ctypes.create_string_buffer(bpf, len(bpf))
+            prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
+            _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+        # Only fds 0-2 (the kernel's log) and the verdict pipe stay.
+        for s in _SOCKETS:
+            try:
+                s.detach()
+            except OSError:
+                pass
+        os.closerange(3, verdict_w)
+        os.closerange(verdict_w + 1, 1 << 16)
+        _prctl(PR_SET_DUMPABLE, 1)  # as after execve: the user may inspect their own process
+        cwd = "/content"
+        try:
+            os.chdir(cwd)
+        except OSError:
+            cwd = "/"
+            os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        os.environ.setdefault("PWD", cwd)  # as bubblewrap's --chdir sets it
+        for k, v in _IMPORT_ENV.items():
+            os.environ.setdefault(k, v)
+        user_site = _kernel_sys_path(env, cwd)
+        # The sandbox would exec `python3` from PATH: when that is not this
+        # interpreter (a venv, ~/.local/bin), or the user installed their own
+        # copy of a preloaded package, today's path runs instead.
+        import shutil
+        which = shutil.which(req["argv"][0], path=env.get("PATH"))
+        reason = None if shown else "the kernel's command line or environment is too long"
+        if reason:
+            pass
+        elif not which or os.path.realpath(which) != os.path.realpath(sys.executable):
+            reason = "python3 in the sandbox is %s" % which
+        elif _user_shadows_preload(user_site):
+            reason = "user site shadows %s" % _user_shadows_preload(user_site)
+        elif _user_matplotlibrc():
+            reason = "the user has a matplotlibrc (read when matplotlib is imported)"
+        os.write(verdict_w, (reason or "ok").encode()[:200])
+        os.close(verdict_w)
+        if reason:
+            os._exit(0)
+        _trace("kernel: dropped to the user, filter set, checks done")
+        import importlib
+        importlib.invalidate_caches()
+        _reseed()
+        _forget_gpu_answers()
+        sys.argv[:] = [sys.modules["ipykernel"].__path__[0].rsplit("/", 1)[0] +
+                       "/ipykernel_launcher.py"] + list(req["argv"][3:])
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from ipykernel import kernelapp
+        try:
+            app = kernelapp.IPKernelApp.instance()
+            _trace("kernel app: initialize")
+            app.initialize()
+            _trace("kernel app: start (the kernel answers from here)")
+            app.start()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:  # never back into the template's code
+        try:
+            _log("kernel: %s: %s" % (e.__class__.__name__, e))
+        except BaseException:
+            pass
+    if not dropped:
+        os._exit(code)  # nothing of the template's runs as root in the sandbox
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+# ------------------------------------------------------------------ C: enter the sandbox
+
+def _enter(conn, req, fds):
+    """In C (root): joins the runtime and forks K. Answers on `conn`. Never returns."""
+    ok = False
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        if len(fds) not in (10, 11):
+            raise ValueError("expected 10 or 11 fds")
+        bpf = b""
+        if len(fds) == 11:
+            bpf = os.pread(fds[10], 1 << 20, 0)
+            if not bpf or len(bpf) % 8:
+                raise ValueError("bad seccomp filter")
+        elif req.get("seccomp"):
+            raise ValueError("seccomp requested without a filter")
+        for i in range(3):
+            os.dup2(fds[i], i)
+        for path in req["cgroups"]:
+            if not path.startswith("/sys/fs/cgroup/") or "/../" in path + "/":
+                raise ValueError("bad cgroup path")
+            fd = os.open(path + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        for fd in fds[3:9]:
+            _setns(fd)
+        os.fchdir(fds[9])
+        os.chroot(".")
+        os.chdir("/")
+        _trace("joined the sandbox (cgroups, namespaces, root)")
+        r, w = os.pipe()
+        kid = os.fork()
+        if kid == 0:
+            os.close(r)
+            _run_kernel(req, bpf, w)
+        os.close(w)
+        pidfd = os.pidfd_open(kid)
+        verdict = b""
+        while True:
+            chunk = os.read(r, 256)
+            if not chunk:
+                break
+            verdict += chunk
+        if verdict == b"ok":
+            reply = {"ok": True, "pid": kid}
+            socket.send_fds(conn, [json.dumps(reply).encode()], [pidfd])
+            ok = True
+        else:
+            os.waitpid(kid, 0)
+            conn.sendall(json.dumps({"ok": False, "error": verdict.decode(errors="replace")
+                                     or "the kernel could not start"}).encode())
+    except BaseException as e:
+        try:
+            conn.sendall(json.dumps({"ok": False, "error": "%s: %s" % (
+                e.__class__.__name__, e)}).encode())
+        except BaseException:
+            pass
+    os._exit(0 if ok else 1)
+
+
+def _valid(req):
+    return (isinstance(req, dict) and isinstance(req.get("uid"), int) and
+            isinstance(req.get("gid"), int) and isinstance(req.get("env"), dict) and
+            len(req["env"]) < 1000 and
+            all(isinstance(k, str) and isinstance(v, str) for k, v in req["env"].items()) and
+            isinstance(req.get("cgroups"), list) and 0 < len(req["cgroups"]) <= 8 and
+            all(isinstance(c, str) for c in req["cgroups"]) and
+            isinstance(req.get("argv"), list) and len(req["argv"]) == 5 and
+            all(isinstance(a, str) for a in req["argv"]) and
+            req["argv"][0] in PYTHON_NAMES + (sys.executable,) and
+            req["argv"][1:3] == ["-m", "ipykernel_launcher"] and req["argv"][3] == "-f")
+
+
+def _trace(what):
+    """--trace: how long each step of a start took, in the kernel's log."""
+    if _T0:
+        # fd 2, not sys.stderr: ipykernel sends that to the notebook once it started.
+        os.write(2, ("skylab template: %+.1f ms %s (at %.3f)\n" % (
+            (time.monotonic() - _T0[0]) * 1e3, what, time.time())).encode())
+
+
+def _serve_one(conn):
+    conn.settimeout(5)
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, peer_uid, _ = struct.unpack("3i", creds)
+    fds = []
+    try:
+        if peer_uid != 0:
+            raise ValueError("peer is not root")
+        msg, fds, flags, _ = socket.recv_fds(conn, MAX_REQUEST, MAX_FDS)
+        if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+            raise ValueError("request truncated")
+        while msg:  # the rest, up to the client's end of writing (no more fds come)
+            more = conn.recv(65536)
+            if not more:
+                break
+            msg += more
+            if len(msg) > MAX_REQUEST:
+                raise ValueError("request too large")
+        req = json.loads(msg)
+        if not _valid(req):
+            raise ValueError("invalid request")
+    except Exception as e:
+        for fd in fds:
+            os.close(fd)
+        try:
+            conn.sendall(json.dumps({"ok": False, "error": str(e)}).encode())
+        except OSError:
+            pass
+        return
+    if _T0:
+        _T0[0] = time.monotonic()
+        _trace("request")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _SOCKETS[0].close()
+        except BaseException:
+            pass
+        _enter(conn, req, fds)
+    for fd in fds:
+        os.close(fd)
+
+
+def _reap(*_):
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+_SOCKETS = []
+_BASE_PATH = []
+_IMPORT_ENV = {}
+_T0 = []  # [request time] with --trace
+
+
+def main(argv):
+    sock_path, names = None, []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--socket" and i + 1 < len(argv):
+            sock_path = argv[i + 1]
+            i += 2
+        elif argv[i] == "--trace":
+            _T0.append(0.0)
+            i += 1
+        elif argv[i] == "--pad" and i + 1 < len(argv):
+            i += 2
+        elif argv[i] == "--preload" and i + 1 < len(argv):
+            names = [n for n in argv[i + 1].split(",") if n]
+            i += 2
+        else:
+            _log("usage: python3 -m skylab.template --socket PATH [--preload a,b]")
+            return 2
+    if not sock_path or os.geteuid() != 0:
+        _log("needs --socket and root")
+        return 2
+    parent = os.getppid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # goes with the server
+    if os.getppid() != parent:
+        return 1
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # No GPU for the template: an import that asks CUDA anything sees none and
+    # touches no device (a CUDA context does not survive fork). Kernels get
+    # their runtime's CUDA_VISIBLE_DEVICES and initialise CUDA themselves.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    # (Set here, not by the server: a kernel's /proc/self/environ must show no host path.)
+    os.environ["MPLCONFIGDIR"] = os.path.join(os.path.dirname(sock_path), "matplotlib")
+    t0 = time.monotonic()
+    before = dict(os.environ)
+    failed = preload(names)
+    # What the imports put into the environment (e.g. debugpy's
+    # PYDEVD_USE_FRAME_EVAL): a kernel that imports them itself has it too.
+    _IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
+    problems = fork_safety_problems()
+    if problems:
+        _log("cannot serve: " + ", ".join(problems))
+        return 3
+    # Everything imported so far is shared with every kernel: keep the
+    # collector off those pages (copy-on-write) in the kernels.
+    gc.collect()
+    gc.freeze()
+    # The interpreter's own path, without this module's source folder.
+    # (Started as a script: sys.path[0] is this file's folder.)
+    _BASE_PATH[:] = [p for p in sys.path[1:] if p]
+    sys.modules.pop("__mp_main__", None)
+    d = os.path.dirname(sock_path)
+    st = os.lstat(d)
+    if st.st_uid != 0 or st.st_mode & 0o077:
+        _log("%s must be root's and 0700" % d)
+        return 2
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    srv.bind(sock_path)
+    os.umask(old)
+    os.chmod(sock_path, 0o600)
+    srv.listen(64)
+    _SOCKETS.append(srv)
+    signal.signal(signal.SIGCHLD, _reap)
+    sys.stdout.write("ready %.2fs%s\n" % (time.monotonic() - t0,
+                                          " (not preloaded: %s)" % ", ".join(failed)
+                                          if failed else ""))
+    sys.stdout.flush()
+    while True:
+        try:
+            conn, _ = srv.accept()
+        except InterruptedError:
+            continue
+        _SOCKETS.append(conn)
+        try:
+            _serve_one(conn)
+        except Exception as e:
+            _log("request: %s" % e)
+        finally:
+            _SOCKETS.remove(conn)
+            conn.close()
+        _reap()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

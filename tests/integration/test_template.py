@@ -1,0 +1,366 @@
+"""Instant runtimes (issue 17): kernels forked from a pre-imported template
+into a sandbox that bubblewrap built. A forked kernel must be confined
+exactly as a bubblewrap kernel is (uid, no capabilities, no_new_privs,
+seccomp, pid/mount namespaces, cgroup), never reach the template, and the
+template must survive whatever its kernels do; when it cannot serve, kernels
+start as before.
+
+Real binary as root, real bubblewrap, real cgroups. The isolation suites
+(test_isolation.py, test_privsep.py, test_limits.py) run unchanged with
+SKYLAB_RUNTIME_TEMPLATE=1 as well.
+
+Run with Debian's python: /usr/bin/python3 -m pytest tests/integration/test_template.py
+"""
+import os
+import re
+import secrets
+import signal
+import time
+
+import pytest
+import requests
+
+import kclient
+from conftest import (SERVER_KIND, _stop_server, kernel_host_pid, needs_root, needs_sandbox,
+                      proc_alive, server_with_config)
+from test_accounts import add_user, new_token, token_session
+
+pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
+
+CONFIG = """
+[runtimes]
+sandbox = "bwrap"
+template = true
+[runtime_types.cpu]
+memory = "1G"
+[runtime_types.small]
+memory = "300M"
+[runtime_types.gpu]
+gpus = 1
+[gpus]
+fake = 1
+"""
+
+# What the kernel reports about itself, printed as one line of key=value.
+PROBE = r"""
+import os, sys, json
+_st = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines() if ':' in l)
+_procs = []
+for _p in os.listdir('/proc'):
+    if _p.isdigit():
+        try:
+            _procs.append((int(_p), open('/proc/%s/cmdline' % _p, 'rb').read().replace(b'\0', b' ').decode()))
+        except OSError:
+            pass
+print(json.dumps({
+    'preloaded': [m for m in ('numpy', 'torch', 'pandas') if m in _START_MODULES],
+    'uid': os.getresuid(), 'gid': os.getresgid(), 'groups': os.getgroups(),
+    'cap_eff': _st['CapEff'].strip(), 'nnp': _st['NoNewPrivs'].strip(), 'seccomp': _st['Seccomp'].strip(),
+    'ppid': os.getppid(), 'procs': _procs, 'cwd': os.getcwd(), 'sys_path': sys.path,
+    'env': dict(os.environ), 'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')),
+    'mounts': sorted(' '.join(l.split()[4:6]) + ' ' + l.split(' - ')[1].split()[0]
+                     for l in open('/proc/self/mountinfo')),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tsrv():
+    srv = server_with_config(CONFIG)
+    yield srv
+    if srv.proc.poll() is None:
+        _stop_server(srv)
+    else:
+        srv.cleanup_tmp()
+
+
+def template_pids(srv):
+    return [int(p) for p in re.findall(r"runtime template: ready \[[^\]]*\] pid (\d+)", srv.log_text(10 ** 7))]
+
+
+def ppid(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    return int(s[s.rindex(")") + 2:].split()[1])
+
+
+def start(srv, token=None, type_=None):
+    """A new runtime's kernel (as the admin, or the user of `token`); returns (kid, client, probe)."""
+    http = token_session(token) if token else srv.http
+    body = {"name": "python3"}
+    if type_:
+        r = http.post(srv.url("/api/skylab/runtimes"), json={"type": type_}, timeout=60)
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+    else:
+        r = http.post(srv.url("/api/kernels"), json=body, timeout=60)
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+    srv.kernels.append(kid)
+    c = kclient.KernelClient(srv.ws_base, kid, token or srv.token)
+    srv.clients.append(c)
+    c.nudge(timeout=60)
+    # sys.modules as the kernel's first cell finds it (before the probe imports anything).
+    c.eval_ok("import sys as _s; _START_MODULES = set(_s.modules)")
+    return kid, c, probe(c)
+
+
+def probe(c):
+    import json
+    r = c.eval_ok(PROBE)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_a_forked_kernel_is_confined_like_a_bubblewrap_kernel(tsrv):
+    assert template_pids(tsrv), tsrv.log_text()
+    tpid = template_pids(tsrv)[-1]
+    kid, c, p = start(tsrv)
+    # It was forked from the template: the preloaded modules were there before any cell.
+    assert p["preloaded"] == ["numpy", "torch", "pandas"], p["preloaded"]
+    host = kernel_host_pid(c)
+    assert ppid(host) == tpid  # reaped by the template (subreaper), not by anything in the sandbox
+    # The runtime's uid and gid, no groups, no capabilities, no_new_privs, the seccomp filter.
+    uid = p["uid"][0]
+    assert uid >= 200000 and p["uid"] == [uid] * 3 and p["gid"] == [uid] * 3 and p["groups"] == []
+    assert p["cap_eff"] == "0000000000000000" and p["nnp"] == "1" and p["seccomp"] == "2"
+    # Its own pid namespace: the parent is outside (0), the template and the host are not visible.
+    assert p["ppid"] == 0
+    assert all("template" not in cmd and "skylab serve" not in cmd for _, cmd in p["procs"]), p["procs"]
+    assert len(p["procs"]) <= 4, p["procs"]  # bwrap's init, the holder, the kernel (+ its helpers)
+    # The runtime's cgroup.
+    with open("/proc/%d/cgroup" % host) as f:
+        assert "skylab-" + kid in f.read()
+    # Only its own fds (no template socket, no listening socket), the runtime's environment.
+    assert "SKYLAB_ADMIN_TOKEN" not in p["env"] and p["env"]["SKYLAB_KERNEL_ID"] == kid
+    assert p["env"]["HOME"] == "/root" and p["cwd"] == "/content"
+    assert p["env"].get("MPLBACKEND") in (None, "module://matplotlib_inline.backend_inline")
+    r = c.eval_ok("import os\nprint([os.readlink('/proc/self/fd/' + d) for d in os.listdir('/proc/self/fd') if os.path.exists('/proc/self/fd/' + d)])\n"
+                  "print(open('/proc/self/cmdline', 'rb').read(), open('/proc/self/environ', 'rb').read())")
+    fds, shown = r.stdout.splitlines()[:2]
+    assert "template" not in fds and ".sock" not in fds, fds
+    for host in (tsrv.data_dir, tsrv.tmp):  # its command line and environment are the kernel's
+        assert host not in shown, shown
+    assert "ipykernel_launcher" in shown and "SKYLAB_KERNEL_ID=" + kid in shown, shown
+    # The template is unreachable: its socket is not in the sandbox, its pid not in this namespace.
+    r = c.execute("import os; os.kill(%d, 0)" % tpid)
+    assert r.status == "error"  # ESRCH (or EPERM): no such process here
+    # Numerical libraries work after the fork (no hung OpenBLAS/OpenMP pools).
+    r = c.eval_ok("import numpy as np, torch\na = np.ones((300, 300)); print((a @ a).sum())\n"
+                  "print(float(torch.ones(200, 200).matmul(torch.ones(200, 200)).sum()))\n"
+                  "print(torch.cuda.is_initialized())", timeout=120)
+    assert r.stdout.split() == ["27000000.0", "8000000.0", "False"], r.stdout
+
+
+def test_two_forked_kernels_do_not_share_randomness_or_processes(tsrv):
+    name = "tpl" + secrets.token_hex(3)
+    add_user(tsrv, name, "password-" + name)
+    tok = new_token(tsrv, name)
+    _, a, pa = start(tsrv)
+    _, b, pb = start(tsrv, token=tok)
+    assert pa["preloaded"] and pb["preloaded"]
+    assert pa["uid"] != pb["uid"]
+    code = ("import numpy, random, uuid, torch\n"
+            "print(numpy.random.rand(), random.random(), uuid.uuid4(), torch.rand(1).item(), torch.initial_seed())")
+    ra, rb = a.eval_ok(code).stdout.split(), b.eval_ok(code).stdout.split()
+    assert all(x != y for x, y in zip(ra, rb)), (ra, rb)
+    # Neither sees the other's processes (own pid namespaces): same small pid numbers, each its own.
+    ha, hb = kernel_host_pid(a), kernel_host_pid(b)
+    assert ha != hb
+    r = b.execute("import os; print(open('/proc/%d/cmdline').read())" % ha)
+    assert r.status == "error" or "ipykernel" not in r.stdout
+
+
+def test_a_kernel_that_kills_itself_leaves_the_template_alive(tsrv):
+    tpid = template_pids(tsrv)[-1]
+    kid, c, p = start(tsrv)
+    assert p["preloaded"]
+    host = kernel_host_pid(c)
+    c.execute_request("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    deadline = time.monotonic() + 60
+    while proc_alive(host) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not proc_alive(host)
+    assert proc_alive(tpid)
+    # The next runtime is forked from the same template.
+    _, c2, p2 = start(tsrv)
+    assert p2["preloaded"] and ppid(kernel_host_pid(c2)) == tpid
+
+
+def test_the_memory_limit_kills_only_that_kernel(tsrv):
+    tpid = template_pids(tsrv)[-1]
+    kid, c, p = start(tsrv, type_="small")
+    assert p["preloaded"]
+    host = kernel_host_pid(c)
+    c.execute_request("x = bytearray(800 << 20); x[::4096] = b'1' * len(x[::4096])")
+    deadline = time.monotonic() + 120
+    while proc_alive(host) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not proc_alive(host)
+    assert proc_alive(tpid)
+    deadline = time.monotonic() + 60
+    while "out of memory" not in tsrv.log_text(10 ** 7) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "out of memory" in tsrv.log_text(10 ** 7)
+
+
+def test_the_user_site_and_mounts_match_and_a_shadowed_package_falls_back(tsrv):
+    """A forked kernel sees what a bubblewrap kernel sees (sys.path with the
+    user's site, mounts); a user who installed their own copy of a preloaded
+    package gets today's path, which imports their copy."""
+    name = "tpl" + secrets.token_hex(3)
+    add_user(tsrv, name, "password-" + name)
+    tok = new_token(tsrv, name)
+    _, c1, p1 = start(tsrv, token=tok)
+    assert p1["preloaded"]
+    c1.eval_ok("import os, site\nd = site.getusersitepackages(); os.makedirs(d + '/mine', exist_ok=True)\n"
+               "open(d + '/mine/__init__.py', 'w').write('X = 1\\n')")
+    _, c2, p2 = start(tsrv, token=tok)
+    assert p2["preloaded"]  # a user site without preloaded names: still forked
+    c2.eval_ok("import mine; assert mine.X == 1")
+    c2.eval_ok("import os, site\nd = site.getusersitepackages(); os.makedirs(d + '/pandas', exist_ok=True)\n"
+               "open(d + '/pandas/__init__.py', 'w').write('MINE = True\\n')")
+    _, c3, p3 = start(tsrv, token=tok)
+    assert p3["preloaded"] == []  # today's path
+    c3.eval_ok("import pandas; assert pandas.MINE")
+    assert p2["sys_path"] == p3["sys_path"], (p2["sys_path"], p3["sys_path"])
+    def mounts(p):
+        return sorted(m.replace(p["env"]["SKYLAB_KERNEL_ID"], "KID") for m in p["mounts"])
+    assert mounts(p2) == mounts(p3), (mounts(p2), mounts(p3))
+    env2 = {k: v.replace(p2["env"]["SKYLAB_KERNEL_ID"], "KID") for k, v in p2["env"].items()}
+    env3 = {k: v.replace(p3["env"]["SKYLAB_KERNEL_ID"], "KID") for k, v in p3["env"].items()}
+    assert env2 == env3
+
+
+def test_a_crashed_template_falls_back_then_comes_back(tsrv):
+    old = template_pids(tsrv)[-1]
+    os.kill(old, signal.SIGKILL)
+    # Meanwhile runtimes start as before.
+    _, c, p = start(tsrv)
+    assert p["preloaded"] == []
+    c.eval_ok("import numpy; print(numpy.ones(3).sum())")
+    deadline = time.monotonic() + 120
+    while template_pids(tsrv)[-1] == old and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new = template_pids(tsrv)[-1]
+    assert new != old and proc_alive(new)
+    _, c2, p2 = start(tsrv)
+    assert p2["preloaded"] and ppid(kernel_host_pid(c2)) == new
+
+
+def test_a_package_change_restarts_the_template(tsrv):
+    """pip or apt changed what `import` finds: new kernels must not get the old modules."""
+    old = template_pids(tsrv)[-1]
+    site = "/usr/local/lib/python3.11/dist-packages"
+    if not os.path.isdir(site):
+        site = "/usr/lib/python3/dist-packages"
+    st = os.stat(site)
+    try:
+        os.utime(site, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        deadline = time.monotonic() + 120
+        while template_pids(tsrv)[-1] == old and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.utime(site, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert "the Python packages changed" in tsrv.log_text(10 ** 7)
+    new = template_pids(tsrv)[-1]
+    assert new != old and not proc_alive(old)
+    _, c, p = start(tsrv)
+    assert p["preloaded"] and ppid(kernel_host_pid(c)) == new
+
+
+SEEDED = r"""
+import torch, numpy, random
+torch.manual_seed(0); numpy.random.seed(0); random.seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+opt = torch.optim.SGD(m.parameters(), lr=0.1)
+x, y = torch.randn(32, 8), torch.randn(32, 2)
+for _ in range(5):
+    opt.zero_grad(); loss = torch.nn.functional.mse_loss(m(x), y); loss.backward(); opt.step()
+print(repr([[p.sum().item() for p in m.parameters()], loss.item(), numpy.random.rand(), random.random()]))
+"""
+
+
+def test_same_seeds_give_the_same_weights_as_a_fresh_python(tsrv):
+    """What a course notebook computes from its seeds does not depend on being forked."""
+    import subprocess
+    _, c, p = start(tsrv)
+    assert p["preloaded"]
+    forked = c.eval_ok(SEEDED, timeout=120).stdout.strip().splitlines()[-1]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "CUDA_VISIBLE_DEVICES": ""}
+    fresh = subprocess.run(["/usr/bin/python3", "-c", SEEDED], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert forked == fresh.stdout.strip().splitlines()[-1]
+
+
+def test_the_template_socket_refuses_everyone_but_root_and_bad_requests(tsrv):
+    """Attacks on the template itself: another uid, uid 0 asked for, missing fds, junk."""
+    import json
+    import socket
+    import subprocess
+    tpid = template_pids(tsrv)[-1]
+    sock = os.path.join(tsrv.data_dir, "run", "template-0.sock")
+    st = os.stat(sock)
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0
+    assert os.stat(os.path.dirname(sock)).st_mode & 0o077 == 0
+    # Not even connectable by another uid (a runtime's uid is not root either).
+    probe = ("import os, socket; os.setgid(65534); os.setuid(65534)\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(%r); print('connected')\nexcept OSError as e:\n    print('refused', e.errno)" % sock)
+    r = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("refused"), (r.stdout, r.stderr)
+
+    def ask(payload, fds=()):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(sock)
+        try:
+            if fds:
+                socket.send_fds(s, [payload], list(fds))
+            else:
+                s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):  # refused before it read it all
+            pass
+        out = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        except ConnectionResetError:  # it hung up on the rest of an oversized request
+            return {"ok": False, "reset": True}
+        finally:
+            s.close()
+        return json.loads(out)
+
+    good = {"uid": 200123, "gid": 200123, "seccomp": False, "cgroups": ["/sys/fs/cgroup/x"],
+            "env": {}, "argv": ["python3", "-m", "ipykernel_launcher", "-f", "/run/c.json"]}
+    null = os.open("/dev/null", os.O_RDONLY)
+    try:
+        for bad in (dict(good, uid=0), dict(good, gid=0), dict(good, argv=["/bin/sh", "-c", "id"]),
+                    dict(good, cgroups=["/etc"]), dict(good, env={"A": 1})):
+            r = ask(json.dumps(bad).encode(), [null] * 10)
+            assert r["ok"] is False, (bad, r)
+        assert ask(json.dumps(good).encode())["ok"] is False            # no fds
+        assert ask(json.dumps(good).encode(), [null] * 3)["ok"] is False  # too few
+        assert ask(b"{" * 100000)["ok"] is False                          # junk
+        assert ask(b"x" * (2 << 20))["ok"] is False                       # oversized
+        big = dict(good, env={"K%d" % i: "v" * 100 for i in range(900)})  # large but valid
+        assert ask(json.dumps(big).encode(), [null] * 10)["ok"] is False  # (not namespaces)
+    finally:
+        os.close(null)
+    assert proc_alive(tpid) and template_pids(tsrv)[-1] == tpid
+    _, c, p = start(tsrv)
+    assert p["preloaded"]
+
+
+def test_a_gpu_runtime_gets_its_own_devices_not_the_templates(tsrv):
+    """The template sees no GPU (CUDA never touched before the fork); a GPU
+    runtime's forked kernel has its grant and initialises CUDA itself."""
+    _, c, p = start(tsrv, type_="gpu")
+    assert p["preloaded"]
+    assert p["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    r = c.eval_ok("import os, torch\nprint(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.is_initialized())")
+    assert r.stdout.split() == ["0", "False"], r.stdout
