@@ -980,20 +980,20 @@ void KernelManager::detach_all() {
   if (!impl_) return;
   std::vector<std::string> spares;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     for (auto& [id, k] : impl_->kernels)
       if (k->spare) spares.push_back(id);
   }
-  auto m = std::make_shared<std::mutex>();
-  auto cv = std::make_shared<std::condition_variable>();
+  auto m = std::make_shared<Mutex>();
+  auto cv = std::make_shared<CondVar>();
   auto left = std::make_shared<std::size_t>(spares.size());
   for (auto& id : spares)
     shutdown(id, [m, cv, left](Status) {
-      std::lock_guard lock(*m);
+      MutexLock lock(*m);
       if (--*left == 0) cv->notify_all();
     });
   {
-    std::unique_lock lock(*m);
+    MutexLock lock(*m);
     cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
                  [&] { return *left == 0; });
   }

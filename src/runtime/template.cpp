@@ -260,7 +260,7 @@ pid_t RuntimeTemplates::pid_for(const std::string& type) const {
 void RuntimeTemplates::run(Slot* slot) {
   int backoff = 1;
   auto sleep_for = [this](std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
+    MutexLock lock(mutex_);
     cv_.wait_for(lock, d, [this] { return stop_.load(); });
   };
   while (!stop_) {
