@@ -988,7 +988,7 @@ void KernelManager::detach_all() {
   auto cv = std::make_shared<CondVar>();
   auto left = std::make_shared<std::size_t>(spares.size());
   for (auto& id : spares)
-    shutdown(id, [m, cv, left](Status) {
+    shutdown(id, [m, cv, left](const Status&) {
       MutexLock lock(*m);
       if (--*left == 0) cv->notify_all();
     });

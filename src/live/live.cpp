@@ -652,7 +652,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         auto s = d.doc.save_due();
         bool big = d.journal && jdir && d.journal->bytes() > jdir->limits().max_bytes;
         if (s && (*s <= t || big))
-          due.push_back({it->first, big});
+          due.emplace_back(it->first, big);
         else if (s)
           next = next ? std::min(*next, *s) : *s;
         if (!s && d.doc.running().empty() && d.clients.empty() &&

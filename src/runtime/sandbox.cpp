@@ -449,8 +449,8 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
     // bwrap runs privileged; our helper drops to the user's uid inside.
     a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid),
                        "--gid", std::to_string(p.gid)});
-    if (p.hold) a.push_back("--hold");
-    a.push_back("--");
+    if (p.hold) a.emplace_back("--hold");
+    a.emplace_back("--");
   }
   a.insert(a.end(), command.begin(), command.end());
   return a;

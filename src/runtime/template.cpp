@@ -282,7 +282,7 @@ void RuntimeTemplates::run(Slot* slot) {
                                      slot->socket, "--preload",           slot->key,
                                      "--pad",      std::string(4096, 'x')};
     if (const char* t = std::getenv("SKYLAB_TEMPLATE_TRACE"); t && *t && std::string(t) != "0")
-      args.push_back("--trace");  // each start's steps with times, in the kernel's log
+      args.emplace_back("--trace");  // each start's steps with times, in the kernel's log
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
