@@ -8,6 +8,7 @@ APT_PACKAGES=(
   # build
   build-essential cmake pkg-config ccache
   clang-format  # make test checks the C++ formatting (scripts/check_format.sh)
+  clang-14 clang-tidy-14  # make test: scripts/check_thread_safety.sh (clang++ -Wthread-safety), scripts/check_tidy.sh
   dpkg-dev  # make deb: dpkg-shlibdeps (build-essential pulls it in; named for clarity)
   libboost-dev libzmq3-dev nlohmann-json3-dev libssl-dev libsqlite3-dev libsodium-dev
   libgtest-dev libgmock-dev libtomlplusplus-dev libseccomp-dev

@@ -9,6 +9,12 @@ failed=()
 echo "== C++ formatting (clang-format, .clang-format)"
 scripts/check_format.sh || failed+=(format)
 
+echo "== C++ thread safety (clang -Wthread-safety on GUARDED_BY/REQUIRES)"
+scripts/check_thread_safety.sh --build "$BUILD" || failed+=(thread-safety)
+
+echo "== clang-tidy (.clang-tidy)"
+scripts/check_tidy.sh --build "$BUILD" || failed+=(tidy)
+
 echo "== unit tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure || failed+=(unit)
 

@@ -1,10 +1,8 @@
 // Sign-in and account routes: /login, /logout, /api/skylab/tokens,
 // /api/skylab/users (admins), /api/skylab/routes (admins).
 #include <cctype>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -17,6 +15,7 @@
 #include "auth/throttle.hpp"
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
 #include "runtime/config.hpp"
@@ -30,7 +29,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kLoginBodyLimit = 16 * 1024;
+constexpr std::size_t kLoginBodyLimit = std::size_t{16} * 1024;
 constexpr std::int64_t kMaxTokenLifetime = 10LL * 366 * 24 * 3600;
 constexpr const char* kPageCsp =
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "

@@ -5,6 +5,7 @@
 #include "api/api.hpp"
 #include "api/secrets.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "runtime/service.hpp"
 
 namespace skylab::api {
@@ -82,7 +83,7 @@ bool ends_request(Channel ch, const kernel::MessageInfo& info) {
 void ChannelsHub::attach(const std::shared_ptr<ChannelsConnection>& c) {
   std::deque<Buffered> replay;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (removed_) {
       c->close(1000, "kernel shut down");
       return;
@@ -99,7 +100,7 @@ void ChannelsHub::attach(const std::shared_ptr<ChannelsConnection>& c) {
 }
 
 void ChannelsHub::detach(const ChannelsConnection* c) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = std::find_if(conns_.begin(), conns_.end(), [&](auto& p) { return p.get() == c; });
   if (it == conns_.end()) return;
   std::string session = (*it)->session_id();
@@ -114,7 +115,7 @@ void ChannelsHub::detach(const ChannelsConnection* c) {
 
 void ChannelsHub::track_request(const std::string& msg_id,
                                 const std::shared_ptr<ChannelsConnection>& c) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (pending_.size() >= kMaxPending) {
     while (!pending_order_.empty() && pending_.size() >= kMaxPending) {
       pending_.erase(pending_order_.front());
@@ -152,7 +153,7 @@ void ChannelsHub::on_kernel_message(Channel ch, const std::shared_ptr<const kern
   if (ch == Channel::kStdin && info.msg_type == kSecretRequest) return;
   std::vector<std::shared_ptr<ChannelsConnection>> to;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (conns_.empty()) {
       if (!buffering_) return;
       buffer_.push_back({ch, msg, info});
@@ -189,7 +190,7 @@ void ChannelsHub::on_kernel_message(Channel ch, const std::shared_ptr<const kern
 void ChannelsHub::close_all(std::uint16_t code, const std::string& reason) {
   std::vector<std::shared_ptr<ChannelsConnection>> conns;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     conns = conns_;
   }
   for (auto& c : conns) c->close(code, reason);
@@ -197,7 +198,7 @@ void ChannelsHub::close_all(std::uint16_t code, const std::string& reason) {
 
 void ChannelsHub::on_kernel_removed() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     removed_ = true;
     buffer_.clear();
     pending_.clear();
@@ -209,7 +210,7 @@ void ChannelsHub::on_kernel_removed() {
 // ---- registry ----
 
 Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& kernel_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = hubs_.find(kernel_id);
   if (it != hubs_.end()) return it->second;
   std::weak_ptr<ChannelsRegistry> self = weak_from_this();
@@ -226,14 +227,14 @@ Result<std::shared_ptr<ChannelsHub>> ChannelsRegistry::hub(const std::string& ke
 }
 
 void ChannelsRegistry::forget(const std::string& kernel_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   hubs_.erase(kernel_id);
 }
 
 void ChannelsRegistry::close_all() {
   std::vector<std::shared_ptr<ChannelsHub>> hubs;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (auto& [_, h] : hubs_) hubs.push_back(h);
   }
   for (auto& h : hubs) h->close_all(1001, "server shutting down");

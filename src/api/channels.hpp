@@ -7,11 +7,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "http/websocket.hpp"
 #include "kernel/manager.hpp"
 #include "kernel/ws_framing.hpp"
@@ -98,15 +98,15 @@ class ChannelsHub : public kernel::KernelObserver,
   std::string kernel_id_;
   std::function<void()> on_removed_;
   ClientMessageHook client_hook_;
-  std::mutex mutex_;
-  std::vector<std::shared_ptr<ChannelsConnection>> conns_;  // guarded by mutex_
-  std::unordered_map<std::string, Pending> pending_;        // guarded by mutex_
-  std::deque<std::string> pending_order_;                   // guarded by mutex_
-  bool buffering_ = false;                                  // guarded by mutex_
-  std::string buffer_session_;                              // guarded by mutex_
-  std::deque<Buffered> buffer_;                             // guarded by mutex_
-  std::size_t buffer_bytes_ = 0;                            // guarded by mutex_
-  bool removed_ = false;                                    // guarded by mutex_
+  Mutex mutex_;
+  std::vector<std::shared_ptr<ChannelsConnection>> conns_ GUARDED_BY(mutex_);
+  std::unordered_map<std::string, Pending> pending_ GUARDED_BY(mutex_);
+  std::deque<std::string> pending_order_ GUARDED_BY(mutex_);
+  bool buffering_ GUARDED_BY(mutex_) = false;
+  std::string buffer_session_ GUARDED_BY(mutex_);
+  std::deque<Buffered> buffer_ GUARDED_BY(mutex_);
+  std::size_t buffer_bytes_ GUARDED_BY(mutex_) = 0;
+  bool removed_ GUARDED_BY(mutex_) = false;
 };
 
 //! kernel id -> hub. Thread-safe.
@@ -123,8 +123,8 @@ class ChannelsRegistry : public std::enable_shared_from_this<ChannelsRegistry> {
  private:
   std::shared_ptr<kernel::KernelService> kernels_;
   ClientMessageHook client_hook_;
-  std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<ChannelsHub>> hubs_;
+  Mutex mutex_;
+  std::map<std::string, std::shared_ptr<ChannelsHub>> hubs_ GUARDED_BY(mutex_);
 };
 
 }  // namespace skylab::api

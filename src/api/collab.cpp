@@ -1,12 +1,12 @@
 #include "api/collab.hpp"
 
 #include <chrono>
-#include <mutex>
 #include <utility>
 #include <vector>
 
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "drive/drive.hpp"
 #include "http/message.hpp"
 #include "http/websocket.hpp"
@@ -45,7 +45,7 @@ class CollabConnection : public http::WebSocketHandler,
   void on_message(std::string data, bool binary) override {
     std::uint64_t id = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       id = id_;
     }
     if (binary || data.size() > ctx_->live->collab_limits().max_message_bytes) {
@@ -64,7 +64,7 @@ class CollabConnection : public http::WebSocketHandler,
   void on_close() override {
     std::uint64_t id = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       closed_ = true;
       id = id_;
     }
@@ -82,7 +82,7 @@ class CollabConnection : public http::WebSocketHandler,
   //! this client never sends. Any thread; never blocks.
   void recheck_now() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (id_ == 0 || closed_) return;  // join() checks it anyway
       checked_ = {};
     }
@@ -91,7 +91,7 @@ class CollabConnection : public http::WebSocketHandler,
 
   //! The connections joined through share `id` ("": through any share).
   static std::vector<std::shared_ptr<CollabConnection>> open_shared(const std::string& id) {
-    std::lock_guard lock(registry_mu_);
+    MutexLock lock(registry_mu_);
     std::vector<std::shared_ptr<CollabConnection>> out;
     for (auto& w : registry_)
       if (auto c = w.lock(); c && (id.empty() || c->share_ == id)) out.push_back(std::move(c));
@@ -100,7 +100,7 @@ class CollabConnection : public http::WebSocketHandler,
 
  private:
   static void remember(const std::shared_ptr<CollabConnection>& c) {
-    std::lock_guard lock(registry_mu_);
+    MutexLock lock(registry_mu_);
     std::erase_if(registry_, [](const auto& w) { return w.expired(); });
     registry_.push_back(c);
   }
@@ -111,7 +111,7 @@ class CollabConnection : public http::WebSocketHandler,
   void recheck() {
     auto now = std::chrono::steady_clock::now();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (checking_) {
         if (checked_ == std::chrono::steady_clock::time_point{}) again_ = true;
         return;
@@ -126,7 +126,7 @@ class CollabConnection : public http::WebSocketHandler,
       bool was_editor = false;
       bool again = false;
       {
-        std::lock_guard lock(self->mu_);
+        MutexLock lock(self->mu_);
         self->checking_ = false;
         was_editor = self->editor_;
         again = std::exchange(self->again_, false);
@@ -139,7 +139,7 @@ class CollabConnection : public http::WebSocketHandler,
         self->recheck_now();  // a change came while this check ran
     });
     if (!queued) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       checking_ = false;
     }
   }
@@ -160,7 +160,7 @@ class CollabConnection : public http::WebSocketHandler,
     }
     bool leave = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       id_ = id.value();
       leave = closed_;
       editor_ = target->editor;
@@ -173,17 +173,17 @@ class CollabConnection : public http::WebSocketHandler,
   std::string user_;
   Resolve resolve_;
   std::weak_ptr<http::WebSocket> ws_;
-  std::mutex mu_;
-  std::uint64_t id_ = 0;                             // GUARDED_BY(mu_) 0: not joined yet
-  bool closed_ = false;                              // GUARDED_BY(mu_)
-  bool editor_ = false;                              // GUARDED_BY(mu_) the rights it joined with
-  bool checking_ = false;                            // GUARDED_BY(mu_)
-  bool again_ = false;                               // GUARDED_BY(mu_) recheck_now() while checking
-  std::chrono::steady_clock::time_point checked_{};  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::uint64_t id_ GUARDED_BY(mu_) = 0;  // 0: not joined yet
+  bool closed_ GUARDED_BY(mu_) = false;
+  bool editor_ GUARDED_BY(mu_) = false;  // the rights it joined with
+  bool checking_ GUARDED_BY(mu_) = false;
+  bool again_ GUARDED_BY(mu_) = false;  // recheck_now() while checking
+  std::chrono::steady_clock::time_point checked_ GUARDED_BY(mu_){};
   const std::string share_;
   static constexpr std::chrono::seconds kRecheck{5};
-  static inline std::mutex registry_mu_;
-  static inline std::vector<std::weak_ptr<CollabConnection>> registry_;  // GUARDED_BY(registry_mu_)
+  static inline Mutex registry_mu_;
+  static inline std::vector<std::weak_ptr<CollabConnection>> registry_ GUARDED_BY(registry_mu_);
 };
 
 }  // namespace

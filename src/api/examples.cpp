@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +19,7 @@
 #include "api/work_queue.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "drive/drive.hpp"
 
 namespace skylab::api {
@@ -100,7 +100,7 @@ json summary(const std::string& name, const json& nb) {
       std::string line, para;
       bool heading_seen = false;
       while (std::getline(lines, line)) {
-        if (!heading_seen && line.rfind("#", 0) == 0) {
+        if (!heading_seen && line.rfind('#', 0) == 0) {
           if (title.empty()) title = trim(line.substr(line.find_first_not_of('#')));
           heading_seen = true;
         } else if (trim(line).empty()) {
@@ -145,14 +145,14 @@ Response list_examples(const std::string& dir) {
 }
 
 Response copy_example(Context& ctx, const auth::Identity& user, const std::string& name) {
-  static std::mutex mutex;  // check-then-save per server: two clicks make one copy
+  static Mutex mutex;  // check-then-save per server: two clicks make one copy
   if (!valid_example_name(name) || ctx.examples_dir.empty())
     return Response::error(404, "No such example");
   fs::path file = fs::path(ctx.examples_dir) / (name + ".ipynb");
   auto nb = read_example(file);
   if (!nb.ok()) return Response::from_error(nb.error());
   std::string path = std::string(kExamplesFolder) + "/" + name + ".ipynb";
-  std::lock_guard lock(mutex);
+  MutexLock lock(mutex);
   if (auto existing = ctx.drive->get(user, path); existing.ok())
     return Response::json(200, contents_model(*existing));
   if (auto d = ctx.drive->save_directory(user, kExamplesFolder); !d.ok())

@@ -4,12 +4,10 @@
 // live in <data-dir>/jobs/<id>.json, so their status survives a restart (a
 // job that was running when the server stopped is reported failed).
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -21,6 +19,7 @@
 #include "api/work_queue.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "drive/drive.hpp"
@@ -180,7 +179,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   //! Cancels what runs, drops what waits, joins the threads. Idempotent.
   void stop() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) return;
       stopping_ = true;
       for (auto& [id, j] : jobs_)
@@ -196,7 +195,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   }
 
   Result<json> submit(Job job) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return Error::unavailable("The server is stopping");
     std::size_t active = 0, mine = 0;
     for (auto& [id, j] : jobs_)
@@ -217,18 +216,19 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   }
 
   std::vector<json> list(const auth::Identity& user) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::pair<std::string, json>> out;
     for (auto& [id, j] : jobs_)
       if (may_access(user, j.owner)) out.emplace_back(j.created + j.id, model_locked(j));
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first > b.first; });
     std::vector<json> models;
+    models.reserve(out.size());
     for (auto& [k, m] : out) models.push_back(std::move(m));
     return models;
   }
 
   std::optional<json> get(const auth::Identity& user, const std::string& id) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end() || !may_access(user, it->second.owner)) return std::nullopt;
     return model_locked(it->second);
@@ -237,7 +237,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   //! Cancels an active job (true) or forgets a finished one (false);
   //! nullopt when the user has no such job.
   std::optional<bool> cancel_or_forget(const auth::Identity& user, const std::string& id) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end() || !may_access(user, it->second.owner)) return std::nullopt;
     Job& j = it->second;
@@ -258,19 +258,19 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
  private:
   std::string record_path(const std::string& id) const { return dir_ + "/" + id + ".json"; }
 
-  json model_locked(const Job& j) const {
+  json model_locked(const Job& j) const REQUIRES(mu_) {
     int pos = j.state == State::kWaitingGpu ? service_->gpus()->position(j.kernel_id) : 0;
     return to_json(j, pos);
   }
 
-  void persist_locked(const Job& j) {
+  void persist_locked(const Job& j) REQUIRES(mu_) {
     json v = to_json(j, 0);
     v["owner_admin"] = j.owner_admin;
     if (!safe_fs::write_file(record_path(j.id), v.dump(), 0600, false).ok())
       log::warn("job " + j.id + ": cannot write its record in " + dir_);
   }
 
-  void finish_locked(Job& j, State s, const std::string& message) {
+  void finish_locked(Job& j, State s, const std::string& message) REQUIRES(mu_) {
     j.state = s;
     j.message = message;
     j.finished_at = util::iso_now();
@@ -279,7 +279,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     persist_locked(j);
   }
 
-  void forget_oldest_locked(const std::string& owner) {
+  void forget_oldest_locked(const std::string& owner) REQUIRES(mu_) {
     const Job* oldest = nullptr;
     for (auto& [id, j] : jobs_)
       if (j.owner == owner && finished(j.state) && (!oldest || j.created < oldest->created))
@@ -294,7 +294,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     std::error_code ec;
     fs::create_directories(dir_, ec);
     fs::permissions(dir_, fs::perms::owner_all, ec);
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& e : fs::directory_iterator(dir_, ec)) {
       if (e.path().extension() != ".json") continue;
       std::ifstream in(e.path());
@@ -311,7 +311,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
         // Its runtime was reattached as the user's: nobody drives it any more.
         if (!j->kernel_id.empty() && kernels_->get(j->kernel_id).ok()) {
           log::info("job " + j->id + ": shutting down its runtime " + j->kernel_id);
-          service_->release(j->kernel_id, [](Status) {});
+          service_->release(j->kernel_id, [](const Status&) {});
         }
       }
       jobs_[j->id] = *j;
@@ -322,8 +322,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     for (;;) {
       std::string id;
       {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        MutexLock lock(mu_);
+        cv_.wait(lock, [this]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
         if (stopping_) return;
         id = queue_.front();
         queue_.pop_front();
@@ -337,7 +337,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   // Updates the job under the lock; false when it was cancelled meanwhile.
   template <typename F>
   bool update(const std::string& id, F f) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return false;
     f(it->second);
@@ -345,7 +345,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   }
 
   void fail(const std::string& id, State s, const std::string& message) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it != jobs_.end()) finish_locked(it->second, s, message);
   }
@@ -371,7 +371,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   void run(const std::string& id) {
     Job job;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       job = jobs_.at(id);
     }
     auth::Identity user;
@@ -411,7 +411,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     auto got = std::make_shared<std::optional<Result<kernel::KernelModel>>>();
     auto ticket = service_->acquire(std::move(rr), [this, got](Result<kernel::KernelModel> k) {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         *got = std::move(k);
       }
       cv_.notify_all();
@@ -420,7 +420,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       return fail(id, State::kFailed, "The runtime did not start: " + ticket.error().message);
     const std::string ticket_id = ticket->id;
     const bool waits_for_gpu = ticket->position > 0;
-    if (!update(id, [&](Job& j) {
+    if (!update(id, [&](Job& j) REQUIRES(mu_) {
           j.state = waits_for_gpu ? State::kWaitingGpu : State::kStarting;
           j.kernel_id = ticket_id;
           if (!waits_for_gpu) j.started = util::iso_now();
@@ -430,9 +430,10 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
       return fail(id, State::kCancelled, "Cancelled");
     }
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock,
-               [&] { return got->has_value() || jobs_.at(id).cancel_requested || stopping_; });
+      MutexLock lock(mu_);
+      cv_.wait(lock, [&]() REQUIRES(mu_) {
+        return got->has_value() || jobs_.at(id).cancel_requested || stopping_;
+      });
       if (!got->has_value()) {
         lock.unlock();
         service_->release(ticket_id, nullptr);
@@ -450,7 +451,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     if (!k.ok()) return fail(id, State::kFailed, "The runtime did not start: " + k.error().message);
     const std::string kid = k->id;
     if (secrets_) secrets_->bind_job(kid, job.path);  // userdata: the notebook's secret access
-    if (!update(id, [&](Job& j) {
+    if (!update(id, [&](Job& j) REQUIRES(mu_) {
           j.state = State::kStarting;
           j.kernel_id = kid;
           if (j.started.empty()) j.started = util::iso_now();
@@ -478,14 +479,14 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     auto ready = std::make_shared<std::optional<Result<kernel::KernelModel>>>();
     kernels_->when_ready(kid, [this, ready](Result<kernel::KernelModel> r) {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         *ready = std::move(r);
       }
       cv_.notify_all();
     });
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, kStartTimeout, [&] {
+      MutexLock lock(mu_);
+      cv_.wait_for(lock, kStartTimeout, [&]() REQUIRES(mu_) {
         return ready->has_value() || jobs_.at(id).cancel_requested || stopping_;
       });
       if (jobs_.at(id).cancel_requested || stopping_) {
@@ -510,7 +511,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
                     exec::python_literal(nlohmann::ordered_json(job.cwd)) + ")\ndel _skylab_os\n";
     eo.setup_what = "change to the working directory " + job.cwd;
     exec::NotebookExecutor executor(kernels_, kid, eo);
-    if (!update(id, [&](Job& j) {
+    if (!update(id, [&](Job& j) REQUIRES(mu_) {
           j.state = State::kRunning;
           j.executor = &executor;
           persist_locked(j);
@@ -543,7 +544,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     }
     if (!saved.ok()) end = end == State::kCancelled ? end : State::kFailed;
     stop_kernel.now();  // a finished job holds no runtime
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return;
     if (result.error.is_object())
@@ -560,11 +561,11 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::shared_ptr<SecretsBroker> secrets_;  //!< null: no secrets
   std::string dir_;
   std::size_t threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Job> jobs_;  // GUARDED_BY(mu_)
-  std::deque<std::string> queue_;    // GUARDED_BY(mu_)
-  bool stopping_ = false;            // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::map<std::string, Job> jobs_ GUARDED_BY(mu_);
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 

@@ -80,7 +80,7 @@ void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (k->owner != req.user.username)
       (void)ctx->kernels->notify(k->id, "skylab_runtime_event",
                                  {{"event", "stopped"}, {"reason", "operator"}});
-    ctx->runtimes->release(k->id, [done](Status st) {
+    ctx->runtimes->release(k->id, [done](const Status& st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });
   });

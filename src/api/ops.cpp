@@ -2,10 +2,8 @@
 
 #include <sqlite3.h>
 
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -15,6 +13,7 @@
 #include "api/work_queue.hpp"
 #include "auth/account_store.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "drive/drive.hpp"
 #include "metrics/metrics.hpp"
 #include "runtime/gpu.hpp"
@@ -88,7 +87,7 @@ class HealthProbe {
         thread_([this] { run(); }) {}
   ~HealthProbe() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
     cv_.notify_all();
@@ -99,7 +98,7 @@ class HealthProbe {
     auto now = std::chrono::steady_clock::now();
     bool start = false;
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       if (cached_ && now - cached_at_ < kFresh) {
         Response r = *cached_;
         lock.unlock();
@@ -127,10 +126,10 @@ class HealthProbe {
     return Response::json(503, {{"status", "unavailable"}, {"checks", {{why, true}}}});
   }
 
-  void finish(Response r, bool cache = true) {
+  void finish(const Response& r, bool cache = true) {
     std::deque<Waiter> answer;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       in_flight_ = false;
       if (cache) {
         cached_ = r;
@@ -142,7 +141,7 @@ class HealthProbe {
   }
 
   void run() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (!stop_) {
       auto now = std::chrono::steady_clock::now();
       auto next = now + std::chrono::hours(1);
@@ -169,13 +168,13 @@ class HealthProbe {
   const Check check_;
   const Post post_;
   const std::chrono::milliseconds timeout_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Waiter> waiting_;                       // GUARDED_BY(mu_)
-  std::optional<Response> cached_;                   // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point cached_at_;  // GUARDED_BY(mu_)
-  bool in_flight_ = false;                           // GUARDED_BY(mu_)
-  bool stop_ = false;                                // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Waiter> waiting_ GUARDED_BY(mu_);
+  std::optional<Response> cached_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point cached_at_ GUARDED_BY(mu_);
+  bool in_flight_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -228,9 +227,9 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
   // Counting a Drive without a volume of its own walks it: each user's
   // number is recounted at most once a minute, whatever the scrape interval.
   struct DriveBytes {
-    std::mutex mu;
-    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>>
-        users;  // GUARDED_BY(mu)
+    Mutex mu;
+    std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> users
+        GUARDED_BY(mu);
   };
   auto cache = std::make_shared<DriveBytes>();
   metrics::add_collector([weak, cache](std::string& out) {
@@ -240,7 +239,7 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
     if (!c || !c->drive || !c->accounts) return;
     auto users = c->accounts->list_users();
     if (!users.ok()) return;
-    std::lock_guard lock(cache->mu);  // one recount at a time
+    MutexLock lock(cache->mu);  // one recount at a time
     auto now = std::chrono::steady_clock::now();
     std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>>
         next;  // gone users drop out

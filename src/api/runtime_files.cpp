@@ -11,13 +11,13 @@
 #include <array>
 #include <charconv>
 #include <exception>
-#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "drive/codec.hpp"
 #include "drive/file_store.hpp"
@@ -45,7 +45,7 @@ class RuntimeFiles {
   //! The store, opened on first use (the directory appears with the first
   //! sandboxed runtime).
   Result<drive::FileStore*> store() {
-    std::lock_guard lock(open_mu_);
+    MutexLock lock(open_mu_);
     if (!store_) {
       auto s = drive::open_local_file_store(dir_);
       if (!s.ok()) return s.error();
@@ -62,15 +62,15 @@ class RuntimeFiles {
   }
 
   //! FileStore callers serialize mutations of one "user" (here: runtime).
-  std::mutex& lock_for(const std::string& id) {
+  Mutex& lock_for(const std::string& id) {
     return locks_[std::hash<std::string>{}(id) % locks_.size()];
   }
 
  private:
   std::string dir_;
-  std::mutex open_mu_;
-  std::unique_ptr<drive::FileStore> store_;  // GUARDED_BY(open_mu_)
-  std::array<std::mutex, 16> locks_;
+  Mutex open_mu_;
+  std::unique_ptr<drive::FileStore> store_ GUARDED_BY(open_mu_);
+  std::array<Mutex, 16> locks_;
 };
 
 //! A request's parts, moved off the Asio thread.
@@ -188,7 +188,7 @@ Response put(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   Result<drive::ChunkResult> r = Error::internal("unreachable");
   bool existed = false;
   {
-    std::lock_guard lock(rf.lock_for(c.id));
+    MutexLock lock(rf.lock_for(c.id));
     auto ex = fs.exists(c.id, c.path);
     existed = ex.ok() && ex.value();
     r = fs.write_chunk(c.id, c.path, chunk, c.body);
@@ -216,7 +216,7 @@ Response post(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   if (t == body->end() || *t != "directory")
     return Response::error(400, "POST creates folders: send {\"type\": \"directory\"}");
   if (rel(c).empty()) return Response::error(409, "/content exists");
-  std::lock_guard lock(rf.lock_for(c.id));
+  MutexLock lock(rf.lock_for(c.id));
   auto st = fs.make_directory(c.id, c.path);
   if (!st.ok()) return error(st.error());
   return Response::json(
@@ -238,7 +238,7 @@ Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
     if (part.rfind(".~skylab-", 0) == 0) return Response::error(400, "Reserved name");
   auto full = DrivePath::parse(std::string(kContent) + "/" + to->str());
   if (!full.ok()) return Response::from_error(full.error());
-  std::lock_guard lock(rf.lock_for(c.id));
+  MutexLock lock(rf.lock_for(c.id));
   auto st = fs.rename(c.id, c.path, full.value());
   if (!st.ok()) return error(st.error());
   return Response::json(200, {{"path", to->str()}, {"name", std::string(to->name())}});
@@ -246,7 +246,7 @@ Response patch(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
 
 Response remove_path(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
   if (rel(c).empty()) return Response::error(400, "Cannot delete /content itself");
-  std::lock_guard lock(rf.lock_for(c.id));
+  MutexLock lock(rf.lock_for(c.id));
   auto st = fs.remove(c.id, c.path);
   if (!st.ok()) return error(st.error());
   return Response::empty(204);

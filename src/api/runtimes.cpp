@@ -5,7 +5,6 @@
 #include <atomic>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +12,7 @@
 #include "api/api.hpp"
 #include "api/work_queue.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
@@ -86,7 +86,7 @@ class CpuSampler {
   //! 5 min), or a negative number when there is none yet.
   double percent(const std::string& id, double cpu_seconds) {
     auto now = std::chrono::steady_clock::now();
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     double pct = -1;
     if (auto it = last_.find(id); it != last_.end()) {
       double wall = std::chrono::duration<double>(now - it->second.first).count();
@@ -99,8 +99,9 @@ class CpuSampler {
   }
 
  private:
-  std::mutex mutex_;
-  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> last_;
+  Mutex mutex_;
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, double>> last_
+      GUARDED_BY(mutex_);
 };
 
 json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
@@ -265,7 +266,7 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (k.ok() && k->owner != req.user.username)
       (void)ctx->kernels->notify(id, "skylab_runtime_event",
                                  {{"event", "stopped"}, {"reason", "operator"}});
-    service->release(id, [done](Status st) {
+    service->release(id, [done](const Status& st) {
       done(st.ok() ? Response::empty(204) : Response::from_error(st.error()));
     });
   });

@@ -12,6 +12,7 @@
 #include "auth/secret_store.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "kernel/manager.hpp"
 
@@ -83,7 +84,7 @@ SecretsBroker::SecretsBroker(std::shared_ptr<kernel::KernelService> kernels,
       work_(std::move(work)) {}
 
 void SecretsBroker::watch(const std::string& kernel_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (observers_.count(kernel_id)) return;
   auto o = std::make_shared<Observer>(weak_from_this(), kernel_id);
   if (!kernels_->add_observer(kernel_id, o).ok()) return;
@@ -92,14 +93,14 @@ void SecretsBroker::watch(const std::string& kernel_id) {
 
 void SecretsBroker::bind_job(const std::string& kernel_id, const std::string& path) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     job_paths_[kernel_id] = path;
   }
   watch(kernel_id);
 }
 
 void SecretsBroker::forget(const std::string& kernel_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   observers_.erase(kernel_id);
   job_paths_.erase(kernel_id);
 }
@@ -119,7 +120,7 @@ void SecretsBroker::answer(const std::string& kernel_id, const std::string& name
   std::vector<std::string> paths;
   bool foreign = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto j = job_paths_.find(kernel_id); j != job_paths_.end()) paths.push_back(j->second);
   }
   for (auto& s : sessions_->list()) {

@@ -13,8 +13,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
+
+#include "common/mutex.hpp"
 
 namespace skylab::kernel {
 class KernelService;
@@ -56,9 +57,9 @@ class SecretsBroker : public std::enable_shared_from_this<SecretsBroker> {
   std::shared_ptr<auth::SecretStore> store_;
   std::shared_ptr<SessionStore> sessions_;
   std::shared_ptr<WorkQueue> work_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Observer>> observers_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::string> job_paths_;                // GUARDED_BY(mu_) by kernel id
+  Mutex mu_;
+  std::map<std::string, std::shared_ptr<Observer>> observers_ GUARDED_BY(mu_);
+  std::map<std::string, std::string> job_paths_ GUARDED_BY(mu_);  // by kernel id
 };
 
 }  // namespace skylab::api

@@ -10,6 +10,7 @@
 #include "api/api.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/service.hpp"
@@ -70,7 +71,7 @@ void SessionStore::save_locked() const {
 }
 
 SessionRecord SessionStore::create(SessionRecord r) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   do {
     r.id = util::uuid4();
   } while (sessions_.count(r.id));
@@ -80,7 +81,7 @@ SessionRecord SessionStore::create(SessionRecord r) {
 }
 
 std::optional<SessionRecord> SessionStore::get(const std::string& id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return std::nullopt;
   return it->second;
@@ -88,7 +89,7 @@ std::optional<SessionRecord> SessionStore::get(const std::string& id) const {
 
 std::optional<SessionRecord> SessionStore::find_by_path(const std::string& owner,
                                                         const std::string& path) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::string want = norm(path);
   for (auto& [_, s] : sessions_)
     if (s.owner == owner && norm(s.path) == want) return s;
@@ -96,14 +97,14 @@ std::optional<SessionRecord> SessionStore::find_by_path(const std::string& owner
 }
 
 std::vector<SessionRecord> SessionStore::list() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<SessionRecord> out;
   for (auto& [_, s] : sessions_) out.push_back(s);
   return out;
 }
 
 bool SessionStore::update(const SessionRecord& r) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(r.id);
   if (it == sessions_.end()) return false;
   it->second = r;
@@ -112,7 +113,7 @@ bool SessionStore::update(const SessionRecord& r) {
 }
 
 bool SessionStore::remove(const std::string& id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (sessions_.erase(id) == 0) return false;
   save_locked();
   return true;
@@ -120,7 +121,7 @@ bool SessionStore::remove(const std::string& id) {
 
 std::size_t SessionStore::rename_path(const std::string& owner, const std::string& from,
                                       const std::string& to) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::string f = norm(from), t = norm(to);
   std::size_t changed = 0;
   if (f.empty() || f == t) return 0;
@@ -180,7 +181,7 @@ using KernelOrResponse = std::variant<kernel::KernelModel, Response>;
 //! service; `then` runs exactly once, on the service's thread (refusals: on
 //! this one). Unknown spec: 501 as Jupyter.
 void start_kernel(Context& ctx, const auth::Identity& user, std::string name,
-                  std::function<void(KernelOrResponse)> then) {
+                  const std::function<void(KernelOrResponse)>& then) {
   if (name.empty()) name = ctx.specs->default_name();
   auto answer = [name](const Error& e) -> KernelOrResponse {
     if (e.code == Error::Code::kNotFound)
@@ -266,7 +267,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     rec.name = name.value();
     rec.type = type.value();
     auto create = [ctx, respond, done](SessionRecord rec) {
-      auto created = ctx->sessions->create(rec);
+      auto created = ctx->sessions->create(std::move(rec));
       auto model = session_model(*ctx, created);
       if (!model) return done(Response::error(500, "The session's kernel died while starting"));
       respond(std::move(*model));
@@ -285,7 +286,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                    // Another request for the same path won meanwhile: its session stands.
                    if (auto existing = ctx->sessions->find_by_path(rec.owner, rec.path)) {
                      if (auto model = session_model(*ctx, *existing)) {
-                       ctx->runtimes->release(rec.kernel_id, [](Status) {});
+                       ctx->runtimes->release(rec.kernel_id, [](const Status&) {});
                        return respond(std::move(*model));
                      }
                    }
@@ -323,7 +324,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                                                       : after.type;
       dst = v.value();
     }
-    auto finish = [ctx, done, before, id = req.params[0]](SessionRecord after) {
+    auto finish = [ctx, done, before, id = req.params[0]](const SessionRecord& after) {
       if (!ctx->sessions->update(after))
         return done(Response::error(404, "Session not found: session_id='" + id + "'"));
       auto model = session_model(*ctx, after);
@@ -332,7 +333,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         // The replaced kernel goes away before the reply, as in Jupyter Server.
         json reply = std::move(*model);
         ctx->runtimes->release(before.kernel_id,
-                               [done, reply](Status) { done(Response::json(200, reply)); });
+                               [done, reply](const Status&) { done(Response::json(200, reply)); });
         return;
       }
       done(Response::json(200, *model));
@@ -354,11 +355,11 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
                               if (auto* res = std::get_if<Response>(&started))
                                 return done(std::move(*res));
                               after.kernel_id = std::get<kernel::KernelModel>(started).id;
-                              finish(std::move(after));
+                              finish(after);
                             });
       }
     }
-    finish(std::move(after));
+    finish(after);
   });
 
   r.add("DELETE", id + "/?", [ctx](Request& req, Responder done) {
@@ -366,7 +367,7 @@ void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
     if (!s.ok()) return done(Response::from_error(s.error()));
     ctx->sessions->remove(s->id);
     if (!ctx->kernels->get(s->kernel_id).ok()) return done(Response::empty(204));
-    ctx->runtimes->release(s->kernel_id, [done](Status) { done(Response::empty(204)); });
+    ctx->runtimes->release(s->kernel_id, [done](const Status&) { done(Response::empty(204)); });
   });
 }
 

@@ -6,10 +6,11 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "common/mutex.hpp"
 
 namespace skylab::api {
 
@@ -46,11 +47,11 @@ class SessionStore {
   std::size_t rename_path(const std::string& owner, const std::string& from, const std::string& to);
 
  private:
-  void save_locked() const;
+  void save_locked() const REQUIRES(mu_);
 
   std::string file_;
-  mutable std::mutex mu_;
-  std::map<std::string, SessionRecord> sessions_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, SessionRecord> sessions_ GUARDED_BY(mu_);
 };
 
 }  // namespace skylab::api

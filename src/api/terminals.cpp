@@ -11,10 +11,8 @@
 
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <regex>
 #include <set>
@@ -25,6 +23,7 @@
 #include "api/work_queue.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/subprocess.hpp"
 #include "common/util.hpp"
@@ -80,7 +79,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
   const std::string& name() const { return name_; }
   const std::string& kernel_id() const { return kernel_id_; }
   json model() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return {{"name", name_}, {"last_activity", util::iso_time(last_activity_)}};
   }
 
@@ -97,7 +96,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
   }
   //! Adds a client: it gets ["setup", {}] and the recent output.
   bool attach(const std::shared_ptr<http::WebSocket>& ws) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (over_) return false;
     clients_.push_back(ws);
     ws->send(frame(json::array({"setup", json::object()})), false);
@@ -105,13 +104,13 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
     return true;
   }
   void detach(const http::WebSocket* ws) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::erase_if(clients_, [&](auto& w) { return w.get() == ws; });
     lagging_.erase(ws);
   }
   //! Queues input for the shell; false (dropped) beyond kMaxTerminalPendingInput.
   bool input(const std::string& data) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (over_) return false;
     last_activity_ = std::chrono::system_clock::now();
     if (pending_.size() + data.size() > kMaxTerminalPendingInput) return false;
@@ -137,7 +136,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
  private:
   void broadcast(const std::string& data) {
     auto f = frame(json::array({"stdout", data}));
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     last_activity_ = std::chrono::system_clock::now();
     history_ += data;
     if (history_.size() > kTerminalHistory) {
@@ -165,7 +164,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
 
   // Whether every client is behind (the pty is then not read for a while).
   bool all_behind() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (clients_.empty()) return false;
     for (auto& c : clients_)
       if (c->queued_bytes() <= kTerminalPauseBacklog) return false;
@@ -188,7 +187,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
     while (!stopping_) {
       bool want_out;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         want_out = !pending_.empty();
       }
       bool paused = all_behind();
@@ -202,7 +201,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
         (void)!::read(wake_, &v, sizeof v);
       }
       if (fds[0].revents & POLLOUT) {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         ssize_t n = ::write(master_, pending_.data(), pending_.size());
         if (n > 0) pending_.erase(0, static_cast<std::size_t>(n));
       }
@@ -241,7 +240,7 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
     }
     std::vector<std::shared_ptr<http::WebSocket>> clients;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       over_ = true;
       clients.swap(clients_);
     }
@@ -258,13 +257,13 @@ class Terminal : public std::enable_shared_from_this<Terminal> {
   pid_t helper_;  // only the reader thread touches it
   std::function<void()> ended_;
   std::atomic<bool> stopping_{false};
-  mutable std::mutex mu_;
-  std::chrono::system_clock::time_point last_activity_;    // guarded by mu_
-  std::vector<std::shared_ptr<http::WebSocket>> clients_;  // guarded by mu_
-  std::map<const http::WebSocket*, bool> lagging_;         // guarded by mu_: output dropped for it
-  std::string history_;                                    // guarded by mu_
-  std::string pending_;                                    // guarded by mu_
-  bool over_ = false;                                      // guarded by mu_
+  mutable Mutex mu_;
+  std::chrono::system_clock::time_point last_activity_ GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<http::WebSocket>> clients_ GUARDED_BY(mu_);
+  std::map<const http::WebSocket*, bool> lagging_ GUARDED_BY(mu_);  // output dropped for it
+  std::string history_ GUARDED_BY(mu_);
+  std::string pending_ GUARDED_BY(mu_);
+  bool over_ GUARDED_BY(mu_) = false;
 };
 
 //! Ends a kernel's terminals when the kernel is removed.
@@ -291,12 +290,12 @@ class Registry : public std::enable_shared_from_this<Registry> {
   }
 
   std::shared_ptr<Terminal> find(const std::string& owner, const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = terms_.find(key(owner, name));
     return it == terms_.end() ? nullptr : it->second.term;
   }
   std::vector<std::shared_ptr<Terminal>> of(const std::string& owner) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::shared_ptr<Terminal>> out;
     for (auto& [_, e] : terms_)
       if (e.term->owner() == owner) out.push_back(e.term);
@@ -305,7 +304,7 @@ class Registry : public std::enable_shared_from_this<Registry> {
   //! Reserves a name for `owner`: `wanted` or the next number. Conflict when
   //! taken or when the user has kMaxTerminalsPerUser.
   Result<std::string> reserve(const std::string& owner, const std::string& wanted) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::size_t mine = 0;
     for (auto& [_, e] : terms_) mine += e.term->owner() == owner;
     for (auto& r : reserved_) mine += r.rfind(owner + '\n', 0) == 0;
@@ -323,14 +322,14 @@ class Registry : public std::enable_shared_from_this<Registry> {
     return name;
   }
   void unreserve(const std::string& owner, const std::string& name) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     reserved_.erase(key(owner, name));
   }
   //! Registers a started terminal (its name was reserved) and starts its reader.
   Status add(const std::shared_ptr<Terminal>& t) {
     auto obs = std::make_shared<KernelGone>(t);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       reserved_.erase(key(t->owner(), t->name()));
       terms_[key(t->owner(), t->name())] = Entry{t, obs};
     }
@@ -354,7 +353,7 @@ class Registry : public std::enable_shared_from_this<Registry> {
   void remove(const std::string& owner, const std::string& name) {
     Entry e;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = terms_.find(key(owner, name));
       if (it == terms_.end()) return;
       e = std::move(it->second);
@@ -364,10 +363,10 @@ class Registry : public std::enable_shared_from_this<Registry> {
   }
 
   std::shared_ptr<kernel::KernelService> kernels_;
-  std::mutex mu_;
-  std::map<std::string, Entry> terms_;  // guarded by mu_
-  std::set<std::string> reserved_;      // guarded by mu_: names of terminals being started
-  std::uint64_t counter_ = 0;           // guarded by mu_
+  Mutex mu_;
+  std::map<std::string, Entry> terms_ GUARDED_BY(mu_);
+  std::set<std::string> reserved_ GUARDED_BY(mu_);  // names of terminals being started
+  std::uint64_t counter_ GUARDED_BY(mu_) = 0;
 };
 
 //! Opens a pty and runs `argv` on its slave end (a new session); the master

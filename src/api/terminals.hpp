@@ -19,9 +19,9 @@ namespace skylab::api {
 //! Terminals one user may have open at once (409 beyond).
 inline constexpr std::size_t kMaxTerminalsPerUser = 8;
 //! Largest client frame; larger ones close the WebSocket with 1009.
-inline constexpr std::size_t kMaxTerminalFrame = 64 * 1024;
+inline constexpr std::size_t kMaxTerminalFrame = std::size_t{64} * 1024;
 //! Input waiting for the shell to read it; more is dropped.
-inline constexpr std::size_t kMaxTerminalPendingInput = 64 * 1024;
+inline constexpr std::size_t kMaxTerminalPendingInput = std::size_t{64} * 1024;
 //! Flow control: while every client has more than this unsent, the pty is
 //! not read (the shell waits, as on a real terminal).
 inline constexpr std::size_t kTerminalPauseBacklog = 1 << 20;
@@ -29,7 +29,7 @@ inline constexpr std::size_t kTerminalPauseBacklog = 1 << 20;
 //! the shell and the other clients go on without it.
 inline constexpr std::size_t kMaxTerminalBacklog = 8 << 20;
 //! Output kept for clients that (re)connect.
-inline constexpr std::size_t kTerminalHistory = 64 * 1024;
+inline constexpr std::size_t kTerminalHistory = std::size_t{64} * 1024;
 
 //! Adds the routes above. Without `ctx->terminal_command` (no sandboxes)
 //! POST answers 404, as Jupyter Server without terminals.

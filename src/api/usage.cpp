@@ -162,7 +162,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
         else
           return done(Response::error(404, "No such runtime: " + id));
         const std::string actor = req.user.username;
-        service->release(id, [ctx, done, id, owner, actor](Status st) {
+        service->release(id, [ctx, done, id, owner, actor](const Status& st) {
           if (!st.ok()) return done(Response::from_error(st.error()));
           log::info("administrator '" + actor + "' stopped runtime " + id + " of '" + owner + "'");
           if (!ctx->audit) return done(Response::empty(204));

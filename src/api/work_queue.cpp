@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 
 namespace skylab::api {
 
@@ -17,7 +18,7 @@ WorkQueue::~WorkQueue() {
 
 bool WorkQueue::post(std::function<void()> task) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ || tasks_.size() >= max_pending_) return false;
     tasks_.push_back(std::move(task));
   }
@@ -28,12 +29,12 @@ bool WorkQueue::post(std::function<void()> task) {
 void WorkQueue::stop(Pending pending) {
   std::deque<std::function<void()>> dropped;  // destroyed outside mu_
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     if (pending == Pending::kDrop) dropped.swap(tasks_);
   }
   cv_.notify_all();
-  std::lock_guard join(join_mu_);
+  MutexLock join(join_mu_);
   for (auto& t : threads_)
     if (t.joinable()) t.join();
 }
@@ -42,8 +43,8 @@ void WorkQueue::run() {
   while (true) {
     std::function<void()> task;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      MutexLock lock(mu_);
+      cv_.wait(lock, [this]() REQUIRES(mu_) { return stopping_ || !tasks_.empty(); });
       if (tasks_.empty()) return;  // stopping and drained
       task = std::move(tasks_.front());
       tasks_.pop_front();

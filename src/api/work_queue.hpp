@@ -2,15 +2,14 @@
 // that the Asio thread never waits on the disk.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "http/message.hpp"
 
 namespace skylab::api {
@@ -41,11 +40,11 @@ class WorkQueue {
  private:
   void run();
 
-  std::mutex mu_;
-  std::mutex join_mu_;  // one stop() joins at a time
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  Mutex mu_;
+  Mutex join_mu_;  // one stop() joins at a time
+  CondVar cv_;
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::size_t max_pending_;
   std::vector<std::thread> threads_;
 };

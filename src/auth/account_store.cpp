@@ -13,6 +13,7 @@
 
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
@@ -136,16 +137,21 @@ Status AccountStore::exec(const char* sql) {
 
 Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions options) {
   std::shared_ptr<AccountStore> s(new AccountStore(std::move(options)));
-  sqlite::OpenOptions o;
-  o.busy_handler = metrics::counting_busy_handler;
-  o.busy_arg = &kWriteBusyTimeoutMs;
-  o.foreign_keys = true;
-  if (auto st = sqlite::open(s->opts_.path, o, &s->db_, db_error); !st.ok()) return st.error();
+  {
+    // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
+    MutexLock setup_lock(s->mutex_);
+    sqlite::OpenOptions o;
+    o.busy_handler = metrics::counting_busy_handler;
+    o.busy_arg = &kWriteBusyTimeoutMs;
+    o.foreign_keys = true;
+    if (auto st = sqlite::open(s->opts_.path, o, &s->db_, db_error); !st.ok()) return st.error();
+  }
   if (auto st = s->migrate(); !st.ok()) return st.error();
   // The read connection: in WAL mode a reader never waits for a writer, so
   // the checks every request makes (on the server's I/O thread) go on while
   // another connection or process holds the write lock, and never queue
   // behind a login that waits for it on mutex_.
+  MutexLock read_lock(s->read_mutex_);  // uncontended, as above
   int rc = sqlite3_open_v2(s->opts_.path.c_str(), &s->read_db_,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) return db_error(s->read_db_, "open " + s->opts_.path);
@@ -154,7 +160,7 @@ Result<std::shared_ptr<AccountStore>> AccountStore::open(AccountStoreOptions opt
 }
 
 Status AccountStore::migrate() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return sqlite::migrate(db_, kComponent, "the account database",
                          {{1, kSchemaV1},
                           // v2: the e-mail address given at self sign-up
@@ -172,7 +178,7 @@ Status AccountStore::add_user(std::string_view name, std::string_view password, 
   if (auto p = password_problem(password); !p.empty()) return Error::bad_request(p);
   auto hash = hash_password(password, opts_.hash);
   if (!hash.ok()) return hash.error();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt s(db_,
          "INSERT INTO users(username, password_hash, admin, disabled, created, password_changed, "
          "email) "
@@ -191,7 +197,7 @@ Status AccountStore::add_user(std::string_view name, std::string_view password, 
 }
 
 Result<UserRecord> AccountStore::find_user(std::string_view name) {
-  std::lock_guard lock(read_mutex_);  // a read: never behind a writer waiting for the lock
+  MutexLock lock(read_mutex_);  // a read: never behind a writer waiting for the lock
   Stmt s(read_db_,
          "SELECT username, admin, disabled, created, password_changed, email FROM users WHERE "
          "username = ?");
@@ -203,7 +209,7 @@ Result<UserRecord> AccountStore::find_user(std::string_view name) {
 }
 
 Result<std::vector<UserRecord>> AccountStore::list_users() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt s(db_,
          "SELECT username, admin, disabled, created, password_changed, email FROM users ORDER BY "
          "username");
@@ -218,7 +224,7 @@ Status AccountStore::set_password(std::string_view name, std::string_view passwo
   if (auto p = password_problem(password); !p.empty()) return Error::bad_request(p);
   auto hash = hash_password(password, opts_.hash);
   if (!hash.ok()) return hash.error();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   Stmt u(db_, "UPDATE users SET password_hash = ?, password_changed = ? WHERE username = ?");
@@ -233,7 +239,7 @@ Status AccountStore::set_password(std::string_view name, std::string_view passwo
 }
 
 Status AccountStore::set_disabled(std::string_view name, bool disabled) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   Stmt u(db_, "UPDATE users SET disabled = ? WHERE username = ?");
@@ -250,7 +256,7 @@ Status AccountStore::set_disabled(std::string_view name, bool disabled) {
 }
 
 Status AccountStore::set_admin(std::string_view name, bool admin) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt u(db_, "UPDATE users SET admin = ? WHERE username = ?");
   u.bind(1, std::int64_t{admin ? 1 : 0}).bind(2, name);
   if (u.step() != SQLITE_DONE) return db_error(db_, "set admin");
@@ -263,7 +269,7 @@ Result<UserRecord> AccountStore::check_password(std::string_view name, std::stri
   std::optional<UserRecord> user;
   std::string hash;
   if (valid_username(name) && password.size() <= 1024) {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     Stmt s(db_,
            "SELECT username, admin, disabled, created, password_changed, email, password_hash "
            "FROM users WHERE username = ?");
@@ -316,7 +322,7 @@ Result<NewSession> AccountStore::create_session(const UserRecord& user) {
   std::string id = sha256_hex(ns.secret);
   auto t = now();
   ns.expires = t + opts_.session_lifetime_seconds;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   {
@@ -350,7 +356,7 @@ NewSession AccountStore::create_admin_session() {
   auto t = now();
   ns.expires = t + opts_.session_lifetime_seconds;
   {
-    std::lock_guard lock(admin_mutex_);
+    MutexLock lock(admin_mutex_);
     std::erase_if(admin_sessions_, [t](const auto& kv) { return kv.second <= t; });
     while (admin_sessions_.size() >= kMaxAdminSessions) {
       auto oldest =
@@ -368,7 +374,7 @@ NewSession AccountStore::create_admin_session() {
 }
 
 std::optional<Identity> AccountStore::admin_session(const std::string& id) {
-  std::lock_guard lock(admin_mutex_);
+  MutexLock lock(admin_mutex_);
   auto it = admin_sessions_.find(id);
   if (it == admin_sessions_.end() || it->second <= now()) return std::nullopt;
   Identity who = AdminTokenAuthenticator::admin_identity();
@@ -384,7 +390,7 @@ std::optional<Identity> AccountStore::session_identity(std::string_view secret) 
     admin->xsrf = xsrf_token_for_session(secret);
     return admin;
   }
-  std::lock_guard lock(read_mutex_);
+  MutexLock lock(read_mutex_);
   Stmt s(read_db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
   s.bind(1, id).bind(2, now());
   if (s.step() != SQLITE_ROW) return std::nullopt;
@@ -396,10 +402,10 @@ std::optional<Identity> AccountStore::session_identity(std::string_view secret) 
 void AccountStore::end_session(std::string_view secret) {
   if (secret.empty() || secret.size() > 128) return;
   {
-    std::lock_guard admin(admin_mutex_);
+    MutexLock admin(admin_mutex_);
     if (admin_sessions_.erase(sha256_hex(secret)) > 0) return;
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt d(db_, "DELETE FROM auth_sessions WHERE id = ?");
   d.bind(1, sha256_hex(secret));
   if (d.step() != SQLITE_DONE)
@@ -417,7 +423,7 @@ Result<NewToken> AccountStore::create_token(std::string_view username, std::stri
   nt.record.name = std::string(name);
   nt.record.created = now();
   if (lifetime_seconds) nt.record.expires = nt.record.created + *lifetime_seconds;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   {
@@ -450,7 +456,7 @@ Result<NewToken> AccountStore::create_token(std::string_view username, std::stri
 
 std::optional<Identity> AccountStore::token_identity(std::string_view token) {
   if (token.size() > 256 || token.rfind(kApiTokenPrefix, 0) != 0) return std::nullopt;
-  std::lock_guard lock(read_mutex_);
+  MutexLock lock(read_mutex_);
   Stmt s(read_db_,
          "SELECT id, username FROM auth_tokens WHERE token_hash = ? AND (expires IS NULL OR "
          "expires > ?)");
@@ -460,7 +466,7 @@ std::optional<Identity> AccountStore::token_identity(std::string_view token) {
 }
 
 Result<std::vector<TokenRecord>> AccountStore::list_tokens(std::string_view username) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt s(
       db_,
       "SELECT id, username, name, created, expires FROM auth_tokens "
@@ -474,7 +480,7 @@ Result<std::vector<TokenRecord>> AccountStore::list_tokens(std::string_view user
 }
 
 Status AccountStore::revoke_token(std::string_view username, std::string_view id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt d(db_, "DELETE FROM auth_tokens WHERE id = ? AND username = ?");
   d.bind(1, id).bind(2, username);
   if (d.step() != SQLITE_DONE) return db_error(db_, "revoke token");
@@ -492,7 +498,7 @@ bool AccountStore::still_valid(const Identity& who) {
     case Via::kSession: {
       if (who.credential_id.rfind("session:", 0) != 0) return false;
       if (admin_session(who.credential_id.substr(8))) return who.username == "admin" && who.admin;
-      std::lock_guard lock(read_mutex_);
+      MutexLock lock(read_mutex_);
       Stmt s(read_db_, "SELECT username FROM auth_sessions WHERE id = ? AND expires > ?");
       s.bind(1, std::string_view(who.credential_id).substr(8)).bind(2, now());
       int rc = s.step();
@@ -502,7 +508,7 @@ bool AccountStore::still_valid(const Identity& who) {
     }
     case Via::kApiToken: {
       if (who.credential_id.rfind("token:", 0) != 0) return false;
-      std::lock_guard lock(read_mutex_);
+      MutexLock lock(read_mutex_);
       Stmt s(read_db_,
              "SELECT username FROM auth_tokens WHERE id = ? AND (expires IS NULL OR expires > ?)");
       s.bind(1, std::string_view(who.credential_id).substr(6)).bind(2, now());
@@ -516,7 +522,7 @@ bool AccountStore::still_valid(const Identity& who) {
 }
 
 std::int64_t AccountStore::data_version() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stmt s(db_, "PRAGMA data_version");
   if (s.step() != SQLITE_ROW) return -1;
   return s.i64(0);

@@ -19,6 +19,7 @@
 
 #include "auth/auth.hpp"
 #include "auth/crypto.hpp"
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 
 struct sqlite3;
@@ -67,7 +68,7 @@ struct NewSession {
 struct AccountStoreOptions {
   std::string path;  //!< the SQLite file; created (0600) when missing
   PasswordHashParams hash = PasswordHashParams::interactive();
-  std::int64_t session_lifetime_seconds = 14 * 24 * 3600;
+  std::int64_t session_lifetime_seconds = std::int64_t{14} * 24 * 3600;
   std::size_t max_sessions_per_user = 50;  //!< the oldest session ends beyond this
   std::size_t max_tokens_per_user = 100;   //!< creating more fails
   //! Unix seconds; the system clock when empty. Injected by tests.
@@ -141,19 +142,19 @@ class AccountStore {
   std::int64_t now() const;
   std::optional<Identity> identity_for(sqlite3* db, const std::string& username, Via via,
                                        std::string credential);
-  Status exec(const char* sql);
+  Status exec(const char* sql) REQUIRES(mutex_);
 
   AccountStoreOptions opts_;
-  std::mutex mutex_;
-  sqlite3* db_ = nullptr;  // GUARDED_BY(mutex_); writes and administration
+  Mutex mutex_;
+  sqlite3* db_ GUARDED_BY(mutex_) = nullptr;  // writes and administration
   //! Reads that authenticate requests (session_identity, token_identity,
   //! still_valid): never waits behind db_'s writers.
-  std::mutex read_mutex_;
-  sqlite3* read_db_ = nullptr;  // GUARDED_BY(read_mutex_)
+  Mutex read_mutex_;
+  sqlite3* read_db_ GUARDED_BY(read_mutex_) = nullptr;
   std::optional<Identity> admin_session(const std::string& id);
-  std::mutex admin_mutex_;
+  Mutex admin_mutex_;
   //! Admin-token sessions: sha256 of the secret -> expiry (unix seconds).
-  std::map<std::string, std::int64_t> admin_sessions_;  // GUARDED_BY(admin_mutex_)
+  std::map<std::string, std::int64_t> admin_sessions_ GUARDED_BY(admin_mutex_);
   std::once_flag dummy_once_;
   std::string dummy_hash_;  // equalizes the time of logins for unknown users
 };

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 
@@ -35,6 +36,8 @@ std::string_view cut(std::string_view s) {
 Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path,
                                                  std::function<std::int64_t()> now) {
   std::shared_ptr<AuditLog> a(new AuditLog());
+  // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
+  MutexLock setup_lock(a->mu_);
   a->now_ = now ? std::move(now) : [] { return static_cast<std::int64_t>(std::time(nullptr)); };
   if (auto st = sqlite::open(path, {}, &a->db_, db_error); !st.ok()) return st.error();
   if (auto st = sqlite::migrate(a->db_, kComponent, "the audit log", {{1, kSchemaV1}}, db_error);
@@ -49,7 +52,7 @@ AuditLog::~AuditLog() {
 
 void AuditLog::record(std::string_view actor, std::string_view action, std::string_view target,
                       std::string_view detail) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt s(db_, "INSERT INTO audit_log(time, actor, action, target, detail) VALUES(?,?,?,?,?)");
   s.bind(1, now_())
       .bind(2, cut(actor))
@@ -63,7 +66,7 @@ void AuditLog::record(std::string_view actor, std::string_view action, std::stri
 
 Result<std::vector<AuditEntry>> AuditLog::recent(std::size_t limit, std::int64_t before) {
   limit = std::clamp<std::size_t>(limit, 1, 1000);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_,
          "SELECT id, time, actor, action, target, detail FROM audit_log WHERE (? <= 0 OR id < ?) "
          "ORDER BY id DESC LIMIT ?");

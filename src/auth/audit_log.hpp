@@ -7,11 +7,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 
 struct sqlite3;
@@ -48,8 +48,8 @@ class AuditLog {
  private:
   AuditLog() = default;
   std::function<std::int64_t()> now_;
-  std::mutex mu_;
-  sqlite3* db_ = nullptr;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  sqlite3* db_ GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace skylab::auth

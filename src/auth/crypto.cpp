@@ -25,7 +25,7 @@ PasswordHashParams PasswordHashParams::interactive() {
 }
 
 PasswordHashParams PasswordHashParams::minimal() {
-  return {crypto_pwhash_argon2id_OPSLIMIT_MIN, 64 * 1024};
+  return {crypto_pwhash_argon2id_OPSLIMIT_MIN, std::size_t{64} * 1024};
 }
 
 Result<std::string> hash_password(std::string_view password, const PasswordHashParams& params) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "common/mutex.hpp"
 #include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 
@@ -140,6 +141,8 @@ Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_pat
   auto key = load_or_create_key(key_path);
   if (!key.ok()) return key.error();
   std::shared_ptr<SecretStore> s(new SecretStore());
+  // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
+  MutexLock setup_lock(s->mutex_);
   s->now_ = std::move(now);
   s->key_ = std::move(key).value();
   sqlite::OpenOptions o;
@@ -153,7 +156,7 @@ Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_pat
 }
 
 Result<std::vector<SecretInfo>> SecretStore::list(std::string_view owner) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::map<std::string, SecretInfo> by_name;
   {
     Stmt q(db_, "SELECT name, updated FROM auth_secrets WHERE owner = ?");
@@ -197,7 +200,7 @@ Status SecretStore::put(std::string_view owner, std::string_view name, std::stri
       reinterpret_cast<const unsigned char*>(nonce.data()),
       reinterpret_cast<const unsigned char*>(key_.data()));
   sealed.resize(sealed_len);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite::Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   bool exists = false;
@@ -226,7 +229,7 @@ Status SecretStore::put(std::string_view owner, std::string_view name, std::stri
 
 Status SecretStore::remove(std::string_view owner, std::string_view name) {
   if (!valid_name(name)) return Error::not_found("No such secret");
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite::Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   Stmt d(db_, "DELETE FROM auth_secrets WHERE owner = ? AND name = ?");
@@ -245,7 +248,7 @@ Status SecretStore::set_grant(std::string_view owner, std::string_view name, std
   if (!valid_name(name)) return Error::not_found("No such secret");
   auto p = normalize_path(path);
   if (!p.ok()) return p.error();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite::Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   {
@@ -283,7 +286,7 @@ Status SecretStore::moved(std::string_view owner, std::string_view from, std::st
   auto f = normalize_path(from);
   auto t = normalize_path(to);
   if (!f.ok() || !t.ok() || f.value() == t.value()) return ok_status();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite::Tx tx(db_);
   if (!tx.ok()) return db_error(db_, "begin");
   std::vector<std::pair<std::string, std::string>> rows;  // name, path
@@ -312,7 +315,7 @@ Status SecretStore::moved(std::string_view owner, std::string_view from, std::st
 Status SecretStore::removed(std::string_view owner, std::string_view path) {
   auto p = normalize_path(path);
   if (!p.ok()) return ok_status();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::pair<std::string, std::string>> rows;
   {
     Stmt q(db_, "SELECT name, path FROM auth_secret_grants WHERE owner = ?");
@@ -338,7 +341,7 @@ Result<SecretStore::Read> SecretStore::read(std::string_view owner, std::string_
   Read out;
   if (!valid_name(name)) return out;  // kNotFound
   std::string nonce, sealed;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   {
     Stmt q(db_, "SELECT nonce, sealed FROM auth_secrets WHERE owner = ? AND name = ?");
     q.bind(1, owner).bind(2, name);

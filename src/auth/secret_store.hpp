@@ -10,11 +10,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 
 struct sqlite3;
@@ -32,7 +32,7 @@ struct SecretInfo {
 //! call from worker threads only.
 class SecretStore {
  public:
-  static constexpr std::size_t kMaxValueBytes = 64 * 1024;
+  static constexpr std::size_t kMaxValueBytes = std::size_t{64} * 1024;
   static constexpr std::size_t kMaxPerOwner = 100;
   static constexpr std::size_t kMaxGrantsPerSecret = 1000;
   static constexpr std::size_t kMaxPathBytes = 4096;
@@ -90,8 +90,8 @@ class SecretStore {
 
   std::function<std::int64_t()> now_;
   std::string key_;  //!< 32 bytes, locked in memory where possible
-  std::mutex mutex_;
-  sqlite3* db_ = nullptr;  // GUARDED_BY(mutex_)
+  Mutex mutex_;
+  sqlite3* db_ GUARDED_BY(mutex_) = nullptr;
 };
 
 }  // namespace skylab::auth

@@ -7,12 +7,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 
 struct sqlite3;
@@ -86,8 +86,8 @@ class ShareStore {
   std::int64_t now() const;
 
   std::function<std::int64_t()> now_;
-  std::mutex mutex_;
-  sqlite3* db_ = nullptr;  // GUARDED_BY(mutex_)
+  Mutex mutex_;
+  sqlite3* db_ GUARDED_BY(mutex_) = nullptr;
 };
 
 //! The access `who` has to a share: nullopt when none (the share is then

@@ -1,4 +1,5 @@
 #include "auth/throttle.hpp"
+#include "common/mutex.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -20,7 +21,7 @@ steady_clock::duration LoginThrottle::delay_for(int failures) const {
 
 std::chrono::seconds LoginThrottle::retry_after(const std::string& key) const {
   auto now = clock_();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::chrono::seconds(0);
   const Entry& e = it->second;
@@ -32,7 +33,7 @@ std::chrono::seconds LoginThrottle::retry_after(const std::string& key) const {
 
 void LoginThrottle::failure(const std::string& key) {
   auto now = clock_();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
     if (entries_.size() >= opts_.max_keys) prune_locked(now);
@@ -45,12 +46,12 @@ void LoginThrottle::failure(const std::string& key) {
 }
 
 void LoginThrottle::success(const std::string& key) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   entries_.erase(key);
 }
 
 std::size_t LoginThrottle::size() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_.size();
 }
 

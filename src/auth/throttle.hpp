@@ -5,9 +5,10 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "common/mutex.hpp"
 
 namespace skylab::auth {
 
@@ -45,12 +46,12 @@ class LoginThrottle {
     std::chrono::steady_clock::time_point last;
   };
   std::chrono::steady_clock::duration delay_for(int failures) const;
-  void prune_locked(std::chrono::steady_clock::time_point now);
+  void prune_locked(std::chrono::steady_clock::time_point now) REQUIRES(mutex_);
 
   ThrottleOptions opts_;
   Clock clock_;
-  mutable std::mutex mutex_;
-  std::unordered_map<std::string, Entry> entries_;  // GUARDED_BY(mutex_)
+  mutable Mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mutex_);
 };
 
 }  // namespace skylab::auth

@@ -91,7 +91,8 @@ Status TarWriter::header(const TarEntry& e) {
     octal(c + 136, 12, static_cast<std::uint64_t>(std::max<std::int64_t>(e.mtime, 0)));
     c[156] = type;
     std::memcpy(c + 257, "ustar", 6);
-    std::memcpy(c + 263, "00", 2);
+    std::memcpy(c + 263, "00", 2);  // NOLINT(bugprone-not-null-terminated-result): the ustar
+                                    // version field is two bytes, no NUL
     std::snprintf(c + 148, 8, "%06o", header_checksum(h));
     c[155] = ' ';
     return write_all(h, kBlock);

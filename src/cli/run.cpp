@@ -14,13 +14,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -30,6 +30,7 @@
 #include "cli/args.hpp"
 #include "cli/runtime_setup.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "exec/executor.hpp"
 #include "exec/notebook.hpp"
 #include "exec/parameters.hpp"
@@ -369,7 +370,7 @@ class SignalWatcher {
     ::close(stop_fd_);
   }
   void attach(exec::NotebookExecutor* ex) {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     executor_ = ex;
     if (ex && count_ > 0) ex->cancel(count_ > 1);
   }
@@ -388,7 +389,7 @@ class SignalWatcher {
       signalfd_siginfo info{};
       if (::read(sig_fd_, &info, sizeof info) != sizeof info) continue;
       int s = static_cast<int>(info.ssi_signo);
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       if (signo_ == 0) signo_ = s;
       ++count_;
       cancelled_ = true;
@@ -404,9 +405,9 @@ class SignalWatcher {
   int stop_fd_ = -1;
   std::thread thread_;
   std::atomic<bool> cancelled_{false};
-  std::mutex mutex_;
-  exec::NotebookExecutor* executor_ = nullptr;  // guarded by mutex_
-  int count_ = 0;                               // guarded by mutex_
+  Mutex mutex_;
+  exec::NotebookExecutor* executor_ GUARDED_BY(mutex_) = nullptr;
+  int count_ GUARDED_BY(mutex_) = 0;
   std::atomic<int> signo_{0};
 };
 
@@ -564,8 +565,7 @@ int run_main(const std::vector<std::string>& args) {
   exec::ExecuteOptions eo;
   eo.allow_errors = ra.allow_errors;
   if (ra.timeout_s)
-    eo.cell_timeout =
-        std::chrono::milliseconds(static_cast<long long>(*ra.timeout_s * 1000.0 + 0.5));
+    eo.cell_timeout = std::chrono::milliseconds(std::llround(*ra.timeout_s * 1000.0));
   // A runtime's deadlines: the idle timeout never hits a running cell, the
   // maximum lifetime does (expiry hooks run, then the kernel is stopped).
   std::optional<runtime::LifecycleMonitor> lifecycle;

@@ -49,8 +49,9 @@ const char* kExecHelp =
 std::string python_dir() {
   std::error_code ec;
   fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / ".." / "python", exe_dir / ".." / "lib" / "skylab" / "python",
-                         exe_dir / ".." / "share" / "skylab" / "python"})
+  for (const auto& candidate :
+       {exe_dir / ".." / "python", exe_dir / ".." / "lib" / "skylab" / "python",
+        exe_dir / ".." / "share" / "skylab" / "python"})
     if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
   return "";
 }

@@ -10,8 +10,8 @@ namespace fs = std::filesystem;
 std::string find_installed_dir(const std::string& name) {
   std::error_code ec;
   fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / ".." / name, exe_dir / ".." / "lib" / "skylab" / name,
-                         exe_dir / ".." / "share" / "skylab" / name})
+  for (const auto& candidate : {exe_dir / ".." / name, exe_dir / ".." / "lib" / "skylab" / name,
+                                exe_dir / ".." / "share" / "skylab" / name})
     if (fs::is_directory(candidate, ec)) return fs::canonical(candidate, ec).string();
   return "";
 }

@@ -112,7 +112,7 @@ bool valid_origin(const std::string& o) {
 std::string find_web_dir() {
   std::error_code ec;
   fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
+  for (const auto& candidate : {exe_dir / "web", exe_dir / ".." / "share" / "skylab" / "web"})
     if (fs::is_regular_file(candidate / "index.html", ec))
       return fs::canonical(candidate, ec).string();
   return "";

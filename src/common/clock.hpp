@@ -3,7 +3,8 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
+
+#include "common/mutex.hpp"
 
 namespace skylab {
 
@@ -32,24 +33,24 @@ inline const Clock& real_clock() {
 class ManualClock final : public Clock {
  public:
   SteadyPoint now() const override {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     return steady_;
   }
   WallPoint wall() const override {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     return wall_;
   }
   //! Moves both readings forward by `d` (d >= 0).
   void advance(std::chrono::nanoseconds d) {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     steady_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
     wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
   }
 
  private:
-  mutable std::mutex mutex_;
-  SteadyPoint steady_{std::chrono::hours(1000)};
-  WallPoint wall_{std::chrono::hours(24 * 365 * 50)};
+  mutable Mutex mutex_;
+  SteadyPoint steady_ GUARDED_BY(mutex_) = SteadyPoint{std::chrono::hours(1000)};
+  WallPoint wall_ GUARDED_BY(mutex_) = WallPoint{std::chrono::hours(24 * 365 * 50)};
 };
 
 }  // namespace skylab

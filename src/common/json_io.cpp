@@ -433,7 +433,7 @@ class Writer {
   void newline(int level) {
     if (style_.indent < 0) return;
     out_ += '\n';
-    out_.append(static_cast<std::size_t>(level * style_.indent), ' ');
+    out_.append(static_cast<std::size_t>(level) * static_cast<std::size_t>(style_.indent), ' ');
   }
 
   template <typename T>

@@ -3,16 +3,16 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 
 namespace skylab::log {
 namespace {
 std::atomic<Level> g_level{Level::kInfo};
 std::atomic<Format> g_format{Format::kText};
-std::mutex g_mutex;
+Mutex g_mutex;
 const char* name(Level l) {
   switch (l) {
     case Level::kDebug:
@@ -85,7 +85,7 @@ void text_value(std::string& out, std::string_view s) {
 
 void emit(std::string& line) {
   line.push_back('\n');
-  std::lock_guard lock(g_mutex);
+  MutexLock lock(g_mutex);
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }

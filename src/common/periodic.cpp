@@ -22,7 +22,7 @@ Periodic::~Periodic() {
 
 void Periodic::wake() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     woken_ = true;
   }
   cv_.notify_all();
@@ -30,7 +30,7 @@ void Periodic::wake() {
 
 void Periodic::stop() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -38,18 +38,18 @@ void Periodic::stop() {
 }
 
 std::uint64_t Periodic::runs() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return runs_;
 }
 
 void Periodic::loop() {
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   auto next = clock_.now();  // the first run is at once
   while (!stopping_) {
     auto now = clock_.now();
     if (!woken_ && now < next) {
       auto wait = std::min<std::chrono::nanoseconds>(next - now, max_sleep_);
-      cv_.wait_for(lock, wait, [this] { return stopping_ || woken_; });
+      cv_.wait_for(lock, wait, [this]() REQUIRES(mutex_) { return stopping_ || woken_; });
       continue;
     }
     woken_ = false;

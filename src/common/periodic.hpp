@@ -4,14 +4,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "common/clock.hpp"
+#include "common/mutex.hpp"
 
 namespace skylab {
 
@@ -49,12 +48,12 @@ class Periodic {
   const std::function<void()> fn_;
   const Clock& clock_;
   const std::chrono::nanoseconds max_sleep_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;   // guarded by mutex_
-  bool woken_ = false;      // guarded by mutex_
-  std::uint64_t runs_ = 0;  // guarded by mutex_
-  std::thread thread_;      // last: started when everything above is set
+  mutable Mutex mutex_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  bool woken_ GUARDED_BY(mutex_) = false;
+  std::uint64_t runs_ GUARDED_BY(mutex_) = 0;
+  std::thread thread_;  // last: started when everything above is set
 };
 
 }  // namespace skylab

@@ -56,6 +56,7 @@ std::optional<std::string> base64_decode(std::string_view in) {
   std::size_t n = in.size(), i = 0;
   char* o = out.data();
   for (; i + 4 <= n; i += 4) {
+    // NOLINTNEXTLINE(bugprone-signed-char-misuse): kTable holds small signed numbers
     int a = kTable[s[i]], b = kTable[s[i + 1]], c = kTable[s[i + 2]], d = kTable[s[i + 3]];
     if ((a | b | c | d) < 0) break;  // padding, whitespace or garbage: the general loop decides
     *o++ = static_cast<char>((a << 2) | (b >> 4));
@@ -67,6 +68,7 @@ std::optional<std::string> base64_decode(std::string_view in) {
   int bits = 0, group = 0;
   bool padding = false;
   for (char ch : in.substr(i)) {
+    // NOLINTNEXTLINE(bugprone-signed-char-misuse): as above
     int v = kTable[static_cast<unsigned char>(ch)];
     if (v == -3) continue;
     if (v == -1) return std::nullopt;
@@ -111,7 +113,7 @@ std::string Sha256::hex() {
   EVP_DigestFinal_ex(impl_->ctx, md, &len);
   static const char* h = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
+  out.reserve(std::size_t{len} * 2);
   for (unsigned i = 0; i < len; ++i) {
     out.push_back(h[md[i] >> 4]);
     out.push_back(h[md[i] & 15]);

@@ -10,6 +10,7 @@
 
 #include "common/json_io.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "drive/codec.hpp"
 #include "drive/notebook.hpp"
 
@@ -62,7 +63,7 @@ Drive::Drive(std::unique_ptr<FileStore> files, std::unique_ptr<MetadataStore> me
 Drive::~Drive() {
   if (maint_) maint_->stop();
   {
-    std::lock_guard lock(rev_mu_);
+    MutexLock lock(rev_mu_);
     rev_stopping_ = true;  // the writer stores what is queued, then stops
   }
   rev_cv_.notify_all();
@@ -70,9 +71,9 @@ Drive::~Drive() {
 }
 
 void Drive::revision_writer_loop() {
-  std::unique_lock lock(rev_mu_);
+  MutexLock lock(rev_mu_);
   while (true) {
-    rev_cv_.wait(lock, [this] { return rev_stopping_ || !rev_queue_.empty(); });
+    rev_cv_.wait(lock, [this]() REQUIRES(rev_mu_) { return rev_stopping_ || !rev_queue_.empty(); });
     if (rev_queue_.empty()) return;
     PendingRevision r = std::move(rev_queue_.front());
     rev_queue_.pop_front();
@@ -87,8 +88,8 @@ void Drive::revision_writer_loop() {
 }
 
 void Drive::flush_revisions() {
-  std::unique_lock lock(rev_mu_);
-  rev_cv_.wait(lock, [this] { return rev_queue_.empty() && !rev_busy_; });
+  MutexLock lock(rev_mu_);
+  rev_cv_.wait(lock, [this]() REQUIRES(rev_mu_) { return rev_queue_.empty() && !rev_busy_; });
 }
 
 Result<std::shared_ptr<Drive>> Drive::open(DriveOptions options) {
@@ -118,10 +119,10 @@ TimePoint Drive::now() const {
   return options_.clock ? options_.clock() : std::chrono::system_clock::now();
 }
 
-std::mutex& Drive::user_lock(const std::string& user) {
-  std::lock_guard lock(locks_mu_);
+Mutex& Drive::user_lock(const std::string& user) {
+  MutexLock lock(locks_mu_);
   auto& m = locks_[user];
-  if (!m) m = std::make_unique<std::mutex>();
+  if (!m) m = std::make_unique<Mutex>();
   return *m;
 }
 
@@ -255,7 +256,7 @@ void Drive::keep_revision(const std::string& user, const std::string& author, co
   if (bytes.size() > options_.max_read_bytes) return;
   TimePoint at = now();
   {
-    std::lock_guard lock(rev_mu_);
+    MutexLock lock(rev_mu_);
     if (!rev_stopping_ && rev_queued_bytes_ + bytes.size() <= kMaxQueuedRevisionBytes) {
       rev_queued_bytes_ += bytes.size();
       rev_queue_.push_back(PendingRevision{user, author, path.str(), std::move(bytes), kind, at});
@@ -323,7 +324,7 @@ std::uint64_t Drive::used_bytes(const std::string& user) {
   }
   auto fresh = std::chrono::steady_clock::now();
   {
-    std::lock_guard lock(usage_mu_);
+    MutexLock lock(usage_mu_);
     auto it = usage_.find(user);
     if (it != usage_.end() && fresh - it->second.at < std::chrono::seconds(5))
       return it->second.bytes;
@@ -331,14 +332,14 @@ std::uint64_t Drive::used_bytes(const std::string& user) {
   std::uint64_t used = tree_bytes(root, kMaxCountedEntries);
   if (!options_.cache_dir.empty())
     used += tree_bytes(options_.cache_dir + "/" + user, kMaxCountedEntries);
-  std::lock_guard lock(usage_mu_);
+  MutexLock lock(usage_mu_);
   if (usage_.size() > 10000) usage_.clear();
   usage_[user] = UsageCount{used, fresh};
   return used;
 }
 
 void Drive::count_written(const std::string& user, std::int64_t bytes) {
-  std::lock_guard lock(usage_mu_);
+  MutexLock lock(usage_mu_);
   auto it = usage_.find(user);
   if (it == usage_.end()) return;
   auto& b = it->second.bytes;
@@ -391,7 +392,7 @@ Result<Drive::Saved> Drive::save_notebook(const auth::Identity& user, std::strin
   if (t->path.is_root()) return Error::bad_request("Cannot save a notebook as the root directory");
   if (auto st = prepare_for_save(nb); !st.ok()) return st.error();
   std::string bytes = serialize_notebook(std::move(nb));
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   auto existed = exists(t->user, t->path);
   if (!existed.ok()) return existed.error();
   if (auto st = within_quota(t->user, t->path, bytes.size()); !st.ok()) return st.error();
@@ -408,14 +409,14 @@ Result<Drive::Saved> Drive::save_file(const auth::Identity& user, std::string_vi
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
   if (t->path.is_root()) return Error::bad_request("Cannot save a file as the root directory");
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   return write_file_locked(t->user, t->author, t->path, bytes);
 }
 
 Result<Drive::Saved> Drive::save_directory(const auth::Identity& user, std::string_view path) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   auto st = files_->stat(t->user, t->path);
   bool created = false;
   if (st.ok()) {
@@ -442,7 +443,7 @@ Result<Drive::Chunk> Drive::save_chunk(const auth::Identity& user, std::string_v
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
   if (t->path.is_root()) return Error::bad_request("Cannot upload to the root directory");
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   auto existed = exists(t->user, t->path);
   if (!existed.ok()) return existed.error();
   // The staged chunks so far are in the count already (a hidden file in the
@@ -529,7 +530,7 @@ Result<Entry> Drive::new_untitled(const auth::Identity& user, std::string_view d
   }
   if (auto st = DrivePath::check_name(filename); !st.ok())
     return Error::bad_request("Invalid extension: " + st.error().message);
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   auto name = unique_name(t->user, t->path, filename, insert);
   if (!name.ok()) return name.error();
   auto path = t->path.child(name.value());
@@ -556,7 +557,7 @@ Result<Entry> Drive::copy(const auth::Identity& user, std::string_view from, std
   if (!s.ok()) return Error::not_found("file or directory does not exist: " + q(src->path));
   if (s->directory) return Error::bad_request("Can't copy directories");
 
-  std::lock_guard lock(user_lock(src->user));
+  MutexLock lock(user_lock(src->user));
   DrivePath target;
   auto d = files_->stat(dst->user, dst->path);
   if (d.ok() && d->directory) {
@@ -610,7 +611,7 @@ Result<std::string> Drive::find_item(const auth::Identity& user, const std::stri
 
 Status Drive::exclusive(const std::string& user, const std::function<Status()>& work) {
   if (!valid_username(user)) return Error::bad_request("invalid user name");
-  std::lock_guard lock(user_lock(user));
+  MutexLock lock(user_lock(user));
   flush_revisions();
   return work();
 }
@@ -619,7 +620,7 @@ Result<std::string> Drive::item_id(const auth::Identity& user, std::string_view 
   auto t = resolve(user, path, false);
   if (!t.ok()) return t.error();
   if (!assign) return files_->item_id(t->user, t->path, false);
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   return files_->item_id(t->user, t->path, true);
 }
 
@@ -630,7 +631,7 @@ Result<Entry> Drive::rename(const auth::Identity& user, std::string_view from,
   auto dst = resolve(user, to, true);
   if (!dst.ok()) return dst.error();
   if (src->path == dst->path) return entry_for(src->user, src->path, std::nullopt);
-  std::lock_guard lock(user_lock(src->user));
+  MutexLock lock(user_lock(src->user));
   if (auto st = files_->rename(src->user, src->path, dst->path); !st.ok()) {
     if (st.error().code == Error::Code::kNotFound) {
       auto s = files_->stat(src->user, src->path);
@@ -649,7 +650,7 @@ Status Drive::remove(const auth::Identity& user, std::string_view path) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
   if (t->path.is_root()) return Error::bad_request("Can't delete root");
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   if (auto st = files_->remove(t->user, t->path); !st.ok()) {
     if (st.error().code == Error::Code::kNotFound)
       return Error::not_found("file or directory does not exist: " + q(t->path));
@@ -674,7 +675,7 @@ Result<std::vector<RevisionInfo>> Drive::revisions(const auth::Identity& user,
 Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::string_view path) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   auto bytes = files_->read(t->user, t->path, options_.max_read_bytes);
   if (!bytes.ok()) {
     if (bytes.error().code == Error::Code::kNotFound)
@@ -696,7 +697,7 @@ Result<RevisionInfo> Drive::create_checkpoint(const auth::Identity& user, std::s
 Status Drive::restore_revision(const auth::Identity& user, std::string_view path, std::int64_t id) {
   auto t = resolve(user, path, true);
   if (!t.ok()) return t.error();
-  std::lock_guard lock(user_lock(t->user));
+  MutexLock lock(user_lock(t->user));
   flush_revisions();
   auto bytes = meta_->revision_bytes(t->user, t->path.str(), id);
   if (!bytes.ok()) return bytes.error();

@@ -9,13 +9,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/auth.hpp"
+#include "common/mutex.hpp"
 #include "common/periodic.hpp"
 #include "common/result.hpp"
 #include "drive/file_store.hpp"
@@ -191,7 +190,7 @@ class Drive {
   //! Checks user and path; hidden paths are NotFound (`for_write` false) or
   //! BadRequest (`for_write` true).
   Result<Target> resolve(const auth::Identity& user, std::string_view path, bool for_write);
-  std::mutex& user_lock(const std::string& user);
+  Mutex& user_lock(const std::string& user);
   Result<Entry> entry_for(const std::string& user, const DrivePath& path,
                           std::optional<EntryType> as);
   Result<bool> exists(const std::string& user, const DrivePath& path);
@@ -224,28 +223,28 @@ class Drive {
   std::unique_ptr<MetadataStore> meta_;
   DriveOptions options_;
 
-  std::mutex locks_mu_;
-  std::map<std::string, std::unique_ptr<std::mutex>> locks_;  // GUARDED_BY(locks_mu_)
+  Mutex locks_mu_;
+  std::map<std::string, std::unique_ptr<Mutex>> locks_ GUARDED_BY(locks_mu_);
 
   struct PendingRevision {
     std::string user, author, path, bytes;
     RevisionKind kind;
     TimePoint at;
   };
-  std::mutex rev_mu_;
-  std::condition_variable rev_cv_;
-  std::deque<PendingRevision> rev_queue_;  // GUARDED_BY(rev_mu_)
-  std::size_t rev_queued_bytes_ = 0;       // GUARDED_BY(rev_mu_)
-  bool rev_busy_ = false;                  // GUARDED_BY(rev_mu_)
-  bool rev_stopping_ = false;              // GUARDED_BY(rev_mu_)
+  Mutex rev_mu_;
+  CondVar rev_cv_;
+  std::deque<PendingRevision> rev_queue_ GUARDED_BY(rev_mu_);
+  std::size_t rev_queued_bytes_ GUARDED_BY(rev_mu_) = 0;
+  bool rev_busy_ GUARDED_BY(rev_mu_) = false;
+  bool rev_stopping_ GUARDED_BY(rev_mu_) = false;
   std::thread rev_writer_;
 
   struct UsageCount {
     std::uint64_t bytes = 0;
     std::chrono::steady_clock::time_point at;
   };
-  std::mutex usage_mu_;
-  std::map<std::string, UsageCount> usage_;  // GUARDED_BY(usage_mu_)
+  Mutex usage_mu_;
+  std::map<std::string, UsageCount> usage_ GUARDED_BY(usage_mu_);
 
   std::unique_ptr<Periodic> maint_;  // hourly maintenance_pass(); set by start_maintenance()
 };

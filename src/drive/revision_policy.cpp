@@ -10,6 +10,7 @@ std::vector<std::int64_t> revisions_to_prune(const std::vector<RevisionInfo>& re
                                              const RevisionPolicy& policy) {
   using namespace std::chrono;
   std::vector<const RevisionInfo*> newest_first;
+  newest_first.reserve(revisions.size());
   for (auto& r : revisions) newest_first.push_back(&r);
   std::sort(newest_first.begin(), newest_first.end(),
             [](const RevisionInfo* a, const RevisionInfo* b) {

@@ -4,8 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <mutex>
-
+#include "common/mutex.hpp"
 #include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "drive/codec.hpp"
@@ -58,7 +57,7 @@ class SqliteMetadataStore final : public MetadataStore {
   ~SqliteMetadataStore() override { sqlite3_close_v2(db_); }
 
   Status init() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = exec(kSchema); !st.ok()) return st;
     // Schema 2: revisions record who saved them.
     if (Stmt probe(db_, "SELECT author FROM revisions LIMIT 0"); !probe.ok()) {
@@ -86,7 +85,7 @@ class SqliteMetadataStore final : public MetadataStore {
                                     const std::string& path, Clock::time_point at,
                                     RevisionKind kind, std::string_view bytes) override {
     std::string hash = sha256_hex(bytes);  // outside the lock
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     {
       Stmt last(db_,
                 "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 "
@@ -96,7 +95,7 @@ class SqliteMetadataStore final : public MetadataStore {
       if (last.step() == SQLITE_ROW && last.text(3) == hash) return row_info(last, path);
     }
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st.error();
-    auto rollback = [&](const char* what) {
+    auto rollback = [&](const char* what) REQUIRES(mu_) {
       Error e = db_error(what);
       (void)exec("ROLLBACK");  // the error that got us here is the one to report
       return e;
@@ -131,7 +130,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<std::vector<RevisionInfo>> list_revisions(const std::string& owner,
                                                    const std::string& path) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_,
            "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND "
            "path=?2 "
@@ -147,7 +146,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<RevisionInfo> get_revision(const std::string& owner, const std::string& path,
                                     std::int64_t id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_,
            "SELECT id, created_us, size, sha256, kind, author FROM revisions WHERE owner=?1 AND "
            "path=?2 AND id=?3");
@@ -161,7 +160,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Result<std::string> revision_bytes(const std::string& owner, const std::string& path,
                                      std::int64_t id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_,
            "SELECT b.data FROM revisions r JOIN blobs b ON b.sha256 = r.sha256 "
            "WHERE r.owner=?1 AND r.path=?2 AND r.id=?3");
@@ -175,7 +174,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status delete_revisions(const std::string& owner, const std::vector<std::int64_t>& ids) override {
     if (ids.empty()) return ok_status();
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
     for (auto id : ids) {
       Stmt q(db_, "DELETE FROM revisions WHERE owner=?1 AND id=?2");
@@ -195,7 +194,7 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Status rename_path(const std::string& owner, const std::string& from,
                      const std::string& to) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // substr/length count characters for TEXT on both sides, consistently.
     Stmt q(db_,
            "UPDATE revisions SET path = ?3 || substr(path, length(?2) + 1) "
@@ -206,7 +205,7 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
   Status delete_path(const std::string& owner, const std::string& path) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) return st;
     Stmt q(db_,
            "DELETE FROM revisions WHERE owner=?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) "
@@ -225,7 +224,7 @@ class SqliteMetadataStore final : public MetadataStore {
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> revised_paths() override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Stmt q(db_, "SELECT DISTINCT owner, path FROM revisions");
     std::vector<std::pair<std::string, std::string>> out;
     int rc;
@@ -247,14 +246,14 @@ class SqliteMetadataStore final : public MetadataStore {
     return r;
   }
 
-  Status drop_orphans() {
+  Status drop_orphans() REQUIRES(mu_) {
     if (sqlite3_exec(db_, "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM revisions)",
                      nullptr, nullptr, nullptr) != SQLITE_OK)
       return db_error("delete unused revision data");
     return ok_status();
   }
 
-  Status exec(const char* sql) {
+  Status exec(const char* sql) REQUIRES(mu_) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
       std::string m = err ? err : "unknown error";
@@ -264,7 +263,7 @@ class SqliteMetadataStore final : public MetadataStore {
     return ok_status();
   }
 
-  Error db_error(const char* what) {
+  Error db_error(const char* what) REQUIRES(mu_) {
     return error_for(sqlite3_extended_errcode(db_),
                      std::string("Drive database: cannot ") + what + ": " + sqlite3_errmsg(db_));
   }
@@ -275,8 +274,8 @@ class SqliteMetadataStore final : public MetadataStore {
     return Error::internal(std::move(message));
   }
 
-  std::mutex mu_;
-  sqlite3* db_;
+  Mutex mu_;
+  sqlite3* db_ GUARDED_BY(mu_);
 };
 
 }  // namespace

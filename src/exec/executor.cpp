@@ -1,13 +1,12 @@
 #include "exec/executor.hpp"
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "exec/notebook.hpp"
 #include "exec/outputs.hpp"
@@ -29,11 +28,11 @@ struct Inbox : k::KernelObserver {
     std::string parent_id;
   };
 
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<Item> items;  // guarded by mutex
-  bool removed = false;    // guarded by mutex
-  int cancel = 0;          // guarded by mutex: 0 none, 1 cancel, 2 immediately
+  Mutex mutex;
+  CondVar cv;
+  std::deque<Item> items GUARDED_BY(mutex);
+  bool removed GUARDED_BY(mutex) = false;
+  int cancel GUARDED_BY(mutex) = 0;  // 0 none, 1 cancel, 2 immediately
 
   void on_kernel_message(k::Channel ch, const std::shared_ptr<const k::Message>& msg,
                          const k::MessageInfo& info) override {
@@ -43,7 +42,7 @@ struct Inbox : k::KernelObserver {
     // the kernel.
     bool wake = ch == k::Channel::kShell || info.msg_type == "status";
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       items.push_back({ch, msg, info.msg_type, info.parent_msg_id});
       wake = wake || items.size() >= kWakeBacklog;
     }
@@ -54,7 +53,7 @@ struct Inbox : k::KernelObserver {
 
   void on_kernel_removed() override {
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       removed = true;
     }
     cv.notify_one();
@@ -114,7 +113,7 @@ struct NotebookExecutor::Impl {
 
   // Pops the next message, or says why there is none before `until`.
   Wait next(Inbox::Item& out, Clock::time_point until, int& cancel_seen) {
-    std::unique_lock lock(inbox->mutex);
+    MutexLock lock(inbox->mutex);
     while (true) {
       if (inbox->cancel > cancel_seen) {
         cancel_seen = inbox->cancel;
@@ -168,7 +167,7 @@ NotebookExecutor::~NotebookExecutor() = default;
 
 void NotebookExecutor::cancel(bool immediately) {
   {
-    std::lock_guard lock(impl_->inbox->mutex);
+    MutexLock lock(impl_->inbox->mutex);
     impl_->inbox->cancel = std::max(impl_->inbox->cancel, immediately ? 2 : 1);
   }
   impl_->inbox->cv.notify_one();
@@ -203,7 +202,7 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
 
   int cancel_seen = 0;
   {
-    std::lock_guard lock(im.inbox->mutex);
+    MutexLock lock(im.inbox->mutex);
     im.inbox->items.clear();
     if (im.inbox->cancel > 0) {
       result.status = RunStatus::kCancelled;
@@ -226,9 +225,9 @@ RunResult NotebookExecutor::run(json& nb, ExecutionListener* listener) {
     json content;
     std::optional<RunResult> ended;
   };
-  auto request_before_cells = [&](const char* type, json content, const char* reply_type,
+  auto request_before_cells = [&](const char* type, const json& content, const char* reply_type,
                                   const std::string& late) -> EarlyReply {
-    auto id = im.send(type, std::move(content));
+    auto id = im.send(type, content);
     if (!id.ok())
       return {{}, finish(RunStatus::kKernelDied, "cannot reach the kernel: " + id.error().message)};
     auto deadline = Clock::now() + im.opts.kernel_info_timeout;
@@ -446,18 +445,18 @@ Result<std::string> start_kernel(k::KernelService& kernels, const std::string& s
 Status wait_ready(k::KernelService& kernels, const std::string& id,
                   std::chrono::milliseconds timeout, const std::atomic<bool>* cancelled) {
   struct State {
-    std::mutex mutex;
-    std::condition_variable cv;
-    std::optional<Status> done;
+    Mutex mutex;
+    CondVar cv;
+    std::optional<Status> done GUARDED_BY(mutex);
   };
   auto state = std::make_shared<State>();
-  kernels.when_ready(id, [state](Result<k::KernelModel> r) {
-    std::lock_guard lock(state->mutex);
+  kernels.when_ready(id, [state](const Result<k::KernelModel>& r) {
+    MutexLock lock(state->mutex);
     state->done = r.ok() ? ok_status() : Status(r.error());
     state->cv.notify_all();
   });
   auto deadline = Clock::now() + timeout;
-  std::unique_lock lock(state->mutex);
+  MutexLock lock(state->mutex);
   while (!state->done) {
     if (Clock::now() >= deadline) {
       lock.unlock();
@@ -482,18 +481,19 @@ Status wait_ready(k::KernelService& kernels, const std::string& id,
 
 void stop_kernel(k::KernelService& kernels, const std::string& kernel_id) {
   struct State {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool done = false;
+    Mutex mutex;
+    CondVar cv;
+    bool done GUARDED_BY(mutex) = false;
   };
   auto state = std::make_shared<State>();
-  kernels.shutdown(kernel_id, [state](Status) {
-    std::lock_guard lock(state->mutex);
+  kernels.shutdown(kernel_id, [state](const Status&) {
+    MutexLock lock(state->mutex);
     state->done = true;
     state->cv.notify_all();
   });
-  std::unique_lock lock(state->mutex);
-  state->cv.wait_for(lock, std::chrono::seconds(10), [&] { return state->done; });
+  MutexLock lock(state->mutex);
+  state->cv.wait_for(lock, std::chrono::seconds(10),
+                     [&]() REQUIRES(state->mutex) { return state->done; });
 }
 
 }  // namespace skylab::exec

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -36,6 +35,7 @@
 
 #include "auth/web_policy.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "metrics/metrics.hpp"
 
@@ -52,7 +52,7 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 namespace {
 
-constexpr std::size_t kHeaderLimit = 16 * 1024;
+constexpr std::size_t kHeaderLimit = std::size_t{16} * 1024;
 
 // Splits `target` into a decoded path and decoded query parameters.
 // Returns false when either part is malformed.
@@ -97,8 +97,8 @@ struct Server::Impl {
   asio::steady_timer stop_timer{ioc};
   std::atomic<bool> stopping{false};
 
-  std::mutex ws_mutex;
-  std::unordered_map<WsBase*, std::weak_ptr<WsBase>> ws_sessions;
+  Mutex ws_mutex;
+  std::unordered_map<WsBase*, std::weak_ptr<WsBase>> ws_sessions GUARDED_BY(ws_mutex);
 
   std::unique_ptr<TlsCertificate> tls;  // null: plain HTTP
   asio::signal_set hup{ioc};            // SIGHUP: reload the certificate
@@ -134,13 +134,13 @@ class WsSession : public WsBase, public std::enable_shared_from_this<WsSession<S
   const auth::Identity& user() const override { return user_; }
 
   ~WsSession() override {
-    std::lock_guard lock(srv_.ws_mutex);
+    MutexLock lock(srv_.ws_mutex);
     srv_.ws_sessions.erase(this);
   }
 
   void accept(bhttp::request<bhttp::string_body> req) {
     {
-      std::lock_guard lock(srv_.ws_mutex);
+      MutexLock lock(srv_.ws_mutex);
       srv_.ws_sessions[this] = std::weak_ptr<WsBase>(this->shared_from_this());
     }
     beast::get_lowest_layer(ws_).expires_never();
@@ -174,7 +174,7 @@ class WsSession : public WsBase, public std::enable_shared_from_this<WsSession<S
       return false;
     }
     asio::post(ws_.get_executor(),
-               [self = this->shared_from_this(), data = std::move(data), binary]() {
+               [self = this->shared_from_this(), data = std::move(data), binary]() mutable {
                  self->queue_.emplace_back(std::move(data), binary);
                  if (self->queue_.size() == 1 && !self->writing_) self->do_write();
                });
@@ -414,7 +414,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     // Beast reads at most the buffer's free capacity per call: without room,
     // a large body arrives in ~512-byte reads (thousands of syscalls per MB).
-    if (cl && *cl > 16 * 1024)
+    if (cl && *cl > std::uint64_t{16} * 1024)
       buffer_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*cl, 1 << 20)));
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
@@ -435,7 +435,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     req_.body = std::move(parser_->get().body());
     keep_alive_ = parser_->get().keep_alive();
-    if (buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();  // idle connections stay small
+    if (buffer_.capacity() > std::size_t{64} * 1024)
+      buffer_.shrink_to_fit();  // idle connections stay small
     if (xsrf_from_form_) {
       auto form = parse_form(req_.body);
       std::string presented;
@@ -715,7 +716,7 @@ void Server::Impl::do_accept() {
 void Server::Impl::close_all_websockets() {
   std::vector<std::shared_ptr<WsBase>> live;
   {
-    std::lock_guard lock(ws_mutex);
+    MutexLock lock(ws_mutex);
     for (auto& [_, w] : ws_sessions)
       if (auto s = w.lock()) live.push_back(std::move(s));
   }
@@ -727,7 +728,7 @@ std::size_t Server::Impl::close_websockets_if(
     const std::function<bool(const auth::Identity&)>& pred, const std::string& reason) {
   std::vector<std::shared_ptr<WsBase>> live;
   {
-    std::lock_guard lock(ws_mutex);
+    MutexLock lock(ws_mutex);
     for (auto& [_, w] : ws_sessions)
       if (auto s = w.lock()) live.push_back(std::move(s));
   }
@@ -818,7 +819,7 @@ Result<std::uint16_t> Server::listen() {
   return a.local_endpoint().port();
 }
 
-void Server::run(std::function<void(int)> on_signal) {
+void Server::run(const std::function<void(int)>& on_signal) {
   impl_->do_accept();
   {
     // SIGHUP (systemctl reload) reloads the certificate; it never stops the server.

@@ -58,7 +58,7 @@ class Server {
   //! Runs until stop(); `on_signal` is called (on an Asio thread) for
   //! SIGINT/SIGTERM and should arrange an orderly stop. SIGHUP reloads the
   //! TLS certificate (without TLS it is logged and ignored).
-  void run(std::function<void(int)> on_signal);
+  void run(const std::function<void(int)>& on_signal);
   //! Whether connections are TLS (after a successful listen()).
   bool tls() const;
   //! Stops accepting, closes connections and returns from run().

@@ -1,4 +1,5 @@
 #include "http/tls.hpp"
+#include "common/mutex.hpp"
 
 #include <sys/stat.h>
 
@@ -35,7 +36,7 @@ Status TlsCertificate::reload() {
   // Stamps first: a file replaced while we read it is read again next poll.
   Stamp cs = stamp_of(cert_), ks = stamp_of(key_);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cert_stamp_ = cs;
     key_stamp_ = ks;
   }
@@ -56,7 +57,7 @@ Status TlsCertificate::reload() {
     ERR_clear_error();
     return Error::bad_request("TLS key " + key_ + " does not match the certificate " + cert_);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ctx_ = std::move(ctx);
   return ok_status();
 }
@@ -64,7 +65,7 @@ Status TlsCertificate::reload() {
 Status TlsCertificate::reload_if_changed(bool& changed) {
   Stamp cs = stamp_of(cert_), ks = stamp_of(key_);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     changed = !(cs == cert_stamp_) || !(ks == key_stamp_);
   }
   if (!changed) return ok_status();
@@ -72,7 +73,7 @@ Status TlsCertificate::reload_if_changed(bool& changed) {
 }
 
 std::shared_ptr<ssl::context> TlsCertificate::current() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return ctx_;
 }
 

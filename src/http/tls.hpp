@@ -7,9 +7,9 @@
 
 #include <ctime>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 
 namespace boost::asio::ssl {
@@ -46,9 +46,10 @@ class TlsCertificate {
   static Stamp stamp_of(const std::string& path);
 
   const std::string cert_, key_;
-  mutable std::mutex mu_;
-  std::shared_ptr<boost::asio::ssl::context> ctx_;  // GUARDED_BY(mu_)
-  Stamp cert_stamp_, key_stamp_;                    // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::shared_ptr<boost::asio::ssl::context> ctx_ GUARDED_BY(mu_);
+  Stamp cert_stamp_ GUARDED_BY(mu_);
+  Stamp key_stamp_ GUARDED_BY(mu_);
 };
 
 }  // namespace skylab::http

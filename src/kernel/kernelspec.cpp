@@ -38,8 +38,8 @@ std::vector<std::string> KernelSpecStore::default_dirs() {
   } else if (const char* home = std::getenv("HOME")) {
     out.push_back(std::string(home) + "/.local/share/jupyter/kernels");
   }
-  out.push_back("/usr/local/share/jupyter/kernels");
-  out.push_back("/usr/share/jupyter/kernels");
+  out.emplace_back("/usr/local/share/jupyter/kernels");
+  out.emplace_back("/usr/share/jupyter/kernels");
   return out;
 }
 

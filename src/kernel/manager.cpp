@@ -18,13 +18,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -34,6 +32,7 @@
 #include "common/clock.hpp"
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "metrics/metrics.hpp"
@@ -71,7 +70,8 @@ struct Kernel {
   std::string identity;  // routing id of shell and stdin sockets
   std::string runtime_type;
 
-  // Guarded by Impl::mutex.
+  // Guarded by Impl::mutex (a comment: the analysis cannot name another
+  // object's mutex in GUARDED_BY).
   KernelState state = KernelState::kStarting;
   SysClock::time_point last_activity;  // set on creation from the manager's clock
   int connections = 0;
@@ -140,12 +140,12 @@ struct KernelManager::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> detached{false};  // detach_all(): kernels outlive this manager
 
-  mutable std::mutex mutex;
-  std::map<std::string, std::shared_ptr<Kernel>> kernels;  // guarded by mutex
-  SysClock::time_point last_activity;                      // guarded by mutex
+  mutable Mutex mutex;
+  std::map<std::string, std::shared_ptr<Kernel>> kernels GUARDED_BY(mutex);
+  SysClock::time_point last_activity GUARDED_BY(mutex);
 
-  std::mutex cmd_mutex;
-  std::vector<std::function<void()>> commands;  // guarded by cmd_mutex
+  Mutex cmd_mutex;
+  std::vector<std::function<void()>> commands GUARDED_BY(cmd_mutex);
 
   // I/O thread only.
   std::vector<std::shared_ptr<Kernel>> live;  // kernels with open sockets
@@ -190,7 +190,7 @@ struct KernelManager::Impl {
 
   void post(std::function<void()> fn) {
     {
-      std::lock_guard lock(cmd_mutex);
+      MutexLock lock(cmd_mutex);
       commands.push_back(std::move(fn));
     }
     wake();
@@ -212,7 +212,7 @@ struct KernelManager::Impl {
   }
 
   std::shared_ptr<Kernel> find(const std::string& id) const {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     auto it = kernels.find(id);
     return it == kernels.end() ? nullptr : it->second;
   }
@@ -303,7 +303,7 @@ struct KernelManager::Impl {
     bool spare;
     SysClock::time_point started;
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       spare = k.spare;
       started = k.started;
     }
@@ -347,7 +347,7 @@ struct KernelManager::Impl {
                     std::move(env), cwd,     k.conn_dir,     k.gpus};
       if (!k.conn_dir.empty()) ls.state_dir = fs::path(k.state_file).parent_path().string();
       {
-        std::lock_guard lock(mutex);
+        MutexLock lock(mutex);
         ls.started =
             std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
       }
@@ -377,7 +377,7 @@ struct KernelManager::Impl {
     bool present = false;
     for (auto& p : live) present = present || p.get() == &k;
     if (!present) {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       auto it = kernels.find(k.id);
       if (it != kernels.end()) live.push_back(it->second);
     }
@@ -408,10 +408,11 @@ struct KernelManager::Impl {
 
   // Delivers a message to every observer (I/O thread, no lock held while
   // calling); one that throws is logged and does not stop the others.
-  void deliver(Kernel& k, Channel ch, std::shared_ptr<const Message> m, const MessageInfo& info) {
+  void deliver(Kernel& k, Channel ch, const std::shared_ptr<const Message>& m,
+               const MessageInfo& info) {
     std::vector<std::shared_ptr<KernelObserver>> obs;
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       obs = k.observers;
     }
     for (auto& o : obs) {
@@ -434,15 +435,15 @@ struct KernelManager::Impl {
   }
 
   void set_state(Kernel& k, KernelState state) {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     k.state = state;
   }
 
-  void finish_ready(Kernel& k, Result<KernelModel> result_if_error, bool success) {
+  void finish_ready(Kernel& k, const Result<KernelModel>& result_if_error, bool success) {
     std::vector<std::function<void(Result<KernelModel>)>> waiters;
     KernelModel model;
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       if (success) {
         k.ready = true;
         if (k.state == KernelState::kStarting || k.state == KernelState::kRestarting)
@@ -504,7 +505,7 @@ struct KernelManager::Impl {
     // Replies and iopub traffic caused by our own kernel_info nudges are not for clients.
     bool own = !info->parent_msg_id.empty() && k.nudges.count(info->parent_msg_id);
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       k.last_activity = clock().wall();
       if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" &&
@@ -526,14 +527,14 @@ struct KernelManager::Impl {
     if (!opts.on_started) return;
     KernelModel m;
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       m = model_of(k);
     }
     opts.on_started(m);
   }
 
   bool is_ready(Kernel& k) {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     return k.ready;
   }
 
@@ -545,7 +546,7 @@ struct KernelManager::Impl {
     kill_processes(k, k.pid_io);  // stray children of the kernel
     std::string reason = opts.launcher ? opts.launcher->death_reason(k.id) : "";
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       k.pid = -1;
     }
     k.pid_io = -1;
@@ -568,7 +569,7 @@ struct KernelManager::Impl {
     k.held.clear();
     close_sockets(k);
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       k.state = KernelState::kDead;
       k.ready = false;
       k.reason = reason;
@@ -581,7 +582,7 @@ struct KernelManager::Impl {
     close_sockets(k);
     remove_connection_files(k);
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       k.reason.clear();
     }
     auto st = write_connection_file(k);
@@ -596,7 +597,7 @@ struct KernelManager::Impl {
       return;
     }
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       k.pid = pid.value();
       k.ready = false;
       k.state = KernelState::kStarting;
@@ -633,7 +634,7 @@ struct KernelManager::Impl {
     std::vector<std::shared_ptr<KernelObserver>> obs;
     std::shared_ptr<Kernel> keep;
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       auto it = kernels.find(k.id);
       if (it != kernels.end()) {
         keep = it->second;
@@ -750,7 +751,7 @@ struct KernelManager::Impl {
     while (true) {
       std::vector<std::function<void()>> todo;
       {
-        std::lock_guard lock(cmd_mutex);
+        MutexLock lock(cmd_mutex);
         todo.swap(commands);
       }
       for (auto& fn : todo) {
@@ -856,7 +857,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   }
   KernelModel model;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     k->pid = pid.value();
     impl_->kernels[k->id] = k;
     impl_->last_activity = impl_->clock().wall();
@@ -879,7 +880,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
 }
 
 std::vector<KernelModel> KernelManager::list(bool include_spares) const {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   std::vector<KernelModel> out;
   for (auto& [_, k] : impl_->kernels)
     if (include_spares || !k->spare) out.push_back(model_of(*k));
@@ -887,7 +888,7 @@ std::vector<KernelModel> KernelManager::list(bool include_spares) const {
 }
 
 Result<KernelModel> KernelManager::get(const std::string& id) const {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end() || it->second->spare)
     return Error::not_found("Kernel does not exist: " + id);
@@ -898,7 +899,7 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   auto k = impl_->find(id);
   KernelModel model;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     if (!k || !k->spare) return Error::not_found("no such spare: " + id);
     if (k->state == KernelState::kDead || k->state == KernelState::kRestarting)
       return Error::unavailable("spare is not usable: " + id);
@@ -929,7 +930,7 @@ Status KernelManager::interrupt(const std::string& id) {
   }
   pid_t pid;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     pid = k->pid;
   }
   if (pid > 0) ::killpg(pid, SIGINT);
@@ -943,7 +944,7 @@ void KernelManager::restart(const std::string& id, std::function<void(Result<Ker
     if (k->fsm.phase() == Phase::kShuttingDown)
       return done(Error::conflict("kernel is shutting down"));
     {
-      std::lock_guard lock(impl_->mutex);
+      MutexLock lock(impl_->mutex);
       if (!impl_->kernels.count(k->id))
         return done(Error::not_found("Kernel does not exist: " + k->id));
       k->ready = false;
@@ -961,7 +962,7 @@ void KernelManager::shutdown(const std::string& id, std::function<void(Status)> 
   if (!k) return done(Error::not_found("Kernel does not exist: " + id));
   impl_->post([this, k, done = std::move(done)]() mutable {
     {
-      std::lock_guard lock(impl_->mutex);
+      MutexLock lock(impl_->mutex);
       if (!impl_->kernels.count(k->id))
         return done(Error::not_found("Kernel does not exist: " + k->id));
     }
@@ -979,7 +980,7 @@ void KernelManager::detach_all() {
   if (!impl_) return;
   std::vector<std::string> spares;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     for (auto& [id, k] : impl_->kernels)
       if (k->spare) spares.push_back(id);
   }
@@ -989,16 +990,16 @@ void KernelManager::detach_all() {
 
 void KernelManager::shutdown_and_wait(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
-  auto m = std::make_shared<std::mutex>();
-  auto cv = std::make_shared<std::condition_variable>();
+  auto m = std::make_shared<Mutex>();
+  auto cv = std::make_shared<CondVar>();
   auto left = std::make_shared<std::size_t>(ids.size());
   for (auto& id : ids) {
-    shutdown(id, [m, cv, left](Status) {
-      std::lock_guard lock(*m);
+    shutdown(id, [m, cv, left](const Status&) {
+      MutexLock lock(*m);
       if (--*left == 0) cv->notify_all();
     });
   }
-  std::unique_lock lock(*m);
+  MutexLock lock(*m);
   cv->wait_for(lock, impl_->opts.shutdown_wait + std::chrono::seconds(5),
                [&] { return *left == 0; });
 }
@@ -1007,7 +1008,7 @@ void KernelManager::shutdown_all() {
   if (!impl_ || impl_->detached) return;
   std::vector<std::string> ids;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     for (auto& [id, _] : impl_->kernels) ids.push_back(id);
   }
   shutdown_and_wait(ids);
@@ -1019,7 +1020,7 @@ void KernelManager::when_ready(const std::string& id,
   if (!k) return done(Error::not_found("Kernel does not exist: " + id));
   KernelModel model;
   {
-    std::lock_guard lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     if (!k->ready && k->state != KernelState::kDead) {
       k->ready_waiters.push_back(std::move(done));
       return;
@@ -1112,7 +1113,7 @@ std::vector<KernelModel> KernelManager::reattach() {
       continue;
     }
     {
-      std::lock_guard lock(impl_->mutex);
+      MutexLock lock(impl_->mutex);
       k->pid = k->pid_io;
       k->state = KernelState::kStarting;
       impl_->kernels[k->id] = k;
@@ -1140,7 +1141,7 @@ Status KernelManager::notify(const std::string& id, const std::string& msg_type,
 Status KernelManager::add_observer(const std::string& id,
                                    std::shared_ptr<KernelObserver> observer) {
   if (!observer) return Error::bad_request("no observer");
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
   auto& obs = it->second->observers;
@@ -1149,7 +1150,7 @@ Status KernelManager::add_observer(const std::string& id,
 }
 
 void KernelManager::remove_observer(const std::string& id, const KernelObserver* observer) {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return;
   auto& obs = it->second->observers;
@@ -1158,14 +1159,14 @@ void KernelManager::remove_observer(const std::string& id, const KernelObserver*
 }
 
 void KernelManager::add_connections(const std::string& id, int delta) {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it != impl_->kernels.end())
     it->second->connections = std::max(0, it->second->connections + delta);
 }
 
 void KernelManager::touch(const std::string& id) {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return;
   it->second->last_activity = impl_->clock().wall();
@@ -1173,7 +1174,7 @@ void KernelManager::touch(const std::string& id) {
 }
 
 SysClock::time_point KernelManager::last_activity() const {
-  std::lock_guard lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   return impl_->last_activity;
 }
 

@@ -193,7 +193,7 @@ Result<std::pair<Channel, Message>> decode_from_client(WsProtocol p, std::string
     return Error::bad_request("binary frame: bad count");
   std::vector<std::size_t> offs(nbufs);
   for (std::uint32_t i = 0; i < nbufs; ++i) {
-    offs[i] = get_be32(data, 4 * (i + 1));
+    offs[i] = get_be32(data, 4 * (std::size_t{i} + 1));
     if (offs[i] > data.size() || (i > 0 && offs[i] < offs[i - 1]) || offs[i] < 4ull * (nbufs + 1))
       return Error::bad_request("binary frame: offsets out of range");
   }

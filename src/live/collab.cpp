@@ -104,7 +104,7 @@ void CollabState::prepare(Document& doc) {
       src = normalize_newlines(src);
       needs = true;
     }
-    if (needs) fix.push_back({cell_id(c), std::move(src)});
+    if (needs) fix.emplace_back(cell_id(c), std::move(src));
   }
   for (auto& [id, src] : fix) doc.set_source(id, std::move(src));
 }

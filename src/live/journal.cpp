@@ -228,7 +228,7 @@ Status JournalWriter::append(const json& header, const json& record, std::uint64
     return Error::internal(errno_text(("write journal " + name_).c_str()));
   }
   bytes_ += line.size();
-  index_.push_back({version, bytes_});
+  index_.emplace_back(version, bytes_);
   return ok_status();
 }
 
@@ -261,7 +261,7 @@ Status JournalWriter::rewrite(std::size_t first, const std::string& name, const 
   fd_ = std::move(f);
   std::vector<std::pair<std::uint64_t, std::uint64_t>> kept;
   for (std::size_t i = first; i < index_.size(); ++i)
-    kept.push_back({index_[i].first, index_[i].second - from + head_len});
+    kept.emplace_back(index_[i].first, index_[i].second - from + head_len);
   index_ = std::move(kept);
   header_end_ = head_len;
   bytes_ = text.size();

@@ -1,16 +1,15 @@
 #include "live/live.hpp"
 
-#include <condition_variable>
 #include <deque>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "drive/notebook.hpp"
@@ -124,26 +123,28 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   std::function<std::optional<Binding>(const std::string&)> find_binding;
   LiveOptions opt;
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  std::map<Key, std::unique_ptr<Doc>> docs;                    // GUARDED_BY(mu)
-  std::map<std::string, Tracked> tracked;                      // GUARDED_BY(mu) by msg_id
-  std::map<std::string, std::shared_ptr<Observer>> observers;  // GUARDED_BY(mu) by kernel id
-  std::deque<Event> queue;                                     // GUARDED_BY(mu)
-  std::size_t queued_bytes = 0;                                // GUARDED_BY(mu)
-  bool stopping = false, started = false, stopped = false;     // GUARDED_BY(mu)
-  bool state_dirty = false;                                    // GUARDED_BY(mu)
+  mutable Mutex mu;
+  CondVar cv;
+  std::map<Key, std::unique_ptr<Doc>> docs GUARDED_BY(mu);
+  std::map<std::string, Tracked> tracked GUARDED_BY(mu);                      // by msg_id
+  std::map<std::string, std::shared_ptr<Observer>> observers GUARDED_BY(mu);  // by kernel id
+  std::deque<Event> queue GUARDED_BY(mu);
+  std::size_t queued_bytes GUARDED_BY(mu) = 0;
+  bool stopping GUARDED_BY(mu) = false;
+  bool started GUARDED_BY(mu) = false;
+  bool stopped GUARDED_BY(mu) = false;
+  bool state_dirty GUARDED_BY(mu) = false;
   //! The file as the recorder last wrote it, and the edit time clients saw
   //! then, for documents no longer held (see last_edit). Bounded.
-  std::map<Key, std::pair<Stamp, drive::TimePoint>> recorder_wrote;  // GUARDED_BY(mu)
+  std::map<Key, std::pair<Stamp, drive::TimePoint>> recorder_wrote GUARDED_BY(mu);
   static constexpr std::size_t kMaxRecorderWrote = 20000;
-  std::map<std::uint64_t, Key> collab_clients;  // GUARDED_BY(mu) which document a client edits
-  std::uint64_t next_client = 1;                // GUARDED_BY(mu)
+  std::map<std::uint64_t, Key> collab_clients GUARDED_BY(mu);  // which document a client edits
+  std::uint64_t next_client GUARDED_BY(mu) = 1;
   std::thread worker;
   std::shared_ptr<JournalDir> jdir;  //!< set in start(), then constant; null: no journal
-  std::mutex recover_mu;             //!< one journal replay at a time
-  std::mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
-                       //!< newer one unmerged
+  Mutex recover_mu;                  //!< one journal replay at a time
+  Mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
+                  //!< newer one unmerged
 
   Clock::time_point now() const { return opt.clock ? opt.clock() : Clock::now(); }
 
@@ -164,7 +165,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   }
   //! The document is gone (deleted, renamed away behind the server's back):
   //! its clients are told and closed. Call with mu held.
-  void drop_clients_locked(Doc& d) {
+  void drop_clients_locked(Doc& d) REQUIRES(mu) {
     for (auto& [id, c] : d.clients) {
       c.sink->close(4404, "the notebook was deleted or moved");
       collab_clients.erase(id);
@@ -172,7 +173,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     d.clients.clear();
   }
   //! After d.doc.merge_outside: co-editing clients get what changed.
-  void merged_locked(Doc& d, const json& before, Outbox& out) {
+  void merged_locked(Doc& d, const json& before, Outbox& out) REQUIRES(mu) {
     if (!d.collab) return;
     route(d, 0, d.collab->after_outside(before, d.doc), out);
   }
@@ -192,7 +193,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! Appends the changes `d`'s collab state accepted to its journal, before
   //! their frames are sent. Call with mu held. A journal that cannot be
   //! written is logged (the change is still applied and saved as before).
-  void journal_locked(const Key& key, Doc& d) {
+  void journal_locked(const Key& key, Doc& d) REQUIRES(mu) {
     if (!d.collab) return;
     auto records = d.collab->take_journal();
     if (!jdir || records.empty()) return;
@@ -211,7 +212,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (d.journal->bytes() > jdir->limits().max_bytes) cv.notify_one();  // a save is forced
   }
   //! A save (or a merge from disk) put version `v` of `d` on disk as `d.stamp`.
-  void journal_covered_locked(const Key& key, Doc& d, std::uint64_t v) {
+  void journal_covered_locked(const Key& key, Doc& d, std::uint64_t v) REQUIRES(mu) {
     if (!d.journal) return;
     auto st = d.journal->covered(v, journal_header(key, d.stamp));
     if (!st.ok())
@@ -228,7 +229,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! `expect`: the notebook the caller is about to load (another one named
   //! in the header: kept aside). Blocking (Drive I/O); takes recover_mu only.
   void recover(const std::string& name, const Key* expect) {
-    std::lock_guard rl(recover_mu);
+    MutexLock rl(recover_mu);
     auto bytes = jdir->read(name);
     if (!bytes.ok() && bytes.error().code == Error::Code::kNotFound) return;
     std::string what = name;
@@ -299,7 +300,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   }
 
-  void watch_locked(const std::string& kernel_id) {
+  void watch_locked(const std::string& kernel_id) REQUIRES(mu) {
     if (observers.count(kernel_id)) return;
     auto o = std::make_shared<Observer>(weak_from_this(), kernel_id);
     if (!kernels->add_observer(kernel_id, o).ok()) return;
@@ -311,7 +312,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
                          const kernel::MessageInfo& info) {
     if (ch != kernel::Channel::kIopub && ch != kernel::Channel::kShell) return;
     if (info.parent_msg_id.empty()) return;
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     if (stopping) return;
     auto it = tracked.find(info.parent_msg_id);
     if (it == tracked.end() || it->second.kernel_id != kernel_id) return;
@@ -343,7 +344,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   }
 
   void on_kernel_gone(const std::string& kernel_id) {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     if (stopping) return;
     Event e{Kind::kKernelGone};
     e.kernel_id = kernel_id;
@@ -388,8 +389,8 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     }
   }
 
-  //! Applies one event; called with `lock` held (released while loading).
-  void apply(Event& ev, std::unique_lock<std::mutex>& lock) {
+  //! Applies one event; `mu` is released while loading.
+  void apply(Event& ev) REQUIRES(mu) {
     if (ev.kind == Kind::kBegin) {
       queued_bytes -= std::min(queued_bytes, ev.bytes);
       if (!docs.count(ev.key)) {
@@ -398,9 +399,10 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
           tracked.erase(ev.msg_id);
           return;
         }
-        lock.unlock();
-        auto d = load(ev.key);
-        lock.lock();
+        auto d = [&]() REQUIRES(mu) {
+          MutexUnlock unlocked(mu);
+          return load(ev.key);
+        }();
         if (!d.ok()) {
           log::info("live: not recording into " + ev.key.first + ":" + ev.key.second + ": " +
                     d.error().message);
@@ -467,7 +469,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! A kernel runs one execution at a time: when `current` starts, any
   //! other execution of `kernel_id` that started and never ended (the kernel
   //! was restarted or died mid-cell) is over. Keeps `current`'s entry.
-  void end_abandoned(const std::string& kernel_id, const std::string& current) {
+  void end_abandoned(const std::string& kernel_id, const std::string& current) REQUIRES(mu) {
     end_executions(kernel_id, [&](const std::string& msg_id, const auto& t) {
       return msg_id != current && t.started;
     });
@@ -476,7 +478,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   //! Ends (in their documents) and forgets the tracked executions of
   //! `kernel_id` for which `which(msg_id, entry)` is true.
   template <typename Pred>
-  void end_executions(const std::string& kernel_id, Pred which) {
+  void end_executions(const std::string& kernel_id, Pred which) REQUIRES(mu) {
     for (auto it = tracked.begin(); it != tracked.end();) {
       if (it->second.kernel_id != kernel_id || !which(it->first, it->second)) {
         ++it;
@@ -491,7 +493,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     }
   }
 
-  json state_locked() const {
+  json state_locked() const REQUIRES(mu) {
     json out = json::array();
     for (auto& [msg_id, t] : tracked)
       out.push_back({{"msg_id", msg_id},
@@ -509,7 +511,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   bool sync_with_disk(const Key& key) {
     Stamp stamp;
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       auto d = docs.find(key);
       if (d == docs.end()) return false;
       stamp = d->second->stamp;
@@ -518,7 +520,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     auto e = drive->get(who, key.second, drive::EntryType::kNotebook);
     if (!e.ok()) {
       if (e.error().code == Error::Code::kNotFound) {  // deleted or renamed: the document closes
-        std::lock_guard lock(mu);
+        MutexLock lock(mu);
         if (auto d = docs.find(key); d != docs.end()) {
           drop_clients_locked(*d->second);
           if (d->second->journal) d->second->journal->drop();
@@ -539,7 +541,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     if (!disk.ok()) return true;
     Outbox out;
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       auto d = docs.find(key);
       if (d == docs.end()) return false;
       d->second->doc.set_now(now());
@@ -559,9 +561,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 
   //! Saves `key`'s document when due (or `force`). Takes the locks itself.
   void save(const Key& key, bool force) {
-    std::lock_guard save_lock(save_mu);
+    MutexLock save_lock(save_mu);
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       auto d = docs.find(key);
       if (d == docs.end() || !d->second->doc.dirty()) return;
       auto due = d->second->doc.save_due();
@@ -571,14 +573,14 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     json snapshot;
     std::uint64_t version = 0;
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       auto d = docs.find(key);
       if (d == docs.end()) return;
       version = d->second->doc.version();
       snapshot = d->second->doc.notebook();
     }
     auto saved = drive->save_notebook(as_owner(key.first), key.second, std::move(snapshot));
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     auto d = docs.find(key);
     if (d == docs.end()) return;
     if (!saved.ok()) {
@@ -600,7 +602,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   }
 
   void run() {
-    std::unique_lock lock(mu);
+    MutexLock lock(mu);
     for (;;) {
       while (!queue.empty()) {
         Event ev = std::move(queue.front());
@@ -614,7 +616,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
             throw;
           }
           lock.lock();
-          apply(ev, lock);
+          apply(ev);
         } catch (const std::exception& e) {
           log::warn(std::string("live: a kernel message was not recorded: ") + e.what());
         }
@@ -650,7 +652,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         auto s = d.doc.save_due();
         bool big = d.journal && jdir && d.journal->bytes() > jdir->limits().max_bytes;
         if (s && (*s <= t || big))
-          due.push_back({it->first, big});
+          due.emplace_back(it->first, big);
         else if (s)
           next = next ? std::min(*next, *s) : *s;
         if (!s && d.doc.running().empty() && d.clients.empty() &&
@@ -693,7 +695,7 @@ LiveNotebooks::~LiveNotebooks() {
 void LiveNotebooks::start() {
   auto& i = *impl_;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (i.started) return;
   }
   if (!i.opt.journal_base.empty()) {
@@ -708,7 +710,7 @@ void LiveNotebooks::start() {
     }
   }
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (i.started) return;
     i.started = true;
   }
@@ -717,7 +719,7 @@ void LiveNotebooks::start() {
     std::stringstream ss;
     if (in) ss << in.rdbuf();
     auto v = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (v.is_array()) {
       for (auto& e : v) {
         if (!e.is_object() || i.tracked.size() >= i.opt.max_executions) continue;
@@ -750,7 +752,7 @@ void LiveNotebooks::start() {
 void LiveNotebooks::stop() {
   auto& i = *impl_;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (i.stopped) return;
     i.stopped = true;
     i.stopping = true;
@@ -759,14 +761,16 @@ void LiveNotebooks::stop() {
   if (i.worker.joinable()) i.worker.join();
   std::vector<Impl::Key> keys;
   json state;
+  bool started = false;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
+    started = i.started;
     for (auto& [k, _] : i.docs) keys.push_back(k);
     state = i.state_locked();
     for (auto& [id, o] : i.observers) i.kernels->remove_observer(id, o.get());
   }
   for (auto& k : keys) i.save(k, true);
-  if (i.started) i.write_state(state);
+  if (started) i.write_state(state);
 }
 
 void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Channel ch,
@@ -787,7 +791,7 @@ void LiveNotebooks::on_client_message(const std::string& kernel_id, kernel::Chan
   std::string path = norm(binding->path);
   if (path.size() < 6 || path.compare(path.size() - 6, 6, ".ipynb") != 0) return;
   auto& i = *impl_;
-  std::lock_guard lock(i.mu);
+  MutexLock lock(i.mu);
   if (i.stopping || !i.started) return;
   if (i.tracked.size() >= i.opt.max_executions ||
       i.queued_bytes + msg.content.size() > i.opt.max_queued_bytes) {
@@ -813,12 +817,12 @@ std::optional<json> LiveNotebooks::content(const std::string& owner, std::string
   auto& i = *impl_;
   Impl::Key key{owner, norm(path)};
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (!i.docs.count(key)) return std::nullopt;
   }
-  std::lock_guard save_lock(i.save_mu);
+  MutexLock save_lock(i.save_mu);
   if (!i.sync_with_disk(key)) return std::nullopt;
-  std::lock_guard lock(i.mu);
+  MutexLock lock(i.mu);
   auto it = i.docs.find(key);
   if (it == i.docs.end()) return std::nullopt;
   return it->second->doc.notebook();
@@ -828,11 +832,11 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
                                                             std::string_view path, json nb) {
   auto& i = *impl_;
   Impl::Key key{user.username, norm(path)};
-  std::lock_guard save_lock(i.save_mu);
+  MutexLock save_lock(i.save_mu);
   std::uint64_t version = 0;
   Impl::Outbox out;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     auto d = i.docs.find(key);
     if (d != i.docs.end()) {
       if (auto st = drive::prepare_for_save(nb); !st.ok()) return st.error();
@@ -849,7 +853,7 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
   Impl::flush(out);
   auto saved = i.drive->save_notebook(user, path, std::move(nb));
   if (version == 0 || !saved.ok()) return saved;
-  std::lock_guard lock(i.mu);
+  MutexLock lock(i.mu);
   if (auto d = i.docs.find(key); d != i.docs.end()) {
     d->second->stamp = Stamp{saved->entry.modified, saved->entry.size.value_or(0)};
     d->second->edited = saved->entry.modified;
@@ -865,7 +869,7 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner,
   Impl::Key key{owner, norm(entry.path)};
   bool open = false;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     open = i.docs.count(key) > 0;
     if (!open) {
       // Closed since: the recorder's last write is still not an edit.
@@ -876,9 +880,9 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner,
       return entry.modified;
     }
   }
-  std::lock_guard save_lock(i.save_mu);
+  MutexLock save_lock(i.save_mu);
   if (!i.sync_with_disk(key)) return entry.modified;
-  std::lock_guard lock(i.mu);
+  MutexLock lock(i.mu);
   auto it = i.docs.find(key);
   if (it == i.docs.end()) return entry.modified;
   return it->second->edited;
@@ -887,7 +891,7 @@ drive::TimePoint LiveNotebooks::last_edit(const std::string& owner,
 Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::string_view from,
                                            std::string_view to) {
   auto& i = *impl_;
-  std::lock_guard save_lock(i.save_mu);  // no save of the old path in flight
+  MutexLock save_lock(i.save_mu);  // no save of the old path in flight
   auto from_path = drive::DrivePath::parse(from);
   auto e = i.drive->rename(user, from, to);
   if (!e.ok() || !from_path.ok()) return e;
@@ -900,7 +904,7 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
       return t + p.substr(f.size());
     return std::nullopt;
   };
-  std::lock_guard lock(i.mu);
+  MutexLock lock(i.mu);
   std::vector<std::pair<Impl::Key, Impl::Key>> keys;
   for (auto& [k, _] : i.docs)
     if (k.first == owner)
@@ -935,14 +939,14 @@ Result<drive::Entry> LiveNotebooks::rename(const auth::Identity& user, std::stri
 
 std::map<std::string, std::string> LiveNotebooks::running(const std::string& owner,
                                                           std::string_view path) const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   auto it = impl_->docs.find({owner, norm(path)});
   if (it == impl_->docs.end()) return {};
   return it->second->doc.running();
 }
 
 std::size_t LiveNotebooks::open_documents() const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->docs.size();
 }
 
@@ -958,10 +962,10 @@ Result<std::uint64_t> LiveNotebooks::collab_join(const std::string& owner, std::
   if (key.second.size() > kMaxPathBytes || key.second.size() < 6 ||
       key.second.compare(key.second.size() - 6, 6, ".ipynb") != 0)
     return Error::bad_request("Only notebooks (.ipynb) are co-edited");
-  std::lock_guard save_lock(i.save_mu);  // no save or merge in between
+  MutexLock save_lock(i.save_mu);  // no save or merge in between
   bool open = false;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (i.stopping || !i.started) return Error::unavailable("The server is stopping");
     open = i.docs.count(key) > 0;
     if (!open && i.docs.size() >= i.opt.max_documents)
@@ -973,13 +977,13 @@ Result<std::uint64_t> LiveNotebooks::collab_join(const std::string& owner, std::
   if (!open) {
     auto d = i.load(key);
     if (!d.ok()) return d.error();
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     if (!i.docs.count(key)) i.docs[key] = std::move(d.value());
   }
   Impl::Outbox out;
   std::uint64_t id = 0;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     auto it = i.docs.find(key);
     if (it == i.docs.end()) return Error::not_found("No such notebook");
     auto& d = *it->second;
@@ -1013,7 +1017,7 @@ void LiveNotebooks::collab_message(std::uint64_t id, std::string_view frame) {
   json msg = json_limits::parse_or_discarded(frame);
   Impl::Outbox out;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     auto k = i.collab_clients.find(id);
     if (k == i.collab_clients.end()) return;
     auto d = i.docs.find(k->second);
@@ -1040,7 +1044,7 @@ void LiveNotebooks::collab_leave(std::uint64_t id) {
   auto& i = *impl_;
   Impl::Outbox out;
   {
-    std::lock_guard lock(i.mu);
+    MutexLock lock(i.mu);
     auto k = i.collab_clients.find(id);
     if (k == i.collab_clients.end()) return;
     auto key = k->second;

@@ -155,7 +155,7 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(
     argv.insert(argv.end(), {"--seccomp", "default"});
   for (auto& [k, v] : sandbox_base_env(kernel_id, owner, type_name, gpus))
     argv.insert(argv.end(), {"--setenv", k, v});
-  argv.push_back("--");
+  argv.emplace_back("--");
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;
 }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/subprocess.hpp"
 
 namespace skylab::runtime {
@@ -100,6 +101,7 @@ std::vector<Gpu> smi_gpus() {
 std::vector<Gpu> detect_gpus(int fake) {
   if (fake > 0) {
     std::vector<Gpu> out;
+    out.reserve(static_cast<std::size_t>(fake));
     for (int i = 0; i < fake; ++i)
       out.push_back(Gpu{i, "Fake GPU", "GPU-fake-" + std::to_string(i), 0, true});
     return out;
@@ -119,7 +121,7 @@ std::vector<std::string> gpu_device_nodes(const std::vector<int>& indices) {
   if (out.empty()) return out;
   for (const char* d :
        {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"})
-    if (std::filesystem::exists(d, ec)) out.push_back(d);
+    if (std::filesystem::exists(d, ec)) out.emplace_back(d);
   return out;
 }
 
@@ -161,7 +163,7 @@ int GpuAllocator::request(const std::string& id, int count, Grant on_grant) {
   std::vector<std::pair<std::vector<int>, Grant>> granted;
   int pos = 0;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (count > static_cast<int>(gpus_.size()) || count < 1) return -1;
     queue_.push_back({id, count, std::move(on_grant)});
     granted = serve_locked();
@@ -173,13 +175,13 @@ int GpuAllocator::request(const std::string& id, int count, Grant on_grant) {
 }
 
 void GpuAllocator::claim(const std::string& id, const std::vector<int>& gpus) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (int g : gpus)
     if (g >= 0 && g < static_cast<int>(owner_.size())) owner_[g] = id;
 }
 
 int GpuAllocator::position(const std::string& id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (std::size_t i = 0; i < queue_.size(); ++i)
     if (queue_[i].id == id) return static_cast<int>(i) + 1;
   return 0;
@@ -189,7 +191,7 @@ bool GpuAllocator::cancel(const std::string& id) {
   std::vector<std::pair<std::vector<int>, Grant>> granted;
   bool found = false;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = std::find_if(queue_.begin(), queue_.end(), [&](auto& w) { return w.id == id; });
     if (it != queue_.end()) {
       queue_.erase(it);
@@ -204,7 +206,7 @@ bool GpuAllocator::cancel(const std::string& id) {
 void GpuAllocator::release(const std::string& id) {
   std::vector<std::pair<std::vector<int>, Grant>> granted;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (auto& o : owner_)
       if (o == id) o.clear();
     granted = serve_locked();
@@ -213,7 +215,7 @@ void GpuAllocator::release(const std::string& id) {
 }
 
 std::vector<int> GpuAllocator::held_by(const std::string& id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<int> out;
   for (std::size_t i = 0; i < owner_.size(); ++i)
     if (owner_[i] == id) out.push_back(static_cast<int>(i));
@@ -221,12 +223,12 @@ std::vector<int> GpuAllocator::held_by(const std::string& id) const {
 }
 
 int GpuAllocator::free_count() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return static_cast<int>(std::count(owner_.begin(), owner_.end(), std::string()));
 }
 
 std::vector<std::string> GpuAllocator::queue() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::string> out;
   for (auto& w : queue_) out.push_back(w.id);
   return out;

@@ -6,9 +6,10 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "common/mutex.hpp"
 
 namespace skylab::runtime {
 
@@ -72,12 +73,12 @@ class GpuAllocator {
     int count;
     Grant grant;
   };
-  std::vector<std::pair<std::vector<int>, Grant>> serve_locked();
+  std::vector<std::pair<std::vector<int>, Grant>> serve_locked() REQUIRES(mutex_);
 
   std::vector<Gpu> gpus_;
-  mutable std::mutex mutex_;
-  std::vector<std::string> owner_;  // per GPU index: holder id or ""; guarded by mutex_
-  std::deque<Waiter> queue_;        // guarded by mutex_
+  mutable Mutex mutex_;
+  std::vector<std::string> owner_ GUARDED_BY(mutex_);  // per GPU index: holder id or ""
+  std::deque<Waiter> queue_ GUARDED_BY(mutex_);
 };
 
 }  // namespace skylab::runtime

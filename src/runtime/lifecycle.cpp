@@ -133,7 +133,7 @@ void LifecycleMonitor::tick() {
       if (done || now - t.expire_started >= config_.runtimes.grace) {
         log::info("runtime " + k.id + ": stopping (" +
                   (done ? "expiry hooks done" : "grace period over") + ")");
-        kernels_->shutdown(k.id, [](Status) {});
+        kernels_->shutdown(k.id, [](const Status&) {});
       }
       next[k.id] = t;
       continue;
@@ -165,7 +165,7 @@ void LifecycleMonitor::tick() {
         t.expiring = true;
         t.expire_started = now;
         if (k.execution_state == kernel::KernelState::kDead)
-          kernels_->shutdown(k.id, [](Status) {});
+          kernels_->shutdown(k.id, [](const Status&) {});
         break;
       case LifecycleDecision::Action::kWarn:
         write_state(k, d, false, d.reason);

@@ -180,6 +180,7 @@ Status isolate_network(const std::vector<std::string>& prohibit, const std::stri
       "--no-netns-quit", "--netns", "/proc/self/fd/3"};
   if (!dns_forward.empty()) args.insert(args.end(), {"--dns-forward", dns_forward});
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = ::fork();

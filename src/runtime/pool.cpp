@@ -1,10 +1,10 @@
 #include "runtime/pool.hpp"
 
 #include <algorithm>
-#include <condition_variable>
 #include <set>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 
 namespace skylab::runtime {
 
@@ -38,7 +38,7 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
   Key key{owner, type_name(type), spec};
   std::vector<std::string> ids;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (stopping_) return std::nullopt;
     auto& e = entries_[key];
     e.last_used = clock_.now();
@@ -64,7 +64,7 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
     }
     {
       // Another request of the same user may be claiming it right now.
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       auto& sp = entries_[key].spares;
       auto pos = std::find(sp.begin(), sp.end(), id);
       if (pos == sp.end()) continue;
@@ -79,7 +79,7 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
   }
   if (!bad.empty()) {
     {
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       auto& sp = entries_[key].spares;
       for (auto& id : bad) sp.erase(std::remove(sp.begin(), sp.end(), id), sp.end());
     }
@@ -91,7 +91,7 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
 int WarmPool::ready(const std::string& owner, const std::string& type) const {
   std::vector<std::string> ids;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (auto& [key, e] : entries_)
       if (std::get<0>(key) == owner && std::get<1>(key) == type_name(type))
         ids.insert(ids.end(), e.spares.begin(), e.spares.end());
@@ -107,7 +107,7 @@ int WarmPool::ready(const std::string& owner, const std::string& type) const {
 void WarmPool::release_user(const std::string& owner) {
   std::vector<std::string> ids;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (std::get<0>(it->first) == owner) {
         ids.insert(ids.end(), it->second.spares.begin(), it->second.spares.end());
@@ -123,7 +123,7 @@ void WarmPool::release_user(const std::string& owner) {
 }
 
 void WarmPool::shutdown_ids(const std::vector<std::string>& ids) {
-  for (auto& id : ids) kernels_->shutdown(id, [](Status) {});
+  for (auto& id : ids) kernels_->shutdown(id, [](const Status&) {});
 }
 
 void WarmPool::tick() {
@@ -139,7 +139,7 @@ void WarmPool::tick() {
   std::set<std::string> owners;
   std::optional<Key> fill;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (stopping_) return;
     for (auto it = entries_.begin(); it != entries_.end();) {
       auto& [key, e] = *it;
@@ -184,13 +184,13 @@ void WarmPool::tick() {
   if (!k.ok()) {
     log::warn("warm pool: cannot start a spare for " + owner + " (" + type +
               "): " + k.error().message);
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     entries_.erase(*fill);  // retried at the user's next start
     return;
   }
   bool orphan = false;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = entries_.find(*fill);
     if (it == entries_.end() || stopping_)
       orphan = true;
@@ -202,7 +202,7 @@ void WarmPool::tick() {
 
 void WarmPool::start() {
   if (size_ <= 0) return;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (stopping_ || worker_) return;
   worker_ = std::make_unique<Periodic>(
       "warm pool", std::chrono::milliseconds(500), [this] { tick(); }, clock_);
@@ -211,7 +211,7 @@ void WarmPool::start() {
 void WarmPool::stop() {
   std::vector<std::string> ids;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (stopped_) return;
     stopping_ = stopped_ = true;
     for (auto& [_, e] : entries_) ids.insert(ids.end(), e.spares.begin(), e.spares.end());
@@ -223,15 +223,15 @@ void WarmPool::stop() {
   for (auto& k : kernels_->list(true))
     if (k.spare && std::find(ids.begin(), ids.end(), k.id) == ids.end()) ids.push_back(k.id);
   if (ids.empty()) return;
-  auto m = std::make_shared<std::mutex>();
-  auto cv = std::make_shared<std::condition_variable>();
+  auto m = std::make_shared<Mutex>();
+  auto cv = std::make_shared<CondVar>();
   auto left = std::make_shared<std::size_t>(ids.size());
   for (auto& id : ids)
-    kernels_->shutdown(id, [m, cv, left](Status) {
-      std::lock_guard l(*m);
+    kernels_->shutdown(id, [m, cv, left](const Status&) {
+      MutexLock l(*m);
       if (--*left == 0) cv->notify_all();
     });
-  std::unique_lock l(*m);
+  MutexLock l(*m);
   cv->wait_for(l, std::chrono::seconds(10), [&] { return *left == 0; });
 }
 

@@ -13,13 +13,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/mutex.hpp"
 #include "common/periodic.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
@@ -77,11 +77,11 @@ class WarmPool {
   int size_;
   const skylab::Clock& clock_;
 
-  mutable std::mutex mutex_;
-  std::map<Key, Entry> entries_;      // guarded by mutex_
-  bool stopping_ = false;             // guarded by mutex_
-  bool stopped_ = false;              // guarded by mutex_: stop() has run
-  std::unique_ptr<Periodic> worker_;  // calls tick(); set by start(), kept until destruction
+  mutable Mutex mutex_;
+  std::map<Key, Entry> entries_ GUARDED_BY(mutex_);
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  bool stopped_ GUARDED_BY(mutex_) = false;  // stop() has run
+  std::unique_ptr<Periodic> worker_;         // calls tick(); set by start(), kept until destruction
 };
 
 }  // namespace skylab::runtime

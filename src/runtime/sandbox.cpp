@@ -27,6 +27,7 @@
 
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "runtime/cgroup_v2.hpp"
@@ -101,6 +102,7 @@ int run_program(const std::vector<std::string>& args, std::string& out) {
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
@@ -384,9 +386,9 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
                                     const std::vector<std::string>& command) {
   std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                 "--unshare-cgroup-try"};
-  if (!p.network) a.push_back("--unshare-net");
+  if (!p.network) a.emplace_back("--unshare-net");
   if (p.seccomp) a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd)});
-  for (const char* x : {"--new-session", "--hostname", "skylab", "--clearenv"}) a.push_back(x);
+  for (const char* x : {"--new-session", "--hostname", "skylab", "--clearenv"}) a.emplace_back(x);
   for (auto& [k, v] : p.env) {
     a.insert(a.end(), {"--setenv", k, v});
   }
@@ -441,14 +443,14 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   if (!p.state_dir.empty()) a.insert(a.end(), {"--ro-bind", p.state_dir, kSandboxStateDir});
   if (::geteuid() == 0) a.insert(a.end(), {"--ro-bind", o.skylab_binary, "/opt/skylab/bin/skylab"});
   // Its parent is the `skylab sandbox-exec` supervisor: when that goes, so does the sandbox.
-  a.push_back("--die-with-parent");
+  a.emplace_back("--die-with-parent");
   a.insert(a.end(), {"--chdir", "/content", "--"});
   if (::geteuid() == 0) {
     // bwrap runs privileged; our helper drops to the user's uid inside.
     a.insert(a.end(), {"/opt/skylab/bin/skylab", "sandbox-exec", "--uid", std::to_string(p.uid),
                        "--gid", std::to_string(p.gid)});
-    if (p.hold) a.push_back("--hold");
-    a.push_back("--");
+    if (p.hold) a.emplace_back("--hold");
+    a.emplace_back("--");
   }
   a.insert(a.end(), command.begin(), command.end());
   return a;
@@ -517,7 +519,7 @@ SandboxLauncher::~SandboxLauncher() = default;
 
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::string path = opts_.data_dir + "/runtime/uids.json";
   auto j = json_limits::parse_or_discarded(read_file(path), json_limits::kStoredLimits);
   if (!j.is_object()) j = nlohmann::json::object();
@@ -593,7 +595,7 @@ void SandboxLauncher::migrate_once(int data_fd, const std::string& owner, int dr
   if (!rdir.ok()) return;
   auto marks = safe_fs::ensure_dir_at(rdir->get(), "ownership-migrated", 0700);
   if (!marks.ok()) return;
-  std::lock_guard lock(migrate_mutex_);
+  MutexLock lock(migrate_mutex_);
   if (safe_fs::exists_at(marks->get(), owner)) return;
   auto a = safe_fs::chown_root_owned_tree(drive_fd, uid, gid);
   auto b = safe_fs::chown_root_owned_tree(cache_fd, uid, gid);
@@ -640,7 +642,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
     auto st = mount_disk_image(runtime_root.string(), runtime_root.string() + ".img",
                                type.disk_bytes, plan.uid, plan.gid);
     if (!st.ok()) {
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       if (!disk_warned_[type_name]) {
         disk_warned_[type_name] = true;
         log::warn("runtime type " + type_name +
@@ -689,7 +691,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
                            opts_.config.runtimes.cgroup_parent);
   if (!cg.ok()) return cg.error();
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     types_[spec.kernel_id] = type_name;
   }
 
@@ -704,7 +706,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   argv.insert(argv.end(), {"--deadline", std::to_string(started + lifetime + grace), "--grace",
                            std::to_string(grace)});
   if (!spec.state_dir.empty()) argv.insert(argv.end(), {"--state", spec.state_dir + "/state.json"});
-  if (opts_.die_with_parent) argv.push_back("--die-with-parent");
+  if (opts_.die_with_parent) argv.emplace_back("--die-with-parent");
   if (isolated_net) argv.insert(argv.end(), {"--net", "isolated"});
   if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
   if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
@@ -717,7 +719,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
       break;
     }
   }
-  argv.push_back("--");
+  argv.emplace_back("--");
   argv.insert(argv.end(), inner.begin(), inner.end());
   spec.argv = std::move(argv);
   spec.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}, {"LANG", "C.UTF-8"}};
@@ -735,7 +737,7 @@ std::string SandboxLauncher::death_reason(const std::string& kernel_id) {
   if (!cg.oom_killed()) return {};
   std::string type_name;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     type_name = types_.count(kernel_id) ? types_[kernel_id] : "";
   }
   auto t = opts_.config.types.find(type_name);
@@ -757,7 +759,7 @@ void SandboxLauncher::cleanup(const std::string& kernel_id) {
   } else {
     safe_fs::remove_tree(root.string());  // the runtime wrote in there: fd-relative, no symlinks
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   types_.erase(kernel_id);
 }
 
@@ -778,7 +780,7 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
   kernel::Usage u;
   std::string type_name;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (auto it = types_.find(kernel_id); it != types_.end()) type_name = it->second;
   }
   if (type_name.empty()) type_name = opts_.config.runtimes.default_type;
@@ -832,6 +834,7 @@ void exec_command(const std::vector<std::string>& command, std::size_t args_coun
     }
   }
   std::vector<char*> argv;
+  argv.reserve(cmd.size() + 1);
   for (auto& c : cmd) argv.push_back(c.data());
   argv.push_back(nullptr);
   ::execvp(argv[0], argv.data());
@@ -1131,12 +1134,12 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
 }
 
 void SandboxLauncher::set_drive_lock(DriveLock lock) {
-  std::lock_guard l(mutex_);
+  MutexLock l(mutex_);
   drive_lock_ = std::move(lock);
 }
 
 void SandboxLauncher::set_runtimes_running(RuntimesRunning f) {
-  std::lock_guard l(mutex_);
+  MutexLock l(mutex_);
   runtimes_running_ = std::move(f);
 }
 
@@ -1145,7 +1148,7 @@ Status SandboxLauncher::ensure_volume(const std::string& owner, const std::strin
   DriveLock lock;
   RuntimesRunning running;
   {
-    std::lock_guard l(mutex_);
+    MutexLock l(mutex_);
     lock = drive_lock_;
     running = runtimes_running_;
   }

@@ -9,10 +9,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "kernel/launcher.hpp"
 #include "runtime/config.hpp"
 #include "runtime/user_volume.hpp"
@@ -157,15 +157,15 @@ class SandboxLauncher : public kernel::Launcher {
 
   SandboxOptions opts_;
   CgroupMode cgroup_mode_;
-  std::mutex migrate_mutex_;  // serializes migrate_once
-  std::mutex mutex_;
-  std::map<std::string, std::string> types_;  // kernel id -> runtime type, guarded by mutex_
-  std::map<std::string, bool>
-      disk_warned_;  // runtime type -> limit-not-enforced logged, guarded by mutex_
+  Mutex migrate_mutex_;  // serializes migrate_once
+  Mutex mutex_;
+  std::map<std::string, std::string> types_ GUARDED_BY(mutex_);  // kernel id -> runtime type
+  std::map<std::string, bool> disk_warned_
+      GUARDED_BY(mutex_);  // runtime type -> limit-not-enforced logged
   std::unique_ptr<UserVolumes> volumes_;
   std::unique_ptr<RuntimeTemplates> templates_;
-  DriveLock drive_lock_;              // guarded by mutex_
-  RuntimesRunning runtimes_running_;  // guarded by mutex_
+  DriveLock drive_lock_ GUARDED_BY(mutex_);
+  RuntimesRunning runtimes_running_ GUARDED_BY(mutex_);
 };
 
 //! The /content size limit: an ext4 image of `bytes` (sparse file `image`,

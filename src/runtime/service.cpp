@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/pool.hpp"
@@ -83,7 +84,7 @@ RuntimeService::~RuntimeService() {
 
 void RuntimeService::post(std::function<void()> task) {
   {
-    std::lock_guard lock(qmu_);
+    MutexLock lock(qmu_);
     tasks_.push_back(std::move(task));
   }
   qcv_.notify_one();
@@ -93,8 +94,8 @@ void RuntimeService::work() {
   for (;;) {
     std::function<void()> task;
     {
-      std::unique_lock lock(qmu_);
-      qcv_.wait(lock, [&] { return qstop_ || !tasks_.empty(); });
+      MutexLock lock(qmu_);
+      qcv_.wait(lock, [&]() REQUIRES(qmu_) { return qstop_ || !tasks_.empty(); });
       if (tasks_.empty()) return;
       task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -110,7 +111,7 @@ void RuntimeService::work() {
 }
 
 Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_started) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return Error::unavailable("The server is stopping");
   const Config& c = *config_;
   std::string type = request.type.empty() ? c.runtimes.default_type : request.type;
@@ -199,7 +200,7 @@ void RuntimeService::run_start(const std::string& id, std::vector<int> gpus) {
   StartSpec spec;
   Started cb;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(id);
     if (it == entries_.end()) {  // released while the grant was on its way
       give_back_gpus();
@@ -227,13 +228,13 @@ void RuntimeService::run_start(const std::string& id, std::vector<int> gpus) {
   if (gpus.empty()) spare = backend_->claim_spare(spec.owner, spec.type, spec.spec);
   Result<kernel::KernelModel> k = spare ? Result<kernel::KernelModel>(*spare)
                                         : backend_->start(spec, [this, id](std::string reason) {
-                                            std::lock_guard lock(mu_);
+                                            MutexLock lock(mu_);
                                             if (auto it = entries_.find(id); it != entries_.end())
                                               it->second.reason = std::move(reason);
                                           });
   bool cancelled = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(id);
     if (it != entries_.end()) {
       cancelled = it->second.cancelled || stopping_;
@@ -255,7 +256,7 @@ void RuntimeService::run_start(const std::string& id, std::vector<int> gpus) {
     return;
   }
   if (cancelled) {
-    backend_->stop(k->id, [](Status) {});
+    backend_->stop(k->id, [](const Status&) {});
     if (cb) cb(Error::unavailable("The runtime was released before it started"));
     return;
   }
@@ -266,7 +267,7 @@ void RuntimeService::release(const std::string& id, std::function<void(Status)> 
   Started cb;
   bool running = false, starting = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     leases_.erase(id);
     auto it = entries_.find(id);
     if (it == entries_.end()) {
@@ -294,33 +295,33 @@ void RuntimeService::release(const std::string& id, std::function<void(Status)> 
     return;
   }
   backend_->stop(id, [done = std::move(done)](Status st) {
-    if (done) done(st);
+    if (done) done(std::move(st));
   });
 }
 
 void RuntimeService::set_ledger(std::shared_ptr<UsageLedger> ledger) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ledger_ = std::move(ledger);
 }
 
 void RuntimeService::lease(const std::string& id, const std::string& holder) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   leases_[id] = holder;
 }
 
 void RuntimeService::unlease(const std::string& id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   leases_.erase(id);
 }
 
 std::string RuntimeService::lease_of(const std::string& id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = leases_.find(id);
   return it == leases_.end() ? std::string() : it->second;
 }
 
 std::vector<PendingRuntime> RuntimeService::pending(const std::string& user) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<PendingRuntime> out;
   for (auto& [id, e] : entries_) {
     if (e.cancelled || (!user.empty() && e.request.user != user)) continue;
@@ -332,7 +333,7 @@ std::vector<PendingRuntime> RuntimeService::pending(const std::string& user) con
 }
 
 std::optional<PendingRuntime> RuntimeService::pending_one(const std::string& id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second.cancelled) return std::nullopt;
   const Entry& e = it->second;
@@ -350,7 +351,7 @@ std::optional<PendingRuntime> RuntimeService::pending_one(const std::string& id)
 void RuntimeService::stop() {
   std::vector<Started> cancelled;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!stopping_) {
       stopping_ = true;
       for (auto it = entries_.begin(); it != entries_.end();) {
@@ -367,7 +368,7 @@ void RuntimeService::stop() {
   for (auto& cb : cancelled)
     if (cb) cb(Error::unavailable("The server is stopping"));
   {
-    std::lock_guard lock(qmu_);
+    MutexLock lock(qmu_);
     qstop_ = true;
   }
   qcv_.notify_all();

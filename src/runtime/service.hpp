@@ -18,19 +18,18 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
@@ -228,18 +227,18 @@ class RuntimeService {
   std::shared_ptr<const Config> config_;
   std::shared_ptr<GpuAllocator> gpus_;
   std::shared_ptr<WarmPool> pool_;
-  std::shared_ptr<UsageLedger> ledger_;  // GUARDED_BY(mu_)
+  std::shared_ptr<UsageLedger> ledger_ GUARDED_BY(mu_);
   ServiceOptions options_;
 
-  mutable std::mutex mu_;
-  std::map<std::string, Entry> entries_;       // GUARDED_BY(mu_): admitted, not started
-  std::map<std::string, std::string> leases_;  // GUARDED_BY(mu_): kernel id -> holder
-  bool stopping_ = false;                      // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, Entry> entries_ GUARDED_BY(mu_);       // admitted, not started
+  std::map<std::string, std::string> leases_ GUARDED_BY(mu_);  // kernel id -> holder
+  bool stopping_ GUARDED_BY(mu_) = false;
 
-  std::mutex qmu_;  // the workers' task queue (taken after mu_, never before)
-  std::condition_variable qcv_;
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(qmu_)
-  bool qstop_ = false;                       // GUARDED_BY(qmu_)
+  Mutex qmu_;  // the workers' task queue (taken after mu_, never before)
+  CondVar qcv_;
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(qmu_);
+  bool qstop_ GUARDED_BY(qmu_) = false;
   std::vector<std::thread> workers_;
 };
 

@@ -10,12 +10,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <future>
 #include <map>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -24,6 +22,7 @@
 
 #include "common/json_limits.hpp"
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/subprocess.hpp"
 #include "common/util.hpp"
@@ -265,7 +264,7 @@ class SlurmBackend : public RuntimeBackend {
   }
   ~SlurmBackend() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
     cv_.notify_all();
@@ -278,7 +277,7 @@ class SlurmBackend : public RuntimeBackend {
     if (!t || t->backend != Backend::kSlurm) return local_->start(s, progress);
     if (!valid_id(s.id)) return Error::bad_request("invalid runtime id");
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       starting_.insert(s.id);
     }
     auto d = ctx_->jobs_dir / s.id;
@@ -366,7 +365,7 @@ class SlurmBackend : public RuntimeBackend {
   }
 
   void cancel(const std::string& id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cancelled_.insert(id);
   }
 
@@ -383,7 +382,7 @@ class SlurmBackend : public RuntimeBackend {
   // For runtimes no start() watches (adopted after a server restart): the
   // watcher's last squeue pass.
   std::string waiting_reason(const std::string& id) const override {
-    std::lock_guard lock(mu_);  // memory only: called on the network thread
+    MutexLock lock(mu_);  // memory only: called on the network thread
     auto j = job_of_.find(id);
     if (j == job_of_.end()) return {};
     auto it = jobs_.find(j->second);
@@ -421,7 +420,7 @@ class SlurmBackend : public RuntimeBackend {
   // The job's state as the last squeue pass saw it; nullopt until a pass
   // after the job's submission saw it (`tick`s of 250 ms waited so far).
   std::optional<JobInfo> job_info(const std::string& job, int tick) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (tick == 0) cv_.notify_all();  // a new job: look now
     auto it = jobs_.find(job);
     if (it == jobs_.end()) return std::nullopt;
@@ -473,11 +472,11 @@ class SlurmBackend : public RuntimeBackend {
   }
 
   bool cancelled(const std::string& id) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return cancelled_.count(id) > 0;
   }
   void forget(const std::string& id) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cancelled_.erase(id);
     starting_.erase(id);
   }
@@ -487,7 +486,7 @@ class SlurmBackend : public RuntimeBackend {
   // failed without closing the connection): the link is ended with Slurm's
   // reason, so the kernel shows `dead` within seconds. One squeue per pass.
   void watch() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     for (int pass = 0; !stopping_; ++pass) {
       cv_.wait_for(lock, std::chrono::seconds(1));
       if (stopping_) break;
@@ -527,7 +526,7 @@ class SlurmBackend : public RuntimeBackend {
       infos[f[0]] = std::move(ji);
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       jobs_ = std::move(infos);
       if (check_ended) {
         job_of_.clear();
@@ -567,7 +566,7 @@ class SlurmBackend : public RuntimeBackend {
     forget(id);
     auto p = std::make_shared<std::promise<void>>();
     auto f = p->get_future();
-    kernels_->shutdown(id, [p](Status) { p->set_value(); });
+    kernels_->shutdown(id, [p](const Status&) { p->set_value(); });
     f.wait_for(std::chrono::seconds(30));
     return e;
   }
@@ -575,14 +574,14 @@ class SlurmBackend : public RuntimeBackend {
   std::shared_ptr<RuntimeBackend> local_;
   std::shared_ptr<kernel::KernelService> kernels_;
   std::shared_ptr<const SlurmContext> ctx_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::set<std::string> cancelled_;      // GUARDED_BY(mu_)
-  std::set<std::string> starting_;       // GUARDED_BY(mu_): start() watches these itself
-  std::map<std::string, JobInfo> jobs_;  // GUARDED_BY(mu_): job id -> the last squeue pass
-  std::map<std::string, std::string>
-      job_of_;             // GUARDED_BY(mu_): runtime id -> job id (not starting ones)
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::set<std::string> cancelled_ GUARDED_BY(mu_);
+  std::set<std::string> starting_ GUARDED_BY(mu_);       // start() watches these itself
+  std::map<std::string, JobInfo> jobs_ GUARDED_BY(mu_);  // job id -> the last squeue pass
+  std::map<std::string, std::string> job_of_
+      GUARDED_BY(mu_);  // runtime id -> job id (not starting ones)
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread watcher_;
 };
 

@@ -52,6 +52,7 @@ std::uint32_t get_u32(const unsigned char* p) {
 SecureChannel::SecureChannel(int fd, const std::string& secret, bool agent_side) : fd_(fd) {
   (void)sodium_init();
   unsigned char master[crypto_kdf_KEYBYTES] = {};
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a binary key, not a string
   std::memcpy(master, secret.data(), std::min(secret.size(), sizeof master));
   unsigned char a2l[32], l2a[32];
   crypto_kdf_derive_from_key(a2l, sizeof a2l, 1, kKdfContext, master);
@@ -124,7 +125,7 @@ std::string encode_zmq(int ch, const std::vector<std::string>& parts) {
 Result<std::pair<int, std::vector<std::string>>> decode_zmq(const std::string& body) {
   if (body.size() < 6 || body[0] != static_cast<char>(FrameKind::kZmq))
     return Error::bad_request("not a zmq frame");
-  int ch = body[1];
+  int ch = static_cast<unsigned char>(body[1]);
   if (ch < 0 || ch > 3) return Error::bad_request("bad channel");
   auto* b = reinterpret_cast<const unsigned char*>(body.data());
   std::uint32_t n = get_u32(b + 2);

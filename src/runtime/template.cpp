@@ -260,7 +260,7 @@ pid_t RuntimeTemplates::pid_for(const std::string& type) const {
 void RuntimeTemplates::run(Slot* slot) {
   int backoff = 1;
   auto sleep_for = [this](std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
+    MutexLock lock(mutex_);
     cv_.wait_for(lock, d, [this] { return stop_.load(); });
   };
   while (!stop_) {
@@ -277,7 +277,7 @@ void RuntimeTemplates::run(Slot* slot) {
                                      slot->socket, "--preload",           slot->key,
                                      "--pad",      std::string(4096, 'x')};
     if (const char* t = std::getenv("SKYLAB_TEMPLATE_TRACE"); t && *t && std::string(t) != "0")
-      args.push_back("--trace");  // each start's steps with times, in the kernel's log
+      args.emplace_back("--trace");  // each start's steps with times, in the kernel's log
     int log_fd =
         ::open(slot->log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     subprocess::Spec spec;

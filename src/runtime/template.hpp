@@ -14,14 +14,13 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 #include "runtime/enter.hpp"
 
@@ -95,8 +94,8 @@ class RuntimeTemplates {
   std::map<std::string, std::string> type_key_;         // type -> preload key
   std::map<std::string, std::unique_ptr<Slot>> slots_;  // preload key -> slot
   std::atomic<bool> stop_{false};
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
+  Mutex mutex_;  // for cv_ only: stop_ is atomic
+  CondVar cv_;
 };
 
 }  // namespace skylab::runtime

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
@@ -70,6 +71,9 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
                                                        QuotasSection quotas,
                                                        std::function<TimePoint()> now) {
   std::shared_ptr<UsageLedger> l(new UsageLedger());
+  // Uncontended (not shared yet); held so that the analysis sees every access locked.
+  MutexLock db_lock(l->db_mu_);
+  MutexLock setup_lock(l->mu_);
   l->quotas_ = std::move(quotas);
   l->now_ = std::move(now);
   if (auto st = sqlite::open(path, {}, &l->db_, db_error); !st.ok()) return st.error();
@@ -124,11 +128,11 @@ void UsageLedger::write(const std::string& id, const Record& r) {
 
 void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
                        const std::function<int(const kernel::KernelModel&)>& gpus_of) {
-  std::lock_guard db_lock(db_mu_);
+  MutexLock db_lock(db_mu_);
   const double now = secs(now_());
   std::vector<std::pair<std::string, Record>> to_write;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::set<std::string> seen;
     for (auto& k : running) {
       if (k.owner.empty() || k.id.empty()) continue;
@@ -209,7 +213,7 @@ double UsageLedger::used_gpu_seconds_locked(const std::string& user, double ws, 
 
 UsageTotals UsageLedger::week(const std::string& user) const {
   auto now = now_();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return totals_locked(user, secs(week_start(now)), secs(now));
 }
 
@@ -217,7 +221,7 @@ std::map<std::string, UsageTotals> UsageLedger::week_all() const {
   auto now = now_();
   const double ws = secs(week_start(now)), n = secs(now);
   std::map<std::string, UsageTotals> out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [id, r] : records_) add_use(out[r.user], r, ws, n);  // one pass over all records
   std::erase_if(
       out, [](const auto& kv) { return kv.second.runtime_seconds <= 0 && kv.second.running == 0; });
@@ -231,7 +235,7 @@ Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
   double used;
   std::optional<double> limit;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = admins_.find(user); it != admins_.end()) admin = admin || it->second;
     limit = gpu_hours_limit(quotas_, user, admin);
     if (!limit) return ok_status();
@@ -247,7 +251,7 @@ Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
 
 std::optional<UsageLedger::TimePoint> UsageLedger::gpu_deadline(const std::string& user) const {
   auto now = now_();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   bool admin = false;
   if (auto it = admins_.find(user); it != admins_.end()) admin = it->second;
   auto limit = gpu_hours_limit(quotas_, user, admin);
@@ -266,7 +270,7 @@ std::optional<UsageLedger::TimePoint> UsageLedger::gpu_deadline(const std::strin
 }
 
 void UsageLedger::note_admin(const std::string& user, bool admin) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   admins_[user] = admin;
 }
 
@@ -283,10 +287,10 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
 void UsageLedger::stop() {
   if (ticker_) ticker_->stop();
   // Runtimes outlive the server: their last sighting is now, to the second.
-  std::lock_guard db_lock(db_mu_);
+  MutexLock db_lock(db_mu_);
   std::vector<std::pair<std::string, Record>> open;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [id, r] : records_)
       if (r.end == 0 && r.live && r.written < r.last_seen) open.emplace_back(id, r);
   }

@@ -16,11 +16,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/periodic.hpp"
 #include "common/result.hpp"
 #include "kernel/manager.hpp"
@@ -105,18 +105,18 @@ class UsageLedger {
     double written = 0;                        // last_seen last written to SQLite
   };
   UsageLedger() = default;
-  UsageTotals totals_locked(const std::string& user, double ws, double now) const;
-  double used_gpu_seconds_locked(const std::string& user, double ws, double now) const;
-  void write(const std::string& id, const Record& r);
+  UsageTotals totals_locked(const std::string& user, double ws, double now) const REQUIRES(mu_);
+  double used_gpu_seconds_locked(const std::string& user, double ws, double now) const
+      REQUIRES(mu_);
+  void write(const std::string& id, const Record& r) REQUIRES(db_mu_);
 
   QuotasSection quotas_;
   std::function<TimePoint()> now_;
-  sqlite3* db_ = nullptr;  // used by sync() only (one caller at a time: db_mu_)
-  std::mutex db_mu_;
-  mutable std::mutex mu_;
-  std::map<std::string, Record>
-      records_;                         // GUARDED_BY(mu_): open ones and those of the last 8 days
-  std::map<std::string, bool> admins_;  // GUARDED_BY(mu_)
+  sqlite3* db_ GUARDED_BY(db_mu_) = nullptr;  // used by sync() only
+  Mutex db_mu_;
+  mutable Mutex mu_;
+  std::map<std::string, Record> records_ GUARDED_BY(mu_);  // open ones and those of the last 8 days
+  std::map<std::string, bool> admins_ GUARDED_BY(mu_);
 
   std::unique_ptr<Periodic> ticker_;  // sync() once a second; set by start()
 };

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/subprocess.hpp"
 #include "runtime/sandbox.hpp"
@@ -129,7 +130,7 @@ UserVolumes::UserVolumes(std::string data_dir, std::uint64_t quota_bytes)
 
 Status UserVolumes::ensure(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running) {
   if (quota_ == 0) return ok_status();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (ready_.count(user)) return ok_status();
   auto st = mount_volume(user, uid, gid, runtimes_running);
   if (st.ok())
@@ -232,7 +233,7 @@ Status UserVolumes::mount_volume(const std::string& user, uid_t uid, gid_t gid,
 }
 
 void UserVolumes::release(const std::function<bool(const std::string&)>& busy) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   fs::path data(data_dir_);
   // Every volume there is (also those an earlier, killed server mounted).
   std::set<std::string> users = mounted_;
@@ -242,7 +243,7 @@ void UserVolumes::release(const std::function<bool(const std::string&)>& busy) {
     if (it->is_directory(ec) && !it->is_symlink(ec)) users.insert(it->path().filename().string());
   for (const auto& user : users) {
     if (busy(user)) continue;
-    for (auto p : {data / "drive" / user, data / "cache" / user, data / "volumes" / user})
+    for (const auto& p : {data / "drive" / user, data / "cache" / user, data / "volumes" / user})
       if (is_mount_point(p.string())) ::umount2(p.c_str(), 0);  // busy: stays mounted, reused later
     ready_.erase(user);
     mounted_.erase(user);

@@ -11,10 +11,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <set>
 #include <string>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 
 namespace skylab::runtime {
@@ -43,14 +43,15 @@ class UserVolumes {
   void release(const std::function<bool(const std::string& user)>& busy);
 
  private:
-  Status mount_volume(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running);
+  Status mount_volume(const std::string& user, uid_t uid, gid_t gid, bool runtimes_running)
+      REQUIRES(mutex_);
 
   std::string data_dir_;
   std::uint64_t quota_;
-  std::mutex mutex_;
-  std::set<std::string> ready_;    // GUARDED_BY(mutex_)
-  std::set<std::string> mounted_;  // mounted by this process, GUARDED_BY(mutex_)
-  std::set<std::string> warned_;   // GUARDED_BY(mutex_)
+  Mutex mutex_;
+  std::set<std::string> ready_ GUARDED_BY(mutex_);
+  std::set<std::string> mounted_ GUARDED_BY(mutex_);  // mounted by this process
+  std::set<std::string> warned_ GUARDED_BY(mutex_);
 };
 
 }  // namespace skylab::runtime
