@@ -8,7 +8,8 @@ with the flags from BUILD/compile_commands.json; exits 1 on any finding.
 A TU that passed is remembered in ~/.cache/skylab-tidy/<check>/ under a hash
 of its preprocessed source with comments (`clang++ -E -C`, so headers and
 NOLINT comments count), its flags, the tool's version and, for tidy, the
-.clang-tidy file: an unchanged tree checks in seconds. Findings are never
+.clang-tidy file, with the checkout's path taken out (a fresh clone elsewhere
+hits the same entries): an unchanged tree checks in seconds. Findings are never
 cached; entries unused for 30 days are removed. Options: --build DIR (default build), -j N (default nproc),
 --no-cache, and file names to check only those TUs.
 """
@@ -98,10 +99,12 @@ def main():
         pre = subprocess.run([clangxx, *flags, "-E", "-C", path], cwd=cwd, capture_output=True)
         key = None
         if pre.returncode == 0:
+            # Keyed without the checkout's own path (include paths, line
+            # markers), so a fresh clone elsewhere hits what this one checked.
             h = hashlib.sha256()
-            for part in (a.check, version, config, "\0".join(flags), rel):
+            for part in (a.check, version, config, "\0".join(flags).replace(ROOT, "@ROOT@"), rel):
                 h.update(part.encode() + b"\0")
-            h.update(pre.stdout)
+            h.update(pre.stdout.replace(ROOT.encode(), b"@ROOT@"))
             key = os.path.join(cache, h.hexdigest())
             if not a.no_cache and os.path.exists(key):
                 os.utime(key)  # recently used: kept by the pruning below
