@@ -223,7 +223,12 @@ RuntimeTemplates::RuntimeTemplates(Options o) : opts_(std::move(o)) {
 }
 
 RuntimeTemplates::~RuntimeTemplates() {
-  stop_ = true;
+  {
+    // Under the lock: a thread between its check of stop_ and its wait
+    // cannot miss the wake-up (and sleep through its backoff).
+    MutexLock lock(mutex_);
+    stop_ = true;
+  }
   cv_.notify_all();
   for (auto& [_, s] : slots_)
     if (s->thread.joinable()) s->thread.join();
