@@ -15,6 +15,7 @@
 #include "common/log.hpp"
 #include "common/subprocess.hpp"
 #include "common/util.hpp"
+#include "kernel/process.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/sandbox.hpp"
@@ -135,7 +136,7 @@ int exec_main(const std::vector<std::string>& args) {
     std::string kv(*e);
     auto eq = kv.find('=');
     if (eq != std::string::npos && kv.rfind("SKYLAB_", 0) == 0 &&
-        kv.rfind("SKYLAB_ADMIN_TOKEN=", 0) != 0)
+        !kernel::server_only_env(kv.substr(0, eq)))
       spec.env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   auto st = launcher.prepare(spec);

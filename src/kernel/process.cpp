@@ -16,6 +16,10 @@
 
 namespace skylab::kernel {
 
+bool server_only_env(const std::string& key) {
+  return key == "SKYLAB_ADMIN_TOKEN";
+}
+
 std::map<std::string, std::string> kernel_environment(char* const* base, const KernelEnvInput& in) {
   std::map<std::string, std::string> env;
   for (char* const* e = base; e && *e; ++e) {
@@ -23,7 +27,7 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
     auto eq = kv.find('=');
     if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  env.erase("SKYLAB_ADMIN_TOKEN");              // never hand server secrets to user code
+  std::erase_if(env, [](const auto& kv) { return server_only_env(kv.first); });
   env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
   env["SKYLAB_RUNTIME_STATE"] = in.state_file;
   env["SKYLAB_RUNTIME_ACK"] = in.ack_file;

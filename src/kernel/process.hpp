@@ -31,6 +31,11 @@ struct KernelEnvInput {
 //! runtime type nor GPUs), PYTHONPATH and the spec's env.
 std::map<std::string, std::string> kernel_environment(char* const* base, const KernelEnvInput& in);
 
+//! Whether the environment variable `key` is the server's alone (a secret
+//! such as SKYLAB_ADMIN_TOKEN): never handed to a kernel, a runtime or any
+//! program started for one. The one place that says which.
+bool server_only_env(const std::string& key);
+
 //! The spec's argv with {connection_file} and {resource_dir} substituted.
 std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& connection_file);
 

@@ -30,6 +30,7 @@
 #include "common/mutex.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
+#include "kernel/process.hpp"
 #include "runtime/cgroup_v2.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
@@ -669,7 +670,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
       {"SKYLAB_RUNTIME_TYPE", type_name},
       {"SKYLAB_USER", spec.owner}};
   for (auto& [k, v] : spec.env)
-    if (k.rfind("SKYLAB_", 0) == 0 && k != "SKYLAB_ADMIN_TOKEN") plan.env[k] = v;
+    if (k.rfind("SKYLAB_", 0) == 0 && !kernel::server_only_env(k)) plan.env[k] = v;
   // A Slurm runtime's job (set by `skylab agent` only; never secrets).
   for (const char* k : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION",
                         "SLURM_CLUSTER_NAME", "SLURM_JOB_GPUS", "SLURM_CPUS_PER_TASK"})
