@@ -1,12 +1,15 @@
 // `skylab user ...`: account administration on a data directory, also
 // while the server runs (both use <data-dir>/skylab.db through SQLite).
+#include <pwd.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/account_store.hpp"
+#include "auth/audit_log.hpp"
 #include "cli/args.hpp"
 #include "common/util.hpp"
 
@@ -161,6 +165,21 @@ std::string when(std::optional<std::int64_t> t) {
          "Z";
 }
 
+//! Who ran the command, as the audit log names them: "cli:<login>", with the
+//! sudo caller when there is one ("cli:root (sudo alice)").
+std::string cli_actor() {
+  std::string who = "uid " + std::to_string(::getuid());
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(4096);
+  if (::getpwuid_r(::getuid(), &pw, buf.data(), buf.size(), &found) == 0 && found)
+    who = found->pw_name;
+  std::string actor = "cli:" + who;
+  const char* sudo = std::getenv("SUDO_USER");
+  if (sudo && *sudo && util::valid_utf8(sudo)) actor += std::string(" (sudo ") + sudo + ")";
+  return actor;
+}
+
 int fail(const std::string& m) {
   std::fprintf(stderr, "skylab user: %s\n", m.c_str());
   return 1;
@@ -191,6 +210,21 @@ int user_main(const std::vector<std::string>& args) {
   auto store = auth::AccountStore::open(opts);
   if (!store.ok()) return fail(store.error().message);
   auto& s = *store.value();
+  // Account changes made here are audited like those made through the API
+  // (the Admin page shows them side by side). An audit log that cannot be
+  // opened is reported and does not stop the change (as in the server).
+  std::shared_ptr<auth::AuditLog> audit_log;
+  if (cmd != "list") {
+    auto a = auth::AuditLog::open(opts.path);
+    if (a.ok())
+      audit_log = a.value();
+    else
+      std::fprintf(stderr, "skylab user: warning: the audit log is off: %s\n",
+                   a.error().message.c_str());
+  }
+  auto audit = [&](const std::string& action, const std::string& detail = {}) {
+    if (audit_log) audit_log->record(cli_actor(), action, name, detail);
+  };
 
   if (cmd == "add" || cmd == "passwd") {
     if (cmd == "passwd" && !s.find_user(name).ok()) return fail("no such user: " + name);
@@ -200,6 +234,10 @@ int user_main(const std::vector<std::string>& args) {
     if (!pw) return fail(err);
     auto st = cmd == "add" ? s.add_user(name, *pw, ua.admin) : s.set_password(name, *pw);
     if (!st.ok()) return fail(st.error().message);
+    if (cmd == "add")
+      audit("user.add", ua.admin ? "administrator" : "");
+    else
+      audit("user.password");
     std::fprintf(
         stderr, cmd == "add" ? "created user %s\n" : "password of %s changed; its sessions ended\n",
         name.c_str());
@@ -208,6 +246,7 @@ int user_main(const std::vector<std::string>& args) {
   if (cmd == "disable" || cmd == "enable") {
     auto st = s.set_disabled(name, cmd == "disable");
     if (!st.ok()) return fail(st.error().message);
+    audit(cmd == "disable" ? "user.disable" : "user.enable");
     std::fprintf(stderr, "%s %s\n", name.c_str(), cmd == "disable" ? "disabled" : "enabled");
     return 0;
   }
@@ -216,6 +255,7 @@ int user_main(const std::vector<std::string>& args) {
     if (v != "on" && v != "off") return fail("say 'on' or 'off'");
     auto st = s.set_admin(name, v == "on");
     if (!st.ok()) return fail(st.error().message);
+    audit(v == "on" ? "user.admin" : "user.unadmin");
     return 0;
   }
   if (cmd == "token") {
@@ -226,6 +266,7 @@ int user_main(const std::vector<std::string>& args) {
     if (u->disabled) return fail(name + " is disabled");
     auto t = s.create_token(name, ua.token_name, ua.expires);
     if (!t.ok()) return fail(t.error().message);
+    audit("token.create", ua.token_name);  // the token's name, never the token
     std::cout << t->token << std::endl;
     return 0;
   }

@@ -494,6 +494,35 @@ def test_admin_api(server):
         server.delete("/api/kernels/" + kid)
 
 
+def test_cli_user_changes_are_audited(server):
+    """`skylab user` changes land in the audit log the Admin page shows, with a
+    cli: actor; refused changes and passwords/tokens do not."""
+    chief, name = uname("chief"), uname()
+    add_user(server, chief, "chief-password-1", admin=True)
+    admin = token_session(new_token(server, chief))
+    add_user(server, name, "first-password")
+    assert cli(server, "add", name, "--password-stdin", stdin=b"x-password-2\n").returncode != 0
+    assert cli(server, "passwd", name, "--password-stdin", stdin=b"second-password\n").returncode == 0
+    assert cli(server, "disable", name).returncode == 0
+    assert cli(server, "enable", name).returncode == 0
+    assert cli(server, "admin", name, "on").returncode == 0
+    assert cli(server, "admin", name, "off").returncode == 0
+    tok = new_token(server, name, "--name", "laptop")
+    assert cli(server, "disable", uname("ghost")).returncode != 0
+
+    log = admin.get(server.url("/api/skylab/admin/audit"), timeout=10).json()
+    mine = [(e["action"], e["detail"]) for e in reversed(log) if e["target"] == name]
+    assert mine == [("user.add", ""), ("user.password", ""), ("user.disable", ""),
+                    ("user.enable", ""), ("user.admin", ""), ("user.unadmin", ""),
+                    ("token.create", "laptop")], mine
+    assert ("user.add", "administrator") in [(e["action"], e["detail"]) for e in log
+                                             if e["target"] == chief]
+    assert all(e["actor"].startswith("cli:") for e in log if e["target"] in (name, chief)), log
+    assert not any("ghost" in e["target"] for e in log), log
+    text = json.dumps(log)
+    assert "first-password" not in text and "second-password" not in text and tok not in text
+
+
 def test_admin_create_user_bad_input_stores_nothing(server):
     before = server.get("/api/skylab/users").json()
     hdr = {"Authorization": "token " + server.token, "Content-Type": "application/json"}
