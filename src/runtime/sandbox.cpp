@@ -383,6 +383,40 @@ void Cgroup::destroy() const {
 
 // ---------------------------------------------------------------- bwrap
 
+AccountFiles runtime_account_files(std::string_view host_passwd, std::string_view host_group,
+                                   const std::string& owner, uid_t uid, gid_t gid) {
+  // name:x:id:... : keeps every line but those naming our id (field 3).
+  auto keep = [](std::string_view text, const std::string& id, std::vector<std::string>& names) {
+    std::string out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      std::size_t end = text.find('\n', pos);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(pos, end - pos);
+      pos = end + 1;
+      std::size_t a = line.find(':'), b = line.find(':', a + 1), c = line.find(':', b + 1);
+      if (line.empty() || a == std::string_view::npos || b == std::string_view::npos) continue;
+      if (c != std::string_view::npos && line.substr(b + 1, c - b - 1) == id) continue;
+      names.emplace_back(line.substr(0, a));
+      out.append(line).push_back('\n');
+    }
+    return out;
+  };
+  std::vector<std::string> user_names, group_names;
+  AccountFiles f;
+  f.passwd = keep(host_passwd, std::to_string(uid), user_names);
+  f.group = keep(host_group, std::to_string(gid), group_names);
+  auto taken = [&](const std::string& n) {
+    return std::find(user_names.begin(), user_names.end(), n) != user_names.end() ||
+           std::find(group_names.begin(), group_names.end(), n) != group_names.end();
+  };
+  f.user_name = taken(owner) ? "skylab-" + owner : owner;
+  f.passwd += f.user_name + ":x:" + std::to_string(uid) + ":" + std::to_string(gid) +
+              ":Skylab user " + owner + ":/root:/bin/bash\n";
+  f.group += f.user_name + ":x:" + std::to_string(gid) + ":\n";
+  return f;
+}
+
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
                                     const std::vector<std::string>& command) {
   std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -395,6 +429,9 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
   }
   // A read-only system: /usr and /etc, and the merged-/usr links beside them.
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+  if (p.account_files && !p.state_dir.empty())
+    a.insert(a.end(), {"--ro-bind", p.state_dir + "/passwd", "/etc/passwd", "--ro-bind",
+                       p.state_dir + "/group", "/etc/group"});
   if (!p.dns_forward.empty())
     a.insert(a.end(), {"--ro-bind-data", std::to_string(kResolvConfFd), "/etc/resolv.conf"});
   for (const char* top : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
@@ -655,6 +692,17 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   auto dirs = prepare_dirs(spec, plan);
   if (!dirs.ok()) return dirs;
   plan.state_dir = spec.state_dir;
+  if (!plan.state_dir.empty()) {
+    // Root-owned and read-only inside, like state.json beside them.
+    auto acc = runtime_account_files(read_file("/etc/passwd"), read_file("/etc/group"), spec.owner,
+                                     plan.uid, plan.gid);
+    auto a = safe_fs::write_file(plan.state_dir + "/passwd", acc.passwd, 0644, false);
+    auto g = a.ok() ? safe_fs::write_file(plan.state_dir + "/group", acc.group, 0644, false) : a;
+    if (g.ok())
+      plan.account_files = true;
+    else
+      log::warn("runtime " + spec.kernel_id + ": its uid will have no name: " + g.error().message);
+  }
 
   plan.env = {
       {"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},

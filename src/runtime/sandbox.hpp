@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/mutex.hpp"
@@ -92,9 +93,22 @@ struct SandboxPlan {
   //! The inner sandbox-exec holds (`--hold`, fd kHoldFd) instead of running
   //! the command: the supervisor forks a kernel from the template into the sandbox.
   bool hold = false;
+  //! state_dir holds `passwd` and `group` (runtime_account_files), bound over
+  //! /etc/passwd and /etc/group so that the runtime's uid has a name.
+  bool account_files = false;
 };
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
                                     const std::vector<std::string>& command);
+
+//! /etc/passwd and /etc/group as a runtime sees them: the host's, minus any
+//! entry of the runtime's uid/gid, plus one for them named after the Skylab
+//! user (`skylab-<user>` when the host already has that name), home /root.
+//! Pure (tests). Without it `whoami`, `id -un`, git and ssh fail on the uid.
+struct AccountFiles {
+  std::string user_name, passwd, group;
+};
+AccountFiles runtime_account_files(std::string_view host_passwd, std::string_view host_group,
+                                   const std::string& owner, uid_t uid, gid_t gid);
 
 class RuntimeTemplates;
 

@@ -135,6 +135,36 @@ print(sorted(os.listdir('/proc/self/fd')))
         assert host not in environ, environ
 
 
+def test_the_runtime_uid_has_a_name_and_cannot_change_accounts(sandbox_server):
+    """whoami, id -un, getpass and pwd name the runtime's uid (they failed
+    with "cannot find name for user ID"); /etc/passwd stays read-only and the
+    host's is untouched."""
+    srv = sandbox_server
+    host_passwd = open("/etc/passwd", "rb").read()
+    kid, c = start(srv)
+    r = c.execute("""
+import getpass, os, pwd, subprocess
+print(subprocess.run(['whoami'], capture_output=True, text=True).stdout.strip())
+print(subprocess.run(['id', '-gn'], capture_output=True, text=True).stdout.strip())
+e = pwd.getpwuid(os.getuid())
+print(e.pw_name, e.pw_dir, getpass.getuser() == e.pw_name, os.getuid() >= 200000)
+print(pwd.getpwnam('root').pw_uid)
+try:
+    open('/etc/passwd', 'a').write('x:x:0:0::/:/bin/sh\\n')
+    print('wrote')
+except OSError as err:
+    print('refused', err.errno)
+""")
+    assert r.status == "ok", r
+    who, group, entry, root_uid, write = r.stdout.splitlines()[:5]
+    assert who and who == group, r.stdout
+    name, home, same, high = entry.split()
+    assert name == who and home == "/root" and same == "True" and high == "True", entry
+    assert root_uid == "0"
+    assert write.startswith("refused"), write
+    assert open("/etc/passwd", "rb").read() == host_passwd
+
+
 # ---------------------------------------------------------------- row 2
 
 def test_ownership_is_set_at_creation_and_a_start_walks_nothing(sandbox_server, outside):

@@ -9,6 +9,7 @@
 
 #include "runtime/config.hpp"
 #include "runtime/netns.hpp"
+#include "runtime/sandbox.hpp"
 #include "runtime/seccomp.hpp"
 
 namespace skylab::runtime {
@@ -120,3 +121,28 @@ TEST(NetIsolation, ProhibitedPrefixesHaveLinkLocalAndNoLoopback) {
 
 }  // namespace
 }  // namespace skylab::runtime
+
+TEST(RuntimeAccounts, TheRuntimeUidGetsANameAndHostEntriesStay) {
+  std::string passwd =
+      "root:x:0:0:root:/root:/bin/bash\n"
+      "alice:x:1000:1000:Host Alice:/home/alice:/bin/bash\n"
+      "stale:x:200007:200007:an old entry of the runtime's uid:/:/bin/sh\n"
+      "broken line without fields\n";
+  std::string group = "root:x:0:\nalice:x:1000:\nold:x:200007:\n";
+  auto f = skylab::runtime::runtime_account_files(passwd, group, "bob", 200007, 200007);
+  EXPECT_EQ(f.user_name, "bob");
+  EXPECT_EQ(f.passwd,
+            "root:x:0:0:root:/root:/bin/bash\n"
+            "alice:x:1000:1000:Host Alice:/home/alice:/bin/bash\n"
+            "bob:x:200007:200007:Skylab user bob:/root:/bin/bash\n");
+  EXPECT_EQ(f.group, "root:x:0:\nalice:x:1000:\nbob:x:200007:\n");
+  // A Skylab user named like a host account does not become that account.
+  auto g = skylab::runtime::runtime_account_files(passwd, group, "alice", 200008, 200008);
+  EXPECT_EQ(g.user_name, "skylab-alice");
+  EXPECT_NE(g.passwd.find("alice:x:1000:1000:Host Alice"), std::string::npos);
+  EXPECT_NE(g.passwd.find("skylab-alice:x:200008:200008:"), std::string::npos);
+  auto r = skylab::runtime::runtime_account_files(passwd, group, "root", 200009, 200009);
+  EXPECT_EQ(r.user_name, "skylab-root");
+  EXPECT_EQ(r.passwd.find("\nroot:x:200009"), std::string::npos);
+  EXPECT_NE(r.passwd.find("\nskylab-root:x:200009:200009:"), std::string::npos);
+}
