@@ -33,12 +33,15 @@ namespace skylab::live {
 class LiveNotebooks;
 }
 
+namespace skylab {
+class WorkQueue;  // common/work_queue.hpp
+}
+
 namespace skylab::api {
 
 class ChannelsRegistry;
 class SecretsBroker;
 class SessionStore;
-class WorkQueue;
 
 //! Everything handlers need. Shared by all requests; members are thread-safe.
 struct Context {

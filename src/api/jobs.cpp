@@ -4,13 +4,13 @@
 // live in <data-dir>/jobs/<id>.json, so their status survives a restart (a
 // job that was running when the server stopped is reported failed).
 #include <algorithm>
-#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -173,7 +173,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
 
   void start() {
     load();
-    for (std::size_t i = 0; i < threads_; ++i) workers_.emplace_back([this] { work(); });
+    // Unbounded: submit() bounds the jobs per user.
+    work_ = std::make_unique<WorkQueue>(threads_, std::numeric_limits<std::size_t>::max());
   }
 
   //! Cancels what runs, drops what waits, joins the threads. Idempotent.
@@ -189,9 +190,7 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
         }
     }
     cv_.notify_all();
-    for (auto& t : workers_)
-      if (t.joinable()) t.join();
-    workers_.clear();
+    if (work_) work_->stop(WorkQueue::Pending::kDrop);  // queued jobs were cancelled above
   }
 
   Result<json> submit(Job job) {
@@ -210,8 +209,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     job.created = util::iso_now();
     jobs_[job.id] = job;
     persist_locked(jobs_[job.id]);
-    queue_.push_back(job.id);
-    cv_.notify_one();
+    // Never refused: stop() stops the queue only after stopping_ is set.
+    work_->post([this, id = job.id] { run_if_queued(id); });
     return to_json(job, 0);
   }
 
@@ -318,20 +317,15 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
     }
   }
 
-  void work() {
-    for (;;) {
-      std::string id;
-      {
-        MutexLock lock(mu_);
-        cv_.wait(lock, [this]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        id = queue_.front();
-        queue_.pop_front();
-        auto it = jobs_.find(id);
-        if (it == jobs_.end() || it->second.state != State::kQueued) continue;
-      }
-      run(id);
+  // A work-queue task: runs job `id` unless it was cancelled (or forgotten)
+  // while it waited.
+  void run_if_queued(const std::string& id) {
+    {
+      MutexLock lock(mu_);
+      auto it = jobs_.find(id);
+      if (stopping_ || it == jobs_.end() || it->second.state != State::kQueued) return;
     }
+    run(id);
   }
 
   // Updates the job under the lock; false when it was cancelled meanwhile.
@@ -564,9 +558,8 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   Mutex mu_;
   CondVar cv_;
   std::map<std::string, Job> jobs_ GUARDED_BY(mu_);
-  std::deque<std::string> queue_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::vector<std::thread> workers_;
+  std::unique_ptr<WorkQueue> work_;  // runs the jobs in turn; set by start()
 };
 
 //! A job's working directory: the notebook's folder in the Drive when none

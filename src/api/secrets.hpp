@@ -24,10 +24,13 @@ namespace skylab::auth {
 class SecretStore;
 }
 
+namespace skylab {
+class WorkQueue;  // common/work_queue.hpp
+}
+
 namespace skylab::api {
 
 class SessionStore;
-class WorkQueue;
 
 //! The message types of the kernel→server secret protocol (stdin channel).
 inline constexpr const char* kSecretRequest = "skylab_secret_request";

@@ -32,6 +32,9 @@ inline const Clock& real_clock() {
 //! A clock that moves only when told (tests). Both readings advance together.
 class ManualClock final : public Clock {
  public:
+  ManualClock() = default;
+  //! Starts with wall() at `wall` (tests of calendar rules: weeks, dates).
+  explicit ManualClock(WallPoint wall) : wall_(wall) {}
   SteadyPoint now() const override {
     MutexLock lock(mutex_);
     return steady_;

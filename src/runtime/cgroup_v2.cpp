@@ -1,6 +1,5 @@
 #include "runtime/cgroup_v2.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,27 +10,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
+
+#include "runtime/cgroup_fs.hpp"
 
 namespace skylab::runtime {
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool write_value(const std::string& path, const std::string& value) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-  ::close(fd);
-  return ok;
-}
 
 std::vector<std::string> words(const std::string& text) {
   std::istringstream in(text);
@@ -61,13 +46,13 @@ void notify_systemd(const char* state) {
 }  // namespace
 
 std::vector<std::string> offered_controllers(const std::string& dir) {
-  return words(slurp(dir + "/cgroup.controllers"));
+  return words(read_text(dir + "/cgroup.controllers"));
 }
 
 std::vector<std::string> enable_controllers(const std::string& dir) {
   for (const auto& c : offered_controllers(dir))
     write_value(dir + "/cgroup.subtree_control", "+" + c);
-  return words(slurp(dir + "/cgroup.subtree_control"));
+  return words(read_text(dir + "/cgroup.subtree_control"));
 }
 
 int cgroup_hold_main(const std::vector<std::string>& args) {
@@ -89,12 +74,8 @@ int cgroup_hold_main(const std::vector<std::string>& args) {
 
   struct stat st {};
   if (::stat("/sys/fs/cgroup/cgroup.controllers", &st) == 0) {
-    // Our cgroup: the line "0::/path" of /proc/self/cgroup.
-    std::string own;
-    std::istringstream lines(slurp("/proc/self/cgroup"));
-    for (std::string line; std::getline(lines, line);)
-      if (line.rfind("0::", 0) == 0) own = line.substr(3);
-    if (own.empty() || own == "/") {
+    std::string own = own_cgroup("");  // the line "0::/path" of /proc/self/cgroup
+    if (own.empty()) {
       std::fprintf(stderr,
                    "skylab cgroup-hold: this process is in the root cgroup; run it as "
                    "skylab-runtimes.service (Delegate=yes)\n");

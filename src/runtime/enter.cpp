@@ -17,25 +17,17 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "common/safe_fs.hpp"
+#include "runtime/cgroup_fs.hpp"
 #include "runtime/sandbox.hpp"
 #include "runtime/seccomp.hpp"
 
 namespace skylab::runtime {
 
 namespace {
-
-std::string slurp(const std::string& path, std::size_t max = 65536) {
-  std::ifstream in(path);
-  std::string s(max, '\0');
-  in.read(s.data(), static_cast<std::streamsize>(max));
-  s.resize(static_cast<std::size_t>(in.gcount()));
-  return s;
-}
 
 std::string ns_link(const std::string& pid, const char* ns) {
   char buf[128];
@@ -64,10 +56,10 @@ std::vector<std::string> status_fields(const std::string& status, const std::str
 std::string find_init(const std::vector<std::string>& cgroups, const struct stat& init_exe) {
   std::string own_pidns = ns_link("self", "pid");
   for (auto& d : cgroups) {
-    std::istringstream procs(slurp(d + "/cgroup.procs", 1 << 20));
+    std::istringstream procs(read_text(d + "/cgroup.procs", 1 << 20));
     std::string pid;
     while (procs >> pid) {
-      std::string st = slurp("/proc/" + pid + "/status");
+      std::string st = read_text("/proc/" + pid + "/status", 65536);
       auto uids = status_fields(st, "Uid");
       auto nspid = status_fields(st, "NSpid");
       if (uids.size() != 4 || nspid.size() < 2 || nspid.back() != "1") continue;
@@ -95,7 +87,7 @@ bool sandbox_ready(const std::vector<std::string>& cgroups, const std::string& p
                    const struct stat& init_exe) {
   std::string pidns = ns_link(pid, "pid");
   for (auto& d : cgroups) {
-    std::istringstream procs(slurp(d + "/cgroup.procs", 1 << 20));
+    std::istringstream procs(read_text(d + "/cgroup.procs", 1 << 20));
     std::string p;
     while (procs >> p) {
       if (p == pid || ns_link(p, "pid") != pidns) continue;

@@ -48,8 +48,9 @@ Result<SandboxHandle> open_sandbox(const std::vector<std::string>& cgroups,
 //! and exits with the child's status (125: the sandbox could not be entered).
 int sandbox_enter_main(const std::vector<std::string>& args);
 
-//! The environment a runtime's processes get (as its kernel's; PATH, HOME,
-//! LANG, TERM, PYTHONPATH, SKYLAB_*, CUDA_VISIBLE_DEVICES).
+//! The environment every process of a runtime starts with: its kernel (the
+//! sandbox plan adds to it) and what `sandbox-enter` runs (PATH, HOME, LANG,
+//! TERM, PYTHONPATH, SKYLAB_*, CUDA_VISIBLE_DEVICES).
 std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id,
                                                     const std::string& owner,
                                                     const std::string& type,

@@ -34,16 +34,16 @@ LifecycleDecision evaluate(const LifecycleInput& in, TimePoint now, bool warned)
 }
 
 LifecycleMonitor::LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernels, Config config,
-                                   std::function<TimePoint()> now)
-    : kernels_(std::move(kernels)), config_(std::move(config)), now_(std::move(now)) {}
+                                   const Clock& clock)
+    : kernels_(std::move(kernels)), config_(std::move(config)), clock_(clock) {}
 
 LifecycleMonitor::~LifecycleMonitor() {
   stop();
 }
 
 void LifecycleMonitor::start() {
-  worker_ =
-      std::make_unique<Periodic>("runtime lifecycle", std::chrono::seconds(1), [this] { tick(); });
+  worker_ = std::make_unique<Periodic>(
+      "runtime lifecycle", std::chrono::seconds(1), [this] { tick(); }, clock_);
 }
 
 void LifecycleMonitor::stop() {
@@ -101,7 +101,8 @@ void LifecycleMonitor::write_state(const kernel::KernelModel& k, const Lifecycle
 
 void LifecycleMonitor::send_event(const std::string& kernel_id, const std::string& event,
                                   const LifecycleDecision& d) {
-  auto left = std::chrono::duration_cast<std::chrono::seconds>(d.deadline() - now_()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::seconds>(d.deadline() - clock_.wall()).count();
   // A kernel that has just gone has nobody to tell.
   (void)kernels_->notify(kernel_id, "skylab_runtime_event",
                          {{"event", event},
@@ -111,7 +112,7 @@ void LifecycleMonitor::send_event(const std::string& kernel_id, const std::strin
 }
 
 void LifecycleMonitor::tick() {
-  auto now = now_();
+  auto now = clock_.wall();
   std::map<std::string, Tracked> next;
   for (auto& k : kernels_->list()) {
     Tracked t = tracked_.count(k.id) ? tracked_[k.id] : Tracked{};

@@ -9,14 +9,16 @@
 #include <optional>
 #include <string>
 
+#include "common/clock.hpp"
 #include "common/periodic.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
 namespace skylab::runtime {
 
-using Clock = std::chrono::system_clock;
-using TimePoint = Clock::time_point;
+//! Wall-clock time: deadlines are shown to users and compared with a
+//! kernel's `started` and `last_activity`.
+using TimePoint = Clock::WallPoint;
 
 struct LifecycleInput {
   TimePoint started;
@@ -52,9 +54,10 @@ void write_initial_state(const Config& config, const kernel::KernelModel& k, Tim
 //! kernel to run its expiry hooks, then shuts it down. Thread-safe.
 class LifecycleMonitor {
  public:
-  LifecycleMonitor(
-      std::shared_ptr<kernel::KernelService> kernels, Config config,
-      std::function<TimePoint()> now = [] { return Clock::now(); });
+  //! `clock` (its wall() is "now"; tests pass a ManualClock) must outlive
+  //! the monitor.
+  LifecycleMonitor(std::shared_ptr<kernel::KernelService> kernels, Config config,
+                   const Clock& clock = real_clock());
   ~LifecycleMonitor();
   void start();
   void stop();
@@ -81,7 +84,7 @@ class LifecycleMonitor {
 
   std::shared_ptr<kernel::KernelService> kernels_;
   Config config_;
-  std::function<TimePoint()> now_;
+  const Clock& clock_;
   std::function<std::optional<TimePoint>(const kernel::KernelModel&)> cap_;
   std::map<std::string, Tracked> tracked_;  // touched only by tick()
   std::unique_ptr<Periodic> worker_;        // calls tick(); set by start()

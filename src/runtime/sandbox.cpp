@@ -31,7 +31,9 @@
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
 #include "kernel/process.hpp"
+#include "runtime/cgroup_fs.hpp"
 #include "runtime/cgroup_v2.hpp"
+#include "runtime/enter.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
@@ -42,36 +44,6 @@ namespace skylab::runtime {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool write_file(const std::string& path, const std::string& value) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-  ::close(fd);
-  return ok;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The server's own cgroup path for a v1 controller, or for v2 ("").
-std::string own_cgroup(const std::string& controller) {
-  std::ifstream in("/proc/self/cgroup");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto a = line.find(':'), b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    std::string ctrls = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    if (controller.empty() ? ctrls.empty()
-                           : ("," + ctrls + ",").find("," + controller + ",") != std::string::npos)
-      return path == "/" ? "" : path;
-  }
-  return "";
-}
 
 std::uint64_t counter(const std::string& text, const std::string& key) {
   std::istringstream in(text);
@@ -271,16 +243,16 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
       if (c_name == "memory") {
         c.memory_dir_ = dir;
         if (type.memory_bytes) {
-          write_file(dir + "/memory.limit_in_bytes", std::to_string(type.memory_bytes));
-          write_file(dir + "/memory.memsw.limit_in_bytes", std::to_string(type.memory_bytes));
+          write_value(dir + "/memory.limit_in_bytes", std::to_string(type.memory_bytes));
+          write_value(dir + "/memory.memsw.limit_in_bytes", std::to_string(type.memory_bytes));
         }
       } else if (c_name == "pids") {
         c.pids_dir_ = dir;
-        if (type.pids) write_file(dir + "/pids.max", std::to_string(type.pids));
+        if (type.pids) write_value(dir + "/pids.max", std::to_string(type.pids));
       } else if (c_name == "cpu" && type.cpus > 0) {
-        write_file(dir + "/cpu.cfs_period_us", "100000");
-        write_file(dir + "/cpu.cfs_quota_us",
-                   std::to_string(static_cast<long>(type.cpus * 100000)));
+        write_value(dir + "/cpu.cfs_period_us", "100000");
+        write_value(dir + "/cpu.cfs_quota_us",
+                    std::to_string(static_cast<long>(type.cpus * 100000)));
       }
       c.dirs_.push_back(real);
     }
@@ -303,13 +275,13 @@ Result<Cgroup> Cgroup::create(CgroupMode mode, const std::string& name, const Ru
       log::warn("runtime: cannot create cgroup " + dir + ": " + std::strerror(errno));
     } else {
       if (type.memory_bytes) {
-        write_file(dir + "/memory.max", std::to_string(type.memory_bytes));
-        write_file(dir + "/memory.swap.max", "0");
+        write_value(dir + "/memory.max", std::to_string(type.memory_bytes));
+        write_value(dir + "/memory.swap.max", "0");
       }
-      if (type.pids) write_file(dir + "/pids.max", std::to_string(type.pids));
+      if (type.pids) write_value(dir + "/pids.max", std::to_string(type.pids));
       if (type.cpus > 0)
-        write_file(dir + "/cpu.max",
-                   std::to_string(static_cast<long>(type.cpus * 100000)) + " 100000");
+        write_value(dir + "/cpu.max",
+                    std::to_string(static_cast<long>(type.cpus * 100000)) + " 100000");
       c.dirs_.push_back(dir);
       c.memory_dir_ = c.pids_dir_ = dir;
     }
@@ -324,10 +296,7 @@ std::vector<pid_t> Cgroup::pids() const {
                     : dirs_.empty()        ? ""
                                            : dirs_[0];
   if (dir.empty()) return out;
-  std::istringstream in(read_file(dir + "/cgroup.procs"));
-  pid_t p;
-  while (in >> p) out.push_back(p);
-  return out;
+  return cgroup_pids(dir);
 }
 
 void Cgroup::kill_all() const {
@@ -343,20 +312,20 @@ void Cgroup::kill_all() const {
 bool Cgroup::oom_killed() const {
   if (memory_dir_.empty()) return false;
   if (mode_ == CgroupMode::kV2)
-    return counter(read_file(memory_dir_ + "/memory.events"), "oom_kill") > 0;
-  return counter(read_file(memory_dir_ + "/memory.oom_control"), "oom_kill") > 0 ||
-         std::strtoull(read_file(memory_dir_ + "/memory.failcnt").c_str(), nullptr, 10) > 0;
+    return counter(read_text(memory_dir_ + "/memory.events"), "oom_kill") > 0;
+  return counter(read_text(memory_dir_ + "/memory.oom_control"), "oom_kill") > 0 ||
+         std::strtoull(read_text(memory_dir_ + "/memory.failcnt").c_str(), nullptr, 10) > 0;
 }
 
 std::uint64_t Cgroup::memory_current() const {
   if (memory_dir_.empty()) return 0;
   auto f = mode_ == CgroupMode::kV2 ? "/memory.current" : "/memory.usage_in_bytes";
-  return std::strtoull(read_file(memory_dir_ + f).c_str(), nullptr, 10);
+  return std::strtoull(read_text(memory_dir_ + f).c_str(), nullptr, 10);
 }
 
 std::uint64_t Cgroup::memory_limit() const {
   if (memory_dir_.empty()) return 0;
-  std::string v = read_file(memory_dir_ +
+  std::string v = read_text(memory_dir_ +
                             (mode_ == CgroupMode::kV2 ? "/memory.max" : "/memory.limit_in_bytes"));
   if (v.empty() || v.rfind("max", 0) == 0) return 0;
   auto n = std::strtoull(v.c_str(), nullptr, 10);
@@ -365,12 +334,12 @@ std::uint64_t Cgroup::memory_limit() const {
 
 double Cgroup::cpu_seconds() const {
   if (mode_ == CgroupMode::kV2 && !dirs_.empty()) {
-    std::string st = read_file(dirs_[0] + "/cpu.stat");
+    std::string st = read_text(dirs_[0] + "/cpu.stat");
     if (st.empty()) return -1;
     return counter(st, "usage_usec") / 1e6;
   }
   if (mode_ == CgroupMode::kV1 && !cpuacct_dir_.empty()) {
-    std::string v = read_file(cpuacct_dir_ + "/cpuacct.usage");
+    std::string v = read_text(cpuacct_dir_ + "/cpuacct.usage");
     if (v.empty()) return -1;
     return std::strtoull(v.c_str(), nullptr, 10) / 1e9;
   }
@@ -559,7 +528,7 @@ Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
   MutexLock lock(mutex_);
   std::string path = opts_.data_dir + "/runtime/uids.json";
-  auto j = json_limits::parse_or_discarded(read_file(path), json_limits::kStoredLimits);
+  auto j = json_limits::parse_or_discarded(read_text(path), json_limits::kStoredLimits);
   if (!j.is_object()) j = nlohmann::json::object();
   if (auto it = j.find(username); it != j.end() && it->is_number_unsigned())
     return it->get<uid_t>();
@@ -664,7 +633,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   // by an ordinary user (development) shares its network.
   bool isolated_net = type.network == NetworkMode::kIsolated && ::geteuid() == 0;
   if (isolated_net)
-    plan.dns_forward = dns_forward_address(read_file("/etc/resolv.conf"), host_ipv4_gateway());
+    plan.dns_forward = dns_forward_address(read_text("/etc/resolv.conf"), host_ipv4_gateway());
   plan.seccomp = type.seccomp == SeccompMode::kDefault;
   fs::path data(opts_.data_dir);
   fs::path runtime_root = data / "runtimes" / spec.kernel_id;
@@ -704,19 +673,9 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
       log::warn("runtime " + spec.kernel_id + ": its uid will have no name: " + g.error().message);
   }
 
-  plan.env = {
-      {"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-      {"HOME", "/root"},
-      {"LANG", "C.UTF-8"},
-      {"TERM", "xterm-256color"},
-      {"PYTHONPATH", "/opt/skylab/python"},
-      {"PYTHONUSERBASE", "/root/.local"},
-      {"PIP_BREAK_SYSTEM_PACKAGES", "1"},
-      {"MPLCONFIGDIR", "/root/.cache/matplotlib"},
-      {"PYDEVD_DISABLE_FILE_VALIDATION", "1"},
-      {"SKYLAB_KERNEL_ID", spec.kernel_id},
-      {"SKYLAB_RUNTIME_TYPE", type_name},
-      {"SKYLAB_USER", spec.owner}};
+  // CUDA_VISIBLE_DEVICES is among them: empty, no GPU, for CPU runtimes.
+  plan.env = sandbox_base_env(spec.kernel_id, spec.owner, type_name, spec.gpus);
+  plan.env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // the kernel's debugger only
   for (auto& [k, v] : spec.env)
     if (k.rfind("SKYLAB_", 0) == 0 && !kernel::server_only_env(k)) plan.env[k] = v;
   // A Slurm runtime's job (set by `skylab agent` only; never secrets).
@@ -725,9 +684,6 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
     if (auto it = spec.env.find(k); it != spec.env.end()) plan.env[k] = it->second;
   if (!plan.state_dir.empty())
     plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
-  std::string visible;
-  for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
-  plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
   plan.gpu_devices = gpu_device_nodes(spec.gpus);
   // The template serves the default python3 kernelspec only; anything else
   // (another kernelspec, no template ready yet) starts as it always did.
@@ -914,9 +870,7 @@ void kill_cgroups(const std::vector<std::string>& cgroups) {
   for (int round = 0; round < 50; ++round) {
     bool any = false;
     for (auto& d : cgroups) {
-      std::istringstream in(read_file(d + "/cgroup.procs"));
-      pid_t p;
-      while (in >> p)
+      for (pid_t p : cgroup_pids(d))
         if (p != ::getpid()) {
           any = true;
           ::kill(p, SIGKILL);
@@ -1134,7 +1088,7 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     sup.parent = parent;
   }
   for (auto& d : cgroups) {
-    if (!write_file(d + "/cgroup.procs", std::to_string(::getpid()))) {
+    if (!write_value(d + "/cgroup.procs", std::to_string(::getpid()))) {
       std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(),
                    std::strerror(errno));
       return 126;

@@ -1,5 +1,7 @@
 #include "runtime/service.hpp"
 
+#include <limits>
+#include <memory>
 #include <utility>
 
 #include "common/log.hpp"
@@ -75,7 +77,7 @@ RuntimeService::RuntimeService(std::shared_ptr<RuntimeBackend> backend,
       options_(options) {
   if (!gpus_) gpus_ = std::make_shared<GpuAllocator>(std::vector<Gpu>{});
   if (options_.threads == 0) options_.threads = 1;
-  for (std::size_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { work(); });
+  work_ = std::make_unique<WorkQueue>(options_.threads, std::numeric_limits<std::size_t>::max());
 }
 
 RuntimeService::~RuntimeService() {
@@ -83,31 +85,9 @@ RuntimeService::~RuntimeService() {
 }
 
 void RuntimeService::post(std::function<void()> task) {
-  {
-    MutexLock lock(qmu_);
-    tasks_.push_back(std::move(task));
-  }
-  qcv_.notify_one();
-}
-
-void RuntimeService::work() {
-  for (;;) {
-    std::function<void()> task;
-    {
-      MutexLock lock(qmu_);
-      qcv_.wait(lock, [&]() REQUIRES(qmu_) { return qstop_ || !tasks_.empty(); });
-      if (tasks_.empty()) return;
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
-    }
-    try {
-      task();
-    } catch (const std::exception& e) {
-      log::error(std::string("runtime service: a start failed: ") + e.what());
-    } catch (...) {
-      log::error("runtime service: a start failed");
-    }
-  }
+  // Refused only once stop() has begun: the task (a start nobody will wait
+  // for any more) is dropped, as stop() drops what it cancels.
+  if (!work_->post(std::move(task))) log::warn("runtime service: stopping; a start was dropped");
 }
 
 Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_started) {
@@ -171,7 +151,7 @@ Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_starte
     return Ticket{id, 0};
   }
   // The grant may run at once (here) or later on the thread that frees GPUs;
-  // either way it only queues the start (qmu_ after mu_).
+  // either way it only queues the start (the work queue's lock after mu_).
   int pos = gpus_->request(id, gpu_count, [this, id](std::vector<int> g) {
     post([this, id, g = std::move(g)]() mutable { run_start(id, std::move(g)); });
   });
@@ -367,14 +347,7 @@ void RuntimeService::stop() {
   }
   for (auto& cb : cancelled)
     if (cb) cb(Error::unavailable("The server is stopping"));
-  {
-    MutexLock lock(qmu_);
-    qstop_ = true;
-  }
-  qcv_.notify_all();
-  for (auto& t : workers_)
-    if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
-  workers_.clear();
+  work_->stop(WorkQueue::Pending::kRun);  // starts already queued finish
 }
 
 }  // namespace skylab::runtime

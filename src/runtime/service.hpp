@@ -19,18 +19,17 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/mutex.hpp"
 #include "common/result.hpp"
+#include "common/work_queue.hpp"
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 
@@ -204,7 +203,8 @@ class RuntimeService {
   RuntimeBackend& backend() { return *backend_; }
 
   //! Refuses new requests, cancels queued ones (their on_started gets
-  //! Unavailable), finishes starts in progress, joins the workers. Idempotent.
+  //! Unavailable), finishes starts in progress, joins the workers. Idempotent;
+  //! never called from `on_started` (a worker cannot join itself).
   void stop();
 
  private:
@@ -221,7 +221,6 @@ class RuntimeService {
   };
   void post(std::function<void()> task);
   void run_start(const std::string& id, std::vector<int> gpus);
-  void work();
 
   std::shared_ptr<RuntimeBackend> backend_;
   std::shared_ptr<const Config> config_;
@@ -235,11 +234,9 @@ class RuntimeService {
   std::map<std::string, std::string> leases_ GUARDED_BY(mu_);  // kernel id -> holder
   bool stopping_ GUARDED_BY(mu_) = false;
 
-  Mutex qmu_;  // the workers' task queue (taken after mu_, never before)
-  CondVar qcv_;
-  std::deque<std::function<void()>> tasks_ GUARDED_BY(qmu_);
-  bool qstop_ GUARDED_BY(qmu_) = false;
-  std::vector<std::thread> workers_;
+  // The workers that run starts (unbounded: max_starting bounds admission).
+  // Its lock is taken after mu_, never before. Last: its threads stop first.
+  std::unique_ptr<WorkQueue> work_;
 };
 
 }  // namespace skylab::runtime

@@ -68,14 +68,12 @@ std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string&
 }
 
 Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
-                                                       QuotasSection quotas,
-                                                       std::function<TimePoint()> now) {
-  std::shared_ptr<UsageLedger> l(new UsageLedger());
+                                                       QuotasSection quotas, const Clock& clock) {
+  std::shared_ptr<UsageLedger> l(new UsageLedger(clock));
   // Uncontended (not shared yet); held so that the analysis sees every access locked.
   MutexLock db_lock(l->db_mu_);
   MutexLock setup_lock(l->mu_);
   l->quotas_ = std::move(quotas);
-  l->now_ = std::move(now);
   if (auto st = sqlite::open(path, {}, &l->db_, db_error); !st.ok()) return st.error();
   if (auto st = sqlite::migrate(l->db_, kComponent, "the usage ledger", {{1, kSchemaV1}}, db_error);
       !st.ok())
@@ -85,7 +83,7 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
          "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
          "WHERE end_time IS NULL OR end_time >= ?");
   if (!q.ok()) return db_error(l->db_, "read");
-  q.bind(1, static_cast<std::int64_t>(secs(l->now_()) - kWeek - 86400));
+  q.bind(1, static_cast<std::int64_t>(secs(l->now()) - kWeek - 86400));
   while (q.step() == SQLITE_ROW) {
     Record r;
     r.user = q.text(1);
@@ -129,7 +127,7 @@ void UsageLedger::write(const std::string& id, const Record& r) {
 void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
                        const std::function<int(const kernel::KernelModel&)>& gpus_of) {
   MutexLock db_lock(db_mu_);
-  const double now = secs(now_());
+  const double now = secs(clock_.wall());
   std::vector<std::pair<std::string, Record>> to_write;
   {
     MutexLock lock(mu_);
@@ -212,13 +210,13 @@ double UsageLedger::used_gpu_seconds_locked(const std::string& user, double ws, 
 }
 
 UsageTotals UsageLedger::week(const std::string& user) const {
-  auto now = now_();
+  auto now = clock_.wall();
   MutexLock lock(mu_);
   return totals_locked(user, secs(week_start(now)), secs(now));
 }
 
 std::map<std::string, UsageTotals> UsageLedger::week_all() const {
-  auto now = now_();
+  auto now = clock_.wall();
   const double ws = secs(week_start(now)), n = secs(now);
   std::map<std::string, UsageTotals> out;
   MutexLock lock(mu_);
@@ -230,7 +228,7 @@ std::map<std::string, UsageTotals> UsageLedger::week_all() const {
 
 Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
   if (gpus <= 0) return ok_status();
-  auto now = now_();
+  auto now = clock_.wall();
   auto ws = week_start(now);
   double used;
   std::optional<double> limit;
@@ -250,7 +248,7 @@ Status UsageLedger::admit(const std::string& user, bool admin, int gpus) const {
 }
 
 std::optional<UsageLedger::TimePoint> UsageLedger::gpu_deadline(const std::string& user) const {
-  auto now = now_();
+  auto now = clock_.wall();
   MutexLock lock(mu_);
   bool admin = false;
   if (auto it = admins_.find(user); it != admins_.end()) admin = it->second;
@@ -281,7 +279,8 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
   sync(list(), gpus_of);
   ticker_ = std::make_unique<Periodic>(
       "usage ledger", std::chrono::seconds(1),
-      [this, list = std::move(list), gpus_of = std::move(gpus_of)] { sync(list(), gpus_of); });
+      [this, list = std::move(list), gpus_of = std::move(gpus_of)] { sync(list(), gpus_of); },
+      clock_);
 }
 
 void UsageLedger::stop() {

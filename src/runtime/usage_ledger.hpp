@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
 #include "common/periodic.hpp"
 #include "common/result.hpp"
@@ -51,14 +52,13 @@ std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string&
 //! and never block on the disk; sync() and the thread write SQLite.
 class UsageLedger {
  public:
-  using Clock = std::chrono::system_clock;
-  using TimePoint = Clock::time_point;
+  using TimePoint = Clock::WallPoint;  //!< weeks are calendar weeks: wall-clock time
 
   //! Opens (creates, migrates forward) the ledger's table in the SQLite file
-  //! `path`. `now` is the clock (tests may inject one).
-  static Result<std::shared_ptr<UsageLedger>> open(
-      const std::string& path, QuotasSection quotas,
-      std::function<TimePoint()> now = [] { return Clock::now(); });
+  //! `path`. `clock` (its wall() is "now"; tests pass a ManualClock) must
+  //! outlive the ledger.
+  static Result<std::shared_ptr<UsageLedger>> open(const std::string& path, QuotasSection quotas,
+                                                   const Clock& clock = real_clock());
   ~UsageLedger();
   UsageLedger(const UsageLedger&) = delete;
   UsageLedger& operator=(const UsageLedger&) = delete;
@@ -88,7 +88,7 @@ class UsageLedger {
   void note_admin(const std::string& user, bool admin);
 
   const QuotasSection& quotas() const { return quotas_; }
-  TimePoint now() const { return now_(); }
+  TimePoint now() const { return clock_.wall(); }
 
   //! Calls sync(list(), gpus_of) once now, then on a thread every second
   //! until stop().
@@ -104,14 +104,14 @@ class UsageLedger {
     bool live = false;                         // seen by this server's last sync
     double written = 0;                        // last_seen last written to SQLite
   };
-  UsageLedger() = default;
+  explicit UsageLedger(const Clock& clock) : clock_(clock) {}
   UsageTotals totals_locked(const std::string& user, double ws, double now) const REQUIRES(mu_);
   double used_gpu_seconds_locked(const std::string& user, double ws, double now) const
       REQUIRES(mu_);
   void write(const std::string& id, const Record& r) REQUIRES(db_mu_);
 
   QuotasSection quotas_;
-  std::function<TimePoint()> now_;
+  const Clock& clock_;
   sqlite3* db_ GUARDED_BY(db_mu_) = nullptr;  // used by sync() only
   Mutex db_mu_;
   mutable Mutex mu_;

@@ -1,6 +1,5 @@
 #include "api/work_queue.hpp"
 
-#include <atomic>
 #include <future>
 #include <optional>
 #include <stdexcept>
@@ -18,7 +17,7 @@ std::string header(const http::Response& r, const std::string& name) {
   return "";
 }
 
-TEST(WorkQueueTest, FullQueueAnswers503WithRetryAfterAndNeverRunsTheWork) {
+TEST(RespondOnQueueTest, FullQueueAnswers503WithRetryAfterAndNeverRunsTheWork) {
   WorkQueue full(0, 0);  // no room at all: every post is refused
   bool ran = false;
   std::optional<http::Response> got;
@@ -36,33 +35,7 @@ TEST(WorkQueueTest, FullQueueAnswers503WithRetryAfterAndNeverRunsTheWork) {
   EXPECT_FALSE(ran);  // not run on the calling thread instead
 }
 
-TEST(WorkQueueTest, StopRunsOrDropsTheWaitingTasksAsAsked) {
-  for (auto pending : {WorkQueue::Pending::kRun, WorkQueue::Pending::kDrop}) {
-    WorkQueue q(1, 100000);
-    std::promise<void> started, release;
-    auto gate = release.get_future().share();
-    std::atomic<int> ran{0};
-    ASSERT_TRUE(q.post([&, gate] {
-      started.set_value();
-      gate.wait();
-      ++ran;
-    }));
-    started.get_future().wait();  // the one worker is busy: the next two wait
-    ASSERT_TRUE(q.post([&] { ++ran; }));
-    ASSERT_TRUE(q.post([&] { ++ran; }));
-    std::thread stopper([&] { q.stop(pending); });
-    // Once post() is refused, stop() has taken (or dropped) the waiting ones.
-    std::atomic<int> probes{0};
-    while (q.post([&] { ++probes; })) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    release.set_value();
-    stopper.join();
-    // The running task always finishes; the waiting ones only with kRun.
-    EXPECT_EQ(ran.load(), pending == WorkQueue::Pending::kRun ? 3 : 1);
-    EXPECT_FALSE(q.post([] {}));
-  }
-}
-
-TEST(WorkQueueTest, NullOrStoppedQueueIsRefusedLikeAFullOne) {
+TEST(RespondOnQueueTest, NullOrStoppedQueueIsRefusedLikeAFullOne) {
   for (bool stopped : {false, true}) {
     WorkQueue q(1, 100000);
     if (stopped) q.stop();
@@ -78,7 +51,7 @@ TEST(WorkQueueTest, NullOrStoppedQueueIsRefusedLikeAFullOne) {
   }
 }
 
-TEST(WorkQueueTest, WorkRunsOnAWorkerAndItsResponseIsSent) {
+TEST(RespondOnQueueTest, WorkRunsOnAWorkerAndItsResponseIsSent) {
   WorkQueue q(1, 8);
   std::promise<std::pair<http::Response, std::thread::id>> p;
   auto caller = std::this_thread::get_id();
@@ -100,7 +73,7 @@ TEST(WorkQueueTest, WorkRunsOnAWorkerAndItsResponseIsSent) {
   EXPECT_EQ(answered_on, worker);
 }
 
-TEST(WorkQueueTest, ThrowingWorkAnswers500) {
+TEST(RespondOnQueueTest, ThrowingWorkAnswers500) {
   WorkQueue q(1, 8);
   std::promise<http::Response> p;
   respond_on_queue(

@@ -2,6 +2,7 @@
 // kernels' execution states, without processes.
 #include <gtest/gtest.h>
 
+#include "common/clock.hpp"
 #include "kernel/fake_kernel_service.hpp"
 #include "runtime/lifecycle.hpp"
 
@@ -15,12 +16,12 @@ struct MonitorTest : ::testing::Test {
   std::shared_ptr<kernel::FakeKernelService> kernels =
       std::make_shared<kernel::FakeKernelService>();
   TimePoint t0 = TimePoint(std::chrono::seconds(1700000000));
-  TimePoint now = t0;
+  ManualClock clock{t0};  // outlives the monitor (declared before it)
   std::unique_ptr<LifecycleMonitor> monitor;
 
   void SetUp() override {
     Config c = default_config();  // idle 90 min, lifetime 12 h, warning 10 min
-    monitor = std::make_unique<LifecycleMonitor>(kernels, c, [this] { return now; });
+    monitor = std::make_unique<LifecycleMonitor>(kernels, c, clock);
   }
   void put(const std::string& id, KernelState state) {
     kernel::KernelModel k;
@@ -35,7 +36,7 @@ struct MonitorTest : ::testing::Test {
 TEST_F(MonitorTest, AnIdleKernelIsWarnedButABusyOneIsNot) {
   put("idle", KernelState::kIdle);
   put("busy", KernelState::kBusy);
-  now = t0 + 81min;
+  clock.advance(81min);
   monitor->tick();
   auto notes = kernels->notes();
   ASSERT_EQ(notes.size(), 1u);
@@ -47,11 +48,11 @@ TEST_F(MonitorTest, AnIdleKernelIsWarnedButABusyOneIsNot) {
 
 TEST_F(MonitorTest, ADeadKernelIsOnlyShutDownAtItsDeadline) {
   put("dead", KernelState::kDead);
-  now = t0 + 81min;
+  clock.advance(81min);
   monitor->tick();
   EXPECT_TRUE(kernels->notes().empty());  // no warnings to a dead kernel
   EXPECT_TRUE(kernels->shutdowns().empty());
-  now = t0 + 91min;
+  clock.advance(10min);  // t0 + 91 min
   monitor->tick();
   ASSERT_EQ(kernels->shutdowns().size(), 1u);  // no expiry hooks can run: removed at once
   EXPECT_EQ(kernels->shutdowns()[0], "dead");

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "auth/audit_log.hpp"
+#include "common/clock.hpp"
 #include "runtime/lifecycle.hpp"
 
 namespace skylab::runtime {
@@ -59,17 +60,17 @@ TEST(UsageLedger, LimitsUserThenGroupThenDefault) {
 
 TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
   TempDb db;
-  TP now = wednesday_noon();
+  ManualClock clock{wednesday_noon()};  // outlives the ledgers
   QuotasSection q;
   q.gpu_hours_per_week = 2;
   auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(k.gpus.size()); };
   {
-    auto l = UsageLedger::open(db.path, q, [&] { return now; });
+    auto l = UsageLedger::open(db.path, q, clock);
     ASSERT_TRUE(l.ok()) << l.error().message;
-    auto cpu = kernel_of("k1", "alice", "cpu", now);
-    auto gpu = kernel_of("k2", "alice", "gpu", now, {0});
+    auto cpu = kernel_of("k1", "alice", "cpu", clock.wall());
+    auto gpu = kernel_of("k2", "alice", "gpu", clock.wall(), {0});
     (*l)->sync({cpu, gpu}, gpus);
-    now += 30min;
+    clock.advance(30min);
     (*l)->sync({cpu, gpu}, gpus);
     auto t = (*l)->week("alice");
     EXPECT_DOUBLE_EQ(t.runtime_seconds, 3600);
@@ -79,8 +80,8 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
     EXPECT_TRUE((*l)->admit("alice", false, 1).ok());
     // 1.5 GPU hours left at one GPU: the quota ends the GPU runtime in 1.5 h.
     ASSERT_TRUE((*l)->gpu_deadline("alice"));
-    EXPECT_EQ(*(*l)->gpu_deadline("alice"), now + 90min);
-    now += 90min;
+    EXPECT_EQ(*(*l)->gpu_deadline("alice"), clock.wall() + 90min);
+    clock.advance(90min);
     (*l)->sync({cpu, gpu}, gpus);
     auto refused = (*l)->admit("alice", false, 1);
     ASSERT_FALSE(refused.ok());
@@ -89,18 +90,18 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
     EXPECT_TRUE((*l)->admit("alice", false, 0).ok());  // CPU runtimes are not limited
     EXPECT_TRUE((*l)->admit("bob", false, 1).ok());
     // The GPU runtime ends; the CPU one runs on while the server stops.
-    now += 10s;
+    clock.advance(10s);
     (*l)->sync({cpu}, gpus);
-    now += 5s;
+    clock.advance(5s);
     (*l)->sync({cpu}, gpus);
     (*l)->stop();
   }
   // A restart an hour later: the CPU runtime was reattached (counted through
   // the gap); the GPU one stays ended.
-  now += 1h;
-  auto l = UsageLedger::open(db.path, q, [&] { return now; });
+  clock.advance(1h);
+  auto l = UsageLedger::open(db.path, q, clock);
   ASSERT_TRUE(l.ok());
-  (*l)->sync({kernel_of("k1", "alice", "cpu", now - 2h - 1h - 15s)}, gpus);
+  (*l)->sync({kernel_of("k1", "alice", "cpu", clock.wall() - 2h - 1h - 15s)}, gpus);
   auto t = (*l)->week("alice");
   EXPECT_DOUBLE_EQ(t.gpu_seconds, 2 * 3600 + 10);  // ended when a look missed it
   EXPECT_DOUBLE_EQ(t.runtime_seconds_by_type["cpu"], 3 * 3600 + 15);
@@ -111,7 +112,7 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
   EXPECT_DOUBLE_EQ(all["alice"].gpu_seconds, t.gpu_seconds);
   EXPECT_EQ(all["alice"].running, 1);
   // Next week: only what runs after Monday 00:00 counts; the quota refilled.
-  now = week_start(now) + 7 * 24h + 1h;
+  clock.advance(week_start(clock.wall()) + 7 * 24h + 1h - clock.wall());
   (*l)->sync({}, gpus);
   EXPECT_DOUBLE_EQ((*l)->week("alice").gpu_seconds, 0);
   EXPECT_TRUE((*l)->admit("alice", false, 1).ok());
@@ -119,19 +120,19 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
 
 TEST(UsageLedger, RuntimeEndedWhileServerWasDownCountsToItsLastSighting) {
   TempDb db;
-  TP now = wednesday_noon();
+  ManualClock clock{wednesday_noon()};  // outlives the ledgers
   auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(k.gpus.size()); };
   {
-    auto l = UsageLedger::open(db.path, {}, [&] { return now; });
+    auto l = UsageLedger::open(db.path, {}, clock);
     ASSERT_TRUE(l.ok());
-    auto k = kernel_of("k1", "bob", "cpu", now);
+    auto k = kernel_of("k1", "bob", "cpu", clock.wall());
     (*l)->sync({k}, gpus);
-    now += 100s;
+    clock.advance(100s);
     (*l)->sync({k}, gpus);
     (*l)->stop();
   }
-  now += 5h;
-  auto l = UsageLedger::open(db.path, {}, [&] { return now; });
+  clock.advance(5h);
+  auto l = UsageLedger::open(db.path, {}, clock);
   ASSERT_TRUE(l.ok());
   (*l)->sync({}, gpus);
   EXPECT_DOUBLE_EQ((*l)->week("bob").runtime_seconds, 100);
