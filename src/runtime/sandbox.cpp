@@ -913,8 +913,7 @@ void trace(const char* step) {
 // opens the sandbox, asks the template to fork the kernel into it, and
 // tells the holder 'k' (then keeps `hold` open until the kernel exits) or
 // 'f' (fall back: the holder runs Python itself). Never fails the runtime.
-void start_from_template(const std::vector<std::string>& command, SuperviseOptions& o,
-                         int hold) {
+void start_from_template(const std::vector<std::string>& command, SuperviseOptions& o, int hold) {
   auto fallback = [hold](const std::string& why) {
     std::fprintf(stderr, "skylab sandbox-exec: starting the kernel without the template: %s\n",
                  why.c_str());
