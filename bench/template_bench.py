@@ -23,6 +23,7 @@ What is measured (see bench/README.md, "Template benchmark"):
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -90,6 +91,34 @@ def bench_connect(srv, n):
     return stats(times)
 
 
+TRACE_LINE = re.compile(r"skylab (sandbox-exec|template): [-+0-9.]+ ms (.*) \(at ([0-9.]+)\)")
+
+
+def trace_of(srv, kid, since):
+    """{step: ms after `since` (wall seconds)} from a traced kernel's log."""
+    logs = glob.glob(os.path.join(srv.dir, "**", "kernel-%s.log" % kid), recursive=True)
+    text = open(logs[0], errors="replace").read() if logs else ""
+    return {"%s: %s" % (who, step): (float(at) - since) * 1e3
+            for who, step, at in TRACE_LINE.findall(text)}
+
+
+def bench_trace(srv, n):
+    """Where a templated start's time goes (SKYLAB_TEMPLATE_TRACE=1): for each
+    step the supervisor and the template log, ms after the POST (median of n)."""
+    steps, total = {}, []
+    for _ in range(n):
+        t_post = time.time()
+        dt, kid, c = connect(srv)
+        total.append(dt * 1e3)
+        c.close()
+        for step, ms in trace_of(srv, kid, t_post).items():
+            steps.setdefault(step, []).append(ms)
+        srv.delete_kernel(kid)
+    rows = sorted(((pct(v, 50), k) for k, v in steps.items()), key=lambda r: r[0])
+    rows.append((pct(total, 50), "client: kernel_info_reply"))
+    return [{"step": k, "ms_after_post_p50": round(ms, 1)} for ms, k in rows]
+
+
 def bench_first_cell(srv, n):
     wall, inner = [], []
     for _ in range(n):
@@ -123,7 +152,7 @@ def pss_kb(pids):
     return total
 
 
-def bench_many(srv, n, template_pid=0):
+def bench_many(srv, n, template_pid=0, traced=False):
     """n users connect at once; wall until all answered; PSS idle and after imports."""
     tokens = [None] * n
     if srv.kind == "skylab":
@@ -139,6 +168,7 @@ def bench_many(srv, n, template_pid=0):
 
     before = {p.pid for p in srv.descendants()}
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t_wall = time.time()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -160,11 +190,21 @@ def bench_many(srv, n, template_pid=0):
     if template_pid and template_pid not in procs:
         procs.append(template_pid)
     after = pss_kb(procs)
+    spread = {}
+    if traced:  # when each start's steps happened, ms after the N POSTs: p50 and the last
+        for _, kid, _ in results:
+            for step, ms in trace_of(srv, kid, t_wall).items():
+                spread.setdefault(step, []).append(ms)
+        spread = {k: {"p50_ms": round(pct(v, 50), 1), "max_ms": round(max(v), 1)}
+                  for k, v in sorted(spread.items(), key=lambda kv: pct(kv[1], 50))}
     for _, kid, c in results:
         c.close()
         srv.delete_kernel(kid)
-    return {"runtimes": n, "wall_s": wall, "each_p50_s": pct([r[0] for r in results], 50),
-            "pss_idle_mib": idle / 1024, "pss_after_imports_mib": after / 1024, "processes": len(procs)}
+    out = {"runtimes": n, "wall_s": wall, "each_p50_s": pct([r[0] for r in results], 50),
+           "pss_idle_mib": idle / 1024, "pss_after_imports_mib": after / 1024, "processes": len(procs)}
+    if spread:
+        out["trace"] = spread
+    return out
 
 
 def main():
@@ -179,6 +219,8 @@ def main():
     ap.add_argument("--jupyter-python", default="/usr/bin/python3")
     ap.add_argument("--jupyter-arg", action="append", default=[])
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--trace", type=int, default=0, metavar="N",
+                    help="template: also N traced starts, where their time goes (ms after the POST)")
     args = ap.parse_args()
     if args.quick:
         args.starts, args.cells, args.users = 8, 3, 10
@@ -189,19 +231,29 @@ def main():
             srv = kb.Server("jupyter", args)
         else:
             srv = Skylab(args, CONFIG % ("true" if variant == "template" else "false"))
+        if variant == "template" and args.trace:
+            os.environ["SKYLAB_TEMPLATE_TRACE"] = "1"  # the server's environment (copied at start)
         try:
             srv.start()
             tpl = wait_template(srv) if variant == "template" else {}
             r = {"template": tpl}
             r["connect"] = bench_connect(srv, args.starts)
             log(f"  connect p50 {r['connect']['p50_ms']:.0f} ms")
+            if variant == "template" and args.trace:
+                r["trace"] = bench_trace(srv, args.trace)
+                for row in r["trace"]:
+                    log("  %8.1f ms  %s" % (row["ms_after_post_p50"], row["step"]))
             r["first_cell"] = bench_first_cell(srv, args.cells)
             log(f"  first cell p50 {r['first_cell']['p50_ms']:.0f} ms")
-            r["many"] = bench_many(srv, args.users, tpl.get("pid", 0))
+            traced = variant == "template" and args.trace > 0
+            r["many"] = bench_many(srv, args.users, tpl.get("pid", 0), traced)
             log(f"  {args.users} at once {r['many']['wall_s']:.2f} s, PSS {r['many']['pss_idle_mib']:.0f} MiB")
+            for step, t in r["many"].get("trace", {}).items():
+                log("  %8.1f ms p50, %8.1f ms last  %s" % (t["p50_ms"], t["max_ms"], step))
             res[variant] = r
         finally:
             srv.stop()
+            os.environ.pop("SKYLAB_TEMPLATE_TRACE", None)
     print()
     print("%-28s %12s %12s %14s %16s %14s %16s" % ("", "connect p50", "connect p99", "first cell p50",
                                                  "(in kernel)", "N at once", "PSS idle/after"))

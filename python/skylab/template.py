@@ -50,8 +50,11 @@ SECCOMP_MODE_FILTER = 2
 NS_ORDER = ("ipc", "uts", "net", "cgroup", "pid", "mnt")
 MAX_REQUEST = 1 << 20
 MAX_FDS = 16
+# (IPython.core.completerlib and faulthandler: what IPKernelApp.initialize()
+# would otherwise import in each kernel, in its own memory.)
 ALWAYS = ["ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "IPython",
-          "zmq", "matplotlib_inline.backend_inline", "jupyter_client.session"]
+          "zmq", "matplotlib_inline.backend_inline", "jupyter_client.session",
+          "IPython.core.completerlib", "faulthandler"]
 # The interpreter path K checks the sandbox would run (bubblewrap's path execs `python3`).
 PYTHON_NAMES = ("python3", "/usr/bin/python3")
 

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "runtime/seccomp.hpp"
 
@@ -149,7 +150,8 @@ std::vector<std::string> prohibited_prefixes() {
   return out;
 }
 
-Status isolate_network(const std::vector<std::string>& prohibit, const std::string& dns_forward) {
+Result<PendingNetwork> start_isolated_network(std::vector<std::string> prohibit,
+                                              const std::string& dns_forward) {
   if (::access(kPastaPath, X_OK) != 0)
     return Error::unavailable(std::string("network: ") + kPastaPath +
                               " is missing (install Debian's passt)");
@@ -201,10 +203,16 @@ Status isolate_network(const std::vector<std::string>& prohibit, const std::stri
   }
   ::close(ns);
   ::close(host);
+  return PendingNetwork{pid, std::move(prohibit)};
+}
+
+Status finish_isolated_network(PendingNetwork& net) {
+  if (net.pasta <= 0) return Error::internal("network: pasta was not started");
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
+  while (::waitpid(net.pasta, &status, 0) < 0) {
     if (errno != EINTR) return sys_error("waitpid pasta");
   }
+  net.pasta = -1;
   // pasta's first process returns once the namespace is configured and the
   // daemon runs.
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -212,7 +220,7 @@ Status isolate_network(const std::vector<std::string>& prohibit, const std::stri
   int sock = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (sock < 0) return sys_error("netlink socket");
   Status st = ok_status();
-  for (auto& p : prohibit) {
+  for (auto& p : net.prohibit) {
     st = add_prohibit_route(sock, p);
     if (!st.ok()) break;
   }
@@ -232,8 +240,19 @@ Status hand_over(int fd, int target) {
 }
 }  // namespace
 
-Status isolate_runtime(bool isolated_net, const std::string& dns_forward, bool seccomp) {
-  if (isolated_net) {
+Status isolate_network(const std::vector<std::string>& prohibit, const std::string& dns_forward) {
+  auto net = start_isolated_network(prohibit, dns_forward);
+  if (!net.ok()) return net.error();
+  return finish_isolated_network(net.value());
+}
+
+Status isolate_runtime(bool isolated_net, const std::string& dns_forward, bool seccomp,
+                       PendingNetwork* pending) {
+  if (isolated_net && pending) {
+    auto net = start_isolated_network(prohibited_prefixes(), dns_forward);
+    if (!net.ok()) return net.error();
+    *pending = std::move(net.value());
+  } else if (isolated_net) {
     auto st = isolate_network(prohibited_prefixes(), dns_forward);
     if (!st.ok()) return st;
   }

@@ -8,6 +8,8 @@
 // its own uid without CAP_NET_ADMIN in that namespace, cannot undo them.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -52,11 +54,32 @@ std::vector<std::string> prohibited_prefixes();
 //! with a network other than the one asked for.
 Status isolate_network(const std::vector<std::string>& prohibit, const std::string& dns_forward);
 
+//! A network namespace whose pasta is still configuring it: the two halves
+//! of isolate_network(), for a caller that has other work to do meanwhile
+//! (the held start of a templated runtime builds its bubblewrap sandbox
+//! while pasta starts). Nothing may run in the namespace but our own code
+//! until finish_isolated_network() succeeded.
+struct PendingNetwork {
+  pid_t pasta = -1;                   //!< pasta's first process (exits once configured)
+  std::vector<std::string> prohibit;  //!< prefixes routed as `prohibit` when it is
+};
+//! isolate_network() up to starting pasta: the caller is in the new
+//! namespace, pasta is starting on it.
+Result<PendingNetwork> start_isolated_network(std::vector<std::string> prohibit,
+                                              const std::string& dns_forward);
+//! The rest of isolate_network(): waits until pasta configured the
+//! namespace, then sets the prohibit routes (in the caller's namespace).
+Status finish_isolated_network(PendingNetwork& net);
+
 //! The outer `skylab sandbox-exec`'s isolation step, before it execs
 //! bubblewrap: isolate_network() with the host's prohibited_prefixes() when
 //! `isolated_net`; a resolv.conf "nameserver `dns_forward`" on
 //! kResolvConfFd when non-empty; the default seccomp filter on kSeccompFd
 //! when `seccomp`. Both fds stay open across exec (bwrap reads them).
-Status isolate_runtime(bool isolated_net, const std::string& dns_forward, bool seccomp);
+//! With `pending` (and `isolated_net`), the network is only started
+//! (start_isolated_network) and left in `*pending` for the caller to finish
+//! before anything but our own code runs in the namespace.
+Status isolate_runtime(bool isolated_net, const std::string& dns_forward, bool seccomp,
+                       PendingNetwork* pending = nullptr);
 
 }  // namespace skylab::runtime

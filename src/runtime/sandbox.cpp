@@ -17,6 +17,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -728,6 +731,8 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   argv.insert(argv.end(), inner.begin(), inner.end());
   spec.argv = std::move(argv);
   spec.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}, {"LANG", "C.UTF-8"}};
+  if (const char* t = std::getenv("SKYLAB_TEMPLATE_TRACE"); plan.hold && t && *t)
+    spec.env["SKYLAB_TEMPLATE_TRACE"] = t;  // the supervisor's steps in the kernel log too
   spec.cwd = "/";
   return ok_status();
 }
@@ -888,14 +893,29 @@ struct SuperviseOptions {
   std::int64_t grace = 0;
   std::vector<std::string> cgroups;
   std::string template_socket;  // --template: fork the kernel from this template
+  PendingNetwork network;       // --template: pasta still starting (finished before the kernel)
 };
+
+// SKYLAB_TEMPLATE_TRACE=1 (passed on by the server for templated starts):
+// the supervisor's steps with times in the kernel's log, next to the
+// template's (same "at" clock: wall seconds), to see where a start goes.
+// Only the outer, root supervisor traces (sandbox_exec_main sets it).
+bool g_trace = false;
+
+void trace(const char* step) {
+  if (!g_trace) return;
+  static const auto t0 = std::chrono::steady_clock::now();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  auto wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch());
+  std::fprintf(stderr, "skylab sandbox-exec: %+.1f ms %s (at %.3f)\n", ms, step, wall.count());
+}
 
 // The supervisor's side of a held sandbox: waits for the holder ('r'),
 // opens the sandbox, asks the template to fork the kernel into it, and
 // tells the holder 'k' (then keeps `hold` open until the kernel exits) or
 // 'f' (fall back: the holder runs Python itself). Never fails the runtime.
-void start_from_template(const std::vector<std::string>& command, const SuperviseOptions& o,
-                         int hold) {
+void start_from_template(const std::vector<std::string>& command, SuperviseOptions& o, int hold) {
   auto fallback = [hold](const std::string& why) {
     std::fprintf(stderr, "skylab sandbox-exec: starting the kernel without the template: %s\n",
                  why.c_str());
@@ -908,13 +928,26 @@ void start_from_template(const std::vector<std::string>& command, const Supervis
     ::close(hold);  // the holder is gone (or stuck): nothing to start
     return;
   }
+  trace("the holder is ready (bubblewrap built the sandbox)");
+  // pasta configured the namespace while bubblewrap built the sandbox; no
+  // kernel (forked or fallen back to) runs before its routes are in place.
+  if (o.network.pasta > 0) {
+    if (auto st = finish_isolated_network(o.network); !st.ok()) {
+      std::fprintf(stderr, "skylab sandbox-exec: %s\n", st.error().message.c_str());
+      ::close(hold);  // the holder exits: no runtime with another network than asked for
+      return;
+    }
+    trace("the network is ready (pasta, prohibit routes)");
+  }
   auto req = parse_bwrap_command(command);
   if (!req.ok()) return fallback(req.error().message);
   req->cgroups = o.cgroups;
   auto sandbox = open_sandbox(o.cgroups, command[0], 5, 1);
   if (!sandbox.ok()) return fallback(sandbox.error().message);
+  trace("opened the sandbox");
   auto pidfd = fork_from_template(o.template_socket, req.value(), sandbox.value(), kSeccompFd, 30);
   if (!pidfd.ok()) return fallback(pidfd.error().message);
+  trace("the template forked the kernel");
   if (::write(hold, "k", 1) != 1) {
     ::close(pidfd.value());
     ::close(hold);
@@ -933,8 +966,7 @@ void start_from_template(const std::vector<std::string>& command, const Supervis
 
 // Runs `command` as a child and waits for it: the runtime's lifetime enforced
 // by the machine, not by the server. Returns the exit status to pass on.
-int supervise(const std::vector<std::string>& command, std::size_t args_fd,
-              const SuperviseOptions& o) {
+int supervise(const std::vector<std::string>& command, std::size_t args_fd, SuperviseOptions& o) {
   sigset_t set, old;
   sigemptyset(&set);
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
@@ -957,6 +989,7 @@ int supervise(const std::vector<std::string>& command, std::size_t args_fd,
     exec_command(command, args_fd);
     ::_exit(127);
   }
+  trace("started bubblewrap");
   if (pair[0] >= 0) {
     ::close(pair[1]);
     start_from_template(command, o, pair[0]);
@@ -1087,6 +1120,13 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     if (::getppid() != parent) return 137;  // the parent is already gone
     sup.parent = parent;
   }
+  if (!sup.template_socket.empty() && !supervised) {
+    std::fputs("skylab sandbox-exec: --template needs --deadline or --state\n", stderr);
+    return 2;
+  }
+  if (const char* t = std::getenv("SKYLAB_TEMPLATE_TRACE"); t && *t && std::string(t) != "0")
+    g_trace = uid < 0;  // not the holder inside (it has the kernel's environment)
+  trace("supervisor started");
   for (auto& d : cgroups) {
     if (!write_value(d + "/cgroup.procs", std::to_string(::getpid()))) {
       std::fprintf(stderr, "skylab sandbox-exec: cannot join cgroup %s: %s\n", d.c_str(),
@@ -1094,10 +1134,15 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       return 126;
     }
   }
-  if (auto st = isolate_runtime(!net.empty(), dns_forward, !seccomp.empty()); !st.ok()) {
+  trace("joined the cgroups");
+  // A held start (--template) finishes the network in start_from_template,
+  // before any kernel runs: pasta starts while bubblewrap builds the sandbox.
+  PendingNetwork* pending = sup.template_socket.empty() ? nullptr : &sup.network;
+  if (auto st = isolate_runtime(!net.empty(), dns_forward, !seccomp.empty(), pending); !st.ok()) {
     std::fprintf(stderr, "skylab sandbox-exec: %s\n", st.error().message.c_str());
     return 126;
   }
+  trace(sup.network.pasta > 0 ? "started pasta, seccomp filter" : "network and seccomp filter");
   if (gid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0)) {
     std::perror("skylab sandbox-exec: setgid");
     return 126;
@@ -1109,10 +1154,6 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
   if (uid >= 0) ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   if (uid >= 0) colab_drive_alias();
   sup.cgroups = cgroups;
-  if (!sup.template_socket.empty() && !supervised) {
-    std::fputs("skylab sandbox-exec: --template needs --deadline or --state\n", stderr);
-    return 2;
-  }
   if (hold) {
     // Never root inside: the holder has dropped to the user's uid above.
     if (uid <= 0 || ::getuid() == 0 || ::geteuid() == 0) return 126;

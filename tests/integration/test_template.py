@@ -11,6 +11,7 @@ SKYLAB_RUNTIME_TEMPLATE=1 as well.
 
 Run with Debian's python: /usr/bin/python3 -m pytest tests/integration/test_template.py
 """
+import glob
 import os
 import re
 import secrets
@@ -66,7 +67,12 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def tsrv():
-    srv = server_with_config(CONFIG)
+    # Each start's steps in its kernel log (test_a_start_finishes_the_network_before_the_kernel).
+    os.environ["SKYLAB_TEMPLATE_TRACE"] = "1"
+    try:
+        srv = server_with_config(CONFIG)
+    finally:
+        del os.environ["SKYLAB_TEMPLATE_TRACE"]
     yield srv
     if srv.proc.poll() is None:
         _stop_server(srv)
@@ -149,6 +155,26 @@ def test_a_forked_kernel_is_confined_like_a_bubblewrap_kernel(tsrv):
                   "print(float(torch.ones(200, 200).matmul(torch.ones(200, 200)).sum()))\n"
                   "print(torch.cuda.is_initialized())", timeout=120)
     assert r.stdout.split() == ["27000000.0", "8000000.0", "False"], r.stdout
+
+
+def test_a_start_finishes_the_network_before_the_kernel(tsrv):
+    # pasta configures the runtime's network while bubblewrap builds the
+    # sandbox; its routes must be in place before the kernel is forked into it.
+    kid, c, p = start(tsrv)
+    assert p["preloaded"], p
+    logs = glob.glob(os.path.join(tsrv.data_dir, "**", "kernel-%s.log" % kid), recursive=True)
+    assert logs, kid
+    with open(logs[0], errors="replace") as f:
+        steps = re.findall(r"skylab (?:sandbox-exec|template): [-+0-9.]+ ms (.*) \(at ([0-9.]+)\)", f.read())
+    at = {step: float(t) for step, t in steps}
+    order = ["supervisor started", "joined the cgroups", "started pasta, seccomp filter",
+             "started bubblewrap", "the holder is ready (bubblewrap built the sandbox)",
+             "the network is ready (pasta, prohibit routes)", "opened the sandbox",
+             "joined the sandbox (cgroups, namespaces, root)",
+             "kernel: dropped to the user, filter set, checks done", "kernel app: initialize"]
+    assert [s for s in order if s not in at] == [], steps
+    times = [at[s] for s in order]
+    assert times == sorted(times), list(zip(order, times))
 
 
 def test_two_forked_kernels_do_not_share_randomness_or_processes(tsrv):
