@@ -666,7 +666,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.state_dir = spec.state_dir;
   if (!plan.state_dir.empty()) {
     // Root-owned and read-only inside, like state.json beside them.
-    auto acc = runtime_account_files(read_file("/etc/passwd"), read_file("/etc/group"), spec.owner,
+    auto acc = runtime_account_files(read_text("/etc/passwd"), read_text("/etc/group"), spec.owner,
                                      plan.uid, plan.gid);
     auto a = safe_fs::write_file(plan.state_dir + "/passwd", acc.passwd, 0644, false);
     auto g = a.ok() ? safe_fs::write_file(plan.state_dir + "/group", acc.group, 0644, false) : a;
