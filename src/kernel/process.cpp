@@ -29,13 +29,7 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
   }
   std::erase_if(env, [](const auto& kv) { return server_only_env(kv.first); });
   env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
-  env["SKYLAB_RUNTIME_STATE"] = in.state_file;
-  env["SKYLAB_RUNTIME_ACK"] = in.ack_file;
-  if (!in.gpus.empty() || !in.runtime_type.empty()) {
-    std::string visible;
-    for (int g : in.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
-    env["CUDA_VISIBLE_DEVICES"] = visible;
-  }
+  for (auto& [key, v] : in.launch_env) env[key] = v;
   if (!in.python_path.empty())
     env["PYTHONPATH"] =
         env.count("PYTHONPATH") ? in.python_path + ":" + env["PYTHONPATH"] : in.python_path;

@@ -33,6 +33,7 @@
 #include "kernel/process.hpp"
 #include "runtime/cgroup_v2.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
 #include "runtime/template.hpp"
@@ -677,10 +678,8 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
     if (auto it = spec.env.find(k); it != spec.env.end()) plan.env[k] = it->second;
   if (!plan.state_dir.empty())
     plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
-  std::string visible;
-  for (int g : spec.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
-  plan.env["CUDA_VISIBLE_DEVICES"] = visible;  // empty: no GPU for CPU runtimes
-  plan.gpu_devices = gpu_device_nodes(spec.gpus);
+  plan.env["CUDA_VISIBLE_DEVICES"] = visible_devices(spec.devices);  // "": none, CPU runtimes
+  plan.gpu_devices = gpu_device_nodes(spec.devices);
   // The template serves the default python3 kernelspec only; anything else
   // (another kernelspec, no template ready yet) starts as it always did.
   std::string template_socket;

@@ -1,4 +1,5 @@
 #include "runtime/usage_ledger.hpp"
+#include "runtime/launch.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -29,7 +30,7 @@ kernel::KernelModel kernel_of(const std::string& id, const std::string& owner,
   k.owner = owner;
   k.runtime_type = type;
   k.started = started;
-  k.gpus = std::move(gpus);
+  k.launch = launch_settings(type, gpus);
   return k;
 }
 // Wednesday 2026-12-02 12:00:00 UTC.
@@ -62,7 +63,7 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
   TP now = wednesday_noon();
   QuotasSection q;
   q.gpu_hours_per_week = 2;
-  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(k.gpus.size()); };
+  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(gpus_of(k).size()); };
   {
     auto l = UsageLedger::open(db.path, q, [&] { return now; });
     ASSERT_TRUE(l.ok()) << l.error().message;
@@ -120,7 +121,7 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
 TEST(UsageLedger, RuntimeEndedWhileServerWasDownCountsToItsLastSighting) {
   TempDb db;
   TP now = wednesday_noon();
-  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(k.gpus.size()); };
+  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(gpus_of(k).size()); };
   {
     auto l = UsageLedger::open(db.path, {}, [&] { return now; });
     ASSERT_TRUE(l.ok());
