@@ -26,7 +26,6 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <string_view>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -148,21 +147,6 @@ KernelModel model_of(const Kernel& k) REQUIRES(k.mutex) {
   m.reserved = k.reserved;
   m.claimed = k.claimed;
   return m;
-}
-
-//! `v` with {state_file} and {ack_file} replaced by the kernel's paths.
-std::string with_files(std::string v, const std::string& state_file, const std::string& ack_file) {
-  for (auto& [pat, val] :
-       {std::pair<std::string_view, const std::string&>{"{state_file}", state_file},
-        {"{ack_file}", ack_file}}) {
-    std::size_t pos = 0;
-    // Advances past each replacement: a path that contains the pattern is not expanded again.
-    while ((pos = v.find(pat, pos)) != std::string::npos) {
-      v.replace(pos, pat.size(), val);
-      pos += val.size();
-    }
-  }
-  return v;
 }
 
 //! The launch settings of a runtime record written before records kept them:
@@ -904,7 +888,8 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
     k->state_file = (fs::path(impl_->state_dir(k->id)) / "state.json").string();
     k->ack_file = (fs::path(k->conn_dir) / "state.json.done").string();
   }
-  for (auto& [_, v] : k->launch.env) v = with_files(v, k->state_file, k->ack_file);
+  for (auto& [_, v] : k->launch.env)
+    v = substitute(v, {{"{state_file}", k->state_file}, {"{ack_file}", k->ack_file}});
   // Before the process exists, so that it never sees a missing state file.
   if (!options.reserved) impl_->started_hook(*k);
   auto pid = impl_->spawn(*k);

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -31,6 +32,12 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
 //! such as SKYLAB_ADMIN_TOKEN): never handed to a kernel, a runtime or any
 //! program started for one. The one place that says which.
 bool server_only_env(const std::string& key);
+
+//! `s` with every occurrence of each pattern in `values` (such as
+//! "{connection_file}") replaced by its value, left to right; a value that
+//! contains a pattern is not expanded again.
+std::string substitute(std::string s,
+                       const std::vector<std::pair<std::string, std::string>>& values);
 
 //! The spec's argv with {connection_file} and {resource_dir} substituted.
 std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& connection_file);
