@@ -66,9 +66,9 @@ TEST_F(ManagerTest, LaunchEnvNamesTheKernelsFilesAndReachesItsProcess) {
   ASSERT_EQ(hooked.size(), 1u);
   EXPECT_EQ(hooked[0].launch.env.at("MY_STATE"), state);
 
-  std::string environ = read("/proc/" + std::to_string(k->pid) + "/environ");
-  EXPECT_NE(environ.find(std::string("MY_STATE=") + state + '\0'), std::string::npos);
-  EXPECT_NE(environ.find(std::string("PLAIN=x") + '\0'), std::string::npos);
+  std::string env_text = read("/proc/" + std::to_string(k->pid) + "/environ");
+  EXPECT_NE(env_text.find(std::string("MY_STATE=") + state + '\0'), std::string::npos);
+  EXPECT_NE(env_text.find(std::string("PLAIN=x") + '\0'), std::string::npos);
 
   // The runtime record keeps them for a restarted server (written on the I/O thread).
   fs::path record = fs::path(mo.runtime_dir) / "records" / (k->id + ".json");
