@@ -1,5 +1,4 @@
 #include "runtime/lifecycle.hpp"
-#include "runtime/launch.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -9,6 +8,8 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 

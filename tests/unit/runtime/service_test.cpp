@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 namespace {
@@ -39,7 +40,7 @@ class FakeBackend : public RuntimeBackend {
     k.owner = s.owner;
     k.name = s.spec;
     k.runtime_type = s.type;
-    k.gpus = s.gpus;
+    k.launch = launch_settings(s.type, s.gpus);
     k.execution_state = kernel::KernelState::kStarting;
     kernels_[k.id] = k;
     ++starts_;
@@ -55,7 +56,7 @@ class FakeBackend : public RuntimeBackend {
     k.owner = owner;
     k.name = spec;
     k.runtime_type = type;
-    k.warm = true;
+    k.claimed = true;
     kernels_[k.id] = k;
     return k;
   }

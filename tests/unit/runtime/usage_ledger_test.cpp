@@ -1,5 +1,4 @@
 #include "runtime/usage_ledger.hpp"
-#include "runtime/launch.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -7,6 +6,7 @@
 #include <filesystem>
 
 #include "auth/audit_log.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/lifecycle.hpp"
 
 namespace skylab::runtime {
