@@ -238,7 +238,7 @@ TEST(RuntimeService, GpuQueueGrantsInOrderAndReleaseLeavesIt) {
   EXPECT_EQ(a->position, 0);
   first.wait(1);
   ASSERT_TRUE(first.got[0].ok());
-  EXPECT_EQ(first.got[0]->gpus, std::vector<int>{0});
+  EXPECT_EQ(gpus_of(*first.got[0]), std::vector<int>{0});
   // No GPU free: a caller that cannot queue is told at once.
   auto refused = svc.acquire(req("ann", "gpu", false), nullptr);
   ASSERT_FALSE(refused.ok());
@@ -259,7 +259,7 @@ TEST(RuntimeService, GpuQueueGrantsInOrderAndReleaseLeavesIt) {
   svc.release(a->id, nullptr);
   third.wait(1);
   ASSERT_TRUE(third.got[0].ok());
-  EXPECT_EQ(third.got[0]->gpus, std::vector<int>{0});
+  EXPECT_EQ(gpus_of(*third.got[0]), std::vector<int>{0});
   EXPECT_EQ(second.got.size(), 1u);
 }
 
