@@ -320,7 +320,7 @@ TEST(RuntimeService, JobLeaseHoldsFromTheFirstMomentAndFollowsAWarmSpare) {
   ASSERT_TRUE(w.ok());
   r.wait(2);
   ASSERT_TRUE(r.got[1].ok());
-  EXPECT_TRUE(r.got[1]->warm);
+  EXPECT_TRUE(r.got[1]->claimed);
   EXPECT_EQ(svc.lease_of(r.got[1]->id), "job 1");
   EXPECT_EQ(svc.lease_of(w->id), "");
 }
