@@ -16,6 +16,7 @@
 #include "common/util.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/pool.hpp"
 #include "runtime/service.hpp"
 
@@ -41,8 +42,8 @@ json runtime_json(const kernel::KernelModel& k, const runtime::Config& c,
             {"state", kernel::to_string(k.execution_state)},
             {"started", util::iso_time(k.started)},
             {"last_activity", util::iso_time(k.last_activity)},
-            {"gpus", k.gpus},
-            {"warm", k.warm},
+            {"gpus", runtime::gpus_of(k)},
+            {"warm", k.claimed},
             {"kernel", kernel_json(k)}};
   if (t != c.types.end()) {
     j["lifetime_deadline"] = util::iso_time(k.started + c.max_lifetime(t->second));
@@ -127,7 +128,7 @@ json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
     j["disk"] = {{"used", nullptr}, {"limit", nullptr}};
   }
   json gpus = json::array();
-  for (int g : k.gpus) {
+  for (int g : runtime::gpus_of(k)) {
     json one = {{"index", g},
                 {"memory_used", nullptr},
                 {"memory_total", nullptr},

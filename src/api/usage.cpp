@@ -18,6 +18,7 @@
 #include "http/router.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/service.hpp"
 #include "runtime/usage_ledger.hpp"
 
@@ -126,7 +127,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
              {"started", util::iso_time(k.started)},
              {"age_seconds",
               std::chrono::duration_cast<std::chrono::seconds>(now - k.started).count()},
-             {"gpus", k.gpus},
+             {"gpus", runtime::gpus_of(k)},
              {"memory_bytes", u.known ? json(u.memory_used) : json(nullptr)},
              {"memory_limit_bytes",
               u.known && u.memory_limit ? json(u.memory_limit) : json(nullptr)},

@@ -449,7 +449,7 @@ int agent_main(const std::vector<std::string>& args) {
       if (ch == ',') {
         if (!cur.empty() && cur.size() < 4 &&
             cur.find_first_not_of("0123456789") == std::string::npos)
-          ls.gpus.push_back(std::stoi(cur));
+          ls.devices.push_back(std::stoi(cur));
         cur.clear();
       } else {
         cur += ch;

@@ -38,6 +38,7 @@
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/service.hpp"
 
@@ -525,6 +526,7 @@ int run_main(const std::vector<std::string>& args) {
   mo.runtime_dir = runtime_dir;
   mo.working_dir = fs::absolute(ra.input, ec).parent_path().string();
   kernel::StartOptions start_options;
+  start_options.launch = runtime::launch_settings("", {});  // the state file skylab.runtime reads
   std::string owner = "skylab-run";
   mo.python_path = find_installed_dir("python");  // skylab.* helpers, also outside a runtime
   // A kernel never outlives `skylab run`, even when it is SIGKILLed: a

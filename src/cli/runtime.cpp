@@ -131,7 +131,7 @@ int exec_main(const std::vector<std::string>& args) {
   spec.owner = user;
   spec.runtime_type = type;
   spec.argv = command;
-  spec.gpus = gpus;
+  spec.devices = gpus;
   for (char** e = environ; *e; ++e) {
     std::string kv(*e);
     auto eq = kv.find('=');

@@ -39,6 +39,7 @@
 #include "kernel/manager.hpp"
 #include "runtime/config.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/pool.hpp"
 #include "runtime/sandbox.hpp"
@@ -239,7 +240,7 @@ int serve_main(const std::vector<std::string>& args) {
   {
     std::set<std::string> adopted;
     for (auto& k : kernels->reattach()) {
-      gpus->claim(k.id, k.gpus);
+      gpus->claim(k.id, runtime::gpus_of(k));
       adopted.insert(k.id);
     }
     // Leftovers without a usable record (a crash between start and record):
@@ -365,7 +366,7 @@ int serve_main(const std::vector<std::string>& args) {
   if (sandbox)  // terminals: a shell inside a runtime's sandbox (api/terminals.hpp)
     ctx->terminal_command = [sandbox](const kernel::KernelModel& k) {
       return sandbox->enter_command(
-          k.id, k.owner, k.runtime_type, k.gpus,
+          k.id, k.owner, k.runtime_type, runtime::gpus_of(k),
           {"/bin/bash", "--rcfile", "/opt/skylab/python/skylab/bashrc", "-i"});
     };
   if (sandbox) {

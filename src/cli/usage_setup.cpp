@@ -3,6 +3,7 @@
 #include "api/api.hpp"
 #include "auth/audit_log.hpp"
 #include "common/log.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/service.hpp"
 #include "runtime/usage_ledger.hpp"
 
@@ -11,7 +12,7 @@ namespace skylab::cli {
 namespace {
 //! GPUs a kernel holds: granted ones, or those Slurm allocates for its type.
 int gpus_of(const runtime::Config& c, const kernel::KernelModel& k) {
-  if (!k.gpus.empty()) return static_cast<int>(k.gpus.size());
+  if (!runtime::gpus_of(k).empty()) return static_cast<int>(runtime::gpus_of(k).size());
   auto t = c.types.find(k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type);
   return t == c.types.end() ? 0 : t->second.gpus + t->second.slurm.gpus;
 }

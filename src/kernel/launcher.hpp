@@ -15,6 +15,19 @@
 
 namespace skylab::kernel {
 
+//! What the layer that starts a kernel (runtime/) adds to its launch. The
+//! kernel layer keeps it with the kernel (restarts, and the runtime record
+//! across server restarts), adds `env` to the kernel's environment and hands
+//! `devices` to the Launcher; it interprets neither.
+struct LaunchSettings {
+  //! Added to the kernel's environment (the kernelspec's env still wins).
+  //! In values, {state_file} and {ack_file} name the kernel's state and
+  //! acknowledgement files (see KernelManager::start).
+  std::map<std::string, std::string> env;
+  //! Device indices granted to the kernel (GPUs); the Launcher exposes them.
+  std::vector<int> devices;
+};
+
 //! What the manager is about to run. prepare() may rewrite argv, env and cwd.
 struct LaunchSpec {
   std::string kernel_id;
@@ -24,9 +37,9 @@ struct LaunchSpec {
   std::map<std::string, std::string> env;
   std::string cwd;
   std::string connection_dir;  //!< holds the connection file and ipc sockets
-  std::vector<int> gpus;       //!< GPU indices granted to this kernel
-  //! Root-owned directory holding the runtime state file (SKYLAB_RUNTIME_STATE);
-  //! a sandbox shows it read-only. "" when the kernel is not sandboxed.
+  std::vector<int> devices;    //!< LaunchSettings::devices: device indices granted to it
+  //! Root-owned directory holding the kernel's state file ({state_file}); a
+  //! sandbox shows it read-only. "" when the kernel is not sandboxed.
   std::string state_dir;
   std::int64_t started = 0;  //!< first start of the runtime, Unix seconds (restarts keep it)
 };

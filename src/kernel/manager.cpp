@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -60,7 +61,14 @@ namespace {
 constexpr std::size_t kMaxHeld = 1000;
 
 struct Kernel {
-  // Immutable after creation.
+  explicit Kernel(Mutex& manager_mutex) : mutex(manager_mutex) {}
+
+  //! The manager's mutex (Impl::mutex), which guards the fields marked so
+  //! below. Code that holds it under that name says so with a KernelLock or
+  //! Impl::same_mutex, which the analysis checks.
+  Mutex& mutex;
+
+  // Immutable once the kernel is in the manager's map.
   std::string id;
   std::string owner;
   KernelSpec spec;
@@ -69,23 +77,21 @@ struct Kernel {
   std::string session;   // our session id for messages the server creates
   std::string identity;  // routing id of shell and stdin sockets
   std::string runtime_type;
+  std::string state_file;
+  std::string ack_file;
+  LaunchSettings launch;  // {state_file} and {ack_file} replaced
 
-  // Guarded by Impl::mutex (a comment: the analysis cannot name another
-  // object's mutex in GUARDED_BY).
-  KernelState state = KernelState::kStarting;
-  SysClock::time_point last_activity;  // set on creation from the manager's clock
-  int connections = 0;
-  std::string reason;
-  SysClock::time_point started;
-  std::string state_file;  // immutable after start()
-  std::string ack_file;    // immutable after start()
-  std::vector<int> gpus;   // immutable after start()
-  bool spare = false;
-  bool warm = false;
-  std::vector<std::shared_ptr<KernelObserver>> observers;  // guarded by the manager's mutex
-  bool ready = false;
-  std::vector<std::function<void(Result<KernelModel>)>> ready_waiters;
-  pid_t pid = -1;
+  KernelState state GUARDED_BY(mutex) = KernelState::kStarting;
+  SysClock::time_point last_activity GUARDED_BY(mutex);  // set on creation from the clock
+  int connections GUARDED_BY(mutex) = 0;
+  std::string reason GUARDED_BY(mutex);
+  SysClock::time_point started GUARDED_BY(mutex);
+  bool reserved GUARDED_BY(mutex) = false;
+  bool claimed GUARDED_BY(mutex) = false;
+  std::vector<std::shared_ptr<KernelObserver>> observers GUARDED_BY(mutex);
+  bool ready GUARDED_BY(mutex) = false;
+  std::vector<std::function<void(Result<KernelModel>)>> ready_waiters GUARDED_BY(mutex);
+  pid_t pid GUARDED_BY(mutex) = -1;
 
   // I/O thread only.
   KernelStateMachine fsm{LifecycleTiming{}};  // replaced with the manager's timing on creation
@@ -109,7 +115,23 @@ struct Kernel {
   std::deque<Held> held;
 };
 
-KernelModel model_of(const Kernel& k) {
+//! Holds the manager's mutex, by both its names: `manager` (Impl::mutex, which
+//! guards the kernel map) and `k.mutex` (the same mutex, which guards k).
+class SCOPED_CAPABILITY KernelLock {
+ public:
+  KernelLock(Mutex& manager, Kernel& k) ACQUIRE(manager, k.mutex) : mu_(manager) {
+    assert(&manager == &k.mutex);
+    mu_.lock();
+  }
+  ~KernelLock() RELEASE() { mu_.unlock(); }
+  KernelLock(const KernelLock&) = delete;
+  KernelLock& operator=(const KernelLock&) = delete;
+
+ private:
+  Mutex& mu_;
+};
+
+KernelModel model_of(const Kernel& k) REQUIRES(k.mutex) {
   KernelModel m;
   m.id = k.id;
   m.name = k.spec.name;
@@ -121,12 +143,20 @@ KernelModel model_of(const Kernel& k) {
   m.runtime_type = k.runtime_type;
   m.reason = k.reason;
   m.started = k.started;
-  m.gpus = k.gpus;
-  m.state_file = k.state_file;
-  m.ack_file = k.ack_file;
-  m.spare = k.spare;
-  m.warm = k.warm;
+  m.launch = k.launch;
+  m.reserved = k.reserved;
+  m.claimed = k.claimed;
   return m;
+}
+
+//! The launch settings of a runtime record written before records kept them:
+//! the state and ack files that server put into every kernel's environment,
+//! so that a restart of a kernel adopted across the upgrade still finds them.
+//! (CUDA_VISIBLE_DEVICES of an unsandboxed one is not restored; a sandbox
+//! sets it from the devices.)
+void legacy_launch(const nlohmann::json& r, Kernel& k) {
+  k.launch.devices = r.value("gpus", std::vector<int>{});
+  k.launch.env = {{"SKYLAB_RUNTIME_STATE", k.state_file}, {"SKYLAB_RUNTIME_ACK", k.ack_file}};
 }
 
 }  // namespace
@@ -209,6 +239,13 @@ struct KernelManager::Impl {
     t.shutdown_wait = opts.shutdown_wait;
     t.heartbeat_interval = opts.heartbeat_interval;
     return t;
+  }
+
+  //! Tells the analysis that the caller, holding `mutex`, holds k.mutex: the
+  //! same mutex (checked in debug builds). For loops over the map; a block
+  //! that touches one kernel takes a KernelLock instead.
+  void same_mutex(const Kernel& k) const REQUIRES(mutex) ASSERT_CAPABILITY(k.mutex) {
+    assert(&k.mutex == &mutex);
   }
 
   std::shared_ptr<Kernel> find(const std::string& id) const {
@@ -300,11 +337,11 @@ struct KernelManager::Impl {
   }
 
   void save_record(Kernel& k) {
-    bool spare;
+    bool reserved;
     SysClock::time_point started;
     {
-      MutexLock lock(mutex);
-      spare = k.spare;
+      MutexLock lock(k.mutex);
+      reserved = k.reserved;
       started = k.started;
     }
     nlohmann::json r = {
@@ -322,8 +359,9 @@ struct KernelManager::Impl {
         {"ack_file", k.ack_file},
         {"started_us",
          std::chrono::duration_cast<std::chrono::microseconds>(started.time_since_epoch()).count()},
-        {"gpus", k.gpus},
-        {"spare", spare}};
+        {"env", k.launch.env},
+        {"devices", k.launch.devices},
+        {"reserved", reserved}};
     std::error_code ec;
     fs::create_directories(fs::path(opts.runtime_dir) / "records", ec);
     if (!safe_fs::write_file(record_path(k.id), r.dump(), 0600, true).ok())
@@ -339,15 +377,14 @@ struct KernelManager::Impl {
   Result<pid_t> spawn(Kernel& k) {
     std::vector<std::string> args = kernel_argv(k.spec, k.connection_file);
     std::map<std::string, std::string> env =
-        kernel_environment(environ, KernelEnvInput{k.state_file, k.ack_file, k.gpus, k.runtime_type,
-                                                   opts.python_path, k.spec.env});
+        kernel_environment(environ, KernelEnvInput{k.launch.env, opts.python_path, k.spec.env});
     std::string cwd = opts.working_dir;
     if (opts.launcher) {
       LaunchSpec ls{k.id,           k.owner, k.runtime_type, std::move(args),
-                    std::move(env), cwd,     k.conn_dir,     k.gpus};
+                    std::move(env), cwd,     k.conn_dir,     k.launch.devices};
       if (!k.conn_dir.empty()) ls.state_dir = fs::path(k.state_file).parent_path().string();
       {
-        MutexLock lock(mutex);
+        MutexLock lock(k.mutex);
         ls.started =
             std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
       }
@@ -412,7 +449,7 @@ struct KernelManager::Impl {
                const MessageInfo& info) {
     std::vector<std::shared_ptr<KernelObserver>> obs;
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       obs = k.observers;
     }
     for (auto& o : obs) {
@@ -435,7 +472,7 @@ struct KernelManager::Impl {
   }
 
   void set_state(Kernel& k, KernelState state) {
-    MutexLock lock(mutex);
+    MutexLock lock(k.mutex);
     k.state = state;
   }
 
@@ -443,7 +480,7 @@ struct KernelManager::Impl {
     std::vector<std::function<void(Result<KernelModel>)>> waiters;
     KernelModel model;
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       if (success) {
         k.ready = true;
         if (k.state == KernelState::kStarting || k.state == KernelState::kRestarting)
@@ -505,9 +542,10 @@ struct KernelManager::Impl {
     // Replies and iopub traffic caused by our own kernel_info nudges are not for clients.
     bool own = !info->parent_msg_id.empty() && k.nudges.count(info->parent_msg_id);
     {
-      MutexLock lock(mutex);
+      KernelLock lock(mutex, k);
       k.last_activity = clock().wall();
-      if (!k.spare) last_activity = k.last_activity;  // a spare booting is no user activity
+      if (!k.reserved)
+        last_activity = k.last_activity;  // a reserved one booting is no user activity
       if (!own && k.ready && ch == Channel::kIopub && info->msg_type == "status" &&
           k.fsm.phase() == Phase::kRunning) {
         auto c = json_limits::parse_or_discarded(msg->content);
@@ -527,14 +565,14 @@ struct KernelManager::Impl {
     if (!opts.on_started) return;
     KernelModel m;
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       m = model_of(k);
     }
     opts.on_started(m);
   }
 
   bool is_ready(Kernel& k) {
-    MutexLock lock(mutex);
+    MutexLock lock(k.mutex);
     return k.ready;
   }
 
@@ -546,7 +584,7 @@ struct KernelManager::Impl {
     kill_processes(k, k.pid_io);  // stray children of the kernel
     std::string reason = opts.launcher ? opts.launcher->death_reason(k.id) : "";
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       k.pid = -1;
     }
     k.pid_io = -1;
@@ -569,7 +607,7 @@ struct KernelManager::Impl {
     k.held.clear();
     close_sockets(k);
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       k.state = KernelState::kDead;
       k.ready = false;
       k.reason = reason;
@@ -582,7 +620,7 @@ struct KernelManager::Impl {
     close_sockets(k);
     remove_connection_files(k);
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       k.reason.clear();
     }
     auto st = write_connection_file(k);
@@ -597,7 +635,7 @@ struct KernelManager::Impl {
       return;
     }
     {
-      MutexLock lock(mutex);
+      MutexLock lock(k.mutex);
       k.pid = pid.value();
       k.ready = false;
       k.state = KernelState::kStarting;
@@ -634,7 +672,7 @@ struct KernelManager::Impl {
     std::vector<std::shared_ptr<KernelObserver>> obs;
     std::shared_ptr<Kernel> keep;
     {
-      MutexLock lock(mutex);
+      KernelLock lock(mutex, k);
       auto it = kernels.find(k.id);
       if (it != kernels.end()) {
         keep = it->second;
@@ -821,7 +859,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
                                          const StartOptions& options) {
   auto spec = impl_->specs->find(spec_name);
   if (!spec.ok()) return spec.error();
-  auto k = std::make_shared<Kernel>();
+  auto k = std::make_shared<Kernel>(impl_->mutex);
   k->id = options.kernel_id.empty() ? util::uuid4() : options.kernel_id;
   if (impl_->find(k->id)) return Error::conflict("kernel id in use: " + k->id);
   k->owner = owner;
@@ -831,10 +869,13 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   k->session = util::uuid4();
   k->identity = routing_id(k->id);
   k->runtime_type = options.runtime_type;
-  k->gpus = options.gpus;
-  k->spare = options.spare;
+  k->launch = options.launch;
   k->fsm = KernelStateMachine(impl_->timing());
-  k->started = k->last_activity = impl_->clock().wall();
+  {
+    MutexLock lock(k->mutex);  // nobody else sees k yet; the analysis wants it all the same
+    k->reserved = options.reserved;
+    k->started = k->last_activity = impl_->clock().wall();
+  }
   auto st = impl_->write_connection_file(*k);
   if (!st.ok()) return st.error();
   if (k->conn_dir.empty()) {
@@ -847,8 +888,10 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
     k->state_file = (fs::path(impl_->state_dir(k->id)) / "state.json").string();
     k->ack_file = (fs::path(k->conn_dir) / "state.json.done").string();
   }
+  for (auto& [_, v] : k->launch.env)
+    v = substitute(v, {{"{state_file}", k->state_file}, {"{ack_file}", k->ack_file}});
   // Before the process exists, so that it never sees a missing state file.
-  if (!k->spare && impl_->opts.on_started) impl_->opts.on_started(model_of(*k));
+  if (!options.reserved) impl_->started_hook(*k);
   auto pid = impl_->spawn(*k);
   if (!pid.ok()) {
     impl_->remove_connection_files(*k);
@@ -857,13 +900,13 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   }
   KernelModel model;
   {
-    MutexLock lock(impl_->mutex);
+    KernelLock lock(impl_->mutex, *k);
     k->pid = pid.value();
     impl_->kernels[k->id] = k;
     impl_->last_activity = impl_->clock().wall();
     model = model_of(*k);
   }
-  log::info("kernel " + k->id + (k->spare ? " started as a warm spare (" : " started (") +
+  log::info("kernel " + k->id + (options.reserved ? " started reserved (" : " started (") +
             k->spec.name + ", pid " + std::to_string(pid.value()) + ")");
   log::record(log::Level::kInfo, "runtime",
               {{"event", "start"},
@@ -879,19 +922,22 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   return model;
 }
 
-std::vector<KernelModel> KernelManager::list(bool include_spares) const {
+std::vector<KernelModel> KernelManager::list(bool include_reserved) const {
   MutexLock lock(impl_->mutex);
   std::vector<KernelModel> out;
-  for (auto& [_, k] : impl_->kernels)
-    if (include_spares || !k->spare) out.push_back(model_of(*k));
+  for (auto& [_, k] : impl_->kernels) {
+    impl_->same_mutex(*k);
+    if (include_reserved || !k->reserved) out.push_back(model_of(*k));
+  }
   return out;
 }
 
 Result<KernelModel> KernelManager::get(const std::string& id) const {
   MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
-  if (it == impl_->kernels.end() || it->second->spare)
-    return Error::not_found("Kernel does not exist: " + id);
+  if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
+  impl_->same_mutex(*it->second);
+  if (it->second->reserved) return Error::not_found("Kernel does not exist: " + id);
   return model_of(*it->second);
 }
 
@@ -899,12 +945,13 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   auto k = impl_->find(id);
   KernelModel model;
   {
-    MutexLock lock(impl_->mutex);
-    if (!k || !k->spare) return Error::not_found("no such spare: " + id);
+    if (!k) return Error::not_found("no such spare: " + id);
+    KernelLock lock(impl_->mutex, *k);
+    if (!k->reserved) return Error::not_found("no such spare: " + id);
     if (k->state == KernelState::kDead || k->state == KernelState::kRestarting)
       return Error::unavailable("spare is not usable: " + id);
-    k->spare = false;
-    k->warm = true;
+    k->reserved = false;
+    k->claimed = true;
     k->started = k->last_activity = impl_->clock().wall();
     impl_->last_activity = k->started;
     model = model_of(*k);
@@ -913,7 +960,7 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   impl_->post([this, k] {
     if (k->fsm.phase() == Phase::kRunning) impl_->save_record(*k);
   });
-  log::info("kernel " + id + " claimed from the warm pool by " + model.owner);
+  log::info("kernel " + id + " claimed by " + model.owner + " (started reserved)");
   return model;
 }
 
@@ -930,7 +977,7 @@ Status KernelManager::interrupt(const std::string& id) {
   }
   pid_t pid;
   {
-    MutexLock lock(impl_->mutex);
+    MutexLock lock(k->mutex);
     pid = k->pid;
   }
   if (pid > 0) ::killpg(pid, SIGINT);
@@ -944,7 +991,7 @@ void KernelManager::restart(const std::string& id, std::function<void(Result<Ker
     if (k->fsm.phase() == Phase::kShuttingDown)
       return done(Error::conflict("kernel is shutting down"));
     {
-      MutexLock lock(impl_->mutex);
+      KernelLock lock(impl_->mutex, *k);
       if (!impl_->kernels.count(k->id))
         return done(Error::not_found("Kernel does not exist: " + k->id));
       k->ready = false;
@@ -978,13 +1025,15 @@ void KernelManager::shutdown(const std::string& id, std::function<void(Status)> 
 
 void KernelManager::detach_all() {
   if (!impl_) return;
-  std::vector<std::string> spares;
+  std::vector<std::string> reserved;
   {
     MutexLock lock(impl_->mutex);
-    for (auto& [id, k] : impl_->kernels)
-      if (k->spare) spares.push_back(id);
+    for (auto& [id, k] : impl_->kernels) {
+      impl_->same_mutex(*k);
+      if (k->reserved) reserved.push_back(id);
+    }
   }
-  shutdown_and_wait(spares);
+  shutdown_and_wait(reserved);
   impl_->detached = true;
 }
 
@@ -1020,7 +1069,7 @@ void KernelManager::when_ready(const std::string& id,
   if (!k) return done(Error::not_found("Kernel does not exist: " + id));
   KernelModel model;
   {
-    MutexLock lock(impl_->mutex);
+    MutexLock lock(k->mutex);
     if (!k->ready && k->state != KernelState::kDead) {
       k->ready_waiters.push_back(std::move(done));
       return;
@@ -1063,9 +1112,10 @@ std::vector<KernelModel> KernelManager::reattach() {
     std::stringstream ss;
     ss << in.rdbuf();
     auto r = json_limits::parse_or_discarded(ss.str(), json_limits::kStoredLimits);
-    auto k = std::make_shared<Kernel>();
+    auto k = std::make_shared<Kernel>(impl_->mutex);
     k->fsm = KernelStateMachine(impl_->timing());
-    k->last_activity = impl_->clock().wall();
+    SysClock::time_point started;
+    bool reserved = false;
     try {
       k->id = r.at("id").get<std::string>();
       k->owner = r.at("owner").get<std::string>();
@@ -1078,10 +1128,16 @@ std::vector<KernelModel> KernelManager::reattach() {
       k->connection_file = r.at("connection_file").get<std::string>();
       k->state_file = r.at("state_file").get<std::string>();
       k->ack_file = r.value("ack_file", k->state_file + ".done");
-      k->started =
+      started =
           SysClock::time_point(std::chrono::microseconds(r.at("started_us").get<long long>()));
-      k->gpus = r.at("gpus").get<std::vector<int>>();
-      k->spare = r.value("spare", false);
+      if (r.contains("env")) {
+        k->launch.env = r.at("env").get<std::map<std::string, std::string>>();
+        k->launch.devices = r.at("devices").get<std::vector<int>>();
+        reserved = r.value("reserved", false);
+      } else {
+        legacy_launch(r, *k);
+        reserved = r.value("spare", false);
+      }
       auto spec = impl_->specs->find(r.at("spec").get<std::string>());
       if (!spec.ok()) throw std::runtime_error("kernelspec is gone");
       k->spec = std::move(spec.value());
@@ -1097,11 +1153,11 @@ std::vector<KernelModel> KernelManager::reattach() {
     k->adopted = true;
     int status = 0;
     bool dead = k->pid_io <= 0 || impl_->reap(*k, false, status) || ::kill(k->pid_io, 0) != 0;
-    if (dead || k->spare) {
-      // Reap the dead, and spares (the new server fills its own pool): nothing of it may stay
-      // behind.
+    if (dead || reserved) {
+      // Reap the dead, and reserved kernels (the new server fills its own pool): nothing of it
+      // may stay behind.
       log::info("kernel " + k->id +
-                (dead ? " died while the server was away" : " was an unclaimed warm spare") +
+                (dead ? " died while the server was away" : " was reserved, never claimed") +
                 "; cleaning up");
       if (!dead) impl_->kill_processes(*k, k->pid_io);
       if (impl_->opts.launcher) {
@@ -1113,7 +1169,9 @@ std::vector<KernelModel> KernelManager::reattach() {
       continue;
     }
     {
-      MutexLock lock(impl_->mutex);
+      KernelLock lock(impl_->mutex, *k);
+      k->started = started;
+      k->last_activity = impl_->clock().wall();
       k->pid = k->pid_io;
       k->state = KernelState::kStarting;
       impl_->kernels[k->id] = k;
@@ -1144,6 +1202,7 @@ Status KernelManager::add_observer(const std::string& id,
   MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return Error::not_found("Kernel does not exist: " + id);
+  impl_->same_mutex(*it->second);
   auto& obs = it->second->observers;
   if (std::find(obs.begin(), obs.end(), observer) == obs.end()) obs.push_back(std::move(observer));
   return ok_status();
@@ -1153,6 +1212,7 @@ void KernelManager::remove_observer(const std::string& id, const KernelObserver*
   MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return;
+  impl_->same_mutex(*it->second);
   auto& obs = it->second->observers;
   obs.erase(std::remove_if(obs.begin(), obs.end(), [&](auto& o) { return o.get() == observer; }),
             obs.end());
@@ -1161,14 +1221,16 @@ void KernelManager::remove_observer(const std::string& id, const KernelObserver*
 void KernelManager::add_connections(const std::string& id, int delta) {
   MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
-  if (it != impl_->kernels.end())
-    it->second->connections = std::max(0, it->second->connections + delta);
+  if (it == impl_->kernels.end()) return;
+  impl_->same_mutex(*it->second);
+  it->second->connections = std::max(0, it->second->connections + delta);
 }
 
 void KernelManager::touch(const std::string& id) {
   MutexLock lock(impl_->mutex);
   auto it = impl_->kernels.find(id);
   if (it == impl_->kernels.end()) return;
+  impl_->same_mutex(*it->second);
   it->second->last_activity = impl_->clock().wall();
   impl_->last_activity = it->second->last_activity;
 }

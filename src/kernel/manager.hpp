@@ -20,7 +20,9 @@
 
 namespace skylab::kernel {
 
-//! The REST view of a kernel (as Jupyter Server's kernel model).
+//! The REST view of a kernel (as Jupyter Server's kernel model), and what the
+//! layer that started it asked for. What that layer makes of `launch` (GPUs,
+//! the runtime state file) is its business: see runtime/launch.hpp.
 struct KernelModel {
   std::string id;
   std::string name;                                      //!< kernelspec name
@@ -32,23 +34,21 @@ struct KernelModel {
   std::string runtime_type;
   std::string reason;                             //!< why the kernel is dead, when known
   std::chrono::system_clock::time_point started;  //!< first start (restarts keep it)
-  std::vector<int> gpus;
-  std::string state_file;  //!< runtime state for skylab.runtime (SKYLAB_RUNTIME_STATE); the kernel
-                           //!< can read but not write it (a root-owned directory when sandboxed)
-  std::string
-      ack_file;        //!< where the kernel's expiry hooks say they are done (SKYLAB_RUNTIME_ACK);
-                       //!< kernel-writable: check with lstat only, never open it as root
-  bool spare = false;  //!< a warm-pool spare nobody has claimed yet (hidden from list/get)
-  bool warm = false;   //!< claimed from the warm pool (not started for the request)
+  //! StartOptions::launch, with {state_file} and {ack_file} in `env` replaced
+  //! by the kernel's paths.
+  LaunchSettings launch;
+  bool reserved = false;  //!< started reserved, not claimed yet (hidden from list/get)
+  bool claimed = false;   //!< started reserved, then handed out by claim()
 };
 
 struct StartOptions {
   std::string runtime_type;  //!< passed to the Launcher
   std::string kernel_id;     //!< preset id (a queued runtime's); "" for a new one
-  std::vector<int> gpus;     //!< GPU indices granted to the kernel
-  //! A warm-pool spare: hidden from list() and get() until
-  //! claim() hands it to its owner. A restarted server does not adopt spares.
-  bool spare = false;
+  LaunchSettings launch;     //!< environment and devices (kept across restarts)
+  //! Started ahead of its use (a warm-pool spare): hidden from list() and
+  //! get() until claim() hands it to its owner. A restarted server does not
+  //! adopt reserved kernels.
+  bool reserved = false;
 };
 
 //! Receives one kernel's messages. A kernel has any number of observers (the
@@ -88,9 +88,9 @@ struct ManagerOptions {
   //! Called (on the I/O thread) after a kernel was shut down and removed.
   std::function<void(const std::string& kernel_id)> on_removed;
   //! Called just before a kernel's process is spawned (start and restart)
-  //! and when a spare is claimed, with the kernel's model (state_file and
-  //! `started` set): writes what the kernel reads at start-up, such as the
-  //! runtime state file. Any thread, no manager lock held; must be quick.
+  //! and when a reserved kernel is claimed, with the kernel's model (`launch`
+  //! and `started` set): writes what the kernel reads at start-up, such as its
+  //! state file. Any thread, no manager lock held; must be quick.
   std::function<void(const KernelModel&)> on_started;
   //! Time for deadlines, heartbeats and activity stamps; null: real_clock().
   std::shared_ptr<const Clock> clock;
@@ -103,7 +103,7 @@ class KernelService {
   virtual ~KernelService() = default;
   virtual Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
                                     const StartOptions& options = {}) = 0;
-  virtual std::vector<KernelModel> list(bool include_spares = false) const = 0;
+  virtual std::vector<KernelModel> list(bool include_reserved = false) const = 0;
   virtual Result<KernelModel> get(const std::string& id) const = 0;
   virtual Result<KernelModel> claim(const std::string& id) = 0;
   virtual Status interrupt(const std::string& id) = 0;
@@ -131,21 +131,25 @@ class KernelManager final : public KernelService {
   ~KernelManager() override;
 
   //! Launches a kernel of spec `spec_name`; returns once the process runs
-  //! (state "starting"). NotFound for an unknown spec.
+  //! (state "starting"). NotFound for an unknown spec. The kernel's state
+  //! file (written by the server through on_started, readable by the
+  //! kernel: in a root-owned directory when sandboxed) and acknowledgement
+  //! file (kernel-writable) are the manager's to place and remove; their
+  //! paths replace {state_file} and {ack_file} in `options.launch.env`.
   Result<KernelModel> start(const std::string& spec_name, const std::string& owner,
                             const StartOptions& options = {}) override;
-  //! Kernels users see; `include_spares` adds unclaimed warm-pool spares.
-  std::vector<KernelModel> list(bool include_spares = false) const override;
+  //! Kernels users see; `include_reserved` adds unclaimed reserved kernels.
+  std::vector<KernelModel> list(bool include_reserved = false) const override;
   //! Adopts the kernels of a previous server process from their runtime
   //! records (data-dir/runtime/records): live ones are reconnected and
   //! checked with kernel_info, dead ones are cleaned up. Call once, at start.
   std::vector<KernelModel> reattach();
-  //! NotFound for unknown ids and for unclaimed spares.
+  //! NotFound for unknown ids and for unclaimed reserved kernels.
   Result<KernelModel> get(const std::string& id) const override;
-  //! Hands the spare `id` to its owner: it becomes an ordinary kernel whose
-  //! lifetime starts now (`started` and `last_activity` reset, `warm` set).
-  //! NotFound when it is no spare (any more); Unavailable when it is dead
-  //! or shutting down.
+  //! Hands the reserved kernel `id` to its owner: it becomes an ordinary
+  //! kernel whose lifetime starts now (`started` and `last_activity` reset,
+  //! `claimed` set). NotFound when it is not reserved (any more); Unavailable
+  //! when it is dead or shutting down.
   Result<KernelModel> claim(const std::string& id) override;
 
   //! SIGINT to the kernel's process group, or `interrupt_request` on control
@@ -160,7 +164,7 @@ class KernelManager final : public KernelService {
   //! Does nothing after detach_all().
   void shutdown_all() override;
   //! For a server that stops while its runtimes run on (a restart): shuts
-  //! the unclaimed spares down, then leaves every other kernel's process and
+  //! the unclaimed reserved kernels down, then leaves every other kernel's process and
   //! runtime record alone, for the next server's reattach(); from then on
   //! shutdown_all() and the destructor touch no kernel.
   void detach_all();

@@ -29,13 +29,7 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
   }
   std::erase_if(env, [](const auto& kv) { return server_only_env(kv.first); });
   env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // quiets debugpy's frozen-modules warning
-  env["SKYLAB_RUNTIME_STATE"] = in.state_file;
-  env["SKYLAB_RUNTIME_ACK"] = in.ack_file;
-  if (!in.gpus.empty() || !in.runtime_type.empty()) {
-    std::string visible;
-    for (int g : in.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
-    env["CUDA_VISIBLE_DEVICES"] = visible;
-  }
+  for (auto& [key, v] : in.launch_env) env[key] = v;
   if (!in.python_path.empty())
     env["PYTHONPATH"] =
         env.count("PYTHONPATH") ? in.python_path + ":" + env["PYTHONPATH"] : in.python_path;
@@ -43,21 +37,24 @@ std::map<std::string, std::string> kernel_environment(char* const* base, const K
   return env;
 }
 
+std::string substitute(std::string s,
+                       const std::vector<std::pair<std::string, std::string>>& values) {
+  for (const auto& [pat, val] : values) {
+    std::size_t pos = 0;
+    // Advances past each replacement: a value that contains the pattern is not expanded again.
+    while ((pos = s.find(pat, pos)) != std::string::npos) {
+      s.replace(pos, pat.size(), val);
+      pos += val.size();
+    }
+  }
+  return s;
+}
+
 std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& connection_file) {
   std::vector<std::string> args;
-  for (auto a : spec.argv) {
-    for (auto [pat, val] :
-         {std::pair<std::string, std::string>{"{connection_file}", connection_file},
-          {"{resource_dir}", spec.resource_dir}}) {
-      std::size_t pos = 0;
-      // Advances past each replacement: a value that contains the pattern is not expanded again.
-      while ((pos = a.find(pat, pos)) != std::string::npos) {
-        a.replace(pos, pat.size(), val);
-        pos += val.size();
-      }
-    }
-    args.push_back(std::move(a));
-  }
+  for (const auto& a : spec.argv)
+    args.push_back(substitute(
+        a, {{"{connection_file}", connection_file}, {"{resource_dir}", spec.resource_dir}}));
   return args;
 }
 

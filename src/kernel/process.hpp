@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -15,26 +16,28 @@ namespace skylab::kernel {
 
 //! What a kernel's environment adds to the server's.
 struct KernelEnvInput {
-  std::string state_file;                       //!< SKYLAB_RUNTIME_STATE
-  std::string ack_file;                         //!< SKYLAB_RUNTIME_ACK
-  std::vector<int> gpus;                        //!< CUDA_VISIBLE_DEVICES (see kernel_environment)
-  std::string runtime_type;                     //!< "" for a plain kernel
-  std::string python_path;                      //!< prepended to PYTHONPATH when not empty
-  std::map<std::string, std::string> spec_env;  //!< the kernelspec's env: applied last, wins
+  std::map<std::string, std::string> launch_env;  //!< LaunchSettings::env (the starter's)
+  std::string python_path;                        //!< prepended to PYTHONPATH when not empty
+  std::map<std::string, std::string> spec_env;    //!< the kernelspec's env: applied last, wins
 };
 
 //! The one place a kernel's environment is made: `base` (NAME=VALUE
 //! strings, null-terminated, e.g. environ; entries without '=' are skipped)
-//! without the server's secrets (SKYLAB_ADMIN_TOKEN), plus the runtime
-//! state and ack files, CUDA_VISIBLE_DEVICES (the granted GPUs; set to ""
-//! for a runtime without GPUs, left alone for a plain kernel with neither a
-//! runtime type nor GPUs), PYTHONPATH and the spec's env.
+//! without the server's secrets (server_only_env), plus the starter's launch
+//! environment (for runtimes: runtime::launch_settings), PYTHONPATH and the
+//! spec's env.
 std::map<std::string, std::string> kernel_environment(char* const* base, const KernelEnvInput& in);
 
 //! Whether the environment variable `key` is the server's alone (a secret
 //! such as SKYLAB_ADMIN_TOKEN): never handed to a kernel, a runtime or any
 //! program started for one. The one place that says which.
 bool server_only_env(const std::string& key);
+
+//! `s` with every occurrence of each pattern in `values` (such as
+//! "{connection_file}") replaced by its value, left to right; a value that
+//! contains a pattern is not expanded again.
+std::string substitute(std::string s,
+                       const std::vector<std::pair<std::string, std::string>>& values);
 
 //! The spec's argv with {connection_file} and {resource_dir} substituted.
 std::vector<std::string> kernel_argv(const KernelSpec& spec, const std::string& connection_file);

@@ -22,6 +22,7 @@
 
 #include "common/safe_fs.hpp"
 #include "runtime/cgroup_fs.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/sandbox.hpp"
 #include "runtime/seccomp.hpp"
 
@@ -111,8 +112,6 @@ std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id
                                                     const std::string& owner,
                                                     const std::string& type,
                                                     const std::vector<int>& gpus) {
-  std::string visible;
-  for (int g : gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
   return {{"PATH", "/root/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
           {"HOME", "/root"},
           {"LANG", "C.UTF-8"},
@@ -124,7 +123,7 @@ std::map<std::string, std::string> sandbox_base_env(const std::string& kernel_id
           {"SKYLAB_KERNEL_ID", kernel_id},
           {"SKYLAB_RUNTIME_TYPE", type},
           {"SKYLAB_USER", owner},
-          {"CUDA_VISIBLE_DEVICES", visible}};
+          {"CUDA_VISIBLE_DEVICES", visible_devices(gpus)}};
 }
 
 Result<std::vector<std::string>> SandboxLauncher::enter_command(

@@ -10,6 +10,7 @@
 #include "common/log.hpp"
 #include "common/safe_fs.hpp"
 #include "common/util.hpp"
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 
@@ -68,7 +69,8 @@ const RuntimeType& type_of(const Config& c, const kernel::KernelModel& k) {
 
 void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,
                       const std::string& reason) {
-  if (k.state_file.empty()) return;
+  const std::string state_file = state_file_of(k);
+  if (state_file.empty()) return;
   nlohmann::json s = {{"lifetime_deadline", epoch(d.lifetime_deadline)},
                       {"idle_deadline", d.idle_deadline == TimePoint::max()
                                             ? nlohmann::json(nullptr)
@@ -77,7 +79,7 @@ void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, 
                       {"reason", reason}};
   // Fd-relative, random temporary name, never through a symlink (the file
   // sits in a root-owned directory when sandboxed, but make no assumption).
-  auto st = safe_fs::write_file(k.state_file, s.dump(), 0644, false);
+  auto st = safe_fs::write_file(state_file, s.dump(), 0644, false);
   if (!st.ok())
     log::warn("runtime " + k.id + ": cannot write its state file: " + st.error().message);
 }
@@ -130,7 +132,8 @@ void LifecycleMonitor::tick() {
       // Hooks asked to run: shut down once they are done or the grace period is over.
       // The marker is the kernel's: looked at (lstat), never opened or followed.
       struct stat ack {};
-      bool done = !k.ack_file.empty() && ::lstat(k.ack_file.c_str(), &ack) == 0;
+      const std::string ack_file = ack_file_of(k);
+      bool done = !ack_file.empty() && ::lstat(ack_file.c_str(), &ack) == 0;
       if (done || now - t.expire_started >= config_.runtimes.grace) {
         log::info("runtime " + k.id + ": stopping (" +
                   (done ? "expiry hooks done" : "grace period over") + ")");

@@ -5,6 +5,7 @@
 
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 
@@ -48,7 +49,7 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
   if (ids.empty()) return std::nullopt;
   std::map<std::string, kernel::KernelState> state;
   for (auto& k : kernels_->list(true))
-    if (k.spare) state[k.id] = k.execution_state;
+    if (k.reserved) state[k.id] = k.execution_state;
   // Ready spares first, then ones still starting (further along than a new kernel).
   std::stable_partition(ids.begin(), ids.end(), [&](const std::string& id) {
     auto it = state.find(id);
@@ -100,7 +101,7 @@ int WarmPool::ready(const std::string& owner, const std::string& type) const {
   std::set<std::string> mine(ids.begin(), ids.end());
   int n = 0;
   for (auto& k : kernels_->list(true))
-    n += k.spare && mine.count(k.id) && k.execution_state == kernel::KernelState::kIdle;
+    n += k.reserved && mine.count(k.id) && k.execution_state == kernel::KernelState::kIdle;
   return n;
 }
 
@@ -131,7 +132,7 @@ void WarmPool::tick() {
   bool user_starting = false, spare_starting = false;
   for (auto& k : kernels_->list(true)) {
     if (k.execution_state == kernel::KernelState::kStarting)
-      (k.spare ? spare_starting : user_starting) = true;
+      (k.reserved ? spare_starting : user_starting) = true;
     all[k.id] = std::move(k);
   }
   auto now = clock_.now();
@@ -147,7 +148,7 @@ void WarmPool::tick() {
       std::vector<std::string> keep;
       for (auto& id : e.spares) {
         auto k = all.find(id);
-        if (k == all.end() || !k->second.spare) continue;
+        if (k == all.end() || !k->second.reserved) continue;
         if (k->second.execution_state == kernel::KernelState::kDead)
           drop.push_back(id);
         else
@@ -179,7 +180,8 @@ void WarmPool::tick() {
   if (user_enabled_ && !user_enabled_(owner)) return;
   kernel::StartOptions so;
   so.runtime_type = type;
-  so.spare = true;
+  so.launch = launch_settings(type, {});
+  so.reserved = true;
   auto k = kernels_->start(spec, owner, so);
   if (!k.ok()) {
     log::warn("warm pool: cannot start a spare for " + owner + " (" + type +
@@ -221,7 +223,7 @@ void WarmPool::stop() {
   if (worker_) worker_->stop();
   // Spares started by a tick that raced with stop are caught by list(true).
   for (auto& k : kernels_->list(true))
-    if (k.spare && std::find(ids.begin(), ids.end(), k.id) == ids.end()) ids.push_back(k.id);
+    if (k.reserved && std::find(ids.begin(), ids.end(), k.id) == ids.end()) ids.push_back(k.id);
   if (ids.empty()) return;
   auto m = std::make_shared<Mutex>();
   auto cv = std::make_shared<CondVar>();

@@ -38,6 +38,7 @@
 #include "runtime/cgroup_v2.hpp"
 #include "runtime/enter.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/netns.hpp"
 #include "runtime/seccomp.hpp"
 #include "runtime/template.hpp"
@@ -677,7 +678,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   }
 
   // CUDA_VISIBLE_DEVICES is among them: empty, no GPU, for CPU runtimes.
-  plan.env = sandbox_base_env(spec.kernel_id, spec.owner, type_name, spec.gpus);
+  plan.env = sandbox_base_env(spec.kernel_id, spec.owner, type_name, spec.devices);
   plan.env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // the kernel's debugger only
   for (auto& [k, v] : spec.env)
     if (k.rfind("SKYLAB_", 0) == 0 && !kernel::server_only_env(k)) plan.env[k] = v;
@@ -687,7 +688,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
     if (auto it = spec.env.find(k); it != spec.env.end()) plan.env[k] = it->second;
   if (!plan.state_dir.empty())
     plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
-  plan.gpu_devices = gpu_device_nodes(spec.gpus);
+  plan.gpu_devices = gpu_device_nodes(spec.devices);
   // The template serves the default python3 kernelspec only; anything else
   // (another kernelspec, no template ready yet) starts as it always did.
   std::string template_socket;

@@ -8,6 +8,7 @@
 #include "common/mutex.hpp"
 #include "common/util.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/pool.hpp"
 #include "runtime/usage_ledger.hpp"
 
@@ -30,7 +31,7 @@ class LocalBackend final : public RuntimeBackend {
     kernel::StartOptions so;
     so.runtime_type = s.type;
     so.kernel_id = s.id;
-    so.gpus = s.gpus;
+    so.launch = launch_settings(s.type, s.gpus);
     return kernels_->start(s.spec, s.owner, so);
   }
   std::optional<kernel::KernelModel> claim_spare(const std::string& owner, const std::string& type,
@@ -109,7 +110,7 @@ Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_starte
   for (auto& k : backend_->list())
     if (k.owner == request.user) {
       mine.insert(k.id);
-      if (!k.gpus.empty()) mine_gpu.insert(k.id);
+      if (!gpus_of(k).empty()) mine_gpu.insert(k.id);
     }
   std::size_t starting = 0;
   for (auto& [id, e] : entries_) {

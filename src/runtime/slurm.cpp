@@ -26,6 +26,7 @@
 #include "common/safe_fs.hpp"
 #include "common/subprocess.hpp"
 #include "common/util.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/sandbox.hpp"
 
 extern char** environ;
@@ -295,6 +296,7 @@ class SlurmBackend : public RuntimeBackend {
     kernel::StartOptions so;
     so.runtime_type = t->name;
     so.kernel_id = s.id;
+    so.launch = launch_settings(t->name, {});
     auto k = kernels_->start(s.spec, s.owner, so);
     if (!k.ok()) return fail(s.id, k.error());
     // The link listens, then submits the job (sbatch.json) and writes its id;

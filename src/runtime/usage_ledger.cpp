@@ -14,6 +14,7 @@
 #include "common/sqlite_db.hpp"
 #include "common/sqlite_stmt.hpp"
 #include "common/util.hpp"
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 
@@ -140,7 +141,7 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
         Record r;
         r.user = k.owner;
         r.type = k.runtime_type;
-        r.gpus = gpus_of ? gpus_of(k) : static_cast<int>(k.gpus.size());
+        r.gpus = gpus_of ? gpus_of(k) : static_cast<int>(runtime::gpus_of(k).size());
         // Its own start (a reattached runtime's, or a claimed spare's).
         r.start = std::min(now, secs(k.started) > 0 ? secs(k.started) : now);
         if (it != records_.end()) r.start = it->second.start;  // reopened (cannot normally happen)

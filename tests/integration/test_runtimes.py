@@ -261,6 +261,44 @@ def test_runtimes_survive_a_server_sigkill_and_are_reattached():
             srv.cleanup_tmp()
 
 
+def test_a_runtime_record_of_an_older_server_is_adopted_with_its_state_file():
+    """A record written before records kept the launch environment (`gpus`,
+    `spare`, no `env`): the kernel is adopted, and restarting it gives it its
+    runtime state file again."""
+    srv = Server()
+    try:
+        kid = srv.create_kernel()
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        where = "import os; print(os.environ.get('SKYLAB_RUNTIME_STATE'))"
+        before = c.execute(where).stdout.strip()
+        c.close()
+        srv.clients.clear()
+        srv.kill()
+        path = os.path.join(srv.data_dir, "runtime", "records", kid + ".json")
+        with open(path) as f:
+            r = json.load(f)
+        assert r.pop("env")["SKYLAB_RUNTIME_STATE"] == r["state_file"]
+        r["gpus"] = r.pop("devices")
+        r["spare"] = r.pop("reserved")
+        with open(path, "w") as f:
+            json.dump(r, f)
+        srv.restart()
+        assert kid in {k["id"] for k in srv.get("/api/kernels").json()}, srv.log_text()
+        assert srv.post("/api/kernels/%s/restart" % kid).status_code == 200, srv.log_text()
+        c = srv.connect(kid)
+        c.nudge(timeout=60)
+        assert c.execute(where).stdout.strip() == before != "None"
+        state = c.execute("import json, os; "
+                          "print(sorted(json.load(open(os.environ['SKYLAB_RUNTIME_STATE']))))")
+        assert "lifetime_deadline" in state.stdout, state.stdout
+    finally:
+        if srv.proc.poll() is None:
+            _stop_server(srv)
+        else:
+            srv.cleanup_tmp()
+
+
 def test_runtime_state_exists_before_the_kernel_starts(tmp_path):
     """skylab.runtime.deadline() is right from the kernel's first instant:
     a kernelspec that reads SKYLAB_RUNTIME_STATE before ipykernel starts."""

@@ -38,31 +38,32 @@ class FakeKernelService final : public KernelService {
     k.name = spec;
     k.owner = owner;
     k.runtime_type = o.runtime_type;
-    k.gpus = o.gpus;
-    k.spare = o.spare;
+    k.launch = o.launch;
+    k.reserved = o.reserved;
     kernels_[k.id] = k;
     return k;
   }
-  std::vector<KernelModel> list(bool include_spares) const override {
+  std::vector<KernelModel> list(bool include_reserved) const override {
     std::lock_guard lock(mu_);
     std::vector<KernelModel> out;
     for (auto& [_, k] : kernels_)
-      if (include_spares || !k.spare) out.push_back(k);
+      if (include_reserved || !k.reserved) out.push_back(k);
     return out;
   }
   Result<KernelModel> get(const std::string& id) const override {
     std::lock_guard lock(mu_);
     auto it = kernels_.find(id);
-    if (it == kernels_.end() || it->second.spare)
+    if (it == kernels_.end() || it->second.reserved)
       return Error::not_found("Kernel does not exist: " + id);
     return it->second;
   }
   Result<KernelModel> claim(const std::string& id) override {
     std::lock_guard lock(mu_);
     auto it = kernels_.find(id);
-    if (it == kernels_.end() || !it->second.spare) return Error::not_found("no such spare: " + id);
-    it->second.spare = false;
-    it->second.warm = true;
+    if (it == kernels_.end() || !it->second.reserved)
+      return Error::not_found("no such spare: " + id);
+    it->second.reserved = false;
+    it->second.claimed = true;
     return it->second;
   }
   Status interrupt(const std::string& id) override { return exists(id); }

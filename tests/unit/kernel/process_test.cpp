@@ -14,37 +14,26 @@ std::map<std::string, std::string> env_of(std::vector<std::string> base, const K
   return kernel_environment(ptrs.data(), in);
 }
 
-TEST(KernelEnvironment, DropsTheAdminTokenAndSetsTheRuntimeFiles) {
+TEST(KernelEnvironment, DropsTheAdminTokenAndAddsTheLaunchEnv) {
   KernelEnvInput in;
-  in.state_file = "/s/state.json";
-  in.ack_file = "/s/state.json.done";
-  auto env = env_of({"SKYLAB_ADMIN_TOKEN=secret", "HOME=/root", "noequals", "SKYLAB_OTHER=x"}, in);
+  in.launch_env = {{"SKYLAB_RUNTIME_STATE", "/s/state.json"}, {"HOME", "/launch"}};
+  auto env = env_of({"SKYLAB_ADMIN_TOKEN=secret", "HOME=/root", "noequals", "SKYLAB_OTHER=x",
+                     "CUDA_VISIBLE_DEVICES=0,1"},
+                    in);
   EXPECT_EQ(env.count("SKYLAB_ADMIN_TOKEN"), 0u);
-  EXPECT_EQ(env["HOME"], "/root");
+  EXPECT_EQ(env["HOME"], "/launch");  // the launch env overrides the server's
   EXPECT_EQ(env["SKYLAB_OTHER"], "x");
   EXPECT_EQ(env.count("noequals"), 0u);
   EXPECT_EQ(env["SKYLAB_RUNTIME_STATE"], "/s/state.json");
-  EXPECT_EQ(env["SKYLAB_RUNTIME_ACK"], "/s/state.json.done");
-  EXPECT_EQ(env.count("CUDA_VISIBLE_DEVICES"),
-            0u);  // a plain kernel keeps the server's (none here)
+  EXPECT_EQ(env["CUDA_VISIBLE_DEVICES"], "0,1");  // nothing of its own: the launch env decides
 }
 
 TEST(KernelEnvironment, SpecEnvIsAppliedLast) {
   KernelEnvInput in;
+  in.launch_env = {{"HOME", "/launch"}};
   in.spec_env = {{"HOME", "/home/x"}};
   auto env = env_of({"HOME=/root"}, in);
   EXPECT_EQ(env["HOME"], "/home/x");
-}
-
-TEST(KernelEnvironment, CudaVisibleDevicesListsTheGrantedGpusOnly) {
-  KernelEnvInput in;
-  in.gpus = {2, 0};
-  EXPECT_EQ(env_of({"CUDA_VISIBLE_DEVICES=0,1,2,3"}, in)["CUDA_VISIBLE_DEVICES"], "2,0");
-  in.gpus.clear();
-  in.runtime_type = "cpu";
-  auto env = env_of({"CUDA_VISIBLE_DEVICES=0,1,2,3"}, in);
-  ASSERT_EQ(env.count("CUDA_VISIBLE_DEVICES"), 1u);
-  EXPECT_EQ(env["CUDA_VISIBLE_DEVICES"], "");  // a runtime without GPUs sees none
 }
 
 TEST(KernelEnvironment, PythonPathIsPrepended) {

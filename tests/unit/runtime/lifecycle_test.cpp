@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/launch.hpp"
+
 namespace skylab::runtime {
 
 using namespace std::chrono_literals;
@@ -90,16 +92,19 @@ TEST(Lifecycle, InitialStateFileHasTheDeadlines) {
   c.runtimes.max_lifetime = 2h;
   kernel::KernelModel k;
   k.started = k.last_activity = TimePoint(std::chrono::seconds(1000000));
-  k.state_file = ::testing::TempDir() + "/state-" + std::to_string(::getpid()) + ".json";
+  const std::string state_file =
+      ::testing::TempDir() + "/state-" + std::to_string(::getpid()) + ".json";
+  k.launch.env["SKYLAB_RUNTIME_STATE"] = state_file;  // as the manager fills in launch_settings'
+  EXPECT_EQ(state_file_of(k), state_file);
   write_initial_state(c, k, k.started);
-  std::ifstream in(k.state_file);
+  std::ifstream in(state_file);
   std::stringstream ss;
   ss << in.rdbuf();
   auto j = nlohmann::json::parse(ss.str());
   EXPECT_DOUBLE_EQ(j["lifetime_deadline"].get<double>(), 1000000 + 7200);
   EXPECT_DOUBLE_EQ(j["idle_deadline"].get<double>(), 1000000 + 90 * 60);
   EXPECT_FALSE(j["expire"].get<bool>());
-  std::remove(k.state_file.c_str());
+  std::remove(state_file.c_str());
 }
 
 }  // namespace skylab::runtime

@@ -27,7 +27,7 @@ struct PoolTest : ::testing::Test {
   std::vector<kernel::KernelModel> spares() const {
     std::vector<kernel::KernelModel> out;
     for (auto& k : kernels->list(true))
-      if (k.spare) out.push_back(k);
+      if (k.reserved) out.push_back(k);
     return out;
   }
   void set_state(const std::string& id, KernelState s) {
@@ -69,7 +69,8 @@ TEST_F(PoolTest, ReadySparesAreClaimedAndUnusedKeysExpireByTheClock) {
   auto got = pool.take("ann", "", "python3");
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->id, id);
-  EXPECT_FALSE(got->spare);
+  EXPECT_FALSE(got->reserved);
+  EXPECT_TRUE(got->claimed);
 
   // The take counted as a use: the pool refills, and keeps the spare until
   // the type's idle timeout passes on its clock with no further take.

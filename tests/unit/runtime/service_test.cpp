@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 namespace {
@@ -39,7 +40,7 @@ class FakeBackend : public RuntimeBackend {
     k.owner = s.owner;
     k.name = s.spec;
     k.runtime_type = s.type;
-    k.gpus = s.gpus;
+    k.launch = launch_settings(s.type, s.gpus);
     k.execution_state = kernel::KernelState::kStarting;
     kernels_[k.id] = k;
     ++starts_;
@@ -55,7 +56,7 @@ class FakeBackend : public RuntimeBackend {
     k.owner = owner;
     k.name = spec;
     k.runtime_type = type;
-    k.warm = true;
+    k.claimed = true;
     kernels_[k.id] = k;
     return k;
   }
@@ -237,7 +238,7 @@ TEST(RuntimeService, GpuQueueGrantsInOrderAndReleaseLeavesIt) {
   EXPECT_EQ(a->position, 0);
   first.wait(1);
   ASSERT_TRUE(first.got[0].ok());
-  EXPECT_EQ(first.got[0]->gpus, std::vector<int>{0});
+  EXPECT_EQ(gpus_of(*first.got[0]), std::vector<int>{0});
   // No GPU free: a caller that cannot queue is told at once.
   auto refused = svc.acquire(req("ann", "gpu", false), nullptr);
   ASSERT_FALSE(refused.ok());
@@ -258,7 +259,7 @@ TEST(RuntimeService, GpuQueueGrantsInOrderAndReleaseLeavesIt) {
   svc.release(a->id, nullptr);
   third.wait(1);
   ASSERT_TRUE(third.got[0].ok());
-  EXPECT_EQ(third.got[0]->gpus, std::vector<int>{0});
+  EXPECT_EQ(gpus_of(*third.got[0]), std::vector<int>{0});
   EXPECT_EQ(second.got.size(), 1u);
 }
 
@@ -319,7 +320,7 @@ TEST(RuntimeService, JobLeaseHoldsFromTheFirstMomentAndFollowsAWarmSpare) {
   ASSERT_TRUE(w.ok());
   r.wait(2);
   ASSERT_TRUE(r.got[1].ok());
-  EXPECT_TRUE(r.got[1]->warm);
+  EXPECT_TRUE(r.got[1]->claimed);
   EXPECT_EQ(svc.lease_of(r.got[1]->id), "job 1");
   EXPECT_EQ(svc.lease_of(w->id), "");
 }

@@ -7,6 +7,7 @@
 
 #include "auth/audit_log.hpp"
 #include "common/clock.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/lifecycle.hpp"
 
 namespace skylab::runtime {
@@ -30,7 +31,7 @@ kernel::KernelModel kernel_of(const std::string& id, const std::string& owner,
   k.owner = owner;
   k.runtime_type = type;
   k.started = started;
-  k.gpus = std::move(gpus);
+  k.launch = launch_settings(type, gpus);
   return k;
 }
 // Wednesday 2026-12-02 12:00:00 UTC.
@@ -63,7 +64,7 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
   ManualClock clock{wednesday_noon()};  // outlives the ledgers
   QuotasSection q;
   q.gpu_hours_per_week = 2;
-  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(k.gpus.size()); };
+  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(gpus_of(k).size()); };
   {
     auto l = UsageLedger::open(db.path, q, clock);
     ASSERT_TRUE(l.ok()) << l.error().message;
@@ -121,7 +122,7 @@ TEST(UsageLedger, CountsRunningAndEndedRuntimesAndSurvivesReopening) {
 TEST(UsageLedger, RuntimeEndedWhileServerWasDownCountsToItsLastSighting) {
   TempDb db;
   ManualClock clock{wednesday_noon()};  // outlives the ledgers
-  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(k.gpus.size()); };
+  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(gpus_of(k).size()); };
   {
     auto l = UsageLedger::open(db.path, {}, clock);
     ASSERT_TRUE(l.ok());
