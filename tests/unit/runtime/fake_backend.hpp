@@ -88,7 +88,10 @@ class FakeBackend : public RuntimeBackend {
     cv_.wait(lock, [&] { return waiting_ >= n; });
   }
   void add_running(const std::string& id, const std::string& owner) {
-    kernels_->put(kernel::KernelModel{.id = id, .owner = owner});
+    kernel::KernelModel k;
+    k.id = id;
+    k.owner = owner;
+    kernels_->put(std::move(k));
   }
   void set_spares(int n) {
     std::lock_guard lock(mu_);
