@@ -44,10 +44,11 @@ struct LoginState {
   //! create a classroom's worth of accounts, then slows down.
   auth::LoginThrottle signups_by_address;
   //! Password checks cost tens of milliseconds and 64 MiB each: they run on
-  //! two threads of their own, never on the Asio thread, never more at once.
-  WorkQueue workers{2, 64};
+  //! Context::logins (two threads of their own), never on the Asio thread.
+  std::shared_ptr<WorkQueue> workers;
 
-  LoginState(std::shared_ptr<auth::AccountStore> s, runtime::AccountsSection a)
+  LoginState(std::shared_ptr<auth::AccountStore> s, runtime::AccountsSection a,
+             std::shared_ptr<WorkQueue> w)
       : store(std::move(s)),
         accounts(std::move(a)),
         by_user(auth::ThrottleOptions{}),
@@ -61,7 +62,8 @@ struct LoginState {
           o.free_failures = 100;
           o.base_delay = std::chrono::seconds(5);
           return o;
-        }()) {}
+        }()),
+        workers(std::move(w)) {}
 };
 
 //! Runs `job` on the login workers. When too many wait already, `job` is
@@ -69,7 +71,7 @@ struct LoginState {
 //! Retry-After: 1 (the sign-in and sign-up forms' one answer to a crowd).
 void post_login_work(LoginState& st, const char* what, std::function<void()> job,
                      const Responder& done) {
-  if (st.workers.post(std::move(job))) return;
+  if (st.workers->post(std::move(job))) return;
   auto res = Response::error(503, std::string("Too many ") + what + " at once; try again");
   res.set_header("Retry-After", "1");
   done(std::move(res));
@@ -321,7 +323,7 @@ void changed(const Context& ctx) {
 //! A handler that runs on the work queue: these routes write to (or wait on)
 //! the account database, which another process may hold locked for seconds.
 //! The request is copied; a full queue answers 503 with Retry-After.
-http::Handler on_work_queue(std::shared_ptr<Context> ctx, http::Handler h) {
+http::Handler on_work_queue(std::shared_ptr<const Context> ctx, http::Handler h) {
   return [ctx, h = std::move(h)](Request& req, Responder done) {
     auto copy = std::make_shared<Request>(req);
     post_or_busy(
@@ -378,7 +380,7 @@ std::optional<Response> admin_only(const Request& req) {
 
 }  // namespace
 
-void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_account_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   const http::Router* router = &r;  // outlives its handlers
   r.add("GET", "/api/skylab/routes/?", [router](Request& req, Responder done) {
     if (auto no = admin_only(req)) return done(*no);
@@ -393,10 +395,8 @@ void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx) {
   if (!ctx->accounts) return;
   auto store = ctx->accounts;
   auto st = std::make_shared<LoginState>(
-      store, ctx->runtime_config ? ctx->runtime_config->accounts : runtime::AccountsSection{});
-  ctx->stop_logins = [weak = std::weak_ptr<LoginState>(st)] {
-    if (auto s = weak.lock()) s->workers.stop(WorkQueue::Pending::kDrop);
-  };
+      store, ctx->runtime_config ? ctx->runtime_config->accounts : runtime::AccountsSection{},
+      ctx->logins);
   http::RouteOptions pub;
   pub.public_route = true;
   pub.body_limit = kLoginBodyLimit;

@@ -42,16 +42,18 @@ bool may_access(const auth::Identity& user, const std::string& owner) {
   return user.admin || user.username == owner;
 }
 
-void close_all_channels(Context& ctx) {
-  if (ctx.channels) ctx.channels->close_all();
-}
-
-void stop_work(Context& ctx) {
-  if (ctx.stop_logins) ctx.stop_logins();
-  if (ctx.stop_jobs) ctx.stop_jobs();
-  if (ctx.live) ctx.live->stop();  // last saves of open notebooks
-  if (ctx.runtimes) ctx.runtimes->stop();
-  if (ctx.work) ctx.work->stop();
+std::shared_ptr<ChannelsRegistry> make_channels(std::shared_ptr<kernel::KernelService> kernels,
+                                                std::shared_ptr<live::LiveNotebooks> live,
+                                                std::shared_ptr<SecretsBroker> secret_broker) {
+  ClientMessageHook hook;
+  if (live || secret_broker)
+    hook = [live, secret_broker](const std::string& kernel_id, kernel::Channel ch,
+                                 const kernel::Message& msg) {
+      if (live) live->on_client_message(kernel_id, ch, msg);
+      // Code a client runs may ask for secrets: the kernel's stdin is heard from then on.
+      if (secret_broker && ch == kernel::Channel::kShell) secret_broker->watch(kernel_id);
+    };
+  return std::make_shared<ChannelsRegistry>(std::move(kernels), std::move(hook));
 }
 
 namespace {
@@ -87,28 +89,8 @@ std::string mime_for(const std::string& path) {
 
 }  // namespace
 
-std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
-  ClientMessageHook hook;
-  std::weak_ptr<Context> weak_ctx = ctx;
-  if (ctx->live || ctx->secrets)
-    hook = [weak_ctx](const std::string& kernel_id, kernel::Channel ch,
-                      const kernel::Message& msg) {
-      auto c = weak_ctx.lock();
-      if (!c) return;
-      if (c->live) c->live->on_client_message(kernel_id, ch, msg);
-      // Code a client runs may ask for secrets: the kernel's stdin is heard from then on.
-      if (c->secret_broker && ch == kernel::Channel::kShell) c->secret_broker->watch(kernel_id);
-    };
-  ctx->channels = std::make_shared<ChannelsRegistry>(ctx->kernels, std::move(hook));
-  if (!ctx->sessions) ctx->sessions = std::make_shared<SessionStore>();
-  if (!ctx->work) ctx->work = std::make_shared<WorkQueue>(4, 1024);
-  if (!ctx->runtime_config)
-    ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
-  if (!ctx->runtimes)
-    ctx->runtimes = std::make_shared<runtime::RuntimeService>(
-        runtime::make_local_backend(ctx->kernels, ctx->specs, nullptr), ctx->runtime_config,
-        nullptr);
-  auto r = std::make_shared<http::Router>();
+void add_routes(http::Router& router, std::shared_ptr<const Context> ctx) {
+  http::Router* r = &router;
   http::RouteOptions pub;
   pub.public_route = true;
 
@@ -197,14 +179,13 @@ std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx) {
   add_collab_routes(*r, ctx);
   add_contents_routes(*r, ctx);
   add_session_routes(*r, ctx);
-  add_secret_routes(*r, ctx);  // before jobs: they hand their kernels' notebooks to the broker
+  add_secret_routes(*r, ctx);
   add_job_routes(*r, ctx);
   add_web_routes(*r, ctx);
   add_runtime_file_routes(*r, ctx);
   add_example_routes(*r, ctx);
   add_terminal_routes(*r, ctx);
   add_usage_routes(*r, ctx);
-  return r;
 }
 
 }  // namespace skylab::api

@@ -40,25 +40,32 @@ class WorkQueue;  // common/work_queue.hpp
 namespace skylab::api {
 
 class ChannelsRegistry;
+class JobRunner;
 class SecretsBroker;
 class SessionStore;
 
-//! Everything handlers need. Shared by all requests; members are thread-safe.
+//! The server's shared objects, every one built by `skylab serve`
+//! (src/cli/serve.cpp), which owns them and stops them in an order it spells
+//! out. Route groups get it const, once it is complete: nothing in it is set
+//! later, and a route group creates no object that another needs. Members
+//! are thread-safe.
 struct Context {
   std::shared_ptr<kernel::KernelService> kernels;
   std::shared_ptr<const kernel::KernelSpecStore> specs;
+  //! Open kernel WebSockets (make_channels). Required.
   std::shared_ptr<ChannelsRegistry> channels;
   std::shared_ptr<drive::Drive> drive;     //!< users' files; null: no Contents API
-  std::shared_ptr<SessionStore> sessions;  //!< created by build_router
-  std::shared_ptr<WorkQueue> work;         //!< blocking work (disk); created by build_router
+  std::shared_ptr<SessionStore> sessions;  //!< Jupyter sessions. Required.
+  std::shared_ptr<WorkQueue> work;         //!< blocking work (disk, SQLite). Required.
   //! Accounts, sessions and API tokens; null: only the admin token (no sign-in).
   std::shared_ptr<auth::AccountStore> accounts;
+  //! Password checks: a queue of their own (two threads; a sign-in never
+  //! waits behind disk work, nor disk work behind 64 MiB hashes). Required
+  //! with `accounts`.
+  std::shared_ptr<WorkQueue> logins;
   //! Called after this process changed accounts, sessions or tokens, so that
-  //! open WebSockets are checked against the change. Set before serving.
+  //! open WebSockets are checked against the change. Null: nobody listens.
   std::function<void()> accounts_changed;
-  //! Stops the sign-in threads (pending sign-ins are dropped); set by
-  //! add_account_routes, called by stop_work.
-  std::function<void()> stop_logins;
   //! True for the admin token (constant time); the login URL (`/?token=`)
   //! asks it. Null: no login URL.
   std::function<bool(std::string_view)> is_admin_token;
@@ -66,25 +73,22 @@ struct Context {
   std::shared_ptr<auth::ShareStore> shares;
   //! Users' secrets (google.colab.userdata); null: no secrets routes.
   std::shared_ptr<auth::SecretStore> secrets;
-  //! Answers kernels' secret requests; set by add_secret_routes.
+  //! Answers kernels' secret requests; set exactly when `secrets` is.
   std::shared_ptr<SecretsBroker> secret_broker;
   //! Where the UI will render untrusted outputs (an origin of its own); "" none.
   std::string output_origin;
   //! The built web app (index.html, frame.html, static/); "" none.
   std::string web_dir;
-  //! Runtime types and deadlines. Defaults when null.
+  //! Runtime types and deadlines. Required.
   std::shared_ptr<const runtime::Config> runtime_config;
   //! THE way to obtain, lease and release a runtime (limits, GPUs and their
-  //! queue, warm pool, job leases). build_router makes a local one (no GPUs,
-  //! no pool) when null.
+  //! queue, warm pool, job leases). Required.
   std::shared_ptr<runtime::RuntimeService> runtimes;
   //! Open notebooks held by the server (outputs recorded, saves merged);
   //! null: none (the Contents API reads and writes files as they are).
   std::shared_ptr<live::LiveNotebooks> live;
-  //! Where /api/skylab/jobs keeps its records; "" no jobs routes.
-  std::string jobs_dir;
-  //! Set by add_job_routes: stops the job threads (called by stop_work).
-  std::function<void()> stop_jobs;
+  //! Runs /api/skylab/jobs (make_job_runner); null: no jobs routes.
+  std::shared_ptr<JobRunner> jobs;
   //! <data-dir>/runtimes: sandboxed runtimes' /content lives in <id>/content
   //! there; "" turns the runtime files API off.
   std::string runtimes_dir;
@@ -101,34 +105,43 @@ struct Context {
   std::string version = "0.1.0";
 };
 
-//! Creates the context's channel registry and the full route table.
-std::shared_ptr<http::Router> build_router(std::shared_ptr<Context> ctx);
+//! The registry of open kernel WebSockets. What clients send is shown to
+//! `live` (outputs recorded; may be null) and, for shell requests, makes
+//! `secret_broker` (may be null) listen to that kernel's stdin.
+std::shared_ptr<ChannelsRegistry> make_channels(std::shared_ptr<kernel::KernelService> kernels,
+                                                std::shared_ptr<live::LiveNotebooks> live,
+                                                std::shared_ptr<SecretsBroker> secret_broker);
 
-//! Closes every open kernel WebSocket (server shutdown).
-void close_all_channels(Context& ctx);
+//! Loads the job records in `dir` and starts `threads` job threads, which run
+//! notebooks in their owners' runtimes through `ctx.runtimes` (and answer
+//! their secret requests through `ctx.secret_broker`). Uses `ctx`'s kernels,
+//! drive, runtimes, runtime_config and secret_broker, which must be set.
+std::shared_ptr<JobRunner> make_job_runner(const Context& ctx, std::string dir,
+                                           std::size_t threads = 2);
+//! Cancels running jobs, drops waiting ones, joins the job threads. Idempotent.
+void stop_job_runner(JobRunner& jobs);
 
-//! Finishes queued background work (saves in progress) and stops its
-//! threads; call before the HTTP server stops.
-void stop_work(Context& ctx);
+//! Adds the full route table to `r`. `ctx` must be complete (see Context).
+void add_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 
 // Route groups, defined in their own files.
-void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx);
-void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx);
-void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_kernel_routes(http::Router& r, std::shared_ptr<const Context> ctx);
+void add_runtime_routes(http::Router& r, std::shared_ptr<const Context> ctx);
+void add_channel_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 //! /login, /logout, /api/skylab/tokens, /api/skylab/users, /api/skylab/routes.
-void add_account_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_account_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 //! /api/skylab/shares (mine), /api/skylab/shared (with me, and access to it).
-void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx);
-void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx);
-void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_share_routes(http::Router& r, std::shared_ptr<const Context> ctx);
+void add_contents_routes(http::Router& r, std::shared_ptr<const Context> ctx);
+void add_session_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 //! /api/skylab/jobs: notebooks run headless in the user's runtimes.
-void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_job_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 //! /api/skylab/runtimes/{id}/files: a runtime's /content (runtime_files.cpp).
-void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_runtime_file_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 //! /api/skylab/secrets: names, values in, notebook grants (secrets.cpp).
-void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_secret_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 //! The browser app: /, /drive, /notebooks/..., /static/..., /output-frame.
-void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_web_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 
 //! The Content-Security-Policy of the app's pages: scripts only from the
 //! server, frames only from itself (the output frame) and `output_origin`.
@@ -136,14 +149,14 @@ std::string app_csp(const std::string& output_origin);
 
 //! Appends to the audit log when there is one (blocks on SQLite: call on the
 //! work queue). No secrets in any field. (usage.cpp)
-void audit(Context& ctx, const std::string& actor, const std::string& action,
+void audit(const Context& ctx, const std::string& actor, const std::string& action,
            const std::string& target, const std::string& detail = "");
 
 //! /api/skylab/usage and /api/skylab/admin/... (usage.cpp).
-void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_usage_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 
 //! /api/skylab/examples: the gallery of example notebooks, copied into Drives.
-void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_example_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 
 //! The Contents API model of a Drive entry (no content).
 nlohmann::json contents_model(const drive::Entry& e);

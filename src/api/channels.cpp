@@ -242,7 +242,7 @@ void ChannelsRegistry::close_all() {
 
 // ---- route ----
 
-void add_channel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_channel_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   r.add_websocket("/api/kernels/([0-9a-fA-F-]{1,64})/channels/?", [ctx](http::Request& req) {
     http::Upgrade up;
     auto k = ctx->kernels->get(req.params[0]);

@@ -27,7 +27,7 @@ class CollabConnection : public http::WebSocketHandler,
 
   //! `share`: the share it joined through ("" the owner's own route); its
   //! grant can end while it is open.
-  CollabConnection(std::shared_ptr<Context> ctx, std::string user, Resolve resolve,
+  CollabConnection(std::shared_ptr<const Context> ctx, std::string user, Resolve resolve,
                    std::string share)
       : ctx_(std::move(ctx)),
         user_(std::move(user)),
@@ -169,7 +169,7 @@ class CollabConnection : public http::WebSocketHandler,
     if (leave) ctx_->live->collab_leave(id.value());
   }
 
-  std::shared_ptr<Context> ctx_;
+  std::shared_ptr<const Context> ctx_;
   std::string user_;
   Resolve resolve_;
   std::weak_ptr<http::WebSocket> ws_;
@@ -192,7 +192,7 @@ void recheck_collab_access(const std::string& share_id) {
   for (auto& c : CollabConnection::open_shared(share_id)) c->recheck_now();
 }
 
-void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_collab_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   if (!ctx->live || !ctx->drive) return;
   r.add_websocket("/api/skylab/collab/([\\s\\S]+)", [ctx](http::Request& req) {
     http::Upgrade up;

@@ -24,10 +24,10 @@ struct SharedTarget {
 //! grant, the owner enabled, the item still there, followed when moved)
 //! and resolves `sub` ("" or "/a/b") below it. NotFound exactly as for a
 //! missing share. Blocking (SQLite, disk): work queue only. (shares.cpp)
-Result<SharedTarget> resolve_shared(Context& ctx, const auth::Identity& user, const std::string& id,
-                                    const std::string& sub);
+Result<SharedTarget> resolve_shared(const Context& ctx, const auth::Identity& user,
+                                    const std::string& id, const std::string& sub);
 
-void add_collab_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_collab_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 
 //! Access may have changed: share `share_id` revoked or its role changed, or
 //! ("" all shares) an account disabled. Every open co-editing connection

@@ -56,7 +56,7 @@ struct Call {
 
 using Work = std::function<Response(Call&)>;
 
-void dispatch(const std::shared_ptr<Context>& ctx, Request& req, Responder done, Work work) {
+void dispatch(const std::shared_ptr<const Context>& ctx, Request& req, Responder done, Work work) {
   auto call = std::make_shared<Call>();
   call->user = req.user;
   call->params = req.params;
@@ -366,7 +366,7 @@ Response post_contents(drive::Drive& d, Call& c) {
   return model_response(201, e.value(), true);
 }
 
-Response patch_contents(Context& ctx, Call& c) {
+Response patch_contents(const Context& ctx, Call& c) {
   std::string path = path_param(c);
   if (c.body.empty()) return error(400, "JSON body missing");
   auto body = body_object(c);
@@ -394,7 +394,7 @@ Response patch_contents(Context& ctx, Call& c) {
   return model_response(200, e.value(), true);
 }
 
-Response delete_contents(Context& ctx, Call& c) {
+Response delete_contents(const Context& ctx, Call& c) {
   std::string path = path_param(c);
   auto st = ctx.drive->remove(c.user, path);
   if (!st.ok()) return error(st.error());
@@ -484,7 +484,7 @@ json contents_model(const Entry& e) {
   return model(e);
 }
 
-void add_contents_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_contents_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   if (!ctx->drive) return;
   auto d = ctx->drive;
   // [\s\S]: any byte, newlines included, so that such paths reach DrivePath::parse (400).

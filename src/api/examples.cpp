@@ -144,7 +144,7 @@ Response list_examples(const std::string& dir) {
   return Response::json(200, out);
 }
 
-Response copy_example(Context& ctx, const auth::Identity& user, const std::string& name) {
+Response copy_example(const Context& ctx, const auth::Identity& user, const std::string& name) {
   static Mutex mutex;  // check-then-save per server: two clicks make one copy
   if (!valid_example_name(name) || ctx.examples_dir.empty())
     return Response::error(404, "No such example");
@@ -166,7 +166,7 @@ Response copy_example(Context& ctx, const auth::Identity& user, const std::strin
 
 }  // namespace
 
-void add_example_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_example_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   r.add("GET", "/api/skylab/examples/?", [ctx](Request&, Responder done) {
     respond_on_queue(
         ctx->work.get(), done, [ctx] { return list_examples(ctx->examples_dir); }, "examples");

@@ -155,6 +155,8 @@ std::optional<Job> from_json(const json& v) {
   }
 }
 
+}  // namespace
+
 // Runs jobs on a few threads of its own (a job blocks a thread for its
 // whole run). Thread-safe.
 class JobRunner : public std::enable_shared_from_this<JobRunner> {
@@ -562,6 +564,19 @@ class JobRunner : public std::enable_shared_from_this<JobRunner> {
   std::unique_ptr<WorkQueue> work_;  // runs the jobs in turn; set by start()
 };
 
+std::shared_ptr<JobRunner> make_job_runner(const Context& ctx, std::string dir,
+                                           std::size_t threads) {
+  auto runner = std::make_shared<JobRunner>(ctx, std::move(dir), threads);
+  runner->start();
+  return runner;
+}
+
+void stop_job_runner(JobRunner& jobs) {
+  jobs.stop();
+}
+
+namespace {
+
 //! A job's working directory: the notebook's folder in the Drive when none
 //! is asked; a relative `requested` is a Drive folder, an absolute one a path
 //! in the runtime as it is ("/content"). The kernel changes to it as the
@@ -657,14 +672,9 @@ Result<Job> parse_request(const Context& ctx, const Request& req) {
 
 }  // namespace
 
-void add_job_routes(http::Router& r, std::shared_ptr<Context> ctx) {
-  if (!ctx->drive || ctx->jobs_dir.empty()) return;
-  if (!ctx->runtime_config)
-    ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
-  auto runner = std::make_shared<JobRunner>(*ctx, ctx->jobs_dir, 2);
-  runner->start();
-  std::weak_ptr<JobRunner> weak = runner;
-  ctx->stop_jobs = [runner] { runner->stop(); };
+void add_job_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
+  if (!ctx->jobs || !ctx->drive) return;
+  std::weak_ptr<JobRunner> weak = ctx->jobs;
   const std::string id_re = "/api/skylab/jobs/([0-9a-f-]{36})/?";
 
   r.add("POST", "/api/skylab/jobs/?", [ctx, weak](Request& req, Responder done) {

@@ -24,7 +24,7 @@ namespace {
 
 // The kernel if it exists and `user` may see it; another user's kernel is
 // reported exactly like a missing one.
-Result<kernel::KernelModel> visible_kernel(Context& ctx, const auth::Identity& user,
+Result<kernel::KernelModel> visible_kernel(const Context& ctx, const auth::Identity& user,
                                            const std::string& id) {
   auto k = ctx.kernels->get(id);
   if (!k.ok() || !may_access(user, k->owner))
@@ -34,7 +34,7 @@ Result<kernel::KernelModel> visible_kernel(Context& ctx, const auth::Identity& u
 
 }  // namespace
 
-void add_kernel_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_kernel_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   const std::string id = "/api/kernels/([0-9a-fA-F-]{1,64})";
 
   r.add("GET", "/api/kernels/?", [ctx](Request& req, Responder done) {

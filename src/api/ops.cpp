@@ -195,8 +195,9 @@ Response run_health_checks(const Context& ctx, const OpsOptions& opts) {
                         {{"status", ok ? "ok" : "unavailable"}, {"checks", checks}});
 }
 
-void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAllocator> gpus) {
-  std::weak_ptr<Context> weak = ctx;
+void add_collectors(std::shared_ptr<const Context> ctx,
+                    std::shared_ptr<runtime::GpuAllocator> gpus) {
+  std::weak_ptr<const Context> weak = ctx;
   metrics::add_collector([weak](std::string& out) {
     auto c = weak.lock();
     if (!c) return;
@@ -262,9 +263,9 @@ void add_collectors(std::shared_ptr<Context> ctx, std::shared_ptr<runtime::GpuAl
 
 }  // namespace
 
-void add_ops_routes(http::Router& r, std::shared_ptr<Context> ctx, OpsOptions options) {
+void add_ops_routes(http::Router& r, std::shared_ptr<const Context> ctx, OpsOptions options) {
   auto opts = std::make_shared<const OpsOptions>(std::move(options));
-  std::weak_ptr<Context> weak = ctx;
+  std::weak_ptr<const Context> weak = ctx;
   auto probe = std::make_shared<HealthProbe>(
       [weak, opts] {
         auto c = weak.lock();

@@ -27,6 +27,6 @@ struct OpsOptions {
 //! gauges (runtimes by type, pending, GPUs, Drive bytes per user). Call once,
 //! before serving. The checks and the scrape run on ctx->work, never on the
 //! I/O thread.
-void add_ops_routes(http::Router& r, std::shared_ptr<Context> ctx, OpsOptions options);
+void add_ops_routes(http::Router& r, std::shared_ptr<const Context> ctx, OpsOptions options);
 
 }  // namespace skylab::api

@@ -95,7 +95,7 @@ Response error(const Error& e) {
 }
 
 //! Validates the runtime and the path, then runs `work` on the work queue.
-void dispatch(const std::shared_ptr<Context>& ctx, const std::shared_ptr<RuntimeFiles>& rf,
+void dispatch(const std::shared_ptr<const Context>& ctx, const std::shared_ptr<RuntimeFiles>& rf,
               Request& req, Responder done, Work work) {
   auto call = std::make_shared<Call>();
   call->id = req.params[0];
@@ -254,7 +254,7 @@ Response remove_path(RuntimeFiles& rf, drive::FileStore& fs, Call& c) {
 
 }  // namespace
 
-void add_runtime_file_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_runtime_file_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   if (ctx->runtimes_dir.empty()) return;
   auto rf = std::make_shared<RuntimeFiles>(ctx->runtimes_dir);
   // [\s\S]: any byte, so that odd paths reach DrivePath::parse (400).

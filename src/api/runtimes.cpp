@@ -105,7 +105,7 @@ class CpuSampler {
       GUARDED_BY(mutex_);
 };
 
-json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
+json usage_json(const Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
                 const std::map<int, runtime::GpuUsage>& gpu_by_index) {
   json j = {{"id", k.id},
             {"type", type_of(k, *ctx.runtime_config)},
@@ -146,9 +146,7 @@ json usage_json(Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
 
 }  // namespace
 
-void add_runtime_routes(http::Router& r, std::shared_ptr<Context> ctx) {
-  if (!ctx->runtime_config)
-    ctx->runtime_config = std::make_shared<runtime::Config>(runtime::default_config());
+void add_runtime_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   auto service = ctx->runtimes;
   auto gpus = service->gpus();
   const std::string id_re = "/api/skylab/runtimes/([0-9a-fA-F-]{1,64})/?";

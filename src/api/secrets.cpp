@@ -162,7 +162,7 @@ void SecretsBroker::answer(const std::string& kernel_id, const std::string& name
 
 namespace {
 
-void on_work(Context& ctx, Responder done, std::function<Response()> work) {
+void on_work(const Context& ctx, Responder done, std::function<Response()> work) {
   respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "secrets handler");
 }
 
@@ -177,13 +177,8 @@ const std::string kName = "([A-Za-z_][A-Za-z0-9_]{0,127})";
 
 }  // namespace
 
-void add_secret_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_secret_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   if (!ctx->secrets) return;
-  ctx->secret_broker =
-      std::make_shared<SecretsBroker>(ctx->kernels, ctx->secrets, ctx->sessions, ctx->work);
-  // Kernels reattached after a restart may be running a cell that asks
-  // before any client speaks to them again.
-  for (auto& s : ctx->sessions->list()) ctx->secret_broker->watch(s.kernel_id);
 
   r.add("GET", "/api/skylab/secrets/?", [ctx](Request& req, Responder done) {
     on_work(*ctx, done, [ctx, me = req.user.username]() -> Response {

@@ -152,7 +152,7 @@ namespace {
 
 //! The session's model, or nullopt when its kernel is gone (the session is
 //! then dropped, as Jupyter Server does).
-std::optional<json> session_model(Context& ctx, const SessionRecord& s) {
+std::optional<json> session_model(const Context& ctx, const SessionRecord& s) {
   auto k = ctx.kernels->get(s.kernel_id);
   if (!k.ok()) {
     ctx.sessions->remove(s.id);
@@ -167,7 +167,7 @@ std::optional<json> session_model(Context& ctx, const SessionRecord& s) {
   return m;
 }
 
-Result<SessionRecord> visible_session(Context& ctx, const auth::Identity& user,
+Result<SessionRecord> visible_session(const Context& ctx, const auth::Identity& user,
                                       const std::string& id) {
   auto s = ctx.sessions->get(id);
   if (!s || !may_access(user, s->owner))
@@ -180,7 +180,7 @@ using KernelOrResponse = std::variant<kernel::KernelModel, Response>;
 //! Starts a kernel of spec `name` (default if empty) through the runtime
 //! service; `then` runs exactly once, on the service's thread (refusals: on
 //! this one). Unknown spec: 501 as Jupyter.
-void start_kernel(Context& ctx, const auth::Identity& user, std::string name,
+void start_kernel(const Context& ctx, const auth::Identity& user, std::string name,
                   const std::function<void(KernelOrResponse)>& then) {
   if (name.empty()) name = ctx.specs->default_name();
   auto answer = [name](const Error& e) -> KernelOrResponse {
@@ -215,7 +215,7 @@ Result<std::string> string_field(const json& m, const char* key, bool required) 
 
 }  // namespace
 
-void add_session_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_session_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   const std::string id = "/api/sessions/([0-9a-fA-F-]{1,64})";
 
   r.add("GET", "/api/sessions/?", [ctx](Request& req, Responder done) {

@@ -59,7 +59,7 @@ auth::Identity owner_identity(const auth::Share& s, const auth::Identity& actor 
 //! drive::Drive::item_id); else the owner's Drive is searched for it (it was
 //! moved inside a runtime, behind the server's back) and the share's path
 //! follows; an item that is gone ends the share. Blocking (work queue).
-bool follow_item(Context& ctx, auth::Share& s) {
+bool follow_item(const Context& ctx, auth::Share& s) {
   if (s.item.empty()) return false;
   auto owner = owner_identity(s);
   auto id = ctx.drive->item_id(owner, s.path, false);
@@ -79,7 +79,7 @@ bool follow_item(Context& ctx, auth::Share& s) {
 
 //! The share `id` when `user` may use it (and its owner is enabled), with the
 //! access they have; NotFound otherwise, exactly as for a missing share.
-Result<std::pair<auth::Share, auth::ShareRole>> usable_share(Context& ctx,
+Result<std::pair<auth::Share, auth::ShareRole>> usable_share(const Context& ctx,
                                                              const auth::Identity& user,
                                                              const std::string& id) {
   Error missing = Error::not_found("No such share: " + id);
@@ -146,7 +146,7 @@ std::optional<Response> unknown_fields(const json& body,
 }
 
 //! Runs `work` on the context's work queue (the Drive touches the disk).
-void on_work(Context& ctx, Responder done, std::function<Response()> work) {
+void on_work(const Context& ctx, Responder done, std::function<Response()> work) {
   respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "share handler");
 }
 
@@ -165,7 +165,7 @@ json entry_json(const drive::Entry& e) {
 
 }  // namespace
 
-void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_share_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   if (!ctx->drive || !ctx->shares) return;
   const http::Router* router = &r;  // outlives its handlers
 
@@ -394,8 +394,8 @@ void add_share_routes(http::Router& r, std::shared_ptr<Context> ctx) {
 
 namespace skylab::api {
 
-Result<SharedTarget> resolve_shared(Context& ctx, const auth::Identity& user, const std::string& id,
-                                    const std::string& sub) {
+Result<SharedTarget> resolve_shared(const Context& ctx, const auth::Identity& user,
+                                    const std::string& id, const std::string& sub) {
   if (!ctx.shares || !ctx.drive) return Error::not_found("No such share: " + id);
   auto found = usable_share(ctx, user, id);
   if (!found.ok()) return found.error();

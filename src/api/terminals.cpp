@@ -450,7 +450,7 @@ const std::regex& name_re() {
 
 }  // namespace
 
-void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_terminal_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   auto reg = std::make_shared<Registry>(ctx->kernels);
   const std::string one = "/api/terminals/([A-Za-z0-9_.-]{1,64})/?";
 

@@ -33,6 +33,6 @@ inline constexpr std::size_t kTerminalHistory = std::size_t{64} * 1024;
 
 //! Adds the routes above. Without `ctx->terminal_command` (no sandboxes)
 //! POST answers 404, as Jupyter Server without terminals.
-void add_terminal_routes(http::Router& r, std::shared_ptr<Context> ctx);
+void add_terminal_routes(http::Router& r, std::shared_ptr<const Context> ctx);
 
 }  // namespace skylab::api

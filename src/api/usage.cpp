@@ -55,7 +55,7 @@ json limit_or_null(std::optional<double> v) {
 }
 
 //! Runs `work` on the work queue; one catch-all; 503 when the queue is full.
-void on_queue(Context& ctx, Responder done, std::function<Response()> work) {
+void on_queue(const Context& ctx, Responder done, std::function<Response()> work) {
   respond_on_queue(ctx.work.get(), std::move(done), std::move(work), "usage handler");
 }
 
@@ -66,12 +66,12 @@ std::optional<Response> admins_only(const Request& req) {
 
 }  // namespace
 
-void audit(Context& ctx, const std::string& actor, const std::string& action,
+void audit(const Context& ctx, const std::string& actor, const std::string& action,
            const std::string& target, const std::string& detail) {
   if (ctx.audit) ctx.audit->record(actor, action, target, detail);
 }
 
-void add_usage_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_usage_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   auto ledger = ctx->ledger;
   auto config = ctx->runtime_config;
 

@@ -67,7 +67,7 @@ std::string app_csp(const std::string& output_origin) {
          "frame-ancestors 'none'";
 }
 
-void add_web_routes(http::Router& r, std::shared_ptr<Context> ctx) {
+void add_web_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
   http::RouteOptions pub;
   pub.public_route = true;
   const fs::path dir = ctx->web_dir;

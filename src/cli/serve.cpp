@@ -13,9 +13,12 @@
 
 #include <sys/stat.h>
 #include "api/api.hpp"
+#include "api/channels.hpp"
 #include "api/collab.hpp"
 #include "api/ops.hpp"
+#include "api/secrets.hpp"
 #include "api/sessions.hpp"
+#include "api/work_queue.hpp"
 #include "auth/account_store.hpp"
 #include "auth/account_watcher.hpp"
 #include "auth/auth.hpp"
@@ -380,8 +383,17 @@ int serve_main(const std::vector<std::string>& args) {
       return false;
     });
   }
-  ctx->jobs_dir = (data / "jobs").string();
+  // The API's shared objects, all built here and stopped below in this order.
+  ctx->work = std::make_shared<WorkQueue>(4, 1024);
+  ctx->logins = std::make_shared<WorkQueue>(2, 64);
   ctx->sessions = std::make_shared<api::SessionStore>((data / "sessions.json").string());
+  if (ctx->secrets) {
+    ctx->secret_broker =
+        std::make_shared<api::SecretsBroker>(kernels, ctx->secrets, ctx->sessions, ctx->work);
+    // Kernels reattached after a restart may be running a cell that asks
+    // before any client speaks to them again.
+    for (auto& s : ctx->sessions->list()) ctx->secret_broker->watch(s.kernel_id);
+  }
   {
     // Notebooks a kernel works on are held by the server: outputs recorded
     // into them, saved to the Drive (state of running cells in the data dir).
@@ -401,11 +413,9 @@ int serve_main(const std::vector<std::string>& args) {
         },
         lo);
   }
-  auto router = api::build_router(ctx);
-  api::add_ops_routes(*router, ctx,
-                      {token, runtime_config->ops.metrics_token, account_options.path,
-                       std::chrono::milliseconds(3000), gpus});
-  ctx->live->start();  // after reattach: recordings of running cells continue
+  ctx->channels = api::make_channels(kernels, ctx->live, ctx->secret_broker);
+  // After the secret broker: jobs reloaded here hand it their kernels' notebooks.
+  ctx->jobs = api::make_job_runner(*ctx, (data / "jobs").string());
 
   http::ServerOptions so;
   so.host = sa.host;
@@ -422,6 +432,7 @@ int serve_main(const std::vector<std::string>& args) {
     log::info("answering requests for Host: " + names + " (add names with [server] allowed_hosts)");
   }
   auto authenticator = std::make_shared<auth::AccountAuthenticator>(accounts.value(), token);
+  auto router = std::make_shared<http::Router>();  // filled below, before the server listens
   http::Server server(so, router, authenticator);
   // Sessions and tokens that go away (sign-out, password change, disable,
   // revoke; also from `skylab user` in another process) take their open
@@ -434,7 +445,16 @@ int serve_main(const std::vector<std::string>& args) {
       log::info("closed " + std::to_string(n) + " WebSocket(s) whose credentials were revoked");
     api::recheck_collab_access();  // an owner disabled ends the shares of their notebooks
   });
+  // The handlers that call it have all returned before `watcher` goes (the
+  // server and the work queues are stopped first).
   ctx->accounts_changed = [&watcher] { watcher.poke(); };
+
+  api::add_routes(*router, ctx);
+  api::add_ops_routes(*router, ctx,
+                      {token, runtime_config->ops.metrics_token, account_options.path,
+                       std::chrono::milliseconds(3000), gpus});
+  ctx->live->start();  // after reattach: recordings of running cells continue
+
   auto port = server.listen();
   if (!port.ok()) {
     std::fprintf(stderr, "skylab serve: %s\n", port.error().message.c_str());
@@ -462,8 +482,15 @@ int serve_main(const std::vector<std::string>& args) {
       ledger.value()->stop();  // before the runtimes are let go: they run on
       lifecycle.stop();
       pool->stop();
-      api::close_all_channels(*ctx);
-      api::stop_work(*ctx);
+      ctx->channels->close_all();
+      // Background work: sign-ins nobody waits for any more are dropped, jobs
+      // cancelled, open notebooks saved a last time, runtime starts ended,
+      // then the disk work the clients were promised runs out.
+      ctx->logins->stop(WorkQueue::Pending::kDrop);
+      api::stop_job_runner(*ctx->jobs);
+      ctx->live->stop();
+      ctx->runtimes->stop();
+      ctx->work->stop();
       // Their owners' volumes stay mounted: runtimes may run on, and the live
       // documents are saved into them on the way down.
       auto running = kernels->list();
@@ -484,7 +511,6 @@ int serve_main(const std::vector<std::string>& args) {
   // Volumes no runtime holds are unmounted; the next server mounts them again.
   if (sandbox)
     sandbox->volumes().release([&](const std::string& u) { return busy_owners.count(u) > 0; });
-  ctx->accounts_changed = nullptr;
   watcher.stop();
   pool->stop();
   kernels->shutdown_all();

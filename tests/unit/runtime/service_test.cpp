@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "runtime/fake_backend.hpp"
 #include "runtime/gpu.hpp"
 #include "runtime/launch.hpp"
 
@@ -19,108 +20,6 @@ namespace skylab::runtime {
 namespace {
 
 using kernel::KernelModel;
-
-// Kernels "run" in a map. start() waits at a gate the test opens, so a
-// start can be made as slow as a test needs, without any clock.
-class FakeBackend : public RuntimeBackend {
- public:
-  explicit FakeBackend(std::shared_ptr<GpuAllocator> gpus = nullptr) : gpus_(std::move(gpus)) {}
-
-  Result<KernelModel> start(const StartSpec& s,
-                            const std::function<void(std::string)>& progress) override {
-    progress("waiting for a machine");
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return open_; });
-    --waiting_;
-    if (s.spec == "missing") return Error::not_found("No such kernel spec: missing");
-    KernelModel k;
-    k.id = s.id;
-    k.owner = s.owner;
-    k.name = s.spec;
-    k.runtime_type = s.type;
-    k.launch = launch_settings(s.type, s.gpus);
-    k.execution_state = kernel::KernelState::kStarting;
-    kernels_[k.id] = k;
-    ++starts_;
-    return k;
-  }
-  std::optional<KernelModel> claim_spare(const std::string& owner, const std::string& type,
-                                         const std::string& spec) override {
-    std::lock_guard lock(mu_);
-    if (spares_ == 0) return std::nullopt;
-    --spares_;
-    KernelModel k;
-    k.id = "spare-" + std::to_string(spares_);
-    k.owner = owner;
-    k.name = spec;
-    k.runtime_type = type;
-    k.claimed = true;
-    kernels_[k.id] = k;
-    return k;
-  }
-  void stop(const std::string& id, std::function<void(Status)> done) override {
-    {
-      std::lock_guard lock(mu_);
-      kernels_.erase(id);
-      ++stops_;
-    }
-    if (gpus_) gpus_->release(id);  // as the kernel manager's on_removed does
-    if (done) done(ok_status());
-  }
-  std::vector<KernelModel> list() const override {
-    std::lock_guard lock(mu_);
-    std::vector<KernelModel> out;
-    for (auto& [_, k] : kernels_) out.push_back(k);
-    return out;
-  }
-  Result<KernelModel> get(const std::string& id) const override {
-    std::lock_guard lock(mu_);
-    auto it = kernels_.find(id);
-    if (it == kernels_.end()) return Error::not_found("no kernel " + id);
-    return it->second;
-  }
-
-  void open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  //! Blocks until `n` starts wait at the gate.
-  void wait_for_waiting(int n) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return waiting_ >= n; });
-  }
-  void add_running(const std::string& id, const std::string& owner) {
-    std::lock_guard lock(mu_);
-    kernels_[id] = KernelModel{.id = id, .owner = owner};
-  }
-  void set_spares(int n) {
-    std::lock_guard lock(mu_);
-    spares_ = n;
-  }
-  int starts() const {
-    std::lock_guard lock(mu_);
-    return starts_;
-  }
-  int stops() const {
-    std::lock_guard lock(mu_);
-    return stops_;
-  }
-  std::size_t running() const {
-    std::lock_guard lock(mu_);
-    return kernels_.size();
-  }
-
- private:
-  std::shared_ptr<GpuAllocator> gpus_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  int waiting_ = 0, starts_ = 0, stops_ = 0, spares_ = 0;
-  std::map<std::string, KernelModel> kernels_;
-};
 
 // Collects on_started results; wait() blocks until `n` arrived.
 struct Results {
