@@ -6,30 +6,16 @@
 // with its name. A viewer sees the live notebook and cannot change anything.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, launchBrowser, signIn, screenshot, sleep } = require('./harness');
-
-const nb = (...cells) => ({ cells: cells.map(([id, source]) => ({ cell_type: 'code', id, metadata: {}, source, outputs: [], execution_count: null })),
-  metadata: {}, nbformat: 4, nbformat_minor: 5 });
-
-async function until(fn, what, ms = 30000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await sleep(100);
-  }
-}
+const { serverAndBrowser, passwordOf, signIn, screenshot, sleep, until, codeNotebook: nb } = require('./harness');
 
 const snapshot = page => page.evaluate(() => window.skylab.cells.map(c => ({ id: c.id, type: c.type, source: c.getSource() })));
 
 describe('co-editing', { timeout: 240000 }, () => {
-  let server, browser, owner, editor, viewer, otoken;
+  let fixture, server, browser, owner, editor, viewer, otoken;
 
   before(async () => {
-    server = await startServer();
-    for (const u of ['olga', 'eddy', 'vera']) server.addUser(u, `password of ${u}`);
-    otoken = server.userToken('olga');
+    fixture = await serverAndBrowser(['olga', 'eddy', 'vera']);
+    ({ server, browser, tokens: { olga: otoken } } = fixture);
     let r = await server.api('PUT', '/api/contents/co.ipynb', { type: 'notebook', format: 'json', content: nb(['c1', 'x = 1'], ['c2', '']) }, otoken);
     assert.equal(r.status, 201);
     r = await server.api('POST', '/api/skylab/shares', { path: 'co.ipynb', user: 'eddy', role: 'editor' }, otoken);
@@ -37,20 +23,16 @@ describe('co-editing', { timeout: 240000 }, () => {
     const edShare = r.json.id;
     r = await server.api('POST', '/api/skylab/shares', { path: 'co.ipynb', user: 'vera', role: 'viewer' }, otoken);
     const viShare = r.json.id;
-    browser = await launchBrowser();
-    ({ page: owner } = await signIn(browser, server, 'olga', 'password of olga', '/notebooks/co.ipynb'));
-    ({ page: editor } = await signIn(browser, server, 'eddy', 'password of eddy', `/shared/${edShare}`));
-    ({ page: viewer } = await signIn(browser, server, 'vera', 'password of vera', `/shared/${viShare}`));
+    ({ page: owner } = await signIn(browser, server, 'olga', passwordOf('olga'), '/notebooks/co.ipynb'));
+    ({ page: editor } = await signIn(browser, server, 'eddy', passwordOf('eddy'), `/shared/${edShare}`));
+    ({ page: viewer } = await signIn(browser, server, 'vera', passwordOf('vera'), `/shared/${viShare}`));
     for (const p of [owner, editor, viewer]) {
       await p.waitForSelector('body[data-ready=true]');
       await p.waitForFunction(() => !!window.skylab.collab);
     }
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => fixture?.stop());
 
   it('two writers typing in one cell and adding cells converge, and the file is what they see', async () => {
     const typeInto = async (page, i, text) => {

@@ -7,37 +7,19 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { startServer, launchBrowser, signIn, sleep } = require('./harness');
-
-const nb = (...cells) => ({ cells: cells.map(([id, source]) => ({ cell_type: 'code', id, metadata: {}, source, outputs: [], execution_count: null })),
-  metadata: {}, nbformat: 4, nbformat_minor: 5 });
-
-async function until(fn, what, ms = 45000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await sleep(50);
-  }
-}
+const { serverAndBrowser, passwordOf, signIn, sleep, until, codeNotebook: nb } = require('./harness');
 
 const sources = page => page.evaluate(() => window.skylab.cells.map(c => c.getSource()));
 
 describe('co-editing survives a server SIGKILL', { timeout: 240000 }, () => {
-  let server, browser, token;
+  let fixture, server, browser, token;
 
   before(async () => {
-    server = await startServer();
-    server.addUser('kim', 'password of kim');
-    token = server.userToken('kim');
-    browser = await launchBrowser();
+    fixture = await serverAndBrowser(['kim']);
+    ({ server, browser, tokens: { kim: token } } = fixture);
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => fixture?.stop());
 
   it('typed and inserted, confirmed, killed before the save: all there after the restart', async () => {
     const want = ['x = 1 # typed', 'inserted = 2'];
@@ -47,7 +29,7 @@ describe('co-editing survives a server SIGKILL', { timeout: 240000 }, () => {
       const name = `crash-${attempt}.ipynb`;
       const r = await server.api('PUT', '/api/contents/' + name, { type: 'notebook', format: 'json', content: nb(['k1', 'x = 1']) }, token);
       assert.equal(r.status, 201);
-      ({ page } = await signIn(browser, server, 'kim', 'password of kim', '/notebooks/' + name));
+      ({ page } = await signIn(browser, server, 'kim', passwordOf('kim'), '/notebooks/' + name));
       await page.waitForSelector('body[data-ready=true]');
       await page.waitForFunction(() => !!window.skylab.collab && window.skylab.collab.ws?.readyState === 1);
       await page.locator('.cells > .cell').nth(0).locator('.cm-content').click();

@@ -6,20 +6,7 @@
 // WebSocket is routed away (playwright's routeWebSocket) to go offline.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, launchBrowser, signIn, sleep } = require('./harness');
-
-const nb = (...cells) => ({ cells: cells.map(([id, source]) => ({ cell_type: 'code', id, metadata: {}, source, outputs: [], execution_count: null })),
-  metadata: {}, nbformat: 4, nbformat_minor: 5 });
-
-async function until(fn, what, ms = 45000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await sleep(100);
-  }
-}
+const { serverAndBrowser, passwordOf, signIn, sleep, until, codeNotebook: nb } = require('./harness');
 
 const snapshot = page => page.evaluate(() => window.skylab.cells.map(c => ({ id: c.id, source: c.getSource() })));
 const once = (text, token) => text.split(token).length - 1;
@@ -52,22 +39,17 @@ async function fileSources(server, path, token) {
 }
 
 describe('co-editing keeps offline work', { timeout: 240000 }, () => {
-  let server, browser, token;
+  let fixture, server, browser, token;
 
   before(async () => {
-    server = await startServer();
-    server.addUser('rita', 'password of rita');
-    token = server.userToken('rita');
-    browser = await launchBrowser();
+    fixture = await serverAndBrowser(['rita']);
+    ({ server, browser, tokens: { rita: token } } = fixture);
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  after(() => fixture?.stop());
 
   async function open(path, page = null) {
-    if (!page) ({ page } = await signIn(browser, server, 'rita', 'password of rita', '/notebooks/' + path));
+    if (!page) ({ page } = await signIn(browser, server, 'rita', passwordOf('rita'), '/notebooks/' + path));
     else await page.goto(server.url('/notebooks/' + path));
     await page.waitForSelector('body[data-ready=true]');
     await page.waitForFunction(() => !!window.skylab.collab);
@@ -172,11 +154,11 @@ describe('co-editing keeps offline work', { timeout: 240000 }, () => {
   });
 
   it('an editor made a viewer is disconnected at once and its page turns read-only', async () => {
-    server.addUser('walt', 'password of walt');
+    server.addUser('walt', passwordOf('walt'));
     let r = await server.api('PUT', '/api/contents/roles.ipynb', { type: 'notebook', format: 'json', content: nb(['w1', 'shared = 1']) }, token);
     assert.equal(r.status, 201);
     r = await server.api('POST', '/api/skylab/shares', { path: 'roles.ipynb', user: 'walt', role: 'editor' }, token);
-    const { page } = await signIn(browser, server, 'walt', 'password of walt', `/shared/${r.json.id}`);
+    const { page } = await signIn(browser, server, 'walt', passwordOf('walt'), `/shared/${r.json.id}`);
     await page.waitForSelector('body[data-ready=true]');
     await page.waitForFunction(() => window.skylab.collab?.writable === true);
     r = await server.api('POST', '/api/skylab/shares', { path: 'roles.ipynb', user: 'walt', role: 'viewer' }, token);

@@ -7,7 +7,6 @@
 const { spawn, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
@@ -16,19 +15,8 @@ const REPO = path.resolve(__dirname, '..', '..');
 const BIN = process.env.SKYLAB_BIN || path.join(REPO, 'build', 'skylab');
 const CHROMIUM = process.env.SKYLAB_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(REPO, 'build', 'screenshots');
-const sleep = ms => new Promise(r => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+// Waiting, free ports and notebooks are the node tests' (one copy of each).
+const { sleep, freePort, until, codeNotebook } = require('../node/server');
 
 // `https`: the config serves TLS ([server] tls_cert); the harness then talks HTTPS.
 async function startServer({ extraArgs = [], config = null, https = false } = {}) {
@@ -167,6 +155,37 @@ async function signIn(browser, server, user, password, next = '/', { hook = true
   return { context, page };
 }
 
+/** The password a user made by serverAndBrowser() signs in with. */
+const passwordOf = user => `password of ${user}`;
+
+/**
+ * The set-up of a browser test with users of its own: a server with `users`
+ * (each signs in with passwordOf(user)), their API tokens by name, and a
+ * Chromium. Call it in before(); stop() (for after()) closes the browser and
+ * stops the server.
+ */
+async function serverAndBrowser(users = []) {
+  const server = await startServer();
+  try {
+    const tokens = {};
+    for (const u of users) {
+      server.addUser(u, passwordOf(u));
+      tokens[u] = server.userToken(u);
+    }
+    const browser = await launchBrowser();
+    return {
+      server, browser, tokens,
+      async stop() {
+        await browser.close();
+        await server.stop();
+      },
+    };
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+}
+
 async function screenshot(page, name) {
   fs.mkdirSync(SHOTS, { recursive: true });
   const file = path.join(SHOTS, name + '.png');
@@ -198,4 +217,7 @@ async function waitIdle(page, i, timeout = 60000) {
     i, { timeout });
 }
 
-module.exports = { startServer, launchBrowser, signIn, testHook, screenshot, sleep, REPO, cellAt, runCell, waitIdle };
+module.exports = {
+  startServer, launchBrowser, serverAndBrowser, passwordOf, signIn, testHook, screenshot, sleep, until,
+  codeNotebook, REPO, cellAt, runCell, waitIdle,
+};

@@ -13,7 +13,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const WebSocket = require('ws');
-const { startServer, sleep } = require('./server');
+const { startServer, sleep, until, codeNotebook } = require('./server');
 const { CollabClient } = require('./collab_client');
 const { mulberry32, textEdit } = require('./random_edits');
 
@@ -24,26 +24,6 @@ const LINES = 400;
 let server;
 before(async () => { server = await startServer(); });
 after(async () => { if (server) await server.stop(); });
-
-async function api(method, p, body) {
-  const r = await fetch(server.baseUrl + p, {
-    method, headers: { Authorization: `token ${server.token}`, 'Content-Type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-async function until(pred, what, ms = 120000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 function runCell(kernelId, cellId, code) {
   return new Promise((resolve, reject) => {
@@ -68,15 +48,14 @@ test(`three clients converge (seed ${SEED})`, { timeout: 600000 }, async t => {
   const rnd = mulberry32(SEED);
   try {
     const path = `rand-${SEED}.ipynb`;
-    const cells = ['a', 'b', 'c'].map(id => ({ cell_type: 'code', id, source: `# ${id}\n`, metadata: {}, outputs: [], execution_count: null }));
-    cells.push({ cell_type: 'code', id: 'k', source: 'stream', metadata: {}, outputs: [], execution_count: null });
-    await api('PUT', `/api/contents/${path}`, { type: 'notebook', format: 'json', content: { cells, metadata: {}, nbformat: 4, nbformat_minor: 5 } });
+    const content = codeNotebook(...['a', 'b', 'c'].map(id => [id, `# ${id}\n`]), ['k', 'stream']);
+    await server.api('PUT', `/api/contents/${path}`, { type: 'notebook', format: 'json', content });
     const url = `${server.wsUrl}/api/skylab/collab/${encodeURIComponent(path)}`;
     const clients = ['p', 'q', 'r'].map(n => new CollabClient(url, server.token, n));
     for (const c of clients) await c.connect();
 
     // The kernel streams into cell k meanwhile (no client runs it).
-    const sess = await api('POST', '/api/sessions', { path, type: 'notebook', name: path, kernel: { name: 'python3' } });
+    const sess = await server.api('POST', '/api/sessions', { path, type: 'notebook', name: path, kernel: { name: 'python3' } });
     const code = `import time\nfor i in range(${LINES}):\n    print(f"line {i}", flush=True)\n    time.sleep(0.01)\n`;
     const streaming = clients[0].waitFor(m => m.t === 'outputs' && m.cell === 'k' && m.outputs.length > 0, 120000);
     await runCell(sess.kernel.id, 'k', code);
@@ -135,7 +114,7 @@ test(`three clients converge (seed ${SEED})`, { timeout: 600000 }, async t => {
     await until(() => clients.every(c => c.idle()), 'every client to be confirmed again', 120000);
     for (const c of clients) await c.ping();
 
-    const live = (await api('GET', `/api/contents/${path}`)).content;
+    const live = (await server.api('GET', `/api/contents/${path}`)).content;
     const server_view = live.cells.map(c => ({ id: c.id, type: c.cell_type, source: c.source }));
     for (const c of clients) assert.deepEqual(c.snapshot(), server_view, `client ${c.name} differs from the server`);
     for (const c of clients) if (c.errors.length) t.diagnostic(`${c.name} errors: ${JSON.stringify(c.errors.filter(e => e.code !== "no_cell"))}`);
@@ -154,11 +133,11 @@ test(`three clients converge (seed ${SEED})`, { timeout: 600000 }, async t => {
 
     // The stream reached the cell, every line once, and the clients saw it.
     const streamed = await until(async () => {
-      const model = await api('GET', `/api/contents/${path}`);
+      const model = await server.api('GET', `/api/contents/${path}`);
       const k = model.content.cells.find(c => c.id === 'k');
       const running = (model.skylab && model.skylab.running_cells) || [];
       return k.execution_count != null && running.length === 0 ? k : null;
-    }, 'the streamed cell to finish');
+    }, 'the streamed cell to finish', 120000);
     const text = streamed.outputs.filter(o => o.output_type === 'stream').map(o => o.text).join('');
     const want = Array.from({ length: LINES }, (_, i) => `line ${i}\n`).join('');
     assert.equal(text, want);
@@ -176,7 +155,7 @@ test(`three clients converge (seed ${SEED})`, { timeout: 600000 }, async t => {
       const src = s => (Array.isArray(s) ? s.join('') : s);
       return JSON.stringify(disk.cells.map(c => ({ id: c.id, type: c.cell_type, source: src(c.source) }))) === JSON.stringify(server_view) &&
         JSON.stringify(disk.cells.find(c => c.id === 'k').outputs.map(o => src(o.text)).join('')) === JSON.stringify(want);
-    }, 'the file on disk to equal the converged notebook');
+    }, 'the file on disk to equal the converged notebook', 120000);
     for (const c of clients) c.disconnect();
   } catch (e) {
     console.error(`FAILED with COLLAB_SEED=${SEED}`);

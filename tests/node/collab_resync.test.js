@@ -10,7 +10,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, sleep } = require('./server');
+const { startServer, sleep, until, codeNotebook } = require('./server');
 const { CollabClient } = require('./collab_client');
 const crypto = require('node:crypto');
 const { mulberry32, textEdit } = require('./random_edits');
@@ -19,31 +19,8 @@ let server;
 before(async () => { server = await startServer(); });
 after(async () => { if (server) await server.stop(); });
 
-async function api(method, p, body) {
-  const r = await fetch(server.baseUrl + p, {
-    method, headers: { Authorization: `token ${server.token}`, 'Content-Type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-async function until(pred, what, ms = 60000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await pred();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 async function notebook(path, cells) {
-  await api('PUT', `/api/contents/${path}`, {
-    type: 'notebook', format: 'json',
-    content: { cells: cells.map(([id, source]) => ({ cell_type: 'code', id, source, metadata: {}, outputs: [], execution_count: null })), metadata: {}, nbformat: 4, nbformat_minor: 5 },
-  });
+  await server.api('PUT', `/api/contents/${path}`, { type: 'notebook', format: 'json', content: codeNotebook(...cells) });
   return `${server.wsUrl}/api/skylab/collab/${encodeURIComponent(path)}`;
 }
 
@@ -54,7 +31,7 @@ async function converged(path, clients, cell) {
   await until(() => clients.every(c => c.idle()), 'the clients to be confirmed');
   for (const c of clients) await c.ping();
   await until(() => clients.every(c => c.idle()), 'the clients to be confirmed again');
-  const live = (await api('GET', `/api/contents/${path}`)).content;
+  const live = (await server.api('GET', `/api/contents/${path}`)).content;
   const src = live.cells.find(c => c.id === cell).source;
   for (const c of clients) assert.equal(c.text(cell), src, `client ${c.name} differs from the server`);
   await until(async () => {
@@ -188,7 +165,7 @@ test(`three clients converge across restarts and offline periods (seed ${SEED})`
     for (const c of clients) await c.ping();
     await until(() => clients.every(c => c.idle()), 'every client to be confirmed again', 60000);
     for (const c of clients) await c.ping();
-    const live = (await api('GET', `/api/contents/${path}`)).content;
+    const live = (await server.api('GET', `/api/contents/${path}`)).content;
     const view = live.cells.map(c => ({ id: c.id, type: c.cell_type, source: c.source }));
     for (const c of clients) assert.deepEqual(c.snapshot(), view, `client ${c.name} differs from the server`);
     const byId = new Map(view.map(c => [c.id, c.source]));

@@ -29,6 +29,24 @@ function freePort() {
 
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
+/** Polls `pred` every `every` ms until it returns a truthy value, which it
+ *  returns; throws "timed out waiting for <what>" after `ms`. */
+async function until(pred, what, ms = 60000, every = 50) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+/** An nbformat 4.5 notebook of code cells, each given as [id, source]. */
+const codeNotebook = (...cells) => ({
+  cells: cells.map(([id, source]) => ({ cell_type: 'code', id, metadata: {}, source, outputs: [], execution_count: null })),
+  metadata: {}, nbformat: 4, nbformat_minor: 5,
+});
+
 async function startServer() {
   const kind = (process.env.SKYLAB_TEST_SERVER || 'skylab').toLowerCase();
   const port = await freePort();
@@ -113,6 +131,17 @@ async function startServer() {
     dataDir,
     logPath,
     log: () => fs.readFileSync(logPath, 'utf8'),
+    /** A REST call with the admin token: the JSON answer (null when empty);
+     *  throws on a status other than 2xx. */
+    async api(method, p, body) {
+      const r = await fetch(baseUrl + p, {
+        method, headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const text = await r.text();
+      if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+      return text ? JSON.parse(text) : null;
+    },
     // Stops the server (SIGTERM: it saves what it holds) and starts it again
     // on the same port and data directory.
     async restart() {
@@ -156,4 +185,4 @@ async function stopProcess(child, exitedFn) {
   kill('SIGKILL');
 }
 
-module.exports = { startServer, freePort, sleep, REPO };
+module.exports = { startServer, freePort, sleep, until, codeNotebook, REPO };
