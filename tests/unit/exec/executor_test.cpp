@@ -293,9 +293,9 @@ TEST(Executor, AllowedErrorsRunOn) {
   for (bool by_tag : {false, true}) {
     PlayedKernel k;
     k.on("b", [](PlayedKernel& k, const std::string& id) { k.error_cell(id, "ValueError"); });
-    auto nb =
-        notebook({code_cell("a"), code_cell("b", by_tag ? json::array({"raises-exception"}) : json::array()),
-                  code_cell("c")});
+    auto nb = notebook({code_cell("a"),
+                        code_cell("b", by_tag ? json::array({"raises-exception"}) : json::array()),
+                        code_cell("c")});
     auto o = quick();
     o.allow_errors = !by_tag;
     NotebookExecutor ex(k.service, "k", o);
