@@ -119,10 +119,7 @@ AccountStore::~AccountStore() {
 }
 
 std::int64_t AccountStore::now() const {
-  if (opts_.now) return opts_.now();
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return unix_seconds(*opts_.clock);
 }
 
 Status AccountStore::exec(const char* sql) {

@@ -19,6 +19,7 @@
 
 #include "auth/auth.hpp"
 #include "auth/crypto.hpp"
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
 #include "common/result.hpp"
 
@@ -72,7 +73,7 @@ struct AccountStoreOptions {
   std::size_t max_sessions_per_user = 50;  //!< the oldest session ends beyond this
   std::size_t max_tokens_per_user = 100;   //!< creating more fails
   //! Unix seconds; the system clock when empty. Injected by tests.
-  std::function<std::int64_t()> now;
+  const Clock* clock = &real_clock();
 };
 
 //! Thread-safe (a write connection and a read connection, each behind its own

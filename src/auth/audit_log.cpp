@@ -33,12 +33,11 @@ std::string_view cut(std::string_view s) {
 }
 }  // namespace
 
-Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path,
-                                                 std::function<std::int64_t()> now) {
+Result<std::shared_ptr<AuditLog>> AuditLog::open(const std::string& path, const Clock& clock) {
   std::shared_ptr<AuditLog> a(new AuditLog());
   // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
   MutexLock setup_lock(a->mu_);
-  a->now_ = now ? std::move(now) : [] { return static_cast<std::int64_t>(std::time(nullptr)); };
+  a->clock_ = &clock;
   if (auto st = sqlite::open(path, {}, &a->db_, db_error); !st.ok()) return st.error();
   if (auto st = sqlite::migrate(a->db_, kComponent, "the audit log", {{1, kSchemaV1}}, db_error);
       !st.ok())
@@ -54,7 +53,7 @@ void AuditLog::record(std::string_view actor, std::string_view action, std::stri
                       std::string_view detail) {
   MutexLock lock(mu_);
   Stmt s(db_, "INSERT INTO audit_log(time, actor, action, target, detail) VALUES(?,?,?,?,?)");
-  s.bind(1, now_())
+  s.bind(1, unix_seconds(*clock_))
       .bind(2, cut(actor))
       .bind(3, cut(action))
       .bind(4, cut(target))

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
 #include "common/result.hpp"
 
@@ -32,7 +33,7 @@ class AuditLog {
  public:
   //! Opens (creates, migrates forward) the table in the SQLite file `path`.
   static Result<std::shared_ptr<AuditLog>> open(const std::string& path,
-                                                std::function<std::int64_t()> now = nullptr);
+                                                const Clock& clock = real_clock());
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
@@ -47,7 +48,7 @@ class AuditLog {
 
  private:
   AuditLog() = default;
-  std::function<std::int64_t()> now_;
+  const Clock* clock_ = &real_clock();
   Mutex mu_;
   sqlite3* db_ GUARDED_BY(mu_) = nullptr;
 };

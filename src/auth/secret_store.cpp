@@ -129,21 +129,18 @@ SecretStore::~SecretStore() {
 }
 
 std::int64_t SecretStore::now() const {
-  if (now_) return now_();
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return unix_seconds(*clock_);
 }
 
 Result<std::shared_ptr<SecretStore>> SecretStore::open(const std::string& db_path,
                                                        const std::string& key_path,
-                                                       std::function<std::int64_t()> now) {
+                                                       const Clock& clock) {
   auto key = load_or_create_key(key_path);
   if (!key.ok()) return key.error();
   std::shared_ptr<SecretStore> s(new SecretStore());
   // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
   MutexLock setup_lock(s->mutex_);
-  s->now_ = std::move(now);
+  s->clock_ = &clock;
   s->key_ = std::move(key).value();
   sqlite::OpenOptions o;
   o.secure_delete = true;  // a replaced or deleted value's old ciphertext is zeroed in the file

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
 #include "common/result.hpp"
 
@@ -43,7 +44,7 @@ class SecretStore {
   //! a regular file.
   static Result<std::shared_ptr<SecretStore>> open(const std::string& db_path,
                                                    const std::string& key_path,
-                                                   std::function<std::int64_t()> now = nullptr);
+                                                   const Clock& clock = real_clock());
   ~SecretStore();
   SecretStore(const SecretStore&) = delete;
   SecretStore& operator=(const SecretStore&) = delete;
@@ -88,7 +89,7 @@ class SecretStore {
   SecretStore() = default;
   std::int64_t now() const;
 
-  std::function<std::int64_t()> now_;
+  const Clock* clock_ = &real_clock();
   std::string key_;  //!< 32 bytes, locked in memory where possible
   Mutex mutex_;
   sqlite3* db_ GUARDED_BY(mutex_) = nullptr;

@@ -95,18 +95,14 @@ ShareStore::~ShareStore() {
 }
 
 std::int64_t ShareStore::now() const {
-  if (now_) return now_();
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return unix_seconds(*clock_);
 }
 
-Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path,
-                                                     std::function<std::int64_t()> now) {
+Result<std::shared_ptr<ShareStore>> ShareStore::open(const std::string& path, const Clock& clock) {
   std::shared_ptr<ShareStore> s(new ShareStore());
   // Uncontended (not shared yet); held so that the analysis sees every db_ access locked.
   MutexLock setup_lock(s->mutex_);
-  s->now_ = std::move(now);
+  s->clock_ = &clock;
   static int busy_ms = 2000;  // callers run on worker threads
   sqlite::OpenOptions o;
   o.busy_handler = metrics::counting_busy_handler;

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
 #include "common/result.hpp"
 
@@ -44,7 +45,7 @@ class ShareStore {
  public:
   //! `path`: the SQLite file (shared with AccountStore); `now`: unix seconds.
   static Result<std::shared_ptr<ShareStore>> open(const std::string& path,
-                                                  std::function<std::int64_t()> now = nullptr);
+                                                  const Clock& clock = real_clock());
   ~ShareStore();
   ShareStore(const ShareStore&) = delete;
   ShareStore& operator=(const ShareStore&) = delete;
@@ -85,7 +86,7 @@ class ShareStore {
   ShareStore() = default;
   std::int64_t now() const;
 
-  std::function<std::int64_t()> now_;
+  const Clock* clock_ = &real_clock();
   Mutex mutex_;
   sqlite3* db_ GUARDED_BY(mutex_) = nullptr;
 };

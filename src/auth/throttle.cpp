@@ -8,8 +8,8 @@ namespace skylab::auth {
 
 using std::chrono::steady_clock;
 
-LoginThrottle::LoginThrottle(ThrottleOptions options, Clock clock)
-    : opts_(options), clock_(clock ? std::move(clock) : [] { return steady_clock::now(); }) {}
+LoginThrottle::LoginThrottle(ThrottleOptions options, const Clock& clock)
+    : opts_(options), clock_(clock) {}
 
 steady_clock::duration LoginThrottle::delay_for(int failures) const {
   int over = failures - opts_.free_failures;
@@ -20,7 +20,7 @@ steady_clock::duration LoginThrottle::delay_for(int failures) const {
 }
 
 std::chrono::seconds LoginThrottle::retry_after(const std::string& key) const {
-  auto now = clock_();
+  auto now = clock_.now();
   MutexLock lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::chrono::seconds(0);
@@ -32,7 +32,7 @@ std::chrono::seconds LoginThrottle::retry_after(const std::string& key) const {
 }
 
 void LoginThrottle::failure(const std::string& key) {
-  auto now = clock_();
+  auto now = clock_.now();
   MutexLock lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/clock.hpp"
 #include "common/mutex.hpp"
 
 namespace skylab::auth {
@@ -26,9 +27,8 @@ struct ThrottleOptions {
 //! refused without being checked, so a locked key costs the server nothing.
 class LoginThrottle {
  public:
-  using Clock = std::function<std::chrono::steady_clock::time_point()>;
-
-  explicit LoginThrottle(ThrottleOptions options = {}, Clock clock = nullptr);
+  //! `clock` (its now()) outlives the throttle.
+  explicit LoginThrottle(ThrottleOptions options = {}, const Clock& clock = real_clock());
 
   //! Zero when an attempt for `key` may go ahead now; otherwise how long to
   //! wait (rounded up to whole seconds, for Retry-After).
@@ -49,7 +49,7 @@ class LoginThrottle {
   void prune_locked(std::chrono::steady_clock::time_point now) REQUIRES(mutex_);
 
   ThrottleOptions opts_;
-  Clock clock_;
+  const Clock& clock_;
   mutable Mutex mutex_;
   std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mutex_);
 };

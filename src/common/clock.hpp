@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 
 #include "common/mutex.hpp"
 
@@ -27,6 +28,11 @@ inline const Clock& real_clock() {
   };
   static const Real clock;
   return clock;
+}
+
+//! `c.wall()` in whole seconds since the epoch (what the SQLite stores keep).
+inline std::int64_t unix_seconds(const Clock& c) {
+  return std::chrono::duration_cast<std::chrono::seconds>(c.wall().time_since_epoch()).count();
 }
 
 //! A clock that moves only when told (tests). Both readings advance together.

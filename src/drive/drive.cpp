@@ -116,7 +116,7 @@ void Drive::maintenance_pass() {
 }
 
 TimePoint Drive::now() const {
-  return options_.clock ? options_.clock() : std::chrono::system_clock::now();
+  return options_.clock->wall();
 }
 
 Mutex& Drive::user_lock(const std::string& user) {

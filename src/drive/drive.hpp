@@ -63,8 +63,9 @@ struct DriveOptions {
   std::uint64_t quota_bytes = 0;
   //! Parent of users' cache folders counted with their Drive ("" = none).
   std::string cache_dir;
-  //! Clock for revision times and pruning (tests inject a fake one).
-  std::function<TimePoint()> clock;
+  //! Clock (its wall()) for revision times and pruning (tests inject a
+  //! ManualClock); outlives the Drive.
+  const Clock* clock = &real_clock();
 };
 
 //! Thread-safe. Mutations of one user's Drive are serialized (one lock per

@@ -146,7 +146,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   Mutex save_mu;  //!< one save at a time (worker, client saves): a save never overwrites a
                   //!< newer one unmerged
 
-  Clock::time_point now() const { return opt.clock ? opt.clock() : Clock::now(); }
+  Clock::time_point now() const { return opt.clock->now(); }
 
   //! Queues `frames` from client `from` (0: the server) of document `d`.
   static void route(Doc& d, std::uint64_t from, std::vector<CollabFrame> frames, Outbox& out) {

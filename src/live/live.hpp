@@ -65,8 +65,8 @@ struct LiveOptions {
   std::chrono::milliseconds idle_close{60000};
   //! Executions tracked at once (bounds the state file and the maps).
   std::size_t max_executions = 10000;
-  //! Steady clock for debouncing; tests may inject one.
-  std::function<Clock::time_point()> clock;
+  //! Clock (its now()) for debouncing; outlives the LiveNotebooks.
+  const skylab::Clock* clock = &real_clock();
 };
 
 //! Thread-safe.

@@ -56,14 +56,15 @@ class AccountStoreTest : public ::testing::Test {
     o.session_lifetime_seconds = 3600;
     o.max_sessions_per_user = 3;
     o.max_tokens_per_user = 5;
-    o.now = [this] { return now_; };
+    o.clock = &clock_;
     auto s = AccountStore::open(o);
     EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
     return s.ok() ? s.value() : nullptr;
   }
 
   std::string dir_;
-  std::int64_t now_ = 1'800'000'000;
+  ManualClock clock_{ManualClock::WallPoint{std::chrono::seconds(1'800'000'000)}};
+  std::int64_t now() const { return unix_seconds(clock_); }
   std::shared_ptr<AccountStore> store_;
 };
 
@@ -192,9 +193,9 @@ TEST_F(AccountStoreTest, SessionsEndOnPasswordChangeDisableAndExpiry) {
 
   auto s3 = store_->create_session(user.value());
   ASSERT_TRUE(s3.ok());
-  now_ += 3599;
+  clock_.advance(std::chrono::seconds(3599));
   EXPECT_TRUE(store_->session_identity(s3->secret).has_value());
-  now_ += 1;
+  clock_.advance(std::chrono::seconds(1));
   EXPECT_FALSE(store_->session_identity(s3->secret).has_value());
 
   auto s4 = store_->create_session(user.value());
@@ -208,7 +209,7 @@ TEST_F(AccountStoreTest, SessionsPerUserAreBounded) {
   auto user = store_->find_user("alice").value();
   std::vector<std::string> secrets;
   for (int i = 0; i < 5; ++i) {
-    now_ += 1;
+    clock_.advance(std::chrono::seconds(1));
     secrets.push_back(store_->create_session(user)->secret);
   }
   EXPECT_FALSE(store_->session_identity(secrets[0]).has_value());
@@ -225,7 +226,7 @@ TEST_F(AccountStoreTest, TokensParseExpireAndRevoke) {
   EXPECT_EQ(forever->token.rfind(kApiTokenPrefix, 0), 0u);
   EXPECT_GE(forever->token.size(), 40u);
   EXPECT_FALSE(forever->record.expires.has_value());
-  EXPECT_EQ(hour->record.expires.value(), now_ + 3600);
+  EXPECT_EQ(hour->record.expires.value(), now() + 3600);
 
   auto who = store_->token_identity(forever->token);
   ASSERT_TRUE(who.has_value());
@@ -240,7 +241,7 @@ TEST_F(AccountStoreTest, TokensParseExpireAndRevoke) {
   EXPECT_EQ(store_->list_tokens("alice")->size(), 2u);
   EXPECT_EQ(store_->list_tokens("bob")->size(), 0u);
 
-  now_ += 3600;
+  clock_.advance(std::chrono::seconds(3600));
   EXPECT_FALSE(store_->token_identity(hour->token).has_value());
   EXPECT_TRUE(store_->token_identity(forever->token).has_value());
   EXPECT_EQ(store_->list_tokens("alice")->size(), 1u);
@@ -384,12 +385,12 @@ TEST_F(AccountStoreTest, AdminSessionsLiveInMemoryOnly) {
   EXPECT_FALSE(store_->still_valid(*who));
   // Expiry.
   auto t = store_->create_admin_session();
-  now_ += 3601;
+  clock_.advance(std::chrono::seconds(3601));
   EXPECT_FALSE(store_->session_identity(t.secret));
   // At most kMaxAdminSessions: the oldest goes first.
   auto first = store_->create_admin_session();
   for (std::size_t i = 0; i < AccountStore::kMaxAdminSessions; ++i) {
-    now_ += 1;
+    clock_.advance(std::chrono::seconds(1));
     store_->create_admin_session();
   }
   EXPECT_FALSE(store_->session_identity(first.secret));

@@ -7,6 +7,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
+
+#include "common/clock.hpp"
+
 namespace skylab::auth {
 
 namespace fs = std::filesystem;
@@ -17,7 +21,7 @@ class ShareStoreTest : public ::testing::Test {
     char tmpl[] = "/tmp/skylab-share-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto s = ShareStore::open((fs::path(dir_) / "skylab.db").string(), [this] { return now_++; });
+    auto s = ShareStore::open((fs::path(dir_) / "skylab.db").string(), clock_);
     ASSERT_TRUE(s.ok());
     store_ = s.value();
   }
@@ -26,7 +30,12 @@ class ShareStoreTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
   std::string dir_;
-  std::int64_t now_ = 1000;
+  // Each reading one second later than the one before (distinct share times).
+  struct TickingClock final : Clock {
+    mutable std::atomic<std::int64_t> seconds{1000};
+    SteadyPoint now() const override { return SteadyPoint{std::chrono::seconds(seconds++)}; }
+    WallPoint wall() const override { return WallPoint{std::chrono::seconds(seconds++)}; }
+  } clock_;
   std::shared_ptr<ShareStore> store_;
 };
 

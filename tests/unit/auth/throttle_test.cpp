@@ -2,16 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include "common/clock.hpp"
+
 namespace skylab::auth {
 
 using namespace std::chrono_literals;
 
 class ThrottleTest : public ::testing::Test {
  protected:
-  std::chrono::steady_clock::time_point now_{std::chrono::hours(1000)};
-  LoginThrottle::Clock clock() {
-    return [this] { return now_; };
-  }
+  ManualClock clock_;
+  const Clock& clock() { return clock_; }
   ThrottleOptions opts(int free = 3) {
     ThrottleOptions o;
     o.free_failures = free;
@@ -31,14 +31,14 @@ TEST_F(ThrottleTest, FreeFailuresThenExponential) {
   EXPECT_EQ(t.retry_after("u").count(), 0);  // two failures cost nothing
   t.failure("u");                            // the 3rd: the next attempt waits 1 s
   EXPECT_EQ(t.retry_after("u").count(), 1);
-  now_ += 1s;
+  clock_.advance(1s);
   EXPECT_EQ(t.retry_after("u").count(), 0);
   t.failure("u");  // 4th: 2 s
   EXPECT_EQ(t.retry_after("u").count(), 2);
-  now_ += 2s;
+  clock_.advance(2s);
   t.failure("u");  // 5th: 4 s
   EXPECT_EQ(t.retry_after("u").count(), 4);
-  now_ += 1500ms;
+  clock_.advance(1500ms);
   EXPECT_EQ(t.retry_after("u").count(), 3);  // rounded up
   // Other keys are unaffected.
   EXPECT_EQ(t.retry_after("v").count(), 0);
@@ -64,7 +64,7 @@ TEST_F(ThrottleTest, SuccessForgets) {
 TEST_F(ThrottleTest, QuietKeysAreForgotten) {
   LoginThrottle t(opts(1), clock());
   for (int i = 0; i < 10; ++i) t.failure("u");
-  now_ += 601s;
+  clock_.advance(601s);
   EXPECT_EQ(t.retry_after("u").count(), 0);
   t.failure("u");
   EXPECT_EQ(t.retry_after("u").count(), 1);  // counting restarted
@@ -75,7 +75,7 @@ TEST_F(ThrottleTest, BoundedMemory) {
   o.max_keys = 100;
   LoginThrottle t(o, clock());
   for (int i = 0; i < 1000; ++i) {
-    now_ += 1ms;
+    clock_.advance(1ms);
     t.failure("k" + std::to_string(i));
   }
   EXPECT_LE(t.size(), 100u);

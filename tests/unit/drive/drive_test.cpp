@@ -46,7 +46,7 @@ class DriveTest : public ::testing::Test {
     DriveOptions o;
     o.files_dir = (base_ / "drive").string();
     o.database = (base_ / "drive.db").string();
-    o.clock = [this] { return system_clock::time_point(microseconds(now_us_.load())); };
+    o.clock = &clock_;
     auto d = Drive::open(o);
     ASSERT_TRUE(d.ok()) << d.error().message;
     drive_ = d.value();
@@ -62,8 +62,8 @@ class DriveTest : public ::testing::Test {
 
   fs::path base_;
   // The fake clock: read by the Drive's revision writer thread too.
-  std::atomic<std::int64_t> now_us_{1704844800LL * 1000000};  // 2024-01-10 00:00 UTC
-  void advance(system_clock::duration d) { now_us_ += duration_cast<microseconds>(d).count(); }
+  ManualClock clock_{ManualClock::WallPoint{seconds(1704844800)}};  // 2024-01-10 00:00 UTC
+  void advance(system_clock::duration d) { clock_.advance(d); }
   std::shared_ptr<Drive> drive_;
   auth::Identity alice_ = user("alice");
   auth::Identity bob_ = user("bob");

@@ -161,11 +161,11 @@ TEST(Lifecycle, QuotaDeadlineWarnsAndExpiresAsQuota) {
 
 TEST(AuditLog, RecordsNewestFirstAndCutsFields) {
   TempDb db;
-  std::int64_t now = 1000;
-  auto a = auth::AuditLog::open(db.path, [&] { return now; });
+  ManualClock clock{ManualClock::WallPoint{std::chrono::seconds(1000)}};
+  auto a = auth::AuditLog::open(db.path, clock);
   ASSERT_TRUE(a.ok());
   (*a)->record("root", "user.add", "alice");
-  now = 1001;
+  clock.advance(std::chrono::seconds(1));
   (*a)->record("root", "user.disable", std::string(1000, 'x'), "d");
   auto r = (*a)->recent(10);
   ASSERT_TRUE(r.ok());
