@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Instant runtimes benchmark (issue 17): Skylab with the runtime template
 (kernels forked into their sandbox from a pre-imported interpreter), Skylab
-without it (today's path: Python exec'd in the sandbox), and Jupyter Server,
-side by side in one run.
+with the instant pool as well (runtimes started for anyone, handed to the
+user who connects), Skylab without either (today's path: Python exec'd in
+the sandbox), and Jupyter Server, side by side in one run.
 
     /usr/bin/python3 bench/template_bench.py              # as root (~5 min)
     /usr/bin/python3 bench/template_bench.py --quick      # fewer samples, 10 runtimes
@@ -43,6 +44,7 @@ CONFIG = """
 sandbox = "auto"
 warm_pool = 0
 template = %s
+instant = %d
 [runtime_types.cpu]
 memory = "4G"
 """
@@ -65,8 +67,30 @@ def wait_template(srv, timeout=300):
     raise RuntimeError("no template within %d s" % timeout)
 
 
+def instant_ready(srv):
+    r = srv.http.get(srv.base + "/api/skylab/runtime_types", timeout=30)
+    return sum(t.get("instant_ready", 0) for t in r.json()["types"] if t["name"] == "cpu")
+
+
+def wait_instant(srv, n, timeout=600):
+    """The instant pool's steady state: n runtimes ready for whoever connects (not timed)."""
+    deadline = time.monotonic() + timeout
+    while instant_ready(srv) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the instant pool did not reach %d in %d s:\n%s" % (n, timeout, srv.log_tail()))
+        time.sleep(0.1)
+
+
+def handed_over(srv):
+    """How many connects were answered by a runtime started for anyone."""
+    text = open(os.path.join(srv.dir, "server.log"), "rb").read().decode(errors="replace")
+    return text.count("(started for anyone)")
+
+
 def connect(srv, token=None):
     """Seconds from POST /api/kernels to the first kernel_info_reply; (seconds, id, client)."""
+    if getattr(srv, "instant", 0):
+        wait_instant(srv, 1)
     http = srv.http
     if token:
         http = requests.Session()
@@ -166,6 +190,8 @@ def bench_many(srv, n, template_pid=0, traced=False):
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
+    if getattr(srv, "instant", 0):
+        wait_instant(srv, n)
     before = {p.pid for p in srv.descendants()}
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     t_wall = time.time()
@@ -178,17 +204,31 @@ def bench_many(srv, n, template_pid=0, traced=False):
     if errors:
         raise RuntimeError("; ".join(errors[:3]))
     time.sleep(3)
-    # Every process of the runtimes (kernels, sandbox helpers, pasta), plus the template.
-    procs = [p.pid for p in srv.descendants() if p.pid not in before or p.pid == template_pid]
-    if template_pid and template_pid not in procs:
-        procs.append(template_pid)
+
+    def runtime_pids():
+        # Every process of the runtimes (kernels, sandbox helpers, pasta), plus the template.
+        if getattr(srv, "instant", 0):
+            # Started before the burst (and the pool refilling beside them):
+            # what runs in the N runtimes' cgroups, and their pasta.
+            pids = set()
+            for _, kid, _ in results:
+                for f in glob.glob("/sys/fs/cgroup/**/skylab-%s/cgroup.procs" % kid, recursive=True):
+                    pids.update(int(x) for x in open(f).read().split())
+            pasta = [p.pid for p in srv.descendants() if p.name() == "pasta" and
+                     any(p.ppid() == q for q in pids)]
+            out = list(pids | set(pasta))
+        else:
+            out = [p.pid for p in srv.descendants() if p.pid not in before or p.pid == template_pid]
+        if template_pid and template_pid not in out:
+            out.append(template_pid)
+        return out
+
+    procs = runtime_pids()
     idle = pss_kb(procs)
     for _, _, c in results:
         c.run(IMPORTS, timeout=600)
     time.sleep(2)
-    procs = [p.pid for p in srv.descendants() if p.pid not in before or p.pid == template_pid]
-    if template_pid and template_pid not in procs:
-        procs.append(template_pid)
+    procs = runtime_pids()
     after = pss_kb(procs)
     spread = {}
     if traced:  # when each start's steps happened, ms after the N POSTs: p50 and the last
@@ -213,7 +253,7 @@ def main():
     ap.add_argument("--starts", type=int, default=20, help="connects per variant (test 1)")
     ap.add_argument("--cells", type=int, default=5, help="first cells per variant (test 3)")
     ap.add_argument("--users", type=int, default=20, help="runtimes started at once (tests 2, 4)")
-    ap.add_argument("--variants", default="jupyter,bare,template")
+    ap.add_argument("--variants", default="jupyter,bare,template,instant")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--skylab-bin", default=os.environ.get("SKYLAB_BIN", os.path.join(kb.REPO, "build", "skylab")))
     ap.add_argument("--jupyter-python", default="/usr/bin/python3")
@@ -230,12 +270,14 @@ def main():
         if variant == "jupyter":
             srv = kb.Server("jupyter", args)
         else:
-            srv = Skylab(args, CONFIG % ("true" if variant == "template" else "false"))
+            instant = args.users if variant == "instant" else 0
+            srv = Skylab(args, CONFIG % ("false" if variant == "bare" else "true", instant))
+            srv.instant = instant
         if variant == "template" and args.trace:
             os.environ["SKYLAB_TEMPLATE_TRACE"] = "1"  # the server's environment (copied at start)
         try:
             srv.start()
-            tpl = wait_template(srv) if variant == "template" else {}
+            tpl = wait_template(srv) if variant in ("template", "instant") else {}
             r = {"template": tpl}
             r["connect"] = bench_connect(srv, args.starts)
             log(f"  connect p50 {r['connect']['p50_ms']:.0f} ms")
@@ -248,6 +290,10 @@ def main():
             traced = variant == "template" and args.trace > 0
             r["many"] = bench_many(srv, args.users, tpl.get("pid", 0), traced)
             log(f"  {args.users} at once {r['many']['wall_s']:.2f} s, PSS {r['many']['pss_idle_mib']:.0f} MiB")
+            if variant == "instant":
+                r["handed_over"] = handed_over(srv)
+                r["connects"] = args.starts + args.cells + args.users
+                log(f"  {r['handed_over']} of {r['connects']} connects got a runtime started for anyone")
             for step, t in r["many"].get("trace", {}).items():
                 log("  %8.1f ms p50, %8.1f ms last  %s" % (t["p50_ms"], t["max_ms"], step))
             res[variant] = r
@@ -257,7 +303,8 @@ def main():
     print()
     print("%-28s %12s %12s %14s %16s %14s %16s" % ("", "connect p50", "connect p99", "first cell p50",
                                                  "(in kernel)", "N at once", "PSS idle/after"))
-    names = {"jupyter": "Jupyter Server", "bare": "Skylab, template off", "template": "Skylab, template on"}
+    names = {"jupyter": "Jupyter Server", "bare": "Skylab, template off", "template": "Skylab, template on",
+             "instant": "Skylab, instant pool"}
     for v in args.variants.split(","):
         if v not in res:
             continue

@@ -47,6 +47,9 @@ PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+_SECCOMP_NR = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
 NS_ORDER = ("ipc", "uts", "net", "cgroup", "pid", "mnt")
 MAX_REQUEST = 1 << 20
 MAX_FDS = 16
@@ -62,6 +65,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_void_p]
 
 
 class _SockFprog(ctypes.Structure):
@@ -204,93 +208,118 @@ def _show_as(argv, env):
     return True
 
 
-def _run_kernel(req, bpf, verdict_w):
-    """In K: becomes the runtime's kernel. Never returns."""
-    code = 1
-    dropped = False
+def _threads():
     try:
-        uid, gid = int(req["uid"]), int(req["gid"])
-        if uid <= 0 or gid <= 0:
-            raise ValueError("refusing uid/gid 0")
-        env = {str(k): str(v) for k, v in req["env"].items()}
-        shown = _show_as(req["argv"], dict(env, PWD="/content"))
-        sys.orig_argv = list(req["argv"])
-        os.setsid()
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
-        if os.getuid() == 0 or os.geteuid() == 0 or os.getgid() == 0:
-            os._exit(125)
-        dropped = True
-        _prctl(PR_SET_NO_NEW_PRIVS, 1)
-        if bpf:
-            buf = ctypes.create_string_buffer(bpf, len(bpf))
-            prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
+        return os.listdir("/proc/self/task")
+    except OSError:
+        return []
+
+
+def _status_fields(tid):
+    try:
+        with open("/proc/self/task/%s/status" % tid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        return None  # the thread ended
+
+
+def _drop(uid, gid, bpf):
+    """Drops to uid:gid (no groups), sets no_new_privs and the seccomp filter
+    in every thread of this process, and checks that every thread did."""
+    if uid <= 0 or gid <= 0:
+        raise ValueError("refusing uid/gid 0")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)  # glibc applies set*id to every thread
+    os.setresuid(uid, uid, uid)
+    if os.getuid() == 0 or os.geteuid() == 0 or os.getgid() == 0:
+        os._exit(125)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if bpf:
+        buf = ctypes.create_string_buffer(bpf, len(bpf))
+        prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
+        if len(_threads()) > 1:
+            # A pre-started kernel has threads (ZeroMQ, iopub, heartbeat,
+            # control): the filter goes to all of them at once (TSYNC; their
+            # no_new_privs with it), or to none.
+            nr = _SECCOMP_NR.get(os.uname().machine)
+            if nr is None:
+                raise OSError("seccomp(2) number unknown on this machine")
+            r = _libc.syscall(nr, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+                              ctypes.addressof(prog))
+            if r != 0:
+                raise OSError(ctypes.get_errno(), "seccomp TSYNC failed (%d)" % r)
+        else:
             _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
-        # Only fds 0-2 (the kernel's log) and the verdict pipe stay.
-        for s in _SOCKETS:
-            try:
-                s.detach()
-            except OSError:
-                pass
-        os.closerange(3, verdict_w)
-        os.closerange(verdict_w + 1, 1 << 16)
-        _prctl(PR_SET_DUMPABLE, 1)  # as after execve: the user may inspect their own process
-        cwd = "/content"
+    want = str(uid)
+    for tid in _threads():
+        f = _status_fields(tid)
+        if f is None:
+            continue
+        ids = f.get("Uid", "").split() + f.get("Gid", "").split()
+        if (ids[:3] != [want] * 3 or ids[4:7] != [str(gid)] * 3 or
+                int(f.get("CapEff", "1"), 16) or int(f.get("CapPrm", "1"), 16) or
+                f.get("NoNewPrivs") != "1" or (bpf and f.get("Seccomp") != "2")):
+            os._exit(125)  # a thread kept root, capabilities or no filter: never run user code
+    _prctl(PR_SET_DUMPABLE, 1)  # as after execve: the user may inspect their own process
+
+
+def _become(req, env):
+    """Takes the runtime's environment, working directory and sys.path, and
+    says why today's path must run instead (None: this interpreter may)."""
+    cwd = "/content"
+    try:
+        os.chdir(cwd)
+    except OSError:
+        cwd = "/"
+        os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    os.environ.setdefault("PWD", cwd)  # as bubblewrap's --chdir sets it
+    for k, v in _IMPORT_ENV.items():
+        os.environ.setdefault(k, v)
+    user_site = _kernel_sys_path(env, cwd)
+    # The sandbox would exec `python3` from PATH: when that is not this
+    # interpreter (a venv, ~/.local/bin), or the user installed their own
+    # copy of a preloaded package, today's path runs instead.
+    import shutil
+    which = shutil.which(req["argv"][0], path=env.get("PATH"))
+    if not which or os.path.realpath(which) != os.path.realpath(sys.executable):
+        return "python3 in the sandbox is %s" % which
+    shadow = _user_shadows_preload(user_site)
+    if shadow:
+        return "user site shadows %s" % shadow
+    if _user_matplotlibrc():
+        return "the user has a matplotlibrc (read when matplotlib is imported)"
+    return None
+
+
+def _fresh_process():
+    import importlib
+    importlib.invalidate_caches()
+    _reseed()
+    _forget_gpu_answers()
+
+
+def _close_inherited(keep=()):
+    """Only fds 0-2 (the kernel's log) and `keep` stay."""
+    for s in _SOCKETS:
         try:
-            os.chdir(cwd)
+            s.detach()
         except OSError:
-            cwd = "/"
-            os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
-        os.environ.setdefault("PWD", cwd)  # as bubblewrap's --chdir sets it
-        for k, v in _IMPORT_ENV.items():
-            os.environ.setdefault(k, v)
-        user_site = _kernel_sys_path(env, cwd)
-        # The sandbox would exec `python3` from PATH: when that is not this
-        # interpreter (a venv, ~/.local/bin), or the user installed their own
-        # copy of a preloaded package, today's path runs instead.
-        import shutil
-        which = shutil.which(req["argv"][0], path=env.get("PATH"))
-        reason = None if shown else "the kernel's command line or environment is too long"
-        if reason:
             pass
-        elif not which or os.path.realpath(which) != os.path.realpath(sys.executable):
-            reason = "python3 in the sandbox is %s" % which
-        elif _user_shadows_preload(user_site):
-            reason = "user site shadows %s" % _user_shadows_preload(user_site)
-        elif _user_matplotlibrc():
-            reason = "the user has a matplotlibrc (read when matplotlib is imported)"
-        os.write(verdict_w, (reason or "ok").encode()[:200])
-        os.close(verdict_w)
-        if reason:
-            os._exit(0)
-        _trace("kernel: dropped to the user, filter set, checks done")
-        import importlib
-        importlib.invalidate_caches()
-        _reseed()
-        _forget_gpu_answers()
-        sys.argv[:] = [sys.modules["ipykernel"].__path__[0].rsplit("/", 1)[0] +
-                       "/ipykernel_launcher.py"] + list(req["argv"][3:])
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        from ipykernel import kernelapp
-        try:
-            app = kernelapp.IPKernelApp.instance()
-            _trace("kernel app: initialize")
-            app.initialize()
-            _trace("kernel app: start (the kernel answers from here)")
-            app.start()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException as e:  # never back into the template's code
-        try:
-            _log("kernel: %s: %s" % (e.__class__.__name__, e))
-        except BaseException:
-            pass
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+def _kernel_argv(req):
+    return [sys.modules["ipykernel"].__path__[0].rsplit("/", 1)[0] +
+            "/ipykernel_launcher.py"] + list(req["argv"][3:])
+
+
+def _exit_kernel(code, dropped):
     if not dropped:
         os._exit(code)  # nothing of the template's runs as root in the sandbox
     try:
@@ -300,6 +329,197 @@ def _run_kernel(req, bpf, verdict_w):
         sys.stderr.flush()
     finally:
         os._exit(code)
+
+
+def _start_app(app):
+    try:
+        _trace("kernel app: start (the kernel answers from here)")
+        app.start()
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+def _kernel_signals():
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run_kernel(req, bpf, verdict_w):
+    """In K: becomes the runtime's kernel. Never returns."""
+    code = 1
+    dropped = False
+    try:
+        env = {str(k): str(v) for k, v in req["env"].items()}
+        shown = _show_as(req["argv"], dict(env, PWD="/content"))
+        sys.orig_argv = list(req["argv"])
+        os.setsid()
+        _drop(int(req["uid"]), int(req["gid"]), bpf)
+        dropped = True
+        _close_inherited(keep=(verdict_w,))
+        reason = _become(req, env)
+        if not shown:
+            reason = "the kernel's command line or environment is too long"
+        os.write(verdict_w, (reason or "ok").encode()[:200])
+        os.close(verdict_w)
+        if reason:
+            os._exit(0)
+        _trace("kernel: dropped to the user, filter set, checks done")
+        _fresh_process()
+        sys.argv[:] = _kernel_argv(req)
+        _kernel_signals()
+        from ipykernel import kernelapp
+        app = kernelapp.IPKernelApp.instance()
+        _trace("kernel app: initialize")
+        app.initialize()
+        code = _start_app(app)
+    except BaseException as e:  # never back into the template's code
+        try:
+            _log("kernel: %s: %s" % (e.__class__.__name__, e))
+        except BaseException:
+            pass
+    _exit_kernel(code, dropped)
+
+
+# ------------------------------------------------------------------ pre-started kernels (K, pool)
+#
+# A runtime of the instant pool ([runtimes] instant) is started for nobody:
+# its sandbox has no user's Drive or caches yet, and its kernel K has run
+# IPKernelApp.initialize() but not start(). K stays root inside the sandbox,
+# runs none of a user's code and answers only kernel_info_request (the
+# server's readiness check) until the server hands the runtime to a user.
+# Then the server puts that user's Drive and caches into the sandbox, gives
+# /content and the home to the user's uid and writes the claim to K: one JSON
+# line {"uid", "gid", "env", "argv"} on CLAIM_FIFO. K drops to the uid in
+# every thread, sets the filter, takes the environment, checks as the user
+# (as _run_kernel does), answers "ok" or why not on CLAIMED_FIFO, and starts.
+# Both FIFOs are root's (0600) in the read-only state folder: no one in the
+# sandbox but K (root, before the claim) can open them.
+
+CLAIM_FIFO = "/opt/skylab/state/claim"
+CLAIMED_FIFO = "/opt/skylab/state/claimed"
+MAX_CLAIM = 1 << 20
+
+
+def _open_fifo(path):
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    import stat as stat_mod
+    if not stat_mod.S_ISFIFO(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        os.close(fd)
+        raise ValueError("%s is not root's private FIFO" % path)
+    return fd
+
+
+def _answer_kernel_info(app):
+    """Before the claim: kernel_info_request gets its reply (and the iopub
+    busy/idle around it); every other message is dropped unread."""
+    import zmq
+    while True:
+        try:
+            idents, msg = app.session.recv(app.shell_socket, mode=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        except Exception as e:  # a message that does not verify: not ours
+            _log("pre-started kernel: dropped a message: %s" % e)
+            continue
+        if msg is None:
+            return
+        if msg.get("header", {}).get("msg_type") != "kernel_info_request":
+            continue
+        kernel = app.kernel
+        topic = kernel._topic("status")
+        app.session.send(app.iopub_socket, "status", {"execution_state": "busy"},
+                         parent=msg, ident=topic)
+        content = {"status": "ok"}
+        content.update(kernel.kernel_info)
+        app.session.send(app.shell_socket, "kernel_info_reply", content, parent=msg,
+                         ident=idents)
+        app.session.send(app.iopub_socket, "status", {"execution_state": "idle"},
+                         parent=msg, ident=topic)
+
+
+def _wait_for_claim(app, claim_fd):
+    import zmq
+    poller = zmq.Poller()
+    poller.register(app.shell_socket, zmq.POLLIN)
+    poller.register(claim_fd, zmq.POLLIN)
+    buf = b""
+    while True:
+        for what, _ in poller.poll():
+            if what is app.shell_socket:
+                _answer_kernel_info(app)
+                continue
+            try:
+                chunk = os.read(claim_fd, 65536)
+            except BlockingIOError:
+                continue
+            buf += chunk
+            if len(buf) > MAX_CLAIM:
+                raise ValueError("claim too large")
+            if b"\n" in buf:
+                return json.loads(buf.split(b"\n", 1)[0])
+
+
+def _valid_claim(c):
+    return (isinstance(c, dict) and isinstance(c.get("uid"), int) and
+            isinstance(c.get("gid"), int) and isinstance(c.get("env"), dict) and
+            len(c["env"]) < 1000 and
+            all(isinstance(k, str) and isinstance(v, str) for k, v in c["env"].items()) and
+            isinstance(c.get("argv"), list) and all(isinstance(a, str) for a in c["argv"]))
+
+
+def _run_pool_kernel(req, bpf, verdict_w):
+    """In K, for a runtime of the instant pool: initialises ipykernel as
+    root in the sandbox, waits for the claim, becomes the user's. Never returns."""
+    code = 1
+    dropped = False
+    try:
+        env = {str(k): str(v) for k, v in req["env"].items()}
+        os.setsid()
+        claim_fd = _open_fifo(CLAIM_FIFO)
+        claimed_fd = _open_fifo(CLAIMED_FIFO)
+        _close_inherited(keep=(verdict_w, claim_fd, claimed_fd))
+        _become(req, env)
+        sys.argv[:] = _kernel_argv(req)
+        _kernel_signals()
+        from ipykernel import kernelapp
+        app = kernelapp.IPKernelApp.instance()
+        app.initialize()
+        os.write(verdict_w, b"ok")
+        os.close(verdict_w)
+        _trace("pre-started kernel: initialised, waiting for its user")
+        claim = _wait_for_claim(app, claim_fd)
+        os.close(claim_fd)
+        if not _valid_claim(claim) or claim["argv"][1:] != req["argv"][1:]:
+            raise ValueError("invalid claim")
+        _T0[:] = [time.monotonic()] if _T0 else []
+        _trace("claim")
+        env = {str(k): str(v) for k, v in claim["env"].items()}
+        shown = _show_as(claim["argv"], dict(env, PWD="/content"))
+        sys.orig_argv = list(claim["argv"])
+        try:
+            _drop(int(claim["uid"]), int(claim["gid"]), bpf)
+            dropped = True
+            reason = _become(claim, env)
+            if not shown:
+                reason = "the kernel's command line or environment is too long"
+        except Exception as e:
+            reason = "%s: %s" % (e.__class__.__name__, e)
+        os.write(claimed_fd, ((reason or "ok") + "\n").encode()[:200])
+        os.close(claimed_fd)
+        if reason or not dropped:
+            os._exit(0)
+        _trace("kernel: dropped to the user, filter set, checks done")
+        _fresh_process()
+        code = _start_app(app)
+    except BaseException as e:  # never back into the template's code
+        try:
+            _log("pre-started kernel: %s: %s" % (e.__class__.__name__, e))
+        except BaseException:
+            pass
+    _exit_kernel(code, dropped)
 
 
 # ------------------------------------------------------------------ C: enter the sandbox
@@ -338,7 +558,7 @@ def _enter(conn, req, fds):
         kid = os.fork()
         if kid == 0:
             os.close(r)
-            _run_kernel(req, bpf, w)
+            (_run_pool_kernel if req.get("pool") else _run_kernel)(req, bpf, w)
         os.close(w)
         pidfd = os.pidfd_open(kid)
         verdict = b""
@@ -374,7 +594,8 @@ def _valid(req):
             isinstance(req.get("argv"), list) and len(req["argv"]) == 5 and
             all(isinstance(a, str) for a in req["argv"]) and
             req["argv"][0] in PYTHON_NAMES + (sys.executable,) and
-            req["argv"][1:3] == ["-m", "ipykernel_launcher"] and req["argv"][3] == "-f")
+            req["argv"][1:3] == ["-m", "ipykernel_launcher"] and req["argv"][3] == "-f" and
+            isinstance(req.get("pool", False), bool))
 
 
 def _trace(what):

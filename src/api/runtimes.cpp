@@ -165,7 +165,10 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
            {"idle_timeout_seconds", c.idle_timeout(t).count()},
            {"max_lifetime_seconds", c.max_lifetime(t).count()},
            {"default", name == c.runtimes.default_type},
-           {"warm_ready", service->pool() ? service->pool()->ready(req.user.username, name) : 0}});
+           {"warm_ready", service->pool() ? service->pool()->ready(req.user.username, name) : 0},
+           // Started for anyone, handed to the first user who connects.
+           {"instant_ready",
+            service->pool() ? service->pool()->ready(runtime::kAnyone, name) : 0}});
     }
     done(Response::json(200, {{"types", types},
                               {"gpus",

@@ -345,10 +345,23 @@ int serve_main(const std::vector<std::string>& args) {
         return !(u.ok() && u->disabled);  // the admin token's "admin" has no account
       });
   std::shared_ptr<runtime::WarmPool> active_pool;
-  if (pool->size() > 0) {
+  auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox_launcher);
+  if (pool->instant() > 0 && sandbox && sandbox->templates()) {
+    pool->set_instant_ready(
+        [sandbox](const std::string& type) { return sandbox->can_start_for_anyone(type); });
+    log::info("instant pool: " + std::to_string(pool->instant()) +
+              " runtime(s) per CPU type started for anyone");
+  } else if (pool->instant() > 0) {
+    log::warn(
+        "instant pool: off (runtimes for anyone need [runtimes] template = true, root, "
+        "bubblewrap and cgroups)");
+  }
+  if (pool->size() > 0 || pool->instant() > 0) {
     active_pool = pool;
     pool->start();
-    log::info("warm pool: " + std::to_string(pool->size()) + " spare runtime(s) per user and type");
+    if (pool->size() > 0)
+      log::info("warm pool: " + std::to_string(pool->size()) +
+                " spare runtime(s) per user and type");
   }
   // The one way to a kernel: every API route and the jobs go through it.
   auto backend = runtime::make_local_backend(kernels, specs, active_pool, mo.launcher);
@@ -365,7 +378,6 @@ int serve_main(const std::vector<std::string>& args) {
   ctx->specs = specs;
   ctx->drive = user_drive.value();
   // Moving a Drive onto its quota volume waits for the Drive's writes to it.
-  auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox_launcher);
   if (sandbox)  // terminals: a shell inside a runtime's sandbox (api/terminals.hpp)
     ctx->terminal_command = [sandbox](const kernel::KernelModel& k) {
       return sandbox->enter_command(

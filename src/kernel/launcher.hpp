@@ -81,6 +81,13 @@ class Launcher {
   //! The kernel's current resource use. May block briefly (reads cgroup
   //! files, may walk /content); call off the I/O thread.
   virtual Usage usage(const std::string& kernel_id) { return {}; }
+  //! Hands a running kernel that was started for anyone (StartOptions::
+  //! for_anyone) to `spec.owner`: whatever of that user's it must have (data,
+  //! uid, environment) before it runs anything of theirs. `spec` is as for
+  //! prepare() with the new owner. An error leaves it to be shut down.
+  virtual Status assign(LaunchSpec& spec) {
+    return Error::unavailable("kernels of this launcher cannot change owner");
+  }
 };
 
 }  // namespace skylab::kernel

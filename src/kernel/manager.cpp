@@ -70,7 +70,6 @@ struct Kernel {
 
   // Immutable once the kernel is in the manager's map.
   std::string id;
-  std::string owner;
   KernelSpec spec;
   std::string key;
   std::unique_ptr<Signer> signer;
@@ -88,6 +87,11 @@ struct Kernel {
   SysClock::time_point started GUARDED_BY(mutex);
   bool reserved GUARDED_BY(mutex) = false;
   bool claimed GUARDED_BY(mutex) = false;
+  // Who it runs for: set at start, changed only when claim() hands a
+  // kernel started for anyone (StartOptions::for_anyone) to its user.
+  std::string owner GUARDED_BY(mutex);
+  bool for_anyone GUARDED_BY(mutex) = false;
+  bool assigning GUARDED_BY(mutex) = false;  // claim() is handing it to a user
   std::vector<std::shared_ptr<KernelObserver>> observers GUARDED_BY(mutex);
   bool ready GUARDED_BY(mutex) = false;
   std::vector<std::function<void(Result<KernelModel>)>> ready_waiters GUARDED_BY(mutex);
@@ -147,6 +151,11 @@ KernelModel model_of(const Kernel& k) REQUIRES(k.mutex) {
   m.reserved = k.reserved;
   m.claimed = k.claimed;
   return m;
+}
+
+std::string owner_of(const Kernel& k) EXCLUDES(k.mutex) {
+  MutexLock lock(k.mutex);
+  return k.owner;
 }
 
 //! The launch settings of a runtime record written before records kept them:
@@ -339,14 +348,16 @@ struct KernelManager::Impl {
   void save_record(Kernel& k) {
     bool reserved;
     SysClock::time_point started;
+    std::string owner;
     {
       MutexLock lock(k.mutex);
       reserved = k.reserved;
       started = k.started;
+      owner = k.owner;
     }
     nlohmann::json r = {
         {"id", k.id},
-        {"owner", k.owner},
+        {"owner", owner},
         {"spec", k.spec.name},
         {"runtime_type", k.runtime_type},
         {"pid", k.pid_io},
@@ -374,20 +385,34 @@ struct KernelManager::Impl {
     if (opts.launcher) opts.launcher->kill_all(k.id, pid);
   }
 
-  Result<pid_t> spawn(Kernel& k) {
-    std::vector<std::string> args = kernel_argv(k.spec, k.connection_file);
-    std::map<std::string, std::string> env =
+  // What the launcher is told about the kernel (prepare, assign).
+  LaunchSpec launch_spec(const Kernel& k) {
+    LaunchSpec ls;
+    ls.kernel_id = k.id;
+    ls.owner = owner_of(k);
+    ls.runtime_type = k.runtime_type;
+    ls.argv = kernel_argv(k.spec, k.connection_file);
+    ls.env =
         kernel_environment(environ, KernelEnvInput{k.launch.env, opts.python_path, k.spec.env});
-    std::string cwd = opts.working_dir;
+    ls.cwd = opts.working_dir;
+    ls.connection_dir = k.conn_dir;
+    ls.devices = k.launch.devices;
+    if (!k.conn_dir.empty()) ls.state_dir = fs::path(k.state_file).parent_path().string();
+    MutexLock lock(k.mutex);
+    ls.started =
+        std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
+    return ls;
+  }
+
+  Result<pid_t> spawn(Kernel& k) {
+    LaunchSpec ls = launch_spec(k);
+    std::vector<std::string> args = std::move(ls.argv);
+    std::map<std::string, std::string> env = std::move(ls.env);
+    std::string cwd = std::move(ls.cwd);
     if (opts.launcher) {
-      LaunchSpec ls{k.id,           k.owner, k.runtime_type, std::move(args),
-                    std::move(env), cwd,     k.conn_dir,     k.launch.devices};
-      if (!k.conn_dir.empty()) ls.state_dir = fs::path(k.state_file).parent_path().string();
-      {
-        MutexLock lock(k.mutex);
-        ls.started =
-            std::chrono::duration_cast<std::chrono::seconds>(k.started.time_since_epoch()).count();
-      }
+      ls.argv = std::move(args);
+      ls.env = std::move(env);
+      ls.cwd = std::move(cwd);
       auto st = opts.launcher->prepare(ls);
       if (!st.ok()) return st.error();
       args = std::move(ls.argv);
@@ -601,7 +626,7 @@ struct KernelManager::Impl {
     log::record(log::Level::kInfo, "runtime",
                 {{"event", "dead"},
                  {"id", k.id},
-                 {"user", k.owner},
+                 {"user", owner_of(k)},
                  {"type", k.runtime_type},
                  {"reason", reason}});
     k.held.clear();
@@ -653,7 +678,7 @@ struct KernelManager::Impl {
         log::Level::kInfo, "runtime",
         {{"event", "stop"},
          {"id", k.id},
-         {"user", k.owner},
+         {"user", owner_of(k)},
          {"type", k.runtime_type},
          {"reason", k.fsm.phase() == Phase::kDead ? "removed after its death" : "shut down"}});
     if (k.pid_io > 0) {
@@ -862,7 +887,6 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   auto k = std::make_shared<Kernel>(impl_->mutex);
   k->id = options.kernel_id.empty() ? util::uuid4() : options.kernel_id;
   if (impl_->find(k->id)) return Error::conflict("kernel id in use: " + k->id);
-  k->owner = owner;
   k->spec = std::move(spec.value());
   k->key = util::uuid4();
   k->signer = std::make_unique<Signer>(k->key);
@@ -874,6 +898,8 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   {
     MutexLock lock(k->mutex);  // nobody else sees k yet; the analysis wants it all the same
     k->reserved = options.reserved;
+    k->for_anyone = options.reserved && options.for_anyone;
+    k->owner = owner;
     k->started = k->last_activity = impl_->clock().wall();
   }
   auto st = impl_->write_connection_file(*k);
@@ -911,7 +937,7 @@ Result<KernelModel> KernelManager::start(const std::string& spec_name, const std
   log::record(log::Level::kInfo, "runtime",
               {{"event", "start"},
                {"id", k->id},
-               {"user", k->owner},
+               {"user", owner},
                {"type", k->runtime_type},
                {"kernel", k->spec.name}});
   impl_->post([this, k, p = pid.value()] {
@@ -941,15 +967,38 @@ Result<KernelModel> KernelManager::get(const std::string& id) const {
   return model_of(*it->second);
 }
 
-Result<KernelModel> KernelManager::claim(const std::string& id) {
+Result<KernelModel> KernelManager::claim(const std::string& id, const std::string& owner) {
   auto k = impl_->find(id);
+  if (!k) return Error::not_found("no such spare: " + id);
+  bool hand_over = false;
+  {
+    KernelLock lock(impl_->mutex, *k);
+    if (!k->reserved || k->assigning || (k->owner != owner && !k->for_anyone))
+      return Error::not_found("no such spare: " + id);
+    if (k->state == KernelState::kDead || k->state == KernelState::kRestarting ||
+        (k->owner != owner && k->state != KernelState::kIdle))
+      return Error::unavailable("spare is not usable: " + id);
+    hand_over = k->owner != owner;
+    k->assigning = hand_over;  // a second claim finds it taken
+  }
+  if (hand_over) {
+    // Started for anyone: the launcher gives it to `owner` (their data, their
+    // uid) before anything of theirs runs; a kernel it cannot give goes.
+    LaunchSpec ls = impl_->launch_spec(*k);
+    ls.owner = owner;
+    Status st = impl_->opts.launcher ? impl_->opts.launcher->assign(ls)
+                                     : Status(Error::unavailable("no launcher"));
+    if (!st.ok()) {
+      log::warn("kernel " + id + " could not be handed to " + owner + ": " + st.error().message);
+      shutdown(id, [](const Status&) {});
+      return Error::unavailable("spare could not be handed over: " + st.error().message);
+    }
+  }
   KernelModel model;
   {
-    if (!k) return Error::not_found("no such spare: " + id);
     KernelLock lock(impl_->mutex, *k);
-    if (!k->reserved) return Error::not_found("no such spare: " + id);
-    if (k->state == KernelState::kDead || k->state == KernelState::kRestarting)
-      return Error::unavailable("spare is not usable: " + id);
+    k->owner = owner;
+    k->for_anyone = k->assigning = false;
     k->reserved = false;
     k->claimed = true;
     k->started = k->last_activity = impl_->clock().wall();
@@ -960,7 +1009,11 @@ Result<KernelModel> KernelManager::claim(const std::string& id) {
   impl_->post([this, k] {
     if (k->fsm.phase() == Phase::kRunning) impl_->save_record(*k);
   });
-  log::info("kernel " + id + " claimed by " + model.owner + " (started reserved)");
+  log::info("kernel " + id + " claimed by " + owner +
+            (hand_over ? " (started for anyone)" : " (started reserved)"));
+  if (hand_over)
+    log::record(log::Level::kInfo, "runtime",
+                {{"event", "claim"}, {"id", id}, {"user", owner}, {"type", k->runtime_type}});
   return model;
 }
 
@@ -1118,7 +1171,11 @@ std::vector<KernelModel> KernelManager::reattach() {
     bool reserved = false;
     try {
       k->id = r.at("id").get<std::string>();
-      k->owner = r.at("owner").get<std::string>();
+      auto owner = r.at("owner").get<std::string>();
+      {
+        MutexLock lock(k->mutex);  // nobody else sees k yet
+        k->owner = std::move(owner);
+      }
       k->runtime_type = r.at("runtime_type").get<std::string>();
       k->pid_io = r.at("pid").get<pid_t>();
       k->key = r.at("key").get<std::string>();

@@ -49,6 +49,9 @@ struct StartOptions {
   //! get() until claim() hands it to its owner. A restarted server does not
   //! adopt reserved kernels.
   bool reserved = false;
+  //! With `reserved`: started for no one in particular (the instant pool);
+  //! claim() may hand it to any owner, through Launcher::assign.
+  bool for_anyone = false;
 };
 
 //! Receives one kernel's messages. A kernel has any number of observers (the
@@ -105,7 +108,7 @@ class KernelService {
                                     const StartOptions& options = {}) = 0;
   virtual std::vector<KernelModel> list(bool include_reserved = false) const = 0;
   virtual Result<KernelModel> get(const std::string& id) const = 0;
-  virtual Result<KernelModel> claim(const std::string& id) = 0;
+  virtual Result<KernelModel> claim(const std::string& id, const std::string& owner) = 0;
   virtual Status interrupt(const std::string& id) = 0;
   virtual void restart(const std::string& id, std::function<void(Result<KernelModel>)> done) = 0;
   virtual void shutdown(const std::string& id, std::function<void(Status)> done) = 0;
@@ -146,11 +149,13 @@ class KernelManager final : public KernelService {
   std::vector<KernelModel> reattach();
   //! NotFound for unknown ids and for unclaimed reserved kernels.
   Result<KernelModel> get(const std::string& id) const override;
-  //! Hands the reserved kernel `id` to its owner: it becomes an ordinary
+  //! Hands the reserved kernel `id` to `owner`: it becomes an ordinary
   //! kernel whose lifetime starts now (`started` and `last_activity` reset,
-  //! `claimed` set). NotFound when it is not reserved (any more); Unavailable
-  //! when it is dead or shutting down.
-  Result<KernelModel> claim(const std::string& id) override;
+  //! `claimed` set). NotFound when it is not reserved (any more) or is
+  //! another user's; Unavailable when it is dead or shutting down. A kernel
+  //! started `for_anyone` is first given to `owner` by Launcher::assign (it
+  //! must be idle); when that fails it is shut down (Unavailable).
+  Result<KernelModel> claim(const std::string& id, const std::string& owner) override;
 
   //! SIGINT to the kernel's process group, or `interrupt_request` on control
   //! when the spec's interrupt_mode is "message".

@@ -253,10 +253,10 @@ Result<Config> parse_config(std::string_view text) {
 
   if (auto* r = root.get_as<toml::table>("runtimes")) {
     const std::string p = "runtimes.";
-    bool ok = w.check_keys(
-                  *r, p,
-                  {"idle_timeout", "max_lifetime", "warning", "grace", "sandbox", "default_type",
-                   "warm_pool", "max_per_user", "max_gpu_per_user", "cgroup_parent", "template"}) &&
+    bool ok = w.check_keys(*r, p,
+                           {"idle_timeout", "max_lifetime", "warning", "grace", "sandbox",
+                            "default_type", "warm_pool", "max_per_user", "max_gpu_per_user",
+                            "cgroup_parent", "template", "instant"}) &&
               w.duration(*r, p, "idle_timeout", c.runtimes.idle_timeout) &&
               w.duration(*r, p, "max_lifetime", c.runtimes.max_lifetime) &&
               w.duration(*r, p, "warning", c.runtimes.warning) &&
@@ -264,6 +264,7 @@ Result<Config> parse_config(std::string_view text) {
               w.string(*r, p, "sandbox", c.runtimes.sandbox, {"auto", "bwrap", "none"}) &&
               w.string(*r, p, "default_type", c.runtimes.default_type) &&
               w.integer(*r, p, "warm_pool", c.runtimes.warm_pool, 0, 8) &&
+              w.integer(*r, p, "instant", c.runtimes.instant, 0, 64) &&
               w.integer(*r, p, "max_per_user", c.runtimes.max_per_user, 0, 1000) &&
               w.integer(*r, p, "max_gpu_per_user", c.runtimes.max_gpu_per_user, 0, 64) &&
               w.string(*r, p, "cgroup_parent", c.runtimes.cgroup_parent);

@@ -104,6 +104,11 @@ struct RuntimesSection {
   //! `template`: start kernels of the default python3 kernelspec by forking a
   //! pre-imported template into their sandbox (runtime/template.hpp).
   bool template_on = false;
+  //! `instant`: runtimes of each local CPU type kept pre-started for nobody
+  //! (template = true only): a kernel forked from the template and
+  //! initialised in a sandbox without any user's data, handed to the first
+  //! user who connects (their Drive, caches and uid are put in then).
+  int instant = 0;
 };
 
 //! [accounts]: optional self sign-up, off by default.

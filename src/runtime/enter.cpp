@@ -131,7 +131,7 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(
     const std::vector<int>& gpus, const std::vector<std::string>& command) {
   if (cgroup_mode_ == CgroupMode::kNone)
     return Error::unavailable("terminals need cgroups on this machine");
-  auto cg = Cgroup::open(cgroup_mode_, "skylab-" + kernel_id, opts_.config.runtimes.cgroup_parent);
+  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   if (cg.dirs().empty()) return Error::not_found("this runtime has no sandbox on this machine");
   auto uid = uid_for(owner);
   if (!uid.ok()) return uid.error();

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -31,6 +32,13 @@ struct SandboxHandle {
 //! Root only. Does not join anything.
 Result<SandboxHandle> open_sandbox(const std::vector<std::string>& cgroups,
                                    const std::string& bwrap, double wait_s, int poll_ms);
+
+//! Binds `binds` (host path, absolute path inside) into the running
+//! sandbox: a recursive, nosuid, nodev copy of each host tree (open_tree)
+//! attached in the sandbox's mount namespace (move_mount) by a child that
+//! joined it. Targets must exist inside and are not followed when symlinks.
+Status bind_into_sandbox(const SandboxHandle& sandbox,
+                         const std::vector<std::pair<std::string, std::string>>& binds);
 
 //! `skylab sandbox-enter --cgroup DIR... --uid U --gid G [--seccomp default]
 //! [--setenv K V]... [--bwrap PATH] [--wait S] -- PROGRAM ARGS...` (internal; run as root by

@@ -12,6 +12,10 @@
 
 namespace skylab::runtime {
 
+//! The owner of a runtime started for anyone (the instant pool, WarmPool),
+//! until a user claims it (SandboxLauncher::assign). Never a valid username.
+inline constexpr const char* kAnyone = "@anyone";
+
 //! CUDA_VISIBLE_DEVICES for `gpus`: "0,1"; "" for none.
 std::string visible_devices(const std::vector<int>& gpus);
 

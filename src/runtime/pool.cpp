@@ -9,13 +9,25 @@
 
 namespace skylab::runtime {
 
+namespace {
+// The kernelspec the template serves (template_can_serve checks its command).
+constexpr const char* kInstantSpec = "python3";
+// After a runtime for anyone failed to start, the next try waits this long.
+constexpr auto kInstantRetry = std::chrono::seconds(30);
+}  // namespace
+
 WarmPool::WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config,
                    std::function<bool(const std::string&)> user_enabled, const skylab::Clock& clock)
     : kernels_(std::move(kernels)),
       config_(std::move(config)),
       user_enabled_(std::move(user_enabled)),
       size_(config_.runtimes.warm_pool),
+      instant_(config_.runtimes.instant),
       clock_(clock) {}
+
+void WarmPool::set_instant_ready(std::function<bool(const std::string&)> ready) {
+  instant_ready_ = std::move(ready);
+}
 
 WarmPool::~WarmPool() {
   stop();
@@ -33,8 +45,56 @@ bool WarmPool::poolable(const std::string& type) const {
          it->second.backend == Backend::kLocal;
 }
 
+bool WarmPool::instant_type(const std::string& type) const {
+  auto it = config_.types.find(type);
+  return instant_ > 0 && it != config_.types.end() && it->second.gpus == 0 &&
+         it->second.backend == Backend::kLocal;
+}
+
+std::optional<kernel::KernelModel> WarmPool::take_instant(const std::string& owner,
+                                                          const Key& key) {
+  std::vector<std::string> ids;
+  {
+    MutexLock lock(mutex_);
+    if (stopping_) return std::nullopt;
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    ids = it->second.spares;
+    if (worker_) worker_->wake();  // refill in the background
+  }
+  std::set<std::string> idle;
+  for (auto& k : kernels_->list(true))
+    if (k.reserved && k.execution_state == kernel::KernelState::kIdle) idle.insert(k.id);
+  for (auto& id : ids) {
+    if (!idle.count(id)) continue;  // still starting (or dead: the tick drops it)
+    {
+      MutexLock lock(mutex_);
+      auto& sp = entries_[key].spares;
+      auto pos = std::find(sp.begin(), sp.end(), id);
+      if (pos == sp.end()) continue;  // another user's request took it
+      sp.erase(pos);
+    }
+    auto m = kernels_->claim(id, owner);
+    if (m.ok()) return m.value();
+    // Not for this user (their own packages shadow the preloaded ones, ...):
+    // the kernel is gone; they start the usual way rather than spend the pool.
+    log::info("instant pool: " + owner + " starts the usual way: " + m.error().message);
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, const std::string& type,
                                                   const std::string& spec) {
+  auto got = take_own(owner, type, spec);
+  if (!got && instant_type(type_name(type)) && owner != kAnyone)
+    got = take_instant(owner, Key{kAnyone, type_name(type), spec});
+  return got;
+}
+
+std::optional<kernel::KernelModel> WarmPool::take_own(const std::string& owner,
+                                                      const std::string& type,
+                                                      const std::string& spec) {
   if (!poolable(type)) return std::nullopt;
   Key key{owner, type_name(type), spec};
   std::vector<std::string> ids;
@@ -71,7 +131,7 @@ std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, cons
       if (pos == sp.end()) continue;
       sp.erase(pos);
     }
-    auto m = kernels_->claim(id);
+    auto m = kernels_->claim(id, owner);
     if (m.ok()) {
       got = m.value();
       break;
@@ -142,6 +202,9 @@ void WarmPool::tick() {
   {
     MutexLock lock(mutex_);
     if (stopping_) return;
+    // The instant pool's keys: always wanted, for the default kernelspec.
+    for (auto& [name, _] : config_.types)
+      if (instant_type(name)) entries_[Key{kAnyone, name, kInstantSpec}].last_used = now;
     for (auto it = entries_.begin(); it != entries_.end();) {
       auto& [key, e] = *it;
       // Dead spares go; claimed ones are no longer ours.
@@ -164,8 +227,12 @@ void WarmPool::tick() {
         it = entries_.erase(it);
         continue;
       }
-      owners.insert(std::get<0>(key));
-      if (!fill && static_cast<int>(e.spares.size()) < size_) fill = key;
+      bool anyone = std::get<0>(key) == kAnyone;
+      if (!anyone) owners.insert(std::get<0>(key));
+      int want = anyone ? instant_ : size_;
+      bool can = !anyone || (instant_ready_ && instant_ready_(std::get<1>(key)) &&
+                             now >= instant_retry_[std::get<1>(key)]);
+      if (!fill && can && static_cast<int>(e.spares.size()) < want) fill = key;
       ++it;
     }
   }
@@ -177,16 +244,19 @@ void WarmPool::tick() {
   // a spare must not slow down the start it exists to avoid.
   if (!fill || user_starting || spare_starting) return;
   auto& [owner, type, spec] = *fill;
-  if (user_enabled_ && !user_enabled_(owner)) return;
+  bool anyone = owner == kAnyone;
+  if (!anyone && user_enabled_ && !user_enabled_(owner)) return;
   kernel::StartOptions so;
   so.runtime_type = type;
   so.launch = launch_settings(type, {});
   so.reserved = true;
+  so.for_anyone = anyone;
   auto k = kernels_->start(spec, owner, so);
   if (!k.ok()) {
     log::warn("warm pool: cannot start a spare for " + owner + " (" + type +
               "): " + k.error().message);
     MutexLock lock(mutex_);
+    if (anyone) instant_retry_[type] = clock_.now() + kInstantRetry;
     entries_.erase(*fill);  // retried at the user's next start
     return;
   }
@@ -203,7 +273,7 @@ void WarmPool::tick() {
 }
 
 void WarmPool::start() {
-  if (size_ <= 0) return;
+  if (size_ <= 0 && instant_ <= 0) return;
   MutexLock lock(mutex_);
   if (stopping_ || worker_) return;
   worker_ = std::make_unique<Periodic>(

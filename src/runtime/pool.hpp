@@ -7,6 +7,13 @@
 // (and per runtime type and kernelspec), for users who started a runtime of
 // that kind recently; a spare is never handed to anyone else. GPU types get
 // no spares (a spare would hold GPUs others wait for).
+//
+// The instant pool ([runtimes] instant = N) is the exception that proves it:
+// N runtimes per local CPU type started for anyone (owner kAnyone, a kernel
+// forked from the template and initialised in a sandbox without any user's
+// data; SandboxLauncher::prepare). A user without a spare of their own gets
+// one of them: KernelService::claim hands it over (Launcher::assign puts the
+// user's Drive, caches and uid in before anything of theirs runs).
 #pragma once
 
 #include <chrono>
@@ -38,9 +45,15 @@ class WarmPool {
 
   //! Spares kept per (user, type, kernelspec); 0 = no pool.
   int size() const { return size_; }
+  //! Runtimes kept started for anyone per local CPU type ([runtimes] instant).
+  int instant() const { return instant_; }
+  //! Whether kernels of `type` can be started for anyone now (the template
+  //! for it is ready). Set before start(); without it, never.
+  void set_instant_ready(std::function<bool(const std::string& type)> ready);
 
   //! Claims a spare of `owner` for `type` ("" = default) and `spec`, ready
-  //! ones first; nullopt when there is none (the caller starts a kernel).
+  //! ones first, else a ready one started for anyone (handed to `owner`);
+  //! nullopt when there is none (the caller starts a kernel).
   //! Either way records the use, so the pool (re)fills for this key in the
   //! background: the pool's next tick runs at once. Thread-safe.
   std::optional<kernel::KernelModel> take(const std::string& owner, const std::string& type,
@@ -50,7 +63,7 @@ class WarmPool {
   //! Shuts down `owner`'s spares and forgets their keys (account disabled).
   void release_user(const std::string& owner);
 
-  //! Starts ticking (every 500 ms, and early after a take()); no-op for size 0.
+  //! Starts ticking (every 500 ms, and early after a take()); no-op without spares.
   void start();
   //! Stops refilling and shuts every spare down (bounded wait).
   void stop();
@@ -69,16 +82,24 @@ class WarmPool {
   };
   std::string type_name(const std::string& type) const;
   bool poolable(const std::string& type) const;
+  bool instant_type(const std::string& type) const;  // type: a full name
+  std::optional<kernel::KernelModel> take_own(const std::string& owner, const std::string& type,
+                                              const std::string& spec);
+  std::optional<kernel::KernelModel> take_instant(const std::string& owner, const Key& key);
   void shutdown_ids(const std::vector<std::string>& ids);
 
   std::shared_ptr<kernel::KernelService> kernels_;
   Config config_;
   std::function<bool(const std::string&)> user_enabled_;
   int size_;
+  int instant_;
+  std::function<bool(const std::string&)> instant_ready_;  // set before start()
   const skylab::Clock& clock_;
 
   mutable Mutex mutex_;
   std::map<Key, Entry> entries_ GUARDED_BY(mutex_);
+  std::map<std::string, skylab::Clock::SteadyPoint> instant_retry_
+      GUARDED_BY(mutex_);  // type -> no start for anyone before
   bool stopping_ GUARDED_BY(mutex_) = false;
   bool stopped_ GUARDED_BY(mutex_) = false;  // stop() has run
   std::unique_ptr<Periodic> worker_;         // calls tick(); set by start(), kept until destruction

@@ -58,10 +58,6 @@ std::uint64_t counter(const std::string& text, const std::string& key) {
   return 0;
 }
 
-std::string cgroup_name(const std::string& kernel_id) {
-  return "skylab-" + kernel_id;
-}
-
 // Runs a program to completion; its stdout and stderr (first 4 KiB) in `out`.
 // Returns the exit status, or -1 when it could not run.
 int run_program(const std::vector<std::string>& args, std::string& out) {
@@ -390,6 +386,40 @@ AccountFiles runtime_account_files(std::string_view host_passwd, std::string_vie
   return f;
 }
 
+std::string cgroup_name(const std::string& kernel_id) {
+  return "skylab-" + kernel_id;
+}
+
+bool valid_owner(const std::string& owner) {
+  return !owner.empty() && owner.find('/') == std::string::npos && owner[0] != '.' &&
+         owner != kAnyone;
+}
+
+std::map<std::string, std::string> runtime_env(const kernel::LaunchSpec& spec,
+                                               const std::string& type_name) {
+  // CUDA_VISIBLE_DEVICES is among them: empty, no GPU, for CPU runtimes.
+  auto env = sandbox_base_env(spec.kernel_id, spec.owner == kAnyone ? "" : spec.owner, type_name,
+                              spec.devices);
+  env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // the kernel's debugger only
+  for (auto& [k, v] : spec.env)
+    if (k.rfind("SKYLAB_", 0) == 0 && !kernel::server_only_env(k)) env[k] = v;
+  // A Slurm runtime's job (set by `skylab agent` only; never secrets).
+  for (const char* k : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION",
+                        "SLURM_CLUSTER_NAME", "SLURM_JOB_GPUS", "SLURM_CPUS_PER_TASK"})
+    if (auto it = spec.env.find(k); it != spec.env.end()) env[k] = it->second;
+  if (!spec.state_dir.empty())
+    env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
+  return env;
+}
+
+std::vector<std::pair<std::string, std::string>> user_binds(const SandboxPlan& p) {
+  if (p.drive_dir.empty()) return {};
+  return {{p.drive_dir, "/content/drive"},
+          {p.cache_dir + "/cache", "/root/.cache"},
+          {p.cache_dir + "/keras", "/root/.keras"},
+          {p.cache_dir + "/local", "/root/.local"}};
+}
+
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
                                     const std::vector<std::string>& command) {
   std::vector<std::string> a = {o.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -441,11 +471,11 @@ std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& 
     }
     a.insert(a.end(), {"--bind", p.conn_dir, p.conn_dir});
   }
-  a.insert(a.end(), {"--bind", p.content_dir, "/content", "--bind", p.drive_dir, "/content/drive"});
+  a.insert(a.end(), {"--bind", p.content_dir, "/content"});
   std::string home = p.content_dir + "/../home";
-  a.insert(a.end(), {"--bind", home, "/root", "--bind", p.cache_dir + "/cache", "/root/.cache",
-                     "--bind", p.cache_dir + "/keras", "/root/.keras", "--bind",
-                     p.cache_dir + "/local", "/root/.local"});
+  a.insert(a.end(), {"--bind", home, "/root"});
+  // (A runtime started for anyone gets them when a user claims it: user_binds.)
+  for (auto& [host, inside] : user_binds(p)) a.insert(a.end(), {"--bind", host, inside});
   std::error_code ec;
   if (!o.python_dir.empty() && fs::is_directory(o.python_dir, ec))
     a.insert(a.end(), {"--ro-bind", o.python_dir, "/opt/skylab/python"});
@@ -528,6 +558,11 @@ SandboxLauncher::SandboxLauncher(SandboxOptions options)
 
 SandboxLauncher::~SandboxLauncher() = default;
 
+bool SandboxLauncher::can_start_for_anyone(const std::string& type) const {
+  return templates_ && ::geteuid() == 0 && cgroup_mode_ != CgroupMode::kNone &&
+         !templates_->socket_for(type).empty();
+}
+
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {
   if (::geteuid() != 0) return ::geteuid();
   MutexLock lock(mutex_);
@@ -566,34 +601,45 @@ Status SandboxLauncher::prepare_dirs(const kernel::LaunchSpec& spec, const Sandb
     auto d = safe_fs::ensure_path_at(rt->get(), rel, 0755, uid, gid);
     if (!d.ok()) return d.error();
   }
-  auto drive_parent = safe_fs::ensure_dir_at(data->get(), "drive", 0755);
+  if (plan.drive_dir.empty()) return ok_status();  // started for anyone: no user's folders yet
+  if (auto st = prepare_user_dirs(data->get(), spec.owner, uid, gid); !st.ok()) return st;
+  if (root && !plan.conn_dir.empty())
+    if (auto st = give_socket_folder(plan.conn_dir, uid, gid); !st.ok()) return st;
+  return ok_status();
+}
+
+Status SandboxLauncher::prepare_user_dirs(int data_fd, const std::string& owner, uid_t uid,
+                                          gid_t gid) {
+  auto drive_parent = safe_fs::ensure_dir_at(data_fd, "drive", 0755);
   if (!drive_parent.ok()) return drive_parent.error();
-  auto drive = safe_fs::ensure_dir_at(drive_parent->get(), spec.owner, 0700, uid, gid);
+  auto drive = safe_fs::ensure_dir_at(drive_parent->get(), owner, 0700, uid, gid);
   if (!drive.ok()) return drive.error();
-  auto cache_parent = safe_fs::ensure_dir_at(data->get(), "cache", 0755);
+  auto cache_parent = safe_fs::ensure_dir_at(data_fd, "cache", 0755);
   if (!cache_parent.ok()) return cache_parent.error();
-  auto cache = safe_fs::ensure_dir_at(cache_parent->get(), spec.owner, 0700, uid, gid);
+  auto cache = safe_fs::ensure_dir_at(cache_parent->get(), owner, 0700, uid, gid);
   if (!cache.ok()) return cache.error();
   for (const char* sub : {"cache", "keras", "local"}) {
     auto d = safe_fs::ensure_dir_at(cache->get(), sub, 0755, uid, gid);
     if (!d.ok()) return d.error();
   }
-  if (root && !plan.conn_dir.empty()) {
-    // The manager made the socket folder and connection file (root's, fresh
-    // for every start); the kernel must create sockets there and read the file.
-    auto conn = safe_fs::open_dir(plan.conn_dir);
-    if (!conn.ok()) return conn.error();
-    if (::fchown(conn->get(), uid, gid) != 0)
-      return Error::internal("cannot give the socket folder to the runtime: " +
-                             std::string(std::strerror(errno)));
-    safe_fs::UniqueFd cf(
-        ::openat(conn->get(), "connection.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    struct stat st {};
-    if (cf.get() < 0 || ::fstat(cf.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-        ::fchown(cf.get(), uid, gid) != 0)
-      return Error::internal("cannot give the connection file to the runtime");
-  }
-  if (root) migrate_once(data->get(), spec.owner, drive->get(), cache->get(), uid, gid);
+  if (::geteuid() == 0) migrate_once(data_fd, owner, drive->get(), cache->get(), uid, gid);
+  return ok_status();
+}
+
+Status SandboxLauncher::give_socket_folder(const std::string& conn_dir, uid_t uid, gid_t gid) {
+  // The manager made the socket folder and connection file (root's, fresh
+  // for every start); the kernel must create sockets there and read the file.
+  auto conn = safe_fs::open_dir(conn_dir);
+  if (!conn.ok()) return conn.error();
+  if (::fchown(conn->get(), uid, gid) != 0)
+    return Error::internal("cannot give the socket folder to the runtime: " +
+                           std::string(std::strerror(errno)));
+  safe_fs::UniqueFd cf(
+      ::openat(conn->get(), "connection.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st {};
+  if (cf.get() < 0 || ::fstat(cf.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      ::fchown(cf.get(), uid, gid) != 0)
+    return Error::internal("cannot give the connection file to the runtime");
   return ok_status();
 }
 
@@ -624,14 +670,27 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   if (t == opts_.config.types.end())
     return Error::bad_request("unknown runtime type '" + type_name + "'");
   const RuntimeType& type = t->second;
-  if (spec.owner.empty() || spec.owner.find('/') != std::string::npos || spec.owner[0] == '.')
-    return Error::bad_request("invalid runtime owner");
+  // Started for anyone (the instant pool): nobody's data, the holder as
+  // `nobody`, the kernel forked from the template and held until assign().
+  const bool anyone = spec.owner == kAnyone;
+  std::string template_socket;
+  if (templates_ && ::geteuid() == 0 && template_can_serve(spec.argv, templates_->python()))
+    template_socket = templates_->socket_for(type_name);
+  if (anyone && (template_socket.empty() || !spec.devices.empty() || spec.state_dir.empty()))
+    return Error::unavailable(
+        "runtimes for anyone need a ready template, no GPU and a state folder");
+  if (!anyone && !valid_owner(spec.owner)) return Error::bad_request("invalid runtime owner");
 
-  auto uid = uid_for(spec.owner);
-  if (!uid.ok()) return uid.error();
   SandboxPlan plan;
-  plan.uid = uid.value();
-  plan.gid = static_cast<gid_t>(uid.value());
+  if (anyone) {
+    plan.uid = kNobodyId;
+    plan.gid = kNobodyId;
+  } else {
+    auto uid = uid_for(spec.owner);
+    if (!uid.ok()) return uid.error();
+    plan.uid = uid.value();
+    plan.gid = static_cast<gid_t>(uid.value());
+  }
   plan.network = type.network != NetworkMode::kNone;
   // Only root can give a runtime its own namespace with NAT; a server run
   // by an ordinary user (development) shares its network.
@@ -642,16 +701,20 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   fs::path data(opts_.data_dir);
   fs::path runtime_root = data / "runtimes" / spec.kernel_id;
   plan.content_dir = (runtime_root / "content").string();
-  plan.drive_dir = (data / "drive" / spec.owner).string();
-  plan.cache_dir = (data / "cache" / spec.owner).string();
   plan.conn_dir = spec.connection_dir;
-  // The Drive and caches on the user's quota volume (logged when it cannot be).
-  (void)ensure_volume(spec.owner, spec.kernel_id, plan.uid, plan.gid);
-  std::error_code ec;
+  if (!anyone) {
+    plan.drive_dir = (data / "drive" / spec.owner).string();
+    plan.cache_dir = (data / "cache" / spec.owner).string();
+    // The Drive and caches on the user's quota volume (logged when it cannot be).
+    (void)ensure_volume(spec.owner, spec.kernel_id, plan.uid, plan.gid);
+  }
+  // Root's until assign() when started for anyone.
+  uid_t dir_uid = anyone ? 0 : plan.uid;
+  gid_t dir_gid = anyone ? 0 : plan.gid;
   if (type.disk_bytes > 0) {
     // /content and the runtime's home live in an image of the type's size.
     auto st = mount_disk_image(runtime_root.string(), runtime_root.string() + ".img",
-                               type.disk_bytes, plan.uid, plan.gid);
+                               type.disk_bytes, dir_uid, dir_gid);
     if (!st.ok()) {
       MutexLock lock(mutex_);
       if (!disk_warned_[type_name]) {
@@ -667,8 +730,10 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   plan.state_dir = spec.state_dir;
   if (!plan.state_dir.empty()) {
     // Root-owned and read-only inside, like state.json beside them.
-    auto acc = runtime_account_files(read_text("/etc/passwd"), read_text("/etc/group"), spec.owner,
-                                     plan.uid, plan.gid);
+    // (For anyone: the host's as they are, rewritten in place by assign().)
+    auto acc = anyone ? AccountFiles{"", read_text("/etc/passwd"), read_text("/etc/group")}
+                      : runtime_account_files(read_text("/etc/passwd"), read_text("/etc/group"),
+                                              spec.owner, plan.uid, plan.gid);
     auto a = safe_fs::write_file(plan.state_dir + "/passwd", acc.passwd, 0644, false);
     auto g = a.ok() ? safe_fs::write_file(plan.state_dir + "/group", acc.group, 0644, false) : a;
     if (g.ok())
@@ -676,24 +741,13 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
     else
       log::warn("runtime " + spec.kernel_id + ": its uid will have no name: " + g.error().message);
   }
+  if (anyone)
+    if (auto st = make_claim_fifos(plan.state_dir); !st.ok()) return st;
 
-  // CUDA_VISIBLE_DEVICES is among them: empty, no GPU, for CPU runtimes.
-  plan.env = sandbox_base_env(spec.kernel_id, spec.owner, type_name, spec.devices);
-  plan.env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1";  // the kernel's debugger only
-  for (auto& [k, v] : spec.env)
-    if (k.rfind("SKYLAB_", 0) == 0 && !kernel::server_only_env(k)) plan.env[k] = v;
-  // A Slurm runtime's job (set by `skylab agent` only; never secrets).
-  for (const char* k : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION",
-                        "SLURM_CLUSTER_NAME", "SLURM_JOB_GPUS", "SLURM_CPUS_PER_TASK"})
-    if (auto it = spec.env.find(k); it != spec.env.end()) plan.env[k] = it->second;
-  if (!plan.state_dir.empty())
-    plan.env["SKYLAB_RUNTIME_STATE"] = std::string(kSandboxStateDir) + "/state.json";
+  plan.env = runtime_env(spec, type_name);
   plan.gpu_devices = gpu_device_nodes(spec.devices);
   // The template serves the default python3 kernelspec only; anything else
   // (another kernelspec, no template ready yet) starts as it always did.
-  std::string template_socket;
-  if (templates_ && ::geteuid() == 0 && template_can_serve(spec.argv, templates_->python()))
-    template_socket = templates_->socket_for(type_name);
   plan.hold = !template_socket.empty();
 
   auto cg = Cgroup::create(cgroup_mode_, cgroup_name(spec.kernel_id), type,
@@ -720,6 +774,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   if (!plan.dns_forward.empty()) argv.insert(argv.end(), {"--dns-forward", plan.dns_forward});
   if (plan.seccomp) argv.insert(argv.end(), {"--seccomp", "default"});
   if (plan.hold) argv.insert(argv.end(), {"--template", template_socket});
+  if (anyone) argv.emplace_back("--for-anyone");
   auto inner = bwrap_args(opts_, plan, spec.argv);
   // bwrap's options (host paths) go through a memfd; its command stays in argv.
   for (std::size_t i = 2; i < inner.size(); ++i) {
@@ -894,6 +949,7 @@ struct SuperviseOptions {
   std::int64_t grace = 0;
   std::vector<std::string> cgroups;
   std::string template_socket;  // --template: fork the kernel from this template
+  bool for_anyone = false;      // --for-anyone: a pre-started runtime; no fallback
   PendingNetwork network;       // --template: pasta still starting (finished before the kernel)
 };
 
@@ -917,7 +973,13 @@ void trace(const char* step) {
 // tells the holder 'k' (then keeps `hold` open until the kernel exits) or
 // 'f' (fall back: the holder runs Python itself). Never fails the runtime.
 void start_from_template(const std::vector<std::string>& command, SuperviseOptions& o, int hold) {
-  auto fallback = [hold](const std::string& why) {
+  auto fallback = [hold, &o](const std::string& why) {
+    if (o.for_anyone) {
+      // Nobody's runtime runs Python the old way (as which user?): it ends.
+      std::fprintf(stderr, "skylab sandbox-exec: cannot pre-start the kernel: %s\n", why.c_str());
+      ::close(hold);
+      return;
+    }
     std::fprintf(stderr, "skylab sandbox-exec: starting the kernel without the template: %s\n",
                  why.c_str());
     (void)!::write(hold, "f", 1);
@@ -943,6 +1005,7 @@ void start_from_template(const std::vector<std::string>& command, SuperviseOptio
   auto req = parse_bwrap_command(command);
   if (!req.ok()) return fallback(req.error().message);
   req->cgroups = o.cgroups;
+  req->for_anyone = o.for_anyone;
   auto sandbox = open_sandbox(o.cgroups, command[0], 5, 1);
   if (!sandbox.ok()) return fallback(sandbox.error().message);
   trace("opened the sandbox");
@@ -1068,6 +1131,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
       hold = true;
       continue;
     }
+    if (args[i] == "--for-anyone") {
+      sup.for_anyone = true;
+      continue;
+    }
     if (i + 1 >= args.size()) break;
     if (args[i] == "--args-count") {
       args_fd = std::strtoul(args[++i].c_str(), nullptr, 10);
@@ -1120,6 +1187,10 @@ int sandbox_exec_main(const std::vector<std::string>& args) {
     ::prctl(PR_SET_PDEATHSIG, supervised ? SIGTERM : SIGKILL, 0, 0, 0);
     if (::getppid() != parent) return 137;  // the parent is already gone
     sup.parent = parent;
+  }
+  if (sup.for_anyone && sup.template_socket.empty()) {
+    std::fputs("skylab sandbox-exec: --for-anyone needs --template\n", stderr);
+    return 2;
   }
   if (!sup.template_socket.empty() && !supervised) {
     std::fputs("skylab sandbox-exec: --template needs --deadline or --state\n", stderr);

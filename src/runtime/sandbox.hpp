@@ -11,11 +11,13 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/mutex.hpp"
 #include "kernel/launcher.hpp"
 #include "runtime/config.hpp"
+#include "runtime/launch.hpp"
 #include "runtime/user_volume.hpp"
 
 namespace skylab::runtime {
@@ -99,6 +101,29 @@ struct SandboxPlan {
 };
 std::vector<std::string> bwrap_args(const SandboxOptions& o, const SandboxPlan& p,
                                     const std::vector<std::string>& command);
+//! The user's folders a sandbox binds (host path, path inside): Drive and
+//! caches; none when the plan has no user (started for anyone). Pure.
+std::vector<std::pair<std::string, std::string>> user_binds(const SandboxPlan& p);
+
+//! The uid and gid of such a runtime's holder (`nobody`).
+inline constexpr uid_t kNobodyId = 65534;
+//! The name of kernel `kernel_id`'s cgroup (Cgroup::create, Cgroup::open). Pure.
+std::string cgroup_name(const std::string& kernel_id);
+//! Whether `owner` can own a runtime's folders (a username; not kAnyone). Pure.
+bool valid_owner(const std::string& owner);
+//! The environment a runtime's kernel gets (bubblewrap's --setenv, a claim's
+//! "env"): sandbox_base_env plus the launch's SKYLAB_ variables. Pure.
+std::map<std::string, std::string> runtime_env(const kernel::LaunchSpec& spec,
+                                               const std::string& type_name);
+
+//! A runtime started for anyone waits for its claim on two FIFOs in its state
+//! folder (root's, 0600; read-only in the sandbox at kSandboxStateDir):
+//! `claim` (server → kernel: one JSON line) and `claimed` (kernel → server:
+//! "ok" or why not, one line). See python/skylab/template.py.
+Status make_claim_fifos(const std::string& state_dir);
+//! Writes `claim` (one line) to the kernel waiting in `state_dir` and waits
+//! up to `timeout_s` for its answer: ok, or the kernel's reason (Unavailable).
+Status send_claim(const std::string& state_dir, const std::string& claim, double timeout_s);
 
 //! /etc/passwd and /etc/group as a runtime sees them: the host's, minus any
 //! entry of the runtime's uid/gid, plus one for them named after the Skylab
@@ -120,12 +145,22 @@ class SandboxLauncher : public kernel::Launcher {
 
   //! The runtime templates (null when template_on is false or they cannot run here).
   RuntimeTemplates* templates() { return templates_.get(); }
+  //! Whether a runtime of `type` can be started for anyone now: its
+  //! template is ready (they are forked from it, never started otherwise).
+  bool can_start_for_anyone(const std::string& type) const;
 
   //! True when bubblewrap can create a sandbox on this machine.
   static bool available(const std::string& bwrap);
 
   bool use_ipc() const override { return true; }
   Status prepare(kernel::LaunchSpec& spec) override;
+  //! Gives a runtime started for anyone (owner kAnyone, waiting in its
+  //! sandbox) to spec.owner: their Drive and caches (volume, folders),
+  //! /content, the home and the socket folder to their uid, their name in
+  //! /etc/passwd, their Drive and caches bound into the sandbox, then the
+  //! claim to the kernel, which drops to their uid and checks as them that
+  //! it may run (template.py). Unavailable when it may not.
+  Status assign(kernel::LaunchSpec& spec) override;
   bool interrupt_by_message() const override { return true; }
   void kill_all(const std::string& kernel_id, pid_t pid) override;
   std::string death_reason(const std::string& kernel_id) override;
@@ -165,6 +200,10 @@ class SandboxLauncher : public kernel::Launcher {
   //! Creates (fd-relative, with their owner) the directories a runtime
   //! needs and hands it its socket folder; runs migrate_once for the owner.
   Status prepare_dirs(const kernel::LaunchSpec& spec, const SandboxPlan& plan);
+  //! `owner`'s Drive and caches folders (with their owner), and migrate_once.
+  Status prepare_user_dirs(int data_fd, const std::string& owner, uid_t uid, gid_t gid);
+  //! The socket folder and connection file to the kernel's uid.
+  static Status give_socket_folder(const std::string& conn_dir, uid_t uid, gid_t gid);
   //! The one-time ownership migration of `owner`'s Drive and caches.
   void migrate_once(int data_fd, const std::string& owner, int drive_fd, int cache_fd, uid_t uid,
                     gid_t gid);

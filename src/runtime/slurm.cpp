@@ -117,6 +117,13 @@ bool SlurmLauncher::interrupt_by_message() const {
   return inner_ ? inner_->interrupt_by_message() : false;
 }
 
+Status SlurmLauncher::assign(kernel::LaunchSpec& spec) {
+  const RuntimeType* t = type_of(*ctx_->config, spec.runtime_type);
+  if (t && t->backend == Backend::kSlurm)
+    return Error::unavailable("Slurm runtimes are not started for anyone");
+  return inner_ ? inner_->assign(spec) : kernel::Launcher::assign(spec);
+}
+
 Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
   const RuntimeType* t = type_of(*ctx_->config, spec.runtime_type);
   if (!t || t->backend != Backend::kSlurm) return inner_ ? inner_->prepare(spec) : ok_status();

@@ -58,6 +58,7 @@ class SlurmLauncher : public kernel::Launcher {
   SlurmLauncher(std::shared_ptr<kernel::Launcher> inner, std::shared_ptr<const SlurmContext> ctx);
   bool use_ipc() const override;
   Status prepare(kernel::LaunchSpec& spec) override;
+  Status assign(kernel::LaunchSpec& spec) override;
   bool interrupt_by_message() const override;
   //! Slurm kernels: scancel of the job (the manager kills the link's group).
   void kill_all(const std::string& kernel_id, pid_t pid) override;

@@ -97,7 +97,8 @@ Result<int> fork_from_template(const std::string& socket_path, const TemplateReq
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     return Error::unavailable("template: connect: " + std::string(std::strerror(errno)));
   nlohmann::json j = {{"uid", req.uid},         {"gid", req.gid}, {"seccomp", req.seccomp},
-                      {"cgroups", req.cgroups}, {"env", req.env}, {"argv", req.argv}};
+                      {"cgroups", req.cgroups}, {"env", req.env}, {"argv", req.argv},
+                      {"pool", req.for_anyone}};
   std::string body = j.dump();
   std::vector<int> fds = {0, 1, 2};
   for (auto& f : sandbox.ns) fds.push_back(f.get());

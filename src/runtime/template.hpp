@@ -40,6 +40,10 @@ struct TemplateRequest {
   bool seccomp = false;
   std::map<std::string, std::string> env;  //!< bwrap's --setenv pairs
   std::vector<std::string> argv;           //!< the kernel command after the inner `--`
+  //! A runtime started for anyone (the instant pool): the kernel initialises
+  //! as root in the sandbox and waits for its user's claim (template.py,
+  //! "pre-started kernels"; SandboxLauncher::assign).
+  bool for_anyone = false;
 };
 
 //! Parses a bwrap command made by bwrap_args() (options, then `--`,

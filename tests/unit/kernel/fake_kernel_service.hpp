@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -23,6 +24,15 @@ namespace skylab::kernel {
 class FakeKernelService final : public KernelService {
  public:
   //! Adds (or replaces) a kernel as list()/get() show it.
+  //! start() fails from now on (or works again); start_calls() counts every call.
+  void fail_starts(bool fail) {
+    std::lock_guard lock(mu_);
+    fail_starts_ = fail;
+  }
+  int start_calls() const {
+    std::lock_guard lock(mu_);
+    return start_calls_;
+  }
   void put(KernelModel k) {
     std::lock_guard lock(mu_);
     kernels_[k.id] = std::move(k);
@@ -90,6 +100,8 @@ class FakeKernelService final : public KernelService {
   Result<KernelModel> start(const std::string& spec, const std::string& owner,
                             const StartOptions& o) override {
     std::lock_guard lock(mu_);
+    ++start_calls_;
+    if (fail_starts_) return Error::unavailable("starts fail (test)");
     KernelModel k;
     k.id = o.kernel_id.empty() ? "k" + std::to_string(kernels_.size() + 1) : o.kernel_id;
     k.name = spec;
@@ -97,6 +109,7 @@ class FakeKernelService final : public KernelService {
     k.runtime_type = o.runtime_type;
     k.launch = o.launch;
     k.reserved = o.reserved;
+    if (o.reserved && o.for_anyone) for_anyone_.insert(k.id);
     kernels_[k.id] = k;
     return k;
   }
@@ -114,11 +127,15 @@ class FakeKernelService final : public KernelService {
       return Error::not_found("Kernel does not exist: " + id);
     return it->second;
   }
-  Result<KernelModel> claim(const std::string& id) override {
+  Result<KernelModel> claim(const std::string& id, const std::string& owner) override {
     std::lock_guard lock(mu_);
     auto it = kernels_.find(id);
     if (it == kernels_.end() || !it->second.reserved)
       return Error::not_found("no such spare: " + id);
+    if (it->second.owner != owner && !for_anyone_.count(id))
+      return Error::not_found("no such spare: " + id);
+    for_anyone_.erase(id);
+    it->second.owner = owner;
     it->second.reserved = false;
     it->second.claimed = true;
     return it->second;
@@ -205,6 +222,9 @@ class FakeKernelService final : public KernelService {
   }
   mutable std::mutex mu_;
   std::map<std::string, KernelModel> kernels_;
+  std::set<std::string> for_anyone_;
+  bool fail_starts_ = false;
+  int start_calls_ = 0;  // started for anyone: claim() gives them an owner
   std::vector<std::string> shutdowns_;
   std::vector<std::tuple<std::string, std::string, nlohmann::json>> notes_;
   std::map<std::string, std::vector<std::shared_ptr<KernelObserver>>> observers_;

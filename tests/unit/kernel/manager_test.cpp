@@ -93,14 +93,15 @@ TEST_F(ManagerTest, ReservedKernelsAreHiddenUntilClaimed) {
   ASSERT_EQ(km.list(true).size(), 1u);
   EXPECT_FALSE(km.get(k->id).ok());
 
-  auto c = km.claim(k->id);
+  EXPECT_FALSE(km.claim(k->id, "mallory").ok());  // another user's spare
+  auto c = km.claim(k->id, "ann");
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_FALSE(c->reserved);
   EXPECT_TRUE(c->claimed);
   EXPECT_EQ(hooked, std::vector<std::string>{k->id});
   ASSERT_TRUE(km.get(k->id).ok());
   EXPECT_TRUE(km.get(k->id)->claimed);
-  EXPECT_FALSE(km.claim(k->id).ok());  // claimed once
+  EXPECT_FALSE(km.claim(k->id, "ann").ok());  // claimed once
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "kernel/fake_kernel_service.hpp"
+#include "runtime/launch.hpp"
 
 namespace skylab::runtime {
 namespace {
@@ -86,6 +87,59 @@ TEST_F(PoolTest, ReadySparesAreClaimedAndUnusedKeysExpireByTheClock) {
   EXPECT_TRUE(spares().empty());
   auto shut = kernels->shutdowns();
   EXPECT_NE(std::find(shut.begin(), shut.end(), refill), shut.end());
+}
+
+TEST_F(PoolTest, RuntimesForAnyoneGoToWhoeverHasNoSpareAndOnlyOnce) {
+  Config c = config;
+  c.runtimes.warm_pool = 0;
+  c.runtimes.instant = 1;
+  bool template_ready = false;
+  WarmPool pool(kernels, c, {}, clock);
+  pool.set_instant_ready([&](const std::string&) { return template_ready; });
+  pool.tick();
+  EXPECT_TRUE(spares().empty());  // never started without a ready template
+  template_ready = true;
+  pool.tick();
+  ASSERT_EQ(spares().size(), 1u);
+  auto s = spares()[0];
+  EXPECT_EQ(s.owner, kAnyone);
+  EXPECT_EQ(s.name, "python3");
+  EXPECT_FALSE(pool.take("ann", "", "python3").has_value());  // still starting: not handed out
+  set_state(s.id, KernelState::kIdle);
+  EXPECT_EQ(pool.ready(kAnyone, ""), 1);
+  auto got = pool.take("ann", "", "python3");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->id, s.id);
+  EXPECT_EQ(got->owner, "ann");  // handed over (the fake's claim takes the new owner)
+  EXPECT_TRUE(got->claimed);
+  EXPECT_FALSE(pool.take("bob", "", "python3").has_value());  // one runtime, one user
+  // Another kernelspec is not the template's: no runtime for anyone serves it.
+  pool.tick();
+  ASSERT_EQ(spares().size(), 1u);
+  set_state(spares()[0].id, KernelState::kIdle);
+  EXPECT_FALSE(pool.take("bob", "", "R").has_value());
+  // Nor does the pool expire: it is wanted whatever the clock says.
+  clock.advance(c.runtimes.idle_timeout * 3);
+  pool.tick();
+  EXPECT_EQ(spares().size(), 1u);
+}
+
+TEST_F(PoolTest, AFailedStartForAnyoneIsRetriedOnlyAfterABackoff) {
+  Config c = config;
+  c.runtimes.warm_pool = 0;
+  c.runtimes.instant = 1;
+  WarmPool pool(kernels, c, {}, clock);
+  pool.set_instant_ready([](const std::string&) { return true; });
+  kernels->fail_starts(true);
+  pool.tick();
+  EXPECT_EQ(kernels->start_calls(), 1);
+  pool.tick();
+  EXPECT_EQ(kernels->start_calls(), 1);  // not again at once (no log flood)
+  clock.advance(31s);
+  kernels->fail_starts(false);
+  pool.tick();
+  EXPECT_EQ(kernels->start_calls(), 2);
+  EXPECT_EQ(spares().size(), 1u);
 }
 
 }  // namespace
