@@ -88,9 +88,9 @@ Status bind_into_sandbox(const SandboxHandle& sandbox,
   for (auto& [host, inside] : binds) {
     if (inside.empty() || inside[0] != '/')
       return Error::bad_request("bind target must be absolute: " + inside);
-    safe_fs::UniqueFd t(::open_tree(AT_FDCWD, host.c_str(),
-                                    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
-                                        AT_SYMLINK_NOFOLLOW));
+    safe_fs::UniqueFd t(
+        ::open_tree(AT_FDCWD, host.c_str(),
+                    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW));
     if (t.get() < 0)
       return Error::internal("open_tree " + host + ": " + std::string(std::strerror(errno)));
     mount_attr attr{};
@@ -201,8 +201,7 @@ Status SandboxLauncher::assign(kernel::LaunchSpec& spec) {
   auto rt = safe_fs::open_dir((data / "runtimes" / spec.kernel_id).string());
   if (!rt.ok()) return rt.error();
   for (const char* rel : {"content", "home"}) {
-    safe_fs::UniqueFd d(
-        ::openat(rt->get(), rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    safe_fs::UniqueFd d(::openat(rt->get(), rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (d.get() < 0) return Error::internal(std::string("the runtime has no ") + rel);
     safe_fs::chown_root_owned_tree(d.get(), u, g);
   }
@@ -212,24 +211,22 @@ Status SandboxLauncher::assign(kernel::LaunchSpec& spec) {
   // Their name for their uid.
   auto state = safe_fs::open_dir(spec.state_dir);
   if (!state.ok()) return state.error();
-  auto acc = runtime_account_files(read_text("/etc/passwd"), read_text("/etc/group"), spec.owner,
-                                   u, g);
+  auto acc =
+      runtime_account_files(read_text("/etc/passwd"), read_text("/etc/group"), spec.owner, u, g);
   if (auto st = overwrite_at(state->get(), "passwd", acc.passwd); !st.ok()) return st;
   if (auto st = overwrite_at(state->get(), "group", acc.group); !st.ok()) return st;
 
   // Their Drive and caches into the running sandbox.
-  auto cg = Cgroup::open(cgroup_mode_, cgroup_name(spec.kernel_id),
-                         opts_.config.runtimes.cgroup_parent);
+  auto cg =
+      Cgroup::open(cgroup_mode_, cgroup_name(spec.kernel_id), opts_.config.runtimes.cgroup_parent);
   if (cg.dirs().empty()) return Error::unavailable("the runtime has no cgroup");
   auto sandbox = open_sandbox(cg.dirs(), opts_.bwrap, 2, 1);
   if (!sandbox.ok()) return sandbox.error();
   if (auto st = bind_into_sandbox(sandbox.value(), user_binds(plan)); !st.ok()) return st;
 
   // The kernel drops to the uid and checks, as the user, that it may run.
-  nlohmann::json claim = {{"uid", u},
-                          {"gid", g},
-                          {"env", runtime_env(spec, type_name)},
-                          {"argv", spec.argv}};
+  nlohmann::json claim = {
+      {"uid", u}, {"gid", g}, {"env", runtime_env(spec, type_name)}, {"argv", spec.argv}};
   auto st = send_claim(spec.state_dir, claim.dump(), 10);
   for (const char* name : {"claim", "claimed"}) ::unlinkat(state->get(), name, 0);
   if (!st.ok()) return st;
