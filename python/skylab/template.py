@@ -47,9 +47,12 @@ PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
-SECCOMP_SET_MODE_FILTER = 1
-SECCOMP_FILTER_FLAG_TSYNC = 1
-_SECCOMP_NR = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_SETGID = 6
+CAP_SETUID = 7
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 NS_ORDER = ("ipc", "uts", "net", "cgroup", "pid", "mnt")
 MAX_REQUEST = 1 << 20
 MAX_FDS = 16
@@ -65,7 +68,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_void_p]
+_libc.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 
 
 class _SockFprog(ctypes.Structure):
@@ -223,9 +226,39 @@ def _status_fields(tid):
         return None  # the thread ended
 
 
-def _drop(uid, gid, bpf):
-    """Drops to uid:gid (no groups), sets no_new_privs and the seccomp filter
-    in every thread of this process, and checks that every thread did."""
+def _filter(bpf):
+    """no_new_privs and the seccomp filter, for this thread and those it starts later."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if bpf:
+        if len(_threads()) > 1:
+            raise OSError("the filter must be set before any thread starts")
+        buf = ctypes.create_string_buffer(bpf, len(bpf))
+        prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
+        _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+
+
+def _keep_only_setid_caps():
+    """A pre-started kernel stays uid 0 until its claim, but with no
+    capability other than changing its uid and gid (all others leave the
+    bounding, permitted, effective, inheritable and ambient sets)."""
+    keep = (1 << CAP_SETGID) | (1 << CAP_SETUID)
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last + 1):
+        if not keep & (1 << cap):
+            _prctl(PR_CAPBSET_DROP, cap)
+    hdr = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(keep, keep, 0, 0, 0, 0)  # effective, permitted, inheritable x2
+    if _libc.capset(hdr, data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "capset: %s" % os.strerror(e))
+
+
+def _drop(uid, gid, bpf, filtered=False):
+    """Drops to uid:gid (no groups) and sets no_new_privs and the seccomp
+    filter (`filtered`: both were set before any thread started, and every
+    thread has them); checks that every thread of this process did."""
     if uid <= 0 or gid <= 0:
         raise ValueError("refusing uid/gid 0")
     os.setgroups([])
@@ -233,23 +266,8 @@ def _drop(uid, gid, bpf):
     os.setresuid(uid, uid, uid)
     if os.getuid() == 0 or os.geteuid() == 0 or os.getgid() == 0:
         os._exit(125)
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    if bpf:
-        buf = ctypes.create_string_buffer(bpf, len(bpf))
-        prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
-        if len(_threads()) > 1:
-            # A pre-started kernel has threads (ZeroMQ, iopub, heartbeat,
-            # control): the filter goes to all of them at once (TSYNC; their
-            # no_new_privs with it), or to none.
-            nr = _SECCOMP_NR.get(os.uname().machine)
-            if nr is None:
-                raise OSError("seccomp(2) number unknown on this machine")
-            r = _libc.syscall(nr, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
-                              ctypes.addressof(prog))
-            if r != 0:
-                raise OSError(ctypes.get_errno(), "seccomp TSYNC failed (%d)" % r)
-        else:
-            _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+    if not filtered:
+        _filter(bpf)
     want = str(uid)
     for tid in _threads():
         f = _status_fields(tid)
@@ -258,7 +276,7 @@ def _drop(uid, gid, bpf):
         ids = f.get("Uid", "").split() + f.get("Gid", "").split()
         if (ids[:3] != [want] * 3 or ids[4:7] != [str(gid)] * 3 or
                 int(f.get("CapEff", "1"), 16) or int(f.get("CapPrm", "1"), 16) or
-                f.get("NoNewPrivs") != "1" or (bpf and f.get("Seccomp") != "2")):
+                f.get("NoNewPrivs") != "1" or ((bpf or filtered) and f.get("Seccomp") != "2")):
             os._exit(125)  # a thread kept root, capabilities or no filter: never run user code
     _prctl(PR_SET_DUMPABLE, 1)  # as after execve: the user may inspect their own process
 
@@ -388,11 +406,13 @@ def _run_kernel(req, bpf, verdict_w):
 # its sandbox has no user's Drive or caches yet, and its kernel K has run
 # IPKernelApp.initialize() but not start(). K stays root inside the sandbox,
 # runs none of a user's code and answers only kernel_info_request (the
-# server's readiness check) until the server hands the runtime to a user.
+# server's readiness check) until the server hands the runtime to a user;
+# it keeps no capability but CAP_SETUID and CAP_SETGID, and has set
+# no_new_privs and the runtime's seccomp filter before its first thread.
 # Then the server puts that user's Drive and caches into the sandbox, gives
 # /content and the home to the user's uid and writes the claim to K: one JSON
 # line {"uid", "gid", "env", "argv"} on CLAIM_FIFO. K drops to the uid in
-# every thread, sets the filter, takes the environment, checks as the user
+# every thread (and checks each), takes the environment, checks as the user
 # (as _run_kernel does), answers "ok" or why not on CLAIMED_FIFO, and starts.
 # Both FIFOs are root's (0600) in the read-only state folder: no one in the
 # sandbox but K (root, before the claim) can open them.
@@ -481,6 +501,10 @@ def _run_pool_kernel(req, bpf, verdict_w):
         claim_fd = _open_fifo(CLAIM_FIFO)
         claimed_fd = _open_fifo(CLAIMED_FIFO)
         _close_inherited(keep=(verdict_w, claim_fd, claimed_fd))
+        # Root until the claim, but only able to change its ids, with
+        # no_new_privs and the runtime's filter, before any thread exists.
+        _keep_only_setid_caps()
+        _filter(bpf)
         _become(req, env)
         sys.argv[:] = _kernel_argv(req)
         _kernel_signals()
@@ -500,7 +524,7 @@ def _run_pool_kernel(req, bpf, verdict_w):
         shown = _show_as(claim["argv"], dict(env, PWD="/content"))
         sys.orig_argv = list(claim["argv"])
         try:
-            _drop(int(claim["uid"]), int(claim["gid"]), bpf)
+            _drop(int(claim["uid"]), int(claim["gid"]), bpf, filtered=True)
             dropped = True
             reason = _become(claim, env)
             if not shown:

@@ -589,8 +589,10 @@ Status SandboxLauncher::prepare_dirs(const kernel::LaunchSpec& spec, const Sandb
   // owner when created (or when still root's); nothing is walked except
   // once per user, to migrate trees written by older versions.
   bool root = ::geteuid() == 0;
-  uid_t uid = root ? plan.uid : static_cast<uid_t>(-1);
-  gid_t gid = root ? plan.gid : static_cast<gid_t>(-1);
+  // Started for anyone (no user's folders in the plan): root's until assign().
+  bool anyone = plan.drive_dir.empty();
+  uid_t uid = root ? (anyone ? 0 : plan.uid) : static_cast<uid_t>(-1);
+  gid_t gid = root ? (anyone ? 0 : plan.gid) : static_cast<gid_t>(-1);
   auto data = safe_fs::open_dir(opts_.data_dir);
   if (!data.ok()) return data.error();
   auto runtimes = safe_fs::ensure_dir_at(data->get(), "runtimes", 0755);
@@ -601,7 +603,7 @@ Status SandboxLauncher::prepare_dirs(const kernel::LaunchSpec& spec, const Sandb
     auto d = safe_fs::ensure_path_at(rt->get(), rel, 0755, uid, gid);
     if (!d.ok()) return d.error();
   }
-  if (plan.drive_dir.empty()) return ok_status();  // started for anyone: no user's folders yet
+  if (anyone) return ok_status();  // no user's folders yet
   if (auto st = prepare_user_dirs(data->get(), spec.owner, uid, gid); !st.ok()) return st;
   if (root && !plan.conn_dir.empty())
     if (auto st = give_socket_folder(plan.conn_dir, uid, gid); !st.ok()) return st;

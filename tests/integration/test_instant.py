@@ -52,7 +52,8 @@ print(json.dumps({'threads': _t, 'env': dict(os.environ), 'cwd': os.getcwd(),
                   'name': pwd.getpwuid(os.getuid()).pw_name, 'whoami': subprocess.check_output(['whoami']).decode().strip(),
                   'drive_mount': _m.get('/content/drive', ''), 'cache_mount': _m.get('/root/.cache', ''),
                   'claim_fifo': os.path.exists('/opt/skylab/state/claim'),
-                  'home_owner': os.stat(os.path.expanduser('~/.ipython')).st_uid}))
+                  'owners': [os.stat(d).st_uid for d in ('/content', '/root', '/root/.ipython', '/root/.ipython/profile_default/history.sqlite')],
+                  'writable': [os.access(d, os.W_OK) for d in ('/content', '/root', '/root/.ipython')]}))
 """
 
 
@@ -128,7 +129,8 @@ def test_a_user_without_a_spare_gets_a_prestarted_runtime_that_is_wholly_theirs(
     # Their name, their environment, their folders.
     assert p["name"] == alice and p["whoami"] == alice
     assert p["env"]["SKYLAB_USER"] == alice and p["env"]["SKYLAB_KERNEL_ID"] == kid
-    assert p["cwd"] == "/content" and p["home_owner"] == uid
+    assert p["cwd"] == "/content"
+    assert p["owners"] == [uid] * 4 and p["writable"] == [True] * 3, (p["owners"], p["writable"])
     assert not p["claim_fifo"]  # nothing left to talk to as root
     for m in (p["drive_mount"], p["cache_mount"]):
         assert m and "nosuid" in m and "nodev" in m, m
@@ -182,6 +184,19 @@ def test_a_prestarted_kernel_runs_nothing_before_its_claim(isrv):
             waiting.append(r)
     assert waiting, records
     r = waiting[0]
+    # Root until its claim, but only able to change its ids, with no_new_privs and the filter.
+    procs = set()
+    for f in glob.glob("/sys/fs/cgroup/**/skylab-%s/cgroup.procs" % r["id"], recursive=True):
+        procs.update(int(x) for x in open(f).read().split())
+    kernel = [p for p in procs if os.path.realpath("/proc/%d/exe" % p).startswith("/usr/bin/python3")]
+    assert len(kernel) == 1, procs
+    with open("/proc/%d/status" % kernel[0]) as f:
+        st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    assert st["Uid"].split()[0] == "0"
+    assert int(st["CapEff"], 16) == (1 << 6) | (1 << 7) and int(st["CapBnd"], 16) == (1 << 6) | (1 << 7), st
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+    holder = [p for p in procs if open("/proc/%d/status" % p).read().count("Uid:\t65534")]
+    assert holder, procs  # the sandbox's program runs as nobody until the claim
     with open(r["connection_file"]) as f:
         conn = json.load(f)
     marker = "/tmp/skylab-instant-" + secrets.token_hex(4)
