@@ -19,8 +19,10 @@ What is measured (see bench/README.md, "Template benchmark"):
      runtime: execute_request -> execute_reply, p50 (and the time the kernel
      itself measured for the imports).
   4. memory: the PSS (/proc/PID/smaps_rollup) summed over every process of
-     the N idle runtimes of test 2 (kernels, sandbox helpers) plus the
-     template, idle and after each ran the import cell of test 3.
+     the N idle runtimes of test 2 (Skylab: what runs in their cgroups:
+     kernel, bubblewrap, holder, supervisor, pasta) plus the template, idle
+     and after each ran the import cell of test 3; and of their kernels
+     (Python processes) plus the template only.
 """
 
 import argparse
@@ -205,26 +207,31 @@ def bench_many(srv, n, template_pid=0, traced=False):
         raise RuntimeError("; ".join(errors[:3]))
     time.sleep(3)
 
-    def runtime_pids():
-        # Every process of the runtimes (kernels, sandbox helpers, pasta), plus the template.
-        if getattr(srv, "instant", 0):
-            # Started before the burst (and the pool refilling beside them):
-            # what runs in the N runtimes' cgroups, and their pasta.
+    def runtime_pids(kernels_only=False):
+        """Every process of the N runtimes plus the template; or their kernels only."""
+        if srv.kind != "skylab":
+            out = [p.pid for p in srv.descendants() if p.pid not in before]
+        else:
+            # What runs in the N runtimes' cgroups: kernel, bubblewrap, the
+            # holder, the supervisor and pasta (which daemonizes: not a
+            # descendant of the server), whenever they were started.
             pids = set()
             for _, kid, _ in results:
                 for f in glob.glob("/sys/fs/cgroup/**/skylab-%s/cgroup.procs" % kid, recursive=True):
                     pids.update(int(x) for x in open(f).read().split())
-            pasta = [p.pid for p in srv.descendants() if p.name() == "pasta" and
-                     any(p.ppid() == q for q in pids)]
-            out = list(pids | set(pasta))
-        else:
-            out = [p.pid for p in srv.descendants() if p.pid not in before or p.pid == template_pid]
+            out = sorted(pids)
+        if kernels_only:
+            def is_python(pid):
+                try:
+                    return "python" in os.path.basename(os.readlink("/proc/%d/exe" % pid))
+                except OSError:
+                    return False
+            out = [p for p in out if is_python(p)]
         if template_pid and template_pid not in out:
             out.append(template_pid)
         return out
 
-    procs = runtime_pids()
-    idle = pss_kb(procs)
+    idle, idle_kernels = pss_kb(runtime_pids()), pss_kb(runtime_pids(True))
     for _, _, c in results:
         c.run(IMPORTS, timeout=600)
     time.sleep(2)
@@ -241,7 +248,8 @@ def bench_many(srv, n, template_pid=0, traced=False):
         c.close()
         srv.delete_kernel(kid)
     out = {"runtimes": n, "wall_s": wall, "each_p50_s": pct([r[0] for r in results], 50),
-           "pss_idle_mib": idle / 1024, "pss_after_imports_mib": after / 1024, "processes": len(procs)}
+           "pss_idle_mib": idle / 1024, "pss_kernels_idle_mib": idle_kernels / 1024,
+           "pss_after_imports_mib": after / 1024, "processes": len(procs)}
     if spread:
         out["trace"] = spread
     return out
@@ -301,20 +309,22 @@ def main():
             srv.stop()
             os.environ.pop("SKYLAB_TEMPLATE_TRACE", None)
     print()
-    print("%-28s %12s %12s %14s %16s %14s %16s" % ("", "connect p50", "connect p99", "first cell p50",
-                                                 "(in kernel)", "N at once", "PSS idle/after"))
+    print("%-28s %12s %12s %14s %16s %14s %16s %14s" % ("", "connect p50", "connect p99", "first cell p50",
+                                                      "(in kernel)", "N at once", "PSS idle/after",
+                                                      "kernels idle"))
     names = {"jupyter": "Jupyter Server", "bare": "Skylab, template off", "template": "Skylab, template on",
              "instant": "Skylab, instant pool"}
     for v in args.variants.split(","):
         if v not in res:
             continue
         r = res[v]
-        print("%-28s %10.0f ms %10.0f ms %12.0f ms %13.0f ms %12.2f s %8.0f/%.0f MiB" % (
+        print("%-28s %10.0f ms %10.0f ms %12.0f ms %13.0f ms %12.2f s %8.0f/%.0f MiB %10.0f MiB" % (
             names.get(v, v), r["connect"]["p50_ms"], r["connect"]["p99_ms"], r["first_cell"]["p50_ms"],
             r["first_cell"].get("in_kernel_p50_ms", float("nan")), r["many"]["wall_s"],
-            r["many"]["pss_idle_mib"], r["many"]["pss_after_imports_mib"]))
-    print("(N = %d runtimes of %d users; PSS summed over their processes and the template)" % (
-        args.users, args.users))
+            r["many"]["pss_idle_mib"], r["many"]["pss_after_imports_mib"], r["many"]["pss_kernels_idle_mib"]))
+    print("(N = %d runtimes of %d users; PSS summed over all their processes (Skylab: kernel, bubblewrap,"
+          " holder, supervisor, pasta) and the template; 'kernels idle': the Python processes and the"
+          " template only)" % (args.users, args.users))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

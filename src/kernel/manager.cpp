@@ -406,25 +406,16 @@ struct KernelManager::Impl {
 
   Result<pid_t> spawn(Kernel& k) {
     LaunchSpec ls = launch_spec(k);
-    std::vector<std::string> args = std::move(ls.argv);
-    std::map<std::string, std::string> env = std::move(ls.env);
-    std::string cwd = std::move(ls.cwd);
     if (opts.launcher) {
-      ls.argv = std::move(args);
-      ls.env = std::move(env);
-      ls.cwd = std::move(cwd);
       auto st = opts.launcher->prepare(ls);
       if (!st.ok()) return st.error();
-      args = std::move(ls.argv);
-      env = std::move(ls.env);
-      cwd = std::move(ls.cwd);
     } else if (!opts.command_prefix.empty()) {
-      args.insert(args.begin(), opts.command_prefix.begin(), opts.command_prefix.end());
+      ls.argv.insert(ls.argv.begin(), opts.command_prefix.begin(), opts.command_prefix.end());
     }
     // The kernel's own stdout/stderr (not its cells' output, which goes over
     // iopub) is kept per kernel for operators.
     std::string log_path = (fs::path(opts.runtime_dir) / ("kernel-" + k.id + ".log")).string();
-    return spawn_process(std::move(args), env, cwd, log_path);
+    return spawn_process(std::move(ls.argv), ls.env, ls.cwd, log_path);
   }
 
   // Opens and connects the five sockets (I/O thread).

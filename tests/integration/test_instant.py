@@ -227,6 +227,31 @@ def test_a_prestarted_kernel_runs_nothing_before_its_claim(isrv):
     assert not glob.glob("/proc/*/root" + marker)
 
 
+SAME = r"""
+import os, sys, json
+print(json.dumps({'path': sys.path, 'env': sorted(os.environ), 'cwd': os.getcwd(), 'uid': os.getuid(),
+                  'mounts': sorted(l.split()[4] + ' ' + ','.join(sorted(l.split()[5].split(','))) for l in open('/proc/self/mountinfo')),
+                  'passwd': open('/etc/passwd').read().splitlines()[-1]}))
+"""
+
+
+def test_a_handed_over_runtime_is_what_a_usual_start_of_that_user_gives(isrv):
+    # Restarting a kernel starts it the usual way (a fresh fork for that
+    # user): the hand-over must have given the same sys.path, environment,
+    # mounts and account.
+    wait_ready(isrv)
+    erin, tok = new_user(isrv, "erin")
+    kid, c = connect(isrv, tok)
+    assert handed_over(isrv, kid, erin)
+    before = json.loads(c.eval_ok(SAME).stdout.strip().splitlines()[-1])
+    r = token_session(tok).post(isrv.url("/api/kernels/%s/restart" % kid), timeout=120)
+    assert r.status_code == 200, r.text
+    c.nudge(timeout=60)
+    after = json.loads(c.eval_ok(SAME).stdout.strip().splitlines()[-1])
+    assert before == after
+    assert before["passwd"].startswith(erin + ":x:%d:" % runtime_uid(isrv, erin))
+
+
 def test_a_user_it_cannot_serve_gets_the_usual_start(isrv):
     # dave's own numpy in his ~/.local shadows the preloaded one: the kernel
     # that would have been his checks that as him and refuses; he starts the usual way.
