@@ -563,7 +563,11 @@ def _run_pool_kernel(req, bpf, verdict_w):
         _kernel_signals()
         from ipykernel import kernelapp
         app = kernelapp.IPKernelApp.instance()
+        before = dict(os.environ)
         app.initialize()
+        # What initialize() put into the environment (TERM, PAGER, MPLBACKEND...):
+        # a kernel that initialises after its claim has it over the runtime's.
+        init_env = {k: v for k, v in os.environ.items() if before.get(k) != v}
         os.write(verdict_w, b"ok")
         os.close(verdict_w)
         _trace("pre-started kernel: initialised, waiting for its user")
@@ -580,6 +584,7 @@ def _run_pool_kernel(req, bpf, verdict_w):
             _drop(int(claim["uid"]), int(claim["gid"]), bpf, filtered=True)
             dropped = True
             reason = _become(claim, env)
+            os.environ.update(init_env)
             app.init_path()  # '' before site-packages again, as initialize() put it
             if not shown:
                 reason = "the kernel's command line or environment is too long"
