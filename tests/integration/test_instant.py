@@ -252,6 +252,22 @@ def test_a_handed_over_runtime_is_what_a_usual_start_of_that_user_gives(isrv):
     assert before["passwd"].startswith(erin + ":x:%d:" % runtime_uid(isrv, erin))
 
 
+def test_same_seeds_give_the_same_weights_as_a_fresh_python(isrv):
+    """A course notebook computes the same from its seeds in a handed-over kernel."""
+    import subprocess
+    from test_template import SEEDED
+    wait_ready(isrv)
+    fay, tok = new_user(isrv, "fay")
+    kid, c = connect(isrv, tok)
+    assert handed_over(isrv, kid, fay)
+    handed = c.eval_ok(SEEDED, timeout=120).stdout.strip().splitlines()[-1]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "CUDA_VISIBLE_DEVICES": ""}
+    fresh = subprocess.run(["/usr/bin/python3", "-c", SEEDED], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert handed == fresh.stdout.strip().splitlines()[-1]
+
+
 def test_a_user_it_cannot_serve_gets_the_usual_start(isrv):
     # dave's own numpy in his ~/.local shadows the preloaded one: the kernel
     # that would have been his checks that as him and refuses; he starts the usual way.
