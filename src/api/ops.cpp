@@ -17,6 +17,8 @@
 #include "drive/drive.hpp"
 #include "metrics/metrics.hpp"
 #include "runtime/gpu.hpp"
+#include "runtime/launch.hpp"
+#include "runtime/pool.hpp"
 #include "runtime/service.hpp"
 
 namespace skylab::api {
@@ -216,6 +218,14 @@ void add_collectors(std::shared_ptr<const Context> ctx,
                           "Runtimes waiting for GPUs or still starting.");
     metrics::write_sample(out, "skylab_runtimes_pending", {},
                           c->runtimes ? static_cast<double>(c->runtimes->pending("").size()) : 0.0);
+    auto pool = c->runtimes ? c->runtimes->pool() : nullptr;
+    if (pool && pool->instant() > 0 && c->runtime_config) {
+      metrics::write_header(out, "skylab_runtimes_instant_ready", "gauge",
+                            "Runtimes started for anyone and ready for the next user, by type.");
+      for (auto& [name, _] : c->runtime_config->types)
+        metrics::write_sample(out, "skylab_runtimes_instant_ready", {{"type", name}},
+                              pool->ready(runtime::kAnyone, name));
+    }
   });
   metrics::add_collector([gpus](std::string& out) {
     int total = gpus ? static_cast<int>(gpus->gpus().size()) : 0;

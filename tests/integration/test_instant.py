@@ -149,8 +149,12 @@ def test_a_user_without_a_spare_gets_a_prestarted_runtime_that_is_wholly_theirs(
     r = c.eval_ok("import numpy as np, torch\nprint((np.ones((50, 50)) @ np.ones((50, 50))).sum(), "
                   "float(torch.ones(3).sum()))", timeout=120)
     assert r.stdout.split() == ["125000.0", "3.0"], r.stdout
-    # The pool fills up again.
+    # The pool fills up again, and says so to the operator's scraper.
     wait_ready(isrv)
+    import requests
+    m = requests.get(isrv.url("/metrics"), headers={"Authorization": "Bearer " + isrv.token}, timeout=30)
+    assert m.status_code == 200, m.text
+    assert re.search(r'^skylab_runtimes_instant_ready\{type="cpu"\} 2$', m.text, re.M), m.text
 
 
 def test_two_users_get_different_prestarted_runtimes_with_their_own_randomness(isrv):
