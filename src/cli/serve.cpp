@@ -347,8 +347,8 @@ int serve_main(const std::vector<std::string>& args) {
   std::shared_ptr<runtime::WarmPool> active_pool;
   auto sandbox = std::dynamic_pointer_cast<runtime::SandboxLauncher>(sandbox_launcher);
   if (pool->instant() > 0 && sandbox && sandbox->templates()) {
-    pool->set_instant_ready(
-        [sandbox](const std::string& type) { return sandbox->can_start_for_anyone(type); });
+    pool->set_instant_source(
+        [sandbox](const std::string& type) { return sandbox->instant_source(type); });
     log::info("instant pool: " + std::to_string(pool->instant()) +
               " runtime(s) per CPU type started for anyone");
   } else if (pool->instant() > 0) {

@@ -25,8 +25,16 @@ WarmPool::WarmPool(std::shared_ptr<kernel::KernelService> kernels, Config config
       instant_(config_.runtimes.instant),
       clock_(clock) {}
 
-void WarmPool::set_instant_ready(std::function<bool(const std::string&)> ready) {
-  instant_ready_ = std::move(ready);
+void WarmPool::set_instant_source(InstantSource source) {
+  instant_source_ = std::move(source);
+}
+
+std::map<std::string, std::string> WarmPool::instant_sources() const {
+  std::map<std::string, std::string> out;
+  if (!instant_source_) return out;
+  for (auto& [name, _] : config_.types)
+    if (instant_type(name)) out[name] = instant_source_(name);
+  return out;
 }
 
 WarmPool::~WarmPool() {
@@ -53,13 +61,17 @@ bool WarmPool::instant_type(const std::string& type) const {
 
 std::optional<kernel::KernelModel> WarmPool::take_instant(const std::string& owner,
                                                           const Key& key) {
+  std::string source = instant_source_ ? instant_source_(std::get<1>(key)) : "";
+  if (source.empty()) return std::nullopt;  // its template is down: the usual start
   std::vector<std::string> ids;
   {
     MutexLock lock(mutex_);
     if (stopping_) return std::nullopt;
     auto it = entries_.find(key);
     if (it == entries_.end()) return std::nullopt;
-    ids = it->second.spares;
+    // Only those forked from the template as it is now (the tick replaces the others).
+    for (auto& id : it->second.spares)
+      if (it->second.source[id] == source) ids.push_back(id);
     if (worker_) worker_->wake();  // refill in the background
   }
   std::set<std::string> idle;
@@ -188,6 +200,7 @@ void WarmPool::shutdown_ids(const std::vector<std::string>& ids) {
 }
 
 void WarmPool::tick() {
+  auto sources = instant_sources();  // (before the lock: it asks the templates)
   std::map<std::string, kernel::KernelModel> all;
   bool user_starting = false, spare_starting = false;
   for (auto& k : kernels_->list(true)) {
@@ -209,15 +222,23 @@ void WarmPool::tick() {
       auto& [key, e] = *it;
       // Dead spares go; claimed ones are no longer ours.
       std::vector<std::string> keep;
+      bool anyone = std::get<0>(key) == kAnyone;
+      const std::string& source = sources[std::get<1>(key)];
       for (auto& id : e.spares) {
         auto k = all.find(id);
         if (k == all.end() || !k->second.reserved) continue;
-        if (k->second.execution_state == kernel::KernelState::kDead)
+        // Made from a template that has been replaced since (new packages): replaced too.
+        bool stale = anyone && !source.empty() && e.source[id] != source;
+        if (k->second.execution_state == kernel::KernelState::kDead || stale)
           drop.push_back(id);
         else
           keep.push_back(id);
       }
       e.spares.swap(keep);
+      for (auto s = e.source.begin(); s != e.source.end();)
+        s = std::find(e.spares.begin(), e.spares.end(), s->first) == e.spares.end()
+                ? e.source.erase(s)
+                : std::next(s);
       auto t = config_.types.find(std::get<1>(key));
       auto keep_for = t != config_.types.end() ? config_.idle_timeout(t->second)
                                                : config_.runtimes.idle_timeout;
@@ -227,11 +248,9 @@ void WarmPool::tick() {
         it = entries_.erase(it);
         continue;
       }
-      bool anyone = std::get<0>(key) == kAnyone;
       if (!anyone) owners.insert(std::get<0>(key));
       int want = anyone ? instant_ : size_;
-      bool can = !anyone || (instant_ready_ && instant_ready_(std::get<1>(key)) &&
-                             now >= instant_retry_[std::get<1>(key)]);
+      bool can = !anyone || (!source.empty() && now >= instant_retry_[std::get<1>(key)]);
       if (!fill && can && static_cast<int>(e.spares.size()) < want) fill = key;
       ++it;
     }
@@ -264,10 +283,12 @@ void WarmPool::tick() {
   {
     MutexLock lock(mutex_);
     auto it = entries_.find(*fill);
-    if (it == entries_.end() || stopping_)
+    if (it == entries_.end() || stopping_) {
       orphan = true;
-    else
+    } else {
       it->second.spares.push_back(k->id);
+      if (anyone) it->second.source[k->id] = sources[type];
+    }
   }
   if (orphan) shutdown_ids({k->id});
 }

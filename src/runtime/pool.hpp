@@ -47,9 +47,12 @@ class WarmPool {
   int size() const { return size_; }
   //! Runtimes kept started for anyone per local CPU type ([runtimes] instant).
   int instant() const { return instant_; }
-  //! Whether kernels of `type` can be started for anyone now (the template
-  //! for it is ready). Set before start(); without it, never.
-  void set_instant_ready(std::function<bool(const std::string& type)> ready);
+  //! What kernels of `type` started for anyone now would be forked from
+  //! (the identity of its template); "" when none can be started now.
+  //! Waiting runtimes made from another are replaced (a template restarted
+  //! for new packages). Set before start(); without it, none are started.
+  using InstantSource = std::function<std::string(const std::string& type)>;
+  void set_instant_source(InstantSource source);
 
   //! Claims a spare of `owner` for `type` ("" = default) and `spec`, ready
   //! ones first, else a ready one started for anyone (handed to `owner`);
@@ -79,6 +82,7 @@ class WarmPool {
   struct Entry {
     std::vector<std::string> spares;  // kernel ids, oldest first
     skylab::Clock::SteadyPoint last_used;
+    std::map<std::string, std::string> source;  // kernel id -> InstantSource (anyone's)
   };
   std::string type_name(const std::string& type) const;
   bool poolable(const std::string& type) const;
@@ -86,6 +90,7 @@ class WarmPool {
   std::optional<kernel::KernelModel> take_own(const std::string& owner, const std::string& type,
                                               const std::string& spec);
   std::optional<kernel::KernelModel> take_instant(const std::string& owner, const Key& key);
+  std::map<std::string, std::string> instant_sources() const;  // type -> source, instant types
   void shutdown_ids(const std::vector<std::string>& ids);
 
   std::shared_ptr<kernel::KernelService> kernels_;
@@ -93,7 +98,7 @@ class WarmPool {
   std::function<bool(const std::string&)> user_enabled_;
   int size_;
   int instant_;
-  std::function<bool(const std::string&)> instant_ready_;  // set before start()
+  InstantSource instant_source_;  // set before start()
   const skylab::Clock& clock_;
 
   mutable Mutex mutex_;

@@ -558,9 +558,12 @@ SandboxLauncher::SandboxLauncher(SandboxOptions options)
 
 SandboxLauncher::~SandboxLauncher() = default;
 
-bool SandboxLauncher::can_start_for_anyone(const std::string& type) const {
-  return templates_ && ::geteuid() == 0 && cgroup_mode_ != CgroupMode::kNone &&
-         !templates_->socket_for(type).empty();
+std::string SandboxLauncher::instant_source(const std::string& type) const {
+  if (!templates_ || ::geteuid() != 0 || cgroup_mode_ == CgroupMode::kNone ||
+      templates_->socket_for(type).empty())
+    return "";
+  pid_t pid = templates_->pid_for(type);
+  return pid > 0 ? "template pid " + std::to_string(pid) : "";
 }
 
 Result<uid_t> SandboxLauncher::uid_for(const std::string& username) {

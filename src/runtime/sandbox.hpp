@@ -145,9 +145,10 @@ class SandboxLauncher : public kernel::Launcher {
 
   //! The runtime templates (null when template_on is false or they cannot run here).
   RuntimeTemplates* templates() { return templates_.get(); }
-  //! Whether a runtime of `type` can be started for anyone now: its
-  //! template is ready (they are forked from it, never started otherwise).
-  bool can_start_for_anyone(const std::string& type) const;
+  //! What a runtime of `type` started for anyone now would be forked from:
+  //! its template's pid while that template is ready (they are never started
+  //! otherwise); "" when none can be started now. (WarmPool::InstantSource.)
+  std::string instant_source(const std::string& type) const;
 
   //! True when bubblewrap can create a sandbox on this machine.
   static bool available(const std::string& bwrap);

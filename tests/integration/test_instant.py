@@ -272,6 +272,28 @@ def test_same_seeds_give_the_same_weights_as_a_fresh_python(isrv):
     assert handed == fresh.stdout.strip().splitlines()[-1]
 
 
+def test_a_restarted_template_replaces_the_waiting_runtimes(isrv):
+    # A template restarts when it dies or the Python packages change: the
+    # runtimes waiting in the pool were forked from the old one (old
+    # packages) and must not be handed out; new ones come from the new one.
+    import signal
+    from test_template import ppid, template_pids
+    wait_ready(isrv)
+    old = template_pids(isrv)[-1]
+    os.kill(old, signal.SIGKILL)
+    end = time.time() + 240
+    while time.time() < end and template_pids(isrv)[-1] == old:
+        time.sleep(0.5)
+    new = template_pids(isrv)[-1]
+    assert new != old, isrv.log_text()
+    time.sleep(1.5)  # a few pool ticks: the old ones go
+    wait_ready(isrv)
+    gus, tok = new_user(isrv, "gus")
+    kid, c = connect(isrv, tok)
+    assert handed_over(isrv, kid, gus), isrv.log_text()
+    assert ppid(kernel_host_pid(c)) == new
+
+
 def test_a_user_it_cannot_serve_gets_the_usual_start(isrv):
     # dave's own numpy in his ~/.local shadows the preloaded one: the kernel
     # that would have been his checks that as him and refuses; he starts the usual way.

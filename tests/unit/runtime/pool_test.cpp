@@ -95,7 +95,8 @@ TEST_F(PoolTest, RuntimesForAnyoneGoToWhoeverHasNoSpareAndOnlyOnce) {
   c.runtimes.instant = 1;
   bool template_ready = false;
   WarmPool pool(kernels, c, {}, clock);
-  pool.set_instant_ready([&](const std::string&) { return template_ready; });
+  pool.set_instant_source(
+      [&](const std::string&) { return template_ready ? std::string("t1") : std::string(); });
   pool.tick();
   EXPECT_TRUE(spares().empty());  // never started without a ready template
   template_ready = true;
@@ -129,7 +130,7 @@ TEST_F(PoolTest, AFailedStartForAnyoneIsRetriedOnlyAfterABackoff) {
   c.runtimes.warm_pool = 0;
   c.runtimes.instant = 1;
   WarmPool pool(kernels, c, {}, clock);
-  pool.set_instant_ready([](const std::string&) { return true; });
+  pool.set_instant_source([](const std::string&) { return std::string("t1"); });
   kernels->fail_starts(true);
   pool.tick();
   EXPECT_EQ(kernels->start_calls(), 1);
@@ -140,6 +141,42 @@ TEST_F(PoolTest, AFailedStartForAnyoneIsRetriedOnlyAfterABackoff) {
   pool.tick();
   EXPECT_EQ(kernels->start_calls(), 2);
   EXPECT_EQ(spares().size(), 1u);
+}
+
+TEST_F(PoolTest, WaitingRuntimesOfAReplacedTemplateAreReplacedNotHandedOut) {
+  Config c = config;
+  c.runtimes.warm_pool = 0;
+  c.runtimes.instant = 1;
+  std::string source = "template pid 10";
+  WarmPool pool(kernels, c, {}, clock);
+  pool.set_instant_source([&](const std::string&) { return source; });
+  pool.tick();
+  ASSERT_EQ(spares().size(), 1u);
+  std::string old = spares()[0].id;
+  set_state(old, KernelState::kIdle);
+  // The template restarted (new packages): the old runtime is not handed out...
+  source = "template pid 11";
+  EXPECT_FALSE(pool.take("ann", "", "python3").has_value());
+  // ...and the next tick shuts it down and starts one from the new template.
+  pool.tick();
+  auto shut = kernels->shutdowns();
+  EXPECT_NE(std::find(shut.begin(), shut.end(), old), shut.end());
+  pool.tick();
+  auto s = spares();
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(kernels->start_calls(), 2);  // a new one (the fake may reuse the id)
+  set_state(s[0].id, KernelState::kIdle);
+  auto got = pool.take("ann", "", "python3");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->id, s[0].id);
+  // While the template is down, nothing is handed out and nothing is dropped.
+  pool.tick();
+  ASSERT_EQ(spares().size(), 1u);
+  set_state(spares()[0].id, KernelState::kIdle);
+  source.clear();
+  pool.tick();
+  EXPECT_EQ(spares().size(), 1u);
+  EXPECT_FALSE(pool.take("bob", "", "python3").has_value());
 }
 
 }  // namespace
