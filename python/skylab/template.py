@@ -390,6 +390,13 @@ def _kernel_argv(req):
             "/ipykernel_launcher.py"] + list(req["argv"][3:])
 
 
+def _last_words(who, e):
+    try:
+        _log("%s: %s: %s" % (who, e.__class__.__name__, e))
+    except BaseException:
+        pass
+
+
 def _exit_kernel(code, dropped):
     if not dropped:
         os._exit(code)  # nothing of the template's runs as root in the sandbox
@@ -446,10 +453,7 @@ def _run_kernel(req, bpf, verdict_w):
         app.initialize()
         code = _start_app(app)
     except BaseException as e:  # never back into the template's code
-        try:
-            _log("kernel: %s: %s" % (e.__class__.__name__, e))
-        except BaseException:
-            pass
+        _last_words("kernel", e)
     _exit_kernel(code, dropped)
 
 
@@ -598,10 +602,7 @@ def _run_pool_kernel(req, bpf, verdict_w):
         _fresh_process()
         code = _start_app(app)
     except BaseException as e:  # never back into the template's code
-        try:
-            _log("pre-started kernel: %s: %s" % (e.__class__.__name__, e))
-        except BaseException:
-            pass
+        _last_words("pre-started kernel", e)
     _exit_kernel(code, dropped)
 
 

@@ -308,15 +308,20 @@ print(repr([[p.sum().item() for p in m.parameters()], loss.item(), numpy.random.
 
 def test_same_seeds_give_the_same_weights_as_a_fresh_python(tsrv):
     """What a course notebook computes from its seeds does not depend on being forked."""
-    import subprocess
     _, c, p = start(tsrv)
     assert p["preloaded"]
     forked = c.eval_ok(SEEDED, timeout=120).stdout.strip().splitlines()[-1]
+    assert forked == seeded_in_a_fresh_python()
+
+
+def seeded_in_a_fresh_python():
+    """The last line SEEDED prints in a fresh /usr/bin/python3 (no template, no GPU)."""
+    import subprocess
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "CUDA_VISIBLE_DEVICES": ""}
     fresh = subprocess.run(["/usr/bin/python3", "-c", SEEDED], capture_output=True, text=True,
                            env=env, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
-    assert forked == fresh.stdout.strip().splitlines()[-1]
+    return fresh.stdout.strip().splitlines()[-1]
 
 
 def test_the_template_socket_refuses_everyone_but_root_and_bad_requests(tsrv):
