@@ -743,6 +743,14 @@ def _reap(*_):
             return
 
 
+def _stop(*_):
+    """SIGTERM (the server stops): the kernels that died are reaped here, not
+    left to whoever inherits them; those still running (runtimes kept across
+    a server restart) go on without their template."""
+    _reap()
+    os._exit(0)
+
+
 _SOCKETS = []
 _BASE_PATH = []
 _IMPORT_ENV = {}
@@ -818,6 +826,7 @@ def main(argv):
     srv.listen(64)
     _SOCKETS.append(srv)
     signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGTERM, _stop)
     _log("took %d free allocator blocks out of the kernels' way" % holes)
     sys.stdout.write("ready %.2fs%s\n" % (time.monotonic() - t0,
                                           " (not preloaded: %s)" % ", ".join(failed)

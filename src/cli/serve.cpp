@@ -516,6 +516,8 @@ int serve_main(const std::vector<std::string>& args) {
       } else {
         kernels->shutdown_all();
       }
+      // After the runtimes: a template reaps the forked kernels that ended.
+      if (sandbox) sandbox->stop_templates();
       server.stop();
     });
   });

@@ -558,6 +558,10 @@ SandboxLauncher::SandboxLauncher(SandboxOptions options)
 
 SandboxLauncher::~SandboxLauncher() = default;
 
+void SandboxLauncher::stop_templates() {
+  if (templates_) templates_->stop();
+}
+
 std::string SandboxLauncher::instant_source(const std::string& type) const {
   if (!templates_ || ::geteuid() != 0 || cgroup_mode_ == CgroupMode::kNone ||
       templates_->socket_for(type).empty())

@@ -145,6 +145,8 @@ class SandboxLauncher : public kernel::Launcher {
 
   //! The runtime templates (null when template_on is false or they cannot run here).
   RuntimeTemplates* templates() { return templates_.get(); }
+  //! Stops the templates (RuntimeTemplates::stop); later starts take today's path.
+  void stop_templates();
   //! What a runtime of `type` started for anyone now would be forked from:
   //! its template's pid while that template is ready (they are never started
   //! otherwise); "" when none can be started now. (WarmPool::InstantSource.)

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -224,6 +225,10 @@ RuntimeTemplates::RuntimeTemplates(Options o) : opts_(std::move(o)) {
 }
 
 RuntimeTemplates::~RuntimeTemplates() {
+  stop();
+}
+
+void RuntimeTemplates::stop() {
   {
     // Under the lock: a thread between its check of stop_ and its wait
     // cannot miss the wake-up (and sleep through its backoff).
@@ -349,8 +354,23 @@ void RuntimeTemplates::run(Slot* slot) {
     }
     slot->ready = false;
     if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      // SIGTERM first: the template reaps the kernels that died (the server
+      // stopping ends them just before) instead of leaving them as zombies
+      // to whoever inherits them; SIGKILL after a second.
+      ::kill(pid, SIGTERM);
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      bool reaped = false;
+      while (!reaped && std::chrono::steady_clock::now() < until) {
+        pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+          reaped = true;
+        else
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));  // (stop_ may be set)
+      }
+      if (!reaped) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
       }
     }
     slot->pid = 0;

@@ -80,8 +80,12 @@ class RuntimeTemplates {
     std::chrono::seconds check_every{10};  //!< package-change check period
   };
   explicit RuntimeTemplates(Options o);
-  //! Stops the templates (SIGKILL) and their threads.
+  //! stop().
   ~RuntimeTemplates();
+  //! Stops the templates and their threads (idempotent): SIGTERM, on which
+  //! a template reaps the kernels that already ended and exits (those still
+  //! running go on), SIGKILL after a second. No template is ready afterwards.
+  void stop();
   //! Starts the background threads. Logs "runtime template: ready|failed".
   void start();
   //! The socket of the template for `type` when it is ready; "" when none
