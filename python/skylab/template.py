@@ -539,12 +539,14 @@ def _wait_for_claim(app, claim_fd):
                 return json.loads(buf.split(b"\n", 1)[0])
 
 
-def _valid_claim(c):
-    return (isinstance(c, dict) and isinstance(c.get("uid"), int) and
-            isinstance(c.get("gid"), int) and isinstance(c.get("env"), dict) and
-            len(c["env"]) < 1000 and
-            all(isinstance(k, str) and isinstance(v, str) for k, v in c["env"].items()) and
-            isinstance(c.get("argv"), list) and all(isinstance(a, str) for a in c["argv"]))
+def _valid_kernel(d):
+    """What a request and a claim both carry: ints uid and gid, an environment
+    of strings (fewer than 1000), an argv of strings."""
+    return (isinstance(d, dict) and isinstance(d.get("uid"), int) and
+            isinstance(d.get("gid"), int) and isinstance(d.get("env"), dict) and
+            len(d["env"]) < 1000 and
+            all(isinstance(k, str) and isinstance(v, str) for k, v in d["env"].items()) and
+            isinstance(d.get("argv"), list) and all(isinstance(a, str) for a in d["argv"]))
 
 
 def _run_pool_kernel(req, bpf, verdict_w):
@@ -577,7 +579,7 @@ def _run_pool_kernel(req, bpf, verdict_w):
         _trace("pre-started kernel: initialised, waiting for its user")
         claim = _wait_for_claim(app, claim_fd)
         os.close(claim_fd)
-        if not _valid_claim(claim) or claim["argv"][1:] != req["argv"][1:]:
+        if not _valid_kernel(claim) or claim["argv"][1:] != req["argv"][1:]:
             raise ValueError("invalid claim")
         _T0[:] = [time.monotonic()] if _T0 else []
         _trace("claim")
@@ -669,14 +671,9 @@ def _enter(conn, req, fds):
 
 
 def _valid(req):
-    return (isinstance(req, dict) and isinstance(req.get("uid"), int) and
-            isinstance(req.get("gid"), int) and isinstance(req.get("env"), dict) and
-            len(req["env"]) < 1000 and
-            all(isinstance(k, str) and isinstance(v, str) for k, v in req["env"].items()) and
+    return (_valid_kernel(req) and
             isinstance(req.get("cgroups"), list) and 0 < len(req["cgroups"]) <= 8 and
-            all(isinstance(c, str) for c in req["cgroups"]) and
-            isinstance(req.get("argv"), list) and len(req["argv"]) == 5 and
-            all(isinstance(a, str) for a in req["argv"]) and
+            all(isinstance(c, str) for c in req["cgroups"]) and len(req["argv"]) == 5 and
             req["argv"][0] in PYTHON_NAMES + (sys.executable,) and
             req["argv"][1:3] == ["-m", "ipykernel_launcher"] and req["argv"][3] == "-f" and
             isinstance(req.get("pool", False), bool))
