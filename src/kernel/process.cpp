@@ -62,7 +62,7 @@ Result<pid_t> spawn_process(std::vector<std::string> args,
                             const std::map<std::string, std::string>& env, const std::string& cwd,
                             const std::string& log_path) {
   if (args.empty()) return Error::bad_request("empty kernel command");
-  // O_APPEND: the manager caps the log by copy-and-truncate (log_cap.hpp).
+  // O_APPEND: the manager caps the log in place while the kernel writes (log_cap.hpp).
   int log_fd =
       ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (log_fd < 0)
