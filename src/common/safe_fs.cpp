@@ -114,6 +114,19 @@ std::vector<std::string> entry_names(int dirfd) {
   return names;
 }
 
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = 0;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
 Result<UniqueFd> open_dir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0)
@@ -181,18 +194,7 @@ Status write_atomic_at(int dirfd, const std::string& name, const std::string& sh
     return Error::internal("cannot create a file beside " + shown + ": " + std::strerror(errno));
   bool ok = !exact_mode || ::fchmod(fd, mode) == 0;
   if (ok && uid != static_cast<uid_t>(-1)) ok = ::fchown(fd, uid, gid) == 0;
-  const char* p = text.data();
-  std::size_t left = text.size();
-  while (ok && left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      ok = false;
-    else {
-      p += n;
-      left -= static_cast<std::size_t>(n);
-    }
-  }
+  ok = ok && write_all(fd, text);
   if (ok && sync) ok = ::fsync(fd) == 0;
   int err = errno;
   ok = ::close(fd) == 0 && ok;

@@ -37,6 +37,10 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+//! Writes all of `data` to `fd`, retrying short writes and EINTR. False
+//! (errno set; 0 when the file took nothing) when it could not.
+bool write_all(int fd, std::string_view data);
+
 //! Opens the directory `path`; the last component must not be a symlink
 //! (its parents are trusted, server-owned paths). Error when it is not a
 //! directory or cannot be opened.

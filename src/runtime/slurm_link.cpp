@@ -8,22 +8,13 @@
 
 #include <sodium.h>
 
+#include "common/safe_fs.hpp"
+
 namespace skylab::runtime {
 
 namespace {
 
 constexpr char kKdfContext[crypto_kdf_CONTEXTBYTES] = {'s', 'k', 'y', 'a', 'g', 'e', 'n', 't'};
-
-bool write_all(int fd, const void* p, std::size_t n) {
-  auto* b = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::write(fd, b, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    b += w, n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
 
 // 1: ok, 0: EOF before anything, -1: error or EOF midway.
 int read_all(int fd, void* p, std::size_t n) {
@@ -82,7 +73,7 @@ Status SecureChannel::send(const std::string& plaintext) {
                         reinterpret_cast<const unsigned char*>(msg.data()), msg.size(),
                         reinterpret_cast<const unsigned char*>(nonce.data()), tx_key_);
   out += box;
-  if (!write_all(fd_, out.data(), out.size())) return Error::unavailable("connection lost");
+  if (!safe_fs::write_all(fd_, out)) return Error::unavailable("connection lost");
   return ok_status();
 }
 

@@ -91,12 +91,8 @@ int copy_tree(int src, int dst, uid_t uid, gid_t gid, int depth) {
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) return errno;
         if (k == 0) break;
-        for (ssize_t off = 0; off < k;) {
-          ssize_t w = ::write(out.fd, buf.data() + off, static_cast<std::size_t>(k - off));
-          if (w < 0 && errno == EINTR) continue;
-          if (w < 0) return errno;
-          off += w;
-        }
+        if (!safe_fs::write_all(out.fd, {buf.data(), static_cast<std::size_t>(k)}))
+          return errno ? errno : EIO;
       }
       if (::fchown(out.fd, uid, gid) != 0 || ::fchmod(out.fd, mode) != 0) return errno;
       copy_identity(in.fd, out.fd, st);
