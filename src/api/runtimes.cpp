@@ -30,7 +30,7 @@ using nlohmann::json;
 namespace {
 
 std::string type_of(const kernel::KernelModel& k, const runtime::Config& c) {
-  return k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type;
+  return c.type_name(k.runtime_type);
 }
 
 // `waiting`: why a started kernel is not ready yet (a cluster job in the queue), if known.
@@ -237,9 +237,9 @@ void add_runtime_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
     if (ticket->position == 0 && !remote) return;
     // Queued. (A grant racing with this reply: whichever comes first answers.)
     if (answered->exchange(true)) return;
-    runtime::PendingRuntime p{
-        ticket->id, req.user.username, type, kernel_name,
-        "queued",   ticket->position,  "",   std::chrono::system_clock::now()};
+    runtime::PendingRuntime p{ticket->id, req.user.username, type, kernel_name,
+                              "queued",   ticket->position,  "",   std::chrono::system_clock::now(),
+                              {}};
     if (auto now = service->pending_one(ticket->id)) p = *now;
     p.state = ticket->position > 0 ? "queued" : "starting";
     auto res = Response::json(202, pending_json(p));

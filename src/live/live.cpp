@@ -86,6 +86,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
   };
   enum class Kind { kBegin, kMessage, kKernelGone };
   struct Event {
+    explicit Event(Kind k) : kind(k) {}
     Kind kind;
     std::string kernel_id, msg_id, cell_id;
     std::string raw;  //!< kBegin: the execute_request's raw content (JSON)
