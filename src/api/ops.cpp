@@ -209,7 +209,8 @@ void add_collectors(std::shared_ptr<const Context> ctx,
     if (c->kernels)
       for (auto& k : c->kernels->list())
         if (k.execution_state != kernel::KernelState::kDead)
-          ++by_type[k.runtime_type.empty() ? "default" : k.runtime_type];
+          ++by_type[c->runtime_config ? c->runtime_config->type_name(k.runtime_type)
+                                      : k.runtime_type];
     metrics::write_header(out, "skylab_runtimes_running", "gauge",
                           "Runtimes (kernels) alive, by runtime type.");
     for (auto& [type, n] : by_type)

@@ -120,8 +120,7 @@ void add_usage_routes(http::Router& r, std::shared_ptr<const Context> ctx) {
         running.push_back(
             {{"id", k.id},
              {"owner", k.owner},
-             {"type",
-              k.runtime_type.empty() ? service->config()->runtimes.default_type : k.runtime_type},
+             {"type", service->config()->type_name(k.runtime_type)},
              {"kernel", k.name},
              {"state", kernel::to_string(k.execution_state)},
              {"started", util::iso_time(k.started)},

@@ -81,7 +81,7 @@ int exec_main(const std::vector<std::string>& args) {
     std::fprintf(stderr, "skylab runtime exec: %s\n", config.error().message.c_str());
     return 2;
   }
-  if (type.empty()) type = config->runtimes.default_type;
+  type = config->type_name(type);
   auto t = config->types.find(type);
   if (t == config->types.end()) {
     std::fprintf(stderr, "skylab runtime exec: unknown runtime type '%s'\n", type.c_str());

@@ -13,8 +13,8 @@ namespace {
 //! GPUs a kernel holds: granted ones, or those Slurm allocates for its type.
 int gpus_of(const runtime::Config& c, const kernel::KernelModel& k) {
   if (!runtime::gpus_of(k).empty()) return static_cast<int>(runtime::gpus_of(k).size());
-  auto t = c.types.find(k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type);
-  return t == c.types.end() ? 0 : t->second.gpus + t->second.slurm.gpus;
+  const runtime::RuntimeType* t = c.find_type(k.runtime_type);
+  return t ? t->gpus + t->slurm.gpus : 0;
 }
 }  // namespace
 

@@ -159,6 +159,16 @@ struct Config {
   int fake_gpus = 0;                         //!< >0: pretend this many GPUs exist
   SlurmSection slurm;
 
+  //! A runtime type's name as asked for: `name`, or the default type's when empty.
+  const std::string& type_name(const std::string& name) const {
+    return name.empty() ? runtimes.default_type : name;
+  }
+  //! The type so named (empty: the default), or null when there is none.
+  const RuntimeType* find_type(const std::string& name) const {
+    auto it = types.find(type_name(name));
+    return it == types.end() ? nullptr : &it->second;
+  }
+
   //! The type's effective idle timeout and lifetime.
   Duration idle_timeout(const RuntimeType& t) const {
     return t.idle_timeout.value_or(runtimes.idle_timeout);

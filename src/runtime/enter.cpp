@@ -135,7 +135,7 @@ Result<std::vector<std::string>> SandboxLauncher::enter_command(
   if (cg.dirs().empty()) return Error::not_found("this runtime has no sandbox on this machine");
   auto uid = uid_for(owner);
   if (!uid.ok()) return uid.error();
-  std::string type_name = type.empty() ? opts_.config.runtimes.default_type : type;
+  std::string type_name = opts_.config.type_name(type);
   auto t = opts_.config.types.find(type_name);
   std::vector<std::string> argv = {opts_.skylab_binary, "sandbox-enter"};
   for (auto& d : cg.dirs()) argv.insert(argv.end(), {"--cgroup", d});

@@ -162,13 +162,8 @@ Status overwrite_at(int dir, const char* name, const std::string& text) {
   struct stat st {};
   if (f.get() < 0 || ::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0)
     return Error::internal(std::string("cannot rewrite ") + name);
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(f.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error::internal(std::string("cannot rewrite ") + name);
-    off += static_cast<std::size_t>(n);
-  }
+  if (!safe_fs::write_all(f.get(), text))
+    return Error::internal(std::string("cannot rewrite ") + name);
   return ok_status();
 }
 
@@ -179,19 +174,17 @@ Status SandboxLauncher::assign(kernel::LaunchSpec& spec) {
     return Error::unavailable("runtimes for anyone need root and cgroups");
   if (!valid_owner(spec.owner)) return Error::bad_request("invalid runtime owner");
   if (spec.state_dir.empty()) return Error::unavailable("the runtime has no state folder");
-  std::string type_name =
-      spec.runtime_type.empty() ? opts_.config.runtimes.default_type : spec.runtime_type;
+  std::string type_name = opts_.config.type_name(spec.runtime_type);
   auto uid = uid_for(spec.owner);
   if (!uid.ok()) return uid.error();
   uid_t u = uid.value();
   gid_t g = static_cast<gid_t>(u);
   fs::path data(opts_.data_dir);
   SandboxPlan plan;
-  plan.drive_dir = (data / "drive" / spec.owner).string();
-  plan.cache_dir = (data / "cache" / spec.owner).string();
-
+  plan.uid = u;
+  plan.gid = g;
   // The user's Drive and caches, as prepare() makes them for a start of theirs.
-  (void)ensure_volume(spec.owner, spec.kernel_id, u, g);
+  plan_user_folders(spec, plan);
   auto data_fd = safe_fs::open_dir(opts_.data_dir);
   if (!data_fd.ok()) return data_fd.error();
   if (auto st = prepare_user_dirs(data_fd->get(), spec.owner, u, g); !st.ok()) return st;

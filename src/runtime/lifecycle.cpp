@@ -63,8 +63,8 @@ std::string iso_or_null(TimePoint t) {
 
 namespace {
 const RuntimeType& type_of(const Config& c, const kernel::KernelModel& k) {
-  auto it = c.types.find(k.runtime_type.empty() ? c.runtimes.default_type : k.runtime_type);
-  return it != c.types.end() ? it->second : c.types.begin()->second;
+  const RuntimeType* t = c.find_type(k.runtime_type);
+  return t ? *t : c.types.begin()->second;
 }
 
 void write_state_file(const kernel::KernelModel& k, const LifecycleDecision& d, bool expire,

@@ -42,7 +42,7 @@ WarmPool::~WarmPool() {
 }
 
 std::string WarmPool::type_name(const std::string& type) const {
-  return type.empty() ? config_.runtimes.default_type : type;
+  return config_.type_name(type);
 }
 
 bool WarmPool::poolable(const std::string& type) const {

@@ -673,8 +673,7 @@ void SandboxLauncher::migrate_once(int data_fd, const std::string& owner, int dr
 }
 
 Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
-  std::string type_name =
-      spec.runtime_type.empty() ? opts_.config.runtimes.default_type : spec.runtime_type;
+  std::string type_name = opts_.config.type_name(spec.runtime_type);
   auto t = opts_.config.types.find(type_name);
   if (t == opts_.config.types.end())
     return Error::bad_request("unknown runtime type '" + type_name + "'");
@@ -711,12 +710,7 @@ Status SandboxLauncher::prepare(kernel::LaunchSpec& spec) {
   fs::path runtime_root = data / "runtimes" / spec.kernel_id;
   plan.content_dir = (runtime_root / "content").string();
   plan.conn_dir = spec.connection_dir;
-  if (!anyone) {
-    plan.drive_dir = (data / "drive" / spec.owner).string();
-    plan.cache_dir = (data / "cache" / spec.owner).string();
-    // The Drive and caches on the user's quota volume (logged when it cannot be).
-    (void)ensure_volume(spec.owner, spec.kernel_id, plan.uid, plan.gid);
-  }
+  if (!anyone) plan_user_folders(spec, plan);
   // Root's until assign() when started for anyone.
   uid_t dir_uid = anyone ? 0 : plan.uid;
   gid_t dir_gid = anyone ? 0 : plan.gid;
@@ -858,8 +852,7 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
     MutexLock lock(mutex_);
     if (auto it = types_.find(kernel_id); it != types_.end()) type_name = it->second;
   }
-  if (type_name.empty()) type_name = opts_.config.runtimes.default_type;
-  auto t = opts_.config.types.find(type_name);
+  auto t = opts_.config.types.find(opts_.config.type_name(type_name));
   auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   u.known = true;
   u.memory_used = cg.memory_current();
@@ -1266,6 +1259,13 @@ void SandboxLauncher::set_drive_lock(DriveLock lock) {
 void SandboxLauncher::set_runtimes_running(RuntimesRunning f) {
   MutexLock l(mutex_);
   runtimes_running_ = std::move(f);
+}
+
+void SandboxLauncher::plan_user_folders(const kernel::LaunchSpec& spec, SandboxPlan& plan) {
+  fs::path data(opts_.data_dir);
+  plan.drive_dir = (data / "drive" / spec.owner).string();
+  plan.cache_dir = (data / "cache" / spec.owner).string();
+  (void)ensure_volume(spec.owner, spec.kernel_id, plan.uid, plan.gid);
 }
 
 Status SandboxLauncher::ensure_volume(const std::string& owner, const std::string& kernel_id,

@@ -203,6 +203,10 @@ class SandboxLauncher : public kernel::Launcher {
   //! Creates (fd-relative, with their owner) the directories a runtime
   //! needs and hands it its socket folder; runs migrate_once for the owner.
   Status prepare_dirs(const kernel::LaunchSpec& spec, const SandboxPlan& plan);
+  //! Sets the plan's Drive and caches folders for `spec.owner` (plan.uid and
+  //! plan.gid set) and puts them on the user's quota volume (logged when it
+  //! cannot be).
+  void plan_user_folders(const kernel::LaunchSpec& spec, SandboxPlan& plan);
   //! `owner`'s Drive and caches folders (with their owner), and migrate_once.
   Status prepare_user_dirs(int data_fd, const std::string& owner, uid_t uid, gid_t gid);
   //! The socket folder and connection file to the kernel's uid.

@@ -95,7 +95,7 @@ Result<Ticket> RuntimeService::acquire(RuntimeRequest request, Started on_starte
   MutexLock lock(mu_);
   if (stopping_) return Error::unavailable("The server is stopping");
   const Config& c = *config_;
-  std::string type = request.type.empty() ? c.runtimes.default_type : request.type;
+  std::string type = c.type_name(request.type);  // a copy: request is moved below
   auto t = c.types.find(type);
   if (t == c.types.end()) return Error::bad_request("Unknown runtime type '" + type + "'");
   const int gpu_count = t->second.gpus;

@@ -59,11 +59,6 @@ bool valid_id(const std::string& id) {
   return true;
 }
 
-const RuntimeType* type_of(const Config& c, const std::string& name) {
-  auto it = c.types.find(name.empty() ? c.runtimes.default_type : name);
-  return it == c.types.end() ? nullptr : &it->second;
-}
-
 }  // namespace
 
 bool uses_slurm(const Config& config) {
@@ -118,14 +113,14 @@ bool SlurmLauncher::interrupt_by_message() const {
 }
 
 Status SlurmLauncher::assign(kernel::LaunchSpec& spec) {
-  const RuntimeType* t = type_of(*ctx_->config, spec.runtime_type);
+  const RuntimeType* t = ctx_->config->find_type(spec.runtime_type);
   if (t && t->backend == Backend::kSlurm)
     return Error::unavailable("Slurm runtimes are not started for anyone");
   return inner_ ? inner_->assign(spec) : kernel::Launcher::assign(spec);
 }
 
 Status SlurmLauncher::prepare(kernel::LaunchSpec& spec) {
-  const RuntimeType* t = type_of(*ctx_->config, spec.runtime_type);
+  const RuntimeType* t = ctx_->config->find_type(spec.runtime_type);
   if (!t || t->backend != Backend::kSlurm) return inner_ ? inner_->prepare(spec) : ok_status();
   if (!is_slurm(spec.kernel_id))
     return Error::internal("no job directory for runtime " + spec.kernel_id);
@@ -281,7 +276,7 @@ class SlurmBackend : public RuntimeBackend {
 
   Result<kernel::KernelModel> start(const StartSpec& s,
                                     const std::function<void(std::string)>& progress) override {
-    const RuntimeType* t = type_of(*ctx_->config, s.type);
+    const RuntimeType* t = ctx_->config->find_type(s.type);
     if (!t || t->backend != Backend::kSlurm) return local_->start(s, progress);
     if (!valid_id(s.id)) return Error::bad_request("invalid runtime id");
     {
@@ -380,7 +375,7 @@ class SlurmBackend : public RuntimeBackend {
 
   std::optional<kernel::KernelModel> claim_spare(const std::string& owner, const std::string& type,
                                                  const std::string& spec) override {
-    const RuntimeType* t = type_of(*ctx_->config, type);
+    const RuntimeType* t = ctx_->config->find_type(type);
     if (t && t->backend == Backend::kSlurm) return std::nullopt;
     return local_->claim_spare(owner, type, spec);
   }
