@@ -395,3 +395,37 @@ def test_a_gpu_runtime_gets_its_own_devices_not_the_templates(tsrv):
     assert p["env"]["CUDA_VISIBLE_DEVICES"] == "0"
     r = c.eval_ok("import os, torch\nprint(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.is_initialized())")
     assert r.stdout.split() == ["0", "False"], r.stdout
+
+
+COMPACT_CHECK = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from skylab import template
+template.preload(["numpy", "pandas"])
+before = list(sys.modules.items())
+def pages(keys):
+    return len({id(k) >> 12 for k in keys})
+spread = pages(k for k, _ in before)
+n = template.compact_module_names()
+after = list(sys.modules.items())
+assert n == len(before) > 500, (n, len(before))
+assert [k for k, _ in after] == [k for k, _ in before]
+assert all(a[1] is b[1] for a, b in zip(after, before))
+assert not any(a[0] is b[0] for a, b in zip(after, before))
+import json, importlib
+assert importlib.import_module("json") is json and sys.modules["numpy"].__name__ == "numpy"
+print(spread, pages(k for k, _ in after))
+"""
+
+
+def test_the_module_names_a_kernel_walks_sit_together():
+    """The template re-keys sys.modules with fresh copies of the names, side by
+    side (IPython walks them at every kernel's start; scattered, each name
+    would copy its page): same names, order and modules, a few pages."""
+    import subprocess
+    python_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python")
+    out = subprocess.run(["/usr/bin/python3", "-c", COMPACT_CHECK, python_dir],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    spread, compact = map(int, out.stdout.split()[-2:])
+    assert compact * 5 < spread, (spread, compact)
