@@ -711,9 +711,19 @@ struct KernelManager::Impl {
     for (auto& d : done) d(ok_status());
   }
 
-  // Starts an orderly stop of the process: shutdown_request, then SIGKILL at the deadline.
+  // Starts an orderly stop of the process: shutdown_request, then SIGKILL at
+  // the deadline. A runtime still waiting for its user (started for anyone,
+  // not being handed over) has nothing to save and reads no control
+  // messages: it is killed at once.
   void begin_stop(Kernel& k, bool restart) {
-    k.fsm.begin_stop(restart, clock().now());
+    bool waiting;
+    {
+      KernelLock lock(mutex, k);
+      waiting = k.for_anyone && !k.assigning;
+    }
+    k.fsm.begin_stop(restart, clock().now(), waiting);
+    if (waiting && k.pid_io > 0)
+      log::info("kernel " + k.id + ": stopped at once (started for anyone, never claimed)");
     if (k.pid_io <= 0) {
       if (restart)
         relaunch(k);
@@ -721,7 +731,8 @@ struct KernelManager::Impl {
         remove(k);
       return;
     }
-    if (k.sock.control) send_own(k, k.sock.control, "shutdown_request", {{"restart", restart}});
+    if (k.sock.control && !waiting)
+      send_own(k, k.sock.control, "shutdown_request", {{"restart", restart}});
   }
 
   //! Rotates every live kernel's log that grew past the cap (I/O thread).

@@ -22,9 +22,9 @@ void KernelStateMachine::on_heartbeat_reply(TimePoint now) {
   hb_last_reply_ = now;
 }
 
-void KernelStateMachine::begin_stop(bool restart, TimePoint now) {
+void KernelStateMachine::begin_stop(bool restart, TimePoint now, bool at_once) {
   phase_ = restart ? Phase::kRestarting : Phase::kShuttingDown;
-  phase_deadline_ = now + t_.shutdown_wait;
+  phase_deadline_ = at_once ? now : now + t_.shutdown_wait;
 }
 
 KernelStateMachine::AfterExit KernelStateMachine::on_exit() {

@@ -53,8 +53,9 @@ class KernelStateMachine {
   //! A heartbeat reply arrived at `now`.
   void on_heartbeat_reply(TimePoint now);
   //! An orderly stop began at `now` (shutdown_request sent): kill is due
-  //! at now + shutdown_wait unless the process exits first.
-  void begin_stop(bool restart, TimePoint now);
+  //! at now + shutdown_wait unless the process exits first; with `at_once`
+  //! (no request sent: nothing to save), at the next tick.
+  void begin_stop(bool restart, TimePoint now, bool at_once = false);
   //! The process is gone. Shutting down: remove it; restarting: relaunch;
   //! otherwise it died (phase becomes kDead).
   AfterExit on_exit();

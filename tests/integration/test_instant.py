@@ -283,6 +283,12 @@ def test_a_restarted_template_replaces_the_waiting_runtimes(isrv):
     assert new != old, isrv.log_text()
     time.sleep(1.5)  # a few pool ticks: the old ones go
     wait_ready(isrv)
+    # They held no one's work and read no control messages: killed at once,
+    # not after the 3 s a kernel gets to answer a shutdown_request.
+    end = time.time() + 30
+    while time.time() < end and "stopped at once (started for anyone" not in isrv.log_text(10 ** 7):
+        time.sleep(0.3)
+    assert "stopped at once (started for anyone, never claimed)" in isrv.log_text(10 ** 7)
     gus, tok = new_user(isrv, "gus")
     kid, c = connect(isrv, tok)
     assert handed_over(isrv, kid, gus), isrv.log_text()

@@ -122,6 +122,14 @@ TEST_F(Fsm, ShutdownKillsAtTheDeadlineThenRemoves) {
   EXPECT_EQ(fsm.on_exit(), KernelStateMachine::AfterExit::kRemove);
 }
 
+TEST_F(Fsm, AStopAtOnceKillsAtTheNextTick) {
+  fsm.connected(clock.now());
+  fsm.begin_stop(false, clock.now(), true);
+  EXPECT_EQ(fsm.phase(), Phase::kShuttingDown);
+  EXPECT_TRUE(tick().kill);
+  EXPECT_EQ(fsm.on_exit(), KernelStateMachine::AfterExit::kRemove);
+}
+
 TEST_F(Fsm, RestartKillsAtTheDeadlineThenRelaunches) {
   fsm.connected(clock.now());
   fsm.begin_stop(true, clock.now());
