@@ -19,15 +19,33 @@ namespace skylab::kernel {
 
 namespace fs = std::filesystem;
 
-TEST(KernelLogCap, RotatesTheTailAndTheWriterContinuesAtTheNewEnd) {
-  char tmpl[] = "/tmp/skylab-logcap-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  fs::path dir(tmpl);
-  int dfd = ::open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(dfd, 0);
-  // The "kernel": a writer with O_APPEND, as the spawn sets it up.
-  int w = ::open((dir / "k.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  ASSERT_GE(w, 0);
+// A log folder and the "kernel": a writer with O_APPEND, as the spawn sets it up.
+class KernelLogCap : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/skylab-logcap-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+    dfd = ::open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(dfd, 0);
+    w = ::open((dir / "k.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ASSERT_GE(w, 0);
+  }
+  void TearDown() override {
+    if (w >= 0) ::close(w);
+    if (dfd >= 0) ::close(dfd);
+    fs::remove_all(dir);
+  }
+  static std::string read_all(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+
+  fs::path dir;
+  int dfd = -1, w = -1;
+};
+
+TEST_F(KernelLogCap, RotatesTheTailAndTheWriterContinuesAtTheNewEnd) {
   std::string head(1000, 'a'), tail(1000, 'b');
   ASSERT_EQ(::write(w, head.data(), head.size()), 1000);
   EXPECT_FALSE(rotate_log_if_over(dfd, "k.log", 1500));  // under the cap: untouched
@@ -35,42 +53,21 @@ TEST(KernelLogCap, RotatesTheTailAndTheWriterContinuesAtTheNewEnd) {
   EXPECT_TRUE(rotate_log_if_over(dfd, "k.log", 1500));
   EXPECT_EQ(fs::file_size(dir / "k.log"), 0u);
   ASSERT_EQ(fs::file_size(dir / "k.log.1"), 1500u);
-  std::ifstream in(dir / "k.log.1");
-  std::string rotated((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_EQ(rotated, std::string(500, 'a') + tail);
+  EXPECT_EQ(read_all(dir / "k.log.1"), std::string(500, 'a') + tail);
   ASSERT_EQ(::write(w, "x", 1), 1);
   EXPECT_EQ(fs::file_size(dir / "k.log"), 1u);  // no hole: O_APPEND writes at the new end
   // A symlink is never followed.
   fs::remove(dir / "k.log.1");
   fs::create_symlink(dir / "k.log", dir / "l.log");
   EXPECT_FALSE(rotate_log_if_over(dfd, "l.log", 0));
-  ::close(w);
-  ::close(dfd);
-  fs::remove_all(dir);
 }
-
-namespace {
-
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-}  // namespace
 
 // A writer appends numbered lines while the log is rotated over and over:
 // every rotated copy shorter than the cap holds everything since the one
 // before, and the log continues exactly where the last copy ends. (Where
 // the filesystem cannot collapse a range, a line can fall between the copy
 // and the truncation; the test then says so and checks only the order.)
-TEST(KernelLogCap, AWriterLosesNothingWhileTheLogIsRotated) {
-  char tmpl[] = "/tmp/skylab-logcap-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  fs::path dir(tmpl);
-  int dfd = ::open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(dfd, 0);
-  int w = ::open((dir / "k.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  ASSERT_GE(w, 0);
+TEST_F(KernelLogCap, AWriterLosesNothingWhileTheLogIsRotated) {
   // Probe: can this filesystem collapse a range?
   std::string probe(3 * 4096, 'p');
   ASSERT_EQ(::write(w, probe.data(), probe.size()), static_cast<ssize_t>(probe.size()));
@@ -119,9 +116,6 @@ TEST(KernelLogCap, AWriterLosesNothingWhileTheLogIsRotated) {
     EXPECT_EQ(gaps, 0) << "lines were lost during a rotation";
   else
     std::fprintf(stderr, "this filesystem cannot collapse ranges: %d lines lost\n", gaps);
-  ::close(w);
-  ::close(dfd);
-  fs::remove_all(dir);
 }
 
 }  // namespace skylab::kernel
