@@ -31,18 +31,6 @@ std::string errno_text(const char* what) {
   return std::string(what) + ": " + std::strerror(errno);
 }
 
-bool write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
 }  // namespace
 
 std::uint64_t fnv1a64(std::string_view bytes) {
@@ -207,7 +195,7 @@ Status JournalWriter::append(const json& header, const json& record, std::uint64
       f = safe_fs::UniqueFd(::openat(dir_->fd(), name_.c_str(), flags, 0600));
     }
     if (f.get() < 0) return Error::internal(errno_text(("create journal " + name_).c_str()));
-    if (!write_all(f.get(), head)) {
+    if (!safe_fs::write_all(f.get(), head)) {
       ::unlinkat(dir_->fd(), name_.c_str(), 0);
       return Error::internal(errno_text(("write journal " + name_).c_str()));
     }
@@ -215,7 +203,7 @@ Status JournalWriter::append(const json& header, const json& record, std::uint64
     header_end_ = bytes_ = head.size();
     index_.clear();
   }
-  if (!write_all(fd_.get(), line)) {
+  if (!safe_fs::write_all(fd_.get(), line)) {
     // A partial line may be on disk: later lines would follow a torn one,
     // so the file is resized back to its last good record.
     int err = errno;
