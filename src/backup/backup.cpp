@@ -161,12 +161,8 @@ struct Walker {
       if (r < 0) return sys_error("read " + rel);
       if (r == 0) break;
       sha.update(buf.data(), static_cast<std::size_t>(r));
-      for (ssize_t off = 0; off < r;) {
-        ssize_t w = ::write(spool.get(), buf.data() + off, static_cast<std::size_t>(r - off));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return sys_error("write a spool file");
-        off += w;
-      }
+      if (!safe_fs::write_all(spool.get(), {buf.data(), static_cast<std::size_t>(r)}))
+        return sys_error("write a spool file");
       size += static_cast<std::uint64_t>(r);
       progress.done_bytes += static_cast<std::uint64_t>(r);
       report();

@@ -163,12 +163,7 @@ class Extractor {
     auto st = tar.read_content([&](const char* p, std::size_t n) -> Status {
       sha.update(p, n);
       size += n;
-      for (std::size_t off = 0; off < n;) {
-        ssize_t w = ::write(f.get(), p + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return sys_error("write " + rel);
-        off += static_cast<std::size_t>(w);
-      }
+      if (!safe_fs::write_all(f.get(), {p, n})) return sys_error("write " + rel);
       return ok_status();
     });
     if (!st.ok()) return st;

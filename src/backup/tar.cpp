@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/safe_fs.hpp"
+
 namespace skylab::backup {
 
 namespace {
@@ -60,17 +62,9 @@ Error io_error(const char* what) {
 }  // namespace
 
 Status TarWriter::write_all(const void* data, std::size_t n) {
-  auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd_, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return io_error("write the archive");
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-    written_ += static_cast<std::uint64_t>(w);
-  }
+  if (!safe_fs::write_all(fd_, {static_cast<const char*>(data), n}))
+    return io_error("write the archive");
+  written_ += n;
   return ok_status();
 }
 
