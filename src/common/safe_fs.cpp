@@ -119,7 +119,7 @@ bool write_all(int fd, std::string_view data) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      if (n == 0) errno = 0;
+      if (n == 0) errno = EIO;  // the file took nothing: no errno of its own
       return false;
     }
     data.remove_prefix(static_cast<std::size_t>(n));

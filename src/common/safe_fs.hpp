@@ -38,7 +38,7 @@ class UniqueFd {
 };
 
 //! Writes all of `data` to `fd`, retrying short writes and EINTR. False
-//! (errno set; 0 when the file took nothing) when it could not.
+//! (errno set; EIO when the file took nothing) when it could not.
 bool write_all(int fd, std::string_view data);
 
 //! Opens the directory `path`; the last component must not be a symlink
