@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include <sodium.h>
 
@@ -41,7 +42,8 @@ std::uint32_t get_u32(const unsigned char* p) {
 }  // namespace
 
 SecureChannel::SecureChannel(int fd, const std::string& secret, bool agent_side) : fd_(fd) {
-  (void)sodium_init();
+  // Idempotent; fails only without a usable random source, and then no key is safe.
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
   unsigned char master[crypto_kdf_KEYBYTES] = {};
   // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a binary key, not a string
   std::memcpy(master, secret.data(), std::min(secret.size(), sizeof master));
