@@ -91,8 +91,7 @@ int copy_tree(int src, int dst, uid_t uid, gid_t gid, int depth) {
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) return errno;
         if (k == 0) break;
-        if (!safe_fs::write_all(out.fd, {buf.data(), static_cast<std::size_t>(k)}))
-          return errno;
+        if (!safe_fs::write_all(out.fd, {buf.data(), static_cast<std::size_t>(k)})) return errno;
       }
       if (::fchown(out.fd, uid, gid) != 0 || ::fchmod(out.fd, mode) != 0) return errno;
       copy_identity(in.fd, out.fd, st);
