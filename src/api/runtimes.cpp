@@ -29,25 +29,21 @@ using nlohmann::json;
 
 namespace {
 
-std::string type_of(const kernel::KernelModel& k, const runtime::Config& c) {
-  return c.type_name(k.runtime_type);
-}
-
 // `waiting`: why a started kernel is not ready yet (a cluster job in the queue), if known.
 json runtime_json(const kernel::KernelModel& k, const runtime::Config& c,
                   const std::string& waiting = "") {
-  auto t = c.types.find(type_of(k, c));
+  const runtime::RuntimeType* t = c.find_type(k.runtime_type);
   json j = {{"id", k.id},
-            {"type", type_of(k, c)},
+            {"type", c.type_name(k.runtime_type)},
             {"state", kernel::to_string(k.execution_state)},
             {"started", util::iso_time(k.started)},
             {"last_activity", util::iso_time(k.last_activity)},
             {"gpus", runtime::gpus_of(k)},
             {"warm", k.claimed},
             {"kernel", kernel_json(k)}};
-  if (t != c.types.end()) {
-    j["lifetime_deadline"] = util::iso_time(k.started + c.max_lifetime(t->second));
-    j["idle_timeout_seconds"] = c.idle_timeout(t->second).count();
+  if (t) {
+    j["lifetime_deadline"] = util::iso_time(k.started + c.max_lifetime(*t));
+    j["idle_timeout_seconds"] = c.idle_timeout(*t).count();
   }
   if (!k.reason.empty()) j["reason"] = k.reason;
   if (!waiting.empty() && k.execution_state == kernel::KernelState::kStarting)
@@ -108,10 +104,10 @@ class CpuSampler {
 json usage_json(const Context& ctx, const kernel::KernelModel& k, CpuSampler& cpu,
                 const std::map<int, runtime::GpuUsage>& gpu_by_index) {
   json j = {{"id", k.id},
-            {"type", type_of(k, *ctx.runtime_config)},
+            {"type", ctx.runtime_config->type_name(k.runtime_type)},
             {"state", kernel::to_string(k.execution_state)}};
   kernel::Usage u = ctx.runtimes->backend().usage(k.id);
-  auto t = ctx.runtime_config->types.find(type_of(k, *ctx.runtime_config));
+  const runtime::RuntimeType* t = ctx.runtime_config->find_type(k.runtime_type);
   auto or_null = [](std::uint64_t v) { return v ? json(v) : json(nullptr); };
   if (u.known) {
     j["memory"] = {{"used", u.memory_used}, {"limit", or_null(u.memory_limit)}};
@@ -122,7 +118,7 @@ json usage_json(const Context& ctx, const kernel::KernelModel& k, CpuSampler& cp
     j["disk"] = {{"used", u.disk_used}, {"limit", or_null(u.disk_limit)}};
   } else {
     // Unsandboxed kernels: only what the configuration says.
-    std::uint64_t mem = t != ctx.runtime_config->types.end() ? t->second.memory_bytes : 0;
+    std::uint64_t mem = t ? t->memory_bytes : 0;
     j["memory"] = {{"used", nullptr}, {"limit", or_null(mem)}};
     j["cpu"] = {{"seconds", nullptr}, {"percent", nullptr}, {"limit", nullptr}};
     j["disk"] = {{"used", nullptr}, {"limit", nullptr}};

@@ -46,11 +46,10 @@ std::string WarmPool::type_name(const std::string& type) const {
 }
 
 bool WarmPool::poolable(const std::string& type) const {
-  auto it = config_.types.find(type_name(type));
+  const RuntimeType* t = config_.find_type(type);
   // No spares of cluster types: a spare would hold a Slurm job (a node's
   // CPUs, GPUs and the user's fair share) for nobody.
-  return size_ > 0 && it != config_.types.end() && it->second.gpus == 0 &&
-         it->second.backend == Backend::kLocal;
+  return size_ > 0 && t && t->gpus == 0 && t->backend == Backend::kLocal;
 }
 
 bool WarmPool::instant_type(const std::string& type) const {

@@ -852,15 +852,15 @@ kernel::Usage SandboxLauncher::usage(const std::string& kernel_id) {
     MutexLock lock(mutex_);
     if (auto it = types_.find(kernel_id); it != types_.end()) type_name = it->second;
   }
-  auto t = opts_.config.types.find(opts_.config.type_name(type_name));
+  const RuntimeType* t = opts_.config.find_type(type_name);
   auto cg = Cgroup::open(cgroup_mode_, cgroup_name(kernel_id), opts_.config.runtimes.cgroup_parent);
   u.known = true;
   u.memory_used = cg.memory_current();
   u.cpu_seconds = cg.cpu_seconds();
   u.memory_limit = cg.memory_limit();
-  if (t != opts_.config.types.end()) {
-    if (!u.memory_limit) u.memory_limit = t->second.memory_bytes;
-    u.cpu_limit = t->second.cpus;
+  if (t) {
+    if (!u.memory_limit) u.memory_limit = t->memory_bytes;
+    u.cpu_limit = t->cpus;
   }
   std::string root = (fs::path(opts_.data_dir) / "runtimes" / kernel_id).string();
   struct statvfs vfs {};
