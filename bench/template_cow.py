@@ -36,7 +36,7 @@ def private_dirty_kib():
     return 0
 
 
-def child(out, argv):
+def child(out, path, template):
     def say(text):
         os.write(out, (text + "\n").encode())
 
@@ -61,9 +61,10 @@ def child(out, argv):
     for n in steps:
         setattr(IPKernelApp, n, measured(n, getattr(IPKernelApp, n)))
     say("%-28s %7d KiB" % ("fork + import", private_dirty_kib() - base))
-    app = IPKernelApp.instance()
+    sys.argv[:] = ["ipykernel_launcher", "-f", path]
+    app = template._kernel_app()  # with what the template prepared (if it did)
     before = private_dirty_kib()
-    app.initialize(argv)
+    app.initialize()
     say("%-28s %7d KiB" % ("initialize(), all", private_dirty_kib() - before))
     app.kernel.start()
     before = private_dirty_kib()
@@ -79,18 +80,21 @@ def main():
     ap.add_argument("--warm-parse", action="store_true")
     ap.add_argument("--no-compact", action="store_true",
                     help="leave sys.modules' names where the imports put them")
+    ap.add_argument("--no-prepare", action="store_true",
+                    help="no command line parsed and no shell built before the fork")
     args = ap.parse_args()
     from skylab import template
     failed = template.preload([n for n in args.preload.split(",") if n])
     if failed:
         print("not preloaded:", ", ".join(failed))
     workdir = tempfile.mkdtemp(prefix="skylab-cow-")
-    argv = ["-f", os.path.join(workdir, "kernel.json"),
-            "--IPKernelApp.no_stdout=True", "--IPKernelApp.no_stderr=True"]
+    path = os.path.join(workdir, "kernel.json")
     if args.warm_parse:
         from ipykernel.kernelapp import IPKernelApp
-        IPKernelApp.instance().parse_command_line(argv)
+        IPKernelApp.instance().parse_command_line(["-f", path])
         IPKernelApp.clear_instance()
+    if not args.no_prepare:
+        print("prepared:", ", ".join(template.prepare_kernel_start(os.path.join(workdir, "ipython"))))
     gc.collect()
     gc.freeze()
     template.fill_allocator_holes()
@@ -101,7 +105,7 @@ def main():
     if pid == 0:
         os.close(r)
         os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-        child(w, argv)
+        child(w, path, template)
     os.close(w)
     with os.fdopen(r) as f:
         sys.stdout.write(f.read())

@@ -195,6 +195,143 @@ def fork_safety_problems():
     return problems
 
 
+# ------------------------------------------------------------------ the kernel's start, done once
+#
+# Two parts of ipykernel's start are the same in every kernel. Done in each
+# forked kernel, they cost it ~5 MiB of template pages copied on write
+# (reference counts, bytecode warm-up over traitlets' and IPython's objects)
+# and ~20 ms; so the template does them once:
+# - The command line. A forked kernel's is always `-f <connection file>`
+#   (_valid): traitlets would build an argparse parser over every
+#   configurable class to read it. The template parses it once, with a
+#   placeholder path; a kernel takes that result with its own path.
+# - The IPython shell (ZMQInteractiveShell), built with history off, no
+#   user and the template's own IPython folder. A kernel adopts it and redoes
+#   what belongs to its user and process (_adopt_shell). A kernel whose
+#   configuration says anything (IPython config files of the user or the
+#   system, a virtualenv) builds its own shell, as without the template.
+
+_CONNECTION_PLACEHOLDER = "/skylab-template-placeholder/kernel.json"
+_PARSED = []  # [the traitlets Config that `-f _CONNECTION_PLACEHOLDER` gives]
+_SHELL = []  # [the template's shell]
+
+
+def prepare_kernel_start(ipython_dir):
+    """Parses a kernel's command line and builds its shell, once; returns
+    what it prepared (a kernel falls back to doing the rest itself)."""
+    import atexit
+    import copy
+    from ipykernel.kernelapp import IPKernelApp
+    done = []
+    app = IPKernelApp()
+    app.parse_command_line(["-f", _CONNECTION_PLACEHOLDER])
+    if app.cli_config == {"IPKernelApp": {"connection_file": _CONNECTION_PLACEHOLDER}} \
+            and not app.extra_args:
+        _PARSED[:] = [copy.deepcopy(app.cli_config)]
+        done.append("command line")
+    del app
+    from ipykernel.compiler import XCachingCompiler
+    from ipykernel.zmqshell import ZMQInteractiveShell
+    from traitlets.config import Config
+    env = dict(os.environ)
+    main = sys.modules.get("__main__")
+    os.environ["IPYTHONDIR"] = ipython_dir
+    config = Config()
+    config.HistoryManager.enabled = False  # no database, no thread in the template
+    try:
+        shell = ZMQInteractiveShell.instance(config=config, compiler_class=XCachingCompiler)
+    finally:
+        # What the shell did to this process (each kernel redoes it as its own).
+        os.environ.clear()
+        os.environ.update(env)
+        if main is not None:
+            sys.modules["__main__"] = main
+    atexit.unregister(shell.atexit_operations)
+    _SHELL[:] = [shell]
+    done.append("IPython shell")
+    return done
+
+
+def _shell_not_for(app):
+    """Why this kernel must build its own shell (None: it may adopt the template's)."""
+    if getattr(app, "loaded_config_files", None):
+        return "IPython config files: " + ", ".join(app.loaded_config_files)
+    for section, values in app.config.items():
+        if values and (section != "IPKernelApp" or set(values) != {"connection_file"}):
+            return "configuration of %s" % section
+    if os.environ.get("VIRTUAL_ENV"):
+        return "a virtualenv"
+    return None
+
+
+def _adopt_shell(kernel):
+    """The template's shell, made this kernel's: what InteractiveShell.__init__
+    took from the process and the user (IPython folder, profile, history,
+    pickleshare db, logger, environment, encoding, __main__, exit hook)."""
+    import atexit
+    from IPython.paths import get_home_dir
+    shell = kernel.shell
+    shell.parent = kernel
+    shell.config = kernel.config  # (the template's turned history off)
+    shell.kernel = kernel
+    shell.init_ipython_dir(None)
+    shell.init_profile_dir(kernel.profile_dir)
+    shell.home_dir = get_home_dir()
+    shell.starting_dir = os.getcwd()
+    shell.init_environment()
+    shell.init_encoding()
+    shell.save_sys_module_state()
+    shell.init_sys_modules()
+    shell.db = type(shell.db)(os.path.join(shell.profile_dir.location, "db"))  # pickleshare
+    shell.configurables.remove(shell.history_manager)
+    shell.init_history()
+    shell.init_user_ns()
+    shell.init_logger()
+    atexit.register(shell.atexit_operations)
+
+
+def _parse_as_the_template_did(app, argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "-f" or not _PARSED:
+        return type(app).parse_command_line(app, argv)
+    import copy
+    config = copy.deepcopy(_PARSED[0])
+    config.IPKernelApp.connection_file = argv[1]
+    app.argv = list(argv)
+    app.cli_config = config
+    app.update_config(config)
+    app.extra_args = []
+    return None
+
+
+def _init_kernel_with_the_templates_shell(app, init_kernel):
+    from ipykernel.zmqshell import ZMQInteractiveShell
+    why = _shell_not_for(app)
+    if why:
+        ZMQInteractiveShell.clear_instance()
+        _trace("kernel app: builds its own shell (%s)" % why)
+        return init_kernel()
+    init_kernel()
+    if app.kernel.shell is not _SHELL[0]:
+        raise RuntimeError("the kernel did not take the template's shell")
+    _adopt_shell(app.kernel)
+    _trace("kernel app: took the template's shell")
+    return None
+
+
+def _kernel_app():
+    """IPKernelApp.instance(), to start with what the template prepared."""
+    import functools
+    from ipykernel import kernelapp
+    app = kernelapp.IPKernelApp.instance()
+    if _PARSED:
+        app.parse_command_line = functools.partial(_parse_as_the_template_did, app)
+    if _SHELL:
+        app.init_kernel = functools.partial(_init_kernel_with_the_templates_shell, app,
+                                            app.init_kernel)
+    return app
+
+
 # ------------------------------------------------------------------ the kernel (K)
 
 def _kernel_sys_path(env, cwd):
@@ -466,8 +603,7 @@ def _run_kernel(req, bpf, verdict_w):
         _fresh_process()
         sys.argv[:] = _kernel_argv(req)
         _kernel_signals()
-        from ipykernel import kernelapp
-        app = kernelapp.IPKernelApp.instance()
+        app = _kernel_app()
         _trace("kernel app: initialize")
         app.initialize()
         code = _start_app(app)
@@ -586,8 +722,7 @@ def _run_pool_kernel(req, bpf, verdict_w):
         _become(req, env)
         sys.argv[:] = _kernel_argv(req)
         _kernel_signals()
-        from ipykernel import kernelapp
-        app = kernelapp.IPKernelApp.instance()
+        app = _kernel_app()
         before = dict(os.environ)
         app.initialize()
         # What initialize() put into the environment (TERM, PAGER, MPLBACKEND...):
@@ -812,6 +947,17 @@ def main(argv):
     # What the imports put into the environment (e.g. debugpy's
     # PYDEVD_USE_FRAME_EVAL): a kernel that imports them itself has it too.
     _IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
+    try:
+        prepared = prepare_kernel_start(os.path.join(os.path.dirname(sock_path), "ipython"))
+    except Exception as e:  # kernels then do all of their start themselves
+        _PARSED[:] = []
+        _SHELL[:] = []
+        try:
+            sys.modules["ipykernel.zmqshell"].ZMQInteractiveShell.clear_instance()
+        except Exception:
+            pass
+        _log("kernels start without a prepared shell: %s: %s" % (e.__class__.__name__, e))
+        prepared = []
     problems = fork_safety_problems()
     if problems:
         _log("cannot serve: " + ", ".join(problems))
@@ -845,6 +991,8 @@ def main(argv):
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, _stop)
     _log("took %d free allocator blocks out of the kernels' way" % holes)
+    if prepared:
+        _log("prepared for every kernel: " + ", ".join(prepared))
     sys.stdout.write("ready %.2fs%s\n" % (time.monotonic() - t0,
                                           " (not preloaded: %s)" % ", ".join(failed)
                                           if failed else ""))

@@ -162,10 +162,8 @@ def test_a_start_finishes_the_network_before_the_kernel(tsrv):
     # sandbox; its routes must be in place before the kernel is forked into it.
     kid, c, p = start(tsrv)
     assert p["preloaded"], p
-    logs = glob.glob(os.path.join(tsrv.data_dir, "**", "kernel-%s.log" % kid), recursive=True)
-    assert logs, kid
-    with open(logs[0], errors="replace") as f:
-        steps = re.findall(r"skylab (?:sandbox-exec|template): [-+0-9.]+ ms (.*) \(at ([0-9.]+)\)", f.read())
+    steps = re.findall(r"skylab (?:sandbox-exec|template): [-+0-9.]+ ms (.*) \(at ([0-9.]+)\)",
+                       kernel_log(tsrv, kid))
     at = {step: float(t) for step, t in steps}
     order = ["supervisor started", "joined the cgroups", "started pasta, seccomp filter",
              "started bubblewrap", "the holder is ready (bubblewrap built the sandbox)",
@@ -175,6 +173,101 @@ def test_a_start_finishes_the_network_before_the_kernel(tsrv):
     assert [s for s in order if s not in at] == [], steps
     times = [at[s] for s in order]
     assert times == sorted(times), list(zip(order, times))
+
+
+def kernel_log(srv, kid):
+    logs = glob.glob(os.path.join(srv.data_dir, "**", "kernel-%s.log" % kid), recursive=True)
+    assert logs, kid
+    with open(logs[0], errors="replace") as f:
+        return f.read()
+
+
+SHELL_PROBE = r"""
+import json, os, sys
+ip = get_ipython()
+ip.history_manager.writeout_cache()
+print(json.dumps({
+    'profile': ip.profile_dir.location, 'ipython_dir': ip.ipython_dir,
+    'history': [ip.history_manager.enabled, str(ip.history_manager.hist_file),
+                [r[2] for r in ip.history_manager.search('*HISTORY' + '-MARK*')]],
+    'dh': [str(d) for d in _dh], 'starting_dir': ip.starting_dir, 'home_dir': ip.home_dir,
+    'db': str(ip.db.root), 'main': sys.modules['__main__'] is ip.user_module,
+    'kernel': ip.kernel.shell is ip and ip.parent is ip.kernel,
+    'env': [os.environ.get(k) for k in ('TERM', 'CLICOLOR', 'PAGER', 'GIT_PAGER')],
+    'home': os.path.expanduser('~'), 'startup': globals().get('FROM_THE_PROFILE'),
+}))
+"""
+
+
+def shell_probe(c):
+    import json
+    c.eval_ok("'HISTORY-MARK'")
+    return json.loads(c.eval_ok(SHELL_PROBE).stdout.strip().splitlines()[-1])
+
+
+def restart(srv, token, kid, c):
+    r = token_session(token).post(srv.url("/api/kernels/%s/restart" % kid), timeout=120)
+    assert r.status_code == 200, r.text
+    c.nudge(timeout=60)
+
+
+TOOK = "kernel app: took the template's shell"
+
+
+def test_a_forked_kernel_makes_the_templates_shell_its_users(tsrv):
+    """The template builds the IPython shell once (no user, history off);
+    each forked kernel takes it over with its user's IPython folder,
+    profile (startup files), history database, environment and __main__,
+    as a shell built in the kernel would have them."""
+    name = "tpl" + secrets.token_hex(3)
+    add_user(tsrv, name, "password-" + name)
+    tok = new_token(tsrv, name)
+    kid, c, p = start(tsrv, token=tok)
+    assert p["preloaded"]
+    assert kernel_log(tsrv, kid).count(TOOK) == 1
+    s1 = shell_probe(c)
+    home = s1["home"]
+    assert s1["home_dir"] == home
+    assert s1["ipython_dir"] == home + "/.ipython"  # not the template's (in the server's state)
+    assert s1["profile"] == home + "/.ipython/profile_default"
+    assert s1["db"] == s1["profile"] + "/db"
+    enabled, hist_file, found = s1["history"]
+    assert enabled and hist_file == s1["profile"] + "/history.sqlite", s1["history"]
+    assert found == ["'HISTORY-MARK'"], found  # in the user's own history database
+    assert s1["dh"] == ["/content"] and s1["starting_dir"] == "/content"
+    assert s1["main"] and s1["kernel"]
+    assert s1["env"] == ["xterm-color", "1", "cat", "cat"]
+    # The profile is the user's: its startup files run when the kernel restarts (a new fork).
+    c.eval_ok("import os\nd = get_ipython().profile_dir.startup_dir\nos.makedirs(d, exist_ok=True)\n"
+              "open(os.path.join(d, '00-mine.py'), 'w').write('FROM_THE_PROFILE = 42\\n')")
+    restart(tsrv, tok, kid, c)
+    assert kernel_log(tsrv, kid).count(TOOK) == 2
+    s2 = shell_probe(c)
+    assert s2["startup"] == 42
+    assert s2["history"][2] == ["'HISTORY-MARK'"] * 2  # the session before and this one
+
+
+def test_a_user_with_ipython_config_gets_a_shell_built_for_it(tsrv):
+    """Configuration (here ipython_kernel_config.py in the profile) applies
+    when a shell is built, so such a kernel builds its own instead of taking
+    the template's, and the configuration holds."""
+    name = "tpl" + secrets.token_hex(3)
+    add_user(tsrv, name, "password-" + name)
+    tok = new_token(tsrv, name)
+    kid, c, _ = start(tsrv, token=tok)
+    r = c.execute("1\n2")
+    assert [m["content"]["data"]["text/plain"] for m in r.of_type("execute_result")] == ["2"]
+    c.eval_ok("import os\nd = get_ipython().profile_dir.location\n"
+              "open(os.path.join(d, 'ipython_kernel_config.py'), 'w').write("
+              "'c.InteractiveShell.ast_node_interactivity = \"all\"\\n')")
+    restart(tsrv, tok, kid, c)
+    c.eval_ok("import sys as _s; assert 'torch' in _s.modules")  # still forked from the template
+    log = kernel_log(tsrv, kid)
+    assert log.count(TOOK) == 1 and "kernel app: builds its own shell (IPython config files:" in log, log
+    r = c.execute("1\n2")
+    assert [m["content"]["data"]["text/plain"] for m in r.of_type("execute_result")] == ["1", "2"], r
+    s2 = shell_probe(c)
+    assert s2["history"][0] and s2["history"][2] and s2["main"] and s2["kernel"]
 
 
 def test_two_forked_kernels_do_not_share_randomness_or_processes(tsrv):
