@@ -399,7 +399,11 @@ def _reseed():
         np.random.seed()  # a fresh process seeds the global RandomState from the OS
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.seed()  # as a fresh process: a non-deterministic seed (each kernel its own)
+        # As a fresh process: a non-deterministic seed of the CPU generator (each
+        # kernel its own). CUDA's generators are made, and seeded from the OS,
+        # when the kernel first uses CUDA (never in the template); torch.seed()
+        # would queue that seed for them too, and cost 0.5 MiB of copied pages.
+        torch.default_generator.seed()
 
 
 def _show_as(argv, env):
@@ -520,9 +524,30 @@ def _become(req, env):
     return None
 
 
+def _import_caches_to_forget():
+    """The import system's folder caches a kernel must not trust: all but
+    those of folders under /usr, which are the same folders in the sandbox
+    (read-only binds of the host's) and whose finders check the folder's
+    mtime at every lookup. Listed in the template: walking all ~270 finders
+    in each kernel would copy ~2.5 MiB of template pages (reference counts)."""
+    return [name for name, finder in sys.path_importer_cache.items()
+            if finder is None or not name.startswith("/usr/")]
+
+
+def _forget_import_caches():
+    """importlib.invalidate_caches(), for the folders _FORGET_FINDERS names."""
+    import importlib._bootstrap_external as bootstrap
+    for name in _FORGET_FINDERS:
+        finder = sys.path_importer_cache.get(name)
+        if finder is None or not os.path.isabs(name):
+            sys.path_importer_cache.pop(name, None)
+        elif hasattr(finder, "invalidate_caches"):
+            finder.invalidate_caches()
+    bootstrap._NamespacePath._epoch += 1
+
+
 def _fresh_process():
-    import importlib
-    importlib.invalidate_caches()
+    _forget_import_caches()
     _reseed()
     _forget_gpu_answers()
 
@@ -905,6 +930,7 @@ def _stop(*_):
 _SOCKETS = []
 _BASE_PATH = []
 _IMPORT_ENV = {}
+_FORGET_FINDERS = []  # _import_caches_to_forget(), as the template serves
 _T0 = []  # [request time] with --trace
 
 
@@ -972,6 +998,7 @@ def main(argv):
     # (Started as a script: sys.path[0] is this file's folder.)
     _BASE_PATH[:] = [p for p in sys.path[1:] if p]
     sys.modules.pop("__mp_main__", None)
+    _FORGET_FINDERS[:] = _import_caches_to_forget()
     d = os.path.dirname(sock_path)
     st = os.lstat(d)
     if st.st_uid != 0 or st.st_mode & 0o077:

@@ -522,3 +522,37 @@ def test_the_module_names_a_kernel_walks_sit_together():
     assert out.returncode == 0, out.stderr[-2000:]
     spread, compact = map(int, out.stdout.split()[-2:])
     assert compact * 5 < spread, (spread, compact)
+
+
+IMPORT_CACHES_CHECK = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from skylab import template
+template.preload(["numpy"])
+sys.path_importer_cache["relative/dir"] = None
+forget = template._import_caches_to_forget()
+assert sys.argv[1] in forget and "relative/dir" in forget, forget
+usr = {n: f for n, f in sys.path_importer_cache.items() if n.startswith("/usr/") and f is not None}
+assert not set(usr) & set(forget), forget
+assert len(usr) > 50, len(usr)
+mtimes = {n: f._path_mtime for n, f in usr.items()}
+ours = sys.path_importer_cache[sys.argv[1]]
+template._FORGET_FINDERS[:] = forget
+template._forget_import_caches()
+assert "relative/dir" not in sys.path_importer_cache
+assert ours._path_mtime == -1  # read again at the next lookup
+assert all(sys.path_importer_cache[n] is f and f._path_mtime == mtimes[n] for n, f in usr.items())
+print("ok")
+"""
+
+
+def test_a_kernel_forgets_the_templates_folder_caches_outside_usr():
+    """importlib's folder caches: a forked kernel rereads every folder that
+    can differ in its sandbox (the template's own, relative paths), and keeps
+    those under /usr, the same read-only folders there (touching all of them
+    would copy ~2.5 MiB of template pages into each kernel)."""
+    import subprocess
+    python_dir = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    out = subprocess.run(["/usr/bin/python3", "-c", IMPORT_CACHES_CHECK, python_dir],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split()[-1] == "ok", out.stderr[-2000:]
