@@ -2,15 +2,18 @@
 """Where a forked kernel's private memory comes from (issue 17, PSS).
 
 Prepares an interpreter as the runtime template does (imports ipykernel and
-the preload list, gc.freeze(), fill_allocator_holes()), forks, and in the
-child runs ipykernel's IPKernelApp.initialize() with each init step timed by
-the private dirty memory it adds (/proc/self/smaps_rollup): pages of the
+the preload list, the kernel's command line and IPython shell prepared,
+gc.freeze(), fill_allocator_holes(), compact_module_names()), forks, and in
+the child does what a forked kernel does first (import caches, seeds) and
+runs ipykernel's IPKernelApp.initialize() with each init step measured by the
+private dirty memory it adds (/proc/self/smaps_rollup): pages of the
 template the child copies on write (reference counts, caches) and its own
 new allocations. Then starts the kernel and reports what an idle second adds.
 No server, no sandbox: the same Python work a forked kernel does.
 
     /usr/bin/python3 bench/template_cow.py
     /usr/bin/python3 bench/template_cow.py --preload numpy,pandas --warm-parse
+    /usr/bin/python3 bench/template_cow.py --no-prepare    # each kernel parses, builds its shell
 
 --warm-parse runs traitlets' command-line parsing once in the parent before
 the fork (its class-level caches then exist in the shared pages), to measure
