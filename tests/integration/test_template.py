@@ -237,6 +237,14 @@ def test_a_forked_kernel_makes_the_templates_shell_its_users(tsrv):
     assert s1["dh"] == ["/content"] and s1["starting_dir"] == "/content"
     assert s1["main"] and s1["kernel"]
     assert s1["env"] == ["xterm-color", "1", "cat", "cat"]
+    # Magics that use what was redone: the directory history, %reset, the shell's own ns.
+    r = c.eval_ok("%cd /tmp\n%cd -0\nimport os; print(os.getcwd(), len(_dh))")
+    assert r.stdout.split()[-2:] == ["/content", "3"], r.stdout
+    c.eval_ok("mine = 1")
+    r = c.eval_ok("%reset -f\nprint('mine' in globals(), len(In) > 1, get_ipython().user_ns is globals())")
+    assert r.stdout.split()[-3:] == ["False", "True", "True"], r.stdout
+    r = c.eval_ok("!echo from-a-shell\n%load_ext autoreload\nprint(get_ipython().extension_manager.loaded)")
+    assert "from-a-shell" in r.stdout and "autoreload" in r.stdout, r.stdout
     # The profile is the user's: its startup files run when the kernel restarts (a new fork).
     c.eval_ok("import os\nd = get_ipython().profile_dir.startup_dir\nos.makedirs(d, exist_ok=True)\n"
               "open(os.path.join(d, '00-mine.py'), 'w').write('FROM_THE_PROFILE = 42\\n')")
