@@ -41,10 +41,6 @@ WarmPool::~WarmPool() {
   stop();
 }
 
-std::string WarmPool::type_name(const std::string& type) const {
-  return config_.type_name(type);
-}
-
 bool WarmPool::poolable(const std::string& type) const {
   const RuntimeType* t = config_.find_type(type);
   // No spares of cluster types: a spare would hold a Slurm job (a node's
@@ -98,8 +94,8 @@ std::optional<kernel::KernelModel> WarmPool::take_instant(const std::string& own
 std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, const std::string& type,
                                                   const std::string& spec) {
   auto got = take_own(owner, type, spec);
-  if (!got && instant_type(type_name(type)) && owner != kAnyone)
-    got = take_instant(owner, Key{kAnyone, type_name(type), spec});
+  if (!got && instant_type(config_.type_name(type)) && owner != kAnyone)
+    got = take_instant(owner, Key{kAnyone, config_.type_name(type), spec});
   return got;
 }
 
@@ -107,7 +103,7 @@ std::optional<kernel::KernelModel> WarmPool::take_own(const std::string& owner,
                                                       const std::string& type,
                                                       const std::string& spec) {
   if (!poolable(type)) return std::nullopt;
-  Key key{owner, type_name(type), spec};
+  Key key{owner, config_.type_name(type), spec};
   std::vector<std::string> ids;
   {
     MutexLock lock(mutex_);
@@ -165,7 +161,7 @@ int WarmPool::ready(const std::string& owner, const std::string& type) const {
   {
     MutexLock lock(mutex_);
     for (auto& [key, e] : entries_)
-      if (std::get<0>(key) == owner && std::get<1>(key) == type_name(type))
+      if (std::get<0>(key) == owner && std::get<1>(key) == config_.type_name(type))
         ids.insert(ids.end(), e.spares.begin(), e.spares.end());
   }
   if (ids.empty()) return 0;

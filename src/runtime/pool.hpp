@@ -84,7 +84,6 @@ class WarmPool {
     skylab::Clock::SteadyPoint last_used;
     std::map<std::string, std::string> source;  // kernel id -> InstantSource (anyone's)
   };
-  std::string type_name(const std::string& type) const;
   bool poolable(const std::string& type) const;
   bool instant_type(const std::string& type) const;  // type: a full name
   std::optional<kernel::KernelModel> take_own(const std::string& owner, const std::string& type,
