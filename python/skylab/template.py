@@ -292,7 +292,7 @@ def _adopt_shell(kernel):
 
 def _parse_as_the_template_did(app, argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or argv[0] != "-f" or not _PARSED:
+    if len(argv) != 2 or argv[0] != "-f":
         return type(app).parse_command_line(app, argv)
     import copy
     config = copy.deepcopy(_PARSED[0])

@@ -25,6 +25,7 @@ from jupyter_client.session import Session
 import kclient
 from conftest import SERVER_KIND, _stop_server, kernel_host_pid, needs_root, needs_sandbox, server_with_config
 from test_accounts import add_user, new_token, token_session
+from test_template import restart
 
 pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
 
@@ -248,9 +249,7 @@ def test_a_handed_over_runtime_is_what_a_usual_start_of_that_user_gives(isrv):
     kid, c = connect(isrv, tok)
     assert handed_over(isrv, kid, erin)
     before = json.loads(c.eval_ok(SAME).stdout.strip().splitlines()[-1])
-    r = token_session(tok).post(isrv.url("/api/kernels/%s/restart" % kid), timeout=120)
-    assert r.status_code == 200, r.text
-    c.nudge(timeout=60)
+    restart(isrv, tok, kid, c)
     after = json.loads(c.eval_ok(SAME).stdout.strip().splitlines()[-1])
     assert before == after
     assert before["passwd"].startswith(erin + ":x:%d:" % runtime_uid(isrv, erin))
