@@ -408,11 +408,33 @@ print(repr([[p.sum().item() for p in m.parameters()], loss.item(), numpy.random.
 
 
 def test_same_seeds_give_the_same_weights_as_a_fresh_python(tsrv):
-    """What a course notebook computes from its seeds does not depend on being forked."""
+    """What a course notebook computes from its seeds does not depend on being
+    forked, nor on the template having given back its libraries' start pages."""
+    tpid = template_pids(tsrv)[-1]
+    with open(os.path.join(tsrv.data_dir, "run", "template-0.log"), errors="replace") as f:
+        assert "gave back the library pages only the imports used" in f.read()
+    assert template_only_file_mib(tpid) < 20  # ~100 MiB of torch's libraries without
     _, c, p = start(tsrv)
     assert p["preloaded"]
     forked = c.eval_ok(SEEDED, timeout=120).stdout.strip().splitlines()[-1]
     assert forked == seeded_in_a_fresh_python()
+
+
+def template_only_file_mib(pid):
+    """MiB of file pages that only `pid` maps, in mappings without copied pages."""
+    total, pc, anon, is_file = 0, 0, 0, False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f.read().splitlines() + ["end-of-smaps x"]:
+            head, _, rest = line.partition(" ")
+            if not head.endswith(":"):
+                total += pc if is_file and not anon else 0
+                fields = rest.split()
+                is_file, pc, anon = len(fields) >= 5 and fields[4].startswith("/"), 0, 0
+            elif head == "Private_Clean:":
+                pc = int(rest.split()[0])
+            elif head == "Anonymous:":
+                anon = int(rest.split()[0])
+    return total / 1024
 
 
 def seeded_in_a_fresh_python():
@@ -564,3 +586,38 @@ def test_a_kernel_forgets_the_templates_folder_caches_outside_usr():
     out = subprocess.run(["/usr/bin/python3", "-c", IMPORT_CACHES_CHECK, python_dir],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split()[-1] == "ok", out.stderr[-2000:]
+
+
+
+PAGE_OUT_CHECK = r"""
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from skylab import template
+template.preload(["numpy", "torch"])
+libs = sorted({l.split()[-1] for l in open("/proc/self/maps") if ".so" in l and l.split()[-1].startswith("/")})
+def cached_mib():  # the libraries' pages in the page cache, mapped or not
+    out = subprocess.run(["fincore", "-n", "-b", "-o", "RES"] + libs, capture_output=True, text=True, check=True)
+    return sum(map(int, out.stdout.split())) / 2 ** 20
+c0 = cached_mib()
+before, after = template.page_out_start_only_pages()
+c1 = cached_mib()
+import torch
+x = torch.arange(12.0).reshape(3, 4)
+assert float((x @ x.T).sum()) == 1134.0
+print(before, after, c0 - c1)
+"""
+
+
+def test_the_template_gives_back_the_library_pages_only_its_imports_used():
+    """Importing torch reads ~100 MiB of its libraries once (static
+    initialisers) that no kernel maps; the template hands them back to the
+    page cache's reclaim: they leave its mappings and the page cache itself,
+    and torch still works (pages a kernel needs are read back)."""
+    import subprocess
+    python_dir = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    out = subprocess.run(["/usr/bin/python3", "-c", PAGE_OUT_CHECK, python_dir],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after, dropped = map(float, out.stdout.split()[-3:])
+    assert before > 40 and after < before / 4, (before, after)
+    assert dropped > (before - after) / 2, (before, after, dropped)
