@@ -12,6 +12,7 @@
 
 #include "auth/share_store.hpp"
 #include "auth/web_policy.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::auth {
 
@@ -39,15 +40,8 @@ const bool kUserCommandChild = [] {
 class AccountStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/skylab-auth-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     store_ = open();
     ASSERT_TRUE(store_);
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
   }
   std::shared_ptr<AccountStore> open() {
     AccountStoreOptions o;
@@ -62,7 +56,8 @@ class AccountStoreTest : public ::testing::Test {
     return s.ok() ? s.value() : nullptr;
   }
 
-  std::string dir_;
+  TempDir tmp_{"skylab-auth-test"};
+  std::string dir_ = tmp_.str();
   ManualClock clock_{ManualClock::WallPoint{std::chrono::seconds(1'800'000'000)}};
   std::int64_t now() const { return unix_seconds(clock_); }
   std::shared_ptr<AccountStore> store_;

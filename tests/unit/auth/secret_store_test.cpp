@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include "temp_dir.hpp"
 
 namespace skylab::auth {
 
@@ -18,16 +19,7 @@ using Access = SecretStore::Access;
 
 class SecretStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/skylab-secret-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { reopen(); }
   void reopen() {
     store_.reset();
     auto s = SecretStore::open(db(), key());
@@ -42,7 +34,8 @@ class SecretStoreTest : public ::testing::Test {
     ss << in.rdbuf();
     return ss.str();
   }
-  std::string dir_;
+  TempDir tmp_{"skylab-secret-test"};
+  std::string dir_ = tmp_.str();
   std::shared_ptr<SecretStore> store_;
 };
 

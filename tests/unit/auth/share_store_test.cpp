@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "common/clock.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::auth {
 
@@ -18,18 +19,12 @@ namespace fs = std::filesystem;
 class ShareStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/skylab-share-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     auto s = ShareStore::open((fs::path(dir_) / "skylab.db").string(), clock_);
     ASSERT_TRUE(s.ok());
     store_ = s.value();
   }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
-  std::string dir_;
+  TempDir tmp_{"skylab-share-test"};
+  std::string dir_ = tmp_.str();
   // Each reading one second later than the one before (distinct share times).
   struct TickingClock final : Clock {
     mutable std::atomic<std::int64_t> seconds{1000};
@@ -110,9 +105,8 @@ TEST_F(ShareStoreTest, SharesFollowMovesAndEndWithDeletes) {
 }
 
 TEST(ShareStoreMigration, PathSharesAreBoundOrDropped) {
-  char tmpl[] = "/tmp/skylab-share-mig-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string db = (fs::path(tmpl) / "skylab.db").string();
+  TempDir tmp("skylab-share-mig");
+  std::string db = (tmp / "skylab.db").string();
   {  // a version-1 database, as Skylab wrote it before item ids
     sqlite3* raw = nullptr;
     ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
@@ -138,8 +132,6 @@ TEST(ShareStoreMigration, PathSharesAreBoundOrDropped) {
   EXPECT_EQ(dropped.value(), 1u);
   EXPECT_EQ(s.value()->find("aaaaaaaaaaaaaaaaaaaaaaaa")->item, "id1");
   EXPECT_FALSE(s.value()->find("bbbbbbbbbbbbbbbbbbbbbbbb").ok());
-  s.value().reset();
-  fs::remove_all(tmpl);
 }
 
 }  // namespace skylab::auth

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include "temp_dir.hpp"
 
 namespace skylab::safe_fs {
 namespace {
@@ -18,15 +19,10 @@ namespace fs = std::filesystem;
 class SafeFs : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::path(::testing::TempDir()) /
-            ("safe_fs-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
     fs::create_directories(root_ / "tree");
     fs::create_directories(root_ / "outside");
     write(root_ / "outside" / "victim", "untouched");
   }
-  void TearDown() override { fs::remove_all(root_); }
   static void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
   static std::string read(const fs::path& p) {
     std::ifstream in(p);
@@ -34,7 +30,8 @@ class SafeFs : public ::testing::Test {
     ss << in.rdbuf();
     return ss.str();
   }
-  fs::path root_;
+  TempDir tmp_{"skylab-safe-fs"};
+  fs::path root_ = tmp_.path();
 };
 
 TEST_F(SafeFs, WriteFileAtReplacesASymlinkInsteadOfFollowingIt) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include "temp_dir.hpp"
 
 namespace skylab::sqlite {
 namespace {
@@ -15,20 +16,13 @@ Error err(sqlite3* db, const std::string& what) {
 }
 
 struct SqliteDbTest : ::testing::Test {
-  fs::path dir;
+  TempDir tmp{"skylab-sqlite-db-test"};
+  fs::path dir = tmp.path();
   std::string path;
   sqlite3* db = nullptr;
-  void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("skylab_sqlite_db_test_" + std::to_string(::getpid()) + "_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    path = (dir / "t.db").string();
-  }
+  void SetUp() override { path = (dir / "t.db").string(); }
   void TearDown() override {
     if (db) sqlite3_close_v2(db);
-    fs::remove_all(dir);
   }
   std::int64_t one(const char* sql) {
     Stmt q(db, sql);

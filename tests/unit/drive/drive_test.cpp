@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "drive/notebook.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::drive {
 
@@ -30,18 +31,8 @@ std::string slurp(const fs::path& p) {
 
 class DriveTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    base_ = fs::temp_directory_path() /
-            ("skylab-drive-test-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(base_);
-    fs::create_directories(base_);
-    open();
-  }
-  void TearDown() override {
-    drive_.reset();
-    fs::remove_all(base_);
-  }
+  void SetUp() override { open(); }
+  void TearDown() override { drive_.reset(); }
   void open() {
     DriveOptions o;
     o.files_dir = (base_ / "drive").string();
@@ -60,7 +51,8 @@ class DriveTest : public ::testing::Test {
     return nb;
   }
 
-  fs::path base_;
+  TempDir tmp_{"skylab-drive-test"};
+  fs::path base_ = tmp_.path();
   // The fake clock: read by the Drive's revision writer thread too.
   ManualClock clock_{ManualClock::WallPoint{seconds(1704844800)}};  // 2024-01-10 00:00 UTC
   void advance(system_clock::duration d) { clock_.advance(d); }

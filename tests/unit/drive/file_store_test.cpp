@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include "temp_dir.hpp"
 
 namespace skylab::drive {
 
@@ -48,10 +49,6 @@ class FailingIo : public FileIo {
 class FileStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::temp_directory_path() /
-            ("skylab-fs-test-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(base_);
     fs::create_directories(base_ / "outside");
     spit(base_ / "outside" / "secret.txt", "secret");
     io_ = std::make_shared<FailingIo>();
@@ -61,7 +58,6 @@ class FileStoreTest : public ::testing::Test {
     ASSERT_TRUE(store_->stat("alice", DrivePath()).ok());  // creates the root
     root_ = base_ / "drive" / "alice";
   }
-  void TearDown() override { fs::remove_all(base_); }
 
   std::vector<std::string> names(const fs::path& dir) {
     std::vector<std::string> out;
@@ -70,7 +66,8 @@ class FileStoreTest : public ::testing::Test {
     return out;
   }
 
-  fs::path base_, root_;
+  TempDir tmp_{"skylab-fs-test"};
+  fs::path base_ = tmp_.path(), root_;
   std::shared_ptr<FailingIo> io_;
   std::unique_ptr<FileStore> store_;
 };

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include "temp_dir.hpp"
 
 namespace skylab::exec {
 
@@ -138,8 +139,8 @@ TEST(ExecNotebook, SerializesAsNbformat) {
 
 TEST(ExecNotebook, WritesAtomically) {
   namespace fs = std::filesystem;
-  fs::path dir = fs::temp_directory_path() / ("skylab-nb-test-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  TempDir tmp("skylab-nb-test");
+  const fs::path& dir = tmp.path();
   std::string path = (dir / "out.ipynb").string();
   { std::ofstream(path) << "old"; }
   json nb = {{"nbformat", 4},
@@ -155,7 +156,6 @@ TEST(ExecNotebook, WritesAtomically) {
   for (auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
   EXPECT_EQ(files, 1u);  // no temporary left behind
   EXPECT_FALSE(write_notebook((dir / "missing" / "x.ipynb").string(), nb).ok());
-  fs::remove_all(dir);
 }
 
 TEST(ExecNotebook, DefaultOutputPath) {

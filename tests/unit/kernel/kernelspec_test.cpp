@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include "temp_dir.hpp"
 
 namespace skylab::kernel {
 
@@ -12,9 +13,6 @@ namespace fs = std::filesystem;
 class KernelSpecTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("skylab-ks-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(root_ / "a" / "echo");
     fs::create_directories(root_ / "b" / "echo");
     fs::create_directories(root_ / "b" / "broken");
@@ -26,9 +24,9 @@ class KernelSpecTest : public ::testing::Test {
           R"({"argv":["/bin/false"],"display_name":"Echo B"})");
     write(root_ / "b" / "broken" / "kernel.json", "{not json");
   }
-  void TearDown() override { fs::remove_all(root_); }
   static void write(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
-  fs::path root_;
+  TempDir tmp_{"skylab-ks"};
+  fs::path root_ = tmp_.path();
 };
 
 TEST_F(KernelSpecTest, EarlierDirectoriesWinAndBrokenSpecsAreSkipped) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include "temp_dir.hpp"
 
 namespace skylab::kernel {
 
@@ -23,10 +24,7 @@ namespace fs = std::filesystem;
 class KernelLogCap : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/skylab-logcap-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    dfd = ::open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     ASSERT_GE(dfd, 0);
     w = ::open((dir / "k.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     ASSERT_GE(w, 0);
@@ -34,14 +32,14 @@ class KernelLogCap : public ::testing::Test {
   void TearDown() override {
     if (w >= 0) ::close(w);
     if (dfd >= 0) ::close(dfd);
-    fs::remove_all(dir);
   }
   static std::string read_all(const fs::path& p) {
     std::ifstream in(p);
     return std::string((std::istreambuf_iterator<char>(in)), {});
   }
 
-  fs::path dir;
+  TempDir tmp{"skylab-logcap"};
+  fs::path dir = tmp.path();
   int dfd = -1, w = -1;
 };
 

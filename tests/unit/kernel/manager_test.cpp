@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include "temp_dir.hpp"
 
 namespace skylab::kernel {
 namespace {
@@ -30,8 +31,6 @@ std::string read(const fs::path& p) {
 class ManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/skylab-manager-XXXXXX";
-    dir = ::mkdtemp(tmpl);
     fs::create_directories(dir / "kernels" / "sleeper");
     std::ofstream(dir / "kernels" / "sleeper" / "kernel.json")
         << R"({"argv": ["sleep", "60"], "display_name": "Sleeper", "language": "none"})";
@@ -40,9 +39,8 @@ class ManagerTest : public ::testing::Test {
     mo.runtime_dir = (dir / "run").string();
     mo.shutdown_wait = 100ms;
   }
-  void TearDown() override { fs::remove_all(dir); }
-
-  fs::path dir;
+  TempDir tmp{"skylab-manager"};
+  fs::path dir = tmp.path();
   std::shared_ptr<KernelSpecStore> specs;
   ManagerOptions mo;
 };

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
+#include "temp_dir.hpp"
 
 namespace skylab::kernel {
 namespace {
@@ -54,9 +55,8 @@ TEST(KernelArgv, SubstitutesConnectionFileAndResourceDirOnce) {
 }
 
 TEST(SpawnProcess, RunsAndReapsAChild) {
-  char tmpl[] = "/tmp/skylab-spawn-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string log = std::string(tmpl) + "/log";
+  TempDir tmp("skylab-spawn");
+  std::string log = (tmp / "log").string();
   auto pid = spawn_process({"sh", "-c", "echo hi; exit 3"}, {{"PATH", "/usr/bin:/bin"}}, "", log);
   ASSERT_TRUE(pid.ok()) << pid.error().message;
   int status = 0;
@@ -64,8 +64,6 @@ TEST(SpawnProcess, RunsAndReapsAChild) {
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 3);
   EXPECT_FALSE(spawn_process({}, {}, "", log).ok());
-  ::unlink(log.c_str());
-  ::rmdir(tmpl);
 }
 
 TEST(PickPorts, GivesDistinctPorts) {

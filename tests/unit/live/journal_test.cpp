@@ -16,6 +16,7 @@
 
 #include "live/collab.hpp"
 #include "live/document.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::live {
 namespace {
@@ -86,20 +87,18 @@ TEST(JournalFormat, DamagedAndCraftedLinesStopTheReplay) {
 class JournalFiles : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/skylab-journal-XXXXXX";
-    base_ = ::mkdtemp(tmpl);
     auto d = JournalDir::open(base_, "live/journal", {});
     ASSERT_TRUE(d.ok()) << d.error().message;
     dir_ = d.value();
   }
-  void TearDown() override { fs::remove_all(base_); }
   std::string file(const std::string& name) {
     std::ifstream in(base_ + "/live/journal/" + name);
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
   }
-  std::string base_;
+  TempDir tmp_{"skylab-journal"};
+  std::string base_ = tmp_.str();
   std::shared_ptr<JournalDir> dir_;
 };
 

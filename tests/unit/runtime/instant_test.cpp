@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "runtime/sandbox.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::runtime {
 namespace {
@@ -21,14 +22,9 @@ namespace {
 namespace fs = std::filesystem;
 
 struct ClaimTest : ::testing::Test {
-  std::string dir;
-  void SetUp() override {
-    char tmpl[] = "/tmp/skylab-claim-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    ASSERT_TRUE(make_claim_fifos(dir).ok());
-  }
-  void TearDown() override { fs::remove_all(dir); }
+  TempDir tmp{"skylab-claim"};
+  std::string dir = tmp.str();
+  void SetUp() override { ASSERT_TRUE(make_claim_fifos(dir).ok()); }
 
   // The kernel's side: both FIFOs open O_RDWR (as template.py opens them).
   int open_rw(const char* name) const {

@@ -9,6 +9,7 @@
 #include "common/clock.hpp"
 #include "runtime/launch.hpp"
 #include "runtime/lifecycle.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::runtime {
 
@@ -17,12 +18,8 @@ using TP = std::chrono::system_clock::time_point;
 
 namespace {
 struct TempDb {
-  std::string path;
-  TempDb() {
-    char tmpl[] = "/tmp/skylab-usage-XXXXXX";
-    path = std::string(::mkdtemp(tmpl)) + "/skylab.db";
-  }
-  ~TempDb() { std::filesystem::remove_all(std::filesystem::path(path).parent_path()); }
+  TempDir dir{"skylab-usage"};
+  std::string path = (dir / "skylab.db").string();
 };
 kernel::KernelModel kernel_of(const std::string& id, const std::string& owner,
                               const std::string& type, TP started, std::vector<int> gpus = {}) {
