@@ -261,8 +261,10 @@ def run_until_sleeping(tmp_path, tag, runtime):
     args = [skylab_bin(), "run", str(nb)]
     if runtime:
         args += ["--runtime", "cpu", "--data-dir", str(tmp_path / "data"), "--user", "alice"]
+    # Its private temporary folder in tmp_path: a SIGKILLed run cannot remove it.
+    env = dict(os.environ, TMPDIR=str(tmp_path))
     p = subprocess.Popen(args, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=env)
     seen = ""
     deadline = time.monotonic() + 90
     while "[1/2]" not in seen and time.monotonic() < deadline and p.poll() is None:
