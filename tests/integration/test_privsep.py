@@ -118,21 +118,37 @@ except OSError:
 
 # ---------------------------------------------------------------- row 12
 
-def test_no_host_paths_in_the_sandbox_cmdline_or_environment(sandbox_server):
+def test_no_host_paths_in_the_sandbox_cmdline_environment_or_open_files(sandbox_server):
+    """What the sandbox's processes have open names no host path either: the
+    kernel's log (its stdout and stderr, opened by the server in its data
+    folder) reads as "/kernel-<id>.log"."""
     srv = sandbox_server
     kid, c = start(srv)
     r = c.execute("""
 import os
 print(repr(open('/proc/1/cmdline', 'rb').read()))
 print(repr(open('/proc/self/environ', 'rb').read()))
-print(sorted(os.listdir('/proc/self/fd')))
+links = []
+for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+    try:
+        fds = os.listdir('/proc/%s/fd' % pid)
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            links.append(os.readlink('/proc/%s/fd/%s' % (pid, fd)))
+        except OSError:
+            pass
+print(repr(links))
 """)
     assert r.status == "ok", r
-    cmdline, environ = r.stdout.splitlines()[:2]
+    cmdline, environ, links = r.stdout.splitlines()[:3]
     assert "bwrap" in cmdline, cmdline
+    assert "'/kernel-%s.log'" % kid in links, links  # the kernel's stdout, under its own name
     for host in (srv.data_dir, srv.tmp):
         assert host not in cmdline, cmdline
         assert host not in environ, environ
+        assert host not in links, links
 
 
 def test_the_runtime_uid_has_a_name_and_cannot_change_accounts(sandbox_server):
