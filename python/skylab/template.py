@@ -55,6 +55,7 @@ CAP_SETUID = 7
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 NS_ORDER = ("ipc", "uts", "net", "cgroup", "pid", "mnt")
 MAX_REQUEST = 1 << 20
+PRELOAD_NICE = 10
 MAX_FDS = 16
 # (IPython.core.completerlib and faulthandler: what IPKernelApp.initialize()
 # would otherwise import in each kernel, in its own memory.)
@@ -1009,6 +1010,10 @@ def main(argv):
     # (Set here, not by the server: a kernel's /proc/self/environ must show no host path.)
     os.environ["MPLCONFIGDIR"] = os.path.join(os.path.dirname(sock_path), "matplotlib")
     t0 = time.monotonic()
+    # The imports are background work (seconds of CPU, again whenever the
+    # packages change): at nice 10 they do not slow the server or running
+    # kernels. Serving (forking kernels) is back at 0, so kernels start at 0.
+    os.setpriority(os.PRIO_PROCESS, 0, PRELOAD_NICE)
     before = dict(os.environ)
     failed = preload(names)
     # What the imports put into the environment (e.g. debugpy's
@@ -1050,6 +1055,7 @@ def main(argv):
         os.unlink(sock_path)
     except FileNotFoundError:
         pass
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old = os.umask(0o177)
     srv.bind(sock_path)

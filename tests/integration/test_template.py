@@ -144,6 +144,8 @@ def test_a_forked_kernel_is_confined_like_a_bubblewrap_kernel(tsrv):
                   "print(open('/proc/self/cmdline', 'rb').read(), open('/proc/self/environ', 'rb').read())")
     fds, shown = r.stdout.splitlines()[:2]
     assert "template" not in fds and ".sock" not in fds, fds
+    # Its priority is a bubblewrap kernel's (the template imports at nice 10, serves at 0).
+    assert c.eval_ok("import os; print(os.getpriority(os.PRIO_PROCESS, 0))").stdout.strip() == "0"
     for host in (tsrv.data_dir, tsrv.tmp):  # its command line and environment are the kernel's
         assert host not in shown, shown
     assert "ipykernel_launcher" in shown and "SKYLAB_KERNEL_ID=" + kid in shown, shown
@@ -644,3 +646,34 @@ def test_the_template_gives_back_the_library_pages_only_its_imports_used():
     assert m0 > 30 and m1 < 2, (m0, m1)  # out of its mappings
     assert c0 > 30 and c1 < 8, (c0, c1)  # and out of the page cache
     assert same == "True"
+
+
+def _nice(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    return int(s[s.rindex(")") + 2:].split()[16])
+
+
+def test_the_template_imports_at_low_priority_and_serves_at_normal(tmp_path):
+    """The imports (seconds of CPU, again after each package change) run at
+    nice 10, out of the way of the server and running kernels; forking
+    kernels runs at 0, so that kernels start at 0."""
+    import subprocess
+    python_dir = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(python_dir, "skylab", "template.py"),
+                          "--socket", str(run / "t.sock"), "--preload", "numpy,pandas"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    try:
+        seen = set()
+        while p.poll() is None and not (run / "t.sock").exists():
+            seen.add(_nice(p.pid))
+            time.sleep(0.02)
+        assert p.stdout.readline().startswith("ready"), p.poll()
+        assert 10 in seen, seen  # while importing
+        assert _nice(p.pid) == 0  # serving
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
