@@ -23,7 +23,7 @@ import requests
 
 import kclient
 from conftest import (SERVER_KIND, _stop_server, kernel_host_pid, needs_root, needs_sandbox,
-                      proc_alive, server_with_config, skylab_bin)
+                      proc_alive, server_with_config)
 from test_accounts import add_user, new_token, token_session
 
 pytestmark = [pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab runtimes"), needs_sandbox, needs_root]
@@ -590,7 +590,6 @@ def test_a_kernel_forgets_the_templates_folder_caches_outside_usr():
     assert out.returncode == 0 and out.stdout.split()[-1] == "ok", out.stderr[-2000:]
 
 
-
 PAGE_OUT_CHECK = r"""
 import mmap, os, shutil, subprocess, sys, tempfile
 sys.path.insert(0, sys.argv[1])
@@ -629,7 +628,7 @@ print(m0, m1, c0, c1, same)
 """
 
 
-def test_the_template_gives_back_the_library_pages_only_its_imports_used():
+def test_the_template_gives_back_the_library_pages_only_its_imports_used(tmp_path):
     """Importing torch reads ~100 MiB of its libraries once (static
     initialisers) that no kernel maps; the template hands such pages back:
     they leave its mappings and the page cache itself, and what is read
@@ -637,7 +636,9 @@ def test_the_template_gives_back_the_library_pages_only_its_imports_used():
     here a file of the test's own, which no other process maps.)"""
     import subprocess
     python_dir = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-    disk = os.path.dirname(os.path.realpath(skylab_bin()))  # the build folder: a disk, not tmpfs
+    disk = str(tmp_path)  # page-out reclaims file pages of a disk, not of tmpfs (swap)
+    if subprocess.run(["stat", "-f", "-c", "%T", disk], capture_output=True, text=True).stdout.strip() == "tmpfs":
+        disk = os.path.dirname(python_dir)  # the checkout
     out = subprocess.run(["/usr/bin/python3", "-c", PAGE_OUT_CHECK, python_dir, disk],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
