@@ -94,8 +94,9 @@ std::optional<kernel::KernelModel> WarmPool::take_instant(const std::string& own
 std::optional<kernel::KernelModel> WarmPool::take(const std::string& owner, const std::string& type,
                                                   const std::string& spec) {
   auto got = take_own(owner, type, spec);
-  if (!got && instant_type(config_.type_name(type)) && owner != kAnyone)
-    got = take_instant(owner, Key{kAnyone, config_.type_name(type), spec});
+  if (got || owner == kAnyone) return got;
+  std::string name = config_.type_name(type);
+  if (instant_type(name)) got = take_instant(owner, Key{kAnyone, name, spec});
   return got;
 }
 
@@ -157,11 +158,12 @@ std::optional<kernel::KernelModel> WarmPool::take_own(const std::string& owner,
 }
 
 int WarmPool::ready(const std::string& owner, const std::string& type) const {
+  const std::string name = config_.type_name(type);
   std::vector<std::string> ids;
   {
     MutexLock lock(mutex_);
     for (auto& [key, e] : entries_)
-      if (std::get<0>(key) == owner && std::get<1>(key) == config_.type_name(type))
+      if (std::get<0>(key) == owner && std::get<1>(key) == name)
         ids.insert(ids.end(), e.spares.begin(), e.spares.end());
   }
   if (ids.empty()) return 0;
