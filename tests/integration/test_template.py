@@ -84,10 +84,15 @@ def template_pids(srv):
     return [int(p) for p in re.findall(r"runtime template: ready \[[^\]]*\] pid (\d+)", srv.log_text(10 ** 7))]
 
 
-def ppid(pid):
+def stat_fields(pid):
+    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 on)."""
     with open("/proc/%d/stat" % pid) as f:
         s = f.read()
-    return int(s[s.rindex(")") + 2:].split()[1])
+    return s[s.rindex(")") + 2:].split()
+
+
+def ppid(pid):
+    return int(stat_fields(pid)[1])
 
 
 def start(srv, token=None, type_=None):
@@ -649,12 +654,6 @@ def test_the_template_gives_back_the_library_pages_only_its_imports_used(tmp_pat
     assert same == "True"
 
 
-def _nice(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        s = f.read()
-    return int(s[s.rindex(")") + 2:].split()[16])
-
-
 def test_the_template_imports_at_low_priority_and_serves_at_normal(tmp_path):
     """The imports (seconds of CPU, again after each package change) run at
     nice 10, out of the way of the server and running kernels; forking
@@ -670,11 +669,11 @@ def test_the_template_imports_at_low_priority_and_serves_at_normal(tmp_path):
     try:
         seen = set()
         while p.poll() is None and not (run / "t.sock").exists():
-            seen.add(_nice(p.pid))
+            seen.add(int(stat_fields(p.pid)[16]))
             time.sleep(0.02)
         assert p.stdout.readline().startswith("ready"), p.poll()
         assert 10 in seen, seen  # while importing
-        assert _nice(p.pid) == 0  # serving
+        assert int(stat_fields(p.pid)[16]) == 0  # serving
     finally:
         p.terminate()
         p.wait(timeout=30)

@@ -1,7 +1,6 @@
 #include "runtime/lifecycle.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/launch.hpp"
+#include "temp_dir.hpp"
 
 namespace skylab::runtime {
 
@@ -92,8 +92,8 @@ TEST(Lifecycle, InitialStateFileHasTheDeadlines) {
   c.runtimes.max_lifetime = 2h;
   kernel::KernelModel k;
   k.started = k.last_activity = TimePoint(std::chrono::seconds(1000000));
-  const std::string state_file =
-      ::testing::TempDir() + "/state-" + std::to_string(::getpid()) + ".json";
+  TempDir tmp("skylab-lifecycle");
+  const std::string state_file = (tmp / "state.json").string();
   k.launch.env["SKYLAB_RUNTIME_STATE"] = state_file;  // as the manager fills in launch_settings'
   EXPECT_EQ(state_file_of(k), state_file);
   write_initial_state(c, k, k.started);
@@ -104,7 +104,6 @@ TEST(Lifecycle, InitialStateFileHasTheDeadlines) {
   EXPECT_DOUBLE_EQ(j["lifetime_deadline"].get<double>(), 1000000 + 7200);
   EXPECT_DOUBLE_EQ(j["idle_deadline"].get<double>(), 1000000 + 90 * 60);
   EXPECT_FALSE(j["expire"].get<bool>());
-  std::remove(state_file.c_str());
 }
 
 }  // namespace skylab::runtime
