@@ -71,9 +71,6 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     std::unique_ptr<JournalWriter> journal;
     bool journal_warned = false;
   };
-  //! Frames to send once the lock is released.
-  using Outbox =
-      std::vector<std::pair<std::shared_ptr<CollabSink>, std::shared_ptr<const std::string>>>;
   struct Tracked {
     std::string kernel_id;
     Key key;
@@ -149,20 +146,21 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 
   Clock::time_point now() const { return opt.clock->now(); }
 
-  //! Queues `frames` from client `from` (0: the server) of document `d`.
-  static void route(Doc& d, std::uint64_t from, std::vector<CollabFrame> frames, Outbox& out) {
+  //! Hands `frames` from client `from` (0: the server) of document `d` to
+  //! its clients' sockets, under the lock that sequenced them. Frames are
+  //! sequenced on three threads (a push on the I/O thread, a join on the work
+  //! queue, recorded outputs on the worker); handed over after the lock, a
+  //! client could get version v+1 before v, which its editor cannot take.
+  //! A socket only queues a frame (it never blocks or calls back).
+  void route(Doc& d, std::uint64_t from, std::vector<CollabFrame> frames) REQUIRES(mu) {
     for (auto& f : frames) {
       auto data = std::make_shared<const std::string>(std::move(f.data));
       for (auto& [id, c] : d.clients) {
         if (f.to == CollabFrame::To::kSender && id != from) continue;
         if (f.to == CollabFrame::To::kOthers && id == from) continue;
-        out.push_back({c.sink, data});
+        c.sink->deliver(data);
       }
     }
-  }
-  static void flush(Outbox& out) {
-    for (auto& [sink, data] : out) sink->deliver(std::move(data));
-    out.clear();
   }
   //! The document is gone (deleted, renamed away behind the server's back):
   //! its clients are told and closed. Call with mu held.
@@ -174,9 +172,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     d.clients.clear();
   }
   //! After d.doc.merge_outside: co-editing clients get what changed.
-  void merged_locked(Doc& d, const json& before, Outbox& out) REQUIRES(mu) {
+  void merged_locked(Doc& d, const json& before) REQUIRES(mu) {
     if (!d.collab) return;
-    route(d, 0, d.collab->after_outside(before, d.doc), out);
+    route(d, 0, d.collab->after_outside(before, d.doc));
   }
 
   static std::int64_t ns(drive::TimePoint t) {
@@ -540,7 +538,6 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
     std::string message;
     auto disk = drive->read_notebook(who, key.second, &message);
     if (!disk.ok()) return true;
-    Outbox out;
     {
       MutexLock lock(mu);
       auto d = docs.find(key);
@@ -548,7 +545,7 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       d->second->doc.set_now(now());
       json before = d->second->clients.empty() ? json() : d->second->doc.notebook();
       d->second->doc.merge_outside(std::move(disk.value()));
-      if (!d->second->clients.empty()) merged_locked(*d->second, before, out);
+      if (!d->second->clients.empty()) merged_locked(*d->second, before);
       d->second->stamp = now_stamp;
       d->second->edited = now_stamp.modified;
       // The outside write won for sources and cells: the journal starts over on it.
@@ -556,7 +553,6 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
       log::info("live: merged an outside change of " + key.first + ":" + key.second);
       cv.notify_one();
     }
-    flush(out);
     return true;
   }
 
@@ -623,18 +619,11 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
         }
       }
       // Recorded outputs go to the co-editing clients, batched per drain.
-      Outbox out;
       for (auto& [_, d] : docs) {
         if (d->clients.empty() || !d->collab)
           (void)d->doc.take_output_changes();
         else
-          route(*d, 0, d->collab->outputs(d->doc), out);
-      }
-      if (!out.empty()) {
-        lock.unlock();
-        flush(out);
-        lock.lock();
-        continue;
+          route(*d, 0, d->collab->outputs(d->doc));
       }
       if (state_dirty) {
         state_dirty = false;
@@ -835,7 +824,6 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
   Impl::Key key{user.username, norm(path)};
   MutexLock save_lock(i.save_mu);
   std::uint64_t version = 0;
-  Impl::Outbox out;
   {
     MutexLock lock(i.mu);
     auto d = i.docs.find(key);
@@ -845,13 +833,12 @@ Result<drive::Drive::Saved> LiveNotebooks::save_from_client(const auth::Identity
       json before = d->second->clients.empty() ? json() : d->second->doc.notebook();
       nb = d->second->doc.merge_outside(std::move(nb));
       if (!d->second->clients.empty()) {
-        i.merged_locked(*d->second, before, out);
+        i.merged_locked(*d->second, before);
         nb = d->second->doc.notebook();
       }
       version = d->second->doc.version();
     }
   }
-  Impl::flush(out);
   auto saved = i.drive->save_notebook(user, path, std::move(nb));
   if (version == 0 || !saved.ok()) return saved;
   MutexLock lock(i.mu);
@@ -981,7 +968,6 @@ Result<std::uint64_t> LiveNotebooks::collab_join(const std::string& owner, std::
     MutexLock lock(i.mu);
     if (!i.docs.count(key)) i.docs[key] = std::move(d.value());
   }
-  Impl::Outbox out;
   std::uint64_t id = 0;
   {
     MutexLock lock(i.mu);
@@ -999,24 +985,24 @@ Result<std::uint64_t> LiveNotebooks::collab_join(const std::string& owner, std::
     CollabPeer me{id, std::move(user), writable};
     std::vector<CollabPeer> others;
     for (auto& [_, c] : d.clients) others.push_back(c.peer);
-    out.push_back({sink, std::make_shared<const std::string>(d.collab->init(d.doc, me, others))});
+    // Under the lock, as every frame (Impl::route): what is sequenced after
+    // this init reaches the new client after it.
+    sink->deliver(std::make_shared<const std::string>(d.collab->init(d.doc, me, others)));
     json joined = {{"t", "join"}, {"client", id}, {"user", me.user}};
     auto frame = std::make_shared<const std::string>(
         joined.dump(-1, ' ', false, json::error_handler_t::replace));
-    for (auto& [_, c] : d.clients) out.push_back({c.sink, frame});
+    for (auto& [_, c] : d.clients) c.sink->deliver(frame);
     d.clients[id] = Impl::Doc::Client{std::move(me), std::move(sink)};
     d.last_used = i.now();
     i.collab_clients[id] = key;
     i.cv.notify_one();
   }
-  Impl::flush(out);
   return id;
 }
 
 void LiveNotebooks::collab_message(std::uint64_t id, std::string_view frame) {
   auto& i = *impl_;
   json msg = json_limits::parse_or_discarded(frame);
-  Impl::Outbox out;
   {
     MutexLock lock(i.mu);
     auto k = i.collab_clients.find(id);
@@ -1028,13 +1014,13 @@ void LiveNotebooks::collab_message(std::uint64_t id, std::string_view frame) {
     Document& doc = d->second->doc;
     doc.set_now(i.now());
     auto v = doc.version();
-    Impl::route(*d->second, id, d->second->collab->handle(doc, c->second.peer, msg), out);
+    auto frames = d->second->collab->handle(doc, c->second.peer, msg);
     // On disk (the page cache) before anyone hears of it.
     i.journal_locked(k->second, *d->second);
+    i.route(*d->second, id, std::move(frames));
     d->second->last_used = i.now();
     if (doc.version() != v) i.cv.notify_one();  // a save becomes due
   }
-  Impl::flush(out);
 }
 
 const CollabLimits& LiveNotebooks::collab_limits() const {
@@ -1043,7 +1029,6 @@ const CollabLimits& LiveNotebooks::collab_limits() const {
 
 void LiveNotebooks::collab_leave(std::uint64_t id) {
   auto& i = *impl_;
-  Impl::Outbox out;
   {
     MutexLock lock(i.mu);
     auto k = i.collab_clients.find(id);
@@ -1057,9 +1042,8 @@ void LiveNotebooks::collab_leave(std::uint64_t id) {
     CollabPeer who = c->second.peer;
     d->second->clients.erase(c);
     d->second->last_used = i.now();
-    if (d->second->collab) Impl::route(*d->second, id, d->second->collab->left(who), out);
+    if (d->second->collab) i.route(*d->second, id, d->second->collab->left(who));
   }
-  Impl::flush(out);
 }
 
 }  // namespace skylab::live

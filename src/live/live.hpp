@@ -36,7 +36,9 @@ struct Binding {
 };
 
 //! Where a co-editing client's frames go (a WebSocket). Thread-safe, never
-//! blocks: frames are queued.
+//! blocks and never calls back into LiveNotebooks: frames are queued, and
+//! they are handed over under the lock that sequenced them, so each client
+//! gets a document's frames in that order.
 class CollabSink {
  public:
   virtual ~CollabSink() = default;

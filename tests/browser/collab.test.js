@@ -92,7 +92,9 @@ describe('co-editing', { timeout: 240000 }, () => {
       const [a, b] = [await snapshot(owner), await snapshot(editor)];
       return JSON.stringify(a) === JSON.stringify(b) && a[1].source.endsWith(' # typed offline') && a[0].source.startsWith('owner_meanwhile = 1;') ? a : null;
     }, 'the reconnected editor and the owner to agree').catch(async e => {
-      console.log('owner', JSON.stringify(await snapshot(owner)), 'editor', JSON.stringify(await snapshot(editor)));
+      const live = await server.api('GET', '/api/contents/co.ipynb?content=1', undefined, otoken);
+      console.log('owner', JSON.stringify(await snapshot(owner)), 'editor', JSON.stringify(await snapshot(editor)),
+        'server', JSON.stringify(live.json?.content?.cells?.map(c => c.source)));
       throw e;
     });
     const live = await server.api('GET', '/api/contents/co.ipynb?content=1', undefined, otoken);
@@ -163,5 +165,31 @@ describe('co-editing', { timeout: 240000 }, () => {
       const text = (c.outputs ?? []).map(o => [].concat(o.text ?? []).join('')).join('');
       return c.id === id && text === 'kept output\n' && c.execution_count === 7 && JSON.stringify(c.metadata) === '{"tags":["keep-me"]}';
     }, 'the file to have the cell back with its outputs');
+  });
+  it('an editor that missed an update asks for it and catches up, not stays behind', async () => {
+    // The editor's page loses the next update of cell 0 (as a frame lost in
+    // transit would be); every later one then comes with a gap.
+    const id = await editor.evaluate(() => {
+      const ws = window.skylab.collab.ws;
+      const id = window.skylab.cells[0].id;
+      const deliver = ws.onmessage;
+      let lost = false;
+      ws.onmessage = ev => {
+        const m = JSON.parse(String(ev.data));
+        if (!lost && m.t === 'updates' && m.cell === id) { lost = true; return; }
+        deliver(ev);
+      };
+      return id;
+    });
+    await owner.locator('.cells > .cell').nth(0).locator('.cm-content').click();
+    await owner.keyboard.press('Control+End');
+    await owner.keyboard.type(' # after a lost frame', { delay: 30 });
+    await until(async () => {
+      const [a, b] = [await snapshot(owner), await snapshot(editor)];
+      return JSON.stringify(a) === JSON.stringify(b) && a[0].id === id && a[0].source.endsWith(' # after a lost frame');
+    }, 'the editor to catch up').catch(async e => {
+      console.log('owner', JSON.stringify(await snapshot(owner)), 'editor', JSON.stringify(await snapshot(editor)));
+      throw e;
+    });
   });
 });

@@ -6,6 +6,7 @@ the other clients and the file on disk."""
 
 import json
 import secrets
+import threading
 import time
 from urllib.parse import quote
 
@@ -161,6 +162,73 @@ def test_a_stale_push_is_refused_and_the_client_catches_up_by_pull(srv, shared):
     assert r["source"] == "ABx = 1" and r["version"] == v + 2
     a.close()
     b.close()
+
+
+def test_every_client_gets_the_frames_in_the_order_they_were_sequenced(srv):
+    """Frames are sequenced on more than one thread (a push on the I/O thread,
+    a join on the work queue): while a writer pushes without pause, clients
+    join. Each one's first frame is its init, and the updates after it come
+    version after version from the init's, none missing, none twice (an
+    editor cannot take version v+1 before v)."""
+    _, tok = user(srv, "order")
+    path = "order-%s.ipynb" % secrets.token_hex(3)
+    Client(srv, token_session(tok)).put_nb(path, notebook(("c1", "")))
+    writer = Collab(srv, tok, path=path)
+    v0 = writer.init["versions"]["c1"]
+    stop = threading.Event()
+    pushed = [0]
+
+    def drain():  # the writer's own echoes (a client that never reads is closed as slow)
+        try:
+            while True:
+                writer.ws.recv_data()
+        except Exception:
+            pass
+
+    def write():
+        # Pipelined: each push on top of the one before, accepted in order.
+        while not stop.is_set():
+            n = pushed[0]
+            writer.send({"t": "push", "cell": "c1", "version": v0 + n,
+                         "updates": [{"clientID": "w", "changes": insert("x", n, n)}]})
+            pushed[0] += 1
+            time.sleep(0.001)
+
+    problems = []
+
+    def join(k):
+        for _ in range(k):
+            c = Collab(srv, tok, path=path)
+            try:
+                if c.init.get("t") != "init":
+                    problems.append("first frame %r" % c.init.get("t"))
+                    continue
+                want = got = c.init["versions"]["c1"]
+                c.ws.settimeout(5)
+                while want < got + 50:  # the next 50 updates
+                    m = c.recv()
+                    if m.get("t") != "updates":
+                        continue
+                    if m["version"] != want:
+                        problems.append("updates at %d after %d" % (m["version"], want))
+                        break
+                    want += len(m["updates"])
+            finally:
+                c.close()
+
+    threading.Thread(target=drain, daemon=True).start()
+    w = threading.Thread(target=write)
+    w.start()
+    joiners = [threading.Thread(target=join, args=(25,)) for _ in range(4)]
+    for t in joiners:
+        t.start()
+    for t in joiners:
+        t.join()
+    stop.set()
+    w.join()
+    writer.close()
+    assert pushed[0] > 100
+    assert not problems, problems
 
 
 def test_a_viewer_receives_but_every_change_is_refused(srv, shared):

@@ -84,6 +84,8 @@ export class CollabSession {
   private clientID = crypto.randomUUID();
   private shadows = new Map<string, Shadow>();
   private inflight = new Set<string>();
+  /** Cells whose updates came with a gap: a pull for the missing ones is on its way. */
+  private pulling = new Set<string>();
   private peers = new Map<number, Peer>();
   private rid = 0;
   private pendingOps = new Map<number, unknown>();
@@ -345,6 +347,7 @@ export class CollabSession {
     } else {
       // Pushes of the old connection are answered never; what reconcile sends is on this one.
       this.inflight.clear();
+      this.pulling.clear();
       this.reconcile(m, same);
     }
     // The server holds and saves every change from here on.
@@ -549,18 +552,26 @@ export class CollabSession {
         if (m.version <= sh.version) {
           for (const u of ups.slice(sh.version - m.version)) { sh.doc = u.changes.apply(sh.doc); sh.version++; }
         }
+        // Updates past what this page has (a frame it never got): it asks for
+        // the ones in between rather than stay behind for good.
+        const have = cell.editor ? getSyncedVersion(cell.editor.state) : sh.version;
+        if (m.version > have) {
+          if (!this.pulling.has(cell.id)) {
+            this.pulling.add(cell.id);
+            this.send({ t: 'pull', cell: cell.id, version: have });
+          }
+          break;
+        }
+        this.pulling.delete(cell.id);
         if (cell.editor) {
-          const synced = getSyncedVersion(cell.editor.state);
-          if (m.version <= synced) {
-            const fresh = ups.slice(synced - m.version);
-            if (fresh.length) {
-              const before = sendableUpdates(cell.editor.state).length;
-              this.receiving = true;
-              try { cell.editor.dispatch(receiveUpdates(cell.editor.state, fresh)); } finally { this.receiving = false; }
-              // Ours confirmed are no longer "sent, maybe applied" (a refused push stays counted: harmless).
-              const confirmed = before - sendableUpdates(cell.editor.state).length;
-              if (confirmed > 0) this.sent.set(cell.id, Math.max(0, (this.sent.get(cell.id) ?? 0) - confirmed));
-            }
+          const fresh = ups.slice(have - m.version);
+          if (fresh.length) {
+            const before = sendableUpdates(cell.editor.state).length;
+            this.receiving = true;
+            try { cell.editor.dispatch(receiveUpdates(cell.editor.state, fresh)); } finally { this.receiving = false; }
+            // Ours confirmed are no longer "sent, maybe applied" (a refused push stays counted: harmless).
+            const confirmed = before - sendableUpdates(cell.editor.state).length;
+            if (confirmed > 0) this.sent.set(cell.id, Math.max(0, (this.sent.get(cell.id) ?? 0) - confirmed));
           }
         } else {
           cell.setSource(sh.doc.toString());
