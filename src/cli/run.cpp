@@ -4,12 +4,15 @@
 // or did not start, or the output could not be written; 2 bad usage, an
 // unreadable notebook, an unknown kernel; 130 interrupted by SIGINT (Ctrl+C),
 // 143 by SIGTERM. From status 1 on, the partial notebook is written.
+#include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,13 +27,16 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "cli/args.hpp"
 #include "cli/runtime_setup.hpp"
+#include "cli/usage_setup.hpp"
 #include "common/log.hpp"
 #include "common/mutex.hpp"
+#include "common/safe_fs.hpp"
 #include "exec/executor.hpp"
 #include "exec/notebook.hpp"
 #include "exec/parameters.hpp"
@@ -41,6 +47,7 @@
 #include "runtime/launch.hpp"
 #include "runtime/lifecycle.hpp"
 #include "runtime/service.hpp"
+#include "runtime/usage_ledger.hpp"
 
 namespace skylab::cli {
 
@@ -74,7 +81,9 @@ const char* kRunHelp =
     "  --runtime TYPE         run in a Skylab runtime of this type (e.g. cpu, gpu): the\n"
     "                         sandbox, limits, deadlines and expiry hooks of `skylab serve`,\n"
     "                         with the user's Drive at /content/drive, their ~/.cache and\n"
-    "                         /datasets; the kernel works in /content\n"
+    "                         /datasets; the kernel works in /content. Its time counts\n"
+    "                         in the user's weekly usage, and a GPU type needs GPU hours\n"
+    "                         left in their quota ([quotas])\n"
     "  --data-dir D           (with --runtime) the Skylab data directory (default ./skylab-data)\n"
     "  --user NAME            (with --runtime) whose Drive and caches (default $SKYLAB_USER,\n"
     "                         else your login name)\n"
@@ -87,6 +96,38 @@ const char* kRunHelp =
     "partial notebook is written); 2 bad usage, unreadable notebook or unknown kernel;\n"
     "130 interrupted (Ctrl+C: the kernel is interrupted, the partial notebook written);\n"
     "143 terminated (SIGTERM, likewise)\n";
+
+constexpr std::string_view kRunDirPrefix = "skylab-run-";
+//! A run locks its directory within microseconds of making it; one unlocked
+//! and untouched for this long belongs to a run that is gone.
+constexpr std::chrono::seconds kDeadRunAge{10};
+
+//! Removes the temporary directories of this user's runs that were killed
+//! (SIGKILL leaves no chance to clean up): `skylab-run-*` in `tmp` that are
+//! real directories (not symlinks) owned by this uid, whose lock can be
+//! taken and that are older than kDeadRunAge. Others' directories, a live
+//! run's and anything else are left alone. Best effort.
+void remove_dead_run_dirs(const std::string& tmp) {
+  safe_fs::UniqueFd dir(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) return;
+  auto now = std::chrono::system_clock::now();
+  for (const auto& name : safe_fs::entry_names(dir.get())) {
+    if (!name.starts_with(kRunDirPrefix)) continue;
+    safe_fs::UniqueFd sub(::openat(dir.get(), name.c_str(),
+                                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    struct stat st {};
+    if (sub.get() < 0 || ::fstat(sub.get(), &st) != 0 || st.st_uid != ::geteuid()) continue;
+    auto modified = std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec));
+    if (now - modified < kDeadRunAge) continue;                // a run that is starting
+    if (::flock(sub.get(), LOCK_EX | LOCK_NB) != 0) continue;  // its run lives
+    // Still the directory that was checked (the name could have been replaced since).
+    struct stat again {};
+    if (::fstatat(dir.get(), name.c_str(), &again, AT_SYMLINK_NOFOLLOW) != 0 ||
+        again.st_ino != st.st_ino || again.st_dev != st.st_dev)
+      continue;
+    safe_fs::remove_tree_at(dir.get(), name);
+  }
+}
 
 struct RunArgs {
   std::string input;
@@ -164,6 +205,7 @@ struct RuntimeSetup {
   std::shared_ptr<kernel::Launcher> launcher;
   std::string user;
   std::string type;
+  std::string data;  //!< the data directory (uids, Drive, the usage ledger)
 };
 
 // `--runtime`: the kernel comes from a runtime service, as the server's do
@@ -176,6 +218,7 @@ Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelService>
                                     const RuntimeSetup& rt, const std::string& spec,
                                     std::chrono::milliseconds timeout,
                                     const std::atomic<bool>* cancelled,
+                                    const std::shared_ptr<runtime::UsageLedger>& ledger, bool admin,
                                     std::unique_ptr<runtime::RuntimeService>& service_out) {
   runtime::ServiceOptions so;
   so.threads = 1;
@@ -185,8 +228,10 @@ Result<std::string> acquire_runtime(const std::shared_ptr<kernel::KernelService>
       std::make_shared<runtime::GpuAllocator>(runtime::detect_gpus(rt.config.fake_gpus)), nullptr,
       so);
   runtime::RuntimeService& service = *service_out;
+  if (ledger) service.set_ledger(ledger);  // the weekly GPU hours, as the server counts them
   runtime::RuntimeRequest r;
   r.user = rt.user;
+  r.admin = admin;
   r.spec = spec;
   r.type = rt.type;
   r.purpose = runtime::Purpose::kJob;
@@ -232,6 +277,7 @@ std::string setup_runtime(const RunArgs& ra, RuntimeSetup& out) {
              " GPU(s); this machine has " + std::to_string(n);
   }
   std::string data = ra.data_dir.empty() ? "./skylab-data" : ra.data_dir;
+  out.data = data;
   std::error_code ec;
   fs::create_directories(fs::path(data) / "runtime", ec);  // uids.json, shared with `skylab serve`
   if (ec) return "cannot create data directory " + data + ": " + ec.message();
@@ -503,9 +549,13 @@ int run_main(const std::vector<std::string>& args) {
   Progress progress(mode);
   SignalWatcher signals;
 
-  // Connection files and the kernel's log live in a private temporary directory.
+  // Connection files and the kernel's log live in a private temporary
+  // directory, locked while this run lives; those of this user's runs that
+  // were killed (their lock free) go first.
   const char* tmp_env = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp_env && *tmp_env ? tmp_env : "/tmp") + "/skylab-run-XXXXXX";
+  std::string tmp_base = tmp_env && *tmp_env ? tmp_env : "/tmp";
+  remove_dead_run_dirs(tmp_base);
+  std::string tmpl = tmp_base + "/" + std::string(kRunDirPrefix) + "XXXXXX";
   std::vector<char> tmpl_buf(tmpl.begin(), tmpl.end());
   tmpl_buf.push_back('\0');
   if (!::mkdtemp(tmpl_buf.data())) {
@@ -514,6 +564,8 @@ int run_main(const std::vector<std::string>& args) {
     return 1;
   }
   std::string runtime_dir = tmpl_buf.data();
+  safe_fs::UniqueFd run_lock(::open(runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (run_lock.get() >= 0) (void)::flock(run_lock.get(), LOCK_EX | LOCK_NB);
   struct RemoveDir {
     std::string path;
     ~RemoveDir() {
@@ -544,8 +596,27 @@ int run_main(const std::vector<std::string>& args) {
   auto kernel_started = std::chrono::system_clock::now();
   // Declared after `kernels`: destroyed (its worker joined) before the kernel manager.
   std::unique_ptr<runtime::RuntimeService> service;
+  // A runtime's time is recorded in the usage ledger, as the server records
+  // its own, and its GPU hours count against the user's weekly quota.
+  std::shared_ptr<runtime::UsageLedger> ledger;
+  bool admin = false;
+  if (rt) {
+    std::string why;
+    ledger = open_run_ledger(rt->data, rt->config, rt->user, &admin, &why);
+    if (!ledger)
+      std::fprintf(stderr, "skylab run: warning: this run's use is not recorded: %s\n",
+                   why.c_str());
+  }
+  // Declared after `service`: the ledger's last look (stop: the run's row is
+  // closed) comes while the service it looks at is still there.
+  struct StopLedger {
+    std::shared_ptr<runtime::UsageLedger> ledger;
+    ~StopLedger() {
+      if (ledger) ledger->stop();
+    }
+  } stop_ledger{ledger};
   auto kid = rt ? acquire_runtime(kernels, specs, *rt, kernel_name, std::chrono::seconds(60),
-                                  &signals.cancelled(), service)
+                                  &signals.cancelled(), ledger, admin, service)
                 : exec::start_kernel(*kernels, kernel_name, std::chrono::seconds(60),
                                      &signals.cancelled(), owner, start_options);
   if (!kid.ok()) {
@@ -573,6 +644,13 @@ int run_main(const std::vector<std::string>& args) {
   std::optional<runtime::LifecycleMonitor> lifecycle;
   if (rt) {
     lifecycle.emplace(kernels, rt->config);
+    if (ledger) {
+      runtime::RuntimeService* svc = service.get();
+      auto config = rt->config;
+      ledger->start([svc] { return svc->backend().list(); },
+                    [config](const kernel::KernelModel& k) { return runtime_gpus(config, k); });
+      lifecycle->set_deadline_cap(usage_deadline_cap(ledger, rt->config));
+    }
     lifecycle->start();
   }
   exec::NotebookExecutor executor(kernels, kid.value(), eo);

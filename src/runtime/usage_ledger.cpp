@@ -39,6 +39,14 @@ CREATE TABLE IF NOT EXISTS usage_runtimes(
 CREATE INDEX IF NOT EXISTS usage_runtimes_end ON usage_runtimes(end_time);
 )sql";
 
+// Who wrote a row: the server, or one `skylab run --runtime` ("run:<random>").
+const char* kSchemaV2 = R"sql(
+ALTER TABLE usage_runtimes ADD COLUMN writer TEXT NOT NULL DEFAULT 'server';
+)sql";
+
+// A week and a day back: what can still count this week.
+constexpr double kKeep = kWeek + 86400;
+
 double secs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
@@ -69,22 +77,25 @@ std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string&
 }
 
 Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
-                                                       QuotasSection quotas, const Clock& clock) {
-  std::shared_ptr<UsageLedger> l(new UsageLedger(clock));
+                                                       QuotasSection quotas, const Clock& clock,
+                                                       std::string writer) {
+  std::shared_ptr<UsageLedger> l(new UsageLedger(clock, std::move(writer)));
   // Uncontended (not shared yet); held so that the analysis sees every access locked.
   MutexLock db_lock(l->db_mu_);
   MutexLock setup_lock(l->mu_);
   l->quotas_ = std::move(quotas);
   if (auto st = sqlite::open(path, {}, &l->db_, db_error); !st.ok()) return st.error();
-  if (auto st = sqlite::migrate(l->db_, kComponent, "the usage ledger", {{1, kSchemaV1}}, db_error);
+  if (auto st = sqlite::migrate(l->db_, kComponent, "the usage ledger",
+                                {{1, kSchemaV1}, {2, kSchemaV2}}, db_error);
       !st.ok())
     return st.error();
-  // Open records and those that can still count this week (a week and a day back).
+  // This writer's open records and those that can still count this week.
   Stmt q(l->db_,
          "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
-         "WHERE end_time IS NULL OR end_time >= ?");
+         "WHERE writer = ? AND (end_time IS NULL OR end_time >= ?)");
   if (!q.ok()) return db_error(l->db_, "read");
-  q.bind(1, static_cast<std::int64_t>(secs(l->now()) - kWeek - 86400));
+  q.bind(1, std::string_view(l->writer_));
+  q.bind(2, static_cast<std::int64_t>(secs(l->now()) - kKeep));
   while (q.step() == SQLITE_ROW) {
     Record r;
     r.user = q.text(1);
@@ -96,7 +107,43 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
     r.written = r.last_seen;
     l->records_.emplace(q.text(0), std::move(r));
   }
+  const double now = secs(l->now());
+  l->take_foreign_locked(l->read_foreign(now));
   return l;
+}
+
+std::vector<std::pair<std::string, UsageLedger::Record>> UsageLedger::read_foreign(double now) {
+  std::vector<std::pair<std::string, Record>> out;
+  Stmt q(db_,
+         "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
+         "WHERE writer != ? AND (end_time IS NULL OR end_time >= ?)");
+  if (!q.ok()) {
+    log::warn(std::string("usage ledger: cannot read other writers' runtimes: ") +
+              sqlite3_errmsg(db_));
+    return out;
+  }
+  q.bind(1, std::string_view(writer_));
+  q.bind(2, static_cast<std::int64_t>(now - kKeep));
+  while (q.step() == SQLITE_ROW) {
+    Record r;
+    r.own = false;
+    r.user = q.text(1);
+    r.type = q.text(2);
+    r.gpus = static_cast<int>(q.i64(3));
+    r.start = sqlite3_column_double(q.get(), 4);
+    r.last_seen = sqlite3_column_double(q.get(), 5);
+    r.end = q.is_null(6) ? 0 : sqlite3_column_double(q.get(), 6);
+    if (r.end == 0 && r.last_seen < now - kKeep) continue;  // a killed run's, long over
+    // Running while its writer keeps seeing it; else over at its last sighting.
+    r.live = r.end == 0 && now - r.last_seen <= static_cast<double>(kForeignStale.count());
+    out.emplace_back(q.text(0), std::move(r));
+  }
+  return out;
+}
+
+void UsageLedger::take_foreign_locked(std::vector<std::pair<std::string, Record>>&& rows) {
+  std::erase_if(records_, [](const auto& kv) { return !kv.second.own; });
+  for (auto& [id, r] : rows) records_.emplace(std::move(id), std::move(r));  // never over our own
 }
 
 UsageLedger::~UsageLedger() {
@@ -107,8 +154,8 @@ UsageLedger::~UsageLedger() {
 void UsageLedger::write(const std::string& id, const Record& r) {
   Stmt s(
       db_,
-      "INSERT INTO usage_runtimes(id, user, type, gpus, start, last_seen, end_time) "
-      "VALUES(?,?,?,?,?,?,?) "
+      "INSERT INTO usage_runtimes(id, user, type, gpus, start, last_seen, end_time, writer) "
+      "VALUES(?,?,?,?,?,?,?,?) "
       "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, end_time = excluded.end_time, "
       "gpus = excluded.gpus");
   s.bind(1, std::string_view(id))
@@ -121,6 +168,7 @@ void UsageLedger::write(const std::string& id, const Record& r) {
     sqlite3_bind_double(s.get(), 7, r.end);
   else
     s.bind_null(7);
+  s.bind(8, std::string_view(writer_));
   if (s.step() != SQLITE_DONE)
     log::warn("usage ledger: cannot record runtime " + id + ": " + sqlite3_errmsg(db_));
 }
@@ -129,14 +177,17 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
                        const std::function<int(const kernel::KernelModel&)>& gpus_of) {
   MutexLock db_lock(db_mu_);
   const double now = secs(clock_.wall());
+  auto foreign = read_foreign(now);
   std::vector<std::pair<std::string, Record>> to_write;
   {
     MutexLock lock(mu_);
+    take_foreign_locked(std::move(foreign));
     std::set<std::string> seen;
     for (auto& k : running) {
       if (k.owner.empty() || k.id.empty()) continue;
       seen.insert(k.id);
       auto it = records_.find(k.id);
+      if (it != records_.end() && !it->second.own) continue;  // another writer's id
       if (it == records_.end() || it->second.end > 0) {
         Record r;
         r.user = k.owner;
@@ -162,7 +213,7 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
     }
     for (auto it = records_.begin(); it != records_.end();) {
       Record& r = it->second;
-      if (r.end == 0 && !seen.count(it->first)) {
+      if (r.own && r.end == 0 && !seen.count(it->first)) {
         // Gone: one this server saw running a second ago ends now (what users
         // were shown never shrinks); one of a previous server's ended at its
         // last sighting then.
@@ -170,7 +221,7 @@ void UsageLedger::sync(const std::vector<kernel::KernelModel>& running,
         r.live = false;
         to_write.emplace_back(it->first, r);
       }
-      if (r.end > 0 && r.end < now - kWeek - 86400)
+      if (r.own && r.end > 0 && r.end < now - kKeep)
         it = records_.erase(it);
       else
         ++it;
@@ -286,13 +337,25 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
 
 void UsageLedger::stop() {
   if (ticker_) ticker_->stop();
-  // Runtimes outlive the server: their last sighting is now, to the second.
+  // The server's runtimes outlive it: their last sighting is now, to the
+  // second. Another writer's end with it (a run's runtime dies with the run).
+  const bool outlive = writer_ == kServerWriter;
+  const double now = secs(clock_.wall());
   MutexLock db_lock(db_mu_);
   std::vector<std::pair<std::string, Record>> open;
   {
     MutexLock lock(mu_);
-    for (auto& [id, r] : records_)
-      if (r.end == 0 && r.live && r.written < r.last_seen) open.emplace_back(id, r);
+    for (auto& [id, r] : records_) {
+      if (!r.own || r.end != 0 || !r.live) continue;
+      if (!outlive) {
+        r.last_seen = std::max(r.last_seen, now);
+        r.end = std::max(r.start, r.last_seen);
+        r.live = false;
+      } else if (r.written >= r.last_seen) {
+        continue;
+      }
+      open.emplace_back(id, r);
+    }
   }
   if (open.empty() || !db_) return;
   sqlite::Tx tx(db_);

@@ -9,6 +9,14 @@
 // runtime that outlives a server restart (it is reattached) is counted
 // through the gap, and one that ended while the server was down is counted up
 // to the previous server's last look at it.
+//
+// Two kinds of process write the ledger: the server, and `skylab run
+// --runtime` (a batch run with a runtime of its own, beside or without a
+// server). Each is a writer: it opens, sees and closes only its own rows,
+// and reads the others' at every sync, so that a user's week, admission and
+// quota deadlines count everything they ran on the data directory. A row
+// of another writer that has not been seen for kForeignStale is over at its
+// last sighting (a run that was killed cannot close it).
 #pragma once
 
 #include <chrono>
@@ -48,23 +56,33 @@ std::chrono::system_clock::time_point week_start(std::chrono::system_clock::time
 //! else), else the default; nullopt: unlimited.
 std::optional<double> gpu_hours_limit(const QuotasSection& q, const std::string& user, bool admin);
 
+//! The server's writer name (rows from before writers existed are its).
+inline constexpr const char* kServerWriter = "server";
+
 //! Thread-safe. Reads (week, admission checks, deadlines) answer from memory
 //! and never block on the disk; sync() and the thread write SQLite.
 class UsageLedger {
  public:
   using TimePoint = Clock::WallPoint;  //!< weeks are calendar weeks: wall-clock time
+  //! How long another writer's open row stays running without a new sighting
+  //! (it writes one every 10 s while its runtime runs).
+  static constexpr std::chrono::seconds kForeignStale{30};
 
   //! Opens (creates, migrates forward) the ledger's table in the SQLite file
   //! `path`. `clock` (its wall() is "now"; tests pass a ManualClock) must
-  //! outlive the ledger.
+  //! outlive the ledger. `writer`: whose rows this ledger owns; the server's
+  //! runtimes outlive it (reattached after a restart), any other writer's
+  //! end with it (stop() closes them).
   static Result<std::shared_ptr<UsageLedger>> open(const std::string& path, QuotasSection quotas,
-                                                   const Clock& clock = real_clock());
+                                                   const Clock& clock = real_clock(),
+                                                   std::string writer = kServerWriter);
   ~UsageLedger();
   UsageLedger(const UsageLedger&) = delete;
   UsageLedger& operator=(const UsageLedger&) = delete;
 
   //! Records that exactly `running` are running now: new ones are opened,
-  //! known ones seen, open ones not in the list closed at their last sighting.
+  //! known ones seen, open ones not in the list closed at their last sighting
+  //! (this writer's only), and reads the other writers' rows again.
   //! `gpus_of` says how many GPUs a kernel holds. Blocks on SQLite (never on
   //! the Asio thread).
   void sync(const std::vector<kernel::KernelModel>& running,
@@ -94,6 +112,8 @@ class UsageLedger {
   //! until stop().
   void start(std::function<std::vector<kernel::KernelModel>()> list,
              std::function<int(const kernel::KernelModel&)> gpus_of);
+  //! Ends the thread and writes the last sightings: the server's runtimes
+  //! stay open (they outlive it), another writer's are closed now.
   void stop();
 
  private:
@@ -103,8 +123,13 @@ class UsageLedger {
     double start = 0, last_seen = 0, end = 0;  // unix seconds; end 0: open
     bool live = false;                         // seen by this server's last sync
     double written = 0;                        // last_seen last written to SQLite
+    bool own = true;                           // this writer's (else read from the table)
   };
-  explicit UsageLedger(const Clock& clock) : clock_(clock) {}
+  UsageLedger(const Clock& clock, std::string writer) : clock_(clock), writer_(std::move(writer)) {}
+  //! The other writers' rows that can count this week (SQLite; db_mu_ held).
+  std::vector<std::pair<std::string, Record>> read_foreign(double now) REQUIRES(db_mu_);
+  //! Replaces the other writers' records with `rows`.
+  void take_foreign_locked(std::vector<std::pair<std::string, Record>>&& rows) REQUIRES(mu_);
   UsageTotals totals_locked(const std::string& user, double ws, double now) const REQUIRES(mu_);
   double used_gpu_seconds_locked(const std::string& user, double ws, double now) const
       REQUIRES(mu_);
@@ -112,6 +137,7 @@ class UsageLedger {
 
   QuotasSection quotas_;
   const Clock& clock_;
+  const std::string writer_;
   sqlite3* db_ GUARDED_BY(db_mu_) = nullptr;  // used by sync() only
   Mutex db_mu_;
   mutable Mutex mu_;

@@ -5,6 +5,7 @@ the process that is meant to end it. Real binary as root, real bubblewrap.
 
 Run with Debian's python: /usr/bin/python3 -m pytest tests/integration/test_privsep.py
 """
+import fcntl
 import json
 import os
 import secrets
@@ -319,6 +320,49 @@ def test_skylab_run_sigkill_takes_its_kernel_along(tmp_path, runtime):
     p.kill()
     p.wait(timeout=10)
     assert not wait_gone([pid], timeout=15), "kernel %d outlived a SIGKILLed skylab run" % pid
+
+
+def test_a_run_removes_what_killed_runs_left_and_nothing_else(tmp_path):
+    """A SIGKILLed `skylab run` cannot remove its private folder (connection
+    file, kernel log). The user's next run removes it: its lock is free. A
+    live run's folder (locked), one just made, another user's, and a symlink
+    to elsewhere with the same prefix are left as they are."""
+    p, pid = run_until_sleeping(tmp_path, "pw" + secrets.token_hex(5), False)
+    p.kill()
+    p.wait(timeout=10)
+    assert not wait_gone([pid], timeout=15)
+    dead = [d for d in tmp_path.iterdir() if d.name.startswith("skylab-run-")]
+    assert len(dead) == 1 and dead[0].is_dir() and any(dead[0].iterdir()), dead
+    old = time.time() - 60
+    os.utime(dead[0], (old, old))
+    live = tmp_path / "skylab-run-live"
+    live.mkdir(mode=0o700)
+    os.utime(live, (old, old))
+    held = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    (tmp_path / "skylab-run-fresh").mkdir(mode=0o700)
+    other = tmp_path / "skylab-run-other"
+    other.mkdir(mode=0o700)
+    os.chown(other, 65534, 65534)
+    os.utime(other, (old, old))
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "file").write_text("kept")
+    os.utime(target, (old, old))
+    (tmp_path / "skylab-run-link").symlink_to(target)
+    try:
+        nb = tmp_path / "quick.ipynb"
+        nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+            {"cell_type": "code", "id": "a", "metadata": {}, "execution_count": None, "outputs": [],
+             "source": "print('quick')"}]}))
+        r = subprocess.run([skylab_bin(), "run", str(nb), "--quiet"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
+        assert r.returncode == 0, r.stderr
+        left = sorted(d.name for d in tmp_path.iterdir() if d.name.startswith("skylab-run-"))
+        assert left == ["skylab-run-fresh", "skylab-run-link", "skylab-run-live", "skylab-run-other"]
+        assert (target / "file").read_text() == "kept"
+    finally:
+        os.close(held)
 
 
 def _comm(pid):

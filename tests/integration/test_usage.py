@@ -5,11 +5,14 @@ and ends the runtime when it has; /api/skylab/admin/* is for administrators
 only; administrators' actions and shares land in the audit log."""
 
 import datetime
+import json
+import os
+import subprocess
 import time
 
 import pytest
 
-from conftest import SERVER_KIND, Server, _stop_server, server_with_config
+from conftest import SERVER_KIND, Server, _stop_server, server_with_config, skylab_bin
 from test_accounts import add_user, new_token, token_session
 
 pytestmark = pytest.mark.skipif(SERVER_KIND != "skylab", reason="Skylab usage ledger")
@@ -167,6 +170,53 @@ def test_gpu_quota_warns_then_ends_the_runtime(gpu_server):
     assert used["gpu_seconds"] >= 17, used
     r = u.req("POST", "/api/skylab/runtimes", json={"type": "gpu"})
     assert r.status_code == 409 and "refills at" in r.json()["message"], r.text
+
+
+def batch_run(srv, tmp_path, user, runtime, source, config):
+    """`skylab run --runtime` on the server's data directory, as `user`."""
+    nb = tmp_path / "batch.ipynb"
+    nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "id": "a", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": source}]}))
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(config)
+    return subprocess.Popen([skylab_bin(), "run", str(nb), "--quiet", "--runtime", runtime, "--config", str(cfg),
+                             "--data-dir", srv.data_dir, "--user", user],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, TMPDIR=str(tmp_path)))
+
+
+def test_a_batch_runs_runtime_counts_for_its_user_while_it_runs(plain_server, tmp_path):
+    """`skylab run --runtime` beside a server on the same data directory: the
+    run records its runtime in the ledger as a writer of its own; the server
+    shows it running in the user's week and keeps its time after it ends."""
+    u = User(plain_server, "batcher")
+    p = batch_run(plain_server, tmp_path, "batcher", "cpu", "import time\ntime.sleep(6)",
+                  '[runtimes]\nidle_timeout = "1h"\n')
+    try:
+        during = wait_until(lambda: (lambda j: j if j["running"] == 1 and j["runtime_seconds"] > 0 else None)(u.usage()),
+                            timeout=60, what="the run's runtime in the server's ledger")
+        assert during["by_type"]["cpu"]["runtime_hours"] > 0, during
+        assert User(plain_server, "bystander2").usage()["running"] == 0
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    after = wait_until(lambda: (lambda j: j if j["running"] == 0 else None)(u.usage()), what="the run to end")
+    assert after["runtime_seconds"] >= max(5, during["runtime_seconds"]), (during, after)
+
+
+def test_a_batch_run_gets_the_gpu_quota_of_its_user(gpu_server, tmp_path):
+    """The weekly GPU hours hold for `skylab run --runtime` too: a user with
+    none left is refused with when they refill, and nothing is recorded."""
+    poor = User(gpu_server, "poor-batch")
+    p = batch_run(gpu_server, tmp_path, "poor-batch", "gpu", "print('never')", GPUS)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err
+    assert "GPU hours" in err and "refills at " + poor.usage()["quota_refills"] in err, err
+    time.sleep(1.5)  # the server's ledger reads the others' rows once a second
+    u = poor.usage()
+    assert u["runtime_seconds"] == 0 and u["running"] == 0, u
 
 
 def test_admin_sees_the_gpu_queue(gpu_server):

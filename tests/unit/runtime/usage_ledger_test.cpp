@@ -137,6 +137,76 @@ TEST(UsageLedger, RuntimeEndedWhileServerWasDownCountsToItsLastSighting) {
   EXPECT_EQ((*l)->week("bob").running, 0);
 }
 
+// `skylab run --runtime` writes the same table as a writer of its own: the
+// server counts a run's time and GPU hours, never closes its rows, and
+// neither does a run close the server's.
+TEST(UsageLedger, ARunsRuntimeCountsForTheServerAndOnlyTheRunClosesIt) {
+  TempDb db;
+  ManualClock clock{wednesday_noon()};  // outlives the ledgers
+  QuotasSection q;
+  q.gpu_hours_per_week = 1;
+  auto gpus = [](const kernel::KernelModel& k) { return static_cast<int>(gpus_of(k).size()); };
+  auto server = UsageLedger::open(db.path, q, clock);
+  auto run = UsageLedger::open(db.path, q, clock, "run:a");
+  ASSERT_TRUE(server.ok() && run.ok());
+  auto mine = kernel_of("k-server", "alice", "cpu", clock.wall());
+  auto theirs = kernel_of("k-run", "alice", "gpu", clock.wall(), {0});
+  (*run)->sync({theirs}, gpus);
+  (*server)->sync({mine}, gpus);
+  for (int i = 0; i < 240; ++i) {  // 40 minutes; each writes its sightings every 10 s
+    clock.advance(10s);
+    (*run)->sync({theirs}, gpus);
+    (*server)->sync({mine}, gpus);
+  }
+  for (auto* l : {&*server, &*run}) {
+    auto t = (*l)->week("alice");
+    EXPECT_EQ(t.running, 2);
+    EXPECT_DOUBLE_EQ(t.runtime_seconds_by_type["cpu"], 2400);
+    EXPECT_DOUBLE_EQ(t.gpu_seconds, 2400);
+  }
+  // 20 GPU minutes left: the server refuses no GPU yet; its deadline for
+  // alice's GPU runtimes counts the run's GPU.
+  EXPECT_TRUE((*server)->admit("alice", false, 1).ok());
+  ASSERT_TRUE((*server)->gpu_deadline("alice"));
+  EXPECT_EQ(*(*server)->gpu_deadline("alice"), clock.wall() + 20min);
+  clock.advance(20min);
+  (*run)->sync({theirs}, gpus);
+  (*server)->sync({mine}, gpus);
+  EXPECT_FALSE((*server)->admit("alice", false, 1).ok());  // the run used the hour up
+  EXPECT_FALSE((*run)->admit("alice", false, 1).ok());
+  // The run ends: its row closes now, and the server sees it ended.
+  clock.advance(10s);
+  (*run)->stop();
+  clock.advance(5min);
+  (*server)->sync({mine}, gpus);
+  auto t = (*server)->week("alice");
+  EXPECT_EQ(t.running, 1);
+  EXPECT_DOUBLE_EQ(t.gpu_seconds, 3610);
+  // A run that is killed cannot close its row: it runs while seen, then it
+  // is over at its last sighting.
+  auto killed = UsageLedger::open(db.path, q, clock, "run:b");
+  ASSERT_TRUE(killed.ok());
+  (*killed)->sync({kernel_of("k-killed", "bob", "cpu", clock.wall())}, gpus);
+  clock.advance(10s);
+  (*killed)->sync({kernel_of("k-killed", "bob", "cpu", clock.wall() - 10s)}, gpus);
+  clock.advance(15s);
+  (*server)->sync({mine}, gpus);
+  EXPECT_EQ((*server)->week("bob").running, 1);
+  clock.advance(UsageLedger::kForeignStale);
+  (*server)->sync({mine}, gpus);
+  EXPECT_EQ((*server)->week("bob").running, 0);
+  EXPECT_DOUBLE_EQ((*server)->week("bob").runtime_seconds, 10);
+  // A server restarted later still has alice's runtime open, its own.
+  (*server)->stop();
+  clock.advance(1min);
+  auto again = UsageLedger::open(db.path, q, clock);
+  ASSERT_TRUE(again.ok());
+  (*again)->sync({mine}, gpus);
+  EXPECT_EQ((*again)->week("alice").running, 1);
+  EXPECT_DOUBLE_EQ((*again)->week("alice").gpu_seconds, 3610);
+  EXPECT_DOUBLE_EQ((*again)->week("bob").runtime_seconds, 10);
+}
+
 TEST(Lifecycle, QuotaDeadlineWarnsAndExpiresAsQuota) {
   TP t0{};
   LifecycleInput in;
