@@ -90,55 +90,53 @@ Result<std::shared_ptr<UsageLedger>> UsageLedger::open(const std::string& path,
       !st.ok())
     return st.error();
   // This writer's open records and those that can still count this week.
-  Stmt q(l->db_,
-         "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
-         "WHERE writer = ? AND (end_time IS NULL OR end_time >= ?)");
-  if (!q.ok()) return db_error(l->db_, "read");
-  q.bind(1, std::string_view(l->writer_));
-  q.bind(2, static_cast<std::int64_t>(secs(l->now()) - kKeep));
-  while (q.step() == SQLITE_ROW) {
-    Record r;
-    r.user = q.text(1);
-    r.type = q.text(2);
-    r.gpus = static_cast<int>(q.i64(3));
-    r.start = sqlite3_column_double(q.get(), 4);
-    r.last_seen = sqlite3_column_double(q.get(), 5);
-    r.end = q.is_null(6) ? 0 : sqlite3_column_double(q.get(), 6);
-    r.written = r.last_seen;
-    l->records_.emplace(q.text(0), std::move(r));
-  }
   const double now = secs(l->now());
+  auto own = l->read_records(true, now);
+  if (!own) return db_error(l->db_, "read");
+  for (auto& [id, r] : *own) l->records_.emplace(std::move(id), std::move(r));
   l->take_foreign_locked(l->read_foreign(now));
   return l;
 }
 
-std::vector<std::pair<std::string, UsageLedger::Record>> UsageLedger::read_foreign(double now) {
-  std::vector<std::pair<std::string, Record>> out;
-  Stmt q(db_,
-         "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes "
-         "WHERE writer != ? AND (end_time IS NULL OR end_time >= ?)");
-  if (!q.ok()) {
-    log::warn(std::string("usage ledger: cannot read other writers' runtimes: ") +
-              sqlite3_errmsg(db_));
-    return out;
-  }
+std::optional<std::vector<std::pair<std::string, UsageLedger::Record>>> UsageLedger::read_records(
+    bool own, double now) {
+  std::string sql = "SELECT id, user, type, gpus, start, last_seen, end_time FROM usage_runtimes ";
+  sql += own ? "WHERE writer = ?" : "WHERE writer != ?";
+  sql += " AND (end_time IS NULL OR end_time >= ?)";
+  Stmt q(db_, sql.c_str());
+  if (!q.ok()) return std::nullopt;
   q.bind(1, std::string_view(writer_));
   q.bind(2, static_cast<std::int64_t>(now - kKeep));
+  std::vector<std::pair<std::string, Record>> out;
   while (q.step() == SQLITE_ROW) {
     Record r;
-    r.own = false;
+    r.own = own;
     r.user = q.text(1);
     r.type = q.text(2);
     r.gpus = static_cast<int>(q.i64(3));
     r.start = sqlite3_column_double(q.get(), 4);
     r.last_seen = sqlite3_column_double(q.get(), 5);
     r.end = q.is_null(6) ? 0 : sqlite3_column_double(q.get(), 6);
-    if (r.end == 0 && r.last_seen < now - kKeep) continue;  // a killed run's, long over
-    // Running while its writer keeps seeing it; else over at its last sighting.
-    r.live = r.end == 0 && now - r.last_seen <= static_cast<double>(kForeignStale.count());
+    if (own) {
+      r.written = r.last_seen;
+    } else {
+      if (r.end == 0 && r.last_seen < now - kKeep) continue;  // a killed run's, long over
+      // Running while its writer keeps seeing it; else over at its last sighting.
+      r.live = r.end == 0 && now - r.last_seen <= static_cast<double>(kForeignStale.count());
+    }
     out.emplace_back(q.text(0), std::move(r));
   }
   return out;
+}
+
+std::vector<std::pair<std::string, UsageLedger::Record>> UsageLedger::read_foreign(double now) {
+  auto rows = read_records(false, now);
+  if (!rows) {
+    log::warn(std::string("usage ledger: cannot read other writers' runtimes: ") +
+              sqlite3_errmsg(db_));
+    return {};
+  }
+  return std::move(*rows);
 }
 
 void UsageLedger::take_foreign_locked(std::vector<std::pair<std::string, Record>>&& rows) {

@@ -126,6 +126,10 @@ class UsageLedger {
     bool own = true;                           // this writer's (else read from the table)
   };
   UsageLedger(const Clock& clock, std::string writer) : clock_(clock), writer_(std::move(writer)) {}
+  //! This writer's rows (`own`) or the others' that can count this week;
+  //! nullopt when the table cannot be read.
+  std::optional<std::vector<std::pair<std::string, Record>>> read_records(bool own, double now)
+      REQUIRES(db_mu_);
   //! The other writers' rows that can count this week (SQLite; db_mu_ held).
   std::vector<std::pair<std::string, Record>> read_foreign(double now) REQUIRES(db_mu_);
   //! Replaces the other writers' records with `rows`.
