@@ -120,12 +120,15 @@ void remove_dead_run_dirs(const std::string& tmp) {
     auto modified = std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec));
     if (now - modified < kDeadRunAge) continue;                // a run that is starting
     if (::flock(sub.get(), LOCK_EX | LOCK_NB) != 0) continue;  // its run lives
-    // Still the directory that was checked (the name could have been replaced since).
+    // Emptied through the descriptor that was checked, then removed by name
+    // only if the name still is that directory: a name swapped in between
+    // (a TMPDIR others can write) costs nothing but an rmdir that fails.
+    for (const auto& entry : safe_fs::entry_names(sub.get()))
+      safe_fs::remove_tree_at(sub.get(), entry);
     struct stat again {};
-    if (::fstatat(dir.get(), name.c_str(), &again, AT_SYMLINK_NOFOLLOW) != 0 ||
-        again.st_ino != st.st_ino || again.st_dev != st.st_dev)
-      continue;
-    safe_fs::remove_tree_at(dir.get(), name);
+    if (::fstatat(dir.get(), name.c_str(), &again, AT_SYMLINK_NOFOLLOW) == 0 &&
+        again.st_ino == st.st_ino && again.st_dev == st.st_dev)
+      ::unlinkat(dir.get(), name.c_str(), AT_REMOVEDIR);
   }
 }
 
