@@ -767,7 +767,8 @@ void Server::Impl::watch_tls() {
   tls_timer.async_wait([this](beast::error_code ec) {
     if (ec || stopping.load()) return;
     // A stat() of two files: cheap enough for the I/O thread; the reload
-    // itself (PEM parsing) is rare.
+    // itself (two regular files of at most 1 MiB, never a FIFO: tls.cpp)
+    // is rare.
     bool changed = false;
     auto st = tls->reload_if_changed(changed);
     if (changed) {

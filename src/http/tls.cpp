@@ -1,15 +1,55 @@
 #include "http/tls.hpp"
 #include "common/mutex.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "common/safe_fs.hpp"
 
 namespace skylab::http {
 
 namespace ssl = boost::asio::ssl;
+
+namespace {
+
+constexpr std::size_t kMaxPemBytes = 1u << 20;
+
+//! The bytes of a PEM file: a regular file (symlinks followed, as certbot's
+//! live/ links are) of at most kMaxPemBytes. Opened non-blocking, so that a
+//! FIFO or a device put in its place is refused at once rather than
+//! blocking the server's I/O thread, which reloads it.
+Result<std::string> read_pem(const std::string& path, const std::string& what) {
+  safe_fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (fd.get() < 0) return Error::bad_request(what + " " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return Error::bad_request(what + " " + path + ": not a regular file");
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxPemBytes)
+    return Error::bad_request(what + " " + path + ": larger than 1 MiB");
+  std::string out(kMaxPemBytes + 1, '\0');
+  std::size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::bad_request(what + " " + path + ": " + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got > kMaxPemBytes) return Error::bad_request(what + " " + path + ": larger than 1 MiB");
+  out.resize(got);
+  return out;
+}
+
+}  // namespace
 
 bool TlsCertificate::Stamp::operator==(const Stamp& o) const {
   return dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
@@ -49,9 +89,15 @@ Status TlsCertificate::reload() {
   // No renegotiation (a client-driven CPU cost), the server's cipher order.
   SSL_CTX_set_options(ctx->native_handle(),
                       SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-  if (!ec) ctx->use_certificate_chain_file(cert_, ec);
+  auto cert_pem = read_pem(cert_, "TLS certificate");
+  if (!cert_pem.ok()) return cert_pem.error();
+  auto key_pem = read_pem(key_, "TLS key");
+  if (!key_pem.ok()) return key_pem.error();
+  if (!ec) ctx->use_certificate_chain(boost::asio::buffer(cert_pem.value()), ec);
   if (ec) return Error::bad_request("TLS certificate " + cert_ + ": " + ec.message());
-  ctx->use_private_key_file(key_, ssl::context::pem, ec);
+  ctx->use_private_key(boost::asio::buffer(key_pem.value()), ssl::context::pem, ec);
+  // The key's PEM is not left in freed memory.
+  OPENSSL_cleanse(key_pem.value().data(), key_pem.value().size());
   if (ec) return Error::bad_request("TLS key " + key_ + ": " + ec.message());
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
     ERR_clear_error();

@@ -242,6 +242,16 @@ def test_https_secure_cookies_hsts_wss_and_reload_without_dropping(tmp_path):
         assert served_serial(srv.port) == 12289
         assert c.execute("print(1)").stdout.strip() == "1"
         srv.http.verify = False  # the certificate file no longer matches what is served
+
+        # A FIFO in the certificate's place: refused at once (the poll and
+        # SIGHUP both see it), never an I/O thread waiting for a writer.
+        os.unlink(cert)
+        os.mkfifo(cert)
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "not a regular file" in srv.log_text(10 ** 6), what="the FIFO refused")
+        assert served_serial(srv.port) == 12289
+        assert srv.get("/api/status").status_code == 200
+        assert c.execute("print(2)").stdout.strip() == "2"
     finally:
         _stop_server(srv)
 
