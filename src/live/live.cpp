@@ -148,9 +148,9 @@ struct LiveNotebooks::Impl : std::enable_shared_from_this<LiveNotebooks::Impl> {
 
   //! Hands `frames` from client `from` (0: the server) of document `d` to
   //! its clients' sockets, under the lock that sequenced them. Frames are
-  //! sequenced on three threads (a push on the I/O thread, a join on the work
-  //! queue, recorded outputs on the worker); handed over after the lock, a
-  //! client could get version v+1 before v, which its editor cannot take.
+  //! sequenced on several threads (a push on the I/O thread, a join or a
+  //! merge from disk on the work queue, recorded outputs on the worker);
+  //! handed over after the lock, a client could get version v+1 before v.
   //! A socket only queues a frame (it never blocks or calls back).
   void route(Doc& d, std::uint64_t from, std::vector<CollabFrame> frames) REQUIRES(mu) {
     for (auto& f : frames) {
