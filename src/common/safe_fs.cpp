@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -234,6 +235,33 @@ Status write_user_file(const std::string& path, std::string_view text) {
   if (fd.get() < 0) return Error::internal("cannot write " + path + ": " + std::strerror(errno));
   return write_atomic_at(fd.get(), name, path, text, 0666, false, true, static_cast<uid_t>(-1),
                          static_cast<gid_t>(-1));
+}
+
+Result<std::string> read_regular(int fd, std::uint64_t max_bytes) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    return Error::bad_request("not a regular file");
+  auto too_large = [&] {
+    return Error::too_large("larger than " + std::to_string(max_bytes) + " bytes");
+  };
+  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) return too_large();
+  // One byte more than its size: a file that grew since is read on, up to the bound.
+  std::string out(static_cast<std::size_t>(st.st_size) + 1, '\0');
+  std::size_t got = 0;
+  for (;;) {
+    if (got == out.size()) {
+      if (got > max_bytes) return too_large();
+      out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(2 * got, max_bytes + 1)));
+    }
+    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::internal(std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got > max_bytes) return too_large();
+  out.resize(got);
+  return out;
 }
 
 bool exists_at(int dirfd, const std::string& name) {

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,6 +81,13 @@ Status write_file(const std::string& path, std::string_view text, mode_t mode, b
 //! its directory. Atomic as write_file_at (a temporary beside it, renamed over
 //! it; nothing left behind on failure). Errors name `path`.
 Status write_user_file(const std::string& path, std::string_view text);
+
+//! All the bytes of the file open as `fd`, which must be a regular file of at
+//! most `max_bytes` (open it O_NONBLOCK: a FIFO or device then fails here at
+//! once, never blocks). Errors, to prefix with the file's name: BadRequest
+//! "not a regular file", TooLarge "larger than N bytes" (also when it grew
+//! past that while read), Internal with the read's errno text.
+Result<std::string> read_regular(int fd, std::uint64_t max_bytes);
 
 //! Whether `name` exists in `dirfd` (fstatat AT_SYMLINK_NOFOLLOW; never opened).
 bool exists_at(int dirfd, const std::string& name);

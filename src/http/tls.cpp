@@ -30,23 +30,9 @@ constexpr std::size_t kMaxPemBytes = 1u << 20;
 Result<std::string> read_pem(const std::string& path, const std::string& what) {
   safe_fs::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (fd.get() < 0) return Error::bad_request(what + " " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return Error::bad_request(what + " " + path + ": not a regular file");
-  if (static_cast<std::uint64_t>(st.st_size) > kMaxPemBytes)
-    return Error::bad_request(what + " " + path + ": larger than 1 MiB");
-  std::string out(kMaxPemBytes + 1, '\0');
-  std::size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::bad_request(what + " " + path + ": " + std::strerror(errno));
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  if (got > kMaxPemBytes) return Error::bad_request(what + " " + path + ": larger than 1 MiB");
-  out.resize(got);
-  return out;
+  auto pem = safe_fs::read_regular(fd.get(), kMaxPemBytes);
+  if (!pem.ok()) return Error::bad_request(what + " " + path + ": " + pem.error().message);
+  return pem;
 }
 
 }  // namespace

@@ -141,22 +141,8 @@ Result<std::string> JournalDir::read(const std::string& name) const {
     if (errno == ENOENT) return Error::not_found("no journal " + name);
     return Error::internal(errno_text(("open journal " + name).c_str()));
   }
-  struct stat st {};
-  if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return Error::bad_request("journal " + name + " is not a regular file");
-  if (static_cast<std::uint64_t>(st.st_size) > limits_.max_read_bytes)
-    return Error::too_large("journal " + name + " is too large");
-  std::string data;
-  data.resize(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < data.size()) {
-    ssize_t n = ::read(f.get(), data.data() + got, data.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::internal(errno_text(("read journal " + name).c_str()));
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  data.resize(got);
+  auto data = safe_fs::read_regular(f.get(), limits_.max_read_bytes);
+  if (!data.ok()) return Error{data.error().code, "journal " + name + ": " + data.error().message};
   return data;
 }
 

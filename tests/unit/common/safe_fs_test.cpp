@@ -107,6 +107,25 @@ TEST_F(SafeFs, ExistsAtLooksWithoutFollowing) {
   EXPECT_FALSE(exists_at(dir->get(), "missing"));
 }
 
+TEST_F(SafeFs, ReadRegularReadsAFileWithinItsBoundAndNothingElse) {
+  auto open_ro = [](const fs::path& p) {
+    return UniqueFd(::open(p.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  };
+  write(root_ / "tree" / "pem", std::string(5000, 'x'));
+  auto got = read_regular(open_ro(root_ / "tree" / "pem").get(), 5000);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got.value(), std::string(5000, 'x'));
+  auto big = read_regular(open_ro(root_ / "tree" / "pem").get(), 4999);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, Error::Code::kTooLarge);
+  // A FIFO (opened non-blocking) and a directory are refused at once.
+  ASSERT_EQ(::mkfifo((root_ / "tree" / "fifo").c_str(), 0600), 0);
+  auto fifo = read_regular(open_ro(root_ / "tree" / "fifo").get(), 5000);
+  ASSERT_FALSE(fifo.ok());
+  EXPECT_EQ(fifo.error().code, Error::Code::kBadRequest);
+  EXPECT_FALSE(read_regular(open_ro(root_ / "tree").get(), 5000).ok());
+}
+
 TEST_F(SafeFs, MigrationChownsRootFilesButNoLinksOrWhatTheyPointAt) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   fs::create_directories(root_ / "tree" / "d");
