@@ -335,25 +335,16 @@ void UsageLedger::start(std::function<std::vector<kernel::KernelModel>()> list,
 
 void UsageLedger::stop() {
   if (ticker_) ticker_->stop();
-  // The server's runtimes outlive it: their last sighting is now, to the
-  // second. Another writer's end with it (a run's runtime dies with the run).
-  const bool outlive = writer_ == kServerWriter;
-  const double now = secs(clock_.wall());
+  // Another writer's runtimes end with it (a run's dies with the run): a
+  // last look that sees none of them closes them now, as any gone runtime.
+  if (writer_ != kServerWriter) return sync({}, nullptr);
+  // The server's outlive it: their last sighting is now, to the second.
   MutexLock db_lock(db_mu_);
   std::vector<std::pair<std::string, Record>> open;
   {
     MutexLock lock(mu_);
-    for (auto& [id, r] : records_) {
-      if (!r.own || r.end != 0 || !r.live) continue;
-      if (!outlive) {
-        r.last_seen = std::max(r.last_seen, now);
-        r.end = std::max(r.start, r.last_seen);
-        r.live = false;
-      } else if (r.written >= r.last_seen) {
-        continue;
-      }
-      open.emplace_back(id, r);
-    }
+    for (auto& [id, r] : records_)
+      if (r.own && r.end == 0 && r.live && r.written < r.last_seen) open.emplace_back(id, r);
   }
   if (open.empty() || !db_) return;
   sqlite::Tx tx(db_);
